@@ -1,0 +1,175 @@
+//! `qamlab doctor`: what this machine offers the lab (libtorch, CUDA, CPU, display, render adapters).
+
+use std::path::{Path, PathBuf};
+
+/// One line of the doctor's report.
+struct Check {
+    name: &'static str,
+    value: String,
+}
+
+/// Prints libtorch's version and location, CUDA availability and device names, CPU threads,
+/// display and rendering adapters, and the engine versions this binary was built with.
+pub fn run() -> anyhow::Result<()> {
+    let mut checks = Vec::new();
+    let torch_dir = loaded_libtorch_dir();
+    let torch_version = torch_dir
+        .as_deref()
+        .and_then(torch_version_of)
+        .unwrap_or_else(|| "unknown".into());
+    checks.push(Check {
+        name: "libtorch",
+        value: format!(
+            "{torch_version} (tch {}) at {}",
+            env!("QAMLAB_TCH_VERSION"),
+            torch_dir
+                .as_deref()
+                .map_or("?".into(), |p| p.display().to_string())
+        ),
+    });
+    let cuda = tch::Cuda::is_available();
+    let cuda_value = if cuda {
+        let names = nvidia_gpu_names();
+        format!(
+            "available: {} device(s){}{}",
+            tch::Cuda::device_count(),
+            if names.is_empty() { "" } else { ": " },
+            names.join(", ")
+        )
+    } else {
+        "not available (training runs on the CPU)".into()
+    };
+    checks.push(Check {
+        name: "CUDA",
+        value: cuda_value,
+    });
+    checks.push(Check {
+        name: "cuDNN",
+        value: if tch::Cuda::cudnn_is_available() {
+            "available".into()
+        } else {
+            "not available".into()
+        },
+    });
+    checks.push(Check {
+        name: "CPU threads",
+        value: format!(
+            "{} hardware, libtorch uses {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            tch::get_num_threads()
+        ),
+    });
+    checks.push(Check {
+        name: "display",
+        value: display_description(),
+    });
+    checks.push(Check {
+        name: "render adapters",
+        value: render_adapters(),
+    });
+    checks.push(Check {
+        name: "bevy",
+        value: env!("QAMLAB_BEVY_VERSION").into(),
+    });
+    checks.push(Check {
+        name: "rapier",
+        value: format!(
+            "rapier3d {} (bevy_rapier3d {})",
+            env!("QAMLAB_RAPIER_VERSION"),
+            env!("QAMLAB_BEVY_RAPIER_VERSION")
+        ),
+    });
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in &checks {
+        println!("{:width$}  {}", check.name, check.value);
+    }
+    Ok(())
+}
+
+/// The directory of the libtorch this process actually loaded (read from the process's memory
+/// map, so it is the truth even when LD_LIBRARY_PATH overrides the rpath).
+fn loaded_libtorch_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    // <torch>/lib/libtorch_cpu.so -> <torch>
+    Path::new(lib).parent()?.parent().map(Path::to_path_buf)
+}
+
+/// Reads `__version__` from the `version.py` that the torch wheel ships beside its libraries.
+fn torch_version_of(torch_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(torch_dir.join("version.py")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+}
+
+/// GPU model names from the NVIDIA driver's procfs entries (no nvidia-smi needed).
+fn nvidia_gpu_names() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/driver/nvidia/gpus") else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("information")).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("Model:"))
+                .map(|m| m.trim().to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn display_description() -> String {
+    let x11 = std::env::var("DISPLAY").ok().filter(|v| !v.is_empty());
+    let wayland = std::env::var("WAYLAND_DISPLAY")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (x11, wayland) {
+        (None, None) => "none (headless; `xvfb-run qamlab view ...` gives a virtual one)".into(),
+        (x, w) => [x.map(|d| format!("X11 {d}")), w.map(|d| format!("Wayland {d}"))]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Vulkan drivers installed (ICD manifests) and GPU render nodes: what a Bevy window could use.
+fn render_adapters() -> String {
+    let mut drivers = Vec::new();
+    for dir in ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let label = name.trim_end_matches(".json").to_string();
+                let label = match label.as_str() {
+                    l if l.starts_with("lvp_icd") => format!("{l} (lavapipe, software)"),
+                    l => l.to_string(),
+                };
+                drivers.push(label);
+            }
+        }
+    }
+    drivers.sort();
+    drivers.dedup();
+    let render_nodes = std::fs::read_dir("/dev/dri")
+        .map(|e| {
+            e.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+                .count()
+        })
+        .unwrap_or(0);
+    if drivers.is_empty() {
+        format!("no Vulkan driver installed; {render_nodes} GPU render node(s)")
+    } else {
+        format!(
+            "Vulkan: {}; {render_nodes} GPU render node(s)",
+            drivers.join(", ")
+        )
+    }
+}
