@@ -1,0 +1,390 @@
+//! Authoring components: what a task scene file (`.scn.ron`) is made of.
+//!
+//! Every type here is `Reflect` and registered by [`register_authoring_types`], so a scene names it by its type
+//! path. Entities refer to each other by *name* (a body, site, joint, actuator or goal name), never by entity id,
+//! so a scene stays readable and editable by hand.
+
+use bevy::prelude::*;
+
+/// A closed interval `[min, max]`; loading rejects `min > max`.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq)]
+pub struct Range {
+    /// Lower bound.
+    pub min: f32,
+    /// Upper bound.
+    pub max: f32,
+}
+
+impl Range {
+    /// The interval `[min, max]`.
+    pub const fn new(min: f32, max: f32) -> Self {
+        Self { min, max }
+    }
+
+    /// Whether `x` lies inside the interval (bounds included).
+    pub fn contains(&self, x: f32) -> bool {
+        x >= self.min && x <= self.max
+    }
+}
+
+/// The task as a whole: time steps, episode length, physics settings and reward form. Exactly one per scene.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct TaskSettings {
+    /// Task name (shown in specs and errors).
+    pub name: String,
+    /// Control steps per episode before truncation.
+    pub episode_length: u32,
+    /// Seconds per control step (one action).
+    pub control_dt: f32,
+    /// Physics steps per control step (each `control_dt / substeps` long).
+    pub substeps: u32,
+    /// Rapier solver iterations per physics step.
+    pub solver_iterations: u32,
+    /// Gravity, world frame (z is up in the built-in tasks).
+    pub gravity: Vec3,
+    /// How the sparse reward is formed from the goals.
+    pub reward: RewardKind,
+}
+
+/// Sparse reward forms (OGBench's single-task conventions).
+#[derive(Reflect, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RewardKind {
+    /// `success - 1`: 0 when every goal holds, -1 otherwise.
+    SuccessMinusOne,
+    /// `(goals satisfied) - (number of goals)`: from -K to 0.
+    GoalsSatisfiedMinusCount,
+}
+
+/// How a rigid body moves.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// Moved by forces, contacts and joints.
+    Dynamic,
+    /// Never moves (tables, bases).
+    Fixed,
+    /// Moved only by its velocity; unaffected by forces.
+    Kinematic,
+}
+
+/// A rigid body with its initial pose (world frame).
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct Body {
+    /// Unique name other components refer to.
+    pub name: String,
+    /// Dynamic, fixed or kinematic.
+    pub kind: BodyKind,
+    /// Initial position.
+    pub translation: Vec3,
+    /// Initial orientation.
+    pub rotation: Quat,
+    /// Multiplier of the task's gravity on this body (0 for gravity-compensated robot links).
+    #[reflect(default = "one")]
+    pub gravity_scale: f32,
+    /// Linear velocity damping.
+    #[reflect(default)]
+    pub linear_damping: f32,
+    /// Angular velocity damping.
+    #[reflect(default)]
+    pub angular_damping: f32,
+    /// Extra mass (kg) on top of the collider's; bodies without a collider need it to move.
+    #[reflect(default)]
+    pub extra_mass: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Collider shapes, in the body's frame (plus the collider's offset).
+#[derive(Reflect, Clone, Debug, PartialEq)]
+pub enum Shape {
+    /// A box given by its half extents.
+    Cuboid {
+        /// Half sizes along x, y, z.
+        half_extents: Vec3,
+    },
+    /// A sphere.
+    Ball {
+        /// Radius.
+        radius: f32,
+    },
+    /// A capsule along the local z axis.
+    Capsule {
+        /// Half length of the segment between the two caps' centres.
+        half_height: f32,
+        /// Radius.
+        radius: f32,
+    },
+    /// A cylinder along the local z axis.
+    Cylinder {
+        /// Half length.
+        half_height: f32,
+        /// Radius.
+        radius: f32,
+    },
+    /// The convex hull of points.
+    ConvexHull {
+        /// At least four non-coplanar points.
+        points: Vec<Vec3>,
+    },
+}
+
+/// The collision shape and material of the body on the same entity.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct Collider {
+    /// Shape.
+    pub shape: Shape,
+    /// Shape position in the body frame.
+    #[reflect(default)]
+    pub offset: Vec3,
+    /// Density (kg/m³): with the shape it gives the body's mass.
+    pub density: f32,
+    /// Coulomb friction coefficient.
+    pub friction: f32,
+    /// Restitution (bounciness), 0..1.
+    #[reflect(default)]
+    pub restitution: f32,
+    /// Collision groups this collider belongs to (bit mask).
+    #[reflect(default = "all_groups")]
+    pub membership: u32,
+    /// Collision groups this collider touches (bit mask); two colliders touch when each one's filter has a bit of
+    /// the other's membership.
+    #[reflect(default = "all_groups")]
+    pub filter: u32,
+}
+
+fn all_groups() -> u32 {
+    u32::MAX
+}
+
+/// The motion a joint allows between its parent and child body.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq)]
+pub enum JointKind {
+    /// Rotation about `axis` (world frame at the initial pose).
+    Revolute {
+        /// Rotation axis.
+        axis: Vec3,
+    },
+    /// Translation along `axis` (world frame at the initial pose).
+    Prismatic {
+        /// Slide axis.
+        axis: Vec3,
+    },
+    /// No relative motion.
+    Fixed,
+}
+
+/// A joint between two bodies, defined at the bodies' initial poses: its coordinate is 0 there.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct Joint {
+    /// Unique name actuators and sensors refer to.
+    pub name: String,
+    /// Parent body name.
+    pub parent: String,
+    /// Child body name.
+    pub child: String,
+    /// Revolute, prismatic or fixed.
+    pub kind: JointKind,
+    /// Joint origin in world coordinates at the initial pose.
+    pub anchor: Vec3,
+    /// Limits of the joint coordinate (radians or metres); none for a free joint.
+    #[reflect(default)]
+    pub limits: Option<Range>,
+}
+
+/// A named point fixed to a body (like a MuJoCo site): the pinch point of a gripper, say.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct Site {
+    /// Unique name sensors and goals refer to.
+    pub name: String,
+    /// Body the site moves with.
+    pub body: String,
+    /// Position in the body's frame.
+    pub offset: Vec3,
+}
+
+/// How an action value becomes a joint motor command.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq)]
+pub enum Control {
+    /// Target position = current joint position + action * `scale` (OGBench's end-effector deltas).
+    PositionDelta {
+        /// Joint units per unit action per control step.
+        scale: f32,
+    },
+    /// Target position mapped linearly from the action range onto `[at_min, at_max]` (a gripper's open/close).
+    PositionAbsolute {
+        /// Joint target at the action range's minimum.
+        at_min: f32,
+        /// Joint target at the action range's maximum.
+        at_max: f32,
+    },
+    /// Target velocity = action * `scale`.
+    Velocity {
+        /// Joint units per second per unit action.
+        scale: f32,
+    },
+}
+
+/// One action dimension: a motor driving one or more joints with the same command.
+#[derive(Reflect, Clone, Debug)]
+pub struct Actuator {
+    /// Name of this action dimension.
+    pub name: String,
+    /// Joints driven (prismatic or revolute), all with the same target.
+    pub joints: Vec<String>,
+    /// Position delta, absolute position or velocity control.
+    pub control: Control,
+    /// Valid action values; actions outside it are an error.
+    pub range: Range,
+    /// Motor stiffness (acceleration units per unit position error).
+    pub stiffness: f32,
+    /// Motor damping (acceleration units per unit velocity error).
+    pub damping: f32,
+    /// Largest force (or torque) the motor may apply.
+    pub max_force: f32,
+}
+
+/// The action vector: one entry per dimension, in order. Exactly one per scene.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct ActionSpace {
+    /// Action dimensions in vector order.
+    pub actuators: Vec<Actuator>,
+}
+
+/// One observation block. `frame` names a body or a site.
+#[derive(Reflect, Clone, Debug, PartialEq)]
+pub enum Sensor {
+    /// Position of a frame (3).
+    Position {
+        /// Body or site.
+        frame: String,
+    },
+    /// Orientation quaternion of a body, `x, y, z, w` with `w >= 0` (4).
+    Quaternion {
+        /// Body.
+        body: String,
+    },
+    /// Heading of a body about the world z axis as `sin, cos` (2).
+    YawSinCos {
+        /// Body.
+        body: String,
+    },
+    /// Linear velocity of a frame (3).
+    LinearVelocity {
+        /// Body or site.
+        frame: String,
+    },
+    /// Angular velocity of a body (3).
+    AngularVelocity {
+        /// Body.
+        body: String,
+    },
+    /// Joint coordinate (1).
+    JointPosition {
+        /// Joint.
+        joint: String,
+    },
+    /// Joint coordinate rate (1).
+    JointVelocity {
+        /// Joint.
+        joint: String,
+    },
+    /// `to - from` positions (3).
+    RelativePosition {
+        /// Body or site subtracted.
+        from: String,
+        /// Body or site.
+        to: String,
+    },
+    /// A goal's target position (3).
+    GoalPosition {
+        /// Goal.
+        goal: String,
+    },
+    /// Mean coordinate of an actuator's joints mapped onto 0 (the joints' lower limit) .. 1 (upper limit): a
+    /// gripper's closure (1).
+    JointFraction {
+        /// Actuator whose joints are averaged (they need limits).
+        actuator: String,
+    },
+}
+
+/// The observation vector: blocks in order. Exactly one per scene.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct ObservationSpace {
+    /// Observation blocks in vector order.
+    pub sensors: Vec<Sensor>,
+}
+
+/// A goal: a frame must come within `tolerance` of `target`. Success is every goal holding.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct Goal {
+    /// Unique name sensors refer to.
+    pub name: String,
+    /// Body or site that must reach the target.
+    pub frame: String,
+    /// Target position (world), before reset randomisation.
+    pub target: Vec3,
+    /// Largest distance that counts as reached.
+    pub tolerance: f32,
+}
+
+/// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
+/// pose with a uniform draw (world frame; yaw about z, applied on top of the authored rotation).
+#[derive(Component, Reflect, Clone, Debug, Default)]
+#[reflect(Component)]
+pub struct RandomizePose {
+    /// Range of x.
+    #[reflect(default)]
+    pub x: Option<Range>,
+    /// Range of y.
+    #[reflect(default)]
+    pub y: Option<Range>,
+    /// Range of z.
+    #[reflect(default)]
+    pub z: Option<Range>,
+    /// Range of the added yaw (radians).
+    #[reflect(default)]
+    pub yaw: Option<Range>,
+}
+
+/// Reset randomisation of the goal on the same entity: each given range replaces that target coordinate with a
+/// uniform draw. `min_distance_from` keeps the target away from a frame's initial position (redrawn until so).
+#[derive(Component, Reflect, Clone, Debug, Default)]
+#[reflect(Component)]
+pub struct RandomizeTarget {
+    /// Range of x.
+    #[reflect(default)]
+    pub x: Option<Range>,
+    /// Range of y.
+    #[reflect(default)]
+    pub y: Option<Range>,
+    /// Range of z.
+    #[reflect(default)]
+    pub z: Option<Range>,
+    /// Optional `(frame, distance)`: the target starts at least `distance` from that frame's initial position.
+    #[reflect(default)]
+    pub min_distance_from: Option<(String, f32)>,
+}
+
+/// Registers every authoring type, so scene files can name them.
+pub fn register_authoring_types(registry: &mut bevy::reflect::TypeRegistry) {
+    registry.register::<TaskSettings>();
+    registry.register::<Body>();
+    registry.register::<Collider>();
+    registry.register::<Joint>();
+    registry.register::<Site>();
+    registry.register::<ActionSpace>();
+    registry.register::<ObservationSpace>();
+    registry.register::<Goal>();
+    registry.register::<RandomizePose>();
+    registry.register::<RandomizeTarget>();
+}

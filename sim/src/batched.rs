@@ -1,0 +1,157 @@
+//! [`BatchedEnv`]: N envs of one task in one Bevy World, stepped together by one schedule run per control step.
+
+use std::sync::Arc;
+
+use bevy::app::TaskPoolPlugin;
+use bevy::prelude::*;
+
+use crate::SimPlugin;
+use crate::env::{EnvIndex, EnvState, EnvWorld, reset_env};
+use crate::error::SimError;
+use crate::scene::TaskScene;
+use crate::spec::EnvSpec;
+use crate::systems::{BatchActions, EnvOptions, SimTask, StepOutput};
+
+/// N instances of a task, each in its own Rapier world, driven through flat `f32` buffers.
+pub struct BatchedEnv {
+    app: App,
+    spec: EnvSpec,
+    num_envs: usize,
+    entities: Vec<Entity>,
+    was_reset: bool,
+}
+
+impl BatchedEnv {
+    /// Builds `num_envs` envs of `task` in a fresh headless App (call [`reset`](Self::reset) before stepping).
+    pub fn new(task: &TaskScene, num_envs: usize, options: EnvOptions) -> Result<Self, SimError> {
+        if num_envs == 0 {
+            return Err(SimError::NoEnvs);
+        }
+        let episode_length = options
+            .episode_length
+            .unwrap_or(task.settings.episode_length)
+            .max(1);
+        let spec = EnvSpec::new(task, episode_length);
+        let scene = Arc::new(task.clone());
+        let mut app = App::new();
+        app.add_plugins((TaskPoolPlugin::default(), SimPlugin::default()));
+        app.finish();
+        app.cleanup();
+        let world = app.world_mut();
+        world.insert_resource(SimTask {
+            scene: scene.clone(),
+            spec: spec.clone(),
+            options,
+        });
+        world.insert_resource(BatchActions {
+            values: vec![0.0; num_envs * spec.action_dim],
+            pending: false,
+        });
+        world.insert_resource(StepOutput::new(num_envs, &spec));
+        let entities = (0..num_envs)
+            .map(|i| {
+                let mut state = EnvState::new(&scene, &spec, i as u64);
+                let physics = reset_env(&scene, &mut state);
+                world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
+            })
+            .collect();
+        Ok(Self {
+            app,
+            spec,
+            num_envs,
+            entities,
+            was_reset: false,
+        })
+    }
+
+    /// Names, bounds and sizes of the observation and action vectors.
+    pub fn spec(&self) -> &EnvSpec {
+        &self.spec
+    }
+
+    /// Number of envs.
+    pub fn num_envs(&self) -> usize {
+        self.num_envs
+    }
+
+    /// Starts a new episode in every env, env `i` seeding its random stream with `seeds[i]` (later auto-resets
+    /// continue that stream). Returns the observations, `[N * obs_dim]`.
+    pub fn reset(&mut self, seeds: &[u64]) -> Result<&[f32], SimError> {
+        if seeds.len() != self.num_envs {
+            return Err(SimError::SeedCount {
+                expected: self.num_envs,
+                got: seeds.len(),
+            });
+        }
+        let scene = self.app.world().resource::<SimTask>().scene.clone();
+        let spec = self.spec.clone();
+        let world = self.app.world_mut();
+        let mut out = StepOutput::new(self.num_envs, &spec);
+        for (i, (&entity, &seed)) in self.entities.iter().zip(seeds).enumerate() {
+            let mut state = EnvState::new(&scene, &spec, seed);
+            let physics = reset_env(&scene, &mut state);
+            state.final_obs.copy_from_slice(&state.obs);
+            state.final_qpos.copy_from_slice(&state.qpos);
+            state.final_qvel.copy_from_slice(&state.qvel);
+            out.write(i, &state);
+            world.entity_mut(entity).insert((EnvWorld(physics), state));
+        }
+        world.insert_resource(out);
+        self.was_reset = true;
+        Ok(&self.app.world().resource::<StepOutput>().obs)
+    }
+
+    /// Checks an action buffer: its length and every value (finite, inside its range).
+    pub fn check_actions(&self, actions: &[f32]) -> Result<(), SimError> {
+        let a = self.spec.action_dim;
+        if actions.len() != self.num_envs * a {
+            return Err(SimError::ActionShape {
+                expected: self.num_envs * a,
+                got: actions.len(),
+                num_envs: self.num_envs,
+                action_dim: a,
+            });
+        }
+        for (k, &u) in actions.iter().enumerate() {
+            let (env, index) = (k / a, k % a);
+            let (min, max) = (self.spec.action_low[index], self.spec.action_high[index]);
+            if !(u.is_finite() && u >= min && u <= max) {
+                return Err(SimError::ActionValue {
+                    env,
+                    index,
+                    name: self.spec.action_names[index].clone(),
+                    value: u,
+                    min,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one control step for all envs: actions `[N * action_dim]` in, results out (auto-resetting envs whose
+    /// episode ended). Bad actions are an error naming the env and action index, and change nothing.
+    pub fn step(&mut self, actions: &[f32]) -> Result<&StepOutput, SimError> {
+        if !self.was_reset {
+            return Err(SimError::NotReset);
+        }
+        self.check_actions(actions)?;
+        {
+            let mut batch = self.app.world_mut().resource_mut::<BatchActions>();
+            batch.values.copy_from_slice(actions);
+            batch.pending = true;
+        }
+        self.app.update();
+        Ok(self.app.world().resource::<StepOutput>())
+    }
+
+    /// The latest results (also what the last `reset` or `step` returned).
+    pub fn output(&self) -> &StepOutput {
+        self.app.world().resource::<StepOutput>()
+    }
+
+    /// The App holding the envs: for plugins that watch or draw them (same World, same systems).
+    pub fn app_mut(&mut self) -> &mut App {
+        &mut self.app
+    }
+}

@@ -1,0 +1,265 @@
+//! One env instance: its components and the work of each control-step phase, as plain functions the plugin's
+//! systems call for every env.
+
+use bevy::prelude::*;
+use bevy_rapier3d::rapier::prelude::Pose;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::authoring::{BodyKind, Control, Range, RewardKind};
+use crate::physics::{EnvPhysics, yaw_of};
+use crate::scene::{SensorDef, TaskScene};
+
+/// Which env of the batch an entity is: its row in every batch buffer.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvIndex(pub usize);
+
+/// An env's Rapier world (its own physics context).
+#[derive(Component)]
+pub struct EnvWorld(pub EnvPhysics);
+
+/// An env's episode state and its latest outputs.
+#[derive(Component)]
+pub struct EnvState {
+    /// The env's random stream: seeded by `reset`, continued by every auto-reset.
+    pub rng: ChaCha8Rng,
+    /// Control steps taken in this episode.
+    pub t: u32,
+    /// Goal targets of this episode, indexed like the scene's goals.
+    pub targets: Vec<Vec3>,
+    /// Observation after the latest step (after an auto-reset when one happened).
+    pub obs: Vec<f32>,
+    /// Observation reached by the latest step, before any auto-reset.
+    pub final_obs: Vec<f32>,
+    /// Physics positions matching `obs`.
+    pub qpos: Vec<f32>,
+    /// Physics velocities matching `obs`.
+    pub qvel: Vec<f32>,
+    /// Physics positions matching `final_obs`.
+    pub final_qpos: Vec<f32>,
+    /// Physics velocities matching `final_obs`.
+    pub final_qvel: Vec<f32>,
+    /// Reward of the latest step.
+    pub reward: f32,
+    /// Whether every goal held after the latest step.
+    pub success: bool,
+    /// Whether the latest step ended the episode by success (with `terminate_on_success`).
+    pub terminated: bool,
+    /// Whether the latest step ended the episode by the time limit.
+    pub truncated: bool,
+}
+
+impl EnvState {
+    /// A fresh state for a scene, with its stream seeded by `seed` (call [`reset_env`] before use).
+    pub fn new(scene: &TaskScene, spec: &crate::spec::EnvSpec, seed: u64) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            t: 0,
+            targets: scene.goals.iter().map(|g| g.goal.target).collect(),
+            obs: vec![0.0; spec.obs_dim],
+            final_obs: vec![0.0; spec.obs_dim],
+            qpos: vec![0.0; spec.qpos_dim],
+            qvel: vec![0.0; spec.qvel_dim],
+            final_qpos: vec![0.0; spec.qpos_dim],
+            final_qvel: vec![0.0; spec.qvel_dim],
+            reward: 0.0,
+            success: false,
+            terminated: false,
+            truncated: false,
+        }
+    }
+
+    /// Whether the latest step ended the episode.
+    pub fn done(&self) -> bool {
+        self.terminated || self.truncated
+    }
+}
+
+fn draw(rng: &mut ChaCha8Rng, range: Option<Range>, authored: f32) -> f32 {
+    match range {
+        // One draw per given range, in a fixed order: the stream stays aligned whatever the values.
+        Some(r) => r.min + (r.max - r.min) * rng.random::<f32>(),
+        None => authored,
+    }
+}
+
+/// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
+/// and reads the first observation.
+pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
+    let rng = &mut state.rng;
+    let poses: Vec<Pose> = scene
+        .bodies
+        .iter()
+        .map(|def| {
+            let b = &def.body;
+            let rotation = b.rotation.normalize();
+            match &def.randomize {
+                None => Pose::from_parts(b.translation, rotation),
+                Some(r) => {
+                    let x = draw(rng, r.x, b.translation.x);
+                    let y = draw(rng, r.y, b.translation.y);
+                    let z = draw(rng, r.z, b.translation.z);
+                    let yaw = draw(rng, r.yaw, 0.0);
+                    Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation)
+                }
+            }
+        })
+        .collect();
+    for (k, g) in scene.goals.iter().enumerate() {
+        let t = g.goal.target;
+        state.targets[k] = match &g.randomize {
+            None => t,
+            Some((r, away)) => {
+                let mut target = Vec3::ZERO;
+                // Redraw (bounded) until far enough from the keep-away frame; the last draw stands otherwise.
+                for _ in 0..64 {
+                    target = Vec3::new(
+                        draw(rng, r.x, t.x),
+                        draw(rng, r.y, t.y),
+                        draw(rng, r.z, t.z),
+                    );
+                    match away {
+                        Some((f, d))
+                            if poses[f.body].transform_point(f.offset).distance(target) < *d =>
+                        {
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
+                target
+            }
+        };
+    }
+    let physics = EnvPhysics::build(scene, &poses);
+    state.t = 0;
+    state.reward = 0.0;
+    state.success = false;
+    state.terminated = false;
+    state.truncated = false;
+    read_sensors(scene, &physics, state);
+    physics
+}
+
+/// Turns one env's action into motor targets.
+pub fn apply_action(scene: &TaskScene, physics: &mut EnvPhysics, action: &[f32]) {
+    for (a, &u) in scene.actuators.iter().zip(action) {
+        let act = &a.actuator;
+        for &j in &a.joints {
+            let limits = scene.joints[j].joint.limits;
+            let clamp = |x: f32| limits.map_or(x, |l| x.clamp(l.min, l.max));
+            match act.control {
+                Control::PositionDelta { scale } => {
+                    let target = clamp(physics.joint_position(scene, j) + u * scale);
+                    physics.set_position_target(scene, j, target, act.stiffness, act.damping);
+                }
+                Control::PositionAbsolute { at_min, at_max } => {
+                    let r = act.range;
+                    let s = if r.max > r.min {
+                        (u - r.min) / (r.max - r.min)
+                    } else {
+                        0.5
+                    };
+                    let target = clamp(at_min + (at_max - at_min) * s);
+                    physics.set_position_target(scene, j, target, act.stiffness, act.damping);
+                }
+                Control::Velocity { scale } => {
+                    physics.set_velocity_target(scene, j, u * scale, act.damping);
+                }
+            }
+        }
+    }
+}
+
+/// Fills the env's observation and physics-state buffers from its world.
+pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvState) {
+    let mut o = 0;
+    let obs = &mut state.obs;
+    let mut put = |vals: &[f32]| {
+        obs[o..o + vals.len()].copy_from_slice(vals);
+        o += vals.len();
+    };
+    for (_, def) in &scene.sensors {
+        match *def {
+            SensorDef::Position(f) => put(&physics.frame_position(f).to_array()),
+            SensorDef::Quaternion(b) => {
+                let q = physics.pose(b).rotation;
+                // q and -q are the same rotation: keep w >= 0 so the observation is a function of the state.
+                let q = if q.w < 0.0 { -q } else { q };
+                put(&q.to_array())
+            }
+            SensorDef::YawSinCos(b) => {
+                let (s, c) = yaw_of(physics.pose(b).rotation).sin_cos();
+                put(&[s, c])
+            }
+            SensorDef::LinearVelocity(f) => put(&physics.frame_velocity(f).to_array()),
+            SensorDef::AngularVelocity(b) => put(&physics.velocity(b).1.to_array()),
+            SensorDef::JointPosition(j) => put(&[physics.joint_position(scene, j)]),
+            SensorDef::JointVelocity(j) => put(&[physics.joint_velocity(scene, j)]),
+            SensorDef::RelativePosition(from, to) => {
+                put(&(physics.frame_position(to) - physics.frame_position(from)).to_array())
+            }
+            SensorDef::GoalPosition(g) => put(&state.targets[g].to_array()),
+            SensorDef::JointFraction(a) => {
+                let joints = &scene.actuators[a].joints;
+                let mut sum = 0.0;
+                for &j in joints {
+                    let l = scene.joints[j]
+                        .joint
+                        .limits
+                        .expect("checked when the scene was loaded");
+                    sum += (physics.joint_position(scene, j) - l.min) / (l.max - l.min);
+                }
+                put(&[sum / joints.len() as f32])
+            }
+        }
+    }
+    let (mut p, mut v) = (0, 0);
+    for (k, def) in scene.bodies.iter().enumerate() {
+        if def.body.kind == BodyKind::Fixed {
+            continue;
+        }
+        let pose = physics.pose(k);
+        state.qpos[p..p + 3].copy_from_slice(&pose.translation.to_array());
+        state.qpos[p + 3..p + 7].copy_from_slice(&pose.rotation.to_array());
+        let (lin, ang) = physics.velocity(k);
+        state.qvel[v..v + 3].copy_from_slice(&lin.to_array());
+        state.qvel[v + 3..v + 6].copy_from_slice(&ang.to_array());
+        p += 7;
+        v += 6;
+    }
+}
+
+/// Number of goals holding in the env's current state.
+pub fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: &[Vec3]) -> usize {
+    scene
+        .goals
+        .iter()
+        .zip(targets)
+        .filter(|(g, t)| physics.frame_position(g.frame).distance(**t) <= g.goal.tolerance)
+        .count()
+}
+
+/// Scores the step just taken: success, reward, termination and truncation; keeps the reached observation as
+/// the final one.
+pub fn evaluate(
+    scene: &TaskScene,
+    physics: &EnvPhysics,
+    state: &mut EnvState,
+    episode_length: u32,
+    terminate_on_success: bool,
+) {
+    let satisfied = goals_satisfied(scene, physics, &state.targets);
+    let n = scene.goals.len();
+    state.success = satisfied == n;
+    state.reward = match scene.settings.reward {
+        RewardKind::SuccessMinusOne => f32::from(u8::from(state.success)) - 1.0,
+        RewardKind::GoalsSatisfiedMinusCount => satisfied as f32 - n as f32,
+    };
+    state.t += 1;
+    state.terminated = terminate_on_success && state.success;
+    state.truncated = !state.terminated && state.t >= episode_length;
+    state.final_obs.copy_from_slice(&state.obs);
+    state.final_qpos.copy_from_slice(&state.qpos);
+    state.final_qvel.copy_from_slice(&state.qvel);
+}

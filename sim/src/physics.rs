@@ -1,0 +1,276 @@
+//! One env's Rapier world: built from a [`TaskScene`] at reset, read by the sensors, driven by the motors.
+//!
+//! Each env owns a whole Rapier `PhysicsWorld` (its own physics context). Reset builds it afresh rather than
+//! teleporting bodies, so nothing from a previous episode (contact caches, solver warm starts, islands) leaks into
+//! the next: an episode depends on its seed alone, whatever ran before it or beside it.
+
+use bevy::math::{Quat, Vec3};
+use bevy_rapier3d::rapier::prelude::*;
+
+use crate::authoring::{BodyKind, JointKind, Shape};
+use crate::scene::{FrameRef, TaskScene};
+
+/// An env's physics: the Rapier world and the handles of the scene's bodies and joints, by scene index.
+pub struct EnvPhysics {
+    /// The Rapier world.
+    pub world: PhysicsWorld,
+    /// Body handles, indexed like [`TaskScene::bodies`].
+    pub bodies: Vec<RigidBodyHandle>,
+    /// Joint handles, indexed like [`TaskScene::joints`].
+    pub joints: Vec<ImpulseJointHandle>,
+}
+
+impl EnvPhysics {
+    /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), all at rest, and every
+    /// motor holding its joint where it is.
+    pub fn build(scene: &TaskScene, poses: &[Pose]) -> Self {
+        let s = &scene.settings;
+        let mut world = PhysicsWorld::default();
+        world.gravity = s.gravity;
+        world.integration_parameters.dt = s.control_dt / s.substeps as f32;
+        world.integration_parameters.num_solver_iterations = s.solver_iterations as usize;
+        // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.
+        world.integration_parameters.warmstart_joints = true;
+
+        let mut bodies = Vec::with_capacity(scene.bodies.len());
+        for (def, pose) in scene.bodies.iter().zip(poses) {
+            let b = &def.body;
+            let builder = match b.kind {
+                BodyKind::Dynamic => RigidBodyBuilder::dynamic(),
+                BodyKind::Fixed => RigidBodyBuilder::fixed(),
+                BodyKind::Kinematic => RigidBodyBuilder::kinematic_velocity_based(),
+            };
+            let mut builder = builder
+                .pose(*pose)
+                .gravity_scale(b.gravity_scale)
+                .linear_damping(b.linear_damping)
+                .angular_damping(b.angular_damping);
+            if b.extra_mass > 0.0 {
+                // A point-ish mass: inertia of a 5 cm sphere, so collider-less links rotate sensibly.
+                let i = 0.4 * b.extra_mass * 0.05 * 0.05;
+                builder = builder.additional_mass_properties(MassProperties::new(
+                    Vec3::ZERO,
+                    b.extra_mass,
+                    Vec3::splat(i),
+                ));
+            }
+            let handle = world.bodies.insert(builder.build());
+            if let Some(c) = &def.collider {
+                let shape = match &c.shape {
+                    Shape::Cuboid { half_extents: h } => ColliderBuilder::cuboid(h.x, h.y, h.z),
+                    Shape::Ball { radius } => ColliderBuilder::ball(*radius),
+                    Shape::Capsule {
+                        half_height,
+                        radius,
+                    } => ColliderBuilder::capsule_z(*half_height, *radius),
+                    // Rapier's cylinders run along y; scenes use z like capsules.
+                    Shape::Cylinder {
+                        half_height,
+                        radius,
+                    } => ColliderBuilder::cylinder(*half_height, *radius)
+                        .rotation(Vec3::X * std::f32::consts::FRAC_PI_2),
+                    Shape::ConvexHull { points } => ColliderBuilder::convex_hull(points)
+                        .expect("checked when the scene was loaded"),
+                };
+                let offset = shape.position.translation + c.offset;
+                let collider = shape
+                    .translation(offset)
+                    .density(c.density)
+                    .friction(c.friction)
+                    .restitution(c.restitution)
+                    .collision_groups(InteractionGroups::new(
+                        Group::from_bits_retain(c.membership),
+                        Group::from_bits_retain(c.filter),
+                        InteractionTestMode::And,
+                    ))
+                    .build();
+                world
+                    .colliders
+                    .insert_with_parent(collider, handle, &mut world.bodies);
+            }
+            bodies.push(handle);
+        }
+
+        let mut joints = Vec::with_capacity(scene.joints.len());
+        for def in &scene.joints {
+            let locked = match def.joint.kind {
+                JointKind::Revolute { .. } => JointAxesMask::LOCKED_REVOLUTE_AXES,
+                JointKind::Prismatic { .. } => JointAxesMask::LOCKED_PRISMATIC_AXES,
+                JointKind::Fixed => JointAxesMask::LOCKED_FIXED_AXES,
+            };
+            let mut joint = GenericJointBuilder::new(locked)
+                .local_frame1(def.frame1)
+                .local_frame2(def.frame2)
+                // Jointed bodies overlap by design (a finger inside its palm's box).
+                .contacts_enabled(false)
+                .build();
+            if let (Some(axis), Some(l)) = (joint_axis(def.joint.kind), def.joint.limits) {
+                joint.set_limits(axis, [l.min, l.max]);
+            }
+            joints.push(world.impulse_joints.insert(
+                bodies[def.parent],
+                bodies[def.child],
+                joint,
+                true,
+            ));
+        }
+
+        let mut physics = Self {
+            world,
+            bodies,
+            joints,
+        };
+        for a in &scene.actuators {
+            for &j in &a.joints {
+                let axis =
+                    joint_axis(scene.joints[j].joint.kind).expect("actuated joints are not fixed");
+                let p = physics.joint_position(scene, j);
+                let act = &a.actuator;
+                if let Some(joint) = physics
+                    .world
+                    .impulse_joints
+                    .get_mut(physics.joints[j], true)
+                {
+                    joint
+                        .data
+                        .set_motor_model(axis, MotorModel::AccelerationBased);
+                    joint.data.set_motor_max_force(axis, act.max_force);
+                    match act.control {
+                        crate::authoring::Control::Velocity { .. } => {
+                            joint.data.set_motor_velocity(axis, 0.0, act.damping);
+                        }
+                        _ => {
+                            joint
+                                .data
+                                .set_motor_position(axis, p, act.stiffness, act.damping);
+                        }
+                    }
+                }
+            }
+        }
+        physics
+    }
+
+    /// Advances the world by `substeps` physics steps.
+    pub fn step(&mut self, substeps: u32) {
+        for _ in 0..substeps {
+            self.world.step();
+        }
+    }
+
+    /// World pose of a scene body.
+    pub fn pose(&self, body: usize) -> Pose {
+        *self.world.bodies[self.bodies[body]].position()
+    }
+
+    /// World position of a frame (a body origin or a site).
+    pub fn frame_position(&self, f: FrameRef) -> Vec3 {
+        self.pose(f.body).transform_point(f.offset)
+    }
+
+    /// World linear velocity of a frame's point.
+    pub fn frame_velocity(&self, f: FrameRef) -> Vec3 {
+        let b = &self.world.bodies[self.bodies[f.body]];
+        b.velocity_at_point(b.position().transform_point(f.offset))
+    }
+
+    /// Linear and angular velocity of a body.
+    pub fn velocity(&self, body: usize) -> (Vec3, Vec3) {
+        let b = &self.world.bodies[self.bodies[body]];
+        (b.linvel(), b.angvel())
+    }
+
+    /// Joint frames in world coordinates: (on the parent, on the child).
+    fn joint_frames(&self, scene: &TaskScene, j: usize) -> (Pose, Pose) {
+        let d = &scene.joints[j];
+        (
+            self.pose(d.parent) * d.frame1,
+            self.pose(d.child) * d.frame2,
+        )
+    }
+
+    /// A joint's coordinate: metres along a prismatic axis, radians about a revolute one (0 at the authored pose).
+    pub fn joint_position(&self, scene: &TaskScene, j: usize) -> f32 {
+        let (f1, f2) = self.joint_frames(scene, j);
+        let rel = f1.inv_mul(&f2);
+        match scene.joints[j].joint.kind {
+            JointKind::Prismatic { .. } => rel.translation.x,
+            JointKind::Revolute { .. } => {
+                let q = rel.rotation;
+                let angle = 2.0 * q.x.atan2(q.w);
+                // Wrap to (-pi, pi].
+                if angle > std::f32::consts::PI {
+                    angle - std::f32::consts::TAU
+                } else if angle <= -std::f32::consts::PI {
+                    angle + std::f32::consts::TAU
+                } else {
+                    angle
+                }
+            }
+            JointKind::Fixed => 0.0,
+        }
+    }
+
+    /// A joint's rate: the child's motion relative to the parent along (or about) the joint axis.
+    pub fn joint_velocity(&self, scene: &TaskScene, j: usize) -> f32 {
+        let d = &scene.joints[j];
+        let (f1, f2) = self.joint_frames(scene, j);
+        let axis = f1.rotation * Vec3::X;
+        let parent = &self.world.bodies[self.bodies[d.parent]];
+        let child = &self.world.bodies[self.bodies[d.child]];
+        match d.joint.kind {
+            JointKind::Prismatic { .. } => {
+                let p = f2.translation;
+                (child.velocity_at_point(p) - parent.velocity_at_point(p)).dot(axis)
+            }
+            JointKind::Revolute { .. } => (child.angvel() - parent.angvel()).dot(axis),
+            JointKind::Fixed => 0.0,
+        }
+    }
+
+    /// Sets a joint motor's position target (stiffness and damping as given).
+    pub fn set_position_target(
+        &mut self,
+        scene: &TaskScene,
+        j: usize,
+        target: f32,
+        stiffness: f32,
+        damping: f32,
+    ) {
+        let axis = joint_axis(scene.joints[j].joint.kind).expect("actuated joints are not fixed");
+        if let Some(joint) = self.world.impulse_joints.get_mut(self.joints[j], true) {
+            joint
+                .data
+                .set_motor_position(axis, target, stiffness, damping);
+        }
+    }
+
+    /// Sets a joint motor's velocity target.
+    pub fn set_velocity_target(
+        &mut self,
+        scene: &TaskScene,
+        j: usize,
+        velocity: f32,
+        damping: f32,
+    ) {
+        let axis = joint_axis(scene.joints[j].joint.kind).expect("actuated joints are not fixed");
+        if let Some(joint) = self.world.impulse_joints.get_mut(self.joints[j], true) {
+            joint.data.set_motor_velocity(axis, velocity, damping);
+        }
+    }
+}
+
+/// The free axis of a joint in its frame (always the frame's x).
+pub fn joint_axis(kind: JointKind) -> Option<JointAxis> {
+    match kind {
+        JointKind::Revolute { .. } => Some(JointAxis::AngX),
+        JointKind::Prismatic { .. } => Some(JointAxis::LinX),
+        JointKind::Fixed => None,
+    }
+}
+
+/// Heading about world z of a rotation's x axis.
+pub fn yaw_of(rotation: Quat) -> f32 {
+    let x = rotation * Vec3::X;
+    x.y.atan2(x.x)
+}

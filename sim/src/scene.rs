@@ -1,0 +1,914 @@
+//! Loading a task scene: `.scn.ron` text -> reflected components -> a checked [`TaskScene`] with names resolved
+//! to indices. Every mistake becomes a [`SimError`] naming the file, the entity and the field; nothing panics.
+
+use std::any::TypeId;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use bevy::asset::{AssetPath, LoadFromPath, UntypedHandle};
+use bevy::prelude::*;
+use bevy::reflect::{FromReflect, PartialReflect, TypeRegistry};
+use bevy::world_serialization::serde::WorldDeserializer;
+use bevy_rapier3d::rapier::prelude::{ColliderBuilder, GenericJoint, Pose};
+use serde::de::DeserializeSeed;
+
+use crate::authoring::*;
+use crate::error::SimError;
+
+/// A point fixed to a body: a body's origin or a site.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameRef {
+    /// Index into [`TaskScene::bodies`].
+    pub body: usize,
+    /// Position in the body's frame.
+    pub offset: Vec3,
+}
+
+/// A body with the components found on its entity.
+#[derive(Clone, Debug)]
+pub struct BodyDef {
+    /// The body.
+    pub body: Body,
+    /// Its collider, if any.
+    pub collider: Option<Collider>,
+    /// Its reset randomisation, if any.
+    pub randomize: Option<RandomizePose>,
+}
+
+/// A joint with its bodies resolved and its frames (x axis = joint axis) in each body's frame.
+#[derive(Clone, Debug)]
+pub struct JointDef {
+    /// The joint as authored.
+    pub joint: Joint,
+    /// Parent body index.
+    pub parent: usize,
+    /// Child body index.
+    pub child: usize,
+    /// Joint frame in the parent's frame.
+    pub frame1: Pose,
+    /// Joint frame in the child's frame.
+    pub frame2: Pose,
+}
+
+/// An action dimension with its joints resolved.
+#[derive(Clone, Debug)]
+pub struct ActuatorDef {
+    /// The actuator as authored.
+    pub actuator: Actuator,
+    /// Joint indices.
+    pub joints: Vec<usize>,
+}
+
+/// An observation block with its names resolved to indices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SensorDef {
+    /// Frame position (3).
+    Position(FrameRef),
+    /// Body quaternion (4).
+    Quaternion(usize),
+    /// Body yaw sin, cos (2).
+    YawSinCos(usize),
+    /// Frame linear velocity (3).
+    LinearVelocity(FrameRef),
+    /// Body angular velocity (3).
+    AngularVelocity(usize),
+    /// Joint coordinate (1).
+    JointPosition(usize),
+    /// Joint rate (1).
+    JointVelocity(usize),
+    /// `to - from` (3).
+    RelativePosition(FrameRef, FrameRef),
+    /// Goal target (3).
+    GoalPosition(usize),
+    /// Actuator joints' normalised coordinate (1).
+    JointFraction(usize),
+}
+
+impl SensorDef {
+    /// Number of observation values this block produces.
+    pub fn dim(&self) -> usize {
+        match self {
+            SensorDef::Position(_)
+            | SensorDef::LinearVelocity(_)
+            | SensorDef::AngularVelocity(_)
+            | SensorDef::RelativePosition(..)
+            | SensorDef::GoalPosition(_) => 3,
+            SensorDef::Quaternion(_) => 4,
+            SensorDef::YawSinCos(_) => 2,
+            SensorDef::JointPosition(_)
+            | SensorDef::JointVelocity(_)
+            | SensorDef::JointFraction(_) => 1,
+        }
+    }
+}
+
+/// A goal with its frame resolved.
+#[derive(Clone, Debug)]
+pub struct GoalDef {
+    /// The goal as authored.
+    pub goal: Goal,
+    /// The frame that must reach the target.
+    pub frame: FrameRef,
+    /// Reset randomisation of the target, with the optional keep-away frame resolved.
+    pub randomize: Option<(RandomizeTarget, Option<(FrameRef, f32)>)>,
+}
+
+/// A loaded, checked task: plain data the batched env builds its physics worlds from.
+#[derive(Clone, Debug)]
+pub struct TaskScene {
+    /// Where it came from (a path, or `builtin:<name>`), for messages.
+    pub source: String,
+    /// Global settings.
+    pub settings: TaskSettings,
+    /// Bodies in file order.
+    pub bodies: Vec<BodyDef>,
+    /// Joints in file order.
+    pub joints: Vec<JointDef>,
+    /// Sites: name and frame.
+    pub sites: Vec<(String, FrameRef)>,
+    /// Action dimensions in order.
+    pub actuators: Vec<ActuatorDef>,
+    /// Observation blocks in order, with their authored form (for names).
+    pub sensors: Vec<(Sensor, SensorDef)>,
+    /// Goals in file order.
+    pub goals: Vec<GoalDef>,
+}
+
+impl TaskScene {
+    /// Loads and checks a scene file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_ron(&text, &file)
+    }
+
+    /// Parses and checks scene text; `source` names it in errors.
+    pub fn from_ron(text: &str, source: &str) -> Result<Self, SimError> {
+        let entities = parse(text, source)?;
+        build(entities, source)
+    }
+}
+
+/// The registry of every authoring type, built once.
+pub fn authoring_registry() -> &'static TypeRegistry {
+    static REGISTRY: OnceLock<TypeRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = TypeRegistry::new();
+        register_authoring_types(&mut registry);
+        registry
+    })
+}
+
+/// Task scenes hold no asset handles; a handle in one resolves to a placeholder rather than loading anything.
+struct NoAssets;
+
+impl LoadFromPath for NoAssets {
+    fn load_from_path_erased(
+        &mut self,
+        type_id: TypeId,
+        _path: AssetPath<'static>,
+    ) -> UntypedHandle {
+        UntypedHandle::default_for_type(type_id)
+    }
+}
+
+/// One scene entity's components, typed.
+#[derive(Default)]
+struct RawEntity {
+    id: u64,
+    settings: Option<TaskSettings>,
+    body: Option<Body>,
+    collider: Option<Collider>,
+    joint: Option<Joint>,
+    site: Option<Site>,
+    actions: Option<ActionSpace>,
+    observations: Option<ObservationSpace>,
+    goal: Option<Goal>,
+    randomize_pose: Option<RandomizePose>,
+    randomize_target: Option<RandomizeTarget>,
+}
+
+impl RawEntity {
+    /// `entity 123 ("cube")`: how errors name it.
+    fn label(&self) -> String {
+        let name = self
+            .settings
+            .as_ref()
+            .map(|s| &s.name)
+            .or(self.body.as_ref().map(|b| &b.name))
+            .or(self.joint.as_ref().map(|j| &j.name))
+            .or(self.site.as_ref().map(|s| &s.name))
+            .or(self.goal.as_ref().map(|g| &g.name));
+        match name {
+            Some(name) => format!("entity {} (\"{name}\")", self.id),
+            None => format!("entity {}", self.id),
+        }
+    }
+}
+
+fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
+    let registry = authoring_registry();
+    let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
+        file: source.to_string(),
+        line,
+        column,
+        entity: locate_entity(text, line),
+        message,
+    };
+    let mut de = ron::de::Deserializer::from_str(text)
+        .map_err(|e| parse_error(e.span.start.line, e.span.start.col, e.code.to_string()))?;
+    let world = WorldDeserializer {
+        type_registry: registry,
+        load_from_path: &mut NoAssets,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| {
+        let e = de.span_error(e);
+        parse_error(e.span.start.line, e.span.start.col, e.code.to_string())
+    })?;
+    if let Some(resource) = world.resources.first() {
+        return Err(SimError::Invalid {
+            file: source.to_string(),
+            entity: "scene".into(),
+            field: "resources".into(),
+            message: format!(
+                "task scenes hold no resources, found `{}`",
+                resource.reflect_type_path()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(world.entities.len());
+    for entity in &world.entities {
+        let mut raw = RawEntity {
+            id: entity.entity.to_bits(),
+            ..default()
+        };
+        for component in &entity.components {
+            let invalid = |message: String| SimError::Invalid {
+                file: source.to_string(),
+                entity: format!("entity {}", entity.entity.to_bits()),
+                field: component.reflect_short_type_path().to_string(),
+                message,
+            };
+            let type_id = component
+                .get_represented_type_info()
+                .map(|info| info.type_id())
+                .ok_or_else(|| invalid("component of unknown type".into()))?;
+            // Each authoring type is converted from its reflected (dynamic) form; a failure means a field is
+            // missing or has the wrong shape.
+            fn typed<T: FromReflect>(
+                component: &dyn PartialReflect,
+                slot: &mut Option<T>,
+                invalid: &dyn Fn(String) -> SimError,
+            ) -> Result<(), SimError> {
+                let value = T::from_reflect(component)
+                    .ok_or_else(|| invalid("a field is missing or malformed".into()))?;
+                if slot.replace(value).is_some() {
+                    return Err(invalid("the component appears twice on this entity".into()));
+                }
+                Ok(())
+            }
+            let c = component.as_ref();
+            if type_id == TypeId::of::<TaskSettings>() {
+                typed(c, &mut raw.settings, &invalid)?;
+            } else if type_id == TypeId::of::<Body>() {
+                typed(c, &mut raw.body, &invalid)?;
+            } else if type_id == TypeId::of::<Collider>() {
+                typed(c, &mut raw.collider, &invalid)?;
+            } else if type_id == TypeId::of::<Joint>() {
+                typed(c, &mut raw.joint, &invalid)?;
+            } else if type_id == TypeId::of::<Site>() {
+                typed(c, &mut raw.site, &invalid)?;
+            } else if type_id == TypeId::of::<ActionSpace>() {
+                typed(c, &mut raw.actions, &invalid)?;
+            } else if type_id == TypeId::of::<ObservationSpace>() {
+                typed(c, &mut raw.observations, &invalid)?;
+            } else if type_id == TypeId::of::<Goal>() {
+                typed(c, &mut raw.goal, &invalid)?;
+            } else if type_id == TypeId::of::<RandomizePose>() {
+                typed(c, &mut raw.randomize_pose, &invalid)?;
+            } else if type_id == TypeId::of::<RandomizeTarget>() {
+                typed(c, &mut raw.randomize_target, &invalid)?;
+            } else {
+                return Err(invalid("not a task authoring component".into()));
+            }
+        }
+        out.push(raw);
+    }
+    Ok(out)
+}
+
+/// Finds the entity (and component) enclosing `line` in scene text, for parse errors: the last entity key
+/// (`1234: (`) and component key (`"path::Type":`) at or before that line.
+fn locate_entity(text: &str, line: usize) -> String {
+    let mut entity = None;
+    let mut component = None;
+    for l in text.lines().take(line.max(1)) {
+        let t = l.trim();
+        if let Some((key, rest)) = t.split_once(':')
+            && !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_digit())
+            && rest.trim_start().starts_with('(')
+        {
+            entity = Some(key.to_string());
+            component = None;
+        } else if t.starts_with('"')
+            && let Some(end) = t[1..].find('"')
+        {
+            component = Some(t[1..1 + end].to_string());
+        }
+    }
+    match (entity, component) {
+        (Some(e), Some(c)) => format!("entity {e}, component {c}"),
+        (Some(e), None) => format!("entity {e}"),
+        _ => "scene".to_string(),
+    }
+}
+
+/// Checks the parsed entities and resolves names to indices.
+fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
+    let err = |raw: &RawEntity, field: &str, message: String| SimError::Invalid {
+        file: source.to_string(),
+        entity: raw.label(),
+        field: field.to_string(),
+        message,
+    };
+    let scene_err = |field: &str, message: String| SimError::Invalid {
+        file: source.to_string(),
+        entity: "scene".into(),
+        field: field.into(),
+        message,
+    };
+    let check_range = |raw: &RawEntity, field: &str, r: &Range| {
+        if !(r.min.is_finite() && r.max.is_finite()) {
+            Err(err(
+                raw,
+                field,
+                format!("bounds must be finite, got [{}, {}]", r.min, r.max),
+            ))
+        } else if r.min > r.max {
+            Err(err(raw, field, format!("min {} > max {}", r.min, r.max)))
+        } else {
+            Ok(())
+        }
+    };
+    let positive = |raw: &RawEntity, field: &str, v: f32| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(err(
+                raw,
+                field,
+                format!("must be positive and finite, got {v}"),
+            ))
+        }
+    };
+    let non_negative = |raw: &RawEntity, field: &str, v: f32| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(err(raw, field, format!("must be >= 0 and finite, got {v}")))
+        }
+    };
+    let finite3 = |raw: &RawEntity, field: &str, v: Vec3| {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(err(raw, field, format!("must be finite, got {v}")))
+        }
+    };
+
+    // The singletons.
+    let single = |pick: &dyn Fn(&RawEntity) -> bool, what: &str| -> Result<usize, SimError> {
+        let found: Vec<usize> = entities
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| pick(e))
+            .map(|(i, _)| i)
+            .collect();
+        match found.as_slice() {
+            [i] => Ok(*i),
+            [] => Err(scene_err(
+                what,
+                format!("the scene needs one `{what}` component, found none"),
+            )),
+            [_, second, ..] => Err(err(
+                &entities[*second],
+                what,
+                format!("the scene needs one `{what}` component, found several"),
+            )),
+        }
+    };
+    let settings_at = single(&|e| e.settings.is_some(), "TaskSettings")?;
+    let actions_at = single(&|e| e.actions.is_some(), "ActionSpace")?;
+    let observations_at = single(&|e| e.observations.is_some(), "ObservationSpace")?;
+
+    let settings = entities[settings_at]
+        .settings
+        .clone()
+        .expect("picked for having it");
+    {
+        let raw = &entities[settings_at];
+        if settings.episode_length == 0 {
+            return Err(err(
+                raw,
+                "TaskSettings.episode_length",
+                "must be at least 1".into(),
+            ));
+        }
+        positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
+        if settings.substeps == 0 {
+            return Err(err(
+                raw,
+                "TaskSettings.substeps",
+                "must be at least 1".into(),
+            ));
+        }
+        if settings.solver_iterations == 0 {
+            return Err(err(
+                raw,
+                "TaskSettings.solver_iterations",
+                "must be at least 1".into(),
+            ));
+        }
+        finite3(raw, "TaskSettings.gravity", settings.gravity)?;
+    }
+
+    // Bodies and sites share one namespace: both are frames.
+    let mut bodies: Vec<BodyDef> = Vec::new();
+    let mut body_entity: Vec<usize> = Vec::new();
+    let mut frames: Vec<(String, FrameRef)> = Vec::new();
+    for (i, raw) in entities.iter().enumerate() {
+        let Some(body) = &raw.body else {
+            if raw.collider.is_some() {
+                return Err(err(
+                    raw,
+                    "Collider",
+                    "a collider needs a `Body` on the same entity".into(),
+                ));
+            }
+            if raw.randomize_pose.is_some() {
+                return Err(err(
+                    raw,
+                    "RandomizePose",
+                    "pose randomisation needs a `Body` on the same entity".into(),
+                ));
+            }
+            continue;
+        };
+        if body.name.is_empty() {
+            return Err(err(raw, "Body.name", "must not be empty".into()));
+        }
+        if frames.iter().any(|(n, _)| *n == body.name) {
+            return Err(err(
+                raw,
+                "Body.name",
+                format!("the name \"{}\" is used twice", body.name),
+            ));
+        }
+        finite3(raw, "Body.translation", body.translation)?;
+        if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
+            return Err(err(
+                raw,
+                "Body.rotation",
+                format!("must be a unit quaternion, got {}", body.rotation),
+            ));
+        }
+        for (field, v) in [
+            ("Body.gravity_scale", body.gravity_scale),
+            ("Body.linear_damping", body.linear_damping),
+            ("Body.angular_damping", body.angular_damping),
+            ("Body.extra_mass", body.extra_mass),
+        ] {
+            if field == "Body.gravity_scale" {
+                if !v.is_finite() {
+                    return Err(err(raw, field, format!("must be finite, got {v}")));
+                }
+            } else {
+                non_negative(raw, field, v)?;
+            }
+        }
+        if let Some(c) = &raw.collider {
+            check_collider(raw, c, &err)?;
+        }
+        let has_mass =
+            body.extra_mass > 0.0 || raw.collider.as_ref().is_some_and(|c| c.density > 0.0);
+        if body.kind == BodyKind::Dynamic && !has_mass {
+            return Err(err(
+                raw,
+                "Body.extra_mass",
+                "a dynamic body needs mass: a collider with density > 0 or extra_mass > 0".into(),
+            ));
+        }
+        if let Some(r) = &raw.randomize_pose {
+            for (field, range) in [
+                ("RandomizePose.x", r.x),
+                ("RandomizePose.y", r.y),
+                ("RandomizePose.z", r.z),
+                ("RandomizePose.yaw", r.yaw),
+            ] {
+                if let Some(range) = range {
+                    check_range(raw, field, &range)?;
+                }
+            }
+        }
+        frames.push((
+            body.name.clone(),
+            FrameRef {
+                body: bodies.len(),
+                offset: Vec3::ZERO,
+            },
+        ));
+        bodies.push(BodyDef {
+            body: body.clone(),
+            collider: raw.collider.clone(),
+            randomize: raw.randomize_pose.clone(),
+        });
+        body_entity.push(i);
+    }
+    if bodies.is_empty() {
+        return Err(scene_err("Body", "the scene has no bodies".into()));
+    }
+    let body_index = |name: &str| bodies.iter().position(|b| b.body.name == name);
+
+    let mut sites = Vec::new();
+    for raw in &entities {
+        let Some(site) = &raw.site else { continue };
+        if site.name.is_empty() {
+            return Err(err(raw, "Site.name", "must not be empty".into()));
+        }
+        if frames.iter().any(|(n, _)| *n == site.name) {
+            return Err(err(
+                raw,
+                "Site.name",
+                format!("the name \"{}\" is used twice", site.name),
+            ));
+        }
+        let body = body_index(&site.body)
+            .ok_or_else(|| err(raw, "Site.body", format!("no body named \"{}\"", site.body)))?;
+        finite3(raw, "Site.offset", site.offset)?;
+        let frame = FrameRef {
+            body,
+            offset: site.offset,
+        };
+        frames.push((site.name.clone(), frame));
+        sites.push((site.name.clone(), frame));
+    }
+    let frame = |raw: &RawEntity, field: &str, name: &str| {
+        frames
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| err(raw, field, format!("no body or site named \"{name}\"")))
+    };
+
+    let mut joints: Vec<JointDef> = Vec::new();
+    for raw in &entities {
+        let Some(joint) = &raw.joint else { continue };
+        if joint.name.is_empty() {
+            return Err(err(raw, "Joint.name", "must not be empty".into()));
+        }
+        if joints.iter().any(|j| j.joint.name == joint.name) {
+            return Err(err(
+                raw,
+                "Joint.name",
+                format!("the name \"{}\" is used twice", joint.name),
+            ));
+        }
+        let parent = body_index(&joint.parent).ok_or_else(|| {
+            err(
+                raw,
+                "Joint.parent",
+                format!("no body named \"{}\"", joint.parent),
+            )
+        })?;
+        let child = body_index(&joint.child).ok_or_else(|| {
+            err(
+                raw,
+                "Joint.child",
+                format!("no body named \"{}\"", joint.child),
+            )
+        })?;
+        if parent == child {
+            return Err(err(
+                raw,
+                "Joint.child",
+                "a joint needs two different bodies".into(),
+            ));
+        }
+        for b in [parent, child] {
+            if bodies[b].randomize.is_some() {
+                return Err(err(
+                    raw,
+                    "Joint.parent",
+                    format!(
+                        "body \"{}\" has RandomizePose: jointed bodies cannot be randomised",
+                        bodies[b].body.name
+                    ),
+                ));
+            }
+        }
+        finite3(raw, "Joint.anchor", joint.anchor)?;
+        let axis = match joint.kind {
+            JointKind::Revolute { axis } | JointKind::Prismatic { axis } => {
+                if !(axis.is_finite() && axis.length() > 1e-6) {
+                    return Err(err(
+                        raw,
+                        "Joint.kind.axis",
+                        format!("must be a non-zero vector, got {axis}"),
+                    ));
+                }
+                axis.normalize()
+            }
+            JointKind::Fixed => Vec3::X,
+        };
+        if let Some(limits) = &joint.limits {
+            check_range(raw, "Joint.limits", limits)?;
+        }
+        // The joint frame in world coordinates at the authored pose, x along the axis; expressed in each body's
+        // frame so that the joint coordinate is 0 at the authored pose.
+        let world = Pose::from_parts(joint.anchor, GenericJoint::complete_ang_frame(axis));
+        let pose_of = |b: usize| {
+            Pose::from_parts(
+                bodies[b].body.translation,
+                bodies[b].body.rotation.normalize(),
+            )
+        };
+        joints.push(JointDef {
+            joint: joint.clone(),
+            parent,
+            child,
+            frame1: pose_of(parent).inv_mul(&world),
+            frame2: pose_of(child).inv_mul(&world),
+        });
+    }
+    let joint_index = |name: &str| joints.iter().position(|j| j.joint.name == name);
+
+    let raw = &entities[actions_at];
+    let space = raw.actions.as_ref().expect("picked for having it");
+    if space.actuators.is_empty() {
+        return Err(err(
+            raw,
+            "ActionSpace.actuators",
+            "the action space is empty".into(),
+        ));
+    }
+    let mut actuators: Vec<ActuatorDef> = Vec::new();
+    for (k, a) in space.actuators.iter().enumerate() {
+        let field = |f: &str| format!("ActionSpace.actuators[{k}].{f}");
+        if a.name.is_empty() {
+            return Err(err(raw, &field("name"), "must not be empty".into()));
+        }
+        if actuators.iter().any(|d| d.actuator.name == a.name) {
+            return Err(err(
+                raw,
+                &field("name"),
+                format!("the name \"{}\" is used twice", a.name),
+            ));
+        }
+        check_range(raw, &field("range"), &a.range)?;
+        non_negative(raw, &field("stiffness"), a.stiffness)?;
+        non_negative(raw, &field("damping"), a.damping)?;
+        non_negative(raw, &field("max_force"), a.max_force)?;
+        match a.control {
+            Control::PositionDelta { scale } | Control::Velocity { scale } => {
+                if !scale.is_finite() {
+                    return Err(err(
+                        raw,
+                        &field("control.scale"),
+                        format!("must be finite, got {scale}"),
+                    ));
+                }
+            }
+            Control::PositionAbsolute { at_min, at_max } => {
+                if !(at_min.is_finite() && at_max.is_finite()) {
+                    return Err(err(raw, &field("control"), "targets must be finite".into()));
+                }
+            }
+        }
+        if a.joints.is_empty() {
+            return Err(err(
+                raw,
+                &field("joints"),
+                "an actuator drives at least one joint".into(),
+            ));
+        }
+        let mut idx = Vec::new();
+        for (m, name) in a.joints.iter().enumerate() {
+            let j = joint_index(name).ok_or_else(|| {
+                err(
+                    raw,
+                    &field(&format!("joints[{m}]")),
+                    format!("no joint named \"{name}\""),
+                )
+            })?;
+            if joints[j].joint.kind == JointKind::Fixed {
+                return Err(err(
+                    raw,
+                    &field(&format!("joints[{m}]")),
+                    format!("joint \"{name}\" is fixed"),
+                ));
+            }
+            idx.push(j);
+        }
+        actuators.push(ActuatorDef {
+            actuator: a.clone(),
+            joints: idx,
+        });
+    }
+
+    let mut goals: Vec<GoalDef> = Vec::new();
+    for raw in &entities {
+        let Some(goal) = &raw.goal else {
+            if raw.randomize_target.is_some() {
+                return Err(err(
+                    raw,
+                    "RandomizeTarget",
+                    "target randomisation needs a `Goal` on the same entity".into(),
+                ));
+            }
+            continue;
+        };
+        if goals.iter().any(|g| g.goal.name == goal.name) {
+            return Err(err(
+                raw,
+                "Goal.name",
+                format!("the name \"{}\" is used twice", goal.name),
+            ));
+        }
+        let f = frame(raw, "Goal.frame", &goal.frame)?;
+        finite3(raw, "Goal.target", goal.target)?;
+        positive(raw, "Goal.tolerance", goal.tolerance)?;
+        let randomize = match &raw.randomize_target {
+            None => None,
+            Some(r) => {
+                for (field, range) in [
+                    ("RandomizeTarget.x", r.x),
+                    ("RandomizeTarget.y", r.y),
+                    ("RandomizeTarget.z", r.z),
+                ] {
+                    if let Some(range) = range {
+                        check_range(raw, field, &range)?;
+                    }
+                }
+                let away = match &r.min_distance_from {
+                    None => None,
+                    Some((name, d)) => {
+                        non_negative(raw, "RandomizeTarget.min_distance_from", *d)?;
+                        Some((frame(raw, "RandomizeTarget.min_distance_from", name)?, *d))
+                    }
+                };
+                Some((r.clone(), away))
+            }
+        };
+        goals.push(GoalDef {
+            goal: goal.clone(),
+            frame: f,
+            randomize,
+        });
+    }
+
+    let raw = &entities[observations_at];
+    let space = raw.observations.as_ref().expect("picked for having it");
+    if space.sensors.is_empty() {
+        return Err(err(
+            raw,
+            "ObservationSpace.sensors",
+            "the observation space is empty".into(),
+        ));
+    }
+    let mut sensors = Vec::new();
+    for (k, s) in space.sensors.iter().enumerate() {
+        let field = |f: &str| format!("ObservationSpace.sensors[{k}].{f}");
+        let body = |f: &str, name: &str| {
+            body_index(name).ok_or_else(|| err(raw, &field(f), format!("no body named \"{name}\"")))
+        };
+        let joint = |name: &str| {
+            joint_index(name)
+                .ok_or_else(|| err(raw, &field("joint"), format!("no joint named \"{name}\"")))
+        };
+        let def = match s {
+            Sensor::Position { frame: f } => SensorDef::Position(frame(raw, &field("frame"), f)?),
+            Sensor::Quaternion { body: b } => SensorDef::Quaternion(body("body", b)?),
+            Sensor::YawSinCos { body: b } => SensorDef::YawSinCos(body("body", b)?),
+            Sensor::LinearVelocity { frame: f } => {
+                SensorDef::LinearVelocity(frame(raw, &field("frame"), f)?)
+            }
+            Sensor::AngularVelocity { body: b } => SensorDef::AngularVelocity(body("body", b)?),
+            Sensor::JointPosition { joint: j } => SensorDef::JointPosition(joint(j)?),
+            Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(joint(j)?),
+            Sensor::RelativePosition { from, to } => SensorDef::RelativePosition(
+                frame(raw, &field("from"), from)?,
+                frame(raw, &field("to"), to)?,
+            ),
+            Sensor::GoalPosition { goal } => SensorDef::GoalPosition(
+                goals
+                    .iter()
+                    .position(|g| g.goal.name == *goal)
+                    .ok_or_else(|| err(raw, &field("goal"), format!("no goal named \"{goal}\"")))?,
+            ),
+            Sensor::JointFraction { actuator } => {
+                let a = actuators
+                    .iter()
+                    .position(|a| a.actuator.name == *actuator)
+                    .ok_or_else(|| {
+                        err(
+                            raw,
+                            &field("actuator"),
+                            format!("no actuator named \"{actuator}\""),
+                        )
+                    })?;
+                for &j in &actuators[a].joints {
+                    match joints[j].joint.limits {
+                        Some(l) if l.max > l.min => {}
+                        _ => {
+                            return Err(err(
+                                raw,
+                                &field("actuator"),
+                                format!(
+                                    "joint \"{}\" needs limits with max > min",
+                                    joints[j].joint.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                SensorDef::JointFraction(a)
+            }
+        };
+        sensors.push((s.clone(), def));
+    }
+    let _ = body_entity;
+
+    Ok(TaskScene {
+        source: source.to_string(),
+        settings,
+        bodies,
+        joints,
+        sites,
+        actuators,
+        sensors,
+        goals,
+    })
+}
+
+fn check_collider(
+    raw: &RawEntity,
+    c: &Collider,
+    err: &dyn Fn(&RawEntity, &str, String) -> SimError,
+) -> Result<(), SimError> {
+    let pos = |field: &str, v: f32| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(err(raw, field, format!("must be positive, got {v}")))
+        }
+    };
+    match &c.shape {
+        Shape::Cuboid { half_extents } => {
+            pos("Collider.shape.half_extents.x", half_extents.x)?;
+            pos("Collider.shape.half_extents.y", half_extents.y)?;
+            pos("Collider.shape.half_extents.z", half_extents.z)?;
+        }
+        Shape::Ball { radius } => pos("Collider.shape.radius", *radius)?,
+        Shape::Capsule {
+            half_height,
+            radius,
+        }
+        | Shape::Cylinder {
+            half_height,
+            radius,
+        } => {
+            pos("Collider.shape.half_height", *half_height)?;
+            pos("Collider.shape.radius", *radius)?;
+        }
+        Shape::ConvexHull { points } => {
+            if points.iter().any(|p| !p.is_finite())
+                || ColliderBuilder::convex_hull(points).is_none()
+            {
+                return Err(err(
+                    raw,
+                    "Collider.shape.points",
+                    "need at least four finite, non-coplanar points".into(),
+                ));
+            }
+        }
+    }
+    if !c.offset.is_finite() {
+        return Err(err(raw, "Collider.offset", "must be finite".into()));
+    }
+    for (field, v) in [
+        ("Collider.density", c.density),
+        ("Collider.friction", c.friction),
+        ("Collider.restitution", c.restitution),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(err(raw, field, format!("must be >= 0 and finite, got {v}")));
+        }
+    }
+    Ok(())
+}

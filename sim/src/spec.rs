@@ -1,0 +1,97 @@
+//! What an env looks like from outside: names and bounds of its observation and action vectors, time steps.
+
+use crate::authoring::Sensor;
+use crate::scene::TaskScene;
+
+/// The plain-data description of a task's env: everything a learner needs, no Bevy or Rapier type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvSpec {
+    /// Task name.
+    pub task: String,
+    /// Length of one env's observation.
+    pub obs_dim: usize,
+    /// Length of one env's action.
+    pub action_dim: usize,
+    /// One name per observation value, like `ee.position.x`.
+    pub obs_names: Vec<String>,
+    /// One name per action value.
+    pub action_names: Vec<String>,
+    /// Lower bound of each action value.
+    pub action_low: Vec<f32>,
+    /// Upper bound of each action value.
+    pub action_high: Vec<f32>,
+    /// Control steps per episode before truncation.
+    pub episode_length: u32,
+    /// Seconds per control step.
+    pub control_dt: f32,
+    /// Physics steps per control step.
+    pub substeps: u32,
+    /// Length of one env's `qpos` (position and quaternion of each moving body).
+    pub qpos_dim: usize,
+    /// Length of one env's `qvel` (linear and angular velocity of each moving body).
+    pub qvel_dim: usize,
+}
+
+impl EnvSpec {
+    /// The spec of a loaded task, with `episode_length` possibly overridden.
+    pub fn new(scene: &TaskScene, episode_length: u32) -> Self {
+        let mut obs_names = Vec::new();
+        for (sensor, def) in &scene.sensors {
+            let (base, parts): (String, &[&str]) = match sensor {
+                Sensor::Position { frame } => (format!("{frame}.position"), &["x", "y", "z"]),
+                Sensor::Quaternion { body } => {
+                    (format!("{body}.quaternion"), &["x", "y", "z", "w"])
+                }
+                Sensor::YawSinCos { body } => (format!("{body}.yaw"), &["sin", "cos"]),
+                Sensor::LinearVelocity { frame } => (format!("{frame}.velocity"), &["x", "y", "z"]),
+                Sensor::AngularVelocity { body } => {
+                    (format!("{body}.angular_velocity"), &["x", "y", "z"])
+                }
+                Sensor::JointPosition { joint } => (format!("{joint}.position"), &[""]),
+                Sensor::JointVelocity { joint } => (format!("{joint}.velocity"), &[""]),
+                Sensor::RelativePosition { from, to } => (format!("{to}-{from}"), &["x", "y", "z"]),
+                Sensor::GoalPosition { goal } => (format!("{goal}.target"), &["x", "y", "z"]),
+                Sensor::JointFraction { actuator } => (format!("{actuator}.fraction"), &[""]),
+            };
+            debug_assert_eq!(parts.len(), def.dim());
+            for p in parts {
+                obs_names.push(if p.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{p}")
+                });
+            }
+        }
+        let moving = scene
+            .bodies
+            .iter()
+            .filter(|b| b.body.kind != crate::authoring::BodyKind::Fixed)
+            .count();
+        Self {
+            task: scene.settings.name.clone(),
+            obs_dim: obs_names.len(),
+            action_dim: scene.actuators.len(),
+            obs_names,
+            action_names: scene
+                .actuators
+                .iter()
+                .map(|a| a.actuator.name.clone())
+                .collect(),
+            action_low: scene
+                .actuators
+                .iter()
+                .map(|a| a.actuator.range.min)
+                .collect(),
+            action_high: scene
+                .actuators
+                .iter()
+                .map(|a| a.actuator.range.max)
+                .collect(),
+            episode_length,
+            control_dt: scene.settings.control_dt,
+            substeps: scene.settings.substeps,
+            qpos_dim: 7 * moving,
+            qvel_dim: 6 * moving,
+        }
+    }
+}
