@@ -1,1 +1,38 @@
-//! placeholder
+//! qamlab-agent: QAM (Q-learning with Adjoint Matching) and its variants QAM-F and QAM-E, the FQL
+//! baseline and flow BC, on libtorch (`tch`), following `shared/docs/qam-algorithm.md`.
+//!
+//! Where things live:
+//! * [`config`] — hyper-parameters (TOML, reference defaults, validation), [`AgentKind`].
+//! * [`networks`] — MLP block, batched critic ensemble, flow fields, edit actor (§1).
+//! * [`data`] — transition store / replay buffer and chunked `sample_sequence` (§2).
+//! * [`noise`] — injected randomness: seeded torch draws or replayed fixture draws.
+//! * [`qam`] — the losses: `critic_loss`, `bc_flow_loss`, `memoryless_rollout`,
+//!   `lean_adjoint`, `adjoint_matching_loss`, `fql_losses`, `edit_losses` (§3–§4).
+//! * [`fql`] — the FQL actor loss (§8).
+//! * [`acting`] — Euler flow and `sample_actions` (§6).
+//! * [`optim`] — global-norm clip + Adam, Polyak targets (§5).
+//! * [`agent`] — [`Agent`]: networks + optimiser; `update` composes the losses.
+//! * [`metrics`] — lazily read update metrics and the intermediate trace.
+//! * [`checkpoint`] — atomic safetensors checkpoints.
+//! * [`bench`] — update throughput and acting latency.
+
+pub mod acting;
+pub mod agent;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod fql;
+pub mod metrics;
+pub mod networks;
+pub mod noise;
+pub mod optim;
+pub mod qam;
+
+pub use agent::Agent;
+pub use config::{AgentConfig, AgentKind};
+pub use data::{Batch, TransitionStore};
+pub use error::AgentError;
+pub use metrics::{Trace, UpdateMetrics};
+pub use noise::{Noise, ReplayNoise, TorchNoise};

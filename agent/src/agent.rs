@@ -1,0 +1,546 @@
+//! The agent: its networks, one optimiser, the update that composes the losses of the chosen
+//! variant, and acting.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::acting;
+use crate::config::{AgentConfig, AgentKind};
+use crate::data::Batch;
+use crate::error::{AgentError, Result};
+use crate::fql::fql_actor_loss;
+use crate::metrics::{Trace, UpdateMetrics};
+use crate::networks::{
+    Critic, EditActor, NamedTensor, Parameters, Temperature, VectorField, copy_parameters,
+};
+use crate::noise::{Noise, TorchNoise};
+use crate::optim::{Adam, polyak_update};
+use crate::qam::{self, QFn, batch_actions};
+
+/// Every network an agent may own; which ones exist depends on [`AgentKind`].
+///
+/// FQL and BC keep their BC flow actor in `actor_slow` (named `actor_bc_flow`) and FQL its
+/// one-step actor in `one_step_actor` (named `actor_onestep_flow`), as in `agents/fql.py`.
+/// QAM's `target_actor_fast` is never read by the reference and is not built.
+pub struct Nets {
+    /// Online critic ensemble (`critic`); absent for BC.
+    pub critic: Option<Critic>,
+    /// Polyak copy of the critic (`target_critic`).
+    pub target_critic: Option<Critic>,
+    /// Behaviour flow policy trained by BC (`actor_slow`, or `actor_bc_flow` for FQL/BC).
+    pub actor_slow: Option<VectorField>,
+    /// Polyak copy of `actor_slow`: the base model of adjoint matching (QAM variants).
+    pub target_actor_slow: Option<VectorField>,
+    /// The acting flow policy trained by adjoint matching (QAM variants).
+    pub actor_fast: Option<VectorField>,
+    /// One-step actor (`one_step_actor` for QAM-F, `actor_onestep_flow` for FQL).
+    pub one_step_actor: Option<VectorField>,
+    /// QAM-E edit actor.
+    pub edit_actor: Option<EditActor>,
+    /// QAM-E temperature.
+    pub edit_alpha: Option<Temperature>,
+    /// Act with `actor_fast` (QAM with `inv_temp ≠ 0`) rather than the BC flow actor.
+    pub act_with_fast: bool,
+}
+
+impl Nets {
+    /// Builds (and initialises) the networks of `cfg.kind`; targets start as exact copies.
+    pub fn new(cfg: &AgentConfig, obs: usize, d: usize, device: Device) -> Self {
+        let (ah, vh) = (&cfg.actor_hidden_dims, &cfg.value_hidden_dims);
+        let field = |name: &str, timed: bool| {
+            VectorField::new(name, obs, d, ah, cfg.actor_layer_norm, timed, device)
+        };
+        let critic =
+            |name: &str| Critic::new(name, cfg.num_qs, obs, d, vh, cfg.value_layer_norm, device);
+        let qam = matches!(cfg.kind, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE);
+        let mut nets = Nets {
+            critic: None,
+            target_critic: None,
+            actor_slow: None,
+            target_actor_slow: None,
+            actor_fast: None,
+            one_step_actor: None,
+            edit_actor: None,
+            edit_alpha: None,
+            act_with_fast: qam && cfg.inv_temp != 0.0,
+        };
+        // Creation order = reference module order (critic, actor_slow, actor_fast, extras).
+        if cfg.kind.has_critic() {
+            nets.critic = Some(critic("critic"));
+            nets.target_critic = Some(critic("target_critic"));
+        }
+        if qam {
+            nets.actor_slow = Some(field("actor_slow", true));
+            nets.target_actor_slow = Some(field("target_actor_slow", true));
+            nets.actor_fast = Some(field("actor_fast", true));
+        } else {
+            nets.actor_slow = Some(field("actor_bc_flow", true));
+        }
+        match cfg.kind {
+            AgentKind::QamF => nets.one_step_actor = Some(field("one_step_actor", false)),
+            AgentKind::Fql => nets.one_step_actor = Some(field("actor_onestep_flow", false)),
+            AgentKind::QamE => {
+                nets.edit_actor = Some(EditActor::new(obs, d, ah, cfg.actor_layer_norm, device));
+                nets.edit_alpha = Some(Temperature::new(device));
+            }
+            _ => {}
+        }
+        if let (Some(t), Some(o)) = (&nets.target_critic, &nets.critic) {
+            copy_parameters(t, o);
+        }
+        if let (Some(t), Some(o)) = (&nets.target_actor_slow, &nets.actor_slow) {
+            copy_parameters(t, o);
+        }
+        nets
+    }
+
+    /// The flow field used for acting and the TD target (§6.1): `actor_fast` for QAM with
+    /// `inv_temp ≠ 0`, otherwise the BC flow actor.
+    pub fn acting_field(&self) -> &VectorField {
+        match &self.actor_fast {
+            Some(fast) if self.act_with_fast => fast,
+            _ => self
+                .actor_slow
+                .as_ref()
+                .expect("every agent has a BC flow actor"),
+        }
+    }
+
+    /// Trainable parameters in optimiser order.
+    pub fn trainable(&self) -> Vec<NamedTensor> {
+        let mut v = Vec::new();
+        macro_rules! add {
+            ($($f:ident),*) => { $( if let Some(n) = &self.$f { v.extend(n.named_parameters()); } )* };
+        }
+        add!(
+            critic,
+            actor_slow,
+            actor_fast,
+            one_step_actor,
+            edit_actor,
+            edit_alpha
+        );
+        v
+    }
+
+    /// `(target, online)` parameter lists of the Polyak-averaged pairs.
+    pub fn target_pairs(&self) -> Vec<(Vec<NamedTensor>, Vec<NamedTensor>)> {
+        let mut v = Vec::new();
+        if let (Some(t), Some(o)) = (&self.target_critic, &self.critic) {
+            v.push((t.named_parameters(), o.named_parameters()));
+        }
+        if let (Some(t), Some(o)) = (&self.target_actor_slow, &self.actor_slow) {
+            v.push((t.named_parameters(), o.named_parameters()));
+        }
+        v
+    }
+
+    /// Every parameter: trainable ones, then the targets.
+    pub fn all(&self) -> Vec<NamedTensor> {
+        let mut v = self.trainable();
+        for (t, _) in self.target_pairs() {
+            v.extend(t);
+        }
+        v
+    }
+}
+
+/// A QAM / QAM-F / QAM-E / FQL / flow-BC agent on one device.
+pub struct Agent {
+    pub(crate) cfg: AgentConfig,
+    pub(crate) obs_dim: usize,
+    pub(crate) action_dim: usize,
+    pub(crate) device: Device,
+    pub(crate) seed: u64,
+    pub(crate) step: u64,
+    pub(crate) act_calls: u64,
+    pub(crate) nets: Nets,
+    pub(crate) adam: Adam,
+    noise: Box<dyn Noise>,
+}
+
+fn last(t: &Tensor) -> Tensor {
+    t.select(1, t.size()[1] - 1)
+}
+
+impl Agent {
+    /// Validates `cfg` and builds a freshly initialised agent (torch generator seeded with `seed`;
+    /// draws come from a [`TorchNoise`] with the same seed).
+    pub fn new(
+        cfg: AgentConfig,
+        obs_dim: usize,
+        action_dim: usize,
+        device: Device,
+        seed: u64,
+    ) -> Result<Agent> {
+        cfg.validate()?;
+        if obs_dim == 0 || action_dim == 0 {
+            return Err(AgentError::Config {
+                field: if obs_dim == 0 {
+                    "obs_dim"
+                } else {
+                    "action_dim"
+                }
+                .into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if cfg.kind == AgentKind::Bc && cfg.best_of_n > 1 {
+            return Err(AgentError::Config {
+                field: "best_of_n".into(),
+                reason: "kind bc has no critic to rank candidates".into(),
+            });
+        }
+        tch::manual_seed(seed as i64 & i64::MAX);
+        let d = cfg.policy_dim(action_dim);
+        let nets = Nets::new(&cfg, obs_dim, d, device);
+        let max_norm = cfg.clip_grad_enabled().then_some(1.0);
+        let adam = Adam::new(&nets.trainable(), cfg.lr, max_norm);
+        Ok(Agent {
+            cfg,
+            obs_dim,
+            action_dim,
+            device,
+            seed,
+            step: 0,
+            act_calls: 0,
+            nets,
+            adam,
+            noise: Box::new(TorchNoise::new(seed)),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// Gradient steps taken so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The device every tensor lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Observation dimension `O`.
+    pub fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    /// Environment action dimension `A`.
+    pub fn action_dim(&self) -> usize {
+        self.action_dim
+    }
+
+    /// Policy output dimension `D` (`H·A` with chunking).
+    pub fn policy_dim(&self) -> usize {
+        self.cfg.policy_dim(self.action_dim)
+    }
+
+    /// The networks (read-only; e.g. to evaluate a field or the critic).
+    pub fn nets(&self) -> &Nets {
+        &self.nets
+    }
+
+    /// Replaces the randomness source (e.g. a [`crate::ReplayNoise`] in tests).
+    pub fn set_noise(&mut self, noise: Box<dyn Noise>) {
+        self.noise = noise;
+    }
+
+    /// Every parameter (online and target) under its reference name; handles share storage.
+    pub fn parameters(&self) -> Vec<NamedTensor> {
+        self.nets.all()
+    }
+
+    /// Adam moments `(name, μ, ν)` of the trainable parameters and the optimiser step count.
+    pub fn optimizer_state(&self) -> (&[(String, Tensor, Tensor)], u64) {
+        (&self.adam.moments, self.adam.count)
+    }
+
+    /// Overwrites parameters by name. Every parameter of the agent must be given with its exact
+    /// shape; names the agent does not have are an error too.
+    pub fn set_parameters(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        let own = self.parameters();
+        for (name, _) in named {
+            if !own.iter().any(|(n, _)| n == name) {
+                return Err(AgentError::Parameter {
+                    name: name.clone(),
+                    reason: "not a parameter of this agent".into(),
+                });
+            }
+        }
+        for (name, mut dst) in own {
+            let src = &named
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| AgentError::Parameter {
+                    name: name.clone(),
+                    reason: "missing".into(),
+                })?
+                .1;
+            if src.size() != dst.size() {
+                return Err(AgentError::Parameter {
+                    name,
+                    reason: format!("expected shape {:?}, got {:?}", dst.size(), src.size()),
+                });
+            }
+            tch::no_grad(|| dst.f_copy_(&src.to_kind(Kind::Float)))?;
+        }
+        Ok(())
+    }
+
+    /// One gradient step on `batch` (spec §3–§5). Returns lazily-read metrics.
+    ///
+    /// Non-finite losses: on CPU the losses are checked before any parameter changes and an error
+    /// naming the loss is returned (the step is not applied). On an accelerator the check would
+    /// force a host sync, so it is left to the caller: call [`UpdateMetrics::check_finite`] when
+    /// reading the metrics (e.g. every log interval).
+    pub fn update(&mut self, batch: &Batch) -> Result<UpdateMetrics> {
+        self.update_traced(batch, &mut Trace::disabled())
+    }
+
+    /// [`Agent::update`] that also records every named intermediate, gradient (`grad/<name>`) and
+    /// the global gradient norm into `trace`.
+    pub fn update_traced(&mut self, batch: &Batch, trace: &mut Trace) -> Result<UpdateMetrics> {
+        batch.validate(self.obs_dim, self.action_dim)?;
+        if batch.horizon() != self.cfg.horizon_length as i64 {
+            return Err(crate::error::shape_error(
+                "batch.actions",
+                &[
+                    batch.len(),
+                    self.cfg.horizon_length as i64,
+                    self.action_dim as i64,
+                ],
+                &batch.actions.size(),
+            ));
+        }
+        let batch = &batch.to_device(self.device);
+        self.noise.reseed(self.step, 0);
+        let mut metrics = UpdateMetrics::default();
+        let total = self.losses(batch, &mut metrics, trace)?;
+        self.apply_gradients(&total, None, &mut metrics, trace)?;
+        Ok(metrics)
+    }
+
+    /// Builds the total loss of the configured variant (§4.5) and fills `metrics`.
+    fn losses(
+        &mut self,
+        batch: &Batch,
+        metrics: &mut UpdateMetrics,
+        trace: &mut Trace,
+    ) -> Result<Tensor> {
+        let (cfg, nets, d) = (
+            &self.cfg,
+            &self.nets,
+            self.cfg.policy_dim(self.action_dim) as i64,
+        );
+        let noise = self.noise.as_mut();
+        let obs = &batch.observations;
+        let actions = batch_actions(batch, cfg);
+        let valid = last(&batch.valid);
+        if cfg.kind == AgentKind::Bc {
+            let actor = nets.actor_slow.as_ref().expect("actor_bc_flow");
+            let flow = qam::bc_flow_loss(actor, obs, &actions, &valid, noise, trace)?;
+            metrics.push("flow_loss", &flow);
+            trace.record("total_loss", &flow);
+            return Ok(flow);
+        }
+        let (critic_loss, q) = qam::critic_loss(nets, cfg, d, batch, noise, trace)?;
+        metrics.push("critic_loss", &critic_loss);
+        metrics.push("q_mean", &q.mean(Kind::Float));
+        metrics.push("q_min", &q.min());
+        metrics.push("q_max", &q.max());
+        let total = if cfg.kind == AgentKind::Fql {
+            let (actor_loss, bc) =
+                fql_actor_loss(nets, cfg, obs, &actions, &valid, d, noise, trace)?;
+            metrics.push("flow_loss", &bc);
+            metrics.push("actor_loss", &actor_loss);
+            trace.record("actor_loss", &actor_loss);
+            &critic_loss + actor_loss
+        } else {
+            let flow = qam::bc_flow_loss(
+                nets.actor_slow.as_ref().expect("actor_slow"),
+                obs,
+                &actions,
+                &valid,
+                noise,
+                trace,
+            )?;
+            let target_critic = nets.target_critic.as_ref().expect("target_critic");
+            let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
+            let (fast, base) = (
+                nets.actor_fast.as_ref().expect("actor_fast"),
+                nets.target_actor_slow.as_ref().expect("base"),
+            );
+            let adj = qam::adjoint_matching_loss(fast, base, q_target, obs, d, cfg, noise, trace)?;
+            // (no `+=`: tch's AddAssign is in place and would overwrite `flow`)
+            let actor = match cfg.kind {
+                AgentKind::QamF => &flow + qam::fql_losses(nets, cfg, obs, d, noise, trace)?,
+                AgentKind::QamE => {
+                    let edit = nets.edit_actor.as_ref().expect("edit_actor");
+                    let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
+                    let critic = nets.critic.as_ref().expect("critic");
+                    &flow + qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace)?
+                }
+                _ => flow.shallow_clone(),
+            };
+            metrics.push("flow_loss", &flow);
+            metrics.push("adj_loss", &adj);
+            metrics.push("actor_loss", &actor);
+            trace.record("actor_loss", &actor);
+            if let Some(t) = trace.get("adj_abs_max") {
+                metrics.push("adj_abs_max", &t.shallow_clone());
+            }
+            for name in [
+                "fql_distill_loss",
+                "fql_q_loss",
+                "edit_q_loss",
+                "edit_entropy",
+                "edit_alpha",
+            ] {
+                if let Some(t) = trace.get(name) {
+                    metrics.push(name, &t.shallow_clone());
+                }
+            }
+            &critic_loss + actor + adj
+        };
+        trace.record("total_loss", &total);
+        Ok(total)
+    }
+
+    /// Backward of `total` w.r.t. the trainable parameters (only those named in `only`, the rest
+    /// get zero gradient), Polyak targets from the pre-step parameters, then the Adam step.
+    fn apply_gradients(
+        &mut self,
+        total: &Tensor,
+        only: Option<&[&str]>,
+        metrics: &mut UpdateMetrics,
+        trace: &mut Trace,
+    ) -> Result<()> {
+        metrics.push("total_loss", total);
+        if self.device == Device::Cpu {
+            metrics.check_finite()?;
+        }
+        let params = self.nets.trainable();
+        let live: Vec<usize> = (0..params.len())
+            .filter(|&i| {
+                only.is_none_or(|prefixes| prefixes.iter().any(|p| params[i].0.starts_with(p)))
+            })
+            .collect();
+        let inputs: Vec<&Tensor> = live.iter().map(|&i| &params[i].1).collect();
+        let live_grads = Tensor::f_run_backward(&[total], &inputs, false, false)?;
+        let mut grads: Vec<Tensor> = params.iter().map(|(_, p)| p.zeros_like()).collect();
+        for (&i, g) in live.iter().zip(live_grads) {
+            if g.defined() {
+                grads[i] = g;
+            }
+        }
+        for ((name, _), g) in params.iter().zip(&grads) {
+            trace.record(format!("grad/{name}"), g);
+        }
+        let pairs = self.nets.target_pairs();
+        for (target, online) in &pairs {
+            let keep = only.is_none_or(|prefixes| {
+                online
+                    .iter()
+                    .any(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+            });
+            if keep {
+                polyak_update(target, online, self.cfg.tau);
+            }
+        }
+        let norm = self.adam.step(&params, &grads);
+        trace.record("grad_global_norm", &norm);
+        metrics.push("grad_norm", &norm);
+        self.step += 1;
+        Ok(())
+    }
+
+    /// Trains only the policy against a given Q function (critic untouched): BC flow loss for
+    /// `actor_slow` plus adjoint matching of `actor_fast` with `q` in place of the target critic
+    /// (`q: (obs, action) → [K, B]`, constant). Targets of `actor_slow` are Polyak-updated; the
+    /// critic parameters receive zero gradient. QAM variants only.
+    pub fn update_policy_against(&mut self, batch: &Batch, q: QFn<'_>) -> Result<UpdateMetrics> {
+        if self.nets.actor_fast.is_none() {
+            return Err(AgentError::Config {
+                field: "kind".into(),
+                reason: "update_policy_against needs a QAM agent".into(),
+            });
+        }
+        batch.validate(self.obs_dim, self.action_dim)?;
+        let batch = &batch.to_device(self.device);
+        self.noise.reseed(self.step, 0);
+        let (cfg, nets, d) = (
+            &self.cfg,
+            &self.nets,
+            self.cfg.policy_dim(self.action_dim) as i64,
+        );
+        let noise = self.noise.as_mut();
+        let mut trace = Trace::disabled();
+        let actions = batch_actions(batch, cfg);
+        let slow = nets.actor_slow.as_ref().expect("actor_slow");
+        let flow = qam::bc_flow_loss(
+            slow,
+            &batch.observations,
+            &actions,
+            &last(&batch.valid),
+            noise,
+            &mut trace,
+        )?;
+        let (fast, base) = (
+            nets.actor_fast.as_ref().expect("actor_fast"),
+            nets.target_actor_slow.as_ref().expect("base"),
+        );
+        let adj = qam::adjoint_matching_loss(
+            fast,
+            base,
+            q,
+            &batch.observations,
+            d,
+            cfg,
+            noise,
+            &mut trace,
+        )?;
+        let mut metrics = UpdateMetrics::default();
+        metrics.push("flow_loss", &flow);
+        metrics.push("adj_loss", &adj);
+        let total = flow + adj;
+        self.apply_gradients(
+            &total,
+            Some(&["actor_slow/", "actor_fast/"]),
+            &mut metrics,
+            &mut trace,
+        )?;
+        Ok(metrics)
+    }
+
+    /// `sample_actions` (§6.2) for `obs [N, O]` (float32): `[N, D]` actions in [−1, 1], with
+    /// fresh noise seeded from `(seed, step, acting-call counter)`.
+    pub fn sample_actions(&mut self, obs: &Tensor) -> Result<Tensor> {
+        let size = obs.size();
+        if size.len() != 2 || size[1] != self.obs_dim as i64 {
+            return Err(crate::error::shape_error(
+                "observations",
+                &[-1, self.obs_dim as i64],
+                &size,
+            ));
+        }
+        self.act_calls += 1;
+        self.noise.reseed(self.step, self.act_calls);
+        let obs = obs.to_device(self.device).to_kind(Kind::Float);
+        let d = self.policy_dim() as i64;
+        tch::no_grad(|| {
+            acting::sample_actions(
+                &self.nets,
+                &self.cfg,
+                d,
+                &obs,
+                self.noise.as_mut(),
+                "act",
+                &mut Trace::disabled(),
+            )
+        })
+    }
+}

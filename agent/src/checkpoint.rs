@@ -1,0 +1,233 @@
+//! Checkpoints in safetensors: every network under its reference name, Adam moments
+//! (`optimizer/mu/<name>`, `optimizer/nu/<name>`), and in the metadata the config (JSON), step
+//! counters, dimensions and seed. Written atomically (temporary file, fsync, rename).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+use tch::{Device, Kind, Tensor};
+
+use crate::agent::Agent;
+use crate::config::AgentConfig;
+use crate::error::{AgentError, Result};
+use crate::networks::NamedTensor;
+
+/// Format tag stored in the metadata.
+pub const FORMAT: &str = "qamlab-agent/1";
+
+/// String metadata of a safetensors file.
+pub type Metadata = HashMap<String, String>;
+
+/// A tensor's dtype, shape and little-endian bytes.
+type RawTensor = (Dtype, Vec<usize>, Vec<u8>);
+
+fn ckpt_err(path: &Path, reason: impl Into<String>) -> AgentError {
+    AgentError::Checkpoint {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn dtype_of(kind: Kind) -> Option<(Dtype, Kind)> {
+    match kind {
+        Kind::Float => Some((Dtype::F32, Kind::Float)),
+        Kind::Double => Some((Dtype::F64, Kind::Double)),
+        Kind::Int64 => Some((Dtype::I64, Kind::Int64)),
+        Kind::Int => Some((Dtype::I32, Kind::Int)),
+        _ => None,
+    }
+}
+
+/// Raw little-endian bytes of a CPU-contiguous copy of `t`.
+fn tensor_bytes(t: &Tensor) -> Result<RawTensor> {
+    let (dtype, _) = dtype_of(t.kind()).ok_or_else(|| AgentError::Parameter {
+        name: "tensor".into(),
+        reason: format!("unsupported dtype {:?}", t.kind()),
+    })?;
+    let t = t.detach().to_device(Device::Cpu).contiguous();
+    let numel = t.numel();
+    let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut bytes, numel)?;
+    Ok((dtype, t.size().iter().map(|&s| s as usize).collect(), bytes))
+}
+
+/// Writes named tensors and metadata to `path` atomically.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let raw: Vec<(String, RawTensor)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), tensor_bytes(t)?)))
+        .collect::<Result<_>>()?;
+    let views = raw
+        .iter()
+        .map(|(n, (dt, shape, bytes))| {
+            safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| ckpt_err(path, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let buffer =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| ckpt_err(path, e.to_string()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| ckpt_err(path, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&buffer)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(())
+}
+
+/// Reads every tensor (f32/f64/i64/i32) and the metadata of a safetensors file; a truncated or
+/// malformed file is an error, never a panic.
+pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
+    let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| ckpt_err(path, format!("unreadable or truncated: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, e.to_string()))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();
+        if view.dtype() == Dtype::U32 {
+            // widened to i64 (torch has no general u32 support)
+            let v: Vec<i64> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect();
+            out.push((name, Tensor::from_slice(&v).reshape(&shape)));
+            continue;
+        }
+        let kind = match view.dtype() {
+            Dtype::F32 => Kind::Float,
+            Dtype::F64 => Kind::Double,
+            Dtype::I64 => Kind::Int64,
+            Dtype::I32 => Kind::Int,
+            other => {
+                return Err(ckpt_err(
+                    path,
+                    format!("tensor {name}: unsupported dtype {other:?}"),
+                ));
+            }
+        };
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+        out.push((name, t));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+impl Agent {
+    /// Saves networks, optimiser state, config, counters and seed to `path` (atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut tensors = self.parameters();
+        for (name, mu, nu) in &self.adam.moments {
+            tensors.push((format!("optimizer/mu/{name}"), mu.shallow_clone()));
+            tensors.push((format!("optimizer/nu/{name}"), nu.shallow_clone()));
+        }
+        let config = serde_json::to_string(&self.cfg).map_err(|e| ckpt_err(path, e.to_string()))?;
+        let meta: HashMap<String, String> = [
+            ("format", FORMAT.to_string()),
+            ("config", config),
+            ("step", self.step.to_string()),
+            ("optimizer_count", self.adam.count.to_string()),
+            ("act_calls", self.act_calls.to_string()),
+            ("obs_dim", self.obs_dim.to_string()),
+            ("action_dim", self.action_dim.to_string()),
+            ("seed", self.seed.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        write_tensors(path, &tensors, meta)
+    }
+
+    /// Restores an agent saved by [`Agent::save`] onto `device`. Errors (never panics) on a
+    /// truncated file, missing metadata, or a tensor whose name or shape does not match the agent
+    /// the stored config describes (naming the tensor and both shapes).
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Agent> {
+        let path = path.as_ref();
+        let (tensors, meta) = read_tensors(path)?;
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| ckpt_err(path, format!("metadata key {key} missing")))
+        };
+        let num = |key: &str| -> Result<u64> {
+            get(key)?
+                .parse::<u64>()
+                .map_err(|e| ckpt_err(path, format!("metadata {key}: {e}")))
+        };
+        if get("format")? != FORMAT {
+            return Err(ckpt_err(
+                path,
+                format!("format {:?}, expected {FORMAT:?}", get("format")?),
+            ));
+        }
+        let cfg: AgentConfig = serde_json::from_str(get("config")?)
+            .map_err(|e| ckpt_err(path, format!("config: {e}")))?;
+        let mut agent = Agent::new(
+            cfg,
+            num("obs_dim")? as usize,
+            num("action_dim")? as usize,
+            device,
+            num("seed")?,
+        )?;
+        let lookup: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut expected: Vec<(String, Tensor)> = agent.parameters();
+        for (name, mu, nu) in &agent.adam.moments {
+            expected.push((format!("optimizer/mu/{name}"), mu.shallow_clone()));
+            expected.push((format!("optimizer/nu/{name}"), nu.shallow_clone()));
+        }
+        for (name, _) in &tensors {
+            if !expected.iter().any(|(n, _)| n == name) {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "tensor {name} is not part of a {} agent",
+                        agent.cfg.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        for (name, mut dst) in expected {
+            let src = lookup
+                .get(name.as_str())
+                .ok_or_else(|| ckpt_err(path, format!("tensor {name} missing")))?;
+            if src.size() != dst.size() || src.kind() != Kind::Float {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "tensor {name}: expected shape {:?} (f32), file has {:?} ({:?})",
+                        dst.size(),
+                        src.size(),
+                        src.kind()
+                    ),
+                ));
+            }
+            tch::no_grad(|| dst.f_copy_(src))?;
+        }
+        agent.step = num("step")?;
+        agent.adam.count = num("optimizer_count")?;
+        agent.act_calls = num("act_calls")?;
+        Ok(agent)
+    }
+}

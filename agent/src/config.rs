@@ -1,0 +1,378 @@
+//! Agent hyper-parameters: serde structs loadable from TOML, with the reference defaults (spec §9.1,
+//! action chunking on) and validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AgentError, Result};
+
+/// Which algorithm an [`crate::Agent`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// QAM: critic + BC flow (`actor_slow`) + adjoint matching (`actor_fast`), spec §3–§5.
+    #[default]
+    Qam,
+    /// QAM-F: QAM plus a one-step actor distilled from `actor_fast` (`fql_alpha > 0`), spec §4.3.
+    #[serde(rename = "qam-f")]
+    QamF,
+    /// QAM-E: QAM plus a tanh-Gaussian edit actor (`edit_scale > 0`), spec §4.4.
+    #[serde(rename = "qam-e")]
+    QamE,
+    /// FQL baseline (`agents/fql.py`), spec §8.
+    Fql,
+    /// Plain flow behaviour cloning: `actor_slow` trained by the BC flow loss only, acting by its
+    /// Euler flow. No critic is built.
+    Bc,
+}
+
+impl AgentKind {
+    /// The name used in TOML and in checkpoints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Qam => "qam",
+            AgentKind::QamF => "qam-f",
+            AgentKind::QamE => "qam-e",
+            AgentKind::Fql => "fql",
+            AgentKind::Bc => "bc",
+        }
+    }
+
+    /// Whether this kind trains a critic.
+    pub fn has_critic(self) -> bool {
+        self != AgentKind::Bc
+    }
+}
+
+impl std::str::FromStr for AgentKind {
+    type Err = AgentError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "qam" => AgentKind::Qam,
+            "qam-f" => AgentKind::QamF,
+            "qam-e" => AgentKind::QamE,
+            "fql" => AgentKind::Fql,
+            "bc" => AgentKind::Bc,
+            other => {
+                return Err(AgentError::Config {
+                    field: "kind".into(),
+                    reason: format!(
+                        "unknown kind {other:?} (expected qam, qam-f, qam-e, fql or bc)"
+                    ),
+                });
+            }
+        })
+    }
+}
+
+/// Every hyper-parameter of an agent. Unknown TOML keys are rejected by name.
+///
+/// Reference switches that every experiment keeps at their default (`target_actor`, `clip_adj`,
+/// `use_target_grad` on; `residual` off) are not configurable: this port implements exactly
+/// those defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Algorithm: `qam` (default), `qam-f`, `qam-e`, `fql` or `bc`.
+    pub kind: AgentKind,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Sequences per gradient step (used by the trainer and the benchmark).
+    pub batch_size: usize,
+    /// Hidden widths of every actor MLP.
+    pub actor_hidden_dims: Vec<usize>,
+    /// LayerNorm after the hidden activations of the actors.
+    pub actor_layer_norm: bool,
+    /// Hidden widths of each critic member.
+    pub value_hidden_dims: Vec<usize>,
+    /// LayerNorm after the hidden activations of the critic.
+    pub value_layer_norm: bool,
+    /// Policy outputs the whole `H`-action chunk (`D = H·A`) instead of one action.
+    pub action_chunking: bool,
+    /// Chunk length / n-step horizon `H`.
+    pub horizon_length: usize,
+    /// Critic ensemble size `K` (at least 2).
+    pub num_qs: usize,
+    /// Pessimism: the TD target uses `mean − rho·std` over the ensemble.
+    pub rho: f64,
+    /// Discount `γ`.
+    pub discount: f64,
+    /// Polyak rate of the target networks.
+    pub tau: f64,
+    /// Euler / SDE steps `T` of the flow policies.
+    pub flow_steps: usize,
+    /// Candidates per state when acting; the online critic picks the best.
+    pub best_of_n: usize,
+    /// Inverse temperature of the adjoint-matching target `π* ∝ π_β·exp(inv_temp·Q)`.
+    pub inv_temp: f64,
+    /// QAM-F: weight of the distillation loss (must be > 0 for `qam-f`, 0 otherwise).
+    pub fql_alpha: f64,
+    /// QAM-E: scale of the edit added to the flow action (must be > 0 for `qam-e`, 0 otherwise).
+    pub edit_scale: f64,
+    /// QAM-E: target entropy; `None` means `−edit_target_entropy_multiplier · D`.
+    pub edit_target_entropy: Option<f64>,
+    /// QAM-E: multiplier used when `edit_target_entropy` is unset.
+    pub edit_target_entropy_multiplier: f64,
+    /// FQL: weight of the distillation loss (reference `alpha`).
+    pub alpha: f64,
+    /// Global-norm gradient clipping at 1.0; `None` = the kind's default (on for QAM variants,
+    /// off for FQL and BC).
+    pub clip_grad: Option<bool>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            kind: AgentKind::Qam,
+            lr: 3e-4,
+            batch_size: 256,
+            actor_hidden_dims: vec![512; 4],
+            actor_layer_norm: false,
+            value_hidden_dims: vec![512; 4],
+            value_layer_norm: true,
+            action_chunking: true,
+            horizon_length: 5,
+            num_qs: 10,
+            rho: 0.5,
+            discount: 0.99,
+            tau: 0.005,
+            flow_steps: 10,
+            best_of_n: 1,
+            inv_temp: 0.3,
+            fql_alpha: 0.0,
+            edit_scale: 0.0,
+            edit_target_entropy: None,
+            edit_target_entropy_multiplier: 0.5,
+            alpha: 100.0,
+            clip_grad: None,
+        }
+    }
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> AgentError {
+    AgentError::Config {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl AgentConfig {
+    /// Parses a TOML document (unknown keys are an error naming the key) and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        let cfg: AgentConfig =
+            toml::from_str(text).map_err(|e| AgentError::ConfigParse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_toml_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_toml_str(&std::fs::read_to_string(path)?)
+    }
+
+    /// Policy output dimension `D` for an environment action dimension `A`.
+    pub fn policy_dim(&self, action_dim: usize) -> usize {
+        if self.action_chunking {
+            action_dim * self.horizon_length
+        } else {
+            action_dim
+        }
+    }
+
+    /// Whether the global-norm clip at 1.0 is applied (explicit value or the kind's default).
+    pub fn clip_grad_enabled(&self) -> bool {
+        self.clip_grad.unwrap_or(matches!(
+            self.kind,
+            AgentKind::Qam | AgentKind::QamF | AgentKind::QamE
+        ))
+    }
+
+    /// QAM-E target entropy for policy dimension `d`.
+    pub fn target_entropy(&self, d: usize) -> f64 {
+        self.edit_target_entropy
+            .unwrap_or(-self.edit_target_entropy_multiplier * d as f64)
+    }
+
+    /// Checks ranges and the consistency of `kind`, `fql_alpha` and `edit_scale`.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("horizon_length", self.horizon_length),
+            ("flow_steps", self.flow_steps),
+            ("best_of_n", self.best_of_n),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(bad(field, "must be at least 1"));
+            }
+        }
+        for (field, dims) in [
+            ("actor_hidden_dims", &self.actor_hidden_dims),
+            ("value_hidden_dims", &self.value_hidden_dims),
+        ] {
+            if dims.contains(&0) {
+                return Err(bad(
+                    field,
+                    format!("hidden widths must be positive, got {dims:?}"),
+                ));
+            }
+        }
+        if self.kind.has_critic() && self.num_qs < 2 {
+            return Err(bad(
+                "num_qs",
+                format!("the critic ensemble needs K >= 2, got {}", self.num_qs),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(bad(
+                "lr",
+                format!("must be positive and finite, got {}", self.lr),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.tau) {
+            return Err(bad("tau", format!("must lie in [0, 1], got {}", self.tau)));
+        }
+        if !(0.0..=1.0).contains(&self.discount) {
+            return Err(bad(
+                "discount",
+                format!("must lie in [0, 1], got {}", self.discount),
+            ));
+        }
+        for (field, v) in [
+            ("fql_alpha", self.fql_alpha),
+            ("edit_scale", self.edit_scale),
+            ("alpha", self.alpha),
+            ("rho", self.rho),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(bad(field, format!("must be finite and >= 0, got {v}")));
+            }
+        }
+        if !self.inv_temp.is_finite() {
+            return Err(bad("inv_temp", "must be finite"));
+        }
+        if self.fql_alpha > 0.0 && self.edit_scale > 0.0 {
+            return Err(bad(
+                "fql_alpha",
+                format!(
+                    "fql_alpha ({}) and edit_scale ({}) cannot both be > 0 (QAM-F and QAM-E are exclusive)",
+                    self.fql_alpha, self.edit_scale
+                ),
+            ));
+        }
+        match self.kind {
+            AgentKind::QamF if self.fql_alpha <= 0.0 => {
+                Err(bad("fql_alpha", "kind qam-f needs fql_alpha > 0"))
+            }
+            AgentKind::QamE if self.edit_scale <= 0.0 => {
+                Err(bad("edit_scale", "kind qam-e needs edit_scale > 0"))
+            }
+            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc | AgentKind::QamE
+                if self.fql_alpha > 0.0 =>
+            {
+                Err(bad(
+                    "fql_alpha",
+                    format!(
+                        "is only used by kind qam-f (kind is {})",
+                        self.kind.as_str()
+                    ),
+                ))
+            }
+            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc | AgentKind::QamF
+                if self.edit_scale > 0.0 =>
+            {
+                Err(bad(
+                    "edit_scale",
+                    format!(
+                        "is only used by kind qam-e (kind is {})",
+                        self.kind.as_str()
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_defaults_with_chunking() {
+        let c = AgentConfig::default();
+        assert_eq!(
+            (c.num_qs, c.flow_steps, c.horizon_length, c.batch_size),
+            (10, 10, 5, 256)
+        );
+        assert!(c.action_chunking && c.clip_grad_enabled());
+        assert_eq!(c.policy_dim(5), 25);
+        assert_eq!(c.target_entropy(6), -3.0);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = AgentConfig::from_toml_str("kind = \"qam\"\nnum_qz = 3\n").unwrap_err();
+        assert!(err.to_string().contains("num_qz"), "{err}");
+    }
+
+    #[test]
+    fn toml_round_trip_and_kind_names() {
+        let c =
+            AgentConfig::from_toml_str("kind = \"qam-e\"\nedit_scale = 0.1\nnum_qs = 2\n").unwrap();
+        assert_eq!(c.kind, AgentKind::QamE);
+        assert_eq!(c.num_qs, 2);
+        let back = AgentConfig::from_toml_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let fql = AgentConfig {
+            kind: AgentKind::Fql,
+            ..AgentConfig::default()
+        };
+        assert!(!fql.clip_grad_enabled());
+    }
+
+    #[test]
+    fn invalid_combinations_are_named() {
+        let both = AgentConfig {
+            fql_alpha: 1.0,
+            edit_scale: 0.1,
+            ..AgentConfig::default()
+        };
+        assert!(
+            both.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cannot both")
+        );
+        let k1 = AgentConfig {
+            num_qs: 1,
+            ..AgentConfig::default()
+        };
+        assert!(k1.validate().unwrap_err().to_string().contains("num_qs"));
+        let zero = AgentConfig {
+            actor_hidden_dims: vec![16, 0],
+            ..AgentConfig::default()
+        };
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("actor_hidden_dims")
+        );
+        let qf = AgentConfig {
+            kind: AgentKind::QamF,
+            ..AgentConfig::default()
+        };
+        assert!(qf.validate().unwrap_err().to_string().contains("fql_alpha"));
+        let t0 = AgentConfig {
+            flow_steps: 0,
+            ..AgentConfig::default()
+        };
+        assert!(
+            t0.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("flow_steps")
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! What an update reports: scalar metrics kept as device tensors until the caller reads them, and
+//! an optional trace of every named intermediate (used by the fixture tests).
+
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{AgentError, Result};
+
+/// Scalar metrics of one update as 0-d device tensors. Reading them ([`UpdateMetrics::to_pairs`],
+/// [`UpdateMetrics::check_finite`]) is the only host synchronisation, and happens when the caller
+/// chooses (e.g. every log interval).
+#[derive(Default)]
+pub struct UpdateMetrics {
+    entries: Vec<(&'static str, Tensor)>,
+}
+
+impl UpdateMetrics {
+    /// Adds a scalar (detached; reduced to 0-d by mean if it is not).
+    pub(crate) fn push(&mut self, name: &'static str, value: &Tensor) {
+        let v = value.detach();
+        let v = if v.dim() == 0 { v } else { v.mean(Kind::Float) };
+        self.entries.push((name, v));
+    }
+
+    /// The metric names in report order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// The 0-d tensor of metric `name`, if reported.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+    }
+
+    /// Reads every metric to the host in one transfer: `(name, value)` pairs.
+    pub fn to_pairs(&self) -> Result<Vec<(String, f64)>> {
+        if self.entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stacked = Tensor::f_stack(
+            &self
+                .entries
+                .iter()
+                .map(|(_, t)| t.to_kind(Kind::Double))
+                .collect::<Vec<_>>(),
+            0,
+        )?
+        .f_to_device(Device::Cpu)?;
+        let values: Vec<f64> = Vec::try_from(&stacked)?;
+        Ok(self
+            .entries
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .zip(values)
+            .collect())
+    }
+
+    /// Errors naming the first loss (metric ending in `_loss`) that is NaN or infinite.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, value) in self.to_pairs()? {
+            if name.ends_with("_loss") && !value.is_finite() {
+                return Err(AgentError::NonFinite { name, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Named intermediates of an update (names as in the fixture's `outputs.safetensors`); recording
+/// is off (and free) unless enabled.
+#[derive(Default)]
+pub struct Trace {
+    tensors: Option<BTreeMap<String, Tensor>>,
+}
+
+impl Trace {
+    /// A trace that records.
+    pub fn enabled() -> Self {
+        Self {
+            tensors: Some(BTreeMap::new()),
+        }
+    }
+
+    /// A trace that ignores everything.
+    pub fn disabled() -> Self {
+        Self { tensors: None }
+    }
+
+    /// Records a detached handle to `t` under `name` (no copy).
+    pub fn record(&mut self, name: impl Into<String>, t: &Tensor) {
+        if let Some(map) = &mut self.tensors {
+            map.insert(name.into(), t.detach());
+        }
+    }
+
+    /// The recorded tensor `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.as_ref()?.get(name)
+    }
+
+    /// All recorded names.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,540 @@
+//! Networks of spec §1: the MLP block (Dense → GELU(tanh) → LayerNorm), the batched critic
+//! ensemble, flow vector fields, and the QAM-E edit actor with its temperature.
+//!
+//! Kernels are stored in the JAX `[in, out]` layout (ensembles `[K, in, out]`) under the reference
+//! parameter names, so a fixture or checkpoint maps onto them by name.
+
+use tch::{Device, Kind, Tensor};
+
+/// LayerNorm epsilon of the reference (flax default; libtorch's default is 1e-5).
+pub const LAYER_NORM_EPS: f64 = 1e-6;
+
+/// A parameter tensor under its reference name.
+pub type NamedTensor = (String, Tensor);
+
+/// Anything made of named parameter tensors.
+pub trait Parameters {
+    /// Shallow handles (shared storage) to every parameter, with full names, in a fixed order.
+    fn named_parameters(&self) -> Vec<NamedTensor>;
+}
+
+/// Xavier/Glorot-uniform `[.., in, out]` tensor (bound `√(6/(in+out))`) drawn from torch's generator.
+fn xavier_uniform(shape: &[i64], device: Device) -> Tensor {
+    let (fan_in, fan_out) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    (Tensor::rand(shape, (Kind::Float, device)) * (2.0 * bound) - bound).set_requires_grad(true)
+}
+
+fn zeros(shape: &[i64], device: Device) -> Tensor {
+    Tensor::zeros(shape, (Kind::Float, device)).set_requires_grad(true)
+}
+
+fn ones(shape: &[i64], device: Device) -> Tensor {
+    Tensor::ones(shape, (Kind::Float, device)).set_requires_grad(true)
+}
+
+/// A parameter as seen by a forward pass: live (gradients flow into it) or frozen (a detached
+/// view sharing storage — "constant" in the spec, used for target networks and for terms whose
+/// gradient must only reach the input, e.g. `Q(s, a_os)` in QAM-F).
+fn view(p: &Tensor, frozen: bool) -> Tensor {
+    if frozen {
+        p.detach()
+    } else {
+        p.shallow_clone()
+    }
+}
+
+/// Flattens `[..., n]` to `[M, n]`, returning the leading shape.
+fn flatten_lead(x: &Tensor) -> (Vec<i64>, Tensor) {
+    let size = x.size();
+    let n = *size
+        .last()
+        .expect("network input must have at least one dimension");
+    (size[..size.len() - 1].to_vec(), x.reshape([-1, n]))
+}
+
+/// Builds the Dense/LayerNorm sizes of `MLP(sizes)` for input width `input`.
+fn layer_shapes(input: usize, sizes: &[usize]) -> Vec<(i64, i64)> {
+    let mut fan_in = input as i64;
+    sizes
+        .iter()
+        .map(|&out| {
+            let s = (fan_in, out as i64);
+            fan_in = out as i64;
+            s
+        })
+        .collect()
+}
+
+/// One `x @ W + b` layer, kernel in `[in, out]` layout.
+pub struct Dense {
+    /// `[in, out]`.
+    pub kernel: Tensor,
+    /// `[out]`.
+    pub bias: Tensor,
+}
+
+/// `MLP(sizes, activate_final, layer_norm)` of spec §1.1 (one member).
+pub struct Mlp {
+    prefix: String,
+    dense: Vec<Dense>,
+    /// `(scale, bias)` of `LayerNorm_j`, present on the activated layers when layer norm is on.
+    norms: Vec<Option<(Tensor, Tensor)>>,
+    activate_final: bool,
+}
+
+impl Mlp {
+    /// Xavier-uniform kernels, zero biases, LayerNorm scale 1 / bias 0; names `{prefix}/Dense_j/…`.
+    pub fn new(
+        prefix: &str,
+        input: usize,
+        sizes: &[usize],
+        activate_final: bool,
+        layer_norm: bool,
+        device: Device,
+    ) -> Self {
+        let shapes = layer_shapes(input, sizes);
+        let n = shapes.len();
+        let dense = shapes
+            .iter()
+            .map(|&(i, o)| Dense {
+                kernel: xavier_uniform(&[i, o], device),
+                bias: zeros(&[o], device),
+            })
+            .collect();
+        let norms = shapes
+            .iter()
+            .enumerate()
+            .map(|(j, &(_, o))| {
+                let activated = j + 1 < n || activate_final;
+                (layer_norm && activated).then(|| (ones(&[o], device), zeros(&[o], device)))
+            })
+            .collect();
+        Self {
+            prefix: prefix.to_string(),
+            dense,
+            norms,
+            activate_final,
+        }
+    }
+
+    /// `[..., in] → [..., out]`; `frozen` evaluates with detached parameters.
+    pub fn forward(&self, x: &Tensor, frozen: bool) -> Tensor {
+        let (lead, mut h) = flatten_lead(x);
+        let n = self.dense.len();
+        for (j, (d, norm)) in self.dense.iter().zip(&self.norms).enumerate() {
+            h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
+            if j + 1 < n || self.activate_final {
+                h = h.gelu("tanh");
+                if let Some((scale, bias)) = norm {
+                    let width = h.size()[1];
+                    h = h.layer_norm(
+                        [width],
+                        Some(view(scale, frozen)),
+                        Some(view(bias, frozen)),
+                        LAYER_NORM_EPS,
+                        true,
+                    );
+                }
+            }
+        }
+        let out = h.size()[1];
+        h.reshape([lead, vec![out]].concat())
+    }
+}
+
+impl Parameters for Mlp {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        let mut v = Vec::new();
+        for (j, (d, norm)) in self.dense.iter().zip(&self.norms).enumerate() {
+            v.push((
+                format!("{}/Dense_{j}/bias", self.prefix),
+                d.bias.shallow_clone(),
+            ));
+            v.push((
+                format!("{}/Dense_{j}/kernel", self.prefix),
+                d.kernel.shallow_clone(),
+            ));
+            if let Some((scale, bias)) = norm {
+                v.push((
+                    format!("{}/LayerNorm_{j}/bias", self.prefix),
+                    bias.shallow_clone(),
+                ));
+                v.push((
+                    format!("{}/LayerNorm_{j}/scale", self.prefix),
+                    scale.shallow_clone(),
+                ));
+            }
+        }
+        v
+    }
+}
+
+/// `K` independent MLPs evaluated as one batched module: kernels `[K, in, out]`, biases and
+/// LayerNorm parameters `[K, out]`; every layer is one `baddbmm`.
+pub struct EnsembleMlp {
+    prefix: String,
+    members: i64,
+    /// `([K, in, out], [K, out])` per layer.
+    dense: Vec<(Tensor, Tensor)>,
+    norms: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl EnsembleMlp {
+    /// `K` members, each initialised independently (Xavier-uniform kernels, zero biases).
+    pub fn new(
+        prefix: &str,
+        members: usize,
+        input: usize,
+        sizes: &[usize],
+        layer_norm: bool,
+        device: Device,
+    ) -> Self {
+        let k = members as i64;
+        let shapes = layer_shapes(input, sizes);
+        let n = shapes.len();
+        let dense = shapes
+            .iter()
+            .map(|&(i, o)| (xavier_uniform(&[k, i, o], device), zeros(&[k, o], device)))
+            .collect();
+        let norms = shapes
+            .iter()
+            .enumerate()
+            .map(|(j, &(_, o))| {
+                (layer_norm && j + 1 < n).then(|| (ones(&[k, o], device), zeros(&[k, o], device)))
+            })
+            .collect();
+        Self {
+            prefix: prefix.to_string(),
+            members: k,
+            dense,
+            norms,
+        }
+    }
+
+    /// Shared input `[..., in]` → `[K, ..., out]` (no final activation).
+    pub fn forward(&self, x: &Tensor, frozen: bool) -> Tensor {
+        let (lead, flat) = flatten_lead(x);
+        let m = flat.size()[0];
+        let in_dim = flat.size()[1];
+        let mut h = flat.unsqueeze(0).expand([self.members, m, in_dim], false);
+        let n = self.dense.len();
+        for (j, ((w, b), norm)) in self.dense.iter().zip(&self.norms).enumerate() {
+            h = view(b, frozen)
+                .unsqueeze(1)
+                .baddbmm(&h, &view(w, frozen), 1.0, 1.0);
+            if j + 1 < n {
+                h = h.gelu("tanh");
+                if let Some((scale, bias)) = norm {
+                    let width = h.size()[2];
+                    let normed = h.layer_norm(
+                        [width],
+                        None::<Tensor>,
+                        None::<Tensor>,
+                        LAYER_NORM_EPS,
+                        true,
+                    );
+                    h = view(bias, frozen)
+                        .unsqueeze(1)
+                        .addcmul(&normed, &view(scale, frozen).unsqueeze(1));
+                }
+            }
+        }
+        let out = h.size()[2];
+        h.reshape([vec![self.members], lead, vec![out]].concat())
+    }
+}
+
+impl Parameters for EnsembleMlp {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        let mut v = Vec::new();
+        for (j, ((w, b), norm)) in self.dense.iter().zip(&self.norms).enumerate() {
+            v.push((format!("{}/Dense_{j}/bias", self.prefix), b.shallow_clone()));
+            v.push((
+                format!("{}/Dense_{j}/kernel", self.prefix),
+                w.shallow_clone(),
+            ));
+            if let Some((scale, bias)) = norm {
+                v.push((
+                    format!("{}/LayerNorm_{j}/bias", self.prefix),
+                    bias.shallow_clone(),
+                ));
+                v.push((
+                    format!("{}/LayerNorm_{j}/scale", self.prefix),
+                    scale.shallow_clone(),
+                ));
+            }
+        }
+        v
+    }
+}
+
+/// Critic `Value` ensemble (§1.2): `Q_k(s, a)` for `K` members, input `concat(obs, action)`.
+pub struct Critic {
+    net: EnsembleMlp,
+}
+
+impl Critic {
+    /// `name` is `critic` or `target_critic`; parameters live under `{name}/value_net/…`.
+    pub fn new(
+        name: &str,
+        k: usize,
+        obs: usize,
+        act: usize,
+        hidden: &[usize],
+        ln: bool,
+        device: Device,
+    ) -> Self {
+        let sizes = [hidden, &[1]].concat();
+        Self {
+            net: EnsembleMlp::new(
+                &format!("{name}/value_net"),
+                k,
+                obs + act,
+                &sizes,
+                ln,
+                device,
+            ),
+        }
+    }
+
+    /// `obs [..., O]`, `action [..., D]` → `[K, ...]`.
+    pub fn forward(&self, obs: &Tensor, action: &Tensor, frozen: bool) -> Tensor {
+        self.net
+            .forward(&Tensor::cat(&[obs, action], -1), frozen)
+            .squeeze_dim(-1)
+    }
+}
+
+impl Parameters for Critic {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        self.net.named_parameters()
+    }
+}
+
+/// Flow velocity field (§1.3): input `concat(obs, x, t)`; without time input (`timed = false`) it
+/// is the one-step actor `concat(obs, noise)`.
+pub struct VectorField {
+    mlp: Mlp,
+    timed: bool,
+}
+
+impl VectorField {
+    /// Parameters under `{name}/mlp/…`; `timed` adds the scalar time input.
+    pub fn new(
+        name: &str,
+        obs: usize,
+        d: usize,
+        hidden: &[usize],
+        ln: bool,
+        timed: bool,
+        device: Device,
+    ) -> Self {
+        let sizes = [hidden, &[d]].concat();
+        let input = obs + d + usize::from(timed);
+        Self {
+            mlp: Mlp::new(&format!("{name}/mlp"), input, &sizes, false, ln, device),
+            timed,
+        }
+    }
+
+    /// `obs [..., O]`, `x [..., D]`, `t [..., 1]` (ignored when untimed) → velocity `[..., D]`.
+    pub fn forward(&self, obs: &Tensor, x: &Tensor, t: Option<&Tensor>, frozen: bool) -> Tensor {
+        let input = match (self.timed, t) {
+            (true, Some(t)) => Tensor::cat(&[obs, x, t], -1),
+            (true, None) => panic!("timed vector field called without a time input"),
+            (false, _) => Tensor::cat(&[obs, x], -1),
+        };
+        self.mlp.forward(&input, frozen)
+    }
+}
+
+impl Parameters for VectorField {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        self.mlp.named_parameters()
+    }
+}
+
+/// A reparameterised tanh-Gaussian sample of the edit actor (§1.4), all `[..., D]` except `log_prob`.
+pub struct EditSample {
+    /// Mean of the pre-tanh Gaussian.
+    pub mean: Tensor,
+    /// `exp(clip(log_std, −20, 2))`.
+    pub std: Tensor,
+    /// `u = mean + std·ξ`.
+    pub pre_tanh: Tensor,
+    /// `e = tanh(u)`.
+    pub edit: Tensor,
+    /// `log π(e)` from the pre-tanh sample, `[...]`.
+    pub log_prob: Tensor,
+}
+
+/// QAM-E edit actor: trunk `MLP(hidden, activate_final)` and Dense heads for mean and log-std.
+pub struct EditActor {
+    trunk: Mlp,
+    mean: Dense,
+    log_std: Dense,
+}
+
+impl EditActor {
+    /// Parameters under `edit_actor/MLP_0/…`, `edit_actor/OutputDenseMean/…`, `…/OutputDenseLogStd/…`.
+    pub fn new(obs: usize, d: usize, hidden: &[usize], ln: bool, device: Device) -> Self {
+        let last = *hidden.last().unwrap_or(&(obs + d)) as i64;
+        let head = || Dense {
+            kernel: xavier_uniform(&[last, d as i64], device),
+            bias: zeros(&[d as i64], device),
+        };
+        Self {
+            trunk: Mlp::new("edit_actor/MLP_0", obs + d, hidden, true, ln, device),
+            mean: head(),
+            log_std: head(),
+        }
+    }
+
+    /// Samples the edit for `obs [..., O]`, flow action `a [..., D]` and standard-normal `ξ [..., D]`.
+    pub fn sample(&self, obs: &Tensor, a: &Tensor, xi: &Tensor, frozen: bool) -> EditSample {
+        let feat = self.trunk.forward(&Tensor::cat(&[obs, a], -1), frozen);
+        let head = |d: &Dense| feat.matmul(&view(&d.kernel, frozen)) + view(&d.bias, frozen);
+        let mean = head(&self.mean);
+        let log_std = head(&self.log_std).clamp(-20.0, 2.0);
+        let std = log_std.exp();
+        let pre_tanh = &mean + &std * xi;
+        let edit = pre_tanh.tanh();
+        let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
+        let gauss =
+            (xi.square() * -0.5 - &log_std - half_log_2pi).sum_dim_intlist(-1, false, Kind::Float);
+        let log_det = ((-&pre_tanh * 2.0).softplus() + &pre_tanh - std::f64::consts::LN_2) * -2.0;
+        let log_prob = gauss - log_det.sum_dim_intlist(-1, false, Kind::Float);
+        EditSample {
+            mean,
+            std,
+            pre_tanh,
+            edit,
+            log_prob,
+        }
+    }
+}
+
+impl Parameters for EditActor {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        let mut v = self.trunk.named_parameters();
+        for (name, d) in [
+            ("OutputDenseLogStd", &self.log_std),
+            ("OutputDenseMean", &self.mean),
+        ] {
+            v.push((format!("edit_actor/{name}/bias"), d.bias.shallow_clone()));
+            v.push((
+                format!("edit_actor/{name}/kernel"),
+                d.kernel.shallow_clone(),
+            ));
+        }
+        v
+    }
+}
+
+/// Learned temperature `alpha = exp(log_alpha)` of QAM-E (`edit_alpha/log_value`, init 0).
+pub struct Temperature {
+    /// 0-d `log_alpha`.
+    pub log_value: Tensor,
+}
+
+impl Temperature {
+    /// `log_alpha = log 1 = 0`.
+    pub fn new(device: Device) -> Self {
+        Self {
+            log_value: zeros(&[], device),
+        }
+    }
+
+    /// `alpha = exp(log_alpha)` (0-d).
+    pub fn alpha(&self, frozen: bool) -> Tensor {
+        view(&self.log_value, frozen).exp()
+    }
+}
+
+impl Parameters for Temperature {
+    fn named_parameters(&self) -> Vec<NamedTensor> {
+        vec![(
+            "edit_alpha/log_value".to_string(),
+            self.log_value.shallow_clone(),
+        )]
+    }
+}
+
+/// Copies `src` into `dst` tensor by tensor (same order and shapes), without gradient tracking.
+pub fn copy_parameters(dst: &impl Parameters, src: &impl Parameters) {
+    tch::no_grad(|| {
+        for ((_, mut d), (_, s)) in dst
+            .named_parameters()
+            .into_iter()
+            .zip(src.named_parameters())
+        {
+            d.copy_(&s);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensemble_matches_member_loop_and_gelu_is_tanh() {
+        tch::manual_seed(0);
+        let ens = EnsembleMlp::new("c", 3, 4, &[8, 8, 1], true, Device::Cpu);
+        let x = Tensor::randn([5, 2, 4], (Kind::Float, Device::Cpu));
+        let out = ens.forward(&x, false);
+        assert_eq!(out.size(), vec![3, 5, 2, 1]);
+        let p = ens.named_parameters();
+        let get = |n: &str| p.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+        for k in 0..3 {
+            let mut h = x.reshape([-1, 4]);
+            for j in 0..3 {
+                h = h.matmul(&get(&format!("c/Dense_{j}/kernel")).get(k))
+                    + get(&format!("c/Dense_{j}/bias")).get(k);
+                if j < 2 {
+                    let inner = (&h + h.pow_tensor_scalar(3) * 0.044715)
+                        * (2.0 / std::f64::consts::PI).sqrt();
+                    h = &h * 0.5 * (inner.tanh() + 1.0);
+                    let mu = h.mean_dim(-1, true, Kind::Float);
+                    let var = (&h - &mu).square().mean_dim(-1, true, Kind::Float);
+                    h = (&h - mu) / (var + 1e-6).sqrt()
+                        * get(&format!("c/LayerNorm_{j}/scale")).get(k)
+                        + get(&format!("c/LayerNorm_{j}/bias")).get(k);
+                }
+            }
+            let diff = (out.get(k).reshape([-1, 1]) - h)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-5, "member {k}: {diff}");
+        }
+    }
+
+    #[test]
+    fn xavier_bounds_and_zero_bias() {
+        tch::manual_seed(1);
+        let m = Mlp::new("a/mlp", 10, &[16, 6], false, false, Device::Cpu);
+        let p = m.named_parameters();
+        let k = &p
+            .iter()
+            .find(|(n, _)| n == "a/mlp/Dense_0/kernel")
+            .unwrap()
+            .1;
+        assert_eq!(k.size(), vec![10, 16]);
+        let bound = (6.0f64 / 26.0).sqrt();
+        assert!(k.abs().max().double_value(&[]) <= bound);
+        assert!(k.abs().max().double_value(&[]) > 0.8 * bound);
+        assert_eq!(
+            p.iter()
+                .find(|(n, _)| n == "a/mlp/Dense_1/bias")
+                .unwrap()
+                .1
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+        assert!(!p.iter().any(|(n, _)| n.contains("LayerNorm")));
+    }
+}
