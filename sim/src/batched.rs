@@ -24,37 +24,12 @@ pub struct BatchedEnv {
 impl BatchedEnv {
     /// Builds `num_envs` envs of `task` in a fresh headless App (call [`reset`](Self::reset) before stepping).
     pub fn new(task: &TaskScene, num_envs: usize, options: EnvOptions) -> Result<Self, SimError> {
-        if num_envs == 0 {
-            return Err(SimError::NoEnvs);
-        }
-        let episode_length = options
-            .episode_length
-            .unwrap_or(task.settings.episode_length)
-            .max(1);
-        let spec = EnvSpec::new(task, episode_length);
-        let scene = Arc::new(task.clone());
         let mut app = App::new();
         app.add_plugins((TaskPoolPlugin::default(), SimPlugin::default()));
         app.finish();
         app.cleanup();
-        let world = app.world_mut();
-        world.insert_resource(SimTask {
-            scene: scene.clone(),
-            spec: spec.clone(),
-            options,
-        });
-        world.insert_resource(BatchActions {
-            values: vec![0.0; num_envs * spec.action_dim],
-            pending: false,
-        });
-        world.insert_resource(StepOutput::new(num_envs, &spec));
-        let entities = (0..num_envs)
-            .map(|i| {
-                let mut state = EnvState::new(&scene, &spec, i as u64);
-                let physics = reset_env(&scene, &mut state);
-                world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
-            })
-            .collect();
+        let seeds: Vec<u64> = (0..num_envs as u64).collect();
+        let (spec, entities) = spawn_envs(app.world_mut(), task, &seeds, options)?;
         Ok(Self {
             app,
             spec,
@@ -154,4 +129,46 @@ impl BatchedEnv {
     pub fn app_mut(&mut self) -> &mut App {
         &mut self.app
     }
+}
+
+/// Spawns one env of `task` per seed into `world` (env `i` seeded with `seeds[i]`), with the resources the
+/// [`SimPlugin`] systems read: [`SimTask`], an idle [`BatchActions`] and a zeroed [`StepOutput`]. Any app that
+/// runs the [`SimPlugin`] (the headless [`BatchedEnv`], the window) builds its envs with this one function, so
+/// every env World has the same layout. Returns the spec and the env entities, in env-index order.
+pub fn spawn_envs(
+    world: &mut World,
+    task: &TaskScene,
+    seeds: &[u64],
+    options: EnvOptions,
+) -> Result<(EnvSpec, Vec<Entity>), SimError> {
+    let num_envs = seeds.len();
+    if num_envs == 0 {
+        return Err(SimError::NoEnvs);
+    }
+    let episode_length = options
+        .episode_length
+        .unwrap_or(task.settings.episode_length)
+        .max(1);
+    let spec = EnvSpec::new(task, episode_length);
+    let scene = Arc::new(task.clone());
+    world.insert_resource(SimTask {
+        scene: scene.clone(),
+        spec: spec.clone(),
+        options,
+    });
+    world.insert_resource(BatchActions {
+        values: vec![0.0; num_envs * spec.action_dim],
+        pending: false,
+    });
+    world.insert_resource(StepOutput::new(num_envs, &spec));
+    let entities = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, &seed)| {
+            let mut state = EnvState::new(&scene, &spec, seed);
+            let physics = reset_env(&scene, &mut state);
+            world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
+        })
+        .collect();
+    Ok((spec, entities))
 }

@@ -46,8 +46,9 @@ impl EnvPhysics {
                 .linear_damping(b.linear_damping)
                 .angular_damping(b.angular_damping);
             if b.extra_mass > 0.0 {
-                // A point-ish mass: inertia of a 5 cm sphere, so collider-less links rotate sensibly.
-                let i = 0.4 * b.extra_mass * 0.05 * 0.05;
+                // Inertia of a 20 cm sphere of that mass: collider-less links (gantry carriages) must not be so light in
+                // rotation that the joint chain between them flexes.
+                let i = 0.4 * b.extra_mass * 0.2 * 0.2;
                 builder = builder.additional_mass_properties(MassProperties::new(
                     Vec3::ZERO,
                     b.extra_mass,

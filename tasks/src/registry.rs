@@ -1,0 +1,77 @@
+//! The task registry: built-in task scenes, embedded in the binary, and user scene files by path.
+
+use std::path::Path;
+
+use qamlab_sim::{SimError, TaskScene};
+use thiserror::Error;
+
+/// The built-in tasks: name and scene text (embedded, so the binary works from any directory).
+pub const BUILTIN_TASKS: &[(&str, &str)] = &[(
+    "cube-single",
+    include_str!("../../assets/tasks/cube-single.scn.ron"),
+)];
+
+/// Why a task could not be loaded.
+#[derive(Debug, Error)]
+pub enum TaskError {
+    /// Neither a built-in name nor an existing file.
+    #[error("unknown task `{name}`: not a built-in task ({known}) and no such scene file")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// The built-in names, comma separated.
+        known: String,
+    },
+    /// The scene failed to load or check.
+    #[error(transparent)]
+    Scene(#[from] SimError),
+    /// An oracle was asked for a task whose observations it cannot read.
+    #[error("task `{task}` has no scripted oracle: its observation lacks `{missing}`")]
+    NoOracle {
+        /// Task name.
+        task: String,
+        /// The first observation value the oracle needs and did not find.
+        missing: String,
+    },
+}
+
+/// A loaded task: its checked scene and where it came from.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Task name (from the scene's settings).
+    pub name: String,
+    /// Whether it is one of [`BUILTIN_TASKS`].
+    pub builtin: bool,
+    /// The checked scene.
+    pub scene: TaskScene,
+}
+
+/// Names of the built-in tasks.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN_TASKS.iter().map(|(n, _)| *n).collect()
+}
+
+/// Loads a built-in task by name, or a scene file by path.
+pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
+    if let Some((name, text)) = BUILTIN_TASKS.iter().find(|(n, _)| *n == name_or_path) {
+        let scene = TaskScene::from_ron(text, &format!("builtin:{name}"))?;
+        return Ok(Task {
+            name: scene.settings.name.clone(),
+            builtin: true,
+            scene,
+        });
+    }
+    let path = Path::new(name_or_path);
+    if path.is_file() {
+        let scene = TaskScene::from_file(path)?;
+        return Ok(Task {
+            name: scene.settings.name.clone(),
+            builtin: false,
+            scene,
+        });
+    }
+    Err(TaskError::Unknown {
+        name: name_or_path.to_string(),
+        known: builtin_names().join(", "),
+    })
+}

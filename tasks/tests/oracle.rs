@@ -1,0 +1,69 @@
+//! The scripted oracle against the real task.
+
+use qamlab_sim::prelude::*;
+use qamlab_tasks::prelude::*;
+
+/// Runs one episode per env with the given oracle config; returns per env (solved, steps taken).
+fn run(n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
+    let task = load_task("cube-single").unwrap();
+    let mut env = BatchedEnv::new(
+        &task.scene,
+        n,
+        EnvOptions {
+            terminate_on_success: true,
+            episode_length: None,
+        },
+    )
+    .unwrap();
+    let seeds: Vec<u64> = (0..n as u64).map(|i| seed0 + i).collect();
+    let mut oracle = CubeOracle::new(env.spec(), config, &seeds).unwrap();
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let mut result = vec![None; n];
+    for t in 1..=env.spec().episode_length {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        for i in 0..n {
+            if result[i].is_none() && (out.terminated[i] || out.truncated[i]) {
+                result[i] = Some((out.terminated[i], t));
+            }
+        }
+        obs.copy_from_slice(&out.obs);
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+    }
+    result
+        .into_iter()
+        .map(|r| r.expect("every episode ends by the time limit"))
+        .collect()
+}
+
+#[test]
+fn noise_free_oracle_solves_cube_single() {
+    let results = run(48, OracleConfig::default(), 1000);
+    let solved = results.iter().filter(|r| r.0).count();
+    let mean_steps: f32 = results.iter().map(|r| r.1 as f32).sum::<f32>() / results.len() as f32;
+    println!(
+        "solved {solved}/{} (mean steps {mean_steps})",
+        results.len()
+    );
+    assert!(
+        solved * 100 >= results.len() * 95,
+        "solved only {solved} of {}",
+        results.len()
+    );
+}
+
+#[test]
+fn noisy_oracle_still_solves_most() {
+    let config = OracleConfig {
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let results = run(40, config, 5000);
+    let solved = results.iter().filter(|r| r.0).count();
+    println!("noisy: solved {solved}/{}", results.len());
+    assert!(
+        solved * 100 >= results.len() * 80,
+        "solved only {solved} of {}",
+        results.len()
+    );
+}
