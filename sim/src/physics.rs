@@ -5,6 +5,7 @@
 //! the next: an episode depends on its seed alone, whatever ran before it or beside it.
 
 use bevy::math::{Quat, Vec3};
+use bevy::prelude::default;
 use bevy_rapier3d::rapier::prelude::*;
 
 use crate::authoring::{BodyKind, JointKind, Shape};
@@ -25,8 +26,10 @@ impl EnvPhysics {
     /// motor holding its joint where it is.
     pub fn build(scene: &TaskScene, poses: &[Pose]) -> Self {
         let s = &scene.settings;
-        let mut world = PhysicsWorld::default();
-        world.gravity = s.gravity;
+        let mut world = PhysicsWorld {
+            gravity: s.gravity,
+            ..default()
+        };
         world.integration_parameters.dt = s.control_dt / s.substeps as f32;
         world.integration_parameters.num_solver_iterations = s.solver_iterations as usize;
         // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.

@@ -440,9 +440,8 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
 
     // Bodies and sites share one namespace: both are frames.
     let mut bodies: Vec<BodyDef> = Vec::new();
-    let mut body_entity: Vec<usize> = Vec::new();
     let mut frames: Vec<(String, FrameRef)> = Vec::new();
-    for (i, raw) in entities.iter().enumerate() {
+    for raw in &entities {
         let Some(body) = &raw.body else {
             if raw.collider.is_some() {
                 return Err(err(
@@ -528,7 +527,6 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             collider: raw.collider.clone(),
             randomize: raw.randomize_pose.clone(),
         });
-        body_entity.push(i);
     }
     if bodies.is_empty() {
         return Err(scene_err("Body", "the scene has no bodies".into()));
@@ -842,7 +840,6 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         };
         sensors.push((s.clone(), def));
     }
-    let _ = body_entity;
 
     Ok(TaskScene {
         source: source.to_string(),

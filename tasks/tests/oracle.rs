@@ -22,9 +22,9 @@ fn run(n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
     for t in 1..=env.spec().episode_length {
         let actions = oracle.act(&obs).to_vec();
         let out = env.step(&actions).unwrap();
-        for i in 0..n {
-            if result[i].is_none() && (out.terminated[i] || out.truncated[i]) {
-                result[i] = Some((out.terminated[i], t));
+        for (i, r) in result.iter_mut().enumerate() {
+            if r.is_none() && (out.terminated[i] || out.truncated[i]) {
+                *r = Some((out.terminated[i], t));
             }
         }
         obs.copy_from_slice(&out.obs);

@@ -1,0 +1,30 @@
+//! Shared test helpers (included by each test file).
+
+#![allow(dead_code)]
+
+use qamlab_sim::prelude::*;
+
+pub const CUBE_SINGLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../assets/tasks/cube-single.scn.ron"
+);
+
+pub fn cube_single_text() -> String {
+    std::fs::read_to_string(CUBE_SINGLE).unwrap()
+}
+
+pub fn cube_single() -> TaskScene {
+    TaskScene::from_file(CUBE_SINGLE).unwrap()
+}
+
+/// Deterministic pseudo-random actions in [-1, 1] (a tiny LCG: no dependence on the env).
+pub fn random_actions(state: &mut u64, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((*state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

@@ -1,0 +1,206 @@
+//! Loading checks a scene and names the file, the entity and the field of every mistake.
+
+mod common;
+
+use common::*;
+use qamlab_sim::prelude::*;
+
+/// Loads the cube-single text with `from` replaced by `to` (which must occur) under the name `bad.scn.ron`.
+fn load_edited(from: &str, to: &str) -> Result<TaskScene, SimError> {
+    let text = cube_single_text();
+    assert!(
+        text.contains(from),
+        "test edit target `{from}` not in the scene"
+    );
+    TaskScene::from_ron(&text.replacen(from, to, 1), "bad.scn.ron")
+}
+
+#[test]
+fn builtin_scene_loads() {
+    let scene = cube_single();
+    assert_eq!(scene.settings.name, "cube-single");
+    assert_eq!(scene.actuators.len(), 5);
+    assert_eq!(EnvSpec::new(&scene, 200).obs_dim, 28);
+}
+
+#[test]
+fn unknown_component_type_is_named() {
+    let err = load_edited(
+        "qamlab_sim::authoring::Site",
+        "qamlab_sim::authoring::Sight",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    assert!(
+        msg.contains("bad.scn.ron") && msg.contains("entity 8") && msg.contains("Sight"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let err = load_edited(
+        "name: \"cube\", kind: Dynamic,",
+        "name: \"cube\", colour: 3.0, kind: Dynamic,",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    assert!(
+        msg.contains("bad.scn.ron") && msg.contains("entity 11") && msg.contains("colour"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn sensor_naming_a_missing_entity_is_named() {
+    let err = load_edited("Position(frame: \"cube\")", "Position(frame: \"cub\")").unwrap_err();
+    match &err {
+        SimError::Invalid {
+            file,
+            entity,
+            field,
+            message,
+        } => {
+            assert_eq!(file, "bad.scn.ron");
+            assert!(
+                entity.contains("entity 1") && entity.contains("cube-single"),
+                "{entity}"
+            );
+            assert_eq!(field, "ObservationSpace.sensors[5].frame");
+            assert!(message.contains("\"cub\""), "{message}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn joint_naming_a_missing_body_is_named() {
+    let err = load_edited(
+        "parent: \"palm\", child: \"finger_l\"",
+        "parent: \"hand\", child: \"finger_l\"",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("entity 9") && msg.contains("Joint.parent") && msg.contains("\"hand\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn empty_action_space_is_rejected() {
+    let text = cube_single_text();
+    let start = text.find("actuators: [").unwrap() + "actuators: [".len();
+    let end = start + text[start..].find("\n          ],").unwrap();
+    let edited = format!("{}{}", &text[..start], &text[end..]);
+    let err = TaskScene::from_ron(&edited, "bad.scn.ron").unwrap_err();
+    match &err {
+        SimError::Invalid { field, message, .. } => {
+            assert_eq!(field, "ActionSpace.actuators");
+            assert!(message.contains("empty"), "{message}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn range_with_min_above_max_is_named() {
+    let err = load_edited(
+        "x: Some((min: -0.15, max: 0.15)), y",
+        "x: Some((min: 0.15, max: -0.15)), y",
+    )
+    .unwrap_err();
+    match &err {
+        SimError::Invalid {
+            file,
+            entity,
+            field,
+            message,
+        } => {
+            assert_eq!(file, "bad.scn.ron");
+            assert!(
+                entity.contains("entity 11") && entity.contains("\"cube\""),
+                "{entity}"
+            );
+            assert_eq!(field, "RandomizePose.x");
+            assert!(message.contains("min 0.15 > max -0.15"), "{message}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    let err = load_edited(
+        "range: (min: -1.0, max: 1.0)",
+        "range: (min: 1.0, max: -1.0)",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("ActionSpace.actuators[0].range"),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_error_gives_a_position() {
+    let err = load_edited("substeps: 5,", "substeps: 5,,").unwrap_err();
+    match &err {
+        SimError::Parse {
+            file, line, entity, ..
+        } => {
+            assert_eq!(file, "bad.scn.ron");
+            assert!(*line > 1);
+            assert!(entity.contains("entity 1"), "{entity}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let err = TaskScene::from_file("/nonexistent/x.scn.ron").unwrap_err();
+    assert!(
+        matches!(err, SimError::Io { .. }) && err.to_string().contains("/nonexistent/x.scn.ron")
+    );
+}
+
+#[test]
+fn bad_actions_are_errors_naming_env_and_index() {
+    let scene = cube_single();
+    let mut env = BatchedEnv::new(&scene, 3, EnvOptions::default()).unwrap();
+    assert!(matches!(env.step(&[0.0; 15]), Err(SimError::NotReset)));
+    env.reset(&[1, 2, 3]).unwrap();
+    let mut actions = vec![0.0; 15];
+    actions[2 * 5 + 3] = f32::NAN;
+    match env.step(&actions).unwrap_err() {
+        SimError::ActionValue {
+            env, index, name, ..
+        } => assert_eq!((env, index, name.as_str()), (2, 3, "dyaw")),
+        other => panic!("wrong error: {other}"),
+    }
+    actions[2 * 5 + 3] = 0.0;
+    actions[5 + 4] = 1.5;
+    let err = env.step(&actions).unwrap_err();
+    assert!(
+        err.to_string().contains("env 1, action 4 (`gripper`)"),
+        "{err}"
+    );
+    assert!(matches!(
+        env.step(&[0.0; 14]),
+        Err(SimError::ActionShape {
+            expected: 15,
+            got: 14,
+            ..
+        })
+    ));
+    assert!(matches!(
+        env.reset(&[1, 2]),
+        Err(SimError::SeedCount {
+            expected: 3,
+            got: 2
+        })
+    ));
+    assert!(matches!(
+        BatchedEnv::new(&scene, 0, EnvOptions::default()),
+        Err(SimError::NoEnvs)
+    ));
+}
