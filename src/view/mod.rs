@@ -1,0 +1,165 @@
+//! `qamlab view`: the 3D window. The envs run the same [`SimPlugin`] systems on the same World layout as the
+//! headless runs; the window adds plugins for rendering and UI only.
+//!
+//! * [`stepping`]: [`SteppingPlugin`] spawns the envs and runs control steps on a clock (pause, step, speed).
+//! * [`policy`]: [`PolicyPlugin`] chooses the actions of each step (agent, oracle, random) and counts episodes.
+//! * [`render_sync`]: [`RenderSyncPlugin`] builds meshes from the collider shapes and follows the Rapier worlds.
+//! * [`camera`]: [`CameraPlugin`], the orbit camera and the lights.
+//! * [`panel`]: [`PanelPlugin`], the egui panel (curves, counters, controls) and the keyboard shortcuts.
+//! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
+//! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
+//! * [`screenshot`]: [`ScreenshotPlugin`] saves one frame and exits (`--screenshot`).
+
+pub mod camera;
+pub mod hot_reload;
+pub mod panel;
+pub mod policy;
+pub mod render_sync;
+pub mod screenshot;
+pub mod stepping;
+pub mod training;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bevy::ecs::schedule::ScheduleLabel;
+use bevy::prelude::*;
+use bevy::window::WindowResolution;
+use bevy_egui::EguiPlugin;
+use qamlab_sim::SimPlugin;
+
+pub use camera::CameraPlugin;
+pub use hot_reload::HotReloadPlugin;
+pub use panel::PanelPlugin;
+pub use policy::{PolicyKind, PolicyPlugin};
+pub use render_sync::RenderSyncPlugin;
+pub use screenshot::ScreenshotPlugin;
+pub use stepping::{ControlStep, Speed, SteppingPlugin};
+pub use training::TrainingPlugin;
+
+/// Flags of `qamlab view`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// Built-in task name or path to a task scene file (`.scn.ron`, reloaded when it changes).
+    #[arg(long, default_value = "cube-single")]
+    pub task: String,
+    /// Agent checkpoint to act with (a `.safetensors` file written by training or by the panel).
+    #[arg(long, conflicts_with = "train")]
+    pub checkpoint: Option<PathBuf>,
+    /// Train while watching: training runs on its own thread and the acting agent takes its newest weights.
+    #[arg(long)]
+    pub train: bool,
+    /// Training options (with --train).
+    #[command(flatten)]
+    pub training: training::TrainFlags,
+    /// Envs simulated together (the panel shows one or all of them).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub envs: u16,
+    /// Show every env in a grid from the start (otherwise env 0 alone; `G` toggles).
+    #[arg(long)]
+    pub grid: bool,
+    /// Policy acting first [default: agent when there is one, else oracle].
+    #[arg(long, value_enum)]
+    pub policy: Option<PolicyKind>,
+    /// Simulation speed at start.
+    #[arg(long, value_enum, default_value = "1x")]
+    pub speed: Speed,
+    /// Seed of the envs (env i starts from seed + i) and of the random policy.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where the panel's "save checkpoint" writes the acting agent.
+    #[arg(long, default_value = "view-checkpoint.safetensors")]
+    pub save_to: PathBuf,
+    /// Save a PNG of the window after --frames frames, then exit (for tests and documentation).
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Frames rendered before the screenshot.
+    #[arg(long, default_value_t = 40, requires = "screenshot")]
+    pub frames: u32,
+}
+
+/// The task the envs run: the last version that loaded without error.
+#[derive(Resource, Clone)]
+pub struct ViewTask {
+    /// Task name.
+    pub name: String,
+    /// The checked scene.
+    pub scene: qamlab_sim::TaskScene,
+    /// The scene file watched for changes, if any.
+    pub watch: Option<PathBuf>,
+}
+
+/// Opens the window and runs until it closes (or until the screenshot is saved).
+pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+    let task = qamlab_tasks::load_task(&args.task)
+        .with_context(|| format!("loading task `{}`", args.task))?;
+    let watch = hot_reload::scene_file_to_watch(&args.task, &task);
+    let view_task = ViewTask {
+        name: task.name.clone(),
+        scene: task.scene.clone(),
+        watch,
+    };
+    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+
+    let policy = policy::ActingPolicy::from_args(&args, &spec)?;
+    let (trainer, training_link) = if args.train {
+        let (handle, link) = training::start(&args, &spec)?;
+        (Some(handle), Some(link))
+    } else {
+        (None, None)
+    };
+
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(Window {
+                    title: format!("qamlab view: {}", task.name),
+                    resolution: WindowResolution::new(1280, 760),
+                    ..default()
+                }),
+                ..default()
+            })
+            // `main` already installed the tracing subscriber (RUST_LOG filters Bevy's messages too).
+            .disable::<bevy::log::LogPlugin>(),
+    )
+    .add_plugins(EguiPlugin::default())
+    .insert_resource(view_task)
+    .insert_resource(policy)
+    .add_plugins((
+        SimPlugin {
+            schedule: ControlStep.intern(),
+        },
+        SteppingPlugin {
+            num_envs: usize::from(args.envs),
+            seed: args.seed,
+            speed: args.speed,
+        },
+        PolicyPlugin,
+        RenderSyncPlugin { grid: args.grid },
+        CameraPlugin,
+        PanelPlugin {
+            save_to: args.save_to.clone(),
+        },
+        HotReloadPlugin,
+        TrainingPlugin {
+            link: std::sync::Mutex::new(training_link),
+        },
+    ));
+    if let Some(path) = &args.screenshot {
+        app.add_plugins(ScreenshotPlugin {
+            path: path.clone(),
+            frames: args.frames,
+        });
+    }
+    let exit = app.run();
+
+    if let Some(trainer) = trainer {
+        eprintln!("view: window closed, stopping training (it checkpoints first)...");
+        trainer.stop_and_join()?;
+    }
+    match exit {
+        AppExit::Success => Ok(()),
+        AppExit::Error(code) => anyhow::bail!("the window exited with an error (code {code})"),
+    }
+}

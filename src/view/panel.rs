@@ -1,0 +1,441 @@
+//! The egui side panel (curves, counters, controls) and the keyboard shortcuts. Buttons and keys only send
+//! [`ViewCommand`]s; the plugin that owns the state applies them.
+
+use std::path::PathBuf;
+
+use bevy::camera::CameraOutputMode;
+use bevy::camera::Viewport;
+use bevy::camera::visibility::RenderLayers;
+use bevy::prelude::*;
+use bevy::render::render_resource::BlendState;
+use bevy::window::PrimaryWindow;
+use bevy_egui::egui::{self, Color32, RichText};
+use bevy_egui::input::EguiWantsInput;
+use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, PrimaryEguiContext};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use super::ViewTask;
+use super::camera::OrbitCamera;
+use super::hot_reload::HotReload;
+use super::policy::{self, ActingPolicy, EpisodeStats, PolicyKind, ROLLING};
+use super::render_sync::ShownEnvs;
+use super::stepping::{EnvEntities, SimClock, Speed};
+use super::training::{TrainingCurves, TrainingStatus};
+
+/// What the panel and the keys ask for.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewCommand {
+    /// Pause or resume stepping.
+    TogglePause,
+    /// Pause and run one control step.
+    Step,
+    /// Change the speed.
+    SetSpeed(Speed),
+    /// Start new episodes in every env (fresh seeds).
+    Reset,
+    /// Choose who acts.
+    SetPolicy(PolicyKind),
+    /// Show env 0 alone, or every env in a grid.
+    ToggleGrid,
+    /// Save the acting agent.
+    SaveCheckpoint,
+    /// Point the camera back at the shown envs.
+    FrameCamera,
+}
+
+/// The shortcuts, as listed in the panel.
+const SHORTCUTS: &[(&str, &str)] = &[
+    ("Space", "pause / resume"),
+    ("N", "one step (pauses)"),
+    ("1-6", "speed 1x, 2x, 4x, 8x, 16x, max"),
+    ("R", "reset (new episodes)"),
+    ("A / O / X", "agent / oracle / random acts"),
+    ("G", "one env / grid"),
+    ("C", "save checkpoint"),
+    ("F", "frame the camera"),
+    ("mouse", "left drag turn, right drag pan, wheel zoom"),
+];
+
+/// Where the panel's save button writes.
+#[derive(Resource, Debug, Clone)]
+pub struct SavePath(pub PathBuf);
+
+/// The side panel and the keyboard shortcuts.
+pub struct PanelPlugin {
+    /// Where "save checkpoint" writes.
+    pub save_to: PathBuf,
+}
+
+impl Plugin for PanelPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<ViewCommand>()
+            .insert_resource(SavePath(self.save_to.clone()))
+            .add_systems(Startup, spawn_ui_camera)
+            .add_systems(Update, (keyboard_shortcuts, save_checkpoint).chain())
+            .add_systems(EguiPrimaryContextPass, side_panel);
+    }
+}
+
+/// egui draws with its own camera over the 3D one, so the 3D camera can keep to the area right of the panel.
+fn spawn_ui_camera(mut commands: Commands, mut settings: ResMut<EguiGlobalSettings>) {
+    settings.auto_create_primary_context = false;
+    commands.spawn((
+        PrimaryEguiContext,
+        Camera2d,
+        RenderLayers::none(),
+        Camera {
+            order: 1,
+            output_mode: CameraOutputMode::Write {
+                blend_state: Some(BlendState::ALPHA_BLENDING),
+                clear_color: ClearColorConfig::None,
+            },
+            clear_color: ClearColorConfig::Custom(Color::NONE),
+            ..default()
+        },
+    ));
+}
+
+/// Turns key presses into commands (unless a text field has the keyboard).
+fn keyboard_shortcuts(
+    keys: Res<ButtonInput<KeyCode>>,
+    egui: Res<EguiWantsInput>,
+    mut commands: MessageWriter<ViewCommand>,
+) {
+    if egui.wants_keyboard_input() {
+        return;
+    }
+    let bindings = [
+        (KeyCode::Space, ViewCommand::TogglePause),
+        (KeyCode::KeyN, ViewCommand::Step),
+        (KeyCode::KeyR, ViewCommand::Reset),
+        (KeyCode::KeyA, ViewCommand::SetPolicy(PolicyKind::Agent)),
+        (KeyCode::KeyO, ViewCommand::SetPolicy(PolicyKind::Oracle)),
+        (KeyCode::KeyX, ViewCommand::SetPolicy(PolicyKind::Random)),
+        (KeyCode::KeyG, ViewCommand::ToggleGrid),
+        (KeyCode::KeyC, ViewCommand::SaveCheckpoint),
+        (KeyCode::KeyF, ViewCommand::FrameCamera),
+    ];
+    for (key, command) in bindings {
+        if keys.just_pressed(key) {
+            commands.write(command);
+        }
+    }
+    let speed_keys = [
+        KeyCode::Digit1,
+        KeyCode::Digit2,
+        KeyCode::Digit3,
+        KeyCode::Digit4,
+        KeyCode::Digit5,
+        KeyCode::Digit6,
+    ];
+    for (key, speed) in speed_keys.into_iter().zip(Speed::ALL) {
+        if keys.just_pressed(key) {
+            commands.write(ViewCommand::SetSpeed(speed));
+        }
+    }
+}
+
+/// Applies the save command.
+fn save_checkpoint(
+    mut commands: MessageReader<ViewCommand>,
+    mut policy: ResMut<ActingPolicy>,
+    path: Res<SavePath>,
+) {
+    if commands.read().any(|c| *c == ViewCommand::SaveCheckpoint) {
+        policy::save_agent(&mut policy, &path.0);
+    }
+}
+
+/// Everything the panel shows.
+#[derive(bevy::ecs::system::SystemParam)]
+struct PanelState<'w> {
+    task: Res<'w, ViewTask>,
+    clock: Res<'w, SimClock>,
+    entities: Res<'w, EnvEntities>,
+    stats: Res<'w, EpisodeStats>,
+    policy: Res<'w, ActingPolicy>,
+    shown: Res<'w, ShownEnvs>,
+    curves: Res<'w, TrainingCurves>,
+    reload: Option<Res<'w, HotReload>>,
+    save_path: Res<'w, SavePath>,
+}
+
+/// Draws the panel and fits the 3D camera's viewport to the rest of the window.
+fn side_panel(
+    mut contexts: EguiContexts,
+    state: PanelState,
+    mut commands: MessageWriter<ViewCommand>,
+    window: Single<&Window, With<PrimaryWindow>>,
+    mut camera: Single<&mut Camera, With<OrbitCamera>>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "qamlab-view".into(),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    );
+    let width = egui::Panel::left("controls")
+        .resizable(true)
+        .default_size(340.0)
+        .show(&mut root, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| panel_contents(ui, &state, &mut commands));
+        })
+        .response
+        .rect
+        .width();
+    let left = (width * window.scale_factor()) as u32;
+    let size = UVec2::new(
+        window.physical_width().saturating_sub(left),
+        window.physical_height(),
+    );
+    if size.x > 0 && size.y > 0 {
+        camera.viewport = Some(Viewport {
+            physical_position: UVec2::new(left, 0),
+            physical_size: size,
+            ..default()
+        });
+    }
+    Ok(())
+}
+
+fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWriter<ViewCommand>) {
+    ui.heading(format!("qamlab view: {}", s.task.name));
+    ui.label(format!(
+        "{} envs, step {} ({:.0} steps/s)",
+        s.entities.0.len(),
+        s.clock.steps,
+        s.clock.steps_per_second
+    ));
+    ui.separator();
+
+    // Stepping.
+    ui.horizontal(|ui| {
+        let pause = if s.clock.paused { "Resume" } else { "Pause" };
+        if ui.button(pause).clicked() {
+            commands.write(ViewCommand::TogglePause);
+        }
+        if ui.button("Step").clicked() {
+            commands.write(ViewCommand::Step);
+        }
+        if ui.button("Reset").clicked() {
+            commands.write(ViewCommand::Reset);
+        }
+        let grid = if s.shown.grid {
+            "Show one env"
+        } else {
+            "Show all envs"
+        };
+        if ui.button(grid).clicked() {
+            commands.write(ViewCommand::ToggleGrid);
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.label("Speed");
+        for speed in Speed::ALL {
+            if ui
+                .selectable_label(s.clock.speed == speed, speed.label())
+                .clicked()
+            {
+                commands.write(ViewCommand::SetSpeed(speed));
+            }
+        }
+    });
+
+    // Policy.
+    ui.horizontal(|ui| {
+        ui.label("Acting");
+        for kind in PolicyKind::ALL {
+            let available = s.policy.availability(kind);
+            let response = ui.add_enabled(
+                available.is_ok(),
+                egui::Button::selectable(s.policy.kind == kind, kind.label()),
+            );
+            let response = match &available {
+                Err(why) => response.on_disabled_hover_text(why.as_str()),
+                Ok(()) => response,
+            };
+            if response.clicked() {
+                commands.write(ViewCommand::SetPolicy(kind));
+            }
+        }
+    });
+    if let Some(agent) = &s.policy.agent {
+        let source = agent.lock().map(|a| a.source.clone()).unwrap_or_default();
+        ui.label(format!("agent: {source}"));
+        ui.horizontal(|ui| {
+            if ui.button("Save checkpoint").clicked() {
+                commands.write(ViewCommand::SaveCheckpoint);
+            }
+            ui.label(RichText::new(s.save_path.0.display().to_string()).weak());
+        });
+        match &s.policy.saved {
+            Some(Ok(path)) => {
+                ui.label(format!("saved {}", path.display()));
+            }
+            Some(Err(err)) => {
+                ui.colored_label(Color32::LIGHT_RED, format!("saving failed: {err}"));
+            }
+            None => {}
+        }
+    }
+    if let Err(why) = s.policy.availability(s.policy.kind) {
+        ui.colored_label(
+            Color32::YELLOW,
+            format!("{} cannot act: {why}", s.policy.kind.label()),
+        );
+    }
+    if let Some(err) = &s.policy.error {
+        ui.colored_label(Color32::LIGHT_RED, format!("paused: {err}"));
+    }
+    ui.separator();
+
+    // Episodes.
+    let rate = s
+        .stats
+        .rolling_success()
+        .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+    ui.label(format!(
+        "episodes {}  successes {}  last {ROLLING}: {rate}",
+        s.stats.episodes, s.stats.successes
+    ));
+    let last: Vec<String> = s
+        .stats
+        .recent
+        .iter()
+        .rev()
+        .take(8)
+        .map(|(r, ok)| format!("{r:.0}{}", if *ok { "✔" } else { "" }))
+        .collect();
+    ui.label(format!(
+        "last returns: {}",
+        if last.is_empty() {
+            "-".into()
+        } else {
+            last.join("  ")
+        }
+    ));
+    curve(
+        ui,
+        "window-success",
+        "success, last 20 episodes (x: episode)",
+        vec![("window", s.stats.curve.clone())],
+        Some((0.0, 1.0)),
+    );
+
+    // Training.
+    ui.separator();
+    match &s.curves.status {
+        TrainingStatus::Off => {
+            ui.label(RichText::new("training curves appear with --train").weak());
+        }
+        TrainingStatus::Running(out) => {
+            ui.label(format!(
+                "training: step {} -> {}",
+                s.curves.step,
+                out.display()
+            ));
+        }
+        TrainingStatus::Finished(summary) => {
+            let rate = summary
+                .online_success
+                .or(summary.offline_success)
+                .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+            ui.label(format!(
+                "training finished: {} updates, success {rate}",
+                summary.updates
+            ));
+        }
+        TrainingStatus::Failed(err) => {
+            ui.colored_label(Color32::LIGHT_RED, format!("training failed: {err}"));
+        }
+    }
+    if let Some(step) = s.curves.weights_step {
+        ui.label(format!("acting with the weights of step {step}"));
+    }
+    if !s.curves.evals.is_empty() {
+        let points = s
+            .curves
+            .evals
+            .iter()
+            .map(|p| [p.step as f64, p.success_rate])
+            .collect();
+        curve(
+            ui,
+            "eval-success",
+            "evaluation success (x: training step)",
+            vec![("eval", points)],
+            Some((0.0, 1.0)),
+        );
+    }
+    if !s.curves.losses.is_empty() {
+        let series = s
+            .curves
+            .losses
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        curve(ui, "losses", "losses (x: training step)", series, None);
+    }
+
+    // Scene file.
+    ui.separator();
+    if let Some(reload) = &s.reload {
+        match &reload.path {
+            Some(path) => {
+                ui.label(format!(
+                    "watching {} ({} reloads)",
+                    path.display(),
+                    reload.reloads
+                ));
+            }
+            None => {
+                ui.label(RichText::new("built-in scene: no file to watch").weak());
+            }
+        }
+        if let Some(err) = &reload.error {
+            ui.colored_label(
+                Color32::LIGHT_RED,
+                format!("scene not reloaded, keeping the last good one:\n{err}"),
+            );
+        }
+    }
+
+    // Shortcuts.
+    ui.separator();
+    egui::Grid::new("shortcuts").num_columns(2).show(ui, |ui| {
+        for (key, what) in SHORTCUTS {
+            ui.label(RichText::new(*key).monospace());
+            ui.label(*what);
+            ui.end_row();
+        }
+    });
+}
+
+/// A small line plot.
+fn curve<'a>(
+    ui: &mut egui::Ui,
+    id: &str,
+    title: &str,
+    series: Vec<(&'a str, Vec<[f64; 2]>)>,
+    y_range: Option<(f64, f64)>,
+) {
+    ui.label(title);
+    let mut plot = Plot::new(id)
+        .height(110.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false);
+    if series.len() > 1 {
+        plot = plot.legend(Legend::default());
+    }
+    if let Some((lo, hi)) = y_range {
+        plot = plot.include_y(lo).include_y(hi);
+    }
+    plot.show(ui, |plot_ui| {
+        for (name, points) in series {
+            plot_ui.line(Line::new(name, PlotPoints::from(points)));
+        }
+    });
+}

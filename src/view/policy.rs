@@ -1,0 +1,375 @@
+//! Who acts: each control step reads every env's observation from [`StepOutput`], runs the chosen policy once for
+//! the batch, and writes [`BatchActions`]. After the step, finished episodes are counted.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use bevy::prelude::*;
+use qamlab_agent::Agent;
+use qamlab_headless::chunks::ChunkQueues;
+use qamlab_sim::systems::{BatchActions, SimTask};
+use qamlab_sim::{EnvSet, EnvSpec, StepOutput};
+use qamlab_tasks::{CubeOracle, OracleConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::ViewArgs;
+use super::panel::ViewCommand;
+use super::stepping::{ControlStep, EnvEntities, EnvGeneration, EnvLayout};
+
+/// The policies that can act.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// The agent: loaded from --checkpoint, or the live one of --train.
+    Agent,
+    /// The task's scripted oracle.
+    Oracle,
+    /// Uniform random actions inside the action ranges.
+    Random,
+}
+
+impl PolicyKind {
+    /// Every kind, in panel order.
+    pub const ALL: [PolicyKind; 3] = [PolicyKind::Agent, PolicyKind::Oracle, PolicyKind::Random];
+
+    /// Label shown in the panel.
+    pub fn label(self) -> &'static str {
+        match self {
+            PolicyKind::Agent => "agent",
+            PolicyKind::Oracle => "oracle",
+            PolicyKind::Random => "random",
+        }
+    }
+}
+
+/// The agent acting in the window (on the CPU), with its per-env chunk queues.
+pub struct ActingAgent {
+    /// The agent.
+    pub agent: Agent,
+    /// Open-loop action chunks, one queue per env.
+    queues: ChunkQueues,
+    /// Number of envs (of queues).
+    envs: usize,
+    /// Where its weights came from, for the panel.
+    pub source: String,
+}
+
+/// The policies available and the one acting.
+#[derive(Resource)]
+pub struct ActingPolicy {
+    /// The one acting now.
+    pub kind: PolicyKind,
+    /// The agent, if there is one (behind a lock: an `Agent` may move between threads but not be shared).
+    pub agent: Option<Mutex<ActingAgent>>,
+    /// Why the agent cannot act on the current envs (its sizes differ from the scene's), if so.
+    pub agent_unusable: Option<String>,
+    /// The oracle for the current envs, or why there is none.
+    oracle: Result<CubeOracle, String>,
+    /// Stream of the random policy.
+    random: ChaCha8Rng,
+    /// The last acting error (the clock is paused when one happens).
+    pub error: Option<String>,
+    /// The last checkpoint the panel saved, or why saving failed.
+    pub saved: Option<Result<PathBuf, String>>,
+}
+
+impl ActingPolicy {
+    /// The policies `qamlab view` starts with: the agent from `--checkpoint`, a fresh agent that `--train`
+    /// will keep refreshing, or none.
+    pub fn from_args(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<Self> {
+        let agent = if let Some(path) = &args.checkpoint {
+            let agent = Agent::load(path, tch::Device::Cpu)
+                .with_context(|| format!("loading the checkpoint {}", path.display()))?;
+            Some(ActingAgent::new(
+                agent,
+                usize::from(args.envs),
+                path.display().to_string(),
+            ))
+        } else if args.train {
+            let config = args.training.config(args)?;
+            let agent = Agent::new(
+                config.agent.clone(),
+                spec.obs_dim,
+                spec.action_dim,
+                tch::Device::Cpu,
+                args.seed,
+            )
+            .context("building the acting agent")?;
+            Some(ActingAgent::new(
+                agent,
+                usize::from(args.envs),
+                "training (initial weights)".into(),
+            ))
+        } else {
+            None
+        };
+        let kind = match args.policy {
+            Some(PolicyKind::Agent) if agent.is_none() => {
+                anyhow::bail!("--policy agent needs an agent: pass --checkpoint FILE or --train")
+            }
+            Some(kind) => kind,
+            None if agent.is_some() => PolicyKind::Agent,
+            None => PolicyKind::Oracle,
+        };
+        Ok(Self {
+            kind,
+            agent: agent.map(Mutex::new),
+            agent_unusable: None,
+            oracle: Err("no envs yet".into()),
+            random: ChaCha8Rng::seed_from_u64(args.seed ^ 0x7A11_D0E5),
+            error: None,
+            saved: None,
+        })
+    }
+
+    /// Whether `kind` can act on the current envs (and why not).
+    pub fn availability(&self, kind: PolicyKind) -> Result<(), String> {
+        match kind {
+            PolicyKind::Agent if self.agent.is_none() => {
+                Err("no agent: start with --checkpoint or --train".into())
+            }
+            PolicyKind::Agent => self.agent_unusable.clone().map_or(Ok(()), Err),
+            PolicyKind::Oracle => self.oracle.as_ref().map(|_| ()).map_err(Clone::clone),
+            PolicyKind::Random => Ok(()),
+        }
+    }
+
+    /// Adapts to freshly built envs: new oracle scripts, empty chunk queues, agent size check.
+    fn envs_rebuilt(&mut self, spec: &EnvSpec, seeds: &[u64]) {
+        let config = OracleConfig::default();
+        self.oracle = CubeOracle::new(spec, config, seeds).map_err(|e| e.to_string());
+        self.agent_unusable = None;
+        if let Some(agent) = &self.agent {
+            let mut acting = agent
+                .lock()
+                .expect("the acting agent's lock is never poisoned");
+            let (o, a) = (acting.agent.obs_dim(), acting.agent.action_dim());
+            if (o, a) == (spec.obs_dim, spec.action_dim) {
+                acting.queues = ChunkQueues::new(seeds.len(), a);
+                acting.envs = seeds.len();
+            } else {
+                self.agent_unusable = Some(format!(
+                    "the agent takes {o} observations and {a} actions; the scene now has {} and {}",
+                    spec.obs_dim, spec.action_dim
+                ));
+            }
+        }
+    }
+
+    /// Actions `[N * A]` for the observations `[N * O]` from the acting policy.
+    fn act(&mut self, spec: &EnvSpec, obs: &[f32]) -> anyhow::Result<Vec<f32>> {
+        self.availability(self.kind).map_err(anyhow::Error::msg)?;
+        match self.kind {
+            PolicyKind::Agent => {
+                let agent = self.agent.as_ref().expect("available");
+                let mut acting = agent
+                    .lock()
+                    .expect("the acting agent's lock is never poisoned");
+                let ActingAgent { agent, queues, .. } = &mut *acting;
+                queues.next_actions(agent, obs)
+            }
+            PolicyKind::Oracle => Ok(self.oracle.as_mut().expect("available").act(obs).to_vec()),
+            PolicyKind::Random => {
+                let n = obs.len() / spec.obs_dim;
+                let mut actions = Vec::with_capacity(n * spec.action_dim);
+                for _ in 0..n {
+                    for (lo, hi) in spec.action_low.iter().zip(&spec.action_high) {
+                        actions.push(lo + (hi - lo) * self.random.random::<f32>());
+                    }
+                }
+                Ok(actions)
+            }
+        }
+    }
+
+    /// Tells the stateful policies which episodes just ended.
+    fn episodes_ended(&mut self, out: &StepOutput) {
+        if let Ok(oracle) = &mut self.oracle {
+            oracle.episodes_ended(&out.terminated, &out.truncated);
+        }
+        if let Some(agent) = &self.agent {
+            let mut acting = agent
+                .lock()
+                .expect("the acting agent's lock is never poisoned");
+            for (i, (t, u)) in out.terminated.iter().zip(&out.truncated).enumerate() {
+                if *t || *u {
+                    acting.queues.clear(i);
+                }
+            }
+        }
+    }
+}
+
+impl ActingAgent {
+    /// An agent acting on `envs` envs.
+    pub fn new(agent: Agent, envs: usize, source: String) -> Self {
+        let queues = ChunkQueues::new(envs, agent.action_dim());
+        Self {
+            agent,
+            queues,
+            envs,
+            source,
+        }
+    }
+
+    /// Takes new weights (from training); the queued chunks of the old weights are dropped.
+    pub fn set_weights(
+        &mut self,
+        step: u64,
+        weights: &[(String, tch::Tensor)],
+    ) -> anyhow::Result<()> {
+        self.agent
+            .set_parameters(weights)
+            .context("taking the newest training weights")?;
+        self.queues = ChunkQueues::new(self.envs, self.agent.action_dim());
+        self.source = format!("training, weights of step {step}");
+        Ok(())
+    }
+}
+
+/// Episodes finished in the window, over all envs.
+#[derive(Resource, Debug, Default)]
+pub struct EpisodeStats {
+    /// Return of each env's episode so far.
+    running: Vec<f32>,
+    /// Episodes finished.
+    pub episodes: u64,
+    /// Of which successful.
+    pub successes: u64,
+    /// The latest episodes: (return, success), newest last.
+    pub recent: VecDeque<(f32, bool)>,
+    /// Success rate of the last [`ROLLING`] episodes after each episode: (episode, rate).
+    pub curve: Vec<[f64; 2]>,
+}
+
+/// Episodes the rolling success rate averages.
+pub const ROLLING: usize = 20;
+
+impl EpisodeStats {
+    /// Success rate of the last [`ROLLING`] episodes.
+    pub fn rolling_success(&self) -> Option<f64> {
+        let n = self.recent.len().min(ROLLING);
+        (n > 0)
+            .then(|| self.recent.iter().rev().take(n).filter(|(_, s)| *s).count() as f64 / n as f64)
+    }
+}
+
+/// Runs the chosen policy each control step and counts episodes.
+pub struct PolicyPlugin;
+
+impl Plugin for PolicyPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<EpisodeStats>()
+            .add_message::<ViewCommand>()
+            .add_systems(ControlStep, act.before(EnvSet::ApplyActions))
+            .add_systems(ControlStep, count_episodes.after(EnvSet::Publish))
+            .add_systems(
+                Update,
+                (envs_rebuilt, policy_commands)
+                    .chain()
+                    .after(super::stepping::SteppingSet),
+            );
+    }
+}
+
+/// Writes the acting policy's actions for the observations of the last step, and marks them pending.
+fn act(
+    mut policy: ResMut<ActingPolicy>,
+    task: Res<SimTask>,
+    out: Res<StepOutput>,
+    mut actions: ResMut<BatchActions>,
+    mut clock: ResMut<super::stepping::SimClock>,
+) {
+    if policy.error.is_some() {
+        return;
+    }
+    match policy.act(&task.spec, &out.obs) {
+        Ok(values) => {
+            actions.values.copy_from_slice(&values);
+            actions.pending = true;
+        }
+        Err(err) => {
+            policy.error = Some(format!("{} policy: {err:#}", policy.kind.label()));
+            clock.paused = true;
+        }
+    }
+}
+
+/// Adds each finished episode to the stats and tells the policy.
+fn count_episodes(
+    mut stats: ResMut<EpisodeStats>,
+    out: Res<StepOutput>,
+    mut policy: ResMut<ActingPolicy>,
+) {
+    let n = out.reward.len();
+    if stats.running.len() != n {
+        stats.running = vec![0.0; n];
+    }
+    for i in 0..n {
+        stats.running[i] += out.reward[i];
+        if out.terminated[i] || out.truncated[i] {
+            let ret = std::mem::take(&mut stats.running[i]);
+            stats.episodes += 1;
+            stats.successes += u64::from(out.success[i]);
+            stats.recent.push_back((ret, out.success[i]));
+            if stats.recent.len() > 100 {
+                stats.recent.pop_front();
+            }
+            let point = [
+                stats.episodes as f64,
+                stats.rolling_success().unwrap_or(0.0),
+            ];
+            stats.curve.push(point);
+        }
+    }
+    policy.episodes_ended(&out);
+}
+
+/// Adapts the policies to rebuilt envs and restarts the episode returns.
+fn envs_rebuilt(
+    generation: Res<EnvGeneration>,
+    task: Res<SimTask>,
+    entities: Res<EnvEntities>,
+    layout: Res<EnvLayout>,
+    mut policy: ResMut<ActingPolicy>,
+    mut stats: ResMut<EpisodeStats>,
+) {
+    if !generation.is_changed() {
+        return;
+    }
+    let n = entities.0.len() as u64;
+    // The rebuild has already advanced the seed past the envs it made.
+    let seeds: Vec<u64> = (layout.next_seed - n..layout.next_seed).collect();
+    policy.envs_rebuilt(&task.spec, &seeds);
+    stats.running = vec![0.0; entities.0.len()];
+}
+
+/// Applies the choose-policy command, clearing a previous acting error.
+fn policy_commands(mut commands: MessageReader<ViewCommand>, mut policy: ResMut<ActingPolicy>) {
+    for command in commands.read() {
+        if let ViewCommand::SetPolicy(kind) = *command {
+            policy.kind = kind;
+            policy.error = None;
+        }
+    }
+}
+
+/// Saves the acting agent (the panel's "save checkpoint").
+pub fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
+    let result = match &policy.agent {
+        None => Err("no agent to save".to_string()),
+        Some(agent) => {
+            let acting = agent
+                .lock()
+                .expect("the acting agent's lock is never poisoned");
+            acting
+                .agent
+                .save(path)
+                .map(|()| path.to_path_buf())
+                .map_err(|e| e.to_string())
+        }
+    };
+    policy.saved = Some(result);
+}

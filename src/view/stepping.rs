@@ -1,0 +1,286 @@
+//! The envs of the window and the clock that steps them: real time (20 Hz control for the built-in tasks) times
+//! a speed factor, or as fast as the frame budget allows; pause and single steps.
+
+use std::time::{Duration, Instant};
+
+use bevy::ecs::schedule::ScheduleLabel;
+use bevy::prelude::*;
+use qamlab_sim::env::{EnvIndex, EnvState};
+use qamlab_sim::systems::SimTask;
+use qamlab_sim::{EnvOptions, StepOutput, TaskScene};
+
+use super::ViewTask;
+use super::panel::ViewCommand;
+
+/// The schedule of one control step: the [`SimPlugin`](qamlab_sim::SimPlugin)'s phases with the policy before
+/// them and the episode bookkeeping after. The window runs it as many times per frame as the clock asks.
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ControlStep;
+
+/// Simulation speed: a multiple of real time, or as fast as possible.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Speed {
+    /// Real time.
+    #[default]
+    #[value(name = "1x")]
+    X1,
+    /// Twice real time.
+    #[value(name = "2x")]
+    X2,
+    /// Four times real time.
+    #[value(name = "4x")]
+    X4,
+    /// Eight times real time.
+    #[value(name = "8x")]
+    X8,
+    /// Sixteen times real time.
+    #[value(name = "16x")]
+    X16,
+    /// As many steps as fit in the frame budget.
+    #[value(name = "max")]
+    Max,
+}
+
+impl Speed {
+    /// Every speed, slowest first (the panel's buttons and the keys 1..6).
+    pub const ALL: [Speed; 6] = [
+        Speed::X1,
+        Speed::X2,
+        Speed::X4,
+        Speed::X8,
+        Speed::X16,
+        Speed::Max,
+    ];
+
+    /// Label shown in the panel.
+    pub fn label(self) -> &'static str {
+        match self {
+            Speed::X1 => "1x",
+            Speed::X2 => "2x",
+            Speed::X4 => "4x",
+            Speed::X8 => "8x",
+            Speed::X16 => "16x",
+            Speed::Max => "max",
+        }
+    }
+
+    /// Real-time multiple (`None` for as fast as possible).
+    pub fn factor(self) -> Option<f32> {
+        match self {
+            Speed::X1 => Some(1.0),
+            Speed::X2 => Some(2.0),
+            Speed::X4 => Some(4.0),
+            Speed::X8 => Some(8.0),
+            Speed::X16 => Some(16.0),
+            Speed::Max => None,
+        }
+    }
+}
+
+/// Wall time a frame may spend stepping: the window keeps drawing and answering input at any speed.
+const FRAME_BUDGET: Duration = Duration::from_millis(30);
+
+/// Pause, single steps, speed and step counters.
+#[derive(Resource, Debug)]
+pub struct SimClock {
+    /// No step runs while paused (except requested single steps).
+    pub paused: bool,
+    /// Single steps requested while paused.
+    pub single_steps: u32,
+    /// Current speed.
+    pub speed: Speed,
+    /// Simulated seconds owed to the envs.
+    owed: f32,
+    /// Control steps run since the window opened.
+    pub steps: u64,
+    /// Control steps per wall second, smoothed.
+    pub steps_per_second: f32,
+}
+
+impl SimClock {
+    fn new(speed: Speed) -> Self {
+        Self {
+            paused: false,
+            single_steps: 0,
+            speed,
+            owed: 0.0,
+            steps: 0,
+            steps_per_second: 0.0,
+        }
+    }
+
+    /// Control steps due this frame (`None`: as many as fit in the frame budget).
+    fn due(&mut self, frame_seconds: f32, control_dt: f32) -> Option<u32> {
+        if self.paused {
+            self.owed = 0.0;
+            return Some(std::mem::take(&mut self.single_steps));
+        }
+        let factor = self.speed.factor()?;
+        self.owed += frame_seconds * factor;
+        let due = (self.owed / control_dt).floor();
+        self.owed -= due * control_dt;
+        // After a stall, drop the backlog rather than racing to catch up.
+        self.owed = self.owed.min(control_dt);
+        Some(due.min(64.0) as u32)
+    }
+}
+
+/// Ids of the env entities, by env index.
+#[derive(Resource, Debug, Default)]
+pub struct EnvEntities(pub Vec<Entity>);
+
+/// Bumped each time the envs are (re)built: from a reset, or a reloaded scene. Other plugins rebuild what
+/// depends on the envs when it changes.
+#[derive(Resource, Debug, Default)]
+pub struct EnvGeneration(pub u64);
+
+/// A rebuild of the envs asked for by the panel or the hot reload, done at the next frame.
+#[derive(Resource, Debug, Default)]
+pub struct PendingRebuild(pub bool);
+
+/// How many envs, and the seed of their next rebuild.
+#[derive(Resource, Debug)]
+pub struct EnvLayout {
+    /// Number of envs.
+    pub num_envs: usize,
+    /// Env `i` of the next rebuild starts from `next_seed + i`.
+    pub next_seed: u64,
+}
+
+/// Spawns the envs and steps them on the clock.
+pub struct SteppingPlugin {
+    /// Number of envs.
+    pub num_envs: usize,
+    /// Seed of the first episode of env 0.
+    pub seed: u64,
+    /// Speed at start.
+    pub speed: Speed,
+}
+
+impl Plugin for SteppingPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_schedule(ControlStep)
+            .insert_resource(SimClock::new(self.speed))
+            .insert_resource(EnvLayout {
+                num_envs: self.num_envs,
+                next_seed: self.seed,
+            })
+            .init_resource::<EnvEntities>()
+            .init_resource::<EnvGeneration>()
+            .insert_resource(PendingRebuild(true))
+            .add_message::<ViewCommand>()
+            .add_systems(
+                Update,
+                (
+                    clock_commands,
+                    reset_command,
+                    rebuild_envs,
+                    run_control_steps,
+                )
+                    .chain()
+                    .in_set(SteppingSet),
+            );
+    }
+}
+
+/// The window's stepping systems in `Update`: render sync and UI order themselves after it.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SteppingSet;
+
+/// Applies the panel's and keyboard's pause, step and speed commands.
+fn clock_commands(mut commands: MessageReader<ViewCommand>, mut clock: ResMut<SimClock>) {
+    for command in commands.read() {
+        match *command {
+            ViewCommand::TogglePause => clock.paused = !clock.paused,
+            ViewCommand::Step => {
+                clock.paused = true;
+                clock.single_steps += 1;
+            }
+            ViewCommand::SetSpeed(speed) => clock.speed = speed,
+            _ => {}
+        }
+    }
+}
+
+/// Turns the reset command into a rebuild with fresh seeds.
+fn reset_command(mut commands: MessageReader<ViewCommand>, mut pending: ResMut<PendingRebuild>) {
+    if commands.read().any(|c| *c == ViewCommand::Reset) {
+        pending.0 = true;
+    }
+}
+
+/// Rebuilds the envs from the current [`ViewTask`] when asked: despawns the old ones and spawns new ones with
+/// the same function the headless driver uses.
+fn rebuild_envs(world: &mut World) {
+    if !std::mem::take(&mut world.resource_mut::<PendingRebuild>().0) {
+        return;
+    }
+    let scene = world.resource::<ViewTask>().scene.clone();
+    let old = std::mem::take(&mut world.resource_mut::<EnvEntities>().0);
+    for entity in old {
+        world.despawn(entity);
+    }
+    let seeds: Vec<u64> = {
+        let mut layout = world.resource_mut::<EnvLayout>();
+        let first = layout.next_seed;
+        layout.next_seed += layout.num_envs as u64;
+        (first..first + layout.num_envs as u64).collect()
+    };
+    match spawn(world, &scene, &seeds) {
+        Ok(entities) => {
+            world.resource_mut::<EnvEntities>().0 = entities;
+            world.resource_mut::<EnvGeneration>().0 += 1;
+        }
+        // The scene was checked when it loaded: a failure here is a bug, not a user mistake.
+        Err(err) => panic!("building the envs of a checked scene failed: {err}"),
+    }
+}
+
+/// Spawns envs of `scene` (one per seed) and publishes their first observations.
+fn spawn(
+    world: &mut World,
+    scene: &TaskScene,
+    seeds: &[u64],
+) -> Result<Vec<Entity>, qamlab_sim::SimError> {
+    // Episodes end on success, as in evaluation: each success starts a new attempt.
+    let options = EnvOptions {
+        terminate_on_success: true,
+        episode_length: None,
+    };
+    let (spec, entities) = qamlab_sim::batched::spawn_envs(world, scene, seeds, options)?;
+    let mut out = StepOutput::new(seeds.len(), &spec);
+    let mut states = world.query::<(&EnvIndex, &EnvState)>();
+    for (index, state) in states.iter(world) {
+        out.write(index.0, state);
+    }
+    world.insert_resource(out);
+    Ok(entities)
+}
+
+/// Runs the control steps the clock says are due, within the frame budget.
+fn run_control_steps(world: &mut World) {
+    let frame_seconds = world.resource::<Time>().delta_secs();
+    let control_dt = world.resource::<SimTask>().spec.control_dt;
+    let due = world
+        .resource_mut::<SimClock>()
+        .due(frame_seconds, control_dt);
+    let start = Instant::now();
+    let mut ran = 0u32;
+    loop {
+        let more = match due {
+            Some(n) => ran < n && (ran == 0 || start.elapsed() < FRAME_BUDGET),
+            None => ran == 0 || start.elapsed() < FRAME_BUDGET,
+        };
+        if !more {
+            break;
+        }
+        world.run_schedule(ControlStep);
+        ran += 1;
+    }
+    let mut clock = world.resource_mut::<SimClock>();
+    clock.steps += u64::from(ran);
+    if frame_seconds > 0.0 {
+        let rate = ran as f32 / frame_seconds;
+        clock.steps_per_second = 0.9 * clock.steps_per_second + 0.1 * rate;
+    }
+}

@@ -1,0 +1,304 @@
+//! `--train`: the headless training loop on its own thread, watched through a [`TrainObserver`] that sends
+//! metrics rows, evaluations and copies of the newest weights to the window. The window only ever drains the
+//! channel, so it never waits for training.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bevy::prelude::*;
+use qamlab_agent::Agent;
+use qamlab_headless::plot::EvalPoint;
+use qamlab_headless::{DeviceChoice, TrainConfig, TrainObserver, TrainOptions, TrainSummary};
+use qamlab_sim::EnvSpec;
+
+use super::ViewArgs;
+use super::policy::ActingPolicy;
+
+/// Training flags of `qamlab view --train`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrainFlags {
+    /// Training configuration (TOML); the flags below override it.
+    #[arg(long, requires = "train")]
+    pub config: Option<PathBuf>,
+    /// Offline dataset (OGBench npz layout): trains offline on it first.
+    #[arg(long, requires = "train")]
+    pub dataset: Option<PathBuf>,
+    /// Offline gradient steps [default: the config's with a dataset, else 0].
+    #[arg(long, requires = "train")]
+    pub offline_steps: Option<u64>,
+    /// Online environment steps.
+    #[arg(long, requires = "train")]
+    pub online_steps: Option<u64>,
+    /// Envs the trainer steps (its own, apart from the window's).
+    #[arg(long, requires = "train")]
+    pub train_envs: Option<usize>,
+    /// Device of the trainer: auto, cpu or cuda (the window acts on the CPU).
+    #[arg(long, requires = "train")]
+    pub device: Option<DeviceChoice>,
+    /// Run directory [default: runs/view-<task>-<unix time>].
+    #[arg(long, requires = "train")]
+    pub out: Option<PathBuf>,
+}
+
+impl TrainFlags {
+    /// The training configuration: the config file (or the defaults), the view's task and seed, then the flags.
+    pub fn config(&self, args: &ViewArgs) -> anyhow::Result<TrainConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        cfg.task = args.task.clone();
+        cfg.seed = args.seed;
+        if let Some(dataset) = &self.dataset {
+            cfg.dataset = Some(dataset.clone());
+        }
+        match self.offline_steps {
+            Some(steps) => cfg.offline_steps = steps,
+            // Without data there is nothing to train offline on: go online at once.
+            None if cfg.dataset.is_none() => cfg.offline_steps = 0,
+            None => {}
+        }
+        if let Some(steps) = self.online_steps {
+            cfg.online_steps = steps;
+        }
+        if let Some(envs) = self.train_envs {
+            cfg.envs = envs;
+        }
+        if let Some(device) = self.device {
+            cfg.device = device;
+        }
+        cfg.validate().context("the training configuration")?;
+        Ok(cfg)
+    }
+}
+
+/// What the training thread tells the window.
+pub enum TrainEvent {
+    /// A metrics row at a step.
+    Log(u64, serde_json::Value),
+    /// An evaluation.
+    Eval(EvalPoint),
+    /// A CPU copy of every parameter at a step.
+    Weights(u64, Vec<(String, tch::Tensor)>),
+    /// Training ended (normally, stopped, or with an error).
+    Finished(Result<TrainSummary, String>),
+}
+
+/// Copies weights no more often than this: the copy takes the trainer's time.
+const WEIGHTS_EVERY: Duration = Duration::from_secs(2);
+
+/// The observer handed to the trainer.
+struct ViewObserver {
+    events: Sender<TrainEvent>,
+    stop: Arc<AtomicBool>,
+    last_weights: Option<Instant>,
+}
+
+impl TrainObserver for ViewObserver {
+    fn on_log(&mut self, step: u64, row: &serde_json::Value) {
+        let _ = self.events.send(TrainEvent::Log(step, row.clone()));
+    }
+
+    fn on_eval(&mut self, point: &EvalPoint) {
+        let _ = self.events.send(TrainEvent::Eval(point.clone()));
+    }
+
+    fn on_weights(&mut self, step: u64, agent: &Agent) {
+        if self
+            .last_weights
+            .is_some_and(|t| t.elapsed() < WEIGHTS_EVERY)
+        {
+            return;
+        }
+        self.last_weights = Some(Instant::now());
+        let weights = tch::no_grad(|| {
+            agent
+                .parameters()
+                .into_iter()
+                .map(|(name, t)| (name, t.to_device(tch::Device::Cpu).copy()))
+                .collect()
+        });
+        let _ = self.events.send(TrainEvent::Weights(step, weights));
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The training thread, for `run` to stop when the window closes.
+pub struct TrainerHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl TrainerHandle {
+    /// Asks the trainer to stop (it checkpoints and finishes) and waits for it.
+    pub fn stop_and_join(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the training thread panicked"))
+    }
+}
+
+/// The window's end of the channel.
+pub struct TrainingLink {
+    events: Mutex<Receiver<TrainEvent>>,
+    /// The run directory.
+    pub out: PathBuf,
+}
+
+/// Starts training on its own thread.
+pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, TrainingLink)> {
+    let config = args.training.config(args)?;
+    let out = args.training.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from("runs").join(format!("view-{}-{now}", spec.task))
+    });
+    let (events, receiver) = channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = ViewObserver {
+        events: events.clone(),
+        stop: stop.clone(),
+        last_weights: None,
+    };
+    let options = TrainOptions {
+        config,
+        out: out.clone(),
+        resume: false,
+        progress: false,
+        observer: Some(Box::new(observer)),
+    };
+    let thread = std::thread::Builder::new()
+        .name("qamlab-train".into())
+        .spawn(move || {
+            let result = qamlab_headless::train(options).map_err(|e| format!("{e:#}"));
+            let _ = events.send(TrainEvent::Finished(result));
+        })
+        .context("starting the training thread")?;
+    Ok((
+        TrainerHandle { stop, thread },
+        TrainingLink {
+            events: Mutex::new(receiver),
+            out,
+        },
+    ))
+}
+
+/// Where training stands.
+#[derive(Debug, Clone)]
+pub enum TrainingStatus {
+    /// No training in this window.
+    Off,
+    /// Running, writing into the run directory.
+    Running(PathBuf),
+    /// Finished with this summary.
+    Finished(Box<TrainSummary>),
+    /// Failed with this error.
+    Failed(String),
+}
+
+/// The curves and status the panel shows.
+#[derive(Resource, Debug)]
+pub struct TrainingCurves {
+    /// Training state.
+    pub status: TrainingStatus,
+    /// Step of the last metrics row.
+    pub step: u64,
+    /// Every evaluation.
+    pub evals: Vec<EvalPoint>,
+    /// Each loss logged, as (step, value) points.
+    pub losses: BTreeMap<String, Vec<[f64; 2]>>,
+    /// Step of the weights acting now.
+    pub weights_step: Option<u64>,
+}
+
+/// Receives training's events and refreshes the acting agent.
+pub struct TrainingPlugin {
+    /// The channel from the training thread (with --train); the plugin moves it into the app when built.
+    pub link: Mutex<Option<TrainingLink>>,
+}
+
+/// The window's end of the channel, as a resource.
+#[derive(Resource)]
+struct TrainingEvents(TrainingLink);
+
+impl Plugin for TrainingPlugin {
+    fn build(&self, app: &mut App) {
+        let link = self.link.lock().expect("the plugin is built once").take();
+        let status = match &link {
+            Some(link) => TrainingStatus::Running(link.out.clone()),
+            None => TrainingStatus::Off,
+        };
+        app.insert_resource(TrainingCurves {
+            status,
+            step: 0,
+            evals: Vec::new(),
+            losses: BTreeMap::new(),
+            weights_step: None,
+        });
+        if let Some(link) = link {
+            app.insert_resource(TrainingEvents(link))
+                .add_systems(Update, receive_training);
+        }
+    }
+}
+
+/// Drains the channel: curves, status, and the newest weights for the acting agent.
+fn receive_training(
+    events: Res<TrainingEvents>,
+    mut curves: ResMut<TrainingCurves>,
+    mut policy: ResMut<ActingPolicy>,
+) {
+    let mut newest = None;
+    let receiver = events
+        .0
+        .events
+        .lock()
+        .expect("only this system takes the receiver");
+    while let Ok(event) = receiver.try_recv() {
+        match event {
+            TrainEvent::Log(step, row) => {
+                curves.step = step;
+                if let Some(fields) = row.as_object() {
+                    for (key, value) in fields {
+                        if let (true, Some(v)) = (key.contains("loss"), value.as_f64()) {
+                            curves
+                                .losses
+                                .entry(key.clone())
+                                .or_default()
+                                .push([step as f64, v]);
+                        }
+                    }
+                }
+            }
+            TrainEvent::Eval(point) => curves.evals.push(point),
+            TrainEvent::Weights(step, weights) => newest = Some((step, weights)),
+            TrainEvent::Finished(Ok(summary)) => {
+                curves.status = TrainingStatus::Finished(Box::new(summary))
+            }
+            TrainEvent::Finished(Err(err)) => curves.status = TrainingStatus::Failed(err),
+        }
+    }
+    let Some((step, weights)) = newest else {
+        return;
+    };
+    let Some(agent) = &policy.agent else { return };
+    let result = agent
+        .lock()
+        .expect("the acting agent's lock is never poisoned")
+        .set_weights(step, &weights);
+    match result {
+        Ok(()) => curves.weights_step = Some(step),
+        Err(err) => policy.error = Some(format!("{err:#}")),
+    }
+}

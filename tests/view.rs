@@ -1,0 +1,144 @@
+//! The window, for real: under Xvfb with software Vulkan (mesa's lavapipe), `qamlab view` opens a window on
+//! cube-single with the oracle acting, renders 40 frames and saves a screenshot. The PNG must show the scene:
+//! not one flat colour, with the table's and the robot's colours in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The whole run may take this long on a slow 2-core machine (it takes seconds normally).
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Hue (degrees), saturation and value of an sRGB pixel.
+fn hsv([r, g, b]: [u8; 3]) -> (f32, f32, f32) {
+    let (r, g, b) = (
+        f32::from(r) / 255.0,
+        f32::from(g) / 255.0,
+        f32::from(b) / 255.0,
+    );
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let delta = max - min;
+    let hue = if delta == 0.0 {
+        0.0
+    } else if max == r {
+        60.0 * ((g - b) / delta).rem_euclid(6.0)
+    } else if max == g {
+        60.0 * ((b - r) / delta + 2.0)
+    } else {
+        60.0 * ((r - g) / delta + 4.0)
+    };
+    let saturation = if max == 0.0 { 0.0 } else { delta / max };
+    (hue, saturation, max)
+}
+
+/// Runs `qamlab view` under Xvfb and returns the screenshot's path (inside `dir`).
+fn screenshot(dir: &Path) -> PathBuf {
+    assert!(
+        on_path("xvfb-run").is_some(),
+        "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh \
+         (it installs xvfb, xauth, mesa-vulkan-drivers and libvulkan1)"
+    );
+    let png = dir.join("view.png");
+    let mut child = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .args([
+            "view",
+            "--task",
+            "cube-single",
+            "--policy",
+            "oracle",
+            "--frames",
+            "40",
+            "--screenshot",
+        ])
+        .arg(&png)
+        // Software Vulkan: the machine may have no GPU, and under Xvfb no GL is better.
+        .env("WGPU_BACKEND", "vulkan")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting xvfb-run");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the window") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collecting the output");
+            panic!(
+                "qamlab view ran past {TIMEOUT:?}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("collecting the output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "qamlab view failed ({status}):\n{stderr}");
+    assert!(
+        png.is_file(),
+        "qamlab view exited without writing {}:\n{stderr}",
+        png.display()
+    );
+    eprintln!("qamlab view took {:.1} s", start.elapsed().as_secs_f32());
+    png
+}
+
+#[test]
+fn view_renders_the_scene_under_xvfb() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = screenshot(dir.path());
+    let image = image::open(&png).expect("reading the screenshot").to_rgb8();
+    let (w, h) = image.dimensions();
+    assert!(w >= 640 && h >= 400, "screenshot is {w}x{h}");
+    let pixels: Vec<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+
+    // Not uniform: a blank or single-colour window fails here.
+    let mean = pixels
+        .iter()
+        .map(|p| f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2]))
+        .sum::<f64>()
+        / (3.0 * pixels.len() as f64);
+    let var = pixels
+        .iter()
+        .map(|p| ((f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2])) / 3.0 - mean).powi(2))
+        .sum::<f64>()
+        / pixels.len() as f64;
+    assert!(
+        var.sqrt() > 10.0,
+        "the screenshot is nearly uniform (brightness sd {:.1})",
+        var.sqrt()
+    );
+
+    // The table (muted wood) and the robot (saturated orange), however the light falls on them.
+    let hsvs: Vec<(f32, f32, f32)> = pixels.iter().map(|&p| hsv(p)).collect();
+    let table = hsvs
+        .iter()
+        .filter(|(h, s, v)| (18.0..45.0).contains(h) && (0.25..0.62).contains(s) && *v > 0.25)
+        .count();
+    let robot = hsvs
+        .iter()
+        .filter(|(h, s, v)| (12.0..35.0).contains(h) && *s > 0.75 && *v > 0.3)
+        .count();
+    let n = pixels.len() as f64;
+    eprintln!(
+        "table pixels {table} ({:.1}%), robot pixels {robot} ({:.2}%)",
+        100.0 * table as f64 / n,
+        100.0 * robot as f64 / n
+    );
+    assert!(
+        table as f64 > 0.02 * n,
+        "the table's colour covers only {table} pixels of {n}"
+    );
+    assert!(robot > 150, "the robot's colour covers only {robot} pixels");
+}
