@@ -1,0 +1,278 @@
+//! Datasets in OGBench's npz layout: writing the rows a collection produced, reading them back as transitions.
+//!
+//! Layout (per row, all episodes concatenated; an episode of T actions has T+1 rows `s0..sT`):
+//!
+//! | key | dtype | shape | row t |
+//! |---|---|---|---|
+//! | `observations` | float32 | `[R, obs_dim]` | state `s_t` |
+//! | `actions` | float32 | `[R, action_dim]` | `a_t`; zeros on an episode's final row |
+//! | `terminals` | bool | `[R]` | true on an episode's final row |
+//! | `rewards` | float32 | `[R]` | reward of the step from `s_t` (final row: of `s_T` itself) |
+//! | `masks` | float32 | `[R]` | `1 - successes` |
+//! | `successes` | bool | `[R]` | whether the step from `s_t` reached success (final row: whether `s_T` is one) |
+//! | `qpos`, `qvel` | float32 | `[R, nq]`, `[R, nv]` | physics state at `s_t` |
+//!
+//! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed
+//! into place, so a crash never leaves half a dataset under the final name.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray_npy::{NpzReader, NpzWriter};
+
+use crate::files::write_atomically;
+
+/// The rows of a dataset being built, flat and row-major.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatasetRows {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// Action width.
+    pub action_dim: usize,
+    /// `qpos` width.
+    pub qpos_dim: usize,
+    /// `qvel` width.
+    pub qvel_dim: usize,
+    /// `[R * obs_dim]`.
+    pub observations: Vec<f32>,
+    /// `[R * action_dim]`.
+    pub actions: Vec<f32>,
+    /// `[R]`.
+    pub terminals: Vec<bool>,
+    /// `[R]`.
+    pub rewards: Vec<f32>,
+    /// `[R]`.
+    pub masks: Vec<f32>,
+    /// `[R]`.
+    pub successes: Vec<bool>,
+    /// `[R * qpos_dim]`.
+    pub qpos: Vec<f32>,
+    /// `[R * qvel_dim]`.
+    pub qvel: Vec<f32>,
+}
+
+/// One row to append.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    /// The state's observation.
+    pub observation: &'a [f32],
+    /// The action taken (zeros on a final row).
+    pub action: &'a [f32],
+    /// Reward of the step (see the module table).
+    pub reward: f32,
+    /// Success of the step (see the module table).
+    pub success: bool,
+    /// Whether this is the episode's final row.
+    pub terminal: bool,
+    /// Physics positions of the state.
+    pub qpos: &'a [f32],
+    /// Physics velocities of the state.
+    pub qvel: &'a [f32],
+}
+
+impl DatasetRows {
+    /// No rows yet, with these widths.
+    pub fn new(obs_dim: usize, action_dim: usize, qpos_dim: usize, qvel_dim: usize) -> Self {
+        Self {
+            obs_dim,
+            action_dim,
+            qpos_dim,
+            qvel_dim,
+            ..Self::default()
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.terminals.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.terminals.is_empty()
+    }
+
+    /// Appends a row (widths must match; a programming error otherwise).
+    pub fn push(&mut self, row: Row<'_>) {
+        assert_eq!(row.observation.len(), self.obs_dim, "observation width");
+        assert_eq!(row.action.len(), self.action_dim, "action width");
+        assert_eq!(row.qpos.len(), self.qpos_dim, "qpos width");
+        assert_eq!(row.qvel.len(), self.qvel_dim, "qvel width");
+        self.observations.extend_from_slice(row.observation);
+        self.actions.extend_from_slice(row.action);
+        self.terminals.push(row.terminal);
+        self.rewards.push(row.reward);
+        self.masks.push(if row.success { 0.0 } else { 1.0 });
+        self.successes.push(row.success);
+        self.qpos.extend_from_slice(row.qpos);
+        self.qvel.extend_from_slice(row.qvel);
+    }
+
+    /// Appends all rows of `other` (same widths).
+    pub fn append(&mut self, other: &DatasetRows) {
+        assert_eq!(
+            (self.obs_dim, self.action_dim, self.qpos_dim, self.qvel_dim),
+            (
+                other.obs_dim,
+                other.action_dim,
+                other.qpos_dim,
+                other.qvel_dim
+            ),
+            "row widths"
+        );
+        self.observations.extend_from_slice(&other.observations);
+        self.actions.extend_from_slice(&other.actions);
+        self.terminals.extend_from_slice(&other.terminals);
+        self.rewards.extend_from_slice(&other.rewards);
+        self.masks.extend_from_slice(&other.masks);
+        self.successes.extend_from_slice(&other.successes);
+        self.qpos.extend_from_slice(&other.qpos);
+        self.qvel.extend_from_slice(&other.qvel);
+    }
+
+    /// Drops every row.
+    pub fn clear(&mut self) {
+        *self = Self::new(self.obs_dim, self.action_dim, self.qpos_dim, self.qvel_dim);
+    }
+}
+
+/// Writes `rows` to `path` in OGBench's npz layout, atomically.
+pub fn write_dataset(path: &Path, rows: &DatasetRows) -> anyhow::Result<()> {
+    let r = rows.len();
+    let m2 = |data: &[f32], w: usize| ArrayView2::from_shape((r, w), data).map(|a| a.to_owned());
+    let observations = m2(&rows.observations, rows.obs_dim)?;
+    let actions = m2(&rows.actions, rows.action_dim)?;
+    let qpos = m2(&rows.qpos, rows.qpos_dim)?;
+    let qvel = m2(&rows.qvel, rows.qvel_dim)?;
+    write_atomically(path, |file| {
+        let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
+        npz.add_array("observations", &observations)?;
+        npz.add_array("actions", &actions)?;
+        npz.add_array("terminals", &ArrayView1::from(&rows.terminals))?;
+        npz.add_array("rewards", &ArrayView1::from(&rows.rewards))?;
+        npz.add_array("masks", &ArrayView1::from(&rows.masks))?;
+        npz.add_array("successes", &ArrayView1::from(&rows.successes))?;
+        npz.add_array("qpos", &qpos)?;
+        npz.add_array("qvel", &qvel)?;
+        npz.finish()?;
+        Ok(())
+    })
+}
+
+/// A dataset as transitions, the way OGBench's regular loader returns them: final-state rows dropped,
+/// `next_observations` taken from the following row, `terminals` = 1 on each episode's last transition.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dataset {
+    /// Observation width.
+    pub obs_dim: usize,
+    /// Action width.
+    pub action_dim: usize,
+    /// Number of episodes.
+    pub episodes: usize,
+    /// `[N * obs_dim]`.
+    pub observations: Vec<f32>,
+    /// `[N * action_dim]`.
+    pub actions: Vec<f32>,
+    /// `[N * obs_dim]`.
+    pub next_observations: Vec<f32>,
+    /// `[N]`.
+    pub rewards: Vec<f32>,
+    /// `[N]`: 0 where the transition reached success.
+    pub masks: Vec<f32>,
+    /// `[N]`: 1 on each episode's last transition.
+    pub terminals: Vec<f32>,
+}
+
+impl Dataset {
+    /// Number of transitions.
+    pub fn len(&self) -> usize {
+        self.rewards.len()
+    }
+
+    /// Whether it holds no transitions.
+    pub fn is_empty(&self) -> bool {
+        self.rewards.is_empty()
+    }
+}
+
+/// Reads a dataset written by [`write_dataset`] (or any OGBench-layout npz with `rewards` and `masks`) as
+/// transitions. Errors name the file, the key and the expected dtype and shape.
+pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
+    let path = path.as_ref();
+    let file = path.display();
+    let mut npz =
+        NpzReader::new(File::open(path).with_context(|| format!("opening dataset {file}"))?)
+            .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    let names = npz
+        .names()
+        .with_context(|| format!("dataset {file}: reading the archive index"))?;
+    for key in ["observations", "actions", "terminals", "rewards", "masks"] {
+        ensure!(
+            names.iter().any(|n| n == key || *n == format!("{key}.npy")),
+            "dataset {file}: key `{key}` is missing (found: {})",
+            names.join(", ")
+        );
+    }
+    let observations: Array2<f32> = npz.by_name("observations").with_context(|| {
+        format!("dataset {file}: key `observations`: expected float32 [N, obs_dim]")
+    })?;
+    let actions: Array2<f32> = npz.by_name("actions").with_context(|| {
+        format!("dataset {file}: key `actions`: expected float32 [N, action_dim]")
+    })?;
+    let terminals: Array1<bool> = npz
+        .by_name("terminals")
+        .with_context(|| format!("dataset {file}: key `terminals`: expected bool [N]"))?;
+    let rewards: Array1<f32> = npz
+        .by_name("rewards")
+        .with_context(|| format!("dataset {file}: key `rewards`: expected float32 [N]"))?;
+    let masks: Array1<f32> = npz
+        .by_name("masks")
+        .with_context(|| format!("dataset {file}: key `masks`: expected float32 [N]"))?;
+    let rows = observations.nrows();
+    for (key, n, shape) in [
+        ("actions", actions.nrows(), "[N, action_dim]"),
+        ("terminals", terminals.len(), "[N]"),
+        ("rewards", rewards.len(), "[N]"),
+        ("masks", masks.len(), "[N]"),
+    ] {
+        ensure!(
+            n == rows,
+            "dataset {file}: key `{key}`: expected shape {shape} with N = {rows} (the rows of `observations`), got N = {n}"
+        );
+    }
+    if rows > 0 && !terminals[rows - 1] {
+        bail!(
+            "dataset {file}: key `terminals`: the last row must end an episode (true), got false"
+        );
+    }
+    let (o, a) = (observations.ncols(), actions.ncols());
+    let obs = observations.as_standard_layout();
+    let act = actions.as_standard_layout();
+    let (obs, act) = (
+        obs.as_slice().expect("standard layout"),
+        act.as_slice().expect("standard layout"),
+    );
+    let mut d = Dataset {
+        obs_dim: o,
+        action_dim: a,
+        ..Dataset::default()
+    };
+    for t in 0..rows {
+        if terminals[t] {
+            d.episodes += 1;
+            continue;
+        }
+        // A non-terminal row always has a next row: the last row is terminal (checked above).
+        d.observations.extend_from_slice(&obs[t * o..(t + 1) * o]);
+        d.actions.extend_from_slice(&act[t * a..(t + 1) * a]);
+        d.next_observations
+            .extend_from_slice(&obs[(t + 1) * o..(t + 2) * o]);
+        d.rewards.push(rewards[t]);
+        d.masks.push(masks[t]);
+        d.terminals.push(if terminals[t + 1] { 1.0 } else { 0.0 });
+    }
+    Ok(d)
+}
