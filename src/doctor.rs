@@ -131,11 +131,14 @@ fn display_description() -> String {
         .filter(|v| !v.is_empty());
     match (x11, wayland) {
         (None, None) => "none (headless; `xvfb-run qamlab view ...` gives a virtual one)".into(),
-        (x, w) => [x.map(|d| format!("X11 {d}")), w.map(|d| format!("Wayland {d}"))]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", "),
+        (x, w) => [
+            x.map(|d| format!("X11 {d}")),
+            w.map(|d| format!("Wayland {d}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", "),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `qamlab` command line: doctor, collect, train, eval, bench and the demo.
 
+mod commands;
 mod doctor;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +15,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: collect a cube-single dataset, train QAM offline then online, report.
+    Demo(commands::demo::DemoArgs),
+    /// Collect a dataset with a task's scripted oracle (OGBench npz layout).
+    Collect(commands::collect::CollectArgs),
+    /// Train an agent offline then online; `--resume RUN_DIR` continues a run.
+    Train(commands::train::TrainArgs),
+    /// Evaluate the latest checkpoint of a run.
+    Eval(commands::eval::EvalArgs),
+    /// Measure throughput (agent updates and latency, simulation steps).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Report libtorch, CUDA, CPU, display and engine versions.
     Doctor,
 }
@@ -28,6 +40,11 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Collect(args) => commands::collect::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Doctor => doctor::run(),
     };
     match result {

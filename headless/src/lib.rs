@@ -1,1 +1,22 @@
-//! placeholder
+//! qamlab-headless: the loops that need no window.
+//!
+//! * [`collect`] — scripted-oracle data collection into OGBench-layout datasets.
+//! * [`dataset`] — reading and writing those datasets.
+//! * [`train`] — offline -> online training with evaluation, metrics, checkpoints and resume.
+//! * [`evaluate`] — success-rate evaluation of a policy on separate envs.
+//! * [`chunks`] — open-loop execution of action chunks for a batch of envs.
+//! * [`config`] — the training configuration (TOML + flags).
+//! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes.
+
+pub mod chunks;
+pub mod collect;
+pub mod config;
+pub mod dataset;
+pub mod evaluate;
+pub mod files;
+pub mod plot;
+pub mod run_dir;
+pub mod train;
+
+pub use config::{DeviceChoice, TrainConfig};
+pub use train::{TrainObserver, TrainOptions, TrainSummary, train};

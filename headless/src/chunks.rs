@@ -1,0 +1,71 @@
+//! Open-loop execution of action chunks for a batch of envs (spec §6.2): each env keeps a queue of
+//! the `H` actions of its current chunk; the policy runs once, for the whole batch, whenever a
+//! queue is empty, and only empty queues take the new chunk.
+
+use std::collections::VecDeque;
+
+use anyhow::Context;
+use qamlab_agent::Agent;
+use tch::Tensor;
+
+/// Per-env queues of pending actions.
+pub struct ChunkQueues {
+    action_dim: usize,
+    queues: Vec<VecDeque<Vec<f32>>>,
+}
+
+impl ChunkQueues {
+    /// Empty queues for `envs` envs with `action_dim`-dimensional actions.
+    pub fn new(envs: usize, action_dim: usize) -> Self {
+        Self {
+            action_dim,
+            queues: vec![VecDeque::new(); envs],
+        }
+    }
+
+    /// Drops env `i`'s pending actions (its episode ended).
+    pub fn clear(&mut self, i: usize) {
+        self.queues[i].clear();
+    }
+
+    /// The next action of every env (`[N·A]`), sampling a new chunk batch from `agent` for the
+    /// observations `obs` (`[N·O]`) if any env has run out.
+    pub fn next_actions(&mut self, agent: &mut Agent, obs: &[f32]) -> anyhow::Result<Vec<f32>> {
+        let n = self.queues.len();
+        let a = self.action_dim;
+        if self.queues.iter().any(VecDeque::is_empty) {
+            let obs_t = Tensor::from_slice(obs).view([n as i64, -1]);
+            let chunk = agent.sample_actions(&obs_t).context("sampling actions")?;
+            let chunk: Vec<f32> =
+                Vec::<f32>::try_from(chunk.to_device(tch::Device::Cpu).flatten(0, -1))
+                    .context("reading sampled actions")?;
+            let d = chunk.len() / n;
+            if let Some(bad) = chunk.iter().position(|v| !v.is_finite()) {
+                anyhow::bail!(
+                    "the policy produced a non-finite action (env {}, component {}): the agent has diverged",
+                    bad / d,
+                    bad % d
+                );
+            }
+            for (i, queue) in self.queues.iter_mut().enumerate() {
+                if queue.is_empty() {
+                    let row = &chunk[i * d..(i + 1) * d];
+                    queue.extend(row.chunks(a).map(<[f32]>::to_vec));
+                }
+            }
+        }
+        let mut actions = Vec::with_capacity(n * a);
+        for queue in &mut self.queues {
+            // Evaluation clips each executed action to [-1, 1] as the reference does (a no-op
+            // for the clipped samples, kept so any policy output stays in the action space).
+            actions.extend(
+                queue
+                    .pop_front()
+                    .expect("refilled above")
+                    .iter()
+                    .map(|v| v.clamp(-1.0, 1.0)),
+            );
+        }
+        Ok(actions)
+    }
+}

@@ -1,0 +1,213 @@
+//! Training configuration: a TOML file (unknown keys rejected by name) whose values flags override.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use qamlab_agent::AgentConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where tensors live: chosen at run time, never at compile time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device (an error when there is none).
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The libtorch device this choice resolves to on this machine.
+    pub fn resolve(self) -> anyhow::Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => bail!(
+                "--device cuda: libtorch sees no CUDA device here (run `qamlab doctor`); use --device cpu or auto"
+            ),
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(format!(
+                "unknown device {other:?} (expected auto, cpu or cuda)"
+            )),
+        }
+    }
+}
+
+/// Everything a training run needs. Defaults follow the reference `main.py` where they apply
+/// (utd ratio 1, start_training 5000, 50 evaluation episodes), scaled to a lab-sized run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Built-in task name or path to a task scene file.
+    pub task: String,
+    /// Offline dataset (OGBench npz layout). Required when `offline_steps > 0`.
+    pub dataset: Option<PathBuf>,
+    /// Gradient steps on the offline dataset.
+    pub offline_steps: u64,
+    /// Environment steps of online fine-tuning (summed over the training envs).
+    pub online_steps: u64,
+    /// Training envs stepping together online.
+    pub envs: usize,
+    /// Online env steps before updates start (only collection before).
+    pub start_training: u64,
+    /// Gradient updates per environment step online.
+    pub utd_ratio: usize,
+    /// Evaluate every this many steps (offline gradient steps, then online env steps).
+    pub eval_interval: u64,
+    /// Evaluation episodes per evaluation.
+    pub eval_episodes: usize,
+    /// Evaluation envs stepping together (the episodes are split evenly among them).
+    pub eval_envs: usize,
+    /// Write a checkpoint every this many steps.
+    pub checkpoint_interval: u64,
+    /// Append a metrics row every this many steps.
+    pub log_interval: u64,
+    /// Seed of everything random in the run.
+    pub seed: u64,
+    /// Device for the agent.
+    pub device: DeviceChoice,
+    /// The agent's hyper-parameters.
+    pub agent: AgentConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            task: "cube-single".into(),
+            dataset: None,
+            offline_steps: 100_000,
+            online_steps: 100_000,
+            envs: 8,
+            start_training: 5_000,
+            utd_ratio: 1,
+            eval_interval: 10_000,
+            eval_episodes: 50,
+            eval_envs: 10,
+            checkpoint_interval: 10_000,
+            log_interval: 1_000,
+            seed: 0,
+            device: DeviceChoice::Auto,
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file; an unknown key is an error naming the key and the file.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Checks ranges and the dataset requirement, naming the field at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.offline_steps > 0 && self.dataset.is_none() {
+            bail!(
+                "offline_steps = {} needs a dataset (--dataset FILE.npz)",
+                self.offline_steps
+            );
+        }
+        for (field, value) in [
+            ("envs", self.envs),
+            ("utd_ratio", self.utd_ratio),
+            ("eval_episodes", self.eval_episodes),
+            ("eval_envs", self.eval_envs),
+        ] {
+            if value == 0 {
+                bail!("{field} must be at least 1");
+            }
+        }
+        for (field, value) in [
+            ("eval_interval", self.eval_interval),
+            ("checkpoint_interval", self.checkpoint_interval),
+            ("log_interval", self.log_interval),
+        ] {
+            if value == 0 {
+                bail!("{field} must be at least 1");
+            }
+        }
+        self.agent.validate().context("[agent]")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, "offline_steps = 10\nonline_stepz = 3\n").unwrap();
+        let err = format!("{:#}", TrainConfig::from_toml_file(&path).unwrap_err());
+        assert!(
+            err.contains("online_stepz") && err.contains("run.toml"),
+            "{err}"
+        );
+        std::fs::write(&path, "[agent]\ninv_tmp = 3.0\n").unwrap();
+        let err = format!("{:#}", TrainConfig::from_toml_file(&path).unwrap_err());
+        assert!(err.contains("inv_tmp"), "{err}");
+    }
+
+    #[test]
+    fn nested_agent_section_overrides_only_its_keys() {
+        let cfg: TrainConfig = toml::from_str(
+            "task = \"cube-single\"\nenvs = 4\n[agent]\nkind = \"fql\"\nnum_qs = 2\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.envs, 4);
+        assert_eq!(cfg.agent.num_qs, 2);
+        assert_eq!(
+            cfg.agent.horizon_length,
+            AgentConfig::default().horizon_length
+        );
+    }
+
+    #[test]
+    fn offline_training_without_a_dataset_is_refused() {
+        let cfg = TrainConfig::default();
+        assert!(format!("{:#}", cfg.validate().unwrap_err()).contains("dataset"));
+    }
+}
+
+/// Sets the agent kind, giving the variant weights a working default when the config left them at
+/// zero (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing
+/// them for kinds that do not use them.
+pub fn select_agent_kind(agent: &mut AgentConfig, kind: qamlab_agent::AgentKind) {
+    use qamlab_agent::AgentKind;
+    agent.kind = kind;
+    match kind {
+        AgentKind::QamF => {
+            agent.edit_scale = 0.0;
+            if agent.fql_alpha <= 0.0 {
+                agent.fql_alpha = 30.0;
+            }
+        }
+        AgentKind::QamE => {
+            agent.fql_alpha = 0.0;
+            if agent.edit_scale <= 0.0 {
+                agent.edit_scale = 0.1;
+            }
+        }
+        AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
+            agent.fql_alpha = 0.0;
+            agent.edit_scale = 0.0;
+        }
+    }
+}

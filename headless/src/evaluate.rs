@@ -1,0 +1,94 @@
+//! Evaluation (spec §7.3): episodes on separate envs that end on success or the time limit; the
+//! success rate is the fraction of episodes whose last step succeeded.
+
+use anyhow::Context;
+use qamlab_agent::Agent;
+use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
+
+use crate::chunks::ChunkQueues;
+use crate::plot::EvalPoint;
+
+/// Outcome of an evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalResult {
+    /// Fraction of episodes ending in success.
+    pub success_rate: f64,
+    /// Mean undiscounted return.
+    pub mean_return: f64,
+    /// Episodes run.
+    pub episodes: usize,
+    /// Environment steps taken.
+    pub env_steps: u64,
+}
+
+impl EvalResult {
+    /// The point this evaluation adds to the learning curve.
+    pub fn point(&self, step: u64, phase: &str) -> EvalPoint {
+        EvalPoint {
+            step,
+            phase: phase.into(),
+            success_rate: self.success_rate,
+            mean_return: self.mean_return,
+            episodes: self.episodes,
+        }
+    }
+}
+
+/// Runs `episodes` episodes of `task` with `agent`'s policy on `envs` envs stepping together.
+/// Each env runs a fixed share of the episodes, so fast (successful) episodes do not crowd out
+/// slow ones. Episode seeds come from `seed`: the same seed evaluates on the same initial states.
+pub fn evaluate(
+    agent: &mut Agent,
+    task: &TaskScene,
+    episodes: usize,
+    envs: usize,
+    seed: u64,
+) -> anyhow::Result<EvalResult> {
+    let envs = envs.min(episodes).max(1);
+    let mut env = BatchedEnv::new(
+        task,
+        envs,
+        EnvOptions {
+            terminate_on_success: true,
+            episode_length: None,
+        },
+    )
+    .context("building the evaluation envs")?;
+    let action_dim = env.spec().action_dim;
+    let quota: Vec<usize> = (0..envs)
+        .map(|i| episodes / envs + usize::from(i < episodes % envs))
+        .collect();
+    let seeds: Vec<u64> = (0..envs as u64)
+        .map(|i| seed.wrapping_mul(0x9E37_79B9).wrapping_add(i))
+        .collect();
+    let mut obs = env.reset(&seeds)?.to_vec();
+    let mut queues = ChunkQueues::new(envs, action_dim);
+    let mut done = vec![0usize; envs];
+    let mut returns = vec![0.0f64; envs];
+    let (mut successes, mut total_return, mut env_steps) = (0usize, 0.0f64, 0u64);
+    while done.iter().zip(&quota).any(|(d, q)| d < q) {
+        let actions = queues.next_actions(agent, &obs)?;
+        let out = env.step(&actions)?;
+        for i in 0..envs {
+            if done[i] >= quota[i] {
+                continue; // this env has run its share; its further episodes are not counted
+            }
+            env_steps += 1;
+            returns[i] += f64::from(out.reward[i]);
+            if out.terminated[i] || out.truncated[i] {
+                successes += usize::from(out.success[i]);
+                total_return += returns[i];
+                returns[i] = 0.0;
+                done[i] += 1;
+                queues.clear(i);
+            }
+        }
+        obs.copy_from_slice(&out.obs);
+    }
+    Ok(EvalResult {
+        success_rate: successes as f64 / episodes as f64,
+        mean_return: total_return / episodes as f64,
+        episodes,
+        env_steps,
+    })
+}

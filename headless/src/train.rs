@@ -1,0 +1,670 @@
+//! Offline -> online training (spec §7): gradient steps on the dataset, then fine-tuning while
+//! `envs` envs step together; evaluation, metrics, learning curve, checkpoints and resume.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use qamlab_agent::{Agent, TransitionStore, checkpoint};
+use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use crate::chunks::ChunkQueues;
+use crate::config::TrainConfig;
+use crate::evaluate::evaluate;
+use crate::files::write_bytes_atomically;
+use crate::plot::{EvalPoint, draw_learning_curves};
+use crate::run_dir::RunDir;
+
+/// Progress of a run: what a checkpoint must restore besides the agent and the replay buffer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RunState {
+    offline_step: u64,
+    online_step: u64,
+    updates: u64,
+    online_episodes: u64,
+    online_successes: u64,
+    evals: Vec<EvalPoint>,
+    /// Word position of the batch sampler's ChaCha stream (its seed is the run seed).
+    sampler_word_pos: String,
+    /// Incremented at each (re)start: gives fresh env seeds after a resume.
+    generation: u64,
+    /// Seconds spent in updates and in env steps (for throughput), and wall time.
+    update_seconds: f64,
+    env_seconds: f64,
+    wall_seconds: f64,
+}
+
+/// What a finished run reports (also written to `summary.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Task trained on.
+    pub task: String,
+    /// Agent kind.
+    pub agent: String,
+    /// Device used.
+    pub device: String,
+    /// Success rate at the last offline evaluation (None without an offline phase).
+    pub offline_success: Option<f64>,
+    /// Success rate at the last online evaluation (None without an online phase).
+    pub online_success: Option<f64>,
+    /// Gradient updates per second (time in updates only).
+    pub updates_per_second: f64,
+    /// Environment steps per second online (time in env steps only).
+    pub env_steps_per_second: f64,
+    /// Total gradient updates.
+    pub updates: u64,
+    /// Online environment steps.
+    pub online_steps: u64,
+    /// Wall-clock seconds of the whole run.
+    pub wall_seconds: f64,
+    /// Every evaluation.
+    pub evals: Vec<EvalPoint>,
+    /// The learning-curve PNG.
+    pub learning_curve: PathBuf,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+/// Watches a run from another part of the program (the window): metrics rows, evaluations and
+/// fresh weights as they come, and a way to stop the run early (it then checkpoints and finishes).
+pub trait TrainObserver: Send {
+    /// A metrics row was logged.
+    fn on_log(&mut self, _step: u64, _row: &serde_json::Value) {}
+    /// An evaluation finished.
+    fn on_eval(&mut self, _point: &EvalPoint) {}
+    /// New weights are available (called every log interval); copy what you need.
+    fn on_weights(&mut self, _step: u64, _agent: &Agent) {}
+    /// Whether the run should stop now.
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// Options of one call to [`train`].
+pub struct TrainOptions {
+    /// The run's configuration (ignored on resume: the run's own `config.toml` is used).
+    pub config: TrainConfig,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue the run in `out` from its latest checkpoint.
+    pub resume: bool,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Optional watcher of the run.
+    pub observer: Option<Box<dyn TrainObserver>>,
+}
+
+/// Trains an agent offline then online as configured, writing everything into the run directory.
+pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
+    let run = RunDir::new(&opts.out);
+    let cfg = if opts.resume {
+        TrainConfig::from_toml_file(&run.config())
+            .with_context(|| format!("resuming {}", run.root().display()))?
+    } else {
+        opts.config
+    };
+    cfg.validate()?;
+    let device = cfg.device.resolve()?;
+    let task = qamlab_tasks::load_task(&cfg.task)?;
+    let scene = &task.scene;
+
+    let mut trainer = Trainer::start(&cfg, &run, scene, device, opts.resume, opts.progress)?;
+    trainer.observer = opts.observer;
+    trainer.run()?;
+    trainer.finish()
+}
+
+/// The state of a run in progress.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    run: RunDir,
+    scene: &'a TaskScene,
+    agent: Agent,
+    replay: TransitionStore,
+    offline_len: usize,
+    sampler: ChaCha8Rng,
+    state: RunState,
+    /// Online transitions of each env's episode in progress: appended to the replay buffer when
+    /// the episode ends, so every episode is contiguous (chunks never mix envs).
+    pending: Vec<TransitionStore>,
+    progress: bool,
+    started: Instant,
+    wall_before: f64,
+    observer: Option<Box<dyn TrainObserver>>,
+}
+
+impl<'a> Trainer<'a> {
+    fn start(
+        cfg: &'a TrainConfig,
+        run: &RunDir,
+        scene: &'a TaskScene,
+        device: Device,
+        resume: bool,
+        progress: bool,
+    ) -> anyhow::Result<Self> {
+        let probe = BatchedEnv::new(scene, 1, EnvOptions::default())?;
+        let (obs_dim, action_dim) = (probe.spec().obs_dim, probe.spec().action_dim);
+        drop(probe);
+        let mut replay = TransitionStore::new(obs_dim, action_dim);
+        if let Some(path) = &cfg.dataset {
+            load_offline_data(path, &mut replay, cfg)?;
+        }
+        let offline_len = replay.len();
+        let mut trainer = Trainer {
+            cfg,
+            run: run.clone(),
+            scene,
+            agent: Agent::new(cfg.agent.clone(), obs_dim, action_dim, device, cfg.seed)?,
+            replay,
+            offline_len,
+            sampler: ChaCha8Rng::seed_from_u64(cfg.seed),
+            state: RunState::default(),
+            pending: vec![TransitionStore::new(obs_dim, action_dim); cfg.envs],
+            progress,
+            started: Instant::now(),
+            wall_before: 0.0,
+            observer: None,
+        };
+        if resume {
+            trainer.restore()?;
+        } else {
+            if run.latest_checkpoint()?.is_some() {
+                bail!(
+                    "{} already holds a run with checkpoints: continue it with --resume, or choose another --out",
+                    run.root().display()
+                );
+            }
+            std::fs::create_dir_all(run.root())
+                .with_context(|| format!("creating the run directory {}", run.root().display()))?;
+            write_bytes_atomically(&run.config(), toml::to_string(cfg)?.as_bytes())?;
+            let _ = std::fs::remove_file(run.metrics());
+        }
+        Ok(trainer)
+    }
+
+    fn total_step(&self) -> u64 {
+        self.state.offline_step + self.state.online_step
+    }
+
+    fn run(&mut self) -> anyhow::Result<()> {
+        self.offline_phase()?;
+        self.online_phase()?;
+        if self.stop_requested() {
+            let pending = self.pending.clone();
+            self.checkpoint(&pending)?;
+        }
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.observer.as_ref().is_some_and(|o| o.should_stop())
+    }
+
+    fn bar(&self, len: u64, pos: u64, prefix: &'static str) -> ProgressBar {
+        let bar = if self.progress {
+            ProgressBar::new(len)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>8} [{bar:32.cyan/blue}] {pos}/{len} {elapsed_precise} ETA {eta_precise} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(prefix);
+        bar.set_position(pos);
+        bar
+    }
+
+    fn status(&self) -> String {
+        let success = self
+            .state
+            .evals
+            .last()
+            .map_or("-".into(), |e| format!("{:.2}", e.success_rate));
+        let ups = self.state.updates as f64 / self.state.update_seconds.max(1e-9);
+        format!("success {success} | {ups:.0} upd/s")
+    }
+
+    fn offline_phase(&mut self) -> anyhow::Result<()> {
+        let total = self.cfg.offline_steps;
+        if self.state.offline_step >= total {
+            return Ok(());
+        }
+        let bar = self.bar(total, self.state.offline_step, "offline");
+        bar.set_message(self.status());
+        while self.state.offline_step < total && !self.stop_requested() {
+            let metrics = self.update()?;
+            self.state.offline_step += 1;
+            let step = self.state.offline_step;
+            if step % self.cfg.log_interval == 0 || step == total {
+                self.log(&metrics, "offline", &[])?;
+                bar.set_message(self.status());
+            }
+            if step % self.cfg.eval_interval == 0 || step == total {
+                self.evaluate("offline")?;
+                bar.set_message(self.status());
+            }
+            if step % self.cfg.checkpoint_interval == 0 || step == total {
+                self.checkpoint(&[])?;
+            }
+            bar.set_position(step);
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    fn online_phase(&mut self) -> anyhow::Result<()> {
+        let total = self.cfg.online_steps;
+        if self.state.online_step >= total {
+            return Ok(());
+        }
+        let n = self.cfg.envs;
+        let mut env = BatchedEnv::new(
+            self.scene,
+            n,
+            EnvOptions {
+                terminate_on_success: true,
+                episode_length: None,
+            },
+        )?;
+        let action_dim = env.spec().action_dim;
+        let seeds: Vec<u64> = (0..n as u64)
+            .map(|i| env_seed(self.cfg.seed, self.state.generation, i))
+            .collect();
+        let mut obs = env.reset(&seeds)?.to_vec();
+        let mut queues = ChunkQueues::new(n, action_dim);
+        let bar = self.bar(total, self.state.online_step, "online");
+        bar.set_message(self.status());
+        let obs_dim = env.spec().obs_dim;
+        let mut last_metrics = None;
+        while self.state.online_step < total && !self.stop_requested() {
+            let actions = queues.next_actions(&mut self.agent, &obs)?;
+            let t0 = Instant::now();
+            let out = env.step(&actions)?;
+            self.state.env_seconds += t0.elapsed().as_secs_f64();
+            for i in 0..n {
+                let done = out.terminated[i] || out.truncated[i];
+                self.pending[i].push(
+                    &obs[i * obs_dim..(i + 1) * obs_dim],
+                    &actions[i * action_dim..(i + 1) * action_dim],
+                    out.reward[i],
+                    if out.terminated[i] { 0.0 } else { 1.0 },
+                    if done { 1.0 } else { 0.0 },
+                    &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
+                )?;
+                if done {
+                    let episode = std::mem::replace(
+                        &mut self.pending[i],
+                        TransitionStore::new(obs_dim, action_dim),
+                    );
+                    append(&mut self.replay, &episode)?;
+                    self.state.online_episodes += 1;
+                    self.state.online_successes += u64::from(out.success[i]);
+                    queues.clear(i);
+                }
+            }
+            obs.copy_from_slice(&out.obs);
+            let before = self.state.online_step;
+            self.state.online_step += n as u64;
+            let step = self.state.online_step;
+            // As the reference: `utd_ratio` updates for every env step i >= start_training.
+            let first = before.max(self.cfg.start_training.saturating_sub(1));
+            for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
+                last_metrics = Some(self.update()?);
+            }
+            let crossed = |interval: u64| before / interval != step / interval || step >= total;
+            if crossed(self.cfg.log_interval) {
+                let rate =
+                    self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
+                let extra = [
+                    ("online_episodes", self.state.online_episodes as f64),
+                    ("online_episode_success", rate),
+                    (
+                        "env_steps_per_second",
+                        self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+                    ),
+                ];
+                match &last_metrics {
+                    Some(m) => self.log(m, "online", &extra)?,
+                    None => self.log_row("online", Vec::new(), &extra)?,
+                }
+                bar.set_message(self.status());
+            }
+            if crossed(self.cfg.eval_interval) {
+                self.evaluate("online")?;
+                bar.set_message(self.status());
+            }
+            if crossed(self.cfg.checkpoint_interval) {
+                let pending = self.pending.clone();
+                self.checkpoint(&pending)?;
+            }
+            bar.set_position(step.min(total));
+        }
+        bar.finish();
+        Ok(())
+    }
+
+    /// One gradient update on a batch sampled from the replay buffer.
+    fn update(&mut self) -> anyhow::Result<qamlab_agent::UpdateMetrics> {
+        let a = &self.cfg.agent;
+        let t0 = Instant::now();
+        let batch = self.replay.sample(
+            &mut self.sampler,
+            a.batch_size,
+            a.horizon_length,
+            a.discount,
+            self.agent.device(),
+        )?;
+        let metrics = self.agent.update(&batch)?;
+        self.state.update_seconds += t0.elapsed().as_secs_f64();
+        self.state.updates += 1;
+        Ok(metrics)
+    }
+
+    fn log(
+        &mut self,
+        metrics: &qamlab_agent::UpdateMetrics,
+        phase: &str,
+        extra: &[(&str, f64)],
+    ) -> anyhow::Result<()> {
+        // The only host synchronisation of the loop: once per log interval.
+        metrics
+            .check_finite()
+            .with_context(|| format!("training diverged at step {}", self.total_step()))?;
+        let pairs = metrics.to_pairs()?;
+        self.log_row(phase, pairs, extra)
+    }
+
+    fn log_row(
+        &mut self,
+        phase: &str,
+        pairs: Vec<(String, f64)>,
+        extra: &[(&str, f64)],
+    ) -> anyhow::Result<()> {
+        let mut row = serde_json::Map::new();
+        row.insert("step".into(), json!(self.total_step()));
+        row.insert("phase".into(), json!(phase));
+        row.insert("updates".into(), json!(self.state.updates));
+        row.insert(
+            "updates_per_second".into(),
+            json!(self.state.updates as f64 / self.state.update_seconds.max(1e-9)),
+        );
+        row.insert("wall_seconds".into(), json!(self.wall_seconds()));
+        for (k, v) in pairs {
+            row.insert(k, json!(v));
+        }
+        for (k, v) in extra {
+            row.insert((*k).into(), json!(v));
+        }
+        let row = serde_json::Value::Object(row);
+        self.run.append_metrics(&row)?;
+        let step = self.total_step();
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_log(step, &row);
+            observer.on_weights(step, &self.agent);
+        }
+        Ok(())
+    }
+
+    fn wall_seconds(&self) -> f64 {
+        self.wall_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn evaluate(&mut self, phase: &str) -> anyhow::Result<()> {
+        let step = self.total_step();
+        let result = evaluate(
+            &mut self.agent,
+            self.scene,
+            self.cfg.eval_episodes,
+            self.cfg.eval_envs,
+            self.cfg.seed ^ 0x5EED_E7A1,
+        )
+        .with_context(|| format!("evaluating at step {step}"))?;
+        let point = result.point(step, phase);
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_eval(&point);
+        }
+        self.state.evals.push(point);
+        self.run.write_evals(&self.state.evals)?;
+        let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.cfg.task);
+        draw_learning_curves(
+            &self.run.curve(),
+            &format!("{} on {}", self.cfg.agent.kind.as_str(), self.cfg.task),
+            &[(label.as_str(), self.state.evals.as_slice())],
+            self.cfg.offline_steps,
+        )?;
+        Ok(())
+    }
+
+    /// Writes agent, online replay data (with the episodes in progress) and run state into a new
+    /// checkpoint directory, then publishes it.
+    fn checkpoint(&mut self, pending: &[TransitionStore]) -> anyhow::Result<()> {
+        let dir = self
+            .run
+            .checkpoints()
+            .join(format!("step-{}", self.total_step()));
+        std::fs::create_dir_all(&dir)?;
+        self.agent.save(dir.join("agent.safetensors"))?;
+        let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
+        let mut lengths = Vec::with_capacity(pending.len());
+        let mut all_pending = TransitionStore::new(self.replay.obs_dim(), self.replay.action_dim());
+        for p in pending {
+            lengths.push(p.len() as i64);
+            append(&mut all_pending, p)?;
+        }
+        tensors.extend(store_tensors("pending", &all_pending, 0)?);
+        tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
+        let mut meta = HashMap::new();
+        meta.insert("offline_len".into(), self.offline_len.to_string());
+        checkpoint::write_tensors(&dir.join("replay.safetensors"), &tensors, meta)?;
+        let mut state = self.state.clone();
+        state.sampler_word_pos = self.sampler.get_word_pos().to_string();
+        state.wall_seconds = self.wall_seconds();
+        write_bytes_atomically(
+            &dir.join("state.json"),
+            serde_json::to_string_pretty(&state)?.as_bytes(),
+        )?;
+        self.run.publish_checkpoint(&dir)
+    }
+
+    /// Restores agent, replay buffer, sampler and progress from the latest checkpoint. Episodes
+    /// that were in progress are kept, cut where the checkpoint was taken (marked terminal, still
+    /// bootstrapping); the envs start new episodes with fresh seeds.
+    fn restore(&mut self) -> anyhow::Result<()> {
+        let Some(dir) = self.run.latest_checkpoint()? else {
+            bail!(
+                "{} has no checkpoint to resume from",
+                self.run.root().display()
+            );
+        };
+        let device = self.agent.device();
+        self.agent = Agent::load(dir.join("agent.safetensors"), device)?;
+        let state_path = dir.join("state.json");
+        let text = std::fs::read_to_string(&state_path)
+            .with_context(|| format!("reading {}", state_path.display()))?;
+        self.state = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", state_path.display()))?;
+        let replay_path = dir.join("replay.safetensors");
+        let (tensors, meta) = checkpoint::read_tensors(&replay_path)?;
+        let offline_len: usize = meta
+            .get("offline_len")
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{}: metadata offline_len missing", replay_path.display()))?;
+        if offline_len != self.offline_len {
+            bail!(
+                "{}: the run had {offline_len} offline transitions but its dataset now has {}: the dataset changed",
+                replay_path.display(),
+                self.offline_len
+            );
+        }
+        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+        let mut online = restore_store(&tensors, "online", &self.replay, &replay_path)?;
+        let mut pending = restore_store(&tensors, "pending", &self.replay, &replay_path)?;
+        let lengths: Vec<i64> =
+            Vec::try_from(tensors.get("pending/lengths").with_context(|| {
+                format!("{}: tensor pending/lengths missing", replay_path.display())
+            })?)?;
+        let mut end = 0usize;
+        for len in lengths {
+            end += len as usize;
+            if len > 0 {
+                // The episode is cut here: a boundary for chunk sampling, still bootstrapping.
+                pending.terminals[end - 1] = 1.0;
+            }
+        }
+        append(&mut online, &pending)?;
+        append(&mut self.replay, &online)?;
+        let pos: u128 = self.state.sampler_word_pos.parse().unwrap_or(0);
+        self.sampler.set_word_pos(pos);
+        self.wall_before = self.state.wall_seconds;
+        self.state.generation += 1;
+        self.run.truncate_metrics_after(self.total_step())?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<TrainSummary> {
+        if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
+            self.evaluate("offline")?;
+        }
+        let last = |phase: &str| {
+            self.state
+                .evals
+                .iter()
+                .rev()
+                .find(|e| e.phase == phase)
+                .map(|e| e.success_rate)
+        };
+        let summary = TrainSummary {
+            task: self.cfg.task.clone(),
+            agent: self.cfg.agent.kind.as_str().into(),
+            device: format!("{:?}", self.agent.device()),
+            offline_success: last("offline"),
+            online_success: last("online"),
+            updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
+            env_steps_per_second: self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+            updates: self.state.updates,
+            online_steps: self.state.online_step,
+            wall_seconds: self.wall_seconds(),
+            evals: self.state.evals.clone(),
+            learning_curve: self.run.curve(),
+            run_dir: self.run.root().to_path_buf(),
+        };
+        write_bytes_atomically(
+            &self.run.summary(),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        Ok(summary)
+    }
+}
+
+/// Seed of training env `i` in the `generation`-th (re)start of a run.
+fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
+    seed.wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(generation.wrapping_mul(1_442_695_040_888_963_407))
+        .wrapping_add(i)
+}
+
+/// Reads the offline dataset into the replay buffer, checking it fits the task.
+fn load_offline_data(
+    path: &Path,
+    replay: &mut TransitionStore,
+    cfg: &TrainConfig,
+) -> anyhow::Result<()> {
+    let data = crate::dataset::load_dataset(path)?;
+    if data.obs_dim != replay.obs_dim() || data.action_dim != replay.action_dim() {
+        bail!(
+            "dataset {}: observations are {}-D and actions {}-D, but task {} has {}-D observations and {}-D actions",
+            path.display(),
+            data.obs_dim,
+            data.action_dim,
+            cfg.task,
+            replay.obs_dim(),
+            replay.action_dim()
+        );
+    }
+    replay
+        .extend_from_arrays(
+            &data.observations,
+            &data.actions,
+            &data.next_observations,
+            &data.rewards,
+            &data.masks,
+            &data.terminals,
+        )
+        .with_context(|| format!("dataset {}", path.display()))?;
+    Ok(())
+}
+
+/// Appends every transition of `src` to `dst`.
+fn append(dst: &mut TransitionStore, src: &TransitionStore) -> anyhow::Result<()> {
+    dst.extend_from_arrays(
+        &src.observations,
+        &src.actions,
+        &src.next_observations,
+        &src.rewards,
+        &src.masks,
+        &src.terminals,
+    )?;
+    Ok(())
+}
+
+/// The transitions of `store` from index `from` as named tensors `<prefix>/<field>`.
+fn store_tensors(
+    prefix: &str,
+    store: &TransitionStore,
+    from: usize,
+) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let (o, a) = (store.obs_dim(), store.action_dim());
+    let n = (store.len() - from) as i64;
+    let field = |name: &str, data: &[f32], width: usize| {
+        (
+            format!("{prefix}/{name}"),
+            Tensor::from_slice(&data[from * width..]).view([n, width as i64]),
+        )
+    };
+    Ok(vec![
+        field("observations", &store.observations, o),
+        field("actions", &store.actions, a),
+        field("next_observations", &store.next_observations, o),
+        field("rewards", &store.rewards, 1),
+        field("masks", &store.masks, 1),
+        field("terminals", &store.terminals, 1),
+    ])
+}
+
+fn restore_store(
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    like: &TransitionStore,
+    path: &Path,
+) -> anyhow::Result<TransitionStore> {
+    let get = |name: &str| -> anyhow::Result<Vec<f32>> {
+        let key = format!("{prefix}/{name}");
+        let t = tensors
+            .get(&key)
+            .with_context(|| format!("{}: tensor {key} missing", path.display()))?;
+        Ok(Vec::try_from(t.to_kind(Kind::Float).flatten(0, -1))?)
+    };
+    let mut store = TransitionStore::new(like.obs_dim(), like.action_dim());
+    store
+        .extend_from_arrays(
+            &get("observations")?,
+            &get("actions")?,
+            &get("next_observations")?,
+            &get("rewards")?,
+            &get("masks")?,
+            &get("terminals")?,
+        )
+        .with_context(|| format!("{}: {prefix} transitions", path.display()))?;
+    Ok(store)
+}

@@ -1,0 +1,139 @@
+//! `qamlab bench agent|sim`: throughput figures for docs/benchmarks.md.
+
+use qamlab_agent::AgentKind;
+use qamlab_agent::bench::{bench_agent, paper_config, small_config};
+use qamlab_headless::DeviceChoice;
+
+/// What to measure.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum BenchCommand {
+    /// Gradient updates/s and acting latency (batch 1 and 1024) of QAM, QAM-F, QAM-E and FQL.
+    Agent(AgentBenchArgs),
+    /// Env steps/s with random actions for 1, 16, 64 and 256 envs, and oracle collection steps/s.
+    Sim(SimBenchArgs),
+}
+
+/// Flags of `qamlab bench agent`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AgentBenchArgs {
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Timed updates per agent.
+    #[arg(long, default_value_t = 50)]
+    pub updates: usize,
+    /// Agents to measure (default: qam, qam-f, qam-e, fql).
+    #[arg(long, value_delimiter = ',')]
+    pub agents: Vec<String>,
+}
+
+/// Flags of `qamlab bench sim`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimBenchArgs {
+    /// Task to step.
+    #[arg(long, default_value = "cube-single")]
+    pub task: String,
+    /// Control steps per measurement.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Env counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64, 256])]
+    pub envs: Vec<usize>,
+}
+
+/// Runs the chosen benchmark and prints a Markdown table.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Agent(args) => agent(args),
+        BenchCommand::Sim(args) => sim(args),
+    }
+}
+
+fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
+    let device = args.device.resolve()?;
+    let size = args
+        .size
+        .unwrap_or_else(|| if device.is_cuda() { "paper" } else { "small" }.into());
+    let base = match size.as_str() {
+        "paper" => paper_config(),
+        "small" => small_config(),
+        other => anyhow::bail!("--size {other:?}: expected paper or small"),
+    };
+    let names = if args.agents.is_empty() {
+        vec!["qam".into(), "qam-f".into(), "qam-e".into(), "fql".into()]
+    } else {
+        args.agents
+    };
+    println!(
+        "device {device:?}, size {size} (obs 28, action 5), {} timed updates each",
+        args.updates
+    );
+    println!("| agent | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
+    println!("|---|---|---|---|");
+    for name in names {
+        let kind: AgentKind = name.parse()?;
+        let mut cfg = base.clone();
+        qamlab_headless::config::select_agent_kind(&mut cfg, kind);
+        let r = bench_agent(kind, cfg, device, args.updates, 28, 5)?;
+        println!(
+            "| {} | {:.1} | {:.2} | {:.2} |",
+            r.kind, r.updates_per_sec, r.act_latency_b1_ms, r.act_latency_b1024_ms
+        );
+    }
+    Ok(())
+}
+
+fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
+    use qamlab_sim::{BatchedEnv, EnvOptions};
+    use rand::{Rng, SeedableRng};
+
+    let task = qamlab_tasks::load_task(&args.task)?;
+    let s = &task.scene.settings;
+    println!(
+        "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations; {} control steps per measurement",
+        task.name,
+        s.control_dt,
+        s.substeps,
+        s.control_dt / s.substeps as f32,
+        s.solver_iterations,
+        args.steps
+    );
+    println!("| envs | env steps/s (random actions) | per core |");
+    println!("|---|---|---|");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for &n in &args.envs {
+        let mut env = BatchedEnv::new(&task.scene, n, EnvOptions::default())?;
+        let a = env.spec().action_dim;
+        let seeds: Vec<u64> = (0..n as u64).collect();
+        env.reset(&seeds)?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut actions = vec![0.0f32; n * a];
+        let start = std::time::Instant::now();
+        for _ in 0..args.steps {
+            actions
+                .iter_mut()
+                .for_each(|u| *u = rng.random_range(-1.0..=1.0));
+            env.step(&actions)?;
+        }
+        let rate = (n * args.steps) as f64 / start.elapsed().as_secs_f64();
+        println!("| {n} | {rate:.0} | {:.0} |", rate / cores as f64);
+    }
+    let dir = tempfile::tempdir()?;
+    let envs = 64;
+    let episodes = envs * 2;
+    let summary = qamlab_headless::collect::collect(&qamlab_headless::collect::CollectOptions {
+        task: args.task.clone(),
+        episodes,
+        envs,
+        out: dir.path().join("bench.npz"),
+        ..Default::default()
+    })?;
+    println!(
+        "oracle collection ({envs} envs, play + noise 0.1, {episodes} episodes, npz written): {:.0} env steps/s",
+        summary.env_steps_per_sec
+    );
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! End-to-end training through the binary: collect -> train offline -> online, kill -9 and resume,
+//! evaluation of the run, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn qamlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_qamlab"))
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running qamlab");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("running qamlab");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    assert!(!stderr.contains("panicked"), "{cmd:?} panicked:\n{stderr}");
+    stderr
+}
+
+/// A tiny network and schedule so a whole run takes seconds on a CPU.
+const TINY: &str = r#"
+task = "cube-single"
+offline_steps = 60
+online_steps = 600
+envs = 2
+start_training = 100
+eval_interval = 200
+eval_episodes = 2
+eval_envs = 2
+checkpoint_interval = 20
+log_interval = 20
+device = "cpu"
+
+[agent]
+batch_size = 16
+actor_hidden_dims = [16, 16]
+value_hidden_dims = [16, 16]
+num_qs = 2
+flow_steps = 3
+"#;
+
+fn collect(dir: &Path) -> PathBuf {
+    let dataset = dir.join("data.npz");
+    run_ok(
+        qamlab()
+            .args([
+                "collect",
+                "--task",
+                "cube-single",
+                "--episodes",
+                "4",
+                "--envs",
+                "2",
+                "--seed",
+                "1",
+            ])
+            .arg("--out")
+            .arg(&dataset),
+    );
+    dataset
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn killed_run_resumes_from_its_checkpoint_and_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), TINY);
+    let run = dir.path().join("run");
+
+    let mut child = qamlab()
+        .args(["train", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--dataset")
+        .arg(&dataset)
+        .arg("--out")
+        .arg(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint in the online phase (past the offline steps), then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap_or_default();
+        let step: u64 = latest
+            .trim()
+            .trim_start_matches("step-")
+            .parse()
+            .unwrap_or(0);
+        if step > 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no online checkpoint within 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!run.join("summary.json").exists());
+
+    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("success"), "{stdout}");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["online_steps"], 600);
+    // Offline 60 updates, then one update per env step from step 100 to 600 (the resumed
+    // process redoes nothing that its checkpoint holds).
+    assert_eq!(summary["updates"], 60 + 501);
+    // Evaluations at offline step 60, online steps 200, 400, 600: none lost, none doubled.
+    let steps: Vec<u64> = summary["evals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![60, 260, 460, 660]);
+    assert!(run.join("learning_curve.png").exists());
+    // Metrics rows are strictly increasing in step: a resumed run does not log a step twice.
+    let metric_steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        metric_steps.windows(2).all(|w| w[0] < w[1]),
+        "{metric_steps:?}"
+    );
+    assert_eq!(*metric_steps.last().unwrap(), 660);
+
+    let out = run_ok(
+        qamlab()
+            .args([
+                "eval",
+                "--episodes",
+                "2",
+                "--envs",
+                "2",
+                "--device",
+                "cpu",
+                "--run",
+            ])
+            .arg(&run),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
+}
+
+#[test]
+fn bad_inputs_get_errors_that_name_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), TINY);
+
+    let missing = dir.path().join("nope.npz");
+    let err = run_err(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&missing)
+            .arg("--out")
+            .arg(dir.path().join("r1")),
+    );
+    assert!(err.contains("nope.npz"), "{err}");
+
+    let bad_key = write_config(dir.path(), &TINY.replace("envs = 2", "envz = 2"));
+    let err = run_err(qamlab().args(["train", "--config"]).arg(&bad_key));
+    assert!(err.contains("envz") && err.contains("tiny.toml"), "{err}");
+
+    let err = run_err(
+        qamlab()
+            .args([
+                "train",
+                "--task",
+                "cube-singel",
+                "--online-steps",
+                "10",
+                "--offline-steps",
+                "0",
+            ])
+            .arg("--out")
+            .arg(dir.path().join("r2")),
+    );
+    assert!(
+        err.contains("cube-singel") && err.contains("cube-single"),
+        "{err}"
+    );
+
+    let err = run_err(qamlab().args(["train", "--device", "tpu"]));
+    assert!(err.contains("tpu"), "{err}");
+
+    let err = run_err(
+        qamlab()
+            .args(["train", "--quiet", "--resume"])
+            .arg(dir.path().join("no-run")),
+    );
+    assert!(err.contains("no-run"), "{err}");
+}
