@@ -190,6 +190,7 @@ impl Agent {
                 reason: "kind bc has no critic to rank candidates".into(),
             });
         }
+        let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(seed as i64 & i64::MAX);
         let d = cfg.policy_dim(action_dim);
         let nets = Nets::new(&cfg, obs_dim, d, device);
@@ -317,6 +318,10 @@ impl Agent {
             ));
         }
         let batch = &batch.to_device(self.device);
+        let _rng = self
+            .noise
+            .uses_global_torch_rng()
+            .then(crate::noise::torch_rng_lock);
         self.noise.reseed(self.step, 0);
         let mut metrics = UpdateMetrics::default();
         let total = self.losses(batch, &mut metrics, trace)?;
@@ -471,6 +476,10 @@ impl Agent {
         }
         batch.validate(self.obs_dim, self.action_dim)?;
         let batch = &batch.to_device(self.device);
+        let _rng = self
+            .noise
+            .uses_global_torch_rng()
+            .then(crate::noise::torch_rng_lock);
         self.noise.reseed(self.step, 0);
         let (cfg, nets, d) = (
             &self.cfg,
@@ -528,6 +537,10 @@ impl Agent {
             ));
         }
         self.act_calls += 1;
+        let _rng = self
+            .noise
+            .uses_global_torch_rng()
+            .then(crate::noise::torch_rng_lock);
         self.noise.reseed(self.step, self.act_calls);
         let obs = obs.to_device(self.device).to_kind(Kind::Float);
         let d = self.policy_dim() as i64;

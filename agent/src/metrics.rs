@@ -10,7 +10,7 @@ use crate::error::{AgentError, Result};
 /// Scalar metrics of one update as 0-d device tensors. Reading them ([`UpdateMetrics::to_pairs`],
 /// [`UpdateMetrics::check_finite`]) is the only host synchronisation, and happens when the caller
 /// chooses (e.g. every log interval).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct UpdateMetrics {
     entries: Vec<(&'static str, Tensor)>,
 }

@@ -20,14 +20,30 @@ pub trait Noise: Send {
     /// Called at the start of every update (`stream = 0`) and every acting call (`stream ≥ 1`) so
     /// a source can make its draws a function of `(seed, step, stream)` only.
     fn reseed(&mut self, _step: u64, _stream: u64) {}
+    /// Whether draws come from libtorch's process-global generator; the agent then holds
+    /// [`torch_rng_lock`] for the whole update / acting call.
+    fn uses_global_torch_rng(&self) -> bool {
+        false
+    }
+}
+
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Process-wide lock over libtorch's global generator, held by an agent from its reseed to its
+/// last draw so that agents stepping in different threads cannot interleave their draws.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Torch's generator, reseeded from `(seed, step, stream)` before every update and acting call, so
 /// a run resumed from a checkpoint draws exactly what the uninterrupted run would have drawn.
 ///
-/// tch exposes only libtorch's *global* generator (per device), so two agents stepping in the same
-/// process interleave on it; determinism holds per `(seed, step, stream)` regardless because of
-/// the reseeding, but any other torch sampling in between is affected by the reseeds.
+/// tch exposes only libtorch's *global* generator (per device). Agents therefore hold
+/// [`torch_rng_lock`] from the reseed to the last draw of an update or acting call, so agents in
+/// different threads stay deterministic; torch sampling elsewhere in the process that does not
+/// take the lock can still interleave (and is itself affected by the reseeds).
 #[derive(Debug, Clone)]
 pub struct TorchNoise {
     seed: u64,
@@ -62,6 +78,10 @@ impl Noise for TorchNoise {
 
     fn uniform(&mut self, _label: &str, shape: &[i64], device: Device) -> Result<Tensor> {
         Ok(Tensor::f_rand(shape, (Kind::Float, device))?)
+    }
+
+    fn uses_global_torch_rng(&self) -> bool {
+        true
     }
 
     fn reseed(&mut self, step: u64, stream: u64) {
@@ -131,6 +151,7 @@ mod tests {
 
     #[test]
     fn torch_noise_is_a_function_of_seed_step_stream() {
+        let _lock = torch_rng_lock();
         let mut a = TorchNoise::new(3);
         a.reseed(10, 0);
         let x = a.normal("x", &[5], Device::Cpu).unwrap();
