@@ -167,6 +167,10 @@ pub fn spawn_envs(
         .map(|(i, &seed)| {
             let mut state = EnvState::new(&scene, &spec, seed);
             let physics = reset_env(&scene, &mut state);
+            // Before any step the reached state is the initial one.
+            state.final_obs.copy_from_slice(&state.obs);
+            state.final_qpos.copy_from_slice(&state.qpos);
+            state.final_qvel.copy_from_slice(&state.qvel);
             world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
         })
         .collect();

@@ -1,0 +1,87 @@
+//! Simulation throughput: env steps per second with random actions and with the collecting oracle.
+
+use std::time::Instant;
+
+use qamlab_sim::{BatchedEnv, EnvOptions};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::oracle::{CubeOracle, OracleConfig, OracleMode};
+use crate::registry::{Task, TaskError};
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimBenchRow {
+    /// `"random"` (uniform random actions) or `"oracle"` (the play oracle with noise 0.1, as collection runs it).
+    pub policy: &'static str,
+    /// Envs stepped together.
+    pub envs: usize,
+    /// Control steps timed (each steps every env).
+    pub steps: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Env steps per second, all envs together.
+    pub env_steps_per_sec: f64,
+}
+
+/// Times `steps` control steps of `task` for each env count, with random actions, then with the oracle where the
+/// task has one. Episodes auto-reset as usual (resets are part of the cost).
+pub fn bench_sim(
+    task: &Task,
+    env_counts: &[usize],
+    steps: usize,
+) -> Result<Vec<SimBenchRow>, TaskError> {
+    let mut rows = Vec::new();
+    for &n in env_counts {
+        let mut env = BatchedEnv::new(&task.scene, n, EnvOptions::default())?;
+        let spec = env.spec().clone();
+        let seeds: Vec<u64> = (0..n as u64).collect();
+        env.reset(&seeds)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+        let batches: Vec<Vec<f32>> = (0..16)
+            .map(|_| {
+                (0..n * spec.action_dim)
+                    .map(|k| {
+                        let d = k % spec.action_dim;
+                        spec.action_low[d]
+                            + (spec.action_high[d] - spec.action_low[d]) * rng.random::<f32>()
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = Instant::now();
+        for s in 0..steps {
+            env.step(&batches[s % batches.len()])?;
+        }
+        rows.push(row("random", n, steps, start.elapsed().as_secs_f64()));
+
+        let config = OracleConfig {
+            mode: OracleMode::Play,
+            noise: 0.1,
+            ..OracleConfig::default()
+        };
+        let Ok(mut oracle) = CubeOracle::new(&spec, config, &seeds) else {
+            continue;
+        };
+        let mut obs = env.reset(&seeds)?.to_vec();
+        let start = Instant::now();
+        for _ in 0..steps {
+            let actions = oracle.act(&obs).to_vec();
+            let out = env.step(&actions)?;
+            obs.copy_from_slice(&out.obs);
+            oracle.episodes_ended(&out.terminated, &out.truncated);
+        }
+        rows.push(row("oracle", n, steps, start.elapsed().as_secs_f64()));
+    }
+    Ok(rows)
+}
+
+fn row(policy: &'static str, envs: usize, steps: usize, seconds: f64) -> SimBenchRow {
+    SimBenchRow {
+        policy,
+        envs,
+        steps,
+        seconds,
+        env_steps_per_sec: (envs * steps) as f64 / seconds.max(1e-9),
+    }
+}

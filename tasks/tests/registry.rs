@@ -1,0 +1,70 @@
+//! The task registry and the bench entry point.
+
+use qamlab_tasks::prelude::*;
+
+#[test]
+fn builtin_tasks_load_by_name() {
+    for name in builtin_names() {
+        let task = load_task(name).unwrap();
+        assert_eq!(task.name, name);
+        assert!(task.builtin);
+    }
+}
+
+#[test]
+fn unknown_name_lists_the_known_ones() {
+    let err = load_task("cube-dingle").unwrap_err().to_string();
+    assert!(
+        err.contains("cube-dingle") && err.contains("cube-single"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_path_loads_a_user_scene_and_its_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my-task.scn.ron");
+    let text = BUILTIN_TASKS[0]
+        .1
+        .replace("name: \"cube-single\"", "name: \"my-task\"");
+    std::fs::write(&path, &text).unwrap();
+    let task = load_task(path.to_str().unwrap()).unwrap();
+    assert_eq!(task.name, "my-task");
+    assert!(!task.builtin);
+
+    std::fs::write(&path, text.replace("tolerance: 0.04", "tolerance: -0.04")).unwrap();
+    let err = load_task(path.to_str().unwrap()).unwrap_err().to_string();
+    assert!(
+        err.contains("my-task.scn.ron") && err.contains("Goal.tolerance"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oracle_needs_the_observations_it_reads() {
+    let text = BUILTIN_TASKS[0]
+        .1
+        .replace("Position(frame: \"pinch\"),", "");
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
+    let spec = qamlab_sim::EnvSpec::new(&scene, 200);
+    let err = CubeOracle::new(&spec, OracleConfig::default(), &[0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("pinch.position.x"), "{err}");
+}
+
+#[test]
+fn bench_reports_every_env_count_and_policy() {
+    let task = load_task("cube-single").unwrap();
+    let rows = bench_sim(&task, &[1, 3], 5).unwrap();
+    let shape: Vec<(&str, usize)> = rows.iter().map(|r| (r.policy, r.envs)).collect();
+    assert_eq!(
+        shape,
+        vec![("random", 1), ("oracle", 1), ("random", 3), ("oracle", 3)]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.env_steps_per_sec > 0.0 && r.steps == 5)
+    );
+}
