@@ -110,6 +110,10 @@ struct Script {
     subgoal: [f32; 3],
     /// Smoothed noise state, one per action dim.
     noise: [f32; 5],
+    /// Cubes put down (releases completed) since the oracle was built.
+    placements: u32,
+    /// Grasps lost while lifting, carrying or lowering since the oracle was built.
+    drops: u32,
     rng: ChaCha8Rng,
 }
 
@@ -148,6 +152,8 @@ impl CubeOracle {
                 steps: 0,
                 subgoal: [0.0, 0.0, 0.02],
                 noise: [0.0; 5],
+                placements: 0,
+                drops: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed),
             });
         }
@@ -175,6 +181,16 @@ impl CubeOracle {
             Phase::Retreat => "retreat",
             Phase::Done => "done",
         }
+    }
+
+    /// Cubes env `i`'s script has put down so far (completed pick-and-place sub-tasks).
+    pub fn placements(&self, i: usize) -> u32 {
+        self.scripts[i].placements
+    }
+
+    /// Grasps env `i`'s script has lost while holding the cube so far.
+    pub fn drops(&self, i: usize) -> u32 {
+        self.scripts[i].drops
     }
 
     /// Restarts env `i`'s script (call when its episode restarts); its random stream continues.
@@ -291,6 +307,7 @@ impl CubeOracle {
                 }
                 Phase::Lift => {
                     if !held {
+                        s.drops += 1;
                         next(s, Phase::Approach);
                         continue;
                     }
@@ -302,6 +319,7 @@ impl CubeOracle {
                 }
                 Phase::Carry => {
                     if !held {
+                        s.drops += 1;
                         next(s, Phase::Approach);
                         continue;
                     }
@@ -319,6 +337,7 @@ impl CubeOracle {
                 }
                 Phase::Lower => {
                     if !held {
+                        s.drops += 1;
                         next(s, Phase::Approach);
                         continue;
                     }
@@ -335,6 +354,7 @@ impl CubeOracle {
                 }
                 Phase::Release => {
                     if s.steps > 5 {
+                        s.placements += 1;
                         next(s, Phase::Retreat);
                         continue;
                     }

@@ -67,3 +67,48 @@ fn noisy_oracle_still_solves_most() {
         results.len()
     );
 }
+
+#[test]
+fn play_oracle_chains_pick_and_place_under_noise() {
+    let task = load_task("cube-single").unwrap();
+    let n = 8;
+    let mut env = BatchedEnv::new(
+        &task.scene,
+        n,
+        EnvOptions {
+            terminate_on_success: false,
+            episode_length: Some(400),
+        },
+    )
+    .unwrap();
+    let seeds: Vec<u64> = (0..n as u64).map(|i| 77 + i).collect();
+    let config = OracleConfig {
+        mode: OracleMode::Play,
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let mut oracle = CubeOracle::new(env.spec(), config, &seeds).unwrap();
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let mut max_cube_z = 0.0f32;
+    for _ in 0..400 {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        for i in 0..n {
+            max_cube_z = max_cube_z.max(out.final_obs[i * 28 + 12]);
+        }
+        obs.copy_from_slice(&out.obs);
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+    }
+    let placements: u32 = (0..n).map(|i| oracle.placements(i)).sum();
+    let drops: u32 = (0..n).map(|i| oracle.drops(i)).sum();
+    println!(
+        "play: {placements} placements, {drops} drops in {n} x 400 steps; highest cube z {max_cube_z}"
+    );
+    // Each pick-and-place takes ~30 steps: a 400-step episode holds many of them, and grasps rarely slip.
+    assert!(placements >= 6 * n as u32, "only {placements} placements");
+    assert!(
+        drops * 10 <= placements,
+        "{drops} drops for {placements} placements"
+    );
+    assert!(max_cube_z > 0.08, "the cube was never lifted");
+}
