@@ -71,8 +71,8 @@ fn collect(dir: &Path) -> PathBuf {
     dataset
 }
 
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("tiny.toml");
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -81,7 +81,7 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = collect(dir.path());
-    let config = write_config(dir.path(), TINY);
+    let config = write_config(dir.path(), "tiny.toml", TINY);
     let run = dir.path().join("run");
 
     let mut child = qamlab()
@@ -176,7 +176,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
 #[test]
 fn bad_inputs_get_errors_that_name_the_cause() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), TINY);
+    let config = write_config(dir.path(), "tiny.toml", TINY);
 
     let missing = dir.path().join("nope.npz");
     let err = run_err(
@@ -190,9 +190,13 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     );
     assert!(err.contains("nope.npz"), "{err}");
 
-    let bad_key = write_config(dir.path(), &TINY.replace("envs = 2", "envz = 2"));
+    let bad_key = write_config(
+        dir.path(),
+        "typo.toml",
+        &TINY.replace("envs = 2", "envz = 2"),
+    );
     let err = run_err(qamlab().args(["train", "--config"]).arg(&bad_key));
-    assert!(err.contains("envz") && err.contains("tiny.toml"), "{err}");
+    assert!(err.contains("envz") && err.contains("typo.toml"), "{err}");
 
     let err = run_err(
         qamlab()
@@ -210,6 +214,36 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     );
     assert!(
         err.contains("cube-singel") && err.contains("cube-single"),
+        "{err}"
+    );
+
+    // A dataset of another task's shape: 3-D observations, 2-D actions.
+    let wrong = dir.path().join("wrong.npz");
+    {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&wrong).unwrap());
+        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((6, 3)))
+            .unwrap();
+        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((6, 2)))
+            .unwrap();
+        let terminals = ndarray::Array1::from(vec![false, false, true, false, false, true]);
+        npz.add_array("terminals", &terminals).unwrap();
+        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(6))
+            .unwrap();
+        npz.add_array("masks", &ndarray::Array1::<f32>::ones(6))
+            .unwrap();
+        npz.finish().unwrap();
+    }
+    let err = run_err(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&wrong)
+            .arg("--out")
+            .arg(dir.path().join("r3")),
+    );
+    assert!(
+        err.contains("wrong.npz") && err.contains("3-D") && err.contains("28-D"),
         "{err}"
     );
 
