@@ -9,6 +9,8 @@
 //! * [`batched`]: [`BatchedEnv`], the headless driver.
 //! * [`spec`]: [`EnvSpec`], the plain-data description of an env.
 
+#![warn(missing_docs)]
+
 pub mod authoring;
 pub mod batched;
 pub mod env;
@@ -77,6 +79,9 @@ impl Plugin for SimPlugin {
             let registry = app.world().resource::<AppTypeRegistry>().clone();
             authoring::register_authoring_types(&mut registry.write());
         }
+        // Idle buffers until envs are spawned, so the run condition and systems always find their resources.
+        app.init_resource::<systems::BatchActions>()
+            .init_resource::<systems::StepOutput>();
         app.configure_sets(
             self.schedule,
             (

@@ -15,10 +15,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.control_dt / s.substeps as f32,
         s.solver_iterations
     );
-    println!("| policy | envs | env steps/s |");
-    println!("|---|---|---|");
+    println!("| policy | envs | env steps/s (wall) | CPU-seconds | env steps per CPU-second |");
+    println!("|---|---|---|---|---|");
     for r in qamlab_tasks::bench_sim(&task, &[1, 16, 64, 256], steps)? {
-        println!("| {} | {} | {:.0} |", r.policy, r.envs, r.env_steps_per_sec);
+        let per_cpu = r
+            .env_steps_per_cpu_sec
+            .map_or("n/a".into(), |x| format!("{x:.0}"));
+        let cpu = r.cpu_seconds.map_or("n/a".into(), |x| format!("{x:.2}"));
+        println!(
+            "| {} | {} | {:.0} | {cpu} | {per_cpu} |",
+            r.policy, r.envs, r.env_steps_per_sec
+        );
     }
     Ok(())
 }

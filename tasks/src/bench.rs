@@ -22,6 +22,22 @@ pub struct SimBenchRow {
     pub seconds: f64,
     /// Env steps per second, all envs together.
     pub env_steps_per_sec: f64,
+    /// CPU time the process spent (all threads), seconds; `None` where `/proc` is unavailable.
+    pub cpu_seconds: Option<f64>,
+    /// Env steps per CPU-second: throughput per core, robust to other load on the machine.
+    pub env_steps_per_cpu_sec: Option<f64>,
+}
+
+/// CPU time of this process so far (user + system, all threads), from `/proc/self/stat` (Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 overall, in USER_HZ
+    // ticks (100 per second on Linux's user-facing interfaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Times `steps` control steps of `task` for each env count, with random actions, then with the oracle where the
@@ -49,11 +65,11 @@ pub fn bench_sim(
                     .collect()
             })
             .collect();
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), process_cpu_seconds());
         for s in 0..steps {
             env.step(&batches[s % batches.len()])?;
         }
-        rows.push(row("random", n, steps, start.elapsed().as_secs_f64()));
+        rows.push(row("random", n, steps, start, cpu));
 
         let config = OracleConfig {
             mode: OracleMode::Play,
@@ -64,24 +80,35 @@ pub fn bench_sim(
             continue;
         };
         let mut obs = env.reset(&seeds)?.to_vec();
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), process_cpu_seconds());
         for _ in 0..steps {
             let actions = oracle.act(&obs).to_vec();
             let out = env.step(&actions)?;
             obs.copy_from_slice(&out.obs);
             oracle.episodes_ended(&out.terminated, &out.truncated);
         }
-        rows.push(row("oracle", n, steps, start.elapsed().as_secs_f64()));
+        rows.push(row("oracle", n, steps, start, cpu));
     }
     Ok(rows)
 }
 
-fn row(policy: &'static str, envs: usize, steps: usize, seconds: f64) -> SimBenchRow {
+fn row(
+    policy: &'static str,
+    envs: usize,
+    steps: usize,
+    start: Instant,
+    cpu_start: Option<f64>,
+) -> SimBenchRow {
+    let seconds = start.elapsed().as_secs_f64();
+    let env_steps = (envs * steps) as f64;
+    let cpu_seconds = cpu_start.zip(process_cpu_seconds()).map(|(a, b)| b - a);
     SimBenchRow {
         policy,
         envs,
         steps,
         seconds,
-        env_steps_per_sec: (envs * steps) as f64 / seconds.max(1e-9),
+        env_steps_per_sec: env_steps / seconds.max(1e-9),
+        cpu_seconds,
+        env_steps_per_cpu_sec: cpu_seconds.filter(|&c| c > 0.0).map(|c| env_steps / c),
     }
 }

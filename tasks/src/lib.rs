@@ -5,6 +5,8 @@
 //! * [`oracle`]: [`CubeOracle`], the batched pick-and-place script for the cube tasks, with OGBench-style noise
 //!   and "play" sub-goals.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod oracle;
 pub mod registry;
@@ -16,6 +18,6 @@ pub mod prelude {
     pub use crate::registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
 }
 
-pub use bench::{SimBenchRow, bench_sim};
+pub use bench::{SimBenchRow, bench_sim, process_cpu_seconds};
 pub use oracle::{CubeOracle, OracleConfig, OracleMode};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
