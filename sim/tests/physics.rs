@@ -1,0 +1,110 @@
+//! The authoring features do what they say in the physics: every collider shape rests at its size, motors track
+//! velocity and position targets, fixed joints hold, goals and the reward forms count correctly.
+
+use qamlab_sim::prelude::*;
+
+const SCENE: &str = r#"(
+  resources: {},
+  entities: {
+    1: (components: {
+      "qamlab_sim::authoring::TaskSettings": (name: "features", episode_length: 1000, control_dt: 0.05, substeps: 5,
+        solver_iterations: 4, gravity: (0.0, 0.0, -9.81), reward: GoalsSatisfiedMinusCount),
+      "qamlab_sim::authoring::ActionSpace": (actuators: [
+        (name: "spin", joints: ["hinge"], control: Velocity(scale: 2.0), range: (min: -1.0, max: 1.0),
+         stiffness: 0.0, damping: 50.0, max_force: 100.0),
+        (name: "slide", joints: ["rail"], control: PositionAbsolute(at_min: -0.1, at_max: 0.1),
+         range: (min: -1.0, max: 1.0), stiffness: 400.0, damping: 40.0, max_force: 100.0),
+      ]),
+      "qamlab_sim::authoring::ObservationSpace": (sensors: [
+        Position(frame: "ball"), Position(frame: "can"), Position(frame: "pill"), Position(frame: "hull"),
+        JointVelocity(joint: "hinge"), JointPosition(joint: "rail"), RelativePosition(from: "can", to: "cap"),
+        JointFraction(actuator: "slide"), Position(frame: "tip"),
+      ]),
+    }),
+    2: (components: {
+      "qamlab_sim::authoring::Body": (name: "ground", kind: Fixed, translation: (0.0, 0.0, -0.1), rotation: (0.0, 0.0, 0.0, 1.0)),
+      "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (2.0, 2.0, 0.1)), density: 0.0, friction: 0.8),
+    }),
+    3: (components: {
+      "qamlab_sim::authoring::Body": (name: "ball", kind: Dynamic, translation: (0.0, 0.0, 0.3), rotation: (0.0, 0.0, 0.0, 1.0)),
+      "qamlab_sim::authoring::Collider": (shape: Ball(radius: 0.05), density: 500.0, friction: 0.8),
+    }),
+    4: (components: {
+      "qamlab_sim::authoring::Body": (name: "can", kind: Dynamic, translation: (0.5, 0.0, 0.2), rotation: (0.0, 0.0, 0.0, 1.0)),
+      "qamlab_sim::authoring::Collider": (shape: Cylinder(half_height: 0.04, radius: 0.03), density: 500.0, friction: 0.8),
+    }),
+    5: (components: {
+      "qamlab_sim::authoring::Body": (name: "cap", kind: Dynamic, translation: (0.5, 0.0, 0.25), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 0.05),
+      "qamlab_sim::authoring::Joint": (name: "weld", parent: "can", child: "cap", kind: Fixed, anchor: (0.5, 0.0, 0.25)),
+    }),
+    6: (components: {
+      // A capsule lying along y (rotated a quarter turn about x): it rests on its side, centre one radius up.
+      "qamlab_sim::authoring::Body": (name: "pill", kind: Dynamic, translation: (-0.5, 0.0, 0.2),
+        rotation: (0.70710677, 0.0, 0.0, 0.70710677)),
+      "qamlab_sim::authoring::Collider": (shape: Capsule(half_height: 0.05, radius: 0.03), density: 500.0, friction: 0.8),
+    }),
+    7: (components: {
+      "qamlab_sim::authoring::Body": (name: "hull", kind: Dynamic, translation: (0.0, 0.5, 0.2), rotation: (0.0, 0.0, 0.0, 1.0)),
+      "qamlab_sim::authoring::Collider": (shape: ConvexHull(points: [(-0.02, -0.02, -0.02), (0.02, -0.02, -0.02),
+        (-0.02, 0.02, -0.02), (0.02, 0.02, -0.02), (-0.02, -0.02, 0.02), (0.02, -0.02, 0.02), (-0.02, 0.02, 0.02),
+        (0.02, 0.02, 0.02)]), density: 500.0, friction: 0.8),
+    }),
+    8: (components: {
+      "qamlab_sim::authoring::Body": (name: "post", kind: Fixed, translation: (0.0, -0.5, 1.0), rotation: (0.0, 0.0, 0.0, 1.0)),
+    }),
+    9: (components: {
+      "qamlab_sim::authoring::Body": (name: "wheel", kind: Dynamic, translation: (0.0, -0.5, 1.0), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 1.0),
+      "qamlab_sim::authoring::Joint": (name: "hinge", parent: "post", child: "wheel", kind: Revolute(axis: (0.0, 0.0, 1.0)),
+        anchor: (0.0, -0.5, 1.0)),
+    }),
+    10: (components: {
+      "qamlab_sim::authoring::Body": (name: "slider", kind: Dynamic, translation: (0.0, -0.5, 1.0), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 0.5),
+      "qamlab_sim::authoring::Joint": (name: "rail", parent: "post", child: "slider", kind: Prismatic(axis: (1.0, 0.0, 0.0)),
+        anchor: (0.0, -0.5, 1.0), limits: Some((min: -0.1, max: 0.1))),
+    }),
+    11: (components: {
+      "qamlab_sim::authoring::Site": (name: "tip", body: "wheel", offset: (0.1, 0.0, 0.0)),
+    }),
+    12: (components: {"qamlab_sim::authoring::Goal": (name: "ball_home", frame: "ball", target: (0.0, 0.0, 0.05), tolerance: 0.01)}),
+    13: (components: {"qamlab_sim::authoring::Goal": (name: "can_home", frame: "can", target: (0.5, 0.0, 0.04), tolerance: 0.01)}),
+    14: (components: {"qamlab_sim::authoring::Goal": (name: "never", frame: "hull", target: (5.0, 5.0, 5.0), tolerance: 0.01)}),
+  },
+)"#;
+
+#[test]
+fn shapes_motors_joints_sites_and_goals_behave() {
+    let scene = TaskScene::from_ron(SCENE, "features.scn.ron").unwrap();
+    let mut env = BatchedEnv::new(&scene, 1, EnvOptions::default()).unwrap();
+    assert_eq!(env.spec().obs_dim, 3 * 4 + 1 + 1 + 3 + 1 + 3);
+    env.reset(&[0]).unwrap();
+    let mut out = None;
+    for _ in 0..60 {
+        out = Some(env.step(&[1.0, 1.0]).unwrap().clone());
+    }
+    let out = out.unwrap();
+    let o = &out.obs;
+    let near = |x: f32, want: f32, tol: f32, what: &str| {
+        assert!((x - want).abs() <= tol, "{what}: {x} (want {want})")
+    };
+    // Each shape rests on the ground at its own half height.
+    near(o[2], 0.05, 0.003, "ball centre height");
+    near(o[5], 0.04, 0.003, "cylinder (along z) centre height");
+    near(o[8], 0.03, 0.003, "capsule on its side, centre height");
+    near(o[11], 0.02, 0.003, "convex hull cube centre height");
+    // The velocity motor spins the wheel at action x scale; the position motor holds the slider at at_max.
+    near(o[12], 2.0, 0.05, "hinge velocity");
+    near(o[13], 0.1, 0.005, "rail position");
+    // The fixed joint keeps the cap where it was authored relative to the can.
+    near(o[14], 0.0, 0.003, "cap - can x");
+    near(o[16], 0.05, 0.003, "cap - can z");
+    near(o[17], 1.0, 0.05, "slide joint fraction");
+    // The site turns with the wheel: still 0.1 m from the axis.
+    let r = ((o[18] - 0.0).powi(2) + (o[19] + 0.5).powi(2)).sqrt();
+    near(r, 0.1, 0.002, "site radius");
+    // Two of three goals hold: reward (satisfied - count) = -1, and no success.
+    assert_eq!(out.reward, vec![-1.0]);
+    assert_eq!(out.success, vec![false]);
+}
