@@ -25,7 +25,7 @@ impl OrbitCamera {
     fn framing(frame: &SceneFrame) -> Self {
         Self {
             target: frame.center,
-            distance: 1.25 * frame.radius + 0.2,
+            distance: 2.3 * frame.radius - 0.75,
             yaw: 0.6,
             pitch: 0.62,
         }

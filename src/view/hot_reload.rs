@@ -9,7 +9,7 @@ use qamlab_sim::TaskScene;
 use qamlab_tasks::Task;
 
 use super::ViewTask;
-use super::stepping::PendingRebuild;
+use super::stepping::{PendingRebuild, SteppingSet};
 
 /// How often the file's modification time is read.
 const POLL_SECONDS: f32 = 0.5;
@@ -45,7 +45,7 @@ pub struct HotReloadPlugin;
 impl Plugin for HotReloadPlugin {
     fn build(&self, app: &mut App) {
         app.add_systems(Startup, start_watch)
-            .add_systems(Update, poll_scene_file);
+            .add_systems(Update, poll_scene_file.before(SteppingSet::Rebuild));
     }
 }
 

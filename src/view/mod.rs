@@ -43,7 +43,8 @@ pub struct ViewArgs {
     /// Built-in task name or path to a task scene file (`.scn.ron`, reloaded when it changes).
     #[arg(long, default_value = "cube-single")]
     pub task: String,
-    /// Agent checkpoint to act with (a `.safetensors` file written by training or by the panel).
+    /// Agent to act with: an agent `.safetensors` file (from training or the panel), a checkpoint directory, or a
+    /// run directory (its latest checkpoint; the panel then shows the run's curves).
     #[arg(long, conflicts_with = "train")]
     pub checkpoint: Option<PathBuf>,
     /// Train while watching: training runs on its own thread and the acting agent takes its newest weights.
@@ -102,6 +103,10 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
 
     let policy = policy::ActingPolicy::from_args(&args, &spec)?;
+    let recorded = match &args.checkpoint {
+        Some(given) => training::run_of_checkpoint(&policy::agent_file(given)?),
+        None => None,
+    };
     let (trainer, training_link) = if args.train {
         let (handle, link) = training::start(&args, &spec)?;
         (Some(handle), Some(link))
@@ -144,6 +149,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         HotReloadPlugin,
         TrainingPlugin {
             link: std::sync::Mutex::new(training_link),
+            recorded,
         },
     ));
     if let Some(path) = &args.screenshot {

@@ -19,7 +19,7 @@ use super::camera::OrbitCamera;
 use super::hot_reload::HotReload;
 use super::policy::{self, ActingPolicy, EpisodeStats, PolicyKind, ROLLING};
 use super::render_sync::ShownEnvs;
-use super::stepping::{EnvEntities, SimClock, Speed};
+use super::stepping::{EnvEntities, SimClock, Speed, SteppingSet};
 use super::training::{TrainingCurves, TrainingStatus};
 
 /// What the panel and the keys ask for.
@@ -71,7 +71,12 @@ impl Plugin for PanelPlugin {
         app.add_message::<ViewCommand>()
             .insert_resource(SavePath(self.save_to.clone()))
             .add_systems(Startup, spawn_ui_camera)
-            .add_systems(Update, (keyboard_shortcuts, save_checkpoint).chain())
+            .add_systems(
+                Update,
+                (keyboard_shortcuts, save_checkpoint)
+                    .chain()
+                    .before(SteppingSet::Rebuild),
+            )
             .add_systems(EguiPrimaryContextPass, side_panel);
     }
 }
@@ -286,6 +291,9 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
             format!("{} cannot act: {why}", s.policy.kind.label()),
         );
     }
+    if let Some(note) = &s.policy.fallback {
+        ui.colored_label(Color32::YELLOW, note.as_str());
+    }
     if let Some(err) = &s.policy.error {
         ui.colored_label(Color32::LIGHT_RED, format!("paused: {err}"));
     }
@@ -329,6 +337,9 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
     match &s.curves.status {
         TrainingStatus::Off => {
             ui.label(RichText::new("training curves appear with --train").weak());
+        }
+        TrainingStatus::Recorded(run) => {
+            ui.label(format!("curves recorded by {}", run.display()));
         }
         TrainingStatus::Running(out) => {
             ui.label(format!(
@@ -414,11 +425,11 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
 }
 
 /// A small line plot.
-fn curve<'a>(
+fn curve(
     ui: &mut egui::Ui,
     id: &str,
     title: &str,
-    series: Vec<(&'a str, Vec<[f64; 2]>)>,
+    series: Vec<(&str, Vec<[f64; 2]>)>,
     y_range: Option<(f64, f64)>,
 ) {
     ui.label(title);

@@ -2,13 +2,14 @@
 //! the batch, and writes [`BatchActions`]. After the step, finished episodes are counted.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context;
 use bevy::prelude::*;
 use qamlab_agent::Agent;
 use qamlab_headless::chunks::ChunkQueues;
+use qamlab_headless::run_dir::RunDir;
 use qamlab_sim::systems::{BatchActions, SimTask};
 use qamlab_sim::{EnvSet, EnvSpec, StepOutput};
 use qamlab_tasks::{CubeOracle, OracleConfig};
@@ -73,14 +74,17 @@ pub struct ActingPolicy {
     pub error: Option<String>,
     /// The last checkpoint the panel saved, or why saving failed.
     pub saved: Option<Result<PathBuf, String>>,
+    /// Why another policy acts than the one asked for, if so.
+    pub fallback: Option<String>,
 }
 
 impl ActingPolicy {
     /// The policies `qamlab view` starts with: the agent from `--checkpoint`, a fresh agent that `--train`
     /// will keep refreshing, or none.
     pub fn from_args(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<Self> {
-        let agent = if let Some(path) = &args.checkpoint {
-            let agent = Agent::load(path, tch::Device::Cpu)
+        let agent = if let Some(given) = &args.checkpoint {
+            let path = agent_file(given)?;
+            let agent = Agent::load(&path, tch::Device::Cpu)
                 .with_context(|| format!("loading the checkpoint {}", path.display()))?;
             Some(ActingAgent::new(
                 agent,
@@ -121,6 +125,7 @@ impl ActingPolicy {
             random: ChaCha8Rng::seed_from_u64(args.seed ^ 0x7A11_D0E5),
             error: None,
             saved: None,
+            fallback: None,
         })
     }
 
@@ -155,6 +160,14 @@ impl ActingPolicy {
                     spec.obs_dim, spec.action_dim
                 ));
             }
+        }
+        // The envs keep moving with random actions rather than stop on a policy that cannot act on them.
+        if let Err(why) = self.availability(self.kind) {
+            self.fallback = Some(format!(
+                "{} cannot act ({why}): random acts instead",
+                self.kind.label()
+            ));
+            self.kind = PolicyKind::Random;
         }
     }
 
@@ -200,6 +213,30 @@ impl ActingPolicy {
             }
         }
     }
+}
+
+/// The agent file `--checkpoint` names: the file itself, `agent.safetensors` in a checkpoint directory, or that
+/// of a run directory's latest checkpoint.
+pub fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
+    if given.is_file() {
+        return Ok(given.to_path_buf());
+    }
+    anyhow::ensure!(
+        given.is_dir(),
+        "--checkpoint {}: no such file or directory",
+        given.display()
+    );
+    let in_dir = given.join("agent.safetensors");
+    if in_dir.is_file() {
+        return Ok(in_dir);
+    }
+    let latest = RunDir::new(given).latest_checkpoint()?.with_context(|| {
+        format!(
+            "--checkpoint {}: neither an agent file, a checkpoint nor a run with one",
+            given.display()
+        )
+    })?;
+    Ok(latest.join("agent.safetensors"))
 }
 
 impl ActingAgent {
@@ -269,7 +306,7 @@ impl Plugin for PolicyPlugin {
                 Update,
                 (envs_rebuilt, policy_commands)
                     .chain()
-                    .after(super::stepping::SteppingSet),
+                    .in_set(super::stepping::SteppingSet::Prepare),
             );
     }
 }
@@ -352,6 +389,7 @@ fn policy_commands(mut commands: MessageReader<ViewCommand>, mut policy: ResMut<
         if let ViewCommand::SetPolicy(kind) = *command {
             policy.kind = kind;
             policy.error = None;
+            policy.fallback = None;
         }
     }
 }

@@ -53,8 +53,9 @@ pub struct ShownEnvs {
     pub grid: bool,
 }
 
-/// Where the shown envs are, in Bevy coordinates: what the camera frames.
-#[derive(Resource, Debug, Default, Clone, Copy)]
+/// Where the shown envs are, in Bevy coordinates: what the camera frames (changed only when it moves, so a reset
+/// leaves the camera where the user put it).
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
 pub struct SceneFrame {
     /// Centre of the shown envs.
     pub center: Vec3,
@@ -127,7 +128,7 @@ impl Plugin for RenderSyncPlugin {
                     sync_goals,
                 )
                     .chain()
-                    .after(SteppingSet),
+                    .after(SteppingSet::Step),
             );
     }
 }
@@ -199,16 +200,24 @@ fn rebuild_visuals(
             .with_translation(Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, floor_z)),
     ));
     let half = Vec2::new(cols as f32, rows as f32) * spacing / 2.0;
-    *frame = SceneFrame {
+    frame.set_if_neq(SceneFrame {
         center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, 0.1),
         radius: half.length().max(0.4),
-    };
+    });
+}
+
+/// How one body with a collider looks.
+struct BodyLook {
+    mesh: Handle<Mesh>,
+    /// Mesh pose in the body frame.
+    local: Transform,
+    material: Handle<StandardMaterial>,
 }
 
 /// The meshes and materials of a scene's bodies, built once per rebuild and shared by every env.
 struct BodyLooks {
-    /// Per body: mesh, its pose in the body frame, material and colour (for the goal markers).
-    bodies: Vec<Option<(Handle<Mesh>, Transform, Handle<StandardMaterial>, Color)>>,
+    /// Per body, if it has a collider.
+    bodies: Vec<Option<BodyLook>>,
     /// Marker for goals on bodies without a collider.
     fallback_marker: Handle<Mesh>,
     /// Joints drawn as rods: (parent, child) bodies whose origins lie apart.
@@ -259,7 +268,11 @@ impl BodyLooks {
                     ..default()
                 });
                 let local = Transform::from_translation(collider.offset).with_rotation(turn);
-                Some((meshes.add(mesh), local, material, color))
+                Some(BodyLook {
+                    mesh: meshes.add(mesh),
+                    local,
+                    material,
+                })
             })
             .collect();
         let goal_materials = scene
@@ -313,7 +326,12 @@ fn spawn_env_visuals(
     looks: &BodyLooks,
 ) {
     for (body, look) in looks.bodies.iter().enumerate() {
-        let Some((mesh, local, material, _)) = look else {
+        let Some(BodyLook {
+            mesh,
+            local,
+            material,
+        }) = look
+        else {
             continue;
         };
         commands.spawn((
@@ -339,7 +357,7 @@ fn spawn_env_visuals(
     }
     for (goal, def) in scene.goals.iter().enumerate() {
         let (mesh, local) = match &looks.bodies[def.frame.body] {
-            Some((mesh, local, ..)) => (
+            Some(BodyLook { mesh, local, .. }) => (
                 mesh.clone(),
                 Transform::from_translation(-def.frame.offset) * *local,
             ),
@@ -547,4 +565,58 @@ fn floor_height(scene: &TaskScene) -> f32 {
         })
         .fold(0.0, f32::min)
         - 0.7
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bevy::camera::primitives::MeshAabb;
+
+    #[test]
+    fn z_up_becomes_y_up() {
+        assert!((Z_UP_TO_Y_UP * Vec3::Z - Vec3::Y).length() < 1e-6);
+        assert!((Z_UP_TO_Y_UP * Vec3::Y + Vec3::Z).length() < 1e-6);
+        assert!((Z_UP_TO_Y_UP * Vec3::X - Vec3::X).length() < 1e-6);
+    }
+
+    #[test]
+    fn every_shape_has_a_mesh_of_its_size() {
+        let points = vec![Vec3::ZERO, Vec3::X, Vec3::Y, Vec3::Z, Vec3::ONE];
+        let shapes = [
+            Shape::Cuboid {
+                half_extents: Vec3::new(0.1, 0.2, 0.3),
+            },
+            Shape::Ball { radius: 0.1 },
+            Shape::Capsule {
+                half_height: 0.2,
+                radius: 0.05,
+            },
+            Shape::Cylinder {
+                half_height: 0.2,
+                radius: 0.05,
+            },
+            Shape::ConvexHull { points },
+        ];
+        for shape in shapes {
+            let (mesh, turn) = shape_mesh(&shape);
+            let aabb = mesh.compute_aabb().expect("a mesh with positions");
+            // The mesh, turned into the body frame, spans the shape's height along z.
+            let half = turn * Vec3::from(aabb.half_extents);
+            let expected = match &shape {
+                Shape::Cuboid { half_extents } => half_extents.z,
+                Shape::Ball { radius } => *radius,
+                Shape::Capsule {
+                    half_height,
+                    radius,
+                } => half_height + radius,
+                Shape::Cylinder { half_height, .. } => *half_height,
+                Shape::ConvexHull { .. } => 0.5,
+            };
+            assert!(
+                (half.z.abs() - expected).abs() < 1e-3,
+                "{shape:?}: half height {} != {expected}",
+                half.z
+            );
+        }
+    }
 }

@@ -117,11 +117,11 @@ impl SimClock {
         }
         let factor = self.speed.factor()?;
         self.owed += frame_seconds * factor;
-        let due = (self.owed / control_dt).floor();
+        let due = (self.owed / control_dt).floor().min(64.0);
         self.owed -= due * control_dt;
         // After a stall, drop the backlog rather than racing to catch up.
         self.owed = self.owed.min(control_dt);
-        Some(due.min(64.0) as u32)
+        Some(due as u32)
     }
 }
 
@@ -169,23 +169,35 @@ impl Plugin for SteppingPlugin {
             .init_resource::<EnvGeneration>()
             .insert_resource(PendingRebuild(true))
             .add_message::<ViewCommand>()
-            .add_systems(
+            .configure_sets(
                 Update,
                 (
-                    clock_commands,
-                    reset_command,
-                    rebuild_envs,
-                    run_control_steps,
+                    SteppingSet::Rebuild,
+                    SteppingSet::Prepare,
+                    SteppingSet::Step,
                 )
+                    .chain(),
+            )
+            .add_systems(
+                Update,
+                (clock_commands, reset_command, rebuild_envs)
                     .chain()
-                    .in_set(SteppingSet),
-            );
+                    .in_set(SteppingSet::Rebuild),
+            )
+            .add_systems(Update, run_control_steps.in_set(SteppingSet::Step));
     }
 }
 
-/// The window's stepping systems in `Update`: render sync and UI order themselves after it.
-#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SteppingSet;
+/// The window's stepping phases in `Update`, in order. Render sync and UI order themselves after `Step`.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SteppingSet {
+    /// Commands applied; the envs rebuilt if asked.
+    Rebuild,
+    /// Whatever depends on the envs adapts to a rebuild (the policies) before any step runs.
+    Prepare,
+    /// The control steps due this frame.
+    Step,
+}
 
 /// Applies the panel's and keyboard's pause, step and speed commands.
 fn clock_commands(mut commands: MessageReader<ViewCommand>, mut clock: ResMut<SimClock>) {
@@ -282,5 +294,52 @@ fn run_control_steps(world: &mut World) {
     if frame_seconds > 0.0 {
         let rate = ran as f32 / frame_seconds;
         clock.steps_per_second = 0.9 * clock.steps_per_second + 0.1 * rate;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_time_owes_one_step_per_control_period() {
+        let mut clock = SimClock::new(Speed::X1);
+        assert_eq!(clock.due(0.1, 0.05), Some(2));
+        assert_eq!(clock.due(0.03, 0.05), Some(0));
+        assert_eq!(
+            clock.due(0.03, 0.05),
+            Some(1),
+            "time carries over between frames"
+        );
+        clock.speed = Speed::X4;
+        assert_eq!(clock.due(0.05, 0.05), Some(4));
+    }
+
+    #[test]
+    fn a_stall_is_not_caught_up() {
+        let mut clock = SimClock::new(Speed::X16);
+        assert_eq!(clock.due(10.0, 0.05), Some(64), "at most 64 steps a frame");
+        assert_eq!(
+            clock.due(0.0, 0.05),
+            Some(1),
+            "at most one period of backlog is kept"
+        );
+    }
+
+    #[test]
+    fn paused_runs_only_the_single_steps_asked_for() {
+        let mut clock = SimClock::new(Speed::X1);
+        clock.paused = true;
+        assert_eq!(clock.due(1.0, 0.05), Some(0));
+        clock.single_steps = 2;
+        assert_eq!(clock.due(1.0, 0.05), Some(2));
+        assert_eq!(clock.due(1.0, 0.05), Some(0));
+        clock.paused = false;
+        clock.speed = Speed::Max;
+        assert_eq!(
+            clock.due(1.0, 0.05),
+            None,
+            "max speed fills the frame budget"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! channel, so it never waits for training.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -14,11 +14,13 @@ use anyhow::Context;
 use bevy::prelude::*;
 use qamlab_agent::Agent;
 use qamlab_headless::plot::EvalPoint;
+use qamlab_headless::run_dir::RunDir;
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainObserver, TrainOptions, TrainSummary};
 use qamlab_sim::EnvSpec;
 
 use super::ViewArgs;
 use super::policy::ActingPolicy;
+use super::stepping::SteppingSet;
 
 /// Training flags of `qamlab view --train`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -201,6 +203,8 @@ pub enum TrainingStatus {
     Off,
     /// Running, writing into the run directory.
     Running(PathBuf),
+    /// The curves of the run the checkpoint came from.
+    Recorded(PathBuf),
     /// Finished with this summary.
     Finished(Box<TrainSummary>),
     /// Failed with this error.
@@ -226,6 +230,8 @@ pub struct TrainingCurves {
 pub struct TrainingPlugin {
     /// The channel from the training thread (with --train); the plugin moves it into the app when built.
     pub link: Mutex<Option<TrainingLink>>,
+    /// The run directory of the --checkpoint, whose recorded curves the panel shows.
+    pub recorded: Option<PathBuf>,
 }
 
 /// The window's end of the channel, as a resource.
@@ -235,22 +241,90 @@ struct TrainingEvents(TrainingLink);
 impl Plugin for TrainingPlugin {
     fn build(&self, app: &mut App) {
         let link = self.link.lock().expect("the plugin is built once").take();
-        let status = match &link {
-            Some(link) => TrainingStatus::Running(link.out.clone()),
-            None => TrainingStatus::Off,
+        let status = match (&link, &self.recorded) {
+            (Some(link), _) => TrainingStatus::Running(link.out.clone()),
+            (None, Some(run)) => TrainingStatus::Recorded(run.clone()),
+            (None, None) => TrainingStatus::Off,
         };
-        app.insert_resource(TrainingCurves {
+        let mut curves = TrainingCurves {
             status,
             step: 0,
             evals: Vec::new(),
             losses: BTreeMap::new(),
             weights_step: None,
-        });
+        };
+        if let Some(run) = &self.recorded {
+            curves.read_run(run);
+        }
+        app.insert_resource(curves);
         if let Some(link) = link {
             app.insert_resource(TrainingEvents(link))
-                .add_systems(Update, receive_training);
+                .add_systems(Update, receive_training.in_set(SteppingSet::Prepare));
         }
     }
+}
+
+impl TrainingCurves {
+    /// Adds the losses of a metrics row.
+    fn add_row(&mut self, step: u64, row: &serde_json::Value) {
+        self.step = step;
+        let Some(fields) = row.as_object() else {
+            return;
+        };
+        for (key, value) in fields {
+            if let (true, Some(v)) = (key.contains("loss"), value.as_f64()) {
+                self.losses
+                    .entry(key.clone())
+                    .or_default()
+                    .push([step as f64, v]);
+            }
+        }
+    }
+
+    /// Reads the metrics and evaluations a run directory recorded (what is unreadable is skipped: the curves
+    /// are a courtesy, the checkpoint is what matters).
+    fn read_run(&mut self, root: &Path) {
+        let run = RunDir::new(root);
+        for line in std::fs::read_to_string(run.metrics())
+            .unwrap_or_default()
+            .lines()
+        {
+            let Ok(row) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let Some(step) = row.get("step").and_then(serde_json::Value::as_u64) {
+                self.add_row(step, &row);
+            }
+        }
+        for line in std::fs::read_to_string(run.evals())
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let fields: Vec<&str> = line.split(',').collect();
+            if let [step, phase, success, ret, episodes] = fields[..]
+                && let (Ok(step), Ok(success_rate), Ok(mean_return), Ok(episodes)) =
+                    (step.parse(), success.parse(), ret.parse(), episodes.parse())
+            {
+                self.evals.push(EvalPoint {
+                    step,
+                    phase: phase.into(),
+                    success_rate,
+                    mean_return,
+                    episodes,
+                });
+            }
+        }
+    }
+}
+
+/// The run directory a checkpoint file lies in (`RUN/checkpoints/step-N/agent.safetensors`), if any.
+pub fn run_of_checkpoint(agent_file: &Path) -> Option<PathBuf> {
+    agent_file
+        .ancestors()
+        .skip(1)
+        .find(|dir| RunDir::new(dir).metrics().is_file())
+        .map(Path::to_path_buf)
 }
 
 /// Drains the channel: curves, status, and the newest weights for the acting agent.
@@ -267,20 +341,7 @@ fn receive_training(
         .expect("only this system takes the receiver");
     while let Ok(event) = receiver.try_recv() {
         match event {
-            TrainEvent::Log(step, row) => {
-                curves.step = step;
-                if let Some(fields) = row.as_object() {
-                    for (key, value) in fields {
-                        if let (true, Some(v)) = (key.contains("loss"), value.as_f64()) {
-                            curves
-                                .losses
-                                .entry(key.clone())
-                                .or_default()
-                                .push([step as f64, v]);
-                        }
-                    }
-                }
-            }
+            TrainEvent::Log(step, row) => curves.add_row(step, &row),
             TrainEvent::Eval(point) => curves.evals.push(point),
             TrainEvent::Weights(step, weights) => newest = Some((step, weights)),
             TrainEvent::Finished(Ok(summary)) => {
