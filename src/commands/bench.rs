@@ -87,13 +87,10 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
 }
 
 fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
-    use qamlab_sim::{BatchedEnv, EnvOptions};
-    use rand::{Rng, SeedableRng};
-
     let task = qamlab_tasks::load_task(&args.task)?;
     let s = &task.scene.settings;
     println!(
-        "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations; {} control steps per measurement",
+        "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations; {} control steps per row",
         task.name,
         s.control_dt,
         s.substeps,
@@ -101,39 +98,16 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
         s.solver_iterations,
         args.steps
     );
-    println!("| envs | env steps/s (random actions) | per core |");
-    println!("|---|---|---|");
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for &n in &args.envs {
-        let mut env = BatchedEnv::new(&task.scene, n, EnvOptions::default())?;
-        let a = env.spec().action_dim;
-        let seeds: Vec<u64> = (0..n as u64).collect();
-        env.reset(&seeds)?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let mut actions = vec![0.0f32; n * a];
-        let start = std::time::Instant::now();
-        for _ in 0..args.steps {
-            actions
-                .iter_mut()
-                .for_each(|u| *u = rng.random_range(-1.0..=1.0));
-            env.step(&actions)?;
-        }
-        let rate = (n * args.steps) as f64 / start.elapsed().as_secs_f64();
-        println!("| {n} | {rate:.0} | {:.0} |", rate / cores as f64);
+    println!("| policy | envs | env steps/s (wall) | env steps per CPU-second |");
+    println!("|---|---|---|---|");
+    for row in qamlab_tasks::bench::bench_sim(&task, &args.envs, args.steps)? {
+        let per_cpu = row
+            .env_steps_per_cpu_sec
+            .map_or("-".into(), |v| format!("{v:.0}"));
+        println!(
+            "| {} | {} | {:.0} | {per_cpu} |",
+            row.policy, row.envs, row.env_steps_per_sec
+        );
     }
-    let dir = tempfile::tempdir()?;
-    let envs = 64;
-    let episodes = envs * 2;
-    let summary = qamlab_headless::collect::collect(&qamlab_headless::collect::CollectOptions {
-        task: args.task.clone(),
-        episodes,
-        envs,
-        out: dir.path().join("bench.npz"),
-        ..Default::default()
-    })?;
-    println!(
-        "oracle collection ({envs} envs, play + noise 0.1, {episodes} episodes, npz written): {:.0} env steps/s",
-        summary.env_steps_per_sec
-    );
     Ok(())
 }
