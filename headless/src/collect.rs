@@ -63,6 +63,10 @@ pub struct CollectSummary {
     pub rows: usize,
     /// Fraction of recorded steps whose state satisfied the task's goal.
     pub success_fraction: f64,
+    /// Pick-and-place sub-tasks the oracle completed (cubes put down), over all envs.
+    pub placements: u64,
+    /// Grasps the oracle lost while holding the cube, over all envs.
+    pub drops: u64,
     /// Wall time of the collection, seconds.
     pub seconds: f64,
     /// Env steps per second, all envs together (including steps of envs beyond the episode quota).
@@ -188,12 +192,16 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         .with_context(|| format!("writing dataset {}", opts.out.display()))?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;
+    let placements = (0..n).map(|i| u64::from(oracle.placements(i))).sum();
+    let drops = (0..n).map(|i| u64::from(oracle.drops(i))).sum();
     Ok(CollectSummary {
         path: opts.out.clone(),
         episodes: opts.episodes,
         transitions,
         rows: all.len(),
         success_fraction: successes as f64 / transitions as f64,
+        placements,
+        drops,
         seconds,
         env_steps_per_sec: steps as f64 / seconds.max(1e-9),
     })

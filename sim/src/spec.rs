@@ -26,10 +26,14 @@ pub struct EnvSpec {
     pub control_dt: f32,
     /// Physics steps per control step.
     pub substeps: u32,
-    /// Length of one env's `qpos` (position and quaternion of each moving body).
+    /// Length of one env's `qpos`: for each of [`state_bodies`](Self::state_bodies), its position and quaternion
+    /// (`x, y, z, qx, qy, qz, qw`).
     pub qpos_dim: usize,
-    /// Length of one env's `qvel` (linear and angular velocity of each moving body).
+    /// Length of one env's `qvel`: for each of [`state_bodies`](Self::state_bodies), its linear then angular
+    /// velocity (6).
     pub qvel_dim: usize,
+    /// The bodies whose state `qpos` and `qvel` hold, in order: every non-fixed body, in scene order.
+    pub state_bodies: Vec<String>,
 }
 
 impl EnvSpec {
@@ -62,11 +66,13 @@ impl EnvSpec {
                 });
             }
         }
-        let moving = scene
+        let state_bodies: Vec<String> = scene
             .bodies
             .iter()
             .filter(|b| b.body.kind != crate::authoring::BodyKind::Fixed)
-            .count();
+            .map(|b| b.body.name.clone())
+            .collect();
+        let moving = state_bodies.len();
         Self {
             task: scene.settings.name.clone(),
             obs_dim: obs_names.len(),
@@ -92,6 +98,7 @@ impl EnvSpec {
             substeps: scene.settings.substeps,
             qpos_dim: 7 * moving,
             qvel_dim: 6 * moving,
+            state_bodies,
         }
     }
 }

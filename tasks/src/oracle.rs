@@ -35,6 +35,8 @@ pub struct OracleConfig {
     pub smoothing: f32,
     /// Play sub-goal region (x and y ranges on the table).
     pub play_region: [f32; 4],
+    /// Probability of replacing a step's action by a uniformly random one (OGBench's "noisy" datasets use 0.1).
+    pub random_action_prob: f32,
 }
 
 impl Default for OracleConfig {
@@ -44,6 +46,7 @@ impl Default for OracleConfig {
             noise: 0.0,
             smoothing: 0.5,
             play_region: [-0.15, 0.15, -0.15, 0.15],
+            random_action_prob: 0.0,
         }
     }
 }
@@ -226,6 +229,12 @@ impl CubeOracle {
                     *n = c * *n + fresh * eps;
                     a[k] += self.config.noise * *n;
                 }
+            }
+            if self.config.random_action_prob > 0.0
+                && s.rng.random::<f32>() < self.config.random_action_prob
+            {
+                // The script has still advanced on this step's observation; only the executed action is random.
+                a = std::array::from_fn(|_| s.rng.random_range(-1.0..=1.0));
             }
             for (k, v) in a.iter().enumerate() {
                 self.actions[i * 5 + k] = v.clamp(-1.0, 1.0);

@@ -69,6 +69,33 @@ fn noisy_oracle_still_solves_most() {
 }
 
 #[test]
+fn oracle_with_random_actions_recovers() {
+    // OGBench's "noisy" setting: smoothed noise plus a uniformly random action on 10% of the steps.
+    let config = OracleConfig {
+        noise: 0.1,
+        random_action_prob: 0.1,
+        ..OracleConfig::default()
+    };
+    let results = run(40, config, 9000);
+    let solved = results.iter().filter(|r| r.0).count();
+    let steps: f32 = results.iter().map(|r| r.1 as f32).sum::<f32>() / results.len() as f32;
+    println!(
+        "random actions: solved {solved}/{} (mean steps {steps})",
+        results.len()
+    );
+    assert!(
+        solved * 100 >= results.len() * 80,
+        "solved only {solved} of {}",
+        results.len()
+    );
+    // Random actions cost time: the clean oracle takes ~24 steps.
+    assert!(
+        steps > 24.0,
+        "random actions made no difference ({steps} steps)"
+    );
+}
+
+#[test]
 fn play_oracle_chains_pick_and_place_under_noise() {
     let task = load_task("cube-single").unwrap();
     let n = 8;
