@@ -139,3 +139,44 @@ fn play_oracle_chains_pick_and_place_under_noise() {
     );
     assert!(max_cube_z > 0.08, "the cube was never lifted");
 }
+
+/// Observation bits of env `env` over `steps` oracle-driven steps, in a batch of `seeds.len()` envs where
+/// episodes end on success (so envs reset at different times).
+fn oracle_trajectory(seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
+    let task = load_task("cube-single").unwrap();
+    let options = EnvOptions {
+        terminate_on_success: true,
+        episode_length: None,
+    };
+    let mut batch = BatchedEnv::new(&task.scene, seeds.len(), options).unwrap();
+    let config = OracleConfig {
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let mut oracle = CubeOracle::new(batch.spec(), config, seeds).unwrap();
+    let mut obs = batch.reset(seeds).unwrap().to_vec();
+    let mut bits = Vec::new();
+    for _ in 0..steps {
+        let actions = oracle.act(&obs).to_vec();
+        let out = batch.step(&actions).unwrap();
+        bits.extend(
+            out.obs[env * 28..(env + 1) * 28]
+                .iter()
+                .map(|x| x.to_bits()),
+        );
+        obs.copy_from_slice(&out.obs);
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+    }
+    bits
+}
+
+#[test]
+fn oracle_runs_are_deterministic_across_batch_sizes() {
+    // 120 steps: several successes and auto-resets, at different times in different envs.
+    let alone = oracle_trajectory(&[21], 0, 120);
+    let in_batch = oracle_trajectory(&[5, 21, 8, 13], 1, 120);
+    assert!(
+        alone == in_batch,
+        "env 1 of 4 differs from the same seed alone"
+    );
+}
