@@ -339,6 +339,8 @@ pub struct Goal {
 
 /// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
 /// pose with a uniform draw (world frame; yaw about z, applied on top of the authored rotation).
+/// `min_distance_from` keeps the body's origin away from bodies earlier in the scene (redrawn until so, at most 64
+/// times): two cubes never start inside each other.
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizePose {
@@ -354,10 +356,14 @@ pub struct RandomizePose {
     /// Range of the added yaw (radians).
     #[reflect(default)]
     pub yaw: Option<Range>,
+    /// `(body, distance)` pairs: start at least `distance` from each such body (defined earlier in the scene).
+    #[reflect(default)]
+    pub min_distance_from: Vec<(String, f32)>,
 }
 
 /// Reset randomisation of the goal on the same entity: each given range replaces that target coordinate with a
-/// uniform draw. `min_distance_from` keeps the target away from a frame's initial position (redrawn until so).
+/// uniform draw. `min_distance_from` keeps the target away from frames' initial positions and from the targets of
+/// goals earlier in the scene (redrawn until so, at most 64 times).
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizeTarget {
@@ -370,9 +376,10 @@ pub struct RandomizeTarget {
     /// Range of z.
     #[reflect(default)]
     pub z: Option<Range>,
-    /// Optional `(frame, distance)`: the target starts at least `distance` from that frame's initial position.
+    /// `(name, distance)` pairs: the target starts at least `distance` from each named frame's initial position
+    /// (a body or site) or earlier goal's target.
     #[reflect(default)]
-    pub min_distance_from: Option<(String, f32)>,
+    pub min_distance_from: Vec<(String, f32)>,
 }
 
 /// Registers every authoring type, so scene files can name them.

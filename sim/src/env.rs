@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::authoring::{BodyKind, Control, Range, RewardKind};
 use crate::physics::{EnvPhysics, yaw_of};
-use crate::scene::{SensorDef, TaskScene};
+use crate::scene::{KeepAway, SensorDef, TaskScene};
 
 /// Which env of the batch an entity is: its row in every batch buffer.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,44 +87,56 @@ fn draw(rng: &mut ChaCha8Rng, range: Option<Range>, authored: f32) -> f32 {
 /// and reads the first observation.
 pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     let rng = &mut state.rng;
-    let poses: Vec<Pose> = scene
-        .bodies
-        .iter()
-        .map(|def| {
-            let b = &def.body;
-            let rotation = b.rotation.normalize();
-            match &def.randomize {
-                None => Pose::from_parts(b.translation, rotation),
-                Some(r) => {
+    let mut poses: Vec<Pose> = Vec::with_capacity(scene.bodies.len());
+    for def in &scene.bodies {
+        let b = &def.body;
+        let rotation = b.rotation.normalize();
+        let pose = match &def.randomize {
+            None => Pose::from_parts(b.translation, rotation),
+            Some(r) => {
+                let mut pose = Pose::IDENTITY;
+                // Redraw (bounded) until clear of the keep-away bodies; the last draw stands otherwise.
+                for _ in 0..64 {
                     let x = draw(rng, r.x, b.translation.x);
                     let y = draw(rng, r.y, b.translation.y);
                     let z = draw(rng, r.z, b.translation.z);
                     let yaw = draw(rng, r.yaw, 0.0);
-                    Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation)
+                    pose =
+                        Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation);
+                    let clear = def.keep_away.iter().all(|&(other, d)| {
+                        poses[other].translation.distance(pose.translation) >= d
+                    });
+                    if clear {
+                        break;
+                    }
                 }
+                pose
             }
-        })
-        .collect();
+        };
+        poses.push(pose);
+    }
     for (k, g) in scene.goals.iter().enumerate() {
         let t = g.goal.target;
         state.targets[k] = match &g.randomize {
             None => t,
             Some((r, away)) => {
                 let mut target = Vec3::ZERO;
-                // Redraw (bounded) until far enough from the keep-away frame; the last draw stands otherwise.
+                // Redraw (bounded) until clear of every keep-away point; the last draw stands otherwise.
                 for _ in 0..64 {
                     target = Vec3::new(
                         draw(rng, r.x, t.x),
                         draw(rng, r.y, t.y),
                         draw(rng, r.z, t.z),
                     );
-                    match away {
-                        Some((f, d))
-                            if poses[f.body].transform_point(f.offset).distance(target) < *d =>
-                        {
-                            continue;
-                        }
-                        _ => break,
+                    let clear = away.iter().all(|&(what, d)| {
+                        let p = match what {
+                            KeepAway::Frame(f) => poses[f.body].transform_point(f.offset),
+                            KeepAway::Goal(j) => state.targets[j],
+                        };
+                        p.distance(target) >= d
+                    });
+                    if clear {
+                        break;
                     }
                 }
                 target

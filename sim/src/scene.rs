@@ -33,6 +33,8 @@ pub struct BodyDef {
     pub collider: Option<Collider>,
     /// Its reset randomisation, if any.
     pub randomize: Option<RandomizePose>,
+    /// Its keep-away list resolved: (earlier body index, distance).
+    pub keep_away: Vec<(usize, f32)>,
 }
 
 /// A joint with its bodies resolved and its frames (x axis = joint axis) in each body's frame.
@@ -102,6 +104,15 @@ impl SensorDef {
     }
 }
 
+/// Something a randomised target keeps away from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeepAway {
+    /// A frame's position at the start of the episode.
+    Frame(FrameRef),
+    /// An earlier goal's target (index into [`TaskScene::goals`]).
+    Goal(usize),
+}
+
 /// A goal with its frame resolved.
 #[derive(Clone, Debug)]
 pub struct GoalDef {
@@ -109,8 +120,8 @@ pub struct GoalDef {
     pub goal: Goal,
     /// The frame that must reach the target.
     pub frame: FrameRef,
-    /// Reset randomisation of the target, with the optional keep-away frame resolved.
-    pub randomize: Option<(RandomizeTarget, Option<(FrameRef, f32)>)>,
+    /// Reset randomisation of the target, with its keep-away list resolved.
+    pub randomize: Option<(RandomizeTarget, Vec<(KeepAway, f32)>)>,
 }
 
 /// A loaded, checked task: plain data the batched env builds its physics worlds from.
@@ -515,6 +526,28 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 }
             }
         }
+        let mut keep_away = Vec::new();
+        for (k, (name, d)) in raw
+            .randomize_pose
+            .iter()
+            .flat_map(|r| &r.min_distance_from)
+            .enumerate()
+        {
+            let field = format!("RandomizePose.min_distance_from[{k}]");
+            non_negative(raw, &field, *d)?;
+            // Earlier bodies only: their poses are drawn first, so the check sees this episode's positions.
+            let other = bodies
+                .iter()
+                .position(|b| b.body.name == *name)
+                .ok_or_else(|| {
+                    err(
+                        raw,
+                        &field,
+                        format!("no body named \"{name}\" earlier in the scene"),
+                    )
+                })?;
+            keep_away.push((other, *d));
+        }
         frames.push((
             body.name.clone(),
             FrameRef {
@@ -526,6 +559,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             body: body.clone(),
             collider: raw.collider.clone(),
             randomize: raw.randomize_pose.clone(),
+            keep_away,
         });
     }
     if bodies.is_empty() {
@@ -753,13 +787,28 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                         check_range(raw, field, &range)?;
                     }
                 }
-                let away = match &r.min_distance_from {
-                    None => None,
-                    Some((name, d)) => {
-                        non_negative(raw, "RandomizeTarget.min_distance_from", *d)?;
-                        Some((frame(raw, "RandomizeTarget.min_distance_from", name)?, *d))
-                    }
-                };
+                let mut away = Vec::new();
+                for (k, (name, d)) in r.min_distance_from.iter().enumerate() {
+                    let field = format!("RandomizeTarget.min_distance_from[{k}]");
+                    non_negative(raw, &field, *d)?;
+                    let what = match goals.iter().position(|g| g.goal.name == *name) {
+                        Some(g) => KeepAway::Goal(g),
+                        None => KeepAway::Frame(
+                            frames
+                                .iter()
+                                .find(|(n, _)| n == name)
+                                .map(|(_, f)| *f)
+                                .ok_or_else(|| {
+                                    err(
+                                        raw,
+                                        &field,
+                                        format!("no body, site or earlier goal named \"{name}\""),
+                                    )
+                                })?,
+                        ),
+                    };
+                    away.push((what, *d));
+                }
                 Some((r.clone(), away))
             }
         };
