@@ -92,6 +92,13 @@ pub struct ViewTask {
 
 /// Opens the window and runs until it closes (or until the screenshot is saved).
 pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+    // The window is built for X11 only (XWayland serves Wayland desktops); winit would panic without one.
+    if cfg!(target_os = "linux") && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        anyhow::bail!(
+            "qamlab view needs an X11 display and DISPLAY is not set: run it in a desktop session, \
+             or without a screen under `xvfb-run -a qamlab view ...`"
+        );
+    }
     let task = qamlab_tasks::load_task(&args.task)
         .with_context(|| format!("loading task `{}`", args.task))?;
     let watch = hot_reload::scene_file_to_watch(&args.task, &task);
