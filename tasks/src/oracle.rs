@@ -52,13 +52,14 @@ impl Default for OracleConfig {
 }
 
 /// Observation indices the oracle reads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Layout {
     ee: usize,
     ee_yaw: usize,
-    cube: usize,
-    cube_yaw: usize,
-    goal: usize,
+    /// Per cube: (position index, yaw sin index).
+    cubes: Vec<(usize, usize)>,
+    /// Per cube: its goal's target index.
+    goals: Vec<usize>,
 }
 
 impl Layout {
@@ -72,12 +73,36 @@ impl Layout {
                     missing: name.to_string(),
                 })
         };
+        let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
+        // Cubes are the bodies observed with both a position and a yaw; goals are the observed targets. Cube k
+        // goes to goal k, both in observation order.
+        let mut cubes = Vec::new();
+        let mut goals = Vec::new();
+        for (k, name) in spec.obs_names.iter().enumerate() {
+            if let Some(body) = name.strip_suffix(".yaw.sin")
+                && let Ok(p) = at(&format!("{body}.position.x"))
+            {
+                cubes.push((p, k));
+            }
+            if name.ends_with(".target.x") {
+                goals.push(k);
+            }
+        }
+        if cubes.is_empty() || cubes.len() != goals.len() {
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: format!(
+                    "one `<cube>.position` + `<cube>.yaw` per `<goal>.target` (found {} cubes, {} goals)",
+                    cubes.len(),
+                    goals.len()
+                ),
+            });
+        }
         let layout = Self {
-            ee: at("pinch.position.x")?,
-            ee_yaw: at("palm.yaw.sin")?,
-            cube: at("cube.position.x")?,
-            cube_yaw: at("cube.yaw.sin")?,
-            goal: at("cube_goal.target.x")?,
+            ee,
+            ee_yaw,
+            cubes,
+            goals,
         };
         if spec.action_names != ["dx", "dy", "dz", "dyaw", "gripper"] {
             return Err(TaskError::NoOracle {
@@ -109,6 +134,8 @@ struct Script {
     phase: Phase,
     /// Steps spent in the current phase.
     steps: u32,
+    /// The cube being moved (index into the layout's cubes); chosen when `None`.
+    cube: Option<usize>,
     /// Play: where the cube should go now.
     subgoal: [f32; 3],
     /// Smoothed noise state, one per action dim.
@@ -127,6 +154,8 @@ const HOVER: f32 = 0.08; // above the cube before descending
 const CARRY_Z: f32 = 0.10; // pinch height while carrying
 const GRASP_DZ: f32 = 0.003; // pinch above the cube centre when grasping
 const YAW_LIMIT: f32 = 1.5;
+const SOLVED: f32 = 0.02; // a cube this close to its goal needs no move (the task's tolerance is 0.04)
+const CLEARANCE: f32 = 0.08; // play places a cube at least this far from the others
 
 /// The batched cube pick-and-place oracle.
 pub struct CubeOracle {
@@ -153,6 +182,7 @@ impl CubeOracle {
             oracle.scripts.push(Script {
                 phase: Phase::Approach,
                 steps: 0,
+                cube: None,
                 subgoal: [0.0, 0.0, 0.02],
                 noise: [0.0; 5],
                 placements: 0,
@@ -198,12 +228,11 @@ impl CubeOracle {
 
     /// Restarts env `i`'s script (call when its episode restarts); its random stream continues.
     pub fn episode_started(&mut self, i: usize) {
-        let region = self.config.play_region;
         let s = &mut self.scripts[i];
         s.phase = Phase::Approach;
         s.steps = 0;
         s.noise = [0.0; 5];
-        s.subgoal = draw_subgoal(&mut s.rng, region);
+        s.cube = None;
     }
 
     /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
@@ -245,16 +274,39 @@ impl CubeOracle {
 
     /// The noise-free action of env `i`'s script, advancing its phase.
     fn script_action(&mut self, i: usize, o: &[f32]) -> [f32; 5] {
-        let l = self.layout;
+        let l = &self.layout;
         let v3 = |k: usize| [o[k], o[k + 1], o[k + 2]];
         let ee = v3(l.ee);
         let ee_yaw = o[l.ee_yaw].atan2(o[l.ee_yaw + 1]);
-        let cube = v3(l.cube);
-        let cube_yaw = o[l.cube_yaw].atan2(o[l.cube_yaw + 1]);
+        let cubes: Vec<[f32; 3]> = l.cubes.iter().map(|&(p, _)| v3(p)).collect();
         let play = self.config.mode == OracleMode::Play;
         let region = self.config.play_region;
         let s = &mut self.scripts[i];
-        let goal = if play { s.subgoal } else { v3(l.goal) };
+        if s.cube.is_none() {
+            // Pick the next sub-task: a random cube to a random free place (play), or the first cube off its goal
+            // (solve; none left means done).
+            let dist = |a: [f32; 3], b: [f32; 3]| {
+                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt()
+            };
+            s.cube = if play {
+                let k = s.rng.random_range(0..cubes.len());
+                s.subgoal = draw_subgoal(&mut s.rng, region, &cubes, k);
+                Some(k)
+            } else {
+                (0..cubes.len()).find(|&k| dist(cubes[k], v3(l.goals[k])) > SOLVED)
+            };
+            s.phase = if s.cube.is_some() {
+                Phase::Approach
+            } else {
+                Phase::Done
+            };
+            s.steps = 0;
+        }
+        let k = s.cube.unwrap_or(0);
+        let cube = cubes[k];
+        let yaw_at = l.cubes[k].1;
+        let cube_yaw = o[yaw_at].atan2(o[yaw_at + 1]);
+        let goal = if play { s.subgoal } else { v3(l.goals[k]) };
         let dxy = |a: [f32; 3], b: [f32; 3]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
         let held = dxy(cube, ee) < 0.02 && (cube[2] - ee[2]).abs() < 0.025;
 
@@ -372,13 +424,9 @@ impl CubeOracle {
                 Phase::Retreat => {
                     let t = [ee[0], ee[1], CARRY_Z];
                     if ee[2] > CARRY_Z - 0.015 {
-                        if play {
-                            s.subgoal = draw_subgoal(&mut s.rng, region);
-                            next(s, Phase::Approach);
-                        } else {
-                            next(s, Phase::Done);
-                        }
-                        continue;
+                        // The next step chooses the next sub-task.
+                        s.cube = None;
+                        next(s, Phase::Done);
                     }
                     break (t, None, -1.0);
                 }
@@ -396,8 +444,18 @@ fn wrap(x: f32, period: f32) -> f32 {
     (x + period / 2.0).rem_euclid(period) - period / 2.0
 }
 
-fn draw_subgoal(rng: &mut ChaCha8Rng, r: [f32; 4]) -> [f32; 3] {
-    let x = r[0] + (r[1] - r[0]) * rng.random::<f32>();
-    let y = r[2] + (r[3] - r[2]) * rng.random::<f32>();
-    [x, y, 0.02]
+/// A random place on the table for cube `k`, clear of the other cubes (bounded redraws).
+fn draw_subgoal(rng: &mut ChaCha8Rng, r: [f32; 4], cubes: &[[f32; 3]], k: usize) -> [f32; 3] {
+    let mut goal = [0.0, 0.0, 0.02];
+    for _ in 0..16 {
+        goal[0] = r[0] + (r[1] - r[0]) * rng.random::<f32>();
+        goal[1] = r[2] + (r[3] - r[2]) * rng.random::<f32>();
+        let clear = cubes.iter().enumerate().all(|(j, c)| {
+            j == k || ((c[0] - goal[0]).powi(2) + (c[1] - goal[1]).powi(2)).sqrt() > CLEARANCE
+        });
+        if clear {
+            break;
+        }
+    }
+    goal
 }

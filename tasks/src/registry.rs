@@ -6,10 +6,16 @@ use qamlab_sim::{SimError, TaskScene};
 use thiserror::Error;
 
 /// The built-in tasks: name and scene text (embedded, so the binary works from any directory).
-pub const BUILTIN_TASKS: &[(&str, &str)] = &[(
-    "cube-single",
-    include_str!("../../assets/tasks/cube-single.scn.ron"),
-)];
+pub const BUILTIN_TASKS: &[(&str, &str)] = &[
+    (
+        "cube-single",
+        include_str!("../../assets/tasks/cube-single.scn.ron"),
+    ),
+    (
+        "cube-double",
+        include_str!("../../assets/tasks/cube-double.scn.ron"),
+    ),
+];
 
 /// Why a task could not be loaded.
 #[derive(Debug, Error)]

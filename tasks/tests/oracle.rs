@@ -5,7 +5,12 @@ use qamlab_tasks::prelude::*;
 
 /// Runs one episode per env with the given oracle config; returns per env (solved, steps taken).
 fn run(n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
-    let task = load_task("cube-single").unwrap();
+    run_task("cube-single", n, config, seed0)
+}
+
+/// [`run`] on any task.
+fn run_task(name: &str, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
+    let task = load_task(name).unwrap();
     let mut env = BatchedEnv::new(
         &task.scene,
         n,
@@ -179,4 +184,74 @@ fn oracle_runs_are_deterministic_across_batch_sizes() {
         alone == in_batch,
         "env 1 of 4 differs from the same seed alone"
     );
+}
+
+#[test]
+fn oracle_solves_cube_double() {
+    for (noise, floor) in [(0.0, 95), (0.1, 85)] {
+        let config = OracleConfig {
+            noise,
+            ..OracleConfig::default()
+        };
+        let results = run_task("cube-double", 24, config, 300);
+        let solved = results.iter().filter(|r| r.0).count();
+        let steps: f32 = results.iter().map(|r| r.1 as f32).sum::<f32>() / results.len() as f32;
+        println!(
+            "cube-double, noise {noise}: solved {solved}/{} (mean steps {steps})",
+            results.len()
+        );
+        assert!(
+            solved * 100 >= results.len() * floor,
+            "noise {noise}: solved only {solved} of {}",
+            results.len()
+        );
+    }
+}
+
+#[test]
+fn play_oracle_moves_both_cubes_of_cube_double() {
+    let task = load_task("cube-double").unwrap();
+    let n = 6;
+    let options = EnvOptions {
+        terminate_on_success: false,
+        episode_length: Some(400),
+    };
+    let mut env = BatchedEnv::new(&task.scene, n, options).unwrap();
+    let spec = env.spec().clone();
+    let at = |name: &str| spec.obs_names.iter().position(|n| n == name).unwrap();
+    let (a, b) = (at("cube_a.position.x"), at("cube_b.position.x"));
+    let seeds: Vec<u64> = (0..n as u64).map(|i| 40 + i).collect();
+    let config = OracleConfig {
+        mode: OracleMode::Play,
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let mut oracle = CubeOracle::new(&spec, config, &seeds).unwrap();
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let start = obs.clone();
+    let mut lifted = [false; 2];
+    for _ in 0..400 {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        for i in 0..n {
+            let o = &out.final_obs[i * spec.obs_dim..];
+            lifted[0] |= o[a + 2] > 0.06;
+            lifted[1] |= o[b + 2] > 0.06;
+        }
+        obs.copy_from_slice(&out.obs);
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+    }
+    let placements: u32 = (0..n).map(|i| oracle.placements(i)).sum();
+    let drops: u32 = (0..n).map(|i| oracle.drops(i)).sum();
+    println!("cube-double play: {placements} placements, {drops} drops in {n} x 400 steps");
+    assert!(
+        lifted == [true, true],
+        "both cubes should be picked up: {lifted:?}"
+    );
+    assert!(placements >= 6 * n as u32, "only {placements} placements");
+    assert!(
+        drops * 10 <= placements,
+        "{drops} drops for {placements} placements"
+    );
+    assert_ne!(obs, start);
 }
