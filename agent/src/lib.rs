@@ -16,6 +16,8 @@
 //! * [`checkpoint`] — atomic safetensors checkpoints.
 //! * [`bench`] — update throughput and acting latency.
 
+#![warn(missing_docs)]
+
 pub mod acting;
 pub mod agent;
 pub mod bench;

@@ -199,23 +199,15 @@ pub fn adjoint_matching_loss(
     let x_stack = Tensor::stack(&xs[..steps], 0);
     let (b, o) = (obs.size()[0], obs.size()[1]);
     let opts = (Kind::Float, obs.device());
-    let ts = Tensor::from_slice(
-        &(0..steps)
-            .map(|i| (i as f64 * h) as f32)
-            .collect::<Vec<_>>(),
-    )
-    .to_device(obs.device())
-    .reshape([steps as i64, 1, 1])
-    .expand([steps as i64, b, 1], false);
-    let sigmas = Tensor::from_slice(
-        &(0..steps)
-            .map(|i| sigma(i as f64 * h, h) as f32)
-            .collect::<Vec<_>>(),
-    )
-    .to_device(obs.device())
-    .reshape([steps as i64, 1, 1])
-    .expand([steps as i64, b, 1], false)
-    .to_kind(opts.0);
+    // t_i and σ(t_i) built on the device (no host-to-device copy inside the update).
+    let t64 = Tensor::arange(steps as i64, (Kind::Double, obs.device())) * h;
+    let sig64 = (((1.0 + h) - &t64) * 2.0 / (&t64 + h)).sqrt();
+    let over_steps = |v: Tensor| {
+        v.to_kind(opts.0)
+            .reshape([steps as i64, 1, 1])
+            .expand([steps as i64, b, 1], false)
+    };
+    let (ts, sigmas) = (over_steps(t64), over_steps(sig64));
     let obs_rep = obs.unsqueeze(0).expand([steps as i64, b, o], false);
     let v_fine = actor_fast.forward(&obs_rep, &x_stack, Some(&ts), false);
     let v_base = tch::no_grad(|| base.forward(&obs_rep, &x_stack, Some(&ts), true));
