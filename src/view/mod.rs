@@ -19,6 +19,9 @@ pub mod screenshot;
 pub mod stepping;
 pub mod training;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -301,7 +301,14 @@ impl Plugin for PolicyPlugin {
         app.init_resource::<EpisodeStats>()
             .add_message::<ViewCommand>()
             .add_systems(ControlStep, act.before(EnvSet::ApplyActions))
-            .add_systems(ControlStep, count_episodes.after(EnvSet::Publish))
+            // In the Publish phase, after the results are gathered: it runs only when a step did (the phase's
+            // run condition), so a step skipped for want of actions is not counted again.
+            .add_systems(
+                ControlStep,
+                count_episodes
+                    .in_set(EnvSet::Publish)
+                    .after(qamlab_sim::systems::publish),
+            )
             .add_systems(
                 Update,
                 (envs_rebuilt, policy_commands)

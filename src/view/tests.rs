@@ -1,0 +1,144 @@
+//! The window's simulation wiring without a window: the stepping and policy plugins on the envs, checked
+//! against the headless driver.
+
+use bevy::app::TaskPoolPlugin;
+use bevy::ecs::schedule::ScheduleLabel;
+use bevy::prelude::*;
+use bevy::time::TimePlugin;
+use clap::Parser;
+use qamlab_sim::systems::StepOutput;
+use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, SimPlugin};
+use qamlab_tasks::{CubeOracle, OracleConfig};
+
+use super::policy::{ActingPolicy, EpisodeStats, PolicyKind};
+use super::stepping::{SimClock, SteppingPlugin};
+use super::{ControlStep, PolicyPlugin, Speed, ViewArgs, ViewTask};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    view: ViewArgs,
+}
+
+/// The window's App minus rendering and UI, for `qamlab view ARGS`.
+fn app(args: &[&str]) -> App {
+    let args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
+    let task = qamlab_tasks::load_task(&args.task).unwrap();
+    let spec = EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let mut app = App::new();
+    app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
+        .insert_resource(ViewTask {
+            name: task.name.clone(),
+            scene: task.scene.clone(),
+            watch: None,
+        })
+        .insert_resource(ActingPolicy::from_args(&args, &spec).unwrap())
+        .add_plugins((
+            SimPlugin {
+                schedule: ControlStep.intern(),
+            },
+            SteppingPlugin {
+                num_envs: usize::from(args.envs),
+                seed: args.seed,
+                speed: Speed::X1,
+            },
+            PolicyPlugin,
+        ));
+    app.finish();
+    app.cleanup();
+    app
+}
+
+/// Runs exactly `steps` control steps through the clock's single steps.
+fn run_steps(app: &mut App, steps: u64) {
+    let target = app.world().resource::<SimClock>().steps + steps;
+    app.world_mut().resource_mut::<SimClock>().paused = true;
+    while app.world().resource::<SimClock>().steps < target {
+        let left = target - app.world().resource::<SimClock>().steps;
+        app.world_mut().resource_mut::<SimClock>().single_steps = left as u32;
+        app.update();
+    }
+}
+
+#[test]
+fn the_window_steps_the_same_trajectories_as_the_headless_driver() {
+    let mut window = app(&["--envs", "3", "--policy", "oracle"]);
+    run_steps(&mut window, 120);
+
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let options = EnvOptions {
+        terminate_on_success: true,
+        episode_length: None,
+    };
+    let mut env = BatchedEnv::new(&task.scene, 3, options).unwrap();
+    let seeds = [0, 1, 2];
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let mut oracle = CubeOracle::new(env.spec(), OracleConfig::default(), &seeds).unwrap();
+    for _ in 0..120 {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+        obs = out.obs.clone();
+    }
+    assert_eq!(
+        window.world().resource::<StepOutput>(),
+        env.output(),
+        "same seeds, same policy: same envs"
+    );
+}
+
+#[test]
+fn the_oracle_solves_episodes_and_each_is_counted_once() {
+    let mut window = app(&["--envs", "2", "--policy", "oracle"]);
+    run_steps(&mut window, 150);
+    let stats = window.world().resource::<EpisodeStats>();
+    let (episodes, successes) = (stats.episodes, stats.successes);
+    assert!(
+        episodes >= 4,
+        "only {episodes} episodes in 150 steps of 2 envs"
+    );
+    assert!(
+        successes * 10 >= episodes * 8,
+        "the oracle solved {successes} of {episodes}"
+    );
+
+    // A policy that fails pauses the clock; the schedule runs on without stepping or counting anything.
+    let before = window.world().resource::<StepOutput>().clone();
+    window.world_mut().resource_mut::<ActingPolicy>().error = Some("test".into());
+    for _ in 0..5 {
+        window.world_mut().run_schedule(ControlStep);
+    }
+    assert_eq!(*window.world().resource::<StepOutput>(), before);
+    assert_eq!(window.world().resource::<EpisodeStats>().episodes, episodes);
+}
+
+#[test]
+fn a_policy_that_cannot_act_gives_way_to_random_actions() {
+    // cube-single has an oracle; an agent is missing, so asking for one is refused up front...
+    let args = Cli::parse_from(["view", "--policy", "agent"]).view;
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let spec = EnvSpec::new(&task.scene, 200);
+    let err = ActingPolicy::from_args(&args, &spec)
+        .err()
+        .expect("no agent to act")
+        .to_string();
+    assert!(err.contains("--checkpoint"), "{err}");
+
+    // ...and a policy the envs cannot use after they are built falls back to random actions, which step.
+    let mut window = app(&["--policy", "random"]);
+    window.world_mut().resource_mut::<ActingPolicy>().kind = PolicyKind::Agent;
+    window
+        .world_mut()
+        .resource_mut::<super::stepping::PendingRebuild>()
+        .0 = true;
+    run_steps(&mut window, 3);
+    let policy = window.world().resource::<ActingPolicy>();
+    assert_eq!(policy.kind, PolicyKind::Random);
+    assert!(
+        policy
+            .fallback
+            .as_deref()
+            .is_some_and(|f| f.contains("agent cannot act"))
+    );
+    assert!(policy.error.is_none());
+}
