@@ -4,7 +4,7 @@
 //! * [`authoring`]: the reflect-registered components a task scene file is made of.
 //! * [`scene`]: loading and checking a scene into a [`TaskScene`].
 //! * [`physics`]: one env's Rapier world: building, joint readings, motors.
-//! * [`env`]: one env's state and the work of each control-step phase.
+//! * [`env`](mod@env): one env's state and the work of each control-step phase.
 //! * [`systems`]: those phases as Bevy systems, with the batch buffers as resources.
 //! * [`batched`]: [`BatchedEnv`], the headless driver.
 //! * [`spec`]: [`EnvSpec`], the plain-data description of an env.

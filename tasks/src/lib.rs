@@ -1,7 +1,7 @@
 //! qamlab's built-in tasks: the registry of task scenes and their scripted data-collection policies (oracles).
 //!
 //! * [`registry`]: [`load_task`] by built-in name or scene path.
-//! * [`bench`]: [`bench_sim`], simulation throughput with random actions and with the oracle.
+//! * [`bench`](mod@bench): [`bench_sim`], simulation throughput with random actions and with the oracle.
 //! * [`oracle`]: [`CubeOracle`], the batched pick-and-place script for the cube tasks, with OGBench-style noise
 //!   and "play" sub-goals.
 
