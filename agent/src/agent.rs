@@ -184,12 +184,6 @@ impl Agent {
                 reason: "must be at least 1".into(),
             });
         }
-        if cfg.kind == AgentKind::Bc && cfg.best_of_n > 1 {
-            return Err(AgentError::Config {
-                field: "best_of_n".into(),
-                reason: "kind bc has no critic to rank candidates".into(),
-            });
-        }
         let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(seed as i64 & i64::MAX);
         let d = cfg.policy_dim(action_dim);

@@ -222,6 +222,12 @@ impl AgentConfig {
                 format!("the critic ensemble needs K >= 2, got {}", self.num_qs),
             ));
         }
+        if self.kind == AgentKind::Bc && self.best_of_n > 1 {
+            return Err(bad(
+                "best_of_n",
+                "kind bc has no critic to rank candidates; use 1",
+            ));
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(bad(
                 "lr",

@@ -271,3 +271,29 @@ fn batch_shape_errors_name_the_array() {
         "{msg}"
     );
 }
+
+#[test]
+fn without_action_chunking_the_policy_outputs_one_action() {
+    let cfg = AgentConfig {
+        action_chunking: false,
+        ..tiny(AgentKind::QamE)
+    };
+    let mut agent = Agent::new(cfg, O, A, Device::Cpu, 0).unwrap();
+    assert_eq!(agent.policy_dim(), A);
+    agent.update(&batch(0)).unwrap().check_finite().unwrap();
+    assert_eq!(
+        agent.sample_actions(&obs(5)).unwrap().size(),
+        vec![5, A as i64]
+    );
+    let bc = AgentConfig {
+        best_of_n: 4,
+        ..tiny(AgentKind::Bc)
+    };
+    assert!(
+        Agent::new(bc, O, A, Device::Cpu, 0)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("best_of_n")
+    );
+}
