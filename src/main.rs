@@ -2,6 +2,7 @@
 
 mod commands;
 mod doctor;
+mod view;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,8 @@ enum Command {
     Bench(commands::bench::BenchCommand),
     /// Report libtorch, CUDA, CPU, display and engine versions.
     Doctor,
+    /// Watch a task's envs in a 3D window, acted on by an agent (loaded or training), the oracle or random.
+    View(Box<view::ViewArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Doctor => doctor::run(),
+        Command::View(args) => view::run(*args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

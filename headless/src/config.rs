@@ -146,6 +146,32 @@ impl TrainConfig {
     }
 }
 
+/// Sets the agent kind, giving the variant weights a working default when the config left them at
+/// zero (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing
+/// them for kinds that do not use them.
+pub fn select_agent_kind(agent: &mut AgentConfig, kind: qamlab_agent::AgentKind) {
+    use qamlab_agent::AgentKind;
+    agent.kind = kind;
+    match kind {
+        AgentKind::QamF => {
+            agent.edit_scale = 0.0;
+            if agent.fql_alpha <= 0.0 {
+                agent.fql_alpha = 30.0;
+            }
+        }
+        AgentKind::QamE => {
+            agent.fql_alpha = 0.0;
+            if agent.edit_scale <= 0.0 {
+                agent.edit_scale = 0.1;
+            }
+        }
+        AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
+            agent.fql_alpha = 0.0;
+            agent.edit_scale = 0.0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,31 +209,5 @@ mod tests {
     fn offline_training_without_a_dataset_is_refused() {
         let cfg = TrainConfig::default();
         assert!(format!("{:#}", cfg.validate().unwrap_err()).contains("dataset"));
-    }
-}
-
-/// Sets the agent kind, giving the variant weights a working default when the config left them at
-/// zero (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing
-/// them for kinds that do not use them.
-pub fn select_agent_kind(agent: &mut AgentConfig, kind: qamlab_agent::AgentKind) {
-    use qamlab_agent::AgentKind;
-    agent.kind = kind;
-    match kind {
-        AgentKind::QamF => {
-            agent.edit_scale = 0.0;
-            if agent.fql_alpha <= 0.0 {
-                agent.fql_alpha = 30.0;
-            }
-        }
-        AgentKind::QamE => {
-            agent.fql_alpha = 0.0;
-            if agent.edit_scale <= 0.0 {
-                agent.edit_scale = 0.1;
-            }
-        }
-        AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
-            agent.fql_alpha = 0.0;
-            agent.edit_scale = 0.0;
-        }
     }
 }

@@ -17,6 +17,12 @@ pub fn write_atomically(
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     write(tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
+    // Temporary files are created owner-only; the result is an ordinary, world-readable file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("setting the permissions of {}", path.display()))?;
+    }
     tmp.as_file_mut()
         .flush()
         .and_then(|()| tmp.as_file().sync_all())
@@ -60,5 +66,8 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("data.bin")]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
     }
 }

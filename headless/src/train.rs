@@ -246,15 +246,15 @@ impl<'a> Trainer<'a> {
             let metrics = self.update()?;
             self.state.offline_step += 1;
             let step = self.state.offline_step;
-            if step % self.cfg.log_interval == 0 || step == total {
+            if step.is_multiple_of(self.cfg.log_interval) || step == total {
                 self.log(&metrics, "offline", &[])?;
                 bar.set_message(self.status());
             }
-            if step % self.cfg.eval_interval == 0 || step == total {
+            if step.is_multiple_of(self.cfg.eval_interval) || step == total {
                 self.evaluate("offline")?;
                 bar.set_message(self.status());
             }
-            if step % self.cfg.checkpoint_interval == 0 || step == total {
+            if step.is_multiple_of(self.cfg.checkpoint_interval) || step == total {
                 self.checkpoint(&[])?;
             }
             bar.set_position(step);
@@ -317,10 +317,13 @@ impl<'a> Trainer<'a> {
             let before = self.state.online_step;
             self.state.online_step += n as u64;
             let step = self.state.online_step;
-            // As the reference: `utd_ratio` updates for every env step i >= start_training.
+            // As the reference: `utd_ratio` updates for every env step i >= start_training, once
+            // the buffer holds a whole chunk (online-only runs wait for their first episode).
             let first = before.max(self.cfg.start_training.saturating_sub(1));
-            for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
-                last_metrics = Some(self.update()?);
+            if self.replay.len() >= self.cfg.agent.horizon_length {
+                for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
+                    last_metrics = Some(self.update()?);
+                }
             }
             let crossed = |interval: u64| before / interval != step / interval || step >= total;
             if crossed(self.cfg.log_interval) {
