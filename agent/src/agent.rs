@@ -11,9 +11,10 @@ use crate::fql::fql_actor_loss;
 use crate::metrics::{Trace, UpdateMetrics};
 use crate::networks::{
     Critic, EditActor, NamedTensor, Parameters, Temperature, VectorField, copy_parameters,
+    flatten_parameters,
 };
 use crate::noise::{Noise, TorchNoise};
-use crate::optim::{Adam, polyak_update};
+use crate::optim::Adam;
 use crate::qam::{self, QFn, batch_actions};
 
 /// Every network an agent may own; which ones exist depends on [`AgentKind`].
@@ -40,6 +41,14 @@ pub struct Nets {
     pub edit_alpha: Option<Temperature>,
     /// Act with `actor_fast` (QAM with `inv_temp ≠ 0`) rather than the BC flow actor.
     pub act_with_fast: bool,
+    /// Every trainable parameter lives in this one flat leaf (in [`Nets::trainable`] order); the
+    /// networks hold views of it.
+    pub flat: Tensor,
+    /// Every target parameter in one flat buffer: `target_critic`, then `target_actor_slow`.
+    pub flat_targets: Tensor,
+    /// Polyak pairs as `(online name prefix, offset, length)`: the same range in `flat` and in
+    /// `flat_targets` (the online networks that have targets come first in `flat`).
+    pub polyak_ranges: Vec<(String, i64, i64)>,
 }
 
 impl Nets {
@@ -62,6 +71,9 @@ impl Nets {
             edit_actor: None,
             edit_alpha: None,
             act_with_fast: qam && cfg.inv_temp != 0.0,
+            flat: Tensor::zeros([0], (Kind::Float, device)),
+            flat_targets: Tensor::zeros([0], (Kind::Float, device)),
+            polyak_ranges: Vec::new(),
         };
         // Creation order = reference module order (critic, actor_slow, actor_fast, extras).
         if cfg.kind.has_critic() {
@@ -90,6 +102,49 @@ impl Nets {
         if let (Some(t), Some(o)) = (&nets.target_actor_slow, &nets.actor_slow) {
             copy_parameters(t, o);
         }
+        let mut offset = 0;
+        for (online, has_target) in [
+            (
+                nets.critic
+                    .as_ref()
+                    .map(|c| (c.named_parameters(), "critic/")),
+                nets.target_critic.is_some(),
+            ),
+            (
+                nets.actor_slow
+                    .as_ref()
+                    .map(|a| (a.named_parameters(), "actor_slow/")),
+                nets.target_actor_slow.is_some(),
+            ),
+        ] {
+            if let (Some((params, prefix)), true) = (online, has_target) {
+                let len: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+                nets.polyak_ranges.push((prefix.to_string(), offset, len));
+                offset += len;
+            }
+        }
+        let mut trainable: Vec<&mut Tensor> = Vec::new();
+        macro_rules! collect_mut {
+            ($($f:ident),*) => { $( if let Some(n) = &mut nets.$f { trainable.extend(n.parameters_mut()); } )* };
+        }
+        collect_mut!(
+            critic,
+            actor_slow,
+            actor_fast,
+            one_step_actor,
+            edit_actor,
+            edit_alpha
+        );
+        let flat = flatten_parameters(trainable, true, device);
+        let mut targets: Vec<&mut Tensor> = Vec::new();
+        if let Some(t) = &mut nets.target_critic {
+            targets.extend(t.parameters_mut());
+        }
+        if let Some(t) = &mut nets.target_actor_slow {
+            targets.extend(t.parameters_mut());
+        }
+        nets.flat_targets = flatten_parameters(targets, false, device);
+        nets.flat = flat;
         nets
     }
 
@@ -189,7 +244,7 @@ impl Agent {
         let d = cfg.policy_dim(action_dim);
         let nets = Nets::new(&cfg, obs_dim, d, device);
         let max_norm = cfg.clip_grad_enabled().then_some(1.0);
-        let adam = Adam::new(&nets.trainable(), cfg.lr, max_norm);
+        let adam = Adam::new(&nets.flat, &nets.trainable(), cfg.lr, max_norm);
         Ok(Agent {
             cfg,
             obs_dim,
@@ -423,34 +478,36 @@ impl Agent {
             metrics.check_finite()?;
         }
         let params = self.nets.trainable();
-        let live: Vec<usize> = (0..params.len())
-            .filter(|&i| {
-                only.is_none_or(|prefixes| prefixes.iter().any(|p| params[i].0.starts_with(p)))
-            })
-            .collect();
-        let inputs: Vec<&Tensor> = live.iter().map(|&i| &params[i].1).collect();
-        let live_grads = Tensor::f_run_backward(&[total], &inputs, false, false)?;
-        let mut grads: Vec<Tensor> = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        for (&i, g) in live.iter().zip(live_grads) {
-            if g.defined() {
-                grads[i] = g;
+        let flat = &self.nets.flat;
+        let grad = Tensor::f_run_backward(&[total], &[flat], false, false)?.remove(0);
+        let grad = if grad.defined() {
+            grad
+        } else {
+            flat.zeros_like()
+        };
+        let mut offset = 0;
+        for (name, p) in &params {
+            let n = p.numel() as i64;
+            let excluded =
+                only.is_some_and(|prefixes| !prefixes.iter().any(|q| name.starts_with(q)));
+            if excluded {
+                let _ = grad.narrow(0, offset, n).zero_();
             }
+            trace.record(
+                format!("grad/{name}"),
+                &grad.narrow(0, offset, n).view(p.size().as_slice()),
+            );
+            offset += n;
         }
-        for ((name, _), g) in params.iter().zip(&grads) {
-            trace.record(format!("grad/{name}"), g);
-        }
-        let pairs = self.nets.target_pairs();
-        for (target, online) in &pairs {
-            let keep = only.is_none_or(|prefixes| {
-                online
-                    .iter()
-                    .any(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
-            });
-            if keep {
-                polyak_update(target, online, self.cfg.tau);
+        tch::no_grad(|| {
+            for (prefix, offset, len) in &self.nets.polyak_ranges {
+                if only.is_none_or(|prefixes| prefixes.contains(&prefix.as_str())) {
+                    let mut target = self.nets.flat_targets.narrow(0, *offset, *len);
+                    let _ = target.lerp_(&flat.narrow(0, *offset, *len), self.cfg.tau);
+                }
             }
-        }
-        let norm = self.adam.step(&params, &grads);
+        });
+        let norm = self.adam.step(flat, &grad);
         trace.record("grad_global_norm", &norm);
         metrics.push("grad_norm", &norm);
         self.step += 1;

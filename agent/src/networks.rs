@@ -16,6 +16,33 @@ pub type NamedTensor = (String, Tensor);
 pub trait Parameters {
     /// Shallow handles (shared storage) to every parameter, with full names, in a fixed order.
     fn named_parameters(&self) -> Vec<NamedTensor>;
+    /// Mutable handles to the same tensors, in the same order (used to re-home them as views of
+    /// one flat buffer, see [`flatten_parameters`]).
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor>;
+}
+
+/// Moves every tensor of `params` into one new flat buffer (in order) and replaces each by a
+/// view of it. The buffer is returned: a leaf that requires grad when `trainable`, so one
+/// backward yields one flat gradient and the optimiser and Polyak updates are a handful of
+/// whole-buffer kernels instead of a few per tensor.
+pub fn flatten_parameters(params: Vec<&mut Tensor>, trainable: bool, device: Device) -> Tensor {
+    let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
+    let flat = Tensor::zeros([total], (Kind::Float, device));
+    let mut offset = 0;
+    let mut slots = Vec::with_capacity(params.len());
+    tch::no_grad(|| {
+        for p in &params {
+            let n = p.numel() as i64;
+            flat.narrow(0, offset, n).copy_(&p.reshape([-1]));
+            slots.push((offset, n, p.size()));
+            offset += n;
+        }
+    });
+    let flat = flat.set_requires_grad(trainable);
+    for (p, (offset, n, shape)) in params.into_iter().zip(slots) {
+        *p = flat.narrow(0, offset, n).view(shape.as_slice());
+    }
+    flat
 }
 
 /// Xavier/Glorot-uniform `[.., in, out]` tensor (bound `√(6/(in+out))`) drawn from torch's generator.
@@ -144,6 +171,19 @@ impl Mlp {
 }
 
 impl Parameters for Mlp {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut v = Vec::new();
+        for (d, norm) in self.dense.iter_mut().zip(self.norms.iter_mut()) {
+            v.push(&mut d.bias);
+            v.push(&mut d.kernel);
+            if let Some((scale, bias)) = norm {
+                v.push(bias);
+                v.push(scale);
+            }
+        }
+        v
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         let mut v = Vec::new();
         for (j, (d, norm)) in self.dense.iter().zip(&self.norms).enumerate() {
@@ -246,6 +286,19 @@ impl EnsembleMlp {
 }
 
 impl Parameters for EnsembleMlp {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut v = Vec::new();
+        for ((w, b), norm) in self.dense.iter_mut().zip(self.norms.iter_mut()) {
+            v.push(b);
+            v.push(w);
+            if let Some((scale, bias)) = norm {
+                v.push(bias);
+                v.push(scale);
+            }
+        }
+        v
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         let mut v = Vec::new();
         for (j, ((w, b), norm)) in self.dense.iter().zip(&self.norms).enumerate() {
@@ -307,6 +360,10 @@ impl Critic {
 }
 
 impl Parameters for Critic {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        self.net.parameters_mut()
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         self.net.named_parameters()
     }
@@ -350,6 +407,10 @@ impl VectorField {
 }
 
 impl Parameters for VectorField {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        self.mlp.parameters_mut()
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         self.mlp.named_parameters()
     }
@@ -416,6 +477,15 @@ impl EditActor {
 }
 
 impl Parameters for EditActor {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut v = self.trunk.parameters_mut();
+        for d in [&mut self.log_std, &mut self.mean] {
+            v.push(&mut d.bias);
+            v.push(&mut d.kernel);
+        }
+        v
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         let mut v = self.trunk.named_parameters();
         for (name, d) in [
@@ -453,6 +523,10 @@ impl Temperature {
 }
 
 impl Parameters for Temperature {
+    fn parameters_mut(&mut self) -> Vec<&mut Tensor> {
+        vec![&mut self.log_value]
+    }
+
     fn named_parameters(&self) -> Vec<NamedTensor> {
         vec![(
             "edit_alpha/log_value".to_string(),

@@ -6,7 +6,8 @@ use tch::{Kind, Tensor};
 
 use crate::networks::NamedTensor;
 
-/// Adam hyper-parameters and state (first/second moments per parameter, step count).
+/// Adam hyper-parameters and state. The moments are two flat buffers laid out like the flat
+/// parameter buffer; `moments` holds per-parameter views of them (for checkpoints and tests).
 pub struct Adam {
     /// Learning rate.
     pub lr: f64,
@@ -20,17 +21,30 @@ pub struct Adam {
     pub max_grad_norm: Option<f64>,
     /// Number of steps taken.
     pub count: u64,
-    /// `(name, μ, ν)` in parameter order.
+    /// `(name, μ, ν)` views, in parameter order.
     pub moments: Vec<(String, Tensor, Tensor)>,
+    mu: Tensor,
+    nu: Tensor,
 }
 
 impl Adam {
-    /// Zero moments shaped like `params`.
-    pub fn new(params: &[NamedTensor], lr: f64, max_grad_norm: Option<f64>) -> Self {
-        let moments = params
-            .iter()
-            .map(|(n, p)| (n.clone(), p.zeros_like(), p.zeros_like()))
-            .collect();
+    /// Zero moments for the flat parameter buffer `flat`, whose consecutive slices are `params`.
+    pub fn new(flat: &Tensor, params: &[NamedTensor], lr: f64, max_grad_norm: Option<f64>) -> Self {
+        let mu = flat.detach().zeros_like();
+        let nu = flat.detach().zeros_like();
+        let mut offset = 0;
+        let mut moments = Vec::with_capacity(params.len());
+        for (name, p) in params {
+            let (n, shape) = (p.numel() as i64, p.size());
+            let view = |t: &Tensor| t.narrow(0, offset, n).view(shape.as_slice());
+            moments.push((name.clone(), view(&mu), view(&nu)));
+            offset += n;
+        }
+        assert_eq!(
+            offset,
+            flat.numel() as i64,
+            "params must tile the flat buffer"
+        );
         Self {
             lr,
             beta1: 0.9,
@@ -39,59 +53,35 @@ impl Adam {
             max_grad_norm,
             count: 0,
             moments,
+            mu,
+            nu,
         }
     }
 
-    /// `√Σ_p Σ g²` over all gradients, as a 0-d tensor.
-    pub fn global_norm(grads: &[Tensor]) -> Tensor {
-        let squares: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Float)).collect();
-        Tensor::stack(&squares, 0).sum(Kind::Float).sqrt()
-    }
-
-    /// Clips (if configured) and applies one Adam step to `params` in place. Returns the global
-    /// gradient norm before clipping (0-d tensor, not read on the host).
-    pub fn step(&mut self, params: &[NamedTensor], grads: &[Tensor]) -> Tensor {
-        assert_eq!(
-            params.len(),
-            self.moments.len(),
-            "optimizer built for a different parameter list"
-        );
-        let norm = Self::global_norm(grads);
-        // optax clip_by_global_norm: g / max(norm, max) · max, i.e. unchanged when norm < max.
-        let scale = self
-            .max_grad_norm
-            .map(|m| norm.clamp_min(m).reciprocal() * m);
+    /// Clips (if configured) and applies one Adam step to the flat parameters `flat` in place,
+    /// given their flat gradient. Returns the global gradient norm `√Σ g²` before clipping
+    /// (0-d tensor, not read on the host). Seven whole-buffer kernels, no host synchronisation.
+    pub fn step(&mut self, flat: &Tensor, grad: &Tensor) -> Tensor {
+        let norm = grad.square().sum(Kind::Float).sqrt();
         self.count += 1;
         let t = self.count as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
         tch::no_grad(|| {
-            for (((_, p), g), (_, mu, nu)) in params.iter().zip(grads).zip(self.moments.iter_mut())
-            {
-                let g = match &scale {
-                    Some(s) => g * s,
-                    None => g.shallow_clone(),
-                };
-                let _ = mu.lerp_(&g, 1.0 - self.beta1);
-                *nu *= self.beta2;
-                let _ = nu.addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                let denom = (&*nu / bc2).sqrt() + self.eps;
-                let mut p = p.shallow_clone();
-                let _ = p.addcdiv_(&(&*mu * (-self.lr / bc1)), &denom);
-            }
+            // optax clip_by_global_norm: g / max(norm, max) · max, i.e. unchanged when norm < max.
+            let g = match self.max_grad_norm {
+                Some(m) => grad * (norm.clamp_min(m).reciprocal() * m),
+                None => grad.shallow_clone(),
+            };
+            let _ = self.mu.lerp_(&g, 1.0 - self.beta1);
+            self.nu *= self.beta2;
+            let _ = self.nu.addcmul_(&(&g * (1.0 - self.beta2)), &g);
+            let denom = (&self.nu / bc2).sqrt() + self.eps;
+            let mut p = flat.shallow_clone();
+            let _ = p.addcdiv_(&(&self.mu * (-self.lr / bc1)), &denom);
         });
         norm
     }
-}
-
-/// Polyak averaging `target ← τ·online + (1 − τ)·target`, tensor by tensor (no gradient).
-pub fn polyak_update(target: &[NamedTensor], online: &[NamedTensor], tau: f64) {
-    tch::no_grad(|| {
-        for ((_, t), (_, o)) in target.iter().zip(online) {
-            let mut t = t.shallow_clone();
-            let _ = t.lerp_(o, tau);
-        }
-    });
 }
 
 #[cfg(test)]
@@ -104,8 +94,8 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
         let params = vec![("w".to_string(), p.shallow_clone())];
         let g = Tensor::from_slice(&[30.0f32, -40.0, 1e-3]);
-        let mut adam = Adam::new(&params, 0.1, Some(1.0));
-        let norm = adam.step(&params, &[g.shallow_clone()]);
+        let mut adam = Adam::new(&p, &params, 0.1, Some(1.0));
+        let norm = adam.step(&p, &g);
         assert!((norm.double_value(&[]) - 50.0).abs() < 1e-3);
         let moved = (&p - Tensor::from_slice(&[1.0f32, -2.0, 3.0])).to_device(Device::Cpu);
         let v: Vec<f32> = Vec::try_from(moved).unwrap();
