@@ -32,7 +32,7 @@ fn run_err(cmd: &mut Command) -> String {
 const TINY: &str = r#"
 task = "cube-single"
 offline_steps = 60
-online_steps = 600
+online_steps = 1200
 envs = 2
 start_training = 100
 eval_interval = 200
@@ -127,18 +127,18 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
 
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["online_steps"], 600);
-    // Offline 60 updates, then one update per env step from step 100 to 600 (the resumed
+    assert_eq!(summary["online_steps"], 1200);
+    // Offline 60 updates, then one update per env step from step 100 to 1200 (the resumed
     // process redoes nothing that its checkpoint holds).
-    assert_eq!(summary["updates"], 60 + 501);
-    // Evaluations at offline step 60, online steps 200, 400, 600: none lost, none doubled.
+    assert_eq!(summary["updates"], 60 + 1101);
+    // Evaluations at offline step 60, online steps 200, 400, ..., 1200: none lost, none doubled.
     let steps: Vec<u64> = summary["evals"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["step"].as_u64().unwrap())
         .collect();
-    assert_eq!(steps, vec![60, 260, 460, 660]);
+    assert_eq!(steps, vec![60, 260, 460, 660, 860, 1060, 1260]);
     assert!(run.join("learning_curve.png").exists());
     // Metrics rows are strictly increasing in step: a resumed run does not log a step twice.
     let metric_steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -154,7 +154,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
         metric_steps.windows(2).all(|w| w[0] < w[1]),
         "{metric_steps:?}"
     );
-    assert_eq!(*metric_steps.last().unwrap(), 660);
+    assert_eq!(*metric_steps.last().unwrap(), 1260);
 
     let out = run_ok(
         qamlab()
@@ -244,6 +244,37 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     );
     assert!(
         err.contains("wrong.npz") && err.contains("3-D") && err.contains("28-D"),
+        "{err}"
+    );
+
+    // A dataset holding a NaN is refused before any training, naming the key.
+    let nan = dir.path().join("nan.npz");
+    {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&nan).unwrap());
+        let mut obs = ndarray::Array2::<f32>::zeros((6, 28));
+        obs[[1, 4]] = f32::NAN;
+        npz.add_array("observations", &obs).unwrap();
+        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((6, 5)))
+            .unwrap();
+        let terminals = ndarray::Array1::from(vec![false, false, true, false, false, true]);
+        npz.add_array("terminals", &terminals).unwrap();
+        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(6))
+            .unwrap();
+        npz.add_array("masks", &ndarray::Array1::<f32>::ones(6))
+            .unwrap();
+        npz.finish().unwrap();
+    }
+    let err = run_err(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&nan)
+            .arg("--out")
+            .arg(dir.path().join("r4")),
+    );
+    assert!(
+        err.contains("nan.npz") && err.contains("observations") && err.contains("non-finite"),
         "{err}"
     );
 

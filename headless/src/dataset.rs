@@ -266,8 +266,25 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             continue;
         }
         // A non-terminal row always has a next row: the last row is terminal (checked above).
+        for (key, values) in [
+            ("observations", &obs[t * o..(t + 2) * o]),
+            ("actions", &act[t * a..(t + 1) * a]),
+            ("rewards", std::slice::from_ref(&rewards[t])),
+            ("masks", std::slice::from_ref(&masks[t])),
+        ] {
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                bail!(
+                    "dataset {file}: key `{key}` holds a non-finite value ({v}) at row {t} or the row after"
+                );
+            }
+        }
         d.observations.extend_from_slice(&obs[t * o..(t + 1) * o]);
-        d.actions.extend_from_slice(&act[t * a..(t + 1) * a]);
+        // As OGBench's standard loader: actions strictly inside (-1, 1).
+        d.actions.extend(
+            act[t * a..(t + 1) * a]
+                .iter()
+                .map(|u| u.clamp(-1.0 + 1e-5, 1.0 - 1e-5)),
+        );
         d.next_observations
             .extend_from_slice(&obs[(t + 1) * o..(t + 2) * o]);
         d.rewards.push(rewards[t]);

@@ -452,6 +452,15 @@ impl<'a> Trainer<'a> {
     /// Writes agent, online replay data (with the episodes in progress) and run state into a new
     /// checkpoint directory, then publishes it.
     fn checkpoint(&mut self, pending: &[TransitionStore]) -> anyhow::Result<()> {
+        // Never checkpoint a diverged agent: the last checkpoint must be one worth resuming.
+        for (name, t) in self.agent.parameters() {
+            if t.isfinite().all().int64_value(&[]) == 0 {
+                bail!(
+                    "training diverged before step {}: parameter {name} is not finite (the last checkpoint is kept)",
+                    self.total_step()
+                );
+            }
+        }
         let dir = self
             .run
             .checkpoints()
