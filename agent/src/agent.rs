@@ -41,8 +41,8 @@ pub struct Nets {
     pub edit_alpha: Option<Temperature>,
     /// Act with `actor_fast` (QAM with `inv_temp ≠ 0`) rather than the BC flow actor.
     pub act_with_fast: bool,
-    /// Every trainable parameter lives in this one flat leaf (in [`Nets::trainable`] order); the
-    /// networks hold views of it.
+    /// Every trainable parameter lives in this one flat buffer (in [`Nets::trainable`] order);
+    /// the networks hold views of it that are gradient leaves.
     pub flat: Tensor,
     /// Every target parameter in one flat buffer: `target_critic`, then `target_actor_slow`.
     pub flat_targets: Tensor,
@@ -479,26 +479,22 @@ impl Agent {
         }
         let params = self.nets.trainable();
         let flat = &self.nets.flat;
-        let grad = Tensor::f_run_backward(&[total], &[flat], false, false)?.remove(0);
-        let grad = if grad.defined() {
-            grad
-        } else {
-            flat.zeros_like()
-        };
-        let mut offset = 0;
-        for (name, p) in &params {
-            let n = p.numel() as i64;
+        let inputs: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::f_run_backward(&[total], &inputs, false, false)?;
+        let mut pieces = Vec::with_capacity(params.len());
+        for ((name, p), g) in params.iter().zip(grads) {
             let excluded =
                 only.is_some_and(|prefixes| !prefixes.iter().any(|q| name.starts_with(q)));
-            if excluded {
-                let _ = grad.narrow(0, offset, n).zero_();
-            }
-            trace.record(
-                format!("grad/{name}"),
-                &grad.narrow(0, offset, n).view(p.size().as_slice()),
-            );
-            offset += n;
+            let g = if g.defined() && !excluded {
+                g
+            } else {
+                p.zeros_like()
+            };
+            trace.record(format!("grad/{name}"), &g);
+            pieces.push(g.reshape([-1]));
         }
+        // one flat gradient, laid out like `flat`
+        let grad = Tensor::cat(&pieces, 0);
         tch::no_grad(|| {
             for (prefix, offset, len) in &self.nets.polyak_ranges {
                 if only.is_none_or(|prefixes| prefixes.contains(&prefix.as_str())) {

@@ -22,9 +22,9 @@ pub trait Parameters {
 }
 
 /// Moves every tensor of `params` into one new flat buffer (in order) and replaces each by a
-/// view of it. The buffer is returned: a leaf that requires grad when `trainable`, so one
-/// backward yields one flat gradient and the optimiser and Polyak updates are a handful of
-/// whole-buffer kernels instead of a few per tensor.
+/// view of it; with `trainable` the views are gradient leaves. Backward still yields one small
+/// gradient per tensor (views of a non-differentiable buffer, so no full-size scatter per view),
+/// while the optimiser and Polyak updates run as a handful of whole-buffer kernels.
 pub fn flatten_parameters(params: Vec<&mut Tensor>, trainable: bool, device: Device) -> Tensor {
     let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
     let flat = Tensor::zeros([total], (Kind::Float, device));
@@ -38,9 +38,11 @@ pub fn flatten_parameters(params: Vec<&mut Tensor>, trainable: bool, device: Dev
             offset += n;
         }
     });
-    let flat = flat.set_requires_grad(trainable);
     for (p, (offset, n, shape)) in params.into_iter().zip(slots) {
-        *p = flat.narrow(0, offset, n).view(shape.as_slice());
+        *p = flat
+            .narrow(0, offset, n)
+            .view(shape.as_slice())
+            .set_requires_grad(trainable);
     }
     flat
 }
