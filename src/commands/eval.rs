@@ -1,10 +1,16 @@
-//! `qamlab eval`: evaluates the latest checkpoint of a run.
+//! `qamlab eval`: evaluates the latest checkpoint of a run, and with `--video` renders episodes of it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::Context;
 use qamlab_headless::TrainConfig;
 use qamlab_headless::run_dir::RunDir;
+
+use crate::view::video::{self, VideoOptions, VideoOutput};
+
+/// Size of the video's frames.
+const VIDEO_SIZE: (u32, u32) = (480, 360);
 
 /// Flags of `qamlab eval`.
 #[derive(clap::Args, Clone, Debug)]
@@ -24,9 +30,25 @@ pub struct EvalArgs {
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: qamlab_headless::DeviceChoice,
+    /// Also render episodes of the same checkpoint (480x360, 20 frames a second) to an animated GIF
+    /// [default: RUN/eval.gif], or to numbered PNG frames when PATH is a directory. Rendering is offscreen: no
+    /// display is needed, but a Vulkan driver is (a GPU's, or mesa's software lavapipe).
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub video: Option<Option<PathBuf>>,
+    /// Episodes in the video (from the evaluation's first initial states).
+    #[arg(long, default_value_t = 1, requires = "video",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub video_episodes: u32,
+    /// Keep every k-th control step in the video (it then plays k times faster than real time).
+    #[arg(long, default_value_t = 1, requires = "video",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub video_every: u32,
+    /// Render the video only, in this process (what `--video` runs in a child process).
+    #[arg(long, hide = true, requires = "video")]
+    pub video_only: bool,
 }
 
-/// Runs `qamlab eval` and prints the success rate.
+/// Runs `qamlab eval`: prints the success rate, then renders the video if asked.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
     let cfg = TrainConfig::from_toml_file(&run.config())
@@ -34,8 +56,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let checkpoint = run
         .latest_checkpoint()?
         .with_context(|| format!("{} has no checkpoint yet", args.run.display()))?;
+    let agent_file = checkpoint.join("agent.safetensors");
+    let video_out = match &args.video {
+        Some(path) => Some(VideoOutput::from_path(
+            &path.clone().unwrap_or_else(|| args.run.join("eval.gif")),
+        )?),
+        None => None,
+    };
+    if args.video_only {
+        let out = video_out.expect("--video-only requires --video");
+        return record_video(&args, &cfg.task, &agent_file, &out);
+    }
+
     let device = args.device.resolve()?;
-    let mut agent = qamlab_agent::Agent::load(checkpoint.join("agent.safetensors"), device)?;
+    let mut agent = qamlab_agent::Agent::load(&agent_file, device)?;
     let task = qamlab_tasks::load_task(&cfg.task)?;
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,
@@ -52,6 +86,93 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         100.0 * result.success_rate,
         result.episodes,
         result.mean_return
+    );
+    if let Some(out) = video_out {
+        render_in_child(&args, &out)?;
+    }
+    Ok(())
+}
+
+/// Renders the video in a child process (`qamlab eval ... --video-only`): the renderer's start-up cannot be
+/// undone in-process, and a machine with no render adapter makes it abort; the child's failure is turned into an
+/// error that says what is missing.
+fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the qamlab binary to render the video")?;
+    eprintln!(
+        "eval: rendering {} episode(s) to {} ...",
+        args.video_episodes,
+        out.path().display()
+    );
+    let child = Command::new(exe)
+        .arg("eval")
+        .arg("--run")
+        .arg(&args.run)
+        .args(["--seed", &args.seed.to_string()])
+        .arg("--video")
+        .arg(out.path())
+        .args(["--video-episodes", &args.video_episodes.to_string()])
+        .args(["--video-every", &args.video_every.to_string()])
+        .arg("--video-only")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output()
+        .context("starting the video renderer")?;
+    if child.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    // A panic's message (not its backtrace), or else the last lines.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = match lines.iter().position(|l| l.contains("panicked at")) {
+        Some(at) => &lines[at..lines.len().min(at + 4)],
+        None => &lines[lines.len().saturating_sub(15)..],
+    };
+    if stderr.contains("Unable to find a GPU") || stderr.contains("no render adapter") {
+        anyhow::bail!(
+            "--video: no render adapter: rendering needs a Vulkan driver (a GPU's, or mesa's software \
+             renderer lavapipe: the Debian package mesa-vulkan-drivers with libvulkan1, which scripts/setup.sh \
+             installs); `qamlab doctor` lists the drivers it finds. No video was written."
+        );
+    }
+    anyhow::bail!(
+        "--video: rendering failed ({}); no video was written. The renderer said:\n{}",
+        child.status,
+        tail.join("\n")
+    )
+}
+
+/// Records the video in this process (the child side of [`render_in_child`]).
+fn record_video(
+    args: &EvalArgs,
+    task_name: &str,
+    agent_file: &Path,
+    out: &VideoOutput,
+) -> anyhow::Result<()> {
+    let task = qamlab_tasks::load_task(task_name)?;
+    // The acting agent runs on the CPU, as in the window: one env needs no GPU.
+    let agent = qamlab_agent::Agent::load(agent_file, tch::Device::Cpu)
+        .with_context(|| format!("loading {}", agent_file.display()))?;
+    let options = VideoOptions {
+        episodes: args.video_episodes as usize,
+        every: args.video_every,
+        width: VIDEO_SIZE.0,
+        height: VIDEO_SIZE.1,
+        // The evaluation's first initial states (`evaluate` seeds env i with this + i).
+        first_seed: args.seed.wrapping_mul(0x9E37_79B9),
+    };
+    let recorded = video::record(&task, agent, &options)?;
+    out.write(&recorded)?;
+    let successes = recorded.successes.iter().filter(|s| **s).count();
+    println!(
+        "video: {} ({} frames of {}x{} at {} fps, {} episode(s), {} successful)",
+        out.path().display(),
+        recorded.frames.len(),
+        VIDEO_SIZE.0,
+        VIDEO_SIZE.1,
+        video::FPS,
+        recorded.successes.len(),
+        successes
     );
     Ok(())
 }

@@ -88,15 +88,16 @@ fn frame_scene(
     }
 }
 
-/// Turns, pans and zooms with the mouse, unless the pointer is busy with the panel.
+/// Turns, pans and zooms with the mouse, unless the pointer is busy with the panel (the offscreen video has
+/// neither egui nor a pointer).
 fn orbit_with_mouse(
     buttons: Res<ButtonInput<MouseButton>>,
     motion: Res<AccumulatedMouseMotion>,
     scroll: Res<AccumulatedMouseScroll>,
-    egui: Res<EguiWantsInput>,
+    egui: Option<Res<EguiWantsInput>>,
     mut cameras: Query<&mut OrbitCamera>,
 ) {
-    if egui.wants_pointer_input() || egui.is_pointer_over_area() {
+    if egui.is_some_and(|egui| egui.wants_pointer_input() || egui.is_pointer_over_area()) {
         return;
     }
     let delta = motion.delta;

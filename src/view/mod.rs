@@ -9,6 +9,7 @@
 //! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
 //! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
 //! * [`screenshot`]: [`ScreenshotPlugin`] saves one frame and exits (`--screenshot`).
+//! * [`video`]: [`video::record`] renders episodes offscreen, with no window, to a GIF (`qamlab eval --video`).
 
 pub mod camera;
 pub mod hot_reload;
@@ -18,6 +19,7 @@ pub mod render_sync;
 pub mod screenshot;
 pub mod stepping;
 pub mod training;
+pub mod video;
 
 #[cfg(test)]
 mod tests;
@@ -149,6 +151,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
             num_envs: usize::from(args.envs),
             seed: args.seed,
             speed: args.speed,
+            end_on_success: true,
         },
         PolicyPlugin,
         RenderSyncPlugin { grid: args.grid },

@@ -129,6 +129,20 @@ impl ActingPolicy {
         })
     }
 
+    /// The given agent acting alone (the video of `qamlab eval`): no fallback to another policy.
+    pub fn agent_only(agent: Agent, envs: usize, source: String) -> Self {
+        Self {
+            kind: PolicyKind::Agent,
+            agent: Some(Mutex::new(ActingAgent::new(agent, envs, source))),
+            agent_unusable: None,
+            oracle: Err("not used".into()),
+            random: ChaCha8Rng::seed_from_u64(0),
+            error: None,
+            saved: None,
+            fallback: None,
+        }
+    }
+
     /// Whether `kind` can act on the current envs (and why not).
     pub fn availability(&self, kind: PolicyKind) -> Result<(), String> {
         match kind {

@@ -145,6 +145,9 @@ pub struct EnvLayout {
     pub num_envs: usize,
     /// Env `i` of the next rebuild starts from `next_seed + i`.
     pub next_seed: u64,
+    /// Episodes end (and the env resets) as soon as they succeed, as in evaluation. The video recorder turns it
+    /// off so that the success can be seen before it rebuilds the envs itself.
+    pub end_on_success: bool,
 }
 
 /// Spawns the envs and steps them on the clock.
@@ -155,6 +158,8 @@ pub struct SteppingPlugin {
     pub seed: u64,
     /// Speed at start.
     pub speed: Speed,
+    /// See [`EnvLayout::end_on_success`].
+    pub end_on_success: bool,
 }
 
 impl Plugin for SteppingPlugin {
@@ -164,6 +169,7 @@ impl Plugin for SteppingPlugin {
             .insert_resource(EnvLayout {
                 num_envs: self.num_envs,
                 next_seed: self.seed,
+                end_on_success: self.end_on_success,
             })
             .init_resource::<EnvEntities>()
             .init_resource::<EnvGeneration>()
@@ -228,6 +234,7 @@ fn rebuild_envs(world: &mut World) {
         return;
     }
     let scene = world.resource::<ViewTask>().scene.clone();
+    let end_on_success = world.resource::<EnvLayout>().end_on_success;
     let old = std::mem::take(&mut world.resource_mut::<EnvEntities>().0);
     for entity in old {
         world.despawn(entity);
@@ -238,7 +245,7 @@ fn rebuild_envs(world: &mut World) {
         layout.next_seed += layout.num_envs as u64;
         (first..first + layout.num_envs as u64).collect()
     };
-    match spawn(world, &scene, &seeds) {
+    match spawn(world, &scene, &seeds, end_on_success) {
         Ok(entities) => {
             world.resource_mut::<EnvEntities>().0 = entities;
             world.resource_mut::<EnvGeneration>().0 += 1;
@@ -253,10 +260,11 @@ fn spawn(
     world: &mut World,
     scene: &TaskScene,
     seeds: &[u64],
+    end_on_success: bool,
 ) -> Result<Vec<Entity>, qamlab_sim::SimError> {
-    // Episodes end on success, as in evaluation: each success starts a new attempt.
+    // In the window, episodes end on success, as in evaluation: each success starts a new attempt.
     let options = EnvOptions {
-        terminate_on_success: true,
+        terminate_on_success: end_on_success,
         episode_length: None,
     };
     let (spec, entities) = qamlab_sim::batched::spawn_envs(world, scene, seeds, options)?;

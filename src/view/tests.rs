@@ -41,6 +41,7 @@ fn app(args: &[&str]) -> App {
                 num_envs: usize::from(args.envs),
                 seed: args.seed,
                 speed: Speed::X1,
+                end_on_success: true,
             },
             PolicyPlugin,
         ));

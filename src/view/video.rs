@@ -1,0 +1,558 @@
+//! `qamlab eval --video`: episodes of an agent rendered offscreen (no window, no display) to an animated GIF or to
+//! numbered PNG frames.
+//!
+//! The envs run the window's plugins: the same [`SimPlugin`] systems, the same stepping, policy driving, render
+//! sync and camera; only the camera's target differs (an image instead of a window) and the clock is driven one
+//! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green and the
+//! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bevy::app::PluginsState;
+use bevy::camera::RenderTarget;
+use bevy::ecs::schedule::ScheduleLabel;
+use bevy::image::Image;
+use bevy::prelude::*;
+use bevy::render::RenderPlugin;
+use bevy::render::render_resource::TextureFormat;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::window::ExitCondition;
+use qamlab_agent::Agent;
+use qamlab_sim::{SimPlugin, StepOutput};
+
+use super::policy::ActingPolicy;
+use super::stepping::{PendingRebuild, SimClock};
+use super::{
+    CameraPlugin, ControlStep, PolicyPlugin, RenderSyncPlugin, Speed, SteppingPlugin, ViewTask,
+};
+
+/// Frames per second of the GIF (one control step a frame at `every = 1`: real time for the built-in tasks).
+pub const FPS: u16 = 20;
+/// How long the last frame of an episode stays on screen.
+const HOLD_CENTISECONDS: u16 = 100;
+/// Frames rendered before the first one kept: pipelines, lookup tables and meshes settle.
+const WARM_UP_FRAMES: u32 = 4;
+/// Frames to wait for requested captures after the last episode before giving up.
+const PATIENCE_FRAMES: u32 = 600;
+/// The video's camera distance as a fraction of the window's.
+const CAMERA_ZOOM: f32 = 0.5;
+/// Width of the border that says how an episode ended, in pixels.
+const BORDER: u32 = 6;
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct VideoOptions {
+    /// Episodes recorded one after another.
+    pub episodes: usize,
+    /// Keep every k-th control step (and always the first and last frame of an episode).
+    pub every: u32,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Episode `i` starts from env seed `first_seed + i`.
+    pub first_seed: u64,
+}
+
+/// One kept frame.
+pub struct VideoFrame {
+    /// The picture.
+    pub image: image::RgbImage,
+    /// How long it shows, in hundredths of a second.
+    pub delay: u16,
+}
+
+/// A recorded video.
+pub struct Video {
+    /// Frames in order.
+    pub frames: Vec<VideoFrame>,
+    /// Whether each episode succeeded.
+    pub successes: Vec<bool>,
+}
+
+/// What the recorder knows of one requested capture.
+#[derive(Debug, Clone, Copy)]
+struct FrameMeta {
+    /// Part of the video.
+    keep: bool,
+    /// The last frame of an episode: whether it succeeded.
+    last_of: Option<bool>,
+}
+
+/// Renders `options.episodes` episodes of `agent` on the task `task` (loaded by [`qamlab_tasks::load_task`]).
+pub fn record(
+    task: &qamlab_tasks::Task,
+    agent: Agent,
+    options: &VideoOptions,
+) -> anyhow::Result<Video> {
+    anyhow::ensure!(options.episodes > 0, "a video needs at least one episode");
+    anyhow::ensure!(options.every > 0, "--video-every must be at least 1");
+    let (o, a) = (agent.obs_dim(), agent.action_dim());
+    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    anyhow::ensure!(
+        (o, a) == (spec.obs_dim, spec.action_dim),
+        "the agent takes {o} observations and {a} actions; task {} has {} and {}",
+        task.name,
+        spec.obs_dim,
+        spec.action_dim
+    );
+
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: None,
+                exit_condition: ExitCondition::DontExit,
+                close_when_requested: false,
+                ..default()
+            })
+            .set(RenderPlugin {
+                // Every pipeline ready at its first draw: no frame misses a mesh still compiling.
+                synchronous_pipeline_compilation: true,
+                ..default()
+            })
+            .disable::<bevy::winit::WinitPlugin>()
+            .disable::<bevy::log::LogPlugin>(),
+    )
+    .insert_resource(ViewTask {
+        name: task.name.clone(),
+        scene: task.scene.clone(),
+        watch: None,
+    })
+    .insert_resource(ActingPolicy::agent_only(agent, 1, "checkpoint".into()))
+    .insert_resource(TargetSize(UVec2::new(options.width, options.height)))
+    // Shadow maps to suit the small picture (software renderers pay for every texel).
+    .insert_resource(bevy::light::DirectionalLightShadowMap { size: 1024 })
+    .add_plugins((
+        SimPlugin {
+            schedule: ControlStep.intern(),
+        },
+        SteppingPlugin {
+            num_envs: 1,
+            seed: options.first_seed,
+            speed: Speed::X1,
+            end_on_success: false,
+        },
+        PolicyPlugin,
+        RenderSyncPlugin { grid: false },
+        CameraPlugin,
+    ))
+    .add_systems(Startup, create_target)
+    .add_systems(PostStartup, aim_cameras_at_target);
+
+    let start = Instant::now();
+    while app.plugins_state() == PluginsState::Adding {
+        bevy::tasks::tick_global_task_pools_on_main_thread();
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "the renderer did not start within two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    app.finish();
+    app.cleanup();
+
+    let captured: Arc<Mutex<Vec<(usize, image::RgbImage)>>> = Arc::default();
+    let failed: Arc<Mutex<Option<String>>> = Arc::default();
+    let episode_length = spec.episode_length;
+    let mut meta: Vec<FrameMeta> = Vec::new();
+    let mut successes = Vec::new();
+    // The episode's initial state is on screen, no step taken yet.
+    let mut fresh = true;
+    // The last step reached the goal on a frame that was not rendered: render it without stepping.
+    let mut show_success = false;
+    let mut t = 0u32;
+    let mut warm_up = WARM_UP_FRAMES;
+    let mut waited = 0u32;
+    loop {
+        let done = successes.len() == options.episodes;
+        if done {
+            if captured.lock().expect("never poisoned").len() == meta.len() {
+                break;
+            }
+            waited += 1;
+            anyhow::ensure!(
+                waited < PATIENCE_FRAMES,
+                "{} of {} frames never came back from the renderer",
+                meta.len() - captured.lock().expect("never poisoned").len(),
+                meta.len()
+            );
+        }
+        let recording = !done && warm_up == 0;
+        let step = recording && !fresh && !show_success;
+        let t_after = t + u32::from(step);
+        // Rendered: the kept steps, the first frame, the success, and the last state before the time limit
+        // (the step after it resets the env).
+        let capture = recording
+            && (!step || t_after.is_multiple_of(options.every) || t_after + 1 == episode_length);
+        {
+            let mut clock = app.world_mut().resource_mut::<SimClock>();
+            clock.paused = true;
+            clock.single_steps = u32::from(step);
+        }
+        // Frames not kept are not rendered at all.
+        let mut cameras = app.world_mut().query::<&mut Camera>();
+        for mut camera in cameras.iter_mut(app.world_mut()) {
+            camera.is_active = capture || warm_up > 0;
+        }
+        if capture {
+            let index = meta.len();
+            let target = app.world().resource::<VideoTarget>().0.clone();
+            let (frames, failed) = (captured.clone(), failed.clone());
+            app.world_mut().spawn(Screenshot::image(target)).observe(
+                move |shot: On<ScreenshotCaptured>| match shot.image.clone().try_into_dynamic() {
+                    Ok(image) => frames
+                        .lock()
+                        .expect("never poisoned")
+                        .push((index, image.to_rgb8())),
+                    Err(err) => {
+                        *failed.lock().expect("never poisoned") =
+                            Some(format!("converting a captured frame: {err}"));
+                    }
+                },
+            );
+            meta.push(FrameMeta {
+                keep: true,
+                last_of: None,
+            });
+        }
+        app.update();
+        if let Some(exit) = app.should_exit() {
+            anyhow::bail!("the renderer stopped early ({exit:?})");
+        }
+        if let Some(err) = failed.lock().expect("never poisoned").take() {
+            anyhow::bail!(err);
+        }
+        {
+            let policy = app.world().resource::<ActingPolicy>();
+            if let Some(err) = policy.error.as_ref().or(policy.fallback.as_ref()) {
+                anyhow::bail!("the agent cannot act: {err}");
+            }
+        }
+        if !recording {
+            // After the first framing of the envs (which the window's camera plugin does once).
+            if warm_up == 2 {
+                closer_camera(app.world_mut());
+            }
+            warm_up = warm_up.saturating_sub(1);
+            continue;
+        }
+        let ended = if step {
+            t = t_after;
+            let out = app.world().resource::<StepOutput>();
+            let (success, truncated) = (out.success[0], out.truncated[0]);
+            if truncated {
+                // The env has already started its next episode: the frame before this step was the last.
+                if capture {
+                    meta.last_mut().expect("captured").keep = false;
+                }
+                if let Some(last) = meta.iter_mut().rev().find(|m| m.keep) {
+                    last.last_of = Some(false);
+                }
+                Some(false)
+            } else if success && capture {
+                meta.last_mut().expect("captured").last_of = Some(true);
+                Some(true)
+            } else {
+                show_success = success;
+                None
+            }
+        } else if show_success {
+            meta.last_mut().expect("captured").last_of = Some(true);
+            show_success = false;
+            Some(true)
+        } else {
+            fresh = false;
+            None
+        };
+        if let Some(success) = ended {
+            successes.push(success);
+            t = 0;
+            fresh = true;
+            if successes.len() < options.episodes {
+                app.world_mut().resource_mut::<PendingRebuild>().0 = true;
+            }
+        }
+    }
+
+    let mut shots = std::mem::take(&mut *captured.lock().expect("never poisoned"));
+    shots.sort_by_key(|(index, _)| *index);
+    let frame_delay = 100 / FPS;
+    let frames = shots
+        .into_iter()
+        .filter(|(index, _)| meta[*index].keep)
+        .map(|(index, mut image)| {
+            let delay = match meta[index].last_of {
+                Some(success) => {
+                    draw_border(&mut image, success);
+                    HOLD_CENTISECONDS
+                }
+                None => frame_delay,
+            };
+            VideoFrame { image, delay }
+        })
+        .collect();
+    Ok(Video { frames, successes })
+}
+
+/// Moves the view's camera closer than the window's framing: the robot and the objects, not the whole table.
+fn closer_camera(world: &mut World) {
+    let mut cameras = world.query::<&mut super::camera::OrbitCamera>();
+    for mut orbit in cameras.iter_mut(world) {
+        orbit.distance *= CAMERA_ZOOM;
+    }
+}
+
+/// Size of the offscreen picture.
+#[derive(Resource, Debug, Clone, Copy)]
+struct TargetSize(UVec2);
+
+/// The image the camera renders into.
+#[derive(Resource, Debug, Clone)]
+struct VideoTarget(Handle<Image>);
+
+fn create_target(mut commands: Commands, size: Res<TargetSize>, mut images: ResMut<Assets<Image>>) {
+    let image = Image::new_target_texture(size.0.x, size.0.y, TextureFormat::Rgba8UnormSrgb, None);
+    commands.insert_resource(VideoTarget(images.add(image)));
+}
+
+/// Points the view's camera at the offscreen image.
+fn aim_cameras_at_target(
+    mut commands: Commands,
+    target: Res<VideoTarget>,
+    cameras: Query<Entity, With<Camera3d>>,
+) {
+    for camera in &cameras {
+        commands
+            .entity(camera)
+            .insert(RenderTarget::Image(target.0.clone().into()));
+    }
+}
+
+/// A border saying how the episode ended: green for success, red for failure.
+fn draw_border(image: &mut image::RgbImage, success: bool) {
+    let colour = if success {
+        BORDER_COLOURS[0]
+    } else {
+        BORDER_COLOURS[1]
+    };
+    let (w, h) = image.dimensions();
+    for y in 0..h {
+        for x in 0..w {
+            if x < BORDER || y < BORDER || x + BORDER >= w || y + BORDER >= h {
+                image.put_pixel(x, y, image::Rgb(colour));
+            }
+        }
+    }
+}
+
+/// Where a video goes: an animated GIF, or numbered PNG frames in a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoOutput {
+    /// One animated GIF.
+    Gif(PathBuf),
+    /// `frame-0000.png`, ... in this directory.
+    Frames(PathBuf),
+}
+
+impl VideoOutput {
+    /// A path ending in `.gif` is a GIF; an existing directory, or a path ending in `/`, holds PNG frames.
+    pub fn from_path(path: &Path) -> anyhow::Result<Self> {
+        let text = path.to_string_lossy();
+        if path.is_dir() || text.ends_with('/') {
+            Ok(Self::Frames(path.to_path_buf()))
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gif"))
+        {
+            Ok(Self::Gif(path.to_path_buf()))
+        } else {
+            anyhow::bail!(
+                "--video {}: give a `.gif` file, or a directory (ending in `/` if it does not exist yet) \
+                 for numbered PNG frames",
+                path.display()
+            )
+        }
+    }
+
+    /// The path given.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Gif(p) | Self::Frames(p) => p,
+        }
+    }
+
+    /// Writes the video (a GIF through a temporary file, renamed when complete).
+    pub fn write(&self, video: &Video) -> anyhow::Result<()> {
+        anyhow::ensure!(!video.frames.is_empty(), "the video has no frames");
+        match self {
+            Self::Gif(path) => write_gif(path, &video.frames),
+            Self::Frames(dir) => write_pngs(dir, &video.frames),
+        }
+    }
+}
+
+/// Colours that must be in the GIF's palette exactly: the borders.
+const BORDER_COLOURS: [[u8; 3]; 2] = [[40, 220, 90], [220, 50, 40]];
+
+/// Writes an animated GIF: one palette for the whole video (so still parts stay still) and, after the first
+/// frame, only the rectangle that changed (the table and the floor are encoded once).
+fn write_gif(path: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
+    let (w, h) = frames[0].image.dimensions();
+    let (gw, gh) = (
+        u16::try_from(w).context("frame too wide for a GIF")?,
+        u16::try_from(h).context("frame too tall for a GIF")?,
+    );
+    let palette = video_palette(frames);
+    let lookup = nearest_colour_table(&palette);
+    let index = |image: &image::RgbImage| -> Vec<u8> {
+        image
+            .pixels()
+            .map(|p| lookup[colour_key(p.0)])
+            .collect::<Vec<u8>>()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = frames.len().div_ceil(threads);
+    let indexed: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = frames
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(|| chunk.iter().map(|f| index(&f.image)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("indexing threads do not panic"))
+            .collect()
+    });
+
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("gif.tmp");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut encoder = gif::Encoder::new(std::io::BufWriter::new(file), gw, gh, &palette)?;
+    encoder.set_repeat(gif::Repeat::Infinite)?;
+    let (wu, hu) = (w as usize, h as usize);
+    for (i, (pixels, source)) in indexed.iter().zip(frames).enumerate() {
+        // The rectangle differing from the previous frame (all of the first; one pixel if nothing moved).
+        let (x0, y0, x1, y1) = match i.checked_sub(1).map(|j| &indexed[j]) {
+            None => (0, 0, wu, hu),
+            Some(previous) => {
+                let (mut x0, mut y0, mut x1, mut y1) = (wu, hu, 0, 0);
+                for y in 0..hu {
+                    let row = y * wu;
+                    for x in 0..wu {
+                        if pixels[row + x] != previous[row + x] {
+                            x0 = x0.min(x);
+                            y0 = y0.min(y);
+                            x1 = x1.max(x + 1);
+                            y1 = y1.max(y + 1);
+                        }
+                    }
+                }
+                if x1 == 0 {
+                    (0, 0, 1, 1)
+                } else {
+                    (x0, y0, x1, y1)
+                }
+            }
+        };
+        let mut buffer = Vec::with_capacity((x1 - x0) * (y1 - y0));
+        for y in y0..y1 {
+            buffer.extend_from_slice(&pixels[y * wu + x0..y * wu + x1]);
+        }
+        let frame = gif::Frame {
+            delay: source.delay,
+            dispose: gif::DisposalMethod::Keep,
+            left: x0 as u16,
+            top: y0 as u16,
+            width: (x1 - x0) as u16,
+            height: (y1 - y0) as u16,
+            buffer: std::borrow::Cow::Owned(buffer),
+            ..gif::Frame::default()
+        };
+        encoder.write_frame(&frame)?;
+    }
+    let mut writer = encoder.into_inner()?;
+    std::io::Write::flush(&mut writer)?;
+    drop(writer);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A 256-colour palette (RGB triples) for the whole video: NeuQuant on pixels sampled from every frame, with the
+/// border colours weighted in so that they come out exact enough.
+fn video_palette(frames: &[VideoFrame]) -> Vec<u8> {
+    const SAMPLE_PIXELS: usize = 1 << 19;
+    const ROW: usize = 512;
+    let total: usize = frames.iter().map(|f| f.image.as_raw().len() / 3).sum();
+    let stride = total.div_ceil(SAMPLE_PIXELS).max(1);
+    let mut sample: Vec<u8> = Vec::with_capacity(3 * (SAMPLE_PIXELS + 2 * ROW * 16));
+    let mut k = 0usize;
+    for frame in frames {
+        for p in frame.image.as_raw().chunks_exact(3) {
+            if k.is_multiple_of(stride) {
+                sample.extend_from_slice(p);
+            }
+            k += 1;
+        }
+    }
+    for colour in BORDER_COLOURS {
+        for _ in 0..ROW * 16 {
+            sample.extend_from_slice(&colour);
+        }
+    }
+    let rows = sample.len() / (3 * ROW);
+    sample.truncate(rows * ROW * 3);
+    let frame = gif::Frame::from_rgb_speed(ROW as u16, rows as u16, &sample, 10);
+    let mut palette = frame.palette.unwrap_or_default();
+    palette.resize(256 * 3, 0);
+    palette
+}
+
+/// Index of a colour in [`nearest_colour_table`]: 5 bits per channel.
+fn colour_key([r, g, b]: [u8; 3]) -> usize {
+    (usize::from(r >> 3) << 10) | (usize::from(g >> 3) << 5) | usize::from(b >> 3)
+}
+
+/// The nearest palette entry of every 15-bit colour.
+fn nearest_colour_table(palette: &[u8]) -> Vec<u8> {
+    let entries: Vec<[i32; 3]> = palette
+        .chunks_exact(3)
+        .map(|c| [i32::from(c[0]), i32::from(c[1]), i32::from(c[2])])
+        .collect();
+    (0..1usize << 15)
+        .map(|key| {
+            let centre = [
+                ((key >> 10) as i32) << 3 | 4,
+                (((key >> 5) & 31) as i32) << 3 | 4,
+                ((key & 31) as i32) << 3 | 4,
+            ];
+            let distance = |c: &[i32; 3]| {
+                (0..3)
+                    .map(|i| (c[i] - centre[i]) * (c[i] - centre[i]))
+                    .sum::<i32>()
+            };
+            entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| distance(c))
+                .map_or(0, |(i, _)| i as u8)
+        })
+        .collect()
+}
+
+fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (i, frame) in frames.iter().enumerate() {
+        let path = dir.join(format!("frame-{i:04}.png"));
+        frame
+            .image
+            .save_with_format(&path, image::ImageFormat::Png)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `qamlab eval --video`, for real and without a display: a tiny run (a 2-episode dataset, 20 offline updates of
+//! a tiny QAM), then its evaluation with a video rendered offscreen (mesa's lavapipe where there is no GPU). The
+//! GIF must decode into many frames of 480x360 in which the scene moves, the last one framed in the colour of the
+//! episode's outcome; with no Vulkan driver the command must fail saying so, and write nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+fn qamlab() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qamlab"));
+    // Offscreen: no display is needed, so none is given.
+    cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("running qamlab");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The cheapest run directory with a checkpoint: no online phase, tiny networks.
+const TINY: &str = r#"
+task = "cube-single"
+offline_steps = 20
+online_steps = 0
+eval_episodes = 1
+eval_envs = 1
+checkpoint_interval = 20
+log_interval = 10
+device = "cpu"
+
+[agent]
+batch_size = 16
+actor_hidden_dims = [16, 16]
+value_hidden_dims = [16, 16]
+num_qs = 2
+flow_steps = 3
+"#;
+
+fn tiny_run(dir: &Path) -> PathBuf {
+    let dataset = dir.join("data.npz");
+    run_ok(
+        qamlab()
+            .args(["collect", "--task", "cube-single", "--episodes", "2"])
+            .args(["--envs", "2", "--seed", "3", "--out"])
+            .arg(&dataset),
+    );
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let run = dir.join("run");
+    run_ok(
+        qamlab()
+            .arg("train")
+            .arg("--config")
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&dataset)
+            .arg("--out")
+            .arg(&run),
+    );
+    run
+}
+
+/// Every frame of a GIF composed onto its canvas (RGBA), and the canvas size.
+fn decode_gif(path: &Path) -> ((usize, usize), Vec<Vec<u8>>) {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options
+        .read_info(std::fs::File::open(path).expect("opening the GIF"))
+        .expect("a GIF header");
+    let (w, h) = (usize::from(decoder.width()), usize::from(decoder.height()));
+    let mut canvas = vec![0u8; w * h * 4];
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.read_next_frame().expect("a decodable frame") {
+        let (left, top) = (usize::from(frame.left), usize::from(frame.top));
+        let (fw, fh) = (usize::from(frame.width), usize::from(frame.height));
+        assert!(
+            left + fw <= w && top + fh <= h,
+            "a frame outside the canvas"
+        );
+        for y in 0..fh {
+            for x in 0..fw {
+                let src = &frame.buffer[(y * fw + x) * 4..(y * fw + x) * 4 + 4];
+                if src[3] != 0 {
+                    let dst = ((top + y) * w + left + x) * 4;
+                    canvas[dst..dst + 4].copy_from_slice(src);
+                }
+            }
+        }
+        frames.push(canvas.clone());
+    }
+    ((w, h), frames)
+}
+
+/// Mean absolute difference of two RGBA pictures, per channel value.
+fn difference(a: &[u8], b: &[u8]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x.abs_diff(*y)))
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
+    let start = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    eprintln!("tiny run in {:.1} s", start.elapsed().as_secs_f32());
+
+    let gif_path = dir.path().join("out").join("eval.gif");
+    let rendered = Instant::now();
+    let out = run_ok(
+        qamlab()
+            .arg("eval")
+            .arg("--run")
+            .arg(&run)
+            .args(["--episodes", "1", "--envs", "1", "--device", "cpu"])
+            .arg("--video")
+            .arg(&gif_path)
+            // Every 4th control step: fewer frames to render in software, the same episode.
+            .args(["--video-every", "4"]),
+    );
+    eprintln!(
+        "eval with a video in {:.1} s",
+        rendered.elapsed().as_secs_f32()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("success"), "no evaluation line:\n{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("video: "))
+        .unwrap_or_else(|| panic!("eval did not say where the video is:\n{stdout}"));
+    assert!(
+        line.contains(&*gif_path.to_string_lossy()),
+        "the video line names another path: {line}"
+    );
+    let succeeded = line.contains("1 successful");
+
+    let ((w, h), frames) = decode_gif(&gif_path);
+    assert_eq!((w, h), (480, 360), "the video's size");
+    // 200 control steps at most, every 4th kept: 50 frames for a failure, fewer for an early success.
+    assert!(frames.len() >= 10, "only {} frames ({line})", frames.len());
+    let size = std::fs::metadata(&gif_path).unwrap().len();
+    assert!(size < 3_000_000, "the GIF is {size} bytes");
+
+    // Not blank: the picture varies.
+    let first = &frames[0];
+    let rgb: Vec<f64> = first
+        .chunks_exact(4)
+        .flat_map(|p| p[..3].iter().map(|&v| f64::from(v)))
+        .collect();
+    let mean = rgb.iter().sum::<f64>() / rgb.len() as f64;
+    let spread = rgb.iter().map(|v| (v - mean).abs()).sum::<f64>() / rgb.len() as f64;
+    assert!(
+        spread > 10.0,
+        "the first frame is nearly uniform ({spread:.1})"
+    );
+    // The robot moves: consecutive frames differ, and the episode's end differs from its start.
+    let moving = frames
+        .windows(2)
+        .filter(|pair| difference(&pair[0], &pair[1]) > 0.0)
+        .count();
+    assert!(
+        moving * 2 >= frames.len(),
+        "only {moving} of {} frames differ from the one before",
+        frames.len()
+    );
+    let last = frames.last().unwrap();
+    let change = difference(first, last);
+    assert!(
+        change > 0.5,
+        "the last frame looks like the first ({change:.2})"
+    );
+    // The last frame is framed in the episode's outcome: green for a success, red for a failure.
+    let corner = &last[..3];
+    let (r, g) = (i32::from(corner[0]), i32::from(corner[1]));
+    if succeeded {
+        assert!(g > 150 && r < 120, "a success framed in {corner:?}");
+    } else {
+        assert!(r > 150 && g < 120, "a failure framed in {corner:?}");
+    }
+    eprintln!(
+        "{} frames, {size} bytes, success: {succeeded}, first -> last difference {change:.1}",
+        frames.len()
+    );
+
+    // No Vulkan driver: a clear error, no panic, no file.
+    let missing = dir.path().join("missing.gif");
+    let out = qamlab()
+        .arg("eval")
+        .arg("--run")
+        .arg(&run)
+        .args(["--episodes", "1", "--envs", "1", "--device", "cpu"])
+        .arg("--video")
+        .arg(&missing)
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .output()
+        .expect("running qamlab");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "eval --video succeeded with no renderer"
+    );
+    assert!(
+        stderr.contains("no render adapter") && stderr.contains("Vulkan driver"),
+        "the error does not say what is missing:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "a panic shown to the user:\n{stderr}"
+    );
+    assert!(!missing.exists(), "a video was written with no renderer");
+    eprintln!("whole test {:.1} s", start.elapsed().as_secs_f32());
+}
