@@ -35,7 +35,8 @@ pub struct EvalArgs {
     /// display is needed, but a Vulkan driver is (a GPU's, or mesa's software lavapipe).
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub video: Option<Option<PathBuf>>,
-    /// Episodes in the video (from the evaluation's first initial states).
+    /// Episodes in the video, from the evaluation's first initial states (with `--envs 1` on the CPU, the video's
+    /// first episode is the evaluation's first, step for step).
     #[arg(long, default_value_t = 1, requires = "video",
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub video_episodes: u32,

@@ -556,3 +556,96 @@ fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_is_a_gif_or_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let gif = dir.path().join("a.GIF");
+        assert_eq!(VideoOutput::from_path(&gif).unwrap(), VideoOutput::Gif(gif));
+        assert_eq!(
+            VideoOutput::from_path(dir.path()).unwrap(),
+            VideoOutput::Frames(dir.path().to_path_buf())
+        );
+        let new_dir = PathBuf::from("frames/");
+        assert_eq!(
+            VideoOutput::from_path(&new_dir).unwrap(),
+            VideoOutput::Frames(new_dir)
+        );
+        let err = VideoOutput::from_path(Path::new("clip.mp4")).unwrap_err();
+        assert!(err.to_string().contains("`.gif`"), "{err}");
+    }
+
+    /// A picture with a gradient background and a square at `x`.
+    fn picture(x: u32) -> image::RgbImage {
+        image::RgbImage::from_fn(64, 48, |px, py| {
+            if (x..x + 8).contains(&px) && (20..28).contains(&py) {
+                image::Rgb([240, 110, 20])
+            } else {
+                image::Rgb([(px * 3) as u8, (py * 4) as u8, 90])
+            }
+        })
+    }
+
+    #[test]
+    fn a_gif_round_trips_close_to_its_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.gif");
+        let mut frames: Vec<VideoFrame> = [4, 12, 12, 30]
+            .into_iter()
+            .map(|x| VideoFrame {
+                image: picture(x),
+                delay: 5,
+            })
+            .collect();
+        draw_border(&mut frames[3].image, true);
+        frames[3].delay = HOLD_CENTISECONDS;
+        VideoOutput::Gif(path.clone())
+            .write(&Video {
+                frames,
+                successes: vec![true],
+            })
+            .unwrap();
+
+        let mut options = gif::DecodeOptions::new();
+        options.set_color_output(gif::ColorOutput::RGBA);
+        let mut decoder = options
+            .read_info(std::fs::File::open(&path).unwrap())
+            .unwrap();
+        assert_eq!((decoder.width(), decoder.height()), (64, 48));
+        let mut canvas = vec![0u8; 64 * 48 * 4];
+        let mut decoded = Vec::new();
+        while let Some(frame) = decoder.read_next_frame().unwrap() {
+            let (l, t, w) = (
+                frame.left as usize,
+                frame.top as usize,
+                frame.width as usize,
+            );
+            for (i, px) in frame.buffer.chunks_exact(4).enumerate() {
+                let at = ((t + i / w) * 64 + l + i % w) * 4;
+                canvas[at..at + 4].copy_from_slice(px);
+            }
+            decoded.push((canvas.clone(), frame.delay, frame.width));
+        }
+        assert_eq!(decoded.len(), 4);
+        assert_eq!(decoded[2].2, 1, "an unchanged frame is one pixel");
+        assert_eq!(decoded[3].1, HOLD_CENTISECONDS);
+        for ((pixels, _, _), x) in decoded.iter().zip([4, 12, 12, 30]) {
+            let mut expected = picture(x);
+            if x == 30 {
+                draw_border(&mut expected, true);
+            }
+            for (got, want) in pixels.chunks_exact(4).zip(expected.pixels()) {
+                for c in 0..3 {
+                    assert!(
+                        got[c].abs_diff(want.0[c]) <= 24,
+                        "frame with the square at {x}: {got:?} for {want:?}"
+                    );
+                }
+            }
+        }
+    }
+}
