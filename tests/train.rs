@@ -1,32 +1,13 @@
 //! End-to-end training through the binary: collect -> train offline -> online, kill -9 and resume,
 //! evaluation of the run, and clear errors for bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn qamlab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_qamlab"))
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("running qamlab");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running qamlab");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{cmd:?} should fail");
-    assert!(!stderr.contains("panicked"), "{cmd:?} panicked:\n{stderr}");
-    stderr
-}
+use common::{qamlab, run_err, run_ok, write_npz};
 
 /// A tiny network and schedule so a whole run takes seconds on a CPU.
 const TINY: &str = r#"
@@ -219,20 +200,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
 
     // A dataset of another task's shape: 3-D observations, 2-D actions.
     let wrong = dir.path().join("wrong.npz");
-    {
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&wrong).unwrap());
-        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((6, 3)))
-            .unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((6, 2)))
-            .unwrap();
-        let terminals = ndarray::Array1::from(vec![false, false, true, false, false, true]);
-        npz.add_array("terminals", &terminals).unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(6))
-            .unwrap();
-        npz.add_array("masks", &ndarray::Array1::<f32>::ones(6))
-            .unwrap();
-        npz.finish().unwrap();
-    }
+    write_npz(&wrong, 3, 2, None);
     let err = run_err(
         qamlab()
             .args(["train", "--quiet", "--config"])
@@ -249,21 +217,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
 
     // A dataset holding a NaN is refused before any training, naming the key.
     let nan = dir.path().join("nan.npz");
-    {
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&nan).unwrap());
-        let mut obs = ndarray::Array2::<f32>::zeros((6, 28));
-        obs[[1, 4]] = f32::NAN;
-        npz.add_array("observations", &obs).unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((6, 5)))
-            .unwrap();
-        let terminals = ndarray::Array1::from(vec![false, false, true, false, false, true]);
-        npz.add_array("terminals", &terminals).unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(6))
-            .unwrap();
-        npz.add_array("masks", &ndarray::Array1::<f32>::ones(6))
-            .unwrap();
-        npz.finish().unwrap();
-    }
+    write_npz(&nan, 28, 5, Some((1, 4)));
     let err = run_err(
         qamlab()
             .args(["train", "--quiet", "--config"])

@@ -3,26 +3,19 @@
 //! GIF must decode into many frames of 480x360 in which the scene moves, the last one framed in the colour of the
 //! episode's outcome; with no Vulkan driver the command must fail saying so, and write nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::run_ok;
 use std::time::Instant;
 
 fn qamlab() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qamlab"));
+    let mut cmd = common::qamlab();
     // Offscreen: no display is needed, so none is given.
     cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
     cmd
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("running qamlab");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The cheapest run directory with a checkpoint: no online phase, tiny networks.
