@@ -22,6 +22,8 @@ enum Command {
     Collect(commands::collect::CollectArgs),
     /// Train an agent offline then online; `--resume RUN_DIR` continues a run.
     Train(commands::train::TrainArgs),
+    /// Draw the learning curves of several runs on one chart.
+    Plot(commands::plot::PlotArgs),
     /// Evaluate the latest checkpoint of a run.
     Eval(commands::eval::EvalArgs),
     /// Measure throughput (agent updates and latency, simulation steps).
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Collect(args) => commands::collect::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::Doctor => doctor::run(),
         Command::View(args) => view::run(*args),

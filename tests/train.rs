@@ -137,6 +137,10 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     );
     assert_eq!(*metric_steps.last().unwrap(), 1260);
 
+    let chart = dir.path().join("curves.png");
+    run_ok(qamlab().arg("plot").arg(&run).arg("--out").arg(&chart));
+    assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
+
     let out = run_ok(
         qamlab()
             .args([

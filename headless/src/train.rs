@@ -113,10 +113,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     cfg.validate()?;
     let device = cfg.device.resolve()?;
     if device == Device::Cpu {
-        // libtorch's OpenMP threads spin; sharing every core with the envs' physics pool makes
-        // updates many times slower. Half the cores train, the rest step the envs.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        tch::set_num_threads((cores / 2).max(1) as i32);
+        // Half the cores train, the rest step the envs.
+        crate::config::set_cpu_threads(None);
     }
     let task = qamlab_tasks::load_task(&cfg.task)?;
     let scene = &task.scene;

@@ -7,7 +7,7 @@ use qamlab_headless::DeviceChoice;
 /// What to measure.
 #[derive(clap::Subcommand, Clone, Debug)]
 pub enum BenchCommand {
-    /// Gradient updates/s and acting latency (batch 1 and 1024) of QAM, QAM-F, QAM-E and FQL.
+    /// Gradient updates/s and acting latency (batch 1 and 1024) of QAM, QAM-F, QAM-E, FQL and BC.
     Agent(AgentBenchArgs),
     /// Env steps/s with random actions for 1, 16, 64 and 256 envs, and oracle collection steps/s.
     Sim(SimBenchArgs),
@@ -25,9 +25,12 @@ pub struct AgentBenchArgs {
     /// Timed updates per agent.
     #[arg(long, default_value_t = 50)]
     pub updates: usize,
-    /// Agents to measure (default: qam, qam-f, qam-e, fql).
+    /// Agents to measure (default: qam, qam-f, qam-e, fql, bc).
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<String>,
+    /// libtorch threads on the CPU (default: half the cores, as training uses).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Flags of `qamlab bench sim`.
@@ -63,7 +66,13 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         other => anyhow::bail!("--size {other:?}: expected paper or small"),
     };
     let names = if args.agents.is_empty() {
-        vec!["qam".into(), "qam-f".into(), "qam-e".into(), "fql".into()]
+        vec![
+            "qam".into(),
+            "qam-f".into(),
+            "qam-e".into(),
+            "fql".into(),
+            "bc".into(),
+        ]
     } else {
         args.agents
     };

@@ -66,13 +66,13 @@ fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> Plan {
             episodes: 300,
             config: TrainConfig {
                 device: DeviceChoice::Cpu,
-                offline_steps: 6_000,
-                online_steps: 6_000,
+                offline_steps: 10_000,
+                online_steps: 10_000,
                 envs: 8,
                 start_training: 1_000,
-                eval_interval: 2_000,
-                checkpoint_interval: 2_000,
-                log_interval: 200,
+                eval_interval: 2_500,
+                checkpoint_interval: 2_500,
+                log_interval: 500,
                 agent: AgentConfig {
                     kind: AgentKind::Qam,
                     inv_temp: 1.0,

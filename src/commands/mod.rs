@@ -4,4 +4,5 @@ pub mod bench;
 pub mod collect;
 pub mod demo;
 pub mod eval;
+pub mod plot;
 pub mod train;
