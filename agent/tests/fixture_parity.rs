@@ -9,15 +9,24 @@ use qamlab_agent::{Agent, AgentConfig, AgentKind, Batch, ReplayNoise, Trace, Tra
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
+/// The fixture root: `QAMLAB_FIXTURES` (which must exist when set), else the shared fixtures beside
+/// the checkout; only that default may be absent (a clone outside the lab's layout), and then the
+/// parity tests say loudly that they were skipped.
 fn fixture_root() -> Option<PathBuf> {
-    let root = std::env::var_os("QAMLAB_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/qam"));
+    if let Some(root) = std::env::var_os("QAMLAB_FIXTURES").map(PathBuf::from) {
+        assert!(
+            root.is_dir(),
+            "QAMLAB_FIXTURES={} is not a directory",
+            root.display()
+        );
+        return Some(root);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/qam");
     if root.is_dir() {
         Some(root)
     } else {
         eprintln!(
-            "\n!!!!! QAM FIXTURES NOT FOUND AT {} — PARITY TESTS SKIPPED !!!!!\n",
+            "\n!!!!! QAM FIXTURES NOT FOUND AT {} — PARITY TESTS SKIPPED (set QAMLAB_FIXTURES) !!!!!\n",
             root.display()
         );
         None

@@ -384,11 +384,20 @@ impl<'a> Trainer<'a> {
         phase: &str,
         extra: &[(&str, f64)],
     ) -> anyhow::Result<()> {
-        // The only host synchronisation of the loop: once per log interval.
-        metrics
-            .check_finite()
-            .with_context(|| format!("training diverged at step {}", self.total_step()))?;
+        // The only host synchronisation of the loop: once per log interval. On a GPU the updates
+        // queued since the last read finish here, so this wait counts as update time.
+        let t0 = Instant::now();
         let pairs = metrics.to_pairs()?;
+        self.state.update_seconds += t0.elapsed().as_secs_f64();
+        if let Some((name, value)) = pairs
+            .iter()
+            .find(|(name, value)| name.ends_with("_loss") && !value.is_finite())
+        {
+            bail!(
+                "training diverged at step {}: {name} = {value}",
+                self.total_step()
+            );
+        }
         self.log_row(phase, pairs, extra)
     }
 
