@@ -187,29 +187,31 @@ impl Parameters for Mlp {
     }
 
     fn named_parameters(&self) -> Vec<NamedTensor> {
-        let mut v = Vec::new();
-        for (j, (d, norm)) in self.dense.iter().zip(&self.norms).enumerate() {
-            v.push((
-                format!("{}/Dense_{j}/bias", self.prefix),
-                d.bias.shallow_clone(),
-            ));
-            v.push((
-                format!("{}/Dense_{j}/kernel", self.prefix),
-                d.kernel.shallow_clone(),
-            ));
-            if let Some((scale, bias)) = norm {
-                v.push((
-                    format!("{}/LayerNorm_{j}/bias", self.prefix),
-                    bias.shallow_clone(),
-                ));
-                v.push((
-                    format!("{}/LayerNorm_{j}/scale", self.prefix),
-                    scale.shallow_clone(),
-                ));
-            }
-        }
-        v
+        let layers = self.dense.iter().map(|d| (&d.kernel, &d.bias));
+        named_layers(&self.prefix, layers, &self.norms)
     }
+}
+
+/// Reference names of an MLP's parameters (`<prefix>/Dense_j/{bias,kernel}`,
+/// `<prefix>/LayerNorm_j/{bias,scale}`), shared by the single and the ensemble MLP.
+fn named_layers<'a>(
+    prefix: &str,
+    layers: impl Iterator<Item = (&'a Tensor, &'a Tensor)>,
+    norms: &[Option<(Tensor, Tensor)>],
+) -> Vec<NamedTensor> {
+    let mut v = Vec::new();
+    for (j, ((kernel, bias), norm)) in layers.zip(norms).enumerate() {
+        v.push((format!("{prefix}/Dense_{j}/bias"), bias.shallow_clone()));
+        v.push((format!("{prefix}/Dense_{j}/kernel"), kernel.shallow_clone()));
+        if let Some((scale, bias)) = norm {
+            v.push((format!("{prefix}/LayerNorm_{j}/bias"), bias.shallow_clone()));
+            v.push((
+                format!("{prefix}/LayerNorm_{j}/scale"),
+                scale.shallow_clone(),
+            ));
+        }
+    }
+    v
 }
 
 /// `K` independent MLPs evaluated as one batched module: kernels `[K, in, out]`, biases and
@@ -302,25 +304,8 @@ impl Parameters for EnsembleMlp {
     }
 
     fn named_parameters(&self) -> Vec<NamedTensor> {
-        let mut v = Vec::new();
-        for (j, ((w, b), norm)) in self.dense.iter().zip(&self.norms).enumerate() {
-            v.push((format!("{}/Dense_{j}/bias", self.prefix), b.shallow_clone()));
-            v.push((
-                format!("{}/Dense_{j}/kernel", self.prefix),
-                w.shallow_clone(),
-            ));
-            if let Some((scale, bias)) = norm {
-                v.push((
-                    format!("{}/LayerNorm_{j}/bias", self.prefix),
-                    bias.shallow_clone(),
-                ));
-                v.push((
-                    format!("{}/LayerNorm_{j}/scale", self.prefix),
-                    scale.shallow_clone(),
-                ));
-            }
-        }
-        v
+        let layers = self.dense.iter().map(|(w, b)| (w, b));
+        named_layers(&self.prefix, layers, &self.norms)
     }
 }
 
