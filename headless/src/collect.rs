@@ -26,6 +26,8 @@ pub struct CollectOptions {
     pub noise: f32,
     /// "Play" data (random pick-and-place sub-goals) rather than solving the task's goal.
     pub play: bool,
+    /// Probability of a uniformly random action in place of the oracle's (OGBench's "noisy" data: 0.1).
+    pub random_action_prob: f32,
     /// Episode length replacing the task's.
     pub episode_length: Option<u32>,
     /// Output `.npz` path.
@@ -43,6 +45,7 @@ impl Default for CollectOptions {
             seed: 0,
             noise: 0.1,
             play: true,
+            random_action_prob: 0.0,
             episode_length: None,
             out: PathBuf::from("dataset.npz"),
             progress: false,
@@ -91,6 +94,11 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         "collect: noise must be >= 0, got {}",
         opts.noise
     );
+    ensure!(
+        (0.0..=1.0).contains(&opts.random_action_prob),
+        "collect: random_action_prob must lie in [0, 1], got {}",
+        opts.random_action_prob
+    );
     let task = load_task(&opts.task)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
@@ -117,6 +125,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
             OracleMode::Solve
         },
         noise: opts.noise,
+        random_action_prob: opts.random_action_prob,
         ..OracleConfig::default()
     };
     let mut oracle = CubeOracle::new(&spec, config, &oracle_seeds)?;
@@ -221,6 +230,41 @@ mod tests {
             out,
             ..CollectOptions::default()
         }
+    }
+
+    #[test]
+    fn random_actions_replace_the_oracle_at_the_given_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let actions_of = |prob: f32, name: &str| {
+            let path = dir.path().join(name);
+            collect(&CollectOptions {
+                noise: 0.0,
+                random_action_prob: prob,
+                ..small(path.clone(), 3)
+            })
+            .unwrap();
+            load_dataset(&path).unwrap().actions
+        };
+        let clean = actions_of(0.0, "clean.npz");
+        let noisy = actions_of(0.3, "noisy.npz");
+        // Uniform random actions differ from the script's in almost every component; the rest of
+        // the steps stay scripted, so only part of the rows change.
+        let rows_changed = clean
+            .chunks(5)
+            .zip(noisy.chunks(5))
+            .filter(|(a, b)| a != b)
+            .count();
+        let rows = clean.len() / 5;
+        assert!(
+            rows_changed > rows / 10 && rows_changed < rows,
+            "{rows_changed} of {rows}"
+        );
+        let err = collect(&CollectOptions {
+            random_action_prob: 1.5,
+            ..small(dir.path().join("bad.npz"), 3)
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("random_action_prob"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct CollectArgs {
     /// Solve the task's own goal instead of "play" (random pick-and-place sub-goals).
     #[arg(long)]
     pub solve: bool,
+    /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    pub random_action_prob: f32,
     /// Episode length (default: the task's).
     #[arg(long)]
     pub episode_length: Option<u32>,
@@ -45,6 +48,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         seed: args.seed,
         noise: args.noise,
         play: !args.solve,
+        random_action_prob: args.random_action_prob,
         episode_length: args.episode_length,
         out: args.out,
         progress: !args.quiet,
