@@ -49,3 +49,31 @@ fn unknown_subcommand_is_a_usage_error_not_a_panic() {
     assert!(stderr.contains("frobnicate"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn collect_writes_the_dataset_and_its_validation_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("play.npz");
+    let status = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+        .args([
+            "collect",
+            "--quiet",
+            "--episodes",
+            "3",
+            "--val-episodes",
+            "1",
+            "--envs",
+            "3",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let train = qamlab_headless::dataset::load_dataset(&out).unwrap();
+    let val = qamlab_headless::dataset::load_dataset(dir.path().join("play-val.npz")).unwrap();
+    assert_eq!((train.episodes, val.episodes), (3, 1));
+    // Its own seed stream: the validation episode is none of the training ones.
+    let first = |d: &qamlab_headless::dataset::Dataset| d.observations[..28].to_vec();
+    assert_ne!(first(&train), first(&val));
+}

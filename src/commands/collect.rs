@@ -34,14 +34,27 @@ pub struct CollectArgs {
     /// Episode length (default: the task's).
     #[arg(long)]
     pub episode_length: Option<u32>,
+    /// Also write OGBench's validation file `<out stem>-val.npz` with this many more episodes
+    /// (OGBench's own hold about a tenth as many), from a different seed stream.
+    #[arg(long, default_value_t = 0)]
+    pub val_episodes: usize,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// `data/x.npz` -> `data/x-val.npz`.
+fn val_path(out: &std::path::Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("dataset");
+    out.with_file_name(format!("{stem}-val.npz"))
+}
+
 /// Runs `qamlab collect` and prints what was written.
 pub fn run(args: CollectArgs) -> anyhow::Result<()> {
-    let summary = collect(&CollectOptions {
+    let options = CollectOptions {
         task: args.task,
         episodes: args.episodes,
         envs: args.envs,
@@ -52,7 +65,22 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         episode_length: args.episode_length,
         out: args.out,
         progress: !args.quiet,
-    })?;
+    };
+    report(&collect(&options)?);
+    if args.val_episodes > 0 {
+        let val = CollectOptions {
+            episodes: args.val_episodes,
+            // A seed stream of its own: no validation episode repeats a training one.
+            seed: options.seed ^ 0x7A11_DA7A_5EED_0001,
+            out: val_path(&options.out),
+            ..options
+        };
+        report(&collect(&val)?);
+    }
+    Ok(())
+}
+
+fn report(summary: &qamlab_headless::collect::CollectSummary) {
     println!(
         "wrote {}: {} episodes, {} transitions ({} rows), {:.0}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),
@@ -62,5 +90,4 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         100.0 * summary.success_fraction,
         summary.env_steps_per_sec
     );
-    Ok(())
 }
