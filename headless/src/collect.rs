@@ -220,6 +220,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
 mod tests {
     use super::*;
     use crate::dataset::load_dataset;
+    use std::path::Path;
 
     fn small(out: PathBuf, seed: u64) -> CollectOptions {
         CollectOptions {
@@ -395,25 +396,35 @@ print('ok')\n";
         );
     }
 
+    /// A 4-row npz with float32 observations `[4, 3]` and terminals ending one episode; actions
+    /// in the given dtype, `rewards_len` rewards, and masks only if asked.
+    fn broken_npz(path: &Path, f64_actions: bool, rewards_len: usize, masks: bool) {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
+        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
+            .unwrap();
+        if f64_actions {
+            npz.add_array("actions", &ndarray::Array2::<f64>::zeros((4, 2)))
+                .unwrap();
+        } else {
+            npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))
+                .unwrap();
+        }
+        let terminals = ndarray::Array1::<bool>::from(vec![false, false, false, true]);
+        npz.add_array("terminals", &terminals).unwrap();
+        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(rewards_len))
+            .unwrap();
+        if masks {
+            npz.add_array("masks", &ndarray::Array1::<f32>::zeros(4))
+                .unwrap();
+        }
+        npz.finish().unwrap();
+    }
+
     #[test]
     fn loader_errors_name_file_key_and_shape() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.npz");
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
-        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
-            .unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f64>::zeros((4, 2)))
-            .unwrap();
-        npz.add_array(
-            "terminals",
-            &ndarray::Array1::<bool>::from(vec![false, false, false, true]),
-        )
-        .unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(4))
-            .unwrap();
-        npz.add_array("masks", &ndarray::Array1::<f32>::zeros(4))
-            .unwrap();
-        npz.finish().unwrap();
+        broken_npz(&path, true, 4, true);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("broken.npz") && err.contains("`actions`") && err.contains("float32"),
@@ -421,19 +432,7 @@ print('ok')\n";
         );
 
         let path = dir.path().join("short.npz");
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
-        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
-            .unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))
-            .unwrap();
-        npz.add_array(
-            "terminals",
-            &ndarray::Array1::<bool>::from(vec![false, false, false, true]),
-        )
-        .unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(3))
-            .unwrap();
-        npz.finish().unwrap();
+        broken_npz(&path, false, 3, false);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("short.npz") && err.contains("`masks`") && err.contains("missing"),
@@ -441,21 +440,7 @@ print('ok')\n";
         );
 
         let path = dir.path().join("rows.npz");
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
-        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
-            .unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))
-            .unwrap();
-        npz.add_array(
-            "terminals",
-            &ndarray::Array1::<bool>::from(vec![false, false, false, true]),
-        )
-        .unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(3))
-            .unwrap();
-        npz.add_array("masks", &ndarray::Array1::<f32>::zeros(4))
-            .unwrap();
-        npz.finish().unwrap();
+        broken_npz(&path, false, 3, true);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("rows.npz") && err.contains("`rewards`") && err.contains("N = 4"),
