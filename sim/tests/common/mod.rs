@@ -4,17 +4,24 @@
 
 use qamlab_sim::prelude::*;
 
-pub const CUBE_SINGLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../assets/tasks/cube-single.scn.ron"
-);
+/// The cube-single scene file of this checkout. Resolved at run time (cargo sets
+/// CARGO_MANIFEST_DIR for `cargo test`): a test binary reused from a shared target directory may
+/// have been compiled in another checkout.
+pub fn cube_single_path() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+        .join("../assets/tasks/cube-single.scn.ron")
+}
 
 pub fn cube_single_text() -> String {
-    std::fs::read_to_string(CUBE_SINGLE).unwrap()
+    std::fs::read_to_string(cube_single_path()).unwrap()
 }
 
 pub fn cube_single() -> TaskScene {
-    TaskScene::from_file(CUBE_SINGLE).unwrap()
+    TaskScene::from_file(cube_single_path()).unwrap()
 }
 
 /// Deterministic pseudo-random actions in [-1, 1] (a tiny LCG: no dependence on the env).
