@@ -52,6 +52,20 @@ pub fn run() -> anyhow::Result<()> {
         },
     });
     checks.push(Check {
+        name: "CUDA graphs",
+        value: match (qamlab_agent::cuda_graph::available(), cuda) {
+            (false, _) => {
+                "not in this build (no CUDA headers when it was built: training runs eagerly)"
+                    .into()
+            }
+            (true, false) => "built in; no CUDA device to use them".into(),
+            (true, true) => match qamlab_agent::cuda_graph::self_test(tch::Device::Cuda(0)) {
+                Ok(()) => "built in; capture and replay work on cuda:0".into(),
+                Err(e) => format!("built in, but failing (training runs eagerly): {e}"),
+            },
+        },
+    });
+    checks.push(Check {
         name: "CPU threads",
         value: format!(
             "{} hardware, libtorch uses {}",

@@ -26,6 +26,7 @@ fn doctor_reports_libtorch_cuda_and_engines() {
     assert!(torch.contains("2.11.0"), "{torch}");
     for key in [
         "CUDA",
+        "CUDA graphs",
         "CPU threads",
         "display",
         "render adapters",

@@ -17,6 +17,11 @@ use crate::noise::{Noise, TorchNoise};
 use crate::optim::Adam;
 use crate::qam::{self, QFn, batch_actions};
 
+mod graphed;
+
+#[doc(hidden)]
+pub use graphed::GraphEmulation;
+
 /// Every network an agent may own; which ones exist depends on [`AgentKind`].
 ///
 /// FQL and BC keep their BC flow actor in `actor_slow` (named `actor_bc_flow`) and FQL its
@@ -211,6 +216,18 @@ pub struct Agent {
     pub(crate) nets: Nets,
     pub(crate) adam: Adam,
     noise: Box<dyn Noise>,
+    /// Captured CUDA graphs, when they are on (see [`Agent::use_cuda_graphs`]).
+    graphs: Option<graphed::Graphs>,
+    /// Why CUDA graphs were turned off after being asked for, if they were.
+    graph_fallback: Option<String>,
+}
+
+/// How [`Agent::apply_gradients`] runs: eagerly (host bookkeeping included) or as the body of a
+/// CUDA graph capture (device work only; the caller does the host half before each replay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepMode {
+    Eager,
+    Captured,
 }
 
 fn last(t: &Tensor) -> Tensor {
@@ -256,6 +273,8 @@ impl Agent {
             nets,
             adam,
             noise: Box::new(TorchNoise::new(seed)),
+            graphs: None,
+            graph_fallback: None,
         })
     }
 
@@ -295,8 +314,10 @@ impl Agent {
     }
 
     /// Replaces the randomness source (e.g. a [`crate::ReplayNoise`] in tests).
+    /// CUDA graphs need the seeded torch source and are turned off by this.
     pub fn set_noise(&mut self, noise: Box<dyn Noise>) {
         self.noise = noise;
+        self.graphs = None;
     }
 
     /// Every parameter (online and target) under its reference name; handles share storage.
@@ -347,13 +368,20 @@ impl Agent {
     /// naming the loss is returned (the step is not applied). On an accelerator the check would
     /// force a host sync, so it is left to the caller: call [`UpdateMetrics::check_finite`] when
     /// reading the metrics (e.g. every log interval).
+    ///
+    /// With CUDA graphs on ([`Agent::use_cuda_graphs`]) the update is replayed from a graph; the
+    /// returned metrics are then a snapshot taken after the replay.
     pub fn update(&mut self, batch: &Batch) -> Result<UpdateMetrics> {
+        if self.graphs.is_some() {
+            self.check_batch(batch)?;
+            if let Some(metrics) = self.update_graphed(batch)? {
+                return Ok(metrics);
+            }
+        }
         self.update_traced(batch, &mut Trace::disabled())
     }
 
-    /// [`Agent::update`] that also records every named intermediate, gradient (`grad/<name>`) and
-    /// the global gradient norm into `trace`.
-    pub fn update_traced(&mut self, batch: &Batch, trace: &mut Trace) -> Result<UpdateMetrics> {
+    fn check_batch(&self, batch: &Batch) -> Result<()> {
         batch.validate(self.obs_dim, self.action_dim)?;
         if batch.horizon() != self.cfg.horizon_length as i64 {
             return Err(crate::error::shape_error(
@@ -366,22 +394,42 @@ impl Agent {
                 &batch.actions.size(),
             ));
         }
+        Ok(())
+    }
+
+    /// [`Agent::update`] that also records every named intermediate, gradient (`grad/<name>`) and
+    /// the global gradient norm into `trace`.
+    pub fn update_traced(&mut self, batch: &Batch, trace: &mut Trace) -> Result<UpdateMetrics> {
+        self.check_batch(batch)?;
         let batch = &batch.to_device(self.device);
-        let _rng = self
-            .noise
+        let mut noise = std::mem::replace(&mut self.noise, Box::new(crate::noise::NoDraws));
+        let out = self.eager_update(batch, noise.as_mut(), trace);
+        self.noise = noise;
+        out
+    }
+
+    /// One eager update of the (device-resident) `batch` drawing from `noise`.
+    fn eager_update(
+        &mut self,
+        batch: &Batch,
+        noise: &mut dyn Noise,
+        trace: &mut Trace,
+    ) -> Result<UpdateMetrics> {
+        let _rng = noise
             .uses_global_torch_rng()
             .then(crate::noise::torch_rng_lock);
-        self.noise.reseed(self.step, 0);
+        noise.reseed(self.step, 0);
         let mut metrics = UpdateMetrics::default();
-        let total = self.losses(batch, &mut metrics, trace)?;
-        self.apply_gradients(&total, None, &mut metrics, trace)?;
+        let total = self.losses(batch, noise, &mut metrics, trace)?;
+        self.apply_gradients(&total, None, StepMode::Eager, &mut metrics, trace)?;
         Ok(metrics)
     }
 
     /// Builds the total loss of the configured variant (§4.5) and fills `metrics`.
     fn losses(
-        &mut self,
+        &self,
         batch: &Batch,
+        noise: &mut dyn Noise,
         metrics: &mut UpdateMetrics,
         trace: &mut Trace,
     ) -> Result<Tensor> {
@@ -390,7 +438,6 @@ impl Agent {
             &self.nets,
             self.cfg.policy_dim(self.action_dim) as i64,
         );
-        let noise = self.noise.as_mut();
         let obs = &batch.observations;
         let actions = batch_actions(batch, cfg);
         let valid = last(&batch.valid);
@@ -470,11 +517,12 @@ impl Agent {
         &mut self,
         total: &Tensor,
         only: Option<&[&str]>,
+        mode: StepMode,
         metrics: &mut UpdateMetrics,
         trace: &mut Trace,
     ) -> Result<()> {
         metrics.push("total_loss", total);
-        if self.device == Device::Cpu {
+        if mode == StepMode::Eager && self.device == Device::Cpu {
             metrics.check_finite()?;
         }
         let params = self.nets.trainable();
@@ -503,10 +551,15 @@ impl Agent {
                 }
             }
         });
-        let norm = self.adam.step(flat, &grad);
+        let norm = match mode {
+            StepMode::Eager => self.adam.step(flat, &grad),
+            StepMode::Captured => self.adam.apply(flat, &grad),
+        };
         trace.record("grad_global_norm", &norm);
         metrics.push("grad_norm", &norm);
-        self.step += 1;
+        if mode == StepMode::Eager {
+            self.step += 1;
+        }
         Ok(())
     }
 
@@ -566,6 +619,7 @@ impl Agent {
         self.apply_gradients(
             &total,
             Some(&["actor_slow/", "actor_fast/"]),
+            StepMode::Eager,
             &mut metrics,
             &mut trace,
         )?;
@@ -584,20 +638,38 @@ impl Agent {
             ));
         }
         self.act_calls += 1;
-        let _rng = self
-            .noise
+        if self.graphs.is_some()
+            && let Some(actions) = self.act_graphed(obs)?
+        {
+            return Ok(actions);
+        }
+        self.act_eagerly(obs)
+    }
+
+    /// The current acting call done eagerly with the agent's own noise source.
+    fn act_eagerly(&mut self, obs: &Tensor) -> Result<Tensor> {
+        let obs = obs.to_device(self.device).to_kind(Kind::Float);
+        let mut noise = std::mem::replace(&mut self.noise, Box::new(crate::noise::NoDraws));
+        let out = self.eager_act(&obs, noise.as_mut());
+        self.noise = noise;
+        out
+    }
+
+    /// `sample_actions` of the device-resident `obs` for the current acting call, drawing from
+    /// `noise` (reseeded from the step and acting-call counters).
+    fn eager_act(&self, obs: &Tensor, noise: &mut dyn Noise) -> Result<Tensor> {
+        let _rng = noise
             .uses_global_torch_rng()
             .then(crate::noise::torch_rng_lock);
-        self.noise.reseed(self.step, self.act_calls);
-        let obs = obs.to_device(self.device).to_kind(Kind::Float);
+        noise.reseed(self.step, self.act_calls);
         let d = self.policy_dim() as i64;
         tch::no_grad(|| {
             acting::sample_actions(
                 &self.nets,
                 &self.cfg,
                 d,
-                &obs,
-                self.noise.as_mut(),
+                obs,
+                noise,
                 "act",
                 &mut Trace::disabled(),
             )

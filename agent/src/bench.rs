@@ -17,6 +17,8 @@ pub struct BenchReport {
     pub kind: String,
     /// Device, e.g. `Cpu` or `Cuda(0)`.
     pub device: String,
+    /// How updates and acting ran: `eager`, `cuda graph`, or `eager (CUDA graph failed: …)`.
+    pub execution: String,
     /// Batch size of the updates.
     pub batch_size: usize,
     /// Timed updates (after warm-up).
@@ -69,7 +71,8 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2] * 1e3
 }
 
-/// Times `updates` gradient steps (after 3 warm-up steps) and 20 acting calls at batch 1 and 1024.
+/// Times `updates` gradient steps (after 3 warm-up steps) and 20 acting calls at batch 1 and 1024,
+/// eagerly or (`cuda_graphs`) replayed from CUDA graphs captured during the warm-up.
 pub fn bench_agent(
     kind: AgentKind,
     config: AgentConfig,
@@ -77,10 +80,12 @@ pub fn bench_agent(
     updates: usize,
     obs_dim: usize,
     action_dim: usize,
+    cuda_graphs: bool,
 ) -> Result<BenchReport> {
     let cfg = AgentConfig { kind, ..config };
     let (b, h) = (cfg.batch_size as i64, cfg.horizon_length as i64);
     let mut agent = Agent::new(cfg.clone(), obs_dim, action_dim, device, 0)?;
+    agent.use_cuda_graphs(cuda_graphs)?;
     let batch = random_batch(b, h, obs_dim as i64, action_dim as i64, device);
     for _ in 0..3 {
         agent.update(&batch)?;
@@ -111,9 +116,15 @@ pub fn bench_agent(
     };
     let act_latency_b1_ms = latency(1)?;
     let act_latency_b1024_ms = latency(1024)?;
+    let execution = match (cuda_graphs, agent.cuda_graph_fallback()) {
+        (false, _) => "eager".to_string(),
+        (true, None) => "cuda graph".to_string(),
+        (true, Some(reason)) => format!("eager (CUDA graph failed: {reason})"),
+    };
     Ok(BenchReport {
         kind: kind.as_str().into(),
         device: format!("{device:?}"),
+        execution,
         batch_size: cfg.batch_size,
         updates,
         updates_per_sec: updates as f64 / elapsed,

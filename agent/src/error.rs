@@ -56,6 +56,9 @@ pub enum AgentError {
         /// What is wrong with it.
         reason: String,
     },
+    /// CUDA graph capture or replay failed (the agent falls back to eager work).
+    #[error("CUDA graph: {0}")]
+    CudaGraph(String),
     /// An error raised by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -14,6 +14,7 @@
 //! * [`agent`] — [`Agent`]: networks + optimiser; `update` composes the losses.
 //! * [`metrics`] — lazily read update metrics and the intermediate trace.
 //! * [`checkpoint`] — atomic safetensors checkpoints.
+//! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
 //! * [`bench`] — update throughput and acting latency.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod cuda_graph;
 pub mod data;
 pub mod error;
 pub mod fql;

@@ -59,6 +59,25 @@ impl UpdateMetrics {
             .collect())
     }
 
+    /// A copy made by one stack kernel, for metrics that live in a CUDA graph's static outputs
+    /// (its next replay overwrites them).
+    pub(crate) fn snapshot(&self) -> Result<UpdateMetrics> {
+        if self.entries.is_empty() {
+            return Ok(UpdateMetrics::default());
+        }
+        let values: Vec<Tensor> = self
+            .entries
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        let stacked = Tensor::f_stack(&values, 0)?;
+        let entries = (0..)
+            .zip(&self.entries)
+            .map(|(i, (name, _))| (*name, stacked.select(0, i)))
+            .collect();
+        Ok(UpdateMetrics { entries })
+    }
+
     /// Errors naming the first loss (metric ending in `_loss`) that is NaN or infinite.
     pub fn check_finite(&self) -> Result<()> {
         for (name, value) in self.to_pairs()? {

@@ -25,6 +25,10 @@ pub trait Noise: Send {
     fn uses_global_torch_rng(&self) -> bool {
         false
     }
+    /// The base seed if this is a seeded [`TorchNoise`] (what CUDA graphs can reproduce).
+    fn torch_seed(&self) -> Option<u64> {
+        None
+    }
 }
 
 static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -84,9 +88,27 @@ impl Noise for TorchNoise {
         true
     }
 
+    fn torch_seed(&self) -> Option<u64> {
+        Some(self.seed)
+    }
+
     fn reseed(&mut self, step: u64, stream: u64) {
         // Seeds the CPU and every CUDA generator; no device synchronisation.
         tch::manual_seed(mix(self.seed, step, stream));
+    }
+}
+
+/// A source that refuses every draw: stands in for an agent's own source while that one is lent
+/// out to an update (never asked for a draw).
+pub(crate) struct NoDraws;
+
+impl Noise for NoDraws {
+    fn normal(&mut self, label: &str, _shape: &[i64], _device: Device) -> Result<Tensor> {
+        Err(AgentError::Noise(format!("no source to draw {label} from")))
+    }
+
+    fn uniform(&mut self, label: &str, _shape: &[i64], _device: Device) -> Result<Tensor> {
+        Err(AgentError::Noise(format!("no source to draw {label} from")))
     }
 }
 

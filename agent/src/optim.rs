@@ -25,6 +25,10 @@ pub struct Adam {
     pub moments: Vec<(String, Tensor, Tensor)>,
     mu: Tensor,
     nu: Tensor,
+    /// `−lr / (1 − β₁ᵗ)` and `1 − β₂ᵗ` of the coming step as 0-d device tensors, filled by
+    /// [`Adam::prepare`], so the kernels of [`Adam::apply`] can be replayed from a CUDA graph.
+    step_scale: Tensor,
+    bias_correction2: Tensor,
 }
 
 impl Adam {
@@ -53,20 +57,34 @@ impl Adam {
             max_grad_norm,
             count: 0,
             moments,
+            step_scale: Tensor::zeros([], (Kind::Float, flat.device())),
+            bias_correction2: Tensor::zeros([], (Kind::Float, flat.device())),
             mu,
             nu,
         }
     }
 
     /// Clips (if configured) and applies one Adam step to the flat parameters `flat` in place,
-    /// given their flat gradient. Returns the global gradient norm `√Σ g²` before clipping
-    /// (0-d tensor, not read on the host). Seven whole-buffer kernels, no host synchronisation.
+    /// given their flat gradient: [`Adam::prepare`] then [`Adam::apply`]. Returns the global
+    /// gradient norm `√Σ g²` before clipping (0-d tensor, not read on the host).
     pub fn step(&mut self, flat: &Tensor, grad: &Tensor) -> Tensor {
-        let norm = grad.square().sum(Kind::Float).sqrt();
+        self.prepare();
+        self.apply(flat, grad)
+    }
+
+    /// Host half of a step: counts it and writes its bias corrections to the device (two fills,
+    /// no synchronisation).
+    pub fn prepare(&mut self) {
         self.count += 1;
         let t = self.count as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
+        let _ = self.step_scale.fill_(-self.lr / (1.0 - self.beta1.powi(t)));
+        let _ = self.bias_correction2.fill_(1.0 - self.beta2.powi(t));
+    }
+
+    /// Device half of a step, for the count set by the last [`Adam::prepare`]: seven
+    /// whole-buffer kernels, no host synchronisation, nothing read from the host.
+    pub fn apply(&mut self, flat: &Tensor, grad: &Tensor) -> Tensor {
+        let norm = grad.square().sum(Kind::Float).sqrt();
         tch::no_grad(|| {
             // optax clip_by_global_norm: g / max(norm, max) · max, i.e. unchanged when norm < max.
             let g = match self.max_grad_norm {
@@ -76,11 +94,16 @@ impl Adam {
             let _ = self.mu.lerp_(&g, 1.0 - self.beta1);
             self.nu *= self.beta2;
             let _ = self.nu.addcmul_(&(&g * (1.0 - self.beta2)), &g);
-            let denom = (&self.nu / bc2).sqrt() + self.eps;
+            let denom = (&self.nu / &self.bias_correction2).sqrt() + self.eps;
             let mut p = flat.shallow_clone();
-            let _ = p.addcdiv_(&(&self.mu * (-self.lr / bc1)), &denom);
+            let _ = p.addcdiv_(&(&self.mu * &self.step_scale), &denom);
         });
         norm
+    }
+
+    /// The whole-buffer state `(μ, ν)` (to snapshot and restore around a capture).
+    pub fn state(&self) -> (&Tensor, &Tensor) {
+        (&self.mu, &self.nu)
     }
 }
 

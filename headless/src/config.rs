@@ -90,6 +90,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Device for the agent.
     pub device: DeviceChoice,
+    /// On a CUDA device, replay updates and acting from CUDA graphs (each capture is checked
+    /// against eager work; on any failure training goes on eagerly with a warning).
+    pub cuda_graphs: bool,
     /// The agent's hyper-parameters.
     pub agent: AgentConfig,
 }
@@ -111,6 +114,7 @@ impl Default for TrainConfig {
             log_interval: 1_000,
             seed: 0,
             device: DeviceChoice::Auto,
+            cuda_graphs: true,
             agent: AgentConfig::default(),
         }
     }

@@ -50,6 +50,9 @@ pub struct TrainSummary {
     pub agent: String,
     /// Device used.
     pub device: String,
+    /// How updates and acting ran: `eager`, `cuda graphs`, or `eager (CUDA graph failed: …)`.
+    #[serde(default)]
+    pub execution: String,
     /// Success rate at the last offline evaluation (None without an offline phase).
     pub offline_success: Option<f64>,
     /// Success rate at the last online evaluation (None without an online phase).
@@ -142,6 +145,8 @@ struct Trainer<'a> {
     started: Instant,
     wall_before: f64,
     observer: Option<Box<dyn TrainObserver>>,
+    /// Whether the fall-back from CUDA graphs was reported already.
+    fallback_reported: bool,
 }
 
 impl<'a> Trainer<'a> {
@@ -175,10 +180,12 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             wall_before: 0.0,
             observer: None,
+            fallback_reported: false,
         };
         if resume {
             trainer.restore()?;
         } else {
+            trainer.configure_graphs();
             if run.latest_checkpoint()?.is_some() {
                 bail!(
                     "{} already holds a run with checkpoints: continue it with --resume, or choose another --out",
@@ -191,6 +198,25 @@ impl<'a> Trainer<'a> {
             let _ = std::fs::remove_file(run.metrics());
         }
         Ok(trainer)
+    }
+
+    /// Turns CUDA graphs on when the run asks for them and the agent is on a CUDA device.
+    fn configure_graphs(&mut self) {
+        if self.cfg.cuda_graphs
+            && self.agent.device().is_cuda()
+            && let Err(e) = self.agent.use_cuda_graphs(true)
+        {
+            tracing::warn!("{e}; training runs eagerly");
+        }
+    }
+
+    /// `eager`, `cuda graphs`, or why graphs were given up.
+    fn execution(&self) -> String {
+        match self.agent.cuda_graph_fallback() {
+            Some(reason) => format!("eager (CUDA graph failed: {reason})"),
+            None if self.agent.cuda_graphs_active() => "cuda graphs".into(),
+            None => "eager".into(),
+        }
     }
 
     fn total_step(&self) -> u64 {
@@ -389,6 +415,12 @@ impl<'a> Trainer<'a> {
         let t0 = Instant::now();
         let pairs = metrics.to_pairs()?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
+        if !self.fallback_reported
+            && let Some(reason) = self.agent.cuda_graph_fallback()
+        {
+            tracing::warn!("CUDA graphs turned off, training goes on eagerly: {reason}");
+            self.fallback_reported = true;
+        }
         if let Some((name, value)) = pairs
             .iter()
             .find(|(name, value)| name.ends_with("_loss") && !value.is_finite())
@@ -514,6 +546,7 @@ impl<'a> Trainer<'a> {
         };
         let device = self.agent.device();
         self.agent = Agent::load(dir.join("agent.safetensors"), device)?;
+        self.configure_graphs();
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading {}", state_path.display()))?;
@@ -573,6 +606,7 @@ impl<'a> Trainer<'a> {
             task: self.cfg.task.clone(),
             agent: self.cfg.agent.kind.as_str().into(),
             device: format!("{:?}", self.agent.device()),
+            execution: self.execution(),
             offline_success: last("offline"),
             online_success: last("online"),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),

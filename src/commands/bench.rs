@@ -28,9 +28,23 @@ pub struct AgentBenchArgs {
     /// Agents to measure (default: qam, qam-f, qam-e, fql, bc).
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<String>,
+    /// On CUDA: measure eager execution, CUDA graphs, or both (one row each, same run).
+    #[arg(long, value_enum, default_value_t = GraphChoice::Both)]
+    pub cuda_graphs: GraphChoice,
     /// libtorch threads on the CPU (default: half the cores, as training uses).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// Which execution modes `qamlab bench agent` measures on a CUDA device.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphChoice {
+    /// Eager and CUDA graphs, one row each.
+    Both,
+    /// CUDA graphs only.
+    On,
+    /// Eager only.
+    Off,
 }
 
 /// Flags of `qamlab bench sim`.
@@ -80,17 +94,24 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         "device {device:?}, size {size} (obs 28, action 5), {} timed updates each",
         args.updates
     );
-    println!("| agent | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
-    println!("|---|---|---|---|");
+    let modes: &[bool] = match (device.is_cuda(), args.cuda_graphs) {
+        (false, _) | (true, GraphChoice::Off) => &[false],
+        (true, GraphChoice::On) => &[true],
+        (true, GraphChoice::Both) => &[false, true],
+    };
+    println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
+    println!("|---|---|---|---|---|");
     for name in names {
         let kind: AgentKind = name.parse()?;
         let mut cfg = base.clone();
         qamlab_headless::config::select_agent_kind(&mut cfg, kind);
-        let r = bench_agent(kind, cfg, device, args.updates, 28, 5)?;
-        println!(
-            "| {} | {:.1} | {:.2} | {:.2} |",
-            r.kind, r.updates_per_sec, r.act_latency_b1_ms, r.act_latency_b1024_ms
-        );
+        for &graphs in modes {
+            let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, graphs)?;
+            println!(
+                "| {} | {} | {:.1} | {:.2} | {:.2} |",
+                r.kind, r.execution, r.updates_per_sec, r.act_latency_b1_ms, r.act_latency_b1024_ms
+            );
+        }
     }
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Seed of everything random in the run.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// On CUDA, replay updates and acting from CUDA graphs (default true).
+    #[arg(long)]
+    pub cuda_graphs: Option<bool>,
     /// Evaluate every this many steps.
     #[arg(long)]
     pub eval_interval: Option<u64>,
@@ -87,6 +90,7 @@ impl TrainArgs {
             envs,
             device,
             seed,
+            cuda_graphs,
             eval_interval,
             eval_episodes,
             checkpoint_interval
@@ -137,7 +141,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 /// Prints the figures a user looks for after a run.
 pub fn print_summary(s: &TrainSummary) {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
-    println!("task {} | agent {} | device {}", s.task, s.agent, s.device);
+    println!(
+        "task {} | agent {} | device {} ({})",
+        s.task, s.agent, s.device, s.execution
+    );
     println!(
         "success: offline {} -> online {}",
         pct(s.offline_success),

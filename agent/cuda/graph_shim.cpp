@@ -1,0 +1,102 @@
+// A thin C ABI over libtorch's CUDA graph capture (at::cuda::CUDAGraph), which tch does not
+// expose. Rust drives it from `agent/src/cuda_graph.rs`: enter a private side stream, capture the
+// work the current thread enqueues there, replay it later on the current stream. Every function
+// returns NULL or a malloc'd error message (C++ exceptions never cross the boundary).
+
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <optional>
+
+struct QamlabGraph {
+  explicit QamlabGraph(c10::DeviceIndex device)
+      : stream(c10::cuda::getStreamFromPool(false, device)) {}
+  // Declared first so it is destroyed last, after the streams.
+  at::cuda::CUDAGraph graph;
+  // Capture needs a non-default stream; the same one is used for the warm-up work, so lazily
+  // created per-stream state (cuBLAS workspaces) exists before capture begins.
+  c10::cuda::CUDAStream stream;
+  // The stream that was current before `enter_stream` (restored by `exit_stream`). Set directly
+  // rather than through CUDAStreamGuard, whose inline guard implementation would make this object
+  // link against libcudart itself instead of reaching CUDA only through libtorch.
+  std::optional<c10::cuda::CUDAStream> previous;
+};
+
+static char* error_copy(const char* message) {
+  char* out = static_cast<char*>(std::malloc(std::strlen(message) + 1));
+  if (out != nullptr) {
+    std::strcpy(out, message);
+  }
+  return out;
+}
+
+template <typename F>
+static char* guarded(F&& body) {
+  try {
+    body();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_copy(e.what());
+  } catch (...) {
+    return error_copy("unknown C++ exception in the CUDA graph shim");
+  }
+}
+
+extern "C" {
+
+char* qamlab_graph_new(int device, QamlabGraph** out) {
+  return guarded([&] { *out = new QamlabGraph(static_cast<c10::DeviceIndex>(device)); });
+}
+
+char* qamlab_graph_enter_stream(QamlabGraph* g) {
+  return guarded([&] {
+    // Work already queued on the current stream must be visible to the side stream.
+    c10::cuda::device_synchronize();
+    if (!g->previous) {
+      g->previous = c10::cuda::getCurrentCUDAStream(g->stream.device_index());
+    }
+    c10::cuda::setCurrentCUDAStream(g->stream);
+  });
+}
+
+char* qamlab_graph_exit_stream(QamlabGraph* g) {
+  return guarded([&] {
+    g->stream.synchronize();
+    if (g->previous) {
+      c10::cuda::setCurrentCUDAStream(*g->previous);
+      g->previous.reset();
+    }
+  });
+}
+
+char* qamlab_graph_capture_begin(QamlabGraph* g) {
+  return guarded([&] {
+    c10::cuda::device_synchronize();
+    // Thread-local: only this thread's unsafe CUDA calls (a synchronisation, say) break the
+    // capture; another thread using the GPU meanwhile (a viewer, a second agent) does not.
+    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+  });
+}
+
+char* qamlab_graph_capture_end(QamlabGraph* g) {
+  return guarded([&] { g->graph.capture_end(); });
+}
+
+char* qamlab_graph_replay(QamlabGraph* g) {
+  return guarded([&] { g->graph.replay(); });
+}
+
+void qamlab_graph_free(QamlabGraph* g) {
+  try {
+    delete g;
+  } catch (...) {
+  }
+}
+
+void qamlab_graph_free_error(char* message) { std::free(message); }
+
+}  // extern "C"
