@@ -21,7 +21,13 @@ fn fixture_root() -> Option<PathBuf> {
         );
         return Some(root);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/qam");
+    // The crate directory at run time (cargo sets it for `cargo test`): a test binary reused from a
+    // shared target directory may have been compiled in another checkout.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    let root = crate_dir.join("../../shared/fixtures/qam");
     if root.is_dir() {
         Some(root)
     } else {
@@ -158,13 +164,14 @@ fn alias(name: &str) -> Option<&'static str> {
     })
 }
 
-fn check_variant(dir: &Path) -> Vec<String> {
+/// One variant's reference update replayed on `device`; returns the mismatches.
+fn check_variant(dir: &Path, device: Device) -> Vec<String> {
     let cfg_json: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let cfg = config_from_fixture(&cfg_json["agent_config"]);
     let obs_dim = cfg_json["obs_dim"].as_u64().unwrap() as usize;
     let action_dim = cfg_json["action_dim"].as_u64().unwrap() as usize;
-    let mut agent = Agent::new(cfg.clone(), obs_dim, action_dim, Device::Cpu, 0).unwrap();
+    let mut agent = Agent::new(cfg.clone(), obs_dim, action_dim, device, 0).unwrap();
     let params: Vec<(String, Tensor)> = load(&dir.join("params_before.safetensors"))
         .into_iter()
         .filter(|(n, _)| !n.starts_with("target_actor_fast/"))
@@ -264,8 +271,8 @@ fn check_variant(dir: &Path) -> Vec<String> {
     failures
 }
 
-#[test]
-fn every_variant_matches_the_reference_update() {
+/// Every variant folder under the fixture root, checked on `device`.
+fn every_variant_on(device: Device) {
     let Some(root) = fixture_root() else { return };
     let mut variants: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
@@ -280,16 +287,31 @@ fn every_variant_matches_the_reference_update() {
     let failures: Vec<String> = variants
         .iter()
         .flat_map(|v| {
-            check_variant(v)
+            check_variant(v, device)
                 .into_iter()
                 .map(move |f| format!("{}: {f}", v.file_name().unwrap().to_string_lossy()))
         })
         .collect();
     assert!(
         failures.is_empty(),
-        "fixture mismatches:\n{}",
+        "fixture mismatches on {device:?}:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_variant_matches_the_reference_update() {
+    every_variant_on(Device::Cpu);
+}
+
+/// The same reference updates run by libtorch's CUDA kernels (skipped, loudly, without CUDA).
+#[test]
+fn every_variant_matches_the_reference_update_on_cuda() {
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIPPED: no CUDA device; the CUDA parity check runs on a GPU machine only");
+        return;
+    }
+    every_variant_on(Device::Cuda(0));
 }
 
 #[test]
