@@ -662,6 +662,11 @@ impl Agent {
             .uses_global_torch_rng()
             .then(crate::noise::torch_rng_lock);
         noise.reseed(self.step, self.act_calls);
+        self.act_drawing_from(obs, noise)
+    }
+
+    /// The device work of `sample_actions` on `obs`, drawing from `noise` as it stands.
+    fn act_drawing_from(&self, obs: &Tensor, noise: &mut dyn Noise) -> Result<Tensor> {
         let d = self.policy_dim() as i64;
         tch::no_grad(|| {
             acting::sample_actions(

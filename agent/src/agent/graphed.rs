@@ -435,29 +435,13 @@ impl Agent {
         Ok(Some(eager))
     }
 
-    /// The device work of one acting call on the static observations and draws of a graph.
-    fn act_body(&self, obs: &Tensor, noise: &mut StaticNoise) -> Result<Tensor> {
-        let d = self.policy_dim() as i64;
-        tch::no_grad(|| {
-            crate::acting::sample_actions(
-                &self.nets,
-                &self.cfg,
-                d,
-                obs,
-                noise,
-                "act",
-                &mut Trace::disabled(),
-            )
-        })
-    }
-
     /// The current acting call from the graph of `g` (its draws refilled first).
     fn replay_act(&self, g: &mut GraphedAct) -> Result<()> {
         self.refill(&mut g.noise, self.step, self.act_calls);
         match &g.graph {
             Captured::Cuda(graph) => graph.replay(),
             Captured::Emulated => {
-                g.actions = self.act_body(&g.obs, &mut g.noise)?;
+                g.actions = self.act_drawing_from(&g.obs, &mut g.noise)?;
                 Ok(())
             }
         }
@@ -504,7 +488,7 @@ impl Agent {
         noise.freeze();
         let mut actions = Tensor::zeros([0], (Kind::Float, self.device));
         graph.capture(|| {
-            actions = self.act_body(&obs, &mut noise)?;
+            actions = self.act_drawing_from(&obs, &mut noise)?;
             Ok(())
         })?;
         let mut g = GraphedAct {
