@@ -103,7 +103,10 @@ pub fn bench_agent(
     }
     let mut latency = |n: i64| -> Result<f64> {
         let obs = Tensor::randn([n, obs_dim as i64], (Kind::Float, device));
-        let _ = agent.sample_actions(&obs)?;
+        // With graphs, the first call captures and the second is checked against eager work.
+        for _ in 0..2 {
+            let _ = agent.sample_actions(&obs)?;
+        }
         let mut times = Vec::new();
         for _ in 0..20 {
             let t = Instant::now();
