@@ -62,24 +62,27 @@ fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> Plan {
             },
         }
     } else {
+        // Networks small enough for ~90 updates/s on one core, and most of the steps online,
+        // where QAM's success climbs fastest (docs/benchmarks.md, "Training").
         Plan {
-            episodes: 300,
+            episodes: 1000,
             config: TrainConfig {
                 device: DeviceChoice::Cpu,
-                offline_steps: 10_000,
-                online_steps: 10_000,
+                offline_steps: 20_000,
+                online_steps: 30_000,
                 envs: 8,
                 start_training: 1_000,
-                eval_interval: 2_500,
-                checkpoint_interval: 2_500,
+                eval_interval: 5_000,
+                eval_episodes: 30,
+                checkpoint_interval: 5_000,
                 log_interval: 500,
                 agent: AgentConfig {
                     kind: AgentKind::Qam,
                     inv_temp: 1.0,
-                    batch_size: 128,
-                    actor_hidden_dims: vec![128, 128, 128],
-                    value_hidden_dims: vec![128, 128, 128],
-                    num_qs: 4,
+                    batch_size: 64,
+                    actor_hidden_dims: vec![128, 128],
+                    value_hidden_dims: vec![128, 128],
+                    num_qs: 2,
                     ..AgentConfig::default()
                 },
                 ..base
