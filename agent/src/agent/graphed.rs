@@ -208,6 +208,17 @@ impl Agent {
         self.graphs.as_ref().and_then(|g| g.emulation)
     }
 
+    /// A graph to capture into, or `None` with graphs turned off if none can be made.
+    fn new_graph(&mut self) -> Option<Captured> {
+        match Captured::new(self.device, self.emulation()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.graphs_off(e);
+                None
+            }
+        }
+    }
+
     fn seed_for_graphs(&self) -> u64 {
         self.noise
             .torch_seed()
@@ -352,12 +363,8 @@ impl Agent {
     }
 
     fn capture_update(&mut self, batch: &Batch) -> Result<Option<UpdateMetrics>> {
-        let mut graph = match Captured::new(self.device, self.emulation()) {
-            Ok(g) => g,
-            Err(e) => {
-                self.graphs_off(e);
-                return Ok(None);
-            }
+        let Some(mut graph) = self.new_graph() else {
+            return Ok(None);
         };
         let batch = own_batch(batch, self.device);
         let mut noise = StaticNoise::recording(self.seed_for_graphs());
@@ -448,12 +455,8 @@ impl Agent {
     }
 
     fn capture_act(&mut self, obs: &Tensor) -> Result<Option<Tensor>> {
-        let mut graph = match Captured::new(self.device, self.emulation()) {
-            Ok(g) => g,
-            Err(e) => {
-                self.graphs_off(e);
-                return Ok(None);
-            }
+        let Some(mut graph) = self.new_graph() else {
+            return Ok(None);
         };
         let obs = obs.to_kind(Kind::Float).to_device(self.device).copy();
         let mut noise = StaticNoise::recording(self.seed_for_graphs());
