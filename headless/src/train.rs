@@ -207,15 +207,7 @@ impl<'a> Trainer<'a> {
             && let Err(e) = self.agent.use_cuda_graphs(true)
         {
             tracing::warn!("{e}; training runs eagerly");
-        }
-    }
-
-    /// `eager`, `cuda graphs`, or why graphs were given up.
-    fn execution(&self) -> String {
-        match self.agent.cuda_graph_fallback() {
-            Some(reason) => format!("eager (CUDA graph failed: {reason})"),
-            None if self.agent.cuda_graphs_active() => "cuda graphs".into(),
-            None => "eager".into(),
+            self.fallback_reported = true;
         }
     }
 
@@ -606,7 +598,7 @@ impl<'a> Trainer<'a> {
             task: self.cfg.task.clone(),
             agent: self.cfg.agent.kind.as_str().into(),
             device: format!("{:?}", self.agent.device()),
-            execution: self.execution(),
+            execution: self.agent.execution(),
             offline_success: last("offline"),
             online_success: last("online"),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),

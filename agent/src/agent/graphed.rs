@@ -143,24 +143,26 @@ impl Agent {
     /// the graph shim and the agent's own seeded noise source. Graphs are captured lazily, per
     /// batch shape, and each is checked against eager work before it is trusted; if anything
     /// fails the agent goes on eagerly and says why in [`Agent::cuda_graph_fallback`].
+    /// A refusal is also kept as the fall-back reason (see [`Agent::execution`]).
     pub fn use_cuda_graphs(&mut self, on: bool) -> Result<()> {
         if !on {
             self.graphs = None;
             return Ok(());
         }
-        if !matches!(self.device, Device::Cuda(_)) {
-            return Err(AgentError::CudaGraph(format!(
+        let refused = if !matches!(self.device, Device::Cuda(_)) {
+            format!(
                 "CUDA graphs need a CUDA device; this agent is on {:?}",
                 self.device
-            )));
-        }
-        if !cuda_graph::available() {
-            return Err(AgentError::CudaGraph(
-                "this build has no CUDA graph support (rebuild with the torch wheel's CUDA headers)"
-                    .into(),
-            ));
-        }
-        self.graphs_on(None)
+            )
+        } else if !cuda_graph::available() {
+            "this build has no CUDA graph support (rebuild with the torch wheel's CUDA headers)"
+                .into()
+        } else {
+            return self.graphs_on(None);
+        };
+        let e = AgentError::CudaGraph(refused);
+        self.graph_fallback = Some(e.to_string());
+        Err(e)
     }
 
     /// Runs the graph machinery on any device with capture and replay emulated (see
@@ -193,6 +195,15 @@ impl Agent {
     /// Why CUDA graphs were turned off after [`Agent::use_cuda_graphs`] turned them on, if they were.
     pub fn cuda_graph_fallback(&self) -> Option<&str> {
         self.graph_fallback.as_deref()
+    }
+
+    /// How updates and acting run: `eager`, `cuda graphs`, or `eager (CUDA graph failed: …)`.
+    pub fn execution(&self) -> String {
+        match (&self.graph_fallback, self.graphs.is_some()) {
+            (Some(reason), _) => format!("eager (CUDA graph failed: {reason})"),
+            (None, true) => "cuda graphs".into(),
+            (None, false) => "eager".into(),
+        }
     }
 
     fn graphs_off(&mut self, reason: AgentError) {
