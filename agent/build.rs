@@ -2,16 +2,23 @@ include!("../build-support/torch_link.rs");
 
 fn main() {
     link_libtorch();
-    build_cuda_graph_shim();
+    build_cuda_shims();
 }
 
-/// Compiles `cuda/graph_shim.cpp` (CUDA graph capture through libtorch) when libtorch has CUDA and
-/// the CUDA runtime headers that came with the torch wheel are found; otherwise the crate builds
-/// without it and `cuda_graph::AVAILABLE` is false.
-fn build_cuda_graph_shim() {
+/// Compiles the CUDA shims over libtorch (`cuda/graph_shim.cpp`: CUDA graph capture;
+/// `cuda/precision_shim.cpp`: the TF32 matmul switch) when libtorch has CUDA and the CUDA runtime
+/// headers that came with the torch wheel are found; otherwise the crate builds without them and
+/// `cuda_graph::available()` and `precision::available()` are false.
+fn build_cuda_shims() {
     use std::path::{Path, PathBuf};
-    println!("cargo::rustc-check-cfg=cfg(qamlab_cuda_graphs)");
-    println!("cargo:rerun-if-changed=cuda/graph_shim.cpp");
+    println!("cargo::rustc-check-cfg=cfg(qamlab_cuda_shim)");
+    for file in [
+        "cuda/shim.h",
+        "cuda/graph_shim.cpp",
+        "cuda/precision_shim.cpp",
+    ] {
+        println!("cargo:rerun-if-changed={file}");
+    }
     println!("cargo:rerun-if-env-changed=QAMLAB_CUDA_INCLUDE");
     let Ok(libtorch) = std::env::var("LIBTORCH") else {
         return;
@@ -41,7 +48,7 @@ fn build_cuda_graph_shim() {
     let (Some(runtime), Some(crt)) = (runtime, crt) else {
         println!(
             "cargo:warning=libtorch has CUDA but the CUDA runtime headers were not found \
-             (set QAMLAB_CUDA_INCLUDE); building without CUDA graphs"
+             (set QAMLAB_CUDA_INCLUDE); building without CUDA graphs or the TF32 switch"
         );
         return;
     };
@@ -50,6 +57,7 @@ fn build_cuda_graph_shim() {
     build
         .cpp(true)
         .file("cuda/graph_shim.cpp")
+        .file("cuda/precision_shim.cpp")
         .include(torch.join("include"))
         .include(runtime);
     if crt != runtime {
@@ -59,11 +67,11 @@ fn build_cuda_graph_shim() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
-        .compile("qamlab_graph_shim");
+        .compile("qamlab_cuda_shims");
     let lib = torch.join("lib");
     println!("cargo:rustc-link-search=native={}", lib.display());
     for name in ["torch_cuda", "c10_cuda", "torch_cpu", "c10"] {
         println!("cargo:rustc-link-lib=dylib={name}");
     }
-    println!("cargo:rustc-cfg=qamlab_cuda_graphs");
+    println!("cargo:rustc-cfg=qamlab_cuda_shim");
 }

@@ -66,6 +66,24 @@ pub fn run() -> anyhow::Result<()> {
         },
     });
     checks.push(Check {
+        name: "TF32 matmuls",
+        value: match (
+            qamlab_agent::precision::available(),
+            qamlab_agent::precision::tf32_matmuls(),
+        ) {
+            (false, _) => "no switch in this build (CUDA matmuls stay IEEE fp32)".into(),
+            (true, Ok(on)) => format!(
+                "switch built in, now {} (`train --tf32 true`, `bench agent --tf32 both`)",
+                if on {
+                    "on"
+                } else {
+                    "off: CUDA matmuls in IEEE fp32"
+                }
+            ),
+            (true, Err(e)) => format!("switch built in, but failing: {e}"),
+        },
+    });
+    checks.push(Check {
         name: "CPU threads",
         value: format!(
             "{} hardware, libtorch uses {}",

@@ -27,6 +27,7 @@ fn doctor_reports_libtorch_cuda_and_engines() {
     for key in [
         "CUDA",
         "CUDA graphs",
+        "TF32 matmuls",
         "CPU threads",
         "display",
         "render adapters",

@@ -1,16 +1,15 @@
 // A thin C ABI over libtorch's CUDA graph capture (at::cuda::CUDAGraph), which tch does not
 // expose. Rust drives it from `agent/src/cuda_graph.rs`: enter a private side stream, capture the
 // work the current thread enqueues there, replay it later on the current stream. Every function
-// returns NULL or a malloc'd error message (C++ exceptions never cross the boundary).
+// returns NULL or an error message (see shim.h).
 
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <exception>
 #include <optional>
+
+#include "shim.h"
 
 struct QamlabGraph {
   explicit QamlabGraph(c10::DeviceIndex device)
@@ -26,34 +25,14 @@ struct QamlabGraph {
   std::optional<c10::cuda::CUDAStream> previous;
 };
 
-static char* error_copy(const char* message) {
-  char* out = static_cast<char*>(std::malloc(std::strlen(message) + 1));
-  if (out != nullptr) {
-    std::strcpy(out, message);
-  }
-  return out;
-}
-
-template <typename F>
-static char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_copy(e.what());
-  } catch (...) {
-    return error_copy("unknown C++ exception in the CUDA graph shim");
-  }
-}
-
 extern "C" {
 
 char* qamlab_graph_new(int device, QamlabGraph** out) {
-  return guarded([&] { *out = new QamlabGraph(static_cast<c10::DeviceIndex>(device)); });
+  return qamlab_guarded([&] { *out = new QamlabGraph(static_cast<c10::DeviceIndex>(device)); });
 }
 
 char* qamlab_graph_enter_stream(QamlabGraph* g) {
-  return guarded([&] {
+  return qamlab_guarded([&] {
     // Work already queued on the current stream must be visible to the side stream.
     c10::cuda::device_synchronize();
     if (!g->previous) {
@@ -64,7 +43,7 @@ char* qamlab_graph_enter_stream(QamlabGraph* g) {
 }
 
 char* qamlab_graph_exit_stream(QamlabGraph* g) {
-  return guarded([&] {
+  return qamlab_guarded([&] {
     g->stream.synchronize();
     if (g->previous) {
       c10::cuda::setCurrentCUDAStream(*g->previous);
@@ -74,7 +53,7 @@ char* qamlab_graph_exit_stream(QamlabGraph* g) {
 }
 
 char* qamlab_graph_capture_begin(QamlabGraph* g) {
-  return guarded([&] {
+  return qamlab_guarded([&] {
     c10::cuda::device_synchronize();
     // Thread-local: only this thread's unsafe CUDA calls (a synchronisation, say) break the
     // capture; another thread using the GPU meanwhile (a viewer, a second agent) does not.
@@ -83,11 +62,11 @@ char* qamlab_graph_capture_begin(QamlabGraph* g) {
 }
 
 char* qamlab_graph_capture_end(QamlabGraph* g) {
-  return guarded([&] { g->graph.capture_end(); });
+  return qamlab_guarded([&] { g->graph.capture_end(); });
 }
 
 char* qamlab_graph_replay(QamlabGraph* g) {
-  return guarded([&] { g->graph.replay(); });
+  return qamlab_guarded([&] { g->graph.replay(); });
 }
 
 void qamlab_graph_free(QamlabGraph* g) {
@@ -97,6 +76,6 @@ void qamlab_graph_free(QamlabGraph* g) {
   }
 }
 
-void qamlab_graph_free_error(char* message) { std::free(message); }
+void qamlab_free_error(char* message) { std::free(message); }
 
 }  // extern "C"

@@ -10,8 +10,8 @@
 //! * host-side scalars that change between steps (Adam's bias corrections) are read from device
 //!   tensors filled before the replay.
 
-#[cfg(qamlab_cuda_graphs)]
-use std::ffi::{CStr, c_char};
+#[cfg(qamlab_cuda_shim)]
+use std::ffi::c_char;
 use std::ffi::{c_int, c_void};
 
 use tch::{Device, Kind, Tensor};
@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{AgentError, Result};
 use crate::noise::{Noise, TorchNoise};
 
-#[cfg(qamlab_cuda_graphs)]
+#[cfg(qamlab_cuda_shim)]
 unsafe extern "C" {
     fn qamlab_graph_new(device: c_int, out: *mut *mut c_void) -> *mut c_char;
     fn qamlab_graph_enter_stream(graph: *mut c_void) -> *mut c_char;
@@ -28,12 +28,11 @@ unsafe extern "C" {
     fn qamlab_graph_capture_end(graph: *mut c_void) -> *mut c_char;
     fn qamlab_graph_replay(graph: *mut c_void) -> *mut c_char;
     fn qamlab_graph_free(graph: *mut c_void);
-    fn qamlab_graph_free_error(message: *mut c_char);
 }
 
 /// Whether this build contains the CUDA graph shim (it needs the CUDA headers at build time).
 pub fn available() -> bool {
-    cfg!(qamlab_cuda_graphs)
+    cfg!(qamlab_cuda_shim)
 }
 
 fn graph_error(what: &str, reason: impl Into<String>) -> AgentError {
@@ -41,17 +40,9 @@ fn graph_error(what: &str, reason: impl Into<String>) -> AgentError {
 }
 
 /// Turns a shim return value into a `Result`, freeing the message.
-#[cfg(qamlab_cuda_graphs)]
+#[cfg(qamlab_cuda_shim)]
 fn check(what: &str, message: *mut c_char) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null return is a NUL-terminated string malloc'd by the shim, freed once here.
-    let text = unsafe { CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { qamlab_graph_free_error(message) };
-    Err(graph_error(what, text))
+    crate::shim::take_error(message).map_or(Ok(()), |text| Err(graph_error(what, text)))
 }
 
 /// One capturable CUDA graph with its private side stream.
@@ -76,7 +67,7 @@ impl CudaGraph {
         Self::new_on(index as c_int)
     }
 
-    #[cfg(qamlab_cuda_graphs)]
+    #[cfg(qamlab_cuda_shim)]
     fn new_on(index: c_int) -> Result<Self> {
         let mut raw = std::ptr::null_mut();
         // SAFETY: `raw` receives an owned shim object (freed in Drop) on success.
@@ -89,7 +80,7 @@ impl CudaGraph {
         })
     }
 
-    #[cfg(not(qamlab_cuda_graphs))]
+    #[cfg(not(qamlab_cuda_shim))]
     fn new_on(_index: c_int) -> Result<Self> {
         Err(graph_error(
             "creating a graph",
@@ -138,7 +129,7 @@ impl CudaGraph {
     }
 }
 
-#[cfg(qamlab_cuda_graphs)]
+#[cfg(qamlab_cuda_shim)]
 impl CudaGraph {
     fn enter(&mut self) -> Result<()> {
         // SAFETY: `raw` is a live shim object.
@@ -170,7 +161,7 @@ impl CudaGraph {
     }
 }
 
-#[cfg(not(qamlab_cuda_graphs))]
+#[cfg(not(qamlab_cuda_shim))]
 impl CudaGraph {
     fn enter(&mut self) -> Result<()> {
         Ok(())
@@ -191,7 +182,7 @@ impl CudaGraph {
 
 impl Drop for CudaGraph {
     fn drop(&mut self) {
-        #[cfg(qamlab_cuda_graphs)]
+        #[cfg(qamlab_cuda_shim)]
         if !self.raw.is_null() {
             // SAFETY: `raw` was created by `qamlab_graph_new` and is freed exactly once.
             unsafe { qamlab_graph_free(self.raw) };

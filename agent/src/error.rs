@@ -59,6 +59,9 @@ pub enum AgentError {
     /// CUDA graph capture or replay failed (the agent falls back to eager work).
     #[error("CUDA graph: {0}")]
     CudaGraph(String),
+    /// The CUDA matmul precision could not be set or read.
+    #[error("matmul precision: {0}")]
+    Precision(String),
     /// An error raised by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -15,6 +15,7 @@
 //! * [`metrics`] — lazily read update metrics and the intermediate trace.
 //! * [`checkpoint`] — atomic safetensors checkpoints.
 //! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
+//! * [`precision`] — IEEE fp32 or TF32 for CUDA matmuls (the reference's JAX default is TF32).
 //! * [`bench`] — update throughput and acting latency.
 
 #![warn(missing_docs)]
@@ -32,7 +33,10 @@ pub mod metrics;
 pub mod networks;
 pub mod noise;
 pub mod optim;
+pub mod precision;
 pub mod qam;
+#[cfg(qamlab_cuda_shim)]
+mod shim;
 
 pub use agent::Agent;
 pub use config::{AgentConfig, AgentKind};

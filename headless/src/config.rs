@@ -93,6 +93,9 @@ pub struct TrainConfig {
     /// On a CUDA device, replay updates and acting from CUDA graphs (each capture is checked
     /// against eager work; on any failure training goes on eagerly with a warning).
     pub cuda_graphs: bool,
+    /// On a CUDA device, let float32 matmuls use TF32 tensor cores, as JAX (the reference) does by
+    /// default on A100/H100 GPUs; off, they are IEEE fp32. No effect on the CPU.
+    pub tf32: bool,
     /// The agent's hyper-parameters.
     pub agent: AgentConfig,
 }
@@ -115,6 +118,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: DeviceChoice::Auto,
             cuda_graphs: true,
+            tf32: false,
             agent: AgentConfig::default(),
         }
     }

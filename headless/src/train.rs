@@ -118,6 +118,13 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     if device == Device::Cpu {
         // Half the cores train, the rest step the envs.
         crate::config::set_cpu_threads(None);
+        if cfg.tf32 {
+            tracing::warn!("tf32 = true applies to CUDA matmuls only; this run is on the CPU");
+        }
+    } else {
+        // Set either way: the setting is process-wide and an earlier run may have changed it.
+        qamlab_agent::precision::set_tf32_matmuls(cfg.tf32)
+            .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
     let task = qamlab_tasks::load_task(&cfg.task)?;
     let scene = &task.scene;

@@ -1,7 +1,7 @@
 //! `qamlab bench agent|sim`: throughput figures for docs/benchmarks.md.
 
-use qamlab_agent::AgentKind;
 use qamlab_agent::bench::{bench_agent, paper_config, small_config};
+use qamlab_agent::{AgentKind, precision};
 use qamlab_headless::DeviceChoice;
 
 /// What to measure.
@@ -29,22 +29,36 @@ pub struct AgentBenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<String>,
     /// On CUDA: measure eager execution, CUDA graphs, or both (one row each, same run).
-    #[arg(long, value_enum, default_value_t = GraphChoice::Both)]
-    pub cuda_graphs: GraphChoice,
+    #[arg(long, value_enum, default_value_t = Toggle::Both)]
+    pub cuda_graphs: Toggle,
+    /// On CUDA: float32 matmuls in IEEE fp32 (off), in TF32 as JAX does by default (on), or both.
+    #[arg(long, value_enum, default_value_t = Toggle::Off)]
+    pub tf32: Toggle,
     /// libtorch threads on the CPU (default: half the cores, as training uses).
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
-/// Which execution modes `qamlab bench agent` measures on a CUDA device.
+/// Which settings of a CUDA execution switch `qamlab bench agent` measures.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GraphChoice {
-    /// Eager and CUDA graphs, one row each.
+pub enum Toggle {
+    /// Off and on, one row each.
     Both,
-    /// CUDA graphs only.
+    /// On only.
     On,
-    /// Eager only.
+    /// Off only.
     Off,
+}
+
+impl Toggle {
+    /// The settings to measure; on a CPU only "off" (the switches are CUDA's).
+    fn settings(self, cuda: bool) -> &'static [bool] {
+        match (cuda, self) {
+            (false, _) | (true, Toggle::Off) => &[false],
+            (true, Toggle::On) => &[true],
+            (true, Toggle::Both) => &[false, true],
+        }
+    }
 }
 
 /// Flags of `qamlab bench sim`.
@@ -94,23 +108,28 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         "device {device:?}, size {size} (obs 28, action 5), {} timed updates each",
         args.updates
     );
-    let modes: &[bool] = match (device.is_cuda(), args.cuda_graphs) {
-        (false, _) | (true, GraphChoice::Off) => &[false],
-        (true, GraphChoice::On) => &[true],
-        (true, GraphChoice::Both) => &[false, true],
-    };
     println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
     println!("|---|---|---|---|---|");
     for name in names {
         let kind: AgentKind = name.parse()?;
         let mut cfg = base.clone();
         qamlab_headless::config::select_agent_kind(&mut cfg, kind);
-        for &graphs in modes {
-            let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, graphs)?;
-            println!(
-                "| {} | {} | {:.1} | {:.2} | {:.2} |",
-                r.kind, r.execution, r.updates_per_sec, r.act_latency_b1_ms, r.act_latency_b1024_ms
-            );
+        for &tf32 in args.tf32.settings(device.is_cuda()) {
+            if device.is_cuda() {
+                // Process-wide; the row's `execution` says which setting it ran with.
+                precision::set_tf32_matmuls(tf32)?;
+            }
+            for &graphs in args.cuda_graphs.settings(device.is_cuda()) {
+                let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, graphs)?;
+                println!(
+                    "| {} | {} | {:.1} | {:.2} | {:.2} |",
+                    r.kind,
+                    r.execution,
+                    r.updates_per_sec,
+                    r.act_latency_b1_ms,
+                    r.act_latency_b1024_ms
+                );
+            }
         }
     }
     Ok(())

@@ -40,6 +40,9 @@ pub struct TrainArgs {
     /// On CUDA, replay updates and acting from CUDA graphs (default true).
     #[arg(long)]
     pub cuda_graphs: Option<bool>,
+    /// On CUDA, let float32 matmuls use TF32 tensor cores, as JAX does by default (default false).
+    #[arg(long)]
+    pub tf32: Option<bool>,
     /// Evaluate every this many steps.
     #[arg(long)]
     pub eval_interval: Option<u64>,
@@ -91,6 +94,7 @@ impl TrainArgs {
             device,
             seed,
             cuda_graphs,
+            tf32,
             eval_interval,
             eval_episodes,
             checkpoint_interval

@@ -17,6 +17,7 @@ use crate::data::Batch;
 use crate::error::{AgentError, Result};
 use crate::metrics::{Trace, UpdateMetrics};
 use crate::noise::torch_rng_lock;
+use crate::precision;
 
 /// Largest relative difference (to the size of the step the eager update took) between a replay
 /// and eager work. A replay runs the very kernels of the eager pass on the same inputs, so the two
@@ -197,13 +198,18 @@ impl Agent {
         self.graph_fallback.as_deref()
     }
 
-    /// How updates and acting run: `eager`, `cuda graphs`, or `eager (CUDA graph failed: …)`.
+    /// How updates and acting run: `eager`, `cuda graphs`, or `eager (CUDA graph failed: …)`,
+    /// followed by `, TF32 matmuls` on a CUDA device whose float32 matmuls may use TF32.
     pub fn execution(&self) -> String {
-        match (&self.graph_fallback, self.graphs.is_some()) {
+        let mut how = match (&self.graph_fallback, self.graphs.is_some()) {
             (Some(reason), _) => format!("eager (CUDA graph failed: {reason})"),
             (None, true) => "cuda graphs".into(),
             (None, false) => "eager".into(),
+        };
+        if self.device.is_cuda() && precision::tf32_matmuls().unwrap_or(false) {
+            how.push_str(", TF32 matmuls");
         }
+        how
     }
 
     fn graphs_off(&mut self, reason: AgentError) {
