@@ -2,7 +2,7 @@
 //! buffer, and `sample_sequence`, which cuts `H`-step chunks with discounted partial returns.
 
 use rand::Rng;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{AgentError, Result, check_shape};
 
@@ -308,16 +308,37 @@ impl TransitionStore {
             }
         }
         let (bi, hi, oi, ai) = (b as i64, h as i64, o as i64, a as i64);
-        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-        let t = |v: &[f32], shape: &[i64]| Tensor::from_slice(v).reshape(shape).to_device(device);
+        // One host buffer for the whole batch, so a GPU gets it in one pinned, asynchronous copy
+        // instead of seven pageable ones (each of which first waits for the queued device work).
+        let mut flat: Vec<f32> = Vec::with_capacity(obs.len() + act.len() + next.len() + 4 * b * h);
+        flat.extend_from_slice(&obs);
+        flat.extend_from_slice(&act);
+        for v in [&rew, &msk, &val, &term] {
+            flat.extend(v.iter().map(|&x| x as f32));
+        }
+        flat.extend_from_slice(&next);
+        let host = Tensor::from_slice(&flat);
+        let all = if device.is_cuda() {
+            host.pin_memory(device)
+                .to_device_(device, Kind::Float, true, false)
+        } else {
+            host
+        };
+        let mut offset = 0;
+        let mut take = |shape: &[i64]| {
+            let n: i64 = shape.iter().product();
+            let t = all.narrow(0, offset, n).view(shape);
+            offset += n;
+            t
+        };
         Ok(Batch {
-            observations: t(&obs, &[bi, oi]),
-            actions: t(&act, &[bi, hi, ai]),
-            rewards: t(&f32s(&rew), &[bi, hi]),
-            masks: t(&f32s(&msk), &[bi, hi]),
-            valid: t(&f32s(&val), &[bi, hi]),
-            terminals: t(&f32s(&term), &[bi, hi]),
-            next_observations: t(&next, &[bi, hi, oi]),
+            observations: take(&[bi, oi]),
+            actions: take(&[bi, hi, ai]),
+            rewards: take(&[bi, hi]),
+            masks: take(&[bi, hi]),
+            valid: take(&[bi, hi]),
+            terminals: take(&[bi, hi]),
+            next_observations: take(&[bi, hi, oi]),
         })
     }
 }
