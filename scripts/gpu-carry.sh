@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds here what the GPU machine runs (it has libtorch but no Rust toolchain) and puts it in the
 # git-ignored carry/ folder, small enough for the device tool's 64 MiB: the qamlab binary, the CUDA
-# graph and fixture parity test binaries, and the reference fixtures. Then, on the GPU machine,
+# graph, fixture parity and TF32 test binaries, and the reference fixtures. Then, on the GPU machine,
 # scripts/gpu-check.sh runs them (see the README, "Using a GPU").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +14,7 @@ rm -rf "$carry.tmp" && mkdir -p "$carry.tmp"
 cargo build --bin qamlab
 target="${CARGO_TARGET_DIR:-$root/target}"
 cp "$target/debug/qamlab" "$carry.tmp/qamlab"
-for test in cuda_graphs fixture_parity; do
+for test in cuda_graphs fixture_parity precision; do
     path=$(cargo test -p qamlab-agent --test "$test" --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json, sys
 for line in sys.stdin:
@@ -24,7 +24,7 @@ for line in sys.stdin:
     [ -n "$path" ] || { echo "gpu-carry: no test binary for $test" >&2; exit 1; }
     cp "$path" "$carry.tmp/$test"
 done
-strip "$carry.tmp"/qamlab "$carry.tmp"/cuda_graphs "$carry.tmp"/fixture_parity
+strip "$carry.tmp"/qamlab "$carry.tmp"/cuda_graphs "$carry.tmp"/fixture_parity "$carry.tmp"/precision
 # Bevy's renderer makes the stripped binary ~90 MiB; gzip brings it to ~30 (gpu-check.sh unpacks it).
 gzip -6 "$carry.tmp/qamlab"
 
