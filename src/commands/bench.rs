@@ -104,8 +104,14 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     } else {
         args.agents
     };
+    let threads = if device.is_cuda() {
+        String::new()
+    } else {
+        let n = qamlab_headless::config::set_cpu_threads(args.threads);
+        format!(", {n} libtorch thread{}", if n == 1 { "" } else { "s" })
+    };
     println!(
-        "device {device:?}, size {size} (obs 28, action 5), {} timed updates each",
+        "device {device:?}{threads}, size {size} (obs 28, action 5), {} timed updates each",
         args.updates
     );
     println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
