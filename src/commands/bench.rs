@@ -104,6 +104,11 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     } else {
         args.agents
     };
+    if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
+        eprintln!(
+            "note: --tf32 and --cuda-graphs are CUDA switches; on {device:?} every row runs eagerly in IEEE fp32"
+        );
+    }
     let threads = if device.is_cuda() {
         String::new()
     } else {
