@@ -76,6 +76,7 @@ void qamlab_graph_free(QamlabGraph* g) {
   }
 }
 
+// Frees the error messages of every shim (see shim.h); defined once, here.
 void qamlab_free_error(char* message) { std::free(message); }
 
 }  // extern "C"
