@@ -10,21 +10,14 @@ use crate::metrics::Trace;
 use crate::networks::VectorField;
 use crate::noise::Noise;
 
-/// `[..., 1]` tensor filled with `t`, shaped like `like` without its last dimension.
-pub fn time_like(like: &Tensor, t: f64) -> Tensor {
-    let mut shape = like.size();
-    *shape.last_mut().expect("non-scalar") = 1;
-    Tensor::full(shape, t, (Kind::Float, like.device()))
-}
-
 /// `EulerFlow(field, s, ε)` (§6.1): `a ← a + field(s, a, i/T)/T` for `i < T`, then clip to [−1, 1].
 /// Evaluated with frozen parameters and no graph: the result is a constant.
 pub fn euler_flow(field: &VectorField, obs: &Tensor, eps: &Tensor, flow_steps: usize) -> Tensor {
     tch::no_grad(|| {
+        let flow = field.frozen_flow(obs, flow_steps);
         let mut a = eps.shallow_clone();
         for i in 0..flow_steps {
-            let t = time_like(&a, i as f64 / flow_steps as f64);
-            a = &a + field.forward(obs, &a, Some(&t), true) / flow_steps as f64;
+            a = &a + flow.velocity(&a, i) / flow_steps as f64;
         }
         a.clamp(-1.0, 1.0)
     })

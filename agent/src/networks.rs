@@ -149,26 +149,53 @@ impl Mlp {
 
     /// `[..., in] → [..., out]`; `frozen` evaluates with detached parameters.
     pub fn forward(&self, x: &Tensor, frozen: bool) -> Tensor {
-        let (lead, mut h) = flatten_lead(x);
-        let n = self.dense.len();
-        for (j, (d, norm)) in self.dense.iter().zip(&self.norms).enumerate() {
-            h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
-            if j + 1 < n || self.activate_final {
-                h = h.gelu("tanh");
-                if let Some((scale, bias)) = norm {
-                    let width = h.size()[1];
-                    h = h.layer_norm(
-                        [width],
-                        Some(view(scale, frozen)),
-                        Some(view(bias, frozen)),
-                        LAYER_NORM_EPS,
-                        true,
-                    );
-                }
+        let (lead, h) = flatten_lead(x);
+        let first = &self.dense[0];
+        let pre = view(&first.bias, frozen).addmm(&h, &view(&first.kernel, frozen));
+        let out = self.forward_from_first(pre, frozen);
+        let width = out.size()[1];
+        out.reshape([lead, vec![width]].concat())
+    }
+
+    /// The rest of the network from the first Dense layer's output `pre` (`[M, H₀]`).
+    fn forward_from_first(&self, mut h: Tensor, frozen: bool) -> Tensor {
+        for (j, d) in self.dense.iter().enumerate() {
+            if j > 0 {
+                h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
+            }
+            if self.is_activated(j) {
+                h = self.activate(j, &h, frozen);
             }
         }
-        let out = h.size()[1];
-        h.reshape([lead, vec![out]].concat())
+        h
+    }
+
+    /// Whether layer `j`'s Dense output goes through GELU (and LayerNorm when on).
+    fn is_activated(&self, j: usize) -> bool {
+        j + 1 < self.dense.len() || self.activate_final
+    }
+
+    /// GELU (tanh form), then layer `j`'s LayerNorm when it has one.
+    fn activate(&self, j: usize, pre: &Tensor, frozen: bool) -> Tensor {
+        let h = pre.gelu("tanh");
+        match &self.norms[j] {
+            Some((scale, bias)) => {
+                let width = h.size()[1];
+                h.layer_norm(
+                    [width],
+                    Some(view(scale, frozen)),
+                    Some(view(bias, frozen)),
+                    LAYER_NORM_EPS,
+                    true,
+                )
+            }
+            None => h,
+        }
+    }
+
+    /// Whether any layer has a LayerNorm.
+    fn has_layer_norm(&self) -> bool {
+        self.norms.iter().any(Option::is_some)
     }
 }
 
@@ -403,6 +430,136 @@ impl Parameters for VectorField {
     }
 }
 
+/// A timed [`VectorField`] with frozen parameters and one fixed observation batch, evaluated at
+/// the flow times `i/T` (`i = 0..=T`): the inner loop of every roll-out. The first layer's
+/// observation part, bias and time term are computed once for all times (`[T+1, M, H₀]`), so a
+/// step multiplies only `x`, with no concatenation and no time tensor per step: on a GPU each of
+/// the update's ~1,000 small kernels costs a launch (docs/benchmarks.md, "Agent").
+pub struct FrozenFlow<'a> {
+    mlp: &'a Mlp,
+    /// `obs·W_obs + b + (i/T)·w_t` for `i = 0..=T`, `[T+1, M, H₀]`.
+    first: Tensor,
+    /// The action rows of the first kernel, `[D, H₀]`.
+    kernel_x: Tensor,
+    /// Leading shape of the observations (`M` is its product).
+    lead: Vec<i64>,
+    steps: usize,
+}
+
+impl VectorField {
+    /// This field frozen at `obs [..., O]`, for `flow_steps` steps at the times `i/flow_steps`.
+    pub fn frozen_flow(&self, obs: &Tensor, flow_steps: usize) -> FrozenFlow<'_> {
+        assert!(self.timed, "frozen_flow needs a timed vector field");
+        tch::no_grad(|| {
+            let (lead, obs) = flatten_lead(obs);
+            let o = obs.size()[1];
+            let dense = &self.mlp.dense[0];
+            let kernel = dense.kernel.detach();
+            let d = kernel.size()[0] - o - 1;
+            let at_obs = dense.bias.detach().addmm(&obs, &kernel.narrow(0, 0, o));
+            // `i/T` rounded once to float32, as `Tensor::full(.., i as f64 / T)` would round it,
+            // built on the device so that a CUDA-graph capture needs no host copy.
+            let device = obs.device();
+            let times = (Tensor::arange(flow_steps as i64 + 1, (Kind::Double, device))
+                / flow_steps as f64)
+                .to_kind(Kind::Float);
+            let time_term = times.view([-1, 1, 1]) * kernel.select(0, o + d).view([1, 1, -1]);
+            FrozenFlow {
+                mlp: &self.mlp,
+                first: at_obs.unsqueeze(0) + time_term,
+                kernel_x: kernel.narrow(0, o, d),
+                lead,
+                steps: flow_steps,
+            }
+        })
+    }
+}
+
+impl FrozenFlow<'_> {
+    /// The number of flow steps `T` (times `0, 1/T, …, 1`).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Leading shape of the observations the field is frozen at.
+    pub fn lead(&self) -> &[i64] {
+        &self.lead
+    }
+
+    /// The field's device.
+    pub fn device(&self) -> Device {
+        self.first.device()
+    }
+
+    fn shaped(&self, lead: &[i64], flat: Tensor) -> Tensor {
+        let width = flat.size()[1];
+        flat.reshape([lead, &[width]].concat())
+    }
+
+    /// `field(obs, x, step/T)` for `x [..., D]` (leading shape as the observations').
+    pub fn velocity(&self, x: &Tensor, step: usize) -> Tensor {
+        let (lead, x) = flatten_lead(x);
+        let pre = self.first.get(step as i64).addmm(&x, &self.kernel_x);
+        self.shaped(&lead, self.mlp.forward_from_first(pre, true))
+    }
+
+    /// The velocities at every step `i < n` at once: `xs [n, ..., D]` (`xs[i]` at time `i/T`)
+    /// → `[n, ..., D]`, as one pass over `n·M` rows.
+    pub fn velocities(&self, xs: &Tensor) -> Tensor {
+        let n = xs.size()[0];
+        let (lead, flat) = flatten_lead(xs);
+        let width = self.first.size()[2];
+        let first = self.first.narrow(0, 0, n).reshape([-1, width]);
+        let pre = first.addmm(&flat, &self.kernel_x);
+        self.shaped(&lead, self.mlp.forward_from_first(pre, true))
+    }
+
+    /// `keep·c + scale·J(x)ᵀc`, with `J(x)` the Jacobian of `velocity(x, step)` with respect to
+    /// `x` and `c` a cotangent (both `[..., D]`): one step of a backward adjoint recursion.
+    ///
+    /// Without LayerNorm the vector-Jacobian product is written out (GELU backward and one
+    /// matrix product per layer, the scalars folded into the last product), which skips the
+    /// output layer's forward and autograd's bookkeeping: about half the kernels of
+    /// `run_backward`. With LayerNorm, whose backward tch does not expose, autograd computes it.
+    pub fn adjoint_step(
+        &self,
+        x: &Tensor,
+        step: usize,
+        cot: &Tensor,
+        keep: f64,
+        scale: f64,
+    ) -> Result<Tensor, tch::TchError> {
+        if self.mlp.has_layer_norm() || self.mlp.activate_final {
+            let x = x.detach().set_requires_grad(true);
+            let dot = (self.velocity(&x, step) * cot).sum(Kind::Float);
+            let vjp = Tensor::f_run_backward(&[dot], &[&x], false, false)?.remove(0);
+            return Ok(cot * keep + vjp * scale);
+        }
+        Ok(tch::no_grad(|| {
+            let (lead, x) = flatten_lead(x);
+            let (_, cot) = flatten_lead(cot);
+            let dense = &self.mlp.dense;
+            // Pre-activations of the hidden layers; the output layer's value is not needed.
+            let mut pres = vec![self.first.get(step as i64).addmm(&x, &self.kernel_x)];
+            for d in &dense[1..(dense.len() - 1).max(1)] {
+                let h = pres.last().expect("first layer").gelu("tanh");
+                pres.push(d.bias.detach().addmm(&h, &d.kernel.detach()));
+            }
+            let mut g = cot.shallow_clone();
+            for (d, pre) in dense[1..].iter().zip(&pres).rev() {
+                g = pre.gelu_backward(&g.mm(&d.kernel.detach().tr()), "tanh");
+            }
+            let out = cot.unsqueeze(0).baddbmm(
+                &g.unsqueeze(0),
+                &self.kernel_x.tr().unsqueeze(0),
+                keep,
+                scale,
+            );
+            self.shaped(&lead, out.squeeze_dim(0))
+        }))
+    }
+}
+
 /// A reparameterised tanh-Gaussian sample of the edit actor (§1.4), all `[..., D]` except `log_prob`.
 pub struct EditSample {
     /// Mean of the pre-tanh Gaussian.
@@ -569,6 +726,65 @@ mod tests {
                 .max()
                 .double_value(&[]);
             assert!(diff < 1e-5, "member {k}: {diff}");
+        }
+    }
+
+    /// `J(x)ᵀc` of `field.forward` at time `t`, by autograd through the concatenated input.
+    fn autograd_vjp(field: &VectorField, obs: &Tensor, x: &Tensor, t: f64, c: &Tensor) -> Tensor {
+        let x = x.detach().set_requires_grad(true);
+        let mut time = x.size();
+        *time.last_mut().unwrap() = 1;
+        let t = Tensor::full(time, t, (Kind::Float, Device::Cpu));
+        let dot = (field.forward(obs, &x, Some(&t), true) * c).sum(Kind::Float);
+        Tensor::run_backward(&[dot], &[&x], false, false).remove(0)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.size(), b.size());
+        (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn frozen_flow_matches_the_concatenated_forward_and_autograd() {
+        tch::manual_seed(2);
+        let steps = 4;
+        for (hidden, ln) in [
+            (vec![16, 16, 16], false),
+            (vec![16], false),
+            (vec![16, 16], true),
+        ] {
+            let field = VectorField::new("f", 3, 2, &hidden, ln, true, Device::Cpu);
+            // Shared trailing observations, as `sample_actions` lays out best-of-N candidates.
+            let obs = Tensor::randn([5, 3, 3], (Kind::Float, Device::Cpu));
+            let x = Tensor::randn([5, 3, 2], (Kind::Float, Device::Cpu));
+            let c = Tensor::randn([5, 3, 2], (Kind::Float, Device::Cpu));
+            let flow = field.frozen_flow(&obs, steps);
+            for step in [0, 1, steps] {
+                let t = step as f64 / steps as f64;
+                let time = Tensor::full([5, 3, 1], t, (Kind::Float, Device::Cpu));
+                let want = field.forward(&obs, &x, Some(&time), true);
+                let diff = max_diff(&flow.velocity(&x, step), &want);
+                assert!(
+                    diff < 1e-5,
+                    "velocity {hidden:?} ln {ln} step {step}: {diff}"
+                );
+                let vjp = autograd_vjp(&field, &obs, &x, t, &c);
+                for (keep, scale) in [(0.0, 1.0), (0.75, 0.2)] {
+                    let got = flow.adjoint_step(&x, step, &c, keep, scale).unwrap();
+                    let want = &c * keep + &vjp * scale;
+                    let diff = max_diff(&got, &want);
+                    assert!(
+                        diff < 1e-5,
+                        "adjoint {hidden:?} ln {ln} step {step}: {diff}"
+                    );
+                }
+            }
+            let xs = Tensor::randn([steps as i64, 5, 3, 2], (Kind::Float, Device::Cpu));
+            let all = flow.velocities(&xs);
+            for i in 0..steps {
+                let diff = max_diff(&all.get(i as i64), &flow.velocity(&xs.get(i as i64), i));
+                assert!(diff < 1e-5, "velocities {hidden:?} step {i}: {diff}");
+            }
         }
     }
 

@@ -4,13 +4,13 @@
 
 use tch::{Kind, Tensor};
 
-use crate::acting::{euler_flow, sample_actions, time_like};
+use crate::acting::{euler_flow, sample_actions};
 use crate::agent::Nets;
 use crate::config::AgentConfig;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::metrics::Trace;
-use crate::networks::{Critic, EditActor, Temperature, VectorField};
+use crate::networks::{Critic, EditActor, FrozenFlow, Temperature, VectorField};
 use crate::noise::Noise;
 
 /// A Q function for the terminal adjoint: `(obs [..., O], action [..., D]) → [K, ...]` (or
@@ -96,41 +96,42 @@ pub fn sigma(t: f64, h: f64) -> f64 {
     (2.0 * (1.0 - t + h) / (t + h)).sqrt()
 }
 
-/// §4.2a memoryless SDE roll-out of `actor_fast` (last step: ODE step of `base`), from
-/// `x₀ ~ N(0, I)`; draws `adj_x0` and `adj_noise` ×T (the last one unused, as in the reference).
-/// Returns the states `x_0 … x_T`, each `[B, D]`, all constant.
+/// §4.2a memoryless SDE roll-out of `actor_fast` (last step: ODE step of `base`), both frozen
+/// at the same observations, from `x₀ ~ N(0, I)`; draws `adj_x0 [B, D]` and `adj_noise` ×T (the
+/// last one unused, as in the reference). Returns the states `x_0 … x_T`, each `[B, D]`, all
+/// constant.
 pub fn memoryless_rollout(
-    actor_fast: &VectorField,
-    base: &VectorField,
-    obs: &Tensor,
+    actor_fast: &FrozenFlow,
+    base: &FrozenFlow,
     d: i64,
-    flow_steps: usize,
     noise: &mut dyn Noise,
     trace: &mut Trace,
 ) -> Result<Vec<Tensor>> {
-    let b = obs.size()[0];
-    let h = 1.0 / flow_steps as f64;
-    let mut xs = vec![noise.normal("adj_x0", &[b, d], obs.device())?];
-    let mut step_vel = Vec::with_capacity(flow_steps);
-    for i in 0..flow_steps {
-        let eps = noise.normal("adj_noise", &[b, d], obs.device())?;
+    let steps = actor_fast.steps();
+    let shape = [actor_fast.lead(), &[d]].concat();
+    let device = actor_fast.device();
+    let h = 1.0 / steps as f64;
+    let mut xs = vec![noise.normal("adj_x0", &shape, device)?];
+    let mut step_vel = Vec::with_capacity(steps);
+    for i in 0..steps {
+        let eps = noise.normal("adj_noise", &shape, device)?;
         let t_i = i as f64 * h;
         let x = xs.last().expect("x_0").shallow_clone();
-        let t = time_like(&x, t_i);
-        let next = tch::no_grad(|| {
-            if i + 1 < flow_steps {
-                let v = actor_fast.forward(obs, &x, Some(&t), true);
-                let drift = &v * 2.0 - &x / (t_i + h);
-                let next = &x + drift * h + eps * (h.sqrt() * sigma(t_i, h));
+        let (v, next) = tch::no_grad(|| {
+            if i + 1 < steps {
+                // x + (2v − x/(t+h))·h + σ√h·ε, with the two x terms gathered: x·t/(t+h).
+                let v = actor_fast.velocity(&x, i);
+                let keep = i as f64 / (i + 1) as f64;
+                let next = &x * keep + &v * (2.0 * h) + eps * (h.sqrt() * sigma(t_i, h));
                 (v, next)
             } else {
-                let v = base.forward(obs, &x, Some(&t), true);
+                let v = base.velocity(&x, i);
                 let next = &x + &v * h;
                 (v, next)
             }
         });
-        step_vel.push(next.0);
-        xs.push(next.1);
+        step_vel.push(v);
+        xs.push(next);
     }
     trace.record("adj_traj", &Tensor::stack(&xs, 0));
     trace.record("adj_step_vel", &Tensor::stack(&step_vel, 0));
@@ -155,23 +156,15 @@ pub fn terminal_adjoint(
 /// §4.2c lean adjoint, backwards: `ã_i = ã_{i+1} + h·J_{f_i}(x_i)ᵀ ã_{i+1}` with
 /// `f_i(x) = 2·base(s, x, t_i + h) − x/(t_i + h)`; VJPs w.r.t. the action input only.
 /// Returns `[ã_0, …, ã_{T−1}]`, each `[B, D]`.
-pub fn lean_adjoint(
-    base: &VectorField,
-    obs: &Tensor,
-    xs: &[Tensor],
-    adj_final: &Tensor,
-) -> Result<Vec<Tensor>> {
+pub fn lean_adjoint(base: &FrozenFlow, xs: &[Tensor], adj_final: &Tensor) -> Result<Vec<Tensor>> {
     let steps = xs.len() - 1;
     let h = 1.0 / steps as f64;
     let mut adj = adj_final.shallow_clone();
     let mut adjs = Vec::with_capacity(steps);
     for i in (0..steps).rev() {
-        let t_shift = i as f64 * h + h;
-        let x = xs[i].detach().set_requires_grad(true);
-        let f = base.forward(obs, &x, Some(&time_like(&x, t_shift)), true) * 2.0 - &x / t_shift;
-        let vjp =
-            Tensor::f_run_backward(&[(f * &adj).sum(Kind::Float)], &[&x], false, false)?.remove(0);
-        adj = &adj + vjp * h;
+        // ã + h·(2·J_baseᵀã − ã/(t_i + h)) = ã·i/(i+1) + 2h·J_baseᵀã, with t_i + h = (i+1)/T.
+        let keep = i as f64 / (i + 1) as f64;
+        adj = base.adjoint_step(&xs[i], i + 1, &adj, keep, 2.0 * h)?;
         adjs.push(adj.shallow_clone());
     }
     adjs.reverse();
@@ -193,9 +186,11 @@ pub fn adjoint_matching_loss(
 ) -> Result<Tensor> {
     let steps = cfg.flow_steps;
     let h = 1.0 / steps as f64;
-    let xs = memoryless_rollout(actor_fast, base, obs, d, steps, noise, trace)?;
+    let fast_flow = actor_fast.frozen_flow(obs, steps);
+    let base_flow = base.frozen_flow(obs, steps);
+    let xs = memoryless_rollout(&fast_flow, &base_flow, d, noise, trace)?;
     let adj_init = terminal_adjoint(q, obs, &xs[steps], cfg.inv_temp)?;
-    let adjs = Tensor::stack(&lean_adjoint(base, obs, &xs, &adj_init)?, 0);
+    let adjs = Tensor::stack(&lean_adjoint(&base_flow, &xs, &adj_init)?, 0);
     let x_stack = Tensor::stack(&xs[..steps], 0);
     let (b, o) = (obs.size()[0], obs.size()[1]);
     let opts = (Kind::Float, obs.device());
@@ -210,7 +205,7 @@ pub fn adjoint_matching_loss(
     let (ts, sigmas) = (over_steps(t64), over_steps(sig64));
     let obs_rep = obs.unsqueeze(0).expand([steps as i64, b, o], false);
     let v_fine = actor_fast.forward(&obs_rep, &x_stack, Some(&ts), false);
-    let v_base = tch::no_grad(|| base.forward(&obs_rep, &x_stack, Some(&ts), true));
+    let v_base = tch::no_grad(|| base_flow.velocities(&x_stack));
     let residual = (&v_fine - &v_base) * 2.0 / &sigmas + &sigmas * &adjs;
     let per_step = residual.square().sum_dim_intlist(-1, false, Kind::Float);
     let loss = per_step

@@ -81,11 +81,9 @@ fn trained_right_mode_fraction(inv_temp: f64, flow_steps: usize, updates: usize)
     let mut noise = TorchNoise::new(12);
     noise.reseed(0, 0);
     let sde = memoryless_rollout(
-        fast,
-        base,
-        &obs,
+        &fast.frozen_flow(&obs, cfg.flow_steps),
+        &base.frozen_flow(&obs, cfg.flow_steps),
         2,
-        cfg.flow_steps,
         &mut noise,
         &mut Trace::disabled(),
     )
