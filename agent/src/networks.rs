@@ -432,13 +432,16 @@ impl Parameters for VectorField {
 
 /// A timed [`VectorField`] with frozen parameters and one fixed observation batch, evaluated at
 /// the flow times `i/T` (`i = 0..=T`): the inner loop of every roll-out. The first layer's
-/// observation part, bias and time term are computed once for all times (`[T+1, M, H₀]`), so a
-/// step multiplies only `x`, with no concatenation and no time tensor per step: on a GPU each of
-/// the update's ~1,000 small kernels costs a launch (docs/benchmarks.md, "Agent").
+/// observation part and bias (`[M, H₀]`) and each time's term (`[T+1, H₀]`) are computed once,
+/// so a step adds its time row and multiplies only `x`, with no concatenation and no time tensor
+/// per step: on a GPU each of the update's ~1,000 small kernels costs a launch
+/// (docs/benchmarks.md, "Agent").
 pub struct FrozenFlow<'a> {
     mlp: &'a Mlp,
-    /// `obs·W_obs + b + (i/T)·w_t` for `i = 0..=T`, `[T+1, M, H₀]`.
-    first: Tensor,
+    /// `obs·W_obs + b`, `[M, H₀]`.
+    at_obs: Tensor,
+    /// `(i/T)·w_t` for `i = 0..=T`, `[T+1, H₀]`.
+    at_time: Tensor,
     /// The action rows of the first kernel, `[D, H₀]`.
     kernel_x: Tensor,
     /// Leading shape of the observations (`M` is its product).
@@ -456,17 +459,15 @@ impl VectorField {
             let dense = &self.mlp.dense[0];
             let kernel = dense.kernel.detach();
             let d = kernel.size()[0] - o - 1;
-            let at_obs = dense.bias.detach().addmm(&obs, &kernel.narrow(0, 0, o));
             // `i/T` rounded once to float32, as `Tensor::full(.., i as f64 / T)` would round it,
             // built on the device so that a CUDA-graph capture needs no host copy.
-            let device = obs.device();
-            let times = (Tensor::arange(flow_steps as i64 + 1, (Kind::Double, device))
+            let times = (Tensor::arange(flow_steps as i64 + 1, (Kind::Double, obs.device()))
                 / flow_steps as f64)
                 .to_kind(Kind::Float);
-            let time_term = times.view([-1, 1, 1]) * kernel.select(0, o + d).view([1, 1, -1]);
             FrozenFlow {
                 mlp: &self.mlp,
-                first: at_obs.unsqueeze(0) + time_term,
+                at_obs: dense.bias.detach().addmm(&obs, &kernel.narrow(0, 0, o)),
+                at_time: times.unsqueeze(1) * kernel.select(0, o + d).unsqueeze(0),
                 kernel_x: kernel.narrow(0, o, d),
                 lead,
                 steps: flow_steps,
@@ -488,7 +489,15 @@ impl FrozenFlow<'_> {
 
     /// The field's device.
     pub fn device(&self) -> Device {
-        self.first.device()
+        self.at_obs.device()
+    }
+
+    /// The first layer's output at `x [M, D]` and time `step/T`: the time row added to the
+    /// observation part, then `x·W_x` accumulated into it in place (one GEMM, no copy).
+    fn first_layer(&self, x: &Tensor, step: usize) -> Tensor {
+        let mut pre = &self.at_obs + self.at_time.get(step as i64);
+        let _ = pre.addmm_(x, &self.kernel_x);
+        pre
     }
 
     fn shaped(&self, lead: &[i64], flat: Tensor) -> Tensor {
@@ -499,7 +508,7 @@ impl FrozenFlow<'_> {
     /// `field(obs, x, step/T)` for `x [..., D]` (leading shape as the observations').
     pub fn velocity(&self, x: &Tensor, step: usize) -> Tensor {
         let (lead, x) = flatten_lead(x);
-        let pre = self.first.get(step as i64).addmm(&x, &self.kernel_x);
+        let pre = self.first_layer(&x, step);
         self.shaped(&lead, self.mlp.forward_from_first(pre, true))
     }
 
@@ -508,9 +517,10 @@ impl FrozenFlow<'_> {
     pub fn velocities(&self, xs: &Tensor) -> Tensor {
         let n = xs.size()[0];
         let (lead, flat) = flatten_lead(xs);
-        let width = self.first.size()[2];
-        let first = self.first.narrow(0, 0, n).reshape([-1, width]);
-        let pre = first.addmm(&flat, &self.kernel_x);
+        let width = self.at_obs.size()[1];
+        let mut pre = (self.at_obs.unsqueeze(0) + self.at_time.narrow(0, 0, n).unsqueeze(1))
+            .reshape([-1, width]);
+        let _ = pre.addmm_(&flat, &self.kernel_x);
         self.shaped(&lead, self.mlp.forward_from_first(pre, true))
     }
 
@@ -540,7 +550,7 @@ impl FrozenFlow<'_> {
             let (_, cot) = flatten_lead(cot);
             let dense = &self.mlp.dense;
             // Pre-activations of the hidden layers; the output layer's value is not needed.
-            let mut pres = vec![self.first.get(step as i64).addmm(&x, &self.kernel_x)];
+            let mut pres = vec![self.first_layer(&x, step)];
             for d in &dense[1..(dense.len() - 1).max(1)] {
                 let h = pres.last().expect("first layer").gelu("tanh");
                 pres.push(d.bias.detach().addmm(&h, &d.kernel.detach()));
