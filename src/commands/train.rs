@@ -144,20 +144,100 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
 /// Prints the figures a user looks for after a run.
 pub fn print_summary(s: &TrainSummary) {
+    print!("{}", summary_text(s));
+}
+
+/// The lines [`print_summary`] prints.
+fn summary_text(s: &TrainSummary) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
-    println!(
-        "task {} | agent {} | device {} ({})",
-        s.task, s.agent, s.device, s.execution
-    );
-    println!(
-        "success: offline {} -> online {}",
+    // RL curves are noisy: the best evaluation beside the last one shows what the run reached.
+    let best = s
+        .evals
+        .iter()
+        .filter(|e| e.phase == "online")
+        .max_by(|a, b| {
+            let by_rate = a.success_rate.total_cmp(&b.success_rate);
+            by_rate.then(b.step.cmp(&a.step))
+        })
+        .filter(|e| Some(e.success_rate) != s.online_success)
+        .map(|e| format!(" (best {} at step {})", pct(Some(e.success_rate)), e.step))
+        .unwrap_or_default();
+    format!(
+        "task {} | agent {} | device {} ({})\n\
+         success: offline {} -> online {}{best}\n\
+         {} updates at {:.0}/s, {} online env steps at {:.0}/s, {:.0} s in all\n\
+         learning curve: {}\n\
+         run directory:  {}\n",
+        s.task,
+        s.agent,
+        s.device,
+        s.execution,
         pct(s.offline_success),
-        pct(s.online_success)
-    );
-    println!(
-        "{} updates at {:.0}/s, {} online env steps at {:.0}/s, {:.0} s in all",
-        s.updates, s.updates_per_second, s.online_steps, s.env_steps_per_second, s.wall_seconds
-    );
-    println!("learning curve: {}", s.learning_curve.display());
-    println!("run directory:  {}", s.run_dir.display());
+        pct(s.online_success),
+        s.updates,
+        s.updates_per_second,
+        s.online_steps,
+        s.env_steps_per_second,
+        s.wall_seconds,
+        s.learning_curve.display(),
+        s.run_dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qamlab_headless::plot::EvalPoint;
+
+    fn summary(online: &[(u64, f64)]) -> TrainSummary {
+        let point = |step, phase: &str, success_rate| EvalPoint {
+            step,
+            phase: phase.into(),
+            success_rate,
+            mean_return: 0.0,
+            episodes: 30,
+        };
+        let mut evals = vec![point(10, "offline", 0.6)];
+        evals.extend(
+            online
+                .iter()
+                .map(|&(step, rate)| point(step, "online", rate)),
+        );
+        TrainSummary {
+            task: "cube-single".into(),
+            agent: "qam".into(),
+            device: "Cpu".into(),
+            execution: "eager".into(),
+            offline_success: Some(0.6),
+            online_success: online.last().map(|p| p.1),
+            updates_per_second: 72.0,
+            env_steps_per_second: 3900.0,
+            updates: 40,
+            online_steps: 30,
+            wall_seconds: 5.0,
+            evals,
+            learning_curve: "run/learning_curve.png".into(),
+            run_dir: "run".into(),
+        }
+    }
+
+    #[test]
+    fn the_summary_names_the_best_online_evaluation_when_it_is_not_the_last() {
+        let text = summary_text(&summary(&[(20, 0.3), (30, 0.5), (40, 0.5), (50, 0.2)]));
+        assert!(
+            text.contains("success: offline 60% -> online 20% (best 50% at step 30)\n"),
+            "{text}"
+        );
+        let text = summary_text(&summary(&[(20, 0.3), (30, 0.9)]));
+        assert!(
+            text.contains("success: offline 60% -> online 90%\n"),
+            "{text}"
+        );
+        let text = summary_text(&summary(&[]));
+        assert!(
+            text.contains("success: offline 60% -> online -\n"),
+            "{text}"
+        );
+        assert!(text.contains("40 updates at 72/s, 30 online env steps at 3900/s, 5 s in all"));
+    }
 }
