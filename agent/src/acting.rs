@@ -13,14 +13,7 @@ use crate::noise::Noise;
 /// `EulerFlow(field, s, ε)` (§6.1): `a ← a + field(s, a, i/T)/T` for `i < T`, then clip to [−1, 1].
 /// Evaluated with frozen parameters and no graph: the result is a constant.
 pub fn euler_flow(field: &VectorField, obs: &Tensor, eps: &Tensor, flow_steps: usize) -> Tensor {
-    tch::no_grad(|| {
-        let flow = field.frozen_flow(obs, flow_steps);
-        let mut a = eps.shallow_clone();
-        for i in 0..flow_steps {
-            a = &a + flow.velocity(&a, i) / flow_steps as f64;
-        }
-        a.clamp(-1.0, 1.0)
-    })
+    field.frozen_flow(obs, flow_steps).euler(eps)
 }
 
 /// `sample_actions(s)` (§6.2) for `obs [..., O]` → `[..., D]` with fresh noise labelled

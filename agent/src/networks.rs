@@ -158,21 +158,36 @@ impl Mlp {
     }
 
     /// The rest of the network from the first Dense layer's output `pre` (`[M, H₀]`).
-    fn forward_from_first(&self, mut h: Tensor, frozen: bool) -> Tensor {
-        for (j, d) in self.dense.iter().enumerate() {
-            if j > 0 {
-                h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
-            }
-            if self.is_activated(j) {
-                h = self.activate(j, &h, frozen);
-            }
+    fn forward_from_first(&self, pre: Tensor, frozen: bool) -> Tensor {
+        let n = self.dense.len();
+        let out = if n == 1 {
+            pre
+        } else {
+            let d = &self.dense[n - 1];
+            let h = self.last_hidden_from_first(pre, frozen);
+            view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen))
+        };
+        if self.activate_final {
+            self.activate(n - 1, &out, frozen)
+        } else {
+            out
         }
-        h
     }
 
-    /// Whether layer `j`'s Dense output goes through GELU (and LayerNorm when on).
-    fn is_activated(&self, j: usize) -> bool {
-        j + 1 < self.dense.len() || self.activate_final
+    /// The output layer's input, from the first Dense layer's output `pre`: the activated hidden
+    /// layers. Needs at least one hidden layer.
+    fn last_hidden_from_first(&self, pre: Tensor, frozen: bool) -> Tensor {
+        let n = self.dense.len();
+        assert!(
+            n > 1,
+            "an MLP without hidden layers has no last hidden layer"
+        );
+        let mut h = self.activate(0, &pre, frozen);
+        for (j, d) in self.dense.iter().enumerate().take(n - 1).skip(1) {
+            h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
+            h = self.activate(j, &h, frozen);
+        }
+        h
     }
 
     /// GELU (tanh form), then layer `j`'s LayerNorm when it has one.
@@ -512,6 +527,34 @@ impl FrozenFlow<'_> {
         self.shaped(&lead, self.mlp.forward_from_first(pre, true))
     }
 
+    /// `EulerFlow` (§6.1) from `eps [..., D]`: `a ← a + velocity(a, i)/T` for `i < T`, then clip
+    /// to [−1, 1]. The `1/T` is folded into the output layer once (`a + b/T`, then `h·(W/T)`
+    /// accumulated in place), so a step has one op fewer than `a + v/T`: acting is ten of these.
+    pub fn euler(&self, eps: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let (lead, mut a) = flatten_lead(eps);
+            let dense = &self.mlp.dense;
+            let inv = 1.0 / self.steps as f64;
+            if dense.len() == 1 {
+                for i in 0..self.steps {
+                    a = &a + self.first_layer(&a, i) * inv;
+                }
+            } else {
+                let out = &dense[dense.len() - 1];
+                let (kernel, bias) = (out.kernel.detach() * inv, out.bias.detach() * inv);
+                for i in 0..self.steps {
+                    let h = self
+                        .mlp
+                        .last_hidden_from_first(self.first_layer(&a, i), true);
+                    let mut next = &a + &bias;
+                    let _ = next.addmm_(&h, &kernel);
+                    a = next;
+                }
+            }
+            self.shaped(&lead, a.clamp(-1.0, 1.0))
+        })
+    }
+
     /// The velocities at every step `i < n` at once: `xs [n, ..., D]` (`xs[i]` at time `i/T`)
     /// → `[n, ..., D]`, as one pass over `n·M` rows.
     pub fn velocities(&self, xs: &Tensor) -> Tensor {
@@ -762,6 +805,7 @@ mod tests {
             (vec![16, 16, 16], false),
             (vec![16], false),
             (vec![16, 16], true),
+            (vec![], false),
         ] {
             let field = VectorField::new("f", 3, 2, &hidden, ln, true, Device::Cpu);
             // Shared trailing observations, as `sample_actions` lays out best-of-N candidates.
@@ -789,6 +833,12 @@ mod tests {
                     );
                 }
             }
+            let mut a = x.shallow_clone();
+            for i in 0..steps {
+                a = &a + flow.velocity(&a, i) / steps as f64;
+            }
+            let diff = max_diff(&flow.euler(&x), &a.clamp(-1.0, 1.0));
+            assert!(diff < 1e-5, "euler {hidden:?} ln {ln}: {diff}");
             let xs = Tensor::randn([steps as i64, 5, 3, 2], (Kind::Float, Device::Cpu));
             let all = flow.velocities(&xs);
             for i in 0..steps {
