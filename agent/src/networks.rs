@@ -9,6 +9,9 @@ use tch::{Device, Kind, Tensor};
 /// LayerNorm epsilon of the reference (flax default; libtorch's default is 1e-5).
 pub const LAYER_NORM_EPS: f64 = 1e-6;
 
+/// The reference's GELU: the tanh approximation (`approximate` argument of libtorch's GELU ops).
+const GELU_FORM: &str = "tanh";
+
 /// A parameter tensor under its reference name.
 pub type NamedTensor = (String, Tensor);
 
@@ -192,7 +195,7 @@ impl Mlp {
 
     /// GELU (tanh form), then layer `j`'s LayerNorm when it has one.
     fn activate(&self, j: usize, pre: &Tensor, frozen: bool) -> Tensor {
-        let h = pre.gelu("tanh");
+        let h = pre.gelu(GELU_FORM);
         match &self.norms[j] {
             Some((scale, bias)) => {
                 let width = h.size()[1];
@@ -310,7 +313,7 @@ impl EnsembleMlp {
                 .unsqueeze(1)
                 .baddbmm(&h, &view(w, frozen), 1.0, 1.0);
             if j + 1 < n {
-                h = h.gelu("tanh");
+                h = h.gelu(GELU_FORM);
                 if let Some((scale, bias)) = norm {
                     let width = h.size()[2];
                     let normed = h.layer_norm(
@@ -595,12 +598,12 @@ impl FrozenFlow<'_> {
             // Pre-activations of the hidden layers; the output layer's value is not needed.
             let mut pres = vec![self.first_layer(&x, step)];
             for d in &dense[1..(dense.len() - 1).max(1)] {
-                let h = pres.last().expect("first layer").gelu("tanh");
+                let h = pres.last().expect("first layer").gelu(GELU_FORM);
                 pres.push(d.bias.detach().addmm(&h, &d.kernel.detach()));
             }
             let mut g = cot.shallow_clone();
             for (d, pre) in dense[1..].iter().zip(&pres).rev() {
-                g = pre.gelu_backward(&g.mm(&d.kernel.detach().tr()), "tanh");
+                g = pre.gelu_backward(&g.mm(&d.kernel.detach().tr()), GELU_FORM);
             }
             let out = cot.unsqueeze(0).baddbmm(
                 &g.unsqueeze(0),

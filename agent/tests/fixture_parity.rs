@@ -188,7 +188,10 @@ fn check_variant(dir: &Path, device: Device) -> Vec<String> {
     let mut checked = 0;
     // The comparison that used the largest share of its tolerance, reported for the record.
     let mut worst = (0.0, String::new());
-    let mut check = |name: &str, r: Result<f64, String>| match r {
+    let mut missing = Vec::new();
+    let mut check = |name: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64| match close(
+        name, got, want, rtol, atol,
+    ) {
         Ok(used) => {
             checked += 1;
             if used > worst.0 {
@@ -211,29 +214,13 @@ fn check_variant(dir: &Path, device: Device) -> Vec<String> {
             continue;
         }
         if name == "edit_target_entropy" {
-            check(
-                name,
-                close(
-                    name,
-                    &Tensor::from(cfg.target_entropy(cfg.policy_dim(action_dim)) as f32),
-                    want,
-                    1e-4,
-                    1e-5,
-                ),
-            );
+            let entropy = Tensor::from(cfg.target_entropy(cfg.policy_dim(action_dim)) as f32);
+            check(name, &entropy, want, 1e-4, 1e-5);
         } else if let Some(p) = name.strip_prefix("grad/") {
             let gmax = want.abs().max().double_value(&[]);
             if trainable.iter().any(|n| n == p) {
-                check(
-                    name,
-                    close(
-                        name,
-                        trace.get(name).unwrap(),
-                        want,
-                        1e-4,
-                        1e-5 * gmax.max(1.0),
-                    ),
-                );
+                let got = trace.get(name).unwrap();
+                check(name, got, want, 1e-4, 1e-5 * gmax.max(1.0));
             } else {
                 assert_eq!(
                     gmax, 0.0,
@@ -243,7 +230,7 @@ fn check_variant(dir: &Path, device: Device) -> Vec<String> {
         } else if let Some(p) = name.strip_prefix("after/") {
             let own = agent.parameters();
             match own.iter().find(|(n, _)| n == p) {
-                Some((_, t)) => check(name, close(name, t, want, 0.0, 5e-7)),
+                Some((_, t)) => check(name, t, want, 0.0, 5e-7),
                 None => assert!(
                     p.starts_with("target_actor_fast/"),
                     "{name} has no counterpart"
@@ -253,23 +240,20 @@ fn check_variant(dir: &Path, device: Device) -> Vec<String> {
             let (which, p) = rest.split_once('/').unwrap();
             let (moments, _) = agent.optimizer_state();
             match moments.iter().find(|(n, _, _)| n == p) {
-                Some((_, mu, nu)) => check(
-                    name,
-                    close(name, if which == "mu" { mu } else { nu }, want, 1e-4, 1e-7),
-                ),
+                Some((_, mu, nu)) => {
+                    check(name, if which == "mu" { mu } else { nu }, want, 1e-4, 1e-7)
+                }
                 None => assert_eq!(want.abs().max().double_value(&[]), 0.0, "{name}"),
             }
         } else {
             let key = alias(name).unwrap_or(name);
             match trace.get(key) {
-                Some(got) => check(
-                    name,
-                    close(name, &got.reshape(want.size()), want, 1e-4, 1e-5),
-                ),
-                None => check(name, Err(format!("{name}: not produced by the port"))),
+                Some(got) => check(name, &got.reshape(want.size()), want, 1e-4, 1e-5),
+                None => missing.push(format!("{name}: not produced by the port")),
             }
         }
     }
+    failures.extend(missing);
     assert_eq!(agent.optimizer_state().1, 1);
     assert!(
         checked > 50,
