@@ -6,11 +6,10 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::gelu::{gelu, gelu_backward};
+
 /// LayerNorm epsilon of the reference (flax default; libtorch's default is 1e-5).
 pub const LAYER_NORM_EPS: f64 = 1e-6;
-
-/// The reference's GELU: the tanh approximation (`approximate` argument of libtorch's GELU ops).
-const GELU_FORM: &str = "tanh";
 
 /// A parameter tensor under its reference name.
 pub type NamedTensor = (String, Tensor);
@@ -195,7 +194,7 @@ impl Mlp {
 
     /// GELU (tanh form), then layer `j`'s LayerNorm when it has one.
     fn activate(&self, j: usize, pre: &Tensor, frozen: bool) -> Tensor {
-        let h = pre.gelu(GELU_FORM);
+        let h = gelu(pre);
         match &self.norms[j] {
             Some((scale, bias)) => {
                 let width = h.size()[1];
@@ -313,7 +312,7 @@ impl EnsembleMlp {
                 .unsqueeze(1)
                 .baddbmm(&h, &view(w, frozen), 1.0, 1.0);
             if j + 1 < n {
-                h = h.gelu(GELU_FORM);
+                h = gelu(&h);
                 if let Some((scale, bias)) = norm {
                     let width = h.size()[2];
                     let normed = h.layer_norm(
@@ -598,12 +597,12 @@ impl FrozenFlow<'_> {
             // Pre-activations of the hidden layers; the output layer's value is not needed.
             let mut pres = vec![self.first_layer(&x, step)];
             for d in &dense[1..(dense.len() - 1).max(1)] {
-                let h = pres.last().expect("first layer").gelu(GELU_FORM);
+                let h = gelu(pres.last().expect("first layer"));
                 pres.push(d.bias.detach().addmm(&h, &d.kernel.detach()));
             }
             let mut g = cot.shallow_clone();
             for (d, pre) in dense[1..].iter().zip(&pres).rev() {
-                g = pre.gelu_backward(&g.mm(&d.kernel.detach().tr()), GELU_FORM);
+                g = gelu_backward(&g.mm(&d.kernel.detach().tr()), pre);
             }
             let out = cot.unsqueeze(0).baddbmm(
                 &g.unsqueeze(0),
@@ -757,7 +756,9 @@ mod tests {
         tch::manual_seed(0);
         let ens = EnsembleMlp::new("c", 3, 4, &[8, 8, 1], true, Device::Cpu);
         let x = Tensor::randn([5, 2, 4], (Kind::Float, Device::Cpu));
-        let out = ens.forward(&x, false);
+        // Tracked: libtorch's GELU; frozen (untracked): the CPU kernel of `gelu`.
+        let (out, frozen_out) = (ens.forward(&x, false), ens.forward(&x, true));
+        assert!(out.requires_grad() && !frozen_out.requires_grad());
         assert_eq!(out.size(), vec![3, 5, 2, 1]);
         let p = ens.named_parameters();
         let get = |n: &str| p.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
@@ -777,11 +778,13 @@ mod tests {
                         + get(&format!("c/LayerNorm_{j}/bias")).get(k);
                 }
             }
-            let diff = (out.get(k).reshape([-1, 1]) - h)
-                .abs()
-                .max()
-                .double_value(&[]);
-            assert!(diff < 1e-5, "member {k}: {diff}");
+            for out in [&out, &frozen_out] {
+                let diff = (out.get(k).reshape([-1, 1]) - &h)
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(diff < 1e-5, "member {k}: {diff}");
+            }
         }
     }
 
