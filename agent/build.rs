@@ -6,7 +6,8 @@ fn main() {
 }
 
 /// Compiles the CUDA shims over libtorch (`cuda/graph_shim.cpp`: CUDA graph capture;
-/// `cuda/precision_shim.cpp`: the TF32 matmul switch) when libtorch has CUDA and the CUDA runtime
+/// `cuda/precision_shim.cpp`: the TF32 matmul switch; `cuda/fused_shim.cpp`: Dense + GELU as one
+/// op) when libtorch has CUDA and the CUDA runtime
 /// headers that came with the torch wheel are found; otherwise the crate builds without them and
 /// `cuda_graph::available()` and `precision::available()` are false.
 fn build_cuda_shims() {
@@ -16,6 +17,7 @@ fn build_cuda_shims() {
         "cuda/shim.h",
         "cuda/graph_shim.cpp",
         "cuda/precision_shim.cpp",
+        "cuda/fused_shim.cpp",
     ] {
         println!("cargo:rerun-if-changed={file}");
     }
@@ -58,6 +60,7 @@ fn build_cuda_shims() {
         .cpp(true)
         .file("cuda/graph_shim.cpp")
         .file("cuda/precision_shim.cpp")
+        .file("cuda/fused_shim.cpp")
         .include(torch.join("include"))
         .include(runtime);
     if crt != runtime {

@@ -84,6 +84,24 @@ pub fn run() -> anyhow::Result<()> {
         },
     });
     checks.push(Check {
+        name: "Dense + GELU",
+        value: if cuda {
+            use qamlab_agent::gelu::{FUSED_GELU_TOLERANCE, check_cuda_dense_gelu};
+            match check_cuda_dense_gelu(tch::Device::Cuda(0)) {
+                Some(Ok(diff)) if diff <= FUSED_GELU_TOLERANCE => format!(
+                    "one fused op on cuda:0 in frozen roll-outs (its GELU is the tanh form: max difference {diff:.1e})"
+                ),
+                Some(Ok(diff)) => format!(
+                    "two kernels on cuda:0: the fused op's GELU is not the tanh form (max difference {diff:.1e})"
+                ),
+                Some(Err(e)) => format!("two kernels on cuda:0: the fused op fails: {e}"),
+                None => "not checked".into(),
+            }
+        } else {
+            "no CUDA device (the CPU runs qamlab's own GELU kernel)".into()
+        },
+    });
+    checks.push(Check {
         name: "CPU threads",
         value: format!(
             "{} hardware, libtorch uses {}",

@@ -256,6 +256,8 @@ impl Agent {
                 reason: "must be at least 1".into(),
             });
         }
+        // Before any capture: the check synchronises the device (and draws nothing).
+        crate::gelu::check_cuda_dense_gelu(device);
         let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(seed as i64 & i64::MAX);
         let d = cfg.policy_dim(action_dim);

@@ -6,6 +6,11 @@
 //! demo's CPU, where this one uses `0.5·(1 + tanh(u)) = σ(2u)` with a short `exp` and costs about
 //! 1 ns. The two agree to a few float32 ulps (see the tests), well inside the fixtures'
 //! tolerances. Everything else (CUDA, other dtypes, CPUs without FMA) goes through libtorch.
+//!
+//! On CUDA, a Dense layer and its GELU in a pass without autograd become one cuBLASLt call
+//! ([`dense_gelu`]) once [`check_cuda_dense_gelu`] has seen that its GELU is the tanh form.
+
+use std::sync::Mutex;
 
 use tch::{Device, Kind, Tensor};
 
@@ -78,6 +83,117 @@ fn read(t: &Tensor) -> &[f32] {
 fn write(t: &Tensor) -> &mut [f32] {
     // SAFETY: as in `read`; `t` is fresh, so nothing else reads or writes its storage meanwhile.
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
+}
+
+/// What [`check_cuda_dense_gelu`] found per CUDA device index: the largest difference between
+/// libtorch's fused Dense + GELU and the tanh-form GELU, or why the fused op failed.
+static CUDA_DENSE_GELU: Mutex<Vec<(usize, Result<f64, String>)>> = Mutex::new(Vec::new());
+
+/// The largest difference the fused Dense + GELU may show against `gelu(…, "tanh")` on exact
+/// products (a tanh-form epilogue is within ~1e-7 of it; the erf form differs by up to 4.7e-4).
+pub const FUSED_GELU_TOLERANCE: f64 = 1e-5;
+
+#[cfg(qamlab_cuda_shim)]
+unsafe extern "C" {
+    fn qamlab_addmm_gelu(
+        bias: *const std::ffi::c_void,
+        x: *const std::ffi::c_void,
+        kernel: *const std::ffi::c_void,
+        out: *mut *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_char;
+}
+
+/// libtorch's `_addmm_activation(bias, x, kernel, use_gelu = true)`, through the C++ shim (tch's
+/// own binding of it always applies ReLU). On the CPU it computes the erf form of GELU.
+fn addmm_gelu(bias: &Tensor, x: &Tensor, kernel: &Tensor) -> Result<Tensor, String> {
+    #[cfg(qamlab_cuda_shim)]
+    {
+        let mut out = std::ptr::null_mut();
+        // SAFETY: the three handles are live tch tensors (pointers to `at::Tensor`) for the
+        // call; on success `out` is a new `at::Tensor` that `from_ptr` takes ownership of.
+        let message = unsafe {
+            qamlab_addmm_gelu(
+                bias.as_ptr().cast(),
+                x.as_ptr().cast(),
+                kernel.as_ptr().cast(),
+                &mut out,
+            )
+        };
+        match crate::shim::take_error(message) {
+            Some(e) => Err(e),
+            None => Ok(unsafe { Tensor::from_ptr(out.cast()) }),
+        }
+    }
+    #[cfg(not(qamlab_cuda_shim))]
+    {
+        let _ = (bias, x, kernel);
+        Err("this build has no fused Dense + GELU (no CUDA headers when it was built)".into())
+    }
+}
+
+/// `GELU(x·W + b)` for a Dense layer (`x [M, in]`, `kernel [in, out]`, `bias [out]`).
+///
+/// On a CUDA device where [`check_cuda_dense_gelu`] passed, with nothing tracked by autograd,
+/// this is one fused op (cuBLASLt's bias + GELU epilogue): one kernel instead of two in the
+/// frozen roll-outs, whose update is bound by kernel count. Elsewhere it is [`gelu`] of `addmm`.
+pub(crate) fn dense_gelu(x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Tensor {
+    let tracked = x.requires_grad() || kernel.requires_grad() || bias.requires_grad();
+    if !tracked
+        && x.kind() == Kind::Float
+        && cuda_fusion_passed(x.device())
+        && let Ok(out) = addmm_gelu(bias, x, kernel)
+    {
+        return out;
+    }
+    gelu(&bias.addmm(x, kernel))
+}
+
+fn cuda_fusion_passed(device: Device) -> bool {
+    let Device::Cuda(index) = device else {
+        return false;
+    };
+    let checked = CUDA_DENSE_GELU.lock().unwrap_or_else(|e| e.into_inner());
+    checked
+        .iter()
+        .any(|(i, diff)| *i == index && matches!(diff, Ok(d) if *d <= FUSED_GELU_TOLERANCE))
+}
+
+/// Checks, once per CUDA device, that libtorch's fused Dense + GELU computes the tanh form, and
+/// returns the largest difference found (within [`FUSED_GELU_TOLERANCE`]: [`dense_gelu`] fuses
+/// on that device) or why the op failed; `None` off CUDA. It draws no random numbers and
+/// synchronises the device, so [`crate::Agent::new`] calls it before any graph capture.
+pub fn check_cuda_dense_gelu(device: Device) -> Option<Result<f64, String>> {
+    let Device::Cuda(index) = device else {
+        return None;
+    };
+    let mut checked = CUDA_DENSE_GELU.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, found)) = checked.iter().find(|(i, _)| *i == index) {
+        return Some(found.clone());
+    }
+    let found = fused_gelu_difference(device);
+    checked.push((index, found.clone()));
+    Some(found)
+}
+
+/// The largest difference between the fused Dense + GELU on `device` and the tanh-form GELU, on
+/// a 512×512 identity times values `k/64` in [−4, 4]: products exact in IEEE fp32 and TF32
+/// alike, so only the GELU is compared. NaN (a broken op) fails the check too.
+fn fused_gelu_difference(device: Device) -> Result<f64, String> {
+    tch::no_grad(|| {
+        let n = 512;
+        let eye = Tensor::eye(n, (Kind::Float, device));
+        let values = (Tensor::arange(n * n, (Kind::Int64, device)).remainder(513) - 256)
+            .to_kind(Kind::Float)
+            .reshape([n, n])
+            / 64.0;
+        let zero = Tensor::zeros([n], (Kind::Float, device));
+        let fused = addmm_gelu(&zero, &eye, &values)?;
+        let diff = (fused - values.gelu(GELU_FORM))
+            .abs()
+            .max()
+            .double_value(&[]);
+        Ok(if diff.is_nan() { f64::INFINITY } else { diff })
+    })
 }
 
 /// The element loops, in fused multiply-adds (IEEE `fma`, exactly rounded), so every machine that
@@ -300,6 +416,28 @@ mod tests {
         assert_eq!(max_abs(&gelu(&double), &double.gelu(GELU_FORM)), 0.0);
         let empty = Tensor::zeros([0, 8], (Kind::Float, Device::Cpu));
         assert_eq!(gelu(&empty).size(), vec![0, 8]);
+    }
+
+    #[test]
+    fn the_fusion_check_tells_the_tanh_form_from_the_erf_form() {
+        // libtorch's CPU `_addmm_activation` applies the erf GELU: the check must refuse it (and
+        // tch's own binding, which applies ReLU, would differ by 0.17).
+        if cfg!(qamlab_cuda_shim) {
+            let diff = fused_gelu_difference(Device::Cpu).unwrap();
+            assert!(diff > 10.0 * FUSED_GELU_TOLERANCE, "erf vs tanh: {diff:e}");
+            assert!(diff < 1e-3, "{diff:e}");
+        } else {
+            assert!(fused_gelu_difference(Device::Cpu).is_err());
+        }
+        assert_eq!(check_cuda_dense_gelu(Device::Cpu), None);
+        assert!(!cuda_fusion_passed(Device::Cpu));
+        // Off CUDA, `dense_gelu` is `gelu` of the Dense layer.
+        let (x, w, b) = (
+            Tensor::randn([6, 4], (Kind::Float, Device::Cpu)),
+            Tensor::randn([4, 3], (Kind::Float, Device::Cpu)),
+            Tensor::randn([3], (Kind::Float, Device::Cpu)),
+        );
+        assert!(dense_gelu(&x, &w, &b).equal(&gelu(&b.addmm(&x, &w))));
     }
 
     #[test]

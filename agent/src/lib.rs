@@ -3,8 +3,8 @@
 //!
 //! Where things live:
 //! * [`config`] — hyper-parameters (TOML, reference defaults, validation), [`AgentKind`].
-//! * [`networks`] — MLP block, batched critic ensemble, flow fields, edit actor (§1); `gelu`
-//!   holds their activation, with a fast CPU kernel for untracked tensors.
+//! * [`networks`] — MLP block, batched critic ensemble, flow fields, edit actor (§1).
+//! * [`gelu`] — their activation: our own CPU kernel, and Dense + GELU fused on CUDA.
 //! * [`data`] — transition store / replay buffer and chunked `sample_sequence` (§2).
 //! * [`noise`] — injected randomness: seeded torch draws or replayed fixture draws.
 //! * [`qam`] — the losses: `critic_loss`, `bc_flow_loss`, `memoryless_rollout`,
@@ -30,7 +30,7 @@ pub mod cuda_graph;
 pub mod data;
 pub mod error;
 pub mod fql;
-mod gelu;
+pub mod gelu;
 pub mod metrics;
 pub mod networks;
 pub mod noise;

@@ -6,7 +6,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::gelu::{gelu, gelu_backward};
+use crate::gelu::{dense_gelu, gelu, gelu_backward};
 
 /// LayerNorm epsilon of the reference (flax default; libtorch's default is 1e-5).
 pub const LAYER_NORM_EPS: f64 = 1e-6;
@@ -186,8 +186,11 @@ impl Mlp {
         );
         let mut h = self.activate(0, &pre, frozen);
         for (j, d) in self.dense.iter().enumerate().take(n - 1).skip(1) {
-            h = view(&d.bias, frozen).addmm(&h, &view(&d.kernel, frozen));
-            h = self.activate(j, &h, frozen);
+            let (kernel, bias) = (view(&d.kernel, frozen), view(&d.bias, frozen));
+            h = match self.norms[j] {
+                None => dense_gelu(&h, &kernel, &bias),
+                Some(_) => self.activate(j, &bias.addmm(&h, &kernel), frozen),
+            };
         }
         h
     }
