@@ -148,6 +148,7 @@ pub(crate) fn dense_gelu(x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Tensor {
     gelu(&bias.addmm(x, kernel))
 }
 
+/// Whether [`check_cuda_dense_gelu`] ran on `device` (a CUDA device) and passed.
 fn cuda_fusion_passed(device: Device) -> bool {
     let Device::Cuda(index) = device else {
         return false;
