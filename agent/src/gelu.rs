@@ -292,59 +292,40 @@ mod kernels {
         }
     }
 
-    /// `y = GELU(x)`; only where [`available`].
-    pub(super) fn forward(x: &[f32], y: &mut [f32]) {
-        debug_assert!(available());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available` checked that the CPU has AVX2 and FMA.
-        unsafe {
-            forward_x86(x, y)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        forward_loop(x, y)
+    /// Defines `pub(super) fn $name` that runs `$body` compiled for AVX2 and FMA on x86-64 (as
+    /// is elsewhere); to be called only where [`available`].
+    macro_rules! wide {
+        ($(#[$doc:meta])* $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+            $(#[$doc])*
+            pub(super) fn $name($($arg: $ty),*) {
+                debug_assert!(available());
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    fn x86($($arg: $ty),*) {
+                        $body($($arg),*)
+                    }
+                    // SAFETY: `available` checked that the CPU has AVX2 and FMA.
+                    unsafe { x86($($arg),*) }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                $body($($arg),*)
+            }
+        };
     }
 
-    /// `y = g·GELU'(x)`; only where [`available`].
-    pub(super) fn backward(g: &[f32], x: &[f32], y: &mut [f32]) {
-        debug_assert!(available());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available` checked that the CPU has AVX2 and FMA.
-        unsafe {
-            backward_x86(g, x, y)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        backward_loop(g, x, y)
-    }
-
-    /// `slope = GELU'(x)`, `offset = GELU(x) − x·slope`; only where [`available`].
-    pub(super) fn tangent(x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-        debug_assert!(available());
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available` checked that the CPU has AVX2 and FMA.
-        unsafe {
-            tangent_x86(x, slope, offset)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        tangent_loop(x, slope, offset)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn tangent_x86(x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
-        tangent_loop(x, slope, offset)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn forward_x86(x: &[f32], y: &mut [f32]) {
-        forward_loop(x, y)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn backward_x86(g: &[f32], x: &[f32], y: &mut [f32]) {
-        backward_loop(g, x, y)
-    }
+    wide!(
+        /// `y = GELU(x)`.
+        forward => forward_loop(x: &[f32], y: &mut [f32])
+    );
+    wide!(
+        /// `y = g·GELU'(x)`.
+        backward => backward_loop(g: &[f32], x: &[f32], y: &mut [f32])
+    );
+    wide!(
+        /// `slope = GELU'(x)`, `offset = GELU(x) − x·slope`.
+        tangent => tangent_loop(x: &[f32], slope: &mut [f32], offset: &mut [f32])
+    );
 }
 
 #[cfg(test)]
