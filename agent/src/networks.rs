@@ -759,7 +759,7 @@ mod tests {
         tch::manual_seed(0);
         let ens = EnsembleMlp::new("c", 3, 4, &[8, 8, 1], true, Device::Cpu);
         let x = Tensor::randn([5, 2, 4], (Kind::Float, Device::Cpu));
-        // Tracked: libtorch's GELU; frozen (untracked): the CPU kernel of `gelu`.
+        // Tracked: GELU as its tangent line; frozen (untracked): the plain CPU kernel of `gelu`.
         let (out, frozen_out) = (ens.forward(&x, false), ens.forward(&x, true));
         assert!(out.requires_grad() && !frozen_out.requires_grad());
         assert_eq!(out.size(), vec![3, 5, 2, 1]);
