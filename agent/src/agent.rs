@@ -3,7 +3,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::acting;
+use crate::acting::{self, ActionNoise};
 use crate::config::{AgentConfig, AgentKind};
 use crate::data::Batch;
 use crate::error::{AgentError, Result};
@@ -220,6 +220,10 @@ pub struct Agent {
     graphs: Option<graphed::Graphs>,
     /// Why CUDA graphs were turned off after being asked for, if they were.
     graph_fallback: Option<String>,
+    /// Whether CPU updates compute the critic half on a second thread ([`Agent::set_split_update`]).
+    split_update: bool,
+    /// That thread, started by the first split update and kept for the next ones.
+    helper: Option<rayon_core::ThreadPool>,
 }
 
 /// How [`Agent::apply_gradients`] runs: eagerly (host bookkeeping included) or as the body of a
@@ -232,6 +236,146 @@ enum StepMode {
 
 fn last(t: &Tensor) -> Tensor {
     t.select(1, t.size()[1] - 1)
+}
+
+/// The draws of the critic's next actions (`sample_actions(s')`, prefix `next`), the first draws
+/// of an update; `None` for an agent without a critic.
+fn draw_next_actions(
+    nets: &Nets,
+    cfg: &AgentConfig,
+    d: i64,
+    batch: &Batch,
+    noise: &mut dyn Noise,
+) -> Result<Option<ActionNoise>> {
+    if nets.critic.is_none() {
+        return Ok(None);
+    }
+    let b = batch.observations.size()[0];
+    let device = batch.observations.device();
+    ActionNoise::draw(nets, cfg, d, &[b], noise, "next", device).map(Some)
+}
+
+/// The critic half of an update: its loss (§3) and metrics.
+fn critic_half(
+    nets: &Nets,
+    cfg: &AgentConfig,
+    d: i64,
+    batch: &Batch,
+    next: &ActionNoise,
+    metrics: &mut UpdateMetrics,
+    trace: &mut Trace,
+) -> Tensor {
+    let (loss, q) = qam::critic_loss(nets, cfg, d, batch, next, trace);
+    metrics.push("critic_loss", &loss);
+    metrics.push("q_mean", &q.mean(Kind::Float));
+    metrics.push("q_min", &q.min());
+    metrics.push("q_max", &q.max());
+    loss
+}
+
+/// The policy half of an update: the loss terms of the variant's actors (§4, §8), in the order
+/// the total adds them after the critic loss, and their metrics.
+fn policy_half(
+    nets: &Nets,
+    cfg: &AgentConfig,
+    d: i64,
+    batch: &Batch,
+    noise: &mut dyn Noise,
+    metrics: &mut UpdateMetrics,
+    trace: &mut Trace,
+) -> Result<Vec<Tensor>> {
+    let obs = &batch.observations;
+    let actions = batch_actions(batch, cfg);
+    let valid = last(&batch.valid);
+    match cfg.kind {
+        AgentKind::Bc => {
+            let actor = nets.actor_slow.as_ref().expect("actor_bc_flow");
+            let flow = qam::bc_flow_loss(actor, obs, &actions, &valid, noise, trace)?;
+            metrics.push("flow_loss", &flow);
+            Ok(vec![flow])
+        }
+        AgentKind::Fql => {
+            let (actor_loss, bc) =
+                fql_actor_loss(nets, cfg, obs, &actions, &valid, d, noise, trace)?;
+            metrics.push("flow_loss", &bc);
+            metrics.push("actor_loss", &actor_loss);
+            trace.record("actor_loss", &actor_loss);
+            Ok(vec![actor_loss])
+        }
+        AgentKind::Qam | AgentKind::QamF | AgentKind::QamE => {
+            let flow = qam::bc_flow_loss(
+                nets.actor_slow.as_ref().expect("actor_slow"),
+                obs,
+                &actions,
+                &valid,
+                noise,
+                trace,
+            )?;
+            let target_critic = nets.target_critic.as_ref().expect("target_critic");
+            let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
+            let (fast, base) = (
+                nets.actor_fast.as_ref().expect("actor_fast"),
+                nets.target_actor_slow.as_ref().expect("base"),
+            );
+            let adj = qam::adjoint_matching_loss(fast, base, q_target, obs, d, cfg, noise, trace)?;
+            // (no `+=`: tch's AddAssign is in place and would overwrite `flow`)
+            let actor = match cfg.kind {
+                AgentKind::QamF => &flow + qam::fql_losses(nets, cfg, obs, d, noise, trace)?,
+                AgentKind::QamE => {
+                    let edit = nets.edit_actor.as_ref().expect("edit_actor");
+                    let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
+                    let critic = nets.critic.as_ref().expect("critic");
+                    &flow + qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace)?
+                }
+                _ => flow.shallow_clone(),
+            };
+            metrics.push("flow_loss", &flow);
+            metrics.push("adj_loss", &adj);
+            metrics.push("actor_loss", &actor);
+            trace.record("actor_loss", &actor);
+            if let Some(t) = trace.get("adj_abs_max") {
+                metrics.push("adj_abs_max", &t.shallow_clone());
+            }
+            for name in [
+                "fql_distill_loss",
+                "fql_q_loss",
+                "edit_q_loss",
+                "edit_entropy",
+                "edit_alpha",
+            ] {
+                if let Some(t) = trace.get(name) {
+                    metrics.push(name, &t.shallow_clone());
+                }
+            }
+            Ok(vec![actor, adj])
+        }
+    }
+}
+
+/// The total loss (§4.5): the critic loss (if any) plus the policy terms, added left to right.
+fn total_loss(critic: Option<&Tensor>, terms: &[Tensor]) -> Tensor {
+    let mut parts = critic.into_iter().chain(terms);
+    let first = parts.next().expect("an update has a loss").shallow_clone();
+    parts.fold(first, |total, t| total + t)
+}
+
+/// Lends the networks and the batch to the helper thread of a split update.
+///
+/// tch's `Tensor` is `Send` but not `Sync`, because a tensor can be changed in place. While the
+/// two halves run, neither changes a network or the batch: their in-place operations touch only
+/// tensors they have just made, and the optimiser runs after both have joined. libtorch's reads
+/// and its autograd bookkeeping on shared leaves are thread-safe (PyTorch shares modules across
+/// threads the same way), and the halves take gradients of disjoint parameters.
+struct Lent<'a>((&'a Nets, &'a Batch));
+
+// SAFETY: see the type's documentation: shared, read-only use for the length of a scoped thread.
+unsafe impl Send for Lent<'_> {}
+
+impl<'a> Lent<'a> {
+    /// The lent references (a method, so that a closure captures the whole `Lent`).
+    fn into_inner(self) -> (&'a Nets, &'a Batch) {
+        self.0
+    }
 }
 
 impl Agent {
@@ -277,6 +421,8 @@ impl Agent {
             noise: Box::new(TorchNoise::new(seed)),
             graphs: None,
             graph_fallback: None,
+            split_update: true,
+            helper: None,
         })
     }
 
@@ -410,6 +556,19 @@ impl Agent {
         out
     }
 
+    /// Whether CPU updates run their two independent halves on two threads: the critic's loss
+    /// and gradient (§3) on a helper thread while this one does the policy's (§4, §8). On by
+    /// default; it changes no result (the same bytes either way), only the speed on machines
+    /// with a second core. CUDA updates and agents without a critic always run on one thread.
+    pub fn set_split_update(&mut self, on: bool) {
+        self.split_update = on;
+    }
+
+    /// Whether eager updates run split over two threads (see [`Agent::set_split_update`]).
+    pub fn splits_updates(&self) -> bool {
+        self.split_update && self.device == Device::Cpu && self.nets.critic.is_some()
+    }
+
     /// One eager update of the (device-resident) `batch` drawing from `noise`.
     fn eager_update(
         &mut self,
@@ -422,6 +581,10 @@ impl Agent {
             .then(crate::noise::torch_rng_lock);
         noise.reseed(self.step, 0);
         let mut metrics = UpdateMetrics::default();
+        if self.splits_updates() {
+            self.split_update_step(batch, noise, &mut metrics, trace)?;
+            return Ok(metrics);
+        }
         let total = self.losses(batch, noise, &mut metrics, trace)?;
         self.apply_gradients(&total, None, StepMode::Eager, &mut metrics, trace)?;
         Ok(metrics)
@@ -435,89 +598,123 @@ impl Agent {
         metrics: &mut UpdateMetrics,
         trace: &mut Trace,
     ) -> Result<Tensor> {
-        let (cfg, nets, d) = (
-            &self.cfg,
-            &self.nets,
-            self.cfg.policy_dim(self.action_dim) as i64,
-        );
-        let obs = &batch.observations;
-        let actions = batch_actions(batch, cfg);
-        let valid = last(&batch.valid);
-        if cfg.kind == AgentKind::Bc {
-            let actor = nets.actor_slow.as_ref().expect("actor_bc_flow");
-            let flow = qam::bc_flow_loss(actor, obs, &actions, &valid, noise, trace)?;
-            metrics.push("flow_loss", &flow);
-            trace.record("total_loss", &flow);
-            return Ok(flow);
-        }
-        let (critic_loss, q) = qam::critic_loss(nets, cfg, d, batch, noise, trace)?;
-        metrics.push("critic_loss", &critic_loss);
-        metrics.push("q_mean", &q.mean(Kind::Float));
-        metrics.push("q_min", &q.min());
-        metrics.push("q_max", &q.max());
-        let total = if cfg.kind == AgentKind::Fql {
-            let (actor_loss, bc) =
-                fql_actor_loss(nets, cfg, obs, &actions, &valid, d, noise, trace)?;
-            metrics.push("flow_loss", &bc);
-            metrics.push("actor_loss", &actor_loss);
-            trace.record("actor_loss", &actor_loss);
-            &critic_loss + actor_loss
-        } else {
-            let flow = qam::bc_flow_loss(
-                nets.actor_slow.as_ref().expect("actor_slow"),
-                obs,
-                &actions,
-                &valid,
-                noise,
-                trace,
-            )?;
-            let target_critic = nets.target_critic.as_ref().expect("target_critic");
-            let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
-            let (fast, base) = (
-                nets.actor_fast.as_ref().expect("actor_fast"),
-                nets.target_actor_slow.as_ref().expect("base"),
-            );
-            let adj = qam::adjoint_matching_loss(fast, base, q_target, obs, d, cfg, noise, trace)?;
-            // (no `+=`: tch's AddAssign is in place and would overwrite `flow`)
-            let actor = match cfg.kind {
-                AgentKind::QamF => &flow + qam::fql_losses(nets, cfg, obs, d, noise, trace)?,
-                AgentKind::QamE => {
-                    let edit = nets.edit_actor.as_ref().expect("edit_actor");
-                    let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
-                    let critic = nets.critic.as_ref().expect("critic");
-                    &flow + qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace)?
-                }
-                _ => flow.shallow_clone(),
-            };
-            metrics.push("flow_loss", &flow);
-            metrics.push("adj_loss", &adj);
-            metrics.push("actor_loss", &actor);
-            trace.record("actor_loss", &actor);
-            if let Some(t) = trace.get("adj_abs_max") {
-                metrics.push("adj_abs_max", &t.shallow_clone());
-            }
-            for name in [
-                "fql_distill_loss",
-                "fql_q_loss",
-                "edit_q_loss",
-                "edit_entropy",
-                "edit_alpha",
-            ] {
-                if let Some(t) = trace.get(name) {
-                    metrics.push(name, &t.shallow_clone());
-                }
-            }
-            &critic_loss + actor + adj
-        };
+        let (nets, cfg, d) = (&self.nets, &self.cfg, self.policy_dim() as i64);
+        let critic = draw_next_actions(nets, cfg, d, batch, noise)?
+            .map(|next| critic_half(nets, cfg, d, batch, &next, metrics, trace));
+        let terms = policy_half(nets, cfg, d, batch, noise, metrics, trace)?;
+        let total = total_loss(critic.as_ref(), &terms);
         trace.record("total_loss", &total);
         Ok(total)
     }
 
+    /// [`Agent::losses`] and the backward pass with the critic half on a helper thread; then
+    /// the optimiser step. The critic's draws are taken first, so every draw comes in the
+    /// order of the one-thread update, and the halves share no trainable parameter, so each
+    /// gradient is the one a single backward pass of the total gives.
+    fn split_update_step(
+        &mut self,
+        batch: &Batch,
+        noise: &mut dyn Noise,
+        metrics: &mut UpdateMetrics,
+        trace: &mut Trace,
+    ) -> Result<()> {
+        if self.helper.is_none() {
+            match rayon_core::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(|_| "qamlab-update-helper".into())
+                .build()
+            {
+                Ok(pool) => self.helper = Some(pool),
+                // No second thread to be had: run on this one (`execution` then says so).
+                Err(_) => {
+                    self.split_update = false;
+                    let total = self.losses(batch, noise, metrics, trace)?;
+                    return self.apply_gradients(&total, None, StepMode::Eager, metrics, trace);
+                }
+            }
+        }
+        let helper = self.helper.as_ref().expect("started above");
+        let (nets, cfg, d) = (&self.nets, &self.cfg, self.policy_dim() as i64);
+        let next = draw_next_actions(nets, cfg, d, batch, noise)?.expect("the agent has a critic");
+        let params = nets.trainable();
+        // `trainable` lists the critic first.
+        let n_critic = nets
+            .critic
+            .as_ref()
+            .map_or(0, |c| c.named_parameters().len());
+        let (critic_params, policy_params) = params.split_at(n_critic);
+        let critic_inputs: Vec<Tensor> = critic_params
+            .iter()
+            .map(|(_, p)| p.shallow_clone())
+            .collect();
+        let lent = Lent((nets, batch));
+        let critic_trace = trace.fork();
+        // libtorch keeps its thread count per thread: the helper takes this thread's.
+        let threads = tch::get_num_threads();
+        let mut critic = None;
+        let policy = helper.in_place_scope(|scope| {
+            let critic = &mut critic;
+            scope.spawn(move |_| {
+                let (nets, batch) = lent.into_inner();
+                tch::set_num_threads(threads);
+                let (mut metrics, mut trace) = (UpdateMetrics::default(), critic_trace);
+                let loss = critic_half(nets, cfg, d, batch, &next, &mut metrics, &mut trace);
+                *critic = Some(
+                    Tensor::f_run_backward(&[&loss], &critic_inputs, false, false)
+                        .map(|grads| (loss, grads, metrics, trace)),
+                );
+            });
+            let mut policy_metrics = UpdateMetrics::default();
+            policy_half(nets, cfg, d, batch, noise, &mut policy_metrics, trace).and_then(|terms| {
+                let inputs: Vec<&Tensor> = policy_params.iter().map(|(_, p)| p).collect();
+                let grads = Tensor::f_run_backward(&terms, &inputs, false, false)?;
+                Ok((terms, grads, policy_metrics))
+            })
+        });
+        let critic = critic.expect("the scope ran the critic half");
+        let (critic_loss, mut grads, critic_metrics, critic_trace) = critic?;
+        let (terms, policy_grads, policy_metrics) = policy?;
+        metrics.extend(critic_metrics);
+        metrics.extend(policy_metrics);
+        trace.absorb(critic_trace);
+        let total = tch::no_grad(|| total_loss(Some(&critic_loss), &terms));
+        trace.record("total_loss", &total);
+        grads.extend(policy_grads);
+        self.finish_step(
+            &total,
+            &params,
+            grads,
+            None,
+            StepMode::Eager,
+            metrics,
+            trace,
+        )
+    }
+
     /// Backward of `total` w.r.t. the trainable parameters (only those named in `only`, the rest
-    /// get zero gradient), Polyak targets from the pre-step parameters, then the Adam step.
+    /// get zero gradient), then [`Agent::finish_step`].
     fn apply_gradients(
         &mut self,
         total: &Tensor,
+        only: Option<&[&str]>,
+        mode: StepMode,
+        metrics: &mut UpdateMetrics,
+        trace: &mut Trace,
+    ) -> Result<()> {
+        let params = self.nets.trainable();
+        let inputs: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::f_run_backward(&[total], &inputs, false, false)?;
+        self.finish_step(total, &params, grads, only, mode, metrics, trace)
+    }
+
+    /// With `grads` (one per trainable parameter, in order; undefined means zero): the loss
+    /// check, Polyak targets from the pre-step parameters, then the Adam step.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_step(
+        &mut self,
+        total: &Tensor,
+        params: &[NamedTensor],
+        grads: Vec<Tensor>,
         only: Option<&[&str]>,
         mode: StepMode,
         metrics: &mut UpdateMetrics,
@@ -527,10 +724,7 @@ impl Agent {
         if mode == StepMode::Eager && self.device == Device::Cpu {
             metrics.check_finite()?;
         }
-        let params = self.nets.trainable();
         let flat = &self.nets.flat;
-        let inputs: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
-        let grads = Tensor::f_run_backward(&[total], &inputs, false, false)?;
         let mut pieces = Vec::with_capacity(params.len());
         for ((name, p), g) in params.iter().zip(grads) {
             let excluded =

@@ -71,8 +71,17 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2] * 1e3
 }
 
+/// How a benchmarked agent executes.
+#[derive(Clone, Copy, Debug)]
+pub struct Execution {
+    /// Replay updates and acting from CUDA graphs captured during the warm-up (CUDA only).
+    pub cuda_graphs: bool,
+    /// Split CPU updates over two threads ([`Agent::set_split_update`]).
+    pub split_update: bool,
+}
+
 /// Times `updates` gradient steps (after 3 warm-up steps) and 20 acting calls at batch 1 and 1024,
-/// eagerly or (`cuda_graphs`) replayed from CUDA graphs captured during the warm-up.
+/// executed as `execution` says.
 pub fn bench_agent(
     kind: AgentKind,
     config: AgentConfig,
@@ -80,13 +89,14 @@ pub fn bench_agent(
     updates: usize,
     obs_dim: usize,
     action_dim: usize,
-    cuda_graphs: bool,
+    execution: Execution,
 ) -> Result<BenchReport> {
     let cfg = AgentConfig { kind, ..config };
     let (b, h) = (cfg.batch_size as i64, cfg.horizon_length as i64);
     let mut agent = Agent::new(cfg.clone(), obs_dim, action_dim, device, 0)?;
     // A refusal (no shim in this build, say) is not fatal: the row runs eagerly and says why.
-    let _ = agent.use_cuda_graphs(cuda_graphs);
+    let _ = agent.use_cuda_graphs(execution.cuda_graphs);
+    agent.set_split_update(execution.split_update);
     let batch = random_batch(b, h, obs_dim as i64, action_dim as i64, device);
     for _ in 0..3 {
         agent.update(&batch)?;

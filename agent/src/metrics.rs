@@ -23,6 +23,11 @@ impl UpdateMetrics {
         self.entries.push((name, v));
     }
 
+    /// Appends the metrics of `other` (report order: these, then those).
+    pub(crate) fn extend(&mut self, other: UpdateMetrics) {
+        self.entries.extend(other.entries);
+    }
+
     /// The metric names in report order.
     pub fn names(&self) -> Vec<&'static str> {
         self.entries.iter().map(|(n, _)| *n).collect()
@@ -107,6 +112,20 @@ impl Trace {
     /// A trace that ignores everything.
     pub fn disabled() -> Self {
         Self { tensors: None }
+    }
+
+    /// An empty trace that records if this one does (for work done on another thread).
+    pub(crate) fn fork(&self) -> Self {
+        Self {
+            tensors: self.tensors.as_ref().map(|_| BTreeMap::new()),
+        }
+    }
+
+    /// Takes in every record of `other` (a [`Trace::fork`] of this one).
+    pub(crate) fn absorb(&mut self, other: Trace) {
+        if let (Some(map), Some(more)) = (&mut self.tensors, other.tensors) {
+            map.extend(more);
+        }
     }
 
     /// Records a detached handle to `t` under `name` (no copy).

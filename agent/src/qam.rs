@@ -4,7 +4,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::acting::{euler_flow, sample_actions};
+use crate::acting::{ActionNoise, euler_flow, sample_actions_from};
 use crate::agent::Nets;
 use crate::config::AgentConfig;
 use crate::data::Batch;
@@ -33,20 +33,21 @@ fn last(t: &Tensor) -> Tensor {
 
 /// §3 critic loss: `mean_{K,B} (Q(s, a) − y)² · valid`, with
 /// `y = r + γ^H · mask · (mean_K − ρ·std_K) Q_target(s', a')` and `a' = sample_actions(s')`.
-/// Returns `(loss, q [K, B])`; only the online critic receives gradient.
+/// `next` holds the draws of `sample_actions(s')` (prefix `next`). Returns `(loss, q [K, B])`;
+/// only the online critic receives gradient.
 pub fn critic_loss(
     nets: &Nets,
     cfg: &AgentConfig,
     d: i64,
     batch: &Batch,
-    noise: &mut dyn Noise,
+    next: &ActionNoise,
     trace: &mut Trace,
-) -> Result<(Tensor, Tensor)> {
+) -> (Tensor, Tensor) {
     let critic = nets.critic.as_ref().expect("critic");
     let target_critic = nets.target_critic.as_ref().expect("target_critic");
     let next_obs = last(&batch.next_observations);
     let next_actions =
-        sample_actions(nets, cfg, d, &next_obs, noise, "next", trace)?.clamp(-1.0, 1.0);
+        sample_actions_from(nets, cfg, d, &next_obs, next, "next", trace).clamp(-1.0, 1.0);
     let next_qs = tch::no_grad(|| target_critic.forward(&next_obs, &next_actions, true));
     let next_q_std = next_qs.std_dim(0, false, false);
     let next_q = next_qs.mean_dim(0, false, Kind::Float) - &next_q_std * cfg.rho;
@@ -63,7 +64,7 @@ pub fn critic_loss(
     trace.record("target_q", &target_q);
     trace.record("q", &q);
     trace.record("critic_loss", &loss);
-    Ok((loss, q))
+    (loss, q)
 }
 
 /// §4.1 BC flow matching of `actor`: `x_t = (1−t)x₀ + t·a`, target `a − x₀`;

@@ -261,6 +261,33 @@ fn updates_are_a_function_of_seed_and_step() {
 }
 
 #[test]
+fn split_update_gives_the_bytes_of_the_one_thread_update() {
+    let best_of_4 = AgentConfig {
+        best_of_n: 4,
+        ..tiny(AgentKind::Qam)
+    };
+    let configs = KINDS.map(tiny).into_iter().chain([best_of_4]);
+    for cfg in configs {
+        let label = format!("{:?} best-of-{}", cfg.kind, cfg.best_of_n);
+        let mut split = Agent::new(cfg.clone(), O, A, Device::Cpu, 7).unwrap();
+        let mut single = Agent::new(cfg, O, A, Device::Cpu, 7).unwrap();
+        single.set_split_update(false);
+        for i in 0..3 {
+            let (ms, m1) = (
+                split.update(&batch(i)).unwrap(),
+                single.update(&batch(i)).unwrap(),
+            );
+            assert_eq!(ms.names(), m1.names(), "{label}: metric names");
+            for name in m1.names() {
+                let (a, b) = (ms.get(name).unwrap(), m1.get(name).unwrap());
+                assert!(a.equal(b), "{label}: {name} {a:?} vs {b:?}");
+            }
+        }
+        assert_same_params(&split, &single);
+    }
+}
+
+#[test]
 fn batch_shape_errors_name_the_array() {
     let mut agent = Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0).unwrap();
     let mut b = batch(0);

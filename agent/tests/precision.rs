@@ -40,7 +40,11 @@ fn tf32_switch_reads_back_and_acts_only_on_cuda_matmuls() {
         "the CPU product is unchanged"
     );
     let cpu_agent = Agent::new(AgentConfig::default(), 28, 5, Device::Cpu, 0).unwrap();
-    assert_eq!(cpu_agent.execution(), "eager", "TF32 is named on CUDA only");
+    assert!(
+        !cpu_agent.execution().contains("TF32"),
+        "TF32 is named on CUDA only: {}",
+        cpu_agent.execution()
+    );
 
     if tch::Cuda::is_available() {
         let dev = Device::Cuda(0);

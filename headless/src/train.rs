@@ -192,7 +192,7 @@ impl<'a> Trainer<'a> {
         if resume {
             trainer.restore()?;
         } else {
-            trainer.configure_graphs();
+            trainer.configure_execution();
             if run.latest_checkpoint()?.is_some() {
                 bail!(
                     "{} already holds a run with checkpoints: continue it with --resume, or choose another --out",
@@ -207,8 +207,10 @@ impl<'a> Trainer<'a> {
         Ok(trainer)
     }
 
-    /// Turns CUDA graphs on when the run asks for them and the agent is on a CUDA device.
-    fn configure_graphs(&mut self) {
+    /// Sets how the agent executes: CUDA graphs when the run asks for them and the agent is on a
+    /// CUDA device, and whether CPU updates split over two threads.
+    fn configure_execution(&mut self) {
+        self.agent.set_split_update(self.cfg.split_update);
         if self.cfg.cuda_graphs
             && self.agent.device().is_cuda()
             && let Err(e) = self.agent.use_cuda_graphs(true)
@@ -545,7 +547,7 @@ impl<'a> Trainer<'a> {
         };
         let device = self.agent.device();
         self.agent = Agent::load(dir.join("agent.safetensors"), device)?;
-        self.configure_graphs();
+        self.configure_execution();
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading {}", state_path.display()))?;

@@ -1,6 +1,6 @@
 //! `qamlab bench agent|sim`: throughput figures for docs/benchmarks.md.
 
-use qamlab_agent::bench::{bench_agent, paper_config, small_config};
+use qamlab_agent::bench::{Execution, bench_agent, paper_config, small_config};
 use qamlab_agent::{AgentKind, precision};
 use qamlab_headless::DeviceChoice;
 
@@ -34,12 +34,16 @@ pub struct AgentBenchArgs {
     /// On CUDA: float32 matmuls in IEEE fp32 (off), in TF32 as JAX does by default (on), or both.
     #[arg(long, value_enum, default_value_t = Toggle::Off)]
     pub tf32: Toggle,
+    /// On a CPU: each update on one thread (off), with its critic half on a second thread as
+    /// training does (on), or both (one row each, same run).
+    #[arg(long, value_enum, default_value_t = Toggle::Both)]
+    pub split_update: Toggle,
     /// libtorch threads on the CPU (default: half the cores, as training uses).
     #[arg(long)]
     pub threads: Option<usize>,
 }
 
-/// Which settings of a CUDA execution switch `qamlab bench agent` measures.
+/// Which settings of an execution switch `qamlab bench agent` measures.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Toggle {
     /// Off and on, one row each.
@@ -51,9 +55,9 @@ pub enum Toggle {
 }
 
 impl Toggle {
-    /// The settings to measure; on a CPU only "off" (the switches are CUDA's).
-    fn settings(self, cuda: bool) -> &'static [bool] {
-        match (cuda, self) {
+    /// The settings to measure; only "off" where the switch does not apply to the device.
+    fn settings(self, applies: bool) -> &'static [bool] {
+        match (applies, self) {
             (false, _) | (true, Toggle::Off) => &[false],
             (true, Toggle::On) => &[true],
             (true, Toggle::Both) => &[false, true],
@@ -109,6 +113,9 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
             "note: --tf32 and --cuda-graphs are CUDA switches; on {device:?} every row runs eagerly in IEEE fp32"
         );
     }
+    if device.is_cuda() && args.split_update == Toggle::On {
+        eprintln!("note: --split-update is a CPU switch; on {device:?} updates run on one thread");
+    }
     let threads = if device.is_cuda() {
         String::new()
     } else {
@@ -130,16 +137,22 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
                 // Process-wide; the row's `execution` says which setting it ran with.
                 precision::set_tf32_matmuls(tf32)?;
             }
-            for &graphs in args.cuda_graphs.settings(device.is_cuda()) {
-                let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, graphs)?;
-                println!(
-                    "| {} | {} | {:.1} | {:.2} | {:.2} |",
-                    r.kind,
-                    r.execution,
-                    r.updates_per_sec,
-                    r.act_latency_b1_ms,
-                    r.act_latency_b1024_ms
-                );
+            for &cuda_graphs in args.cuda_graphs.settings(device.is_cuda()) {
+                for &split_update in args.split_update.settings(!device.is_cuda()) {
+                    let execution = Execution {
+                        cuda_graphs,
+                        split_update,
+                    };
+                    let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, execution)?;
+                    println!(
+                        "| {} | {} | {:.1} | {:.2} | {:.2} |",
+                        r.kind,
+                        r.execution,
+                        r.updates_per_sec,
+                        r.act_latency_b1_ms,
+                        r.act_latency_b1024_ms
+                    );
+                }
             }
         }
     }

@@ -43,6 +43,10 @@ pub struct TrainArgs {
     /// On CUDA, let float32 matmuls use TF32 tensor cores, as JAX does by default (default false).
     #[arg(long)]
     pub tf32: Option<bool>,
+    /// On the CPU, compute each update's critic half on a second thread (default true; same
+    /// results either way).
+    #[arg(long)]
+    pub split_update: Option<bool>,
     /// Evaluate every this many steps.
     #[arg(long)]
     pub eval_interval: Option<u64>,
@@ -95,6 +99,7 @@ impl TrainArgs {
             seed,
             cuda_graphs,
             tf32,
+            split_update,
             eval_interval,
             eval_episodes,
             checkpoint_interval

@@ -209,6 +209,9 @@ impl Agent {
         if self.device.is_cuda() && precision::tf32_matmuls().unwrap_or(false) {
             how.push_str(", TF32 matmuls");
         }
+        if self.splits_updates() {
+            how.push_str(", updates on 2 threads");
+        }
         how
     }
 
