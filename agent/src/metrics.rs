@@ -94,57 +94,67 @@ impl UpdateMetrics {
     }
 }
 
-/// Named intermediates of an update (names as in the fixture's `outputs.safetensors`); recording
-/// is off (and free) unless enabled.
+/// Intermediates that are also update metrics: a disabled trace keeps these.
+const REPORTED: [&str; 6] = [
+    "adj_abs_max",
+    "fql_distill_loss",
+    "fql_q_loss",
+    "edit_q_loss",
+    "edit_entropy",
+    "edit_alpha",
+];
+
+/// Named intermediates of an update (names as in the fixture's `outputs.safetensors`). Recording
+/// is off unless enabled; a disabled trace still keeps the few intermediates that are reported
+/// as metrics (`adj_abs_max`, the QAM-F and QAM-E terms).
 #[derive(Default)]
 pub struct Trace {
-    tensors: Option<BTreeMap<String, Tensor>>,
+    tensors: BTreeMap<String, Tensor>,
+    all: bool,
 }
 
 impl Trace {
     /// A trace that records.
     pub fn enabled() -> Self {
         Self {
-            tensors: Some(BTreeMap::new()),
+            tensors: BTreeMap::new(),
+            all: true,
         }
     }
 
-    /// A trace that ignores everything.
+    /// A trace that keeps only the intermediates reported as metrics.
     pub fn disabled() -> Self {
-        Self { tensors: None }
+        Self::default()
     }
 
-    /// An empty trace that records if this one does (for work done on another thread).
+    /// An empty trace that records what this one does (for work done on another thread).
     pub(crate) fn fork(&self) -> Self {
         Self {
-            tensors: self.tensors.as_ref().map(|_| BTreeMap::new()),
+            tensors: BTreeMap::new(),
+            all: self.all,
         }
     }
 
     /// Takes in every record of `other` (a [`Trace::fork`] of this one).
     pub(crate) fn absorb(&mut self, other: Trace) {
-        if let (Some(map), Some(more)) = (&mut self.tensors, other.tensors) {
-            map.extend(more);
-        }
+        self.tensors.extend(other.tensors);
     }
 
     /// Records a detached handle to `t` under `name` (no copy).
-    pub fn record(&mut self, name: impl Into<String>, t: &Tensor) {
-        if let Some(map) = &mut self.tensors {
-            map.insert(name.into(), t.detach());
+    pub fn record(&mut self, name: impl AsRef<str>, t: &Tensor) {
+        let name = name.as_ref();
+        if self.all || REPORTED.contains(&name) {
+            self.tensors.insert(name.to_owned(), t.detach());
         }
     }
 
     /// The recorded tensor `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.tensors.as_ref()?.get(name)
+        self.tensors.get(name)
     }
 
     /// All recorded names.
     pub fn names(&self) -> Vec<String> {
-        self.tensors
-            .as_ref()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.tensors.keys().cloned().collect()
     }
 }

@@ -247,6 +247,34 @@ fn non_finite_loss_is_an_error_naming_the_loss_and_nothing_changes() {
 }
 
 #[test]
+fn each_variant_reports_its_own_terms_without_a_trace() {
+    let terms: [(AgentKind, &[&str]); 3] = [
+        (AgentKind::Qam, &["adj_abs_max"]),
+        (
+            AgentKind::QamF,
+            &["adj_abs_max", "fql_distill_loss", "fql_q_loss"],
+        ),
+        (
+            AgentKind::QamE,
+            &["adj_abs_max", "edit_q_loss", "edit_entropy", "edit_alpha"],
+        ),
+    ];
+    for (kind, want) in terms {
+        let names = Agent::new(tiny(kind), O, A, Device::Cpu, 0)
+            .unwrap()
+            .update(&batch(0))
+            .unwrap()
+            .names();
+        for name in want {
+            assert!(
+                names.contains(name),
+                "{kind:?}: {name} missing from {names:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn updates_are_a_function_of_seed_and_step() {
     let run = |seed| {
         let mut a = Agent::new(tiny(AgentKind::QamE), O, A, Device::Cpu, seed).unwrap();
