@@ -62,7 +62,7 @@ fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> Plan {
             },
         }
     } else {
-        // Networks small enough for ~90 updates/s on one core, and most of the steps online,
+        // Networks small enough for ~85 updates/s on two cores, and most of the steps online,
         // where QAM's success climbs fastest (docs/benchmarks.md, "Training").
         Plan {
             episodes: 1000,
