@@ -368,7 +368,7 @@ fn total_loss(critic: Option<&Tensor>, terms: &[Tensor]) -> Tensor {
 /// threads the same way), and the halves take gradients of disjoint parameters.
 struct Lent<'a>((&'a Nets, &'a Batch));
 
-// SAFETY: see the type's documentation: shared, read-only use for the length of a scoped thread.
+// SAFETY: see the type's documentation: shared, read-only use within one scope of the helper.
 unsafe impl Send for Lent<'_> {}
 
 impl<'a> Lent<'a> {
@@ -569,6 +569,22 @@ impl Agent {
         self.split_update && self.device == Device::Cpu && self.nets.critic.is_some()
     }
 
+    /// Starts the helper thread of split updates unless it runs already; if no thread can be
+    /// started, turns splitting off (`execution` then says so) and returns false.
+    fn start_helper(&mut self) -> bool {
+        if self.helper.is_none() {
+            match rayon_core::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(|_| "qamlab-update-helper".into())
+                .build()
+            {
+                Ok(pool) => self.helper = Some(pool),
+                Err(_) => self.split_update = false,
+            }
+        }
+        self.helper.is_some()
+    }
+
     /// One eager update of the (device-resident) `batch` drawing from `noise`.
     fn eager_update(
         &mut self,
@@ -581,7 +597,7 @@ impl Agent {
             .then(crate::noise::torch_rng_lock);
         noise.reseed(self.step, 0);
         let mut metrics = UpdateMetrics::default();
-        if self.splits_updates() {
+        if self.splits_updates() && self.start_helper() {
             self.split_update_step(batch, noise, &mut metrics, trace)?;
             return Ok(metrics);
         }
@@ -607,8 +623,8 @@ impl Agent {
         Ok(total)
     }
 
-    /// [`Agent::losses`] and the backward pass with the critic half on a helper thread; then
-    /// the optimiser step. The critic's draws are taken first, so every draw comes in the
+    /// [`Agent::losses`] and the backward pass with the critic half on the helper thread
+    /// ([`Agent::start_helper`]); then the optimiser step. The critic's draws are taken first, so every draw comes in the
     /// order of the one-thread update, and the halves share no trainable parameter, so each
     /// gradient is the one a single backward pass of the total gives.
     fn split_update_step(
@@ -618,22 +634,7 @@ impl Agent {
         metrics: &mut UpdateMetrics,
         trace: &mut Trace,
     ) -> Result<()> {
-        if self.helper.is_none() {
-            match rayon_core::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .thread_name(|_| "qamlab-update-helper".into())
-                .build()
-            {
-                Ok(pool) => self.helper = Some(pool),
-                // No second thread to be had: run on this one (`execution` then says so).
-                Err(_) => {
-                    self.split_update = false;
-                    let total = self.losses(batch, noise, metrics, trace)?;
-                    return self.apply_gradients(&total, None, StepMode::Eager, metrics, trace);
-                }
-            }
-        }
-        let helper = self.helper.as_ref().expect("started above");
+        let helper = self.helper.as_ref().expect("started by eager_update");
         let (nets, cfg, d) = (&self.nets, &self.cfg, self.policy_dim() as i64);
         let next = draw_next_actions(nets, cfg, d, batch, noise)?.expect("the agent has a critic");
         let params = nets.trainable();
