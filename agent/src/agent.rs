@@ -333,19 +333,8 @@ fn policy_half(
             metrics.push("adj_loss", &adj);
             metrics.push("actor_loss", &actor);
             trace.record("actor_loss", &actor);
-            if let Some(t) = trace.get("adj_abs_max") {
-                metrics.push("adj_abs_max", &t.shallow_clone());
-            }
-            for name in [
-                "fql_distill_loss",
-                "fql_q_loss",
-                "edit_q_loss",
-                "edit_entropy",
-                "edit_alpha",
-            ] {
-                if let Some(t) = trace.get(name) {
-                    metrics.push(name, &t.shallow_clone());
-                }
+            for (name, t) in trace.reported() {
+                metrics.push(name, t);
             }
             Ok(vec![actor, adj])
         }
@@ -639,11 +628,8 @@ impl Agent {
         let next = draw_next_actions(nets, cfg, d, batch, noise)?.expect("the agent has a critic");
         let params = nets.trainable();
         // `trainable` lists the critic first.
-        let n_critic = nets
-            .critic
-            .as_ref()
-            .map_or(0, |c| c.named_parameters().len());
-        let (critic_params, policy_params) = params.split_at(n_critic);
+        let (critic_params, policy_params) =
+            params.split_at(params.partition_point(|(name, _)| name.starts_with("critic/")));
         let critic_inputs: Vec<Tensor> = critic_params
             .iter()
             .map(|(_, p)| p.shallow_clone())

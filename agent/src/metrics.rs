@@ -94,7 +94,7 @@ impl UpdateMetrics {
     }
 }
 
-/// Intermediates that are also update metrics: a disabled trace keeps these.
+/// Intermediates that are also update metrics, in report order: a disabled trace keeps these.
 const REPORTED: [&str; 6] = [
     "adj_abs_max",
     "fql_distill_loss",
@@ -151,6 +151,13 @@ impl Trace {
     /// The recorded tensor `name`.
     pub fn get(&self, name: &str) -> Option<&Tensor> {
         self.tensors.get(name)
+    }
+
+    /// The recorded intermediates that are reported as metrics, in report order.
+    pub(crate) fn reported(&self) -> impl Iterator<Item = (&'static str, &Tensor)> {
+        REPORTED
+            .iter()
+            .filter_map(|&name| Some((name, self.tensors.get(name)?)))
     }
 
     /// All recorded names.
