@@ -79,3 +79,69 @@ fn collect_writes_the_dataset_and_its_validation_file() {
     let first = |d: &qamlab_headless::dataset::Dataset| d.observations[..28].to_vec();
     assert_ne!(first(&train), first(&val));
 }
+
+#[test]
+fn bench_agent_measures_a_train_config_at_its_task_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "task = \"cube-double\"\n[agent]\nkind = \"qam-e\"\nbatch_size = 8\n\
+         actor_hidden_dims = [16, 16]\nvalue_hidden_dims = [16, 16]\nnum_qs = 2\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "agent", "--device", "cpu", "--config", config];
+        args.extend(["--updates", "2", "--split-update", "on"]);
+        args.extend(extra);
+        let out = qamlab(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // The agents measured, each with a positive rate: `| kind | execution | updates/s | ...`.
+    let rows = |stdout: &str| -> Vec<(String, f64)> {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| agent"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].to_string(), cells[3].parse().unwrap())
+            })
+            .collect()
+    };
+
+    // Its own agent kind, at cube-double's sizes rather than the benchmark's cube-single ones.
+    let stdout = bench(&[]);
+    assert!(
+        stdout.contains("(task cube-double: obs 46, action 5)"),
+        "{stdout}"
+    );
+    let measured = rows(&stdout);
+    assert_eq!(measured.len(), 1, "{stdout}");
+    assert_eq!(measured[0].0, "qam-e");
+    assert!(measured[0].1 > 0.0, "{stdout}");
+    // --agents measures others with the same settings.
+    let kinds: Vec<String> = rows(&bench(&["--agents", "bc,fql"]))
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert_eq!(kinds, ["bc", "fql"]);
+
+    // A key that does not exist is refused by name, with the file's name.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "task = \"cube-single\"\n[agent]\nhidden = 3\n").unwrap();
+    let out = qamlab(&["bench", "agent", "--config", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("hidden") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

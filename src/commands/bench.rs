@@ -1,8 +1,12 @@
 //! `qamlab bench agent|sim`: throughput figures for docs/benchmarks.md.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use qamlab_agent::bench::{Execution, bench_agent, paper_config, small_config};
-use qamlab_agent::{AgentKind, precision};
-use qamlab_headless::DeviceChoice;
+use qamlab_agent::{AgentConfig, AgentKind, precision};
+use qamlab_headless::{DeviceChoice, TrainConfig};
+use qamlab_sim::EnvSpec;
 
 /// What to measure.
 #[derive(clap::Subcommand, Clone, Debug)]
@@ -22,10 +26,14 @@ pub struct AgentBenchArgs {
     /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default.
     #[arg(long)]
     pub size: Option<String>,
+    /// A `qamlab train` config file to measure instead of a size: its `[agent]` settings on its
+    /// task's observation and action sizes (its own agent kind unless --agents names others).
+    #[arg(long, conflicts_with = "size")]
+    pub config: Option<PathBuf>,
     /// Timed updates per agent.
     #[arg(long, default_value_t = 50)]
     pub updates: usize,
-    /// Agents to measure (default: qam, qam-f, qam-e, fql, bc).
+    /// Agents to measure (default: qam, qam-f, qam-e, fql, bc; with --config, its kind).
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<String>,
     /// On CUDA: measure eager execution, CUDA graphs, or both (one row each, same run).
@@ -87,24 +95,70 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// What `qamlab bench agent` measures: an agent configuration at a task's sizes.
+struct Subject {
+    /// How the header names it, e.g. `size small (obs 28, action 5)`.
+    label: String,
+    agent: AgentConfig,
+    obs_dim: usize,
+    action_dim: usize,
+    /// The agents measured when `--agents` is not given.
+    default_agents: Vec<String>,
+}
+
+impl Subject {
+    /// A named size (`paper` or `small`) at cube-single's sizes.
+    fn size(size: &str) -> anyhow::Result<Self> {
+        let agent = match size {
+            "paper" => paper_config(),
+            "small" => small_config(),
+            other => anyhow::bail!("--size {other:?}: expected paper or small"),
+        };
+        Ok(Self {
+            label: format!("size {size} (obs 28, action 5)"),
+            agent,
+            obs_dim: 28,
+            action_dim: 5,
+            default_agents: ["qam", "qam-f", "qam-e", "fql", "bc"]
+                .map(String::from)
+                .into(),
+        })
+    }
+
+    /// The `[agent]` settings of a train config file, at its task's sizes.
+    fn config(path: &std::path::Path) -> anyhow::Result<Self> {
+        let cfg = TrainConfig::from_toml_file(path)?;
+        let task = qamlab_tasks::load_task(&cfg.task)
+            .with_context(|| format!("config file {}: task", path.display()))?;
+        let spec = EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+        Ok(Self {
+            label: format!(
+                "config {} (task {}: obs {}, action {})",
+                path.display(),
+                task.name,
+                spec.obs_dim,
+                spec.action_dim
+            ),
+            default_agents: vec![cfg.agent.kind.as_str().into()],
+            agent: cfg.agent,
+            obs_dim: spec.obs_dim,
+            action_dim: spec.action_dim,
+        })
+    }
+}
+
 fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
-    let size = args
-        .size
-        .unwrap_or_else(|| if device.is_cuda() { "paper" } else { "small" }.into());
-    let base = match size.as_str() {
-        "paper" => paper_config(),
-        "small" => small_config(),
-        other => anyhow::bail!("--size {other:?}: expected paper or small"),
+    let subject = match &args.config {
+        Some(path) => Subject::config(path)?,
+        None => Subject::size(args.size.as_deref().unwrap_or(if device.is_cuda() {
+            "paper"
+        } else {
+            "small"
+        }))?,
     };
     let names = if args.agents.is_empty() {
-        vec![
-            "qam".into(),
-            "qam-f".into(),
-            "qam-e".into(),
-            "fql".into(),
-            "bc".into(),
-        ]
+        subject.default_agents.clone()
     } else {
         args.agents
     };
@@ -123,14 +177,14 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         format!(", {n} libtorch thread{}", if n == 1 { "" } else { "s" })
     };
     println!(
-        "device {device:?}{threads}, size {size} (obs 28, action 5), {} timed updates each",
-        args.updates
+        "device {device:?}{threads}, {}, {} timed updates each",
+        subject.label, args.updates
     );
     println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
     println!("|---|---|---|---|---|");
     for name in names {
         let kind: AgentKind = name.parse()?;
-        let mut cfg = base.clone();
+        let mut cfg = subject.agent.clone();
         qamlab_headless::config::select_agent_kind(&mut cfg, kind);
         for &tf32 in args.tf32.settings(device.is_cuda()) {
             if device.is_cuda() {
@@ -143,7 +197,16 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
                         cuda_graphs,
                         split_update,
                     };
-                    let r = bench_agent(kind, cfg.clone(), device, args.updates, 28, 5, execution)?;
+                    let (obs, action) = (subject.obs_dim, subject.action_dim);
+                    let r = bench_agent(
+                        kind,
+                        cfg.clone(),
+                        device,
+                        args.updates,
+                        obs,
+                        action,
+                        execution,
+                    )?;
                     println!(
                         "| {} | {} | {:.1} | {:.2} | {:.2} |",
                         r.kind,
