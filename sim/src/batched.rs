@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bevy::app::TaskPoolPlugin;
+use bevy::app::{TaskPoolOptions, TaskPoolPlugin, TaskPoolThreadAssignmentPolicy};
 use bevy::prelude::*;
 
 use crate::SimPlugin;
@@ -11,6 +11,24 @@ use crate::error::SimError;
 use crate::scene::TaskScene;
 use crate::spec::EnvSpec;
 use crate::systems::{BatchActions, EnvOptions, SimTask, StepOutput};
+
+/// Bevy's task pools with a compute thread per core. By default Bevy keeps a quarter of the cores
+/// each for I/O and async work, which leaves one compute thread on a machine with two cores or
+/// three, so the envs' physics ran on one core there; a headless env does no I/O or async work.
+/// The pools are global: the first app of a process to build them decides.
+fn task_pools() -> TaskPoolPlugin {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let defaults = TaskPoolOptions::default();
+    TaskPoolPlugin {
+        task_pool_options: TaskPoolOptions {
+            compute: TaskPoolThreadAssignmentPolicy {
+                min_threads: cores,
+                ..defaults.compute.clone()
+            },
+            ..defaults
+        },
+    }
+}
 
 /// N instances of a task, each in its own Rapier world, driven through flat `f32` buffers.
 pub struct BatchedEnv {
@@ -25,7 +43,7 @@ impl BatchedEnv {
     /// Builds `num_envs` envs of `task` in a fresh headless App (call [`reset`](Self::reset) before stepping).
     pub fn new(task: &TaskScene, num_envs: usize, options: EnvOptions) -> Result<Self, SimError> {
         let mut app = App::new();
-        app.add_plugins((TaskPoolPlugin::default(), SimPlugin::default()));
+        app.add_plugins((task_pools(), SimPlugin::default()));
         app.finish();
         app.cleanup();
         let seeds: Vec<u64> = (0..num_envs as u64).collect();
