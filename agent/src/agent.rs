@@ -1,6 +1,8 @@
 //! The agent: its networks, one optimiser, the update that composes the losses of the chosen
 //! variant, and acting.
 
+use std::sync::mpsc::{self, Receiver};
+
 use tch::{Device, Kind, Tensor};
 
 use crate::acting::{self, ActionNoise};
@@ -275,12 +277,14 @@ fn critic_half(
 
 /// The policy half of an update: the loss terms of the variant's actors (§4, §8), in the order
 /// the total adds them after the critic loss, and their metrics.
+#[allow(clippy::too_many_arguments)]
 fn policy_half(
     nets: &Nets,
     cfg: &AgentConfig,
     d: i64,
     batch: &Batch,
     noise: &mut dyn Noise,
+    flow_at: FlowLossAt,
     metrics: &mut UpdateMetrics,
     trace: &mut Trace,
 ) -> Result<Vec<Tensor>> {
@@ -303,14 +307,12 @@ fn policy_half(
             Ok(vec![actor_loss])
         }
         AgentKind::Qam | AgentKind::QamF | AgentKind::QamE => {
-            let flow = qam::bc_flow_loss(
-                nets.actor_slow.as_ref().expect("actor_slow"),
-                obs,
-                &actions,
-                &valid,
-                noise,
-                trace,
-            )?;
+            // The BC flow loss is drawn first, as the reference draws it, and computed last, so
+            // that a helper computing it instead has the whole policy half's time.
+            let bc = match flow_at {
+                FlowLossAt::Here => Some(qam::BcDraws::draw(noise, &actions)?),
+                FlowLossAt::Helper(_) => None,
+            };
             let target_critic = nets.target_critic.as_ref().expect("target_critic");
             let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
             let (fast, base) = (
@@ -318,16 +320,32 @@ fn policy_half(
                 nets.target_actor_slow.as_ref().expect("base"),
             );
             let adj = qam::adjoint_matching_loss(fast, base, q_target, obs, d, cfg, noise, trace)?;
-            // (no `+=`: tch's AddAssign is in place and would overwrite `flow`)
-            let actor = match cfg.kind {
-                AgentKind::QamF => &flow + qam::fql_losses(nets, cfg, obs, d, noise, trace)?,
+            let extra = match cfg.kind {
+                AgentKind::QamF => Some(qam::fql_losses(nets, cfg, obs, d, noise, trace)?),
                 AgentKind::QamE => {
                     let edit = nets.edit_actor.as_ref().expect("edit_actor");
                     let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
                     let critic = nets.critic.as_ref().expect("critic");
-                    &flow + qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace)?
+                    let losses =
+                        qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace);
+                    Some(losses?)
                 }
-                _ => flow.shallow_clone(),
+                _ => None,
+            };
+            let flow = match flow_at {
+                FlowLossAt::Helper(value) => value.recv().map_err(|_| {
+                    AgentError::Helper("it stopped before sending the BC flow loss".into())
+                })?,
+                FlowLossAt::Here => {
+                    let slow = nets.actor_slow.as_ref().expect("actor_slow");
+                    let bc = bc.expect("drawn above");
+                    qam::bc_flow_loss_from(slow, obs, &actions, &valid, &bc, trace)
+                }
+            };
+            // (no `+=`: tch's AddAssign is in place and would overwrite `flow`)
+            let actor = match extra {
+                Some(extra) => &flow + extra,
+                None => flow.shallow_clone(),
             };
             metrics.push("flow_loss", &flow);
             metrics.push("adj_loss", &adj);
@@ -339,6 +357,15 @@ fn policy_half(
             Ok(vec![actor, adj])
         }
     }
+}
+
+/// Where a QAM update computes the BC flow loss of `actor_slow` (§4.1).
+enum FlowLossAt {
+    /// Here, in the policy half.
+    Here,
+    /// On the helper of a split update, which draws nothing and takes the loss's gradient itself:
+    /// the loss's value (constant) comes back for `actor_loss` and the total.
+    Helper(Receiver<Tensor>),
 }
 
 /// The total loss (§4.5): the critic loss (if any) plus the policy terms, added left to right.
@@ -606,16 +633,17 @@ impl Agent {
         let (nets, cfg, d) = (&self.nets, &self.cfg, self.policy_dim() as i64);
         let critic = draw_next_actions(nets, cfg, d, batch, noise)?
             .map(|next| critic_half(nets, cfg, d, batch, &next, metrics, trace));
-        let terms = policy_half(nets, cfg, d, batch, noise, metrics, trace)?;
+        let terms = policy_half(nets, cfg, d, batch, noise, FlowLossAt::Here, metrics, trace)?;
         let total = total_loss(critic.as_ref(), &terms);
         trace.record("total_loss", &total);
         Ok(total)
     }
 
-    /// [`Agent::losses`] and the backward pass with the critic half on the helper thread
-    /// ([`Agent::start_helper`]); then the optimiser step. The critic's draws are taken first, so every draw comes in the
-    /// order of the one-thread update, and the halves share no trainable parameter, so each
-    /// gradient is the one a single backward pass of the total gives.
+    /// [`Agent::losses`] and the backward pass with the critic half, and for the QAM variants
+    /// the BC flow loss of `actor_slow`, on the helper thread ([`Agent::start_helper`]); then the
+    /// optimiser step. Their draws are taken here first, so every draw comes in the order of the
+    /// one-thread update, and the two threads share no trainable parameter, so each gradient is
+    /// the one a single backward pass of the total gives.
     fn split_update_step(
         &mut self,
         batch: &Batch,
@@ -634,39 +662,89 @@ impl Agent {
             .iter()
             .map(|(_, p)| p.shallow_clone())
             .collect();
+        // QAM variants: the helper also computes the BC flow loss of `actor_slow` and its
+        // gradient, from draws taken here in turn; its value comes back for the policy half.
+        let (flow_at, flow_work) = if nets.actor_fast.is_some() {
+            let draws = qam::BcDraws::draw(noise, &batch_actions(batch, cfg))?;
+            let (value_tx, value_rx) = mpsc::channel();
+            let slow_inputs: Vec<Tensor> = policy_params
+                .iter()
+                .filter(|(name, _)| name.starts_with("actor_slow/"))
+                .map(|(_, p)| p.shallow_clone())
+                .collect();
+            (
+                FlowLossAt::Helper(value_rx),
+                Some((draws, value_tx, slow_inputs)),
+            )
+        } else {
+            (FlowLossAt::Here, None)
+        };
         let lent = Lent((nets, batch));
-        let critic_trace = trace.fork();
+        let helper_trace = trace.fork();
         // libtorch keeps its thread count per thread: the helper takes this thread's.
         let threads = tch::get_num_threads();
-        let mut critic = None;
+        let mut helped = None;
         let policy = helper.in_place_scope(|scope| {
-            let critic = &mut critic;
+            let helped = &mut helped;
             scope.spawn(move |_| {
                 let (nets, batch) = lent.into_inner();
                 tch::set_num_threads(threads);
-                let (mut metrics, mut trace) = (UpdateMetrics::default(), critic_trace);
+                let (mut metrics, mut trace) = (UpdateMetrics::default(), helper_trace);
+                let slow_grads = flow_work.map(|(draws, value, inputs)| {
+                    let slow = nets.actor_slow.as_ref().expect("actor_slow");
+                    let (actions, valid) = (batch_actions(batch, cfg), last(&batch.valid));
+                    let obs = &batch.observations;
+                    let flow =
+                        qam::bc_flow_loss_from(slow, obs, &actions, &valid, &draws, &mut trace);
+                    // No receiver: the policy half has stopped; its error is reported.
+                    let _ = value.send(flow.detach());
+                    Tensor::f_run_backward(&[&flow], &inputs, false, false)
+                });
                 let loss = critic_half(nets, cfg, d, batch, &next, &mut metrics, &mut trace);
-                *critic = Some(
-                    Tensor::f_run_backward(&[&loss], &critic_inputs, false, false)
-                        .map(|grads| (loss, grads, metrics, trace)),
-                );
+                let grads = Tensor::f_run_backward(&[&loss], &critic_inputs, false, false);
+                *helped =
+                    Some(grads.and_then(|grads| {
+                        Ok((loss, grads, slow_grads.transpose()?, metrics, trace))
+                    }));
             });
             let mut policy_metrics = UpdateMetrics::default();
-            policy_half(nets, cfg, d, batch, noise, &mut policy_metrics, trace).and_then(|terms| {
+            let terms = policy_half(
+                nets,
+                cfg,
+                d,
+                batch,
+                noise,
+                flow_at,
+                &mut policy_metrics,
+                trace,
+            );
+            terms.and_then(|terms| {
+                // A term made only of the helper's constant BC loss has no gradient here.
+                let outputs: Vec<&Tensor> = terms.iter().filter(|t| t.requires_grad()).collect();
                 let inputs: Vec<&Tensor> = policy_params.iter().map(|(_, p)| p).collect();
-                let grads = Tensor::f_run_backward(&terms, &inputs, false, false)?;
+                let grads = Tensor::f_run_backward(&outputs, &inputs, false, false)?;
                 Ok((terms, grads, policy_metrics))
             })
         });
-        let critic = critic.expect("the scope ran the critic half");
-        let (critic_loss, mut grads, critic_metrics, critic_trace) = critic?;
+        let helped = helped.expect("the scope ran the helper's half");
+        let (critic_loss, mut grads, slow_grads, helper_metrics, helper_trace) = helped?;
         let (terms, policy_grads, policy_metrics) = policy?;
-        metrics.extend(critic_metrics);
+        metrics.extend(helper_metrics);
         metrics.extend(policy_metrics);
-        trace.absorb(critic_trace);
+        trace.absorb(helper_trace);
         let total = tch::no_grad(|| total_loss(Some(&critic_loss), &terms));
         trace.record("total_loss", &total);
-        grads.extend(policy_grads);
+        // With the BC loss on the helper, `actor_slow`'s gradients are the helper's (this
+        // thread's backward did not reach it).
+        let helper_has_slow = slow_grads.is_some();
+        let mut slow_grads = slow_grads.unwrap_or_default().into_iter();
+        for ((name, _), g) in policy_params.iter().zip(policy_grads) {
+            grads.push(if helper_has_slow && name.starts_with("actor_slow/") {
+                slow_grads.next().expect("one per actor_slow parameter")
+            } else {
+                g
+            });
+        }
         self.finish_step(
             &total,
             &params,

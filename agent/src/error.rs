@@ -62,6 +62,9 @@ pub enum AgentError {
     /// The CUDA matmul precision could not be set or read.
     #[error("matmul precision: {0}")]
     Precision(String),
+    /// The helper thread of a split update stopped without its share of the work.
+    #[error("update helper thread: {0}")]
+    Helper(String),
     /// An error raised by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

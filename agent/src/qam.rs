@@ -67,6 +67,26 @@ pub fn critic_loss(
     (loss, q)
 }
 
+/// The draws of [`bc_flow_loss`], `bc_x0 [B, D]` and `bc_t [B, 1]`, taken apart from the loss so
+/// that an update can draw them in turn and compute the loss later, or on another thread.
+pub struct BcDraws {
+    /// The flow's start points `x₀`.
+    pub x0: Tensor,
+    /// The times `t`.
+    pub t: Tensor,
+}
+
+impl BcDraws {
+    /// Draws `bc_x0` and `bc_t` for the actions `[B, D]`.
+    pub fn draw(noise: &mut dyn Noise, actions: &Tensor) -> Result<Self> {
+        let (b, d) = (actions.size()[0], actions.size()[1]);
+        Ok(Self {
+            x0: noise.normal("bc_x0", &[b, d], actions.device())?,
+            t: noise.uniform("bc_t", &[b, 1], actions.device())?,
+        })
+    }
+}
+
 /// §4.1 BC flow matching of `actor`: `x_t = (1−t)x₀ + t·a`, target `a − x₀`;
 /// `mean_B(mean_D (actor(s, x_t, t) − v*)² · valid)`. Draws `bc_x0 [B, D]`, `bc_t [B, 1]`.
 pub fn bc_flow_loss(
@@ -77,19 +97,30 @@ pub fn bc_flow_loss(
     noise: &mut dyn Noise,
     trace: &mut Trace,
 ) -> Result<Tensor> {
-    let (b, d) = (actions.size()[0], actions.size()[1]);
-    let x0 = noise.normal("bc_x0", &[b, d], actions.device())?;
-    let t = noise.uniform("bc_t", &[b, 1], actions.device())?;
-    let x_t = (1.0 - &t) * &x0 + &t * actions;
-    let vel = actions - &x0;
-    let pred = actor.forward(obs, &x_t, Some(&t), false);
+    let draws = BcDraws::draw(noise, actions)?;
+    Ok(bc_flow_loss_from(actor, obs, actions, valid, &draws, trace))
+}
+
+/// [`bc_flow_loss`] with its draws given.
+pub fn bc_flow_loss_from(
+    actor: &VectorField,
+    obs: &Tensor,
+    actions: &Tensor,
+    valid: &Tensor,
+    draws: &BcDraws,
+    trace: &mut Trace,
+) -> Tensor {
+    let (x0, t) = (&draws.x0, &draws.t);
+    let x_t = (1.0 - t) * x0 + t * actions;
+    let vel = actions - x0;
+    let pred = actor.forward(obs, &x_t, Some(t), false);
     let loss = ((&pred - &vel).square().mean_dim(-1, false, Kind::Float) * valid).mean(Kind::Float);
     trace.record("bc_x_t", &x_t);
-    trace.record("bc_t", &t);
+    trace.record("bc_t", t);
     trace.record("bc_vel", &vel);
     trace.record("bc_pred", &pred);
     trace.record("flow_loss", &loss);
-    Ok(loss)
+    loss
 }
 
 /// `σ(t) = √(2(1 − t + h)/(t + h))`, the memoryless noise schedule.
