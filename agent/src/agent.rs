@@ -222,7 +222,7 @@ pub struct Agent {
     graphs: Option<graphed::Graphs>,
     /// Why CUDA graphs were turned off after being asked for, if they were.
     graph_fallback: Option<String>,
-    /// Whether CPU updates compute the critic half on a second thread ([`Agent::set_split_update`]).
+    /// Whether CPU updates share their work with a second thread ([`Agent::set_split_update`]).
     split_update: bool,
     /// That thread, started by the first split update and kept for the next ones.
     helper: Option<rayon_core::ThreadPool>,
@@ -573,7 +573,8 @@ impl Agent {
     }
 
     /// Whether CPU updates run their two independent halves on two threads: the critic's loss
-    /// and gradient (§3) on a helper thread while this one does the policy's (§4, §8). On by
+    /// and gradient (§3), and for the QAM variants the BC flow loss of `actor_slow` (§4.1), on a
+    /// helper thread while this one does the rest of the policy's (§4, §8). On by
     /// default; it changes no result (the same bytes either way), only the speed on machines
     /// with a second core. CUDA updates and agents without a critic always run on one thread.
     pub fn set_split_update(&mut self, on: bool) {
