@@ -15,6 +15,7 @@ pub mod authoring;
 pub mod batched;
 pub mod env;
 pub mod error;
+mod missing_field;
 pub mod physics;
 pub mod scene;
 pub mod spec;

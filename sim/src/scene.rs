@@ -14,6 +14,7 @@ use serde::de::DeserializeSeed;
 
 use crate::authoring::*;
 use crate::error::SimError;
+use crate::missing_field::missing_field;
 
 /// A point fixed to a body: a body's origin or a site.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -259,53 +260,63 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
             ..default()
         };
         for component in &entity.components {
-            let invalid = |message: String| SimError::Invalid {
+            let info = component.get_represented_type_info();
+            let type_name = info.map_or("unknown", |i| i.type_path_table().short_path());
+            let error = |field: String, message: &str| SimError::Invalid {
                 file: source.to_string(),
                 entity: format!("entity {}", entity.entity.to_bits()),
-                field: component.reflect_short_type_path().to_string(),
-                message,
+                field,
+                message: message.to_string(),
             };
-            let type_id = component
-                .get_represented_type_info()
+            let invalid = |message: &str| error(type_name.to_string(), message);
+            let type_id = info
                 .map(|info| info.type_id())
-                .ok_or_else(|| invalid("component of unknown type".into()))?;
-            // Each authoring type is converted from its reflected (dynamic) form; a failure means a field is
-            // missing or has the wrong shape.
+                .ok_or_else(|| invalid("component of unknown type"))?;
+            // Each authoring type is converted from its reflected (dynamic) form, which the deserializer builds
+            // even with fields left out; a failed conversion is explained by the required field it lacks.
+            let unconvertible =
+                |component: &dyn PartialReflect| match missing_field(component, registry) {
+                    Some(path) => error(
+                        format!("{type_name}{path}"),
+                        "is missing (the field has no default)",
+                    ),
+                    None => invalid("a field is missing or malformed"),
+                };
             fn typed<T: FromReflect>(
                 component: &dyn PartialReflect,
                 slot: &mut Option<T>,
-                invalid: &dyn Fn(String) -> SimError,
+                unconvertible: &dyn Fn(&dyn PartialReflect) -> SimError,
+                invalid: &dyn Fn(&str) -> SimError,
             ) -> Result<(), SimError> {
-                let value = T::from_reflect(component)
-                    .ok_or_else(|| invalid("a field is missing or malformed".into()))?;
+                let value = T::from_reflect(component).ok_or_else(|| unconvertible(component))?;
                 if slot.replace(value).is_some() {
-                    return Err(invalid("the component appears twice on this entity".into()));
+                    return Err(invalid("the component appears twice on this entity"));
                 }
                 Ok(())
             }
             let c = component.as_ref();
             if type_id == TypeId::of::<TaskSettings>() {
-                typed(c, &mut raw.settings, &invalid)?;
+                typed(c, &mut raw.settings, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<Body>() {
-                typed(c, &mut raw.body, &invalid)?;
+                typed(c, &mut raw.body, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<Collider>() {
-                typed(c, &mut raw.collider, &invalid)?;
+                typed(c, &mut raw.collider, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<Joint>() {
-                typed(c, &mut raw.joint, &invalid)?;
+                typed(c, &mut raw.joint, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<Site>() {
-                typed(c, &mut raw.site, &invalid)?;
+                typed(c, &mut raw.site, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<ActionSpace>() {
-                typed(c, &mut raw.actions, &invalid)?;
+                typed(c, &mut raw.actions, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<ObservationSpace>() {
-                typed(c, &mut raw.observations, &invalid)?;
+                typed(c, &mut raw.observations, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<Goal>() {
-                typed(c, &mut raw.goal, &invalid)?;
+                typed(c, &mut raw.goal, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<RandomizePose>() {
-                typed(c, &mut raw.randomize_pose, &invalid)?;
+                typed(c, &mut raw.randomize_pose, &unconvertible, &invalid)?;
             } else if type_id == TypeId::of::<RandomizeTarget>() {
-                typed(c, &mut raw.randomize_target, &invalid)?;
+                typed(c, &mut raw.randomize_target, &unconvertible, &invalid)?;
             } else {
-                return Err(invalid("not a task authoring component".into()));
+                return Err(invalid("not a task authoring component"));
             }
         }
         out.push(raw);
@@ -817,6 +828,14 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             frame: f,
             randomize,
         });
+    }
+
+    if goals.is_empty() {
+        // Success is "every goal holds": with none, every step would end a successful episode.
+        return Err(scene_err(
+            "Goal",
+            "the scene needs at least one `Goal`: success is when every goal holds".into(),
+        ));
     }
 
     let raw = &entities[observations_at];

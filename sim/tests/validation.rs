@@ -204,3 +204,67 @@ fn bad_actions_are_errors_naming_env_and_index() {
         Err(SimError::NoEnvs)
     ));
 }
+
+#[test]
+fn missing_required_field_is_named() {
+    // Each edit leaves a field out that has no default; the cube's body also leaves out fields that have one.
+    for (from, to, entity, field) in [
+        (
+            "name: \"cube\", kind: Dynamic,",
+            "name: \"cube\",",
+            "entity 11",
+            "Body.kind",
+        ),
+        (", tolerance: 0.04)", ")", "entity 12", "Goal.tolerance"),
+        (
+            "Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0",
+            "Cuboid(), density: 1000.0",
+            "entity 11",
+            "Collider.shape.half_extents",
+        ),
+        (
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+            "x: Some((min: -0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+            "entity 11",
+            "RandomizePose.x.max",
+        ),
+        (
+            "control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0),",
+            "range: (min: -1.0, max: 1.0),",
+            "entity 1",
+            "ActionSpace.actuators[0].control",
+        ),
+    ] {
+        let err = load_edited(from, to).unwrap_err();
+        let msg = err.to_string();
+        match &err {
+            SimError::Invalid {
+                entity: e,
+                field: f,
+                ..
+            } => assert!(
+                e == entity && f == field && msg.contains("is missing"),
+                "{msg}"
+            ),
+            other => panic!("expected an Invalid error naming {field}, got {other}"),
+        }
+    }
+    // Fields with defaults may be left out.
+    load_edited("gravity_scale: 0.0, extra_mass: 1.0,", "extra_mass: 1.0,").unwrap();
+}
+
+#[test]
+fn scene_without_a_goal_is_rejected() {
+    let text = cube_single_text();
+    let start = text.find("    12: (").expect("the goal entity");
+    let end = start + text[start..].find("\n    ),\n").expect("its end") + "\n    ),\n".len();
+    let no_goal = format!("{}{}", &text[..start], &text[end..])
+        .replace("GoalPosition(goal: \"cube_goal\"), ", "");
+    let err = TaskScene::from_ron(&no_goal, "bad.scn.ron").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, SimError::Invalid { field, .. } if field == "Goal")
+            && msg.contains("at least one"),
+        "{msg}"
+    );
+}

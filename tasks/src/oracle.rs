@@ -70,7 +70,7 @@ impl Layout {
                 .position(|n| n == name)
                 .ok_or_else(|| TaskError::NoOracle {
                     task: spec.task.clone(),
-                    missing: name.to_string(),
+                    missing: format!("`{name}` in the observation"),
                 })
         };
         let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
@@ -92,7 +92,8 @@ impl Layout {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
                 missing: format!(
-                    "one `<cube>.position` + `<cube>.yaw` per `<goal>.target` (found {} cubes, {} goals)",
+                    "one cube observed with `<cube>.position` + `<cube>.yaw` per goal observed with `<goal>.target` \
+                     (found {} cubes, {} goals)",
                     cubes.len(),
                     goals.len()
                 ),
@@ -107,7 +108,7 @@ impl Layout {
         if spec.action_names != ["dx", "dy", "dz", "dyaw", "gripper"] {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
-                missing: "actions dx, dy, dz, dyaw, gripper".into(),
+                missing: "the actions dx, dy, dz, dyaw, gripper, in that order".into(),
             });
         }
         Ok(layout)

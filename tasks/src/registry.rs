@@ -32,11 +32,11 @@ pub enum TaskError {
     #[error(transparent)]
     Scene(#[from] SimError),
     /// An oracle was asked for a task whose observations it cannot read.
-    #[error("task `{task}` has no scripted oracle: its observation lacks `{missing}`")]
+    #[error("task `{task}` has no scripted oracle: the oracle needs {missing}")]
     NoOracle {
         /// Task name.
         task: String,
-        /// The first observation value the oracle needs and did not find.
+        /// The first thing the oracle needs (an observation value, the action layout) and did not find.
         missing: String,
     },
 }
