@@ -57,9 +57,53 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` prints the whole cause chain on one line: file, field, what was expected.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_line(&err));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The whole cause chain on one line (file, field, what was expected), each cause once: some libraries' errors
+/// already print their source, which the chain would then repeat.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if line.ends_with(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn a_cause_that_its_error_already_prints_is_not_repeated() {
+        #[derive(Debug)]
+        struct Wrapping(std::io::Error);
+        impl std::fmt::Display for Wrapping {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "invalid archive: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapping {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::other("no end of directory");
+        let err = anyhow::Error::new(Wrapping(io)).context("dataset d.npz");
+        assert_eq!(
+            error_line(&err),
+            "dataset d.npz: invalid archive: no end of directory"
+        );
+        let plain = anyhow::anyhow!("no such file").context("opening d.npz");
+        assert_eq!(error_line(&plain), "opening d.npz: no such file");
     }
 }
