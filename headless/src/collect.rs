@@ -99,6 +99,16 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         "collect: random_action_prob must lie in [0, 1], got {}",
         opts.random_action_prob
     );
+    ensure!(
+        opts.episode_length != Some(0),
+        "collect: episode_length must be at least 1"
+    );
+    // Checked before collecting, so a wrong path does not cost the whole collection.
+    ensure!(
+        !opts.out.is_dir(),
+        "collect: --out {} is a directory; give the .npz file to write",
+        opts.out.display()
+    );
     let task = load_task(&opts.task)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
@@ -126,6 +136,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         },
         noise: opts.noise,
         random_action_prob: opts.random_action_prob,
+        play_region: OracleConfig::play_region_of(&task.scene),
         ..OracleConfig::default()
     };
     let mut oracle = CubeOracle::new(&spec, config, &oracle_seeds)?;
@@ -461,5 +472,13 @@ print('ok')\n";
         o.task = "cube-single".into();
         o.episodes = 0;
         assert!(collect(&o).is_err());
+        o.episodes = 1;
+        o.episode_length = Some(0);
+        let err = format!("{:#}", collect(&o).unwrap_err());
+        assert!(err.contains("episode_length"), "{err}");
+        o.episode_length = None;
+        o.out = dir.path().to_path_buf();
+        let err = format!("{:#}", collect(&o).unwrap_err());
+        assert!(err.contains("is a directory"), "{err}");
     }
 }

@@ -8,7 +8,8 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use qamlab_sim::EnvSpec;
+use qamlab_sim::authoring::Range;
+use qamlab_sim::{EnvSpec, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -48,6 +49,29 @@ impl Default for OracleConfig {
             play_region: [-0.15, 0.15, -0.15, 0.15],
             random_action_prob: 0.0,
         }
+    }
+}
+
+impl OracleConfig {
+    /// The play region of a task: the x and y ranges its goal targets are drawn from at reset (their union), so
+    /// play data visits where the task's goals can be. A goal that is not randomised adds its target point; a
+    /// scene without goals keeps the default region.
+    pub fn play_region_of(scene: &TaskScene) -> [f32; 4] {
+        let mut region: Option<[f32; 4]> = None;
+        for def in &scene.goals {
+            let target = def.goal.target;
+            let randomized = def.randomize.as_ref().map(|(r, _)| (r.x, r.y));
+            let (x, y) = randomized.unwrap_or((None, None));
+            let x = x.unwrap_or(Range::new(target.x, target.x));
+            let y = y.unwrap_or(Range::new(target.y, target.y));
+            region = Some(match region {
+                None => [x.min, x.max, y.min, y.max],
+                Some([x0, x1, y0, y1]) => {
+                    [x0.min(x.min), x1.max(x.max), y0.min(y.min), y1.max(y.max)]
+                }
+            });
+        }
+        region.unwrap_or(Self::default().play_region)
     }
 }
 

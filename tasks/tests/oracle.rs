@@ -255,3 +255,30 @@ fn play_oracle_moves_both_cubes_of_cube_double() {
     );
     assert_ne!(obs, start);
 }
+
+#[test]
+fn play_covers_the_region_the_task_draws_its_goals_from() {
+    for name in ["cube-single", "cube-double"] {
+        let task = load_task(name).unwrap();
+        assert_eq!(
+            OracleConfig::play_region_of(&task.scene),
+            OracleConfig::default().play_region,
+            "{name}"
+        );
+    }
+    // A task whose goal is drawn further out: play places cubes there too.
+    let text = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "cube-single")
+        .unwrap()
+        .1
+        .replace(
+            "RandomizeTarget\": (\n          x: Some((min: -0.15, max: 0.15))",
+            "RandomizeTarget\": (\n          x: Some((min: 0.2, max: 0.27))",
+        );
+    let scene = TaskScene::from_ron(&text, "far.scn.ron").unwrap();
+    assert_eq!(
+        OracleConfig::play_region_of(&scene),
+        [0.2, 0.27, -0.15, 0.15]
+    );
+}
