@@ -246,3 +246,179 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     );
     assert!(err.contains("no-run"), "{err}");
 }
+
+/// `TINY` with only an offline phase of `steps` steps: a run of a few seconds that ends in a checkpoint.
+fn offline_only(steps: u64) -> String {
+    TINY.replace("offline_steps = 60", &format!("offline_steps = {steps}"))
+        .replace("online_steps = 1200", "online_steps = 0")
+}
+
+#[test]
+fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", &offline_only(20));
+    let scene = dir.path().join("my-task.scn.ron");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+        &scene,
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    // Relative paths, from the temporary directory.
+    run_ok(
+        qamlab()
+            .current_dir(dir.path())
+            .args([
+                "train",
+                "--quiet",
+                "--config",
+                "tiny.toml",
+                "--task",
+                "my-task.scn.ron",
+            ])
+            .args(["--dataset", "data.npz", "--out", "run"]),
+    );
+    // The run keeps a copy of its scene and the dataset's absolute path: evaluating it from elsewhere, with
+    // the scene file gone, works.
+    assert!(run.join("task.scn.ron").is_file());
+    let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        recorded.contains(&format!("dataset = {:?}", dataset.display().to_string())),
+        "{recorded}"
+    );
+    std::fs::remove_file(&scene).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let eval = [
+        "eval",
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+        "--device",
+        "cpu",
+        "--run",
+    ];
+    let out = run_ok(qamlab().current_dir(elsewhere.path()).args(eval).arg(&run));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cube-single (qam, checkpoint step-20, 20 updates): success"),
+        "{stdout}"
+    );
+
+    // Resuming on a dataset whose contents changed (same length, other episodes) is refused.
+    let extended = std::fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .replace("offline_steps = 20", "offline_steps = 40");
+    std::fs::write(run.join("config.toml"), extended).unwrap();
+    let original = std::fs::read(&dataset).unwrap();
+    run_ok(
+        qamlab()
+            .args([
+                "collect",
+                "--episodes",
+                "4",
+                "--envs",
+                "2",
+                "--seed",
+                "2",
+                "--out",
+            ])
+            .arg(&dataset),
+    );
+    let err = run_err(
+        qamlab()
+            .current_dir(elsewhere.path())
+            .args(["train", "--quiet", "--resume"])
+            .arg(&run),
+    );
+    assert!(
+        err.contains("data.npz") && err.contains("contents changed"),
+        "{err}"
+    );
+    std::fs::write(&dataset, original).unwrap();
+    let err = run_err(
+        qamlab()
+            .args(["train", "--resume"])
+            .arg(&run)
+            .args(["--seed", "3"]),
+    );
+    assert!(err.contains("--resume") && err.contains("--seed"), "{err}");
+
+    // A checkpoint of another run's agent (BC) is refused by eval and by resume, naming what differs.
+    let bc = dir.path().join("bc");
+    run_ok(
+        qamlab()
+            .args(["train", "--quiet", "--agent", "bc", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&dataset)
+            .arg("--out")
+            .arg(&bc),
+    );
+    std::fs::copy(
+        bc.join("checkpoints/step-20/agent.safetensors"),
+        run.join("checkpoints/step-20/agent.safetensors"),
+    )
+    .unwrap();
+    for cmd in [
+        qamlab().args(eval).arg(&run),
+        qamlab().args(["train", "--quiet", "--resume"]).arg(&run),
+    ] {
+        let err = run_err(cmd);
+        assert!(
+            err.contains("step-20/agent.safetensors")
+                && err.contains("kind = \"bc\" (config: \"qam\")")
+                && err.contains("another run"),
+            "{err}"
+        );
+    }
+
+    // A new run never writes into a directory holding other files, nor over a file.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("config.toml"), "my notes").unwrap();
+    for out in [&mine, &dataset] {
+        let err = run_err(
+            qamlab()
+                .args(["train", "--quiet", "--config"])
+                .arg(&config)
+                .arg("--dataset")
+                .arg(&dataset)
+                .arg("--out")
+                .arg(out),
+        );
+        assert!(
+            err.contains("not empty") || err.contains("is a file"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(mine.join("config.toml")).unwrap(),
+        "my notes"
+    );
+
+    // A dataset shorter than one action chunk is refused before the run directory is made.
+    let short = dir.path().join("short.npz");
+    write_npz(&short, 28, 5, None);
+    let err = run_err(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&short)
+            .arg("--out")
+            .arg(dir.path().join("r-short")),
+    );
+    assert!(
+        err.contains("short.npz") && err.contains("horizon_length = 5"),
+        "{err}"
+    );
+    assert!(!dir.path().join("r-short").exists());
+
+    let err = run_err(qamlab().args(["eval", "--episodes", "0", "--run"]).arg(&bc));
+    assert!(
+        err.contains("--episodes") && err.contains("at least 1"),
+        "{err}"
+    );
+}

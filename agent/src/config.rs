@@ -253,8 +253,15 @@ impl AgentConfig {
                 return Err(bad(field, format!("must be finite and >= 0, got {v}")));
             }
         }
-        if !self.inv_temp.is_finite() {
-            return Err(bad("inv_temp", "must be finite"));
+        // The policy is tilted towards exp(inv_temp · Q): a negative value would seek low Q values.
+        if !(self.inv_temp >= 0.0 && self.inv_temp.is_finite()) {
+            return Err(bad(
+                "inv_temp",
+                format!(
+                    "must be finite and >= 0 (0 is behaviour cloning), got {}",
+                    self.inv_temp
+                ),
+            ));
         }
         if self.fql_alpha > 0.0 && self.edit_scale > 0.0 {
             return Err(bad(
@@ -380,5 +387,17 @@ mod tests {
                 .to_string()
                 .contains("flow_steps")
         );
+        for inv_temp in [-1.0, f64::NAN] {
+            let tilt = AgentConfig {
+                inv_temp,
+                ..AgentConfig::default()
+            };
+            assert!(
+                tilt.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("inv_temp")
+            );
+        }
     }
 }

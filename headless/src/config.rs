@@ -133,7 +133,17 @@ impl TrainConfig {
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Reads TOML text; errors name `source` (the file it came from).
+    pub fn from_toml_str(text: &str, source: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).with_context(|| format!("config file {source}"))
+    }
+
+    /// The configuration as TOML, every key with its value (what a run's `config.toml` holds).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("writing the configuration as TOML")
     }
 
     /// Checks ranges and the dataset requirement, naming the field at fault.

@@ -1,7 +1,9 @@
 //! The run directory: resolved config, metrics, evaluations, learning curve, checkpoints, summary.
 //!
 //! ```text
-//! RUN/config.toml            the resolved configuration (what `--resume` re-reads)
+//! RUN/config.toml            the resolved configuration (what `--resume` re-reads; the dataset's absolute path)
+//! RUN/task.scn.ron           a copy of the task's scene file, when the task is a file (what `--resume` and
+//!                            `eval` load, so the run is independent of later edits to the file)
 //! RUN/metrics.jsonl          one JSON object per log interval (losses, Q statistics, throughput)
 //! RUN/eval.csv               step, phase, success_rate, mean_return, episodes
 //! RUN/learning_curve.png     redrawn at each evaluation
@@ -13,8 +15,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use qamlab_agent::{Agent, AgentConfig};
 
+use crate::TrainConfig;
 use crate::files::{write_atomically, write_bytes_atomically};
 use crate::plot::EvalPoint;
 
@@ -38,6 +42,44 @@ impl RunDir {
     /// The resolved configuration.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+
+    /// The run's copy of its task's scene file (a run of a built-in task has none).
+    pub fn task_scene(&self) -> PathBuf {
+        self.root.join("task.scn.ron")
+    }
+
+    /// The configuration the run started with; a task given as a scene file is read from the run's copy.
+    pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
+        let mut cfg = TrainConfig::from_toml_file(&self.config())
+            .with_context(|| format!("{} is not a run directory", self.root.display()))?;
+        let scene = self.task_scene();
+        if scene.is_file() {
+            cfg.task = scene.display().to_string();
+        }
+        Ok(cfg)
+    }
+
+    /// Checks that a new run may be written here: nothing there yet, or an empty directory. A run is never
+    /// written over someone's files, nor over another run (which `--resume` continues).
+    pub fn check_unused(&self) -> anyhow::Result<()> {
+        let root = self.root.display();
+        if self.root.is_file() {
+            bail!("--out {root} is a file; a run directory is needed");
+        }
+        if self.latest_checkpoint()?.is_some() {
+            bail!(
+                "{root} already holds a run with checkpoints: continue it with --resume, or choose another --out"
+            );
+        }
+        if let Ok(mut entries) = std::fs::read_dir(&self.root)
+            && entries.next().is_some()
+        {
+            bail!(
+                "{root} exists and is not empty: a new run would write over its files; choose another --out"
+            );
+        }
+        Ok(())
     }
 
     /// Metrics rows (JSON lines).
@@ -102,6 +144,40 @@ impl RunDir {
         Ok(())
     }
 
+    /// Loads the agent of a checkpoint of this run, checking that it is the agent the run's config describes
+    /// (a checkpoint copied from another run is refused) and that it fits the task's observation and action
+    /// sizes.
+    pub fn load_agent(
+        &self,
+        checkpoint: &Path,
+        cfg: &AgentConfig,
+        (obs_dim, action_dim): (usize, usize),
+        device: tch::Device,
+    ) -> anyhow::Result<Agent> {
+        let file = checkpoint.join("agent.safetensors");
+        let agent = Agent::load(&file, device)?;
+        if (agent.obs_dim(), agent.action_dim()) != (obs_dim, action_dim) {
+            bail!(
+                "checkpoint {}: its agent takes {}-D observations and gives {}-D actions, but the task has {}-D \
+                 observations and {}-D actions: it was trained on another task",
+                file.display(),
+                agent.obs_dim(),
+                agent.action_dim(),
+                obs_dim,
+                action_dim
+            );
+        }
+        if agent.config() != cfg {
+            bail!(
+                "checkpoint {}: its agent differs from the one {} describes ({}): it belongs to another run",
+                file.display(),
+                self.config().display(),
+                config_differences(agent.config(), cfg)
+            );
+        }
+        Ok(agent)
+    }
+
     /// Appends one metrics row.
     pub fn append_metrics(&self, row: &serde_json::Value) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.root)?;
@@ -146,4 +222,19 @@ impl RunDir {
             Ok(())
         })
     }
+}
+
+/// `key = checkpoint's (config: run's)` for each agent setting in which two configs differ.
+fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
+    let table = |c: &AgentConfig| toml::Table::try_from(c).unwrap_or_default();
+    let (ours, theirs) = (table(run), table(checkpoint));
+    theirs
+        .iter()
+        .filter(|(key, value)| ours.get(*key) != Some(value))
+        .map(|(key, value)| match ours.get(key) {
+            Some(expected) => format!("{key} = {value} (config: {expected})"),
+            None => format!("{key} = {value}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_agent::{Agent, TransitionStore, checkpoint};
 use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
+use qamlab_tasks::Task;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -108,16 +109,49 @@ pub struct TrainOptions {
 pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let run = RunDir::new(&opts.out);
     let cfg = if opts.resume {
-        TrainConfig::from_toml_file(&run.config())
+        run.read_config()
             .with_context(|| format!("resuming {}", run.root().display()))?
     } else {
-        opts.config
+        run.check_unused()?;
+        let mut cfg = opts.config;
+        // The run's config.toml must still find the dataset when resumed from another directory, and record
+        // where a scene-file task came from (the run keeps a copy of it).
+        if let Some(path) = &mut cfg.dataset {
+            *path = std::path::absolute(&*path)
+                .with_context(|| format!("dataset {}", path.display()))?;
+        }
+        if !qamlab_tasks::builtin_names().contains(&cfg.task.as_str())
+            && Path::new(&cfg.task).is_file()
+        {
+            cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
+        }
+        cfg
     };
     cfg.validate()?;
+    if cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
+        tracing::warn!(
+            "online_steps = {} is not above start_training = {}: the online phase only collects, with no updates",
+            cfg.online_steps,
+            cfg.start_training
+        );
+    }
     let device = cfg.device.resolve()?;
     if device == Device::Cpu {
         // Half the cores train, the rest step the envs.
         crate::config::set_cpu_threads(None);
+        let widest = cfg
+            .agent
+            .actor_hidden_dims
+            .iter()
+            .chain(&cfg.agent.value_hidden_dims)
+            .max();
+        if widest.is_some_and(|&w| w >= 512) {
+            tracing::warn!(
+                "networks {} wide train slowly on a CPU (the paper's 4x512, K 10: about 1 update/s on two cores); \
+                 assets/configs/cpu-small.toml has the demo's CPU sizes",
+                widest.unwrap_or(&0)
+            );
+        }
         if cfg.tf32 {
             tracing::warn!("tf32 = true applies to CUDA matmuls only; this run is on the CPU");
         }
@@ -127,9 +161,14 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
     let task = qamlab_tasks::load_task(&cfg.task)?;
-    let scene = &task.scene;
 
-    let mut trainer = Trainer::start(&cfg, &run, scene, device, opts.resume, opts.progress)?;
+    let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
+    if opts.resume && trainer.is_complete() {
+        eprintln!(
+            "{} finished already: nothing to resume; its summary:",
+            run.root().display()
+        );
+    }
     trainer.observer = opts.observer;
     trainer.run()?;
     trainer.finish()
@@ -143,6 +182,8 @@ struct Trainer<'a> {
     agent: Agent,
     replay: TransitionStore,
     offline_len: usize,
+    /// CRC-32 of the dataset file: a resumed run checks it still trains on the same data.
+    dataset_crc: Option<u32>,
     sampler: ChaCha8Rng,
     state: RunState,
     /// Online transitions of each env's episode in progress: appended to the replay buffer when
@@ -160,18 +201,20 @@ impl<'a> Trainer<'a> {
     fn start(
         cfg: &'a TrainConfig,
         run: &RunDir,
-        scene: &'a TaskScene,
+        task: &'a Task,
         device: Device,
         resume: bool,
         progress: bool,
     ) -> anyhow::Result<Self> {
+        let scene = &task.scene;
         let probe = BatchedEnv::new(scene, 1, EnvOptions::default())?;
         let (obs_dim, action_dim) = (probe.spec().obs_dim, probe.spec().action_dim);
         drop(probe);
         let mut replay = TransitionStore::new(obs_dim, action_dim);
-        if let Some(path) = &cfg.dataset {
-            load_offline_data(path, &mut replay, cfg)?;
-        }
+        let dataset_crc = match &cfg.dataset {
+            Some(path) => Some(load_offline_data(path, &mut replay, cfg)?),
+            None => None,
+        };
         let offline_len = replay.len();
         let mut trainer = Trainer {
             cfg,
@@ -180,6 +223,7 @@ impl<'a> Trainer<'a> {
             agent: Agent::new(cfg.agent.clone(), obs_dim, action_dim, device, cfg.seed)?,
             replay,
             offline_len,
+            dataset_crc,
             sampler: ChaCha8Rng::seed_from_u64(cfg.seed),
             state: RunState::default(),
             pending: vec![TransitionStore::new(obs_dim, action_dim); cfg.envs],
@@ -193,15 +237,14 @@ impl<'a> Trainer<'a> {
             trainer.restore()?;
         } else {
             trainer.configure_execution();
-            if run.latest_checkpoint()?.is_some() {
-                bail!(
-                    "{} already holds a run with checkpoints: continue it with --resume, or choose another --out",
-                    run.root().display()
-                );
-            }
             std::fs::create_dir_all(run.root())
                 .with_context(|| format!("creating the run directory {}", run.root().display()))?;
-            write_bytes_atomically(&run.config(), toml::to_string(cfg)?.as_bytes())?;
+            if !task.builtin {
+                let text = std::fs::read(&cfg.task)
+                    .with_context(|| format!("copying the task scene {}", cfg.task))?;
+                write_bytes_atomically(&run.task_scene(), &text)?;
+            }
+            write_bytes_atomically(&run.config(), cfg.to_toml()?.as_bytes())?;
             let _ = std::fs::remove_file(run.metrics());
         }
         Ok(trainer)
@@ -218,6 +261,17 @@ impl<'a> Trainer<'a> {
             tracing::warn!("{e}; training runs eagerly");
             self.fallback_reported = true;
         }
+    }
+
+    /// Whether both phases have run all their steps.
+    fn is_complete(&self) -> bool {
+        self.state.offline_step >= self.cfg.offline_steps
+            && self.state.online_step >= self.cfg.online_steps
+    }
+
+    /// The task's name (from its scene, also when it was loaded from the run's copy).
+    fn task_name(&self) -> &str {
+        &self.scene.settings.name
     }
 
     fn total_step(&self) -> u64 {
@@ -485,10 +539,10 @@ impl<'a> Trainer<'a> {
         }
         self.state.evals.push(point);
         self.run.write_evals(&self.state.evals)?;
-        let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.cfg.task);
+        let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
         draw_learning_curves(
             &self.run.curve(),
-            &format!("{} on {}", self.cfg.agent.kind.as_str(), self.cfg.task),
+            &format!("{} on {}", self.cfg.agent.kind.as_str(), self.task_name()),
             &[(label.as_str(), self.state.evals.as_slice())],
             self.cfg.offline_steps,
         )?;
@@ -524,6 +578,9 @@ impl<'a> Trainer<'a> {
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
         let mut meta = HashMap::new();
         meta.insert("offline_len".into(), self.offline_len.to_string());
+        if let Some(crc) = self.dataset_crc {
+            meta.insert("dataset_crc32".into(), crc.to_string());
+        }
         checkpoint::write_tensors(&dir.join("replay.safetensors"), &tensors, meta)?;
         let mut state = self.state.clone();
         state.sampler_word_pos = self.sampler.get_word_pos().to_string();
@@ -546,7 +603,8 @@ impl<'a> Trainer<'a> {
             );
         };
         let device = self.agent.device();
-        self.agent = Agent::load(dir.join("agent.safetensors"), device)?;
+        let sizes = (self.agent.obs_dim(), self.agent.action_dim());
+        self.agent = self.run.load_agent(&dir, &self.cfg.agent, sizes, device)?;
         self.configure_execution();
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
@@ -564,6 +622,21 @@ impl<'a> Trainer<'a> {
                 "{}: the run had {offline_len} offline transitions but its dataset now has {}: the dataset changed",
                 replay_path.display(),
                 self.offline_len
+            );
+        }
+        // Runs from before the checksum was recorded have none to compare.
+        if let (Some(then), Some(now)) = (meta.get("dataset_crc32"), self.dataset_crc)
+            && then != &now.to_string()
+        {
+            bail!(
+                "dataset {}: its contents changed since the run started (CRC-32 {now:08x}, the run's checkpoint \
+                 recorded {:08x}): resume with the dataset the run was trained on",
+                self.cfg
+                    .dataset
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display(),
+                then.parse::<u32>().unwrap_or_default()
             );
         }
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
@@ -604,7 +677,7 @@ impl<'a> Trainer<'a> {
                 .map(|e| e.success_rate)
         };
         let summary = TrainSummary {
-            task: self.cfg.task.clone(),
+            task: self.task_name().to_string(),
             agent: self.cfg.agent.kind.as_str().into(),
             device: format!("{:?}", self.agent.device()),
             execution: self.agent.execution(),
@@ -634,12 +707,13 @@ fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
         .wrapping_add(i)
 }
 
-/// Reads the offline dataset into the replay buffer, checking it fits the task.
+/// Reads the offline dataset into the replay buffer, checking it fits the task and the agent's chunks; returns
+/// the CRC-32 of the file.
 fn load_offline_data(
     path: &Path,
     replay: &mut TransitionStore,
     cfg: &TrainConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u32> {
     let data = crate::dataset::load_dataset(path)?;
     if data.obs_dim != replay.obs_dim() || data.action_dim != replay.action_dim() {
         bail!(
@@ -662,7 +736,17 @@ fn load_offline_data(
             &data.terminals,
         )
         .with_context(|| format!("dataset {}", path.display()))?;
-    Ok(())
+    let horizon = cfg.agent.horizon_length;
+    if replay.len() < horizon {
+        bail!(
+            "dataset {}: {} transitions, fewer than one action chunk of horizon_length = {horizon}",
+            path.display(),
+            replay.len()
+        );
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading dataset {}", path.display()))?;
+    Ok(crc32fast::hash(&bytes))
 }
 
 /// Appends every transition of `src` to `dst`.

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use qamlab_agent::{AgentConfig, AgentKind};
 use qamlab_headless::collect::{CollectOptions, collect};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions};
 
@@ -33,69 +32,39 @@ struct Plan {
     config: TrainConfig,
 }
 
-fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> Plan {
-    let base = TrainConfig {
-        task: "cube-single".into(),
-        dataset: Some(dataset),
-        seed,
-        eval_episodes: 20,
-        eval_envs: 10,
-        ..TrainConfig::default()
-    };
-    if device.is_cuda() {
-        Plan {
-            episodes: 1000,
-            config: TrainConfig {
-                device: DeviceChoice::Cuda,
-                offline_steps: 100_000,
-                online_steps: 100_000,
-                envs: 16,
-                eval_interval: 10_000,
-                eval_episodes: 50,
-                checkpoint_interval: 20_000,
-                agent: AgentConfig {
-                    kind: AgentKind::Qam,
-                    inv_temp: 1.0,
-                    ..AgentConfig::default()
-                },
-                ..base
-            },
-        }
+/// The demo's run settings, shipped as files a user can start from: small networks on a CPU (sized for
+/// about ten minutes on two cores), the paper's on a GPU.
+const CPU_CONFIG: (&str, &str) = (
+    "assets/configs/cpu-small.toml",
+    include_str!("../../assets/configs/cpu-small.toml"),
+);
+const CUDA_CONFIG: (&str, &str) = (
+    "assets/configs/cuda-paper.toml",
+    include_str!("../../assets/configs/cuda-paper.toml"),
+);
+
+fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> anyhow::Result<Plan> {
+    let (name, text) = if device.is_cuda() {
+        CUDA_CONFIG
     } else {
-        // Networks small enough for ~85 updates/s on two cores, and most of the steps online,
-        // where QAM's success climbs fastest (docs/benchmarks.md, "Training").
-        Plan {
-            episodes: 1000,
-            config: TrainConfig {
-                device: DeviceChoice::Cpu,
-                offline_steps: 20_000,
-                online_steps: 30_000,
-                envs: 8,
-                start_training: 1_000,
-                eval_interval: 5_000,
-                eval_episodes: 30,
-                checkpoint_interval: 5_000,
-                log_interval: 500,
-                agent: AgentConfig {
-                    kind: AgentKind::Qam,
-                    inv_temp: 1.0,
-                    batch_size: 64,
-                    actor_hidden_dims: vec![128, 128],
-                    value_hidden_dims: vec![128, 128],
-                    num_qs: 2,
-                    ..AgentConfig::default()
-                },
-                ..base
-            },
-        }
-    }
+        CPU_CONFIG
+    };
+    let config = TrainConfig::from_toml_str(text, name)?;
+    Ok(Plan {
+        episodes: 1000,
+        config: TrainConfig {
+            dataset: Some(dataset),
+            seed,
+            ..config
+        },
+    })
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let dataset = args.out.join("cube-single-play.npz");
-    let plan = plan(device, dataset.clone(), args.seed);
+    let plan = plan(device, dataset.clone(), args.seed)?;
     println!(
         "qamlab demo on {device:?}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
         plan.episodes, plan.config.offline_steps, plan.config.online_steps
@@ -132,4 +101,36 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     })?;
     super::train::print_summary(&summary);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configs_are_the_demo_plans_and_valid() {
+        for device in [tch::Device::Cpu, tch::Device::Cuda(0)] {
+            let plan = plan(device, "d.npz".into(), 3).unwrap();
+            plan.config.validate().unwrap();
+            assert_eq!(plan.config.seed, 3);
+            assert_eq!(
+                plan.config.dataset.as_deref(),
+                Some(std::path::Path::new("d.npz"))
+            );
+            assert_eq!(
+                plan.config.device.resolve().is_ok(),
+                !device.is_cuda() || tch::Cuda::is_available()
+            );
+        }
+        let cpu = plan(tch::Device::Cpu, "d.npz".into(), 0).unwrap().config;
+        assert_eq!(
+            (
+                cpu.agent.actor_hidden_dims.as_slice(),
+                cpu.agent.num_qs,
+                cpu.offline_steps,
+                cpu.online_steps
+            ),
+            ([128, 128].as_slice(), 2, 20_000, 30_000)
+        );
+    }
 }

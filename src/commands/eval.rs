@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
-use qamlab_headless::TrainConfig;
 use qamlab_headless::run_dir::RunDir;
 
 use crate::view::video::{self, VideoOptions, VideoOutput};
@@ -19,10 +18,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Evaluation episodes.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     pub episodes: usize,
     /// Envs stepping together.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     pub envs: usize,
     /// Seed of the evaluation episodes' initial states.
     #[arg(long, default_value_t = 0)]
@@ -49,11 +48,19 @@ pub struct EvalArgs {
     pub video_only: bool,
 }
 
+/// Parses a count that must be at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs `qamlab eval`: prints the success rate, then renders the video if asked.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
-    let cfg = TrainConfig::from_toml_file(&run.config())
-        .with_context(|| format!("{} is not a run directory", args.run.display()))?;
+    let cfg = run.read_config()?;
     let checkpoint = run
         .latest_checkpoint()?
         .with_context(|| format!("{} has no checkpoint yet", args.run.display()))?;
@@ -70,8 +77,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     let device = args.device.resolve()?;
-    let mut agent = qamlab_agent::Agent::load(&agent_file, device)?;
     let task = qamlab_tasks::load_task(&cfg.task)?;
+    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let mut agent = run.load_agent(
+        &checkpoint,
+        &cfg.agent,
+        (spec.obs_dim, spec.action_dim),
+        device,
+    )?;
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,
         &task.scene,
@@ -80,9 +93,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.seed,
     )?;
     println!(
-        "{} ({}, step {}): success {:.0}% over {} episodes, mean return {:.1}",
-        cfg.task,
+        "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes, mean return {:.1}",
+        task.name,
         cfg.agent.kind.as_str(),
+        checkpoint.file_name().unwrap_or_default().display(),
         agent.step(),
         100.0 * result.success_rate,
         result.episodes,

@@ -10,7 +10,8 @@ use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 /// Flags of `qamlab train`; each overrides the value of `--config`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainArgs {
-    /// TOML config file (keys as in `TrainConfig`, agent hyper-parameters under `[agent]`).
+    /// TOML config file: run settings, agent hyper-parameters under `[agent]` (`--print-config` lists every
+    /// key; assets/configs/ holds the demo's CPU and GPU settings).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Built-in task name or path to a task scene file.
@@ -59,9 +60,16 @@ pub struct TrainArgs {
     /// Run directory (default runs/<task>-<agent>-<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint (other flags are ignored).
-    #[arg(long, conflicts_with_all = ["config", "out"])]
+    /// Continue the run in this directory from its last checkpoint, with the settings of its config.toml
+    /// (so no other flag but --quiet).
+    #[arg(long, conflicts_with_all = [
+        "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "device", "seed",
+        "cuda_graphs", "tf32", "split_update", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
+    ])]
     pub resume: Option<PathBuf>,
+    /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
+    #[arg(long, conflicts_with = "resume")]
+    pub print_config: bool,
     /// Hide the progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -73,7 +81,8 @@ fn parse_kind(s: &str) -> Result<AgentKind, String> {
 }
 
 impl TrainArgs {
-    /// The configuration these flags describe: `--config` (or the defaults) with the flags applied.
+    /// The configuration these flags describe: `--config` (or the defaults) with the flags applied; not yet
+    /// validated.
     pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
         let mut cfg = match &self.config {
             Some(path) => TrainConfig::from_toml_file(path)?,
@@ -104,7 +113,6 @@ impl TrainArgs {
             eval_episodes,
             checkpoint_interval
         );
-        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -133,6 +141,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         })?
     } else {
         let cfg = args.resolve()?;
+        if args.print_config {
+            print!("{}", cfg.to_toml()?);
+            return Ok(());
+        }
+        cfg.validate()?;
         let out = args.out_dir(&cfg);
         qamlab_headless::train(TrainOptions {
             config: cfg,
