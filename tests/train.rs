@@ -416,6 +416,29 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     );
     assert!(!dir.path().join("r-short").exists());
 
+    // plot writes PNG only, and refuses a run with nothing to draw.
+    let err = run_err(
+        qamlab()
+            .arg("plot")
+            .arg(&bc)
+            .arg("--out")
+            .arg(dir.path().join("c.jpg")),
+    );
+    assert!(err.contains("c.jpg") && err.contains(".png"), "{err}");
+    std::fs::write(
+        bc.join("eval.csv"),
+        "step,phase,success_rate,mean_return,episodes\n",
+    )
+    .unwrap();
+    let err = run_err(
+        qamlab()
+            .arg("plot")
+            .arg(&bc)
+            .arg("--out")
+            .arg(dir.path().join("c.png")),
+    );
+    assert!(err.contains("no evaluation yet"), "{err}");
+
     let err = run_err(qamlab().args(["eval", "--episodes", "0", "--run"]).arg(&bc));
     assert!(
         err.contains("--episodes") && err.contains("at least 1"),

@@ -27,7 +27,7 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(tch::Device::Cpu),
             DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
             DeviceChoice::Cuda => bail!(
-                "--device cuda: libtorch sees no CUDA device here (run `qamlab doctor`); use --device cpu or auto"
+                "device cuda: libtorch sees no CUDA device here (run `qamlab doctor`); use device cpu or auto"
             ),
         }
     }

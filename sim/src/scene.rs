@@ -240,7 +240,11 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
     .deserialize(&mut de)
     .map_err(|e| {
         let e = de.span_error(e);
-        parse_error(e.span.start.line, e.span.start.col, e.code.to_string())
+        parse_error(
+            e.span.start.line,
+            e.span.start.col,
+            with_known_components(e.code.to_string(), registry),
+        )
     })?;
     if let Some(resource) = world.resources.first() {
         return Err(SimError::Invalid {
@@ -322,6 +326,25 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
         out.push(raw);
     }
     Ok(out)
+}
+
+/// An unknown-type error from the deserializer, with the authoring components a scene can use (and without its
+/// empty `(stack: )`).
+fn with_known_components(message: String, registry: &TypeRegistry) -> String {
+    if !message.contains("no registration found") {
+        return message;
+    }
+    let mut known: Vec<&str> = registry
+        .iter()
+        .filter(|r| r.data::<ReflectComponent>().is_some())
+        .map(|r| r.type_info().type_path_table().short_path())
+        .collect();
+    known.sort_unstable();
+    format!(
+        "{}; a task scene's components are qamlab_sim::authoring::{{{}}}",
+        message.replace(" (stack: )", ""),
+        known.join(", ")
+    )
 }
 
 /// Finds the entity (and component) enclosing `line` in scene text, for parse errors: the last entity key
@@ -719,11 +742,12 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         non_negative(raw, &field("max_force"), a.max_force)?;
         match a.control {
             Control::PositionDelta { scale } | Control::Velocity { scale } => {
-                if !scale.is_finite() {
+                // A zero scale would make the actuator ignore its action.
+                if !(scale.is_finite() && scale != 0.0) {
                     return Err(err(
                         raw,
                         &field("control.scale"),
-                        format!("must be finite, got {scale}"),
+                        format!("must be finite and non-zero, got {scale}"),
                     ));
                 }
             }
@@ -781,6 +805,17 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 raw,
                 "Goal.name",
                 format!("the name \"{}\" is used twice", goal.name),
+            ));
+        }
+        // `min_distance_from` names goals and frames alike.
+        if frames.iter().any(|(n, _)| *n == goal.name) {
+            return Err(err(
+                raw,
+                "Goal.name",
+                format!(
+                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
+                    goal.name
+                ),
             ));
         }
         let f = frame(raw, "Goal.frame", &goal.frame)?;
@@ -851,7 +886,14 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
     for (k, s) in space.sensors.iter().enumerate() {
         let field = |f: &str| format!("ObservationSpace.sensors[{k}].{f}");
         let body = |f: &str, name: &str| {
-            body_index(name).ok_or_else(|| err(raw, &field(f), format!("no body named \"{name}\"")))
+            body_index(name).ok_or_else(|| {
+                let what = if frames.iter().any(|(n, _)| n == name) {
+                    format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
+                } else {
+                    format!("no body named \"{name}\"")
+                };
+                err(raw, &field(f), what)
+            })
         };
         let joint = |name: &str| {
             joint_index(name)

@@ -36,6 +36,11 @@ fn unknown_component_type_is_named() {
         msg.contains("bad.scn.ron") && msg.contains("entity 8") && msg.contains("Sight"),
         "{msg}"
     );
+    // The error lists what a scene can use.
+    assert!(
+        msg.contains("authoring::{ActionSpace, Body, Collider,") && !msg.contains("(stack: )"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -267,4 +272,25 @@ fn scene_without_a_goal_is_rejected() {
             && msg.contains("at least one"),
         "{msg}"
     );
+}
+
+#[test]
+fn ambiguous_or_inert_authoring_is_refused() {
+    // A zero scale makes an actuator ignore its action.
+    let err = load_edited("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.0)").unwrap_err();
+    assert!(err.to_string().contains("non-zero"), "{err}");
+    // A goal named like a body: `min_distance_from` could mean either.
+    let err = load_edited("(name: \"cube_goal\",", "(name: \"cube\",").unwrap_err();
+    match &err {
+        SimError::Invalid { field, message, .. } => {
+            assert!(
+                field == "Goal.name" && message.contains("a name of its own"),
+                "{err}"
+            )
+        }
+        other => panic!("expected an Invalid error, got {other}"),
+    }
+    // A sensor of a body's orientation given a site says so.
+    let err = load_edited("YawSinCos(body: \"palm\")", "YawSinCos(body: \"pinch\")").unwrap_err();
+    assert!(err.to_string().contains("\"pinch\" is a site"), "{err}");
 }

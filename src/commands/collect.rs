@@ -23,13 +23,13 @@ pub struct CollectArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Oracle action noise in normalised units (OGBench uses 0.1; 0 for clean demonstrations).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub noise: f32,
     /// Solve the task's own goal instead of "play" (random pick-and-place sub-goals).
     #[arg(long)]
     pub solve: bool,
     /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub random_action_prob: f32,
     /// Episode length (default: the task's).
     #[arg(long)]

@@ -18,10 +18,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Evaluation episodes.
-    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
     pub episodes: usize,
     /// Envs stepping together.
-    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one)]
     pub envs: usize,
     /// Seed of the evaluation episodes' initial states.
     #[arg(long, default_value_t = 0)]
@@ -46,15 +46,6 @@ pub struct EvalArgs {
     /// Render the video only, in this process (what `--video` runs in a child process).
     #[arg(long, hide = true, requires = "video")]
     pub video_only: bool,
-}
-
-/// Parses a count that must be at least 1.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Runs `qamlab eval`: prints the success rate, then renders the video if asked.

@@ -6,3 +6,12 @@ pub mod demo;
 pub mod eval;
 pub mod plot;
 pub mod train;
+
+/// Parses a count that must be at least 1.
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

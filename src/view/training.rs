@@ -76,6 +76,10 @@ impl TrainFlags {
             cfg.device = device;
         }
         cfg.validate().context("the training configuration")?;
+        // Checked before the window opens: the trainer's own error would only show in the panel.
+        if let Some(path) = &cfg.dataset {
+            anyhow::ensure!(path.is_file(), "--dataset {}: no such file", path.display());
+        }
         Ok(cfg)
     }
 }
