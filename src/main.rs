@@ -29,6 +29,8 @@ enum Command {
     /// Measure throughput (agent updates and latency, simulation steps).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Check a task (built-in or scene file): its observations, actions and goals; `--episodes N` tries it.
+    Task(commands::task::TaskArgs),
     /// Report libtorch, CUDA, CPU, display and engine versions.
     Doctor,
     /// Watch a task's envs in a 3D window, acted on by an agent (loaded or training), the oracle or random.
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::Task(args) => commands::task::run(args),
         Command::Doctor => doctor::run(),
         Command::View(args) => view::run(*args),
     };

@@ -53,6 +53,44 @@ fn unknown_subcommand_is_a_usage_error_not_a_panic() {
 }
 
 #[test]
+fn task_checks_a_scene_shows_its_layout_and_tries_it() {
+    let out = qamlab(&["task", "cube-single", "--episodes", "4"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "task cube-single (built-in)",
+        "observation (28 values): pinch.position [0..3],",
+        "actions (5 values): dx [-1, 1],",
+        "cube_goal: cube within 0.04 m",
+        "oracle: the scripted oracle drives it",
+        "tried: oracle (solve) succeeds in",
+        "tried: random actions succeed in 0% of 4 episodes",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+
+    // A scene file with a mistake: the error names the file and the field, and the exit code says so.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap()
+    .replacen(", tolerance: 0.04)", ")", 1);
+    let bad = dir.path().join("bad.scn.ron");
+    std::fs::write(&bad, text).unwrap();
+    let out = qamlab(&["task", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.scn.ron") && stderr.contains("Goal.tolerance"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn collect_writes_the_dataset_and_its_validation_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("play.npz");

@@ -5,6 +5,7 @@ pub mod collect;
 pub mod demo;
 pub mod eval;
 pub mod plot;
+pub mod task;
 pub mod train;
 
 /// Parses a count that must be at least 1.

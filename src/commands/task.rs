@@ -1,0 +1,209 @@
+//! `qamlab task`: load and check a task (built-in or scene file), print what an agent sees of it, and
+//! optionally try it: the scripted oracle and random actions for a few episodes each.
+
+use anyhow::Context;
+use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
+use qamlab_tasks::{CubeOracle, OracleConfig, OracleMode};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Flags of `qamlab task`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TaskArgs {
+    /// Built-in task name or path to a task scene file.
+    pub task: String,
+    /// Also run this many episodes with the scripted oracle (solving the goal) and with random actions, and
+    /// report their success rates.
+    #[arg(long, default_value_t = 0)]
+    pub episodes: usize,
+    /// Seed of the tried episodes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs `qamlab task`.
+pub fn run(args: TaskArgs) -> anyhow::Result<()> {
+    let task = qamlab_tasks::load_task(&args.task)?;
+    let scene = &task.scene;
+    let spec = EnvSpec::new(scene, scene.settings.episode_length);
+    let oracle_error = CubeOracle::new(&spec, OracleConfig::default(), &[0]).err();
+    let source = if task.builtin {
+        "built-in".to_string()
+    } else {
+        format!("file {}", args.task)
+    };
+    print!(
+        "{}",
+        describe(&task.name, &source, scene, &spec, oracle_error.as_ref())
+    );
+    if args.episodes > 0 {
+        let episodes = args.episodes;
+        if oracle_error.is_none() {
+            let rate = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
+            println!(
+                "tried: oracle (solve) succeeds in {:.0}% of {episodes} episodes",
+                100.0 * rate
+            );
+        }
+        let rate = try_policy(scene, episodes, args.seed, Policy::Random)?;
+        println!(
+            "tried: random actions succeed in {:.0}% of {episodes} episodes",
+            100.0 * rate
+        );
+    }
+    Ok(())
+}
+
+/// The task as text: timing, reward, observation layout, actions, goals, and whether the oracle drives it.
+fn describe(
+    name: &str,
+    source: &str,
+    scene: &TaskScene,
+    spec: &EnvSpec,
+    oracle_error: Option<&qamlab_tasks::TaskError>,
+) -> String {
+    let s = &scene.settings;
+    let mut out = format!("task {name} ({source}): the scene loads and checks\n");
+    out += &format!(
+        "episodes: {} control steps of {} s ({} physics substeps each), reward {:?}\n",
+        s.episode_length, s.control_dt, s.substeps, s.reward
+    );
+    out += &format!("observation ({} values):", spec.obs_dim);
+    for (group, range) in groups(&spec.obs_names) {
+        out += &format!(" {group} [{}..{}],", range.start, range.end);
+    }
+    out.pop();
+    out += &format!("\nactions ({} values):", spec.action_dim);
+    for (k, a) in spec.action_names.iter().enumerate() {
+        out += &format!(" {a} [{}, {}],", spec.action_low[k], spec.action_high[k]);
+    }
+    out.pop();
+    out += "\ngoals (success when every one holds):\n";
+    for def in &scene.goals {
+        let g = &def.goal;
+        out += &format!(
+            "  {}: {} within {} m of ({}, {}, {})",
+            g.name, g.frame, g.tolerance, g.target.x, g.target.y, g.target.z
+        );
+        if let Some((r, _)) = &def.randomize {
+            for (axis, range) in [("x", r.x), ("y", r.y), ("z", r.z)] {
+                if let Some(range) = range {
+                    out += &format!(", {axis} drawn from [{}, {}]", range.min, range.max);
+                }
+            }
+        }
+        out += "\n";
+    }
+    out += &match oracle_error {
+        None => "oracle: the scripted oracle drives it (`qamlab collect` works)\n".to_string(),
+        Some(e) => format!("oracle: none ({e}); `qamlab collect` cannot drive it\n"),
+    };
+    out
+}
+
+/// Consecutive observation names sharing everything before their last `.`, with their index range:
+/// `pinch.position [0..3]`.
+fn groups(names: &[String]) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let group = name.rsplit_once('.').map_or(name.as_str(), |(g, _)| g);
+        match out.last_mut() {
+            Some((last, range)) if last == group && range.end == k => range.end = k + 1,
+            _ => out.push((group.to_string(), k..k + 1)),
+        }
+    }
+    out
+}
+
+/// Who acts in a tried episode.
+#[derive(Clone, Copy)]
+enum Policy {
+    Oracle,
+    Random,
+}
+
+/// The fraction of `episodes` episodes (one per env, run together) that reach success.
+fn try_policy(
+    scene: &TaskScene,
+    episodes: usize,
+    seed: u64,
+    policy: Policy,
+) -> anyhow::Result<f64> {
+    let options = EnvOptions {
+        terminate_on_success: true,
+        episode_length: None,
+    };
+    let mut env = BatchedEnv::new(scene, episodes, options)?;
+    let spec = env.spec().clone();
+    let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect();
+    let mut oracle = match policy {
+        Policy::Oracle => Some(CubeOracle::new(
+            &spec,
+            OracleConfig {
+                mode: OracleMode::Solve,
+                ..OracleConfig::default()
+            },
+            &seeds,
+        )?),
+        Policy::Random => None,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut obs = env.reset(&seeds)?.to_vec();
+    let mut ended: Vec<Option<bool>> = vec![None; episodes];
+    let mut actions = vec![0.0; episodes * spec.action_dim];
+    for step in 0..spec.episode_length {
+        match oracle.as_mut() {
+            Some(oracle) => actions.copy_from_slice(oracle.act(&obs)),
+            None => {
+                for (k, a) in actions.iter_mut().enumerate() {
+                    let d = k % spec.action_dim;
+                    *a = rng.random_range(spec.action_low[d]..=spec.action_high[d]);
+                }
+            }
+        }
+        let out = env
+            .step(&actions)
+            .with_context(|| format!("stepping the task at control step {step}"))?;
+        anyhow::ensure!(
+            out.obs.iter().all(|v| v.is_finite()),
+            "the simulation diverged at control step {step}: an observation is not finite"
+        );
+        for (i, end) in ended.iter_mut().enumerate() {
+            if end.is_none() && (out.terminated[i] || out.truncated[i]) {
+                *end = Some(out.terminated[i]);
+            }
+        }
+        obs.copy_from_slice(&out.obs);
+        if let Some(oracle) = oracle.as_mut() {
+            oracle.episodes_ended(&out.terminated, &out.truncated);
+        }
+    }
+    let solved = ended.iter().filter(|e| **e == Some(true)).count();
+    Ok(solved as f64 / episodes as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observation_names_group_by_their_prefix() {
+        let names: Vec<String> = [
+            "a.position.x",
+            "a.position.y",
+            "a.yaw.sin",
+            "a.yaw.cos",
+            "b.q",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            groups(&names),
+            vec![
+                ("a.position".to_string(), 0..2),
+                ("a.yaw".to_string(), 2..4),
+                ("b".to_string(), 4..5)
+            ]
+        );
+    }
+}
