@@ -108,6 +108,8 @@ value_hidden_dims = [128, 128, 128]
 num_qs = 4
 TOML
     local common=(--config "$work/run.toml" --quiet)
+    # A new run refuses a directory that holds anything: clear an earlier call's runs.
+    rm -rf "$work/bc" "$work/qam"
     # BC first (about a minute); QAM then has what is left, less the plot's 10 s. A QAM run cut
     # short still leaves its evaluations so far in eval.csv.
     step train-bc 90 "$bin" train "${common[@]}" --agent bc --out "$work/bc"
