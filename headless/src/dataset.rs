@@ -210,9 +210,15 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
     for key in ["observations", "actions", "terminals", "rewards", "masks"] {
+        // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks.
+        let extra = if matches!(key, "rewards" | "masks") {
+            "; `qamlab collect` writes it beside OGBench's keys"
+        } else {
+            ""
+        };
         ensure!(
             names.iter().any(|n| n == key || *n == format!("{key}.npy")),
-            "dataset {file}: key `{key}` is missing (found: {})",
+            "dataset {file}: key `{key}` is missing (found: {}){extra}",
             names.join(", ")
         );
     }

@@ -112,6 +112,11 @@ impl RunDir {
         let pointer = self.checkpoints().join("latest");
         match std::fs::read_to_string(&pointer) {
             Ok(name) => {
+                anyhow::ensure!(
+                    !name.trim().is_empty(),
+                    "{} is empty: it should name the newest checkpoint directory",
+                    pointer.display()
+                );
                 let dir = self.checkpoints().join(name.trim());
                 anyhow::ensure!(
                     dir.is_dir(),

@@ -162,6 +162,11 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     } else {
         args.agents
     };
+    // Every name is checked before the table starts.
+    let kinds = names
+        .iter()
+        .map(|name| name.parse())
+        .collect::<Result<Vec<AgentKind>, _>>()?;
     if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
         eprintln!(
             "note: --tf32 and --cuda-graphs are CUDA switches; on {device:?} every row runs eagerly in IEEE fp32"
@@ -182,8 +187,7 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     );
     println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
     println!("|---|---|---|---|---|");
-    for name in names {
-        let kind: AgentKind = name.parse()?;
+    for kind in kinds {
         let mut cfg = subject.agent.clone();
         qamlab_headless::config::select_agent_kind(&mut cfg, kind);
         for &tf32 in args.tf32.settings(device.is_cuda()) {
@@ -192,7 +196,11 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
                 precision::set_tf32_matmuls(tf32)?;
             }
             for &cuda_graphs in args.cuda_graphs.settings(device.is_cuda()) {
-                for &split_update in args.split_update.settings(!device.is_cuda()) {
+                // BC has no critic half to split off.
+                let splits = args
+                    .split_update
+                    .settings(!device.is_cuda() && kind.has_critic());
+                for &split_update in splits {
                     let execution = Execution {
                         cuda_graphs,
                         split_update,

@@ -17,7 +17,7 @@ pub struct TrainArgs {
     /// Built-in task name or path to a task scene file.
     #[arg(long)]
     pub task: Option<String>,
-    /// Offline dataset (npz, OGBench layout), e.g. from `qamlab collect`.
+    /// Offline dataset: npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Agent: qam, qam-f, qam-e, fql or bc.
