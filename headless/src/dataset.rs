@@ -15,8 +15,7 @@
 //! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed
 //! into place, so a crash never leaves half a dataset under the final name.
 
-use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Cursor};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -184,6 +183,8 @@ pub struct Dataset {
     pub masks: Vec<f32>,
     /// `[N]`: 1 on each episode's last transition.
     pub terminals: Vec<f32>,
+    /// CRC-32 of the file's bytes: what a resumed run checks to know it trains on the same data.
+    pub crc32: u32,
 }
 
 impl Dataset {
@@ -203,9 +204,10 @@ impl Dataset {
 pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let path = path.as_ref();
     let file = path.display();
-    let mut npz =
-        NpzReader::new(File::open(path).with_context(|| format!("opening dataset {file}"))?)
-            .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
+    let bytes = std::fs::read(path).with_context(|| format!("opening dataset {file}"))?;
+    let mut npz = NpzReader::new(Cursor::new(&bytes))
+        .with_context(|| format!("dataset {file}: not an npz archive"))?;
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
@@ -264,6 +266,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let mut d = Dataset {
         obs_dim: o,
         action_dim: a,
+        crc32: crc32fast::hash(&bytes),
         ..Dataset::default()
     };
     for t in 0..rows {

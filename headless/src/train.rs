@@ -108,22 +108,16 @@ pub struct TrainOptions {
 /// Trains an agent offline then online as configured, writing everything into the run directory.
 pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let run = RunDir::new(&opts.out);
-    let cfg = if opts.resume {
+    let mut cfg = if opts.resume {
         run.read_config()
             .with_context(|| format!("resuming {}", run.root().display()))?
     } else {
         run.check_unused()?;
         let mut cfg = opts.config;
-        // The run's config.toml must still find the dataset when resumed from another directory, and record
-        // where a scene-file task came from (the run keeps a copy of it).
+        // The run's config.toml must still find the dataset when resumed from another directory.
         if let Some(path) = &mut cfg.dataset {
             *path = std::path::absolute(&*path)
                 .with_context(|| format!("dataset {}", path.display()))?;
-        }
-        if !qamlab_tasks::builtin_names().contains(&cfg.task.as_str())
-            && Path::new(&cfg.task).is_file()
-        {
-            cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
         }
         cfg
     };
@@ -161,6 +155,10 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
     let task = qamlab_tasks::load_task(&cfg.task)?;
+    if !opts.resume && !task.builtin {
+        // Where the scene came from, for the record: the run loads its own copy.
+        cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
+    }
 
     let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
     if opts.resume && trainer.is_complete() {
@@ -625,18 +623,16 @@ impl<'a> Trainer<'a> {
             );
         }
         // Runs from before the checksum was recorded have none to compare.
-        if let (Some(then), Some(now)) = (meta.get("dataset_crc32"), self.dataset_crc)
-            && then != &now.to_string()
+        let recorded = meta
+            .get("dataset_crc32")
+            .and_then(|v| v.parse::<u32>().ok());
+        if let (Some(then), Some(now), Some(path)) = (recorded, self.dataset_crc, &self.cfg.dataset)
+            && then != now
         {
             bail!(
                 "dataset {}: its contents changed since the run started (CRC-32 {now:08x}, the run's checkpoint \
-                 recorded {:08x}): resume with the dataset the run was trained on",
-                self.cfg
-                    .dataset
-                    .as_deref()
-                    .unwrap_or(Path::new("?"))
-                    .display(),
-                then.parse::<u32>().unwrap_or_default()
+                 recorded {then:08x}): resume with the dataset the run was trained on",
+                path.display()
             );
         }
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
@@ -744,9 +740,7 @@ fn load_offline_data(
             replay.len()
         );
     }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading dataset {}", path.display()))?;
-    Ok(crc32fast::hash(&bytes))
+    Ok(data.crc32)
 }
 
 /// Appends every transition of `src` to `dst`.
