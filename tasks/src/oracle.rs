@@ -315,7 +315,9 @@ impl CubeOracle {
             };
             s.cube = if play {
                 let k = s.rng.random_range(0..cubes.len());
-                s.subgoal = draw_subgoal(&mut s.rng, region, &cubes, k);
+                // Set down at the height the task's goal for this cube has: where the cube rests on the table.
+                let rest = o[l.goals[k] + 2];
+                s.subgoal = draw_subgoal(&mut s.rng, region, rest, &cubes, k);
                 Some(k)
             } else {
                 (0..cubes.len()).find(|&k| dist(cubes[k], v3(l.goals[k])) > SOLVED)
@@ -469,9 +471,15 @@ fn wrap(x: f32, period: f32) -> f32 {
     (x + period / 2.0).rem_euclid(period) - period / 2.0
 }
 
-/// A random place on the table for cube `k`, clear of the other cubes (bounded redraws).
-fn draw_subgoal(rng: &mut ChaCha8Rng, r: [f32; 4], cubes: &[[f32; 3]], k: usize) -> [f32; 3] {
-    let mut goal = [0.0, 0.0, 0.02];
+/// A random place on the table (at height `z`) for cube `k`, clear of the other cubes (bounded redraws).
+fn draw_subgoal(
+    rng: &mut ChaCha8Rng,
+    r: [f32; 4],
+    z: f32,
+    cubes: &[[f32; 3]],
+    k: usize,
+) -> [f32; 3] {
+    let mut goal = [0.0, 0.0, z];
     for _ in 0..16 {
         goal[0] = r[0] + (r[1] - r[0]) * rng.random::<f32>();
         goal[1] = r[2] + (r[3] - r[2]) * rng.random::<f32>();

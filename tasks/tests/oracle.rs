@@ -10,9 +10,13 @@ fn run(n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
 
 /// [`run`] on any task.
 fn run_task(name: &str, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
-    let task = load_task(name).unwrap();
+    run_scene(&load_task(name).unwrap().scene, n, config, seed0)
+}
+
+/// [`run`] on a loaded scene.
+fn run_scene(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
     let mut env = BatchedEnv::new(
-        &task.scene,
+        scene,
         n,
         EnvOptions {
             terminate_on_success: true,
@@ -281,4 +285,37 @@ fn play_covers_the_region_the_task_draws_its_goals_from() {
         OracleConfig::play_region_of(&scene),
         [0.2, 0.27, -0.15, 0.15]
     );
+}
+
+#[test]
+fn play_sets_a_larger_cube_down_at_its_own_height() {
+    // A 7 cm cube resting at z = 0.035, its goal at that height: play lowers it there, so placements near the
+    // goal succeed (with a fixed set-down height of 0.02 none would).
+    let text = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "cube-single")
+        .unwrap()
+        .1
+        .replace(
+            "translation: (0.0, 0.0, 0.02), rotation",
+            "translation: (0.0, 0.0, 0.035), rotation",
+        )
+        .replace(
+            "Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0",
+            "Cuboid(half_extents: (0.035, 0.035, 0.035)), density: 200.0",
+        )
+        .replace("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.035)");
+    let scene = TaskScene::from_ron(&text, "big-cube.scn.ron").unwrap();
+    assert_eq!(scene.goals[0].goal.target.z, 0.035, "the edits took");
+    let play = OracleConfig {
+        mode: OracleMode::Play,
+        ..OracleConfig::default()
+    };
+    let results = run_scene(&scene, 32, play, 300);
+    let solved = results.iter().filter(|r| r.0).count();
+    println!(
+        "big cube, play: {solved}/{} episodes reach the goal",
+        results.len()
+    );
+    assert!(solved > 0, "play never set the big cube down on its goal");
 }
