@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{qamlab, run_err, run_ok, write_npz};
@@ -52,6 +52,18 @@ fn collect(dir: &Path) -> PathBuf {
     dataset
 }
 
+/// `qamlab train --quiet --config CONFIG --dataset DATASET --out OUT`.
+fn train_cmd(config: &Path, dataset: &Path, out: &Path) -> Command {
+    let mut cmd = qamlab();
+    cmd.args(["train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--dataset")
+        .arg(dataset)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -65,13 +77,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     let config = write_config(dir.path(), "tiny.toml", TINY);
     let run = dir.path().join("run");
 
-    let mut child = qamlab()
-        .args(["train", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--dataset")
-        .arg(&dataset)
-        .arg("--out")
-        .arg(&run)
+    let mut child = train_cmd(&config, &dataset, &run)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -164,15 +170,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     let config = write_config(dir.path(), "tiny.toml", TINY);
 
     let missing = dir.path().join("nope.npz");
-    let err = run_err(
-        qamlab()
-            .args(["train", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--dataset")
-            .arg(&missing)
-            .arg("--out")
-            .arg(dir.path().join("r1")),
-    );
+    let err = run_err(&mut train_cmd(&config, &missing, &dir.path().join("r1")));
     assert!(err.contains("nope.npz"), "{err}");
 
     let bad_key = write_config(
@@ -205,15 +203,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     // A dataset of another task's shape: 3-D observations, 2-D actions.
     let wrong = dir.path().join("wrong.npz");
     write_npz(&wrong, 3, 2, None);
-    let err = run_err(
-        qamlab()
-            .args(["train", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--dataset")
-            .arg(&wrong)
-            .arg("--out")
-            .arg(dir.path().join("r3")),
-    );
+    let err = run_err(&mut train_cmd(&config, &wrong, &dir.path().join("r3")));
     assert!(
         err.contains("wrong.npz") && err.contains("3-D") && err.contains("28-D"),
         "{err}"
@@ -222,15 +212,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     // A dataset holding a NaN is refused before any training, naming the key.
     let nan = dir.path().join("nan.npz");
     write_npz(&nan, 28, 5, Some((1, 4)));
-    let err = run_err(
-        qamlab()
-            .args(["train", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--dataset")
-            .arg(&nan)
-            .arg("--out")
-            .arg(dir.path().join("r4")),
-    );
+    let err = run_err(&mut train_cmd(&config, &nan, &dir.path().join("r4")));
     assert!(
         err.contains("nan.npz") && err.contains("observations") && err.contains("non-finite"),
         "{err}"
@@ -379,15 +361,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     std::fs::create_dir(&mine).unwrap();
     std::fs::write(mine.join("config.toml"), "my notes").unwrap();
     for out in [&mine, &dataset] {
-        let err = run_err(
-            qamlab()
-                .args(["train", "--quiet", "--config"])
-                .arg(&config)
-                .arg("--dataset")
-                .arg(&dataset)
-                .arg("--out")
-                .arg(out),
-        );
+        let err = run_err(&mut train_cmd(&config, &dataset, out));
         assert!(
             err.contains("not empty") || err.contains("is a file"),
             "{err}"
@@ -401,15 +375,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     // A dataset shorter than one action chunk is refused before the run directory is made.
     let short = dir.path().join("short.npz");
     write_npz(&short, 28, 5, None);
-    let err = run_err(
-        qamlab()
-            .args(["train", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--dataset")
-            .arg(&short)
-            .arg("--out")
-            .arg(dir.path().join("r-short")),
-    );
+    let err = run_err(&mut train_cmd(&config, &short, &dir.path().join("r-short")));
     assert!(
         err.contains("short.npz") && err.contains("horizon_length = 5"),
         "{err}"

@@ -8,6 +8,15 @@ fn run(n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
     run_task("cube-single", n, config, seed0)
 }
 
+/// The built-in cube-single scene text, to edit into variants.
+fn cube_single_text() -> &'static str {
+    BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "cube-single")
+        .expect("a built-in task")
+        .1
+}
+
 /// [`run`] on any task.
 fn run_task(name: &str, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
     run_scene(&load_task(name).unwrap().scene, n, config, seed0)
@@ -271,15 +280,10 @@ fn play_covers_the_region_the_task_draws_its_goals_from() {
         );
     }
     // A task whose goal is drawn further out: play places cubes there too.
-    let text = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "cube-single")
-        .unwrap()
-        .1
-        .replace(
-            "RandomizeTarget\": (\n          x: Some((min: -0.15, max: 0.15))",
-            "RandomizeTarget\": (\n          x: Some((min: 0.2, max: 0.27))",
-        );
+    let text = cube_single_text().replace(
+        "RandomizeTarget\": (\n          x: Some((min: -0.15, max: 0.15))",
+        "RandomizeTarget\": (\n          x: Some((min: 0.2, max: 0.27))",
+    );
     let scene = TaskScene::from_ron(&text, "far.scn.ron").unwrap();
     assert_eq!(
         OracleConfig::play_region_of(&scene),
@@ -291,11 +295,7 @@ fn play_covers_the_region_the_task_draws_its_goals_from() {
 fn play_sets_a_larger_cube_down_at_its_own_height() {
     // A 7 cm cube resting at z = 0.035, its goal at that height: play lowers it there, so placements near the
     // goal succeed (with a fixed set-down height of 0.02 none would).
-    let text = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "cube-single")
-        .unwrap()
-        .1
+    let text = cube_single_text()
         .replace(
             "translation: (0.0, 0.0, 0.02), rotation",
             "translation: (0.0, 0.0, 0.035), rotation",
