@@ -8,6 +8,8 @@
 //! * [`config`] — the training configuration (TOML + flags).
 //! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes.
 
+#![warn(missing_docs)]
+
 pub mod chunks;
 pub mod collect;
 pub mod config;

@@ -819,6 +819,23 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             ));
         }
         let f = frame(raw, "Goal.frame", &goal.frame)?;
+        // A goal on something that cannot move holds from the first step or never: no task to learn.
+        if bodies[f.body].body.kind == BodyKind::Fixed {
+            let body = &bodies[f.body].body.name;
+            let what = if *body == goal.frame {
+                format!("\"{body}\" is a fixed body")
+            } else {
+                format!("\"{}\" is a site on the fixed body \"{body}\"", goal.frame)
+            };
+            return Err(err(
+                raw,
+                "Goal.frame",
+                format!(
+                    "{what}, which never moves, so the goal would hold from the first step or never; name a \
+                     body or site that moves"
+                ),
+            ));
+        }
         finite3(raw, "Goal.target", goal.target)?;
         positive(raw, "Goal.tolerance", goal.tolerance)?;
         let randomize = match &raw.randomize_target {

@@ -290,6 +290,12 @@ fn ambiguous_or_inert_authoring_is_refused() {
         }
         other => panic!("expected an Invalid error, got {other}"),
     }
+    // A goal on a fixed body can never change.
+    let err = load_edited("frame: \"cube\", target:", "frame: \"table\", target:").unwrap_err();
+    assert!(
+        err.to_string().contains("\"table\" is a fixed body"),
+        "{err}"
+    );
     // A sensor of a body's orientation given a site says so.
     let err = load_edited("YawSinCos(body: \"palm\")", "YawSinCos(body: \"pinch\")").unwrap_err();
     assert!(err.to_string().contains("\"pinch\" is a site"), "{err}");
