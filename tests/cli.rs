@@ -53,6 +53,38 @@ fn unknown_subcommand_is_a_usage_error_not_a_panic() {
 }
 
 #[test]
+fn a_zero_count_names_its_flag() {
+    for (args, flag) in [
+        (
+            &["collect", "--out", "x.npz", "--episodes", "0"][..],
+            "--episodes",
+        ),
+        (
+            &[
+                "collect",
+                "--out",
+                "x.npz",
+                "--episodes",
+                "1",
+                "--envs",
+                "0",
+            ][..],
+            "--envs",
+        ),
+        (&["train", "--eval-interval", "0"][..], "--eval-interval"),
+        (&["eval", "--run", "r", "--envs", "0"][..], "--envs"),
+    ] {
+        let out = qamlab(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains("must be at least 1"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     let out = qamlab(&["task", "cube-single", "--episodes", "4"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -181,6 +181,27 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     let err = run_err(qamlab().args(["train", "--config"]).arg(&bad_key));
     assert!(err.contains("envz") && err.contains("typo.toml"), "{err}");
 
+    // A value out of range names the file it came from, or the flag.
+    let zero_batch = write_config(
+        dir.path(),
+        "zero.toml",
+        &TINY.replace("batch_size = 16", "batch_size = 0"),
+    );
+    let err = run_err(qamlab().args(["train", "--config"]).arg(&zero_batch));
+    assert!(
+        err.contains("zero.toml") && err.contains("batch_size") && err.contains("at least 1"),
+        "{err}"
+    );
+    let err = run_err(
+        qamlab()
+            .args(["train", "--envs", "0", "--config"])
+            .arg(&config),
+    );
+    assert!(
+        err.contains("--envs") && err.contains("at least 1"),
+        "{err}"
+    );
+
     let err = run_err(
         qamlab()
             .args([

@@ -194,6 +194,13 @@ impl AgentConfig {
 
     /// Checks ranges and the consistency of `kind`, `fql_alpha` and `edit_scale`.
     pub fn validate(&self) -> Result<()> {
+        self.validate_ranges()?;
+        self.validate_kind()
+    }
+
+    /// Checks the ranges that hold whatever the kind (what a config file must satisfy before a
+    /// `--agent` flag picks its kind).
+    pub fn validate_ranges(&self) -> Result<()> {
         let positive = [
             ("batch_size", self.batch_size),
             ("horizon_length", self.horizon_length),
@@ -215,18 +222,6 @@ impl AgentConfig {
                     format!("hidden widths must be positive, got {dims:?}"),
                 ));
             }
-        }
-        if self.kind.has_critic() && self.num_qs < 2 {
-            return Err(bad(
-                "num_qs",
-                format!("the critic ensemble needs K >= 2, got {}", self.num_qs),
-            ));
-        }
-        if self.kind == AgentKind::Bc && self.best_of_n > 1 {
-            return Err(bad(
-                "best_of_n",
-                "kind bc has no critic to rank candidates; use 1",
-            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(bad(
@@ -261,6 +256,24 @@ impl AgentConfig {
                     "must be finite and >= 0 (0 is behaviour cloning), got {}",
                     self.inv_temp
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks what depends on `kind`: the critic ensemble's size, best-of-n, and which of
+    /// `fql_alpha` and `edit_scale` is set.
+    fn validate_kind(&self) -> Result<()> {
+        if self.kind.has_critic() && self.num_qs < 2 {
+            return Err(bad(
+                "num_qs",
+                format!("the critic ensemble needs K >= 2, got {}", self.num_qs),
+            ));
+        }
+        if self.kind == AgentKind::Bc && self.best_of_n > 1 {
+            return Err(bad(
+                "best_of_n",
+                "kind bc has no critic to rank candidates; use 1",
             ));
         }
         if self.fql_alpha > 0.0 && self.edit_scale > 0.0 {

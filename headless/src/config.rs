@@ -136,9 +136,13 @@ impl TrainConfig {
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
-    /// Reads TOML text; errors name `source` (the file it came from).
+    /// Reads TOML text and checks its values' ranges; errors name `source` (the file it came from).
     pub fn from_toml_str(text: &str, source: &str) -> anyhow::Result<Self> {
-        toml::from_str(text).with_context(|| format!("config file {source}"))
+        let cfg: Self = toml::from_str(text).with_context(|| format!("config file {source}"))?;
+        cfg.validate_counts()
+            .and_then(|()| cfg.agent.validate_ranges().context("[agent]"))
+            .with_context(|| format!("config file {source}"))?;
+        Ok(cfg)
     }
 
     /// The configuration as TOML, every key with its value (what a run's `config.toml` holds).
@@ -154,6 +158,12 @@ impl TrainConfig {
                 self.offline_steps
             );
         }
+        self.validate_counts()?;
+        self.agent.validate().context("[agent]")
+    }
+
+    /// Checks the loop's counts, naming the field at fault.
+    fn validate_counts(&self) -> anyhow::Result<()> {
         for (field, value) in [
             ("envs", self.envs),
             ("utd_ratio", self.utd_ratio),
@@ -173,7 +183,6 @@ impl TrainConfig {
                 bail!("{field} must be at least 1");
             }
         }
-        self.agent.validate().context("[agent]")?;
         Ok(())
     }
 }
@@ -185,22 +194,25 @@ pub fn select_agent_kind(agent: &mut AgentConfig, kind: qamlab_agent::AgentKind)
     use qamlab_agent::AgentKind;
     agent.kind = kind;
     match kind {
-        AgentKind::QamF => {
-            agent.edit_scale = 0.0;
-            if agent.fql_alpha <= 0.0 {
-                agent.fql_alpha = 30.0;
-            }
-        }
-        AgentKind::QamE => {
-            agent.fql_alpha = 0.0;
-            if agent.edit_scale <= 0.0 {
-                agent.edit_scale = 0.1;
-            }
-        }
+        AgentKind::QamF => agent.edit_scale = 0.0,
+        AgentKind::QamE => agent.fql_alpha = 0.0,
         AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
             agent.fql_alpha = 0.0;
             agent.edit_scale = 0.0;
         }
+    }
+    fill_variant_weight(agent);
+}
+
+/// Gives the kind's own variant weight its working default when the config left it at zero
+/// (`kind = "qam-e"` alone means QAM-E at edit scale 0.1); the other weight is left for
+/// validation to question.
+pub fn fill_variant_weight(agent: &mut AgentConfig) {
+    use qamlab_agent::AgentKind;
+    match agent.kind {
+        AgentKind::QamF if agent.fql_alpha <= 0.0 => agent.fql_alpha = 30.0,
+        AgentKind::QamE if agent.edit_scale <= 0.0 => agent.edit_scale = 0.1,
+        _ => {}
     }
 }
 
@@ -235,6 +247,29 @@ mod tests {
             cfg.agent.horizon_length,
             AgentConfig::default().horizon_length
         );
+    }
+
+    #[test]
+    fn a_file_is_range_checked_on_reading_and_its_kind_after_the_flags() {
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml_str("[agent]\nbatch_size = 0\n", "zero.toml").unwrap_err()
+        );
+        assert!(
+            err.contains("zero.toml") && err.contains("batch_size"),
+            "{err}"
+        );
+        // A weight for the kind a flag will pick reads fine; the kind's consistency waits for it.
+        let mut cfg = TrainConfig::from_toml_str("[agent]\nfql_alpha = 50.0\n", "f.toml").unwrap();
+        assert!(cfg.agent.validate().is_err(), "kind qam with fql_alpha set");
+        select_agent_kind(&mut cfg.agent, qamlab_agent::AgentKind::QamF);
+        assert_eq!(cfg.agent.fql_alpha, 50.0, "a set weight is kept");
+        cfg.agent.validate().unwrap();
+        // A kind named alone gets its weight's working default.
+        let mut cfg = TrainConfig::from_toml_str("[agent]\nkind = \"qam-e\"\n", "e.toml").unwrap();
+        fill_variant_weight(&mut cfg.agent);
+        assert_eq!(cfg.agent.edit_scale, 0.1);
+        cfg.agent.validate().unwrap();
     }
 
     #[test]

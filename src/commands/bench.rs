@@ -31,7 +31,7 @@ pub struct AgentBenchArgs {
     #[arg(long, conflicts_with = "size")]
     pub config: Option<PathBuf>,
     /// Timed updates per agent.
-    #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 50, value_parser = super::at_least_one::<usize>)]
     pub updates: usize,
     /// Agents to measure (default: qam, qam-f, qam-e, fql, bc; with --config, its kind).
     #[arg(long, value_delimiter = ',')]
@@ -80,10 +80,10 @@ pub struct SimBenchArgs {
     #[arg(long, default_value = "cube-single")]
     pub task: String,
     /// Control steps per measurement.
-    #[arg(long, default_value_t = 200, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 200, value_parser = super::at_least_one::<usize>)]
     pub steps: usize,
     /// Env counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = super::at_least_one)]
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = super::at_least_one::<usize>)]
     pub envs: Vec<usize>,
 }
 

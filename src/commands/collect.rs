@@ -11,13 +11,13 @@ pub struct CollectArgs {
     #[arg(long, default_value = "cube-single")]
     pub task: String,
     /// Episodes to record.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub episodes: usize,
     /// Output file (.npz); written atomically.
     #[arg(long)]
     pub out: PathBuf,
     /// Envs stepping together.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::at_least_one::<usize>)]
     pub envs: usize,
     /// Seed: the same seed and flags give the same bytes.
     #[arg(long, default_value_t = 0)]
@@ -32,7 +32,7 @@ pub struct CollectArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub random_action_prob: f32,
     /// Episode length (default: the task's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<u32>)]
     pub episode_length: Option<u32>,
     /// Also write OGBench's validation file `<out stem>-val.npz` with this many more episodes
     /// (OGBench's own hold about a tenth as many), from a different seed stream.

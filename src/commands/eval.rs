@@ -18,10 +18,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Evaluation episodes.
-    #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 50, value_parser = super::at_least_one::<usize>)]
     pub episodes: usize,
     /// Envs stepping together.
-    #[arg(long, default_value_t = 10, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one::<usize>)]
     pub envs: usize,
     /// Seed of the evaluation episodes' initial states.
     #[arg(long, default_value_t = 0)]

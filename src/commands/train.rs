@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use qamlab_agent::AgentKind;
-use qamlab_headless::config::select_agent_kind;
+use qamlab_headless::config::{fill_variant_weight, select_agent_kind};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 
 /// Flags of `qamlab train`; each overrides the value of `--config`.
@@ -30,7 +30,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub online_steps: Option<u64>,
     /// Training envs stepping together online.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub envs: Option<usize>,
     /// auto, cpu or cuda.
     #[arg(long)]
@@ -49,13 +49,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub split_update: Option<bool>,
     /// Evaluate every this many steps.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub eval_interval: Option<u64>,
     /// Episodes per evaluation.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub eval_episodes: Option<usize>,
     /// Checkpoint every this many steps.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub checkpoint_interval: Option<u64>,
     /// Run directory (default runs/<task>-<agent>-<seed>).
     #[arg(long)]
@@ -94,8 +94,9 @@ impl TrainArgs {
         if let Some(v) = &self.dataset {
             cfg.dataset = Some(v.clone());
         }
-        if let Some(kind) = self.agent {
-            select_agent_kind(&mut cfg.agent, kind);
+        match self.agent {
+            Some(kind) => select_agent_kind(&mut cfg.agent, kind),
+            None => fill_variant_weight(&mut cfg.agent),
         }
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = self.$field { cfg.$field = v; })*};

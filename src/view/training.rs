@@ -38,7 +38,7 @@ pub struct TrainFlags {
     #[arg(long, requires = "train")]
     pub online_steps: Option<u64>,
     /// Envs the trainer steps (its own, apart from the window's).
-    #[arg(long, requires = "train")]
+    #[arg(long, requires = "train", value_parser = crate::commands::at_least_one::<usize>)]
     pub train_envs: Option<usize>,
     /// Device of the trainer: auto, cpu or cuda (the window acts on the CPU).
     #[arg(long, requires = "train")]
