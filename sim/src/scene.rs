@@ -231,6 +231,8 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
         entity: locate_entity(text, line),
         message,
     };
+    // Editors on some systems start UTF-8 files with a byte-order mark, which RON does not expect.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut de = ron::de::Deserializer::from_str(text)
         .map_err(|e| parse_error(e.span.start.line, e.span.start.col, e.code.to_string()))?;
     let world = WorldDeserializer {
@@ -246,6 +248,15 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
             with_known_components(e.code.to_string(), registry),
         )
     })?;
+    // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
+    de.end().map_err(|e| {
+        let e = de.span_error(e);
+        parse_error(
+            e.span.start.line,
+            e.span.start.col,
+            format!("{} after the scene's closing `)`", e.code),
+        )
+    })?;
     if let Some(resource) = world.resources.first() {
         return Err(SimError::Invalid {
             file: source.to_string(),
@@ -258,7 +269,19 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
         });
     }
     let mut out = Vec::with_capacity(world.entities.len());
-    for entity in &world.entities {
+    for (k, entity) in world.entities.iter().enumerate() {
+        // Errors name entities by id, so two entities with one id would be ambiguous.
+        if world.entities[..k]
+            .iter()
+            .any(|e| e.entity == entity.entity)
+        {
+            return Err(SimError::Invalid {
+                file: source.to_string(),
+                entity: format!("entity {}", entity.entity.to_bits()),
+                field: "id".into(),
+                message: "the id is used twice; give each entity its own".into(),
+            });
+        }
         let mut raw = RawEntity {
             id: entity.entity.to_bits(),
             ..default()
@@ -458,6 +481,9 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         .expect("picked for having it");
     {
         let raw = &entities[settings_at];
+        if settings.name.is_empty() {
+            return Err(err(raw, "TaskSettings.name", "must not be empty".into()));
+        }
         if settings.episode_length == 0 {
             return Err(err(
                 raw,
@@ -800,6 +826,9 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             }
             continue;
         };
+        if goal.name.is_empty() {
+            return Err(err(raw, "Goal.name", "must not be empty".into()));
+        }
         if goals.iter().any(|g| g.goal.name == goal.name) {
             return Err(err(
                 raw,
@@ -819,20 +848,28 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             ));
         }
         let f = frame(raw, "Goal.frame", &goal.frame)?;
-        // A goal on something that cannot move holds from the first step or never: no task to learn.
-        if bodies[f.body].body.kind == BodyKind::Fixed {
+        // A goal on something the robot cannot move holds from the first step or never: no task to learn.
+        let kind = bodies[f.body].body.kind;
+        if kind != BodyKind::Dynamic {
             let body = &bodies[f.body].body.name;
+            let (adjective, why) = match kind {
+                BodyKind::Fixed => ("fixed", "never moves"),
+                _ => ("kinematic", "forces, contacts and joints do not move"),
+            };
             let what = if *body == goal.frame {
-                format!("\"{body}\" is a fixed body")
+                format!("\"{body}\" is a {adjective} body")
             } else {
-                format!("\"{}\" is a site on the fixed body \"{body}\"", goal.frame)
+                format!(
+                    "\"{}\" is a site on the {adjective} body \"{body}\"",
+                    goal.frame
+                )
             };
             return Err(err(
                 raw,
                 "Goal.frame",
                 format!(
-                    "{what}, which never moves, so the goal would hold from the first step or never; name a \
-                     body or site that moves"
+                    "{what}, which {why}, so the goal would hold from the first step or never; name a \
+                     body or site that moves (on a `Dynamic` body)"
                 ),
             ));
         }

@@ -59,6 +59,29 @@ fn unknown_field_is_named() {
 }
 
 #[test]
+fn text_after_the_scene_and_repeated_ids_are_refused() {
+    let text = cube_single_text();
+    // A second scene pasted after the first would otherwise be dropped unread.
+    let err = TaskScene::from_ron(&format!("{text}\n{text}"), "twice.scn.ron").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    assert!(
+        msg.contains("twice.scn.ron") && msg.contains("after the scene"),
+        "{msg}"
+    );
+    // Errors name entities by id, so an id used twice is refused.
+    let err = load_edited("    12: (", "    11: (")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("entity 11") && err.contains("used twice"),
+        "{err}"
+    );
+    // A byte-order mark, as some editors write, is not an error.
+    TaskScene::from_ron(&format!("\u{feff}{text}"), "bom.scn.ron").unwrap();
+}
+
+#[test]
 fn sensor_naming_a_missing_entity_is_named() {
     let err = load_edited("Position(frame: \"cube\")", "Position(frame: \"cub\")").unwrap_err();
     match &err {
@@ -296,6 +319,21 @@ fn ambiguous_or_inert_authoring_is_refused() {
         err.to_string().contains("\"table\" is a fixed body"),
         "{err}"
     );
+    // Nor can one on a kinematic body, which nothing in the scene moves.
+    let err = load_edited(
+        "name: \"cube\", kind: Dynamic",
+        "name: \"cube\", kind: Kinematic",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("\"cube\" is a kinematic body"),
+        "{err}"
+    );
+    // A goal and a task need names.
+    let err = load_edited("name: \"cube_goal\"", "name: \"\"").unwrap_err();
+    assert!(err.to_string().contains("Goal.name"), "{err}");
+    let err = load_edited("name: \"cube-single\"", "name: \"\"").unwrap_err();
+    assert!(err.to_string().contains("TaskSettings.name"), "{err}");
     // A sensor of a body's orientation given a site says so.
     let err = load_edited("YawSinCos(body: \"palm\")", "YawSinCos(body: \"pinch\")").unwrap_err();
     assert!(err.to_string().contains("\"pinch\" is a site"), "{err}");
