@@ -135,6 +135,18 @@ impl Layout {
                 missing: "the actions dx, dy, dz, dyaw, gripper, in that order".into(),
             });
         }
+        // The script's actions span [-1, 1], as the built-ins' do; a narrower range would refuse them mid-episode.
+        for (k, name) in spec.action_names.iter().enumerate() {
+            let (low, high) = (spec.action_low[k], spec.action_high[k]);
+            if (low, high) != (-1.0, 1.0) {
+                return Err(TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing: format!(
+                        "action `{name}` to range over [-1, 1] (it ranges over [{low}, {high}])"
+                    ),
+                });
+            }
+        }
         Ok(layout)
     }
 }

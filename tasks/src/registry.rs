@@ -28,6 +28,14 @@ pub enum TaskError {
         /// The built-in names, comma separated.
         known: String,
     },
+    /// A path to a directory where a scene file was expected.
+    #[error(
+        "task `{path}` is a directory; give a scene file (`*.scn.ron`) or a built-in task name"
+    )]
+    Directory {
+        /// The path given.
+        path: String,
+    },
     /// The scene failed to load or check.
     #[error(transparent)]
     Scene(#[from] SimError),
@@ -68,6 +76,11 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
         });
     }
     let path = Path::new(name_or_path);
+    if path.is_dir() {
+        return Err(TaskError::Directory {
+            path: name_or_path.to_string(),
+        });
+    }
     if path.is_file() {
         let scene = TaskScene::from_file(path)?;
         return Ok(Task {

@@ -55,6 +55,31 @@ fn oracle_needs_the_observations_it_reads() {
 }
 
 #[test]
+fn oracle_needs_actions_over_the_range_it_drives() {
+    let text = BUILTIN_TASKS[0].1.replacen(
+        "(name: \"dx\", joints: [\"x\"], control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0)",
+        "(name: \"dx\", joints: [\"x\"], control: PositionDelta(scale: 0.05), range: (min: -0.5, max: 0.5)",
+        1,
+    );
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
+    let spec = qamlab_sim::EnvSpec::new(&scene, 200);
+    let err = CubeOracle::new(&spec, OracleConfig::default(), &[0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`dx`") && err.contains("[-0.5, 0.5]"), "{err}");
+}
+
+#[test]
+fn a_directory_is_not_taken_for_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load_task(dir.path().to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
 fn bench_reports_every_env_count_and_policy() {
     let task = load_task("cube-single").unwrap();
     let rows = bench_sim(&task, &[1, 3], 5).unwrap();
