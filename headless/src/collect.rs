@@ -1,7 +1,7 @@
 //! Oracle data collection: N envs driven by a task's scripted oracle, episodes written as an OGBench-layout
 //! dataset (see [`crate::dataset`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
@@ -85,6 +85,31 @@ fn stream_seed(seed: u64, salt: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Checks the output path before collecting, so a wrong one does not cost the whole collection.
+fn check_out(out: &Path) -> anyhow::Result<()> {
+    let shown = out.display();
+    ensure!(
+        !out.is_dir(),
+        "collect: --out {shown} is a directory; give the .npz file to write"
+    );
+    ensure!(
+        out.extension().is_some_and(|e| e == "npz"),
+        "collect: --out {shown}: datasets are written as .npz (OGBench's layout); give a file name ending in .npz"
+    );
+    // The folders are created on writing; a file standing where one of them goes would fail only then.
+    if let Some(file) = out
+        .ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && a.exists() && !a.is_dir())
+    {
+        anyhow::bail!(
+            "collect: --out {shown}: {} is a file, so the folder for the dataset cannot be made",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 /// Collects `opts.episodes` oracle episodes and writes them to `opts.out`.
 pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     ensure!(opts.episodes > 0, "collect: episodes must be at least 1");
@@ -103,12 +128,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         opts.episode_length != Some(0),
         "collect: episode_length must be at least 1"
     );
-    // Checked before collecting, so a wrong path does not cost the whole collection.
-    ensure!(
-        !opts.out.is_dir(),
-        "collect: --out {} is a directory; give the .npz file to write",
-        opts.out.display()
-    );
+    check_out(&opts.out)?;
     let task = load_task(&opts.task)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
@@ -277,6 +297,21 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("random_action_prob"));
+    }
+
+    #[test]
+    fn a_wrong_output_path_is_refused_before_collecting() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = dir.path().join("taken.npz");
+        std::fs::write(&taken, b"a file").unwrap();
+        for (out, expected) in [
+            (dir.path().join("data.csv"), "ending in .npz"),
+            (taken.join("d.npz"), "taken.npz is a file"),
+            (dir.path().to_path_buf(), "is a directory"),
+        ] {
+            let err = collect(&small(out, 0)).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{err:#}");
+        }
     }
 
     #[test]
