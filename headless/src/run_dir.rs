@@ -56,6 +56,13 @@ impl RunDir {
         let scene = self.task_scene();
         if scene.is_file() {
             cfg.task = scene.display().to_string();
+        } else if !qamlab_tasks::builtin_names().contains(&cfg.task.as_str()) {
+            // The original file may have changed since: loading it would quietly evaluate another task.
+            bail!(
+                "{} is missing: the run's copy of its task scene (first read from {}), which --resume and eval load",
+                scene.display(),
+                cfg.task
+            );
         }
         Ok(cfg)
     }
@@ -70,6 +77,12 @@ impl RunDir {
         if self.latest_checkpoint()?.is_some() {
             bail!(
                 "{root} already holds a run with checkpoints: continue it with --resume, or choose another --out"
+            );
+        }
+        if TrainConfig::from_toml_file(&self.config()).is_ok() {
+            bail!(
+                "{root} holds a run that stopped before its first checkpoint, so --resume has nothing to continue: \
+                 remove it to start again, or choose another --out"
             );
         }
         if let Ok(mut entries) = std::fs::read_dir(&self.root)
@@ -242,4 +255,46 @@ fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stopped_before_its_first_checkpoint_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        run.check_unused().unwrap();
+        std::fs::write(run.config(), TrainConfig::default().to_toml().unwrap()).unwrap();
+        let err = format!("{:#}", run.check_unused().unwrap_err());
+        assert!(err.contains("stopped before its first checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn a_scene_file_run_without_its_copy_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let cfg = TrainConfig {
+            task: "/elsewhere/my-task.scn.ron".into(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        // The original may have been edited since; only the run's copy is the run's task.
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("task.scn.ron is missing") && err.contains("my-task.scn.ron"),
+            "{err}"
+        );
+        std::fs::write(run.task_scene(), "(copy)").unwrap();
+        assert_eq!(
+            run.read_config().unwrap().task,
+            run.task_scene().display().to_string()
+        );
+        // A built-in task needs no copy.
+        let builtin = TrainConfig::default();
+        std::fs::write(run.config(), builtin.to_toml().unwrap()).unwrap();
+        std::fs::remove_file(run.task_scene()).unwrap();
+        assert_eq!(run.read_config().unwrap().task, builtin.task);
+    }
 }

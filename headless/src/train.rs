@@ -596,8 +596,10 @@ impl<'a> Trainer<'a> {
     fn restore(&mut self) -> anyhow::Result<()> {
         let Some(dir) = self.run.latest_checkpoint()? else {
             bail!(
-                "{} has no checkpoint to resume from",
-                self.run.root().display()
+                "{} has no checkpoint to resume from: the run stopped before its first (checkpoint_interval {}); \
+                 remove it and start the run again",
+                self.run.root().display(),
+                self.cfg.checkpoint_interval
             );
         };
         let device = self.agent.device();

@@ -26,7 +26,7 @@ pub struct TrainArgs {
     /// Gradient steps on the dataset.
     #[arg(long)]
     pub offline_steps: Option<u64>,
-    /// Online environment steps (summed over the envs).
+    /// Online environment steps (summed over the envs; rounded up to a multiple of --envs, which step together).
     #[arg(long)]
     pub online_steps: Option<u64>,
     /// Training envs stepping together online.
@@ -146,7 +146,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             print!("{}", cfg.to_toml()?);
             return Ok(());
         }
-        cfg.validate()?;
+        cfg.validate().with_context(|| match &args.config {
+            Some(path) => format!("the configuration ({} and the flags)", path.display()),
+            None => "the flags".to_string(),
+        })?;
         let out = args.out_dir(&cfg);
         qamlab_headless::train(TrainOptions {
             config: cfg,
