@@ -173,6 +173,9 @@ fn try_policy(
                 *end = Some(out.terminated[i]);
             }
         }
+        if ended.iter().all(Option::is_some) {
+            break;
+        }
         obs.copy_from_slice(&out.obs);
         if let Some(oracle) = oracle.as_mut() {
             oracle.episodes_ended(&out.terminated, &out.truncated);
