@@ -397,6 +397,28 @@ fn locate_entity(text: &str, line: usize) -> String {
     }
 }
 
+/// Whether the points span three dimensions: a flat hull has no volume, hence no mass, and Rapier accepts it.
+fn spans_a_volume(points: &[Vec3]) -> bool {
+    let Some(&origin) = points.first() else {
+        return false;
+    };
+    let farthest = |score: &dyn Fn(Vec3) -> f32| {
+        points
+            .iter()
+            .map(|&p| (score(p), p))
+            .fold(
+                (0.0, origin),
+                |best, next| if next.0 > best.0 { next } else { best },
+            )
+    };
+    let (reach, a) = farthest(&|p| p.distance(origin));
+    let (_, b) = farthest(&|p| (a - origin).cross(p - origin).length());
+    let normal = (a - origin).cross(b - origin).normalize_or_zero();
+    let (height, _) = farthest(&|p| normal.dot(p - origin).abs());
+    // Relative to the hull's size, so millimetre-scale parts are judged like metre-scale ones.
+    height > 1e-4 * reach
+}
+
 /// Checks the parsed entities and resolves names to indices.
 fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
     let err = |raw: &RawEntity, field: &str, message: String| SimError::Invalid {
@@ -1049,6 +1071,7 @@ fn check_collider(
         }
         Shape::ConvexHull { points } => {
             if points.iter().any(|p| !p.is_finite())
+                || !spans_a_volume(points)
                 || ColliderBuilder::convex_hull(points).is_none()
             {
                 return Err(err(

@@ -82,6 +82,21 @@ fn text_after_the_scene_and_repeated_ids_are_refused() {
 }
 
 #[test]
+fn a_flat_convex_hull_is_refused() {
+    let cube = "shape: Cuboid(half_extents: (0.02, 0.02, 0.02))";
+    // Four corners of a square: Rapier builds a hull of no volume, a body of no mass that never moves.
+    let flat = "shape: ConvexHull(points: [(0.0, 0.0, 0.0), (0.02, 0.0, 0.0), (0.0, 0.02, 0.0), (0.02, 0.02, 0.0)])";
+    let err = load_edited(cube, flat).unwrap_err().to_string();
+    assert!(
+        err.contains("Collider.shape.points") && err.contains("non-coplanar"),
+        "{err}"
+    );
+    // Lifting one corner by a millimetre gives a tetrahedron-like hull, which loads.
+    let solid = flat.replacen("(0.02, 0.02, 0.0)", "(0.02, 0.02, 0.001)", 1);
+    load_edited(cube, &solid).unwrap();
+}
+
+#[test]
 fn sensor_naming_a_missing_entity_is_named() {
     let err = load_edited("Position(frame: \"cube\")", "Position(frame: \"cub\")").unwrap_err();
     match &err {
