@@ -363,6 +363,20 @@ impl VideoOutput {
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
         let text = path.to_string_lossy();
         if path.is_dir() || text.ends_with('/') {
+            // Frames replace an earlier video's; anything else there is someone's and stays untouched.
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    if frame_index(&name.to_string_lossy()).is_none() {
+                        anyhow::bail!(
+                            "--video {}: the directory holds {}, which is not a frame of an earlier video; give an \
+                             empty or new directory for the PNG frames",
+                            path.display(),
+                            name.to_string_lossy()
+                        );
+                    }
+                }
+            }
             Ok(Self::Frames(path.to_path_buf()))
         } else if path
             .extension()
@@ -545,6 +559,15 @@ fn nearest_colour_table(palette: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// The number in a frame's file name, `frame-0012.png` -> 12.
+fn frame_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("frame-")?.strip_suffix(".png")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (i, frame) in frames.iter().enumerate() {
@@ -553,6 +576,14 @@ fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
             .image
             .save_with_format(&path, image::ImageFormat::Png)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // A longer earlier video's last frames would otherwise run on after this one's.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if frame_index(&entry.file_name().to_string_lossy()).is_some_and(|i| i >= frames.len()) {
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!("removing the earlier frame {}", entry.path().display())
+            })?;
+        }
     }
     Ok(())
 }
@@ -577,6 +608,46 @@ mod tests {
         );
         let err = VideoOutput::from_path(Path::new("clip.mp4")).unwrap_err();
         assert!(err.to_string().contains("`.gif`"), "{err}");
+    }
+
+    #[test]
+    fn frames_replace_an_earlier_video_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = |n: u32| -> Vec<VideoFrame> {
+            (0..n)
+                .map(|x| VideoFrame {
+                    image: picture(x),
+                    delay: 5,
+                })
+                .collect()
+        };
+        let video = |n: u32| Video {
+            frames: frames(n),
+            successes: Vec::new(),
+        };
+        let out = VideoOutput::from_path(dir.path()).unwrap();
+        out.write(&video(5)).unwrap();
+        // A shorter video leaves no frame of the longer one behind.
+        VideoOutput::from_path(dir.path())
+            .unwrap()
+            .write(&video(3))
+            .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["frame-0000.png", "frame-0001.png", "frame-0002.png"]
+        );
+        // A directory holding other files (a run's checkpoints, say) is refused.
+        std::fs::write(dir.path().join("latest"), "step-20").unwrap();
+        let err = VideoOutput::from_path(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("latest") && err.contains("empty or new"),
+            "{err}"
+        );
     }
 
     /// A picture with a gradient background and a square at `x`.
