@@ -192,6 +192,18 @@ fn bad_inputs_get_errors_that_name_the_cause() {
         err.contains("zero.toml") && err.contains("batch_size") && err.contains("at least 1"),
         "{err}"
     );
+    // A value valid only for some kinds is checked once --agent has picked the kind; it too names the file.
+    let one_critic = write_config(
+        dir.path(),
+        "k1.toml",
+        &TINY.replace("num_qs = 2", "num_qs = 1"),
+    );
+    let err = run_err(
+        qamlab()
+            .args(["train", "--print-config", "--config"])
+            .arg(&one_critic),
+    );
+    assert!(err.contains("k1.toml") && err.contains("num_qs"), "{err}");
     let err = run_err(
         qamlab()
             .args(["train", "--envs", "0", "--config"])

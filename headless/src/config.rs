@@ -147,7 +147,41 @@ impl TrainConfig {
 
     /// The configuration as TOML, every key with its value (what a run's `config.toml` holds).
     pub fn to_toml(&self) -> anyhow::Result<String> {
-        toml::to_string(self).context("writing the configuration as TOML")
+        let text = toml::to_string(self).context("writing the configuration as TOML")?;
+        // TOML has no null: an unset optional key is named in a comment, so every key shows.
+        let mut unset: Vec<(&str, String)> = Vec::new();
+        if self.dataset.is_none() {
+            unset.push((
+                "task = ",
+                "# dataset: unset (an .npz file; needed when offline_steps > 0)".into(),
+            ));
+        }
+        if self.agent.edit_target_entropy.is_none() {
+            unset.push((
+                "[agent]",
+                "# edit_target_entropy: unset (-edit_target_entropy_multiplier x the action size)"
+                    .into(),
+            ));
+        }
+        if self.agent.clip_grad.is_none() {
+            unset.push((
+                "[agent]",
+                "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC)"
+                    .into(),
+            ));
+        }
+        let mut out = String::with_capacity(text.len() + 256);
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            for (after, comment) in &unset {
+                if line.starts_with(after) {
+                    out.push_str(comment);
+                    out.push('\n');
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Checks ranges and the dataset requirement, naming the field at fault.
@@ -270,6 +304,32 @@ mod tests {
         fill_variant_weight(&mut cfg.agent);
         assert_eq!(cfg.agent.edit_scale, 0.1);
         cfg.agent.validate().unwrap();
+    }
+
+    #[test]
+    fn the_toml_names_every_key_and_reads_back() {
+        let cfg = TrainConfig::default();
+        let text = cfg.to_toml().unwrap();
+        for key in [
+            "# dataset:",
+            "# edit_target_entropy:",
+            "# clip_grad:",
+            "inv_temp = ",
+        ] {
+            assert!(text.contains(key), "{key} missing from\n{text}");
+        }
+        let again = TrainConfig::from_toml_str(&text, "printed").unwrap();
+        assert_eq!(again.to_toml().unwrap(), text);
+        // Set, they are keys like the others.
+        let mut set = cfg.clone();
+        set.dataset = Some("d.npz".into());
+        set.agent.clip_grad = Some(false);
+        let text = set.to_toml().unwrap();
+        assert!(
+            text.contains("dataset = \"d.npz\"") && text.contains("clip_grad = false"),
+            "{text}"
+        );
+        assert!(!text.contains("# dataset:") && !text.contains("# clip_grad:"));
     }
 
     #[test]

@@ -142,14 +142,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         })?
     } else {
         let cfg = args.resolve()?;
+        let source = || match &args.config {
+            Some(path) => format!("the configuration ({} and the flags)", path.display()),
+            None => "the flags".to_string(),
+        };
         if args.print_config {
+            // Printed only if it would train (the dataset aside, which a printed config may leave for later).
+            cfg.agent
+                .validate()
+                .context("[agent]")
+                .with_context(source)?;
             print!("{}", cfg.to_toml()?);
             return Ok(());
         }
-        cfg.validate().with_context(|| match &args.config {
-            Some(path) => format!("the configuration ({} and the flags)", path.display()),
-            None => "the flags".to_string(),
-        })?;
+        cfg.validate().with_context(source)?;
         let out = args.out_dir(&cfg);
         qamlab_headless::train(TrainOptions {
             config: cfg,
