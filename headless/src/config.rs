@@ -33,6 +33,16 @@ impl DeviceChoice {
     }
 }
 
+/// A libtorch device as the flags spell it: `cpu`, `cuda` (device 0) or `cuda:N`.
+pub fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(0) => "cuda".into(),
+        tch::Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
 impl std::str::FromStr for DeviceChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -677,7 +677,7 @@ impl<'a> Trainer<'a> {
         let summary = TrainSummary {
             task: self.task_name().to_string(),
             agent: self.cfg.agent.kind.as_str().into(),
-            device: format!("{:?}", self.agent.device()),
+            device: crate::config::device_name(self.agent.device()),
             execution: self.agent.execution(),
             offline_success: last("offline"),
             online_success: last("online"),

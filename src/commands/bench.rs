@@ -167,13 +167,16 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         .iter()
         .map(|name| name.parse())
         .collect::<Result<Vec<AgentKind>, _>>()?;
+    let device_name = qamlab_headless::config::device_name(device);
     if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
         eprintln!(
-            "note: --tf32 and --cuda-graphs are CUDA switches; on {device:?} every row runs eagerly in IEEE fp32"
+            "note: --tf32 and --cuda-graphs are CUDA switches; on {device_name} every row runs eagerly in IEEE fp32"
         );
     }
     if device.is_cuda() && args.split_update == Toggle::On {
-        eprintln!("note: --split-update is a CPU switch; on {device:?} updates run on one thread");
+        eprintln!(
+            "note: --split-update is a CPU switch; on {device_name} updates run on one thread"
+        );
     }
     let threads = if device.is_cuda() {
         String::new()
@@ -182,7 +185,7 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         format!(", {n} libtorch thread{}", if n == 1 { "" } else { "s" })
     };
     println!(
-        "device {device:?}{threads}, {}, {} timed updates each",
+        "device {device_name}{threads}, {}, {} timed updates each",
         subject.label, args.updates
     );
     println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");

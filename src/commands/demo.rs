@@ -65,8 +65,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let dataset = args.out.join("cube-single-play.npz");
     let plan = plan(device, dataset.clone(), args.seed)?;
+    let device_name = qamlab_headless::config::device_name(device);
     println!(
-        "qamlab demo on {device:?}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
+        "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
         plan.episodes, plan.config.offline_steps, plan.config.online_steps
     );
     let collected = collect(&CollectOptions {

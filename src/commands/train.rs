@@ -234,7 +234,7 @@ mod tests {
         TrainSummary {
             task: "cube-single".into(),
             agent: "qam".into(),
-            device: "Cpu".into(),
+            device: "cpu".into(),
             execution: "eager".into(),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
