@@ -202,6 +202,12 @@ fn bench_agent_measures_a_train_config_at_its_task_sizes() {
         .map(|(kind, _)| kind)
         .collect();
     assert_eq!(kinds, ["bc", "fql"]);
+    let out = qamlab(&["bench", "agent", "--config", config, "--agents", "fql,xyz"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--agents") && stderr.contains("\"xyz\""),
+        "{stderr}"
+    );
 
     // A key that does not exist is refused by name, with the file's name.
     let bad = dir.path().join("bad.toml");

@@ -47,7 +47,7 @@ pub struct AgentBenchArgs {
     #[arg(long, value_enum, default_value_t = Toggle::Both)]
     pub split_update: Toggle,
     /// libtorch threads on the CPU (default: half the cores, as training uses).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub threads: Option<usize>,
 }
 
@@ -165,8 +165,14 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     // Every name is checked before the table starts.
     let kinds = names
         .iter()
-        .map(|name| name.parse())
-        .collect::<Result<Vec<AgentKind>, _>>()?;
+        .map(|name| {
+            name.parse::<AgentKind>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--agents: unknown agent {name:?} (expected qam, qam-f, qam-e, fql or bc)"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<AgentKind>>>()?;
     let device_name = qamlab_headless::config::device_name(device);
     if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
         eprintln!(
