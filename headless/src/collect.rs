@@ -159,7 +159,9 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         play_region: OracleConfig::play_region_of(&task.scene),
         ..OracleConfig::default()
     };
-    let mut oracle = CubeOracle::new(&spec, config, &oracle_seeds)?;
+    // A scene file's own task name may not be its file's: name what --task gave.
+    let mut oracle = CubeOracle::new(&spec, config, &oracle_seeds)
+        .with_context(|| format!("collect: --task {}", opts.task))?;
 
     let bar = if opts.progress {
         ProgressBar::new(opts.episodes as u64)
