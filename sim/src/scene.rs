@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use bevy::asset::{AssetPath, LoadFromPath, UntypedHandle};
 use bevy::prelude::*;
-use bevy::reflect::{FromReflect, PartialReflect, TypeRegistry};
+use bevy::reflect::{FromReflect, PartialReflect, ReflectRef, TypeRegistry};
 use bevy::world_serialization::serde::WorldDeserializer;
 use bevy_rapier3d::rapier::prelude::{ColliderBuilder, GenericJoint, Pose};
 use serde::de::DeserializeSeed;
@@ -222,6 +222,33 @@ impl RawEntity {
     }
 }
 
+/// [`RawEntity::label`] of an entity still in reflected form (its components not yet converted),
+/// so that an error in converting one of them names the entity as later errors do.
+fn reflected_label(id: u64, components: &[Box<dyn PartialReflect>]) -> String {
+    let named = [
+        TypeId::of::<TaskSettings>(),
+        TypeId::of::<Body>(),
+        TypeId::of::<Joint>(),
+        TypeId::of::<Site>(),
+        TypeId::of::<Goal>(),
+    ];
+    let name_of = |wanted: TypeId| {
+        components.iter().find_map(|c| {
+            if c.get_represented_type_info()?.type_id() != wanted {
+                return None;
+            }
+            let ReflectRef::Struct(fields) = c.reflect_ref() else {
+                return None;
+            };
+            fields.field("name")?.try_downcast_ref::<String>().cloned()
+        })
+    };
+    match named.into_iter().find_map(name_of) {
+        Some(name) => format!("entity {id} (\"{name}\")"),
+        None => format!("entity {id}"),
+    }
+}
+
 fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
     let registry = authoring_registry();
     let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
@@ -286,12 +313,13 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
             id: entity.entity.to_bits(),
             ..default()
         };
+        let label = reflected_label(entity.entity.to_bits(), &entity.components);
         for component in &entity.components {
             let info = component.get_represented_type_info();
             let type_name = info.map_or("unknown", |i| i.type_path_table().short_path());
             let error = |field: String, message: &str| SimError::Invalid {
                 file: source.to_string(),
-                entity: format!("entity {}", entity.entity.to_bits()),
+                entity: label.clone(),
                 field,
                 message: message.to_string(),
             };

@@ -251,30 +251,36 @@ fn bad_actions_are_errors_naming_env_and_index() {
 #[test]
 fn missing_required_field_is_named() {
     // Each edit leaves a field out that has no default; the cube's body also leaves out fields that have one.
+    // The entity is named as in every other error, by id and name.
     for (from, to, entity, field) in [
         (
             "name: \"cube\", kind: Dynamic,",
             "name: \"cube\",",
-            "entity 11",
+            "entity 11 (\"cube\")",
             "Body.kind",
         ),
-        (", tolerance: 0.04)", ")", "entity 12", "Goal.tolerance"),
+        (
+            ", tolerance: 0.04)",
+            ")",
+            "entity 12 (\"cube_goal\")",
+            "Goal.tolerance",
+        ),
         (
             "Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0",
             "Cuboid(), density: 1000.0",
-            "entity 11",
+            "entity 11 (\"cube\")",
             "Collider.shape.half_extents",
         ),
         (
             "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
             "x: Some((min: -0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
-            "entity 11",
+            "entity 11 (\"cube\")",
             "RandomizePose.x.max",
         ),
         (
             "control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0),",
             "range: (min: -1.0, max: 1.0),",
-            "entity 1",
+            "entity 1 (\"cube-single\")",
             "ActionSpace.actuators[0].control",
         ),
     ] {
