@@ -272,7 +272,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
         parse_error(
             e.span.start.line,
             e.span.start.col,
-            with_known_components(e.code.to_string(), registry),
+            explain_parse_error(e.code.to_string(), registry),
         )
     })?;
     // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
@@ -379,9 +379,13 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
     Ok(out)
 }
 
-/// An unknown-type error from the deserializer, with the authoring components a scene can use (and without its
-/// empty `(stack: )`).
-fn with_known_components(message: String, registry: &TypeRegistry) -> String {
+/// A deserializer error made plainer: an unknown type gets the authoring components a scene can use (and loses
+/// its empty `(stack: )`), an invalid entity key what ids are valid.
+fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
+    // Bevy reads an entity key as an entity's bits, in which 0 is no entity.
+    if message.contains("invalid entity") {
+        return format!("{message}: entity ids are whole numbers from 1");
+    }
     if !message.contains("no registration found") {
         return message;
     }

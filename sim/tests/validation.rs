@@ -77,6 +77,11 @@ fn text_after_the_scene_and_repeated_ids_are_refused() {
         err.contains("entity 11") && err.contains("used twice"),
         "{err}"
     );
+    // Entity ids start at 1.
+    let err = load_edited("    12: (", "    0: (")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("from 1"), "{err}");
     // A byte-order mark, as some editors write, is not an error.
     TaskScene::from_ron(&format!("\u{feff}{text}"), "bom.scn.ron").unwrap();
 }
