@@ -159,33 +159,29 @@ impl TrainConfig {
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let text = toml::to_string(self).context("writing the configuration as TOML")?;
         // TOML has no null: an unset optional key is named in a comment, so every key shows.
-        let mut unset: Vec<(&str, String)> = Vec::new();
-        if self.dataset.is_none() {
-            unset.push((
+        let unset = [
+            (
+                self.dataset.is_none(),
                 "task = ",
-                "# dataset: unset (an .npz file; needed when offline_steps > 0)".into(),
-            ));
-        }
-        if self.agent.edit_target_entropy.is_none() {
-            unset.push((
+                "# dataset: unset (an .npz file; needed when offline_steps > 0)",
+            ),
+            (
+                self.agent.edit_target_entropy.is_none(),
                 "[agent]",
-                "# edit_target_entropy: unset (-edit_target_entropy_multiplier x the action size)"
-                    .into(),
-            ));
-        }
-        if self.agent.clip_grad.is_none() {
-            unset.push((
+                "# edit_target_entropy: unset (-edit_target_entropy_multiplier x the action size)",
+            ),
+            (
+                self.agent.clip_grad.is_none(),
                 "[agent]",
-                "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC)"
-                    .into(),
-            ));
-        }
+                "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC)",
+            ),
+        ];
         let mut out = String::with_capacity(text.len() + 256);
         for line in text.lines() {
             out.push_str(line);
             out.push('\n');
-            for (after, comment) in &unset {
-                if line.starts_with(after) {
+            for (is_unset, after, comment) in unset {
+                if is_unset && line.starts_with(after) {
                     out.push_str(comment);
                     out.push('\n');
                 }

@@ -40,33 +40,29 @@ fn a_path_loads_a_user_scene_and_its_errors_name_the_file() {
     );
 }
 
-#[test]
-fn oracle_needs_the_observations_it_reads() {
-    let text = BUILTIN_TASKS[0]
-        .1
-        .replace("Position(frame: \"pinch\"),", "");
+/// Why the oracle refuses cube-single edited by replacing `from` with `to`.
+fn oracle_refusal(from: &str, to: &str) -> String {
+    let text = BUILTIN_TASKS[0].1.replacen(from, to, 1);
     let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
     let spec = qamlab_sim::EnvSpec::new(&scene, 200);
-    let err = CubeOracle::new(&spec, OracleConfig::default(), &[0])
+    CubeOracle::new(&spec, OracleConfig::default(), &[0])
         .err()
-        .unwrap()
-        .to_string();
+        .expect("the oracle should refuse the edited task")
+        .to_string()
+}
+
+#[test]
+fn oracle_needs_the_observations_it_reads() {
+    let err = oracle_refusal("Position(frame: \"pinch\"),", "");
     assert!(err.contains("pinch.position.x"), "{err}");
 }
 
 #[test]
 fn oracle_needs_actions_over_the_range_it_drives() {
-    let text = BUILTIN_TASKS[0].1.replacen(
+    let err = oracle_refusal(
         "(name: \"dx\", joints: [\"x\"], control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0)",
         "(name: \"dx\", joints: [\"x\"], control: PositionDelta(scale: 0.05), range: (min: -0.5, max: 0.5)",
-        1,
     );
-    let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
-    let spec = qamlab_sim::EnvSpec::new(&scene, 200);
-    let err = CubeOracle::new(&spec, OracleConfig::default(), &[0])
-        .err()
-        .unwrap()
-        .to_string();
     assert!(err.contains("`dx`") && err.contains("[-0.5, 0.5]"), "{err}");
 }
 
