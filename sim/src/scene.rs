@@ -297,6 +297,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
     }
     let mut out = Vec::with_capacity(world.entities.len());
     for (k, entity) in world.entities.iter().enumerate() {
+        let label = reflected_label(entity.entity.to_bits(), &entity.components);
         // Errors name entities by id, so two entities with one id would be ambiguous.
         if world.entities[..k]
             .iter()
@@ -304,7 +305,7 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
         {
             return Err(SimError::Invalid {
                 file: source.to_string(),
-                entity: format!("entity {}", entity.entity.to_bits()),
+                entity: label,
                 field: "id".into(),
                 message: "the id is used twice; give each entity its own".into(),
             });
@@ -313,7 +314,6 @@ fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
             id: entity.entity.to_bits(),
             ..default()
         };
-        let label = reflected_label(entity.entity.to_bits(), &entity.components);
         for component in &entity.components {
             let info = component.get_represented_type_info();
             let type_name = info.map_or("unknown", |i| i.type_path_table().short_path());
