@@ -111,22 +111,23 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 }
 
 /// Collects `opts.episodes` oracle episodes and writes them to `opts.out`.
+/// Errors name the `qamlab collect` flag of the option at fault.
 pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
-    ensure!(opts.episodes > 0, "collect: episodes must be at least 1");
-    ensure!(opts.envs > 0, "collect: envs must be at least 1");
+    ensure!(opts.episodes > 0, "collect: --episodes must be at least 1");
+    ensure!(opts.envs > 0, "collect: --envs must be at least 1");
     ensure!(
         opts.noise.is_finite() && opts.noise >= 0.0,
-        "collect: noise must be >= 0, got {}",
+        "collect: --noise must be >= 0, got {}",
         opts.noise
     );
     ensure!(
         (0.0..=1.0).contains(&opts.random_action_prob),
-        "collect: random_action_prob must lie in [0, 1], got {}",
+        "collect: --random-action-prob must lie in [0, 1], got {}",
         opts.random_action_prob
     );
     ensure!(
         opts.episode_length != Some(0),
-        "collect: episode_length must be at least 1"
+        "collect: --episode-length must be at least 1"
     );
     check_out(&opts.out)?;
     let task = load_task(&opts.task)?;
@@ -298,7 +299,7 @@ mod tests {
             ..small(dir.path().join("bad.npz"), 3)
         })
         .unwrap_err();
-        assert!(format!("{err:#}").contains("random_action_prob"));
+        assert!(format!("{err:#}").contains("--random-action-prob"));
     }
 
     #[test]
@@ -512,7 +513,7 @@ print('ok')\n";
         o.episodes = 1;
         o.episode_length = Some(0);
         let err = format!("{:#}", collect(&o).unwrap_err());
-        assert!(err.contains("episode_length"), "{err}");
+        assert!(err.contains("--episode-length"), "{err}");
         o.episode_length = None;
         o.out = dir.path().to_path_buf();
         let err = format!("{:#}", collect(&o).unwrap_err());
