@@ -122,7 +122,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         cfg
     };
     cfg.validate()?;
-    if cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
+    // Said once, when the run starts; a resumed run was told.
+    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
         tracing::warn!(
             "online_steps = {} is not above start_training = {}: the online phase only collects, with no updates",
             cfg.online_steps,
