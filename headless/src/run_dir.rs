@@ -81,8 +81,8 @@ impl RunDir {
         }
         if TrainConfig::from_toml_file(&self.config()).is_ok() {
             bail!(
-                "{root} holds a run that stopped before its first checkpoint, so --resume has nothing to continue: \
-                 remove it to start again, or choose another --out"
+                "{root} holds a run with no checkpoint yet (it stopped, or is still running, before its first), so \
+                 --resume has nothing to continue: once it is stopped, remove it to start again, or choose another --out"
             );
         }
         if let Ok(mut entries) = std::fs::read_dir(&self.root)
@@ -262,13 +262,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_run_stopped_before_its_first_checkpoint_says_so() {
+    fn a_run_without_a_checkpoint_yet_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
         run.check_unused().unwrap();
         std::fs::write(run.config(), TrainConfig::default().to_toml().unwrap()).unwrap();
         let err = format!("{:#}", run.check_unused().unwrap_err());
-        assert!(err.contains("stopped before its first checkpoint"), "{err}");
+        assert!(err.contains("no checkpoint yet"), "{err}");
     }
 
     #[test]
