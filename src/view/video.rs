@@ -562,10 +562,12 @@ fn nearest_colour_table(palette: &[u8]) -> Vec<u8> {
 /// The number in a frame's file name, `frame-0012.png` -> 12.
 fn frame_index(name: &str) -> Option<usize> {
     let digits = name.strip_prefix("frame-")?.strip_suffix(".png")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    // `parse` alone would take `+12`; it refuses an empty string itself.
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
