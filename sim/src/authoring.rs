@@ -340,7 +340,7 @@ pub struct Goal {
 /// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
 /// pose with a uniform draw (world frame; yaw about z, applied on top of the authored rotation).
 /// `min_distance_from` keeps the body's origin away from bodies earlier in the scene (redrawn until so, at most 64
-/// times): two cubes never start inside each other.
+/// times; loading refuses a rule the redraws often miss): two cubes never start inside each other.
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizePose {
@@ -363,7 +363,7 @@ pub struct RandomizePose {
 
 /// Reset randomisation of the goal on the same entity: each given range replaces that target coordinate with a
 /// uniform draw. `min_distance_from` keeps the target away from frames' initial positions and from the targets of
-/// goals earlier in the scene (redrawn until so, at most 64 times).
+/// goals earlier in the scene (redrawn until so, at most 64 times; loading refuses a rule the redraws often miss).
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizeTarget {

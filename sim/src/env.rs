@@ -83,32 +83,52 @@ fn draw(rng: &mut ChaCha8Rng, range: Option<Range>, authored: f32) -> f32 {
     }
 }
 
-/// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
-/// and reads the first observation.
-pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
-    let rng = &mut state.rng;
+/// A keep-away rule (`min_distance_from`) that every bounded redraw of a reset missed, so the last draw stood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmet {
+    /// The pose of this body (index into [`TaskScene::bodies`]).
+    Body(usize),
+    /// The target of this goal (index into [`TaskScene::goals`]).
+    Goal(usize),
+}
+
+/// Redraws per keep-away rule before the last draw stands.
+pub const KEEP_AWAY_DRAWS: usize = 64;
+
+/// Draws an episode's start from `rng`: returns the body poses and writes the goal targets; `on_unmet` hears of
+/// every keep-away rule the bounded redraws missed.
+pub fn draw_start(
+    scene: &TaskScene,
+    rng: &mut ChaCha8Rng,
+    targets: &mut [Vec3],
+    mut on_unmet: impl FnMut(Unmet),
+) -> Vec<Pose> {
     let mut poses: Vec<Pose> = Vec::with_capacity(scene.bodies.len());
-    for def in &scene.bodies {
+    for (i, def) in scene.bodies.iter().enumerate() {
         let b = &def.body;
         let rotation = b.rotation.normalize();
         let pose = match &def.randomize {
             None => Pose::from_parts(b.translation, rotation),
             Some(r) => {
                 let mut pose = Pose::IDENTITY;
+                let mut clear = false;
                 // Redraw (bounded) until clear of the keep-away bodies; the last draw stands otherwise.
-                for _ in 0..64 {
+                for _ in 0..KEEP_AWAY_DRAWS {
                     let x = draw(rng, r.x, b.translation.x);
                     let y = draw(rng, r.y, b.translation.y);
                     let z = draw(rng, r.z, b.translation.z);
                     let yaw = draw(rng, r.yaw, 0.0);
                     pose =
                         Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation);
-                    let clear = def.keep_away.iter().all(|&(other, d)| {
+                    clear = def.keep_away.iter().all(|&(other, d)| {
                         poses[other].translation.distance(pose.translation) >= d
                     });
                     if clear {
                         break;
                     }
+                }
+                if !clear {
+                    on_unmet(Unmet::Body(i));
                 }
                 pose
             }
@@ -117,21 +137,22 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     }
     for (k, g) in scene.goals.iter().enumerate() {
         let t = g.goal.target;
-        state.targets[k] = match &g.randomize {
+        targets[k] = match &g.randomize {
             None => t,
             Some((r, away)) => {
                 let mut target = Vec3::ZERO;
+                let mut clear = false;
                 // Redraw (bounded) until clear of every keep-away point; the last draw stands otherwise.
-                for _ in 0..64 {
+                for _ in 0..KEEP_AWAY_DRAWS {
                     target = Vec3::new(
                         draw(rng, r.x, t.x),
                         draw(rng, r.y, t.y),
                         draw(rng, r.z, t.z),
                     );
-                    let clear = away.iter().all(|&(what, d)| {
+                    clear = away.iter().all(|&(what, d)| {
                         let p = match what {
                             KeepAway::Frame(f) => poses[f.body].transform_point(f.offset),
-                            KeepAway::Goal(j) => state.targets[j],
+                            KeepAway::Goal(j) => targets[j],
                         };
                         p.distance(target) >= d
                     });
@@ -139,10 +160,21 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
                         break;
                     }
                 }
+                if !clear {
+                    on_unmet(Unmet::Goal(k));
+                }
                 target
             }
         };
     }
+    poses
+}
+
+/// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
+/// and reads the first observation.
+pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
+    // Load-time checks keep unmet keep-away rules rare (see `scene::check_keep_away`); the last draw stands.
+    let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;
     state.reward = 0.0;

@@ -10,9 +10,12 @@ use bevy::prelude::*;
 use bevy::reflect::{FromReflect, PartialReflect, ReflectRef, TypeRegistry};
 use bevy::world_serialization::serde::WorldDeserializer;
 use bevy_rapier3d::rapier::prelude::{ColliderBuilder, GenericJoint, Pose};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::de::DeserializeSeed;
 
 use crate::authoring::*;
+use crate::env::{KEEP_AWAY_DRAWS, Unmet, draw_start};
 use crate::error::SimError;
 use crate::missing_field::missing_field;
 
@@ -452,6 +455,13 @@ fn spans_a_volume(points: &[Vec3]) -> bool {
 }
 
 /// Checks the parsed entities and resolves names to indices.
+/// Longest episode a scene may ask for, in control steps.
+pub const MAX_EPISODE_LENGTH: u32 = 100_000;
+/// Most physics steps per control step.
+pub const MAX_SUBSTEPS: u32 = 1_000;
+/// Most Rapier solver iterations per physics step.
+pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
+
 fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
     let err = |raw: &RawEntity, field: &str, message: String| SimError::Invalid {
         file: source.to_string(),
@@ -538,28 +548,29 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         if settings.name.is_empty() {
             return Err(err(raw, "TaskSettings.name", "must not be empty".into()));
         }
-        if settings.episode_length == 0 {
-            return Err(err(
-                raw,
+        // Upper bounds catch a typo (an extra digit or three) that would otherwise look like a hang.
+        for (field, value, max) in [
+            (
                 "TaskSettings.episode_length",
-                "must be at least 1".into(),
-            ));
+                settings.episode_length,
+                MAX_EPISODE_LENGTH,
+            ),
+            ("TaskSettings.substeps", settings.substeps, MAX_SUBSTEPS),
+            (
+                "TaskSettings.solver_iterations",
+                settings.solver_iterations,
+                MAX_SOLVER_ITERATIONS,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(err(
+                    raw,
+                    field,
+                    format!("must be from 1 to {max}, got {value}"),
+                ));
+            }
         }
         positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
-        if settings.substeps == 0 {
-            return Err(err(
-                raw,
-                "TaskSettings.substeps",
-                "must be at least 1".into(),
-            ));
-        }
-        if settings.solver_iterations == 0 {
-            return Err(err(
-                raw,
-                "TaskSettings.solver_iterations",
-                "must be at least 1".into(),
-            ));
-        }
         finite3(raw, "TaskSettings.gravity", settings.gravity)?;
     }
 
@@ -1059,7 +1070,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         sensors.push((s.clone(), def));
     }
 
-    Ok(TaskScene {
+    let scene = TaskScene {
         source: source.to_string(),
         settings,
         bodies,
@@ -1068,7 +1079,61 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         actuators,
         sensors,
         goals,
-    })
+    };
+    check_keep_away(&scene, &entities)?;
+    Ok(scene)
+}
+
+/// Trial resets drawn at load time to find keep-away rules the bounded redraws cannot meet.
+const KEEP_AWAY_TRIALS: usize = 1000;
+/// Trial resets in which a rule may stay unmet before the scene is refused (1 %).
+const KEEP_AWAY_TOLERATED: usize = KEEP_AWAY_TRIALS / 100;
+
+/// Refuses a `min_distance_from` that resets would often leave unmet: a reset keeps its last draw then, so the
+/// rule would break silently in training data. Trial resets from a fixed seed keep the verdict deterministic.
+fn check_keep_away(scene: &TaskScene, entities: &[RawEntity]) -> Result<(), SimError> {
+    let has_rules = scene.bodies.iter().any(|b| !b.keep_away.is_empty())
+        || scene.goals.iter().any(|g| {
+            g.randomize
+                .as_ref()
+                .is_some_and(|(_, away)| !away.is_empty())
+        });
+    if !has_rules {
+        return Ok(());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut targets: Vec<Vec3> = scene.goals.iter().map(|g| g.goal.target).collect();
+    let mut unmet_bodies = vec![0usize; scene.bodies.len()];
+    let mut unmet_goals = vec![0usize; scene.goals.len()];
+    for _ in 0..KEEP_AWAY_TRIALS {
+        draw_start(scene, &mut rng, &mut targets, |u| match u {
+            Unmet::Body(i) => unmet_bodies[i] += 1,
+            Unmet::Goal(k) => unmet_goals[k] += 1,
+        });
+    }
+    let refuse = |raw: &RawEntity, field: &str, misses: usize| SimError::Invalid {
+        file: scene.source.clone(),
+        entity: raw.label(),
+        field: field.into(),
+        message: format!(
+            "its {KEEP_AWAY_DRAWS} redraws per reset left it unmet in {misses} of {KEEP_AWAY_TRIALS} trial \
+             resets (at most {KEEP_AWAY_TOLERATED} allowed), and an unmet reset starts from its last draw: \
+             widen the ranges or lower the distances"
+        ),
+    };
+    let with_body = entities.iter().filter(|e| e.body.is_some());
+    for (raw, &misses) in with_body.zip(&unmet_bodies) {
+        if misses > KEEP_AWAY_TOLERATED {
+            return Err(refuse(raw, "RandomizePose.min_distance_from", misses));
+        }
+    }
+    let with_goal = entities.iter().filter(|e| e.goal.is_some());
+    for (raw, &misses) in with_goal.zip(&unmet_goals) {
+        if misses > KEEP_AWAY_TOLERATED {
+            return Err(refuse(raw, "RandomizeTarget.min_distance_from", misses));
+        }
+    }
+    Ok(())
 }
 
 fn check_collider(

@@ -364,3 +364,59 @@ fn ambiguous_or_inert_authoring_is_refused() {
     let err = load_edited("YawSinCos(body: \"palm\")", "YawSinCos(body: \"pinch\")").unwrap_err();
     assert!(err.to_string().contains("\"pinch\" is a site"), "{err}");
 }
+
+#[test]
+fn settings_out_of_bounds_are_refused() {
+    // An extra digit or three would otherwise look like a hang.
+    for (from, to, field) in [
+        (
+            "episode_length: 200,",
+            "episode_length: 2000000,",
+            "TaskSettings.episode_length",
+        ),
+        ("substeps: 5,", "substeps: 50000,", "TaskSettings.substeps"),
+        (
+            "solver_iterations: 4,",
+            "solver_iterations: 0,",
+            "TaskSettings.solver_iterations",
+        ),
+    ] {
+        let err = load_edited(from, to).unwrap_err();
+        assert!(
+            matches!(&err, SimError::Invalid { field: f, .. } if f == field)
+                && err.to_string().contains("must be from 1 to"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_keep_away_rule_resets_cannot_meet_is_refused() {
+    // The cube is drawn within 0.15 of the origin in x and y, so no target in the same square is 0.5 away.
+    let err = load_edited(
+        "min_distance_from: [(\"cube\", 0.08)]",
+        "min_distance_from: [(\"cube\", 0.5)]",
+    )
+    .unwrap_err();
+    match &err {
+        SimError::Invalid {
+            file,
+            entity,
+            field,
+            message,
+        } => assert!(
+            file == "bad.scn.ron"
+                && entity.contains("12")
+                && field == "RandomizeTarget.min_distance_from"
+                && message.contains("of 1000 trial resets"),
+            "{err}"
+        ),
+        other => panic!("expected an Invalid error, got {other}"),
+    }
+    // A rule most draws meet stays: the redraws settle it.
+    load_edited(
+        "min_distance_from: [(\"cube\", 0.08)]",
+        "min_distance_from: [(\"cube\", 0.15)]",
+    )
+    .unwrap();
+}
