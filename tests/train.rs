@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{qamlab, run_err, run_ok, write_npz};
+use qamlab_agent::checkpoint::{read_tensors, write_tensors};
 
 /// A tiny network and schedule so a whole run takes seconds on a CPU.
 const TINY: &str = r#"
@@ -107,6 +108,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!run.join("summary.json").exists());
+    damaged_checkpoints_are_refused_naming_the_file(&run, dir.path());
 
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -162,6 +164,57 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
             .arg(&run),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
+}
+
+/// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
+/// the file and the value, rather than panicking or quietly resuming another run.
+fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let checkpoint = |copy: &Path| copy.join("checkpoints").join(latest.trim());
+
+    let copy = scratch.join("damaged-state");
+    copy_dir(run, &copy);
+    let state_path = checkpoint(&copy).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["sampler_word_pos"] = "12x".into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    assert!(
+        err.contains("state.json") && err.contains("sampler_word_pos \"12x\""),
+        "{err}"
+    );
+
+    let copy = scratch.join("damaged-replay");
+    copy_dir(run, &copy);
+    let replay_path = checkpoint(&copy).join("replay.safetensors");
+    let (tensors, meta) = read_tensors(&replay_path).unwrap();
+    let tensors: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(name, t)| match name.as_str() {
+            "pending/lengths" => (name, tch::Tensor::from_slice(&[-1i64])),
+            _ => (name, t),
+        })
+        .collect();
+    write_tensors(&replay_path, &tensors, meta).unwrap();
+    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    assert!(
+        err.contains("replay.safetensors") && err.contains("pending/lengths [-1]"),
+        "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -645,9 +645,22 @@ impl<'a> Trainer<'a> {
             Vec::try_from(tensors.get("pending/lengths").with_context(|| {
                 format!("{}: tensor pending/lengths missing", replay_path.display())
             })?)?;
+        let rows = pending.rewards.len();
+        let lengths: Vec<usize> = lengths
+            .iter()
+            .map(|&len| usize::try_from(len))
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|l: &Vec<usize>| l.iter().sum::<usize>() == rows)
+            .with_context(|| {
+                format!(
+                    "{}: tensor pending/lengths {lengths:?} must be counts that add up to the {rows} pending rows",
+                    replay_path.display()
+                )
+            })?;
         let mut end = 0usize;
         for len in lengths {
-            end += len as usize;
+            end += len;
             if len > 0 {
                 // The episode is cut here: a boundary for chunk sampling, still bootstrapping.
                 pending.terminals[end - 1] = 1.0;
@@ -655,7 +668,14 @@ impl<'a> Trainer<'a> {
         }
         append(&mut online, &pending)?;
         append(&mut self.replay, &online)?;
-        let pos: u128 = self.state.sampler_word_pos.parse().unwrap_or(0);
+        // Resuming from another position would repeat or skip batches: the run would not be the one it continues.
+        let pos: u128 = self.state.sampler_word_pos.parse().with_context(|| {
+            format!(
+                "{}: sampler_word_pos {:?} is not a whole number",
+                state_path.display(),
+                self.state.sampler_word_pos
+            )
+        })?;
         self.sampler.set_word_pos(pos);
         self.wall_before = self.state.wall_seconds;
         self.state.generation += 1;
