@@ -95,6 +95,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "actions (5 values): dx [-1, 1],",
         "cube_goal: cube within 0.04 m",
         "oracle: the scripted oracle drives it",
+        "agents: they act in its action space",
         "tried: oracle (solve) succeeds in",
         "tried: random actions succeed in 0% of 4 episodes",
     ] {
@@ -120,6 +121,49 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         stderr.contains("bad.scn.ron") && stderr.contains("Goal.tolerance"),
         "{stderr}"
     );
+
+    // An action range other than [-1, 1] loads, but the agents (which act in [-1, 1]) cannot use it: `task` says
+    // so, and `train` refuses it before any work.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap();
+    let dz = "(name: \"dz\", joints: [\"z\"], control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0)";
+    assert!(text.contains(dz));
+    let narrow = dir.path().join("narrow.scn.ron");
+    std::fs::write(
+        &narrow,
+        text.replacen(dz, &dz.replace("-1.0, max: 1.0", "-0.5, max: 0.5"), 1),
+    )
+    .unwrap();
+    let why = "action `dz` ranges over [-0.5, 0.5], but the agents act in [-1, 1]";
+    let out = qamlab(&["task", narrow.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "agents: cannot act in it: task cube-single: {why}"
+        )),
+        "{stdout}"
+    );
+    let run = dir.path().join("run");
+    let out = qamlab(&[
+        "train",
+        "--quiet",
+        "--task",
+        narrow.to_str().unwrap(),
+        "--offline-steps",
+        "0",
+        "--online-steps",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
 }
 
 #[test]

@@ -6,7 +6,25 @@ use std::collections::VecDeque;
 
 use anyhow::Context;
 use qamlab_agent::Agent;
+use qamlab_sim::EnvSpec;
 use tch::Tensor;
+
+/// Refuses a task the agents cannot act in: they act in [-1, 1] in every action dimension (samples are clipped
+/// there, as the reference does), so a narrower range would be broken mid-run and a wider one only partly used.
+pub fn check_agent_action_space(spec: &EnvSpec) -> anyhow::Result<()> {
+    let ranges = spec.action_low.iter().zip(&spec.action_high);
+    for (name, (&low, &high)) in spec.action_names.iter().zip(ranges) {
+        if (low, high) != (-1.0, 1.0) {
+            anyhow::bail!(
+                "task {}: action `{name}` ranges over [{low}, {high}], but the agents act in [-1, 1] (the algorithm \
+                 clips its actions there): give every actuator `range: (min: -1.0, max: 1.0)` and set its control's \
+                 scale for the motion you want",
+                spec.task
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Per-env queues of pending actions.
 pub struct ChunkQueues {

@@ -54,6 +54,7 @@ pub fn evaluate(
         },
     )
     .context("building the evaluation envs")?;
+    crate::chunks::check_agent_action_space(env.spec())?;
     let action_dim = env.spec().action_dim;
     let quota: Vec<usize> = (0..envs)
         .map(|i| episodes / envs + usize::from(i < episodes % envs))

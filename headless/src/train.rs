@@ -207,6 +207,7 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<Self> {
         let scene = &task.scene;
         let probe = BatchedEnv::new(scene, 1, EnvOptions::default())?;
+        crate::chunks::check_agent_action_space(probe.spec())?;
         let (obs_dim, action_dim) = (probe.spec().obs_dim, probe.spec().action_dim);
         drop(probe);
         let mut replay = TransitionStore::new(obs_dim, action_dim);

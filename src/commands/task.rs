@@ -98,6 +98,10 @@ fn describe(
         None => "oracle: the scripted oracle drives it (`qamlab collect` works)\n".to_string(),
         Some(e) => format!("oracle: none ({e}); `qamlab collect` cannot drive it\n"),
     };
+    out += &match qamlab_headless::chunks::check_agent_action_space(spec) {
+        Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),
+        Err(e) => format!("agents: cannot act in it: {e}\n"),
+    };
     out
 }
 
