@@ -6,7 +6,7 @@ use bevy::app::{TaskPoolOptions, TaskPoolPlugin, TaskPoolThreadAssignmentPolicy}
 use bevy::prelude::*;
 
 use crate::SimPlugin;
-use crate::env::{EnvIndex, EnvState, EnvWorld, reset_env};
+use crate::env::{EnvIndex, EnvState, EnvWorld, reset_env, step_env};
 use crate::error::SimError;
 use crate::scene::TaskScene;
 use crate::spec::EnvSpec;
@@ -94,19 +94,103 @@ impl BatchedEnv {
         Ok(&self.app.world().resource::<StepOutput>().obs)
     }
 
-    /// Checks an action buffer: its length and every value (finite, inside its range).
-    pub fn check_actions(&self, actions: &[f32]) -> Result<(), SimError> {
+    /// Where each env's episode in progress began: the word position of its random stream (seeded by the seed
+    /// given to `reset` or `restore`) before the episode's start was drawn. With the actions taken since, all
+    /// [`restore`](Self::restore) needs to put the env back.
+    pub fn episode_word_positions(&self) -> Vec<u128> {
+        let world = self.app.world();
+        self.entities
+            .iter()
+            .map(|&e| {
+                world
+                    .get::<EnvState>(e)
+                    .expect("every env entity has its state")
+                    .episode_word_pos
+            })
+            .collect()
+    }
+
+    /// Puts every env back into an episode in progress, as `reset` then `step`s would have: env `i` seeds its
+    /// stream with `seeds[i]`, draws its episode's start from word position `word_pos[i]`, then takes the actions
+    /// `actions[i]` (`[T_i * action_dim]`, `T_i` may differ between envs and be 0). Physics is deterministic, so
+    /// the envs reach the very states the original steps reached. Returns the observations, `[N * obs_dim]`.
+    pub fn restore(
+        &mut self,
+        seeds: &[u64],
+        word_pos: &[u128],
+        actions: &[&[f32]],
+    ) -> Result<&[f32], SimError> {
+        let n = self.num_envs;
         let a = self.spec.action_dim;
-        if actions.len() != self.num_envs * a {
-            return Err(SimError::ActionShape {
-                expected: self.num_envs * a,
-                got: actions.len(),
-                num_envs: self.num_envs,
-                action_dim: a,
+        if seeds.len() != n {
+            return Err(SimError::SeedCount {
+                expected: n,
+                got: seeds.len(),
             });
         }
-        for (k, &u) in actions.iter().enumerate() {
-            let (env, index) = (k / a, k % a);
+        if word_pos.len() != n || actions.len() != n {
+            return Err(SimError::RestoreShape(format!(
+                "{n} envs, but {} stream positions and {} action lists",
+                word_pos.len(),
+                actions.len()
+            )));
+        }
+        for (env, list) in actions.iter().enumerate() {
+            if list.len() % a != 0 {
+                return Err(SimError::RestoreShape(format!(
+                    "env {env}: {} action values is not a whole number of {a}-value actions",
+                    list.len()
+                )));
+            }
+            for row in list.chunks(a) {
+                self.check_row(env, row)?;
+            }
+        }
+        let task = self.app.world().resource::<SimTask>().clone();
+        let (scene, spec, options) = (&task.scene, &task.spec, task.options);
+        let mut out = StepOutput::new(n, spec);
+        let mut restored = Vec::with_capacity(n);
+        for (i, &seed) in seeds.iter().enumerate() {
+            let mut state = EnvState::new(scene, spec, seed);
+            state.rng.set_word_pos(word_pos[i]);
+            let mut physics = reset_env(scene, &mut state);
+            state.final_obs.copy_from_slice(&state.obs);
+            state.final_qpos.copy_from_slice(&state.qpos);
+            state.final_qvel.copy_from_slice(&state.qvel);
+            let steps = actions[i].len() / a;
+            for (t, row) in actions[i].chunks(a).enumerate() {
+                step_env(
+                    scene,
+                    &mut physics,
+                    &mut state,
+                    row,
+                    spec.episode_length,
+                    options.terminate_on_success,
+                );
+                if state.done() {
+                    return Err(SimError::RestoreEnded {
+                        env: i,
+                        step: t + 1,
+                        steps,
+                    });
+                }
+            }
+            out.write(i, &state);
+            restored.push((physics, state));
+        }
+        // Nothing changes until every env has replayed: a failed restore leaves the batch as it was.
+        let world = self.app.world_mut();
+        for (&entity, (physics, state)) in self.entities.iter().zip(restored) {
+            world.entity_mut(entity).insert((EnvWorld(physics), state));
+        }
+        world.insert_resource(out);
+        self.was_reset = true;
+        Ok(&self.app.world().resource::<StepOutput>().obs)
+    }
+
+    /// Checks one env's action: every value finite and inside its range.
+    fn check_row(&self, env: usize, row: &[f32]) -> Result<(), SimError> {
+        for (index, &u) in row.iter().enumerate() {
             let (min, max) = (self.spec.action_low[index], self.spec.action_high[index]);
             if !(u.is_finite() && u >= min && u <= max) {
                 return Err(SimError::ActionValue {
@@ -118,6 +202,23 @@ impl BatchedEnv {
                     max,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Checks an action buffer: its length and every value (finite, inside its range).
+    pub fn check_actions(&self, actions: &[f32]) -> Result<(), SimError> {
+        let a = self.spec.action_dim;
+        if actions.len() != self.num_envs * a {
+            return Err(SimError::ActionShape {
+                expected: self.num_envs * a,
+                got: actions.len(),
+                num_envs: self.num_envs,
+                action_dim: a,
+            });
+        }
+        for (env, row) in actions.chunks(a).enumerate() {
+            self.check_row(env, row)?;
         }
         Ok(())
     }

@@ -23,6 +23,9 @@ pub struct EnvWorld(pub EnvPhysics);
 pub struct EnvState {
     /// The env's random stream: seeded by `reset`, continued by every auto-reset.
     pub rng: ChaCha8Rng,
+    /// Word position of `rng` where this episode's start was drawn: with the seed, what it takes to draw the same
+    /// start again (see [`BatchedEnv::restore`](crate::BatchedEnv::restore)).
+    pub episode_word_pos: u128,
     /// Control steps taken in this episode.
     pub t: u32,
     /// Goal targets of this episode, indexed like the scene's goals.
@@ -54,6 +57,7 @@ impl EnvState {
     pub fn new(scene: &TaskScene, spec: &crate::spec::EnvSpec, seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            episode_word_pos: 0,
             t: 0,
             targets: scene.goals.iter().map(|g| g.goal.target).collect(),
             obs: vec![0.0; spec.obs_dim],
@@ -173,6 +177,7 @@ pub fn draw_start(
 /// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
 /// and reads the first observation.
 pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
+    state.episode_word_pos = state.rng.get_word_pos();
     // Load-time checks keep unmet keep-away rules rare (see `scene::check_keep_away`); the last draw stands.
     let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
     let physics = EnvPhysics::build(scene, &poses);
@@ -282,6 +287,22 @@ pub fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: &[Vec3]
         .zip(targets)
         .filter(|(g, t)| physics.frame_position(g.frame).distance(**t) <= g.goal.tolerance)
         .count()
+}
+
+/// One control step of one env, the phases in the order the [`SimPlugin`](crate::SimPlugin) systems run them, without
+/// the auto-reset: what a batch step does to this env.
+pub fn step_env(
+    scene: &TaskScene,
+    physics: &mut EnvPhysics,
+    state: &mut EnvState,
+    action: &[f32],
+    episode_length: u32,
+    terminate_on_success: bool,
+) {
+    apply_action(scene, physics, action);
+    physics.step(scene.settings.substeps);
+    read_sensors(scene, physics, state);
+    evaluate(scene, physics, state, episode_length, terminate_on_success);
 }
 
 /// Scores the step just taken: success, reward, termination and truncation; keeps the reached observation as

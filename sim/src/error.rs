@@ -81,4 +81,20 @@ pub enum SimError {
     /// `step` before `reset`.
     #[error("step called before reset")]
     NotReset,
+    /// A restore whose actions end the episode they are said to continue.
+    #[error(
+        "env {env}: its episode ended at step {step} of the {steps} actions that were to continue it: they are not \
+         that episode's"
+    )]
+    RestoreEnded {
+        /// Env index.
+        env: usize,
+        /// 1-based step at which the episode ended.
+        step: usize,
+        /// Actions given.
+        steps: usize,
+    },
+    /// A restore given per-env lists whose count is not the number of envs, or an action list not whole actions.
+    #[error("restore: {0}")]
+    RestoreShape(String),
 }

@@ -157,3 +157,94 @@ fn time_limit_truncates_and_auto_resets() {
         }
     }
 }
+
+/// All of a step's outputs, as bits.
+fn output_bits(o: &StepOutput) -> Vec<u32> {
+    let floats = [&o.obs, &o.final_obs, &o.reward, &o.qpos, &o.qvel];
+    let flags = [&o.success, &o.terminated, &o.truncated];
+    floats
+        .iter()
+        .flat_map(|v| v.iter().map(|x| x.to_bits()))
+        .chain(flags.iter().flat_map(|v| v.iter().map(|&b| u32::from(b))))
+        .collect()
+}
+
+#[test]
+fn restore_puts_envs_back_into_their_episodes_exactly() {
+    let scene = cube_single();
+    let options = EnvOptions {
+        terminate_on_success: false,
+        episode_length: Some(40),
+    };
+    let seeds = [3, 5, 8];
+    let mut original = BatchedEnv::new(&scene, 3, options).unwrap();
+    original.reset(&seeds).unwrap();
+    // After 50 steps every env is 10 steps into its second episode, whose start it drew from where its stream
+    // had got to. Each env's actions since its episode began are what `restore` is given.
+    let mut streams: Vec<u64> = seeds.to_vec();
+    let mut since_start: Vec<Vec<f32>> = vec![Vec::new(); 3];
+    for _ in 0..50 {
+        let actions: Vec<f32> = streams
+            .iter_mut()
+            .flat_map(|s| random_actions(s, 5))
+            .collect();
+        let out = original.step(&actions).unwrap();
+        for i in 0..3 {
+            since_start[i].extend_from_slice(&actions[i * 5..(i + 1) * 5]);
+            if out.truncated[i] {
+                since_start[i].clear();
+            }
+        }
+    }
+    assert!(since_start.iter().all(|a| a.len() == 10 * 5));
+    let positions = original.episode_word_positions();
+    let lists: Vec<&[f32]> = since_start.iter().map(Vec::as_slice).collect();
+
+    let mut restored = BatchedEnv::new(&scene, 3, options).unwrap();
+    let obs = restored
+        .restore(&seeds, &positions, &lists)
+        .unwrap()
+        .to_vec();
+    assert_eq!(obs, original.output().obs, "restored observations differ");
+    assert_eq!(restored.episode_word_positions(), positions);
+    // And they go on alike, through the next auto-reset (which draws from the restored streams).
+    for _ in 0..40 {
+        let actions: Vec<f32> = streams
+            .iter_mut()
+            .flat_map(|s| random_actions(s, 5))
+            .collect();
+        let a = output_bits(original.step(&actions).unwrap());
+        let b = output_bits(restored.step(&actions).unwrap());
+        assert!(a == b, "a restored env went its own way");
+    }
+
+    // Actions that end the episode cannot be the episode's, and leave the batch as it was.
+    let long = vec![0.0; 5 * 40];
+    let lists: Vec<&[f32]> = vec![&long, &[], &[]];
+    let err = restored.restore(&seeds, &positions, &lists).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimError::RestoreEnded {
+                env: 0,
+                step: 40,
+                steps: 40
+            }
+        ),
+        "{err}"
+    );
+    let bad = [0.0, 0.0, 2.0, 0.0, 0.0];
+    let lists: Vec<&[f32]> = vec![&[], &bad, &[]];
+    let err = restored.restore(&seeds, &positions, &lists).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SimError::ActionValue {
+                env: 1,
+                index: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
