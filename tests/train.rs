@@ -109,6 +109,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     child.wait().unwrap();
     assert!(!run.join("summary.json").exists());
     damaged_checkpoints_are_refused_naming_the_file(&run, dir.path());
+    episodes_that_cannot_be_replayed_end_at_the_checkpoint(&run, dir.path());
 
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -144,6 +145,43 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
         "{metric_steps:?}"
     );
     assert_eq!(*metric_steps.last().unwrap(), 1260);
+
+    // The resumed run is the run that was never stopped: the same weights, optimiser state, replay buffer, metrics
+    // and evaluations, bit for bit (the envs are put back into their episodes in progress).
+    let straight = dir.path().join("straight");
+    run_ok(&mut train_cmd(&config, &dataset, &straight));
+    let latest = |run: &Path| {
+        let name = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+        run.join("checkpoints").join(name.trim())
+    };
+    for file in ["agent.safetensors", "replay.safetensors"] {
+        let sorted = |run: &Path| {
+            let (mut tensors, _) = read_tensors(&latest(run).join(file)).unwrap();
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            tensors
+        };
+        let (a, b) = (sorted(&run), sorted(&straight));
+        assert_eq!(a.len(), b.len(), "{file}");
+        for ((name, x), (other, y)) in a.iter().zip(&b) {
+            assert!(name == other && x.equal(y), "{file}: {name} differs");
+        }
+    }
+    let without_timings = |run: &Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        text.lines()
+            .map(|l| {
+                let mut row: serde_json::Value = serde_json::from_str(l).unwrap();
+                let row_map = row.as_object_mut().unwrap();
+                for timing in ["wall_seconds", "updates_per_second", "env_steps_per_second"] {
+                    row_map.remove(timing);
+                }
+                row
+            })
+            .collect()
+    };
+    assert_eq!(without_timings(&run), without_timings(&straight));
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap();
+    assert_eq!(read(run.join("eval.csv")), read(straight.join("eval.csv")));
 
     let chart = dir.path().join("curves.png");
     run_ok(qamlab().arg("plot").arg(&run).arg("--out").arg(&chart));
@@ -202,6 +240,56 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
         err.contains("replay.safetensors") && err.contains("pending/lengths [-1]"),
         "{err}"
     );
+}
+
+/// Copies of a killed run whose envs cannot be put back exactly (a checkpoint without their record, as older
+/// versions wrote; a recorded observation the replay does not reach, as on a machine whose physics rounds
+/// otherwise): `--resume` says why, ends the episodes in progress at the checkpoint, and finishes the run.
+fn episodes_that_cannot_be_replayed_end_at_the_checkpoint(run: &Path, scratch: &Path) {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let checkpoint = |copy: &Path| copy.join("checkpoints").join(latest.trim());
+
+    let copy = scratch.join("older");
+    copy_dir(run, &copy);
+    let state_path = checkpoint(&copy).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state
+        .as_object_mut()
+        .unwrap()
+        .remove("env_episode_word_pos");
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("an older qamlab wrote it")
+            && stderr.contains("the episodes in progress end at the checkpoint"),
+        "{stderr}"
+    );
+    assert!(copy.join("summary.json").exists());
+
+    let copy = scratch.join("other-physics");
+    copy_dir(run, &copy);
+    let replay_path = checkpoint(&copy).join("replay.safetensors");
+    let (tensors, meta) = read_tensors(&replay_path).unwrap();
+    // Killed just as every env began an episode, there is nothing to replay (nor to check).
+    let in_progress = tensors
+        .iter()
+        .any(|(name, t)| name == "pending/lengths" && t.sum(tch::Kind::Int64).int64_value(&[]) > 0);
+    let tensors: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(name, t)| match name.as_str() {
+            "pending/next_observations" => (name, t + 1e-3),
+            _ => (name, t),
+        })
+        .collect();
+    write_tensors(&replay_path, &tensors, meta).unwrap();
+    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned = stderr.contains("did not reach the observation its checkpoint recorded")
+        && stderr.contains("the episodes in progress end at the checkpoint");
+    assert_eq!(warned, in_progress, "{stderr}");
+    assert!(copy.join("summary.json").exists());
 }
 
 fn copy_dir(from: &Path, to: &Path) {

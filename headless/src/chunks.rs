@@ -41,6 +41,31 @@ impl ChunkQueues {
         }
     }
 
+    /// Queues holding `actions` (`[sum(counts) * action_dim]`, env by env, in execution order), `counts[i]` of
+    /// them for env `i`: what [`snapshot`](Self::snapshot) gave.
+    pub fn restore(action_dim: usize, actions: &[f32], counts: &[usize]) -> anyhow::Result<Self> {
+        let total: usize = counts.iter().sum();
+        if actions.len() != total * action_dim {
+            anyhow::bail!(
+                "{} queued action values for {total} actions of {action_dim} values",
+                actions.len()
+            );
+        }
+        let mut rows = actions.chunks(action_dim).map(<[f32]>::to_vec);
+        let queues = counts
+            .iter()
+            .map(|&count| rows.by_ref().take(count).collect())
+            .collect();
+        Ok(Self { action_dim, queues })
+    }
+
+    /// The actions still queued, env by env in execution order (`[sum(counts) * action_dim]`), and how many each
+    /// env has.
+    pub fn snapshot(&self) -> (Vec<f32>, Vec<usize>) {
+        let actions = self.queues.iter().flatten().flatten().copied().collect();
+        (actions, self.queues.iter().map(VecDeque::len).collect())
+    }
+
     /// Drops env `i`'s pending actions (its episode ended).
     pub fn clear(&mut self, i: usize) {
         self.queues[i].clear();

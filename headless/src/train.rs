@@ -34,8 +34,12 @@ struct RunState {
     evals: Vec<EvalPoint>,
     /// Word position of the batch sampler's ChaCha stream (its seed is the run seed).
     sampler_word_pos: String,
-    /// Incremented at each (re)start: gives fresh env seeds after a resume.
+    /// Incremented when a resume cannot put the online envs back exactly: gives them fresh seeds then.
     generation: u64,
+    /// Where each online env's episode in progress began in its random stream (`BatchedEnv::restore`); empty
+    /// outside the online phase, and in checkpoints of qamlab versions that cut the episodes at a resume.
+    #[serde(default)]
+    env_episode_word_pos: Vec<String>,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     update_seconds: f64,
     env_seconds: f64,
@@ -194,6 +198,16 @@ struct Trainer<'a> {
     observer: Option<Box<dyn TrainObserver>>,
     /// Whether the fall-back from CUDA graphs was reported already.
     fallback_reported: bool,
+    /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
+    resumed_envs: Option<ResumedEnvs>,
+}
+
+/// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
+/// actions so far are the pending transitions), and the actions each env still had queued from its chunk.
+struct ResumedEnvs {
+    word_pos: Vec<u128>,
+    queued: Vec<f32>,
+    queued_counts: Vec<usize>,
 }
 
 impl<'a> Trainer<'a> {
@@ -232,6 +246,7 @@ impl<'a> Trainer<'a> {
             wall_before: 0.0,
             observer: None,
             fallback_reported: false,
+            resumed_envs: None,
         };
         if resume {
             trainer.restore()?;
@@ -280,12 +295,10 @@ impl<'a> Trainer<'a> {
 
     fn run(&mut self) -> anyhow::Result<()> {
         self.offline_phase()?;
-        self.online_phase()?;
         if self.stop_requested() {
-            let pending = self.pending.clone();
-            self.checkpoint(&pending)?;
+            return self.checkpoint(None);
         }
-        Ok(())
+        self.online_phase()
     }
 
     fn stop_requested(&self) -> bool {
@@ -340,7 +353,7 @@ impl<'a> Trainer<'a> {
                 bar.set_message(self.status());
             }
             if step.is_multiple_of(self.cfg.checkpoint_interval) || step == total {
-                self.checkpoint(&[])?;
+                self.checkpoint(None)?;
             }
             bar.set_position(step);
         }
@@ -363,11 +376,7 @@ impl<'a> Trainer<'a> {
             },
         )?;
         let action_dim = env.spec().action_dim;
-        let seeds: Vec<u64> = (0..n as u64)
-            .map(|i| env_seed(self.cfg.seed, self.state.generation, i))
-            .collect();
-        let mut obs = env.reset(&seeds)?.to_vec();
-        let mut queues = ChunkQueues::new(n, action_dim);
+        let (mut obs, mut queues) = self.start_envs(&mut env)?;
         let bar = self.bar(total, self.state.online_step, "online");
         bar.set_message(self.status());
         let obs_dim = env.spec().obs_dim;
@@ -433,13 +442,92 @@ impl<'a> Trainer<'a> {
                 bar.set_message(self.status());
             }
             if crossed(self.cfg.checkpoint_interval) {
-                let pending = self.pending.clone();
-                self.checkpoint(&pending)?;
+                self.checkpoint(Some((&env, &queues)))?;
             }
             bar.set_position(step.min(total));
         }
         bar.finish();
+        if self.stop_requested() {
+            self.checkpoint(Some((&env, &queues)))?;
+        }
         Ok(())
+    }
+
+    /// Starts the online envs: new episodes in a new run; in a resumed one, the very episodes the checkpoint was
+    /// taken in, replayed from their starts with the actions taken since, so the run goes on as if never stopped.
+    /// Where that cannot be done exactly (a checkpoint of an older qamlab, or physics that comes out otherwise,
+    /// say on another machine), the transitions so far are kept as episodes cut at the checkpoint (still
+    /// bootstrapping) and the envs start new episodes from fresh seeds.
+    fn start_envs(&mut self, env: &mut BatchedEnv) -> anyhow::Result<(Vec<f32>, ChunkQueues)> {
+        let n = self.cfg.envs;
+        let action_dim = env.spec().action_dim;
+        let seeds = |generation: u64| -> Vec<u64> {
+            (0..n as u64)
+                .map(|i| env_seed(self.cfg.seed, generation, i))
+                .collect()
+        };
+        if self.state.online_step > 0 {
+            let why = match self.resumed_envs.take() {
+                None => "the checkpoint does not record the envs' episodes in progress (an older qamlab wrote it)"
+                    .to_string(),
+                Some(r) => match self.replay_envs(env, &seeds(self.state.generation), &r) {
+                    Ok(obs) => {
+                        let queues = ChunkQueues::restore(action_dim, &r.queued, &r.queued_counts)?;
+                        return Ok((obs, queues));
+                    }
+                    Err(e) => format!("{e:#}"),
+                },
+            };
+            tracing::warn!(
+                "{why}: the episodes in progress end at the checkpoint and the envs start new ones"
+            );
+            let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
+            for i in 0..n {
+                let mut episode = std::mem::replace(
+                    &mut self.pending[i],
+                    TransitionStore::new(obs_dim, action_dim),
+                );
+                if let Some(last) = episode.terminals.last_mut() {
+                    // A boundary for chunk sampling; the mask still bootstraps.
+                    *last = 1.0;
+                }
+                append(&mut self.replay, &episode)?;
+            }
+            self.state.generation += 1;
+        }
+        let obs = env.reset(&seeds(self.state.generation))?.to_vec();
+        Ok((obs, ChunkQueues::new(n, action_dim)))
+    }
+
+    /// Puts the envs back into their checkpointed episodes; checks each reaches the observation recorded last.
+    fn replay_envs(
+        &self,
+        env: &mut BatchedEnv,
+        seeds: &[u64],
+        resumed: &ResumedEnvs,
+    ) -> anyhow::Result<Vec<f32>> {
+        let actions: Vec<&[f32]> = self.pending.iter().map(|p| p.actions.as_slice()).collect();
+        let obs = env
+            .restore(seeds, &resumed.word_pos, &actions)
+            .context("replaying the episodes in progress")?
+            .to_vec();
+        let o = env.spec().obs_dim;
+        for (i, p) in self.pending.iter().enumerate() {
+            let recorded = &p.next_observations[p.next_observations.len().saturating_sub(o)..];
+            let reached = &obs[i * o..(i + 1) * o];
+            let same = recorded
+                .iter()
+                .zip(reached)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same {
+                bail!(
+                    "env {i}'s replayed episode did not reach the observation its checkpoint recorded after {} \
+                     steps (the physics came out otherwise)",
+                    p.len()
+                );
+            }
+        }
+        Ok(obs)
     }
 
     /// One gradient update on a batch sampled from the replay buffer.
@@ -549,9 +637,9 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// Writes agent, online replay data (with the episodes in progress) and run state into a new
-    /// checkpoint directory, then publishes it.
-    fn checkpoint(&mut self, pending: &[TransitionStore]) -> anyhow::Result<()> {
+    /// Writes agent, online replay data (with the episodes in progress), run state and, in the online phase,
+    /// where the envs' episodes began and their queued actions into a new checkpoint directory, then publishes it.
+    fn checkpoint(&mut self, envs: Option<(&BatchedEnv, &ChunkQueues)>) -> anyhow::Result<()> {
         // Never checkpoint a diverged agent: the last checkpoint must be one worth resuming.
         for (name, t) in self.agent.parameters() {
             if t.isfinite().all().int64_value(&[]) == 0 {
@@ -568,21 +656,37 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(&dir)?;
         self.agent.save(dir.join("agent.safetensors"))?;
         let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
-        let mut lengths = Vec::with_capacity(pending.len());
+        let mut lengths = Vec::with_capacity(self.pending.len());
         let mut all_pending = TransitionStore::new(self.replay.obs_dim(), self.replay.action_dim());
-        for p in pending {
+        for p in &self.pending {
             lengths.push(p.len() as i64);
             append(&mut all_pending, p)?;
         }
         tensors.extend(store_tensors("pending", &all_pending, 0)?);
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
+        let mut state = self.state.clone();
+        state.env_episode_word_pos.clear();
+        if let Some((env, queues)) = envs {
+            state.env_episode_word_pos = env
+                .episode_word_positions()
+                .iter()
+                .map(u128::to_string)
+                .collect();
+            let (queued, counts) = queues.snapshot();
+            let counts: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
+            let a = self.replay.action_dim() as i64;
+            tensors.push((
+                "queues/actions".into(),
+                Tensor::from_slice(&queued).view([-1, a]),
+            ));
+            tensors.push(("queues/lengths".into(), Tensor::from_slice(&counts)));
+        }
         let mut meta = HashMap::new();
         meta.insert("offline_len".into(), self.offline_len.to_string());
         if let Some(crc) = self.dataset_crc {
             meta.insert("dataset_crc32".into(), crc.to_string());
         }
         checkpoint::write_tensors(&dir.join("replay.safetensors"), &tensors, meta)?;
-        let mut state = self.state.clone();
         state.sampler_word_pos = self.sampler.get_word_pos().to_string();
         state.wall_seconds = self.wall_seconds();
         write_bytes_atomically(
@@ -592,9 +696,8 @@ impl<'a> Trainer<'a> {
         self.run.publish_checkpoint(&dir)
     }
 
-    /// Restores agent, replay buffer, sampler and progress from the latest checkpoint. Episodes
-    /// that were in progress are kept, cut where the checkpoint was taken (marked terminal, still
-    /// bootstrapping); the envs start new episodes with fresh seeds.
+    /// Restores agent, replay buffer, sampler and progress from the latest checkpoint, with the episodes that
+    /// were in progress and what the online phase needs to put its envs back into them (see `start_envs`).
     fn restore(&mut self) -> anyhow::Result<()> {
         let Some(dir) = self.run.latest_checkpoint()? else {
             bail!(
@@ -640,35 +743,33 @@ impl<'a> Trainer<'a> {
             );
         }
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
-        let mut online = restore_store(&tensors, "online", &self.replay, &replay_path)?;
-        let mut pending = restore_store(&tensors, "pending", &self.replay, &replay_path)?;
-        let lengths: Vec<i64> =
-            Vec::try_from(tensors.get("pending/lengths").with_context(|| {
-                format!("{}: tensor pending/lengths missing", replay_path.display())
-            })?)?;
-        let rows = pending.rewards.len();
-        let lengths: Vec<usize> = lengths
-            .iter()
-            .map(|&len| usize::try_from(len))
-            .collect::<Result<_, _>>()
-            .ok()
-            .filter(|l: &Vec<usize>| l.iter().sum::<usize>() == rows)
-            .with_context(|| {
-                format!(
-                    "{}: tensor pending/lengths {lengths:?} must be counts that add up to the {rows} pending rows",
-                    replay_path.display()
-                )
-            })?;
-        let mut end = 0usize;
-        for len in lengths {
-            end += len;
-            if len > 0 {
-                // The episode is cut here: a boundary for chunk sampling, still bootstrapping.
-                pending.terminals[end - 1] = 1.0;
-            }
-        }
-        append(&mut online, &pending)?;
+        let online = restore_store(&tensors, "online", &self.replay, &replay_path)?;
         append(&mut self.replay, &online)?;
+        let pending = restore_store(&tensors, "pending", &self.replay, &replay_path)?;
+        let lengths = read_counts(&tensors, "pending/lengths", pending.len(), &replay_path)?;
+        // Offline checkpoints of older versions list no envs; every other lists one episode per env.
+        if !lengths.is_empty() && lengths.len() != self.cfg.envs {
+            bail!(
+                "{}: tensor pending/lengths lists {} envs, but the run has {}",
+                replay_path.display(),
+                lengths.len(),
+                self.cfg.envs
+            );
+        }
+        let mut start = 0;
+        for (episode, len) in self.pending.iter_mut().zip(lengths) {
+            let rows = start..start + len;
+            let (o, a) = (pending.obs_dim(), pending.action_dim());
+            episode.extend_from_arrays(
+                &pending.observations[rows.start * o..rows.end * o],
+                &pending.actions[rows.start * a..rows.end * a],
+                &pending.next_observations[rows.start * o..rows.end * o],
+                &pending.rewards[rows.clone()],
+                &pending.masks[rows.clone()],
+                &pending.terminals[rows],
+            )?;
+            start += len;
+        }
         // Resuming from another position would repeat or skip batches: the run would not be the one it continues.
         let pos: u128 = self.state.sampler_word_pos.parse().with_context(|| {
             format!(
@@ -678,8 +779,48 @@ impl<'a> Trainer<'a> {
             )
         })?;
         self.sampler.set_word_pos(pos);
+        if self.state.online_step > 0 && !self.state.env_episode_word_pos.is_empty() {
+            let word_pos = self
+                .state
+                .env_episode_word_pos
+                .iter()
+                .map(|p| p.parse::<u128>())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .filter(|p| p.len() == self.cfg.envs)
+                .with_context(|| {
+                    format!(
+                        "{}: env_episode_word_pos {:?} must be {} whole numbers, one per env",
+                        state_path.display(),
+                        self.state.env_episode_word_pos,
+                        self.cfg.envs
+                    )
+                })?;
+            let queued: Vec<f32> = Vec::try_from(
+                tensors
+                    .get("queues/actions")
+                    .with_context(|| {
+                        format!("{}: tensor queues/actions missing", replay_path.display())
+                    })?
+                    .flatten(0, -1),
+            )?;
+            let rows = queued.len() / self.replay.action_dim();
+            let queued_counts = read_counts(&tensors, "queues/lengths", rows, &replay_path)?;
+            if queued_counts.len() != self.cfg.envs {
+                bail!(
+                    "{}: tensor queues/lengths lists {} envs, but the run has {}",
+                    replay_path.display(),
+                    queued_counts.len(),
+                    self.cfg.envs
+                );
+            }
+            self.resumed_envs = Some(ResumedEnvs {
+                word_pos,
+                queued,
+                queued_counts,
+            });
+        }
         self.wall_before = self.state.wall_seconds;
-        self.state.generation += 1;
         self.run.truncate_metrics_after(self.total_step())?;
         Ok(())
     }
@@ -802,6 +943,32 @@ fn store_tensors(
         field("masks", &store.masks, 1),
         field("terminals", &store.terminals, 1),
     ])
+}
+
+/// The `i64` tensor `name`: counts that must add up to `total` rows.
+fn read_counts(
+    tensors: &HashMap<String, Tensor>,
+    name: &str,
+    total: usize,
+    path: &Path,
+) -> anyhow::Result<Vec<usize>> {
+    let values: Vec<i64> = Vec::try_from(
+        tensors
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} missing", path.display()))?,
+    )?;
+    values
+        .iter()
+        .map(|&v| usize::try_from(v))
+        .collect::<Result<Vec<usize>, _>>()
+        .ok()
+        .filter(|counts| counts.iter().sum::<usize>() == total)
+        .with_context(|| {
+            format!(
+                "{}: tensor {name} {values:?} must be counts that add up to the {total} rows stored",
+                path.display()
+            )
+        })
 }
 
 fn restore_store(
