@@ -399,7 +399,8 @@ fn envs_rebuilt(
     }
     let n = entities.0.len() as u64;
     // The rebuild has already advanced the seed past the envs it made.
-    let seeds: Vec<u64> = (layout.next_seed - n..layout.next_seed).collect();
+    let first = layout.next_seed.wrapping_sub(n);
+    let seeds: Vec<u64> = (0..n).map(|i| first.wrapping_add(i)).collect();
     policy.envs_rebuilt(&task.spec, &seeds);
     stats.running = vec![0.0; entities.0.len()];
 }

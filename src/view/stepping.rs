@@ -242,8 +242,11 @@ fn rebuild_envs(world: &mut World) {
     let seeds: Vec<u64> = {
         let mut layout = world.resource_mut::<EnvLayout>();
         let first = layout.next_seed;
-        layout.next_seed += layout.num_envs as u64;
-        (first..first + layout.num_envs as u64).collect()
+        layout.next_seed = first.wrapping_add(layout.num_envs as u64);
+        // Seeds wrap past u64::MAX like every other seed stream of the lab.
+        (0..layout.num_envs as u64)
+            .map(|i| first.wrapping_add(i))
+            .collect()
     };
     match spawn(world, &scene, &seeds, end_on_success) {
         Ok(entities) => {

@@ -143,3 +143,23 @@ fn a_policy_that_cannot_act_gives_way_to_random_actions() {
     );
     assert!(policy.error.is_none());
 }
+
+#[test]
+fn seeds_at_the_top_of_the_range_wrap() {
+    // The envs of each rebuild take the next seeds; past u64::MAX they wrap, as every seed stream of the lab does.
+    let mut window = app(&[
+        "--envs",
+        "3",
+        "--policy",
+        "oracle",
+        "--seed",
+        "18446744073709551615",
+    ]);
+    run_steps(&mut window, 5);
+    window
+        .world_mut()
+        .resource_mut::<super::stepping::PendingRebuild>()
+        .0 = true;
+    run_steps(&mut window, 5);
+    assert!(window.world().resource::<ActingPolicy>().error.is_none());
+}
