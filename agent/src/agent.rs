@@ -405,16 +405,14 @@ impl Agent {
         seed: u64,
     ) -> Result<Agent> {
         cfg.validate()?;
-        if obs_dim == 0 || action_dim == 0 {
-            return Err(AgentError::Config {
-                field: if obs_dim == 0 {
-                    "obs_dim"
-                } else {
-                    "action_dim"
-                }
-                .into(),
-                reason: "must be at least 1".into(),
-            });
+        for (field, dim) in [("obs_dim", obs_dim), ("action_dim", action_dim)] {
+            // The bound catches a corrupt checkpoint before libtorch is asked for an impossible allocation.
+            if !(1..=crate::config::MAX_WIDTH).contains(&dim) {
+                return Err(AgentError::Config {
+                    field: field.into(),
+                    reason: format!("must be from 1 to {}, got {dim}", crate::config::MAX_WIDTH),
+                });
+            }
         }
         // Before any capture: the check synchronises the device (and draws nothing).
         crate::gelu::check_cuda_dense_gelu(device);

@@ -148,6 +148,16 @@ impl Default for AgentConfig {
     }
 }
 
+/// Widest layer (and widest observation or action) an agent may have. The upper bounds here catch a typo (a few
+/// extra digits) before libtorch is asked for memory no machine has, which it answers with an abort.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Most hidden layers per network.
+pub const MAX_DEPTH: usize = 64;
+/// Largest batch, in sequences.
+pub const MAX_BATCH: usize = 1 << 20;
+/// Most critic ensemble members, flow steps, acting candidates or chunk steps.
+pub const MAX_COUNT: usize = 10_000;
+
 fn bad(field: &str, reason: impl Into<String>) -> AgentError {
     AgentError::Config {
         field: field.into(),
@@ -212,15 +222,46 @@ impl AgentConfig {
                 return Err(bad(field, "must be at least 1"));
             }
         }
+        for (field, v, max) in [
+            ("batch_size", self.batch_size, MAX_BATCH),
+            ("horizon_length", self.horizon_length, MAX_COUNT),
+            ("flow_steps", self.flow_steps, MAX_COUNT),
+            ("best_of_n", self.best_of_n, MAX_COUNT),
+            ("num_qs", self.num_qs, MAX_COUNT),
+        ] {
+            if v > max {
+                return Err(bad(field, format!("must be at most {max}, got {v}")));
+            }
+        }
         for (field, dims) in [
             ("actor_hidden_dims", &self.actor_hidden_dims),
             ("value_hidden_dims", &self.value_hidden_dims),
         ] {
-            if dims.contains(&0) {
+            if dims.iter().any(|&w| !(1..=MAX_WIDTH).contains(&w)) {
                 return Err(bad(
                     field,
-                    format!("hidden widths must be positive, got {dims:?}"),
+                    format!("hidden widths must be from 1 to {MAX_WIDTH}, got {dims:?}"),
                 ));
+            }
+            if dims.len() > MAX_DEPTH {
+                return Err(bad(
+                    field,
+                    format!("at most {MAX_DEPTH} hidden layers, got {}", dims.len()),
+                ));
+            }
+        }
+        for (field, v) in [
+            (
+                "edit_target_entropy",
+                self.edit_target_entropy.unwrap_or(0.0),
+            ),
+            (
+                "edit_target_entropy_multiplier",
+                self.edit_target_entropy_multiplier,
+            ),
+        ] {
+            if !v.is_finite() {
+                return Err(bad(field, format!("must be finite, got {v}")));
             }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
@@ -412,5 +453,33 @@ mod tests {
                     .contains("inv_temp")
             );
         }
+    }
+
+    #[test]
+    fn sizes_no_machine_could_hold_are_typos() {
+        // Refused here, they cannot reach libtorch, which aborts on an impossible allocation.
+        let toml = |text: &str| AgentConfig::from_toml_str(text).unwrap_err().to_string();
+        let err = toml("value_hidden_dims = [512, 512, 512, 51200000]\n");
+        assert!(
+            err.contains("value_hidden_dims") && err.contains("from 1 to 65536"),
+            "{err}"
+        );
+        let err = toml("batch_size = 25600000\n");
+        assert!(err.contains("batch_size: must be at most 1048576"), "{err}");
+        let err = toml("num_qs = 100000\n");
+        assert!(err.contains("num_qs: must be at most 10000"), "{err}");
+        let err = toml("kind = \"qam-e\"\nedit_scale = 0.1\nedit_target_entropy = nan\n");
+        assert!(err.contains("edit_target_entropy: must be finite"), "{err}");
+        let err = crate::Agent::new(
+            AgentConfig::default(),
+            100_000_000_000,
+            5,
+            tch::Device::Cpu,
+            0,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("obs_dim: must be from 1 to 65536"), "{err}");
     }
 }
