@@ -15,7 +15,7 @@
 //! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed
 //! into place, so a crash never leaves half a dataset under the final name.
 
-use std::io::{BufWriter, Cursor};
+use std::io::{BufWriter, Cursor, Read};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -199,6 +199,67 @@ impl Dataset {
     }
 }
 
+/// Refuses an array whose `.npy` header claims more data than its archive entry can hold: the reader allocates
+/// what the header claims before reading, so a damaged header would otherwise abort the process.
+fn check_claimed_sizes(bytes: &[u8], file: &str) -> anyhow::Result<()> {
+    // Deflate expands at most about 1032:1; a stored entry holds what its size says.
+    const MAX_DEFLATE_RATIO: u64 = 1032;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .with_context(|| format!("dataset {file}: reading the archive index"))?;
+        let key = entry.name().trim_end_matches(".npy").to_string();
+        let room = entry
+            .size()
+            .min(entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO));
+        let mut head = [0u8; 10];
+        let shape = entry
+            .read_exact(&mut head)
+            .ok()
+            .and_then(|()| {
+                // Magic, version, then the header's length: 2 bytes in version 1, 4 in versions 2 and 3.
+                let len = match head[6] {
+                    1 => usize::from(u16::from_le_bytes([head[8], head[9]])),
+                    _ => {
+                        let mut more = [0u8; 2];
+                        entry.read_exact(&mut more).ok()?;
+                        u32::from_le_bytes([head[8], head[9], more[0], more[1]]) as usize
+                    }
+                };
+                let mut header = vec![0u8; len.min(1 << 16)];
+                entry.read_exact(&mut header).ok()?;
+                npy_shape(&String::from_utf8_lossy(&header))
+            })
+            .with_context(|| format!("dataset {file}: key `{key}`: not a readable .npy array"))?;
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .unwrap_or(u64::MAX);
+        // The smallest element the loader reads is a 1-byte bool.
+        ensure!(
+            elements <= room,
+            "dataset {file}: key `{key}`: its header claims shape {shape:?}, more values than the {room} bytes \
+             its archive entry holds: the file is damaged"
+        );
+    }
+    Ok(())
+}
+
+/// The `shape` tuple of an `.npy` header dictionary, like `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`.
+fn npy_shape(header: &str) -> Option<Vec<u64>> {
+    let start = header.find("'shape':")? + "'shape':".len();
+    let rest = header[start..].trim_start().strip_prefix('(')?;
+    let inside = &rest[..rest.find(')')?];
+    inside
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().ok())
+        .collect()
+}
+
 /// Reads a dataset written by [`write_dataset`] (or any OGBench-layout npz with `rewards` and `masks`) as
 /// transitions. Errors name the file, the key and the expected dtype and shape.
 pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
@@ -224,6 +285,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             names.join(", ")
         );
     }
+    check_claimed_sizes(&bytes, &file.to_string())?;
     let observations: Array2<f32> = npz.by_name("observations").with_context(|| {
         format!("dataset {file}: key `observations`: expected float32 [N, obs_dim]")
     })?;
@@ -287,6 +349,12 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
                 );
             }
         }
+        // A mask multiplies the bootstrapped value: anything but 0 or 1 would scale the TD target silently.
+        ensure!(
+            masks[t] == 0.0 || masks[t] == 1.0,
+            "dataset {file}: key `masks` holds {} at row {t}: expected 0 (success, no bootstrapping) or 1",
+            masks[t]
+        );
         d.observations.extend_from_slice(&obs[t * o..(t + 1) * o]);
         // As OGBench's standard loader: actions strictly inside (-1, 1).
         d.actions.extend(
@@ -301,4 +369,59 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         d.terminals.push(if terminals[t + 1] { 1.0 } else { 0.0 });
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An uncompressed npz of two 3-row episodes with 3-D observations and 2-D actions; `masks` as given.
+    fn npz_bytes(masks: [f32; 6]) -> Vec<u8> {
+        let mut npz = NpzWriter::new(Cursor::new(Vec::new()));
+        npz.add_array("observations", &Array2::<f32>::zeros((6, 3)))
+            .unwrap();
+        npz.add_array("actions", &Array2::<f32>::zeros((6, 2)))
+            .unwrap();
+        let terminals = Array1::from(vec![false, false, true, false, false, true]);
+        npz.add_array("terminals", &terminals).unwrap();
+        npz.add_array("rewards", &Array1::<f32>::zeros(6)).unwrap();
+        npz.add_array("masks", &Array1::from(masks.to_vec()))
+            .unwrap();
+        npz.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_the_file_holds_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        let good = npz_bytes([1.0; 6]);
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(load_dataset(&path).unwrap().len(), 4);
+
+        // The same header length (the padding gives way), a shape of 3e12 values: the reader would ask for 12 TB.
+        let from = b"'shape': (6, 3)}            ";
+        let to = b"'shape': (1000000000000, 3)}";
+        let at = good.windows(from.len()).position(|w| w == from).unwrap();
+        let mut bad = good.clone();
+        bad[at..at + to.len()].copy_from_slice(to);
+        std::fs::write(&path, &bad).unwrap();
+        let err = format!("{:#}", load_dataset(&path).unwrap_err());
+        assert!(
+            err.contains("key `observations`: its header claims shape [1000000000000, 3]")
+                && err.contains("the file is damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn masks_other_than_0_or_1_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        std::fs::write(&path, npz_bytes([1.0, 0.5, 1.0, 1.0, 1.0, 1.0])).unwrap();
+        let err = format!("{:#}", load_dataset(&path).unwrap_err());
+        assert!(
+            err.contains("key `masks` holds 0.5 at row 1: expected 0"),
+            "{err}"
+        );
+    }
 }
