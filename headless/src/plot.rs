@@ -36,10 +36,19 @@ pub fn draw_learning_curves(
         std::process::id(),
         path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot")
     ));
-    draw(&tmp, title, runs, offline_steps)
-        .with_context(|| format!("drawing the learning curve {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let written = draw(&tmp, title, runs, offline_steps)
+        .with_context(|| format!("drawing the learning curve {}", path.display()))
+        .and_then(|()| {
+            // On disk before it takes the name, as `files::write_atomically` does.
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn draw(

@@ -62,21 +62,19 @@ fn take_screenshot(
     }
 }
 
-/// Writes the captured image as an RGB PNG.
+/// Writes the captured image as an RGB PNG (atomically: a crash leaves no half-written file under the name).
 fn save_png(image: &Image, path: &std::path::Path) -> anyhow::Result<()> {
     let rgb = image
         .clone()
         .try_into_dynamic()
         .map_err(|e| anyhow::anyhow!("converting the capture: {e}"))?
         .to_rgb8();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    rgb.save_with_format(
-        path,
+    let mut png = std::io::Cursor::new(Vec::new());
+    rgb.write_to(
+        &mut png,
         bevy::image::ImageFormat::Png
             .as_image_crate_format()
             .expect("png is enabled"),
     )?;
-    Ok(())
+    qamlab_headless::files::write_bytes_atomically(path, png.get_ref())
 }

@@ -441,13 +441,21 @@ fn write_gif(path: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
             .collect()
     });
 
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("gif.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut encoder = gif::Encoder::new(std::io::BufWriter::new(file), gw, gh, &palette)?;
+    qamlab_headless::files::write_atomically(path, |file| {
+        encode_gif(file, (gw, gh), &palette, &indexed, frames)
+    })
+}
+
+/// Encodes the palette-indexed frames as an endlessly repeating GIF, each frame only the rectangle that changed.
+fn encode_gif(
+    file: &mut std::fs::File,
+    (gw, gh): (u16, u16),
+    palette: &[u8],
+    indexed: &[Vec<u8>],
+    frames: &[VideoFrame],
+) -> anyhow::Result<()> {
+    let (w, h) = (u32::from(gw), u32::from(gh));
+    let mut encoder = gif::Encoder::new(std::io::BufWriter::new(file), gw, gh, palette)?;
     encoder.set_repeat(gif::Repeat::Infinite)?;
     let (wu, hu) = (w as usize, h as usize);
     for (i, (pixels, source)) in indexed.iter().zip(frames).enumerate() {
@@ -492,8 +500,6 @@ fn write_gif(path: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
     }
     let mut writer = encoder.into_inner()?;
     std::io::Write::flush(&mut writer)?;
-    drop(writer);
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -574,10 +580,12 @@ fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (i, frame) in frames.iter().enumerate() {
         let path = dir.join(format!("frame-{i:04}.png"));
+        let mut png = std::io::Cursor::new(Vec::new());
         frame
             .image
-            .save_with_format(&path, image::ImageFormat::Png)
-            .with_context(|| format!("writing {}", path.display()))?;
+            .write_to(&mut png, image::ImageFormat::Png)
+            .with_context(|| format!("encoding {}", path.display()))?;
+        qamlab_headless::files::write_bytes_atomically(&path, png.get_ref())?;
     }
     // A longer earlier video's last frames would otherwise run on after this one's.
     for entry in std::fs::read_dir(dir)?.flatten() {
