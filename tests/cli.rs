@@ -265,3 +265,30 @@ fn bench_agent_measures_a_train_config_at_its_task_sizes() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn demo_replaces_its_previous_run_and_nothing_else() {
+    // A file the demo's run does not write, in the directory it would replace: refused before collecting.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("qam-cpu");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    std::fs::write(run.join("config.toml"), "").unwrap();
+    std::fs::write(run.join("notes.txt"), "mine").unwrap();
+    let out = qamlab(&[
+        "demo",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("qam-cpu")
+            && stderr.contains("also holds notes.txt that a run does not write"),
+        "{stderr}"
+    );
+    assert!(run.join("notes.txt").exists());
+    assert!(!dir.path().join("cube-single-play.npz").exists());
+}

@@ -39,6 +39,30 @@ impl RunDir {
         &self.root
     }
 
+    /// Names of the root's entries that are not a run's: what its files, `eval`'s GIF and the temporaries of an
+    /// interrupted write do not account for. A directory with none is safe to replace as a whole.
+    pub fn foreign_entries(&self) -> anyhow::Result<Vec<String>> {
+        const ENTRIES: [&str; 8] = [
+            "config.toml",
+            "task.scn.ron",
+            "metrics.jsonl",
+            "eval.csv",
+            "learning_curve.png",
+            "summary.json",
+            "checkpoints",
+            "eval.gif",
+        ];
+        let entries = std::fs::read_dir(&self.root)
+            .with_context(|| format!("reading the run directory {}", self.root.display()))?;
+        let mut foreign: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| !ENTRIES.contains(&name.as_str()) && !name.starts_with(".tmp-"))
+            .collect();
+        foreign.sort();
+        Ok(foreign)
+    }
+
     /// The resolved configuration.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")

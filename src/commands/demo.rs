@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use qamlab_headless::collect::{CollectOptions, collect};
+use qamlab_headless::run_dir::RunDir;
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions};
 
 /// Flags of `qamlab demo`.
@@ -65,6 +66,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let dataset = args.out.join("cube-single-play.npz");
     let plan = plan(device, dataset.clone(), args.seed)?;
+    let run_dir = args.out.join(format!(
+        "qam-{}",
+        if device.is_cuda() { "cuda" } else { "cpu" }
+    ));
+    // Checked before collecting: the demo replaces its previous run, and nothing that is not one.
+    if run_dir.exists() {
+        let foreign = RunDir::new(&run_dir).foreign_entries()?;
+        if !foreign.is_empty() {
+            anyhow::bail!(
+                "{} is where the demo writes its run, replacing the previous one, but it also holds {} that a run \
+                 does not write: move them, or pick another --out",
+                run_dir.display(),
+                foreign.join(", ")
+            );
+        }
+    }
     let device_name = qamlab_headless::config::device_name(device);
     println!(
         "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
@@ -85,10 +102,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         dataset.display(),
         collected.transitions
     );
-    let run_dir = args.out.join(format!(
-        "qam-{}",
-        if device.is_cuda() { "cuda" } else { "cpu" }
-    ));
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
