@@ -585,3 +585,49 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         "{err}"
     );
 }
+
+#[test]
+fn sparse_rewards_pay_only_for_complete_success() {
+    // cube-double rewards partial progress (-2 to 0); `--sparse true` makes every reward that is not 0 a -1.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny.toml", TINY);
+    let online_rewards = |sparse: &str| -> Vec<f32> {
+        let run = dir.path().join(format!("sparse-{sparse}"));
+        run_ok(
+            qamlab()
+                .args([
+                    "train",
+                    "--quiet",
+                    "--task",
+                    "cube-double",
+                    "--offline-steps",
+                    "0",
+                ])
+                .args(["--online-steps", "40", "--sparse", sparse, "--config"])
+                .arg(&config)
+                .arg("--out")
+                .arg(&run),
+        );
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+        let (tensors, _) = read_tensors(
+            &run.join("checkpoints")
+                .join(latest.trim())
+                .join("replay.safetensors"),
+        )
+        .unwrap();
+        let mut rewards = Vec::new();
+        for (name, t) in tensors {
+            if name.ends_with("/rewards") {
+                rewards.extend(Vec::<f32>::try_from(t.flatten(0, -1)).unwrap());
+            }
+        }
+        assert_eq!(rewards.len(), 40);
+        rewards
+    };
+    assert!(online_rewards("false").contains(&-2.0));
+    let sparse = online_rewards("true");
+    assert!(
+        sparse.iter().all(|&r| r == -1.0 || r == 0.0) && sparse.contains(&-1.0),
+        "{sparse:?}"
+    );
+}

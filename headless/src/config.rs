@@ -86,6 +86,9 @@ pub struct TrainConfig {
     pub start_training: u64,
     /// Gradient updates per environment step online.
     pub utd_ratio: usize,
+    /// The reference's `--sparse` (its puzzle and scene domains): every reward that is not 0 becomes -1, in the
+    /// dataset and online, so a task rewarding partial progress pays only for complete success.
+    pub sparse: bool,
     /// Evaluate every this many steps (offline gradient steps, then online env steps).
     pub eval_interval: u64,
     /// Evaluation episodes per evaluation.
@@ -123,6 +126,7 @@ impl Default for TrainConfig {
             envs: 8,
             start_training: 5_000,
             utd_ratio: 1,
+            sparse: false,
             eval_interval: 10_000,
             eval_episodes: 50,
             eval_envs: 10,

@@ -391,7 +391,7 @@ impl<'a> Trainer<'a> {
                 self.pending[i].push(
                     &obs[i * obs_dim..(i + 1) * obs_dim],
                     &actions[i * action_dim..(i + 1) * action_dim],
-                    out.reward[i],
+                    shape_reward(out.reward[i], self.cfg.sparse),
                     if out.terminated[i] { 0.0 } else { 1.0 },
                     if done { 1.0 } else { 0.0 },
                     &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
@@ -887,12 +887,17 @@ fn load_offline_data(
             replay.action_dim()
         );
     }
+    let rewards: Vec<f32> = data
+        .rewards
+        .iter()
+        .map(|&r| shape_reward(r, cfg.sparse))
+        .collect();
     replay
         .extend_from_arrays(
             &data.observations,
             &data.actions,
             &data.next_observations,
-            &data.rewards,
+            &rewards,
             &data.masks,
             &data.terminals,
         )
@@ -906,6 +911,15 @@ fn load_offline_data(
         );
     }
     Ok(data.crc32)
+}
+
+/// A reward as training sees it: with `sparse` (spec §2.1), -1 unless it is 0.
+fn shape_reward(reward: f32, sparse: bool) -> f32 {
+    if sparse && reward != 0.0 {
+        -1.0
+    } else {
+        reward
+    }
 }
 
 /// Appends every transition of `src` to `dst`.

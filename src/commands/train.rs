@@ -48,6 +48,9 @@ pub struct TrainArgs {
     /// results either way).
     #[arg(long)]
     pub split_update: Option<bool>,
+    /// Rewards that are not 0 become -1, in the dataset and online (the reference's --sparse; default false).
+    #[arg(long)]
+    pub sparse: Option<bool>,
     /// Evaluate every this many steps.
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub eval_interval: Option<u64>,
@@ -64,7 +67,7 @@ pub struct TrainArgs {
     /// (so no other flag but --quiet).
     #[arg(long, conflicts_with_all = [
         "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "device", "seed",
-        "cuda_graphs", "tf32", "split_update", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
+        "cuda_graphs", "tf32", "split_update", "sparse", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
     ])]
     pub resume: Option<PathBuf>,
     /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
@@ -110,6 +113,7 @@ impl TrainArgs {
             cuda_graphs,
             tf32,
             split_update,
+            sparse,
             eval_interval,
             eval_episodes,
             checkpoint_interval
