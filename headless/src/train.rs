@@ -756,10 +756,10 @@ impl<'a> Trainer<'a> {
                 self.cfg.envs
             );
         }
+        let (o, a) = (pending.obs_dim(), pending.action_dim());
         let mut start = 0;
         for (episode, len) in self.pending.iter_mut().zip(lengths) {
             let rows = start..start + len;
-            let (o, a) = (pending.obs_dim(), pending.action_dim());
             episode.extend_from_arrays(
                 &pending.observations[rows.start * o..rows.end * o],
                 &pending.actions[rows.start * a..rows.end * a],
@@ -780,49 +780,60 @@ impl<'a> Trainer<'a> {
         })?;
         self.sampler.set_word_pos(pos);
         if self.state.online_step > 0 && !self.state.env_episode_word_pos.is_empty() {
-            let word_pos = self
-                .state
-                .env_episode_word_pos
-                .iter()
-                .map(|p| p.parse::<u128>())
-                .collect::<Result<Vec<_>, _>>()
-                .ok()
-                .filter(|p| p.len() == self.cfg.envs)
-                .with_context(|| {
-                    format!(
-                        "{}: env_episode_word_pos {:?} must be {} whole numbers, one per env",
-                        state_path.display(),
-                        self.state.env_episode_word_pos,
-                        self.cfg.envs
-                    )
-                })?;
-            let queued: Vec<f32> = Vec::try_from(
-                tensors
-                    .get("queues/actions")
-                    .with_context(|| {
-                        format!("{}: tensor queues/actions missing", replay_path.display())
-                    })?
-                    .flatten(0, -1),
-            )?;
-            let rows = queued.len() / self.replay.action_dim();
-            let queued_counts = read_counts(&tensors, "queues/lengths", rows, &replay_path)?;
-            if queued_counts.len() != self.cfg.envs {
-                bail!(
-                    "{}: tensor queues/lengths lists {} envs, but the run has {}",
-                    replay_path.display(),
-                    queued_counts.len(),
-                    self.cfg.envs
-                );
-            }
-            self.resumed_envs = Some(ResumedEnvs {
-                word_pos,
-                queued,
-                queued_counts,
-            });
+            self.resumed_envs =
+                Some(self.read_resumed_envs(&tensors, &state_path, &replay_path)?);
         }
         self.wall_before = self.state.wall_seconds;
         self.run.truncate_metrics_after(self.total_step())?;
         Ok(())
+    }
+
+    /// The checkpoint's record of the online envs (`state.json`'s stream positions, the queued actions).
+    fn read_resumed_envs(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        state_path: &Path,
+        replay_path: &Path,
+    ) -> anyhow::Result<ResumedEnvs> {
+        let word_pos = self
+            .state
+            .env_episode_word_pos
+            .iter()
+            .map(|p| p.parse::<u128>())
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|p| p.len() == self.cfg.envs)
+            .with_context(|| {
+                format!(
+                    "{}: env_episode_word_pos {:?} must be {} whole numbers, one per env",
+                    state_path.display(),
+                    self.state.env_episode_word_pos,
+                    self.cfg.envs
+                )
+            })?;
+        let queued: Vec<f32> = Vec::try_from(
+            tensors
+                .get("queues/actions")
+                .with_context(|| {
+                    format!("{}: tensor queues/actions missing", replay_path.display())
+                })?
+                .flatten(0, -1),
+        )?;
+        let rows = queued.len() / self.replay.action_dim();
+        let queued_counts = read_counts(tensors, "queues/lengths", rows, replay_path)?;
+        if queued_counts.len() != self.cfg.envs {
+            bail!(
+                "{}: tensor queues/lengths lists {} envs, but the run has {}",
+                replay_path.display(),
+                queued_counts.len(),
+                self.cfg.envs
+            );
+        }
+        Ok(ResumedEnvs {
+            word_pos,
+            queued,
+            queued_counts,
+        })
     }
 
     fn finish(mut self) -> anyhow::Result<TrainSummary> {
