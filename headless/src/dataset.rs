@@ -199,6 +199,9 @@ impl Dataset {
     }
 }
 
+/// The arrays a dataset is read from (other keys, like `qpos`, are left alone).
+const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards", "masks"];
+
 /// Refuses an array whose `.npy` header claims more data than its archive entry can hold: the reader allocates
 /// what the header claims before reading, so a damaged header would otherwise abort the process.
 fn check_claimed_sizes(bytes: &[u8], file: &str) -> anyhow::Result<()> {
@@ -211,6 +214,9 @@ fn check_claimed_sizes(bytes: &[u8], file: &str) -> anyhow::Result<()> {
             .by_index(index)
             .with_context(|| format!("dataset {file}: reading the archive index"))?;
         let key = entry.name().trim_end_matches(".npy").to_string();
+        if !LOADED_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         let room = entry
             .size()
             .min(entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO));
@@ -272,7 +278,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
-    for key in ["observations", "actions", "terminals", "rewards", "masks"] {
+    for key in LOADED_KEYS {
         // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks.
         let extra = if matches!(key, "rewards" | "masks") {
             "; `qamlab collect` writes it beside OGBench's keys"
