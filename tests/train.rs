@@ -150,13 +150,9 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     // and evaluations, bit for bit (the envs are put back into their episodes in progress).
     let straight = dir.path().join("straight");
     run_ok(&mut train_cmd(&config, &dataset, &straight));
-    let latest = |run: &Path| {
-        let name = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-        run.join("checkpoints").join(name.trim())
-    };
     for file in ["agent.safetensors", "replay.safetensors"] {
         let sorted = |run: &Path| {
-            let (mut tensors, _) = read_tensors(&latest(run).join(file)).unwrap();
+            let (mut tensors, _) = read_tensors(&latest_checkpoint(run).join(file)).unwrap();
             tensors.sort_by(|a, b| a.0.cmp(&b.0));
             tensors
         };
@@ -204,37 +200,63 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
 }
 
+/// A copy of `run` at `scratch/name` whose latest checkpoint's `state.json` went through `edit`.
+fn copy_editing_state(
+    run: &Path,
+    scratch: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let copy = scratch.join(name);
+    copy_dir(run, &copy);
+    let path = latest_checkpoint(&copy).join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut state);
+    std::fs::write(&path, state.to_string()).unwrap();
+    copy
+}
+
+/// A copy of `run` at `scratch/name` whose latest checkpoint's replay tensor `tensor` went through `edit`.
+fn copy_editing_replay(
+    run: &Path,
+    scratch: &Path,
+    name: &str,
+    tensor: &str,
+    edit: impl Fn(tch::Tensor) -> tch::Tensor,
+) -> PathBuf {
+    let copy = scratch.join(name);
+    copy_dir(run, &copy);
+    let path = latest_checkpoint(&copy).join("replay.safetensors");
+    let (tensors, meta) = read_tensors(&path).unwrap();
+    let tensors: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(n, t)| if n == tensor { (n, edit(t)) } else { (n, t) })
+        .collect();
+    write_tensors(&path, &tensors, meta).unwrap();
+    copy
+}
+
+fn latest_checkpoint(run: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    run.join("checkpoints").join(name.trim())
+}
+
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
 /// the file and the value, rather than panicking or quietly resuming another run.
 fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
-    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    let checkpoint = |copy: &Path| copy.join("checkpoints").join(latest.trim());
-
-    let copy = scratch.join("damaged-state");
-    copy_dir(run, &copy);
-    let state_path = checkpoint(&copy).join("state.json");
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state["sampler_word_pos"] = "12x".into();
-    std::fs::write(&state_path, state.to_string()).unwrap();
+    let copy = copy_editing_state(run, scratch, "damaged-state", |state| {
+        state["sampler_word_pos"] = "12x".into();
+    });
     let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
     assert!(
         err.contains("state.json") && err.contains("sampler_word_pos \"12x\""),
         "{err}"
     );
 
-    let copy = scratch.join("damaged-replay");
-    copy_dir(run, &copy);
-    let replay_path = checkpoint(&copy).join("replay.safetensors");
-    let (tensors, meta) = read_tensors(&replay_path).unwrap();
-    let tensors: Vec<(String, tch::Tensor)> = tensors
-        .into_iter()
-        .map(|(name, t)| match name.as_str() {
-            "pending/lengths" => (name, tch::Tensor::from_slice(&[-1i64])),
-            _ => (name, t),
-        })
-        .collect();
-    write_tensors(&replay_path, &tensors, meta).unwrap();
+    let copy = copy_editing_replay(run, scratch, "damaged-replay", "pending/lengths", |_| {
+        tch::Tensor::from_slice(&[-1i64])
+    });
     let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
     assert!(
         err.contains("replay.safetensors") && err.contains("pending/lengths [-1]"),
@@ -246,19 +268,12 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
 /// versions wrote; a recorded observation the replay does not reach, as on a machine whose physics rounds
 /// otherwise): `--resume` says why, ends the episodes in progress at the checkpoint, and finishes the run.
 fn episodes_that_cannot_be_replayed_end_at_the_checkpoint(run: &Path, scratch: &Path) {
-    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    let checkpoint = |copy: &Path| copy.join("checkpoints").join(latest.trim());
-
-    let copy = scratch.join("older");
-    copy_dir(run, &copy);
-    let state_path = checkpoint(&copy).join("state.json");
-    let mut state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state
-        .as_object_mut()
-        .unwrap()
-        .remove("env_episode_word_pos");
-    std::fs::write(&state_path, state.to_string()).unwrap();
+    let copy = copy_editing_state(run, scratch, "older", |state| {
+        state
+            .as_object_mut()
+            .unwrap()
+            .remove("env_episode_word_pos");
+    });
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -268,22 +283,18 @@ fn episodes_that_cannot_be_replayed_end_at_the_checkpoint(run: &Path, scratch: &
     );
     assert!(copy.join("summary.json").exists());
 
-    let copy = scratch.join("other-physics");
-    copy_dir(run, &copy);
-    let replay_path = checkpoint(&copy).join("replay.safetensors");
-    let (tensors, meta) = read_tensors(&replay_path).unwrap();
     // Killed just as every env began an episode, there is nothing to replay (nor to check).
+    let (tensors, _) = read_tensors(&latest_checkpoint(run).join("replay.safetensors")).unwrap();
     let in_progress = tensors
         .iter()
         .any(|(name, t)| name == "pending/lengths" && t.sum(tch::Kind::Int64).int64_value(&[]) > 0);
-    let tensors: Vec<(String, tch::Tensor)> = tensors
-        .into_iter()
-        .map(|(name, t)| match name.as_str() {
-            "pending/next_observations" => (name, t + 1e-3),
-            _ => (name, t),
-        })
-        .collect();
-    write_tensors(&replay_path, &tensors, meta).unwrap();
+    let copy = copy_editing_replay(
+        run,
+        scratch,
+        "other-physics",
+        "pending/next_observations",
+        |t| t + 1e-3,
+    );
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warned = stderr.contains("did not reach the observation its checkpoint recorded")
@@ -608,13 +619,8 @@ fn sparse_rewards_pay_only_for_complete_success() {
                 .arg("--out")
                 .arg(&run),
         );
-        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-        let (tensors, _) = read_tensors(
-            &run.join("checkpoints")
-                .join(latest.trim())
-                .join("replay.safetensors"),
-        )
-        .unwrap();
+        let (tensors, _) =
+            read_tensors(&latest_checkpoint(&run).join("replay.safetensors")).unwrap();
         let mut rewards = Vec::new();
         for (name, t) in tensors {
             if name.ends_with("/rewards") {
