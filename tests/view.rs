@@ -1,6 +1,7 @@
 //! The window, for real: under Xvfb with software Vulkan (mesa's lavapipe), `qamlab view` opens a window on
-//! cube-single with the oracle acting, renders 40 frames and saves a screenshot. The PNG must show the scene:
-//! not one flat colour, with the table's and the robot's colours in it.
+//! cube-single with the oracle acting and saves a screenshot after its first frame: it waits until the 3D view
+//! shows something (the first frames, before the pipelines compile, show only the clear colour). The PNG must
+//! show the scene: not one flat colour, with the table's and the robot's colours in it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -57,7 +58,7 @@ fn screenshot(dir: &Path) -> PathBuf {
             "--policy",
             "oracle",
             "--frames",
-            "40",
+            "1",
             "--screenshot",
         ])
         .arg(&png)

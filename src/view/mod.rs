@@ -104,6 +104,12 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
              or without a screen under `xvfb-run -a qamlab view ...`"
         );
     }
+    if let Some(path) = args.screenshot.as_ref().filter(|p| p.is_dir()) {
+        anyhow::bail!(
+            "--screenshot {}: that is a directory; give the PNG file to write",
+            path.display()
+        );
+    }
     let task = qamlab_tasks::load_task(&args.task)
         .with_context(|| format!("loading task `{}`", args.task))?;
     let watch = hot_reload::scene_file_to_watch(&args.task, &task);
@@ -174,7 +180,9 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     let exit = app.run();
 
     if let Some(trainer) = trainer {
-        eprintln!("view: window closed, stopping training (it checkpoints first)...");
+        if trainer.is_running() {
+            eprintln!("view: window closed, stopping training (it checkpoints first)...");
+        }
         trainer.stop_and_join()?;
     }
     match exit {

@@ -4,11 +4,15 @@
 use std::path::PathBuf;
 
 use bevy::diagnostic::FrameCount;
+use bevy::image::TextureFormatPixelInfo;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 
 /// Frames to wait for a requested screenshot before giving up.
 const PATIENCE_FRAMES: u32 = 600;
+/// Further frames to try while captures show an empty 3D view (the first frames, before the render pipelines are
+/// compiled, show only the clear colour there).
+const BLANK_RETRIES: u32 = 240;
 
 /// Saves one screenshot of the primary window, then exits.
 pub struct ScreenshotPlugin {
@@ -18,48 +22,98 @@ pub struct ScreenshotPlugin {
     pub frames: u32,
 }
 
-/// The screenshot to take.
+/// The screenshot to take, and how far it got.
 #[derive(Resource, Debug, Clone)]
 struct ScreenshotRequest {
     path: PathBuf,
-    frames: u32,
+    /// Frame at which to capture next.
+    due: u32,
+    /// Whether a capture is on its way.
+    in_flight: bool,
+    /// Captures that came back with an empty 3D view so far.
+    blank: u32,
 }
 
 impl Plugin for ScreenshotPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(ScreenshotRequest {
             path: self.path.clone(),
-            frames: self.frames,
+            due: self.frames,
+            in_flight: false,
+            blank: 0,
         })
         .add_systems(Last, take_screenshot);
     }
 }
 
-/// Requests the screenshot at the chosen frame; exits with an error if it has not arrived long after.
+/// Requests the screenshot at the due frame; exits with an error if it has not arrived long after.
 fn take_screenshot(
     mut commands: Commands,
     frame: Res<FrameCount>,
-    request: Res<ScreenshotRequest>,
+    mut request: ResMut<ScreenshotRequest>,
     mut exit: MessageWriter<AppExit>,
 ) {
-    if frame.0 == request.frames {
-        let path = request.path.clone();
-        commands.spawn(Screenshot::primary_window()).observe(move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>| {
-            match save_png(&captured.image, &path) {
-                Ok(()) => {
-                    eprintln!("view: screenshot saved to {}", path.display());
-                    exit.write(AppExit::Success);
-                }
-                Err(err) => {
-                    eprintln!("error: saving the screenshot to {}: {err:#}", path.display());
-                    exit.write(AppExit::error());
-                }
-            }
-        });
-    } else if frame.0 == request.frames + PATIENCE_FRAMES {
+    if frame.0 >= request.due && !request.in_flight {
+        request.in_flight = true;
+        commands
+            .spawn(Screenshot::primary_window())
+            .observe(on_captured);
+    } else if frame.0 == request.due.saturating_add(PATIENCE_FRAMES) {
         eprintln!("error: no screenshot arrived {PATIENCE_FRAMES} frames after it was requested");
         exit.write(AppExit::error());
     }
+}
+
+/// Saves a capture and exits, or asks for the next frame's while the 3D view is still empty.
+fn on_captured(
+    captured: On<ScreenshotCaptured>,
+    frame: Res<FrameCount>,
+    mut request: ResMut<ScreenshotRequest>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    request.in_flight = false;
+    if is_blank(&captured.image) {
+        if request.blank < BLANK_RETRIES {
+            request.blank += 1;
+            request.due = frame.0 + 1;
+            return;
+        }
+        eprintln!(
+            "warning: the 3D view was still a single colour {BLANK_RETRIES} frames after the screenshot was due; \
+             saving it anyway"
+        );
+    }
+    // Saved once: no further captures, and no patience check.
+    request.due = u32::MAX;
+    let path = &request.path;
+    match save_png(&captured.image, path) {
+        Ok(()) => {
+            eprintln!("view: screenshot saved to {}", path.display());
+            exit.write(AppExit::Success);
+        }
+        Err(err) => {
+            eprintln!(
+                "error: saving the screenshot to {}: {err:#}",
+                path.display()
+            );
+            exit.write(AppExit::error());
+        }
+    }
+}
+
+/// Whether the 3D view of the capture (the window right of the panel) is a single colour: nothing drawn yet.
+fn is_blank(image: &Image) -> bool {
+    let Some(data) = image.data.as_deref() else {
+        return true;
+    };
+    let size = image.texture_descriptor.format.pixel_size().unwrap_or(4);
+    let width = image.width() as usize;
+    // The panel takes about a quarter of the default 1280-pixel window.
+    let from = width * 3 / 10;
+    let mut pixels = data
+        .chunks_exact(width * size)
+        .flat_map(|row| row[from * size..].chunks_exact(size));
+    pixels.next().is_none_or(|first| pixels.all(|p| p == first))
 }
 
 /// Writes the captured image as an RGB PNG (atomically: a crash leaves no half-written file under the name).
