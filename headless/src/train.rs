@@ -89,6 +89,11 @@ pub trait TrainObserver: Send {
     fn on_eval(&mut self, _point: &EvalPoint) {}
     /// New weights are available (called every log interval); copy what you need.
     fn on_weights(&mut self, _step: u64, _agent: &Agent) {}
+    /// Training has ended (finished or stopped): the final weights, which a watcher that skips some of
+    /// `on_weights` must not skip.
+    fn on_final_weights(&mut self, step: u64, agent: &Agent) {
+        self.on_weights(step, agent);
+    }
     /// Whether the run should stop now.
     fn should_stop(&self) -> bool {
         false
@@ -174,6 +179,10 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     }
     trainer.observer = opts.observer;
     trainer.run()?;
+    let step = trainer.total_step();
+    if let Some(observer) = trainer.observer.as_mut() {
+        observer.on_final_weights(step, &trainer.agent);
+    }
     trainer.finish()
 }
 
@@ -1021,4 +1030,75 @@ fn restore_store(
         )
         .with_context(|| format!("{}: {prefix} transitions", path.display()))?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Records the step of the final weights; asks to stop after `stop_after_logs` logs, if given.
+    struct FinalWeights {
+        step: Arc<Mutex<Option<u64>>>,
+        logs: usize,
+        stop_after_logs: Option<usize>,
+    }
+
+    impl TrainObserver for FinalWeights {
+        fn on_log(&mut self, _step: u64, _row: &serde_json::Value) {
+            self.logs += 1;
+        }
+        fn on_final_weights(&mut self, step: u64, _agent: &Agent) {
+            *self.step.lock().unwrap() = Some(step);
+        }
+        fn should_stop(&self) -> bool {
+            self.stop_after_logs.is_some_and(|n| self.logs >= n)
+        }
+    }
+
+    /// Runs a tiny online-only run; returns the final weights' step and the run's latest checkpoint.
+    fn run(stop_after_logs: Option<usize>) -> (Option<u64>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = TrainConfig {
+            offline_steps: 0,
+            online_steps: 30,
+            envs: 2,
+            start_training: 10,
+            eval_interval: 100,
+            eval_episodes: 1,
+            eval_envs: 1,
+            checkpoint_interval: 100,
+            log_interval: 4,
+            device: crate::DeviceChoice::Cpu,
+            ..TrainConfig::default()
+        };
+        config.agent.batch_size = 4;
+        config.agent.actor_hidden_dims = vec![8];
+        config.agent.value_hidden_dims = vec![8];
+        config.agent.num_qs = 2;
+        let step = Arc::new(Mutex::new(None));
+        let out = dir.path().join("run");
+        train(TrainOptions {
+            config,
+            out: out.clone(),
+            resume: false,
+            progress: false,
+            observer: Some(Box::new(FinalWeights {
+                step: step.clone(),
+                logs: 0,
+                stop_after_logs,
+            })),
+        })
+        .unwrap();
+        let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+        let step = *step.lock().unwrap();
+        (step, latest)
+    }
+
+    #[test]
+    fn a_watcher_gets_the_final_weights_whether_the_run_finishes_or_stops() {
+        assert_eq!(run(None), (Some(30), "step-30".into()));
+        // Stopped after its second log (online step 8): the weights and the checkpoint of that step.
+        assert_eq!(run(Some(2)), (Some(8), "step-8".into()));
+    }
 }

@@ -86,6 +86,19 @@ impl ActingPolicy {
             let path = agent_file(given)?;
             let agent = Agent::load(&path, tch::Device::Cpu)
                 .with_context(|| format!("loading the checkpoint {}", path.display()))?;
+            // A later edit of the scene may still change its sizes; then the window falls back to another policy.
+            if (agent.obs_dim(), agent.action_dim()) != (spec.obs_dim, spec.action_dim) {
+                anyhow::bail!(
+                    "--checkpoint {}: its agent takes {} observations and gives {} actions, but task {} has {} and \
+                     {}: it was trained on another task",
+                    path.display(),
+                    agent.obs_dim(),
+                    agent.action_dim(),
+                    spec.task,
+                    spec.obs_dim,
+                    spec.action_dim
+                );
+            }
             Some(ActingAgent::new(
                 agent,
                 usize::from(args.envs),

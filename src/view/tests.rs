@@ -163,3 +163,86 @@ fn seeds_at_the_top_of_the_range_wrap() {
     run_steps(&mut window, 5);
     assert!(window.world().resource::<ActingPolicy>().error.is_none());
 }
+
+#[test]
+fn a_checkpoint_of_another_task_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = qamlab_agent::AgentConfig {
+        batch_size: 4,
+        actor_hidden_dims: vec![8],
+        value_hidden_dims: vec![8],
+        num_qs: 2,
+        ..qamlab_agent::AgentConfig::default()
+    };
+    let path = dir.path().join("agent.safetensors");
+    qamlab_agent::Agent::new(config, 3, 2, tch::Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let args = Cli::parse_from(["view", "--checkpoint", path.to_str().unwrap()]).view;
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let spec = EnvSpec::new(&task.scene, 200);
+    let err = ActingPolicy::from_args(&args, &spec)
+        .err()
+        .expect("a 3-observation agent cannot act in cube-single")
+        .to_string();
+    assert!(
+        err.contains("takes 3 observations and gives 2 actions, but task cube-single has 28 and 5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn training_that_cannot_start_is_refused_or_fails_the_command() {
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let spec = EnvSpec::new(&task.scene, 200);
+    let dir = tempfile::tempdir().unwrap();
+    // A run directory that holds something: refused before the window opens.
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(&used).unwrap();
+    std::fs::write(used.join("notes.txt"), "").unwrap();
+    let args = Cli::parse_from(["view", "--train", "--out", used.to_str().unwrap()]).view;
+    let err = super::training::start(&args, &spec)
+        .err()
+        .expect("the run directory is in use")
+        .to_string();
+    assert!(err.contains("used"), "{err}");
+    // A dataset of another task fails the training thread: the window's command ends with that error.
+    let dataset = dir.path().join("small.npz");
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&dataset).unwrap());
+    npz.add_array("observations", &ndarray::Array2::<f32>::zeros((3, 4)))
+        .unwrap();
+    npz.add_array("actions", &ndarray::Array2::<f32>::zeros((3, 5)))
+        .unwrap();
+    npz.add_array(
+        "terminals",
+        &ndarray::Array1::from(vec![false, false, true]),
+    )
+    .unwrap();
+    npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(3))
+        .unwrap();
+    npz.add_array("masks", &ndarray::Array1::<f32>::ones(3))
+        .unwrap();
+    npz.finish().unwrap();
+    let out = dir.path().join("run");
+    let args = Cli::parse_from([
+        "view",
+        "--train",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .view;
+    let (handle, _link) = super::training::start(&args, &spec).unwrap();
+    while handle.is_running() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = handle.stop_and_join().unwrap_err().to_string();
+    assert!(
+        err.starts_with("training failed: dataset") && err.contains("4-D"),
+        "{err}"
+    );
+}

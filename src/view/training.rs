@@ -133,6 +133,11 @@ impl TrainObserver for ViewObserver {
         let _ = self.events.send(TrainEvent::Weights(step, weights));
     }
 
+    fn on_final_weights(&mut self, step: u64, agent: &Agent) {
+        self.last_weights = None;
+        self.on_weights(step, agent);
+    }
+
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -141,16 +146,22 @@ impl TrainObserver for ViewObserver {
 /// The training thread, for `run` to stop when the window closes.
 pub struct TrainerHandle {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<Result<(), String>>,
 }
 
 impl TrainerHandle {
-    /// Asks the trainer to stop (it checkpoints and finishes) and waits for it.
+    /// Whether training is still going.
+    pub fn is_running(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// Asks the trainer to stop (it checkpoints and finishes), waits for it, and passes on how training ended.
     pub fn stop_and_join(self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .join()
-            .map_err(|_| anyhow::anyhow!("the training thread panicked"))
+            .map_err(|_| anyhow::anyhow!("the training thread panicked"))?
+            .map_err(|e| anyhow::anyhow!("training failed: {e}"))
     }
 }
 
@@ -170,6 +181,8 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
             .map_or(0, |d| d.as_secs());
         PathBuf::from("runs").join(format!("view-{}-{now}", spec.task))
     });
+    // Refused here, before the window opens, like the other flags' mistakes.
+    RunDir::new(&out).check_unused()?;
     let (events, receiver) = channel();
     let stop = Arc::new(AtomicBool::new(false));
     let observer = ViewObserver {
@@ -188,7 +201,9 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
         .name("qamlab-train".into())
         .spawn(move || {
             let result = qamlab_headless::train(options).map_err(|e| format!("{e:#}"));
+            let ended = result.as_ref().map(|_| ()).map_err(Clone::clone);
             let _ = events.send(TrainEvent::Finished(result));
+            ended
         })
         .context("starting the training thread")?;
     Ok((
