@@ -96,18 +96,7 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
         out.extension().is_some_and(|e| e == "npz"),
         "collect: --out {shown}: datasets are written as .npz (OGBench's layout); give a file name ending in .npz"
     );
-    // The folders are created on writing; a file standing where one of them goes would fail only then.
-    if let Some(file) = out
-        .ancestors()
-        .skip(1)
-        .find(|a| !a.as_os_str().is_empty() && a.exists() && !a.is_dir())
-    {
-        anyhow::bail!(
-            "collect: --out {shown}: {} is a file, so the folder for the dataset cannot be made",
-            file.display()
-        );
-    }
-    Ok(())
+    crate::files::check_writable(out, "collect: --out")
 }
 
 /// Collects `opts.episodes` oracle episodes and writes them to `opts.out`.

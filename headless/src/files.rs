@@ -37,6 +37,35 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomically(path, |f| Ok(f.write_all(bytes)?))
 }
 
+/// Checks, before any work, that `path` can be written: no file stands where one of its folders must go, and
+/// the nearest folder that exists takes new files. `what` (a flag, say) starts the error.
+pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
+    let shown = path.display();
+    let nearest = path
+        .ancestors()
+        .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    anyhow::ensure!(
+        nearest.is_dir(),
+        "{what} {shown}: {} is a file, so the folder for it cannot be made",
+        nearest.display()
+    );
+    // The folders below `nearest` are created on writing; what can be created in it can be created there.
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(nearest)
+        .with_context(|| format!("{what} {shown}: cannot write in {}", nearest.display()))?;
+    Ok(())
+}
+
 /// The directory a file lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -48,6 +77,30 @@ pub fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writable_paths_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        // Folders to be made under a writable one: fine, and the probe leaves nothing behind.
+        check_writable(&dir.path().join("a/b/out.npz"), "--out").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A file where a folder must go.
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "").unwrap();
+        let err = check_writable(&file.join("x.gif"), "--video").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("notes.txt is a file, so the folder for it cannot be made"),
+            "{err}"
+        );
+        // A folder that takes no new files, even from root.
+        let err = check_writable(Path::new("/proc/qamlab/out.png"), "--out").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--out /proc/qamlab/out.png: cannot write in /proc"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn failed_write_leaves_the_old_file_and_no_temporary() {

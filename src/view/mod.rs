@@ -104,11 +104,13 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
              or without a screen under `xvfb-run -a qamlab view ...`"
         );
     }
-    if let Some(path) = args.screenshot.as_ref().filter(|p| p.is_dir()) {
-        anyhow::bail!(
+    if let Some(path) = &args.screenshot {
+        anyhow::ensure!(
+            !path.is_dir(),
             "--screenshot {}: that is a directory; give the PNG file to write",
             path.display()
         );
+        qamlab_headless::files::check_writable(path, "--screenshot")?;
     }
     let task = qamlab_tasks::load_task(&args.task)
         .with_context(|| format!("loading task `{}`", args.task))?;

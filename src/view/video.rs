@@ -361,6 +361,17 @@ pub enum VideoOutput {
 impl VideoOutput {
     /// A path ending in `.gif` is a GIF; an existing directory, or a path ending in `/`, holds PNG frames.
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
+        let out = Self::from_path_unchecked(path)?;
+        // The first file the video writes shows whether it can be written at all.
+        let first = match &out {
+            Self::Gif(file) => file.clone(),
+            Self::Frames(dir) => dir.join("frame-0000.png"),
+        };
+        qamlab_headless::files::check_writable(&first, "--video")?;
+        Ok(out)
+    }
+
+    fn from_path_unchecked(path: &Path) -> anyhow::Result<Self> {
         let text = path.to_string_lossy();
         if path.is_dir() || text.ends_with('/') {
             // Frames replace an earlier video's; anything else there is someone's and stays untouched.
@@ -618,6 +629,13 @@ mod tests {
         );
         let err = VideoOutput::from_path(Path::new("clip.mp4")).unwrap_err();
         assert!(err.to_string().contains("`.gif`"), "{err}");
+        // Under a file, checked before any episode is rendered.
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "").unwrap();
+        for under in [file.join("v.gif"), file.join("frames/")] {
+            let err = VideoOutput::from_path(&under).unwrap_err().to_string();
+            assert!(err.contains("notes.txt is a file"), "{err}");
+        }
     }
 
     #[test]
