@@ -250,10 +250,46 @@ impl RunDir {
         write_bytes_atomically(&self.metrics(), kept.as_bytes())
     }
 
+    /// Reads `eval.csv`: its header, then one evaluation a line (blank lines are skipped). A line that does not
+    /// parse is an error naming the file and the line.
+    pub fn read_evals(&self) -> anyhow::Result<Vec<EvalPoint>> {
+        let path = self.evals();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = text.lines().map(str::trim_end).enumerate();
+        let header = lines.next().map_or("", |(_, l)| l);
+        anyhow::ensure!(
+            header == EVALS_HEADER,
+            "{}: line 1: expected the header {EVALS_HEADER}, got {header:?}",
+            path.display()
+        );
+        lines
+            .filter(|(_, line)| !line.is_empty())
+            .map(|(i, line)| {
+                let bad = || {
+                    format!(
+                        "{}: line {}: expected {EVALS_HEADER}",
+                        path.display(),
+                        i + 1
+                    )
+                };
+                let f: Vec<&str> = line.split(',').collect();
+                anyhow::ensure!(f.len() == 5, bad());
+                Ok(EvalPoint {
+                    step: f[0].parse().with_context(bad)?,
+                    phase: f[1].to_string(),
+                    success_rate: f[2].parse().with_context(bad)?,
+                    mean_return: f[3].parse().with_context(bad)?,
+                    episodes: f[4].parse().with_context(bad)?,
+                })
+            })
+            .collect()
+    }
+
     /// Rewrites `eval.csv` from all evaluations so far.
     pub fn write_evals(&self, evals: &[EvalPoint]) -> anyhow::Result<()> {
         write_atomically(&self.evals(), |f| {
-            writeln!(f, "step,phase,success_rate,mean_return,episodes")?;
+            writeln!(f, "{EVALS_HEADER}")?;
             for e in evals {
                 writeln!(
                     f,
@@ -265,6 +301,9 @@ impl RunDir {
         })
     }
 }
+
+/// The columns of `eval.csv`.
+const EVALS_HEADER: &str = "step,phase,success_rate,mean_return,episodes";
 
 /// `key = checkpoint's (config: run's)` for each agent setting in which two configs differ.
 fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
@@ -284,6 +323,31 @@ fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evaluations_read_back_and_a_file_without_its_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let point = EvalPoint {
+            step: 20,
+            phase: "offline".into(),
+            success_rate: 0.5,
+            mean_return: -120.0,
+            episodes: 2,
+        };
+        run.write_evals(std::slice::from_ref(&point)).unwrap();
+        // A blank line at the end (an editor's) is no evaluation.
+        let text = std::fs::read_to_string(run.evals()).unwrap();
+        std::fs::write(run.evals(), format!("{text}\n")).unwrap();
+        assert_eq!(run.read_evals().unwrap(), vec![point]);
+        // Without its header the first evaluation would be taken for one.
+        std::fs::write(run.evals(), "20,offline,0,-200,2\n").unwrap();
+        let err = run.read_evals().unwrap_err().to_string();
+        assert!(
+            err.contains("line 1: expected the header step,phase,"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_run_without_a_checkpoint_yet_says_so() {

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use qamlab_headless::plot::{EvalPoint, draw_learning_curves};
 use qamlab_headless::run_dir::RunDir;
 
@@ -31,6 +30,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         "--out {}: the chart is written as PNG; give a .png file name",
         args.out.display()
     );
+    qamlab_headless::files::check_writable(&args.out, "--out")?;
     let mut curves = Vec::new();
     let mut offline_steps = 0;
     let mut tasks: Vec<String> = Vec::new();
@@ -47,7 +47,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
             cfg.agent.kind.as_str(),
             dir.file_name().and_then(|n| n.to_str()).unwrap_or("run")
         );
-        let evals = read_evals(&run.evals())?;
+        let evals = run.read_evals()?;
         anyhow::ensure!(
             !evals.is_empty(),
             "{} has no evaluation yet: nothing to plot",
@@ -64,32 +64,4 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     draw_learning_curves(&args.out, &title, &series, offline_steps)?;
     println!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Parses a run's `eval.csv` (step, phase, success_rate, mean_return, episodes).
-fn read_evals(path: &std::path::Path) -> anyhow::Result<Vec<EvalPoint>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .skip(1)
-        .enumerate()
-        .map(|(i, line)| {
-            let f: Vec<&str> = line.split(',').collect();
-            let bad = || {
-                format!(
-                    "{}: line {}: expected step,phase,success_rate,mean_return,episodes",
-                    path.display(),
-                    i + 2
-                )
-            };
-            anyhow::ensure!(f.len() == 5, bad());
-            Ok(EvalPoint {
-                step: f[0].parse().with_context(bad)?,
-                phase: f[1].to_string(),
-                success_rate: f[2].parse().with_context(bad)?,
-                mean_return: f[3].parse().with_context(bad)?,
-                episodes: f[4].parse().with_context(bad)?,
-            })
-        })
-        .collect()
 }

@@ -315,25 +315,7 @@ impl TrainingCurves {
                 self.add_row(step, &row);
             }
         }
-        for line in std::fs::read_to_string(run.evals())
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-        {
-            let fields: Vec<&str> = line.split(',').collect();
-            if let [step, phase, success, ret, episodes] = fields[..]
-                && let (Ok(step), Ok(success_rate), Ok(mean_return), Ok(episodes)) =
-                    (step.parse(), success.parse(), ret.parse(), episodes.parse())
-            {
-                self.evals.push(EvalPoint {
-                    step,
-                    phase: phase.into(),
-                    success_rate,
-                    mean_return,
-                    episodes,
-                });
-            }
-        }
+        self.evals.extend(run.read_evals().unwrap_or_default());
     }
 }
 
