@@ -253,13 +253,20 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
     );
     println!("| policy | envs | env steps/s (wall) | env steps per CPU-second |");
     println!("|---|---|---|---|");
-    for row in qamlab_tasks::bench::bench_sim(&task, &args.envs, args.steps)? {
+    let rows = qamlab_tasks::bench::bench_sim(&task, &args.envs, args.steps)?;
+    for row in &rows {
         let per_cpu = row
             .env_steps_per_cpu_sec
             .map_or("-".into(), |v| format!("{v:.0}"));
         println!(
             "| {} | {} | {:.0} | {per_cpu} |",
             row.policy, row.envs, row.env_steps_per_sec
+        );
+    }
+    if rows.iter().any(|r| r.env_steps_per_cpu_sec.is_none()) {
+        println!(
+            "(-: the row took under {} CPU-seconds, too little for /proc's 10 ms ticks; raise --steps)",
+            qamlab_tasks::bench::MIN_CPU_SECONDS
         );
     }
     Ok(())

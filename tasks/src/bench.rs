@@ -24,9 +24,14 @@ pub struct SimBenchRow {
     pub env_steps_per_sec: f64,
     /// CPU time the process spent (all threads), seconds; `None` where `/proc` is unavailable.
     pub cpu_seconds: Option<f64>,
-    /// Env steps per CPU-second: throughput per core, robust to other load on the machine.
+    /// Env steps per CPU-second: throughput per core, robust to other load on the machine. `None` below
+    /// [`MIN_CPU_SECONDS`].
     pub env_steps_per_cpu_sec: Option<f64>,
 }
+
+/// Least CPU time a row must take for its per-CPU-second figure: `/proc` counts in 10 ms ticks, so shorter rows
+/// would be off by more than 2 %.
+pub const MIN_CPU_SECONDS: f64 = 0.5;
 
 /// CPU time of this process so far (user + system, all threads), from `/proc/self/stat` (Linux).
 pub fn process_cpu_seconds() -> Option<f64> {
@@ -109,6 +114,8 @@ fn row(
         seconds,
         env_steps_per_sec: env_steps / seconds.max(1e-9),
         cpu_seconds,
-        env_steps_per_cpu_sec: cpu_seconds.filter(|&c| c > 0.0).map(|c| env_steps / c),
+        env_steps_per_cpu_sec: cpu_seconds
+            .filter(|&c| c >= MIN_CPU_SECONDS)
+            .map(|c| env_steps / c),
     }
 }
