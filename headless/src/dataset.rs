@@ -202,13 +202,18 @@ impl Dataset {
 /// The arrays a dataset is read from (other keys, like `qpos`, are left alone).
 const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards", "masks"];
 
-/// Refuses an array whose `.npy` header claims more data than its archive entry can hold: the reader allocates
-/// what the header claims before reading, so a damaged header would otherwise abort the process.
-fn check_claimed_sizes(bytes: &[u8], file: &str) -> anyhow::Result<()> {
+/// The shapes the `.npy` headers of the loaded arrays claim, read without reading the arrays. Refuses a header
+/// that claims more data than its archive entry can hold: the reader allocates what the header claims before
+/// reading, so a damaged header would otherwise abort the process.
+fn array_shapes(
+    archive: impl Read + std::io::Seek,
+    file: &str,
+) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
     // Deflate expands at most about 1032:1; a stored entry holds what its size says.
     const MAX_DEFLATE_RATIO: u64 = 1032;
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+    let mut archive = zip::ZipArchive::new(archive)
         .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    let mut shapes = Vec::new();
     for index in 0..archive.len() {
         let mut entry = archive
             .by_index(index)
@@ -249,8 +254,28 @@ fn check_claimed_sizes(bytes: &[u8], file: &str) -> anyhow::Result<()> {
             "dataset {file}: key `{key}`: its header claims shape {shape:?}, more values than the {room} bytes \
              its archive entry holds: the file is damaged"
         );
+        shapes.push((key, shape));
     }
-    Ok(())
+    Ok(shapes)
+}
+
+/// The observation and action widths of a dataset, from its array headers alone (a quick check of a file
+/// against a task before the whole file is read).
+pub fn peek_widths(path: impl AsRef<Path>) -> anyhow::Result<(usize, usize)> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    let reader = std::fs::File::open(path).with_context(|| format!("opening dataset {file}"))?;
+    let shapes = array_shapes(std::io::BufReader::new(reader), &file)?;
+    let width = |key: &str| -> anyhow::Result<usize> {
+        match shapes.iter().find(|(k, _)| k == key).map(|(_, s)| &s[..]) {
+            Some([_, width]) => Ok(*width as usize),
+            Some(shape) => {
+                bail!("dataset {file}: key `{key}`: expected shape [N, width], got {shape:?}")
+            }
+            None => bail!("dataset {file}: key `{key}` is missing"),
+        }
+    };
+    Ok((width("observations")?, width("actions")?))
 }
 
 /// The `shape` tuple of an `.npy` header dictionary, like `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`.
@@ -291,7 +316,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             names.join(", ")
         );
     }
-    check_claimed_sizes(&bytes, &file.to_string())?;
+    array_shapes(Cursor::new(&bytes), &file.to_string())?;
     let observations: Array2<f32> = npz.by_name("observations").with_context(|| {
         format!("dataset {file}: key `observations`: expected float32 [N, obs_dim]")
     })?;

@@ -207,42 +207,59 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
         .expect("the run directory is in use")
         .to_string();
     assert!(err.contains("used"), "{err}");
-    // A dataset of another task fails the training thread: the window's command ends with that error.
-    let dataset = dir.path().join("small.npz");
-    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&dataset).unwrap());
-    npz.add_array("observations", &ndarray::Array2::<f32>::zeros((3, 4)))
+    // A dataset of another task: refused before the window opens too.
+    let dataset = |name: &str, obs_dim: usize| {
+        let path = dir.path().join(name);
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((3, obs_dim)))
+            .unwrap();
+        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((3, 5)))
+            .unwrap();
+        npz.add_array(
+            "terminals",
+            &ndarray::Array1::from(vec![false, false, true]),
+        )
         .unwrap();
-    npz.add_array("actions", &ndarray::Array2::<f32>::zeros((3, 5)))
-        .unwrap();
-    npz.add_array(
-        "terminals",
-        &ndarray::Array1::from(vec![false, false, true]),
-    )
-    .unwrap();
-    npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(3))
-        .unwrap();
-    npz.add_array("masks", &ndarray::Array1::<f32>::ones(3))
-        .unwrap();
-    npz.finish().unwrap();
+        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(3))
+            .unwrap();
+        npz.add_array("masks", &ndarray::Array1::<f32>::ones(3))
+            .unwrap();
+        npz.finish().unwrap();
+        path
+    };
     let out = dir.path().join("run");
-    let args = Cli::parse_from([
-        "view",
-        "--train",
-        "--dataset",
-        dataset.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .view;
-    let (handle, _link) = super::training::start(&args, &spec).unwrap();
+    let train_args = |dataset: &std::path::Path| {
+        Cli::parse_from([
+            "view",
+            "--train",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .view
+    };
+    let other = dataset("other.npz", 4);
+    let err = super::training::start(&train_args(&other), &spec)
+        .err()
+        .expect("a 4-D dataset does not fit cube-single")
+        .to_string();
+    assert!(
+        err.contains("observations are 4-D and actions 5-D, but task cube-single has 28-D"),
+        "{err}"
+    );
+    // A dataset the trainer refuses later (two transitions: less than one chunk) fails the training thread: the
+    // window's command ends with that error.
+    let short = dataset("short.npz", 28);
+    let (handle, _link) = super::training::start(&train_args(&short), &spec).unwrap();
     while handle.is_running() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let err = handle.stop_and_join().unwrap_err().to_string();
     assert!(
-        err.starts_with("training failed: dataset") && err.contains("4-D"),
+        err.starts_with("training failed: dataset") && err.contains("fewer than one action chunk"),
         "{err}"
     );
 }

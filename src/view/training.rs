@@ -183,6 +183,18 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
     });
     // Refused here, before the window opens, like the other flags' mistakes.
     RunDir::new(&out).check_unused()?;
+    if let Some(path) = &config.dataset {
+        let (obs, action) = qamlab_headless::dataset::peek_widths(path)?;
+        anyhow::ensure!(
+            (obs, action) == (spec.obs_dim, spec.action_dim),
+            "dataset {}: observations are {obs}-D and actions {action}-D, but task {} has {}-D observations and \
+             {}-D actions",
+            path.display(),
+            spec.task,
+            spec.obs_dim,
+            spec.action_dim
+        );
+    }
     let (events, receiver) = channel();
     let stop = Arc::new(AtomicBool::new(false));
     let observer = ViewObserver {
