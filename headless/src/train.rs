@@ -397,7 +397,12 @@ impl<'a> Trainer<'a> {
             self.state.env_seconds += t0.elapsed().as_secs_f64();
             for i in 0..n {
                 let done = out.terminated[i] || out.truncated[i];
-                self.pending[i].push(
+                let staging = if self.stages_in_replay() {
+                    &mut self.replay
+                } else {
+                    &mut self.pending[i]
+                };
+                staging.push(
                     &obs[i * obs_dim..(i + 1) * obs_dim],
                     &actions[i * action_dim..(i + 1) * action_dim],
                     shape_reward(out.reward[i], self.cfg.sparse),
@@ -406,11 +411,13 @@ impl<'a> Trainer<'a> {
                     &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
                 )?;
                 if done {
-                    let episode = std::mem::replace(
-                        &mut self.pending[i],
-                        TransitionStore::new(obs_dim, action_dim),
-                    );
-                    append(&mut self.replay, &episode)?;
+                    if !self.stages_in_replay() {
+                        let episode = std::mem::replace(
+                            &mut self.pending[i],
+                            TransitionStore::new(obs_dim, action_dim),
+                        );
+                        append(&mut self.replay, &episode)?;
+                    }
                     self.state.online_episodes += 1;
                     self.state.online_successes += u64::from(out.success[i]);
                     queues.clear(i);
@@ -421,7 +428,7 @@ impl<'a> Trainer<'a> {
             self.state.online_step += n as u64;
             let step = self.state.online_step;
             // As the reference: `utd_ratio` updates for every env step i >= start_training, once
-            // the buffer holds a whole chunk (online-only runs wait for their first episode).
+            // the buffer holds a whole chunk (online-only runs with several envs wait for their first episode).
             let first = before.max(self.cfg.start_training.saturating_sub(1));
             if self.replay.len() >= self.cfg.agent.horizon_length {
                 for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
@@ -490,6 +497,14 @@ impl<'a> Trainer<'a> {
             tracing::warn!(
                 "{why}: the episodes in progress end at the checkpoint and the envs start new ones"
             );
+            if self.stages_in_replay() && !self.episode_in_progress(0).0.is_empty() {
+                // A boundary for chunk sampling; the mask still bootstraps.
+                *self
+                    .replay
+                    .terminals
+                    .last_mut()
+                    .expect("an episode is in progress") = 1.0;
+            }
             let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
             for i in 0..n {
                 let mut episode = std::mem::replace(
@@ -515,14 +530,15 @@ impl<'a> Trainer<'a> {
         seeds: &[u64],
         resumed: &ResumedEnvs,
     ) -> anyhow::Result<Vec<f32>> {
-        let actions: Vec<&[f32]> = self.pending.iter().map(|p| p.actions.as_slice()).collect();
+        let n = self.cfg.envs;
+        let actions: Vec<&[f32]> = (0..n).map(|i| self.episode_in_progress(i).0).collect();
         let obs = env
             .restore(seeds, &resumed.word_pos, &actions)
             .context("replaying the episodes in progress")?
             .to_vec();
-        let o = env.spec().obs_dim;
-        for (i, p) in self.pending.iter().enumerate() {
-            let recorded = &p.next_observations[p.next_observations.len().saturating_sub(o)..];
+        let (o, a) = (env.spec().obs_dim, env.spec().action_dim);
+        for i in 0..n {
+            let (actions, recorded) = self.episode_in_progress(i);
             let reached = &obs[i * o..(i + 1) * o];
             let same = recorded
                 .iter()
@@ -532,11 +548,37 @@ impl<'a> Trainer<'a> {
                 bail!(
                     "env {i}'s replayed episode did not reach the observation its checkpoint recorded after {} \
                      steps (the physics came out otherwise)",
-                    p.len()
+                    actions.len() / a
                 );
             }
         }
         Ok(obs)
+    }
+
+    /// Whether online transitions go straight into the replay buffer, as the reference's `add_transition` does.
+    /// With one env its episodes stay contiguous anyway; with several, each env stages its episode until it ends,
+    /// so that sampled chunks never mix envs.
+    fn stages_in_replay(&self) -> bool {
+        self.cfg.envs == 1
+    }
+
+    /// Env `i`'s episode in progress: its actions so far (`[T * action_dim]`) and the observation it has reached
+    /// (empty before its first step).
+    fn episode_in_progress(&self, i: usize) -> (&[f32], &[f32]) {
+        let (o, a) = (self.replay.obs_dim(), self.replay.action_dim());
+        let (store, from) = if self.stages_in_replay() {
+            // The rows after the buffer's last episode boundary (the offline data ends with one).
+            let t = &self.replay.terminals;
+            let from = t.iter().rposition(|&x| x > 0.0).map_or(0, |j| j + 1);
+            (&self.replay, from.max(self.offline_len))
+        } else {
+            (&self.pending[i], 0)
+        };
+        let next = &store.next_observations[from * o..];
+        (
+            &store.actions[from * a..],
+            &next[next.len().saturating_sub(o)..],
+        )
     }
 
     /// One gradient update on a batch sampled from the replay buffer.
@@ -1056,15 +1098,14 @@ mod tests {
         }
     }
 
-    /// Runs a tiny online-only run; returns the final weights' step and the run's latest checkpoint.
-    fn run(stop_after_logs: Option<usize>) -> (Option<u64>, String) {
-        let dir = tempfile::tempdir().unwrap();
+    /// A tiny online-only run of `online_steps` with `envs` envs.
+    fn tiny(online_steps: u64, envs: usize) -> TrainConfig {
         let mut config = TrainConfig {
             offline_steps: 0,
-            online_steps: 30,
-            envs: 2,
+            online_steps,
+            envs,
             start_training: 10,
-            eval_interval: 100,
+            eval_interval: 20,
             eval_episodes: 1,
             eval_envs: 1,
             checkpoint_interval: 100,
@@ -1076,10 +1117,16 @@ mod tests {
         config.agent.actor_hidden_dims = vec![8];
         config.agent.value_hidden_dims = vec![8];
         config.agent.num_qs = 2;
+        config
+    }
+
+    /// Runs a tiny online-only run; returns the final weights' step and the run's latest checkpoint.
+    fn run(stop_after_logs: Option<usize>) -> (Option<u64>, String) {
+        let dir = tempfile::tempdir().unwrap();
         let step = Arc::new(Mutex::new(None));
         let out = dir.path().join("run");
         train(TrainOptions {
-            config,
+            config: tiny(30, 2),
             out: out.clone(),
             resume: false,
             progress: false,
@@ -1100,5 +1147,65 @@ mod tests {
         assert_eq!(run(None), (Some(30), "step-30".into()));
         // Stopped after its second log (online step 8): the weights and the checkpoint of that step.
         assert_eq!(run(Some(2)), (Some(8), "step-8".into()));
+    }
+
+    /// The latest checkpoint's tensors of `file`, sorted by name.
+    fn checkpoint_tensors(run: &Path, file: &str) -> Vec<(String, Tensor)> {
+        let latest = RunDir::new(run).latest_checkpoint().unwrap().unwrap();
+        let (mut tensors, _) = checkpoint::read_tensors(&latest.join(file)).unwrap();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        tensors
+    }
+
+    #[test]
+    fn a_stopped_run_resumes_into_the_run_that_never_stopped() {
+        for envs in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
+            let options =
+                |out: &Path, resume: bool, observer: Option<Box<dyn TrainObserver>>| TrainOptions {
+                    config: tiny(40, envs),
+                    out: out.to_path_buf(),
+                    resume,
+                    progress: false,
+                    observer,
+                };
+            train(options(&straight, false, None)).unwrap();
+            // Stopped at its third log (online step 12), with every env inside an episode and updates under way.
+            let stopper = FinalWeights {
+                step: Arc::new(Mutex::new(None)),
+                logs: 0,
+                stop_after_logs: Some(3),
+            };
+            train(options(&stopped, false, Some(Box::new(stopper)))).unwrap();
+            let replay = checkpoint_tensors(&stopped, "replay.safetensors");
+            let rows = |name: &str| {
+                let (_, t) = replay.iter().find(|(n, _)| n == name).unwrap();
+                t.size()[0]
+            };
+            // One env's transitions are in the buffer at once (as the reference's); several envs stage theirs.
+            let expected = if envs == 1 { (12, 0) } else { (0, 12) };
+            assert_eq!(
+                (rows("online/rewards"), rows("pending/rewards")),
+                expected,
+                "{envs} envs"
+            );
+            train(options(&stopped, true, None)).unwrap();
+            for file in ["agent.safetensors", "replay.safetensors"] {
+                let (a, b) = (
+                    checkpoint_tensors(&straight, file),
+                    checkpoint_tensors(&stopped, file),
+                );
+                assert_eq!(a.len(), b.len());
+                for ((name, x), (other, y)) in a.iter().zip(&b) {
+                    assert!(
+                        name == other && x.equal(y),
+                        "{envs} envs: {file}: {name} differs"
+                    );
+                }
+            }
+            let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
+            assert_eq!(evals(&straight), evals(&stopped), "{envs} envs");
+        }
     }
 }
