@@ -211,7 +211,8 @@ pub struct Site {
 /// How an action value becomes a joint motor command.
 #[derive(Reflect, Clone, Copy, Debug, PartialEq)]
 pub enum Control {
-    /// Target position = current joint position + action * `scale` (OGBench's end-effector deltas).
+    /// Target position = current joint position (the mean of the joints driven) + action * `scale` (OGBench's
+    /// end-effector deltas).
     PositionDelta {
         /// Joint units per unit action per control step.
         scale: f32,

@@ -194,12 +194,28 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
 pub fn apply_action(scene: &TaskScene, physics: &mut EnvPhysics, action: &[f32]) {
     for (a, &u) in scene.actuators.iter().zip(action) {
         let act = &a.actuator;
+        // Joints driven together share one target: where they stand (on average), moved by the action.
+        let stand = || match a.joints[..] {
+            [only] => physics.joint_position(scene, only),
+            _ => {
+                let sum: f32 = a
+                    .joints
+                    .iter()
+                    .map(|&j| physics.joint_position(scene, j))
+                    .sum();
+                sum / a.joints.len() as f32
+            }
+        };
+        let delta_target = match act.control {
+            Control::PositionDelta { scale } => stand() + u * scale,
+            _ => 0.0,
+        };
         for &j in &a.joints {
             let limits = scene.joints[j].joint.limits;
             let clamp = |x: f32| limits.map_or(x, |l| x.clamp(l.min, l.max));
             match act.control {
-                Control::PositionDelta { scale } => {
-                    let target = clamp(physics.joint_position(scene, j) + u * scale);
+                Control::PositionDelta { .. } => {
+                    let target = clamp(delta_target);
                     physics.set_position_target(scene, j, target, act.stiffness, act.damping);
                 }
                 Control::PositionAbsolute { at_min, at_max } => {

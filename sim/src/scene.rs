@@ -871,6 +871,21 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     format!("joint \"{name}\" is fixed"),
                 ));
             }
+            // Two commands for one motor: the later would silently override the earlier.
+            let driven_by = actuators
+                .iter()
+                .find(|d| d.joints.contains(&j))
+                .map(|d| d.actuator.name.as_str())
+                .or(idx.contains(&j).then_some(a.name.as_str()));
+            if let Some(other) = driven_by {
+                return Err(err(
+                    raw,
+                    &field(&format!("joints[{m}]")),
+                    format!(
+                        "joint \"{name}\" is driven by actuator \"{other}\" already; a joint takes one actuator"
+                    ),
+                ));
+            }
             idx.push(j);
         }
         actuators.push(ActuatorDef {

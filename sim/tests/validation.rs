@@ -420,3 +420,20 @@ fn a_keep_away_rule_resets_cannot_meet_is_refused() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_joint_driven_by_two_actuators_is_refused() {
+    // The later command would silently override the earlier one.
+    for (from, to, by) in [
+        ("joints: [\"x\"]", "joints: [\"x\", \"x\"]", "dx"),
+        ("joints: [\"y\"]", "joints: [\"x\"]", "dx"),
+    ] {
+        let err = load_edited(from, to).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "joint \"x\" is driven by actuator \"{by}\" already"
+            )),
+            "{err}"
+        );
+    }
+}
