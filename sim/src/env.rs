@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::authoring::{BodyKind, Control, Range, RewardKind};
 use crate::physics::{EnvPhysics, yaw_of};
-use crate::scene::{KeepAway, SensorDef, TaskScene};
+use crate::scene::{FrameRef, KeepAway, SensorDef, TaskScene};
 
 /// Which env of the batch an entity is: its row in every batch buffer.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,7 +287,12 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
         let pose = physics.pose(k);
         state.qpos[p..p + 3].copy_from_slice(&pose.translation.to_array());
         state.qpos[p + 3..p + 7].copy_from_slice(&pose.rotation.to_array());
-        let (lin, ang) = physics.velocity(k);
+        // The velocity of the point `qpos` holds (the origin), not of the centre of mass, which may lie elsewhere.
+        let origin = FrameRef {
+            body: k,
+            offset: Vec3::ZERO,
+        };
+        let (lin, ang) = (physics.frame_velocity(origin), physics.velocity(k).1);
         state.qvel[v..v + 3].copy_from_slice(&lin.to_array());
         state.qvel[v + 3..v + 6].copy_from_slice(&ang.to_array());
         p += 7;

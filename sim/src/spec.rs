@@ -29,8 +29,8 @@ pub struct EnvSpec {
     /// Length of one env's `qpos`: for each of [`state_bodies`](Self::state_bodies), its position and quaternion
     /// (`x, y, z, qx, qy, qz, qw`).
     pub qpos_dim: usize,
-    /// Length of one env's `qvel`: for each of [`state_bodies`](Self::state_bodies), its linear then angular
-    /// velocity (6).
+    /// Length of one env's `qvel`: for each of [`state_bodies`](Self::state_bodies), the linear velocity of its
+    /// origin, then its angular velocity, both in the world frame (6).
     pub qvel_dim: usize,
     /// The bodies whose state `qpos` and `qvel` hold, in order: every non-fixed body, in scene order.
     pub state_bodies: Vec<String>,

@@ -76,9 +76,11 @@ pub fn bench_sim(
         }
         rows.push(row("random", n, steps, start, cpu));
 
+        // As `qamlab collect` drives it: play in the region the task's goals are drawn from.
         let config = OracleConfig {
             mode: OracleMode::Play,
             noise: 0.1,
+            play_region: OracleConfig::play_region_of(&task.scene),
             ..OracleConfig::default()
         };
         let Ok(mut oracle) = CubeOracle::new(&spec, config, &seeds) else {
