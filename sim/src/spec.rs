@@ -20,6 +20,8 @@ pub struct EnvSpec {
     pub action_low: Vec<f32>,
     /// Upper bound of each action value.
     pub action_high: Vec<f32>,
+    /// How each action becomes motor commands.
+    pub action_controls: Vec<crate::authoring::Control>,
     /// Control steps per episode before truncation.
     pub episode_length: u32,
     /// Seconds per control step.
@@ -93,6 +95,7 @@ impl EnvSpec {
                 .iter()
                 .map(|a| a.actuator.range.max)
                 .collect(),
+            action_controls: scene.actuators.iter().map(|a| a.actuator.control).collect(),
             episode_length,
             control_dt: scene.settings.control_dt,
             substeps: scene.settings.substeps,

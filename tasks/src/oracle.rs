@@ -8,7 +8,7 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use qamlab_sim::authoring::Range;
+use qamlab_sim::authoring::{Control, Range};
 use qamlab_sim::{EnvSpec, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -133,6 +133,36 @@ impl Layout {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
                 missing: "the actions dx, dy, dz, dyaw, gripper, in that order".into(),
+            });
+        }
+        // The script plans in metres and radians per step for the built-in gantry's controls; other scales or
+        // controls would make it overshoot or push the wrong way, silently.
+        for (k, expected) in [
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: YAW_SCALE },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if spec.action_controls[k] != expected {
+                return Err(TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing: format!(
+                        "action `{}` to be {expected:?}, as the built-in gantry's (it is {:?})",
+                        spec.action_names[k], spec.action_controls[k]
+                    ),
+                });
+            }
+        }
+        if !matches!(spec.action_controls[4], Control::PositionAbsolute { .. }) {
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: format!(
+                    "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {:?})",
+                    spec.action_controls[4]
+                ),
             });
         }
         // The script's actions span [-1, 1], as the built-ins' do; a narrower range would refuse them mid-episode.

@@ -67,6 +67,24 @@ fn oracle_needs_actions_over_the_range_it_drives() {
 }
 
 #[test]
+fn oracle_needs_the_controls_it_plans_for() {
+    // Twice the step it plans for: it would overshoot and oscillate, silently.
+    let err = oracle_refusal(
+        "control: PositionDelta(scale: 0.3)",
+        "control: PositionDelta(scale: 0.6)",
+    );
+    assert!(
+        err.contains("`dyaw` to be PositionDelta { scale: 0.3 }") && err.contains("scale: 0.6"),
+        "{err}"
+    );
+    let err = oracle_refusal(
+        "control: PositionAbsolute(at_min: 0.0, at_max: 0.044)",
+        "control: Velocity(scale: 0.1)",
+    );
+    assert!(err.contains("`gripper` to be PositionAbsolute"), "{err}");
+}
+
+#[test]
 fn a_directory_is_not_taken_for_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = load_task(dir.path().to_str().unwrap())
