@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
+use bevy::render::RenderPlugin;
 use bevy::window::WindowResolution;
 use bevy_egui::EguiPlugin;
 use qamlab_sim::SimPlugin;
@@ -143,6 +144,12 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
                     resolution: WindowResolution::new(1280, 760),
                     ..default()
                 }),
+                ..default()
+            })
+            .set(RenderPlugin {
+                // A screenshot must not catch a mesh whose pipeline is still compiling; a person watching would
+                // rather see the first frames at once.
+                synchronous_pipeline_compilation: args.screenshot.is_some(),
                 ..default()
             })
             // `main` already installed the tracing subscriber (RUST_LOG filters Bevy's messages too).
