@@ -108,3 +108,51 @@ fn shapes_motors_joints_sites_and_goals_behave() {
     assert_eq!(out.reward, vec![-1.0]);
     assert_eq!(out.success, vec![false]);
 }
+
+/// Two sliders on rails driven by one `PositionDelta` actuator; rail `a` stops at 0.05, rail `b` at 0.5.
+const TWO_RAILS: &str = r#"(
+  resources: {},
+  entities: {
+    1: (components: {
+      "qamlab_sim::authoring::TaskSettings": (name: "two-rails", episode_length: 1000, control_dt: 0.05, substeps: 5,
+        solver_iterations: 4, gravity: (0.0, 0.0, 0.0), reward: SuccessMinusOne),
+      "qamlab_sim::authoring::ActionSpace": (actuators: [
+        (name: "push", joints: ["rail_a", "rail_b"], control: PositionDelta(scale: 0.01), range: (min: -1.0, max: 1.0),
+         stiffness: 400.0, damping: 40.0, max_force: 100.0),
+      ]),
+      "qamlab_sim::authoring::ObservationSpace": (sensors: [JointPosition(joint: "rail_a"), JointPosition(joint: "rail_b")]),
+    }),
+    2: (components: {
+      "qamlab_sim::authoring::Body": (name: "post", kind: Fixed, translation: (0.0, 0.0, 0.0), rotation: (0.0, 0.0, 0.0, 1.0)),
+    }),
+    3: (components: {
+      "qamlab_sim::authoring::Body": (name: "a", kind: Dynamic, translation: (0.0, 0.0, 0.0), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 0.5),
+      "qamlab_sim::authoring::Joint": (name: "rail_a", parent: "post", child: "a", kind: Prismatic(axis: (1.0, 0.0, 0.0)),
+        anchor: (0.0, 0.0, 0.0), limits: Some((min: -0.5, max: 0.05))),
+    }),
+    4: (components: {
+      "qamlab_sim::authoring::Body": (name: "b", kind: Dynamic, translation: (0.0, 1.0, 0.0), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 0.5),
+      "qamlab_sim::authoring::Joint": (name: "rail_b", parent: "post", child: "b", kind: Prismatic(axis: (1.0, 0.0, 0.0)),
+        anchor: (0.0, 1.0, 0.0), limits: Some((min: -0.5, max: 0.5))),
+    }),
+    5: (components: {"qamlab_sim::authoring::Goal": (name: "far", frame: "a", target: (5.0, 0.0, 0.0), tolerance: 0.01)}),
+  },
+)"#;
+
+#[test]
+fn joints_driven_together_share_one_target() {
+    // Pushed on, `a` stops at its limit; `b` goes on only as far as the shared target (their mean position plus
+    // one step) lets it: a couple of steps ahead, not to the end of its rail.
+    let scene = TaskScene::from_ron(TWO_RAILS, "two-rails.scn.ron").unwrap();
+    let mut env = BatchedEnv::new(&scene, 1, EnvOptions::default()).unwrap();
+    env.reset(&[0]).unwrap();
+    for _ in 0..100 {
+        env.step(&[1.0]).unwrap();
+    }
+    let obs = &env.output().obs;
+    let (a, b) = (obs[0], obs[1]);
+    assert!((a - 0.05).abs() < 0.005, "a at {a}");
+    assert!(b > a && b - a < 0.03, "a at {a}, b at {b}");
+}
