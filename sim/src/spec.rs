@@ -14,6 +14,9 @@ pub struct EnvSpec {
     pub action_dim: usize,
     /// One name per observation value, like `ee.position.x`.
     pub obs_names: Vec<String>,
+    /// Each sensor's block of the observation, in order: its name (`pinch.position`, `yaw.velocity`) and index
+    /// range.
+    pub obs_blocks: Vec<(String, std::ops::Range<usize>)>,
     /// One name per action value.
     pub action_names: Vec<String>,
     /// Lower bound of each action value.
@@ -42,6 +45,7 @@ impl EnvSpec {
     /// The spec of a loaded task, with `episode_length` possibly overridden.
     pub fn new(scene: &TaskScene, episode_length: u32) -> Self {
         let mut obs_names = Vec::new();
+        let mut obs_blocks = Vec::new();
         for (sensor, def) in &scene.sensors {
             let (base, parts): (String, &[&str]) = match sensor {
                 Sensor::Position { frame } => (format!("{frame}.position"), &["x", "y", "z"]),
@@ -60,6 +64,7 @@ impl EnvSpec {
                 Sensor::JointFraction { actuator } => (format!("{actuator}.fraction"), &[""]),
             };
             debug_assert_eq!(parts.len(), def.dim());
+            obs_blocks.push((base.clone(), obs_names.len()..obs_names.len() + parts.len()));
             for p in parts {
                 obs_names.push(if p.is_empty() {
                     base.clone()
@@ -80,6 +85,7 @@ impl EnvSpec {
             obs_dim: obs_names.len(),
             action_dim: scene.actuators.len(),
             obs_names,
+            obs_blocks,
             action_names: scene
                 .actuators
                 .iter()

@@ -20,7 +20,25 @@ fn builtin_scene_loads() {
     let scene = cube_single();
     assert_eq!(scene.settings.name, "cube-single");
     assert_eq!(scene.actuators.len(), 5);
-    assert_eq!(EnvSpec::new(&scene, 200).obs_dim, 28);
+    let spec = EnvSpec::new(&scene, 200);
+    assert_eq!(spec.obs_dim, 28);
+    // One block a sensor, named so that a joint's position and velocity (say) are told apart.
+    let blocks: Vec<(&str, std::ops::Range<usize>)> = spec
+        .obs_blocks
+        .iter()
+        .map(|(name, range)| (name.as_str(), range.clone()))
+        .collect();
+    assert_eq!(
+        blocks[..5],
+        [
+            ("pinch.position", 0..3),
+            ("palm.yaw", 3..5),
+            ("pinch.velocity", 5..8),
+            ("yaw.velocity", 8..9),
+            ("gripper.fraction", 9..10)
+        ]
+    );
+    assert_eq!(blocks.last().unwrap().1.end, 28);
 }
 
 #[test]

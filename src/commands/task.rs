@@ -69,7 +69,7 @@ fn describe(
         s.episode_length, s.control_dt, s.substeps, s.reward
     );
     out += &format!("observation ({} values):", spec.obs_dim);
-    for (group, range) in groups(&spec.obs_names) {
+    for (group, range) in &spec.obs_blocks {
         out += &format!(" {group} [{}..{}],", range.start, range.end);
     }
     out.pop();
@@ -102,20 +102,6 @@ fn describe(
         Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };
-    out
-}
-
-/// Consecutive observation names sharing everything before their last `.`, with their index range:
-/// `pinch.position [0..3]`.
-fn groups(names: &[String]) -> Vec<(String, std::ops::Range<usize>)> {
-    let mut out: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (k, name) in names.iter().enumerate() {
-        let group = name.rsplit_once('.').map_or(name.as_str(), |(g, _)| g);
-        match out.last_mut() {
-            Some((last, range)) if last == group && range.end == k => range.end = k + 1,
-            _ => out.push((group.to_string(), k..k + 1)),
-        }
-    }
     out
 }
 
@@ -187,30 +173,4 @@ fn try_policy(
     }
     let solved = ended.iter().filter(|e| **e == Some(true)).count();
     Ok(solved as f64 / episodes as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn observation_names_group_by_their_prefix() {
-        let names: Vec<String> = [
-            "a.position.x",
-            "a.position.y",
-            "a.yaw.sin",
-            "a.yaw.cos",
-            "b.q",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            groups(&names),
-            vec![
-                ("a.position".to_string(), 0..2),
-                ("a.yaw".to_string(), 2..4),
-                ("b".to_string(), 4..5)
-            ]
-        );
-    }
 }
