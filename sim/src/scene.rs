@@ -757,13 +757,14 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 "a joint needs two different bodies".into(),
             ));
         }
-        for b in [parent, child] {
+        for (field, b) in [("Joint.parent", parent), ("Joint.child", child)] {
             if bodies[b].randomize.is_some() {
                 return Err(err(
                     raw,
-                    "Joint.parent",
+                    field,
                     format!(
-                        "body \"{}\" has RandomizePose: jointed bodies cannot be randomised",
+                        "body \"{}\" has a RandomizePose, but a jointed body cannot be randomised (its reset pose \
+                         would tear the joint): remove the RandomizePose or the joint",
                         bodies[b].body.name
                     ),
                 ));

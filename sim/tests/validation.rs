@@ -455,3 +455,19 @@ fn a_joint_driven_by_two_actuators_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_randomised_jointed_body_names_the_joint_end() {
+    let err = load_edited(
+        "gravity_scale: 0.0, extra_mass: 0.3,\n        ),",
+        "gravity_scale: 0.0, extra_mass: 0.3,\n        ),\n        \"qamlab_sim::authoring::RandomizePose\": (x: Some((min: -0.1, max: 0.1))),",
+    )
+    .unwrap_err();
+    match &err {
+        SimError::Invalid { field, message, .. } => assert!(
+            field == "Joint.child" && message.contains("body \"palm\" has a RandomizePose"),
+            "{err}"
+        ),
+        other => panic!("expected an Invalid error, got {other}"),
+    }
+}
