@@ -891,6 +891,17 @@ impl<'a> Trainer<'a> {
         if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
             self.evaluate("offline")?;
         }
+        if self.state.updates == 0 && self.cfg.online_steps > self.cfg.start_training {
+            // The run did what it was told, but a user would take its evaluations for a trained agent's.
+            tracing::warn!(
+                "no gradient update was made: the replay buffer never held a whole chunk of {} transitions (with \
+                 {} envs, online transitions join it when their episode ends; {} online steps ended none); give \
+                 a dataset, more --online-steps, or fewer --envs",
+                self.cfg.agent.horizon_length,
+                self.cfg.envs,
+                self.state.online_step
+            );
+        }
         let last = |phase: &str| {
             self.state
                 .evals
