@@ -179,6 +179,12 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     let read = |path: PathBuf| std::fs::read_to_string(path).unwrap();
     assert_eq!(read(run.join("eval.csv")), read(straight.join("eval.csv")));
 
+    // Resuming the finished run changes nothing, not even its summary's timings.
+    let summary_before = read(run.join("summary.json"));
+    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finished already"));
+    assert_eq!(read(run.join("summary.json")), summary_before);
+
     let chart = dir.path().join("curves.png");
     run_ok(qamlab().arg("plot").arg(&run).arg("--out").arg(&chart));
     assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");

@@ -42,7 +42,7 @@ impl RunDir {
     /// Names of the root's entries that are not a run's: what its files, `eval`'s GIF and the temporaries of an
     /// interrupted write do not account for. A directory with none is safe to replace as a whole.
     pub fn foreign_entries(&self) -> anyhow::Result<Vec<String>> {
-        const ENTRIES: [&str; 8] = [
+        const ENTRIES: [&str; 9] = [
             "config.toml",
             "task.scn.ron",
             "metrics.jsonl",
@@ -51,6 +51,7 @@ impl RunDir {
             "summary.json",
             "checkpoints",
             "eval.gif",
+            LOCK_FILE,
         ];
         let entries = std::fs::read_dir(&self.root)
             .with_context(|| format!("reading the run directory {}", self.root.display()))?;
@@ -109,14 +110,38 @@ impl RunDir {
                  --resume has nothing to continue: once it is stopped, remove it to start again, or choose another --out"
             );
         }
-        if let Ok(mut entries) = std::fs::read_dir(&self.root)
-            && entries.next().is_some()
+        // A lock file alone is what a run that failed before writing anything leaves.
+        if let Ok(entries) = std::fs::read_dir(&self.root)
+            && entries.flatten().any(|e| e.file_name() != LOCK_FILE)
         {
             bail!(
                 "{root} exists and is not empty: a new run would write over its files; choose another --out"
             );
         }
         Ok(())
+    }
+
+    /// Claims the run for this process: while the claim lives, another `train` or `--resume` on the run is
+    /// refused. The operating system drops it when the process ends, however it ends (`kill -9` included).
+    pub fn lock(&self) -> anyhow::Result<RunLock> {
+        let path = self.root.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "{} is in use by another qamlab process (training or resuming it): let it finish, or stop it, \
+                 first",
+                self.root.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
     }
 
     /// Metrics rows (JSON lines).
@@ -247,6 +272,9 @@ impl RunDir {
             })
             .map(|line| format!("{line}\n"))
             .collect();
+        if kept == text {
+            return Ok(());
+        }
         write_bytes_atomically(&self.metrics(), kept.as_bytes())
     }
 
@@ -302,6 +330,16 @@ impl RunDir {
     }
 }
 
+/// The file a running process holds locked ([`RunDir::lock`]).
+const LOCK_FILE: &str = ".lock";
+
+/// A process's claim on a run directory, held until dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    /// The locked file: the lock lasts as long as it is open.
+    _file: std::fs::File,
+}
+
 /// The columns of `eval.csv`.
 const EVALS_HEADER: &str = "step,phase,success_rate,mean_return,episodes";
 
@@ -323,6 +361,20 @@ fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_process_at_a_time_holds_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let held = run.lock().unwrap();
+        let err = run.lock().unwrap_err().to_string();
+        assert!(err.contains("in use by another qamlab process"), "{err}");
+        drop(held);
+        let again = run.lock().unwrap();
+        drop(again);
+        // The lock file alone (a run that failed before writing anything) leaves the directory free for a run.
+        run.check_unused().unwrap();
+    }
 
     #[test]
     fn evaluations_read_back_and_a_file_without_its_header_is_refused() {

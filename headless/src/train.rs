@@ -21,7 +21,7 @@ use crate::config::TrainConfig;
 use crate::evaluate::evaluate;
 use crate::files::write_bytes_atomically;
 use crate::plot::{EvalPoint, draw_learning_curves};
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, RunLock};
 
 /// Progress of a run: what a checkpoint must restore besides the agent and the replay buffer.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -176,6 +176,13 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             "{} finished already: nothing to resume; its summary:",
             run.root().display()
         );
+        // Left as it is: resuming a finished run changes nothing.
+        let recorded = std::fs::read_to_string(run.summary())
+            .ok()
+            .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
+        if let Some(summary) = recorded {
+            return Ok(summary);
+        }
     }
     trainer.observer = opts.observer;
     trainer.run()?;
@@ -209,6 +216,8 @@ struct Trainer<'a> {
     fallback_reported: bool,
     /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
     resumed_envs: Option<ResumedEnvs>,
+    /// This process's claim on the run directory, held until the run ends.
+    _lock: Option<RunLock>,
 }
 
 /// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
@@ -256,13 +265,18 @@ impl<'a> Trainer<'a> {
             observer: None,
             fallback_reported: false,
             resumed_envs: None,
+            _lock: None,
         };
         if resume {
+            trainer._lock = Some(run.lock()?);
             trainer.restore()?;
         } else {
             trainer.configure_execution();
             std::fs::create_dir_all(run.root())
                 .with_context(|| format!("creating the run directory {}", run.root().display()))?;
+            // Before anything is written: two new runs started on one directory must not mix their files.
+            trainer._lock = Some(run.lock()?);
+            run.check_unused()?;
             if !task.builtin {
                 let text = std::fs::read(&cfg.task)
                     .with_context(|| format!("copying the task scene {}", cfg.task))?;
