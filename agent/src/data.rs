@@ -238,15 +238,29 @@ impl TransitionStore {
         discount: f64,
         device: Device,
     ) -> Result<Batch> {
-        if horizon == 0 || self.len() < horizon {
+        let starts = self.chunk_starts(rng, batch_size, horizon, 0..self.len())?;
+        self.sample_sequence(horizon, discount, &starts, device)
+    }
+
+    /// `count` uniform start indices of `horizon`-step chunks lying within the transitions `rows`:
+    /// `s ~ U{rows.start, …, rows.end − H}`.
+    pub fn chunk_starts<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        count: usize,
+        horizon: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Vec<usize>> {
+        if horizon == 0 || rows.end > self.len() || rows.len() < horizon {
             return Err(AgentError::Data(format!(
-                "cannot sample chunks of H = {horizon} from {} transitions",
+                "cannot sample chunks of H = {horizon} from transitions {rows:?} of {}",
                 self.len()
             )));
         }
-        let hi = self.len() - horizon;
-        let starts: Vec<usize> = (0..batch_size).map(|_| rng.random_range(0..=hi)).collect();
-        self.sample_sequence(horizon, discount, &starts, device)
+        let hi = rows.end - horizon;
+        Ok((0..count)
+            .map(|_| rng.random_range(rows.start..=hi))
+            .collect())
     }
 
     /// Spec §2.2 for the given start indices: sums in f64, tensors handed over as f32.
@@ -373,6 +387,13 @@ mod tests {
         let max_start = b.observations.select(1, 0).max().double_value(&[]);
         assert!(max_start <= 3.0);
         assert!(s.sample(&mut rng, 1, 7, 0.5, Device::Cpu).is_err());
+        // Chunks drawn within rows 2..6 start at 2, 3 or 4, and each of those comes up.
+        let mut starts = s.chunk_starts(&mut rng, 64, 2, 2..6).unwrap();
+        starts.sort_unstable();
+        starts.dedup();
+        assert_eq!(starts, [2, 3, 4]);
+        assert!(s.chunk_starts(&mut rng, 1, 3, 4..6).is_err());
+        assert!(s.chunk_starts(&mut rng, 1, 1, 4..7).is_err());
         let e = s
             .extend_from_arrays(
                 &[0.0; 4], &[0.0; 2], &[0.0; 4], &[0.0; 2], &[0.0; 1], &[0.0; 2],

@@ -71,6 +71,19 @@ impl ChunkQueues {
         self.queues[i].clear();
     }
 
+    /// Queues `action(i)`, where it gives one, as the single pending action of each env `i` whose queue is
+    /// empty: actions from elsewhere than the policy (the random ones before a balanced run's start_training).
+    pub fn fill_empty(&mut self, mut action: impl FnMut(usize) -> Option<Vec<f32>>) {
+        for (i, queue) in self.queues.iter_mut().enumerate() {
+            if queue.is_empty()
+                && let Some(a) = action(i)
+            {
+                debug_assert_eq!(a.len(), self.action_dim);
+                queue.push_back(a);
+            }
+        }
+    }
+
     /// The next action of every env (`[N·A]`), sampling a new chunk batch from `agent` for the
     /// observations `obs` (`[N·O]`) if any env has run out.
     pub fn next_actions(&mut self, agent: &mut Agent, obs: &[f32]) -> anyhow::Result<Vec<f32>> {

@@ -89,6 +89,10 @@ pub struct TrainConfig {
     /// The reference's `--sparse` (its puzzle and scene domains): every reward that is not 0 becomes -1, in the
     /// dataset and online, so a task rewarding partial progress pays only for complete success.
     pub sparse: bool,
+    /// The reference's `--balanced_sampling` (its RLPD runs, with no offline steps): online, half of each batch
+    /// comes from the dataset and half from the online transitions, and until `start_training` the envs act
+    /// uniformly at random, one action at a time, instead of with the policy.
+    pub balanced_sampling: bool,
     /// Evaluate every this many steps (offline gradient steps, then online env steps).
     pub eval_interval: u64,
     /// Evaluation episodes per evaluation.
@@ -127,6 +131,7 @@ impl Default for TrainConfig {
             start_training: 5_000,
             utd_ratio: 1,
             sparse: false,
+            balanced_sampling: false,
             eval_interval: 10_000,
             eval_episodes: 50,
             eval_envs: 10,
@@ -201,6 +206,20 @@ impl TrainConfig {
                 "offline_steps = {} needs a dataset (--dataset FILE.npz)",
                 self.offline_steps
             );
+        }
+        if self.balanced_sampling && self.online_steps > 0 {
+            if self.dataset.is_none() {
+                bail!(
+                    "balanced_sampling = true takes half of each online batch from a dataset: give one (--dataset \
+                     FILE.npz)"
+                );
+            }
+            if self.agent.batch_size % 2 != 0 {
+                bail!(
+                    "balanced_sampling = true splits each batch in halves, but [agent] batch_size = {} is odd",
+                    self.agent.batch_size
+                );
+            }
         }
         self.validate_counts()?;
         self.agent.validate().context("[agent]")
@@ -346,5 +365,25 @@ mod tests {
     fn offline_training_without_a_dataset_is_refused() {
         let cfg = TrainConfig::default();
         assert!(format!("{:#}", cfg.validate().unwrap_err()).contains("dataset"));
+    }
+
+    #[test]
+    fn balanced_sampling_needs_a_dataset_and_an_even_batch() {
+        let mut cfg = TrainConfig {
+            offline_steps: 0,
+            balanced_sampling: true,
+            ..TrainConfig::default()
+        };
+        let err = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(
+            err.contains("balanced_sampling") && err.contains("--dataset"),
+            "{err}"
+        );
+        cfg.dataset = Some("d.npz".into());
+        cfg.agent.batch_size = 255;
+        let err = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(err.contains("batch_size = 255"), "{err}");
+        cfg.agent.batch_size = 256;
+        cfg.validate().unwrap();
     }
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_agent::{Agent, TransitionStore, checkpoint};
 use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
 use qamlab_tasks::Task;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -364,7 +364,7 @@ impl<'a> Trainer<'a> {
         let bar = self.bar(total, self.state.offline_step, "offline");
         bar.set_message(self.status());
         while self.state.offline_step < total && !self.stop_requested() {
-            let metrics = self.update()?;
+            let metrics = self.update(false)?;
             self.state.offline_step += 1;
             let step = self.state.offline_step;
             if step.is_multiple_of(self.cfg.log_interval) || step == total {
@@ -405,6 +405,16 @@ impl<'a> Trainer<'a> {
         let obs_dim = env.spec().obs_dim;
         let mut last_metrics = None;
         while self.state.online_step < total && !self.stop_requested() {
+            if self.cfg.balanced_sampling {
+                // As the reference's balanced runs: uniformly random actions, one at a time, before
+                // start_training (env i takes online step `online_step + 1 + i` of this batched step).
+                let first = self.state.online_step + 1;
+                let (seed, start) = (self.cfg.seed, self.cfg.start_training);
+                queues.fill_empty(|i| {
+                    let step = first + i as u64;
+                    (step < start).then(|| warmup_action(seed, step, action_dim))
+                });
+            }
             let actions = queues.next_actions(&mut self.agent, &obs)?;
             let t0 = Instant::now();
             let out = env.step(&actions)?;
@@ -441,12 +451,18 @@ impl<'a> Trainer<'a> {
             let before = self.state.online_step;
             self.state.online_step += n as u64;
             let step = self.state.online_step;
-            // As the reference: `utd_ratio` updates for every env step i >= start_training, once
-            // the buffer holds a whole chunk (online-only runs with several envs wait for their first episode).
+            // As the reference: `utd_ratio` updates for every env step i >= start_training, once the transitions
+            // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
+            // first episode to end).
             let first = before.max(self.cfg.start_training.saturating_sub(1));
-            if self.replay.len() >= self.cfg.agent.horizon_length {
+            let sampled = if self.cfg.balanced_sampling {
+                self.replay.len() - self.offline_len
+            } else {
+                self.replay.len()
+            };
+            if sampled >= self.cfg.agent.horizon_length {
                 for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
-                    last_metrics = Some(self.update()?);
+                    last_metrics = Some(self.update(true)?);
                 }
             }
             let crossed = |interval: u64| before / interval != step / interval || step >= total;
@@ -595,17 +611,27 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// One gradient update on a batch sampled from the replay buffer.
-    fn update(&mut self) -> anyhow::Result<qamlab_agent::UpdateMetrics> {
+    /// One gradient update on a batch sampled from the replay buffer: uniformly over all of it, or, online with
+    /// `balanced_sampling`, half from the offline data and half from the online transitions.
+    fn update(&mut self, online: bool) -> anyhow::Result<qamlab_agent::UpdateMetrics> {
         let a = &self.cfg.agent;
         let t0 = Instant::now();
-        let batch = self.replay.sample(
-            &mut self.sampler,
-            a.batch_size,
-            a.horizon_length,
-            a.discount,
-            self.agent.device(),
-        )?;
+        let (h, rng) = (a.horizon_length, &mut self.sampler);
+        let starts = if online && self.cfg.balanced_sampling {
+            let half = a.batch_size / 2;
+            let mut starts = self
+                .replay
+                .chunk_starts(rng, half, h, 0..self.offline_len)?;
+            let online_rows = self.offline_len..self.replay.len();
+            starts.extend(self.replay.chunk_starts(rng, half, h, online_rows)?);
+            starts
+        } else {
+            self.replay
+                .chunk_starts(rng, a.batch_size, h, 0..self.replay.len())?
+        };
+        let batch = self
+            .replay
+            .sample_sequence(h, a.discount, &starts, self.agent.device())?;
         let metrics = self.agent.update(&batch)?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
         self.state.updates += 1;
@@ -948,6 +974,16 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// The uniformly random action (in [-1, 1)) of online step `step` before `start_training` in a balanced run: a
+/// function of the run seed and the step alone, so a resumed run draws the same ones.
+fn warmup_action(seed: u64, step: u64, action_dim: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7A12_0FF5_EED5_0A11);
+    rng.set_stream(step);
+    (0..action_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect()
+}
+
 /// Seed of training env `i` in the `generation`-th (re)start of a run.
 fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
     seed.wrapping_mul(6_364_136_223_846_793_005)
@@ -1182,55 +1218,97 @@ mod tests {
         tensors
     }
 
+    /// Trains `config` straight through and, beside it, stopped at its third log, then resumed; checks both end
+    /// with the same checkpoint tensors and evaluations. `at_stop` looks at the stopped run's checkpoint.
+    fn check_resume_is_exact(config: &TrainConfig, at_stop: impl FnOnce(&Path)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
+        let options =
+            |out: &Path, resume: bool, observer: Option<Box<dyn TrainObserver>>| TrainOptions {
+                config: config.clone(),
+                out: out.to_path_buf(),
+                resume,
+                progress: false,
+                observer,
+            };
+        train(options(&straight, false, None)).unwrap();
+        let stopper = FinalWeights {
+            step: Arc::new(Mutex::new(None)),
+            logs: 0,
+            stop_after_logs: Some(3),
+        };
+        train(options(&stopped, false, Some(Box::new(stopper)))).unwrap();
+        at_stop(&stopped);
+        train(options(&stopped, true, None)).unwrap();
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let (a, b) = (
+                checkpoint_tensors(&straight, file),
+                checkpoint_tensors(&stopped, file),
+            );
+            assert_eq!(a.len(), b.len());
+            for ((name, x), (other, y)) in a.iter().zip(&b) {
+                assert!(name == other && x.equal(y), "{file}: {name} differs");
+            }
+        }
+        let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
+        assert_eq!(evals(&straight), evals(&stopped));
+    }
+
+    /// Rows of tensor `name` in `tensors`.
+    fn rows(tensors: &[(String, Tensor)], name: &str) -> i64 {
+        let (_, t) = tensors.iter().find(|(n, _)| n == name).unwrap();
+        t.size()[0]
+    }
+
     #[test]
     fn a_stopped_run_resumes_into_the_run_that_never_stopped() {
         for envs in [1, 2] {
-            let dir = tempfile::tempdir().unwrap();
-            let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
-            let options =
-                |out: &Path, resume: bool, observer: Option<Box<dyn TrainObserver>>| TrainOptions {
-                    config: tiny(40, envs),
-                    out: out.to_path_buf(),
-                    resume,
-                    progress: false,
-                    observer,
-                };
-            train(options(&straight, false, None)).unwrap();
-            // Stopped at its third log (online step 12), with every env inside an episode and updates under way.
-            let stopper = FinalWeights {
-                step: Arc::new(Mutex::new(None)),
-                logs: 0,
-                stop_after_logs: Some(3),
-            };
-            train(options(&stopped, false, Some(Box::new(stopper)))).unwrap();
-            let replay = checkpoint_tensors(&stopped, "replay.safetensors");
-            let rows = |name: &str| {
-                let (_, t) = replay.iter().find(|(n, _)| n == name).unwrap();
-                t.size()[0]
-            };
-            // One env's transitions are in the buffer at once (as the reference's); several envs stage theirs.
-            let expected = if envs == 1 { (12, 0) } else { (0, 12) };
-            assert_eq!(
-                (rows("online/rewards"), rows("pending/rewards")),
-                expected,
-                "{envs} envs"
-            );
-            train(options(&stopped, true, None)).unwrap();
-            for file in ["agent.safetensors", "replay.safetensors"] {
-                let (a, b) = (
-                    checkpoint_tensors(&straight, file),
-                    checkpoint_tensors(&stopped, file),
+            check_resume_is_exact(&tiny(40, envs), |stopped| {
+                // Stopped at its third log (online step 12), with every env inside an episode and updates under
+                // way. One env's transitions are in the buffer at once (as the reference's); several envs stage
+                // theirs.
+                let replay = checkpoint_tensors(stopped, "replay.safetensors");
+                let expected = if envs == 1 { (12, 0) } else { (0, 12) };
+                assert_eq!(
+                    (
+                        rows(&replay, "online/rewards"),
+                        rows(&replay, "pending/rewards")
+                    ),
+                    expected,
+                    "{envs} envs"
                 );
-                assert_eq!(a.len(), b.len());
-                for ((name, x), (other, y)) in a.iter().zip(&b) {
-                    assert!(
-                        name == other && x.equal(y),
-                        "{envs} envs: {file}: {name} differs"
-                    );
-                }
-            }
-            let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
-            assert_eq!(evals(&straight), evals(&stopped), "{envs} envs");
+            });
         }
+    }
+
+    #[test]
+    fn a_balanced_run_acts_at_random_until_start_training_and_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = dir.path().join("data.npz");
+        crate::collect::collect(&crate::collect::CollectOptions {
+            episodes: 2,
+            envs: 2,
+            episode_length: Some(20),
+            out: dataset.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut config = tiny(40, 1);
+        config.dataset = Some(dataset);
+        config.balanced_sampling = true;
+        config.validate().unwrap();
+        check_resume_is_exact(&config, |stopped| {
+            let replay = checkpoint_tensors(stopped, "replay.safetensors");
+            assert_eq!(rows(&replay, "online/rewards"), 12);
+            let (_, actions) = replay.iter().find(|(n, _)| n == "online/actions").unwrap();
+            let actions = Vec::<f32>::try_from(actions.flatten(0, -1)).unwrap();
+            // Online steps 1..=9 (before start_training = 10) took the warm-up's random actions, one at a time;
+            // step 10 took the first of a policy chunk.
+            for (i, taken) in actions.chunks(5).enumerate() {
+                let step = i as u64 + 1;
+                let random = warmup_action(config.seed, step, 5);
+                assert_eq!(taken == random.as_slice(), step < 10, "online step {step}");
+            }
+        });
     }
 }

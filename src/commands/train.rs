@@ -51,6 +51,11 @@ pub struct TrainArgs {
     /// Rewards that are not 0 become -1, in the dataset and online (the reference's --sparse; default false).
     #[arg(long)]
     pub sparse: Option<bool>,
+    /// Online, half of each batch from the dataset and half from the online transitions, and uniformly random
+    /// actions until start_training (the reference's --balanced_sampling, for runs with no offline steps;
+    /// default false).
+    #[arg(long)]
+    pub balanced_sampling: Option<bool>,
     /// Evaluate every this many steps.
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub eval_interval: Option<u64>,
@@ -67,7 +72,7 @@ pub struct TrainArgs {
     /// (so no other flag but --quiet).
     #[arg(long, conflicts_with_all = [
         "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "device", "seed",
-        "cuda_graphs", "tf32", "split_update", "sparse", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
+        "cuda_graphs", "tf32", "split_update", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
     ])]
     pub resume: Option<PathBuf>,
     /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
@@ -114,6 +119,7 @@ impl TrainArgs {
             tf32,
             split_update,
             sparse,
+            balanced_sampling,
             eval_interval,
             eval_episodes,
             checkpoint_interval
