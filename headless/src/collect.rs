@@ -93,7 +93,8 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
         "collect: --out {shown} is a directory; give the .npz file to write"
     );
     ensure!(
-        out.extension().is_some_and(|e| e == "npz"),
+        out.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npz")),
         "collect: --out {shown}: datasets are written as .npz (OGBench's layout); give a file name ending in .npz"
     );
     crate::files::check_writable(out, "collect: --out")
@@ -435,13 +436,13 @@ print('ok')\n";
     }
 
     /// A 4-row npz with float32 observations `[4, 3]` and terminals ending one episode; actions
-    /// in the given dtype, `rewards_len` rewards, and masks only if asked.
-    fn broken_npz(path: &Path, f64_actions: bool, rewards_len: usize, masks: bool) {
+    /// float32 or integers, `rewards_len` rewards, and masks only if asked.
+    fn broken_npz(path: &Path, int_actions: bool, rewards_len: usize, masks: bool) {
         let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
         npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
             .unwrap();
-        if f64_actions {
-            npz.add_array("actions", &ndarray::Array2::<f64>::zeros((4, 2)))
+        if int_actions {
+            npz.add_array("actions", &ndarray::Array2::<i32>::zeros((4, 2)))
                 .unwrap();
         } else {
             npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))

@@ -205,13 +205,12 @@ const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards
 /// The shapes the `.npy` headers of the loaded arrays claim, read without reading the arrays. Refuses a header
 /// that claims more data than its archive entry can hold: the reader allocates what the header claims before
 /// reading, so a damaged header would otherwise abort the process.
-fn array_shapes(
-    archive: impl Read + std::io::Seek,
-    file: &str,
-) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
-    // Deflate expands at most about 1032:1; a stored entry holds what its size says.
+fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
+    // Deflate expands at most about 1032:1; a stored entry holds what its size says. The sizes an entry declares
+    // are capped by the archive's real length, which a forged directory cannot change.
     const MAX_DEFLATE_RATIO: u64 = 1032;
-    let mut archive = zip::ZipArchive::new(archive)
+    let real = archive.len() as u64;
+    let mut archive = zip::ZipArchive::new(Cursor::new(archive))
         .with_context(|| format!("dataset {file}: not an npz archive"))?;
     let mut shapes = Vec::new();
     for index in 0..archive.len() {
@@ -222,9 +221,11 @@ fn array_shapes(
         if !LOADED_KEYS.contains(&key.as_str()) {
             continue;
         }
-        let room = entry
-            .size()
-            .min(entry.compressed_size().saturating_mul(MAX_DEFLATE_RATIO));
+        let packed = entry.compressed_size().min(real);
+        let room = match entry.compression() {
+            zip::CompressionMethod::Stored => entry.size().min(packed),
+            _ => entry.size().min(packed.saturating_mul(MAX_DEFLATE_RATIO)),
+        };
         let mut head = [0u8; 10];
         let shape = entry
             .read_exact(&mut head)
@@ -259,25 +260,6 @@ fn array_shapes(
     Ok(shapes)
 }
 
-/// The observation and action widths of a dataset, from its array headers alone (a quick check of a file
-/// against a task before the whole file is read).
-pub fn peek_widths(path: impl AsRef<Path>) -> anyhow::Result<(usize, usize)> {
-    let path = path.as_ref();
-    let file = path.display().to_string();
-    let reader = std::fs::File::open(path).with_context(|| format!("opening dataset {file}"))?;
-    let shapes = array_shapes(std::io::BufReader::new(reader), &file)?;
-    let width = |key: &str| -> anyhow::Result<usize> {
-        match shapes.iter().find(|(k, _)| k == key).map(|(_, s)| &s[..]) {
-            Some([_, width]) => Ok(*width as usize),
-            Some(shape) => {
-                bail!("dataset {file}: key `{key}`: expected shape [N, width], got {shape:?}")
-            }
-            None => bail!("dataset {file}: key `{key}` is missing"),
-        }
-    };
-    Ok((width("observations")?, width("actions")?))
-}
-
 /// The `shape` tuple of an `.npy` header dictionary, like `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`.
 fn npy_shape(header: &str) -> Option<Vec<u64>> {
     let start = header.find("'shape':")? + "'shape':".len();
@@ -298,11 +280,27 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let file = path.display();
     // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
     let bytes = std::fs::read(path).with_context(|| format!("opening dataset {file}"))?;
+    ensure!(!bytes.is_empty(), "dataset {file} is empty (0 bytes)");
+    ensure!(
+        !bytes.starts_with(b"\x93NUMPY"),
+        "dataset {file} is a single .npy array; a dataset is an .npz archive of arrays ({})",
+        LOADED_KEYS.join(", ")
+    );
     let mut npz = NpzReader::new(Cursor::new(&bytes))
         .with_context(|| format!("dataset {file}: not an npz archive"))?;
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
+    // OGBench's files store each episode's final state as a row of its own; a file holding `next_observations`
+    // is in the transition form its loader returns, where `terminals` means something else.
+    ensure!(
+        !names
+            .iter()
+            .any(|n| n.trim_end_matches(".npy") == "next_observations"),
+        "dataset {file}: key `next_observations`: this file holds transitions with their next observations \
+         (the form OGBench's loader returns), but datasets are read in OGBench's on-disk layout, where each \
+         episode ends with a row of its final state marked in `terminals` (what `qamlab collect` writes)"
+    );
     for key in LOADED_KEYS {
         // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks.
         let extra = if matches!(key, "rewards" | "masks") {
@@ -316,22 +314,16 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             names.join(", ")
         );
     }
-    array_shapes(Cursor::new(&bytes), &file.to_string())?;
-    let observations: Array2<f32> = npz.by_name("observations").with_context(|| {
-        format!("dataset {file}: key `observations`: expected float32 [N, obs_dim]")
-    })?;
-    let actions: Array2<f32> = npz.by_name("actions").with_context(|| {
-        format!("dataset {file}: key `actions`: expected float32 [N, action_dim]")
-    })?;
-    let terminals: Array1<bool> = npz
-        .by_name("terminals")
-        .with_context(|| format!("dataset {file}: key `terminals`: expected bool [N]"))?;
-    let rewards: Array1<f32> = npz
-        .by_name("rewards")
-        .with_context(|| format!("dataset {file}: key `rewards`: expected float32 [N]"))?;
-    let masks: Array1<f32> = npz
-        .by_name("masks")
-        .with_context(|| format!("dataset {file}: key `masks`: expected float32 [N]"))?;
+    array_shapes(&bytes, &file.to_string())?;
+    let observations: Array2<f32> = read_floats(&mut npz, "observations", "[N, obs_dim]")
+        .with_context(|| format!("dataset {file}"))?;
+    let actions: Array2<f32> = read_floats(&mut npz, "actions", "[N, action_dim]")
+        .with_context(|| format!("dataset {file}"))?;
+    let terminals = read_flags(&mut npz, "terminals").with_context(|| format!("dataset {file}"))?;
+    let rewards: Array1<f32> =
+        read_floats(&mut npz, "rewards", "[N]").with_context(|| format!("dataset {file}"))?;
+    let masks: Array1<f32> =
+        read_floats(&mut npz, "masks", "[N]").with_context(|| format!("dataset {file}"))?;
     let rows = observations.nrows();
     for (key, n, shape) in [
         ("actions", actions.nrows(), "[N, action_dim]"),
@@ -362,24 +354,32 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         crc32: crc32fast::hash(&bytes),
         ..Dataset::default()
     };
+    let mut outside = 0;
     for t in 0..rows {
         if terminals[t] {
             d.episodes += 1;
             continue;
         }
-        // A non-terminal row always has a next row: the last row is terminal (checked above).
-        for (key, values) in [
-            ("observations", &obs[t * o..(t + 2) * o]),
-            ("actions", &act[t * a..(t + 1) * a]),
-            ("rewards", std::slice::from_ref(&rewards[t])),
-            ("masks", std::slice::from_ref(&masks[t])),
+        // A non-terminal row always has a next row: the last row is terminal (checked above). Its observation
+        // and the next row's are used, the other keys at this row only.
+        for (key, values, width) in [
+            ("observations", &obs[t * o..(t + 2) * o], o),
+            ("actions", &act[t * a..(t + 1) * a], a),
+            ("rewards", std::slice::from_ref(&rewards[t]), 1),
+            ("masks", std::slice::from_ref(&masks[t]), 1),
         ] {
-            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 bail!(
-                    "dataset {file}: key `{key}` holds a non-finite value ({v}) at row {t} or the row after"
+                    "dataset {file}: key `{key}` holds a non-finite value ({}) at row {}",
+                    values[i],
+                    t + i / width
                 );
             }
         }
+        outside += act[t * a..(t + 1) * a]
+            .iter()
+            .filter(|u| u.abs() > 1.0)
+            .count();
         // A mask multiplies the bootstrapped value: anything but 0 or 1 would scale the TD target silently.
         ensure!(
             masks[t] == 0.0 || masks[t] == 1.0,
@@ -399,7 +399,73 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         d.masks.push(masks[t]);
         d.terminals.push(if terminals[t + 1] { 1.0 } else { 0.0 });
     }
+    if outside > 0 {
+        tracing::warn!(
+            "dataset {file}: {outside} action values lie outside [-1, 1]; training clips them (as OGBench's \
+             loader does), but data recorded in other units would be silently wrong"
+        );
+    }
     Ok(d)
+}
+
+/// Reads float array `key` as float32: float32 as stored, float64 (numpy's default) converted.
+fn read_floats<D: ndarray::Dimension>(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    key: &str,
+    shape: &str,
+) -> anyhow::Result<ndarray::Array<f32, D>> {
+    let error = match npz.by_name::<ndarray::OwnedRepr<f32>, D>(key) {
+        Ok(array) => return Ok(array),
+        Err(e) => e,
+    };
+    match npz.by_name::<ndarray::OwnedRepr<f64>, D>(key) {
+        Ok(array) => Ok(array.mapv(|v| v as f32)),
+        Err(_) => {
+            Err(error).with_context(|| format!("key `{key}`: expected float32 or float64 {shape}"))
+        }
+    }
+}
+
+/// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1.
+fn read_flags(npz: &mut NpzReader<Cursor<&Vec<u8>>>, key: &str) -> anyhow::Result<Array1<bool>> {
+    let error = match npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(key) {
+        Ok(array) => return Ok(array),
+        Err(e) => e,
+    };
+    let numbers = as_f64(npz, key, |v: f32| v.into())
+        .or_else(|| as_f64(npz, key, |v: f64| v))
+        .or_else(|| as_f64(npz, key, |v: i64| v as f64))
+        .or_else(|| as_f64(npz, key, |v: i32| v.into()))
+        .or_else(|| as_f64(npz, key, |v: u8| v.into()))
+        .or_else(|| as_f64(npz, key, |v: i8| v.into()));
+    let Some(numbers) = numbers else {
+        return Err(error)
+            .with_context(|| format!("key `{key}`: expected bool [N] (or 0/1 numbers)"));
+    };
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            ensure!(
+                v == 0.0 || v == 1.0,
+                "key `{key}` holds {v} at row {row}: expected a flag (bool, or 0 and 1)"
+            );
+            Ok(v == 1.0)
+        })
+        .collect::<anyhow::Result<Vec<bool>>>()
+        .map(Array1::from)
+}
+
+/// Array `key` read as `[N]` values of type `T`, each widened to f64; `None` when it is not of that type.
+fn as_f64<T: ndarray_npy::ReadableElement + Copy>(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    key: &str,
+    widen: impl Fn(T) -> f64,
+) -> Option<Vec<f64>> {
+    let array = npz
+        .by_name::<ndarray::OwnedRepr<T>, ndarray::Ix1>(key)
+        .ok()?;
+    Some(array.iter().map(|&v| widen(v)).collect())
 }
 
 #[cfg(test)]
@@ -452,6 +518,114 @@ mod tests {
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("key `masks` holds 0.5 at row 1: expected 0"),
+            "{err}"
+        );
+    }
+
+    /// An uncompressed npz of two 3-row episodes (3-D observations, 2-D actions) whose arrays `change` may
+    /// replace or add to: it gets the writer after the keys it names were left out.
+    fn npz_with(skip: &[&str], change: impl FnOnce(&mut NpzWriter<Cursor<Vec<u8>>>)) -> Vec<u8> {
+        let mut npz = NpzWriter::new(Cursor::new(Vec::new()));
+        let obs = Array2::from_shape_fn((6, 3), |(r, c)| (r * 3 + c) as f32 / 10.0);
+        let terminals = Array1::from(vec![false, false, true, false, false, true]);
+        if !skip.contains(&"observations") {
+            npz.add_array("observations", &obs).unwrap();
+        }
+        if !skip.contains(&"actions") {
+            npz.add_array("actions", &Array2::<f32>::from_elem((6, 2), 0.5))
+                .unwrap();
+        }
+        if !skip.contains(&"terminals") {
+            npz.add_array("terminals", &terminals).unwrap();
+        }
+        npz.add_array("rewards", &Array1::<f32>::zeros(6)).unwrap();
+        npz.add_array("masks", &Array1::<f32>::ones(6)).unwrap();
+        change(&mut npz);
+        npz.finish().unwrap().into_inner()
+    }
+
+    fn load_bytes(bytes: &[u8]) -> anyhow::Result<Dataset> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        std::fs::write(&path, bytes).unwrap();
+        load_dataset(&path)
+    }
+
+    #[test]
+    fn numpy_default_dtypes_are_read_as_float32_and_flags() {
+        let good = load_bytes(&npz_with(&[], |_| {})).unwrap();
+        let wide = load_bytes(&npz_with(
+            &["observations", "actions", "terminals"],
+            |npz| {
+                let obs = Array2::from_shape_fn((6, 3), |(r, c)| (r * 3 + c) as f64 / 10.0);
+                npz.add_array("observations", &obs).unwrap();
+                npz.add_array("actions", &Array2::<f64>::from_elem((6, 2), 0.5))
+                    .unwrap();
+                npz.add_array("terminals", &Array1::from(vec![0i64, 0, 1, 0, 0, 1]))
+                    .unwrap();
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            Dataset {
+                crc32: good.crc32,
+                ..wide
+            },
+            good
+        );
+        let err = load_bytes(&npz_with(&["terminals"], |npz| {
+            npz.add_array(
+                "terminals",
+                &Array1::from(vec![0.0f32, 0.0, 2.0, 0.0, 0.0, 1.0]),
+            )
+            .unwrap();
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("key `terminals` holds 2 at row 2: expected a flag"),
+            "{err:#}"
+        );
+        let err = load_bytes(&npz_with(&["actions"], |npz| {
+            npz.add_array("actions", &Array2::<i32>::zeros((6, 2)))
+                .unwrap();
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("key `actions`: expected float32 or float64 [N, action_dim]"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn files_that_are_not_the_on_disk_layout_are_named_for_what_they_are() {
+        let with_next = npz_with(&[], |npz| {
+            npz.add_array("next_observations", &Array2::<f32>::zeros((6, 3)))
+                .unwrap();
+        });
+        let err = format!("{:#}", load_bytes(&with_next).unwrap_err());
+        assert!(
+            err.contains("key `next_observations`: this file holds transitions"),
+            "{err}"
+        );
+        let err = format!("{:#}", load_bytes(&[]).unwrap_err());
+        assert!(err.ends_with("is empty (0 bytes)"), "{err}");
+        let npy =
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }";
+        let err = format!("{:#}", load_bytes(npy).unwrap_err());
+        assert!(err.contains("is a single .npy array"), "{err}");
+    }
+
+    #[test]
+    fn a_non_finite_value_is_named_at_its_row() {
+        let bytes = npz_with(&["observations"], |npz| {
+            let mut obs = Array2::<f32>::zeros((6, 3));
+            obs[[4, 1]] = f32::NAN;
+            npz.add_array("observations", &obs).unwrap();
+        });
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.ends_with("key `observations` holds a non-finite value (NaN) at row 4"),
             "{err}"
         );
     }

@@ -184,7 +184,8 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
     // Refused here, before the window opens, like the other flags' mistakes.
     RunDir::new(&out).check_unused()?;
     if let Some(path) = &config.dataset {
-        let (obs, action) = qamlab_headless::dataset::peek_widths(path)?;
+        let data = qamlab_headless::dataset::load_dataset(path)?;
+        let (obs, action) = (data.obs_dim, data.action_dim);
         anyhow::ensure!(
             (obs, action) == (spec.obs_dim, spec.action_dim),
             "dataset {}: observations are {obs}-D and actions {action}-D, but task {} has {}-D observations and \
