@@ -98,7 +98,7 @@ impl Nets {
             AgentKind::QamF => nets.one_step_actor = Some(field("one_step_actor", false)),
             AgentKind::Fql => nets.one_step_actor = Some(field("actor_onestep_flow", false)),
             AgentKind::QamE => {
-                nets.edit_actor = Some(EditActor::new(obs, d, ah, cfg.actor_layer_norm, device));
+                nets.edit_actor = Some(EditActor::new(obs, d, ah, device));
                 nets.edit_alpha = Some(Temperature::new(device));
             }
             _ => {}

@@ -80,7 +80,7 @@ pub struct AgentConfig {
     pub batch_size: usize,
     /// Hidden widths of every actor MLP.
     pub actor_hidden_dims: Vec<usize>,
-    /// LayerNorm after the hidden activations of the actors.
+    /// LayerNorm after the hidden activations of the flow actors (never in the QAM-E edit actor, as the reference).
     pub actor_layer_norm: bool,
     /// Hidden widths of each critic member.
     pub value_hidden_dims: Vec<usize>,

@@ -640,15 +640,16 @@ pub struct EditActor {
 }
 
 impl EditActor {
-    /// Parameters under `edit_actor/MLP_0/…`, `edit_actor/OutputDenseMean/…`, `…/OutputDenseLogStd/…`.
-    pub fn new(obs: usize, d: usize, hidden: &[usize], ln: bool, device: Device) -> Self {
+    /// Parameters under `edit_actor/MLP_0/…`, `edit_actor/OutputDenseMean/…`, `…/OutputDenseLogStd/…`. The
+    /// trunk never layer-normalises, whatever `actor_layer_norm` says of the flow actors (as the reference).
+    pub fn new(obs: usize, d: usize, hidden: &[usize], device: Device) -> Self {
         let last = *hidden.last().unwrap_or(&(obs + d)) as i64;
         let head = || Dense {
             kernel: xavier_uniform(&[last, d as i64], device),
             bias: zeros(&[d as i64], device),
         };
         Self {
-            trunk: Mlp::new("edit_actor/MLP_0", obs + d, hidden, true, ln, device),
+            trunk: Mlp::new("edit_actor/MLP_0", obs + d, hidden, true, false, device),
             mean: head(),
             log_std: head(),
         }

@@ -358,3 +358,20 @@ fn without_action_chunking_the_policy_outputs_one_action() {
             .contains("best_of_n")
     );
 }
+
+#[test]
+fn actor_layer_norm_reaches_the_flow_actors_but_never_the_edit_actor() {
+    let cfg = AgentConfig {
+        actor_layer_norm: true,
+        ..tiny(AgentKind::QamE)
+    };
+    let agent = Agent::new(cfg, O, A, Device::Cpu, 0).unwrap();
+    let names: Vec<String> = agent.parameters().into_iter().map(|(n, _)| n).collect();
+    let normed = |prefix: &str| {
+        names
+            .iter()
+            .any(|n| n.starts_with(prefix) && n.contains("LayerNorm"))
+    };
+    assert!(normed("actor_slow/"), "{names:?}");
+    assert!(!normed("edit_actor/"), "{names:?}");
+}
