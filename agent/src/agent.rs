@@ -17,7 +17,7 @@ use crate::networks::{
 };
 use crate::noise::{Noise, TorchNoise};
 use crate::optim::Adam;
-use crate::qam::{self, QFn, batch_actions};
+use crate::qam::{self, QFn, batch_actions, last};
 
 mod graphed;
 
@@ -234,10 +234,6 @@ pub struct Agent {
 enum StepMode {
     Eager,
     Captured,
-}
-
-fn last(t: &Tensor) -> Tensor {
-    t.select(1, t.size()[1] - 1)
 }
 
 /// The draws of the critic's next actions (`sample_actions(s')`, prefix `next`), the first draws
@@ -834,7 +830,7 @@ impl Agent {
                 reason: "update_policy_against needs a QAM agent".into(),
             });
         }
-        batch.validate(self.obs_dim, self.action_dim)?;
+        self.check_batch(batch)?;
         let batch = &batch.to_device(self.device);
         let _rng = self
             .noise

@@ -118,18 +118,21 @@ impl TransitionStore {
         }
     }
 
-    /// An empty store with room for `capacity` transitions (no reallocation until then).
-    pub fn with_capacity(obs_dim: usize, action_dim: usize, capacity: usize) -> Self {
-        Self {
-            obs_dim,
-            action_dim,
-            observations: Vec::with_capacity(capacity * obs_dim),
-            actions: Vec::with_capacity(capacity * action_dim),
-            next_observations: Vec::with_capacity(capacity * obs_dim),
-            rewards: Vec::with_capacity(capacity),
-            masks: Vec::with_capacity(capacity),
-            terminals: Vec::with_capacity(capacity),
-        }
+    /// Makes room for `transitions` more transitions, so that a buffer filling up to a known size is allocated
+    /// once instead of doubling (which briefly holds twice the rows). Best effort: returns false where memory
+    /// does not allow it; the store still grows as needed.
+    pub fn try_reserve(&mut self, transitions: usize) -> bool {
+        let (o, a) = (self.obs_dim, self.action_dim);
+        let rows = |width: usize| transitions.checked_mul(width);
+        let (Some(obs), Some(act)) = (rows(o), rows(a)) else {
+            return false;
+        };
+        self.observations.try_reserve_exact(obs).is_ok()
+            && self.next_observations.try_reserve_exact(obs).is_ok()
+            && self.actions.try_reserve_exact(act).is_ok()
+            && self.rewards.try_reserve_exact(transitions).is_ok()
+            && self.masks.try_reserve_exact(transitions).is_ok()
+            && self.terminals.try_reserve_exact(transitions).is_ok()
     }
 
     /// Observation dimension `O`.
@@ -387,13 +390,17 @@ mod tests {
         let max_start = b.observations.select(1, 0).max().double_value(&[]);
         assert!(max_start <= 3.0);
         assert!(s.sample(&mut rng, 1, 7, 0.5, Device::Cpu).is_err());
+        assert!(s.try_reserve(10) && s.observations.capacity() >= 32);
+        assert!(!s.try_reserve(usize::MAX / 2));
+        s.push(&[6.0, 0.0], &[6.0], 1.0, 1.0, 1.0, &[6.5, 0.0])
+            .unwrap();
         // Chunks drawn within rows 2..6 start at 2, 3 or 4, and each of those comes up.
         let mut starts = s.chunk_starts(&mut rng, 64, 2, 2..6).unwrap();
         starts.sort_unstable();
         starts.dedup();
         assert_eq!(starts, [2, 3, 4]);
         assert!(s.chunk_starts(&mut rng, 1, 3, 4..6).is_err());
-        assert!(s.chunk_starts(&mut rng, 1, 1, 4..7).is_err());
+        assert!(s.chunk_starts(&mut rng, 1, 1, 4..8).is_err());
         let e = s
             .extend_from_arrays(
                 &[0.0; 4], &[0.0; 2], &[0.0; 4], &[0.0; 2], &[0.0; 1], &[0.0; 2],

@@ -127,11 +127,6 @@ impl ReplayNoise {
         }
     }
 
-    /// Number of draws not yet consumed.
-    pub fn remaining(&self) -> usize {
-        self.draws.len()
-    }
-
     fn next(&mut self, label: &str, shape: &[i64], device: Device) -> Result<Tensor> {
         let (name, t) = self.draws.pop_front().ok_or_else(|| {
             AgentError::Noise(format!(

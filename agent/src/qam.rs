@@ -27,7 +27,7 @@ pub fn batch_actions(batch: &Batch, cfg: &AgentConfig) -> Tensor {
 }
 
 /// Last column of a `[B, H]` (or `[B, H, O]`) batch tensor.
-fn last(t: &Tensor) -> Tensor {
+pub(crate) fn last(t: &Tensor) -> Tensor {
     t.select(1, t.size()[1] - 1)
 }
 

@@ -59,9 +59,7 @@ pub fn evaluate(
     let quota: Vec<usize> = (0..envs)
         .map(|i| episodes / envs + usize::from(i < episodes % envs))
         .collect();
-    let seeds: Vec<u64> = (0..envs as u64)
-        .map(|i| seed.wrapping_mul(0x9E37_79B9).wrapping_add(i))
-        .collect();
+    let seeds: Vec<u64> = (0..envs as u64).map(|i| eval_env_seed(seed, i)).collect();
     let mut obs = env.reset(&seeds)?.to_vec();
     let mut queues = ChunkQueues::new(envs, action_dim);
     let mut done = vec![0usize; envs];
@@ -92,4 +90,10 @@ pub fn evaluate(
         episodes,
         env_steps,
     })
+}
+
+/// Seed of evaluation env `i` for an evaluation seeded `seed`: its first episode's initial state (what
+/// `qamlab eval --video` records to show the evaluation's first episodes).
+pub fn eval_env_seed(seed: u64, i: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9).wrapping_add(i)
 }

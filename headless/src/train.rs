@@ -238,16 +238,17 @@ impl<'a> Trainer<'a> {
         progress: bool,
     ) -> anyhow::Result<Self> {
         let scene = &task.scene;
-        let probe = BatchedEnv::new(scene, 1, EnvOptions::default())?;
-        crate::chunks::check_agent_action_space(probe.spec())?;
-        let (obs_dim, action_dim) = (probe.spec().obs_dim, probe.spec().action_dim);
-        drop(probe);
+        let spec = qamlab_sim::EnvSpec::new(scene, scene.settings.episode_length);
+        crate::chunks::check_agent_action_space(&spec)?;
+        let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
             Some(path) => Some(load_offline_data(path, &mut replay, cfg)?),
             None => None,
         };
         let offline_len = replay.len();
+        // The reference's buffer: the dataset plus room for every online transition.
+        replay.try_reserve(cfg.online_steps.try_into().unwrap_or(usize::MAX));
         let mut trainer = Trainer {
             cfg,
             run: run.clone(),

@@ -243,11 +243,6 @@ impl BatchedEnv {
     pub fn output(&self) -> &StepOutput {
         self.app.world().resource::<StepOutput>()
     }
-
-    /// The App holding the envs: for plugins that watch or draw them (same World, same systems).
-    pub fn app_mut(&mut self) -> &mut App {
-        &mut self.app
-    }
 }
 
 /// Spawns one env of `task` per seed into `world` (env `i` seeded with `seeds[i]`), with the resources the

@@ -164,8 +164,8 @@ fn record_video(
         every: args.video_every,
         width: VIDEO_SIZE.0,
         height: VIDEO_SIZE.1,
-        // The evaluation's first initial states (`evaluate` seeds env i with this + i).
-        first_seed: args.seed.wrapping_mul(0x9E37_79B9),
+        // The evaluation's first initial states.
+        first_seed: qamlab_headless::evaluate::eval_env_seed(args.seed, 0),
     };
     let recorded = video::record(&task, agent, &options)?;
     out.write(&recorded)?;
