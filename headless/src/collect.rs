@@ -170,7 +170,8 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     let mut episode: Vec<DatasetRows> = (0..n).map(|_| DatasetRows::new(o, a, p, v)).collect();
     let dummy = vec![0.0f32; a];
     let start = Instant::now();
-    let mut obs = env.reset(&env_seeds)?.to_vec();
+    let stepping = || format!("collecting task {}", opts.task);
+    let mut obs = env.reset(&env_seeds).with_context(stepping)?.to_vec();
     let (mut qpos, mut qvel) = (env.output().qpos.clone(), env.output().qvel.clone());
     let (mut steps, mut successes) = (0usize, 0usize);
     let mut recorded = 0;
@@ -178,7 +179,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         let active = (opts.episodes - recorded).min(n);
         for t in 0..length {
             let actions = oracle.act(&obs).to_vec();
-            let out = env.step(&actions)?;
+            let out = env.step(&actions).with_context(stepping)?;
             steps += n;
             for (i, rows) in episode.iter_mut().enumerate().take(active) {
                 rows.push(Row {

@@ -60,14 +60,15 @@ pub fn evaluate(
         .map(|i| episodes / envs + usize::from(i < episodes % envs))
         .collect();
     let seeds: Vec<u64> = (0..envs as u64).map(|i| eval_env_seed(seed, i)).collect();
-    let mut obs = env.reset(&seeds)?.to_vec();
+    let stepping = || format!("evaluating on task {}", task.settings.name);
+    let mut obs = env.reset(&seeds).with_context(stepping)?.to_vec();
     let mut queues = ChunkQueues::new(envs, action_dim);
     let mut done = vec![0usize; envs];
     let mut returns = vec![0.0f64; envs];
     let (mut successes, mut total_return, mut env_steps) = (0usize, 0.0f64, 0u64);
     while done.iter().zip(&quota).any(|(d, q)| d < q) {
         let actions = queues.next_actions(agent, &obs)?;
-        let out = env.step(&actions)?;
+        let out = env.step(&actions).with_context(stepping)?;
         for i in 0..envs {
             if done[i] >= quota[i] {
                 continue; // this env has run its share; its further episodes are not counted

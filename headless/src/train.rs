@@ -418,7 +418,9 @@ impl<'a> Trainer<'a> {
             }
             let actions = queues.next_actions(&mut self.agent, &obs)?;
             let t0 = Instant::now();
-            let out = env.step(&actions)?;
+            let out = env
+                .step(&actions)
+                .with_context(|| format!("stepping task {} online", self.cfg.task))?;
             self.state.env_seconds += t0.elapsed().as_secs_f64();
             for i in 0..n {
                 let done = out.terminated[i] || out.truncated[i];
@@ -550,7 +552,10 @@ impl<'a> Trainer<'a> {
             }
             self.state.generation += 1;
         }
-        let obs = env.reset(&seeds(self.state.generation))?.to_vec();
+        let obs = env
+            .reset(&seeds(self.state.generation))
+            .with_context(|| format!("starting task {} online", self.cfg.task))?
+            .to_vec();
         Ok((obs, ChunkQueues::new(n, action_dim)))
     }
 

@@ -67,6 +67,21 @@ pub enum SimError {
         /// Range maximum.
         max: f32,
     },
+    /// An observation that left f32's range: the scene's magnitudes are past what the physics can hold.
+    #[error(
+        "env {env}, observation {index} (`{name}`) is {value}: the simulation left f32's range (look for \
+         magnitudes in the scene that no physics can hold: positions, offsets, randomisation ranges, gains)"
+    )]
+    NonFiniteObservation {
+        /// Env index.
+        env: usize,
+        /// Observation index.
+        index: usize,
+        /// The observation value's name (sensor block and component).
+        name: String,
+        /// The offending value.
+        value: f32,
+    },
     /// A seed list whose length is not the number of envs.
     #[error("reset: expected {expected} seeds (one per env), got {got}")]
     SeedCount {

@@ -484,6 +484,16 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             ))
         } else if r.min > r.max {
             Err(err(raw, field, format!("min {} > max {}", r.min, r.max)))
+        } else if !(r.max - r.min).is_finite() {
+            // Draws compute min + (max - min) * u: a width past f32's range would make them infinite.
+            Err(err(
+                raw,
+                field,
+                format!(
+                    "the width max - min of [{}, {}] overflows f32",
+                    r.min, r.max
+                ),
+            ))
         } else {
             Ok(())
         }
@@ -773,11 +783,12 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         finite3(raw, "Joint.anchor", joint.anchor)?;
         let axis = match joint.kind {
             JointKind::Revolute { axis } | JointKind::Prismatic { axis } => {
-                if !(axis.is_finite() && axis.length() > 1e-6) {
+                // A finite axis can still have a length past f32's range, which would normalise to zero.
+                if !(axis.is_finite() && axis.length().is_finite() && axis.length() > 1e-6) {
                     return Err(err(
                         raw,
                         "Joint.kind.axis",
-                        format!("must be a non-zero vector, got {axis}"),
+                        format!("must be a non-zero vector of finite length, got {axis}"),
                     ));
                 }
                 axis.normalize()
@@ -786,6 +797,16 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         };
         if let Some(limits) = &joint.limits {
             check_range(raw, "Joint.limits", limits)?;
+            if limits.min > 0.0 || limits.max < 0.0 {
+                return Err(err(
+                    raw,
+                    "Joint.limits",
+                    format!(
+                        "[{}, {}] excludes 0, the joint's coordinate at the bodies' authored poses: the joint would                          snap into its limits at the first step; place the bodies within the limits or widen them",
+                        limits.min, limits.max
+                    ),
+                ));
+            }
         }
         // The joint frame in world coordinates at the authored pose, x along the axis; expressed in each body's
         // frame so that the joint coordinate is 0 at the authored pose.
@@ -832,6 +853,29 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         non_negative(raw, &field("stiffness"), a.stiffness)?;
         non_negative(raw, &field("damping"), a.damping)?;
         non_negative(raw, &field("max_force"), a.max_force)?;
+        // A motor without force, or without the gain its control acts through, would ignore its action.
+        if a.max_force == 0.0 {
+            return Err(err(
+                raw,
+                &field("max_force"),
+                "is 0: the motor could exert no force, so the actuator would ignore its action"
+                    .into(),
+            ));
+        }
+        let (gain, value, kind) = match a.control {
+            Control::Velocity { .. } => ("damping", a.damping, "velocity"),
+            _ => ("stiffness", a.stiffness, "position"),
+        };
+        if value == 0.0 {
+            return Err(err(
+                raw,
+                &field(gain),
+                format!(
+                    "is 0: a {kind} control drives its joints through the motor's {gain}, so the actuator would \
+                     ignore its action"
+                ),
+            ));
+        }
         match a.control {
             Control::PositionDelta { scale } | Control::Velocity { scale } => {
                 // A zero scale would make the actuator ignore its action.
@@ -870,6 +914,22 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     raw,
                     &field(&format!("joints[{m}]")),
                     format!("joint \"{name}\" is fixed"),
+                ));
+            }
+            // A motor moves a dynamic body; between fixed or kinematic bodies it has nothing to move.
+            let (parent, child) = (
+                &bodies[joints[j].parent].body,
+                &bodies[joints[j].child].body,
+            );
+            if parent.kind != BodyKind::Dynamic && child.kind != BodyKind::Dynamic {
+                return Err(err(
+                    raw,
+                    &field(&format!("joints[{m}]")),
+                    format!(
+                        "joint \"{name}\" joins \"{}\" ({:?}) and \"{}\" ({:?}): neither is Dynamic, so its motor \
+                         could move nothing",
+                        parent.name, parent.kind, child.name, child.kind
+                    ),
                 ));
             }
             // Two commands for one motor: the later would silently override the earlier.

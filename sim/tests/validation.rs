@@ -471,3 +471,85 @@ fn a_randomised_jointed_body_names_the_joint_end() {
         other => panic!("expected an Invalid error, got {other}"),
     }
 }
+
+#[test]
+fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
+    let refused = |from: &str, to: &str, field: &str, says: &str| {
+        let err = load_edited(from, to).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.scn.ron") && err.contains(field) && err.contains(says),
+            "{from} -> {to}: {err}"
+        );
+    };
+    // Draws compute min + (max - min) * u: an infinite width would put inf into the actions or the poses.
+    refused(
+        "range: (min: -1.0, max: 1.0),\n             stiffness: 3600.0",
+        "range: (min: -3.4e38, max: 3.4e38),\n             stiffness: 3600.0",
+        "ActionSpace.actuators[0].range",
+        "overflows f32",
+    );
+    refused(
+        "x: Some((min: -0.15, max: 0.15))",
+        "x: Some((min: -3e38, max: 3e38))",
+        "RandomizePose.x",
+        "overflows f32",
+    );
+    // Its length overflows, so it would normalise to zero and silently become the x axis.
+    refused(
+        "Prismatic(axis: (0.0, 1.0, 0.0))",
+        "Prismatic(axis: (0.0, 1e20, 0.0))",
+        "Joint.kind.axis",
+        "finite length",
+    );
+    refused(
+        "limits: Some((min: -0.3, max: 0.3))",
+        "limits: Some((min: 0.1, max: 0.3))",
+        "Joint.limits",
+        "excludes 0",
+    );
+    refused(
+        "max_force: 1000.0",
+        "max_force: 0.0",
+        "ActionSpace.actuators[0].max_force",
+        "could exert no force",
+    );
+    refused(
+        "stiffness: 3600.0",
+        "stiffness: 0.0",
+        "ActionSpace.actuators[0].stiffness",
+        "position control drives its joints through the motor's stiffness",
+    );
+    refused(
+        "name: \"carriage_x\", kind: Dynamic",
+        "name: \"carriage_x\", kind: Kinematic",
+        "ActionSpace.actuators[0].joints[0]",
+        "neither is Dynamic",
+    );
+}
+
+#[test]
+fn an_observation_past_f32_stops_the_env_naming_it() {
+    let scene = TaskScene::from_ron(
+        &cube_single_text().replacen(
+            "offset: (0.0, 0.0, -0.06)",
+            "offset: (3.0e38, 3.0e38, 0.0)",
+            1,
+        ),
+        "far.scn.ron",
+    )
+    .unwrap();
+    let mut env = BatchedEnv::new(&scene, 2, EnvOptions::default()).unwrap();
+    // Finite at reset, its velocity overflows once the palm turns.
+    env.reset(&[0, 1]).unwrap();
+    let mut state = 7;
+    let err = (0..50)
+        .find_map(|_| env.step(&random_actions(&mut state, 10)).err())
+        .expect("the observations stayed finite")
+        .to_string();
+    assert!(
+        err.starts_with("env 0, observation ")
+            && err.contains("(`pinch.")
+            && err.contains("left f32's range"),
+        "{err}"
+    );
+}
