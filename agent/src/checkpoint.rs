@@ -85,15 +85,14 @@ pub fn write_tensors(
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&buffer)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&buffer).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        // Nothing half-written stays behind; the file under `path`, if any, is untouched.
         let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(())
+        ckpt_err(path, format!("writing: {e}"))
+    })
 }
 
 /// Reads every tensor (f32/f64/i64/i32) and the metadata of a safetensors file; a truncated or
@@ -221,6 +220,13 @@ impl Agent {
                         src.size(),
                         src.kind()
                     ),
+                ));
+            }
+            // Training never saves a diverged agent, so a NaN or an infinity here is damage.
+            if src.isfinite().all().int64_value(&[]) == 0 {
+                return Err(ckpt_err(
+                    path,
+                    format!("tensor {name} holds non-finite values: the file is damaged"),
                 ));
             }
             tch::no_grad(|| dst.f_copy_(src))?;

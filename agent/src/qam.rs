@@ -1,6 +1,6 @@
 //! The QAM losses, one function per equation of the spec (§3, §4), read top to bottom beside
 //! `qam-algorithm.md`. Shapes: `B` batch, `O` obs, `D` policy dim, `K` ensemble, `T` flow steps.
-//! They are composed into one scalar by [`crate::Agent::update`].
+//! [`crate::Agent::update`] sums them into one loss (or, split over two threads, into its two halves).
 
 use tch::{Kind, Tensor};
 

@@ -375,3 +375,36 @@ fn actor_layer_norm_reaches_the_flow_actors_but_never_the_edit_actor() {
     assert!(normed("actor_slow/"), "{names:?}");
     assert!(!normed("edit_actor/"), "{names:?}");
 }
+
+#[test]
+fn a_checkpoint_holding_nan_is_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let (tensors, meta) = read_tensors(&path).unwrap();
+    let victim = tensors
+        .iter()
+        .map(|(n, _)| n.clone())
+        .find(|n| n.starts_with("critic/"))
+        .unwrap();
+    let damaged: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let t = if n == &victim {
+                t.full_like(f64::NAN)
+            } else {
+                t.shallow_clone()
+            };
+            (n.clone(), t)
+        })
+        .collect();
+    write_tensors(&path, &damaged, meta).unwrap();
+    let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.contains(&format!("tensor {victim} holds non-finite values")),
+        "{err}"
+    );
+}

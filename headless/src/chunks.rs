@@ -112,8 +112,8 @@ impl ChunkQueues {
         }
         let mut actions = Vec::with_capacity(n * a);
         for queue in &mut self.queues {
-            // Evaluation clips each executed action to [-1, 1] as the reference does (a no-op
-            // for the clipped samples, kept so any policy output stays in the action space).
+            // Each executed action is clipped to [-1, 1], as the reference's evaluation does (a no-op for the
+            // clipped samples, kept so that no queued action can leave the action space).
             actions.extend(
                 queue
                     .pop_front()

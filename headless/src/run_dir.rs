@@ -76,12 +76,29 @@ impl RunDir {
 
     /// The configuration the run started with; a task given as a scene file is read from the run's copy.
     pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
-        let mut cfg = TrainConfig::from_toml_file(&self.config())
+        let path = self.config();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the config file {}", path.display()))
             .with_context(|| format!("{} is not a run directory", self.root.display()))?;
+        let mut cfg = TrainConfig::from_toml_str(&text, &path.display().to_string())?;
+        check_config_is_whole(&text, &path)?;
         let scene = self.task_scene();
+        let builtin = qamlab_tasks::builtin_names().contains(&cfg.task.as_str());
         if scene.is_file() {
             cfg.task = scene.display().to_string();
-        } else if !qamlab_tasks::builtin_names().contains(&cfg.task.as_str()) {
+        } else if scene.exists() {
+            bail!(
+                "{} is not a file: the run's copy of its task scene",
+                scene.display()
+            );
+        } else if !builtin && !cfg.task.ends_with(".ron") {
+            bail!(
+                "{}: task = {:?} is not a built-in task ({}) and the run holds no scene file",
+                self.config().display(),
+                cfg.task,
+                qamlab_tasks::builtin_names().join(", ")
+            );
+        } else if !builtin {
             // The original file may have changed since: loading it would quietly evaluate another task.
             bail!(
                 "{} is missing: the run's copy of its task scene (first read from {}), which --resume and eval load",
@@ -179,7 +196,13 @@ impl RunDir {
                     "{} is empty: it should name the newest checkpoint directory",
                     pointer.display()
                 );
-                let dir = self.checkpoints().join(name.trim());
+                let name = name.trim();
+                anyhow::ensure!(
+                    is_checkpoint_name(name),
+                    "{} names {name:?}: expected a checkpoint directory of this run, step-N",
+                    pointer.display()
+                );
+                let dir = self.checkpoints().join(name);
                 anyhow::ensure!(
                     dir.is_dir(),
                     "{} names {}, which does not exist",
@@ -201,9 +224,11 @@ impl RunDir {
             .and_then(|n| n.to_str())
             .context("checkpoint directory name")?;
         write_bytes_atomically(&self.checkpoints().join("latest"), name.as_bytes())?;
+        // Only older checkpoints go: whatever else someone keeps in the folder stays.
         for entry in std::fs::read_dir(self.checkpoints())?.filter_map(Result::ok) {
             let path = entry.path();
-            if path.is_dir() && path != dir {
+            let ours = entry.file_name().to_str().is_some_and(is_checkpoint_name);
+            if ours && path.is_dir() && path != dir {
                 std::fs::remove_dir_all(&path)
                     .with_context(|| format!("removing the old checkpoint {}", path.display()))?;
             }
@@ -303,13 +328,23 @@ impl RunDir {
                 };
                 let f: Vec<&str> = line.split(',').collect();
                 anyhow::ensure!(f.len() == 5, bad());
-                Ok(EvalPoint {
+                let point = EvalPoint {
                     step: f[0].parse().with_context(bad)?,
                     phase: f[1].to_string(),
                     success_rate: f[2].parse().with_context(bad)?,
                     mean_return: f[3].parse().with_context(bad)?,
                     episodes: f[4].parse().with_context(bad)?,
-                })
+                };
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&point.success_rate) && point.mean_return.is_finite(),
+                    "{}: line {}: success rate {} and mean return {}: expected a fraction in [0, 1] and a finite \
+                     number",
+                    path.display(),
+                    i + 1,
+                    point.success_rate,
+                    point.mean_return
+                );
+                Ok(point)
             })
             .collect()
     }
@@ -356,6 +391,48 @@ fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A run writes every key of its configuration, so one missing is damage (a cut or emptied file), which
+/// reading with defaults would silently turn into another run. Keys added to qamlab since its first runs
+/// may be absent: their defaults are what those runs did.
+fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
+    const LATER_KEYS: [&str; 5] = [
+        "cuda_graphs",
+        "tf32",
+        "split_update",
+        "sparse",
+        "balanced_sampling",
+    ];
+    let written: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let complete: toml::Table = TrainConfig::default().to_toml()?.parse()?;
+    let missing = |have: &toml::Table, want: &toml::Table, table: &str| -> Vec<String> {
+        want.keys()
+            .filter(|k| !have.contains_key(*k) && !LATER_KEYS.contains(&k.as_str()))
+            .map(|k| format!("{table}{k}"))
+            .collect()
+    };
+    let mut absent = missing(&written, &complete, "");
+    if let (Some(toml::Value::Table(have)), Some(toml::Value::Table(want))) =
+        (written.get("agent"), complete.get("agent"))
+    {
+        absent.extend(missing(have, want, "agent."));
+    }
+    anyhow::ensure!(
+        absent.is_empty(),
+        "{} lacks {}: a run writes every key of its configuration, so the file is damaged (cut or emptied)",
+        path.display(),
+        absent.join(", ")
+    );
+    Ok(())
+}
+
+/// Whether `name` is the name of a checkpoint directory: `step-N`.
+fn is_checkpoint_name(name: &str) -> bool {
+    name.strip_prefix("step-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -436,5 +513,79 @@ mod tests {
         std::fs::write(run.config(), builtin.to_toml().unwrap()).unwrap();
         std::fs::remove_file(run.task_scene()).unwrap();
         assert_eq!(run.read_config().unwrap().task, builtin.task);
+    }
+
+    #[test]
+    fn a_damaged_config_or_an_unknown_task_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let whole = TrainConfig::default().to_toml().unwrap();
+        // Cut in the [agent] table: read with defaults, it would be another run.
+        let cut = &whole[..whole.find("num_qs").unwrap()];
+        std::fs::write(run.config(), cut).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("config.toml lacks agent.")
+                && err.contains("agent.num_qs")
+                && err.contains("damaged"),
+            "{err}"
+        );
+        std::fs::write(run.config(), "").unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("lacks agent, ") && err.contains(", task, "),
+            "{err}"
+        );
+        // A run from before the later keys existed reads with their defaults.
+        let older: String = whole
+            .lines()
+            .filter(|l| !l.starts_with("sparse") && !l.starts_with("balanced_sampling"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(run.config(), &older).unwrap();
+        run.read_config().unwrap();
+        std::fs::write(run.config(), older.replace("cube-single", "cube-zzz")).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("task = \"cube-zzz\" is not a built-in task (cube-single, cube-double)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checkpoints_are_this_runs_step_directories_and_nothing_else_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let (old, new, kept) = (
+            run.checkpoints().join("step-10"),
+            run.checkpoints().join("step-20"),
+            run.checkpoints().join("keep-me"),
+        );
+        for d in [&old, &new, &kept] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        run.publish_checkpoint(&new).unwrap();
+        assert!(!old.exists() && new.is_dir() && kept.is_dir());
+        assert_eq!(run.latest_checkpoint().unwrap(), Some(new));
+        // A pointer out of the run would continue another run's checkpoint.
+        std::fs::write(run.checkpoints().join("latest"), "../../elsewhere/step-5").unwrap();
+        let err = run.latest_checkpoint().unwrap_err().to_string();
+        assert!(
+            err.contains("expected a checkpoint directory of this run, step-N"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn evaluations_out_of_range_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::write(
+            run.evals(),
+            format!("{EVALS_HEADER}\n20,offline,5,-200,2\n"),
+        )
+        .unwrap();
+        let err = run.read_evals().unwrap_err().to_string();
+        assert!(err.contains("line 2: success rate 5"), "{err}");
     }
 }

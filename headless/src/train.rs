@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_agent::{Agent, TransitionStore, checkpoint};
 use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
@@ -141,7 +141,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     }
     let device = cfg.device.resolve()?;
     if device == Device::Cpu {
-        // Half the cores train, the rest step the envs.
+        // Half the cores: libtorch's OpenMP threads spin, and more of them than the cores the envs' physics
+        // leaves free make updates many times slower.
         crate::config::set_cpu_threads(None);
         let widest = cfg
             .agent
@@ -638,7 +639,12 @@ impl<'a> Trainer<'a> {
         let batch = self
             .replay
             .sample_sequence(h, a.discount, &starts, self.agent.device())?;
-        let metrics = self.agent.update(&batch)?;
+        let metrics = self.agent.update(&batch).with_context(|| {
+            format!(
+                "the update at step {} failed (the last checkpoint is kept)",
+                self.total_step() + 1
+            )
+        })?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
         self.state.updates += 1;
         Ok(metrics)
@@ -750,7 +756,8 @@ impl<'a> Trainer<'a> {
             .run
             .checkpoints()
             .join(format!("step-{}", self.total_step()));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the checkpoint directory {}", dir.display()))?;
         self.agent.save(dir.join("agent.safetensors"))?;
         let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
         let mut lengths = Vec::with_capacity(self.pending.len());
@@ -813,6 +820,7 @@ impl<'a> Trainer<'a> {
             .with_context(|| format!("reading {}", state_path.display()))?;
         self.state = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", state_path.display()))?;
+        self.check_state(&state_path)?;
         let replay_path = dir.join("replay.safetensors");
         let (tensors, meta) = checkpoint::read_tensors(&replay_path)?;
         let offline_len: usize = meta
@@ -827,9 +835,15 @@ impl<'a> Trainer<'a> {
             );
         }
         // Runs from before the checksum was recorded have none to compare.
-        let recorded = meta
-            .get("dataset_crc32")
-            .and_then(|v| v.parse::<u32>().ok());
+        let recorded = match meta.get("dataset_crc32") {
+            Some(v) => Some(v.parse::<u32>().with_context(|| {
+                format!(
+                    "{}: metadata dataset_crc32 {v:?} is not a CRC-32",
+                    replay_path.display()
+                )
+            })?),
+            None => None,
+        };
         if let (Some(then), Some(now), Some(path)) = (recorded, self.dataset_crc, &self.cfg.dataset)
             && then != now
         {
@@ -885,6 +899,60 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// Checks the progress `state.json` records against the run's config and the agent loaded beside it: files
+    /// of another checkpoint or run, or edited counts, would continue some other run.
+    fn check_state(&self, path: &Path) -> anyhow::Result<()> {
+        let (s, cfg) = (&self.state, self.cfg);
+        let file = path.display();
+        ensure!(
+            s.offline_step <= cfg.offline_steps,
+            "{file}: offline_step {} is past the run's offline_steps = {}",
+            s.offline_step,
+            cfg.offline_steps
+        );
+        ensure!(
+            s.online_step <= cfg.online_steps.div_ceil(cfg.envs as u64) * cfg.envs as u64
+                && s.online_step.is_multiple_of(cfg.envs as u64),
+            "{file}: online_step {} is not a step of the run's {} envs up to online_steps = {}",
+            s.online_step,
+            cfg.envs,
+            cfg.online_steps
+        );
+        ensure!(
+            s.online_step == 0 || s.offline_step == cfg.offline_steps,
+            "{file}: online_step {} before the offline phase ended (offline_step {} of {})",
+            s.online_step,
+            s.offline_step,
+            cfg.offline_steps
+        );
+        ensure!(
+            s.updates == self.agent.step(),
+            "{file} records {} updates, but the agent.safetensors beside it has made {}: the two files come from \
+             different checkpoints",
+            s.updates,
+            self.agent.step()
+        );
+        for (name, v) in [
+            ("update_seconds", s.update_seconds),
+            ("env_seconds", s.env_seconds),
+            ("wall_seconds", s.wall_seconds),
+        ] {
+            ensure!(
+                v.is_finite() && v >= 0.0,
+                "{file}: {name} = {v}: expected a duration in seconds"
+            );
+        }
+        for point in &s.evals {
+            ensure!(
+                (0.0..=1.0).contains(&point.success_rate),
+                "{file}: evaluation at step {} has success rate {}: expected a fraction in [0, 1]",
+                point.step,
+                point.success_rate
+            );
+        }
+        Ok(())
+    }
+
     /// The checkpoint's record of the online envs (`state.json`'s stream positions, the queued actions).
     fn read_resumed_envs(
         &self,
@@ -908,14 +976,24 @@ impl<'a> Trainer<'a> {
                     self.cfg.envs
                 )
             })?;
-        let queued: Vec<f32> = Vec::try_from(
-            tensors
-                .get("queues/actions")
-                .with_context(|| {
-                    format!("{}: tensor queues/actions missing", replay_path.display())
-                })?
-                .flatten(0, -1),
-        )?;
+        let actions = tensors
+            .get("queues/actions")
+            .with_context(|| format!("{}: tensor queues/actions missing", replay_path.display()))?;
+        let a = self.replay.action_dim() as i64;
+        ensure!(
+            actions.kind() == Kind::Float && actions.dim() == 2 && actions.size()[1] == a,
+            "{}: tensor queues/actions is {:?} {:?}: expected float32 [N, {a}]",
+            replay_path.display(),
+            actions.kind(),
+            actions.size()
+        );
+        let queued: Vec<f32> = Vec::try_from(actions.flatten(0, -1))?;
+        if let Some(v) = queued.iter().find(|v| !v.is_finite()) {
+            bail!(
+                "{}: tensor queues/actions holds {v}: the checkpoint is damaged",
+                replay_path.display()
+            );
+        }
         let rows = queued.len() / self.replay.action_dim();
         let queued_counts = read_counts(tensors, "queues/lengths", rows, replay_path)?;
         if queued_counts.len() != self.cfg.envs {
@@ -1120,22 +1198,46 @@ fn restore_store(
     like: &TransitionStore,
     path: &Path,
 ) -> anyhow::Result<TransitionStore> {
-    let get = |name: &str| -> anyhow::Result<Vec<f32>> {
+    let get = |name: &str, width: usize| -> anyhow::Result<Vec<f32>> {
         let key = format!("{prefix}/{name}");
         let t = tensors
             .get(&key)
             .with_context(|| format!("{}: tensor {key} missing", path.display()))?;
-        Ok(Vec::try_from(t.to_kind(Kind::Float).flatten(0, -1))?)
+        let shape = t.size();
+        ensure!(
+            t.kind() == Kind::Float && shape.len() == 2 && shape[1] == width as i64,
+            "{}: tensor {key} is {:?} {shape:?}: expected float32 [N, {width}]",
+            path.display(),
+            t.kind()
+        );
+        let values = Vec::<f32>::try_from(t.flatten(0, -1))?;
+        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+            bail!(
+                "{}: tensor {key} holds {v}: the checkpoint is damaged",
+                path.display()
+            );
+        }
+        // Masks scale the bootstrapped value and terminals cut the chunks: anything but 0 or 1 is damage.
+        if (name == "masks" || name == "terminals")
+            && let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0)
+        {
+            bail!(
+                "{}: tensor {key} holds {v}: expected 0 or 1",
+                path.display()
+            );
+        }
+        Ok(values)
     };
-    let mut store = TransitionStore::new(like.obs_dim(), like.action_dim());
+    let (o, a) = (like.obs_dim(), like.action_dim());
+    let mut store = TransitionStore::new(o, a);
     store
         .extend_from_arrays(
-            &get("observations")?,
-            &get("actions")?,
-            &get("next_observations")?,
-            &get("rewards")?,
-            &get("masks")?,
-            &get("terminals")?,
+            &get("observations", o)?,
+            &get("actions", a)?,
+            &get("next_observations", o)?,
+            &get("rewards", 1)?,
+            &get("masks", 1)?,
+            &get("terminals", 1)?,
         )
         .with_context(|| format!("{}: {prefix} transitions", path.display()))?;
     Ok(store)
@@ -1316,5 +1418,56 @@ mod tests {
                 assert_eq!(taken == random.as_slice(), step < 10, "online step {step}");
             }
         });
+    }
+
+    #[test]
+    fn a_checkpoint_mixed_from_two_or_with_damaged_values_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let options = |resume: bool, stop_after_logs: Option<usize>| TrainOptions {
+            config: tiny(40, 1),
+            out: out.clone(),
+            resume,
+            progress: false,
+            observer: Some(Box::new(FinalWeights {
+                step: Arc::new(Mutex::new(None)),
+                logs: 0,
+                stop_after_logs,
+            })),
+        };
+        train(options(false, Some(3))).unwrap();
+        let latest = RunDir::new(&out).latest_checkpoint().unwrap().unwrap();
+        let resume_error = || format!("{:#}", train(options(true, None)).unwrap_err());
+
+        let state_path = latest.join("state.json");
+        let state = std::fs::read_to_string(&state_path).unwrap();
+        let mut other: serde_json::Value = serde_json::from_str(&state).unwrap();
+        other["updates"] = json!(other["updates"].as_u64().unwrap() + 1);
+        std::fs::write(&state_path, other.to_string()).unwrap();
+        let err = resume_error();
+        assert!(err.contains("different checkpoints"), "{err}");
+        std::fs::write(&state_path, &state).unwrap();
+
+        let replay_path = latest.join("replay.safetensors");
+        let (tensors, meta) = checkpoint::read_tensors(&replay_path).unwrap();
+        let damaged: Vec<(String, Tensor)> = tensors
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    if n == "online/masks" {
+                        t.full_like(2.0)
+                    } else {
+                        t.shallow_clone()
+                    },
+                )
+            })
+            .collect();
+        checkpoint::write_tensors(&replay_path, &damaged, meta).unwrap();
+        let err = resume_error();
+        assert!(
+            err.contains("tensor online/masks holds 2: expected 0 or 1"),
+            "{err}"
+        );
     }
 }

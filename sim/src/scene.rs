@@ -454,7 +454,6 @@ fn spans_a_volume(points: &[Vec3]) -> bool {
     height > 1e-4 * reach
 }
 
-/// Checks the parsed entities and resolves names to indices.
 /// Longest episode a scene may ask for, in control steps.
 pub const MAX_EPISODE_LENGTH: u32 = 100_000;
 /// Most physics steps per control step.
@@ -462,6 +461,7 @@ pub const MAX_SUBSTEPS: u32 = 1_000;
 /// Most Rapier solver iterations per physics step.
 pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
 
+/// Checks the parsed entities and resolves names to indices.
 fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
     let err = |raw: &RawEntity, field: &str, message: String| SimError::Invalid {
         file: source.to_string(),

@@ -327,7 +327,7 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
     curve(
         ui,
         "window-success",
-        "success, last 20 episodes (x: episode)",
+        &format!("success, last {ROLLING} episodes (x: episode)"),
         vec![("window", s.stats.curve.clone())],
         Some((0.0, 1.0)),
     );

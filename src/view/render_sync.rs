@@ -515,28 +515,28 @@ fn scene_extent(scene: &TaskScene) -> f32 {
         .filter_map(|def| {
             let c = def.collider.as_ref()?;
             let center = def.body.translation + def.body.rotation * c.offset;
-            Some(center.truncate().abs().max_element() + shape_radius(&c.shape))
+            Some(center.truncate().abs().max_element() + shape_reach(&c.shape).0)
         })
         .fold(0.3, f32::max)
 }
 
-/// Radius of a sphere around a shape's centre enclosing it.
-fn shape_radius(shape: &Shape) -> f32 {
+/// How far a shape reaches from its centre in its local frame (rotation ignored: the framing needs no more
+/// than an estimate): `(horizontally, downwards)`. Capsules and cylinders lie along local z.
+fn shape_reach(shape: &Shape) -> (f32, f32) {
     match shape {
-        Shape::Cuboid { half_extents } => half_extents.truncate().length(),
-        Shape::Ball { radius } => *radius,
+        Shape::Cuboid { half_extents } => (half_extents.truncate().length(), half_extents.z),
+        Shape::Ball { radius } => (*radius, *radius),
         Shape::Capsule {
             half_height,
             radius,
-        }
-        | Shape::Cylinder {
+        } => (*radius, half_height + radius),
+        Shape::Cylinder {
             half_height,
             radius,
-        } => half_height + radius,
-        Shape::ConvexHull { points } => points
-            .iter()
-            .map(|p| p.truncate().length())
-            .fold(0.0, f32::max),
+        } => (*radius, *half_height),
+        Shape::ConvexHull { points } => points.iter().fold((0.0, 0.0), |(h, d), p| {
+            (f32::max(h, p.truncate().length()), f32::max(d, -p.z))
+        }),
     }
 }
 
@@ -548,20 +548,7 @@ fn floor_height(scene: &TaskScene) -> f32 {
         .filter(|def| def.body.kind == BodyKind::Fixed)
         .filter_map(|def| {
             let c = def.collider.as_ref()?;
-            let below = match &c.shape {
-                Shape::Cuboid { half_extents } => half_extents.z,
-                Shape::Ball { radius } => *radius,
-                Shape::Capsule {
-                    half_height,
-                    radius,
-                }
-                | Shape::Cylinder {
-                    half_height,
-                    radius,
-                } => half_height + radius,
-                Shape::ConvexHull { points } => points.iter().map(|p| -p.z).fold(0.0, f32::max),
-            };
-            Some(def.body.translation.z + c.offset.z - below)
+            Some(def.body.translation.z + c.offset.z - shape_reach(&c.shape).1)
         })
         .fold(0.0, f32::min)
         - 0.7

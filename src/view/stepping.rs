@@ -265,7 +265,8 @@ fn spawn(
     seeds: &[u64],
     end_on_success: bool,
 ) -> Result<Vec<Entity>, qamlab_sim::SimError> {
-    // In the window, episodes end on success, as in evaluation: each success starts a new attempt.
+    // The window ends episodes on success, as evaluation does (each success starts a new attempt); a video
+    // keeps them going to show what follows.
     let options = EnvOptions {
         terminate_on_success: end_on_success,
         episode_length: None,
