@@ -40,10 +40,64 @@ struct RunState {
     /// outside the online phase, and in checkpoints of qamlab versions that cut the episodes at a resume.
     #[serde(default)]
     env_episode_word_pos: Vec<String>,
+    /// The settings the run was started with that its course depends on (beyond the agent's, which the
+    /// checkpointed agent records): a resume refuses a config.toml edited since. Absent in older checkpoints.
+    #[serde(default)]
+    settings: Option<RunSettings>,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     update_seconds: f64,
     env_seconds: f64,
     wall_seconds: f64,
+}
+
+/// The run settings a resume must keep (see [`RunState::settings`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunSettings {
+    seed: u64,
+    sparse: bool,
+    balanced_sampling: bool,
+    start_training: u64,
+    utd_ratio: usize,
+}
+
+impl RunSettings {
+    /// `key = new (was old)` for each setting that differs in `now`.
+    fn changes_to(&self, now: &Self) -> Vec<String> {
+        let pairs = [
+            ("seed", self.seed.to_string(), now.seed.to_string()),
+            ("sparse", self.sparse.to_string(), now.sparse.to_string()),
+            (
+                "balanced_sampling",
+                self.balanced_sampling.to_string(),
+                now.balanced_sampling.to_string(),
+            ),
+            (
+                "start_training",
+                self.start_training.to_string(),
+                now.start_training.to_string(),
+            ),
+            (
+                "utd_ratio",
+                self.utd_ratio.to_string(),
+                now.utd_ratio.to_string(),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, was, is)| was != is)
+            .map(|(key, was, is)| format!("{key} = {is} (was {was})"))
+            .collect()
+    }
+
+    fn of(cfg: &TrainConfig) -> Self {
+        Self {
+            seed: cfg.seed,
+            sparse: cfg.sparse,
+            balanced_sampling: cfg.balanced_sampling,
+            start_training: cfg.start_training,
+            utd_ratio: cfg.utd_ratio,
+        }
+    }
 }
 
 /// What a finished run reports (also written to `summary.json`).
@@ -769,6 +823,7 @@ impl<'a> Trainer<'a> {
         tensors.extend(store_tensors("pending", &all_pending, 0)?);
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
         let mut state = self.state.clone();
+        state.settings = Some(RunSettings::of(self.cfg));
         state.env_episode_word_pos.clear();
         if let Some((env, queues)) = envs {
             state.env_episode_word_pos = env
@@ -904,6 +959,16 @@ impl<'a> Trainer<'a> {
     fn check_state(&self, path: &Path) -> anyhow::Result<()> {
         let (s, cfg) = (&self.state, self.cfg);
         let file = path.display();
+        if let Some(then) = &s.settings {
+            let changed = then.changes_to(&RunSettings::of(cfg));
+            ensure!(
+                changed.is_empty(),
+                "{}: {} since the run started: a resumed run keeps the settings it started with (start a new run \
+                 for others)",
+                self.run.config().display(),
+                changed.join(", ")
+            );
+        }
         ensure!(
             s.offline_step <= cfg.offline_steps,
             "{file}: offline_step {} is past the run's offline_steps = {}",
@@ -1447,6 +1512,16 @@ mod tests {
         let err = resume_error();
         assert!(err.contains("different checkpoints"), "{err}");
         std::fs::write(&state_path, &state).unwrap();
+
+        let config = RunDir::new(&out).config();
+        let toml = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, toml.replace("seed = 0", "seed = 5")).unwrap();
+        let err = resume_error();
+        assert!(
+            err.contains("seed = 5 (was 0) since the run started"),
+            "{err}"
+        );
+        std::fs::write(&config, &toml).unwrap();
 
         let replay_path = latest.join("replay.safetensors");
         let (tensors, meta) = checkpoint::read_tensors(&replay_path).unwrap();
