@@ -214,7 +214,7 @@ impl TrainConfig {
                      FILE.npz)"
                 );
             }
-            if self.agent.batch_size % 2 != 0 {
+            if !self.agent.batch_size.is_multiple_of(2) {
                 bail!(
                     "balanced_sampling = true splits each batch in halves, but [agent] batch_size = {} is odd",
                     self.agent.batch_size

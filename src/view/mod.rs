@@ -43,6 +43,21 @@ pub use screenshot::ScreenshotPlugin;
 pub use stepping::{ControlStep, Speed, SteppingPlugin};
 pub use training::TrainingPlugin;
 
+/// The envs acting under the chosen policy, stepped by the window's clock: what the window, the video and the
+/// tests share, before anything draws them.
+pub struct ActingEnvsPlugins(pub SteppingPlugin);
+
+impl PluginGroup for ActingEnvsPlugins {
+    fn build(self) -> bevy::app::PluginGroupBuilder {
+        bevy::app::PluginGroupBuilder::start::<Self>()
+            .add(SimPlugin {
+                schedule: ControlStep.intern(),
+            })
+            .add(self.0)
+            .add(PolicyPlugin)
+    }
+}
+
 /// Flags of `qamlab view`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ViewArgs {
@@ -158,17 +173,13 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     .add_plugins(EguiPlugin::default())
     .insert_resource(view_task)
     .insert_resource(policy)
+    .add_plugins(ActingEnvsPlugins(SteppingPlugin {
+        num_envs: usize::from(args.envs),
+        seed: args.seed,
+        speed: args.speed,
+        end_on_success: true,
+    }))
     .add_plugins((
-        SimPlugin {
-            schedule: ControlStep.intern(),
-        },
-        SteppingPlugin {
-            num_envs: usize::from(args.envs),
-            seed: args.seed,
-            speed: args.speed,
-            end_on_success: true,
-        },
-        PolicyPlugin,
         RenderSyncPlugin { grid: args.grid },
         CameraPlugin,
         PanelPlugin {

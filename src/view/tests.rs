@@ -2,17 +2,16 @@
 //! against the headless driver.
 
 use bevy::app::TaskPoolPlugin;
-use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
 use bevy::time::TimePlugin;
 use clap::Parser;
 use qamlab_sim::systems::StepOutput;
-use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, SimPlugin};
+use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec};
 use qamlab_tasks::{CubeOracle, OracleConfig};
 
 use super::policy::{ActingPolicy, EpisodeStats, PolicyKind};
 use super::stepping::{SimClock, SteppingPlugin};
-use super::{ControlStep, PolicyPlugin, Speed, ViewArgs, ViewTask};
+use super::{ActingEnvsPlugins, ControlStep, Speed, ViewArgs, ViewTask};
 
 #[derive(Parser)]
 struct Cli {
@@ -33,18 +32,12 @@ fn app(args: &[&str]) -> App {
             watch: None,
         })
         .insert_resource(ActingPolicy::from_args(&args, &spec).unwrap())
-        .add_plugins((
-            SimPlugin {
-                schedule: ControlStep.intern(),
-            },
-            SteppingPlugin {
-                num_envs: usize::from(args.envs),
-                seed: args.seed,
-                speed: Speed::X1,
-                end_on_success: true,
-            },
-            PolicyPlugin,
-        ));
+        .add_plugins(ActingEnvsPlugins(SteppingPlugin {
+            num_envs: usize::from(args.envs),
+            seed: args.seed,
+            speed: Speed::X1,
+            end_on_success: true,
+        }));
     app.finish();
     app.cleanup();
     app

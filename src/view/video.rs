@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bevy::app::PluginsState;
 use bevy::camera::RenderTarget;
-use bevy::ecs::schedule::ScheduleLabel;
 use bevy::image::Image;
 use bevy::prelude::*;
 use bevy::render::RenderPlugin;
@@ -21,13 +20,11 @@ use bevy::render::render_resource::TextureFormat;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::ExitCondition;
 use qamlab_agent::Agent;
-use qamlab_sim::{SimPlugin, StepOutput};
+use qamlab_sim::StepOutput;
 
 use super::policy::ActingPolicy;
 use super::stepping::{PendingRebuild, SimClock};
-use super::{
-    CameraPlugin, ControlStep, PolicyPlugin, RenderSyncPlugin, Speed, SteppingPlugin, ViewTask,
-};
+use super::{ActingEnvsPlugins, CameraPlugin, RenderSyncPlugin, Speed, SteppingPlugin, ViewTask};
 
 /// Frames per second of the GIF (one control step a frame at `every = 1`: real time for the built-in tasks).
 pub const FPS: u16 = 20;
@@ -126,20 +123,13 @@ pub fn record(
     .insert_resource(TargetSize(UVec2::new(options.width, options.height)))
     // Shadow maps to suit the small picture (software renderers pay for every texel).
     .insert_resource(bevy::light::DirectionalLightShadowMap { size: 1024 })
-    .add_plugins((
-        SimPlugin {
-            schedule: ControlStep.intern(),
-        },
-        SteppingPlugin {
-            num_envs: 1,
-            seed: options.first_seed,
-            speed: Speed::X1,
-            end_on_success: false,
-        },
-        PolicyPlugin,
-        RenderSyncPlugin { grid: false },
-        CameraPlugin,
-    ))
+    .add_plugins(ActingEnvsPlugins(SteppingPlugin {
+        num_envs: 1,
+        seed: options.first_seed,
+        speed: Speed::X1,
+        end_on_success: false,
+    }))
+    .add_plugins((RenderSyncPlugin { grid: false }, CameraPlugin))
     .add_systems(Startup, create_target)
     .add_systems(PostStartup, aim_cameras_at_target);
 
