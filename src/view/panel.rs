@@ -17,7 +17,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 use super::ViewTask;
 use super::camera::OrbitCamera;
 use super::hot_reload::HotReload;
-use super::policy::{self, ActingPolicy, EpisodeStats, PolicyKind, ROLLING};
+use super::policy::{ActingPolicy, EpisodeStats, PolicyKind, ROLLING, SavePath};
 use super::render_sync::ShownEnvs;
 use super::stepping::{EnvEntities, SimClock, Speed, SteppingSet};
 use super::training::{TrainingCurves, TrainingStatus};
@@ -56,10 +56,6 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("mouse", "left drag turn, right drag pan, wheel zoom"),
 ];
 
-/// Where the panel's save button writes.
-#[derive(Resource, Debug, Clone)]
-pub struct SavePath(pub PathBuf);
-
 /// The side panel and the keyboard shortcuts.
 pub struct PanelPlugin {
     /// Where "save checkpoint" writes.
@@ -71,12 +67,7 @@ impl Plugin for PanelPlugin {
         app.add_message::<ViewCommand>()
             .insert_resource(SavePath(self.save_to.clone()))
             .add_systems(Startup, spawn_ui_camera)
-            .add_systems(
-                Update,
-                (keyboard_shortcuts, save_checkpoint)
-                    .chain()
-                    .before(SteppingSet::Rebuild),
-            )
+            .add_systems(Update, keyboard_shortcuts.before(SteppingSet::Rebuild))
             .add_systems(EguiPrimaryContextPass, side_panel);
     }
 }
@@ -137,17 +128,6 @@ fn keyboard_shortcuts(
         if keys.just_pressed(key) {
             commands.write(ViewCommand::SetSpeed(speed));
         }
-    }
-}
-
-/// Applies the save command.
-fn save_checkpoint(
-    mut commands: MessageReader<ViewCommand>,
-    mut policy: ResMut<ActingPolicy>,
-    path: Res<SavePath>,
-) {
-    if commands.read().any(|c| *c == ViewCommand::SaveCheckpoint) {
-        policy::save_agent(&mut policy, &path.0);
     }
 }
 

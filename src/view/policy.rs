@@ -418,19 +418,35 @@ fn envs_rebuilt(
     stats.running = vec![0.0; entities.0.len()];
 }
 
-/// Applies the choose-policy command, clearing a previous acting error.
-fn policy_commands(mut commands: MessageReader<ViewCommand>, mut policy: ResMut<ActingPolicy>) {
+/// Applies the policy commands: choosing who acts (clearing a previous acting error) and saving the agent.
+fn policy_commands(
+    mut commands: MessageReader<ViewCommand>,
+    mut policy: ResMut<ActingPolicy>,
+    save_to: Option<Res<SavePath>>,
+) {
     for command in commands.read() {
-        if let ViewCommand::SetPolicy(kind) = *command {
-            policy.kind = kind;
-            policy.error = None;
-            policy.fallback = None;
+        match *command {
+            ViewCommand::SetPolicy(kind) => {
+                policy.kind = kind;
+                policy.error = None;
+                policy.fallback = None;
+            }
+            ViewCommand::SaveCheckpoint => {
+                if let Some(path) = &save_to {
+                    save_agent(&mut policy, &path.0);
+                }
+            }
+            _ => {}
         }
     }
 }
 
+/// Where "save checkpoint" writes the acting agent (set by the window's panel).
+#[derive(Resource, Debug, Clone)]
+pub struct SavePath(pub std::path::PathBuf);
+
 /// Saves the acting agent (the panel's "save checkpoint").
-pub fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
+fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
     let result = match &policy.agent {
         None => Err("no agent to save".to_string()),
         Some(agent) => {

@@ -256,3 +256,35 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
         "{err}"
     );
 }
+
+#[test]
+fn the_save_command_writes_the_acting_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = qamlab_agent::AgentConfig {
+        batch_size: 4,
+        actor_hidden_dims: vec![8],
+        value_hidden_dims: vec![8],
+        num_qs: 2,
+        ..qamlab_agent::AgentConfig::default()
+    };
+    let loaded = dir.path().join("agent.safetensors");
+    qamlab_agent::Agent::new(config, 28, 5, tch::Device::Cpu, 0)
+        .unwrap()
+        .save(&loaded)
+        .unwrap();
+    let mut app = app(&["--checkpoint", loaded.to_str().unwrap()]);
+    let saved = dir.path().join("saved.safetensors");
+    app.insert_resource(super::policy::SavePath(saved.clone()));
+    app.world_mut()
+        .write_message(super::panel::ViewCommand::SaveCheckpoint);
+    app.update();
+    let policy = app.world().resource::<ActingPolicy>();
+    assert_eq!(policy.saved, Some(Ok(saved.clone())));
+    let (a, b) = (
+        qamlab_agent::Agent::load(&loaded, tch::Device::Cpu).unwrap(),
+        qamlab_agent::Agent::load(&saved, tch::Device::Cpu).unwrap(),
+    );
+    for ((name, x), (_, y)) in a.parameters().iter().zip(b.parameters().iter()) {
+        assert!(x.equal(y), "{name} differs");
+    }
+}
