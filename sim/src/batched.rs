@@ -81,11 +81,7 @@ impl BatchedEnv {
         let world = self.app.world_mut();
         let mut out = StepOutput::new(self.num_envs, &spec);
         for (i, (&entity, &seed)) in self.entities.iter().zip(seeds).enumerate() {
-            let mut state = EnvState::new(&scene, &spec, seed);
-            let physics = reset_env(&scene, &mut state);
-            state.final_obs.copy_from_slice(&state.obs);
-            state.final_qpos.copy_from_slice(&state.qpos);
-            state.final_qvel.copy_from_slice(&state.qvel);
+            let (physics, state) = fresh_env(&scene, &spec, seed, None);
             out.write(i, &state);
             world.entity_mut(entity).insert((EnvWorld(physics), state));
         }
@@ -152,12 +148,7 @@ impl BatchedEnv {
         let mut out = StepOutput::new(n, spec);
         let mut restored = Vec::with_capacity(n);
         for (i, &seed) in seeds.iter().enumerate() {
-            let mut state = EnvState::new(scene, spec, seed);
-            state.rng.set_word_pos(word_pos[i]);
-            let mut physics = reset_env(scene, &mut state);
-            state.final_obs.copy_from_slice(&state.obs);
-            state.final_qpos.copy_from_slice(&state.qpos);
-            state.final_qvel.copy_from_slice(&state.qvel);
+            let (mut physics, mut state) = fresh_env(scene, spec, seed, Some(word_pos[i]));
             let steps = actions[i].len() / a;
             for (t, row) in actions[i].chunks(a).enumerate() {
                 step_env(
@@ -308,14 +299,27 @@ pub fn spawn_envs(
         .iter()
         .enumerate()
         .map(|(i, &seed)| {
-            let mut state = EnvState::new(&scene, &spec, seed);
-            let physics = reset_env(&scene, &mut state);
-            // Before any step the reached state is the initial one.
-            state.final_obs.copy_from_slice(&state.obs);
-            state.final_qpos.copy_from_slice(&state.qpos);
-            state.final_qvel.copy_from_slice(&state.qvel);
+            let (physics, state) = fresh_env(&scene, &spec, seed, None);
             world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
         })
         .collect();
     Ok((spec, entities))
+}
+/// An env at the start of an episode: its random stream seeded with `seed` (at `word_pos` in it, if given), reset,
+/// and its reached state the initial one (nothing has been stepped yet).
+fn fresh_env(
+    scene: &TaskScene,
+    spec: &EnvSpec,
+    seed: u64,
+    word_pos: Option<u128>,
+) -> (crate::physics::EnvPhysics, EnvState) {
+    let mut state = EnvState::new(scene, spec, seed);
+    if let Some(pos) = word_pos {
+        state.rng.set_word_pos(pos);
+    }
+    let physics = reset_env(scene, &mut state);
+    state.final_obs.copy_from_slice(&state.obs);
+    state.final_qpos.copy_from_slice(&state.qpos);
+    state.final_qvel.copy_from_slice(&state.qvel);
+    (physics, state)
 }
