@@ -24,6 +24,21 @@ mod graphed;
 #[doc(hidden)]
 pub use graphed::GraphEmulation;
 
+/// Calls macro `$m` with the trainable networks of [`Nets`] in optimiser order: the one list that the flat
+/// parameter buffer (`Nets::new`) and the parameter names (`Nets::trainable`) both follow, so they cannot part.
+macro_rules! trainable_networks {
+    ($m:ident) => {
+        $m!(
+            critic,
+            actor_slow,
+            actor_fast,
+            one_step_actor,
+            edit_actor,
+            edit_alpha
+        )
+    };
+}
+
 /// Every network an agent may own; which ones exist depends on [`AgentKind`].
 ///
 /// FQL and BC keep their BC flow actor in `actor_slow` (named `actor_bc_flow`) and FQL its
@@ -134,14 +149,7 @@ impl Nets {
         macro_rules! collect_mut {
             ($($f:ident),*) => { $( if let Some(n) = &mut nets.$f { trainable.extend(n.parameters_mut()); } )* };
         }
-        collect_mut!(
-            critic,
-            actor_slow,
-            actor_fast,
-            one_step_actor,
-            edit_actor,
-            edit_alpha
-        );
+        trainable_networks!(collect_mut);
         let flat = flatten_parameters(trainable, true, device);
         let mut targets: Vec<&mut Tensor> = Vec::new();
         if let Some(t) = &mut nets.target_critic {
@@ -173,14 +181,7 @@ impl Nets {
         macro_rules! add {
             ($($f:ident),*) => { $( if let Some(n) = &self.$f { v.extend(n.named_parameters()); } )* };
         }
-        add!(
-            critic,
-            actor_slow,
-            actor_fast,
-            one_step_actor,
-            edit_actor,
-            edit_alpha
-        );
+        trainable_networks!(add);
         v
     }
 
