@@ -281,8 +281,10 @@ pub fn spawn_envs(
     }
     let episode_length = options
         .episode_length
-        .unwrap_or(task.settings.episode_length)
-        .max(1);
+        .unwrap_or(task.settings.episode_length);
+    if episode_length == 0 {
+        return Err(SimError::ZeroEpisodeLength);
+    }
     let spec = EnvSpec::new(task, episode_length);
     let scene = Arc::new(task.clone());
     world.insert_resource(SimTask {

@@ -90,6 +90,9 @@ pub enum SimError {
         /// Given seeds.
         got: usize,
     },
+    /// An episode length of zero control steps.
+    #[error("an episode lasts at least one control step, got episode_length 0")]
+    ZeroEpisodeLength,
     /// A batch of zero envs.
     #[error("a batched env needs at least one env")]
     NoEnvs,
