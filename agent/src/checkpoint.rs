@@ -229,6 +229,16 @@ impl Agent {
                     format!("tensor {name} holds non-finite values: the file is damaged"),
                 ));
             }
+            // Adam's second moments are running means of squares.
+            if name.starts_with("optimizer/nu/") && src.lt(0.0).any().int64_value(&[]) != 0 {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "tensor {name} holds negative values, but second moments are means of squares: the file \
+                         is damaged"
+                    ),
+                ));
+            }
             tch::no_grad(|| dst.f_copy_(src))?;
         }
         agent.step = num("step")?;

@@ -377,7 +377,7 @@ fn actor_layer_norm_reaches_the_flow_actors_but_never_the_edit_actor() {
 }
 
 #[test]
-fn a_checkpoint_holding_nan_is_refused_naming_the_tensor() {
+fn a_checkpoint_holding_impossible_values_is_refused_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.safetensors");
     Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
@@ -385,26 +385,28 @@ fn a_checkpoint_holding_nan_is_refused_naming_the_tensor() {
         .save(&path)
         .unwrap();
     let (tensors, meta) = read_tensors(&path).unwrap();
-    let victim = tensors
-        .iter()
-        .map(|(n, _)| n.clone())
-        .find(|n| n.starts_with("critic/"))
-        .unwrap();
-    let damaged: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(n, t)| {
-            let t = if n == &victim {
-                t.full_like(f64::NAN)
-            } else {
-                t.shallow_clone()
-            };
-            (n.clone(), t)
-        })
-        .collect();
-    write_tensors(&path, &damaged, meta).unwrap();
-    let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
-    assert!(
-        err.contains(&format!("tensor {victim} holds non-finite values")),
-        "{err}"
-    );
+    for (prefix, value, says) in [
+        ("critic/", f64::NAN, "holds non-finite values"),
+        ("optimizer/nu/", -1.0, "holds negative values"),
+    ] {
+        let victim = tensors
+            .iter()
+            .map(|(n, _)| n.clone())
+            .find(|n| n.starts_with(prefix))
+            .unwrap();
+        let damaged: Vec<(String, Tensor)> = tensors
+            .iter()
+            .map(|(n, t)| {
+                let t = if n == &victim {
+                    t.full_like(value)
+                } else {
+                    t.shallow_clone()
+                };
+                (n.clone(), t)
+            })
+            .collect();
+        write_tensors(&path, &damaged, meta.clone()).unwrap();
+        let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains(&format!("tensor {victim} {says}")), "{err}");
+    }
 }

@@ -443,7 +443,7 @@ print('ok')\n";
         npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
             .unwrap();
         if int_actions {
-            npz.add_array("actions", &ndarray::Array2::<i32>::zeros((4, 2)))
+            npz.add_array("actions", &ndarray::Array2::<i16>::zeros((4, 2)))
                 .unwrap();
         } else {
             npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))

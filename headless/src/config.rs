@@ -172,7 +172,7 @@ impl TrainConfig {
             (
                 self.dataset.is_none(),
                 "task = ",
-                "# dataset: unset (an .npz file; needed when offline_steps > 0)",
+                "# dataset: unset (an .npz file; needed when offline_steps > 0 or balanced_sampling)",
             ),
             (
                 self.agent.edit_target_entropy.is_none(),

@@ -408,7 +408,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     Ok(d)
 }
 
-/// Reads float array `key` as float32: float32 as stored, float64 (numpy's default) converted.
+/// Reads number array `key` as float32: float32 as stored; float64 (numpy's default) and integers converted.
 fn read_floats<D: ndarray::Dimension>(
     npz: &mut NpzReader<Cursor<&Vec<u8>>>,
     key: &str,
@@ -418,12 +418,30 @@ fn read_floats<D: ndarray::Dimension>(
         Ok(array) => return Ok(array),
         Err(e) => e,
     };
-    match npz.by_name::<ndarray::OwnedRepr<f64>, D>(key) {
-        Ok(array) => Ok(array.mapv(|v| v as f32)),
-        Err(_) => {
-            Err(error).with_context(|| format!("key `{key}`: expected float32 or float64 {shape}"))
+    if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<f64>, D>(key) {
+        // A finite float64 past float32's range would turn into an infinity that looks like damage.
+        if let Some((i, v)) = array
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.is_finite() && !(**v as f32).is_finite())
+        {
+            let row = i / array.shape().get(1).copied().unwrap_or(1).max(1);
+            bail!(
+                "key `{key}` holds {v:e} at row {row}: past float32's range, which training computes in"
+            );
         }
+        return Ok(array.mapv(|v| v as f32));
     }
+    // Whole numbers (numpy's default for them: masks or rewards written as integers).
+    if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<i64>, D>(key) {
+        return Ok(array.mapv(|v| v as f32));
+    }
+    if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<i32>, D>(key) {
+        return Ok(array.mapv(|v| v as f32));
+    }
+    Err(error).with_context(|| {
+        format!("key `{key}`: expected float32 or float64 {shape} (or whole numbers)")
+    })
 }
 
 /// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1.
@@ -539,7 +557,9 @@ mod tests {
             npz.add_array("terminals", &terminals).unwrap();
         }
         npz.add_array("rewards", &Array1::<f32>::zeros(6)).unwrap();
-        npz.add_array("masks", &Array1::<f32>::ones(6)).unwrap();
+        if !skip.contains(&"masks") {
+            npz.add_array("masks", &Array1::<f32>::ones(6)).unwrap();
+        }
         change(&mut npz);
         npz.finish().unwrap().into_inner()
     }
@@ -573,6 +593,22 @@ mod tests {
             },
             good
         );
+        // Whole-number masks (numpy's integers) read as the same values.
+        let int_masks = npz_with(&["masks"], |npz| {
+            npz.add_array("masks", &Array1::<i64>::ones(6)).unwrap();
+        });
+        assert_eq!(load_bytes(&int_masks).unwrap().masks, good.masks);
+        let err = load_bytes(&npz_with(&["observations"], |npz| {
+            let mut obs = Array2::<f64>::zeros((6, 3));
+            obs[[4, 0]] = 1e300;
+            npz.add_array("observations", &obs).unwrap();
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("key `observations` holds 1e300 at row 4: past float32's range"),
+            "{err:#}"
+        );
         let err = load_bytes(&npz_with(&["terminals"], |npz| {
             npz.add_array(
                 "terminals",
@@ -586,7 +622,7 @@ mod tests {
             "{err:#}"
         );
         let err = load_bytes(&npz_with(&["actions"], |npz| {
-            npz.add_array("actions", &Array2::<i32>::zeros((6, 2)))
+            npz.add_array("actions", &Array2::<i16>::zeros((6, 2)))
                 .unwrap();
         }))
         .unwrap_err();

@@ -60,7 +60,7 @@ pub fn evaluate(
         .map(|i| episodes / envs + usize::from(i < episodes % envs))
         .collect();
     let seeds: Vec<u64> = (0..envs as u64).map(|i| eval_env_seed(seed, i)).collect();
-    let stepping = || format!("evaluating on task {}", task.settings.name);
+    let stepping = || "stepping the evaluation envs";
     let mut obs = env.reset(&seeds).with_context(stepping)?.to_vec();
     let mut queues = ChunkQueues::new(envs, action_dim);
     let mut done = vec![0usize; envs];

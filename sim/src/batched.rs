@@ -232,31 +232,12 @@ impl BatchedEnv {
         Ok(self.app.world().resource::<StepOutput>())
     }
 
-    /// Refuses observations (and episodes' final ones) that are not finite, naming the first: a scene whose
-    /// physics left f32's range must stop the run, not fill a dataset or a replay buffer with NaN.
+    /// Refuses observations that are not finite (see [`StepOutput::check_finite`]).
     fn check_observations(&self) -> Result<(), SimError> {
-        let out = self.app.world().resource::<StepOutput>();
-        let o = self.spec.obs_dim;
-        for values in [&out.obs, &out.final_obs] {
-            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-                let index = k % o;
-                let name = self
-                    .spec
-                    .obs_blocks
-                    .iter()
-                    .find(|(_, r)| r.contains(&index))
-                    .map_or_else(String::new, |(block, r)| {
-                        format!("{block}[{}]", index - r.start)
-                    });
-                return Err(SimError::NonFiniteObservation {
-                    env: k / o,
-                    index,
-                    name,
-                    value: values[k],
-                });
-            }
-        }
-        Ok(())
+        self.app
+            .world()
+            .resource::<StepOutput>()
+            .check_finite(&self.spec)
     }
 
     /// The latest results (also what the last `reset` or `step` returned).

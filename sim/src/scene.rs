@@ -802,7 +802,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     raw,
                     "Joint.limits",
                     format!(
-                        "[{}, {}] excludes 0, the joint's coordinate at the bodies' authored poses: the joint would                          snap into its limits at the first step; place the bodies within the limits or widen them",
+                        "[{}, {}] excludes 0, the joint's coordinate at the bodies' authored poses: the joint would snap into its limits at the first step; place the bodies within the limits or widen them",
                         limits.min, limits.max
                     ),
                 ));

@@ -63,6 +63,31 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
+    /// Refuses observations (and episodes' final ones) that are not finite, naming the first: a scene whose
+    /// physics left f32's range must stop its driver, not fill a dataset or a replay buffer with NaN.
+    pub fn check_finite(&self, spec: &EnvSpec) -> Result<(), crate::SimError> {
+        let o = spec.obs_dim;
+        for values in [&self.obs, &self.final_obs] {
+            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                let index = k % o;
+                let name = spec
+                    .obs_blocks
+                    .iter()
+                    .find(|(_, r)| r.contains(&index))
+                    .map_or_else(String::new, |(block, r)| {
+                        format!("{block}[{}]", index - r.start)
+                    });
+                return Err(crate::SimError::NonFiniteObservation {
+                    env: k / o,
+                    index,
+                    name,
+                    value: values[k],
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Zeroed buffers for `n` envs.
     pub fn new(n: usize, spec: &EnvSpec) -> Self {
         Self {

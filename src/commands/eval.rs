@@ -82,7 +82,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.episodes,
         args.envs,
         args.seed,
-    )?;
+    )
+    .with_context(|| format!("evaluating task {}", cfg.task))?;
     println!(
         "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes, mean return {:.1}",
         task.name,

@@ -372,8 +372,16 @@ fn act(
 fn count_episodes(
     mut stats: ResMut<EpisodeStats>,
     out: Res<StepOutput>,
+    task: Res<SimTask>,
     mut policy: ResMut<ActingPolicy>,
+    mut clock: ResMut<super::stepping::SimClock>,
 ) {
+    // A scene whose physics left f32's range stops here, as the headless drivers do, until new envs start.
+    if let Err(err) = out.check_finite(&task.spec) {
+        policy.error = Some(format!("{err}"));
+        clock.paused = true;
+        return;
+    }
     let n = out.reward.len();
     if stats.running.len() != n {
         stats.running = vec![0.0; n];
@@ -415,6 +423,9 @@ fn envs_rebuilt(
     let first = layout.next_seed.wrapping_sub(n);
     let seeds: Vec<u64> = (0..n).map(|i| first.wrapping_add(i)).collect();
     policy.envs_rebuilt(&task.spec, &seeds);
+    // New envs are a new attempt: an error of the old ones (say, physics that left f32's range in a scene
+    // since reloaded) no longer holds; one that still does comes back at the next step.
+    policy.error = None;
     stats.running = vec![0.0; entities.0.len()];
 }
 

@@ -288,3 +288,29 @@ fn the_save_command_writes_the_acting_agent() {
         assert!(x.equal(y), "{name} differs");
     }
 }
+
+#[test]
+fn physics_past_f32_stops_the_window_naming_the_observation() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("far.scn.ron");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap();
+    // The pinch site so far out that its velocity overflows once the palm turns.
+    let far = text.replacen(
+        "offset: (0.0, 0.0, -0.06)",
+        "offset: (3.0e38, 3.0e38, 0.0)",
+        1,
+    );
+    std::fs::write(&scene, far).unwrap();
+    let mut app = app(&["--task", scene.to_str().unwrap(), "--policy", "random"]);
+    run_steps(&mut app, 50);
+    let error = app.world().resource::<ActingPolicy>().error.clone();
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("(`pinch.") && e.contains("left f32's range")),
+        "{error:?}"
+    );
+}

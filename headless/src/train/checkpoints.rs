@@ -187,6 +187,15 @@ impl Trainer<'_> {
         let online = restore_store(&tensors, "online", &self.replay, &replay_path)?;
         append(&mut self.replay, &online)?;
         let pending = restore_store(&tensors, "pending", &self.replay, &replay_path)?;
+        // Every online step stored one transition, in the buffer or in an episode in progress.
+        ensure!(
+            (online.len() + pending.len()) as u64 == self.state.online_step,
+            "{} holds {} online transitions, but the state.json beside it records online_step {}: the two files \
+             come from different checkpoints",
+            replay_path.display(),
+            online.len() + pending.len(),
+            self.state.online_step
+        );
         let lengths = read_counts(&tensors, "pending/lengths", pending.len(), &replay_path)?;
         // Offline checkpoints of older versions list no envs; every other lists one episode per env.
         if !lengths.is_empty() && lengths.len() != self.cfg.envs {
@@ -265,6 +274,15 @@ impl Trainer<'_> {
             s.offline_step,
             cfg.offline_steps
         );
+        let folder = format!("step-{}", s.offline_step + s.online_step);
+        ensure!(
+            path.parent().and_then(Path::file_name) == Some(folder.as_ref()),
+            "{file} records step {} (offline {} + online {}), not its folder's: it was copied from another \
+             checkpoint",
+            s.offline_step + s.online_step,
+            s.offline_step,
+            s.online_step
+        );
         ensure!(
             s.updates == self.agent.step(),
             "{file} records {} updates, but the agent.safetensors beside it has made {}: the two files come from \
@@ -328,9 +346,9 @@ impl Trainer<'_> {
             actions.size()
         );
         let queued: Vec<f32> = Vec::try_from(actions.flatten(0, -1))?;
-        if let Some(v) = queued.iter().find(|v| !v.is_finite()) {
+        if let Some(v) = queued.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
             bail!(
-                "{}: tensor queues/actions holds {v}: the checkpoint is damaged",
+                "{}: tensor queues/actions holds {v}: expected actions in [-1, 1]",
                 replay_path.display()
             );
         }
@@ -424,6 +442,15 @@ fn restore_store(
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {
             bail!(
                 "{}: tensor {key} holds {v}: the checkpoint is damaged",
+                path.display()
+            );
+        }
+        // Actions were clipped to the action space before they were taken.
+        if name == "actions"
+            && let Some(v) = values.iter().find(|v| v.abs() > 1.0)
+        {
+            bail!(
+                "{}: tensor {key} holds {v}: expected actions in [-1, 1]",
                 path.display()
             );
         }

@@ -462,17 +462,19 @@ impl<'a> Trainer<'a> {
             let before = self.state.online_step;
             self.state.online_step += n as u64;
             let step = self.state.online_step;
-            // As the reference: `utd_ratio` updates for every env step i >= start_training, once the transitions
+            // As the reference: `utd_ratio` updates for every env step i >= start_training. Until the transitions
             // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
-            // first episode to end).
-            let first = before.max(self.cfg.start_training.saturating_sub(1));
+            // first episode to end) the updates due wait, and are made as soon as they can be.
+            let due = step.saturating_sub(self.cfg.start_training.saturating_sub(1))
+                * self.cfg.utd_ratio as u64;
+            let made = self.state.updates - self.state.offline_step;
             let sampled = if self.cfg.balanced_sampling {
                 self.replay.len() - self.offline_len
             } else {
                 self.replay.len()
             };
             if sampled >= self.cfg.agent.horizon_length {
-                for _ in 0..step.saturating_sub(first) * self.cfg.utd_ratio as u64 {
+                for _ in made..due {
                     last_metrics = Some(self.update(true)?);
                 }
             }
@@ -730,7 +732,7 @@ impl<'a> Trainer<'a> {
             self.cfg.eval_envs,
             self.cfg.seed ^ 0x5EED_E7A1,
         )
-        .with_context(|| format!("evaluating at step {step}"))?;
+        .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
         let point = result.point(step, phase);
         if let Some(observer) = self.observer.as_mut() {
             observer.on_eval(&point);
@@ -1083,6 +1085,11 @@ mod tests {
         std::fs::write(&state_path, other.to_string()).unwrap();
         let err = resume_error();
         assert!(err.contains("different checkpoints"), "{err}");
+        let mut other: serde_json::Value = serde_json::from_str(&state).unwrap();
+        other["online_step"] = json!(8);
+        std::fs::write(&state_path, other.to_string()).unwrap();
+        let err = resume_error();
+        assert!(err.contains("not its folder's"), "{err}");
         std::fs::write(&state_path, &state).unwrap();
 
         let config = RunDir::new(&out).config();
@@ -1097,24 +1104,60 @@ mod tests {
 
         let replay_path = latest.join("replay.safetensors");
         let (tensors, meta) = checkpoint::read_tensors(&replay_path).unwrap();
-        let damaged: Vec<(String, Tensor)> = tensors
-            .iter()
-            .map(|(n, t)| {
-                (
-                    n.clone(),
-                    if n == "online/masks" {
-                        t.full_like(2.0)
+        // One tensor of the checkpoint replaced by `value` everywhere, the rest as they were.
+        let damage = |name: &str, value: f64| {
+            let damaged: Vec<(String, Tensor)> = tensors
+                .iter()
+                .map(|(n, t)| {
+                    let t = if n == name {
+                        t.full_like(value)
                     } else {
                         t.shallow_clone()
-                    },
-                )
-            })
-            .collect();
-        checkpoint::write_tensors(&replay_path, &damaged, meta).unwrap();
+                    };
+                    (n.clone(), t)
+                })
+                .collect();
+            checkpoint::write_tensors(&replay_path, &damaged, meta.clone()).unwrap();
+        };
+        damage("online/masks", 2.0);
         let err = resume_error();
         assert!(
             err.contains("tensor online/masks holds 2: expected 0 or 1"),
             "{err}"
         );
+        damage("online/actions", 5.0);
+        let err = resume_error();
+        assert!(
+            err.contains("tensor online/actions holds 5: expected actions in [-1, 1]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn updates_due_while_no_chunk_could_be_sampled_are_made_up() {
+        // Episodes of 12 steps, 3 envs, online-only: nothing can be sampled until the first episodes end at
+        // online step 36, yet the run makes the reference's count, one update per step from start_training on.
+        let dir = tempfile::tempdir().unwrap();
+        let scene = dir.path().join("short.scn.ron");
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/tasks/cube-single.scn.ron"),
+        )
+        .unwrap();
+        std::fs::write(
+            &scene,
+            text.replacen("episode_length: 200", "episode_length: 12", 1),
+        )
+        .unwrap();
+        let mut config = tiny(60, 3);
+        config.task = scene.display().to_string();
+        let summary = train(TrainOptions {
+            config: config.clone(),
+            out: dir.path().join("run"),
+            resume: false,
+            progress: false,
+            observer: None,
+        })
+        .unwrap();
+        assert_eq!(summary.updates, 60 - config.start_training + 1);
     }
 }
