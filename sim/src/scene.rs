@@ -461,32 +461,45 @@ pub const MAX_SUBSTEPS: u32 = 1_000;
 /// Most Rapier solver iterations per physics step.
 pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
 
-/// Checks the parsed entities and resolves names to indices.
-fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
-    let err = |raw: &RawEntity, field: &str, message: String| SimError::Invalid {
-        file: source.to_string(),
-        entity: raw.label(),
-        field: field.to_string(),
-        message,
-    };
-    let scene_err = |field: &str, message: String| SimError::Invalid {
-        file: source.to_string(),
-        entity: "scene".into(),
-        field: field.into(),
-        message,
-    };
-    let check_range = |raw: &RawEntity, field: &str, r: &Range| {
+/// The checks every scene field goes through, each error naming the file, the entity and the field.
+struct Check<'a> {
+    source: &'a str,
+}
+
+impl Check<'_> {
+    /// An error in `field` of entity `raw`.
+    fn err(&self, raw: &RawEntity, field: &str, message: String) -> SimError {
+        SimError::Invalid {
+            file: self.source.to_string(),
+            entity: raw.label(),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    /// An error of the scene as a whole (something missing from every entity).
+    fn scene_err(&self, field: &str, message: String) -> SimError {
+        SimError::Invalid {
+            file: self.source.to_string(),
+            entity: "scene".into(),
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// A range with finite bounds, `min <= max`, whose width `max - min` is finite too.
+    fn range(&self, raw: &RawEntity, field: &str, r: &Range) -> Result<(), SimError> {
         if !(r.min.is_finite() && r.max.is_finite()) {
-            Err(err(
+            Err(self.err(
                 raw,
                 field,
                 format!("bounds must be finite, got [{}, {}]", r.min, r.max),
             ))
         } else if r.min > r.max {
-            Err(err(raw, field, format!("min {} > max {}", r.min, r.max)))
+            Err(self.err(raw, field, format!("min {} > max {}", r.min, r.max)))
         } else if !(r.max - r.min).is_finite() {
             // Draws compute min + (max - min) * u: a width past f32's range would make them infinite.
-            Err(err(
+            Err(self.err(
                 raw,
                 field,
                 format!(
@@ -497,107 +510,154 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         } else {
             Ok(())
         }
-    };
-    let positive = |raw: &RawEntity, field: &str, v: f32| {
+    }
+
+    /// A finite value above 0.
+    fn positive(&self, raw: &RawEntity, field: &str, v: f32) -> Result<(), SimError> {
         if v.is_finite() && v > 0.0 {
             Ok(())
         } else {
-            Err(err(
-                raw,
-                field,
-                format!("must be positive and finite, got {v}"),
-            ))
+            Err(self.err(raw, field, format!("must be positive and finite, got {v}")))
         }
-    };
-    let non_negative = |raw: &RawEntity, field: &str, v: f32| {
+    }
+
+    /// A finite value of 0 or more.
+    fn non_negative(&self, raw: &RawEntity, field: &str, v: f32) -> Result<(), SimError> {
         if v.is_finite() && v >= 0.0 {
             Ok(())
         } else {
-            Err(err(raw, field, format!("must be >= 0 and finite, got {v}")))
+            Err(self.err(raw, field, format!("must be >= 0 and finite, got {v}")))
         }
-    };
-    let finite3 = |raw: &RawEntity, field: &str, v: Vec3| {
+    }
+
+    /// A vector of finite components.
+    fn finite3(&self, raw: &RawEntity, field: &str, v: Vec3) -> Result<(), SimError> {
         if v.is_finite() {
             Ok(())
         } else {
-            Err(err(raw, field, format!("must be finite, got {v}")))
+            Err(self.err(raw, field, format!("must be finite, got {v}")))
         }
-    };
-
-    // The singletons.
-    let single = |pick: &dyn Fn(&RawEntity) -> bool, what: &str| -> Result<usize, SimError> {
-        let found: Vec<usize> = entities
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| pick(e))
-            .map(|(i, _)| i)
-            .collect();
-        match found.as_slice() {
-            [i] => Ok(*i),
-            [] => Err(scene_err(
-                what,
-                format!("the scene needs one `{what}` component, found none"),
-            )),
-            [_, second, ..] => Err(err(
-                &entities[*second],
-                what,
-                format!("the scene needs one `{what}` component, found several"),
-            )),
-        }
-    };
-    let settings_at = single(&|e| e.settings.is_some(), "TaskSettings")?;
-    let actions_at = single(&|e| e.actions.is_some(), "ActionSpace")?;
-    let observations_at = single(&|e| e.observations.is_some(), "ObservationSpace")?;
-
-    let settings = entities[settings_at]
-        .settings
-        .clone()
-        .expect("picked for having it");
-    {
-        let raw = &entities[settings_at];
-        if settings.name.is_empty() {
-            return Err(err(raw, "TaskSettings.name", "must not be empty".into()));
-        }
-        // Upper bounds catch a typo (an extra digit or three) that would otherwise look like a hang.
-        for (field, value, max) in [
-            (
-                "TaskSettings.episode_length",
-                settings.episode_length,
-                MAX_EPISODE_LENGTH,
-            ),
-            ("TaskSettings.substeps", settings.substeps, MAX_SUBSTEPS),
-            (
-                "TaskSettings.solver_iterations",
-                settings.solver_iterations,
-                MAX_SOLVER_ITERATIONS,
-            ),
-        ] {
-            if !(1..=max).contains(&value) {
-                return Err(err(
-                    raw,
-                    field,
-                    format!("must be from 1 to {max}, got {value}"),
-                ));
-            }
-        }
-        positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
-        finite3(raw, "TaskSettings.gravity", settings.gravity)?;
     }
+}
 
+/// Checks the parsed entities and resolves names to indices.
+fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> {
+    let ck = Check { source };
+    let settings_at = single(&ck, &entities, &|e| e.settings.is_some(), "TaskSettings")?;
+    let actions_at = single(&ck, &entities, &|e| e.actions.is_some(), "ActionSpace")?;
+    let observations_at = single(
+        &ck,
+        &entities,
+        &|e| e.observations.is_some(),
+        "ObservationSpace",
+    )?;
+    let settings = check_settings(&ck, &entities[settings_at])?;
+    let (bodies, mut frames) = build_bodies(&ck, &entities)?;
+    let sites = build_sites(&ck, &entities, &bodies, &mut frames)?;
+    let joints = build_joints(&ck, &entities, &bodies)?;
+    let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
+    let goals = build_goals(&ck, &entities, &bodies, &frames)?;
+    let sensors = build_sensors(
+        &ck,
+        &entities[observations_at],
+        &Named {
+            bodies: &bodies,
+            frames: &frames,
+            joints: &joints,
+            actuators: &actuators,
+            goals: &goals,
+        },
+    )?;
+
+    let scene = TaskScene {
+        source: source.to_string(),
+        settings,
+        bodies,
+        joints,
+        sites,
+        actuators,
+        sensors,
+        goals,
+    };
+    check_keep_away(&scene, &entities)?;
+    Ok(scene)
+}
+
+/// The index of the one entity `pick` holds for (naming the second where there are several).
+fn single(
+    ck: &Check,
+    entities: &[RawEntity],
+    pick: &dyn Fn(&RawEntity) -> bool,
+    what: &str,
+) -> Result<usize, SimError> {
+    let found: Vec<usize> = entities
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| pick(e))
+        .map(|(i, _)| i)
+        .collect();
+    match found.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(ck.scene_err(
+            what,
+            format!("the scene needs one `{what}` component, found none"),
+        )),
+        [_, second, ..] => Err(ck.err(
+            &entities[*second],
+            what,
+            format!("the scene needs one `{what}` component, found several"),
+        )),
+    }
+}
+
+/// The task's settings, checked.
+fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError> {
+    let settings = raw.settings.clone().expect("picked for having it");
+    if settings.name.is_empty() {
+        return Err(ck.err(raw, "TaskSettings.name", "must not be empty".into()));
+    }
+    // Upper bounds catch a typo (an extra digit or three) that would otherwise look like a hang.
+    for (field, value, max) in [
+        (
+            "TaskSettings.episode_length",
+            settings.episode_length,
+            MAX_EPISODE_LENGTH,
+        ),
+        ("TaskSettings.substeps", settings.substeps, MAX_SUBSTEPS),
+        (
+            "TaskSettings.solver_iterations",
+            settings.solver_iterations,
+            MAX_SOLVER_ITERATIONS,
+        ),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(ck.err(raw, field, format!("must be from 1 to {max}, got {value}")));
+        }
+    }
+    ck.positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
+    ck.finite3(raw, "TaskSettings.gravity", settings.gravity)?;
+    Ok(settings)
+}
+
+/// Bodies and sites by name, with their frames: the two share one namespace.
+type Frames = Vec<(String, FrameRef)>;
+
+/// Bodies in file order, and the frames they name.
+fn build_bodies(ck: &Check, entities: &[RawEntity]) -> Result<(Vec<BodyDef>, Frames), SimError> {
     // Bodies and sites share one namespace: both are frames.
     let mut bodies: Vec<BodyDef> = Vec::new();
     let mut frames: Vec<(String, FrameRef)> = Vec::new();
-    for raw in &entities {
+    for raw in entities {
         let Some(body) = &raw.body else {
             if raw.collider.is_some() {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     "Collider",
                     "a collider needs a `Body` on the same entity".into(),
                 ));
             }
             if raw.randomize_pose.is_some() {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     "RandomizePose",
                     "pose randomisation needs a `Body` on the same entity".into(),
@@ -606,18 +666,18 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             continue;
         };
         if body.name.is_empty() {
-            return Err(err(raw, "Body.name", "must not be empty".into()));
+            return Err(ck.err(raw, "Body.name", "must not be empty".into()));
         }
         if frames.iter().any(|(n, _)| *n == body.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Body.name",
                 format!("the name \"{}\" is used twice", body.name),
             ));
         }
-        finite3(raw, "Body.translation", body.translation)?;
+        ck.finite3(raw, "Body.translation", body.translation)?;
         if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Body.rotation",
                 format!("must be a unit quaternion, got {}", body.rotation),
@@ -631,19 +691,19 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         ] {
             if field == "Body.gravity_scale" {
                 if !v.is_finite() {
-                    return Err(err(raw, field, format!("must be finite, got {v}")));
+                    return Err(ck.err(raw, field, format!("must be finite, got {v}")));
                 }
             } else {
-                non_negative(raw, field, v)?;
+                ck.non_negative(raw, field, v)?;
             }
         }
         if let Some(c) = &raw.collider {
-            check_collider(raw, c, &err)?;
+            check_collider(ck, raw, c)?;
         }
         let has_mass =
             body.extra_mass > 0.0 || raw.collider.as_ref().is_some_and(|c| c.density > 0.0);
         if body.kind == BodyKind::Dynamic && !has_mass {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Body.extra_mass",
                 "a dynamic body needs mass: a collider with density > 0 or extra_mass > 0".into(),
@@ -657,7 +717,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 ("RandomizePose.yaw", r.yaw),
             ] {
                 if let Some(range) = range {
-                    check_range(raw, field, &range)?;
+                    ck.range(raw, field, &range)?;
                 }
             }
         }
@@ -669,13 +729,13 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             .enumerate()
         {
             let field = format!("RandomizePose.min_distance_from[{k}]");
-            non_negative(raw, &field, *d)?;
+            ck.non_negative(raw, &field, *d)?;
             // Earlier bodies only: their poses are drawn first, so the check sees this episode's positions.
             let other = bodies
                 .iter()
                 .position(|b| b.body.name == *name)
                 .ok_or_else(|| {
-                    err(
+                    ck.err(
                         raw,
                         &field,
                         format!("no body named \"{name}\" earlier in the scene"),
@@ -698,26 +758,34 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         });
     }
     if bodies.is_empty() {
-        return Err(scene_err("Body", "the scene has no bodies".into()));
+        return Err(ck.scene_err("Body", "the scene has no bodies".into()));
     }
-    let body_index = |name: &str| bodies.iter().position(|b| b.body.name == name);
+    Ok((bodies, frames))
+}
 
+/// Sites in file order; each joins `frames`.
+fn build_sites(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    frames: &mut Frames,
+) -> Result<Vec<(String, FrameRef)>, SimError> {
     let mut sites = Vec::new();
-    for raw in &entities {
+    for raw in entities {
         let Some(site) = &raw.site else { continue };
         if site.name.is_empty() {
-            return Err(err(raw, "Site.name", "must not be empty".into()));
+            return Err(ck.err(raw, "Site.name", "must not be empty".into()));
         }
         if frames.iter().any(|(n, _)| *n == site.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Site.name",
                 format!("the name \"{}\" is used twice", site.name),
             ));
         }
-        let body = body_index(&site.body)
-            .ok_or_else(|| err(raw, "Site.body", format!("no body named \"{}\"", site.body)))?;
-        finite3(raw, "Site.offset", site.offset)?;
+        let body = body_index(bodies, &site.body)
+            .ok_or_else(|| ck.err(raw, "Site.body", format!("no body named \"{}\"", site.body)))?;
+        ck.finite3(raw, "Site.offset", site.offset)?;
         let frame = FrameRef {
             body,
             offset: site.offset,
@@ -725,43 +793,44 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         frames.push((site.name.clone(), frame));
         sites.push((site.name.clone(), frame));
     }
-    let frame = |raw: &RawEntity, field: &str, name: &str| {
-        frames
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, f)| *f)
-            .ok_or_else(|| err(raw, field, format!("no body or site named \"{name}\"")))
-    };
+    Ok(sites)
+}
 
+/// Joints in file order, with their frames in each body's.
+fn build_joints(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+) -> Result<Vec<JointDef>, SimError> {
     let mut joints: Vec<JointDef> = Vec::new();
-    for raw in &entities {
+    for raw in entities {
         let Some(joint) = &raw.joint else { continue };
         if joint.name.is_empty() {
-            return Err(err(raw, "Joint.name", "must not be empty".into()));
+            return Err(ck.err(raw, "Joint.name", "must not be empty".into()));
         }
         if joints.iter().any(|j| j.joint.name == joint.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Joint.name",
                 format!("the name \"{}\" is used twice", joint.name),
             ));
         }
-        let parent = body_index(&joint.parent).ok_or_else(|| {
-            err(
+        let parent = body_index(bodies, &joint.parent).ok_or_else(|| {
+            ck.err(
                 raw,
                 "Joint.parent",
                 format!("no body named \"{}\"", joint.parent),
             )
         })?;
-        let child = body_index(&joint.child).ok_or_else(|| {
-            err(
+        let child = body_index(bodies, &joint.child).ok_or_else(|| {
+            ck.err(
                 raw,
                 "Joint.child",
                 format!("no body named \"{}\"", joint.child),
             )
         })?;
         if parent == child {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Joint.child",
                 "a joint needs two different bodies".into(),
@@ -769,7 +838,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         }
         for (field, b) in [("Joint.parent", parent), ("Joint.child", child)] {
             if bodies[b].randomize.is_some() {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     field,
                     format!(
@@ -780,12 +849,12 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 ));
             }
         }
-        finite3(raw, "Joint.anchor", joint.anchor)?;
+        ck.finite3(raw, "Joint.anchor", joint.anchor)?;
         let axis = match joint.kind {
             JointKind::Revolute { axis } | JointKind::Prismatic { axis } => {
                 // A finite axis can still have a length past f32's range, which would normalise to zero.
                 if !(axis.is_finite() && axis.length().is_finite() && axis.length() > 1e-6) {
-                    return Err(err(
+                    return Err(ck.err(
                         raw,
                         "Joint.kind.axis",
                         format!("must be a non-zero vector of finite length, got {axis}"),
@@ -796,9 +865,9 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             JointKind::Fixed => Vec3::X,
         };
         if let Some(limits) = &joint.limits {
-            check_range(raw, "Joint.limits", limits)?;
+            ck.range(raw, "Joint.limits", limits)?;
             if limits.min > 0.0 || limits.max < 0.0 {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     "Joint.limits",
                     format!(
@@ -825,12 +894,19 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             frame2: pose_of(child).inv_mul(&world),
         });
     }
-    let joint_index = |name: &str| joints.iter().position(|j| j.joint.name == name);
+    Ok(joints)
+}
 
-    let raw = &entities[actions_at];
+/// The action space's actuators in order, each checked able to act on its joints.
+fn build_actuators(
+    ck: &Check,
+    raw: &RawEntity,
+    bodies: &[BodyDef],
+    joints: &[JointDef],
+) -> Result<Vec<ActuatorDef>, SimError> {
     let space = raw.actions.as_ref().expect("picked for having it");
     if space.actuators.is_empty() {
-        return Err(err(
+        return Err(ck.err(
             raw,
             "ActionSpace.actuators",
             "the action space is empty".into(),
@@ -840,22 +916,22 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
     for (k, a) in space.actuators.iter().enumerate() {
         let field = |f: &str| format!("ActionSpace.actuators[{k}].{f}");
         if a.name.is_empty() {
-            return Err(err(raw, &field("name"), "must not be empty".into()));
+            return Err(ck.err(raw, &field("name"), "must not be empty".into()));
         }
         if actuators.iter().any(|d| d.actuator.name == a.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 &field("name"),
                 format!("the name \"{}\" is used twice", a.name),
             ));
         }
-        check_range(raw, &field("range"), &a.range)?;
-        non_negative(raw, &field("stiffness"), a.stiffness)?;
-        non_negative(raw, &field("damping"), a.damping)?;
-        non_negative(raw, &field("max_force"), a.max_force)?;
+        ck.range(raw, &field("range"), &a.range)?;
+        ck.non_negative(raw, &field("stiffness"), a.stiffness)?;
+        ck.non_negative(raw, &field("damping"), a.damping)?;
+        ck.non_negative(raw, &field("max_force"), a.max_force)?;
         // A motor without force, or without the gain its control acts through, would ignore its action.
         if a.max_force == 0.0 {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 &field("max_force"),
                 "is 0: the motor could exert no force, so the actuator would ignore its action"
@@ -867,7 +943,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             _ => ("stiffness", a.stiffness, "position"),
         };
         if value == 0.0 {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 &field(gain),
                 format!(
@@ -880,7 +956,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             Control::PositionDelta { scale } | Control::Velocity { scale } => {
                 // A zero scale would make the actuator ignore its action.
                 if !(scale.is_finite() && scale != 0.0) {
-                    return Err(err(
+                    return Err(ck.err(
                         raw,
                         &field("control.scale"),
                         format!("must be finite and non-zero, got {scale}"),
@@ -889,12 +965,12 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             }
             Control::PositionAbsolute { at_min, at_max } => {
                 if !(at_min.is_finite() && at_max.is_finite()) {
-                    return Err(err(raw, &field("control"), "targets must be finite".into()));
+                    return Err(ck.err(raw, &field("control"), "targets must be finite".into()));
                 }
             }
         }
         if a.joints.is_empty() {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 &field("joints"),
                 "an actuator drives at least one joint".into(),
@@ -902,15 +978,15 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         }
         let mut idx = Vec::new();
         for (m, name) in a.joints.iter().enumerate() {
-            let j = joint_index(name).ok_or_else(|| {
-                err(
+            let j = joint_index(joints, name).ok_or_else(|| {
+                ck.err(
                     raw,
                     &field(&format!("joints[{m}]")),
                     format!("no joint named \"{name}\""),
                 )
             })?;
             if joints[j].joint.kind == JointKind::Fixed {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     &field(&format!("joints[{m}]")),
                     format!("joint \"{name}\" is fixed"),
@@ -922,7 +998,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 &bodies[joints[j].child].body,
             );
             if parent.kind != BodyKind::Dynamic && child.kind != BodyKind::Dynamic {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     &field(&format!("joints[{m}]")),
                     format!(
@@ -939,7 +1015,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 .map(|d| d.actuator.name.as_str())
                 .or(idx.contains(&j).then_some(a.name.as_str()));
             if let Some(other) = driven_by {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     &field(&format!("joints[{m}]")),
                     format!(
@@ -954,12 +1030,21 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             joints: idx,
         });
     }
+    Ok(actuators)
+}
 
+/// Goals in file order, each on something the robot can move.
+fn build_goals(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    frames: &[(String, FrameRef)],
+) -> Result<Vec<GoalDef>, SimError> {
     let mut goals: Vec<GoalDef> = Vec::new();
-    for raw in &entities {
+    for raw in entities {
         let Some(goal) = &raw.goal else {
             if raw.randomize_target.is_some() {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     "RandomizeTarget",
                     "target randomisation needs a `Goal` on the same entity".into(),
@@ -968,10 +1053,10 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
             continue;
         };
         if goal.name.is_empty() {
-            return Err(err(raw, "Goal.name", "must not be empty".into()));
+            return Err(ck.err(raw, "Goal.name", "must not be empty".into()));
         }
         if goals.iter().any(|g| g.goal.name == goal.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Goal.name",
                 format!("the name \"{}\" is used twice", goal.name),
@@ -979,7 +1064,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         }
         // `min_distance_from` names goals and frames alike.
         if frames.iter().any(|(n, _)| *n == goal.name) {
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Goal.name",
                 format!(
@@ -988,7 +1073,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 ),
             ));
         }
-        let f = frame(raw, "Goal.frame", &goal.frame)?;
+        let f = frame(ck, frames, raw, "Goal.frame", &goal.frame)?;
         // A goal on something the robot cannot move holds from the first step or never: no task to learn.
         let kind = bodies[f.body].body.kind;
         if kind != BodyKind::Dynamic {
@@ -1005,7 +1090,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     goal.frame
                 )
             };
-            return Err(err(
+            return Err(ck.err(
                 raw,
                 "Goal.frame",
                 format!(
@@ -1014,8 +1099,8 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                 ),
             ));
         }
-        finite3(raw, "Goal.target", goal.target)?;
-        positive(raw, "Goal.tolerance", goal.tolerance)?;
+        ck.finite3(raw, "Goal.target", goal.target)?;
+        ck.positive(raw, "Goal.tolerance", goal.tolerance)?;
         let randomize = match &raw.randomize_target {
             None => None,
             Some(r) => {
@@ -1025,13 +1110,13 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     ("RandomizeTarget.z", r.z),
                 ] {
                     if let Some(range) = range {
-                        check_range(raw, field, &range)?;
+                        ck.range(raw, field, &range)?;
                     }
                 }
                 let mut away = Vec::new();
                 for (k, (name, d)) in r.min_distance_from.iter().enumerate() {
                     let field = format!("RandomizeTarget.min_distance_from[{k}]");
-                    non_negative(raw, &field, *d)?;
+                    ck.non_negative(raw, &field, *d)?;
                     let what = match goals.iter().position(|g| g.goal.name == *name) {
                         Some(g) => KeepAway::Goal(g),
                         None => KeepAway::Frame(
@@ -1040,7 +1125,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                                 .find(|(n, _)| n == name)
                                 .map(|(_, f)| *f)
                                 .ok_or_else(|| {
-                                    err(
+                                    ck.err(
                                         raw,
                                         &field,
                                         format!("no body, site or earlier goal named \"{name}\""),
@@ -1062,16 +1147,40 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
 
     if goals.is_empty() {
         // Success is "every goal holds": with none, every step would end a successful episode.
-        return Err(scene_err(
+        return Err(ck.scene_err(
             "Goal",
             "the scene needs at least one `Goal`: success is when every goal holds".into(),
         ));
     }
+    Ok(goals)
+}
 
-    let raw = &entities[observations_at];
+/// What a scene names, for the sensors to resolve.
+#[derive(Clone, Copy)]
+struct Named<'a> {
+    bodies: &'a [BodyDef],
+    frames: &'a [(String, FrameRef)],
+    joints: &'a [JointDef],
+    actuators: &'a [ActuatorDef],
+    goals: &'a [GoalDef],
+}
+
+/// The observation space's sensors in order, their names resolved.
+fn build_sensors(
+    ck: &Check,
+    raw: &RawEntity,
+    named: &Named,
+) -> Result<Vec<(Sensor, SensorDef)>, SimError> {
+    let Named {
+        bodies,
+        frames,
+        joints,
+        actuators,
+        goals,
+    } = *named;
     let space = raw.observations.as_ref().expect("picked for having it");
     if space.sensors.is_empty() {
-        return Err(err(
+        return Err(ck.err(
             raw,
             "ObservationSpace.sensors",
             "the observation space is empty".into(),
@@ -1081,45 +1190,49 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
     for (k, s) in space.sensors.iter().enumerate() {
         let field = |f: &str| format!("ObservationSpace.sensors[{k}].{f}");
         let body = |f: &str, name: &str| {
-            body_index(name).ok_or_else(|| {
+            body_index(bodies, name).ok_or_else(|| {
                 let what = if frames.iter().any(|(n, _)| n == name) {
                     format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
                 } else {
                     format!("no body named \"{name}\"")
                 };
-                err(raw, &field(f), what)
+                ck.err(raw, &field(f), what)
             })
         };
         let joint = |name: &str| {
-            joint_index(name)
-                .ok_or_else(|| err(raw, &field("joint"), format!("no joint named \"{name}\"")))
+            joint_index(joints, name)
+                .ok_or_else(|| ck.err(raw, &field("joint"), format!("no joint named \"{name}\"")))
         };
         let def = match s {
-            Sensor::Position { frame: f } => SensorDef::Position(frame(raw, &field("frame"), f)?),
+            Sensor::Position { frame: f } => {
+                SensorDef::Position(frame(ck, frames, raw, &field("frame"), f)?)
+            }
             Sensor::Quaternion { body: b } => SensorDef::Quaternion(body("body", b)?),
             Sensor::YawSinCos { body: b } => SensorDef::YawSinCos(body("body", b)?),
             Sensor::LinearVelocity { frame: f } => {
-                SensorDef::LinearVelocity(frame(raw, &field("frame"), f)?)
+                SensorDef::LinearVelocity(frame(ck, frames, raw, &field("frame"), f)?)
             }
             Sensor::AngularVelocity { body: b } => SensorDef::AngularVelocity(body("body", b)?),
             Sensor::JointPosition { joint: j } => SensorDef::JointPosition(joint(j)?),
             Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(joint(j)?),
             Sensor::RelativePosition { from, to } => SensorDef::RelativePosition(
-                frame(raw, &field("from"), from)?,
-                frame(raw, &field("to"), to)?,
+                frame(ck, frames, raw, &field("from"), from)?,
+                frame(ck, frames, raw, &field("to"), to)?,
             ),
             Sensor::GoalPosition { goal } => SensorDef::GoalPosition(
                 goals
                     .iter()
                     .position(|g| g.goal.name == *goal)
-                    .ok_or_else(|| err(raw, &field("goal"), format!("no goal named \"{goal}\"")))?,
+                    .ok_or_else(|| {
+                        ck.err(raw, &field("goal"), format!("no goal named \"{goal}\""))
+                    })?,
             ),
             Sensor::JointFraction { actuator } => {
                 let a = actuators
                     .iter()
                     .position(|a| a.actuator.name == *actuator)
                     .ok_or_else(|| {
-                        err(
+                        ck.err(
                             raw,
                             &field("actuator"),
                             format!("no actuator named \"{actuator}\""),
@@ -1129,7 +1242,7 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
                     match joints[j].joint.limits {
                         Some(l) if l.max > l.min => {}
                         _ => {
-                            return Err(err(
+                            return Err(ck.err(
                                 raw,
                                 &field("actuator"),
                                 format!(
@@ -1145,19 +1258,32 @@ fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene, SimError> 
         };
         sensors.push((s.clone(), def));
     }
+    Ok(sensors)
+}
 
-    let scene = TaskScene {
-        source: source.to_string(),
-        settings,
-        bodies,
-        joints,
-        sites,
-        actuators,
-        sensors,
-        goals,
-    };
-    check_keep_away(&scene, &entities)?;
-    Ok(scene)
+/// The index of the body named `name`.
+fn body_index(bodies: &[BodyDef], name: &str) -> Option<usize> {
+    bodies.iter().position(|b| b.body.name == name)
+}
+
+/// The index of the joint named `name`.
+fn joint_index(joints: &[JointDef], name: &str) -> Option<usize> {
+    joints.iter().position(|j| j.joint.name == name)
+}
+
+/// The frame (body or site) named `name`, which `field` of `raw` refers to.
+fn frame(
+    ck: &Check,
+    frames: &[(String, FrameRef)],
+    raw: &RawEntity,
+    field: &str,
+    name: &str,
+) -> Result<FrameRef, SimError> {
+    frames
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| ck.err(raw, field, format!("no body or site named \"{name}\"")))
 }
 
 /// Trial resets drawn at load time to find keep-away rules the bounded redraws cannot meet.
@@ -1212,25 +1338,15 @@ fn check_keep_away(scene: &TaskScene, entities: &[RawEntity]) -> Result<(), SimE
     Ok(())
 }
 
-fn check_collider(
-    raw: &RawEntity,
-    c: &Collider,
-    err: &dyn Fn(&RawEntity, &str, String) -> SimError,
-) -> Result<(), SimError> {
-    let pos = |field: &str, v: f32| {
-        if v.is_finite() && v > 0.0 {
-            Ok(())
-        } else {
-            Err(err(raw, field, format!("must be positive, got {v}")))
-        }
-    };
+/// A collider's shape, offset and material, checked.
+fn check_collider(ck: &Check, raw: &RawEntity, c: &Collider) -> Result<(), SimError> {
     match &c.shape {
         Shape::Cuboid { half_extents } => {
-            pos("Collider.shape.half_extents.x", half_extents.x)?;
-            pos("Collider.shape.half_extents.y", half_extents.y)?;
-            pos("Collider.shape.half_extents.z", half_extents.z)?;
+            ck.positive(raw, "Collider.shape.half_extents.x", half_extents.x)?;
+            ck.positive(raw, "Collider.shape.half_extents.y", half_extents.y)?;
+            ck.positive(raw, "Collider.shape.half_extents.z", half_extents.z)?;
         }
-        Shape::Ball { radius } => pos("Collider.shape.radius", *radius)?,
+        Shape::Ball { radius } => ck.positive(raw, "Collider.shape.radius", *radius)?,
         Shape::Capsule {
             half_height,
             radius,
@@ -1239,15 +1355,15 @@ fn check_collider(
             half_height,
             radius,
         } => {
-            pos("Collider.shape.half_height", *half_height)?;
-            pos("Collider.shape.radius", *radius)?;
+            ck.positive(raw, "Collider.shape.half_height", *half_height)?;
+            ck.positive(raw, "Collider.shape.radius", *radius)?;
         }
         Shape::ConvexHull { points } => {
             if points.iter().any(|p| !p.is_finite())
                 || !spans_a_volume(points)
                 || ColliderBuilder::convex_hull(points).is_none()
             {
-                return Err(err(
+                return Err(ck.err(
                     raw,
                     "Collider.shape.points",
                     "need at least four finite, non-coplanar points".into(),
@@ -1255,17 +1371,13 @@ fn check_collider(
             }
         }
     }
-    if !c.offset.is_finite() {
-        return Err(err(raw, "Collider.offset", "must be finite".into()));
-    }
+    ck.finite3(raw, "Collider.offset", c.offset)?;
     for (field, v) in [
         ("Collider.density", c.density),
         ("Collider.friction", c.friction),
         ("Collider.restitution", c.restitution),
     ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(err(raw, field, format!("must be >= 0 and finite, got {v}")));
-        }
+        ck.non_negative(raw, field, v)?;
     }
     Ok(())
 }
