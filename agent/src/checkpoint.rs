@@ -53,6 +53,56 @@ fn tensor_bytes(t: &Tensor) -> Result<RawTensor> {
     Ok((dtype, t.size().iter().map(|&s| s as usize).collect(), bytes))
 }
 
+/// JSON objects whose keys come out sorted, whatever serde_json's map keeps.
+type Sorted = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Rewrites a serialized safetensors header with its keys sorted. The crate writes the metadata in its hash map's
+/// order, which changes from run to run: sorted, the same tensors and metadata always give the same bytes. The
+/// header keeps its length (the same keys and values, reordered), so the data offsets stay as they are.
+fn sort_header(buffer: &mut [u8]) {
+    let Some(len) = buffer
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u64::from_le_bytes(b) as usize)
+    else {
+        return;
+    };
+    let Some(text) = buffer
+        .get(8..8 + len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+    else {
+        return;
+    };
+    let Ok(mut top) = serde_json::from_str::<Sorted>(text.trim_end()) else {
+        return;
+    };
+    let meta = top
+        .remove("__metadata__")
+        .and_then(|m| serde_json::from_value::<Sorted>(m).ok());
+    let entries = meta
+        .iter()
+        .map(|m| ("__metadata__".to_string(), object(m)))
+        .chain(top.iter().map(|(k, v)| (k.clone(), v.to_string())));
+    let fields: Vec<String> = entries
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+        .collect();
+    let out = format!("{{{}}}", fields.join(","));
+    if out.len() <= len {
+        let header = &mut buffer[8..8 + len];
+        header[..out.len()].copy_from_slice(out.as_bytes());
+        header[out.len()..].fill(b' ');
+    }
+}
+
+/// `map` as a compact JSON object in key order.
+fn object(map: &Sorted) -> String {
+    let fields: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
 /// Writes named tensors and metadata to `path` atomically.
 pub fn write_tensors(
     path: &Path,
@@ -71,8 +121,9 @@ pub fn write_tensors(
                 .map_err(|e| ckpt_err(path, format!("tensor {n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let buffer =
+    let mut buffer =
         safetensors::serialize(views, Some(metadata)).map_err(|e| ckpt_err(path, e.to_string()))?;
+    sort_header(&mut buffer);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -410,3 +410,20 @@ fn a_checkpoint_holding_impossible_values_is_refused_naming_the_tensor() {
         assert!(err.contains(&format!("tensor {victim} {says}")), "{err}");
     }
 }
+
+#[test]
+fn the_same_agent_saves_to_the_same_bytes() {
+    // Metadata lives in a hash map, whose order changes from one map to the next: the file must not.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0).unwrap();
+    let files: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let path = dir.path().join(format!("a{i}.safetensors"));
+            agent.save(&path).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(files.windows(2).all(|w| w[0] == w[1]));
+    let loaded = Agent::load(dir.path().join("a0.safetensors"), Device::Cpu).unwrap();
+    assert_same_params(&agent, &loaded);
+}
