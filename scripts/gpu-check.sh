@@ -5,7 +5,7 @@
 # own time limit so that one slow step cannot eat the rest:
 #
 #   scripts/gpu-check.sh all        # everything below in one call (~9 min; the default)
-#   scripts/gpu-check.sh checks     # doctor, CUDA graph / parity / TF32 tests, agent benchmark (~4 min)
+#   scripts/gpu-check.sh checks     # doctor, CUDA graph / parity / TF32 tests, agent benchmark
 #   scripts/gpu-check.sh train      # collect, then QAM and BC offline -> online, and the plot (~6 min)
 #
 # `all` collects the dataset on the CPU cores while the tests run on the GPU, and runs the

@@ -61,9 +61,10 @@ impl PluginGroup for ActingEnvsPlugins {
 /// Flags of `qamlab view`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ViewArgs {
-    /// Built-in task name or path to a task scene file (`.scn.ron`, reloaded when it changes).
-    #[arg(long, default_value = "cube-single")]
-    pub task: String,
+    /// Built-in task name or path to a task scene file (`.scn.ron`, reloaded when it changes) [default: the
+    /// task of the --checkpoint run directory, or of the --train --config file, else cube-single].
+    #[arg(long)]
+    pub task: Option<String>,
     /// Agent to act with: an agent `.safetensors` file (from training or the panel), a checkpoint directory, or a
     /// run directory (its latest checkpoint; the panel then shows the run's curves).
     #[arg(long, conflicts_with = "train")]
@@ -100,6 +101,33 @@ pub struct ViewArgs {
     pub frames: u32,
 }
 
+impl ViewArgs {
+    /// The task to show: `--task`, else the task of the run directory given to `--checkpoint` (its own copy of a
+    /// scene file), else that of the `--train --config` file, else cube-single.
+    pub fn resolve_task(&self) -> anyhow::Result<String> {
+        if let Some(task) = &self.task {
+            return Ok(task.clone());
+        }
+        if let Some(path) = &self.checkpoint {
+            let run = qamlab_headless::run_dir::RunDir::new(path);
+            if run.config().is_file() {
+                return Ok(run.read_config()?.task);
+            }
+        }
+        if self.train
+            && let Some(path) = &self.training.config
+        {
+            return Ok(qamlab_headless::TrainConfig::from_toml_file(path)?.task);
+        }
+        Ok("cube-single".into())
+    }
+
+    /// The task to show, once [`resolve_task`](Self::resolve_task) has set it.
+    pub fn task_name(&self) -> &str {
+        self.task.as_deref().unwrap_or("cube-single")
+    }
+}
+
 /// The task the envs run: the last version that loaded without error.
 #[derive(Resource, Clone)]
 pub struct ViewTask {
@@ -112,7 +140,7 @@ pub struct ViewTask {
 }
 
 /// Opens the window and runs until it closes (or until the screenshot is saved).
-pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     // The window is built for X11 only (XWayland serves Wayland desktops); winit would panic without one.
     if cfg!(target_os = "linux") && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
         anyhow::bail!(
@@ -128,9 +156,10 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         );
         qamlab_headless::files::check_writable(path, "--screenshot")?;
     }
-    let task = qamlab_tasks::load_task(&args.task)
-        .with_context(|| format!("loading task `{}`", args.task))?;
-    let watch = hot_reload::scene_file_to_watch(&args.task, &task);
+    args.task = Some(args.resolve_task()?);
+    let task = qamlab_tasks::load_task(args.task_name())
+        .with_context(|| format!("loading task `{}`", args.task_name()))?;
+    let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
     let view_task = ViewTask {
         name: task.name.clone(),
         scene: task.scene.clone(),

@@ -21,8 +21,9 @@ struct Cli {
 
 /// The window's App minus rendering and UI, for `qamlab view ARGS`.
 fn app(args: &[&str]) -> App {
-    let args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
-    let task = qamlab_tasks::load_task(&args.task).unwrap();
+    let mut args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
+    args.task = Some(args.resolve_task().unwrap());
+    let task = qamlab_tasks::load_task(args.task_name()).unwrap();
     let spec = EnvSpec::new(&task.scene, task.scene.settings.episode_length);
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
@@ -313,4 +314,27 @@ fn physics_past_f32_stops_the_window_naming_the_observation() {
             .is_some_and(|e| e.contains("(`pinch.") && e.contains("left f32's range")),
         "{error:?}"
     );
+}
+
+#[test]
+fn a_run_directory_brings_its_own_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = qamlab_headless::run_dir::RunDir::new(dir.path());
+    let config = qamlab_headless::TrainConfig {
+        task: "/elsewhere/my-task.scn.ron".into(),
+        ..Default::default()
+    };
+    std::fs::write(run.config(), config.to_toml().unwrap()).unwrap();
+    std::fs::write(run.task_scene(), "(copy)").unwrap();
+    let checkpoint = dir.path().to_str().unwrap();
+    let args = Cli::parse_from(["view", "--checkpoint", checkpoint]).view;
+    assert_eq!(
+        args.resolve_task().unwrap(),
+        run.task_scene().display().to_string()
+    );
+    // --task still decides when given; without either, cube-single.
+    let args = Cli::parse_from(["view", "--checkpoint", checkpoint, "--task", "cube-double"]).view;
+    assert_eq!(args.resolve_task().unwrap(), "cube-double");
+    let args = Cli::parse_from(["view"]).view;
+    assert_eq!(args.resolve_task().unwrap(), "cube-single");
 }

@@ -55,7 +55,7 @@ impl TrainFlags {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None => TrainConfig::default(),
         };
-        cfg.task = args.task.clone();
+        cfg.task = args.task_name().to_string();
         cfg.seed = args.seed;
         if let Some(dataset) = &self.dataset {
             cfg.dataset = Some(dataset.clone());
