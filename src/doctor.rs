@@ -104,7 +104,8 @@ pub fn run() -> anyhow::Result<()> {
     checks.push(Check {
         name: "CPU threads",
         value: format!(
-            "{} hardware, libtorch uses {}",
+            "{} hardware; libtorch's default {} (training on the CPU takes half the cores for libtorch, and \
+             splits each update over two threads)",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             tch::get_num_threads()
         ),

@@ -755,10 +755,20 @@ impl<'a> Trainer<'a> {
         }
         if self.state.updates == 0 && self.cfg.online_steps > self.cfg.start_training {
             // The run did what it was told, but a user would take its evaluations for a trained agent's.
+            let (sampled, remedy) = if self.cfg.balanced_sampling {
+                (
+                    "its online transitions (half of each balanced batch)",
+                    "more --online-steps, or fewer --envs",
+                )
+            } else {
+                (
+                    "the replay buffer",
+                    "a dataset, more --online-steps, or fewer --envs",
+                )
+            };
             tracing::warn!(
-                "no gradient update was made: the replay buffer never held a whole chunk of {} transitions (with \
-                 {} envs, online transitions join it when their episode ends; {} online steps ended none); give \
-                 a dataset, more --online-steps, or fewer --envs",
+                "no gradient update was made: {sampled} never held a whole chunk of {} transitions (with {} envs, \
+                 online transitions join it when their episode ends; {} online steps ended none); give {remedy}",
                 self.cfg.agent.horizon_length,
                 self.cfg.envs,
                 self.state.online_step
