@@ -44,6 +44,23 @@ fn app(args: &[&str]) -> App {
     app
 }
 
+/// A tiny untrained agent for `obs` observations and `actions` actions, saved in `dir`.
+fn tiny_agent_file(dir: &std::path::Path, obs: usize, actions: usize) -> std::path::PathBuf {
+    let config = qamlab_agent::AgentConfig {
+        batch_size: 4,
+        actor_hidden_dims: vec![8],
+        value_hidden_dims: vec![8],
+        num_qs: 2,
+        ..qamlab_agent::AgentConfig::default()
+    };
+    let path = dir.join("agent.safetensors");
+    qamlab_agent::Agent::new(config, obs, actions, tch::Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    path
+}
+
 /// Runs exactly `steps` control steps through the clock's single steps.
 fn run_steps(app: &mut App, steps: u64) {
     let target = app.world().resource::<SimClock>().steps + steps;
@@ -161,18 +178,7 @@ fn seeds_at_the_top_of_the_range_wrap() {
 #[test]
 fn a_checkpoint_of_another_task_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
-    let config = qamlab_agent::AgentConfig {
-        batch_size: 4,
-        actor_hidden_dims: vec![8],
-        value_hidden_dims: vec![8],
-        num_qs: 2,
-        ..qamlab_agent::AgentConfig::default()
-    };
-    let path = dir.path().join("agent.safetensors");
-    qamlab_agent::Agent::new(config, 3, 2, tch::Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = tiny_agent_file(dir.path(), 3, 2);
     let args = Cli::parse_from(["view", "--checkpoint", path.to_str().unwrap()]).view;
     let task = qamlab_tasks::load_task("cube-single").unwrap();
     let spec = EnvSpec::new(&task.scene, 200);
@@ -261,18 +267,7 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
 #[test]
 fn the_save_command_writes_the_acting_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let config = qamlab_agent::AgentConfig {
-        batch_size: 4,
-        actor_hidden_dims: vec![8],
-        value_hidden_dims: vec![8],
-        num_qs: 2,
-        ..qamlab_agent::AgentConfig::default()
-    };
-    let loaded = dir.path().join("agent.safetensors");
-    qamlab_agent::Agent::new(config, 28, 5, tch::Device::Cpu, 0)
-        .unwrap()
-        .save(&loaded)
-        .unwrap();
+    let loaded = tiny_agent_file(dir.path(), 28, 5);
     let mut app = app(&["--checkpoint", loaded.to_str().unwrap()]);
     let saved = dir.path().join("saved.safetensors");
     app.insert_resource(super::policy::SavePath(saved.clone()));
