@@ -650,8 +650,8 @@ impl<'a> Trainer<'a> {
             .sample_sequence(h, a.discount, &starts, self.agent.device())?;
         let metrics = self.agent.update(&batch).with_context(|| {
             format!(
-                "the update at step {} failed (the last checkpoint is kept)",
-                self.total_step() + 1
+                "update {} of the run failed (the last checkpoint is kept)",
+                self.state.updates + 1
             )
         })?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
