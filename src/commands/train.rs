@@ -32,6 +32,12 @@ pub struct TrainArgs {
     /// Training envs stepping together online.
     #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub envs: Option<usize>,
+    /// Online env steps before updates start (they only collect until then).
+    #[arg(long)]
+    pub start_training: Option<u64>,
+    /// Gradient updates per online env step.
+    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    pub utd_ratio: Option<usize>,
     /// auto, cpu or cuda.
     #[arg(long)]
     pub device: Option<DeviceChoice>,
@@ -71,7 +77,8 @@ pub struct TrainArgs {
     /// Continue the run in this directory from its last checkpoint, with the settings of its config.toml
     /// (so no other flag but --quiet).
     #[arg(long, conflicts_with_all = [
-        "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "device", "seed",
+        "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "start_training", "utd_ratio",
+        "device", "seed",
         "cuda_graphs", "tf32", "split_update", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
     ])]
     pub resume: Option<PathBuf>,
@@ -113,6 +120,8 @@ impl TrainArgs {
             offline_steps,
             online_steps,
             envs,
+            start_training,
+            utd_ratio,
             device,
             seed,
             cuda_graphs,
