@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_sim::{BatchedEnv, EnvOptions};
-use qamlab_tasks::{CubeOracle, OracleConfig, OracleMode, load_task};
+use qamlab_tasks::{Oracle, OracleConfig, OracleMode, load_task};
 
 use crate::dataset::{DatasetRows, Row, write_dataset};
 
@@ -66,10 +66,8 @@ pub struct CollectSummary {
     pub rows: usize,
     /// Fraction of recorded steps whose state satisfied the task's goal.
     pub success_fraction: f64,
-    /// Pick-and-place sub-tasks the oracle completed (cubes put down), over all envs.
-    pub placements: u64,
-    /// Grasps the oracle lost while holding the cube, over all envs.
-    pub drops: u64,
+    /// Sub-tasks the oracle completed over all envs: cubes put down, or places walked to.
+    pub subgoals: u64,
     /// Wall time of the collection, seconds.
     pub seconds: f64,
     /// Env steps per second, all envs together (including steps of envs beyond the episode quota).
@@ -151,7 +149,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         ..OracleConfig::default()
     };
     // A scene file's own task name may not be its file's: name what --task gave.
-    let mut oracle = CubeOracle::new(&spec, config, &oracle_seeds)
+    let mut oracle = Oracle::new(&task.scene, &spec, config, &oracle_seeds)
         .with_context(|| format!("collect: --task {}", opts.task))?;
 
     let bar = if opts.progress {
@@ -226,16 +224,14 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         .with_context(|| format!("writing dataset {}", opts.out.display()))?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;
-    let placements = (0..n).map(|i| u64::from(oracle.placements(i))).sum();
-    let drops = (0..n).map(|i| u64::from(oracle.drops(i))).sum();
+    let subgoals = (0..n).map(|i| u64::from(oracle.subgoals_reached(i))).sum();
     Ok(CollectSummary {
         path: opts.out.clone(),
         episodes: opts.episodes,
         transitions,
         rows: all.len(),
         success_fraction: successes as f64 / transitions as f64,
-        placements,
-        drops,
+        subgoals,
         seconds,
         env_steps_per_sec: steps as f64 / seconds.max(1e-9),
     })
@@ -291,6 +287,37 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("--random-action-prob"));
+    }
+
+    #[test]
+    fn the_walking_task_is_collected_like_the_cube_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str| {
+            let path = dir.path().join(name);
+            let summary = collect(&CollectOptions {
+                task: "antmaze-umaze".into(),
+                ..small(path.clone(), 5)
+            })
+            .unwrap();
+            (summary, std::fs::read(&path).unwrap(), path)
+        };
+        let (summary, bytes, path) = run("a.npz");
+        assert_eq!((summary.transitions, summary.rows), (200, 205));
+        let data = load_dataset(&path).unwrap();
+        // Torso position, quaternion, velocities, 8 joint positions and velocities, the goal: 32; 8 joint targets.
+        assert_eq!((data.obs_dim, data.action_dim), (32, 8));
+        assert!(data.actions.iter().all(|a| (-1.0..=1.0).contains(a)));
+        // The robot walks: its torso (x, y at the start: -1, 1) has moved by the end of each 40-step episode.
+        let ends: Vec<&[f32]> = data
+            .next_observations
+            .chunks(32)
+            .zip(&data.terminals)
+            .filter(|(_, t)| **t == 1.0)
+            .map(|(o, _)| o)
+            .collect();
+        assert_eq!(ends.len(), 5);
+        assert!(ends.iter().all(|o| (o[0] + 1.0).hypot(o[1] - 1.0) > 0.1));
+        assert_eq!(run("b.npz").1, bytes, "the same seed gives the same bytes");
     }
 
     #[test]

@@ -547,7 +547,7 @@ mod tests {
         std::fs::write(run.config(), older.replace("cube-single", "cube-zzz")).unwrap();
         let err = format!("{:#}", run.read_config().unwrap_err());
         assert!(
-            err.contains("task = \"cube-zzz\" is not a built-in task (cube-single, cube-double)"),
+            err.contains("task = \"cube-zzz\" is not a built-in task (cube-single, cube-double, antmaze-umaze)"),
             "{err}"
         );
     }

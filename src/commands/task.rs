@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
-use qamlab_tasks::{CubeOracle, OracleConfig, OracleMode};
+use qamlab_tasks::{Oracle, OracleConfig, OracleMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -26,7 +26,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(&args.task)?;
     let scene = &task.scene;
     let spec = EnvSpec::new(scene, scene.settings.episode_length);
-    let oracle_error = CubeOracle::new(&spec, OracleConfig::default(), &[0]).err();
+    let oracle_error = Oracle::new(scene, &spec, OracleConfig::default(), &[0]).err();
     let source = if task.builtin {
         "built-in".to_string()
     } else {
@@ -127,7 +127,8 @@ fn try_policy(
     let spec = env.spec().clone();
     let seeds: Vec<u64> = (0..episodes as u64).map(|i| seed.wrapping_add(i)).collect();
     let mut oracle = match policy {
-        Policy::Oracle => Some(CubeOracle::new(
+        Policy::Oracle => Some(Oracle::new(
+            scene,
             &spec,
             OracleConfig {
                 mode: OracleMode::Solve,

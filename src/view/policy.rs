@@ -11,8 +11,8 @@ use qamlab_agent::Agent;
 use qamlab_headless::chunks::ChunkQueues;
 use qamlab_headless::run_dir::RunDir;
 use qamlab_sim::systems::{BatchActions, SimTask};
-use qamlab_sim::{EnvSet, EnvSpec, StepOutput};
-use qamlab_tasks::{CubeOracle, OracleConfig};
+use qamlab_sim::{EnvSet, EnvSpec, StepOutput, TaskScene};
+use qamlab_tasks::{Oracle, OracleConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -67,7 +67,7 @@ pub struct ActingPolicy {
     /// Why the agent cannot act on the current envs (its sizes differ from the scene's), if so.
     pub agent_unusable: Option<String>,
     /// The oracle for the current envs, or why there is none.
-    oracle: Result<CubeOracle, String>,
+    oracle: Result<Oracle, String>,
     /// Stream of the random policy.
     random: ChaCha8Rng,
     /// The last acting error (the clock is paused when one happens).
@@ -169,9 +169,9 @@ impl ActingPolicy {
     }
 
     /// Adapts to freshly built envs: new oracle scripts, empty chunk queues, agent size check.
-    fn envs_rebuilt(&mut self, spec: &EnvSpec, seeds: &[u64]) {
+    fn envs_rebuilt(&mut self, scene: &TaskScene, spec: &EnvSpec, seeds: &[u64]) {
         let config = OracleConfig::default();
-        self.oracle = CubeOracle::new(spec, config, seeds).map_err(|e| e.to_string());
+        self.oracle = Oracle::new(scene, spec, config, seeds).map_err(|e| e.to_string());
         self.agent_unusable = None;
         if let Some(agent) = &self.agent {
             let mut acting = agent
@@ -422,7 +422,7 @@ fn envs_rebuilt(
     // The rebuild has already advanced the seed past the envs it made.
     let first = layout.next_seed.wrapping_sub(n);
     let seeds: Vec<u64> = (0..n).map(|i| first.wrapping_add(i)).collect();
-    policy.envs_rebuilt(&task.spec, &seeds);
+    policy.envs_rebuilt(&task.scene, &task.spec, &seeds);
     // New envs are a new attempt: an error of the old ones (say, physics that left f32's range in a scene
     // since reloaded) no longer holds; one that still does comes back at the next step.
     policy.error = None;

@@ -6,7 +6,7 @@ use qamlab_sim::{BatchedEnv, EnvOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::oracle::{CubeOracle, OracleConfig, OracleMode};
+use crate::oracle::{Oracle, OracleConfig, OracleMode};
 use crate::registry::{Task, TaskError};
 
 /// One measurement.
@@ -83,7 +83,7 @@ pub fn bench_sim(
             play_region: OracleConfig::play_region_of(&task.scene),
             ..OracleConfig::default()
         };
-        let Ok(mut oracle) = CubeOracle::new(&spec, config, &seeds) else {
+        let Ok(mut oracle) = Oracle::new(&task.scene, &spec, config, &seeds) else {
             continue;
         };
         let mut obs = env.reset(&seeds)?.to_vec();

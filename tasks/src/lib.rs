@@ -2,22 +2,30 @@
 //!
 //! * [`registry`]: [`load_task`] by built-in name or scene path.
 //! * [`bench`](mod@bench): [`bench_sim`], simulation throughput with random actions and with the oracle.
-//! * [`oracle`]: [`CubeOracle`], the batched pick-and-place script for the cube tasks, with OGBench-style noise
-//!   and "play" sub-goals.
+//! * [`oracle`]: [`Oracle`], the scripted data-collection policy a task's robot takes, with OGBench-style noise
+//!   and "play" sub-goals: [`CubeOracle`] ([`cube`]), the gantry's pick-and-place for the cube tasks, or
+//!   [`WalkerOracle`] ([`walker`]), a legged robot's gait steered around the walls of a [`maze`].
 
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cube;
+pub mod maze;
 pub mod oracle;
 pub mod registry;
+pub mod walker;
 
 /// The commonly used items.
 pub mod prelude {
     pub use crate::bench::{SimBenchRow, bench_sim};
-    pub use crate::oracle::{CubeOracle, OracleConfig, OracleMode};
+    pub use crate::cube::CubeOracle;
+    pub use crate::oracle::{Oracle, OracleConfig, OracleMode};
     pub use crate::registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
+    pub use crate::walker::WalkerOracle;
 }
 
 pub use bench::{SimBenchRow, bench_sim, process_cpu_seconds};
-pub use oracle::{CubeOracle, OracleConfig, OracleMode};
+pub use cube::CubeOracle;
+pub use oracle::{Oracle, OracleConfig, OracleMode};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
+pub use walker::WalkerOracle;

@@ -15,6 +15,10 @@ pub const BUILTIN_TASKS: &[(&str, &str)] = &[
         "cube-double",
         include_str!("../../assets/tasks/cube-double.scn.ron"),
     ),
+    (
+        "antmaze-umaze",
+        include_str!("../../assets/tasks/antmaze-umaze.scn.ron"),
+    ),
 ];
 
 /// Why a task could not be loaded.

@@ -1,0 +1,461 @@
+//! [`CubeOracle`]: a scripted pick-and-place policy for the cube tasks, batched over N envs.
+//!
+//! A closed-loop state machine per env: approach above the cube -> descend -> grasp -> lift -> carry over the
+//! target -> lower -> release -> retreat. Each action is the normalised gap between the phase's target and the
+//! current state (OGBench's "action = (plan - state) / scale"), clipped to [-1, 1]. For data it adds OGBench's
+//! time-smoothed Gaussian noise and, in "play" mode, keeps choosing its own random sub-goals (pick the cube, place
+//! it somewhere random, repeat) instead of the task's goal.
+
+use std::f32::consts::FRAC_PI_2;
+
+use qamlab_sim::EnvSpec;
+use qamlab_sim::authoring::Control;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::oracle::{OracleConfig, OracleMode, perturb};
+use crate::registry::TaskError;
+
+/// Observation indices the oracle reads.
+#[derive(Clone, Debug)]
+struct Layout {
+    ee: usize,
+    ee_yaw: usize,
+    /// Per cube: (position index, yaw sin index).
+    cubes: Vec<(usize, usize)>,
+    /// Per cube: its goal's target index.
+    goals: Vec<usize>,
+}
+
+impl Layout {
+    fn find(spec: &EnvSpec) -> Result<Self, TaskError> {
+        let at = |name: &str| {
+            spec.obs_names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing: format!("`{name}` in the observation"),
+                })
+        };
+        let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
+        // Cubes are the bodies observed with both a position and a yaw; goals are the observed targets. Cube k
+        // goes to goal k, both in observation order.
+        let mut cubes = Vec::new();
+        let mut goals = Vec::new();
+        for (k, name) in spec.obs_names.iter().enumerate() {
+            if let Some(body) = name.strip_suffix(".yaw.sin")
+                && let Ok(p) = at(&format!("{body}.position.x"))
+            {
+                cubes.push((p, k));
+            }
+            if name.ends_with(".target.x") {
+                goals.push(k);
+            }
+        }
+        if cubes.is_empty() || cubes.len() != goals.len() {
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: format!(
+                    "one cube observed with `<cube>.position` + `<cube>.yaw` per goal observed with `<goal>.target` \
+                     (found {} cubes, {} goals)",
+                    cubes.len(),
+                    goals.len()
+                ),
+            });
+        }
+        let layout = Self {
+            ee,
+            ee_yaw,
+            cubes,
+            goals,
+        };
+        if spec.action_names != ["dx", "dy", "dz", "dyaw", "gripper"] {
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: "the actions dx, dy, dz, dyaw, gripper, in that order".into(),
+            });
+        }
+        // The script plans in metres and radians per step for the built-in gantry's controls; other scales or
+        // controls would make it overshoot or push the wrong way, silently.
+        for (k, expected) in [
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: MOVE_SCALE },
+            Control::PositionDelta { scale: YAW_SCALE },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if spec.action_controls[k] != expected {
+                return Err(TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing: format!(
+                        "action `{}` to be {expected:?}, as the built-in gantry's (it is {:?})",
+                        spec.action_names[k], spec.action_controls[k]
+                    ),
+                });
+            }
+        }
+        if !matches!(spec.action_controls[4], Control::PositionAbsolute { .. }) {
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: format!(
+                    "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {:?})",
+                    spec.action_controls[4]
+                ),
+            });
+        }
+        // The script's actions span [-1, 1], as the built-ins' do; a narrower range would refuse them mid-episode.
+        for (k, name) in spec.action_names.iter().enumerate() {
+            let (low, high) = (spec.action_low[k], spec.action_high[k]);
+            if (low, high) != (-1.0, 1.0) {
+                return Err(TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing: format!(
+                        "action `{name}` to range over [-1, 1] (it ranges over [{low}, {high}])"
+                    ),
+                });
+            }
+        }
+        Ok(layout)
+    }
+}
+
+/// Phases of the pick-and-place script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Approach,
+    Descend,
+    Grasp,
+    Lift,
+    Carry,
+    Lower,
+    Release,
+    Retreat,
+    Done,
+}
+
+/// Per-env script state.
+#[derive(Clone, Debug)]
+struct Script {
+    phase: Phase,
+    /// Steps spent in the current phase.
+    steps: u32,
+    /// The cube being moved (index into the layout's cubes); chosen when `None`.
+    cube: Option<usize>,
+    /// Play: where the cube should go now.
+    subgoal: [f32; 3],
+    /// Smoothed noise state, one per action dim.
+    noise: [f32; 5],
+    /// Cubes put down (releases completed) since the oracle was built.
+    placements: u32,
+    /// Grasps lost while lifting, carrying or lowering since the oracle was built.
+    drops: u32,
+    rng: ChaCha8Rng,
+}
+
+// Geometry of the script (metres, radians); cube-single's units.
+const MOVE_SCALE: f32 = 0.05;
+const YAW_SCALE: f32 = 0.3;
+const HOVER: f32 = 0.08; // above the cube before descending
+const CARRY_Z: f32 = 0.10; // pinch height while carrying
+const GRASP_DZ: f32 = 0.003; // pinch above the cube centre when grasping
+const YAW_LIMIT: f32 = 1.5;
+const SOLVED: f32 = 0.02; // a cube this close to its goal needs no move (the task's tolerance is 0.04)
+const CLEARANCE: f32 = 0.08; // play places a cube at least this far from the others
+
+/// The batched cube pick-and-place oracle.
+pub struct CubeOracle {
+    config: OracleConfig,
+    layout: Layout,
+    obs_dim: usize,
+    scripts: Vec<Script>,
+    actions: Vec<f32>,
+}
+
+impl CubeOracle {
+    /// An oracle for `spec`'s envs (one script per seed: env `i` draws its noise and sub-goals from `seeds[i]`).
+    /// Errors if the task's observation lacks what the script reads.
+    pub fn new(spec: &EnvSpec, config: OracleConfig, seeds: &[u64]) -> Result<Self, TaskError> {
+        let layout = Layout::find(spec)?;
+        let mut oracle = Self {
+            config,
+            layout,
+            obs_dim: spec.obs_dim,
+            scripts: Vec::with_capacity(seeds.len()),
+            actions: vec![0.0; seeds.len() * spec.action_dim],
+        };
+        for &seed in seeds {
+            oracle.scripts.push(Script {
+                phase: Phase::Approach,
+                steps: 0,
+                cube: None,
+                subgoal: [0.0, 0.0, 0.02],
+                noise: [0.0; 5],
+                placements: 0,
+                drops: 0,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            });
+        }
+        for i in 0..seeds.len() {
+            oracle.episode_started(i);
+        }
+        Ok(oracle)
+    }
+
+    /// Number of envs it drives.
+    pub fn num_envs(&self) -> usize {
+        self.scripts.len()
+    }
+
+    /// Env `i`'s current script phase, for diagnostics (`"approach"`, `"grasp"`, ...).
+    pub fn phase(&self, i: usize) -> &'static str {
+        match self.scripts[i].phase {
+            Phase::Approach => "approach",
+            Phase::Descend => "descend",
+            Phase::Grasp => "grasp",
+            Phase::Lift => "lift",
+            Phase::Carry => "carry",
+            Phase::Lower => "lower",
+            Phase::Release => "release",
+            Phase::Retreat => "retreat",
+            Phase::Done => "done",
+        }
+    }
+
+    /// Cubes env `i`'s script has put down so far (completed pick-and-place sub-tasks).
+    pub fn placements(&self, i: usize) -> u32 {
+        self.scripts[i].placements
+    }
+
+    /// Grasps env `i`'s script has lost while holding the cube so far.
+    pub fn drops(&self, i: usize) -> u32 {
+        self.scripts[i].drops
+    }
+
+    /// Restarts env `i`'s script (call when its episode restarts); its random stream continues.
+    pub fn episode_started(&mut self, i: usize) {
+        let s = &mut self.scripts[i];
+        s.phase = Phase::Approach;
+        s.steps = 0;
+        s.noise = [0.0; 5];
+        s.cube = None;
+    }
+
+    /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
+    pub fn episodes_ended(&mut self, terminated: &[bool], truncated: &[bool]) {
+        for i in 0..self.scripts.len() {
+            if terminated[i] || truncated[i] {
+                self.episode_started(i);
+            }
+        }
+    }
+
+    /// Actions `[N * 5]` for observations `[N * obs_dim]`.
+    pub fn act(&mut self, obs: &[f32]) -> &[f32] {
+        for i in 0..self.scripts.len() {
+            let o = &obs[i * self.obs_dim..(i + 1) * self.obs_dim];
+            let mut a = self.script_action(i, o);
+            let s = &mut self.scripts[i];
+            perturb(&self.config, &mut s.noise, &mut s.rng, &mut a);
+            self.actions[i * 5..(i + 1) * 5].copy_from_slice(&a);
+        }
+        &self.actions
+    }
+
+    /// The noise-free action of env `i`'s script, advancing its phase.
+    fn script_action(&mut self, i: usize, o: &[f32]) -> [f32; 5] {
+        let l = &self.layout;
+        let v3 = |k: usize| [o[k], o[k + 1], o[k + 2]];
+        let ee = v3(l.ee);
+        let ee_yaw = o[l.ee_yaw].atan2(o[l.ee_yaw + 1]);
+        let cubes: Vec<[f32; 3]> = l.cubes.iter().map(|&(p, _)| v3(p)).collect();
+        let play = self.config.mode == OracleMode::Play;
+        let region = self.config.play_region;
+        let s = &mut self.scripts[i];
+        if s.cube.is_none() {
+            // Pick the next sub-task: a random cube to a random free place (play), or the first cube off its goal
+            // (solve; none left means done).
+            let dist = |a: [f32; 3], b: [f32; 3]| {
+                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt()
+            };
+            s.cube = if play {
+                let k = s.rng.random_range(0..cubes.len());
+                // Set down at the height the task's goal for this cube has: where the cube rests on the table.
+                let rest = o[l.goals[k] + 2];
+                s.subgoal = draw_subgoal(&mut s.rng, region, rest, &cubes, k);
+                Some(k)
+            } else {
+                (0..cubes.len()).find(|&k| dist(cubes[k], v3(l.goals[k])) > SOLVED)
+            };
+            s.phase = if s.cube.is_some() {
+                Phase::Approach
+            } else {
+                Phase::Done
+            };
+            s.steps = 0;
+        }
+        let k = s.cube.unwrap_or(0);
+        let cube = cubes[k];
+        let yaw_at = l.cubes[k].1;
+        let cube_yaw = o[yaw_at].atan2(o[yaw_at + 1]);
+        let goal = if play { s.subgoal } else { v3(l.goals[k]) };
+        let dxy = |a: [f32; 3], b: [f32; 3]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+        let held = dxy(cube, ee) < 0.02 && (cube[2] - ee[2]).abs() < 0.025;
+
+        // The yaw that aligns the fingers with the cube's faces (a cube repeats every quarter turn), nearest to
+        // the current yaw and inside the joint's reach.
+        let mut yaw_target = ee_yaw + wrap(cube_yaw - ee_yaw, FRAC_PI_2);
+        if yaw_target > YAW_LIMIT {
+            yaw_target -= FRAC_PI_2;
+        } else if yaw_target < -YAW_LIMIT {
+            yaw_target += FRAC_PI_2;
+        }
+
+        let next = |s: &mut Script, phase: Phase| {
+            s.phase = phase;
+            s.steps = 0;
+        };
+        s.steps += 1;
+        // A phase that overstays restarts the pick (the cube slipped or was knocked away).
+        if s.steps > 60 && s.phase != Phase::Done {
+            next(s, Phase::Approach);
+        }
+        let (target, yaw, grip) = loop {
+            match s.phase {
+                Phase::Approach => {
+                    let t = [cube[0], cube[1], cube[2] + HOVER];
+                    if dxy(ee, t) < 0.01
+                        && (ee[2] - t[2]).abs() < 0.02
+                        && (yaw_target - ee_yaw).abs() < 0.06
+                    {
+                        next(s, Phase::Descend);
+                        continue;
+                    }
+                    // Stay high while travelling so the open fingers clear the cube.
+                    let z = if dxy(ee, t) > 0.02 {
+                        ee[2].max(t[2])
+                    } else {
+                        t[2]
+                    };
+                    break ([t[0], t[1], z], Some(yaw_target), -1.0);
+                }
+                Phase::Descend => {
+                    let t = [cube[0], cube[1], cube[2] + GRASP_DZ];
+                    if dxy(ee, cube) > 0.025 {
+                        next(s, Phase::Approach);
+                        continue;
+                    }
+                    if (ee[2] - t[2]).abs() < 0.006 && dxy(ee, t) < 0.008 {
+                        next(s, Phase::Grasp);
+                        continue;
+                    }
+                    break (t, Some(yaw_target), -1.0);
+                }
+                Phase::Grasp => {
+                    if s.steps > 6 {
+                        next(s, Phase::Lift);
+                        continue;
+                    }
+                    break ([cube[0], cube[1], cube[2] + GRASP_DZ], None, 1.0);
+                }
+                Phase::Lift => {
+                    if !held {
+                        s.drops += 1;
+                        next(s, Phase::Approach);
+                        continue;
+                    }
+                    if ee[2] > CARRY_Z - 0.015 {
+                        next(s, Phase::Carry);
+                        continue;
+                    }
+                    break ([ee[0], ee[1], CARRY_Z], None, 1.0);
+                }
+                Phase::Carry => {
+                    if !held {
+                        s.drops += 1;
+                        next(s, Phase::Approach);
+                        continue;
+                    }
+                    // Move the hand so that the cube (not the hand) ends over the target.
+                    let t = [
+                        ee[0] + goal[0] - cube[0],
+                        ee[1] + goal[1] - cube[1],
+                        CARRY_Z,
+                    ];
+                    if dxy(cube, goal) < 0.008 {
+                        next(s, Phase::Lower);
+                        continue;
+                    }
+                    break (t, None, 1.0);
+                }
+                Phase::Lower => {
+                    if !held {
+                        s.drops += 1;
+                        next(s, Phase::Approach);
+                        continue;
+                    }
+                    let t = [
+                        ee[0] + goal[0] - cube[0],
+                        ee[1] + goal[1] - cube[1],
+                        ee[2] + goal[2] - cube[2] + 0.002,
+                    ];
+                    if (cube[2] - goal[2]).abs() < 0.006 {
+                        next(s, Phase::Release);
+                        continue;
+                    }
+                    break (t, None, 1.0);
+                }
+                Phase::Release => {
+                    if s.steps > 5 {
+                        s.placements += 1;
+                        next(s, Phase::Retreat);
+                        continue;
+                    }
+                    break (ee, None, -1.0);
+                }
+                Phase::Retreat => {
+                    let t = [ee[0], ee[1], CARRY_Z];
+                    if ee[2] > CARRY_Z - 0.015 {
+                        // The next step chooses the next sub-task.
+                        s.cube = None;
+                        next(s, Phase::Done);
+                    }
+                    break (t, None, -1.0);
+                }
+                Phase::Done => break (ee, None, -1.0),
+            }
+        };
+        let mv = |k: usize| (target[k] - ee[k]) / MOVE_SCALE;
+        let dyaw = yaw.map_or(0.0, |y| (y - ee_yaw) / YAW_SCALE);
+        [mv(0), mv(1), mv(2), dyaw, grip]
+    }
+}
+
+/// `x` wrapped into `[-period/2, period/2)`.
+fn wrap(x: f32, period: f32) -> f32 {
+    (x + period / 2.0).rem_euclid(period) - period / 2.0
+}
+
+/// A random place on the table (at height `z`) for cube `k`, clear of the other cubes (bounded redraws).
+fn draw_subgoal(
+    rng: &mut ChaCha8Rng,
+    r: [f32; 4],
+    z: f32,
+    cubes: &[[f32; 3]],
+    k: usize,
+) -> [f32; 3] {
+    let mut goal = [0.0, 0.0, z];
+    for _ in 0..16 {
+        goal[0] = r[0] + (r[1] - r[0]) * rng.random::<f32>();
+        goal[1] = r[2] + (r[3] - r[2]) * rng.random::<f32>();
+        let clear = cubes.iter().enumerate().all(|(j, c)| {
+            j == k || ((c[0] - goal[0]).powi(2) + (c[1] - goal[1]).powi(2)).sqrt() > CLEARANCE
+        });
+        if clear {
+            break;
+        }
+    }
+    goal
+}

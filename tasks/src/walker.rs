@@ -1,0 +1,471 @@
+//! [`WalkerOracle`]: a scripted walk for legged robots in a maze, batched over N envs.
+//!
+//! The gait is a trot that needs no turning: the legs, taken in order around the body, form two alternating sets
+//! (the diagonals of a quadruped). While one set swings (knees lift the feet, hips carry them forwards), the other
+//! stands and sweeps backwards; each hip sweeps along the part of the desired heading its foot can push, so the
+//! body moves in any direction whatever its yaw. The heading comes from a [`DistanceField`] over the scene's
+//! [`Maze`]: a point a little way down the shortest path to the target, around the walls. For data it adds
+//! OGBench's time-smoothed Gaussian noise and, in "play" mode, keeps walking to random places of its own choosing
+//! (OGBench's antmaze "navigate" data) instead of the task's goal.
+
+use std::f32::consts::PI;
+
+use bevy::math::{Quat, Vec2, Vec3};
+use qamlab_sim::authoring::{BodyKind, Control, JointKind};
+use qamlab_sim::{EnvSpec, TaskScene};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::maze::{DistanceField, Maze, collider_bounds};
+use crate::oracle::{OracleConfig, OracleMode, perturb};
+use crate::registry::TaskError;
+
+/// Control steps per gait cycle (each set of legs swings for half of it).
+const PERIOD: u32 = 8;
+/// Hip sweep amplitude (rad) at full speed.
+const SWEEP: f32 = 0.8;
+/// Knee lift (rad) at the middle of a swing.
+const LIFT: f32 = 0.5;
+/// The robot's centre keeps this much more than its reach from walls (m).
+const MARGIN: f32 = 0.05;
+/// Cells down the path the robot heads for.
+const LOOKAHEAD: usize = 8;
+/// Closer than this to its target the robot stands still (m).
+const ARRIVED: f32 = 0.1;
+/// Closer than this the stride shortens (m).
+const SLOW: f32 = 0.3;
+/// Play: a place is given up for another after the steps its path would take at this speed (m/s)...
+const PATIENT_SPEED: f32 = 0.2;
+/// ... plus these.
+const PATIENT_STEPS: u32 = 40;
+/// Play: a place this close is reached (m).
+const REACHED: f32 = 0.2;
+
+/// One leg: its two actuators and how their joints move the foot.
+#[derive(Clone, Debug)]
+struct Leg {
+    /// Action index of the hip (turns the leg about the vertical).
+    hip: usize,
+    /// Action index of the knee (lifts the foot).
+    knee: usize,
+    /// Horizontal direction the foot moves for a positive hip angle, in the body's authored frame.
+    tangent: Vec2,
+    /// +1 or -1: the knee angle's sign that swings the foot outwards and up.
+    lift_sign: f32,
+    /// Swings in the first half of the cycle (else the second).
+    first: bool,
+    /// Hip and knee `PositionAbsolute` maps: (angle at action 0, angle per action unit).
+    hip_map: (f32, f32),
+    knee_map: (f32, f32),
+}
+
+/// Where the oracle reads and writes.
+#[derive(Clone, Debug)]
+struct Layout {
+    /// Body position `[x, y, z]` in the observation.
+    position: usize,
+    /// Body quaternion `[x, y, z, w]` in the observation.
+    quaternion: usize,
+    /// Goal target `[x, y, z]` in the observation.
+    target: usize,
+    /// The body's authored yaw (the legs' tangents are in that frame).
+    yaw0: f32,
+    legs: Vec<Leg>,
+    action_dim: usize,
+}
+
+/// Yaw of a quaternion (rotation about z, radians).
+fn yaw_of(q: Quat) -> f32 {
+    let (x, y, z, w) = (q.x, q.y, q.z, q.w);
+    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+}
+
+impl Layout {
+    /// Finds the walker in `scene`: a goal observed with `GoalPosition` whose frame is a body observed with
+    /// `Position` and `Quaternion`, and legs of two single-joint `PositionAbsolute` actuators each: a hip
+    /// (revolute about the vertical, from the body) and a knee (revolute about a horizontal axis, from the hip's
+    /// child) carrying the foot. Returns the layout and the robot's bodies.
+    fn find(scene: &TaskScene, spec: &EnvSpec) -> Result<(Self, Vec<usize>), String> {
+        let obs_at = |name: &str| spec.obs_names.iter().position(|n| n == name);
+        let goals: Vec<usize> = scene
+            .goals
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| obs_at(&format!("{}.target.x", g.goal.name)).is_some())
+            .map(|(k, _)| k)
+            .collect();
+        let [goal] = goals[..] else {
+            return Err(format!(
+                "one goal observed with `GoalPosition` (found {})",
+                goals.len()
+            ));
+        };
+        let goal = &scene.goals[goal];
+        let body = goal.frame.body;
+        let name = &scene.bodies[body].body.name;
+        let (Some(position), Some(quaternion)) = (
+            obs_at(&format!("{name}.position.x")),
+            obs_at(&format!("{name}.quaternion.x")),
+        ) else {
+            return Err(format!(
+                "the goal's body `{name}` observed with `Position` and `Quaternion`"
+            ));
+        };
+        let target = obs_at(&format!("{}.target.x", goal.goal.name)).expect("found above");
+
+        // Every actuator drives one revolute joint to an absolute angle over [-1, 1].
+        let mut joint_of = Vec::new();
+        for (k, act) in scene.actuators.iter().enumerate() {
+            let a = &act.actuator;
+            let map = match a.control {
+                Control::PositionAbsolute { at_min, at_max } => {
+                    ((at_min + at_max) / 2.0, (at_max - at_min) / 2.0)
+                }
+                _ => {
+                    return Err(format!(
+                        "every action to be `PositionAbsolute` (`{}` is {:?})",
+                        a.name, a.control
+                    ));
+                }
+            };
+            if (spec.action_low[k], spec.action_high[k]) != (-1.0, 1.0) || act.joints.len() != 1 {
+                return Err(format!(
+                    "every action to drive one joint over [-1, 1] (`{}` does not)",
+                    a.name
+                ));
+            }
+            joint_of.push((act.joints[0], map));
+        }
+        let axis_of = |j: usize| match scene.joints[j].joint.kind {
+            JointKind::Revolute { axis } => Some(axis.normalize()),
+            _ => None,
+        };
+        let rot0 = scene.bodies[body].body.rotation;
+        let yaw0 = yaw_of(rot0);
+        let mut legs = Vec::new();
+        let mut robot = vec![body];
+        for (hip, &(hj, hip_map)) in joint_of.iter().enumerate() {
+            let joint = &scene.joints[hj];
+            let Some(hip_axis) = axis_of(hj).filter(|a| a.z.abs() > 0.99) else {
+                continue;
+            };
+            if joint.parent != body {
+                continue;
+            }
+            let thigh = joint.child;
+            let Some((knee, &(kj, knee_map))) = joint_of
+                .iter()
+                .enumerate()
+                .find(|(_, (j, _))| scene.joints[*j].parent == thigh)
+            else {
+                return Err(format!(
+                    "a knee actuator on the joint below hip `{}`",
+                    joint.joint.name
+                ));
+            };
+            let Some(knee_axis) = axis_of(kj).filter(|a| a.z.abs() < 0.1) else {
+                return Err(format!(
+                    "knee `{}` to be revolute about a horizontal axis",
+                    scene.joints[kj].joint.name
+                ));
+            };
+            let shin = scene.joints[kj].child;
+            let Some((low, _)) = collider_bounds(scene, shin) else {
+                return Err(format!(
+                    "a collider (the foot) on `{}`",
+                    scene.bodies[shin].body.name
+                ));
+            };
+            let (hip_at, knee_at) = (joint.joint.anchor, scene.joints[kj].joint.anchor);
+            let out = (knee_at - hip_at).truncate();
+            if out.length() < 1e-3 {
+                return Err(format!(
+                    "knee `{}` to sit out from its hip",
+                    scene.joints[kj].joint.name
+                ));
+            }
+            // A positive hip angle moves the foot along axis x (foot - hip); the foot hangs below the knee.
+            let foot = Vec3::new(knee_at.x, knee_at.y, low.z);
+            let tangent = hip_axis.cross(foot - hip_at).truncate().normalize();
+            let swing = knee_axis.cross(foot - knee_at).truncate();
+            let lift_sign = if swing.dot(out) >= 0.0 { 1.0 } else { -1.0 };
+            // Tangents in the body's authored frame.
+            let unyaw = Vec2::from_angle(-yaw0);
+            legs.push(Leg {
+                hip,
+                knee,
+                tangent: unyaw.rotate(tangent),
+                lift_sign,
+                first: false,
+                hip_map,
+                knee_map,
+            });
+            robot.extend([thigh, shin]);
+        }
+        if legs.len() < 4 || legs.len() % 2 == 1 || 2 * legs.len() != joint_of.len() {
+            return Err(format!(
+                "an even number of legs, at least 4, each a hip + knee pair of actions (found {} legs for {} \
+                 actions)",
+                legs.len(),
+                joint_of.len()
+            ));
+        }
+        // Around the body, alternate legs swing together: the diagonals of a quadruped.
+        let around = |l: &Leg| {
+            let t = l.tangent;
+            // The leg points outwards, a quarter turn clockwise of its tangent.
+            Vec2::new(t.y, -t.x).to_angle()
+        };
+        legs.sort_by(|a, b| around(a).total_cmp(&around(b)));
+        for (k, leg) in legs.iter_mut().enumerate() {
+            leg.first = k % 2 == 0;
+        }
+        Ok((
+            Self {
+                position,
+                quaternion,
+                target,
+                yaw0,
+                legs,
+                action_dim: spec.action_dim,
+            },
+            robot,
+        ))
+    }
+}
+
+/// What a walker's script is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Walk,
+    Stand,
+}
+
+/// Per-env script state.
+#[derive(Clone, Debug)]
+struct Walk {
+    phase: Phase,
+    /// Control steps since the episode began (the gait's clock).
+    clock: u32,
+    /// Play: the place it walks to now, with the steps left before it gives up on it.
+    place: Option<(Vec2, u32)>,
+    /// The path to the current target.
+    field: Option<DistanceField>,
+    /// Smoothed noise state, one per action dim.
+    noise: Vec<f32>,
+    /// Places reached (play) or goals reached (solve) since the oracle was built.
+    arrivals: u32,
+    rng: ChaCha8Rng,
+}
+
+/// The batched walking oracle.
+pub struct WalkerOracle {
+    config: OracleConfig,
+    layout: Layout,
+    maze: Maze,
+    obs_dim: usize,
+    /// Seconds per control step.
+    control_dt: f32,
+    walks: Vec<Walk>,
+    actions: Vec<f32>,
+}
+
+impl WalkerOracle {
+    /// An oracle for `spec`'s envs of `scene` (one script per seed: env `i` draws its noise and places from
+    /// `seeds[i]`). Errors, saying what it needs, if the scene holds no robot it can walk or no floor to plan on.
+    pub fn new(
+        scene: &TaskScene,
+        spec: &EnvSpec,
+        config: OracleConfig,
+        seeds: &[u64],
+    ) -> Result<Self, TaskError> {
+        let no = |missing: String| TaskError::NoOracle {
+            task: spec.task.clone(),
+            missing,
+        };
+        let (layout, robot) = Layout::find(scene, spec).map_err(no)?;
+        if robot
+            .iter()
+            .any(|&b| scene.bodies[b].body.kind != BodyKind::Dynamic)
+        {
+            return Err(no("the robot's bodies to be Dynamic".into()));
+        }
+        let centre = scene.bodies[robot[0]].body.translation.truncate();
+        let reach = robot
+            .iter()
+            .filter_map(|&b| collider_bounds(scene, b))
+            .flat_map(|(lo, hi)| {
+                [
+                    lo.truncate(),
+                    hi.truncate(),
+                    Vec2::new(lo.x, hi.y),
+                    Vec2::new(hi.x, lo.y),
+                ]
+            })
+            .map(|p| p.distance(centre))
+            .fold(0.0, f32::max);
+        let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
+        let walks = seeds
+            .iter()
+            .map(|&seed| Walk {
+                phase: Phase::Walk,
+                clock: 0,
+                place: None,
+                field: None,
+                noise: vec![0.0; spec.action_dim],
+                arrivals: 0,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+            })
+            .collect();
+        Ok(Self {
+            config,
+            layout,
+            maze,
+            obs_dim: spec.obs_dim,
+            control_dt: spec.control_dt,
+            walks,
+            actions: vec![0.0; seeds.len() * spec.action_dim],
+        })
+    }
+
+    /// Number of envs it drives.
+    pub fn num_envs(&self) -> usize {
+        self.walks.len()
+    }
+
+    /// Env `i`'s current script phase, for diagnostics (`"walk"` or `"stand"`).
+    pub fn phase(&self, i: usize) -> &'static str {
+        match self.walks[i].phase {
+            Phase::Walk => "walk",
+            Phase::Stand => "stand",
+        }
+    }
+
+    /// Places (play) or goals (solve) env `i`'s script has walked to so far.
+    pub fn arrivals(&self, i: usize) -> u32 {
+        self.walks[i].arrivals
+    }
+
+    /// Restarts env `i`'s script (call when its episode restarts); its random stream continues.
+    pub fn episode_started(&mut self, i: usize) {
+        let w = &mut self.walks[i];
+        w.phase = Phase::Walk;
+        w.clock = 0;
+        w.place = None;
+        w.noise.fill(0.0);
+    }
+
+    /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
+    pub fn episodes_ended(&mut self, terminated: &[bool], truncated: &[bool]) {
+        for i in 0..self.walks.len() {
+            if terminated[i] || truncated[i] {
+                self.episode_started(i);
+            }
+        }
+    }
+
+    /// Actions `[N * action_dim]` for observations `[N * obs_dim]`.
+    pub fn act(&mut self, obs: &[f32]) -> &[f32] {
+        let a = self.layout.action_dim;
+        for i in 0..self.walks.len() {
+            let o = &obs[i * self.obs_dim..(i + 1) * self.obs_dim];
+            let mut action = self.script_action(i, o);
+            let w = &mut self.walks[i];
+            perturb(&self.config, &mut w.noise, &mut w.rng, &mut action);
+            self.actions[i * a..(i + 1) * a].copy_from_slice(&action);
+        }
+        &self.actions
+    }
+
+    /// The noise-free action of env `i`'s script, advancing its clock and choosing its places.
+    fn script_action(&mut self, i: usize, o: &[f32]) -> Vec<f32> {
+        let l = &self.layout;
+        let maze = &self.maze;
+        let w = &mut self.walks[i];
+        let at = Vec2::new(o[l.position], o[l.position + 1]);
+        let q = l.quaternion;
+        let yaw = yaw_of(Quat::from_xyzw(o[q], o[q + 1], o[q + 2], o[q + 3]));
+
+        let target = if self.config.mode == OracleMode::Play {
+            // A random free place that can be reached from here; a new one on arrival, or when its path has taken
+            // far longer than it should (the robot stuck, or knocked off its way).
+            let due = match w.place {
+                None => true,
+                Some((place, left)) => {
+                    let reached = place.distance(at) < REACHED;
+                    w.arrivals += u32::from(reached);
+                    reached || left == 0
+                }
+            };
+            if due {
+                let mut chosen = (at, 0);
+                for _ in 0..16 {
+                    let place = maze.free_place(w.rng.random_range(0..maze.free_count()));
+                    let field = maze.distances_to(place);
+                    let path = field.path_length(maze, at);
+                    w.field = Some(field);
+                    if let Some(path) = path.filter(|&p| p > 2.0 * SLOW) {
+                        let steps = path / (PATIENT_SPEED * self.control_dt);
+                        chosen = (place, steps as u32 + PATIENT_STEPS);
+                        break;
+                    }
+                }
+                w.place = Some(chosen);
+            }
+            let (place, left) = w.place.expect("chosen above");
+            w.place = Some((place, left.saturating_sub(1)));
+            place
+        } else {
+            Vec2::new(o[l.target], o[l.target + 1])
+        };
+        if w.field.as_ref().is_none_or(|f| f.target() != target) {
+            w.field = Some(maze.distances_to(target));
+        }
+        let field = w.field.as_ref().expect("set above");
+        let heading = field.waypoint(maze, at, LOOKAHEAD) - at;
+        let left = target.distance(at);
+        let was = w.phase;
+        w.phase = if left < ARRIVED {
+            Phase::Stand
+        } else {
+            Phase::Walk
+        };
+        if self.config.mode == OracleMode::Solve && was == Phase::Walk && w.phase == Phase::Stand {
+            w.arrivals += 1;
+        }
+
+        // Desired motion in the body's authored frame, shortened near the target.
+        let speed = if w.phase == Phase::Stand {
+            0.0
+        } else {
+            (left / SLOW).clamp(0.3, 1.0)
+        };
+        let dir = Vec2::from_angle(l.yaw0 - yaw).rotate(heading.normalize_or_zero()) * speed;
+        let clock = w.clock;
+        w.clock += 1;
+        let mut action = vec![0.0; l.action_dim];
+        for leg in &l.legs {
+            let sweep = SWEEP * dir.dot(leg.tangent);
+            let cycle = (clock % PERIOD) as f32 / PERIOD as f32;
+            let own = if leg.first {
+                cycle
+            } else {
+                (cycle + 0.5) % 1.0
+            };
+            // Targets lead the clock by one step: the motors take about that long to follow.
+            let lead = 2.0 / PERIOD as f32;
+            let (hip, knee) = if speed == 0.0 {
+                (0.0, 0.0)
+            } else if own < 0.5 {
+                let u = (own * 2.0 + lead).min(1.0);
+                (sweep * (2.0 * u - 1.0), LIFT * (PI * u).sin())
+            } else {
+                let u = ((own - 0.5) * 2.0 + lead).min(1.0);
+                (sweep * (1.0 - 2.0 * u), 0.0)
+            };
+            action[leg.hip] = (hip - leg.hip_map.0) / leg.hip_map.1;
+            action[leg.knee] = (knee * leg.lift_sign - leg.knee_map.0) / leg.knee_map.1;
+        }
+        action
+    }
+}

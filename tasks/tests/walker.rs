@@ -1,0 +1,270 @@
+//! The legged robot's task, antmaze-umaze, and the walking oracle against it.
+
+use qamlab_sim::prelude::*;
+use qamlab_tasks::maze::Maze;
+use qamlab_tasks::prelude::*;
+
+fn antmaze() -> TaskScene {
+    load_task("antmaze-umaze").unwrap().scene
+}
+
+/// What one env's episode came to.
+#[derive(Clone, Copy, Debug)]
+struct Episode {
+    solved: bool,
+    steps: u32,
+    /// Lowest torso height seen (m).
+    lowest: f32,
+}
+
+/// Runs one episode per env under the oracle; episodes end on success in solve mode.
+fn run(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> (Vec<Episode>, Oracle) {
+    let options = EnvOptions {
+        terminate_on_success: config.mode == OracleMode::Solve,
+        episode_length: None,
+    };
+    let mut env = BatchedEnv::new(scene, n, options).unwrap();
+    let seeds: Vec<u64> = (0..n as u64).map(|i| seed0 + i).collect();
+    let mut oracle = Oracle::new(scene, env.spec(), config, &seeds).unwrap();
+    assert!(matches!(oracle, Oracle::Walker(_)));
+    let o = env.spec().obs_dim;
+    let z = env
+        .spec()
+        .obs_names
+        .iter()
+        .position(|s| s == "torso.position.z")
+        .unwrap();
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let mut episodes: Vec<Option<Episode>> = vec![None; n];
+    let mut lowest = vec![f32::INFINITY; n];
+    for t in 1..=env.spec().episode_length {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        for i in 0..n {
+            if episodes[i].is_some() {
+                continue;
+            }
+            lowest[i] = lowest[i].min(out.final_obs[i * o + z]);
+            if out.terminated[i] || out.truncated[i] {
+                episodes[i] = Some(Episode {
+                    solved: out.terminated[i],
+                    steps: t,
+                    lowest: lowest[i],
+                });
+            }
+        }
+        obs.copy_from_slice(&out.obs);
+        oracle.episodes_ended(&out.terminated, &out.truncated);
+    }
+    let episodes = episodes.into_iter().map(Option::unwrap).collect();
+    (episodes, oracle)
+}
+
+#[test]
+fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
+    let (episodes, _) = run(&antmaze(), 24, OracleConfig::default(), 500);
+    let solved: Vec<&Episode> = episodes.iter().filter(|e| e.solved).collect();
+    assert!(
+        solved.len() * 100 >= episodes.len() * 95,
+        "the oracle solves {} of {} episodes: {episodes:?}",
+        solved.len(),
+        episodes.len()
+    );
+    // The path around the wall is about 6 m; straight through it would be 2 m. A gait of about 0.4 m/s
+    // needs some 300 steps, and no episode can be shorter than the path allows.
+    let longest = solved.iter().map(|e| e.steps).max().unwrap();
+    let shortest = solved.iter().map(|e| e.steps).min().unwrap();
+    assert!(longest < 450, "slowest success took {longest} of 500 steps");
+    assert!(
+        shortest > 150,
+        "a success after {shortest} steps: the robot passed through the wall?"
+    );
+    // It walks upright: the torso (0.205 m high at rest) never drops to the floor.
+    let low = episodes
+        .iter()
+        .map(|e| e.lowest)
+        .fold(f32::INFINITY, f32::min);
+    assert!(low > 0.15, "the torso dropped to {low} m");
+}
+
+#[test]
+fn play_walks_to_places_of_its_own_and_stays_upright() {
+    let config = OracleConfig {
+        mode: OracleMode::Play,
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let (episodes, oracle) = run(&antmaze(), 8, config, 0);
+    assert!(episodes.iter().all(|e| !e.solved && e.steps == 500));
+    let places: Vec<u32> = (0..8).map(|i| oracle.subgoals_reached(i)).collect();
+    // About 0.4 m/s for 25 s: several places per episode, in every env.
+    assert!(
+        places.iter().all(|&p| p >= 1) && places.iter().sum::<u32>() >= 16,
+        "places reached per env: {places:?}"
+    );
+    let low = episodes
+        .iter()
+        .map(|e| e.lowest)
+        .fold(f32::INFINITY, f32::min);
+    assert!(low > 0.15, "the torso dropped to {low} m");
+}
+
+#[test]
+fn same_seeds_give_the_same_walk() {
+    let config = OracleConfig {
+        mode: OracleMode::Play,
+        noise: 0.1,
+        random_action_prob: 0.1,
+        ..OracleConfig::default()
+    };
+    let scene = antmaze();
+    let mut env = BatchedEnv::new(&scene, 2, EnvOptions::default()).unwrap();
+    let mut trace = |seed: u64| {
+        let mut oracle = Oracle::new(&scene, env.spec(), config, &[seed, seed + 1]).unwrap();
+        let mut obs = env.reset(&[seed, seed + 1]).unwrap().to_vec();
+        let mut all = Vec::new();
+        for _ in 0..120 {
+            let actions = oracle.act(&obs).to_vec();
+            obs.copy_from_slice(&env.step(&actions).unwrap().obs);
+            all.extend(actions.iter().chain(&obs).map(|v| v.to_bits()));
+        }
+        all
+    };
+    let (a, b, c) = (trace(7), trace(7), trace(8));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn the_maze_keeps_the_robot_off_the_walls_and_leads_around_them() {
+    let scene = antmaze();
+    let robot: Vec<usize> = scene
+        .bodies
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| {
+            let n = &b.body.name;
+            n == "torso" || n.ends_with("_thigh") || n.ends_with("_shin")
+        })
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(robot.len(), 9);
+    let maze = Maze::from_scene(&scene, &robot, 0.35).unwrap();
+    use bevy::math::Vec2;
+    // Corridor centres are free; the middle wall, the outer walls and a band of the reach beside them are not.
+    for free in [
+        (-1.0, 1.0),
+        (1.0, 1.0),
+        (1.0, -1.0),
+        (-1.0, -1.0),
+        (0.0, 1.0),
+    ] {
+        assert!(maze.is_free(Vec2::new(free.0, free.1)), "{free:?}");
+    }
+    for blocked in [
+        (-1.0, 0.0),
+        (0.0, 0.0),
+        (-1.0, 0.7),
+        (-1.0, 1.3),
+        (1.3, 0.0),
+        (1.7, 0.0),
+    ] {
+        assert!(
+            !maze.is_free(Vec2::new(blocked.0, blocked.1)),
+            "{blocked:?}"
+        );
+    }
+    // From the start, the way to the goal cell goes east along the top corridor, not south through the wall.
+    let start = Vec2::new(-1.0, 1.0);
+    let field = maze.distances_to(Vec2::new(-1.0, -1.0));
+    assert!(field.reaches(&maze, start));
+    let next = field.waypoint(&maze, start, 8);
+    assert!(
+        next.x > start.x + 0.2 && (next.y - start.y).abs() < 0.2,
+        "{next}"
+    );
+    // From the far corner it heads south.
+    let corner = Vec2::new(1.0, 1.0);
+    let next = field.waypoint(&maze, corner, 8);
+    assert!(next.y < corner.y - 0.2, "{next}");
+}
+
+#[test]
+fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
+    // cube-single with its pinch site renamed: neither the gantry script nor the walk can drive it.
+    let text = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "cube-single")
+        .unwrap()
+        .1
+        .replace("\"pinch\"", "\"tip\"");
+    let scene = TaskScene::from_ron(&text, "tip.scn.ron").unwrap();
+    let spec = EnvSpec::new(&scene, 10);
+    let Err(e) = Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
+        panic!("an oracle for a scene without its robot");
+    };
+    let e = e.to_string();
+    assert!(e.contains("pinch.position.x"), "{e}");
+    assert!(e.contains("PositionAbsolute"), "{e}");
+    // The walk refuses a leg without its knee, naming the hip.
+    let ant = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "antmaze-umaze")
+        .unwrap()
+        .1;
+    let start = ant
+        .find("(name: \"front_left_knee\", joints")
+        .expect("the knee actuator");
+    let end =
+        start + ant[start..].find("max_force: 1000.0),").unwrap() + "max_force: 1000.0),".len();
+    let kneeless = format!("{}{}", &ant[..start], &ant[end..]);
+    let scene = TaskScene::from_ron(&kneeless, "kneeless.scn.ron").unwrap();
+    let spec = EnvSpec::new(&scene, 10);
+    let Err(e) = WalkerOracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
+        panic!("a walk for a robot with a leg that cannot lift");
+    };
+    assert!(e.to_string().contains("front_left_hip"), "{e}");
+}
+
+#[test]
+fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
+    let scene = antmaze();
+    let mut env = BatchedEnv::new(&scene, 4, EnvOptions::default()).unwrap();
+    let spec = env.spec().clone();
+    let at = |name: &str| spec.obs_names.iter().position(|n| n == name).unwrap();
+    let (pos, goal, hip) = (
+        at("torso.position.x"),
+        at("torso_goal.target.x"),
+        at("front_left_hip.position"),
+    );
+    let o = spec.obs_dim;
+    let check = |obs: &[f32]| {
+        let mut goals = Vec::new();
+        for e in obs.chunks(o) {
+            assert_eq!(&e[pos..pos + 3], &[-1.0, 1.0, 0.205]);
+            assert!(
+                e[hip..hip + 8].iter().all(|q| q.abs() < 1e-5),
+                "{:?}",
+                &e[hip..hip + 8]
+            );
+            let (x, y) = (e[goal], e[goal + 1]);
+            assert!(
+                (-1.25..=-0.75).contains(&x) && (-1.25..=-0.75).contains(&y),
+                "{x}, {y}"
+            );
+            goals.push((x, y));
+        }
+        goals
+    };
+    let first = check(env.reset(&[1, 2, 3, 4]).unwrap());
+    // Walk about at random, then reset again: the same seeds give the same start, other seeds other goals.
+    for k in 0..50 {
+        let actions: Vec<f32> = (0..4 * 8)
+            .map(|i| ((i * 7 + k * 3) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        env.step(&actions).unwrap();
+    }
+    assert_eq!(check(env.reset(&[1, 2, 3, 4]).unwrap()), first);
+    let other = check(env.reset(&[5, 6, 7, 8]).unwrap());
+    assert!(other.iter().zip(&first).all(|(a, b)| a != b));
+}
