@@ -125,6 +125,25 @@ fn the_oracle_solves_episodes_and_each_is_counted_once() {
 }
 
 #[test]
+fn the_window_walks_the_legged_robot_with_its_oracle() {
+    let mut window = app(&[
+        "--task",
+        "antmaze-umaze",
+        "--envs",
+        "1",
+        "--policy",
+        "oracle",
+    ]);
+    run_steps(&mut window, 60);
+    let policy = window.world().resource::<ActingPolicy>();
+    assert_eq!(policy.kind, PolicyKind::Oracle);
+    assert!(policy.error.is_none() && policy.fallback.is_none());
+    // Three seconds of walking east from the start, (-1, 1), along the top corridor toward the far corner.
+    let now = &window.world().resource::<StepOutput>().obs[..2];
+    assert!(now[0] > -0.5 && now[1] > 0.7, "the torso is at {now:?}");
+}
+
+#[test]
 fn a_policy_that_cannot_act_gives_way_to_random_actions() {
     // cube-single has an oracle; an agent is missing, so asking for one is refused up front...
     let args = Cli::parse_from(["view", "--policy", "agent"]).view;

@@ -200,6 +200,15 @@ impl Maze {
         self.center(self.free_cells[k])
     }
 
+    /// `p` if the robot's centre may be there, else the centre of the free cell nearest to it.
+    pub fn snap(&self, p: Vec2) -> Vec2 {
+        if self.is_free(p) {
+            p
+        } else {
+            self.center(self.nearest_free(p))
+        }
+    }
+
     /// The free cell nearest to `p` (by centre distance).
     fn nearest_free(&self, p: Vec2) -> usize {
         *self

@@ -22,8 +22,12 @@ use crate::registry::TaskError;
 
 /// Control steps per gait cycle (each set of legs swings for half of it).
 const PERIOD: u32 = 8;
-/// Hip sweep amplitude (rad) at full speed.
-const SWEEP: f32 = 0.8;
+/// Hip sweep amplitude (rad) at full speed, along a leg's tangent (the hip's range clips it).
+const SWEEP: f32 = 1.2;
+/// Hip sweep (rad) that turns the body back to its authored yaw, at full correction...
+const TURN: f32 = 0.3;
+/// ... which a yaw error of 1 / this many radians calls for.
+const TURN_GAIN: f32 = 3.0;
 /// Knee lift (rad) at the middle of a swing.
 const LIFT: f32 = 0.5;
 /// The robot's centre keeps this much more than its reach from walls (m).
@@ -50,6 +54,10 @@ struct Leg {
     knee: usize,
     /// Horizontal direction the foot moves for a positive hip angle, in the body's authored frame.
     tangent: Vec2,
+    /// +1 if a positive hip angle moves the foot counter-clockwise around the body, else -1.
+    ccw: f32,
+    /// Direction of the leg from the body's centre (radians, authored frame): the order around the body.
+    around: f32,
     /// +1 or -1: the knee angle's sign that swings the foot outwards and up.
     lift_sign: f32,
     /// Swings in the first half of the cycle (else the second).
@@ -72,6 +80,11 @@ struct Layout {
     yaw0: f32,
     legs: Vec<Leg>,
     action_dim: usize,
+}
+
+/// `a` wrapped into [-pi, pi).
+fn wrap_angle(a: f32) -> f32 {
+    (a + PI).rem_euclid(2.0 * PI) - PI
 }
 
 /// Yaw of a quaternion (rotation about z, radians).
@@ -118,12 +131,12 @@ impl Layout {
         for (k, act) in scene.actuators.iter().enumerate() {
             let a = &act.actuator;
             let map = match a.control {
-                Control::PositionAbsolute { at_min, at_max } => {
+                Control::PositionAbsolute { at_min, at_max } if at_max != at_min => {
                     ((at_min + at_max) / 2.0, (at_max - at_min) / 2.0)
                 }
                 _ => {
                     return Err(format!(
-                        "every action to be `PositionAbsolute` (`{}` is {:?})",
+                        "every action to be `PositionAbsolute` over more than one angle (`{}` is {:?})",
                         a.name, a.control
                     ));
                 }
@@ -191,10 +204,18 @@ impl Layout {
             let lift_sign = if swing.dot(out) >= 0.0 { 1.0 } else { -1.0 };
             // Tangents in the body's authored frame.
             let unyaw = Vec2::from_angle(-yaw0);
+            let from_centre = (knee_at - scene.bodies[body].body.translation).truncate();
+            let ccw = if tangent.perp_dot(from_centre) <= 0.0 {
+                1.0
+            } else {
+                -1.0
+            };
             legs.push(Leg {
                 hip,
                 knee,
                 tangent: unyaw.rotate(tangent),
+                ccw,
+                around: unyaw.rotate(from_centre).to_angle(),
                 lift_sign,
                 first: false,
                 hip_map,
@@ -211,12 +232,7 @@ impl Layout {
             ));
         }
         // Around the body, alternate legs swing together: the diagonals of a quadruped.
-        let around = |l: &Leg| {
-            let t = l.tangent;
-            // The leg points outwards, a quarter turn clockwise of its tangent.
-            Vec2::new(t.y, -t.x).to_angle()
-        };
-        legs.sort_by(|a, b| around(a).total_cmp(&around(b)));
+        legs.sort_by(|a, b| a.around.total_cmp(&b.around));
         for (k, leg) in legs.iter_mut().enumerate() {
             leg.first = k % 2 == 0;
         }
@@ -247,8 +263,9 @@ struct Walk {
     phase: Phase,
     /// Control steps since the episode began (the gait's clock).
     clock: u32,
-    /// Play: the place it walks to now, with the steps left before it gives up on it.
-    place: Option<(Vec2, u32)>,
+    /// Play: the place it walks to now, the steps left before it gives up on it, and whether it was drawn (not
+    /// the way back onto the free cells, whose reaching is no arrival).
+    place: Option<(Vec2, u32, bool)>,
     /// The path to the current target.
     field: Option<DistanceField>,
     /// Smoothed noise state, one per action dim.
@@ -391,29 +408,34 @@ impl WalkerOracle {
             // far longer than it should (the robot stuck, or knocked off its way).
             let due = match w.place {
                 None => true,
-                Some((place, left)) => {
+                Some((place, left, drawn)) => {
                     let reached = place.distance(at) < REACHED;
-                    w.arrivals += u32::from(reached);
+                    w.arrivals += u32::from(reached && drawn);
                     reached || left == 0
                 }
             };
             if due {
-                let mut chosen = (at, 0);
+                // Off the free cells (pushed into a wall's margin), plan from the nearest free cell.
+                let from = maze.snap(at);
+                let mut chosen = None;
                 for _ in 0..16 {
                     let place = maze.free_place(w.rng.random_range(0..maze.free_count()));
                     let field = maze.distances_to(place);
-                    let path = field.path_length(maze, at);
-                    w.field = Some(field);
-                    if let Some(path) = path.filter(|&p| p > 2.0 * SLOW) {
+                    if let Some(path) = field.path_length(maze, from).filter(|&p| p > 2.0 * SLOW) {
                         let steps = path / (PATIENT_SPEED * self.control_dt);
-                        chosen = (place, steps as u32 + PATIENT_STEPS);
+                        chosen = Some((place, steps as u32 + PATIENT_STEPS, field));
                         break;
                     }
                 }
-                w.place = Some(chosen);
+                // Nowhere else reachable (a pocket of the maze): back onto the free cells, and draw again there.
+                let drawn = chosen.is_some();
+                let (place, left, field) =
+                    chosen.unwrap_or_else(|| (from, PATIENT_STEPS, maze.distances_to(from)));
+                w.place = Some((place, left, drawn));
+                w.field = Some(field);
             }
-            let (place, left) = w.place.expect("chosen above");
-            w.place = Some((place, left.saturating_sub(1)));
+            let (place, left, drawn) = w.place.expect("chosen above");
+            w.place = Some((place, left.saturating_sub(1), drawn));
             place
         } else {
             Vec2::new(o[l.target], o[l.target + 1])
@@ -441,11 +463,14 @@ impl WalkerOracle {
             (left / SLOW).clamp(0.3, 1.0)
         };
         let dir = Vec2::from_angle(l.yaw0 - yaw).rotate(heading.normalize_or_zero()) * speed;
+        // The gait needs no yaw, but a body that keeps its yaw makes data whose actions depend on where the robot
+        // is and where it goes, not on how it happens to be turned: the stance sweeps turn it back.
+        let turn = (wrap_angle(l.yaw0 - yaw) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
         let clock = w.clock;
         w.clock += 1;
         let mut action = vec![0.0; l.action_dim];
         for leg in &l.legs {
-            let sweep = SWEEP * dir.dot(leg.tangent);
+            let sweep = SWEEP * dir.dot(leg.tangent) + turn * leg.ccw;
             let cycle = (clock % PERIOD) as f32 / PERIOD as f32;
             let own = if leg.first {
                 cycle

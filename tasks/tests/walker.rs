@@ -70,11 +70,11 @@ fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
         solved.len(),
         episodes.len()
     );
-    // The path around the wall is about 6 m; straight through it would be 2 m. A gait of about 0.4 m/s
-    // needs some 300 steps, and no episode can be shorter than the path allows.
+    // The path around the wall is about 6 m; straight through it would be 2 m. A gait of about 0.35 m/s
+    // needs some 350 steps, and no episode can be shorter than the path allows.
     let longest = solved.iter().map(|e| e.steps).max().unwrap();
     let shortest = solved.iter().map(|e| e.steps).min().unwrap();
-    assert!(longest < 450, "slowest success took {longest} of 500 steps");
+    assert!(longest < 450, "slowest success took {longest} steps");
     assert!(
         shortest > 150,
         "a success after {shortest} steps: the robot passed through the wall?"
@@ -95,11 +95,11 @@ fn play_walks_to_places_of_its_own_and_stays_upright() {
         ..OracleConfig::default()
     };
     let (episodes, oracle) = run(&antmaze(), 8, config, 0);
-    assert!(episodes.iter().all(|e| !e.solved && e.steps == 500));
+    assert!(episodes.iter().all(|e| !e.solved && e.steps == 1000));
     let places: Vec<u32> = (0..8).map(|i| oracle.subgoals_reached(i)).collect();
-    // About 0.4 m/s for 25 s: several places per episode, in every env.
+    // About 0.3 m/s for 50 s: several places per episode, in every env.
     assert!(
-        places.iter().all(|&p| p >= 1) && places.iter().sum::<u32>() >= 16,
+        places.iter().all(|&p| p >= 2) && places.iter().sum::<u32>() >= 32,
         "places reached per env: {places:?}"
     );
     let low = episodes
