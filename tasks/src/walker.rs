@@ -3,7 +3,8 @@
 //! The gait is a trot that needs no turning: the legs, taken in order around the body, form two alternating sets
 //! (the diagonals of a quadruped). While one set swings (knees lift the feet, hips carry them forwards), the other
 //! stands and sweeps backwards; each hip sweeps along the part of the desired heading its foot can push, so the
-//! body moves in any direction whatever its yaw. The heading comes from a [`DistanceField`] over the scene's
+//! body moves in any direction whatever its yaw (the stance sweeps also turn it back to its authored yaw, so that
+//! the data's actions depend on where the robot is and goes, not on how it is turned). The heading comes from a [`DistanceField`] over the scene's
 //! [`Maze`]: a point a little way down the shortest path to the target, around the walls. For data it adds
 //! OGBench's time-smoothed Gaussian noise and, in "play" mode, keeps walking to random places of its own choosing
 //! (OGBench's antmaze "navigate" data) instead of the task's goal.
@@ -248,6 +249,35 @@ impl Layout {
             robot,
         ))
     }
+
+    /// The joint targets, as actions, at gait step `clock` for motion `dir` (body frame, length = the stride's
+    /// fraction) and a turning sweep `turn`; a zero `dir` stands still.
+    fn gait(&self, clock: u32, dir: Vec2, turn: f32) -> Vec<f32> {
+        let mut action = vec![0.0; self.action_dim];
+        let cycle = (clock % PERIOD) as f32 / PERIOD as f32;
+        // Targets lead the clock by one step: the motors take about that long to follow.
+        let lead = 2.0 / PERIOD as f32;
+        for leg in &self.legs {
+            let sweep = SWEEP * dir.dot(leg.tangent) + turn * leg.ccw;
+            let own = if leg.first {
+                cycle
+            } else {
+                (cycle + 0.5) % 1.0
+            };
+            let (hip, knee) = if dir == Vec2::ZERO {
+                (0.0, 0.0)
+            } else if own < 0.5 {
+                let u = (own * 2.0 + lead).min(1.0);
+                (sweep * (2.0 * u - 1.0), LIFT * (PI * u).sin())
+            } else {
+                let u = ((own - 0.5) * 2.0 + lead).min(1.0);
+                (sweep * (1.0 - 2.0 * u), 0.0)
+            };
+            action[leg.hip] = (hip - leg.hip_map.0) / leg.hip_map.1;
+            action[leg.knee] = (knee * leg.lift_sign - leg.knee_map.0) / leg.knee_map.1;
+        }
+        action
+    }
 }
 
 /// What a walker's script is doing.
@@ -273,6 +303,44 @@ struct Walk {
     /// Places reached (play) or goals reached (solve) since the oracle was built.
     arrivals: u32,
     rng: ChaCha8Rng,
+}
+
+impl Walk {
+    /// Play: the place to walk to now. A random free place that can be reached from `at`; a new one on arrival,
+    /// or when its path has taken far longer than it should (the robot stuck, or knocked off its way).
+    fn play_place(&mut self, maze: &Maze, at: Vec2, control_dt: f32) -> Vec2 {
+        let due = match self.place {
+            None => true,
+            Some((place, left, drawn)) => {
+                let reached = place.distance(at) < REACHED;
+                self.arrivals += u32::from(reached && drawn);
+                reached || left == 0
+            }
+        };
+        if due {
+            // Off the free cells (pushed into a wall's margin), plan from the nearest free cell.
+            let from = maze.snap(at);
+            let mut chosen = None;
+            for _ in 0..16 {
+                let place = maze.free_place(self.rng.random_range(0..maze.free_count()));
+                let field = maze.distances_to(place);
+                if let Some(path) = field.path_length(maze, from).filter(|&p| p > 2.0 * SLOW) {
+                    let steps = path / (PATIENT_SPEED * control_dt);
+                    chosen = Some((place, steps as u32 + PATIENT_STEPS, field));
+                    break;
+                }
+            }
+            // Nowhere else reachable (a pocket of the maze): back onto the free cells, and draw again there.
+            let drawn = chosen.is_some();
+            let (place, left, field) =
+                chosen.unwrap_or_else(|| (from, PATIENT_STEPS, maze.distances_to(from)));
+            self.place = Some((place, left, drawn));
+            self.field = Some(field);
+        }
+        let (place, left, drawn) = self.place.expect("chosen above");
+        self.place = Some((place, left.saturating_sub(1), drawn));
+        place
+    }
 }
 
 /// The batched walking oracle.
@@ -404,39 +472,7 @@ impl WalkerOracle {
         let yaw = yaw_of(Quat::from_xyzw(o[q], o[q + 1], o[q + 2], o[q + 3]));
 
         let target = if self.config.mode == OracleMode::Play {
-            // A random free place that can be reached from here; a new one on arrival, or when its path has taken
-            // far longer than it should (the robot stuck, or knocked off its way).
-            let due = match w.place {
-                None => true,
-                Some((place, left, drawn)) => {
-                    let reached = place.distance(at) < REACHED;
-                    w.arrivals += u32::from(reached && drawn);
-                    reached || left == 0
-                }
-            };
-            if due {
-                // Off the free cells (pushed into a wall's margin), plan from the nearest free cell.
-                let from = maze.snap(at);
-                let mut chosen = None;
-                for _ in 0..16 {
-                    let place = maze.free_place(w.rng.random_range(0..maze.free_count()));
-                    let field = maze.distances_to(place);
-                    if let Some(path) = field.path_length(maze, from).filter(|&p| p > 2.0 * SLOW) {
-                        let steps = path / (PATIENT_SPEED * self.control_dt);
-                        chosen = Some((place, steps as u32 + PATIENT_STEPS, field));
-                        break;
-                    }
-                }
-                // Nowhere else reachable (a pocket of the maze): back onto the free cells, and draw again there.
-                let drawn = chosen.is_some();
-                let (place, left, field) =
-                    chosen.unwrap_or_else(|| (from, PATIENT_STEPS, maze.distances_to(from)));
-                w.place = Some((place, left, drawn));
-                w.field = Some(field);
-            }
-            let (place, left, drawn) = w.place.expect("chosen above");
-            w.place = Some((place, left.saturating_sub(1), drawn));
-            place
+            w.play_place(maze, at, self.control_dt)
         } else {
             Vec2::new(o[l.target], o[l.target + 1])
         };
@@ -463,34 +499,10 @@ impl WalkerOracle {
             (left / SLOW).clamp(0.3, 1.0)
         };
         let dir = Vec2::from_angle(l.yaw0 - yaw).rotate(heading.normalize_or_zero()) * speed;
-        // The gait needs no yaw, but a body that keeps its yaw makes data whose actions depend on where the robot
-        // is and where it goes, not on how it happens to be turned: the stance sweeps turn it back.
+        // Back to the authored yaw (see the module's note).
         let turn = (wrap_angle(l.yaw0 - yaw) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
         let clock = w.clock;
         w.clock += 1;
-        let mut action = vec![0.0; l.action_dim];
-        for leg in &l.legs {
-            let sweep = SWEEP * dir.dot(leg.tangent) + turn * leg.ccw;
-            let cycle = (clock % PERIOD) as f32 / PERIOD as f32;
-            let own = if leg.first {
-                cycle
-            } else {
-                (cycle + 0.5) % 1.0
-            };
-            // Targets lead the clock by one step: the motors take about that long to follow.
-            let lead = 2.0 / PERIOD as f32;
-            let (hip, knee) = if speed == 0.0 {
-                (0.0, 0.0)
-            } else if own < 0.5 {
-                let u = (own * 2.0 + lead).min(1.0);
-                (sweep * (2.0 * u - 1.0), LIFT * (PI * u).sin())
-            } else {
-                let u = ((own - 0.5) * 2.0 + lead).min(1.0);
-                (sweep * (1.0 - 2.0 * u), 0.0)
-            };
-            action[leg.hip] = (hip - leg.hip_map.0) / leg.hip_map.1;
-            action[leg.knee] = (knee * leg.lift_sign - leg.knee_map.0) / leg.knee_map.1;
-        }
-        action
+        l.gait(clock, dir, turn)
     }
 }
