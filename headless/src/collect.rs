@@ -165,6 +165,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     );
     let (o, a, p, v) = (spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
     let mut all = DatasetRows::new(o, a, p, v);
+    all.reserve_exact(opts.episodes * (length + 1));
     let mut episode: Vec<DatasetRows> = (0..n).map(|_| DatasetRows::new(o, a, p, v)).collect();
     let dummy = vec![0.0f32; a];
     let start = Instant::now();

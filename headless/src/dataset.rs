@@ -19,7 +19,7 @@ use std::io::{BufWriter, Cursor, Read};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ShapeError};
 use ndarray_npy::{NpzReader, NpzWriter};
 
 use crate::files::write_atomically;
@@ -132,20 +132,42 @@ impl DatasetRows {
         self.qvel.extend_from_slice(&other.qvel);
     }
 
-    /// Drops every row.
+    /// Makes room for `rows` more rows at once (a large dataset then holds no spare capacity).
+    pub fn reserve_exact(&mut self, rows: usize) {
+        self.observations.reserve_exact(rows * self.obs_dim);
+        self.actions.reserve_exact(rows * self.action_dim);
+        self.terminals.reserve_exact(rows);
+        self.rewards.reserve_exact(rows);
+        self.masks.reserve_exact(rows);
+        self.successes.reserve_exact(rows);
+        self.qpos.reserve_exact(rows * self.qpos_dim);
+        self.qvel.reserve_exact(rows * self.qvel_dim);
+    }
+
+    /// Drops every row, keeping the memory for the next ones.
     pub fn clear(&mut self) {
-        *self = Self::new(self.obs_dim, self.action_dim, self.qpos_dim, self.qvel_dim);
+        self.observations.clear();
+        self.actions.clear();
+        self.terminals.clear();
+        self.rewards.clear();
+        self.masks.clear();
+        self.successes.clear();
+        self.qpos.clear();
+        self.qvel.clear();
     }
 }
 
 /// Writes `rows` to `path` in OGBench's npz layout, atomically.
 pub fn write_dataset(path: &Path, rows: &DatasetRows) -> anyhow::Result<()> {
     let r = rows.len();
-    let m2 = |data: &[f32], w: usize| ArrayView2::from_shape((r, w), data).map(|a| a.to_owned());
-    let observations = m2(&rows.observations, rows.obs_dim)?;
-    let actions = m2(&rows.actions, rows.action_dim)?;
-    let qpos = m2(&rows.qpos, rows.qpos_dim)?;
-    let qvel = m2(&rows.qvel, rows.qvel_dim)?;
+    // Views of the rows, written as they are: a copy would double a large dataset's memory.
+    fn m2(data: &[f32], rows: usize, w: usize) -> Result<ArrayView2<'_, f32>, ShapeError> {
+        ArrayView2::from_shape((rows, w), data)
+    }
+    let observations = m2(&rows.observations, r, rows.obs_dim)?;
+    let actions = m2(&rows.actions, r, rows.action_dim)?;
+    let qpos = m2(&rows.qpos, r, rows.qpos_dim)?;
+    let qvel = m2(&rows.qvel, r, rows.qvel_dim)?;
     write_atomically(path, |file| {
         let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
         npz.add_array("observations", &observations)?;
