@@ -26,19 +26,17 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(&args.task)?;
     let scene = &task.scene;
     let spec = EnvSpec::new(scene, scene.settings.episode_length);
-    let oracle_error = Oracle::new(scene, &spec, OracleConfig::default(), &[0]).err();
+    let oracle = Oracle::new(scene, &spec, OracleConfig::default(), &[0]);
+    let script = oracle.as_ref().map(Oracle::script);
     let source = if task.builtin {
         "built-in".to_string()
     } else {
         format!("file {}", args.task)
     };
-    print!(
-        "{}",
-        describe(&task.name, &source, scene, &spec, oracle_error.as_ref())
-    );
+    print!("{}", describe(&task.name, &source, scene, &spec, script));
     if args.episodes > 0 {
         let episodes = args.episodes;
-        if oracle_error.is_none() {
+        if script.is_ok() {
             let rate = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
             println!(
                 "tried: oracle (solve) succeeds in {:.0}% of {episodes} episodes",
@@ -60,7 +58,7 @@ fn describe(
     source: &str,
     scene: &TaskScene,
     spec: &EnvSpec,
-    oracle_error: Option<&qamlab_tasks::TaskError>,
+    oracle: Result<&str, &qamlab_tasks::TaskError>,
 ) -> String {
     let s = &scene.settings;
     let mut out = format!("task {name} ({source}): the scene loads and checks\n");
@@ -94,9 +92,11 @@ fn describe(
         }
         out += "\n";
     }
-    out += &match oracle_error {
-        None => "oracle: the scripted oracle drives it (`qamlab collect` works)\n".to_string(),
-        Some(e) => format!("oracle: none ({e}); `qamlab collect` cannot drive it\n"),
+    out += &match oracle {
+        Ok(script) => {
+            format!("oracle: the scripted oracle drives it ({script}; `qamlab collect` works)\n")
+        }
+        Err(e) => format!("oracle: none ({e}); `qamlab collect` cannot drive it\n"),
     };
     out += &match qamlab_headless::chunks::check_agent_action_space(spec) {
         Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),

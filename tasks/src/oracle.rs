@@ -139,6 +139,14 @@ impl Oracle {
         })
     }
 
+    /// Which script it runs, in words.
+    pub fn script(&self) -> &'static str {
+        match self {
+            Self::Cube(_) => "the gantry's pick-and-place",
+            Self::Walker(_) => "a legged robot's walk",
+        }
+    }
+
     /// Number of envs it drives.
     pub fn num_envs(&self) -> usize {
         match self {
