@@ -2,7 +2,7 @@
 //! [`Oracle`], which picks the script a task's robot takes: [`CubeOracle`] (the gantry's pick-and-place) or
 //! [`WalkerOracle`] (a legged robot's gait, steered through the scene's maze).
 
-use qamlab_sim::authoring::Range;
+use qamlab_sim::authoring::{Control, Range};
 use qamlab_sim::{EnvSpec, TaskScene};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -129,13 +129,25 @@ impl Oracle {
             TaskError::NoOracle { missing, .. } => missing,
             other => other.to_string(),
         };
-        Err(TaskError::NoOracle {
-            task: spec.task.clone(),
-            missing: format!(
+        // Name what the script the scene was written for lacks; when that is unclear, what each lacks.
+        let gantry = spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"]
+            || spec.obs_names.iter().any(|n| n == "pinch.position.x");
+        let legged = spec
+            .action_controls
+            .iter()
+            .all(|c| matches!(c, Control::PositionAbsolute { .. }));
+        let missing = match (gantry, legged) {
+            (true, false) => format!("{} (to pick and place with the gantry)", need(cube)),
+            (false, true) => format!("{} (to walk a legged robot)", need(walker)),
+            _ => format!(
                 "{} (to pick and place with the gantry), or {} (to walk a legged robot)",
                 need(cube),
                 need(walker)
             ),
+        };
+        Err(TaskError::NoOracle {
+            task: spec.task.clone(),
+            missing,
         })
     }
 

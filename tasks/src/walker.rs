@@ -13,6 +13,7 @@ use std::f32::consts::PI;
 
 use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::authoring::{BodyKind, Control, JointKind};
+use qamlab_sim::scene::GoalDef;
 use qamlab_sim::{EnvSpec, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,6 +76,8 @@ struct Layout {
     position: usize,
     /// Body quaternion `[x, y, z, w]` in the observation.
     quaternion: usize,
+    /// The goal (index into the scene's goals).
+    goal: usize,
     /// Goal target `[x, y, z]` in the observation.
     target: usize,
     /// The body's authored yaw (the legs' tangents are in that frame).
@@ -114,6 +117,7 @@ impl Layout {
                 goals.len()
             ));
         };
+        let goal_index = goal;
         let goal = &scene.goals[goal];
         let body = goal.frame.body;
         let name = &scene.bodies[body].body.name;
@@ -203,6 +207,28 @@ impl Layout {
             let tangent = hip_axis.cross(foot - hip_at).truncate().normalize();
             let swing = knee_axis.cross(foot - knee_at).truncate();
             let lift_sign = if swing.dot(out) >= 0.0 { 1.0 } else { -1.0 };
+            // The gait needs the knee to lift the foot by LIFT and the hip to sweep some way either side: each
+            // joint's action range and limits must reach that far.
+            let reaches = |j: usize, map: (f32, f32), angle: f32| {
+                let (lo, hi) = (map.0 - map.1.abs(), map.0 + map.1.abs());
+                let limits = scene.joints[j].joint.limits;
+                (lo..=hi).contains(&angle)
+                    && limits.is_none_or(|r| (r.min..=r.max).contains(&angle))
+            };
+            let swing_angle = 0.25;
+            if !(reaches(hj, hip_map, swing_angle) && reaches(hj, hip_map, -swing_angle)) {
+                return Err(format!(
+                    "hip `{}` to turn at least {swing_angle} rad either way (its action range and limits)",
+                    joint.joint.name
+                ));
+            }
+            if !reaches(kj, knee_map, LIFT * lift_sign) {
+                return Err(format!(
+                    "knee `{}` to reach {} rad, which lifts the foot (its action range and limits)",
+                    scene.joints[kj].joint.name,
+                    LIFT * lift_sign
+                ));
+            }
             // Tangents in the body's authored frame.
             let unyaw = Vec2::from_angle(-yaw0);
             let from_centre = (knee_at - scene.bodies[body].body.translation).truncate();
@@ -224,12 +250,18 @@ impl Layout {
             });
             robot.extend([thigh, shin]);
         }
-        if legs.len() < 4 || legs.len() % 2 == 1 || 2 * legs.len() != joint_of.len() {
+        let in_legs = |k: usize| legs.iter().any(|l: &Leg| l.hip == k || l.knee == k);
+        if let Some(k) = (0..joint_of.len()).find(|&k| !in_legs(k)) {
             return Err(format!(
-                "an even number of legs, at least 4, each a hip + knee pair of actions (found {} legs for {} \
-                 actions)",
-                legs.len(),
-                joint_of.len()
+                "every action to move a leg (`{}` moves none): a hip turns about the vertical (axis within 8 \
+                 degrees of z) from `{}` to a thigh, a knee about a horizontal axis from that thigh to a shin",
+                scene.actuators[k].actuator.name, scene.bodies[body].body.name
+            ));
+        }
+        if legs.len() < 4 || legs.len() % 2 == 1 {
+            return Err(format!(
+                "an even number of legs, at least 4 (found {})",
+                legs.len()
             ));
         }
         // Around the body, alternate legs swing together: the diagonals of a quadruped.
@@ -241,6 +273,7 @@ impl Layout {
             Self {
                 position,
                 quaternion,
+                goal: goal_index,
                 target,
                 yaw0,
                 legs,
@@ -343,6 +376,50 @@ impl Walk {
     }
 }
 
+/// Checks that the robot can stand where it starts and walk to every target its goal can draw (the corners and
+/// the centre of the target's ranges) close enough to succeed.
+fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, reach: f32) -> Result<(), String> {
+    if !maze.is_free(start) {
+        return Err(format!(
+            "the robot to start on the floor, {reach:.2} m clear of walls and the floor's edges (it starts at \
+             ({}, {}))",
+            start.x, start.y
+        ));
+    }
+    let t = goal.goal.target;
+    let (mut xs, mut ys) = (vec![t.x], vec![t.y]);
+    if let Some((r, _)) = &goal.randomize {
+        if let Some(x) = r.x {
+            xs = vec![x.min, (x.min + x.max) / 2.0, x.max];
+        }
+        if let Some(y) = r.y {
+            ys = vec![y.min, (y.min + y.max) / 2.0, y.max];
+        }
+    }
+    let from_start = maze.distances_to(start);
+    for &x in &xs {
+        for &y in &ys {
+            let target = Vec2::new(x, y);
+            if !from_start.reaches(maze, maze.snap(target)) {
+                return Err(format!(
+                    "goal `{}`'s target ({x}, {y}) to be reachable from the robot's start: a wall or a gap in \
+                     the floor is in the way",
+                    goal.goal.name
+                ));
+            }
+            let nearest = maze.snap(target).distance(target);
+            if nearest > goal.goal.tolerance {
+                return Err(format!(
+                    "goal `{}`'s target ({x}, {y}) within its tolerance ({} m) of where the robot can stand \
+                     (the nearest place is {nearest:.2} m away, by a wall or the floor's edge)",
+                    goal.goal.name, goal.goal.tolerance
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The batched walking oracle.
 pub struct WalkerOracle {
     config: OracleConfig,
@@ -390,6 +467,7 @@ impl WalkerOracle {
             .map(|p| p.distance(centre))
             .fold(0.0, f32::max);
         let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
+        check_the_way(&maze, centre, &scene.goals[layout.goal], reach + MARGIN).map_err(no)?;
         let walks = seeds
             .iter()
             .map(|&seed| Walk {
@@ -492,13 +570,13 @@ impl WalkerOracle {
             w.arrivals += 1;
         }
 
-        // Desired motion in the body's authored frame, shortened near the target.
+        // Desired motion in the body's frame, shortened near the target.
         let speed = if w.phase == Phase::Stand {
             0.0
         } else {
             (left / SLOW).clamp(0.3, 1.0)
         };
-        let dir = Vec2::from_angle(l.yaw0 - yaw).rotate(heading.normalize_or_zero()) * speed;
+        let dir = Vec2::from_angle(-yaw).rotate(heading.normalize_or_zero()) * speed;
         // Back to the authored yaw (see the module's note).
         let turn = (wrap_angle(l.yaw0 - yaw) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
         let clock = w.clock;

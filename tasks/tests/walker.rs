@@ -88,6 +88,33 @@ fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
 }
 
 #[test]
+fn a_body_authored_turned_walks_the_same_way() {
+    // The ball torso authored a quarter turn about z: the same robot (the legs keep their world poses), whose
+    // body frame is turned. The walk must steer in the body's frame, whatever its authored yaw.
+    let text = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "antmaze-umaze")
+        .unwrap()
+        .1;
+    let torso = text.find("name: \"torso\"").unwrap();
+    let rotation = torso
+        + text[torso..]
+            .find("rotation: (0.0, 0.0, 0.0, 1.0)")
+            .unwrap();
+    let turned = format!(
+        "{}rotation: (0.0, 0.0, 0.70710678, 0.70710678){}",
+        &text[..rotation],
+        &text[rotation + "rotation: (0.0, 0.0, 0.0, 1.0)".len()..]
+    );
+    let scene = TaskScene::from_ron(&turned, "turned.scn.ron").unwrap();
+    let (episodes, _) = run(&scene, 8, OracleConfig::default(), 500);
+    assert!(
+        episodes.iter().all(|e| e.solved && e.steps < 450),
+        "{episodes:?}"
+    );
+}
+
+#[test]
 fn play_walks_to_places_of_its_own_and_stays_upright() {
     let config = OracleConfig {
         mode: OracleMode::Play,
@@ -191,21 +218,34 @@ fn the_maze_keeps_the_robot_off_the_walls_and_leads_around_them() {
 
 #[test]
 fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
-    // cube-single with its pinch site renamed: neither the gantry script nor the walk can drive it.
-    let text = BUILTIN_TASKS
+    let cube_single = BUILTIN_TASKS
         .iter()
         .find(|(n, _)| *n == "cube-single")
         .unwrap()
-        .1
-        .replace("\"pinch\"", "\"tip\"");
-    let scene = TaskScene::from_ron(&text, "tip.scn.ron").unwrap();
-    let spec = EnvSpec::new(&scene, 10);
-    let Err(e) = Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
-        panic!("an oracle for a scene without its robot");
+        .1;
+    let refusal = |text: &str| {
+        let scene = TaskScene::from_ron(text, "edited.scn.ron").unwrap();
+        let spec = EnvSpec::new(&scene, 10);
+        match Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) {
+            Ok(_) => panic!("an oracle for a scene without its robot"),
+            Err(e) => e.to_string(),
+        }
     };
-    let e = e.to_string();
+    // cube-single with its pinch site renamed: still the gantry's scene (its actions say so), so only what the
+    // pick-and-place script lacks is named.
+    let pinchless = cube_single.replace("\"pinch\"", "\"tip\"");
+    let e = refusal(&pinchless);
+    assert!(
+        e.contains("pinch.position.x") && !e.contains("legged"),
+        "{e}"
+    );
+    // With its first action renamed too, the scene is neither robot's: what each script lacks is named.
+    let e = refusal(&pinchless.replace("(name: \"dx\"", "(name: \"move_x\""));
     assert!(e.contains("pinch.position.x"), "{e}");
-    assert!(e.contains("PositionAbsolute"), "{e}");
+    assert!(
+        e.contains("PositionAbsolute") && e.contains("legged"),
+        "{e}"
+    );
     // The walk refuses a leg without its knee, naming the hip.
     let ant = BUILTIN_TASKS
         .iter()
@@ -267,4 +307,46 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
     assert_eq!(check(env.reset(&[1, 2, 3, 4]).unwrap()), first);
     let other = check(env.reset(&[5, 6, 7, 8]).unwrap());
     assert!(other.iter().zip(&first).all(|(a, b)| a != b));
+}
+
+#[test]
+fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
+    let ant = BUILTIN_TASKS
+        .iter()
+        .find(|(n, _)| *n == "antmaze-umaze")
+        .unwrap()
+        .1;
+    let refusal = |text: String| {
+        let scene = TaskScene::from_ron(&text, "edited.scn.ron").unwrap();
+        let spec = EnvSpec::new(&scene, 10);
+        match WalkerOracle::new(&scene, &spec, OracleConfig::default(), &[0]) {
+            Ok(_) => panic!("a walk in a maze it cannot solve"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let middle = "translation: (-0.5, 0.0, 0.15)";
+    assert!(ant.contains(middle));
+    // The middle wall moved onto the robot's start.
+    let e = refusal(ant.replace(middle, "translation: (-1.0, 1.0, 0.15)"));
+    assert!(
+        e.contains("the robot to start on the floor") && e.contains("(-1, 1)"),
+        "{e}"
+    );
+    // The middle wall stretched across the maze: the goal's cell is cut off.
+    let e = refusal(ant.replace(
+        "half_extents: (1.0, 0.5, 0.15)",
+        "half_extents: (2.0, 0.5, 0.15)",
+    ));
+    assert!(e.contains("torso_goal") && e.contains("reachable"), "{e}");
+    // A knee that cannot turn far enough to lift its foot.
+    let knee = "(name: \"front_left_knee\", joints: [\"front_left_knee\"], control: PositionAbsolute(at_min: -0.7, at_max: 0.7)";
+    assert!(ant.contains(knee));
+    let e = refusal(ant.replace(
+        knee,
+        &knee.replace("at_min: -0.7, at_max: 0.7", "at_min: -0.3, at_max: 0.3"),
+    ));
+    assert!(
+        e.contains("front_left_knee") && e.contains("lifts the foot"),
+        "{e}"
+    );
 }
