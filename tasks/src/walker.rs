@@ -24,14 +24,14 @@ use crate::registry::TaskError;
 
 /// Control steps per gait cycle (each set of legs swings for half of it).
 const PERIOD: u32 = 8;
-/// Hip sweep amplitude (rad) at full speed, along a leg's tangent (the hip's range clips it).
-const SWEEP: f32 = 1.2;
+/// Hip sweep amplitude (rad) at full speed, along a leg's tangent (the turning sweep comes on top).
+const SWEEP: f32 = 0.6;
 /// Hip sweep (rad) that turns the body back to its authored yaw, at full correction...
-const TURN: f32 = 0.3;
+const TURN: f32 = 0.2;
 /// ... which a yaw error of 1 / this many radians calls for.
 const TURN_GAIN: f32 = 3.0;
 /// Knee lift (rad) at the middle of a swing.
-const LIFT: f32 = 0.5;
+const LIFT: f32 = 0.7;
 /// The robot's centre keeps this much more than its reach from walls (m).
 const MARGIN: f32 = 0.05;
 /// Cells down the path the robot heads for.
@@ -212,8 +212,9 @@ impl Layout {
             let reaches = |j: usize, map: (f32, f32), angle: f32| {
                 let (lo, hi) = (map.0 - map.1.abs(), map.0 + map.1.abs());
                 let limits = scene.joints[j].joint.limits;
-                (lo..=hi).contains(&angle)
-                    && limits.is_none_or(|r| (r.min..=r.max).contains(&angle))
+                // Within rounding: a range authored to end at the angle reaches it.
+                let within = |lo: f32, hi: f32| lo - 1e-4 <= angle && angle <= hi + 1e-4;
+                within(lo, hi) && limits.is_none_or(|r| within(r.min, r.max))
             };
             let swing_angle = 0.25;
             if !(reaches(hj, hip_map, swing_angle) && reaches(hj, hip_map, -swing_angle)) {
@@ -561,7 +562,13 @@ impl WalkerOracle {
         let heading = field.waypoint(maze, at, LOOKAHEAD) - at;
         let left = target.distance(at);
         let was = w.phase;
-        w.phase = if left < ARRIVED {
+        // Standing, it walks again only once it has drifted twice that far (no stepping on the spot).
+        let stand_within = if was == Phase::Stand {
+            2.0 * ARRIVED
+        } else {
+            ARRIVED
+        };
+        w.phase = if left < stand_within {
             Phase::Stand
         } else {
             Phase::Walk

@@ -70,8 +70,8 @@ fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
         solved.len(),
         episodes.len()
     );
-    // The path around the wall is about 6 m; straight through it would be 2 m. A gait of about 0.35 m/s
-    // needs some 350 steps, and no episode can be shorter than the path allows.
+    // The path around the wall is about 6 m; straight through it would be 2 m. A gait of about 0.55 m/s
+    // needs some 220 steps, and no episode can be shorter than the path allows.
     let longest = solved.iter().map(|e| e.steps).max().unwrap();
     let shortest = solved.iter().map(|e| e.steps).min().unwrap();
     assert!(longest < 450, "slowest success took {longest} steps");
@@ -124,7 +124,7 @@ fn play_walks_to_places_of_its_own_and_stays_upright() {
     let (episodes, oracle) = run(&antmaze(), 8, config, 0);
     assert!(episodes.iter().all(|e| !e.solved && e.steps == 1000));
     let places: Vec<u32> = (0..8).map(|i| oracle.subgoals_reached(i)).collect();
-    // About 0.3 m/s for 50 s: several places per episode, in every env.
+    // About 0.5 m/s for 50 s: several places per episode, in every env.
     assert!(
         places.iter().all(|&p| p >= 2) && places.iter().sum::<u32>() >= 32,
         "places reached per env: {places:?}"
@@ -348,5 +348,31 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     assert!(
         e.contains("front_left_knee") && e.contains("lifts the foot"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_robot_given_no_action_stands_still() {
+    // Zero actions hold every joint at its authored angle: the robot must stay where it stands, without the
+    // creeping or spinning that jittering contacts and motors would give it.
+    let scene = antmaze();
+    let mut env = BatchedEnv::new(&scene, 1, EnvOptions::default()).unwrap();
+    let mut obs = env.reset(&[3]).unwrap().to_vec();
+    let yaw_of = |o: &[f32]| {
+        (2.0 * (o[6] * o[5] + o[3] * o[4])).atan2(1.0 - 2.0 * (o[4] * o[4] + o[5] * o[5]))
+    };
+    let (start, mut turned, mut last) = ([obs[0], obs[1]], 0.0f32, yaw_of(&obs));
+    for _ in 0..500 {
+        obs.copy_from_slice(&env.step(&[0.0; 8]).unwrap().obs);
+        let yaw = yaw_of(&obs);
+        turned += (yaw - last).abs();
+        last = yaw;
+    }
+    let drift = (obs[0] - start[0]).hypot(obs[1] - start[1]);
+    assert!(drift < 0.03, "the robot crept {drift} m in 25 s");
+    assert!(
+        turned.to_degrees() < 5.0,
+        "the robot turned {} degrees in 25 s",
+        turned.to_degrees()
     );
 }
