@@ -166,6 +166,49 @@ impl TaskScene {
         let entities = parse(text, source)?;
         build(entities, source)
     }
+
+    /// The world-space axis-aligned box `(min, max)` around body `b`'s collider at its authored pose, if the body
+    /// has a collider.
+    pub fn collider_bounds(&self, b: usize) -> Option<(Vec3, Vec3)> {
+        let def = &self.bodies[b];
+        let collider = def.collider.as_ref()?;
+        let (turn, centre) = (
+            def.body.rotation,
+            def.body.translation + def.body.rotation * collider.offset,
+        );
+        let around = |half: Vec3| Some((centre - half, centre + half));
+        match &collider.shape {
+            Shape::Cuboid { half_extents: h } => {
+                let half = (0..8)
+                    .map(|k| {
+                        let sign = |bit: i32| if k & bit == 0 { -1.0 } else { 1.0 };
+                        (turn * Vec3::new(sign(1) * h.x, sign(2) * h.y, sign(4) * h.z)).abs()
+                    })
+                    .fold(Vec3::ZERO, Vec3::max);
+                around(half)
+            }
+            Shape::Ball { radius } => around(Vec3::splat(*radius)),
+            Shape::Capsule {
+                half_height,
+                radius,
+            } => around((turn * Vec3::Z * *half_height).abs() + Vec3::splat(*radius)),
+            Shape::Cylinder {
+                half_height,
+                radius,
+            } => {
+                // The end discs: along each world axis, the axis' share of the height plus the discs' reach.
+                let axis = turn * Vec3::Z;
+                let disc = (Vec3::ONE - axis * axis).max(Vec3::ZERO).map(f32::sqrt) * *radius;
+                around(axis.abs() * *half_height + disc)
+            }
+            Shape::ConvexHull { points } => {
+                let at = points.iter().map(|&p| centre + turn * p);
+                let min = at.clone().fold(Vec3::INFINITY, Vec3::min);
+                let max = at.fold(Vec3::NEG_INFINITY, Vec3::max);
+                Some((min, max))
+            }
+        }
+    }
 }
 
 /// The registry of every authoring type, built once.

@@ -1,6 +1,7 @@
 //! The authoring features do what they say in the physics: every collider shape rests at its size, motors track
 //! velocity and position targets, fixed joints hold, goals and the reward forms count correctly.
 
+use bevy::math::Vec3;
 use qamlab_sim::prelude::*;
 
 const SCENE: &str = r#"(
@@ -155,4 +156,38 @@ fn joints_driven_together_share_one_target() {
     let (a, b) = (obs[0], obs[1]);
     assert!((a - 0.05).abs() < 0.005, "a at {a}");
     assert!(b > a && b - a < 0.03, "a at {a}, b at {b}");
+}
+
+#[test]
+fn collider_bounds_box_each_shape_at_its_pose() {
+    let scene = TaskScene::from_ron(SCENE, "features").unwrap();
+    let bounds = |name: &str| {
+        let b = scene
+            .bodies
+            .iter()
+            .position(|d| d.body.name == name)
+            .unwrap();
+        scene.collider_bounds(b)
+    };
+    let close = |(min, max): (Vec3, Vec3), lo: [f32; 3], hi: [f32; 3]| {
+        (min - Vec3::from(lo)).abs().max_element() < 1e-5
+            && (max - Vec3::from(hi)).abs().max_element() < 1e-5
+    };
+    let cases = [
+        ("ground", [-2.0, -2.0, -0.2], [2.0, 2.0, 0.0]),
+        ("ball", [-0.05, -0.05, 0.25], [0.05, 0.05, 0.35]),
+        // Upright cylinder: its height along z, its radius across.
+        ("can", [0.47, -0.03, 0.16], [0.53, 0.03, 0.24]),
+        // The capsule turned to lie along y: half height plus radius along y, the radius across.
+        ("pill", [-0.53, -0.08, 0.17], [-0.47, 0.08, 0.23]),
+        ("hull", [-0.02, 0.48, 0.18], [0.02, 0.52, 0.22]),
+    ];
+    for (name, lo, hi) in cases {
+        let b = bounds(name).unwrap();
+        assert!(close(b, lo, hi), "{name}: {b:?}, expected {lo:?} .. {hi:?}");
+    }
+    assert!(
+        bounds("wheel").is_none(),
+        "a body without a collider has no bounds"
+    );
 }

@@ -506,50 +506,21 @@ fn hull_mesh(points: &[Vec3]) -> Mesh {
     .with_inserted_attribute(Mesh::ATTRIBUTE_NORMAL, normals)
 }
 
-/// Half the width of a scene in the table plane: the largest horizontal reach of any collider at its
-/// initial pose (at least 0.3 m).
+/// Half the width of a scene in the table plane: the farthest corner of any collider's bounding box from the
+/// origin at its initial pose (at least 0.3 m).
 fn scene_extent(scene: &TaskScene) -> f32 {
-    scene
-        .bodies
-        .iter()
-        .filter_map(|def| {
-            let c = def.collider.as_ref()?;
-            let center = def.body.translation + def.body.rotation * c.offset;
-            Some(center.truncate().abs().max_element() + shape_reach(&c.shape).0)
-        })
+    (0..scene.bodies.len())
+        .filter_map(|b| scene.collider_bounds(b))
+        .map(|(min, max)| min.truncate().abs().max(max.truncate().abs()).length())
         .fold(0.3, f32::max)
-}
-
-/// How far a shape reaches from its centre in its local frame (rotation ignored: the framing needs no more
-/// than an estimate): `(horizontally, downwards)`. Capsules and cylinders lie along local z.
-fn shape_reach(shape: &Shape) -> (f32, f32) {
-    match shape {
-        Shape::Cuboid { half_extents } => (half_extents.truncate().length(), half_extents.z),
-        Shape::Ball { radius } => (*radius, *radius),
-        Shape::Capsule {
-            half_height,
-            radius,
-        } => (*radius, half_height + radius),
-        Shape::Cylinder {
-            half_height,
-            radius,
-        } => (*radius, *half_height),
-        Shape::ConvexHull { points } => points.iter().fold((0.0, 0.0), |(h, d), p| {
-            (f32::max(h, p.truncate().length()), f32::max(d, -p.z))
-        }),
-    }
 }
 
 /// Height of the floor: 0.7 m under the lowest fixed collider (a table's legs' worth).
 fn floor_height(scene: &TaskScene) -> f32 {
-    scene
-        .bodies
-        .iter()
-        .filter(|def| def.body.kind == BodyKind::Fixed)
-        .filter_map(|def| {
-            let c = def.collider.as_ref()?;
-            Some(def.body.translation.z + c.offset.z - shape_reach(&c.shape).1)
-        })
+    (0..scene.bodies.len())
+        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Fixed)
+        .filter_map(|b| scene.collider_bounds(b))
+        .map(|(min, _)| min.z)
         .fold(0.0, f32::min)
         - 0.7
 }

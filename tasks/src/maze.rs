@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 
 use bevy::math::{Vec2, Vec3};
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::{BodyKind, Shape};
+use qamlab_sim::authoring::BodyKind;
 
 /// Grid resolution (metres per cell).
 const CELL: f32 = 0.05;
@@ -31,44 +31,6 @@ impl Footprint {
     }
 }
 
-/// The world-space bounding box of body `b`'s collider at the authored pose, if it has one.
-pub(crate) fn collider_bounds(scene: &TaskScene, b: usize) -> Option<(Vec3, Vec3)> {
-    let def = &scene.bodies[b];
-    let collider = def.collider.as_ref()?;
-    let (t, r) = (def.body.translation, def.body.rotation);
-    let at = |p: Vec3| t + r * (collider.offset + p);
-    let mut points: Vec<Vec3> = Vec::new();
-    let mut pad = 0.0;
-    match &collider.shape {
-        Shape::Cuboid { half_extents: h } => {
-            for k in 0..8 {
-                let s = |bit: i32| if k & bit == 0 { -1.0 } else { 1.0 };
-                points.push(at(Vec3::new(s(1) * h.x, s(2) * h.y, s(4) * h.z)));
-            }
-        }
-        Shape::Ball { radius } => {
-            points.push(at(Vec3::ZERO));
-            pad = *radius;
-        }
-        Shape::Capsule {
-            half_height,
-            radius,
-        }
-        | Shape::Cylinder {
-            half_height,
-            radius,
-        } => {
-            points.push(at(Vec3::new(0.0, 0.0, -half_height)));
-            points.push(at(Vec3::new(0.0, 0.0, *half_height)));
-            pad = *radius;
-        }
-        Shape::ConvexHull { points: hull } => points.extend(hull.iter().map(|&p| at(p))),
-    }
-    let min = points.iter().fold(Vec3::INFINITY, |m, &p| m.min(p)) - Vec3::splat(pad);
-    let max = points.iter().fold(Vec3::NEG_INFINITY, |m, &p| m.max(p)) + Vec3::splat(pad);
-    Some((min, max))
-}
-
 /// The floor of a scene and where on it a robot of a given reach fits, on a grid.
 #[derive(Clone, Debug)]
 pub struct Maze {
@@ -90,7 +52,7 @@ impl Maze {
     pub fn from_scene(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
         let robot_bounds: Vec<(Vec3, Vec3)> = robot
             .iter()
-            .filter_map(|&b| collider_bounds(scene, b))
+            .filter_map(|&b| scene.collider_bounds(b))
             .collect();
         let feet = robot_bounds
             .iter()
@@ -108,7 +70,7 @@ impl Maze {
             if robot.contains(&b) || def.body.kind == BodyKind::Dynamic {
                 continue;
             }
-            let Some((min, max)) = collider_bounds(scene, b) else {
+            let Some((min, max)) = scene.collider_bounds(b) else {
                 continue;
             };
             let print = Footprint { min, max };

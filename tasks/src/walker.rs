@@ -18,7 +18,7 @@ use qamlab_sim::{EnvSpec, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::maze::{DistanceField, Maze, collider_bounds};
+use crate::maze::{DistanceField, Maze};
 use crate::oracle::{OracleConfig, OracleMode, perturb};
 use crate::registry::TaskError;
 
@@ -188,7 +188,7 @@ impl Layout {
                 ));
             };
             let shin = scene.joints[kj].child;
-            let Some((low, _)) = collider_bounds(scene, shin) else {
+            let Some((low, _)) = scene.collider_bounds(shin) else {
                 return Err(format!(
                     "a collider (the foot) on `{}`",
                     scene.bodies[shin].body.name
@@ -456,7 +456,7 @@ impl WalkerOracle {
         let centre = scene.bodies[robot[0]].body.translation.truncate();
         let reach = robot
             .iter()
-            .filter_map(|&b| collider_bounds(scene, b))
+            .filter_map(|&b| scene.collider_bounds(b))
             .flat_map(|(lo, hi)| {
                 [
                     lo.truncate(),
