@@ -643,3 +643,28 @@ fn sparse_rewards_pay_only_for_complete_success() {
         "{sparse:?}"
     );
 }
+
+#[test]
+fn every_shipped_config_resolves() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs");
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 3, "{configs:?}");
+    for config in configs {
+        let out = run_ok(
+            qamlab()
+                .args(["train", "--print-config", "--config"])
+                .arg(&config),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The resolved configuration names its task and the agent's networks.
+        assert!(
+            text.contains("task = \"") && text.contains("actor_hidden_dims"),
+            "{config:?}:\n{text}"
+        );
+    }
+}
