@@ -8,6 +8,11 @@ fn antmaze() -> TaskScene {
     load_task("antmaze-umaze").unwrap().scene
 }
 
+/// A built-in task's scene text, to edit into variants.
+fn builtin_text(name: &str) -> &'static str {
+    BUILTIN_TASKS.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
 /// What one env's episode came to.
 #[derive(Clone, Copy, Debug)]
 struct Episode {
@@ -15,6 +20,14 @@ struct Episode {
     steps: u32,
     /// Lowest torso height seen (m).
     lowest: f32,
+}
+
+/// The lowest torso height of any episode.
+fn lowest(episodes: &[Episode]) -> f32 {
+    episodes
+        .iter()
+        .map(|e| e.lowest)
+        .fold(f32::INFINITY, f32::min)
 }
 
 /// Runs one episode per env under the oracle; episodes end on success in solve mode.
@@ -80,10 +93,7 @@ fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
         "a success after {shortest} steps: the robot passed through the wall?"
     );
     // It walks upright: the torso (0.205 m high at rest) never drops to the floor.
-    let low = episodes
-        .iter()
-        .map(|e| e.lowest)
-        .fold(f32::INFINITY, f32::min);
+    let low = lowest(&episodes);
     assert!(low > 0.15, "the torso dropped to {low} m");
 }
 
@@ -91,11 +101,7 @@ fn noise_free_oracle_walks_around_the_wall_to_the_goal() {
 fn a_body_authored_turned_walks_the_same_way() {
     // The ball torso authored a quarter turn about z: the same robot (the legs keep their world poses), whose
     // body frame is turned. The walk must steer in the body's frame, whatever its authored yaw.
-    let text = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "antmaze-umaze")
-        .unwrap()
-        .1;
+    let text = builtin_text("antmaze-umaze");
     let torso = text.find("name: \"torso\"").unwrap();
     let rotation = torso
         + text[torso..]
@@ -129,10 +135,7 @@ fn play_walks_to_places_of_its_own_and_stays_upright() {
         places.iter().all(|&p| p >= 2) && places.iter().sum::<u32>() >= 32,
         "places reached per env: {places:?}"
     );
-    let low = episodes
-        .iter()
-        .map(|e| e.lowest)
-        .fold(f32::INFINITY, f32::min);
+    let low = lowest(&episodes);
     assert!(low > 0.15, "the torso dropped to {low} m");
 }
 
@@ -218,11 +221,7 @@ fn the_maze_keeps_the_robot_off_the_walls_and_leads_around_them() {
 
 #[test]
 fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
-    let cube_single = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "cube-single")
-        .unwrap()
-        .1;
+    let cube_single = builtin_text("cube-single");
     let refusal = |text: &str| {
         let scene = TaskScene::from_ron(text, "edited.scn.ron").unwrap();
         let spec = EnvSpec::new(&scene, 10);
@@ -247,11 +246,7 @@ fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
         "{e}"
     );
     // The walk refuses a leg without its knee, naming the hip.
-    let ant = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "antmaze-umaze")
-        .unwrap()
-        .1;
+    let ant = builtin_text("antmaze-umaze");
     let start = ant
         .find("(name: \"front_left_knee\", joints")
         .expect("the knee actuator");
@@ -311,11 +306,7 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
 
 #[test]
 fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
-    let ant = BUILTIN_TASKS
-        .iter()
-        .find(|(n, _)| *n == "antmaze-umaze")
-        .unwrap()
-        .1;
+    let ant = builtin_text("antmaze-umaze");
     let refusal = |text: String| {
         let scene = TaskScene::from_ron(&text, "edited.scn.ron").unwrap();
         let spec = EnvSpec::new(&scene, 10);
