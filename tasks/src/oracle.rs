@@ -110,7 +110,8 @@ pub enum Oracle {
 
 impl Oracle {
     /// The oracle for `scene`'s robot, driving envs of `spec` (one script per seed: env `i` draws its noise and
-    /// sub-goals from `seeds[i]`). Errors, saying what each script needs, if neither fits.
+    /// sub-goals from `seeds[i]`). Errors if neither fits, saying what the script for the scene's kind of robot
+    /// lacks (what each lacks, when the kind is unclear).
     pub fn new(
         scene: &TaskScene,
         spec: &EnvSpec,
