@@ -231,6 +231,19 @@ pub enum Control {
     },
 }
 
+impl std::fmt::Display for Control {
+    /// As a scene file writes it, e.g. `PositionDelta(scale: 0.05)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::PositionDelta { scale } => write!(f, "PositionDelta(scale: {scale})"),
+            Control::PositionAbsolute { at_min, at_max } => {
+                write!(f, "PositionAbsolute(at_min: {at_min}, at_max: {at_max})")
+            }
+            Control::Velocity { scale } => write!(f, "Velocity(scale: {scale})"),
+        }
+    }
+}
+
 /// One action dimension: a motor driving one or more joints with the same command.
 #[derive(Reflect, Clone, Debug)]
 pub struct Actuator {

@@ -91,7 +91,7 @@ impl Layout {
                 return Err(TaskError::NoOracle {
                     task: spec.task.clone(),
                     missing: format!(
-                        "action `{}` to be {expected:?}, as the built-in gantry's (it is {:?})",
+                        "action `{}` to be {expected}, as the built-in gantry's (it is {})",
                         spec.action_names[k], spec.action_controls[k]
                     ),
                 });
@@ -101,7 +101,7 @@ impl Layout {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
                 missing: format!(
-                    "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {:?})",
+                    "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {})",
                     spec.action_controls[4]
                 ),
             });

@@ -141,7 +141,7 @@ impl Layout {
                 }
                 _ => {
                     return Err(format!(
-                        "every action to be `PositionAbsolute` over more than one angle (`{}` is {:?})",
+                        "every action to be `PositionAbsolute` over more than one angle (`{}` is {})",
                         a.name, a.control
                     ));
                 }

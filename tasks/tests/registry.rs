@@ -74,7 +74,7 @@ fn oracle_needs_the_controls_it_plans_for() {
         "control: PositionDelta(scale: 0.6)",
     );
     assert!(
-        err.contains("`dyaw` to be PositionDelta { scale: 0.3 }") && err.contains("scale: 0.6"),
+        err.contains("`dyaw` to be PositionDelta(scale: 0.3)") && err.contains("scale: 0.6"),
         "{err}"
     );
     let err = oracle_refusal(
