@@ -286,8 +286,7 @@ impl Layout {
 
     /// The joint targets, as actions, at gait step `clock` for motion `dir` (body frame, length = the stride's
     /// fraction) and a turning sweep `turn`; a zero `dir` stands still.
-    fn gait(&self, clock: u32, dir: Vec2, turn: f32) -> Vec<f32> {
-        let mut action = vec![0.0; self.action_dim];
+    fn gait(&self, clock: u32, dir: Vec2, turn: f32, action: &mut [f32]) {
         let cycle = (clock % PERIOD) as f32 / PERIOD as f32;
         // Targets lead the clock by one step: the motors take about that long to follow.
         let lead = 2.0 / PERIOD as f32;
@@ -310,7 +309,6 @@ impl Layout {
             action[leg.hip] = (hip - leg.hip_map.0) / leg.hip_map.1;
             action[leg.knee] = (knee * leg.lift_sign - leg.knee_map.0) / leg.knee_map.1;
         }
-        action
     }
 }
 
@@ -531,18 +529,21 @@ impl WalkerOracle {
     /// Actions `[N * action_dim]` for observations `[N * obs_dim]`.
     pub fn act(&mut self, obs: &[f32]) -> &[f32] {
         let a = self.layout.action_dim;
-        for i in 0..self.walks.len() {
+        // Written in place: this runs at every env step of a collection.
+        let mut actions = std::mem::take(&mut self.actions);
+        for (i, action) in actions.chunks_mut(a).enumerate() {
             let o = &obs[i * self.obs_dim..(i + 1) * self.obs_dim];
-            let mut action = self.script_action(i, o);
+            self.script_action(i, o, action);
             let w = &mut self.walks[i];
-            perturb(&self.config, &mut w.noise, &mut w.rng, &mut action);
-            self.actions[i * a..(i + 1) * a].copy_from_slice(&action);
+            perturb(&self.config, &mut w.noise, &mut w.rng, action);
         }
+        self.actions = actions;
         &self.actions
     }
 
-    /// The noise-free action of env `i`'s script, advancing its clock and choosing its places.
-    fn script_action(&mut self, i: usize, o: &[f32]) -> Vec<f32> {
+    /// Writes the noise-free action of env `i`'s script into `action`, advancing its clock and choosing its
+    /// places.
+    fn script_action(&mut self, i: usize, o: &[f32], action: &mut [f32]) {
         let l = &self.layout;
         let maze = &self.maze;
         let w = &mut self.walks[i];
@@ -588,6 +589,6 @@ impl WalkerOracle {
         let turn = (wrap_angle(l.yaw0 - yaw) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
         let clock = w.clock;
         w.clock += 1;
-        l.gait(clock, dir, turn)
+        l.gait(clock, dir, turn, action);
     }
 }
