@@ -32,6 +32,7 @@ impl EnvPhysics {
         };
         world.integration_parameters.dt = s.control_dt / s.substeps as f32;
         world.integration_parameters.num_solver_iterations = s.solver_iterations as usize;
+        world.integration_parameters.num_internal_pgs_iterations = s.solver_passes as usize;
         // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.
         world.integration_parameters.warmstart_joints = true;
 

@@ -503,6 +503,8 @@ pub const MAX_EPISODE_LENGTH: u32 = 100_000;
 pub const MAX_SUBSTEPS: u32 = 1_000;
 /// Most Rapier solver iterations per physics step.
 pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
+/// Most constraint passes per solver iteration.
+pub const MAX_SOLVER_PASSES: u32 = 1_000;
 
 /// The checks every scene field goes through, each error naming the file, the entity and the field.
 struct Check<'a> {
@@ -671,6 +673,11 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
             "TaskSettings.solver_iterations",
             settings.solver_iterations,
             MAX_SOLVER_ITERATIONS,
+        ),
+        (
+            "TaskSettings.solver_passes",
+            settings.solver_passes,
+            MAX_SOLVER_PASSES,
         ),
     ] {
         if !(1..=max).contains(&value) {

@@ -191,3 +191,22 @@ fn collider_bounds_box_each_shape_at_its_pose() {
         "a body without a collider has no bounds"
     );
 }
+
+#[test]
+fn solver_settings_reach_rapier() {
+    // A scene that leaves `solver_passes` out gets one pass; one that sets it gets that many.
+    let passes = |text: &str| {
+        let scene = TaskScene::from_ron(text, "features").unwrap();
+        let spec = EnvSpec::new(&scene, scene.settings.episode_length);
+        let mut state = qamlab_sim::env::EnvState::new(&scene, &spec, 0);
+        let physics = qamlab_sim::env::reset_env(&scene, &mut state);
+        let p = &physics.world.integration_parameters;
+        (p.num_solver_iterations, p.num_internal_pgs_iterations)
+    };
+    assert_eq!(passes(SCENE), (4, 1));
+    let edited = SCENE.replace(
+        "solver_iterations: 4,",
+        "solver_iterations: 6, solver_passes: 3,",
+    );
+    assert_eq!(passes(&edited), (6, 3));
+}

@@ -398,6 +398,11 @@ fn settings_out_of_bounds_are_refused() {
             "solver_iterations: 0,",
             "TaskSettings.solver_iterations",
         ),
+        (
+            "solver_iterations: 4,",
+            "solver_iterations: 4, solver_passes: 0,",
+            "TaskSettings.solver_passes",
+        ),
     ] {
         let err = load_edited(from, to).unwrap_err();
         assert!(
