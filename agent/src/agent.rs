@@ -442,6 +442,11 @@ impl Agent {
         &self.cfg
     }
 
+    /// The seed the agent was created with (its initialisation and noise streams derive from it).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// Gradient steps taken so far.
     pub fn step(&self) -> u64 {
         self.step

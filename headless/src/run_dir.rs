@@ -236,16 +236,17 @@ impl RunDir {
         Ok(())
     }
 
-    /// Loads the agent of a checkpoint of this run, checking that it is the agent the run's config describes
-    /// (a checkpoint copied from another run is refused) and that it fits the task's observation and action
-    /// sizes.
+    /// Loads the agent of a checkpoint of this run, checking that it is the agent the run's config describes, with
+    /// its seed (a checkpoint copied from another run is refused), and that it fits the task's observation and
+    /// action sizes.
     pub fn load_agent(
         &self,
         checkpoint: &Path,
-        cfg: &AgentConfig,
+        run: &TrainConfig,
         (obs_dim, action_dim): (usize, usize),
         device: tch::Device,
     ) -> anyhow::Result<Agent> {
+        let cfg = &run.agent;
         let file = checkpoint.join("agent.safetensors");
         let agent = Agent::load(&file, device)?;
         if (agent.obs_dim(), agent.action_dim()) != (obs_dim, action_dim) {
@@ -261,10 +262,22 @@ impl RunDir {
         }
         if agent.config() != cfg {
             bail!(
-                "checkpoint {}: its agent differs from the one {} describes ({}): it belongs to another run",
+                "checkpoint {}: its agent differs from the one {} describes ({}): {} was edited since the run \
+                 started, or the checkpoint belongs to another run",
                 file.display(),
                 self.config().display(),
-                config_differences(agent.config(), cfg)
+                config_differences(agent.config(), cfg),
+                self.config().display()
+            );
+        }
+        if agent.seed() != run.seed {
+            bail!(
+                "checkpoint {}: its agent was trained with seed {}, but {} says seed = {}: the checkpoint belongs to \
+                 another run, or the config was edited since the run started",
+                file.display(),
+                agent.seed(),
+                self.config().display(),
+                run.seed
             );
         }
         Ok(agent)

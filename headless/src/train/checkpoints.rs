@@ -117,6 +117,8 @@ impl Trainer<'_> {
         }
         let mut meta = HashMap::new();
         meta.insert("offline_len".into(), self.offline_len.to_string());
+        // The run's seed marks its files: a replay buffer copied from another run is refused at a resume.
+        meta.insert("seed".into(), self.cfg.seed.to_string());
         if let Some(crc) = self.dataset_crc {
             meta.insert("dataset_crc32".into(), crc.to_string());
         }
@@ -141,15 +143,17 @@ impl Trainer<'_> {
                 self.cfg.checkpoint_interval
             );
         };
-        let device = self.agent.device();
-        let sizes = (self.agent.obs_dim(), self.agent.action_dim());
-        self.agent = self.run.load_agent(&dir, &self.cfg.agent, sizes, device)?;
-        self.configure_execution();
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading {}", state_path.display()))?;
         self.state = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", state_path.display()))?;
+        // Before the agent's own checks: an edited config.toml is named as such, not as a foreign agent.
+        self.check_settings(&state_path)?;
+        let device = self.agent.device();
+        let sizes = (self.agent.obs_dim(), self.agent.action_dim());
+        self.agent = self.run.load_agent(&dir, self.cfg, sizes, device)?;
+        self.configure_execution();
         self.check_state(&state_path)?;
         let replay_path = dir.join("replay.safetensors");
         let (tensors, meta) = checkpoint::read_tensors(&replay_path)?;
@@ -162,6 +166,17 @@ impl Trainer<'_> {
                 "{}: the run had {offline_len} offline transitions but its dataset now has {}: the dataset changed",
                 replay_path.display(),
                 self.offline_len
+            );
+        }
+        // Checkpoints of versions before the seed was recorded have none to compare.
+        if let Some(seed) = meta.get("seed")
+            && *seed != self.cfg.seed.to_string()
+        {
+            bail!(
+                "{}: written by a run with seed {seed}, but {} says seed = {}: the file comes from another run",
+                replay_path.display(),
+                self.run.config().display(),
+                self.cfg.seed
             );
         }
         // Runs from before the checksum was recorded have none to compare.
@@ -238,21 +253,28 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Checks the progress `state.json` records against the run's config and the agent loaded beside it: files
-    /// of another checkpoint or run, or edited counts, would continue some other run.
-    fn check_state(&self, path: &Path) -> anyhow::Result<()> {
-        let (s, cfg) = (&self.state, self.cfg);
+    /// Checks the settings `state.json` records against the run's config: a config.toml edited since the run
+    /// started, or a `state.json` of another run, would continue some other run.
+    fn check_settings(&self, path: &Path) -> anyhow::Result<()> {
         let file = path.display();
-        if let Some(then) = &s.settings {
-            let changed = then.changes_to(&RunSettings::of(cfg));
+        if let Some(then) = &self.state.settings {
+            let changed = then.changes_to(&RunSettings::of(self.cfg));
             ensure!(
                 changed.is_empty(),
-                "{}: {} since the run started: a resumed run keeps the settings it started with (start a new run \
-                 for others)",
+                "{}: {} since the run started, by the record of {file}: a resumed run keeps the settings it started \
+                 with (start a new run for others), or, if the config was not edited, {file} comes from another run",
                 self.run.config().display(),
                 changed.join(", ")
             );
         }
+        Ok(())
+    }
+
+    /// Checks the progress `state.json` records against the run's config and the agent loaded beside it: files
+    /// of another checkpoint, or edited counts, would continue some other run.
+    fn check_state(&self, path: &Path) -> anyhow::Result<()> {
+        let (s, cfg) = (&self.state, self.cfg);
+        let file = path.display();
         ensure!(
             s.offline_step <= cfg.offline_steps,
             "{file}: offline_step {} is past the run's offline_steps = {}",
