@@ -171,6 +171,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 .validate()
                 .context("[agent]")
                 .with_context(source)?;
+            qamlab_tasks::load_task(&cfg.task)
+                .with_context(|| format!("task = {:?}", cfg.task))
+                .with_context(source)?;
             print!("{}", cfg.to_toml()?);
             return Ok(());
         }
@@ -183,7 +186,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             progress: !args.quiet,
             observer: None,
         })
-        .context("training")?
+        .with_context(|| format!("training with {}", source()))?
     };
     print_summary(&summary);
     Ok(())
@@ -209,9 +212,20 @@ fn summary_text(s: &TrainSummary) -> String {
         .filter(|e| Some(e.success_rate) != s.online_success)
         .map(|e| format!(" (best {} at step {})", pct(Some(e.success_rate)), e.step))
         .unwrap_or_default();
+    // Only the phases the run had: an online-only run has no offline figure to show.
+    let success = match (s.offline_success, s.online_success) {
+        (Some(_), Some(_)) => format!(
+            "offline {} -> online {}{best}",
+            pct(s.offline_success),
+            pct(s.online_success)
+        ),
+        (Some(_), None) => format!("offline {}", pct(s.offline_success)),
+        (None, Some(_)) => format!("online {}{best}", pct(s.online_success)),
+        (None, None) => "no evaluation".to_string(),
+    };
     format!(
         "task {} | agent {} | device {} ({})\n\
-         success: offline {} -> online {}{best}\n\
+         success: {success}\n\
          {} updates at {:.0}/s, {} online env steps at {:.0}/s, {:.0} s in all\n\
          learning curve: {}\n\
          run directory:  {}\n",
@@ -219,8 +233,6 @@ fn summary_text(s: &TrainSummary) -> String {
         s.agent,
         s.device,
         s.execution,
-        pct(s.offline_success),
-        pct(s.online_success),
         s.updates,
         s.updates_per_second,
         s.online_steps,
@@ -281,8 +293,12 @@ mod tests {
             "{text}"
         );
         let text = summary_text(&summary(&[]));
+        assert!(text.contains("success: offline 60%\n"), "{text}");
+        let mut online_only = summary(&[(20, 0.3), (30, 0.1)]);
+        online_only.offline_success = None;
+        let text = summary_text(&online_only);
         assert!(
-            text.contains("success: offline 60% -> online -\n"),
+            text.contains("success: online 10% (best 30% at step 20)\n"),
             "{text}"
         );
         assert!(text.contains("40 updates at 72/s, 30 online env steps at 3900/s, 5 s in all"));

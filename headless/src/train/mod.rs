@@ -138,12 +138,24 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         cfg
     };
     cfg.validate()?;
+    // Loaded before the warnings below: an unknown task or a broken scene is the one thing to say then.
+    let task =
+        qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
     // Said once, when the run starts; a resumed run was told.
     if !opts.resume && cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
         tracing::warn!(
             "online_steps = {} is not above start_training = {}: the online phase only collects, with no updates",
             cfg.online_steps,
             cfg.start_training
+        );
+    }
+    let episode_length = task.scene.settings.episode_length as usize;
+    if !opts.resume && cfg.agent.horizon_length > episode_length {
+        tracing::warn!(
+            "horizon_length = {} is longer than {}'s episodes ({episode_length} control steps): every action chunk \
+             runs past its episode's end",
+            cfg.agent.horizon_length,
+            task.name
         );
     }
     let device = cfg.device.resolve()?;
@@ -172,7 +184,6 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         qamlab_agent::precision::set_tf32_matmuls(cfg.tf32)
             .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
-    let task = qamlab_tasks::load_task(&cfg.task)?;
     if !opts.resume && !task.builtin {
         // Where the scene came from, for the record: the run loads its own copy.
         cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
@@ -188,7 +199,10 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         let recorded = std::fs::read_to_string(run.summary())
             .ok()
             .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
-        if let Some(summary) = recorded {
+        if let Some(mut summary) = recorded {
+            // Where the run is now: a run directory may have been moved or copied since it finished.
+            summary.run_dir = run.root().to_path_buf();
+            summary.learning_curve = run.curve();
             return Ok(summary);
         }
     }
@@ -465,8 +479,7 @@ impl<'a> Trainer<'a> {
             // As the reference: `utd_ratio` updates for every env step i >= start_training. Until the transitions
             // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
             // first episode to end) the updates due wait, and are made as soon as they can be.
-            let due = step.saturating_sub(self.cfg.start_training.saturating_sub(1))
-                * self.cfg.utd_ratio as u64;
+            let due = self.online_updates_due(step);
             let made = self.state.updates - self.state.offline_step;
             let sampled = if self.cfg.balanced_sampling {
                 self.replay.len() - self.offline_len
@@ -749,11 +762,19 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// How many online updates have fallen due by online step `step`: `utd_ratio` for each env step from
+    /// `start_training` on, as the reference.
+    fn online_updates_due(&self, step: u64) -> u64 {
+        step.saturating_sub(self.cfg.start_training.saturating_sub(1)) * self.cfg.utd_ratio as u64
+    }
+
     fn finish(mut self) -> anyhow::Result<TrainSummary> {
         if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
             self.evaluate("offline")?;
         }
-        if self.state.updates == 0 && self.cfg.online_steps > self.cfg.start_training {
+        let due = self.online_updates_due(self.state.online_step);
+        // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all.
+        if due > 0 && self.state.updates == self.state.offline_step {
             // The run did what it was told, but a user would take its evaluations for a trained agent's.
             let (sampled, remedy) = if self.cfg.balanced_sampling {
                 (
@@ -767,8 +788,9 @@ impl<'a> Trainer<'a> {
                 )
             };
             tracing::warn!(
-                "no gradient update was made: {sampled} never held a whole chunk of {} transitions (with {} envs, \
-                 online transitions join it when their episode ends; {} online steps ended none); give {remedy}",
+                "none of the {due} online gradient updates due was made: {sampled} never held a whole chunk of {} \
+                 transitions (with {} envs, online transitions join it when their episode ends; {} online steps \
+                 ended none); give {remedy}",
                 self.cfg.agent.horizon_length,
                 self.cfg.envs,
                 self.state.online_step
@@ -1112,6 +1134,32 @@ mod tests {
         );
         std::fs::write(&config, &toml).unwrap();
 
+        // The files of another run's checkpoint of the same step, one at a time.
+        let other_out = dir.path().join("other");
+        let mut other_config = tiny(40, 1);
+        other_config.seed = 1;
+        train(TrainOptions {
+            config: other_config,
+            out: other_out.clone(),
+            ..options(false, Some(3))
+        })
+        .unwrap();
+        let other = RunDir::new(&other_out)
+            .latest_checkpoint()
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.file_name(), latest.file_name());
+        for (file, why) in [
+            ("agent.safetensors", "its agent was trained with seed 1"),
+            ("replay.safetensors", "written by a run with seed 1"),
+        ] {
+            let ours = std::fs::read(latest.join(file)).unwrap();
+            std::fs::copy(other.join(file), latest.join(file)).unwrap();
+            let err = resume_error();
+            assert!(err.contains(why) && err.contains("another run"), "{err}");
+            std::fs::write(latest.join(file), ours).unwrap();
+        }
+
         let replay_path = latest.join("replay.safetensors");
         let (tensors, meta) = checkpoint::read_tensors(&replay_path).unwrap();
         // One tensor of the checkpoint replaced by `value` everywhere, the rest as they were.
@@ -1141,6 +1189,30 @@ mod tests {
             err.contains("tensor online/actions holds 5: expected actions in [-1, 1]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_finished_run_resumed_from_a_copy_reports_where_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, copy) = (dir.path().join("run"), dir.path().join("copy"));
+        let options = |out: &Path, resume: bool| TrainOptions {
+            config: tiny(20, 2),
+            out: out.to_path_buf(),
+            resume,
+            progress: false,
+            observer: None,
+        };
+        train(options(&out, false)).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&out)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let summary = train(options(&copy, true)).unwrap();
+        assert_eq!(summary.run_dir, copy);
+        assert_eq!(summary.learning_curve, copy.join("learning_curve.png"));
     }
 
     #[test]
