@@ -195,6 +195,34 @@ fn collect_writes_the_dataset_and_its_validation_file() {
 }
 
 #[test]
+fn collect_replaces_an_existing_dataset_only_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("play.npz");
+    let collect = |extra: &[&str]| {
+        let mut args = vec!["collect", "--quiet", "--episodes", "1", "--envs", "1"];
+        args.extend(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        qamlab(&args)
+    };
+    assert!(collect(&["--seed", "1"]).status.success());
+    let first = std::fs::read(&out).unwrap();
+    let refused = collect(&["--seed", "2"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("play.npz exists already") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        first,
+        "a refused collect left the file as it was"
+    );
+    assert!(collect(&["--seed", "2", "--overwrite"]).status.success());
+    assert_ne!(std::fs::read(&out).unwrap(), first);
+}
+
+#[test]
 fn bench_agent_measures_a_train_config_at_its_task_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("run.toml");

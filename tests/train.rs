@@ -495,6 +495,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
                 "2",
                 "--seed",
                 "2",
+                "--overwrite",
                 "--out",
             ])
             .arg(&dataset),

@@ -13,9 +13,12 @@ pub struct CollectArgs {
     /// Episodes to record.
     #[arg(long, value_parser = super::at_least_one::<usize>)]
     pub episodes: usize,
-    /// Output file (.npz); written atomically.
+    /// Output file (.npz); written atomically. An existing file is refused unless `--overwrite`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace the `--out` file (and its `-val.npz`) if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Envs stepping together.
     #[arg(long, default_value_t = 16, value_parser = super::at_least_one::<usize>)]
     pub envs: usize,
@@ -54,6 +57,17 @@ fn val_path(out: &std::path::Path) -> PathBuf {
 
 /// Runs `qamlab collect` and prints what was written.
 pub fn run(args: CollectArgs) -> anyhow::Result<()> {
+    // A dataset can take a long time to make: only replaced when asked to, and refused before collecting.
+    if !args.overwrite {
+        let val = (args.val_episodes > 0).then(|| val_path(&args.out));
+        for path in std::iter::once(&args.out).chain(&val) {
+            anyhow::ensure!(
+                !path.is_file(),
+                "collect: {} exists already: give another --out, or --overwrite to replace it",
+                path.display()
+            );
+        }
+    }
     let options = CollectOptions {
         task: args.task,
         episodes: args.episodes,
