@@ -505,6 +505,9 @@ pub const MAX_SUBSTEPS: u32 = 1_000;
 pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
 /// Most constraint passes per solver iteration.
 pub const MAX_SOLVER_PASSES: u32 = 1_000;
+/// Strongest gravity a scene may ask for, in m/s² (about 100 g): far past any robot task, so a larger value is
+/// a typo, and one the physics does not show (under 1e37 m/s² a free cube does not move at all).
+pub const MAX_GRAVITY: f32 = 1_000.0;
 
 /// The checks every scene field goes through, each error naming the file, the entity and the field.
 struct Check<'a> {
@@ -686,6 +689,17 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
     }
     ck.positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
     ck.finite3(raw, "TaskSettings.gravity", settings.gravity)?;
+    if settings.gravity.length() > MAX_GRAVITY {
+        return Err(ck.err(
+            raw,
+            "TaskSettings.gravity",
+            format!(
+                "must be at most {MAX_GRAVITY} m/s^2 strong (about 100 g), got {} (length {})",
+                settings.gravity,
+                settings.gravity.length()
+            ),
+        ));
+    }
     Ok(settings)
 }
 

@@ -499,6 +499,12 @@ fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
         "RandomizePose.x",
         "overflows f32",
     );
+    refused(
+        "gravity: (0.0, 0.0, -9.81)",
+        "gravity: (0.0, 0.0, -1e10)",
+        "TaskSettings.gravity",
+        "must be at most 1000 m/s^2",
+    );
     // Its length overflows, so it would normalise to zero and silently become the x axis.
     refused(
         "Prismatic(axis: (0.0, 1.0, 0.0))",
