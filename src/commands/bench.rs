@@ -243,13 +243,15 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(&args.task)?;
     let s = &task.scene.settings;
     println!(
-        "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations of {} passes; {} control steps per row",
+        "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations of {} pass{}; {} control \
+         steps per row",
         task.name,
         s.control_dt,
         s.substeps,
         s.control_dt / s.substeps as f32,
         s.solver_iterations,
         s.solver_passes,
+        if s.solver_passes == 1 { "" } else { "es" },
         args.steps
     );
     println!("| policy | envs | env steps/s (wall) | env steps per CPU-second |");
