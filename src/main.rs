@@ -38,6 +38,12 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`qamlab task X --episodes 8 | head -1`) panicked with
+    // a trace. With the default action the process ends quietly, as other command-line tools do.
+    // SAFETY: the first thing the process does, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -195,6 +195,24 @@ fn collect_writes_the_dataset_and_its_validation_file() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    // As `qamlab task cube-single --episodes 1 | head -0`: the reader is gone before the first line is printed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+        .args(["task", "cube-single", "--episodes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
+}
+
+#[test]
 fn collect_replaces_an_existing_dataset_only_when_told() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("play.npz");
