@@ -39,6 +39,8 @@ pub struct EnvSpec {
     pub qvel_dim: usize,
     /// The bodies whose state `qpos` and `qvel` hold, in order: every non-fixed body, in scene order.
     pub state_bodies: Vec<String>,
+    /// Each goal's name and the body its frame is on (the body itself, or a site's body), in scene order.
+    pub goal_bodies: Vec<(String, String)>,
 }
 
 impl EnvSpec {
@@ -108,6 +110,14 @@ impl EnvSpec {
             qpos_dim: 7 * moving,
             qvel_dim: 6 * moving,
             state_bodies,
+            goal_bodies: scene
+                .goals
+                .iter()
+                .map(|g| {
+                    let body = &scene.bodies[g.frame.body].body.name;
+                    (g.goal.name.clone(), body.clone())
+                })
+                .collect(),
         }
     }
 }

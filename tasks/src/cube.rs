@@ -39,30 +39,75 @@ impl Layout {
                 })
         };
         let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
-        // Cubes are the bodies observed with both a position and a yaw; goals are the observed targets. Cube k
-        // goes to goal k, both in observation order.
+        // Cubes are the bodies observed with both a position and a yaw; goals are the observed targets. Each cube
+        // goes to the one goal on it.
         let mut cubes = Vec::new();
-        let mut goals = Vec::new();
+        let mut cube_names = Vec::new();
+        let mut goal_targets = Vec::new();
         for (k, name) in spec.obs_names.iter().enumerate() {
             if let Some(body) = name.strip_suffix(".yaw.sin")
                 && let Ok(p) = at(&format!("{body}.position.x"))
             {
                 cubes.push((p, k));
+                cube_names.push(body);
             }
-            if name.ends_with(".target.x") {
-                goals.push(k);
+            if let Some(goal) = name.strip_suffix(".target.x") {
+                goal_targets.push((goal, k));
             }
         }
-        if cubes.is_empty() || cubes.len() != goals.len() {
-            return Err(TaskError::NoOracle {
-                task: spec.task.clone(),
-                missing: format!(
-                    "one cube observed with `<cube>.position` + `<cube>.yaw` per goal observed with `<goal>.target` \
-                     (found {} cubes, {} goals)",
-                    cubes.len(),
-                    goals.len()
-                ),
-            });
+        let no_oracle = |missing: String| TaskError::NoOracle {
+            task: spec.task.clone(),
+            missing,
+        };
+        // Success needs every goal to hold: the script must see each target.
+        if let Some((goal, _)) = spec
+            .goal_bodies
+            .iter()
+            .find(|(g, _)| !goal_targets.iter().any(|(t, _)| t == g))
+        {
+            return Err(no_oracle(format!(
+                "every goal observed with `GoalPosition` (goal `{goal}` is not)"
+            )));
+        }
+        if cubes.is_empty() || cubes.len() != goal_targets.len() {
+            return Err(no_oracle(format!(
+                "one cube observed with `<cube>.position` + `<cube>.yaw` per goal observed with `<goal>.target` \
+                 (found {}, {})",
+                count(cubes.len(), "cube"),
+                count(goal_targets.len(), "goal")
+            )));
+        }
+        let body_of = |goal: &str| {
+            spec.goal_bodies
+                .iter()
+                .find(|(g, _)| g == goal)
+                .map(|(_, body)| body.as_str())
+        };
+        for &(goal, _) in &goal_targets {
+            let body = body_of(goal).unwrap_or("?");
+            if !cube_names.contains(&body) {
+                return Err(no_oracle(format!(
+                    "each observed goal on a cube observed with position and yaw (goal `{goal}` is on `{body}`)"
+                )));
+            }
+        }
+        let mut goals = Vec::with_capacity(cubes.len());
+        for cube in &cube_names {
+            let on: Vec<_> = goal_targets
+                .iter()
+                .filter(|&&(goal, _)| body_of(goal) == Some(cube))
+                .collect();
+            match on[..] {
+                [&(_, target)] => goals.push(target),
+                [] => return Err(no_oracle(format!("a goal on cube `{cube}` (it has none)"))),
+                _ => {
+                    let names: Vec<String> = on.iter().map(|(g, _)| format!("`{g}`")).collect();
+                    return Err(no_oracle(format!(
+                        "one goal per cube (cube `{cube}` has {}: it is placed at one target)",
+                        names.join(", ")
+                    )));
+                }
+            }
         }
         let layout = Self {
             ee,
@@ -436,6 +481,11 @@ impl CubeOracle {
 /// `x` wrapped into `[-period/2, period/2)`.
 fn wrap(x: f32, period: f32) -> f32 {
     (x + period / 2.0).rem_euclid(period) - period / 2.0
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// A random place on the table (at height `z`) for cube `k`, clear of the other cubes (bounded redraws).

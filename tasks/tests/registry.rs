@@ -85,6 +85,39 @@ fn oracle_needs_the_controls_it_plans_for() {
 }
 
 #[test]
+fn oracle_places_each_cube_at_the_one_goal_on_it() {
+    let refusal = |from: &str, to: &str| {
+        let text = BUILTIN_TASKS[1].1.replacen(from, to, 1);
+        let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
+        let spec = qamlab_sim::EnvSpec::new(&scene, 500);
+        CubeOracle::new(&spec, OracleConfig::default(), &[0])
+            .err()
+            .map(|e| e.to_string())
+    };
+    // Goals pair with cubes by their frames, not by the order of their sensors.
+    let swapped = refusal(
+        "GoalPosition(goal: \"goal_a\"),\n            GoalPosition(goal: \"goal_b\"),",
+        "GoalPosition(goal: \"goal_b\"),\n            GoalPosition(goal: \"goal_a\"),",
+    );
+    assert_eq!(swapped, None);
+    let err = refusal(
+        "(name: \"goal_b\", frame: \"cube_b\"",
+        "(name: \"goal_b\", frame: \"cube_a\"",
+    )
+    .expect("two goals on one cube");
+    assert!(
+        err.contains("cube `cube_a` has `goal_a`, `goal_b`"),
+        "{err}"
+    );
+    let err = refusal(
+        "(name: \"goal_b\", frame: \"cube_b\"",
+        "(name: \"goal_b\", frame: \"pinch\"",
+    )
+    .expect("a goal on the hand");
+    assert!(err.contains("goal `goal_b` is on `"), "{err}");
+}
+
+#[test]
 fn a_directory_is_not_taken_for_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = load_task(dir.path().to_str().unwrap())
