@@ -200,9 +200,11 @@ fn rebuild_visuals(
             .with_translation(Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, floor_z)),
     ));
     let half = Vec2::new(cols as f32, rows as f32) * spacing / 2.0;
+    // Centred on the colliders' heights: a scene authored above the ground (a pendulum hung at 1 m) is in view.
+    let (low, high) = vertical_extent(scene);
     frame.set_if_neq(SceneFrame {
-        center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, 0.1),
-        radius: half.length().max(0.4),
+        center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, (low + high) / 2.0),
+        radius: half.length().max((high - low) / 2.0).max(0.4),
     });
 }
 
@@ -515,6 +517,15 @@ fn scene_extent(scene: &TaskScene) -> f32 {
         .fold(0.3, f32::max)
 }
 
+/// Lowest and highest point of the colliders at their authored poses (a 0.2 m band about 0.1 m without any).
+fn vertical_extent(scene: &TaskScene) -> (f32, f32) {
+    (0..scene.bodies.len())
+        .filter_map(|b| scene.collider_bounds(b))
+        .map(|(min, max)| (min.z, max.z))
+        .reduce(|(lo, hi), (min, max)| (lo.min(min), hi.max(max)))
+        .unwrap_or((0.0, 0.2))
+}
+
 /// Height of the floor: 0.7 m under the lowest fixed collider (a table's legs' worth).
 fn floor_height(scene: &TaskScene) -> f32 {
     (0..scene.bodies.len())
@@ -529,6 +540,27 @@ fn floor_height(scene: &TaskScene) -> f32 {
 mod tests {
     use super::*;
     use bevy::camera::primitives::MeshAabb;
+
+    #[test]
+    fn the_camera_is_centred_on_the_colliders_heights() {
+        let task = qamlab_tasks::load_task("cube-single").unwrap();
+        let (low, high) = vertical_extent(&task.scene);
+        // The table's top 10 cm down to the gantry's top.
+        assert!(
+            (low + 0.1).abs() < 1e-4 && (high - 0.26).abs() < 1e-4,
+            "{low}..{high}"
+        );
+        // The same scene authored 1 m higher.
+        let mut scene = task.scene.clone();
+        for body in &mut scene.bodies {
+            body.body.translation.z += 1.0;
+        }
+        let (low, high) = vertical_extent(&scene);
+        assert!(
+            (low - 0.9).abs() < 1e-4 && (high - 1.26).abs() < 1e-4,
+            "{low}..{high}"
+        );
+    }
 
     #[test]
     fn z_up_becomes_y_up() {
