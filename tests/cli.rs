@@ -105,8 +105,25 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         );
     }
 
-    // A scene file with a mistake: the error names the file and the field, and the exit code says so.
+    assert!(!stdout.contains("note:"), "{stdout}");
+
+    // A goal that holds at reset (its tolerance spans the table): `task` points at it.
     let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap()
+    .replacen(", tolerance: 0.04)", ", tolerance: 5.0)", 1);
+    let easy = dir.path().join("easy.scn.ron");
+    std::fs::write(&easy, text).unwrap();
+    let out = qamlab(&["task", easy.to_str().unwrap(), "--episodes", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("note: 3 of 3 random episodes succeeded at their first control step"),
+        "{stdout}"
+    );
+
+    // A scene file with a mistake: the error names the file and the field, and the exit code says so.
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
     )

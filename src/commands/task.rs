@@ -37,17 +37,25 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     if args.episodes > 0 {
         let episodes = args.episodes;
         if script.is_ok() {
-            let rate = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
+            let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
             println!(
                 "tried: oracle (solve) succeeds in {:.0}% of {episodes} episodes",
-                100.0 * rate
+                100.0 * tried.success_rate
             );
         }
-        let rate = try_policy(scene, episodes, args.seed, Policy::Random)?;
+        let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
         println!(
             "tried: random actions succeed in {:.0}% of {episodes} episodes",
-            100.0 * rate
+            100.0 * tried.success_rate
         );
+        // One control step cannot carry anything far: success then means the goals held at reset.
+        if tried.at_first_step > 0 {
+            println!(
+                "note: {} of {episodes} random episodes succeeded at their first control step: the goals hold (nearly) \
+                 at reset; check their targets and tolerances against the initial poses",
+                tried.at_first_step
+            );
+        }
     }
     Ok(())
 }
@@ -112,13 +120,13 @@ enum Policy {
     Random,
 }
 
-/// The fraction of `episodes` episodes (one per env, run together) that reach success.
+/// Runs `episodes` episodes (one per env, together) with `policy`: how many reach success, and how soon.
 fn try_policy(
     scene: &TaskScene,
     episodes: usize,
     seed: u64,
     policy: Policy,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Tried> {
     let options = EnvOptions {
         terminate_on_success: true,
         episode_length: None,
@@ -142,6 +150,7 @@ fn try_policy(
     let mut obs = env.reset(&seeds).context("resetting the task")?.to_vec();
     let mut ended: Vec<Option<bool>> = vec![None; episodes];
     let mut actions = vec![0.0; episodes * spec.action_dim];
+    let mut at_first_step = 0;
     for step in 0..spec.episode_length {
         match oracle.as_mut() {
             Some(oracle) => actions.copy_from_slice(oracle.act(&obs)),
@@ -158,6 +167,7 @@ fn try_policy(
         for (i, end) in ended.iter_mut().enumerate() {
             if end.is_none() && (out.terminated[i] || out.truncated[i]) {
                 *end = Some(out.terminated[i]);
+                at_first_step += usize::from(step == 0 && out.terminated[i]);
             }
         }
         if ended.iter().all(Option::is_some) {
@@ -169,5 +179,16 @@ fn try_policy(
         }
     }
     let solved = ended.iter().filter(|e| **e == Some(true)).count();
-    Ok(solved as f64 / episodes as f64)
+    Ok(Tried {
+        success_rate: solved as f64 / episodes as f64,
+        at_first_step,
+    })
+}
+
+/// What [`try_policy`] saw.
+struct Tried {
+    /// Fraction of the episodes that reached success.
+    success_rate: f64,
+    /// Episodes that reached success at their first control step.
+    at_first_step: usize,
 }
