@@ -104,7 +104,10 @@ fn describe(
         Ok(script) => {
             format!("oracle: the scripted oracle drives it ({script}; `qamlab collect` works)\n")
         }
-        Err(e) => format!("oracle: none ({e}); `qamlab collect` cannot drive it\n"),
+        Err(e) => format!(
+            "oracle: none ({e}); `qamlab collect` cannot drive it, and `qamlab train --offline-steps 0` without \
+             a dataset learns it online from nothing\n"
+        ),
     };
     out += &match qamlab_headless::chunks::check_agent_action_space(spec) {
         Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),

@@ -118,6 +118,23 @@ fn oracle_places_each_cube_at_the_one_goal_on_it() {
 }
 
 #[test]
+fn the_minimal_example_loads_and_no_oracle_claims_it() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/tasks/examples/pendulum.scn.ron"
+    );
+    let task = load_task(path).unwrap();
+    assert_eq!(task.name, "pendulum");
+    let spec = qamlab_sim::EnvSpec::new(&task.scene, 200);
+    assert_eq!((spec.obs_dim, spec.action_dim), (8, 1));
+    let err = Oracle::new(&task.scene, &spec, OracleConfig::default(), &[0])
+        .err()
+        .expect("no script drives a pendulum")
+        .to_string();
+    assert!(err.contains("no scripted oracle"), "{err}");
+}
+
+#[test]
 fn a_directory_is_not_taken_for_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = load_task(dir.path().to_str().unwrap())
