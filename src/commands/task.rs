@@ -39,14 +39,16 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         if script.is_ok() {
             let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
             println!(
-                "tried: oracle (solve) succeeds in {:.0}% of {episodes} episodes",
-                100.0 * tried.success_rate
+                "tried: oracle (solve) succeeds in {:.0}% of {}",
+                100.0 * tried.success_rate,
+                count(episodes, "episode")
             );
         }
         let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
         println!(
-            "tried: random actions succeed in {:.0}% of {episodes} episodes",
-            100.0 * tried.success_rate
+            "tried: random actions succeed in {:.0}% of {}",
+            100.0 * tried.success_rate,
+            count(episodes, "episode")
         );
         // One control step cannot carry anything far: success then means the goals held at reset.
         if tried.at_first_step > 0 {
@@ -74,12 +76,12 @@ fn describe(
         "episodes: {} control steps of {} s ({} physics substeps each), reward {:?}\n",
         s.episode_length, s.control_dt, s.substeps, s.reward
     );
-    out += &format!("observation ({} values):", spec.obs_dim);
+    out += &format!("observation ({}):", count(spec.obs_dim, "value"));
     for (group, range) in &spec.obs_blocks {
         out += &format!(" {group} [{}..{}],", range.start, range.end);
     }
     out.pop();
-    out += &format!("\nactions ({} values):", spec.action_dim);
+    out += &format!("\nactions ({}):", count(spec.action_dim, "value"));
     for (k, a) in spec.action_names.iter().enumerate() {
         out += &format!(" {a} [{}, {}],", spec.action_low[k], spec.action_high[k]);
     }
@@ -186,6 +188,11 @@ fn try_policy(
         success_rate: solved as f64 / episodes as f64,
         at_first_step,
     })
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What [`try_policy`] saw.
