@@ -354,4 +354,25 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     );
     assert!(run.join("notes.txt").exists());
     assert!(!dir.path().join("cube-single-play.npz").exists());
+
+    // A previous run that another process holds (training or resuming it) is not replaced either.
+    std::fs::remove_file(run.join("notes.txt")).unwrap();
+    let lock = std::fs::File::create(run.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    let out = qamlab(&[
+        "demo",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not while it runs") && stderr.contains("in use by another qamlab process"),
+        "{stderr}"
+    );
+    assert!(run.join("config.toml").exists());
+    assert!(!dir.path().join("cube-single-play.npz").exists());
 }

@@ -70,9 +70,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "qam-{}",
         if device.is_cuda() { "cuda" } else { "cpu" }
     ));
-    // Checked before collecting: the demo replaces its previous run, and nothing that is not one.
+    // Checked before collecting: the demo replaces its previous run, and nothing that is not one, nor a run
+    // another process is using (held until the old run is cleared).
+    let mut claim = None;
     if run_dir.exists() {
-        let foreign = RunDir::new(&run_dir).foreign_entries()?;
+        let previous = RunDir::new(&run_dir);
+        let foreign = previous.foreign_entries()?;
         if !foreign.is_empty() {
             anyhow::bail!(
                 "{} is where the demo writes its run, replacing the previous one, but it also holds {} that a run \
@@ -81,6 +84,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 foreign.join(", ")
             );
         }
+        claim = Some(
+            previous
+                .lock()
+                .context("the demo replaces its previous run, but not while it runs")?,
+        );
     }
     let device_name = qamlab_headless::config::device_name(device);
     println!(
@@ -106,6 +114,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
     }
+    drop(claim);
     let summary = qamlab_headless::train(TrainOptions {
         config: plan.config,
         out: run_dir,
