@@ -596,6 +596,25 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
             .arg(dir.path().join("c.png")),
     );
     assert!(err.contains("no evaluation yet"), "{err}");
+    // A run stopped before its first evaluation has no eval.csv at all: the same message.
+    std::fs::remove_file(bc.join("eval.csv")).unwrap();
+    let err = run_err(
+        qamlab()
+            .arg("plot")
+            .arg(&bc)
+            .arg("--out")
+            .arg(dir.path().join("c.png")),
+    );
+    assert!(err.contains("no evaluation yet"), "{err}");
+    let err = run_err(
+        qamlab()
+            .arg("plot")
+            .arg(&bc)
+            .arg(&bc)
+            .arg("--out")
+            .arg(dir.path().join("c.png")),
+    );
+    assert!(err.contains("is given twice"), "{err}");
 
     let err = run_err(qamlab().args(["eval", "--episodes", "0", "--run"]).arg(&bc));
     assert!(

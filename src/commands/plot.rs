@@ -31,7 +31,17 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     qamlab_headless::files::check_writable(&args.out, "--out")?;
-    let mut curves = Vec::new();
+    let mut seen = Vec::new();
+    for dir in &args.runs {
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        anyhow::ensure!(
+            !seen.contains(&canonical),
+            "{} is given twice: each run is drawn once",
+            dir.display()
+        );
+        seen.push(canonical);
+    }
+    let mut runs = Vec::new();
     let mut offline_steps = 0;
     let mut tasks: Vec<String> = Vec::new();
     for dir in &args.runs {
@@ -40,21 +50,32 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         offline_steps = offline_steps.max(cfg.offline_steps);
         let task = qamlab_tasks::load_task(&cfg.task).map_or(cfg.task.clone(), |t| t.name);
         if !tasks.contains(&task) {
-            tasks.push(task);
+            tasks.push(task.clone());
         }
-        let label = format!(
-            "{} ({})",
-            cfg.agent.kind.as_str(),
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("run")
-        );
-        let evals = run.read_evals()?;
+        // A run stopped before its first evaluation has no eval.csv yet.
+        let evals = if run.evals().exists() {
+            run.read_evals()?
+        } else {
+            Vec::new()
+        };
         anyhow::ensure!(
             !evals.is_empty(),
             "{} has no evaluation yet: nothing to plot",
             dir.display()
         );
-        curves.push((label, evals));
+        runs.push(Curve {
+            kind: cfg.agent.kind.as_str(),
+            dir: dir.clone(),
+            task,
+            evals,
+        });
     }
+    let labels = labels(&runs, tasks.len() > 1);
+    let curves: Vec<(String, Vec<EvalPoint>)> = labels
+        .into_iter()
+        .zip(runs)
+        .map(|(label, run)| (label, run.evals))
+        .collect();
     let series: Vec<(&str, &[EvalPoint])> = curves
         .iter()
         .map(|(label, points)| (label.as_str(), points.as_slice()))
@@ -64,4 +85,78 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     draw_learning_curves(&args.out, &title, &series, offline_steps)?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// One run's curve and what its label is made of.
+struct Curve {
+    kind: &'static str,
+    dir: PathBuf,
+    task: String,
+    evals: Vec<EvalPoint>,
+}
+
+/// Each run's agent and folder name; the path as given where two folders share a name (every demo's run is
+/// `qam-cpu`), and the task where the chart holds several.
+fn labels(runs: &[Curve], several_tasks: bool) -> Vec<String> {
+    let name = |dir: &PathBuf| {
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run")
+            .to_string()
+    };
+    runs.iter()
+        .map(|run| {
+            let shared = runs
+                .iter()
+                .filter(|r| name(&r.dir) == name(&run.dir))
+                .count()
+                > 1;
+            let which = if shared {
+                run.dir.display().to_string()
+            } else {
+                name(&run.dir)
+            };
+            if several_tasks {
+                format!("{} ({which}, {})", run.kind, run.task)
+            } else {
+                format!("{} ({which})", run.kind)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_tell_runs_apart() {
+        let curve = |kind, dir: &str, task: &str| Curve {
+            kind,
+            dir: dir.into(),
+            task: task.into(),
+            evals: Vec::new(),
+        };
+        let runs = [
+            curve("qam", "runs/demo/qam-cpu", "cube-single"),
+            curve("qam", "old/demo/qam-cpu", "cube-single"),
+            curve("bc", "runs/bc", "cube-single"),
+        ];
+        assert_eq!(
+            labels(&runs, false),
+            [
+                "qam (runs/demo/qam-cpu)",
+                "qam (old/demo/qam-cpu)",
+                "bc (bc)"
+            ]
+        );
+        let runs = [
+            curve("qam", "runs/a", "cube-single"),
+            curve("qam", "runs/b", "cube-double"),
+        ];
+        assert_eq!(
+            labels(&runs, true),
+            ["qam (a, cube-single)", "qam (b, cube-double)"]
+        );
+    }
 }
