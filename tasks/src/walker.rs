@@ -401,9 +401,11 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, reach: f32) -> Result
             let target = Vec2::new(x, y);
             if !from_start.reaches(maze, maze.snap(target)) {
                 return Err(format!(
-                    "goal `{}`'s target ({x}, {y}) to be reachable from the robot's start: a wall or a gap in \
-                     the floor is in the way",
-                    goal.goal.name
+                    "goal `{}`'s target ({x}, {y}) to be reachable from the robot's start: a wall, a gap in the \
+                     floor or a passage too narrow is in the way (the robot keeps {reach:.2} m from walls and \
+                     edges, so a passage must be wider than {:.2} m)",
+                    goal.goal.name,
+                    2.0 * reach
                 ));
             }
             let nearest = maze.snap(target).distance(target);
