@@ -12,8 +12,10 @@ pub fn write_atomically(
 ) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Named after the file it becomes: what a killed process leaves behind says what it was.
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&format!(".tmp-{name}-"))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     write(tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
