@@ -248,6 +248,39 @@ fn latest_checkpoint(run: &Path) -> PathBuf {
     run.join("checkpoints").join(name.trim())
 }
 
+#[test]
+fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", TINY);
+    let run = dir.path().join("run");
+    let child = train_cmd(&config, &dataset, &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ctrl-C once the run has a checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !run.join("checkpoints/latest").exists() {
+        assert!(Instant::now() < deadline, "no checkpoint within 300 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: the run is checkpointed where it stopped")
+            && stderr.contains("qamlab train --resume"),
+        "{stderr}"
+    );
+    let stopped_at = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert!(stderr.contains(stopped_at.trim()), "{stderr}");
+    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
+}
+
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
 /// the file and the value, rather than panicking or quietly resuming another run.
 fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {

@@ -117,11 +117,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     drop(claim);
     let summary = qamlab_headless::train(TrainOptions {
         config: plan.config,
-        out: run_dir,
+        out: run_dir.clone(),
         resume: false,
         progress: !args.quiet,
-        observer: None,
+        observer: Some(super::interrupt::stop_on_interrupt()),
     })?;
+    super::interrupt::check(&run_dir)?;
     super::train::print_summary(&summary);
     Ok(())
 }

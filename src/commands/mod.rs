@@ -4,6 +4,7 @@ pub mod bench;
 pub mod collect;
 pub mod demo;
 pub mod eval;
+pub mod interrupt;
 pub mod plot;
 pub mod task;
 pub mod train;

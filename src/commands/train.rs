@@ -152,13 +152,15 @@ impl TrainArgs {
 /// Runs `qamlab train` and prints the summary.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let summary = if let Some(dir) = &args.resume {
-        qamlab_headless::train(TrainOptions {
+        let summary = qamlab_headless::train(TrainOptions {
             config: TrainConfig::default(),
             out: dir.clone(),
             resume: true,
             progress: !args.quiet,
-            observer: None,
-        })?
+            observer: Some(super::interrupt::stop_on_interrupt()),
+        })?;
+        super::interrupt::check(dir)?;
+        summary
     } else {
         let cfg = args.resolve()?;
         let source = || match &args.config {
@@ -179,14 +181,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         cfg.validate().with_context(source)?;
         let out = args.out_dir(&cfg);
-        qamlab_headless::train(TrainOptions {
+        let summary = qamlab_headless::train(TrainOptions {
             config: cfg,
-            out,
+            out: out.clone(),
             resume: false,
             progress: !args.quiet,
-            observer: None,
+            observer: Some(super::interrupt::stop_on_interrupt()),
         })
-        .with_context(|| format!("training with {}", source()))?
+        .with_context(|| format!("training with {}", source()))?;
+        super::interrupt::check(&out)?;
+        summary
     };
     print_summary(&summary);
     Ok(())
