@@ -337,14 +337,11 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     std::fs::create_dir_all(run.join("checkpoints")).unwrap();
     std::fs::write(run.join("config.toml"), "").unwrap();
     std::fs::write(run.join("notes.txt"), "mine").unwrap();
-    let out = qamlab(&[
-        "demo",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let demo = || {
+        let out = dir.path().to_str().unwrap();
+        qamlab(&["demo", "--device", "cpu", "--quiet", "--out", out])
+    };
+    let out = demo();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -359,14 +356,7 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     std::fs::remove_file(run.join("notes.txt")).unwrap();
     let lock = std::fs::File::create(run.join(".lock")).unwrap();
     lock.lock().unwrap();
-    let out = qamlab(&[
-        "demo",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = demo();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

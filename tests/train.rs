@@ -608,45 +608,29 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     assert!(!dir.path().join("r-short").exists());
 
     // plot writes PNG only, and refuses a run with nothing to draw.
-    let err = run_err(
-        qamlab()
-            .arg("plot")
-            .arg(&bc)
-            .arg("--out")
-            .arg(dir.path().join("c.jpg")),
-    );
+    let plot = |runs: &[&PathBuf], out: &str| {
+        run_err(
+            qamlab()
+                .arg("plot")
+                .args(runs)
+                .arg("--out")
+                .arg(dir.path().join(out)),
+        )
+    };
+    let err = plot(&[&bc], "c.jpg");
     assert!(err.contains("c.jpg") && err.contains(".png"), "{err}");
     std::fs::write(
         bc.join("eval.csv"),
         "step,phase,success_rate,mean_return,episodes\n",
     )
     .unwrap();
-    let err = run_err(
-        qamlab()
-            .arg("plot")
-            .arg(&bc)
-            .arg("--out")
-            .arg(dir.path().join("c.png")),
-    );
+    let err = plot(&[&bc], "c.png");
     assert!(err.contains("no evaluation yet"), "{err}");
     // A run stopped before its first evaluation has no eval.csv at all: the same message.
     std::fs::remove_file(bc.join("eval.csv")).unwrap();
-    let err = run_err(
-        qamlab()
-            .arg("plot")
-            .arg(&bc)
-            .arg("--out")
-            .arg(dir.path().join("c.png")),
-    );
+    let err = plot(&[&bc], "c.png");
     assert!(err.contains("no evaluation yet"), "{err}");
-    let err = run_err(
-        qamlab()
-            .arg("plot")
-            .arg(&bc)
-            .arg(&bc)
-            .arg("--out")
-            .arg(dir.path().join("c.png")),
-    );
+    let err = plot(&[&bc, &bc], "c.png");
     assert!(err.contains("is given twice"), "{err}");
 
     let err = run_err(qamlab().args(["eval", "--episodes", "0", "--run"]).arg(&bc));
