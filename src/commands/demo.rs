@@ -3,11 +3,11 @@
 //! On a CPU it is sized to take about ten minutes; with `--device cuda` it trains the paper-size
 //! networks for longer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use qamlab_headless::collect::{CollectOptions, collect};
-use qamlab_headless::run_dir::RunDir;
+use qamlab_headless::run_dir::{RunDir, RunLock};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions};
 
 /// Flags of `qamlab demo`.
@@ -61,6 +61,28 @@ fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> anyhow::Result<Plan
     })
 }
 
+/// The previous demo run in `run_dir`, if any, locked for replacing: refused if it holds anything a run does not
+/// write, or if another process is training or resuming it.
+fn claim_previous_run(run_dir: &Path) -> anyhow::Result<Option<RunLock>> {
+    if !run_dir.exists() {
+        return Ok(None);
+    }
+    let previous = RunDir::new(run_dir);
+    let foreign = previous.foreign_entries()?;
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "{} is where the demo writes its run, replacing the previous one, but it also holds {} that a run does \
+             not write: move them, or pick another --out",
+            run_dir.display(),
+            foreign.join(", ")
+        );
+    }
+    let lock = previous
+        .lock()
+        .context("the demo replaces its previous run, but not while it runs")?;
+    Ok(Some(lock))
+}
+
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
@@ -72,24 +94,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     // Checked before collecting: the demo replaces its previous run, and nothing that is not one, nor a run
     // another process is using (held until the old run is cleared).
-    let mut claim = None;
-    if run_dir.exists() {
-        let previous = RunDir::new(&run_dir);
-        let foreign = previous.foreign_entries()?;
-        if !foreign.is_empty() {
-            anyhow::bail!(
-                "{} is where the demo writes its run, replacing the previous one, but it also holds {} that a run \
-                 does not write: move them, or pick another --out",
-                run_dir.display(),
-                foreign.join(", ")
-            );
-        }
-        claim = Some(
-            previous
-                .lock()
-                .context("the demo replaces its previous run, but not while it runs")?,
-        );
-    }
+    let mut claim = claim_previous_run(&run_dir)?;
     let device_name = qamlab_headless::config::device_name(device);
     println!(
         "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
@@ -110,6 +115,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         dataset.display(),
         collected.transitions
     );
+    // Another demo on the same --out may have started its run while this one collected.
+    if claim.is_none() {
+        claim = claim_previous_run(&run_dir)?;
+    }
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
@@ -122,7 +131,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         observer: Some(super::interrupt::stop_on_interrupt()),
     })?;
-    super::interrupt::check(&run_dir)?;
+    super::interrupt::check(&summary)?;
     super::train::print_summary(&summary);
     Ok(())
 }

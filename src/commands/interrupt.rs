@@ -1,10 +1,9 @@
 //! Ctrl-C during training: the run stops at its next step, checkpoints there, and the command says how to go on.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use qamlab_headless::TrainObserver;
 use qamlab_headless::run_dir::RunDir;
+use qamlab_headless::{TrainObserver, TrainSummary};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -27,22 +26,24 @@ pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
     Box::new(StopOnInterrupt)
 }
 
-/// After a run returned: an error naming where an interrupted run was checkpointed and how to continue it.
-pub fn check(run: &Path) -> anyhow::Result<()> {
-    if !INTERRUPTED.load(Ordering::SeqCst) {
+/// After a run returned: if Ctrl-C stopped it before its end, an error naming where it was checkpointed and how
+/// to continue it (a run that finished anyway just reports).
+pub fn check(summary: &TrainSummary) -> anyhow::Result<()> {
+    if !(summary.stopped_early && INTERRUPTED.load(Ordering::SeqCst)) {
         return Ok(());
     }
-    let at = RunDir::new(run)
-        .latest_checkpoint()
-        .ok()
-        .flatten()
-        .map_or("its last checkpoint".to_string(), |c| {
-            c.display().to_string()
-        });
-    anyhow::bail!(
-        "interrupted: the run is checkpointed where it stopped ({at}); continue it with `qamlab train --resume {}`",
-        run.display()
-    )
+    let run = &summary.run_dir;
+    match RunDir::new(run).latest_checkpoint().ok().flatten() {
+        Some(at) => anyhow::bail!(
+            "interrupted: the run is checkpointed where it stopped ({}); continue it with `qamlab train --resume {}`",
+            at.display(),
+            run.display()
+        ),
+        None => anyhow::bail!(
+            "interrupted before the run's first step: {} holds no checkpoint; remove it and start the run again",
+            run.display()
+        ),
+    }
 }
 
 struct StopOnInterrupt;

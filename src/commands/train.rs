@@ -159,7 +159,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             progress: !args.quiet,
             observer: Some(super::interrupt::stop_on_interrupt()),
         })?;
-        super::interrupt::check(dir)?;
+        super::interrupt::check(&summary)?;
         summary
     } else {
         let cfg = args.resolve()?;
@@ -189,7 +189,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             observer: Some(super::interrupt::stop_on_interrupt()),
         })
         .with_context(|| format!("training with {}", source()))?;
-        super::interrupt::check(&out)?;
+        super::interrupt::check(&summary)?;
         summary
     };
     print_summary(&summary);
@@ -281,6 +281,7 @@ mod tests {
             evals,
             learning_curve: "run/learning_curve.png".into(),
             run_dir: "run".into(),
+            stopped_early: false,
         }
     }
 

@@ -85,6 +85,9 @@ pub struct TrainSummary {
     pub learning_curve: PathBuf,
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Whether the run stopped on request before its last step (`--resume` continues it).
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// Watches a run from another part of the program (the window): metrics rows, evaluations and
@@ -142,9 +145,9 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let task =
         qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
     // Said once, when the run starts; a resumed run was told.
-    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
+    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps < cfg.start_training {
         tracing::warn!(
-            "online_steps = {} is not above start_training = {}: the online phase only collects, with no updates",
+            "online_steps = {} is below start_training = {}: the online phase only collects, with no updates",
             cfg.online_steps,
             cfg.start_training
         );
@@ -238,6 +241,8 @@ struct Trainer<'a> {
     fallback_reported: bool,
     /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
     resumed_envs: Option<ResumedEnvs>,
+    /// The step this process started training at (0, or the step of the checkpoint it resumed from).
+    started_at: u64,
     /// This process's claim on the run directory, held until the run ends.
     _lock: Option<RunLock>,
 }
@@ -288,6 +293,7 @@ impl<'a> Trainer<'a> {
             observer: None,
             fallback_reported: false,
             resumed_envs: None,
+            started_at: 0,
             _lock: None,
         };
         if resume {
@@ -340,15 +346,28 @@ impl<'a> Trainer<'a> {
     }
 
     fn run(&mut self) -> anyhow::Result<()> {
+        self.started_at = self.total_step();
         self.offline_phase()?;
         if self.stop_requested() {
-            return self.checkpoint(None);
+            return self.checkpoint_stopped(None);
         }
         self.online_phase()
     }
 
     fn stop_requested(&self) -> bool {
         self.observer.as_ref().is_some_and(|o| o.should_stop())
+    }
+
+    /// The checkpoint of a run stopped on request, unless it took no step since it started: the checkpoint it
+    /// resumed from then stands (rewriting it, file by file, would risk it for nothing).
+    fn checkpoint_stopped(
+        &mut self,
+        envs: Option<(&BatchedEnv, &ChunkQueues)>,
+    ) -> anyhow::Result<()> {
+        if self.total_step() == self.started_at {
+            return Ok(());
+        }
+        self.checkpoint(envs)
     }
 
     fn bar(&self, len: u64, pos: u64, prefix: &'static str) -> ProgressBar {
@@ -520,7 +539,7 @@ impl<'a> Trainer<'a> {
         }
         bar.finish();
         if self.stop_requested() {
-            self.checkpoint(Some((&env, &queues)))?;
+            self.checkpoint_stopped(Some((&env, &queues)))?;
         }
         Ok(())
     }
@@ -772,9 +791,11 @@ impl<'a> Trainer<'a> {
         if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
             self.evaluate("offline")?;
         }
+        let stopped_early = !self.is_complete();
         let due = self.online_updates_due(self.state.online_step);
-        // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all.
-        if due > 0 && self.state.updates == self.state.offline_step {
+        // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all. A run
+        // stopped early may simply not have got there yet.
+        if !stopped_early && due > 0 && self.state.updates == self.state.offline_step {
             // The run did what it was told, but a user would take its evaluations for a trained agent's.
             let (sampled, remedy) = if self.cfg.balanced_sampling {
                 (
@@ -819,6 +840,7 @@ impl<'a> Trainer<'a> {
             evals: self.state.evals.clone(),
             learning_curve: self.run.curve(),
             run_dir: self.run.root().to_path_buf(),
+            stopped_early,
         };
         write_bytes_atomically(
             &self.run.summary(),
@@ -1189,6 +1211,41 @@ mod tests {
             err.contains("tensor online/actions holds 5: expected actions in [-1, 1]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_resume_stopped_before_its_first_step_leaves_its_checkpoint_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let options = |resume: bool, stop_after_logs: usize| TrainOptions {
+            config: tiny(40, 2),
+            out: out.clone(),
+            resume,
+            progress: false,
+            observer: Some(Box::new(FinalWeights {
+                step: Arc::new(Mutex::new(None)),
+                logs: 0,
+                stop_after_logs: Some(stop_after_logs),
+            })),
+        };
+        // Stopped online (its third log), so the checkpoint records the envs' episodes in progress.
+        let summary = train(options(false, 3)).unwrap();
+        assert!(summary.stopped_early);
+        let latest = RunDir::new(&out).latest_checkpoint().unwrap().unwrap();
+        let files = ["agent.safetensors", "replay.safetensors", "state.json"];
+        let before: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(latest.join(f)).unwrap())
+            .collect();
+        // Asked to stop at once: no step is taken, and the checkpoint it resumed from stays as it was.
+        let summary = train(options(true, 0)).unwrap();
+        assert!(summary.stopped_early);
+        let after: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(latest.join(f)).unwrap())
+            .collect();
+        assert!(before == after, "the checkpoint was rewritten");
+        assert!(!train(options(true, 1000)).unwrap().stopped_early);
     }
 
     #[test]
