@@ -200,7 +200,7 @@ fn rebuild_visuals(
             .with_translation(Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, floor_z)),
     ));
     let half = Vec2::new(cols as f32, rows as f32) * spacing / 2.0;
-    // Centred on the colliders' heights: a scene authored above the ground (a pendulum hung at 1 m) is in view.
+    // Centred on the moving bodies' heights: a scene authored above the ground (a pendulum hung at 1 m) is in view.
     let (low, high) = vertical_extent(scene);
     frame.set_if_neq(SceneFrame {
         center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, (low + high) / 2.0),
@@ -517,13 +517,17 @@ fn scene_extent(scene: &TaskScene) -> f32 {
         .fold(0.3, f32::max)
 }
 
-/// Lowest and highest point of the colliders at their authored poses (a 0.2 m band about 0.1 m without any).
+/// Lowest and highest point of the moving bodies' colliders at their authored poses (of all colliders in a scene
+/// where nothing moves; a 0.2 m band about 0.1 m without any): a deep slab of ground does not pull the view down.
 fn vertical_extent(scene: &TaskScene) -> (f32, f32) {
-    (0..scene.bodies.len())
-        .filter_map(|b| scene.collider_bounds(b))
-        .map(|(min, max)| (min.z, max.z))
-        .reduce(|(lo, hi), (min, max)| (lo.min(min), hi.max(max)))
-        .unwrap_or((0.0, 0.2))
+    let extent = |moving_only: bool| {
+        (0..scene.bodies.len())
+            .filter(|&b| !moving_only || scene.bodies[b].body.kind != BodyKind::Fixed)
+            .filter_map(|b| scene.collider_bounds(b))
+            .map(|(min, max)| (min.z, max.z))
+            .reduce(|(lo, hi), (min, max)| (lo.min(min), hi.max(max)))
+    };
+    extent(true).or_else(|| extent(false)).unwrap_or((0.0, 0.2))
 }
 
 /// Height of the floor: 0.7 m under the lowest fixed collider (a table's legs' worth).
@@ -545,9 +549,9 @@ mod tests {
     fn the_camera_is_centred_on_the_colliders_heights() {
         let task = qamlab_tasks::load_task("cube-single").unwrap();
         let (low, high) = vertical_extent(&task.scene);
-        // The table's top 10 cm down to the gantry's top.
+        // The cube on the table up to the gantry's top; not the table.
         assert!(
-            (low + 0.1).abs() < 1e-4 && (high - 0.26).abs() < 1e-4,
+            low.abs() < 1e-4 && (high - 0.26).abs() < 1e-4,
             "{low}..{high}"
         );
         // The same scene authored 1 m higher.
@@ -557,7 +561,7 @@ mod tests {
         }
         let (low, high) = vertical_extent(&scene);
         assert!(
-            (low - 0.9).abs() < 1e-4 && (high - 1.26).abs() < 1e-4,
+            (low - 1.0).abs() < 1e-4 && (high - 1.26).abs() < 1e-4,
             "{low}..{high}"
         );
     }
