@@ -68,6 +68,15 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let stale_val = val_path(&args.out);
+    if args.overwrite && args.val_episodes == 0 && stale_val.is_file() {
+        tracing::warn!(
+            "{} is an earlier collection's validation file and will not match the new {}: remove it, or give \
+             --val-episodes to replace it",
+            stale_val.display(),
+            args.out.display()
+        );
+    }
     let options = CollectOptions {
         task: args.task,
         episodes: args.episodes,
