@@ -105,9 +105,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
 
 fn report(summary: &qamlab_headless::collect::CollectSummary) {
     println!(
-        "wrote {}: {} episodes, {} transitions ({} rows), {:.0}% of transitions at success, {:.0} env steps/s",
+        "wrote {}: {}, {} transitions ({} rows), {:.0}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),
-        summary.episodes,
+        super::count(summary.episodes, "episode"),
         summary.transitions,
         summary.rows,
         100.0 * summary.success_fraction,

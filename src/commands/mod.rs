@@ -21,3 +21,8 @@ where
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// `n thing` or `n things`.
+pub(crate) fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}

@@ -41,14 +41,14 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             println!(
                 "tried: oracle (solve) succeeds in {:.0}% of {}",
                 100.0 * tried.success_rate,
-                count(episodes, "episode")
+                super::count(episodes, "episode")
             );
         }
         let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
         println!(
             "tried: random actions succeed in {:.0}% of {}",
             100.0 * tried.success_rate,
-            count(episodes, "episode")
+            super::count(episodes, "episode")
         );
         // One control step cannot carry anything far: success then means the goals held at reset.
         if tried.at_first_step > 0 {
@@ -76,12 +76,12 @@ fn describe(
         "episodes: {} control steps of {} s ({} physics substeps each), reward {:?}\n",
         s.episode_length, s.control_dt, s.substeps, s.reward
     );
-    out += &format!("observation ({}):", count(spec.obs_dim, "value"));
+    out += &format!("observation ({}):", super::count(spec.obs_dim, "value"));
     for (group, range) in &spec.obs_blocks {
         out += &format!(" {group} [{}..{}],", range.start, range.end);
     }
     out.pop();
-    out += &format!("\nactions ({}):", count(spec.action_dim, "value"));
+    out += &format!("\nactions ({}):", super::count(spec.action_dim, "value"));
     for (k, a) in spec.action_names.iter().enumerate() {
         out += &format!(" {a} [{}, {}],", spec.action_low[k], spec.action_high[k]);
     }
@@ -188,11 +188,6 @@ fn try_policy(
         success_rate: solved as f64 / episodes as f64,
         at_first_step,
     })
-}
-
-/// `n thing` or `n things`.
-fn count(n: usize, thing: &str) -> String {
-    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What [`try_policy`] saw.
