@@ -960,6 +960,15 @@ mod tests {
         }
     }
 
+    /// A watcher that asks the run to stop after `logs` logs (never, for `None`).
+    fn stop_after(logs: Option<usize>) -> Box<dyn TrainObserver> {
+        Box::new(FinalWeights {
+            step: Arc::new(Mutex::new(None)),
+            logs: 0,
+            stop_after_logs: logs,
+        })
+    }
+
     /// A tiny online-only run of `online_steps` with `envs` envs.
     fn tiny(online_steps: u64, envs: usize) -> TrainConfig {
         let mut config = TrainConfig {
@@ -1122,11 +1131,7 @@ mod tests {
             out: out.clone(),
             resume,
             progress: false,
-            observer: Some(Box::new(FinalWeights {
-                step: Arc::new(Mutex::new(None)),
-                logs: 0,
-                stop_after_logs,
-            })),
+            observer: Some(stop_after(stop_after_logs)),
         };
         train(options(false, Some(3))).unwrap();
         let latest = RunDir::new(&out).latest_checkpoint().unwrap().unwrap();
@@ -1222,11 +1227,7 @@ mod tests {
             out: out.clone(),
             resume,
             progress: false,
-            observer: Some(Box::new(FinalWeights {
-                step: Arc::new(Mutex::new(None)),
-                logs: 0,
-                stop_after_logs: Some(stop_after_logs),
-            })),
+            observer: Some(stop_after(Some(stop_after_logs))),
         };
         // Stopped online (its third log), so the checkpoint records the envs' episodes in progress.
         let summary = train(options(false, 3)).unwrap();
