@@ -65,6 +65,31 @@ fn train_cmd(config: &Path, dataset: &Path, out: &Path) -> Command {
     cmd
 }
 
+/// Waits (up to 300 s) until the running `child` has published a checkpoint of a step past `step`.
+fn wait_for_checkpoint_past(run: &Path, child: &mut std::process::Child, step: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap_or_default();
+        let at: u64 = latest
+            .trim()
+            .trim_start_matches("step-")
+            .parse()
+            .unwrap_or(0);
+        if at > step {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint past step {step} within 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -84,27 +109,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
         .spawn()
         .unwrap();
     // Wait for a checkpoint in the online phase (past the offline steps), then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap_or_default();
-        let step: u64 = latest
-            .trim()
-            .trim_start_matches("step-")
-            .parse()
-            .unwrap_or(0);
-        if step > 100 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no online checkpoint within 300 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoint_past(&run, &mut child, 100);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!run.join("summary.json").exists());
@@ -254,17 +259,13 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     let dataset = collect(dir.path());
     let config = write_config(dir.path(), "tiny.toml", TINY);
     let run = dir.path().join("run");
-    let child = train_cmd(&config, &dataset, &run)
+    let mut child = train_cmd(&config, &dataset, &run)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Ctrl-C once the run has a checkpoint.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !run.join("checkpoints/latest").exists() {
-        assert!(Instant::now() < deadline, "no checkpoint within 300 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_checkpoint_past(&run, &mut child, 0);
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
