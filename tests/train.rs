@@ -461,6 +461,48 @@ fn offline_only(steps: u64) -> String {
 }
 
 #[test]
+fn a_dataset_trains_only_tasks_with_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", &offline_only(2));
+    let scene = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap();
+    let train_on = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = train_cmd(&config, &dataset, &dir.path().join(name.replace('.', "-")));
+        cmd.arg("--task").arg(path);
+        cmd
+    };
+
+    // A variant of the scene (another name, the same columns) trains, saying whose data it is.
+    let renamed = scene.replace(r#"name: "cube-single""#, r#"name: "cube-heavy""#);
+    let out = run_ok(&mut train_on("heavy.scn.ron", &renamed));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("data.npz was collected on task cube-single, not cube-heavy"),
+        "{stderr}"
+    );
+
+    // Two sensors of the same width swapped: the widths agree, the columns do not.
+    let swapped = scene
+        .replace(r#"Position(frame: "pinch"),"#, "FIRST")
+        .replace(
+            r#"LinearVelocity(frame: "pinch"),"#,
+            r#"Position(frame: "pinch"),"#,
+        )
+        .replace("FIRST", r#"LinearVelocity(frame: "pinch"),"#);
+    let err = run_err(&mut train_on("swapped.scn.ron", &swapped));
+    assert!(
+        err.contains("data.npz was collected on task cube-single, whose observations are not task cube-single's")
+            && err.contains("observation 0 is `pinch.position.x` there"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = collect(dir.path());

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_sim::{BatchedEnv, EnvOptions};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode, load_task};
 
-use crate::dataset::{DatasetRows, Row, write_dataset};
+use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset};
 
 /// What to collect.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +50,29 @@ impl Default for CollectOptions {
             out: PathBuf::from("dataset.npz"),
             progress: false,
         }
+    }
+}
+
+impl CollectOptions {
+    /// The `qamlab collect` command that makes these options' rows again (recorded in the dataset's source).
+    pub fn command_line(&self) -> String {
+        let mut line = format!(
+            "qamlab collect --task {} --episodes {} --envs {} --seed {} --noise {}",
+            self.task, self.episodes, self.envs, self.seed, self.noise
+        );
+        if !self.play {
+            line.push_str(" --solve");
+        }
+        if self.random_action_prob > 0.0 {
+            line.push_str(&format!(
+                " --random-action-prob {}",
+                self.random_action_prob
+            ));
+        }
+        if let Some(length) = self.episode_length {
+            line.push_str(&format!(" --episode-length {length}"));
+        }
+        line
     }
 }
 
@@ -221,7 +244,8 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         ));
     }
     let seconds = start.elapsed().as_secs_f64();
-    write_dataset(&opts.out, &all)
+    let source = DatasetSource::new(&spec, opts.command_line());
+    write_dataset(&opts.out, &all, &source)
         .with_context(|| format!("writing dataset {}", opts.out.display()))?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;
@@ -404,6 +428,96 @@ mod tests {
                 .zip(&d.masks)
                 .all(|(r, m)| *m == -*r && (*r == 0.0 || *r == -1.0))
         );
+        // Its source names the task, its columns and the command that made it.
+        let source = d.source.unwrap();
+        let spec = cube_single_spec();
+        assert_eq!(
+            (&source.task, &source.observations, &source.actions),
+            (&spec.task, &spec.obs_names, &spec.action_names)
+        );
+        assert_eq!(
+            source.collected_with,
+            "qamlab collect --task cube-single --episodes 5 --envs 3 --seed 7 --noise 0.1 --episode-length 40"
+        );
+    }
+
+    fn cube_single_spec() -> qamlab_sim::EnvSpec {
+        let task = load_task("cube-single").unwrap();
+        qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length)
+    }
+
+    #[test]
+    fn a_dataset_fits_only_a_task_with_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cube.npz");
+        collect(&small(path.clone(), 5)).unwrap();
+        let data = load_dataset(&path).unwrap();
+        let spec = cube_single_spec();
+        assert_eq!(data.check_fits(&path, &spec).unwrap(), None);
+
+        // A variant of the scene with the same columns trains, with a note.
+        let mut variant = spec.clone();
+        variant.task = "cube-heavy".into();
+        let note = data.check_fits(&path, &variant).unwrap().unwrap();
+        assert!(
+            note.contains("collected on task cube-single, not cube-heavy"),
+            "{note}"
+        );
+
+        // The same widths with other columns is another task's data.
+        let mut other = spec.clone();
+        other.obs_names.swap(0, 1);
+        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+        assert!(
+            err.contains("cube.npz was collected on task cube-single, whose observations are not")
+                && err.contains(
+                    "observation 0 is `pinch.position.x` there and `pinch.position.y` here"
+                ),
+            "{err}"
+        );
+        let mut other = spec.clone();
+        other.action_names[4] = "grip".into();
+        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+        assert!(
+            err.contains("action 4 is `gripper` there and `grip` here"),
+            "{err}"
+        );
+
+        // Other widths: the task the data came from is named.
+        let double = load_task("cube-double").unwrap();
+        let double = qamlab_sim::EnvSpec::new(&double.scene, 500);
+        let err = format!("{:#}", data.check_fits(&path, &double).unwrap_err());
+        assert!(
+            err.contains("observations are 28-D")
+                && err.contains("(the dataset was collected on task cube-single)"),
+            "{err}"
+        );
+
+        // A file that does not say where it came from (OGBench's) is checked by its widths only.
+        let path = dir.path().join("plain.npz");
+        broken_npz(&path, false, 4, true, None);
+        let plain = load_dataset(&path).unwrap();
+        assert_eq!(plain.source, None);
+        let mut narrow = spec.clone();
+        (narrow.obs_dim, narrow.action_dim) = (3, 2);
+        assert_eq!(plain.check_fits(&path, &narrow).unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_source_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src.npz");
+        for (text, expected) in [
+            ("not json", "key `source`: expected JSON text"),
+            (
+                r#"{"task":"t","observations":["a"],"actions":["x","y"],"collected_with":"","qamlab":""}"#,
+                "key `source`: names 1 observation and 2 action columns, but the arrays hold 3 and 2",
+            ),
+        ] {
+            broken_npz(&path, false, 4, true, Some(text));
+            let err = format!("{:#}", load_dataset(&path).unwrap_err());
+            assert!(err.contains("src.npz") && err.contains(expected), "{err}");
+        }
     }
 
     #[test]
@@ -445,12 +559,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.npz");
         collect(&small(path.clone(), 3)).unwrap();
-        let script = "import numpy as np, sys\n\
+        let script = "import json, numpy as np, sys\n\
 d = np.load(sys.argv[1])\n\
 assert d['observations'].dtype == np.float32 and d['observations'].shape == (205, 28)\n\
 assert d['actions'].dtype == np.float32 and d['actions'].shape == (205, 5)\n\
 assert d['terminals'].dtype == np.bool_ and d['terminals'].sum() == 5 and d['terminals'][-1]\n\
 assert d['qpos'].dtype == np.float32 and d['rewards'].dtype == np.float32\n\
+assert json.loads(d['source'].tobytes())['task'] == 'cube-single'\n\
 print('ok')\n";
         let out = std::process::Command::new("python3")
             .args(["-c", script])
@@ -465,8 +580,14 @@ print('ok')\n";
     }
 
     /// A 4-row npz with float32 observations `[4, 3]` and terminals ending one episode; actions
-    /// float32 or integers, `rewards_len` rewards, and masks only if asked.
-    fn broken_npz(path: &Path, int_actions: bool, rewards_len: usize, masks: bool) {
+    /// float32 or integers, `rewards_len` rewards, masks only if asked, and `source` text if given.
+    fn broken_npz(
+        path: &Path,
+        int_actions: bool,
+        rewards_len: usize,
+        masks: bool,
+        source: Option<&str>,
+    ) {
         let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
         npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
             .unwrap();
@@ -485,6 +606,10 @@ print('ok')\n";
             npz.add_array("masks", &ndarray::Array1::<f32>::zeros(4))
                 .unwrap();
         }
+        if let Some(text) = source {
+            npz.add_array("source", &ndarray::Array1::from(text.as_bytes().to_vec()))
+                .unwrap();
+        }
         npz.finish().unwrap();
     }
 
@@ -492,7 +617,7 @@ print('ok')\n";
     fn loader_errors_name_file_key_and_shape() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broken.npz");
-        broken_npz(&path, true, 4, true);
+        broken_npz(&path, true, 4, true, None);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("broken.npz") && err.contains("`actions`") && err.contains("float32"),
@@ -500,7 +625,7 @@ print('ok')\n";
         );
 
         let path = dir.path().join("short.npz");
-        broken_npz(&path, false, 3, false);
+        broken_npz(&path, false, 3, false, None);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("short.npz") && err.contains("`masks`") && err.contains("missing"),
@@ -508,7 +633,7 @@ print('ok')\n";
         );
 
         let path = dir.path().join("rows.npz");
-        broken_npz(&path, false, 3, true);
+        broken_npz(&path, false, 3, true, None);
         let err = format!("{:#}", load_dataset(&path).unwrap_err());
         assert!(
             err.contains("rows.npz") && err.contains("`rewards`") && err.contains("N = 4"),

@@ -11,6 +11,7 @@
 //! | `masks` | float32 | `[R]` | `1 - successes` |
 //! | `successes` | bool | `[R]` | whether the step from `s_t` reached success (final row: whether `s_T` is one) |
 //! | `qpos`, `qvel` | float32 | `[R, nq]`, `[R, nv]` | physics state at `s_t` |
+//! | `source` | uint8 | `[bytes]` | [`DatasetSource`] as JSON text (`json.loads(d["source"].tobytes())`) |
 //!
 //! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed
 //! into place, so a crash never leaves half a dataset under the final name.
@@ -51,6 +52,36 @@ pub struct DatasetRows {
     pub qpos: Vec<f32>,
     /// `[R * qvel_dim]`.
     pub qvel: Vec<f32>,
+}
+
+/// Where a dataset came from, stored in its `source` key: the task's name and what its observation and action
+/// columns are, so that training on another task's data is caught even where the widths agree; and how it was
+/// collected, so that a file says how to make it again.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DatasetSource {
+    /// The task's own name (its scene's, whatever file it came from).
+    pub task: String,
+    /// The observation's column names, in order (`EnvSpec::obs_names`).
+    pub observations: Vec<String>,
+    /// The action's column names, in order (`EnvSpec::action_names`).
+    pub actions: Vec<String>,
+    /// The `qamlab collect` command that made the rows.
+    pub collected_with: String,
+    /// The version of qamlab that made them.
+    pub qamlab: String,
+}
+
+impl DatasetSource {
+    /// The source for a dataset of `spec`'s task.
+    pub fn new(spec: &qamlab_sim::EnvSpec, collected_with: String) -> Self {
+        Self {
+            task: spec.task.clone(),
+            observations: spec.obs_names.clone(),
+            actions: spec.action_names.clone(),
+            collected_with,
+            qamlab: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
 }
 
 /// One row to append.
@@ -157,8 +188,12 @@ impl DatasetRows {
     }
 }
 
-/// Writes `rows` to `path` in OGBench's npz layout, atomically.
-pub fn write_dataset(path: &Path, rows: &DatasetRows) -> anyhow::Result<()> {
+/// Writes `rows` to `path` in OGBench's npz layout, with `source` beside, atomically.
+pub fn write_dataset(
+    path: &Path,
+    rows: &DatasetRows,
+    source: &DatasetSource,
+) -> anyhow::Result<()> {
     let r = rows.len();
     // Views of the rows, written as they are: a copy would double a large dataset's memory.
     fn m2(data: &[f32], rows: usize, w: usize) -> Result<ArrayView2<'_, f32>, ShapeError> {
@@ -168,6 +203,7 @@ pub fn write_dataset(path: &Path, rows: &DatasetRows) -> anyhow::Result<()> {
     let actions = m2(&rows.actions, r, rows.action_dim)?;
     let qpos = m2(&rows.qpos, r, rows.qpos_dim)?;
     let qvel = m2(&rows.qvel, r, rows.qvel_dim)?;
+    let source = serde_json::to_vec(source)?;
     write_atomically(path, |file| {
         let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
         npz.add_array("observations", &observations)?;
@@ -178,6 +214,7 @@ pub fn write_dataset(path: &Path, rows: &DatasetRows) -> anyhow::Result<()> {
         npz.add_array("successes", &ArrayView1::from(&rows.successes))?;
         npz.add_array("qpos", &qpos)?;
         npz.add_array("qvel", &qvel)?;
+        npz.add_array("source", &ArrayView1::from(&source))?;
         npz.finish()?;
         Ok(())
     })
@@ -207,6 +244,8 @@ pub struct Dataset {
     pub terminals: Vec<f32>,
     /// CRC-32 of the file's bytes: what a resumed run checks to know it trains on the same data.
     pub crc32: u32,
+    /// Where it came from, when the file says (`qamlab collect` writes it; OGBench's files do not).
+    pub source: Option<DatasetSource>,
 }
 
 impl Dataset {
@@ -218,6 +257,56 @@ impl Dataset {
     /// Whether it holds no transitions.
     pub fn is_empty(&self) -> bool {
         self.rewards.is_empty()
+    }
+
+    /// Checks that the dataset read from `path` is data of `spec`'s task: its widths, and, where the file names
+    /// its source, its observation and action columns. Another task with the same columns (a variant of a scene)
+    /// is `Ok` with a note saying so, for the caller to show.
+    pub fn check_fits(
+        &self,
+        path: &Path,
+        spec: &qamlab_sim::EnvSpec,
+    ) -> anyhow::Result<Option<String>> {
+        let file = path.display();
+        ensure!(
+            (self.obs_dim, self.action_dim) == (spec.obs_dim, spec.action_dim),
+            "dataset {file}: observations are {}-D and actions {}-D, but task {} has {}-D observations and {}-D \
+             actions{}",
+            self.obs_dim,
+            self.action_dim,
+            spec.task,
+            spec.obs_dim,
+            spec.action_dim,
+            self.source
+                .as_ref()
+                .map(|s| format!(" (the dataset was collected on task {})", s.task))
+                .unwrap_or_default()
+        );
+        let Some(source) = &self.source else {
+            return Ok(None);
+        };
+        for (what, theirs, ours) in [
+            ("observation", &source.observations, &spec.obs_names),
+            ("action", &source.actions, &spec.action_names),
+        ] {
+            if let Some(k) = (0..ours.len()).find(|&k| theirs.get(k) != Some(&ours[k])) {
+                bail!(
+                    "dataset {file} was collected on task {}, whose {what}s are not task {}'s: {what} {k} is `{}` \
+                     there and `{}` here (`qamlab task NAME` lists a task's columns)",
+                    source.task,
+                    spec.task,
+                    theirs.get(k).map_or("missing", String::as_str),
+                    ours[k]
+                );
+            }
+        }
+        Ok((source.task != spec.task).then(|| {
+            format!(
+                "dataset {file} was collected on task {}, not {}; its observations and actions have the same names, \
+                 so it trains as if they mean the same",
+                source.task, spec.task
+            )
+        }))
     }
 }
 
@@ -370,10 +459,16 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         obs.as_slice().expect("standard layout"),
         act.as_slice().expect("standard layout"),
     );
+    let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
+        Some(read_source(&mut npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
+    } else {
+        None
+    };
     let mut d = Dataset {
         obs_dim: o,
         action_dim: a,
         crc32: crc32fast::hash(&bytes),
+        source,
         ..Dataset::default()
     };
     let mut outside = 0;
@@ -428,6 +523,27 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         );
     }
     Ok(d)
+}
+
+/// Reads the `source` key: JSON text as uint8 bytes, naming as many columns as the arrays hold.
+fn read_source(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    obs_dim: usize,
+    action_dim: usize,
+) -> anyhow::Result<DatasetSource> {
+    let bytes = npz
+        .by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix1>("source")
+        .context("expected uint8 [bytes] of JSON text")?;
+    let source: DatasetSource = serde_json::from_slice(&bytes.to_vec()).context(
+        "expected JSON text with task, observations, actions, collected_with and qamlab",
+    )?;
+    ensure!(
+        (source.observations.len(), source.actions.len()) == (obs_dim, action_dim),
+        "names {} observation and {} action columns, but the arrays hold {obs_dim} and {action_dim}",
+        source.observations.len(),
+        source.actions.len()
+    );
+    Ok(source)
 }
 
 /// Reads number array `key` as float32: float32 as stored; float64 (numpy's default) and integers converted.

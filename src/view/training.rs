@@ -185,16 +185,8 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
     RunDir::new(&out).check_unused()?;
     if let Some(path) = &config.dataset {
         let data = qamlab_headless::dataset::load_dataset(path)?;
-        let (obs, action) = (data.obs_dim, data.action_dim);
-        anyhow::ensure!(
-            (obs, action) == (spec.obs_dim, spec.action_dim),
-            "dataset {}: observations are {obs}-D and actions {action}-D, but task {} has {}-D observations and \
-             {}-D actions",
-            path.display(),
-            spec.task,
-            spec.obs_dim,
-            spec.action_dim
-        );
+        // A variant's note is the trainer's to give, when it starts.
+        data.check_fits(path, spec)?;
     }
     let (events, receiver) = channel();
     let stop = Arc::new(AtomicBool::new(false));

@@ -270,7 +270,7 @@ impl<'a> Trainer<'a> {
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
-            Some(path) => Some(load_offline_data(path, &mut replay, cfg)?),
+            Some(path) => Some(load_offline_data(path, &mut replay, cfg, &spec, resume)?),
             None => None,
         };
         let offline_len = replay.len();
@@ -867,24 +867,20 @@ fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
         .wrapping_add(i)
 }
 
-/// Reads the offline dataset into the replay buffer, checking it fits the task and the agent's chunks; returns
-/// the CRC-32 of the file.
+/// Reads the offline dataset into the replay buffer, checking it is data of the task (a note on a variant's said
+/// when the run starts, not when it resumes) and holds a chunk; returns the CRC-32 of the file.
 fn load_offline_data(
     path: &Path,
     replay: &mut TransitionStore,
     cfg: &TrainConfig,
+    spec: &qamlab_sim::EnvSpec,
+    resume: bool,
 ) -> anyhow::Result<u32> {
     let data = crate::dataset::load_dataset(path)?;
-    if data.obs_dim != replay.obs_dim() || data.action_dim != replay.action_dim() {
-        bail!(
-            "dataset {}: observations are {}-D and actions {}-D, but task {} has {}-D observations and {}-D actions",
-            path.display(),
-            data.obs_dim,
-            data.action_dim,
-            cfg.task,
-            replay.obs_dim(),
-            replay.action_dim()
-        );
+    if let Some(note) = data.check_fits(path, spec)?
+        && !resume
+    {
+        tracing::warn!("{note}");
     }
     let rewards: Vec<f32> = data
         .rewards
