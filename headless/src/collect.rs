@@ -230,7 +230,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
             obs.copy_from_slice(&out.obs);
             qpos.copy_from_slice(&out.qpos);
             qvel.copy_from_slice(&out.qvel);
-            oracle.episodes_ended(&out.terminated, &out.truncated);
+            oracle.episodes_ended(out);
         }
         for rows in episode.iter_mut().take(active) {
             all.append(rows);

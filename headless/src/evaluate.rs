@@ -75,7 +75,7 @@ pub fn evaluate(
             }
             env_steps += 1;
             returns[i] += f64::from(out.reward[i]);
-            if out.terminated[i] || out.truncated[i] {
+            if out.ended(i) {
                 successes += usize::from(out.success[i]);
                 total_return += returns[i];
                 returns[i] = 0.0;

@@ -44,6 +44,17 @@ pub struct EnvSpec {
 }
 
 impl EnvSpec {
+    /// Actions for `envs` envs, `[envs * action_dim]`, each drawn uniformly from its range.
+    pub fn random_actions(&self, rng: &mut impl rand::Rng, envs: usize) -> Vec<f32> {
+        let mut actions = Vec::with_capacity(envs * self.action_dim);
+        for _ in 0..envs {
+            for (lo, hi) in self.action_low.iter().zip(&self.action_high) {
+                actions.push(lo + (hi - lo) * rng.random::<f32>());
+            }
+        }
+        actions
+    }
+
     /// The spec of a loaded task, with `episode_length` possibly overridden.
     pub fn new(scene: &TaskScene, episode_length: u32) -> Self {
         let mut obs_names = Vec::new();

@@ -63,6 +63,12 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
+    /// Whether env `i`'s episode ended at this step, by success or by the time limit (its `obs` is a new
+    /// episode's first).
+    pub fn ended(&self, i: usize) -> bool {
+        self.terminated[i] || self.truncated[i]
+    }
+
     /// Refuses observations (and episodes' final ones) that are not finite, naming the first: a scene whose
     /// physics left f32's range must stop its driver, not fill a dataset or a replay buffer with NaN.
     pub fn check_finite(&self, spec: &EnvSpec) -> Result<(), crate::SimError> {

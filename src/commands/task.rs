@@ -4,7 +4,7 @@
 use anyhow::Context;
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// Flags of `qamlab task`.
@@ -159,18 +159,13 @@ fn try_policy(
     for step in 0..spec.episode_length {
         match oracle.as_mut() {
             Some(oracle) => actions.copy_from_slice(oracle.act(&obs)),
-            None => {
-                for (k, a) in actions.iter_mut().enumerate() {
-                    let d = k % spec.action_dim;
-                    *a = rng.random_range(spec.action_low[d]..=spec.action_high[d]);
-                }
-            }
+            None => actions = spec.random_actions(&mut rng, episodes),
         }
         let out = env
             .step(&actions)
             .with_context(|| format!("stepping the task at control step {step}"))?;
         for (i, end) in ended.iter_mut().enumerate() {
-            if end.is_none() && (out.terminated[i] || out.truncated[i]) {
+            if end.is_none() && out.ended(i) {
                 *end = Some(out.terminated[i]);
                 at_first_step += usize::from(step == 0 && out.terminated[i]);
             }
@@ -180,7 +175,7 @@ fn try_policy(
         }
         obs.copy_from_slice(&out.obs);
         if let Some(oracle) = oracle.as_mut() {
-            oracle.episodes_ended(&out.terminated, &out.truncated);
+            oracle.episodes_ended(out);
         }
     }
     let solved = ended.iter().filter(|e| **e == Some(true)).count();

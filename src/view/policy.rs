@@ -13,7 +13,7 @@ use qamlab_headless::run_dir::RunDir;
 use qamlab_sim::systems::{BatchActions, SimTask};
 use qamlab_sim::{EnvSet, EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::ViewArgs;
@@ -211,32 +211,21 @@ impl ActingPolicy {
                 queues.next_actions(agent, obs)
             }
             PolicyKind::Oracle => Ok(self.oracle.as_mut().expect("available").act(obs).to_vec()),
-            PolicyKind::Random => {
-                let n = obs.len() / spec.obs_dim;
-                let mut actions = Vec::with_capacity(n * spec.action_dim);
-                for _ in 0..n {
-                    for (lo, hi) in spec.action_low.iter().zip(&spec.action_high) {
-                        actions.push(lo + (hi - lo) * self.random.random::<f32>());
-                    }
-                }
-                Ok(actions)
-            }
+            PolicyKind::Random => Ok(spec.random_actions(&mut self.random, obs.len() / spec.obs_dim)),
         }
     }
 
     /// Tells the stateful policies which episodes just ended.
     fn episodes_ended(&mut self, out: &StepOutput) {
         if let Ok(oracle) = &mut self.oracle {
-            oracle.episodes_ended(&out.terminated, &out.truncated);
+            oracle.episodes_ended(out);
         }
         if let Some(agent) = &self.agent {
             let mut acting = agent
                 .lock()
                 .expect("the acting agent's lock is never poisoned");
-            for (i, (t, u)) in out.terminated.iter().zip(&out.truncated).enumerate() {
-                if *t || *u {
-                    acting.queues.clear(i);
-                }
+            for i in (0..out.terminated.len()).filter(|&i| out.ended(i)) {
+                acting.queues.clear(i);
             }
         }
     }
@@ -388,7 +377,7 @@ fn count_episodes(
     }
     for i in 0..n {
         stats.running[i] += out.reward[i];
-        if out.terminated[i] || out.truncated[i] {
+        if out.ended(i) {
             let ret = std::mem::take(&mut stats.running[i]);
             stats.episodes += 1;
             stats.successes += u64::from(out.success[i]);

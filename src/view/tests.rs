@@ -89,7 +89,7 @@ fn the_window_steps_the_same_trajectories_as_the_headless_driver() {
     for _ in 0..120 {
         let actions = oracle.act(&obs).to_vec();
         let out = env.step(&actions).unwrap();
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
         obs = out.obs.clone();
     }
     assert_eq!(

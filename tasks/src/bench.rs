@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use qamlab_sim::{BatchedEnv, EnvOptions};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::oracle::{Oracle, OracleConfig, OracleMode};
@@ -59,17 +59,7 @@ pub fn bench_sim(
         let seeds: Vec<u64> = (0..n as u64).collect();
         env.reset(&seeds)?;
         let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
-        let batches: Vec<Vec<f32>> = (0..16)
-            .map(|_| {
-                (0..n * spec.action_dim)
-                    .map(|k| {
-                        let d = k % spec.action_dim;
-                        spec.action_low[d]
-                            + (spec.action_high[d] - spec.action_low[d]) * rng.random::<f32>()
-                    })
-                    .collect()
-            })
-            .collect();
+        let batches: Vec<Vec<f32>> = (0..16).map(|_| spec.random_actions(&mut rng, n)).collect();
         let (start, cpu) = (Instant::now(), process_cpu_seconds());
         for s in 0..steps {
             env.step(&batches[s % batches.len()])?;
@@ -92,7 +82,7 @@ pub fn bench_sim(
             let actions = oracle.act(&obs).to_vec();
             let out = env.step(&actions)?;
             obs.copy_from_slice(&out.obs);
-            oracle.episodes_ended(&out.terminated, &out.truncated);
+            oracle.episodes_ended(out);
         }
         rows.push(row("oracle", n, steps, start, cpu));
     }

@@ -8,12 +8,12 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use qamlab_sim::EnvSpec;
+use qamlab_sim::{EnvSpec, StepOutput};
 use qamlab_sim::authoring::Control;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::oracle::{OracleConfig, OracleMode, perturb};
+use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
 /// Observation indices the oracle reads.
@@ -288,12 +288,10 @@ impl CubeOracle {
         s.cube = None;
     }
 
-    /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
-    pub fn episodes_ended(&mut self, terminated: &[bool], truncated: &[bool]) {
-        for i in 0..self.scripts.len() {
-            if terminated[i] || truncated[i] {
-                self.episode_started(i);
-            }
+    /// Restarts the scripts of every env whose episode ended at the step `out` reports.
+    pub fn episodes_ended(&mut self, out: &StepOutput) {
+        for i in (0..self.scripts.len()).filter(|&i| out.ended(i)) {
+            self.episode_started(i);
         }
     }
 
@@ -476,11 +474,6 @@ impl CubeOracle {
         let dyaw = yaw.map_or(0.0, |y| (y - ee_yaw) / YAW_SCALE);
         [mv(0), mv(1), mv(2), dyaw, grip]
     }
-}
-
-/// `x` wrapped into `[-period/2, period/2)`.
-fn wrap(x: f32, period: f32) -> f32 {
-    (x + period / 2.0).rem_euclid(period) - period / 2.0
 }
 
 /// `n thing` or `n things`.

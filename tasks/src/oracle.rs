@@ -3,7 +3,7 @@
 //! [`WalkerOracle`] (a legged robot's gait, steered through the scene's maze).
 
 use qamlab_sim::authoring::{Control, Range};
-use qamlab_sim::{EnvSpec, TaskScene};
+use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -100,6 +100,11 @@ pub(crate) fn perturb(
     }
 }
 
+/// `x` wrapped into `[-period/2, period/2)`.
+pub(crate) fn wrap(x: f32, period: f32) -> f32 {
+    (x + period / 2.0).rem_euclid(period) - period / 2.0
+}
+
 /// A task's scripted policy, batched over N envs: the script that fits the task's robot.
 pub enum Oracle {
     /// The gantry's pick-and-place, for the cube tasks.
@@ -192,11 +197,11 @@ impl Oracle {
         }
     }
 
-    /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
-    pub fn episodes_ended(&mut self, terminated: &[bool], truncated: &[bool]) {
+    /// Restarts the scripts of every env whose episode ended at the step `out` reports.
+    pub fn episodes_ended(&mut self, out: &StepOutput) {
         match self {
-            Self::Cube(o) => o.episodes_ended(terminated, truncated),
-            Self::Walker(o) => o.episodes_ended(terminated, truncated),
+            Self::Cube(o) => o.episodes_ended(out),
+            Self::Walker(o) => o.episodes_ended(out),
         }
     }
 

@@ -13,13 +13,14 @@ use std::f32::consts::PI;
 
 use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::authoring::{BodyKind, Control, JointKind};
+use qamlab_sim::physics::yaw_of;
 use qamlab_sim::scene::GoalDef;
-use qamlab_sim::{EnvSpec, TaskScene};
+use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::maze::{DistanceField, Maze};
-use crate::oracle::{OracleConfig, OracleMode, perturb};
+use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
 /// Control steps per gait cycle (each set of legs swings for half of it).
@@ -84,17 +85,6 @@ struct Layout {
     yaw0: f32,
     legs: Vec<Leg>,
     action_dim: usize,
-}
-
-/// `a` wrapped into [-pi, pi).
-fn wrap_angle(a: f32) -> f32 {
-    (a + PI).rem_euclid(2.0 * PI) - PI
-}
-
-/// Yaw of a quaternion (rotation about z, radians).
-fn yaw_of(q: Quat) -> f32 {
-    let (x, y, z, w) = (q.x, q.y, q.z, q.w);
-    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
 }
 
 impl Layout {
@@ -519,12 +509,10 @@ impl WalkerOracle {
         w.noise.fill(0.0);
     }
 
-    /// Restarts the scripts of every env whose episode just ended (`terminated[i] || truncated[i]`).
-    pub fn episodes_ended(&mut self, terminated: &[bool], truncated: &[bool]) {
-        for i in 0..self.walks.len() {
-            if terminated[i] || truncated[i] {
-                self.episode_started(i);
-            }
+    /// Restarts the scripts of every env whose episode ended at the step `out` reports.
+    pub fn episodes_ended(&mut self, out: &StepOutput) {
+        for i in (0..self.walks.len()).filter(|&i| out.ended(i)) {
+            self.episode_started(i);
         }
     }
 
@@ -588,7 +576,7 @@ impl WalkerOracle {
         };
         let dir = Vec2::from_angle(-yaw).rotate(heading.normalize_or_zero()) * speed;
         // Back to the authored yaw (see the module's note).
-        let turn = (wrap_angle(l.yaw0 - yaw) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
+        let turn = (wrap(l.yaw0 - yaw, 2.0 * PI) * TURN_GAIN).clamp(-1.0, 1.0) * TURN;
         let clock = w.clock;
         w.clock += 1;
         l.gait(clock, dir, turn, action);

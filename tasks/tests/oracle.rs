@@ -41,12 +41,12 @@ fn run_scene(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> V
         let actions = oracle.act(&obs).to_vec();
         let out = env.step(&actions).unwrap();
         for (i, r) in result.iter_mut().enumerate() {
-            if r.is_none() && (out.terminated[i] || out.truncated[i]) {
+            if r.is_none() && out.ended(i) {
                 *r = Some((out.terminated[i], t));
             }
         }
         obs.copy_from_slice(&out.obs);
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
     }
     result
         .into_iter()
@@ -142,7 +142,7 @@ fn play_oracle_chains_pick_and_place_under_noise() {
             max_cube_z = max_cube_z.max(out.final_obs[i * 28 + 12]);
         }
         obs.copy_from_slice(&out.obs);
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
     }
     let placements: u32 = (0..n).map(|i| oracle.placements(i)).sum();
     let drops: u32 = (0..n).map(|i| oracle.drops(i)).sum();
@@ -183,7 +183,7 @@ fn oracle_trajectory(seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
                 .map(|x| x.to_bits()),
         );
         obs.copy_from_slice(&out.obs);
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
     }
     bits
 }
@@ -270,7 +270,7 @@ fn play_oracle_moves_both_cubes_of_cube_double() {
             lifted[1] |= o[b + 2] > 0.06;
         }
         obs.copy_from_slice(&out.obs);
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
     }
     let placements: u32 = (0..n).map(|i| oracle.placements(i)).sum();
     let drops: u32 = (0..n).map(|i| oracle.drops(i)).sum();

@@ -58,7 +58,7 @@ fn run(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> (Vec<Ep
                 continue;
             }
             lowest[i] = lowest[i].min(out.final_obs[i * o + z]);
-            if out.terminated[i] || out.truncated[i] {
+            if out.ended(i) {
                 episodes[i] = Some(Episode {
                     solved: out.terminated[i],
                     steps: t,
@@ -67,7 +67,7 @@ fn run(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> (Vec<Ep
             }
         }
         obs.copy_from_slice(&out.obs);
-        oracle.episodes_ended(&out.terminated, &out.truncated);
+        oracle.episodes_ended(out);
     }
     let episodes = episodes.into_iter().map(Option::unwrap).collect();
     (episodes, oracle)

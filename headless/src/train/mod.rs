@@ -464,7 +464,7 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("stepping task {} online", self.cfg.task))?;
             self.state.env_seconds += t0.elapsed().as_secs_f64();
             for i in 0..n {
-                let done = out.terminated[i] || out.truncated[i];
+                let done = out.ended(i);
                 let staging = if self.stages_in_replay() {
                     &mut self.replay
                 } else {
