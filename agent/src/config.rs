@@ -166,6 +166,32 @@ fn bad(field: &str, reason: impl Into<String>) -> AgentError {
 }
 
 impl AgentConfig {
+    /// Sets the agent kind, giving the variant weights a working default when the config left them at zero
+    /// (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing them for kinds that
+    /// do not use them.
+    pub fn select_kind(&mut self, kind: AgentKind) {
+        self.kind = kind;
+        match kind {
+            AgentKind::QamF => self.edit_scale = 0.0,
+            AgentKind::QamE => self.fql_alpha = 0.0,
+            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
+                self.fql_alpha = 0.0;
+                self.edit_scale = 0.0;
+            }
+        }
+        self.fill_variant_weight();
+    }
+
+    /// Gives the kind's own variant weight its working default when the config left it at zero (`kind = "qam-e"`
+    /// alone means QAM-E at edit scale 0.1); the other weight is left for validation to question.
+    pub fn fill_variant_weight(&mut self) {
+        match self.kind {
+            AgentKind::QamF if self.fql_alpha <= 0.0 => self.fql_alpha = 30.0,
+            AgentKind::QamE if self.edit_scale <= 0.0 => self.edit_scale = 0.1,
+            _ => {}
+        }
+    }
+
     /// Parses a TOML document (unknown keys are an error naming the key) and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self> {
         let cfg: AgentConfig =

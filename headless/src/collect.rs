@@ -443,7 +443,7 @@ mod tests {
 
     fn cube_single_spec() -> qamlab_sim::EnvSpec {
         let task = load_task("cube-single").unwrap();
-        qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length)
+        qamlab_sim::EnvSpec::of(&task.scene)
     }
 
     #[test]

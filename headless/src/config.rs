@@ -250,35 +250,6 @@ impl TrainConfig {
     }
 }
 
-/// Sets the agent kind, giving the variant weights a working default when the config left them at
-/// zero (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing
-/// them for kinds that do not use them.
-pub fn select_agent_kind(agent: &mut AgentConfig, kind: qamlab_agent::AgentKind) {
-    use qamlab_agent::AgentKind;
-    agent.kind = kind;
-    match kind {
-        AgentKind::QamF => agent.edit_scale = 0.0,
-        AgentKind::QamE => agent.fql_alpha = 0.0,
-        AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
-            agent.fql_alpha = 0.0;
-            agent.edit_scale = 0.0;
-        }
-    }
-    fill_variant_weight(agent);
-}
-
-/// Gives the kind's own variant weight its working default when the config left it at zero
-/// (`kind = "qam-e"` alone means QAM-E at edit scale 0.1); the other weight is left for
-/// validation to question.
-pub fn fill_variant_weight(agent: &mut AgentConfig) {
-    use qamlab_agent::AgentKind;
-    match agent.kind {
-        AgentKind::QamF if agent.fql_alpha <= 0.0 => agent.fql_alpha = 30.0,
-        AgentKind::QamE if agent.edit_scale <= 0.0 => agent.edit_scale = 0.1,
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,12 +296,12 @@ mod tests {
         // A weight for the kind a flag will pick reads fine; the kind's consistency waits for it.
         let mut cfg = TrainConfig::from_toml_str("[agent]\nfql_alpha = 50.0\n", "f.toml").unwrap();
         assert!(cfg.agent.validate().is_err(), "kind qam with fql_alpha set");
-        select_agent_kind(&mut cfg.agent, qamlab_agent::AgentKind::QamF);
+        cfg.agent.select_kind(qamlab_agent::AgentKind::QamF);
         assert_eq!(cfg.agent.fql_alpha, 50.0, "a set weight is kept");
         cfg.agent.validate().unwrap();
         // A kind named alone gets its weight's working default.
         let mut cfg = TrainConfig::from_toml_str("[agent]\nkind = \"qam-e\"\n", "e.toml").unwrap();
-        fill_variant_weight(&mut cfg.agent);
+        cfg.agent.fill_variant_weight();
         assert_eq!(cfg.agent.edit_scale, 0.1);
         cfg.agent.validate().unwrap();
     }

@@ -55,6 +55,11 @@ impl EnvSpec {
         actions
     }
 
+    /// The spec of a loaded task, episodes of its own length.
+    pub fn of(scene: &TaskScene) -> Self {
+        Self::new(scene, scene.settings.episode_length)
+    }
+
     /// The spec of a loaded task, with `episode_length` possibly overridden.
     pub fn new(scene: &TaskScene, episode_length: u32) -> Self {
         let mut obs_names = Vec::new();

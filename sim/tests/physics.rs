@@ -197,7 +197,7 @@ fn solver_settings_reach_rapier() {
     // A scene that leaves `solver_passes` out gets one pass; one that sets it gets that many.
     let passes = |text: &str| {
         let scene = TaskScene::from_ron(text, "features").unwrap();
-        let spec = EnvSpec::new(&scene, scene.settings.episode_length);
+        let spec = EnvSpec::of(&scene);
         let mut state = qamlab_sim::env::EnvState::new(&scene, &spec, 0);
         let physics = qamlab_sim::env::reset_env(&scene, &mut state);
         let p = &physics.world.integration_parameters;

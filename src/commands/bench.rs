@@ -130,7 +130,7 @@ impl Subject {
         let cfg = TrainConfig::from_toml_file(path)?;
         let task = qamlab_tasks::load_task(&cfg.task)
             .with_context(|| format!("config file {}: task", path.display()))?;
-        let spec = EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+        let spec = EnvSpec::of(&task.scene);
         Ok(Self {
             label: format!(
                 "config {} (task {}: obs {}, action {})",
@@ -198,7 +198,7 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     for kind in kinds {
         let mut cfg = subject.agent.clone();
-        qamlab_headless::config::select_agent_kind(&mut cfg, kind);
+        cfg.select_kind(kind);
         for &tf32 in args.tf32.settings(device.is_cuda()) {
             if device.is_cuda() {
                 // Process-wide; the row's `execution` says which setting it ran with.

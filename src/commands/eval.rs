@@ -69,7 +69,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
     let device = args.device.resolve()?;
     let task = qamlab_tasks::load_task(&cfg.task)?;
-    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let spec = qamlab_sim::EnvSpec::of(&task.scene);
     let mut agent = run.load_agent(&checkpoint, &cfg, (spec.obs_dim, spec.action_dim), device)?;
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,

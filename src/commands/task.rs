@@ -25,7 +25,7 @@ pub struct TaskArgs {
 pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(&args.task)?;
     let scene = &task.scene;
-    let spec = EnvSpec::new(scene, scene.settings.episode_length);
+    let spec = EnvSpec::of(scene);
     let oracle = Oracle::new(scene, &spec, OracleConfig::default(), &[0]);
     let script = oracle.as_ref().map(Oracle::script);
     let source = if task.builtin {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use qamlab_agent::AgentKind;
-use qamlab_headless::config::{fill_variant_weight, select_agent_kind};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 
 /// Flags of `qamlab train`; each overrides the value of `--config`.
@@ -110,8 +109,8 @@ impl TrainArgs {
             cfg.dataset = Some(v.clone());
         }
         match self.agent {
-            Some(kind) => select_agent_kind(&mut cfg.agent, kind),
-            None => fill_variant_weight(&mut cfg.agent),
+            Some(kind) => cfg.agent.select_kind(kind),
+            None => cfg.agent.fill_variant_weight(),
         }
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = self.$field { cfg.$field = v; })*};

@@ -165,7 +165,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         scene: task.scene.clone(),
         watch,
     };
-    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let spec = qamlab_sim::EnvSpec::of(&task.scene);
 
     let policy = policy::ActingPolicy::from_args(&args, &spec)?;
     let recorded = match &args.checkpoint {

@@ -211,7 +211,9 @@ impl ActingPolicy {
                 queues.next_actions(agent, obs)
             }
             PolicyKind::Oracle => Ok(self.oracle.as_mut().expect("available").act(obs).to_vec()),
-            PolicyKind::Random => Ok(spec.random_actions(&mut self.random, obs.len() / spec.obs_dim)),
+            PolicyKind::Random => {
+                Ok(spec.random_actions(&mut self.random, obs.len() / spec.obs_dim))
+            }
         }
     }
 

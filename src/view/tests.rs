@@ -24,7 +24,7 @@ fn app(args: &[&str]) -> App {
     let mut args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
     args.task = Some(args.resolve_task().unwrap());
     let task = qamlab_tasks::load_task(args.task_name()).unwrap();
-    let spec = EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let spec = EnvSpec::of(&task.scene);
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
         .insert_resource(ViewTask {
@@ -351,4 +351,32 @@ fn a_run_directory_brings_its_own_task() {
     assert_eq!(args.resolve_task().unwrap(), "cube-double");
     let args = Cli::parse_from(["view"]).view;
     assert_eq!(args.resolve_task().unwrap(), "cube-single");
+}
+
+#[test]
+fn train_flags_read_a_config_as_qamlab_train_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("e.toml");
+    std::fs::write(&config, "online_steps = 100\n[agent]\nkind = \"qam-e\"\n").unwrap();
+    let args = Cli::parse_from([
+        "view",
+        "--task",
+        "cube-single",
+        "--train",
+        "--config",
+        config.to_str().unwrap(),
+        "--online-steps",
+        "50",
+    ])
+    .view;
+    let cfg = args.training.config(&args).unwrap();
+    assert_eq!(
+        (
+            cfg.agent.kind,
+            cfg.agent.edit_scale,
+            cfg.online_steps,
+            cfg.offline_steps
+        ),
+        (qamlab_agent::AgentKind::QamE, 0.1, 50, 0)
+    );
 }

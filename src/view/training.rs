@@ -57,6 +57,8 @@ impl TrainFlags {
         };
         cfg.task = args.task_name().to_string();
         cfg.seed = args.seed;
+        // As `qamlab train`: `kind = "qam-e"` alone means QAM-E at its working edit scale.
+        cfg.agent.fill_variant_weight();
         if let Some(dataset) = &self.dataset {
             cfg.dataset = Some(dataset.clone());
         }

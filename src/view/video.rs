@@ -88,7 +88,7 @@ pub fn record(
     anyhow::ensure!(options.episodes > 0, "a video needs at least one episode");
     anyhow::ensure!(options.every > 0, "--video-every must be at least 1");
     let (o, a) = (agent.obs_dim(), agent.action_dim());
-    let spec = qamlab_sim::EnvSpec::new(&task.scene, task.scene.settings.episode_length);
+    let spec = qamlab_sim::EnvSpec::of(&task.scene);
     anyhow::ensure!(
         (o, a) == (spec.obs_dim, spec.action_dim),
         "the agent takes {o} observations and {a} actions; task {} has {} and {}",

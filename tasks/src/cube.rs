@@ -8,8 +8,8 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use qamlab_sim::{EnvSpec, StepOutput};
 use qamlab_sim::authoring::Control;
+use qamlab_sim::{EnvSpec, StepOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

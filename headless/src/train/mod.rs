@@ -265,7 +265,7 @@ impl<'a> Trainer<'a> {
         progress: bool,
     ) -> anyhow::Result<Self> {
         let scene = &task.scene;
-        let spec = qamlab_sim::EnvSpec::new(scene, scene.settings.episode_length);
+        let spec = qamlab_sim::EnvSpec::of(scene);
         crate::chunks::check_agent_action_space(&spec)?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         let mut replay = TransitionStore::new(obs_dim, action_dim);
