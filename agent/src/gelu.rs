@@ -260,6 +260,7 @@ mod kernels {
         (s, e * s)
     }
 
+    /// `y = GELU(x)`, element by element.
     #[inline(always)]
     pub(super) fn forward_loop(x: &[f32], y: &mut [f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
@@ -274,6 +275,7 @@ mod kernels {
         (x * x).mul_add(3.0 * CUBIC * B, B)
     }
 
+    /// `y = g · GELU'(x)`: the gradient through GELU.
     #[inline(always)]
     pub(super) fn backward_loop(g: &[f32], x: &[f32], y: &mut [f32]) {
         for ((y, &g), &x) in y.iter_mut().zip(g).zip(x) {
@@ -282,6 +284,7 @@ mod kernels {
         }
     }
 
+    /// GELU's tangent at each `x`: `slope = GELU'(x)` and `offset = GELU(x) − x·slope`.
     #[inline(always)]
     pub(super) fn tangent_loop(x: &[f32], slope: &mut [f32], offset: &mut [f32]) {
         for ((d, b), &x) in slope.iter_mut().zip(offset.iter_mut()).zip(x) {

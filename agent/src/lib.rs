@@ -18,6 +18,7 @@
 //! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
 //! * [`precision`] — IEEE fp32 or TF32 for CUDA matmuls (the reference's JAX default is TF32).
 //! * [`bench`] — update throughput and acting latency.
+//! * [`error`] — [`AgentError`], what the agent refuses (bad configs, checkpoints, shapes).
 
 #![warn(missing_docs)]
 

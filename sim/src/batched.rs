@@ -247,7 +247,8 @@ impl BatchedEnv {
 }
 
 /// Spawns one env of `task` per seed into `world` (env `i` seeded with `seeds[i]`), with the resources the
-/// [`SimPlugin`] systems read: [`SimTask`], an idle [`BatchActions`] and a zeroed [`StepOutput`]. Any app that
+/// [`SimPlugin`] systems read: [`SimTask`], an idle [`BatchActions`] and a [`StepOutput`] of the envs' first
+/// observations. Any app that
 /// runs the [`SimPlugin`] (the headless [`BatchedEnv`], the window) builds its envs with this one function, so
 /// every env World has the same layout. Returns the spec and the env entities, in env-index order.
 pub fn spawn_envs(
@@ -277,15 +278,17 @@ pub fn spawn_envs(
         values: vec![0.0; num_envs * spec.action_dim],
         pending: false,
     });
-    world.insert_resource(StepOutput::new(num_envs, &spec));
+    let mut out = StepOutput::new(num_envs, &spec);
     let entities = seeds
         .iter()
         .enumerate()
         .map(|(i, &seed)| {
             let (physics, state) = fresh_env(&scene, &spec, seed, None);
+            out.write(i, &state);
             world.spawn((EnvIndex(i), EnvWorld(physics), state)).id()
         })
         .collect();
+    world.insert_resource(out);
     Ok((spec, entities))
 }
 /// An env at the start of an episode: its random stream seeded with `seed` (at `word_pos` in it, if given), reset,

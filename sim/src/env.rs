@@ -175,17 +175,14 @@ pub fn draw_start(
 }
 
 /// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
-/// and reads the first observation.
+/// and reads the first observation. The last step's reward, success and end flags stay as they were: after an
+/// auto-reset they report how the episode ended (the next step sets them all).
 pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     state.episode_word_pos = state.rng.get_word_pos();
     // Load-time checks keep unmet keep-away rules rare (see `scene::check_keep_away`); the last draw stands.
     let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;
-    state.reward = 0.0;
-    state.success = false;
-    state.terminated = false;
-    state.truncated = false;
     read_sensors(scene, &physics, state);
     physics
 }
@@ -323,12 +320,12 @@ pub fn step_env(
     apply_action(scene, physics, action);
     physics.step(scene.settings.substeps);
     read_sensors(scene, physics, state);
-    evaluate(scene, physics, state, episode_length, terminate_on_success);
+    score_step(scene, physics, state, episode_length, terminate_on_success);
 }
 
 /// Scores the step just taken: success, reward, termination and truncation; keeps the reached observation as
 /// the final one.
-pub fn evaluate(
+pub fn score_step(
     scene: &TaskScene,
     physics: &EnvPhysics,
     state: &mut EnvState,

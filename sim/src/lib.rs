@@ -8,6 +8,7 @@
 //! * [`systems`]: those phases as Bevy systems, with the batch buffers as resources.
 //! * [`batched`]: [`BatchedEnv`], the headless driver.
 //! * [`spec`]: [`EnvSpec`], the plain-data description of an env.
+//! * [`error`]: [`SimError`], what loading a scene or driving the envs can refuse.
 
 #![warn(missing_docs)]
 
@@ -52,7 +53,7 @@ pub enum EnvSet {
     /// Sensors fill the observation rows.
     ReadSensors,
     /// Success, reward, termination and truncation.
-    Evaluate,
+    Score,
     /// Envs whose episode ended start a new one.
     Reset,
     /// Results are gathered into [`systems::StepOutput`].
@@ -89,7 +90,7 @@ impl Plugin for SimPlugin {
                 EnvSet::ApplyActions,
                 EnvSet::Physics,
                 EnvSet::ReadSensors,
-                EnvSet::Evaluate,
+                EnvSet::Score,
                 EnvSet::Reset,
                 EnvSet::Publish,
             )
@@ -102,7 +103,7 @@ impl Plugin for SimPlugin {
                 systems::apply_actions.in_set(EnvSet::ApplyActions),
                 systems::step_physics.in_set(EnvSet::Physics),
                 systems::sense.in_set(EnvSet::ReadSensors),
-                systems::score.in_set(EnvSet::Evaluate),
+                systems::score.in_set(EnvSet::Score),
                 systems::auto_reset.in_set(EnvSet::Reset),
                 systems::publish.in_set(EnvSet::Publish),
             ),

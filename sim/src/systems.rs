@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bevy::prelude::*;
 
-use crate::env::{EnvIndex, EnvState, EnvWorld, apply_action, evaluate, read_sensors, reset_env};
+use crate::env::{EnvIndex, EnvState, EnvWorld, apply_action, read_sensors, reset_env, score_step};
 use crate::scene::TaskScene;
 use crate::spec::EnvSpec;
 
@@ -160,12 +160,12 @@ pub fn sense(task: Res<SimTask>, mut envs: Query<(&EnvWorld, &mut EnvState)>) {
         .for_each(|(world, mut state)| read_sensors(&task.scene, &world.0, &mut state));
 }
 
-/// [`EnvSet::Evaluate`](crate::EnvSet::Evaluate): success, reward, termination, truncation.
+/// [`EnvSet::Score`](crate::EnvSet::Score): success, reward, termination, truncation.
 pub fn score(task: Res<SimTask>, mut envs: Query<(&EnvWorld, &mut EnvState)>) {
     let length = task.spec.episode_length;
     let terminate = task.options.terminate_on_success;
     for (world, mut state) in &mut envs {
-        evaluate(&task.scene, &world.0, &mut state, length, terminate);
+        score_step(&task.scene, &world.0, &mut state, length, terminate);
     }
 }
 
@@ -173,18 +173,7 @@ pub fn score(task: Res<SimTask>, mut envs: Query<(&EnvWorld, &mut EnvState)>) {
 pub fn auto_reset(task: Res<SimTask>, mut envs: Query<(&mut EnvWorld, &mut EnvState)>) {
     envs.par_iter_mut().for_each(|(mut world, mut state)| {
         if state.done() {
-            // The reset clears the done flags; the batch output must still report how the episode ended.
-            let (reward, success, terminated, truncated) = (
-                state.reward,
-                state.success,
-                state.terminated,
-                state.truncated,
-            );
             world.0 = reset_env(&task.scene, &mut state);
-            state.reward = reward;
-            state.success = success;
-            state.terminated = terminated;
-            state.truncated = truncated;
         }
     });
 }

@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
-use qamlab_sim::env::{EnvIndex, EnvState};
 use qamlab_sim::systems::SimTask;
-use qamlab_sim::{EnvOptions, StepOutput, TaskScene};
+use qamlab_sim::{EnvOptions, TaskScene};
 
 use super::ViewTask;
 use super::panel::ViewCommand;
@@ -271,13 +270,7 @@ fn spawn(
         terminate_on_success: end_on_success,
         episode_length: None,
     };
-    let (spec, entities) = qamlab_sim::batched::spawn_envs(world, scene, seeds, options)?;
-    let mut out = StepOutput::new(seeds.len(), &spec);
-    let mut states = world.query::<(&EnvIndex, &EnvState)>();
-    for (index, state) in states.iter(world) {
-        out.write(index.0, state);
-    }
-    world.insert_resource(out);
+    let (_, entities) = qamlab_sim::batched::spawn_envs(world, scene, seeds, options)?;
     Ok(entities)
 }
 

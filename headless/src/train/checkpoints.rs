@@ -54,6 +54,7 @@ impl RunSettings {
             .collect()
     }
 
+    /// The settings of `cfg` a resumed run must keep.
     pub(super) fn of(cfg: &TrainConfig) -> Self {
         Self {
             seed: cfg.seed,
