@@ -8,8 +8,10 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use qamlab_sim::authoring::Control;
-use qamlab_sim::{EnvSpec, StepOutput};
+use bevy::math::Vec3;
+use qamlab_sim::authoring::{Control, JointKind, Range};
+use qamlab_sim::scene::FrameRef;
+use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -165,6 +167,105 @@ impl Layout {
         }
         Ok(layout)
     }
+}
+
+/// Checks that the gantry can bring its pinch wherever a cube starts and wherever a goal's target lies, as the
+/// joints of `dx`, `dy` and `dz` slide it from where it starts (within their limits): a script sent to a place
+/// out of reach pushes against a limit for the rest of the episode, and its data never succeeds. Errors say what
+/// the oracle needs, naming the cube or goal and the coordinate out of reach.
+pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
+    let frame_home = |frame: FrameRef| {
+        let body = &scene.bodies[frame.body].body;
+        body.translation + body.rotation * frame.offset
+    };
+    let pinch = scene
+        .sites
+        .iter()
+        .find(|(name, _)| name == "pinch")
+        .map(|&(_, frame)| frame)
+        .or_else(|| {
+            let body = scene.bodies.iter().position(|b| b.body.name == "pinch")?;
+            Some(FrameRef {
+                body,
+                offset: Vec3::ZERO,
+            })
+        })
+        .ok_or("a body or site named `pinch` (the point between the fingers)")?;
+    let home = frame_home(pinch);
+    // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
+    let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
+    for (k, axis) in [Vec3::X, Vec3::Y, Vec3::Z].into_iter().enumerate() {
+        let actuator = &scene.actuators[k];
+        let name = &actuator.actuator.name;
+        let slides = match actuator.joints[..] {
+            [j] => match scene.joints[j].joint.kind {
+                JointKind::Prismatic { axis: a } => (a.normalize_or_zero() - axis).length() < 1e-3,
+                _ => false,
+            },
+            _ => false,
+        };
+        if !slides {
+            let along = ["x", "y", "z"][k];
+            return Err(format!(
+                "action `{name}` to drive one prismatic joint sliding along +{along}, as the built-in gantry's"
+            ));
+        }
+        if let Some(limits) = scene.joints[actuator.joints[0]].joint.limits {
+            reach[k] = Range::new(home[k] + limits.min, home[k] + limits.max);
+        }
+    }
+    // Rounding in the authored numbers is not a place out of reach.
+    const SLACK: f32 = 1e-3;
+    let check = |what: String, k: usize, range: Range| {
+        let r = reach[k];
+        if range.min < r.min - SLACK || range.max > r.max + SLACK {
+            Err(format!(
+                "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at \
+                 {} and the joint of `{}` has limits [{}, {}])",
+                ["x", "y", "z"][k],
+                range.min,
+                range.max,
+                r.min,
+                r.max,
+                home[k],
+                scene.actuators[k].actuator.name,
+                r.min - home[k],
+                r.max - home[k],
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let span =
+        |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
+    for def in &scene.goals {
+        let target = def.goal.target;
+        let drawn = def
+            .randomize
+            .as_ref()
+            .map(|(r, _)| [r.x, r.y, r.z])
+            .unwrap_or_default();
+        let cube = &scene.bodies[def.frame.body];
+        let start = cube.body.translation;
+        let moved = cube
+            .randomize
+            .as_ref()
+            .map(|r| [r.x, r.y, r.z])
+            .unwrap_or_default();
+        for k in 0..3 {
+            check(
+                format!("goal `{}`'s target", def.goal.name),
+                k,
+                span(target[k], drawn[k]),
+            )?;
+            check(
+                format!("cube `{}`'s start", cube.body.name),
+                k,
+                span(start[k], moved[k]),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Phases of the pick-and-place script.

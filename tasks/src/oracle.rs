@@ -124,7 +124,13 @@ impl Oracle {
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
         let cube = match CubeOracle::new(spec, config, seeds) {
-            Ok(oracle) => return Ok(Self::Cube(oracle)),
+            Ok(oracle) => {
+                crate::cube::check_reach(scene).map_err(|missing| TaskError::NoOracle {
+                    task: spec.task.clone(),
+                    missing,
+                })?;
+                return Ok(Self::Cube(oracle));
+            }
             Err(e) => e,
         };
         let walker = match WalkerOracle::new(scene, spec, config, seeds) {

@@ -157,3 +157,54 @@ fn bench_reports_every_env_count_and_policy() {
             .all(|r| r.env_steps_per_sec > 0.0 && r.steps == 5)
     );
 }
+
+#[test]
+fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
+    for name in ["cube-single", "cube-double"] {
+        let task = load_task(name).unwrap();
+        let spec = qamlab_sim::EnvSpec::of(&task.scene);
+        assert!(Oracle::new(&task.scene, &spec, OracleConfig::default(), &[0]).is_ok());
+    }
+    let refusal = |from: &str, to: &str| {
+        let text = BUILTIN_TASKS[0].1.replacen(from, to, 1);
+        assert_ne!(text, BUILTIN_TASKS[0].1, "the edit `{from}` applies");
+        let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
+        let spec = qamlab_sim::EnvSpec::of(&scene);
+        Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+            .err()
+            .expect("the oracle should refuse the edited task")
+            .to_string()
+    };
+    let targets =
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
+    let err = refusal(
+        targets,
+        "x: Some((min: -0.15, max: 0.45)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+    );
+    assert!(
+        err.contains(
+            "goal `cube_goal`'s target within the pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches \
+             [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3])"
+        ),
+        "{err}"
+    );
+    let err = refusal("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.5)");
+    assert!(err.contains("its z spans [0.5, 0.5] m"), "{err}");
+    let err = refusal(
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.5, max: 0.15)), yaw",
+    );
+    assert!(
+        err.contains("cube `cube`'s start within the pinch's reach: its y spans [-0.5, 0.15] m"),
+        "{err}"
+    );
+    // A joint sliding the other way: the script's dx would move the hand in -x.
+    let err = refusal(
+        "kind: Prismatic(axis: (1.0, 0.0, 0.0))",
+        "kind: Prismatic(axis: (-1.0, 0.0, 0.0))",
+    );
+    assert!(
+        err.contains("action `dx` to drive one prismatic joint sliding along +x"),
+        "{err}"
+    );
+}
