@@ -99,6 +99,20 @@ pub enum Unmet {
 /// Redraws per keep-away rule before the last draw stands.
 pub const KEEP_AWAY_DRAWS: usize = 64;
 
+/// Draws with `draw` until `is_clear` holds of the draw, at most [`KEEP_AWAY_DRAWS`] times; the last draw
+/// stands otherwise. Returns the draw and whether it is clear.
+fn redraw_until_clear<T>(mut draw: impl FnMut() -> T, is_clear: impl Fn(&T) -> bool) -> (T, bool) {
+    let mut drawn = draw();
+    for _ in 1..KEEP_AWAY_DRAWS {
+        if is_clear(&drawn) {
+            return (drawn, true);
+        }
+        drawn = draw();
+    }
+    let clear = is_clear(&drawn);
+    (drawn, clear)
+}
+
 /// Draws an episode's start from `rng`: returns the body poses and writes the goal targets; `on_unmet` hears of
 /// every keep-away rule the bounded redraws missed.
 pub fn draw_start(
@@ -114,23 +128,21 @@ pub fn draw_start(
         let pose = match &def.randomize {
             None => Pose::from_parts(b.translation, rotation),
             Some(r) => {
-                let mut pose = Pose::IDENTITY;
-                let mut clear = false;
-                // Redraw (bounded) until clear of the keep-away bodies; the last draw stands otherwise.
-                for _ in 0..KEEP_AWAY_DRAWS {
-                    let x = draw(rng, r.x, b.translation.x);
-                    let y = draw(rng, r.y, b.translation.y);
-                    let z = draw(rng, r.z, b.translation.z);
-                    let yaw = draw(rng, r.yaw, 0.0);
-                    pose =
-                        Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation);
-                    clear = def.keep_away.iter().all(|&(other, d)| {
-                        poses[other].translation.distance(pose.translation) >= d
-                    });
-                    if clear {
-                        break;
-                    }
-                }
+                // Redraw until clear of the keep-away bodies, all earlier ones, so this episode's poses are known.
+                let (pose, clear) = redraw_until_clear(
+                    || {
+                        let x = draw(rng, r.x, b.translation.x);
+                        let y = draw(rng, r.y, b.translation.y);
+                        let z = draw(rng, r.z, b.translation.z);
+                        let yaw = draw(rng, r.yaw, 0.0);
+                        Pose::from_parts(Vec3::new(x, y, z), Quat::from_rotation_z(yaw) * rotation)
+                    },
+                    |pose| {
+                        def.keep_away.iter().all(|&(other, d)| {
+                            poses[other].translation.distance(pose.translation) >= d
+                        })
+                    },
+                );
                 if !clear {
                     on_unmet(Unmet::Body(i));
                 }
@@ -144,26 +156,25 @@ pub fn draw_start(
         targets[k] = match &g.randomize {
             None => t,
             Some((r, away)) => {
-                let mut target = Vec3::ZERO;
-                let mut clear = false;
-                // Redraw (bounded) until clear of every keep-away point; the last draw stands otherwise.
-                for _ in 0..KEEP_AWAY_DRAWS {
-                    target = Vec3::new(
-                        draw(rng, r.x, t.x),
-                        draw(rng, r.y, t.y),
-                        draw(rng, r.z, t.z),
-                    );
-                    clear = away.iter().all(|&(what, d)| {
-                        let p = match what {
-                            KeepAway::Frame(f) => poses[f.body].transform_point(f.offset),
-                            KeepAway::Goal(j) => targets[j],
-                        };
-                        p.distance(target) >= d
-                    });
-                    if clear {
-                        break;
-                    }
-                }
+                // Redraw until clear of every keep-away point: this episode's frames and earlier goals' targets.
+                let (target, clear) = redraw_until_clear(
+                    || {
+                        Vec3::new(
+                            draw(rng, r.x, t.x),
+                            draw(rng, r.y, t.y),
+                            draw(rng, r.z, t.z),
+                        )
+                    },
+                    |target| {
+                        away.iter().all(|&(what, d)| {
+                            let p = match what {
+                                KeepAway::Frame(f) => poses[f.body].transform_point(f.offset),
+                                KeepAway::Goal(j) => targets[j],
+                            };
+                            p.distance(*target) >= d
+                        })
+                    },
+                );
                 if !clear {
                     on_unmet(Unmet::Goal(k));
                 }
@@ -179,7 +190,8 @@ pub fn draw_start(
 /// auto-reset they report how the episode ended (the next step sets them all).
 pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     state.episode_word_pos = state.rng.get_word_pos();
-    // Load-time checks keep unmet keep-away rules rare (see `scene::check_keep_away`); the last draw stands.
+    // Load-time checks keep unmet keep-away rules rare (see `scene::keep_away::check_keep_away`); the last draw
+    // stands.
     let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;

@@ -8,7 +8,7 @@
 //! * [`systems`]: those phases as Bevy systems, with the batch buffers as resources.
 //! * [`batched`]: [`BatchedEnv`], the headless driver.
 //! * [`spec`]: [`EnvSpec`], the plain-data description of an env.
-//! * [`error`]: [`SimError`], what loading a scene or driving the envs can refuse.
+//! * [`error`](mod@error): [`SimError`], what loading a scene or driving the envs can refuse.
 
 #![warn(missing_docs)]
 

@@ -1,0 +1,220 @@
+//! Bodies (with their colliders and pose randomisation) and sites: the frames a scene names.
+
+use bevy::prelude::*;
+use bevy_rapier3d::rapier::prelude::ColliderBuilder;
+
+use super::build::{Frames, body_index};
+use super::check::Check;
+use super::parse::RawEntity;
+use super::{BodyDef, FrameRef};
+use crate::authoring::*;
+use crate::error::SimError;
+
+/// Bodies in file order, and the frames they name.
+pub(super) fn build_bodies(
+    ck: &Check,
+    entities: &[RawEntity],
+) -> Result<(Vec<BodyDef>, Frames), SimError> {
+    // Bodies and sites share one namespace: both are frames.
+    let mut bodies: Vec<BodyDef> = Vec::new();
+    let mut frames: Vec<(String, FrameRef)> = Vec::new();
+    for raw in entities {
+        let Some(body) = &raw.body else {
+            if raw.collider.is_some() {
+                return Err(ck.err(
+                    raw,
+                    "Collider",
+                    "a collider needs a `Body` on the same entity".into(),
+                ));
+            }
+            if raw.randomize_pose.is_some() {
+                return Err(ck.err(
+                    raw,
+                    "RandomizePose",
+                    "pose randomisation needs a `Body` on the same entity".into(),
+                ));
+            }
+            continue;
+        };
+        let frame_names = frames.iter().map(|(n, _)| n.as_str());
+        ck.unique_name(raw, "Body.name", &body.name, frame_names)?;
+        ck.finite3(raw, "Body.translation", body.translation)?;
+        if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
+            return Err(ck.err(
+                raw,
+                "Body.rotation",
+                format!("must be a unit quaternion, got {}", body.rotation),
+            ));
+        }
+        // A gravity scale may be 0 or negative (no or reversed gravity); damping and mass may not.
+        let gravity_scale = body.gravity_scale;
+        if !gravity_scale.is_finite() {
+            return Err(ck.err(
+                raw,
+                "Body.gravity_scale",
+                format!("must be finite, got {gravity_scale}"),
+            ));
+        }
+        for (field, v) in [
+            ("Body.linear_damping", body.linear_damping),
+            ("Body.angular_damping", body.angular_damping),
+            ("Body.extra_mass", body.extra_mass),
+        ] {
+            ck.non_negative(raw, field, v)?;
+        }
+        if let Some(c) = &raw.collider {
+            check_collider(ck, raw, c)?;
+        }
+        let has_mass =
+            body.extra_mass > 0.0 || raw.collider.as_ref().is_some_and(|c| c.density > 0.0);
+        if body.kind == BodyKind::Dynamic && !has_mass {
+            return Err(ck.err(
+                raw,
+                "Body.extra_mass",
+                "a dynamic body needs mass: a collider with density > 0 or extra_mass > 0".into(),
+            ));
+        }
+        if let Some(r) = &raw.randomize_pose {
+            for (field, range) in [
+                ("RandomizePose.x", r.x),
+                ("RandomizePose.y", r.y),
+                ("RandomizePose.z", r.z),
+                ("RandomizePose.yaw", r.yaw),
+            ] {
+                if let Some(range) = range {
+                    ck.range(raw, field, &range)?;
+                }
+            }
+        }
+        let mut keep_away = Vec::new();
+        for (k, (name, d)) in raw
+            .randomize_pose
+            .iter()
+            .flat_map(|r| &r.min_distance_from)
+            .enumerate()
+        {
+            let field = format!("RandomizePose.min_distance_from[{k}]");
+            ck.non_negative(raw, &field, *d)?;
+            // Earlier bodies only: their poses are drawn first, so the check sees this episode's positions.
+            let other = bodies
+                .iter()
+                .position(|b| b.body.name == *name)
+                .ok_or_else(|| {
+                    ck.err(
+                        raw,
+                        &field,
+                        format!("no body named \"{name}\" earlier in the scene"),
+                    )
+                })?;
+            keep_away.push((other, *d));
+        }
+        frames.push((
+            body.name.clone(),
+            FrameRef {
+                body: bodies.len(),
+                offset: Vec3::ZERO,
+            },
+        ));
+        bodies.push(BodyDef {
+            body: body.clone(),
+            collider: raw.collider.clone(),
+            randomize: raw.randomize_pose.clone(),
+            keep_away,
+        });
+    }
+    if bodies.is_empty() {
+        return Err(ck.scene_err("Body", "the scene has no bodies".into()));
+    }
+    Ok((bodies, frames))
+}
+
+/// Sites in file order; each joins `frames`.
+pub(super) fn build_sites(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    frames: &mut Frames,
+) -> Result<Vec<(String, FrameRef)>, SimError> {
+    let mut sites = Vec::new();
+    for raw in entities {
+        let Some(site) = &raw.site else { continue };
+        let frame_names = frames.iter().map(|(n, _)| n.as_str());
+        ck.unique_name(raw, "Site.name", &site.name, frame_names)?;
+        let body = body_index(bodies, &site.body)
+            .ok_or_else(|| ck.err(raw, "Site.body", format!("no body named \"{}\"", site.body)))?;
+        ck.finite3(raw, "Site.offset", site.offset)?;
+        let frame = FrameRef {
+            body,
+            offset: site.offset,
+        };
+        frames.push((site.name.clone(), frame));
+        sites.push((site.name.clone(), frame));
+    }
+    Ok(sites)
+}
+
+/// A collider's shape, offset and material, checked.
+fn check_collider(ck: &Check, raw: &RawEntity, c: &Collider) -> Result<(), SimError> {
+    match &c.shape {
+        Shape::Cuboid { half_extents } => {
+            ck.positive(raw, "Collider.shape.half_extents.x", half_extents.x)?;
+            ck.positive(raw, "Collider.shape.half_extents.y", half_extents.y)?;
+            ck.positive(raw, "Collider.shape.half_extents.z", half_extents.z)?;
+        }
+        Shape::Ball { radius } => ck.positive(raw, "Collider.shape.radius", *radius)?,
+        Shape::Capsule {
+            half_height,
+            radius,
+        }
+        | Shape::Cylinder {
+            half_height,
+            radius,
+        } => {
+            ck.positive(raw, "Collider.shape.half_height", *half_height)?;
+            ck.positive(raw, "Collider.shape.radius", *radius)?;
+        }
+        Shape::ConvexHull { points } => {
+            if points.iter().any(|p| !p.is_finite())
+                || !spans_a_volume(points)
+                || ColliderBuilder::convex_hull(points).is_none()
+            {
+                return Err(ck.err(
+                    raw,
+                    "Collider.shape.points",
+                    "need at least four finite, non-coplanar points".into(),
+                ));
+            }
+        }
+    }
+    ck.finite3(raw, "Collider.offset", c.offset)?;
+    for (field, v) in [
+        ("Collider.density", c.density),
+        ("Collider.friction", c.friction),
+        ("Collider.restitution", c.restitution),
+    ] {
+        ck.non_negative(raw, field, v)?;
+    }
+    Ok(())
+}
+
+/// Whether the points span three dimensions: a flat hull has no volume, hence no mass, and Rapier accepts it.
+fn spans_a_volume(points: &[Vec3]) -> bool {
+    let Some(&origin) = points.first() else {
+        return false;
+    };
+    let farthest = |score: &dyn Fn(Vec3) -> f32| {
+        points
+            .iter()
+            .map(|&p| (score(p), p))
+            .fold(
+                (0.0, origin),
+                |best, next| if next.0 > best.0 { next } else { best },
+            )
+    };
+    let (reach, a) = farthest(&|p| p.distance(origin));
+    let (_, b) = farthest(&|p| (a - origin).cross(p - origin).length());
+    let normal = (a - origin).cross(b - origin).normalize_or_zero();
+    let (height, _) = farthest(&|p| normal.dot(p - origin).abs());
+    // Relative to the hull's size, so millimetre-scale parts are judged like metre-scale ones.
+    height > 1e-4 * reach
+}

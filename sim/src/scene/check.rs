@@ -1,0 +1,132 @@
+//! The limits a scene's settings must keep, and [`Check`], the field checks every builder uses.
+
+use bevy::prelude::*;
+
+use super::parse::RawEntity;
+use crate::authoring::Range;
+use crate::error::SimError;
+
+/// Longest episode a scene may ask for, in control steps.
+pub const MAX_EPISODE_LENGTH: u32 = 100_000;
+/// Most physics steps per control step.
+pub const MAX_SUBSTEPS: u32 = 1_000;
+/// Most Rapier solver iterations per physics step.
+pub const MAX_SOLVER_ITERATIONS: u32 = 1_000;
+/// Most constraint passes per solver iteration.
+pub const MAX_SOLVER_PASSES: u32 = 1_000;
+/// Strongest gravity a scene may ask for, in m/s² (about 100 g): far past any robot task, so a larger value is
+/// a typo, and one the physics does not show (under 1e37 m/s² a free cube does not move at all).
+pub const MAX_GRAVITY: f32 = 1_000.0;
+
+/// The checks every scene field goes through, each error naming the file, the entity and the field.
+pub(super) struct Check<'a> {
+    /// The scene's file (or `builtin:<name>`), for messages.
+    pub(super) source: &'a str,
+}
+
+impl Check<'_> {
+    /// An error in `field` of entity `raw`.
+    pub(super) fn err(&self, raw: &RawEntity, field: &str, message: String) -> SimError {
+        SimError::Invalid {
+            file: self.source.to_string(),
+            entity: raw.label(),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    /// An error of the scene as a whole (something missing from every entity).
+    pub(super) fn scene_err(&self, field: &str, message: String) -> SimError {
+        SimError::Invalid {
+            file: self.source.to_string(),
+            entity: "scene".into(),
+            field: field.into(),
+            message,
+        }
+    }
+
+    /// A range with finite bounds, `min <= max`, whose width `max - min` is finite too.
+    pub(super) fn range(&self, raw: &RawEntity, field: &str, r: &Range) -> Result<(), SimError> {
+        if !(r.min.is_finite() && r.max.is_finite()) {
+            Err(self.err(
+                raw,
+                field,
+                format!("bounds must be finite, got [{}, {}]", r.min, r.max),
+            ))
+        } else if r.min > r.max {
+            Err(self.err(raw, field, format!("min {} > max {}", r.min, r.max)))
+        } else if !(r.max - r.min).is_finite() {
+            // Draws compute min + (max - min) * u: a width past f32's range would make them infinite.
+            Err(self.err(
+                raw,
+                field,
+                format!(
+                    "the width max - min of [{}, {}] overflows f32",
+                    r.min, r.max
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A finite value above 0.
+    pub(super) fn positive(&self, raw: &RawEntity, field: &str, v: f32) -> Result<(), SimError> {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(self.err(raw, field, format!("must be positive and finite, got {v}")))
+        }
+    }
+
+    /// A finite value of 0 or more.
+    pub(super) fn non_negative(
+        &self,
+        raw: &RawEntity,
+        field: &str,
+        v: f32,
+    ) -> Result<(), SimError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(self.err(raw, field, format!("must be >= 0 and finite, got {v}")))
+        }
+    }
+
+    /// A vector of finite components.
+    pub(super) fn finite3(&self, raw: &RawEntity, field: &str, v: Vec3) -> Result<(), SimError> {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(self.err(raw, field, format!("must be finite, got {v}")))
+        }
+    }
+
+    /// A name that is not empty.
+    pub(super) fn non_empty(
+        &self,
+        raw: &RawEntity,
+        field: &str,
+        name: &str,
+    ) -> Result<(), SimError> {
+        if name.is_empty() {
+            return Err(self.err(raw, field, "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// A name that is not empty and not among `taken`, the names already given in its namespace.
+    pub(super) fn unique_name<'n>(
+        &self,
+        raw: &RawEntity,
+        field: &str,
+        name: &str,
+        mut taken: impl Iterator<Item = &'n str>,
+    ) -> Result<(), SimError> {
+        self.non_empty(raw, field, name)?;
+        if taken.any(|n| n == name) {
+            return Err(self.err(raw, field, format!("the name \"{name}\" is used twice")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! Loading a task scene: `.scn.ron` text -> reflected components -> a checked [`TaskScene`] with names resolved
+//! to indices. Every mistake becomes a [`SimError`] naming the file, the entity and the field; nothing panics.
+//!
+//! A load runs `parse` (text to typed entities), then `build`: the task's settings, then one builder per kind
+//! (`bodies` with sites, `joints`, `actuators`, `goals`, `sensors`), all checking fields through `check`, and
+//! last `keep_away`, trial resets that refuse keep-away rules resets would often leave unmet.
+
+mod actuators;
+mod bodies;
+mod build;
+mod check;
+mod goals;
+mod joints;
+mod keep_away;
+mod parse;
+mod sensors;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use bevy::prelude::*;
+use bevy::reflect::TypeRegistry;
+use bevy_rapier3d::rapier::prelude::Pose;
+
+use crate::authoring::*;
+use crate::error::SimError;
+
+pub use check::{
+    MAX_EPISODE_LENGTH, MAX_GRAVITY, MAX_SOLVER_ITERATIONS, MAX_SOLVER_PASSES, MAX_SUBSTEPS,
+};
+
+/// A point fixed to a body: a body's origin or a site.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameRef {
+    /// Index into [`TaskScene::bodies`].
+    pub body: usize,
+    /// Position in the body's frame.
+    pub offset: Vec3,
+}
+
+/// A body with the components found on its entity.
+#[derive(Clone, Debug)]
+pub struct BodyDef {
+    /// The body.
+    pub body: Body,
+    /// Its collider, if any.
+    pub collider: Option<Collider>,
+    /// Its reset randomisation, if any.
+    pub randomize: Option<RandomizePose>,
+    /// Its keep-away list resolved: (earlier body index, distance).
+    pub keep_away: Vec<(usize, f32)>,
+}
+
+/// A joint with its bodies resolved and its frames (x axis = joint axis) in each body's frame.
+#[derive(Clone, Debug)]
+pub struct JointDef {
+    /// The joint as authored.
+    pub joint: Joint,
+    /// Parent body index.
+    pub parent: usize,
+    /// Child body index.
+    pub child: usize,
+    /// Joint frame in the parent's frame.
+    pub frame1: Pose,
+    /// Joint frame in the child's frame.
+    pub frame2: Pose,
+}
+
+/// An action dimension with its joints resolved.
+#[derive(Clone, Debug)]
+pub struct ActuatorDef {
+    /// The actuator as authored.
+    pub actuator: Actuator,
+    /// Joint indices.
+    pub joints: Vec<usize>,
+}
+
+/// An observation block with its names resolved to indices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SensorDef {
+    /// Frame position (3).
+    Position(FrameRef),
+    /// Body quaternion (4).
+    Quaternion(usize),
+    /// Body yaw sin, cos (2).
+    YawSinCos(usize),
+    /// Frame linear velocity (3).
+    LinearVelocity(FrameRef),
+    /// Body angular velocity (3).
+    AngularVelocity(usize),
+    /// Joint coordinate (1).
+    JointPosition(usize),
+    /// Joint rate (1).
+    JointVelocity(usize),
+    /// `to - from` (3).
+    RelativePosition(FrameRef, FrameRef),
+    /// Goal target (3).
+    GoalPosition(usize),
+    /// Actuator joints' normalised coordinate (1).
+    JointFraction(usize),
+}
+
+impl SensorDef {
+    /// Number of observation values this block produces.
+    pub fn dim(&self) -> usize {
+        match self {
+            SensorDef::Position(_)
+            | SensorDef::LinearVelocity(_)
+            | SensorDef::AngularVelocity(_)
+            | SensorDef::RelativePosition(..)
+            | SensorDef::GoalPosition(_) => 3,
+            SensorDef::Quaternion(_) => 4,
+            SensorDef::YawSinCos(_) => 2,
+            SensorDef::JointPosition(_)
+            | SensorDef::JointVelocity(_)
+            | SensorDef::JointFraction(_) => 1,
+        }
+    }
+}
+
+/// Something a randomised target keeps away from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeepAway {
+    /// A frame's position at the start of the episode.
+    Frame(FrameRef),
+    /// An earlier goal's target (index into [`TaskScene::goals`]).
+    Goal(usize),
+}
+
+/// A goal with its frame resolved.
+#[derive(Clone, Debug)]
+pub struct GoalDef {
+    /// The goal as authored.
+    pub goal: Goal,
+    /// The frame that must reach the target.
+    pub frame: FrameRef,
+    /// Reset randomisation of the target, with its keep-away list resolved.
+    pub randomize: Option<(RandomizeTarget, Vec<(KeepAway, f32)>)>,
+}
+
+/// A loaded, checked task: plain data the batched env builds its physics worlds from.
+#[derive(Clone, Debug)]
+pub struct TaskScene {
+    /// Where it came from (a path, or `builtin:<name>`), for messages.
+    pub source: String,
+    /// Global settings.
+    pub settings: TaskSettings,
+    /// Bodies in file order.
+    pub bodies: Vec<BodyDef>,
+    /// Joints in file order.
+    pub joints: Vec<JointDef>,
+    /// Sites: name and frame.
+    pub sites: Vec<(String, FrameRef)>,
+    /// Action dimensions in order.
+    pub actuators: Vec<ActuatorDef>,
+    /// Observation blocks in order, with their authored form (for names).
+    pub sensors: Vec<(Sensor, SensorDef)>,
+    /// Goals in file order.
+    pub goals: Vec<GoalDef>,
+}
+
+impl TaskScene {
+    /// Loads and checks a scene file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_ron(&text, &file)
+    }
+
+    /// Parses and checks scene text; `source` names it in errors.
+    pub fn from_ron(text: &str, source: &str) -> Result<Self, SimError> {
+        let entities = parse::parse(text, source)?;
+        build::build(entities, source)
+    }
+
+    /// The world-space axis-aligned box `(min, max)` around body `b`'s collider at its authored pose, if the body
+    /// has a collider.
+    pub fn collider_bounds(&self, b: usize) -> Option<(Vec3, Vec3)> {
+        let def = &self.bodies[b];
+        let collider = def.collider.as_ref()?;
+        let (turn, centre) = (
+            def.body.rotation,
+            def.body.translation + def.body.rotation * collider.offset,
+        );
+        let around = |half: Vec3| Some((centre - half, centre + half));
+        match &collider.shape {
+            Shape::Cuboid { half_extents: h } => {
+                let half = (0..8)
+                    .map(|k| {
+                        let sign = |bit: i32| if k & bit == 0 { -1.0 } else { 1.0 };
+                        (turn * Vec3::new(sign(1) * h.x, sign(2) * h.y, sign(4) * h.z)).abs()
+                    })
+                    .fold(Vec3::ZERO, Vec3::max);
+                around(half)
+            }
+            Shape::Ball { radius } => around(Vec3::splat(*radius)),
+            Shape::Capsule {
+                half_height,
+                radius,
+            } => around((turn * Vec3::Z * *half_height).abs() + Vec3::splat(*radius)),
+            Shape::Cylinder {
+                half_height,
+                radius,
+            } => {
+                // The end discs: along each world axis, the axis' share of the height plus the discs' reach.
+                let axis = turn * Vec3::Z;
+                let disc = (Vec3::ONE - axis * axis).max(Vec3::ZERO).map(f32::sqrt) * *radius;
+                around(axis.abs() * *half_height + disc)
+            }
+            Shape::ConvexHull { points } => {
+                let at = points.iter().map(|&p| centre + turn * p);
+                let min = at.clone().fold(Vec3::INFINITY, Vec3::min);
+                let max = at.fold(Vec3::NEG_INFINITY, Vec3::max);
+                Some((min, max))
+            }
+        }
+    }
+}
+
+/// The registry of every authoring type, built once.
+pub fn authoring_registry() -> &'static TypeRegistry {
+    static REGISTRY: OnceLock<TypeRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = TypeRegistry::new();
+        register_authoring_types(&mut registry);
+        registry
+    })
+}

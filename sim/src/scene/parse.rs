@@ -1,0 +1,269 @@
+//! Scene text to typed entities: RON parsing, and parse errors made plain and located.
+
+use std::any::TypeId;
+
+use bevy::asset::{AssetPath, LoadFromPath, UntypedHandle};
+use bevy::prelude::*;
+use bevy::reflect::{FromReflect, PartialReflect, ReflectRef, TypeRegistry};
+use bevy::world_serialization::serde::WorldDeserializer;
+use serde::de::DeserializeSeed;
+
+use super::authoring_registry;
+use crate::authoring::*;
+use crate::error::SimError;
+use crate::missing_field::missing_field;
+
+/// Task scenes hold no asset handles; a handle in one resolves to a placeholder rather than loading anything.
+struct NoAssets;
+
+impl LoadFromPath for NoAssets {
+    fn load_from_path_erased(
+        &mut self,
+        type_id: TypeId,
+        _path: AssetPath<'static>,
+    ) -> UntypedHandle {
+        UntypedHandle::default_for_type(type_id)
+    }
+}
+
+/// One scene entity's components, typed.
+#[derive(Default)]
+pub(super) struct RawEntity {
+    pub(super) id: u64,
+    pub(super) settings: Option<TaskSettings>,
+    pub(super) body: Option<Body>,
+    pub(super) collider: Option<Collider>,
+    pub(super) joint: Option<Joint>,
+    pub(super) site: Option<Site>,
+    pub(super) actions: Option<ActionSpace>,
+    pub(super) observations: Option<ObservationSpace>,
+    pub(super) goal: Option<Goal>,
+    pub(super) randomize_pose: Option<RandomizePose>,
+    pub(super) randomize_target: Option<RandomizeTarget>,
+}
+
+impl RawEntity {
+    /// `entity 123 ("cube")`: how errors name it.
+    pub(super) fn label(&self) -> String {
+        let name = self
+            .settings
+            .as_ref()
+            .map(|s| &s.name)
+            .or(self.body.as_ref().map(|b| &b.name))
+            .or(self.joint.as_ref().map(|j| &j.name))
+            .or(self.site.as_ref().map(|s| &s.name))
+            .or(self.goal.as_ref().map(|g| &g.name));
+        match name {
+            Some(name) => format!("entity {} (\"{name}\")", self.id),
+            None => format!("entity {}", self.id),
+        }
+    }
+}
+
+/// [`RawEntity::label`] of an entity still in reflected form (its components not yet converted),
+/// so that an error in converting one of them names the entity as later errors do.
+fn reflected_label(id: u64, components: &[Box<dyn PartialReflect>]) -> String {
+    let named = [
+        TypeId::of::<TaskSettings>(),
+        TypeId::of::<Body>(),
+        TypeId::of::<Joint>(),
+        TypeId::of::<Site>(),
+        TypeId::of::<Goal>(),
+    ];
+    let name_of = |wanted: TypeId| {
+        components.iter().find_map(|c| {
+            if c.get_represented_type_info()?.type_id() != wanted {
+                return None;
+            }
+            let ReflectRef::Struct(fields) = c.reflect_ref() else {
+                return None;
+            };
+            fields.field("name")?.try_downcast_ref::<String>().cloned()
+        })
+    };
+    match named.into_iter().find_map(name_of) {
+        Some(name) => format!("entity {id} (\"{name}\")"),
+        None => format!("entity {id}"),
+    }
+}
+
+/// Parses scene text into its entities, each with its components typed.
+pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
+    let registry = authoring_registry();
+    let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
+        file: source.to_string(),
+        line,
+        column,
+        entity: locate_entity(text, line),
+        message,
+    };
+    // Editors on some systems start UTF-8 files with a byte-order mark, which RON does not expect.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut de = ron::de::Deserializer::from_str(text)
+        .map_err(|e| parse_error(e.span.start.line, e.span.start.col, e.code.to_string()))?;
+    let world = WorldDeserializer {
+        type_registry: registry,
+        load_from_path: &mut NoAssets,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| {
+        let e = de.span_error(e);
+        parse_error(
+            e.span.start.line,
+            e.span.start.col,
+            explain_parse_error(e.code.to_string(), registry),
+        )
+    })?;
+    // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
+    de.end().map_err(|e| {
+        let e = de.span_error(e);
+        parse_error(
+            e.span.start.line,
+            e.span.start.col,
+            format!("{} after the scene's closing `)`", e.code),
+        )
+    })?;
+    if let Some(resource) = world.resources.first() {
+        return Err(SimError::Invalid {
+            file: source.to_string(),
+            entity: "scene".into(),
+            field: "resources".into(),
+            message: format!(
+                "task scenes hold no resources, found `{}`",
+                resource.reflect_type_path()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(world.entities.len());
+    for (k, entity) in world.entities.iter().enumerate() {
+        let label = reflected_label(entity.entity.to_bits(), &entity.components);
+        // Errors name entities by id, so two entities with one id would be ambiguous.
+        if world.entities[..k]
+            .iter()
+            .any(|e| e.entity == entity.entity)
+        {
+            return Err(SimError::Invalid {
+                file: source.to_string(),
+                entity: label,
+                field: "id".into(),
+                message: "the id is used twice; give each entity its own".into(),
+            });
+        }
+        let mut raw = RawEntity {
+            id: entity.entity.to_bits(),
+            ..default()
+        };
+        for component in &entity.components {
+            let info = component.get_represented_type_info();
+            let type_name = info.map_or("unknown", |i| i.type_path_table().short_path());
+            let error = |field: String, message: &str| SimError::Invalid {
+                file: source.to_string(),
+                entity: label.clone(),
+                field,
+                message: message.to_string(),
+            };
+            let invalid = |message: &str| error(type_name.to_string(), message);
+            let type_id = info
+                .map(|info| info.type_id())
+                .ok_or_else(|| invalid("component of unknown type"))?;
+            // Each authoring type is converted from its reflected (dynamic) form, which the deserializer builds
+            // even with fields left out; a failed conversion is explained by the required field it lacks.
+            let unconvertible =
+                |component: &dyn PartialReflect| match missing_field(component, registry) {
+                    Some(path) => error(
+                        format!("{type_name}{path}"),
+                        "is missing (the field has no default)",
+                    ),
+                    None => invalid("a field is missing or malformed"),
+                };
+            fn typed<T: FromReflect>(
+                component: &dyn PartialReflect,
+                slot: &mut Option<T>,
+                unconvertible: &dyn Fn(&dyn PartialReflect) -> SimError,
+                invalid: &dyn Fn(&str) -> SimError,
+            ) -> Result<(), SimError> {
+                let value = T::from_reflect(component).ok_or_else(|| unconvertible(component))?;
+                if slot.replace(value).is_some() {
+                    return Err(invalid("the component appears twice on this entity"));
+                }
+                Ok(())
+            }
+            let c = component.as_ref();
+            if type_id == TypeId::of::<TaskSettings>() {
+                typed(c, &mut raw.settings, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<Body>() {
+                typed(c, &mut raw.body, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<Collider>() {
+                typed(c, &mut raw.collider, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<Joint>() {
+                typed(c, &mut raw.joint, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<Site>() {
+                typed(c, &mut raw.site, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<ActionSpace>() {
+                typed(c, &mut raw.actions, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<ObservationSpace>() {
+                typed(c, &mut raw.observations, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<Goal>() {
+                typed(c, &mut raw.goal, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<RandomizePose>() {
+                typed(c, &mut raw.randomize_pose, &unconvertible, &invalid)?;
+            } else if type_id == TypeId::of::<RandomizeTarget>() {
+                typed(c, &mut raw.randomize_target, &unconvertible, &invalid)?;
+            } else {
+                return Err(invalid("not a task authoring component"));
+            }
+        }
+        out.push(raw);
+    }
+    Ok(out)
+}
+
+/// A deserializer error made plainer: an unknown type gets the authoring components a scene can use (and loses
+/// its empty `(stack: )`), an invalid entity key what ids are valid.
+fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
+    // Bevy reads an entity key as an entity's bits, in which 0 is no entity.
+    if message.contains("invalid entity") {
+        return format!("{message}: entity ids are whole numbers from 1");
+    }
+    if !message.contains("no registration found") {
+        return message;
+    }
+    let mut known: Vec<&str> = registry
+        .iter()
+        .filter(|r| r.data::<ReflectComponent>().is_some())
+        .map(|r| r.type_info().type_path_table().short_path())
+        .collect();
+    known.sort_unstable();
+    format!(
+        "{}; a task scene's components are qamlab_sim::authoring::{{{}}}",
+        message.replace(" (stack: )", ""),
+        known.join(", ")
+    )
+}
+
+/// Finds the entity (and component) enclosing `line` in scene text, for parse errors: the last entity key
+/// (`1234: (`) and component key (`"path::Type":`) at or before that line.
+fn locate_entity(text: &str, line: usize) -> String {
+    let mut entity = None;
+    let mut component = None;
+    for l in text.lines().take(line.max(1)) {
+        let t = l.trim();
+        if let Some((key, rest)) = t.split_once(':')
+            && !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_digit())
+            && rest.trim_start().starts_with('(')
+        {
+            entity = Some(key.to_string());
+            component = None;
+        } else if t.starts_with('"')
+            && let Some(end) = t[1..].find('"')
+        {
+            component = Some(t[1..1 + end].to_string());
+        }
+    }
+    match (entity, component) {
+        (Some(e), Some(c)) => format!("entity {e}, component {c}"),
+        (Some(e), None) => format!("entity {e}"),
+        _ => "scene".to_string(),
+    }
+}
