@@ -1,4 +1,4 @@
-//! The `qamlab` command line: doctor, collect, train, eval, bench and the demo.
+//! The `qamlab` command line: doctor, collect, dataset, train, eval, plot, bench, task, view and the demo.
 
 mod commands;
 mod doctor;
@@ -20,6 +20,8 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Collect a dataset with a task's scripted oracle (OGBench npz layout).
     Collect(commands::collect::CollectArgs),
+    /// Show what a dataset holds and where it came from; `--task T` checks that it fits a task.
+    Dataset(commands::dataset::DatasetArgs),
     /// Train an agent offline then online; `--resume RUN_DIR` continues a run.
     Train(commands::train::TrainArgs),
     /// Draw the learning curves of several runs on one chart.
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),
+        Command::Dataset(args) => commands::dataset::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Plot(args) => commands::plot::run(args),

@@ -212,6 +212,60 @@ fn collect_writes_the_dataset_and_its_validation_file() {
 }
 
 #[test]
+fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.npz");
+    let out = qamlab(&[
+        "collect",
+        "--quiet",
+        "--episodes",
+        "2",
+        "--envs",
+        "2",
+        "--episode-length",
+        "30",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let out = qamlab(&[
+        "dataset",
+        file.to_str().unwrap(),
+        "--task",
+        "cube-single",
+        "--columns",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for line in [
+        "d.npz: 2 episodes, 60 transitions, 28-D observations, 5-D actions",
+        "source: task cube-single, by qamlab ",
+        ": qamlab collect --task cube-single --episodes 2 --envs 2 --seed 0 --noise 0.1 --episode-length 30",
+        "observations: pinch.position.x, pinch.position.y,",
+        "actions: dx, dy, dz, dyaw, gripper",
+        "% of episodes reach it",
+        "rewards: mean ",
+        "fits task cube-single",
+    ] {
+        assert!(stdout.contains(line), "`{line}` in:\n{stdout}");
+    }
+    let out = qamlab(&["dataset", file.to_str().unwrap(), "--task", "cube-double"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("observations are 28-D")
+            && stderr.contains("collected on task cube-single"),
+        "{stderr}"
+    );
+    let out = qamlab(&["dataset", "no-such.npz"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such.npz") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod collect;
+pub mod dataset;
 pub mod demo;
 pub mod eval;
 pub mod interrupt;

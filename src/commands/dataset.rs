@@ -1,0 +1,85 @@
+//! `qamlab dataset`: what a dataset file holds, where it came from, and whether it fits a task.
+
+use std::path::PathBuf;
+
+use qamlab_headless::dataset::{Dataset, load_dataset};
+
+/// Flags of `qamlab dataset`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DatasetArgs {
+    /// The dataset (npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it).
+    pub file: PathBuf,
+    /// Also check that it fits this task (built-in name or scene file), as `qamlab train` would.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Also list its observation and action columns (when the file records them).
+    #[arg(long)]
+    pub columns: bool,
+}
+
+/// Runs `qamlab dataset`.
+pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
+    let data = load_dataset(&args.file)?;
+    print!("{}", describe(&args.file, &data, args.columns));
+    if let Some(name) = &args.task {
+        let task = qamlab_tasks::load_task(name)?;
+        let spec = qamlab_sim::EnvSpec::of(&task.scene);
+        match data.check_fits(&args.file, &spec)? {
+            Some(note) => println!("fits task {}, with a warning: {note}", task.name),
+            None => println!("fits task {}", task.name),
+        }
+    }
+    Ok(())
+}
+
+/// The summary printed for `data`, read from `file`.
+fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
+    let mut text = format!(
+        "{}: {}, {}, {}-D observations, {}-D actions\n",
+        file.display(),
+        super::count(data.episodes, "episode"),
+        super::count(data.len(), "transition"),
+        data.obs_dim,
+        data.action_dim
+    );
+    match &data.source {
+        Some(source) => {
+            text += &format!(
+                "source: task {}, by qamlab {}: {}\n",
+                source.task, source.qamlab, source.collected_with
+            );
+            if columns {
+                text += &format!("observations: {}\n", source.observations.join(", "));
+                text += &format!("actions: {}\n", source.actions.join(", "));
+            }
+        }
+        None => text += "source: not recorded (OGBench's files and older qamlab collections do not say)\n",
+    }
+    // Masks are 0 where a transition reached success; terminals end each episode.
+    let (mut reached, mut episode_reached) = (0, false);
+    for (&mask, &terminal) in data.masks.iter().zip(&data.terminals) {
+        episode_reached |= mask == 0.0;
+        if terminal == 1.0 {
+            reached += usize::from(episode_reached);
+            episode_reached = false;
+        }
+    }
+    let at_success = data.masks.iter().filter(|&&m| m == 0.0).count();
+    let share = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
+    text += &format!(
+        "success: {:.1}% of transitions; {:.0}% of episodes reach it\n",
+        share(at_success, data.len()),
+        share(reached, data.episodes)
+    );
+    let (low, high) = data
+        .rewards
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+            (lo.min(r), hi.max(r))
+        });
+    let mean = data.rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / data.len().max(1) as f64;
+    if !data.is_empty() {
+        text += &format!("rewards: mean {mean:.3}, in [{low}, {high}]\n");
+    }
+    text
+}
