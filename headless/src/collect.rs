@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
-use qamlab_sim::{BatchedEnv, EnvOptions};
+use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode, load_task};
 
 use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset};
@@ -124,23 +124,7 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 /// Collects `opts.episodes` oracle episodes and writes them to `opts.out`.
 /// Errors name the `qamlab collect` flag of the option at fault.
 pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
-    ensure!(opts.episodes > 0, "collect: --episodes must be at least 1");
-    ensure!(opts.envs > 0, "collect: --envs must be at least 1");
-    ensure!(
-        opts.noise.is_finite() && opts.noise >= 0.0,
-        "collect: --noise must be >= 0, got {}",
-        opts.noise
-    );
-    ensure!(
-        (0.0..=1.0).contains(&opts.random_action_prob),
-        "collect: --random-action-prob must lie in [0, 1], got {}",
-        opts.random_action_prob
-    );
-    ensure!(
-        opts.episode_length != Some(0),
-        "collect: --episode-length must be at least 1"
-    );
-    check_out(&opts.out)?;
+    check_options(opts)?;
     let task = load_task(&opts.task)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
@@ -157,85 +141,34 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     let env_seeds: Vec<u64> = (0..n as u64)
         .map(|i| stream_seed(opts.seed, 1, i))
         .collect();
-    let oracle_seeds: Vec<u64> = (0..n as u64)
-        .map(|i| stream_seed(opts.seed, 2, i))
-        .collect();
-    let config = OracleConfig {
-        mode: if opts.play {
-            OracleMode::Play
-        } else {
-            OracleMode::Solve
-        },
-        noise: opts.noise,
-        random_action_prob: opts.random_action_prob,
-        play_region: OracleConfig::play_region_of(&task.scene),
-        ..OracleConfig::default()
-    };
-    // A scene file's own task name may not be its file's: name what --task gave.
-    let mut oracle = Oracle::new(&task.scene, &spec, config, &oracle_seeds)
-        .with_context(|| format!("collect: --task {}", opts.task))?;
+    let mut oracle = build_oracle(opts, &task.scene, &spec, n)?;
 
-    let bar = if opts.progress {
-        ProgressBar::new(opts.episodes as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "collect {bar:30} {pos}/{len} episodes [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("a valid template"),
-    );
+    let bar = progress_bar(opts);
     let (o, a, p, v) = (spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
     let mut all = DatasetRows::new(o, a, p, v);
     all.reserve_exact(opts.episodes * (length + 1));
-    let mut episode: Vec<DatasetRows> = (0..n).map(|_| DatasetRows::new(o, a, p, v)).collect();
-    let dummy = vec![0.0f32; a];
     let start = Instant::now();
     let stepping = || format!("collecting task {}", opts.task);
-    let mut obs = env.reset(&env_seeds).with_context(stepping)?.to_vec();
-    let (mut qpos, mut qvel) = (env.output().qpos.clone(), env.output().qvel.clone());
+    let obs = env.reset(&env_seeds).with_context(stepping)?.to_vec();
+    let mut episodes = Episodes {
+        rows: (0..n).map(|_| DatasetRows::new(o, a, p, v)).collect(),
+        obs,
+        qpos: env.output().qpos.clone(),
+        qvel: env.output().qvel.clone(),
+        dummy: vec![0.0f32; a],
+    };
     let (mut steps, mut successes) = (0usize, 0usize);
     let mut recorded = 0;
     while recorded < opts.episodes {
         let active = (opts.episodes - recorded).min(n);
         for t in 0..length {
-            let actions = oracle.act(&obs).to_vec();
+            let actions = oracle.act(&episodes.obs).to_vec();
             let out = env.step(&actions).with_context(stepping)?;
             steps += n;
-            for (i, rows) in episode.iter_mut().enumerate().take(active) {
-                rows.push(Row {
-                    observation: &obs[i * o..(i + 1) * o],
-                    action: &actions[i * a..(i + 1) * a],
-                    reward: out.reward[i],
-                    success: out.success[i],
-                    terminal: false,
-                    qpos: &qpos[i * p..(i + 1) * p],
-                    qvel: &qvel[i * v..(i + 1) * v],
-                });
-                successes += usize::from(out.success[i]);
-                if t + 1 == length {
-                    // The episode's final state, with a dummy action (OGBench's layout).
-                    rows.push(Row {
-                        observation: &out.final_obs[i * o..(i + 1) * o],
-                        action: &dummy,
-                        reward: out.reward[i],
-                        success: out.success[i],
-                        terminal: true,
-                        qpos: &out.final_qpos[i * p..(i + 1) * p],
-                        qvel: &out.final_qvel[i * v..(i + 1) * v],
-                    });
-                }
-            }
-            obs.copy_from_slice(&out.obs);
-            qpos.copy_from_slice(&out.qpos);
-            qvel.copy_from_slice(&out.qvel);
+            successes += episodes.record_step(active, &actions, out, t + 1 == length);
             oracle.episodes_ended(out);
         }
-        for rows in episode.iter_mut().take(active) {
-            all.append(rows);
-            rows.clear();
-        }
+        episodes.move_to(active, &mut all);
         recorded += active;
         bar.set_position(recorded as u64);
         bar.set_message(format!(
@@ -260,6 +193,130 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         seconds,
         env_steps_per_sec: steps as f64 / seconds.max(1e-9),
     })
+}
+
+/// Checks the options before anything is built, naming the flag at fault.
+fn check_options(opts: &CollectOptions) -> anyhow::Result<()> {
+    ensure!(opts.episodes > 0, "collect: --episodes must be at least 1");
+    ensure!(opts.envs > 0, "collect: --envs must be at least 1");
+    ensure!(
+        opts.noise.is_finite() && opts.noise >= 0.0,
+        "collect: --noise must be >= 0, got {}",
+        opts.noise
+    );
+    ensure!(
+        (0.0..=1.0).contains(&opts.random_action_prob),
+        "collect: --random-action-prob must lie in [0, 1], got {}",
+        opts.random_action_prob
+    );
+    ensure!(
+        opts.episode_length != Some(0),
+        "collect: --episode-length must be at least 1"
+    );
+    check_out(&opts.out)
+}
+
+/// The task's oracle for `n` envs, in the mode and with the noise the options ask for.
+fn build_oracle(
+    opts: &CollectOptions,
+    scene: &TaskScene,
+    spec: &EnvSpec,
+    n: usize,
+) -> anyhow::Result<Oracle> {
+    let oracle_seeds: Vec<u64> = (0..n as u64)
+        .map(|i| stream_seed(opts.seed, 2, i))
+        .collect();
+    let config = OracleConfig {
+        mode: if opts.play {
+            OracleMode::Play
+        } else {
+            OracleMode::Solve
+        },
+        noise: opts.noise,
+        random_action_prob: opts.random_action_prob,
+        play_region: OracleConfig::play_region_of(scene),
+        ..OracleConfig::default()
+    };
+    // A scene file's own task name may not be its file's: name what --task gave.
+    Oracle::new(scene, spec, config, &oracle_seeds)
+        .with_context(|| format!("collect: --task {}", opts.task))
+}
+
+/// The episode counter, hidden unless the options ask for progress.
+fn progress_bar(opts: &CollectOptions) -> ProgressBar {
+    let bar = if opts.progress {
+        ProgressBar::new(opts.episodes as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "collect {bar:30} {pos}/{len} episodes [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
+/// Each env's episode so far, and the state (observation, qpos, qvel: `[N * dim]`) its next step starts from.
+struct Episodes {
+    rows: Vec<DatasetRows>,
+    obs: Vec<f32>,
+    qpos: Vec<f32>,
+    qvel: Vec<f32>,
+    /// The action of an episode's final row.
+    dummy: Vec<f32>,
+}
+
+impl Episodes {
+    /// Records step `out`, taken with `actions`, in the first `active` envs' episodes (with their final states if
+    /// the step is the episodes' `last`), and moves on to the state it reached; returns the successes recorded.
+    fn record_step(
+        &mut self,
+        active: usize,
+        actions: &[f32],
+        out: &StepOutput,
+        last: bool,
+    ) -> usize {
+        let mut successes = 0;
+        for (i, rows) in self.rows.iter_mut().enumerate().take(active) {
+            let (o, a, p, v) = (rows.obs_dim, rows.action_dim, rows.qpos_dim, rows.qvel_dim);
+            rows.push(Row {
+                observation: &self.obs[i * o..(i + 1) * o],
+                action: &actions[i * a..(i + 1) * a],
+                reward: out.reward[i],
+                success: out.success[i],
+                terminal: false,
+                qpos: &self.qpos[i * p..(i + 1) * p],
+                qvel: &self.qvel[i * v..(i + 1) * v],
+            });
+            successes += usize::from(out.success[i]);
+            if last {
+                // The episode's final state, with a dummy action (OGBench's layout).
+                rows.push(Row {
+                    observation: &out.final_obs[i * o..(i + 1) * o],
+                    action: &self.dummy,
+                    reward: out.reward[i],
+                    success: out.success[i],
+                    terminal: true,
+                    qpos: &out.final_qpos[i * p..(i + 1) * p],
+                    qvel: &out.final_qvel[i * v..(i + 1) * v],
+                });
+            }
+        }
+        self.obs.copy_from_slice(&out.obs);
+        self.qpos.copy_from_slice(&out.qpos);
+        self.qvel.copy_from_slice(&out.qvel);
+        successes
+    }
+
+    /// Moves the first `active` envs' finished episodes to `all`, in env order.
+    fn move_to(&mut self, active: usize, all: &mut DatasetRows) {
+        for rows in self.rows.iter_mut().take(active) {
+            all.append(rows);
+            rows.clear();
+        }
+    }
 }
 
 #[cfg(test)]

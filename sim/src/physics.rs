@@ -8,8 +8,8 @@ use bevy::math::{Quat, Vec3};
 use bevy::prelude::default;
 use bevy_rapier3d::rapier::prelude::*;
 
-use crate::authoring::{BodyKind, JointKind, Shape};
-use crate::scene::{FrameRef, TaskScene};
+use crate::authoring::{self, BodyKind, JointKind, Shape};
+use crate::scene::{BodyDef, FrameRef, JointDef, TaskScene};
 
 /// An env's physics: the Rapier world and the handles of the scene's bodies and joints, by scene index.
 pub struct EnvPhysics {
@@ -36,112 +36,41 @@ impl EnvPhysics {
         // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.
         world.integration_parameters.warmstart_joints = true;
 
-        let mut bodies = Vec::with_capacity(scene.bodies.len());
-        for (def, pose) in scene.bodies.iter().zip(poses) {
-            let b = &def.body;
-            let builder = match b.kind {
-                BodyKind::Dynamic => RigidBodyBuilder::dynamic(),
-                BodyKind::Fixed => RigidBodyBuilder::fixed(),
-                BodyKind::Kinematic => RigidBodyBuilder::kinematic_velocity_based(),
-            };
-            let mut builder = builder
-                .pose(*pose)
-                .gravity_scale(b.gravity_scale)
-                .linear_damping(b.linear_damping)
-                .angular_damping(b.angular_damping);
-            if b.extra_mass > 0.0 {
-                // Inertia of a 20 cm sphere of that mass: collider-less links (gantry carriages) must not be so light in
-                // rotation that the joint chain between them flexes.
-                let i = 0.4 * b.extra_mass * 0.2 * 0.2;
-                builder = builder.additional_mass_properties(MassProperties::new(
-                    Vec3::ZERO,
-                    b.extra_mass,
-                    Vec3::splat(i),
-                ));
-            }
-            let handle = world.bodies.insert(builder.build());
-            if let Some(c) = &def.collider {
-                let shape = match &c.shape {
-                    Shape::Cuboid { half_extents: h } => ColliderBuilder::cuboid(h.x, h.y, h.z),
-                    Shape::Ball { radius } => ColliderBuilder::ball(*radius),
-                    Shape::Capsule {
-                        half_height,
-                        radius,
-                    } => ColliderBuilder::capsule_z(*half_height, *radius),
-                    // Rapier's cylinders run along y; scenes use z like capsules.
-                    Shape::Cylinder {
-                        half_height,
-                        radius,
-                    } => ColliderBuilder::cylinder(*half_height, *radius)
-                        .rotation(Vec3::X * std::f32::consts::FRAC_PI_2),
-                    Shape::ConvexHull { points } => ColliderBuilder::convex_hull(points)
-                        .expect("checked when the scene was loaded"),
-                };
-                let offset = shape.position.translation + c.offset;
-                let collider = shape
-                    .translation(offset)
-                    .density(c.density)
-                    .friction(c.friction)
-                    .restitution(c.restitution)
-                    .collision_groups(InteractionGroups::new(
-                        Group::from_bits_retain(c.membership),
-                        Group::from_bits_retain(c.filter),
-                        InteractionTestMode::And,
-                    ))
-                    .build();
-                world
-                    .colliders
-                    .insert_with_parent(collider, handle, &mut world.bodies);
-            }
-            bodies.push(handle);
-        }
-
-        let mut joints = Vec::with_capacity(scene.joints.len());
-        for def in &scene.joints {
-            let locked = match def.joint.kind {
-                JointKind::Revolute { .. } => JointAxesMask::LOCKED_REVOLUTE_AXES,
-                JointKind::Prismatic { .. } => JointAxesMask::LOCKED_PRISMATIC_AXES,
-                JointKind::Fixed => JointAxesMask::LOCKED_FIXED_AXES,
-            };
-            let mut joint = GenericJointBuilder::new(locked)
-                .local_frame1(def.frame1)
-                .local_frame2(def.frame2)
-                // Jointed bodies overlap by design (a finger inside its palm's box).
-                .contacts_enabled(false)
-                .build();
-            if let (Some(axis), Some(l)) = (joint_axis(def.joint.kind), def.joint.limits) {
-                joint.set_limits(axis, [l.min, l.max]);
-            }
-            joints.push(world.impulse_joints.insert(
-                bodies[def.parent],
-                bodies[def.child],
-                joint,
-                true,
-            ));
-        }
-
+        let bodies: Vec<RigidBodyHandle> = scene
+            .bodies
+            .iter()
+            .zip(poses)
+            .map(|(def, pose)| insert_body(&mut world, def, *pose))
+            .collect();
+        let joints = scene
+            .joints
+            .iter()
+            .map(|def| insert_joint(&mut world, &bodies, def))
+            .collect();
         let mut physics = Self {
             world,
             bodies,
             joints,
         };
+        physics.hold_motors(scene);
+        physics
+    }
+
+    /// Sets every actuated joint's motor to hold its joint where it is (a velocity motor: at rest).
+    fn hold_motors(&mut self, scene: &TaskScene) {
         for a in &scene.actuators {
             for &j in &a.joints {
                 let axis =
                     joint_axis(scene.joints[j].joint.kind).expect("actuated joints are not fixed");
-                let p = physics.joint_position(scene, j);
+                let p = self.joint_position(scene, j);
                 let act = &a.actuator;
-                if let Some(joint) = physics
-                    .world
-                    .impulse_joints
-                    .get_mut(physics.joints[j], true)
-                {
+                if let Some(joint) = self.world.impulse_joints.get_mut(self.joints[j], true) {
                     joint
                         .data
                         .set_motor_model(axis, MotorModel::AccelerationBased);
                     joint.data.set_motor_max_force(axis, act.max_force);
                     match act.control {
-                        crate::authoring::Control::Velocity { .. } => {
+                        authoring::Control::Velocity { .. } => {
                             joint.data.set_motor_velocity(axis, 0.0, act.damping);
                         }
                         _ => {
@@ -153,7 +82,6 @@ impl EnvPhysics {
                 }
             }
         }
-        physics
     }
 
     /// Advances the world by `substeps` physics steps.
@@ -263,6 +191,96 @@ impl EnvPhysics {
             joint.data.set_motor_velocity(axis, velocity, damping);
         }
     }
+}
+
+/// Inserts a scene body, with its collider if it has one, at `pose` and at rest.
+fn insert_body(world: &mut PhysicsWorld, def: &BodyDef, pose: Pose) -> RigidBodyHandle {
+    let b = &def.body;
+    let builder = match b.kind {
+        BodyKind::Dynamic => RigidBodyBuilder::dynamic(),
+        BodyKind::Fixed => RigidBodyBuilder::fixed(),
+        BodyKind::Kinematic => RigidBodyBuilder::kinematic_velocity_based(),
+    };
+    let mut builder = builder
+        .pose(pose)
+        .gravity_scale(b.gravity_scale)
+        .linear_damping(b.linear_damping)
+        .angular_damping(b.angular_damping);
+    if b.extra_mass > 0.0 {
+        // Inertia of a 20 cm sphere of that mass: collider-less links (gantry carriages) must not be so light in
+        // rotation that the joint chain between them flexes.
+        let i = 0.4 * b.extra_mass * 0.2 * 0.2;
+        builder = builder.additional_mass_properties(MassProperties::new(
+            Vec3::ZERO,
+            b.extra_mass,
+            Vec3::splat(i),
+        ));
+    }
+    let handle = world.bodies.insert(builder.build());
+    if let Some(c) = &def.collider {
+        world
+            .colliders
+            .insert_with_parent(collider_of(c), handle, &mut world.bodies);
+    }
+    handle
+}
+
+/// The Rapier collider of an authored one (in its body's frame).
+fn collider_of(c: &authoring::Collider) -> Collider {
+    let shape = match &c.shape {
+        Shape::Cuboid { half_extents: h } => ColliderBuilder::cuboid(h.x, h.y, h.z),
+        Shape::Ball { radius } => ColliderBuilder::ball(*radius),
+        Shape::Capsule {
+            half_height,
+            radius,
+        } => ColliderBuilder::capsule_z(*half_height, *radius),
+        // Rapier's cylinders run along y; scenes use z like capsules.
+        Shape::Cylinder {
+            half_height,
+            radius,
+        } => ColliderBuilder::cylinder(*half_height, *radius)
+            .rotation(Vec3::X * std::f32::consts::FRAC_PI_2),
+        Shape::ConvexHull { points } => {
+            ColliderBuilder::convex_hull(points).expect("checked when the scene was loaded")
+        }
+    };
+    let offset = shape.position.translation + c.offset;
+    shape
+        .translation(offset)
+        .density(c.density)
+        .friction(c.friction)
+        .restitution(c.restitution)
+        .collision_groups(InteractionGroups::new(
+            Group::from_bits_retain(c.membership),
+            Group::from_bits_retain(c.filter),
+            InteractionTestMode::And,
+        ))
+        .build()
+}
+
+/// Inserts a scene joint between its bodies (`bodies`: their handles, by scene index), with its limits.
+fn insert_joint(
+    world: &mut PhysicsWorld,
+    bodies: &[RigidBodyHandle],
+    def: &JointDef,
+) -> ImpulseJointHandle {
+    let locked = match def.joint.kind {
+        JointKind::Revolute { .. } => JointAxesMask::LOCKED_REVOLUTE_AXES,
+        JointKind::Prismatic { .. } => JointAxesMask::LOCKED_PRISMATIC_AXES,
+        JointKind::Fixed => JointAxesMask::LOCKED_FIXED_AXES,
+    };
+    let mut joint = GenericJointBuilder::new(locked)
+        .local_frame1(def.frame1)
+        .local_frame2(def.frame2)
+        // Jointed bodies overlap by design (a finger inside its palm's box).
+        .contacts_enabled(false)
+        .build();
+    if let (Some(axis), Some(l)) = (joint_axis(def.joint.kind), def.joint.limits) {
+        joint.set_limits(axis, [l.min, l.max]);
+    }
+    world
+        .impulse_joints
+        .insert(bodies[def.parent], bodies[def.child], joint, true)
 }
 
 /// The free axis of a joint in its frame (always the frame's x).

@@ -14,7 +14,7 @@ use std::f32::consts::PI;
 use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::authoring::{BodyKind, Control, JointKind};
 use qamlab_sim::physics::yaw_of;
-use qamlab_sim::scene::GoalDef;
+use qamlab_sim::scene::{GoalDef, JointDef};
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -93,6 +93,41 @@ impl Layout {
     /// (revolute about the vertical, from the body) and a knee (revolute about a horizontal axis, from the hip's
     /// child) carrying the foot. Returns the layout and the robot's bodies.
     fn find(scene: &TaskScene, spec: &EnvSpec) -> Result<(Self, Vec<usize>), String> {
+        let (mut layout, body) = Self::find_goal_body(scene, spec)?;
+        let joint_of = actuator_maps(scene, spec)?;
+        let mut robot = vec![body];
+        for hip in 0..joint_of.len() {
+            if let Some((leg, [thigh, shin])) = find_leg(scene, &joint_of, body, layout.yaw0, hip)?
+            {
+                layout.legs.push(leg);
+                robot.extend([thigh, shin]);
+            }
+        }
+        let legs = &mut layout.legs;
+        let in_legs = |k: usize| legs.iter().any(|l: &Leg| l.hip == k || l.knee == k);
+        if let Some(k) = (0..joint_of.len()).find(|&k| !in_legs(k)) {
+            return Err(format!(
+                "every action to move a leg (`{}` moves none): a hip turns about the vertical (axis within 8 \
+                 degrees of z) from `{}` to a thigh, a knee about a horizontal axis from that thigh to a shin",
+                scene.actuators[k].actuator.name, scene.bodies[body].body.name
+            ));
+        }
+        if legs.len() < 4 || legs.len() % 2 == 1 {
+            return Err(format!(
+                "an even number of legs, at least 4 (found {})",
+                legs.len()
+            ));
+        }
+        // Around the body, alternate legs swing together: the diagonals of a quadruped.
+        legs.sort_by(|a, b| a.around.total_cmp(&b.around));
+        for (k, leg) in legs.iter_mut().enumerate() {
+            leg.first = k % 2 == 0;
+        }
+        Ok((layout, robot))
+    }
+
+    /// Finds the goal and its body (see [`Layout::find`]): a layout with no legs yet, and the body's index.
+    fn find_goal_body(scene: &TaskScene, spec: &EnvSpec) -> Result<(Self, usize), String> {
         let obs_at = |name: &str| spec.obs_names.iter().position(|n| n == name);
         let goals: Vec<usize> = scene
             .goals
@@ -120,158 +155,17 @@ impl Layout {
             ));
         };
         let target = obs_at(&format!("{}.target.x", goal.goal.name)).expect("found above");
-
-        // Every actuator drives one revolute joint to an absolute angle over [-1, 1].
-        let mut joint_of = Vec::new();
-        for (k, act) in scene.actuators.iter().enumerate() {
-            let a = &act.actuator;
-            let map = match a.control {
-                Control::PositionAbsolute { at_min, at_max } if at_max != at_min => {
-                    ((at_min + at_max) / 2.0, (at_max - at_min) / 2.0)
-                }
-                _ => {
-                    return Err(format!(
-                        "every action to be `PositionAbsolute` over more than one angle (`{}` is {})",
-                        a.name, a.control
-                    ));
-                }
-            };
-            if (spec.action_low[k], spec.action_high[k]) != (-1.0, 1.0) || act.joints.len() != 1 {
-                return Err(format!(
-                    "every action to drive one joint over [-1, 1] (`{}` does not)",
-                    a.name
-                ));
-            }
-            joint_of.push((act.joints[0], map));
-        }
-        let axis_of = |j: usize| match scene.joints[j].joint.kind {
-            JointKind::Revolute { axis } => Some(axis.normalize()),
-            _ => None,
+        let yaw0 = yaw_of(scene.bodies[body].body.rotation);
+        let layout = Self {
+            position,
+            quaternion,
+            goal: goal_index,
+            target,
+            yaw0,
+            legs: Vec::new(),
+            action_dim: spec.action_dim,
         };
-        let rot0 = scene.bodies[body].body.rotation;
-        let yaw0 = yaw_of(rot0);
-        let mut legs = Vec::new();
-        let mut robot = vec![body];
-        for (hip, &(hj, hip_map)) in joint_of.iter().enumerate() {
-            let joint = &scene.joints[hj];
-            let Some(hip_axis) = axis_of(hj).filter(|a| a.z.abs() > 0.99) else {
-                continue;
-            };
-            if joint.parent != body {
-                continue;
-            }
-            let thigh = joint.child;
-            let Some((knee, &(kj, knee_map))) = joint_of
-                .iter()
-                .enumerate()
-                .find(|(_, (j, _))| scene.joints[*j].parent == thigh)
-            else {
-                return Err(format!(
-                    "a knee actuator on the joint below hip `{}`",
-                    joint.joint.name
-                ));
-            };
-            let Some(knee_axis) = axis_of(kj).filter(|a| a.z.abs() < 0.1) else {
-                return Err(format!(
-                    "knee `{}` to be revolute about a horizontal axis",
-                    scene.joints[kj].joint.name
-                ));
-            };
-            let shin = scene.joints[kj].child;
-            let Some((low, _)) = scene.collider_bounds(shin) else {
-                return Err(format!(
-                    "a collider (the foot) on `{}`",
-                    scene.bodies[shin].body.name
-                ));
-            };
-            let (hip_at, knee_at) = (joint.joint.anchor, scene.joints[kj].joint.anchor);
-            let out = (knee_at - hip_at).truncate();
-            if out.length() < 1e-3 {
-                return Err(format!(
-                    "knee `{}` to sit out from its hip",
-                    scene.joints[kj].joint.name
-                ));
-            }
-            // A positive hip angle moves the foot along axis x (foot - hip); the foot hangs below the knee.
-            let foot = Vec3::new(knee_at.x, knee_at.y, low.z);
-            let tangent = hip_axis.cross(foot - hip_at).truncate().normalize();
-            let swing = knee_axis.cross(foot - knee_at).truncate();
-            let lift_sign = if swing.dot(out) >= 0.0 { 1.0 } else { -1.0 };
-            // The gait needs the knee to lift the foot by LIFT and the hip to sweep some way either side: each
-            // joint's action range and limits must reach that far.
-            let reaches = |j: usize, map: (f32, f32), angle: f32| {
-                let (lo, hi) = (map.0 - map.1.abs(), map.0 + map.1.abs());
-                let limits = scene.joints[j].joint.limits;
-                // Within rounding: a range authored to end at the angle reaches it.
-                let within = |lo: f32, hi: f32| lo - 1e-4 <= angle && angle <= hi + 1e-4;
-                within(lo, hi) && limits.is_none_or(|r| within(r.min, r.max))
-            };
-            let swing_angle = 0.25;
-            if !(reaches(hj, hip_map, swing_angle) && reaches(hj, hip_map, -swing_angle)) {
-                return Err(format!(
-                    "hip `{}` to turn at least {swing_angle} rad either way (its action range and limits)",
-                    joint.joint.name
-                ));
-            }
-            if !reaches(kj, knee_map, LIFT * lift_sign) {
-                return Err(format!(
-                    "knee `{}` to reach {} rad, which lifts the foot (its action range and limits)",
-                    scene.joints[kj].joint.name,
-                    LIFT * lift_sign
-                ));
-            }
-            // Tangents in the body's authored frame.
-            let unyaw = Vec2::from_angle(-yaw0);
-            let from_centre = (knee_at - scene.bodies[body].body.translation).truncate();
-            let ccw = if tangent.perp_dot(from_centre) <= 0.0 {
-                1.0
-            } else {
-                -1.0
-            };
-            legs.push(Leg {
-                hip,
-                knee,
-                tangent: unyaw.rotate(tangent),
-                ccw,
-                around: unyaw.rotate(from_centre).to_angle(),
-                lift_sign,
-                first: false,
-                hip_map,
-                knee_map,
-            });
-            robot.extend([thigh, shin]);
-        }
-        let in_legs = |k: usize| legs.iter().any(|l: &Leg| l.hip == k || l.knee == k);
-        if let Some(k) = (0..joint_of.len()).find(|&k| !in_legs(k)) {
-            return Err(format!(
-                "every action to move a leg (`{}` moves none): a hip turns about the vertical (axis within 8 \
-                 degrees of z) from `{}` to a thigh, a knee about a horizontal axis from that thigh to a shin",
-                scene.actuators[k].actuator.name, scene.bodies[body].body.name
-            ));
-        }
-        if legs.len() < 4 || legs.len() % 2 == 1 {
-            return Err(format!(
-                "an even number of legs, at least 4 (found {})",
-                legs.len()
-            ));
-        }
-        // Around the body, alternate legs swing together: the diagonals of a quadruped.
-        legs.sort_by(|a, b| a.around.total_cmp(&b.around));
-        for (k, leg) in legs.iter_mut().enumerate() {
-            leg.first = k % 2 == 0;
-        }
-        Ok((
-            Self {
-                position,
-                quaternion,
-                goal: goal_index,
-                target,
-                yaw0,
-                legs,
-                action_dim: spec.action_dim,
-            },
-            robot,
-        ))
+        Ok((layout, body))
     }
 
     /// The joint targets, as actions, at gait step `clock` for motion `dir` (body frame, length = the stride's
@@ -300,6 +194,151 @@ impl Layout {
             action[leg.knee] = (knee * leg.lift_sign - leg.knee_map.0) / leg.knee_map.1;
         }
     }
+}
+
+/// An action's joint and its `PositionAbsolute` map: (angle at action 0, angle per action unit).
+type JointMap = (usize, (f32, f32));
+
+/// Each action's joint and map: every actuator must drive one joint to an absolute angle over [-1, 1].
+fn actuator_maps(scene: &TaskScene, spec: &EnvSpec) -> Result<Vec<JointMap>, String> {
+    let mut joint_of = Vec::new();
+    for (k, act) in scene.actuators.iter().enumerate() {
+        let a = &act.actuator;
+        let map = match a.control {
+            Control::PositionAbsolute { at_min, at_max } if at_max != at_min => {
+                ((at_min + at_max) / 2.0, (at_max - at_min) / 2.0)
+            }
+            _ => {
+                return Err(format!(
+                    "every action to be `PositionAbsolute` over more than one angle (`{}` is {})",
+                    a.name, a.control
+                ));
+            }
+        };
+        if (spec.action_low[k], spec.action_high[k]) != (-1.0, 1.0) || act.joints.len() != 1 {
+            return Err(format!(
+                "every action to drive one joint over [-1, 1] (`{}` does not)",
+                a.name
+            ));
+        }
+        joint_of.push((act.joints[0], map));
+    }
+    Ok(joint_of)
+}
+
+/// The leg whose hip is action `hip`, and its bodies (thigh, shin); `None` if that action is no hip (does not turn
+/// a child of `body` about the vertical). `joint_of` is [`actuator_maps`]'s, `yaw0` the body's authored yaw.
+fn find_leg(
+    scene: &TaskScene,
+    joint_of: &[JointMap],
+    body: usize,
+    yaw0: f32,
+    hip: usize,
+) -> Result<Option<(Leg, [usize; 2])>, String> {
+    let (hj, hip_map) = joint_of[hip];
+    let axis_of = |j: usize| match scene.joints[j].joint.kind {
+        JointKind::Revolute { axis } => Some(axis.normalize()),
+        _ => None,
+    };
+    let joint = &scene.joints[hj];
+    let Some(hip_axis) = axis_of(hj).filter(|a| a.z.abs() > 0.99) else {
+        return Ok(None);
+    };
+    if joint.parent != body {
+        return Ok(None);
+    }
+    let thigh = joint.child;
+    let Some((knee, &(kj, knee_map))) = joint_of
+        .iter()
+        .enumerate()
+        .find(|(_, (j, _))| scene.joints[*j].parent == thigh)
+    else {
+        return Err(format!(
+            "a knee actuator on the joint below hip `{}`",
+            joint.joint.name
+        ));
+    };
+    let Some(knee_axis) = axis_of(kj).filter(|a| a.z.abs() < 0.1) else {
+        return Err(format!(
+            "knee `{}` to be revolute about a horizontal axis",
+            scene.joints[kj].joint.name
+        ));
+    };
+    let shin = scene.joints[kj].child;
+    let Some((low, _)) = scene.collider_bounds(shin) else {
+        return Err(format!(
+            "a collider (the foot) on `{}`",
+            scene.bodies[shin].body.name
+        ));
+    };
+    let (hip_at, knee_at) = (joint.joint.anchor, scene.joints[kj].joint.anchor);
+    let out = (knee_at - hip_at).truncate();
+    if out.length() < 1e-3 {
+        return Err(format!(
+            "knee `{}` to sit out from its hip",
+            scene.joints[kj].joint.name
+        ));
+    }
+    // A positive hip angle moves the foot along axis x (foot - hip); the foot hangs below the knee.
+    let foot = Vec3::new(knee_at.x, knee_at.y, low.z);
+    let tangent = hip_axis.cross(foot - hip_at).truncate().normalize();
+    let swing = knee_axis.cross(foot - knee_at).truncate();
+    let lift_sign = if swing.dot(out) >= 0.0 { 1.0 } else { -1.0 };
+    check_reach(joint, hip_map, &scene.joints[kj], knee_map, lift_sign)?;
+    // Tangents in the body's authored frame.
+    let unyaw = Vec2::from_angle(-yaw0);
+    let from_centre = (knee_at - scene.bodies[body].body.translation).truncate();
+    let ccw = if tangent.perp_dot(from_centre) <= 0.0 {
+        1.0
+    } else {
+        -1.0
+    };
+    let leg = Leg {
+        hip,
+        knee,
+        tangent: unyaw.rotate(tangent),
+        ccw,
+        around: unyaw.rotate(from_centre).to_angle(),
+        lift_sign,
+        first: false,
+        hip_map,
+        knee_map,
+    };
+    Ok(Some((leg, [thigh, shin])))
+}
+
+/// Checks that a leg's hip and knee joints (each with its action map) reach the angles the gait asks of them.
+fn check_reach(
+    hip: &JointDef,
+    hip_map: (f32, f32),
+    knee: &JointDef,
+    knee_map: (f32, f32),
+    lift_sign: f32,
+) -> Result<(), String> {
+    // The gait needs the knee to lift the foot by LIFT and the hip to sweep some way either side: each
+    // joint's action range and limits must reach that far.
+    let reaches = |j: &JointDef, map: (f32, f32), angle: f32| {
+        let (lo, hi) = (map.0 - map.1.abs(), map.0 + map.1.abs());
+        let limits = j.joint.limits;
+        // Within rounding: a range authored to end at the angle reaches it.
+        let within = |lo: f32, hi: f32| lo - 1e-4 <= angle && angle <= hi + 1e-4;
+        within(lo, hi) && limits.is_none_or(|r| within(r.min, r.max))
+    };
+    let swing_angle = 0.25;
+    if !(reaches(hip, hip_map, swing_angle) && reaches(hip, hip_map, -swing_angle)) {
+        return Err(format!(
+            "hip `{}` to turn at least {swing_angle} rad either way (its action range and limits)",
+            hip.joint.name
+        ));
+    }
+    if !reaches(knee, knee_map, LIFT * lift_sign) {
+        return Err(format!(
+            "knee `{}` to reach {} rad, which lifts the foot (its action range and limits)",
+            knee.joint.name,
+            LIFT * lift_sign
+        ));
+    }
+    Ok(())
 }
 
 /// What a walker's script is doing.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_agent::{Agent, TransitionStore};
-use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
+use qamlab_sim::{BatchedEnv, EnvOptions, StepOutput, TaskScene};
 use qamlab_tasks::Task;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -440,22 +440,13 @@ impl<'a> Trainer<'a> {
                 episode_length: None,
             },
         )?;
-        let action_dim = env.spec().action_dim;
         let (mut obs, mut queues) = self.start_envs(&mut env)?;
         let bar = self.bar(total, self.state.online_step, "online");
         bar.set_message(self.status());
-        let obs_dim = env.spec().obs_dim;
         let mut last_metrics = None;
         while self.state.online_step < total && !self.stop_requested() {
             if self.cfg.balanced_sampling {
-                // As the reference's balanced runs: uniformly random actions, one at a time, before
-                // start_training (env i takes online step `online_step + 1 + i` of this batched step).
-                let first = self.state.online_step + 1;
-                let (seed, start) = (self.cfg.seed, self.cfg.start_training);
-                queues.fill_empty(|i| {
-                    let step = first + i as u64;
-                    (step < start).then(|| warmup_action(seed, step, action_dim))
-                });
+                self.queue_warmup_actions(&mut queues);
             }
             let actions = queues.next_actions(&mut self.agent, &obs)?;
             let t0 = Instant::now();
@@ -463,69 +454,17 @@ impl<'a> Trainer<'a> {
                 .step(&actions)
                 .with_context(|| format!("stepping task {} online", self.cfg.task))?;
             self.state.env_seconds += t0.elapsed().as_secs_f64();
-            for i in 0..n {
-                let done = out.ended(i);
-                let staging = if self.stages_in_replay() {
-                    &mut self.replay
-                } else {
-                    &mut self.pending[i]
-                };
-                staging.push(
-                    &obs[i * obs_dim..(i + 1) * obs_dim],
-                    &actions[i * action_dim..(i + 1) * action_dim],
-                    shape_reward(out.reward[i], self.cfg.sparse),
-                    if out.terminated[i] { 0.0 } else { 1.0 },
-                    if done { 1.0 } else { 0.0 },
-                    &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
-                )?;
-                if done {
-                    if !self.stages_in_replay() {
-                        let episode = std::mem::replace(
-                            &mut self.pending[i],
-                            TransitionStore::new(obs_dim, action_dim),
-                        );
-                        append(&mut self.replay, &episode)?;
-                    }
-                    self.state.online_episodes += 1;
-                    self.state.online_successes += u64::from(out.success[i]);
-                    queues.clear(i);
-                }
-            }
+            self.stage_transitions(&obs, &actions, out, &mut queues)?;
             obs.copy_from_slice(&out.obs);
             let before = self.state.online_step;
             self.state.online_step += n as u64;
             let step = self.state.online_step;
-            // As the reference: `utd_ratio` updates for every env step i >= start_training. Until the transitions
-            // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
-            // first episode to end) the updates due wait, and are made as soon as they can be.
-            let due = self.online_updates_due(step);
-            let made = self.state.updates - self.state.offline_step;
-            let sampled = if self.cfg.balanced_sampling {
-                self.replay.len() - self.offline_len
-            } else {
-                self.replay.len()
-            };
-            if sampled >= self.cfg.agent.horizon_length {
-                for _ in made..due {
-                    last_metrics = Some(self.update(true)?);
-                }
+            if let Some(metrics) = self.make_due_updates()? {
+                last_metrics = Some(metrics);
             }
             let crossed = |interval: u64| before / interval != step / interval || step >= total;
             if crossed(self.cfg.log_interval) {
-                let rate =
-                    self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
-                let extra = [
-                    ("online_episodes", self.state.online_episodes as f64),
-                    ("online_episode_success", rate),
-                    (
-                        "env_steps_per_second",
-                        self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
-                    ),
-                ];
-                match &last_metrics {
-                    Some(m) => self.log(m, "online", &extra)?,
-                    None => self.log_row("online", Vec::new(), &extra)?,
-                }
+                self.log_online(last_metrics.as_ref())?;
                 bar.set_message(self.status());
             }
             if crossed(self.cfg.eval_interval) {
@@ -542,6 +481,101 @@ impl<'a> Trainer<'a> {
             self.checkpoint_stopped(Some((&env, &queues)))?;
         }
         Ok(())
+    }
+
+    /// Queues a uniformly random action for each env with none queued whose step comes before `start_training`.
+    fn queue_warmup_actions(&self, queues: &mut ChunkQueues) {
+        // As the reference's balanced runs: uniformly random actions, one at a time, before
+        // start_training (env i takes online step `online_step + 1 + i` of this batched step).
+        let first = self.state.online_step + 1;
+        let (seed, start) = (self.cfg.seed, self.cfg.start_training);
+        let action_dim = self.replay.action_dim();
+        queues.fill_empty(|i| {
+            let step = first + i as u64;
+            (step < start).then(|| warmup_action(seed, step, action_dim))
+        });
+    }
+
+    /// Stages each env's transition of step `out` (taken from `obs` with `actions`); an env whose episode ended
+    /// has it appended to the replay buffer, counted, and its queued actions dropped.
+    fn stage_transitions(
+        &mut self,
+        obs: &[f32],
+        actions: &[f32],
+        out: &StepOutput,
+        queues: &mut ChunkQueues,
+    ) -> anyhow::Result<()> {
+        let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
+        for i in 0..self.cfg.envs {
+            let done = out.ended(i);
+            let staging = if self.stages_in_replay() {
+                &mut self.replay
+            } else {
+                &mut self.pending[i]
+            };
+            staging.push(
+                &obs[i * obs_dim..(i + 1) * obs_dim],
+                &actions[i * action_dim..(i + 1) * action_dim],
+                shape_reward(out.reward[i], self.cfg.sparse),
+                if out.terminated[i] { 0.0 } else { 1.0 },
+                if done { 1.0 } else { 0.0 },
+                &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
+            )?;
+            if done {
+                if !self.stages_in_replay() {
+                    let episode = std::mem::replace(
+                        &mut self.pending[i],
+                        TransitionStore::new(obs_dim, action_dim),
+                    );
+                    append(&mut self.replay, &episode)?;
+                }
+                self.state.online_episodes += 1;
+                self.state.online_successes += u64::from(out.success[i]);
+                queues.clear(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the online updates due by now, if a chunk can be sampled; returns the last one's metrics, if any.
+    fn make_due_updates(&mut self) -> anyhow::Result<Option<qamlab_agent::UpdateMetrics>> {
+        // As the reference: `utd_ratio` updates for every env step i >= start_training. Until the transitions
+        // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
+        // first episode to end) the updates due wait, and are made as soon as they can be.
+        let due = self.online_updates_due(self.state.online_step);
+        let made = self.state.updates - self.state.offline_step;
+        let sampled = if self.cfg.balanced_sampling {
+            self.replay.len() - self.offline_len
+        } else {
+            self.replay.len()
+        };
+        let mut last_metrics = None;
+        if sampled >= self.cfg.agent.horizon_length {
+            for _ in made..due {
+                last_metrics = Some(self.update(true)?);
+            }
+        }
+        Ok(last_metrics)
+    }
+
+    /// Logs an online row: the last update's metrics (if one was made yet) and the online episodes' progress.
+    fn log_online(
+        &mut self,
+        last_metrics: Option<&qamlab_agent::UpdateMetrics>,
+    ) -> anyhow::Result<()> {
+        let rate = self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
+        let extra = [
+            ("online_episodes", self.state.online_episodes as f64),
+            ("online_episode_success", rate),
+            (
+                "env_steps_per_second",
+                self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+            ),
+        ];
+        match last_metrics {
+            Some(m) => self.log(m, "online", &extra),
+            None => self.log_row("online", Vec::new(), &extra),
+        }
     }
 
     /// Starts the online envs: new episodes in a new run; in a resumed one, the very episodes the checkpoint was
