@@ -53,7 +53,10 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
                 text += &format!("actions: {}\n", source.actions.join(", "));
             }
         }
-        None => text += "source: not recorded (OGBench's files and older qamlab collections do not say)\n",
+        None => {
+            text +=
+                "source: not recorded (OGBench's files and older qamlab collections do not say)\n"
+        }
     }
     // Masks are 0 where a transition reached success; terminals end each episode.
     let (mut reached, mut episode_reached) = (0, false);
