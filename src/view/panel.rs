@@ -185,6 +185,7 @@ fn side_panel(
     Ok(())
 }
 
+/// The panel, top to bottom.
 fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWriter<ViewCommand>) {
     ui.heading(format!("qamlab view: {}", s.task.name));
     ui.label(format!(
@@ -194,10 +195,29 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
         s.clock.steps_per_second
     ));
     ui.separator();
+    stepping_section(ui, &s.clock, &s.shown, commands);
+    policy_section(ui, &s.policy, &s.save_path, commands);
+    ui.separator();
+    episodes_section(ui, &s.stats);
+    ui.separator();
+    training_section(ui, &s.curves);
+    ui.separator();
+    if let Some(reload) = &s.reload {
+        scene_file_section(ui, reload);
+    }
+    ui.separator();
+    shortcuts_section(ui);
+}
 
-    // Stepping.
+/// Pause, step, reset, one env or the grid, and the speed.
+fn stepping_section(
+    ui: &mut egui::Ui,
+    clock: &SimClock,
+    shown: &ShownEnvs,
+    commands: &mut MessageWriter<ViewCommand>,
+) {
     ui.horizontal(|ui| {
-        let pause = if s.clock.paused { "Resume" } else { "Pause" };
+        let pause = if clock.paused { "Resume" } else { "Pause" };
         if ui.button(pause).clicked() {
             commands.write(ViewCommand::TogglePause);
         }
@@ -207,7 +227,7 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
         if ui.button("Reset").clicked() {
             commands.write(ViewCommand::Reset);
         }
-        let grid = if s.shown.grid {
+        let grid = if shown.grid {
             "Show one env"
         } else {
             "Show all envs"
@@ -220,22 +240,29 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
         ui.label("Speed");
         for speed in Speed::ALL {
             if ui
-                .selectable_label(s.clock.speed == speed, speed.label())
+                .selectable_label(clock.speed == speed, speed.label())
                 .clicked()
             {
                 commands.write(ViewCommand::SetSpeed(speed));
             }
         }
     });
+}
 
-    // Policy.
+/// Who acts (and why a policy cannot), the agent's source and checkpoint saving, and the acting errors.
+fn policy_section(
+    ui: &mut egui::Ui,
+    policy: &ActingPolicy,
+    save_path: &SavePath,
+    commands: &mut MessageWriter<ViewCommand>,
+) {
     ui.horizontal(|ui| {
         ui.label("Acting");
         for kind in PolicyKind::ALL {
-            let available = s.policy.availability(kind);
+            let available = policy.availability(kind);
             let response = ui.add_enabled(
                 available.is_ok(),
-                egui::Button::selectable(s.policy.kind == kind, kind.label()),
+                egui::Button::selectable(policy.kind == kind, kind.label()),
             );
             let response = match &available {
                 Err(why) => response.on_disabled_hover_text(why.as_str()),
@@ -246,16 +273,16 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
             }
         }
     });
-    if let Some(agent) = &s.policy.agent {
+    if let Some(agent) = &policy.agent {
         let source = agent.lock().map(|a| a.source.clone()).unwrap_or_default();
         ui.label(format!("agent: {source}"));
         ui.horizontal(|ui| {
             if ui.button("Save checkpoint").clicked() {
                 commands.write(ViewCommand::SaveCheckpoint);
             }
-            ui.label(RichText::new(s.save_path.0.display().to_string()).weak());
+            ui.label(RichText::new(save_path.0.display().to_string()).weak());
         });
-        match &s.policy.saved {
+        match &policy.saved {
             Some(Ok(path)) => {
                 ui.label(format!("saved {}", path.display()));
             }
@@ -265,31 +292,30 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
             None => {}
         }
     }
-    if let Err(why) = s.policy.availability(s.policy.kind) {
+    if let Err(why) = policy.availability(policy.kind) {
         ui.colored_label(
             Color32::YELLOW,
-            format!("{} cannot act: {why}", s.policy.kind.label()),
+            format!("{} cannot act: {why}", policy.kind.label()),
         );
     }
-    if let Some(note) = &s.policy.fallback {
+    if let Some(note) = &policy.fallback {
         ui.colored_label(Color32::YELLOW, note.as_str());
     }
-    if let Some(err) = &s.policy.error {
+    if let Some(err) = &policy.error {
         ui.colored_label(Color32::LIGHT_RED, format!("paused: {err}"));
     }
-    ui.separator();
+}
 
-    // Episodes.
-    let rate = s
-        .stats
+/// Episode counts, the recent returns and the rolling success curve.
+fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
+    let rate = stats
         .rolling_success()
         .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
     ui.label(format!(
         "episodes {}  successes {}  last {ROLLING}: {rate}",
-        s.stats.episodes, s.stats.successes
+        stats.episodes, stats.successes
     ));
-    let last: Vec<String> = s
-        .stats
+    let last: Vec<String> = stats
         .recent
         .iter()
         .rev()
@@ -308,13 +334,14 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
         ui,
         "window-success",
         &format!("success, last {ROLLING} episodes (x: episode)"),
-        vec![("window", s.stats.curve.clone())],
+        vec![("window", stats.curve.clone())],
         Some((0.0, 1.0)),
     );
+}
 
-    // Training.
-    ui.separator();
-    match &s.curves.status {
+/// The training run's status, the weights acting, and its evaluation and loss curves.
+fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
+    match &curves.status {
         TrainingStatus::Off => {
             ui.label(RichText::new("training curves appear with --train").weak());
         }
@@ -324,7 +351,7 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
         TrainingStatus::Running(out) => {
             ui.label(format!(
                 "training: step {} -> {}",
-                s.curves.step,
+                curves.step,
                 out.display()
             ));
         }
@@ -342,12 +369,11 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
             ui.colored_label(Color32::LIGHT_RED, format!("training failed: {err}"));
         }
     }
-    if let Some(step) = s.curves.weights_step {
+    if let Some(step) = curves.weights_step {
         ui.label(format!("acting with the weights of step {step}"));
     }
-    if !s.curves.evals.is_empty() {
-        let points = s
-            .curves
+    if !curves.evals.is_empty() {
+        let points = curves
             .evals
             .iter()
             .map(|p| [p.step as f64, p.success_rate])
@@ -360,41 +386,40 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
             Some((0.0, 1.0)),
         );
     }
-    if !s.curves.losses.is_empty() {
-        let series = s
-            .curves
+    if !curves.losses.is_empty() {
+        let series = curves
             .losses
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
         curve(ui, "losses", "losses (x: training step)", series, None);
     }
+}
 
-    // Scene file.
-    ui.separator();
-    if let Some(reload) = &s.reload {
-        match &reload.path {
-            Some(path) => {
-                ui.label(format!(
-                    "watching {} ({} reloads)",
-                    path.display(),
-                    reload.reloads
-                ));
-            }
-            None => {
-                ui.label(RichText::new("built-in scene: no file to watch").weak());
-            }
+/// The watched scene file, its reload count and the last reload's error.
+fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
+    match &reload.path {
+        Some(path) => {
+            ui.label(format!(
+                "watching {} ({} reloads)",
+                path.display(),
+                reload.reloads
+            ));
         }
-        if let Some(err) = &reload.error {
-            ui.colored_label(
-                Color32::LIGHT_RED,
-                format!("scene not reloaded, keeping the last good one:\n{err}"),
-            );
+        None => {
+            ui.label(RichText::new("built-in scene: no file to watch").weak());
         }
     }
+    if let Some(err) = &reload.error {
+        ui.colored_label(
+            Color32::LIGHT_RED,
+            format!("scene not reloaded, keeping the last good one:\n{err}"),
+        );
+    }
+}
 
-    // Shortcuts.
-    ui.separator();
+/// The keyboard shortcuts.
+fn shortcuts_section(ui: &mut egui::Ui) {
     egui::Grid::new("shortcuts").num_columns(2).show(ui, |ui| {
         for (key, what) in SHORTCUTS {
             ui.label(RichText::new(*key).monospace());

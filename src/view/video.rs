@@ -97,6 +97,17 @@ pub fn record(
         spec.action_dim
     );
 
+    let mut app = offscreen_app(task, agent, options);
+    wait_for_renderer(&mut app)?;
+    let mut recorder = Recorder::new(options, spec.episode_length);
+    while !recorder.finished()? {
+        recorder.frame(&mut app)?;
+    }
+    Ok(recorder.assemble_frames())
+}
+
+/// The window's envs, policy, render sync and camera, with no window: the camera renders into an image.
+fn offscreen_app(task: &qamlab_tasks::Task, agent: Agent, options: &VideoOptions) -> App {
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -132,7 +143,11 @@ pub fn record(
     .add_plugins((RenderSyncPlugin { grid: false }, CameraPlugin))
     .add_systems(Startup, create_target)
     .add_systems(PostStartup, aim_cameras_at_target);
+    app
+}
 
+/// Waits (two minutes at most) until the renderer's plugins are ready, then finishes building the app.
+fn wait_for_renderer(app: &mut App) -> anyhow::Result<()> {
     let start = Instant::now();
     while app.plugins_state() == PluginsState::Adding {
         bevy::tasks::tick_global_task_pools_on_main_thread();
@@ -144,148 +159,224 @@ pub fn record(
     }
     app.finish();
     app.cleanup();
+    Ok(())
+}
 
-    let captured: Arc<Mutex<Vec<(usize, image::RgbImage)>>> = Arc::default();
-    let failed: Arc<Mutex<Option<String>>> = Arc::default();
-    let episode_length = spec.episode_length;
-    let mut meta: Vec<FrameMeta> = Vec::new();
-    let mut successes = Vec::new();
-    // The episode's initial state is on screen, no step taken yet.
-    let mut fresh = true;
-    // The last step reached the goal on a frame that was not rendered: render it without stepping.
-    let mut show_success = false;
-    let mut t = 0u32;
-    let mut warm_up = WARM_UP_FRAMES;
-    let mut waited = 0u32;
-    loop {
-        let done = successes.len() == options.episodes;
-        if done {
-            if captured.lock().expect("never poisoned").len() == meta.len() {
-                break;
-            }
-            waited += 1;
-            anyhow::ensure!(
-                waited < PATIENCE_FRAMES,
-                "{} of {} frames never came back from the renderer",
-                meta.len() - captured.lock().expect("never poisoned").len(),
-                meta.len()
-            );
-        }
-        let recording = !done && warm_up == 0;
-        let step = recording && !fresh && !show_success;
-        let t_after = t + u32::from(step);
-        // Rendered: the kept steps, the first frame, the success, and the last state before the time limit
-        // (the step after it resets the env).
-        let capture = recording
-            && (!step || t_after.is_multiple_of(options.every) || t_after + 1 == episode_length);
-        {
-            let mut clock = app.world_mut().resource_mut::<SimClock>();
-            clock.paused = true;
-            clock.single_steps = u32::from(step);
-        }
-        // Frames not kept are not rendered at all.
-        let mut cameras = app.world_mut().query::<&mut Camera>();
-        for mut camera in cameras.iter_mut(app.world_mut()) {
-            camera.is_active = capture || warm_up > 0;
-        }
-        if capture {
-            let index = meta.len();
-            let target = app.world().resource::<VideoTarget>().0.clone();
-            let (frames, failed) = (captured.clone(), failed.clone());
-            app.world_mut().spawn(Screenshot::image(target)).observe(
-                move |shot: On<ScreenshotCaptured>| match shot.image.clone().try_into_dynamic() {
-                    Ok(image) => frames
-                        .lock()
-                        .expect("never poisoned")
-                        .push((index, image.to_rgb8())),
-                    Err(err) => {
-                        *failed.lock().expect("never poisoned") =
-                            Some(format!("converting a captured frame: {err}"));
-                    }
-                },
-            );
-            meta.push(FrameMeta {
-                keep: true,
-                last_of: None,
-            });
-        }
-        app.update();
-        if let Some(exit) = app.should_exit() {
-            anyhow::bail!("the renderer stopped early ({exit:?})");
-        }
-        if let Some(err) = failed.lock().expect("never poisoned").take() {
-            anyhow::bail!(err);
-        }
-        {
-            let policy = app.world().resource::<ActingPolicy>();
-            if let Some(err) = policy.error.as_ref().or(policy.fallback.as_ref()) {
-                anyhow::bail!("the agent cannot act: {err}");
-            }
-        }
-        if !recording {
-            // After the first framing of the envs (which the window's camera plugin does once).
-            if warm_up == 2 {
-                closer_camera(app.world_mut());
-            }
-            warm_up = warm_up.saturating_sub(1);
-            continue;
-        }
-        let ended = if step {
-            t = t_after;
-            let out = app.world().resource::<StepOutput>();
-            let (success, truncated) = (out.success[0], out.truncated[0]);
-            if truncated {
-                // The env has already started its next episode: the frame before this step was the last.
-                if capture {
-                    meta.last_mut().expect("captured").keep = false;
-                }
-                if let Some(last) = meta.iter_mut().rev().find(|m| m.keep) {
-                    last.last_of = Some(false);
-                }
-                Some(false)
-            } else if success && capture {
-                meta.last_mut().expect("captured").last_of = Some(true);
-                Some(true)
-            } else {
-                show_success = success;
-                None
-            }
-        } else if show_success {
-            meta.last_mut().expect("captured").last_of = Some(true);
-            show_success = false;
-            Some(true)
-        } else {
-            fresh = false;
-            None
-        };
-        if let Some(success) = ended {
-            successes.push(success);
-            t = 0;
-            fresh = true;
-            if successes.len() < options.episodes {
-                app.world_mut().resource_mut::<PendingRebuild>().0 = true;
-            }
+/// The capture state machine: which frames step the env, which are rendered and kept, and how episodes end.
+struct Recorder {
+    /// Keep every k-th control step.
+    every: u32,
+    /// Episodes to record.
+    episodes: usize,
+    /// Control steps of an episode before the time limit.
+    episode_length: u32,
+    /// Captured pictures, by index into `meta`, in the order the renderer returns them.
+    captured: Arc<Mutex<Vec<(usize, image::RgbImage)>>>,
+    /// Why a capture could not be converted.
+    failed: Arc<Mutex<Option<String>>>,
+    /// One entry per requested capture.
+    meta: Vec<FrameMeta>,
+    /// How each finished episode ended.
+    successes: Vec<bool>,
+    /// The episode's initial state is on screen, no step taken yet.
+    fresh: bool,
+    /// The last step reached the goal on a frame that was not rendered: render it without stepping.
+    show_success: bool,
+    /// Control steps taken in this episode.
+    t: u32,
+    /// Frames left to render before recording.
+    warm_up: u32,
+    /// Frames waited for captures after the last episode.
+    waited: u32,
+}
+
+impl Recorder {
+    /// A recorder before its first frame.
+    fn new(options: &VideoOptions, episode_length: u32) -> Self {
+        Self {
+            every: options.every,
+            episodes: options.episodes,
+            episode_length,
+            captured: Arc::default(),
+            failed: Arc::default(),
+            meta: Vec::new(),
+            successes: Vec::new(),
+            fresh: true,
+            show_success: false,
+            t: 0,
+            warm_up: WARM_UP_FRAMES,
+            waited: 0,
         }
     }
 
-    let mut shots = std::mem::take(&mut *captured.lock().expect("never poisoned"));
-    shots.sort_by_key(|(index, _)| *index);
-    let frame_delay = 100 / FPS;
-    let frames = shots
-        .into_iter()
-        .filter(|(index, _)| meta[*index].keep)
-        .map(|(index, mut image)| {
-            let delay = match meta[index].last_of {
-                Some(success) => {
-                    draw_border(&mut image, success);
-                    HOLD_CENTISECONDS
+    /// Whether every episode has ended and every capture has come back; an error after too long a wait.
+    fn finished(&mut self) -> anyhow::Result<bool> {
+        if self.successes.len() < self.episodes {
+            return Ok(false);
+        }
+        if self.captured.lock().expect("never poisoned").len() == self.meta.len() {
+            return Ok(true);
+        }
+        self.waited += 1;
+        anyhow::ensure!(
+            self.waited < PATIENCE_FRAMES,
+            "{} of {} frames never came back from the renderer",
+            self.meta.len() - self.captured.lock().expect("never poisoned").len(),
+            self.meta.len()
+        );
+        Ok(false)
+    }
+
+    /// Runs one frame: a control step or none, rendered or not, and notes whether it ended the episode.
+    fn frame(&mut self, app: &mut App) -> anyhow::Result<()> {
+        let done = self.successes.len() == self.episodes;
+        let recording = !done && self.warm_up == 0;
+        let step = recording && !self.fresh && !self.show_success;
+        let t_after = self.t + u32::from(step);
+        // Rendered: the kept steps, the first frame, the success, and the last state before the time limit
+        // (the step after it resets the env).
+        let capture = recording
+            && (!step || t_after.is_multiple_of(self.every) || t_after + 1 == self.episode_length);
+        // Frames not kept are not rendered at all.
+        set_up_frame(app, step, capture || self.warm_up > 0);
+        if capture {
+            self.request_capture(app);
+        }
+        app.update();
+        self.check_update(app)?;
+        if !recording {
+            // After the first framing of the envs (which the window's camera plugin does once).
+            if self.warm_up == 2 {
+                closer_camera(app.world_mut());
+            }
+            self.warm_up = self.warm_up.saturating_sub(1);
+            return Ok(());
+        }
+        let ended = if step {
+            self.t = t_after;
+            self.stepped(app, capture)
+        } else if self.show_success {
+            self.meta.last_mut().expect("captured").last_of = Some(true);
+            self.show_success = false;
+            Some(true)
+        } else {
+            self.fresh = false;
+            None
+        };
+        if let Some(success) = ended {
+            self.end_episode(app, success);
+        }
+        Ok(())
+    }
+
+    /// Asks the renderer for this frame's picture, delivered to `captured` by index.
+    fn request_capture(&mut self, app: &mut App) {
+        let index = self.meta.len();
+        let target = app.world().resource::<VideoTarget>().0.clone();
+        let (frames, failed) = (self.captured.clone(), self.failed.clone());
+        app.world_mut().spawn(Screenshot::image(target)).observe(
+            move |shot: On<ScreenshotCaptured>| match shot.image.clone().try_into_dynamic() {
+                Ok(image) => frames
+                    .lock()
+                    .expect("never poisoned")
+                    .push((index, image.to_rgb8())),
+                Err(err) => {
+                    *failed.lock().expect("never poisoned") =
+                        Some(format!("converting a captured frame: {err}"));
                 }
-                None => frame_delay,
-            };
-            VideoFrame { image, delay }
-        })
-        .collect();
-    Ok(Video { frames, successes })
+            },
+        );
+        self.meta.push(FrameMeta {
+            keep: true,
+            last_of: None,
+        });
+    }
+
+    /// An error if the update stopped the app, a capture failed, or the agent could not act.
+    fn check_update(&self, app: &App) -> anyhow::Result<()> {
+        if let Some(exit) = app.should_exit() {
+            anyhow::bail!("the renderer stopped early ({exit:?})");
+        }
+        if let Some(err) = self.failed.lock().expect("never poisoned").take() {
+            anyhow::bail!(err);
+        }
+        let policy = app.world().resource::<ActingPolicy>();
+        if let Some(err) = policy.error.as_ref().or(policy.fallback.as_ref()) {
+            anyhow::bail!("the agent cannot act: {err}");
+        }
+        Ok(())
+    }
+
+    /// After a control step: whether it ended the episode, and with a success.
+    fn stepped(&mut self, app: &App, capture: bool) -> Option<bool> {
+        let out = app.world().resource::<StepOutput>();
+        let (success, truncated) = (out.success[0], out.truncated[0]);
+        if truncated {
+            // The env has already started its next episode: the frame before this step was the last.
+            if capture {
+                self.meta.last_mut().expect("captured").keep = false;
+            }
+            if let Some(last) = self.meta.iter_mut().rev().find(|m| m.keep) {
+                last.last_of = Some(false);
+            }
+            Some(false)
+        } else if success && capture {
+            self.meta.last_mut().expect("captured").last_of = Some(true);
+            Some(true)
+        } else {
+            self.show_success = success;
+            None
+        }
+    }
+
+    /// Notes the episode's outcome and, unless it was the last, starts the next one.
+    fn end_episode(&mut self, app: &mut App, success: bool) {
+        self.successes.push(success);
+        self.t = 0;
+        self.fresh = true;
+        if self.successes.len() < self.episodes {
+            app.world_mut().resource_mut::<PendingRebuild>().0 = true;
+        }
+    }
+
+    /// The kept frames in order, each episode's last one bordered and held, and the episodes' outcomes.
+    fn assemble_frames(self) -> Video {
+        let mut shots = std::mem::take(&mut *self.captured.lock().expect("never poisoned"));
+        shots.sort_by_key(|(index, _)| *index);
+        let frame_delay = 100 / FPS;
+        let meta = self.meta;
+        let frames = shots
+            .into_iter()
+            .filter(|(index, _)| meta[*index].keep)
+            .map(|(index, mut image)| {
+                let delay = match meta[index].last_of {
+                    Some(success) => {
+                        draw_border(&mut image, success);
+                        HOLD_CENTISECONDS
+                    }
+                    None => frame_delay,
+                };
+                VideoFrame { image, delay }
+            })
+            .collect();
+        Video {
+            frames,
+            successes: self.successes,
+        }
+    }
+}
+
+/// Pauses the clock for `step` single control steps on the next update, and turns the cameras on if `render`.
+fn set_up_frame(app: &mut App, step: bool, render: bool) {
+    {
+        let mut clock = app.world_mut().resource_mut::<SimClock>();
+        clock.paused = true;
+        clock.single_steps = u32::from(step);
+    }
+    let mut cameras = app.world_mut().query::<&mut Camera>();
+    for mut camera in cameras.iter_mut(app.world_mut()) {
+        camera.is_active = render;
+    }
 }
 
 /// Moves the view's camera closer than the window's framing: the robot and the objects, not the whole table.
