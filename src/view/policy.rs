@@ -409,11 +409,7 @@ fn envs_rebuilt(
     if !generation.is_changed() {
         return;
     }
-    let n = entities.0.len() as u64;
-    // The rebuild has already advanced the seed past the envs it made.
-    let first = layout.next_seed.wrapping_sub(n);
-    let seeds: Vec<u64> = (0..n).map(|i| first.wrapping_add(i)).collect();
-    policy.envs_rebuilt(&task.scene, &task.spec, &seeds);
+    policy.envs_rebuilt(&task.scene, &task.spec, &layout.seeds);
     // New envs are a new attempt: an error of the old ones (say, physics that left f32's range in a scene
     // since reloaded) no longer holds; one that still does comes back at the next step.
     policy.error = None;

@@ -144,6 +144,8 @@ pub struct EnvLayout {
     pub num_envs: usize,
     /// Env `i` of the next rebuild starts from `next_seed + i`.
     pub next_seed: u64,
+    /// The seeds the envs of the last rebuild started from (env `i` from `seeds[i]`).
+    pub seeds: Vec<u64>,
     /// Episodes end (and the env resets) as soon as they succeed, as in evaluation. The video recorder turns it
     /// off so that the success can be seen before it rebuilds the envs itself.
     pub end_on_success: bool,
@@ -168,6 +170,7 @@ impl Plugin for SteppingPlugin {
             .insert_resource(EnvLayout {
                 num_envs: self.num_envs,
                 next_seed: self.seed,
+                seeds: Vec::new(),
                 end_on_success: self.end_on_success,
             })
             .init_resource::<EnvEntities>()
@@ -243,9 +246,10 @@ fn rebuild_envs(world: &mut World) {
         let first = layout.next_seed;
         layout.next_seed = first.wrapping_add(layout.num_envs as u64);
         // Seeds wrap past u64::MAX like every other seed stream of the lab.
-        (0..layout.num_envs as u64)
+        layout.seeds = (0..layout.num_envs as u64)
             .map(|i| first.wrapping_add(i))
-            .collect()
+            .collect();
+        layout.seeds.clone()
     };
     match spawn(world, &scene, &seeds, end_on_success) {
         Ok(entities) => {
