@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn qamlab(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_qamlab"))
         .args(args)
@@ -256,6 +258,25 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
         stderr.contains("observations are 28-D")
             && stderr.contains("collected on task cube-single"),
         "{stderr}"
+    );
+    // A file that does not record its columns is checked by its widths, and says so.
+    let bare = dir.path().join("bare.npz");
+    common::write_npz(&bare, 28, 5, None);
+    let out = qamlab(&[
+        "dataset",
+        bare.to_str().unwrap(),
+        "--task",
+        "cube-single",
+        "--columns",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("source: not recorded")
+            && stdout.contains("columns: not recorded")
+            && stdout.contains(
+                "fits task cube-single by its widths (the file does not record its columns"
+            ),
+        "{stdout}"
     );
     let out = qamlab(&["dataset", "no-such.npz"]);
     let stderr = String::from_utf8_lossy(&out.stderr);

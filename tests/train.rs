@@ -496,7 +496,7 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
         .replace("FIRST", r#"LinearVelocity(frame: "pinch"),"#);
     let err = run_err(&mut train_on("swapped.scn.ron", &swapped));
     assert!(
-        err.contains("data.npz was collected on task cube-single, whose observations are not task cube-single's")
+        err.contains("data.npz was collected on task cube-single as its scene was then, whose observations differ")
             && err.contains("observation 0 is `pinch.position.x` there"),
         "{err}"
     );

@@ -521,15 +521,25 @@ mod tests {
             "{note}"
         );
 
-        // The same widths with other columns is another task's data.
+        // The same widths with other columns is another task's data, or its scene's since edited.
         let mut other = spec.clone();
+        other.task = "other".into();
         other.obs_names.swap(0, 1);
         let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
         assert!(
-            err.contains("cube.npz was collected on task cube-single, whose observations are not")
+            err.contains("cube.npz was collected on task cube-single, whose observations are not task other's")
                 && err.contains(
                     "observation 0 is `pinch.position.x` there and `pinch.position.y` here"
                 ),
+            "{err}"
+        );
+        other.task = "cube-single".into();
+        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+        assert!(
+            err.contains(
+                "cube.npz was collected on task cube-single as its scene was then, whose observations differ from \
+                 its scene's now: observation 0 is"
+            ),
             "{err}"
         );
         let mut other = spec.clone();
@@ -565,7 +575,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("src.npz");
         for (text, expected) in [
-            ("not json", "key `source`: expected JSON text"),
+            (
+                "not json",
+                "key `source`: expected JSON text with task, observations, actions, collected_with and qamlab (a \
+                 file changed since `qamlab collect` wrote it? remove the `source` key",
+            ),
             (
                 r#"{"task":"t","observations":["a"],"actions":["x","y"],"collected_with":"","qamlab":""}"#,
                 "key `source`: names 1 observation and 2 action columns, but the arrays hold 3 and 2",

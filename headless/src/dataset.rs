@@ -65,7 +65,7 @@ pub struct DatasetSource {
     pub observations: Vec<String>,
     /// The action's column names, in order (`EnvSpec::action_names`).
     pub actions: Vec<String>,
-    /// The `qamlab collect` command that made the rows.
+    /// The `qamlab collect` command that made the rows (`--out` aside: the bytes do not depend on the name).
     pub collected_with: String,
     /// The version of qamlab that made them.
     pub qamlab: String,
@@ -290,11 +290,21 @@ impl Dataset {
             ("action", &source.actions, &spec.action_names),
         ] {
             if let Some(k) = (0..ours.len()).find(|&k| theirs.get(k) != Some(&ours[k])) {
+                // The same name is an edited scene: its columns changed since the data was collected.
+                let whose = if source.task == spec.task {
+                    format!(
+                        "task {} as its scene was then, whose {what}s differ from its scene's now",
+                        spec.task
+                    )
+                } else {
+                    format!(
+                        "task {}, whose {what}s are not task {}'s",
+                        source.task, spec.task
+                    )
+                };
                 bail!(
-                    "dataset {file} was collected on task {}, whose {what}s are not task {}'s: {what} {k} is `{}` \
-                     there and `{}` here (`qamlab task NAME` lists a task's columns)",
-                    source.task,
-                    spec.task,
+                    "dataset {file} was collected on {whose}: {what} {k} is `{}` there and `{}` here (`qamlab task \
+                     NAME` lists a task's columns)",
                     theirs.get(k).map_or("missing", String::as_str),
                     ours[k]
                 );
@@ -531,15 +541,19 @@ fn read_source(
     obs_dim: usize,
     action_dim: usize,
 ) -> anyhow::Result<DatasetSource> {
+    // A stale or foreign `source` is refused rather than skipped: a file edited since its collection may no
+    // longer be what it says. The way out is named.
+    const REMEDY: &str = "(a file changed since `qamlab collect` wrote it? remove the `source` key to use it \
+                          without its record, its columns then unchecked)";
     let bytes = npz
         .by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix1>("source")
-        .context("expected uint8 [bytes] of JSON text")?;
-    let source: DatasetSource = serde_json::from_slice(&bytes.to_vec()).context(
-        "expected JSON text with task, observations, actions, collected_with and qamlab",
-    )?;
+        .with_context(|| format!("expected uint8 [bytes] of JSON text {REMEDY}"))?;
+    let source: DatasetSource = serde_json::from_slice(&bytes.to_vec()).with_context(|| {
+        format!("expected JSON text with task, observations, actions, collected_with and qamlab {REMEDY}")
+    })?;
     ensure!(
         (source.observations.len(), source.actions.len()) == (obs_dim, action_dim),
-        "names {} observation and {} action columns, but the arrays hold {obs_dim} and {action_dim}",
+        "names {} observation and {} action columns, but the arrays hold {obs_dim} and {action_dim} {REMEDY}",
         source.observations.len(),
         source.actions.len()
     );

@@ -26,6 +26,10 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
         let spec = qamlab_sim::EnvSpec::of(&task.scene);
         match data.check_fits(&args.file, &spec)? {
             Some(note) => println!("fits task {}, with a warning: {note}", task.name),
+            None if data.source.is_none() => println!(
+                "fits task {} by its widths (the file does not record its columns: they are not checked)",
+                task.name
+            ),
             None => println!("fits task {}", task.name),
         }
     }
@@ -54,8 +58,10 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
             }
         }
         None => {
-            text +=
-                "source: not recorded (OGBench's files and older qamlab collections do not say)\n"
+            text += "source: not recorded (the file comes from another tool, or qamlab before 2026-12-06)\n";
+            if columns {
+                text += "columns: not recorded\n";
+            }
         }
     }
     // Masks are 0 where a transition reached success; terminals end each episode.

@@ -108,7 +108,7 @@ fn describe(
         }
         Err(e) => format!(
             "oracle: none ({e}); `qamlab collect` cannot drive it, and `qamlab train --offline-steps 0` without \
-             a dataset learns it online from nothing\n"
+             a dataset learns it online from nothing (where its robot can reach its goals)\n"
         ),
     };
     out += &match qamlab_headless::chunks::check_agent_action_space(spec) {

@@ -169,10 +169,12 @@ impl Layout {
     }
 }
 
-/// Checks that the gantry can bring its pinch wherever a cube starts and wherever a goal's target lies, as the
-/// joints of `dx`, `dy` and `dz` slide it from where it starts (within their limits): a script sent to a place
-/// out of reach pushes against a limit for the rest of the episode, and its data never succeeds. Errors say what
-/// the oracle needs, naming the cube or goal and the coordinate out of reach.
+/// Checks that the gantry can bring its pinch wherever the script sends it: where a cube starts and the hover
+/// above it, the carrying height, and where a goal's target lies, as the joints of `dx`, `dy` and `dz` slide it
+/// from where it starts (within their limits). A script sent out of reach pushes against a limit for the rest of
+/// the episode, and its data never succeeds. Errors say what the oracle needs, naming the cube or goal and the
+/// coordinate out of reach. (A goal on a site of its cube is taken at the cube's origin: a site a few centimetres
+/// off is within the check's purpose, which is to catch a scene laid out beyond the gantry.)
 pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     let frame_home = |frame: FrameRef| {
         let body = &scene.bodies[frame.body].body;
@@ -194,6 +196,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     let home = frame_home(pinch);
     // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
     let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
+    let mut limits = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
     for (k, axis) in [Vec3::X, Vec3::Y, Vec3::Z].into_iter().enumerate() {
         let actuator = &scene.actuators[k];
         let name = &actuator.actuator.name;
@@ -210,8 +213,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
                 "action `{name}` to drive one prismatic joint sliding along +{along}, as the built-in gantry's"
             ));
         }
-        if let Some(limits) = scene.joints[actuator.joints[0]].joint.limits {
-            reach[k] = Range::new(home[k] + limits.min, home[k] + limits.max);
+        if let Some(joint) = scene.joints[actuator.joints[0]].joint.limits {
+            reach[k] = Range::new(home[k] + joint.min, home[k] + joint.max);
+            limits[k] = joint;
         }
     }
     // Rounding in the authored numbers is not a place out of reach.
@@ -229,8 +233,8 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
                 r.max,
                 home[k],
                 scene.actuators[k].actuator.name,
-                r.min - home[k],
-                r.max - home[k],
+                limits[k].min,
+                limits[k].max,
             ))
         } else {
             Ok(())
@@ -258,13 +262,25 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
                 k,
                 span(target[k], drawn[k]),
             )?;
-            check(
-                format!("cube `{}`'s start", cube.body.name),
-                k,
-                span(start[k], moved[k]),
-            )?;
+            let from = span(start[k], moved[k]);
+            if k < 2 {
+                check(format!("cube `{}`'s start", cube.body.name), k, from)?;
+            } else {
+                // The script comes down onto the cube from HOVER above it.
+                let approach = Range::new(from.min, from.max + HOVER);
+                let what = format!(
+                    "cube `{}`'s start and the approach {HOVER} m above it",
+                    cube.body.name
+                );
+                check(what, k, approach)?;
+            }
         }
     }
+    check(
+        format!("the script's carrying height (z = {CARRY_Z} m)"),
+        2,
+        Range::new(CARRY_Z, CARRY_Z),
+    )?;
     Ok(())
 }
 

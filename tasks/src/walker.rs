@@ -13,7 +13,6 @@ use std::f32::consts::PI;
 
 use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::authoring::{BodyKind, Control, JointKind};
-use qamlab_sim::physics::yaw_of;
 use qamlab_sim::scene::{GoalDef, JointDef};
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
@@ -87,6 +86,13 @@ struct Layout {
     action_dim: usize,
 }
 
+/// Heading of a rotation about z (radians): the angle of sim's `yaw_of`, computed from the quaternion's components
+/// directly. Its rounding is not `yaw_of`'s, and the walker's actions (so every antmaze-umaze dataset) follow it.
+fn heading(q: Quat) -> f32 {
+    let (x, y, z, w) = (q.x, q.y, q.z, q.w);
+    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+}
+
 impl Layout {
     /// Finds the walker in `scene`: a goal observed with `GoalPosition` whose frame is a body observed with
     /// `Position` and `Quaternion`, and legs of two single-joint `PositionAbsolute` actuators each: a hip
@@ -155,7 +161,7 @@ impl Layout {
             ));
         };
         let target = obs_at(&format!("{}.target.x", goal.goal.name)).expect("found above");
-        let yaw0 = yaw_of(scene.bodies[body].body.rotation);
+        let yaw0 = heading(scene.bodies[body].body.rotation);
         let layout = Self {
             position,
             quaternion,
@@ -578,7 +584,7 @@ impl WalkerOracle {
         let w = &mut self.walks[i];
         let at = Vec2::new(o[l.position], o[l.position + 1]);
         let q = l.quaternion;
-        let yaw = yaw_of(Quat::from_xyzw(o[q], o[q + 1], o[q + 2], o[q + 3]));
+        let yaw = heading(Quat::from_xyzw(o[q], o[q + 1], o[q + 2], o[q + 3]));
 
         let target = if self.config.mode == OracleMode::Play {
             w.play_place(maze, at, self.control_dt)

@@ -189,7 +189,21 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         "{err}"
     );
     let err = refusal("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.5)");
-    assert!(err.contains("its z spans [0.5, 0.5] m"), "{err}");
+    assert!(
+        err.contains("its z spans [0.5, 0.5] m")
+            && err.contains("the joint of `dz` has limits [-0.2, 0.15])"),
+        "{err}"
+    );
+    // The script hovers above a cube before it descends: a cube starting high puts that out of reach.
+    let err = refusal(
+        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
+        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.3)",
+    );
+    assert!(
+        err.contains("cube `cube`'s start and the approach 0.08 m above it within the pinch's reach: its z spans \
+             [0.3, 0.38] m"),
+        "{err}"
+    );
     let err = refusal(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.5, max: 0.15)), yaw",
