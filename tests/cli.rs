@@ -273,11 +273,13 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     assert!(
         stdout.contains("source: not recorded")
             && stdout.contains("columns: not recorded")
-            && stdout.contains(
-                "fits task cube-single by its widths (the file does not record its columns"
-            ),
+            && stdout.contains("fits task cube-single, with a warning: dataset ")
+            && stdout.contains("only its widths are checked against task cube-single"),
         "{stdout}"
     );
+    // A misspelt task is said before anything is printed.
+    let out = qamlab(&["dataset", file.to_str().unwrap(), "--task", "cube-singel"]);
+    assert!(out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("cube-singel"));
     let out = qamlab(&["dataset", "no-such.npz"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

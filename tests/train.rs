@@ -485,6 +485,17 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
         stderr.contains("data.npz was collected on task cube-single, not cube-heavy"),
         "{stderr}"
     );
+    // An edited copy under the same name: another version of the scene, said too. A mere copy is the same scene.
+    let heavier = scene.replace("density: 1000.0", "density: 3000.0");
+    let out = run_ok(&mut train_on("heavier.scn.ron", &heavier));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was collected on another version of task cube-single's scene (builtin:cube-single; here"),
+        "{stderr}"
+    );
+    let out = run_ok(&mut train_on("copy.scn.ron", &scene));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("data.npz"), "{stderr}");
 
     // Two sensors of the same width swapped: the widths agree, the columns do not.
     let swapped = scene
@@ -496,8 +507,10 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
         .replace("FIRST", r#"LinearVelocity(frame: "pinch"),"#);
     let err = run_err(&mut train_on("swapped.scn.ron", &swapped));
     assert!(
-        err.contains("data.npz was collected on task cube-single as its scene was then, whose observations differ")
-            && err.contains("observation 0 is `pinch.position.x` there"),
+        err.contains("data.npz was collected on task cube-single (scene builtin:cube-single), whose observations are not")
+            && err.contains("observation 0 is `pinch.position.x` there")
+            && err.contains("collect a dataset of this task with `qamlab collect --task ")
+            && err.contains("swapped.scn.ron`"),
         "{err}"
     );
 }

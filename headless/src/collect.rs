@@ -177,7 +177,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         ));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let source = DatasetSource::new(&spec, opts.command_line());
+    let source = DatasetSource::new(&task.scene, &spec, opts.command_line());
     write_dataset(&opts.out, &all, &source)
         .with_context(|| format!("writing dataset {}", opts.out.display()))?;
     bar.finish_and_clear();
@@ -496,6 +496,14 @@ mod tests {
             source.collected_with,
             "qamlab collect --task cube-single --episodes 5 --envs 3 --seed 7 --noise 0.1 --episode-length 40"
         );
+        let scene = load_task("cube-single").unwrap().scene;
+        assert_eq!(
+            (source.scene.as_deref(), source.scene_fingerprint),
+            (
+                Some("builtin:cube-single"),
+                Some(crate::dataset::scene_fingerprint(&scene))
+            )
+        );
     }
 
     fn cube_single_spec() -> qamlab_sim::EnvSpec {
@@ -509,65 +517,86 @@ mod tests {
         let path = dir.path().join("cube.npz");
         collect(&small(path.clone(), 5)).unwrap();
         let data = load_dataset(&path).unwrap();
-        let spec = cube_single_spec();
-        assert_eq!(data.check_fits(&path, &spec).unwrap(), None);
+        let scene = load_task("cube-single").unwrap().scene;
+        let spec = qamlab_sim::EnvSpec::of(&scene);
+        assert_eq!(data.check_fits(&path, &scene, &spec).unwrap(), None);
+        // A copy of the scene file is the same scene.
+        let copy = qamlab_sim::TaskScene {
+            source: "my-copy.scn.ron".into(),
+            ..scene.clone()
+        };
+        assert_eq!(data.check_fits(&path, &copy, &spec).unwrap(), None);
 
-        // A variant of the scene with the same columns trains, with a note.
+        // Another task with the same columns trains, with a note.
         let mut variant = spec.clone();
         variant.task = "cube-heavy".into();
-        let note = data.check_fits(&path, &variant).unwrap().unwrap();
+        let note = data.check_fits(&path, &scene, &variant).unwrap().unwrap();
         assert!(
             note.contains("collected on task cube-single, not cube-heavy"),
             "{note}"
         );
-
-        // The same widths with other columns is another task's data, or its scene's since edited.
-        let mut other = spec.clone();
-        other.task = "other".into();
-        other.obs_names.swap(0, 1);
-        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+        // So does an edited scene under the same name.
+        let mut edited = copy.clone();
+        edited.settings.gravity.z = -5.0;
+        let note = data.check_fits(&path, &edited, &spec).unwrap().unwrap();
         assert!(
-            err.contains("cube.npz was collected on task cube-single, whose observations are not task other's")
-                && err.contains(
-                    "observation 0 is `pinch.position.x` there and `pinch.position.y` here"
-                ),
-            "{err}"
+            note.contains(
+                "cube.npz was collected on another version of task cube-single's scene (builtin:cube-single; here \
+                 my-copy.scn.ron)"
+            ),
+            "{note}"
         );
-        other.task = "cube-single".into();
-        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+
+        // The same widths with other columns is another task's data, or another version of its scene's.
+        let mut other = spec.clone();
+        other.obs_names.swap(0, 1);
+        let err = format!("{:#}", data.check_fits(&path, &copy, &other).unwrap_err());
         assert!(
             err.contains(
-                "cube.npz was collected on task cube-single as its scene was then, whose observations differ from \
-                 its scene's now: observation 0 is"
+                "cube.npz was collected on task cube-single (scene builtin:cube-single), whose observations are not \
+                 those of task cube-single here (scene my-copy.scn.ron): observation 0 is `pinch.position.x` there \
+                 and `pinch.position.y` here; collect a dataset of this task with `qamlab collect --task \
+                 my-copy.scn.ron`"
             ),
             "{err}"
         );
         let mut other = spec.clone();
         other.action_names[4] = "grip".into();
-        let err = format!("{:#}", data.check_fits(&path, &other).unwrap_err());
+        let err = format!("{:#}", data.check_fits(&path, &scene, &other).unwrap_err());
         assert!(
             err.contains("action 4 is `gripper` there and `grip` here"),
             "{err}"
         );
 
-        // Other widths: the task the data came from is named.
-        let double = load_task("cube-double").unwrap();
-        let double = qamlab_sim::EnvSpec::new(&double.scene, 500);
-        let err = format!("{:#}", data.check_fits(&path, &double).unwrap_err());
+        // Other widths: the task the data came from is named, and what to do.
+        let double = load_task("cube-double").unwrap().scene;
+        let err = format!(
+            "{:#}",
+            data.check_fits(&path, &double, &qamlab_sim::EnvSpec::of(&double))
+                .unwrap_err()
+        );
         assert!(
             err.contains("observations are 28-D")
-                && err.contains("(the dataset was collected on task cube-single)"),
+                && err.contains(
+                    "(the dataset was collected on task cube-single); collect a dataset of this task with \
+                     `qamlab collect --task cube-double`"
+                ),
             "{err}"
         );
 
-        // A file that does not say where it came from (OGBench's) is checked by its widths only.
+        // A file that does not say where it came from (OGBench's) is checked by its widths only, and says so.
         let path = dir.path().join("plain.npz");
         broken_npz(&path, false, 4, true, None);
         let plain = load_dataset(&path).unwrap();
         assert_eq!(plain.source, None);
         let mut narrow = spec.clone();
         (narrow.obs_dim, narrow.action_dim) = (3, 2);
-        assert_eq!(plain.check_fits(&path, &narrow).unwrap(), None);
+        let note = plain.check_fits(&path, &scene, &narrow).unwrap().unwrap();
+        assert!(
+            note.contains("does not record the task it was collected on")
+                && note.contains("only its widths are checked against task cube-single"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -23,6 +23,8 @@ use anyhow::{Context, bail, ensure};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ShapeError};
 use ndarray_npy::{NpzReader, NpzWriter};
 
+use qamlab_sim::TaskScene;
+
 use crate::files::write_atomically;
 
 /// The rows of a dataset being built, flat and row-major.
@@ -69,19 +71,45 @@ pub struct DatasetSource {
     pub collected_with: String,
     /// The version of qamlab that made them.
     pub qamlab: String,
+    /// Where the task's scene came from: its file as given, or `builtin:<name>` (absent in earlier files).
+    #[serde(default)]
+    pub scene: Option<String>,
+    /// [`scene_fingerprint`] of that scene (absent in earlier files).
+    #[serde(default)]
+    pub scene_fingerprint: Option<u32>,
 }
 
 impl DatasetSource {
-    /// The source for a dataset of `spec`'s task.
-    pub fn new(spec: &qamlab_sim::EnvSpec, collected_with: String) -> Self {
+    /// The source for a dataset of `scene`'s task, whose envs `spec` describes.
+    pub fn new(scene: &TaskScene, spec: &qamlab_sim::EnvSpec, collected_with: String) -> Self {
         Self {
             task: spec.task.clone(),
             observations: spec.obs_names.clone(),
             actions: spec.action_names.clone(),
             collected_with,
             qamlab: env!("CARGO_PKG_VERSION").into(),
+            scene: Some(scene.source.clone()),
+            scene_fingerprint: Some(scene_fingerprint(scene)),
         }
     }
+}
+
+/// What a scene defines, as one number: the CRC-32 of the loaded scene's debug text, its file name aside. A copy
+/// or a re-commented file keeps it; any change to a body, joint, sensor, goal or setting changes it.
+pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
+    let unnamed = TaskScene {
+        source: String::new(),
+        ..scene.clone()
+    };
+    crc32fast::hash(format!("{unnamed:?}").as_bytes())
+}
+
+/// The `--task` argument that loads `scene`: a built-in's name, or the file as given.
+fn task_argument(scene: &TaskScene) -> &str {
+    scene
+        .source
+        .strip_prefix("builtin:")
+        .unwrap_or(&scene.source)
 }
 
 /// One row to append.
@@ -259,22 +287,28 @@ impl Dataset {
         self.rewards.is_empty()
     }
 
-    /// Checks that the dataset read from `path` is data of `spec`'s task: its widths, and, where the file names
-    /// its source, its observation and action columns. Another task with the same columns (a variant of a scene)
-    /// is `Ok` with a note saying so, for the caller to show.
+    /// Checks that the dataset read from `path` is data of `scene`'s task (`spec` its envs): its widths, and,
+    /// where the file records its source, its observation and action columns. `Ok` with a note, for the caller to
+    /// show, where the columns agree but the data may still be another's (another task's or another version of
+    /// the scene's), or where the file does not say.
     pub fn check_fits(
         &self,
         path: &Path,
+        scene: &TaskScene,
         spec: &qamlab_sim::EnvSpec,
     ) -> anyhow::Result<Option<String>> {
         let file = path.display();
+        let task = &spec.task;
+        let remedy = format!(
+            "collect a dataset of this task with `qamlab collect --task {}`",
+            task_argument(scene)
+        );
         ensure!(
             (self.obs_dim, self.action_dim) == (spec.obs_dim, spec.action_dim),
-            "dataset {file}: observations are {}-D and actions {}-D, but task {} has {}-D observations and {}-D \
-             actions{}",
+            "dataset {file}: observations are {}-D and actions {}-D, but task {task} has {}-D observations and {}-D \
+             actions{}; {remedy}",
             self.obs_dim,
             self.action_dim,
-            spec.task,
             spec.obs_dim,
             spec.action_dim,
             self.source
@@ -283,40 +317,48 @@ impl Dataset {
                 .unwrap_or_default()
         );
         let Some(source) = &self.source else {
-            return Ok(None);
+            return Ok(Some(format!(
+                "dataset {file} does not record the task it was collected on (a file of another tool, or of qamlab \
+                 before 2026-12-06): only its widths are checked against task {task}"
+            )));
+        };
+        let collected_on = match &source.scene {
+            Some(from) => format!("task {} (scene {from})", source.task),
+            None => format!("task {}", source.task),
         };
         for (what, theirs, ours) in [
             ("observation", &source.observations, &spec.obs_names),
             ("action", &source.actions, &spec.action_names),
         ] {
             if let Some(k) = (0..ours.len()).find(|&k| theirs.get(k) != Some(&ours[k])) {
-                // The same name is an edited scene: its columns changed since the data was collected.
-                let whose = if source.task == spec.task {
-                    format!(
-                        "task {} as its scene was then, whose {what}s differ from its scene's now",
-                        spec.task
-                    )
-                } else {
-                    format!(
-                        "task {}, whose {what}s are not task {}'s",
-                        source.task, spec.task
-                    )
-                };
                 bail!(
-                    "dataset {file} was collected on {whose}: {what} {k} is `{}` there and `{}` here (`qamlab task \
-                     NAME` lists a task's columns)",
+                    "dataset {file} was collected on {collected_on}, whose {what}s are not those of task {task} here \
+                     (scene {}): {what} {k} is `{}` there and `{}` here; {remedy}",
+                    scene.source,
                     theirs.get(k).map_or("missing", String::as_str),
                     ours[k]
                 );
             }
         }
-        Ok((source.task != spec.task).then(|| {
-            format!(
-                "dataset {file} was collected on task {}, not {}; its observations and actions have the same names, \
-                 so it trains as if they mean the same",
-                source.task, spec.task
-            )
-        }))
+        if source.task != *task {
+            return Ok(Some(format!(
+                "dataset {file} was collected on task {}, not {task}; its observations and actions have the same \
+                 names, so it trains as if they mean the same",
+                source.task
+            )));
+        }
+        let fingerprint = scene_fingerprint(scene);
+        Ok(source
+            .scene_fingerprint
+            .is_some_and(|f| f != fingerprint)
+            .then(|| {
+                format!(
+                    "dataset {file} was collected on another version of task {task}'s scene ({}; here {}): its \
+                     observations and actions have the same names, so it trains as if the scenes behaved alike",
+                    source.scene.as_deref().unwrap_or("?"),
+                    scene.source
+                )
+            }))
     }
 }
 

@@ -16,7 +16,7 @@ pub struct CollectArgs {
     /// Output file (.npz); written atomically. An existing file is refused unless `--overwrite`.
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace the `--out` file (and its `-val.npz`) if it exists.
+    /// Replace the `--out` file if it exists (and its `-val.npz`, when --val-episodes writes one).
     #[arg(long)]
     pub overwrite: bool,
     /// Envs stepping together.

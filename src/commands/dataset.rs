@@ -20,16 +20,17 @@ pub struct DatasetArgs {
 /// Runs `qamlab dataset`.
 pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     let data = load_dataset(&args.file)?;
+    // Loaded before anything is printed: a misspelt task is the one thing to say then.
+    let task = args
+        .task
+        .as_deref()
+        .map(qamlab_tasks::load_task)
+        .transpose()?;
     print!("{}", describe(&args.file, &data, args.columns));
-    if let Some(name) = &args.task {
-        let task = qamlab_tasks::load_task(name)?;
+    if let Some(task) = task {
         let spec = qamlab_sim::EnvSpec::of(&task.scene);
-        match data.check_fits(&args.file, &spec)? {
+        match data.check_fits(&args.file, &task.scene, &spec)? {
             Some(note) => println!("fits task {}, with a warning: {note}", task.name),
-            None if data.source.is_none() => println!(
-                "fits task {} by its widths (the file does not record its columns: they are not checked)",
-                task.name
-            ),
             None => println!("fits task {}", task.name),
         }
     }

@@ -173,7 +173,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (trainer, training_link) = if args.train {
-        let (handle, link) = training::start(&args, &spec)?;
+        let (handle, link) = training::start(&args, &task.scene, &spec)?;
         (Some(handle), Some(link))
     } else {
         (None, None)

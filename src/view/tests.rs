@@ -221,7 +221,7 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
     std::fs::create_dir_all(&used).unwrap();
     std::fs::write(used.join("notes.txt"), "").unwrap();
     let args = Cli::parse_from(["view", "--train", "--out", used.to_str().unwrap()]).view;
-    let err = super::training::start(&args, &spec)
+    let err = super::training::start(&args, &task.scene, &spec)
         .err()
         .expect("the run directory is in use")
         .to_string();
@@ -261,7 +261,7 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
         .view
     };
     let other = dataset("other.npz", 4);
-    let err = super::training::start(&train_args(&other), &spec)
+    let err = super::training::start(&train_args(&other), &task.scene, &spec)
         .err()
         .expect("a 4-D dataset does not fit cube-single")
         .to_string();
@@ -272,7 +272,7 @@ fn training_that_cannot_start_is_refused_or_fails_the_command() {
     // A dataset the trainer refuses later (two transitions: less than one chunk) fails the training thread: the
     // window's command ends with that error.
     let short = dataset("short.npz", 28);
-    let (handle, _link) = super::training::start(&train_args(&short), &spec).unwrap();
+    let (handle, _link) = super::training::start(&train_args(&short), &task.scene, &spec).unwrap();
     while handle.is_running() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

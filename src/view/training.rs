@@ -16,7 +16,7 @@ use qamlab_agent::Agent;
 use qamlab_headless::plot::EvalPoint;
 use qamlab_headless::run_dir::RunDir;
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainObserver, TrainOptions, TrainSummary};
-use qamlab_sim::EnvSpec;
+use qamlab_sim::{EnvSpec, TaskScene};
 
 use super::ViewArgs;
 use super::policy::ActingPolicy;
@@ -174,8 +174,12 @@ pub struct TrainingLink {
     pub out: PathBuf,
 }
 
-/// Starts training on its own thread.
-pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, TrainingLink)> {
+/// Starts training on its own thread, on `scene`'s task (`spec` its envs).
+pub fn start(
+    args: &ViewArgs,
+    scene: &TaskScene,
+    spec: &EnvSpec,
+) -> anyhow::Result<(TrainerHandle, TrainingLink)> {
     let config = args.training.config(args)?;
     let out = args.training.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
@@ -188,7 +192,7 @@ pub fn start(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<(TrainerHandle, 
     if let Some(path) = &config.dataset {
         let data = qamlab_headless::dataset::load_dataset(path)?;
         // A variant's note is the trainer's to give, when it starts.
-        data.check_fits(path, spec)?;
+        data.check_fits(path, scene, spec)?;
     }
     let (events, receiver) = channel();
     let stop = Arc::new(AtomicBool::new(false));

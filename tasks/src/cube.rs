@@ -169,8 +169,9 @@ impl Layout {
     }
 }
 
-/// Checks that the gantry can bring its pinch wherever the script sends it: where a cube starts and the hover
-/// above it, the carrying height, and where a goal's target lies, as the joints of `dx`, `dy` and `dz` slide it
+/// Checks that the gantry can bring its pinch wherever the script sends it: over where a cube starts (a cube
+/// authored in the air falls: its height is not checked), the carrying height, and where a goal's target lies with
+/// the hover above it (where cubes rest), as the joints of `dx`, `dy` and `dz` slide it
 /// from where it starts (within their limits). A script sent out of reach pushes against a limit for the rest of
 /// the episode, and its data never succeeds. Errors say what the oracle needs, naming the cube or goal and the
 /// coordinate out of reach. (A goal on a site of its cube is taken at the cube's origin: a site a few centimetres
@@ -220,18 +221,20 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     }
     // Rounding in the authored numbers is not a place out of reach.
     const SLACK: f32 = 1e-3;
+    // Millimetres: the sums above carry float noise (-0.010000005) that would only distract.
+    let mm = |x: f32| (x * 1000.0).round() / 1000.0;
     let check = |what: String, k: usize, range: Range| {
         let r = reach[k];
         if range.min < r.min - SLACK || range.max > r.max + SLACK {
             Err(format!(
                 "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at \
-                 {} and the joint of `{}` has limits [{}, {}])",
+                 {} and the joint of `{}` has limits [{}, {}]; narrow the range or widen the limits)",
                 ["x", "y", "z"][k],
-                range.min,
-                range.max,
-                r.min,
-                r.max,
-                home[k],
+                mm(range.min),
+                mm(range.max),
+                mm(r.min),
+                mm(r.max),
+                mm(home[k]),
                 scene.actuators[k].actuator.name,
                 limits[k].min,
                 limits[k].max,
@@ -257,22 +260,21 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
             .map(|r| [r.x, r.y, r.z])
             .unwrap_or_default();
         for k in 0..3 {
-            check(
-                format!("goal `{}`'s target", def.goal.name),
-                k,
-                span(target[k], drawn[k]),
-            )?;
-            let from = span(start[k], moved[k]);
+            let to = span(target[k], drawn[k]);
             if k < 2 {
-                check(format!("cube `{}`'s start", cube.body.name), k, from)?;
+                check(format!("goal `{}`'s target", def.goal.name), k, to)?;
+                check(
+                    format!("cube `{}`'s start", cube.body.name),
+                    k,
+                    span(start[k], moved[k]),
+                )?;
             } else {
-                // The script comes down onto the cube from HOVER above it.
-                let approach = Range::new(from.min, from.max + HOVER);
+                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
                 let what = format!(
-                    "cube `{}`'s start and the approach {HOVER} m above it",
-                    cube.body.name
+                    "goal `{}`'s target and the approach {HOVER} m above it",
+                    def.goal.name
                 );
-                check(what, k, approach)?;
+                check(what, k, Range::new(to.min, to.max + HOVER))?;
             }
         }
     }

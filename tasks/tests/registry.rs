@@ -184,26 +184,30 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     assert!(
         err.contains(
             "goal `cube_goal`'s target within the pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches \
-             [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3])"
+             [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3]; narrow the range or widen the \
+             limits)"
         ),
         "{err}"
     );
-    let err = refusal("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.5)");
+    // The script hovers above a cube before it descends: a goal high up puts that out of reach; a cube authored
+    // in the air falls to the table, and is no reason to refuse.
+    let err = refusal("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)");
     assert!(
-        err.contains("its z spans [0.5, 0.5] m")
-            && err.contains("the joint of `dz` has limits [-0.2, 0.15])"),
+        err.contains(
+            "goal `cube_goal`'s target and the approach 0.08 m above it within the pinch's reach: its z spans \
+             [0.3, 0.38] m, the pinch reaches [-0.01, 0.34] m (it starts at 0.19 and the joint of `dz` has limits \
+             [-0.2, 0.15]; narrow the range or widen the limits)"
+        ),
         "{err}"
     );
-    // The script hovers above a cube before it descends: a cube starting high puts that out of reach.
-    let err = refusal(
+    let text = BUILTIN_TASKS[0].1.replacen(
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.3)",
+        1,
     );
-    assert!(
-        err.contains("cube `cube`'s start and the approach 0.08 m above it within the pinch's reach: its z spans \
-             [0.3, 0.38] m"),
-        "{err}"
-    );
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "raised").unwrap();
+    let spec = qamlab_sim::EnvSpec::of(&scene);
+    assert!(Oracle::new(&scene, &spec, OracleConfig::default(), &[0]).is_ok());
     let err = refusal(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.5, max: 0.15)), yaw",

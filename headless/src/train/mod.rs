@@ -270,7 +270,14 @@ impl<'a> Trainer<'a> {
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
-            Some(path) => Some(load_offline_data(path, &mut replay, cfg, &spec, resume)?),
+            Some(path) => Some(load_offline_data(
+                path,
+                &mut replay,
+                cfg,
+                scene,
+                &spec,
+                resume,
+            )?),
             None => None,
         };
         let offline_len = replay.len();
@@ -907,11 +914,12 @@ fn load_offline_data(
     path: &Path,
     replay: &mut TransitionStore,
     cfg: &TrainConfig,
+    scene: &qamlab_sim::TaskScene,
     spec: &qamlab_sim::EnvSpec,
     resume: bool,
 ) -> anyhow::Result<u32> {
     let data = crate::dataset::load_dataset(path)?;
-    if let Some(note) = data.check_fits(path, spec)?
+    if let Some(note) = data.check_fits(path, scene, spec)?
         && !resume
     {
         tracing::warn!("{note}");
