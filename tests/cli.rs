@@ -241,7 +241,7 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     assert!(out.status.success(), "{stdout}");
     for line in [
         "d.npz: 2 episodes, 60 transitions, 28-D observations, 5-D actions",
-        "source: task cube-single, by qamlab ",
+        "source: task cube-single (scene builtin:cube-single), by qamlab ",
         ": qamlab collect --task cube-single --episodes 2 --envs 2 --seed 0 --noise 0.1 --episode-length 30",
         "observations: pinch.position.x, pinch.position.y,",
         "actions: dx, dy, dz, dyaw, gripper",

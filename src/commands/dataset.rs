@@ -49,8 +49,13 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
     );
     match &data.source {
         Some(source) => {
+            let scene = source
+                .scene
+                .as_ref()
+                .map(|s| format!(" (scene {s})"))
+                .unwrap_or_default();
             text += &format!(
-                "source: task {}, by qamlab {}: {}\n",
+                "source: task {}{scene}, by qamlab {}: {}\n",
                 source.task, source.qamlab, source.collected_with
             );
             if columns {

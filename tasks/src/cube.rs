@@ -223,12 +223,21 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     const SLACK: f32 = 1e-3;
     // Millimetres: the sums above carry float noise (-0.010000005) that would only distract.
     let mm = |x: f32| (x * 1000.0).round() / 1000.0;
+    // What the author can change: a drawn range or a fixed point of the scene; the script's own carrying height
+    // only through the limits.
     let check = |what: String, k: usize, range: Range| {
         let r = reach[k];
         if range.min < r.min - SLACK || range.max > r.max + SLACK {
+            let fix = if what.starts_with("the script's") {
+                "widen the limits"
+            } else if range.min == range.max {
+                "move it or widen the limits"
+            } else {
+                "narrow the range or widen the limits"
+            };
             Err(format!(
                 "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at \
-                 {} and the joint of `{}` has limits [{}, {}]; narrow the range or widen the limits)",
+                 {} and the joint of `{}` has limits [{}, {}]; {fix})",
                 ["x", "y", "z"][k],
                 mm(range.min),
                 mm(range.max),

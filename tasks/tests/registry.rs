@@ -202,7 +202,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     let text = BUILTIN_TASKS[0].1.replacen(
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
-        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.3)",
+        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 1.0)",
         1,
     );
     let scene = qamlab_sim::TaskScene::from_ron(&text, "raised").unwrap();
