@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use bevy::asset::AssetEventSystems;
 use bevy::camera::CameraOutputMode;
 use bevy::camera::Viewport;
 use bevy::camera::visibility::RenderLayers;
@@ -11,7 +12,9 @@ use bevy::render::render_resource::BlendState;
 use bevy::window::PrimaryWindow;
 use bevy_egui::egui::{self, Color32, RichText};
 use bevy_egui::input::EguiWantsInput;
-use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPrimaryContextPass, PrimaryEguiContext};
+use bevy_egui::{
+    EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
+};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::ViewTask;
@@ -68,7 +71,15 @@ impl Plugin for PanelPlugin {
             .insert_resource(SavePath(self.save_to.clone()))
             .add_systems(Startup, spawn_ui_camera)
             .add_systems(Update, keyboard_shortcuts.before(SteppingSet::Rebuild))
-            .add_systems(EguiPrimaryContextPass, side_panel);
+            .add_systems(EguiPrimaryContextPass, side_panel)
+            // bevy_egui writes new glyphs into its font atlas image in `PostProcessOutput` but leaves that unordered
+            // with the sending of asset events, which is what makes the render world re-extract the image. When the
+            // events go first, the frame draws text whose glyphs are not on the GPU yet (blank digits in a
+            // screenshot, a one-frame flicker on screen): send them after the atlas is written.
+            .configure_sets(
+                PostUpdate,
+                EguiPostUpdateSet::PostProcessOutput.before(AssetEventSystems),
+            );
     }
 }
 
