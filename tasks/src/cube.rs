@@ -223,12 +223,12 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     const SLACK: f32 = 1e-3;
     // Millimetres: the sums above carry float noise (-0.010000005) that would only distract.
     let mm = |x: f32| (x * 1000.0).round() / 1000.0;
-    // What the author can change: a drawn range or a fixed point of the scene; the script's own carrying height
-    // only through the limits.
-    let check = |what: String, k: usize, range: Range| {
+    // What the author can change: a drawn range or a fixed point of the scene (`authored`); the script's own
+    // carrying height only through the limits.
+    let check_as = |what: String, k: usize, range: Range, authored: bool| {
         let r = reach[k];
         if range.min < r.min - SLACK || range.max > r.max + SLACK {
-            let fix = if what.starts_with("the script's") {
+            let fix = if !authored {
                 "widen the limits"
             } else if range.min == range.max {
                 "move it or widen the limits"
@@ -252,6 +252,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
             Ok(())
         }
     };
+    let check = |what: String, k: usize, range: Range| check_as(what, k, range, true);
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
     for def in &scene.goals {
@@ -287,10 +288,11 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
             }
         }
     }
-    check(
+    check_as(
         format!("the script's carrying height (z = {CARRY_Z} m)"),
         2,
         Range::new(CARRY_Z, CARRY_Z),
+        false,
     )?;
     Ok(())
 }
