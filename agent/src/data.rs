@@ -1,5 +1,8 @@
 //! Q-chunking data (spec §2): an appendable transition store that doubles as the online replay
-//! buffer, and `sample_sequence`, which cuts `H`-step chunks with discounted partial returns.
+//! buffer, and `sample_sequence`, which cuts `H`-step chunks with discounted partial returns; over several
+//! stores at once (`Segment`, `sample_chunks`), where no chunk may span two (several envs' episodes in progress).
+
+use std::ops::Range;
 
 use rand::Rng;
 use tch::{Device, Kind, Tensor};
@@ -7,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{AgentError, Result, check_shape};
 
 /// A batch of `B` chunked sequences in the reference layout (§2.2), float32 tensors on a device.
+#[derive(Debug)]
 pub struct Batch {
     /// `[B, O]`: observation at the chunk start.
     pub observations: Tensor,
@@ -252,17 +256,18 @@ impl TransitionStore {
         rng: &mut R,
         count: usize,
         horizon: usize,
-        rows: std::ops::Range<usize>,
+        rows: Range<usize>,
     ) -> Result<Vec<usize>> {
-        if horizon == 0 || rows.end > self.len() || rows.len() < horizon {
+        if rows.end > self.len() {
             return Err(AgentError::Data(format!(
                 "cannot sample chunks of H = {horizon} from transitions {rows:?} of {}",
                 self.len()
             )));
         }
-        let hi = rows.end - horizon;
-        Ok((0..count)
-            .map(|_| rng.random_range(rows.start..=hi))
+        let segment = [Segment::new(self, rows)];
+        Ok(chunk_starts(rng, count, horizon, &segment)?
+            .into_iter()
+            .map(|c| c.row)
             .collect())
     }
 
@@ -274,90 +279,243 @@ impl TransitionStore {
         starts: &[usize],
         device: Device,
     ) -> Result<Batch> {
-        let (o, a, h, b) = (self.obs_dim, self.action_dim, horizon, starts.len());
-        if h == 0 {
-            return Err(AgentError::Data("horizon must be at least 1".into()));
-        }
-        if let Some(&s) = starts.iter().find(|&&s| s + h > self.len()) {
+        if let Some(&s) = starts.iter().find(|&&s| s + horizon > self.len()) {
             return Err(AgentError::Data(format!(
-                "start index {s} + H = {h} exceeds the {} stored transitions",
+                "start index {s} + H = {horizon} exceeds the {} stored transitions",
                 self.len()
             )));
         }
-        let mut obs = Vec::with_capacity(b * o);
-        let mut act = Vec::with_capacity(b * h * a);
-        let mut next = Vec::with_capacity(b * h * o);
-        let (mut rew, mut msk, mut val, mut term) = (
-            vec![0f64; b * h],
-            vec![0f64; b * h],
-            vec![0f64; b * h],
-            vec![0f64; b * h],
-        );
-        for (row, &s) in starts.iter().enumerate() {
-            obs.extend_from_slice(&self.observations[s * o..(s + 1) * o]);
-            let mut prev_next = s;
-            for i in 0..h {
-                let j = s + i;
-                let k = row * h + i;
-                let (r, m, t) = (
-                    self.rewards[j] as f64,
-                    self.masks[j] as f64,
-                    self.terminals[j] as f64,
-                );
-                act.extend_from_slice(&self.actions[j * a..(j + 1) * a]);
-                if i == 0 {
-                    (rew[k], msk[k], term[k], val[k]) = (r, m, t, 1.0);
-                    prev_next = j;
-                } else {
-                    val[k] = 1.0 - term[k - 1];
-                    rew[k] = rew[k - 1] + discount.powi(i as i32) * r * val[k];
-                    msk[k] = if val[k] > 0.0 {
-                        msk[k - 1].min(m)
-                    } else {
-                        msk[k - 1]
-                    };
-                    term[k] = term[k - 1].max(t);
-                    if val[k] > 0.0 {
-                        prev_next = j;
-                    }
-                }
-                next.extend_from_slice(&self.next_observations[prev_next * o..(prev_next + 1) * o]);
-            }
-        }
-        let (bi, hi, oi, ai) = (b as i64, h as i64, o as i64, a as i64);
-        // One host buffer for the whole batch, so a GPU gets it in one pinned, asynchronous copy
-        // instead of seven pageable ones (each of which first waits for the queued device work).
-        let mut flat: Vec<f32> = Vec::with_capacity(obs.len() + act.len() + next.len() + 4 * b * h);
-        flat.extend_from_slice(&obs);
-        flat.extend_from_slice(&act);
-        for v in [&rew, &msk, &val, &term] {
-            flat.extend(v.iter().map(|&x| x as f32));
-        }
-        flat.extend_from_slice(&next);
-        let host = Tensor::from_slice(&flat);
-        let all = if device.is_cuda() {
-            host.pin_memory(device)
-                .to_device_(device, Kind::Float, true, false)
-        } else {
-            host
-        };
-        let mut offset = 0;
-        let mut take = |shape: &[i64]| {
-            let n: i64 = shape.iter().product();
-            let t = all.narrow(0, offset, n).view(shape);
-            offset += n;
-            t
-        };
-        Ok(Batch {
-            observations: take(&[bi, oi]),
-            actions: take(&[bi, hi, ai]),
-            rewards: take(&[bi, hi]),
-            masks: take(&[bi, hi]),
-            valid: take(&[bi, hi]),
-            terminals: take(&[bi, hi]),
-            next_observations: take(&[bi, hi, oi]),
-        })
+        let starts: Vec<ChunkStart> = starts
+            .iter()
+            .map(|&row| ChunkStart { segment: 0, row })
+            .collect();
+        sample_chunks(
+            &[Segment::new(self, 0..self.len())],
+            horizon,
+            discount,
+            &starts,
+            device,
+        )
     }
+}
+
+/// Rows of one store that chunks are cut from. Several segments are sampled as one buffer whose chunks never
+/// span two of them: with several envs online, the replay buffer and each env's episode in progress, whose
+/// transitions are sampled as soon as they are taken but must not be joined to another env's.
+#[derive(Clone, Debug)]
+pub struct Segment<'a> {
+    /// The store holding the rows.
+    pub store: &'a TransitionStore,
+    /// The rows of `store` in the segment.
+    pub rows: Range<usize>,
+}
+
+impl<'a> Segment<'a> {
+    /// Rows `rows` of `store`.
+    pub fn new(store: &'a TransitionStore, rows: Range<usize>) -> Self {
+        Self { store, rows }
+    }
+
+    /// All of `store`.
+    pub fn all(store: &'a TransitionStore) -> Self {
+        Self::new(store, 0..store.len())
+    }
+
+    /// How many `horizon`-step chunks start in the segment and end within it.
+    pub fn chunk_count(&self, horizon: usize) -> usize {
+        (self.rows.len() + 1).saturating_sub(horizon)
+    }
+}
+
+/// Where a chunk starts: a segment (its index in the list sampled from) and a row of its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkStart {
+    /// Index of the segment.
+    pub segment: usize,
+    /// Row of the segment's store.
+    pub row: usize,
+}
+
+/// How many `horizon`-step chunks can be cut from `segments`.
+pub fn chunk_count(segments: &[Segment], horizon: usize) -> usize {
+    segments.iter().map(|s| s.chunk_count(horizon)).sum()
+}
+
+/// `count` start indices drawn uniformly over every `horizon`-step chunk lying within one of `segments`
+/// (one draw per chunk; over a single segment `rows`, the draws of `s ~ U{rows.start, …, rows.end − H}`).
+pub fn chunk_starts<R: Rng + ?Sized>(
+    rng: &mut R,
+    count: usize,
+    horizon: usize,
+    segments: &[Segment],
+) -> Result<Vec<ChunkStart>> {
+    let total = chunk_count(segments, horizon);
+    if horizon == 0 || total == 0 {
+        let rows: Vec<String> = segments
+            .iter()
+            .map(|s| format!("{:?} of {}", s.rows, s.store.len()))
+            .collect();
+        return Err(AgentError::Data(format!(
+            "cannot sample chunks of H = {horizon} from transitions {}",
+            rows.join(", ")
+        )));
+    }
+    if let Some(s) = segments.iter().find(|s| s.rows.end > s.store.len()) {
+        return Err(AgentError::Data(format!(
+            "segment {:?} exceeds the {} stored transitions",
+            s.rows,
+            s.store.len()
+        )));
+    }
+    Ok((0..count)
+        .map(|_| {
+            let mut k = rng.random_range(0..=total - 1);
+            let mut segment = 0;
+            while k >= segments[segment].chunk_count(horizon) {
+                k -= segments[segment].chunk_count(horizon);
+                segment += 1;
+            }
+            ChunkStart {
+                segment,
+                row: segments[segment].rows.start + k,
+            }
+        })
+        .collect())
+}
+
+/// A balanced batch's starts (the reference's `balanced_sampling`): `half` drawn over `segments[..split]`, then
+/// `half` over `segments[split..]`, each half uniform over its own chunks.
+pub fn balanced_chunk_starts<R: Rng + ?Sized>(
+    rng: &mut R,
+    half: usize,
+    horizon: usize,
+    segments: &[Segment],
+    split: usize,
+) -> Result<Vec<ChunkStart>> {
+    let (first, second) = segments.split_at(split.min(segments.len()));
+    let mut starts = chunk_starts(rng, half, horizon, first)?;
+    let later = chunk_starts(rng, half, horizon, second)?;
+    starts.extend(later.into_iter().map(|c| ChunkStart {
+        segment: c.segment + split,
+        ..c
+    }));
+    Ok(starts)
+}
+
+/// Spec §2.2 for chunks starting at `starts` in `segments`: sums in f64, tensors handed over as f32.
+pub fn sample_chunks(
+    segments: &[Segment],
+    horizon: usize,
+    discount: f64,
+    starts: &[ChunkStart],
+    device: Device,
+) -> Result<Batch> {
+    let h = horizon;
+    if h == 0 {
+        return Err(AgentError::Data("horizon must be at least 1".into()));
+    }
+    let Some(first) = segments.first() else {
+        return Err(AgentError::Data("no transitions to sample from".into()));
+    };
+    let (o, a, b) = (first.store.obs_dim, first.store.action_dim, starts.len());
+    if let Some(s) = segments
+        .iter()
+        .find(|s| (s.store.obs_dim, s.store.action_dim) != (o, a))
+    {
+        return Err(AgentError::Data(format!(
+            "segments of different widths: [O, A] = [{o}, {a}] and [{}, {}]",
+            s.store.obs_dim, s.store.action_dim
+        )));
+    }
+    for c in starts {
+        let Some(segment) = segments.get(c.segment) else {
+            return Err(AgentError::Data(format!(
+                "chunk start in segment {} of {}",
+                c.segment,
+                segments.len()
+            )));
+        };
+        if c.row < segment.rows.start || c.row + h > segment.rows.end {
+            return Err(AgentError::Data(format!(
+                "start index {} + H = {h} leaves segment {} (transitions {:?})",
+                c.row, c.segment, segment.rows
+            )));
+        }
+    }
+    let mut obs = Vec::with_capacity(b * o);
+    let mut act = Vec::with_capacity(b * h * a);
+    let mut next = Vec::with_capacity(b * h * o);
+    let (mut rew, mut msk, mut val, mut term) = (
+        vec![0f64; b * h],
+        vec![0f64; b * h],
+        vec![0f64; b * h],
+        vec![0f64; b * h],
+    );
+    for (row, c) in starts.iter().enumerate() {
+        let (store, s) = (segments[c.segment].store, c.row);
+        obs.extend_from_slice(&store.observations[s * o..(s + 1) * o]);
+        let mut prev_next = s;
+        for i in 0..h {
+            let j = s + i;
+            let k = row * h + i;
+            let (r, m, t) = (
+                store.rewards[j] as f64,
+                store.masks[j] as f64,
+                store.terminals[j] as f64,
+            );
+            act.extend_from_slice(&store.actions[j * a..(j + 1) * a]);
+            if i == 0 {
+                (rew[k], msk[k], term[k], val[k]) = (r, m, t, 1.0);
+                prev_next = j;
+            } else {
+                val[k] = 1.0 - term[k - 1];
+                rew[k] = rew[k - 1] + discount.powi(i as i32) * r * val[k];
+                msk[k] = if val[k] > 0.0 {
+                    msk[k - 1].min(m)
+                } else {
+                    msk[k - 1]
+                };
+                term[k] = term[k - 1].max(t);
+                if val[k] > 0.0 {
+                    prev_next = j;
+                }
+            }
+            next.extend_from_slice(&store.next_observations[prev_next * o..(prev_next + 1) * o]);
+        }
+    }
+    let (bi, hi, oi, ai) = (b as i64, h as i64, o as i64, a as i64);
+    // One host buffer for the whole batch, so a GPU gets it in one pinned, asynchronous copy
+    // instead of seven pageable ones (each of which first waits for the queued device work).
+    let mut flat: Vec<f32> = Vec::with_capacity(obs.len() + act.len() + next.len() + 4 * b * h);
+    flat.extend_from_slice(&obs);
+    flat.extend_from_slice(&act);
+    for v in [&rew, &msk, &val, &term] {
+        flat.extend(v.iter().map(|&x| x as f32));
+    }
+    flat.extend_from_slice(&next);
+    let host = Tensor::from_slice(&flat);
+    let all = if device.is_cuda() {
+        host.pin_memory(device)
+            .to_device_(device, Kind::Float, true, false)
+    } else {
+        host
+    };
+    let mut offset = 0;
+    let mut take = |shape: &[i64]| {
+        let n: i64 = shape.iter().product();
+        let t = all.narrow(0, offset, n).view(shape);
+        offset += n;
+        t
+    };
+    Ok(Batch {
+        observations: take(&[bi, oi]),
+        actions: take(&[bi, hi, ai]),
+        rewards: take(&[bi, hi]),
+        masks: take(&[bi, hi]),
+        valid: take(&[bi, hi]),
+        terminals: take(&[bi, hi]),
+        next_observations: take(&[bi, hi, oi]),
+    })
 }
 
 #[cfg(test)]
@@ -407,5 +565,97 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("masks"), "{e}");
+    }
+
+    /// A store of `n` transitions whose observation is `base + row` and whose last row ends an episode.
+    fn numbered(base: f32, n: usize) -> TransitionStore {
+        let mut s = TransitionStore::new(1, 1);
+        for i in 0..n {
+            let x = base + i as f32;
+            s.push(&[x], &[x], 1.0, 1.0, (i + 1 == n) as u8 as f32, &[x + 0.5])
+                .unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn chunks_of_several_segments_stay_within_one_and_cover_all() {
+        let (replay, env0, env1, env2) = (
+            numbered(0.0, 6),
+            numbered(100.0, 2),
+            numbered(200.0, 4),
+            numbered(300.0, 0),
+        );
+        let segments = [
+            Segment::new(&replay, 1..6),
+            Segment::all(&env0),
+            Segment::all(&env1),
+            Segment::all(&env2),
+        ];
+        // H = 3: rows 1..=3 of the replay, none of env0 (2 rows) or env2, rows 0..=1 of env1.
+        assert_eq!(chunk_count(&segments, 3), 5);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let starts = chunk_starts(&mut rng, 400, 3, &segments).unwrap();
+        let mut seen: Vec<(usize, usize)> = starts.iter().map(|c| (c.segment, c.row)).collect();
+        for &(segment, row) in &seen {
+            assert!(row + 3 <= segments[segment].rows.end, "{segment} {row}");
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for &key in &seen {
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        // Uniform over the 5 chunks: 80 each expected, sd 8.
+        assert!(
+            counts.values().all(|&c| (50..110).contains(&c)),
+            "{counts:?}"
+        );
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [(0, 1), (0, 2), (0, 3), (2, 0), (2, 1)]);
+        // Each chunk is read from its own store: env1's chunk at row 1 holds env1's rows 1..4 only.
+        let batch = sample_chunks(
+            &segments,
+            3,
+            0.5,
+            &[ChunkStart { segment: 2, row: 1 }],
+            Device::Cpu,
+        )
+        .unwrap();
+        let actions = Vec::<f32>::try_from(batch.actions.flatten(0, -1)).unwrap();
+        assert_eq!(actions, [201.0, 202.0, 203.0]);
+        // A start whose chunk would leave its segment is refused, naming it.
+        let e = sample_chunks(
+            &segments,
+            3,
+            0.5,
+            &[ChunkStart { segment: 1, row: 0 }],
+            Device::Cpu,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("segment 1"), "{e}");
+        assert!(chunk_starts(&mut rng, 1, 5, &segments[1..]).is_err());
+        // One segment draws what the reference's `U{rows.start, …, rows.end − H}` draws, one value each.
+        let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut b = a.clone();
+        let rows: Vec<usize> = chunk_starts(&mut a, 50, 2, &segments[..1])
+            .unwrap()
+            .iter()
+            .map(|c| c.row)
+            .collect();
+        let reference: Vec<usize> = (0..50).map(|_| b.random_range(1..=4)).collect();
+        assert_eq!(rows, reference);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
+        assert_eq!(
+            replay.chunk_starts(&mut a, 50, 2, 1..6).unwrap(),
+            (0..50).map(|_| b.random_range(1..=4)).collect::<Vec<_>>()
+        );
+        // A balanced batch: the first half from the replay segment, the second from the envs' episodes (indices
+        // of the whole list), and no half left empty.
+        let starts = balanced_chunk_starts(&mut rng, 100, 3, &segments, 1).unwrap();
+        assert!(starts[..100].iter().all(|c| c.segment == 0));
+        assert!(starts[100..].iter().all(|c| c.segment == 2));
+        sample_chunks(&segments, 3, 0.5, &starts, Device::Cpu).unwrap();
+        assert!(balanced_chunk_starts(&mut rng, 1, 3, &segments, 4).is_err());
     }
 }

@@ -6,6 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use qamlab_agent::data::{
+    Segment, balanced_chunk_starts, chunk_count, chunk_starts, sample_chunks,
+};
 use qamlab_agent::{Agent, TransitionStore};
 use qamlab_sim::{BatchedEnv, EnvOptions, StepOutput, TaskScene};
 use qamlab_tasks::Task;
@@ -230,8 +233,9 @@ struct Trainer<'a> {
     dataset_crc: Option<u32>,
     sampler: ChaCha8Rng,
     state: RunState,
-    /// Online transitions of each env's episode in progress: appended to the replay buffer when
-    /// the episode ends, so every episode is contiguous (chunks never mix envs).
+    /// Online transitions of each env's episode in progress: sampled from as they come (a segment of their own,
+    /// see `sampled_segments`) and appended to the replay buffer when the episode ends, so every episode there
+    /// is contiguous (chunks never mix envs).
     pending: Vec<TransitionStore>,
     progress: bool,
     started: Instant,
@@ -547,17 +551,18 @@ impl<'a> Trainer<'a> {
     /// Makes the online updates due by now, if a chunk can be sampled; returns the last one's metrics, if any.
     fn make_due_updates(&mut self) -> anyhow::Result<Option<qamlab_agent::UpdateMetrics>> {
         // As the reference: `utd_ratio` updates for every env step i >= start_training. Until the transitions
-        // sampled from hold a whole chunk (with several envs, online-only and balanced runs wait for their
-        // first episode to end) the updates due wait, and are made as soon as they can be.
+        // sampled from hold a whole chunk (in an online-only or balanced run, until the online rows of the buffer
+        // or some env's episode in progress hold H transitions) the updates due wait, and are made as soon as
+        // they can be.
         let due = self.online_updates_due(self.state.online_step);
         let made = self.state.updates - self.state.offline_step;
-        let sampled = if self.cfg.balanced_sampling {
-            self.replay.len() - self.offline_len
-        } else {
-            self.replay.len()
-        };
+        let mut segments = self.sampled_segments(true);
+        if self.cfg.balanced_sampling {
+            segments.remove(0);
+        }
+        let can_sample = chunk_count(&segments, self.cfg.agent.horizon_length) > 0;
         let mut last_metrics = None;
-        if sampled >= self.cfg.agent.horizon_length {
+        if can_sample {
             for _ in made..due {
                 last_metrics = Some(self.update(true)?);
             }
@@ -675,8 +680,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Whether online transitions go straight into the replay buffer, as the reference's `add_transition` does.
-    /// With one env its episodes stay contiguous anyway; with several, each env stages its episode until it ends,
-    /// so that sampled chunks never mix envs.
+    /// With one env its episodes stay contiguous anyway; with several, each env stages its episode until it ends
+    /// (sampled from meanwhile), so that sampled chunks never mix envs.
     fn stages_in_replay(&self) -> bool {
         self.cfg.envs == 1
     }
@@ -700,27 +705,42 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// One gradient update on a batch sampled from the replay buffer: uniformly over all of it, or, online with
-    /// `balanced_sampling`, half from the offline data and half from the online transitions.
+    /// The transitions an update samples from, as segments no chunk spans: the replay buffer (in a balanced batch,
+    /// its offline rows then its online ones) and, online with several envs, each env's episode in progress. So a
+    /// transition is sampled from as soon as it is taken, as with the reference's single env, yet no chunk joins
+    /// two envs' transitions.
+    fn sampled_segments(&self, online: bool) -> Vec<Segment<'_>> {
+        let replay = &self.replay;
+        let mut segments = if online && self.cfg.balanced_sampling {
+            vec![
+                Segment::new(replay, 0..self.offline_len),
+                Segment::new(replay, self.offline_len..replay.len()),
+            ]
+        } else {
+            vec![Segment::all(replay)]
+        };
+        if online && !self.stages_in_replay() {
+            segments.extend(self.pending.iter().map(Segment::all));
+        }
+        segments
+    }
+
+    /// One gradient update on a batch of chunks drawn uniformly from [`Self::sampled_segments`]: over all of them,
+    /// or, online with `balanced_sampling`, half from the offline data and half from the online transitions.
     fn update(&mut self, online: bool) -> anyhow::Result<qamlab_agent::UpdateMetrics> {
         let a = &self.cfg.agent;
         let t0 = Instant::now();
-        let (h, rng) = (a.horizon_length, &mut self.sampler);
+        let (h, b) = (a.horizon_length, a.batch_size);
+        let mut sampler = self.sampler.clone();
+        let segments = self.sampled_segments(online);
         let starts = if online && self.cfg.balanced_sampling {
-            let half = a.batch_size / 2;
-            let mut starts = self
-                .replay
-                .chunk_starts(rng, half, h, 0..self.offline_len)?;
-            let online_rows = self.offline_len..self.replay.len();
-            starts.extend(self.replay.chunk_starts(rng, half, h, online_rows)?);
-            starts
+            balanced_chunk_starts(&mut sampler, b / 2, h, &segments, 1)?
         } else {
-            self.replay
-                .chunk_starts(rng, a.batch_size, h, 0..self.replay.len())?
+            chunk_starts(&mut sampler, b, h, &segments)?
         };
-        let batch = self
-            .replay
-            .sample_sequence(h, a.discount, &starts, self.agent.device())?;
+        let batch = sample_chunks(&segments, h, a.discount, &starts, self.agent.device())?;
+        drop(segments);
+        self.sampler = sampler;
         let metrics = self.agent.update(&batch).with_context(|| {
             format!(
                 "update {} of the run failed (the last checkpoint is kept)",
@@ -845,17 +865,16 @@ impl<'a> Trainer<'a> {
                 )
             } else {
                 (
-                    "the replay buffer",
+                    "the online transitions (the buffer and the envs' episodes in progress)",
                     "a dataset, more --online-steps, or fewer --envs",
                 )
             };
             tracing::warn!(
                 "none of the {due} online gradient updates due was made: {sampled} never held a whole chunk of {} \
-                 transitions (with {} envs, online transitions join it when their episode ends; {} online steps \
-                 ended none); give {remedy}",
+                 transitions of one env ({} online steps over {} envs); give {remedy}",
                 self.cfg.agent.horizon_length,
+                self.state.online_step,
                 self.cfg.envs,
-                self.state.online_step
             );
         }
         let last = |phase: &str| {
@@ -1161,6 +1180,43 @@ mod tests {
     }
 
     #[test]
+    fn a_balanced_run_of_several_envs_samples_their_episodes_in_progress_and_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = dir.path().join("data.npz");
+        crate::collect::collect(&crate::collect::CollectOptions {
+            episodes: 2,
+            envs: 2,
+            episode_length: Some(20),
+            out: dataset.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut config = tiny(40, 2);
+        config.dataset = Some(dataset);
+        config.balanced_sampling = true;
+        config.validate().unwrap();
+        check_resume_is_exact(&config, |stopped| {
+            // Stopped at online step 12 (the third log): no episode has ended (they last 200 steps), so the
+            // online half of each batch came from the two episodes in progress, 6 transitions each, and the
+            // updates due at steps 10..=12 were made.
+            let replay = checkpoint_tensors(stopped, "replay.safetensors");
+            assert_eq!(rows(&replay, "online/rewards"), 0);
+            assert_eq!(rows(&replay, "pending/rewards"), 12);
+            let state = RunDir::new(stopped)
+                .latest_checkpoint()
+                .unwrap()
+                .unwrap()
+                .join("state.json");
+            let state: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+            assert_eq!(
+                (state["online_step"].as_u64(), state["updates"].as_u64()),
+                (Some(12), Some(3))
+            );
+        });
+    }
+
+    #[test]
     fn a_checkpoint_mixed_from_two_or_with_damaged_values_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
@@ -1313,8 +1369,9 @@ mod tests {
 
     #[test]
     fn updates_due_while_no_chunk_could_be_sampled_are_made_up() {
-        // Episodes of 12 steps, 3 envs, online-only: nothing can be sampled until the first episodes end at
-        // online step 36, yet the run makes the reference's count, one update per step from start_training on.
+        // Episodes of 12 steps, 3 envs, online-only, chunks of 5: nothing can be sampled until each env's episode
+        // in progress holds 5 transitions (online step 15), yet the run makes the reference's count, one update
+        // per step from start_training on; and it need not wait for the first episodes to end (online step 36).
         let dir = tempfile::tempdir().unwrap();
         let scene = dir.path().join("short.scn.ron");
         let text = std::fs::read_to_string(
@@ -1328,6 +1385,7 @@ mod tests {
         .unwrap();
         let mut config = tiny(60, 3);
         config.task = scene.display().to_string();
+        config.log_interval = 3;
         let summary = train(TrainOptions {
             config: config.clone(),
             out: dir.path().join("run"),
@@ -1336,6 +1394,19 @@ mod tests {
             observer: None,
         })
         .unwrap();
+        assert_eq!(config.agent.horizon_length, 5);
         assert_eq!(summary.updates, 60 - config.start_training + 1);
+        let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+        let updates_at = |step: u64| {
+            metrics
+                .lines()
+                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                .find(|row| row["step"] == step && row["phase"] == "online")
+                .unwrap_or_else(|| panic!("no online row at step {step}:\n{metrics}"))["updates"]
+                .as_u64()
+                .unwrap()
+        };
+        // Logged at every batched step: none at 12 (4 transitions an env), at 15 the 6 due (steps 10..=15).
+        assert_eq!((updates_at(12), updates_at(15)), (0, 6));
     }
 }
