@@ -739,7 +739,6 @@ impl<'a> Trainer<'a> {
             chunk_starts(&mut sampler, b, h, &segments)?
         };
         let batch = sample_chunks(&segments, h, a.discount, &starts, self.agent.device())?;
-        drop(segments);
         self.sampler = sampler;
         let metrics = self.agent.update(&batch).with_context(|| {
             format!(
