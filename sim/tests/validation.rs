@@ -222,6 +222,90 @@ fn syntax_error_gives_a_position() {
 }
 
 #[test]
+fn syntax_errors_name_the_field_and_say_how_to_write_it() {
+    let carriage = "entity 4 (\"carriage_x\")";
+    let cases = [
+        // A range without its field names, as one might write a tuple.
+        (
+            "limits: Some((min: -0.3, max: 0.3))",
+            "limits: Some((-0.3, 0.3))",
+            "field `Joint.limits`",
+            "written by name, like `(min: -0.6, max: 0.6)`",
+        ),
+        (
+            "limits: Some((min: -0.3, max: 0.3))",
+            "limits: (min: -0.3, max: 0.3)",
+            "field `Joint.limits`",
+            "`Some(value)` or `None`",
+        ),
+        (
+            "kind: Dynamic,",
+            "kind: \"Dynamic\",",
+            "field `Body.kind`",
+            "written bare",
+        ),
+        (
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0))",
+            "kind: Prismatic(axis: (1.0, 0.0, \"z\"))",
+            "field `Joint.kind.axis`",
+            "",
+        ),
+    ];
+    for (from, to, field, says) in cases {
+        let err = load_edited(from, to).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("{carriage}, {field}")) && msg.contains(says),
+            "{to}: {msg}"
+        );
+        assert!(!msg.contains("(stack:") && !msg.contains("r#"), "{msg}");
+    }
+    let err = load_edited("episode_length: 200,", "episode_length: \"200\",")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("entity 1 (\"cube-single\"), field `TaskSettings.episode_length`"),
+        "{err}"
+    );
+    // A file cut short says so, and where the innermost bracket left open began.
+    let text = cube_single_text();
+    let cut = &text[..text.find("limits: Some((min: -0.3").unwrap() + 12];
+    let err = TaskScene::from_ron(cut, "cut.scn.ron")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cut.scn.ron:") && err.contains("brackets open") && err.contains("cut short"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_field_written_twice_is_refused() {
+    // The deserializer alone would keep the last value without a word.
+    let err = load_edited(
+        "episode_length: 200,",
+        "episode_length: 200, episode_length: 100,",
+    )
+    .unwrap_err();
+    match &err {
+        SimError::Parse {
+            line,
+            entity,
+            message,
+            ..
+        } => {
+            assert_eq!(*line, 12);
+            assert!(entity.contains("TaskSettings.episode_length"), "{entity}");
+            assert!(message.contains("written twice (first at 12:"), "{message}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    // The same field name in two structs, or in two items of a list, is no repeat.
+    cube_single();
+}
+
+#[test]
 fn missing_file_is_an_error() {
     let err = TaskScene::from_file("/nonexistent/x.scn.ron").unwrap_err();
     assert!(

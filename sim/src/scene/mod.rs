@@ -12,6 +12,7 @@ mod check;
 mod goals;
 mod joints;
 mod keep_away;
+mod outline;
 mod parse;
 mod sensors;
 

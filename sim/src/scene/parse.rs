@@ -9,6 +9,7 @@ use bevy::world_serialization::serde::WorldDeserializer;
 use serde::de::DeserializeSeed;
 
 use super::authoring_registry;
+use super::outline::Outline;
 use crate::authoring::*;
 use crate::error::SimError;
 use crate::missing_field::missing_field;
@@ -90,15 +91,16 @@ fn reflected_label(id: u64, components: &[Box<dyn PartialReflect>]) -> String {
 /// Parses scene text into its entities, each with its components typed.
 pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError> {
     let registry = authoring_registry();
+    // Editors on some systems start UTF-8 files with a byte-order mark, which RON does not expect.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let outline = Outline::read(text);
     let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
         file: source.to_string(),
         line,
         column,
-        entity: locate_entity(text, line),
+        entity: outline.place_at(line, column),
         message,
     };
-    // Editors on some systems start UTF-8 files with a byte-order mark, which RON does not expect.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut de = ron::de::Deserializer::from_str(text)
         .map_err(|e| parse_error(e.span.start.line, e.span.start.col, e.code.to_string()))?;
     let world = WorldDeserializer {
@@ -108,10 +110,12 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
     .deserialize(&mut de)
     .map_err(|e| {
         let e = de.span_error(e);
+        let (line, column) = (e.span.start.line, e.span.start.col);
+        let message = explain_parse_error(e.code.to_string(), registry);
         parse_error(
-            e.span.start.line,
-            e.span.start.col,
-            explain_parse_error(e.code.to_string(), registry),
+            line,
+            column,
+            explain_syntax(message, &outline, line, column),
         )
     })?;
     // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
@@ -123,6 +127,17 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
             format!("{} after the scene's closing `)`", e.code),
         )
     })?;
+    // The deserializer keeps the last of a field written twice; an author meant one of them.
+    if let Some(repeated) = outline.repeated_field() {
+        let (l, c) = repeated.first;
+        return Err(SimError::Parse {
+            file: source.to_string(),
+            line: repeated.line,
+            column: repeated.column,
+            entity: repeated.place,
+            message: format!("the field is written twice (first at {l}:{c}); keep one"),
+        });
+    }
     if let Some(resource) = world.resources.first() {
         return Err(SimError::Invalid {
             file: source.to_string(),
@@ -241,29 +256,42 @@ fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
     )
 }
 
-/// Finds the entity (and component) enclosing `line` in scene text, for parse errors: the last entity key
-/// (`1234: (`) and component key (`"path::Type":`) at or before that line.
-fn locate_entity(text: &str, line: usize) -> String {
-    let mut entity = None;
-    let mut component = None;
-    for l in text.lines().take(line.max(1)) {
-        let t = l.trim();
-        if let Some((key, rest)) = t.split_once(':')
-            && !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_digit())
-            && rest.trim_start().starts_with('(')
-        {
-            entity = Some(key.to_string());
-            component = None;
-        } else if t.starts_with('"')
-            && let Some(end) = t[1..].find('"')
-        {
-            component = Some(t[1..1 + end].to_string());
+/// A syntax error's message with what the text at its position suggests: how an option, a struct's fields or an
+/// enum's variant are written, or that the text ends with brackets still open.
+fn explain_syntax(message: String, outline: &Outline, line: usize, column: usize) -> String {
+    // Bevy's trail of types through the value (` (stack: `A` -> `B`)`): the place names the field instead.
+    let message = match message.find(" (stack: ") {
+        Some(at) if message.ends_with(')') => message[..at].to_string(),
+        _ => message,
+    };
+    if let Some(found) = message
+        .strip_prefix("Found invalid std identifier ")
+        .and_then(|rest| rest.split(", try").next())
+    {
+        // RON's own advice, a raw identifier, is never what a scene author wants.
+        return format!(
+            "expected a field name, found {found}: a struct's fields are written by name, like `(min: -0.6, \
+             max: 0.6)` for a range"
+        );
+    }
+    let hint = match message.as_str() {
+        "Expected option" => Some("an optional field is written `Some(value)` or `None`"),
+        "Expected identifier" if outline.string_at(line, column) => {
+            Some("an enum's variant is written bare, like `Dynamic`, not as a string")
         }
+        _ => None,
+    };
+    let mut message = match hint {
+        Some(hint) => format!("{message}: {hint}"),
+        None => message,
+    };
+    if outline.at_end(line, column)
+        && let Some((open, (l, c))) = outline.unclosed()
+    {
+        let brackets = if open == 1 { "bracket" } else { "brackets" };
+        message.push_str(&format!(
+            "; the text ends with {open} {brackets} open (the innermost from {l}:{c}): is the file cut short?"
+        ));
     }
-    match (entity, component) {
-        (Some(e), Some(c)) => format!("entity {e}, component {c}"),
-        (Some(e), None) => format!("entity {e}"),
-        _ => "scene".to_string(),
-    }
+    message
 }
