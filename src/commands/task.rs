@@ -151,7 +151,7 @@ fn try_policy(
         )?),
         Policy::Random => None,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut random = RandomActions::new(seed, episodes);
     let mut obs = env.reset(&seeds).context("resetting the task")?.to_vec();
     let mut ended: Vec<Option<bool>> = vec![None; episodes];
     let mut actions = vec![0.0; episodes * spec.action_dim];
@@ -159,7 +159,7 @@ fn try_policy(
     for step in 0..spec.episode_length {
         match oracle.as_mut() {
             Some(oracle) => actions.copy_from_slice(oracle.act(&obs)),
-            None => actions = spec.random_actions(&mut rng, episodes),
+            None => actions = random.draw(&spec),
         }
         let out = env
             .step(&actions)
@@ -185,10 +185,59 @@ fn try_policy(
     })
 }
 
+/// Uniform random actions, each episode's from a stream of its own, so that an episode's actions (and so its
+/// outcome) do not depend on how many are tried beside it.
+struct RandomActions {
+    streams: Vec<ChaCha8Rng>,
+}
+
+impl RandomActions {
+    fn new(seed: u64, episodes: usize) -> Self {
+        let streams = (0..episodes as u64)
+            .map(|i| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(i);
+                rng
+            })
+            .collect();
+        Self { streams }
+    }
+
+    /// One action for each episode, `[episodes * A]`.
+    fn draw(&mut self, spec: &EnvSpec) -> Vec<f32> {
+        self.streams
+            .iter_mut()
+            .flat_map(|rng| spec.random_actions(rng, 1))
+            .collect()
+    }
+}
+
 /// What [`try_policy`] saw.
 struct Tried {
     /// Fraction of the episodes that reached success.
     success_rate: f64,
     /// Episodes that reached success at their first control step.
     at_first_step: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_episodes_random_actions_do_not_depend_on_how_many_are_tried() {
+        let scene = qamlab_tasks::load_task("cube-single").unwrap().scene;
+        let spec = EnvSpec::of(&scene);
+        let (mut two, mut eight) = (RandomActions::new(5, 2), RandomActions::new(5, 8));
+        for _ in 0..3 {
+            let (a, b) = (two.draw(&spec), eight.draw(&spec));
+            assert_eq!(a.len(), 2 * spec.action_dim);
+            assert_eq!(a, b[..a.len()]);
+            // And they are not one stream repeated.
+            assert_ne!(
+                b[..spec.action_dim],
+                b[spec.action_dim..2 * spec.action_dim]
+            );
+        }
+    }
 }
