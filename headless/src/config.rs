@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use qamlab_agent::AgentConfig;
+use qamlab_agent::{AgentConfig, AgentKind};
 use serde::{Deserialize, Serialize};
 
 /// Where tensors live: chosen at run time, never at compile time.
@@ -185,9 +185,26 @@ impl TrainConfig {
                 "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC)",
             ),
         ];
+        // Weights another kind reads: a config shared by several agents (`--agent bc` on a QAM config) keeps them,
+        // and says so.
+        let kind = self.agent.kind;
+        let qam_family = matches!(kind, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE);
+        let unused = [
+            ("inv_temp = ", !qam_family, "qam, qam-f and qam-e"),
+            ("alpha = ", kind != AgentKind::Fql, "fql"),
+        ];
         let mut out = String::with_capacity(text.len() + 256);
         for line in text.lines() {
             out.push_str(line);
+            if let Some((_, _, users)) = unused
+                .iter()
+                .find(|(key, unused, _)| *unused && line.starts_with(key))
+            {
+                out.push_str(&format!(
+                    "  # not used by kind {} (only by {users})",
+                    kind.as_str()
+                ));
+            }
             out.push('\n');
             for (is_unset, after, comment) in unset {
                 if is_unset && line.starts_with(after) {
@@ -330,6 +347,29 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("# dataset:") && !text.contains("# clip_grad:"));
+        // The weights another kind reads say so, and the text still reads back.
+        let line = |text: &str, key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap()
+                .to_string()
+        };
+        assert!(line(&text, "alpha = ").ends_with("# not used by kind qam (only by fql)"));
+        assert!(!line(&text, "inv_temp = ").contains('#'));
+        let mut bc = cfg.clone();
+        bc.agent.select_kind(AgentKind::Bc);
+        let text = bc.to_toml().unwrap();
+        assert!(
+            line(&text, "inv_temp = ")
+                .contains("# not used by kind bc (only by qam, qam-f and qam-e)")
+        );
+        assert_eq!(
+            TrainConfig::from_toml_str(&text, "printed")
+                .unwrap()
+                .agent
+                .kind,
+            AgentKind::Bc
+        );
     }
 
     #[test]
