@@ -274,7 +274,8 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
         stdout.contains("source: not recorded")
             && stdout.contains("columns: not recorded")
             && stdout.contains("fits task cube-single, with a warning: dataset ")
-            && stdout.contains("only its widths are checked against task cube-single"),
+            && stdout.contains("only its widths are checked against task cube-single")
+            && stdout.contains("note: no transition reaches success"),
         "{stdout}"
     );
     // A misspelt task is said before anything is printed.

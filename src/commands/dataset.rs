@@ -86,6 +86,10 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
         share(at_success, data.len()),
         share(reached, data.episodes)
     );
+    if at_success == 0 && !data.is_empty() {
+        text +=
+            "note: no transition reaches success, so offline training sees no success to value\n";
+    }
     let (low, high) = data
         .rewards
         .iter()

@@ -155,6 +155,16 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             cfg.start_training
         );
     }
+    if !opts.resume
+        && cfg.agent.kind == qamlab_agent::AgentKind::Bc
+        && cfg.dataset.is_none()
+        && cfg.online_steps > 0
+    {
+        tracing::warn!(
+            "agent bc imitates its data, and this run has no dataset: online it imitates its own actions (random \
+             ones at first), which teaches it nothing about the task; give a --dataset, or an agent with a critic"
+        );
+    }
     let episode_length = task.scene.settings.episode_length as usize;
     if !opts.resume && cfg.agent.horizon_length > episode_length {
         tracing::warn!(
@@ -941,6 +951,14 @@ fn load_offline_data(
         && !resume
     {
         tracing::warn!("{note}");
+    }
+    // Masks are 0 where a transition reached success.
+    if !resume && !data.masks.contains(&0.0) {
+        tracing::warn!(
+            "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success to \
+             value; online episodes may still find it",
+            path.display()
+        );
     }
     let rewards: Vec<f32> = data
         .rewards
