@@ -71,7 +71,8 @@ pub struct DatasetSource {
     pub collected_with: String,
     /// The version of qamlab that made them.
     pub qamlab: String,
-    /// Where the task's scene came from: its file as given, or `builtin:<name>` (absent in earlier files).
+    /// Where the task's scene came from: its file's absolute path (in older files, as given), or `builtin:<name>`
+    /// (absent in earlier files).
     #[serde(default)]
     pub scene: Option<String>,
     /// [`scene_fingerprint`] of that scene (absent in earlier files).
@@ -91,7 +92,7 @@ impl DatasetSource {
             actions: spec.action_names.clone(),
             collected_with,
             qamlab: env!("CARGO_PKG_VERSION").into(),
-            scene: Some(scene.source.clone()),
+            scene: Some(absolute_scene(&scene.source)),
             scene_fingerprint: Some(scene_fingerprint(scene)),
             fingerprint_version: FINGERPRINT_VERSION,
         }
@@ -134,6 +135,15 @@ pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
             .collect::<Vec<_>>(),
     );
     crc32fast::hash(format!("{authored:?}").as_bytes())
+}
+
+/// A scene's origin as a dataset records it: a built-in's `builtin:<name>`, a file's absolute path (the dataset
+/// may be read from another directory).
+fn absolute_scene(source: &str) -> String {
+    if source.starts_with("builtin:") {
+        return source.to_string();
+    }
+    std::path::absolute(source).map_or_else(|_| source.to_string(), |p| p.display().to_string())
 }
 
 /// The `--task` argument that loads `scene`: a built-in's name, or the file as given.
@@ -386,7 +396,9 @@ impl Dataset {
                 .is_some_and(|f| f != scene_fingerprint(scene));
         Ok(changed.then(|| {
             let scenes = match source.scene.as_deref() {
-                Some(then) if then == scene.source => format!("its file {then} has changed since"),
+                Some(then) if absolute_scene(then) == absolute_scene(&scene.source) => {
+                    format!("its file {then} has changed since")
+                }
                 Some(then) => format!("{then}; here {}", scene.source),
                 None => format!("here {}", scene.source),
             };
@@ -395,6 +407,18 @@ impl Dataset {
                  and actions have the same names, so it trains as if the scenes behaved alike"
             )
         }))
+    }
+}
+
+/// Why `bytes` do not open as an npz archive, as far as their start tells.
+fn not_npz(file: impl std::fmt::Display, bytes: &[u8]) -> String {
+    if bytes.starts_with(b"PK\x03\x04") {
+        format!(
+            "dataset {file}: a zip archive (as an npz is) without its directory at the end: the file is cut short \
+             (an interrupted copy or download?) or damaged"
+        )
+    } else {
+        format!("dataset {file}: not an npz archive (an npz is a zip file, which begins with `PK`)")
     }
 }
 
@@ -409,8 +433,8 @@ fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u
     // are capped by the archive's real length, which a forged directory cannot change.
     const MAX_DEFLATE_RATIO: u64 = 1032;
     let real = archive.len() as u64;
-    let mut archive = zip::ZipArchive::new(Cursor::new(archive))
-        .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(archive)).with_context(|| not_npz(file, archive))?;
     let mut shapes = Vec::new();
     for index in 0..archive.len() {
         let mut entry = archive
@@ -485,8 +509,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         "dataset {file} is a single .npy array; a dataset is an .npz archive of arrays ({})",
         LOADED_KEYS.join(", ")
     );
-    let mut npz = NpzReader::new(Cursor::new(&bytes))
-        .with_context(|| format!("dataset {file}: not an npz archive"))?;
+    let mut npz = NpzReader::new(Cursor::new(&bytes)).with_context(|| not_npz(&file, &bytes))?;
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
@@ -895,6 +918,18 @@ mod tests {
             b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }";
         let err = format!("{:#}", load_bytes(npy).unwrap_err());
         assert!(err.contains("is a single .npy array"), "{err}");
+        // A download cut short keeps the zip's start and loses its directory, which is at the end.
+        let whole = npz_with(&[], |_| {});
+        let err = format!("{:#}", load_bytes(&whole[..whole.len() / 2]).unwrap_err());
+        assert!(err.contains("the file is cut short"), "{err}");
+        let err = format!(
+            "{:#}",
+            load_bytes(b"observations,actions\n1,2\n").unwrap_err()
+        );
+        assert!(
+            err.contains("not an npz archive (an npz is a zip file"),
+            "{err}"
+        );
     }
 
     #[test]
