@@ -26,24 +26,38 @@ pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
     Box::new(StopOnInterrupt)
 }
 
-/// After a run returned: if Ctrl-C stopped it before its end, an error naming where it was checkpointed and how
-/// to continue it (a run that finished anyway just reports).
+/// A run Ctrl-C stopped, and what to do next. The process then exits with 130 (128 + SIGINT), as shells and
+/// scripts expect of an interrupted command.
+#[derive(Debug)]
+pub struct Interrupted(String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// After a run returned: if Ctrl-C stopped it before its end, an [`Interrupted`] error naming where it was
+/// checkpointed and how to continue it (a run that finished anyway just reports).
 pub fn check(summary: &TrainSummary) -> anyhow::Result<()> {
     if !(summary.stopped_early && INTERRUPTED.load(Ordering::SeqCst)) {
         return Ok(());
     }
     let run = &summary.run_dir;
-    match RunDir::new(run).latest_checkpoint().ok().flatten() {
-        Some(at) => anyhow::bail!(
+    let what = match RunDir::new(run).latest_checkpoint().ok().flatten() {
+        Some(at) => format!(
             "interrupted: the run is checkpointed where it stopped ({}); continue it with `qamlab train --resume {}`",
             at.display(),
             run.display()
         ),
-        None => anyhow::bail!(
+        None => format!(
             "interrupted before the run's first step: {} holds no checkpoint; remove it and start the run again",
             run.display()
         ),
-    }
+    };
+    Err(Interrupted(what).into())
 }
 
 struct StopOnInterrupt;
