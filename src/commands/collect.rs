@@ -28,7 +28,8 @@ pub struct CollectArgs {
     /// Oracle action noise in normalised units (OGBench uses 0.1; 0 for clean demonstrations).
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub noise: f32,
-    /// Solve the task's own goal instead of "play" (random pick-and-place sub-goals).
+    /// Solve the task's own goal instead of "play" (random sub-goals: pick-and-place for the cube tasks, places to
+    /// walk to for a legged robot).
     #[arg(long)]
     pub solve: bool,
     /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
