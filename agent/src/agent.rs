@@ -82,7 +82,7 @@ impl Nets {
         };
         let critic =
             |name: &str| Critic::new(name, cfg.num_qs, obs, d, vh, cfg.value_layer_norm, device);
-        let qam = matches!(cfg.kind, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE);
+        let qam = cfg.kind.is_qam();
         let mut nets = Nets {
             critic: None,
             target_critic: None,

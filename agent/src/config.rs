@@ -41,6 +41,11 @@ impl AgentKind {
     pub fn has_critic(self) -> bool {
         self != AgentKind::Bc
     }
+
+    /// Whether this kind is QAM or one of its variants (the kinds `inv_temp` weighs).
+    pub fn is_qam(self) -> bool {
+        matches!(self, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE)
+    }
 }
 
 impl std::str::FromStr for AgentKind {

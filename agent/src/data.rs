@@ -279,12 +279,6 @@ impl TransitionStore {
         starts: &[usize],
         device: Device,
     ) -> Result<Batch> {
-        if let Some(&s) = starts.iter().find(|&&s| s + horizon > self.len()) {
-            return Err(AgentError::Data(format!(
-                "start index {s} + H = {horizon} exceeds the {} stored transitions",
-                self.len()
-            )));
-        }
         let starts: Vec<ChunkStart> = starts
             .iter()
             .map(|&row| ChunkStart { segment: 0, row })
@@ -367,17 +361,22 @@ pub fn chunk_starts<R: Rng + ?Sized>(
             s.store.len()
         )));
     }
+    // Where each segment's chunks end in the numbering of all of them.
+    let ends: Vec<usize> = segments
+        .iter()
+        .scan(0, |end, s| {
+            *end += s.chunk_count(horizon);
+            Some(*end)
+        })
+        .collect();
     Ok((0..count)
         .map(|_| {
-            let mut k = rng.random_range(0..=total - 1);
-            let mut segment = 0;
-            while k >= segments[segment].chunk_count(horizon) {
-                k -= segments[segment].chunk_count(horizon);
-                segment += 1;
-            }
+            let k = rng.random_range(0..=total - 1);
+            let segment = ends.partition_point(|&end| end <= k);
+            let before = if segment == 0 { 0 } else { ends[segment - 1] };
             ChunkStart {
                 segment,
-                row: segments[segment].rows.start + k,
+                row: segments[segment].rows.start + (k - before),
             }
         })
         .collect())

@@ -188,9 +188,8 @@ impl TrainConfig {
         // Weights another kind reads: a config shared by several agents (`--agent bc` on a QAM config) keeps them,
         // and says so.
         let kind = self.agent.kind;
-        let qam_family = matches!(kind, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE);
         let unused = [
-            ("inv_temp = ", !qam_family, "qam, qam-f and qam-e"),
+            ("inv_temp = ", !kind.is_qam(), "qam, qam-f and qam-e"),
             ("alpha = ", kind != AgentKind::Fql, "fql"),
         ];
         let mut out = String::with_capacity(text.len() + 256);

@@ -319,6 +319,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// How many transitions reach success (mask 0: bootstrapping stops there).
+    pub fn transitions_at_success(&self) -> usize {
+        self.masks.iter().filter(|&&m| m == 0.0).count()
+    }
+
     /// Number of transitions.
     pub fn len(&self) -> usize {
         self.rewards.len()

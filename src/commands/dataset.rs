@@ -79,7 +79,7 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
             episode_reached = false;
         }
     }
-    let at_success = data.masks.iter().filter(|&&m| m == 0.0).count();
+    let at_success = data.transitions_at_success();
     let share = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
     text += &format!(
         "success: {:.1}% of transitions; {:.0}% of episodes reach it\n",

@@ -155,10 +155,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             cfg.start_training
         );
     }
-    if !opts.resume
-        && cfg.agent.kind == qamlab_agent::AgentKind::Bc
-        && cfg.dataset.is_none()
-        && cfg.online_steps > 0
+    if !opts.resume && !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0
     {
         tracing::warn!(
             "agent bc imitates its data, and this run has no dataset: online it imitates its own actions (random \
@@ -566,16 +563,23 @@ impl<'a> Trainer<'a> {
         // they can be.
         let due = self.online_updates_due(self.state.online_step);
         let made = self.state.updates - self.state.offline_step;
-        let mut segments = self.sampled_segments(true);
-        if self.cfg.balanced_sampling {
-            segments.remove(0);
+        if made >= due {
+            return Ok(None);
         }
-        let can_sample = chunk_count(&segments, self.cfg.agent.horizon_length) > 0;
+        let balanced = self.cfg.balanced_sampling;
+        let segments = sampled_segments(&self.replay, self.offline_len, balanced, &self.pending);
+        // A balanced batch needs a chunk of its online half.
+        let online_half = if balanced {
+            &segments[1..]
+        } else {
+            &segments[..]
+        };
+        if chunk_count(online_half, self.cfg.agent.horizon_length) == 0 {
+            return Ok(None);
+        }
         let mut last_metrics = None;
-        if can_sample {
-            for _ in made..due {
-                last_metrics = Some(self.update(true)?);
-            }
+        for _ in made..due {
+            last_metrics = Some(self.update(true)?);
         }
         Ok(last_metrics)
     }
@@ -715,41 +719,20 @@ impl<'a> Trainer<'a> {
         )
     }
 
-    /// The transitions an update samples from, as segments no chunk spans: the replay buffer (in a balanced batch,
-    /// its offline rows then its online ones) and, online with several envs, each env's episode in progress. So a
-    /// transition is sampled from as soon as it is taken, as with the reference's single env, yet no chunk joins
-    /// two envs' transitions.
-    fn sampled_segments(&self, online: bool) -> Vec<Segment<'_>> {
-        let replay = &self.replay;
-        let mut segments = if online && self.cfg.balanced_sampling {
-            vec![
-                Segment::new(replay, 0..self.offline_len),
-                Segment::new(replay, self.offline_len..replay.len()),
-            ]
-        } else {
-            vec![Segment::all(replay)]
-        };
-        if online && !self.stages_in_replay() {
-            segments.extend(self.pending.iter().map(Segment::all));
-        }
-        segments
-    }
-
-    /// One gradient update on a batch of chunks drawn uniformly from [`Self::sampled_segments`]: over all of them,
-    /// or, online with `balanced_sampling`, half from the offline data and half from the online transitions.
+    /// One gradient update on a batch of chunks drawn uniformly from [`sampled_segments`]: over all of them, or,
+    /// online with `balanced_sampling`, half from the offline data and half from the online transitions.
     fn update(&mut self, online: bool) -> anyhow::Result<qamlab_agent::UpdateMetrics> {
         let a = &self.cfg.agent;
         let t0 = Instant::now();
         let (h, b) = (a.horizon_length, a.batch_size);
-        let mut sampler = self.sampler.clone();
-        let segments = self.sampled_segments(online);
-        let starts = if online && self.cfg.balanced_sampling {
-            balanced_chunk_starts(&mut sampler, b / 2, h, &segments, 1)?
+        let balanced = online && self.cfg.balanced_sampling;
+        let segments = sampled_segments(&self.replay, self.offline_len, balanced, &self.pending);
+        let starts = if balanced {
+            balanced_chunk_starts(&mut self.sampler, b / 2, h, &segments, 1)?
         } else {
-            chunk_starts(&mut sampler, b, h, &segments)?
+            chunk_starts(&mut self.sampler, b, h, &segments)?
         };
         let batch = sample_chunks(&segments, h, a.discount, &starts, self.agent.device())?;
-        self.sampler = sampler;
         let metrics = self.agent.update(&batch).with_context(|| {
             format!(
                 "update {} of the run failed (the last checkpoint is kept)",
@@ -952,8 +935,7 @@ fn load_offline_data(
     {
         tracing::warn!("{note}");
     }
-    // Masks are 0 where a transition reached success.
-    if !resume && !data.masks.contains(&0.0) {
+    if !resume && data.transitions_at_success() == 0 {
         tracing::warn!(
             "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success to \
              value; online episodes may still find it",
@@ -984,6 +966,29 @@ fn load_offline_data(
         );
     }
     Ok(data.crc32)
+}
+
+/// The transitions an update samples from, as segments no chunk spans: the replay buffer (in a balanced batch, its
+/// offline rows then its online ones), then `pending`, each env's episode in progress (empty offline, and with one
+/// env, whose transitions go straight into the buffer: an empty segment holds no chunk and changes no draw). So a
+/// transition is sampled from as soon as it is taken, as with the reference's single env, yet no chunk joins two
+/// envs' transitions.
+fn sampled_segments<'s>(
+    replay: &'s TransitionStore,
+    offline_len: usize,
+    balanced: bool,
+    pending: &'s [TransitionStore],
+) -> Vec<Segment<'s>> {
+    let mut segments = if balanced {
+        vec![
+            Segment::new(replay, 0..offline_len),
+            Segment::new(replay, offline_len..replay.len()),
+        ]
+    } else {
+        vec![Segment::all(replay)]
+    };
+    segments.extend(pending.iter().map(Segment::all));
+    segments
 }
 
 /// A reward as training sees it: with `sparse` (spec §2.1), -1 unless it is 0.
