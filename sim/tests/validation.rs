@@ -256,16 +256,25 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
         let msg = err.to_string();
         assert!(matches!(err, SimError::Parse { .. }), "{msg}");
         assert!(
-            msg.contains(&format!("{carriage}, {field}")) && msg.contains(says),
+            msg.contains(&format!("{carriage}: {field}")) && msg.contains(says),
             "{to}: {msg}"
         );
         assert!(!msg.contains("(stack:") && !msg.contains("r#"), "{msg}");
     }
+    let err = load_edited("substeps: 5,", "substeps: 5")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "field `TaskSettings.solver_iterations`: Expected comma: a comma is missing before"
+        ),
+        "{err}"
+    );
     let err = load_edited("episode_length: 200,", "episode_length: \"200\",")
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("entity 1 (\"cube-single\"), field `TaskSettings.episode_length`"),
+        err.contains("entity 1 (\"cube-single\"): field `TaskSettings.episode_length`"),
         "{err}"
     );
     // A file cut short says so, and where the innermost bracket left open began.

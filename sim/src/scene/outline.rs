@@ -1,5 +1,5 @@
-//! A scene file's text read for its shape alone: its brackets, keys and list items, not what they mean. Bevy's
-//! deserializer reports a line and column only; the outline names the entity, component and field there. It
+//! A scene file's text read for its shape alone: its brackets, keys and list items, not what they mean. RON's
+//! deserializer (under Bevy's) reports a line and column only; the outline names the entity, component and field there. It
 //! also finds a field written twice, which the deserializer takes silently (the last value winning).
 
 /// What a token of RON text is, as far as the outline cares.
@@ -49,6 +49,17 @@ struct Frame {
 }
 
 impl Frame {
+    fn open(bracket: char, token: &Token) -> Self {
+        Self {
+            bracket,
+            line: token.line,
+            column: token.column,
+            key: None,
+            keys: Vec::new(),
+            commas: 0,
+        }
+    }
+
     fn step(&self) -> Option<Step> {
         match self.bracket {
             '[' => Some(Step::Item(self.commas)),
@@ -69,6 +80,21 @@ pub(super) struct Repeated {
     pub place: String,
 }
 
+/// The components whose `name` names an entity in errors, most telling first (as the loader's labels).
+const NAMING: [&str; 5] = ["TaskSettings", "Body", "Joint", "Site", "Goal"];
+
+/// What a walk over the tokens found up to where it stopped.
+struct Walk {
+    /// The brackets open there.
+    frames: Vec<Frame>,
+    /// How many tokens it read.
+    read: usize,
+    /// Each entity's name by [`NAMING`]: (entity id, rank in `NAMING`, name).
+    names: Vec<(String, usize, String)>,
+    /// The first field written twice: the token's index, and where the first one was.
+    repeated: Option<(usize, (usize, usize))>,
+}
+
 /// The tokens of a scene file's text.
 pub(super) struct Outline {
     tokens: Vec<Token>,
@@ -77,57 +103,47 @@ pub(super) struct Outline {
 impl Outline {
     /// Reads `text`'s tokens; never fails (text it cannot read is skipped a character at a time).
     pub fn read(text: &str) -> Self {
-        let mut raw = lex(text);
-        // A word or string directly followed by a single `:` is a key.
-        let mut tokens = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let (token, colon) = (&raw[i], raw.get(i + 1));
-            let key = match (&token.0, colon.map(|c| &c.0)) {
-                (Lexeme::Word(w), Some(Lexeme::Colon)) => Some((w.clone(), false)),
-                (Lexeme::Str(s), Some(Lexeme::Colon)) => Some((s.clone(), true)),
-                _ => None,
-            };
-            let (line, column) = (token.1, token.2);
-            let kind = match key {
-                Some((name, quoted)) => {
-                    i += 1;
-                    Kind::Key { name, quoted }
-                }
-                None => match std::mem::replace(&mut raw[i].0, Lexeme::Colon) {
-                    Lexeme::Open(c) => Kind::Open(c),
-                    Lexeme::Close => Kind::Close,
-                    Lexeme::Str(s) => Kind::Str(s),
-                    Lexeme::Comma => Kind::Comma,
-                    Lexeme::Word(_) | Lexeme::Colon | Lexeme::Other => Kind::Other,
+        let mut raw = lex(text).into_iter().peekable();
+        let mut tokens = Vec::new();
+        while let Some((lexeme, line, column)) = raw.next() {
+            // A word or string directly followed by a single `:` is a key.
+            let keyed = matches!(lexeme, Lexeme::Word(_) | Lexeme::Str(_))
+                && raw
+                    .next_if(|(next, _, _)| matches!(next, Lexeme::Colon))
+                    .is_some();
+            let kind = match (lexeme, keyed) {
+                (Lexeme::Word(name), true) => Kind::Key {
+                    name,
+                    quoted: false,
                 },
+                (Lexeme::Str(name), true) => Kind::Key { name, quoted: true },
+                (Lexeme::Str(s), false) => Kind::Str(s),
+                (Lexeme::Open(c), _) => Kind::Open(c),
+                (Lexeme::Close, _) => Kind::Close,
+                (Lexeme::Comma, _) => Kind::Comma,
+                _ => Kind::Other,
             };
             tokens.push(Token { kind, line, column });
-            i += 1;
         }
         Self { tokens }
     }
 
-    /// Walks the tokens that start at or before `until`; returns the frames open there, how many tokens it read,
-    /// and each entity's name (the first `name: "…"` among its components' fields) up to there.
-    fn walk(&self, until: (usize, usize)) -> (Vec<Frame>, usize, Vec<(String, String)>) {
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut names = Vec::new();
-        let mut read = 0;
+    /// Walks the tokens that start at or before `until`.
+    fn walk(&self, until: (usize, usize)) -> Walk {
+        let mut walk = Walk {
+            frames: Vec::new(),
+            read: 0,
+            names: Vec::new(),
+            repeated: None,
+        };
         for (k, token) in self.tokens.iter().enumerate() {
             if (token.line, token.column) > until {
                 break;
             }
-            read = k + 1;
+            walk.read = k + 1;
+            let frames = &mut walk.frames;
             match &token.kind {
-                Kind::Open(c) => frames.push(Frame {
-                    bracket: *c,
-                    line: token.line,
-                    column: token.column,
-                    key: None,
-                    keys: Vec::new(),
-                    commas: 0,
-                }),
+                Kind::Open(c) => frames.push(Frame::open(*c, token)),
                 Kind::Close => {
                     frames.pop();
                 }
@@ -137,82 +153,51 @@ impl Outline {
                     }
                 }
                 Kind::Key { name, quoted } => {
-                    if let Some(f) = frames.last_mut() {
-                        f.key = Some(name.clone());
-                        if !quoted {
-                            f.keys.push((name.clone(), token.line, token.column));
+                    let Some(f) = frames.last_mut() else { continue };
+                    f.key = Some(name.clone());
+                    // Entity ids are keys too, but the loader names an id used twice itself.
+                    if !quoted && !name.chars().all(|c| c.is_ascii_digit()) {
+                        let first = f.keys.iter().find(|(key, _, _)| key == name);
+                        if let (Some(&(_, l, c)), None) = (first, walk.repeated) {
+                            walk.repeated = Some((k, (l, c)));
                         }
+                        f.keys.push((name.clone(), token.line, token.column));
                     }
-                    let path = path(&frames);
+                    let value = self.tokens.get(k + 1).map(|t| &t.kind);
                     if name == "name"
-                        && path.len() == 5
-                        && let Some(Kind::Str(value)) = self.tokens.get(k + 1).map(|t| &t.kind)
-                        && let Some(entity) = entity_of(&path)
-                        && !names.iter().any(|(id, _)| *id == entity)
+                        && let Some(Kind::Str(value)) = value
                     {
-                        names.push((entity, value.clone()));
+                        walk.name_entity(value);
                     }
                 }
                 Kind::Str(_) | Kind::Other => {}
             }
         }
-        (frames, read, names)
+        walk
     }
 
-    /// The entity, component and field at `(line, column)`, worded for an error: ``entity 3 ("cart"), field
-    /// `Joint.limits.min` ``, ``entity 1, component `TaskSettings` ``, or `scene` outside every entity.
+    /// The entity, component and field at `(line, column)`, worded for an error: ``entity 3 ("cart"): field
+    /// `Joint.limits.min` ``, ``entity 1: component `TaskSettings` ``, or `scene` outside every entity.
     pub fn place_at(&self, line: usize, column: usize) -> String {
-        let (frames, _, _) = self.walk((line, column));
-        let (_, _, names) = self.walk((usize::MAX, usize::MAX));
-        describe(&path(&frames), &names)
+        let names = self.walk((usize::MAX, usize::MAX)).names;
+        describe(&path(&self.walk((line, column)).frames), &names)
     }
 
     /// The first field written twice in one struct, if any.
     pub fn repeated_field(&self) -> Option<Repeated> {
-        let mut frames: Vec<Frame> = Vec::new();
-        for token in &self.tokens {
-            match &token.kind {
-                Kind::Open(c) => frames.push(Frame {
-                    bracket: *c,
-                    line: token.line,
-                    column: token.column,
-                    key: None,
-                    keys: Vec::new(),
-                    commas: 0,
-                }),
-                Kind::Close => {
-                    frames.pop();
-                }
-                Kind::Key {
-                    name,
-                    quoted: false,
-                } => {
-                    // Entity ids are keys too; the loader names an id used twice itself.
-                    if name.chars().all(|c| c.is_ascii_digit()) {
-                        continue;
-                    }
-                    let f = frames.last()?;
-                    if let Some(&(_, l, c)) = f.keys.iter().find(|(k, _, _)| k == name) {
-                        return Some(Repeated {
-                            line: token.line,
-                            column: token.column,
-                            first: (l, c),
-                            place: self.place_at(token.line, token.column),
-                        });
-                    }
-                    let f = frames.last_mut()?;
-                    f.keys.push((name.clone(), token.line, token.column));
-                    f.key = Some(name.clone());
-                }
-                _ => {}
-            }
-        }
-        None
+        let (k, first) = self.walk((usize::MAX, usize::MAX)).repeated?;
+        let (line, column) = (self.tokens[k].line, self.tokens[k].column);
+        Some(Repeated {
+            line,
+            column,
+            first,
+            place: self.place_at(line, column),
+        })
     }
 
     /// Where the text ends with brackets left open: how many, and where the innermost was opened.
     pub fn unclosed(&self) -> Option<(usize, (usize, usize))> {
-        let (frames, _, _) = self.walk((usize::MAX, usize::MAX));
+        let frames = self.walk((usize::MAX, usize::MAX)).frames;
         let last = frames.last()?;
         Some((frames.len(), (last.line, last.column)))
     }
@@ -224,12 +209,43 @@ impl Outline {
             .is_none_or(|t| (line, column) >= (t.line, t.column))
     }
 
-    /// Whether the token at `(line, column)` is a string value.
+    /// The token that starts at `(line, column)`, if one does.
+    fn token_at(&self, line: usize, column: usize) -> Option<&Kind> {
+        let read = self.walk((line, column)).read;
+        let token = self.tokens.get(read.checked_sub(1)?)?;
+        ((token.line, token.column) == (line, column)).then_some(&token.kind)
+    }
+
+    /// Whether a string value starts at `(line, column)`.
     pub fn string_at(&self, line: usize, column: usize) -> bool {
-        let (_, read, _) = self.walk((line, column));
-        read > 0
-            && matches!(self.tokens[read - 1].kind, Kind::Str(_))
-            && (self.tokens[read - 1].line, self.tokens[read - 1].column) == (line, column)
+        matches!(self.token_at(line, column), Some(Kind::Str(_)))
+    }
+
+    /// Whether a key starts at `(line, column)`.
+    pub fn key_at(&self, line: usize, column: usize) -> bool {
+        matches!(self.token_at(line, column), Some(Kind::Key { .. }))
+    }
+}
+
+impl Walk {
+    /// Takes `name`, the value of a `name` field just read, as its entity's name where its component is a
+    /// naming one ranked above the name kept so far.
+    fn name_entity(&mut self, name: &str) {
+        let path = path(&self.frames);
+        let (Some(entity), [_, _, _, Step::Key(type_path), Step::Key(_)]) =
+            (entity_of(&path), &path[..])
+        else {
+            return;
+        };
+        let short = type_path.rsplit("::").next().unwrap_or(type_path);
+        let Some(rank) = NAMING.iter().position(|n| *n == short) else {
+            return;
+        };
+        match self.names.iter_mut().find(|(e, _, _)| *e == entity) {
+            Some(kept) if kept.1 > rank => *kept = (entity, rank, name.to_string()),
+            Some(_) => {}
+            None => self.names.push((entity, rank, name.to_string())),
+        }
     }
 }
 
@@ -246,12 +262,12 @@ fn entity_of(path: &[Step]) -> Option<String> {
     }
 }
 
-fn describe(path: &[Step], names: &[(String, String)]) -> String {
+fn describe(path: &[Step], names: &[(String, usize, String)]) -> String {
     let Some(id) = entity_of(path) else {
         return "scene".to_string();
     };
-    let entity = match names.iter().find(|(e, _)| *e == id) {
-        Some((_, name)) => format!("entity {id} (\"{name}\")"),
+    let entity = match names.iter().find(|(e, _, _)| *e == id) {
+        Some((_, _, name)) => format!("entity {id} (\"{name}\")"),
         None => format!("entity {id}"),
     };
     let component = match path.get(2..4) {
@@ -263,7 +279,7 @@ fn describe(path: &[Step], names: &[(String, String)]) -> String {
         _ => return entity,
     };
     if path.len() == 4 {
-        return format!("{entity}, component `{component}`");
+        return format!("{entity}: component `{component}`");
     }
     let mut field = component;
     for step in &path[4..] {
@@ -275,7 +291,7 @@ fn describe(path: &[Step], names: &[(String, String)]) -> String {
             Step::Item(i) => field.push_str(&format!("[{i}]")),
         }
     }
-    format!("{entity}, field `{field}`")
+    format!("{entity}: field `{field}`")
 }
 
 /// A token before keys are told from values.
@@ -322,14 +338,15 @@ impl Cursor {
         }
     }
 
-    /// Reads a string from its opening quote; returns its text (escapes reduced to the escaped character).
-    fn string(&mut self) -> String {
+    /// Reads a string or character literal from its opening `quote`; returns its text (escapes reduced to the
+    /// escaped character).
+    fn quoted(&mut self, quote: char) -> String {
         self.advance(1);
         let mut value = String::new();
         while let Some(c) = self.at(0) {
             self.advance(1);
             match c {
-                '"' => break,
+                _ if c == quote => break,
                 '\\' => {
                     value.extend(self.at(0));
                     self.advance(1);
@@ -411,12 +428,11 @@ fn lex(text: &str) -> Vec<(Lexeme, usize, usize)> {
                 cursor.comment();
                 continue;
             }
-            ('"', _) => Lexeme::Str(cursor.string()),
+            ('"', _) => Lexeme::Str(cursor.quoted('"')),
             ('r', Some('"' | '#')) if let Some(s) = cursor.raw_string() => Lexeme::Str(s),
             ('\'', _) => {
-                // A character literal: 'x' or '\x'.
-                let n = if cursor.at(1) == Some('\\') { 4 } else { 3 };
-                cursor.advance(n);
+                // A character literal ('x', '\n', '\u{7D}'): read like a string, to its closing quote.
+                cursor.quoted('\'');
                 Lexeme::Other
             }
             ('(' | '[' | '{', _) => {
@@ -504,19 +520,19 @@ mod tests {
         };
         assert_eq!(
             place("\"100\""),
-            "entity 1 (\"slider\"), field `TaskSettings.episode_length`"
+            "entity 1 (\"slider\"): field `TaskSettings.episode_length`"
         );
         assert_eq!(
             place("x)))"),
-            "entity 1 (\"slider\"), field `ActionSpace.actuators[1].range.max`"
+            "entity 1 (\"slider\"): field `ActionSpace.actuators[1].range.max`"
         );
         assert_eq!(
             place("\"Dynamic\""),
-            "entity 3 (\"cart\"), field `Body.kind`"
+            "entity 3 (\"cart\"): field `Body.kind`"
         );
         assert_eq!(
             place("\"qamlab_sim::authoring::Body\""),
-            "entity 3 (\"cart\"), component `Body`"
+            "entity 3 (\"cart\"): component `Body`"
         );
         assert_eq!(place("resources"), "scene");
         assert!(outline.string_at(at("\"Dynamic\"").0, at("\"Dynamic\"").1));
@@ -538,13 +554,46 @@ mod tests {
         );
         assert_eq!(
             repeated.place,
-            "entity 1 (\"slider\"), field `TaskSettings.episode_length`"
+            "entity 1 (\"slider\"): field `TaskSettings.episode_length`"
         );
-        // The same key in two structs, or two list items, is no repeat.
+        // The same key in two list items, or in two components, is no repeat (SCENE has both).
+        assert!(SCENE.matches("name: \"p").count() == 2 && SCENE.matches("name:").count() == 4);
         assert_eq!(Outline::read(SCENE).repeated_field(), None);
         let cut = &SCENE[..SCENE.find("3: (").unwrap()];
         let outline = Outline::read(cut);
         assert_eq!(outline.unclosed(), Some((2, (4, 13))));
         assert!(outline.at_end(18, 10) && !outline.at_end(2, 1));
+    }
+
+    #[test]
+    fn strings_comments_and_characters_do_not_confuse_the_outline() {
+        // Columns count characters, as RON's do; strings, raw strings, character literals and nested comments
+        // hide brackets, colons and quotes.
+        let text = "(\n  entities: {\n    1: (\n      components: {\n        \"a::B\": (\n          \
+                    note: \"pølé😀 (: \\\" x: [\", /* a /* nested ( */ comment */ raw: r#\"a \"b: (\"#,\n          \
+                    letter: '\\u{7D}', other: ')', max: bad,\n        ),\n      },\n    ),\n  },\n)\n";
+        let outline = Outline::read(text);
+        let line = text.lines().nth(6).unwrap();
+        let column = |needle: &str| line[..line.find(needle).unwrap()].chars().count() + 1;
+        assert_eq!(
+            outline.place_at(7, column("bad")),
+            "entity 1: field `B.max`"
+        );
+        assert_eq!(
+            outline.place_at(7, column("')'")),
+            "entity 1: field `B.other`"
+        );
+        let line6 = text.lines().nth(5).unwrap();
+        let raw = line6[..line6.find("r#").unwrap()].chars().count() + 1;
+        assert_eq!(outline.place_at(6, raw), "entity 1: field `B.raw`");
+        assert!(outline.string_at(6, raw) && outline.key_at(6, 11));
+        assert_eq!((outline.unclosed(), outline.repeated_field()), (None, None));
+        // A key before any bracket stops nothing: the repeat after it is still found.
+        let stray = format!(
+            "x: 1\n{}",
+            text.replace("other: ')',", "other: ')', max: 2,")
+        );
+        let repeated = Outline::read(&stray).repeated_field().unwrap();
+        assert_eq!(repeated.place, "entity 1: field `B.max`");
     }
 }

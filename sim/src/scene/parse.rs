@@ -279,6 +279,10 @@ fn explain_syntax(message: String, outline: &Outline, line: usize, column: usize
         "Expected identifier" if outline.string_at(line, column) => {
             Some("an enum's variant is written bare, like `Dynamic`, not as a string")
         }
+        // RON notices a missing comma at the key after it.
+        "Expected comma" if outline.key_at(line, column) => {
+            Some("a comma is missing before this field, after the value before it")
+        }
         _ => None,
     };
     let mut message = match hint {
