@@ -143,7 +143,10 @@ fn absolute_scene(source: &str) -> String {
     if source.starts_with("builtin:") {
         return source.to_string();
     }
-    std::path::absolute(source).map_or_else(|_| source.to_string(), |p| p.display().to_string())
+    // The file's real path where it exists (`a/../x.scn.ron` and `x.scn.ron` are one file), else as written.
+    std::fs::canonicalize(source)
+        .or_else(|_| std::path::absolute(source))
+        .map_or_else(|_| source.to_string(), |p| p.display().to_string())
 }
 
 /// The `--task` argument that loads `scene`: a built-in's name, or the file as given.
