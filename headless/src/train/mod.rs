@@ -1170,8 +1170,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_balanced_run_acts_at_random_until_start_training_and_resumes_exactly() {
+    /// A tiny balanced run of `envs` envs on a dataset of two short episodes (kept in the returned directory).
+    fn balanced(envs: usize) -> (tempfile::TempDir, TrainConfig) {
         let dir = tempfile::tempdir().unwrap();
         let dataset = dir.path().join("data.npz");
         crate::collect::collect(&crate::collect::CollectOptions {
@@ -1182,10 +1182,16 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let mut config = tiny(40, 1);
+        let mut config = tiny(40, envs);
         config.dataset = Some(dataset);
         config.balanced_sampling = true;
         config.validate().unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn a_balanced_run_acts_at_random_until_start_training_and_resumes_exactly() {
+        let (_dir, config) = balanced(1);
         check_resume_is_exact(&config, |stopped| {
             let replay = checkpoint_tensors(stopped, "replay.safetensors");
             assert_eq!(rows(&replay, "online/rewards"), 12);
@@ -1203,20 +1209,7 @@ mod tests {
 
     #[test]
     fn a_balanced_run_of_several_envs_samples_their_episodes_in_progress_and_resumes_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let dataset = dir.path().join("data.npz");
-        crate::collect::collect(&crate::collect::CollectOptions {
-            episodes: 2,
-            envs: 2,
-            episode_length: Some(20),
-            out: dataset.clone(),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut config = tiny(40, 2);
-        config.dataset = Some(dataset);
-        config.balanced_sampling = true;
-        config.validate().unwrap();
+        let (_dir, config) = balanced(2);
         check_resume_is_exact(&config, |stopped| {
             // Stopped at online step 12 (the third log): no episode has ended (they last 200 steps), so the
             // online half of each batch came from the two episodes in progress, 6 transitions each, and the
