@@ -270,6 +270,15 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
         ),
         "{err}"
     );
+    let err = load_edited("episode_length: 200,", "episode_length: 200.5,")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "field `TaskSettings.episode_length`: Expected comma: this field takes a whole number"
+        ),
+        "{err}"
+    );
     let err = load_edited("episode_length: 200,", "episode_length: \"200\",")
         .unwrap_err()
         .to_string();

@@ -115,7 +115,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
         parse_error(
             line,
             column,
-            explain_syntax(message, &outline, line, column),
+            explain_syntax(message, text, &outline, line, column),
         )
     })?;
     // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
@@ -257,8 +257,15 @@ fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
 }
 
 /// A syntax error's message with what the text at its position suggests: how an option, a struct's fields or an
-/// enum's variant are written, or that the text ends with brackets still open.
-fn explain_syntax(message: String, outline: &Outline, line: usize, column: usize) -> String {
+/// enum's variant are written, that a comma is missing or a whole number expected, or that the text ends with
+/// brackets still open.
+fn explain_syntax(
+    message: String,
+    text: &str,
+    outline: &Outline,
+    line: usize,
+    column: usize,
+) -> String {
     // Bevy's trail of types through the value (` (stack: `A` -> `B`)`): the place names the field instead.
     let message = match message.find(" (stack: ") {
         Some(at) if message.ends_with(')') => message[..at].to_string(),
@@ -274,15 +281,24 @@ fn explain_syntax(message: String, outline: &Outline, line: usize, column: usize
              max: 0.6)` for a range"
         );
     }
+    // The characters at the position and before it (RON counts columns in characters).
+    let chars: Vec<char> = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .map_or_else(Vec::new, |l| l.chars().collect());
+    let at = |k: usize| chars.get(k).copied();
+    let fraction = at(column.wrapping_sub(1)) == Some('.')
+        && at(column.wrapping_sub(2)).is_some_and(|c| c.is_ascii_digit());
     let hint = match message.as_str() {
         "Expected option" => Some("an optional field is written `Some(value)` or `None`"),
         "Expected identifier" if outline.string_at(line, column) => {
             Some("an enum's variant is written bare, like `Dynamic`, not as a string")
         }
-        // RON notices a missing comma at the key after it.
+        // RON notices a missing comma at the key after it, and reads `100.5` as 100 then something else.
         "Expected comma" if outline.key_at(line, column) => {
             Some("a comma is missing before this field, after the value before it")
         }
+        "Expected comma" if fraction => Some("this field takes a whole number"),
         _ => None,
     };
     let mut message = match hint {
