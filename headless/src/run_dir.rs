@@ -118,7 +118,8 @@ impl RunDir {
         }
         if self.latest_checkpoint()?.is_some() {
             bail!(
-                "{root} already holds a run with checkpoints: continue it with --resume, or choose another --out"
+                "{root} already holds a run with checkpoints: continue it with `qamlab train --resume {root}`, or \
+                 choose another --out"
             );
         }
         if TrainConfig::from_toml_file(&self.config()).is_ok() {

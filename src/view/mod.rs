@@ -108,11 +108,14 @@ impl ViewArgs {
         if let Some(task) = &self.task {
             return Ok(task.clone());
         }
-        if let Some(path) = &self.checkpoint {
-            let run = qamlab_headless::run_dir::RunDir::new(path);
-            if run.config().is_file() {
-                return Ok(run.read_config()?.task);
-            }
+        // A run directory, or a checkpoint or file inside one (`RUN/checkpoints/step-N`): the run's task.
+        if let Some(path) = &self.checkpoint
+            && let Some(run) = path
+                .ancestors()
+                .map(qamlab_headless::run_dir::RunDir::new)
+                .find(|run| run.config().is_file())
+        {
+            return Ok(run.read_config()?.task);
         }
         if self.train
             && let Some(path) = &self.training.config

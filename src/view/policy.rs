@@ -89,8 +89,8 @@ impl ActingPolicy {
             // A later edit of the scene may still change its sizes; then the window falls back to another policy.
             if (agent.obs_dim(), agent.action_dim()) != (spec.obs_dim, spec.action_dim) {
                 anyhow::bail!(
-                    "--checkpoint {}: its agent takes {} observations and gives {} actions, but task {} has {} and \
-                     {}: it was trained on another task",
+                    "--checkpoint {}: its agent's observations are {}-D and its actions {}-D, but task {}'s are {}-D \
+                     and {}-D: it was trained on another task",
                     path.display(),
                     agent.obs_dim(),
                     agent.action_dim(),

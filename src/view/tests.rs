@@ -206,7 +206,9 @@ fn a_checkpoint_of_another_task_is_refused_up_front() {
         .expect("a 3-observation agent cannot act in cube-single")
         .to_string();
     assert!(
-        err.contains("takes 3 observations and gives 2 actions, but task cube-single has 28 and 5"),
+        err.contains(
+            "observations are 3-D and its actions 2-D, but task cube-single's are 28-D and 5-D"
+        ),
         "{err}"
     );
 }
@@ -342,6 +344,13 @@ fn a_run_directory_brings_its_own_task() {
     std::fs::write(run.task_scene(), "(copy)").unwrap();
     let checkpoint = dir.path().to_str().unwrap();
     let args = Cli::parse_from(["view", "--checkpoint", checkpoint]).view;
+    assert_eq!(
+        args.resolve_task().unwrap(),
+        run.task_scene().display().to_string()
+    );
+    // As does a checkpoint inside the run.
+    let step = dir.path().join("checkpoints/step-5");
+    let args = Cli::parse_from(["view", "--checkpoint", step.to_str().unwrap()]).view;
     assert_eq!(
         args.resolve_task().unwrap(),
         run.task_scene().display().to_string()
