@@ -25,7 +25,8 @@ impl OrbitCamera {
     fn framing(frame: &SceneFrame) -> Self {
         Self {
             target: frame.center,
-            distance: 2.3 * frame.radius - 0.75,
+            // Far enough to see the whole height (a tall, narrow scene), else the radius's rule of thumb.
+            distance: (2.3 * frame.radius - 0.75).max(frame.fit_distance()),
             yaw: 0.6,
             pitch: 0.62,
         }
@@ -60,6 +61,7 @@ fn spawn_camera_and_lights(mut commands: Commands) {
     let orbit = OrbitCamera::framing(&SceneFrame {
         center: Vec3::ZERO,
         radius: 0.5,
+        half_height: 0.1,
     });
     commands.spawn((Camera3d::default(), orbit, orbit.transform()));
     commands.spawn((

@@ -61,6 +61,16 @@ pub struct SceneFrame {
     pub center: Vec3,
     /// Radius enclosing them.
     pub radius: f32,
+    /// Half the height the view must show: the moving bodies and the goals' targets.
+    pub half_height: f32,
+}
+
+impl SceneFrame {
+    /// The camera distance at which the whole height shows, with a margin (the camera's field of view is Bevy's
+    /// default, 45 degrees vertically).
+    pub fn fit_distance(&self) -> f32 {
+        1.6 * self.half_height / (std::f32::consts::FRAC_PI_8).tan()
+    }
 }
 
 /// Root of one env's visuals.
@@ -205,6 +215,7 @@ fn rebuild_visuals(
     frame.set_if_neq(SceneFrame {
         center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, (low + high) / 2.0),
         radius: half.length().max((high - low) / 2.0).max(0.4),
+        half_height: (high - low) / 2.0,
     });
 }
 
@@ -228,6 +239,9 @@ struct BodyLooks {
     rod: (Handle<Mesh>, Handle<StandardMaterial>),
     /// Per goal: the translucent material of its marker.
     goal_materials: Vec<Handle<StandardMaterial>>,
+    /// Per goal on a point off its body's origin (a site, like a pendulum's tip): a sphere of its tolerance, where
+    /// a ghost of the whole body would float away from where it could be.
+    goal_spheres: Vec<Option<Handle<Mesh>>>,
 }
 
 impl BodyLooks {
@@ -282,6 +296,13 @@ impl BodyLooks {
             .iter()
             .map(|g| materials.add(translucent(colors[g.frame.body].with_alpha(0.35))))
             .collect();
+        let goal_spheres = scene
+            .goals
+            .iter()
+            .map(|g| {
+                (g.frame.offset != Vec3::ZERO).then(|| meshes.add(Sphere::new(g.goal.tolerance)))
+            })
+            .collect();
         let rods = scene
             .joints
             .iter()
@@ -306,6 +327,7 @@ impl BodyLooks {
             rods,
             rod,
             goal_materials,
+            goal_spheres,
         }
     }
 }
@@ -358,12 +380,13 @@ fn spawn_env_visuals(
         ));
     }
     for (goal, def) in scene.goals.iter().enumerate() {
-        let (mesh, local) = match &looks.bodies[def.frame.body] {
-            Some(BodyLook { mesh, local, .. }) => (
+        let (mesh, local) = match (&looks.goal_spheres[goal], &looks.bodies[def.frame.body]) {
+            (Some(sphere), _) => (sphere.clone(), Transform::IDENTITY),
+            (None, Some(BodyLook { mesh, local, .. })) => (
                 mesh.clone(),
                 Transform::from_translation(-def.frame.offset) * *local,
             ),
-            None => (looks.fallback_marker.clone(), Transform::IDENTITY),
+            (None, None) => (looks.fallback_marker.clone(), Transform::IDENTITY),
         };
         let pending = looks.goal_materials[goal].clone();
         commands.spawn((
@@ -376,6 +399,8 @@ fn spawn_env_visuals(
             Mesh3d(mesh),
             MeshMaterial3d(pending),
             local,
+            // A marker, not a thing: it casts no shadow on the scene.
+            bevy::light::NotShadowCaster,
             ChildOf(root),
         ));
     }
@@ -518,7 +543,8 @@ fn scene_extent(scene: &TaskScene) -> f32 {
 }
 
 /// Lowest and highest point of the moving bodies' colliders at their authored poses (of all colliders in a scene
-/// where nothing moves; a 0.2 m band about 0.1 m without any): a deep slab of ground does not pull the view down.
+/// where nothing moves; a 0.2 m band about 0.1 m without any), and of every height a goal's target can take (a
+/// pendulum hanging at rest with its goal above): a deep slab of ground does not pull the view down.
 fn vertical_extent(scene: &TaskScene) -> (f32, f32) {
     let extent = |moving_only: bool| {
         (0..scene.bodies.len())
@@ -527,7 +553,13 @@ fn vertical_extent(scene: &TaskScene) -> (f32, f32) {
             .map(|(min, max)| (min.z, max.z))
             .reduce(|(lo, hi), (min, max)| (lo.min(min), hi.max(max)))
     };
-    extent(true).or_else(|| extent(false)).unwrap_or((0.0, 0.2))
+    let (low, high) = extent(true).or_else(|| extent(false)).unwrap_or((0.0, 0.2));
+    scene.goals.iter().fold((low, high), |(lo, hi), goal| {
+        let z = goal.goal.target.z;
+        let range = goal.randomize.as_ref().and_then(|(r, _)| r.z.as_ref());
+        let (min, max) = range.map_or((z, z), |r| (r.min, r.max));
+        (lo.min(min), hi.max(max))
+    })
 }
 
 /// Height of the floor: 0.7 m under the lowest fixed collider (a table's legs' worth).
@@ -559,9 +591,23 @@ mod tests {
         for body in &mut scene.bodies {
             body.body.translation.z += 1.0;
         }
+        for goal in &mut scene.goals {
+            goal.goal.target.z += 1.0;
+        }
         let (low, high) = vertical_extent(&scene);
         assert!(
             (low - 1.0).abs() < 1e-4 && (high - 1.26).abs() < 1e-4,
+            "{low}..{high}"
+        );
+        // The pendulum hangs from 0.48 to 1.02 m; its goal is up at 1.5 m, and in view.
+        let scene = qamlab_sim::TaskScene::from_file(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("assets/tasks/examples/pendulum.scn.ron"),
+        )
+        .unwrap();
+        let (low, high) = vertical_extent(&scene);
+        assert!(
+            (low - 0.48).abs() < 1e-3 && (high - 1.5).abs() < 1e-3,
             "{low}..{high}"
         );
     }

@@ -379,11 +379,15 @@ fn set_up_frame(app: &mut App, step: bool, render: bool) {
     }
 }
 
-/// Moves the view's camera closer than the window's framing: the robot and the objects, not the whole table.
+/// Moves the view's camera closer than the window's framing: the robot and the objects, not the whole table;
+/// never so close that the scene's height (a pendulum and its goal above) leaves the picture.
 fn closer_camera(world: &mut World) {
+    let fit = world
+        .resource::<super::render_sync::SceneFrame>()
+        .fit_distance();
     let mut cameras = world.query::<&mut super::camera::OrbitCamera>();
     for mut orbit in cameras.iter_mut(world) {
-        orbit.distance *= CAMERA_ZOOM;
+        orbit.distance = (orbit.distance * CAMERA_ZOOM).max(fit);
     }
 }
 
