@@ -267,9 +267,12 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
         );
     }
     if rows.iter().any(|r| r.env_steps_per_cpu_sec.is_none()) {
+        println!("(-: this system gave no process CPU time)");
+    }
+    if !rows.iter().any(|r| r.policy == "oracle") {
         println!(
-            "(-: the row took under {} CPU-seconds, too little for /proc's 10 ms ticks; raise --steps)",
-            qamlab_tasks::bench::MIN_CPU_SECONDS
+            "(no oracle rows: the scripted oracle cannot drive task {}; `qamlab task` says why)",
+            task.name
         );
     }
     Ok(())
