@@ -38,7 +38,7 @@ pub fn process_cpu_seconds() -> Option<f64> {
     };
     // SAFETY: clock_gettime writes one timespec, which `now` is.
     let ok = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) } == 0;
-    ok.then(|| now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+    ok.then_some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
 }
 
 /// Times `steps` control steps of `task` for each env count, with random actions, then with the oracle where the
