@@ -40,14 +40,14 @@ fn hsv([r, g, b]: [u8; 3]) -> (f32, f32, f32) {
     (hue, saturation, max)
 }
 
-/// Runs `qamlab view` under Xvfb and returns the screenshot's path (inside `dir`).
-fn screenshot(dir: &Path) -> PathBuf {
+/// Runs `qamlab view` under Xvfb for `frames` frames and returns the screenshot's path (`name` inside `dir`).
+fn screenshot(dir: &Path, name: &str, frames: u32) -> PathBuf {
     assert!(
         on_path("xvfb-run").is_some(),
         "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh \
          (it installs xvfb, xauth, mesa-vulkan-drivers and libvulkan1)"
     );
-    let png = dir.join("view.png");
+    let png = dir.join(name);
     let mut child = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(env!("CARGO_BIN_EXE_qamlab"))
@@ -58,7 +58,7 @@ fn screenshot(dir: &Path) -> PathBuf {
             "--policy",
             "oracle",
             "--frames",
-            "1",
+            &frames.to_string(),
             "--screenshot",
         ])
         .arg(&png)
@@ -98,7 +98,7 @@ fn screenshot(dir: &Path) -> PathBuf {
 #[test]
 fn view_renders_the_scene_under_xvfb() {
     let dir = tempfile::tempdir().unwrap();
-    let png = screenshot(dir.path());
+    let png = screenshot(dir.path(), "view.png", 1);
     let image = image::open(&png).expect("reading the screenshot").to_rgb8();
     let (w, h) = image.dimensions();
     assert!(w >= 640 && h >= 400, "screenshot is {w}x{h}");
@@ -143,4 +143,14 @@ fn view_renders_the_scene_under_xvfb() {
     );
     // The gripper is small at this distance (about 300-500 pixels of 1280x760 in the runs so far).
     assert!(robot > 120, "the robot's colour covers only {robot} pixels");
+}
+
+#[test]
+fn the_same_command_gives_the_same_picture() {
+    // The frames run on a fixed clock and the envs pause at the last, so how fast the machine draws (and how many
+    // frames the first capture waits for the render pipelines) changes nothing: the same step, the same bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::fs::read(screenshot(dir.path(), "a.png", 6)).unwrap();
+    let second = std::fs::read(screenshot(dir.path(), "b.png", 6)).unwrap();
+    assert!(first == second, "two screenshots of one command differ");
 }

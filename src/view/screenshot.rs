@@ -1,12 +1,21 @@
 //! `--screenshot PATH --frames N`: after N frames, save the window as a PNG and exit (with an error exit if the
-//! image cannot be saved or never arrives).
+//! image cannot be saved or never arrives). The frames run on a fixed clock of [`SCREENSHOT_FRAME`] each, and
+//! the envs pause at frame N, so the same command shows the same step however fast the machine draws.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bevy::diagnostic::FrameCount;
 use bevy::image::TextureFormatPixelInfo;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::time::TimeUpdateStrategy;
+
+use super::stepping::SimClock;
+
+/// The time each frame of a screenshot run stands for: at 1x speed and the built-in tasks' 20 Hz control, two
+/// control steps a frame.
+pub const SCREENSHOT_FRAME: Duration = Duration::from_millis(100);
 
 /// Frames to wait for a requested screenshot before giving up.
 const PATIENCE_FRAMES: u32 = 600;
@@ -42,19 +51,29 @@ impl Plugin for ScreenshotPlugin {
             in_flight: false,
             blank: 0,
         })
+        .insert_resource(TimeUpdateStrategy::ManualDuration(SCREENSHOT_FRAME))
+        .add_systems(Startup, exact_clock)
         .add_systems(Last, take_screenshot);
     }
 }
 
-/// Requests the screenshot at the due frame; exits with an error if it has not arrived long after.
+/// Every frame runs the steps its fixed time owes, however long they take.
+fn exact_clock(mut clock: ResMut<SimClock>) {
+    clock.exact = true;
+}
+
+/// Requests the screenshot at the due frame (pausing the envs there, so that frames spent waiting for the render
+/// pipelines change nothing); exits with an error if it has not arrived long after.
 fn take_screenshot(
     mut commands: Commands,
     frame: Res<FrameCount>,
     mut request: ResMut<ScreenshotRequest>,
+    mut clock: ResMut<SimClock>,
     mut exit: MessageWriter<AppExit>,
 ) {
     if frame.0 >= request.due && !request.in_flight {
         request.in_flight = true;
+        clock.paused = true;
         commands
             .spawn(Screenshot::primary_window())
             .observe(on_captured);

@@ -78,6 +78,8 @@ impl Speed {
 
 /// Wall time a frame may spend stepping: the window keeps drawing and answering input at any speed.
 const FRAME_BUDGET: Duration = Duration::from_millis(30);
+/// The most control steps a frame runs (what a stall or `max` speed may owe).
+const MAX_STEPS_PER_FRAME: u32 = 64;
 
 /// Pause, single steps, speed and step counters.
 #[derive(Resource, Debug)]
@@ -94,6 +96,9 @@ pub struct SimClock {
     pub steps: u64,
     /// Control steps per wall second, smoothed.
     pub steps_per_second: f32,
+    /// Whether every frame runs exactly the steps due, however long they take (a screenshot's frames, on a fixed
+    /// clock, so that the same command shows the same step); the window otherwise keeps its frame budget.
+    pub exact: bool,
 }
 
 impl SimClock {
@@ -105,6 +110,7 @@ impl SimClock {
             owed: 0.0,
             steps: 0,
             steps_per_second: 0.0,
+            exact: false,
         }
     }
 
@@ -116,7 +122,9 @@ impl SimClock {
         }
         let factor = self.speed.factor()?;
         self.owed += frame_seconds * factor;
-        let due = (self.owed / control_dt).floor().min(64.0);
+        let due = (self.owed / control_dt)
+            .floor()
+            .min(MAX_STEPS_PER_FRAME as f32);
         self.owed -= due * control_dt;
         // After a stall, drop the backlog rather than racing to catch up.
         self.owed = self.owed.min(control_dt);
@@ -285,12 +293,16 @@ fn run_control_steps(world: &mut World) {
     let due = world
         .resource_mut::<SimClock>()
         .due(frame_seconds, control_dt);
+    let exact = world.resource::<SimClock>().exact;
     let start = Instant::now();
     let mut ran = 0u32;
     loop {
+        let in_budget = exact || ran == 0 || start.elapsed() < FRAME_BUDGET;
         let more = match due {
-            Some(n) => ran < n && (ran == 0 || start.elapsed() < FRAME_BUDGET),
-            None => ran == 0 || start.elapsed() < FRAME_BUDGET,
+            Some(n) => ran < n && in_budget,
+            // As fast as possible: on an exact clock, the most a frame may owe.
+            None if exact => ran < MAX_STEPS_PER_FRAME,
+            None => in_budget,
         };
         if !more {
             break;
