@@ -154,3 +154,23 @@ fn the_same_command_gives_the_same_picture() {
     let second = std::fs::read(screenshot(dir.path(), "b.png", 6)).unwrap();
     assert!(first == second, "two screenshots of one command differ");
 }
+
+#[test]
+fn a_screenshot_name_other_than_png_is_refused_before_the_window_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let jpg = dir.path().join("shot.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+        .args(["view", "--screenshot"])
+        .arg(&jpg)
+        // Any display will do: the name is checked before a window is asked for.
+        .env("DISPLAY", ":99")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("shot.jpg") && stderr.contains("give a .png file name"),
+        "{stderr}"
+    );
+    assert!(!jpg.exists());
+}

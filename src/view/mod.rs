@@ -157,6 +157,13 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             "--screenshot {}: that is a directory; give the PNG file to write",
             path.display()
         );
+        // The picture is written as PNG whatever the name says, as `plot` refuses other names too.
+        anyhow::ensure!(
+            path.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("png")),
+            "--screenshot {}: the screenshot is written as PNG; give a .png file name",
+            path.display()
+        );
         qamlab_headless::files::check_writable(path, "--screenshot")?;
     }
     args.task = Some(args.resolve_task()?);
