@@ -15,7 +15,7 @@ use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
 };
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 use super::ViewTask;
 use super::camera::OrbitCamera;
@@ -176,6 +176,8 @@ fn side_panel(
         .resizable(true)
         .default_size(340.0)
         .show(&mut root, |ui| {
+            // A solid scroll bar whenever the panel is taller than the window (the shortcuts come last).
+            ui.style_mut().spacing.scroll = egui::style::ScrollStyle::solid();
             egui::ScrollArea::vertical().show(ui, |ui| panel_contents(ui, &state, &mut commands));
         })
         .response
@@ -398,12 +400,20 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
         );
     }
     if !curves.losses.is_empty() {
+        // Losses differ by orders of magnitude (an adjoint loss of 45 beside a flow loss of 0.3): on a log scale
+        // each shows its course. Signed, as a temperature's loss may go below 0.
         let series = curves
             .losses
             .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v.iter().map(|&[x, y]| [x, symlog(y)]).collect()))
             .collect();
-        curve(ui, "losses", "losses (x: training step)", series, None);
+        curve(
+            ui,
+            "losses",
+            "losses (x: training step; y: log10(1 + loss))",
+            series,
+            None,
+        );
     }
 }
 
@@ -440,7 +450,22 @@ fn shortcuts_section(ui: &mut egui::Ui) {
     });
 }
 
-/// A small line plot.
+/// `log10(1 + |v|)` with `v`'s sign: a log scale that keeps 0 and negative values.
+fn symlog(v: f64) -> f64 {
+    v.signum() * v.abs().ln_1p() / std::f64::consts::LN_10
+}
+
+/// Colours of a chart's series, in order (egui_plot's own would give a series' line and points two colours).
+const SERIES_COLORS: [Color32; 6] = [
+    Color32::from_rgb(0x4c, 0x9b, 0xe8),
+    Color32::from_rgb(0xf0, 0x8a, 0x3c),
+    Color32::from_rgb(0x5c, 0xc8, 0x6a),
+    Color32::from_rgb(0xe0, 0x5a, 0x6a),
+    Color32::from_rgb(0xb0, 0x80, 0xe0),
+    Color32::from_rgb(0xd8, 0xc8, 0x50),
+];
+
+/// A small line plot, each point marked (a series of one point shows too).
 fn curve(
     ui: &mut egui::Ui,
     id: &str,
@@ -461,8 +486,14 @@ fn curve(
         plot = plot.include_y(lo).include_y(hi);
     }
     plot.show(ui, |plot_ui| {
-        for (name, points) in series {
-            plot_ui.line(Line::new(name, PlotPoints::from(points)));
+        for (k, (name, points)) in series.into_iter().enumerate() {
+            let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+            plot_ui.line(Line::new(name, PlotPoints::from(points.clone())).color(color));
+            plot_ui.points(
+                Points::new(name, PlotPoints::from(points))
+                    .color(color)
+                    .radius(2.0),
+            );
         }
     });
 }
