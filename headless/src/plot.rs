@@ -51,6 +51,17 @@ pub fn draw_learning_curves(
     written
 }
 
+/// The runs' colours, in order, each readable on white (Palette99's third is a pale yellow); more runs than these
+/// take Palette99's.
+const SERIES_COLORS: [RGBAColor; 6] = [
+    RGBAColor(31, 119, 180, 1.0),
+    RGBAColor(230, 110, 20, 1.0),
+    RGBAColor(44, 150, 44, 1.0),
+    RGBAColor(200, 40, 40, 1.0),
+    RGBAColor(120, 80, 170, 1.0),
+    RGBAColor(120, 80, 60, 1.0),
+];
+
 fn draw(
     path: &Path,
     title: &str,
@@ -71,7 +82,8 @@ fn draw(
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d(0u64..max_step, 0f64..1.0)?;
+        // A little room past 0, 1 and the last step, so that the points there are not drawn on the frame.
+        .build_cartesian_2d(0u64..max_step + max_step / 40 + 1, -0.03f64..1.03)?;
     chart
         .configure_mesh()
         .x_desc("training step (offline, then online)")
@@ -84,7 +96,10 @@ fn draw(
         ))?;
     }
     for (i, (label, points)) in runs.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = SERIES_COLORS
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| Palette99::pick(i).to_rgba());
         let series = points.iter().map(|p| (p.step, p.success_rate));
         chart
             .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
