@@ -290,10 +290,8 @@ fn spawn(
 fn run_control_steps(world: &mut World) {
     let frame_seconds = world.resource::<Time>().delta_secs();
     let control_dt = world.resource::<SimTask>().spec.control_dt;
-    let due = world
-        .resource_mut::<SimClock>()
-        .due(frame_seconds, control_dt);
-    let exact = world.resource::<SimClock>().exact;
+    let mut clock = world.resource_mut::<SimClock>();
+    let (due, exact) = (clock.due(frame_seconds, control_dt), clock.exact);
     let start = Instant::now();
     let mut ran = 0u32;
     loop {
