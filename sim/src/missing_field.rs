@@ -25,23 +25,33 @@ pub(crate) fn missing_field(value: &dyn PartialReflect, registry: &TypeRegistry)
             }
             let missing: Vec<_> = ty.iter().filter(|f| v.field(f.name()).is_none()).collect();
             // A missing field with `#[reflect(default)]` is fine: a field is required when the conversion
-            // still fails with every other missing field filled in.
+            // still fails with every other missing field filled in. A field that nothing can stand in for
+            // (an enum without `None` or a default) leaves the trials of the others inconclusive: blame a field
+            // whose trial was conclusive, else one of those.
             let from = registry.get_type_data::<ReflectFromReflect>(info.type_id())?;
-            missing
+            let fillers: Vec<_> = missing
                 .iter()
-                .find(|field| {
-                    let mut trial = v.to_dynamic_struct();
-                    trial.set_represented_type(Some(info));
-                    for other in missing.iter().filter(|o| o.name() != field.name()) {
-                        if let Some(filler) =
-                            other.type_info().and_then(|t| placeholder(t, registry))
-                        {
-                            trial.insert_boxed(other.name(), filler);
-                        }
+                .map(|f| f.type_info().and_then(|t| placeholder(t, registry)))
+                .collect();
+            let trial_fails = |k: usize| {
+                let mut trial = v.to_dynamic_struct();
+                trial.set_represented_type(Some(info));
+                let mut conclusive = true;
+                for (j, other) in missing.iter().enumerate().filter(|&(j, _)| j != k) {
+                    match &fillers[j] {
+                        Some(filler) => trial.insert_boxed(other.name(), filler.to_dynamic()),
+                        None => conclusive = false,
                     }
-                    from.from_reflect(&trial).is_none()
-                })
-                .map(|field| format!(".{}", field.name()))
+                }
+                (from.from_reflect(&trial).is_none(), conclusive)
+            };
+            let trials: Vec<_> = (0..missing.len()).map(trial_fails).collect();
+            let blamed = trials
+                .iter()
+                .position(|&(fails, conclusive)| fails && conclusive)
+                .or_else(|| fillers.iter().position(Option::is_none))
+                .or_else(|| trials.iter().position(|&(fails, _)| fails))?;
+            Some(format!(".{}", missing[blamed].name()))
         }
         (TypeInfo::Enum(ty), ReflectRef::Enum(v)) => match ty.variant(v.variant_name())? {
             // Named like the scene checks name them: `Collider.shape.half_extents`, without the variant.

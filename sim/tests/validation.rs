@@ -250,6 +250,34 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "field `Joint.kind.axis`",
             "",
         ),
+        // A variant's fields written by position: how they are written, with their names.
+        (
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0))",
+            "kind: Prismatic((1.0, 0.0, 0.0))",
+            "field `Joint.kind`",
+            "`Prismatic`'s fields are written by name: `Prismatic(axis: …)`",
+        ),
+        // An unquoted name: the entity is still named by it (not by its joint's name, "x").
+        (
+            "name: \"carriage_x\", kind: Dynamic",
+            "name: carriage_x, kind: Dynamic",
+            "field `Body.name`",
+            "written in double quotes",
+        ),
+        // A field's name without its `:` is that field, not the one before it.
+        (
+            "gravity_scale: 0.0, extra_mass: 1.0,\n        ),\n        \"qamlab_sim::authoring::Joint\": (\n          name: \"x\"",
+            "gravity_scale: 0.0, extra_mass 1.0,\n        ),\n        \"qamlab_sim::authoring::Joint\": (\n          name: \"x\"",
+            "field `Body.extra_mass`",
+            "Expected colon: a field's name is followed by `:`, like `extra_mass: …`",
+        ),
+        // A component's closing `)` left out: the next component is no field of it.
+        (
+            "gravity_scale: 0.0, extra_mass: 1.0,\n        ),\n        \"qamlab_sim::authoring::Joint\"",
+            "gravity_scale: 0.0, extra_mass: 1.0,\n        \"qamlab_sim::authoring::Joint\"",
+            "component `Body`",
+            "the component `Body` opened at 70:40 is not closed; a `)` is missing before this next component",
+        ),
     ];
     for (from, to, field, says) in cases {
         let err = load_edited(from, to).unwrap_err();
@@ -275,7 +303,7 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
         .to_string();
     assert!(
         err.contains(
-            "field `TaskSettings.episode_length`: Expected comma: this field takes a whole number"
+            "field `TaskSettings.episode_length`: expected a whole number: this field takes no fraction"
         ),
         "{err}"
     );
@@ -284,6 +312,35 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
         .to_string();
     assert!(
         err.contains("entity 1 (\"cube-single\"): field `TaskSettings.episode_length`"),
+        "{err}"
+    );
+    let err = load_edited("Position(frame: \"pinch\")", "Position(\"pinch\")")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `ObservationSpace.sensors[0]`: Expected identifier: `Position`'s fields are written by name: `Position(frame: …)`"),
+        "{err}"
+    );
+    for (to, says) in [
+        ("episode_length: -200,", "a whole number of 0 or more"),
+        (
+            "episode_length: 5000000000,",
+            "a whole number up to 4294967295",
+        ),
+    ] {
+        let err = load_edited("episode_length: 200,", to)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Integer is out of bounds: this field takes") && err.contains(says),
+            "{err}"
+        );
+    }
+    let err = TaskScene::from_ron("// nothing but a comment\n", "empty.scn.ron")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("empty.scn.ron:1:1: scene: the file is empty"),
         "{err}"
     );
     // A file cut short says so, and where the innermost bracket left open began.
@@ -401,6 +458,14 @@ fn missing_required_field_is_named() {
             "x: Some((min: -0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
             "entity 11 (\"cube\")",
             "RandomizePose.x.max",
+        ),
+        (
+            // `solver_passes` (left out, it has a default) must not take the blame for `reward`, an enum
+            // that nothing can stand in for.
+            "reward: SuccessMinusOne,",
+            "",
+            "entity 1 (\"cube-single\")",
+            "TaskSettings.reward",
         ),
         (
             "control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0),",
@@ -665,4 +730,37 @@ fn an_observation_past_f32_stops_the_env_naming_it() {
             && err.contains("left f32's range"),
         "{err}"
     );
+}
+
+#[test]
+fn a_name_not_found_says_what_was_meant() {
+    let cases = [
+        // A typo: the closest name.
+        (
+            "parent: \"gantry\"",
+            "parent: \"gantri\"",
+            "field `Joint.parent`: no body named \"gantri\": did you mean \"gantry\"?",
+        ),
+        // Far from every name: the names there are.
+        (
+            "parent: \"gantry\"",
+            "parent: \"frame\"",
+            "no body named \"frame\": the names are \"table\", \"gantry\", \"carriage_x\"",
+        ),
+        // An entity id where a name belongs.
+        (
+            "parent: \"gantry\"",
+            "parent: \"3\"",
+            "no body named \"3\": a scene refers to things by their `name`, not by entity id",
+        ),
+        (
+            "Position(frame: \"cube\")",
+            "Position(frame: \"Cube\")",
+            "no body or site named \"Cube\": did you mean \"cube\"?",
+        ),
+    ];
+    for (from, to, says) in cases {
+        let err = load_edited(from, to).unwrap_err().to_string();
+        assert!(err.contains(says), "{to}: {err}");
+    }
 }

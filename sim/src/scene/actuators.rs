@@ -1,7 +1,7 @@
 //! The action space: actuators with their joints resolved.
 
 use super::build::joint_index;
-use super::check::Check;
+use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{ActuatorDef, BodyDef, JointDef};
 use crate::authoring::*;
@@ -84,7 +84,7 @@ pub(super) fn build_actuators(
                 ck.err(
                     raw,
                     &field(&format!("joints[{m}]")),
-                    format!("no joint named \"{name}\""),
+                    not_found("joint", name, joints.iter().map(|j| j.joint.name.as_str())),
                 )
             })?;
             if joints[j].joint.kind == JointKind::Fixed {

@@ -3,8 +3,8 @@
 use bevy::prelude::*;
 use bevy_rapier3d::rapier::prelude::ColliderBuilder;
 
-use super::build::{Frames, body_index};
-use super::check::Check;
+use super::build::{Frames, body_index, body_names};
+use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{BodyDef, FrameRef};
 use crate::authoring::*;
@@ -100,11 +100,20 @@ pub(super) fn build_bodies(
                 .iter()
                 .position(|b| b.body.name == *name)
                 .ok_or_else(|| {
-                    ck.err(
-                        raw,
-                        &field,
-                        format!("no body named \"{name}\" earlier in the scene"),
-                    )
+                    let later = entities
+                        .iter()
+                        .filter_map(|e| e.body.as_ref())
+                        .any(|b| b.name == *name);
+                    let message = if later {
+                        format!(
+                            "\"{name}\" comes later in the file: a body keeps its distance from the bodies \
+                             before it, whose poses are drawn first; move \"{name}\" above \"{}\"",
+                            body.name
+                        )
+                    } else {
+                        not_found("earlier body", name, body_names(&bodies))
+                    };
+                    ck.err(raw, &field, message)
                 })?;
             keep_away.push((other, *d));
         }
@@ -140,8 +149,13 @@ pub(super) fn build_sites(
         let Some(site) = &raw.site else { continue };
         let frame_names = frames.iter().map(|(n, _)| n.as_str());
         ck.unique_name(raw, "Site.name", &site.name, frame_names)?;
-        let body = body_index(bodies, &site.body)
-            .ok_or_else(|| ck.err(raw, "Site.body", format!("no body named \"{}\"", site.body)))?;
+        let body = body_index(bodies, &site.body).ok_or_else(|| {
+            ck.err(
+                raw,
+                "Site.body",
+                not_found("body", &site.body, body_names(bodies)),
+            )
+        })?;
         ck.finite3(raw, "Site.offset", site.offset)?;
         let frame = FrameRef {
             body,

@@ -133,6 +133,11 @@ pub(super) fn body_index(bodies: &[BodyDef], name: &str) -> Option<usize> {
     bodies.iter().position(|b| b.body.name == name)
 }
 
+/// The bodies' names, in file order.
+pub(super) fn body_names(bodies: &[BodyDef]) -> impl Iterator<Item = &str> {
+    bodies.iter().map(|b| b.body.name.as_str())
+}
+
 /// The index of the joint named `name`.
 pub(super) fn joint_index(joints: &[JointDef], name: &str) -> Option<usize> {
     joints.iter().position(|j| j.joint.name == name)
@@ -150,5 +155,8 @@ pub(super) fn frame(
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, f)| *f)
-        .ok_or_else(|| ck.err(raw, field, format!("no body or site named \"{name}\"")))
+        .ok_or_else(|| {
+            let known = frames.iter().map(|(n, _)| n.as_str());
+            ck.err(raw, field, not_found("body or site", name, known))
+        })
 }

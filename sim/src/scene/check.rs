@@ -18,6 +18,42 @@ pub const MAX_SOLVER_PASSES: u32 = 1_000;
 /// a typo, and one the physics does not show (under 1e37 m/s² a free cube does not move at all).
 pub const MAX_GRAVITY: f32 = 1_000.0;
 
+/// `no body named "uper"`, and what the author likely meant: the known name closest to it (`did you mean
+/// "upper"?`), else the names there are.
+pub(super) fn not_found<'a>(
+    what: &str,
+    name: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    let message = format!("no {what} named \"{name}\"");
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
+        return format!("{message}: a scene refers to things by their `name`, not by entity id");
+    }
+    // Case and a typo or two: a distance of at most a third of the name (at least 1).
+    let close = known
+        .iter()
+        .map(|k| {
+            (
+                strsim::levenshtein(&k.to_lowercase(), &name.to_lowercase()),
+                *k,
+            )
+        })
+        .min()
+        .filter(|&(d, k)| d <= (name.chars().count().max(k.chars().count()) / 3).max(1));
+    match close {
+        Some((_, k)) => format!("{message}: did you mean \"{k}\"?"),
+        None if known.is_empty() => format!("{message}: there are none"),
+        None => {
+            let mut list: Vec<String> = known.iter().take(12).map(|k| format!("\"{k}\"")).collect();
+            if known.len() > 12 {
+                list.push(format!("and {} more", known.len() - 12));
+            }
+            format!("{message}: the names are {}", list.join(", "))
+        }
+    }
+}
+
 /// The checks every scene field goes through, each error naming the file, the entity and the field.
 pub(super) struct Check<'a> {
     /// The scene's file (or `builtin:<name>`), for messages.

@@ -1,7 +1,7 @@
 //! Goals, with their frames and target randomisation resolved.
 
 use super::build::frame;
-use super::check::Check;
+use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{BodyDef, FrameRef, GoalDef, KeepAway};
 use crate::authoring::*;
@@ -136,11 +136,10 @@ fn resolve_goal_keep_away(
                     .map(|(_, f)| KeepAway::Frame(*f))
             })
             .ok_or_else(|| {
-                ck.err(
-                    raw,
-                    &field,
-                    format!("no body, site or earlier goal named \"{name}\""),
-                )
+                let goal_names = goals.iter().map(|g| g.goal.name.as_str());
+                let known = goal_names.chain(frames.iter().map(|(n, _)| n.as_str()));
+                let message = not_found("body, site or earlier goal", name, known);
+                ck.err(raw, &field, message)
             })?;
         away.push((what, *d));
     }

@@ -3,8 +3,8 @@
 use bevy::prelude::*;
 use bevy_rapier3d::rapier::prelude::{GenericJoint, Pose};
 
-use super::build::body_index;
-use super::check::Check;
+use super::build::{body_index, body_names};
+use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{BodyDef, JointDef};
 use crate::authoring::*;
@@ -25,14 +25,14 @@ pub(super) fn build_joints(
             ck.err(
                 raw,
                 "Joint.parent",
-                format!("no body named \"{}\"", joint.parent),
+                not_found("body", &joint.parent, body_names(bodies)),
             )
         })?;
         let child = body_index(bodies, &joint.child).ok_or_else(|| {
             ck.err(
                 raw,
                 "Joint.child",
-                format!("no body named \"{}\"", joint.child),
+                not_found("body", &joint.child, body_names(bodies)),
             )
         })?;
         if parent == child {

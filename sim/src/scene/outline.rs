@@ -16,8 +16,10 @@ enum Kind {
     },
     /// A string value.
     Str(String),
+    /// A word that is no key (an identifier, a number) or a character literal's text.
+    Word(String),
     Comma,
-    /// Anything else: numbers, identifiers, `::`.
+    /// Anything else: `::`, stray characters.
     Other,
 }
 
@@ -118,6 +120,7 @@ impl Outline {
                 },
                 (Lexeme::Str(name), true) => Kind::Key { name, quoted: true },
                 (Lexeme::Str(s), false) => Kind::Str(s),
+                (Lexeme::Word(w), false) | (Lexeme::Char(w), _) => Kind::Word(w),
                 (Lexeme::Open(c), _) => Kind::Open(c),
                 (Lexeme::Close, _) => Kind::Close,
                 (Lexeme::Comma, _) => Kind::Comma,
@@ -164,13 +167,14 @@ impl Outline {
                         f.keys.push((name.clone(), token.line, token.column));
                     }
                     let value = self.tokens.get(k + 1).map(|t| &t.kind);
+                    // An unquoted or single-quoted name still names its entity (the error is about its quotes).
                     if name == "name"
-                        && let Some(Kind::Str(value)) = value
+                        && let Some(Kind::Str(value) | Kind::Word(value)) = value
                     {
                         walk.name_entity(value);
                     }
                 }
-                Kind::Str(_) | Kind::Other => {}
+                Kind::Str(_) | Kind::Word(_) | Kind::Other => {}
             }
         }
         walk
@@ -219,6 +223,73 @@ impl Outline {
     /// Whether a string value starts at `(line, column)`.
     pub fn string_at(&self, line: usize, column: usize) -> bool {
         matches!(self.token_at(line, column), Some(Kind::Str(_)))
+    }
+
+    /// Where a component whose closing `)` is missing was opened, when the deserializer stopped at `(line,
+    /// column)` on the next component's type path (read as a field of this one): its short type name, line
+    /// and column.
+    pub fn component_left_open_at(
+        &self,
+        line: usize,
+        column: usize,
+    ) -> Option<(String, usize, usize)> {
+        if !matches!(
+            self.token_at(line, column),
+            Some(Kind::Key { quoted: true, .. })
+        ) {
+            return None;
+        }
+        // Frames: the scene `(`, `entities: {`, the entity's `(`, `components: {`, the component's `(`.
+        let frames = self.walk((line, column)).frames;
+        let (Some(component), Some(Step::Key(type_path))) =
+            (frames.get(4), frames.get(3).and_then(Frame::step))
+        else {
+            return None;
+        };
+        let short = type_path
+            .rsplit("::")
+            .next()
+            .unwrap_or(&type_path)
+            .to_string();
+        Some((short, component.line, component.column))
+    }
+
+    /// The place of a field whose `:` is missing, when the deserializer stopped at `(line, column)` right after
+    /// its name: the word before the position taken as the field's key. `None` if no word comes before it.
+    pub fn place_of_word_before(&self, line: usize, column: usize) -> Option<(String, String)> {
+        let before = self
+            .tokens
+            .iter()
+            .rposition(|t| (t.line, t.column) < (line, column))?;
+        let Kind::Word(word) = &self.tokens[before].kind else {
+            return None;
+        };
+        let (l, c) = (self.tokens[before].line, self.tokens[before].column);
+        let mut frames = self.walk((l, c)).frames;
+        frames.last_mut()?.key = Some(word.clone());
+        let names = self.walk((usize::MAX, usize::MAX)).names;
+        Some((word.clone(), describe(&path(&frames), &names)))
+    }
+
+    /// The enum variant whose `(` comes right before `(line, column)`, when that is where the deserializer
+    /// stopped: `Position` for `Position("tip")`, whose fields are written by name.
+    pub fn variant_opened_before(&self, line: usize, column: usize) -> Option<&str> {
+        let at = self
+            .tokens
+            .iter()
+            .position(|t| (t.line, t.column) >= (line, column))?;
+        let kind = |back: usize| at.checked_sub(back).map(|k| &self.tokens[k].kind);
+        match (kind(2), kind(1)) {
+            (Some(Kind::Word(variant)), Some(Kind::Open('('))) if variant != "Some" => {
+                Some(variant)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the text holds no tokens at all (empty, or comments and blanks only).
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
     }
 
     /// Whether a key starts at `(line, column)`.
@@ -282,7 +353,15 @@ fn describe(path: &[Step], names: &[(String, usize, String)]) -> String {
         return format!("{entity}: component `{component}`");
     }
     let mut field = component;
-    for step in &path[4..] {
+    // A type path as a key inside a component is the next component, read as a field because a bracket of
+    // this one was left open: the place is this component.
+    let inside = path[4..]
+        .iter()
+        .take_while(|s| !matches!(s, Step::Key(k) if k.contains("::")));
+    if inside.clone().next().is_none() {
+        return format!("{entity}: component `{field}`");
+    }
+    for step in inside {
         match step {
             Step::Key(k) => {
                 field.push('.');
@@ -301,6 +380,7 @@ enum Lexeme {
     Close,
     Word(String),
     Str(String),
+    Char(String),
     Colon,
     Comma,
     Other,
@@ -430,11 +510,8 @@ fn lex(text: &str) -> Vec<(Lexeme, usize, usize)> {
             }
             ('"', _) => Lexeme::Str(cursor.quoted('"')),
             ('r', Some('"' | '#')) if let Some(s) = cursor.raw_string() => Lexeme::Str(s),
-            ('\'', _) => {
-                // A character literal ('x', '\n', '\u{7D}'): read like a string, to its closing quote.
-                cursor.quoted('\'');
-                Lexeme::Other
-            }
+            // A character literal ('x', '\n', '\u{7D}'): read like a string, to its closing quote.
+            ('\'', _) => Lexeme::Char(cursor.quoted('\'')),
             ('(' | '[' | '{', _) => {
                 cursor.advance(1);
                 Lexeme::Open(c)

@@ -94,6 +94,17 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
     // Editors on some systems start UTF-8 files with a byte-order mark, which RON does not expect.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let outline = Outline::read(text);
+    if outline.is_empty() {
+        return Err(SimError::Parse {
+            file: source.to_string(),
+            line: 1,
+            column: 1,
+            entity: "scene".into(),
+            message: "the file is empty (or only comments): a task scene is `(resources: {}, entities: { … })`, \
+                      as in assets/tasks/README.md"
+                .into(),
+        });
+    }
     let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
         file: source.to_string(),
         line,
@@ -112,11 +123,22 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
         let e = de.span_error(e);
         let (line, column) = (e.span.start.line, e.span.start.col);
         let message = explain_parse_error(e.code.to_string(), registry);
-        parse_error(
-            line,
-            column,
-            explain_syntax(message, text, &outline, line, column),
-        )
+        let message = explain_syntax(message, text, &outline, registry, line, column);
+        // A field's name without its `:` is read as a value of the field before it: name the field it is.
+        if message.starts_with("Expected colon")
+            && let Some((word, place)) = outline.place_of_word_before(line, column)
+        {
+            return SimError::Parse {
+                file: source.to_string(),
+                line,
+                column,
+                entity: place,
+                message: format!(
+                    "Expected colon: a field's name is followed by `:`, like `{word}: …`"
+                ),
+            };
+        }
+        parse_error(line, column, message)
     })?;
     // A second scene pasted after the first, or stray text, would otherwise be dropped without a word.
     de.end().map_err(|e| {
@@ -263,6 +285,7 @@ fn explain_syntax(
     message: String,
     text: &str,
     outline: &Outline,
+    registry: &TypeRegistry,
     line: usize,
     column: usize,
 ) -> String {
@@ -289,6 +312,17 @@ fn explain_syntax(
     let at = |k: usize| chars.get(k).copied();
     let fraction = at(column.wrapping_sub(1)) == Some('.')
         && at(column.wrapping_sub(2)).is_some_and(|c| c.is_ascii_digit());
+    if let Some((component, l, c)) = outline.component_left_open_at(line, column) {
+        return format!(
+            "{message}: the component `{component}` opened at {l}:{c} is not closed; a `)` is missing before \
+             this next component"
+        );
+    }
+    if message == "Expected identifier"
+        && let Some(variant) = outline.variant_opened_before(line, column)
+    {
+        return format!("{message}: {}", variant_fields_hint(variant, registry));
+    }
     let hint = match message.as_str() {
         "Expected option" => Some("an optional field is written `Some(value)` or `None`"),
         "Expected identifier" if outline.string_at(line, column) => {
@@ -298,7 +332,22 @@ fn explain_syntax(
         "Expected comma" if outline.key_at(line, column) => {
             Some("a comma is missing before this field, after the value before it")
         }
-        "Expected comma" if fraction => Some("this field takes a whole number"),
+        // Every whole-number field of a scene is a u32 (counts and collision masks).
+        // RON points at the minus sign or at the digit after it.
+        "Integer is out of bounds"
+            if [1, 2]
+                .iter()
+                .any(|&k| at(column.wrapping_sub(k)) == Some('-')) =>
+        {
+            Some("this field takes a whole number of 0 or more")
+        }
+        "Integer is out of bounds" => Some("this field takes a whole number up to 4294967295"),
+        "Expected string" if !outline.string_at(line, column) => {
+            Some("a name is written in double quotes, like `name: \"arm\"`")
+        }
+        "Expected comma" if fraction => {
+            return "expected a whole number: this field takes no fraction".into();
+        }
         _ => None,
     };
     let mut message = match hint {
@@ -314,4 +363,35 @@ fn explain_syntax(
         ));
     }
     message
+}
+
+/// How the fields of the enum variant `variant` are written, from the authoring types that have one so named:
+/// `` `Position`'s fields are written by name: `Position(frame: …)` ``.
+fn variant_fields_hint(variant: &str, registry: &TypeRegistry) -> String {
+    let mut forms: Vec<String> = registry
+        .iter()
+        .filter_map(|r| match r.type_info() {
+            bevy::reflect::TypeInfo::Enum(e) => match e.variant(variant)? {
+                bevy::reflect::enums::VariantInfo::Struct(s) => Some(
+                    s.field_names()
+                        .iter()
+                        .map(|f| format!("{f}: …"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|fields| format!("`{variant}({fields})`"))
+        .collect();
+    forms.sort();
+    forms.dedup();
+    match forms.as_slice() {
+        [] => format!("`{variant}`'s fields are written by name, like `{variant}(name: value)`"),
+        _ => format!(
+            "`{variant}`'s fields are written by name: {}",
+            forms.join(" or ")
+        ),
+    }
 }

@@ -1,7 +1,7 @@
 //! The observation space: sensors with their names resolved.
 
-use super::build::{body_index, frame, joint_index};
-use super::check::Check;
+use super::build::{body_index, body_names, frame, joint_index};
+use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{ActuatorDef, BodyDef, FrameRef, GoalDef, JointDef, SensorDef};
 use crate::authoring::*;
@@ -46,14 +46,16 @@ pub(super) fn build_sensors(
                 let what = if frames.iter().any(|(n, _)| n == name) {
                     format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
                 } else {
-                    format!("no body named \"{name}\"")
+                    not_found("body", name, body_names(bodies))
                 };
                 ck.err(raw, &field(f), what)
             })
         };
         let joint = |name: &str| {
-            joint_index(joints, name)
-                .ok_or_else(|| ck.err(raw, &field("joint"), format!("no joint named \"{name}\"")))
+            joint_index(joints, name).ok_or_else(|| {
+                let known = joints.iter().map(|j| j.joint.name.as_str());
+                ck.err(raw, &field("joint"), not_found("joint", name, known))
+            })
         };
         let def = match s {
             Sensor::Position { frame: f } => {
@@ -76,7 +78,8 @@ pub(super) fn build_sensors(
                     .iter()
                     .position(|g| g.goal.name == *goal)
                     .ok_or_else(|| {
-                        ck.err(raw, &field("goal"), format!("no goal named \"{goal}\""))
+                        let known = goals.iter().map(|g| g.goal.name.as_str());
+                        ck.err(raw, &field("goal"), not_found("goal", goal, known))
                     })?,
             ),
             Sensor::JointFraction { actuator } => {
@@ -87,7 +90,11 @@ pub(super) fn build_sensors(
                         ck.err(
                             raw,
                             &field("actuator"),
-                            format!("no actuator named \"{actuator}\""),
+                            not_found(
+                                "actuator",
+                                actuator,
+                                actuators.iter().map(|a| a.actuator.name.as_str()),
+                            ),
                         )
                     })?;
                 for &j in &actuators[a].joints {
