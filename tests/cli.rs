@@ -107,7 +107,22 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         );
     }
 
-    assert!(!stdout.contains("note:"), "{stdout}");
+    // Random actions never succeed at cube-single: `task` says what that means for learning from nothing.
+    assert!(
+        stdout
+            .contains("note: random actions never reached the goals: training online from nothing")
+            && !stdout.contains("first control step"),
+        "{stdout}"
+    );
+    // Keep-away rules of goals are listed with their ranges.
+    let out = qamlab(&["task", "cube-double"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "at least 0.08 m from cube_a, at least 0.08 m from cube_b, at least 0.1 m from goal_a"
+        ),
+        "{stdout}"
+    );
 
     // A goal that holds at reset (its tolerance spans the table): `task` points at it.
     let dir = tempfile::tempdir().unwrap();

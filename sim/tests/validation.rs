@@ -764,3 +764,20 @@ fn a_name_not_found_says_what_was_meant() {
         assert!(err.contains(says), "{to}: {err}");
     }
 }
+
+#[test]
+fn two_joints_between_one_pair_of_bodies_are_refused() {
+    // Joint "y" given joint "x"'s ends, as a copied joint whose ends were not changed.
+    let err = load_edited(
+        "name: \"y\", parent: \"carriage_x\", child: \"carriage_y\"",
+        "name: \"y\", parent: \"carriage_x\", child: \"gantry\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "field `Joint.child`: joint \"x\" already joins \"carriage_x\" and \"gantry\""
+        ),
+        "{err}"
+    );
+}

@@ -50,6 +50,16 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             100.0 * tried.success_rate,
             super::count(episodes, "episode")
         );
+        // Online learning from nothing starts from the successes exploration stumbles on.
+        if tried.success_rate == 0.0 {
+            println!(
+                "note: random actions never reached the goals: training online from nothing (`qamlab train \
+                 --offline-steps 0` without a dataset) has no success to learn from and may stay at 0 %; give it a \
+                 dataset that reaches them, or check that the robot can reach the goals' targets (their ranges, its \
+                 joints' limits, how far an action moves it: a `PositionDelta` motor moves less than its `scale` \
+                 per step when its stiffness is low)"
+            );
+        }
         // One control step cannot carry anything far: success then means the goals held at reset.
         if tried.at_first_step > 0 {
             println!(
@@ -98,6 +108,9 @@ fn describe(
                 if let Some(range) = range {
                     out += &format!(", {axis} drawn from [{}, {}]", range.min, range.max);
                 }
+            }
+            for (name, distance) in &r.min_distance_from {
+                out += &format!(", at least {distance} m from {name}");
             }
         }
         out += "\n";

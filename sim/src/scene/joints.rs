@@ -42,6 +42,20 @@ pub(super) fn build_joints(
                 "a joint needs two different bodies".into(),
             ));
         }
+        // Two joints between one pair of bodies fight each other; most often a copied joint kept its ends.
+        if let Some(twin) = joints.iter().find(|j| {
+            [j.parent, j.child] == [parent, child] || [j.parent, j.child] == [child, parent]
+        }) {
+            return Err(ck.err(
+                raw,
+                "Joint.child",
+                format!(
+                    "joint \"{}\" already joins \"{}\" and \"{}\": two joints between one pair of bodies lock \
+                     each other (was this joint copied without changing its parent and child?)",
+                    twin.joint.name, joint.parent, joint.child
+                ),
+            ));
+        }
         for (field, b) in [("Joint.parent", parent), ("Joint.child", child)] {
             if bodies[b].randomize.is_some() {
                 return Err(ck.err(
