@@ -193,6 +193,73 @@ impl EnvPhysics {
     }
 }
 
+/// Two bodies whose colliders overlap where the scene places them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overlap {
+    /// The bodies' indices in [`TaskScene::bodies`].
+    pub bodies: (usize, usize),
+    /// How deep they overlap, in metres.
+    pub depth: f32,
+}
+
+/// Pairs of colliders that overlap deeper than `min_depth` at the scene's authored poses and would push each other
+/// apart at the first step: on different bodies, not joined by a joint (whose bodies never collide), not both
+/// fixed, and with collision groups that let them touch.
+pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
+    let poses: Vec<Pose> = scene
+        .bodies
+        .iter()
+        .map(|d| Pose::from_parts(d.body.translation, d.body.rotation.normalize()))
+        .collect();
+    let physics = EnvPhysics::build(scene, &poses);
+    let colliders: Vec<(usize, &Collider)> = physics
+        .world
+        .colliders
+        .iter()
+        .filter_map(|(_, c)| {
+            let body = physics.bodies.iter().position(|&h| Some(h) == c.parent())?;
+            Some((body, c))
+        })
+        .collect();
+    let jointed = |a: usize, b: usize| {
+        scene
+            .joints
+            .iter()
+            .any(|j| [j.parent, j.child] == [a, b] || [j.parent, j.child] == [b, a])
+    };
+    let mut out = Vec::new();
+    for (k, &(a, ca)) in colliders.iter().enumerate() {
+        for &(b, cb) in &colliders[k + 1..] {
+            let both_fixed = [a, b]
+                .iter()
+                .all(|&i| scene.bodies[i].body.kind == BodyKind::Fixed);
+            if a == b
+                || both_fixed
+                || jointed(a, b)
+                || !ca.collision_groups().test(cb.collision_groups())
+            {
+                continue;
+            }
+            let contact = bevy_rapier3d::rapier::parry::query::contact(
+                ca.position(),
+                ca.shape(),
+                cb.position(),
+                cb.shape(),
+                0.0,
+            );
+            if let Ok(Some(c)) = contact
+                && -c.dist > min_depth
+            {
+                out.push(Overlap {
+                    bodies: (a, b),
+                    depth: -c.dist,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Inserts a scene body, with its collider if it has one, at `pose` and at rest.
 fn insert_body(world: &mut PhysicsWorld, def: &BodyDef, pose: Pose) -> RigidBodyHandle {
     let b = &def.body;

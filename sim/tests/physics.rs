@@ -210,3 +210,37 @@ fn solver_settings_reach_rapier() {
     );
     assert_eq!(passes(&edited), (6, 3));
 }
+
+#[test]
+fn bodies_placed_inside_each_other_are_found() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap();
+    // As authored, the cube rests on the table (touching, not inside it) and the gripper is clear of both.
+    let scene = TaskScene::from_ron(&text, "cube-single").unwrap();
+    assert_eq!(
+        qamlab_sim::physics::overlaps_at_authored_poses(&scene, 0.002),
+        vec![]
+    );
+    // Sunk 2 cm into the table.
+    let sunk = text.replacen(
+        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
+        "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.0)",
+        1,
+    );
+    let scene = TaskScene::from_ron(&sunk, "sunk").unwrap();
+    let overlaps = qamlab_sim::physics::overlaps_at_authored_poses(&scene, 0.002);
+    let names: Vec<_> = overlaps
+        .iter()
+        .map(|o| {
+            (
+                scene.bodies[o.bodies.0].body.name.as_str(),
+                scene.bodies[o.bodies.1].body.name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("table", "cube")], "{overlaps:?}");
+    assert!((overlaps[0].depth - 0.02).abs() < 1e-3, "{overlaps:?}");
+}

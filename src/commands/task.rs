@@ -34,6 +34,18 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         format!("file {}", args.task)
     };
     print!("{}", describe(&task.name, &source, scene, &spec, script));
+    // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
+    for o in qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002) {
+        let name = |i: usize| &scene.bodies[i].body.name;
+        tracing::warn!(
+            "\"{}\" and \"{}\" overlap by {:.1} cm where the scene places them: the physics pushes them apart at \
+             the first step; move them apart, or give them collision groups (`membership` / `filter`) that do not \
+             touch",
+            name(o.bodies.0),
+            name(o.bodies.1),
+            100.0 * o.depth
+        );
+    }
     if args.episodes > 0 {
         let episodes = args.episodes;
         if script.is_ok() {
