@@ -46,6 +46,12 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             100.0 * o.depth
         );
     }
+    for (joint, distance) in far_joint_anchors(scene) {
+        tracing::warn!(
+            "joint \"{joint}\"'s anchor is {distance:.2} m from the nearer of its bodies, far beyond the gap \
+             between them: the bodies swing about a point far away (is a coordinate off by a factor of ten?)"
+        );
+    }
     if args.episodes > 0 {
         let episodes = args.episodes;
         if script.is_ok() {
@@ -141,6 +147,21 @@ fn describe(
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };
     out
+}
+
+/// Joints whose anchor lies far from both their bodies (over 1 m, and over twice the distance between the
+/// bodies' origins): a typo, most often, for a point between them. Each with its distance to the nearer body.
+fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
+    scene
+        .joints
+        .iter()
+        .filter_map(|j| {
+            let at = |b: usize| scene.bodies[b].body.translation;
+            let (p, c) = (at(j.parent), at(j.child));
+            let nearer = j.joint.anchor.distance(p).min(j.joint.anchor.distance(c));
+            (nearer > 1.0 && nearer > 2.0 * p.distance(c)).then(|| (j.joint.name.clone(), nearer))
+        })
+        .collect()
 }
 
 /// Who acts in a tried episode.
@@ -264,5 +285,28 @@ mod tests {
                 b[spec.action_dim..2 * spec.action_dim]
             );
         }
+    }
+
+    #[test]
+    fn a_joint_anchor_far_from_both_bodies_is_found() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("assets/tasks/cube-single.scn.ron"),
+        )
+        .unwrap();
+        let scene = TaskScene::from_ron(&text, "cube-single").unwrap();
+        assert!(far_joint_anchors(&scene).is_empty());
+        // Joint "x"'s anchor 25 m up where 0.25 was meant.
+        let typo = text.replacen(
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 0.25)",
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 25.0)",
+            1,
+        );
+        assert_ne!(typo, text);
+        let scene = TaskScene::from_ron(&typo, "typo").unwrap();
+        let far = far_joint_anchors(&scene);
+        assert_eq!(far.len(), 1);
+        assert_eq!(far[0].0, "x");
+        assert!((far[0].1 - 24.75).abs() < 1e-3, "{far:?}");
     }
 }
