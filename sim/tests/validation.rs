@@ -781,3 +781,18 @@ fn two_joints_between_one_pair_of_bodies_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_relative_position_of_a_frame_to_itself_is_refused() {
+    let err = load_edited(
+        "RelativePosition(from: \"pinch\", to: \"cube\")",
+        "RelativePosition(from: \"cube\", to: \"cube\")",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("field `ObservationSpace.sensors[")
+            && err.contains(".to`: is \"cube\", as `from` is"),
+        "{err}"
+    );
+}
