@@ -42,6 +42,16 @@ fn hsv([r, g, b]: [u8; 3]) -> (f32, f32, f32) {
 
 /// Runs `qamlab view` under Xvfb for `frames` frames and returns the screenshot's path (`name` inside `dir`).
 fn screenshot(dir: &Path, name: &str, frames: u32) -> PathBuf {
+    screenshot_of(
+        dir,
+        name,
+        frames,
+        &["--task", "cube-single", "--policy", "oracle"],
+    )
+}
+
+/// [`screenshot`] of `qamlab view` with `view_args`.
+fn screenshot_of(dir: &Path, name: &str, frames: u32, view_args: &[&str]) -> PathBuf {
     assert!(
         on_path("xvfb-run").is_some(),
         "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh \
@@ -51,16 +61,9 @@ fn screenshot(dir: &Path, name: &str, frames: u32) -> PathBuf {
     let mut child = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(env!("CARGO_BIN_EXE_qamlab"))
-        .args([
-            "view",
-            "--task",
-            "cube-single",
-            "--policy",
-            "oracle",
-            "--frames",
-            &frames.to_string(),
-            "--screenshot",
-        ])
+        .arg("view")
+        .args(view_args)
+        .args(["--frames", &frames.to_string(), "--screenshot"])
         .arg(&png)
         // Software Vulkan: the machine may have no GPU, and under Xvfb no GL is better.
         .env("WGPU_BACKEND", "vulkan")
@@ -153,6 +156,40 @@ fn the_same_command_gives_the_same_picture() {
     let first = std::fs::read(screenshot(dir.path(), "a.png", 6)).unwrap();
     let second = std::fs::read(screenshot(dir.path(), "b.png", 6)).unwrap();
     assert!(first == second, "two screenshots of one command differ");
+}
+
+#[test]
+fn a_screenshot_while_training_shows_the_trained_agent_the_same_each_time() {
+    // With --train the frames count from the end of training, so the picture does not depend on when the
+    // trainer's weights reached the window: the final weights act, the whole curves show.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        "online_steps = 1500\nstart_training = 100\nenvs = 2\neval_interval = 500\neval_episodes = 2\n\
+         eval_envs = 2\ncheckpoint_interval = 1500\nlog_interval = 100\n[agent]\nbatch_size = 8\n\
+         actor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let args = [
+        "--task",
+        "cube-single",
+        "--train",
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let first = std::fs::read(screenshot_of(dir.path(), "a.png", 4, &args)).unwrap();
+    std::fs::remove_dir_all(&run).unwrap();
+    let second = std::fs::read(screenshot_of(dir.path(), "b.png", 4, &args)).unwrap();
+    assert!(
+        first == second,
+        "two screenshots of one training command differ"
+    );
 }
 
 #[test]

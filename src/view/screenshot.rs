@@ -1,6 +1,8 @@
 //! `--screenshot PATH --frames N`: after N frames, save the window as a PNG and exit (with an error exit if the
 //! image cannot be saved or never arrives). The frames run on a fixed clock of [`SCREENSHOT_FRAME`] each, and
-//! the envs pause at frame N, so the same command shows the same step however fast the machine draws.
+//! the envs pause at frame N, so the same command shows the same step however fast the machine draws. With
+//! `--train`, the N frames start when training has ended: the picture shows the trained agent and its whole
+//! curves, not whatever the trainer had sent when frame N came.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,10 +33,16 @@ pub struct ScreenshotPlugin {
     pub frames: u32,
 }
 
+/// Set while training (`--train`) runs: the frames do not count towards `--frames` yet, and the envs wait.
+#[derive(Resource, Debug, Default)]
+pub struct ScreenshotWait(pub bool);
+
 /// The screenshot to take, and how far it got.
 #[derive(Resource, Debug, Clone)]
 struct ScreenshotRequest {
     path: PathBuf,
+    /// Frames to render before it, counted from the end of any wait.
+    frames: u32,
     /// Frame at which to capture next.
     due: u32,
     /// Whether a capture is on its way.
@@ -47,11 +55,13 @@ impl Plugin for ScreenshotPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(ScreenshotRequest {
             path: self.path.clone(),
+            frames: self.frames,
             due: self.frames,
             in_flight: false,
             blank: 0,
         })
         .insert_resource(TimeUpdateStrategy::ManualDuration(SCREENSHOT_FRAME))
+        .init_resource::<ScreenshotWait>()
         .add_systems(Startup, exact_clock)
         .add_systems(Last, take_screenshot);
     }
@@ -69,8 +79,13 @@ fn take_screenshot(
     frame: Res<FrameCount>,
     mut request: ResMut<ScreenshotRequest>,
     mut clock: ResMut<SimClock>,
+    wait: Res<ScreenshotWait>,
     mut exit: MessageWriter<AppExit>,
 ) {
+    if wait.0 {
+        request.due = frame.0.saturating_add(request.frames);
+        return;
+    }
     if frame.0 >= request.due && !request.in_flight {
         request.in_flight = true;
         clock.paused = true;

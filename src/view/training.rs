@@ -20,7 +20,8 @@ use qamlab_sim::{EnvSpec, TaskScene};
 
 use super::ViewArgs;
 use super::policy::ActingPolicy;
-use super::stepping::SteppingSet;
+use super::screenshot::ScreenshotWait;
+use super::stepping::{SimClock, SteppingSet};
 
 /// Training flags of `qamlab view --train`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -288,8 +289,12 @@ impl Plugin for TrainingPlugin {
         }
         app.insert_resource(curves);
         if let Some(link) = link {
-            app.insert_resource(TrainingEvents(link))
-                .add_systems(Update, receive_training.in_set(SteppingSet::Prepare));
+            app.insert_resource(TrainingEvents(link)).add_systems(
+                Update,
+                (receive_training, hold_screenshot_while_training)
+                    .chain()
+                    .in_set(SteppingSet::Prepare),
+            );
         }
     }
 }
@@ -374,4 +379,21 @@ fn receive_training(
         Ok(()) => curves.weights_step = Some(step),
         Err(err) => policy.error = Some(format!("{err:#}")),
     }
+}
+
+/// With `--screenshot`, keeps the envs at their first step and the screenshot's frames uncounted while training
+/// runs, and lets both go once it has ended (its final weights are acting by then: they come before the end).
+fn hold_screenshot_while_training(
+    curves: Res<TrainingCurves>,
+    wait: Option<ResMut<ScreenshotWait>>,
+    mut clock: ResMut<SimClock>,
+) {
+    let Some(mut wait) = wait else { return };
+    let running = matches!(curves.status, TrainingStatus::Running(_));
+    if running {
+        clock.paused = true;
+    } else if wait.0 {
+        clock.paused = false;
+    }
+    wait.0 = running;
 }
