@@ -459,3 +459,349 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     assert!(run.join("config.toml").exists());
     assert!(!dir.path().join("cube-single-play.npz").exists());
 }
+
+#[test]
+fn huge_counts_are_refused_naming_the_flag_and_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("c/huge.npz");
+    let huge = huge.to_str().unwrap();
+    let max = "18446744073709551615";
+    for (args, expected) in [
+        (
+            &["train", "--offline-steps", "0", "--utd-ratio", max][..],
+            "invalid value '18446744073709551615' for '--utd-ratio <UTD_RATIO>': must be from 1 to 1024",
+        ),
+        (
+            &["train", "--offline-steps", "18000000000000000000"][..],
+            "for '--offline-steps <OFFLINE_STEPS>': must be at most 1000000000000",
+        ),
+        (
+            &["train", "--envs", "100000000000"][..],
+            "for '--envs <ENVS>': must be from 1 to 4096",
+        ),
+        (
+            &["task", "cube-single", "--episodes", "10000000000"][..],
+            "for '--episodes <EPISODES>': must be at most 4096",
+        ),
+        (
+            &["collect", "--episodes", max, "--out", huge][..],
+            "for '--episodes <EPISODES>': must be from 1 to 100000000",
+        ),
+        (
+            &[
+                "collect",
+                "--episodes",
+                "2",
+                "--episode-length",
+                "4000000000",
+                "--out",
+                huge,
+            ][..],
+            "for '--episode-length <EPISODE_LENGTH>': must be from 1 to 1000000",
+        ),
+        (
+            &[
+                "collect",
+                "--episodes",
+                "2",
+                "--val-episodes",
+                max,
+                "--out",
+                huge,
+            ][..],
+            "for '--val-episodes <VAL_EPISODES>': must be at most 100000000",
+        ),
+        (
+            &["bench", "sim", "--envs", "1,100000000"][..],
+            "for '--envs <ENVS>': must be from 1 to 4096",
+        ),
+        (
+            &[
+                "bench",
+                "agent",
+                "--size",
+                "small",
+                "--agents",
+                "bc",
+                "--threads",
+                "4294967298",
+            ][..],
+            "for '--threads <THREADS>': must be from 1 to 1024",
+        ),
+        (
+            &["eval", "--run", "r", "--episodes", "10000000"][..],
+            "for '--episodes <EPISODES>': must be from 1 to 1000000",
+        ),
+    ] {
+        let out = qamlab(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // Within the bounds but past the machine's memory: refused before anything is allocated, with what it would
+    // take; the validation file's before the main file is collected.
+    for (args, expected) in [
+        (
+            &["collect", "--episodes", "10000000", "--out", huge][..],
+            "error: collect: --episodes 10000000 of 201 rows each (506 bytes a row) would take 947.2 GiB of memory, \
+             more than this machine's ",
+        ),
+        (
+            &[
+                "collect",
+                "--episodes",
+                "2",
+                "--val-episodes",
+                "50000000",
+                "--out",
+                huge,
+            ][..],
+            "error: --val-episodes 50000000: the validation file ",
+        ),
+    ] {
+        let out = qamlab(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("c").exists());
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.npz");
+    let val = dir.path().join("d-val.npz");
+    let collect = |episodes: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qamlab"));
+        cmd.args(["collect", "--quiet", "--overwrite", "--episodes", episodes])
+            .args(["--val-episodes", episodes, "--envs", "4", "--out"])
+            .arg(&out);
+        cmd
+    };
+    assert!(collect("2").status().unwrap().success());
+    let old = (std::fs::read(&out).unwrap(), std::fs::read(&val).unwrap());
+
+    // Ctrl-C once the main file is written beside its name (while the validation file is collected): the old
+    // pair stays, and no temporary file.
+    let mut child = collect("300")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !names(dir.path())
+        .iter()
+        .any(|n| n.starts_with(".tmp-d.npz-"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no temporary file");
+        assert!(child.try_wait().unwrap().is_none(), "collect ended early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let ended = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("error: interrupted: nothing was written (no temporary file is left)"),
+        "{stderr}"
+    );
+    assert_eq!(names(dir.path()), ["d-val.npz", "d.npz"]);
+    assert!(old == (std::fs::read(&out).unwrap(), std::fs::read(&val).unwrap()));
+
+    // A full disk (here a file size limit) is said once, as our error, with nothing printed from a `Drop`, and
+    // leaves the old pair.
+    let limited = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 64; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .args([
+            "collect",
+            "--quiet",
+            "--overwrite",
+            "--episodes",
+            "20",
+            "--val-episodes",
+            "1",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert_eq!(limited.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: writing {}: File too large (os error 27)",
+            out.display()
+        )
+    );
+    assert_eq!(names(dir.path()), ["d-val.npz", "d.npz"]);
+    assert!(old.0 == std::fs::read(&out).unwrap());
+}
+
+#[test]
+fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, terminals: Vec<bool>| {
+        let path = dir.path().join(name);
+        let rows = terminals.len();
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((rows, 28)))
+            .unwrap();
+        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((rows, 5)))
+            .unwrap();
+        npz.add_array("terminals", &ndarray::Array1::from(terminals))
+            .unwrap();
+        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(rows))
+            .unwrap();
+        npz.add_array("masks", &ndarray::Array1::<f32>::ones(rows))
+            .unwrap();
+        npz.finish().unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // Two episodes of a final row each: no transition.
+    let empty = write("empty.npz", vec![true, true]);
+    let out = qamlab(&["dataset", &empty, "--task", "cube-single"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: dataset {empty}: 0 transitions, fewer than one action chunk of horizon_length = 5: `qamlab \
+             train` refuses it, whatever its horizon_length"
+        )),
+        "{stderr}"
+    );
+    let run = dir.path().join("run");
+    let out = qamlab(&[
+        "train",
+        "--quiet",
+        "--task",
+        "cube-single",
+        "--dataset",
+        &empty,
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "dataset {empty}: 0 transitions, fewer than one action chunk of horizon_length = 5"
+        )),
+        "{stderr}"
+    );
+    // Shorter than a chunk of the default horizon: fits, with what train would say.
+    let short = write("short.npz", vec![false, false, true]);
+    let out = qamlab(&["dataset", &short, "--task", "cube-single"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "fits task cube-single, with a warning: dataset {short} does not record the task it was collected on"
+        )) && stdout.contains(&format!(
+            "; and dataset {short}: 2 transitions, fewer than one action chunk of horizon_length = 5 (the \
+             default): `qamlab train` refuses it unless [agent] horizon_length is at most 2"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // A device reads forever; a folder not at all.
+    for (args, expected) in [
+        (
+            vec!["train", "--config", "/dev/zero"],
+            "error: config file /dev/zero is larger than 4.0 MiB",
+        ),
+        (
+            vec!["dataset", "/dev/zero"],
+            "error: dataset /dev/zero is a device, not a regular file: give the path of a file",
+        ),
+        (
+            vec!["train", "--dataset", ""],
+            "for '--dataset <DATASET>': expected the path of a file, got an empty one",
+        ),
+    ] {
+        let out = qamlab(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+    }
+    let big = path("big.toml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let out = qamlab(&["train", "--config", &big]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: config file {big} is larger than 4.0 MiB")),
+        "{stderr}"
+    );
+    let empty = path("empty-dataset.toml");
+    std::fs::write(&empty, "dataset = \"\"\n").unwrap();
+    let out = qamlab(&["train", "--config", &empty]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: config file {empty}: dataset = \"\": expected the path of an .npz file"
+        )),
+        "{stderr}"
+    );
+
+    // A file where the run's folder must go: said as collect says it, before any work.
+    let file = path("d.npz");
+    std::fs::write(&file, "data").unwrap();
+    let out = qamlab(&[
+        "train",
+        "--quiet",
+        "--offline-steps",
+        "0",
+        "--online-steps",
+        "10",
+        "--device",
+        "cpu",
+        "--out",
+        &format!("{file}/sub"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--out {file}/sub: {file} is a file, so the folder for it cannot be made"
+        )),
+        "{stderr}"
+    );
+    let demo_out = path("c3");
+    std::fs::create_dir(&demo_out).unwrap();
+    std::fs::write(format!("{demo_out}/qam-cpu"), "").unwrap();
+    let out = qamlab(&["demo", "--device", "cpu", "--quiet", "--out", &demo_out]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: --out {demo_out}: {demo_out}/qam-cpu is a file, so the demo's run folder cannot be made there"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(names(std::path::Path::new(&demo_out)), ["qam-cpu"]);
+}

@@ -582,6 +582,34 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         "{stdout}"
     );
 
+    // The run's copy of its scene edited since it started (a goal 100 times as tolerant, a success at reset):
+    // eval, resume and view refuse it, naming the file; restored, it is the run's again.
+    let copy = run.join("task.scn.ron");
+    let text = std::fs::read_to_string(&copy).unwrap();
+    let edited = text.replacen("tolerance: 0.04)", "tolerance: 4.0)", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&copy, edited).unwrap();
+    for cmd in [
+        qamlab().args(eval).arg(&run),
+        qamlab().args(["train", "--quiet", "--resume"]).arg(&run),
+        // The display is never opened: the run is refused before.
+        qamlab()
+            .env("DISPLAY", ":0")
+            .args(["view", "--checkpoint"])
+            .arg(&run),
+    ] {
+        let err = run_err(cmd);
+        assert!(
+            err.contains(&format!(
+                "{} was edited after the run started",
+                copy.display()
+            )) && err.contains("Restore the file, or start a new run with the edited task"),
+            "{err}"
+        );
+    }
+    std::fs::write(&copy, &text).unwrap();
+    run_ok(qamlab().current_dir(elsewhere.path()).args(eval).arg(&run));
+
     // Resuming on a dataset whose contents changed (same length, other episodes) is refused.
     let extended = std::fs::read_to_string(run.join("config.toml"))
         .unwrap()

@@ -7,9 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
-use qamlab_tasks::{Oracle, OracleConfig, OracleMode, load_task};
+use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, load_task};
 
-use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset};
+use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset_staged};
+use crate::files::{StagedFile, check_cancelled};
+use crate::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 
 /// What to collect.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,8 +126,38 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 /// Collects `opts.episodes` oracle episodes and writes them to `opts.out`.
 /// Errors name the `qamlab collect` flag of the option at fault.
 pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
+    collect_staged(opts)?.put_in_place()
+}
+
+/// A collection written to a temporary file beside its `out`, not yet under that name (see [`StagedFile`]).
+#[derive(Debug)]
+pub struct StagedCollection {
+    file: StagedFile,
+    summary: CollectSummary,
+}
+
+impl StagedCollection {
+    /// Renames the dataset to its `out`; returns what was collected.
+    pub fn put_in_place(self) -> anyhow::Result<CollectSummary> {
+        self.file.put_in_place()?;
+        Ok(self.summary)
+    }
+}
+
+/// Checks everything that can be checked before collecting: the options (each within its bound, see
+/// [`crate::limits`]), the task, the output path, and that the rows fit in memory.
+pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<()> {
+    check_options(opts)?;
+    check_memory(opts, &load_task(&opts.task)?)
+}
+
+/// Collects `opts.episodes` oracle episodes and writes them beside `opts.out`, to be put in place: the files of
+/// several collections (a dataset and its validation file) can then replace the old ones together.
+/// [`crate::files::cancel_writes`] stops it, with nothing left on disk.
+pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection> {
     check_options(opts)?;
     let task = load_task(&opts.task)?;
+    check_memory(opts, &task)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
         &task.scene,
@@ -146,7 +178,13 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     let bar = progress_bar(opts);
     let (o, a, p, v) = (spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
     let mut all = DatasetRows::new(o, a, p, v);
-    all.reserve_exact(opts.episodes * (length + 1));
+    // The memory was checked against the machine's; the allocator may still refuse it.
+    ensure!(
+        all.try_reserve_exact(opts.episodes * (length + 1)),
+        "collect: --episodes {}: the memory for {} rows could not be had",
+        opts.episodes,
+        opts.episodes * (length + 1)
+    );
     let start = Instant::now();
     let stepping = || format!("collecting task {}", opts.task);
     let obs = env.reset(&env_seeds).with_context(stepping)?.to_vec();
@@ -162,6 +200,7 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     while recorded < opts.episodes {
         let active = (opts.episodes - recorded).min(n);
         for t in 0..length {
+            check_cancelled()?;
             let actions = oracle.act(&episodes.obs).to_vec();
             let out = env.step(&actions).with_context(stepping)?;
             steps += n;
@@ -178,12 +217,11 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let source = DatasetSource::new(&task.scene, &spec, opts.command_line());
-    write_dataset(&opts.out, &all, &source)
-        .with_context(|| format!("writing dataset {}", opts.out.display()))?;
+    let file = write_dataset_staged(&opts.out, &all, &source)?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;
     let subgoals = (0..n).map(|i| u64::from(oracle.subgoals_reached(i))).sum();
-    Ok(CollectSummary {
+    let summary = CollectSummary {
         path: opts.out.clone(),
         episodes: opts.episodes,
         transitions,
@@ -192,13 +230,22 @@ pub fn collect(opts: &CollectOptions) -> anyhow::Result<CollectSummary> {
         subgoals,
         seconds,
         env_steps_per_sec: steps as f64 / seconds.max(1e-9),
-    })
+    };
+    Ok(StagedCollection { file, summary })
 }
 
-/// Checks the options before anything is built, naming the flag at fault.
+/// Checks the options before anything is built, naming the flag at fault and its bounds.
 fn check_options(opts: &CollectOptions) -> anyhow::Result<()> {
-    ensure!(opts.episodes > 0, "collect: --episodes must be at least 1");
-    ensure!(opts.envs > 0, "collect: --envs must be at least 1");
+    ensure!(
+        (1..=MAX_EPISODES).contains(&opts.episodes),
+        "collect: --episodes must be from 1 to {MAX_EPISODES}, got {}",
+        opts.episodes
+    );
+    ensure!(
+        (1..=MAX_ENVS).contains(&opts.envs),
+        "collect: --envs must be from 1 to {MAX_ENVS}, got {}",
+        opts.envs
+    );
     ensure!(
         opts.noise.is_finite() && opts.noise >= 0.0,
         "collect: --noise must be >= 0, got {}",
@@ -209,11 +256,36 @@ fn check_options(opts: &CollectOptions) -> anyhow::Result<()> {
         "collect: --random-action-prob must lie in [0, 1], got {}",
         opts.random_action_prob
     );
-    ensure!(
-        opts.episode_length != Some(0),
-        "collect: --episode-length must be at least 1"
-    );
+    if let Some(length) = opts.episode_length {
+        ensure!(
+            (1..=MAX_EPISODE_LENGTH).contains(&length),
+            "collect: --episode-length must be from 1 to {MAX_EPISODE_LENGTH}, got {length}"
+        );
+    }
     check_out(&opts.out)
+}
+
+/// Refuses, before anything is allocated, a collection whose rows would not fit in memory: the dataset's, and
+/// each env's episode in progress.
+fn check_memory(opts: &CollectOptions, task: &Task) -> anyhow::Result<()> {
+    let spec = EnvSpec::of(&task.scene);
+    let rows = DatasetRows::new(spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
+    let length = opts
+        .episode_length
+        .unwrap_or(task.scene.settings.episode_length);
+    let per_episode = u64::from(length) + 1;
+    let held = (opts.episodes as u64).saturating_add(opts.envs.min(opts.episodes) as u64);
+    let bytes = held
+        .checked_mul(per_episode)
+        .and_then(|rows_held| rows_held.checked_mul(rows.row_bytes() as u64));
+    crate::limits::check_memory(
+        bytes,
+        &format!(
+            "collect: --episodes {} of {per_episode} rows each ({} bytes a row)",
+            opts.episodes,
+            rows.row_bytes()
+        ),
+    )
 }
 
 /// The task's oracle for `n` envs, in the mode and with the noise the options ask for.
@@ -739,6 +811,50 @@ print('ok')\n";
             err.contains("rows.npz") && err.contains("`rewards`") && err.contains("N = 4"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn huge_counts_are_refused_before_anything_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = small(dir.path().join("huge.npz"), 0);
+        for (opts, expected) in [
+            (
+                CollectOptions {
+                    episodes: usize::MAX,
+                    ..base.clone()
+                },
+                "collect: --episodes must be from 1 to 100000000, got 18446744073709551615".to_string(),
+            ),
+            (
+                CollectOptions {
+                    envs: 100_000_000,
+                    ..base.clone()
+                },
+                "collect: --envs must be from 1 to 4096, got 100000000".into(),
+            ),
+            (
+                CollectOptions {
+                    episode_length: Some(4_000_000_000),
+                    ..base.clone()
+                },
+                "collect: --episode-length must be from 1 to 1000000, got 4000000000".into(),
+            ),
+            // Within the bounds, but past the machine's memory: 10^8 episodes of 41 rows of 506 bytes, ~1.9 TiB.
+            (
+                CollectOptions {
+                    episodes: 100_000_000,
+                    ..base.clone()
+                },
+                "collect: --episodes 100000000 of 41 rows each (506 bytes a row) would take 1.9 TiB of memory, \
+                 more than this machine's"
+                    .into(),
+            ),
+        ] {
+            let err = format!("{:#}", check_collect(&opts).unwrap_err());
+            assert!(err.starts_with(&expected), "{err}");
+            assert_eq!(format!("{:#}", collect(&opts).unwrap_err()), err);
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -58,11 +58,14 @@ impl std::str::FromStr for DeviceChoice {
 }
 
 /// Sets libtorch's intra-op threads for CPU work that shares the machine with the envs' physics:
-/// `threads`, or half the cores when `None`. libtorch's OpenMP threads spin, so more threads than
+/// `threads`, or half the cores when `None` (at most [`MAX_THREADS`](crate::limits::MAX_THREADS)). libtorch's OpenMP threads spin, so more threads than
 /// free cores makes updates many times slower (about 40x measured on the 2-core dev box).
 pub fn set_cpu_threads(threads: Option<usize>) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = threads.unwrap_or(cores / 2).max(1);
+    // libtorch takes an i32; the flags keep far below.
+    let n = threads
+        .unwrap_or(cores / 2)
+        .clamp(1, crate::limits::MAX_THREADS);
     tch::set_num_threads(n as i32);
     n
 }
@@ -76,15 +79,16 @@ pub struct TrainConfig {
     pub task: String,
     /// Offline dataset (OGBench npz layout). Required when `offline_steps > 0`.
     pub dataset: Option<PathBuf>,
-    /// Gradient steps on the offline dataset.
+    /// Gradient steps on the offline dataset (at most [`MAX_STEPS`](crate::limits::MAX_STEPS), as are the next
+    /// two).
     pub offline_steps: u64,
     /// Environment steps of online fine-tuning (summed over the training envs).
     pub online_steps: u64,
-    /// Training envs stepping together online.
+    /// Training envs stepping together online (at most [`MAX_ENVS`](crate::limits::MAX_ENVS)).
     pub envs: usize,
     /// Online env steps before updates start (only collection before).
     pub start_training: u64,
-    /// Gradient updates per environment step online.
+    /// Gradient updates per environment step online (at most [`MAX_UTD_RATIO`](crate::limits::MAX_UTD_RATIO)).
     pub utd_ratio: usize,
     /// The reference's `--sparse` (its puzzle and scene domains): every reward that is not 0 becomes -1, in the
     /// dataset and online, so a task rewarding partial progress pays only for complete success.
@@ -95,9 +99,10 @@ pub struct TrainConfig {
     pub balanced_sampling: bool,
     /// Evaluate every this many steps (offline gradient steps, then online env steps).
     pub eval_interval: u64,
-    /// Evaluation episodes per evaluation.
+    /// Evaluation episodes per evaluation (at most [`MAX_EVAL_EPISODES`](crate::limits::MAX_EVAL_EPISODES)).
     pub eval_episodes: usize,
-    /// Evaluation envs stepping together (the episodes are split evenly among them).
+    /// Evaluation envs stepping together (the episodes are split evenly among them; at most
+    /// [`MAX_ENVS`](crate::limits::MAX_ENVS)).
     pub eval_envs: usize,
     /// Write a checkpoint every this many steps.
     pub checkpoint_interval: u64,
@@ -150,8 +155,11 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Reads a TOML file; an unknown key is an error naming the key and the file.
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let text = crate::files::read_regular_text(
+            path,
+            "config file",
+            Some(crate::limits::MAX_CONFIG_BYTES),
+        )?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -241,18 +249,33 @@ impl TrainConfig {
         self.agent.validate().context("[agent]")
     }
 
-    /// Checks the loop's counts, naming the field at fault.
+    /// Checks the loop's counts against their bounds (see [`crate::limits`]: past them, the counts they multiply
+    /// into and what they allocate would not work), and the dataset's path, naming the field at fault.
     fn validate_counts(&self) -> anyhow::Result<()> {
-        for (field, value) in [
-            ("envs", self.envs),
-            ("utd_ratio", self.utd_ratio),
-            ("eval_episodes", self.eval_episodes),
-            ("eval_envs", self.eval_envs),
+        use crate::limits::{MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_UTD_RATIO};
+        for (field, value, max) in [
+            ("envs", self.envs, MAX_ENVS),
+            ("utd_ratio", self.utd_ratio, MAX_UTD_RATIO),
+            ("eval_episodes", self.eval_episodes, MAX_EVAL_EPISODES),
+            ("eval_envs", self.eval_envs, MAX_ENVS),
         ] {
             if value == 0 {
                 bail!("{field} must be at least 1");
             }
+            if value > max {
+                bail!("{field} must be at most {max}, got {value}");
+            }
         }
+        for (field, value) in [
+            ("offline_steps", self.offline_steps),
+            ("online_steps", self.online_steps),
+            ("start_training", self.start_training),
+        ] {
+            if value > MAX_STEPS {
+                bail!("{field} must be at most {MAX_STEPS}, got {value}");
+            }
+        }
+        // Any interval works (a step count is bounded above): only 0 would never come round.
         for (field, value) in [
             ("eval_interval", self.eval_interval),
             ("checkpoint_interval", self.checkpoint_interval),
@@ -261,6 +284,15 @@ impl TrainConfig {
             if value == 0 {
                 bail!("{field} must be at least 1");
             }
+        }
+        if self
+            .dataset
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            bail!(
+                "dataset = \"\": expected the path of an .npz file (leave the key out for a run without a dataset)"
+            );
         }
         Ok(())
     }
@@ -369,6 +401,75 @@ mod tests {
                 .kind,
             AgentKind::Bc
         );
+    }
+
+    #[test]
+    fn counts_past_their_bounds_and_an_empty_dataset_path_are_named_with_the_file() {
+        for (text, expected) in [
+            (
+                "utd_ratio = 18446744073709551615\n",
+                "utd_ratio must be at most 1024, got 18446744073709551615",
+            ),
+            (
+                "envs = 100000000000\n",
+                "envs must be at most 4096, got 100000000000",
+            ),
+            (
+                "eval_envs = 5000\n",
+                "eval_envs must be at most 4096, got 5000",
+            ),
+            (
+                "offline_steps = 18000000000000000000\n",
+                "offline_steps must be at most 1000000000000, got 18000000000000000000",
+            ),
+            (
+                "dataset = \"\"\n",
+                "dataset = \"\": expected the path of an .npz file",
+            ),
+        ] {
+            let err = format!(
+                "{:#}",
+                TrainConfig::from_toml_str(text, "big.toml").unwrap_err()
+            );
+            assert!(
+                err.starts_with("config file big.toml: ") && err.contains(expected),
+                "{err}"
+            );
+        }
+        // The bounds themselves are fine, as is the paper's million steps.
+        let cfg = TrainConfig::from_toml_str(
+            "envs = 4096\nutd_ratio = 1024\nonline_steps = 1000000000000\n",
+            "edge.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.envs, 4096);
+    }
+
+    #[test]
+    fn a_config_path_that_is_not_a_small_regular_file_is_refused() {
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml_file(Path::new("/dev/zero")).unwrap_err()
+        );
+        // A device or a pipe is read up to the limit (so `--config <(...)` works), a folder not at all.
+        assert!(
+            err.starts_with("config file /dev/zero is larger than 4.0 MiB"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml_file(Path::new("/tmp")).unwrap_err()
+        );
+        assert!(
+            err.contains("/tmp is a folder, not a regular file"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge.toml");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(crate::limits::MAX_CONFIG_BYTES + 1).unwrap();
+        let err = format!("{:#}", TrainConfig::from_toml_file(&huge).unwrap_err());
+        assert!(err.contains("huge.toml is larger than 4.0 MiB"), "{err}");
     }
 
     #[test]

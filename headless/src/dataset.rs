@@ -16,7 +16,7 @@
 //! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed
 //! into place, so a crash never leaves half a dataset under the final name.
 
-use std::io::{BufWriter, Cursor, Read};
+use std::io::{BufWriter, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -25,7 +25,7 @@ use ndarray_npy::{NpzReader, NpzWriter};
 
 use qamlab_sim::TaskScene;
 
-use crate::files::write_atomically;
+use crate::files::{StagedFile, write_staged};
 
 /// The rows of a dataset being built, flat and row-major.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -236,16 +236,29 @@ impl DatasetRows {
         self.qvel.extend_from_slice(&other.qvel);
     }
 
-    /// Makes room for `rows` more rows at once (a large dataset then holds no spare capacity).
-    pub fn reserve_exact(&mut self, rows: usize) {
-        self.observations.reserve_exact(rows * self.obs_dim);
-        self.actions.reserve_exact(rows * self.action_dim);
-        self.terminals.reserve_exact(rows);
-        self.rewards.reserve_exact(rows);
-        self.masks.reserve_exact(rows);
-        self.successes.reserve_exact(rows);
-        self.qpos.reserve_exact(rows * self.qpos_dim);
-        self.qvel.reserve_exact(rows * self.qvel_dim);
+    /// The bytes one row takes: its float32 columns, reward and mask, and its two flags.
+    pub fn row_bytes(&self) -> usize {
+        (self.obs_dim + self.action_dim + self.qpos_dim + self.qvel_dim + 2) * 4 + 2
+    }
+
+    /// Makes room for `rows` more rows at once (a large dataset then holds no spare capacity); `false` where the
+    /// memory cannot be had.
+    pub fn try_reserve_exact(&mut self, rows: usize) -> bool {
+        // Saturated, a count past memory is refused by the allocator.
+        let values = |width: usize| rows.saturating_mul(width);
+        self.observations
+            .try_reserve_exact(values(self.obs_dim))
+            .is_ok()
+            && self
+                .actions
+                .try_reserve_exact(values(self.action_dim))
+                .is_ok()
+            && self.terminals.try_reserve_exact(rows).is_ok()
+            && self.rewards.try_reserve_exact(rows).is_ok()
+            && self.masks.try_reserve_exact(rows).is_ok()
+            && self.successes.try_reserve_exact(rows).is_ok()
+            && self.qpos.try_reserve_exact(values(self.qpos_dim)).is_ok()
+            && self.qvel.try_reserve_exact(values(self.qvel_dim)).is_ok()
     }
 
     /// Drops every row, keeping the memory for the next ones.
@@ -267,6 +280,16 @@ pub fn write_dataset(
     rows: &DatasetRows,
     source: &DatasetSource,
 ) -> anyhow::Result<()> {
+    write_dataset_staged(path, rows, source)?.put_in_place()
+}
+
+/// Writes `rows` with `source` in OGBench's npz layout to a temporary file beside `path`, to be put in place
+/// (see [`StagedFile`]). [`crate::files::cancel_writes`] stops it.
+pub fn write_dataset_staged(
+    path: &Path,
+    rows: &DatasetRows,
+    source: &DatasetSource,
+) -> anyhow::Result<StagedFile> {
     let r = rows.len();
     // Views of the rows, written as they are: a copy would double a large dataset's memory.
     fn m2(data: &[f32], rows: usize, w: usize) -> Result<ArrayView2<'_, f32>, ShapeError> {
@@ -277,20 +300,127 @@ pub fn write_dataset(
     let qpos = m2(&rows.qpos, r, rows.qpos_dim)?;
     let qvel = m2(&rows.qvel, r, rows.qvel_dim)?;
     let source = serde_json::to_vec(source)?;
-    write_atomically(path, |file| {
-        let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
-        npz.add_array("observations", &observations)?;
-        npz.add_array("actions", &actions)?;
-        npz.add_array("terminals", &ArrayView1::from(&rows.terminals))?;
-        npz.add_array("rewards", &ArrayView1::from(&rows.rewards))?;
-        npz.add_array("masks", &ArrayView1::from(&rows.masks))?;
-        npz.add_array("successes", &ArrayView1::from(&rows.successes))?;
-        npz.add_array("qpos", &qpos)?;
-        npz.add_array("qvel", &qvel)?;
-        npz.add_array("source", &ArrayView1::from(&source))?;
-        npz.finish()?;
-        Ok(())
+    write_staged(path, |file| {
+        write_npz(file, |npz| {
+            npz.add_array("observations", &observations)?;
+            npz.add_array("actions", &actions)?;
+            npz.add_array("terminals", &ArrayView1::from(&rows.terminals))?;
+            npz.add_array("rewards", &ArrayView1::from(&rows.rewards))?;
+            npz.add_array("masks", &ArrayView1::from(&rows.masks))?;
+            npz.add_array("successes", &ArrayView1::from(&rows.successes))?;
+            npz.add_array("qpos", &qpos)?;
+            npz.add_array("qvel", &qvel)?;
+            npz.add_array("source", &ArrayView1::from(&source))?;
+            Ok(())
+        })
     })
+}
+
+/// An npz archive's writer over [`Discarding`] (see why there).
+type QuietNpz<W> = NpzWriter<BufWriter<Discarding<W>>>;
+
+/// Writes a compressed npz archive of what `add` adds into `file`, then finishes it, also after an error; returns
+/// the first error, the file's own where it gave one (a full disk) rather than the archive's wrapping of it.
+fn write_npz<W: Write + Seek>(
+    file: W,
+    add: impl FnOnce(&mut QuietNpz<W>) -> Result<(), ndarray_npy::WriteNpzError>,
+) -> anyhow::Result<()> {
+    let mut npz = NpzWriter::new_compressed(BufWriter::new(Discarding::new(file)));
+    let added = add(&mut npz);
+    // Finished here in every case: dropped unfinished, the zip writer would finish in its `Drop`.
+    let file = npz
+        .finish()
+        .map_err(anyhow::Error::from)
+        .and_then(|writer| writer.into_inner().map_err(|e| e.into_error().into()));
+    match (added, file) {
+        (Ok(()), Ok(file)) => Ok(file.into_result()?),
+        (Err(e), Ok(file)) => {
+            file.into_result()?;
+            Err(e.into())
+        }
+        (Err(e), Err(_)) => Err(e.into()),
+        (Ok(()), Err(e)) => Err(e),
+    }
+}
+
+/// The file under an npz writer. The zip writer, dropped unfinished after an error, finishes the archive in its
+/// `Drop`, fails again and prints that failure to stderr itself ("ZipWriter drop failed: ..."), before the error
+/// is reported. So after the first error (kept, to report), and once [`crate::files::cancel_writes`] is called,
+/// this writer takes every write without writing it: the archive, discarded anyway, then finishes quietly.
+struct Discarding<W> {
+    inner: W,
+    /// Position and length as the writer sees them (kept up after an error, for its seeks).
+    pos: u64,
+    len: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write + Seek> Discarding<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            pos: 0,
+            len: 0,
+            failed: None,
+        }
+    }
+
+    /// The first error, if one happened.
+    fn into_result(self) -> std::io::Result<()> {
+        self.failed.map_or(Ok(()), Err)
+    }
+
+    /// Keeps `e` as the first error and hands the writer a copy to stop on.
+    fn fail(&mut self, e: std::io::Error) -> std::io::Error {
+        let copy = std::io::Error::new(e.kind(), e.to_string());
+        self.failed = Some(e);
+        copy
+    }
+}
+
+impl<W: Write + Seek> Write for Discarding<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed.is_none() && crate::files::writes_cancelled() {
+            return Err(self.fail(std::io::Error::other(crate::files::Cancelled)));
+        }
+        let n = if self.failed.is_some() {
+            buf.len()
+        } else {
+            match self.inner.write(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+                Err(e) => return Err(self.fail(e)),
+            }
+        };
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        self.inner.flush().map_err(|e| self.fail(e))
+    }
+}
+
+impl<W: Write + Seek> Seek for Discarding<W> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        if self.failed.is_none() {
+            self.pos = self.inner.seek(to).map_err(|e| self.fail(e))?;
+            return Ok(self.pos);
+        }
+        let pos = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
 }
 
 /// A dataset as transitions, the way OGBench's regular loader returns them: final-state rows dropped,
@@ -335,6 +465,18 @@ impl Dataset {
     /// Whether it holds no transitions.
     pub fn is_empty(&self) -> bool {
         self.rewards.is_empty()
+    }
+
+    /// Refuses the dataset read from `path` for training with action chunks of `horizon` transitions if it
+    /// holds fewer than one (what `qamlab train` says, and `qamlab dataset` too).
+    pub fn check_holds_a_chunk(&self, path: &Path, horizon: usize) -> anyhow::Result<()> {
+        ensure!(
+            self.len() >= horizon,
+            "dataset {}: {} transitions, fewer than one action chunk of horizon_length = {horizon}",
+            path.display(),
+            self.len()
+        );
+        Ok(())
     }
 
     /// Checks that the dataset read from `path` is data of `scene`'s task (`spec` its envs): its widths, and,
@@ -510,7 +652,7 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let path = path.as_ref();
     let file = path.display();
     // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
-    let bytes = std::fs::read(path).with_context(|| format!("opening dataset {file}"))?;
+    let bytes = crate::files::read_regular_file(path, "dataset", None)?;
     ensure!(!bytes.is_empty(), "dataset {file} is empty (0 bytes)");
     ensure!(
         !bytes.starts_with(b"\x93NUMPY"),
@@ -951,6 +1093,76 @@ mod tests {
         assert!(
             err.ends_with("key `observations` holds a non-finite value (NaN) at row 4"),
             "{err}"
+        );
+    }
+
+    /// A file that takes `room` bytes, then fails as a full disk does.
+    struct FullDisk {
+        file: Cursor<Vec<u8>>,
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.file.position() as usize + buf.len() > self.room {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.file.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for FullDisk {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.file.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_the_error_and_the_archive_finishes_quietly() {
+        let values = Array1::from_shape_fn(100_000, |i| (i as f32).sin());
+        let add = |npz: &mut QuietNpz<&mut FullDisk>| npz.add_array("values", &values);
+        let mut disk = FullDisk {
+            file: Cursor::new(Vec::new()),
+            room: 1 << 30,
+        };
+        write_npz(&mut disk, add).unwrap();
+        let whole = disk.file.get_ref().len();
+        // Full half-way: the disk's own error, and the writer finished (a zip writer dropped unfinished would
+        // print "ZipWriter drop failed" from its `Drop`, which `qamlab collect`'s test looks for).
+        let mut disk = FullDisk {
+            file: Cursor::new(Vec::new()),
+            room: whole / 2,
+        };
+        let err = write_npz(&mut disk, add).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("No space left on device"),
+            "{err:#}"
+        );
+        assert!(disk.file.get_ref().len() <= whole / 2);
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_refused_before_reading() {
+        for (path, what) in [("/dev/zero", "a device"), ("/tmp", "a folder")] {
+            let err = format!("{:#}", load_dataset(path).unwrap_err());
+            assert_eq!(
+                err,
+                format!("dataset {path} is {what}, not a regular file: give the path of a file")
+            );
+        }
+    }
+
+    #[test]
+    fn a_dataset_shorter_than_a_chunk_is_named_with_the_horizon() {
+        let data = load_bytes(&npz_bytes([1.0; 6])).unwrap();
+        data.check_holds_a_chunk(Path::new("d.npz"), 4).unwrap();
+        let err = data.check_holds_a_chunk(Path::new("d.npz"), 5).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dataset d.npz: 4 transitions, fewer than one action chunk of horizon_length = 5"
         );
     }
 }

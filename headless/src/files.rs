@@ -1,15 +1,86 @@
-//! Atomic file writes: a crash never leaves a half-written file under a final name.
+//! Atomic file writes: a crash never leaves a half-written file under a final name. Reading files whole, refusing
+//! what is not one.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 
 /// Writes `path` through a temporary file in the same directory, synced and renamed into place.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    write_staged(path, write)?.put_in_place()
+}
+
+/// A file written in full, and synced, to a temporary file beside `path`, not yet under its name:
+/// [`put_in_place`](Self::put_in_place) renames it there; dropped, it is removed. Files that belong together
+/// (a dataset and its validation file) are each staged, then put in place one after the other, so that a failure
+/// or an interruption while any of them is written leaves the old ones.
+#[derive(Debug)]
+pub struct StagedFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl StagedFile {
+    /// The name the file takes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the file to its name, replacing what was there.
+    pub fn put_in_place(self) -> anyhow::Result<()> {
+        let path = self.path;
+        self.tmp
+            .persist(&path)
+            .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Set by [`cancel_writes`]: the writes and collections in progress stop, and remove their temporary files.
+static CANCELLED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the writes and collections in progress to stop at their next chance, with a [`Cancelled`] error: their
+/// temporary files are then removed as they fail, where a process killed by Ctrl-C would leave them. It only sets
+/// a flag, so a signal handler may call it.
+pub fn cancel_writes() {
+    CANCELLED.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`cancel_writes`] was called.
+pub fn writes_cancelled() -> bool {
+    CANCELLED.load(Ordering::SeqCst)
+}
+
+/// The error of a write or collection stopped by [`cancel_writes`].
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped on request")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Fails with [`Cancelled`] once [`cancel_writes`] was called.
+pub fn check_cancelled() -> anyhow::Result<()> {
+    if writes_cancelled() {
+        return Err(Cancelled.into());
+    }
+    Ok(())
+}
+
+/// Writes `path`'s contents to a temporary file beside it, synced, and returns it staged (see [`StagedFile`]).
+pub fn write_staged(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
+) -> anyhow::Result<StagedFile> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Named after the file it becomes: what a killed process leaves behind says what it was.
@@ -29,9 +100,70 @@ pub fn write_atomically(
         .flush()
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("syncing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
-    Ok(())
+    // A write that ended just as it was cancelled is not put in place either.
+    check_cancelled().with_context(|| format!("writing {}", path.display()))?;
+    Ok(StagedFile {
+        tmp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Reads the file at `path` whole. With `max_bytes`, refuses more than that (a pipe or a device is read up to it);
+/// without, refuses what is not a regular file (a device such as /dev/zero or a pipe would be read forever). A
+/// folder is refused either way. `what` names the file in errors: `config file`, `dataset`.
+pub fn read_regular_file(
+    path: &Path,
+    what: &str,
+    max_bytes: Option<u64>,
+) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::FileTypeExt;
+    let shown = path.display();
+    let kind = std::fs::metadata(path)
+        .with_context(|| format!("reading {what} {shown}"))?
+        .file_type();
+    // With a size limit, a pipe or a device is read up to it (`--config <(...)`, `/dev/stdin`); without one it
+    // could be read forever.
+    let streams = max_bytes.is_some();
+    let other = if kind.is_dir() {
+        "a folder"
+    } else if (kind.is_char_device() || kind.is_block_device()) && !streams {
+        "a device"
+    } else if kind.is_fifo() && !streams {
+        "a pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        ""
+    };
+    ensure!(
+        other.is_empty(),
+        "{what} {shown} is {other}, not a regular file: give the path of a file"
+    );
+    let file = std::fs::File::open(path).with_context(|| format!("reading {what} {shown}"))?;
+    let mut bytes = Vec::new();
+    // One byte past the limit tells a file at the limit from a longer one (a file may grow while it is read).
+    let limit = max_bytes.map_or(u64::MAX, |max| max.saturating_add(1));
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what} {shown}"))?;
+    if let Some(max) = max_bytes {
+        ensure!(
+            bytes.len() as u64 <= max,
+            "{what} {shown} is larger than {}: more than such a file holds; is it the right file?",
+            crate::limits::format_bytes(max)
+        );
+    }
+    Ok(bytes)
+}
+
+/// Reads the text file at `path` whole, as [`read_regular_file`] does; errors name it as `what`.
+pub fn read_regular_text(
+    path: &Path,
+    what: &str,
+    max_bytes: Option<u64>,
+) -> anyhow::Result<String> {
+    String::from_utf8(read_regular_file(path, what, max_bytes)?)
+        .with_context(|| format!("reading {what} {}: not UTF-8 text", path.display()))
 }
 
 /// Writes `bytes` to `path` atomically.

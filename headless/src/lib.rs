@@ -7,6 +7,7 @@
 //! * [`chunks`] — open-loop execution of action chunks for a batch of envs.
 //! * [`config`] — the training configuration (TOML + flags).
 //! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes.
+//! * [`limits`] — the upper bounds of counts users give, and the memory check of what they allocate.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dataset;
 pub mod evaluate;
 pub mod files;
+pub mod limits;
 pub mod plot;
 pub mod run_dir;
 pub mod train;

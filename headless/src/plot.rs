@@ -82,8 +82,12 @@ fn draw(
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        // A little room past 0, 1 and the last step, so that the points there are not drawn on the frame.
-        .build_cartesian_2d(0u64..max_step + max_step / 40 + 1, -0.03f64..1.03)?;
+        // A little room past 0, 1 and the last step, so that the points there are not drawn on the frame (up to
+        // u64::MAX: an edited eval.csv may hold any step).
+        .build_cartesian_2d(
+            0u64..max_step.saturating_add(max_step / 40).saturating_add(1),
+            -0.03f64..1.03,
+        )?;
     chart
         .configure_mesh()
         .x_desc("training step (offline, then online)")
@@ -139,5 +143,21 @@ mod tests {
         assert_eq!(&bytes[1..4], b"PNG");
         // Only the final file remains: the temporary was renamed.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn steps_up_to_the_largest_are_drawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curve.png");
+        let point = |step| EvalPoint {
+            step,
+            phase: "online".into(),
+            success_rate: 0.5,
+            mean_return: 0.0,
+            episodes: 10,
+        };
+        let pts = [point(0), point(u64::MAX / 2), point(u64::MAX)];
+        draw_learning_curves(&path, "test", &[("qam", &pts)], u64::MAX).unwrap();
+        assert!(path.is_file());
     }
 }

@@ -4,10 +4,11 @@
 //! RUN/config.toml            the resolved configuration (what `--resume` re-reads; the dataset's absolute path)
 //! RUN/task.scn.ron           a copy of the task's scene file, when the task is a file (what `--resume` and
 //!                            `eval` load, so the run is independent of later edits to the file)
+//! RUN/run.json               the CRC-32 of that copy as the run started: an edited copy is refused
 //! RUN/metrics.jsonl          one JSON object per log interval (losses, Q statistics, throughput)
 //! RUN/eval.csv               step, phase, success_rate, mean_return, episodes
 //! RUN/learning_curve.png     redrawn at each evaluation
-//! RUN/checkpoints/latest     name of the newest complete checkpoint directory
+//! RUN/checkpoints/latest     name of the newest complete checkpoint directory (written after its files)
 //! RUN/checkpoints/step-N/    agent.safetensors, replay.safetensors, state.json
 //! RUN/summary.json           written at the end
 //! ```
@@ -19,8 +20,19 @@ use anyhow::{Context, bail};
 use qamlab_agent::{Agent, AgentConfig};
 
 use crate::TrainConfig;
-use crate::files::{write_atomically, write_bytes_atomically};
+use crate::files::{check_writable, read_regular_text, write_atomically, write_bytes_atomically};
 use crate::plot::EvalPoint;
+
+/// What a run records of itself when it starts, beside its config (`run.json`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    /// CRC-32 of the run's copy of its task scene, as copied (absent for a built-in task).
+    #[serde(default)]
+    task_scene_crc32: Option<u32>,
+}
+
+/// The files of a complete checkpoint directory; `state.json` is written last.
+const CHECKPOINT_FILES: [&str; 3] = ["agent.safetensors", "replay.safetensors", "state.json"];
 
 /// Paths of one run.
 #[derive(Clone, Debug)]
@@ -42,9 +54,10 @@ impl RunDir {
     /// Names of the root's entries that are not a run's: what its files, `eval`'s GIF and the temporaries of an
     /// interrupted write do not account for. A directory with none is safe to replace as a whole.
     pub fn foreign_entries(&self) -> anyhow::Result<Vec<String>> {
-        const ENTRIES: [&str; 9] = [
+        const ENTRIES: [&str; 10] = [
             "config.toml",
             "task.scn.ron",
+            "run.json",
             "metrics.jsonl",
             "eval.csv",
             "learning_curve.png",
@@ -74,12 +87,79 @@ impl RunDir {
         self.root.join("task.scn.ron")
     }
 
-    /// The configuration the run started with; a task given as a scene file is read from the run's copy.
+    /// What the run recorded of itself when it started (see [`RunRecord`]).
+    fn record(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+
+    /// Writes the run's copy of its task's scene file, and its CRC-32 into `run.json`, by which
+    /// [`read_config`](Self::read_config) refuses a copy edited since.
+    pub fn write_task_scene(&self, text: &[u8]) -> anyhow::Result<()> {
+        write_bytes_atomically(&self.task_scene(), text)?;
+        let record = RunRecord {
+            task_scene_crc32: Some(crc32fast::hash(text)),
+        };
+        write_bytes_atomically(
+            &self.record(),
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )
+    }
+
+    /// The configuration the run started with; a task given as a scene file is read from the run's copy, which
+    /// must be as the run started (the run's checkpoints were trained on that task).
     pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
+        let cfg = self.read_config_to_report()?;
+        if self.task_scene().is_file() {
+            self.check_task_scene()?;
+        }
+        Ok(cfg)
+    }
+
+    /// Refuses the run's copy of its task scene if it differs from the copy the run started with (runs from
+    /// before the record was kept have none to compare).
+    fn check_task_scene(&self) -> anyhow::Result<()> {
+        let record_path = self.record();
+        let recorded = match std::fs::read_to_string(&record_path) {
+            Ok(text) => serde_json::from_str::<RunRecord>(&text).with_context(|| {
+                format!(
+                    "{}: expected the run's record, {{\"task_scene_crc32\": N}}",
+                    record_path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunRecord::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", record_path.display())),
+        };
+        let Some(then) = recorded.task_scene_crc32 else {
+            return Ok(());
+        };
+        let scene = self.task_scene();
+        let now = crc32fast::hash(&crate::files::read_regular_file(
+            &scene,
+            "the run's task scene",
+            None,
+        )?);
+        anyhow::ensure!(
+            now == then,
+            "{} was edited after the run started (its CRC-32 is {now:08x}; {} recorded {then:08x}): the run's \
+             checkpoints were trained on the task as it was. Restore the file, or start a new run with the edited \
+             task (copy it out of the run and give it to `qamlab train --task`)",
+            scene.display(),
+            record_path.display()
+        );
+        Ok(())
+    }
+
+    /// The configuration the run started with, as [`read_config`](Self::read_config) reads it but without
+    /// checking the run's copy of its task scene: for reporting what the run did (its curves), not for acting
+    /// on its task.
+    pub fn read_config_to_report(&self) -> anyhow::Result<TrainConfig> {
         let path = self.config();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the config file {}", path.display()))
-            .with_context(|| format!("{} is not a run directory", self.root.display()))?;
+        let text = read_regular_text(
+            &path,
+            "the config file",
+            Some(crate::limits::MAX_CONFIG_BYTES),
+        )
+        .with_context(|| format!("{} is not a run directory", self.root.display()))?;
         let mut cfg = TrainConfig::from_toml_str(&text, &path.display().to_string())?;
         check_config_is_whole(&text, &path)?;
         let scene = self.task_scene();
@@ -115,6 +195,10 @@ impl RunDir {
         let root = self.root.display();
         if self.root.is_file() {
             bail!("--out {root} is a file; a run directory is needed");
+        }
+        // A file where one of its folders must go would otherwise fail later, on some file inside it.
+        if !self.root.exists() {
+            check_writable(&self.root, "--out")?;
         }
         if self.latest_checkpoint()?.is_some() {
             bail!(
@@ -212,9 +296,55 @@ impl RunDir {
                 );
                 Ok(Some(dir))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(self.newest_complete_checkpoint(&pointer))
+            }
             Err(e) => Err(e).with_context(|| format!("reading {}", pointer.display())),
         }
+    }
+
+    /// Where `latest` is missing (removed, or lost before the run's first checkpoint was published): the newest
+    /// `step-N` directory holding all its files, with a warning. Safe: each of a checkpoint's files is written
+    /// whole, `state.json` last, before `latest` names it, so one holding all three is complete (and a resume
+    /// checks that they agree).
+    fn newest_complete_checkpoint(&self, pointer: &Path) -> Option<PathBuf> {
+        let (complete, _) = self.step_checkpoints();
+        let (step, dir) = complete.into_iter().max_by_key(|(step, _)| *step)?;
+        warn_once(
+            pointer,
+            &format!(
+                "{} is missing (it names the newest checkpoint): using step-{step}, the newest complete one",
+                pointer.display()
+            ),
+        );
+        Some(dir)
+    }
+
+    /// The run's `step-N` checkpoint directories: those holding all their files (step and path), and the names
+    /// of those that do not (a checkpoint cut short).
+    pub fn step_checkpoints(&self) -> (Vec<(u64, PathBuf)>, Vec<String>) {
+        let (mut complete, mut incomplete) = (Vec::new(), Vec::new());
+        let Ok(entries) = std::fs::read_dir(self.checkpoints()) else {
+            return (complete, incomplete);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let Some(step) = name
+                .strip_prefix("step-")
+                .filter(|_| is_checkpoint_name(&name) && dir.is_dir())
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if CHECKPOINT_FILES.iter().all(|f| dir.join(f).is_file()) {
+                complete.push((step, dir));
+            } else {
+                incomplete.push(name);
+            }
+        }
+        incomplete.sort();
+        (complete, incomplete)
     }
 
     /// Makes `dir` (a fully written checkpoint directory) the latest, then removes older ones.
@@ -443,6 +573,18 @@ fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs `message` as a warning, once per process for `key` (several checks of a run find the same thing).
+fn warn_once(key: &Path, message: &str) {
+    static WARNED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !warned.iter().any(|k| k == key) {
+        warned.push(key.to_path_buf());
+        tracing::warn!("{message}");
+    }
+}
+
 /// Whether `name` is the name of a checkpoint directory: `step-N`.
 fn is_checkpoint_name(name: &str) -> bool {
     name.strip_prefix("step-")
@@ -588,6 +730,96 @@ mod tests {
             err.contains("expected a checkpoint directory of this run, step-N"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_lost_latest_pointer_falls_back_to_the_newest_complete_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        assert_eq!(run.latest_checkpoint().unwrap(), None);
+        let checkpoint = |name: &str, files: &[&str]| {
+            let path = run.checkpoints().join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            for f in files {
+                std::fs::write(path.join(f), "").unwrap();
+            }
+            path
+        };
+        // A checkpoint cut short (no state.json yet) is not one to resume from.
+        checkpoint("step-900", &["agent.safetensors", "replay.safetensors"]);
+        assert_eq!(run.latest_checkpoint().unwrap(), None);
+        let kept = checkpoint("step-604", &CHECKPOINT_FILES);
+        checkpoint("step-20", &CHECKPOINT_FILES);
+        checkpoint("keep-me", &CHECKPOINT_FILES);
+        assert_eq!(run.latest_checkpoint().unwrap(), Some(kept.clone()));
+        let (complete, incomplete) = run.step_checkpoints();
+        assert_eq!(
+            (complete.len(), incomplete),
+            (2, vec!["step-900".to_string()])
+        );
+        // A run with checkpoints is no place for a new one.
+        let err = run.check_unused().unwrap_err().to_string();
+        assert!(
+            err.contains("continue it with `qamlab train --resume"),
+            "{err}"
+        );
+        // The pointer, where it exists, decides.
+        std::fs::write(run.checkpoints().join("latest"), "step-20").unwrap();
+        assert_eq!(
+            run.latest_checkpoint().unwrap(),
+            Some(run.checkpoints().join("step-20"))
+        );
+    }
+
+    #[test]
+    fn a_run_goes_only_where_its_folder_can_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("d.npz");
+        std::fs::write(&file, "data").unwrap();
+        let err = RunDir::new(file.join("sub"))
+            .check_unused()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "--out {}: {} is a file, so the folder for it cannot be made",
+                file.join("sub").display(),
+                file.display()
+            )
+        );
+        RunDir::new(dir.path().join("new/run"))
+            .check_unused()
+            .unwrap();
+    }
+
+    #[test]
+    fn an_edited_copy_of_the_task_scene_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let cfg = TrainConfig {
+            task: "/elsewhere/my-task.scn.ron".into(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        let scene = "(goals: [(tolerance: 0.1)])";
+        run.write_task_scene(scene.as_bytes()).unwrap();
+        run.read_config().unwrap();
+        std::fs::write(run.task_scene(), scene.replace("0.1", "5.0")).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "{} was edited after the run started (its CRC-32 is ",
+                run.task_scene().display()
+            )) && err.contains("Restore the file, or start a new run with the edited task"),
+            "{err}"
+        );
+        // What the run did can still be reported.
+        run.read_config_to_report().unwrap();
+        // A run from before the record was kept loads as before.
+        std::fs::remove_file(run.record()).unwrap();
+        run.read_config().unwrap();
+        assert!(run.foreign_entries().unwrap().is_empty());
     }
 
     #[test]

@@ -8,6 +8,9 @@ use qamlab_agent::{AgentConfig, AgentKind, precision};
 use qamlab_headless::{DeviceChoice, TrainConfig};
 use qamlab_sim::EnvSpec;
 
+/// Timed updates or steps of one measurement: a million already take hours.
+const MAX_TIMED: usize = 1_000_000;
+
 /// What to measure.
 #[derive(clap::Subcommand, Clone, Debug)]
 pub enum BenchCommand {
@@ -30,8 +33,8 @@ pub struct AgentBenchArgs {
     /// task's observation and action sizes (its own agent kind unless --agents names others).
     #[arg(long, conflicts_with = "size")]
     pub config: Option<PathBuf>,
-    /// Timed updates per agent.
-    #[arg(long, default_value_t = 50, value_parser = super::at_least_one::<usize>)]
+    /// Timed updates per agent (at most 1000000).
+    #[arg(long, default_value_t = 50, value_parser = super::count_up_to(MAX_TIMED))]
     pub updates: usize,
     /// Agents to measure (default: qam, qam-f, qam-e, fql, bc; with --config, its kind).
     #[arg(long, value_delimiter = ',')]
@@ -46,8 +49,8 @@ pub struct AgentBenchArgs {
     /// training does (on), or both (one row each, same run).
     #[arg(long, value_enum, default_value_t = Toggle::Both)]
     pub split_update: Toggle,
-    /// libtorch threads on the CPU (default: half the cores, as training uses).
-    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    /// libtorch threads on the CPU (default: half the cores, as training uses; at most 1024).
+    #[arg(long, value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
     pub threads: Option<usize>,
 }
 
@@ -79,11 +82,12 @@ pub struct SimBenchArgs {
     /// Task to step.
     #[arg(long, default_value = "cube-single")]
     pub task: String,
-    /// Control steps per measurement.
-    #[arg(long, default_value_t = 200, value_parser = super::at_least_one::<usize>)]
+    /// Control steps per measurement (at most 1000000).
+    #[arg(long, default_value_t = 200, value_parser = super::count_up_to(MAX_TIMED))]
     pub steps: usize,
-    /// Env counts to measure, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256", value_parser = super::at_least_one::<usize>)]
+    /// Env counts to measure, comma separated (each at most 4096).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256",
+          value_parser = super::count_up_to(qamlab_headless::limits::MAX_ENVS))]
     pub envs: Vec<usize>,
 }
 

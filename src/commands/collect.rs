@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use qamlab_headless::collect::{CollectOptions, collect};
+use anyhow::Context;
+
+use qamlab_headless::collect::{CollectOptions, StagedCollection, check_collect, collect_staged};
+use qamlab_headless::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 
 /// Flags of `qamlab collect`.
 #[derive(clap::Args, Clone, Debug)]
@@ -10,8 +13,8 @@ pub struct CollectArgs {
     /// Built-in task name or path to a task scene file.
     #[arg(long, default_value = "cube-single")]
     pub task: String,
-    /// Episodes to record.
-    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    /// Episodes to record (at most 100000000).
+    #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]
     pub episodes: usize,
     /// Output file (.npz); written atomically. An existing file is refused unless `--overwrite`.
     #[arg(long)]
@@ -19,8 +22,8 @@ pub struct CollectArgs {
     /// Replace the `--out` file if it exists (and its `-val.npz`, when --val-episodes writes one).
     #[arg(long)]
     pub overwrite: bool,
-    /// Envs stepping together.
-    #[arg(long, default_value_t = 16, value_parser = super::at_least_one::<usize>)]
+    /// Envs stepping together (at most 4096).
+    #[arg(long, default_value_t = 16, value_parser = super::count_up_to(MAX_ENVS))]
     pub envs: usize,
     /// Seed: the same seed and flags give the same bytes.
     #[arg(long, default_value_t = 0)]
@@ -35,12 +38,13 @@ pub struct CollectArgs {
     /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub random_action_prob: f32,
-    /// Episode length (default: the task's).
-    #[arg(long, value_parser = super::at_least_one::<u32>)]
+    /// Episode length in control steps (default: the task's; at most 1000000).
+    #[arg(long, value_parser = super::count_up_to(MAX_EPISODE_LENGTH))]
     pub episode_length: Option<u32>,
     /// Also write OGBench's validation file `<out stem>-val.npz` with this many more episodes
-    /// (OGBench's own hold about a tenth as many), from a different seed stream.
-    #[arg(long, default_value_t = 0)]
+    /// (OGBench's own hold about a tenth as many), from a different seed stream. Both files are collected and
+    /// written before either replaces an earlier one.
+    #[arg(long, default_value_t = 0, value_parser = super::at_most(MAX_EPISODES))]
     pub val_episodes: usize,
     /// Hide the progress bar.
     #[arg(long)]
@@ -90,16 +94,40 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         out: args.out,
         progress: !args.quiet,
     };
-    report(&collect(&options)?);
-    if args.val_episodes > 0 {
-        let val = CollectOptions {
-            episodes: args.val_episodes,
-            // A seed stream of its own: no validation episode repeats a training one.
-            seed: options.seed ^ 0x7A11_DA7A_5EED_0001,
-            out: val_path(&options.out),
-            ..options
-        };
-        report(&collect(&val)?);
+    let val = (args.val_episodes > 0).then(|| CollectOptions {
+        episodes: args.val_episodes,
+        // A seed stream of its own: no validation episode repeats a training one.
+        seed: options.seed ^ 0x7A11_DA7A_5EED_0001,
+        out: val_path(&options.out),
+        ..options.clone()
+    });
+    // Both checked before the first episode: the validation file's options must not fail after the main one.
+    check_collect(&options)?;
+    if let Some(val) = &val {
+        check_collect(val).with_context(|| {
+            format!(
+                "--val-episodes {}: the validation file {}",
+                val.episodes,
+                val.out.display()
+            )
+        })?;
+    }
+    super::interrupt::cancel_on_interrupt();
+    // Both written beside their names, then both put in place: a failure or Ctrl-C before leaves the files that
+    // were there, never a new dataset beside an old validation file.
+    let staged = collect_staged(&options).and_then(|main| {
+        let val = val.as_ref().map(collect_staged).transpose()?;
+        Ok((main, val))
+    });
+    let (main, val) = super::interrupt::cancelled(
+        staged,
+        "nothing was written (no temporary file is left), and what --out named is as it was",
+    )?;
+    let main = main.put_in_place()?;
+    let val = val.map(StagedCollection::put_in_place).transpose()?;
+    report(&main);
+    if let Some(val) = &val {
+        report(val);
     }
     Ok(())
 }

@@ -29,12 +29,39 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     print!("{}", describe(&args.file, &data, args.columns));
     if let Some(task) = task {
         let spec = qamlab_sim::EnvSpec::of(&task.scene);
-        match data.check_fits(&args.file, &task.scene, &spec)? {
-            Some(note) => println!("fits task {}, with a warning: {note}", task.name),
-            None => println!("fits task {}", task.name),
+        let fits = data.check_fits(&args.file, &task.scene, &spec)?;
+        let notes: Vec<String> = fits
+            .into_iter()
+            .chain(check_trains(&args.file, &data)?)
+            .collect();
+        if notes.is_empty() {
+            println!("fits task {}", task.name);
+        } else {
+            println!(
+                "fits task {}, with a warning: {}",
+                task.name,
+                notes.join("; and ")
+            );
         }
     }
     Ok(())
+}
+
+/// Checks the dataset as `qamlab train` would, beyond its columns: too short for any action chunk is an error
+/// (what train says); shorter than one of the default horizon_length, a note (a config's may be shorter).
+fn check_trains(file: &std::path::Path, data: &Dataset) -> anyhow::Result<Option<String>> {
+    let horizon = qamlab_agent::AgentConfig::default().horizon_length;
+    let Err(short) = data.check_holds_a_chunk(file, horizon) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !data.is_empty(),
+        "{short}: `qamlab train` refuses it, whatever its horizon_length"
+    );
+    Ok(Some(format!(
+        "{short} (the default): `qamlab train` refuses it unless [agent] horizon_length is at most {}",
+        data.len()
+    )))
 }
 
 /// The summary printed for `data`, read from `file`.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use qamlab_headless::collect::{CollectOptions, collect};
+use qamlab_headless::collect::{CollectOptions, collect_staged};
 use qamlab_headless::run_dir::{RunDir, RunLock};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions};
 
@@ -83,6 +83,25 @@ fn claim_previous_run(run_dir: &Path) -> anyhow::Result<Option<RunLock>> {
     Ok(Some(lock))
 }
 
+/// Checks `--out` before any work: the folders for the dataset and the run must be possible there (what a file
+/// in their way would otherwise fail on later, inside them).
+fn check_out(out: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    let shown = out.display();
+    anyhow::ensure!(
+        !out.is_file(),
+        "--out {shown} is a file; the demo needs a folder for its dataset and its run"
+    );
+    if !out.exists() {
+        qamlab_headless::files::check_writable(out, "--out")?;
+    }
+    anyhow::ensure!(
+        !run_dir.exists() || run_dir.is_dir(),
+        "--out {shown}: {} is a file, so the demo's run folder cannot be made there: move it, or choose another --out",
+        run_dir.display()
+    );
+    Ok(())
+}
+
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
@@ -92,6 +111,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "qam-{}",
         if device.is_cuda() { "cuda" } else { "cpu" }
     ));
+    check_out(&args.out, &run_dir)?;
     // Checked before collecting: the demo replaces its previous run, and nothing that is not one, nor a run
     // another process is using (held until the old run is cleared).
     let mut claim = claim_previous_run(&run_dir)?;
@@ -100,7 +120,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
         plan.episodes, plan.config.offline_steps, plan.config.online_steps
     );
-    let collected = collect(&CollectOptions {
+    // Ctrl-C while collecting stops it with no temporary file left (training, next, takes Ctrl-C as a request to
+    // checkpoint and stop).
+    super::interrupt::cancel_on_interrupt();
+    let staged = collect_staged(&CollectOptions {
         task: "cube-single".into(),
         episodes: plan.episodes,
         envs: 16,
@@ -109,7 +132,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         ..CollectOptions::default()
     })
-    .context("collecting the demo dataset")?;
+    .context("collecting the demo dataset");
+    let collected = super::interrupt::cancelled(
+        staged,
+        "the demo dataset was not written (no temporary file is left)",
+    )?
+    .put_in_place()?;
     println!(
         "dataset: {} ({} transitions)",
         dataset.display(),

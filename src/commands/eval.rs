@@ -17,11 +17,12 @@ pub struct EvalArgs {
     /// Run directory written by `qamlab train`.
     #[arg(long)]
     pub run: PathBuf,
-    /// Evaluation episodes.
-    #[arg(long, default_value_t = 50, value_parser = super::at_least_one::<usize>)]
+    /// Evaluation episodes (at most 1000000).
+    #[arg(long, default_value_t = 50,
+          value_parser = super::count_up_to(qamlab_headless::limits::MAX_EVAL_EPISODES))]
     pub episodes: usize,
-    /// Envs stepping together.
-    #[arg(long, default_value_t = 10, value_parser = super::at_least_one::<usize>)]
+    /// Envs stepping together (at most 4096).
+    #[arg(long, default_value_t = 10, value_parser = super::count_up_to(qamlab_headless::limits::MAX_ENVS))]
     pub envs: usize,
     /// Seed of the evaluation episodes' initial states.
     #[arg(long, default_value_t = 0)]

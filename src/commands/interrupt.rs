@@ -1,4 +1,5 @@
 //! Ctrl-C during training: the run stops at its next step, checkpoints there, and the command says how to go on.
+//! Ctrl-C during a collection: it stops, and its temporary files are removed rather than left behind.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,8 +27,38 @@ pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
     Box::new(StopOnInterrupt)
 }
 
-/// A run Ctrl-C stopped, and what to do next. The process then exits with 130 (128 + SIGINT), as shells and
-/// scripts expect of an interrupted command.
+extern "C" fn on_interrupt_cancel(_signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    qamlab_headless::files::cancel_writes();
+    // SAFETY: as in `on_interrupt`.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// From now on, Ctrl-C stops the collection or the dataset write in progress, which then removes its temporary
+/// file (killed by the signal's default action, it would leave `.tmp-NAME-XXXX` behind); a second Ctrl-C kills.
+pub fn cancel_on_interrupt() {
+    let handler: extern "C" fn(libc::c_int) = on_interrupt_cancel;
+    // SAFETY: the handler only stores atomics and calls signal(), all async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    }
+}
+
+/// `result`, or where Ctrl-C cancelled the work (see [`cancel_on_interrupt`]), an [`Interrupted`] error that
+/// says `what` became of the files.
+pub fn cancelled<T>(result: anyhow::Result<T>, what: &str) -> anyhow::Result<T> {
+    match result {
+        Err(_) if qamlab_headless::files::writes_cancelled() => {
+            Err(Interrupted(format!("interrupted: {what}")).into())
+        }
+        other => other,
+    }
+}
+
+/// Work Ctrl-C stopped (a run, a collection), and what became of it. The process then exits with 130
+/// (128 + SIGINT), as shells and scripts expect of an interrupted command.
 #[derive(Debug)]
 pub struct Interrupted(String);
 

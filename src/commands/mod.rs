@@ -23,6 +23,57 @@ where
     }
 }
 
+/// A parser of a count from 1 to `max`: a flag's sane range (see `qamlab_headless::limits`), past which what
+/// the count multiplies into or allocates would not work.
+pub(crate) fn count_up_to<T>(
+    max: T,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr
+        + Default
+        + PartialEq
+        + PartialOrd
+        + std::fmt::Display
+        + Copy
+        + Send
+        + Sync
+        + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |s| {
+        let n = at_least_one::<T>(s)?;
+        if n > max {
+            return Err(format!("must be from 1 to {max}"));
+        }
+        Ok(n)
+    }
+}
+
+/// A parser of a count from 0 to `max` (see [`count_up_to`]).
+pub(crate) fn at_most<T>(
+    max: T,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |s| {
+        let n = s.parse::<T>().map_err(|e| e.to_string())?;
+        if n > max {
+            return Err(format!("must be at most {max}"));
+        }
+        Ok(n)
+    }
+}
+
+/// Parses a path that must not be empty (`--dataset ""` would name no file).
+pub(crate) fn non_empty_path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("expected the path of a file, got an empty one".into());
+    }
+    Ok(s.into())
+}
+
 /// `n thing` or `n things`.
 pub(crate) fn count(n: usize, thing: &str) -> String {
     format!("{n} {thing}{}", if n == 1 { "" } else { "s" })

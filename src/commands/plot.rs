@@ -46,7 +46,8 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     let mut tasks: Vec<String> = Vec::new();
     for dir in &args.runs {
         let run = RunDir::new(dir);
-        let cfg = run.read_config()?;
+        // The curves were drawn already: a scene copy edited since does not change them.
+        let cfg = run.read_config_to_report()?;
         offline_steps = offline_steps.max(cfg.offline_steps);
         let task = qamlab_tasks::load_task(&cfg.task).map_or(cfg.task.clone(), |t| t.name);
         if !tasks.contains(&task) {

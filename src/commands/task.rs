@@ -13,8 +13,8 @@ pub struct TaskArgs {
     /// Built-in task name or path to a task scene file.
     pub task: String,
     /// Also run this many episodes with the scripted oracle (solving the goal) and with random actions, and
-    /// report their success rates.
-    #[arg(long, default_value_t = 0)]
+    /// report their success rates (at most 4096: one env each, stepped together).
+    #[arg(long, default_value_t = 0, value_parser = super::at_most(qamlab_headless::limits::MAX_ENVS))]
     pub episodes: usize,
     /// Seed of the tried episodes.
     #[arg(long, default_value_t = 0)]

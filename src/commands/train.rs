@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use qamlab_agent::AgentKind;
+use qamlab_headless::limits::{MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_UTD_RATIO};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 
 /// Flags of `qamlab train`; each overrides the value of `--config`.
@@ -17,25 +18,26 @@ pub struct TrainArgs {
     #[arg(long)]
     pub task: Option<String>,
     /// Offline dataset: npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it.
-    #[arg(long)]
+    #[arg(long, value_parser = super::non_empty_path)]
     pub dataset: Option<PathBuf>,
     /// Agent: qam, qam-f, qam-e, fql or bc.
     #[arg(long, value_parser = parse_kind)]
     pub agent: Option<AgentKind>,
-    /// Gradient steps on the dataset.
-    #[arg(long)]
+    /// Gradient steps on the dataset (at most 10^12).
+    #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub offline_steps: Option<u64>,
-    /// Online environment steps (summed over the envs; rounded up to a multiple of --envs, which step together).
-    #[arg(long)]
+    /// Online environment steps (summed over the envs; rounded up to a multiple of --envs, which step together;
+    /// at most 10^12).
+    #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub online_steps: Option<u64>,
-    /// Training envs stepping together online.
-    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    /// Training envs stepping together online (at most 4096).
+    #[arg(long, value_parser = super::count_up_to(MAX_ENVS))]
     pub envs: Option<usize>,
-    /// Online env steps before updates start (they only collect until then).
-    #[arg(long)]
+    /// Online env steps before updates start (they only collect until then; at most 10^12).
+    #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub start_training: Option<u64>,
-    /// Gradient updates per online env step.
-    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    /// Gradient updates per online env step (at most 1024).
+    #[arg(long, value_parser = super::count_up_to(MAX_UTD_RATIO))]
     pub utd_ratio: Option<usize>,
     /// auto, cpu or cuda.
     #[arg(long)]
@@ -64,8 +66,8 @@ pub struct TrainArgs {
     /// Evaluate every this many steps.
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub eval_interval: Option<u64>,
-    /// Episodes per evaluation.
-    #[arg(long, value_parser = super::at_least_one::<usize>)]
+    /// Episodes per evaluation (at most 1000000).
+    #[arg(long, value_parser = super::count_up_to(MAX_EVAL_EPISODES))]
     pub eval_episodes: Option<usize>,
     /// Checkpoint every this many steps.
     #[arg(long, value_parser = super::at_least_one::<u64>)]

@@ -137,10 +137,20 @@ impl Trainer<'_> {
     /// were in progress and what the online phase needs to put its envs back into them (see `start_envs`).
     pub(super) fn restore(&mut self) -> anyhow::Result<()> {
         let Some(dir) = self.run.latest_checkpoint()? else {
+            let root = self.run.root().display();
+            let (_, incomplete) = self.run.step_checkpoints();
+            if !incomplete.is_empty() {
+                bail!(
+                    "{root} has no complete checkpoint to resume from: checkpoints/latest is missing, and {} lack{} \
+                     some of agent.safetensors, replay.safetensors and state.json (cut short when the run stopped); \
+                     start the run again with another --out, or remove this one first",
+                    incomplete.join(", "),
+                    if incomplete.len() == 1 { "s" } else { "" }
+                );
+            }
             bail!(
-                "{} has no checkpoint to resume from: the run stopped before its first (checkpoint_interval {}); \
+                "{root} has no checkpoint to resume from: the run stopped before its first (checkpoint_interval {}); \
                  remove it and start the run again",
-                self.run.root().display(),
                 self.cfg.checkpoint_interval
             );
         };

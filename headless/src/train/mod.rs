@@ -279,6 +279,7 @@ impl<'a> Trainer<'a> {
         let spec = qamlab_sim::EnvSpec::of(scene);
         crate::chunks::check_agent_action_space(&spec)?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
+        check_replay_memory(cfg, obs_dim, action_dim)?;
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
             Some(path) => Some(load_offline_data(
@@ -327,7 +328,7 @@ impl<'a> Trainer<'a> {
             if !task.builtin {
                 let text = std::fs::read(&cfg.task)
                     .with_context(|| format!("copying the task scene {}", cfg.task))?;
-                write_bytes_atomically(&run.task_scene(), &text)?;
+                run.write_task_scene(&text)?;
             }
             write_bytes_atomically(&run.config(), cfg.to_toml()?.as_bytes())?;
             let _ = std::fs::remove_file(run.metrics());
@@ -837,7 +838,9 @@ impl<'a> Trainer<'a> {
     /// How many online updates have fallen due by online step `step`: `utd_ratio` for each env step from
     /// `start_training` on, as the reference.
     fn online_updates_due(&self, step: u64) -> u64 {
-        step.saturating_sub(self.cfg.start_training.saturating_sub(1)) * self.cfg.utd_ratio as u64
+        // The config's bounds keep the product far below u64::MAX; saturating, a count past them cannot panic.
+        step.saturating_sub(self.cfg.start_training.saturating_sub(1))
+            .saturating_mul(self.cfg.utd_ratio as u64)
     }
 
     fn finish(mut self) -> anyhow::Result<TrainSummary> {
@@ -919,6 +922,19 @@ fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
         .wrapping_add(i)
 }
 
+/// Refuses, before the replay buffer is made, a run whose online transitions would not fit in memory: the buffer
+/// keeps every one (observation, next observation, action, reward, mask and terminal in float32).
+fn check_replay_memory(cfg: &TrainConfig, obs_dim: usize, action_dim: usize) -> anyhow::Result<()> {
+    let per_transition = (2 * obs_dim + action_dim + 3) as u64 * 4;
+    crate::limits::check_memory(
+        cfg.online_steps.checked_mul(per_transition),
+        &format!(
+            "online_steps = {}: the replay buffer, holding every online transition ({per_transition} bytes each),",
+            cfg.online_steps
+        ),
+    )
+}
+
 /// Reads the offline dataset into the replay buffer, checking it is data of the task (a note on a variant's said
 /// when the run starts, not when it resumes) and holds a chunk; returns the CRC-32 of the file.
 fn load_offline_data(
@@ -930,7 +946,10 @@ fn load_offline_data(
     resume: bool,
 ) -> anyhow::Result<u32> {
     let data = crate::dataset::load_dataset(path)?;
-    if let Some(note) = data.check_fits(path, scene, spec)?
+    // Another task's data is said first: no horizon would make it fit.
+    let note = data.check_fits(path, scene, spec)?;
+    data.check_holds_a_chunk(path, cfg.agent.horizon_length)?;
+    if let Some(note) = note
         && !resume
     {
         tracing::warn!("{note}");
@@ -957,14 +976,6 @@ fn load_offline_data(
             &data.terminals,
         )
         .with_context(|| format!("dataset {}", path.display()))?;
-    let horizon = cfg.agent.horizon_length;
-    if replay.len() < horizon {
-        bail!(
-            "dataset {}: {} transitions, fewer than one action chunk of horizon_length = {horizon}",
-            path.display(),
-            replay.len()
-        );
-    }
     Ok(data.crc32)
 }
 
@@ -1325,6 +1336,68 @@ mod tests {
             err.contains("tensor online/actions holds 5: expected actions in [-1, 1]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_run_whose_latest_pointer_was_lost_resumes_from_its_newest_complete_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let options = |resume: bool, stop_after_logs: Option<usize>| TrainOptions {
+            config: tiny(40, 1),
+            out: out.clone(),
+            resume,
+            progress: false,
+            observer: Some(stop_after(stop_after_logs)),
+        };
+        train(options(false, Some(3))).unwrap();
+        let pointer = out.join("checkpoints/latest");
+        let stopped_at = std::fs::read_to_string(&pointer).unwrap();
+        std::fs::remove_file(&pointer).unwrap();
+        // A checkpoint cut short (no state.json) is no checkpoint: the message says what is there.
+        let state = out.join("checkpoints").join(&stopped_at).join("state.json");
+        let kept = std::fs::read(&state).unwrap();
+        std::fs::remove_file(&state).unwrap();
+        let err = format!("{:#}", train(options(true, None)).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "has no complete checkpoint to resume from: checkpoints/latest is missing, and {stopped_at} lacks \
+                 some of agent.safetensors, replay.safetensors and state.json"
+            )),
+            "{err}"
+        );
+        // Whole, it is the newest complete checkpoint, and the run goes on from it.
+        std::fs::write(&state, kept).unwrap();
+        let summary = train(options(true, None)).unwrap();
+        assert!(!summary.stopped_early);
+        assert_eq!(std::fs::read_to_string(&pointer).unwrap(), "step-40");
+    }
+
+    #[test]
+    fn a_replay_buffer_past_the_machine_is_refused_before_the_run_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let mut config = tiny(crate::limits::MAX_STEPS, 1);
+        config.validate().unwrap();
+        config.eval_interval = 1000;
+        let err = format!(
+            "{:#}",
+            train(TrainOptions {
+                config,
+                out: out.clone(),
+                resume: false,
+                progress: false,
+                observer: None,
+            })
+            .unwrap_err()
+        );
+        assert!(
+            err.starts_with(
+                "online_steps = 1000000000000: the replay buffer, holding every online transition (256 bytes \
+                 each), would take 232.8 TiB of memory, more than this machine's"
+            ),
+            "{err}"
+        );
+        assert!(!out.exists());
     }
 
     #[test]

@@ -1,0 +1,119 @@
+//! Upper bounds of the counts a user gives (flags and config keys), and the memory check of what they allocate.
+//!
+//! Each bound lies far past any real run, yet low enough that the counts it bounds, multiplied together (steps by
+//! the updates per step, episodes by their rows), stay far below `u64::MAX`; what they allocate is compared with
+//! the machine's memory before it is allocated.
+
+use anyhow::bail;
+
+/// Envs stepped together (training, evaluation, collection, `bench sim`, the episodes `task` tries): 4096 of
+/// cube-single take about 0.75 GB; the demo steps 8 to 16.
+pub const MAX_ENVS: usize = 4096;
+
+/// Gradient steps of the offline phase, env steps of the online one, and `start_training`: 10^12 (the paper's
+/// runs take 10^6).
+pub const MAX_STEPS: u64 = 1_000_000_000_000;
+
+/// Gradient updates per online env step (the reference uses 1; RLPD-style runs up to 20).
+pub const MAX_UTD_RATIO: usize = 1024;
+
+/// Episodes of one evaluation.
+pub const MAX_EVAL_EPISODES: usize = 1_000_000;
+
+/// Episodes of one collection (OGBench's largest datasets hold 10^5 episodes of 1000 steps).
+pub const MAX_EPISODES: usize = 100_000_000;
+
+/// Control steps of one episode (the built-in tasks' are 200 to 1000).
+pub const MAX_EPISODE_LENGTH: u32 = 1_000_000;
+
+/// libtorch threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// Bytes of a TOML config file: the shipped ones take about 1 KB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The memory this process may use: the machine's (`MemTotal`), or its control group's limit where lower. `None`
+/// where neither can be read.
+pub fn available_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+    // "max" (no limit) does not parse, and is no limit.
+    let group = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match (total, group) {
+        (Some(t), Some(g)) => Some(t.min(g)),
+        (t, g) => t.or(g),
+    }
+}
+
+/// Refuses, before anything is allocated, to hold `bytes` (`None`: more than a `u64` counts) where the machine
+/// has less memory. `what` says what would take it, e.g. `collect: --episodes 10 of 201 rows each`.
+pub fn check_memory(bytes: Option<u64>, what: &str) -> anyhow::Result<()> {
+    let memory = available_memory();
+    let needed = match bytes {
+        Some(b) => b,
+        None => bail!("{what} would take more than 16 EiB of memory"),
+    };
+    if let Some(memory) = memory
+        && needed > memory
+    {
+        bail!(
+            "{what} would take {} of memory, more than this machine's {}",
+            format_bytes(needed),
+            format_bytes(memory)
+        );
+    }
+    Ok(())
+}
+
+/// `bytes` in the largest binary unit that keeps a number of at least 1, like `59.6 TiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_past_the_machine_are_refused_with_what_they_would_take() {
+        assert_eq!(format_bytes(512), "512 bytes");
+        assert_eq!(format_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
+        check_memory(Some(1 << 20), "a small buffer").unwrap();
+        let err = check_memory(Some(1 << 62), "--envs 5")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--envs 5 would take 4.0 EiB of memory, more than this machine's "),
+            "{err}"
+        );
+        let err = check_memory(None, "--episodes 9").unwrap_err().to_string();
+        assert_eq!(err, "--episodes 9 would take more than 16 EiB of memory");
+        // The bounds multiply without overflow: steps by updates per step, episodes by their rows.
+        assert!(MAX_STEPS.checked_mul(MAX_UTD_RATIO as u64).is_some());
+        assert!(
+            (MAX_EPISODES as u64)
+                .checked_mul(u64::from(MAX_EPISODE_LENGTH) + 1)
+                .and_then(|rows| rows.checked_mul(4096))
+                .is_some()
+        );
+    }
+}
