@@ -184,6 +184,9 @@ fn a_screenshot_while_training_shows_the_trained_agent_the_same_each_time() {
         run.to_str().unwrap(),
     ];
     let first = std::fs::read(screenshot_of(dir.path(), "a.png", 4, &args)).unwrap();
+    // The window waited for the end of training (closed earlier, it would have stopped the trainer first).
+    let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    assert!(summary.contains("\"stopped_early\": false"), "{summary}");
     std::fs::remove_dir_all(&run).unwrap();
     let second = std::fs::read(screenshot_of(dir.path(), "b.png", 4, &args)).unwrap();
     assert!(

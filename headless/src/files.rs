@@ -108,9 +108,9 @@ pub fn write_staged(
     })
 }
 
-/// Reads the file at `path` whole. With `max_bytes`, refuses more than that (a pipe or a device is read up to it);
-/// without, refuses what is not a regular file (a device such as /dev/zero or a pipe would be read forever). A
-/// folder is refused either way. `what` names the file in errors: `config file`, `dataset`.
+/// Reads the file at `path` whole: a regular file or a pipe, and a device (`/dev/stdin`) only with `max_bytes`,
+/// since one such as /dev/zero never ends. With `max_bytes`, refuses more than that. A folder or a socket is
+/// refused. `what` names the file in errors: `config file`, `dataset`.
 pub fn read_regular_file(
     path: &Path,
     what: &str,
@@ -121,15 +121,13 @@ pub fn read_regular_file(
     let kind = std::fs::metadata(path)
         .with_context(|| format!("reading {what} {shown}"))?
         .file_type();
-    // With a size limit, a pipe or a device is read up to it (`--config <(...)`, `/dev/stdin`); without one it
-    // could be read forever.
+    // A pipe ends when its writer does (`--config <(...)`, `qamlab dataset <(cat d.npz)`); a device may never
+    // end, so it is read only up to a size limit.
     let streams = max_bytes.is_some();
     let other = if kind.is_dir() {
         "a folder"
     } else if (kind.is_char_device() || kind.is_block_device()) && !streams {
         "a device"
-    } else if kind.is_fifo() && !streams {
-        "a pipe"
     } else if kind.is_socket() {
         "a socket"
     } else {

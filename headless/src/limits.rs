@@ -32,8 +32,9 @@ pub const MAX_THREADS: usize = 1024;
 /// Bytes of a TOML config file: the shipped ones take about 1 KB.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
-/// The memory this process may use: the machine's (`MemTotal`), or its control group's limit where lower. `None`
-/// where neither can be read.
+/// The memory this process may use: the machine's (`MemTotal`), or the cgroup v2 limit at
+/// `/sys/fs/cgroup/memory.max` where lower (the process's own in a container; limits set elsewhere are not seen).
+/// `None` where neither can be read.
 pub fn available_memory() -> Option<u64> {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -203,8 +203,8 @@ pub struct Overlap {
 }
 
 /// Pairs of colliders that overlap deeper than `min_depth` at the scene's authored poses and would push each other
-/// apart at the first step: on different bodies, not joined by a joint (whose bodies never collide), not both
-/// fixed, and with collision groups that let them touch.
+/// apart at the first step: on different bodies, one of them dynamic, not joined by a joint (whose bodies never
+/// collide), and with collision groups that let them touch.
 pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
     let poses: Vec<Pose> = scene
         .bodies
@@ -230,11 +230,12 @@ pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Over
     let mut out = Vec::new();
     for (k, &(a, ca)) in colliders.iter().enumerate() {
         for &(b, cb) in &colliders[k + 1..] {
-            let both_fixed = [a, b]
+            // Rapier makes contacts only where a dynamic body takes part.
+            let one_dynamic = [a, b]
                 .iter()
-                .all(|&i| scene.bodies[i].body.kind == BodyKind::Fixed);
+                .any(|&i| scene.bodies[i].body.kind == BodyKind::Dynamic);
             if a == b
-                || both_fixed
+                || !one_dynamic
                 || jointed(a, b)
                 || !ca.collision_groups().test(cb.collision_groups())
             {

@@ -244,3 +244,27 @@ fn bodies_placed_inside_each_other_are_found() {
     assert_eq!(names, [("table", "cube")], "{overlaps:?}");
     assert!((overlaps[0].depth - 0.02).abs() < 1e-3, "{overlaps:?}");
 }
+
+#[test]
+fn overlaps_without_a_dynamic_body_are_no_concern() {
+    // A kinematic slab sunk into the fixed table: Rapier makes no contact between them, so nothing is pushed apart.
+    let slab = r#"    99: (
+      components: {
+        "qamlab_sim::authoring::Body": (name: "slab", kind: Kinematic, translation: (0.3, 0.3, 0.0), rotation: (0.0, 0.0, 0.0, 1.0)),
+        "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (0.05, 0.05, 0.05)), density: 0.0, friction: 1.0),
+      },
+    ),
+    12: ("#;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap()
+    .replacen("    12: (", slab, 1);
+    let scene = TaskScene::from_ron(&text, "kinematic").unwrap();
+    assert!(scene.bodies.iter().any(|b| b.body.name == "slab"));
+    assert_eq!(
+        qamlab_sim::physics::overlaps_at_authored_poses(&scene, 0.002),
+        vec![]
+    );
+}

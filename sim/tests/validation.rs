@@ -269,7 +269,14 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "gravity_scale: 0.0, extra_mass: 1.0,\n        ),\n        \"qamlab_sim::authoring::Joint\": (\n          name: \"x\"",
             "gravity_scale: 0.0, extra_mass 1.0,\n        ),\n        \"qamlab_sim::authoring::Joint\": (\n          name: \"x\"",
             "field `Body.extra_mass`",
-            "Expected colon: a field's name is followed by `:`, like `extra_mass: …`",
+            "Expected colon: a field's name or a key is followed by `:`, like `extra_mass: …`",
+        ),
+        // A field's name in quotes is no component left open.
+        (
+            "name: \"carriage_x\", kind: Dynamic",
+            "name: \"carriage_x\", \"kind\": Dynamic",
+            "field `Body.kind`",
+            "Expected identifier",
         ),
         // A component's closing `)` left out: the next component is no field of it.
         (
@@ -763,6 +770,30 @@ fn a_name_not_found_says_what_was_meant() {
         let err = load_edited(from, to).unwrap_err().to_string();
         assert!(err.contains(says), "{to}: {err}");
     }
+    // No guess where several names are as near ("w" is one edit from "x", "y" and "z"), or the name is all edit.
+    let err = load_edited("joints: [\"x\"]", "joints: [\"w\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no joint named \"w\": the names are \"x\", \"y\", \"z\""),
+        "{err}"
+    );
+    // A missing name in a RelativePosition is named as missing before `from == to` is judged.
+    let err = load_edited(
+        "RelativePosition(from: \"pinch\", to: \"cube\")",
+        "RelativePosition(from: \"nope\", to: \"nope\")",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no body or site named \"nope\""), "{err}");
+    // A body keeping away from itself.
+    let err = load_edited(
+        "yaw: Some((min: -3.1416, max: 3.1416)),\n        ),",
+        "yaw: Some((min: -3.1416, max: 3.1416)), min_distance_from: [(\"cube\", 0.1)],\n        ),",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("a body cannot keep away from itself"), "{err}");
 }
 
 #[test]

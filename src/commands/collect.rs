@@ -114,7 +114,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     }
     super::interrupt::cancel_on_interrupt();
     // Both written beside their names, then both put in place: a failure or Ctrl-C before leaves the files that
-    // were there, never a new dataset beside an old validation file.
+    // were there. Only the second rename failing (rare within one folder) could part the pair: the error says so.
     let staged = collect_staged(&options).and_then(|main| {
         let val = val.as_ref().map(collect_staged).transpose()?;
         Ok((main, val))
@@ -124,7 +124,15 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         "nothing was written (no temporary file is left), and what --out named is as it was",
     )?;
     let main = main.put_in_place()?;
-    let val = val.map(StagedCollection::put_in_place).transpose()?;
+    let val = val
+        .map(StagedCollection::put_in_place)
+        .transpose()
+        .with_context(|| {
+            format!(
+                "{} is the new dataset, but its validation file could not replace the one there: collect again",
+                main.path.display()
+            )
+        })?;
     report(&main);
     if let Some(val) = &val {
         report(val);

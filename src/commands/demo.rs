@@ -143,6 +143,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         dataset.display(),
         collected.transitions
     );
+    // From here Ctrl-C asks training to checkpoint and stop; one that came before, during the collection's last
+    // write, stops the demo here, before the previous run is cleared.
+    let observer = super::interrupt::stop_on_interrupt();
+    super::interrupt::stop_if_cancelled(
+        "the dataset is written; the previous demo run is kept and training did not start",
+    )?;
     // Another demo on the same --out may have started its run while this one collected.
     if claim.is_none() {
         claim = claim_previous_run(&run_dir)?;
@@ -157,7 +163,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         out: run_dir.clone(),
         resume: false,
         progress: !args.quiet,
-        observer: Some(super::interrupt::stop_on_interrupt()),
+        observer: Some(observer),
     })?;
     super::interrupt::check(&summary)?;
     super::train::print_summary(&summary);

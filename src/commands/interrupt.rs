@@ -57,6 +57,15 @@ pub fn cancelled<T>(result: anyhow::Result<T>, what: &str) -> anyhow::Result<T> 
     }
 }
 
+/// Where Ctrl-C cancelled writes (see [`cancel_on_interrupt`]) after the last one finished, an [`Interrupted`]
+/// error saying `what` became of the work: the next step must not start (its own writes would all fail).
+pub fn stop_if_cancelled(what: &str) -> anyhow::Result<()> {
+    if qamlab_headless::files::writes_cancelled() {
+        return Err(Interrupted(format!("interrupted: {what}")).into());
+    }
+    Ok(())
+}
+
 /// Work Ctrl-C stopped (a run, a collection), and what became of it. The process then exits with 130
 /// (128 + SIGINT), as shells and scripts expect of an interrupted command.
 #[derive(Debug)]

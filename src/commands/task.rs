@@ -69,9 +69,9 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             super::count(episodes, "episode")
         );
         // Online learning from nothing starts from the successes exploration stumbles on.
-        if tried.success_rate == 0.0 {
+        if tried.success_rate == 0.0 && episodes >= 10 {
             println!(
-                "note: random actions never reached the goals: training online from nothing (`qamlab train \
+                "note: random actions never reached the goals in {episodes} episodes: training online from nothing (`qamlab train \
                  --offline-steps 0` without a dataset) has no success to learn from and may stay at 0 %; give it a \
                  dataset that reaches them, or check that the robot can reach the goals' targets (their ranges, its \
                  joints' limits, how far an action moves it: a `PositionDelta` motor moves less than its `scale` \
@@ -149,17 +149,29 @@ fn describe(
     out
 }
 
-/// Joints whose anchor lies far from both their bodies (over 1 m, and over twice the distance between the
-/// bodies' origins): a typo, most often, for a point between them. Each with its distance to the nearer body.
+/// Joints whose anchor lies far from both their bodies (over 1 m from each one's origin and collider, and over
+/// twice the distance between the bodies' origins): a typo, most often, for a point between them. Each with its
+/// distance to the nearer body.
 fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
     scene
         .joints
         .iter()
         .filter_map(|j| {
-            let at = |b: usize| scene.bodies[b].body.translation;
-            let (p, c) = (at(j.parent), at(j.child));
-            let nearer = j.joint.anchor.distance(p).min(j.joint.anchor.distance(c));
-            (nearer > 1.0 && nearer > 2.0 * p.distance(c)).then(|| (j.joint.name.clone(), nearer))
+            let distance = |b: usize| {
+                let body = &scene.bodies[b];
+                let (at, turn) = (body.body.translation, body.body.rotation.normalize());
+                let origin = j.joint.anchor.distance(at);
+                // A shape placed by its collider's offset, away from its body's origin.
+                body.collider.as_ref().map_or(origin, |c| {
+                    origin.min(j.joint.anchor.distance(at + turn * c.offset))
+                })
+            };
+            let nearer = distance(j.parent).min(distance(j.child));
+            let apart = scene.bodies[j.parent]
+                .body
+                .translation
+                .distance(scene.bodies[j.child].body.translation);
+            (nearer > 1.0 && nearer > 2.0 * apart).then(|| (j.joint.name.clone(), nearer))
         })
         .collect()
 }

@@ -100,6 +100,9 @@ pub(super) fn build_bodies(
                 .iter()
                 .position(|b| b.body.name == *name)
                 .ok_or_else(|| {
+                    if *name == body.name {
+                        return ck.err(raw, &field, "a body cannot keep away from itself".into());
+                    }
                     let later = entities
                         .iter()
                         .filter_map(|e| e.body.as_ref())

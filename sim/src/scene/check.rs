@@ -30,17 +30,20 @@ pub(super) fn not_found<'a>(
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
         return format!("{message}: a scene refers to things by their `name`, not by entity id");
     }
-    // Case and a typo or two: a distance of at most a third of the name (at least 1).
-    let close = known
+    // Case and a typo or two: a distance of at most a third of the name (at least 1, short of the whole name),
+    // to one known name only (`"w"` is as near to `"x"` as to `"y"`: no guess).
+    let distance = |k: &str| strsim::levenshtein(&k.to_lowercase(), &name.to_lowercase());
+    let closest = known.iter().map(|k| distance(k)).min();
+    let nearest: Vec<&str> = known
         .iter()
-        .map(|k| {
-            (
-                strsim::levenshtein(&k.to_lowercase(), &name.to_lowercase()),
-                *k,
-            )
-        })
-        .min()
-        .filter(|&(d, k)| d <= (name.chars().count().max(k.chars().count()) / 3).max(1));
+        .copied()
+        .filter(|k| Some(distance(k)) == closest)
+        .collect();
+    let length = name.chars().count();
+    let close = match (closest, nearest.as_slice()) {
+        (Some(d), [k]) if d <= (length / 3).max(1) && d < length => Some((d, *k)),
+        _ => None,
+    };
     match close {
         Some((_, k)) => format!("{message}: did you mean \"{k}\"?"),
         None if known.is_empty() => format!("{message}: there are none"),

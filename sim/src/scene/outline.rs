@@ -233,9 +233,10 @@ impl Outline {
         line: usize,
         column: usize,
     ) -> Option<(String, usize, usize)> {
+        // A type path, not a field name written in quotes (`"kind": Fixed`).
         if !matches!(
             self.token_at(line, column),
-            Some(Kind::Key { quoted: true, .. })
+            Some(Kind::Key { name, quoted: true }) if name.contains("::")
         ) {
             return None;
         }

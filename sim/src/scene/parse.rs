@@ -134,7 +134,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
                 column,
                 entity: place,
                 message: format!(
-                    "Expected colon: a field's name is followed by `:`, like `{word}: …`"
+                    "Expected colon: a field's name or a key is followed by `:`, like `{word}: …`"
                 ),
             };
         }

@@ -69,18 +69,23 @@ pub(super) fn build_sensors(
             Sensor::AngularVelocity { body: b } => SensorDef::AngularVelocity(body("body", b)?),
             Sensor::JointPosition { joint: j } => SensorDef::JointPosition(joint(j)?),
             Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(joint(j)?),
-            // A frame's position relative to itself is always zero: an observation that says nothing.
-            Sensor::RelativePosition { from, to } if from == to => {
-                return Err(ck.err(
-                    raw,
-                    &field("to"),
-                    format!("is \"{to}\", as `from` is: the relative position of a frame to itself is always 0"),
-                ));
+            Sensor::RelativePosition { from, to } => {
+                let (a, b) = (
+                    frame(ck, frames, raw, &field("from"), from)?,
+                    frame(ck, frames, raw, &field("to"), to)?,
+                );
+                // A frame's position relative to itself is always zero: an observation that says nothing.
+                if from == to {
+                    return Err(ck.err(
+                        raw,
+                        &field("to"),
+                        format!(
+                            "is \"{to}\", as `from` is: the relative position of a frame to itself is always 0"
+                        ),
+                    ));
+                }
+                SensorDef::RelativePosition(a, b)
             }
-            Sensor::RelativePosition { from, to } => SensorDef::RelativePosition(
-                frame(ck, frames, raw, &field("from"), from)?,
-                frame(ck, frames, raw, &field("to"), to)?,
-            ),
             Sensor::GoalPosition { goal } => SensorDef::GoalPosition(
                 goals
                     .iter()
