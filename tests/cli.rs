@@ -86,6 +86,19 @@ fn a_zero_count_names_its_flag() {
     }
 }
 
+/// cube-single's scene text with the first `from` replaced by `to`.
+fn cube_single_with(from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+    )
+    .unwrap();
+    assert!(
+        text.contains(from),
+        "`{from}` is not in cube-single's scene"
+    );
+    text.replacen(from, to, 1)
+}
+
 #[test]
 fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     let out = qamlab(&["task", "cube-single", "--episodes", "4"]);
@@ -121,11 +134,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 
     // A goal that holds at reset (its tolerance spans the table): `task` points at it.
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap()
-    .replacen(", tolerance: 0.04)", ", tolerance: 5.0)", 1);
+    let text = cube_single_with(", tolerance: 0.04)", ", tolerance: 5.0)");
     let easy = dir.path().join("easy.scn.ron");
     std::fs::write(&easy, text).unwrap();
     let out = qamlab(&["task", easy.to_str().unwrap(), "--episodes", "3"]);
@@ -137,11 +146,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 
     // A goal random actions never reach in 10 episodes (a 1 mm tolerance): `task` says what that means for
     // learning from nothing.
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap()
-    .replacen(", tolerance: 0.04)", ", tolerance: 0.001)", 1);
+    let text = cube_single_with(", tolerance: 0.04)", ", tolerance: 0.001)");
     let hard = dir.path().join("hard.scn.ron");
     std::fs::write(&hard, text).unwrap();
     let out = qamlab(&["task", hard.to_str().unwrap(), "--episodes", "10"]);
@@ -154,11 +159,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     );
 
     // A scene file with a mistake: the error names the file and the field, and the exit code says so.
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap()
-    .replacen(", tolerance: 0.04)", ")", 1);
+    let text = cube_single_with(", tolerance: 0.04)", ")");
     let bad = dir.path().join("bad.scn.ron");
     std::fs::write(&bad, text).unwrap();
     let out = qamlab(&["task", bad.to_str().unwrap()]);
