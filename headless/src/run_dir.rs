@@ -108,7 +108,7 @@ impl RunDir {
     /// The configuration the run started with; a task given as a scene file is read from the run's copy, which
     /// must be as the run started (the run's checkpoints were trained on that task).
     pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
-        let cfg = self.read_config_to_report()?;
+        let cfg = self.read_config_unverified()?;
         if self.task_scene().is_file() {
             self.check_task_scene()?;
         }
@@ -152,7 +152,7 @@ impl RunDir {
     /// The configuration the run started with, as [`read_config`](Self::read_config) reads it but without
     /// checking the run's copy of its task scene: for reporting what the run did (its curves), not for acting
     /// on its task.
-    pub fn read_config_to_report(&self) -> anyhow::Result<TrainConfig> {
+    pub fn read_config_unverified(&self) -> anyhow::Result<TrainConfig> {
         let path = self.config();
         let text = read_regular_text(
             &path,
@@ -815,7 +815,7 @@ mod tests {
             "{err}"
         );
         // What the run did can still be reported.
-        run.read_config_to_report().unwrap();
+        run.read_config_unverified().unwrap();
         // A run from before the record was kept loads as before.
         std::fs::remove_file(run.record()).unwrap();
         run.read_config().unwrap();
