@@ -1242,17 +1242,26 @@ mod tests {
         });
     }
 
+    /// A tiny run in `out`, fresh or resumed, stopped after `stop_after_logs` metrics rows if given.
+    fn tiny_run(
+        out: &std::path::Path,
+        resume: bool,
+        stop_after_logs: Option<usize>,
+    ) -> TrainOptions {
+        TrainOptions {
+            config: tiny(40, 1),
+            out: out.to_path_buf(),
+            resume,
+            progress: false,
+            observer: Some(stop_after(stop_after_logs)),
+        }
+    }
+
     #[test]
     fn a_checkpoint_mixed_from_two_or_with_damaged_values_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let options = |resume: bool, stop_after_logs: Option<usize>| TrainOptions {
-            config: tiny(40, 1),
-            out: out.clone(),
-            resume,
-            progress: false,
-            observer: Some(stop_after(stop_after_logs)),
-        };
+        let options = |resume, stop_after_logs| tiny_run(&out, resume, stop_after_logs);
         train(options(false, Some(3))).unwrap();
         let latest = RunDir::new(&out).latest_checkpoint().unwrap().unwrap();
         let resume_error = || format!("{:#}", train(options(true, None)).unwrap_err());
@@ -1342,13 +1351,7 @@ mod tests {
     fn a_run_whose_latest_pointer_was_lost_resumes_from_its_newest_complete_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let options = |resume: bool, stop_after_logs: Option<usize>| TrainOptions {
-            config: tiny(40, 1),
-            out: out.clone(),
-            resume,
-            progress: false,
-            observer: Some(stop_after(stop_after_logs)),
-        };
+        let options = |resume, stop_after_logs| tiny_run(&out, resume, stop_after_logs);
         train(options(false, Some(3))).unwrap();
         let pointer = out.join("checkpoints/latest");
         let stopped_at = std::fs::read_to_string(&pointer).unwrap();
