@@ -40,6 +40,17 @@ enum Command {
     View(Box<view::ViewArgs>),
 }
 
+/// This checkout's root, for tests. Read at run time (cargo sets CARGO_MANIFEST_DIR when it runs
+/// tests): a test binary reused from a shared target directory may have been compiled in another
+/// checkout, whose path `env!` would have baked in.
+#[cfg(test)]
+fn checkout_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 fn main() -> std::process::ExitCode {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`qamlab task X --episodes 8 | head -1`) panicked with
     // a trace. With the default action the process ends quietly, as other command-line tools do.

@@ -88,10 +88,9 @@ fn a_zero_count_names_its_flag() {
 
 /// cube-single's scene text with the first `from` replaced by `to`.
 fn cube_single_with(from: &str, to: &str) -> String {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(common::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
+            .unwrap();
     assert!(
         text.contains(from),
         "`{from}` is not in cube-single's scene"
@@ -172,10 +171,9 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 
     // An action range other than [-1, 1] loads, but the agents (which act in [-1, 1]) cannot use it: `task` says
     // so, and `train` refuses it before any work.
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(common::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
+            .unwrap();
     let dz = "(name: \"dz\", joints: [\"z\"], control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0)";
     assert!(text.contains(dz));
     let narrow = dir.path().join("narrow.scn.ron");

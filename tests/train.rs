@@ -466,10 +466,9 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = collect(dir.path());
     let config = write_config(dir.path(), "tiny.toml", &offline_only(2));
-    let scene = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap();
+    let scene =
+        std::fs::read_to_string(common::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
+            .unwrap();
     let train_on = |name: &str, text: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
@@ -536,7 +535,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     let config = write_config(dir.path(), "tiny.toml", &offline_only(20));
     let scene = dir.path().join("my-task.scn.ron");
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
+        common::checkout_dir().join("assets/tasks/cube-single.scn.ron"),
         &scene,
     )
     .unwrap();
@@ -781,7 +780,7 @@ fn sparse_rewards_pay_only_for_complete_success() {
 
 #[test]
 fn every_shipped_config_resolves() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs");
+    let dir = common::checkout_dir().join("assets/configs");
     let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

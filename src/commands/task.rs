@@ -301,11 +301,9 @@ mod tests {
 
     #[test]
     fn a_joint_anchor_far_from_both_bodies_is_found() {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("assets/tasks/cube-single.scn.ron"),
-        )
-        .unwrap();
+        let text =
+            std::fs::read_to_string(crate::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
+                .unwrap();
         let scene = TaskScene::from_ron(&text, "cube-single").unwrap();
         assert!(far_joint_anchors(&scene).is_empty());
         // Joint "x"'s anchor 25 m up where 0.25 was meant.

@@ -601,8 +601,7 @@ mod tests {
         );
         // The pendulum hangs from 0.48 to 1.02 m; its goal is up at 1.5 m, and in view.
         let scene = qamlab_sim::TaskScene::from_file(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("assets/tasks/examples/pendulum.scn.ron"),
+            crate::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron"),
         )
         .unwrap();
         let (low, high) = vertical_extent(&scene);

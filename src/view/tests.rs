@@ -310,10 +310,9 @@ fn the_save_command_writes_the_acting_agent() {
 fn physics_past_f32_stops_the_window_naming_the_observation() {
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("far.scn.ron");
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(crate::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
+            .unwrap();
     // The pinch site so far out that its velocity overflows once the palm turns.
     let far = text.replacen(
         "offset: (0.0, 0.0, -0.06)",

@@ -6,6 +6,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The `qamlab` binary under test.
+/// This checkout's root. Read at run time (cargo sets CARGO_MANIFEST_DIR when it runs tests): a
+/// test binary reused from a shared target directory may have been compiled in another checkout.
+pub fn checkout_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
+
 pub fn qamlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_qamlab"))
 }

@@ -1466,7 +1466,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scene = dir.path().join("short.scn.ron");
         let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/tasks/cube-single.scn.ron"),
+            // At run time: a test binary from a shared target directory may come from another checkout.
+            Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+                .join("../assets/tasks/cube-single.scn.ron"),
         )
         .unwrap();
         std::fs::write(
