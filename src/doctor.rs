@@ -111,6 +111,10 @@ pub fn run() -> anyhow::Result<()> {
         ),
     });
     checks.push(Check {
+        name: "CPU matmuls",
+        value: qamlab_agent::mkl_kernels::active().describe().into(),
+    });
+    checks.push(Check {
         name: "display",
         value: display_description(),
     });

@@ -31,6 +31,7 @@ fn doctor_reports_libtorch_cuda_and_engines() {
         "CUDA graphs",
         "TF32 matmuls",
         "CPU threads",
+        "CPU matmuls",
         "display",
         "render adapters",
         "bevy",
@@ -43,6 +44,12 @@ fn doctor_reports_libtorch_cuda_and_engines() {
     }
     let bevy = stdout.lines().find(|l| l.starts_with("bevy")).unwrap();
     assert!(bevy.contains("0.19."), "{bevy}");
+    // The binary answers oneMKL's vendor question itself (agent/src/mkl_kernels.rs).
+    let matmuls = stdout
+        .lines()
+        .find(|l| l.starts_with("CPU matmuls"))
+        .unwrap();
+    assert!(!matmuls.contains("missing"), "{matmuls}");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //! * [`metrics`] — lazily read update metrics and the intermediate trace.
 //! * [`checkpoint`] — atomic safetensors checkpoints.
 //! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
+//! * [`mkl_kernels`] — which oneMKL matrix kernels the CPU runs (Intel's, on every vendor).
 //! * [`precision`] — IEEE fp32 or TF32 for CUDA matmuls (the reference's JAX default is TF32).
 //! * [`bench`] — update throughput and acting latency.
 //! * [`error`] — [`AgentError`], what the agent refuses (bad configs, checkpoints, shapes).
@@ -33,6 +34,7 @@ pub mod error;
 pub mod fql;
 pub mod gelu;
 pub mod metrics;
+pub mod mkl_kernels;
 pub mod networks;
 pub mod noise;
 pub mod optim;
