@@ -58,6 +58,8 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Before libtorch allocates anything: freed tensors' memory is reused, not given back.
+    qamlab_agent::cpu_memory::keep_freed_memory();
     log::init();
     let cli = Cli::parse();
     let result = match cli.command {

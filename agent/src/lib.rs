@@ -16,6 +16,7 @@
 //! * [`metrics`] — lazily read update metrics and the intermediate trace.
 //! * [`checkpoint`] — atomic safetensors checkpoints.
 //! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
+//! * [`cpu_memory`] — glibc keeps the memory freed tensors leave, for the next update.
 //! * [`mkl_kernels`] — which oneMKL matrix kernels the CPU runs (Intel's, on every vendor).
 //! * [`precision`] — IEEE fp32 or TF32 for CUDA matmuls (the reference's JAX default is TF32).
 //! * [`bench`] — update throughput and acting latency.
@@ -28,6 +29,7 @@ pub mod agent;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_memory;
 pub mod cuda_graph;
 pub mod data;
 pub mod error;
