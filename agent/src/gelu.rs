@@ -304,12 +304,21 @@ mod kernels {
                 debug_assert!(available());
                 #[cfg(target_arch = "x86_64")]
                 {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    fn x86_512($($arg: $ty),*) {
+                        $body($($arg),*)
+                    }
                     #[target_feature(enable = "avx2,fma")]
                     fn x86($($arg: $ty),*) {
                         $body($($arg),*)
                     }
-                    // SAFETY: `available` checked that the CPU has AVX2 and FMA.
-                    unsafe { x86($($arg),*) }
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has AVX-512F, and (`available`) AVX2 and FMA.
+                        unsafe { x86_512($($arg),*) }
+                    } else {
+                        // SAFETY: `available` checked that the CPU has AVX2 and FMA.
+                        unsafe { x86($($arg),*) }
+                    }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 $body($($arg),*)
