@@ -295,8 +295,8 @@ mod kernels {
         }
     }
 
-    /// Defines `pub(super) fn $name` that runs `$body` compiled for AVX2 and FMA on x86-64 (as
-    /// is elsewhere); to be called only where [`available`].
+    /// Defines `pub(super) fn $name` that runs `$body` compiled for AVX-512 where the CPU has it,
+    /// else for AVX2 and FMA, on x86-64 (as is elsewhere); to be called only where [`available`].
     macro_rules! wide {
         ($(#[$doc:meta])* $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
             $(#[$doc])*
