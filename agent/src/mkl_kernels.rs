@@ -49,6 +49,17 @@ impl MklKernels {
             MklKernels::NotApplicable => "libtorch's own (not an x86-64 Linux build)",
         }
     }
+
+    /// A few words for a benchmark's header.
+    pub fn label(self) -> &'static str {
+        match self {
+            MklKernels::IntelOnOtherVendor | MklKernels::IntelCpu => "oneMKL's Intel kernels",
+            MklKernels::VendorRequested | MklKernels::OverrideMissing => {
+                "oneMKL's kernels for this vendor"
+            }
+            MklKernels::NotApplicable => "libtorch's matmuls",
+        }
+    }
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

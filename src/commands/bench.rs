@@ -192,7 +192,11 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         String::new()
     } else {
         let n = qamlab_headless::config::set_cpu_threads(args.threads);
-        format!(", {n} libtorch thread{}", if n == 1 { "" } else { "s" })
+        format!(
+            ", {n} libtorch thread{}, {}",
+            if n == 1 { "" } else { "s" },
+            qamlab_agent::mkl_kernels::active().label()
+        )
     };
     println!(
         "device {device_name}{threads}, {}, {} timed updates each",
