@@ -3,10 +3,12 @@
 //! An eager update allocates and frees the same few hundred tensors every step. With glibc's
 //! defaults a freed block above 128 KiB (a batch's activations) goes back to the kernel, by
 //! `munmap` or by trimming the heap, and the next step takes page faults to get it again: on the
-//! dev box the kernel's page handling was 16 % of a demo-size QAM update. Keeping freed memory
-//! for reuse made the update 5-12 % faster and acting on 1024 observations twice as fast
-//! (docs/benchmarks.md, "Agent"), for at most a few hundred MiB held that the process had used
-//! anyway.
+//! dev box the kernel's page handling was 16 % of a small QAM update. glibc raises its thresholds
+//! as it sees large blocks freed, so a long training run gets there by itself (the demo's update
+//! rate was the same with and without these settings, and its peak memory 8 % lower without);
+//! fixed from the start they spare the short runs, the benchmarks and acting on large batches
+//! their page faults: the small update 5-12 % faster, acting on 1024 observations twice as fast
+//! (docs/benchmarks.md, "Agent").
 
 /// Blocks from this size on are still mapped on their own (and returned when freed): large
 /// datasets and replay buffers, which are not freed every step.
