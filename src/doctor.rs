@@ -115,6 +115,10 @@ pub fn run() -> anyhow::Result<()> {
         value: qamlab_agent::mkl_kernels::active().describe().into(),
     });
     checks.push(Check {
+        name: "CPU memory",
+        value: qamlab_agent::cpu_memory::allocator().describe().into(),
+    });
+    checks.push(Check {
         name: "display",
         value: display_description(),
     });
