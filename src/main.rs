@@ -58,9 +58,16 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // Before libtorch allocates anything: freed tensors' memory is reused, not given back.
+    // Before any tensor: freed tensors' memory is reused, not given back.
     qamlab_agent::cpu_memory::keep_freed_memory();
     log::init();
+    let warnings = [
+        qamlab_agent::cpu_memory::env_warning(),
+        qamlab_agent::mkl_kernels::env_warning(),
+    ];
+    for warning in warnings.into_iter().flatten() {
+        tracing::warn!("{warning}");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),

@@ -32,6 +32,7 @@ fn doctor_reports_libtorch_cuda_and_engines() {
         "TF32 matmuls",
         "CPU threads",
         "CPU matmuls",
+        "CPU memory",
         "display",
         "render adapters",
         "bevy",
