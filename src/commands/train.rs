@@ -276,6 +276,7 @@ mod tests {
             agent: "qam".into(),
             device: "cpu".into(),
             execution: "eager".into(),
+            cpu_matmuls: "oneMKL's Intel kernels".into(),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
             updates_per_second: 72.0,

@@ -96,7 +96,7 @@ pub enum TrainEvent {
     /// A CPU copy of every parameter at a step.
     Weights(u64, Vec<(String, tch::Tensor)>),
     /// Training ended (normally, stopped, or with an error).
-    Finished(Result<TrainSummary, String>),
+    Finished(Result<Box<TrainSummary>, String>),
 }
 
 /// Copies weights no more often than this: the copy takes the trainer's time.
@@ -212,7 +212,9 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("qamlab-train".into())
         .spawn(move || {
-            let result = qamlab_headless::train(options).map_err(|e| format!("{e:#}"));
+            let result = qamlab_headless::train(options)
+                .map(Box::new)
+                .map_err(|e| format!("{e:#}"));
             let ended = result.as_ref().map(|_| ()).map_err(Clone::clone);
             let _ = events.send(TrainEvent::Finished(result));
             ended
@@ -361,9 +363,7 @@ fn receive_training(
             TrainEvent::Log(step, row) => curves.add_row(step, &row),
             TrainEvent::Eval(point) => curves.evals.push(point),
             TrainEvent::Weights(step, weights) => newest = Some((step, weights)),
-            TrainEvent::Finished(Ok(summary)) => {
-                curves.status = TrainingStatus::Finished(Box::new(summary))
-            }
+            TrainEvent::Finished(Ok(summary)) => curves.status = TrainingStatus::Finished(summary),
             TrainEvent::Finished(Err(err)) => curves.status = TrainingStatus::Failed(err),
         }
     }

@@ -68,6 +68,10 @@ pub struct TrainSummary {
     /// How updates and acting ran: `eager`, `cuda graphs`, or `eager (CUDA graph failed: …)`.
     #[serde(default)]
     pub execution: String,
+    /// Which kernels ran the CPU's float32 matrix products (`oneMKL's Intel kernels`, …): they sum
+    /// in different orders, so a seed's run takes another path under another choice.
+    #[serde(default)]
+    pub cpu_matmuls: String,
     /// Success rate at the last offline evaluation (None without an offline phase).
     pub offline_success: Option<f64>,
     /// Success rate at the last online evaluation (None without an online phase).
@@ -885,6 +889,7 @@ impl<'a> Trainer<'a> {
             agent: self.cfg.agent.kind.as_str().into(),
             device: crate::config::device_name(self.agent.device()),
             execution: self.agent.execution(),
+            cpu_matmuls: qamlab_agent::mkl_kernels::active().label().into(),
             offline_success: last("offline"),
             online_success: last("online"),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
@@ -1467,8 +1472,11 @@ mod tests {
         let scene = dir.path().join("short.scn.ron");
         let text = std::fs::read_to_string(
             // At run time: a test binary from a shared target directory may come from another checkout.
-            Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
-                .join("../assets/tasks/cube-single.scn.ron"),
+            Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR")
+                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+            )
+            .join("../assets/tasks/cube-single.scn.ron"),
         )
         .unwrap();
         std::fs::write(
