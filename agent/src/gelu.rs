@@ -296,9 +296,11 @@ mod kernels {
     }
 
     /// Defines `pub(super) fn $name` that runs `$body` compiled for AVX-512 where the CPU has it,
-    /// else for AVX2 and FMA, on x86-64 (as is elsewhere); to be called only where [`available`].
+    /// else for AVX2 and FMA, on x86-64 (as is elsewhere), and on x86-64 `$avx2`, the AVX2 build
+    /// alone (what CPUs without AVX-512 run; the byte test runs both); to be called only where
+    /// [`available`].
     macro_rules! wide {
-        ($(#[$doc:meta])* $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+        ($(#[$doc:meta])* $name:ident, $avx2:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
             $(#[$doc])*
             pub(super) fn $name($($arg: $ty),*) {
                 debug_assert!(available());
@@ -308,35 +310,42 @@ mod kernels {
                     fn x86_512($($arg: $ty),*) {
                         $body($($arg),*)
                     }
-                    #[target_feature(enable = "avx2,fma")]
-                    fn x86($($arg: $ty),*) {
-                        $body($($arg),*)
-                    }
                     if std::arch::is_x86_feature_detected!("avx512f") {
                         // SAFETY: the CPU has AVX-512F, and (`available`) AVX2 and FMA.
                         unsafe { x86_512($($arg),*) }
                     } else {
-                        // SAFETY: `available` checked that the CPU has AVX2 and FMA.
-                        unsafe { x86($($arg),*) }
+                        $avx2($($arg),*)
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 $body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            $(#[$doc])*
+            pub(super) fn $avx2($($arg: $ty),*) {
+                debug_assert!(available());
+                #[target_feature(enable = "avx2,fma")]
+                fn x86($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: `available` checked that the CPU has AVX2 and FMA.
+                unsafe { x86($($arg),*) }
             }
         };
     }
 
     wide!(
         /// `y = GELU(x)`.
-        forward => forward_loop(x: &[f32], y: &mut [f32])
+        forward, forward_avx2 => forward_loop(x: &[f32], y: &mut [f32])
     );
     wide!(
         /// `y = g·GELU'(x)`.
-        backward => backward_loop(g: &[f32], x: &[f32], y: &mut [f32])
+        backward, backward_avx2 => backward_loop(g: &[f32], x: &[f32], y: &mut [f32])
     );
     wide!(
         /// `slope = GELU'(x)`, `offset = GELU(x) − x·slope`.
-        tangent => tangent_loop(x: &[f32], slope: &mut [f32], offset: &mut [f32])
+        tangent, tangent_avx2 => tangent_loop(x: &[f32], slope: &mut [f32], offset: &mut [f32])
     );
 }
 
@@ -454,16 +463,30 @@ mod tests {
         let g: Vec<f32> = x.iter().map(|v| (v * 0.37).sin()).collect();
         let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
         let n = x.len();
-        let (mut wide, mut plain) = (vec![0.0; n], vec![0.0; n]);
-        kernels::forward(&x, &mut wide);
-        kernels::forward_loop(&x, &mut plain);
-        assert!(same(&wide, &plain));
-        kernels::backward(&g, &x, &mut wide);
-        kernels::backward_loop(&g, &x, &mut plain);
-        assert!(same(&wide, &plain));
-        let (mut wide_b, mut plain_b) = (vec![0.0; n], vec![0.0; n]);
-        kernels::tangent(&x, &mut wide, &mut wide_b);
-        kernels::tangent_loop(&x, &mut plain, &mut plain_b);
-        assert!(same(&wide, &plain) && same(&wide_b, &plain_b));
+        type Forward = fn(&[f32], &mut [f32]);
+        type Backward = fn(&[f32], &[f32], &mut [f32]);
+        type Tangent = fn(&[f32], &mut [f32], &mut [f32]);
+        // The dispatching builds (AVX-512 on CPUs that have it), and on x86-64 the AVX2 ones too.
+        let mut builds: Vec<(Forward, Backward, Tangent)> =
+            vec![(kernels::forward, kernels::backward, kernels::tangent)];
+        #[cfg(target_arch = "x86_64")]
+        builds.push((
+            kernels::forward_avx2,
+            kernels::backward_avx2,
+            kernels::tangent_avx2,
+        ));
+        for (forward, backward, tangent) in builds {
+            let (mut wide, mut plain) = (vec![0.0; n], vec![0.0; n]);
+            forward(&x, &mut wide);
+            kernels::forward_loop(&x, &mut plain);
+            assert!(same(&wide, &plain));
+            backward(&g, &x, &mut wide);
+            kernels::backward_loop(&g, &x, &mut plain);
+            assert!(same(&wide, &plain));
+            let (mut wide_b, mut plain_b) = (vec![0.0; n], vec![0.0; n]);
+            tangent(&x, &mut wide, &mut wide_b);
+            kernels::tangent_loop(&x, &mut plain, &mut plain_b);
+            assert!(same(&wide, &plain) && same(&wide_b, &plain_b));
+        }
     }
 }
