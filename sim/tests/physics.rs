@@ -1,6 +1,8 @@
 //! The authoring features do what they say in the physics: every collider shape rests at its size, motors track
 //! velocity and position targets, fixed joints hold, goals and the reward forms count correctly.
 
+mod common;
+
 use bevy::math::Vec3;
 use qamlab_sim::prelude::*;
 
@@ -213,13 +215,7 @@ fn solver_settings_reach_rapier() {
 
 #[test]
 fn bodies_placed_inside_each_other_are_found() {
-    // The checkout's path at run time: a test binary from a shared target directory may have been
-    // compiled in another checkout.
-    let text = std::fs::read_to_string(
-        std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
-            .join("../assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap();
+    let text = common::cube_single_text();
     // As authored, the cube rests on the table (touching, not inside it) and the gripper is clear of both.
     let scene = TaskScene::from_ron(&text, "cube-single").unwrap();
     assert_eq!(
@@ -257,12 +253,7 @@ fn overlaps_without_a_dynamic_body_are_no_concern() {
       },
     ),
     12: ("#;
-    let text = std::fs::read_to_string(
-        std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
-            .join("../assets/tasks/cube-single.scn.ron"),
-    )
-    .unwrap()
-    .replacen("    12: (", slab, 1);
+    let text = common::cube_single_text().replacen("    12: (", slab, 1);
     let scene = TaskScene::from_ron(&text, "kinematic").unwrap();
     assert!(scene.bodies.iter().any(|b| b.body.name == "slab"));
     assert_eq!(

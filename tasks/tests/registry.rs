@@ -120,8 +120,10 @@ fn oracle_places_each_cube_at_the_one_goal_on_it() {
 #[test]
 fn the_minimal_example_loads_and_no_oracle_claims_it() {
     // At run time: a test binary from a shared target directory may come from another checkout.
-    let path = std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
-        .join("../assets/tasks/examples/pendulum.scn.ron");
+    let path = std::path::Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+    )
+    .join("../assets/tasks/examples/pendulum.scn.ron");
     let task = load_task(path.to_str().unwrap()).unwrap();
     assert_eq!(task.name, "pendulum");
     let spec = qamlab_sim::EnvSpec::new(&task.scene, 200);

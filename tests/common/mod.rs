@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// The `qamlab` binary under test.
 /// This checkout's root. Read at run time (cargo sets CARGO_MANIFEST_DIR when it runs tests): a
 /// test binary reused from a shared target directory may have been compiled in another checkout.
 pub fn checkout_dir() -> std::path::PathBuf {
@@ -15,6 +14,7 @@ pub fn checkout_dir() -> std::path::PathBuf {
     )
 }
 
+/// The `qamlab` binary under test.
 pub fn qamlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_qamlab"))
 }
