@@ -2,7 +2,7 @@
 //!
 //! * [`collect`] — scripted-oracle data collection into OGBench-layout datasets.
 //! * [`dataset`] — reading and writing those datasets.
-//! * [`train`] — offline -> online training with evaluation, metrics, checkpoints and resume.
+//! * [`train`](mod@train) — offline -> online training with evaluation, metrics, checkpoints and resume.
 //! * [`evaluate`] — success-rate evaluation of a policy on separate envs.
 //! * [`chunks`] — open-loop execution of action chunks for a batch of envs.
 //! * [`config`] — the training configuration (TOML + flags).

@@ -10,12 +10,14 @@ use qamlab_sim::BatchedEnv;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::{ResumedEnvs, Trainer, append};
+use super::online::ResumedEnvs;
+use super::replay::append;
+use super::trainer::Trainer;
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::files::write_bytes_atomically;
 
-/// The run settings a resume must keep (see [`RunState::settings`]).
+/// The run settings a resume must keep (see [`RunState::settings`](super::trainer::RunState::settings)).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct RunSettings {
     seed: u64,

@@ -1,0 +1,84 @@
+//! The offline phase: the dataset read into the replay buffer, then gradient steps on it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use qamlab_agent::TransitionStore;
+
+use super::replay::shape_reward;
+use super::trainer::Trainer;
+use crate::config::TrainConfig;
+
+impl Trainer<'_> {
+    pub(super) fn offline_phase(&mut self) -> anyhow::Result<()> {
+        let total = self.cfg.offline_steps;
+        if self.state.offline_step >= total {
+            return Ok(());
+        }
+        let bar = self.bar(total, self.state.offline_step, "offline");
+        bar.set_message(self.status());
+        while self.state.offline_step < total && !self.stop_requested() {
+            let metrics = self.update(false)?;
+            self.state.offline_step += 1;
+            let step = self.state.offline_step;
+            if step.is_multiple_of(self.cfg.log_interval) || step == total {
+                self.log(&metrics, "offline", &[])?;
+                bar.set_message(self.status());
+            }
+            if step.is_multiple_of(self.cfg.eval_interval) || step == total {
+                self.evaluate("offline")?;
+                bar.set_message(self.status());
+            }
+            if step.is_multiple_of(self.cfg.checkpoint_interval) || step == total {
+                self.checkpoint(None)?;
+            }
+            bar.set_position(step);
+        }
+        bar.finish();
+        Ok(())
+    }
+}
+
+/// Reads the offline dataset into the replay buffer, checking it is data of the task (a note on a variant's said
+/// when the run starts, not when it resumes) and holds a chunk; returns the CRC-32 of the file.
+pub(super) fn load_offline_data(
+    path: &Path,
+    replay: &mut TransitionStore,
+    cfg: &TrainConfig,
+    scene: &qamlab_sim::TaskScene,
+    spec: &qamlab_sim::EnvSpec,
+    resume: bool,
+) -> anyhow::Result<u32> {
+    let data = crate::dataset::load_dataset(path)?;
+    // Another task's data is said first: no horizon would make it fit.
+    let note = data.check_fits(path, scene, spec)?;
+    data.check_holds_a_chunk(path, cfg.agent.horizon_length)?;
+    if let Some(note) = note
+        && !resume
+    {
+        tracing::warn!("{note}");
+    }
+    if !resume && data.transitions_at_success() == 0 {
+        tracing::warn!(
+            "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success to \
+             value; online episodes may still find it",
+            path.display()
+        );
+    }
+    let rewards: Vec<f32> = data
+        .rewards
+        .iter()
+        .map(|&r| shape_reward(r, cfg.sparse))
+        .collect();
+    replay
+        .extend_from_arrays(
+            &data.observations,
+            &data.actions,
+            &data.next_observations,
+            &rewards,
+            &data.masks,
+            &data.terminals,
+        )
+        .with_context(|| format!("dataset {}", path.display()))?;
+    Ok(data.crc32)
+}

@@ -1,0 +1,267 @@
+//! The online phase: the envs step together on the agent's action chunks (random ones before `start_training` in
+//! a balanced run), their transitions are staged per episode, and a resumed run puts them back into its episodes.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use qamlab_agent::TransitionStore;
+use qamlab_sim::{BatchedEnv, EnvOptions, StepOutput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::replay::{append, shape_reward};
+use super::trainer::Trainer;
+use crate::chunks::ChunkQueues;
+
+/// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
+/// actions so far are the pending transitions), and the actions each env still had queued from its chunk.
+pub(super) struct ResumedEnvs {
+    pub(super) word_pos: Vec<u128>,
+    pub(super) queued: Vec<f32>,
+    pub(super) queued_counts: Vec<usize>,
+}
+
+impl Trainer<'_> {
+    pub(super) fn online_phase(&mut self) -> anyhow::Result<()> {
+        let total = self.cfg.online_steps;
+        if self.state.online_step >= total {
+            return Ok(());
+        }
+        let n = self.cfg.envs;
+        let mut env = BatchedEnv::new(
+            self.scene,
+            n,
+            EnvOptions {
+                terminate_on_success: true,
+                episode_length: None,
+            },
+        )?;
+        let (mut obs, mut queues) = self.start_envs(&mut env)?;
+        let bar = self.bar(total, self.state.online_step, "online");
+        bar.set_message(self.status());
+        let mut last_metrics = None;
+        while self.state.online_step < total && !self.stop_requested() {
+            if self.cfg.balanced_sampling {
+                self.queue_warmup_actions(&mut queues);
+            }
+            let actions = queues.next_actions(&mut self.agent, &obs)?;
+            let t0 = Instant::now();
+            let out = env
+                .step(&actions)
+                .with_context(|| format!("stepping task {} online", self.cfg.task))?;
+            self.state.env_seconds += t0.elapsed().as_secs_f64();
+            self.stage_transitions(&obs, &actions, out, &mut queues)?;
+            obs.copy_from_slice(&out.obs);
+            let before = self.state.online_step;
+            self.state.online_step += n as u64;
+            let step = self.state.online_step;
+            if let Some(metrics) = self.make_due_updates()? {
+                last_metrics = Some(metrics);
+            }
+            let crossed = |interval: u64| before / interval != step / interval || step >= total;
+            if crossed(self.cfg.log_interval) {
+                self.log_online(last_metrics.as_ref())?;
+                bar.set_message(self.status());
+            }
+            if crossed(self.cfg.eval_interval) {
+                self.evaluate("online")?;
+                bar.set_message(self.status());
+            }
+            if crossed(self.cfg.checkpoint_interval) {
+                self.checkpoint(Some((&env, &queues)))?;
+            }
+            bar.set_position(step.min(total));
+        }
+        bar.finish();
+        if self.stop_requested() {
+            self.checkpoint_stopped(Some((&env, &queues)))?;
+        }
+        Ok(())
+    }
+
+    /// Queues a uniformly random action for each env with none queued whose step comes before `start_training`.
+    fn queue_warmup_actions(&self, queues: &mut ChunkQueues) {
+        // As the reference's balanced runs: uniformly random actions, one at a time, before
+        // start_training (env i takes online step `online_step + 1 + i` of this batched step).
+        let first = self.state.online_step + 1;
+        let (seed, start) = (self.cfg.seed, self.cfg.start_training);
+        let action_dim = self.replay.action_dim();
+        queues.fill_empty(|i| {
+            let step = first + i as u64;
+            (step < start).then(|| warmup_action(seed, step, action_dim))
+        });
+    }
+
+    /// Stages each env's transition of step `out` (taken from `obs` with `actions`); an env whose episode ended
+    /// has it appended to the replay buffer, counted, and its queued actions dropped.
+    fn stage_transitions(
+        &mut self,
+        obs: &[f32],
+        actions: &[f32],
+        out: &StepOutput,
+        queues: &mut ChunkQueues,
+    ) -> anyhow::Result<()> {
+        let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
+        for i in 0..self.cfg.envs {
+            let done = out.ended(i);
+            let staging = if self.stages_in_replay() {
+                &mut self.replay
+            } else {
+                &mut self.pending[i]
+            };
+            staging.push(
+                &obs[i * obs_dim..(i + 1) * obs_dim],
+                &actions[i * action_dim..(i + 1) * action_dim],
+                shape_reward(out.reward[i], self.cfg.sparse),
+                if out.terminated[i] { 0.0 } else { 1.0 },
+                if done { 1.0 } else { 0.0 },
+                &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
+            )?;
+            if done {
+                if !self.stages_in_replay() {
+                    let episode = std::mem::replace(
+                        &mut self.pending[i],
+                        TransitionStore::new(obs_dim, action_dim),
+                    );
+                    append(&mut self.replay, &episode)?;
+                }
+                self.state.online_episodes += 1;
+                self.state.online_successes += u64::from(out.success[i]);
+                queues.clear(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the online envs: new episodes in a new run; in a resumed one, the very episodes the checkpoint was
+    /// taken in, replayed from their starts with the actions taken since, so the run goes on as if never stopped.
+    /// Where that cannot be done exactly (a checkpoint of an older qamlab, or physics that comes out otherwise,
+    /// say on another machine), the transitions so far are kept as episodes cut at the checkpoint (still
+    /// bootstrapping) and the envs start new episodes from fresh seeds.
+    fn start_envs(&mut self, env: &mut BatchedEnv) -> anyhow::Result<(Vec<f32>, ChunkQueues)> {
+        let n = self.cfg.envs;
+        let action_dim = env.spec().action_dim;
+        let seeds = |generation: u64| -> Vec<u64> {
+            (0..n as u64)
+                .map(|i| env_seed(self.cfg.seed, generation, i))
+                .collect()
+        };
+        if self.state.online_step > 0 {
+            let why = match self.resumed_envs.take() {
+                None => "the checkpoint does not record the envs' episodes in progress (an older qamlab wrote it)"
+                    .to_string(),
+                Some(r) => match self.replay_envs(env, &seeds(self.state.generation), &r) {
+                    Ok(obs) => {
+                        let queues = ChunkQueues::restore(action_dim, &r.queued, &r.queued_counts)?;
+                        return Ok((obs, queues));
+                    }
+                    Err(e) => format!("{e:#}"),
+                },
+            };
+            tracing::warn!(
+                "{why}: the episodes in progress end at the checkpoint and the envs start new ones"
+            );
+            if self.stages_in_replay() && !self.episode_in_progress(0).0.is_empty() {
+                // A boundary for chunk sampling; the mask still bootstraps.
+                *self
+                    .replay
+                    .terminals
+                    .last_mut()
+                    .expect("an episode is in progress") = 1.0;
+            }
+            let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
+            for i in 0..n {
+                let mut episode = std::mem::replace(
+                    &mut self.pending[i],
+                    TransitionStore::new(obs_dim, action_dim),
+                );
+                if let Some(last) = episode.terminals.last_mut() {
+                    // A boundary for chunk sampling; the mask still bootstraps.
+                    *last = 1.0;
+                }
+                append(&mut self.replay, &episode)?;
+            }
+            self.state.generation += 1;
+        }
+        let obs = env
+            .reset(&seeds(self.state.generation))
+            .with_context(|| format!("starting task {} online", self.cfg.task))?
+            .to_vec();
+        Ok((obs, ChunkQueues::new(n, action_dim)))
+    }
+
+    /// Puts the envs back into their checkpointed episodes; checks each reaches the observation recorded last.
+    fn replay_envs(
+        &self,
+        env: &mut BatchedEnv,
+        seeds: &[u64],
+        resumed: &ResumedEnvs,
+    ) -> anyhow::Result<Vec<f32>> {
+        let n = self.cfg.envs;
+        let actions: Vec<&[f32]> = (0..n).map(|i| self.episode_in_progress(i).0).collect();
+        let obs = env
+            .restore(seeds, &resumed.word_pos, &actions)
+            .context("replaying the episodes in progress")?
+            .to_vec();
+        let (o, a) = (env.spec().obs_dim, env.spec().action_dim);
+        for i in 0..n {
+            let (actions, recorded) = self.episode_in_progress(i);
+            let reached = &obs[i * o..(i + 1) * o];
+            let same = recorded
+                .iter()
+                .zip(reached)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same {
+                bail!(
+                    "env {i}'s replayed episode did not reach the observation its checkpoint recorded after {} \
+                     steps (the physics came out otherwise)",
+                    actions.len() / a
+                );
+            }
+        }
+        Ok(obs)
+    }
+
+    /// Whether online transitions go straight into the replay buffer, as the reference's `add_transition` does.
+    /// With one env its episodes stay contiguous anyway; with several, each env stages its episode until it ends
+    /// (sampled from meanwhile), so that sampled chunks never mix envs.
+    fn stages_in_replay(&self) -> bool {
+        self.cfg.envs == 1
+    }
+
+    /// Env `i`'s episode in progress: its actions so far (`[T * action_dim]`) and the observation it has reached
+    /// (empty before its first step).
+    fn episode_in_progress(&self, i: usize) -> (&[f32], &[f32]) {
+        let (o, a) = (self.replay.obs_dim(), self.replay.action_dim());
+        let (store, from) = if self.stages_in_replay() {
+            // The rows after the buffer's last episode boundary (the offline data ends with one).
+            let t = &self.replay.terminals;
+            let from = t.iter().rposition(|&x| x > 0.0).map_or(0, |j| j + 1);
+            (&self.replay, from.max(self.offline_len))
+        } else {
+            (&self.pending[i], 0)
+        };
+        let next = &store.next_observations[from * o..];
+        (
+            &store.actions[from * a..],
+            &next[next.len().saturating_sub(o)..],
+        )
+    }
+}
+
+/// The uniformly random action (in [-1, 1)) of online step `step` before `start_training` in a balanced run: a
+/// function of the run seed and the step alone, so a resumed run draws the same ones.
+pub(super) fn warmup_action(seed: u64, step: u64, action_dim: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7A12_0FF5_EED5_0A11);
+    rng.set_stream(step);
+    (0..action_dim)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect()
+}
+
+/// Seed of training env `i` in the `generation`-th (re)start of a run.
+fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
+    seed.wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(generation.wrapping_mul(1_442_695_040_888_963_407))
+        .wrapping_add(i)
+}

@@ -1,0 +1,44 @@
+//! The replay buffer's transitions: whether they fit in memory, rewards as training stores them, and appending.
+
+use qamlab_agent::TransitionStore;
+
+use crate::config::TrainConfig;
+
+/// Refuses, before the replay buffer is made, a run whose online transitions would not fit in memory: the buffer
+/// keeps every one (observation, next observation, action, reward, mask and terminal in float32).
+pub(super) fn check_replay_memory(
+    cfg: &TrainConfig,
+    obs_dim: usize,
+    action_dim: usize,
+) -> anyhow::Result<()> {
+    let per_transition = (2 * obs_dim + action_dim + 3) as u64 * 4;
+    crate::limits::check_memory(
+        cfg.online_steps.checked_mul(per_transition),
+        &format!(
+            "online_steps = {}: the replay buffer, holding every online transition ({per_transition} bytes each),",
+            cfg.online_steps
+        ),
+    )
+}
+
+/// A reward as training sees it: with `sparse` (spec §2.1), -1 unless it is 0.
+pub(super) fn shape_reward(reward: f32, sparse: bool) -> f32 {
+    if sparse && reward != 0.0 {
+        -1.0
+    } else {
+        reward
+    }
+}
+
+/// Appends every transition of `src` to `dst`.
+pub(super) fn append(dst: &mut TransitionStore, src: &TransitionStore) -> anyhow::Result<()> {
+    dst.extend_from_arrays(
+        &src.observations,
+        &src.actions,
+        &src.next_observations,
+        &src.rewards,
+        &src.masks,
+        &src.terminals,
+    )?;
+    Ok(())
+}

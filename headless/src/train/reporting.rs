@@ -1,0 +1,152 @@
+//! What a run reports as it goes: progress bars, metrics rows (to `metrics.jsonl` and the observer), and
+//! evaluations with the learning curve.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::trainer::Trainer;
+use crate::evaluate::evaluate;
+use crate::plot::draw_learning_curves;
+
+impl Trainer<'_> {
+    pub(super) fn bar(&self, len: u64, pos: u64, prefix: &'static str) -> ProgressBar {
+        let bar = if self.progress {
+            ProgressBar::new(len)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>8} [{bar:32.cyan/blue}] {pos}/{len} {elapsed_precise} ETA {eta_precise} {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(prefix);
+        bar.set_position(pos);
+        bar
+    }
+
+    pub(super) fn status(&self) -> String {
+        let success = self
+            .state
+            .evals
+            .last()
+            .map_or("-".into(), |e| format!("{:.2}", e.success_rate));
+        let ups = self.state.updates as f64 / self.state.update_seconds.max(1e-9);
+        format!("success {success} | {ups:.0} upd/s")
+    }
+
+    /// Logs an online row: the last update's metrics (if one was made yet) and the online episodes' progress.
+    pub(super) fn log_online(
+        &mut self,
+        last_metrics: Option<&qamlab_agent::UpdateMetrics>,
+    ) -> anyhow::Result<()> {
+        let rate = self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
+        let extra = [
+            ("online_episodes", self.state.online_episodes as f64),
+            ("online_episode_success", rate),
+            (
+                "env_steps_per_second",
+                self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+            ),
+        ];
+        match last_metrics {
+            Some(m) => self.log(m, "online", &extra),
+            None => self.log_row("online", Vec::new(), &extra),
+        }
+    }
+
+    pub(super) fn log(
+        &mut self,
+        metrics: &qamlab_agent::UpdateMetrics,
+        phase: &str,
+        extra: &[(&str, f64)],
+    ) -> anyhow::Result<()> {
+        // The only host synchronisation of the loop: once per log interval. On a GPU the updates
+        // queued since the last read finish here, so this wait counts as update time.
+        let t0 = Instant::now();
+        let pairs = metrics.to_pairs()?;
+        self.state.update_seconds += t0.elapsed().as_secs_f64();
+        if !self.fallback_reported
+            && let Some(reason) = self.agent.cuda_graph_fallback()
+        {
+            tracing::warn!("CUDA graphs turned off, training goes on eagerly: {reason}");
+            self.fallback_reported = true;
+        }
+        if let Some((name, value)) = pairs
+            .iter()
+            .find(|(name, value)| name.ends_with("_loss") && !value.is_finite())
+        {
+            bail!(
+                "training diverged at step {}: {name} = {value}",
+                self.total_step()
+            );
+        }
+        self.log_row(phase, pairs, extra)
+    }
+
+    fn log_row(
+        &mut self,
+        phase: &str,
+        pairs: Vec<(String, f64)>,
+        extra: &[(&str, f64)],
+    ) -> anyhow::Result<()> {
+        let mut row = serde_json::Map::new();
+        row.insert("step".into(), json!(self.total_step()));
+        row.insert("phase".into(), json!(phase));
+        row.insert("updates".into(), json!(self.state.updates));
+        row.insert(
+            "updates_per_second".into(),
+            json!(self.state.updates as f64 / self.state.update_seconds.max(1e-9)),
+        );
+        row.insert("wall_seconds".into(), json!(self.wall_seconds()));
+        for (k, v) in pairs {
+            row.insert(k, json!(v));
+        }
+        for (k, v) in extra {
+            row.insert((*k).into(), json!(v));
+        }
+        let row = serde_json::Value::Object(row);
+        self.run.append_metrics(&row)?;
+        let step = self.total_step();
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_log(step, &row);
+            observer.on_weights(step, &self.agent);
+        }
+        Ok(())
+    }
+
+    pub(super) fn wall_seconds(&self) -> f64 {
+        self.wall_before + self.started.elapsed().as_secs_f64()
+    }
+
+    pub(super) fn evaluate(&mut self, phase: &str) -> anyhow::Result<()> {
+        let step = self.total_step();
+        let result = evaluate(
+            &mut self.agent,
+            self.scene,
+            self.cfg.eval_episodes,
+            self.cfg.eval_envs,
+            self.cfg.seed ^ 0x5EED_E7A1,
+        )
+        .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
+        let point = result.point(step, phase);
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_eval(&point);
+        }
+        self.state.evals.push(point);
+        self.run.write_evals(&self.state.evals)?;
+        let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
+        draw_learning_curves(
+            &self.run.curve(),
+            &format!("{} on {}", self.cfg.agent.kind.as_str(), self.task_name()),
+            &[(label.as_str(), self.state.evals.as_slice())],
+            self.cfg.offline_steps,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! The state of a run in progress and its course: starting (or resuming) it, running its phases, finishing it.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use qamlab_agent::{Agent, TransitionStore};
+use qamlab_sim::{BatchedEnv, TaskScene};
+use qamlab_tasks::Task;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use super::checkpoints::RunSettings;
+use super::offline::load_offline_data;
+use super::online::ResumedEnvs;
+use super::replay::check_replay_memory;
+use super::{TrainObserver, TrainSummary};
+use crate::chunks::ChunkQueues;
+use crate::config::TrainConfig;
+use crate::files::write_bytes_atomically;
+use crate::plot::EvalPoint;
+use crate::run_dir::{RunDir, RunLock};
+
+/// Progress of a run: what a checkpoint must restore besides the agent and the replay buffer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(super) struct RunState {
+    pub(super) offline_step: u64,
+    pub(super) online_step: u64,
+    pub(super) updates: u64,
+    pub(super) online_episodes: u64,
+    pub(super) online_successes: u64,
+    pub(super) evals: Vec<EvalPoint>,
+    /// Word position of the batch sampler's ChaCha stream (its seed is the run seed).
+    pub(super) sampler_word_pos: String,
+    /// Incremented when a resume cannot put the online envs back exactly: gives them fresh seeds then.
+    pub(super) generation: u64,
+    /// Where each online env's episode in progress began in its random stream (`BatchedEnv::restore`); empty
+    /// outside the online phase, and in checkpoints of qamlab versions that cut the episodes at a resume.
+    #[serde(default)]
+    pub(super) env_episode_word_pos: Vec<String>,
+    /// The settings the run was started with that its course depends on (beyond the agent's, which the
+    /// checkpointed agent records): a resume refuses a config.toml edited since. Absent in older checkpoints.
+    #[serde(default)]
+    pub(super) settings: Option<RunSettings>,
+    /// Seconds spent in updates and in env steps (for throughput), and wall time.
+    pub(super) update_seconds: f64,
+    pub(super) env_seconds: f64,
+    pub(super) wall_seconds: f64,
+}
+
+/// The state of a run in progress.
+pub(super) struct Trainer<'a> {
+    pub(super) cfg: &'a TrainConfig,
+    pub(super) run: RunDir,
+    pub(super) scene: &'a TaskScene,
+    pub(super) agent: Agent,
+    pub(super) replay: TransitionStore,
+    pub(super) offline_len: usize,
+    /// CRC-32 of the dataset file: a resumed run checks it still trains on the same data.
+    pub(super) dataset_crc: Option<u32>,
+    pub(super) sampler: ChaCha8Rng,
+    pub(super) state: RunState,
+    /// Online transitions of each env's episode in progress: sampled from as they come (a segment of their own,
+    /// see `sampled_segments`) and appended to the replay buffer when the episode ends, so every episode there
+    /// is contiguous (chunks never mix envs).
+    pub(super) pending: Vec<TransitionStore>,
+    pub(super) progress: bool,
+    pub(super) started: Instant,
+    pub(super) wall_before: f64,
+    pub(super) observer: Option<Box<dyn TrainObserver>>,
+    /// Whether the fall-back from CUDA graphs was reported already.
+    pub(super) fallback_reported: bool,
+    /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
+    pub(super) resumed_envs: Option<ResumedEnvs>,
+    /// The step this process started training at (0, or the step of the checkpoint it resumed from).
+    pub(super) started_at: u64,
+    /// This process's claim on the run directory, held until the run ends.
+    pub(super) _lock: Option<RunLock>,
+}
+
+impl<'a> Trainer<'a> {
+    pub(super) fn start(
+        cfg: &'a TrainConfig,
+        run: &RunDir,
+        task: &'a Task,
+        device: Device,
+        resume: bool,
+        progress: bool,
+    ) -> anyhow::Result<Self> {
+        let scene = &task.scene;
+        let spec = qamlab_sim::EnvSpec::of(scene);
+        crate::chunks::check_agent_action_space(&spec)?;
+        let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
+        check_replay_memory(cfg, obs_dim, action_dim)?;
+        let mut replay = TransitionStore::new(obs_dim, action_dim);
+        let dataset_crc = match &cfg.dataset {
+            Some(path) => Some(load_offline_data(
+                path,
+                &mut replay,
+                cfg,
+                scene,
+                &spec,
+                resume,
+            )?),
+            None => None,
+        };
+        let offline_len = replay.len();
+        // The reference's buffer: the dataset plus room for every online transition.
+        replay.try_reserve(cfg.online_steps.try_into().unwrap_or(usize::MAX));
+        let mut trainer = Trainer {
+            cfg,
+            run: run.clone(),
+            scene,
+            agent: Agent::new(cfg.agent.clone(), obs_dim, action_dim, device, cfg.seed)?,
+            replay,
+            offline_len,
+            dataset_crc,
+            sampler: ChaCha8Rng::seed_from_u64(cfg.seed),
+            state: RunState::default(),
+            pending: vec![TransitionStore::new(obs_dim, action_dim); cfg.envs],
+            progress,
+            started: Instant::now(),
+            wall_before: 0.0,
+            observer: None,
+            fallback_reported: false,
+            resumed_envs: None,
+            started_at: 0,
+            _lock: None,
+        };
+        if resume {
+            trainer._lock = Some(run.lock()?);
+            trainer.restore()?;
+        } else {
+            trainer.configure_execution();
+            std::fs::create_dir_all(run.root())
+                .with_context(|| format!("creating the run directory {}", run.root().display()))?;
+            // Before anything is written: two new runs started on one directory must not mix their files.
+            trainer._lock = Some(run.lock()?);
+            run.check_unused()?;
+            if !task.builtin {
+                let text = std::fs::read(&cfg.task)
+                    .with_context(|| format!("copying the task scene {}", cfg.task))?;
+                run.write_task_scene(&text)?;
+            }
+            write_bytes_atomically(&run.config(), cfg.to_toml()?.as_bytes())?;
+            let _ = std::fs::remove_file(run.metrics());
+        }
+        Ok(trainer)
+    }
+
+    /// Sets how the agent executes: CUDA graphs when the run asks for them and the agent is on a
+    /// CUDA device, and whether CPU updates split over two threads.
+    pub(super) fn configure_execution(&mut self) {
+        self.agent.set_split_update(self.cfg.split_update);
+        if self.cfg.cuda_graphs
+            && self.agent.device().is_cuda()
+            && let Err(e) = self.agent.use_cuda_graphs(true)
+        {
+            tracing::warn!("{e}; training runs eagerly");
+            self.fallback_reported = true;
+        }
+    }
+
+    /// Whether both phases have run all their steps.
+    pub(super) fn is_complete(&self) -> bool {
+        self.state.offline_step >= self.cfg.offline_steps
+            && self.state.online_step >= self.cfg.online_steps
+    }
+
+    /// The task's name (from its scene, also when it was loaded from the run's copy).
+    pub(super) fn task_name(&self) -> &str {
+        &self.scene.settings.name
+    }
+
+    pub(super) fn total_step(&self) -> u64 {
+        self.state.offline_step + self.state.online_step
+    }
+
+    pub(super) fn run(&mut self) -> anyhow::Result<()> {
+        self.started_at = self.total_step();
+        self.offline_phase()?;
+        if self.stop_requested() {
+            return self.checkpoint_stopped(None);
+        }
+        self.online_phase()
+    }
+
+    pub(super) fn stop_requested(&self) -> bool {
+        self.observer.as_ref().is_some_and(|o| o.should_stop())
+    }
+
+    /// The checkpoint of a run stopped on request, unless it took no step since it started: the checkpoint it
+    /// resumed from then stands (rewriting it, file by file, would risk it for nothing).
+    pub(super) fn checkpoint_stopped(
+        &mut self,
+        envs: Option<(&BatchedEnv, &ChunkQueues)>,
+    ) -> anyhow::Result<()> {
+        if self.total_step() == self.started_at {
+            return Ok(());
+        }
+        self.checkpoint(envs)
+    }
+
+    pub(super) fn finish(mut self) -> anyhow::Result<TrainSummary> {
+        if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
+            self.evaluate("offline")?;
+        }
+        let stopped_early = !self.is_complete();
+        let due = self.online_updates_due(self.state.online_step);
+        // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all. A run
+        // stopped early may simply not have got there yet.
+        if !stopped_early && due > 0 && self.state.updates == self.state.offline_step {
+            // The run did what it was told, but a user would take its evaluations for a trained agent's.
+            let (sampled, remedy) = if self.cfg.balanced_sampling {
+                (
+                    "its online transitions (half of each balanced batch)",
+                    "more --online-steps, or fewer --envs",
+                )
+            } else {
+                (
+                    "the online transitions (the buffer and the envs' episodes in progress)",
+                    "a dataset, more --online-steps, or fewer --envs",
+                )
+            };
+            tracing::warn!(
+                "none of the {due} online gradient updates due was made: {sampled} never held a whole chunk of {} \
+                 transitions of one env ({} online steps over {} envs); give {remedy}",
+                self.cfg.agent.horizon_length,
+                self.state.online_step,
+                self.cfg.envs,
+            );
+        }
+        let last = |phase: &str| {
+            self.state
+                .evals
+                .iter()
+                .rev()
+                .find(|e| e.phase == phase)
+                .map(|e| e.success_rate)
+        };
+        let summary = TrainSummary {
+            task: self.task_name().to_string(),
+            agent: self.cfg.agent.kind.as_str().into(),
+            device: crate::config::device_name(self.agent.device()),
+            execution: self.agent.execution(),
+            cpu_matmuls: qamlab_agent::mkl_kernels::active().label().into(),
+            offline_success: last("offline"),
+            online_success: last("online"),
+            updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
+            env_steps_per_second: self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+            updates: self.state.updates,
+            online_steps: self.state.online_step,
+            wall_seconds: self.wall_seconds(),
+            evals: self.state.evals.clone(),
+            learning_curve: self.run.curve(),
+            run_dir: self.run.root().to_path_buf(),
+            stopped_early,
+        };
+        write_bytes_atomically(
+            &self.run.summary(),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        Ok(summary)
+    }
+}
