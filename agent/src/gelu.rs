@@ -8,7 +8,7 @@
 //! tolerances. Everything else (CUDA, other dtypes, CPUs without FMA) goes through libtorch.
 //!
 //! On CUDA, a Dense layer and its GELU in a pass without autograd become one cuBLASLt call
-//! ([`dense_gelu`]) once [`check_cuda_dense_gelu`] has seen that its GELU is the tanh form.
+//! (`dense_gelu`) once [`check_cuda_dense_gelu`] has seen that its GELU is the tanh form.
 
 use std::sync::Mutex;
 
@@ -160,7 +160,7 @@ fn cuda_fusion_passed(device: Device) -> bool {
 }
 
 /// Checks, once per CUDA device, that libtorch's fused Dense + GELU computes the tanh form, and
-/// returns the largest difference found (within [`FUSED_GELU_TOLERANCE`]: [`dense_gelu`] fuses
+/// returns the largest difference found (within [`FUSED_GELU_TOLERANCE`]: `dense_gelu` fuses
 /// on that device) or why the op failed; `None` off CUDA. It draws no random numbers and
 /// synchronises the device, so [`crate::Agent::new`] calls it before any graph capture.
 pub fn check_cuda_dense_gelu(device: Device) -> Option<Result<f64, String>> {

@@ -19,7 +19,7 @@
 //! * [`cpu_memory`] — glibc keeps the memory freed tensors leave, for the next update.
 //! * [`mkl_kernels`] — which oneMKL matrix kernels the CPU runs (Intel's, on every vendor).
 //! * [`precision`] — IEEE fp32 or TF32 for CUDA matmuls (the reference's JAX default is TF32).
-//! * [`bench`] — update throughput and acting latency.
+//! * [`bench`](mod@bench) — update throughput and acting latency.
 //! * [`error`] — [`AgentError`], what the agent refuses (bad configs, checkpoints, shapes).
 
 #![warn(missing_docs)]

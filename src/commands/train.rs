@@ -72,7 +72,7 @@ pub struct TrainArgs {
     /// Checkpoint every this many steps.
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub checkpoint_interval: Option<u64>,
-    /// Run directory (default runs/<task>-<agent>-<seed>).
+    /// Run directory (default runs/TASK-AGENT-SEED).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint, with the settings of its config.toml

@@ -44,7 +44,7 @@ pub struct TrainFlags {
     /// Device of the trainer: auto, cpu or cuda (the window acts on the CPU).
     #[arg(long, requires = "train")]
     pub device: Option<DeviceChoice>,
-    /// Run directory [default: runs/view-<task>-<unix time>].
+    /// Run directory [default: runs/view-TASK-UNIX_TIME].
     #[arg(long, requires = "train")]
     pub out: Option<PathBuf>,
 }

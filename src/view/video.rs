@@ -1,7 +1,7 @@
 //! `qamlab eval --video`: episodes of an agent rendered offscreen (no window, no display) to an animated GIF or to
 //! numbered PNG frames.
 //!
-//! The envs run the window's plugins: the same [`SimPlugin`] systems, the same stepping, policy driving, render
+//! The envs run the window's plugins: the same [`SimPlugin`](qamlab_sim::SimPlugin) systems, the same stepping, policy driving, render
 //! sync and camera; only the camera's target differs (an image instead of a window) and the clock is driven one
 //! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green and the
 //! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second.

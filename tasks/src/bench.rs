@@ -24,8 +24,8 @@ pub struct SimBenchRow {
     pub env_steps_per_sec: f64,
     /// CPU time the process spent (all threads), seconds; `None` where `/proc` is unavailable.
     pub cpu_seconds: Option<f64>,
-    /// Env steps per CPU-second: throughput per core, robust to other load on the machine. `None` below
-    /// [`MIN_CPU_SECONDS`].
+    /// Env steps per CPU-second: throughput per core, robust to other load on the machine. `None` when
+    /// the process's CPU time is unknown or zero.
     pub env_steps_per_cpu_sec: Option<f64>,
 }
 
