@@ -7,14 +7,14 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, AgentKind};
 use crate::data::Batch;
 use crate::error::{AgentError, Result};
 use crate::metrics::{Trace, UpdateMetrics};
 use crate::networks::NamedTensor;
 use crate::noise::{Noise, TorchNoise};
 use crate::optim::Adam;
-use crate::qam::{self, QFn, batch_actions, last};
+use crate::qam::QFn;
 
 mod graphed;
 mod losses;
@@ -271,7 +271,17 @@ impl Agent {
         let (nets, cfg, d) = (&self.nets, &self.cfg, self.policy_dim() as i64);
         let critic = draw_next_actions(nets, cfg, d, batch, noise)?
             .map(|next| critic_half(nets, cfg, d, batch, &next, metrics, trace));
-        let terms = policy_half(nets, cfg, d, batch, noise, FlowLossAt::Here, metrics, trace)?;
+        let terms = policy_half(
+            nets,
+            cfg,
+            d,
+            batch,
+            noise,
+            FlowLossAt::Here,
+            None,
+            metrics,
+            trace,
+        )?;
         let total = total_loss(critic.as_ref(), &terms);
         trace.record("total_loss", &total);
         Ok(total)
@@ -348,12 +358,16 @@ impl Agent {
     /// Trains only the policy against a given Q function (critic untouched): BC flow loss for
     /// `actor_slow` plus adjoint matching of `actor_fast` with `q` in place of the target critic
     /// (`q: (obs, action) → [K, B]`, constant). Targets of `actor_slow` are Polyak-updated; the
-    /// critic parameters receive zero gradient. QAM variants only.
+    /// critic parameters receive zero gradient. Plain QAM only (the other variants' extra terms
+    /// read the learned critic).
     pub fn update_policy_against(&mut self, batch: &Batch, q: QFn<'_>) -> Result<UpdateMetrics> {
-        if self.nets.actor_fast.is_none() {
+        if self.cfg.kind != AgentKind::Qam {
             return Err(AgentError::Config {
                 field: "kind".into(),
-                reason: "update_policy_against needs a QAM agent".into(),
+                reason: format!(
+                    "update_policy_against needs a plain QAM agent (kind \"qam\"), not {:?}",
+                    self.cfg.kind
+                ),
             });
         }
         self.check_batch(batch)?;
@@ -363,41 +377,21 @@ impl Agent {
             .uses_global_torch_rng()
             .then(crate::noise::torch_rng_lock);
         self.noise.reseed(self.step, 0);
-        let (cfg, nets, d) = (
-            &self.cfg,
-            &self.nets,
-            self.cfg.policy_dim(self.action_dim) as i64,
-        );
-        let noise = self.noise.as_mut();
-        let mut trace = Trace::disabled();
-        let actions = batch_actions(batch, cfg);
-        let slow = nets.actor_slow.as_ref().expect("actor_slow");
-        let flow = qam::bc_flow_loss(
-            slow,
-            &batch.observations,
-            &actions,
-            &last(&batch.valid),
-            noise,
-            &mut trace,
-        )?;
-        let (fast, base) = (
-            nets.actor_fast.as_ref().expect("actor_fast"),
-            nets.target_actor_slow.as_ref().expect("base"),
-        );
-        let adj = qam::adjoint_matching_loss(
-            fast,
-            base,
-            q,
-            &batch.observations,
-            d,
-            cfg,
-            noise,
-            &mut trace,
-        )?;
+        let d = self.policy_dim() as i64;
         let mut metrics = UpdateMetrics::default();
-        metrics.push("flow_loss", &flow);
-        metrics.push("adj_loss", &adj);
-        let total = flow + adj;
+        let mut trace = Trace::disabled();
+        let terms = policy_half(
+            &self.nets,
+            &self.cfg,
+            d,
+            batch,
+            self.noise.as_mut(),
+            FlowLossAt::Here,
+            Some(q),
+            &mut metrics,
+            &mut trace,
+        )?;
+        let total = total_loss(None, &terms);
         self.apply_gradients(
             &total,
             Some(&["actor_slow/", "actor_fast/"]),

@@ -50,7 +50,8 @@ pub(super) fn critic_half(
 }
 
 /// The policy half of an update: the loss terms of the variant's actors (§4, §8), in the order
-/// the total adds them after the critic loss, and their metrics.
+/// the total adds them after the critic loss, and their metrics. Adjoint matching tilts toward
+/// `q` where given (`(obs, action) → [K, B]`, constant), else toward the target critic.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn policy_half(
     nets: &Nets,
@@ -59,6 +60,7 @@ pub(super) fn policy_half(
     batch: &Batch,
     noise: &mut dyn Noise,
     flow_at: FlowLossAt,
+    q: Option<QFn<'_>>,
     metrics: &mut UpdateMetrics,
     trace: &mut Trace,
 ) -> Result<Vec<Tensor>> {
@@ -89,11 +91,12 @@ pub(super) fn policy_half(
             };
             let target_critic = nets.target_critic.as_ref().expect("target_critic");
             let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
+            let q = q.unwrap_or(q_target);
             let (fast, base) = (
                 nets.actor_fast.as_ref().expect("actor_fast"),
                 nets.target_actor_slow.as_ref().expect("base"),
             );
-            let adj = qam::adjoint_matching_loss(fast, base, q_target, obs, d, cfg, noise, trace)?;
+            let adj = qam::adjoint_matching_loss(fast, base, q, obs, d, cfg, noise, trace)?;
             let extra = match cfg.kind {
                 AgentKind::QamF => Some(qam::fql_losses(nets, cfg, obs, d, noise, trace)?),
                 AgentKind::QamE => {

@@ -139,6 +139,7 @@ impl Agent {
                 batch,
                 noise,
                 flow_at,
+                None,
                 &mut policy_metrics,
                 trace,
             );
