@@ -105,10 +105,13 @@ impl<W: Write + Seek> Discarding<W> {
         self.failed.map_or(Ok(()), Err)
     }
 
-    /// Keeps `e` as the first error and hands the writer a copy to stop on.
+    /// Keeps `e` as the first error and hands the writer a copy to stop on. The position moves to the end: a write
+    /// that failed in a header the zip writer had gone back to rewrite leaves it there, before where its entry's
+    /// data began, and finishing from there would break its invariant (a panic where debug assertions are on).
     fn fail(&mut self, e: std::io::Error) -> std::io::Error {
         let copy = std::io::Error::new(e.kind(), e.to_string());
         self.failed = Some(e);
+        self.pos = self.len;
         copy
     }
 }
@@ -187,6 +190,65 @@ mod tests {
     impl Seek for FullDisk {
         fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
             self.file.seek(to)
+        }
+    }
+
+    /// A file whose `fail_at`-th write (counting from 0) fails, as a cancelled write does: wherever the archive
+    /// is, in an array's data or in rewriting a header it has gone back to.
+    struct FailingWrite {
+        file: Cursor<Vec<u8>>,
+        writes: usize,
+        fail_at: usize,
+    }
+
+    impl Write for FailingWrite {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.writes += 1;
+            if self.writes - 1 == self.fail_at {
+                return Err(std::io::Error::other("failed here"));
+            }
+            self.file.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for FailingWrite {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.file.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_write_failing_anywhere_is_the_error_and_the_archive_finishes_quietly() {
+        let (a, b) = (
+            Array1::from_shape_fn(20_000, |i| (i as f32).sin()),
+            Array1::from_shape_fn(3, |i| i as f32),
+        );
+        let add = |npz: &mut QuietNpz<&mut FailingWrite>| {
+            npz.add_array("a", &a)?;
+            npz.add_array("b", &b)
+        };
+        let mut whole = FailingWrite {
+            file: Cursor::new(Vec::new()),
+            writes: 0,
+            fail_at: usize::MAX,
+        };
+        write_npz(&mut whole, add).unwrap();
+        assert!(whole.writes > 10, "{} writes", whole.writes);
+        for fail_at in 0..whole.writes {
+            let mut file = FailingWrite {
+                file: Cursor::new(Vec::new()),
+                writes: 0,
+                fail_at,
+            };
+            let err = write_npz(&mut file, add).expect_err("a failed write is an error");
+            // The file's own error, or the archive's wrapping of it where finishing failed.
+            assert!(
+                format!("{err:#}").ends_with("failed here"),
+                "write {fail_at}: {err:#}"
+            );
         }
     }
 
