@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
-use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, load_task};
+use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, TaskError, load_task};
 
 use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset_staged};
 use crate::files::{StagedFile, check_cancelled};
@@ -145,10 +145,12 @@ impl StagedCollection {
 }
 
 /// Checks everything that can be checked before collecting: the options (each within its bound, see
-/// [`crate::limits`]), the task, the output path, and that the rows fit in memory.
-pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<()> {
+/// [`crate::limits`]), the task, the output path, and that the rows fit in memory. Returns the task.
+pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<Task> {
     check_options(opts)?;
-    check_memory(opts, &load_task(&opts.task)?)
+    let task = load_task(&opts.task)?;
+    check_memory(opts, &task)?;
+    Ok(task)
 }
 
 /// Collects `opts.episodes` oracle episodes and writes them beside `opts.out`, to be put in place: the files of
@@ -310,8 +312,17 @@ fn build_oracle(
         ..OracleConfig::default()
     };
     // A scene file's own task name may not be its file's: name what --task gave.
-    Oracle::new(scene, spec, config, &oracle_seeds)
-        .with_context(|| format!("collect: --task {}", opts.task))
+    Oracle::new(scene, spec, config, &oracle_seeds).map_err(|e| {
+        let way_out = match e {
+            TaskError::NoOracle { .. } => format!(
+                "; a task without one is learned online from nothing, no dataset: `qamlab train --task {} \
+                 --offline-steps 0`",
+                opts.task
+            ),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("collect: --task {}: {e}{way_out}", opts.task)
+    })
 }
 
 /// The episode counter, hidden unless the options ask for progress.

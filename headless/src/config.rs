@@ -227,7 +227,8 @@ impl TrainConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.offline_steps > 0 && self.dataset.is_none() {
             bail!(
-                "offline_steps = {} needs a dataset (--dataset FILE.npz)",
+                "offline_steps = {} needs a dataset (--dataset FILE.npz; `qamlab collect` makes one where the task \
+                 has a scripted oracle), or --offline-steps 0 to learn online from nothing",
                 self.offline_steps
             );
         }

@@ -827,3 +827,64 @@ fn a_relative_position_of_a_frame_to_itself_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_component_a_typo_away_gets_the_one_meant() {
+    let msg = load_edited(
+        "qamlab_sim::authoring::Goal\"",
+        "qamlab_sim::authoring::Goals\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("did you mean `qamlab_sim::authoring::Goal`?"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_vector_or_range_written_wrongly_gets_how_it_is_written() {
+    let msg = load_edited("gravity: (0.0, 0.0, -9.81)", "gravity: -9.81")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`TaskSettings.gravity`") && msg.contains("a vector is written `(x, y, z)`"),
+        "{msg}"
+    );
+    // A required range written as an optional one.
+    let msg = load_edited(
+        "range: (min: -1.0, max: 1.0)",
+        "range: Some((min: -1.0, max: 1.0))",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("range`")
+            && msg.contains(
+                "this field is required, not optional: write its value without `Some(..)`"
+            ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_second_task_settings_names_both_entities() {
+    let text = cube_single_text();
+    // The table (entity 2) given a TaskSettings of its own.
+    let start = text
+        .find("\"qamlab_sim::authoring::TaskSettings\"")
+        .expect("cube-single has settings");
+    let end =
+        start + text[start..].find("\n        ),").expect("and they end") + "\n        ),".len();
+    let settings = &text[start..end];
+    let table = "\"qamlab_sim::authoring::Body\": (\n          name: \"table\"";
+    let doubled = text.replacen(table, &format!("{settings}\n{table}"), 1);
+    assert_ne!(doubled, text, "the edit took");
+    let msg = TaskScene::from_ron(&doubled, "bad.scn.ron")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("found 2 (on entity 1 (\"cube-single\"), entity 2 (\"table\"))"),
+        "{msg}"
+    );
+}

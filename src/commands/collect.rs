@@ -102,7 +102,10 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         ..options.clone()
     });
     // Both checked before the first episode: the validation file's options must not fail after the main one.
-    check_collect(&options)?;
+    let task = check_collect(&options)?;
+    for warning in qamlab_tasks::scene_warnings(&task.scene) {
+        tracing::warn!("{warning}");
+    }
     if let Some(val) = &val {
         check_collect(val).with_context(|| {
             format!(

@@ -34,23 +34,8 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         format!("file {}", args.task)
     };
     print!("{}", describe(&task.name, &source, scene, &spec, script));
-    // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
-    for o in qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002) {
-        let name = |i: usize| &scene.bodies[i].body.name;
-        tracing::warn!(
-            "\"{}\" and \"{}\" overlap by {:.1} cm where the scene places them: the physics pushes them apart at \
-             the first step; move them apart, or give them collision groups (`membership` / `filter`) that do not \
-             touch",
-            name(o.bodies.0),
-            name(o.bodies.1),
-            100.0 * o.depth
-        );
-    }
-    for (joint, distance) in far_joint_anchors(scene) {
-        tracing::warn!(
-            "joint \"{joint}\"'s anchor is {distance:.2} m from the nearer of its bodies, far beyond the gap \
-             between them: the bodies swing about a point far away (is a coordinate off by a factor of ten?)"
-        );
+    for warning in qamlab_tasks::scene_warnings(scene) {
+        tracing::warn!("{warning}");
     }
     if args.episodes > 0 {
         let episodes = args.episodes;
@@ -61,6 +46,16 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
                 100.0 * tried.success_rate,
                 super::count(episodes, "episode")
             );
+            // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
+            if tried.success_rate < 0.5 && episodes >= 10 {
+                println!(
+                    "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
+                     from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
+                     over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
+                     path taller than its carrying height, a cube too large for its fingers)",
+                    args.task
+                );
+            }
         }
         let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
         println!(
@@ -147,33 +142,6 @@ fn describe(
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };
     out
-}
-
-/// Joints whose anchor lies far from both their bodies (over 1 m from each one's origin and collider, and over
-/// twice the distance between the bodies' origins): a typo, most often, for a point between them. Each with its
-/// distance to the nearer body.
-fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
-    scene
-        .joints
-        .iter()
-        .filter_map(|j| {
-            let distance = |b: usize| {
-                let body = &scene.bodies[b];
-                let (at, turn) = (body.body.translation, body.body.rotation.normalize());
-                let origin = j.joint.anchor.distance(at);
-                // A shape placed by its collider's offset, away from its body's origin.
-                body.collider.as_ref().map_or(origin, |c| {
-                    origin.min(j.joint.anchor.distance(at + turn * c.offset))
-                })
-            };
-            let nearer = distance(j.parent).min(distance(j.child));
-            let apart = scene.bodies[j.parent]
-                .body
-                .translation
-                .distance(scene.bodies[j.child].body.translation);
-            (nearer > 1.0 && nearer > 2.0 * apart).then(|| (j.joint.name.clone(), nearer))
-        })
-        .collect()
 }
 
 /// Who acts in a tried episode.
@@ -297,26 +265,5 @@ mod tests {
                 b[spec.action_dim..2 * spec.action_dim]
             );
         }
-    }
-
-    #[test]
-    fn a_joint_anchor_far_from_both_bodies_is_found() {
-        let text =
-            std::fs::read_to_string(crate::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
-                .unwrap();
-        let scene = TaskScene::from_ron(&text, "cube-single").unwrap();
-        assert!(far_joint_anchors(&scene).is_empty());
-        // Joint "x"'s anchor 25 m up where 0.25 was meant.
-        let typo = text.replacen(
-            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 0.25)",
-            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 25.0)",
-            1,
-        );
-        assert_ne!(typo, text);
-        let scene = TaskScene::from_ron(&typo, "typo").unwrap();
-        let far = far_joint_anchors(&scene);
-        assert_eq!(far.len(), 1);
-        assert_eq!(far[0].0, "x");
-        assert!((far[0].1 - 24.75).abs() < 1e-3, "{far:?}");
     }
 }

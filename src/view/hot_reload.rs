@@ -84,6 +84,9 @@ fn poll_scene_file(
     watch.seen = now;
     match TaskScene::from_file(&path) {
         Ok(scene) => {
+            for warning in qamlab_tasks::scene_warnings(&scene) {
+                tracing::warn!("{warning}");
+            }
             task.name = scene.settings.name.clone();
             task.scene = scene;
             rebuild.0 = true;

@@ -170,6 +170,9 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(args.task_name())
         .with_context(|| format!("loading task `{}`", args.task_name()))?;
     let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
+    for warning in qamlab_tasks::scene_warnings(&task.scene) {
+        tracing::warn!("{warning}");
+    }
     let view_task = ViewTask {
         name: task.name.clone(),
         scene: task.scene.clone(),

@@ -37,7 +37,7 @@ impl Layout {
                 .position(|n| n == name)
                 .ok_or_else(|| TaskError::NoOracle {
                     task: spec.task.clone(),
-                    missing: format!("`{name}` in the observation"),
+                    missing: format!("{} in the `ObservationSpace`", sensor_of(name)),
                 })
         };
         let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
@@ -71,20 +71,46 @@ impl Layout {
                 "every goal observed with `GoalPosition` (goal `{goal}` is not)"
             )));
         }
-        if cubes.is_empty() || cubes.len() != goal_targets.len() {
-            return Err(no_oracle(format!(
-                "one cube observed with `<cube>.position` + `<cube>.yaw` per goal observed with `<goal>.target` \
-                 (found {}, {})",
-                count(cubes.len(), "cube"),
-                count(goal_targets.len(), "goal")
-            )));
-        }
         let body_of = |goal: &str| {
             spec.goal_bodies
                 .iter()
                 .find(|(g, _)| g == goal)
                 .map(|(_, body)| body.as_str())
         };
+        if cubes.is_empty() || cubes.len() != goal_targets.len() {
+            // Name what makes the counts differ: a goal's body not observed as a cube, a cube without a goal.
+            let observed = |column: String| spec.obs_names.contains(&column);
+            let mut why = Vec::new();
+            for &(goal, _) in &goal_targets {
+                let body = body_of(goal).unwrap_or("?");
+                let lacks: Vec<String> = [".position.x", ".yaw.sin"]
+                    .iter()
+                    .map(|suffix| format!("{body}{suffix}"))
+                    .filter(|column| !observed(column.clone()))
+                    .map(|column| sensor_of(&column))
+                    .collect();
+                if !lacks.is_empty() {
+                    why.push(format!(
+                        "goal `{goal}`'s body `{body}` lacks {}",
+                        lacks.join(" and ")
+                    ));
+                }
+            }
+            for cube in &cube_names {
+                if !goal_targets.iter().any(|&(g, _)| body_of(g) == Some(cube)) {
+                    why.push(format!(
+                        "`{cube}` is observed like a cube (position and yaw) but no observed goal is on it"
+                    ));
+                }
+            }
+            let why = why.iter().map(|w| format!("; {w}")).collect::<String>();
+            return Err(no_oracle(format!(
+                "one cube per goal, each cube observed with `Position(frame: <cube>)` and `YawSinCos(body: <cube>)` \
+                 and each goal with `GoalPosition(goal: <goal>)` (found {}, {}{why})",
+                count(cubes.len(), "cube"),
+                count(goal_targets.len(), "goal")
+            )));
+        }
         for &(goal, _) in &goal_targets {
             let body = body_of(goal).unwrap_or("?");
             if !cube_names.contains(&body) {
@@ -255,6 +281,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
     let check = |what: String, k: usize, range: Range| check_as(what, k, range, true);
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
+    let mut highest_target = f32::NEG_INFINITY;
     for def in &scene.goals {
         let target = def.goal.target;
         let drawn = def
@@ -285,15 +312,21 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
                     def.goal.name
                 );
                 check(what, k, Range::new(to.min, to.max + HOVER))?;
+                highest_target = highest_target.max(to.max);
             }
         }
     }
-    check_as(
-        format!("the script's carrying height (z = {CARRY_Z} m)"),
-        2,
-        Range::new(CARRY_Z, CARRY_Z),
-        false,
-    )?;
+    let carry = Range::new(CARRY_Z, carry_height([highest_target]));
+    let carrying = if carry.max > carry.min {
+        format!(
+            "the script's carrying height (z = {} to {} m, {CARRY_CLEARANCE} m above the highest target)",
+            mm(carry.min),
+            mm(carry.max)
+        )
+    } else {
+        format!("the script's carrying height (z = {CARRY_Z} m)")
+    };
+    check_as(carrying, 2, carry, false)?;
     Ok(())
 }
 
@@ -323,6 +356,8 @@ struct Script {
     subgoal: [f32; 3],
     /// Smoothed noise state, one per action dim.
     noise: [f32; 5],
+    /// The pinch's height while carrying in the current sub-task (see [`carry_height`]).
+    carry_z: f32,
     /// Cubes put down (releases completed) since the oracle was built.
     placements: u32,
     /// Grasps lost while lifting, carrying or lowering since the oracle was built.
@@ -334,7 +369,10 @@ struct Script {
 const MOVE_SCALE: f32 = 0.05;
 const YAW_SCALE: f32 = 0.3;
 const HOVER: f32 = 0.08; // above the cube before descending
-const CARRY_Z: f32 = 0.10; // pinch height while carrying
+const CARRY_Z: f32 = 0.10; // pinch height while carrying, at the least
+// The pinch carries this far above the highest cube centre or target, so that the cube clears a cube or a raised
+// target (a platform) on its way; on a table with its cubes and targets resting on it, CARRY_Z is the higher.
+const CARRY_CLEARANCE: f32 = 0.06;
 const GRASP_DZ: f32 = 0.003; // pinch above the cube centre when grasping
 const YAW_LIMIT: f32 = 1.5;
 const SOLVED: f32 = 0.02; // a cube this close to its goal needs no move (the task's tolerance is 0.04)
@@ -367,6 +405,7 @@ impl CubeOracle {
                 steps: 0,
                 cube: None,
                 subgoal: [0.0, 0.0, 0.02],
+                carry_z: CARRY_Z,
                 noise: [0.0; 5],
                 placements: 0,
                 drops: 0,
@@ -462,6 +501,14 @@ impl CubeOracle {
             } else {
                 (0..cubes.len()).find(|&k| dist(cubes[k], v3(l.goals[k])) > SOLVED)
             };
+            if let Some(k) = s.cube {
+                let to = if play {
+                    s.subgoal[2]
+                } else {
+                    o[l.goals[k] + 2]
+                };
+                s.carry_z = carry_height(cubes.iter().map(|c| c[2]).chain([to]));
+            }
             s.phase = if s.cube.is_some() {
                 Phase::Approach
             } else {
@@ -539,11 +586,11 @@ impl CubeOracle {
                         next(s, Phase::Approach);
                         continue;
                     }
-                    if ee[2] > CARRY_Z - 0.015 {
+                    if ee[2] > s.carry_z - 0.015 {
                         next(s, Phase::Carry);
                         continue;
                     }
-                    break ([ee[0], ee[1], CARRY_Z], None, 1.0);
+                    break ([ee[0], ee[1], s.carry_z], None, 1.0);
                 }
                 Phase::Carry => {
                     if !held {
@@ -555,7 +602,7 @@ impl CubeOracle {
                     let t = [
                         ee[0] + goal[0] - cube[0],
                         ee[1] + goal[1] - cube[1],
-                        CARRY_Z,
+                        s.carry_z,
                     ];
                     if dxy(cube, goal) < 0.008 {
                         next(s, Phase::Lower);
@@ -589,8 +636,8 @@ impl CubeOracle {
                     break (ee, None, -1.0);
                 }
                 Phase::Retreat => {
-                    let t = [ee[0], ee[1], CARRY_Z];
-                    if ee[2] > CARRY_Z - 0.015 {
+                    let t = [ee[0], ee[1], s.carry_z];
+                    if ee[2] > s.carry_z - 0.015 {
                         // The next step chooses the next sub-task.
                         s.cube = None;
                         next(s, Phase::Done);
@@ -603,6 +650,25 @@ impl CubeOracle {
         let mv = |k: usize| (target[k] - ee[k]) / MOVE_SCALE;
         let dyaw = yaw.map_or(0.0, |y| (y - ee_yaw) / YAW_SCALE);
         [mv(0), mv(1), mv(2), dyaw, grip]
+    }
+}
+
+/// The pinch's height while carrying over cubes and targets whose centres are at heights `zs`: CARRY_Z, or
+/// CARRY_CLEARANCE above the highest.
+fn carry_height(zs: impl IntoIterator<Item = f32>) -> f32 {
+    zs.into_iter()
+        .map(|z| z + CARRY_CLEARANCE)
+        .fold(CARRY_Z, f32::max)
+}
+
+/// The sensor, as a scene file writes it, that gives the observation value `column` (`pinch.position.x`).
+fn sensor_of(column: &str) -> String {
+    if let Some(frame) = column.strip_suffix(".position.x") {
+        format!("a `Position(frame: \"{frame}\")` sensor")
+    } else if let Some(body) = column.strip_suffix(".yaw.sin") {
+        format!("a `YawSinCos(body: \"{body}\")` sensor")
+    } else {
+        format!("`{column}`")
     }
 }
 

@@ -5,6 +5,7 @@
 //! * [`oracle`]: [`Oracle`], the scripted data-collection policy a task's robot takes, with OGBench-style noise
 //!   and "play" sub-goals: [`CubeOracle`] ([`cube`]), the gantry's pick-and-place for the cube tasks, or
 //!   [`WalkerOracle`] ([`walker`]), a legged robot's gait steered around the walls of a [`maze`].
+//! * [`warnings`]: [`scene_warnings`], what a scene does that runs but is most likely a mistake.
 
 #![warn(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod maze;
 pub mod oracle;
 pub mod registry;
 pub mod walker;
+pub mod warnings;
 
 /// The commonly used items.
 pub mod prelude {
@@ -29,3 +31,4 @@ pub use cube::CubeOracle;
 pub use oracle::{Oracle, OracleConfig, OracleMode};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
 pub use walker::WalkerOracle;
+pub use warnings::scene_warnings;

@@ -151,7 +151,22 @@ impl Oracle {
         let missing = match (gantry, legged) {
             (true, false) => format!("{} (to pick and place with the gantry)", need(cube)),
             (false, true) => format!("{} (to walk a legged robot)", need(walker)),
-            _ => format!(
+            // Neither robot: the first thing each script lacks would only lead the author down a dead end.
+            (false, false) => {
+                let actions: Vec<String> = spec
+                    .action_names
+                    .iter()
+                    .zip(&spec.action_controls)
+                    .map(|(name, control)| format!("`{name}` {control}"))
+                    .collect();
+                format!(
+                    "a robot one of its two scripts drives: the built-in gantry (actions dx, dy, dz, dyaw, gripper) \
+                     or a legged robot built like antmaze-umaze's (every action a `PositionAbsolute` hip or knee); \
+                     this scene's actions are {}",
+                    actions.join(", ")
+                )
+            }
+            (true, true) => format!(
                 "{} (to pick and place with the gantry), or {} (to walk a legged robot)",
                 need(cube),
                 need(walker)

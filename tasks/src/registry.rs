@@ -25,12 +25,14 @@ pub const BUILTIN_TASKS: &[(&str, &str)] = &[
 #[derive(Debug, Error)]
 pub enum TaskError {
     /// Neither a built-in name nor an existing file.
-    #[error("unknown task `{name}`: not a built-in task ({known}) and no such scene file")]
+    #[error("unknown task `{name}`: not a built-in task ({known}) and no such scene file{hint}")]
     Unknown {
         /// What was asked for.
         name: String,
         /// The built-in names, comma separated.
         known: String,
+        /// What was likely meant (`: did you mean ...?`), or empty.
+        hint: String,
     },
     /// A path to a directory where a scene file was expected.
     #[error(
@@ -96,5 +98,22 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
     Err(TaskError::Unknown {
         name: name_or_path.to_string(),
         known: builtin_names().join(", "),
+        hint: meant(name_or_path).map_or_else(String::new, |m| format!(": did you mean `{m}`?")),
     })
+}
+
+/// What an unknown task name likely meant: a built-in name a typo away, or the scene file of that name in the
+/// working directory or the checkout's task folders (`pendulum` for `assets/tasks/examples/pendulum.scn.ron`).
+fn meant(name: &str) -> Option<String> {
+    if let Some(builtin) = qamlab_sim::scene::closest_name(name, builtin_names()) {
+        return Some(builtin.to_string());
+    }
+    let file = format!(
+        "{}.scn.ron",
+        name.trim_end_matches(".scn.ron").trim_end_matches(".ron")
+    );
+    ["", "assets/tasks/", "assets/tasks/examples/"]
+        .iter()
+        .map(|dir| format!("{dir}{file}"))
+        .find(|path| path != name && Path::new(path).is_file())
 }

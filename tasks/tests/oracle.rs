@@ -337,3 +337,46 @@ fn play_sets_a_larger_cube_down_at_its_own_height() {
     );
     assert!(solved > 0, "play never set the big cube down on its goal");
 }
+
+#[test]
+fn the_oracle_carries_a_cube_over_the_edge_of_a_raised_target() {
+    // Targets on a platform whose top (z = 0.09) stands above where the carried cube's bottom would be at the
+    // fixed carrying height (about 0.077): the script carries higher, over the platform's edge, and sets the cube
+    // down on it.
+    let text = cube_single_text()
+        .replace(
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+            "x: Some((min: -0.15, max: -0.06)), y: Some((min: -0.1, max: 0.1)), yaw",
+        )
+        .replace("target: (0.1, 0.1, 0.02)", "target: (0.12, 0.0, 0.11)")
+        .replace(
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            "x: Some((min: 0.1, max: 0.14)), y: Some((min: -0.1, max: 0.1)), min_distance_from",
+        )
+        .trim_end()
+        .strip_suffix("},\n)")
+        .expect("the scene ends its entities and itself")
+        .to_string()
+        + r#"  13: (
+      components: {
+        "qamlab_sim::authoring::Body": (
+          name: "platform", kind: Fixed, translation: (0.12, 0.0, 0.045), rotation: (0.0, 0.0, 0.0, 1.0),
+        ),
+        "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (0.05, 0.15, 0.045)), density: 0.0, friction: 1.0),
+      },
+    ),
+  },
+)
+"#;
+    let scene = TaskScene::from_ron(&text, "platform.scn.ron").unwrap();
+    assert_eq!(scene.goals[0].goal.target.z, 0.11, "the edits took");
+    assert!(scene.bodies.iter().any(|b| b.body.name == "platform"));
+    let results = run_scene(&scene, 16, OracleConfig::default(), 500);
+    let solved = results.iter().filter(|r| r.0).count();
+    println!("platform: solved {solved}/{}", results.len());
+    assert!(
+        solved * 100 >= results.len() * 90,
+        "solved only {solved} of {}",
+        results.len()
+    );
+}

@@ -18,6 +18,23 @@ fn unknown_name_lists_the_known_ones() {
         err.contains("cube-dingle") && err.contains("cube-single"),
         "{err}"
     );
+    let err = load_task("cube-singel").unwrap_err().to_string();
+    assert!(err.ends_with("did you mean `cube-single`?"), "{err}");
+    let err = load_task("walk").unwrap_err().to_string();
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn a_scene_file_named_without_its_extension_is_suggested() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my-task.scn.ron");
+    std::fs::write(&file, BUILTIN_TASKS[0].1).unwrap();
+    let named = dir.path().join("my-task");
+    let err = load_task(named.to_str().unwrap()).unwrap_err().to_string();
+    assert!(
+        err.ends_with(&format!("did you mean `{}`?", file.display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -54,7 +71,11 @@ fn oracle_refusal(from: &str, to: &str) -> String {
 #[test]
 fn oracle_needs_the_observations_it_reads() {
     let err = oracle_refusal("Position(frame: \"pinch\"),", "");
-    assert!(err.contains("pinch.position.x"), "{err}");
+    // Named as the scene file writes it.
+    assert!(
+        err.contains("a `Position(frame: \"pinch\")` sensor in the `ObservationSpace`"),
+        "{err}"
+    );
 }
 
 #[test]

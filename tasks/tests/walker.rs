@@ -220,7 +220,7 @@ fn the_maze_keeps_the_robot_off_the_walls_and_leads_around_them() {
 }
 
 #[test]
-fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
+fn a_scene_with_neither_robot_is_refused_naming_both_robots_and_its_actions() {
     let cube_single = builtin_text("cube-single");
     let refusal = |text: &str| {
         let scene = TaskScene::from_ron(text, "edited.scn.ron").unwrap();
@@ -235,14 +235,17 @@ fn a_scene_with_neither_robot_is_refused_naming_what_each_script_needs() {
     let pinchless = cube_single.replace("\"pinch\"", "\"tip\"");
     let e = refusal(&pinchless);
     assert!(
-        e.contains("pinch.position.x") && !e.contains("legged"),
+        e.contains("`Position(frame: \"pinch\")`") && !e.contains("legged"),
         "{e}"
     );
-    // With its first action renamed too, the scene is neither robot's: what each script lacks is named.
+    // With its first action renamed too, the scene is neither robot's: both robots are described, and the scene's
+    // actions beside them (the first thing each script lacks would lead nowhere).
     let e = refusal(&pinchless.replace("(name: \"dx\"", "(name: \"move_x\""));
-    assert!(e.contains("pinch.position.x"), "{e}");
     assert!(
-        e.contains("PositionAbsolute") && e.contains("legged"),
+        e.contains("the built-in gantry (actions dx, dy, dz, dyaw, gripper)")
+            && e.contains("every action a `PositionAbsolute`")
+            && e.contains("legged")
+            && e.contains("this scene's actions are `move_x` PositionDelta(scale: 0.05), `dy`"),
         "{e}"
     );
     // The walk refuses a leg without its knee, naming the hip.

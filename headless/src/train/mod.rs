@@ -118,6 +118,11 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let task =
         qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
     // Said once, when the run starts; a resumed run was told.
+    if !opts.resume {
+        for warning in qamlab_tasks::scene_warnings(&task.scene) {
+            tracing::warn!("{warning}");
+        }
+    }
     if !opts.resume && cfg.online_steps > 0 && cfg.online_steps < cfg.start_training {
         tracing::warn!(
             "online_steps = {} is below start_training = {}: the online phase only collects, with no updates",

@@ -74,11 +74,18 @@ fn single(
             what,
             format!("the scene needs one `{what}` component, found none"),
         )),
-        [_, second, ..] => Err(ck.err(
-            &entities[*second],
-            what,
-            format!("the scene needs one `{what}` component, found several"),
-        )),
+        [_, second, ..] => {
+            let on: Vec<String> = found.iter().map(|&i| entities[i].label()).collect();
+            Err(ck.err(
+                &entities[*second],
+                what,
+                format!(
+                    "the scene needs one `{what}` component, found {} (on {}): keep one",
+                    found.len(),
+                    on.join(", ")
+                ),
+            ))
+        }
     }
 }
 

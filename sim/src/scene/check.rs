@@ -18,6 +18,21 @@ pub const MAX_SOLVER_PASSES: u32 = 1_000;
 /// a typo, and one the physics does not show (under 1e37 m/s² a free cube does not move at all).
 pub const MAX_GRAVITY: f32 = 1_000.0;
 
+/// The known name an author most likely meant by `name`: the closest to it in case and a typo or two (a
+/// distance of at most a third of the name, at least 1, short of the whole name), where only one is that close
+/// (`"w"` is as near to `"x"` as to `"y"`: no guess).
+pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let known: Vec<&str> = known.into_iter().collect();
+    let distance = |k: &str| strsim::levenshtein(&k.to_lowercase(), &name.to_lowercase());
+    let closest = known.iter().map(|k| distance(k)).min()?;
+    let mut nearest = known.iter().filter(|k| distance(k) == closest);
+    let length = name.chars().count();
+    match (nearest.next(), nearest.next()) {
+        (Some(&k), None) if closest <= (length / 3).max(1) && closest < length => Some(k),
+        _ => None,
+    }
+}
+
 /// `no body named "uper"`, and what the author likely meant: the known name closest to it (`did you mean
 /// "upper"?`), else the names there are.
 pub(super) fn not_found<'a>(
@@ -30,22 +45,8 @@ pub(super) fn not_found<'a>(
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
         return format!("{message}: a scene refers to things by their `name`, not by entity id");
     }
-    // Case and a typo or two: a distance of at most a third of the name (at least 1, short of the whole name),
-    // to one known name only (`"w"` is as near to `"x"` as to `"y"`: no guess).
-    let distance = |k: &str| strsim::levenshtein(&k.to_lowercase(), &name.to_lowercase());
-    let closest = known.iter().map(|k| distance(k)).min();
-    let nearest: Vec<&str> = known
-        .iter()
-        .copied()
-        .filter(|k| Some(distance(k)) == closest)
-        .collect();
-    let length = name.chars().count();
-    let close = match (closest, nearest.as_slice()) {
-        (Some(d), [k]) if d <= (length / 3).max(1) && d < length => Some((d, *k)),
-        _ => None,
-    };
-    match close {
-        Some((_, k)) => format!("{message}: did you mean \"{k}\"?"),
+    match closest_name(name, known.iter().copied()) {
+        Some(k) => format!("{message}: did you mean \"{k}\"?"),
         None if known.is_empty() => format!("{message}: there are none"),
         None => {
             let mut list: Vec<String> = known.iter().take(12).map(|k| format!("\"{k}\"")).collect();

@@ -44,16 +44,16 @@ pub(super) struct RawEntity {
 }
 
 impl RawEntity {
-    /// `entity 123 ("cube")`: how errors name it.
+    /// `entity 123 ("cube")`: how errors name it (by the task's name only where nothing else on it has one).
     pub(super) fn label(&self) -> String {
         let name = self
-            .settings
+            .body
             .as_ref()
-            .map(|s| &s.name)
-            .or(self.body.as_ref().map(|b| &b.name))
+            .map(|b| &b.name)
             .or(self.joint.as_ref().map(|j| &j.name))
             .or(self.site.as_ref().map(|s| &s.name))
-            .or(self.goal.as_ref().map(|g| &g.name));
+            .or(self.goal.as_ref().map(|g| &g.name))
+            .or(self.settings.as_ref().map(|s| &s.name));
         match name {
             Some(name) => format!("entity {} (\"{name}\")", self.id),
             None => format!("entity {}", self.id),
@@ -271,11 +271,19 @@ fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
         .map(|r| r.type_info().type_path_table().short_path())
         .collect();
     known.sort_unstable();
-    format!(
-        "{}; a task scene's components are qamlab_sim::authoring::{{{}}}",
-        message.replace(" (stack: )", ""),
-        known.join(", ")
-    )
+    let message = message.replace(" (stack: )", "");
+    // The type the file names, `qamlab_sim::authoring::Goals` in "no registration found for `...`".
+    let named = message
+        .split('`')
+        .nth(1)
+        .map(|path| path.rsplit("::").next().unwrap_or(path));
+    match named.and_then(|name| super::check::closest_name(name, known.iter().copied())) {
+        Some(meant) => format!("{message}: did you mean `qamlab_sim::authoring::{meant}`?"),
+        None => format!(
+            "{message}; a task scene's components are qamlab_sim::authoring::{{{}}}",
+            known.join(", ")
+        ),
+    }
 }
 
 /// A syntax error's message with what the text at its position suggests: how an option, a struct's fields or an
@@ -322,6 +330,32 @@ fn explain_syntax(
         && let Some(variant) = outline.variant_opened_before(line, column)
     {
         return format!("{message}: {}", variant_fields_hint(variant, registry));
+    }
+    // How the math types and a range are written, where RON expected one and found something else.
+    let written = |ty: &str| match ty {
+        "Vec3" => Some("a vector is written `(x, y, z)`, like `(0.0, 0.0, -9.81)`"),
+        "Quat" => Some(
+            "a rotation is a unit quaternion written `(x, y, z, w)`, like `(0.0, 0.0, 0.0, 1.0)` for none or \
+             `(0.0, 0.0, 0.7071068, 0.7071068)` for a quarter turn about z",
+        ),
+        "Range" => Some("a range is written `(min: -1.0, max: 1.0)`"),
+        _ => None,
+    };
+    if let Some(ty) = message
+        .strip_prefix("Expected opening `(` for struct `")
+        .and_then(|rest| rest.strip_suffix('`'))
+        && let Some(form) = written(ty)
+    {
+        return format!("{message}: {form}");
+    }
+    if let Some(ty) = message
+        .strip_prefix("Expected struct `")
+        .and_then(|rest| rest.strip_suffix("` but found `Some`"))
+    {
+        let like = written(ty).map_or(String::new(), |form| format!(" ({form})"));
+        return format!(
+            "{message}: this field is required, not optional: write its value without `Some(..)`{like}"
+        );
     }
     let hint = match message.as_str() {
         "Expected option" => Some("an optional field is written `Some(value)` or `None`"),

@@ -1,0 +1,143 @@
+//! [`scene_warnings`]: what a scene may do that loads and runs but is most likely a mistake, said as a warning
+//! rather than refused (a scene may mean it).
+
+use qamlab_sim::TaskScene;
+use qamlab_sim::scene::SensorDef;
+
+/// The warnings of a loaded scene, each a sentence that names what it is about and what to change: bodies placed
+/// inside each other, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
+/// observed.
+pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
+    // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
+    for o in qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002) {
+        let name = |i: usize| &scene.bodies[i].body.name;
+        out.push(format!(
+            "\"{}\" and \"{}\" overlap by {:.1} cm where the scene places them: the physics pushes them apart at \
+             the first step; move them apart, or give them collision groups (`membership` / `filter`) that do not \
+             touch",
+            name(o.bodies.0),
+            name(o.bodies.1),
+            100.0 * o.depth
+        ));
+    }
+    for (joint, distance) in far_joint_anchors(scene) {
+        out.push(format!(
+            "joint \"{joint}\"'s anchor is {distance:.2} m from the nearer of its bodies, far beyond the gap \
+             between them: the bodies swing about a point far away (is a coordinate off by a factor of ten?)"
+        ));
+    }
+    for goal in unobserved_random_goals(scene) {
+        out.push(format!(
+            "goal \"{goal}\"'s target is drawn anew at each reset, but no `GoalPosition(goal: \"{goal}\")` sensor \
+             observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
+        ));
+    }
+    out
+}
+
+/// Joints whose anchor lies far from both their bodies (over 1 m from each one's origin and collider, and over
+/// twice the distance between the bodies' origins): a typo, most often, for a point between them. Each with its
+/// distance to the nearer body.
+fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
+    scene
+        .joints
+        .iter()
+        .filter_map(|j| {
+            let distance = |b: usize| {
+                let body = &scene.bodies[b];
+                let (at, turn) = (body.body.translation, body.body.rotation.normalize());
+                let origin = j.joint.anchor.distance(at);
+                // A shape placed by its collider's offset, away from its body's origin.
+                body.collider.as_ref().map_or(origin, |c| {
+                    origin.min(j.joint.anchor.distance(at + turn * c.offset))
+                })
+            };
+            let nearer = distance(j.parent).min(distance(j.child));
+            let apart = scene.bodies[j.parent]
+                .body
+                .translation
+                .distance(scene.bodies[j.child].body.translation);
+            (nearer > 1.0 && nearer > 2.0 * apart).then(|| (j.joint.name.clone(), nearer))
+        })
+        .collect()
+}
+
+/// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes.
+fn unobserved_random_goals(scene: &TaskScene) -> Vec<&str> {
+    scene
+        .goals
+        .iter()
+        .enumerate()
+        .filter(|(_, def)| {
+            def.randomize.as_ref().is_some_and(|(r, _)| {
+                [r.x, r.y, r.z]
+                    .iter()
+                    .flatten()
+                    .any(|range| range.max > range.min)
+            })
+        })
+        .filter(|&(g, _)| {
+            !scene
+                .sensors
+                .iter()
+                .any(|(_, def)| matches!(def, SensorDef::GoalPosition(k) if *k == g))
+        })
+        .map(|(_, def)| def.goal.name.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BUILTIN_TASKS;
+
+    fn builtin_text(name: &str) -> &'static str {
+        BUILTIN_TASKS.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    #[test]
+    fn the_built_in_tasks_have_no_warnings() {
+        for (name, text) in BUILTIN_TASKS {
+            let scene = TaskScene::from_ron(text, name).unwrap();
+            assert_eq!(scene_warnings(&scene), Vec::<String>::new(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_joint_anchor_far_from_both_bodies_is_found() {
+        let text = builtin_text("cube-single");
+        // Joint "x"'s anchor 25 m up where 0.25 was meant.
+        let typo = text.replacen(
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 0.25)",
+            "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 25.0)",
+            1,
+        );
+        assert_ne!(typo, text);
+        let scene = TaskScene::from_ron(&typo, "typo").unwrap();
+        let far = far_joint_anchors(&scene);
+        assert_eq!(far.len(), 1);
+        assert_eq!(far[0].0, "x");
+        assert!((far[0].1 - 24.75).abs() < 1e-3, "{far:?}");
+        let warnings = scene_warnings(&scene);
+        assert!(
+            warnings.len() == 1 && warnings[0].starts_with("joint \"x\"'s anchor is 24.75 m"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_random_target_no_sensor_observes_is_found() {
+        let text = builtin_text("cube-single");
+        let unobserved = text.replacen("GoalPosition(goal: \"cube_goal\"),", "", 1);
+        assert_ne!(unobserved, text);
+        let scene = TaskScene::from_ron(&unobserved, "unobserved").unwrap();
+        assert_eq!(unobserved_random_goals(&scene), ["cube_goal"]);
+        let warnings = scene_warnings(&scene);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with("goal \"cube_goal\"'s target is drawn anew"),
+            "{warnings:?}"
+        );
+    }
+}
