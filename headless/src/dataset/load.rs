@@ -22,13 +22,25 @@ fn not_npz(file: impl std::fmt::Display, bytes: &[u8]) -> String {
     }
 }
 
-/// The arrays a dataset is read from (other keys, like `qpos`, are left alone).
+/// The arrays a dataset is read from.
 const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards", "masks"];
 
-/// The shapes the `.npy` headers of the loaded arrays claim, read without reading the arrays. Refuses a header
-/// that claims more data than its archive entry can hold: the reader allocates what the header claims before
-/// reading, so a damaged header would otherwise abort the process.
-fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
+/// Keys of OGBench's files and of `qamlab collect`'s that are left alone (the simulator state, the success flags
+/// the masks repeat, where the file came from, the buttons of OGBench's puzzle tasks).
+const KNOWN_OTHER_KEYS: [&str; 5] = ["qpos", "qvel", "successes", "source", "button_states"];
+
+/// What the `.npy` header of a loaded array claims.
+struct Header {
+    key: String,
+    shape: Vec<u64>,
+    /// The dtype in numpy's words (`float32`, `uint8`, ...) or as its descriptor where unusual.
+    dtype: String,
+}
+
+/// The headers of the loaded arrays, read without reading the arrays. Refuses a header that claims more data than
+/// its archive entry can hold: the reader allocates what the header claims before reading, so a damaged header
+/// would otherwise abort the process.
+fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
     // Deflate expands at most about 1032:1; a stored entry holds what its size says. The sizes an entry declares
     // are capped by the archive's real length, which a forged directory cannot change.
     const MAX_DEFLATE_RATIO: u64 = 1032;
@@ -50,7 +62,7 @@ fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u
             _ => entry.size().min(packed.saturating_mul(MAX_DEFLATE_RATIO)),
         };
         let mut head = [0u8; 10];
-        let shape = entry
+        let header = entry
             .read_exact(&mut head)
             .ok()
             .and_then(|()| {
@@ -65,9 +77,11 @@ fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u
                 };
                 let mut header = vec![0u8; len.min(1 << 16)];
                 entry.read_exact(&mut header).ok()?;
-                npy_shape(&String::from_utf8_lossy(&header))
+                let header = String::from_utf8_lossy(&header);
+                Some((npy_shape(&header)?, npy_dtype(&header)?))
             })
             .with_context(|| format!("dataset {file}: key `{key}`: not a readable .npy array"))?;
+        let (shape, dtype) = header;
         let elements = shape
             .iter()
             .try_fold(1u64, |n, &d| n.checked_mul(d))
@@ -78,9 +92,26 @@ fn array_shapes(archive: &[u8], file: &str) -> anyhow::Result<Vec<(String, Vec<u
             "dataset {file}: key `{key}`: its header claims shape {shape:?}, more values than the {room} bytes \
              its archive entry holds: the file is damaged"
         );
-        shapes.push((key, shape));
+        shapes.push(Header { key, shape, dtype });
     }
     Ok(shapes)
+}
+
+/// The dtype of an `.npy` header dictionary (`'descr': '<f4'`) in numpy's words: `float32`, `uint8`, `bool`.
+fn npy_dtype(header: &str) -> Option<String> {
+    let start = header.find("'descr':")? + "'descr':".len();
+    let rest = header[start..].trim_start().strip_prefix('\'')?;
+    let descr = &rest[..rest.find('\'')?];
+    let code = descr.trim_start_matches(['<', '>', '|', '=']);
+    let (kind, bytes) = code.split_at(code.len().min(1));
+    let bits = bytes.parse::<u32>().ok().map(|b| b * 8);
+    Some(match (kind, bits) {
+        ("b", Some(8)) => "bool".into(),
+        ("f", Some(b)) => format!("float{b}"),
+        ("i", Some(b)) => format!("int{b}"),
+        ("u", Some(b)) => format!("uint{b}"),
+        _ => format!("`{descr}`"),
+    })
 }
 
 /// The `shape` tuple of an `.npy` header dictionary, like `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`.
@@ -123,6 +154,33 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
          (the form OGBench's loader returns), but datasets are read in OGBench's on-disk layout, where each \
          episode ends with a row of its final state marked in `terminals` (what `qamlab collect` writes)"
     );
+    // D4RL's layout: `terminals` only where the task ended an episode, `timeouts` where the time limit did.
+    // Read as OGBench's, an episode cut by the time limit would run on into the next one.
+    ensure!(
+        !names
+            .iter()
+            .any(|n| n.trim_end_matches(".npy") == "timeouts"),
+        "dataset {file}: key `timeouts`: this file is in D4RL's layout, where `timeouts` ends the episodes the \
+         time limit cut; datasets are read in OGBench's on-disk layout, where `terminals` marks the last row of \
+         every episode (a row of its final state, what `qamlab collect` writes)"
+    );
+    let ignored: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim_end_matches(".npy"))
+        .filter(|n| !LOADED_KEYS.contains(n) && !KNOWN_OTHER_KEYS.contains(n))
+        .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "dataset {file}: {} not read (a dataset is read from {}; {} are known and left alone)",
+            ignored
+                .iter()
+                .map(|k| format!("key `{k}` is"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            LOADED_KEYS.join(", "),
+            KNOWN_OTHER_KEYS.join(", ")
+        );
+    }
     for key in LOADED_KEYS {
         // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks.
         let extra = if matches!(key, "rewards" | "masks") {
@@ -136,16 +194,32 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             names.join(", ")
         );
     }
-    array_shapes(&bytes, &file.to_string())?;
-    let observations: Array2<f32> = read_floats(&mut npz, "observations", "[N, obs_dim]")
+    let headers = array_headers(&bytes, &file.to_string())?;
+    // What a key holds, for an error that says what was found beside what was expected.
+    let found = |key: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == key)
+            .map_or_else(String::new, |h| {
+                format!(", found {} of shape {:?}", h.dtype, h.shape)
+            })
+    };
+    let observations: Array2<f32> = read_floats(
+        &mut npz,
+        "observations",
+        "[N, obs_dim]",
+        &found("observations"),
+    )
+    .with_context(|| format!("dataset {file}"))?;
+    let actions: Array2<f32> =
+        read_floats(&mut npz, "actions", "[N, action_dim]", &found("actions"))
+            .with_context(|| format!("dataset {file}"))?;
+    let terminals = read_flags(&mut npz, "terminals", &found("terminals"))
         .with_context(|| format!("dataset {file}"))?;
-    let actions: Array2<f32> = read_floats(&mut npz, "actions", "[N, action_dim]")
+    let rewards: Array1<f32> = read_floats(&mut npz, "rewards", "[N]", &found("rewards"))
         .with_context(|| format!("dataset {file}"))?;
-    let terminals = read_flags(&mut npz, "terminals").with_context(|| format!("dataset {file}"))?;
-    let rewards: Array1<f32> =
-        read_floats(&mut npz, "rewards", "[N]").with_context(|| format!("dataset {file}"))?;
-    let masks: Array1<f32> =
-        read_floats(&mut npz, "masks", "[N]").with_context(|| format!("dataset {file}"))?;
+    let masks: Array1<f32> = read_floats(&mut npz, "masks", "[N]", &found("masks"))
+        .with_context(|| format!("dataset {file}"))?;
     let rows = observations.nrows();
     for (key, n, shape) in [
         ("actions", actions.nrows(), "[N, action_dim]"),
@@ -227,6 +301,23 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         d.masks.push(masks[t]);
         d.terminals.push(if terminals[t + 1] { 1.0 } else { 0.0 });
     }
+    // A task's reward is 0 exactly at success (both of a scene's reward kinds), where the mask stops bootstrapping.
+    let disagree = |mask: f32, success: bool| {
+        d.masks
+            .iter()
+            .zip(&d.rewards)
+            .filter(|&(&m, &r)| m == mask && (r == 0.0) == success)
+            .count()
+    };
+    let (stopped, bootstrapped) = (disagree(0.0, false), disagree(1.0, true));
+    if stopped + bootstrapped > 0 {
+        tracing::warn!(
+            "dataset {file}: {stopped} rows have mask 0 (a success: no bootstrapping) at a reward below 0, and \
+             {bootstrapped} mask 1 at reward 0 (a success's reward); in qamlab's tasks they go together (mask = 0 \
+             exactly where reward = 0): masks made as 1 - terminals (D4RL's) or rewards of another scale train \
+             a critic on the wrong targets"
+        );
+    }
     if outside > 0 {
         tracing::warn!(
             "dataset {file}: {outside} action values lie outside [-1, 1]; training clips them (as OGBench's \
@@ -262,10 +353,12 @@ fn read_source(
 }
 
 /// Reads number array `key` as float32: float32 as stored; float64 (numpy's default) and integers converted.
+/// `found` (`, found bool of shape [6]`) goes into the error.
 fn read_floats<D: ndarray::Dimension>(
     npz: &mut NpzReader<Cursor<&Vec<u8>>>,
     key: &str,
     shape: &str,
+    found: &str,
 ) -> anyhow::Result<ndarray::Array<f32, D>> {
     let error = match npz.by_name::<ndarray::OwnedRepr<f32>, D>(key) {
         Ok(array) => return Ok(array),
@@ -285,20 +378,50 @@ fn read_floats<D: ndarray::Dimension>(
         }
         return Ok(array.mapv(|v| v as f32));
     }
-    // Whole numbers (numpy's default for them: masks or rewards written as integers).
-    if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<i64>, D>(key) {
-        return Ok(array.mapv(|v| v as f32));
+    // Whole numbers (numpy's default for them: masks or rewards written as integers), of any width.
+    fn whole<T, D>(
+        npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+        key: &str,
+    ) -> Option<ndarray::Array<f32, D>>
+    where
+        T: ndarray_npy::ReadableElement + Copy + Into<f64>,
+        D: ndarray::Dimension,
+    {
+        let array = npz.by_name::<ndarray::OwnedRepr<T>, D>(key).ok()?;
+        Some(array.mapv(|v| v.into() as f32))
     }
-    if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<i32>, D>(key) {
-        return Ok(array.mapv(|v| v as f32));
+    let array = whole::<i32, D>(npz, key)
+        .or_else(|| whole::<i16, D>(npz, key))
+        .or_else(|| whole::<i8, D>(npz, key))
+        .or_else(|| whole::<u32, D>(npz, key))
+        .or_else(|| whole::<u16, D>(npz, key))
+        .or_else(|| whole::<u8, D>(npz, key))
+        .or_else(|| {
+            let array = npz.by_name::<ndarray::OwnedRepr<i64>, D>(key).ok()?;
+            Some(array.mapv(|v| v as f32))
+        })
+        .or_else(|| {
+            let array = npz.by_name::<ndarray::OwnedRepr<u64>, D>(key).ok()?;
+            Some(array.mapv(|v| v as f32))
+        });
+    if let Some(array) = array {
+        return Ok(array);
     }
-    Err(error).with_context(|| {
-        format!("key `{key}`: expected float32 or float64 {shape} (or whole numbers)")
-    })
+    let expected = format!("key `{key}`: expected float32, float64 or whole numbers {shape}");
+    if found.is_empty() {
+        Err(error).context(expected)
+    } else {
+        bail!("{expected}{found}")
+    }
 }
 
-/// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1.
-fn read_flags(npz: &mut NpzReader<Cursor<&Vec<u8>>>, key: &str) -> anyhow::Result<Array1<bool>> {
+/// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1. `found` (`, found
+/// float32 of shape [6, 2]`) goes into the error.
+fn read_flags(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    key: &str,
+    found: &str,
+) -> anyhow::Result<Array1<bool>> {
     let error = match npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(key) {
         Ok(array) => return Ok(array),
         Err(e) => e,
@@ -307,11 +430,19 @@ fn read_flags(npz: &mut NpzReader<Cursor<&Vec<u8>>>, key: &str) -> anyhow::Resul
         .or_else(|| as_f64(npz, key, |v: f64| v))
         .or_else(|| as_f64(npz, key, |v: i64| v as f64))
         .or_else(|| as_f64(npz, key, |v: i32| v.into()))
+        .or_else(|| as_f64(npz, key, |v: i16| v.into()))
         .or_else(|| as_f64(npz, key, |v: u8| v.into()))
-        .or_else(|| as_f64(npz, key, |v: i8| v.into()));
+        .or_else(|| as_f64(npz, key, |v: i8| v.into()))
+        .or_else(|| as_f64(npz, key, |v: u16| v.into()))
+        .or_else(|| as_f64(npz, key, |v: u32| v.into()))
+        .or_else(|| as_f64(npz, key, |v: u64| v as f64));
     let Some(numbers) = numbers else {
-        return Err(error)
-            .with_context(|| format!("key `{key}`: expected bool [N] (or 0/1 numbers)"));
+        let expected = format!("key `{key}`: expected bool [N] (or 0/1 numbers)");
+        return if found.is_empty() {
+            Err(error).context(expected)
+        } else {
+            bail!("{expected}{found}")
+        };
     };
     numbers
         .iter()
@@ -429,15 +560,53 @@ mod tests {
             format!("{err:#}").contains("key `terminals` holds 2 at row 2: expected a flag"),
             "{err:#}"
         );
+        // Whole numbers of any width.
+        for bytes in [
+            npz_with(&["masks"], |npz| {
+                npz.add_array("masks", &Array1::<u8>::ones(6)).unwrap();
+            }),
+            npz_with(&["masks"], |npz| {
+                npz.add_array("masks", &Array1::<i16>::ones(6)).unwrap();
+            }),
+        ] {
+            assert_eq!(load_bytes(&bytes).unwrap().masks, good.masks);
+        }
+        // What is neither is named with what the file holds.
         let err = load_bytes(&npz_with(&["actions"], |npz| {
-            npz.add_array("actions", &Array2::<i16>::zeros((6, 2)))
+            npz.add_array("actions", &Array2::<bool>::from_elem((6, 2), true))
                 .unwrap();
         }))
         .unwrap_err();
         assert!(
-            format!("{err:#}")
-                .contains("key `actions`: expected float32 or float64 [N, action_dim]"),
+            format!("{err:#}").ends_with(
+                "key `actions`: expected float32, float64 or whole numbers [N, action_dim], found bool of shape \
+                 [6, 2]"
+            ),
             "{err:#}"
+        );
+        let err = load_bytes(&npz_with(&["terminals"], |npz| {
+            npz.add_array("terminals", &Array2::<f32>::zeros((6, 1)))
+                .unwrap();
+        }))
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").ends_with(
+                "key `terminals`: expected bool [N] (or 0/1 numbers), found float32 of shape [6, 1]"
+            ),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn d4rl_timeouts_are_refused_rather_than_merging_episodes() {
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("timeouts", &Array1::from(vec![false; 6]))
+                .unwrap();
+        });
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `timeouts`: this file is in D4RL's layout"),
+            "{err}"
         );
     }
 
