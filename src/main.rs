@@ -61,6 +61,7 @@ fn main() -> std::process::ExitCode {
     // Before any tensor: freed tensors' memory is reused, not given back.
     qamlab_agent::cpu_memory::keep_freed_memory();
     log::init();
+    say_out_of_memory_plainly();
     let warnings = [
         qamlab_agent::cpu_memory::env_warning(),
         qamlab_agent::mkl_kernels::env_warning(),
@@ -94,6 +95,46 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Makes a panic that is libtorch failing to allocate (tch's infallible ops unwrap its error: on the CPU past the
+/// machine's memory, on a GPU past its memory) an error line with what to change, without a trace; other panics
+/// keep the default report. The panic still unwinds, so files being written are cleaned up as on any error.
+fn say_out_of_memory_plainly() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied());
+        match payload.and_then(out_of_memory) {
+            Some(what) => eprintln!(
+                "error: libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
+                 widths, num_qs, --envs) or free the device's memory"
+            ),
+            None => default(info),
+        }
+    }));
+}
+
+/// The allocation failure a libtorch error message reports (`CUDA out of memory. Tried to allocate 2.00 GiB`),
+/// its first line; `None` for any other message.
+fn out_of_memory(message: &str) -> Option<String> {
+    let markers = [
+        "can't allocate memory",
+        "out of memory",
+        "DefaultCPUAllocator",
+    ];
+    if !markers.iter().any(|m| message.contains(m)) {
+        return None;
+    }
+    // tch's error is quoted inside the unwrap's message, escapes and all.
+    let inner = message
+        .split_once("Torch(\"")
+        .map_or(message, |(_, rest)| rest);
+    let first = inner.split("\\n").next().unwrap_or(inner);
+    Some(first.lines().next().unwrap_or(first).trim().to_string())
+}
+
 /// The whole cause chain on one line (file, field, what was expected), each cause once: some libraries' errors
 /// already print their source, which the chain would then repeat.
 fn error_line(err: &anyhow::Error) -> String {
@@ -112,7 +153,32 @@ fn error_line(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::error_line;
+    use super::{error_line, out_of_memory};
+
+    #[test]
+    fn libtorch_allocation_failures_are_told_apart_from_other_panics() {
+        let cpu = "called `Result::unwrap()` on an `Err` value: Torch(\"[enforce fail at alloc_cpu.cpp:119] data. \
+                   DefaultCPUAllocator: can't allocate memory: you tried to allocate 17179869184 bytes. Error code \
+                   12 (Cannot allocate memory)\\nException raised from ...\")";
+        assert_eq!(
+            out_of_memory(cpu).as_deref(),
+            Some(
+                "[enforce fail at alloc_cpu.cpp:119] data. DefaultCPUAllocator: can't allocate memory: you tried \
+                 to allocate 17179869184 bytes. Error code 12 (Cannot allocate memory)"
+            )
+        );
+        let cuda = "called `Result::unwrap()` on an `Err` value: Torch(\"CUDA out of memory. Tried to allocate \
+                    2.00 GiB. GPU 0 has a total capacity of 79.19 GiB\\nmore\")";
+        assert!(
+            out_of_memory(cuda)
+                .unwrap()
+                .starts_with("CUDA out of memory. Tried to allocate 2.00 GiB")
+        );
+        assert_eq!(
+            out_of_memory("index out of bounds: the len is 3 but the index is 5"),
+            None
+        );
+    }
 
     #[test]
     fn a_cause_that_its_error_already_prints_is_not_repeated() {

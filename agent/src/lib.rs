@@ -13,6 +13,7 @@
 //! * [`acting`] — Euler flow and `sample_actions` (§6).
 //! * [`optim`] — global-norm clip + Adam, Polyak targets (§5).
 //! * [`agent`] — [`Agent`]: networks + optimiser; `update` composes the losses.
+//! * [`footprint`] — the least memory an agent's networks and one update take.
 //! * [`metrics`] — lazily read update metrics and the intermediate trace.
 //! * [`checkpoint`] — atomic safetensors checkpoints.
 //! * [`cuda_graph`] — capture and replay of CUDA graphs (a C++ shim over libtorch's).
@@ -33,6 +34,7 @@ pub mod cpu_memory;
 pub mod cuda_graph;
 pub mod data;
 pub mod error;
+pub mod footprint;
 pub mod fql;
 pub mod gelu;
 pub mod metrics;

@@ -21,6 +21,25 @@ pub(super) fn check_replay_memory(
     )
 }
 
+/// Refuses, before the agent is built, networks and a batch whose parameters and one update's activations would not
+/// fit in this machine's memory at the least (libtorch would otherwise fail mid-update). On a GPU the networks live
+/// in its memory, which is not checked here.
+pub(super) fn check_agent_memory(
+    cfg: &TrainConfig,
+    obs_dim: usize,
+    action_dim: usize,
+) -> anyhow::Result<()> {
+    let a = &cfg.agent;
+    crate::limits::check_memory(
+        qamlab_agent::footprint::memory_lower_bound(a, obs_dim, action_dim),
+        &format!(
+            "the agent (actor_hidden_dims = {:?}, value_hidden_dims = {:?}, num_qs = {}, batch_size = {}, \
+             horizon_length = {}), its networks and one update at the least,",
+            a.actor_hidden_dims, a.value_hidden_dims, a.num_qs, a.batch_size, a.horizon_length
+        ),
+    )
+}
+
 /// A reward as training sees it: with `sparse` (spec §2.1), -1 unless it is 0.
 pub(super) fn shape_reward(reward: f32, sparse: bool) -> f32 {
     if sparse && reward != 0.0 {

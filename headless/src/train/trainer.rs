@@ -14,7 +14,7 @@ use tch::Device;
 use super::checkpoints::RunSettings;
 use super::offline::load_offline_data;
 use super::online::ResumedEnvs;
-use super::replay::check_replay_memory;
+use super::replay::{check_agent_memory, check_replay_memory};
 use super::{TrainObserver, TrainSummary};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
@@ -93,6 +93,9 @@ impl<'a> Trainer<'a> {
         crate::chunks::check_agent_action_space(&spec)?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         check_replay_memory(cfg, obs_dim, action_dim)?;
+        if device == Device::Cpu {
+            check_agent_memory(cfg, obs_dim, action_dim)?;
+        }
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
             Some(path) => Some(load_offline_data(
