@@ -1,6 +1,7 @@
 //! Checkpoints in safetensors: every network under its reference name, Adam moments
 //! (`optimizer/mu/<name>`, `optimizer/nu/<name>`), and in the metadata the config (JSON), step
-//! counters, dimensions and seed. Written atomically (temporary file, fsync, rename).
+//! counters, dimensions and seed. Written atomically (temporary file, fsync, rename), with a checksum of the
+//! tensors that reading verifies (a bit flipped on disk or in a copy is an error, not a silently different run).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +20,24 @@ pub const FORMAT: &str = "qamlab-agent/1";
 
 /// String metadata of a safetensors file.
 pub type Metadata = HashMap<String, String>;
+
+/// Metadata key of the tensors' checksum (see [`tensors_crc32`]); files written before it have none.
+const CRC_KEY: &str = "tensors_crc32";
+
+/// CRC-32 of every tensor's name, dtype, shape and bytes, in name order: independent of how the file lays them out.
+fn tensors_crc32<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> u32 {
+    let mut sorted: Vec<_> = tensors.into_iter().collect();
+    sorted.sort_by_key(|t| t.0);
+    let mut crc = crc32fast::Hasher::new();
+    for (name, dtype, shape, bytes) in sorted {
+        crc.update(name.as_bytes());
+        crc.update(format!("{dtype:?}{shape:?}").as_bytes());
+        crc.update(bytes);
+    }
+    crc.finalize()
+}
 
 /// A tensor's dtype, shape and little-endian bytes.
 type RawTensor = (Dtype, Vec<usize>, Vec<u8>);
@@ -113,6 +132,12 @@ pub fn write_tensors(
         .iter()
         .map(|(n, t)| Ok((n.clone(), tensor_bytes(t)?)))
         .collect::<Result<_>>()?;
+    let mut metadata = metadata;
+    let crc = tensors_crc32(
+        raw.iter()
+            .map(|(n, (dt, shape, bytes))| (n.as_str(), *dt, shape.as_slice(), bytes.as_slice())),
+    );
+    metadata.insert(CRC_KEY.into(), crc.to_string());
     let views = raw
         .iter()
         .map(|(n, (dt, shape, bytes))| {
@@ -149,11 +174,43 @@ pub fn write_tensors(
 /// Reads every tensor (f32/f64/i64/i32) and the metadata of a safetensors file; a truncated or
 /// malformed file is an error, never a panic.
 pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
+    // A device or a FIFO under the name (a symlink to /dev/zero) would be read without end.
+    let kind = std::fs::metadata(path)
+        .map_err(|e| ckpt_err(path, e.to_string()))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(ckpt_err(
+            path,
+            format!("is {what}; a checkpoint is a .safetensors file"),
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| ckpt_err(path, format!("unreadable or truncated: {e}")))?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| ckpt_err(path, e.to_string()))?;
+    if let Some(recorded) = meta.metadata().as_ref().and_then(|m| m.get(CRC_KEY)) {
+        let tensors = st.tensors();
+        let crc = tensors_crc32(
+            tensors
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+        );
+        if recorded != &crc.to_string() {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "its tensors' checksum is {crc}, the file records {recorded}: the file is damaged (a bit \
+                     changed on disk or in a copy)"
+                ),
+            ));
+        }
+    }
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape: Vec<i64> = view.shape().iter().map(|&s| s as i64).collect();

@@ -427,3 +427,36 @@ fn the_same_agent_saves_to_the_same_bytes() {
     let loaded = Agent::load(dir.path().join("a0.safetensors"), Device::Cpu).unwrap();
     assert_same_params(&agent, &loaded);
 }
+
+#[test]
+fn a_bit_changed_in_a_checkpoint_is_found_by_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The last byte is a tensor's: the data section follows the header.
+    *bytes.last_mut().unwrap() ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.contains("the file records") && err.contains("the file is damaged"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_path_that_is_not_a_file_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("agent.safetensors");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let err = Agent::load(&link, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.contains("is not a regular file (a device, FIFO or socket)"),
+        "{err}"
+    );
+    let err = Agent::load(dir.path(), Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("is a folder"), "{err}");
+}
