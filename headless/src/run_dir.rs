@@ -126,7 +126,16 @@ impl RunDir {
                     record_path.display()
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RunRecord::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A run from before the record was kept has none; a deleted one leaves the copy unchecked.
+                tracing::warn!(
+                    "{} is missing, so {} cannot be checked against the copy the run started with (runs from \
+                     before qamlab kept this record have none); if it was deleted, an edited copy goes unnoticed",
+                    record_path.display(),
+                    self.task_scene().display()
+                );
+                RunRecord::default()
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", record_path.display())),
         };
         let Some(then) = recorded.task_scene_crc32 else {
@@ -428,11 +437,17 @@ impl RunDir {
 
     /// Drops metrics rows logged after `step` (a resumed run logs them again).
     pub fn truncate_metrics_after(&self, step: u64) -> anyhow::Result<()> {
-        let Ok(text) = std::fs::read_to_string(self.metrics()) else {
-            return Ok(());
+        let path = self.metrics();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let kept: String = text
-            .lines()
+        // Line by line as bytes: a line the crash cut short, or damaged into something that is not UTF-8, goes
+        // with the others past `step` rather than keeping the whole file as it was.
+        let kept: String = bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| std::str::from_utf8(line).ok())
             .filter(|line| {
                 serde_json::from_str::<serde_json::Value>(line)
                     .ok()
@@ -441,10 +456,10 @@ impl RunDir {
             })
             .map(|line| format!("{line}\n"))
             .collect();
-        if kept == text {
+        if kept.as_bytes() == bytes {
             return Ok(());
         }
-        write_bytes_atomically(&self.metrics(), kept.as_bytes())
+        write_bytes_atomically(&path, kept.as_bytes())
     }
 
     /// Reads `eval.csv`: its header, then one evaluation a line (blank lines are skipped). A line that does not
@@ -820,6 +835,28 @@ mod tests {
         std::fs::remove_file(run.record()).unwrap();
         run.read_config().unwrap();
         assert!(run.foreign_entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn resuming_drops_the_metrics_past_the_checkpoint_also_after_a_damaged_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let mut bytes = b"{\"step\":10}\n{\"step\":20}\n".to_vec();
+        bytes.extend_from_slice(b"{\"step\":\xff\xfe}\n{\"step\":30}\n{\"st");
+        std::fs::write(run.metrics(), &bytes).unwrap();
+        run.truncate_metrics_after(20).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.metrics()).unwrap(),
+            "{\"step\":10}\n{\"step\":20}\n"
+        );
+        // Nothing past the step: the file stays as it is; everything past it: none of it.
+        run.truncate_metrics_after(20).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(run.metrics()).unwrap(),
+            "{\"step\":10}\n{\"step\":20}\n"
+        );
+        run.truncate_metrics_after(5).unwrap();
+        assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), "");
     }
 
     #[test]
