@@ -742,6 +742,28 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
 }
 
 #[test]
+fn a_path_that_is_not_utf8_is_refused_before_the_run_by_its_flag() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join(std::ffi::OsStr::from_bytes(b"run-\xff"));
+    for flag in ["--out", "--resume"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+            .args(["train", flag])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(2)
+                && stderr.contains(&format!("for '{flag} <"))
+                && stderr.contains("the path is not valid UTF-8"),
+            "{flag}: {stderr}"
+        );
+    }
+    assert!(!bad.exists());
+}
+
+#[test]
 fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();

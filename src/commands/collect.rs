@@ -17,7 +17,7 @@ pub struct CollectArgs {
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]
     pub episodes: usize,
     /// Output file (.npz); written atomically. An existing file is refused unless `--overwrite`.
-    #[arg(long)]
+    #[arg(long, value_parser = super::path_arg())]
     pub out: PathBuf,
     /// Replace the `--out` file if it exists (and its `-val.npz`, when --val-episodes writes one).
     #[arg(long)]

@@ -17,7 +17,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Directory for the dataset and the run.
-    #[arg(long, default_value = "runs/demo")]
+    #[arg(long, default_value = "runs/demo", value_parser = super::path_arg())]
     pub out: PathBuf,
     /// Seed of the dataset and the run.
     #[arg(long, default_value_t = 0)]

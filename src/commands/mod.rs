@@ -66,12 +66,22 @@ where
     }
 }
 
-/// Parses a path that must not be empty (`--dataset ""` would name no file).
-pub(crate) fn non_empty_path(s: &str) -> Result<std::path::PathBuf, String> {
-    if s.is_empty() {
-        return Err("expected the path of a file, got an empty one".into());
-    }
-    Ok(s.into())
+/// The parser of a path flag: not empty (`--dataset ""` would name no file), and UTF-8, since runs and datasets
+/// record their paths as text (TOML, JSON) and a run would otherwise fail only at its end. Its error names the flag.
+pub(crate) fn path_arg() -> impl clap::builder::TypedValueParser<Value = std::path::PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|s| {
+        if s.is_empty() {
+            return Err("expected the path of a file, got an empty one".to_string());
+        }
+        match s.into_string() {
+            Ok(text) => Ok(std::path::PathBuf::from(text)),
+            Err(_) => Err(
+                "the path is not valid UTF-8; qamlab records paths as text (TOML, JSON): rename it"
+                    .to_string(),
+            ),
+        }
+    })
 }
 
 /// `n thing` or `n things`.

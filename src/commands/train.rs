@@ -12,13 +12,13 @@ use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 pub struct TrainArgs {
     /// TOML config file: run settings, agent hyper-parameters under `[agent]` (`--print-config` lists every
     /// key; assets/configs/ holds the demo's CPU and GPU settings).
-    #[arg(long)]
+    #[arg(long, value_parser = super::path_arg())]
     pub config: Option<PathBuf>,
     /// Built-in task name or path to a task scene file.
     #[arg(long)]
     pub task: Option<String>,
     /// Offline dataset: npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it.
-    #[arg(long, value_parser = super::non_empty_path)]
+    #[arg(long, value_parser = super::path_arg())]
     pub dataset: Option<PathBuf>,
     /// Agent: qam, qam-f, qam-e, fql or bc.
     #[arg(long, value_parser = parse_kind)]
@@ -73,11 +73,11 @@ pub struct TrainArgs {
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub checkpoint_interval: Option<u64>,
     /// Run directory (default runs/TASK-AGENT-SEED).
-    #[arg(long)]
+    #[arg(long, value_parser = super::path_arg())]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint, with the settings of its config.toml
     /// (so no other flag but --quiet).
-    #[arg(long, conflicts_with_all = [
+    #[arg(long, value_parser = super::path_arg(), conflicts_with_all = [
         "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "start_training", "utd_ratio",
         "device", "seed",
         "cuda_graphs", "tf32", "split_update", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
