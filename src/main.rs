@@ -87,7 +87,7 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             eprintln!("error: {}", error_line(&err));
             if err.is::<commands::interrupt::Interrupted>() {
-                std::process::ExitCode::from(130)
+                std::process::ExitCode::from(commands::interrupt::exit_status())
             } else {
                 std::process::ExitCode::FAILURE
             }

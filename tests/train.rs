@@ -281,6 +281,24 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     assert!(stderr.contains(stopped_at.trim()), "{stderr}");
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
+
+    // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is, and reported as 128 + SIGTERM.
+    let run = dir.path().join("run-terminated");
+    let mut child = train_cmd(&config, &dataset, &run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint_past(&run, &mut child, 0);
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: the run is checkpointed where it stopped"),
+        "{stderr}"
+    );
 }
 
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming

@@ -1,48 +1,71 @@
 //! Ctrl-C during training: the run stops at its next step, checkpoints there, and the command says how to go on.
 //! Ctrl-C during a collection: it stops, and its temporary files are removed rather than left behind.
+//! SIGTERM (`kill`, `timeout`, `docker stop`, a batch scheduler's end of time) is taken as Ctrl-C is.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use qamlab_headless::run_dir::RunDir;
 use qamlab_headless::{TrainObserver, TrainSummary};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_interrupt(_signal: libc::c_int) {
+/// The signal that interrupted the work (SIGINT or SIGTERM), for the exit status; 0 before one.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signals taken as a request to stop.
+const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+/// Records `signal` and restores the default action of both, so that a second one ends the process at once, as
+/// without the handler. Async-signal-safe.
+fn stop_requested(signal: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    // A second Ctrl-C ends the process at once, as without the handler.
-    // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    for s in STOP_SIGNALS {
+        // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(s, libc::SIG_DFL);
+        }
     }
 }
 
-/// From now on, Ctrl-C asks the run that gets the returned observer to stop (a second Ctrl-C kills).
-pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
-    let handler: extern "C" fn(libc::c_int) = on_interrupt;
-    // SAFETY: the handler only stores an atomic and calls signal(), both async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+/// Installs `handler` for the stop signals.
+fn install(handler: extern "C" fn(libc::c_int)) {
+    for s in STOP_SIGNALS {
+        // SAFETY: the handlers only store atomics and call signal(), all async-signal-safe.
+        unsafe {
+            libc::signal(s, handler as libc::sighandler_t);
+        }
     }
+}
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    stop_requested(signal);
+}
+
+/// From now on, Ctrl-C or SIGTERM asks the run that gets the returned observer to stop (a second one kills).
+pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
+    install(on_interrupt);
     Box::new(StopOnInterrupt)
 }
 
-extern "C" fn on_interrupt_cancel(_signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+extern "C" fn on_interrupt_cancel(signal: libc::c_int) {
     qamlab_headless::files::cancel_writes();
-    // SAFETY: as in `on_interrupt`.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
+    stop_requested(signal);
 }
 
-/// From now on, Ctrl-C stops the collection or the dataset write in progress, which then removes its temporary
-/// file (killed by the signal's default action, it would leave `.tmp-NAME-XXXX` behind); a second Ctrl-C kills.
+/// From now on, Ctrl-C or SIGTERM stops the collection or the dataset write in progress, which then removes its
+/// temporary file (killed by the signal's default action, it would leave `.tmp-NAME-XXXX` behind); a second one
+/// kills.
 pub fn cancel_on_interrupt() {
-    let handler: extern "C" fn(libc::c_int) = on_interrupt_cancel;
-    // SAFETY: the handler only stores atomics and calls signal(), all async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    install(on_interrupt_cancel);
+}
+
+/// The exit status of work a signal interrupted: 128 + the signal, as shells report a command it ended (130 for
+/// Ctrl-C, 143 for SIGTERM).
+pub fn exit_status() -> u8 {
+    match SIGNAL.load(Ordering::SeqCst) {
+        s if s > 0 && s < 128 => 128 + s as u8,
+        _ => 130,
     }
 }
 
@@ -66,8 +89,8 @@ pub fn stop_if_cancelled(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Work Ctrl-C stopped (a run, a collection), and what became of it. The process then exits with 130
-/// (128 + SIGINT), as shells and scripts expect of an interrupted command.
+/// Work Ctrl-C or SIGTERM stopped (a run, a collection), and what became of it. The process then exits with
+/// [`exit_status`], as shells and scripts expect of an interrupted command.
 #[derive(Debug)]
 pub struct Interrupted(String);
 
