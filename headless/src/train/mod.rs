@@ -146,7 +146,19 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             task.name
         );
     }
-    let device = cfg.device.resolve()?;
+    let device = cfg.device.resolve().with_context(|| {
+        if opts.resume {
+            // --resume takes no flags: the run's own config says where it trains.
+            format!(
+                "resuming {}: its config.toml says device = \"cuda\"; to continue it on this machine, set device \
+                 = \"cpu\" or \"auto\" in that file (the run goes on from its checkpoint; the CPU's sums differ from \
+                 a GPU's in the last bits)",
+                run.root().display(),
+            )
+        } else {
+            "choosing the device".to_string()
+        }
+    })?;
     if device == Device::Cpu {
         // Half the cores: libtorch's OpenMP threads spin, and more of them than the cores the envs' physics
         // leaves free make updates many times slower.
