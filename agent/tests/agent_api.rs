@@ -457,6 +457,9 @@ fn a_checkpoint_path_that_is_not_a_file_is_refused_before_reading() {
         err.contains("is not a regular file (a device, FIFO or socket)"),
         "{err}"
     );
-    let err = Agent::load(dir.path(), Device::Cpu).err().unwrap().to_string();
+    let err = Agent::load(dir.path(), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("is a folder"), "{err}");
 }
