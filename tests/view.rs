@@ -214,3 +214,89 @@ fn a_screenshot_name_other_than_png_is_refused_before_the_window_opens() {
     );
     assert!(!jpg.exists());
 }
+
+/// Runs `qamlab view ARGS` (under `xvfb-run -a` if asked) with `env` set; its exit code and stderr.
+fn view_fails(args: &[&str], env: &[(&str, &str)], xvfb: bool) -> (Option<i32>, String) {
+    let mut command = if xvfb {
+        assert!(
+            on_path("xvfb-run").is_some(),
+            "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh"
+        );
+        let mut command = Command::new("xvfb-run");
+        command.arg("-a").arg(env!("CARGO_BIN_EXE_qamlab"));
+        command
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_qamlab"))
+    };
+    let out = command
+        .arg("view")
+        .args(args)
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("running qamlab view");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_display_with_no_x_server_is_refused_with_an_error_not_a_panic() {
+    // A display no X server serves (no socket for it), as a stale `ssh -X` or a finished Xvfb leaves DISPLAY:
+    // winit panicked building its event loop.
+    let display = (7300..8000)
+        .map(|n| format!(":{n}"))
+        .find(|d| !Path::new(&format!("/tmp/.X11-unix/X{}", &d[1..])).exists())
+        .expect("a free display number");
+    let view = |args: &[&str]| {
+        let (code, stderr) = view_fails(args, &[("DISPLAY", &display)], false);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "a panic shown to the user:\n{stderr}"
+        );
+        stderr
+    };
+    let stderr = view(&["--task", "cube-single"]);
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the X11 display DISPLAY={display}: no X server answers there"
+        )) && stderr.contains("xvfb-run -a qamlab view"),
+        "{stderr}"
+    );
+    // The flags are checked first: their own mistakes are named, whatever the display.
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = view(&["--save-to", dir.path().to_str().unwrap()]);
+    assert!(
+        stderr.contains("--save-to") && stderr.contains("that is a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_render_adapter_is_refused_with_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("x.png");
+    // A display, but no Vulkan driver: Bevy's renderer found no adapter and panicked ("Unable to find a GPU!").
+    let (code, stderr) = view_fails(
+        &["--frames", "3", "--screenshot", png.to_str().unwrap()],
+        &[
+            ("WGPU_BACKEND", "vulkan"),
+            ("VK_ICD_FILENAMES", "/nonexistent.json"),
+            ("VK_DRIVER_FILES", "/nonexistent.json"),
+        ],
+        true,
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no render adapter") && stderr.contains("mesa-vulkan-drivers"),
+        "the error does not say what is missing:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "a panic shown to the user:\n{stderr}"
+    );
+    assert!(!png.exists(), "a screenshot with no renderer");
+}

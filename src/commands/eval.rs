@@ -133,9 +133,8 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
     };
     if stderr.contains("Unable to find a GPU") || stderr.contains("no render adapter") {
         anyhow::bail!(
-            "--video: no render adapter: rendering needs a Vulkan driver (a GPU's, or mesa's software \
-             renderer lavapipe: the Debian package mesa-vulkan-drivers with libvulkan1, which scripts/setup.sh \
-             installs); `qamlab doctor` lists the drivers it finds. No video was written."
+            "--video: no render adapter: rendering needs {}. No video was written.",
+            crate::view::preflight::VULKAN_DRIVER_HELP
         );
     }
     anyhow::bail!(

@@ -9,12 +9,14 @@
 //! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
 //! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
 //! * [`screenshot`]: [`ScreenshotPlugin`] saves one frame and exits (`--screenshot`).
+//! * [`preflight`]: the display and the render adapter, checked before the window opens.
 //! * [`video`]: [`video::record`] renders episodes offscreen, with no window, to a GIF (`qamlab eval --video`).
 
 pub mod camera;
 pub mod hot_reload;
 pub mod panel;
 pub mod policy;
+pub mod preflight;
 pub mod render_sync;
 pub mod screenshot;
 pub mod stepping;
@@ -142,15 +144,23 @@ pub struct ViewTask {
     pub watch: Option<PathBuf>,
 }
 
+/// Checks `--save-to` before the window opens: never a directory, and writable where there is an agent to save
+/// (without one, the panel's "save checkpoint" writes nothing, and a read-only working directory is no mistake).
+fn check_save_to(path: &std::path::Path, agent: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !path.is_dir(),
+        "--save-to {}: that is a directory; give the .safetensors file the panel's \"save checkpoint\" writes",
+        path.display()
+    );
+    if agent {
+        qamlab_headless::files::check_writable(path, "--save-to")?;
+    }
+    Ok(())
+}
+
 /// Opens the window and runs until it closes (or until the screenshot is saved).
 pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
-    // The window is built for X11 only (XWayland serves Wayland desktops); winit would panic without one.
-    if cfg!(target_os = "linux") && std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
-        anyhow::bail!(
-            "qamlab view needs an X11 display and DISPLAY is not set: run it in a desktop session, \
-             or without a screen under `xvfb-run -a qamlab view ...`"
-        );
-    }
+    // The flags first, then the machine: a mistake in them is reported whatever the display.
     if let Some(path) = &args.screenshot {
         anyhow::ensure!(
             !path.is_dir(),
@@ -185,6 +195,10 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         Some(given) => training::run_of_checkpoint(&policy::agent_file(given)?),
         None => None,
     };
+    check_save_to(&args.save_to, policy.agent.is_some())?;
+    // winit and Bevy's renderer would panic without these, after the trainer had started.
+    preflight::check_display()?;
+    preflight::check_render_adapter()?;
     let (trainer, training_link) = if args.train {
         let (handle, link) = training::start(&args, &task.scene, &spec)?;
         (Some(handle), Some(link))

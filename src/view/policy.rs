@@ -84,8 +84,7 @@ impl ActingPolicy {
     pub fn from_args(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<Self> {
         let agent = if let Some(given) = &args.checkpoint {
             let path = agent_file(given)?;
-            let agent = Agent::load(&path, tch::Device::Cpu)
-                .with_context(|| format!("loading the checkpoint {}", path.display()))?;
+            let agent = load_checkpoint_agent(&path, spec)?;
             // A later edit of the scene may still change its sizes; then the window falls back to another policy.
             if (agent.obs_dim(), agent.action_dim()) != (spec.obs_dim, spec.action_dim) {
                 anyhow::bail!(
@@ -255,6 +254,38 @@ pub fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
         )
     })?;
     Ok(latest.join("agent.safetensors"))
+}
+
+/// Loads the agent of `--checkpoint` (its agent file, from [`agent_file`]). A checkpoint of a run is checked as
+/// `qamlab eval` checks it, against the run's config and seed: the panel shows that run's curves beside it, so an
+/// agent copied in from another run must not act under them.
+fn load_checkpoint_agent(path: &Path, spec: &EnvSpec) -> anyhow::Result<Agent> {
+    // A run's layout, RUN/checkpoints/NAME/agent.safetensors beside RUN/config.toml: an agent file kept anywhere
+    // else is the user's own, with no run to answer to. Absolute, so that `step-N` given inside
+    // RUN/checkpoints is seen to be one.
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let run = absolute
+        .parent()
+        .filter(|_| path.file_name() == Some(std::ffi::OsStr::new("agent.safetensors")))
+        .and_then(|checkpoint| {
+            let checkpoints = checkpoint.parent()?;
+            let run = RunDir::new(checkpoints.parent()?);
+            (run.checkpoints().file_name() == checkpoints.file_name() && run.config().is_file())
+                .then_some((checkpoint, run))
+        });
+    let Some((checkpoint, run)) = run else {
+        return Agent::load(path, tch::Device::Cpu)
+            .with_context(|| format!("loading the checkpoint {}", path.display()));
+    };
+    // Unverified: the run's copy of its scene matters only when the window shows the run's task, and then
+    // `ViewArgs::resolve_task` has checked it already.
+    let config = run.read_config_unverified()?;
+    run.load_agent(
+        checkpoint,
+        &config,
+        (spec.obs_dim, spec.action_dim),
+        tch::Device::Cpu,
+    )
 }
 
 impl ActingAgent {

@@ -388,3 +388,75 @@ fn train_flags_read_a_config_as_qamlab_train_does() {
         (qamlab_agent::AgentKind::QamE, 0.1, 50, 0)
     );
 }
+
+#[test]
+fn a_run_checkpoint_whose_agent_differs_from_the_run_config_is_refused() {
+    // `qamlab eval --run` refuses an agent copied in from another run; the window, which shows the run's curves
+    // beside the agent, must too.
+    let dir = tempfile::tempdir().unwrap();
+    let run = qamlab_headless::run_dir::RunDir::new(dir.path().join("run"));
+    let tiny = qamlab_agent::AgentConfig {
+        batch_size: 4,
+        actor_hidden_dims: vec![8],
+        value_hidden_dims: vec![8],
+        num_qs: 2,
+        ..qamlab_agent::AgentConfig::default()
+    };
+    let config = qamlab_headless::TrainConfig {
+        task: "cube-single".into(),
+        agent: tiny.clone(),
+        ..Default::default()
+    };
+    let step = run.checkpoints().join("step-5");
+    std::fs::create_dir_all(&step).unwrap();
+    std::fs::write(run.config(), config.to_toml().unwrap()).unwrap();
+    std::fs::write(run.checkpoints().join("latest"), "step-5").unwrap();
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let spec = EnvSpec::of(&task.scene);
+    let save = |agent: qamlab_agent::AgentConfig, seed| {
+        qamlab_agent::Agent::new(agent, spec.obs_dim, spec.action_dim, tch::Device::Cpu, seed)
+            .unwrap()
+            .save(step.join("agent.safetensors"))
+            .unwrap();
+    };
+    let given = |path: &std::path::Path| {
+        let args = Cli::parse_from(["view", "--checkpoint", path.to_str().unwrap()]).view;
+        ActingPolicy::from_args(&args, &spec).map(|_| ())
+    };
+
+    // The run's own agent acts.
+    save(tiny.clone(), config.seed);
+    given(run.root()).unwrap();
+
+    // An FQL agent in a QAM run: refused whether the run, the checkpoint or its agent file is given.
+    let fql = qamlab_agent::AgentConfig {
+        kind: qamlab_agent::AgentKind::Fql,
+        ..tiny.clone()
+    };
+    save(fql, config.seed);
+    for path in [
+        run.root().to_path_buf(),
+        step.clone(),
+        step.join("agent.safetensors"),
+    ] {
+        let err = format!(
+            "{:#}",
+            given(&path).expect_err("an FQL agent under a QAM run's curves")
+        );
+        assert!(
+            err.contains("its agent differs") && err.contains("kind = \"fql\" (config: \"qam\")"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+
+    // Another run's seed: refused as eval refuses it.
+    save(tiny.clone(), config.seed + 1);
+    let err = format!("{:#}", given(run.root()).unwrap_err());
+    assert!(err.contains("trained with seed"), "{err}");
+
+    // Copied out of the run, the file is the user's own and acts as it is.
+    let own = dir.path().join("mine.safetensors");
+    std::fs::copy(step.join("agent.safetensors"), &own).unwrap();
+    given(&own).unwrap();
+}
