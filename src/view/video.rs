@@ -672,26 +672,88 @@ fn frame_index(name: &str) -> Option<usize> {
         .flatten()
 }
 
+/// Writes the frames as a whole: into a new directory beside `dir`, which then takes `dir`'s place (swapped with an
+/// earlier video's in one step where the filesystem can), so that a kill or a full disk part-way leaves the earlier
+/// video whole rather than a mix of two.
 fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .with_context(|| format!("--video {}: not a directory name", dir.display()))?
+        .to_string_lossy()
+        .into_owned();
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a folder for the frames in {}", parent.display()))?;
     for (i, frame) in frames.iter().enumerate() {
-        let path = dir.join(format!("frame-{i:04}.png"));
+        let path = staging.path().join(format!("frame-{i:04}.png"));
         let mut png = std::io::Cursor::new(Vec::new());
         frame
             .image
             .write_to(&mut png, image::ImageFormat::Png)
-            .with_context(|| format!("encoding {}", path.display()))?;
-        qamlab_headless::files::write_bytes_atomically(&path, png.get_ref())?;
-    }
-    // A longer earlier video's last frames would otherwise run on after this one's.
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        if frame_index(&entry.file_name().to_string_lossy()).is_some_and(|i| i >= frames.len()) {
-            std::fs::remove_file(entry.path()).with_context(|| {
-                format!("removing the earlier frame {}", entry.path().display())
+            .with_context(|| {
+                format!(
+                    "encoding {}",
+                    dir.join(format!("frame-{i:04}.png")).display()
+                )
             })?;
+        std::fs::write(&path, png.get_ref())
+            .with_context(|| format!("writing the frames beside {}", dir.display()))?;
+    }
+    let staged = staging.keep();
+    let placed = if dir.is_dir() {
+        exchange(&staged, dir).or_else(|_| {
+            // No exchange here (an old kernel or a filesystem without it): the earlier video steps aside first.
+            let aside = staged.with_extension("old");
+            std::fs::rename(dir, &aside)
+                .and_then(|()| std::fs::rename(&staged, dir))
+                .map(|()| aside)
+        })
+    } else {
+        std::fs::rename(&staged, dir).map(|()| staged.clone())
+    };
+    match placed {
+        // What is left at `earlier` is the earlier video (or the empty staging name): removed.
+        Ok(earlier) => {
+            let _ = std::fs::remove_dir_all(&earlier);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Err(e).with_context(|| format!("putting the frames in place at {}", dir.display()))
         }
     }
-    Ok(())
+}
+
+/// Swaps the directories `a` and `b` in one step (Linux's `renameat2` with `RENAME_EXCHANGE`); afterwards `a`
+/// names what `b` held. Returns `a`.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths, relative to the working directory.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(a.to_path_buf())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -738,25 +800,31 @@ mod tests {
             frames: frames(n),
             successes: Vec::new(),
         };
-        let out = VideoOutput::from_path(dir.path()).unwrap();
+        let names = |path: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let frames_dir = dir.path().join("frames");
+        let out = VideoOutput::from_path(&frames_dir.join("")).unwrap();
         out.write(&video(5)).unwrap();
-        // A shorter video leaves no frame of the longer one behind.
-        VideoOutput::from_path(dir.path())
+        assert_eq!(names(&frames_dir).len(), 5);
+        // A shorter video leaves no frame of the longer one behind, and nothing is left beside the folder.
+        VideoOutput::from_path(&frames_dir)
             .unwrap()
             .write(&video(3))
             .unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         assert_eq!(
-            names,
+            names(&frames_dir),
             ["frame-0000.png", "frame-0001.png", "frame-0002.png"]
         );
+        assert_eq!(names(dir.path()), ["frames"]);
         // A directory holding other files (a run's checkpoints, say) is refused.
-        std::fs::write(dir.path().join("latest"), "step-20").unwrap();
-        let err = VideoOutput::from_path(dir.path()).unwrap_err().to_string();
+        std::fs::write(frames_dir.join("latest"), "step-20").unwrap();
+        let err = VideoOutput::from_path(&frames_dir).unwrap_err().to_string();
         assert!(
             err.contains("latest") && err.contains("empty or new"),
             "{err}"
