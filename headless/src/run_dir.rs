@@ -423,6 +423,28 @@ impl RunDir {
         Ok(agent)
     }
 
+    /// The newest checkpoint and its agent, loaded as [`load_agent`](Self::load_agent) loads it. A run training
+    /// meanwhile may remove the checkpoint `latest` named before it is read (it keeps the newest few): then
+    /// `latest` is read again, a few times, rather than reporting a run that lost its checkpoint.
+    pub fn load_latest_agent(
+        &self,
+        run: &TrainConfig,
+        dims: (usize, usize),
+        device: tch::Device,
+    ) -> anyhow::Result<(PathBuf, Agent)> {
+        const TRIES: usize = 5;
+        for tried in 1.. {
+            let checkpoint = self
+                .latest_checkpoint()?
+                .with_context(|| format!("{} has no checkpoint yet", self.root.display()))?;
+            match self.load_agent(&checkpoint, run, dims, device) {
+                Err(_) if tried < TRIES && !checkpoint.exists() => continue,
+                loaded => return loaded.map(|agent| (checkpoint, agent)),
+            }
+        }
+        unreachable!("the loop returns by its last try")
+    }
+
     /// Appends one metrics row.
     pub fn append_metrics(&self, row: &serde_json::Value) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.root)?;

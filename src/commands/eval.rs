@@ -1,6 +1,6 @@
 //! `qamlab eval`: evaluates the latest checkpoint of a run, and with `--video` renders episodes of it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
@@ -53,25 +53,24 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
     let cfg = run.read_config()?;
-    let checkpoint = run
-        .latest_checkpoint()?
-        .with_context(|| format!("{} has no checkpoint yet", args.run.display()))?;
-    let agent_file = checkpoint.join("agent.safetensors");
     let video_out = match &args.video {
         Some(path) => Some(VideoOutput::from_path(
             &path.clone().unwrap_or_else(|| args.run.join("eval.gif")),
         )?),
         None => None,
     };
+    let task = qamlab_tasks::load_task(&cfg.task)?;
+    let spec = qamlab_sim::EnvSpec::of(&task.scene);
+    let dims = (spec.obs_dim, spec.action_dim);
     if args.video_only {
         let out = video_out.expect("--video-only requires --video");
-        return record_video(&args, &cfg.task, &agent_file, &out);
+        // The acting agent runs on the CPU, as in the window: one env needs no GPU.
+        let (_, agent) = run.load_latest_agent(&cfg, dims, tch::Device::Cpu)?;
+        return record_video(&args, &task, agent, &out);
     }
 
     let device = args.device.resolve()?;
-    let task = qamlab_tasks::load_task(&cfg.task)?;
-    let spec = qamlab_sim::EnvSpec::of(&task.scene);
-    let mut agent = run.load_agent(&checkpoint, &cfg, (spec.obs_dim, spec.action_dim), device)?;
+    let (checkpoint, mut agent) = run.load_latest_agent(&cfg, dims, device)?;
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,
         &task.scene,
@@ -147,14 +146,10 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
 /// Records the video in this process (the child side of [`render_in_child`]).
 fn record_video(
     args: &EvalArgs,
-    task_name: &str,
-    agent_file: &Path,
+    task: &qamlab_tasks::Task,
+    agent: qamlab_agent::Agent,
     out: &VideoOutput,
 ) -> anyhow::Result<()> {
-    let task = qamlab_tasks::load_task(task_name)?;
-    // The acting agent runs on the CPU, as in the window: one env needs no GPU.
-    let agent = qamlab_agent::Agent::load(agent_file, tch::Device::Cpu)
-        .with_context(|| format!("loading {}", agent_file.display()))?;
     let options = VideoOptions {
         episodes: args.video_episodes as usize,
         every: args.video_every,
@@ -163,7 +158,7 @@ fn record_video(
         // The evaluation's first initial states.
         first_seed: qamlab_headless::evaluate::eval_env_seed(args.seed, 0),
     };
-    let recorded = video::record(&task, agent, &options)?;
+    let recorded = video::record(task, agent, &options)?;
     out.write(&recorded)?;
     let successes = recorded.successes.iter().filter(|s| **s).count();
     println!(
