@@ -888,3 +888,18 @@ fn a_second_task_settings_names_both_entities() {
         "{msg}"
     );
 }
+
+#[test]
+fn text_that_is_not_utf8_is_placed_by_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.scn.ron");
+    std::fs::write(&path, b"(\n  name: \"caf\xe9\",\n)").unwrap();
+    let err = TaskScene::from_file(&path).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:13: cannot read task scene: not UTF-8 text",
+            path.display()
+        )),
+        "{err}"
+    );
+}

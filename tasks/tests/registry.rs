@@ -248,3 +248,12 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         "{err}"
     );
 }
+
+#[test]
+fn a_device_named_as_a_task_is_refused_before_reading() {
+    let err = load_task("/dev/zero").unwrap_err().to_string();
+    assert!(
+        err.starts_with("/dev/zero: cannot read task scene: not a regular file"),
+        "{err}"
+    );
+}

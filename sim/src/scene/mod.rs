@@ -166,9 +166,23 @@ impl TaskScene {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+        let bytes = std::fs::read(path).map_err(|source| SimError::Io {
             file: file.clone(),
             source,
+        })?;
+        // Where the text stops being UTF-8, as a line and column (a file saved in another encoding, or damaged).
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+            SimError::Io {
+                file: format!("{file}:{line}:{column}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not UTF-8 text here (a scene file is UTF-8; was it saved in another encoding?)",
+                ),
+            }
         })?;
         Self::from_ron(&text, &file)
     }
