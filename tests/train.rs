@@ -312,6 +312,14 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
         err.contains("state.json") && err.contains("sampler_word_pos \"12x\""),
         "{err}"
     );
+    let copy = copy_editing_state(run, scratch, "more-successes", |state| {
+        state["online_successes"] = (state["online_episodes"].as_u64().unwrap() + 1).into();
+    });
+    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    assert!(
+        err.contains("state.json") && err.contains("is more than online_episodes"),
+        "{err}"
+    );
 
     let copy = copy_editing_replay(run, scratch, "damaged-replay", "pending/lengths", |_| {
         tch::Tensor::from_slice(&[-1i64])

@@ -525,9 +525,29 @@ impl RunDir {
                     point.success_rate,
                     point.mean_return
                 );
+                anyhow::ensure!(
+                    matches!(point.phase.as_str(), "offline" | "online") && point.episodes > 0,
+                    "{}: line {}: phase {:?} over {} episodes: expected offline or online, over 1 or more",
+                    path.display(),
+                    i + 1,
+                    point.phase,
+                    point.episodes
+                );
                 Ok(point)
             })
-            .collect()
+            .collect::<anyhow::Result<Vec<EvalPoint>>>()
+            .and_then(|points| {
+                // Written in step order, one evaluation a step: anything else was edited or mixed from two runs.
+                if let Some(k) = points.windows(2).position(|w| w[1].step <= w[0].step) {
+                    anyhow::bail!(
+                        "{}: step {} comes after step {}: expected evaluations in increasing step order",
+                        path.display(),
+                        points[k + 1].step,
+                        points[k].step
+                    );
+                }
+                Ok(points)
+            })
     }
 
     /// Rewrites `eval.csv` from all evaluations so far.
@@ -879,6 +899,27 @@ mod tests {
         );
         run.truncate_metrics_after(5).unwrap();
         assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), "");
+    }
+
+    #[test]
+    fn evaluations_of_no_known_phase_or_out_of_order_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        for (rows, says) in [
+            (
+                "5,sideways,0,-200,30\n",
+                "phase \"sideways\" over 30 episodes",
+            ),
+            ("5,offline,0,-200,0\n", "phase \"offline\" over 0 episodes"),
+            (
+                "10,offline,0,-200,30\n5,offline,0,-200,30\n",
+                "step 5 comes after step 10",
+            ),
+        ] {
+            std::fs::write(run.evals(), format!("{EVALS_HEADER}\n{rows}")).unwrap();
+            let err = format!("{:#}", run.read_evals().unwrap_err());
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -335,6 +335,12 @@ impl Trainer<'_> {
                 "{file}: {name} = {v}: expected a duration in seconds"
             );
         }
+        ensure!(
+            s.online_successes <= s.online_episodes,
+            "{file}: online_successes {} is more than online_episodes {}: expected at most one success an episode",
+            s.online_successes,
+            s.online_episodes
+        );
         for point in &s.evals {
             ensure!(
                 (0.0..=1.0).contains(&point.success_rate),
