@@ -123,6 +123,13 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             tracing::warn!("{warning}");
         }
     }
+    if !opts.resume && cfg.agent.tau == 0.0 && cfg.agent.kind.has_critic() {
+        tracing::warn!(
+            "tau = 0: the target networks never move from their first weights, so the critic learns against a \
+             fixed random target (the reference's tau is {})",
+            qamlab_agent::AgentConfig::default().tau
+        );
+    }
     if !opts.resume && cfg.online_steps > 0 && cfg.online_steps < cfg.start_training {
         tracing::warn!(
             "online_steps = {} is below start_training = {}: the online phase only collects, with no updates",
