@@ -2,11 +2,13 @@
 //! rather than refused (a scene may mean it).
 
 use qamlab_sim::TaskScene;
+use qamlab_sim::authoring::Control;
 use qamlab_sim::scene::SensorDef;
 
 /// The warnings of a loaded scene, each a sentence that names what it is about and what to change: bodies placed
 /// inside each other, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
-/// observed.
+/// observed, a sensor listed twice, a body that is the child of two joints, an absolute position target beyond its
+/// joint's limits.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
@@ -32,6 +34,52 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             "goal \"{goal}\"'s target is drawn anew at each reset, but no `GoalPosition(goal: \"{goal}\")` sensor \
              observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
         ));
+    }
+    for (k, (sensor, _)) in scene.sensors.iter().enumerate() {
+        if scene.sensors[..k]
+            .iter()
+            .any(|(earlier, _)| earlier == sensor)
+        {
+            out.push(format!(
+                "the sensor {sensor:?} is listed twice in the ObservationSpace: its values appear twice in every \
+                 observation"
+            ));
+        }
+    }
+    for (body, def) in scene.bodies.iter().enumerate() {
+        let held: Vec<&str> = scene
+            .joints
+            .iter()
+            .filter(|j| j.child == body)
+            .map(|j| j.joint.name.as_str())
+            .collect();
+        if held.len() > 1 {
+            out.push(format!(
+                "\"{}\" is the child of {} joints ({}): held by each, it moves only where all of them allow, \
+                 which most often locks it; in a chain each link has one joint to its parent",
+                def.body.name,
+                held.len(),
+                held.join(", ")
+            ));
+        }
+    }
+    for def in &scene.actuators {
+        let Control::PositionAbsolute { at_min, at_max } = def.actuator.control else {
+            continue;
+        };
+        for &j in &def.joints {
+            let joint = &scene.joints[j].joint;
+            let Some(limits) = joint.limits else { continue };
+            let (low, high) = (at_min.min(at_max), at_min.max(at_max));
+            if low < limits.min - 1e-4 || high > limits.max + 1e-4 {
+                out.push(format!(
+                    "actuator \"{}\" sends joint \"{}\" to targets in [{low}, {high}], beyond its limits [{}, {}]: \
+                     actions past the limits push against them and move nothing; bring at_min and at_max within \
+                     the limits",
+                    def.actuator.name, joint.name, limits.min, limits.max
+                ));
+            }
+        }
     }
     out
 }
@@ -122,6 +170,38 @@ mod tests {
         let warnings = scene_warnings(&scene);
         assert!(
             warnings.len() == 1 && warnings[0].starts_with("joint \"x\"'s anchor is 24.75 m"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_sensor_a_twice_held_body_and_targets_past_the_limits_are_found() {
+        let text = builtin_text("cube-single");
+        let twice = text.replacen(
+            "GoalPosition(goal: \"cube_goal\"),",
+            "GoalPosition(goal: \"cube_goal\"), GoalPosition(goal: \"cube_goal\"),",
+            1,
+        );
+        assert_ne!(twice, text);
+        let warnings = scene_warnings(&TaskScene::from_ron(&twice, "twice").unwrap());
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("is listed twice"),
+            "{warnings:?}"
+        );
+        let antmaze = builtin_text("antmaze-umaze");
+        let beyond = antmaze.replacen(
+            "PositionAbsolute(at_min: -0.6, at_max: 0.6)",
+            "PositionAbsolute(at_min: -0.9, at_max: 0.9)",
+            1,
+        );
+        assert_ne!(beyond, antmaze);
+        let warnings = scene_warnings(&TaskScene::from_ron(&beyond, "beyond").unwrap());
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with(
+                    "actuator \"front_left_hip\" sends joint \"front_left_hip\" to targets in [-0.9, 0.9], beyond \
+                     its limits"
+                ),
             "{warnings:?}"
         );
     }
