@@ -40,8 +40,10 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             .iter()
             .any(|(earlier, _)| earlier == sensor)
         {
+            // As the file writes it: `JointPosition(joint: "shoulder")`.
+            let written = format!("{sensor:?}").replace(" { ", "(").replace(" }", ")");
             out.push(format!(
-                "the sensor {sensor:?} is listed twice in the ObservationSpace: its values appear twice in every \
+                "the sensor {written} is listed twice in the ObservationSpace: its values appear twice in every \
                  observation"
             ));
         }
