@@ -661,8 +661,8 @@ mod tests {
         assert!(
             err.contains("observations are 28-D")
                 && err.contains(
-                    "(the dataset was collected on task cube-single); collect a dataset of this task with \
-                     `qamlab collect --task cube-double`"
+                    "(the dataset was collected on task cube-single: `--task cube-single` trains on that task); \
+                     collect a dataset of this task with `qamlab collect --task cube-double`"
                 ),
             "{err}"
         );

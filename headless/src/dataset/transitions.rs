@@ -92,7 +92,17 @@ impl Dataset {
             spec.action_dim,
             self.source
                 .as_ref()
-                .map(|s| format!(" (the dataset was collected on task {})", s.task))
+                .map(|s| {
+                    // What `--task` takes to name the task the data came from: a built-in's name or its scene file.
+                    let argument = match s.scene.as_deref() {
+                        Some(scene) => scene.strip_prefix("builtin:").unwrap_or(scene),
+                        None => s.task.as_str(),
+                    };
+                    format!(
+                        " (the dataset was collected on task {}: `--task {argument}` trains on that task)",
+                        s.task
+                    )
+                })
                 .unwrap_or_default()
         );
         let Some(source) = &self.source else {
