@@ -763,10 +763,10 @@ print('ok')\n";
     }
 
     /// A 4-row npz with float32 observations `[4, 3]` and terminals ending one episode; actions
-    /// float32 or integers, `rewards_len` rewards, masks only if asked, and `source` text if given.
+    /// float32 or bool (a dtype not read), `rewards_len` rewards, masks only if asked, and `source` text if given.
     fn broken_npz(
         path: &Path,
-        int_actions: bool,
+        bool_actions: bool,
         rewards_len: usize,
         masks: bool,
         source: Option<&str>,
@@ -774,9 +774,12 @@ print('ok')\n";
         let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
         npz.add_array("observations", &ndarray::Array2::<f32>::zeros((4, 3)))
             .unwrap();
-        if int_actions {
-            npz.add_array("actions", &ndarray::Array2::<i16>::zeros((4, 2)))
-                .unwrap();
+        if bool_actions {
+            npz.add_array(
+                "actions",
+                &ndarray::Array2::<bool>::from_elem((4, 2), false),
+            )
+            .unwrap();
         } else {
             npz.add_array("actions", &ndarray::Array2::<f32>::zeros((4, 2)))
                 .unwrap();
