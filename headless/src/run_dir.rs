@@ -105,6 +105,17 @@ impl RunDir {
         )
     }
 
+    /// The scene file the run's task was first read from, where it now differs from the run's copy (edited since
+    /// the run started): the run goes on with its copy, which a user editing the file may not expect. `None` for a
+    /// built-in task, a run without a copy, or an original that is gone or unchanged.
+    pub fn edited_original_scene(&self) -> Option<PathBuf> {
+        let copy = std::fs::read(self.task_scene()).ok()?;
+        let text = std::fs::read_to_string(self.config()).ok()?;
+        let original = PathBuf::from(TrainConfig::from_toml_str(&text, "").ok()?.task);
+        let now = std::fs::read(&original).ok()?;
+        (now != copy).then_some(original)
+    }
+
     /// The configuration the run started with; a task given as a scene file is read from the run's copy, which
     /// must be as the run started (the run's checkpoints were trained on that task).
     pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
@@ -920,6 +931,26 @@ mod tests {
             let err = format!("{:#}", run.read_evals().unwrap_err());
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn an_original_scene_edited_since_the_run_started_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        std::fs::create_dir_all(run.root()).unwrap();
+        let original = dir.path().join("my-task.scn.ron");
+        std::fs::write(&original, "(a)").unwrap();
+        let cfg = TrainConfig {
+            task: original.display().to_string(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        run.write_task_scene(b"(a)").unwrap();
+        assert_eq!(run.edited_original_scene(), None);
+        std::fs::write(&original, "(b)").unwrap();
+        assert_eq!(run.edited_original_scene(), Some(original.clone()));
+        std::fs::remove_file(&original).unwrap();
+        assert_eq!(run.edited_original_scene(), None);
     }
 
     #[test]

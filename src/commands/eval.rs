@@ -53,6 +53,13 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
     let cfg = run.read_config()?;
+    if let Some(original) = run.edited_original_scene().filter(|_| !args.video_only) {
+        eprintln!(
+            "note: {} changed since the run started; eval runs the task as the run trained on it, its copy {}",
+            original.display(),
+            run.task_scene().display()
+        );
+    }
     let video_out = match &args.video {
         Some(path) => Some(VideoOutput::from_path(
             &path.clone().unwrap_or_else(|| args.run.join("eval.gif")),

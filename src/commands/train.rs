@@ -153,6 +153,14 @@ impl TrainArgs {
 /// Runs `qamlab train` and prints the summary.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let summary = if let Some(dir) = &args.resume {
+        let run = qamlab_headless::run_dir::RunDir::new(dir);
+        if let Some(original) = run.edited_original_scene() {
+            eprintln!(
+                "note: {} changed since the run started; the run goes on with the task as it began, its copy {}",
+                original.display(),
+                run.task_scene().display()
+            );
+        }
         let summary = qamlab_headless::train(TrainOptions {
             config: TrainConfig::default(),
             out: dir.clone(),
