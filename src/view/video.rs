@@ -6,6 +6,7 @@
 //! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green and the
 //! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -463,7 +464,13 @@ impl VideoOutput {
             if let Ok(entries) = std::fs::read_dir(path) {
                 for entry in entries.flatten() {
                     let name = entry.file_name();
-                    if frame_index(&name.to_string_lossy()).is_none() {
+                    let name_text = name.to_string_lossy();
+                    // A frame a killed write left beside its name is ours too: removed here.
+                    if name_text.starts_with(STAGED_FRAME) && name_text.contains(".png.tmp-") {
+                        let _ = std::fs::remove_file(entry.path());
+                        continue;
+                    }
+                    if frame_index(&name_text).is_none() {
                         anyhow::bail!(
                             "--video {}: the directory holds {}, which is not a frame of an earlier video; give an \
                              empty or new directory for the PNG frames",
@@ -672,88 +679,46 @@ fn frame_index(name: &str) -> Option<usize> {
         .flatten()
 }
 
-/// Writes the frames as a whole: into a new directory beside `dir`, which then takes `dir`'s place (swapped with an
-/// earlier video's in one step where the filesystem can), so that a kill or a full disk part-way leaves the earlier
-/// video whole rather than a mix of two.
+/// Prefix of a frame being written (`.frame-0003.png.tmp-XXXX`), renamed to its name once every frame is on disk.
+const STAGED_FRAME: &str = ".frame-";
+
+/// Writes the frames into `dir` (the folder itself is kept: its permissions, a symlink or a mount point): every
+/// frame first beside its name, synced, then each renamed into place, then the earlier video's extra frames
+/// removed. A kill, an error or a full disk while writing leaves the earlier video whole; only the renames, which
+/// take milliseconds, could part the two.
 fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .with_context(|| format!("--video {}: not a directory name", dir.display()))?
-        .to_string_lossy()
-        .into_owned();
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a folder for the frames in {}", parent.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut staged = Vec::with_capacity(frames.len());
     for (i, frame) in frames.iter().enumerate() {
-        let path = staging.path().join(format!("frame-{i:04}.png"));
+        let path = dir.join(format!("frame-{i:04}.png"));
         let mut png = std::io::Cursor::new(Vec::new());
         frame
             .image
             .write_to(&mut png, image::ImageFormat::Png)
-            .with_context(|| {
-                format!(
-                    "encoding {}",
-                    dir.join(format!("frame-{i:04}.png")).display()
-                )
+            .with_context(|| format!("encoding {}", path.display()))?;
+        // Removed when dropped: an error on the way leaves none of them.
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("{STAGED_FRAME}{i:04}.png.tmp-"))
+            .tempfile_in(dir)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(png.get_ref())
+            .and_then(|()| file.as_file().sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+        staged.push((file, path));
+    }
+    for (file, path) in staged {
+        file.persist(&path)
+            .with_context(|| format!("putting {} in place", path.display()))?;
+    }
+    // A longer earlier video's last frames would otherwise run on after this one's.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if frame_index(&entry.file_name().to_string_lossy()).is_some_and(|i| i >= frames.len()) {
+            std::fs::remove_file(entry.path()).with_context(|| {
+                format!("removing the earlier frame {}", entry.path().display())
             })?;
-        std::fs::write(&path, png.get_ref())
-            .with_context(|| format!("writing the frames beside {}", dir.display()))?;
-    }
-    let staged = staging.keep();
-    let placed = if dir.is_dir() {
-        exchange(&staged, dir).or_else(|_| {
-            // No exchange here (an old kernel or a filesystem without it): the earlier video steps aside first.
-            let aside = staged.with_extension("old");
-            std::fs::rename(dir, &aside)
-                .and_then(|()| std::fs::rename(&staged, dir))
-                .map(|()| aside)
-        })
-    } else {
-        std::fs::rename(&staged, dir).map(|()| staged.clone())
-    };
-    match placed {
-        // What is left at `earlier` is the earlier video (or the empty staging name): removed.
-        Ok(earlier) => {
-            let _ = std::fs::remove_dir_all(&earlier);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staged);
-            Err(e).with_context(|| format!("putting the frames in place at {}", dir.display()))
         }
     }
-}
-
-/// Swaps the directories `a` and `b` in one step (Linux's `renameat2` with `RENAME_EXCHANGE`); afterwards `a`
-/// names what `b` held. Returns `a`.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (ca, cb) = (c(a)?, c(b)?);
-    // SAFETY: two NUL-terminated paths, relative to the working directory.
-    let done = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if done == 0 {
-        Ok(a.to_path_buf())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -822,6 +787,17 @@ mod tests {
             ["frame-0000.png", "frame-0001.png", "frame-0002.png"]
         );
         assert_eq!(names(dir.path()), ["frames"]);
+        // The folder is kept, with its permissions; a frame a killed write left behind is cleared, not refused.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&frames_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::write(frames_dir.join(".frame-0001.png.tmp-abc123"), "cut short").unwrap();
+        VideoOutput::from_path(&frames_dir)
+            .unwrap()
+            .write(&video(2))
+            .unwrap();
+        assert_eq!(names(&frames_dir), ["frame-0000.png", "frame-0001.png"]);
+        let mode = std::fs::metadata(&frames_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o750);
         // A directory holding other files (a run's checkpoints, say) is refused.
         std::fs::write(frames_dir.join("latest"), "step-20").unwrap();
         let err = VideoOutput::from_path(&frames_dir).unwrap_err().to_string();
