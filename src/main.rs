@@ -106,11 +106,19 @@ fn say_out_of_memory_plainly() {
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied());
-        match payload.and_then(out_of_memory) {
-            Some(what) => eprintln!(
-                "error: libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
-                 widths, num_qs, --envs) or free the device's memory"
-            ),
+        // The main thread's only: a helper thread's panic (the window's trainer) is reported where it is caught.
+        let main_thread = std::thread::current().name() == Some("main");
+        match payload.and_then(out_of_memory).filter(|_| main_thread) {
+            Some(what) => {
+                eprintln!(
+                    "error: libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
+                     widths, num_qs, --envs) or free the device's memory"
+                );
+                // Whoever asked for a backtrace gets the whole report too.
+                if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                    default(info);
+                }
+            }
             None => default(info),
         }
     }));
@@ -119,18 +127,16 @@ fn say_out_of_memory_plainly() {
 /// The allocation failure a libtorch error message reports (`CUDA out of memory. Tried to allocate 2.00 GiB`),
 /// its first line; `None` for any other message.
 fn out_of_memory(message: &str) -> Option<String> {
+    // tch's error, quoted inside the unwrap's message, escapes and all.
+    let (_, inner) = message.split_once("Torch(\"")?;
     let markers = [
         "can't allocate memory",
         "out of memory",
         "DefaultCPUAllocator",
     ];
-    if !markers.iter().any(|m| message.contains(m)) {
+    if !markers.iter().any(|m| inner.contains(m)) {
         return None;
     }
-    // tch's error is quoted inside the unwrap's message, escapes and all.
-    let inner = message
-        .split_once("Torch(\"")
-        .map_or(message, |(_, rest)| rest);
     let first = inner.split("\\n").next().unwrap_or(inner);
     Some(first.lines().next().unwrap_or(first).trim().to_string())
 }
@@ -178,6 +184,8 @@ mod tests {
             out_of_memory("index out of bounds: the len is 3 but the index is 5"),
             None
         );
+        // Only libtorch's: a message of our own that mentions memory is another panic.
+        assert_eq!(out_of_memory("the replay buffer ran out of memory"), None);
     }
 
     #[test]

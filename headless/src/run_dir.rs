@@ -435,8 +435,9 @@ impl RunDir {
     }
 
     /// The newest checkpoint and its agent, loaded as [`load_agent`](Self::load_agent) loads it. A run training
-    /// meanwhile may remove the checkpoint `latest` named before it is read (it keeps the newest few): then
-    /// `latest` is read again, a few times, rather than reporting a run that lost its checkpoint.
+    /// meanwhile may remove the checkpoint `latest` named while it is read (it keeps only the newest): where
+    /// `latest` names another checkpoint after a failure, that one is read, a few times at most, rather than
+    /// reporting a run that lost its checkpoint.
     pub fn load_latest_agent(
         &self,
         run: &TrainConfig,
@@ -444,16 +445,23 @@ impl RunDir {
         device: tch::Device,
     ) -> anyhow::Result<(PathBuf, Agent)> {
         const TRIES: usize = 5;
-        for tried in 1.. {
-            let checkpoint = self
-                .latest_checkpoint()?
-                .with_context(|| format!("{} has no checkpoint yet", self.root.display()))?;
+        let newest = || {
+            self.latest_checkpoint()?
+                .with_context(|| format!("{} has no checkpoint yet", self.root.display()))
+        };
+        // `latest` read just before it moved on may name a folder gone by the time it is checked: read again.
+        let mut checkpoint = newest().or_else(|_| newest())?;
+        for _ in 1..TRIES {
             match self.load_agent(&checkpoint, run, dims, device) {
-                Err(_) if tried < TRIES && !checkpoint.exists() => continue,
-                loaded => return loaded.map(|agent| (checkpoint, agent)),
+                Ok(agent) => return Ok((checkpoint, agent)),
+                Err(e) => match newest() {
+                    Ok(now) if now != checkpoint => checkpoint = now,
+                    _ => return Err(e),
+                },
             }
         }
-        unreachable!("the loop returns by its last try")
+        let agent = self.load_agent(&checkpoint, run, dims, device)?;
+        Ok((checkpoint, agent))
     }
 
     /// Appends one metrics row.
