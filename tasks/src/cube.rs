@@ -48,12 +48,16 @@ impl Layout {
         let mut goal_targets = Vec::new();
         for (k, name) in spec.obs_names.iter().enumerate() {
             if let Some(body) = name.strip_suffix(".yaw.sin")
+                && !cube_names.contains(&body)
                 && let Ok(p) = at(&format!("{body}.position.x"))
             {
                 cubes.push((p, k));
                 cube_names.push(body);
             }
-            if let Some(goal) = name.strip_suffix(".target.x") {
+            // A goal observed twice is still one goal (the scene's warnings name the repeated sensor).
+            if let Some(goal) = name.strip_suffix(".target.x")
+                && !goal_targets.iter().any(|&(g, _)| g == goal)
+            {
                 goal_targets.push((goal, k));
             }
         }
@@ -202,7 +206,9 @@ impl Layout {
 /// the episode, and its data never succeeds. Errors say what the oracle needs, naming the cube or goal and the
 /// coordinate out of reach. (A goal on a site of its cube is taken at the cube's origin: a site a few centimetres
 /// off is within the check's purpose, which is to catch a scene laid out beyond the gantry.)
-pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
+/// Returns the highest z the pinch reaches, which the script's carrying height never exceeds (a cube resting high up
+/// would otherwise send it past the limit, where it would wait for the rest of the episode).
+pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
     let frame_home = |frame: FrameRef| {
         let body = &scene.bodies[frame.body].body;
         body.translation + body.rotation * frame.offset
@@ -327,7 +333,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<(), String> {
         format!("the script's carrying height (z = {CARRY_Z} m)")
     };
     check_as(carrying, 2, carry, false)?;
-    Ok(())
+    Ok(reach[2].max)
 }
 
 /// Phases of the pick-and-place script.
@@ -383,6 +389,8 @@ pub struct CubeOracle {
     config: OracleConfig,
     layout: Layout,
     obs_dim: usize,
+    /// The highest the pinch carries (see [`CubeOracle::limit_carrying_height`]).
+    max_carry_z: f32,
     scripts: Vec<Script>,
     actions: Vec<f32>,
 }
@@ -396,6 +404,7 @@ impl CubeOracle {
             config,
             layout,
             obs_dim: spec.obs_dim,
+            max_carry_z: f32::INFINITY,
             scripts: Vec::with_capacity(seeds.len()),
             actions: vec![0.0; seeds.len() * spec.action_dim],
         };
@@ -416,6 +425,11 @@ impl CubeOracle {
             oracle.episode_started(i);
         }
         Ok(oracle)
+    }
+
+    /// Keeps the carrying height at or below `z`, the highest the pinch reaches (from the scene's joint limits).
+    pub fn limit_carrying_height(&mut self, z: f32) {
+        self.max_carry_z = z;
     }
 
     /// Number of envs it drives.
@@ -507,7 +521,8 @@ impl CubeOracle {
                 } else {
                     o[l.goals[k] + 2]
                 };
-                s.carry_z = carry_height(cubes.iter().map(|c| c[2]).chain([to]));
+                s.carry_z =
+                    carry_height(cubes.iter().map(|c| c[2]).chain([to])).min(self.max_carry_z);
             }
             s.phase = if s.cube.is_some() {
                 Phase::Approach

@@ -124,11 +124,14 @@ impl Oracle {
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
         let cube = match CubeOracle::new(spec, config, seeds) {
-            Ok(oracle) => {
-                crate::cube::check_reach(scene).map_err(|missing| TaskError::NoOracle {
-                    task: spec.task.clone(),
-                    missing,
-                })?;
+            Ok(mut oracle) => {
+                let reach =
+                    crate::cube::check_reach(scene).map_err(|missing| TaskError::NoOracle {
+                        task: spec.task.clone(),
+                        missing,
+                    })?;
+                // Just short of the limit, where the motor still moves the pinch.
+                oracle.limit_carrying_height(reach - 0.01);
                 return Ok(Self::Cube(oracle));
             }
             Err(e) => e,
