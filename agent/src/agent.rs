@@ -366,7 +366,7 @@ impl Agent {
                 field: "kind".into(),
                 reason: format!(
                     "update_policy_against needs a plain QAM agent (kind \"qam\"), not {:?}",
-                    self.cfg.kind
+                    self.cfg.kind.as_str()
                 ),
             });
         }

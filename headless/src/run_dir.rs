@@ -139,11 +139,14 @@ impl RunDir {
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A run from before the record was kept has none; a deleted one leaves the copy unchecked.
-                tracing::warn!(
-                    "{} is missing, so {} cannot be checked against the copy the run started with (runs from \
-                     before qamlab kept this record have none); if it was deleted, an edited copy goes unnoticed",
-                    record_path.display(),
-                    self.task_scene().display()
+                warn_once(
+                    &record_path,
+                    &format!(
+                        "{} is missing, so {} cannot be checked against the copy the run started with (runs from \
+                         before qamlab kept this record have none); if it was deleted, an edited copy goes unnoticed",
+                        record_path.display(),
+                        self.task_scene().display()
+                    ),
                 );
                 RunRecord::default()
             }

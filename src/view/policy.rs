@@ -261,9 +261,12 @@ pub fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
 /// agent copied in from another run must not act under them.
 fn load_checkpoint_agent(path: &Path, spec: &EnvSpec) -> anyhow::Result<Agent> {
     // A run's layout, RUN/checkpoints/NAME/agent.safetensors beside RUN/config.toml: an agent file kept anywhere
-    // else is the user's own, with no run to answer to. Absolute, so that `step-N` given inside
-    // RUN/checkpoints is seen to be one.
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // else is the user's own, with no run to answer to. Resolved (`..`, symlinks), so that `step-N` given inside
+    // RUN/checkpoints, or `../step-N`, is seen to be one.
+    let absolute = path
+        .canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
     let run = absolute
         .parent()
         .filter(|_| path.file_name() == Some(std::ffi::OsStr::new("agent.safetensors")))

@@ -333,7 +333,14 @@ impl TrainingCurves {
                 self.add_row(step, &row);
             }
         }
-        self.evals.extend(run.read_evals().unwrap_or_default());
+        match run.read_evals() {
+            Ok(evals) => self.evals.extend(evals),
+            // No file yet is no evaluation yet; a file that does not read is said, not shown as an empty curve.
+            Err(e) if run.evals().exists() => {
+                tracing::warn!("{e:#}: the success curve is left out")
+            }
+            Err(_) => {}
+        }
     }
 }
 

@@ -36,10 +36,12 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         ));
     }
     for (k, (sensor, _)) in scene.sensors.iter().enumerate() {
-        if scene.sensors[..k]
+        // Said once, at its second listing.
+        let earlier = scene.sensors[..k]
             .iter()
-            .any(|(earlier, _)| earlier == sensor)
-        {
+            .filter(|(s, _)| s == sensor)
+            .count();
+        if earlier == 1 {
             // As the file writes it: `JointPosition(joint: "shoulder")`.
             let written = format!("{sensor:?}").replace(" { ", "(").replace(" }", ")");
             out.push(format!(
@@ -204,6 +206,32 @@ mod tests {
                     "actuator \"front_left_hip\" sends joint \"front_left_hip\" to targets in [-0.9, 0.9], beyond \
                      its limits"
                 ),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_body_held_by_two_joints_is_found() {
+        let text = builtin_text("cube-single");
+        // The palm held by a second joint, to the table, beside its yaw joint to the carriage.
+        let second = text
+            .trim_end()
+            .strip_suffix("},\n)")
+            .expect("the scene ends its entities and itself")
+            .to_string()
+            + r#"  99: (
+      components: {
+        "qamlab_sim::authoring::Joint": (name: "extra", parent: "table", child: "palm", kind: Fixed, anchor: (0.0, 0.0, 0.25)),
+      },
+    ),
+  },
+)
+"#;
+        let warnings = scene_warnings(&TaskScene::from_ron(&second, "second").unwrap());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("\"palm\" is the child of 2 joints (yaw, extra)")),
             "{warnings:?}"
         );
     }

@@ -34,7 +34,7 @@ pub(super) fn check_agent_memory(
         qamlab_agent::footprint::memory_lower_bound(a, obs_dim, action_dim),
         &format!(
             "the agent (actor_hidden_dims = {:?}, value_hidden_dims = {:?}, num_qs = {}, batch_size = {}, \
-             horizon_length = {}), its networks and one update at the least,",
+             horizon_length = {}): its networks and one update at the least",
             a.actor_hidden_dims, a.value_hidden_dims, a.num_qs, a.batch_size, a.horizon_length
         ),
     )
