@@ -258,47 +258,36 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = collect(dir.path());
     let config = write_config(dir.path(), "tiny.toml", TINY);
-    let run = dir.path().join("run");
-    let mut child = train_cmd(&config, &dataset, &run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Ctrl-C once the run has a checkpoint.
-    wait_for_checkpoint_past(&run, &mut child, 0);
-    // SAFETY: kill() with a live child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // 128 + SIGINT, as a shell reports a command Ctrl-C ended.
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(
-        stderr.contains("interrupted: the run is checkpointed where it stopped")
-            && stderr.contains("qamlab train --resume"),
-        "{stderr}"
-    );
+    // Starts a run, sends `signal` once it has a checkpoint, and returns the run and what it printed on stderr.
+    let interrupt = |name: &str, signal: libc::c_int, code: i32| {
+        let run = dir.path().join(name);
+        let mut child = train_cmd(&config, &dataset, &run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_checkpoint_past(&run, &mut child, 0);
+        // SAFETY: kill() with a live child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // 128 + the signal, as a shell reports a command it ended.
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(
+            stderr.contains("interrupted: the run is checkpointed where it stopped")
+                && stderr.contains("qamlab train --resume"),
+            "{stderr}"
+        );
+        (run, stderr)
+    };
+    // Ctrl-C.
+    let (run, stderr) = interrupt("run", libc::SIGINT, 130);
     let stopped_at = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert!(stderr.contains(stopped_at.trim()), "{stderr}");
     let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
-
-    // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is, and reported as 128 + SIGTERM.
-    let run = dir.path().join("run-terminated");
-    let mut child = train_cmd(&config, &dataset, &run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_checkpoint_past(&run, &mut child, 0);
-    // SAFETY: kill() with a live child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stderr}");
-    assert!(
-        stderr.contains("interrupted: the run is checkpointed where it stopped"),
-        "{stderr}"
-    );
+    // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is.
+    interrupt("run-terminated", libc::SIGTERM, 143);
 }
 
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
