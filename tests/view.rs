@@ -300,3 +300,31 @@ fn no_render_adapter_is_refused_with_an_error_not_a_panic() {
     );
     assert!(!png.exists(), "a screenshot with no renderer");
 }
+
+#[test]
+fn a_success_stays_on_screen_green_for_a_moment() {
+    // The oracle's first success in cube-single comes at about step 20 (frame 10); the env shows it, its goal's copy
+    // green, for 0.6 s (12 steps) before the next episode. Without the hold the env reset at once and no green was
+    // ever seen on a one-goal task.
+    let dir = tempfile::tempdir().unwrap();
+    let png = screenshot_of(
+        dir.path(),
+        "success.png",
+        13,
+        &["--task", "cube-single", "--policy", "oracle", "--envs", "1"],
+    );
+    let image = image::open(&png).expect("reading the screenshot").to_rgb8();
+    // The 3D view only: the panel is the first 340 columns.
+    let green = image
+        .enumerate_pixels()
+        .filter(|(x, _, _)| *x >= 340)
+        .filter(|(_, _, p)| {
+            let (hue, saturation, value) = hsv(p.0);
+            (80.0..=160.0).contains(&hue) && saturation > 0.3 && value > 0.25
+        })
+        .count();
+    assert!(
+        green >= 15,
+        "{green} green pixels: the success is not shown"
+    );
+}

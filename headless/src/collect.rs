@@ -167,6 +167,7 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         EnvOptions {
             terminate_on_success: false,
             episode_length: opts.episode_length,
+            ..EnvOptions::default()
         },
     )
     .with_context(|| format!("building {n} envs of task {}", task.name))?;

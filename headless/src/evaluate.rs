@@ -51,6 +51,7 @@ pub fn evaluate(
         EnvOptions {
             terminate_on_success: true,
             episode_length: None,
+            ..EnvOptions::default()
         },
     )
     .context("building the evaluation envs")?;

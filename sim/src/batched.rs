@@ -157,7 +157,7 @@ impl BatchedEnv {
                     &mut state,
                     row,
                     spec.episode_length,
-                    options.terminate_on_success,
+                    options,
                 );
                 if state.done() {
                     return Err(SimError::RestoreEnded {

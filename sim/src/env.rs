@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::authoring::{BodyKind, Control, Range, RewardKind};
 use crate::physics::{EnvPhysics, yaw_of};
 use crate::scene::{FrameRef, KeepAway, SensorDef, TaskScene};
+use crate::systems::EnvOptions;
 
 /// Which env of the batch an entity is: its row in every batch buffer.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub struct EnvState {
     pub success: bool,
     /// Whether the latest step ended the episode by success (with `terminate_on_success`).
     pub terminated: bool,
+    /// The step of this episode at which every goal first held.
+    pub succeeded_at: Option<u32>,
     /// Whether the latest step ended the episode by the time limit.
     pub truncated: bool,
 }
@@ -70,6 +73,7 @@ impl EnvState {
             success: false,
             terminated: false,
             truncated: false,
+            succeeded_at: None,
         }
     }
 
@@ -195,6 +199,7 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;
+    state.succeeded_at = None;
     read_sensors(scene, &physics, state);
     physics
 }
@@ -327,12 +332,12 @@ pub fn step_env(
     state: &mut EnvState,
     action: &[f32],
     episode_length: u32,
-    terminate_on_success: bool,
+    options: EnvOptions,
 ) {
     apply_action(scene, physics, action);
     physics.step(scene.settings.substeps);
     read_sensors(scene, physics, state);
-    score_step(scene, physics, state, episode_length, terminate_on_success);
+    score_step(scene, physics, state, episode_length, options);
 }
 
 /// Scores the step just taken: success, reward, termination and truncation; keeps the reached observation as
@@ -342,7 +347,7 @@ pub fn score_step(
     physics: &EnvPhysics,
     state: &mut EnvState,
     episode_length: u32,
-    terminate_on_success: bool,
+    options: EnvOptions,
 ) {
     let satisfied = goals_satisfied(scene, physics, &state.targets);
     let n = scene.goals.len();
@@ -352,7 +357,14 @@ pub fn score_step(
         RewardKind::GoalsSatisfiedMinusCount => satisfied as f32 - n as f32,
     };
     state.t += 1;
-    state.terminated = terminate_on_success && state.success;
+    if state.success && state.succeeded_at.is_none() {
+        state.succeeded_at = Some(state.t);
+    }
+    // An episode that succeeded ends as a success, at the end of its hold or of its time, whichever comes first.
+    state.terminated = options.terminate_on_success
+        && state
+            .succeeded_at
+            .is_some_and(|at| state.t - at >= options.success_hold || state.t >= episode_length);
     state.truncated = !state.terminated && state.t >= episode_length;
     state.final_obs.copy_from_slice(&state.obs);
     state.final_qpos.copy_from_slice(&state.qpos);

@@ -15,6 +15,9 @@ pub struct EnvOptions {
     pub terminate_on_success: bool,
     /// Episode length replacing the task's (collection runs longer "play" episodes, say).
     pub episode_length: Option<u32>,
+    /// With `terminate_on_success`, control steps an episode goes on after its first success before it ends (as a
+    /// success, whatever follows): the window's moment to show it. 0, the default, ends it at once.
+    pub success_hold: u32,
 }
 
 /// The task every env of this World runs, with its spec and options.
@@ -163,9 +166,8 @@ pub fn sense(task: Res<SimTask>, mut envs: Query<(&EnvWorld, &mut EnvState)>) {
 /// [`EnvSet::Score`](crate::EnvSet::Score): success, reward, termination, truncation.
 pub fn score(task: Res<SimTask>, mut envs: Query<(&EnvWorld, &mut EnvState)>) {
     let length = task.spec.episode_length;
-    let terminate = task.options.terminate_on_success;
     for (world, mut state) in &mut envs {
-        score_step(&task.scene, &world.0, &mut state, length, terminate);
+        score_step(&task.scene, &world.0, &mut state, length, task.options);
     }
 }
 

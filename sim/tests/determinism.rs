@@ -15,6 +15,7 @@ fn trajectory(n: usize, seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
         EnvOptions {
             terminate_on_success: false,
             episode_length: Some(60),
+            ..EnvOptions::default()
         },
     )
     .unwrap();
@@ -129,6 +130,7 @@ fn time_limit_truncates_and_auto_resets() {
         EnvOptions {
             terminate_on_success: false,
             episode_length: Some(5),
+            ..EnvOptions::default()
         },
     )
     .unwrap();
@@ -175,6 +177,7 @@ fn restore_puts_envs_back_into_their_episodes_exactly() {
     let options = EnvOptions {
         terminate_on_success: false,
         episode_length: Some(40),
+        ..EnvOptions::default()
     };
     let seeds = [3, 5, 8];
     let mut original = BatchedEnv::new(&scene, 3, options).unwrap();

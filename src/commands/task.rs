@@ -161,6 +161,7 @@ fn try_policy(
     let options = EnvOptions {
         terminate_on_success: true,
         episode_length: None,
+        ..EnvOptions::default()
     };
     let mut env = BatchedEnv::new(scene, episodes, options)?;
     let spec = env.spec().clone();

@@ -416,8 +416,10 @@ fn count_episodes(
         if out.ended(i) {
             let ret = std::mem::take(&mut stats.running[i]);
             stats.episodes += 1;
-            stats.successes += u64::from(out.success[i]);
-            stats.recent.push_back((ret, out.success[i]));
+            // Ended by success (which may no longer hold after the moment the window shows it).
+            let succeeded = out.terminated[i];
+            stats.successes += u64::from(succeeded);
+            stats.recent.push_back((ret, succeeded));
             if stats.recent.len() > 100 {
                 stats.recent.pop_front();
             }

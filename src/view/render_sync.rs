@@ -382,9 +382,13 @@ fn spawn_env_visuals(
     for (goal, def) in scene.goals.iter().enumerate() {
         let (mesh, local) = match (&looks.goal_spheres[goal], &looks.bodies[def.frame.body]) {
             (Some(sphere), _) => (sphere.clone(), Transform::IDENTITY),
+            // A little larger than the body, about its goal point: a body resting on its target would otherwise
+            // share every face with the copy, which then flickers through it in stripes.
             (None, Some(BodyLook { mesh, local, .. })) => (
                 mesh.clone(),
-                Transform::from_translation(-def.frame.offset) * *local,
+                Transform::from_scale(Vec3::splat(GOAL_COPY_SCALE))
+                    * Transform::from_translation(-def.frame.offset)
+                    * *local,
             ),
             (None, None) => (looks.fallback_marker.clone(), Transform::IDENTITY),
         };
@@ -405,6 +409,9 @@ fn spawn_env_visuals(
         ));
     }
 }
+
+/// How much larger than its body a goal's copy is drawn.
+const GOAL_COPY_SCALE: f32 = 1.12;
 
 /// Copies every shown body's pose from its env's Rapier world.
 fn sync_bodies(

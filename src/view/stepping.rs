@@ -276,14 +276,23 @@ fn spawn(
     seeds: &[u64],
     end_on_success: bool,
 ) -> Result<Vec<Entity>, qamlab_sim::SimError> {
-    // The window ends episodes on success, as evaluation does (each success starts a new attempt); a video
-    // keeps them going to show what follows.
+    // The window ends episodes on success, as evaluation does (each success starts a new attempt), after the
+    // success has been on screen for a moment (its goals green); a video keeps them going to show what follows.
     let options = EnvOptions {
         terminate_on_success: end_on_success,
         episode_length: None,
+        success_hold: success_hold_steps(scene),
     };
     let (_, entities) = qamlab_sim::batched::spawn_envs(world, scene, seeds, options)?;
     Ok(entities)
+}
+
+/// How long (simulated seconds) a success stays on screen before its env starts the next episode.
+const SUCCESS_SHOWN_SECONDS: f32 = 0.6;
+
+/// [`SUCCESS_SHOWN_SECONDS`] in control steps of `scene`.
+pub fn success_hold_steps(scene: &TaskScene) -> u32 {
+    (SUCCESS_SHOWN_SECONDS / scene.settings.control_dt).round() as u32
 }
 
 /// Runs the control steps the clock says are due, within the frame budget.

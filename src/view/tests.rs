@@ -78,9 +78,11 @@ fn the_window_steps_the_same_trajectories_as_the_headless_driver() {
     run_steps(&mut window, 120);
 
     let task = qamlab_tasks::load_task("cube-single").unwrap();
+    // As the window runs them: a success ends its episode after the moment it is shown.
     let options = EnvOptions {
         terminate_on_success: true,
         episode_length: None,
+        success_hold: super::stepping::success_hold_steps(&task.scene),
     };
     let mut env = BatchedEnv::new(&task.scene, 3, options).unwrap();
     let seeds = [0, 1, 2];

@@ -24,12 +24,24 @@ fn run_task(name: &str, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool
 
 /// [`run`] on a loaded scene.
 fn run_scene(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> Vec<(bool, u32)> {
+    run_held(scene, n, config, seed0, 0)
+}
+
+/// [`run_scene`] with episodes going on `hold` steps after their first success.
+fn run_held(
+    scene: &TaskScene,
+    n: usize,
+    config: OracleConfig,
+    seed0: u64,
+    hold: u32,
+) -> Vec<(bool, u32)> {
     let mut env = BatchedEnv::new(
         scene,
         n,
         EnvOptions {
             terminate_on_success: true,
             episode_length: None,
+            success_hold: hold,
         },
     )
     .unwrap();
@@ -123,6 +135,7 @@ fn play_oracle_chains_pick_and_place_under_noise() {
         EnvOptions {
             terminate_on_success: false,
             episode_length: Some(400),
+            ..EnvOptions::default()
         },
     )
     .unwrap();
@@ -165,6 +178,7 @@ fn oracle_trajectory(seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
     let options = EnvOptions {
         terminate_on_success: true,
         episode_length: None,
+        ..EnvOptions::default()
     };
     let mut batch = BatchedEnv::new(&task.scene, seeds.len(), options).unwrap();
     let config = OracleConfig {
@@ -246,6 +260,7 @@ fn play_oracle_moves_both_cubes_of_cube_double() {
     let options = EnvOptions {
         terminate_on_success: false,
         episode_length: Some(400),
+        ..EnvOptions::default()
     };
     let mut env = BatchedEnv::new(&task.scene, n, options).unwrap();
     let spec = env.spec().clone();
@@ -379,4 +394,26 @@ fn the_oracle_carries_a_cube_over_the_edge_of_a_raised_target() {
         "solved only {solved} of {}",
         results.len()
     );
+}
+
+#[test]
+fn a_held_success_ends_its_episode_that_many_steps_later_as_a_success() {
+    // The window shows a success for a moment before the next episode: the same episodes, each ending `hold` steps
+    // after its first success (or at its time limit, still as a success).
+    let scene = load_task("cube-single").unwrap().scene;
+    let length = scene.settings.episode_length;
+    let at_once = run_held(&scene, 8, OracleConfig::default(), 40, 0);
+    let held = run_held(&scene, 8, OracleConfig::default(), 40, 12);
+    assert!(at_once.iter().filter(|r| r.0).count() >= 6, "{at_once:?}");
+    for (now, later) in at_once.iter().zip(&held) {
+        if now.0 {
+            assert_eq!(
+                *later,
+                (true, (now.1 + 12).min(length)),
+                "{at_once:?} {held:?}"
+            );
+        } else {
+            assert_eq!(later, now);
+        }
+    }
 }

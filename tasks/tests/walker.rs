@@ -35,6 +35,7 @@ fn run(scene: &TaskScene, n: usize, config: OracleConfig, seed0: u64) -> (Vec<Ep
     let options = EnvOptions {
         terminate_on_success: config.mode == OracleMode::Solve,
         episode_length: None,
+        ..EnvOptions::default()
     };
     let mut env = BatchedEnv::new(scene, n, options).unwrap();
     let seeds: Vec<u64> = (0..n as u64).map(|i| seed0 + i).collect();

@@ -34,6 +34,7 @@ impl Trainer<'_> {
             EnvOptions {
                 terminate_on_success: true,
                 episode_length: None,
+                ..EnvOptions::default()
             },
         )?;
         let (mut obs, mut queues) = self.start_envs(&mut env)?;
