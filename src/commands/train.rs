@@ -215,13 +215,8 @@ fn summary_text(s: &TrainSummary) -> String {
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
     // RL curves are noisy: the best evaluation beside the last one shows what the run reached.
     let best = s
-        .evals
-        .iter()
-        .filter(|e| e.phase == "online")
-        .max_by(|a, b| {
-            let by_rate = a.success_rate.total_cmp(&b.success_rate);
-            by_rate.then(b.step.cmp(&a.step))
-        })
+        .best_online
+        .as_ref()
         .filter(|e| Some(e.success_rate) != s.online_success)
         .map(|e| format!(" (best {} at step {})", pct(Some(e.success_rate)), e.step))
         .unwrap_or_default();
@@ -243,7 +238,8 @@ fn summary_text(s: &TrainSummary) -> String {
     format!(
         "task {} | agent {} | device {} ({})\n\
          success: {success}\n\
-         {} updates at {:.0}/s, {} online env steps at {:.0}/s, {:.0} s in all\n\
+         {} updates at {:.0}/s of update time, {} online env steps at {:.0}/s of simulation time, {:.0} s in \
+         all\n\
          learning curve: {}\n\
          run directory:  {}\n",
         s.task,
@@ -292,6 +288,7 @@ mod tests {
             updates: 40,
             online_steps: 30,
             wall_seconds: 5.0,
+            best_online: qamlab_headless::train::best_online(&evals),
             evals,
             learning_curve: "run/learning_curve.png".into(),
             run_dir: "run".into(),
@@ -324,6 +321,8 @@ mod tests {
             text.contains("success: online 10% (best 30% at step 20)\n"),
             "{text}"
         );
-        assert!(text.contains("40 updates at 72/s, 30 online env steps at 3900/s, 5 s in all"));
+        assert!(text.contains(
+            "40 updates at 72/s of update time, 30 online env steps at 3900/s of simulation time, 5 s in all"
+        ));
     }
 }

@@ -346,7 +346,7 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
     curve(
         ui,
         "window-success",
-        &format!("success, last {ROLLING} episodes (x: episode)"),
+        &format!("rolling success rate, previous {ROLLING} episodes (x: episode)"),
         vec![("window", stats.curve.clone())],
         Some((0.0, 1.0)),
     );

@@ -313,7 +313,7 @@ impl ActingAgent {
             .set_parameters(weights)
             .context("taking the newest training weights")?;
         self.queues = ChunkQueues::new(self.envs, self.agent.action_dim());
-        self.source = format!("training, weights of step {step}");
+        self.source = format!("the run's weights of step {step}");
         Ok(())
     }
 }

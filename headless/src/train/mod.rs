@@ -54,6 +54,10 @@ pub struct TrainSummary {
     pub wall_seconds: f64,
     /// Every evaluation.
     pub evals: Vec<EvalPoint>,
+    /// The online evaluation of the highest success rate, the earliest of equals (RL curves are noisy: beside the
+    /// last, it shows what the run reached); None without an online evaluation.
+    #[serde(default)]
+    pub best_online: Option<EvalPoint>,
     /// The learning-curve PNG.
     pub learning_curve: PathBuf,
     /// The run directory.
@@ -61,6 +65,19 @@ pub struct TrainSummary {
     /// Whether the run stopped on request before its last step (`--resume` continues it).
     #[serde(default)]
     pub stopped_early: bool,
+}
+
+/// The online evaluation of the highest success rate in `evals`, the earliest of equals.
+pub fn best_online(evals: &[EvalPoint]) -> Option<EvalPoint> {
+    evals
+        .iter()
+        .filter(|e| e.phase == "online")
+        .max_by(|a, b| {
+            a.success_rate
+                .total_cmp(&b.success_rate)
+                .then(b.step.cmp(&a.step))
+        })
+        .cloned()
 }
 
 /// Watches a run from another part of the program (the window): metrics rows, evaluations and

@@ -135,6 +135,16 @@ impl Trainer<'_> {
         )
         .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
         let point = result.point(step, phase);
+        // Where the bars cannot show (output to a file, a pipe, CI's log), each evaluation is a line of its own.
+        if self.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!(
+                "eval at step {step} ({phase}): success {:.0}% over {} episodes, mean return {:.1}, {:.0} s into the run",
+                100.0 * point.success_rate,
+                point.episodes,
+                point.mean_return,
+                self.wall_seconds()
+            );
+        }
         if let Some(observer) = self.observer.as_mut() {
             observer.on_eval(&point);
         }

@@ -256,6 +256,7 @@ impl<'a> Trainer<'a> {
             online_steps: self.state.online_step,
             wall_seconds: self.wall_seconds(),
             evals: self.state.evals.clone(),
+            best_online: super::best_online(&self.state.evals),
             learning_curve: self.run.curve(),
             run_dir: self.run.root().to_path_buf(),
             stopped_early,
