@@ -15,7 +15,7 @@ use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
 };
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{GridMark, Line, Plot, PlotPoints, Points};
 
 use super::ViewTask;
 use super::camera::OrbitCamera;
@@ -348,7 +348,7 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
         "window-success",
         &format!("rolling success rate, previous {ROLLING} episodes (x: episode)"),
         vec![("window", stats.curve.clone())],
-        Some((0.0, 1.0)),
+        YAxis::Fraction,
     );
 }
 
@@ -396,23 +396,32 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
             "eval-success",
             "evaluation success (x: training step)",
             vec![("eval", points)],
-            Some((0.0, 1.0)),
+            YAxis::Fraction,
         );
     }
     if !curves.losses.is_empty() {
         // Losses differ by orders of magnitude (an adjoint loss of 45 beside a flow loss of 0.3): on a log scale
         // each shows its course. Signed, as a temperature's loss may go below 0.
-        let series = curves
-            .losses
+        // A loss equal to another at every point (plain QAM's actor_loss is its flow_loss) would hide under it:
+        // one series, named for both.
+        let mut series: Vec<(String, Vec<[f64; 2]>)> = Vec::new();
+        for (name, points) in &curves.losses {
+            let points: Vec<[f64; 2]> = points.iter().map(|&[x, y]| [x, symlog(y)]).collect();
+            match series.iter_mut().find(|(_, p)| *p == points) {
+                Some((shown, _)) => *shown = format!("{shown} = {name}"),
+                None => series.push((name.clone(), points)),
+            }
+        }
+        let series = series
             .iter()
-            .map(|(k, v)| (k.as_str(), v.iter().map(|&[x, y]| [x, symlog(y)]).collect()))
+            .map(|(name, points)| (name.as_str(), points.clone()))
             .collect();
         curve(
             ui,
             "losses",
-            "losses (x: training step; y: log10(1 + loss))",
+            "losses (x: training step; y: log scale)",
             series,
-            None,
+            YAxis::SymLog,
         );
     }
 }
@@ -465,26 +474,67 @@ const SERIES_COLORS: [Color32; 6] = [
     Color32::from_rgb(0xd8, 0xc8, 0x50),
 ];
 
-/// A small line plot, each point marked (a series of one point shows too).
-fn curve(
-    ui: &mut egui::Ui,
-    id: &str,
-    title: &str,
-    series: Vec<(&str, Vec<[f64; 2]>)>,
-    y_range: Option<(f64, f64)>,
-) {
+/// How a chart's y axis reads.
+enum YAxis {
+    /// A fraction, 0 to 1, labelled in percent.
+    Fraction,
+    /// Values given as [`symlog`], labelled with the values themselves (1, 10, 100).
+    SymLog,
+}
+
+/// A small line plot, each point marked (a series of one point shows too), its series named in a row above it
+/// (inside, a legend would cover the curves of so small a plot).
+fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: Vec<(&str, Vec<[f64; 2]>)>, y: YAxis) {
     ui.label(title);
+    if series.len() > 1 {
+        ui.horizontal_wrapped(|ui| {
+            for (k, (name, _)) in series.iter().enumerate() {
+                let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+                ui.label(
+                    RichText::new(format!("\u{25A0} {name}"))
+                        .color(color)
+                        .small(),
+                );
+            }
+        });
+    }
     let mut plot = Plot::new(id)
         .height(110.0)
         .allow_drag(false)
         .allow_zoom(false)
-        .allow_scroll(false);
-    if series.len() > 1 {
-        plot = plot.legend(Legend::default());
-    }
-    if let Some((lo, hi)) = y_range {
-        plot = plot.include_y(lo).include_y(hi);
-    }
+        .allow_scroll(false)
+        // Room about the points, so none sits on the frame, and for the last x label.
+        .set_margin_fraction(egui::vec2(0.08, 0.12))
+        // About four labelled intervals: egui_plot's own powers of ten leave too narrow a plot one label or none.
+        .x_grid_spacer(|input| even_marks(input.bounds, 4.0))
+        .x_axis_formatter(|mark, _| compact(mark.value));
+    plot = match y {
+        YAxis::Fraction => plot
+            .include_y(0.0)
+            .include_y(1.0)
+            .y_axis_formatter(|mark, _| format!("{:.0}%", 100.0 * mark.value)),
+        // Marks where the loss is 0, 1, 10, 100, ..., labelled with those values.
+        YAxis::SymLog => plot
+            .y_grid_spacer(|input| {
+                let (lo, hi) = input.bounds;
+                // 0, then 10, 100, ... either way (1 would crowd 0 in so small a plot).
+                std::iter::once(0.0)
+                    .chain((1..=9).flat_map(|k| {
+                        let v = symlog(10f64.powi(k));
+                        [v, -v]
+                    }))
+                    .filter(|v| (lo..=hi).contains(v))
+                    .map(|value| GridMark {
+                        value,
+                        step_size: 1.0,
+                    })
+                    .collect()
+            })
+            .y_axis_formatter(|mark, _| {
+                let v = mark.value;
+                compact((v.signum() * (10f64.powf(v.abs()) - 1.0)).round())
+            }),
+    };
     plot.show(ui, |plot_ui| {
         for (k, (name, points)) in series.into_iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
@@ -496,4 +546,42 @@ fn curve(
             );
         }
     });
+}
+
+/// Grid marks at a round step (1, 2 or 5 times a power of ten) that cuts `bounds` into about `intervals` parts.
+fn even_marks((lo, hi): (f64, f64), intervals: f64) -> Vec<GridMark> {
+    let span = hi - lo;
+    if !(span > 0.0 && span.is_finite()) {
+        return Vec::new();
+    }
+    let rough = span / intervals;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&s| s >= rough)
+        .unwrap_or(10.0 * power);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last)
+        .map(|k| GridMark {
+            value: k as f64 * step,
+            step_size: step,
+        })
+        .collect()
+}
+
+/// A tick label in a few characters: `50k`, `1.2M`, `0.5`, `3`.
+fn compact(v: f64) -> String {
+    let a = v.abs();
+    let (value, unit) = if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let text = format!("{value:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text}{unit}")
 }
