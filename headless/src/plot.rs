@@ -98,6 +98,11 @@ fn draw(
             [(offline_steps, 0.0), (offline_steps, 1.0)],
             BLACK.mix(0.35).stroke_width(1),
         ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            " online from here",
+            (offline_steps, 1.0),
+            ("sans-serif", 14).into_font().color(&BLACK.mix(0.6)),
+        )))?;
     }
     for (i, (label, points)) in runs.iter().enumerate() {
         let color = SERIES_COLORS
@@ -109,7 +114,14 @@ fn draw(
             .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))?
             .label(*label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(series.map(|(x, y)| Circle::new((x, y), 3, color.filled())))?;
+        // A marker shape of its own per run, so that runs whose lines coincide stay told apart.
+        match i % 3 {
+            0 => chart.draw_series(series.map(|(x, y)| Circle::new((x, y), 3, color.filled())))?,
+            1 => chart
+                .draw_series(series.map(|(x, y)| TriangleMarker::new((x, y), 5, color.filled())))?,
+            _ => chart
+                .draw_series(series.map(|(x, y)| Cross::new((x, y), 4, color.stroke_width(2))))?,
+        };
     }
     chart
         .configure_series_labels()
