@@ -448,13 +448,18 @@ fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
     }
 }
 
-/// The keyboard shortcuts.
+/// The keyboard shortcuts, as flowing text (a table of them went below the panel's fold beside the curves).
 fn shortcuts_section(ui: &mut egui::Ui) {
-    egui::Grid::new("shortcuts").num_columns(2).show(ui, |ui| {
-        for (key, what) in SHORTCUTS {
-            ui.label(RichText::new(*key).monospace());
-            ui.label(*what);
-            ui.end_row();
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        for (k, (key, what)) in SHORTCUTS.iter().enumerate() {
+            ui.label(RichText::new(*key).monospace().small().strong());
+            let sep = if k + 1 < SHORTCUTS.len() {
+                " \u{b7}"
+            } else {
+                ""
+            };
+            ui.label(RichText::new(format!("{what}{sep}")).small());
         }
     });
 }
