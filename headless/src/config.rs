@@ -190,15 +190,32 @@ impl TrainConfig {
             (
                 self.agent.clip_grad.is_none(),
                 "[agent]",
-                "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC)",
+                "# clip_grad: unset (the kind's default: on for QAM variants, off for FQL and BC; on clips the \
+                 gradient's global norm at 1)",
             ),
         ];
         // Weights another kind reads: a config shared by several agents (`--agent bc` on a QAM config) keeps them,
         // and says so.
         let kind = self.agent.kind;
+        let critic_kinds = "qam, qam-f, qam-e and fql";
+        let no_critic = !kind.has_critic();
         let unused = [
             ("inv_temp = ", !kind.is_qam(), "qam, qam-f and qam-e"),
             ("alpha = ", kind != AgentKind::Fql, "fql"),
+            ("fql_alpha = ", kind != AgentKind::QamF, "qam-f"),
+            ("edit_scale = ", kind != AgentKind::QamE, "qam-e"),
+            (
+                "edit_target_entropy_multiplier = ",
+                kind != AgentKind::QamE,
+                "qam-e",
+            ),
+            ("num_qs = ", no_critic, critic_kinds),
+            ("rho = ", no_critic, critic_kinds),
+            ("discount = ", no_critic, critic_kinds),
+            ("tau = ", no_critic, critic_kinds),
+            ("value_hidden_dims = ", no_critic, critic_kinds),
+            ("value_layer_norm = ", no_critic, critic_kinds),
+            ("best_of_n = ", no_critic, critic_kinds),
         ];
         let mut out = String::with_capacity(text.len() + 256);
         for line in text.lines() {
@@ -387,6 +404,8 @@ mod tests {
                 .to_string()
         };
         assert!(line(&text, "alpha = ").ends_with("# not used by kind qam (only by fql)"));
+        assert!(line(&text, "fql_alpha = ").ends_with("# not used by kind qam (only by qam-f)"));
+        assert!(!line(&text, "num_qs = ").contains('#'));
         assert!(!line(&text, "inv_temp = ").contains('#'));
         let mut bc = cfg.clone();
         bc.agent.select_kind(AgentKind::Bc);
@@ -394,6 +413,10 @@ mod tests {
         assert!(
             line(&text, "inv_temp = ")
                 .contains("# not used by kind bc (only by qam, qam-f and qam-e)")
+        );
+        assert!(
+            line(&text, "num_qs = ")
+                .contains("# not used by kind bc (only by qam, qam-f, qam-e and fql)")
         );
         assert_eq!(
             TrainConfig::from_toml_str(&text, "printed")
