@@ -71,6 +71,11 @@ impl Trainer<'_> {
             if crossed(self.cfg.checkpoint_interval) {
                 self.checkpoint(Some((&env, &queues)))?;
             }
+            // The steps before start_training make no updates and run many times faster: an ETA that counted them
+            // would promise the rest of the phase in seconds.
+            if before < self.cfg.start_training && step >= self.cfg.start_training {
+                bar.reset_eta();
+            }
             bar.set_position(step.min(total));
         }
         bar.finish();
