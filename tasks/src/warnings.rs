@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_sensor_a_twice_held_body_and_targets_past_the_limits_are_found() {
+    fn a_repeated_sensor_and_targets_past_the_limits_are_found() {
         let text = builtin_text("cube-single");
         let twice = text.replacen(
             "GoalPosition(goal: \"cube_goal\"),",
