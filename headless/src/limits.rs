@@ -56,7 +56,15 @@ pub fn available_memory() -> Option<u64> {
 /// Refuses, before anything is allocated, to hold `bytes` (`None`: more than a `u64` counts) where the machine
 /// has less memory. `what` says what would take it, e.g. `collect: --episodes 10 of 201 rows each`.
 pub fn check_memory(bytes: Option<u64>, what: &str) -> anyhow::Result<()> {
-    let memory = available_memory();
+    check_memory_against(bytes, what, available_memory())
+}
+
+/// [`check_memory`] against a given amount of memory (`None`: unknown, so nothing is refused but uncountable sizes).
+pub fn check_memory_against(
+    bytes: Option<u64>,
+    what: &str,
+    memory: Option<u64>,
+) -> anyhow::Result<()> {
     let needed = match bytes {
         Some(b) => b,
         None => bail!("{what} would take more than 16 EiB of memory"),
