@@ -119,6 +119,17 @@ impl Agent {
         self.step
     }
 
+    /// Acting calls made so far: where the acting draws stand (each call's noise is seeded from it).
+    pub fn acting_position(&self) -> u64 {
+        self.act_calls
+    }
+
+    /// Puts the acting draws back to `position` (an earlier [`Agent::acting_position`]), as if the calls made
+    /// since had not been: an evaluation given up midway then leaves the run drawing as it would have.
+    pub fn rewind_acting(&mut self, position: u64) {
+        self.act_calls = position;
+    }
+
     /// The device every tensor lives on.
     pub fn device(&self) -> Device {
         self.device

@@ -44,6 +44,21 @@ pub fn evaluate(
     envs: usize,
     seed: u64,
 ) -> anyhow::Result<EvalResult> {
+    let never = || false;
+    evaluate_unless_stopped(agent, task, episodes, envs, seed, &never)
+        .map(|result| result.expect("an evaluation never asked to stop finishes"))
+}
+
+/// [`evaluate`], giving up (`None`) as soon as `stop` says so, checked before each step: a run asked to stop
+/// (SIGTERM, with seconds to go before SIGKILL) does not first finish an evaluation of many episodes.
+pub fn evaluate_unless_stopped(
+    agent: &mut Agent,
+    task: &TaskScene,
+    episodes: usize,
+    envs: usize,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<EvalResult>> {
     let envs = envs.min(episodes).max(1);
     let mut env = BatchedEnv::new(
         task,
@@ -68,6 +83,9 @@ pub fn evaluate(
     let mut returns = vec![0.0f64; envs];
     let (mut successes, mut total_return, mut env_steps) = (0usize, 0.0f64, 0u64);
     while done.iter().zip(&quota).any(|(d, q)| d < q) {
+        if stop() {
+            return Ok(None);
+        }
         let actions = queues.next_actions(agent, &obs)?;
         let out = env.step(&actions).with_context(stepping)?;
         for i in 0..envs {
@@ -86,12 +104,12 @@ pub fn evaluate(
         }
         obs.copy_from_slice(&out.obs);
     }
-    Ok(EvalResult {
+    Ok(Some(EvalResult {
         success_rate: successes as f64 / episodes as f64,
         mean_return: total_return / episodes as f64,
         episodes,
         env_steps,
-    })
+    }))
 }
 
 /// Seed of evaluation env `i` for an evaluation seeded `seed`: its first episode's initial state (what

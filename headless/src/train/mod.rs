@@ -339,6 +339,15 @@ mod tests {
     /// Trains `config` straight through and, beside it, stopped at its third log, then resumed; checks both end
     /// with the same checkpoint tensors and evaluations. `at_stop` looks at the stopped run's checkpoint.
     fn check_resume_is_exact(config: &TrainConfig, at_stop: impl FnOnce(&Path)) {
+        check_resume_is_exact_after(config, stop_after(Some(3)), at_stop);
+    }
+
+    /// [`check_resume_is_exact`], stopped when `stopper` asks.
+    fn check_resume_is_exact_after(
+        config: &TrainConfig,
+        stopper: Box<dyn TrainObserver>,
+        at_stop: impl FnOnce(&Path),
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
         let options =
@@ -350,12 +359,7 @@ mod tests {
                 observer,
             };
         train(options(&straight, false, None)).unwrap();
-        let stopper = FinalWeights {
-            step: Arc::new(Mutex::new(None)),
-            logs: 0,
-            stop_after_logs: Some(3),
-        };
-        train(options(&stopped, false, Some(Box::new(stopper)))).unwrap();
+        train(options(&stopped, false, Some(stopper))).unwrap();
         at_stop(&stopped);
         train(options(&stopped, true, None)).unwrap();
         for file in ["agent.safetensors", "replay.safetensors"] {
@@ -397,6 +401,60 @@ mod tests {
                 );
             });
         }
+    }
+
+    /// The steps of the evaluations `run` has recorded.
+    fn eval_steps(run: &Path) -> Vec<u64> {
+        let evals = RunDir::new(run).read_evals().unwrap_or_default();
+        evals.iter().map(|e| e.step).collect()
+    }
+
+    /// Asks the run to stop once `checks` more questions have been asked after its `logs`-th log.
+    struct StopLater {
+        logs: usize,
+        checks: usize,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl TrainObserver for StopLater {
+        fn on_log(&mut self, _step: u64, _row: &serde_json::Value) {
+            self.logs = self.logs.saturating_sub(1);
+        }
+        fn should_stop(&self) -> bool {
+            self.logs == 0
+                && self
+                    .asked
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    >= self.checks
+        }
+    }
+
+    #[test]
+    fn a_run_stopped_during_an_online_evaluation_makes_it_when_resumed() {
+        // The fifth log is at online step 20, just before the evaluation due there, which asks before each of its
+        // steps: stopped at its 12th, after the agent has chosen actions, the run gives the evaluation up (rather
+        // than finishing its 200-step episode first), checkpoints the step, and owes the evaluation.
+        let stopper = StopLater {
+            logs: 5,
+            checks: 12,
+            asked: 0.into(),
+        };
+        check_resume_is_exact_after(&tiny(40, 1), Box::new(stopper), |stopped| {
+            let latest = RunDir::new(stopped).latest_checkpoint().unwrap().unwrap();
+            assert!(latest.ends_with("step-20"), "{}", latest.display());
+            assert_eq!(eval_steps(stopped), Vec::<u64>::new());
+        });
+    }
+
+    #[test]
+    fn a_run_stopped_during_its_last_offline_evaluation_makes_it_when_resumed() {
+        let (_dir, mut config) = balanced(1);
+        config.offline_steps = 20;
+        check_resume_is_exact_after(&config, stop_after(Some(5)), |stopped| {
+            let latest = RunDir::new(stopped).latest_checkpoint().unwrap().unwrap();
+            assert!(latest.ends_with("step-20"), "{}", latest.display());
+            assert_eq!(eval_steps(stopped), Vec::<u64>::new());
+        });
     }
 
     /// A tiny balanced run of `envs` envs on a dataset of two short episodes (kept in the returned directory).

@@ -26,7 +26,9 @@ impl Trainer<'_> {
                 bar.set_message(self.status());
             }
             if step.is_multiple_of(self.cfg.eval_interval) || step == total {
-                self.evaluate("offline")?;
+                if !self.evaluate("offline")? {
+                    break; // stopped: the run checkpoints this step, and owes its evaluation
+                }
                 bar.set_message(self.status());
             }
             if step.is_multiple_of(self.cfg.checkpoint_interval) || step == total {

@@ -65,7 +65,9 @@ impl Trainer<'_> {
                 bar.set_message(self.status());
             }
             if crossed(self.cfg.eval_interval) {
-                self.evaluate("online")?;
+                if !self.evaluate("online")? {
+                    break; // stopped: the run checkpoints this step, and owes its evaluation
+                }
                 bar.set_message(self.status());
             }
             if crossed(self.cfg.checkpoint_interval) {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::trainer::Trainer;
-use crate::evaluate::evaluate;
+use crate::evaluate::evaluate_unless_stopped;
 use crate::plot::draw_learning_curves;
 
 impl Trainer<'_> {
@@ -124,16 +124,27 @@ impl Trainer<'_> {
         self.wall_before + self.started.elapsed().as_secs_f64()
     }
 
-    pub(super) fn evaluate(&mut self, phase: &str) -> anyhow::Result<()> {
+    /// Evaluates the policy at this step and records it; `false` where the run was asked to stop first: the
+    /// evaluation is given up, the agent's acting draws put back, and the resumed run makes it (see
+    /// [`Trainer::evaluation_owed`]).
+    pub(super) fn evaluate(&mut self, phase: &str) -> anyhow::Result<bool> {
         let step = self.total_step();
-        let result = evaluate(
+        let position = self.agent.acting_position();
+        let observer = &self.observer;
+        let stop = || observer.as_ref().is_some_and(|o| o.should_stop());
+        let result = evaluate_unless_stopped(
             &mut self.agent,
             self.scene,
             self.cfg.eval_episodes,
             self.cfg.eval_envs,
             self.cfg.seed ^ 0x5EED_E7A1,
+            &stop,
         )
         .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
+        let Some(result) = result else {
+            self.agent.rewind_acting(position);
+            return Ok(false);
+        };
         let point = result.point(step, phase);
         // Where the bars cannot show (output to a file, a pipe, CI's log), each evaluation is a line of its own.
         if self.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -157,6 +168,6 @@ impl Trainer<'_> {
             &[(label.as_str(), self.state.evals.as_slice())],
             self.cfg.offline_steps,
         )?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -14,7 +14,7 @@ use tch::Device;
 use super::checkpoints::RunSettings;
 use super::offline::load_offline_data;
 use super::online::ResumedEnvs;
-use super::replay::{check_agent_memory, check_replay_memory};
+use super::replay::check_run_memory;
 use super::{TrainObserver, TrainSummary};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
@@ -92,10 +92,7 @@ impl<'a> Trainer<'a> {
         let spec = qamlab_sim::EnvSpec::of(scene);
         crate::chunks::check_agent_action_space(&spec)?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
-        check_replay_memory(cfg, obs_dim, action_dim)?;
-        if device == Device::Cpu {
-            check_agent_memory(cfg, obs_dim, action_dim)?;
-        }
+        check_run_memory(cfg, obs_dim, action_dim, device == Device::Cpu)?;
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
             Some(path) => Some(load_offline_data(
@@ -182,11 +179,37 @@ impl<'a> Trainer<'a> {
 
     pub(super) fn run(&mut self) -> anyhow::Result<()> {
         self.started_at = self.total_step();
+        if let Some(phase) = self.evaluation_owed() {
+            // Stopped again, the run checkpoints nothing new (no step taken) and owes it still.
+            self.evaluate(phase)?;
+        }
         self.offline_phase()?;
         if self.stop_requested() {
             return self.checkpoint_stopped(None);
         }
         self.online_phase()
+    }
+
+    /// The phase of an evaluation due at this step that the run has not made: a run stopped during an evaluation
+    /// checkpoints without it, and makes it on resuming, before its next step (with the same acting draws, so the
+    /// resumed run is the run that never stopped).
+    fn evaluation_owed(&self) -> Option<&'static str> {
+        let step = self.total_step();
+        if step == 0 || self.state.evals.last().is_some_and(|e| e.step == step) {
+            return None;
+        }
+        // The phase's step before this one: the offline phase takes one step at a time, the online one a step
+        // of every env.
+        let (phase, done, total, before) = if self.state.online_step == 0 {
+            let done = self.state.offline_step;
+            ("offline", done, self.cfg.offline_steps, done - 1)
+        } else {
+            let done = self.state.online_step;
+            let before = done.saturating_sub(self.cfg.envs as u64);
+            ("online", done, self.cfg.online_steps, before)
+        };
+        let interval = self.cfg.eval_interval;
+        (before / interval != done / interval || done >= total).then_some(phase)
     }
 
     pub(super) fn stop_requested(&self) -> bool {
@@ -207,7 +230,8 @@ impl<'a> Trainer<'a> {
 
     pub(super) fn finish(mut self) -> anyhow::Result<TrainSummary> {
         if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
-            self.evaluate("offline")?;
+            // Given up only where the run was stopped, which then has nothing to record.
+            let _made = self.evaluate("offline")?;
         }
         let stopped_early = !self.is_complete();
         let due = self.online_updates_due(self.state.online_step);
