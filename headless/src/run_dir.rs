@@ -506,6 +506,53 @@ impl RunDir {
         write_bytes_atomically(&path, kept.as_bytes())
     }
 
+    /// Reads `metrics.jsonl`: one row a line, each its `step` and its numeric values by key (`phase` and other
+    /// text are left out). A line that is not a JSON object with a whole `step`, or rows out of step order, are an
+    /// error naming the file and the line; an unfinished last line (a run being written, or killed mid-write) is
+    /// left out with a warning.
+    pub fn read_metrics(&self) -> anyhow::Result<Vec<MetricsRow>> {
+        let path = self.metrics();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut rows: Vec<MetricsRow> = Vec::new();
+        let mut lines = text.split('\n').enumerate().peekable();
+        while let Some((i, line)) = lines.next() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row = match parse_metrics_row(line) {
+                Some(row) => row,
+                // Only the last piece can lack its newline: a row still being appended, not damage.
+                None if lines.peek().is_none() => {
+                    tracing::warn!(
+                        "{}: line {} is unfinished (a run writing it, or killed mid-write): left out",
+                        path.display(),
+                        i + 1
+                    );
+                    break;
+                }
+                None => bail!(
+                    "{}: line {}: expected a JSON object with a whole-number \"step\", got {:?}",
+                    path.display(),
+                    i + 1,
+                    line.chars().take(80).collect::<String>()
+                ),
+            };
+            if let Some(last) = rows.last() {
+                anyhow::ensure!(
+                    row.step > last.step,
+                    "{}: line {}: step {} comes after step {}: expected rows in increasing step order",
+                    path.display(),
+                    i + 1,
+                    row.step,
+                    last.step
+                );
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
     /// Reads `eval.csv`: its header, then one evaluation a line (blank lines are skipped). A line that does not
     /// parse is an error naming the file and the line.
     pub fn read_evals(&self) -> anyhow::Result<Vec<EvalPoint>> {
@@ -586,6 +633,29 @@ impl RunDir {
             Ok(())
         })
     }
+}
+
+/// One row of `metrics.jsonl` ([`RunDir::read_metrics`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsRow {
+    /// The run's step when the row was logged (offline gradient steps, then `offline_steps` + online env steps).
+    pub step: u64,
+    /// The row's numeric values by key (losses, Q statistics, throughput, `wall_seconds`, ...).
+    pub values: std::collections::BTreeMap<String, f64>,
+}
+
+/// A metrics line as a row: `None` where it is not a JSON object with a whole-number `step`.
+fn parse_metrics_row(line: &str) -> Option<MetricsRow> {
+    let serde_json::Value::Object(fields) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    let step = fields.get("step")?.as_u64()?;
+    let values = fields
+        .iter()
+        .filter(|(key, _)| key.as_str() != "step")
+        .filter_map(|(key, value)| Some((key.clone(), value.as_f64()?)))
+        .collect();
+    Some(MetricsRow { step, values })
 }
 
 /// The file a running process holds locked ([`RunDir::lock`]).
@@ -921,6 +991,31 @@ mod tests {
         );
         run.truncate_metrics_after(5).unwrap();
         assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), "");
+    }
+
+    #[test]
+    fn metrics_read_back_by_key_and_only_an_unfinished_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let rows = "{\"step\":10,\"phase\":\"offline\",\"critic_loss\":2.5,\"wall_seconds\":1.0}\n\
+                    {\"step\":20,\"phase\":\"offline\",\"critic_loss\":1.5,\"q_mean\":null}\n";
+        std::fs::write(run.metrics(), format!("{rows}{{\"step\":30,\"crit")).unwrap();
+        let read = run.read_metrics().unwrap();
+        assert_eq!(read.iter().map(|r| r.step).collect::<Vec<_>>(), [10, 20]);
+        assert_eq!(read[0].values["critic_loss"], 2.5);
+        assert_eq!(read[0].values["wall_seconds"], 1.0);
+        // Text and null are no values.
+        assert_eq!(read[1].values.keys().collect::<Vec<_>>(), ["critic_loss"]);
+        // A damaged line before the last is damage, named; so are rows out of order.
+        std::fs::write(run.metrics(), format!("{{\"step\":5,\"x\n{rows}")).unwrap();
+        let err = format!("{:#}", run.read_metrics().unwrap_err());
+        assert!(
+            err.contains("metrics.jsonl: line 1: expected a JSON object"),
+            "{err}"
+        );
+        std::fs::write(run.metrics(), format!("{rows}{{\"step\":15}}\n")).unwrap();
+        let err = format!("{:#}", run.read_metrics().unwrap_err());
+        assert!(err.contains("line 3: step 15 comes after step 20"), "{err}");
     }
 
     #[test]
