@@ -11,6 +11,7 @@ use tch::Device;
 mod checkpoints;
 mod offline;
 mod online;
+mod q_range;
 mod replay;
 mod reporting;
 mod trainer;

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use super::q_range;
 use super::trainer::Trainer;
 use crate::evaluate::evaluate_unless_stopped;
 use crate::plot::draw_learning_curves;
@@ -86,7 +87,34 @@ impl Trainer<'_> {
                 self.total_step()
             );
         }
+        if let Some(&(_, q_mean)) = pairs.iter().find(|(name, _)| name == "q_mean") {
+            self.check_q_range(q_mean);
+        }
         self.log_row(phase, pairs, extra)
+    }
+
+    /// Warns, once, of a mean Q outside what the rewards in the buffer allow.
+    fn check_q_range(&mut self, q_mean: f64) {
+        if self.q_range_reported {
+            return;
+        }
+        let pending = self.pending.iter().flat_map(|p| &p.rewards);
+        let Some((lowest, highest)) =
+            q_range::reward_range(self.replay.rewards.iter().chain(pending))
+        else {
+            return;
+        };
+        let discount = self.cfg.agent.discount;
+        let (low, high) = q_range::q_bounds(lowest, highest, discount);
+        if let Some(side) = q_range::out_of_range(q_mean, (low, high)) {
+            tracing::warn!(
+                "step {}: the critic's mean Q, {q_mean:.1}, lies {side} [{low:.1}, {high:.1}], the values rewards in \
+                 [{lowest}, {highest}] allow at discount {discount}: the critic is diverging (q_mean in \
+                 metrics.jsonl); a lower lr or a larger rho (pessimism) usually settles it",
+                self.total_step()
+            );
+            self.q_range_reported = true;
+        }
     }
 
     fn log_row(

@@ -71,6 +71,8 @@ pub(super) struct Trainer<'a> {
     pub(super) observer: Option<Box<dyn TrainObserver>>,
     /// Whether the fall-back from CUDA graphs was reported already.
     pub(super) fallback_reported: bool,
+    /// Whether a mean Q outside what the rewards allow was reported already.
+    pub(super) q_range_reported: bool,
     /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
     pub(super) resumed_envs: Option<ResumedEnvs>,
     /// The step this process started training at (0, or the step of the checkpoint it resumed from).
@@ -124,6 +126,7 @@ impl<'a> Trainer<'a> {
             wall_before: 0.0,
             observer: None,
             fallback_reported: false,
+            q_range_reported: false,
             resumed_envs: None,
             started_at: 0,
             _lock: None,
