@@ -328,3 +328,58 @@ fn a_success_stays_on_screen_green_for_a_moment() {
         "{green} green pixels: the success is not shown"
     );
 }
+
+#[test]
+fn each_env_of_the_grid_wears_a_label() {
+    // Four envs in a grid: over each, a dark plate with its name in white ("env 0" .. "env 3"). White is nowhere
+    // else in the 3D view (the table, the floor, the robot and the sky are all coloured or darker); env 0 alone
+    // has no label (the panel speaks of it), so its picture has none.
+    let dir = tempfile::tempdir().unwrap();
+    let labelled = |name: &str, args: &[&str]| {
+        let png = screenshot_of(dir.path(), name, 4, args);
+        let image = image::open(&png).expect("reading the screenshot").to_rgb8();
+        // The 3D view only: the panel, the first 340 columns, has white text of its own.
+        let white: Vec<(u32, u32)> = image
+            .enumerate_pixels()
+            .filter(|(x, _, p)| {
+                let (_, saturation, value) = hsv(p.0);
+                *x >= 340 && value > 0.85 && saturation < 0.15
+            })
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        (white.len(), white_patches(&white))
+    };
+    let args = ["--task", "cube-single", "--policy", "oracle", "--envs", "4"];
+    let (pixels, patches) = labelled("grid.png", &[&args[..], &["--grid"]].concat());
+    assert!(
+        pixels >= 100 && patches == 4,
+        "{pixels} white pixels in {patches} patches: four labels expected"
+    );
+    let (pixels, _) = labelled("one.png", &args);
+    assert_eq!(pixels, 0, "white in the picture of one env");
+}
+
+/// How many separate patches `pixels` make: 32-pixel blocks holding any, joined where they touch.
+fn white_patches(pixels: &[(u32, u32)]) -> usize {
+    let blocks: std::collections::HashSet<(i64, i64)> = pixels
+        .iter()
+        .map(|&(x, y)| (i64::from(x / 32), i64::from(y / 32)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut patches = 0;
+    for &start in &blocks {
+        if !seen.insert(start) {
+            continue;
+        }
+        patches += 1;
+        let mut stack = vec![start];
+        while let Some((x, y)) = stack.pop() {
+            for next in [(x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)] {
+                if blocks.contains(&next) && seen.insert(next) {
+                    stack.push(next);
+                }
+            }
+        }
+    }
+    patches
+}

@@ -4,7 +4,9 @@
 //! * [`stepping`]: [`SteppingPlugin`] spawns the envs and runs control steps on a clock (pause, step, speed).
 //! * [`policy`]: [`PolicyPlugin`] chooses the actions of each step (agent, oracle, random) and counts episodes.
 //! * [`render_sync`]: [`RenderSyncPlugin`] builds meshes from the collider shapes and follows the Rapier worlds.
-//! * [`camera`]: [`CameraPlugin`], the orbit camera and the lights.
+//! * [`layout`]: where things go in the picture: each env's working volume, the grid, the floor, a table's legs.
+//! * [`camera`]: [`CameraPlugin`], the orbit camera (framing the shown envs' working volumes) and the lights.
+//! * [`labels`]: [`EnvLabelsPlugin`], each env's index and successes over it in the grid.
 //! * [`panel`]: [`PanelPlugin`], the egui panel (curves, counters, controls) and the keyboard shortcuts.
 //! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
 //! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
@@ -14,6 +16,8 @@
 
 pub mod camera;
 pub mod hot_reload;
+pub mod labels;
+pub mod layout;
 pub mod panel;
 pub mod policy;
 pub mod preflight;
@@ -38,6 +42,7 @@ use qamlab_sim::SimPlugin;
 
 pub use camera::CameraPlugin;
 pub use hot_reload::HotReloadPlugin;
+pub use labels::EnvLabelsPlugin;
 pub use panel::PanelPlugin;
 pub use policy::{PolicyKind, PolicyPlugin};
 pub use render_sync::RenderSyncPlugin;
@@ -191,10 +196,11 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     let spec = qamlab_sim::EnvSpec::of(&task.scene);
 
     let policy = policy::ActingPolicy::from_args(&args, &spec)?;
-    let recorded = match &args.checkpoint {
-        Some(given) => training::run_of_checkpoint(&policy::agent_file(given)?),
-        None => None,
-    };
+    // The run of the checkpoint loaded (not `latest` read again: a run still training may have moved it on).
+    let recorded = policy
+        .checkpoint
+        .as_deref()
+        .and_then(training::run_of_checkpoint);
     check_save_to(&args.save_to, policy.agent.is_some())?;
     // winit and Bevy's renderer would panic without these, after the trainer had started.
     preflight::check_display()?;
@@ -238,6 +244,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     .add_plugins((
         RenderSyncPlugin { grid: args.grid },
         CameraPlugin,
+        EnvLabelsPlugin,
         PanelPlugin {
             save_to: args.save_to.clone(),
         },

@@ -64,6 +64,8 @@ pub struct ActingPolicy {
     pub kind: PolicyKind,
     /// The agent, if there is one (behind a lock: an `Agent` may move between threads but not be shared).
     pub agent: Option<Mutex<ActingAgent>>,
+    /// The agent file `--checkpoint` loaded, if any.
+    pub checkpoint: Option<PathBuf>,
     /// Why the agent cannot act on the current envs (its sizes differ from the scene's), if so.
     pub agent_unusable: Option<String>,
     /// The oracle for the current envs, or why there is none.
@@ -82,9 +84,10 @@ impl ActingPolicy {
     /// The policies `qamlab view` starts with: the agent from `--checkpoint`, a fresh agent that `--train`
     /// will keep refreshing, or none.
     pub fn from_args(args: &ViewArgs, spec: &EnvSpec) -> anyhow::Result<Self> {
+        let mut checkpoint = None;
         let agent = if let Some(given) = &args.checkpoint {
-            let path = agent_file(given)?;
-            let agent = load_checkpoint_agent(&path, spec)?;
+            let (path, agent) = load_checkpoint(given, spec)?;
+            checkpoint = Some(path.clone());
             // A later edit of the scene may still change its sizes; then the window falls back to another policy.
             if (agent.obs_dim(), agent.action_dim()) != (spec.obs_dim, spec.action_dim) {
                 anyhow::bail!(
@@ -132,6 +135,7 @@ impl ActingPolicy {
         Ok(Self {
             kind,
             agent: agent.map(Mutex::new),
+            checkpoint,
             agent_unusable: None,
             oracle: Err("no envs yet".into()),
             random: ChaCha8Rng::seed_from_u64(args.seed ^ 0x7A11_D0E5),
@@ -146,6 +150,7 @@ impl ActingPolicy {
         Self {
             kind: PolicyKind::Agent,
             agent: Some(Mutex::new(ActingAgent::new(agent, envs, source))),
+            checkpoint: None,
             agent_unusable: None,
             oracle: Err("not used".into()),
             random: ChaCha8Rng::seed_from_u64(0),
@@ -232,9 +237,29 @@ impl ActingPolicy {
     }
 }
 
+/// Loads the agent `--checkpoint` names (on the CPU), with the agent file it came from: the file itself,
+/// `agent.safetensors` in a checkpoint directory, or that of a run directory's latest checkpoint. A run's latest
+/// checkpoint is read as `qamlab eval` reads it ([`RunDir::load_latest_agent`]): a run still training replaces its
+/// checkpoint meanwhile (it keeps only the newest), and where `latest` moved on while it was read, the new one is.
+pub fn load_checkpoint(given: &Path, spec: &EnvSpec) -> anyhow::Result<(PathBuf, Agent)> {
+    let run = RunDir::new(given);
+    if given.is_dir() && !given.join("agent.safetensors").is_file() && run.config().is_file() {
+        // Unverified: the run's copy of its scene matters only when the window shows the run's task, and then
+        // `ViewArgs::resolve_task` has checked it already.
+        let config = run.read_config_unverified()?;
+        let (checkpoint, agent) = run
+            .load_latest_agent(&config, (spec.obs_dim, spec.action_dim), tch::Device::Cpu)
+            .with_context(|| format!("--checkpoint {}", given.display()))?;
+        return Ok((checkpoint.join("agent.safetensors"), agent));
+    }
+    let path = agent_file(given)?;
+    let agent = load_checkpoint_agent(&path, spec)?;
+    Ok((path, agent))
+}
+
 /// The agent file `--checkpoint` names: the file itself, `agent.safetensors` in a checkpoint directory, or that
-/// of a run directory's latest checkpoint.
-pub fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
+/// of the latest checkpoint of a directory of checkpoints without a run's config.
+fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
     if given.is_file() {
         return Ok(given.to_path_buf());
     }
@@ -331,6 +356,17 @@ pub struct EpisodeStats {
     pub recent: VecDeque<(f32, bool)>,
     /// Success rate of the last [`ROLLING`] episodes after each episode: (episode, rate).
     pub curve: Vec<[f64; 2]>,
+    /// The same counts env by env (env `i`'s at `i`), for the envs' labels.
+    pub per_env: Vec<EnvTally>,
+}
+
+/// One env's finished episodes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EnvTally {
+    /// Episodes finished.
+    pub episodes: u64,
+    /// Of which successful.
+    pub successes: u64,
 }
 
 /// Episodes the rolling success rate averages.
@@ -411,6 +447,9 @@ fn count_episodes(
     if stats.running.len() != n {
         stats.running = vec![0.0; n];
     }
+    if stats.per_env.len() != n {
+        stats.per_env.resize(n, EnvTally::default());
+    }
     for i in 0..n {
         stats.running[i] += out.reward[i];
         if out.ended(i) {
@@ -419,6 +458,8 @@ fn count_episodes(
             // Ended by success (which may no longer hold after the moment the window shows it).
             let succeeded = out.terminated[i];
             stats.successes += u64::from(succeeded);
+            stats.per_env[i].episodes += 1;
+            stats.per_env[i].successes += u64::from(succeeded);
             stats.recent.push_back((ret, succeeded));
             if stats.recent.len() > 100 {
                 stats.recent.pop_front();

@@ -15,6 +15,7 @@ use qamlab_sim::authoring::{BodyKind, Shape};
 use qamlab_sim::env::{EnvState, EnvWorld};
 
 use super::ViewTask;
+use super::layout::{self, Bounds, Grid};
 use super::panel::ViewCommand;
 use super::stepping::{EnvEntities, EnvGeneration, SteppingSet};
 
@@ -53,29 +54,27 @@ pub struct ShownEnvs {
     pub grid: bool,
 }
 
-/// Where the shown envs are, in Bevy coordinates: what the camera frames (changed only when it moves, so a reset
-/// leaves the camera where the user put it).
-#[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
-pub struct SceneFrame {
-    /// Centre of the shown envs.
-    pub center: Vec3,
-    /// Radius enclosing them.
-    pub radius: f32,
-    /// Half the height the view must show: the moving bodies and the goals' targets.
-    pub half_height: f32,
-}
+/// What the camera frames: the working volumes of the shown envs (see [`layout::working_volume`]), in Bevy
+/// coordinates (changed only when they move, so a reset leaves the camera where the user put it).
+#[derive(Resource, Debug, Clone, Copy, PartialEq)]
+pub struct SceneFrame(pub Bounds);
 
-impl SceneFrame {
-    /// The camera distance at which the whole height shows, with a margin (the camera's field of view is Bevy's
-    /// default, 45 degrees vertically).
-    pub fn fit_distance(&self) -> f32 {
-        1.6 * self.half_height / (std::f32::consts::FRAC_PI_8).tan()
+impl Default for SceneFrame {
+    fn default() -> Self {
+        Self(Bounds::new(Vec3::splat(-0.3), Vec3::splat(0.3)))
     }
 }
 
-/// Root of one env's visuals.
+/// Root of one env's visuals, or the floor: what a rebuild removes.
 #[derive(Component, Debug)]
 pub struct EnvVisualRoot;
+
+/// The root of env `env`'s visuals: it places the env in the grid and turns the scene's z-up frame to Bevy's.
+#[derive(Component, Debug)]
+pub struct EnvRoot {
+    /// Env index.
+    pub env: usize,
+}
 
 /// A mesh following scene body `body` of env `env`; `local` places the mesh in the body frame.
 #[derive(Component, Debug)]
@@ -179,25 +178,21 @@ fn rebuild_visuals(
     let scene = &task.scene;
     let looks = BodyLooks::new(scene, &mut meshes, &mut materials);
     let shown_envs = if shown.grid { entities.0.len() } else { 1 };
-    let extent = scene_extent(scene);
-    let spacing = 2.0 * extent + 0.3;
-    let cols = (shown_envs as f32).sqrt().ceil() as usize;
-    let rows = shown_envs.div_ceil(cols);
-    let origin = Vec2::new((cols - 1) as f32, (rows - 1) as f32) * spacing / 2.0;
+    let grid = Grid::new(shown_envs, scene);
     for env in 0..shown_envs {
-        let cell = Vec2::new((env % cols) as f32, (env / cols) as f32) * spacing - origin;
         let root = commands
             .spawn((
                 EnvVisualRoot,
+                EnvRoot { env },
                 Transform::from_rotation(Z_UP_TO_Y_UP)
-                    .with_translation(Z_UP_TO_Y_UP * cell.extend(0.0)),
+                    .with_translation(Z_UP_TO_Y_UP * grid.cell(env).extend(0.0)),
                 Visibility::default(),
             ))
             .id();
         spawn_env_visuals(&mut commands, root, env, scene, &looks);
     }
-    let floor_z = floor_height(scene);
-    let floor_size = spacing * cols.max(rows) as f32 + 4.0;
+    let floor_z = layout::floor_height(scene);
+    let floor_size = grid.spacing * grid.cols.max(grid.rows) as f32 + 4.0;
     commands.spawn((
         EnvVisualRoot,
         Mesh3d(meshes.add(Plane3d::new(Vec3::Z, Vec2::splat(floor_size / 2.0)))),
@@ -209,14 +204,8 @@ fn rebuild_visuals(
         Transform::from_rotation(Z_UP_TO_Y_UP)
             .with_translation(Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, floor_z)),
     ));
-    let half = Vec2::new(cols as f32, rows as f32) * spacing / 2.0;
-    // Centred on the moving bodies' heights: a scene authored above the ground (a pendulum hung at 1 m) is in view.
-    let (low, high) = vertical_extent(scene);
-    frame.set_if_neq(SceneFrame {
-        center: Z_UP_TO_Y_UP * Vec3::new(0.0, 0.0, (low + high) / 2.0),
-        radius: half.length().max((high - low) / 2.0).max(0.4),
-        half_height: (high - low) / 2.0,
-    });
+    let work = grid.framed(shown_envs, layout::working_volume(scene));
+    frame.set_if_neq(SceneFrame(work.rotated(Z_UP_TO_Y_UP)));
 }
 
 /// How one body with a collider looks.
@@ -231,17 +220,16 @@ struct BodyLook {
 struct BodyLooks {
     /// Per body, if it has a collider.
     bodies: Vec<Option<BodyLook>>,
-    /// Marker for goals on bodies without a collider.
-    fallback_marker: Handle<Mesh>,
     /// Joints drawn as rods: (parent, child) bodies whose origins lie apart.
     rods: Vec<(usize, usize)>,
     /// Unit-length rod mesh (along y) and its material.
     rod: (Handle<Mesh>, Handle<StandardMaterial>),
     /// Per goal: the translucent material of its marker.
     goal_materials: Vec<Handle<StandardMaterial>>,
-    /// Per goal on a point off its body's origin (a site, like a pendulum's tip): a sphere of its tolerance, where
-    /// a ghost of the whole body would float away from where it could be.
+    /// Per goal drawn as a sphere of its tolerance ([`GoalMarker::Sphere`]), that sphere.
     goal_spheres: Vec<Option<Handle<Mesh>>>,
+    /// The legs drawn under a table (unit cube mesh, its material, and each leg's place and size).
+    legs: (Handle<Mesh>, Handle<StandardMaterial>, Vec<Transform>),
 }
 
 impl BodyLooks {
@@ -296,13 +284,24 @@ impl BodyLooks {
             .iter()
             .map(|g| materials.add(translucent(colors[g.frame.body].with_alpha(0.35))))
             .collect();
-        let goal_spheres = scene
-            .goals
-            .iter()
-            .map(|g| {
-                (g.frame.offset != Vec3::ZERO).then(|| meshes.add(Sphere::new(g.goal.tolerance)))
+        let goal_spheres = (0..scene.goals.len())
+            .map(|g| match goal_marker(scene, g) {
+                GoalMarker::Sphere(radius) => Some(meshes.add(Sphere::new(radius))),
+                GoalMarker::BodyCopy => None,
             })
             .collect();
+        let legs = (
+            meshes.add(Cuboid::from_size(Vec3::ONE)),
+            materials.add(StandardMaterial {
+                base_color: TABLE_COLOR,
+                perceptual_roughness: 0.8,
+                ..default()
+            }),
+            layout::table_legs(scene)
+                .iter()
+                .map(|leg| Transform::from_translation(leg.center()).with_scale(leg.size()))
+                .collect(),
+        );
         let rods = scene
             .joints
             .iter()
@@ -323,11 +322,11 @@ impl BodyLooks {
         );
         Self {
             bodies,
-            fallback_marker: meshes.add(Sphere::new(0.02)),
             rods,
             rod,
             goal_materials,
             goal_spheres,
+            legs,
         }
     }
 }
@@ -370,6 +369,15 @@ fn spawn_env_visuals(
             ChildOf(root),
         ));
     }
+    let (leg_mesh, leg_material, legs) = &looks.legs;
+    for leg in legs {
+        commands.spawn((
+            Mesh3d(leg_mesh.clone()),
+            MeshMaterial3d(leg_material.clone()),
+            *leg,
+            ChildOf(root),
+        ));
+    }
     for &(from, to) in &looks.rods {
         commands.spawn((
             RodVisual { env, from, to },
@@ -390,7 +398,8 @@ fn spawn_env_visuals(
                     * Transform::from_translation(-def.frame.offset)
                     * *local,
             ),
-            (None, None) => (looks.fallback_marker.clone(), Transform::IDENTITY),
+            // A body without a collider has a sphere (see `goal_marker`).
+            (None, None) => continue,
         };
         let pending = looks.goal_materials[goal].clone();
         commands.spawn((
@@ -412,6 +421,58 @@ fn spawn_env_visuals(
 
 /// How much larger than its body a goal's copy is drawn.
 const GOAL_COPY_SCALE: f32 = 1.12;
+
+/// How a goal's marker is drawn at its target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GoalMarker {
+    /// A copy of the goal's body, a little larger: where the body goes (a cube onto its place).
+    BodyCopy,
+    /// A sphere of this radius, the goal's tolerance: where the goal's point must come.
+    Sphere(f32),
+}
+
+/// A body fills its goal's tolerance well enough to stand for it while the tolerance's sphere is no more than this
+/// many times the body's own bounding sphere (a 4 cm cube, 3.5 cm to a corner, in a 4 cm tolerance).
+const BODY_FILLS_TOLERANCE: f32 = 1.5;
+
+/// How goal `goal` of `scene` is drawn: a copy of its body where the body about fills the tolerance, else the
+/// sphere of the tolerance itself: a goal on a point off the body's origin (a pendulum's tip: a copy of the
+/// whole body would float away from where it could be), on a body without a collider, or on a body much smaller
+/// than its tolerance (antmaze's 11 cm torso must come within 30 cm of its target: a torso-sized copy would make
+/// the goal look far stricter than it is).
+pub fn goal_marker(scene: &TaskScene, goal: usize) -> GoalMarker {
+    let def = &scene.goals[goal];
+    let tolerance = def.goal.tolerance;
+    let collider = scene.bodies[def.frame.body].collider.as_ref();
+    match collider {
+        Some(collider)
+            if def.frame.offset == Vec3::ZERO
+                && tolerance
+                    <= BODY_FILLS_TOLERANCE
+                        * (collider.offset.length() + bounding_radius(&collider.shape)) =>
+        {
+            GoalMarker::BodyCopy
+        }
+        _ => GoalMarker::Sphere(tolerance),
+    }
+}
+
+/// The radius of the smallest sphere about a shape's centre holding it.
+fn bounding_radius(shape: &Shape) -> f32 {
+    match shape {
+        Shape::Cuboid { half_extents } => half_extents.length(),
+        Shape::Ball { radius } => *radius,
+        Shape::Capsule {
+            half_height,
+            radius,
+        } => half_height + radius,
+        Shape::Cylinder {
+            half_height,
+            radius,
+        } => half_height.hypot(*radius),
+        Shape::ConvexHull { points } => points.iter().map(|p| p.length()).fold(0.0, f32::max),
+    }
+}
 
 /// Copies every shown body's pose from its env's Rapier world.
 fn sync_bodies(
@@ -540,82 +601,37 @@ fn hull_mesh(points: &[Vec3]) -> Mesh {
     .with_inserted_attribute(Mesh::ATTRIBUTE_NORMAL, normals)
 }
 
-/// Half the width of a scene in the table plane: the farthest corner of any collider's bounding box from the
-/// origin at its initial pose (at least 0.3 m).
-fn scene_extent(scene: &TaskScene) -> f32 {
-    (0..scene.bodies.len())
-        .filter_map(|b| scene.collider_bounds(b))
-        .map(|(min, max)| min.truncate().abs().max(max.truncate().abs()).length())
-        .fold(0.3, f32::max)
-}
-
-/// Lowest and highest point of the moving bodies' colliders at their authored poses (of all colliders in a scene
-/// where nothing moves; a 0.2 m band about 0.1 m without any), and of every height a goal's target can take (a
-/// pendulum hanging at rest with its goal above): a deep slab of ground does not pull the view down.
-fn vertical_extent(scene: &TaskScene) -> (f32, f32) {
-    let extent = |moving_only: bool| {
-        (0..scene.bodies.len())
-            .filter(|&b| !moving_only || scene.bodies[b].body.kind != BodyKind::Fixed)
-            .filter_map(|b| scene.collider_bounds(b))
-            .map(|(min, max)| (min.z, max.z))
-            .reduce(|(lo, hi), (min, max)| (lo.min(min), hi.max(max)))
-    };
-    let (low, high) = extent(true).or_else(|| extent(false)).unwrap_or((0.0, 0.2));
-    scene.goals.iter().fold((low, high), |(lo, hi), goal| {
-        let z = goal.goal.target.z;
-        let range = goal.randomize.as_ref().and_then(|(r, _)| r.z.as_ref());
-        let (min, max) = range.map_or((z, z), |r| (r.min, r.max));
-        (lo.min(min), hi.max(max))
-    })
-}
-
-/// Height of the floor: 0.7 m under the lowest fixed collider (a table's legs' worth).
-fn floor_height(scene: &TaskScene) -> f32 {
-    (0..scene.bodies.len())
-        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Fixed)
-        .filter_map(|b| scene.collider_bounds(b))
-        .map(|(min, _)| min.z)
-        .fold(0.0, f32::min)
-        - 0.7
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bevy::camera::primitives::MeshAabb;
 
     #[test]
-    fn the_camera_is_centred_on_the_colliders_heights() {
-        let task = qamlab_tasks::load_task("cube-single").unwrap();
-        let (low, high) = vertical_extent(&task.scene);
-        // The cube on the table up to the gantry's top; not the table.
+    fn goal_markers_are_drawn_at_the_size_of_their_tolerance_where_the_body_is_much_smaller() {
+        // antmaze's 11 cm torso must come within 30 cm of its target: the marker is that 30 cm sphere.
+        let ant = qamlab_tasks::load_task("antmaze-umaze").unwrap().scene;
+        assert_eq!(ant.goals[0].goal.tolerance, 0.3);
+        assert_eq!(goal_marker(&ant, 0), GoalMarker::Sphere(0.3));
+        let mut meshes = Assets::<Mesh>::default();
+        let mut materials = Assets::<StandardMaterial>::default();
+        let looks = BodyLooks::new(&ant, &mut meshes, &mut materials);
+        let sphere = looks.goal_spheres[0].as_ref().expect("a sphere marker");
+        let aabb = meshes.get(sphere).unwrap().compute_aabb().unwrap();
+        // Its poles at the tolerance (the faceted equator a little inside).
         assert!(
-            low.abs() < 1e-4 && (high - 0.26).abs() < 1e-4,
-            "{low}..{high}"
+            (aabb.half_extents.max_element() - 0.3).abs() < 1e-4,
+            "{aabb:?}"
         );
-        // The same scene authored 1 m higher.
-        let mut scene = task.scene.clone();
-        for body in &mut scene.bodies {
-            body.body.translation.z += 1.0;
-        }
-        for goal in &mut scene.goals {
-            goal.goal.target.z += 1.0;
-        }
-        let (low, high) = vertical_extent(&scene);
-        assert!(
-            (low - 1.0).abs() < 1e-4 && (high - 1.26).abs() < 1e-4,
-            "{low}..{high}"
-        );
-        // The pendulum hangs from 0.48 to 1.02 m; its goal is up at 1.5 m, and in view.
-        let scene = qamlab_sim::TaskScene::from_file(
+        // A cube about fills its 4 cm tolerance: its copy shows where it goes.
+        let cubes = qamlab_tasks::load_task("cube-double").unwrap().scene;
+        assert_eq!(goal_marker(&cubes, 0), GoalMarker::BodyCopy);
+        assert_eq!(goal_marker(&cubes, 1), GoalMarker::BodyCopy);
+        // The pendulum's goal is its tip, a point off the pole's origin: the sphere of its tolerance.
+        let pendulum = qamlab_sim::TaskScene::from_file(
             crate::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron"),
         )
         .unwrap();
-        let (low, high) = vertical_extent(&scene);
-        assert!(
-            (low - 0.48).abs() < 1e-3 && (high - 1.5).abs() < 1e-3,
-            "{low}..{high}"
-        );
+        assert_eq!(goal_marker(&pendulum, 0), GoalMarker::Sphere(0.1));
     }
 
     #[test]

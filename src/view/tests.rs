@@ -423,12 +423,15 @@ fn a_run_checkpoint_whose_agent_differs_from_the_run_config_is_refused() {
     };
     let given = |path: &std::path::Path| {
         let args = Cli::parse_from(["view", "--checkpoint", path.to_str().unwrap()]).view;
-        ActingPolicy::from_args(&args, &spec).map(|_| ())
+        ActingPolicy::from_args(&args, &spec).map(|policy| policy.checkpoint)
     };
 
-    // The run's own agent acts.
+    // The run's own agent acts, from the checkpoint `latest` names (the panel's curves are that file's run's).
     save(tiny.clone(), config.seed);
-    given(run.root()).unwrap();
+    assert_eq!(
+        given(run.root()).unwrap(),
+        Some(step.join("agent.safetensors"))
+    );
 
     // An FQL agent in a QAM run: refused whether the run, the checkpoint or its agent file is given.
     let fql = qamlab_agent::AgentConfig {
@@ -460,5 +463,35 @@ fn a_run_checkpoint_whose_agent_differs_from_the_run_config_is_refused() {
     // Copied out of the run, the file is the user's own and acts as it is.
     let own = dir.path().join("mine.safetensors");
     std::fs::copy(step.join("agent.safetensors"), &own).unwrap();
-    given(&own).unwrap();
+    assert_eq!(given(&own).unwrap(), Some(own.clone()));
+
+    // The run trained on (a checkpoint of the run's own agent, published as training publishes it: the older one
+    // removed) and then lost its `latest`: the run is read as `qamlab eval` reads it, from its newest complete
+    // checkpoint.
+    let newer = run.checkpoints().join("step-9");
+    std::fs::create_dir_all(&newer).unwrap();
+    qamlab_agent::Agent::new(
+        tiny.clone(),
+        spec.obs_dim,
+        spec.action_dim,
+        tch::Device::Cpu,
+        config.seed,
+    )
+    .unwrap()
+    .save(newer.join("agent.safetensors"))
+    .unwrap();
+    for file in ["replay.safetensors", "state.json"] {
+        std::fs::write(newer.join(file), "").unwrap();
+    }
+    run.publish_checkpoint(&newer).unwrap();
+    assert!(!step.exists());
+    assert_eq!(
+        given(run.root()).unwrap(),
+        Some(newer.join("agent.safetensors"))
+    );
+    std::fs::remove_file(run.checkpoints().join("latest")).unwrap();
+    assert_eq!(
+        given(run.root()).unwrap(),
+        Some(newer.join("agent.safetensors"))
+    );
 }

@@ -35,8 +35,6 @@ const HOLD_CENTISECONDS: u16 = 100;
 const WARM_UP_FRAMES: u32 = 4;
 /// Frames to wait for requested captures after the last episode before giving up.
 const PATIENCE_FRAMES: u32 = 600;
-/// The video's camera distance as a fraction of the window's.
-const CAMERA_ZOOM: f32 = 0.5;
 /// Width of the border that says how an episode ended, in pixels.
 const BORDER: u32 = 6;
 
@@ -246,10 +244,6 @@ impl Recorder {
         app.update();
         self.check_update(app)?;
         if !recording {
-            // After the first framing of the envs (which the window's camera plugin does once).
-            if self.warm_up == 2 {
-                closer_camera(app.world_mut());
-            }
             self.warm_up = self.warm_up.saturating_sub(1);
             return Ok(());
         }
@@ -377,18 +371,6 @@ fn set_up_frame(app: &mut App, step: bool, render: bool) {
     let mut cameras = app.world_mut().query::<&mut Camera>();
     for mut camera in cameras.iter_mut(app.world_mut()) {
         camera.is_active = render;
-    }
-}
-
-/// Moves the view's camera closer than the window's framing: the robot and the objects, not the whole table;
-/// never so close that the scene's height (a pendulum and its goal above) leaves the picture.
-fn closer_camera(world: &mut World) {
-    let fit = world
-        .resource::<super::render_sync::SceneFrame>()
-        .fit_distance();
-    let mut cameras = world.query::<&mut super::camera::OrbitCamera>();
-    for mut orbit in cameras.iter_mut(world) {
-        orbit.distance = (orbit.distance * CAMERA_ZOOM).max(fit);
     }
 }
 

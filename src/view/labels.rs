@@ -1,0 +1,133 @@
+//! A label over each env of the grid, so that one can be told from another: its index and how many of its
+//! episodes succeeded, drawn by egui over the 3D view above the env's working volume.
+
+use bevy::prelude::*;
+use bevy_egui::egui::{self, Align2, Color32, FontId};
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass};
+
+use super::ViewTask;
+use super::camera::OrbitCamera;
+use super::layout;
+use super::policy::{EnvTally, EpisodeStats};
+use super::render_sync::EnvRoot;
+
+/// Labels each env shown in the grid.
+pub struct EnvLabelsPlugin;
+
+impl Plugin for EnvLabelsPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<LabelAnchor>()
+            .add_systems(Update, place_anchor)
+            .add_systems(EguiPrimaryContextPass, draw_labels);
+    }
+}
+
+/// Where a label hangs in its env (scene coordinates): over the middle of the working volume's top, clear of
+/// everything the env moves.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
+pub struct LabelAnchor(pub Vec3);
+
+/// Places the anchor for the task (again when a reload changes it).
+fn place_anchor(task: Res<ViewTask>, mut anchor: ResMut<LabelAnchor>) {
+    if !task.is_changed() {
+        return;
+    }
+    let work = layout::working_volume(&task.scene);
+    anchor.set_if_neq(LabelAnchor(work.center().truncate().extend(work.max.z)));
+}
+
+/// A label's text: the env's index, then its successes out of its finished episodes once there are any.
+pub fn label_text(env: usize, tally: Option<&EnvTally>) -> String {
+    match tally {
+        Some(tally) if tally.episodes > 0 => {
+            format!("env {env} · {}/{} ✔", tally.successes, tally.episodes)
+        }
+        _ => format!("env {env}"),
+    }
+}
+
+/// Size of the labels' text (points).
+const LABEL_SIZE: f32 = 14.0;
+
+/// Draws each shown env's label where its anchor shows in the 3D view (one env alone needs none: the panel
+/// speaks of it).
+fn draw_labels(
+    mut contexts: EguiContexts,
+    anchor: Res<LabelAnchor>,
+    stats: Res<EpisodeStats>,
+    roots: Query<(&EnvRoot, &GlobalTransform)>,
+    camera: Single<(&Camera, &GlobalTransform), With<OrbitCamera>>,
+) -> Result {
+    if roots.iter().count() < 2 {
+        return Ok(());
+    }
+    let (camera, eye) = *camera;
+    let Some(view) = camera.logical_viewport_rect() else {
+        return Ok(());
+    };
+    let ctx = contexts.ctx_mut()?;
+    // Under the panel's windows and pop-ups, and never over the panel itself.
+    let painter = ctx
+        .layer_painter(egui::LayerId::new(
+            egui::Order::Background,
+            egui::Id::new("env labels"),
+        ))
+        .with_clip_rect(egui::Rect::from_min_max(
+            egui::pos2(view.min.x, view.min.y),
+            egui::pos2(view.max.x, view.max.y),
+        ));
+    let spots: Vec<(usize, egui::Pos2)> = roots
+        .iter()
+        .filter_map(|(root, transform)| {
+            let spot = camera
+                .world_to_viewport(eye, transform.transform_point(anchor.0))
+                .ok()?;
+            Some((root.env, egui::pos2(spot.x, spot.y)))
+        })
+        .collect();
+    let plate = |spot: egui::Pos2, text: String| {
+        let galley = painter.layout_no_wrap(text, FontId::proportional(LABEL_SIZE), Color32::WHITE);
+        let rect = Align2::CENTER_BOTTOM.anchor_size(spot, galley.size());
+        (rect.expand2(egui::vec2(5.0, 2.0)), rect.min, galley)
+    };
+    let full: Vec<_> = spots
+        .iter()
+        .map(|&(env, spot)| plate(spot, label_text(env, stats.per_env.get(env))))
+        .collect();
+    // Envs far away in a large grid sit closer than their labels are wide: then each shows its index alone.
+    let crowded = full
+        .iter()
+        .enumerate()
+        .any(|(i, a)| full[i + 1..].iter().any(|b| a.0.intersects(b.0)));
+    let labels = if crowded {
+        spots
+            .iter()
+            .map(|&(env, spot)| plate(spot, env.to_string()))
+            .collect()
+    } else {
+        full
+    };
+    for (background, at, galley) in labels {
+        // A dark plate: white text reads over the table, the floor and the sky alike.
+        painter.rect_filled(background, 4.0, Color32::from_black_alpha(170));
+        painter.galley(at, galley, Color32::WHITE);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_names_its_env_and_its_successes() {
+        assert_eq!(label_text(3, None), "env 3");
+        let none_yet = EnvTally::default();
+        assert_eq!(label_text(0, Some(&none_yet)), "env 0");
+        let tally = EnvTally {
+            episodes: 4,
+            successes: 3,
+        };
+        assert_eq!(label_text(7, Some(&tally)), "env 7 · 3/4 ✔");
+    }
+}
