@@ -375,6 +375,13 @@ mod tests {
         }
         let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
         assert_eq!(evals(&straight), evals(&stopped));
+        // The final checkpoint records them all too: resuming once more finds the run finished.
+        let recorded = |run: &Path| {
+            let latest = RunDir::new(run).latest_checkpoint().unwrap().unwrap();
+            let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&state).unwrap()["evals"].clone()
+        };
+        assert_eq!(recorded(&straight), recorded(&stopped));
     }
 
     /// Rows of tensor `name` in `tensors`.
@@ -444,6 +451,22 @@ mod tests {
             let latest = RunDir::new(stopped).latest_checkpoint().unwrap().unwrap();
             assert!(latest.ends_with("step-20"), "{}", latest.display());
             assert_eq!(eval_steps(stopped), Vec::<u64>::new());
+        });
+    }
+
+    #[test]
+    fn a_run_stopped_during_its_final_evaluation_is_not_finished_and_makes_it_when_resumed() {
+        // The tenth log is at online step 40, the last, just before the final evaluation.
+        let stopper = StopLater {
+            logs: 10,
+            checks: 12,
+            asked: 0.into(),
+        };
+        check_resume_is_exact_after(&tiny(40, 1), Box::new(stopper), |stopped| {
+            assert_eq!(eval_steps(stopped), [20]);
+            let summary = std::fs::read_to_string(RunDir::new(stopped).summary()).unwrap();
+            let summary: TrainSummary = serde_json::from_str(&summary).unwrap();
+            assert!(summary.stopped_early, "its final evaluation is owed");
         });
     }
 

@@ -71,7 +71,10 @@ impl Trainer<'_> {
                 bar.set_message(self.status());
             }
             if crossed(self.cfg.checkpoint_interval) {
-                self.checkpoint(Some((&env, &queues)))?;
+                // The last one records no envs: nothing steps them again (a run stopped during its final
+                // evaluation, resumed, makes that checkpoint without them, and the same).
+                let envs = (step < total).then_some((&env, &queues));
+                self.checkpoint(envs)?;
             }
             // The steps before start_training make no updates and run many times faster: an ETA that counted them
             // would promise the rest of the phase in seconds.

@@ -165,10 +165,12 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Whether both phases have run all their steps.
+    /// Whether both phases have run all their steps, and made every evaluation due (a run stopped during its last
+    /// evaluation has its steps, and owes that evaluation still).
     pub(super) fn is_complete(&self) -> bool {
         self.state.offline_step >= self.cfg.offline_steps
             && self.state.online_step >= self.cfg.online_steps
+            && self.evaluation_owed().is_none()
     }
 
     /// The task's name (from its scene, also when it was loaded from the run's copy).
@@ -182,9 +184,14 @@ impl<'a> Trainer<'a> {
 
     pub(super) fn run(&mut self) -> anyhow::Result<()> {
         self.started_at = self.total_step();
-        if let Some(phase) = self.evaluation_owed() {
-            // Stopped again, the run checkpoints nothing new (no step taken) and owes it still.
-            self.evaluate(phase)?;
+        if let Some(phase) = self.evaluation_owed()
+            && self.evaluate(phase)?
+            && self.is_complete()
+        {
+            // The last evaluation: the final checkpoint records it, as the run that never stopped has it (a run
+            // with steps to go records it at its next checkpoint). Stopped again, the run checkpoints nothing new
+            // (no step taken) and owes the evaluation still.
+            self.checkpoint(None)?;
         }
         self.offline_phase()?;
         if self.stop_requested() {
