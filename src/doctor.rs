@@ -189,7 +189,7 @@ fn display_description() -> String {
         .ok()
         .filter(|v| !v.is_empty());
     match (x11, wayland) {
-        (None, None) => "none (headless; `xvfb-run qamlab view ...` gives a virtual one)".into(),
+        (None, None) => "none (headless; `xvfb-run -a qamlab view ...` gives a virtual one)".into(),
         (x, w) => [
             x.map(|d| format!("X11 {d}")),
             w.map(|d| format!("Wayland {d}")),

@@ -193,7 +193,16 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     let why = "action `dz` ranges over [-0.5, 0.5], but the agents act in [-1, 1]";
     let out = qamlab(&["task", narrow.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    // Said, and the exit status fails the check.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "{}: the agents cannot act in this task (the `agents:` line above says why)",
+            narrow.display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains(&format!(
             "agents: cannot act in it: task cube-single: {why}"

@@ -82,6 +82,13 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // A check that scripts and CI can act on: a scene the agents cannot learn is not a task yet.
+    if qamlab_headless::chunks::check_agent_action_space(&spec).is_err() {
+        anyhow::bail!(
+            "{}: the agents cannot act in this task (the `agents:` line above says why)",
+            args.task
+        );
+    }
     Ok(())
 }
 

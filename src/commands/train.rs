@@ -7,42 +7,42 @@ use qamlab_agent::AgentKind;
 use qamlab_headless::limits::{MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_UTD_RATIO};
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 
-/// Flags of `qamlab train`; each overrides the value of `--config`.
+/// Flags of `qamlab train`; each overrides the value of `--config`, whose keys default to the values each flag names.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainArgs {
     /// TOML config file: run settings, agent hyper-parameters under `[agent]` (`--print-config` lists every
     /// key; assets/configs/ holds the demo's CPU and GPU settings).
     #[arg(long, value_parser = super::path_arg())]
     pub config: Option<PathBuf>,
-    /// Built-in task name or path to a task scene file.
+    /// Built-in task name or path to a task scene file (default cube-single).
     #[arg(long)]
     pub task: Option<String>,
     /// Offline dataset: npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it.
     #[arg(long, value_parser = super::path_arg())]
     pub dataset: Option<PathBuf>,
-    /// Agent: qam, qam-f, qam-e, fql or bc.
+    /// Agent: qam, qam-f, qam-e, fql or bc (default qam).
     #[arg(long, value_parser = parse_kind)]
     pub agent: Option<AgentKind>,
-    /// Gradient steps on the dataset (at most 10^12).
+    /// Gradient steps on the dataset (default 100000; at most 10^12).
     #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub offline_steps: Option<u64>,
-    /// Online environment steps (summed over the envs; rounded up to a multiple of --envs, which step together;
-    /// at most 10^12).
+    /// Online environment steps (default 100000; summed over the envs; rounded up to a multiple of --envs, which
+    /// step together; at most 10^12).
     #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub online_steps: Option<u64>,
-    /// Training envs stepping together online (at most 4096).
+    /// Training envs stepping together online (default 8; at most 4096).
     #[arg(long, value_parser = super::count_up_to(MAX_ENVS))]
     pub envs: Option<usize>,
-    /// Online env steps before updates start (they only collect until then; at most 10^12).
+    /// Online env steps before updates start (default 5000; they only collect until then; at most 10^12).
     #[arg(long, value_parser = super::at_most(MAX_STEPS))]
     pub start_training: Option<u64>,
-    /// Gradient updates per online env step (at most 1024).
+    /// Gradient updates per online env step (default 1; at most 1024).
     #[arg(long, value_parser = super::count_up_to(MAX_UTD_RATIO))]
     pub utd_ratio: Option<usize>,
-    /// auto, cpu or cuda.
+    /// auto, cpu or cuda (default auto: CUDA where libtorch sees it).
     #[arg(long)]
     pub device: Option<DeviceChoice>,
-    /// Seed of everything random in the run.
+    /// Seed of everything random in the run (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
     /// On CUDA, replay updates and acting from CUDA graphs (default true).
@@ -63,13 +63,13 @@ pub struct TrainArgs {
     /// default false).
     #[arg(long)]
     pub balanced_sampling: Option<bool>,
-    /// Evaluate every this many steps.
+    /// Evaluate every this many steps (default 10000).
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub eval_interval: Option<u64>,
-    /// Episodes per evaluation (at most 1000000).
+    /// Episodes per evaluation (default 50; at most 1000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EVAL_EPISODES))]
     pub eval_episodes: Option<usize>,
-    /// Checkpoint every this many steps.
+    /// Checkpoint every this many steps (default 10000).
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub checkpoint_interval: Option<u64>,
     /// Run directory (default runs/TASK-AGENT-SEED).
@@ -259,6 +259,44 @@ fn summary_text(s: &TrainSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_the_help_names_are_the_configs() {
+        use clap::Args;
+        let cfg = TrainConfig::default();
+        let command = TrainArgs::augment_args(clap::Command::new("train"));
+        let help = |id: &str| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        let named = [
+            ("task", cfg.task.clone()),
+            ("agent", cfg.agent.kind.as_str().to_string()),
+            ("offline_steps", cfg.offline_steps.to_string()),
+            ("online_steps", cfg.online_steps.to_string()),
+            ("envs", cfg.envs.to_string()),
+            ("start_training", cfg.start_training.to_string()),
+            ("utd_ratio", cfg.utd_ratio.to_string()),
+            ("device", "auto".to_string()),
+            ("seed", cfg.seed.to_string()),
+            ("cuda_graphs", cfg.cuda_graphs.to_string()),
+            ("tf32", cfg.tf32.to_string()),
+            ("split_update", cfg.split_update.to_string()),
+            ("sparse", cfg.sparse.to_string()),
+            ("balanced_sampling", cfg.balanced_sampling.to_string()),
+            ("eval_interval", cfg.eval_interval.to_string()),
+            ("eval_episodes", cfg.eval_episodes.to_string()),
+            ("checkpoint_interval", cfg.checkpoint_interval.to_string()),
+        ];
+        for (id, value) in named {
+            let help = help(id);
+            assert!(
+                help.contains(&format!("(default {value}")) || help.contains(&format!("; default {value}")),
+                "--{id}: {help}"
+            );
+        }
+        assert_eq!(cfg.device, DeviceChoice::Auto);
+    }
     use qamlab_headless::plot::EvalPoint;
 
     fn summary(online: &[(u64, f64)]) -> TrainSummary {
@@ -300,14 +338,17 @@ mod tests {
     fn the_summary_names_the_best_online_evaluation_when_it_is_not_the_last() {
         let text = summary_text(&summary(&[(20, 0.3), (30, 0.5), (40, 0.5), (50, 0.2)]));
         assert!(
-            text.contains("success: offline 60% -> online 20% (best 50% at step 30)\n"),
+            text.contains("success: offline 60% -> online 20% (best 50% at step 40)\n"),
             "{text}"
         );
-        let text = summary_text(&summary(&[(20, 0.3), (30, 0.9)]));
+        let tied = summary(&[(20, 0.3), (30, 0.9), (40, 0.9)]);
+        let text = summary_text(&tied);
         assert!(
             text.contains("success: offline 60% -> online 90%\n"),
             "{text}"
         );
+        // The last is as good: it is the best the summary records too.
+        assert_eq!(tied.best_online.map(|e| e.step), Some(40));
         let text = summary_text(&summary(&[]));
         assert!(text.contains("success: offline 60%\n"), "{text}");
         let mut untrained = summary(&[]);

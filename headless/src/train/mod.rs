@@ -55,8 +55,9 @@ pub struct TrainSummary {
     pub wall_seconds: f64,
     /// Every evaluation.
     pub evals: Vec<EvalPoint>,
-    /// The online evaluation of the highest success rate, the earliest of equals (RL curves are noisy: beside the
-    /// last, it shows what the run reached); None without an online evaluation.
+    /// The online evaluation of the highest success rate, the latest of equals (RL curves are noisy: beside the
+    /// last, it shows what the run reached; where the last is as good, it is the last); None without an online
+    /// evaluation.
     #[serde(default)]
     pub best_online: Option<EvalPoint>,
     /// The learning-curve PNG.
@@ -68,7 +69,8 @@ pub struct TrainSummary {
     pub stopped_early: bool,
 }
 
-/// The online evaluation of the highest success rate in `evals`, the earliest of equals.
+/// The online evaluation of the highest success rate in `evals`, the latest of equals (so that the summary's
+/// printed line, which names the best where the last is worse, and `best_online` agree).
 pub fn best_online(evals: &[EvalPoint]) -> Option<EvalPoint> {
     evals
         .iter()
@@ -76,7 +78,7 @@ pub fn best_online(evals: &[EvalPoint]) -> Option<EvalPoint> {
         .max_by(|a, b| {
             a.success_rate
                 .total_cmp(&b.success_rate)
-                .then(b.step.cmp(&a.step))
+                .then(a.step.cmp(&b.step))
         })
         .cloned()
 }
@@ -196,7 +198,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             .max();
         if widest.is_some_and(|&w| w >= 512) {
             tracing::warn!(
-                "networks {} wide train slowly on a CPU (the paper's 4x512, K 10: about 1 update/s on two cores); \
+                "networks {} wide train slowly on a CPU (the paper's 4x512, K 10: about 1-3 updates/s on two cores); \
                  assets/configs/cpu-small.toml has the demo's CPU sizes",
                 widest.unwrap_or(&0)
             );
