@@ -291,7 +291,8 @@ mod tests {
         for (id, value) in named {
             let help = help(id);
             assert!(
-                help.contains(&format!("(default {value}")) || help.contains(&format!("; default {value}")),
+                help.contains(&format!("(default {value}"))
+                    || help.contains(&format!("; default {value}")),
                 "--{id}: {help}"
             );
         }
