@@ -36,6 +36,10 @@ pub struct PlotArgs {
     /// Draw each run alone, instead of runs that differ only in their seed as one mean with a min–max band.
     #[arg(long)]
     pub no_group: bool,
+    /// Draw each point as the mean of the last N of its run (itself and the N-1 before it): metrics rows are one
+    /// batch's values each, so losses jump from row to row (default 1: as recorded).
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one::<usize>)]
+    pub smooth: usize,
 }
 
 /// What the chart's x axis counts.
@@ -175,7 +179,7 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         check_metric_name(name, &runs)?;
     }
     let mut warnings = Vec::new();
-    let drawn = drawable(runs, &metric, args.x, &mut warnings)?;
+    let drawn = drawable(runs, &metric, (args.x, args.smooth), &mut warnings)?;
     let groups = if args.no_group {
         (0..drawn.len()).map(|i| vec![i]).collect()
     } else {
@@ -201,7 +205,10 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
             XAxis::Steps => STEPS_DESC.into(),
             XAxis::Time => "wall-clock minutes since the run started".into(),
         },
-        y_desc: metric.y_desc(),
+        y_desc: match args.smooth {
+            1 => metric.y_desc(),
+            n => format!("{}, mean of {n} points", metric.y_desc()),
+        },
         y_scale: metric.y_scale(),
         // One mark, where every run goes online at the same step: any other would be wrong for some of them.
         online_from: (args.x == XAxis::Steps && offline.iter().all(|&s| s == offline[0]))
@@ -226,12 +233,13 @@ struct Drawn {
 fn drawable(
     runs: Vec<RunData>,
     metric: &Metric,
-    x: XAxis,
+    (x, window): (XAxis, usize),
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Drawn>> {
     let mut drawn = Vec::new();
     for run in runs {
-        let (samples, mut said) = samples(&run, metric, x)?;
+        let (mut samples, mut said) = samples(&run, metric, x)?;
+        smooth(&mut samples, window);
         warnings.append(&mut said);
         if samples.is_empty() {
             warnings.push(format!(
@@ -449,6 +457,19 @@ fn samples(run: &RunData, metric: &Metric, x: XAxis) -> anyhow::Result<(Vec<Samp
             Vec::new(),
         )),
         XAxis::Time => timed(run, values),
+    }
+}
+
+/// Each sample's value as the mean of the last `window` of them (itself and those before it, fewer at the start):
+/// a trailing mean, so that no point shows what its run had not yet reached.
+fn smooth(samples: &mut [Sample], window: usize) {
+    if window <= 1 {
+        return;
+    }
+    let values: Vec<f64> = samples.iter().map(|s| s.y).collect();
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let recent = &values[(i + 1).saturating_sub(window)..=i];
+        sample.y = recent.iter().sum::<f64>() / recent.len() as f64;
     }
 }
 
@@ -790,6 +811,7 @@ mod tests {
             metric: "success".into(),
             x: XAxis::Steps,
             no_group: false,
+            smooth: 1,
         }
     }
 
@@ -973,6 +995,24 @@ mod tests {
         assert_eq!(
             plot.warnings,
             [format!("{} records no critic_loss: left out", bc.display())]
+        );
+        // --smooth 2: each run's trailing mean (1, then 50.5; 3, then 151.5), then the seeds' mean and band.
+        let plot = prepare(&PlotArgs {
+            metric: "critic_loss".into(),
+            smooth: 2,
+            ..args(&[&s0, &s1])
+        })
+        .unwrap();
+        assert_eq!(
+            plot.chart.y_desc,
+            "critic_loss (log scale), mean of 2 points"
+        );
+        assert_eq!(
+            points(&plot.chart.series[0]),
+            [
+                (100.0, 2.0, Some((1.0, 3.0))),
+                (200.0, 101.0, Some((50.5, 151.5)))
+            ]
         );
         // Q values are drawn as they are.
         let plot = prepare(&PlotArgs {
