@@ -206,7 +206,7 @@ pub fn symlog(v: f64) -> f64 {
 }
 
 /// The value whose [`symlog`] is `s`.
-fn symlog_inverse(s: f64) -> f64 {
+pub fn symlog_inverse(s: f64) -> f64 {
     s.signum() * (10f64.powf(s.abs()) - 1.0)
 }
 
@@ -474,7 +474,7 @@ fn y_range(chart: &Chart) -> (f64, f64) {
 }
 
 /// Round ticks over `lo..hi`, 1, 2 or 5 times a power of ten apart, cutting it into about `intervals` parts.
-fn linear_ticks(lo: f64, hi: f64, intervals: f64) -> Vec<f64> {
+pub fn linear_ticks(lo: f64, hi: f64, intervals: f64) -> Vec<f64> {
     let span = hi - lo;
     if !(span > 0.0 && span.is_finite()) {
         return vec![lo];
@@ -521,7 +521,7 @@ fn symlog_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// A tick label in a few characters: `50k`, `1.2M`, `0.25`, `-3`, `2e-4`.
-fn compact(v: f64) -> String {
+pub fn compact(v: f64) -> String {
     let a = v.abs();
     if a >= 1e9 || (a > 0.0 && a < 1e-3) {
         return format!("{v:.1e}");

@@ -16,6 +16,7 @@ use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
 };
 use egui_plot::{GridMark, Line, Plot, PlotPoints, Points};
+use qamlab_headless::plot::{compact, linear_ticks, symlog, symlog_inverse};
 
 use super::ViewTask;
 use super::camera::OrbitCamera;
@@ -464,11 +465,6 @@ fn shortcuts_section(ui: &mut egui::Ui) {
     });
 }
 
-/// `log10(1 + |v|)` with `v`'s sign: a log scale that keeps 0 and negative values.
-fn symlog(v: f64) -> f64 {
-    v.signum() * v.abs().ln_1p() / std::f64::consts::LN_10
-}
-
 /// Colours of a chart's series, in order (egui_plot's own would give a series' line and points two colours).
 const SERIES_COLORS: [Color32; 6] = [
     Color32::from_rgb(0x4c, 0x9b, 0xe8),
@@ -535,10 +531,7 @@ fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: Vec<(&str, Vec<[f64; 
                     })
                     .collect()
             })
-            .y_axis_formatter(|mark, _| {
-                let v = mark.value;
-                compact((v.signum() * (10f64.powf(v.abs()) - 1.0)).round())
-            }),
+            .y_axis_formatter(|mark, _| compact(symlog_inverse(mark.value).round())),
     };
     plot.show(ui, |plot_ui| {
         for (k, (name, points)) in series.into_iter().enumerate() {
@@ -559,34 +552,10 @@ fn even_marks((lo, hi): (f64, f64), intervals: f64) -> Vec<GridMark> {
     if !(span > 0.0 && span.is_finite()) {
         return Vec::new();
     }
-    let rough = span / intervals;
-    let power = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|&s| s >= rough)
-        .unwrap_or(10.0 * power);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last)
-        .map(|k| GridMark {
-            value: k as f64 * step,
-            step_size: step,
-        })
+    let ticks = linear_ticks(lo, hi, intervals);
+    let step_size = ticks.windows(2).next().map_or(span, |w| w[1] - w[0]);
+    ticks
+        .into_iter()
+        .map(|value| GridMark { value, step_size })
         .collect()
-}
-
-/// A tick label in a few characters: `50k`, `1.2M`, `0.5`, `3`.
-fn compact(v: f64) -> String {
-    let a = v.abs();
-    let (value, unit) = if a >= 1e6 {
-        (v / 1e6, "M")
-    } else if a >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    let text = format!("{value:.1}");
-    let text = text.strip_suffix(".0").unwrap_or(&text);
-    format!("{text}{unit}")
 }
