@@ -124,9 +124,10 @@ impl Agent {
         self.act_calls
     }
 
-    /// Puts the acting draws back to `position` (an earlier [`Agent::acting_position`]), as if the calls made
-    /// since had not been: an evaluation given up midway then leaves the run drawing as it would have.
-    pub fn rewind_acting(&mut self, position: u64) {
+    /// Sets where the acting draws stand (an [`Agent::acting_position`] recorded before): back, as if the calls
+    /// made since had not been (an evaluation given up midway), or forward to a record of calls made since the
+    /// agent was saved.
+    pub fn set_acting_position(&mut self, position: u64) {
         self.act_calls = position;
     }
 

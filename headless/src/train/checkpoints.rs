@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::online::ResumedEnvs;
 use super::replay::append;
-use super::trainer::Trainer;
+use super::trainer::{RunState, Trainer};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::files::write_bytes_atomically;
@@ -100,8 +100,7 @@ impl Trainer<'_> {
         }
         tensors.extend(store_tensors("pending", &all_pending, 0)?);
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
-        let mut state = self.state.clone();
-        state.settings = Some(RunSettings::of(self.cfg));
+        let mut state = self.state_to_record();
         state.env_episode_word_pos.clear();
         if let Some((env, queues)) = envs {
             state.env_episode_word_pos = env
@@ -126,13 +125,37 @@ impl Trainer<'_> {
             meta.insert("dataset_crc32".into(), crc.to_string());
         }
         checkpoint::write_tensors(&dir.join("replay.safetensors"), &tensors, meta)?;
-        state.sampler_word_pos = self.sampler.get_word_pos().to_string();
-        state.wall_seconds = self.wall_seconds();
         write_bytes_atomically(
             &dir.join("state.json"),
             serde_json::to_string_pretty(&state)?.as_bytes(),
         )?;
         self.run.publish_checkpoint(&dir)
+    }
+
+    /// The run's state as a checkpoint records it (its envs' episodes aside).
+    fn state_to_record(&self) -> RunState {
+        let mut state = self.state.clone();
+        state.settings = Some(RunSettings::of(self.cfg));
+        state.sampler_word_pos = self.sampler.get_word_pos().to_string();
+        state.wall_seconds = self.wall_seconds();
+        state.acting_position = Some(self.agent.acting_position());
+        state
+    }
+
+    /// Records, in the `state.json` of the checkpoint this run resumed from, the final evaluation it owed and has
+    /// now made, with the acting draws it took: one file written atomically, where rewriting the checkpoint (the
+    /// run's only one) file by file could leave it a mix of two if killed midway.
+    pub(super) fn record_final_evaluation(&mut self) -> anyhow::Result<()> {
+        let dir = self
+            .run
+            .latest_checkpoint()?
+            .context("the checkpoint the run resumed from is gone")?;
+        // The envs' episodes stay as that checkpoint records them: none stepped since.
+        let state = self.state_to_record();
+        write_bytes_atomically(
+            &dir.join("state.json"),
+            serde_json::to_string_pretty(&state)?.as_bytes(),
+        )
     }
 
     /// Restores agent, replay buffer, sampler and progress from the latest checkpoint, with the episodes that
@@ -166,6 +189,9 @@ impl Trainer<'_> {
         let device = self.agent.device();
         let sizes = (self.agent.obs_dim(), self.agent.action_dim());
         self.agent = self.run.load_agent(&dir, self.cfg, sizes, device)?;
+        if let Some(position) = self.state.acting_position {
+            self.agent.set_acting_position(position);
+        }
         self.configure_execution();
         self.check_state(&state_path)?;
         let replay_path = dir.join("replay.safetensors");

@@ -64,7 +64,8 @@ pub struct TrainSummary {
     pub learning_curve: PathBuf,
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Whether the run stopped on request before its last step (`--resume` continues it).
+    /// Whether the run stopped on request before its last step, or before its last evaluation (`--resume`
+    /// continues it).
     #[serde(default)]
     pub stopped_early: bool,
 }
@@ -97,7 +98,8 @@ pub trait TrainObserver: Send {
     fn on_final_weights(&mut self, step: u64, agent: &Agent) {
         self.on_weights(step, agent);
     }
-    /// Whether the run should stop now.
+    /// Whether the run should stop now; once it says so, it must keep saying so (the run asks again on its way
+    /// out, and checkpoints where it still does).
     fn should_stop(&self) -> bool {
         false
     }
@@ -377,13 +379,18 @@ mod tests {
         }
         let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
         assert_eq!(evals(&straight), evals(&stopped));
-        // The final checkpoint records them all too: resuming once more finds the run finished.
+        // The final checkpoint records them all too (resuming once more finds the run finished), and where the
+        // acting draws stand: an evaluation made with other draws than the run that never stopped would show
+        // there, where tiny runs' evaluations may all come out alike.
         let recorded = |run: &Path| {
             let latest = RunDir::new(run).latest_checkpoint().unwrap().unwrap();
             let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
-            serde_json::from_str::<serde_json::Value>(&state).unwrap()["evals"].clone()
+            let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+            (state["evals"].clone(), state["acting_position"].clone())
         };
-        assert_eq!(recorded(&straight), recorded(&stopped));
+        let (evals, position) = recorded(&stopped);
+        assert!(position.as_u64().is_some_and(|p| p > 0), "{position}");
+        assert_eq!(recorded(&straight), (evals, position));
     }
 
     /// Rows of tensor `name` in `tensors`.
@@ -476,11 +483,73 @@ mod tests {
     fn a_run_stopped_during_its_last_offline_evaluation_makes_it_when_resumed() {
         let (_dir, mut config) = balanced(1);
         config.offline_steps = 20;
-        check_resume_is_exact_after(&config, stop_after(Some(5)), |stopped| {
+        // The fifth log is at offline step 20, the last, just before its evaluation: stopped 12 steps into it.
+        let stopper = StopLater {
+            logs: 5,
+            checks: 12,
+            asked: 0.into(),
+        };
+        check_resume_is_exact_after(&config, Box::new(stopper), |stopped| {
             let latest = RunDir::new(stopped).latest_checkpoint().unwrap().unwrap();
             assert!(latest.ends_with("step-20"), "{}", latest.display());
             assert_eq!(eval_steps(stopped), Vec::<u64>::new());
         });
+    }
+
+    #[test]
+    fn a_run_of_no_steps_stopped_during_its_evaluation_says_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let stopper = StopLater {
+            logs: 0,
+            checks: 3,
+            asked: 0.into(),
+        };
+        let summary = train(TrainOptions {
+            config: tiny(0, 1),
+            out: dir.path().join("run"),
+            resume: false,
+            progress: false,
+            observer: Some(Box::new(stopper)),
+        })
+        .unwrap();
+        assert!(summary.stopped_early && summary.evals.is_empty());
+    }
+
+    #[test]
+    fn a_finished_run_given_more_online_steps_continues_as_the_longer_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (short, long) = (dir.path().join("short"), dir.path().join("long"));
+        let options = |config: TrainConfig, out: &Path, resume: bool| TrainOptions {
+            config,
+            out: out.to_path_buf(),
+            resume,
+            progress: false,
+            observer: None,
+        };
+        train(options(tiny(60, 2), &long, false)).unwrap();
+        train(options(tiny(40, 2), &short, false)).unwrap();
+        let config = RunDir::new(&short).config();
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("online_steps = 40\n"));
+        std::fs::write(
+            &config,
+            text.replace("online_steps = 40\n", "online_steps = 60\n"),
+        )
+        .unwrap();
+        train(options(tiny(40, 2), &short, true)).unwrap();
+        // Its final checkpoint kept the envs' episodes in progress, so they go on as the longer run's did.
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let (a, b) = (
+                checkpoint_tensors(&long, file),
+                checkpoint_tensors(&short, file),
+            );
+            assert_eq!(a.len(), b.len());
+            for ((name, x), (other, y)) in a.iter().zip(&b) {
+                assert!(name == other && x.equal(y), "{file}: {name} differs");
+            }
+        }
+        let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
+        assert_eq!(evals(&long), evals(&short));
     }
 
     /// A tiny balanced run of `envs` envs on a dataset of two short episodes (kept in the returned directory).

@@ -6,7 +6,7 @@ use anyhow::Context;
 use qamlab_agent::TransitionStore;
 
 use super::replay::shape_reward;
-use super::trainer::Trainer;
+use super::trainer::{Trainer, crossed};
 use crate::config::TrainConfig;
 
 impl Trainer<'_> {
@@ -21,17 +21,18 @@ impl Trainer<'_> {
             let metrics = self.update(false)?;
             self.state.offline_step += 1;
             let step = self.state.offline_step;
-            if step.is_multiple_of(self.cfg.log_interval) || step == total {
+            let due = |interval: u64| crossed(step - 1, step, total, interval);
+            if due(self.cfg.log_interval) {
                 self.log(&metrics, "offline", &[])?;
                 bar.set_message(self.status());
             }
-            if step.is_multiple_of(self.cfg.eval_interval) || step == total {
+            if due(self.cfg.eval_interval) {
                 if !self.evaluate("offline")? {
                     break; // stopped: the run checkpoints this step, and owes its evaluation
                 }
                 bar.set_message(self.status());
             }
-            if step.is_multiple_of(self.cfg.checkpoint_interval) || step == total {
+            if due(self.cfg.checkpoint_interval) {
                 self.checkpoint(None)?;
             }
             bar.set_position(step);

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::replay::{append, shape_reward};
-use super::trainer::Trainer;
+use super::trainer::{Trainer, crossed};
 use crate::chunks::ChunkQueues;
 
 /// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
@@ -59,22 +59,19 @@ impl Trainer<'_> {
             if let Some(metrics) = self.make_due_updates()? {
                 last_metrics = Some(metrics);
             }
-            let crossed = |interval: u64| before / interval != step / interval || step >= total;
-            if crossed(self.cfg.log_interval) {
+            let due = |interval: u64| crossed(before, step, total, interval);
+            if due(self.cfg.log_interval) {
                 self.log_online(last_metrics.as_ref())?;
                 bar.set_message(self.status());
             }
-            if crossed(self.cfg.eval_interval) {
+            if due(self.cfg.eval_interval) {
                 if !self.evaluate("online")? {
                     break; // stopped: the run checkpoints this step, and owes its evaluation
                 }
                 bar.set_message(self.status());
             }
-            if crossed(self.cfg.checkpoint_interval) {
-                // The last one records no envs: nothing steps them again (a run stopped during its final
-                // evaluation, resumed, makes that checkpoint without them, and the same).
-                let envs = (step < total).then_some((&env, &queues));
-                self.checkpoint(envs)?;
+            if due(self.cfg.checkpoint_interval) {
+                self.checkpoint(Some((&env, &queues)))?;
             }
             // The steps before start_training make no updates and run many times faster: an ETA that counted them
             // would promise the rest of the phase in seconds.

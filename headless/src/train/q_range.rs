@@ -24,14 +24,42 @@ pub(super) fn q_bounds(lowest: f32, highest: f32, discount: f64) -> (f64, f64) {
 /// Says how `q_mean` lies outside `bounds` where it lies past them by more than a tenth of their width, or one
 /// reward unit where that is more (a critic fitting its targets strays a little past them, and starts near 0; a
 /// diverging one does not stop there).
-pub(super) fn out_of_range(q_mean: f64, (low, high): (f64, f64)) -> Option<&'static str> {
+pub(super) fn out_of_range(q_mean: f64, (low, high): (f64, f64)) -> Option<Side> {
     let slack = (0.1 * (high - low)).max(1.0);
     if q_mean > high + slack {
-        Some("above")
+        Some(Side::Above)
     } else if q_mean < low - slack {
-        Some("below")
+        Some(Side::Below)
     } else {
         None
+    }
+}
+
+/// Which side of its range a mean Q lies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    /// Overestimation.
+    Above,
+    /// Underestimation.
+    Below,
+}
+
+impl Side {
+    /// `above` or `below`.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Side::Above => "above",
+            Side::Below => "below",
+        }
+    }
+
+    /// The pessimism that pulls Q back in: the target is the ensemble's mean less rho times its spread, so rho
+    /// pushes Q down.
+    pub(super) fn rho_remedy(self) -> &'static str {
+        match self {
+            Side::Above => "a larger rho (more pessimism)",
+            Side::Below => "a smaller rho (less pessimism)",
+        }
     }
 }
 
@@ -57,8 +85,8 @@ mod tests {
         // A tenth of the width (10) of slack either side.
         assert_eq!(out_of_range(-50.0, bounds), None);
         assert_eq!(out_of_range(9.0, bounds), None);
-        assert_eq!(out_of_range(11.0, bounds), Some("above"));
-        assert_eq!(out_of_range(-111.0, bounds), Some("below"));
+        assert_eq!(out_of_range(11.0, bounds), Some(Side::Above));
+        assert_eq!(out_of_range(-111.0, bounds), Some(Side::Below));
         // Positive rewards: one of them at once, or every step.
         assert_eq!(q_bounds(0.5, 2.0, 0.5), (0.5, 4.0));
         // Undiscounted, a non-zero reward has no bound that way.
@@ -66,7 +94,10 @@ mod tests {
         assert_eq!(out_of_range(-1e9, q_bounds(-1.0, 0.0, 1.0)), None);
         // Rewards all 0 (a dataset of successes only, or never rewarded): a critic near its start is not diverging.
         assert_eq!(out_of_range(0.9, q_bounds(0.0, 0.0, 0.99)), None);
-        assert_eq!(out_of_range(1.1, q_bounds(0.0, 0.0, 0.99)), Some("above"));
+        assert_eq!(
+            out_of_range(1.1, q_bounds(0.0, 0.0, 0.99)),
+            Some(Side::Above)
+        );
     }
 
     #[test]

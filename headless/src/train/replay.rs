@@ -4,62 +4,93 @@ use qamlab_agent::TransitionStore;
 
 use crate::config::TrainConfig;
 
-/// Refuses, before anything is built, a run that would not fit in this machine's memory: the replay buffer, which
-/// keeps every online transition, and on the CPU the agent (its networks and one update at the least; libtorch would
-/// otherwise fail mid-update). Each is checked alone, so that the error names the one past the machine, then both
-/// together, since both are held at once. On a GPU the networks live in its memory, which is not checked here.
+/// Refuses a run that would not fit in this machine's memory: the replay buffer, which keeps the dataset's
+/// `dataset_transitions` (0 before it is read) and every online transition, and on the CPU the agent (its networks
+/// and one update at the least; libtorch would otherwise fail mid-update). The online transitions and the agent are
+/// checked alone, so that the error names the one past the machine, then all together, since all are held at once.
+/// On a GPU the networks live in its memory, which is not checked here.
 pub(super) fn check_run_memory(
     cfg: &TrainConfig,
-    obs_dim: usize,
-    action_dim: usize,
+    (obs_dim, action_dim): (usize, usize),
     on_cpu: bool,
+    dataset_transitions: usize,
 ) -> anyhow::Result<()> {
     let memory = crate::limits::available_memory();
-    check_run_memory_within(cfg, obs_dim, action_dim, on_cpu, memory)
+    check_run_memory_within(
+        cfg,
+        (obs_dim, action_dim),
+        on_cpu,
+        dataset_transitions,
+        memory,
+    )
 }
 
 /// [`check_run_memory`] against `memory` bytes.
 fn check_run_memory_within(
     cfg: &TrainConfig,
-    obs_dim: usize,
-    action_dim: usize,
+    (obs_dim, action_dim): (usize, usize),
     on_cpu: bool,
+    dataset_transitions: usize,
     memory: Option<u64>,
 ) -> anyhow::Result<()> {
+    use crate::limits::{check_memory_against, format_bytes};
     let per_transition = (2 * obs_dim + action_dim + 3) as u64 * 4;
-    let replay = cfg.online_steps.checked_mul(per_transition);
-    crate::limits::check_memory_against(
-        replay,
+    let online = cfg.online_steps.checked_mul(per_transition);
+    check_memory_against(
+        online,
         &format!(
             "online_steps = {}: the replay buffer, holding every online transition ({per_transition} bytes each),",
             cfg.online_steps
         ),
         memory,
     )?;
-    if !on_cpu {
+    // Counted (an uncountable size was refused above).
+    let online = online.unwrap_or(u64::MAX);
+    let mut parts = Vec::new();
+    if dataset_transitions > 0 {
+        let dataset = (dataset_transitions as u64).saturating_mul(per_transition);
+        parts.push((
+            format!(
+                "the dataset's {dataset_transitions} transitions ({})",
+                format_bytes(dataset)
+            ),
+            dataset,
+        ));
+    }
+    parts.push((
+        format!(
+            "the replay buffer ({}, online_steps = {})",
+            format_bytes(online),
+            cfg.online_steps
+        ),
+        online,
+    ));
+    if on_cpu {
+        let a = &cfg.agent;
+        let agent = qamlab_agent::footprint::memory_lower_bound(a, obs_dim, action_dim);
+        check_memory_against(
+            agent,
+            &format!(
+                "the agent (actor_hidden_dims = {:?}, value_hidden_dims = {:?}, num_qs = {}, batch_size = {}, \
+                 horizon_length = {}): its networks and one update at the least",
+                a.actor_hidden_dims, a.value_hidden_dims, a.num_qs, a.batch_size, a.horizon_length
+            ),
+            memory,
+        )?;
+        let agent = agent.unwrap_or(u64::MAX);
+        parts.push((format!("the agent ({})", format_bytes(agent)), agent));
+    }
+    if parts.len() < 2 {
         return Ok(());
     }
-    let a = &cfg.agent;
-    let agent = qamlab_agent::footprint::memory_lower_bound(a, obs_dim, action_dim);
-    crate::limits::check_memory_against(
-        agent,
-        &format!(
-            "the agent (actor_hidden_dims = {:?}, value_hidden_dims = {:?}, num_qs = {}, batch_size = {}, \
-             horizon_length = {}): its networks and one update at the least",
-            a.actor_hidden_dims, a.value_hidden_dims, a.num_qs, a.batch_size, a.horizon_length
-        ),
-        memory,
-    )?;
-    // Both were counted (an uncountable size was refused above).
-    let (replay, agent) = (replay.unwrap_or(u64::MAX), agent.unwrap_or(u64::MAX));
-    crate::limits::check_memory_against(
-        replay.checked_add(agent),
-        &format!(
-            "the replay buffer ({}, online_steps = {}) and the agent ({}) together",
-            crate::limits::format_bytes(replay),
-            cfg.online_steps,
-            crate::limits::format_bytes(agent)
-        ),
+    let total = parts
+        .iter()
+        .try_fold(0u64, |sum, (_, bytes)| sum.checked_add(*bytes));
+    let names: Vec<&str> = parts.iter().map(|(name, _)| name.as_str()).collect();
+    let (last, rest) = names.split_last().expect("two parts at least");
+    check_memory_against(
+        total,
+        &format!("{} and {last} together", rest.join(", ")),
         memory,
     )
 }
@@ -102,9 +133,10 @@ mod tests {
         let agent =
             qamlab_agent::footprint::memory_lower_bound(&cfg.agent, obs_dim, action_dim).unwrap();
         let memory = Some(replay.max(agent) + replay.min(agent) / 2);
+        let dims = (obs_dim, action_dim);
         let err = format!(
             "{:#}",
-            check_run_memory_within(&cfg, obs_dim, action_dim, true, memory).unwrap_err()
+            check_run_memory_within(&cfg, dims, true, 0, memory).unwrap_err()
         );
         assert!(
             err.starts_with("the replay buffer (24.4 MiB, online_steps = 100000) and the agent ("),
@@ -112,7 +144,20 @@ mod tests {
         );
         assert!(err.contains(") together would take "), "{err}");
         // On a GPU the networks are not in this memory, and enough of it holds both.
-        check_run_memory_within(&cfg, obs_dim, action_dim, false, memory).unwrap();
-        check_run_memory_within(&cfg, obs_dim, action_dim, true, Some(replay + agent)).unwrap();
+        check_run_memory_within(&cfg, dims, false, 0, memory).unwrap();
+        check_run_memory_within(&cfg, dims, true, 0, Some(replay + agent)).unwrap();
+        // The dataset read into the same buffer counts too: on a GPU, its transitions and the online ones.
+        let err = format!(
+            "{:#}",
+            check_run_memory_within(&cfg, dims, false, 100_000, Some(replay + replay / 2))
+                .unwrap_err()
+        );
+        assert!(
+            err.starts_with(
+                "the dataset's 100000 transitions (24.4 MiB) and the replay buffer (24.4 MiB, online_steps = \
+                 100000) together would take 48.8 MiB"
+            ),
+            "{err}"
+        );
     }
 }

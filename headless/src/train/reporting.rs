@@ -107,10 +107,11 @@ impl Trainer<'_> {
         let discount = self.cfg.agent.discount;
         let (low, high) = q_range::q_bounds(lowest, highest, discount);
         if let Some(side) = q_range::out_of_range(q_mean, (low, high)) {
+            let (rho, side) = (side.rho_remedy(), side.as_str());
             tracing::warn!(
                 "step {}: the critic's mean Q, {q_mean:.1}, lies {side} [{low:.1}, {high:.1}], the values rewards in \
                  [{lowest}, {highest}] allow at discount {discount}: the critic is diverging (q_mean in \
-                 metrics.jsonl); a lower lr or a larger rho (pessimism) usually settles it",
+                 metrics.jsonl); a lower lr or {rho} usually settles it",
                 self.total_step()
             );
             self.q_range_reported = true;
@@ -170,7 +171,7 @@ impl Trainer<'_> {
         )
         .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
         let Some(result) = result else {
-            self.agent.rewind_acting(position);
+            self.agent.set_acting_position(position);
             return Ok(false);
         };
         let point = result.point(step, phase);

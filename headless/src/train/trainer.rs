@@ -43,6 +43,11 @@ pub(super) struct RunState {
     /// checkpointed agent records): a resume refuses a config.toml edited since. Absent in older checkpoints.
     #[serde(default)]
     pub(super) settings: Option<RunSettings>,
+    /// Where the agent's acting draws stand (`Agent::acting_position`). It counts over the agent file's own: a
+    /// resumed run that makes the final evaluation it owed records that in this file alone (rewriting the whole
+    /// checkpoint it resumed from would risk it). Absent in older checkpoints.
+    #[serde(default)]
+    pub(super) acting_position: Option<u64>,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     pub(super) update_seconds: f64,
     pub(super) env_seconds: f64,
@@ -94,7 +99,9 @@ impl<'a> Trainer<'a> {
         let spec = qamlab_sim::EnvSpec::of(scene);
         crate::chunks::check_agent_action_space(&spec)?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
-        check_run_memory(cfg, obs_dim, action_dim, device == Device::Cpu)?;
+        let on_cpu = device == Device::Cpu;
+        // At once, before a dataset is read (a run past the machine should not wait for it), then with it.
+        check_run_memory(cfg, (obs_dim, action_dim), on_cpu, 0)?;
         let mut replay = TransitionStore::new(obs_dim, action_dim);
         let dataset_crc = match &cfg.dataset {
             Some(path) => Some(load_offline_data(
@@ -108,6 +115,9 @@ impl<'a> Trainer<'a> {
             None => None,
         };
         let offline_len = replay.len();
+        if offline_len > 0 {
+            check_run_memory(cfg, (obs_dim, action_dim), on_cpu, offline_len)?;
+        }
         // The reference's buffer: the dataset plus room for every online transition.
         replay.try_reserve(cfg.online_steps.try_into().unwrap_or(usize::MAX));
         let mut trainer = Trainer {
@@ -191,7 +201,7 @@ impl<'a> Trainer<'a> {
             // The last evaluation: the final checkpoint records it, as the run that never stopped has it (a run
             // with steps to go records it at its next checkpoint). Stopped again, the run checkpoints nothing new
             // (no step taken) and owes the evaluation still.
-            self.checkpoint(None)?;
+            self.record_final_evaluation()?;
         }
         self.offline_phase()?;
         if self.stop_requested() {
@@ -212,14 +222,18 @@ impl<'a> Trainer<'a> {
         // of every env.
         let (phase, done, total, before) = if self.state.online_step == 0 {
             let done = self.state.offline_step;
-            ("offline", done, self.cfg.offline_steps, done - 1)
+            (
+                "offline",
+                done,
+                self.cfg.offline_steps,
+                done.saturating_sub(1),
+            )
         } else {
             let done = self.state.online_step;
             let before = done.saturating_sub(self.cfg.envs as u64);
             ("online", done, self.cfg.online_steps, before)
         };
-        let interval = self.cfg.eval_interval;
-        (before / interval != done / interval || done >= total).then_some(phase)
+        crossed(before, done, total, self.cfg.eval_interval).then_some(phase)
     }
 
     pub(super) fn stop_requested(&self) -> bool {
@@ -239,11 +253,12 @@ impl<'a> Trainer<'a> {
     }
 
     pub(super) fn finish(mut self) -> anyhow::Result<TrainSummary> {
+        let mut gave_up = false;
         if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
-            // Given up only where the run was stopped, which then has nothing to record.
-            let _made = self.evaluate("offline")?;
+            // A run of no steps evaluates the policy as initialised; stopped during it, it has nothing else.
+            gave_up = !self.evaluate("offline")?;
         }
-        let stopped_early = !self.is_complete();
+        let stopped_early = gave_up || !self.is_complete();
         let due = self.online_updates_due(self.state.online_step);
         // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all. A run
         // stopped early may simply not have got there yet.
@@ -301,4 +316,10 @@ impl<'a> Trainer<'a> {
         )?;
         Ok(summary)
     }
+}
+
+/// Whether a phase's step from `before` to `done` (of `total`) reaches a multiple of `interval` or the phase's end:
+/// when a log, evaluation or checkpoint is due, in both phases and for an evaluation a resumed run owes.
+pub(super) fn crossed(before: u64, done: u64, total: u64, interval: u64) -> bool {
+    before / interval != done / interval || done >= total
 }
