@@ -33,7 +33,9 @@ pub struct PlotArgs {
     /// from metrics.jsonl's wall_seconds).
     #[arg(long, value_enum, default_value_t = XAxis::Steps)]
     pub x: XAxis,
-    /// Draw each run alone, instead of runs that differ only in their seed as one mean with a min–max band.
+    /// Draw each run alone, instead of runs that differ only in their seed as one mean with a min–max band (runs
+    /// group where their configs are equal but for the seed, the device, CUDA graphs, the split update and the log
+    /// and checkpoint intervals, with the dataset compared by file name: each seed's demo has its own copy).
     #[arg(long)]
     pub no_group: bool,
     /// Draw each point as the mean of the last N of its run (itself and the N-1 before it): metrics rows are one
@@ -242,11 +244,11 @@ fn drawable(
         smooth(&mut samples, window);
         warnings.append(&mut said);
         if samples.is_empty() {
-            warnings.push(format!(
-                "{} records no {}: left out",
-                run.dir.display(),
-                metric.name()
-            ));
+            let lacks = match metric {
+                Metric::Success | Metric::Return => "has no evaluation yet".to_string(),
+                Metric::Logged(name) => format!("records no {name}"),
+            };
+            warnings.push(format!("{} {lacks}: left out", run.dir.display()));
         } else {
             drawn.push(Drawn { run, samples });
         }
@@ -312,18 +314,12 @@ fn read_run(dir: &Path, metric: &Metric, needs_rows: bool) -> anyhow::Result<Run
     let evals = if matches!(metric, Metric::Logged(_)) {
         Vec::new()
     } else {
-        // A run stopped before its first evaluation has no eval.csv yet.
-        let evals = if run.evals().exists() {
+        // A run stopped before its first evaluation has no eval.csv yet (it is left out, said).
+        if run.evals().exists() {
             run.read_evals()?
         } else {
             Vec::new()
-        };
-        anyhow::ensure!(
-            !evals.is_empty(),
-            "{} has no evaluation yet: nothing to plot",
-            dir.display()
-        );
-        evals
+        }
     };
     let rows = if needs_rows {
         let why = match metric {
@@ -1037,6 +1033,30 @@ mod tests {
         .unwrap();
         assert_eq!(points(&plot.chart.series[0]), [(100.0, -50.0, None)]);
         assert_eq!(plot.chart.y_scale, YScale::Linear);
+    }
+
+    #[test]
+    fn a_run_without_an_evaluation_yet_is_left_out_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = fake_run(
+            dir.path(),
+            "done",
+            &config(AgentKind::Qam, 0),
+            &[(100, 0.5)],
+            &[],
+        );
+        let young = fake_run(dir.path(), "young", &config(AgentKind::Bc, 0), &[], &[]);
+        let plot = prepare(&args(&[&done, &young])).unwrap();
+        assert_eq!(plot.chart.series.len(), 1);
+        assert_eq!(
+            plot.warnings,
+            [format!(
+                "{} has no evaluation yet: left out",
+                young.display()
+            )]
+        );
+        let err = prepare(&args(&[&young])).unwrap_err().to_string();
+        assert_eq!(err, "no run records success at a step it can be drawn at");
     }
 
     #[test]

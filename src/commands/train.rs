@@ -258,6 +258,8 @@ fn summary_text(s: &TrainSummary) -> String {
 
 #[cfg(test)]
 mod tests {
+    use qamlab_headless::plot::EvalPoint;
+
     use super::*;
 
     #[test]
@@ -291,14 +293,17 @@ mod tests {
         for (id, value) in named {
             let help = help(id);
             assert!(
-                help.contains(&format!("(default {value}"))
-                    || help.contains(&format!("; default {value}")),
+                [format!("(default {value}"), format!("; default {value}")]
+                    .iter()
+                    .any(|named| help.split(named.as_str()).skip(1).any(|after| {
+                        // The whole value: `(default 1000` must not pass for 10000.
+                        after.starts_with([')', ';', ':'])
+                    })),
                 "--{id}: {help}"
             );
         }
         assert_eq!(cfg.device, DeviceChoice::Auto);
     }
-    use qamlab_headless::plot::EvalPoint;
 
     fn summary(online: &[(u64, f64)]) -> TrainSummary {
         let point = |step, phase: &str, success_rate| EvalPoint {
