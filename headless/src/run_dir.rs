@@ -434,6 +434,10 @@ impl RunDir {
                 run.seed
             );
         }
+        let mut agent = agent;
+        if let Some(position) = recorded_acting_position(checkpoint) {
+            agent.set_acting_position(position);
+        }
         Ok(agent)
     }
 
@@ -738,6 +742,15 @@ fn warn_once(key: &Path, message: &str) {
 fn is_checkpoint_name(name: &str) -> bool {
     name.strip_prefix("step-")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Where the acting draws stood by the checkpoint's `state.json`, where it says: a resumed run that made the final
+/// evaluation it owed records that there alone (the agent file is the one it resumed from). `None` where the file
+/// or the key is missing (older runs, a bare agent file's folder); training's own reading of it is the strict one.
+fn recorded_acting_position(checkpoint: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(checkpoint.join("state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state.get("acting_position")?.as_u64()
 }
 
 #[cfg(test)]

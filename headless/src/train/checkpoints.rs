@@ -188,10 +188,8 @@ impl Trainer<'_> {
         self.check_settings(&state_path)?;
         let device = self.agent.device();
         let sizes = (self.agent.obs_dim(), self.agent.action_dim());
+        // With the acting draws where state.json says they stand.
         self.agent = self.run.load_agent(&dir, self.cfg, sizes, device)?;
-        if let Some(position) = self.state.acting_position {
-            self.agent.set_acting_position(position);
-        }
         self.configure_execution();
         self.check_state(&state_path)?;
         let replay_path = dir.join("replay.safetensors");

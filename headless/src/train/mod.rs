@@ -390,7 +390,12 @@ mod tests {
         };
         let (evals, position) = recorded(&stopped);
         assert!(position.as_u64().is_some_and(|p| p > 0), "{position}");
-        assert_eq!(recorded(&straight), (evals, position));
+        assert_eq!(recorded(&straight), (evals, position.clone()));
+        // Loaded (to resume, evaluate or watch), the agent acts from there.
+        let (_, agent) = RunDir::new(&stopped)
+            .load_latest_agent(config, (28, 5), tch::Device::Cpu)
+            .unwrap();
+        assert_eq!(position.as_u64(), Some(agent.acting_position()));
     }
 
     /// Rows of tensor `name` in `tensors`.
