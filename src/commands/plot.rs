@@ -253,11 +253,22 @@ fn drawable(
             drawn.push(Drawn { run, samples });
         }
     }
-    anyhow::ensure!(
-        !drawn.is_empty(),
-        "no run records {} at a step it can be drawn at",
-        metric.name()
-    );
+    if drawn.is_empty() {
+        // Each run's reason, where each was left out for one.
+        let reasons: Vec<&str> = warnings
+            .iter()
+            .filter_map(|w| w.strip_suffix(": left out"))
+            .collect();
+        anyhow::ensure!(
+            reasons.is_empty(),
+            "nothing to plot: {}",
+            reasons.join("; ")
+        );
+        anyhow::bail!(
+            "no run records {} at a step it can be drawn at",
+            metric.name()
+        );
+    }
     Ok(drawn)
 }
 
@@ -1056,7 +1067,10 @@ mod tests {
             )]
         );
         let err = prepare(&args(&[&young])).unwrap_err().to_string();
-        assert_eq!(err, "no run records success at a step it can be drawn at");
+        assert_eq!(
+            err,
+            format!("nothing to plot: {} has no evaluation yet", young.display())
+        );
     }
 
     #[test]
