@@ -26,7 +26,7 @@ pub struct PlotArgs {
     pub title: Option<String>,
     /// What to draw: `success` (the evaluations' success rate), `return` (their mean return), or a key of the
     /// runs' metrics.jsonl: critic_loss, flow_loss, adj_loss, actor_loss, total_loss, grad_norm, q_mean, q_min,
-    /// q_max, updates_per_second, env_steps_per_second, online_episode_success, ... (losses on a log scale).
+    /// q_max, updates_per_second, env_steps_per_second, online_recent_success, ... (losses on a log scale).
     #[arg(long, default_value = "success")]
     pub metric: String,
     /// Across: `steps` (training steps, offline then online) or `time` (wall-clock minutes since the run started,

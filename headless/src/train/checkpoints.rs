@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::online::ResumedEnvs;
 use super::replay::append;
-use super::trainer::{RunState, Trainer};
+use super::trainer::{RECENT_EPISODES, RunState, Trainer};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::files::write_bytes_atomically;
@@ -363,6 +363,13 @@ impl Trainer<'_> {
             s.online_successes <= s.online_episodes,
             "{file}: online_successes {} is more than online_episodes {}: expected at most one success an episode",
             s.online_successes,
+            s.online_episodes
+        );
+        let recent = s.recent_successes.len();
+        ensure!(
+            recent <= RECENT_EPISODES && recent as u64 <= s.online_episodes,
+            "{file}: recent_successes lists {recent} episodes: expected at most the last {RECENT_EPISODES} of its \
+             online_episodes {}",
             s.online_episodes
         );
         for point in &s.evals {

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::replay::{append, shape_reward};
-use super::trainer::{Trainer, crossed};
+use super::trainer::{Trainer, crossed, record_recent};
 use crate::chunks::ChunkQueues;
 
 /// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
@@ -135,6 +135,7 @@ impl Trainer<'_> {
                 }
                 self.state.online_episodes += 1;
                 self.state.online_successes += u64::from(out.success[i]);
+                record_recent(&mut self.state.recent_successes, out.success[i]);
                 queues.clear(i);
             }
         }

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::q_range;
-use super::trainer::Trainer;
+use super::trainer::{Trainer, recent_rate};
 use crate::evaluate::evaluate_unless_stopped;
 use crate::plot::draw_learning_curves;
 
@@ -47,9 +47,11 @@ impl Trainer<'_> {
         last_metrics: Option<&qamlab_agent::UpdateMetrics>,
     ) -> anyhow::Result<()> {
         let rate = self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
+        let recent_rate = recent_rate(&self.state.recent_successes);
         let extra = [
             ("online_episodes", self.state.online_episodes as f64),
             ("online_episode_success", rate),
+            ("online_recent_success", recent_rate),
             (
                 "env_steps_per_second",
                 self.state.online_step as f64 / self.state.env_seconds.max(1e-9),

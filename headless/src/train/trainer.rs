@@ -1,5 +1,6 @@
 //! The state of a run in progress and its course: starting (or resuming) it, running its phases, finishing it.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -30,6 +31,10 @@ pub(super) struct RunState {
     pub(super) updates: u64,
     pub(super) online_episodes: u64,
     pub(super) online_successes: u64,
+    /// Whether each of the last [`RECENT_EPISODES`] online episodes succeeded, oldest first. Absent in older
+    /// checkpoints (their recent rate then starts over).
+    #[serde(default)]
+    pub(super) recent_successes: VecDeque<bool>,
     pub(super) evals: Vec<EvalPoint>,
     /// Word position of the batch sampler's ChaCha stream (its seed is the run seed).
     pub(super) sampler_word_pos: String,
@@ -322,4 +327,37 @@ impl<'a> Trainer<'a> {
 /// when a log, evaluation or checkpoint is due, in both phases and for an evaluation a resumed run owes.
 pub(super) fn crossed(before: u64, done: u64, total: u64, interval: u64) -> bool {
     before / interval != done / interval || done >= total
+}
+
+/// Online episodes the recent success rate is over: the whole phase's rate lags far behind a policy improving
+/// as it fine-tunes.
+pub(super) const RECENT_EPISODES: usize = 100;
+
+/// Adds an episode's outcome to the last [`RECENT_EPISODES`], dropping the oldest.
+pub(super) fn record_recent(recent: &mut VecDeque<bool>, success: bool) {
+    if recent.len() == RECENT_EPISODES {
+        recent.pop_front();
+    }
+    recent.push_back(success);
+}
+
+/// The fraction of `recent` that succeeded (0 for none).
+pub(super) fn recent_rate(recent: &VecDeque<bool>) -> f64 {
+    recent.iter().filter(|&&s| s).count() as f64 / recent.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_rate_is_over_the_last_hundred_episodes() {
+        let mut recent = VecDeque::new();
+        assert_eq!(recent_rate(&recent), 0.0);
+        for i in 0..150 {
+            record_recent(&mut recent, i < 75);
+        }
+        // Episodes 50..150: 25 successes.
+        assert_eq!((recent.len(), recent_rate(&recent)), (100, 0.25));
+    }
 }
