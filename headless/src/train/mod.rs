@@ -341,6 +341,19 @@ mod tests {
         tensors
     }
 
+    /// Checks two runs end with the same checkpoint tensors (agent and replay buffer) and evaluations.
+    fn assert_same_runs(a: &Path, b: &Path) {
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let (x, y) = (checkpoint_tensors(a, file), checkpoint_tensors(b, file));
+            assert_eq!(x.len(), y.len());
+            for ((name, s), (other, t)) in x.iter().zip(&y) {
+                assert!(name == other && s.equal(t), "{file}: {name} differs");
+            }
+        }
+        let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
+        assert_eq!(evals(a), evals(b));
+    }
+
     /// Trains `config` straight through and, beside it, stopped at its third log, then resumed; checks both end
     /// with the same checkpoint tensors and evaluations. `at_stop` looks at the stopped run's checkpoint.
     fn check_resume_is_exact(config: &TrainConfig, at_stop: impl FnOnce(&Path)) {
@@ -367,18 +380,7 @@ mod tests {
         train(options(&stopped, false, Some(stopper))).unwrap();
         at_stop(&stopped);
         train(options(&stopped, true, None)).unwrap();
-        for file in ["agent.safetensors", "replay.safetensors"] {
-            let (a, b) = (
-                checkpoint_tensors(&straight, file),
-                checkpoint_tensors(&stopped, file),
-            );
-            assert_eq!(a.len(), b.len());
-            for ((name, x), (other, y)) in a.iter().zip(&b) {
-                assert!(name == other && x.equal(y), "{file}: {name} differs");
-            }
-        }
-        let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
-        assert_eq!(evals(&straight), evals(&stopped));
+        assert_same_runs(&straight, &stopped);
         // The final checkpoint records them all too (resuming once more finds the run finished), and where the
         // acting draws stand: an evaluation made with other draws than the run that never stopped would show
         // there, where tiny runs' evaluations may all come out alike.
@@ -543,18 +545,7 @@ mod tests {
         .unwrap();
         train(options(tiny(40, 2), &short, true)).unwrap();
         // Its final checkpoint kept the envs' episodes in progress, so they go on as the longer run's did.
-        for file in ["agent.safetensors", "replay.safetensors"] {
-            let (a, b) = (
-                checkpoint_tensors(&long, file),
-                checkpoint_tensors(&short, file),
-            );
-            assert_eq!(a.len(), b.len());
-            for ((name, x), (other, y)) in a.iter().zip(&b) {
-                assert!(name == other && x.equal(y), "{file}: {name} differs");
-            }
-        }
-        let evals = |run: &Path| RunDir::new(run).read_evals().unwrap();
-        assert_eq!(evals(&long), evals(&short));
+        assert_same_runs(&long, &short);
     }
 
     /// A tiny balanced run of `envs` envs on a dataset of two short episodes (kept in the returned directory).
