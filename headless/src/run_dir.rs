@@ -402,7 +402,7 @@ impl RunDir {
     ) -> anyhow::Result<Agent> {
         let cfg = &run.agent;
         let file = checkpoint.join("agent.safetensors");
-        let agent = Agent::load(&file, device)?;
+        let mut agent = Agent::load(&file, device)?;
         if (agent.obs_dim(), agent.action_dim()) != (obs_dim, action_dim) {
             bail!(
                 "checkpoint {}: its agent takes {}-D observations and gives {}-D actions, but the task has {}-D \
@@ -434,7 +434,6 @@ impl RunDir {
                 run.seed
             );
         }
-        let mut agent = agent;
         if let Some(position) = recorded_acting_position(checkpoint) {
             agent.set_acting_position(position);
         }
