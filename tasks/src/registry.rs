@@ -113,7 +113,9 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
 }
 
 /// What an unknown task name likely meant: a built-in name a typo away, or the scene file of that name in the
-/// working directory or the checkout's task folders (`pendulum` for `assets/tasks/examples/pendulum.scn.ron`).
+/// working directory or the task folders (`pendulum` for `assets/tasks/examples/pendulum.scn.ron`): those below
+/// the working directory first, as relative paths, then those of the checkout the binary was built from, by
+/// absolute path, so the hint works from any directory on the machine that built it.
 fn meant(name: &str) -> Option<String> {
     if let Some(builtin) = qamlab_sim::scene::closest_name(name, builtin_names()) {
         return Some(builtin.to_string());
@@ -122,8 +124,17 @@ fn meant(name: &str) -> Option<String> {
         "{}.scn.ron",
         name.trim_end_matches(".scn.ron").trim_end_matches(".ron")
     );
-    ["", "assets/tasks/", "assets/tasks/examples/"]
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("assets/tasks"));
+    let relative = ["", "assets/tasks/", "assets/tasks/examples/"]
         .iter()
-        .map(|dir| format!("{dir}{file}"))
-        .find(|path| path != name && Path::new(path).is_file())
+        .map(|dir| Path::new(dir).join(&file));
+    let absolute = checkout
+        .into_iter()
+        .flat_map(|tasks| [tasks.join(&file), tasks.join("examples").join(&file)]);
+    relative
+        .chain(absolute)
+        .find(|path| path.as_os_str() != name && path.is_file())
+        .map(|path| path.display().to_string())
 }

@@ -37,6 +37,20 @@ fn a_scene_file_named_without_its_extension_is_suggested() {
     );
 }
 
+/// Tests run in `tasks/`, where no `assets/` folder is: the hint names the checkout's example by absolute path.
+#[test]
+fn an_example_is_suggested_from_any_directory() {
+    let err = load_task("pendulum").unwrap_err().to_string();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("assets/tasks/examples/pendulum.scn.ron");
+    assert!(
+        err.ends_with(&format!("did you mean `{}`?", example.display())),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_path_loads_a_user_scene_and_its_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
