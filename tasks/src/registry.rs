@@ -87,17 +87,8 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
             path: name_or_path.to_string(),
         });
     }
-    // A device or a FIFO would be read without end (or block): a scene is a regular file.
-    if path.exists() && !path.is_file() {
-        return Err(TaskError::Scene(qamlab_sim::SimError::Io {
-            file: name_or_path.to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file (a device, FIFO or socket); give a scene file (`*.scn.ron`)",
-            ),
-        }));
-    }
-    if path.is_file() {
+    // A file, or a pipe (`--task <(...)`); `from_file` refuses a device.
+    if path.exists() {
         let scene = TaskScene::from_file(path)?;
         return Ok(Task {
             name: scene.settings.name.clone(),

@@ -266,8 +266,28 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
 #[test]
 fn a_device_named_as_a_task_is_refused_before_reading() {
     let err = load_task("/dev/zero").unwrap_err().to_string();
-    assert!(
-        err.starts_with("/dev/zero: cannot read task scene: not a regular file"),
-        "{err}"
+    assert_eq!(
+        err,
+        "/dev/zero: cannot read task scene: a device, not a regular file: give a scene file (`*.scn.ron`)"
     );
+}
+
+/// `--task <(cat my-task.scn.ron)`: a pipe ends when its writer does, so it is read like a file.
+#[test]
+fn a_scene_from_a_pipe_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("scene");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, BUILTIN_TASKS[0].1).unwrap())
+    };
+    let task = load_task(fifo.to_str().unwrap()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(task.name, "cube-single");
+    assert!(!task.builtin);
 }

@@ -164,8 +164,35 @@ pub struct TaskScene {
 impl TaskScene {
     /// Loads and checks a scene file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
+        use std::os::unix::fs::FileTypeExt;
         let path = path.as_ref();
         let file = path.display().to_string();
+        // A device may never end (a link to /dev/zero): a scene is a file, or a pipe (`--task <(...)`), which
+        // ends when its writer does.
+        let kind = std::fs::metadata(path)
+            .map_err(|source| SimError::Io {
+                file: file.clone(),
+                source,
+            })?
+            .file_type();
+        let other = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            ""
+        };
+        if !other.is_empty() {
+            return Err(SimError::Io {
+                file,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{other}, not a regular file: give a scene file (`*.scn.ron`)"),
+                ),
+            });
+        }
         let bytes = std::fs::read(path).map_err(|source| SimError::Io {
             file: file.clone(),
             source,
