@@ -22,18 +22,41 @@ impl Plugin for EnvLabelsPlugin {
     }
 }
 
-/// Where a label hangs in its env (scene coordinates): over the middle of the working volume's top, clear of
-/// everything the env moves.
+/// Where a label hangs in its env (scene coordinates): on the top of the far side, as the camera looks, of what
+/// the env stands on (its table, its maze; the working volume where it stands on nothing), so that it reads
+/// above the env, beside what the env moves and clear of what stands in its middle (antmaze's wall).
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
-pub struct LabelAnchor(pub Vec3);
+pub struct LabelAnchor {
+    /// The middle of the working volume's top.
+    pub top: Vec3,
+    /// Half the working volume's extent along x and y.
+    pub half: Vec2,
+}
+
+impl LabelAnchor {
+    /// The point of the top's outline farthest along the horizontal direction `away` (from the camera).
+    pub fn far_side(&self, away: Vec2) -> Vec3 {
+        let away = away.normalize_or_zero();
+        // The box's support point along `away`, along each axis alone: the middle of the far edge, or the far
+        // corner where the camera looks along a diagonal.
+        let reach = Vec2::new(
+            away.x.signum() * self.half.x * (away.x.abs() * 2.0).min(1.0),
+            away.y.signum() * self.half.y * (away.y.abs() * 2.0).min(1.0),
+        );
+        self.top + reach.extend(0.0)
+    }
+}
 
 /// Places the anchor for the task (again when a reload changes it).
 fn place_anchor(task: Res<ViewTask>, mut anchor: ResMut<LabelAnchor>) {
     if !task.is_changed() {
         return;
     }
-    let work = layout::working_volume(&task.scene);
-    anchor.set_if_neq(LabelAnchor(work.center().truncate().extend(work.max.z)));
+    let base = layout::stage(&task.scene).unwrap_or_else(|| layout::working_volume(&task.scene));
+    anchor.set_if_neq(LabelAnchor {
+        top: base.center().truncate().extend(base.max.z),
+        half: base.size().truncate() / 2.0,
+    });
 }
 
 /// A label's text: the env's index, then its successes out of its finished episodes once there are any.
@@ -79,8 +102,14 @@ fn draw_labels(
     let spots: Vec<(usize, egui::Pos2)> = roots
         .iter()
         .filter_map(|(root, transform)| {
+            // In the env's own (scene, z-up) frame, where the anchor is.
+            let local_eye = transform
+                .affine()
+                .inverse()
+                .transform_point3(eye.translation());
+            let away = (anchor.top - local_eye).truncate();
             let spot = camera
-                .world_to_viewport(eye, transform.transform_point(anchor.0))
+                .world_to_viewport(eye, transform.transform_point(anchor.far_side(away)))
                 .ok()?;
             Some((root.env, egui::pos2(spot.x, spot.y)))
         })
@@ -118,6 +147,28 @@ fn draw_labels(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_hangs_on_the_far_side_of_the_working_volume() {
+        let anchor = LabelAnchor {
+            top: Vec3::new(1.0, 2.0, 0.5),
+            half: Vec2::new(3.0, 1.0),
+        };
+        // Looking along +y: the middle of the far (+y) edge; along -x: the middle of the -x edge.
+        assert_eq!(anchor.far_side(Vec2::Y), Vec3::new(1.0, 3.0, 0.5));
+        assert_eq!(
+            anchor.far_side(Vec2::NEG_X * 5.0),
+            Vec3::new(-2.0, 2.0, 0.5)
+        );
+        // Along a diagonal: the far corner.
+        let corner = anchor.far_side(Vec2::new(1.0, 1.0));
+        assert!(
+            (corner - Vec3::new(4.0, 3.0, 0.5)).length() < 1e-5,
+            "{corner}"
+        );
+        // Straight down: the middle.
+        assert_eq!(anchor.far_side(Vec2::ZERO), anchor.top);
+    }
 
     #[test]
     fn a_label_names_its_env_and_its_successes() {

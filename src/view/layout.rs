@@ -82,10 +82,7 @@ pub fn working_volume(scene: &TaskScene) -> Bounds {
                 randomized(scene, b, bounds),
             ))
         });
-    let fixed = (0..scene.bodies.len())
-        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Fixed)
-        .filter_map(|b| scene.collider_bounds(b))
-        .map(|(min, max)| Bounds::new(min, max));
+    let fixed = stage(scene);
     let goals = scene.goals.iter().map(|goal| {
         let target = goal.goal.target;
         let ranges = goal.randomize.as_ref().map(|(r, _)| [r.x, r.y, r.z]);
@@ -109,6 +106,15 @@ pub fn working_volume(scene: &TaskScene) -> Bounds {
             Vec3::new(-0.3, -0.3, 0.0),
             Vec3::new(0.3, 0.3, 0.2),
         ))
+}
+
+/// What the env stands on: the box around its fixed colliders (a table top, a maze), if it has any.
+pub fn stage(scene: &TaskScene) -> Option<Bounds> {
+    (0..scene.bodies.len())
+        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Fixed)
+        .filter_map(|b| scene.collider_bounds(b))
+        .map(|(min, max)| Bounds::new(min, max))
+        .reduce(Bounds::union)
 }
 
 /// Whether the scene's robot walks: a free body (no joint holds it) carries jointed links, as antmaze's torso.
@@ -261,11 +267,7 @@ pub fn floor_height(scene: &TaskScene) -> f32 {
 
 /// The lowest point of the fixed colliders, if any.
 fn lowest_fixed(scene: &TaskScene) -> Option<f32> {
-    (0..scene.bodies.len())
-        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Fixed)
-        .filter_map(|b| scene.collider_bounds(b))
-        .map(|(min, _)| min.z)
-        .reduce(f32::min)
+    stage(scene).map(|stage| stage.min.z)
 }
 
 /// Legs under each table (a fixed box whose underside is the scene's lowest fixed point) down to the floor, one
