@@ -497,7 +497,8 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
     let out = run_ok(&mut train_on("heavy.scn.ron", &renamed));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("data.npz was collected on task cube-single, not cube-heavy"),
+        stderr.contains("data.npz was collected on task cube-single, not cube-heavy")
+            && stderr.contains("(`--task cube-single` trains on the dataset's task)"),
         "{stderr}"
     );
     // An edited copy under the same name: another version of the scene, said too. A mere copy is the same scene.

@@ -140,6 +140,17 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     if let Some(val) = &val {
         report(val);
     }
+    if main.transitions > 0 && main.success_fraction == 0.0 {
+        println!(
+            "note: no transition reaches success, so offline training sees no success to value{}",
+            if options.play {
+                "; play data reaches the goals only by chance (harder, the more goals a task has): `--solve` \
+                 collects episodes that solve the task"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 

@@ -34,26 +34,60 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         format!("file {}", args.task)
     };
     print!("{}", describe(&task.name, &source, scene, &spec, script));
+    let unsolvable = match &oracle {
+        Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => Some(e.to_string()),
+        _ => None,
+    };
+    // The scene's warnings repeat an unsolvable layout, which the `oracle:` line has said already.
+    let mut warned = false;
     for warning in qamlab_tasks::scene_warnings(scene) {
-        tracing::warn!("{warning}");
+        if unsolvable.as_ref() != Some(&warning) {
+            tracing::warn!("{warning}");
+            warned = true;
+        }
+    }
+    // A check that scripts and CI can act on: no episode can tell more of a task its robot cannot do.
+    if unsolvable.is_some() {
+        anyhow::bail!(
+            "{}: its robot cannot do the task as the scene lays it out (`oracle:` above says where); change the scene",
+            args.task
+        );
     }
     if args.episodes > 0 {
         let episodes = args.episodes;
         if script.is_ok() {
             let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
             println!(
-                "tried: oracle (solve) succeeds in {:.0}% of {}",
+                "tried: oracle (solve) succeeds in {:.0}% of {}; the goals still hold at the episode's end in {:.0}%",
                 100.0 * tried.success_rate,
-                super::count(episodes, "episode")
+                super::count(episodes, "episode"),
+                100.0 * tried.held_rate
             );
+            // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
+            let lost = tried.reached - tried.held;
+            if lost > 0 && 2 * lost >= tried.reached && episodes >= 10 {
+                println!(
+                    "note: in {lost} of the {} episodes the oracle solved, the goals no longer held at the end: an \
+                     object met its target in passing and did not stay (a target past the edge of what it rests \
+                     on, or above where it rests, holds only while the robot holds it there); success counts the \
+                     first moment, so such a task is solved in passing; move the target onto a surface if that is \
+                     not what you meant (`qamlab view --task {} --policy oracle` shows it)",
+                    tried.reached, args.task
+                );
+            }
             // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
             if tried.success_rate < 0.5 && episodes >= 10 {
                 println!(
                     "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
                      from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
                      over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
-                     path taller than its carrying height, a cube too large for its fingers)",
-                    args.task
+                     path taller than its carrying height, a cube too large for its fingers){}",
+                    args.task,
+                    if warned {
+                        "; the warnings above may say why"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -139,6 +173,7 @@ fn describe(
         Ok(script) => {
             format!("oracle: the scripted oracle drives it ({script}; `qamlab collect` works)\n")
         }
+        Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => format!("oracle: none: {e}\n"),
         Err(e) => format!(
             "oracle: none ({e}); `qamlab collect` cannot drive it, and `qamlab train --offline-steps 0` without \
              a dataset learns it online from nothing (where its robot can reach its goals)\n"
@@ -165,8 +200,10 @@ fn try_policy(
     seed: u64,
     policy: Policy,
 ) -> anyhow::Result<Tried> {
+    // The oracle's episodes run to their end, to see whether the goals it met still hold there; random actions'
+    // end at success, so that `at_first_step` sees the goals that hold at reset.
     let options = EnvOptions {
-        terminate_on_success: true,
+        terminate_on_success: matches!(policy, Policy::Random),
         episode_length: None,
         ..EnvOptions::default()
     };
@@ -187,7 +224,9 @@ fn try_policy(
     };
     let mut random = RandomActions::new(seed, episodes);
     let mut obs = env.reset(&seeds).context("resetting the task")?.to_vec();
+    // Per episode: whether it ended, and whether the goals held at that step (its end, or its success).
     let mut ended: Vec<Option<bool>> = vec![None; episodes];
+    let mut reached = vec![false; episodes];
     let mut actions = vec![0.0; episodes * spec.action_dim];
     let mut at_first_step = 0;
     for step in 0..spec.episode_length {
@@ -199,9 +238,13 @@ fn try_policy(
             .step(&actions)
             .with_context(|| format!("stepping the task at control step {step}"))?;
         for (i, end) in ended.iter_mut().enumerate() {
-            if end.is_none() && out.ended(i) {
-                *end = Some(out.terminated[i]);
-                at_first_step += usize::from(step == 0 && out.terminated[i]);
+            if end.is_some() {
+                continue;
+            }
+            at_first_step += usize::from(step == 0 && out.success[i]);
+            reached[i] |= out.success[i];
+            if out.ended(i) {
+                *end = Some(out.success[i]);
             }
         }
         if ended.iter().all(Option::is_some) {
@@ -212,9 +255,13 @@ fn try_policy(
             oracle.episodes_ended(out);
         }
     }
-    let solved = ended.iter().filter(|e| **e == Some(true)).count();
+    let solved = reached.iter().filter(|&&r| r).count();
+    let held = ended.iter().filter(|e| **e == Some(true)).count();
     Ok(Tried {
         success_rate: solved as f64 / episodes as f64,
+        held_rate: held as f64 / episodes as f64,
+        reached: solved,
+        held,
         at_first_step,
     })
 }
@@ -250,6 +297,13 @@ impl RandomActions {
 struct Tried {
     /// Fraction of the episodes that reached success.
     success_rate: f64,
+    /// Fraction of the episodes whose goals held at their last step (their end, or their success where success
+    /// ends them).
+    held_rate: f64,
+    /// Episodes that reached success.
+    reached: usize,
+    /// Episodes whose goals held at their last step.
+    held: usize,
     /// Episodes that reached success at their first control step.
     at_first_step: usize,
 }

@@ -199,6 +199,16 @@ impl Layout {
     }
 }
 
+/// Why [`check_reach`] rules a scene out, in the words of what is needed.
+#[derive(Debug)]
+pub(crate) enum ReachFault {
+    /// Where a cube starts or a goal's target lies is beyond the pinch's reach: no policy can do the task.
+    Task(String),
+    /// The scene lacks what the script drives, or the script's own way (its approach, its carrying height) is
+    /// beyond the limits: the oracle cannot run, though an agent might still learn the task.
+    Script(String),
+}
+
 /// Checks that the gantry can bring its pinch wherever the script sends it: over where a cube starts (a cube
 /// authored in the air falls: its height is not checked), the carrying height, and where a goal's target lies with
 /// the hover above it (where cubes rest), as the joints of `dx`, `dy` and `dz` slide it
@@ -208,7 +218,7 @@ impl Layout {
 /// off is within the check's purpose, which is to catch a scene laid out beyond the gantry.)
 /// Returns the highest z the pinch reaches, which the script's carrying height never exceeds (a cube resting high up
 /// would otherwise send it past the limit, where it would wait for the rest of the episode).
-pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
+pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     let frame_home = |frame: FrameRef| {
         let body = &scene.bodies[frame.body].body;
         body.translation + body.rotation * frame.offset
@@ -225,7 +235,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
                 offset: Vec3::ZERO,
             })
         })
-        .ok_or("a body or site named `pinch` (the point between the fingers)")?;
+        .ok_or_else(|| {
+            ReachFault::Script("a body or site named `pinch` (the point between the fingers)".into())
+        })?;
     let home = frame_home(pinch);
     // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
     let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
@@ -242,9 +254,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
         };
         if !slides {
             let along = ["x", "y", "z"][k];
-            return Err(format!(
+            return Err(ReachFault::Script(format!(
                 "action `{name}` to drive one prismatic joint sliding along +{along}, as the built-in gantry's"
-            ));
+            )));
         }
         if let Some(joint) = scene.joints[actuator.joints[0]].joint.limits {
             reach[k] = Range::new(home[k] + joint.min, home[k] + joint.max);
@@ -257,7 +269,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
     let mm = |x: f32| (x * 1000.0).round() / 1000.0;
     // What the author can change: a drawn range or a fixed point of the scene (`authored`); the script's own
     // carrying height only through the limits.
-    let check_as = |what: String, k: usize, range: Range, authored: bool| {
+    // `authored`: the scene's numbers set the range (else the script's own heights do); `needed`: the task itself
+    // needs the pinch there (a fault of the task), else only the script's way there does (the oracle's alone).
+    let check_as = |what: String, k: usize, range: Range, authored: bool, needed: bool| {
         let r = reach[k];
         if range.min < r.min - SLACK || range.max > r.max + SLACK {
             let fix = if !authored {
@@ -267,7 +281,12 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
             } else {
                 "narrow the range or widen the limits"
             };
-            Err(format!(
+            let fault = if needed {
+                ReachFault::Task
+            } else {
+                ReachFault::Script
+            };
+            Err(fault(format!(
                 "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at \
                  {} and the joint of `{}` has limits [{}, {}]; {fix})",
                 ["x", "y", "z"][k],
@@ -279,12 +298,12 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
                 scene.actuators[k].actuator.name,
                 limits[k].min,
                 limits[k].max,
-            ))
+            )))
         } else {
             Ok(())
         }
     };
-    let check = |what: String, k: usize, range: Range| check_as(what, k, range, true);
+    let check = |what: String, k: usize, range: Range| check_as(what, k, range, true, true);
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
     let mut highest_target = f32::NEG_INFINITY;
@@ -312,12 +331,13 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
                     span(start[k], moved[k]),
                 )?;
             } else {
+                check(format!("goal `{}`'s target", def.goal.name), k, to)?;
                 // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
                 let what = format!(
-                    "goal `{}`'s target and the approach {HOVER} m above it",
+                    "the script's approach {HOVER} m above goal `{}`'s target",
                     def.goal.name
                 );
-                check(what, k, Range::new(to.min, to.max + HOVER))?;
+                check_as(what, k, Range::new(to.min, to.max + HOVER), true, false)?;
                 highest_target = highest_target.max(to.max);
             }
         }
@@ -332,7 +352,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, String> {
     } else {
         format!("the script's carrying height (z = {CARRY_Z} m)")
     };
-    check_as(carrying, 2, carry, false)?;
+    check_as(carrying, 2, carry, false, false)?;
     Ok(reach[2].max)
 }
 

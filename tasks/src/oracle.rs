@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::cube::CubeOracle;
+use crate::cube::{CubeOracle, ReachFault};
 use crate::registry::TaskError;
 use crate::walker::WalkerOracle;
 
@@ -125,11 +125,11 @@ impl Oracle {
     ) -> Result<Self, TaskError> {
         let cube = match CubeOracle::new(spec, config, seeds) {
             Ok(mut oracle) => {
-                let reach =
-                    crate::cube::check_reach(scene).map_err(|missing| TaskError::NoOracle {
-                        task: spec.task.clone(),
-                        missing,
-                    })?;
+                let task = spec.task.clone();
+                let reach = crate::cube::check_reach(scene).map_err(|fault| match fault {
+                    ReachFault::Task(needs) => TaskError::Unsolvable { task, needs },
+                    ReachFault::Script(missing) => TaskError::NoOracle { task, missing },
+                })?;
                 // Just short of the limit, where the motor still moves the pinch.
                 oracle.limit_carrying_height(reach - 0.01);
                 return Ok(Self::Cube(oracle));
@@ -138,6 +138,8 @@ impl Oracle {
         };
         let walker = match WalkerOracle::new(scene, spec, config, seeds) {
             Ok(oracle) => return Ok(Self::Walker(oracle)),
+            // A walker the script would drive, laid out so that it cannot get to its goal.
+            Err(e @ TaskError::Unsolvable { .. }) => return Err(e),
             Err(e) => e,
         };
         let need = |e: TaskError| match e {

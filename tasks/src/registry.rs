@@ -45,6 +45,15 @@ pub enum TaskError {
     /// The scene failed to load or check.
     #[error(transparent)]
     Scene(#[from] SimError),
+    /// The task's robot cannot get where the task needs it (a goal or an object beyond its reach, a goal walled
+    /// off): no policy can solve it as laid out.
+    #[error("task `{task}` cannot be solved as laid out: it needs {needs}")]
+    Unsolvable {
+        /// Task name.
+        task: String,
+        /// What the robot needs that the scene does not give (a target within reach, a way to the goal).
+        needs: String,
+    },
     /// An oracle was asked for a task whose observations it cannot read.
     #[error("task `{task}` has no scripted oracle: the oracle needs {missing}")]
     NoOracle {

@@ -1,16 +1,27 @@
 //! [`scene_warnings`]: what a scene may do that loads and runs but is most likely a mistake, said as a warning
 //! rather than refused (a scene may mean it).
 
+use bevy::math::{Vec2, Vec3};
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::Control;
+use qamlab_sim::authoring::{BodyKind, Control, Range};
 use qamlab_sim::scene::SensorDef;
 
-/// The warnings of a loaded scene, each a sentence that names what it is about and what to change: bodies placed
+/// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that
+/// cannot get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing
+/// up, a free body with nothing under it where it starts, bodies placed
 /// inside each other, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
 /// observed, a sensor listed twice, a body that is the child of two joints, an absolute position target beyond its
 /// joint's limits.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
+    // A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
+    // from the walker): no policy learns it, so training it is most likely a mistake.
+    let spec = qamlab_sim::EnvSpec::of(scene);
+    if let Err(e @ crate::TaskError::Unsolvable { .. }) =
+        crate::Oracle::new(scene, &spec, crate::OracleConfig::default(), &[0])
+    {
+        out.push(e.to_string());
+    }
     // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
     for o in qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002) {
         let name = |i: usize| &scene.bodies[i].body.name;
@@ -21,6 +32,21 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             name(o.bodies.0),
             name(o.bodies.1),
             100.0 * o.depth
+        ));
+    }
+    let gravity = scene.settings.gravity;
+    if gravity.z > 0.0 && falls(scene).next().is_some() {
+        out.push(format!(
+            "gravity is ({}, {}, {}): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
+             (0.0, 0.0, -9.81)",
+            gravity.x, gravity.y, gravity.z
+        ));
+    }
+    for (body, at) in unsupported_starts(scene) {
+        out.push(format!(
+            "\"{body}\" has nothing under it where it can start, at ({}, {}): it falls for the whole episode; \
+             place it over a fixed collider (a table, a floor) or put one under it",
+            at.x, at.y
         ));
     }
     for (joint, distance) in far_joint_anchors(scene) {
@@ -83,6 +109,56 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
                     def.actuator.name, joint.name, limits.min, limits.max
                 ));
             }
+        }
+    }
+    out
+}
+
+/// The bodies gravity moves freely: dynamic, pulled by gravity, held by no joint (a cube; a walker's torso).
+fn falls(scene: &TaskScene) -> impl Iterator<Item = usize> + '_ {
+    (0..scene.bodies.len()).filter(|&b| {
+        let body = &scene.bodies[b].body;
+        body.kind == BodyKind::Dynamic
+            && body.gravity_scale != 0.0
+            && scene.settings.gravity != Vec3::ZERO
+            && !scene.joints.iter().any(|j| j.child == b)
+    })
+}
+
+/// Free bodies with no collider under them at some place their reset can put them (the corners and the middle of
+/// its x and y ranges): under downward gravity they fall without end. Each with the first such place.
+fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
+    if scene.settings.gravity.z >= 0.0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for b in falls(scene) {
+        let def = &scene.bodies[b];
+        let Some((low, _)) = scene.collider_bounds(b) else {
+            continue;
+        };
+        let home = def.body.translation.truncate();
+        let spans = |authored: f32, range: Option<Range>| match range {
+            Some(r) => vec![r.min, (r.min + r.max) / 2.0, r.max],
+            None => vec![authored],
+        };
+        let (xs, ys) = match &def.randomize {
+            Some(r) => (spans(home.x, r.x), spans(home.y, r.y)),
+            None => (vec![home.x], vec![home.y]),
+        };
+        // Below means its top no higher than the body's underside (a centimetre of slack for resting contact).
+        let under = |at: Vec2| {
+            (0..scene.bodies.len()).filter(|&c| c != b).any(|c| {
+                scene.collider_bounds(c).is_some_and(|(lo, hi)| {
+                    hi.z <= low.z + 0.01
+                        && (lo.x..=hi.x).contains(&at.x)
+                        && (lo.y..=hi.y).contains(&at.y)
+                })
+            })
+        };
+        let places = xs.iter().flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
+        if let Some(at) = places.into_iter().find(|&at| !under(at)) {
+            out.push((def.body.name.clone(), at));
         }
     }
     out
@@ -154,6 +230,54 @@ mod tests {
             let scene = TaskScene::from_ron(text, name).unwrap();
             assert_eq!(scene_warnings(&scene), Vec::<String>::new(), "{name}");
         }
+    }
+
+    /// cube-single with `from` replaced by `to`, and its warnings.
+    fn warnings_of_edited(from: &str, to: &str) -> Vec<String> {
+        let text = builtin_text("cube-single");
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "`{from}` is in cube-single");
+        scene_warnings(&TaskScene::from_ron(&edited, "edited").unwrap())
+    }
+
+    #[test]
+    fn a_goal_beyond_the_gantrys_reach_is_found() {
+        let warnings = warnings_of_edited(
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            "x: Some((min: -0.15, max: 0.6)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target within the \
+                 pinch's reach: its x spans [-0.15, 0.6] m"
+            ),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn gravity_pointing_up_is_found() {
+        let warnings = warnings_of_edited("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
+        assert_eq!(
+            warnings,
+            ["gravity is (0, 0, 9.81): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
+              (0.0, 0.0, -9.81)"]
+        );
+    }
+
+    #[test]
+    fn a_free_body_with_nothing_under_it_is_found() {
+        // A 20 cm table: the cube's start is drawn over [-0.15, 0.15] in x and y, so its corners hang off it.
+        let warnings = warnings_of_edited(
+            "shape: Cuboid(half_extents: (0.5, 0.5, 0.05))",
+            "shape: Cuboid(half_extents: (0.1, 0.1, 0.05))",
+        );
+        assert_eq!(
+            warnings,
+            ["\"cube\" has nothing under it where it can start, at (-0.15, -0.15): it falls for the whole \
+              episode; place it over a fixed collider (a table, a floor) or put one under it"]
+        );
     }
 
     #[test]

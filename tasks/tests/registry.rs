@@ -217,24 +217,22 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         targets,
         "x: Some((min: -0.15, max: 0.45)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
     );
-    assert!(
-        err.contains(
-            "goal `cube_goal`'s target within the pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches \
-             [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3]; narrow the range or widen the \
-             limits)"
-        ),
-        "{err}"
+    // A target out of the pinch's reach: no policy does the task, not only the script.
+    assert_eq!(
+        err,
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target within the \
+         pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint \
+         of `dx` has limits [-0.3, 0.3]; narrow the range or widen the limits)"
     );
-    // The script hovers above a cube before it descends: a goal high up puts that out of reach; a cube authored
-    // in the air falls to the table, and is no reason to refuse.
+    // The script hovers above a cube before it descends: a goal high up puts that out of reach (of the script
+    // alone: the target itself is within it); a cube authored in the air falls to the table, and is no reason to
+    // refuse.
     let err = refusal("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)");
-    assert!(
-        err.contains(
-            "goal `cube_goal`'s target and the approach 0.08 m above it within the pinch's reach: its z spans \
-             [0.3, 0.38] m, the pinch reaches [-0.01, 0.34] m (it starts at 0.19 and the joint of `dz` has limits \
-             [-0.2, 0.15]; narrow the range or widen the limits)"
-        ),
-        "{err}"
+    assert_eq!(
+        err,
+        "task `cube-single` has no scripted oracle: the oracle needs the script's approach 0.08 m above goal \
+         `cube_goal`'s target within the pinch's reach: its z spans [0.3, 0.38] m, the pinch reaches [-0.01, 0.34] m \
+         (it starts at 0.19 and the joint of `dz` has limits [-0.2, 0.15]; narrow the range or widen the limits)"
     );
     let text = BUILTIN_TASKS[0].1.replacen(
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
@@ -249,7 +247,10 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.5, max: 0.15)), yaw",
     );
     assert!(
-        err.contains("cube `cube`'s start within the pinch's reach: its y spans [-0.5, 0.15] m"),
+        err.starts_with(
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start within the \
+             pinch's reach: its y spans [-0.5, 0.15] m"
+        ),
         "{err}"
     );
     // A joint sliding the other way: the script's dx would move the hand in -x.

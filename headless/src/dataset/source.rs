@@ -43,6 +43,14 @@ impl DatasetSource {
             fingerprint_version: FINGERPRINT_VERSION,
         }
     }
+
+    /// What `--task` takes to name the task the data came from: a built-in's name, or its scene file.
+    pub fn task_argument(&self) -> &str {
+        match self.scene.as_deref() {
+            Some(scene) => scene.strip_prefix("builtin:").unwrap_or(scene),
+            None => &self.task,
+        }
+    }
 }
 
 /// The version of [`scene_fingerprint`]'s text: bumped when a change to qamlab (a new field, another way of

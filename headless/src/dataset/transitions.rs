@@ -92,17 +92,11 @@ impl Dataset {
             spec.action_dim,
             self.source
                 .as_ref()
-                .map(|s| {
-                    // What `--task` takes to name the task the data came from: a built-in's name or its scene file.
-                    let argument = match s.scene.as_deref() {
-                        Some(scene) => scene.strip_prefix("builtin:").unwrap_or(scene),
-                        None => s.task.as_str(),
-                    };
-                    format!(
-                        " (the dataset was collected on task {}: `--task {argument}` trains on that task)",
-                        s.task
-                    )
-                })
+                .map(|s| format!(
+                    " (the dataset was collected on task {}: `--task {}` trains on that task)",
+                    s.task,
+                    s.task_argument()
+                ))
                 .unwrap_or_default()
         );
         let Some(source) = &self.source else {
@@ -130,10 +124,12 @@ impl Dataset {
             }
         }
         if source.task != *task {
+            // The task may come from a config file's `task` key, unseen on the command line: name the way out.
             return Ok(Some(format!(
                 "dataset {file} was collected on task {}, not {task}; its observations and actions have the same \
-                 names, so it trains as if they mean the same",
-                source.task
+                 names, so it trains as if they mean the same (`--task {}` trains on the dataset's task)",
+                source.task,
+                source.task_argument()
             )));
         }
         let changed = source.fingerprint_version == FINGERPRINT_VERSION
