@@ -119,6 +119,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "oracle: the scripted oracle drives it",
         "agents: they act in its action space",
         "tried: oracle (solve) succeeds in",
+        "; the goals still hold at the episode's end in",
         "tried: random actions succeed in 0% of 4 episodes",
     ] {
         assert!(
@@ -163,6 +164,43 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
             "note: random actions never reached the goals in 10 episodes: training online from nothing"
         ),
         "{stdout}"
+    );
+
+    // A goal 13 cm above the table: the oracle lets the cube go there, and it falls; success was met in passing.
+    let text = cube_single_with("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.15)");
+    let high = dir.path().join("high.scn.ron");
+    std::fs::write(&high, text).unwrap();
+    let out = qamlab(&["task", high.to_str().unwrap(), "--episodes", "10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the goals no longer held at the end: an object met its target in passing"),
+        "{stdout}"
+    );
+
+    // A goal beyond the gantry's reach: no policy can do the task; `task` says where, and fails.
+    let text = cube_single_with(
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        "x: Some((min: -0.15, max: 0.6)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+    );
+    let far = dir.path().join("far.scn.ron");
+    std::fs::write(&far, text).unwrap();
+    let out = qamlab(&["task", far.to_str().unwrap(), "--episodes", "10"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.contains(
+            "oracle: none: task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target \
+             within the pinch's reach"
+        ) && !stdout.contains("tried:"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("its robot cannot do the task as the scene lays it out")
+            && !stderr.contains("warning:"),
+        "{stderr}"
     );
 
     // A scene file with a mistake: the error names the file and the field, and the exit code says so.
