@@ -99,7 +99,11 @@ fn text_after_the_scene_and_repeated_ids_are_refused() {
     let err = load_edited("    12: (", "    0: (")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("from 1"), "{err}");
+    assert!(
+        err.ends_with(": not an entity id: entity ids are whole numbers from 1")
+            && err.contains("entity 0"),
+        "{err}"
+    );
     // A byte-order mark, as some editors write, is not an error.
     TaskScene::from_ron(&format!("\u{feff}{text}"), "bom.scn.ron").unwrap();
 }

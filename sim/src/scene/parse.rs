@@ -260,7 +260,11 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
 fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
     // Bevy reads an entity key as an entity's bits, in which 0 is no entity.
     if message.contains("invalid entity") {
-        return format!("{message}: entity ids are whole numbers from 1");
+        let plain = message.replace(
+            "Attempting to deserialize an invalid entity.",
+            "not an entity id",
+        );
+        return format!("{plain}: entity ids are whole numbers from 1");
     }
     if !message.contains("no registration found") {
         return message;
