@@ -509,6 +509,10 @@ fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: Vec<(&str, Vec<[f64; 
         // About four labelled intervals: egui_plot's own powers of ten leave too narrow a plot one label or none.
         .x_grid_spacer(|input| even_marks(input.bounds, 4.0))
         .x_axis_formatter(|mark, _| compact(mark.value));
+    // Before the first point, episodes 0 to ROLLING rather than egui_plot's -0.5 to 0.5.
+    if series.iter().all(|(_, points)| points.is_empty()) {
+        plot = plot.include_x(0.0).include_x(ROLLING as f64);
+    }
     plot = match y {
         YAxis::Fraction => plot
             .include_y(0.0)
