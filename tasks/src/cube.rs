@@ -209,7 +209,8 @@ pub(crate) enum ReachFault {
     Script(String),
 }
 
-/// Checks that the gantry can bring its pinch wherever the script sends it: over where a cube starts (a cube
+/// Checks that the gantry can bring its pinch wherever the script sends it, and that each cube fits between its
+/// fingers ([`check_grasp`]): over where a cube starts (a cube
 /// authored in the air falls: its height is not checked), the carrying height, and where a goal's target lies with
 /// the hover above it (where cubes rest), as the joints of `dx`, `dy` and `dz` slide it
 /// from where it starts (within their limits). A script sent out of reach pushes against a limit for the rest of
@@ -236,7 +237,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             })
         })
         .ok_or_else(|| {
-            ReachFault::Script("a body or site named `pinch` (the point between the fingers)".into())
+            ReachFault::Script(
+                "a body or site named `pinch` (the point between the fingers)".into(),
+            )
         })?;
     let home = frame_home(pinch);
     // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
@@ -342,6 +345,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             }
         }
     }
+    check_grasp(scene)?;
     let carry = Range::new(CARRY_Z, carry_height([highest_target]));
     let carrying = if carry.max > carry.min {
         format!(
@@ -355,6 +359,67 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     check_as(carrying, 2, carry, false, false)?;
     Ok(reach[2].max)
 }
+
+/// Checks that each cube fits between the gripper's fingers: narrower, across its narrower side, than the gap
+/// between the two fingers' inner faces at their open (authored) pose, less [`GRASP_SLACK`]. A cube as wide as the
+/// gap is pushed about, never held. (Fingers whose gap cannot be read, not two boxes apart along their joints'
+/// axis, are left to the other checks.)
+fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
+    let Some(gripper) = scene.actuators.get(4) else {
+        return Ok(());
+    };
+    let fingers: Vec<(usize, (Vec3, Vec3))> = gripper
+        .joints
+        .iter()
+        .filter_map(|&j| {
+            let finger = scene.joints[j].child;
+            Some((j, scene.collider_bounds(finger)?))
+        })
+        .collect();
+    let [(j, (min_a, max_a)), (_, (min_b, max_b))] = fingers[..] else {
+        return Ok(());
+    };
+    let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
+        return Ok(());
+    };
+    // The world axis the fingers slide along (the built-in's: y).
+    let k = (0..3)
+        .max_by(|&a, &b| axis[a].abs().total_cmp(&axis[b].abs()))
+        .expect("three axes");
+    let gap = if min_a[k] < min_b[k] {
+        min_b[k] - max_a[k]
+    } else {
+        min_a[k] - max_b[k]
+    };
+    if gap <= 0.0 {
+        return Ok(());
+    }
+    let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
+    for def in &scene.goals {
+        let cube = def.frame.body;
+        let Some((low, high)) = scene.collider_bounds(cube) else {
+            continue;
+        };
+        let across = (high.x - low.x).min(high.y - low.y);
+        if across > gap - GRASP_SLACK {
+            return Err(ReachFault::Script(format!(
+                "cube `{}` to fit between the fingers: it is {:.1} cm across its narrower side, and `{}` and `{}` \
+                 open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
+                scene.bodies[cube].body.name,
+                100.0 * across,
+                names(gripper.joints[0]),
+                names(gripper.joints[1]),
+                100.0 * gap,
+                100.0 * GRASP_SLACK
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How much narrower than the open fingers' gap a cube must be (m): the script opens them, comes down over the
+/// cube and closes, and the cube's yaw is matched only to within the noise.
+const GRASP_SLACK: f32 = 0.004;
 
 /// Phases of the pick-and-place script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

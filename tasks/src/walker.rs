@@ -503,12 +503,12 @@ impl WalkerOracle {
             .map(|p| p.distance(centre))
             .fold(0.0, f32::max);
         let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
-        check_the_way(&maze, centre, &scene.goals[layout.goal], reach + MARGIN).map_err(|needs| {
-            TaskError::Unsolvable {
+        check_the_way(&maze, centre, &scene.goals[layout.goal], reach + MARGIN).map_err(
+            |needs| TaskError::Unsolvable {
                 task: spec.task.clone(),
                 needs,
-            }
-        })?;
+            },
+        )?;
         let walks = seeds
             .iter()
             .map(|&seed| Walk {

@@ -156,7 +156,9 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
                 })
             })
         };
-        let places = xs.iter().flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
+        let places = xs
+            .iter()
+            .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
         if let Some(at) = places.into_iter().find(|&at| !under(at)) {
             out.push((def.body.name.clone(), at));
         }
@@ -258,11 +260,14 @@ mod tests {
 
     #[test]
     fn gravity_pointing_up_is_found() {
-        let warnings = warnings_of_edited("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
+        let warnings =
+            warnings_of_edited("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
         assert_eq!(
             warnings,
-            ["gravity is (0, 0, 9.81): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
-              (0.0, 0.0, -9.81)"]
+            [
+                "gravity is (0, 0, 9.81): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
+              (0.0, 0.0, -9.81)"
+            ]
         );
     }
 
@@ -275,8 +280,10 @@ mod tests {
         );
         assert_eq!(
             warnings,
-            ["\"cube\" has nothing under it where it can start, at (-0.15, -0.15): it falls for the whole \
-              episode; place it over a fixed collider (a table, a floor) or put one under it"]
+            [
+                "\"cube\" has nothing under it where it can start, at (-0.15, -0.15): it falls for the whole \
+              episode; place it over a fixed collider (a table, a floor) or put one under it"
+            ]
         );
     }
 

@@ -253,6 +253,18 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         ),
         "{err}"
     );
+    // A cube wider than the open fingers' gap is pushed about, never held.
+    let err = refusal(
+        "half_extents: (0.02, 0.02, 0.02)",
+        "half_extents: (0.06, 0.06, 0.02)",
+    );
+    assert!(
+        err.ends_with(
+            "the oracle needs cube `cube` to fit between the fingers: it is 12.0 cm across its narrower side, and \
+             `finger_l` and `finger_r` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than the gap is held)"
+        ),
+        "{err}"
+    );
     // A joint sliding the other way: the script's dx would move the hand in -x.
     let err = refusal(
         "kind: Prismatic(axis: (1.0, 0.0, 0.0))",

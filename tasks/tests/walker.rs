@@ -348,7 +348,9 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     ));
     // What the script needs, not the task: an agent may find another gait.
     assert!(
-        e.contains("has no scripted oracle") && e.contains("front_left_knee") && e.contains("lifts the foot"),
+        e.contains("has no scripted oracle")
+            && e.contains("front_left_knee")
+            && e.contains("lifts the foot"),
         "{e}"
     );
 }
