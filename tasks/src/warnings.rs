@@ -166,32 +166,33 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
     out
 }
 
-/// Joints whose anchor lies far from both their bodies (over 1 m from each one's origin and collider, and over
-/// twice the distance between the bodies' origins): a typo, most often, for a point between them. Each with its
-/// distance to the nearer body.
+/// Joints whose anchor lies far from both their bodies (over [`FAR_ANCHOR`] outside each one's collider, or from
+/// its origin where it has none, and over twice the distance between the bodies' origins): a typo, most often, for
+/// a point between them. Each with its distance to the nearer body.
 fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
     scene
         .joints
         .iter()
         .filter_map(|j| {
-            let distance = |b: usize| {
-                let body = &scene.bodies[b];
-                let (at, turn) = (body.body.translation, body.body.rotation.normalize());
-                let origin = j.joint.anchor.distance(at);
-                // A shape placed by its collider's offset, away from its body's origin.
-                body.collider.as_ref().map_or(origin, |c| {
-                    origin.min(j.joint.anchor.distance(at + turn * c.offset))
-                })
+            let anchor = j.joint.anchor;
+            let distance = |b: usize| match scene.collider_bounds(b) {
+                // To the box around the collider: 0 inside it.
+                Some((low, high)) => anchor.clamp(low, high).distance(anchor),
+                None => anchor.distance(scene.bodies[b].body.translation),
             };
             let nearer = distance(j.parent).min(distance(j.child));
             let apart = scene.bodies[j.parent]
                 .body
                 .translation
                 .distance(scene.bodies[j.child].body.translation);
-            (nearer > 1.0 && nearer > 2.0 * apart).then(|| (j.joint.name.clone(), nearer))
+            (nearer > FAR_ANCHOR && nearer > 2.0 * apart).then(|| (j.joint.name.clone(), nearer))
         })
         .collect()
 }
+
+/// How far outside both its bodies a joint's anchor may lie before it is warned of (m): a hinge sits on or within a
+/// few centimetres of what it joins.
+const FAR_ANCHOR: f32 = 0.25;
 
 /// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes.
 fn unobserved_random_goals(scene: &TaskScene) -> Vec<&str> {
@@ -285,6 +286,19 @@ mod tests {
               episode; place it over a fixed collider (a table, a floor) or put one under it"
             ]
         );
+    }
+
+    #[test]
+    fn an_anchor_half_a_metre_off_is_found_and_one_on_a_body_is_not() {
+        let from = "kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (0.0, 0.0, 0.25)";
+        let text = builtin_text("cube-single");
+        let at = |z: &str| {
+            let edited = text.replacen(from, &from.replace("0.25)", z), 1);
+            assert_ne!(edited, text);
+            far_joint_anchors(&TaskScene::from_ron(&edited, "edited").unwrap())
+        };
+        assert_eq!(at("0.85)").len(), 1);
+        assert!(at("0.3)").is_empty());
     }
 
     #[test]
