@@ -119,6 +119,11 @@ impl Agent {
         self.step
     }
 
+    /// The largest count (updates, optimizer steps, acting calls) a saved agent may record: far beyond any run
+    /// (2^53, the whole numbers a JSON reader keeps exact), so a larger one is damage, refused on loading before
+    /// a count carried past u64 could overflow.
+    pub const MAX_COUNT: u64 = 1 << 53;
+
     /// Acting calls made so far: where the acting draws stand (each call's noise is seeded from it).
     pub fn acting_position(&self) -> u64 {
         self.act_calls

@@ -288,9 +288,18 @@ impl Agent {
                 .ok_or_else(|| ckpt_err(path, format!("metadata key {key} missing")))
         };
         let num = |key: &str| -> Result<u64> {
-            get(key)?
+            let n = get(key)?
                 .parse::<u64>()
-                .map_err(|e| ckpt_err(path, format!("metadata {key}: {e}")))
+                .map_err(|e| ckpt_err(path, format!("metadata {key}: {e}")))?;
+            if n > Agent::MAX_COUNT {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "metadata {key} = {n} is past any run's count (at most 2^53): the file is damaged"
+                    ),
+                ));
+            }
+            Ok(n)
         };
         if get("format")? != FORMAT {
             return Err(ckpt_err(

@@ -83,15 +83,22 @@ impl UpdateMetrics {
         Ok(UpdateMetrics { entries })
     }
 
-    /// Errors naming the first loss (metric ending in `_loss`) that is NaN or infinite.
+    /// Errors naming the first loss or gradient norm ([`must_be_finite`]) that is NaN or infinite.
     pub fn check_finite(&self) -> Result<()> {
         for (name, value) in self.to_pairs()? {
-            if name.ends_with("_loss") && !value.is_finite() {
+            if must_be_finite(&name) && !value.is_finite() {
                 return Err(AgentError::NonFinite { name, value });
             }
         }
         Ok(())
     }
+}
+
+/// Whether a non-finite value of metric `name` means training has failed: a loss (`*_loss`), or the global
+/// gradient norm, whose overflow makes the clipping scale every gradient to zero, so that the update, though its
+/// losses are finite, changes nothing.
+pub fn must_be_finite(name: &str) -> bool {
+    name.ends_with("_loss") || name == "grad_norm"
 }
 
 /// Intermediates that are also update metrics, in report order: a disabled trace keeps these.

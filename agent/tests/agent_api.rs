@@ -252,6 +252,26 @@ fn non_finite_loss_is_an_error_naming_the_loss_and_nothing_changes() {
     assert!(m.to_pairs().unwrap().iter().all(|(_, v)| v.is_finite()));
 }
 
+/// A loss weight so large that the gradients' norm overflows: clipping then scales every gradient to zero, and
+/// the run would go on learning nothing. Its losses are finite; the norm is what the check finds.
+#[test]
+fn an_infinite_gradient_norm_fails_the_finite_check() {
+    let config = AgentConfig {
+        fql_alpha: 1e21,
+        ..tiny(AgentKind::QamF)
+    };
+    let mut agent = Agent::new(config, O, A, Device::Cpu, 0).unwrap();
+    let m = agent.update(&batch(0)).unwrap();
+    let pairs = m.to_pairs().unwrap();
+    let grad_norm = pairs.iter().find(|(n, _)| n == "grad_norm").unwrap().1;
+    assert!(grad_norm.is_infinite(), "grad_norm {grad_norm}");
+    let err = m.check_finite().unwrap_err();
+    assert!(
+        matches!(&err, AgentError::NonFinite { name, .. } if name == "grad_norm"),
+        "{err}"
+    );
+}
+
 #[test]
 fn each_variant_reports_its_own_terms_without_a_trace() {
     let terms: [(AgentKind, &[&str]); 3] = [
@@ -408,6 +428,29 @@ fn a_checkpoint_holding_impossible_values_is_refused_naming_the_tensor() {
         write_tensors(&path, &damaged, meta.clone()).unwrap();
         let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
         assert!(err.contains(&format!("tensor {victim} {says}")), "{err}");
+    }
+}
+
+#[test]
+fn a_count_past_any_run_is_refused_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let (tensors, meta) = read_tensors(&path).unwrap();
+    for key in ["step", "optimizer_count", "act_calls"] {
+        let mut damaged = meta.clone();
+        damaged.insert(key.to_string(), u64::MAX.to_string());
+        write_tensors(&path, &tensors, damaged).unwrap();
+        let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+        assert!(
+            err.contains(&format!(
+                "metadata {key} = 18446744073709551615 is past any run's count (at most 2^53): the file is damaged"
+            )),
+            "{err}"
+        );
     }
 }
 

@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use qamlab_agent::{Agent, AgentConfig};
 
 use crate::TrainConfig;
@@ -161,7 +161,7 @@ impl RunDir {
             "the run's task scene",
             None,
         )?);
-        anyhow::ensure!(
+        ensure!(
             now == then,
             "{} was edited after the run started (its CRC-32 is {now:08x}; {} recorded {then:08x}): the run's \
              checkpoints were trained on the task as it was. Restore the file, or start a new run with the edited \
@@ -299,19 +299,19 @@ impl RunDir {
         let pointer = self.checkpoints().join("latest");
         match std::fs::read_to_string(&pointer) {
             Ok(name) => {
-                anyhow::ensure!(
+                ensure!(
                     !name.trim().is_empty(),
                     "{} is empty: it should name the newest checkpoint directory",
                     pointer.display()
                 );
                 let name = name.trim();
-                anyhow::ensure!(
+                ensure!(
                     is_checkpoint_name(name),
                     "{} names {name:?}: expected a checkpoint directory of this run, step-N",
                     pointer.display()
                 );
                 let dir = self.checkpoints().join(name);
-                anyhow::ensure!(
+                ensure!(
                     dir.is_dir(),
                     "{} names {}, which does not exist",
                     pointer.display(),
@@ -435,6 +435,11 @@ impl RunDir {
             );
         }
         if let Some(position) = recorded_acting_position(checkpoint) {
+            ensure!(
+                position <= qamlab_agent::Agent::MAX_COUNT,
+                "{}: acting_position {position} is past any run's count (at most 2^53): the file is damaged",
+                checkpoint.join("state.json").display()
+            );
             agent.set_acting_position(position);
         }
         Ok(agent)
@@ -542,7 +547,7 @@ impl RunDir {
                 ),
             };
             if let Some(last) = rows.last() {
-                anyhow::ensure!(
+                ensure!(
                     row.step > last.step,
                     "{}: line {}: step {} comes after step {}: expected rows in increasing step order",
                     path.display(),
@@ -564,7 +569,7 @@ impl RunDir {
             .with_context(|| format!("reading {}", path.display()))?;
         let mut lines = text.lines().map(str::trim_end).enumerate();
         let header = lines.next().map_or("", |(_, l)| l);
-        anyhow::ensure!(
+        ensure!(
             header == EVALS_HEADER,
             "{}: line 1: expected the header {EVALS_HEADER}, got {header:?}",
             path.display()
@@ -580,7 +585,7 @@ impl RunDir {
                     )
                 };
                 let f: Vec<&str> = line.split(',').collect();
-                anyhow::ensure!(f.len() == 5, bad());
+                ensure!(f.len() == 5, bad());
                 let point = EvalPoint {
                     step: f[0].parse().with_context(bad)?,
                     phase: f[1].to_string(),
@@ -588,7 +593,7 @@ impl RunDir {
                     mean_return: f[3].parse().with_context(bad)?,
                     episodes: f[4].parse().with_context(bad)?,
                 };
-                anyhow::ensure!(
+                ensure!(
                     (0.0..=1.0).contains(&point.success_rate) && point.mean_return.is_finite(),
                     "{}: line {}: success rate {} and mean return {}: expected a fraction in [0, 1] and a finite \
                      number",
@@ -597,7 +602,7 @@ impl RunDir {
                     point.success_rate,
                     point.mean_return
                 );
-                anyhow::ensure!(
+                ensure!(
                     matches!(point.phase.as_str(), "offline" | "online") && point.episodes > 0,
                     "{}: line {}: phase {:?} over {} episodes: expected offline or online, over 1 or more",
                     path.display(),

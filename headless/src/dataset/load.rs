@@ -29,6 +29,10 @@ const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards
 /// the masks repeat, where the file came from, the buttons of OGBench's puzzle tasks).
 const KNOWN_OTHER_KEYS: [&str; 5] = ["qpos", "qvel", "successes", "source", "button_states"];
 
+/// The largest magnitude a dataset's value may have: a squared TD error or a layer's variance of values much past
+/// it overflows float32 (3.4e38). Real observations and rewards are orders of magnitude below.
+const LARGEST_VALUE: f32 = 1e15;
+
 /// What the `.npy` header of a loaded array claims.
 struct Header {
     key: String,
@@ -277,6 +281,14 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
                     t + i / width
                 );
             }
+            if let Some(i) = values.iter().position(|v| v.abs() > LARGEST_VALUE) {
+                bail!(
+                    "dataset {file}: key `{key}` holds {:e} at row {}: past {LARGEST_VALUE:e}, where the networks' \
+                     float32 arithmetic (a squared TD error, a layer's variance) overflows; are its units right?",
+                    values[i],
+                    t + i / width
+                );
+            }
         }
         outside += act[t * a..(t + 1) * a]
             .iter()
@@ -364,6 +376,7 @@ fn read_floats<D: ndarray::Dimension>(
         Ok(array) => return Ok(array),
         Err(e) => e,
     };
+    refuse_damage(key, &error)?;
     if let Ok(array) = npz.by_name::<ndarray::OwnedRepr<f64>, D>(key) {
         // A finite float64 past float32's range would turn into an infinity that looks like damage.
         if let Some((i, v)) = array
@@ -415,6 +428,23 @@ fn read_floats<D: ndarray::Dimension>(
     }
 }
 
+/// Errors where reading array `key` failed on its bytes (a checksum, the compressed stream, an entry cut short, a
+/// header its data does not match) rather than on its type or shape, which the readers would otherwise report as a
+/// type they do not take.
+fn refuse_damage(key: &str, error: &ndarray_npy::ReadNpzError) -> anyhow::Result<()> {
+    use ndarray_npy::{ReadNpyError, ReadNpzError};
+    // The type and the shape are the readers' to report; anything else failed on the bytes.
+    let damaged = !matches!(
+        error,
+        ReadNpzError::Npy(ReadNpyError::WrongDescriptor(_) | ReadNpyError::WrongNdim(..))
+    );
+    ensure!(
+        !damaged,
+        "key `{key}`: its archive entry is damaged ({error}): copy the file again, or collect it again"
+    );
+    Ok(())
+}
+
 /// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1. `found` (`, found
 /// float32 of shape [6, 2]`) goes into the error.
 fn read_flags(
@@ -426,6 +456,7 @@ fn read_flags(
         Ok(array) => return Ok(array),
         Err(e) => e,
     };
+    refuse_damage(key, &error)?;
     let numbers = as_f64(npz, key, |v: f32| v.into())
         .or_else(|| as_f64(npz, key, |v: f64| v))
         .or_else(|| as_f64(npz, key, |v: i64| v as f64))
@@ -651,6 +682,36 @@ mod tests {
         let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
         assert!(
             err.ends_with("key `observations` holds a non-finite value (NaN) at row 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_entry_is_called_damaged_not_a_wrong_type() {
+        let mut bytes = npz_with(&[], |_| {});
+        // Observation 1.7 (row 5, column 2) is stored once, uncompressed: a bit of it flipped fails the entry's CRC.
+        let value = 1.7f32.to_le_bytes();
+        let at = bytes.windows(4).position(|w| w == value).unwrap();
+        bytes[at] ^= 1;
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `observations`: its archive entry is damaged (")
+                && err.contains("checksum")
+                && err.ends_with("copy the file again, or collect it again"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_too_large_for_float32_arithmetic_are_refused() {
+        let bytes = npz_with(&["observations"], |npz| {
+            let mut obs = Array2::<f32>::zeros((6, 3));
+            obs[[3, 1]] = -1e20;
+            npz.add_array("observations", &obs).unwrap();
+        });
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `observations` holds -1e20 at row 3: past 1e15"),
             "{err}"
         );
     }

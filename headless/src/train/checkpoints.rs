@@ -69,6 +69,17 @@ impl RunSettings {
 }
 
 impl Trainer<'_> {
+    /// What a failed run leaves to resume from, in words: its last checkpoint, or none yet.
+    pub(super) fn what_is_kept(&self) -> String {
+        match self.run.latest_checkpoint() {
+            Ok(Some(dir)) => format!(
+                "its last checkpoint, {}, is kept",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            _ => "it wrote no checkpoint yet".into(),
+        }
+    }
+
     /// Writes agent, online replay data (with the episodes in progress), run state and, in the online phase,
     /// where the envs' episodes began and their queued actions into a new checkpoint directory, then publishes it.
     pub(super) fn checkpoint(
@@ -79,8 +90,9 @@ impl Trainer<'_> {
         for (name, t) in self.agent.parameters() {
             if t.isfinite().all().int64_value(&[]) == 0 {
                 bail!(
-                    "training diverged before step {}: parameter {name} is not finite (the last checkpoint is kept)",
-                    self.total_step()
+                    "training diverged before step {}: parameter {name} is not finite ({})",
+                    self.total_step(),
+                    self.what_is_kept()
                 );
             }
         }
@@ -319,12 +331,17 @@ impl Trainer<'_> {
             cfg.offline_steps
         );
         ensure!(
-            s.online_step <= cfg.online_steps.div_ceil(cfg.envs as u64) * cfg.envs as u64
-                && s.online_step.is_multiple_of(cfg.envs as u64),
-            "{file}: online_step {} is not a step of the run's {} envs up to online_steps = {}",
+            s.online_step <= cfg.online_steps.div_ceil(cfg.envs as u64) * cfg.envs as u64,
+            "{file}: online_step {} is past the run's online_steps = {}: was online_steps lowered in the run's \
+             config.toml below the steps already made?",
             s.online_step,
-            cfg.envs,
             cfg.online_steps
+        );
+        ensure!(
+            s.online_step.is_multiple_of(cfg.envs as u64),
+            "{file}: online_step {} is not a step of the run's {} envs (each online step steps them all)",
+            s.online_step,
+            cfg.envs
         );
         ensure!(
             s.online_step == 0 || s.offline_step == cfg.offline_steps,
@@ -372,7 +389,19 @@ impl Trainer<'_> {
              online_episodes {}",
             s.online_episodes
         );
+        if let Some(position) = s.acting_position {
+            ensure!(
+                position <= qamlab_agent::Agent::MAX_COUNT,
+                "{file}: acting_position {position} is past any run's count (at most 2^53): the file is damaged"
+            );
+        }
+        let reached = s.offline_step + s.online_step;
         for point in &s.evals {
+            ensure!(
+                point.step <= reached,
+                "{file}: an evaluation at step {} is past the checkpoint's step {reached}: the file is damaged",
+                point.step
+            );
             ensure!(
                 (0.0..=1.0).contains(&point.success_rate),
                 "{file}: evaluation at step {} has success rate {}: expected a fraction in [0, 1]",

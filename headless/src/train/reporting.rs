@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use qamlab_agent::metrics::must_be_finite;
 use serde_json::json;
 
 use super::q_range;
@@ -82,10 +83,16 @@ impl Trainer<'_> {
         }
         if let Some((name, value)) = pairs
             .iter()
-            .find(|(name, value)| name.ends_with("_loss") && !value.is_finite())
+            .find(|(name, value)| must_be_finite(name) && !value.is_finite())
         {
+            let why = if name == "grad_norm" {
+                " (the gradients' norm overflowed float32, so clipping zeroed every update: a loss weight such as \
+                 fql_alpha, or a target such as edit_target_entropy, far too large?)"
+            } else {
+                ""
+            };
             bail!(
-                "training diverged at step {}: {name} = {value}",
+                "training diverged at step {}: {name} = {value}{why}",
                 self.total_step()
             );
         }

@@ -28,8 +28,9 @@ impl Trainer<'_> {
         let batch = sample_chunks(&segments, h, a.discount, &starts, self.agent.device())?;
         let metrics = self.agent.update(&batch).with_context(|| {
             format!(
-                "update {} of the run failed (the last checkpoint is kept)",
-                self.state.updates + 1
+                "update {} of the run failed ({})",
+                self.state.updates + 1,
+                self.what_is_kept()
             )
         })?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
