@@ -76,11 +76,30 @@ pub fn check_cancelled() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `path`'s contents to a temporary file beside it, synced, and returns it staged (see [`StagedFile`]).
+/// Where a write to `path` goes: `path` itself, or, where it is a symbolic link, the file it links to (which may
+/// not exist yet), so that the new contents replace the file the link names and the link stays, as a plain write
+/// through the link would do. Renaming onto the link would replace the link and leave its file as it was.
+fn through_links(path: &Path) -> PathBuf {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return path.to_path_buf();
+    }
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
+        // A link to a file not made yet: its target, relative to the link's folder where it is relative.
+        std::fs::read_link(path).map_or_else(
+            |_| path.to_path_buf(),
+            |target| parent_dir(path).join(target),
+        )
+    })
+}
+
+/// Writes `path`'s contents to a temporary file beside it (beside the file it links to, for a symbolic link),
+/// synced, and returns it staged (see [`StagedFile`]).
 pub fn write_staged(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
 ) -> anyhow::Result<StagedFile> {
+    let path = &through_links(path);
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Named after the file it becomes: what a killed process leaves behind says what it was.
@@ -209,6 +228,35 @@ pub fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_to_a_link_replaces_the_file_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("big")).unwrap();
+        let real = dir.path().join("big/real.npz");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.npz");
+        std::os::unix::fs::symlink("big/real.npz", &link).unwrap();
+        write_bytes_atomically(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        // A link to a file not made yet makes it.
+        let ahead = dir.path().join("ahead.npz");
+        std::os::unix::fs::symlink("big/later.npz", &ahead).unwrap();
+        write_bytes_atomically(&ahead, b"made").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("big/later.npz")).unwrap(),
+            b"made"
+        );
+        // No temporary file is left beside either.
+        let left = |d: &Path| std::fs::read_dir(d).unwrap().count();
+        assert_eq!((left(dir.path()), left(&dir.path().join("big"))), (3, 2));
+    }
 
     #[test]
     fn writable_paths_are_checked_before_any_work() {
