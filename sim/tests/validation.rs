@@ -769,6 +769,12 @@ fn a_name_not_found_says_what_was_meant() {
             "Position(frame: \"Cube\")",
             "no body or site named \"Cube\": did you mean \"cube\"?",
         ),
+        // An invisible character, written out: the two names would read alike.
+        (
+            "Position(frame: \"cube\")",
+            "Position(frame: \"cu\u{200b}be\")",
+            "no body or site named \"cu\\u{200b}be\": did you mean \"cube\"?",
+        ),
     ];
     for (from, to, says) in cases {
         let err = load_edited(from, to).unwrap_err().to_string();

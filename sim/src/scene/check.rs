@@ -33,6 +33,22 @@ pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
     }
 }
 
+/// `text` with its invisible characters (controls, zero-width spaces and joiners, direction marks, a byte-order
+/// mark) written out as `\u{200b}`: a name holding one reads like the name it is not.
+pub(super) fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let invisible = c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
+            if invisible {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `no body named "uper"`, and what the author likely meant: the known name closest to it (`did you mean
 /// "upper"?`), else the names there are.
 pub(super) fn not_found<'a>(
@@ -41,15 +57,19 @@ pub(super) fn not_found<'a>(
     known: impl IntoIterator<Item = &'a str>,
 ) -> String {
     let known: Vec<&str> = known.into_iter().collect();
-    let message = format!("no {what} named \"{name}\"");
+    let message = format!("no {what} named \"{}\"", visible(name));
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
         return format!("{message}: a scene refers to things by their `name`, not by entity id");
     }
     match closest_name(name, known.iter().copied()) {
-        Some(k) => format!("{message}: did you mean \"{k}\"?"),
+        Some(k) => format!("{message}: did you mean \"{}\"?", visible(k)),
         None if known.is_empty() => format!("{message}: there are none"),
         None => {
-            let mut list: Vec<String> = known.iter().take(12).map(|k| format!("\"{k}\"")).collect();
+            let mut list: Vec<String> = known
+                .iter()
+                .take(12)
+                .map(|k| format!("\"{}\"", visible(k)))
+                .collect();
             if known.len() > 12 {
                 list.push(format!("and {} more", known.len() - 12));
             }

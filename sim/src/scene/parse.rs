@@ -275,7 +275,7 @@ fn explain_parse_error(message: String, registry: &TypeRegistry) -> String {
         .map(|r| r.type_info().type_path_table().short_path())
         .collect();
     known.sort_unstable();
-    let message = message.replace(" (stack: )", "");
+    let message = super::check::visible(&message.replace(" (stack: )", ""));
     // The type the file names, `qamlab_sim::authoring::Goals` in "no registration found for `...`".
     let named = message
         .split('`')
