@@ -315,7 +315,12 @@ impl Agent {
             num("action_dim")? as usize,
             device,
             num("seed")?,
-        )?;
+        )
+        .map_err(|e| match e {
+            // What the file records cannot make an agent: the file's fault, named.
+            AgentError::Config { .. } => ckpt_err(path, e.to_string()),
+            other => other,
+        })?;
         let lookup: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         let mut expected: Vec<(String, Tensor)> = agent.parameters();
         for (name, mu, nu) in &agent.adam.moments {

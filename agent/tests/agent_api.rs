@@ -452,6 +452,18 @@ fn a_count_past_any_run_is_refused_as_damage() {
             "{err}"
         );
     }
+    // Sizes no agent has: the error names the file.
+    let mut damaged = meta.clone();
+    damaged.insert("obs_dim".to_string(), "0".to_string());
+    write_tensors(&path, &tensors, damaged).unwrap();
+    let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "checkpoint {}: invalid agent config: obs_dim",
+            path.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

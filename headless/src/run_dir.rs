@@ -77,6 +77,21 @@ impl RunDir {
         Ok(foreign)
     }
 
+    /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder. Only for
+    /// the holder of the run's [`lock`](Self::lock): no one else writes there then.
+    pub fn remove_leftovers(&self, _held: &RunLock) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let temporary = entry.file_name().to_string_lossy().starts_with(".tmp-");
+            if temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
+                // A leftover that will not go is harmless: the next writes use new names.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// The resolved configuration.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
@@ -109,6 +124,8 @@ impl RunDir {
     /// the run started): the run goes on with its copy, which a user editing the file may not expect. `None` for a
     /// built-in task, a run without a copy, or an original that is gone or unchanged.
     pub fn edited_original_scene(&self) -> Option<PathBuf> {
+        // Where the copy itself was edited, that is what differs, and reading the config refuses it.
+        self.check_task_scene().ok()?;
         let copy = std::fs::read(self.task_scene()).ok()?;
         let text = std::fs::read_to_string(self.config()).ok()?;
         let original = PathBuf::from(TrainConfig::from_toml_str(&text, "").ok()?.task);
@@ -212,6 +229,18 @@ impl RunDir {
         Ok(cfg)
     }
 
+    /// Before a new run claims the directory: [`check_unused`](Self::check_unused), and first that no other
+    /// process is training a run there (which `check_unused` would offer to resume).
+    pub fn check_free_for_new_run(&self) -> anyhow::Result<()> {
+        if self.in_use() {
+            bail!(
+                "{} holds a run another qamlab process is training: choose another --out, or let it finish first",
+                self.root.display()
+            );
+        }
+        self.check_unused()
+    }
+
     /// Checks that a new run may be written here: nothing there yet, or an empty directory. A run is never
     /// written over someone's files, nor over another run (which `--resume` continues).
     pub fn check_unused(&self) -> anyhow::Result<()> {
@@ -244,6 +273,12 @@ impl RunDir {
             );
         }
         Ok(())
+    }
+
+    /// Whether another process holds the run's claim ([`lock`](Self::lock)), as a run training does.
+    pub fn in_use(&self) -> bool {
+        std::fs::File::open(self.root.join(LOCK_FILE))
+            .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
     }
 
     /// Claims the run for this process: while the claim lives, another `train` or `--resume` on the run is
@@ -768,6 +803,24 @@ mod tests {
         let held = run.lock().unwrap();
         let err = run.lock().unwrap_err().to_string();
         assert!(err.contains("in use by another qamlab process"), "{err}");
+        // A new run there is told the run is training, not to resume it.
+        assert!(run.in_use());
+        let err = run.check_free_for_new_run().unwrap_err().to_string();
+        assert!(
+            err.contains("holds a run another qamlab process is training"),
+            "{err}"
+        );
+        // What a killed write left is removed by the holder of the lock; other files stay.
+        std::fs::write(dir.path().join(".tmp-1234-learning_curve.png"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        run.remove_leftovers(&held);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".lock", "notes.txt"]);
+        std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
         drop(held);
         let again = run.lock().unwrap();
         drop(again);

@@ -198,6 +198,13 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
             qamlab_agent::mkl_kernels::active().label()
         )
     };
+    // Every row's configuration is checked before the table starts.
+    for &kind in &kinds {
+        let mut cfg = subject.agent.clone();
+        cfg.select_kind(kind);
+        cfg.validate()
+            .with_context(|| format!("{}, agent {}", subject.label, kind.as_str()))?;
+    }
     println!(
         "device {device_name}{threads}, {}, {} timed updates each",
         subject.label, args.updates
@@ -231,7 +238,8 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
                         obs,
                         action,
                         execution,
-                    )?;
+                    )
+                    .with_context(|| format!("{}, agent {}", subject.label, kind.as_str()))?;
                     println!(
                         "| {} | {} | {:.1} | {:.2} | {:.2} |",
                         r.kind,

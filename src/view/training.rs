@@ -189,7 +189,7 @@ pub fn start(
         PathBuf::from("runs").join(format!("view-{}-{now}", spec.task))
     });
     // Refused here, before the window opens, like the other flags' mistakes.
-    RunDir::new(&out).check_unused()?;
+    RunDir::new(&out).check_free_for_new_run()?;
     if let Some(path) = &config.dataset {
         let data = qamlab_headless::dataset::load_dataset(path)?;
         // A variant's note is the trainer's to give, when it starts.

@@ -126,7 +126,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         run.read_config()
             .with_context(|| format!("resuming {}", run.root().display()))?
     } else {
-        run.check_unused()?;
+        run.check_free_for_new_run()?;
         let mut cfg = opts.config;
         // The run's config.toml must still find the dataset when resumed from another directory.
         if let Some(path) = &mut cfg.dataset {

@@ -147,7 +147,9 @@ impl<'a> Trainer<'a> {
             _lock: None,
         };
         if resume {
-            trainer._lock = Some(run.lock()?);
+            let lock = run.lock()?;
+            run.remove_leftovers(&lock);
+            trainer._lock = Some(lock);
             trainer.restore()?;
         } else {
             trainer.configure_execution();
