@@ -808,6 +808,24 @@ fn a_path_that_is_not_utf8_is_refused_before_the_run_by_its_flag() {
         );
     }
     assert!(!bad.exists());
+    // A task's path too, wherever a task is named.
+    let scene = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"task-\xff.scn.ron"));
+    for args in [&["task"][..], &["train", "--task"], &["collect", "--task"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+            .args(args)
+            .arg(&scene)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(2)
+                && stderr
+                    .contains("the path is not valid UTF-8; qamlab records a task's path as text"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -80,7 +80,7 @@ impl Toggle {
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimBenchArgs {
     /// Task to step.
-    #[arg(long, default_value = "cube-single")]
+    #[arg(long, default_value = "cube-single", value_parser = super::task_arg())]
     pub task: String,
     /// Control steps per measurement (at most 1000000).
     #[arg(long, default_value_t = 200, value_parser = super::count_up_to(MAX_TIMED))]

@@ -11,7 +11,7 @@ use qamlab_headless::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 #[derive(clap::Args, Clone, Debug)]
 pub struct CollectArgs {
     /// Built-in task name or path to a task scene file.
-    #[arg(long, default_value = "cube-single")]
+    #[arg(long, default_value = "cube-single", value_parser = super::task_arg())]
     pub task: String,
     /// Episodes to record (at most 100000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]

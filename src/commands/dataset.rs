@@ -10,7 +10,7 @@ pub struct DatasetArgs {
     /// The dataset (npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it).
     pub file: PathBuf,
     /// Also check that it fits this task (built-in name or scene file), as `qamlab train` would.
-    #[arg(long)]
+    #[arg(long, value_parser = super::task_arg())]
     pub task: Option<String>,
     /// Also list its observation and action columns (when the file records them).
     #[arg(long)]

@@ -84,6 +84,23 @@ pub(crate) fn path_arg() -> impl clap::builder::TypedValueParser<Value = std::pa
     })
 }
 
+/// The parser of a task argument: a built-in task's name or a scene file's path, as UTF-8 text (a run records it
+/// in its config.toml), not empty. Its error names the flag.
+pub(crate) fn task_arg() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|s| {
+        if s.is_empty() {
+            return Err(
+                "expected a built-in task's name or a scene file's path, got an empty one".to_string(),
+            );
+        }
+        s.into_string().map_err(|_| {
+            "the path is not valid UTF-8; qamlab records a task's path as text (TOML, JSON): rename it"
+                .to_string()
+        })
+    })
+}
+
 /// `n thing` or `n things`.
 pub(crate) fn count(n: usize, thing: &str) -> String {
     format!("{n} {thing}{}", if n == 1 { "" } else { "s" })

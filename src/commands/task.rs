@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 #[derive(clap::Args, Clone, Debug)]
 pub struct TaskArgs {
     /// Built-in task name or path to a task scene file.
+    #[arg(value_parser = super::task_arg())]
     pub task: String,
     /// Also run this many episodes with the scripted oracle (solving the goal) and with random actions, and
     /// report their success rates (at most 4096: one env each, stepped together).

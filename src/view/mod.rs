@@ -70,7 +70,7 @@ impl PluginGroup for ActingEnvsPlugins {
 pub struct ViewArgs {
     /// Built-in task name or path to a task scene file (`.scn.ron`, reloaded when it changes) [default: the
     /// task of the --checkpoint run directory, or of the --train --config file, else cube-single].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::commands::task_arg())]
     pub task: Option<String>,
     /// Agent to act with: an agent `.safetensors` file (from training or the panel), a checkpoint directory, or a
     /// run directory (its latest checkpoint; the panel then shows the run's curves).
