@@ -285,6 +285,23 @@ fn a_device_named_as_a_task_is_refused_before_reading() {
     );
 }
 
+/// A link that cannot be followed is named with why, not called a missing task.
+#[test]
+fn a_link_in_a_loop_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.scn.ron"), dir.path().join("b.scn.ron"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let err = load_task(a.to_str().unwrap()).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: cannot read task scene: Too many levels of symbolic links",
+            a.display()
+        )),
+        "{err}"
+    );
+}
+
 /// `--task <(cat my-task.scn.ron)`: a pipe ends when its writer does, so it is read like a file.
 #[test]
 fn a_scene_from_a_pipe_loads() {
