@@ -664,18 +664,31 @@ fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
             "{from} -> {to}: {err}"
         );
     };
-    // Draws compute min + (max - min) * u: an infinite width would put inf into the actions or the poses.
+    // Draws compute min + (max - min) * u: an infinite width would put inf into the actions or the poses; long
+    // before that, float32 physics loses millimetres, and networks see numbers they cannot learn from.
     refused(
         "range: (min: -1.0, max: 1.0),\n             stiffness: 3600.0",
         "range: (min: -3.4e38, max: 3.4e38),\n             stiffness: 3600.0",
         "ActionSpace.actuators[0].range",
-        "overflows f32",
+        "reaches past 10000",
     );
     refused(
         "x: Some((min: -0.15, max: 0.15))",
         "x: Some((min: -3e38, max: 3e38))",
         "RandomizePose.x",
-        "overflows f32",
+        "reaches past 10000",
+    );
+    refused(
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        "x: Some((min: -1e30, max: 1e30)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        "RandomizeTarget.x",
+        "[-1000000000000000000000000000000, 1000000000000000000000000000000] reaches past 10000 (10 km, for a length)",
+    );
+    refused(
+        "offset: (0.0, 0.0, -0.06)",
+        "offset: (0.0, 0.0, -2e4)",
+        "Site.offset",
+        "reaches past 10000",
     );
     refused(
         "gravity: (0.0, 0.0, -9.81)",
@@ -718,15 +731,25 @@ fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
 
 #[test]
 fn an_observation_past_f32_stops_the_env_naming_it() {
-    let scene = TaskScene::from_ron(
-        &cube_single_text().replacen(
-            "offset: (0.0, 0.0, -0.06)",
-            "offset: (3.0e38, 3.0e38, 0.0)",
-            1,
-        ),
-        "far.scn.ron",
-    )
-    .unwrap();
+    // Loading refuses a site so far away; the physics can still carry a value there, as this one, moved after
+    // loading, does. The sensors hold the site's frame as loading resolved it.
+    let mut scene = TaskScene::from_ron(&cube_single_text(), "far.scn.ron").unwrap();
+    let pinch = scene.sites.iter().find(|(n, _)| n == "pinch").unwrap().1;
+    let far = bevy::math::Vec3::new(3.0e38, 3.0e38, 0.0);
+    for (_, def) in &mut scene.sensors {
+        let frames = match def {
+            qamlab_sim::scene::SensorDef::Position(f)
+            | qamlab_sim::scene::SensorDef::LinearVelocity(f) => vec![f],
+            qamlab_sim::scene::SensorDef::RelativePosition(a, b) => vec![a, b],
+            _ => vec![],
+        };
+        for f in frames
+            .into_iter()
+            .filter(|f| f.body == pinch.body && f.offset == pinch.offset)
+        {
+            f.offset = far;
+        }
+    }
     let mut env = BatchedEnv::new(&scene, 2, EnvOptions::default()).unwrap();
     // Finite at reset, its velocity overflows once the palm turns.
     env.reset(&[0, 1]).unwrap();

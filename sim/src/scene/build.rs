@@ -117,8 +117,8 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
         }
     }
     ck.positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
-    ck.finite3(raw, "TaskSettings.gravity", settings.gravity)?;
-    if settings.gravity.length() > MAX_GRAVITY {
+    // Its own bound, in its own units, below the lengths' one.
+    if !settings.gravity.is_finite() || settings.gravity.length() > MAX_GRAVITY {
         return Err(ck.err(
             raw,
             "TaskSettings.gravity",

@@ -33,6 +33,12 @@ pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
     }
 }
 
+/// The largest coordinate or range bound a scene may hold: 10 km, for a length. Scenes are metres
+/// across; out there float32 positions keep only millimetres, the physics' products of them overflow sooner, and
+/// an agent's networks see numbers they cannot learn from (a target drawn from ±1e30 made training NaN).
+const LARGEST: f32 = 1e4;
+const LARGEST_TEXT: &str = "10000 (10 km, for a length): a scene is metres across, and float32 physics loses millimetres out there";
+
 /// `text` with its invisible characters (controls, zero-width spaces and joiners, direction marks, a byte-order
 /// mark) written out as `\u{200b}`: a name holding one reads like the name it is not.
 pub(super) fn visible(text: &str) -> String {
@@ -105,7 +111,7 @@ impl Check<'_> {
         }
     }
 
-    /// A range with finite bounds, `min <= max`, whose width `max - min` is finite too.
+    /// A range with finite bounds within [`LARGEST`], `min <= max`.
     pub(super) fn range(&self, raw: &RawEntity, field: &str, r: &Range) -> Result<(), SimError> {
         if !(r.min.is_finite() && r.max.is_finite()) {
             Err(self.err(
@@ -115,15 +121,11 @@ impl Check<'_> {
             ))
         } else if r.min > r.max {
             Err(self.err(raw, field, format!("min {} > max {}", r.min, r.max)))
-        } else if !(r.max - r.min).is_finite() {
-            // Draws compute min + (max - min) * u: a width past f32's range would make them infinite.
+        } else if r.min.abs().max(r.max.abs()) > LARGEST {
             Err(self.err(
                 raw,
                 field,
-                format!(
-                    "the width max - min of [{}, {}] overflows f32",
-                    r.min, r.max
-                ),
+                format!("[{}, {}] reaches past {LARGEST_TEXT}", r.min, r.max),
             ))
         } else {
             Ok(())
@@ -153,12 +155,14 @@ impl Check<'_> {
         }
     }
 
-    /// A vector of finite components.
+    /// A vector of finite components within [`LARGEST`].
     pub(super) fn finite3(&self, raw: &RawEntity, field: &str, v: Vec3) -> Result<(), SimError> {
-        if v.is_finite() {
-            Ok(())
-        } else {
+        if !v.is_finite() {
             Err(self.err(raw, field, format!("must be finite, got {v}")))
+        } else if v.abs().max_element() > LARGEST {
+            Err(self.err(raw, field, format!("{v} reaches past {LARGEST_TEXT}")))
+        } else {
+            Ok(())
         }
     }
 
