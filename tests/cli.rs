@@ -828,6 +828,39 @@ fn a_path_that_is_not_utf8_is_refused_before_the_run_by_its_flag() {
     }
 }
 
+/// A run copies its scene file and records its path: a pipe would be read empty the second time.
+#[test]
+fn train_refuses_a_task_scene_that_is_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("scene");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = dir.path().join("run");
+    let out = qamlab(&[
+        "train",
+        "--task",
+        fifo.to_str().unwrap(),
+        "--offline-steps",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains(
+                "is not a regular file (a pipe?): a run keeps a copy of its task's scene file"
+            ),
+        "{stderr}"
+    );
+    assert!(!run.exists());
+}
+
 #[test]
 fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

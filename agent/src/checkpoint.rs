@@ -288,9 +288,13 @@ impl Agent {
                 .ok_or_else(|| ckpt_err(path, format!("metadata key {key} missing")))
         };
         let num = |key: &str| -> Result<u64> {
-            let n = get(key)?
+            get(key)?
                 .parse::<u64>()
-                .map_err(|e| ckpt_err(path, format!("metadata {key}: {e}")))?;
+                .map_err(|e| ckpt_err(path, format!("metadata {key}: {e}")))
+        };
+        // A count a run adds to (a seed may be any u64).
+        let count = |key: &str| -> Result<u64> {
+            let n = num(key)?;
             if n > Agent::MAX_COUNT {
                 return Err(ckpt_err(
                     path,
@@ -372,9 +376,9 @@ impl Agent {
             }
             tch::no_grad(|| dst.f_copy_(src))?;
         }
-        agent.step = num("step")?;
-        agent.adam.count = num("optimizer_count")?;
-        agent.act_calls = num("act_calls")?;
+        agent.step = count("step")?;
+        agent.adam.count = count("optimizer_count")?;
+        agent.act_calls = count("act_calls")?;
         Ok(agent)
     }
 }

@@ -83,7 +83,8 @@ impl UpdateMetrics {
         Ok(UpdateMetrics { entries })
     }
 
-    /// Errors naming the first loss or gradient norm ([`must_be_finite`]) that is NaN or infinite.
+    /// Errors naming the first loss or gradient norm ([`must_be_finite`]) that is NaN or infinite, among the
+    /// metrics pushed so far (an update's own check, before its optimizer step, sees its losses only).
     pub fn check_finite(&self) -> Result<()> {
         for (name, value) in self.to_pairs()? {
             if must_be_finite(&name) && !value.is_finite() {

@@ -452,6 +452,11 @@ fn a_count_past_any_run_is_refused_as_damage() {
             "{err}"
         );
     }
+    // A seed is not a count: any u64 loads.
+    let mut seeded = meta.clone();
+    seeded.insert("seed".to_string(), u64::MAX.to_string());
+    write_tensors(&path, &tensors, seeded).unwrap();
+    assert_eq!(Agent::load(&path, Device::Cpu).unwrap().seed(), u64::MAX);
     // Sizes no agent has: the error names the file.
     let mut damaged = meta.clone();
     damaged.insert("obs_dim".to_string(), "0".to_string());

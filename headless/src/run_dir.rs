@@ -470,11 +470,7 @@ impl RunDir {
             );
         }
         if let Some(position) = recorded_acting_position(checkpoint) {
-            ensure!(
-                position <= qamlab_agent::Agent::MAX_COUNT,
-                "{}: acting_position {position} is past any run's count (at most 2^53): the file is damaged",
-                checkpoint.join("state.json").display()
-            );
+            check_acting_position(&checkpoint.join("state.json"), position)?;
             agent.set_acting_position(position);
         }
         Ok(agent)
@@ -781,6 +777,17 @@ fn warn_once(key: &Path, message: &str) {
 fn is_checkpoint_name(name: &str) -> bool {
     name.strip_prefix("step-")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Refuses an `acting_position` that `file` (a checkpoint's `state.json`) records past any run's count: damage,
+/// which would overflow the agent's count as it acts.
+pub(crate) fn check_acting_position(file: &Path, position: u64) -> anyhow::Result<()> {
+    ensure!(
+        position <= qamlab_agent::Agent::MAX_COUNT,
+        "{}: acting_position {position} is past any run's count (at most 2^53): the file is damaged",
+        file.display()
+    );
+    Ok(())
 }
 
 /// Where the acting draws stood by the checkpoint's `state.json`, where it says: a resumed run that made the final

@@ -390,10 +390,7 @@ impl Trainer<'_> {
             s.online_episodes
         );
         if let Some(position) = s.acting_position {
-            ensure!(
-                position <= qamlab_agent::Agent::MAX_COUNT,
-                "{file}: acting_position {position} is past any run's count (at most 2^53): the file is damaged"
-            );
+            crate::run_dir::check_acting_position(path, position)?;
         }
         let reached = s.offline_step + s.online_step;
         for point in &s.evals {

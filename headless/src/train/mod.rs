@@ -128,6 +128,17 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     } else {
         run.check_free_for_new_run()?;
         let mut cfg = opts.config;
+        // The run copies its scene file and records its path: a pipe (`--task <(...)`) would be read empty the
+        // second time, and its path names nothing later.
+        let scene = std::path::Path::new(&cfg.task);
+        let builtin = qamlab_tasks::builtin_names().contains(&cfg.task.as_str());
+        if !builtin && scene.exists() && !scene.is_file() {
+            anyhow::bail!(
+                "task = {:?} is not a regular file (a pipe?): a run keeps a copy of its task's scene file and \
+                 records its path, so give the file itself",
+                cfg.task
+            );
+        }
         // The run's config.toml must still find the dataset when resumed from another directory.
         if let Some(path) = &mut cfg.dataset {
             *path = std::path::absolute(&*path)
