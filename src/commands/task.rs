@@ -180,7 +180,9 @@ fn describe(
              a dataset learns it online from nothing (where its robot can reach its goals)\n"
         ),
     };
+    let unsolvable = matches!(oracle, Err(qamlab_tasks::TaskError::Unsolvable { .. }));
     out += &match qamlab_headless::chunks::check_agent_action_space(spec) {
+        Ok(()) if unsolvable => "agents: they act in its action space\n".to_string(),
         Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };

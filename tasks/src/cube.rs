@@ -9,7 +9,7 @@
 use std::f32::consts::FRAC_PI_2;
 
 use bevy::math::Vec3;
-use qamlab_sim::authoring::{Control, JointKind, Range};
+use qamlab_sim::authoring::{Control, JointKind, Range, Shape};
 use qamlab_sim::scene::FrameRef;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
@@ -209,16 +209,18 @@ pub(crate) enum ReachFault {
     Script(String),
 }
 
-/// Checks that the gantry can bring its pinch wherever the script sends it, and that each cube fits between its
-/// fingers ([`check_grasp`]): over where a cube starts (a cube
-/// authored in the air falls: its height is not checked), the carrying height, and where a goal's target lies with
-/// the hover above it (where cubes rest), as the joints of `dx`, `dy` and `dz` slide it
-/// from where it starts (within their limits). A script sent out of reach pushes against a limit for the rest of
-/// the episode, and its data never succeeds. Errors say what the oracle needs, naming the cube or goal and the
-/// coordinate out of reach. (A goal on a site of its cube is taken at the cube's origin: a site a few centimetres
-/// off is within the check's purpose, which is to catch a scene laid out beyond the gantry.)
-/// Returns the highest z the pinch reaches, which the script's carrying height never exceeds (a cube resting high up
-/// would otherwise send it past the limit, where it would wait for the rest of the episode).
+/// Checks the scene's layout against the gantry's reach, as the joints of `dx`, `dy` and `dz` slide the pinch from
+/// where it starts (within their limits). First what the task needs, a [`ReachFault::Task`] where it fails: every
+/// goal's target within the reach give or take its tolerance (below it too: a cube let go falls there), every
+/// cube's start within it give or take half the cube's width (where the fingers still touch it). Then what the
+/// script needs, a [`ReachFault::Script`]: the pinch over each start and each target, the hover above each target
+/// (where the script comes down onto a cube), the cubes narrower than the fingers' opening ([`check_grasp`]) and
+/// the carrying height. A script sent out of reach pushes against a limit for the rest of the episode, and its data
+/// never succeeds. Errors name the cube or goal and the coordinate out of reach. (A cube authored in the air falls:
+/// its height is not checked. A goal on a site of its cube is taken at the cube's origin: a site a few centimetres
+/// off is within the check's purpose, which is to catch a scene laid out beyond the gantry.) Returns the highest z
+/// the pinch reaches, which the script's carrying height never exceeds (a cube resting high up would otherwise send
+/// it past the limit, where it would wait for the rest of the episode).
 pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     let frame_home = |frame: FrameRef| {
         let body = &scene.bodies[frame.body].body;
@@ -270,48 +272,43 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     const SLACK: f32 = 1e-3;
     // Millimetres: the sums above carry float noise (-0.010000005) that would only distract.
     let mm = |x: f32| (x * 1000.0).round() / 1000.0;
-    // What the author can change: a drawn range or a fixed point of the scene (`authored`); the script's own
-    // carrying height only through the limits.
-    // `authored`: the scene's numbers set the range (else the script's own heights do); `needed`: the task itself
-    // needs the pinch there (a fault of the task), else only the script's way there does (the oracle's alone).
-    let check_as = |what: String, k: usize, range: Range, authored: bool, needed: bool| {
-        let r = reach[k];
-        if range.min < r.min - SLACK || range.max > r.max + SLACK {
-            let fix = if !authored {
-                "widen the limits"
-            } else if range.min == range.max {
-                "move it or widen the limits"
-            } else {
-                "narrow the range or widen the limits"
-            };
-            let fault = if needed {
-                ReachFault::Task
-            } else {
-                ReachFault::Script
-            };
-            Err(fault(format!(
-                "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at \
-                 {} and the joint of `{}` has limits [{}, {}]; {fix})",
-                ["x", "y", "z"][k],
-                mm(range.min),
-                mm(range.max),
-                mm(r.min),
-                mm(r.max),
-                mm(home[k]),
-                scene.actuators[k].actuator.name,
-                limits[k].min,
-                limits[k].max,
-            )))
-        } else {
-            Ok(())
-        }
+    // Whether `range` along axis `k` leaves the pinch's reach widened by `below` and `above`.
+    let beyond = |k: usize, range: Range, below: f32, above: f32| {
+        range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
     };
-    let check = |what: String, k: usize, range: Range| check_as(what, k, range, true, true);
+    // `what` out of reach, in words. `authored`: the scene's numbers set the range, else the script's own heights
+    // do, which the author changes only through the limits.
+    let out_of_reach = |what: &str, k: usize, range: Range, authored: bool| {
+        let fix = if !authored {
+            "widen the limits"
+        } else if range.min == range.max {
+            "move it or widen the limits"
+        } else {
+            "narrow the range or widen the limits"
+        };
+        format!(
+            "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
+             and the joint of `{}` has limits [{}, {}]; {fix})",
+            ["x", "y", "z"][k],
+            mm(range.min),
+            mm(range.max),
+            mm(reach[k].min),
+            mm(reach[k].max),
+            mm(home[k]),
+            scene.actuators[k].actuator.name,
+            limits[k].min,
+            limits[k].max,
+        )
+    };
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
+    // What the task needs is checked in full before what the script needs: a fault of the task is said even where
+    // the script would have stopped first.
+    let mut script_fault: Option<String> = None;
     let mut highest_target = f32::NEG_INFINITY;
     for def in &scene.goals {
         let target = def.goal.target;
+        let tolerance = def.goal.tolerance;
         let drawn = def
             .randomize
             .as_ref()
@@ -324,26 +321,49 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .as_ref()
             .map(|r| [r.x, r.y, r.z])
             .unwrap_or_default();
+        // The fingers touch a cube whose centre is up to half its width beyond the pinch: it can be pushed.
+        let half = scene
+            .collider_bounds(def.frame.body)
+            .map_or(Vec3::ZERO, |(low, high)| (high - low) / 2.0);
+        let goal = format!("goal `{}`'s target", def.goal.name);
+        let cube_start = format!("cube `{}`'s start", cube.body.name);
         for k in 0..3 {
             let to = span(target[k], drawn[k]);
+            // A target within its tolerance of the reach can be met; one below it too, by letting the cube go.
+            let below = if k < 2 { tolerance } else { f32::INFINITY };
+            if beyond(k, to, below, tolerance) {
+                let what = format!("{goal}, give or take its tolerance ({tolerance} m),");
+                return Err(ReachFault::Task(out_of_reach(&what, k, to, true)));
+            }
             if k < 2 {
-                check(format!("goal `{}`'s target", def.goal.name), k, to)?;
-                check(
-                    format!("cube `{}`'s start", cube.body.name),
-                    k,
-                    span(start[k], moved[k]),
-                )?;
+                let from = span(start[k], moved[k]);
+                if beyond(k, from, half[k], half[k]) {
+                    let what = format!(
+                        "{cube_start}, give or take half its width ({} m),",
+                        mm(half[k])
+                    );
+                    return Err(ReachFault::Task(out_of_reach(&what, k, from, true)));
+                }
+                // The script brings the pinch over the cube and over the target themselves.
+                if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
+                    script_fault = Some(out_of_reach(&goal, k, to, true));
+                }
+                if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
+                    script_fault = Some(out_of_reach(&cube_start, k, from, true));
+                }
             } else {
-                check(format!("goal `{}`'s target", def.goal.name), k, to)?;
                 // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
-                let what = format!(
-                    "the script's approach {HOVER} m above goal `{}`'s target",
-                    def.goal.name
-                );
-                check_as(what, k, Range::new(to.min, to.max + HOVER), true, false)?;
+                let approach = Range::new(to.min, to.max + HOVER);
+                if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
+                    let what = format!("the script's approach {HOVER} m above {goal}");
+                    script_fault = Some(out_of_reach(&what, k, approach, true));
+                }
                 highest_target = highest_target.max(to.max);
             }
         }
+    }
+    if let Some(fault) = script_fault {
+        return Err(ReachFault::Script(fault));
     }
     check_grasp(scene)?;
     let carry = Range::new(CARRY_Z, carry_height([highest_target]));
@@ -356,51 +376,73 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     } else {
         format!("the script's carrying height (z = {CARRY_Z} m)")
     };
-    check_as(carrying, 2, carry, false, false)?;
+    if beyond(2, carry, 0.0, 0.0) {
+        return Err(ReachFault::Script(out_of_reach(&carrying, 2, carry, false)));
+    }
     Ok(reach[2].max)
 }
 
-/// Checks that each cube fits between the gripper's fingers: narrower, across its narrower side, than the gap
-/// between the two fingers' inner faces at their open (authored) pose, less [`GRASP_SLACK`]. A cube as wide as the
-/// gap is pushed about, never held. (Fingers whose gap cannot be read, not two boxes apart along their joints'
-/// axis, are left to the other checks.)
+/// Checks that each cube fits between the gripper's fingers: narrower, across its narrower side (its own shape's,
+/// whatever its yaw), than the gap between the two fingers' inner faces where the gripper opens widest (at the end
+/// of its `PositionAbsolute` range that leaves the larger gap, within the joints' limits), less [`GRASP_SLACK`]. A
+/// cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read, not two prismatic
+/// joints' boxes apart along their axis, are left to the other checks.)
 fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
     let Some(gripper) = scene.actuators.get(4) else {
         return Ok(());
     };
-    let fingers: Vec<(usize, (Vec3, Vec3))> = gripper
+    let Control::PositionAbsolute { at_min, at_max } = gripper.actuator.control else {
+        return Ok(());
+    };
+    // Per finger: its joint, the box around it as authored, its sliding axis.
+    let fingers: Vec<(usize, (Vec3, Vec3), Vec3)> = gripper
         .joints
         .iter()
         .filter_map(|&j| {
-            let finger = scene.joints[j].child;
-            Some((j, scene.collider_bounds(finger)?))
+            let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
+                return None;
+            };
+            let bounds = scene.collider_bounds(scene.joints[j].child)?;
+            Some((j, bounds, axis.normalize_or_zero()))
         })
         .collect();
-    let [(j, (min_a, max_a)), (_, (min_b, max_b))] = fingers[..] else {
+    let [a, b] = &fingers[..] else {
         return Ok(());
     };
-    let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
-        return Ok(());
-    };
-    // The world axis the fingers slide along (the built-in's: y).
+    // The world axis the fingers slide along (the built-in's: y), and which finger is on its low side.
     let k = (0..3)
-        .max_by(|&a, &b| axis[a].abs().total_cmp(&axis[b].abs()))
+        .max_by(|&i, &n| a.2[i].abs().total_cmp(&a.2[n].abs()))
         .expect("three axes");
-    let gap = if min_a[k] < min_b[k] {
-        min_b[k] - max_a[k]
-    } else {
-        min_a[k] - max_b[k]
+    let (low, high) = if a.1.0[k] < b.1.0[k] { (a, b) } else { (b, a) };
+    let gap_at = |q: f32| {
+        let clamp = |j: usize| {
+            scene.joints[j]
+                .joint
+                .limits
+                .map_or(q, |l| q.clamp(l.min, l.max))
+        };
+        (high.1.0[k] + clamp(high.0) * high.2[k]) - (low.1.1[k] + clamp(low.0) * low.2[k])
     };
+    let gap = gap_at(at_min).max(gap_at(at_max));
     if gap <= 0.0 {
         return Ok(());
     }
     let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
     for def in &scene.goals {
         let cube = def.frame.body;
-        let Some((low, high)) = scene.collider_bounds(cube) else {
+        let Some(collider) = &scene.bodies[cube].collider else {
             continue;
         };
-        let across = (high.x - low.x).min(high.y - low.y);
+        let across = match collider.shape {
+            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.min(half_extents.y),
+            Shape::Ball { radius }
+            | Shape::Capsule { radius, .. }
+            | Shape::Cylinder { radius, .. } => 2.0 * radius,
+            // A hull: the box around it as authored.
+            _ => scene
+                .collider_bounds(cube)
+                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y)),
+        };
         if across > gap - GRASP_SLACK {
             return Err(ReachFault::Script(format!(
                 "cube `{}` to fit between the fingers: it is {:.1} cm across its narrower side, and `{}` and `{}` \

@@ -503,12 +503,23 @@ impl WalkerOracle {
             .map(|p| p.distance(centre))
             .fold(0.0, f32::max);
         let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
-        check_the_way(&maze, centre, &scene.goals[layout.goal], reach + MARGIN).map_err(
-            |needs| TaskError::Unsolvable {
-                task: spec.task.clone(),
-                needs,
-            },
-        )?;
+        let goal = &scene.goals[layout.goal];
+        if let Err(script_needs) = check_the_way(&maze, centre, goal, reach + MARGIN) {
+            // The script keeps its legs' whole reach, and a margin, from the walls: a way its torso alone fits
+            // through is one a policy may still take. Only where even that is shut is the task at fault.
+            // Its torso's half-width: what no gait can fold away.
+            let torso = scene
+                .collider_bounds(robot[0])
+                .map_or(0.0, |(lo, hi)| (hi - lo).truncate().min_element() / 2.0);
+            let tight = Maze::from_scene(scene, &robot, torso).map_err(no)?;
+            return Err(match check_the_way(&tight, centre, goal, torso) {
+                Err(needs) => TaskError::Unsolvable {
+                    task: spec.task.clone(),
+                    needs,
+                },
+                Ok(()) => no(script_needs),
+            });
+        }
         let walks = seeds
             .iter()
             .map(|&seed| Walk {

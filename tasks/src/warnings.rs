@@ -114,19 +114,46 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out
 }
 
-/// The bodies gravity moves freely: dynamic, pulled by gravity, held by no joint (a cube; a walker's torso).
+/// The bodies gravity moves freely: dynamic, pulled by gravity, and joined (through any chain of joints) to no
+/// fixed or kinematic body (a cube; a walker's torso, whose legs hang from it).
 fn falls(scene: &TaskScene) -> impl Iterator<Item = usize> + '_ {
     (0..scene.bodies.len()).filter(|&b| {
         let body = &scene.bodies[b].body;
         body.kind == BodyKind::Dynamic
             && body.gravity_scale != 0.0
             && scene.settings.gravity != Vec3::ZERO
-            && !scene.joints.iter().any(|j| j.child == b)
+            && joined(scene, b)
+                .iter()
+                .all(|&c| scene.bodies[c].body.kind == BodyKind::Dynamic)
     })
 }
 
+/// Body `b` and every body a chain of joints joins to it.
+fn joined(scene: &TaskScene, b: usize) -> Vec<usize> {
+    let mut group = vec![b];
+    let mut k = 0;
+    while k < group.len() {
+        let at = group[k];
+        for j in &scene.joints {
+            let other = if j.parent == at {
+                j.child
+            } else if j.child == at {
+                j.parent
+            } else {
+                continue;
+            };
+            if !group.contains(&other) {
+                group.push(other);
+            }
+        }
+        k += 1;
+    }
+    group
+}
+
 /// Free bodies with no collider under them at some place their reset can put them (the corners and the middle of
-/// its x and y ranges): under downward gravity they fall without end. Each with the first such place.
+/// its x and y ranges): under downward gravity they fall without end. Each with the first such place. (Boxes
+/// around colliders, so a wall beside a body is no support, and a tilted table is one.)
 fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
     if scene.settings.gravity.z >= 0.0 {
         return Vec::new();
@@ -146,15 +173,19 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
             Some(r) => (spans(home.x, r.x), spans(home.y, r.y)),
             None => (vec![home.x], vec![home.y]),
         };
-        // Below means its top no higher than the body's underside (a centimetre of slack for resting contact).
+        // Under it: another body's collider (not one of its own limbs) that spans the place and reaches below its
+        // underside there (a sloped table's box reaches higher, too), with a centimetre of slack for resting contact.
+        let own = joined(scene, b);
         let under = |at: Vec2| {
-            (0..scene.bodies.len()).filter(|&c| c != b).any(|c| {
-                scene.collider_bounds(c).is_some_and(|(lo, hi)| {
-                    hi.z <= low.z + 0.01
-                        && (lo.x..=hi.x).contains(&at.x)
-                        && (lo.y..=hi.y).contains(&at.y)
+            (0..scene.bodies.len())
+                .filter(|c| !own.contains(c))
+                .any(|c| {
+                    scene.collider_bounds(c).is_some_and(|(lo, hi)| {
+                        lo.z <= low.z + 0.01
+                            && (lo.x..=hi.x).contains(&at.x)
+                            && (lo.y..=hi.y).contains(&at.y)
+                    })
                 })
-            })
         };
         let places = xs
             .iter()
@@ -252,8 +283,8 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with(
-                "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target within the \
-                 pinch's reach: its x spans [-0.15, 0.6] m"
+                "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take \
+                 its tolerance (0.04 m), within the pinch's reach: its x spans [-0.15, 0.6] m"
             ),
             "{warnings:?}"
         );
@@ -299,6 +330,33 @@ mod tests {
         };
         assert_eq!(at("0.85)").len(), 1);
         assert!(at("0.3)").is_empty());
+    }
+
+    #[test]
+    fn a_tilted_table_and_a_body_hung_from_a_fixed_one_are_no_falls() {
+        // The table tilted 5 degrees: its box reaches above the cube's underside, and still holds it.
+        let tilted = warnings_of_edited(
+            "translation: (0.0, 0.0, -0.05), rotation: (0.0, 0.0, 0.0, 1.0)",
+            "translation: (0.0, 0.0, -0.05), rotation: (0.0436, 0.0, 0.0, 0.9990)",
+        );
+        assert!(
+            tilted.iter().all(|w| !w.contains("nothing under it")),
+            "{tilted:?}"
+        );
+        // The pendulum with its joint's parent and child swapped: the pole hangs from the fixed pivot all the same.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../assets/tasks/examples/pendulum.scn.ron"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let swapped = text.replacen(
+            "parent: \"pivot\", child: \"pole\"",
+            "parent: \"pole\", child: \"pivot\"",
+            1,
+        );
+        assert_ne!(swapped, text);
+        let scene = TaskScene::from_ron(&swapped, "swapped").unwrap();
+        assert_eq!(scene_warnings(&scene), Vec::<String>::new());
     }
 
     #[test]

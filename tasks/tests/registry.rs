@@ -220,9 +220,47 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     // A target out of the pinch's reach: no policy does the task, not only the script.
     assert_eq!(
         err,
-        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target within the \
-         pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint \
-         of `dx` has limits [-0.3, 0.3]; narrow the range or widen the limits)"
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take its \
+         tolerance (0.04 m), within the pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m \
+         (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3]; narrow the range or widen the limits)"
+    );
+    // Within its tolerance of the reach, a target can be met, if not by the script, which goes to the target.
+    let err = refusal(
+        targets,
+        "x: Some((min: -0.15, max: 0.33)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+    );
+    assert!(
+        err.starts_with(
+            "task `cube-single` has no scripted oracle: the oracle needs goal `cube_goal`'s target within the \
+             pinch's reach: its x spans [-0.15, 0.33] m"
+        ),
+        "{err}"
+    );
+    // A fault of the task is named even where the script would stop first, at a target too high to hover over.
+    let double = BUILTIN_TASKS[1].1;
+    let text = double
+        .replacen("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)", 1)
+        .replacen(
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
+            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
+            1,
+        );
+    assert_eq!(
+        text.matches("0.3)").count(),
+        1 + double.matches("0.3)").count()
+    );
+    assert!(text.contains("max: 0.9"));
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "masked").unwrap();
+    let spec = qamlab_sim::EnvSpec::of(&scene);
+    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "task `cube-double` cannot be solved as laid out: it needs goal `goal_b`'s target"
+        ),
+        "{err}"
     );
     // The script hovers above a cube before it descends: a goal high up puts that out of reach (of the script
     // alone: the target itself is within it); a cube authored in the air falls to the table, and is no reason to
@@ -248,8 +286,8 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     assert!(
         err.starts_with(
-            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start within the \
-             pinch's reach: its y spans [-0.5, 0.15] m"
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take half \
+             its width (0.02 m), within the pinch's reach: its y spans [-0.5, 0.15] m"
         ),
         "{err}"
     );
@@ -265,6 +303,22 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         ),
         "{err}"
     );
+    // A 7 cm cube turned 45 degrees is still 7 cm across its narrower side: it fits.
+    let turned = BUILTIN_TASKS[0]
+        .1
+        .replacen(
+            "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0)",
+            "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.3827, 0.9239)",
+            1,
+        )
+        .replacen(
+            "half_extents: (0.02, 0.02, 0.02)",
+            "half_extents: (0.035, 0.035, 0.02)",
+            1,
+        );
+    let scene = qamlab_sim::TaskScene::from_ron(&turned, "turned").unwrap();
+    let spec = qamlab_sim::EnvSpec::of(&scene);
+    assert!(Oracle::new(&scene, &spec, OracleConfig::default(), &[0]).is_ok());
     // A joint sliding the other way: the script's dx would move the hand in -x.
     let err = refusal(
         "kind: Prismatic(axis: (1.0, 0.0, 0.0))",

@@ -339,6 +339,13 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
             && e.contains("reachable"),
         "{e}"
     );
+    // A passage its torso fits through but its splayed legs, as the script walks, do not: the script's limit,
+    // not the task's (an agent may find a gait that fits).
+    let e = refusal(ant.replace(middle, "translation: (-0.2, 0.0, 0.15)"));
+    assert!(
+        e.contains("has no scripted oracle") && e.contains("a passage must be wider than"),
+        "{e}"
+    );
     // A knee that cannot turn far enough to lift its foot.
     let knee = "(name: \"front_left_knee\", joints: [\"front_left_knee\"], control: PositionAbsolute(at_min: -0.7, at_max: 0.7)";
     assert!(ant.contains(knee));

@@ -39,13 +39,20 @@ pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
 const LARGEST: f32 = 1e4;
 const LARGEST_TEXT: &str = "10000 (10 km, for a length): a scene is metres across, and float32 physics loses millimetres out there";
 
-/// `text` with its invisible characters (controls, zero-width spaces and joiners, direction marks, a byte-order
-/// mark) written out as `\u{200b}`: a name holding one reads like the name it is not.
+/// `text` with its invisible characters (controls, a soft hyphen, zero-width spaces and joiners, direction marks
+/// and isolates, a byte-order mark) written out as `\u{200b}`: a name holding one reads like the name it is not.
 pub(super) fn visible(text: &str) -> String {
     text.chars()
         .map(|c| {
             let invisible = c.is_control()
-                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
+                || matches!(
+                    c,
+                    '\u{ad}'
+                        | '\u{200b}'..='\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2060}'..='\u{2069}'
+                        | '\u{feff}'
+                );
             if invisible {
                 c.escape_unicode().to_string()
             } else {
