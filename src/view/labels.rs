@@ -23,7 +23,7 @@ impl Plugin for EnvLabelsPlugin {
 }
 
 /// Where a label hangs in its env (scene coordinates): on the top of the far side, as the camera looks, of what
-/// the env stands on (its table, its maze; the working volume where it stands on nothing), so that it reads
+/// the env stands on (its table, its maze; the working volume where nothing is under the work), so that it reads
 /// above the env, beside what the env moves and clear of what stands in its middle (antmaze's wall).
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
 pub struct LabelAnchor {
@@ -52,7 +52,12 @@ fn place_anchor(task: Res<ViewTask>, mut anchor: ResMut<LabelAnchor>) {
     if !task.is_changed() {
         return;
     }
-    let base = layout::stage(&task.scene).unwrap_or_else(|| layout::working_volume(&task.scene));
+    let work = layout::working_volume(&task.scene);
+    // A stage the env's work happens above (a table, a maze's floor and walls); not a pendulum's pivot, in the
+    // middle of its swing: there, the working volume.
+    let base = layout::stage(&task.scene)
+        .filter(|stage| stage.max.z < work.center().z)
+        .unwrap_or(work);
     anchor.set_if_neq(LabelAnchor {
         top: base.center().truncate().extend(base.max.z),
         half: base.size().truncate() / 2.0,
