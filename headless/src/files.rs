@@ -79,18 +79,24 @@ pub fn check_cancelled() -> anyhow::Result<()> {
 /// Where a write to `path` goes: `path` itself, or, where it is a symbolic link, the file it links to (which may
 /// not exist yet), so that the new contents replace the file the link names and the link stays, as a plain write
 /// through the link would do. Renaming onto the link would replace the link and leave its file as it was.
-fn through_links(path: &Path) -> PathBuf {
+pub fn through_links(path: &Path) -> PathBuf {
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if !is_link {
         return path.to_path_buf();
     }
-    std::fs::canonicalize(path).unwrap_or_else(|_| {
-        // A link to a file not made yet: its target, relative to the link's folder where it is relative.
-        std::fs::read_link(path).map_or_else(
-            |_| path.to_path_buf(),
-            |target| parent_dir(path).join(target),
-        )
-    })
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    // A file not made yet: where links lead, one after another (a link to a link to it), each relative to its
+    // link's folder; a loop ends at its 40th link, where the write then fails, naming it.
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&at) {
+            Ok(target) => at = parent_dir(&at).join(target),
+            Err(_) => break,
+        }
+    }
+    at
 }
 
 /// Writes `path`'s contents to a temporary file beside it (beside the file it links to, for a symbolic link),
@@ -192,7 +198,9 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// the nearest folder that exists takes new files. `what` (a flag, say) starts the error.
 pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
     let shown = path.display();
-    let nearest = path
+    // Where the write will go: a link's file.
+    let target = through_links(path);
+    let nearest = target
         .ancestors()
         .skip(1)
         .map(|a| {
@@ -253,9 +261,28 @@ mod tests {
             std::fs::read(dir.path().join("big/later.npz")).unwrap(),
             b"made"
         );
-        // No temporary file is left beside either.
+        // A link to a link to a file not made yet: the file is made, both links stay.
+        let chain = dir.path().join("chain.npz");
+        std::os::unix::fs::symlink("ahead2.npz", &chain).unwrap();
+        std::os::unix::fs::symlink("big/last.npz", dir.path().join("ahead2.npz")).unwrap();
+        write_bytes_atomically(&chain, b"end").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("big/last.npz")).unwrap(),
+            b"end"
+        );
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("ahead2.npz"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // No temporary file is left beside any.
         let left = |d: &Path| std::fs::read_dir(d).unwrap().count();
-        assert_eq!((left(dir.path()), left(&dir.path().join("big"))), (3, 2));
+        assert_eq!((left(dir.path()), left(&dir.path().join("big"))), (5, 3));
+        // The check before writing looks where the write goes: a link into a folder that takes no files.
+        let blocked = dir.path().join("blocked.npz");
+        std::os::unix::fs::symlink("/proc/qamlab/x.npz", &blocked).unwrap();
+        assert!(check_writable(&blocked, "--out").is_err());
     }
 
     #[test]
