@@ -25,6 +25,11 @@ impl Range {
     pub fn contains(&self, x: f32) -> bool {
         x >= self.min && x <= self.max
     }
+
+    /// The values a check of what a draw from the range may give tries: its ends and its middle.
+    pub fn ends_and_middle(&self) -> [f32; 3] {
+        [self.min, (self.min + self.max) / 2.0, self.max]
+    }
 }
 
 /// The task as a whole: time steps, episode length, physics settings and reward form. Exactly one per scene.

@@ -424,10 +424,10 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, reach: f32) -> Result
     let (mut xs, mut ys) = (vec![t.x], vec![t.y]);
     if let Some((r, _)) = &goal.randomize {
         if let Some(x) = r.x {
-            xs = vec![x.min, (x.min + x.max) / 2.0, x.max];
+            xs = x.ends_and_middle().to_vec();
         }
         if let Some(y) = r.y {
-            ys = vec![y.min, (y.min + y.max) / 2.0, y.max];
+            ys = y.ends_and_middle().to_vec();
         }
     }
     let from_start = maze.distances_to(start);

@@ -165,9 +165,8 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
             continue;
         };
         let home = def.body.translation.truncate();
-        let spans = |authored: f32, range: Option<Range>| match range {
-            Some(r) => vec![r.min, (r.min + r.max) / 2.0, r.max],
-            None => vec![authored],
+        let spans = |authored: f32, range: Option<Range>| {
+            range.map_or(vec![authored], |r| r.ends_and_middle().to_vec())
         };
         let (xs, ys) = match &def.randomize {
             Some(r) => (spans(home.x, r.x), spans(home.y, r.y)),
