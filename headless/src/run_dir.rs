@@ -77,17 +77,20 @@ impl RunDir {
         Ok(foreign)
     }
 
-    /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder. Only for
+    /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder and its
+    /// checkpoints' folder (the `latest` pointer's). Only for
     /// the holder of the run's [`lock`](Self::lock): no one else writes there then.
     pub fn remove_leftovers(&self, _held: &RunLock) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let temporary = entry.file_name().to_string_lossy().starts_with(".tmp-");
-            if temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
-                // A leftover that will not go is harmless: the next writes use new names.
-                let _ = std::fs::remove_file(entry.path());
+        for folder in [self.root.clone(), self.checkpoints()] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let temporary = entry.file_name().to_string_lossy().starts_with(".tmp-");
+                if temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    // A leftover that will not go is harmless: the next writes use new names.
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
     }
@@ -820,7 +823,11 @@ mod tests {
         // What a killed write left is removed by the holder of the lock; other files stay.
         std::fs::write(dir.path().join(".tmp-1234-learning_curve.png"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        std::fs::create_dir(run.checkpoints()).unwrap();
+        std::fs::write(run.checkpoints().join(".tmp-latest-x1"), "").unwrap();
         run.remove_leftovers(&held);
+        assert_eq!(std::fs::read_dir(run.checkpoints()).unwrap().count(), 0);
+        std::fs::remove_dir(run.checkpoints()).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
