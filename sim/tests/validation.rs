@@ -732,24 +732,9 @@ fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
 #[test]
 fn an_observation_past_f32_stops_the_env_naming_it() {
     // Loading refuses a site so far away; the physics can still carry a value there, as this one, moved after
-    // loading, does. The sensors hold the site's frame as loading resolved it.
+    // loading, does.
     let mut scene = TaskScene::from_ron(&cube_single_text(), "far.scn.ron").unwrap();
-    let pinch = scene.sites.iter().find(|(n, _)| n == "pinch").unwrap().1;
-    let far = bevy::math::Vec3::new(3.0e38, 3.0e38, 0.0);
-    for (_, def) in &mut scene.sensors {
-        let frames = match def {
-            qamlab_sim::scene::SensorDef::Position(f)
-            | qamlab_sim::scene::SensorDef::LinearVelocity(f) => vec![f],
-            qamlab_sim::scene::SensorDef::RelativePosition(a, b) => vec![a, b],
-            _ => vec![],
-        };
-        for f in frames
-            .into_iter()
-            .filter(|f| f.body == pinch.body && f.offset == pinch.offset)
-        {
-            f.offset = far;
-        }
-    }
+    assert!(scene.move_site_unchecked("pinch", bevy::math::Vec3::new(3.0e38, 3.0e38, 0.0)));
     let mut env = BatchedEnv::new(&scene, 2, EnvOptions::default()).unwrap();
     // Finite at reset, its velocity overflows once the palm turns.
     env.reset(&[0, 1]).unwrap();

@@ -21,9 +21,15 @@ struct Cli {
 
 /// The window's App minus rendering and UI, for `qamlab view ARGS`.
 fn app(args: &[&str]) -> App {
+    app_with_scene(args, |_| {})
+}
+
+/// [`app`], with the task's scene changed by `edit` after loading.
+fn app_with_scene(args: &[&str], edit: impl FnOnce(&mut qamlab_sim::TaskScene)) -> App {
     let mut args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
     args.task = Some(args.resolve_task().unwrap());
-    let task = qamlab_tasks::load_task(args.task_name()).unwrap();
+    let mut task = qamlab_tasks::load_task(args.task_name()).unwrap();
+    edit(&mut task.scene);
     let spec = EnvSpec::of(&task.scene);
     let mut app = App::new();
     app.add_plugins((TaskPoolPlugin::default(), TimePlugin))
@@ -310,19 +316,10 @@ fn the_save_command_writes_the_acting_agent() {
 
 #[test]
 fn physics_past_f32_stops_the_window_naming_the_observation() {
-    let dir = tempfile::tempdir().unwrap();
-    let scene = dir.path().join("far.scn.ron");
-    let text =
-        std::fs::read_to_string(crate::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
-            .unwrap();
-    // The pinch site so far out that its velocity overflows once the palm turns.
-    let far = text.replacen(
-        "offset: (0.0, 0.0, -0.06)",
-        "offset: (3.0e38, 3.0e38, 0.0)",
-        1,
-    );
-    std::fs::write(&scene, far).unwrap();
-    let mut app = app(&["--task", scene.to_str().unwrap(), "--policy", "random"]);
+    // The pinch site so far out that its velocity overflows once the palm turns (loading refuses such a site).
+    let mut app = app_with_scene(&["--task", "cube-single", "--policy", "random"], |scene| {
+        assert!(scene.move_site_unchecked("pinch", Vec3::new(3.0e38, 3.0e38, 0.0)));
+    });
     run_steps(&mut app, 50);
     let error = app.world().resource::<ActingPolicy>().error.clone();
     assert!(

@@ -220,6 +220,36 @@ impl TaskScene {
         build::build(entities, source)
     }
 
+    /// Moves site `name` to `offset` in its body's frame, everywhere loading resolved it (the sensors and goals
+    /// that use it), past the checks loading makes: for tests of what the physics does with values no scene may
+    /// hold. Returns whether the site exists.
+    pub fn move_site_unchecked(&mut self, name: &str, offset: Vec3) -> bool {
+        let Some(site) = self.sites.iter_mut().find(|(n, _)| n == name) else {
+            return false;
+        };
+        let old = site.1;
+        site.1.offset = offset;
+        let moved = |f: &mut FrameRef| {
+            if *f == old {
+                f.offset = offset;
+            }
+        };
+        for (_, def) in &mut self.sensors {
+            match def {
+                SensorDef::Position(f) | SensorDef::LinearVelocity(f) => moved(f),
+                SensorDef::RelativePosition(a, b) => {
+                    moved(a);
+                    moved(b);
+                }
+                _ => {}
+            }
+        }
+        for goal in &mut self.goals {
+            moved(&mut goal.frame);
+        }
+        true
+    }
+
     /// The world-space axis-aligned box `(min, max)` around body `b`'s collider at its authored pose, if the body
     /// has a collider.
     pub fn collider_bounds(&self, b: usize) -> Option<(Vec3, Vec3)> {
