@@ -682,12 +682,25 @@ fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
         "x: Some((min: -1e30, max: 1e30)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
         "RandomizeTarget.x",
-        "[-1000000000000000000000000000000, 1000000000000000000000000000000] reaches past 10000 (10 km, for a length)",
+        "[-1000000000000000000000000000000, 1000000000000000000000000000000] reaches past 10000",
     );
     refused(
         "offset: (0.0, 0.0, -0.06)",
         "offset: (0.0, 0.0, -2e4)",
         "Site.offset",
+        "reaches past 10000",
+    );
+    // A size too: parry's contact search fails on a box 1e20 m wide.
+    refused(
+        "half_extents: (0.5, 0.5, 0.05)",
+        "half_extents: (1e20, 0.5, 0.05)",
+        "Collider.shape.half_extents.x",
+        "reaches past 10000: a scene's lengths are metres and its angles radians",
+    );
+    refused(
+        "at_min: 0.0, at_max: 0.044",
+        "at_min: -1e30, at_max: 0.044",
+        "ActionSpace.actuators[4].control.at_min",
         "reaches past 10000",
     );
     refused(

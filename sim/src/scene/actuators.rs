@@ -64,11 +64,14 @@ pub(super) fn build_actuators(
                         format!("must be finite and non-zero, got {scale}"),
                     ));
                 }
+                ck.within(raw, &field("control.scale"), scale)?;
             }
             Control::PositionAbsolute { at_min, at_max } => {
                 if !(at_min.is_finite() && at_max.is_finite()) {
                     return Err(ck.err(raw, &field("control"), "targets must be finite".into()));
                 }
+                ck.within(raw, &field("control.at_min"), at_min)?;
+                ck.within(raw, &field("control.at_max"), at_max)?;
             }
         }
         if a.joints.is_empty() {

@@ -174,11 +174,11 @@ pub(super) fn build_sites(
 fn check_collider(ck: &Check, raw: &RawEntity, c: &Collider) -> Result<(), SimError> {
     match &c.shape {
         Shape::Cuboid { half_extents } => {
-            ck.positive(raw, "Collider.shape.half_extents.x", half_extents.x)?;
-            ck.positive(raw, "Collider.shape.half_extents.y", half_extents.y)?;
-            ck.positive(raw, "Collider.shape.half_extents.z", half_extents.z)?;
+            ck.size(raw, "Collider.shape.half_extents.x", half_extents.x)?;
+            ck.size(raw, "Collider.shape.half_extents.y", half_extents.y)?;
+            ck.size(raw, "Collider.shape.half_extents.z", half_extents.z)?;
         }
-        Shape::Ball { radius } => ck.positive(raw, "Collider.shape.radius", *radius)?,
+        Shape::Ball { radius } => ck.size(raw, "Collider.shape.radius", *radius)?,
         Shape::Capsule {
             half_height,
             radius,
@@ -187,10 +187,13 @@ fn check_collider(ck: &Check, raw: &RawEntity, c: &Collider) -> Result<(), SimEr
             half_height,
             radius,
         } => {
-            ck.positive(raw, "Collider.shape.half_height", *half_height)?;
-            ck.positive(raw, "Collider.shape.radius", *radius)?;
+            ck.size(raw, "Collider.shape.half_height", *half_height)?;
+            ck.size(raw, "Collider.shape.radius", *radius)?;
         }
         Shape::ConvexHull { points } => {
+            for p in points.iter().filter(|p| p.is_finite()) {
+                ck.within(raw, "Collider.shape.points", p.abs().max_element())?;
+            }
             if points.iter().any(|p| !p.is_finite())
                 || !spans_a_volume(points)
                 || ColliderBuilder::convex_hull(points).is_none()

@@ -33,11 +33,12 @@ pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
     }
 }
 
-/// The largest coordinate or range bound a scene may hold: 10 km, for a length. Scenes are metres
+/// The largest coordinate, size, range bound or joint target a scene may hold: 10 km, for a length. Scenes are metres
 /// across; out there float32 positions keep only millimetres, the physics' products of them overflow sooner, and
 /// an agent's networks see numbers they cannot learn from (a target drawn from ±1e30 made training NaN).
 const LARGEST: f32 = 1e4;
-const LARGEST_TEXT: &str = "10000 (10 km, for a length): a scene is metres across, and float32 physics loses millimetres out there";
+const LARGEST_TEXT: &str = "10000: a scene's lengths are metres and its angles radians, and float32 physics \
+     loses millimetres out past 10 km";
 
 /// `text` with its invisible characters (controls, a soft hyphen, zero-width spaces and joiners, direction marks
 /// and isolates, a byte-order mark) written out as `\u{200b}`: a name holding one reads like the name it is not.
@@ -145,6 +146,21 @@ impl Check<'_> {
             Ok(())
         } else {
             Err(self.err(raw, field, format!("must be positive and finite, got {v}")))
+        }
+    }
+
+    /// A finite length above 0, within [`LARGEST`] (a shape's size).
+    pub(super) fn size(&self, raw: &RawEntity, field: &str, v: f32) -> Result<(), SimError> {
+        self.positive(raw, field, v)?;
+        self.within(raw, field, v)
+    }
+
+    /// A value within [`LARGEST`] either way (a joint target, a control's scale).
+    pub(super) fn within(&self, raw: &RawEntity, field: &str, v: f32) -> Result<(), SimError> {
+        if v.abs() > LARGEST {
+            Err(self.err(raw, field, format!("{v} reaches past {LARGEST_TEXT}")))
+        } else {
+            Ok(())
         }
     }
 
