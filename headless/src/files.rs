@@ -78,25 +78,30 @@ pub fn check_cancelled() -> anyhow::Result<()> {
 
 /// Where a write to `path` goes: `path` itself, or, where it is a symbolic link, the file it links to (which may
 /// not exist yet), so that the new contents replace the file the link names and the link stays, as a plain write
-/// through the link would do. Renaming onto the link would replace the link and leave its file as it was.
-pub fn through_links(path: &Path) -> PathBuf {
-    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-    if !is_link {
-        return path.to_path_buf();
+/// through the link would do. Renaming onto the link would replace the link and leave its file as it was. Links
+/// that lead round in a loop are an error.
+pub fn through_links(path: &Path) -> anyhow::Result<PathBuf> {
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link(path) {
+        return Ok(path.to_path_buf());
     }
     if let Ok(resolved) = std::fs::canonicalize(path) {
-        return resolved;
+        return Ok(resolved);
     }
     // A file not made yet: where links lead, one after another (a link to a link to it), each relative to its
-    // link's folder; a loop ends at its 40th link, where the write then fails, naming it.
+    // link's folder.
     let mut at = path.to_path_buf();
     for _ in 0..40 {
         match std::fs::read_link(&at) {
             Ok(target) => at = parent_dir(&at).join(target),
-            Err(_) => break,
+            Err(_) => return Ok(at),
         }
     }
-    at
+    anyhow::bail!(
+        "{} is a symbolic link that leads round in a loop (or through more than 40 links): point it at a file, or \
+         remove it",
+        path.display()
+    )
 }
 
 /// Writes `path`'s contents to a temporary file beside it (beside the file it links to, for a symbolic link),
@@ -105,7 +110,7 @@ pub fn write_staged(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>,
 ) -> anyhow::Result<StagedFile> {
-    let path = &through_links(path);
+    let path = &through_links(path)?;
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Named after the file it becomes: what a killed process leaves behind says what it was.
@@ -199,7 +204,7 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
     let shown = path.display();
     // Where the write will go: a link's file.
-    let target = through_links(path);
+    let target = through_links(path)?;
     let nearest = target
         .ancestors()
         .skip(1)
@@ -279,6 +284,20 @@ mod tests {
         // No temporary file is left beside any.
         let left = |d: &Path| std::fs::read_dir(d).unwrap().count();
         assert_eq!((left(dir.path()), left(&dir.path().join("big"))), (5, 3));
+        // Links in a loop are refused, and stay links.
+        let (a, b) = (dir.path().join("a.npz"), dir.path().join("b.npz"));
+        std::os::unix::fs::symlink("b.npz", &a).unwrap();
+        std::os::unix::fs::symlink("a.npz", &b).unwrap();
+        let err = write_bytes_atomically(&a, b"x").unwrap_err().to_string();
+        assert!(err.contains("leads round in a loop"), "{err}");
+        assert!(
+            std::fs::symlink_metadata(&a)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        std::fs::remove_file(&a).unwrap();
+        std::fs::remove_file(&b).unwrap();
         // The check before writing looks where the write goes: a link into a folder that takes no files.
         let blocked = dir.path().join("blocked.npz");
         std::os::unix::fs::symlink("/proc/qamlab/x.npz", &blocked).unwrap();

@@ -63,7 +63,7 @@ fn val_path(out: &std::path::Path) -> PathBuf {
 /// Runs `qamlab collect` and prints what was written.
 pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     // Through a link to the dataset it names: the validation file then goes beside that dataset, not the link.
-    args.out = qamlab_headless::files::through_links(&args.out);
+    args.out = qamlab_headless::files::through_links(&args.out)?;
     // A dataset can take a long time to make: only replaced when asked to, and refused before collecting.
     if !args.overwrite {
         let val = (args.val_episodes > 0).then(|| val_path(&args.out));
