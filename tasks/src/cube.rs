@@ -383,8 +383,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
 }
 
 /// Checks that each cube fits between the gripper's fingers: narrower, across its narrower side (its own shape's,
-/// whatever its yaw), than the gap between the two fingers' inner faces where the gripper opens widest (at the end
-/// of its `PositionAbsolute` range that leaves the larger gap, within the joints' limits), less [`GRASP_SLACK`]. A
+/// whatever its yaw, where it stands upright), than the gap between the two fingers' inner faces where the script
+/// opens them (at -1, the `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at
+/// +1 instead is refused), less [`GRASP_SLACK`]. A
 /// cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read, not two prismatic
 /// joints' boxes apart along their axis, are left to the other checks.)
 fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
@@ -423,25 +424,43 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
         };
         (high.1.0[k] + clamp(high.0) * high.2[k]) - (low.1.1[k] + clamp(low.0) * low.2[k])
     };
-    let gap = gap_at(at_min).max(gap_at(at_max));
+    let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
+    // The script opens the gripper with -1 (`at_min`) and closes it with +1.
+    let gap = gap_at(at_min);
+    if gap < gap_at(at_max) {
+        return Err(ReachFault::Script(format!(
+            "action `gripper` to open the fingers at -1 and close them at +1, as the built-in gantry's: `{}` and \
+             `{}` are {:.1} cm apart at -1 (at_min {at_min}) and {:.1} cm at +1 (at_max {at_max}); swap at_min and \
+             at_max",
+            names(low.0),
+            names(high.0),
+            100.0 * gap,
+            100.0 * gap_at(at_max)
+        )));
+    }
     if gap <= 0.0 {
         return Ok(());
     }
-    let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
     for def in &scene.goals {
         let cube = def.frame.body;
         let Some(collider) = &scene.bodies[cube].collider else {
             continue;
         };
+        // An upright body (turned about z alone) by its shape, whatever its yaw, which the script matches; one
+        // tilted, or a hull, by the box around it as authored.
+        let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
+        let boxed = || {
+            scene
+                .collider_bounds(cube)
+                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y))
+        };
         let across = match collider.shape {
+            _ if !upright => boxed(),
             Shape::Cuboid { half_extents } => 2.0 * half_extents.x.min(half_extents.y),
             Shape::Ball { radius }
             | Shape::Capsule { radius, .. }
             | Shape::Cylinder { radius, .. } => 2.0 * radius,
-            // A hull: the box around it as authored.
-            _ => scene
-                .collider_bounds(cube)
-                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y)),
+            Shape::ConvexHull { .. } => boxed(),
         };
         if across > gap - GRASP_SLACK {
             return Err(ReachFault::Script(format!(

@@ -303,6 +303,14 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         ),
         "{err}"
     );
+    // A gripper wired the other way round: the script's -1 would close it.
+    let err = refusal("at_min: 0.0, at_max: 0.044", "at_min: 0.044, at_max: 0.0");
+    assert!(
+        err.contains(
+            "the oracle needs action `gripper` to open the fingers at -1 and close them at +1"
+        ),
+        "{err}"
+    );
     // A 7 cm cube turned 45 degrees is still 7 cm across its narrower side: it fits.
     let turned = BUILTIN_TASKS[0]
         .1
