@@ -302,6 +302,16 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     };
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
+    // How far the fingers reach past the pinch along each axis (the boxes around them as authored).
+    let hand = scene.actuators.get(4).map_or(Vec3::ZERO, |gripper| {
+        gripper
+            .joints
+            .iter()
+            .filter_map(|&j| scene.collider_bounds(scene.joints[j].child))
+            .fold(Vec3::ZERO, |far, (low, high)| {
+                far.max((low - home).abs()).max((high - home).abs())
+            })
+    });
     // What the task needs is checked in full before what the script needs: a fault of the task is said even where
     // the script would have stopped first.
     let mut script_fault: Option<String> = None;
@@ -321,26 +331,33 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .as_ref()
             .map(|r| [r.x, r.y, r.z])
             .unwrap_or_default();
-        // The fingers touch a cube whose centre is up to half its width beyond the pinch: it can be pushed.
+        // The fingers reach past the pinch, and touch a cube whose centre is half its width past them: a policy
+        // may push it that far beyond the pinch's reach.
         let half = scene
             .collider_bounds(def.frame.body)
             .map_or(Vec3::ZERO, |(low, high)| (high - low) / 2.0);
+        let push = hand + half;
         let goal = format!("goal `{}`'s target", def.goal.name);
         let cube_start = format!("cube `{}`'s start", cube.body.name);
         for k in 0..3 {
             let to = span(target[k], drawn[k]);
-            // A target within its tolerance of the reach can be met; one below it too, by letting the cube go.
-            let below = if k < 2 { tolerance } else { f32::INFINITY };
-            if beyond(k, to, below, tolerance) {
-                let what = format!("{goal}, give or take its tolerance ({tolerance} m),");
+            // A target within its tolerance of where a cube can be pushed can be met; one below the reach too, by
+            // letting the cube go.
+            let slack = tolerance + push[k];
+            let below = if k < 2 { slack } else { f32::INFINITY };
+            if beyond(k, to, below, slack) {
+                let what = format!(
+                    "{goal}, give or take {} m (its tolerance, and how far past the pinch the fingers push the cube),",
+                    mm(slack)
+                );
                 return Err(ReachFault::Task(out_of_reach(&what, k, to, true)));
             }
             if k < 2 {
                 let from = span(start[k], moved[k]);
-                if beyond(k, from, half[k], half[k]) {
+                if beyond(k, from, push[k], push[k]) {
                     let what = format!(
-                        "{cube_start}, give or take half its width ({} m),",
-                        mm(half[k])
+                        "{cube_start}, give or take {} m (how far past the pinch the fingers touch the cube),",
+                        mm(push[k])
                     );
                     return Err(ReachFault::Task(out_of_reach(&what, k, from, true)));
                 }
@@ -352,6 +369,9 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
                     script_fault = Some(out_of_reach(&cube_start, k, from, true));
                 }
             } else {
+                if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
+                    script_fault = Some(out_of_reach(&goal, k, to, true));
+                }
                 // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
                 let approach = Range::new(to.min, to.max + HOVER);
                 if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {

@@ -123,6 +123,15 @@ impl Oracle {
         config: OracleConfig,
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
+        // A layout the gantry cannot do is said before anything the script lacks (its actions' scales, say).
+        if spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"]
+            && let Err(ReachFault::Task(needs)) = crate::cube::check_reach(scene)
+        {
+            return Err(TaskError::Unsolvable {
+                task: spec.task.clone(),
+                needs,
+            });
+        }
         let cube = match CubeOracle::new(spec, config, seeds) {
             Ok(mut oracle) => {
                 let task = spec.task.clone();

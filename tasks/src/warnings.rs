@@ -283,7 +283,8 @@ mod tests {
         assert!(
             warnings[0].starts_with(
                 "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take \
-                 its tolerance (0.04 m), within the pinch's reach: its x spans [-0.15, 0.6] m"
+                 0.072 m (its tolerance, and how far past the pinch the fingers push the cube), within the pinch's \
+                 reach: its x spans [-0.15, 0.6] m"
             ),
             "{warnings:?}"
         );

@@ -220,11 +220,13 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     // A target out of the pinch's reach: no policy does the task, not only the script.
     assert_eq!(
         err,
-        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take its \
-         tolerance (0.04 m), within the pinch's reach: its x spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m \
-         (it starts at 0 and the joint of `dx` has limits [-0.3, 0.3]; narrow the range or widen the limits)"
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 0.072 m \
+         (its tolerance, and how far past the pinch the fingers push the cube), within the pinch's reach: its x \
+         spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits \
+         [-0.3, 0.3]; narrow the range or widen the limits)"
     );
-    // Within its tolerance of the reach, a target can be met, if not by the script, which goes to the target.
+    // Within its tolerance of where the fingers can push a cube, a target can be met, if not by the script, which
+    // goes to the target.
     let err = refusal(
         targets,
         "x: Some((min: -0.15, max: 0.33)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
@@ -286,8 +288,8 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     assert!(
         err.starts_with(
-            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take half \
-             its width (0.02 m), within the pinch's reach: its y spans [-0.5, 0.15] m"
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.076 m \
+             (how far past the pinch the fingers touch the cube), within the pinch's reach: its y spans [-0.5, 0.15] m"
         ),
         "{err}"
     );
@@ -301,6 +303,34 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
             "the oracle needs cube `cube` to fit between the fingers: it is 12.0 cm across its narrower side, and \
              `finger_l` and `finger_r` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than the gap is held)"
         ),
+        "{err}"
+    );
+    // A fault of the task is named before what the script lacks, even where the script's checks come first: the
+    // gantry's dx at another scale, and a target far beyond its reach.
+    let err = refusal(
+        targets,
+        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+    );
+    assert!(
+        err.starts_with("task `cube-single` cannot be solved as laid out"),
+        "{err}"
+    );
+    let text = BUILTIN_TASKS[0]
+        .1
+        .replacen(
+            targets,
+            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            1,
+        )
+        .replacen("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.1)", 1);
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "scaled").unwrap();
+    let spec = qamlab_sim::EnvSpec::of(&scene);
+    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("task `cube-single` cannot be solved as laid out"),
         "{err}"
     );
     // A gripper wired the other way round: the script's -1 would close it.
