@@ -9,7 +9,7 @@ use qamlab_sim::TaskScene;
 use qamlab_sim::authoring::BodyKind;
 
 /// Grid resolution (metres per cell).
-const CELL: f32 = 0.05;
+pub(crate) const CELL: f32 = 0.05;
 /// A fixed surface whose top is within this of the robot's feet is floor; one higher is a wall.
 const STEP: f32 = 0.03;
 /// At most this many cells on a side: a larger floor is refused rather than planned slowly.
@@ -50,6 +50,22 @@ impl Maze {
     /// that (below the robot's top); the robot's centre keeps `reach` from walls and floor edges. Errors name what
     /// is missing.
     pub fn from_scene(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
+        Self::build(scene, robot, reach, true)
+    }
+
+    /// The maze of `scene` as [`from_scene`](Self::from_scene) makes it, but bounded by its walls alone: every
+    /// place within the floor's outline counts as floor, as legs may step over a gap the centre could not stand on.
+    /// What no robot of this reach could get through, with any gait.
+    pub fn walls_only(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
+        Self::build(scene, robot, reach, false)
+    }
+
+    fn build(
+        scene: &TaskScene,
+        robot: &[usize],
+        reach: f32,
+        floor_edges: bool,
+    ) -> Result<Self, String> {
         let robot_bounds: Vec<(Vec3, Vec3)> = robot
             .iter()
             .filter_map(|&b| scene.collider_bounds(b))
@@ -114,9 +130,10 @@ impl Maze {
             let p = maze.center(c);
             // On the floor with room for the robot's reach on every side (floors may be tiled), and that far from
             // every wall.
-            let on_floor = [Vec2::ZERO, Vec2::X, -Vec2::X, Vec2::Y, -Vec2::Y]
-                .iter()
-                .all(|&d| floors.iter().any(|f| f.distance(p + d * reach) == 0.0));
+            let on_floor = !floor_edges
+                || [Vec2::ZERO, Vec2::X, -Vec2::X, Vec2::Y, -Vec2::Y]
+                    .iter()
+                    .all(|&d| floors.iter().any(|f| f.distance(p + d * reach) == 0.0));
             let clear = walls.iter().all(|w| w.distance(p) >= reach);
             if on_floor && clear {
                 maze.free[c] = true;

@@ -505,13 +505,16 @@ impl WalkerOracle {
         let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
         let goal = &scene.goals[layout.goal];
         if let Err(script_needs) = check_the_way(&maze, centre, goal, reach + MARGIN) {
-            // The script keeps its legs' whole reach, and a margin, from the walls: a way its torso alone fits
-            // through is one a policy may still take. Only where even that is shut is the task at fault.
-            // Its torso's half-width: what no gait can fold away.
+            // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges: a way its
+            // torso alone fits through, stepping over gaps, is one a policy may still take. Only where even that is
+            // shut is the task at fault.
+            // Its torso's half-width, what no gait can fold away (a grid cell at least: a torso without a collider
+            // still does not pass through walls); floor gaps left to the legs to step over.
             let torso = scene
                 .collider_bounds(robot[0])
-                .map_or(0.0, |(lo, hi)| (hi - lo).truncate().min_element() / 2.0);
-            let tight = Maze::from_scene(scene, &robot, torso).map_err(no)?;
+                .map_or(0.0, |(lo, hi)| (hi - lo).truncate().min_element() / 2.0)
+                .max(crate::maze::CELL);
+            let tight = Maze::walls_only(scene, &robot, torso).map_err(no)?;
             return Err(match check_the_way(&tight, centre, goal, torso) {
                 Err(needs) => TaskError::Unsolvable {
                     task: spec.task.clone(),

@@ -151,19 +151,24 @@ fn joined(scene: &TaskScene, b: usize) -> Vec<usize> {
     group
 }
 
-/// Free bodies with no collider under them at some place their reset can put them (the corners and the middle of
-/// its x and y ranges): under downward gravity they fall without end. Each with the first such place. (Boxes
-/// around colliders, so a wall beside a body is no support, and a tilted table is one.)
+/// Free bodies, with the limbs joined to them, that have no collider under any of them at some place their reset
+/// can put them (the corners and the middle of its x and y ranges): under downward gravity they fall without end.
+/// Each group once, named by its first free body, with the first such place. (Boxes around colliders, so a wall
+/// beside a body is no support, and a tilted table is one.)
 fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
     if scene.settings.gravity.z >= 0.0 {
         return Vec::new();
     }
     let mut out = Vec::new();
+    let mut said: Vec<usize> = Vec::new();
     for b in falls(scene) {
-        let def = &scene.bodies[b];
-        let Some((low, _)) = scene.collider_bounds(b) else {
+        // A body and the limbs joined to it stand or fall together: said once, of the first.
+        let own = joined(scene, b);
+        if own.iter().any(|m| said.contains(m)) {
             continue;
-        };
+        }
+        said.extend(&own);
+        let def = &scene.bodies[b];
         let home = def.body.translation.truncate();
         let spans = |authored: f32, range: Option<Range>| {
             range.map_or(vec![authored], |r| r.ends_and_middle().to_vec())
@@ -172,10 +177,14 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
             Some(r) => (spans(home.x, r.x), spans(home.y, r.y)),
             None => (vec![home.x], vec![home.y]),
         };
-        // Under it: another body's collider (not one of its own limbs) that spans the place and reaches below its
-        // underside there (a sloped table's box reaches higher, too), with a centimetre of slack for resting contact.
-        let own = joined(scene, b);
-        let under = |at: Vec2| {
+        // Under a body: another's collider (not one of the group's) that spans the body's middle and reaches below
+        // its underside there (a sloped table's box reaches higher, too), with a centimetre of slack for resting
+        // contact. The group stands where any of its bodies does (a walker's feet astride a gap).
+        let under = |member: usize, shift: Vec2| {
+            let Some((low, high)) = scene.collider_bounds(member) else {
+                return false;
+            };
+            let at = ((low + high) / 2.0).truncate() + shift;
             (0..scene.bodies.len())
                 .filter(|c| !own.contains(c))
                 .any(|c| {
@@ -189,7 +198,10 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
         let places = xs
             .iter()
             .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
-        if let Some(at) = places.into_iter().find(|&at| !under(at)) {
+        if let Some(at) = places
+            .into_iter()
+            .find(|&at| !own.iter().any(|&m| under(m, at - home)))
+        {
             out.push((def.body.name.clone(), at));
         }
     }
@@ -357,6 +369,27 @@ mod tests {
         assert_ne!(swapped, text);
         let scene = TaskScene::from_ron(&swapped, "swapped").unwrap();
         assert_eq!(scene_warnings(&scene), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_walker_off_its_floor_is_said_once() {
+        // The floor moved away from under the robot (its walls stay): the torso and its eight limbs fall together.
+        let text = builtin_text("antmaze-umaze");
+        let edited = text.replacen(
+            "name: \"floor\", kind: Fixed, translation: (0.0, 0.0, -0.05)",
+            "name: \"floor\", kind: Fixed, translation: (40.0, 0.0, -0.05)",
+            1,
+        );
+        assert_ne!(edited, text);
+        let warnings = scene_warnings(&TaskScene::from_ron(&edited, "moved").unwrap());
+        let falls: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("has nothing under it"))
+            .collect();
+        assert!(
+            falls.len() == 1 && falls[0].starts_with("\"torso\""),
+            "{warnings:?}"
+        );
     }
 
     #[test]
