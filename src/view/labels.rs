@@ -49,19 +49,28 @@ impl LabelAnchor {
 
 /// Places the anchor for the task (again when a reload changes it).
 fn place_anchor(task: Res<ViewTask>, mut anchor: ResMut<LabelAnchor>) {
-    if !task.is_changed() {
-        return;
+    if task.is_changed() {
+        anchor.set_if_neq(LabelAnchor::of(&task.scene));
     }
-    let work = layout::working_volume(&task.scene);
-    // A stage the env's work happens above (a table, a maze's floor and walls); not a pendulum's pivot, in the
-    // middle of its swing: there, the working volume.
-    let base = layout::stage(&task.scene)
-        .filter(|stage| stage.max.z < work.center().z)
-        .unwrap_or(work);
-    anchor.set_if_neq(LabelAnchor {
-        top: base.center().truncate().extend(base.max.z),
-        half: base.size().truncate() / 2.0,
-    });
+}
+
+impl LabelAnchor {
+    /// The anchor for `scene`: over its stage where what moves stands on it (a table, a maze's floor: the stage
+    /// reaches below every moving body), else over its working volume (a pendulum's pivot is in its swing).
+    pub fn of(scene: &qamlab_sim::TaskScene) -> Self {
+        let moving_bottom = (0..scene.bodies.len())
+            .filter(|&b| scene.bodies[b].body.kind != qamlab_sim::authoring::BodyKind::Fixed)
+            .filter_map(|b| scene.collider_bounds(b))
+            .map(|(low, _)| low.z)
+            .fold(f32::INFINITY, f32::min);
+        let base = layout::stage(scene)
+            .filter(|stage| stage.min.z < moving_bottom)
+            .unwrap_or_else(|| layout::working_volume(scene));
+        Self {
+            top: base.center().truncate().extend(base.max.z),
+            half: base.size().truncate() / 2.0,
+        }
+    }
 }
 
 /// A label's text: the env's index, then its successes out of its finished episodes once there are any.
@@ -173,6 +182,23 @@ mod tests {
         );
         // Straight down: the middle.
         assert_eq!(anchor.far_side(Vec2::ZERO), anchor.top);
+    }
+
+    #[test]
+    fn labels_hang_over_a_table_or_a_maze_and_above_a_pendulums_swing() {
+        let task = |name: &str| qamlab_tasks::load_task(name).unwrap().scene;
+        // cube-single: the table top, z = 0.
+        assert!(LabelAnchor::of(&task("cube-single")).top.z.abs() < 1e-4);
+        // antmaze-umaze: its walls' top, 0.3 m.
+        assert!((LabelAnchor::of(&task("antmaze-umaze")).top.z - 0.3).abs() < 1e-4);
+        // The pendulum: above its goal (1.5 m, give or take 0.1), not at its pivot (1 m).
+        let pendulum = crate::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron");
+        let scene = qamlab_sim::TaskScene::from_file(pendulum).unwrap();
+        assert!(
+            LabelAnchor::of(&scene).top.z >= 1.5,
+            "{:?}",
+            LabelAnchor::of(&scene)
+        );
     }
 
     #[test]
