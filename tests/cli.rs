@@ -193,7 +193,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     assert!(
         stdout.contains(
             "oracle: none: task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, \
-             give or take 0.072 m (its tolerance, and how far past the pinch the fingers push the cube), within the \
+             give or take 0.138 m (its tolerance, and how far past the pinch the robot can push the cube), within the \
              pinch's reach"
         ) && !stdout.contains("tried:"),
         "{stdout}"

@@ -302,16 +302,31 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     };
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
-    // How far the fingers reach past the pinch along each axis (the boxes around them as authored).
-    let hand = scene.actuators.get(4).map_or(Vec3::ZERO, |gripper| {
-        gripper
-            .joints
-            .iter()
-            .filter_map(|&j| scene.collider_bounds(scene.joints[j].child))
-            .fold(Vec3::ZERO, |far, (low, high)| {
-                far.max((low - home).abs()).max((high - home).abs())
+    // How far past the pinch the robot can touch anything: the farthest corner of any collider of the bodies its
+    // joints move, horizontally (the yaw turns the hand, so every direction) and in all. A cube pushed, or held
+    // off-centre, can go that far beyond the pinch's reach, and farther by its own size.
+    let robot: Vec<usize> = (0..scene.bodies.len())
+        .filter(|&b| scene.joints.iter().any(|j| j.child == b))
+        .filter(|&b| !scene.goals.iter().any(|g| g.frame.body == b))
+        .collect();
+    let (hand, hand_3d) = robot
+        .iter()
+        .filter_map(|&b| scene.collider_bounds(b))
+        .flat_map(|(low, high)| {
+            (0..8).map(move |i| {
+                Vec3::new(
+                    if i & 1 == 0 { low.x } else { high.x },
+                    if i & 2 == 0 { low.y } else { high.y },
+                    if i & 4 == 0 { low.z } else { high.z },
+                )
             })
-    });
+        })
+        .fold((0.0f32, 0.0f32), |(flat, all), c| {
+            (
+                flat.max((c - home).truncate().length()),
+                all.max((c - home).length()),
+            )
+        });
     // What the task needs is checked in full before what the script needs: a fault of the task is said even where
     // the script would have stopped first.
     let mut script_fault: Option<String> = None;
@@ -331,33 +346,41 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .as_ref()
             .map(|r| [r.x, r.y, r.z])
             .unwrap_or_default();
-        // The fingers reach past the pinch, and touch a cube whose centre is half its width past them: a policy
-        // may push it that far beyond the pinch's reach.
-        let half = scene
+        // The cube's size past its centre (its box's half-diagonal), and whether it rolls: a ball, a capsule or a
+        // cylinder may roll on past any push, so no reach rules its goal out.
+        let size = scene
             .collider_bounds(def.frame.body)
-            .map_or(Vec3::ZERO, |(low, high)| (high - low) / 2.0);
-        let push = hand + half;
+            .map_or(0.0, |(low, high)| (high - low).length() / 2.0);
+        let rolls = matches!(
+            cube.collider.as_ref().map(|c| &c.shape),
+            Some(Shape::Ball { .. } | Shape::Capsule { .. } | Shape::Cylinder { .. })
+        );
         let goal = format!("goal `{}`'s target", def.goal.name);
         let cube_start = format!("cube `{}`'s start", cube.body.name);
         for k in 0..3 {
             let to = span(target[k], drawn[k]);
-            // A target within its tolerance of where a cube can be pushed can be met; one below the reach too, by
-            // letting the cube go.
-            let slack = tolerance + push[k];
+            // Where the robot can put the cube: as far past the pinch's reach as it touches things, and the cube's
+            // size; a target within its tolerance of that can be met, one below the reach too (let go, it falls).
+            let touch = if k < 2 { hand } else { hand_3d } + size;
+            let slack = tolerance + touch;
             let below = if k < 2 { slack } else { f32::INFINITY };
-            if beyond(k, to, below, slack) {
+            if !rolls && beyond(k, to, below, slack) {
                 let what = format!(
-                    "{goal}, give or take {} m (its tolerance, and how far past the pinch the fingers push the cube),",
+                    "{goal}, give or take {} m (its tolerance, and how far past the pinch the robot can push the \
+                     cube),",
                     mm(slack)
                 );
                 return Err(ReachFault::Task(out_of_reach(&what, k, to, true)));
             }
             if k < 2 {
                 let from = span(start[k], moved[k]);
-                if beyond(k, from, push[k], push[k]) {
+                // A cube the robot cannot touch stays where it starts: fatal unless it may start at its target.
+                let may_start_there =
+                    from.min <= to.max + tolerance && to.min - tolerance <= from.max;
+                if !rolls && !may_start_there && beyond(k, from, touch, touch) {
                     let what = format!(
-                        "{cube_start}, give or take {} m (how far past the pinch the fingers touch the cube),",
-                        mm(push[k])
+                        "{cube_start}, give or take {} m (how far past the pinch the robot can touch the cube),",
+                        mm(touch)
                     );
                     return Err(ReachFault::Task(out_of_reach(&what, k, from, true)));
                 }
@@ -488,8 +511,8 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
                  open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
                 scene.bodies[cube].body.name,
                 100.0 * across,
-                names(gripper.joints[0]),
-                names(gripper.joints[1]),
+                names(low.0),
+                names(high.0),
                 100.0 * gap,
                 100.0 * GRASP_SLACK
             )));

@@ -124,9 +124,9 @@ impl Oracle {
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
         // A layout the gantry cannot do is said before anything the script lacks (its actions' scales, say).
-        if spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"]
-            && let Err(ReachFault::Task(needs)) = crate::cube::check_reach(scene)
-        {
+        let reach = (spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"])
+            .then(|| crate::cube::check_reach(scene));
+        if let Some(Err(ReachFault::Task(needs))) = reach {
             return Err(TaskError::Unsolvable {
                 task: spec.task.clone(),
                 needs,
@@ -135,10 +135,13 @@ impl Oracle {
         let cube = match CubeOracle::new(spec, config, seeds) {
             Ok(mut oracle) => {
                 let task = spec.task.clone();
-                let reach = crate::cube::check_reach(scene).map_err(|fault| match fault {
-                    ReachFault::Task(needs) => TaskError::Unsolvable { task, needs },
-                    ReachFault::Script(missing) => TaskError::NoOracle { task, missing },
-                })?;
+                // Checked above: the cube script takes the gantry's actions only.
+                let reach = reach
+                    .unwrap_or_else(|| crate::cube::check_reach(scene))
+                    .map_err(|fault| match fault {
+                        ReachFault::Task(needs) => TaskError::Unsolvable { task, needs },
+                        ReachFault::Script(missing) => TaskError::NoOracle { task, missing },
+                    })?;
                 // Just short of the limit, where the motor still moves the pinch.
                 oracle.limit_carrying_height(reach - 0.01);
                 return Ok(Self::Cube(oracle));

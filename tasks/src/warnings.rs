@@ -295,7 +295,7 @@ mod tests {
         assert!(
             warnings[0].starts_with(
                 "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take \
-                 0.072 m (its tolerance, and how far past the pinch the fingers push the cube), within the pinch's \
+                 0.138 m (its tolerance, and how far past the pinch the robot can push the cube), within the pinch's \
                  reach: its x spans [-0.15, 0.6] m"
             ),
             "{warnings:?}"

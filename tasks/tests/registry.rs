@@ -220,8 +220,8 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     // A target out of the pinch's reach: no policy does the task, not only the script.
     assert_eq!(
         err,
-        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 0.072 m \
-         (its tolerance, and how far past the pinch the fingers push the cube), within the pinch's reach: its x \
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 0.138 m \
+         (its tolerance, and how far past the pinch the robot can push the cube), within the pinch's reach: its x \
          spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits \
          [-0.3, 0.3]; narrow the range or widen the limits)"
     );
@@ -282,14 +282,46 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     let scene = qamlab_sim::TaskScene::from_ron(&text, "raised").unwrap();
     let spec = qamlab_sim::EnvSpec::of(&scene);
     assert!(Oracle::new(&scene, &spec, OracleConfig::default(), &[0]).is_ok());
+    // A cube that may start out of reach, but also where its goal can be: the script's limit, not the task's.
     let err = refusal(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.5, max: 0.15)), yaw",
     );
     assert!(
+        err.contains(
+            "has no scripted oracle: the oracle needs cube `cube`'s start within the pinch's reach"
+        ),
+        "{err}"
+    );
+    // A ball may roll on past any push: however far its target, no reach rules it out.
+    let text = BUILTIN_TASKS[0]
+        .1
+        .replacen(
+            targets,
+            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            1,
+        )
+        .replacen(
+            "shape: Cuboid(half_extents: (0.02, 0.02, 0.02))",
+            "shape: Ball(radius: 0.02)",
+            1,
+        );
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "ball").unwrap();
+    let spec = qamlab_sim::EnvSpec::of(&scene);
+    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("has no scripted oracle"), "{err}");
+    // One that always starts out of the robot's touch, away from its goal: no policy can move it.
+    let err = refusal(
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.9, max: -0.6)), yaw",
+    );
+    assert!(
         err.starts_with(
-            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.076 m \
-             (how far past the pinch the fingers touch the cube), within the pinch's reach: its y spans [-0.5, 0.15] m"
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.098 m \
+             (how far past the pinch the robot can touch the cube), within the pinch's reach: its y spans [-0.9, -0.6] m"
         ),
         "{err}"
     );
@@ -301,7 +333,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     assert!(
         err.ends_with(
             "the oracle needs cube `cube` to fit between the fingers: it is 12.0 cm across its narrower side, and \
-             `finger_l` and `finger_r` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than the gap is held)"
+             `finger_r` and `finger_l` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than the gap is held)"
         ),
         "{err}"
     );
