@@ -11,7 +11,7 @@ use qamlab_sim::authoring::BodyKind;
 /// Grid resolution (metres per cell).
 pub(crate) const CELL: f32 = 0.05;
 /// A fixed surface whose top is within this of the robot's feet is floor; one higher is a wall.
-const STEP: f32 = 0.03;
+const STEP: f32 = 0.02;
 /// At most this many cells on a side: a larger floor is refused rather than planned slowly.
 const MAX_SIDE: usize = 1024;
 
@@ -50,21 +50,28 @@ impl Maze {
     /// that (below the robot's top); the robot's centre keeps `reach` from walls and floor edges. Errors name what
     /// is missing.
     pub fn from_scene(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
-        Self::build(scene, robot, reach, true)
+        Self::build(scene, robot, reach, None)
     }
 
-    /// The maze of `scene` as [`from_scene`](Self::from_scene) makes it, but bounded by its walls alone: every
-    /// place within the floor's outline counts as floor, as legs may step over a gap the centre could not stand on.
-    /// What no robot of this reach could get through, with any gait.
-    pub fn walls_only(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
-        Self::build(scene, robot, reach, false)
+    /// The maze of `scene` as [`from_scene`](Self::from_scene) makes it, but bounded by its walls alone, and only
+    /// those standing higher than `underside` (what a body that high passes over is no wall): every place within the
+    /// floor's outline counts as floor, as legs may step over a gap the centre could not stand on. What no robot
+    /// of this reach and underside could get through, with any gait.
+    pub fn walls_only(
+        scene: &TaskScene,
+        robot: &[usize],
+        reach: f32,
+        underside: f32,
+    ) -> Result<Self, String> {
+        Self::build(scene, robot, reach, Some(underside))
     }
 
+    /// The maze: with `walls_only`, the underside of [`walls_only`](Self::walls_only).
     fn build(
         scene: &TaskScene,
         robot: &[usize],
         reach: f32,
-        floor_edges: bool,
+        walls_only: Option<f32>,
     ) -> Result<Self, String> {
         let robot_bounds: Vec<(Vec3, Vec3)> = robot
             .iter()
@@ -92,7 +99,7 @@ impl Maze {
             let print = Footprint { min, max };
             if (max.z - feet).abs() <= STEP {
                 floors.push(print);
-            } else if max.z > feet + STEP && min.z < head {
+            } else if max.z > walls_only.unwrap_or(feet + STEP) && min.z < head {
                 walls.push(print);
             }
         }
@@ -130,7 +137,7 @@ impl Maze {
             let p = maze.center(c);
             // On the floor with room for the robot's reach on every side (floors may be tiled), and that far from
             // every wall.
-            let on_floor = !floor_edges
+            let on_floor = walls_only.is_some()
                 || [Vec2::ZERO, Vec2::X, -Vec2::X, Vec2::Y, -Vec2::Y]
                     .iter()
                     .all(|&d| floors.iter().any(|f| f.distance(p + d * reach) == 0.0));

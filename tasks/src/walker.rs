@@ -410,15 +410,22 @@ impl Walk {
     }
 }
 
+/// How a way check ([`check_the_way`]) failed.
+enum WayFault {
+    /// The start is not on the free floor.
+    Start(Vec2),
+    /// A target the goal can draw cannot be reached from the start.
+    Blocked(Vec2),
+    /// A target lies farther than its tolerance (and the slack) from where the robot can stand: that far.
+    TooFar(Vec2, f32),
+}
+
 /// Checks that the robot can stand where it starts and walk to every target its goal can draw (the corners and
-/// the centre of the target's ranges) close enough to succeed.
-fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, reach: f32) -> Result<(), String> {
+/// the centre of the target's ranges) close enough to succeed: within the goal's tolerance and `slack` of a free
+/// place.
+fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result<(), WayFault> {
     if !maze.is_free(start) {
-        return Err(format!(
-            "the robot to start on the floor, {reach:.2} m clear of walls and the floor's edges (it starts at \
-             ({}, {}))",
-            start.x, start.y
-        ));
+        return Err(WayFault::Start(start));
     }
     let t = goal.goal.target;
     let (mut xs, mut ys) = (vec![t.x], vec![t.y]);
@@ -435,25 +442,66 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, reach: f32) -> Result
         for &y in &ys {
             let target = Vec2::new(x, y);
             if !from_start.reaches(maze, maze.snap(target)) {
-                return Err(format!(
-                    "goal `{}`'s target ({x}, {y}) to be reachable from the robot's start: a wall, a gap in the \
-                     floor or a passage too narrow is in the way (the robot keeps {reach:.2} m from walls and \
-                     edges, so a passage must be wider than {:.2} m)",
-                    goal.goal.name,
-                    2.0 * reach
-                ));
+                return Err(WayFault::Blocked(target));
             }
             let nearest = maze.snap(target).distance(target);
-            if nearest > goal.goal.tolerance {
-                return Err(format!(
-                    "goal `{}`'s target ({x}, {y}) within its tolerance ({} m) of where the robot can stand \
-                     (the nearest place is {nearest:.2} m away, by a wall or the floor's edge)",
-                    goal.goal.name, goal.goal.tolerance
-                ));
+            if nearest > goal.goal.tolerance + slack {
+                return Err(WayFault::TooFar(target, nearest));
             }
         }
     }
     Ok(())
+}
+
+/// What the script needs that a [`WayFault`] found missing, in words: its robot keeps `reach` from walls and
+/// the floor's edges.
+fn script_needs(fault: WayFault, goal: &GoalDef, reach: f32) -> String {
+    let name = &goal.goal.name;
+    match fault {
+        WayFault::Start(at) => format!(
+            "the robot to start on the floor, {reach:.2} m clear of walls and the floor's edges (it starts at \
+             ({}, {}))",
+            at.x, at.y
+        ),
+        WayFault::Blocked(t) => format!(
+            "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: a wall, a gap in the floor or \
+             a passage too narrow is in the way (the robot keeps {reach:.2} m from walls and edges, so a passage \
+             must be wider than {:.2} m)",
+            t.x,
+            t.y,
+            2.0 * reach
+        ),
+        WayFault::TooFar(t, nearest) => format!(
+            "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where the robot can stand (the nearest \
+             place is {nearest:.2} m away, by a wall or the floor's edge)",
+            t.x, t.y, goal.goal.tolerance
+        ),
+    }
+}
+
+/// What the task needs that a [`WayFault`] of the torso-only check found missing, in words: even a torso `torso`
+/// m from its centre to its side, legs stepping over floor gaps, cannot do it.
+fn task_needs(fault: WayFault, goal: &GoalDef, torso: f32) -> String {
+    let name = &goal.goal.name;
+    match fault {
+        WayFault::Start(at) => format!(
+            "the robot to start clear of walls: at ({}, {}) even its torso, {torso:.2} m from its centre to its \
+             side, is in one",
+            at.x, at.y
+        ),
+        WayFault::Blocked(t) => format!(
+            "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: walls shut the way even to \
+             its torso, {torso:.2} m from its centre to its side (a passage must be wider than about {:.2} m)",
+            t.x,
+            t.y,
+            2.0 * torso
+        ),
+        WayFault::TooFar(t, nearest) => format!(
+            "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where its torso can be (the nearest \
+             place is {nearest:.2} m away, in or by a wall)",
+            t.x, t.y, goal.goal.tolerance
+        ),
+    }
 }
 
 /// The batched walking oracle.
@@ -504,23 +552,30 @@ impl WalkerOracle {
             .fold(0.0, f32::max);
         let maze = Maze::from_scene(scene, &robot, reach + MARGIN).map_err(no)?;
         let goal = &scene.goals[layout.goal];
-        if let Err(script_needs) = check_the_way(&maze, centre, goal, reach + MARGIN) {
+        if let Err(fault) = check_the_way(&maze, centre, goal, 0.0) {
+            let script = no(script_needs(fault, goal, reach + MARGIN));
             // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges: a way its
             // torso alone fits through, stepping over gaps, is one a policy may still take. Only where even that is
-            // shut is the task at fault.
-            // Its torso's half-width, what no gait can fold away (a grid cell at least: a torso without a collider
-            // still does not pass through walls); floor gaps left to the legs to step over.
-            let torso = scene
-                .collider_bounds(robot[0])
-                .map_or(0.0, |(lo, hi)| (hi - lo).truncate().min_element() / 2.0)
-                .max(crate::maze::CELL);
-            let tight = Maze::walls_only(scene, &robot, torso).map_err(no)?;
-            return Err(match check_the_way(&tight, centre, goal, torso) {
-                Err(needs) => TaskError::Unsolvable {
+            // shut is the task at fault, and only where the check can tell: a tilted floor or ramp is not judged.
+            let tilted = scene.bodies.iter().any(|b| {
+                b.body.kind != BodyKind::Dynamic && (b.body.rotation * Vec3::Z).z.abs() < 0.999
+            });
+            let Some((low, high)) = scene.collider_bounds(robot[0]).filter(|_| !tilted) else {
+                return Err(script);
+            };
+            // Its torso's half-width, what no gait folds away, less the grid's half-diagonal so that the grid's
+            // coarseness never shuts a way that is open (a grid cell's worth at least, so walls stay walls).
+            let half_diagonal = crate::maze::CELL * std::f32::consts::FRAC_1_SQRT_2;
+            let torso = (high - low).truncate().min_element() / 2.0;
+            let clearance = (torso - half_diagonal).max(0.75 * crate::maze::CELL);
+            // Walls are what stands above the torso's underside: it passes over a curb.
+            let tight = Maze::walls_only(scene, &robot, clearance, low.z).map_err(no)?;
+            return Err(match check_the_way(&tight, centre, goal, half_diagonal) {
+                Err(fault) => TaskError::Unsolvable {
                     task: spec.task.clone(),
-                    needs,
+                    needs: task_needs(fault, goal, torso),
                 },
-                Ok(()) => no(script_needs),
+                Ok(()) => script,
             });
         }
         let walks = seeds

@@ -185,13 +185,15 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
                 return false;
             };
             let at = ((low + high) / 2.0).truncate() + shift;
+            // A support within a quarter of the body's width of its middle holds it (tiles with a seam between).
+            let reach = (high - low).truncate().max_element() / 4.0;
             (0..scene.bodies.len())
                 .filter(|c| !own.contains(c))
                 .any(|c| {
                     scene.collider_bounds(c).is_some_and(|(lo, hi)| {
                         lo.z <= low.z + 0.01
-                            && (lo.x..=hi.x).contains(&at.x)
-                            && (lo.y..=hi.y).contains(&at.y)
+                            && (lo.x - reach..=hi.x + reach).contains(&at.x)
+                            && (lo.y - reach..=hi.y + reach).contains(&at.y)
                     })
                 })
         };

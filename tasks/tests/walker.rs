@@ -324,7 +324,7 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     // The middle wall moved onto the robot's start.
     let e = refusal(ant.replace(middle, "translation: (-1.0, 1.0, 0.15)"));
     assert!(
-        e.starts_with("task `antmaze-umaze` cannot be solved as laid out: it needs the robot to start on the floor")
+        e.starts_with("task `antmaze-umaze` cannot be solved as laid out: it needs the robot to start clear of walls")
             && e.contains("(-1, 1)"),
         "{e}"
     );
@@ -346,6 +346,16 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
         e.contains("has no scripted oracle") && e.contains("a passage must be wider than"),
         "{e}"
     );
+    // A 4 cm curb across the corridor ahead: the script plans around it as a wall, but the torso passes over it,
+    // so the task is not ruled out.
+    let curb = ant.replacen(
+        "  },\n)",
+        "    90: (\n      components: {\n        \"qamlab_sim::authoring::Body\": (\n          name: \"curb\", kind: Fixed, translation: (0.3, 1.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \"qamlab_sim::authoring::Collider\": (\n          shape: Cuboid(half_extents: (0.01, 0.5, 0.02)), density: 0.0, friction: 1.0, membership: 1,\n        ),\n      },\n    ),\n  },\n)",
+        1,
+    );
+    assert_ne!(curb, ant);
+    let e = refusal(curb);
+    assert!(e.contains("has no scripted oracle"), "{e}");
     // A knee that cannot turn far enough to lift its foot.
     let knee = "(name: \"front_left_knee\", joints: [\"front_left_knee\"], control: PositionAbsolute(at_min: -0.7, at_max: 0.7)";
     assert!(ant.contains(knee));
