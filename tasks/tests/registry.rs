@@ -201,15 +201,18 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         let spec = qamlab_sim::EnvSpec::of(&task.scene);
         assert!(Oracle::new(&task.scene, &spec, OracleConfig::default(), &[0]).is_ok());
     }
+    // Whether the oracle takes the scene `text`, or why not.
+    let oracle_of = |text: &str| {
+        let scene = qamlab_sim::TaskScene::from_ron(text, "edited").unwrap();
+        let spec = qamlab_sim::EnvSpec::of(&scene);
+        Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
     let refusal = |from: &str, to: &str| {
         let text = BUILTIN_TASKS[0].1.replacen(from, to, 1);
         assert_ne!(text, BUILTIN_TASKS[0].1, "the edit `{from}` applies");
-        let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
-        let spec = qamlab_sim::EnvSpec::of(&scene);
-        Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
-            .err()
-            .expect("the oracle should refuse the edited task")
-            .to_string()
+        oracle_of(&text).expect_err("the oracle should refuse the edited task")
     };
     let targets =
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
@@ -252,12 +255,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         1 + double.matches("0.3)").count()
     );
     assert!(text.contains("max: 0.9"));
-    let scene = qamlab_sim::TaskScene::from_ron(&text, "masked").unwrap();
-    let spec = qamlab_sim::EnvSpec::of(&scene);
-    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
-        .err()
-        .unwrap()
-        .to_string();
+    let err = oracle_of(&text).unwrap_err();
     assert!(
         err.starts_with(
             "task `cube-double` cannot be solved as laid out: it needs goal `goal_b`'s target"
@@ -279,9 +277,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 1.0)",
         1,
     );
-    let scene = qamlab_sim::TaskScene::from_ron(&text, "raised").unwrap();
-    let spec = qamlab_sim::EnvSpec::of(&scene);
-    assert!(Oracle::new(&scene, &spec, OracleConfig::default(), &[0]).is_ok());
+    oracle_of(&text).unwrap();
     // A cube that may start out of reach, but also where its goal can be: the script's limit, not the task's.
     let err = refusal(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
@@ -306,12 +302,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
             "shape: Ball(radius: 0.02)",
             1,
         );
-    let scene = qamlab_sim::TaskScene::from_ron(&text, "ball").unwrap();
-    let spec = qamlab_sim::EnvSpec::of(&scene);
-    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
-        .err()
-        .unwrap()
-        .to_string();
+    let err = oracle_of(&text).unwrap_err();
     assert!(err.contains("has no scripted oracle"), "{err}");
     // One that always starts out of the robot's touch, away from its goal: no policy can move it.
     let err = refusal(
@@ -355,12 +346,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
             1,
         )
         .replacen("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.1)", 1);
-    let scene = qamlab_sim::TaskScene::from_ron(&text, "scaled").unwrap();
-    let spec = qamlab_sim::EnvSpec::of(&scene);
-    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
-        .err()
-        .unwrap()
-        .to_string();
+    let err = oracle_of(&text).unwrap_err();
     assert!(
         err.starts_with("task `cube-single` cannot be solved as laid out"),
         "{err}"
@@ -386,9 +372,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
             "half_extents: (0.035, 0.035, 0.02)",
             1,
         );
-    let scene = qamlab_sim::TaskScene::from_ron(&turned, "turned").unwrap();
-    let spec = qamlab_sim::EnvSpec::of(&scene);
-    assert!(Oracle::new(&scene, &spec, OracleConfig::default(), &[0]).is_ok());
+    oracle_of(&turned).unwrap();
     // A joint sliding the other way: the script's dx would move the hand in -x.
     let err = refusal(
         "kind: Prismatic(axis: (1.0, 0.0, 0.0))",
