@@ -25,6 +25,16 @@ fn tiny(kind: AgentKind) -> AgentConfig {
     }
 }
 
+/// A tiny QAM agent, fresh, saved as `a.safetensors` in `dir`.
+fn saved_qam(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let path = dir.path().join("a.safetensors");
+    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    path
+}
+
 /// Deterministic observations (no draw from torch's global generator, which agents in other
 /// test threads are using).
 fn obs(n: i64) -> Tensor {
@@ -121,11 +131,7 @@ fn save_load_then_update_equals_uninterrupted_update_for_every_kind() {
 #[test]
 fn truncated_checkpoint_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.safetensors");
-    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = saved_qam(&dir);
     let bytes = std::fs::read(&path).unwrap();
     for cut in [4, 100, bytes.len() / 2, bytes.len() - 1] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -143,11 +149,7 @@ fn truncated_checkpoint_is_an_error_not_a_panic() {
 #[test]
 fn mismatched_tensor_shape_names_the_tensor_and_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.safetensors");
-    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = saved_qam(&dir);
     let (mut tensors, meta) = read_tensors(&path).unwrap();
     let name = "actor_fast/mlp/Dense_1/kernel";
     let slot = tensors.iter_mut().find(|(n, _)| n == name).unwrap();
@@ -399,11 +401,7 @@ fn actor_layer_norm_reaches_the_flow_actors_but_never_the_edit_actor() {
 #[test]
 fn a_checkpoint_holding_impossible_values_is_refused_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.safetensors");
-    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = saved_qam(&dir);
     let (tensors, meta) = read_tensors(&path).unwrap();
     for (prefix, value, says) in [
         ("critic/", f64::NAN, "holds non-finite values"),
@@ -434,11 +432,7 @@ fn a_checkpoint_holding_impossible_values_is_refused_naming_the_tensor() {
 #[test]
 fn a_count_past_any_run_is_refused_as_damage() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.safetensors");
-    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = saved_qam(&dir);
     let (tensors, meta) = read_tensors(&path).unwrap();
     for key in ["step", "optimizer_count", "act_calls"] {
         let mut damaged = meta.clone();
@@ -491,11 +485,7 @@ fn the_same_agent_saves_to_the_same_bytes() {
 #[test]
 fn a_bit_changed_in_a_checkpoint_is_found_by_its_checksum() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.safetensors");
-    Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, 0)
-        .unwrap()
-        .save(&path)
-        .unwrap();
+    let path = saved_qam(&dir);
     let mut bytes = std::fs::read(&path).unwrap();
     // The last byte is a tensor's: the data section follows the header.
     *bytes.last_mut().unwrap() ^= 0x10;
