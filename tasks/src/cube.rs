@@ -425,12 +425,12 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     Ok(reach[2].max)
 }
 
-/// Checks that each cube fits between the gripper's fingers: narrower, across its narrower side (its own shape's,
-/// whatever its yaw, where it stands upright), than the gap between the two fingers' inner faces where the script
-/// opens them (at -1, the `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at
-/// +1 instead is refused), less [`GRASP_SLACK`]. A
-/// cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read, not two prismatic
-/// joints' boxes apart along their axis, are left to the other checks.)
+/// Checks that the gripper has fingers to hold with and each cube a collider to be held by, and that each cube fits
+/// between the fingers: narrower, across its narrower side (its own shape's, whatever its yaw, where it stands
+/// upright), than the gap between the two fingers' inner faces where the script opens them (at -1, the
+/// `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at +1 instead is refused),
+/// less [`GRASP_SLACK`]. A cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read,
+/// not two prismatic joints' boxes apart along their axis, are left to the other checks.)
 fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
     let Some(gripper) = scene.actuators.get(4) else {
         return Ok(());
@@ -450,6 +450,13 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
             Some((j, bounds, axis.normalize_or_zero()))
         })
         .collect();
+    if fingers.is_empty() {
+        return Err(ReachFault::Script(
+            "action `gripper` to drive prismatic finger joints whose bodies have colliders, as the built-in \
+             gantry's (without one, nothing holds the cube)"
+                .into(),
+        ));
+    }
     let [a, b] = &fingers[..] else {
         return Ok(());
     };
@@ -487,7 +494,10 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
     for def in &scene.goals {
         let cube = def.frame.body;
         let Some(collider) = &scene.bodies[cube].collider else {
-            continue;
+            return Err(ReachFault::Script(format!(
+                "cube `{}` to have a collider (the fingers close on it)",
+                scene.bodies[cube].body.name
+            )));
         };
         // An upright body (turned about z alone) by its shape, whatever its yaw, which the script matches; one
         // tilted, or a hull, by the box around it as authored.

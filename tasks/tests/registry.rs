@@ -351,6 +351,15 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         err.starts_with("task `cube-single` cannot be solved as laid out"),
         "{err}"
     );
+    // A cube without a collider (a mass alone): nothing for the fingers to close on.
+    let err = refusal(
+        "rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \"qamlab_sim::authoring::Collider\": (\n          shape: Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0, friction: 1.0, membership: 1,\n        ),",
+        "rotation: (0.0, 0.0, 0.0, 1.0), extra_mass: 0.064,\n        ),",
+    );
+    assert!(
+        err.ends_with("the oracle needs cube `cube` to have a collider (the fingers close on it)"),
+        "{err}"
+    );
     // A gripper wired the other way round: the script's -1 would close it.
     let err = refusal("at_min: 0.0, at_max: 0.044", "at_min: 0.044, at_max: 0.0");
     assert!(
