@@ -289,6 +289,23 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         ),
         "{err}"
     );
+    // Where the cube may start at a far target, or a tilted table may carry it there, no reach rules it out.
+    let far =
+        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
+    let may_start_there = BUILTIN_TASKS[0].1.replacen(targets, far, 1).replacen(
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), yaw",
+        1,
+    );
+    let tilted = BUILTIN_TASKS[0].1.replacen(targets, far, 1).replacen(
+        "translation: (0.0, 0.0, -0.05), rotation: (0.0, 0.0, 0.0, 1.0)",
+        "translation: (0.0, 0.0, -0.05), rotation: (0.0436, 0.0, 0.0, 0.9990)",
+        1,
+    );
+    for text in [may_start_there, tilted] {
+        let err = oracle_of(&text).unwrap_err();
+        assert!(err.contains("has no scripted oracle"), "{err}");
+    }
     // A ball may roll on past any push: however far its target, no reach rules it out.
     let text = BUILTIN_TASKS[0]
         .1
