@@ -1,5 +1,7 @@
-//! [`Maze`]: where a walking robot can stand in a task scene, as an occupancy grid of its floor with the walls
-//! grown by the robot's reach, and [`DistanceField`]s over it that lead to a target around the walls.
+//! Where a walking robot can be in a task scene. [`Maze`]: where the walking script's robot can stand, as an
+//! occupancy grid of its floor with the walls grown by the robot's reach, and [`DistanceField`]s over it that lead
+//! to a target around the walls. [`Terrain`]: where its torso could get to with any gait, stepping up and down and
+//! crawling under things, which only a task that cannot be solved lacks.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,128 +33,73 @@ impl Footprint {
     }
 }
 
-/// The floor of a scene and where on it a robot of a given reach fits, on a grid.
-#[derive(Clone, Debug)]
-pub struct Maze {
+/// The robot's lowest point (its feet) and its highest (its head), from its bodies' colliders.
+fn feet_and_head(scene: &TaskScene, robot: &[usize]) -> Result<(f32, f32), String> {
+    let bounds: Vec<(Vec3, Vec3)> = robot
+        .iter()
+        .filter_map(|&b| scene.collider_bounds(b))
+        .collect();
+    let feet = bounds.iter().map(|b| b.0.z).fold(f32::INFINITY, f32::min);
+    let head = bounds
+        .iter()
+        .map(|b| b.1.z)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !feet.is_finite() {
+        return Err("the robot's bodies to have colliders".into());
+    }
+    Ok((feet, head))
+}
+
+/// The bounding boxes of the scene's fixed and kinematic colliders, the robot's own left out.
+fn solids(scene: &TaskScene, robot: &[usize]) -> Vec<Footprint> {
+    (0..scene.bodies.len())
+        .filter(|&b| !robot.contains(&b) && scene.bodies[b].body.kind != BodyKind::Dynamic)
+        .filter_map(|b| scene.collider_bounds(b))
+        .map(|(min, max)| Footprint { min, max })
+        .collect()
+}
+
+/// The horizontal rectangle that `prints` cover together.
+fn outline(prints: &[Footprint]) -> (Vec2, Vec2) {
+    let lo = prints
+        .iter()
+        .fold(Vec2::INFINITY, |m, f| m.min(f.min.truncate()));
+    let hi = prints
+        .iter()
+        .fold(Vec2::NEG_INFINITY, |m, f| m.max(f.max.truncate()));
+    (lo, hi)
+}
+
+/// Square cells of [`CELL`] over a rectangle of the horizontal plane, numbered row by row (x fastest).
+#[derive(Clone, Copy, Debug)]
+struct Grid {
     /// Corner of cell (0, 0).
     origin: Vec2,
     nx: usize,
     ny: usize,
-    /// Per cell (row-major, x fastest): whether the robot's centre may be there.
-    free: Vec<bool>,
-    /// The free cells, for drawing random places.
-    free_cells: Vec<usize>,
 }
 
-impl Maze {
-    /// The maze of `scene` for the robot made of `robot` (body indices): its floor is the fixed colliders whose top
-    /// is level with the robot's lowest point, its walls the fixed or kinematic colliders standing higher than
-    /// that (below the robot's top); the robot's centre keeps `reach` from walls and floor edges. Errors name what
-    /// is missing.
-    pub fn from_scene(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
-        Self::build(scene, robot, reach, None)
-    }
-
-    /// The maze of `scene` as [`from_scene`](Self::from_scene) makes it, but bounded by its walls alone, and only
-    /// those standing higher than `underside` (what a body that high passes over is no wall): every place within the
-    /// floor's outline counts as floor, as legs may step over a gap the centre could not stand on. What no robot
-    /// of this reach and underside could get through, with any gait.
-    pub fn walls_only(
-        scene: &TaskScene,
-        robot: &[usize],
-        reach: f32,
-        underside: f32,
-    ) -> Result<Self, String> {
-        Self::build(scene, robot, reach, Some(underside))
-    }
-
-    /// The maze: with `walls_only`, the underside of [`walls_only`](Self::walls_only).
-    fn build(
-        scene: &TaskScene,
-        robot: &[usize],
-        reach: f32,
-        walls_only: Option<f32>,
-    ) -> Result<Self, String> {
-        let robot_bounds: Vec<(Vec3, Vec3)> = robot
-            .iter()
-            .filter_map(|&b| scene.collider_bounds(b))
-            .collect();
-        let feet = robot_bounds
-            .iter()
-            .map(|b| b.0.z)
-            .fold(f32::INFINITY, f32::min);
-        let head = robot_bounds
-            .iter()
-            .map(|b| b.1.z)
-            .fold(f32::NEG_INFINITY, f32::max);
-        if !feet.is_finite() {
-            return Err("the robot's bodies to have colliders".into());
-        }
-        let (mut floors, mut walls) = (Vec::new(), Vec::new());
-        for (b, def) in scene.bodies.iter().enumerate() {
-            if robot.contains(&b) || def.body.kind == BodyKind::Dynamic {
-                continue;
-            }
-            let Some((min, max)) = scene.collider_bounds(b) else {
-                continue;
-            };
-            let print = Footprint { min, max };
-            if (max.z - feet).abs() <= STEP {
-                floors.push(print);
-            } else if max.z > walls_only.unwrap_or(feet + STEP) && min.z < head {
-                walls.push(print);
-            }
-        }
-        if floors.is_empty() {
-            return Err(format!(
-                "a fixed floor whose top is level with the robot's feet (z = {feet})"
-            ));
-        }
-        let lo = floors
-            .iter()
-            .fold(Vec2::INFINITY, |m, f| m.min(f.min.truncate()));
-        let hi = floors
-            .iter()
-            .fold(Vec2::NEG_INFINITY, |m, f| m.max(f.max.truncate()));
+impl Grid {
+    /// The grid covering `lo` to `hi`, or an error naming the size allowed and the size it would have.
+    fn covering(lo: Vec2, hi: Vec2) -> Result<Self, String> {
         let (nx, ny) = (
             ((hi.x - lo.x) / CELL).ceil() as usize,
             ((hi.y - lo.y) / CELL).ceil() as usize,
         );
         if nx == 0 || ny == 0 || nx > MAX_SIDE || ny > MAX_SIDE {
             return Err(format!(
-                "a floor between {CELL} and {} m on a side (it spans {} x {} m)",
+                "between {CELL} and {} m on a side (it spans {} x {} m)",
                 CELL * MAX_SIDE as f32,
                 hi.x - lo.x,
                 hi.y - lo.y
             ));
         }
-        let mut maze = Self {
-            origin: lo,
-            nx,
-            ny,
-            free: vec![false; nx * ny],
-            free_cells: Vec::new(),
-        };
-        for c in 0..nx * ny {
-            let p = maze.center(c);
-            // On the floor with room for the robot's reach on every side (floors may be tiled), and that far from
-            // every wall.
-            let on_floor = walls_only.is_some()
-                || [Vec2::ZERO, Vec2::X, -Vec2::X, Vec2::Y, -Vec2::Y]
-                    .iter()
-                    .all(|&d| floors.iter().any(|f| f.distance(p + d * reach) == 0.0));
-            let clear = walls.iter().all(|w| w.distance(p) >= reach);
-            if on_floor && clear {
-                maze.free[c] = true;
-                maze.free_cells.push(c);
-            }
-        }
-        if maze.free_cells.is_empty() {
-            return Err(format!(
-                "room on the floor for a robot reaching {reach:.2} m"
-            ));
-        }
-        Ok(maze)
+        Ok(Self { origin: lo, nx, ny })
+    }
+
+    /// Number of cells.
+    fn len(&self) -> usize {
+        self.nx * self.ny
     }
 
     /// Centre of cell `c`.
@@ -169,6 +116,82 @@ impl Maze {
         }
         let (i, j) = (q.x as usize, q.y as usize);
         (i < self.nx && j < self.ny).then_some(j * self.nx + i)
+    }
+
+    /// The cell `di`, `dj` cells away from cell `c` along x and y, if on the grid.
+    fn offset(&self, c: usize, di: isize, dj: isize) -> Option<usize> {
+        let (a, b) = ((c % self.nx) as isize + di, (c / self.nx) as isize + dj);
+        (a >= 0 && b >= 0 && (a as usize) < self.nx && (b as usize) < self.ny)
+            .then(|| b as usize * self.nx + a as usize)
+    }
+}
+
+/// The floor of a scene and where on it a robot of a given reach fits, on a grid.
+#[derive(Clone, Debug)]
+pub struct Maze {
+    grid: Grid,
+    /// Per cell: whether the robot's centre may be there.
+    free: Vec<bool>,
+    /// The free cells, for drawing random places.
+    free_cells: Vec<usize>,
+}
+
+impl Maze {
+    /// The maze of `scene` for the robot made of `robot` (body indices): its floor is the fixed colliders whose top
+    /// is level with the robot's lowest point, its walls the fixed or kinematic colliders standing higher than
+    /// that (below the robot's top); the robot's centre keeps `reach` from walls and floor edges. Errors name what
+    /// is missing.
+    pub fn from_scene(scene: &TaskScene, robot: &[usize], reach: f32) -> Result<Self, String> {
+        let (feet, head) = feet_and_head(scene, robot)?;
+        let (mut floors, mut walls) = (Vec::new(), Vec::new());
+        for print in solids(scene, robot) {
+            if (print.max.z - feet).abs() <= STEP {
+                floors.push(print);
+            } else if print.max.z > feet + STEP && print.min.z < head {
+                walls.push(print);
+            }
+        }
+        if floors.is_empty() {
+            return Err(format!(
+                "a fixed floor whose top is level with the robot's feet (z = {feet})"
+            ));
+        }
+        let (lo, hi) = outline(&floors);
+        let grid = Grid::covering(lo, hi).map_err(|size| format!("a floor {size}"))?;
+        let mut maze = Self {
+            grid,
+            free: vec![false; grid.len()],
+            free_cells: Vec::new(),
+        };
+        for c in 0..grid.len() {
+            let p = grid.center(c);
+            // On the floor with room for the robot's reach on every side (floors may be tiled), and that far from
+            // every wall.
+            let on_floor = [Vec2::ZERO, Vec2::X, -Vec2::X, Vec2::Y, -Vec2::Y]
+                .iter()
+                .all(|&d| floors.iter().any(|f| f.distance(p + d * reach) == 0.0));
+            let clear = walls.iter().all(|w| w.distance(p) >= reach);
+            if on_floor && clear {
+                maze.free[c] = true;
+                maze.free_cells.push(c);
+            }
+        }
+        if maze.free_cells.is_empty() {
+            return Err(format!(
+                "room on the floor for a robot reaching {reach:.2} m"
+            ));
+        }
+        Ok(maze)
+    }
+
+    /// Centre of cell `c`.
+    fn center(&self, c: usize) -> Vec2 {
+        self.grid.center(c)
+    }
+
+    /// The cell holding `p`, if on the grid.
+    fn cell(&self, p: Vec2) -> Option<usize> {
+        self.grid.cell(p)
     }
 
     /// Whether the robot's centre may be at `p`.
@@ -210,13 +233,7 @@ impl Maze {
 
     /// The 8 neighbours of cell `c` a robot can move to: free, and diagonals only past two free sides.
     fn moves(&self, c: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
-        let (i, j) = ((c % self.nx) as isize, (c / self.nx) as isize);
-        let at = move |di: isize, dj: isize| {
-            let (a, b) = (i + di, j + dj);
-            (a >= 0 && b >= 0 && (a as usize) < self.nx && (b as usize) < self.ny)
-                .then(|| b as usize * self.nx + a as usize)
-                .filter(|&n| self.free[n])
-        };
+        let at = move |di: isize, dj: isize| self.grid.offset(c, di, dj).filter(|&n| self.free[n]);
         [
             (-1, 0),
             (1, 0),
@@ -330,4 +347,159 @@ impl DistanceField {
         }
         maze.center(c)
     }
+}
+
+/// A walking robot's torso as [`Terrain`] sees it, from its pose at the start.
+#[derive(Clone, Copy, Debug)]
+pub struct Torso {
+    /// How far from its centre, horizontally, it keeps from what it cannot pass over or under (m).
+    pub half_width: f32,
+    /// Its underside's height above the feet: the highest step it takes up (m).
+    pub climb: f32,
+    /// Its own height: lying flat, it passes under what is this high above the ground (m).
+    pub thickness: f32,
+}
+
+/// Where a robot's torso could get to with any gait: a height field over the scene's fixed and kinematic colliders,
+/// each cell holding the ground heights the torso fits over there. It steps up at most its
+/// [`climb`](Torso::climb) and down any height, passes over what is lower than its underside standing and under
+/// what is higher than its top lying flat, and its legs step over gaps in the floor it starts on. A target it
+/// cannot get to is one no policy reaches.
+#[derive(Clone, Debug)]
+pub struct Terrain {
+    grid: Grid,
+    climb: f32,
+    /// The floor the robot starts on: the height of its feet.
+    feet: f32,
+    /// The heights the torso fits over in cell `c`, ascending: `heights[starts[c]..starts[c + 1]]`.
+    heights: Vec<f32>,
+    starts: Vec<usize>,
+}
+
+impl Terrain {
+    /// The terrain of `scene` for `torso`, the body of the robot made of `robot` (body indices). Errors name what
+    /// is missing: a floor level with the robot's feet, or a grid of a size it plans on.
+    pub fn from_scene(scene: &TaskScene, robot: &[usize], torso: Torso) -> Result<Self, String> {
+        let (feet, _) = feet_and_head(scene, robot)?;
+        let solids = solids(scene, robot);
+        let floors: Vec<Footprint> = solids
+            .iter()
+            .copied()
+            .filter(|s| (s.max.z - feet).abs() <= STEP)
+            .collect();
+        if floors.is_empty() {
+            return Err(format!(
+                "a fixed floor whose top is level with the robot's feet (z = {feet})"
+            ));
+        }
+        let floor = outline(&floors);
+        // Every collider, not only the floor: the torso may step up or down onto ground beyond the floor's edge.
+        let (lo, hi) = outline(&solids);
+        let grid = Grid::covering(lo, hi).map_err(|size| format!("a scene {size}"))?;
+        let (mut heights, mut starts) = (Vec::new(), vec![0]);
+        for c in 0..grid.len() {
+            let p = grid.center(c);
+            let near: Vec<&Footprint> = solids
+                .iter()
+                .filter(|s| s.distance(p) < torso.half_width)
+                .collect();
+            // The torso may rest, partly, on anything it overlaps, and on the start floor anywhere within its
+            // outline, cell by cell (the legs step over gaps).
+            let mut ground: Vec<f32> = near.iter().map(|s| s.max.z).collect();
+            let half = Vec2::splat(CELL / 2.0);
+            if p.cmpge(floor.0 - half).all() && p.cmple(floor.1 + half).all() {
+                ground.push(feet);
+            }
+            ground.sort_by(f32::total_cmp);
+            ground.dedup_by(|a, b| *a - *b < 1e-3);
+            // Over ground at `g` its underside is anywhere from `g` (lying flat) to `g + climb` (standing): what
+            // it can neither pass over standing nor under lying flat is in its way at any height.
+            ground.retain(|&g| {
+                near.iter()
+                    .all(|s| s.max.z <= g + torso.climb || s.min.z >= g + torso.thickness)
+            });
+            heights.extend(ground);
+            starts.push(heights.len());
+        }
+        Ok(Self {
+            grid,
+            climb: torso.climb,
+            feet,
+            heights,
+            starts,
+        })
+    }
+
+    /// The heights the torso fits over in cell `c`, as indices into `heights`.
+    fn nodes(&self, c: usize) -> std::ops::Range<usize> {
+        self.starts[c]..self.starts[c + 1]
+    }
+
+    /// Where the torso can get to from `start` on the floor the robot starts on, or `None` where it cannot be
+    /// there.
+    pub fn reach_from(&self, start: Vec2) -> Option<Reach> {
+        let cell = self.grid.cell(start)?;
+        let first = self
+            .nodes(cell)
+            .find(|&n| (self.heights[n] - self.feet).abs() <= STEP)?;
+        // Depth-first over (cell, height): to a side cell or within the cell, at most a step up, and down by any
+        // height (walking off a ledge, it drops).
+        let mut reached = vec![false; self.heights.len()];
+        reached[first] = true;
+        let mut stack = vec![(cell, first)];
+        while let Some((c, n)) = stack.pop() {
+            let sides = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+                .into_iter()
+                .filter_map(|(di, dj)| self.grid.offset(c, di, dj));
+            for side in sides {
+                for m in self.nodes(side) {
+                    if !reached[m] && self.heights[m] - self.heights[n] <= self.climb {
+                        reached[m] = true;
+                        stack.push((side, m));
+                    }
+                }
+            }
+        }
+        let cells = (0..self.grid.len())
+            .map(|c| self.nodes(c).any(|n| reached[n]))
+            .collect();
+        Some(Reach {
+            grid: self.grid,
+            cells,
+        })
+    }
+
+    /// The centre of the cell nearest to `p` where the torso fits at some height, and its distance from `p`; `None`
+    /// where it fits nowhere.
+    pub fn room_near(&self, p: Vec2) -> Option<(Vec2, f32)> {
+        nearest(&self.grid, p, |c| !self.nodes(c).is_empty())
+    }
+}
+
+/// The places a torso can get to over a [`Terrain`] from one start.
+#[derive(Clone, Debug)]
+pub struct Reach {
+    grid: Grid,
+    /// Per cell: whether the torso gets there.
+    cells: Vec<bool>,
+}
+
+impl Reach {
+    /// Whether the torso gets to `p`.
+    pub fn reaches(&self, p: Vec2) -> bool {
+        self.grid.cell(p).is_some_and(|c| self.cells[c])
+    }
+
+    /// Distance from `p` to the nearest place the torso gets to (infinite where it gets nowhere).
+    pub fn distance(&self, p: Vec2) -> f32 {
+        nearest(&self.grid, p, |c| self.cells[c]).map_or(f32::INFINITY, |(_, d)| d)
+    }
+}
+
+/// The centre of the cell of `grid` nearest to `p` among those `keep` takes, and its distance from `p`.
+fn nearest(grid: &Grid, p: Vec2, keep: impl Fn(usize) -> bool) -> Option<(Vec2, f32)> {
+    (0..grid.len())
+        .filter(|&c| keep(c))
+        .map(|c| (grid.center(c), grid.center(c).distance(p)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
 }

@@ -18,7 +18,7 @@ use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::maze::{DistanceField, Maze};
+use crate::maze::{DistanceField, Maze, Terrain, Torso};
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
@@ -420,13 +420,8 @@ enum WayFault {
     TooFar(Vec2, f32),
 }
 
-/// Checks that the robot can stand where it starts and walk to every target its goal can draw (the corners and
-/// the centre of the target's ranges) close enough to succeed: within the goal's tolerance and `slack` of a free
-/// place.
-fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result<(), WayFault> {
-    if !maze.is_free(start) {
-        return Err(WayFault::Start(start));
-    }
+/// The targets a goal can draw that the way checks try: the corners and the centre of its target's ranges.
+fn targets(goal: &GoalDef) -> Vec<Vec2> {
     let t = goal.goal.target;
     let (mut xs, mut ys) = (vec![t.x], vec![t.y]);
     if let Some((r, _)) = &goal.randomize {
@@ -437,17 +432,46 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result
             ys = y.ends_and_middle().to_vec();
         }
     }
+    xs.iter()
+        .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)))
+        .collect()
+}
+
+/// Checks that the robot can stand where it starts and walk to every target its goal can draw ([`targets`]) close
+/// enough to succeed: within the goal's tolerance and `slack` of a free place.
+fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result<(), WayFault> {
+    if !maze.is_free(start) {
+        return Err(WayFault::Start(start));
+    }
     let from_start = maze.distances_to(start);
-    for &x in &xs {
-        for &y in &ys {
-            let target = Vec2::new(x, y);
-            if !from_start.reaches(maze, maze.snap(target)) {
-                return Err(WayFault::Blocked(target));
-            }
-            let nearest = maze.snap(target).distance(target);
-            if nearest > goal.goal.tolerance + slack {
-                return Err(WayFault::TooFar(target, nearest));
-            }
+    for target in targets(goal) {
+        if !from_start.reaches(maze, maze.snap(target)) {
+            return Err(WayFault::Blocked(target));
+        }
+        let nearest = maze.snap(target).distance(target);
+        if nearest > goal.goal.tolerance + slack {
+            return Err(WayFault::TooFar(target, nearest));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_the_way`] for the torso alone, over a [`Terrain`]: whether it can be where it starts and get to
+/// within the goal's tolerance and `slack` of every target the goal can draw.
+fn check_the_terrain(
+    terrain: &Terrain,
+    start: Vec2,
+    goal: &GoalDef,
+    slack: f32,
+) -> Result<(), WayFault> {
+    let reach = terrain.reach_from(start).ok_or(WayFault::Start(start))?;
+    for target in targets(goal) {
+        if reach.distance(target) > goal.goal.tolerance + slack {
+            // Too far where the nearest room for the torso is on its way, else the way is shut.
+            return Err(match terrain.room_near(target) {
+                Some((room, far)) if reach.reaches(room) => WayFault::TooFar(target, far),
+                _ => WayFault::Blocked(target),
+            });
         }
     }
     Ok(())
@@ -479,22 +503,27 @@ fn script_needs(fault: WayFault, goal: &GoalDef, reach: f32) -> String {
     }
 }
 
-/// What the task needs that a [`WayFault`] of the torso-only check found missing, in words: even a torso `torso`
-/// m from its centre to its side, legs stepping over floor gaps, cannot do it.
-fn task_needs(fault: WayFault, goal: &GoalDef, torso: f32) -> String {
+/// What the task needs that a [`WayFault`] of the torso-only check ([`check_the_terrain`]) found missing, in words:
+/// even a torso `width` m from its centre to its side, stepping `torso.climb` up (and down any height), lying flat
+/// under what is higher than `torso.thickness`, legs stepping over floor gaps, cannot do it.
+fn task_needs(fault: WayFault, goal: &GoalDef, width: f32, torso: &Torso) -> String {
     let name = &goal.goal.name;
     match fault {
         WayFault::Start(at) => format!(
-            "the robot to start clear of walls: at ({}, {}) even its torso, {torso:.2} m from its centre to its \
+            "the robot to start clear of walls: at ({}, {}) even its torso, {width:.2} m from its centre to its \
              side, is in one",
             at.x, at.y
         ),
         WayFault::Blocked(t) => format!(
             "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: walls shut the way even to \
-             its torso, {torso:.2} m from its centre to its side (a passage must be wider than about {:.2} m)",
+             its torso, {width:.2} m from its centre to its side (a passage must be wider than about {:.2} m), \
+             stepping up at most {:.3} m (and down any height) and crawling under what is over {:.3} m above the \
+             ground",
             t.x,
             t.y,
-            2.0 * torso
+            2.0 * width,
+            torso.climb,
+            torso.thickness
         ),
         WayFault::TooFar(t, nearest) => format!(
             "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where its torso can be (the nearest \
@@ -554,9 +583,10 @@ impl WalkerOracle {
         let goal = &scene.goals[layout.goal];
         if let Err(fault) = check_the_way(&maze, centre, goal, 0.0) {
             let script = no(script_needs(fault, goal, reach + MARGIN));
-            // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges: a way its
-            // torso alone fits through, stepping over gaps, is one a policy may still take. Only where even that is
-            // shut is the task at fault, and only where the check can tell: a tilted floor or ramp is not judged.
+            // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges, on the
+            // one floor: a way its torso alone fits through (stepping over gaps, up and down steps, crawling under
+            // bars: the `Terrain`) is one a policy may still take. Only where even that is shut is the task at
+            // fault, and only where the check can tell: a tilted floor or ramp is not judged.
             let tilted = scene.bodies.iter().any(|b| {
                 b.body.kind != BodyKind::Dynamic && (b.body.rotation * Vec3::Z).z.abs() < 0.999
             });
@@ -566,17 +596,30 @@ impl WalkerOracle {
             // Its torso's half-width, what no gait folds away, less the grid's half-diagonal so that the grid's
             // coarseness never shuts a way that is open (a grid cell's worth at least, so walls stay walls).
             let half_diagonal = crate::maze::CELL * std::f32::consts::FRAC_1_SQRT_2;
-            let torso = (high - low).truncate().min_element() / 2.0;
-            let clearance = (torso - half_diagonal).max(0.75 * crate::maze::CELL);
-            // Walls are what stands above the torso's underside: it passes over a curb.
-            let tight = Maze::walls_only(scene, &robot, clearance, low.z).map_err(no)?;
-            return Err(match check_the_way(&tight, centre, goal, half_diagonal) {
-                Err(fault) => TaskError::Unsolvable {
-                    task: spec.task.clone(),
-                    needs: task_needs(fault, goal, torso),
+            let width = (high - low).truncate().min_element() / 2.0;
+            let feet = robot
+                .iter()
+                .filter_map(|&b| scene.collider_bounds(b))
+                .map(|(lo, _)| lo.z)
+                .fold(f32::INFINITY, f32::min);
+            let torso = Torso {
+                half_width: (width - half_diagonal).max(0.75 * crate::maze::CELL),
+                climb: low.z - feet,
+                thickness: high.z - low.z,
+            };
+            // A terrain too large to grid is not judged.
+            let Ok(terrain) = Terrain::from_scene(scene, &robot, torso) else {
+                return Err(script);
+            };
+            return Err(
+                match check_the_terrain(&terrain, centre, goal, half_diagonal) {
+                    Err(fault) => TaskError::Unsolvable {
+                        task: spec.task.clone(),
+                        needs: task_needs(fault, goal, width, &torso),
+                    },
+                    Ok(()) => script,
                 },
-                Ok(()) => script,
-            });
+            );
         }
         let walks = seeds
             .iter()

@@ -308,17 +308,48 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
     assert!(other.iter().zip(&first).all(|(a, b)| a != b));
 }
 
+/// Why the walking oracle refuses a scene text (it must refuse it).
+fn refusal(text: String) -> String {
+    let scene = TaskScene::from_ron(&text, "edited.scn.ron").unwrap();
+    let spec = EnvSpec::new(&scene, 10);
+    match WalkerOracle::new(&scene, &spec, OracleConfig::default(), &[0]) {
+        Ok(_) => panic!("a walk in a maze it cannot solve"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `text` with fixed boxes added, each a name and the corners `[x0, y0, z0]`, `[x1, y1, z1]` it spans.
+fn with_boxes(text: &str, boxes: &[(&str, [f32; 3], [f32; 3])]) -> String {
+    let entities: String = boxes
+        .iter()
+        .enumerate()
+        .map(|(k, (name, lo, hi))| {
+            let at = |i: usize| (lo[i] + hi[i]) / 2.0;
+            let half = |i: usize| (hi[i] - lo[i]) / 2.0;
+            format!(
+                "    {}: (\n      components: {{\n        \"qamlab_sim::authoring::Body\": (\n          name: \"{name}\", \
+                 kind: Fixed, translation: ({:?}, {:?}, {:?}), rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \
+                 \"qamlab_sim::authoring::Collider\": (\n          shape: Cuboid(half_extents: ({:?}, {:?}, {:?})), \
+                 density: 0.0, friction: 1.0, membership: 1,\n        ),\n      }},\n    ),\n",
+                90 + k,
+                at(0),
+                at(1),
+                at(2),
+                half(0),
+                half(1),
+                half(2)
+            )
+        })
+        .collect();
+    let end = text
+        .rfind("  },\n)")
+        .expect("a scene ends with its entities");
+    format!("{}{entities}{}", &text[..end], &text[end..])
+}
+
 #[test]
 fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     let ant = builtin_text("antmaze-umaze");
-    let refusal = |text: String| {
-        let scene = TaskScene::from_ron(&text, "edited.scn.ron").unwrap();
-        let spec = EnvSpec::new(&scene, 10);
-        match WalkerOracle::new(&scene, &spec, OracleConfig::default(), &[0]) {
-            Ok(_) => panic!("a walk in a maze it cannot solve"),
-            Err(e) => e.to_string(),
-        }
-    };
     let middle = "translation: (-0.5, 0.0, 0.15)";
     assert!(ant.contains(middle));
     // The middle wall moved onto the robot's start.
@@ -396,4 +427,63 @@ fn a_robot_given_no_action_stands_still() {
         "the robot turned {} degrees in 25 s",
         turned.to_degrees()
     );
+}
+
+#[test]
+fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
+    // antmaze-umaze's torso is a ball of radius 0.11 standing 0.095 m over its feet: it steps up 0.095 m and,
+    // lying flat, passes under what is over 0.22 m above the ground. Its walk goes east along the top corridor
+    // (y in [0.5, 1.5]), south down the east one (x in [0.5, 1.5]), and west along the bottom one to the goal's
+    // cell, x and y in [-1.5, -0.5].
+    let ant = builtin_text("antmaze-umaze");
+    let solvable = |boxes: &[(&str, [f32; 3], [f32; 3])], what: &str| {
+        let e = refusal(with_boxes(ant, boxes));
+        assert!(e.contains("has no scripted oracle"), "{what}: {e}");
+    };
+    let unsolvable = |boxes: &[(&str, [f32; 3], [f32; 3])], what: &str| {
+        let e = refusal(with_boxes(ant, boxes));
+        assert!(
+            e.starts_with("task `antmaze-umaze` cannot be solved as laid out")
+                && e.contains("torso_goal")
+                && e.contains("reachable"),
+            "{what}: {e}"
+        );
+    };
+    // The goal's cell raised 15 cm, reached by two 5 cm steps: the script plans around the steps as walls, but
+    // the torso climbs them one at a time.
+    let platform = ("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 0.15]);
+    let steps = [
+        ("step1", [0.0, -1.5, 0.0], [0.2, -0.5, 0.05]),
+        ("step2", [-0.2, -1.5, 0.0], [0.0, -0.5, 0.1]),
+    ];
+    solvable(&[steps[0], steps[1], platform], "stairs");
+    // The same platform without the steps: a 15 cm climb, too high for it.
+    unsolvable(&[platform], "a cliff");
+    // A bar across the east corridor, 25 to 30 cm up: lower than the torso's top standing (31.5 cm), higher
+    // than lying flat (22 cm).
+    solvable(
+        &[("bar", [0.5, -0.05, 0.25], [1.5, 0.05, 0.3])],
+        "a bar to crawl under",
+    );
+    // A bar 15 to 30 cm up is too low to crawl under and too high to step over.
+    unsolvable(
+        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 0.3])],
+        "a low bar",
+    );
+    // A wall from the floor across the bottom corridor, 12 cm high: higher than it steps, with nothing to crawl
+    // under.
+    unsolvable(
+        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 0.12])],
+        "a 12 cm wall",
+    );
+    // The robot raised 5 cm onto a dais over its start cell: the script's floor is the dais alone, but the torso
+    // steps down from it, and drops from a higher one.
+    for (dais, body, shin) in [(0.05, "0.255", "0.165"), (0.25, "0.455", "0.365")] {
+        let raised = ant
+            .replace(", 0.205)", &format!(", {body})"))
+            .replace(", 0.115)", &format!(", {shin})"));
+        let boxes = [("dais", [-1.5, 0.5, 0.0], [-0.5, 1.5, dais])];
+        let e = refusal(with_boxes(&raised, &boxes));
+        assert!(e.contains("has no scripted oracle"), "a {dais} m dais: {e}");
+    }
 }
