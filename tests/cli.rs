@@ -3,6 +3,8 @@
 use std::process::Command;
 
 mod common;
+#[path = "cli/readme.rs"]
+mod readme;
 
 fn qamlab(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_qamlab"))
