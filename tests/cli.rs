@@ -7,10 +7,30 @@ mod common;
 mod readme;
 
 fn qamlab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_qamlab"))
+    common::qamlab()
         .args(args)
         .output()
         .expect("running the qamlab binary")
+}
+
+/// The stderr of qamlab run with `args`.
+fn stderr_of(args: &[&str]) -> String {
+    String::from_utf8_lossy(&qamlab(args).stderr).into_owned()
+}
+
+/// The stdout of `out`, asserting the run succeeded.
+fn succeeded(out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    stdout
+}
+
+/// Runs qamlab with `args`, asserting it exits with status 1 (refused, not a usage error); returns its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = qamlab(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
 }
 
 #[test]
@@ -110,9 +130,7 @@ fn cube_single_with(from: &str, to: &str) -> String {
 
 #[test]
 fn task_checks_a_scene_shows_its_layout_and_tries_it() {
-    let out = qamlab(&["task", "cube-single", "--episodes", "4"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = succeeded(qamlab(&["task", "cube-single", "--episodes", "4"]));
     for expected in [
         "task cube-single (built-in)",
         "observation (28 values): pinch.position [0..3],",
@@ -142,51 +160,53 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "{stdout}"
     );
 
-    // A goal that holds at reset (its tolerance spans the table): `task` points at it.
     let dir = tempfile::tempdir().unwrap();
-    let text = cube_single_with(", tolerance: 0.04)", ", tolerance: 5.0)");
-    let easy = dir.path().join("easy.scn.ron");
-    std::fs::write(&easy, text).unwrap();
-    let out = qamlab(&["task", easy.to_str().unwrap(), "--episodes", "3"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("note: 3 of 3 random episodes succeeded at their first control step"),
-        "{stdout}"
-    );
-
-    // A goal random actions never reach in 10 episodes (a 1 mm tolerance): `task` says what that means for
-    // learning from nothing.
-    let text = cube_single_with(", tolerance: 0.04)", ", tolerance: 0.001)");
-    let hard = dir.path().join("hard.scn.ron");
-    std::fs::write(&hard, text).unwrap();
-    let out = qamlab(&["task", hard.to_str().unwrap(), "--episodes", "10"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(
-            "note: random actions never reached the goals in 10 episodes: training online from nothing"
+    // Writes cube-single's scene with `from` replaced by `to` as `name` in `dir`, and returns its path.
+    let edited = |name: &str, from: &str, to: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, cube_single_with(from, to)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    for (name, from, to, episodes, says) in [
+        // A goal that holds at reset (its tolerance spans the table): `task` points at it.
+        (
+            "easy.scn.ron",
+            ", tolerance: 0.04)",
+            ", tolerance: 5.0)",
+            "3",
+            "note: 3 of 3 random episodes succeeded at their first control step",
         ),
-        "{stdout}"
-    );
-
-    // A goal 13 cm above the table: the oracle lets the cube go there, and it falls; success was met in passing.
-    let text = cube_single_with("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.15)");
-    let high = dir.path().join("high.scn.ron");
-    std::fs::write(&high, text).unwrap();
-    let out = qamlab(&["task", high.to_str().unwrap(), "--episodes", "10"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("the goals no longer held at the end: an object met its target in passing"),
-        "{stdout}"
-    );
+        // A goal random actions never reach in 10 episodes (a 1 mm tolerance): `task` says what that means for
+        // learning from nothing.
+        (
+            "hard.scn.ron",
+            ", tolerance: 0.04)",
+            ", tolerance: 0.001)",
+            "10",
+            "note: random actions never reached the goals in 10 episodes: training online from nothing",
+        ),
+        // A goal 13 cm above the table: the oracle lets the cube go there, and it falls; success was met in
+        // passing.
+        (
+            "high.scn.ron",
+            "target: (0.1, 0.1, 0.02)",
+            "target: (0.1, 0.1, 0.15)",
+            "10",
+            "the goals no longer held at the end: an object met its target in passing",
+        ),
+    ] {
+        let out = qamlab(&["task", &edited(name, from, to), "--episodes", episodes]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(says), "{stdout}");
+    }
 
     // A goal beyond the gantry's reach: no policy can do the task; `task` says where, and fails.
-    let text = cube_single_with(
+    let far = edited(
+        "far.scn.ron",
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
         "x: Some((min: -0.15, max: 0.6)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
     );
-    let far = dir.path().join("far.scn.ron");
-    std::fs::write(&far, text).unwrap();
-    let out = qamlab(&["task", far.to_str().unwrap(), "--episodes", "10"]);
+    let out = qamlab(&["task", &far, "--episodes", "10"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -207,12 +227,8 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     );
 
     // A scene file with a mistake: the error names the file and the field, and the exit code says so.
-    let text = cube_single_with(", tolerance: 0.04)", ")");
-    let bad = dir.path().join("bad.scn.ron");
-    std::fs::write(&bad, text).unwrap();
-    let out = qamlab(&["task", bad.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let bad = edited("bad.scn.ron", ", tolerance: 0.04)", ")");
+    let stderr = refused(&["task", &bad]);
     assert!(
         stderr.contains("bad.scn.ron") && stderr.contains("Goal.tolerance"),
         "{stderr}"
@@ -220,26 +236,20 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 
     // An action range other than [-1, 1] loads, but the agents (which act in [-1, 1]) cannot use it: `task` says
     // so, and `train` refuses it before any work.
-    let text =
-        std::fs::read_to_string(common::checkout_dir().join("assets/tasks/cube-single.scn.ron"))
-            .unwrap();
     let dz = "(name: \"dz\", joints: [\"z\"], control: PositionDelta(scale: 0.05), range: (min: -1.0, max: 1.0)";
-    assert!(text.contains(dz));
-    let narrow = dir.path().join("narrow.scn.ron");
-    std::fs::write(
-        &narrow,
-        text.replacen(dz, &dz.replace("-1.0, max: 1.0", "-0.5, max: 0.5"), 1),
-    )
-    .unwrap();
+    let narrow = edited(
+        "narrow.scn.ron",
+        dz,
+        &dz.replace("-1.0, max: 1.0", "-0.5, max: 0.5"),
+    );
     let why = "action `dz` ranges over [-0.5, 0.5], but the agents act in [-1, 1]";
-    let out = qamlab(&["task", narrow.to_str().unwrap()]);
+    let out = qamlab(&["task", &narrow]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Said, and the exit status fails the check.
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!(
-            "{}: the agents cannot act in this task (the `agents:` line above says why)",
-            narrow.display()
+            "{narrow}: the agents cannot act in this task (the `agents:` line above says why)"
         )),
         "{}",
         String::from_utf8_lossy(&out.stderr)
@@ -251,11 +261,11 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "{stdout}"
     );
     let run = dir.path().join("run");
-    let out = qamlab(&[
+    let stderr = refused(&[
         "train",
         "--quiet",
         "--task",
-        narrow.to_str().unwrap(),
+        &narrow,
         "--offline-steps",
         "0",
         "--online-steps",
@@ -265,8 +275,6 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(why), "{stderr}");
 }
 
@@ -274,7 +282,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 fn collect_writes_the_dataset_and_its_validation_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("play.npz");
-    let status = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+    let status = common::qamlab()
         .args([
             "collect",
             "--quiet",
@@ -315,15 +323,12 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
         file.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    let out = qamlab(&[
-        "dataset",
-        file.to_str().unwrap(),
-        "--task",
-        "cube-single",
-        "--columns",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    // `qamlab dataset PATH --task cube-single --columns`, as each file here is shown.
+    let show = |path: &std::path::Path| {
+        let path = path.to_str().unwrap();
+        qamlab(&["dataset", path, "--task", "cube-single", "--columns"])
+    };
+    let stdout = succeeded(show(&file));
     for line in [
         "d.npz: 2 episodes, 60 transitions, 28-D observations, 5-D actions",
         "source: task cube-single (scene builtin:cube-single), by qamlab ",
@@ -336,9 +341,7 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     ] {
         assert!(stdout.contains(line), "`{line}` in:\n{stdout}");
     }
-    let out = qamlab(&["dataset", file.to_str().unwrap(), "--task", "cube-double"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused(&["dataset", file.to_str().unwrap(), "--task", "cube-double"]);
     assert!(
         stderr.contains("observations are 28-D")
             && stderr.contains("collected on task cube-single"),
@@ -347,13 +350,7 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     // A file that does not record its columns is checked by its widths, and says so.
     let bare = dir.path().join("bare.npz");
     common::write_npz(&bare, 28, 5, None);
-    let out = qamlab(&[
-        "dataset",
-        bare.to_str().unwrap(),
-        "--task",
-        "cube-single",
-        "--columns",
-    ]);
+    let out = show(&bare);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("source: not recorded")
@@ -366,8 +363,7 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     // A misspelt task is said before anything is printed.
     let out = qamlab(&["dataset", file.to_str().unwrap(), "--task", "cube-singel"]);
     assert!(out.stdout.is_empty() && String::from_utf8_lossy(&out.stderr).contains("cube-singel"));
-    let out = qamlab(&["dataset", "no-such.npz"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_of(&["dataset", "no-such.npz"]);
     assert!(
         stderr.contains("no-such.npz") && !stderr.contains("panicked"),
         "{stderr}"
@@ -379,7 +375,7 @@ fn output_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     use std::process::Stdio;
     // As `qamlab task cube-single --episodes 1 | head -0`: the reader is gone before the first line is printed.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+    let mut child = common::qamlab()
         .args(["task", "cube-single", "--episodes", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -500,13 +496,12 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     std::fs::create_dir_all(run.join("checkpoints")).unwrap();
     std::fs::write(run.join("config.toml"), "").unwrap();
     std::fs::write(run.join("notes.txt"), "mine").unwrap();
+    // Each demo here is refused: its stderr.
     let demo = || {
         let out = dir.path().to_str().unwrap();
-        qamlab(&["demo", "--device", "cpu", "--quiet", "--out", out])
+        refused(&["demo", "--device", "cpu", "--quiet", "--out", out])
     };
-    let out = demo();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = demo();
     assert!(
         stderr.contains("qam-cpu")
             && stderr.contains("also holds notes.txt that a run does not write"),
@@ -519,9 +514,7 @@ fn demo_replaces_its_previous_run_and_nothing_else() {
     std::fs::remove_file(run.join("notes.txt")).unwrap();
     let lock = std::fs::File::create(run.join(".lock")).unwrap();
     lock.lock().unwrap();
-    let out = demo();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = demo();
     assert!(
         stderr.contains("not while it runs") && stderr.contains("in use by another qamlab process"),
         "{stderr}"
@@ -653,7 +646,7 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     let out = dir.path().join("d.npz");
     let val = dir.path().join("d-val.npz");
     let collect = |episodes: &str, val_episodes: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qamlab"));
+        let mut cmd = common::qamlab();
         cmd.args(["collect", "--quiet", "--overwrite", "--episodes", episodes])
             .args(["--val-episodes", val_episodes, "--envs", "4", "--out"])
             .arg(&out);
@@ -726,28 +719,14 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
 #[test]
 fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, terminals: Vec<bool>| {
+    let write = |name: &str, terminals: &[bool]| {
         let path = dir.path().join(name);
-        let rows = terminals.len();
-        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
-        npz.add_array("observations", &ndarray::Array2::<f32>::zeros((rows, 28)))
-            .unwrap();
-        npz.add_array("actions", &ndarray::Array2::<f32>::zeros((rows, 5)))
-            .unwrap();
-        npz.add_array("terminals", &ndarray::Array1::from(terminals))
-            .unwrap();
-        npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(rows))
-            .unwrap();
-        npz.add_array("masks", &ndarray::Array1::<f32>::ones(rows))
-            .unwrap();
-        npz.finish().unwrap();
+        common::write_episodes_npz(&path, 28, 5, terminals, None);
         path.to_str().unwrap().to_string()
     };
     // Two episodes of a final row each: no transition.
-    let empty = write("empty.npz", vec![true, true]);
-    let out = qamlab(&["dataset", &empty, "--task", "cube-single"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let empty = write("empty.npz", &[true, true]);
+    let stderr = refused(&["dataset", &empty, "--task", "cube-single"]);
     assert!(
         stderr.contains(&format!(
             "error: dataset {empty}: 0 transitions, fewer than one action chunk of horizon_length = 5: `qamlab \
@@ -756,7 +735,7 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
         "{stderr}"
     );
     let run = dir.path().join("run");
-    let out = qamlab(&[
+    let stderr = stderr_of(&[
         "train",
         "--quiet",
         "--task",
@@ -768,7 +747,6 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
             "dataset {empty}: 0 transitions, fewer than one action chunk of horizon_length = 5"
@@ -776,10 +754,8 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
         "{stderr}"
     );
     // Shorter than a chunk of the default horizon: fits, with what train would say.
-    let short = write("short.npz", vec![false, false, true]);
-    let out = qamlab(&["dataset", &short, "--task", "cube-single"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let short = write("short.npz", &[false, false, true]);
+    let stdout = succeeded(qamlab(&["dataset", &short, "--task", "cube-single"]));
     assert!(
         stdout.contains(&format!(
             "fits task cube-single, with a warning: dataset {short} does not record the task it was collected on"
@@ -797,7 +773,7 @@ fn a_path_that_is_not_utf8_is_refused_before_the_run_by_its_flag() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join(std::ffi::OsStr::from_bytes(b"run-\xff"));
     for flag in ["--out", "--resume"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+        let out = common::qamlab()
             .args(["train", flag])
             .arg(&bad)
             .output()
@@ -816,11 +792,7 @@ fn a_path_that_is_not_utf8_is_refused_before_the_run_by_its_flag() {
         .path()
         .join(std::ffi::OsStr::from_bytes(b"task-\xff.scn.ron"));
     for args in [&["task"][..], &["train", "--task"], &["collect", "--task"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_qamlab"))
-            .args(args)
-            .arg(&scene)
-            .output()
-            .unwrap();
+        let out = common::qamlab().args(args).arg(&scene).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.code() == Some(2)
@@ -895,16 +867,14 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
         .unwrap()
         .set_len(8 << 20)
         .unwrap();
-    let out = qamlab(&["train", "--config", &big]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_of(&["train", "--config", &big]);
     assert!(
         stderr.contains(&format!("error: config file {big} is larger than 4.0 MiB")),
         "{stderr}"
     );
     let empty = path("empty-dataset.toml");
     std::fs::write(&empty, "dataset = \"\"\n").unwrap();
-    let out = qamlab(&["train", "--config", &empty]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr_of(&["train", "--config", &empty]);
     assert!(
         stderr.contains(&format!(
             "error: config file {empty}: dataset = \"\": expected the path of an .npz file"
@@ -915,7 +885,7 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
     // A file where the run's folder must go: said as collect says it, before any work.
     let file = path("d.npz");
     std::fs::write(&file, "data").unwrap();
-    let out = qamlab(&[
+    let stderr = stderr_of(&[
         "train",
         "--quiet",
         "--offline-steps",
@@ -927,7 +897,6 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
         "--out",
         &format!("{file}/sub"),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
             "--out {file}/sub: {file} is a file, so the folder for it cannot be made"
@@ -937,9 +906,7 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
     let demo_out = path("c3");
     std::fs::create_dir(&demo_out).unwrap();
     std::fs::write(format!("{demo_out}/qam-cpu"), "").unwrap();
-    let out = qamlab(&["demo", "--device", "cpu", "--quiet", "--out", &demo_out]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused(&["demo", "--device", "cpu", "--quiet", "--out", &demo_out]);
     assert!(
         stderr.contains(&format!(
             "error: --out {demo_out}: {demo_out}/qam-cpu is a file, so the demo's run folder cannot be made there"

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{qamlab, run_err, run_ok, write_npz};
+use common::{collect_cmd, qamlab, run_err, run_ok, tiny_config, train_cmd, write_npz};
 use qamlab_agent::checkpoint::{read_tensors, write_tensors};
 
 /// A tiny network and schedule so a whole run takes seconds on a CPU.
-const TINY: &str = r#"
+const TINY: &str = tiny_config!(
+    r#"
 task = "cube-single"
 offline_steps = 60
 online_steps = 1200
@@ -23,45 +24,32 @@ eval_envs = 2
 checkpoint_interval = 20
 log_interval = 20
 device = "cpu"
+"#
+);
 
-[agent]
-batch_size = 16
-actor_hidden_dims = [16, 16]
-value_hidden_dims = [16, 16]
-num_qs = 2
-flow_steps = 3
-"#;
+/// `qamlab eval` of a run (its path to follow) with 2 episodes on 2 envs, on the CPU.
+const EVAL_ON_CPU: [&str; 8] = [
+    "eval",
+    "--episodes",
+    "2",
+    "--envs",
+    "2",
+    "--device",
+    "cpu",
+    "--run",
+];
 
+/// The cube-single dataset the runs here train on, collected into `dir`.
 fn collect(dir: &Path) -> PathBuf {
     let dataset = dir.join("data.npz");
-    run_ok(
-        qamlab()
-            .args([
-                "collect",
-                "--task",
-                "cube-single",
-                "--episodes",
-                "4",
-                "--envs",
-                "2",
-                "--seed",
-                "1",
-            ])
-            .arg("--out")
-            .arg(&dataset),
-    );
+    run_ok(&mut collect_cmd(&dataset, "4", "1"));
     dataset
 }
 
-/// `qamlab train --quiet --config CONFIG --dataset DATASET --out OUT`.
-fn train_cmd(config: &Path, dataset: &Path, out: &Path) -> Command {
+/// `qamlab train --quiet --resume RUN`.
+fn resume_cmd(run: &Path) -> Command {
     let mut cmd = qamlab();
-    cmd.args(["train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--dataset")
-        .arg(dataset)
-        .arg("--out")
-        .arg(out);
+    cmd.args(["train", "--quiet", "--resume"]).arg(run);
     cmd
 }
 
@@ -116,7 +104,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     damaged_checkpoints_are_refused_naming_the_file(&run, dir.path());
     episodes_that_cannot_be_replayed_end_at_the_checkpoint(&run, dir.path());
 
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    let out = run_ok(&mut resume_cmd(&run));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("success"), "{stdout}");
 
@@ -186,7 +174,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
 
     // Resuming the finished run changes nothing, not even its summary's timings.
     let summary_before = read(run.join("summary.json"));
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    let out = run_ok(&mut resume_cmd(&run));
     assert!(String::from_utf8_lossy(&out.stderr).contains("finished already"));
     assert_eq!(read(run.join("summary.json")), summary_before);
 
@@ -194,20 +182,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     run_ok(qamlab().arg("plot").arg(&run).arg("--out").arg(&chart));
     assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
 
-    let out = run_ok(
-        qamlab()
-            .args([
-                "eval",
-                "--episodes",
-                "2",
-                "--envs",
-                "2",
-                "--device",
-                "cpu",
-                "--run",
-            ])
-            .arg(&run),
-    );
+    let out = run_ok(qamlab().args(EVAL_ON_CPU).arg(&run));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
 }
 
@@ -284,7 +259,7 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     let (run, stderr) = interrupt("run", libc::SIGINT, 130);
     let stopped_at = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert!(stderr.contains(stopped_at.trim()), "{stderr}");
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    let out = run_ok(&mut resume_cmd(&run));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
     // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is.
     interrupt("run-terminated", libc::SIGTERM, 143);
@@ -296,7 +271,7 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
     let copy = copy_editing_state(run, scratch, "damaged-state", |state| {
         state["sampler_word_pos"] = "12x".into();
     });
-    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let err = run_err(&mut resume_cmd(&copy));
     assert!(
         err.contains("state.json") && err.contains("sampler_word_pos \"12x\""),
         "{err}"
@@ -304,7 +279,7 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
     let copy = copy_editing_state(run, scratch, "more-successes", |state| {
         state["online_successes"] = (state["online_episodes"].as_u64().unwrap() + 1).into();
     });
-    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let err = run_err(&mut resume_cmd(&copy));
     assert!(
         err.contains("state.json") && err.contains("is more than online_episodes"),
         "{err}"
@@ -313,7 +288,7 @@ fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
     let copy = copy_editing_replay(run, scratch, "damaged-replay", "pending/lengths", |_| {
         tch::Tensor::from_slice(&[-1i64])
     });
-    let err = run_err(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let err = run_err(&mut resume_cmd(&copy));
     assert!(
         err.contains("replay.safetensors") && err.contains("pending/lengths [-1]"),
         "{err}"
@@ -330,7 +305,7 @@ fn episodes_that_cannot_be_replayed_end_at_the_checkpoint(run: &Path, scratch: &
             .unwrap()
             .remove("env_episode_word_pos");
     });
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let out = run_ok(&mut resume_cmd(&copy));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("an older qamlab wrote it")
@@ -351,7 +326,7 @@ fn episodes_that_cannot_be_replayed_end_at_the_checkpoint(run: &Path, scratch: &
         "pending/next_observations",
         |t| t + 1e-3,
     );
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&copy));
+    let out = run_ok(&mut resume_cmd(&copy));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warned = stderr.contains("did not reach the observation its checkpoint recorded")
         && stderr.contains("the episodes in progress end at the checkpoint");
@@ -462,11 +437,7 @@ fn bad_inputs_get_errors_that_name_the_cause() {
     let err = run_err(qamlab().args(["train", "--device", "tpu"]));
     assert!(err.contains("tpu"), "{err}");
 
-    let err = run_err(
-        qamlab()
-            .args(["train", "--quiet", "--resume"])
-            .arg(dir.path().join("no-run")),
-    );
+    let err = run_err(&mut resume_cmd(&dir.path().join("no-run")));
     assert!(err.contains("no-run"), "{err}");
 }
 
@@ -519,7 +490,7 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
         .unwrap()
         .replace("offline_steps = 2", "offline_steps = 4");
     std::fs::write(&config_file, longer).unwrap();
-    let out = run_ok(qamlab().args(["train", "--quiet", "--resume"]).arg(&run));
+    let out = run_ok(&mut resume_cmd(&run));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("another version"), "{stderr}");
     let out = run_ok(&mut train_on("copy.scn.ron", &scene));
@@ -580,17 +551,12 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     );
     std::fs::remove_file(&scene).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let eval = [
-        "eval",
-        "--episodes",
-        "2",
-        "--envs",
-        "2",
-        "--device",
-        "cpu",
-        "--run",
-    ];
-    let out = run_ok(qamlab().current_dir(elsewhere.path()).args(eval).arg(&run));
+    let out = run_ok(
+        qamlab()
+            .current_dir(elsewhere.path())
+            .args(EVAL_ON_CPU)
+            .arg(&run),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("cube-single (qam, checkpoint step-20, 20 updates): success"),
@@ -605,8 +571,8 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     assert_ne!(edited, text);
     std::fs::write(&copy, edited).unwrap();
     for cmd in [
-        qamlab().args(eval).arg(&run),
-        qamlab().args(["train", "--quiet", "--resume"]).arg(&run),
+        qamlab().args(EVAL_ON_CPU).arg(&run),
+        &mut resume_cmd(&run),
         // The display is never opened: the run is refused before.
         qamlab()
             .env("DISPLAY", ":0")
@@ -623,7 +589,12 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         );
     }
     std::fs::write(&copy, &text).unwrap();
-    run_ok(qamlab().current_dir(elsewhere.path()).args(eval).arg(&run));
+    run_ok(
+        qamlab()
+            .current_dir(elsewhere.path())
+            .args(EVAL_ON_CPU)
+            .arg(&run),
+    );
 
     // Resuming on a dataset whose contents changed (same length, other episodes) is refused.
     let extended = std::fs::read_to_string(run.join("config.toml"))
@@ -646,12 +617,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
             ])
             .arg(&dataset),
     );
-    let err = run_err(
-        qamlab()
-            .current_dir(elsewhere.path())
-            .args(["train", "--quiet", "--resume"])
-            .arg(&run),
-    );
+    let err = run_err(resume_cmd(&run).current_dir(elsewhere.path()));
     assert!(
         err.contains("data.npz") && err.contains("contents changed"),
         "{err}"
@@ -681,10 +647,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         run.join("checkpoints/step-20/agent.safetensors"),
     )
     .unwrap();
-    for cmd in [
-        qamlab().args(eval).arg(&run),
-        qamlab().args(["train", "--quiet", "--resume"]).arg(&run),
-    ] {
+    for cmd in [qamlab().args(EVAL_ON_CPU).arg(&run), &mut resume_cmd(&run)] {
         let err = run_err(cmd);
         assert!(
             err.contains("step-20/agent.safetensors")

@@ -8,18 +8,22 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::run_ok;
+use common::{collect_cmd, run_ok, tiny_config, train_cmd};
 use std::time::Instant;
 
 fn qamlab() -> Command {
-    let mut cmd = common::qamlab();
-    // Offscreen: no display is needed, so none is given.
+    offscreen(common::qamlab())
+}
+
+/// `cmd` with no display: none is needed, so none is given.
+fn offscreen(mut cmd: Command) -> Command {
     cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
     cmd
 }
 
 /// The cheapest run directory with a checkpoint: no online phase, tiny networks.
-const TINY: &str = r#"
+const TINY: &str = tiny_config!(
+    r#"
 task = "cube-single"
 offline_steps = 20
 online_steps = 0
@@ -28,36 +32,16 @@ eval_envs = 1
 checkpoint_interval = 20
 log_interval = 10
 device = "cpu"
-
-[agent]
-batch_size = 16
-actor_hidden_dims = [16, 16]
-value_hidden_dims = [16, 16]
-num_qs = 2
-flow_steps = 3
-"#;
+"#
+);
 
 fn tiny_run(dir: &Path) -> PathBuf {
     let dataset = dir.join("data.npz");
-    run_ok(
-        qamlab()
-            .args(["collect", "--task", "cube-single", "--episodes", "2"])
-            .args(["--envs", "2", "--seed", "3", "--out"])
-            .arg(&dataset),
-    );
+    run_ok(&mut offscreen(collect_cmd(&dataset, "2", "3")));
     let config = dir.join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
     let run = dir.join("run");
-    run_ok(
-        qamlab()
-            .arg("train")
-            .arg("--config")
-            .arg(&config)
-            .arg("--dataset")
-            .arg(&dataset)
-            .arg("--out")
-            .arg(&run),
-    );
+    run_ok(&mut offscreen(train_cmd(&config, &dataset, &run)));
     run
 }
 

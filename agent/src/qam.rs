@@ -272,9 +272,16 @@ pub fn one_step_terms(
 ) -> (Tensor, Tensor, Tensor, Tensor) {
     let a_os = one_step.forward(obs, eps, None, false);
     let distill = (&a_os - a_flow).square().mean(Kind::Float);
-    let qs = critic.forward(obs, &a_os.clamp(-1.0, 1.0), true);
-    let q_loss = -qs.mean_dim(0, false, Kind::Float).mean(Kind::Float);
+    let (q_loss, qs) = q_term(critic, obs, &a_os);
     (distill, q_loss, a_os, qs)
+}
+
+/// The actor's Q term `L_q = −mean_B mean_K Q_online(s, clip(actions))` (critic frozen, gradient flows through
+/// `actions`), shared by QAM-F/FQL and QAM-E. Returns `(L_q, qs)`.
+fn q_term(critic: &Critic, obs: &Tensor, actions: &Tensor) -> (Tensor, Tensor) {
+    let qs = critic.forward(obs, &actions.clamp(-1.0, 1.0), true);
+    let q_loss = -qs.mean_dim(0, false, Kind::Float).mean(Kind::Float);
+    (q_loss, qs)
 }
 
 /// §4.3 QAM-F losses: one-step actor distilled from `EulerFlow(actor_fast)` plus its Q term.
@@ -331,8 +338,7 @@ pub fn edit_losses(
     let xi = noise.normal("edit_eps", &[b, d], obs.device())?;
     let s = edit_actor.sample(obs, &a_flow, &xi, false);
     let edited = &a_flow + &s.edit * cfg.edit_scale;
-    let qs = critic.forward(obs, &edited.clamp(-1.0, 1.0), true);
-    let q_loss = -qs.mean_dim(0, false, Kind::Float).mean(Kind::Float);
+    let (q_loss, qs) = q_term(critic, obs, &edited);
     let alpha_const = temperature.alpha(true);
     let entropy_loss = (&s.log_prob * &alpha_const).mean(Kind::Float);
     let entropy = -s.log_prob.detach().mean(Kind::Float);

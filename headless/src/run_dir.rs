@@ -806,10 +806,16 @@ fn recorded_acting_position(checkpoint: &Path) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_process_at_a_time_holds_a_run() {
+    /// A run directory in a fresh temporary directory, which the caller keeps alive.
+    fn temp_run() -> (tempfile::TempDir, RunDir) {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
+        (dir, run)
+    }
+
+    #[test]
+    fn one_process_at_a_time_holds_a_run() {
+        let (dir, run) = temp_run();
         let held = run.lock().unwrap();
         let err = run.lock().unwrap_err().to_string();
         assert!(err.contains("in use by another qamlab process"), "{err}");
@@ -844,8 +850,7 @@ mod tests {
 
     #[test]
     fn evaluations_read_back_and_a_file_without_its_header_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let point = EvalPoint {
             step: 20,
             phase: "offline".into(),
@@ -869,8 +874,7 @@ mod tests {
 
     #[test]
     fn a_run_without_a_checkpoint_yet_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         run.check_unused().unwrap();
         std::fs::write(run.config(), TrainConfig::default().to_toml().unwrap()).unwrap();
         let err = format!("{:#}", run.check_unused().unwrap_err());
@@ -879,8 +883,7 @@ mod tests {
 
     #[test]
     fn a_scene_file_run_without_its_copy_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let cfg = TrainConfig {
             task: "/elsewhere/my-task.scn.ron".into(),
             ..TrainConfig::default()
@@ -906,8 +909,7 @@ mod tests {
 
     #[test]
     fn a_damaged_config_or_an_unknown_task_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let whole = TrainConfig::default().to_toml().unwrap();
         // Cut in the [agent] table: read with defaults, it would be another run.
         let cut = &whole[..whole.find("num_qs").unwrap()];
@@ -943,8 +945,7 @@ mod tests {
 
     #[test]
     fn checkpoints_are_this_runs_step_directories_and_nothing_else_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let (old, new, kept) = (
             run.checkpoints().join("step-10"),
             run.checkpoints().join("step-20"),
@@ -967,8 +968,7 @@ mod tests {
 
     #[test]
     fn a_lost_latest_pointer_falls_back_to_the_newest_complete_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         assert_eq!(run.latest_checkpoint().unwrap(), None);
         let checkpoint = |name: &str, files: &[&str]| {
             let path = run.checkpoints().join(name);
@@ -1028,8 +1028,7 @@ mod tests {
 
     #[test]
     fn an_edited_copy_of_the_task_scene_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let cfg = TrainConfig {
             task: "/elsewhere/my-task.scn.ron".into(),
             ..TrainConfig::default()
@@ -1057,8 +1056,7 @@ mod tests {
 
     #[test]
     fn resuming_drops_the_metrics_past_the_checkpoint_also_after_a_damaged_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let mut bytes = b"{\"step\":10}\n{\"step\":20}\n".to_vec();
         bytes.extend_from_slice(b"{\"step\":\xff\xfe}\n{\"step\":30}\n{\"st");
         std::fs::write(run.metrics(), &bytes).unwrap();
@@ -1079,8 +1077,7 @@ mod tests {
 
     #[test]
     fn metrics_read_back_by_key_and_only_an_unfinished_last_line_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         let rows = "{\"step\":10,\"phase\":\"offline\",\"critic_loss\":2.5,\"wall_seconds\":1.0}\n\
                     {\"step\":20,\"phase\":\"offline\",\"critic_loss\":1.5,\"q_mean\":null}\n";
         std::fs::write(run.metrics(), format!("{rows}{{\"step\":30,\"crit")).unwrap();
@@ -1104,8 +1101,7 @@ mod tests {
 
     #[test]
     fn evaluations_of_no_known_phase_or_out_of_order_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         for (rows, says) in [
             (
                 "5,sideways,0,-200,30\n",
@@ -1145,8 +1141,7 @@ mod tests {
 
     #[test]
     fn evaluations_out_of_range_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = RunDir::new(dir.path());
+        let (_dir, run) = temp_run();
         std::fs::write(
             run.evals(),
             format!("{EVALS_HEADER}\n20,offline,5,-200,2\n"),

@@ -5,30 +5,35 @@ mod common;
 use common::*;
 use qamlab_sim::prelude::*;
 
+/// Options under which each episode runs its full `episode_length` steps: success does not end it.
+fn full_length_episodes(episode_length: u32) -> EnvOptions {
+    EnvOptions {
+        terminate_on_success: false,
+        episode_length: Some(episode_length),
+        ..EnvOptions::default()
+    }
+}
+
+/// The next step's actions of a batch: 5 from each env's own stream, in env order.
+fn next_actions(streams: &mut [u64]) -> Vec<f32> {
+    streams
+        .iter_mut()
+        .flat_map(|s| random_actions(s, 5))
+        .collect()
+}
+
 /// Observation trajectory (obs after every step, as bits) of env `env` in a batch of `n` seeded `seeds`, driven by
 /// per-env action streams that depend only on the env's seed.
 fn trajectory(n: usize, seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
     let scene = cube_single();
-    let mut batch = BatchedEnv::new(
-        &scene,
-        n,
-        EnvOptions {
-            terminate_on_success: false,
-            episode_length: Some(60),
-            ..EnvOptions::default()
-        },
-    )
-    .unwrap();
+    let mut batch = BatchedEnv::new(&scene, n, full_length_episodes(60)).unwrap();
     let mut out: Vec<u32> = batch.reset(seeds).unwrap()[env * 28..(env + 1) * 28]
         .iter()
         .map(|x| x.to_bits())
         .collect();
     let mut streams: Vec<u64> = seeds.to_vec();
     for _ in 0..steps {
-        let actions: Vec<f32> = streams
-            .iter_mut()
-            .flat_map(|s| random_actions(s, 5))
-            .collect();
+        let actions = next_actions(&mut streams);
         let o = batch.step(&actions).unwrap();
         out.extend(o.obs[env * 28..(env + 1) * 28].iter().map(|x| x.to_bits()));
         out.extend(
@@ -124,16 +129,7 @@ fn reset_restores_the_initial_distribution() {
 #[test]
 fn time_limit_truncates_and_auto_resets() {
     let scene = cube_single();
-    let mut env = BatchedEnv::new(
-        &scene,
-        2,
-        EnvOptions {
-            terminate_on_success: false,
-            episode_length: Some(5),
-            ..EnvOptions::default()
-        },
-    )
-    .unwrap();
+    let mut env = BatchedEnv::new(&scene, 2, full_length_episodes(5)).unwrap();
     let first = env.reset(&[3, 4]).unwrap().to_vec();
     let a = [0.0, 0.0, -1.0, 0.0, 0.0].repeat(2);
     for t in 1..=5 {
@@ -174,11 +170,7 @@ fn output_bits(o: &StepOutput) -> Vec<u32> {
 #[test]
 fn restore_puts_envs_back_into_their_episodes_exactly() {
     let scene = cube_single();
-    let options = EnvOptions {
-        terminate_on_success: false,
-        episode_length: Some(40),
-        ..EnvOptions::default()
-    };
+    let options = full_length_episodes(40);
     let seeds = [3, 5, 8];
     let mut original = BatchedEnv::new(&scene, 3, options).unwrap();
     original.reset(&seeds).unwrap();
@@ -187,10 +179,7 @@ fn restore_puts_envs_back_into_their_episodes_exactly() {
     let mut streams: Vec<u64> = seeds.to_vec();
     let mut since_start: Vec<Vec<f32>> = vec![Vec::new(); 3];
     for _ in 0..50 {
-        let actions: Vec<f32> = streams
-            .iter_mut()
-            .flat_map(|s| random_actions(s, 5))
-            .collect();
+        let actions = next_actions(&mut streams);
         let out = original.step(&actions).unwrap();
         for i in 0..3 {
             since_start[i].extend_from_slice(&actions[i * 5..(i + 1) * 5]);
@@ -212,10 +201,7 @@ fn restore_puts_envs_back_into_their_episodes_exactly() {
     assert_eq!(restored.episode_word_positions(), positions);
     // And they go on alike, through the next auto-reset (which draws from the restored streams).
     for _ in 0..40 {
-        let actions: Vec<f32> = streams
-            .iter_mut()
-            .flat_map(|s| random_actions(s, 5))
-            .collect();
+        let actions = next_actions(&mut streams);
         let a = output_bits(original.step(&actions).unwrap());
         let b = output_bits(restored.step(&actions).unwrap());
         assert!(a == b, "a restored env went its own way");

@@ -15,6 +15,31 @@ fn load_edited(from: &str, to: &str) -> Result<TaskScene, SimError> {
     TaskScene::from_ron(&text.replacen(from, to, 1), "bad.scn.ron")
 }
 
+/// The message of the error that loading the cube-single text edited as `load_edited` does must give.
+fn edit_error(from: &str, to: &str) -> String {
+    load_edited(from, to).unwrap_err().to_string()
+}
+
+/// The message of `err`, which must be a `Parse` error.
+fn parse_message(err: SimError) -> String {
+    let msg = err.to_string();
+    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    msg
+}
+
+/// An `Invalid` error's `(file, entity, field, message)`; any other error fails the test.
+fn invalid_parts(err: &SimError) -> (&str, &str, &str, &str) {
+    match err {
+        SimError::Invalid {
+            file,
+            entity,
+            field,
+            message,
+        } => (file, entity, field, message),
+        other => panic!("expected an Invalid error, got {other}"),
+    }
+}
+
 #[test]
 fn builtin_scene_loads() {
     let scene = cube_single();
@@ -48,8 +73,7 @@ fn unknown_component_type_is_named() {
         "qamlab_sim::authoring::Sight",
     )
     .unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    let msg = parse_message(err);
     assert!(
         msg.contains("bad.scn.ron") && msg.contains("entity 8") && msg.contains("Sight"),
         "{msg}"
@@ -68,8 +92,7 @@ fn unknown_field_is_named() {
         "name: \"cube\", colour: 3.0, kind: Dynamic,",
     )
     .unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    let msg = parse_message(err);
     assert!(
         msg.contains("bad.scn.ron") && msg.contains("entity 11") && msg.contains("colour"),
         "{msg}"
@@ -81,24 +104,19 @@ fn text_after_the_scene_and_repeated_ids_are_refused() {
     let text = cube_single_text();
     // A second scene pasted after the first would otherwise be dropped unread.
     let err = TaskScene::from_ron(&format!("{text}\n{text}"), "twice.scn.ron").unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+    let msg = parse_message(err);
     assert!(
         msg.contains("twice.scn.ron") && msg.contains("after the scene"),
         "{msg}"
     );
     // Errors name entities by id, so an id used twice is refused.
-    let err = load_edited("    12: (", "    11: (")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("    12: (", "    11: (");
     assert!(
         err.contains("entity 11") && err.contains("used twice"),
         "{err}"
     );
     // Entity ids start at 1.
-    let err = load_edited("    12: (", "    0: (")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("    12: (", "    0: (");
     assert!(
         err.ends_with(": not an entity id: entity ids are whole numbers from 1")
             && err.contains("entity 0"),
@@ -113,7 +131,7 @@ fn a_flat_convex_hull_is_refused() {
     let cube = "shape: Cuboid(half_extents: (0.02, 0.02, 0.02))";
     // Four corners of a square: Rapier builds a hull of no volume, a body of no mass that never moves.
     let flat = "shape: ConvexHull(points: [(0.0, 0.0, 0.0), (0.02, 0.0, 0.0), (0.0, 0.02, 0.0), (0.02, 0.02, 0.0)])";
-    let err = load_edited(cube, flat).unwrap_err().to_string();
+    let err = edit_error(cube, flat);
     assert!(
         err.contains("Collider.shape.points") && err.contains("non-coplanar"),
         "{err}"
@@ -126,23 +144,14 @@ fn a_flat_convex_hull_is_refused() {
 #[test]
 fn sensor_naming_a_missing_entity_is_named() {
     let err = load_edited("Position(frame: \"cube\")", "Position(frame: \"cub\")").unwrap_err();
-    match &err {
-        SimError::Invalid {
-            file,
-            entity,
-            field,
-            message,
-        } => {
-            assert_eq!(file, "bad.scn.ron");
-            assert!(
-                entity.contains("entity 1") && entity.contains("cube-single"),
-                "{entity}"
-            );
-            assert_eq!(field, "ObservationSpace.sensors[5].frame");
-            assert!(message.contains("\"cub\""), "{message}");
-        }
-        other => panic!("wrong error: {other}"),
-    }
+    let (file, entity, field, message) = invalid_parts(&err);
+    assert_eq!(file, "bad.scn.ron");
+    assert!(
+        entity.contains("entity 1") && entity.contains("cube-single"),
+        "{entity}"
+    );
+    assert_eq!(field, "ObservationSpace.sensors[5].frame");
+    assert!(message.contains("\"cub\""), "{message}");
 }
 
 #[test]
@@ -166,13 +175,9 @@ fn empty_action_space_is_rejected() {
     let end = start + text[start..].find("\n          ],").unwrap();
     let edited = format!("{}{}", &text[..start], &text[end..]);
     let err = TaskScene::from_ron(&edited, "bad.scn.ron").unwrap_err();
-    match &err {
-        SimError::Invalid { field, message, .. } => {
-            assert_eq!(field, "ActionSpace.actuators");
-            assert!(message.contains("empty"), "{message}");
-        }
-        other => panic!("wrong error: {other}"),
-    }
+    let (_, _, field, message) = invalid_parts(&err);
+    assert_eq!(field, "ActionSpace.actuators");
+    assert!(message.contains("empty"), "{message}");
 }
 
 #[test]
@@ -182,32 +187,19 @@ fn range_with_min_above_max_is_named() {
         "x: Some((min: 0.15, max: -0.15)), y",
     )
     .unwrap_err();
-    match &err {
-        SimError::Invalid {
-            file,
-            entity,
-            field,
-            message,
-        } => {
-            assert_eq!(file, "bad.scn.ron");
-            assert!(
-                entity.contains("entity 11") && entity.contains("\"cube\""),
-                "{entity}"
-            );
-            assert_eq!(field, "RandomizePose.x");
-            assert!(message.contains("min 0.15 > max -0.15"), "{message}");
-        }
-        other => panic!("wrong error: {other}"),
-    }
-    let err = load_edited(
+    let (file, entity, field, message) = invalid_parts(&err);
+    assert_eq!(file, "bad.scn.ron");
+    assert!(
+        entity.contains("entity 11") && entity.contains("\"cube\""),
+        "{entity}"
+    );
+    assert_eq!(field, "RandomizePose.x");
+    assert!(message.contains("min 0.15 > max -0.15"), "{message}");
+    let err = edit_error(
         "range: (min: -1.0, max: 1.0)",
         "range: (min: 1.0, max: -1.0)",
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("ActionSpace.actuators[0].range"),
-        "{err}"
     );
+    assert!(err.contains("ActionSpace.actuators[0].range"), "{err}");
 }
 
 #[test]
@@ -292,42 +284,33 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
     ];
     for (from, to, field, says) in cases {
         let err = load_edited(from, to).unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, SimError::Parse { .. }), "{msg}");
+        let msg = parse_message(err);
         assert!(
             msg.contains(&format!("{carriage}: {field}")) && msg.contains(says),
             "{to}: {msg}"
         );
         assert!(!msg.contains("(stack:") && !msg.contains("r#"), "{msg}");
     }
-    let err = load_edited("substeps: 5,", "substeps: 5")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("substeps: 5,", "substeps: 5");
     assert!(
         err.contains(
             "field `TaskSettings.solver_iterations`: Expected comma: a comma is missing before"
         ),
         "{err}"
     );
-    let err = load_edited("episode_length: 200,", "episode_length: 200.5,")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("episode_length: 200,", "episode_length: 200.5,");
     assert!(
         err.contains(
             "field `TaskSettings.episode_length`: expected a whole number: this field takes no fraction"
         ),
         "{err}"
     );
-    let err = load_edited("episode_length: 200,", "episode_length: \"200\",")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("episode_length: 200,", "episode_length: \"200\",");
     assert!(
         err.contains("entity 1 (\"cube-single\"): field `TaskSettings.episode_length`"),
         "{err}"
     );
-    let err = load_edited("Position(frame: \"pinch\")", "Position(\"pinch\")")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("Position(frame: \"pinch\")", "Position(\"pinch\")");
     assert!(
         err.contains("field `ObservationSpace.sensors[0]`: Expected identifier: `Position`'s fields are written by name: `Position(frame: …)`"),
         "{err}"
@@ -339,9 +322,7 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "a whole number up to 4294967295",
         ),
     ] {
-        let err = load_edited("episode_length: 200,", to)
-            .unwrap_err()
-            .to_string();
+        let err = edit_error("episode_length: 200,", to);
         assert!(
             err.contains("Integer is out of bounds: this field takes") && err.contains(says),
             "{err}"
@@ -487,17 +468,11 @@ fn missing_required_field_is_named() {
     ] {
         let err = load_edited(from, to).unwrap_err();
         let msg = err.to_string();
-        match &err {
-            SimError::Invalid {
-                entity: e,
-                field: f,
-                ..
-            } => assert!(
-                e == entity && f == field && msg.contains("is missing"),
-                "{msg}"
-            ),
-            other => panic!("expected an Invalid error naming {field}, got {other}"),
-        }
+        let (_, e, f, _) = invalid_parts(&err);
+        assert!(
+            e == entity && f == field && msg.contains("is missing"),
+            "{msg}"
+        );
     }
     // Fields with defaults may be left out.
     load_edited("gravity_scale: 0.0, extra_mass: 1.0,", "extra_mass: 1.0,").unwrap();
@@ -521,44 +496,45 @@ fn scene_without_a_goal_is_rejected() {
 
 #[test]
 fn ambiguous_or_inert_authoring_is_refused() {
-    // A zero scale makes an actuator ignore its action.
-    let err = load_edited("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.0)").unwrap_err();
-    assert!(err.to_string().contains("non-zero"), "{err}");
     // A goal named like a body: `min_distance_from` could mean either.
     let err = load_edited("(name: \"cube_goal\",", "(name: \"cube\",").unwrap_err();
-    match &err {
-        SimError::Invalid { field, message, .. } => {
-            assert!(
-                field == "Goal.name" && message.contains("a name of its own"),
-                "{err}"
-            )
-        }
-        other => panic!("expected an Invalid error, got {other}"),
+    let (_, _, field, message) = invalid_parts(&err);
+    assert!(
+        field == "Goal.name" && message.contains("a name of its own"),
+        "{err}"
+    );
+    for (from, to, says) in [
+        // A zero scale makes an actuator ignore its action.
+        (
+            "PositionDelta(scale: 0.05)",
+            "PositionDelta(scale: 0.0)",
+            "non-zero",
+        ),
+        // A goal on a fixed body can never change.
+        (
+            "frame: \"cube\", target:",
+            "frame: \"table\", target:",
+            "\"table\" is a fixed body",
+        ),
+        // Nor can one on a kinematic body, which nothing in the scene moves.
+        (
+            "name: \"cube\", kind: Dynamic",
+            "name: \"cube\", kind: Kinematic",
+            "\"cube\" is a kinematic body",
+        ),
+        // A goal and a task need names.
+        ("name: \"cube_goal\"", "name: \"\"", "Goal.name"),
+        ("name: \"cube-single\"", "name: \"\"", "TaskSettings.name"),
+        // A sensor of a body's orientation given a site says so.
+        (
+            "YawSinCos(body: \"palm\")",
+            "YawSinCos(body: \"pinch\")",
+            "\"pinch\" is a site",
+        ),
+    ] {
+        let err = edit_error(from, to);
+        assert!(err.contains(says), "{err}");
     }
-    // A goal on a fixed body can never change.
-    let err = load_edited("frame: \"cube\", target:", "frame: \"table\", target:").unwrap_err();
-    assert!(
-        err.to_string().contains("\"table\" is a fixed body"),
-        "{err}"
-    );
-    // Nor can one on a kinematic body, which nothing in the scene moves.
-    let err = load_edited(
-        "name: \"cube\", kind: Dynamic",
-        "name: \"cube\", kind: Kinematic",
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("\"cube\" is a kinematic body"),
-        "{err}"
-    );
-    // A goal and a task need names.
-    let err = load_edited("name: \"cube_goal\"", "name: \"\"").unwrap_err();
-    assert!(err.to_string().contains("Goal.name"), "{err}");
-    let err = load_edited("name: \"cube-single\"", "name: \"\"").unwrap_err();
-    assert!(err.to_string().contains("TaskSettings.name"), "{err}");
-    // A sensor of a body's orientation given a site says so.
-    let err = load_edited("YawSinCos(body: \"palm\")", "YawSinCos(body: \"pinch\")").unwrap_err();
-    assert!(err.to_string().contains("\"pinch\" is a site"), "{err}");
 }
 
 #[test]
@@ -599,21 +575,14 @@ fn a_keep_away_rule_resets_cannot_meet_is_refused() {
         "min_distance_from: [(\"cube\", 0.5)]",
     )
     .unwrap_err();
-    match &err {
-        SimError::Invalid {
-            file,
-            entity,
-            field,
-            message,
-        } => assert!(
-            file == "bad.scn.ron"
-                && entity.contains("12")
-                && field == "RandomizeTarget.min_distance_from"
-                && message.contains("of 1000 trial resets"),
-            "{err}"
-        ),
-        other => panic!("expected an Invalid error, got {other}"),
-    }
+    let (file, entity, field, message) = invalid_parts(&err);
+    assert!(
+        file == "bad.scn.ron"
+            && entity.contains("12")
+            && field == "RandomizeTarget.min_distance_from"
+            && message.contains("of 1000 trial resets"),
+        "{err}"
+    );
     // A rule most draws meet stays: the redraws settle it.
     load_edited(
         "min_distance_from: [(\"cube\", 0.08)]",
@@ -646,19 +615,17 @@ fn a_randomised_jointed_body_names_the_joint_end() {
         "gravity_scale: 0.0, extra_mass: 0.3,\n        ),\n        \"qamlab_sim::authoring::RandomizePose\": (x: Some((min: -0.1, max: 0.1))),",
     )
     .unwrap_err();
-    match &err {
-        SimError::Invalid { field, message, .. } => assert!(
-            field == "Joint.child" && message.contains("body \"palm\" has a RandomizePose"),
-            "{err}"
-        ),
-        other => panic!("expected an Invalid error, got {other}"),
-    }
+    let (_, _, field, message) = invalid_parts(&err);
+    assert!(
+        field == "Joint.child" && message.contains("body \"palm\" has a RandomizePose"),
+        "{err}"
+    );
 }
 
 #[test]
 fn magnitudes_past_f32_and_motors_that_cannot_act_are_refused() {
     let refused = |from: &str, to: &str, field: &str, says: &str| {
-        let err = load_edited(from, to).unwrap_err().to_string();
+        let err = edit_error(from, to);
         assert!(
             err.contains("bad.scn.ron") && err.contains(field) && err.contains(says),
             "{from} -> {to}: {err}"
@@ -798,44 +765,36 @@ fn a_name_not_found_says_what_was_meant() {
         ),
     ];
     for (from, to, says) in cases {
-        let err = load_edited(from, to).unwrap_err().to_string();
+        let err = edit_error(from, to);
         assert!(err.contains(says), "{to}: {err}");
     }
     // No guess where several names are as near ("w" is one edit from "x", "y" and "z"), or the name is all edit.
-    let err = load_edited("joints: [\"x\"]", "joints: [\"w\"]")
-        .unwrap_err()
-        .to_string();
+    let err = edit_error("joints: [\"x\"]", "joints: [\"w\"]");
     assert!(
         err.contains("no joint named \"w\": the names are \"x\", \"y\", \"z\""),
         "{err}"
     );
     // A missing name in a RelativePosition is named as missing before `from == to` is judged.
-    let err = load_edited(
+    let err = edit_error(
         "RelativePosition(from: \"pinch\", to: \"cube\")",
         "RelativePosition(from: \"nope\", to: \"nope\")",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("no body or site named \"nope\""), "{err}");
     // A body keeping away from itself.
-    let err = load_edited(
+    let err = edit_error(
         "yaw: Some((min: -3.1416, max: 3.1416)),\n        ),",
         "yaw: Some((min: -3.1416, max: 3.1416)), min_distance_from: [(\"cube\", 0.1)],\n        ),",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("a body cannot keep away from itself"), "{err}");
 }
 
 #[test]
 fn two_joints_between_one_pair_of_bodies_are_refused() {
     // Joint "y" given joint "x"'s ends, as a copied joint whose ends were not changed.
-    let err = load_edited(
+    let err = edit_error(
         "name: \"y\", parent: \"carriage_x\", child: \"carriage_y\"",
         "name: \"y\", parent: \"carriage_x\", child: \"gantry\"",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         err.contains(
             "field `Joint.child`: joint \"x\" already joins \"carriage_x\" and \"gantry\""
@@ -846,12 +805,10 @@ fn two_joints_between_one_pair_of_bodies_are_refused() {
 
 #[test]
 fn a_relative_position_of_a_frame_to_itself_is_refused() {
-    let err = load_edited(
+    let err = edit_error(
         "RelativePosition(from: \"pinch\", to: \"cube\")",
         "RelativePosition(from: \"cube\", to: \"cube\")",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         err.contains("field `ObservationSpace.sensors[")
             && err.contains(".to`: is \"cube\", as `from` is"),
@@ -861,12 +818,10 @@ fn a_relative_position_of_a_frame_to_itself_is_refused() {
 
 #[test]
 fn a_component_a_typo_away_gets_the_one_meant() {
-    let msg = load_edited(
+    let msg = edit_error(
         "qamlab_sim::authoring::Goal\"",
         "qamlab_sim::authoring::Goals\"",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         msg.contains("did you mean `qamlab_sim::authoring::Goal`?"),
         "{msg}"
@@ -875,20 +830,16 @@ fn a_component_a_typo_away_gets_the_one_meant() {
 
 #[test]
 fn a_vector_or_range_written_wrongly_gets_how_it_is_written() {
-    let msg = load_edited("gravity: (0.0, 0.0, -9.81)", "gravity: -9.81")
-        .unwrap_err()
-        .to_string();
+    let msg = edit_error("gravity: (0.0, 0.0, -9.81)", "gravity: -9.81");
     assert!(
         msg.contains("`TaskSettings.gravity`") && msg.contains("a vector is written `(x, y, z)`"),
         "{msg}"
     );
     // A required range written as an optional one.
-    let msg = load_edited(
+    let msg = edit_error(
         "range: (min: -1.0, max: 1.0)",
         "range: Some((min: -1.0, max: 1.0))",
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(
         msg.contains("range`")
             && msg.contains(

@@ -799,6 +799,18 @@ mod tests {
         dir
     }
 
+    /// `fake_run` of a run with `config(kind, seed)`.
+    fn fake_run_of(
+        root: &Path,
+        name: &str,
+        kind: AgentKind,
+        seed: u64,
+        evals: &[(u64, f64)],
+        rows: &[serde_json::Value],
+    ) -> PathBuf {
+        fake_run(root, name, &config(kind, seed), evals, rows)
+    }
+
     fn config(kind: AgentKind, seed: u64) -> TrainConfig {
         let mut cfg = TrainConfig {
             dataset: Some("/data/cube-single-play.npz".into()),
@@ -822,6 +834,22 @@ mod tests {
         }
     }
 
+    /// `args` plotting `metric`.
+    fn metric_args(metric: &str, runs: &[&PathBuf]) -> PlotArgs {
+        PlotArgs {
+            metric: metric.into(),
+            ..args(runs)
+        }
+    }
+
+    /// `args` over wall-clock time.
+    fn time_args(runs: &[&PathBuf]) -> PlotArgs {
+        PlotArgs {
+            x: XAxis::Time,
+            ..args(runs)
+        }
+    }
+
     /// A point as x, y and band.
     type Point = (f64, f64, Option<(f64, f64)>);
 
@@ -839,7 +867,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let qam = |seed, evals: &[(u64, f64)]| {
             let name = format!("qam-s{seed}");
-            fake_run(dir.path(), &name, &config(AgentKind::Qam, seed), evals, &[])
+            fake_run_of(dir.path(), &name, AgentKind::Qam, seed, evals, &[])
         };
         let s0 = qam(0, &[(100, 0.0), (200, 0.5), (300, 1.0)]);
         // Its own copy of the dataset (as each demo collects one) and other bookkeeping: the same experiment.
@@ -854,13 +882,7 @@ mod tests {
         // Still running: one evaluation fewer; and one past the others.
         let s2 = qam(2, &[(100, 0.5), (200, 0.75)]);
         let s3 = qam(3, &[(100, 0.25), (200, 0.5), (300, 0.75), (400, 1.0)]);
-        let bc = fake_run(
-            dir.path(),
-            "bc",
-            &config(AgentKind::Bc, 0),
-            &[(100, 0.0)],
-            &[],
-        );
+        let bc = fake_run_of(dir.path(), "bc", AgentKind::Bc, 0, &[(100, 0.0)], &[]);
         let plot = prepare(&args(&[&s0, &s1, &bc, &s2, &s3])).unwrap();
         let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels, ["qam (4 seeds, mean, band min–max)", "bc (bc)"]);
@@ -962,33 +984,18 @@ mod tests {
     fn metrics_come_from_metrics_jsonl_losses_on_a_log_scale() {
         let dir = tempfile::tempdir().unwrap();
         let rows = |k: f64| [row(100, 10.0, 1.0 * k), row(200, 20.0, 100.0 * k)];
-        let s0 = fake_run(
-            dir.path(),
-            "s0",
-            &config(AgentKind::Qam, 0),
-            &[],
-            &rows(1.0),
-        );
-        let s1 = fake_run(
-            dir.path(),
-            "s1",
-            &config(AgentKind::Qam, 1),
-            &[],
-            &rows(3.0),
-        );
+        let s0 = fake_run_of(dir.path(), "s0", AgentKind::Qam, 0, &[], &rows(1.0));
+        let s1 = fake_run_of(dir.path(), "s1", AgentKind::Qam, 1, &[], &rows(3.0));
         // BC trains no critic: its rows have no critic_loss.
-        let bc = fake_run(
+        let bc = fake_run_of(
             dir.path(),
             "bc",
-            &config(AgentKind::Bc, 0),
+            AgentKind::Bc,
+            0,
             &[],
             &[serde_json::json!({"step": 100, "flow_loss": 0.5, "wall_seconds": 1.0})],
         );
-        let plot = prepare(&PlotArgs {
-            metric: "critic_loss".into(),
-            ..args(&[&s0, &s1, &bc])
-        })
-        .unwrap();
+        let plot = prepare(&metric_args("critic_loss", &[&s0, &s1, &bc])).unwrap();
         assert_eq!(plot.chart.y_scale, YScale::SymLog);
         assert_eq!(plot.chart.y_desc, "critic_loss (log scale)");
         assert_eq!(
@@ -1005,9 +1012,8 @@ mod tests {
         );
         // --smooth 2: each run's trailing mean (1, then 50.5; 3, then 151.5), then the seeds' mean and band.
         let plot = prepare(&PlotArgs {
-            metric: "critic_loss".into(),
             smooth: 2,
-            ..args(&[&s0, &s1])
+            ..metric_args("critic_loss", &[&s0, &s1])
         })
         .unwrap();
         assert_eq!(
@@ -1022,26 +1028,12 @@ mod tests {
             ]
         );
         // Q values are drawn as they are.
-        let plot = prepare(&PlotArgs {
-            metric: "q_mean".into(),
-            ..args(&[&s0])
-        })
-        .unwrap();
+        let plot = prepare(&metric_args("q_mean", &[&s0])).unwrap();
         assert_eq!(plot.chart.y_scale, YScale::Linear);
         assert_eq!(points(&plot.chart.series[0])[1], (200.0, -100.0, None));
         // `return` is the evaluations' mean return.
-        let evaluated = fake_run(
-            dir.path(),
-            "ev",
-            &config(AgentKind::Qam, 5),
-            &[(100, 0.5)],
-            &[],
-        );
-        let plot = prepare(&PlotArgs {
-            metric: "return".into(),
-            ..args(&[&evaluated])
-        })
-        .unwrap();
+        let evaluated = fake_run_of(dir.path(), "ev", AgentKind::Qam, 5, &[(100, 0.5)], &[]);
+        let plot = prepare(&metric_args("return", &[&evaluated])).unwrap();
         assert_eq!(points(&plot.chart.series[0]), [(100.0, -50.0, None)]);
         assert_eq!(plot.chart.y_scale, YScale::Linear);
     }
@@ -1049,14 +1041,8 @@ mod tests {
     #[test]
     fn a_run_without_an_evaluation_yet_is_left_out_said() {
         let dir = tempfile::tempdir().unwrap();
-        let done = fake_run(
-            dir.path(),
-            "done",
-            &config(AgentKind::Qam, 0),
-            &[(100, 0.5)],
-            &[],
-        );
-        let young = fake_run(dir.path(), "young", &config(AgentKind::Bc, 0), &[], &[]);
+        let done = fake_run_of(dir.path(), "done", AgentKind::Qam, 0, &[(100, 0.5)], &[]);
+        let young = fake_run_of(dir.path(), "young", AgentKind::Bc, 0, &[], &[]);
         let plot = prepare(&args(&[&done, &young])).unwrap();
         assert_eq!(plot.chart.series.len(), 1);
         assert_eq!(
@@ -1076,20 +1062,16 @@ mod tests {
     #[test]
     fn an_unknown_metric_names_those_recorded_and_the_one_likely_meant() {
         let dir = tempfile::tempdir().unwrap();
-        let run = fake_run(
+        let run = fake_run_of(
             dir.path(),
             "s0",
-            &config(AgentKind::Qam, 0),
+            AgentKind::Qam,
+            0,
             &[],
             &[row(100, 10.0, 1.0)],
         );
-        let err = |metric: &str| {
-            let args = PlotArgs {
-                metric: metric.into(),
-                ..args(&[&run])
-            };
-            format!("{:#}", prepare(&args).unwrap_err())
-        };
+        let err =
+            |metric: &str| format!("{:#}", prepare(&metric_args(metric, &[&run])).unwrap_err());
         let typo = err("critic_los");
         assert!(
             typo.contains("--metric critic_los: no run records it (did you mean critic_loss?)")
@@ -1110,18 +1092,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows = [row(100, 60.0, 1.0), row(300, 180.0, 1.0)];
         // Evaluations between rows take the time in proportion; one past the last row has none yet.
-        let run = fake_run(
+        let run = fake_run_of(
             dir.path(),
             "s0",
-            &config(AgentKind::Qam, 0),
+            AgentKind::Qam,
+            0,
             &[(50, 0.0), (200, 0.5), (300, 1.0), (400, 1.0)],
             &rows,
         );
-        let plot = prepare(&PlotArgs {
-            x: XAxis::Time,
-            ..args(&[&run])
-        })
-        .unwrap();
+        let plot = prepare(&time_args(&[&run])).unwrap();
         assert_eq!(
             points(&plot.chart.series[0]),
             [(0.5, 0.0, None), (2.0, 0.5, None), (3.0, 1.0, None)]
@@ -1137,35 +1116,22 @@ mod tests {
             plot.warnings
         );
         // Rows without their time, or no rows at all: said, naming the file, not drawn at some other time.
-        let untimed = fake_run(
+        let untimed = fake_run_of(
             dir.path(),
             "untimed",
-            &config(AgentKind::Qam, 1),
+            AgentKind::Qam,
+            1,
             &[(100, 0.5)],
             &[serde_json::json!({"step": 100, "critic_loss": 1.0})],
         );
-        let err = format!(
-            "{:#}",
-            prepare(&PlotArgs {
-                x: XAxis::Time,
-                ..args(&[&untimed])
-            })
-            .unwrap_err()
-        );
+        let err = format!("{:#}", prepare(&time_args(&[&untimed])).unwrap_err());
         assert!(
             err.contains("--x time: ")
                 && err.contains("untimed/metrics.jsonl: the row of step 100 has no wall_seconds"),
             "{err}"
         );
         std::fs::remove_file(untimed.join("metrics.jsonl")).unwrap();
-        let err = format!(
-            "{:#}",
-            prepare(&PlotArgs {
-                x: XAxis::Time,
-                ..args(&[&untimed])
-            })
-            .unwrap_err()
-        );
+        let err = format!("{:#}", prepare(&time_args(&[&untimed])).unwrap_err());
         assert!(err.contains("untimed/metrics.jsonl"), "{err}");
     }
 

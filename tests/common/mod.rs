@@ -40,22 +40,81 @@ pub fn run_err(cmd: &mut Command) -> String {
     stderr
 }
 
+/// A run configuration: `$schedule` (TOML keys) followed by the `[agent]` table of the tiny networks the test runs
+/// train, so that a whole run takes seconds on a CPU. A macro, so that the result is a `&'static str` constant.
+#[allow(unused_macros)] // as dead_code above: not every test file uses it
+macro_rules! tiny_config {
+    ($schedule:literal) => {
+        concat!(
+            $schedule,
+            r#"
+[agent]
+batch_size = 16
+actor_hidden_dims = [16, 16]
+value_hidden_dims = [16, 16]
+num_qs = 2
+flow_steps = 3
+"#
+        )
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use tiny_config;
+
+/// `qamlab collect --task cube-single --episodes EPISODES --envs 2 --seed SEED --out DATASET`.
+pub fn collect_cmd(dataset: &Path, episodes: &str, seed: &str) -> Command {
+    let mut cmd = qamlab();
+    cmd.args(["collect", "--task", "cube-single", "--episodes", episodes])
+        .args(["--envs", "2", "--seed", seed, "--out"])
+        .arg(dataset);
+    cmd
+}
+
+/// `qamlab train --quiet --config CONFIG --dataset DATASET --out OUT`.
+pub fn train_cmd(config: &Path, dataset: &Path, out: &Path) -> Command {
+    let mut cmd = qamlab();
+    cmd.args(["train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--dataset")
+        .arg(dataset)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 /// Writes a two-episode dataset (3 rows each) in OGBench's layout with zero observations and
 /// actions of the given widths; `poison` puts a NaN into the observation at `(row, column)`.
 pub fn write_npz(path: &Path, obs_dim: usize, action_dim: usize, poison: Option<(usize, usize)>) {
+    let terminals = [false, false, true, false, false, true];
+    write_episodes_npz(path, obs_dim, action_dim, &terminals, poison);
+}
+
+/// Writes a dataset in OGBench's layout of one row per item of `terminals` (an episode's final row where it is
+/// true), with zero observations, actions and rewards, masks of 1, and `poison` as in `write_npz`.
+pub fn write_episodes_npz(
+    path: &Path,
+    obs_dim: usize,
+    action_dim: usize,
+    terminals: &[bool],
+    poison: Option<(usize, usize)>,
+) {
+    let rows = terminals.len();
     let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
-    let mut obs = ndarray::Array2::<f32>::zeros((6, obs_dim));
+    let mut obs = ndarray::Array2::<f32>::zeros((rows, obs_dim));
     if let Some(at) = poison {
         obs[at] = f32::NAN;
     }
     npz.add_array("observations", &obs).unwrap();
-    npz.add_array("actions", &ndarray::Array2::<f32>::zeros((6, action_dim)))
+    npz.add_array(
+        "actions",
+        &ndarray::Array2::<f32>::zeros((rows, action_dim)),
+    )
+    .unwrap();
+    npz.add_array("terminals", &ndarray::Array1::from(terminals.to_vec()))
         .unwrap();
-    let terminals = ndarray::Array1::from(vec![false, false, true, false, false, true]);
-    npz.add_array("terminals", &terminals).unwrap();
-    npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(6))
+    npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(rows))
         .unwrap();
-    npz.add_array("masks", &ndarray::Array1::<f32>::ones(6))
+    npz.add_array("masks", &ndarray::Array1::<f32>::ones(rows))
         .unwrap();
     npz.finish().unwrap();
 }
