@@ -184,6 +184,9 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
 
     let out = run_ok(qamlab().args(EVAL_ON_CPU).arg(&run));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
+    // A built-in task's run has no scene copy, and nothing to warn of (it was told its record was missing).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
 }
 
 /// A copy of `run` at `scratch/name` whose latest checkpoint's `state.json` went through `edit`.

@@ -127,6 +127,10 @@ impl RunDir {
     /// the run started): the run goes on with its copy, which a user editing the file may not expect. `None` for a
     /// built-in task, a run without a copy, or an original that is gone or unchanged.
     pub fn edited_original_scene(&self) -> Option<PathBuf> {
+        // A built-in task has no copy (and no record of one) to compare.
+        if !self.task_scene().is_file() {
+            return None;
+        }
         // Where the copy itself was edited, that is what differs, and reading the config refuses it.
         self.check_task_scene().ok()?;
         let copy = std::fs::read(self.task_scene()).ok()?;
