@@ -86,7 +86,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.seed,
     )
     .with_context(|| format!("evaluating task {}", cfg.task))?;
-    let (low, high) = wilson_interval(result.success_rate, result.episodes);
+    let (low, high) = result.interval();
     println!(
         "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes (95% interval {:.0}-{:.0}%), mean \
          return {:.1}",
@@ -104,18 +104,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         render_in_child(&args, &out)?;
     }
     Ok(())
-}
-
-/// The Wilson score interval (95 %) of a success rate `rate` measured over `episodes` episodes: how far another
-/// set of episodes could put it (30 episodes leave about +-17 points around 50 %).
-fn wilson_interval(rate: f64, episodes: usize) -> (f64, f64) {
-    if episodes == 0 {
-        return (0.0, 1.0);
-    }
-    let (n, z) = (episodes as f64, 1.96);
-    let centre = (rate + z * z / (2.0 * n)) / (1.0 + z * z / n);
-    let half = z * (rate * (1.0 - rate) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
-    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 /// Renders the video in a child process (`qamlab eval ... --video-only`): the renderer's start-up cannot be
@@ -195,23 +183,4 @@ fn record_video(
         successes
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wilson_interval;
-
-    #[test]
-    fn the_interval_narrows_with_more_episodes_and_stays_in_0_1() {
-        let (low, high) = wilson_interval(0.5, 30);
-        assert!(
-            (low - 0.332).abs() < 0.005 && (high - 0.668).abs() < 0.005,
-            "{low} {high}"
-        );
-        let (low, high) = wilson_interval(0.5, 1000);
-        assert!(high - low < 0.07, "{low} {high}");
-        let (low, high) = wilson_interval(0.0, 20);
-        assert!(low == 0.0 && high > 0.1 && high < 0.2, "{low} {high}");
-        assert_eq!(wilson_interval(1.0, 10).1, 1.0);
-    }
 }
