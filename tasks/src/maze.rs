@@ -1,17 +1,20 @@
 //! Where a walking robot can be in a task scene. [`Maze`]: where the walking script's robot can stand, as an
 //! occupancy grid of its floor with the walls grown by the robot's reach, and [`DistanceField`]s over it that lead
-//! to a target around the walls. [`Terrain`]: where its torso could get to with any gait, stepping up and down and
-//! crawling under things, which only a task that cannot be solved lacks.
+//! to a target around the walls. [`Terrain`]: where its torso could get to with any gait, stepping up and down,
+//! crawling under things and held over gaps by its legs, which only a task that cannot be solved lacks.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use bevy::math::{Vec2, Vec3};
+use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::BodyKind;
+use qamlab_sim::authoring::{BodyKind, Collider, Shape};
+use qamlab_sim::scene::BodyDef;
 
 /// Grid resolution (metres per cell).
 pub(crate) const CELL: f32 = 0.05;
+/// Half a cell's diagonal: the farthest a point of a cell is from its centre.
+pub(crate) const HALF_DIAGONAL: f32 = CELL * std::f32::consts::FRAC_1_SQRT_2;
 /// A fixed surface whose top is within this of the robot's feet is floor; one higher is a wall.
 const STEP: f32 = 0.02;
 /// At most this many cells on a side: a larger floor is refused rather than planned slowly.
@@ -349,39 +352,160 @@ impl DistanceField {
     }
 }
 
-/// A walking robot's torso as [`Terrain`] sees it, from its pose at the start.
+/// A walking robot's torso as [`Terrain`] sees it, from the robot's pose at the start.
 #[derive(Clone, Copy, Debug)]
 pub struct Torso {
-    /// How far from its centre, horizontally, it keeps from what it cannot pass over or under (m).
+    /// How far from its centre, horizontally, it keeps from what it cannot pass over or under (m): what it fills
+    /// however it turns, less the grid's half-diagonal.
     pub half_width: f32,
-    /// Its underside's height above the feet: the highest step it takes up (m).
+    /// The highest step it takes up (m): the whole robot's height at the start, as its legs may push it that high.
     pub climb: f32,
-    /// Its own height: lying flat, it passes under what is this high above the ground (m).
+    /// Lying flat, it passes under what is this high above the ground (m).
     pub thickness: f32,
+    /// How far its legs reach from its centre, horizontally (m): ground that near holds it up.
+    pub legs: f32,
 }
 
-/// Where a robot's torso could get to with any gait: a height field over the scene's fixed and kinematic colliders,
-/// each cell holding the ground heights the torso fits over there. It steps up at most its
+impl Torso {
+    /// The torso of the robot made of `robot` (body indices, the torso first), whose legs reach `legs` from its
+    /// centre. Errors where its collider is missing or a shape it does not size (a convex hull).
+    pub fn from_scene(scene: &TaskScene, robot: &[usize], legs: f32) -> Result<Self, String> {
+        let torso = robot[0];
+        let Some(collider) = &scene.bodies[torso].collider else {
+            return Err("a torso with a collider".into());
+        };
+        let inscribed = match collider.shape {
+            Shape::Cuboid { half_extents } => half_extents.min_element(),
+            Shape::Ball { radius } => radius,
+            // A capsule's caps add to its length: its radius is its smallest half-extent.
+            Shape::Capsule { radius, .. } => radius,
+            Shape::Cylinder {
+                half_height,
+                radius,
+            } => radius.min(half_height),
+            Shape::ConvexHull { .. } => return Err("a torso that is no convex hull".into()),
+        };
+        let (low, high) = scene.collider_bounds(torso).expect("it has a collider");
+        let (feet, head) = feet_and_head(scene, robot)?;
+        // However it turns, it fills a ball of its inscribed size about its collider's centre, the offset's
+        // length from its origin (a tilt may carry the offset sideways); the grid holds its origin only to within
+        // a cell's half-diagonal.
+        let half_width = (inscribed - collider.offset.length() - HALF_DIAGONAL).max(0.0);
+        Ok(Self {
+            half_width,
+            climb: head - feet,
+            // Turned onto its thinnest side, it may be no thicker than that.
+            thickness: (high.z - low.z).min(2.0 * inscribed),
+            legs,
+        })
+    }
+}
+
+/// Whether two colliders touch: each one's filter shares a bit with the other's membership.
+fn touch(a: &Collider, b: &Collider) -> bool {
+    a.filter & b.membership != 0 && b.filter & a.membership != 0
+}
+
+/// Whether a rotation is none or a turn about the vertical by a multiple of 90 degrees, within a milliradian.
+fn quarter_turn(rotation: Quat) -> bool {
+    let q = rotation.normalize();
+    let (x, z) = (q * Vec3::X, q * Vec3::Z);
+    let near_one = |v: f32| v.abs() > 1.0 - 5e-7;
+    near_one(z.z) && (near_one(x.x) || near_one(x.y))
+}
+
+/// The box of a body's collider, exactly its shape: an unturned or quarter-turned cuboid, else `None`.
+fn exact_box(def: &BodyDef) -> Option<Footprint> {
+    let collider = def.collider.as_ref()?;
+    let Shape::Cuboid { half_extents } = collider.shape else {
+        return None;
+    };
+    if !quarter_turn(def.body.rotation) {
+        return None;
+    }
+    let q = def.body.rotation.normalize();
+    let centre = def.body.translation + q * collider.offset;
+    let half = (q * half_extents).abs();
+    Some(Footprint {
+        min: centre - half,
+        max: centre + half,
+    })
+}
+
+/// The boxes the torso of the robot made of `robot` meets: the fixed and kinematic colliders that touch it.
+/// Errors where boxes would not describe the scene exactly: a loose (`Dynamic`) body besides the robot, a fixed one
+/// moved at reset, one that is no unturned or quarter-turned cuboid, or one only the legs touch.
+fn exact_solids(scene: &TaskScene, robot: &[usize]) -> Result<Vec<Footprint>, String> {
+    let own: Vec<&Collider> = robot
+        .iter()
+        .filter_map(|&b| scene.bodies[b].collider.as_ref())
+        .collect();
+    let torso = scene.bodies[robot[0]]
+        .collider
+        .as_ref()
+        .ok_or("a torso with a collider")?;
+    let mut boxes = Vec::new();
+    for (b, def) in scene.bodies.iter().enumerate() {
+        let Some(collider) = def.collider.as_ref().filter(|_| !robot.contains(&b)) else {
+            continue;
+        };
+        let name = &def.body.name;
+        if def.body.kind == BodyKind::Dynamic {
+            return Err(format!(
+                "no loose bodies (`{name}` may be pushed into a step or a bridge)"
+            ));
+        }
+        if !own.iter().any(|r| touch(collider, r)) {
+            continue;
+        }
+        if !touch(collider, torso) {
+            return Err(format!(
+                "`{name}` to touch the torso too, or none of the robot"
+            ));
+        }
+        if def.randomize.is_some() {
+            return Err(format!("`{name}` to stay where it is authored"));
+        }
+        let Some(print) = exact_box(def) else {
+            return Err(format!(
+                "`{name}` to be a cuboid unturned or turned by quarter turns about z"
+            ));
+        };
+        boxes.push(print);
+    }
+    Ok(boxes)
+}
+
+/// Where a robot's torso could get to with any gait: a height field over the scene's fixed and kinematic colliders
+/// that it touches, each cell holding the ground heights the torso fits over there. It steps up at most its
 /// [`climb`](Torso::climb) and down any height, passes over what is lower than its underside standing and under
-/// what is higher than its top lying flat, and its legs step over gaps in the floor it starts on. A target it
-/// cannot get to is one no policy reaches.
+/// what is higher than its top lying flat, and is held at the height of anything within its legs' reach (so it
+/// crosses gaps narrower than that) or of the start floor anywhere within that floor's outline. It passes
+/// groundless places within its legs' reach of where it gets to, falling. A target it cannot get to is one no
+/// policy reaches. Only scenes its boxes describe exactly are judged (see [`Terrain::from_scene`]).
 #[derive(Clone, Debug)]
 pub struct Terrain {
     grid: Grid,
     climb: f32,
+    /// How far the legs reach from the torso's centre, grown by the grid's half-diagonal (m).
+    legs: f32,
     /// The floor the robot starts on: the height of its feet.
     feet: f32,
     /// The heights the torso fits over in cell `c`, ascending: `heights[starts[c]..starts[c + 1]]`.
     heights: Vec<f32>,
     starts: Vec<usize>,
+    /// Per cell: whether anything lies within the legs' reach.
+    grounded: Vec<bool>,
 }
 
 impl Terrain {
-    /// The terrain of `scene` for `torso`, the body of the robot made of `robot` (body indices). Errors name what
-    /// is missing: a floor level with the robot's feet, or a grid of a size it plans on.
+    /// The terrain of `scene` for `torso`, the body of the robot made of `robot` (body indices, the torso first).
+    /// Errors, and judges nothing, where it cannot be exact: for a scene boxes do not describe exactly (a loose
+    /// body, a fixed one moved at reset, one that is no unturned or quarter-turned cuboid, one only the legs
+    /// touch), without a floor level with the robot's feet, or too large to grid.
     pub fn from_scene(scene: &TaskScene, robot: &[usize], torso: Torso) -> Result<Self, String> {
         let (feet, _) = feet_and_head(scene, robot)?;
-        let solids = solids(scene, robot);
+        let solids = exact_solids(scene, robot)?;
         let floors: Vec<Footprint> = solids
             .iter()
             .copied()
@@ -393,19 +517,25 @@ impl Terrain {
             ));
         }
         let floor = outline(&floors);
-        // Every collider, not only the floor: the torso may step up or down onto ground beyond the floor's edge.
+        // A foothold anywhere the torso's centre may be in a cell is this near the cell's centre.
+        let legs = torso.legs + HALF_DIAGONAL;
+        // Every collider, not only the floor, and room past them for the torso held out over an edge and
+        // falling beyond it.
         let (lo, hi) = outline(&solids);
-        let grid = Grid::covering(lo, hi).map_err(|size| format!("a scene {size}"))?;
-        let (mut heights, mut starts) = (Vec::new(), vec![0]);
+        let margin = Vec2::splat(2.0 * legs + CELL);
+        let grid =
+            Grid::covering(lo - margin, hi + margin).map_err(|size| format!("a scene {size}"))?;
+        let (mut heights, mut starts, mut grounded) = (Vec::new(), vec![0], Vec::new());
         for c in 0..grid.len() {
             let p = grid.center(c);
-            let near: Vec<&Footprint> = solids
+            // The legs hold it at the height of anything they reach (they reach past its side, so that covers
+            // what it rests on), and at the start floor's anywhere within its outline, cell by cell.
+            let mut ground: Vec<f32> = solids
                 .iter()
-                .filter(|s| s.distance(p) < torso.half_width)
+                .filter(|s| s.distance(p) <= legs)
+                .map(|s| s.max.z)
                 .collect();
-            // The torso may rest, partly, on anything it overlaps, and on the start floor anywhere within its
-            // outline, cell by cell (the legs step over gaps).
-            let mut ground: Vec<f32> = near.iter().map(|s| s.max.z).collect();
+            grounded.push(!ground.is_empty());
             let half = Vec2::splat(CELL / 2.0);
             if p.cmpge(floor.0 - half).all() && p.cmple(floor.1 + half).all() {
                 ground.push(feet);
@@ -414,6 +544,10 @@ impl Terrain {
             ground.dedup_by(|a, b| *a - *b < 1e-3);
             // Over ground at `g` its underside is anywhere from `g` (lying flat) to `g + climb` (standing): what
             // it can neither pass over standing nor under lying flat is in its way at any height.
+            let near: Vec<&Footprint> = solids
+                .iter()
+                .filter(|s| s.distance(p) < torso.half_width)
+                .collect();
             ground.retain(|&g| {
                 near.iter()
                     .all(|s| s.max.z <= g + torso.climb || s.min.z >= g + torso.thickness)
@@ -424,15 +558,22 @@ impl Terrain {
         Ok(Self {
             grid,
             climb: torso.climb,
+            legs,
             feet,
             heights,
             starts,
+            grounded,
         })
     }
 
     /// The heights the torso fits over in cell `c`, as indices into `heights`.
     fn nodes(&self, c: usize) -> std::ops::Range<usize> {
         self.starts[c]..self.starts[c + 1]
+    }
+
+    /// Whether anything lies within the legs' reach of `p` (off the grid, nothing does).
+    pub fn has_ground(&self, p: Vec2) -> bool {
+        self.grid.cell(p).is_some_and(|c| self.grounded[c])
     }
 
     /// Where the torso can get to from `start` on the floor the robot starts on, or `None` where it cannot be
@@ -460,13 +601,33 @@ impl Terrain {
                 }
             }
         }
-        let cells = (0..self.grid.len())
+        let cells: Vec<bool> = (0..self.grid.len())
             .map(|c| self.nodes(c).any(|n| reached[n]))
             .collect();
+        let falls = self.falls_from(&cells);
         Some(Reach {
             grid: self.grid,
             cells,
+            falls,
         })
+    }
+
+    /// Per cell: whether the torso passes there falling from the cells `reached`: groundless, and within the
+    /// legs' reach of one of them (it tumbles off an edge).
+    fn falls_from(&self, reached: &[bool]) -> Vec<bool> {
+        let r = (self.legs / CELL).ceil() as isize;
+        let near_reached = |c: usize| {
+            (-r..=r).any(|di| {
+                (-r..=r).any(|dj| {
+                    self.grid.offset(c, di, dj).is_some_and(|n| {
+                        reached[n] && self.grid.center(n).distance(self.grid.center(c)) <= self.legs
+                    })
+                })
+            })
+        };
+        (0..self.grid.len())
+            .map(|c| !self.grounded[c] && near_reached(c))
+            .collect()
     }
 
     /// The centre of the cell nearest to `p` where the torso fits at some height, and its distance from `p`; `None`
@@ -476,12 +637,14 @@ impl Terrain {
     }
 }
 
-/// The places a torso can get to over a [`Terrain`] from one start.
+/// The places a torso can get to over a [`Terrain`] from one start, and those it passes falling.
 #[derive(Clone, Debug)]
 pub struct Reach {
     grid: Grid,
     /// Per cell: whether the torso gets there.
     cells: Vec<bool>,
+    /// Per cell: whether it passes there falling off an edge.
+    falls: Vec<bool>,
 }
 
 impl Reach {
@@ -490,9 +653,14 @@ impl Reach {
         self.grid.cell(p).is_some_and(|c| self.cells[c])
     }
 
-    /// Distance from `p` to the nearest place the torso gets to (infinite where it gets nowhere).
+    /// Whether it can fall off an edge somewhere.
+    pub fn falls(&self) -> bool {
+        self.falls.contains(&true)
+    }
+
+    /// Distance from `p` to the nearest place the torso gets to or passes falling (infinite where there is none).
     pub fn distance(&self, p: Vec2) -> f32 {
-        nearest(&self.grid, p, |c| self.cells[c]).map_or(f32::INFINITY, |(_, d)| d)
+        nearest(&self.grid, p, |c| self.cells[c] || self.falls[c]).map_or(f32::INFINITY, |(_, d)| d)
     }
 }
 

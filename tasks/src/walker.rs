@@ -18,7 +18,7 @@ use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::maze::{DistanceField, Maze, Terrain, Torso};
+use crate::maze::{DistanceField, HALF_DIAGONAL, Maze, Terrain, Torso};
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
@@ -456,23 +456,38 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result
     Ok(())
 }
 
+/// The lowest height (z) the goal's target may be drawn at.
+fn lowest_target(goal: &GoalDef) -> f32 {
+    let z = goal.randomize.as_ref().and_then(|(r, _)| r.z);
+    z.map_or(goal.goal.target.z, |z| z.min)
+}
+
 /// [`check_the_way`] for the torso alone, over a [`Terrain`]: whether it can be where it starts and get to
-/// within the goal's tolerance and `slack` of every target the goal can draw.
+/// within the goal's tolerance and `slack` of every target the goal can draw. A target over no ground lower than
+/// `standing` (the highest the goal's frame is at the start) counts as met where the torso can fall off an
+/// edge: falling, it may pass there at a speed nothing here bounds.
 fn check_the_terrain(
     terrain: &Terrain,
     start: Vec2,
+    standing: f32,
     goal: &GoalDef,
     slack: f32,
 ) -> Result<(), WayFault> {
     let reach = terrain.reach_from(start).ok_or(WayFault::Start(start))?;
+    let below = lowest_target(goal) < standing && reach.falls();
     for target in targets(goal) {
-        if reach.distance(target) > goal.goal.tolerance + slack {
-            // Too far where the nearest room for the torso is on its way, else the way is shut.
-            return Err(match terrain.room_near(target) {
-                Some((room, far)) if reach.reaches(room) => WayFault::TooFar(target, far),
-                _ => WayFault::Blocked(target),
-            });
+        let met = reach.distance(target) <= goal.goal.tolerance + slack
+            || (below && !terrain.has_ground(target));
+        if met {
+            continue;
         }
+        // Too far where the nearest room for the torso is on its way, else the way is shut.
+        return Err(match terrain.room_near(target) {
+            Some((room, _)) if reach.reaches(room) => {
+                WayFault::TooFar(target, reach.distance(target))
+            }
+            _ => WayFault::Blocked(target),
+        });
     }
     Ok(())
 }
@@ -504,30 +519,42 @@ fn script_needs(fault: WayFault, goal: &GoalDef, reach: f32) -> String {
 }
 
 /// What the task needs that a [`WayFault`] of the torso-only check ([`check_the_terrain`]) found missing, in words:
-/// even a torso `width` m from its centre to its side, stepping `torso.climb` up (and down any height), lying flat
-/// under what is higher than `torso.thickness`, legs stepping over floor gaps, cannot do it.
-fn task_needs(fault: WayFault, goal: &GoalDef, width: f32, torso: &Torso) -> String {
+/// even the torso as `torso` describes it cannot do it. `frame` is how far the goal's frame is from the torso's
+/// centre (0 where it is the torso's).
+fn task_needs(fault: WayFault, goal: &GoalDef, torso: &Torso, frame: f32) -> String {
     let name = &goal.goal.name;
+    let width = torso.half_width;
+    // What must reach the target, and how far it is from the torso that the check moves.
+    let (what, beside) = if frame > 0.0 {
+        (
+            "the goal's frame",
+            format!(", the goal's frame being {frame:.2} m from the torso's centre"),
+        )
+    } else {
+        ("its torso", String::new())
+    };
     match fault {
         WayFault::Start(at) => format!(
-            "the robot to start clear of walls: at ({}, {}) even its torso, {width:.2} m from its centre to its \
-             side, is in one",
+            "the robot to start clear of walls: at ({}, {}) even its torso alone, kept {width:.3} m from its \
+             centre to what is in its way, is in one",
             at.x, at.y
         ),
         WayFault::Blocked(t) => format!(
-            "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: walls shut the way even to \
-             its torso, {width:.2} m from its centre to its side (a passage must be wider than about {:.2} m), \
-             stepping up at most {:.3} m (and down any height) and crawling under what is over {:.3} m above the \
-             ground",
+            "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: no way leads there even for \
+             its torso alone, kept {width:.3} m from its centre to what is in its way (it fits through passages \
+             wider than about {:.2} m), stepping up at most {:.3} m (the whole robot's height) and down any \
+             height, lying flat under what is over {:.3} m above the ground, and held up by its legs over gaps \
+             within {:.2} m of its centre{beside}",
             t.x,
             t.y,
             2.0 * width,
             torso.climb,
-            torso.thickness
+            torso.thickness,
+            torso.legs
         ),
         WayFault::TooFar(t, nearest) => format!(
-            "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where its torso can be (the nearest \
-             place is {nearest:.2} m away, in or by a wall)",
+            "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where {what} can be (the nearest \
+             place its torso can be is {nearest:.2} m away{beside})",
             t.x, t.y, goal.goal.tolerance
         ),
     }
@@ -584,38 +611,24 @@ impl WalkerOracle {
         if let Err(fault) = check_the_way(&maze, centre, goal, 0.0) {
             let script = no(script_needs(fault, goal, reach + MARGIN));
             // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges, on the
-            // one floor: a way its torso alone fits through (stepping over gaps, up and down steps, crawling under
-            // bars: the `Terrain`) is one a policy may still take. Only where even that is shut is the task at
-            // fault, and only where the check can tell: a tilted floor or ramp is not judged.
-            let tilted = scene.bodies.iter().any(|b| {
-                b.body.kind != BodyKind::Dynamic && (b.body.rotation * Vec3::Z).z.abs() < 0.999
-            });
-            let Some((low, high)) = scene.collider_bounds(robot[0]).filter(|_| !tilted) else {
+            // one floor: a way its torso alone fits through (held over gaps by its legs, up and down steps,
+            // crawling under bars: the `Terrain`) is one a policy may still take. Only where even that is shut is
+            // the task at fault, and only where the check can tell: a scene its boxes do not describe exactly, or
+            // a torso it cannot size, is not judged.
+            let Ok(torso) = Torso::from_scene(scene, &robot, reach) else {
                 return Err(script);
             };
-            // Its torso's half-width, what no gait folds away, less the grid's half-diagonal so that the grid's
-            // coarseness never shuts a way that is open (a grid cell's worth at least, so walls stay walls).
-            let half_diagonal = crate::maze::CELL * std::f32::consts::FRAC_1_SQRT_2;
-            let width = (high - low).truncate().min_element() / 2.0;
-            let feet = robot
-                .iter()
-                .filter_map(|&b| scene.collider_bounds(b))
-                .map(|(lo, _)| lo.z)
-                .fold(f32::INFINITY, f32::min);
-            let torso = Torso {
-                half_width: (width - half_diagonal).max(0.75 * crate::maze::CELL),
-                climb: low.z - feet,
-                thickness: high.z - low.z,
-            };
-            // A terrain too large to grid is not judged.
             let Ok(terrain) = Terrain::from_scene(scene, &robot, torso) else {
                 return Err(script);
             };
+            // The goal's frame may be a site on the torso, as far from its centre as the site's offset.
+            let frame = goal.frame.offset.length();
+            let standing = scene.bodies[robot[0]].body.translation.z + frame;
             return Err(
-                match check_the_terrain(&terrain, centre, goal, half_diagonal) {
+                match check_the_terrain(&terrain, centre, standing, goal, HALF_DIAGONAL + frame) {
                     Err(fault) => TaskError::Unsolvable {
                         task: spec.task.clone(),
-                        needs: task_needs(fault, goal, width, &torso),
+                        needs: task_needs(fault, goal, &torso, frame),
                     },
                     Ok(()) => script,
                 },

@@ -318,33 +318,72 @@ fn refusal(text: String) -> String {
     }
 }
 
-/// `text` with fixed boxes added, each a name and the corners `[x0, y0, z0]`, `[x1, y1, z1]` it spans.
-fn with_boxes(text: &str, boxes: &[(&str, [f32; 3], [f32; 3])]) -> String {
-    let entities: String = boxes
-        .iter()
-        .enumerate()
-        .map(|(k, (name, lo, hi))| {
-            let at = |i: usize| (lo[i] + hi[i]) / 2.0;
-            let half = |i: usize| (hi[i] - lo[i]) / 2.0;
-            format!(
-                "    {}: (\n      components: {{\n        \"qamlab_sim::authoring::Body\": (\n          name: \"{name}\", \
-                 kind: Fixed, translation: ({:?}, {:?}, {:?}), rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \
-                 \"qamlab_sim::authoring::Collider\": (\n          shape: Cuboid(half_extents: ({:?}, {:?}, {:?})), \
-                 density: 0.0, friction: 1.0, membership: 1,\n        ),\n      }},\n    ),\n",
-                90 + k,
-                at(0),
-                at(1),
-                at(2),
-                half(0),
-                half(1),
-                half(2)
-            )
-        })
-        .collect();
+/// A box: a name and the corners `[x0, y0, z0]`, `[x1, y1, z1]` it spans.
+type Corners<'a> = (&'a str, [f32; 3], [f32; 3]);
+
+/// The entity text of a fixed, unturned box `k` (numbered 90 + `k`), of collision group 1.
+fn box_entity(k: usize, (name, lo, hi): Corners) -> String {
+    let at = |i: usize| (lo[i] + hi[i]) / 2.0;
+    let half = |i: usize| (hi[i] - lo[i]) / 2.0;
+    format!(
+        "    {}: (\n      components: {{\n        \"qamlab_sim::authoring::Body\": (\n          name: \"{name}\", \
+         kind: Fixed, translation: ({:?}, {:?}, {:?}), rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \
+         \"qamlab_sim::authoring::Collider\": (\n          shape: Cuboid(half_extents: ({:?}, {:?}, {:?})), \
+         density: 0.0, friction: 1.0, membership: 1,\n        ),\n      }},\n    ),\n",
+        90 + k,
+        at(0),
+        at(1),
+        at(2),
+        half(0),
+        half(1),
+        half(2)
+    )
+}
+
+/// `text` with entities added at the end of its list.
+fn with_entities(text: &str, entities: &[String]) -> String {
     let end = text
         .rfind("  },\n)")
         .expect("a scene ends with its entities");
-    format!("{}{entities}{}", &text[..end], &text[end..])
+    format!("{}{}{}", &text[..end], entities.concat(), &text[end..])
+}
+
+/// `text` with fixed boxes added.
+fn with_boxes(text: &str, boxes: &[Corners]) -> String {
+    let entities: Vec<String> = boxes
+        .iter()
+        .enumerate()
+        .map(|(k, &b)| box_entity(k, b))
+        .collect();
+    with_entities(text, &entities)
+}
+
+/// antmaze-umaze's text with its walls raised to 45 cm, above the whole robot (31.5 cm from its feet to the top of
+/// its torso), which the unsolvable check lets it climb: its own walls, 30 cm high, are lower.
+fn tall_walls(text: &str) -> String {
+    let tall = text.replace(", 0.15)), density: 0.0", ", 0.3)), density: 0.0");
+    assert_eq!(tall.matches(", 0.3)), density").count(), 5);
+    tall
+}
+
+/// Whether the refusal of `text` is the script's own (the task is not judged unsolvable).
+fn the_scripts(text: String) -> Result<(), String> {
+    let e = refusal(text);
+    if e.contains("has no scripted oracle") {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// The refusal of `text`, which must call it unsolvable.
+fn unsolvable(text: String) -> String {
+    let e = refusal(text);
+    assert!(
+        e.starts_with("task `antmaze-umaze` cannot be solved as laid out"),
+        "{e}"
+    );
+    e
 }
 
 #[test]
@@ -352,24 +391,35 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     let ant = builtin_text("antmaze-umaze");
     let middle = "translation: (-0.5, 0.0, 0.15)";
     assert!(ant.contains(middle));
-    // The middle wall moved onto the robot's start.
-    let e = refusal(ant.replace(middle, "translation: (-1.0, 1.0, 0.15)"));
+    // The middle wall moved onto the robot's start, all walls taller than the whole robot (its own walls, lower,
+    // might be climbed).
+    let e = refusal(tall_walls(
+        &ant.replace(middle, "translation: (-1.0, 1.0, 0.15)"),
+    ));
     assert!(
         e.starts_with("task `antmaze-umaze` cannot be solved as laid out: it needs the robot to start clear of walls")
             && e.contains("(-1, 1)"),
         "{e}"
     );
     // The middle wall stretched across the maze: the goal's cell is cut off.
+    let e = refusal(tall_walls(&ant.replace(
+        "half_extents: (1.0, 0.5, 0.15)",
+        "half_extents: (2.0, 0.5, 0.15)",
+    )));
+    assert!(
+        e.starts_with("task `antmaze-umaze` cannot be solved as laid out")
+            && e.contains("torso_goal")
+            && e.contains("reachable")
+            && e.contains("no way leads there even for its torso alone")
+            && e.contains("passages wider than about 0.15 m"),
+        "{e}"
+    );
+    // With antmaze's own walls, 30 cm high, the robot might climb over: not judged.
     let e = refusal(ant.replace(
         "half_extents: (1.0, 0.5, 0.15)",
         "half_extents: (2.0, 0.5, 0.15)",
     ));
-    assert!(
-        e.starts_with("task `antmaze-umaze` cannot be solved as laid out")
-            && e.contains("torso_goal")
-            && e.contains("reachable"),
-        "{e}"
-    );
+    assert!(e.contains("has no scripted oracle"), "{e}");
     // A passage its torso fits through but its splayed legs, as the script walks, do not: the script's limit,
     // not the task's (an agent may find a gait that fits).
     let e = refusal(ant.replace(middle, "translation: (-0.2, 0.0, 0.15)"));
@@ -431,50 +481,50 @@ fn a_robot_given_no_action_stands_still() {
 
 #[test]
 fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
-    // antmaze-umaze's torso is a ball of radius 0.11 standing 0.095 m over its feet: it steps up 0.095 m and,
-    // lying flat, passes under what is over 0.22 m above the ground. Its walk goes east along the top corridor
-    // (y in [0.5, 1.5]), south down the east one (x in [0.5, 1.5]), and west along the bottom one to the goal's
-    // cell, x and y in [-1.5, -0.5].
+    // antmaze-umaze's torso is a ball of radius 0.11 centred 0.205 m over its feet: the check lets it step up the
+    // whole robot's height, 0.315 m (its legs might push it that high), and, lying flat, pass under what is over
+    // 0.22 m above the ground. Its walk goes east along the top corridor (y in [0.5, 1.5]), south down the east
+    // one (x in [0.5, 1.5]), and west along the bottom one to the goal's cell, x and y in [-1.5, -0.5]. The
+    // impossible layouts raise the maze's walls above 0.315 m, which it might otherwise climb.
     let ant = builtin_text("antmaze-umaze");
-    let solvable = |boxes: &[(&str, [f32; 3], [f32; 3])], what: &str| {
-        let e = refusal(with_boxes(ant, boxes));
-        assert!(e.contains("has no scripted oracle"), "{what}: {e}");
+    let tall = tall_walls(ant);
+    let solvable = |text: &str, boxes: &[Corners], what: &str| {
+        the_scripts(with_boxes(text, boxes)).unwrap_or_else(|e| panic!("{what}: {e}"));
     };
-    let unsolvable = |boxes: &[(&str, [f32; 3], [f32; 3])], what: &str| {
-        let e = refusal(with_boxes(ant, boxes));
+    let shut = |boxes: &[Corners], what: &str| {
+        let e = unsolvable(with_boxes(&tall, boxes));
         assert!(
-            e.starts_with("task `antmaze-umaze` cannot be solved as laid out")
-                && e.contains("torso_goal")
-                && e.contains("reachable"),
+            e.contains("torso_goal") && e.contains("reachable"),
             "{what}: {e}"
         );
     };
     // The goal's cell raised 15 cm, reached by two 5 cm steps: the script plans around the steps as walls, but
-    // the torso climbs them one at a time.
+    // the torso climbs them one at a time; and without them, in one step.
     let platform = ("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 0.15]);
     let steps = [
         ("step1", [0.0, -1.5, 0.0], [0.2, -0.5, 0.05]),
         ("step2", [-0.2, -1.5, 0.0], [0.0, -0.5, 0.1]),
     ];
-    solvable(&[steps[0], steps[1], platform], "stairs");
-    // The same platform without the steps: a 15 cm climb, too high for it.
-    unsolvable(&[platform], "a cliff");
+    solvable(ant, &[steps[0], steps[1], platform], "stairs");
+    solvable(&tall, &[platform], "a 15 cm step");
+    // The goal's cell raised 40 cm, higher than the whole robot: a cliff.
+    shut(
+        &[("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 0.4])],
+        "a cliff",
+    );
     // A bar across the east corridor, 25 to 30 cm up: lower than the torso's top standing (31.5 cm), higher
     // than lying flat (22 cm).
-    solvable(
-        &[("bar", [0.5, -0.05, 0.25], [1.5, 0.05, 0.3])],
-        "a bar to crawl under",
-    );
-    // A bar 15 to 30 cm up is too low to crawl under and too high to step over.
-    unsolvable(
-        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 0.3])],
+    let bar = ("bar", [0.5, -0.05, 0.25], [1.5, 0.05, 0.3]);
+    solvable(&tall, &[bar], "a bar to crawl under");
+    // A bar 15 to 50 cm up is too low to crawl under and too high to step over.
+    shut(
+        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 0.5])],
         "a low bar",
     );
-    // A wall from the floor across the bottom corridor, 12 cm high: higher than it steps, with nothing to crawl
-    // under.
-    unsolvable(
-        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 0.12])],
-        "a 12 cm wall",
+    // A wall from the floor across the bottom corridor, taller than the whole robot.
+    shut(
+        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 0.4])],
+        "a 40 cm wall",
     );
     // The robot raised 5 cm onto a dais over its start cell: the script's floor is the dais alone, but the torso
     // steps down from it, and drops from a higher one.
@@ -483,7 +533,137 @@ fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
             .replace(", 0.205)", &format!(", {body})"))
             .replace(", 0.115)", &format!(", {shin})"));
         let boxes = [("dais", [-1.5, 0.5, 0.0], [-0.5, 1.5, dais])];
-        let e = refusal(with_boxes(&raised, &boxes));
-        assert!(e.contains("has no scripted oracle"), "a {dais} m dais: {e}");
+        the_scripts(with_boxes(&raised, &boxes)).unwrap_or_else(|e| panic!("a {dais} m dais: {e}"));
     }
+}
+
+/// A gate across the top corridor, from the floor to above the whole robot.
+const GATE: Corners = ("gate", [-0.05, 0.5, 0.0], [0.05, 1.5, 0.45]);
+
+/// `text` with `entity`'s last component closed and `component` (its text) added after it.
+fn with_component(entity: &str, component: &str) -> String {
+    let end = entity.rfind("      },\n    ),\n").expect("an entity's end");
+    format!("{}{component}{}", &entity[..end], &entity[end..])
+}
+
+#[test]
+fn only_what_its_boxes_describe_exactly_is_judged() {
+    let tall = tall_walls(builtin_text("antmaze-umaze"));
+    let gate = box_entity(0, GATE);
+    // The gate shuts the way to the goal.
+    let e = unsolvable(with_entities(&tall, std::slice::from_ref(&gate)));
+    assert!(e.contains("no way leads there"), "{e}");
+    // The same gate in collision groups the robot's (membership 2, filter 1) never touches is left out.
+    let ghost = gate.replace("membership: 1,", "membership: 4, filter: 4,");
+    the_scripts(with_entities(&tall, &[ghost])).unwrap();
+    // Moved at reset (here always out of the maze): where it stands is not known, so nothing is judged.
+    let moved = with_component(
+        &gate,
+        "        \"qamlab_sim::authoring::RandomizePose\": (x: Some((min: 3.0, max: 3.5))),\n",
+    );
+    the_scripts(with_entities(&tall, &[moved])).unwrap();
+    // A convex hull (a speed bump would be one) is no box: not judged.
+    let corners: Vec<String> = (0..8)
+        .map(|k| {
+            let sign = |bit: usize| if k & bit == 0 { -1.0 } else { 1.0 };
+            format!(
+                "({:?}, {:?}, {:?})",
+                sign(1) * 0.05,
+                sign(2) * 0.5,
+                sign(4) * 0.225
+            )
+        })
+        .collect();
+    let hull = gate.replace(
+        "Cuboid(half_extents: (0.05, 0.5, 0.225))",
+        &format!("ConvexHull(points: [{}])", corners.join(", ")),
+    );
+    assert_ne!(hull, gate);
+    the_scripts(with_entities(&tall, &[hull])).unwrap();
+    // A loose plank anywhere (it might be pushed into a bridge or a step): not judged.
+    let plank = box_entity(1, ("plank", [-1.2, -0.1, 0.6], [-0.8, 0.1, 0.63]))
+        .replace("kind: Fixed", "kind: Dynamic")
+        .replace("density: 0.0", "density: 500.0");
+    the_scripts(with_entities(&tall, &[gate.clone(), plank])).unwrap();
+    // Turned 45 degrees about z, its bounding box is not its shape: not judged.
+    let turned = |q: &str| {
+        box_entity(0, ("gate", [-0.5, 0.95, 0.0], [0.5, 1.05, 0.45]))
+            .replace("rotation: (0.0, 0.0, 0.0, 1.0)", q)
+    };
+    let yawed = turned("rotation: (0.0, 0.0, 0.38268343, 0.92387953)");
+    the_scripts(with_entities(&tall, &[yawed])).unwrap();
+    // A quarter turn keeps it a box, across the corridor: judged.
+    let across = turned("rotation: (0.0, 0.0, 0.70710678, 0.70710678)");
+    unsolvable(with_entities(&tall, &[across]));
+}
+
+#[test]
+fn gaps_edges_and_a_goal_frame_off_the_torso_are_judged_generously() {
+    let tall = tall_walls(builtin_text("antmaze-umaze"));
+    // The floor cut at x = 0 by a 15 cm gap, its east part 3 cm lower: the script's floor is the west part only,
+    // but the legs hold the torso over the gap, next to the lower tile too.
+    let floor = "name: \"floor\", kind: Fixed, translation: (0.0, 0.0, -0.05)";
+    assert!(tall.contains(floor));
+    let cut = tall
+        .replace(
+            floor,
+            "name: \"floor\", kind: Fixed, translation: (-0.8, 0.0, -0.05)",
+        )
+        .replace(
+            "Cuboid(half_extents: (1.6, 1.6, 0.05))",
+            "Cuboid(half_extents: (0.8, 1.6, 0.05))",
+        );
+    let east = ("floor_east", [0.15, -1.6, -0.13], [1.6, 1.6, -0.03]);
+    the_scripts(with_boxes(&cut, &[east])).unwrap();
+    // A chasm 80 cm wide, more than the legs reach from either side, it cannot cross.
+    let far = ("floor_east", [0.8, -1.6, -0.13], [1.6, 1.6, -0.03]);
+    let e = unsolvable(with_boxes(&cut, &[far]));
+    assert!(e.contains("no way leads there"), "{e}");
+
+    // A fixed target for the torso, past the south wall.
+    let goal = "frame: \"torso\", target: (-1.0, -1.0, 0.205), tolerance: 0.3),";
+    let randomized = "        \"qamlab_sim::authoring::RandomizeTarget\": (\n          x: Some((min: -1.25, max: -0.75)), y: Some((min: -1.25, max: -0.75)),\n        ),\n";
+    assert!(tall.contains(goal) && tall.contains(randomized));
+    let fixed = |text: &str, frame: &str, at: &str| {
+        text.replace(randomized, "").replace(
+            goal,
+            &format!("frame: \"{frame}\", target: {at}, tolerance: 0.3),"),
+        )
+    };
+    // Outside the maze, where the torso could be, but no way leads there.
+    let e = unsolvable(fixed(&tall, "torso", "(-1.0, -1.9, 0.205)"));
+    assert!(
+        e.contains("no way leads there even for its torso alone"),
+        "{e}"
+    );
+    // The goal's frame a site 0.6 m south of the torso's centre reaches it.
+    let nose = "    99: (\n      components: {\n        \"qamlab_sim::authoring::Site\": (name: \"nose\", body: \"torso\", offset: (0.0, -0.6, 0.0)),\n      },\n    ),\n";
+    let site = with_entities(&tall, &[nose.to_string()]);
+    the_scripts(fixed(&site, "nose", "(-1.0, -1.9, 0.205)")).unwrap();
+    // Farther still, the message names the goal's frame.
+    let e = unsolvable(fixed(&site, "nose", "(-1.0, -2.6, 0.205)"));
+    assert!(
+        e.contains("the goal's frame being 0.60 m from the torso's centre"),
+        "{e}"
+    );
+
+    // The west wall gone, the floor's west edge (x = -1.6) is open: the legs hold the torso out over it some
+    // 0.3 m, and it passes as far again falling off.
+    let west = "name: \"wall_west\"";
+    let at = tall.find(west).unwrap();
+    let (start, end) = (
+        tall[..at].rfind("\n    6: (").unwrap(),
+        at + tall[at..].find("\n    ),").unwrap() + "\n    ),".len(),
+    );
+    let open = format!("{}{}", &tall[..start], &tall[end..]);
+    assert!(!open.contains(west));
+    the_scripts(fixed(&open, "torso", "(-2.4, 1.0, 0.205)")).unwrap();
+    // Past that, in the air at the torso's height, it cannot be.
+    let e = unsolvable(fixed(&open, "torso", "(-2.8, 1.0, 0.205)"));
+    assert!(
+        e.contains("within its tolerance (0.3 m) of where its torso can be (the nearest place its torso can be is 0.59 m away)"),
+        "{e}"
+    );
+    // Below the floor, it may pass falling at a speed the check does not bound.
+    the_scripts(fixed(&open, "torso", "(-2.8, 1.0, -0.5)")).unwrap();
 }
