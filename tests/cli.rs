@@ -200,12 +200,20 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         assert!(stdout.contains(says), "{stdout}");
     }
 
-    // A goal beyond the gantry's reach: no policy can do the task; `task` says where, and fails.
-    let far = edited(
-        "far.scn.ron",
+    // A goal metres beyond the gantry's reach, on a table that big: no policy can do the task (give or take how
+    // far the robot may push or throw the cube); `task` says where, and fails.
+    let far = dir.path().join("far.scn.ron");
+    let text = cube_single_with(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-        "x: Some((min: -0.15, max: 0.6)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+    )
+    .replacen(
+        "Cuboid(half_extents: (0.5, 0.5, 0.05))",
+        "Cuboid(half_extents: (15.0, 15.0, 0.05))",
+        1,
     );
+    std::fs::write(&far, text).unwrap();
+    let far = far.to_str().unwrap().to_string();
     let out = qamlab(&["task", &far, "--episodes", "10"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
@@ -215,8 +223,8 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     assert!(
         stdout.contains(
             "oracle: none: task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, \
-             give or take 0.138 m (its tolerance, and how far past the pinch the robot can push the cube), within the \
-             pinch's reach"
+             give or take 5.513 m (its tolerance, and how far past the pinch the robot can push or throw the cube), \
+             within the pinch's reach"
         ) && !stdout.contains("tried:"),
         "{stdout}"
     );

@@ -9,7 +9,7 @@
 use std::f32::consts::FRAC_PI_2;
 
 use bevy::math::Vec3;
-use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range, Shape};
+use qamlab_sim::authoring::{Control, JointKind, Range, Shape};
 use qamlab_sim::scene::FrameRef;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
+
+mod reach;
 
 /// Observation indices the oracle reads.
 #[derive(Clone, Debug)]
@@ -210,19 +212,21 @@ pub(crate) enum ReachFault {
 }
 
 /// Checks the scene's layout against the gantry's reach, as the joints of `dx`, `dy` and `dz` slide the pinch from
-/// where it starts (within their limits). First what the task needs, a [`ReachFault::Task`] where it fails: every
-/// goal's target within the reach give or take its tolerance and how far the robot can push a cube past the pinch
-/// (below it too: a cube let go falls there), every cube's start within touch, unless the cube may start at its
-/// target; claimed only where sure (a cube that does not roll, level fixed colliders with friction, gravity straight
-/// down), else left to the script's checks. Then what the script needs, a [`ReachFault::Script`]: the pinch over each
-/// start and each target, the hover above each target (where the script comes down onto a cube), the cubes narrower
-/// than the fingers' opening ([`check_grasp`]) and the carrying height. A script sent out of reach pushes against a
-/// limit for the rest of the episode, and its data never succeeds. Errors name the cube or goal and the coordinate
-/// out of reach. (A cube authored in the air falls: its height is not checked. The script takes a goal on a site of
-/// its cube at the cube's origin: a site a few centimetres off is within its check's purpose, which is to catch a
-/// scene laid out beyond the gantry.) Returns the highest z the pinch reaches, which the script's carrying height
-/// never exceeds (a cube resting high up would otherwise send it past the limit, where it would wait for the rest of
-/// the episode).
+/// where it starts (within their limits). First what the task needs, a [`ReachFault::Task`] where it fails
+/// ([`check_task_reach`]): every goal's target within the reach give or take its tolerance and how far the robot
+/// can push or throw a cube past the pinch (below it too: a cube let go falls there), every cube's start within
+/// touch, unless the cube may start at its target; claimed only where the scene lets that be bounded
+/// ([`reach::RobotReach::of`]: boxes that do not roll, level fixed boxes, friction, no bounce, plain gravity
+/// straight down, a hand that only turns about z and slides within limits), else left to the script's checks.
+/// Then what the script needs, a [`ReachFault::Script`]: the pinch over each start and each target, the hover above
+/// each target (where the script comes down onto a cube), the cubes narrower than the fingers' opening
+/// ([`check_grasp`]) and the carrying height. A script sent out of reach pushes against a limit for the rest of the
+/// episode, and its data never succeeds. Errors name the cube or goal and the coordinate out of reach. (A cube
+/// authored in the air falls: its height is not checked. The script takes a goal on a site of its cube at the
+/// cube's origin, and its checks too: a site a few centimetres off is within their purpose, which is to catch a
+/// scene laid out beyond the gantry; the task's check takes the site.) Returns the highest z the pinch reaches,
+/// which the script's carrying height never exceeds (a cube resting high up would otherwise send it past the
+/// limit, where it would wait for the rest of the episode).
 pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     let frame_home = |frame: FrameRef| {
         let body = &scene.bodies[frame.body].body;
@@ -270,10 +274,6 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             limits[k] = joint;
         }
     }
-    // Rounding in the authored numbers is not a place out of reach.
-    const SLACK: f32 = 1e-3;
-    // Millimetres: the sums above carry float noise (-0.010000005) that would only distract.
-    let mm = |x: f32| (x * 1000.0).round() / 1000.0;
     // Whether `range` along axis `k` leaves the pinch's reach widened by `below` and `above`.
     let beyond = |k: usize, range: Range, below: f32, above: f32| {
         range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
@@ -304,73 +304,8 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     };
     let span =
         |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
-    // The corners of the box around body `b`'s collider as authored.
-    let corners = |b: usize| {
-        scene
-            .collider_bounds(b)
-            .into_iter()
-            .flat_map(|(low, high)| {
-                (0..8).map(move |i| {
-                    Vec3::new(
-                        if i & 1 == 0 { low.x } else { high.x },
-                        if i & 2 == 0 { low.y } else { high.y },
-                        if i & 4 == 0 { low.z } else { high.z },
-                    )
-                })
-            })
-    };
-    // How far past the pinch the robot can touch anything: the farthest corner of any collider of the bodies its
-    // joints move, horizontally and in all, from the yaw's axis, which turns the hand every way (plus how far that
-    // axis is from the pinch); and farther by the longest loose body besides the goal's, which it can push with. A
-    // cube pushed, or held off-centre, can go that far beyond the pinch's reach, and farther by its own size.
-    let yaw_axis = scene.actuators[3]
-        .joints
-        .first()
-        .map_or(home, |&j| scene.joints[j].joint.anchor);
-    let robot: Vec<usize> = (0..scene.bodies.len())
-        .filter(|&b| scene.joints.iter().any(|j| j.child == b))
-        .filter(|&b| !scene.goals.iter().any(|g| g.frame.body == b))
-        .collect();
-    let (hand, hand_3d) = robot.iter().flat_map(|&b| corners(b)).chain([home]).fold(
-        (0.0f32, 0.0f32),
-        |(flat, all), c| {
-            (
-                flat.max((c - yaw_axis).truncate().length()),
-                all.max((c - yaw_axis).length()),
-            )
-        },
-    );
-    let axis_off = (yaw_axis - home).truncate().length();
-    let loose: Vec<(usize, f32)> = (0..scene.bodies.len())
-        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Dynamic && !robot.contains(&b))
-        .filter_map(|b| {
-            scene
-                .collider_bounds(b)
-                .map(|(low, high)| (b, (high - low).length()))
-        })
-        .collect();
-    let longest_loose = |goal_body: usize| {
-        loose
-            .iter()
-            .filter(|&&(b, _)| b != goal_body)
-            .map(|&(_, length)| length)
-            .fold(0.0f32, f32::max)
-    };
-    // Where the check can be sure a cube goes only where it is carried or pushed: level fixed colliders, gravity
-    // straight down, nothing slippery. A ramp or a chute carries a cube past any reach; a frictionless table lets a
-    // push slide on.
-    let gravity = scene.settings.gravity;
-    let sure = gravity.x == 0.0
-        && gravity.y == 0.0
-        && gravity.z < 0.0
-        && scene.bodies.iter().all(|def| {
-            def.body.kind == BodyKind::Dynamic || (def.body.rotation * Vec3::Z).z.abs() > 0.999
-        })
-        && scene
-            .bodies
-            .iter()
-            .filter_map(|def| def.collider.as_ref())
-            .all(|c| c.friction >= 0.1);
+    // What the robot can surely not do, where the scene lets that be bounded (`None`: nothing is claimed).
+    let robot_reach = reach::RobotReach::of(scene, home);
     // What the task needs is checked in full before what the script needs: a fault of the task is said even where
     // the script would have stopped first.
     let mut script_fault: Option<String> = None;
@@ -383,6 +318,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .as_ref()
             .map(|(r, _)| [r.x, r.y, r.z])
             .unwrap_or_default();
+        let to: [Range; 3] = std::array::from_fn(|k| span(target[k], drawn[k]));
         let cube = &scene.bodies[def.frame.body];
         let start = cube.body.translation;
         let moved = cube
@@ -390,64 +326,28 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .as_ref()
             .map(|r| [r.x, r.y, r.z])
             .unwrap_or_default();
-        // The cube's size past the point its goal measures (its collider's farthest corner from it), and whether
-        // its goal may be claimed out of reach at all: not where the cube rolls (a ball, a capsule, a cylinder roll
-        // on past any push), nor where the check cannot be sure.
-        let point = start + cube.body.rotation * def.frame.offset;
-        let size = corners(def.frame.body)
-            .map(|c| (c - point).length())
-            .fold(0.0f32, f32::max);
-        let rolls = matches!(
-            cube.collider.as_ref().map(|c| &c.shape),
-            Some(Shape::Ball { .. } | Shape::Capsule { .. } | Shape::Cylinder { .. })
-        );
-        let claim = sure && !rolls;
-        let extend = axis_off + longest_loose(def.frame.body);
         let goal = format!("goal `{}`'s target", def.goal.name);
         let cube_start = format!("cube `{}`'s start", cube.body.name);
+        if let Some(bound) = robot_reach
+            .as_ref()
+            .and_then(|robot| robot.cube(scene, def, reach[2].max, to[2].min - tolerance))
+        {
+            check_task_reach(&bound, &to, tolerance, &reach, (&goal, &cube_start)).map_err(
+                |(what, k, range)| ReachFault::Task(out_of_reach(&what, k, range, true)),
+            )?;
+        }
         for k in 0..3 {
-            let to = span(target[k], drawn[k]);
-            // Where the robot can put the cube: as far past the pinch's reach as it touches things, and the cube's
-            // size; a target within its tolerance of that can be met, one below the reach too (let go, it falls).
-            let touch = if k < 2 { hand } else { hand_3d } + size + extend;
-            let slack = tolerance + touch;
-            let below = if k < 2 { slack } else { f32::INFINITY };
-            // The targets out of reach, unless the cube may start at one of them (then it needs no moving).
+            let to = to[k];
+            // The script brings the pinch over the cube (its origin) and over the target themselves.
             let from = span(start[k], moved[k]);
-            let meets =
-                |part: Range| from.min <= part.max + tolerance && part.min - tolerance <= from.max;
-            let out_above = Range::new(reach[k].max + slack, to.max);
-            let out_below = Range::new(to.min, reach[k].min - below);
-            let unreachable = (to.max > out_above.min + SLACK && !meets(out_above))
-                || (to.min < out_below.max - SLACK && !meets(out_below));
-            if claim && unreachable {
-                let what = format!(
-                    "{goal}, give or take {} m (its tolerance, and how far past the pinch the robot can push the \
-                     cube),",
-                    mm(slack)
-                );
-                return Err(ReachFault::Task(out_of_reach(&what, k, to, true)));
+            if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
+                script_fault = Some(out_of_reach(&goal, k, to, true));
             }
             if k < 2 {
-                // A cube the robot cannot touch stays where it starts: fatal unless it may start at its target.
-                if claim && !meets(to) && beyond(k, from, touch, touch) {
-                    let what = format!(
-                        "{cube_start}, give or take {} m (how far past the pinch the robot can touch the cube),",
-                        mm(touch)
-                    );
-                    return Err(ReachFault::Task(out_of_reach(&what, k, from, true)));
-                }
-                // The script brings the pinch over the cube and over the target themselves.
-                if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
-                    script_fault = Some(out_of_reach(&goal, k, to, true));
-                }
                 if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
                     script_fault = Some(out_of_reach(&cube_start, k, from, true));
                 }
             } else {
-                if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
-                    script_fault = Some(out_of_reach(&goal, k, to, true));
-                }
                 // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
                 let approach = Range::new(to.min, to.max + HOVER);
                 if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
@@ -476,6 +376,62 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
         return Err(ReachFault::Script(out_of_reach(&carrying, 2, carry, false)));
     }
     Ok(reach[2].max)
+}
+
+/// Rounding in the authored numbers is not a place out of reach (m).
+const SLACK: f32 = 1e-3;
+
+/// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
+fn mm(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Checks what one goal needs of the robot, which can move its cube as far as `bound` says past the pinch's
+/// `reach`: every target `to` within that, give or take the goal's `tolerance` (below the reach too: a cube let go
+/// falls there), and the cube's start within the robot's touch; either unless the cube may start at the target (it
+/// then needs no moving). Errs with what is out of reach, in words, the axis and the range out of reach.
+fn check_task_reach(
+    bound: &reach::CubeReach,
+    to: &[Range; 3],
+    tolerance: f32,
+    reach: &[Range; 3],
+    names: (&str, &str),
+) -> Result<(), (String, usize, Range)> {
+    let (goal, cube_start) = names;
+    let meets = |k: usize, part: Range| {
+        bound.from[k].min <= part.max + tolerance && part.min - tolerance <= bound.from[k].max
+    };
+    for k in 0..3 {
+        let slack = tolerance + if k < 2 { bound.flat } else { bound.up };
+        let below = if k < 2 { slack } else { f32::INFINITY };
+        let out_above = Range::new(reach[k].max + slack, to[k].max);
+        let out_below = Range::new(to[k].min, reach[k].min - below);
+        let unreachable = (to[k].max > out_above.min + SLACK && !meets(k, out_above))
+            || (to[k].min < out_below.max - SLACK && !meets(k, out_below));
+        if unreachable {
+            let what = format!(
+                "{goal}, give or take {} m (its tolerance, and how far past the pinch the robot can push or throw \
+                 the cube),",
+                mm(slack)
+            );
+            return Err((what, k, to[k]));
+        }
+    }
+    // A cube nothing can touch stays where it starts.
+    for k in 0..2 {
+        let from = bound.from[k];
+        let untouched = from.min < reach[k].min - bound.touch - SLACK
+            || from.max > reach[k].max + bound.touch + SLACK;
+        if untouched && !meets(k, to[k]) {
+            let what = format!(
+                "{cube_start}, give or take {} m (how far past the pinch the robot, and anything it pushes or \
+                 throws, can touch the cube),",
+                mm(bound.touch)
+            );
+            return Err((what, k, from));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the gripper has fingers to hold with and each cube a collider to be held by, and that each cube fits

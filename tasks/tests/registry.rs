@@ -71,6 +71,13 @@ fn a_path_loads_a_user_scene_and_its_errors_name_the_file() {
     );
 }
 
+/// `text` with the built-in tasks' table (1 m across) 30 m across.
+fn big_table(text: &str) -> String {
+    let table = "Cuboid(half_extents: (0.5, 0.5, 0.05))";
+    assert!(text.contains(table));
+    text.replacen(table, "Cuboid(half_extents: (15.0, 15.0, 0.05))", 1)
+}
+
 /// Why the oracle refuses cube-single edited by replacing `from` with `to`.
 fn oracle_refusal(from: &str, to: &str) -> String {
     let text = BUILTIN_TASKS[0].1.replacen(from, to, 1);
@@ -216,17 +223,20 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     };
     let targets =
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
-    let err = refusal(
-        targets,
-        "x: Some((min: -0.15, max: 0.45)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-    );
-    // A target out of the pinch's reach: no policy does the task, not only the script.
+    // A target metres out of the pinch's reach, on a table that big: no policy does the task, not only the
+    // script. (Give or take how far the robot may push or throw the cube, bounded generously.)
+    let far_target =
+        "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
+    let err = oracle_of(&big_table(
+        &BUILTIN_TASKS[0].1.replacen(targets, far_target, 1),
+    ))
+    .expect_err("a target 12 m off");
     assert_eq!(
         err,
-        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 0.138 m \
-         (its tolerance, and how far past the pinch the robot can push the cube), within the pinch's reach: its x \
-         spans [-0.15, 0.45] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` has limits \
-         [-0.3, 0.3]; narrow the range or widen the limits)"
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 5.513 m \
+         (its tolerance, and how far past the pinch the robot can push or throw the cube), within the pinch's \
+         reach: its x spans [-0.15, 12] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` \
+         has limits [-0.3, 0.3]; narrow the range or widen the limits)"
     );
     // Within its tolerance of where the fingers can push a cube, a target can be met, if not by the script, which
     // goes to the target.
@@ -247,14 +257,14 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         .replacen("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)", 1)
         .replacen(
             "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
-            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
+            "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
             1,
         );
     assert_eq!(
         text.matches("0.3)").count(),
         1 + double.matches("0.3)").count()
     );
-    assert!(text.contains("max: 0.9"));
+    assert!(text.contains("max: 12.0"));
     let err = oracle_of(&text).unwrap_err();
     assert!(
         err.starts_with(
@@ -290,18 +300,22 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         "{err}"
     );
     // Where the cube may start at a far target, or a tilted table may carry it there, no reach rules it out.
-    let far =
-        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
-    let may_start_there = BUILTIN_TASKS[0].1.replacen(targets, far, 1).replacen(
-        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
-        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), yaw",
-        1,
-    );
-    let tilted = BUILTIN_TASKS[0].1.replacen(targets, far, 1).replacen(
-        "translation: (0.0, 0.0, -0.05), rotation: (0.0, 0.0, 0.0, 1.0)",
-        "translation: (0.0, 0.0, -0.05), rotation: (0.0436, 0.0, 0.0, 0.9990)",
-        1,
-    );
+    let may_start_there = BUILTIN_TASKS[0]
+        .1
+        .replacen(targets, far_target, 1)
+        .replacen(
+            "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
+            "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), yaw",
+            1,
+        );
+    let tilted = BUILTIN_TASKS[0]
+        .1
+        .replacen(targets, far_target, 1)
+        .replacen(
+            "translation: (0.0, 0.0, -0.05), rotation: (0.0, 0.0, 0.0, 1.0)",
+            "translation: (0.0, 0.0, -0.05), rotation: (0.0436, 0.0, 0.0, 0.9990)",
+            1,
+        );
     for text in [may_start_there, tilted] {
         let err = oracle_of(&text).unwrap_err();
         assert!(err.contains("has no scripted oracle"), "{err}");
@@ -309,11 +323,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     // A ball may roll on past any push: however far its target, no reach rules it out.
     let text = BUILTIN_TASKS[0]
         .1
-        .replacen(
-            targets,
-            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-            1,
-        )
+        .replacen(targets, far_target, 1)
         .replacen(
             "shape: Cuboid(half_extents: (0.02, 0.02, 0.02))",
             "shape: Ball(radius: 0.02)",
@@ -328,8 +338,9 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     assert!(
         err.starts_with(
-            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.098 m \
-             (how far past the pinch the robot can touch the cube), within the pinch's reach: its y spans [-0.9, -0.6] m"
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.142 m \
+             (how far past the pinch the robot, and anything it pushes or throws, can touch the cube), within the \
+             pinch's reach: its y spans [-0.9, -0.6] m"
         ),
         "{err}"
     );
@@ -347,21 +358,14 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     // A fault of the task is named before what the script lacks, even where the script's checks come first: the
     // gantry's dx at another scale, and a target far beyond its reach.
-    let err = refusal(
-        targets,
-        "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-    );
+    let err = refusal(targets, far_target);
     assert!(
         err.starts_with("task `cube-single` cannot be solved as laid out"),
         "{err}"
     );
     let text = BUILTIN_TASKS[0]
         .1
-        .replacen(
-            targets,
-            "x: Some((min: -0.15, max: 0.9)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-            1,
-        )
+        .replacen(targets, far_target, 1)
         .replacen("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.1)", 1);
     let err = oracle_of(&text).unwrap_err();
     assert!(
