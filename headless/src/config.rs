@@ -57,6 +57,21 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+/// How to name a config file that ships in `assets/configs/` (`name`, e.g. `cpu-small.toml`) in a suggestion: the
+/// relative path where the working directory is the checkout, else the checkout's absolute path where it still
+/// exists, so a command copied from a message works from any directory.
+pub fn shipped_config(name: &str) -> String {
+    let relative = Path::new("assets/configs").join(name);
+    if relative.is_file() {
+        return relative.display().to_string();
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("assets/configs").join(name))
+        .filter(|path| path.is_file());
+    checkout.unwrap_or(relative).display().to_string()
+}
+
 /// Sets libtorch's intra-op threads for CPU work that shares the machine with the envs' physics:
 /// `threads`, or half the cores when `None` (at most [`MAX_THREADS`](crate::limits::MAX_THREADS)). libtorch's OpenMP threads spin, so more threads than
 /// free cores makes updates many times slower (about 40x measured on the 2-core dev box).

@@ -34,7 +34,10 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     } else {
         format!("file {}", args.task)
     };
-    print!("{}", describe(&task.name, &source, scene, &spec, script));
+    print!(
+        "{}",
+        describe(&task.name, &args.task, &source, scene, &spec, script)
+    );
     let unsolvable = match &oracle {
         Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => Some(e.to_string()),
         _ => None,
@@ -56,8 +59,10 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     }
     if args.episodes > 0 {
         let episodes = args.episodes;
+        let mut oracle_solves = false;
         if script.is_ok() {
             let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
+            oracle_solves = tried.success_rate >= 0.5;
             println!(
                 "tried: oracle (solve) succeeds in {:.0}% of {}; the goals still hold at the episode's end in {:.0}%",
                 100.0 * tried.success_rate,
@@ -101,11 +106,21 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         // Online learning from nothing starts from the successes exploration stumbles on.
         if tried.success_rate == 0.0 && episodes >= 10 {
             println!(
-                "note: random actions never reached the goals in {episodes} episodes: training online from nothing (`qamlab train \
-                 --offline-steps 0` without a dataset) has no success to learn from and may stay at 0 %; give it a \
-                 dataset that reaches them, or check that the robot can reach the goals' targets (their ranges, its \
-                 joints' limits, how far an action moves it: a `PositionDelta` motor moves less than its `scale` \
-                 per step when its stiffness is low)"
+                "note: random actions never reached the goals in {episodes} episodes: training online from nothing \
+                 (`{}`) has no success to learn from and may stay at 0 %; {}",
+                learn_from_nothing(&args.task),
+                if oracle_solves {
+                    format!(
+                        "train it from a dataset the oracle collects (`qamlab collect --task {}`), as the oracle \
+                         reaches them",
+                        args.task
+                    )
+                } else {
+                    "give it a dataset that reaches them, or check that the robot can reach the goals' targets \
+                     (their ranges, its joints' limits, how far an action moves it: a `PositionDelta` motor moves \
+                     less than its `scale` per step when its stiffness is low)"
+                        .to_string()
+                }
             );
         }
         // One control step cannot carry anything far: success then means the goals held at reset.
@@ -128,8 +143,10 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
 }
 
 /// The task as text: timing, reward, observation layout, actions, goals, and whether the oracle drives it.
+/// `name_as_given` is the task as the user named it (a built-in name or a scene file), for suggested commands.
 fn describe(
     name: &str,
+    name_as_given: &str,
     source: &str,
     scene: &TaskScene,
     spec: &EnvSpec,
@@ -176,8 +193,9 @@ fn describe(
         }
         Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => format!("oracle: none: {e}\n"),
         Err(e) => format!(
-            "oracle: none ({e}); `qamlab collect` cannot drive it, and `qamlab train --offline-steps 0` without \
-             a dataset learns it online from nothing (where its robot can reach its goals)\n"
+            "oracle: none ({e}); `qamlab collect` cannot drive it, and `{}` learns it online from nothing, without \
+             a dataset (where its robot can reach its goals)\n",
+            learn_from_nothing(name_as_given)
         ),
     };
     let unsolvable = matches!(oracle, Err(qamlab_tasks::TaskError::Unsolvable { .. }));
@@ -187,6 +205,20 @@ fn describe(
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };
     out
+}
+
+/// The command that trains `task` (as the user named it) online from nothing, on the CPU's small networks where
+/// there is no GPU (the paper's crawl on a CPU).
+fn learn_from_nothing(task: &str) -> String {
+    let config = if tch::Cuda::is_available() {
+        String::new()
+    } else {
+        format!(
+            " --config {}",
+            qamlab_headless::config::shipped_config("cpu-small.toml")
+        )
+    };
+    format!("qamlab train --task {task}{config} --offline-steps 0")
 }
 
 /// Who acts in a tried episode.
