@@ -335,7 +335,7 @@ fn progress_bar(opts: &CollectOptions) -> ProgressBar {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "collect {bar:30} {pos}/{len} episodes [{elapsed_precise}<{eta_precise}] {msg}",
+            "collect {wide_bar} {pos}/{len} episodes [{elapsed_precise}<{eta_precise}] {msg}",
         )
         .expect("a valid template"),
     );

@@ -158,7 +158,7 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
 
 fn report(summary: &qamlab_headless::collect::CollectSummary) {
     println!(
-        "wrote {}: {}, {} transitions ({} rows), {:.0}% of transitions at success, {:.0} env steps/s",
+        "wrote {}: {}, {} transitions ({} rows), {:.1}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),
         super::count(summary.episodes, "episode"),
         summary.transitions,

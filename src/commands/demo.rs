@@ -167,7 +167,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     })?;
     super::interrupt::check(&summary)?;
     super::train::print_summary(&summary);
-    final_evaluation(&run_dir, device)
+    let final_evaluation = final_evaluation(&run_dir, device)?;
+    // The demo's headline figure, kept with the run's others.
+    qamlab_headless::train::write_summary(&qamlab_headless::TrainSummary {
+        final_evaluation: Some(final_evaluation),
+        ..summary
+    })
 }
 
 /// Episodes of the demo's last word on its agent: the run's own evaluations (30 episodes each) leave its success
@@ -178,7 +183,10 @@ const FINAL_SEED: u64 = 7;
 
 /// Evaluates the run's last checkpoint over [`FINAL_EPISODES`] fresh episodes, as `qamlab eval` would, and says
 /// how to repeat it.
-fn final_evaluation(run_dir: &Path, device: tch::Device) -> anyhow::Result<()> {
+fn final_evaluation(
+    run_dir: &Path,
+    device: tch::Device,
+) -> anyhow::Result<qamlab_headless::train::FinalEvaluation> {
     let run = RunDir::new(run_dir);
     let cfg = run.read_config()?;
     let task = qamlab_tasks::load_task(&cfg.task)?;
@@ -203,7 +211,13 @@ fn final_evaluation(run_dir: &Path, device: tch::Device) -> anyhow::Result<()> {
         run_dir.display(),
         if device.is_cuda() { "cuda" } else { "cpu" }
     );
-    Ok(())
+    Ok(qamlab_headless::train::FinalEvaluation {
+        success_rate: result.success_rate,
+        interval: (low, high),
+        mean_return: result.mean_return,
+        episodes: result.episodes,
+        seed: FINAL_SEED,
+    })
 }
 
 #[cfg(test)]

@@ -235,11 +235,19 @@ fn summary_text(s: &TrainSummary) -> String {
         (None, Some(_)) => format!("online {}{best}", pct(s.online_success)),
         (None, None) => "no evaluation".to_string(),
     };
+    // A run without an online phase took no env steps to report a rate of.
+    let online = if s.online_steps > 0 {
+        format!(
+            ", {} online env steps at {:.0}/s of simulation time",
+            s.online_steps, s.env_steps_per_second
+        )
+    } else {
+        String::new()
+    };
     format!(
         "task {} | agent {} | device {} ({})\n\
          success: {success}\n\
-         {} updates at {:.0}/s of update time, {} online env steps at {:.0}/s of simulation time, {:.0} s in \
-         all\n\
+         {} updates at {:.0}/s of update time{online}, {:.0} s in all\n\
          learning curve: {}\n\
          run directory:  {}\n",
         s.task,
@@ -248,8 +256,6 @@ fn summary_text(s: &TrainSummary) -> String {
         s.execution,
         s.updates,
         s.updates_per_second,
-        s.online_steps,
-        s.env_steps_per_second,
         s.wall_seconds,
         s.learning_curve.display(),
         s.run_dir.display()
@@ -337,6 +343,7 @@ mod tests {
             learning_curve: "run/learning_curve.png".into(),
             run_dir: "run".into(),
             stopped_early: false,
+            final_evaluation: None,
         }
     }
 
@@ -371,5 +378,13 @@ mod tests {
         assert!(text.contains(
             "40 updates at 72/s of update time, 30 online env steps at 3900/s of simulation time, 5 s in all"
         ));
+        // Without an online phase there is no env step rate to report.
+        let mut offline_only = summary(&[]);
+        offline_only.online_steps = 0;
+        let text = summary_text(&offline_only);
+        assert!(
+            text.contains("40 updates at 72/s of update time, 5 s in all\n"),
+            "{text}"
+        );
     }
 }

@@ -68,6 +68,31 @@ pub struct TrainSummary {
     /// continues it).
     #[serde(default)]
     pub stopped_early: bool,
+    /// An evaluation of the finished run's agent on fresh episodes, added afterwards (`qamlab demo` adds one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_evaluation: Option<FinalEvaluation>,
+}
+
+/// An evaluation of a finished run's agent over fresh episodes, with the 95 % interval of its success rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FinalEvaluation {
+    /// Fraction of the episodes ending in success.
+    pub success_rate: f64,
+    /// The 95 % (Wilson) interval of `success_rate`: low, high.
+    pub interval: (f64, f64),
+    /// Mean undiscounted return.
+    pub mean_return: f64,
+    /// Episodes run.
+    pub episodes: usize,
+    /// Seed of their initial states (`qamlab eval --seed`).
+    pub seed: u64,
+}
+
+/// Writes `summary` to its run's `summary.json`, atomically.
+pub fn write_summary(summary: &TrainSummary) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(summary)?;
+    text.push('\n');
+    crate::files::write_bytes_atomically(&RunDir::new(&summary.run_dir).summary(), text.as_bytes())
 }
 
 /// The online evaluation of the highest success rate in `evals`, the latest of equals (so that the summary's
@@ -163,11 +188,17 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             qamlab_agent::AgentConfig::default().tau
         );
     }
-    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps < cfg.start_training {
+    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
         tracing::warn!(
-            "online_steps = {} is below start_training = {}: the online phase only collects, with no updates",
+            "online_steps = {} is not above start_training = {}: the online phase only collects (updates start at \
+             online step start_training), with {} update",
             cfg.online_steps,
-            cfg.start_training
+            cfg.start_training,
+            if cfg.online_steps == cfg.start_training {
+                "one"
+            } else {
+                "no"
+            }
         );
     }
     if !opts.resume && !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0

@@ -37,7 +37,7 @@ impl Trainer<'_> {
             }
             bar.set_position(step);
         }
-        bar.finish();
+        self.end_bar(&bar);
         Ok(())
     }
 }

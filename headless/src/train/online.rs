@@ -80,7 +80,7 @@ impl Trainer<'_> {
             }
             bar.set_position(step.min(total));
         }
-        bar.finish();
+        self.end_bar(&bar);
         if self.stop_requested() {
             self.checkpoint_stopped(Some((&env, &queues)))?;
         }

@@ -22,14 +22,26 @@ impl Trainer<'_> {
         };
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:>8} [{bar:32.cyan/blue}] {pos}/{len} {elapsed_precise} ETA {eta_precise} {msg}",
+                "{prefix:>8} [{wide_bar:.cyan/blue}] {pos}/{len} {elapsed_precise} ETA {eta_precise} {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
         bar.set_prefix(prefix);
         bar.set_position(pos);
+        // A resumed phase starts part way: those steps were not made at this session's rate.
+        bar.reset_eta();
         bar
+    }
+
+    /// Leaves the phase's bar where the phase ended: full where it ran to its end, where it stopped otherwise
+    /// (finishing it there would show a stopped run as complete).
+    pub(super) fn end_bar(&self, bar: &ProgressBar) {
+        if self.stop_requested() {
+            bar.abandon();
+        } else {
+            bar.finish();
+        }
     }
 
     pub(super) fn status(&self) -> String {
@@ -37,7 +49,7 @@ impl Trainer<'_> {
             .state
             .evals
             .last()
-            .map_or("-".into(), |e| format!("{:.2}", e.success_rate));
+            .map_or("-".into(), |e| format!("{:.0}%", 100.0 * e.success_rate));
         let ups = self.state.updates as f64 / self.state.update_seconds.max(1e-9);
         format!("success {success} | {ups:.0} upd/s")
     }

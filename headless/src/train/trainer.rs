@@ -313,14 +313,13 @@ impl<'a> Trainer<'a> {
             wall_seconds: self.wall_seconds(),
             evals: self.state.evals.clone(),
             best_online: super::best_online(&self.state.evals),
-            learning_curve: self.run.curve(),
-            run_dir: self.run.root().to_path_buf(),
+            // Absolute: the summary is read from other directories than the run's.
+            learning_curve: std::path::absolute(self.run.curve())?,
+            run_dir: std::path::absolute(self.run.root())?,
             stopped_early,
+            final_evaluation: None,
         };
-        write_bytes_atomically(
-            &self.run.summary(),
-            serde_json::to_string_pretty(&summary)?.as_bytes(),
-        )?;
+        super::write_summary(&summary)?;
         Ok(summary)
     }
 }
