@@ -273,10 +273,27 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
         if let Some(mut summary) = recorded {
             // Where the run is now: a run directory may have been moved or copied since it finished.
-            summary.run_dir = run.root().to_path_buf();
-            summary.learning_curve = run.curve();
+            summary.run_dir = std::path::absolute(run.root())?;
+            summary.learning_curve = std::path::absolute(run.curve())?;
             return Ok(summary);
         }
+    }
+    if opts.progress {
+        // The run's first line says what runs where: a log (CI's) otherwise starts with an evaluation.
+        let total = cfg.offline_steps + cfg.online_steps;
+        let (verb, from) = match trainer.total_step() {
+            0 => ("training", String::new()),
+            step => ("resuming", format!(" from step {step} of {total}")),
+        };
+        eprintln!(
+            "{verb} {} on {} ({} offline + {} online steps) on {}{from}, in {}",
+            cfg.agent.kind.as_str(),
+            trainer.task_name(),
+            cfg.offline_steps,
+            cfg.online_steps,
+            crate::config::device_name(device),
+            run.root().display()
+        );
     }
     trainer.observer = opts.observer;
     trainer.run()?;
