@@ -18,7 +18,10 @@ pub fn init() {
     match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => builder.with_env_filter(filter).init(),
         Err(_) => builder
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+                "warn,{}",
+                crate::view::QUIET_LOG_DIRECTIVES
+            )))
             .event_format(Plain)
             .init(),
     }

@@ -120,6 +120,14 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
         "the video line names another path: {line}"
     );
     let succeeded = line.contains("1 successful");
+    // How long it plays: 50 frames at most, then the last one held for a second.
+    let seconds: f64 = line
+        .split(" fps, ")
+        .nth(1)
+        .and_then(|rest| rest.split(" s, ").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the video line gives no length: {line}"));
+    assert!((1.0..=3.6).contains(&seconds), "{line}");
 
     let ((w, h), frames) = decode_gif(&gif_path);
     assert_eq!((w, h), (480, 360), "the video's size");

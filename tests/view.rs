@@ -52,6 +52,16 @@ fn screenshot(dir: &Path, name: &str, frames: u32) -> PathBuf {
 
 /// [`screenshot`] of `qamlab view` with `view_args`.
 fn screenshot_of(dir: &Path, name: &str, frames: u32, view_args: &[&str]) -> PathBuf {
+    screenshot_and_stderr(dir, name, frames, view_args).0
+}
+
+/// [`screenshot_of`], and what `qamlab view` printed on stderr.
+fn screenshot_and_stderr(
+    dir: &Path,
+    name: &str,
+    frames: u32,
+    view_args: &[&str],
+) -> (PathBuf, String) {
     assert!(
         on_path("xvfb-run").is_some(),
         "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh \
@@ -95,7 +105,7 @@ fn screenshot_of(dir: &Path, name: &str, frames: u32, view_args: &[&str]) -> Pat
         png.display()
     );
     eprintln!("qamlab view took {:.1} s", start.elapsed().as_secs_f32());
-    png
+    (png, stderr.into_owned())
 }
 
 #[test]
@@ -183,7 +193,15 @@ fn a_screenshot_while_training_shows_the_trained_agent_the_same_each_time() {
         "--out",
         run.to_str().unwrap(),
     ];
-    let first = std::fs::read(screenshot_of(dir.path(), "a.png", 4, &args)).unwrap();
+    let (png, stderr) = screenshot_and_stderr(dir.path(), "a.png", 4, &args);
+    let first = std::fs::read(png).unwrap();
+    // The window says where the run goes, and how to go on with it.
+    let run_text = run.display().to_string();
+    assert!(
+        stderr.contains(&format!("view: training into {run_text}"))
+            && stderr.contains(&format!("qamlab train --resume {run_text}")),
+        "{stderr}"
+    );
     // The window waited for the end of training (closed earlier, it would have stopped the trainer first).
     let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
     assert!(summary.contains("\"stopped_early\": false"), "{summary}");

@@ -31,8 +31,9 @@ pub struct EvalArgs {
     #[arg(long, default_value = "auto")]
     pub device: qamlab_headless::DeviceChoice,
     /// Also render episodes of the same checkpoint (480x360, 20 frames a second) to an animated GIF
-    /// [default: RUN/eval.gif], or to numbered PNG frames when PATH is a directory. Rendering is offscreen: no
-    /// display is needed, but a Vulkan driver is (a GPU's, or mesa's software lavapipe).
+    /// [default: RUN/eval.gif], or to numbered PNG frames when PATH is a directory (each episode's last frame
+    /// repeated for a second, for assembling at 20 fps). Rendering is offscreen: no display is needed, but a Vulkan
+    /// driver is (a GPU's, or mesa's software lavapipe).
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub video: Option<Option<PathBuf>>,
     /// Episodes in the video, from the evaluation's first initial states (with `--envs 1` on the CPU, the video's
@@ -173,12 +174,13 @@ fn record_video(
     out.write(&recorded)?;
     let successes = recorded.successes.iter().filter(|s| **s).count();
     println!(
-        "video: {} ({} frames of {}x{} at {} fps, {} episode(s), {} successful)",
+        "video: {} ({} frames of {}x{} at {} fps, {:.1} s, {} episode(s), {} successful)",
         out.path().display(),
-        recorded.frames.len(),
+        out.frame_count(&recorded),
         VIDEO_SIZE.0,
         VIDEO_SIZE.1,
         video::FPS,
+        recorded.seconds(),
         recorded.successes.len(),
         successes
     );

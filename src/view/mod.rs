@@ -50,6 +50,13 @@ pub use screenshot::ScreenshotPlugin;
 pub use stepping::{ControlStep, Speed, SteppingPlugin};
 pub use training::TrainingPlugin;
 
+/// Directives of the default log filter (no `RUST_LOG`) that quiet warnings of the window's libraries that never
+/// call for action: winit's on an X server with no XSETTINGS manager (Xvfb; only Xft's font options, unused here,
+/// would not reload) and bevy_egui's on falling back from bindless textures (egui draws the same). Their errors,
+/// and egui's other render warnings, still show.
+pub const QUIET_LOG_DIRECTIVES: &str = "winit::platform_impl::linux::x11::xdisplay=error,\
+     bevy_egui::render=error,bevy_egui::render::render_pass=warn";
+
 /// The envs acting under the chosen policy, stepped by the window's clock: what the window, the video and the
 /// tests share, before anything draws them.
 pub struct ActingEnvsPlugins(pub SteppingPlugin);

@@ -375,8 +375,9 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
                 .or(summary.offline_success)
                 .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
             ui.label(format!(
-                "training finished: {} updates, success {rate}",
-                summary.updates
+                "training finished: {} updates, success {rate} -> {}",
+                summary.updates,
+                summary.run_dir.display()
             ));
         }
         TrainingStatus::Failed(err) => {

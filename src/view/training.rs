@@ -220,6 +220,7 @@ pub fn start(
             ended
         })
         .context("starting the training thread")?;
+    eprintln!("{}", training_into(&out));
     Ok((
         TrainerHandle { stop, thread },
         TrainingLink {
@@ -227,6 +228,15 @@ pub fn start(
             out,
         },
     ))
+}
+
+/// The line that says where `--train` writes its run, and how to go on with it once the window has closed.
+fn training_into(out: &Path) -> String {
+    let run = out.display();
+    format!(
+        "view: training into {run} (closing the window stops it at a checkpoint; `qamlab train --resume {run}` \
+         continues it)"
+    )
 }
 
 /// Where training stands.

@@ -4,9 +4,10 @@
 //! The envs run the window's plugins: the same [`SimPlugin`](qamlab_sim::SimPlugin) systems, the same stepping, policy driving, render
 //! sync and camera; only the camera's target differs (an image instead of a window) and the clock is driven one
 //! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green and the
-//! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second.
+//! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second
+//! (a GIF frame shown that long; in a directory, a second's worth of copies, so frames assembled at [`FPS`] hold
+//! it too).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ use super::{ActingEnvsPlugins, CameraPlugin, RenderSyncPlugin, Speed, SteppingPl
 
 /// Frames per second of the GIF (one control step a frame at `every = 1`: real time for the built-in tasks).
 pub const FPS: u16 = 20;
+/// How long one control step's frame shows, in hundredths of a second.
+const FRAME_CENTISECONDS: u16 = 100 / FPS;
 /// How long the last frame of an episode stays on screen.
 const HOLD_CENTISECONDS: u16 = 100;
 /// Frames rendered before the first one kept: pipelines, lookup tables and meshes settle.
@@ -61,12 +64,26 @@ pub struct VideoFrame {
     pub delay: u16,
 }
 
+impl VideoFrame {
+    /// How many frames at [`FPS`] show it as long as its delay: 1, or a held frame's second's worth.
+    fn copies(&self) -> usize {
+        usize::from((self.delay / FRAME_CENTISECONDS).max(1))
+    }
+}
+
 /// A recorded video.
 pub struct Video {
     /// Frames in order.
     pub frames: Vec<VideoFrame>,
     /// Whether each episode succeeded.
     pub successes: Vec<bool>,
+}
+
+impl Video {
+    /// How long the video plays, in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.frames.iter().map(|f| f64::from(f.delay)).sum::<f64>() / 100.0
+    }
 }
 
 /// What the recorder knows of one requested capture.
@@ -338,7 +355,6 @@ impl Recorder {
     fn assemble_frames(self) -> Video {
         let mut shots = std::mem::take(&mut *self.captured.lock().expect("never poisoned"));
         shots.sort_by_key(|(index, _)| *index);
-        let frame_delay = 100 / FPS;
         let meta = self.meta;
         let frames = shots
             .into_iter()
@@ -349,7 +365,7 @@ impl Recorder {
                         draw_border(&mut image, success);
                         HOLD_CENTISECONDS
                     }
-                    None => frame_delay,
+                    None => FRAME_CENTISECONDS,
                 };
                 VideoFrame { image, delay }
             })
@@ -447,9 +463,8 @@ impl VideoOutput {
                 for entry in entries.flatten() {
                     let name = entry.file_name();
                     let name_text = name.to_string_lossy();
-                    // A frame a killed write left beside its name is ours too: removed here.
-                    if name_text.starts_with(STAGED_FRAME) && name_text.contains(".png.tmp-") {
-                        let _ = std::fs::remove_file(entry.path());
+                    // What a killed write left behind is ours too: removed here.
+                    if clear_staged(&entry) {
                         continue;
                     }
                     if frame_index(&name_text).is_none() {
@@ -481,6 +496,14 @@ impl VideoOutput {
     pub fn path(&self) -> &Path {
         match self {
             Self::Gif(p) | Self::Frames(p) => p,
+        }
+    }
+
+    /// How many frames [`write`](Self::write) writes of `video`: a directory gets each held frame repeated.
+    pub fn frame_count(&self, video: &Video) -> usize {
+        match self {
+            Self::Gif(_) => video.frames.len(),
+            Self::Frames(_) => video.frames.iter().map(VideoFrame::copies).sum(),
         }
     }
 
@@ -661,40 +684,70 @@ fn frame_index(name: &str) -> Option<usize> {
         .flatten()
 }
 
-/// Prefix of a frame being written (`.frame-0003.png.tmp-XXXX`), renamed to its name once every frame is on disk.
-const STAGED_FRAME: &str = ".frame-";
+/// Prefix of the folder inside the frames' directory where a video's frames are written before they are renamed
+/// to their names.
+const STAGING_DIR: &str = ".tmp-frames-";
+/// Prefix of a frame that earlier versions staged beside its name (`.frame-0003.png.tmp-XXXX`).
+const LEGACY_STAGED_FRAME: &str = ".frame-";
 
-/// Writes the frames into `dir` (the folder itself is kept: its permissions, a symlink or a mount point): every
-/// frame first beside its name, synced, then each renamed into place, then the earlier video's extra frames
-/// removed. A kill, an error or a full disk while writing leaves the earlier video whole; only the renames, which
-/// take milliseconds, could part the two.
+/// Removes `entry` if a killed write of frames left it behind (a staging folder or a staged frame); whether it did.
+fn clear_staged(entry: &std::fs::DirEntry) -> bool {
+    let name = entry.file_name();
+    let name = name.to_string_lossy();
+    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+    if is_dir && name.starts_with(STAGING_DIR) {
+        let _ = std::fs::remove_dir_all(entry.path());
+        return true;
+    }
+    if !is_dir && name.starts_with(LEGACY_STAGED_FRAME) && name.contains(".png.tmp-") {
+        let _ = std::fs::remove_file(entry.path());
+        return true;
+    }
+    false
+}
+
+/// The name of frame `i`: `frame-0012.png`.
+fn frame_name(i: usize) -> String {
+    format!("frame-{i:04}.png")
+}
+
+/// Writes the frames into `dir` (the folder itself is kept: its permissions, a symlink or a mount point), each
+/// held frame as a second's worth of copies: every frame first into a staging folder inside `dir`, then each
+/// renamed into place, then the earlier video's extra frames removed. A kill, an error or a full disk while
+/// writing leaves the earlier video whole; only the renames, which take milliseconds, could part the two.
 fn write_pngs(dir: &Path, frames: &[VideoFrame]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut staged = Vec::with_capacity(frames.len());
-    for (i, frame) in frames.iter().enumerate() {
-        let path = dir.join(format!("frame-{i:04}.png"));
+    // Removed when dropped: an error on the way leaves none of the new frames.
+    let staging = tempfile::Builder::new()
+        .prefix(STAGING_DIR)
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a temporary folder in {}", dir.display()))?;
+    let mut count = 0;
+    for frame in frames {
         let mut png = std::io::Cursor::new(Vec::new());
         frame
             .image
             .write_to(&mut png, image::ImageFormat::Png)
-            .with_context(|| format!("encoding {}", path.display()))?;
-        // Removed when dropped: an error on the way leaves none of them.
-        let mut file = tempfile::Builder::new()
-            .prefix(&format!("{STAGED_FRAME}{i:04}.png.tmp-"))
-            .tempfile_in(dir)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.write_all(png.get_ref())
-            .and_then(|()| file.as_file().sync_all())
-            .with_context(|| format!("writing {}", path.display()))?;
-        staged.push((file, path));
+            .with_context(|| format!("encoding {}", dir.join(frame_name(count)).display()))?;
+        for _ in 0..frame.copies() {
+            // As every other file is written: synced, with ordinary permissions; and closed at once, where
+            // staging each beside its name would hold one file open per frame.
+            qamlab_headless::files::write_bytes_atomically(
+                &staging.path().join(frame_name(count)),
+                png.get_ref(),
+            )
+            .with_context(|| format!("writing {}", dir.join(frame_name(count)).display()))?;
+            count += 1;
+        }
     }
-    for (file, path) in staged {
-        file.persist(&path)
+    for i in 0..count {
+        let path = dir.join(frame_name(i));
+        std::fs::rename(staging.path().join(frame_name(i)), &path)
             .with_context(|| format!("putting {} in place", path.display()))?;
     }
     // A longer earlier video's last frames would otherwise run on after this one's.
     for entry in std::fs::read_dir(dir)?.flatten() {
-        if frame_index(&entry.file_name().to_string_lossy()).is_some_and(|i| i >= frames.len()) {
+        if frame_index(&entry.file_name().to_string_lossy()).is_some_and(|i| i >= count) {
             std::fs::remove_file(entry.path()).with_context(|| {
                 format!("removing the earlier frame {}", entry.path().display())
             })?;
@@ -769,10 +822,24 @@ mod tests {
             ["frame-0000.png", "frame-0001.png", "frame-0002.png"]
         );
         assert_eq!(names(dir.path()), ["frames"]);
-        // The folder is kept, with its permissions; a frame a killed write left behind is cleared, not refused.
+        // Frames are ordinary files, as the GIF and the checkpoints are, not the temporary files' owner-only ones.
         use std::os::unix::fs::PermissionsExt;
+        for name in names(&frames_dir) {
+            let mode = std::fs::metadata(frames_dir.join(&name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644, "{name}");
+        }
+        // The folder is kept, with its permissions; what a killed write left behind is cleared, not refused.
         std::fs::set_permissions(&frames_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
         std::fs::write(frames_dir.join(".frame-0001.png.tmp-abc123"), "cut short").unwrap();
+        std::fs::create_dir(frames_dir.join(".tmp-frames-abc123")).unwrap();
+        std::fs::write(
+            frames_dir.join(".tmp-frames-abc123/frame-0000.png"),
+            "cut short",
+        )
+        .unwrap();
         VideoOutput::from_path(&frames_dir)
             .unwrap()
             .write(&video(2))
@@ -787,6 +854,32 @@ mod tests {
             err.contains("latest") && err.contains("empty or new"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_directory_holds_the_last_frame_for_a_second_of_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = |x: u32, delay: u16| VideoFrame {
+            image: picture(x),
+            delay,
+        };
+        let video = Video {
+            frames: vec![frame(4, 5), frame(12, 5), frame(30, HOLD_CENTISECONDS)],
+            successes: vec![true],
+        };
+        assert!((video.seconds() - 1.1).abs() < 1e-9, "{}", video.seconds());
+        let out = VideoOutput::Frames(dir.path().to_path_buf());
+        assert_eq!(out.frame_count(&video), 22);
+        assert_eq!(
+            VideoOutput::Gif(dir.path().join("v.gif")).frame_count(&video),
+            3
+        );
+        out.write(&video).unwrap();
+        let read = |i: usize| std::fs::read(dir.path().join(frame_name(i))).unwrap();
+        // At 20 frames a second the held frame shows for a second, as in the GIF.
+        assert_ne!(read(1), read(2));
+        assert!((2..22).all(|i| read(i) == read(2)));
+        assert!(!dir.path().join(frame_name(22)).exists());
     }
 
     /// A picture with a gradient background and a square at `x`.
