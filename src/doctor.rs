@@ -227,11 +227,18 @@ fn render_adapters() -> String {
         })
         .unwrap_or(0);
     if drivers.is_empty() {
-        format!("no Vulkan driver installed; {render_nodes} GPU render node(s)")
-    } else {
-        format!(
-            "Vulkan: {}; {render_nodes} GPU render node(s)",
-            drivers.join(", ")
-        )
+        return format!("no Vulkan driver installed; {render_nodes} GPU render node(s)");
     }
+    // An installed driver is not an adapter: a Mesa GPU driver needs a render node to drive, NVIDIA's its own
+    // device files; lavapipe needs nothing.
+    let software = drivers.iter().any(|d| d.starts_with("lvp_icd"));
+    let nvidia = drivers.iter().any(|d| d.starts_with("nvidia"));
+    let usable = match (render_nodes, nvidia, software) {
+        (0, false, true) => {
+            "; usable here: lavapipe (software) only, no GPU render node".to_string()
+        }
+        (0, false, false) => "; none usable here: no GPU render node".to_string(),
+        (n, _, _) => format!("; {n} GPU render node(s)"),
+    };
+    format!("Vulkan drivers installed: {}{usable}", drivers.join(", "))
 }

@@ -22,7 +22,7 @@ pub struct DemoArgs {
     /// Seed of the dataset and the run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Hide the progress bars.
+    /// Hide the progress bars (and the start line; where stderr is not a terminal, the line each evaluation prints).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -154,6 +154,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         claim = claim_previous_run(&run_dir)?;
     }
     if run_dir.exists() {
+        println!("replacing the previous demo run {}", run_dir.display());
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
     }

@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
     #[arg(long, conflicts_with = "resume")]
     pub print_config: bool,
-    /// Hide the progress bars.
+    /// Hide the progress bars (and the start line; where stderr is not a terminal, the line each evaluation prints).
     #[arg(long)]
     pub quiet: bool,
 }
