@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: collect a cube-single dataset, train QAM offline then online, report.
+    /// The main job: collect a cube-single dataset, train QAM offline then online, report its success rate.
     Demo(commands::demo::DemoArgs),
     /// Collect a dataset with a task's scripted oracle (OGBench npz layout).
     Collect(commands::collect::CollectArgs),

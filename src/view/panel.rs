@@ -421,7 +421,7 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
         curve(
             ui,
             "losses",
-            "losses (x: training step; y: log scale)",
+            "losses (x: training step; y: log scale, 0 at 0)",
             series,
             YAxis::SymLog,
         );
