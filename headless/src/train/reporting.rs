@@ -62,12 +62,13 @@ impl Trainer<'_> {
         let rate = self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
         let recent_rate = recent_rate(&self.state.recent_successes);
         let extra = [
-            ("online_episodes", self.state.online_episodes as f64),
-            ("online_episode_success", rate),
-            ("online_recent_success", recent_rate),
+            // A count, written as a whole number.
+            ("online_episodes", json!(self.state.online_episodes)),
+            ("online_episode_success", json!(rate)),
+            ("online_recent_success", json!(recent_rate)),
             (
                 "env_steps_per_second",
-                self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+                json!(self.state.online_step as f64 / self.state.env_seconds.max(1e-9)),
             ),
         ];
         match last_metrics {
@@ -80,7 +81,7 @@ impl Trainer<'_> {
         &mut self,
         metrics: &qamlab_agent::UpdateMetrics,
         phase: &str,
-        extra: &[(&str, f64)],
+        extra: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<()> {
         // The only host synchronisation of the loop: once per log interval. On a GPU the updates
         // queued since the last read finish here, so this wait counts as update time.
@@ -143,7 +144,7 @@ impl Trainer<'_> {
         &mut self,
         phase: &str,
         pairs: Vec<(String, f64)>,
-        extra: &[(&str, f64)],
+        extra: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<()> {
         let mut row = serde_json::Map::new();
         row.insert("step".into(), json!(self.total_step()));
@@ -158,7 +159,7 @@ impl Trainer<'_> {
             row.insert(k, json!(v));
         }
         for (k, v) in extra {
-            row.insert((*k).into(), json!(v));
+            row.insert((*k).into(), v.clone());
         }
         let row = serde_json::Value::Object(row);
         self.run.append_metrics(&row)?;
