@@ -1,0 +1,303 @@
+//! The run's configuration and its copy of the task scene: reading `config.toml` (whole, with the task the run
+//! holds), writing the scene copy with its CRC-32 in `run.json`, and refusing a copy edited since.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail, ensure};
+
+use super::{RunDir, warn_once};
+use crate::TrainConfig;
+use crate::files::{read_regular_text, write_bytes_atomically};
+
+/// What a run records of itself when it starts, beside its config (`run.json`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    /// CRC-32 of the run's copy of its task scene, as copied (absent for a built-in task).
+    #[serde(default)]
+    task_scene_crc32: Option<u32>,
+}
+
+impl RunDir {
+    /// What the run recorded of itself when it started (see [`RunRecord`]).
+    fn record(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+
+    /// Writes the run's copy of its task's scene file, and its CRC-32 into `run.json`, by which
+    /// [`read_config`](Self::read_config) refuses a copy edited since.
+    pub fn write_task_scene(&self, text: &[u8]) -> anyhow::Result<()> {
+        write_bytes_atomically(&self.task_scene(), text)?;
+        let record = RunRecord {
+            task_scene_crc32: Some(crc32fast::hash(text)),
+        };
+        write_bytes_atomically(
+            &self.record(),
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )
+    }
+
+    /// The scene file the run's task was first read from, where it now differs from the run's copy (edited since
+    /// the run started): the run goes on with its copy, which a user editing the file may not expect. `None` for a
+    /// built-in task, a run without a copy, or an original that is gone or unchanged.
+    pub fn edited_original_scene(&self) -> Option<PathBuf> {
+        // A built-in task has no copy (and no record of one) to compare.
+        if !self.task_scene().is_file() {
+            return None;
+        }
+        // Where the copy itself was edited, that is what differs, and reading the config refuses it.
+        self.check_task_scene().ok()?;
+        let copy = std::fs::read(self.task_scene()).ok()?;
+        let text = std::fs::read_to_string(self.config()).ok()?;
+        let original = PathBuf::from(TrainConfig::from_toml_str(&text, "").ok()?.task);
+        let now = std::fs::read(&original).ok()?;
+        (now != copy).then_some(original)
+    }
+
+    /// The configuration the run started with; a task given as a scene file is read from the run's copy, which
+    /// must be as the run started (the run's checkpoints were trained on that task).
+    pub fn read_config(&self) -> anyhow::Result<TrainConfig> {
+        let cfg = self.read_config_unverified()?;
+        if self.task_scene().is_file() {
+            self.check_task_scene()?;
+        }
+        Ok(cfg)
+    }
+
+    /// Refuses the run's copy of its task scene if it differs from the copy the run started with (runs from
+    /// before the record was kept have none to compare).
+    fn check_task_scene(&self) -> anyhow::Result<()> {
+        let record_path = self.record();
+        let recorded = match std::fs::read_to_string(&record_path) {
+            Ok(text) => serde_json::from_str::<RunRecord>(&text).with_context(|| {
+                format!(
+                    "{}: expected the run's record, {{\"task_scene_crc32\": N}}",
+                    record_path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A run from before the record was kept has none; a deleted one leaves the copy unchecked.
+                warn_once(
+                    &record_path,
+                    &format!(
+                        "{} is missing, so {} cannot be checked against the copy the run started with (runs from \
+                         before qamlab kept this record have none); if it was deleted, an edited copy goes unnoticed",
+                        record_path.display(),
+                        self.task_scene().display()
+                    ),
+                );
+                RunRecord::default()
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", record_path.display())),
+        };
+        let Some(then) = recorded.task_scene_crc32 else {
+            return Ok(());
+        };
+        let scene = self.task_scene();
+        let now = crc32fast::hash(&crate::files::read_regular_file(
+            &scene,
+            "the run's task scene",
+            None,
+        )?);
+        ensure!(
+            now == then,
+            "{} was edited after the run started (its CRC-32 is {now:08x}; {} recorded {then:08x}): the run's \
+             checkpoints were trained on the task as it was. Restore the file, or start a new run with the edited \
+             task (copy it out of the run and give it to `qamlab train --task`)",
+            scene.display(),
+            record_path.display()
+        );
+        Ok(())
+    }
+
+    /// The configuration the run started with, as [`read_config`](Self::read_config) reads it but without
+    /// checking the run's copy of its task scene: for reporting what the run did (its curves), not for acting
+    /// on its task.
+    pub fn read_config_unverified(&self) -> anyhow::Result<TrainConfig> {
+        let path = self.config();
+        let text = read_regular_text(
+            &path,
+            "the config file",
+            Some(crate::limits::MAX_CONFIG_BYTES),
+        )
+        .with_context(|| format!("{} is not a run directory", self.root.display()))?;
+        let mut cfg = TrainConfig::from_toml_str(&text, &path.display().to_string())?;
+        check_config_is_whole(&text, &path)?;
+        let scene = self.task_scene();
+        let builtin = qamlab_tasks::builtin_names().contains(&cfg.task.as_str());
+        if scene.is_file() {
+            cfg.task = scene.display().to_string();
+        } else if scene.exists() {
+            bail!(
+                "{} is not a file: the run's copy of its task scene",
+                scene.display()
+            );
+        } else if !builtin && !cfg.task.ends_with(".ron") {
+            bail!(
+                "{}: task = {:?} is not a built-in task ({}) and the run holds no scene file",
+                self.config().display(),
+                cfg.task,
+                qamlab_tasks::builtin_names().join(", ")
+            );
+        } else if !builtin {
+            // The original file may have changed since: loading it would quietly evaluate another task.
+            bail!(
+                "{} is missing: the run's copy of its task scene (first read from {}), which --resume and eval load",
+                scene.display(),
+                cfg.task
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+/// A run writes every key of its configuration, so one missing is damage (a cut or emptied file), which
+/// reading with defaults would silently turn into another run. Keys added to qamlab since its first runs
+/// may be absent: their defaults are what those runs did.
+fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
+    const LATER_KEYS: [&str; 5] = [
+        "cuda_graphs",
+        "tf32",
+        "split_update",
+        "sparse",
+        "balanced_sampling",
+    ];
+    let written: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let complete: toml::Table = TrainConfig::default().to_toml()?.parse()?;
+    let missing = |have: &toml::Table, want: &toml::Table, table: &str| -> Vec<String> {
+        want.keys()
+            .filter(|k| !have.contains_key(*k) && !LATER_KEYS.contains(&k.as_str()))
+            .map(|k| format!("{table}{k}"))
+            .collect()
+    };
+    let mut absent = missing(&written, &complete, "");
+    if let (Some(toml::Value::Table(have)), Some(toml::Value::Table(want))) =
+        (written.get("agent"), complete.get("agent"))
+    {
+        absent.extend(missing(have, want, "agent."));
+    }
+    anyhow::ensure!(
+        absent.is_empty(),
+        "{} lacks {}: a run writes every key of its configuration, so the file is damaged (cut or emptied)",
+        path.display(),
+        absent.join(", ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::temp_run;
+
+    #[test]
+    fn a_scene_file_run_without_its_copy_is_refused() {
+        let (_dir, run) = temp_run();
+        let cfg = TrainConfig {
+            task: "/elsewhere/my-task.scn.ron".into(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        // The original may have been edited since; only the run's copy is the run's task.
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("task.scn.ron is missing") && err.contains("my-task.scn.ron"),
+            "{err}"
+        );
+        std::fs::write(run.task_scene(), "(copy)").unwrap();
+        assert_eq!(
+            run.read_config().unwrap().task,
+            run.task_scene().display().to_string()
+        );
+        // A built-in task needs no copy.
+        let builtin = TrainConfig::default();
+        std::fs::write(run.config(), builtin.to_toml().unwrap()).unwrap();
+        std::fs::remove_file(run.task_scene()).unwrap();
+        assert_eq!(run.read_config().unwrap().task, builtin.task);
+    }
+
+    #[test]
+    fn a_damaged_config_or_an_unknown_task_is_named() {
+        let (_dir, run) = temp_run();
+        let whole = TrainConfig::default().to_toml().unwrap();
+        // Cut in the [agent] table: read with defaults, it would be another run.
+        let cut = &whole[..whole.find("num_qs").unwrap()];
+        std::fs::write(run.config(), cut).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("config.toml lacks agent.")
+                && err.contains("agent.num_qs")
+                && err.contains("damaged"),
+            "{err}"
+        );
+        std::fs::write(run.config(), "").unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("lacks agent, ") && err.contains(", task, "),
+            "{err}"
+        );
+        // A run from before the later keys existed reads with their defaults.
+        let older: String = whole
+            .lines()
+            .filter(|l| !l.starts_with("sparse") && !l.starts_with("balanced_sampling"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(run.config(), &older).unwrap();
+        run.read_config().unwrap();
+        std::fs::write(run.config(), older.replace("cube-single", "cube-zzz")).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("task = \"cube-zzz\" is not a built-in task (cube-single, cube-double, antmaze-umaze)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_edited_copy_of_the_task_scene_is_refused() {
+        let (_dir, run) = temp_run();
+        let cfg = TrainConfig {
+            task: "/elsewhere/my-task.scn.ron".into(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        let scene = "(goals: [(tolerance: 0.1)])";
+        run.write_task_scene(scene.as_bytes()).unwrap();
+        run.read_config().unwrap();
+        std::fs::write(run.task_scene(), scene.replace("0.1", "5.0")).unwrap();
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "{} was edited after the run started (its CRC-32 is ",
+                run.task_scene().display()
+            )) && err.contains("Restore the file, or start a new run with the edited task"),
+            "{err}"
+        );
+        // What the run did can still be reported.
+        run.read_config_unverified().unwrap();
+        // A run from before the record was kept loads as before.
+        std::fs::remove_file(run.record()).unwrap();
+        run.read_config().unwrap();
+        assert!(run.foreign_entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_original_scene_edited_since_the_run_started_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        std::fs::create_dir_all(run.root()).unwrap();
+        let original = dir.path().join("my-task.scn.ron");
+        std::fs::write(&original, "(a)").unwrap();
+        let cfg = TrainConfig {
+            task: original.display().to_string(),
+            ..TrainConfig::default()
+        };
+        std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
+        run.write_task_scene(b"(a)").unwrap();
+        assert_eq!(run.edited_original_scene(), None);
+        std::fs::write(&original, "(b)").unwrap();
+        assert_eq!(run.edited_original_scene(), Some(original.clone()));
+        std::fs::remove_file(&original).unwrap();
+        assert_eq!(run.edited_original_scene(), None);
+    }
+}

@@ -1,0 +1,161 @@
+//! The legend: each series' label, telling runs and groups of one agent apart.
+
+use std::path::PathBuf;
+
+use super::grouping::differences;
+use super::samples::Drawn;
+
+/// Each series' legend text: a run alone as before (agent and folder); a group as its agent, how many seeds and
+/// what is drawn (`qam (3 seeds, mean, band min–max)`), with the settings in which it differs from another group
+/// of its agent (`qam inv_temp 1 (...)`).
+pub(super) fn series_labels(
+    drawn: &[Drawn],
+    groups: &[Vec<usize>],
+    several_tasks: bool,
+) -> Vec<String> {
+    let alone: Vec<Curve> = groups
+        .iter()
+        .filter(|g| g.len() == 1)
+        .map(|g| {
+            let run = &drawn[g[0]].run;
+            Curve {
+                kind: run.kind,
+                dir: run.dir.clone(),
+                task: run.task.clone(),
+            }
+        })
+        .collect();
+    let mut alone_labels = labels(&alone, several_tasks).into_iter();
+    groups
+        .iter()
+        .map(|group| {
+            if group.len() == 1 {
+                return alone_labels.next().unwrap_or_default();
+            }
+            let first = &drawn[group[0]].run;
+            let differs = differing_settings(drawn, groups, group);
+            let name = if differs.is_empty() {
+                first.kind.to_string()
+            } else {
+                format!("{} {differs}", first.kind)
+            };
+            let mut seeds: Vec<u64> = group.iter().map(|&i| drawn[i].run.seed).collect();
+            seeds.sort_unstable();
+            seeds.dedup();
+            // Two runs of one seed are repeats, not seeds.
+            let count = if seeds.len() == group.len() {
+                format!("{} seeds", group.len())
+            } else {
+                format!("{} runs", group.len())
+            };
+            let task = if several_tasks {
+                format!("{}, ", first.task)
+            } else {
+                String::new()
+            };
+            format!("{name} ({task}{count}, mean, band min–max)")
+        })
+        .collect()
+}
+
+/// The settings in which `group` differs from the other groups of its agent and task (`inv_temp 1, lr 0.001`),
+/// at most three; empty where no other group shares its agent and task.
+fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -> String {
+    let ours = &drawn[group[0]].run;
+    let mut keys: Vec<&String> = Vec::new();
+    for other in groups.iter().filter(|g| g[0] != group[0] && g.len() > 1) {
+        let theirs = &drawn[other[0]].run;
+        if theirs.kind != ours.kind || theirs.task != ours.task {
+            continue;
+        }
+        for (key, _, _) in differences(&ours.settings, &theirs.settings) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    let mut shown: Vec<String> = keys
+        .iter()
+        .take(3)
+        .map(|k| {
+            let value = ours.settings.get(*k).map_or("unset", String::as_str);
+            format!("{k} {value}")
+        })
+        .collect();
+    if keys.len() > 3 {
+        shown.push("...".into());
+    }
+    shown.join(", ")
+}
+
+/// One run's curve and what its label is made of.
+struct Curve {
+    kind: &'static str,
+    dir: PathBuf,
+    task: String,
+}
+
+/// Each run's agent and folder name; the path as given where two folders share a name (every demo's run is
+/// `qam-cpu`), and the task where the chart holds several.
+fn labels(runs: &[Curve], several_tasks: bool) -> Vec<String> {
+    let name = |dir: &PathBuf| {
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run")
+            .to_string()
+    };
+    runs.iter()
+        .map(|run| {
+            let shared = runs
+                .iter()
+                .filter(|r| name(&r.dir) == name(&run.dir))
+                .count()
+                > 1;
+            let which = if shared {
+                run.dir.display().to_string()
+            } else {
+                name(&run.dir)
+            };
+            if several_tasks {
+                format!("{} ({which}, {})", run.kind, run.task)
+            } else {
+                format!("{} ({which})", run.kind)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_tell_runs_apart() {
+        let curve = |kind, dir: &str, task: &str| Curve {
+            kind,
+            dir: dir.into(),
+            task: task.into(),
+        };
+        let runs = [
+            curve("qam", "runs/demo/qam-cpu", "cube-single"),
+            curve("qam", "old/demo/qam-cpu", "cube-single"),
+            curve("bc", "runs/bc", "cube-single"),
+        ];
+        assert_eq!(
+            labels(&runs, false),
+            [
+                "qam (runs/demo/qam-cpu)",
+                "qam (old/demo/qam-cpu)",
+                "bc (bc)"
+            ]
+        );
+        let runs = [
+            curve("qam", "runs/a", "cube-single"),
+            curve("qam", "runs/b", "cube-double"),
+        ];
+        assert_eq!(
+            labels(&runs, true),
+            ["qam (a, cube-single)", "qam (b, cube-double)"]
+        );
+    }
+}

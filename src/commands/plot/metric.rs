@@ -1,0 +1,191 @@
+//! What a chart draws (`--metric`): the evaluations' success rate or return, or a key of `metrics.jsonl`; its
+//! axis' name and scale, and the error for a name no run records.
+
+use anyhow::bail;
+use qamlab_headless::plot::YScale;
+
+use super::read::RunData;
+
+/// What a chart can draw: the evaluations' values, or a key of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Metric {
+    /// `eval.csv`'s success rate.
+    Success,
+    /// `eval.csv`'s mean return.
+    Return,
+    /// A key of `metrics.jsonl`.
+    Logged(String),
+}
+
+/// The metrics a chart can draw from `eval.csv`, by the names `--metric` takes.
+const EVAL_METRICS: [&str; 2] = ["success", "return"];
+
+impl Metric {
+    /// The metric `--metric` names.
+    pub(super) fn parse(name: &str) -> Self {
+        match name {
+            "success" => Metric::Success,
+            "return" => Metric::Return,
+            name => Metric::Logged(name.to_string()),
+        }
+    }
+
+    /// The name `--metric` gives it.
+    pub(super) fn name(&self) -> &str {
+        match self {
+            Metric::Success => "success",
+            Metric::Return => "return",
+            Metric::Logged(name) => name,
+        }
+    }
+
+    /// The y axis' name.
+    pub(super) fn y_desc(&self) -> String {
+        match self {
+            Metric::Success => "success rate".into(),
+            Metric::Return => "mean return (evaluation)".into(),
+            Metric::Logged(name) if self.y_scale() == YScale::SymLog => {
+                format!("{name} (log scale)")
+            }
+            Metric::Logged(name) => name.clone(),
+        }
+    }
+
+    /// Losses and gradient sizes span orders of magnitude over a run (an adjoint loss from 10 to 900): a log
+    /// scale shows each stretch of their course. Q values, rates and counts read best as they are.
+    pub(super) fn y_scale(&self) -> YScale {
+        match self {
+            Metric::Success => YScale::Fraction,
+            Metric::Return => YScale::Linear,
+            Metric::Logged(name)
+                if name.ends_with("_loss")
+                    || matches!(name.as_str(), "grad_norm" | "adj_abs_max") =>
+            {
+                YScale::SymLog
+            }
+            Metric::Logged(_) => YScale::Linear,
+        }
+    }
+}
+
+/// An unknown metric is an error naming the ones the runs record, and the one likely meant.
+pub(super) fn check_metric_name(name: &str, runs: &[RunData]) -> anyhow::Result<()> {
+    let mut logged: Vec<&str> = runs
+        .iter()
+        .flat_map(|run| run.rows.iter().flatten())
+        .flat_map(|row| row.values.keys().map(String::as_str))
+        .collect();
+    logged.sort_unstable();
+    logged.dedup();
+    if logged.contains(&name) {
+        return Ok(());
+    }
+    let known = EVAL_METRICS.iter().copied().chain(logged.iter().copied());
+    let guess = qamlab_sim::scene::closest_name(name, known)
+        .map(|k| format!(" (did you mean {k}?)"))
+        .unwrap_or_default();
+    let recorded = if logged.is_empty() {
+        "none: their metrics.jsonl hold no rows yet".to_string()
+    } else {
+        logged.join(", ")
+    };
+    bail!(
+        "--metric {name}: no run records it{guess}. Expected success or return (eval.csv), or a key of the runs' \
+         metrics.jsonl: {recorded}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use qamlab_agent::AgentKind;
+    use qamlab_headless::plot::YScale;
+
+    use crate::commands::plot::fixtures::{fake_run_of, metric_args, points, row};
+    use crate::commands::plot::{PlotArgs, prepare};
+
+    #[test]
+    fn metrics_come_from_metrics_jsonl_losses_on_a_log_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = |k: f64| [row(100, 10.0, 1.0 * k), row(200, 20.0, 100.0 * k)];
+        let s0 = fake_run_of(dir.path(), "s0", AgentKind::Qam, 0, &[], &rows(1.0));
+        let s1 = fake_run_of(dir.path(), "s1", AgentKind::Qam, 1, &[], &rows(3.0));
+        // BC trains no critic: its rows have no critic_loss.
+        let bc = fake_run_of(
+            dir.path(),
+            "bc",
+            AgentKind::Bc,
+            0,
+            &[],
+            &[serde_json::json!({"step": 100, "flow_loss": 0.5, "wall_seconds": 1.0})],
+        );
+        let plot = prepare(&metric_args("critic_loss", &[&s0, &s1, &bc])).unwrap();
+        assert_eq!(plot.chart.y_scale, YScale::SymLog);
+        assert_eq!(plot.chart.y_desc, "critic_loss (log scale)");
+        assert_eq!(
+            points(&plot.chart.series[0]),
+            [
+                (100.0, 2.0, Some((1.0, 3.0))),
+                (200.0, 200.0, Some((100.0, 300.0)))
+            ]
+        );
+        assert_eq!(plot.chart.series.len(), 1);
+        assert_eq!(
+            plot.warnings,
+            [format!("{} records no critic_loss: left out", bc.display())]
+        );
+        // --smooth 2: each run's trailing mean (1, then 50.5; 3, then 151.5), then the seeds' mean and band.
+        let plot = prepare(&PlotArgs {
+            smooth: 2,
+            ..metric_args("critic_loss", &[&s0, &s1])
+        })
+        .unwrap();
+        assert_eq!(
+            plot.chart.y_desc,
+            "critic_loss (log scale), mean of 2 points"
+        );
+        assert_eq!(
+            points(&plot.chart.series[0]),
+            [
+                (100.0, 2.0, Some((1.0, 3.0))),
+                (200.0, 101.0, Some((50.5, 151.5)))
+            ]
+        );
+        // Q values are drawn as they are.
+        let plot = prepare(&metric_args("q_mean", &[&s0])).unwrap();
+        assert_eq!(plot.chart.y_scale, YScale::Linear);
+        assert_eq!(points(&plot.chart.series[0])[1], (200.0, -100.0, None));
+        // `return` is the evaluations' mean return.
+        let evaluated = fake_run_of(dir.path(), "ev", AgentKind::Qam, 5, &[(100, 0.5)], &[]);
+        let plot = prepare(&metric_args("return", &[&evaluated])).unwrap();
+        assert_eq!(points(&plot.chart.series[0]), [(100.0, -50.0, None)]);
+        assert_eq!(plot.chart.y_scale, YScale::Linear);
+    }
+
+    #[test]
+    fn an_unknown_metric_names_those_recorded_and_the_one_likely_meant() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = fake_run_of(
+            dir.path(),
+            "s0",
+            AgentKind::Qam,
+            0,
+            &[],
+            &[row(100, 10.0, 1.0)],
+        );
+        let err =
+            |metric: &str| format!("{:#}", prepare(&metric_args(metric, &[&run])).unwrap_err());
+        let typo = err("critic_los");
+        assert!(
+            typo.contains("--metric critic_los: no run records it (did you mean critic_loss?)")
+                && typo.contains("success or return (eval.csv)")
+                && typo.contains("metrics.jsonl: critic_loss, q_mean, wall_seconds"),
+            "{typo}"
+        );
+        assert!(err("sucess").contains("did you mean success?"));
+        let far = err("entropy");
+        assert!(
+            !far.contains("did you mean") && far.contains("critic_loss"),
+            "{far}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! `qamlab plot`: several runs on one chart (e.g. QAM against BC): their evaluations' success rate or return, or
+//! any value their `metrics.jsonl` records, against training steps or wall-clock time. Runs that differ only in
+//! their seed are drawn as one series: their mean, with a band from the least to the greatest.
+
+mod grouping;
+mod labels;
+mod metric;
+mod read;
+mod samples;
+mod wall_clock;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::path::{Path, PathBuf};
+
+use qamlab_headless::plot::{Chart, STEPS_DESC, draw_chart};
+
+use grouping::{apart_notes, group_by_settings, series};
+use metric::{Metric, check_metric_name};
+use read::{RunData, check_distinct, read_run};
+use samples::drawable;
+
+/// Flags of `qamlab plot`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PlotArgs {
+    /// Run directories written by `qamlab train`.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output PNG.
+    #[arg(long, default_value = "learning_curves.png")]
+    pub out: PathBuf,
+    /// Chart title (default: the task's name).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// What to draw: `success` (the evaluations' success rate), `return` (their mean return), or a key of the
+    /// runs' metrics.jsonl: critic_loss, flow_loss, adj_loss, actor_loss, total_loss, grad_norm, q_mean, q_min,
+    /// q_max, updates_per_second, env_steps_per_second, online_recent_success, ... (losses on a log scale).
+    #[arg(long, default_value = "success")]
+    pub metric: String,
+    /// Across: `steps` (training steps, offline then online) or `time` (wall-clock minutes since the run started,
+    /// from metrics.jsonl's wall_seconds).
+    #[arg(long, value_enum, default_value_t = XAxis::Steps)]
+    pub x: XAxis,
+    /// Draw each run alone, instead of runs that differ only in their seed as one mean with a min–max band (runs
+    /// group where their configs are equal but for the seed, the device, CUDA graphs, the split update and the log
+    /// and checkpoint intervals, with the dataset compared by file name: each seed's demo has its own copy).
+    #[arg(long)]
+    pub no_group: bool,
+    /// Draw each point as the mean of the last N of its run (itself and the N-1 before it): metrics rows are one
+    /// batch's values each, so losses jump from row to row (default 1: as recorded).
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one::<usize>)]
+    pub smooth: usize,
+}
+
+/// What the chart's x axis counts.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XAxis {
+    /// Training steps: offline gradient steps, then online env steps.
+    Steps,
+    /// Wall-clock minutes since the run started.
+    Time,
+}
+
+/// Reads each run's evaluations or metrics and draws them together.
+pub fn run(args: PlotArgs) -> anyhow::Result<()> {
+    check_out(&args.out)?;
+    let plot = prepare(&args)?;
+    for note in &plot.notes {
+        eprintln!("note: {note}");
+    }
+    for warning in &plot.warnings {
+        tracing::warn!("{warning}");
+    }
+    draw_chart(&args.out, &plot.chart)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// A chart ready to draw, and what the reader should know of how it was made.
+#[derive(Debug)]
+struct Plot {
+    chart: Chart,
+    /// Where the chart leaves something out (steps some seeds lack, runs without the metric).
+    warnings: Vec<String>,
+    /// Why runs that look alike were drawn apart.
+    notes: Vec<String>,
+}
+
+/// Checks `--out` before any run is read.
+fn check_out(out: &Path) -> anyhow::Result<()> {
+    let is_png = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    anyhow::ensure!(
+        is_png,
+        "--out {}: the chart is written as PNG; give a .png file name",
+        out.display()
+    );
+    qamlab_headless::files::check_writable(out, "--out")
+}
+
+/// Everything but the drawing: the runs read, grouped, averaged and labelled.
+fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
+    check_distinct(&args.runs)?;
+    let metric = Metric::parse(&args.metric);
+    let needs_rows = matches!(metric, Metric::Logged(_)) || args.x == XAxis::Time;
+    let runs = args
+        .runs
+        .iter()
+        .map(|dir| read_run(dir, &metric, needs_rows))
+        .collect::<anyhow::Result<Vec<RunData>>>()?;
+    if let Metric::Logged(name) = &metric {
+        check_metric_name(name, &runs)?;
+    }
+    let mut warnings = Vec::new();
+    let drawn = drawable(runs, &metric, (args.x, args.smooth), &mut warnings)?;
+    let groups = if args.no_group {
+        (0..drawn.len()).map(|i| vec![i]).collect()
+    } else {
+        group_by_settings(&drawn)
+    };
+    let mut tasks: Vec<String> = Vec::new();
+    for d in &drawn {
+        if !tasks.contains(&d.run.task) {
+            tasks.push(d.run.task.clone());
+        }
+    }
+    let series = series(&drawn, &groups, tasks.len() > 1, &mut warnings)?;
+    let notes = if args.no_group {
+        Vec::new()
+    } else {
+        apart_notes(&drawn, &groups)
+    };
+    let offline: Vec<u64> = drawn.iter().map(|d| d.run.offline_steps).collect();
+    let chart = Chart {
+        // Runs of several tasks can share a chart; the title then names each task.
+        title: args.title.clone().unwrap_or(tasks.join(" / ")),
+        x_desc: match args.x {
+            XAxis::Steps => STEPS_DESC.into(),
+            XAxis::Time => "wall-clock minutes since the run started".into(),
+        },
+        y_desc: match args.smooth {
+            1 => metric.y_desc(),
+            n => format!("{}, mean of {n} points", metric.y_desc()),
+        },
+        y_scale: metric.y_scale(),
+        // One mark, where every run goes online at the same step: any other would be wrong for some of them.
+        online_from: (args.x == XAxis::Steps && offline.iter().all(|&s| s == offline[0]))
+            .then_some(offline[0] as f64),
+        series,
+    };
+    Ok(Plot {
+        chart,
+        warnings,
+        notes,
+    })
+}
+
+/// Steps as a short list: `45000, 50000` or `5000, 10000, 15000 and 7 more`.
+fn list_steps(steps: &[u64]) -> String {
+    let shown: Vec<String> = steps.iter().take(3).map(u64::to_string).collect();
+    match steps.len() {
+        n if n > 3 => format!("{} and {} more", shown.join(", "), n - 3),
+        _ => shown.join(", "),
+    }
+}
