@@ -1,7 +1,7 @@
 //! Where a walking robot can be in a task scene. [`Maze`]: where the walking script's robot can stand, as an
 //! occupancy grid of its floor with the walls grown by the robot's reach, and [`DistanceField`]s over it that lead
-//! to a target around the walls. [`Terrain`]: where its torso could get to with any gait, stepping up and down,
-//! crawling under things and held over gaps by its legs, which only a task that cannot be solved lacks.
+//! to a target around the walls. [`Terrain`]: where its torso could get to with any gait on level ground, stepping
+//! over things, crawling under them and held over gaps by its legs, which only a task that cannot be solved lacks.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -358,7 +358,9 @@ pub struct Torso {
     /// How far from its centre, horizontally, it keeps from what it cannot pass over or under (m): what it fills
     /// however it turns, less the grid's half-diagonal.
     pub half_width: f32,
-    /// The highest step it takes up (m): the whole robot's height at the start, as its legs may push it that high.
+    /// The highest step it takes up (m): the whole robot's height at the start, or its legs' reach and its own
+    /// longest extent (stood on end on a leg straightened under it) where that is more: its legs may push it that
+    /// high.
     pub climb: f32,
     /// Lying flat, it passes under what is this high above the ground (m).
     pub thickness: f32,
@@ -374,15 +376,19 @@ impl Torso {
         let Some(collider) = &scene.bodies[torso].collider else {
             return Err("a torso with a collider".into());
         };
-        let inscribed = match collider.shape {
-            Shape::Cuboid { half_extents } => half_extents.min_element(),
-            Shape::Ball { radius } => radius,
+        // Its smallest and largest half-extents, whichever way it turns.
+        let (inscribed, circumscribed) = match collider.shape {
+            Shape::Cuboid { half_extents } => (half_extents.min_element(), half_extents.length()),
+            Shape::Ball { radius } => (radius, radius),
             // A capsule's caps add to its length: its radius is its smallest half-extent.
-            Shape::Capsule { radius, .. } => radius,
+            Shape::Capsule {
+                radius,
+                half_height,
+            } => (radius, radius + half_height),
             Shape::Cylinder {
                 half_height,
                 radius,
-            } => radius.min(half_height),
+            } => (radius.min(half_height), radius.hypot(half_height)),
             Shape::ConvexHull { .. } => return Err("a torso that is no convex hull".into()),
         };
         let (low, high) = scene.collider_bounds(torso).expect("it has a collider");
@@ -391,11 +397,13 @@ impl Torso {
         // length from its origin (a tilt may carry the offset sideways); the grid holds its origin only to within
         // a cell's half-diagonal.
         let half_width = (inscribed - collider.offset.length() - HALF_DIAGONAL).max(0.0);
+        // Turned onto its thinnest side, it may be no thicker than that.
+        let thickness = (high.z - low.z).min(2.0 * inscribed);
         Ok(Self {
             half_width,
-            climb: head - feet,
-            // Turned onto its thinnest side, it may be no thicker than that.
-            thickness: (high.z - low.z).min(2.0 * inscribed),
+            // A robot authored crouched may stand taller: on a leg straightened under it, the torso stood on end.
+            climb: (head - feet).max(legs + 2.0 * circumscribed),
+            thickness,
             legs,
         })
     }
@@ -476,70 +484,61 @@ fn exact_solids(scene: &TaskScene, robot: &[usize]) -> Result<Vec<Footprint>, St
     Ok(boxes)
 }
 
-/// Where a robot's torso could get to with any gait: a height field over the scene's fixed and kinematic colliders
-/// that it touches, each cell holding the ground heights the torso fits over there. It steps up at most its
-/// [`climb`](Torso::climb) and down any height, passes over what is lower than its underside standing and under
-/// what is higher than its top lying flat, and is held at the height of anything within its legs' reach (so it
-/// crosses gaps narrower than that) or of the start floor anywhere within that floor's outline. It passes
-/// groundless places within its legs' reach of where it gets to, falling. A target it cannot get to is one no
-/// policy reaches. Only scenes its boxes describe exactly are judged (see [`Terrain::from_scene`]).
+/// Where a robot's torso could get to with any gait, on level ground: a height field over the scene's fixed and
+/// kinematic colliders that it touches, each cell holding the ground heights within its legs' reach there (the
+/// legs hold it at any of them, so it crosses gaps narrower than their reach) and those the torso fits over. It
+/// steps up at most its [`climb`](Torso::climb), passes over what is lower than its underside standing and under
+/// what is higher than its top lying flat. A fall has no horizontal bound (running off an edge, it flies as far as
+/// its speed carries it, and over walls as high as where it left), so only where it stays on ground of one height
+/// is anything judged: where it can get to other ground, or to an edge with nothing to hold it, or starts over
+/// nothing, [`Terrain::reach_from`] does not say. A target it cannot get to then is one no policy reaches. Only
+/// scenes its boxes describe exactly are judged (see [`Terrain::from_scene`]).
 #[derive(Clone, Debug)]
 pub struct Terrain {
     grid: Grid,
     climb: f32,
-    /// How far the legs reach from the torso's centre, grown by the grid's half-diagonal (m).
-    legs: f32,
-    /// The floor the robot starts on: the height of its feet.
+    /// The robot's lowest point at the start: the torso begins over ground no higher than that.
     feet: f32,
+    /// The heights of everything within the legs' reach of cell `c`, ascending:
+    /// `ground[ground_starts[c]..ground_starts[c + 1]]`.
+    ground: Vec<f32>,
+    ground_starts: Vec<usize>,
     /// The heights the torso fits over in cell `c`, ascending: `heights[starts[c]..starts[c + 1]]`.
     heights: Vec<f32>,
     starts: Vec<usize>,
-    /// Per cell: whether anything lies within the legs' reach.
-    grounded: Vec<bool>,
 }
 
 impl Terrain {
     /// The terrain of `scene` for `torso`, the body of the robot made of `robot` (body indices, the torso first).
     /// Errors, and judges nothing, where it cannot be exact: for a scene boxes do not describe exactly (a loose
     /// body, a fixed one moved at reset, one that is no unturned or quarter-turned cuboid, one only the legs
-    /// touch), without a floor level with the robot's feet, or too large to grid.
+    /// touch), or too large to grid.
     pub fn from_scene(scene: &TaskScene, robot: &[usize], torso: Torso) -> Result<Self, String> {
         let (feet, _) = feet_and_head(scene, robot)?;
         let solids = exact_solids(scene, robot)?;
-        let floors: Vec<Footprint> = solids
-            .iter()
-            .copied()
-            .filter(|s| (s.max.z - feet).abs() <= STEP)
-            .collect();
-        if floors.is_empty() {
-            return Err(format!(
-                "a fixed floor whose top is level with the robot's feet (z = {feet})"
-            ));
-        }
-        let floor = outline(&floors);
         // A foothold anywhere the torso's centre may be in a cell is this near the cell's centre.
         let legs = torso.legs + HALF_DIAGONAL;
-        // Every collider, not only the floor, and room past them for the torso held out over an edge and
-        // falling beyond it.
+        // Every collider, and room past them for the torso held out over an edge and for the edge beyond it.
         let (lo, hi) = outline(&solids);
         let margin = Vec2::splat(2.0 * legs + CELL);
         let grid =
             Grid::covering(lo - margin, hi + margin).map_err(|size| format!("a scene {size}"))?;
-        let (mut heights, mut starts, mut grounded) = (Vec::new(), vec![0], Vec::new());
+        let mut terrain = Self {
+            grid,
+            climb: torso.climb,
+            feet,
+            ground: Vec::new(),
+            ground_starts: vec![0],
+            heights: Vec::new(),
+            starts: vec![0],
+        };
         for c in 0..grid.len() {
             let p = grid.center(c);
-            // The legs hold it at the height of anything they reach (they reach past its side, so that covers
-            // what it rests on), and at the start floor's anywhere within its outline, cell by cell.
             let mut ground: Vec<f32> = solids
                 .iter()
                 .filter(|s| s.distance(p) <= legs)
                 .map(|s| s.max.z)
                 .collect();
-            grounded.push(!ground.is_empty());
-            let half = Vec2::splat(CELL / 2.0);
-            if p.cmpge(floor.0 - half).all() && p.cmple(floor.1 + half).all() {
-                ground.push(feet);
-            }
             ground.sort_by(f32::total_cmp);
             ground.dedup_by(|a, b| *a - *b < 1e-3);
             // Over ground at `g` its underside is anywhere from `g` (lying flat) to `g + climb` (standing): what
@@ -548,22 +547,18 @@ impl Terrain {
                 .iter()
                 .filter(|s| s.distance(p) < torso.half_width)
                 .collect();
-            ground.retain(|&g| {
+            let fits = |g: f32| {
                 near.iter()
                     .all(|s| s.max.z <= g + torso.climb || s.min.z >= g + torso.thickness)
-            });
-            heights.extend(ground);
-            starts.push(heights.len());
+            };
+            terrain
+                .heights
+                .extend(ground.iter().copied().filter(|&g| fits(g)));
+            terrain.starts.push(terrain.heights.len());
+            terrain.ground.extend(ground);
+            terrain.ground_starts.push(terrain.ground.len());
         }
-        Ok(Self {
-            grid,
-            climb: torso.climb,
-            legs,
-            feet,
-            heights,
-            starts,
-            grounded,
-        })
+        Ok(terrain)
     }
 
     /// The heights the torso fits over in cell `c`, as indices into `heights`.
@@ -571,63 +566,70 @@ impl Terrain {
         self.starts[c]..self.starts[c + 1]
     }
 
-    /// Whether anything lies within the legs' reach of `p` (off the grid, nothing does).
-    pub fn has_ground(&self, p: Vec2) -> bool {
-        self.grid.cell(p).is_some_and(|c| self.grounded[c])
+    /// The heights of everything within the legs' reach of cell `c`.
+    fn ground(&self, c: usize) -> &[f32] {
+        &self.ground[self.ground_starts[c]..self.ground_starts[c + 1]]
     }
 
-    /// Where the torso can get to from `start` on the floor the robot starts on, or `None` where it cannot be
-    /// there.
+    /// Where the torso can get to from `start`, or `None` where that is not sure: it starts over no ground, or in
+    /// something (the solver pushes it out anywhere), or drops there next to something it may push off, or it can
+    /// get to ground of another height or to an edge (it may fall off, and a fall has no horizontal bound).
     pub fn reach_from(&self, start: Vec2) -> Option<Reach> {
         let cell = self.grid.cell(start)?;
-        let first = self
+        // It falls onto anything at or below its feet, and rests over the highest of it.
+        let seeds: Vec<usize> = self
             .nodes(cell)
-            .find(|&n| (self.heights[n] - self.feet).abs() <= STEP)?;
-        // Depth-first over (cell, height): to a side cell or within the cell, at most a step up, and down by any
-        // height (walking off a ledge, it drops).
+            .filter(|&n| self.heights[n] <= self.feet + STEP)
+            .collect();
+        let level = seeds.iter().map(|&n| self.heights[n]).reduce(f32::max)?;
+        // Dropping onto it, it lands where it starts unless it has something else to push off.
+        let dropped = level < self.feet - STEP;
+        if dropped && self.ground(cell).iter().any(|&g| (g - level).abs() > STEP) {
+            return None;
+        }
+        let level_with = |n: usize| (self.heights[n] - level).abs() <= STEP;
         let mut reached = vec![false; self.heights.len()];
-        reached[first] = true;
-        let mut stack = vec![(cell, first)];
+        let mut stack = Vec::new();
+        for n in seeds {
+            if !level_with(n) {
+                return None;
+            }
+            reached[n] = true;
+            stack.push((cell, n));
+        }
+        // Depth-first over (cell, height), to a side cell or within the cell, at most a step up: only ground of
+        // the start's height, with ground at its height to hold it in every cell it may step into, diagonally too.
         while let Some((c, n)) = stack.pop() {
-            let sides = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
-                .into_iter()
-                .filter_map(|(di, dj)| self.grid.offset(c, di, dj));
-            for side in sides {
+            let h = self.heights[n];
+            for (di, dj) in (-1..=1).flat_map(|di| (-1..=1).map(move |dj| (di, dj))) {
+                let near = self.grid.offset(c, di, dj)?;
+                if !self.ground(near).iter().any(|&g| (g - h).abs() <= STEP) {
+                    return None;
+                }
+            }
+            for (di, dj) in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)] {
+                let side = self
+                    .grid
+                    .offset(c, di, dj)
+                    .expect("on the grid, as checked above");
                 for m in self.nodes(side) {
-                    if !reached[m] && self.heights[m] - self.heights[n] <= self.climb {
+                    if !reached[m] && self.heights[m] - h <= self.climb {
+                        if !level_with(m) {
+                            return None;
+                        }
                         reached[m] = true;
                         stack.push((side, m));
                     }
                 }
             }
         }
-        let cells: Vec<bool> = (0..self.grid.len())
+        let cells = (0..self.grid.len())
             .map(|c| self.nodes(c).any(|n| reached[n]))
             .collect();
-        let falls = self.falls_from(&cells);
         Some(Reach {
             grid: self.grid,
             cells,
-            falls,
         })
-    }
-
-    /// Per cell: whether the torso passes there falling from the cells `reached`: groundless, and within the
-    /// legs' reach of one of them (it tumbles off an edge).
-    fn falls_from(&self, reached: &[bool]) -> Vec<bool> {
-        let r = (self.legs / CELL).ceil() as isize;
-        let near_reached = |c: usize| {
-            (-r..=r).any(|di| {
-                (-r..=r).any(|dj| {
-                    self.grid.offset(c, di, dj).is_some_and(|n| {
-                        reached[n] && self.grid.center(n).distance(self.grid.center(c)) <= self.legs
-                    })
-                })
-            })
-        };
-        (0..self.grid.len())
-            .map(|c| !self.grounded[c] && near_reached(c))
-            .collect()
     }
 
     /// The centre of the cell nearest to `p` where the torso fits at some height, and its distance from `p`; `None`
@@ -637,14 +639,12 @@ impl Terrain {
     }
 }
 
-/// The places a torso can get to over a [`Terrain`] from one start, and those it passes falling.
+/// The places a torso can get to over a [`Terrain`] from one start.
 #[derive(Clone, Debug)]
 pub struct Reach {
     grid: Grid,
     /// Per cell: whether the torso gets there.
     cells: Vec<bool>,
-    /// Per cell: whether it passes there falling off an edge.
-    falls: Vec<bool>,
 }
 
 impl Reach {
@@ -653,14 +653,9 @@ impl Reach {
         self.grid.cell(p).is_some_and(|c| self.cells[c])
     }
 
-    /// Whether it can fall off an edge somewhere.
-    pub fn falls(&self) -> bool {
-        self.falls.contains(&true)
-    }
-
-    /// Distance from `p` to the nearest place the torso gets to or passes falling (infinite where there is none).
+    /// Distance from `p` to the nearest place the torso gets to (infinite where there is none).
     pub fn distance(&self, p: Vec2) -> f32 {
-        nearest(&self.grid, p, |c| self.cells[c] || self.falls[c]).map_or(f32::INFINITY, |(_, d)| d)
+        nearest(&self.grid, p, |c| self.cells[c]).map_or(f32::INFINITY, |(_, d)| d)
     }
 }
 

@@ -456,37 +456,36 @@ fn check_the_way(maze: &Maze, start: Vec2, goal: &GoalDef, slack: f32) -> Result
     Ok(())
 }
 
-/// The lowest height (z) the goal's target may be drawn at.
-fn lowest_target(goal: &GoalDef) -> f32 {
-    let z = goal.randomize.as_ref().and_then(|(r, _)| r.z);
-    z.map_or(goal.goal.target.z, |z| z.min)
+/// How the torso-only check ([`check_the_terrain`]) failed: as [`WayFault`]'s, for the torso.
+enum TerrainFault {
+    /// A target the goal can draw cannot be reached from the start.
+    Blocked(Vec2),
+    /// A target lies farther than its tolerance (and the slack) from where the torso can be: that far.
+    TooFar(Vec2, f32),
 }
 
-/// [`check_the_way`] for the torso alone, over a [`Terrain`]: whether it can be where it starts and get to
-/// within the goal's tolerance and `slack` of every target the goal can draw. A target over no ground lower than
-/// `standing` (the highest the goal's frame is at the start) counts as met where the torso can fall off an
-/// edge: falling, it may pass there at a speed nothing here bounds.
+/// [`check_the_way`] for the torso alone, over a [`Terrain`]: whether it can get to within the goal's tolerance
+/// and `slack` of every target the goal can draw. Finds no fault where the terrain cannot say where the torso gets
+/// to (see [`Terrain::reach_from`]: it starts in something or over nothing, or may fall).
 fn check_the_terrain(
     terrain: &Terrain,
     start: Vec2,
-    standing: f32,
     goal: &GoalDef,
     slack: f32,
-) -> Result<(), WayFault> {
-    let reach = terrain.reach_from(start).ok_or(WayFault::Start(start))?;
-    let below = lowest_target(goal) < standing && reach.falls();
+) -> Result<(), TerrainFault> {
+    let Some(reach) = terrain.reach_from(start) else {
+        return Ok(());
+    };
     for target in targets(goal) {
-        let met = reach.distance(target) <= goal.goal.tolerance + slack
-            || (below && !terrain.has_ground(target));
-        if met {
+        if reach.distance(target) <= goal.goal.tolerance + slack {
             continue;
         }
         // Too far where the nearest room for the torso is on its way, else the way is shut.
         return Err(match terrain.room_near(target) {
             Some((room, _)) if reach.reaches(room) => {
-                WayFault::TooFar(target, reach.distance(target))
+                TerrainFault::TooFar(target, reach.distance(target))
             }
-            _ => WayFault::Blocked(target),
+            _ => TerrainFault::Blocked(target),
         });
     }
     Ok(())
@@ -518,10 +517,10 @@ fn script_needs(fault: WayFault, goal: &GoalDef, reach: f32) -> String {
     }
 }
 
-/// What the task needs that a [`WayFault`] of the torso-only check ([`check_the_terrain`]) found missing, in words:
+/// What the task needs that a [`TerrainFault`] of the torso-only check ([`check_the_terrain`]) found missing, in words:
 /// even the torso as `torso` describes it cannot do it. `frame` is how far the goal's frame is from the torso's
 /// centre (0 where it is the torso's).
-fn task_needs(fault: WayFault, goal: &GoalDef, torso: &Torso, frame: f32) -> String {
+fn task_needs(fault: TerrainFault, goal: &GoalDef, torso: &Torso, frame: f32) -> String {
     let name = &goal.goal.name;
     let width = torso.half_width;
     // What must reach the target, and how far it is from the torso that the check moves.
@@ -534,17 +533,12 @@ fn task_needs(fault: WayFault, goal: &GoalDef, torso: &Torso, frame: f32) -> Str
         ("its torso", String::new())
     };
     match fault {
-        WayFault::Start(at) => format!(
-            "the robot to start clear of walls: at ({}, {}) even its torso alone, kept {width:.3} m from its \
-             centre to what is in its way, is in one",
-            at.x, at.y
-        ),
-        WayFault::Blocked(t) => format!(
+        TerrainFault::Blocked(t) => format!(
             "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: no way leads there even for \
              its torso alone, kept {width:.3} m from its centre to what is in its way (it fits through passages \
-             wider than about {:.2} m), stepping up at most {:.3} m (the whole robot's height) and down any \
-             height, lying flat under what is over {:.3} m above the ground, and held up by its legs over gaps \
-             within {:.2} m of its centre{beside}",
+             wider than about {:.2} m), stepping up to {:.3} m (as high as the robot stands, or stood on end on a \
+             straightened leg), lying flat under what is over {:.3} m above the ground, and held up by its legs \
+             over gaps within {:.2} m of its centre{beside}",
             t.x,
             t.y,
             2.0 * width,
@@ -552,12 +546,64 @@ fn task_needs(fault: WayFault, goal: &GoalDef, torso: &Torso, frame: f32) -> Str
             torso.thickness,
             torso.legs
         ),
-        WayFault::TooFar(t, nearest) => format!(
+        TerrainFault::TooFar(t, nearest) => format!(
             "goal `{name}`'s target ({}, {}) within its tolerance ({} m) of where {what} can be (the nearest \
              place its torso can be is {nearest:.2} m away{beside})",
             t.x, t.y, goal.goal.tolerance
         ),
     }
+}
+
+/// The least gravity (m/s², straight down) under which the torso-only check judges: the climb it grants is what
+/// the legs may push the torso up to under Earth's, and a weaker pull lets it jump higher.
+const LEAST_GRAVITY: f32 = 9.8;
+
+/// Whether the robot (its bodies `robot`) moves as the torso-only check assumes: under gravity straight down, at
+/// least [`LEAST_GRAVITY`] on each of its bodies (a sideways pull slides it off edges, a weak one lets it jump
+/// high), nothing bouncy, and held by nothing but the joints the script drives between its own bodies (a rail or a
+/// tether may carry it anywhere). (A jointed body is never drawn at reset: it starts where it is authored.)
+fn moves_plainly(scene: &TaskScene, robot: &[usize]) -> bool {
+    let g = scene.settings.gravity;
+    let down = g.x == 0.0 && g.y == 0.0 && g.z <= -LEAST_GRAVITY;
+    let weighed = robot
+        .iter()
+        .all(|&b| scene.bodies[b].body.gravity_scale >= 1.0);
+    let dull = scene
+        .bodies
+        .iter()
+        .filter_map(|b| b.collider.as_ref())
+        .all(|c| c.restitution <= 0.0);
+    let driven = |j: usize| scene.actuators.iter().any(|a| a.joints.contains(&j));
+    let own_joints = scene.joints.iter().enumerate().all(|(j, joint)| {
+        let (parent, child) = (robot.contains(&joint.parent), robot.contains(&joint.child));
+        !(parent || child) || (parent && child && driven(j))
+    });
+    down && weighed && dull && own_joints
+}
+
+/// What the task needs that no policy could give it, where the torso-only check is sure of that: `None` where the
+/// torso of `robot`, whose legs reach `legs` from its centre at `start`, may get within reach of every target of
+/// `goal`, or where the check cannot tell (a robot that moves otherwise than it assumes, a scene its boxes do not
+/// describe exactly, a torso it cannot size, or one that may fall).
+fn task_fault(
+    scene: &TaskScene,
+    robot: &[usize],
+    goal: &GoalDef,
+    legs: f32,
+    start: Vec2,
+) -> Option<String> {
+    // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges, on the one
+    // floor: a way its torso alone fits through (held over gaps by its legs, over steps, crawling under bars: the
+    // `Terrain`) is one a policy may still take. Only where even that is shut is the task at fault.
+    if !moves_plainly(scene, robot) {
+        return None;
+    }
+    let torso = Torso::from_scene(scene, robot, legs).ok()?;
+    let terrain = Terrain::from_scene(scene, robot, torso).ok()?;
+    // The goal's frame may be a site on the torso, as far from its centre as the site's offset.
+    let frame = goal.frame.offset.length();
+    let fault = check_the_terrain(&terrain, start, goal, HALF_DIAGONAL + frame).err()?;
+    Some(task_needs(fault, goal, &torso, frame))
 }
 
 /// The batched walking oracle.
@@ -610,29 +656,13 @@ impl WalkerOracle {
         let goal = &scene.goals[layout.goal];
         if let Err(fault) = check_the_way(&maze, centre, goal, 0.0) {
             let script = no(script_needs(fault, goal, reach + MARGIN));
-            // The script keeps its legs' whole reach, and a margin, from the walls and the floor's edges, on the
-            // one floor: a way its torso alone fits through (held over gaps by its legs, up and down steps,
-            // crawling under bars: the `Terrain`) is one a policy may still take. Only where even that is shut is
-            // the task at fault, and only where the check can tell: a scene its boxes do not describe exactly, or
-            // a torso it cannot size, is not judged.
-            let Ok(torso) = Torso::from_scene(scene, &robot, reach) else {
-                return Err(script);
-            };
-            let Ok(terrain) = Terrain::from_scene(scene, &robot, torso) else {
-                return Err(script);
-            };
-            // The goal's frame may be a site on the torso, as far from its centre as the site's offset.
-            let frame = goal.frame.offset.length();
-            let standing = scene.bodies[robot[0]].body.translation.z + frame;
-            return Err(
-                match check_the_terrain(&terrain, centre, standing, goal, HALF_DIAGONAL + frame) {
-                    Err(fault) => TaskError::Unsolvable {
-                        task: spec.task.clone(),
-                        needs: task_needs(fault, goal, &torso, frame),
-                    },
-                    Ok(()) => script,
+            return Err(match task_fault(scene, &robot, goal, reach, centre) {
+                Some(needs) => TaskError::Unsolvable {
+                    task: spec.task.clone(),
+                    needs,
                 },
-            );
+                None => script,
+            });
         }
         let walks = seeds
             .iter()

@@ -224,3 +224,41 @@ fn a_site_goal_is_judged_from_its_site() {
         "{err}"
     );
 }
+
+/// G1: a ball held by a fixed joint to a small loose box is no part of the robot (the actions move neither): it
+/// may roll on past any push, so nothing is claimed. Nor where the gantry's own base is loose, and may shuffle.
+#[test]
+fn only_the_actuated_chain_is_the_robot() {
+    let ball = "    13: (
+      components: {
+        \"qamlab_sim::authoring::Body\": (
+          name: \"weight\", kind: Dynamic, translation: (0.25, 0.0, 0.05), rotation: (0.0, 0.0, 0.0, 1.0),
+        ),
+        \"qamlab_sim::authoring::Collider\": (
+          shape: Cuboid(half_extents: (0.005, 0.005, 0.005)), density: 1000.0, friction: 1.0, membership: 1,
+        ),
+      },
+    ),
+    14: (
+      components: {
+        \"qamlab_sim::authoring::Body\": (
+          name: \"ball\", kind: Dynamic, translation: (0.25, 0.0, 0.05), rotation: (0.0, 0.0, 0.0, 1.0),
+        ),
+        \"qamlab_sim::authoring::Collider\": (
+          shape: Ball(radius: 0.05), density: 1000.0, friction: 1.0, membership: 1,
+        ),
+        \"qamlab_sim::authoring::Joint\": (
+          name: \"ball_weight\", parent: \"weight\", child: \"ball\", kind: Fixed, anchor: (0.25, 0.0, 0.05),
+        ),
+      },
+    ),
+    12: (
+";
+    let text = single(12.0, &[("    12: (\n", ball)]);
+    assert!(!claimed(&text), "{:?}", refusal(&text));
+    let base = "name: \"gantry\", kind: Fixed, translation: (0.0, 0.0, 0.25), rotation: (0.0, 0.0, 0.0, 1.0),";
+    let loose = "name: \"gantry\", kind: Dynamic, translation: (0.0, 0.0, 0.25), rotation: (0.0, 0.0, 0.0, 1.0), \
+                 extra_mass: 10.0,";
+    let text = single(12.0, &[(base, loose)]);
+    assert!(!claimed(&text), "{:?}", refusal(&text));
+}

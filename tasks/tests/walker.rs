@@ -358,12 +358,31 @@ fn with_boxes(text: &str, boxes: &[Corners]) -> String {
     with_entities(text, &entities)
 }
 
-/// antmaze-umaze's text with its walls raised to 45 cm, above the whole robot (31.5 cm from its feet to the top of
-/// its torso), which the unsolvable check lets it climb: its own walls, 30 cm high, are lower.
+/// antmaze-umaze's text with its walls `height` m high (from the floor), in place of its own 30 cm.
+fn walls_of(text: &str, height: f32) -> String {
+    let half = height / 2.0;
+    let walls = text
+        .replace(
+            ", 0.15)), density: 0.0",
+            &format!(", {half:?})), density: 0.0"),
+        )
+        .replace(", 0.15), rotation", &format!(", {half:?}), rotation"));
+    assert_eq!(walls.matches(&format!(", {half:?})), density")).count(), 5);
+    assert_eq!(walls.matches(&format!(", {half:?}), rotation")).count(), 5);
+    walls
+}
+
+/// antmaze-umaze's text with its walls raised to 1 m, above all the unsolvable check lets the robot climb: the whole
+/// robot (31.5 cm from its feet to the top of its torso) or a leg straightened under its torso (its legs reach
+/// 31 cm, its ball is 22 cm across), 53 cm. Its own walls, 30 cm high, are lower.
 fn tall_walls(text: &str) -> String {
-    let tall = text.replace(", 0.15)), density: 0.0", ", 0.3)), density: 0.0");
-    assert_eq!(tall.matches(", 0.3)), density").count(), 5);
-    tall
+    walls_of(text, 1.0)
+}
+
+/// `text` with the robot (and the goal's height) raised `by` m above where antmaze-umaze authors it.
+fn raised(text: &str, by: f32) -> String {
+    text.replace(", 0.205)", &format!(", {:?})", 0.205 + by))
+        .replace(", 0.115)", &format!(", {:?})", 0.115 + by))
 }
 
 /// Whether the refusal of `text` is the script's own (the task is not judged unsolvable).
@@ -391,13 +410,15 @@ fn mazes_the_walk_cannot_solve_are_refused_naming_why() {
     let ant = builtin_text("antmaze-umaze");
     let middle = "translation: (-0.5, 0.0, 0.15)";
     assert!(ant.contains(middle));
-    // The middle wall moved onto the robot's start, all walls taller than the whole robot (its own walls, lower,
-    // might be climbed).
+    // The middle wall moved onto the robot's start, all walls too tall to climb (its own walls, lower, might be
+    // climbed): the solver pushes the robot out of it, anywhere (run, it sank through the floor), so the task is
+    // not judged; the script's message says where it starts.
     let e = refusal(tall_walls(
         &ant.replace(middle, "translation: (-1.0, 1.0, 0.15)"),
     ));
     assert!(
-        e.starts_with("task `antmaze-umaze` cannot be solved as laid out: it needs the robot to start clear of walls")
+        e.contains("has no scripted oracle")
+            && e.contains("to start on the floor")
             && e.contains("(-1, 1)"),
         "{e}"
     );
@@ -481,11 +502,11 @@ fn a_robot_given_no_action_stands_still() {
 
 #[test]
 fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
-    // antmaze-umaze's torso is a ball of radius 0.11 centred 0.205 m over its feet: the check lets it step up the
-    // whole robot's height, 0.315 m (its legs might push it that high), and, lying flat, pass under what is over
-    // 0.22 m above the ground. Its walk goes east along the top corridor (y in [0.5, 1.5]), south down the east
-    // one (x in [0.5, 1.5]), and west along the bottom one to the goal's cell, x and y in [-1.5, -0.5]. The
-    // impossible layouts raise the maze's walls above 0.315 m, which it might otherwise climb.
+    // antmaze-umaze's torso is a ball of radius 0.11 centred 0.205 m over its feet: the check lets it step up 0.53
+    // m (a leg, reaching 0.31 m, straightened under it), more than the whole robot's height, 0.315 m, and, lying
+    // flat, pass under what is over 0.22 m above the ground. Its walk goes east along the top corridor (y in [0.5,
+    // 1.5]), south down the east one (x in [0.5, 1.5]), and west along the bottom one to the goal's cell, x and y
+    // in [-1.5, -0.5]. The impossible layouts raise the maze's walls to 1 m, which it might otherwise climb.
     let ant = builtin_text("antmaze-umaze");
     let tall = tall_walls(ant);
     let solvable = |text: &str, boxes: &[Corners], what: &str| {
@@ -507,38 +528,43 @@ fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
     ];
     solvable(ant, &[steps[0], steps[1], platform], "stairs");
     solvable(&tall, &[platform], "a 15 cm step");
-    // The goal's cell raised 40 cm, higher than the whole robot: a cliff.
+    // The goal's cell raised 1 m, higher than the robot climbs: a cliff.
     shut(
-        &[("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 0.4])],
+        &[("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 1.0])],
         "a cliff",
     );
     // A bar across the east corridor, 25 to 30 cm up: lower than the torso's top standing (31.5 cm), higher
     // than lying flat (22 cm).
     let bar = ("bar", [0.5, -0.05, 0.25], [1.5, 0.05, 0.3]);
     solvable(&tall, &[bar], "a bar to crawl under");
-    // A bar 15 to 50 cm up is too low to crawl under and too high to step over.
+    // A bar 15 cm to 1 m up is too low to crawl under and too high to step over.
     shut(
-        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 0.5])],
+        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 1.0])],
         "a low bar",
     );
-    // A wall from the floor across the bottom corridor, taller than the whole robot.
+    // A wall from the floor across the bottom corridor, taller than the robot climbs.
     shut(
-        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 0.4])],
-        "a 40 cm wall",
+        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 1.0])],
+        "a 1 m wall",
+    );
+    // U2: one 45 cm high, taller than the robot as authored but lower than a leg straightened under its torso,
+    // is not judged.
+    solvable(
+        &walls_of(ant, 0.45),
+        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 0.45])],
+        "a 45 cm wall",
     );
     // The robot raised 5 cm onto a dais over its start cell: the script's floor is the dais alone, but the torso
     // steps down from it, and drops from a higher one.
-    for (dais, body, shin) in [(0.05, "0.255", "0.165"), (0.25, "0.455", "0.365")] {
-        let raised = ant
-            .replace(", 0.205)", &format!(", {body})"))
-            .replace(", 0.115)", &format!(", {shin})"));
+    for dais in [0.05, 0.25] {
         let boxes = [("dais", [-1.5, 0.5, 0.0], [-0.5, 1.5, dais])];
-        the_scripts(with_boxes(&raised, &boxes)).unwrap_or_else(|e| panic!("a {dais} m dais: {e}"));
+        the_scripts(with_boxes(&raised(ant, dais), &boxes))
+            .unwrap_or_else(|e| panic!("a {dais} m dais: {e}"));
     }
 }
 
-/// A gate across the top corridor, from the floor to above the whole robot.
-const GATE: Corners = ("gate", [-0.05, 0.5, 0.0], [0.05, 1.5, 0.45]);
+/// A gate across the top corridor, from the floor to above all the robot climbs.
+const GATE: Corners = ("gate", [-0.05, 0.5, 0.0], [0.05, 1.5, 1.0]);
 
 /// `text` with `entity`'s last component closed and `component` (its text) added after it.
 fn with_component(entity: &str, component: &str) -> String {
@@ -570,12 +596,12 @@ fn only_what_its_boxes_describe_exactly_is_judged() {
                 "({:?}, {:?}, {:?})",
                 sign(1) * 0.05,
                 sign(2) * 0.5,
-                sign(4) * 0.225
+                sign(4) * 0.5
             )
         })
         .collect();
     let hull = gate.replace(
-        "Cuboid(half_extents: (0.05, 0.5, 0.225))",
+        "Cuboid(half_extents: (0.05, 0.5, 0.5))",
         &format!("ConvexHull(points: [{}])", corners.join(", ")),
     );
     assert_ne!(hull, gate);
@@ -587,7 +613,7 @@ fn only_what_its_boxes_describe_exactly_is_judged() {
     the_scripts(with_entities(&tall, &[gate.clone(), plank])).unwrap();
     // Turned 45 degrees about z, its bounding box is not its shape: not judged.
     let turned = |q: &str| {
-        box_entity(0, ("gate", [-0.5, 0.95, 0.0], [0.5, 1.05, 0.45]))
+        box_entity(0, ("gate", [-0.5, 0.95, 0.0], [0.5, 1.05, 1.0]))
             .replace("rotation: (0.0, 0.0, 0.0, 1.0)", q)
     };
     let yawed = turned("rotation: (0.0, 0.0, 0.38268343, 0.92387953)");
@@ -615,10 +641,10 @@ fn gaps_edges_and_a_goal_frame_off_the_torso_are_judged_generously() {
         );
     let east = ("floor_east", [0.15, -1.6, -0.13], [1.6, 1.6, -0.03]);
     the_scripts(with_boxes(&cut, &[east])).unwrap();
-    // A chasm 80 cm wide, more than the legs reach from either side, it cannot cross.
+    // A chasm 80 cm wide, more than the legs reach from either side: not judged, as the torso might leap it, and
+    // falling in it might land anywhere.
     let far = ("floor_east", [0.8, -1.6, -0.13], [1.6, 1.6, -0.03]);
-    let e = unsolvable(with_boxes(&cut, &[far]));
-    assert!(e.contains("no way leads there"), "{e}");
+    the_scripts(with_boxes(&cut, &[far])).unwrap();
 
     // A fixed target for the torso, past the south wall.
     let goal = "frame: \"torso\", target: (-1.0, -1.0, 0.205), tolerance: 0.3),";
@@ -647,8 +673,8 @@ fn gaps_edges_and_a_goal_frame_off_the_torso_are_judged_generously() {
         "{e}"
     );
 
-    // The west wall gone, the floor's west edge (x = -1.6) is open: the legs hold the torso out over it some
-    // 0.3 m, and it passes as far again falling off.
+    // The west wall gone, the floor's west edge (x = -1.6) is open: the torso may run off it, so nothing is judged,
+    // near the edge or past it, in the air or below.
     let west = "name: \"wall_west\"";
     let at = tall.find(west).unwrap();
     let (start, end) = (
@@ -657,13 +683,83 @@ fn gaps_edges_and_a_goal_frame_off_the_torso_are_judged_generously() {
     );
     let open = format!("{}{}", &tall[..start], &tall[end..]);
     assert!(!open.contains(west));
-    the_scripts(fixed(&open, "torso", "(-2.4, 1.0, 0.205)")).unwrap();
-    // Past that, in the air at the torso's height, it cannot be.
-    let e = unsolvable(fixed(&open, "torso", "(-2.8, 1.0, 0.205)"));
-    assert!(
-        e.contains("within its tolerance (0.3 m) of where its torso can be (the nearest place its torso can be is 0.59 m away)"),
-        "{e}"
+    for at in [
+        "(-2.4, 1.0, 0.205)",
+        "(-2.8, 1.0, 0.205)",
+        "(-2.8, 1.0, -0.5)",
+    ] {
+        the_scripts(fixed(&open, "torso", at)).unwrap();
+    }
+}
+
+#[test]
+fn a_robot_moved_by_more_than_its_legs_is_not_judged() {
+    // The gate shuts the goal off, and is claimed so under plain gravity (see above).
+    let shut = with_boxes(&tall_walls(builtin_text("antmaze-umaze")), &[GATE]);
+    let gravity = "gravity: (0.0, 0.0, -9.81)";
+    assert!(shut.contains(gravity));
+    // W2: gravity pulling sideways slides it off edges; a weak pull lets it jump over the gate.
+    for pull in ["gravity: (3.0, 0.0, -9.81)", "gravity: (0.0, 0.0, -1.0)"] {
+        the_scripts(shut.replace(gravity, pull)).unwrap_or_else(|e| panic!("{pull}: {e}"));
+    }
+    // A bouncy floor may throw it higher than its legs push it.
+    let floor = "density: 0.0, friction: 1.0, membership: 1,";
+    the_scripts(shut.replacen(
+        floor,
+        "density: 0.0, friction: 1.0, restitution: 0.9, membership: 1,",
+        1,
+    ))
+    .unwrap();
+    // W3: a fixed body without a collider holding the torso on a rail carries it along, over the gate.
+    let rail = "    89: (\n      components: {\n        \"qamlab_sim::authoring::Body\": (\n          name: \"rail\", \
+                kind: Fixed, translation: (-1.0, 1.0, 0.205), rotation: (0.0, 0.0, 0.0, 1.0),\n        ),\n        \
+                \"qamlab_sim::authoring::Joint\": (\n          name: \"rail\", parent: \"rail\", child: \"torso\", \
+                kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (-1.0, 1.0, 0.205), limits: Some((min: \
+                -0.1, max: 5.0)),\n        ),\n      },\n    ),\n";
+    the_scripts(with_entities(&shut, &[rail.to_string()])).unwrap();
+}
+
+#[test]
+fn a_robot_authored_above_its_floor_is_judged_from_where_it_lands() {
+    let tall = tall_walls(builtin_text("antmaze-umaze"));
+    // W1: authored 0.5 m up, the robot drops onto the floor of its cell; a shelf level with its feet, east of the
+    // gate, is the script's floor, which the robot does not start on.
+    let up = raised(&tall, 0.5);
+    let shelf = ("shelf", [0.5, 0.5, 0.0], [1.5, 1.5, 0.5]);
+    let e = unsolvable(with_boxes(&up, &[GATE, shelf]));
+    assert!(e.contains("no way leads there"), "{e}");
+    // Without the gate, the way is open from where it lands (and the shelf, which it climbs, leaves it unjudged).
+    the_scripts(with_boxes(&up, &[shelf])).unwrap();
+    // Over nothing at all (the floor moved south, off its cell), it is not judged.
+    let floor = "translation: (0.0, 0.0, -0.05), rotation";
+    let gated = with_boxes(&up, &[GATE, shelf]);
+    assert!(gated.contains(floor));
+    the_scripts(gated.replace(floor, "translation: (0.0, -1.5, -0.05), rotation")).unwrap();
+}
+
+#[test]
+fn a_ledge_it_may_fall_off_is_not_judged() {
+    // U1: past the east edge (the east wall gone), a floor 1 m lower beyond a 0.9 m gap: running off the edge,
+    // the torso flies as far as its speed carries it, so a target on the lower floor is not judged, however
+    // far it is.
+    let tall = tall_walls(builtin_text("antmaze-umaze"));
+    let east = "name: \"wall_east\"";
+    let at = tall.find(east).unwrap();
+    let (start, end) = (
+        tall[..at].rfind("\n    5: (").unwrap(),
+        at + tall[at..].find("\n    ),").unwrap() + "\n    ),".len(),
     );
-    // Below the floor, it may pass falling at a speed the check does not bound.
-    the_scripts(fixed(&open, "torso", "(-2.8, 1.0, -0.5)")).unwrap();
+    let open = format!("{}{}", &tall[..start], &tall[end..]);
+    assert!(!open.contains(east));
+    let randomized = "        \"qamlab_sim::authoring::RandomizeTarget\": (\n          x: Some((min: -1.25, max: -0.75)), y: Some((min: -1.25, max: -0.75)),\n        ),\n";
+    let goal = "target: (-1.0, -1.0, 0.205), tolerance: 0.3)";
+    let below = open
+        .replace(randomized, "")
+        .replace(goal, "target: (5.0, 1.0, -0.795), tolerance: 0.3)");
+    let low = ("low_floor", [2.5, -1.6, -1.1], [6.0, 1.6, -1.0]);
+    the_scripts(with_boxes(&below, &[low])).unwrap();
+    // The same target with a wall, too tall to climb, along the edge: claimed.
+    let edge = ("edge", [1.5, -1.6, 0.0], [1.6, 1.6, 1.0]);
+    let e = unsolvable(with_boxes(&below, &[low, edge]));
+    assert!(e.contains("no way leads there"), "{e}");
 }

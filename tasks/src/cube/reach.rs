@@ -41,11 +41,12 @@ impl RobotReach {
     /// The bound for `scene`, whose pinch starts at `home`; `None` where the check cannot be sure what moves how
     /// far: gravity not straight down; anything bouncy or slippery (friction under 0.1); a fixed collider tilted or
     /// other than a box (a ramp or a chute carries a cube past any reach); a loose body other than a box (it may
-    /// roll) or under other than plain gravity (it may float or rise); a joint on a cube, or one the robot starts
-    /// away from its place; and a hand that turns other than about z at `dyaw`, or slides without limits.
+    /// roll) or under other than plain gravity (it may float or rise); a joint on a cube, one on a loose body
+    /// other than the actuated chain's, or a robot body moved at reset; and a hand that turns other than about z at
+    /// `dyaw`, or slides without limits.
     pub fn of(scene: &TaskScene, home: Vec3) -> Option<Self> {
         let robot = robot_bodies(scene);
-        if !settled(scene, &robot) {
+        if !jointed_only_in_the_chain(scene, &robot) || !settled(scene, &robot) {
             return None;
         }
         let yaw_axis = yaw_axis(scene)?;
@@ -170,12 +171,36 @@ impl RobotReach {
     }
 }
 
-/// The bodies the robot's joints hold (the children of joints), cubes aside.
+/// The bodies the gantry's actuated chain moves: the children of the joints that `dx`, `dy`, `dz`, `dyaw` and
+/// `gripper` drive, cubes aside.
 fn robot_bodies(scene: &TaskScene) -> Vec<usize> {
     (0..scene.bodies.len())
-        .filter(|&b| scene.joints.iter().any(|j| j.child == b))
+        .filter(|&b| driven_joints(scene).any(|j| scene.joints[j].child == b))
         .filter(|&b| !scene.goals.iter().any(|g| g.frame.body == b))
         .collect()
+}
+
+/// The joints the gantry's five actions (`dx`, `dy`, `dz`, `dyaw`, `gripper`) drive.
+fn driven_joints(scene: &TaskScene) -> impl Iterator<Item = usize> + '_ {
+    scene
+        .actuators
+        .iter()
+        .take(5)
+        .flat_map(|a| a.joints.iter().copied())
+}
+
+/// Whether every joint on a loose (`Dynamic`) body is one of the actuated chain's, from the world or a robot body:
+/// anything else jointed (a ball held to a loose box, a base that may shuffle) may go where the bound does not
+/// follow.
+fn jointed_only_in_the_chain(scene: &TaskScene, robot: &[usize]) -> bool {
+    let loose = |b: usize| scene.bodies[b].body.kind == BodyKind::Dynamic;
+    scene.joints.iter().enumerate().all(|(j, joint)| {
+        if driven_joints(scene).any(|d| d == j) {
+            robot.contains(&joint.parent) || !loose(joint.parent)
+        } else {
+            !loose(joint.parent) && !loose(joint.child)
+        }
+    })
 }
 
 /// Whether everything but the robot lies still until pushed and stops when let go: gravity straight down, no
