@@ -205,11 +205,11 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     let far = dir.path().join("far.scn.ron");
     let text = cube_single_with(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-        "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+        "x: Some((min: -0.15, max: 60.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
     )
     .replacen(
         "Cuboid(half_extents: (0.5, 0.5, 0.05))",
-        "Cuboid(half_extents: (15.0, 15.0, 0.05))",
+        "Cuboid(half_extents: (70.0, 70.0, 0.05))",
         1,
     );
     std::fs::write(&far, text).unwrap();
@@ -223,7 +223,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     assert!(
         stdout.contains(
             "oracle: none: task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, \
-             give or take 5.513 m (its tolerance, and how far past the pinch the robot can push or throw the cube), \
+             give or take 38.157 m (its tolerance, and how far past the pinch the robot can push or throw the cube), \
              within the pinch's reach"
         ) && !stdout.contains("tried:"),
         "{stdout}"

@@ -425,7 +425,7 @@ fn check_task_reach(
         if untouched && !meets(k, to[k]) {
             let what = format!(
                 "{cube_start}, give or take {} m (how far past the pinch the robot, and anything it pushes or \
-                 throws, can touch the cube),",
+                 throws, can touch the cube, or the cube move by itself),",
                 mm(bound.touch)
             );
             return Err((what, k, from));

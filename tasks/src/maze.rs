@@ -352,15 +352,25 @@ impl DistanceField {
     }
 }
 
+/// What a walking robot's legs can do for its torso, bounded generously.
+#[derive(Clone, Copy, Debug)]
+pub struct Legs {
+    /// How far they reach from the torso's centre, horizontally, as authored (m).
+    pub reach: f32,
+    /// The longest a leg is straightened, from the torso's centre to its foot's farthest point (m).
+    pub straight: f32,
+    /// How much higher than they stand they may throw the torso, kicking at their joints' top speed (m).
+    pub jump: f32,
+}
+
 /// A walking robot's torso as [`Terrain`] sees it, from the robot's pose at the start.
 #[derive(Clone, Copy, Debug)]
 pub struct Torso {
     /// How far from its centre, horizontally, it keeps from what it cannot pass over or under (m): what it fills
     /// however it turns, less the grid's half-diagonal.
     pub half_width: f32,
-    /// The highest step it takes up (m): the whole robot's height at the start, or its legs' reach and its own
-    /// longest extent (stood on end on a leg straightened under it) where that is more: its legs may push it that
-    /// high.
+    /// The highest step it takes up (m): the whole robot's height at the start, or a leg straightened and its own
+    /// longest extent (stood on end on that leg) where that is more, and on top the legs' jump.
     pub climb: f32,
     /// Lying flat, it passes under what is this high above the ground (m).
     pub thickness: f32,
@@ -369,9 +379,9 @@ pub struct Torso {
 }
 
 impl Torso {
-    /// The torso of the robot made of `robot` (body indices, the torso first), whose legs reach `legs` from its
-    /// centre. Errors where its collider is missing or a shape it does not size (a convex hull).
-    pub fn from_scene(scene: &TaskScene, robot: &[usize], legs: f32) -> Result<Self, String> {
+    /// The torso of the robot made of `robot` (body indices, the torso first), with legs `legs`. Errors where its
+    /// collider is missing or a shape it does not size (a convex hull).
+    pub fn from_scene(scene: &TaskScene, robot: &[usize], legs: Legs) -> Result<Self, String> {
         let torso = robot[0];
         let Some(collider) = &scene.bodies[torso].collider else {
             return Err("a torso with a collider".into());
@@ -401,10 +411,12 @@ impl Torso {
         let thickness = (high.z - low.z).min(2.0 * inscribed);
         Ok(Self {
             half_width,
-            // A robot authored crouched may stand taller: on a leg straightened under it, the torso stood on end.
-            climb: (head - feet).max(legs + 2.0 * circumscribed),
+            // A robot authored crouched may stand taller: on a leg straightened under it, the torso stood on end;
+            // and a crouch snapped straight throws it higher still.
+            climb: (head - feet).max(legs.straight.max(legs.reach) + 2.0 * circumscribed)
+                + legs.jump,
             thickness,
-            legs,
+            legs: legs.reach,
         })
     }
 }

@@ -18,7 +18,7 @@ use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::maze::{DistanceField, HALF_DIAGONAL, Maze, Terrain, Torso};
+use crate::maze::{DistanceField, HALF_DIAGONAL, Legs, Maze, Terrain, Torso};
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
@@ -537,7 +537,7 @@ fn task_needs(fault: TerrainFault, goal: &GoalDef, torso: &Torso, frame: f32) ->
             "goal `{name}`'s target ({}, {}) to be reachable from the robot's start: no way leads there even for \
              its torso alone, kept {width:.3} m from its centre to what is in its way (it fits through passages \
              wider than about {:.2} m), stepping up to {:.3} m (as high as the robot stands, or stood on end on a \
-             straightened leg), lying flat under what is over {:.3} m above the ground, and held up by its legs \
+             straightened leg, and then thrown up by its legs kicking at their top speed), lying flat under what is over {:.3} m above the ground, and held up by its legs \
              over gaps within {:.2} m of its centre{beside}",
             t.x,
             t.y,
@@ -581,13 +581,78 @@ fn moves_plainly(scene: &TaskScene, robot: &[usize]) -> bool {
     down && weighed && dull && own_joints
 }
 
+/// How far the legs of `layout` reach straightened, and how high they may throw the torso (`robot[0]`), whose
+/// legs reach `reach` from its centre horizontally; `None` where a leg's joint speed has no bound.
+fn leg_bounds(scene: &TaskScene, layout: &Layout, robot: &[usize], reach: f32) -> Option<Legs> {
+    let centre = scene.bodies[robot[0]].body.translation;
+    let farthest = |from: Vec3, b: usize| {
+        box_corners(scene, b)
+            .map(|c| c.distance(from))
+            .fold(0.0f32, f32::max)
+    };
+    let (mut straight, mut speed) = (reach, 0.0f32);
+    for leg in &layout.legs {
+        let (hip, knee) = (
+            &scene.joints[scene.actuators[leg.hip].joints[0]],
+            &scene.joints[scene.actuators[leg.knee].joints[0]],
+        );
+        // Each joint swings what lies beyond it, out to the foot's farthest point.
+        let from_knee = farthest(knee.joint.anchor, knee.child);
+        let from_hip = (hip.joint.anchor.distance(knee.joint.anchor) + from_knee)
+            .max(farthest(hip.joint.anchor, hip.child));
+        straight = straight.max(centre.distance(hip.joint.anchor) + from_hip);
+        let kick =
+            joint_speed(scene, leg.hip)? * from_hip + joint_speed(scene, leg.knee)? * from_knee;
+        speed = speed.max(kick);
+    }
+    let g = -scene.settings.gravity.z;
+    Some(Legs {
+        reach,
+        straight,
+        jump: speed * speed / (2.0 * g),
+    })
+}
+
+/// A bound on how fast actuator `a` turns its joints (rad/s): Rapier's acceleration-based motor drives toward
+/// `k gap / (k dt + c)`, at most `k gap / c` (`k` its stiffness, `c` its damping, `gap` the joint's whole range);
+/// `None` without damping or limits.
+fn joint_speed(scene: &TaskScene, a: usize) -> Option<f32> {
+    let def = &scene.actuators[a];
+    let (k, c) = (def.actuator.stiffness.abs(), def.actuator.damping);
+    if c <= 0.0 {
+        return None;
+    }
+    def.joints.iter().try_fold(0.0f32, |most, &j| {
+        let l = scene.joints[j].joint.limits?;
+        Some(most.max(k * (l.max - l.min) / c))
+    })
+}
+
+/// The corners of the box around body `b`'s collider as authored (none without one).
+fn box_corners(scene: &TaskScene, b: usize) -> impl Iterator<Item = Vec3> {
+    scene
+        .collider_bounds(b)
+        .into_iter()
+        .flat_map(|(low, high)| {
+            (0..8).map(move |i| {
+                Vec3::new(
+                    if i & 1 == 0 { low.x } else { high.x },
+                    if i & 2 == 0 { low.y } else { high.y },
+                    if i & 4 == 0 { low.z } else { high.z },
+                )
+            })
+        })
+}
+
 /// What the task needs that no policy could give it, where the torso-only check is sure of that: `None` where the
-/// torso of `robot`, whose legs reach `legs` from its centre at `start`, may get within reach of every target of
-/// `goal`, or where the check cannot tell (a robot that moves otherwise than it assumes, a scene its boxes do not
-/// describe exactly, a torso it cannot size, or one that may fall).
+/// torso of `robot`, with the legs of `layout` (reaching `legs` from its centre at `start`), may get within reach
+/// of every target of `goal`, or where the check cannot tell (a robot that moves otherwise than it assumes, a
+/// scene its boxes do not describe exactly, a torso it cannot size, one that may fall, or legs of unbounded
+/// speed).
 fn task_fault(
     scene: &TaskScene,
     robot: &[usize],
+    layout: &Layout,
     goal: &GoalDef,
     legs: f32,
     start: Vec2,
@@ -598,6 +663,7 @@ fn task_fault(
     if !moves_plainly(scene, robot) {
         return None;
     }
+    let legs = leg_bounds(scene, layout, robot, legs)?;
     let torso = Torso::from_scene(scene, robot, legs).ok()?;
     let terrain = Terrain::from_scene(scene, robot, torso).ok()?;
     // The goal's frame may be a site on the torso, as far from its centre as the site's offset.
@@ -656,13 +722,15 @@ impl WalkerOracle {
         let goal = &scene.goals[layout.goal];
         if let Err(fault) = check_the_way(&maze, centre, goal, 0.0) {
             let script = no(script_needs(fault, goal, reach + MARGIN));
-            return Err(match task_fault(scene, &robot, goal, reach, centre) {
-                Some(needs) => TaskError::Unsolvable {
-                    task: spec.task.clone(),
-                    needs,
+            return Err(
+                match task_fault(scene, &robot, &layout, goal, reach, centre) {
+                    Some(needs) => TaskError::Unsolvable {
+                        task: spec.task.clone(),
+                        needs,
+                    },
+                    None => script,
                 },
-                None => script,
-            });
+            );
         }
         let walks = seeds
             .iter()

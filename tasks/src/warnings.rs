@@ -291,14 +291,14 @@ mod tests {
     fn a_goal_beyond_the_gantrys_reach_is_found() {
         let warnings = warnings_of_edited(
             "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
-            "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            "x: Some((min: -0.15, max: 60.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from",
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with(
                 "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take \
-                 5.513 m (its tolerance, and how far past the pinch the robot can push or throw the cube), within the \
-                 pinch's reach: its x spans [-0.15, 12] m"
+                 38.157 m (its tolerance, and how far past the pinch the robot can push or throw the cube), within the \
+                 pinch's reach: its x spans [-0.15, 60] m"
             ),
             "{warnings:?}"
         );

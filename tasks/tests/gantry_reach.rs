@@ -25,7 +25,7 @@ fn edited(text: &str, edits: &[(&str, &str)]) -> String {
     })
 }
 
-/// cube-single edited, its goal's target drawn up to `x` along x, its table 30 m across.
+/// cube-single edited, its goal's target drawn up to `x` along x, its table 140 m across.
 fn single(x: f32, edits: &[(&str, &str)]) -> String {
     let targets = format!(
         "x: Some((min: -0.15, max: {x:?})), y: Some((min: -0.15, max: 0.15)), min_distance_from"
@@ -34,7 +34,7 @@ fn single(x: f32, edits: &[(&str, &str)]) -> String {
         (TARGETS, targets.as_str()),
         (
             "Cuboid(half_extents: (0.5, 0.5, 0.05))",
-            "Cuboid(half_extents: (15.0, 15.0, 0.05))",
+            "Cuboid(half_extents: (70.0, 70.0, 0.05))",
         ),
     ];
     edited(&edited(BUILTIN_TASKS[0].1, &table), edits)
@@ -64,7 +64,7 @@ fn claimed(text: &str) -> bool {
 
 #[test]
 fn a_target_metres_off_is_claimed_only_where_nothing_floats_rolls_or_bounces() {
-    assert!(claimed(&single(12.0, &[])));
+    assert!(claimed(&single(60.0, &[])));
     let floats = format!("{CUBE} gravity_scale: 0.0,");
     let hull_cube = "shape: ConvexHull(points: [(-0.02, -0.02, -0.02), (0.02, -0.02, -0.02), (-0.02, 0.02, -0.02), \
                      (0.02, 0.02, -0.02), (-0.02, -0.02, 0.02), (0.02, -0.02, 0.02), (-0.02, 0.02, 0.02), \
@@ -100,7 +100,7 @@ fn a_target_metres_off_is_claimed_only_where_nothing_floats_rolls_or_bounces() {
             )],
         ),
     ] {
-        let text = single(12.0, &edits);
+        let text = single(60.0, &edits);
         assert!(!claimed(&text), "{why}: {:?}", refusal(&text));
     }
 }
@@ -120,51 +120,54 @@ fn a_hand_that_turns_or_slides_other_ways_is_not_judged() {
             "kind: Revolute(axis: (1.0, 0.0, 0.0))",
         ),
     ] {
-        let text = single(12.0, &[(from, to)]);
+        let text = single(60.0, &[(from, to)]);
         assert!(!claimed(&text), "{why}: {:?}", refusal(&text));
     }
 }
 
-/// E: fingers that slide 20 cm reach that much farther than where they are authored.
+/// E: fingers that slide 20 cm reach that much farther than where they are authored (and lift the cube higher,
+/// to fall farther).
 #[test]
 fn the_fingers_travel_widens_the_hands_touch() {
     let limits = "limits: Some((min: 0.0, max: 0.044))";
     let wide = "limits: Some((min: 0.0, max: 0.2))";
     let fingers = [(limits, wide), (limits, wide)];
-    assert!(!claimed(&slow(&single(0.6, &fingers))));
-    assert!(claimed(&slow(&single(0.75, &fingers))));
+    // Slowed, the bound is 18.69 m past the pinch's reach (0.3 m) with the wide fingers, 16.55 m without.
+    assert!(!claimed(&slow(&single(18.0, &fingers))));
+    assert!(claimed(&slow(&single(19.5, &fingers))));
     // The narrow fingers as built do not reach as far.
-    assert!(claimed(&slow(&single(0.6, &[]))));
+    assert!(claimed(&slow(&single(18.0, &[]))));
 }
 
-/// H: loose planks pushed end to end push the cube as far as their lengths together.
+/// A loose body other than a cube is not judged: a plank may be a ramp (R1: a cube on a plank tilted off a pillar
+/// slid 64 m to its target) or a lever; nor is a cube authored tilted.
 #[test]
-fn loose_bodies_push_end_to_end() {
-    let plank = |entity: u32, name: &str, y: f32| {
+fn a_loose_plank_or_a_tilted_cube_is_not_judged() {
+    let plank = |rotation: &str| {
         format!(
-            "    {entity}: (
+            "    13: (
       components: {{
         \"qamlab_sim::authoring::Body\": (
-          name: \"{name}\", kind: Dynamic, translation: (0.0, {y:?}, 0.02), rotation: (0.0, 0.0, 0.0, 1.0),
+          name: \"plank\", kind: Dynamic, translation: (0.0, 0.25, 0.1), rotation: {rotation},
         ),
         \"qamlab_sim::authoring::Collider\": (
-          shape: Cuboid(half_extents: (0.1, 0.02, 0.02)), density: 1000.0, friction: 1.0, membership: 1,
+          shape: Cuboid(half_extents: (0.3, 0.05, 0.01)), density: 1000.0, friction: 1.0, membership: 1,
         ),
       }},
     ),
+    12: (
 "
         )
     };
-    let planks = format!(
-        "{}{}    12: (\n",
-        plank(13, "plank1", 0.25),
-        plank(14, "plank2", -0.25)
-    );
-    let with_planks = |x: f32| slow(&single(x, &[("    12: (\n", planks.as_str())]));
-    // Each plank is 21 cm corner to corner: the longest alone would not let the robot push the cube 55 cm past
-    // the pinch's reach (0.3 m), both do; 70 cm is past them both.
-    assert!(!claimed(&with_planks(0.85)));
-    assert!(claimed(&with_planks(1.0)));
+    // Level, and tilted 25 degrees about y.
+    for rotation in ["(0.0, 0.0, 0.0, 1.0)", "(0.0, 0.2164, 0.0, 0.9763)"] {
+        let planks = plank(rotation);
+        let text = single(60.0, &[("    12: (\n", planks.as_str())]);
+        assert!(!claimed(&text), "{rotation}: {:?}", refusal(&text));
+    }
+    let tilted = "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02), rotation: (0.2164, 0.0, 0.0, 0.9763),";
+    let text = single(60.0, &[(CUBE, tilted)]);
+    assert!(!claimed(&text), "{:?}", refusal(&text));
 }
 
 /// C: the built-in gantry throws a cube it carries at full speed past where it could push it.
@@ -216,11 +219,11 @@ fn a_site_goal_is_judged_from_its_site() {
     // The origin far off, the cube itself within touch.
     assert!(!claimed(&laid_out(0.8, -0.6)));
     // The origin within touch, the cube itself far off.
-    let err = refusal(&laid_out(0.0, 0.8)).unwrap();
+    let err = refusal(&laid_out(0.0, 60.0)).unwrap();
     assert!(
         err.starts_with(
             "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start"
-        ) && err.contains("its x spans [0.8, 0.8] m"),
+        ) && err.contains("its x spans [60, 60] m"),
         "{err}"
     );
 }
@@ -254,11 +257,11 @@ fn only_the_actuated_chain_is_the_robot() {
     ),
     12: (
 ";
-    let text = single(12.0, &[("    12: (\n", ball)]);
+    let text = single(60.0, &[("    12: (\n", ball)]);
     assert!(!claimed(&text), "{:?}", refusal(&text));
     let base = "name: \"gantry\", kind: Fixed, translation: (0.0, 0.0, 0.25), rotation: (0.0, 0.0, 0.0, 1.0),";
     let loose = "name: \"gantry\", kind: Dynamic, translation: (0.0, 0.0, 0.25), rotation: (0.0, 0.0, 0.0, 1.0), \
                  extra_mass: 10.0,";
-    let text = single(12.0, &[(base, loose)]);
+    let text = single(60.0, &[(base, loose)]);
     assert!(!claimed(&text), "{:?}", refusal(&text));
 }

@@ -75,7 +75,7 @@ fn a_path_loads_a_user_scene_and_its_errors_name_the_file() {
 fn big_table(text: &str) -> String {
     let table = "Cuboid(half_extents: (0.5, 0.5, 0.05))";
     assert!(text.contains(table));
-    text.replacen(table, "Cuboid(half_extents: (15.0, 15.0, 0.05))", 1)
+    text.replacen(table, "Cuboid(half_extents: (70.0, 70.0, 0.05))", 1)
 }
 
 /// Why the oracle refuses cube-single edited by replacing `from` with `to`.
@@ -226,16 +226,16 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     // A target metres out of the pinch's reach, on a table that big: no policy does the task, not only the
     // script. (Give or take how far the robot may push or throw the cube, bounded generously.)
     let far_target =
-        "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
+        "x: Some((min: -0.15, max: 60.0)), y: Some((min: -0.15, max: 0.15)), min_distance_from";
     let err = oracle_of(&big_table(
         &BUILTIN_TASKS[0].1.replacen(targets, far_target, 1),
     ))
-    .expect_err("a target 12 m off");
+    .expect_err("a target 60 m off");
     assert_eq!(
         err,
-        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 5.513 m \
+        "task `cube-single` cannot be solved as laid out: it needs goal `cube_goal`'s target, give or take 38.157 m \
          (its tolerance, and how far past the pinch the robot can push or throw the cube), within the pinch's \
-         reach: its x spans [-0.15, 12] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` \
+         reach: its x spans [-0.15, 60] m, the pinch reaches [-0.3, 0.3] m (it starts at 0 and the joint of `dx` \
          has limits [-0.3, 0.3]; narrow the range or widen the limits)"
     );
     // Within its tolerance of where the fingers can push a cube, a target can be met, if not by the script, which
@@ -257,14 +257,14 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         .replacen("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)", 1)
         .replacen(
             "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
-            "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
+            "x: Some((min: -0.15, max: 120.0)), y: Some((min: -0.15, max: 0.15)),\n          min_distance_from: [(\"cube_a\", 0.08), (\"cube_b\", 0.08), (\"goal_a\", 0.1)]",
             1,
         );
     assert_eq!(
         text.matches("0.3)").count(),
         1 + double.matches("0.3)").count()
     );
-    assert!(text.contains("max: 12.0"));
+    assert!(text.contains("max: 120.0"));
     let err = oracle_of(&text).unwrap_err();
     assert!(
         err.starts_with(
@@ -305,7 +305,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         .replacen(targets, far_target, 1)
         .replacen(
             "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
-            "x: Some((min: -0.15, max: 12.0)), y: Some((min: -0.15, max: 0.15)), yaw",
+            "x: Some((min: -0.15, max: 60.0)), y: Some((min: -0.15, max: 0.15)), yaw",
             1,
         );
     let tilted = BUILTIN_TASKS[0]
@@ -331,16 +331,19 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         );
     let err = oracle_of(&text).unwrap_err();
     assert!(err.contains("has no scripted oracle"), "{err}");
-    // One that always starts out of the robot's touch, away from its goal: no policy can move it.
-    let err = refusal(
+    // One that always starts out of the robot's touch (and of how far it may move by itself), away from its goal,
+    // on a table that big: no policy can move it.
+    let err = oracle_of(&big_table(&BUILTIN_TASKS[0].1.replacen(
         "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.15, max: 0.15)), yaw",
-        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -0.9, max: -0.6)), yaw",
-    );
+        "x: Some((min: -0.15, max: 0.15)), y: Some((min: -65.0, max: -60.0)), yaw",
+        1,
+    )))
+    .unwrap_err();
     assert!(
         err.starts_with(
-            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 0.142 m \
-             (how far past the pinch the robot, and anything it pushes or throws, can touch the cube), within the \
-             pinch's reach: its y spans [-0.9, -0.6] m"
+            "task `cube-single` cannot be solved as laid out: it needs cube `cube`'s start, give or take 38.117 m \
+             (how far past the pinch the robot, and anything it pushes or throws, can touch the cube, or the cube \
+             move by itself), within the pinch's reach: its y spans [-65, -60] m"
         ),
         "{err}"
     );

@@ -372,11 +372,12 @@ fn walls_of(text: &str, height: f32) -> String {
     walls
 }
 
-/// antmaze-umaze's text with its walls raised to 1 m, above all the unsolvable check lets the robot climb: the whole
-/// robot (31.5 cm from its feet to the top of its torso) or a leg straightened under its torso (its legs reach
-/// 31 cm, its ball is 22 cm across), 53 cm. Its own walls, 30 cm high, are lower.
+/// antmaze-umaze's text with its walls raised to 1 km, above all the unsolvable check lets the robot climb: a leg
+/// straightened under its torso stood on end, and a jump at its joints' top speed (its motors' stiffness times
+/// their range over their damping, about its legs): 367 m, a bound, not a prediction. Its own walls, 30 cm high,
+/// are lower.
 fn tall_walls(text: &str) -> String {
-    walls_of(text, 1.0)
+    walls_of(text, 1000.0)
 }
 
 /// `text` with the robot (and the goal's height) raised `by` m above where antmaze-umaze authors it.
@@ -530,7 +531,7 @@ fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
     solvable(&tall, &[platform], "a 15 cm step");
     // The goal's cell raised 1 m, higher than the robot climbs: a cliff.
     shut(
-        &[("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 1.0])],
+        &[("platform", [-1.5, -1.5, 0.0], [-0.2, -0.5, 1000.0])],
         "a cliff",
     );
     // A bar across the east corridor, 25 to 30 cm up: lower than the torso's top standing (31.5 cm), higher
@@ -539,12 +540,12 @@ fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
     solvable(&tall, &[bar], "a bar to crawl under");
     // A bar 15 cm to 1 m up is too low to crawl under and too high to step over.
     shut(
-        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 1.0])],
+        &[("bar", [0.5, -0.05, 0.15], [1.5, 0.05, 1000.0])],
         "a low bar",
     );
     // A wall from the floor across the bottom corridor, taller than the robot climbs.
     shut(
-        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 1.0])],
+        &[("wall", [0.0, -1.5, 0.0], [0.1, -0.5, 1000.0])],
         "a 1 m wall",
     );
     // U2: one 45 cm high, taller than the robot as authored but lower than a leg straightened under its torso,
@@ -564,7 +565,7 @@ fn a_torso_that_could_climb_stairs_or_crawl_under_a_bar_is_not_ruled_out() {
 }
 
 /// A gate across the top corridor, from the floor to above all the robot climbs.
-const GATE: Corners = ("gate", [-0.05, 0.5, 0.0], [0.05, 1.5, 1.0]);
+const GATE: Corners = ("gate", [-0.05, 0.5, 0.0], [0.05, 1.5, 1000.0]);
 
 /// `text` with `entity`'s last component closed and `component` (its text) added after it.
 fn with_component(entity: &str, component: &str) -> String {
@@ -596,12 +597,12 @@ fn only_what_its_boxes_describe_exactly_is_judged() {
                 "({:?}, {:?}, {:?})",
                 sign(1) * 0.05,
                 sign(2) * 0.5,
-                sign(4) * 0.5
+                sign(4) * 500.0
             )
         })
         .collect();
     let hull = gate.replace(
-        "Cuboid(half_extents: (0.05, 0.5, 0.5))",
+        "Cuboid(half_extents: (0.05, 0.5, 500.0))",
         &format!("ConvexHull(points: [{}])", corners.join(", ")),
     );
     assert_ne!(hull, gate);
@@ -613,7 +614,7 @@ fn only_what_its_boxes_describe_exactly_is_judged() {
     the_scripts(with_entities(&tall, &[gate.clone(), plank])).unwrap();
     // Turned 45 degrees about z, its bounding box is not its shape: not judged.
     let turned = |q: &str| {
-        box_entity(0, ("gate", [-0.5, 0.95, 0.0], [0.5, 1.05, 1.0]))
+        box_entity(0, ("gate", [-0.5, 0.95, 0.0], [0.5, 1.05, 1000.0]))
             .replace("rotation: (0.0, 0.0, 0.0, 1.0)", q)
     };
     let yawed = turned("rotation: (0.0, 0.0, 0.38268343, 0.92387953)");
@@ -759,7 +760,27 @@ fn a_ledge_it_may_fall_off_is_not_judged() {
     let low = ("low_floor", [2.5, -1.6, -1.1], [6.0, 1.6, -1.0]);
     the_scripts(with_boxes(&below, &[low])).unwrap();
     // The same target with a wall, too tall to climb, along the edge: claimed.
-    let edge = ("edge", [1.5, -1.6, 0.0], [1.6, 1.6, 1.0]);
+    let edge = ("edge", [1.5, -1.6, 0.0], [1.6, 1.6, 1000.0]);
     let e = unsolvable(with_boxes(&below, &[low, edge]));
     assert!(e.contains("no way leads there"), "{e}");
+}
+
+/// W1: motors stiff and lightly damped enough let the ant crouch and jump over a wall: the same walled-off goal
+/// that the built-in motors cannot reach is not claimed with them, nor with undamped ones (no speed bound).
+#[test]
+fn a_robot_with_motors_that_may_jump_the_walls_is_not_judged() {
+    let ant = builtin_text("antmaze-umaze");
+    let cut_off = tall_walls(&ant.replace(
+        "half_extents: (1.0, 0.5, 0.15)",
+        "half_extents: (2.0, 0.5, 0.15)",
+    ));
+    unsolvable(cut_off.clone());
+    let motors = "stiffness: 40000.0, damping: 400.0, max_force: 1000.0";
+    assert_eq!(cut_off.matches(motors).count(), 8);
+    for heavy in [
+        "stiffness: 1000000.0, damping: 1000.0, max_force: 100000.0",
+        "stiffness: 40000.0, damping: 0.0, max_force: 1000.0",
+    ] {
+        the_scripts(cut_off.replace(motors, heavy)).unwrap();
+    }
 }

@@ -12,18 +12,22 @@ pub(super) struct RobotReach {
     /// How far past the pinch the hand touches anything, horizontally and in all directions (m).
     hand: f32,
     hand_3d: f32,
-    /// The loose bodies (dynamic, not the robot's), each with its size: the robot may push with them all, end to
-    /// end.
-    loose: Vec<(usize, f32)>,
+    /// The cubes (the only loose bodies), each with its size: the robot may push one with the others, end to end.
+    cubes: Vec<(usize, f32)>,
     /// The hand's top speeds (m/s), horizontally and upwards.
     speed: f32,
     lift_speed: f32,
-    /// Gravity's strength (m/s²), the lowest friction of anything a cube slides on, and how high a loose body
-    /// may start (m), from which it may fall.
+    /// Gravity's strength (m/s²), the lowest friction of anything a cube slides on, and how high a cube may start
+    /// (m), from which it may fall.
     gravity: f32,
     friction: f32,
-    loose_top: f32,
+    cubes_top: f32,
 }
+
+/// How fast Rapier's penetration recovery may push overlapping bodies apart (m/s): its
+/// `IntegrationParameters::normalized_max_corrective_velocity` (3.0 by default, in rapier3d's
+/// `dynamics/integration_parameters.rs`) times its length unit (1 m). The sim sets neither, so the default holds.
+const MAX_CORRECTIVE_VELOCITY: f32 = 3.0;
 
 /// Where one goal's cube may be moved to, past the pinch's reach (m), and where its goal's point starts.
 pub(super) struct CubeReach {
@@ -33,20 +37,25 @@ pub(super) struct CubeReach {
     pub flat: f32,
     /// How far above the pinch's reach the point can be put or thrown.
     pub up: f32,
-    /// How far past the pinch the robot, and anything it pushes or throws, touches the cube where it starts.
+    /// How far past the pinch the robot, and anything it pushes or throws, touches the cube where it starts, and
+    /// the cube moves by itself.
     pub touch: f32,
 }
 
 impl RobotReach {
     /// The bound for `scene`, whose pinch starts at `home`; `None` where the check cannot be sure what moves how
     /// far: gravity not straight down; anything bouncy or slippery (friction under 0.1); a fixed collider tilted or
-    /// other than a box (a ramp or a chute carries a cube past any reach); a loose body other than a box (it may
-    /// roll) or under other than plain gravity (it may float or rise); a joint on a cube, one on a loose body
-    /// other than the actuated chain's, or a robot body moved at reset; and a hand that turns other than about z at
-    /// `dyaw`, or slides without limits.
+    /// other than a box (a ramp or a chute carries a cube past any reach); a loose body other than the cubes (a
+    /// plank may be a ramp or a lever), a cube other than a level box (it may roll, or slide off its own tilt) or
+    /// under other than plain gravity (it may float or rise); a joint on a cube, one on a loose body other than the
+    /// actuated chain's, or a robot body moved at reset; and a hand that turns other than about z at `dyaw`, or
+    /// slides without limits.
     pub fn of(scene: &TaskScene, home: Vec3) -> Option<Self> {
         let robot = robot_bodies(scene);
-        if !jointed_only_in_the_chain(scene, &robot) || !settled(scene, &robot) {
+        if !jointed_only_in_the_chain(scene, &robot)
+            || !settled(scene, &robot)
+            || !only_level_cubes_loose(scene, &robot)
+        {
             return None;
         }
         let yaw_axis = yaw_axis(scene)?;
@@ -73,14 +82,14 @@ impl RobotReach {
             + turn * (flat + travel)
             + finger_speed(|axis| axis.truncate().length())?;
         let lift_speed = actuator_speed(scene, 2)? + finger_speed(|axis| axis.z.abs())?;
-        let loose: Vec<(usize, f32)> = (0..scene.bodies.len())
+        let cubes: Vec<(usize, f32)> = (0..scene.bodies.len())
             .filter(|&b| scene.bodies[b].body.kind == BodyKind::Dynamic && !robot.contains(&b))
             .filter_map(|b| {
                 let (low, high) = scene.collider_bounds(b)?;
                 Some((b, (high - low).length()))
             })
             .collect();
-        let loose_top = loose
+        let cubes_top = cubes
             .iter()
             .map(|&(b, size)| start_span(scene, b, 2).max + size)
             .fold(f32::NEG_INFINITY, f32::max);
@@ -92,12 +101,12 @@ impl RobotReach {
         Some(Self {
             hand,
             hand_3d,
-            loose,
+            cubes,
             speed,
             lift_speed,
             gravity: -scene.settings.gravity.z,
             friction,
-            loose_top,
+            cubes_top,
         })
     }
 
@@ -138,7 +147,7 @@ impl RobotReach {
             Range::new(body.min + off.min, body.max + off.max)
         });
         let pushers: f32 = self
-            .loose
+            .cubes
             .iter()
             .filter(|&&(l, _)| l != b)
             .map(|&(_, s)| s)
@@ -146,25 +155,35 @@ impl RobotReach {
         let flat = self.hand + pushers + size;
         let up = self.hand_3d + pushers + size;
         // The highest a cube can be let go from, above where its target lies.
-        let top = (pinch_top + up).max(from[2].max + size).max(self.loose_top);
-        let thrown = self.thrown(top - target_low);
-        let touch = if pushers > 0.0 { flat + thrown } else { flat };
+        let top = (pinch_top + up).max(from[2].max + size).max(self.cubes_top);
+        let drop = top - target_low;
+        // Beside the hand, a cube may get speed from its fall, from toppling (its edge at most as fast as a rod
+        // of its largest extent falling over, sqrt(3 g L)), and from being pushed out of an overlap.
+        let g = self.gravity;
+        let extent = 2.0 * half_extents.length();
+        let extra =
+            (2.0 * g * drop.max(0.0)).sqrt() + (3.0 * g * extent).sqrt() + MAX_CORRECTIVE_VELOCITY;
+        let thrown = self.thrown(drop, extra);
+        // A cube may move untouched too: falling off an edge, toppling, pushed out of an overlap; or pushed by
+        // another cube thrown at it.
+        let touch = flat + thrown;
         Some(CubeReach {
             from,
             flat: flat + thrown,
-            up: up + self.lift_speed.powi(2) / (2.0 * self.gravity),
+            up: up + (self.lift_speed + extra).powi(2) / (2.0 * self.gravity),
             touch,
         })
     }
 
     /// How much farther than the hand's touch a cube let go at most `drop` above where it lands can get: a
-    /// generous bound, not a prediction. Released at the hand's top speed `v` (and its top lifting speed `w`), it
-    /// flies for at most `w / g + sqrt(2 (drop + w² / 2g) / g)`, covering `v` times that, and then slides at most
-    /// `v² / (2 mu g)` (`mu` the lowest friction about; with no bounce and every body at most as fast as what hit
-    /// it, a chain of pushed bodies gets no farther). The speeds themselves are bounds on the motors (see
-    /// [`actuator_speed`]): the built-in gantry throws at about 0.8 m/s, well under its bound.
-    fn thrown(&self, drop: f32) -> f32 {
-        let (v, w, g) = (self.speed, self.lift_speed, self.gravity);
+    /// generous bound, not a prediction. Released at the hand's top speed `v` (and its top lifting speed `w`),
+    /// each plus `extra` (what else may speed the cube), it flies for at most `w / g + sqrt(2 (drop + w² / 2g) /
+    /// g)`, covering `v` times that, and then slides at most `v² / (2 mu g)` (`mu` the lowest friction about; with
+    /// no bounce and every body at most as fast as what hit it, a chain of pushed bodies gets no farther). The
+    /// hand's speeds are bounds on the motors (see [`actuator_speed`]): the built-in gantry throws at about 0.8
+    /// m/s, well under its bound.
+    fn thrown(&self, drop: f32, extra: f32) -> f32 {
+        let (v, w, g) = (self.speed + extra, self.lift_speed + extra, self.gravity);
         let rise = w * w / (2.0 * g);
         let flight = w / g + (2.0 * (drop.max(0.0) + rise) / g).sqrt();
         v * flight + v * v / (2.0 * self.friction * g)
@@ -236,6 +255,28 @@ fn settled(scene: &TaskScene, robot: &[usize]) -> bool {
         .iter()
         .all(|j| !on_cube(j.child) && !on_cube(j.parent));
     down && bodies_settled && cubes_free
+}
+
+/// Whether the only loose (`Dynamic`) bodies besides the robot are the goals' cubes, each a box authored level (a
+/// quarter turn about z at most): a loose plank may be a ramp or a lever, a tilted cube slides off its own tilt.
+/// (A cube is drawn at reset in position and yaw alone, which keep it level.)
+fn only_level_cubes_loose(scene: &TaskScene, robot: &[usize]) -> bool {
+    let is_cube = |b: usize| scene.goals.iter().any(|g| g.frame.body == b);
+    (0..scene.bodies.len())
+        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Dynamic && !robot.contains(&b))
+        .all(|b| {
+            let def = &scene.bodies[b];
+            let rotation = def.body.rotation;
+            // Its turn's angle, whichever sign its quaternion is written with.
+            let angle = 2.0 * rotation.w.abs().min(1.0).acos();
+            let level =
+                (rotation * Vec3::Z).z > 0.999 && angle <= std::f32::consts::FRAC_PI_2 + 1e-3;
+            let boxed = def
+                .collider
+                .as_ref()
+                .is_some_and(|c| matches!(c.shape, Shape::Cuboid { .. }));
+            is_cube(b) && level && boxed
+        })
 }
 
 /// Where `dyaw` turns the hand: its one joint's anchor, a revolute about z; `None` for anything else.
