@@ -586,7 +586,8 @@ fn moves_plainly(scene: &TaskScene, robot: &[usize]) -> bool {
 fn leg_bounds(scene: &TaskScene, layout: &Layout, robot: &[usize], reach: f32) -> Option<Legs> {
     let centre = scene.bodies[robot[0]].body.translation;
     let farthest = |from: Vec3, b: usize| {
-        box_corners(scene, b)
+        scene
+            .collider_box_corners(b)
             .map(|c| c.distance(from))
             .fold(0.0f32, f32::max)
     };
@@ -626,22 +627,6 @@ fn joint_speed(scene: &TaskScene, a: usize) -> Option<f32> {
         let l = scene.joints[j].joint.limits?;
         Some(most.max(k * (l.max - l.min) / c))
     })
-}
-
-/// The corners of the box around body `b`'s collider as authored (none without one).
-fn box_corners(scene: &TaskScene, b: usize) -> impl Iterator<Item = Vec3> {
-    scene
-        .collider_bounds(b)
-        .into_iter()
-        .flat_map(|(low, high)| {
-            (0..8).map(move |i| {
-                Vec3::new(
-                    if i & 1 == 0 { low.x } else { high.x },
-                    if i & 2 == 0 { low.y } else { high.y },
-                    if i & 4 == 0 { low.z } else { high.z },
-                )
-            })
-        })
 }
 
 /// What the task needs that no policy could give it, where the torso-only check is sure of that: `None` where the

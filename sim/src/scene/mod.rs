@@ -250,6 +250,19 @@ impl TaskScene {
         true
     }
 
+    /// The eight corners of [`collider_bounds`](Self::collider_bounds)' box (none for a body without a collider).
+    pub fn collider_box_corners(&self, b: usize) -> impl Iterator<Item = Vec3> + use<> {
+        self.collider_bounds(b).into_iter().flat_map(|(low, high)| {
+            (0..8).map(move |i| {
+                Vec3::new(
+                    if i & 1 == 0 { low.x } else { high.x },
+                    if i & 2 == 0 { low.y } else { high.y },
+                    if i & 4 == 0 { low.z } else { high.z },
+                )
+            })
+        })
+    }
+
     /// The world-space axis-aligned box `(min, max)` around body `b`'s collider at its authored pose, if the body
     /// has a collider.
     pub fn collider_bounds(&self, b: usize) -> Option<(Vec3, Vec3)> {

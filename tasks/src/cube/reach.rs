@@ -62,7 +62,7 @@ impl RobotReach {
         let travel = chain_sum(scene, &robot, |j| hand_joint_travel(scene, j))?;
         let (flat, all) = robot
             .iter()
-            .flat_map(|&b| box_corners(scene, b))
+            .flat_map(|&b| scene.collider_box_corners(b))
             .chain([home])
             .fold((0.0f32, 0.0f32), |(flat, all), c| {
                 (
@@ -396,20 +396,4 @@ fn start_span(scene: &TaskScene, b: usize, k: usize) -> Range {
     let drawn = def.randomize.as_ref().and_then(|r| [r.x, r.y, r.z][k]);
     let at = def.body.translation[k];
     drawn.unwrap_or(Range::new(at, at))
-}
-
-/// The corners of the box around body `b`'s collider as authored.
-fn box_corners(scene: &TaskScene, b: usize) -> impl Iterator<Item = Vec3> {
-    scene
-        .collider_bounds(b)
-        .into_iter()
-        .flat_map(|(low, high)| {
-            (0..8).map(move |i| {
-                Vec3::new(
-                    if i & 1 == 0 { low.x } else { high.x },
-                    if i & 2 == 0 { low.y } else { high.y },
-                    if i & 4 == 0 { low.z } else { high.z },
-                )
-            })
-        })
 }
