@@ -55,6 +55,17 @@ fn screenshot_of(dir: &Path, name: &str, frames: u32, view_args: &[&str]) -> Pat
     screenshot_and_stderr(dir, name, frames, view_args).0
 }
 
+/// Held while an `xvfb-run -a` runs: it takes the first display number without a lock file, so two started at
+/// once may take the same one, and the loser's window fails to open (`XOpenDisplayFailed`).
+static VIRTUAL_SCREEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One virtual screen at a time (a test that failed while holding it leaves it usable).
+fn virtual_screen() -> std::sync::MutexGuard<'static, ()> {
+    VIRTUAL_SCREEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// [`screenshot_of`], and what `qamlab view` printed on stderr.
 fn screenshot_and_stderr(
     dir: &Path,
@@ -68,6 +79,7 @@ fn screenshot_and_stderr(
          (it installs xvfb, xauth, mesa-vulkan-drivers and libvulkan1)"
     );
     let png = dir.join(name);
+    let _screen = virtual_screen();
     let mut child = Command::new("xvfb-run")
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(env!("CARGO_BIN_EXE_qamlab"))
@@ -235,6 +247,7 @@ fn a_screenshot_name_other_than_png_is_refused_before_the_window_opens() {
 
 /// Runs `qamlab view ARGS` (under `xvfb-run -a` if asked) with `env` set; its exit code and stderr.
 fn view_fails(args: &[&str], env: &[(&str, &str)], xvfb: bool) -> (Option<i32>, String) {
+    let _screen = xvfb.then(virtual_screen);
     let mut command = if xvfb {
         assert!(
             on_path("xvfb-run").is_some(),
