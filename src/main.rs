@@ -84,13 +84,14 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A deliberate Ctrl-C is not an error: its line says what became of the work, without the prefix.
+        Err(err) if err.is::<commands::interrupt::Interrupted>() => {
+            eprintln!("{}", error_line(&err));
+            std::process::ExitCode::from(commands::interrupt::exit_status())
+        }
         Err(err) => {
             eprintln!("error: {}", error_line(&err));
-            if err.is::<commands::interrupt::Interrupted>() {
-                std::process::ExitCode::from(commands::interrupt::exit_status())
-            } else {
-                std::process::ExitCode::FAILURE
-            }
+            std::process::ExitCode::FAILURE
         }
     }
 }

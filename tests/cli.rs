@@ -685,8 +685,12 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     let stderr = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(130), "{stderr}");
     assert!(
-        stderr.contains("error: interrupted: nothing was written (no temporary file is left)"),
+        stderr.contains("interrupted: nothing was written (no temporary file is left)"),
         "{stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "a deliberate Ctrl-C is not an error: {stderr}"
     );
     assert_eq!(names(dir.path()), ["d-val.npz", "d.npz"]);
     assert!(old == (std::fs::read(&out).unwrap(), std::fs::read(&val).unwrap()));

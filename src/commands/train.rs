@@ -244,17 +244,27 @@ fn summary_text(s: &TrainSummary) -> String {
     } else {
         String::new()
     };
+    // Both phases' shares, where there were both: online updates start at `start_training`, so the sum is no
+    // plain offline + online steps.
+    let online_updates = s.updates.saturating_sub(s.offline_updates);
+    let updates = if s.offline_updates > 0 && online_updates > 0 {
+        format!(
+            "{} updates ({} offline + {online_updates} online)",
+            s.updates, s.offline_updates
+        )
+    } else {
+        format!("{} updates", s.updates)
+    };
     format!(
         "task {} | agent {} | device {} ({})\n\
          success: {success}\n\
-         {} updates at {:.0}/s of update time{online}, {:.0} s in all\n\
+         {updates} at {:.0}/s of update time{online}, {:.0} s in all\n\
          learning curve: {}\n\
          run directory:  {}\n",
         s.task,
         s.agent,
         s.device,
         s.execution,
-        s.updates,
         s.updates_per_second,
         s.wall_seconds,
         s.learning_curve.display(),
@@ -336,6 +346,7 @@ mod tests {
             updates_per_second: 72.0,
             env_steps_per_second: 3900.0,
             updates: 40,
+            offline_updates: 10,
             online_steps: 30,
             wall_seconds: 5.0,
             best_online: qamlab_headless::train::best_online(&evals),
@@ -376,11 +387,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "40 updates at 72/s of update time, 30 online env steps at 3900/s of simulation time, 5 s in all"
+            "40 updates (10 offline + 30 online) at 72/s of update time, 30 online env steps at 3900/s of \
+             simulation time, 5 s in all"
         ));
         // Without an online phase there is no env step rate to report.
         let mut offline_only = summary(&[]);
         offline_only.online_steps = 0;
+        offline_only.offline_updates = 40;
         let text = summary_text(&offline_only);
         assert!(
             text.contains("40 updates at 72/s of update time, 5 s in all\n"),

@@ -49,6 +49,10 @@ pub struct TrainSummary {
     pub env_steps_per_second: f64,
     /// Total gradient updates.
     pub updates: u64,
+    /// The offline phase's share of `updates` (one per offline step; the rest came online, `utd_ratio` a step
+    /// from step `start_training` on). Absent in summaries of older runs.
+    #[serde(default)]
+    pub offline_updates: u64,
     /// Online environment steps.
     pub online_steps: u64,
     /// Wall-clock seconds of the whole run.

@@ -309,6 +309,7 @@ impl<'a> Trainer<'a> {
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
             env_steps_per_second: self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
             updates: self.state.updates,
+            offline_updates: self.state.offline_step,
             online_steps: self.state.online_step,
             wall_seconds: self.wall_seconds(),
             evals: self.state.evals.clone(),
