@@ -29,6 +29,8 @@ strip "$carry.tmp"/qamlab "$carry.tmp"/cuda_graphs "$carry.tmp"/fixture_parity "
 gzip -6 "$carry.tmp/qamlab"
 
 fixtures="${QAMLAB_FIXTURES:-$root/../shared/fixtures/qam}"
+# Without the lab's beside the checkout, the repository's copy of them.
+[ -d "$fixtures" ] || [ -n "${QAMLAB_FIXTURES:-}" ] || fixtures="$root/agent/tests/fixtures/qam"
 if [ -d "$fixtures" ]; then
     cp -r "$fixtures" "$carry.tmp/fixtures"
 else

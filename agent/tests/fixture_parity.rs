@@ -9,17 +9,17 @@ use qamlab_agent::{Agent, AgentConfig, AgentKind, Batch, ReplayNoise, Trace, Tra
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-/// The fixture root: `QAMLAB_FIXTURES` (which must exist when set), else the shared fixtures beside
-/// the checkout; only that default may be absent (a clone outside the lab's layout), and then the
-/// parity tests say loudly that they were skipped.
-fn fixture_root() -> Option<PathBuf> {
+/// The fixture root: `QAMLAB_FIXTURES` (which must exist when set), else the lab's shared fixtures
+/// beside the checkout, else the copy of them this repository keeps (`agent/tests/fixtures/qam`), so
+/// that a clone anywhere checks parity rather than skipping it.
+fn fixture_root() -> PathBuf {
     if let Some(root) = std::env::var_os("QAMLAB_FIXTURES").map(PathBuf::from) {
         assert!(
             root.is_dir(),
             "QAMLAB_FIXTURES={} is not a directory",
             root.display()
         );
-        return Some(root);
+        return root;
     }
     // The crate directory at run time (cargo sets it for `cargo test`): a test binary reused from a
     // shared target directory may have been compiled in another checkout.
@@ -27,16 +27,18 @@ fn fixture_root() -> Option<PathBuf> {
         || env!("CARGO_MANIFEST_DIR").into(),
         std::path::PathBuf::from,
     );
-    let root = crate_dir.join("../../shared/fixtures/qam");
-    if root.is_dir() {
-        Some(root)
-    } else {
-        eprintln!(
-            "\n!!!!! QAM FIXTURES NOT FOUND AT {} — PARITY TESTS SKIPPED (set QAMLAB_FIXTURES) !!!!!\n",
-            root.display()
-        );
-        None
+    let shared = crate_dir.join("../../shared/fixtures/qam");
+    if shared.is_dir() {
+        return shared;
     }
+    let kept = crate_dir.join("tests/fixtures/qam");
+    assert!(
+        kept.is_dir(),
+        "no QAM fixtures: neither {} nor {} is a directory (set QAMLAB_FIXTURES)",
+        shared.display(),
+        kept.display()
+    );
+    kept
 }
 
 fn load(path: &Path) -> HashMap<String, Tensor> {
@@ -272,7 +274,7 @@ fn check_variant(dir: &Path, device: Device) -> Vec<String> {
 
 /// Every variant folder under the fixture root, checked on `device`.
 fn every_variant_on(device: Device) {
-    let Some(root) = fixture_root() else { return };
+    let root = fixture_root();
     let mut variants: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -307,7 +309,12 @@ fn every_variant_matches_the_reference_update() {
 #[test]
 fn every_variant_matches_the_reference_update_on_cuda() {
     if !tch::Cuda::is_available() {
-        eprintln!("SKIPPED: no CUDA device; the CUDA parity check runs on a GPU machine only");
+        // Straight to stderr: the harness would swallow `eprintln!` of a passing test.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "every_variant_matches_the_reference_update_on_cuda: SKIPPED, no CUDA device (it runs on a GPU machine)"
+        );
         return;
     }
     every_variant_on(Device::Cuda(0));
@@ -315,7 +322,7 @@ fn every_variant_matches_the_reference_update_on_cuda() {
 
 #[test]
 fn sample_sequence_matches_the_reference() {
-    let Some(root) = fixture_root() else { return };
+    let root = fixture_root();
     let dir = root.join("dataset_sampling");
     let data = load(&dir.join("dataset.safetensors"));
     let flat = |k: &str| -> Vec<f32> {
@@ -375,4 +382,46 @@ fn sample_sequence_matches_the_reference() {
         0.0,
     )
     .unwrap();
+}
+
+/// The repository's copy of the fixtures is the lab's, byte for byte, where the lab's are beside the checkout
+/// (refresh it with `cp -r ../shared/fixtures/qam agent/tests/fixtures/` when they change).
+#[test]
+fn the_kept_fixtures_are_the_shared_ones() {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let (shared, kept) = (
+        crate_dir.join("../../shared/fixtures/qam"),
+        crate_dir.join("tests/fixtures/qam"),
+    );
+    if !shared.is_dir() {
+        return;
+    }
+    fn files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    files(&shared, &shared, &mut a);
+    files(&kept, &kept, &mut b);
+    a.sort();
+    b.sort();
+    assert_eq!(
+        a,
+        b,
+        "the kept fixtures hold other files than {}",
+        shared.display()
+    );
+    for name in &a {
+        assert!(
+            std::fs::read(shared.join(name)).unwrap() == std::fs::read(kept.join(name)).unwrap(),
+            "{} differs from the lab's",
+            kept.join(name).display()
+        );
+    }
 }
