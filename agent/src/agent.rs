@@ -81,7 +81,9 @@ impl Agent {
         // Before any capture: the check synchronises the device (and draws nothing).
         crate::gelu::check_cuda_dense_gelu(device);
         let _rng = crate::noise::torch_rng_lock();
-        tch::manual_seed(seed as i64 & i64::MAX);
+        // libtorch's CPU generator (an mt19937) keeps only the low 32 bits of its seed: the high half is folded
+        // in, so that seeds differing only there start from other weights (seeds below 2^32 are unchanged).
+        tch::manual_seed(((seed ^ (seed >> 32)) & 0xffff_ffff) as i64);
         let d = cfg.policy_dim(action_dim);
         let nets = Nets::new(&cfg, obs_dim, d, device);
         let max_norm = cfg.clip_grad_enabled().then_some(1.0);

@@ -8,7 +8,7 @@
 //! * [`data`] — transition store / replay buffer and chunked `sample_sequence` (§2).
 //! * [`noise`] — injected randomness: seeded torch draws or replayed fixture draws.
 //! * [`qam`] — the losses: `critic_loss`, `bc_flow_loss`, `memoryless_rollout`,
-//!   `lean_adjoint`, `adjoint_matching_loss`, `fql_losses`, `edit_losses` (§3–§4).
+//!   `lean_adjoint`, `adjoint_matching_loss`, `qam_f_losses`, `qam_e_losses` (§3–§4).
 //! * [`fql`] — the FQL actor loss (§8).
 //! * [`acting`] — Euler flow and `sample_actions` (§6).
 //! * [`optim`] — global-norm clip + Adam, Polyak targets (§5).

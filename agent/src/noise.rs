@@ -198,8 +198,19 @@ mod tests {
                 Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
             ),
         ]);
-        assert!(r.normal("bc_x0", &[2, 3], Device::Cpu).is_ok());
-        assert!(r.normal("adj_noise", &[2, 3], Device::Cpu).is_ok());
+        // The recorded draws come back, in order: zeros, then the first ones.
+        let zeros = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let ones = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        assert!(
+            r.normal("bc_x0", &[2, 3], Device::Cpu)
+                .unwrap()
+                .equal(&zeros)
+        );
+        assert!(
+            r.normal("adj_noise", &[2, 3], Device::Cpu)
+                .unwrap()
+                .equal(&ones)
+        );
         let e = r
             .normal("adj_noise", &[3, 2], Device::Cpu)
             .unwrap_err()

@@ -286,7 +286,7 @@ fn q_term(critic: &Critic, obs: &Tensor, actions: &Tensor) -> (Tensor, Tensor) {
 
 /// §4.3 QAM-F losses: one-step actor distilled from `EulerFlow(actor_fast)` plus its Q term.
 /// Draws `fql_noise [B, D]`. Returns `fql_alpha · L_distill + L_q`.
-pub fn fql_losses(
+pub fn qam_f_losses(
     nets: &Nets,
     cfg: &AgentConfig,
     obs: &Tensor,
@@ -321,7 +321,7 @@ pub fn fql_losses(
 /// with constant alpha, and the temperature loss. Draws `edit_base_noise`, `edit_eps` (`[B, D]`).
 /// Returns `L_editQ + L_ent + L_alpha`.
 #[allow(clippy::too_many_arguments)]
-pub fn edit_losses(
+pub fn qam_e_losses(
     edit_actor: &EditActor,
     temperature: &Temperature,
     critic: &Critic,

@@ -314,6 +314,16 @@ fn updates_are_a_function_of_seed_and_step() {
     let (x, y, z) = (run(4), run(4), run(5));
     assert_same_params(&x, &y);
     assert!(!x.parameters()[0].1.equal(&z.parameters()[0].1));
+    // The seed's high half counts too (libtorch's CPU generator keeps only 32 bits of its seed).
+    let init = |seed: u64| Agent::new(tiny(AgentKind::Qam), O, A, Device::Cpu, seed).unwrap();
+    let plain = init(4);
+    for high in [4 | 1 << 63, 4 | 1 << 32] {
+        let other = init(high);
+        let differ = (plain.parameters().iter())
+            .zip(other.parameters())
+            .any(|((_, a), (_, b))| !a.equal(&b));
+        assert!(differ, "seed {high:#x} starts as seed 4 does");
+    }
 }
 
 #[test]

@@ -57,7 +57,7 @@ impl Default for CollectOptions {
 
 impl CollectOptions {
     /// The `qamlab collect` command that makes these options' rows again (recorded in the dataset's source).
-    pub fn command_line(&self) -> String {
+    fn command_line(&self) -> String {
         let mut line = format!(
             "qamlab collect --task {} --episodes {} --envs {} --seed {} --noise {}",
             self.task, self.episodes, self.envs, self.seed, self.noise
@@ -157,9 +157,7 @@ pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<Task> {
 /// several collections (a dataset and its validation file) can then replace the old ones together.
 /// [`crate::files::cancel_writes`] stops it, with nothing left on disk.
 pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection> {
-    check_options(opts)?;
-    let task = load_task(&opts.task)?;
-    check_memory(opts, &task)?;
+    let task = check_collect(opts)?;
     let n = opts.envs.min(opts.episodes);
     let mut env = BatchedEnv::new(
         &task.scene,

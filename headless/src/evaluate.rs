@@ -76,6 +76,7 @@ pub fn evaluate_unless_stopped(
     seed: u64,
     stop: &dyn Fn() -> bool,
 ) -> anyhow::Result<Option<EvalResult>> {
+    anyhow::ensure!(episodes > 0, "an evaluation needs at least one episode");
     let envs = envs.min(episodes).max(1);
     let mut env = BatchedEnv::new(
         task,

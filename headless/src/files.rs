@@ -37,7 +37,17 @@ impl StagedFile {
         self.tmp
             .persist(&path)
             .with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+        sync_dir(parent_dir(&path));
         Ok(())
+    }
+}
+
+/// Syncs `dir`'s entries to disk: a rename is durable only once its directory is, and a checkpoint removes the
+/// older ones right after naming the new one. Best effort: some file systems refuse to sync a directory, and the
+/// file itself is already synced.
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
     }
 }
 

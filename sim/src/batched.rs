@@ -170,6 +170,8 @@ impl BatchedEnv {
             out.write(i, &state);
             restored.push((physics, state));
         }
+        // As `reset` and `step` refuse them: a blown-up replay is named as such, not as a mismatch later.
+        out.check_finite(spec)?;
         // Nothing changes until every env has replayed: a failed restore leaves the batch as it was.
         let world = self.app.world_mut();
         for (&entity, (physics, state)) in self.entities.iter().zip(restored) {

@@ -315,7 +315,7 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
 }
 
 /// Number of goals holding in the env's current state.
-pub fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: &[Vec3]) -> usize {
+pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: &[Vec3]) -> usize {
     scene
         .goals
         .iter()

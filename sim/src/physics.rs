@@ -352,7 +352,7 @@ fn insert_joint(
 }
 
 /// The free axis of a joint in its frame (always the frame's x).
-pub fn joint_axis(kind: JointKind) -> Option<JointAxis> {
+pub(crate) fn joint_axis(kind: JointKind) -> Option<JointAxis> {
     match kind {
         JointKind::Revolute { .. } => Some(JointAxis::AngX),
         JointKind::Prismatic { .. } => Some(JointAxis::LinX),

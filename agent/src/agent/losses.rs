@@ -98,13 +98,13 @@ pub(super) fn policy_half(
             );
             let adj = qam::adjoint_matching_loss(fast, base, q, obs, d, cfg, noise, trace)?;
             let extra = match cfg.kind {
-                AgentKind::QamF => Some(qam::fql_losses(nets, cfg, obs, d, noise, trace)?),
+                AgentKind::QamF => Some(qam::qam_f_losses(nets, cfg, obs, d, noise, trace)?),
                 AgentKind::QamE => {
                     let edit = nets.edit_actor.as_ref().expect("edit_actor");
                     let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
                     let critic = nets.critic.as_ref().expect("critic");
                     let losses =
-                        qam::edit_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace);
+                        qam::qam_e_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace);
                     Some(losses?)
                 }
                 _ => None,

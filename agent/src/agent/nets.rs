@@ -171,7 +171,7 @@ impl Nets {
     }
 
     /// `(target, online)` parameter lists of the Polyak-averaged pairs.
-    pub fn target_pairs(&self) -> Vec<(Vec<NamedTensor>, Vec<NamedTensor>)> {
+    pub(crate) fn target_pairs(&self) -> Vec<(Vec<NamedTensor>, Vec<NamedTensor>)> {
         let mut v = Vec::new();
         if let (Some(t), Some(o)) = (&self.target_critic, &self.critic) {
             v.push((t.named_parameters(), o.named_parameters()));
