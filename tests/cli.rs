@@ -263,11 +263,11 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains(&format!(
-            "agents: cannot act in it: task cube-single: {why}"
-        )),
+        stdout.contains(&format!("agents: cannot act in it: {why}")),
         "{stdout}"
     );
+    // Nor does it suggest training what cannot be trained.
+    assert!(!stdout.contains("qamlab train"), "{stdout}");
     let run = dir.path().join("run");
     let stderr = refused(&[
         "train",
@@ -283,7 +283,11 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(stderr.contains(why), "{stderr}");
+    // Named as given: the scene file, not the task name the copied scene holds.
+    assert!(
+        stderr.contains(&format!("task {narrow}: {why}")),
+        "{stderr}"
+    );
 }
 
 #[test]

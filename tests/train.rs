@@ -782,5 +782,33 @@ fn every_shipped_config_resolves() {
             text.contains("task = \"") && text.contains("actor_hidden_dims"),
             "{config:?}:\n{text}"
         );
+        // The same by its name, from a directory without it: the binary holds the shipped configs.
+        let name = config.file_stem().unwrap().to_str().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let by_name = run_ok(qamlab().current_dir(elsewhere.path()).args([
+            "train",
+            "--print-config",
+            "--config",
+            name,
+        ]));
+        assert_eq!(
+            String::from_utf8_lossy(&by_name.stdout),
+            text,
+            "--config {name}"
+        );
     }
+    // A bare name that is no shipped config says which are.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = qamlab()
+        .current_dir(elsewhere.path())
+        .args(["train", "--print-config", "--config", "cpu-smal"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("cpu-smal")
+            && stderr.contains("cpu-small, cuda-paper"),
+        "{stderr}"
+    );
 }

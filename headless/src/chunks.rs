@@ -16,10 +16,9 @@ pub fn check_agent_action_space(spec: &EnvSpec) -> anyhow::Result<()> {
     for (name, (&low, &high)) in spec.action_names.iter().zip(ranges) {
         if (low, high) != (-1.0, 1.0) {
             anyhow::bail!(
-                "task {}: action `{name}` ranges over [{low}, {high}], but the agents act in [-1, 1] (the algorithm \
-                 clips its actions there): give every actuator `range: (min: -1.0, max: 1.0)` and set its control's \
-                 scale for the motion you want",
-                spec.task
+                "action `{name}` ranges over [{low}, {high}], but the agents act in [-1, 1] (the algorithm clips its \
+                 actions there): give every actuator `range: (min: -1.0, max: 1.0)` and set its control's scale for \
+                 the motion you want"
             );
         }
     }

@@ -314,9 +314,8 @@ fn build_oracle(
     Oracle::new(scene, spec, config, &oracle_seeds).map_err(|e| {
         let way_out = match e {
             TaskError::NoOracle { .. } => format!(
-                "; a task without one is learned online from nothing, no dataset: `qamlab train --task {} \
-                 --offline-steps 0`",
-                opts.task
+                "; a task without one is learned online from nothing, no dataset: `{}`",
+                crate::config::train_from_nothing_command(&opts.task)
             ),
             _ => String::new(),
         };

@@ -57,19 +57,41 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
-/// How to name a config file that ships in `assets/configs/` (`name`, e.g. `cpu-small.toml`) in a suggestion: the
-/// relative path where the working directory is the checkout, else the checkout's absolute path where it still
-/// exists, so a command copied from a message works from any directory.
-pub fn shipped_config(name: &str) -> String {
-    let relative = Path::new("assets/configs").join(name);
-    if relative.is_file() {
-        return relative.display().to_string();
-    }
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(|root| root.join("assets/configs").join(name))
-        .filter(|path| path.is_file());
-    checkout.unwrap_or(relative).display().to_string()
+/// The configs that ship in `assets/configs/`, by name (the file name without `.toml`), built into the binary:
+/// `--config cpu-small` works from any directory, and from a binary far from its checkout.
+pub const SHIPPED_CONFIGS: [(&str, &str); 3] = [
+    (
+        "cpu-small",
+        include_str!("../../assets/configs/cpu-small.toml"),
+    ),
+    (
+        "cuda-paper",
+        include_str!("../../assets/configs/cuda-paper.toml"),
+    ),
+    (
+        "antmaze-cpu",
+        include_str!("../../assets/configs/antmaze-cpu.toml"),
+    ),
+];
+
+/// The text of the shipped config `name` (`cpu-small` or `cpu-small.toml`), if one is called that.
+pub fn shipped_config_text(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix(".toml").unwrap_or(name);
+    SHIPPED_CONFIGS
+        .iter()
+        .find(|(shipped, _)| *shipped == name)
+        .map(|(_, text)| *text)
+}
+
+/// The command that trains `task` (as the user named it) online from nothing, without a dataset: on the CPU with
+/// the shipped small networks, which work from any directory (the paper's crawl there, at 1-3 updates/s).
+pub fn train_from_nothing_command(task: &str) -> String {
+    let config = if tch::Cuda::is_available() {
+        ""
+    } else {
+        " --config cpu-small"
+    };
+    format!("qamlab train --task {task}{config} --offline-steps 0")
 }
 
 /// Sets libtorch's intra-op threads for CPU work that shares the machine with the envs' physics:
@@ -168,13 +190,28 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Reads a TOML file; an unknown key is an error naming the key and the file.
+    /// Reads a TOML file, or where no file has that name and it is a bare name, the shipped config of that name
+    /// (see [`SHIPPED_CONFIGS`]); an unknown key is an error naming the key and the file.
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let bare = path.components().count() == 1;
+        if bare
+            && !path.exists()
+            && let Some(text) = path.to_str().and_then(shipped_config_text)
+        {
+            return Self::from_toml_str(text, &format!("{} (shipped)", path.display()));
+        }
         let text = crate::files::read_regular_text(
             path,
             "config file",
             Some(crate::limits::MAX_CONFIG_BYTES),
-        )?;
+        );
+        // A missing bare name may have meant a shipped config.
+        let text = if bare && !path.exists() {
+            let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
+            text.with_context(|| format!("the shipped configs are named {}", names.join(", ")))?
+        } else {
+            text?
+        };
         Self::from_toml_str(&text, &path.display().to_string())
     }
 

@@ -88,7 +88,8 @@ pub fn evaluate_unless_stopped(
         },
     )
     .context("building the evaluation envs")?;
-    crate::chunks::check_agent_action_space(env.spec())?;
+    crate::chunks::check_agent_action_space(env.spec())
+        .with_context(|| format!("task {}", env.spec().task))?;
     let action_dim = env.spec().action_dim;
     let quota: Vec<usize> = (0..envs)
         .map(|i| episodes / envs + usize::from(i < episodes % envs))

@@ -33,24 +33,15 @@ struct Plan {
     config: TrainConfig,
 }
 
-/// The demo's run settings, shipped as files a user can start from: small networks on a CPU (sized for
-/// about ten minutes on two cores), the paper's on a GPU.
-const CPU_CONFIG: (&str, &str) = (
-    "assets/configs/cpu-small.toml",
-    include_str!("../../assets/configs/cpu-small.toml"),
-);
-const CUDA_CONFIG: (&str, &str) = (
-    "assets/configs/cuda-paper.toml",
-    include_str!("../../assets/configs/cuda-paper.toml"),
-);
-
 fn plan(device: tch::Device, dataset: PathBuf, seed: u64) -> anyhow::Result<Plan> {
-    let (name, text) = if device.is_cuda() {
-        CUDA_CONFIG
+    // The demo's settings ship as files a user can start from: small networks on a CPU, the paper's on a GPU.
+    let name = if device.is_cuda() {
+        "cuda-paper"
     } else {
-        CPU_CONFIG
+        "cpu-small"
     };
-    let config = TrainConfig::from_toml_str(text, name)?;
+    let text = qamlab_headless::config::shipped_config_text(name).expect("the demo's configs ship");
+    let config = TrainConfig::from_toml_str(text, &format!("assets/configs/{name}.toml"))?;
     Ok(Plan {
         episodes: 1000,
         config: TrainConfig {

@@ -103,12 +103,14 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             100.0 * tried.success_rate,
             super::count(episodes, "episode")
         );
-        // Online learning from nothing starts from the successes exploration stumbles on.
-        if tried.success_rate == 0.0 && episodes >= 10 {
+        // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
+        // at all: else the error below says why not).
+        let agents_act = qamlab_headless::chunks::check_agent_action_space(&spec).is_ok();
+        if tried.success_rate == 0.0 && episodes >= 10 && agents_act {
             println!(
                 "note: random actions never reached the goals in {episodes} episodes: training online from nothing \
                  (`{}`) has no success to learn from and may stay at 0 %; {}",
-                learn_from_nothing(&args.task),
+                qamlab_headless::config::train_from_nothing_command(&args.task),
                 if oracle_solves {
                     format!(
                         "train it from a dataset the oracle collects (`qamlab collect --task {}`), as the oracle \
@@ -187,38 +189,29 @@ fn describe(
         }
         out += "\n";
     }
+    let agents = qamlab_headless::chunks::check_agent_action_space(spec);
     out += &match oracle {
         Ok(script) => {
             format!("oracle: the scripted oracle drives it ({script}; `qamlab collect` works)\n")
         }
         Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => format!("oracle: none: {e}\n"),
+        // No training to suggest where the agents cannot act (said next).
+        Err(e) if agents.is_err() => {
+            format!("oracle: none ({e}); `qamlab collect` cannot drive it\n")
+        }
         Err(e) => format!(
             "oracle: none ({e}); `qamlab collect` cannot drive it, and `{}` learns it online from nothing, without \
              a dataset (where its robot can reach its goals)\n",
-            learn_from_nothing(name_as_given)
+            qamlab_headless::config::train_from_nothing_command(name_as_given)
         ),
     };
     let unsolvable = matches!(oracle, Err(qamlab_tasks::TaskError::Unsolvable { .. }));
-    out += &match qamlab_headless::chunks::check_agent_action_space(spec) {
+    out += &match agents {
         Ok(()) if unsolvable => "agents: they act in its action space\n".to_string(),
         Ok(()) => "agents: they act in its action space (`qamlab train` works)\n".to_string(),
         Err(e) => format!("agents: cannot act in it: {e}\n"),
     };
     out
-}
-
-/// The command that trains `task` (as the user named it) online from nothing, on the CPU's small networks where
-/// there is no GPU (the paper's crawl on a CPU).
-fn learn_from_nothing(task: &str) -> String {
-    let config = if tch::Cuda::is_available() {
-        String::new()
-    } else {
-        format!(
-            " --config {}",
-            qamlab_headless::config::shipped_config("cpu-small.toml")
-        )
-    };
-    format!("qamlab train --task {task}{config} --offline-steps 0")
 }
 
 /// Who acts in a tried episode.

@@ -247,9 +247,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         if widest.is_some_and(|&w| w >= 512) {
             tracing::warn!(
                 "networks {} wide train slowly on a CPU (the paper's 4x512, K 10: about 1-3 updates/s on two cores); \
-                 {} has the demo's CPU sizes (`--config` it)",
+                 `--config cpu-small` has the demo's CPU sizes",
                 widest.unwrap_or(&0),
-                crate::config::shipped_config("cpu-small.toml")
             );
         }
         if cfg.tf32 {

@@ -102,7 +102,9 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<Self> {
         let scene = &task.scene;
         let spec = qamlab_sim::EnvSpec::of(scene);
-        crate::chunks::check_agent_action_space(&spec)?;
+        // Named as the user gave it: a scene file's own task name may be another's (a copied scene).
+        crate::chunks::check_agent_action_space(&spec)
+            .with_context(|| format!("task {}", cfg.task))?;
         let (obs_dim, action_dim) = (spec.obs_dim, spec.action_dim);
         let on_cpu = device == Device::Cpu;
         // At once, before a dataset is read (a run past the machine should not wait for it), then with it.
