@@ -135,6 +135,8 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
         "task cube-single (built-in)",
         "observation (28 values): pinch.position [0..3],",
         "actions (5 values): dx [-1, 1],",
+        "starts (drawn at each reset):\n  cube: authored at (0, 0, 0.02), x drawn from [-0.15, 0.15], y drawn from \
+         [-0.15, 0.15], turned by [-3.1416, 3.1416] rad about z\n",
         "cube_goal: cube within 0.04 m",
         "oracle: the scripted oracle drives it",
         "agents: they act in its action space",
@@ -156,7 +158,7 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     assert!(
         stdout.contains(
             "at least 0.08 m from cube_a, at least 0.08 m from cube_b, at least 0.1 m from goal_a"
-        ),
+        ) && stdout.contains("rad about z, at least 0.1 m from cube_a\n"),
         "{stdout}"
     );
 

@@ -170,6 +170,34 @@ fn describe(
         out += &format!(" {a} [{}, {}],", spec.action_low[k], spec.action_high[k]);
     }
     out.pop();
+    // Where bodies start: what the reach and "nothing under it" messages refer to.
+    let drawn: Vec<&qamlab_sim::scene::BodyDef> = scene
+        .bodies
+        .iter()
+        .filter(|b| b.randomize.is_some())
+        .collect();
+    if !drawn.is_empty() {
+        out += "\nstarts (drawn at each reset):";
+    }
+    for def in drawn {
+        let (b, r) = (&def.body, def.randomize.as_ref().expect("filtered"));
+        let t = b.translation;
+        out += &format!("\n  {}: authored at ({}, {}, {})", b.name, t.x, t.y, t.z);
+        for (axis, range) in [("x", r.x), ("y", r.y), ("z", r.z)] {
+            if let Some(range) = range {
+                out += &format!(", {axis} drawn from [{}, {}]", range.min, range.max);
+            }
+        }
+        if let Some(yaw) = r.yaw {
+            out += &format!(", turned by [{}, {}] rad about z", yaw.min, yaw.max);
+        }
+        for &(other, distance) in &def.keep_away {
+            out += &format!(
+                ", at least {distance} m from {}",
+                scene.bodies[other].body.name
+            );
+        }
+    }
     out += "\ngoals (success when every one holds):\n";
     for def in &scene.goals {
         let g = &def.goal;
