@@ -8,6 +8,7 @@
 //! * [`camera`]: [`CameraPlugin`], the orbit camera (framing the shown envs' working volumes) and the lights.
 //! * [`labels`]: [`EnvLabelsPlugin`], each env's index and successes over it in the grid.
 //! * [`panel`]: [`PanelPlugin`], the egui panel (curves, counters, controls) and the keyboard shortcuts.
+//! * [`thinned_curve`]: a curve of bounded memory for the whole session (the window's success rate).
 //! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
 //! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
 //! * [`screenshot`]: [`ScreenshotPlugin`] saves one frame and exits (`--screenshot`).
@@ -24,6 +25,7 @@ pub mod preflight;
 pub mod render_sync;
 pub mod screenshot;
 pub mod stepping;
+pub mod thinned_curve;
 pub mod training;
 pub mod video;
 

@@ -15,7 +15,7 @@ use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
 };
-use egui_plot::{GridMark, Line, Plot, PlotPoints, Points};
+use egui_plot::{GridMark, Line, Plot, PlotPoint, PlotPoints, Points};
 use qamlab_headless::plot::{compact, linear_ticks, symlog, symlog_inverse};
 
 use super::ViewTask;
@@ -348,7 +348,7 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
         ui,
         "window-success",
         &format!("rolling success rate, previous {ROLLING} episodes (x: episode)"),
-        vec![("window", stats.curve.clone())],
+        &[("window", stats.curve.points())],
         YAxis::Fraction,
     );
 }
@@ -388,16 +388,16 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
         ui.label(format!("acting with the weights of step {step}"));
     }
     if !curves.evals.is_empty() {
-        let points = curves
+        let points: Vec<PlotPoint> = curves
             .evals
             .iter()
-            .map(|p| [p.step as f64, p.success_rate])
+            .map(|p| PlotPoint::new(p.step as f64, p.success_rate))
             .collect();
         curve(
             ui,
             "eval-success",
             "evaluation success (x: training step)",
-            vec![("eval", points)],
+            &[("eval", &points)],
             YAxis::Fraction,
         );
     }
@@ -406,23 +406,26 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
         // each shows its course. Signed, as a temperature's loss may go below 0.
         // A loss equal to another at every point (plain QAM's actor_loss is its flow_loss) would hide under it:
         // one series, named for both.
-        let mut series: Vec<(String, Vec<[f64; 2]>)> = Vec::new();
+        let mut series: Vec<(String, Vec<PlotPoint>)> = Vec::new();
         for (name, points) in &curves.losses {
-            let points: Vec<[f64; 2]> = points.iter().map(|&[x, y]| [x, symlog(y)]).collect();
+            let points: Vec<PlotPoint> = points
+                .iter()
+                .map(|&[x, y]| PlotPoint::new(x, symlog(y)))
+                .collect();
             match series.iter_mut().find(|(_, p)| *p == points) {
                 Some((shown, _)) => *shown = format!("{shown} = {name}"),
                 None => series.push((name.clone(), points)),
             }
         }
-        let series = series
+        let series: Vec<(&str, &[PlotPoint])> = series
             .iter()
-            .map(|(name, points)| (name.as_str(), points.clone()))
+            .map(|(name, points)| (name.as_str(), points.as_slice()))
             .collect();
         curve(
             ui,
             "losses",
             "losses (x: training step; y: log scale, 0 at 0)",
-            series,
+            &series,
             YAxis::SymLog,
         );
     }
@@ -485,8 +488,8 @@ enum YAxis {
 }
 
 /// A small line plot, each point marked (a series of one point shows too), its series named in a row above it
-/// (inside, a legend would cover the curves of so small a plot).
-fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: Vec<(&str, Vec<[f64; 2]>)>, y: YAxis) {
+/// (inside, a legend would cover the curves of so small a plot). The points are borrowed, not copied, each frame.
+fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: &[(&str, &[PlotPoint])], y: YAxis) {
     ui.label(title);
     if series.len() > 1 {
         ui.horizontal_wrapped(|ui| {
@@ -539,11 +542,11 @@ fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: Vec<(&str, Vec<[f64; 
             .y_axis_formatter(|mark, _| compact(symlog_inverse(mark.value).round())),
     };
     plot.show(ui, |plot_ui| {
-        for (k, (name, points)) in series.into_iter().enumerate() {
+        for (k, &(name, points)) in series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
-            plot_ui.line(Line::new(name, PlotPoints::from(points.clone())).color(color));
+            plot_ui.line(Line::new(name, PlotPoints::Borrowed(points)).color(color));
             plot_ui.points(
-                Points::new(name, PlotPoints::from(points))
+                Points::new(name, PlotPoints::Borrowed(points))
                     .color(color)
                     .radius(2.0),
             );

@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use super::ViewArgs;
 use super::panel::ViewCommand;
 use super::stepping::{ControlStep, EnvEntities, EnvGeneration, EnvLayout};
+use super::thinned_curve::ThinnedCurve;
 
 /// The policies that can act.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,10 +353,11 @@ pub struct EpisodeStats {
     pub episodes: u64,
     /// Of which successful.
     pub successes: u64,
-    /// The latest episodes: (return, success), newest last.
+    /// The latest [`RECENT_EPISODES`] episodes: (return, success), newest last.
     pub recent: VecDeque<(f32, bool)>,
-    /// Success rate of the last [`ROLLING`] episodes after each episode: (episode, rate).
-    pub curve: Vec<[f64; 2]>,
+    /// Success rate of the last [`ROLLING`] episodes after each episode: (episode, rate), thinned over a long
+    /// session.
+    pub curve: ThinnedCurve,
     /// The same counts env by env (env `i`'s at `i`), for the envs' labels.
     pub per_env: Vec<EnvTally>,
 }
@@ -371,6 +373,9 @@ pub struct EnvTally {
 
 /// Episodes the rolling success rate averages.
 pub const ROLLING: usize = 20;
+
+/// Latest episodes kept in [`EpisodeStats::recent`] (at least [`ROLLING`], for the rolling rate).
+pub const RECENT_EPISODES: usize = 100;
 
 impl EpisodeStats {
     /// Success rate of the last [`ROLLING`] episodes.
@@ -389,11 +394,18 @@ impl Plugin for PolicyPlugin {
         app.init_resource::<EpisodeStats>()
             .add_message::<ViewCommand>()
             .add_systems(ControlStep, act.before(EnvSet::ApplyActions))
-            // In the Publish phase, after the results are gathered: it runs only when a step did (the phase's
-            // run condition), so a step skipped for want of actions is not counted again.
+            // In the Publish phase, after the results are gathered: they run only when a step did (the phase's
+            // run condition), so a step skipped for want of actions is not counted again. A step whose
+            // observations left f32's range halts the window and is neither counted nor told to the policy.
             .add_systems(
                 ControlStep,
-                count_episodes
+                (
+                    halt_on_non_finite,
+                    (tally_episodes, reset_finished_policies)
+                        .chain()
+                        .run_if(observations_finite),
+                )
+                    .chain()
                     .in_set(EnvSet::Publish)
                     .after(qamlab_sim::systems::publish),
             )
@@ -429,20 +441,27 @@ fn act(
     }
 }
 
-/// Adds each finished episode to the stats and tells the policy.
-fn count_episodes(
-    mut stats: ResMut<EpisodeStats>,
+/// Whether the step's observations are all finite (the episodes are counted only then).
+fn observations_finite(out: Res<StepOutput>, task: Res<SimTask>) -> bool {
+    out.check_finite(&task.spec).is_ok()
+}
+
+/// Stops on a step whose observations left f32's range: the error is shown and the clock paused, as the headless
+/// drivers stop, until new envs start.
+fn halt_on_non_finite(
     out: Res<StepOutput>,
     task: Res<SimTask>,
     mut policy: ResMut<ActingPolicy>,
     mut clock: ResMut<super::stepping::SimClock>,
 ) {
-    // A scene whose physics left f32's range stops here, as the headless drivers do, until new envs start.
     if let Err(err) = out.check_finite(&task.spec) {
         policy.error = Some(format!("{err}"));
         clock.paused = true;
-        return;
     }
+}
+
+/// Adds the step's rewards to the episode returns, and each finished episode to the stats.
+fn tally_episodes(mut stats: ResMut<EpisodeStats>, out: Res<StepOutput>) {
     let n = out.reward.len();
     if stats.running.len() != n {
         stats.running = vec![0.0; n];
@@ -461,7 +480,7 @@ fn count_episodes(
             stats.per_env[i].episodes += 1;
             stats.per_env[i].successes += u64::from(succeeded);
             stats.recent.push_back((ret, succeeded));
-            if stats.recent.len() > 100 {
+            if stats.recent.len() > RECENT_EPISODES {
                 stats.recent.pop_front();
             }
             let point = [
@@ -471,6 +490,11 @@ fn count_episodes(
             stats.curve.push(point);
         }
     }
+}
+
+/// Clears the per-env state of the stateful policies (oracle scripts, queued action chunks) of the envs whose
+/// episode just ended.
+fn reset_finished_policies(out: Res<StepOutput>, mut policy: ResMut<ActingPolicy>) {
     policy.episodes_ended(&out);
 }
 
