@@ -8,17 +8,25 @@
 
 use std::f32::consts::FRAC_PI_2;
 
-use bevy::math::Vec3;
-use qamlab_sim::authoring::{Control, JointKind, Range, Shape};
-use qamlab_sim::scene::FrameRef;
-use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
+use qamlab_sim::authoring::Control;
+use qamlab_sim::{EnvSpec, StepOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
+mod feasibility;
 mod reach;
+
+pub(crate) use feasibility::{ReachFault, check_reach};
+
+/// The gantry's actions, in the order the script writes them: a task's `ActionSpace` must name these for the cube
+/// script to drive it.
+pub(crate) const GANTRY_ACTIONS: [&str; 5] = ["dx", "dy", "dz", "dyaw", "gripper"];
+
+/// The width of one env's action: one value per [`GANTRY_ACTIONS`] name.
+const ACTION_DIM: usize = GANTRY_ACTIONS.len();
 
 /// Observation indices the oracle reads.
 #[derive(Clone, Debug)]
@@ -149,10 +157,10 @@ impl Layout {
             cubes,
             goals,
         };
-        if spec.action_names != ["dx", "dy", "dz", "dyaw", "gripper"] {
+        if spec.action_names != GANTRY_ACTIONS {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
-                missing: "the actions dx, dy, dz, dyaw, gripper, in that order".into(),
+                missing: format!("the actions {}, in that order", GANTRY_ACTIONS.join(", ")),
             });
         }
         // The script plans in metres and radians per step for the built-in gantry's controls; other scales or
@@ -199,350 +207,12 @@ impl Layout {
         }
         Ok(layout)
     }
+
+    /// Every cube's position in the observation `o`.
+    fn cube_positions(&self, o: &[f32]) -> Vec<[f32; 3]> {
+        self.cubes.iter().map(|&(p, _)| vec3(o, p)).collect()
+    }
 }
-
-/// Why [`check_reach`] rules a scene out, in the words of what is needed.
-#[derive(Debug)]
-pub(crate) enum ReachFault {
-    /// Where a cube starts or a goal's target lies is beyond the pinch's reach: no policy can do the task.
-    Task(String),
-    /// The scene lacks what the script drives, or the script's own way (its approach, its carrying height) is
-    /// beyond the limits: the oracle cannot run, though an agent might still learn the task.
-    Script(String),
-}
-
-/// Checks the scene's layout against the gantry's reach, as the joints of `dx`, `dy` and `dz` slide the pinch from
-/// where it starts (within their limits). First what the task needs, a [`ReachFault::Task`] where it fails
-/// ([`check_task_reach`]): every goal's target within the reach give or take its tolerance and how far the robot
-/// can push or throw a cube past the pinch (below it too: a cube let go falls there), every cube's start within
-/// touch, unless the cube may start at its target; claimed only where the scene lets that be bounded
-/// ([`reach::RobotReach::of`]: boxes that do not roll, level fixed boxes, friction, no bounce, plain gravity
-/// straight down, a hand that only turns about z and slides within limits), else left to the script's checks.
-/// Then what the script needs, a [`ReachFault::Script`]: the pinch over each start and each target, the hover above
-/// each target (where the script comes down onto a cube), the cubes narrower than the fingers' opening
-/// ([`check_grasp`]) and the carrying height. A script sent out of reach pushes against a limit for the rest of the
-/// episode, and its data never succeeds. Errors name the cube or goal and the coordinate out of reach. (A cube
-/// authored in the air falls: its height is not checked. The script takes a goal on a site of its cube at the
-/// cube's origin, and its checks too: a site a few centimetres off is within their purpose, which is to catch a
-/// scene laid out beyond the gantry; the task's check takes the site.) Returns the highest z the pinch reaches,
-/// which the script's carrying height never exceeds (a cube resting high up would otherwise send it past the
-/// limit, where it would wait for the rest of the episode).
-pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
-    let frame_home = |frame: FrameRef| {
-        let body = &scene.bodies[frame.body].body;
-        body.translation + body.rotation * frame.offset
-    };
-    let pinch = scene
-        .sites
-        .iter()
-        .find(|(name, _)| name == "pinch")
-        .map(|&(_, frame)| frame)
-        .or_else(|| {
-            let body = scene.bodies.iter().position(|b| b.body.name == "pinch")?;
-            Some(FrameRef {
-                body,
-                offset: Vec3::ZERO,
-            })
-        })
-        .ok_or_else(|| {
-            ReachFault::Script(
-                "a body or site named `pinch` (the point between the fingers)".into(),
-            )
-        })?;
-    let home = frame_home(pinch);
-    // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
-    let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
-    let mut limits = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
-    for (k, axis) in [Vec3::X, Vec3::Y, Vec3::Z].into_iter().enumerate() {
-        let actuator = &scene.actuators[k];
-        let name = &actuator.actuator.name;
-        let slides = match actuator.joints[..] {
-            [j] => match scene.joints[j].joint.kind {
-                JointKind::Prismatic { axis: a } => (a.normalize_or_zero() - axis).length() < 1e-3,
-                _ => false,
-            },
-            _ => false,
-        };
-        if !slides {
-            let along = ["x", "y", "z"][k];
-            return Err(ReachFault::Script(format!(
-                "action `{name}` to drive one prismatic joint sliding along +{along}, as the built-in gantry's"
-            )));
-        }
-        if let Some(joint) = scene.joints[actuator.joints[0]].joint.limits {
-            reach[k] = Range::new(home[k] + joint.min, home[k] + joint.max);
-            limits[k] = joint;
-        }
-    }
-    // Whether `range` along axis `k` leaves the pinch's reach widened by `below` and `above`.
-    let beyond = |k: usize, range: Range, below: f32, above: f32| {
-        range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
-    };
-    // `what` out of reach, in words. `authored`: the scene's numbers set the range, else the script's own heights
-    // do, which the author changes only through the limits.
-    let out_of_reach = |what: &str, k: usize, range: Range, authored: bool| {
-        let fix = if !authored {
-            "widen the limits"
-        } else if range.min == range.max {
-            "move it or widen the limits"
-        } else {
-            "narrow the range or widen the limits"
-        };
-        format!(
-            "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
-             and the joint of `{}` has limits [{}, {}]; {fix})",
-            ["x", "y", "z"][k],
-            mm(range.min),
-            mm(range.max),
-            mm(reach[k].min),
-            mm(reach[k].max),
-            mm(home[k]),
-            scene.actuators[k].actuator.name,
-            limits[k].min,
-            limits[k].max,
-        )
-    };
-    let span =
-        |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
-    // What the robot can surely not do, where the scene lets that be bounded (`None`: nothing is claimed).
-    let robot_reach = reach::RobotReach::of(scene, home);
-    // What the task needs is checked in full before what the script needs: a fault of the task is said even where
-    // the script would have stopped first.
-    let mut script_fault: Option<String> = None;
-    let mut highest_target = f32::NEG_INFINITY;
-    for def in &scene.goals {
-        let target = def.goal.target;
-        let tolerance = def.goal.tolerance;
-        let drawn = def
-            .randomize
-            .as_ref()
-            .map(|(r, _)| [r.x, r.y, r.z])
-            .unwrap_or_default();
-        let to: [Range; 3] = std::array::from_fn(|k| span(target[k], drawn[k]));
-        let cube = &scene.bodies[def.frame.body];
-        let start = cube.body.translation;
-        let moved = cube
-            .randomize
-            .as_ref()
-            .map(|r| [r.x, r.y, r.z])
-            .unwrap_or_default();
-        let goal = format!("goal `{}`'s target", def.goal.name);
-        let cube_start = format!("cube `{}`'s start", cube.body.name);
-        if let Some(bound) = robot_reach
-            .as_ref()
-            .and_then(|robot| robot.cube(scene, def, reach[2].max, to[2].min - tolerance))
-        {
-            check_task_reach(&bound, &to, tolerance, &reach, (&goal, &cube_start)).map_err(
-                |(what, k, range)| ReachFault::Task(out_of_reach(&what, k, range, true)),
-            )?;
-        }
-        for k in 0..3 {
-            let to = to[k];
-            // The script brings the pinch over the cube (its origin) and over the target themselves.
-            let from = span(start[k], moved[k]);
-            if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
-                script_fault = Some(out_of_reach(&goal, k, to, true));
-            }
-            if k < 2 {
-                if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
-                    script_fault = Some(out_of_reach(&cube_start, k, from, true));
-                }
-            } else {
-                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
-                let approach = Range::new(to.min, to.max + HOVER);
-                if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
-                    let what = format!("the script's approach {HOVER} m above {goal}");
-                    script_fault = Some(out_of_reach(&what, k, approach, true));
-                }
-                highest_target = highest_target.max(to.max);
-            }
-        }
-    }
-    if let Some(fault) = script_fault {
-        return Err(ReachFault::Script(fault));
-    }
-    check_grasp(scene)?;
-    let carry = Range::new(CARRY_Z, carry_height([highest_target]));
-    let carrying = if carry.max > carry.min {
-        format!(
-            "the script's carrying height (z = {} to {} m, {CARRY_CLEARANCE} m above the highest target)",
-            mm(carry.min),
-            mm(carry.max)
-        )
-    } else {
-        format!("the script's carrying height (z = {CARRY_Z} m)")
-    };
-    if beyond(2, carry, 0.0, 0.0) {
-        return Err(ReachFault::Script(out_of_reach(&carrying, 2, carry, false)));
-    }
-    Ok(reach[2].max)
-}
-
-/// Rounding in the authored numbers is not a place out of reach (m).
-const SLACK: f32 = 1e-3;
-
-/// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
-fn mm(x: f32) -> f32 {
-    (x * 1000.0).round() / 1000.0
-}
-
-/// Checks what one goal needs of the robot, which can move its cube as far as `bound` says past the pinch's
-/// `reach`: every target `to` within that, give or take the goal's `tolerance` (below the reach too: a cube let go
-/// falls there), and the cube's start within the robot's touch; either unless the cube may start at the target (it
-/// then needs no moving). Errs with what is out of reach, in words, the axis and the range out of reach.
-fn check_task_reach(
-    bound: &reach::CubeReach,
-    to: &[Range; 3],
-    tolerance: f32,
-    reach: &[Range; 3],
-    names: (&str, &str),
-) -> Result<(), (String, usize, Range)> {
-    let (goal, cube_start) = names;
-    let meets = |k: usize, part: Range| {
-        bound.from[k].min <= part.max + tolerance && part.min - tolerance <= bound.from[k].max
-    };
-    for k in 0..3 {
-        let slack = tolerance + if k < 2 { bound.flat } else { bound.up };
-        let below = if k < 2 { slack } else { f32::INFINITY };
-        let out_above = Range::new(reach[k].max + slack, to[k].max);
-        let out_below = Range::new(to[k].min, reach[k].min - below);
-        let unreachable = (to[k].max > out_above.min + SLACK && !meets(k, out_above))
-            || (to[k].min < out_below.max - SLACK && !meets(k, out_below));
-        if unreachable {
-            let what = format!(
-                "{goal}, give or take {} m (its tolerance, and how far past the pinch the robot can push or throw \
-                 the cube),",
-                mm(slack)
-            );
-            return Err((what, k, to[k]));
-        }
-    }
-    // A cube nothing can touch stays where it starts.
-    for k in 0..2 {
-        let from = bound.from[k];
-        let untouched = from.min < reach[k].min - bound.touch - SLACK
-            || from.max > reach[k].max + bound.touch + SLACK;
-        if untouched && !meets(k, to[k]) {
-            let what = format!(
-                "{cube_start}, give or take {} m (how far past the pinch the robot, and anything it pushes or \
-                 throws, can touch the cube, or the cube move by itself),",
-                mm(bound.touch)
-            );
-            return Err((what, k, from));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that the gripper has fingers to hold with and each cube a collider to be held by, and that each cube fits
-/// between the fingers: narrower, across its narrower side (its own shape's, whatever its yaw, where it stands
-/// upright), than the gap between the two fingers' inner faces where the script opens them (at -1, the
-/// `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at +1 instead is refused),
-/// less [`GRASP_SLACK`]. A cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read,
-/// not two prismatic joints' boxes apart along their axis, are left to the other checks.)
-fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
-    let Some(gripper) = scene.actuators.get(4) else {
-        return Ok(());
-    };
-    let Control::PositionAbsolute { at_min, at_max } = gripper.actuator.control else {
-        return Ok(());
-    };
-    // Per finger: its joint, the box around it as authored, its sliding axis.
-    let fingers: Vec<(usize, (Vec3, Vec3), Vec3)> = gripper
-        .joints
-        .iter()
-        .filter_map(|&j| {
-            let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
-                return None;
-            };
-            let bounds = scene.collider_bounds(scene.joints[j].child)?;
-            Some((j, bounds, axis.normalize_or_zero()))
-        })
-        .collect();
-    if fingers.is_empty() {
-        return Err(ReachFault::Script(
-            "action `gripper` to drive prismatic finger joints whose bodies have colliders, as the built-in \
-             gantry's (without one, nothing holds the cube)"
-                .into(),
-        ));
-    }
-    let [a, b] = &fingers[..] else {
-        return Ok(());
-    };
-    // The world axis the fingers slide along (the built-in's: y), and which finger is on its low side.
-    let k = (0..3)
-        .max_by(|&i, &n| a.2[i].abs().total_cmp(&a.2[n].abs()))
-        .expect("three axes");
-    let (low, high) = if a.1.0[k] < b.1.0[k] { (a, b) } else { (b, a) };
-    let gap_at = |q: f32| {
-        let clamp = |j: usize| {
-            scene.joints[j]
-                .joint
-                .limits
-                .map_or(q, |l| q.clamp(l.min, l.max))
-        };
-        (high.1.0[k] + clamp(high.0) * high.2[k]) - (low.1.1[k] + clamp(low.0) * low.2[k])
-    };
-    let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
-    // The script opens the gripper with -1 (`at_min`) and closes it with +1.
-    let gap = gap_at(at_min);
-    if gap < gap_at(at_max) {
-        return Err(ReachFault::Script(format!(
-            "action `gripper` to open the fingers at -1 and close them at +1, as the built-in gantry's: `{}` and \
-             `{}` are {:.1} cm apart at -1 (at_min {at_min}) and {:.1} cm at +1 (at_max {at_max}); swap at_min and \
-             at_max",
-            names(low.0),
-            names(high.0),
-            100.0 * gap,
-            100.0 * gap_at(at_max)
-        )));
-    }
-    if gap <= 0.0 {
-        return Ok(());
-    }
-    for def in &scene.goals {
-        let cube = def.frame.body;
-        let Some(collider) = &scene.bodies[cube].collider else {
-            return Err(ReachFault::Script(format!(
-                "cube `{}` to have a collider (the fingers close on it)",
-                scene.bodies[cube].body.name
-            )));
-        };
-        // An upright body (turned about z alone) by its shape, whatever its yaw, which the script matches; one
-        // tilted, or a hull, by the box around it as authored.
-        let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
-        let boxed = || {
-            scene
-                .collider_bounds(cube)
-                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y))
-        };
-        let across = match collider.shape {
-            _ if !upright => boxed(),
-            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.min(half_extents.y),
-            Shape::Ball { radius }
-            | Shape::Capsule { radius, .. }
-            | Shape::Cylinder { radius, .. } => 2.0 * radius,
-            Shape::ConvexHull { .. } => boxed(),
-        };
-        if across > gap - GRASP_SLACK {
-            return Err(ReachFault::Script(format!(
-                "cube `{}` to fit between the fingers: it is {:.1} cm across its narrower side, and `{}` and `{}` \
-                 open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
-                scene.bodies[cube].body.name,
-                100.0 * across,
-                names(low.0),
-                names(high.0),
-                100.0 * gap,
-                100.0 * GRASP_SLACK
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// How much narrower than the open fingers' gap a cube must be (m): the script opens them, comes down over the
-/// cube and closes, and the cube's yaw is matched only to within the noise.
-const GRASP_SLACK: f32 = 0.004;
 
 /// Phases of the pick-and-place script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -558,6 +228,13 @@ enum Phase {
     Done,
 }
 
+impl Phase {
+    /// Whether the fingers hold the cube in this phase, so that losing it restarts the pick.
+    fn holds_cube(self) -> bool {
+        matches!(self, Phase::Lift | Phase::Carry | Phase::Lower)
+    }
+}
+
 /// Per-env script state.
 #[derive(Clone, Debug)]
 struct Script {
@@ -569,7 +246,7 @@ struct Script {
     /// Play: where the cube should go now.
     subgoal: [f32; 3],
     /// Smoothed noise state, one per action dim.
-    noise: [f32; 5],
+    noise: [f32; ACTION_DIM],
     /// The pinch's height while carrying in the current sub-task (see [`carry_height`]).
     carry_z: f32,
     /// Cubes put down (releases completed) since the oracle was built.
@@ -592,6 +269,64 @@ const YAW_LIMIT: f32 = 1.5;
 const SOLVED: f32 = 0.02; // a cube this close to its goal needs no move (the task's tolerance is 0.04)
 const CLEARANCE: f32 = 0.08; // play places a cube at least this far from the others
 
+// When the script moves on from a phase (metres, radians, control steps). Tuned on cube-single: a 4 cm cube,
+// fingers that open to an 8.8 cm gap and reach 2 cm below the pinch, at most 5 cm a step, 0.05 s steps.
+
+/// Approach: the pinch is over the cube when this near its hover point horizontally. The open gap leaves 2.4 cm
+/// either side of the cube, so coming down 1 cm off still lands the fingers around it (the descent then centres).
+const OVER_CUBE_XY: f32 = 0.01;
+/// Approach: the pinch is at the hover height when this near it: a quarter of [`HOVER`], the fingers still well
+/// clear of the cube's top.
+const AT_HOVER_Z: f32 = 0.02;
+/// Approach: the fingers are square to the cube's faces when their yaw is this near (rad, about 3.4°), so that
+/// they close flat on two faces rather than on the corners.
+const YAW_ALIGNED: f32 = 0.06;
+/// Approach: farther than this from the hover point horizontally, the pinch travels without coming down, so that
+/// the open fingers clear the cube on the way; nearer, it settles onto the hover height.
+const TRAVEL_XY: f32 = 0.02;
+/// Descend: the cube farther than this from the pinch horizontally was knocked away or the pinch drifted. It is
+/// about the 2.4 cm between the cube and an open finger: past it a finger would come down on the cube, so the
+/// script approaches again.
+const DESCEND_DRIFT_XY: f32 = 0.025;
+/// Descend: the pinch is at the grasp point when this near it vertically; the fingers, 7 cm tall, close on the
+/// cube's sides anywhere within it.
+const AT_GRASP_Z: f32 = 0.006;
+/// Descend: the pinch is at the grasp point when this near it horizontally: the fingers then meet the cube nearly
+/// together, squaring it between them rather than shoving it off.
+const AT_GRASP_XY: f32 = 0.008;
+/// Grasp: steps the fingers close, the pinch kept at the grasp point, before lifting: time to close on the cube and
+/// squeeze it, so that the lift does not pull it out.
+const GRASP_STEPS: u32 = 6;
+/// Holding phases: the cube is held while its centre is this near the pinch horizontally, half the cube's width: a
+/// cube between closed fingers always is, one dropped or pulled out is not.
+const HELD_XY: f32 = 0.02;
+/// Holding phases: the cube is held while its centre is this near the pinch vertically (the grasp holds it
+/// [`GRASP_DZ`] below), a little more than half its height, so that a slip within the fingers still counts as held.
+const HELD_Z: f32 = 0.025;
+/// Lift and retreat: the pinch is at the carrying height when this near it, near enough that the carried cube
+/// clears what [`CARRY_CLEARANCE`] keeps it above, without waiting on the motor's last millimetres.
+const AT_CARRY_Z: f32 = 0.015;
+/// Carry: the cube is over its target when this near it horizontally, a fifth of the built-in tasks' tolerance
+/// (0.04), which leaves room for the cube to shift as it is set down.
+const OVER_GOAL_XY: f32 = 0.008;
+/// Lower: the script aims the cube this far above its target, so that the hand sets it on the table rather than
+/// pressing it into the table.
+const SET_DOWN_DZ: f32 = 0.002;
+/// Lower: the cube is down when its centre is this near its target's height: resting, or so nearly that letting go
+/// drops it no farther than that.
+const SET_DOWN_Z: f32 = 0.006;
+/// Release: steps the fingers open, the pinch held still, before retreating: time to let go of the cube, so that
+/// rising does not drag it along.
+const RELEASE_STEPS: u32 = 5;
+/// A phase that lasts more than this many steps restarts the pick (the cube slipped or was knocked away): 3 s, far
+/// longer than a phase takes when it goes right (at 5 cm a step, 60 steps cross the 0.6 m table five times).
+const PHASE_TIMEOUT_STEPS: u32 = 60;
+
+/// The gripper action that opens the fingers (the control's `at_min`).
+const OPEN: f32 = -1.0;
+/// The gripper action that closes the fingers (`at_max`): they stop on the cube and squeeze it.
+const CLOSE: f32 = 1.0;
+
 /// The batched cube pick-and-place oracle.
 pub struct CubeOracle {
     config: OracleConfig,
@@ -607,6 +342,7 @@ impl CubeOracle {
     /// An oracle for `spec`'s envs (one script per seed: env `i` draws its noise and sub-goals from `seeds[i]`).
     /// Errors if the task's observation lacks what the script reads.
     pub fn new(spec: &EnvSpec, config: OracleConfig, seeds: &[u64]) -> Result<Self, TaskError> {
+        // The layout also checks that the actions are the gantry's, ACTION_DIM of them.
         let layout = Layout::find(spec)?;
         let mut oracle = Self {
             config,
@@ -614,7 +350,7 @@ impl CubeOracle {
             obs_dim: spec.obs_dim,
             max_carry_z: f32::INFINITY,
             scripts: Vec::with_capacity(seeds.len()),
-            actions: vec![0.0; seeds.len() * spec.action_dim],
+            actions: vec![0.0; seeds.len() * ACTION_DIM],
         };
         for &seed in seeds {
             oracle.scripts.push(Script {
@@ -623,7 +359,7 @@ impl CubeOracle {
                 cube: None,
                 subgoal: [0.0, 0.0, 0.02],
                 carry_z: CARRY_Z,
-                noise: [0.0; 5],
+                noise: [0.0; ACTION_DIM],
                 placements: 0,
                 drops: 0,
                 rng: ChaCha8Rng::seed_from_u64(seed),
@@ -675,7 +411,7 @@ impl CubeOracle {
         let s = &mut self.scripts[i];
         s.phase = Phase::Approach;
         s.steps = 0;
-        s.noise = [0.0; 5];
+        s.noise = [0.0; ACTION_DIM];
         s.cube = None;
     }
 
@@ -686,194 +422,314 @@ impl CubeOracle {
         }
     }
 
-    /// Actions `[N * 5]` for observations `[N * obs_dim]`.
+    /// Actions `[N * 5]` (dx, dy, dz, dyaw, gripper per env) for observations `[N * obs_dim]`.
     pub fn act(&mut self, obs: &[f32]) -> &[f32] {
         for i in 0..self.scripts.len() {
             let o = &obs[i * self.obs_dim..(i + 1) * self.obs_dim];
             let mut a = self.script_action(i, o);
             let s = &mut self.scripts[i];
             perturb(&self.config, &mut s.noise, &mut s.rng, &mut a);
-            self.actions[i * 5..(i + 1) * 5].copy_from_slice(&a);
+            self.actions[i * ACTION_DIM..(i + 1) * ACTION_DIM].copy_from_slice(&a);
         }
         &self.actions
     }
 
-    /// The noise-free action of env `i`'s script, advancing its phase.
-    fn script_action(&mut self, i: usize, o: &[f32]) -> [f32; 5] {
-        let l = &self.layout;
-        let v3 = |k: usize| [o[k], o[k + 1], o[k + 2]];
-        let ee = v3(l.ee);
-        let ee_yaw = o[l.ee_yaw].atan2(o[l.ee_yaw + 1]);
-        let cubes: Vec<[f32; 3]> = l.cubes.iter().map(|&(p, _)| v3(p)).collect();
-        let play = self.config.mode == OracleMode::Play;
-        let region = self.config.play_region;
+    /// The noise-free action of env `i`'s script for its observation `o`, advancing its phase.
+    fn script_action(&mut self, i: usize, o: &[f32]) -> [f32; ACTION_DIM] {
+        let layout = &self.layout;
+        let cubes = layout.cube_positions(o);
         let s = &mut self.scripts[i];
         if s.cube.is_none() {
-            // Pick the next sub-task: a random cube to a random free place (play), or the first cube off its goal
-            // (solve; none left means done).
-            let dist = |a: [f32; 3], b: [f32; 3]| {
-                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt()
-            };
-            s.cube = if play {
-                let k = s.rng.random_range(0..cubes.len());
-                // Set down at the height the task's goal for this cube has: where the cube rests on the table.
-                let rest = o[l.goals[k] + 2];
-                s.subgoal = draw_subgoal(&mut s.rng, region, rest, &cubes, k);
-                Some(k)
-            } else {
-                (0..cubes.len()).find(|&k| dist(cubes[k], v3(l.goals[k])) > SOLVED)
-            };
-            if let Some(k) = s.cube {
-                let to = if play {
-                    s.subgoal[2]
-                } else {
-                    o[l.goals[k] + 2]
-                };
-                s.carry_z =
-                    carry_height(cubes.iter().map(|c| c[2]).chain([to])).min(self.max_carry_z);
-            }
-            s.phase = if s.cube.is_some() {
-                Phase::Approach
-            } else {
-                Phase::Done
-            };
-            s.steps = 0;
+            s.choose_subtask(layout, &self.config, self.max_carry_z, o, &cubes);
         }
         let k = s.cube.unwrap_or(0);
-        let cube = cubes[k];
-        let yaw_at = l.cubes[k].1;
-        let cube_yaw = o[yaw_at].atan2(o[yaw_at + 1]);
-        let goal = if play { s.subgoal } else { v3(l.goals[k]) };
-        let dxy = |a: [f32; 3], b: [f32; 3]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-        let held = dxy(cube, ee) < 0.02 && (cube[2] - ee[2]).abs() < 0.025;
+        let goal = if self.config.mode == OracleMode::Play {
+            s.subgoal
+        } else {
+            vec3(o, layout.goals[k])
+        };
+        let sight = Sight::new(layout, o, &cubes, k, goal);
+        s.steps += 1;
+        if s.steps > PHASE_TIMEOUT_STEPS && s.phase != Phase::Done {
+            s.enter(Phase::Approach);
+        }
+        s.aim(&sight).action(&sight)
+    }
+}
 
-        // The yaw that aligns the fingers with the cube's faces (a cube repeats every quarter turn), nearest to
-        // the current yaw and inside the joint's reach.
+impl Script {
+    /// Starts `phase` (its step count from 0).
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.steps = 0;
+    }
+
+    /// Picks the next sub-task: a random cube to a random free place (play), or the first cube off its goal (solve;
+    /// none left means done), and the height to carry it at (at most `max_carry_z`). `cubes` are the cubes'
+    /// positions in the observation `o`.
+    fn choose_subtask(
+        &mut self,
+        layout: &Layout,
+        config: &OracleConfig,
+        max_carry_z: f32,
+        o: &[f32],
+        cubes: &[[f32; 3]],
+    ) {
+        let play = config.mode == OracleMode::Play;
+        let dist =
+            |a: [f32; 3], b: [f32; 3]| (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt();
+        self.cube = if play {
+            let k = self.rng.random_range(0..cubes.len());
+            // Set down at the height the task's goal for this cube has: where the cube rests on the table.
+            let rest = o[layout.goals[k] + 2];
+            self.subgoal = draw_subgoal(&mut self.rng, config.play_region, rest, cubes, k);
+            Some(k)
+        } else {
+            (0..cubes.len()).find(|&k| dist(cubes[k], vec3(o, layout.goals[k])) > SOLVED)
+        };
+        if let Some(k) = self.cube {
+            let to = if play {
+                self.subgoal[2]
+            } else {
+                o[layout.goals[k] + 2]
+            };
+            self.carry_z = carry_height(cubes.iter().map(|c| c[2]).chain([to])).min(max_carry_z);
+        }
+        self.enter(if self.cube.is_some() {
+            Phase::Approach
+        } else {
+            Phase::Done
+        });
+    }
+
+    /// This step's aim: the current phase's, after passing through every phase that `sight` shows complete.
+    fn aim(&mut self, sight: &Sight) -> Aim {
+        loop {
+            let turn = if self.phase.holds_cube() && !sight.held {
+                // The grip was lost: pick the cube up again.
+                self.drops += 1;
+                Turn::Pass(Phase::Approach)
+            } else {
+                match self.phase {
+                    Phase::Approach => self.approach(sight),
+                    Phase::Descend => self.descend(sight),
+                    Phase::Grasp => self.grasp(sight),
+                    Phase::Lift => self.lift(sight),
+                    Phase::Carry => self.carry(sight),
+                    Phase::Lower => self.lower(sight),
+                    Phase::Release => self.release(sight),
+                    Phase::Retreat => self.retreat(sight),
+                    Phase::Done => Turn::Act(Aim::still(sight, OPEN)),
+                }
+            };
+            match turn {
+                Turn::Act(aim) => return aim,
+                Turn::Pass(phase) => self.enter(phase),
+            }
+        }
+    }
+
+    /// To [`HOVER`] above the cube, fingers open and turned square to its faces; then down.
+    fn approach(&self, v: &Sight) -> Turn {
+        let t = [v.cube[0], v.cube[1], v.cube[2] + HOVER];
+        if horizontal_distance(v.ee, t) < OVER_CUBE_XY
+            && (v.ee[2] - t[2]).abs() < AT_HOVER_Z
+            && (v.yaw_target - v.ee_yaw).abs() < YAW_ALIGNED
+        {
+            return Turn::Pass(Phase::Descend);
+        }
+        // Stay high while travelling so the open fingers clear the cube.
+        let z = if horizontal_distance(v.ee, t) > TRAVEL_XY {
+            v.ee[2].max(t[2])
+        } else {
+            t[2]
+        };
+        Turn::Act(Aim {
+            target: [t[0], t[1], z],
+            yaw: Some(v.yaw_target),
+            grip: OPEN,
+        })
+    }
+
+    /// Down onto the cube, [`GRASP_DZ`] above its centre, fingers open; back up if it is no longer below.
+    fn descend(&self, v: &Sight) -> Turn {
+        let t = [v.cube[0], v.cube[1], v.cube[2] + GRASP_DZ];
+        if horizontal_distance(v.ee, v.cube) > DESCEND_DRIFT_XY {
+            return Turn::Pass(Phase::Approach);
+        }
+        if (v.ee[2] - t[2]).abs() < AT_GRASP_Z && horizontal_distance(v.ee, t) < AT_GRASP_XY {
+            return Turn::Pass(Phase::Grasp);
+        }
+        Turn::Act(Aim {
+            target: t,
+            yaw: Some(v.yaw_target),
+            grip: OPEN,
+        })
+    }
+
+    /// Closes the fingers for [`GRASP_STEPS`], the pinch kept at the grasp point.
+    fn grasp(&self, v: &Sight) -> Turn {
+        if self.steps > GRASP_STEPS {
+            return Turn::Pass(Phase::Lift);
+        }
+        Turn::Act(Aim {
+            target: [v.cube[0], v.cube[1], v.cube[2] + GRASP_DZ],
+            yaw: None,
+            grip: CLOSE,
+        })
+    }
+
+    /// Straight up to the carrying height, holding the cube.
+    fn lift(&self, v: &Sight) -> Turn {
+        if v.ee[2] > self.carry_z - AT_CARRY_Z {
+            return Turn::Pass(Phase::Carry);
+        }
+        Turn::Act(Aim {
+            target: [v.ee[0], v.ee[1], self.carry_z],
+            yaw: None,
+            grip: CLOSE,
+        })
+    }
+
+    /// At the carrying height until the cube is over its target.
+    fn carry(&self, v: &Sight) -> Turn {
+        if horizontal_distance(v.cube, v.goal) < OVER_GOAL_XY {
+            return Turn::Pass(Phase::Lower);
+        }
+        let [x, y, _] = v.hand_moving_cube_to(v.goal);
+        Turn::Act(Aim {
+            target: [x, y, self.carry_z],
+            yaw: None,
+            grip: CLOSE,
+        })
+    }
+
+    /// Down, aiming the cube [`SET_DOWN_DZ`] above its target, until it is at the target's height.
+    fn lower(&self, v: &Sight) -> Turn {
+        if (v.cube[2] - v.goal[2]).abs() < SET_DOWN_Z {
+            return Turn::Pass(Phase::Release);
+        }
+        let [x, y, z] = v.hand_moving_cube_to(v.goal);
+        Turn::Act(Aim {
+            target: [x, y, z + SET_DOWN_DZ],
+            yaw: None,
+            grip: CLOSE,
+        })
+    }
+
+    /// Opens the fingers for [`RELEASE_STEPS`], the pinch held still; the cube is then placed.
+    fn release(&mut self, v: &Sight) -> Turn {
+        if self.steps > RELEASE_STEPS {
+            self.placements += 1;
+            return Turn::Pass(Phase::Retreat);
+        }
+        Turn::Act(Aim::still(v, OPEN))
+    }
+
+    /// Back up to the carrying height, fingers open; once there, the sub-task is done.
+    fn retreat(&mut self, v: &Sight) -> Turn {
+        if v.ee[2] > self.carry_z - AT_CARRY_Z {
+            // The next step chooses the next sub-task.
+            self.cube = None;
+            self.enter(Phase::Done);
+        }
+        Turn::Act(Aim {
+            target: [v.ee[0], v.ee[1], self.carry_z],
+            yaw: None,
+            grip: OPEN,
+        })
+    }
+}
+
+/// What one env's script sees at a step: the pinch, and the cube it is moving with where that cube goes.
+struct Sight {
+    /// The pinch's position and yaw.
+    ee: [f32; 3],
+    ee_yaw: f32,
+    /// The cube's position.
+    cube: [f32; 3],
+    /// Where the cube goes: the task's goal (solve) or the script's own sub-goal (play).
+    goal: [f32; 3],
+    /// The yaw that aligns the fingers with the cube's faces (a cube repeats every quarter turn), nearest to the
+    /// pinch's yaw and inside the joint's reach.
+    yaw_target: f32,
+    /// Whether the cube is between the fingers ([`HELD_XY`], [`HELD_Z`]).
+    held: bool,
+}
+
+impl Sight {
+    /// What observation `o` shows of cube `k` (of the cubes at `cubes`), which goes to `goal`.
+    fn new(layout: &Layout, o: &[f32], cubes: &[[f32; 3]], k: usize, goal: [f32; 3]) -> Self {
+        let ee = vec3(o, layout.ee);
+        let ee_yaw = o[layout.ee_yaw].atan2(o[layout.ee_yaw + 1]);
+        let cube = cubes[k];
+        let yaw_at = layout.cubes[k].1;
+        let cube_yaw = o[yaw_at].atan2(o[yaw_at + 1]);
+        let held = horizontal_distance(cube, ee) < HELD_XY && (cube[2] - ee[2]).abs() < HELD_Z;
         let mut yaw_target = ee_yaw + wrap(cube_yaw - ee_yaw, FRAC_PI_2);
         if yaw_target > YAW_LIMIT {
             yaw_target -= FRAC_PI_2;
         } else if yaw_target < -YAW_LIMIT {
             yaw_target += FRAC_PI_2;
         }
-
-        let next = |s: &mut Script, phase: Phase| {
-            s.phase = phase;
-            s.steps = 0;
-        };
-        s.steps += 1;
-        // A phase that overstays restarts the pick (the cube slipped or was knocked away).
-        if s.steps > 60 && s.phase != Phase::Done {
-            next(s, Phase::Approach);
+        Self {
+            ee,
+            ee_yaw,
+            cube,
+            goal,
+            yaw_target,
+            held,
         }
-        let (target, yaw, grip) = loop {
-            match s.phase {
-                Phase::Approach => {
-                    let t = [cube[0], cube[1], cube[2] + HOVER];
-                    if dxy(ee, t) < 0.01
-                        && (ee[2] - t[2]).abs() < 0.02
-                        && (yaw_target - ee_yaw).abs() < 0.06
-                    {
-                        next(s, Phase::Descend);
-                        continue;
-                    }
-                    // Stay high while travelling so the open fingers clear the cube.
-                    let z = if dxy(ee, t) > 0.02 {
-                        ee[2].max(t[2])
-                    } else {
-                        t[2]
-                    };
-                    break ([t[0], t[1], z], Some(yaw_target), -1.0);
-                }
-                Phase::Descend => {
-                    let t = [cube[0], cube[1], cube[2] + GRASP_DZ];
-                    if dxy(ee, cube) > 0.025 {
-                        next(s, Phase::Approach);
-                        continue;
-                    }
-                    if (ee[2] - t[2]).abs() < 0.006 && dxy(ee, t) < 0.008 {
-                        next(s, Phase::Grasp);
-                        continue;
-                    }
-                    break (t, Some(yaw_target), -1.0);
-                }
-                Phase::Grasp => {
-                    if s.steps > 6 {
-                        next(s, Phase::Lift);
-                        continue;
-                    }
-                    break ([cube[0], cube[1], cube[2] + GRASP_DZ], None, 1.0);
-                }
-                Phase::Lift => {
-                    if !held {
-                        s.drops += 1;
-                        next(s, Phase::Approach);
-                        continue;
-                    }
-                    if ee[2] > s.carry_z - 0.015 {
-                        next(s, Phase::Carry);
-                        continue;
-                    }
-                    break ([ee[0], ee[1], s.carry_z], None, 1.0);
-                }
-                Phase::Carry => {
-                    if !held {
-                        s.drops += 1;
-                        next(s, Phase::Approach);
-                        continue;
-                    }
-                    // Move the hand so that the cube (not the hand) ends over the target.
-                    let t = [
-                        ee[0] + goal[0] - cube[0],
-                        ee[1] + goal[1] - cube[1],
-                        s.carry_z,
-                    ];
-                    if dxy(cube, goal) < 0.008 {
-                        next(s, Phase::Lower);
-                        continue;
-                    }
-                    break (t, None, 1.0);
-                }
-                Phase::Lower => {
-                    if !held {
-                        s.drops += 1;
-                        next(s, Phase::Approach);
-                        continue;
-                    }
-                    let t = [
-                        ee[0] + goal[0] - cube[0],
-                        ee[1] + goal[1] - cube[1],
-                        ee[2] + goal[2] - cube[2] + 0.002,
-                    ];
-                    if (cube[2] - goal[2]).abs() < 0.006 {
-                        next(s, Phase::Release);
-                        continue;
-                    }
-                    break (t, None, 1.0);
-                }
-                Phase::Release => {
-                    if s.steps > 5 {
-                        s.placements += 1;
-                        next(s, Phase::Retreat);
-                        continue;
-                    }
-                    break (ee, None, -1.0);
-                }
-                Phase::Retreat => {
-                    let t = [ee[0], ee[1], s.carry_z];
-                    if ee[2] > s.carry_z - 0.015 {
-                        // The next step chooses the next sub-task.
-                        s.cube = None;
-                        next(s, Phase::Done);
-                    }
-                    break (t, None, -1.0);
-                }
-                Phase::Done => break (ee, None, -1.0),
-            }
-        };
-        let mv = |k: usize| (target[k] - ee[k]) / MOVE_SCALE;
-        let dyaw = yaw.map_or(0.0, |y| (y - ee_yaw) / YAW_SCALE);
-        [mv(0), mv(1), mv(2), dyaw, grip]
     }
+
+    /// Where the pinch goes so that the cube it holds (not the pinch) ends at `p`.
+    fn hand_moving_cube_to(&self, p: [f32; 3]) -> [f32; 3] {
+        std::array::from_fn(|k| self.ee[k] + p[k] - self.cube[k])
+    }
+}
+
+/// Where a phase sends the hand this step.
+struct Aim {
+    /// The pinch's target position.
+    target: [f32; 3],
+    /// Its target yaw; `None` leaves the yaw as it is.
+    yaw: Option<f32>,
+    /// The gripper action ([`OPEN`] or [`CLOSE`]).
+    grip: f32,
+}
+
+impl Aim {
+    /// The pinch kept where `sight` shows it, the gripper at `grip`.
+    fn still(sight: &Sight, grip: f32) -> Self {
+        Self {
+            target: sight.ee,
+            yaw: None,
+            grip,
+        }
+    }
+
+    /// The noise-free action toward this aim from where `sight` shows the pinch: each gap over its action's scale.
+    fn action(&self, sight: &Sight) -> [f32; ACTION_DIM] {
+        let mv = |k: usize| (self.target[k] - sight.ee[k]) / MOVE_SCALE;
+        let dyaw = self.yaw.map_or(0.0, |y| (y - sight.ee_yaw) / YAW_SCALE);
+        [mv(0), mv(1), mv(2), dyaw, self.grip]
+    }
+}
+
+/// What a phase makes of a step: an aim to act on, or another phase to pass to, which sees the same observation.
+enum Turn {
+    Act(Aim),
+    Pass(Phase),
+}
+
+/// The distance between `a` and `b` in the horizontal plane.
+fn horizontal_distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+/// The three observation values from index `k` on (a position).
+fn vec3(o: &[f32], k: usize) -> [f32; 3] {
+    [o[k], o[k + 1], o[k + 2]]
 }
 
 /// The pinch's height while carrying over cubes and targets whose centres are at heights `zs`: CARRY_Z, or

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::cube::{CubeOracle, ReachFault};
+use crate::cube::{CubeOracle, GANTRY_ACTIONS, ReachFault};
 use crate::registry::TaskError;
 use crate::walker::WalkerOracle;
 
@@ -124,8 +124,7 @@ impl Oracle {
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
         // A layout the gantry cannot do is said before anything the script lacks (its actions' scales, say).
-        let reach = (spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"])
-            .then(|| crate::cube::check_reach(scene));
+        let reach = (spec.action_names == GANTRY_ACTIONS).then(|| crate::cube::check_reach(scene));
         if let Some(Err(ReachFault::Task(needs))) = reach {
             return Err(TaskError::Unsolvable {
                 task: spec.task.clone(),
@@ -159,7 +158,7 @@ impl Oracle {
             other => other.to_string(),
         };
         // Name what the script the scene was written for lacks; when that is unclear, what each lacks.
-        let gantry = spec.action_names == ["dx", "dy", "dz", "dyaw", "gripper"]
+        let gantry = spec.action_names == GANTRY_ACTIONS
             || spec.obs_names.iter().any(|n| n == "pinch.position.x");
         let legged = spec
             .action_controls
@@ -177,9 +176,9 @@ impl Oracle {
                     .map(|(name, control)| format!("`{name}` {control}"))
                     .collect();
                 format!(
-                    "a robot one of its two scripts drives: the built-in gantry (actions dx, dy, dz, dyaw, gripper) \
-                     or a legged robot built like antmaze-umaze's (every action a `PositionAbsolute` hip or knee); \
-                     this scene's actions are {}",
+                    "a robot one of its two scripts drives: the built-in gantry (actions {}) or a legged robot built \
+                     like antmaze-umaze's (every action a `PositionAbsolute` hip or knee); this scene's actions are {}",
+                    GANTRY_ACTIONS.join(", "),
                     actions.join(", ")
                 )
             }

@@ -1,6 +1,7 @@
 //! How far past the gantry's reach the robot can move a cube, bounded generously: what lets
-//! [`check_reach`](super::check_reach) say that no policy can do a task. Bounded only in scenes whose motion the
-//! bound covers (see [`RobotReach::of`]); elsewhere nothing is claimed, and the script's own checks decide.
+//! [`check_reach`](super::feasibility::check_reach) say that no policy can do a task. Bounded only in scenes whose
+//! motion the bound covers (see [`RobotReach::of`]); elsewhere nothing is claimed, and the script's own checks
+//! decide.
 
 use bevy::math::Vec3;
 use qamlab_sim::TaskScene;

@@ -1,0 +1,354 @@
+//! Whether the gantry can do a cube task, and whether its pick-and-place script can: [`check_reach`] checks the
+//! scene's layout against the pinch's reach (what the task needs, then what the script needs) and
+//! [`check_grasp`] the cubes against the fingers' opening, before any data is collected.
+
+use bevy::math::Vec3;
+use qamlab_sim::TaskScene;
+use qamlab_sim::authoring::{Control, JointKind, Range, Shape};
+use qamlab_sim::scene::FrameRef;
+
+use super::reach;
+use super::{CARRY_CLEARANCE, CARRY_Z, HOVER, carry_height};
+
+/// Why [`check_reach`] rules a scene out, in the words of what is needed.
+#[derive(Debug)]
+pub(crate) enum ReachFault {
+    /// Where a cube starts or a goal's target lies is beyond the pinch's reach: no policy can do the task.
+    Task(String),
+    /// The scene lacks what the script drives, or the script's own way (its approach, its carrying height) is
+    /// beyond the limits: the oracle cannot run, though an agent might still learn the task.
+    Script(String),
+}
+
+/// Checks the scene's layout against the gantry's reach, as the joints of `dx`, `dy` and `dz` slide the pinch from
+/// where it starts (within their limits). First what the task needs, a [`ReachFault::Task`] where it fails
+/// ([`check_task_reach`]): every goal's target within the reach give or take its tolerance and how far the robot
+/// can push or throw a cube past the pinch (below it too: a cube let go falls there), every cube's start within
+/// touch, unless the cube may start at its target; claimed only where the scene lets that be bounded
+/// ([`reach::RobotReach::of`]: boxes that do not roll, level fixed boxes, friction, no bounce, plain gravity
+/// straight down, a hand that only turns about z and slides within limits), else left to the script's checks.
+/// Then what the script needs, a [`ReachFault::Script`]: the pinch over each start and each target, the hover above
+/// each target (where the script comes down onto a cube), the cubes narrower than the fingers' opening
+/// ([`check_grasp`]) and the carrying height. A script sent out of reach pushes against a limit for the rest of the
+/// episode, and its data never succeeds. Errors name the cube or goal and the coordinate out of reach. (A cube
+/// authored in the air falls: its height is not checked. The script takes a goal on a site of its cube at the
+/// cube's origin, and its checks too: a site a few centimetres off is within their purpose, which is to catch a
+/// scene laid out beyond the gantry; the task's check takes the site.) Returns the highest z the pinch reaches,
+/// which the script's carrying height never exceeds (a cube resting high up would otherwise send it past the
+/// limit, where it would wait for the rest of the episode).
+pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
+    let frame_home = |frame: FrameRef| {
+        let body = &scene.bodies[frame.body].body;
+        body.translation + body.rotation * frame.offset
+    };
+    let pinch = scene
+        .sites
+        .iter()
+        .find(|(name, _)| name == "pinch")
+        .map(|&(_, frame)| frame)
+        .or_else(|| {
+            let body = scene.bodies.iter().position(|b| b.body.name == "pinch")?;
+            Some(FrameRef {
+                body,
+                offset: Vec3::ZERO,
+            })
+        })
+        .ok_or_else(|| {
+            ReachFault::Script(
+                "a body or site named `pinch` (the point between the fingers)".into(),
+            )
+        })?;
+    let home = frame_home(pinch);
+    // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
+    let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
+    let mut limits = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
+    for (k, axis) in [Vec3::X, Vec3::Y, Vec3::Z].into_iter().enumerate() {
+        let actuator = &scene.actuators[k];
+        let name = &actuator.actuator.name;
+        let slides = match actuator.joints[..] {
+            [j] => match scene.joints[j].joint.kind {
+                JointKind::Prismatic { axis: a } => (a.normalize_or_zero() - axis).length() < 1e-3,
+                _ => false,
+            },
+            _ => false,
+        };
+        if !slides {
+            let along = ["x", "y", "z"][k];
+            return Err(ReachFault::Script(format!(
+                "action `{name}` to drive one prismatic joint sliding along +{along}, as the built-in gantry's"
+            )));
+        }
+        if let Some(joint) = scene.joints[actuator.joints[0]].joint.limits {
+            reach[k] = Range::new(home[k] + joint.min, home[k] + joint.max);
+            limits[k] = joint;
+        }
+    }
+    // Whether `range` along axis `k` leaves the pinch's reach widened by `below` and `above`.
+    let beyond = |k: usize, range: Range, below: f32, above: f32| {
+        range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
+    };
+    // `what` out of reach, in words. `authored`: the scene's numbers set the range, else the script's own heights
+    // do, which the author changes only through the limits.
+    let out_of_reach = |what: &str, k: usize, range: Range, authored: bool| {
+        let fix = if !authored {
+            "widen the limits"
+        } else if range.min == range.max {
+            "move it or widen the limits"
+        } else {
+            "narrow the range or widen the limits"
+        };
+        format!(
+            "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
+             and the joint of `{}` has limits [{}, {}]; {fix})",
+            ["x", "y", "z"][k],
+            mm(range.min),
+            mm(range.max),
+            mm(reach[k].min),
+            mm(reach[k].max),
+            mm(home[k]),
+            scene.actuators[k].actuator.name,
+            limits[k].min,
+            limits[k].max,
+        )
+    };
+    let span =
+        |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
+    // What the robot can surely not do, where the scene lets that be bounded (`None`: nothing is claimed).
+    let robot_reach = reach::RobotReach::of(scene, home);
+    // What the task needs is checked in full before what the script needs: a fault of the task is said even where
+    // the script would have stopped first.
+    let mut script_fault: Option<String> = None;
+    let mut highest_target = f32::NEG_INFINITY;
+    for def in &scene.goals {
+        let target = def.goal.target;
+        let tolerance = def.goal.tolerance;
+        let drawn = def
+            .randomize
+            .as_ref()
+            .map(|(r, _)| [r.x, r.y, r.z])
+            .unwrap_or_default();
+        let to: [Range; 3] = std::array::from_fn(|k| span(target[k], drawn[k]));
+        let cube = &scene.bodies[def.frame.body];
+        let start = cube.body.translation;
+        let moved = cube
+            .randomize
+            .as_ref()
+            .map(|r| [r.x, r.y, r.z])
+            .unwrap_or_default();
+        let goal = format!("goal `{}`'s target", def.goal.name);
+        let cube_start = format!("cube `{}`'s start", cube.body.name);
+        if let Some(bound) = robot_reach
+            .as_ref()
+            .and_then(|robot| robot.cube(scene, def, reach[2].max, to[2].min - tolerance))
+        {
+            check_task_reach(&bound, &to, tolerance, &reach, (&goal, &cube_start)).map_err(
+                |(what, k, range)| ReachFault::Task(out_of_reach(&what, k, range, true)),
+            )?;
+        }
+        for k in 0..3 {
+            let to = to[k];
+            // The script brings the pinch over the cube (its origin) and over the target themselves.
+            let from = span(start[k], moved[k]);
+            if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
+                script_fault = Some(out_of_reach(&goal, k, to, true));
+            }
+            if k < 2 {
+                if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
+                    script_fault = Some(out_of_reach(&cube_start, k, from, true));
+                }
+            } else {
+                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
+                let approach = Range::new(to.min, to.max + HOVER);
+                if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
+                    let what = format!("the script's approach {HOVER} m above {goal}");
+                    script_fault = Some(out_of_reach(&what, k, approach, true));
+                }
+                highest_target = highest_target.max(to.max);
+            }
+        }
+    }
+    if let Some(fault) = script_fault {
+        return Err(ReachFault::Script(fault));
+    }
+    check_grasp(scene)?;
+    let carry = Range::new(CARRY_Z, carry_height([highest_target]));
+    let carrying = if carry.max > carry.min {
+        format!(
+            "the script's carrying height (z = {} to {} m, {CARRY_CLEARANCE} m above the highest target)",
+            mm(carry.min),
+            mm(carry.max)
+        )
+    } else {
+        format!("the script's carrying height (z = {CARRY_Z} m)")
+    };
+    if beyond(2, carry, 0.0, 0.0) {
+        return Err(ReachFault::Script(out_of_reach(&carrying, 2, carry, false)));
+    }
+    Ok(reach[2].max)
+}
+
+/// Rounding in the authored numbers is not a place out of reach (m).
+const SLACK: f32 = 1e-3;
+
+/// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
+fn mm(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Checks what one goal needs of the robot, which can move its cube as far as `bound` says past the pinch's
+/// `reach`: every target `to` within that, give or take the goal's `tolerance` (below the reach too: a cube let go
+/// falls there), and the cube's start within the robot's touch; either unless the cube may start at the target (it
+/// then needs no moving). Errs with what is out of reach, in words, the axis and the range out of reach.
+fn check_task_reach(
+    bound: &reach::CubeReach,
+    to: &[Range; 3],
+    tolerance: f32,
+    reach: &[Range; 3],
+    names: (&str, &str),
+) -> Result<(), (String, usize, Range)> {
+    let (goal, cube_start) = names;
+    let meets = |k: usize, part: Range| {
+        bound.from[k].min <= part.max + tolerance && part.min - tolerance <= bound.from[k].max
+    };
+    for k in 0..3 {
+        let slack = tolerance + if k < 2 { bound.flat } else { bound.up };
+        let below = if k < 2 { slack } else { f32::INFINITY };
+        let out_above = Range::new(reach[k].max + slack, to[k].max);
+        let out_below = Range::new(to[k].min, reach[k].min - below);
+        let unreachable = (to[k].max > out_above.min + SLACK && !meets(k, out_above))
+            || (to[k].min < out_below.max - SLACK && !meets(k, out_below));
+        if unreachable {
+            let what = format!(
+                "{goal}, give or take {} m (its tolerance, and how far past the pinch the robot can push or throw \
+                 the cube),",
+                mm(slack)
+            );
+            return Err((what, k, to[k]));
+        }
+    }
+    // A cube nothing can touch stays where it starts.
+    for k in 0..2 {
+        let from = bound.from[k];
+        let untouched = from.min < reach[k].min - bound.touch - SLACK
+            || from.max > reach[k].max + bound.touch + SLACK;
+        if untouched && !meets(k, to[k]) {
+            let what = format!(
+                "{cube_start}, give or take {} m (how far past the pinch the robot, and anything it pushes or \
+                 throws, can touch the cube, or the cube move by itself),",
+                mm(bound.touch)
+            );
+            return Err((what, k, from));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the gripper has fingers to hold with and each cube a collider to be held by, and that each cube fits
+/// between the fingers: narrower, across its narrower side (its own shape's, whatever its yaw, where it stands
+/// upright), than the gap between the two fingers' inner faces where the script opens them (at -1, the
+/// `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at +1 instead is refused),
+/// less [`GRASP_SLACK`]. A cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read,
+/// not two prismatic joints' boxes apart along their axis, are left to the other checks.)
+fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
+    let Some(gripper) = scene.actuators.get(4) else {
+        return Ok(());
+    };
+    let Control::PositionAbsolute { at_min, at_max } = gripper.actuator.control else {
+        return Ok(());
+    };
+    // Per finger: its joint, the box around it as authored, its sliding axis.
+    let fingers: Vec<(usize, (Vec3, Vec3), Vec3)> = gripper
+        .joints
+        .iter()
+        .filter_map(|&j| {
+            let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
+                return None;
+            };
+            let bounds = scene.collider_bounds(scene.joints[j].child)?;
+            Some((j, bounds, axis.normalize_or_zero()))
+        })
+        .collect();
+    if fingers.is_empty() {
+        return Err(ReachFault::Script(
+            "action `gripper` to drive prismatic finger joints whose bodies have colliders, as the built-in \
+             gantry's (without one, nothing holds the cube)"
+                .into(),
+        ));
+    }
+    let [a, b] = &fingers[..] else {
+        return Ok(());
+    };
+    // The world axis the fingers slide along (the built-in's: y), and which finger is on its low side.
+    let k = (0..3)
+        .max_by(|&i, &n| a.2[i].abs().total_cmp(&a.2[n].abs()))
+        .expect("three axes");
+    let (low, high) = if a.1.0[k] < b.1.0[k] { (a, b) } else { (b, a) };
+    let gap_at = |q: f32| {
+        let clamp = |j: usize| {
+            scene.joints[j]
+                .joint
+                .limits
+                .map_or(q, |l| q.clamp(l.min, l.max))
+        };
+        (high.1.0[k] + clamp(high.0) * high.2[k]) - (low.1.1[k] + clamp(low.0) * low.2[k])
+    };
+    let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
+    // The script opens the gripper with -1 (`at_min`) and closes it with +1.
+    let gap = gap_at(at_min);
+    if gap < gap_at(at_max) {
+        return Err(ReachFault::Script(format!(
+            "action `gripper` to open the fingers at -1 and close them at +1, as the built-in gantry's: `{}` and \
+             `{}` are {:.1} cm apart at -1 (at_min {at_min}) and {:.1} cm at +1 (at_max {at_max}); swap at_min and \
+             at_max",
+            names(low.0),
+            names(high.0),
+            100.0 * gap,
+            100.0 * gap_at(at_max)
+        )));
+    }
+    if gap <= 0.0 {
+        return Ok(());
+    }
+    for def in &scene.goals {
+        let cube = def.frame.body;
+        let Some(collider) = &scene.bodies[cube].collider else {
+            return Err(ReachFault::Script(format!(
+                "cube `{}` to have a collider (the fingers close on it)",
+                scene.bodies[cube].body.name
+            )));
+        };
+        // An upright body (turned about z alone) by its shape, whatever its yaw, which the script matches; one
+        // tilted, or a hull, by the box around it as authored.
+        let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
+        let boxed = || {
+            scene
+                .collider_bounds(cube)
+                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y))
+        };
+        let across = match collider.shape {
+            _ if !upright => boxed(),
+            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.min(half_extents.y),
+            Shape::Ball { radius }
+            | Shape::Capsule { radius, .. }
+            | Shape::Cylinder { radius, .. } => 2.0 * radius,
+            Shape::ConvexHull { .. } => boxed(),
+        };
+        if across > gap - GRASP_SLACK {
+            return Err(ReachFault::Script(format!(
+                "cube `{}` to fit between the fingers: it is {:.1} cm across its narrower side, and `{}` and `{}` \
+                 open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
+                scene.bodies[cube].body.name,
+                100.0 * across,
+                names(low.0),
+                names(high.0),
+                100.0 * gap,
+                100.0 * GRASP_SLACK
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How much narrower than the open fingers' gap a cube must be (m): the script opens them, comes down over the
+/// cube and closes, and the cube's yaw is matched only to within the noise.
+const GRASP_SLACK: f32 = 0.004;
