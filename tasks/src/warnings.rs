@@ -3,7 +3,7 @@
 
 use bevy::math::{Vec2, Vec3};
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::{BodyKind, Control, Range};
+use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range};
 use qamlab_sim::scene::SensorDef;
 
 /// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that
@@ -35,13 +35,25 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         ));
     }
     let gravity = scene.settings.gravity;
-    if gravity.z > 0.0 && falls(scene).next().is_some() {
+    // Any body gravity pulls: a free one flies off, a jointed one (a pendulum) hangs upwards.
+    let pulled = scene
+        .bodies
+        .iter()
+        .any(|b| b.body.kind == BodyKind::Dynamic && b.body.gravity_scale != 0.0);
+    if pulled && gravity.z > 0.0 {
         out.push(format!(
-            "gravity is ({}, {}, {}): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
-             (0.0, 0.0, -9.81)",
+            "gravity is ({}, {}, {}): it points up (z is up in a scene), so what it pulls falls upwards; Earth's \
+             is (0.0, 0.0, -9.81)",
+            gravity.x, gravity.y, gravity.z
+        ));
+    } else if pulled && gravity.truncate().length() > gravity.z.abs() {
+        out.push(format!(
+            "gravity is ({}, {}, {}): it points more sideways than down (z is up in a scene); Earth's is (0.0, \
+             0.0, -9.81)",
             gravity.x, gravity.y, gravity.z
         ));
     }
+    out.extend(angles_in_degrees(scene));
     for (body, at) in unsupported_starts(scene) {
         out.push(format!(
             "\"{body}\" has nothing under it where it can start, at ({}, {}): it falls for the whole episode; \
@@ -109,6 +121,38 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
                     def.actuator.name, joint.name, limits.min, limits.max
                 ));
             }
+        }
+    }
+    out
+}
+
+/// Angles that look written in degrees where a scene takes radians: a revolute joint's limits, or a randomised
+/// start's yaw range, beyond a whole turn either way.
+fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
+    const TURN: f32 = std::f32::consts::TAU + 1e-3;
+    let beyond = |r: &Range| r.min.abs() > TURN || r.max.abs() > TURN;
+    let mut out = Vec::new();
+    for def in &scene.joints {
+        let joint = &def.joint;
+        if let (JointKind::Revolute { .. }, Some(limits)) = (&joint.kind, &joint.limits)
+            && beyond(limits)
+        {
+            out.push(format!(
+                "joint \"{}\"'s limits [{}, {}] pass a whole turn (6.28): angles are in radians (degrees \
+                 written?)",
+                joint.name, limits.min, limits.max
+            ));
+        }
+    }
+    for def in &scene.bodies {
+        if let Some(yaw) = def.randomize.as_ref().and_then(|r| r.yaw.as_ref())
+            && beyond(yaw)
+        {
+            out.push(format!(
+                "\"{}\"'s start yaw is drawn from [{}, {}], past a whole turn (6.28): angles are in radians \
+                 (degrees written?)",
+                def.body.name, yaw.min, yaw.max
+            ));
         }
     }
     out
@@ -304,15 +348,60 @@ mod tests {
         );
     }
 
+    /// The example pendulum's scene with `from` replaced by `to`, and its warnings.
+    fn pendulum_warnings(from: &str, to: &str) -> Vec<String> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../assets/tasks/examples/pendulum.scn.ron"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "`{from}` is in the pendulum");
+        scene_warnings(&TaskScene::from_ron(&edited, "edited").unwrap())
+    }
+
     #[test]
-    fn gravity_pointing_up_is_found() {
+    fn gravity_pointing_up_or_sideways_is_found() {
+        let up = "gravity is (0, 0, 9.81): it points up (z is up in a scene), so what it pulls falls upwards; \
+                  Earth's is (0.0, 0.0, -9.81)";
         let warnings =
             warnings_of_edited("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
+        assert_eq!(warnings, [up]);
+        // A jointed robot too: the pendulum's pole would hang upwards, its goal met by falling.
+        let pendulum = pendulum_warnings("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
+        assert_eq!(pendulum, [up]);
+        let sideways = pendulum_warnings("gravity: (0.0, 0.0, -9.81)", "gravity: (9.81, 0.0, 0.0)");
+        assert_eq!(
+            sideways,
+            [
+                "gravity is (9.81, 0, 0): it points more sideways than down (z is up in a scene); Earth's is (0.0, \
+              0.0, -9.81)"
+            ]
+        );
+    }
+
+    #[test]
+    fn angles_written_in_degrees_are_found() {
+        let warnings = warnings_of_edited(
+            "yaw: Some((min: -3.1416, max: 3.1416))",
+            "yaw: Some((min: -180.0, max: 180.0))",
+        );
         assert_eq!(
             warnings,
             [
-                "gravity is (0, 0, 9.81): it points up (z is up in a scene), so the free bodies fly off; Earth's is \
-              (0.0, 0.0, -9.81)"
+                "\"cube\"'s start yaw is drawn from [-180, 180], past a whole turn (6.28): angles are in radians \
+              (degrees written?)"
+            ]
+        );
+        let limits = pendulum_warnings(
+            "anchor: (0.0, 0.0, 1.0)),",
+            "anchor: (0.0, 0.0, 1.0), limits: Some((min: -90.0, max: 90.0))),",
+        );
+        assert_eq!(
+            limits,
+            [
+                "joint \"hinge\"'s limits [-90, 90] pass a whole turn (6.28): angles are in radians (degrees \
+              written?)"
             ]
         );
     }
