@@ -51,6 +51,36 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Removes the temporaries of the file `name` in `dir` (`.tmp-NAME-…`) that no process is writing: those a write
+/// killed before its end left (`kill -9`, a crash; one each time, and the staged dataset of a pair can be large).
+/// A writer holds its temporary locked for as long as it lives ([`write_staged`]), so one that can be locked is an
+/// orphan; one made in the last seconds is spared, as its writer may not have locked it yet.
+fn remove_orphaned_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".tmp-{name}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry.file_name().to_string_lossy().starts_with(&prefix);
+        let Ok(meta) = entry.metadata() else { continue };
+        let young = meta
+            .modified()
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 10));
+        if !ours || !meta.is_file() || young {
+            continue;
+        }
+        let path = entry.path();
+        let orphan = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if orphan && std::fs::remove_file(&path).is_ok() {
+            tracing::warn!(
+                "removed {} ({:.1} MB), left by a write of {name} that was killed before its end",
+                path.display(),
+                meta.len() as f64 / 1e6
+            );
+        }
+    }
+}
+
 /// Set by [`cancel_writes`]: the writes and collections in progress stop, and remove their temporary files.
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 
@@ -125,10 +155,14 @@ pub fn write_staged(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Named after the file it becomes: what a killed process leaves behind says what it was.
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    remove_orphaned_temporaries(dir, name);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".tmp-{name}-"))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    // Held while this process lives: a temporary no one holds is a killed write's (best effort: a file system
+    // without locks leaves its orphans to the user).
+    let _ = tmp.as_file().try_lock();
     write(tmp.as_file_mut()).with_context(|| format!("writing {}", path.display()))?;
     // Temporary files are created owner-only; the result is an ordinary, world-readable file.
     {
@@ -251,6 +285,49 @@ pub fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_removes_the_temporaries_killed_writes_of_its_file_left_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.npz");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let aged = |name: &str| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            file.set_modified(old).unwrap();
+        };
+        aged(".tmp-d.npz-killed");
+        aged(".tmp-other.npz-killed");
+        std::fs::write(dir.path().join(".tmp-d.npz-young"), "").unwrap();
+        // One a live write holds (a dataset staged while its validation file is collected).
+        let held = write_staged(&path, |f| Ok(f.write_all(b"staged")?)).unwrap();
+        std::fs::File::open(held.tmp.path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        write_bytes_atomically(&path, b"new").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        left.sort();
+        let held_name = held
+            .tmp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut expected = vec![
+            held_name,
+            ".tmp-d.npz-young".into(),
+            ".tmp-other.npz-killed".into(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        held.put_in_place().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"staged");
+    }
 
     #[test]
     fn a_write_to_a_link_replaces_the_file_it_names() {

@@ -20,31 +20,23 @@ impl RunDir {
         Ok(())
     }
 
-    /// Drops metrics rows logged after `step` (a resumed run logs them again).
-    pub fn truncate_metrics_after(&self, step: u64) -> anyhow::Result<()> {
+    /// Drops metrics rows logged after `step` (a resumed run logs them again), and warns of what else went (see
+    /// [`trim_metrics`]).
+    pub fn truncate_metrics_after(&self, step: u64, log_interval: u64) -> anyhow::Result<()> {
         let path = self.metrics();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        // Line by line as bytes: a line the crash cut short, or damaged into something that is not UTF-8, goes
-        // with the others past `step` rather than keeping the whole file as it was.
-        let kept: String = bytes
-            .split(|&b| b == b'\n')
-            .filter_map(|line| std::str::from_utf8(line).ok())
-            .filter(|line| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                    .is_some_and(|s| s <= step)
-            })
-            .map(|line| format!("{line}\n"))
-            .collect();
-        if kept.as_bytes() == bytes {
+        let (kept, lost) = trim_metrics(&bytes, step, log_interval);
+        for what in lost {
+            tracing::warn!("{}: {what}", path.display());
+        }
+        if kept == bytes {
             return Ok(());
         }
-        write_bytes_atomically(&path, kept.as_bytes())
+        write_bytes_atomically(&path, &kept)
     }
 
     /// Reads `metrics.jsonl`: one row a line, each its `step` and its numeric values by key (`phase` and other
@@ -118,6 +110,52 @@ fn parse_metrics_row(line: &str) -> Option<MetricsRow> {
     Some(MetricsRow { step, values })
 }
 
+/// The rows of `metrics.jsonl` (`bytes`) up to `step`, and what else was lost besides the rows past it: damaged
+/// lines (an unfinished last line, which a kill leaves, is no news), and rows missing before `step` (a file cut
+/// short: its last row more than `log_interval` steps before `step`).
+fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<String>) {
+    let row_step = |line: &[u8]| {
+        // As bytes: a line damaged into something that is not UTF-8 is damage like any other.
+        let line = std::str::from_utf8(line).ok()?;
+        let row = serde_json::from_str::<serde_json::Value>(line).ok()?;
+        row.get("step").and_then(serde_json::Value::as_u64)
+    };
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let (mut kept, mut damaged, mut last_kept) = (Vec::new(), Vec::new(), 0);
+    for (i, line) in lines.iter().enumerate() {
+        let unfinished = i + 1 == lines.len();
+        match row_step(line) {
+            Some(s) if s <= step && !unfinished => {
+                kept.extend_from_slice(line);
+                kept.push(b'\n');
+                last_kept = s;
+            }
+            Some(_) => {}
+            None if unfinished || line.is_empty() => {}
+            None => damaged.push((i + 1).to_string()),
+        }
+    }
+    let mut lost = Vec::new();
+    if !damaged.is_empty() {
+        let one = damaged.len() == 1;
+        lost.push(format!(
+            "line{} {} {} no metrics row (damaged): dropped as the run resumes, and {} row{} lost",
+            if one { "" } else { "s" },
+            damaged.join(", "),
+            if one { "is" } else { "are" },
+            if one { "its" } else { "their" },
+            if one { " is" } else { "s are" },
+        ));
+    }
+    if step > last_kept.saturating_add(log_interval) {
+        lost.push(format!(
+            "its last row is of step {last_kept}, but the run resumes from step {step}: the rows logged between \
+             were lost (the file was cut short or replaced; eval.csv keeps the evaluations apart)"
+        ));
+    }
+    (kept, lost)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::run_dir::temp_run;
@@ -128,19 +166,39 @@ mod tests {
         let mut bytes = b"{\"step\":10}\n{\"step\":20}\n".to_vec();
         bytes.extend_from_slice(b"{\"step\":\xff\xfe}\n{\"step\":30}\n{\"st");
         std::fs::write(run.metrics(), &bytes).unwrap();
-        run.truncate_metrics_after(20).unwrap();
+        run.truncate_metrics_after(20, 10).unwrap();
         assert_eq!(
             std::fs::read_to_string(run.metrics()).unwrap(),
             "{\"step\":10}\n{\"step\":20}\n"
         );
         // Nothing past the step: the file stays as it is; everything past it: none of it.
-        run.truncate_metrics_after(20).unwrap();
+        run.truncate_metrics_after(20, 10).unwrap();
         assert_eq!(
             std::fs::read_to_string(run.metrics()).unwrap(),
             "{\"step\":10}\n{\"step\":20}\n"
         );
-        run.truncate_metrics_after(5).unwrap();
+        run.truncate_metrics_after(5, 10).unwrap();
         assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), "");
+    }
+
+    #[test]
+    fn resuming_says_which_metrics_rows_were_damaged_or_missing() {
+        let bytes = b"{\"step\":10}\n{\"step\": x\n{\"step\":30}\n{\"st";
+        let (kept, lost) = super::trim_metrics(bytes, 30, 10);
+        assert_eq!(kept, b"{\"step\":10}\n{\"step\":30}\n");
+        // Only the damage is said: a kill's unfinished last line, and rows up to the step, are no news.
+        assert_eq!(
+            lost,
+            ["line 2 is no metrics row (damaged): dropped as the run resumes, and its row is lost"]
+        );
+        let (_, lost) = super::trim_metrics(bytes, 90, 10);
+        assert!(
+            lost[1].starts_with("its last row is of step 30, but the run resumes from step 90"),
+            "{lost:?}"
+        );
+        // A whole file, of rows every 10 steps to the step: nothing lost.
+        let (kept, lost) = super::trim_metrics(b"{\"step\":10}\n{\"step\":20}\n", 25, 10);
+        assert_eq!((kept.len(), lost.len()), (24, 0));
     }
 
     #[test]

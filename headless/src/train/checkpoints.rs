@@ -298,7 +298,8 @@ impl Trainer<'_> {
                 Some(self.read_resumed_envs(&tensors, &state_path, &replay_path)?);
         }
         self.wall_before = self.state.wall_seconds;
-        self.run.truncate_metrics_after(self.total_step())?;
+        self.run
+            .truncate_metrics_after(self.total_step(), self.cfg.log_interval)?;
         Ok(())
     }
 
