@@ -414,3 +414,85 @@ fn white_patches(pixels: &[(u32, u32)]) -> usize {
     }
     patches
 }
+
+#[test]
+fn a_screenshot_of_a_diverged_agent_fails_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let pendulum =
+        env!("CARGO_MANIFEST_DIR").to_string() + "/assets/tasks/examples/pendulum.scn.ron";
+    // A few online steps on the pendulum (no dataset needed): a checkpoint to damage.
+    let trained = Command::new(env!("CARGO_BIN_EXE_qamlab"))
+        .args([
+            "train",
+            "--quiet",
+            "--task",
+            &pendulum,
+            "--config",
+            "cpu-small",
+        ])
+        .args([
+            "--offline-steps",
+            "0",
+            "--online-steps",
+            "40",
+            "--start-training",
+            "20",
+        ])
+        .args([
+            "--envs",
+            "2",
+            "--eval-interval",
+            "40",
+            "--eval-episodes",
+            "1",
+        ])
+        .args(["--checkpoint-interval", "40", "--device", "cpu", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    // Its actors' biases past any float's reach: the agent's actions come out non-finite.
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let agent = run
+        .join("checkpoints")
+        .join(latest.trim())
+        .join("agent.safetensors");
+    let (tensors, meta) = qamlab_agent::checkpoint::read_tensors(&agent).unwrap();
+    let tensors: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let blown = name.contains("actor") && name.ends_with("bias");
+            let t = if blown { t.full_like(3e38) } else { t };
+            (name, t)
+        })
+        .collect();
+    qamlab_agent::checkpoint::write_tensors(&agent, &tensors, meta).unwrap();
+    let png = dir.path().join("diverged.png");
+    let (code, stderr) = view_fails(
+        &[
+            "--checkpoint",
+            run.to_str().unwrap(),
+            "--envs",
+            "1",
+            "--frames",
+            "5",
+            "--screenshot",
+            png.to_str().unwrap(),
+        ],
+        &[("WGPU_BACKEND", "vulkan")],
+        true,
+    );
+    // The picture is taken (it shows the message), and the command fails with it, as `eval` would.
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the envs stopped before the screenshot")
+            && stderr.contains("diverged"),
+        "{stderr}"
+    );
+    assert!(png.is_file(), "{stderr}");
+}

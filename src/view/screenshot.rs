@@ -103,6 +103,7 @@ fn on_captured(
     captured: On<ScreenshotCaptured>,
     frame: Res<FrameCount>,
     mut request: ResMut<ScreenshotRequest>,
+    policy: Option<Res<super::policy::ActingPolicy>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     request.in_flight = false;
@@ -123,7 +124,17 @@ fn on_captured(
     match save_png(&captured.image, path) {
         Ok(()) => {
             eprintln!("view: screenshot saved to {}", path.display());
-            exit.write(AppExit::Success);
+            // A policy that stopped on an error (a diverged agent) is said, and fails the command, as `eval` does:
+            // a script checking a run must not take the picture of its message for success.
+            match policy.as_ref().and_then(|p| p.error.as_ref()) {
+                Some(err) => {
+                    eprintln!("error: the envs stopped before the screenshot: {err}");
+                    exit.write(AppExit::error());
+                }
+                None => {
+                    exit.write(AppExit::Success);
+                }
+            }
         }
         Err(err) => {
             eprintln!(
