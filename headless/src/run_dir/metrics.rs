@@ -21,7 +21,7 @@ impl RunDir {
     }
 
     /// Drops metrics rows logged after `step` (a resumed run logs them again), and warns of what else went (see
-    /// [`trim_metrics`]).
+    /// `trim_metrics`).
     pub fn truncate_metrics_after(&self, step: u64, log_interval: u64) -> anyhow::Result<()> {
         let path = self.metrics();
         let bytes = match std::fs::read(&path) {
