@@ -165,19 +165,28 @@ pub fn write_tensors(
     let file_name = path
         .file_name()
         .ok_or_else(|| ckpt_err(path, "not a file path"))?;
+    // Unique to this write (two threads of a process may save at once), and named `.tmp-NAME-…` like the
+    // lab's other temporaries, so that a run directory's clean-up finds what a killed save left.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".tmp-{}-{}-{}",
         file_name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let written = std::fs::File::create(&tmp)
+    let written = std::fs::File::create_new(&tmp)
         .and_then(|mut f| f.write_all(&buffer).and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::rename(&tmp, path));
     written.map_err(|e| {
         // Nothing half-written stays behind; the file under `path`, if any, is untouched.
         let _ = std::fs::remove_file(&tmp);
         ckpt_err(path, format!("writing: {e}"))
-    })
+    })?;
+    // The rename is durable once the directory is (best effort: some file systems refuse to sync one).
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads every tensor (f32/f64/i64/i32) and the metadata of a safetensors file; a truncated or
