@@ -234,7 +234,24 @@ fn series_color(i: usize) -> RGBAColor {
         .unwrap_or_else(|| Palette99::pick(i).to_rgba())
 }
 
+/// The plots' one font, registered once as "sans-serif": built into the binary, so drawing needs no font library
+/// or font files on the machine (a lean GPU image has neither).
+fn register_font() -> anyhow::Result<()> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = REGISTERED.get_or_init(|| {
+        plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            epaint_default_fonts::UBUNTU_LIGHT,
+        )
+        .is_ok()
+    });
+    anyhow::ensure!(*ok, "the plots' built-in font would not load");
+    Ok(())
+}
+
 fn draw(path: &Path, chart: &Chart) -> anyhow::Result<()> {
+    register_font()?;
     let scale = chart.y_scale;
     let to_y = move |v: f64| match scale {
         YScale::SymLog => symlog(v),
