@@ -213,12 +213,25 @@ impl Trainer<'_> {
         self.state.evals.push(point);
         self.run.write_evals(&self.state.evals)?;
         let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
-        draw_learning_curves(
+        let drawn = draw_learning_curves(
             &self.run.curve(),
             &format!("{} on {}", self.cfg.agent.kind.as_str(), self.task_name()),
             &[(label.as_str(), self.state.evals.as_slice())],
             self.cfg.offline_steps,
-        )?;
+        );
+        // The picture is a view of eval.csv, which holds every evaluation: a run goes on without it (`qamlab plot`
+        // draws it later), said once.
+        if let Err(err) = drawn
+            && !self.curve_failed
+        {
+            self.curve_failed = true;
+            tracing::warn!(
+                "drawing {} failed ({err:#}); the run goes on, its evaluations are in eval.csv (`qamlab plot {}` \
+                 draws them)",
+                self.run.curve().display(),
+                self.run.root().display()
+            );
+        }
         Ok(true)
     }
 }

@@ -85,6 +85,8 @@ pub(super) struct Trainer<'a> {
     pub(super) q_range_reported: bool,
     /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
     pub(super) resumed_envs: Option<ResumedEnvs>,
+    /// Whether drawing the learning curve failed already (said once; the run goes on without it).
+    pub(super) curve_failed: bool,
     /// The step this process started training at (0, or the step of the checkpoint it resumed from).
     pub(super) started_at: u64,
     /// This process's claim on the run directory, held until the run ends.
@@ -145,6 +147,7 @@ impl<'a> Trainer<'a> {
             fallback_reported: false,
             q_range_reported: false,
             resumed_envs: None,
+            curve_failed: false,
             started_at: 0,
             _lock: None,
         };
