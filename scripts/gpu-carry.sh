@@ -24,6 +24,14 @@ for line in sys.stdin:
     [ -n "$path" ] || { echo "gpu-carry: no test binary for $test" >&2; exit 1; }
     cp "$path" "$carry.tmp/$test"
 done
+# The one GPU call must not find a build without the CUDA shims (built only where the torch wheel's
+# CUDA headers were found, with a cargo warning otherwise): their error text is in the binaries.
+for b in qamlab cuda_graphs; do
+    grep -q "in a qamlab libtorch shim" "$carry.tmp/$b" || {
+        echo "gpu-carry: $b was built without the CUDA shims (see the cargo warning about the CUDA headers)" >&2
+        exit 1
+    }
+done
 strip "$carry.tmp"/qamlab "$carry.tmp"/cuda_graphs "$carry.tmp"/fixture_parity "$carry.tmp"/precision
 # Bevy's renderer makes the stripped binary ~90 MiB; gzip brings it to ~30 (gpu-check.sh unpacks it).
 gzip -6 "$carry.tmp/qamlab"

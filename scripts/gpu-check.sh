@@ -25,6 +25,9 @@ logs="$out/logs"
 mkdir -p "$logs"
 torch_lib="${QAMLAB_TORCH_LIB:-/opt/torch/.venv/lib/python3.12/site-packages/torch/lib}"
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# IEEE fp32 unless a run asks for TF32 (the parity tests check fp32): an image's override (NGC
+# containers set one) would turn TF32 on behind the flags' back.
+unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE NVIDIA_TF32_OVERRIDE
 [ -f carry/qamlab.gz ] || {
     echo "gpu-check: carry/qamlab.gz is missing: run scripts/gpu-carry.sh on the dev machine and carry carry/" >&2
     exit 2
@@ -66,6 +69,13 @@ collect() {
 
 checks() {
     nvidia-smi >"$logs/nvidia-smi.txt" 2>&1
+    # What the binaries need that the machine may lack: every later step fails at load without it.
+    {
+        for b in "$bin" carry/cuda_graphs carry/precision carry/fixture_parity; do
+            [ -f "$b" ] && ldd "$b" | grep "not found" | sed "s|^|$b: |"
+        done
+        env | grep -E "^(CUDA|NVIDIA|TORCH|LD_LIBRARY)" | sort
+    } >"$logs/preflight.txt" 2>&1
     step doctor 60 "$bin" doctor
     step cuda-graphs-test 150 carry/cuda_graphs --nocapture --test-threads 1
     step tf32-test 60 carry/precision --nocapture --test-threads 1
@@ -126,7 +136,8 @@ TOML
 }
 
 # The figures that matter, from the logs: the tests' verdicts, the benchmark tables, the runs'
-# evaluations and summaries.
+# evaluations and summaries. Written after each stage, so a call cut short still brings back what
+# it finished; `report final` last removes the loose logs (the device tool brings back 8 files).
 report() {
     {
         echo "# GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -134,6 +145,9 @@ report() {
         echo '```'
         cat "$out/steps.txt" 2>/dev/null
         echo '```'
+        if [ -s "$logs/preflight.txt" ]; then
+            echo; echo "## preflight (missing libraries, environment)"; echo '```'; cat "$logs/preflight.txt"; echo '```'
+        fi
         for f in doctor; do
             [ -f "$logs/$f.txt" ] && { echo; echo '```'; cat "$logs/$f.txt"; echo '```'; }
         done
@@ -153,9 +167,11 @@ report() {
         done
     } >"$out/report.md"
     tar -C "$out" -czf "$out/results.tar.gz.tmp" logs steps.txt report.md && mv "$out/results.tar.gz.tmp" "$out/results.tar.gz"
-    # Only the packed logs come back; the loose copies would pass the tool's 8-file limit.
-    rm -rf "$logs"
-    cat "$out/report.md"
+    if [ "${1:-}" = final ]; then
+        # Only the packed logs come back; the loose copies would pass the tool's 8-file limit.
+        rm -rf "$logs"
+        cat "$out/report.md"
+    fi
 }
 
 : >"$out/steps.txt"
@@ -164,12 +180,15 @@ all)
     collect &
     collector=$!
     checks
+    report
     wait "$collector"
     bench
+    report
     train
     ;;
 checks)
     checks
+    report
     bench
     ;;
 train)
@@ -180,4 +199,4 @@ train)
     exit 2
     ;;
 esac
-report
+report final

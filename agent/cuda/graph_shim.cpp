@@ -3,19 +3,53 @@
 // work the current thread enqueues there, replay it later on the current stream. Every function
 // returns NULL or an error message (see shim.h).
 
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <mutex>
 #include <optional>
 
 #include "shim.h"
+
+// libtorch's CUDAGraph, able to clean up after a capture that failed. CUDAGraph undoes what
+// capture_begin set up only in a capture_end that succeeds: after a failed one the default CUDA
+// generator stays in capture mode (every later eager random draw then fails, so an eager fallback
+// could not run) and the caching allocator keeps routing allocations to the capture's pool.
+struct RecoverableGraph : at::cuda::CUDAGraph {
+  void recover_from_failed_capture(c10::DeviceIndex device) {
+    // Past its bookkeeping, capture_end leaves the rest to reset() in the destructor.
+    if (capture_ended_) {
+      return;
+    }
+    if (mempool_id_.first != 0 || mempool_id_.second != 0) {
+      // Either may have happened already, depending on where the capture failed.
+      try {
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(device, mempool_id_);
+      } catch (...) {
+      }
+      try {
+        c10::cuda::CUDACachingAllocator::releasePool(device, mempool_id_);
+      } catch (...) {
+      }
+    }
+    // A copy of the generator's state starts outside capture mode, at the same seed and offset.
+    try {
+      auto generator = at::cuda::detail::getDefaultCUDAGenerator(device);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.graphsafe_set_state(generator.clone());
+    } catch (...) {
+    }
+  }
+};
 
 struct QamlabGraph {
   explicit QamlabGraph(c10::DeviceIndex device)
       : stream(c10::cuda::getStreamFromPool(false, device)) {}
   // Declared first so it is destroyed last, after the streams.
-  at::cuda::CUDAGraph graph;
+  RecoverableGraph graph;
   // Capture needs a non-default stream; the same one is used for the warm-up work, so lazily
   // created per-stream state (cuBLAS workspaces) exists before capture begins.
   c10::cuda::CUDAStream stream;
@@ -57,12 +91,24 @@ char* qamlab_graph_capture_begin(QamlabGraph* g) {
     c10::cuda::device_synchronize();
     // Thread-local: only this thread's unsafe CUDA calls (a synchronisation, say) break the
     // capture; another thread using the GPU meanwhile (a viewer, a second agent) does not.
-    g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    try {
+      g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    } catch (...) {
+      g->graph.recover_from_failed_capture(g->stream.device_index());
+      throw;
+    }
   });
 }
 
 char* qamlab_graph_capture_end(QamlabGraph* g) {
-  return qamlab_guarded([&] { g->graph.capture_end(); });
+  return qamlab_guarded([&] {
+    try {
+      g->graph.capture_end();
+    } catch (...) {
+      g->graph.recover_from_failed_capture(g->stream.device_index());
+      throw;
+    }
+  });
 }
 
 char* qamlab_graph_replay(QamlabGraph* g) {

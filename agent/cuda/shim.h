@@ -4,6 +4,8 @@
 
 #pragma once
 
+#include <c10/util/Exception.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -22,6 +24,9 @@ char* qamlab_guarded(F&& body) {
   try {
     body();
     return nullptr;
+  } catch (const c10::Error& e) {
+    // The message without libtorch's C++ backtrace, which would bury it.
+    return qamlab_error_copy(e.what_without_backtrace());
   } catch (const std::exception& e) {
     return qamlab_error_copy(e.what());
   } catch (...) {

@@ -195,6 +195,9 @@ impl Drop for CudaGraph {
 pub fn self_test(device: Device) -> Result<()> {
     let mut graph = CudaGraph::new(device)?;
     let x = Tensor::zeros([4], (Kind::Float, device));
+    // Warmed up on the capture's stream first, as the agent's captures are: first-use set-up (kernel
+    // loading, per-stream state) is not allowed inside a capture.
+    let _ = graph.on_side_stream(|| Ok(&x * 2.0 + 1.0))?;
     let y = graph.capture(|| Ok(&x * 2.0 + 1.0))?;
     let _ = x.shallow_clone().fill_(3.0);
     graph.replay()?;

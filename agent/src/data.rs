@@ -494,7 +494,9 @@ pub fn sample_chunks(
     flat.extend_from_slice(&next);
     let host = Tensor::from_slice(&flat);
     let all = if device.is_cuda() {
-        host.pin_memory(device)
+        // `_pin_memory` itself: libtorch 2.11 warns at every call of `pin_memory` given a device
+        // (deprecated), two stderr lines an update; the fresh buffer is not pinned yet anyway.
+        host.internal_pin_memory(device)
             .to_device_(device, Kind::Float, true, false)
     } else {
         host

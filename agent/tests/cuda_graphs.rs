@@ -240,3 +240,37 @@ fn graphed_updates_and_acting_equal_eager_ones_on_cuda() {
     );
     graphed_equals_eager(Device::Cuda(0), |a| a.use_cuda_graphs(true).unwrap());
 }
+
+/// A capture that fails (here a host read inside it, which CUDA forbids) is an error, and leaves the
+/// process able to work eagerly: random draws and updates, as the agents' fallback needs.
+#[test]
+fn a_failed_capture_leaves_eager_work_possible_on_cuda() {
+    if !tch::Cuda::is_available() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "a_failed_capture_leaves_eager_work_possible_on_cuda: SKIPPED, no CUDA device"
+        );
+        return;
+    }
+    let device = Device::Cuda(0);
+    let x = Tensor::ones([4], (Kind::Float, device));
+    let mut graph = cuda_graph::CudaGraph::new(device).unwrap();
+    let _ = graph.on_side_stream(|| Ok(&x * 2.0)).unwrap();
+    let failed = graph.capture(|| {
+        let y = &x * 2.0;
+        // Reading a value back synchronises: not allowed while capturing.
+        Ok(y.f_double_value(&[0])?)
+    });
+    assert!(failed.is_err(), "a host read inside a capture was captured");
+    drop(graph);
+    {
+        let _rng = torch_rng_lock();
+        let drawn = Tensor::randn([1000], (Kind::Float, device));
+        assert_eq!(drawn.size(), [1000]);
+    }
+    let mut agent = Agent::new(small(AgentKind::Qam), O, A, device, 0).unwrap();
+    agent.update(&batch(0, 16, 3, device)).unwrap();
+    // And a new capture still works after it.
+    cuda_graph::self_test(device).unwrap();
+}

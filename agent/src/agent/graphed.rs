@@ -217,7 +217,12 @@ impl Agent {
 
     fn graphs_off(&mut self, reason: AgentError) {
         self.graphs = None;
-        self.graph_fallback = Some(reason.to_string());
+        // Its first line: libtorch's messages carry a C++ backtrace after it, which would spread one
+        // table row or log line over dozens.
+        let reason = reason.to_string();
+        let first = reason.lines().next().unwrap_or_default().trim_end();
+        self.graph_fallback = Some(first.to_string());
+        tracing::warn!("CUDA graphs turned off, updates and acting go on eagerly: {first}");
     }
 
     fn graphs(&mut self) -> &mut Graphs {

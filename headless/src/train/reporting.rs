@@ -88,12 +88,7 @@ impl Trainer<'_> {
         let t0 = Instant::now();
         let pairs = metrics.to_pairs()?;
         self.state.update_seconds += t0.elapsed().as_secs_f64();
-        if !self.fallback_reported
-            && let Some(reason) = self.agent.cuda_graph_fallback()
-        {
-            tracing::warn!("CUDA graphs turned off, training goes on eagerly: {reason}");
-            self.fallback_reported = true;
-        }
+        // A fall-back from CUDA graphs is said by the agent as it happens.
         if let Some((name, value)) = pairs
             .iter()
             .find(|(name, value)| must_be_finite(name) && !value.is_finite())

@@ -79,8 +79,6 @@ pub(super) struct Trainer<'a> {
     pub(super) started: Instant,
     pub(super) wall_before: f64,
     pub(super) observer: Option<Box<dyn TrainObserver>>,
-    /// Whether the fall-back from CUDA graphs was reported already.
-    pub(super) fallback_reported: bool,
     /// Whether a mean Q outside what the rewards allow was reported already.
     pub(super) q_range_reported: bool,
     /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
@@ -144,7 +142,6 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             wall_before: 0.0,
             observer: None,
-            fallback_reported: false,
             q_range_reported: false,
             resumed_envs: None,
             curve_failed: false,
@@ -183,7 +180,6 @@ impl<'a> Trainer<'a> {
             && let Err(e) = self.agent.use_cuda_graphs(true)
         {
             tracing::warn!("{e}; training runs eagerly");
-            self.fallback_reported = true;
         }
     }
 
