@@ -316,7 +316,7 @@ fn collect_writes_the_dataset_and_its_validation_file() {
     let val = qamlab_headless::dataset::load_dataset(dir.path().join("play-val.npz")).unwrap();
     assert_eq!((train.episodes, val.episodes), (3, 1));
     // Its own seed stream: the validation episode is none of the training ones.
-    let first = |d: &qamlab_headless::dataset::Dataset| d.observations[..28].to_vec();
+    let first = |d: &qamlab_headless::dataset::Dataset| d.transitions.observations[..28].to_vec();
     assert_ne!(first(&train), first(&val));
 }
 

@@ -86,7 +86,7 @@ impl Batch {
 }
 
 /// Flat transition arrays (episodes concatenated): offline data followed by online transitions.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TransitionStore {
     obs_dim: usize,
     action_dim: usize,

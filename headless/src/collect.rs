@@ -428,7 +428,7 @@ mod tests {
                 ..small(path.clone(), 3)
             })
             .unwrap();
-            load_dataset(&path).unwrap().actions
+            load_dataset(&path).unwrap().transitions.actions
         };
         let clean = actions_of(0.0, "clean.npz");
         let noisy = actions_of(0.3, "noisy.npz");
@@ -468,13 +468,19 @@ mod tests {
         assert_eq!((summary.transitions, summary.rows), (200, 205));
         let data = load_dataset(&path).unwrap();
         // Torso position, quaternion, velocities, 8 joint positions and velocities, the goal: 32; 8 joint targets.
-        assert_eq!((data.obs_dim, data.action_dim), (32, 8));
-        assert!(data.actions.iter().all(|a| (-1.0..=1.0).contains(a)));
+        assert_eq!((data.obs_dim(), data.action_dim()), (32, 8));
+        assert!(
+            data.transitions
+                .actions
+                .iter()
+                .all(|a| (-1.0..=1.0).contains(a))
+        );
         // The robot walks: its torso (x, y at the start: -1, 1) has moved by the end of each 40-step episode.
         let ends: Vec<&[f32]> = data
+            .transitions
             .next_observations
             .chunks(32)
-            .zip(&data.terminals)
+            .zip(&data.transitions.terminals)
             .filter(|(_, t)| **t == 1.0)
             .map(|(o, _)| o)
             .collect();
@@ -543,10 +549,11 @@ mod tests {
         // As transitions: 40 per episode, terminals on each episode's last, next_observations shifted.
         let d = load_dataset(&path).unwrap();
         assert_eq!(
-            (d.len(), d.episodes, d.obs_dim, d.action_dim),
+            (d.len(), d.episodes, d.obs_dim(), d.action_dim()),
             (200, 5, 28, 5)
         );
         let ends: Vec<usize> = d
+            .transitions
             .terminals
             .iter()
             .enumerate()
@@ -554,16 +561,23 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(ends, vec![39, 79, 119, 159, 199]);
-        assert_eq!(d.observations[28..56], d.next_observations[..28]);
         assert_eq!(
-            d.next_observations[39 * 28..40 * 28],
+            d.transitions.observations[28..56],
+            d.transitions.next_observations[..28]
+        );
+        assert_eq!(
+            d.transitions.next_observations[39 * 28..40 * 28],
             obs.row(40).to_vec()[..]
         );
-        assert_eq!(d.observations[40 * 28..41 * 28], obs.row(41).to_vec()[..]);
+        assert_eq!(
+            d.transitions.observations[40 * 28..41 * 28],
+            obs.row(41).to_vec()[..]
+        );
         assert!(
-            d.rewards
+            d.transitions
+                .rewards
                 .iter()
-                .zip(&d.masks)
+                .zip(&d.transitions.masks)
                 .all(|(r, m)| *m == -*r && (*r == 0.0 || *r == -1.0))
         );
         // Its source names the task, its columns and the command that made it.

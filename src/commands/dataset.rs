@@ -71,8 +71,8 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
         file.display(),
         super::count(data.episodes, "episode"),
         super::count(data.len(), "transition"),
-        data.obs_dim,
-        data.action_dim
+        data.obs_dim(),
+        data.action_dim()
     );
     match &data.source {
         Some(source) => {
@@ -98,8 +98,9 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
         }
     }
     // Masks are 0 where a transition reached success; terminals end each episode.
+    let transitions = &data.transitions;
     let (mut reached, mut episode_reached) = (0, false);
-    for (&mask, &terminal) in data.masks.iter().zip(&data.terminals) {
+    for (&mask, &terminal) in transitions.masks.iter().zip(&transitions.terminals) {
         episode_reached |= mask == 0.0;
         if terminal == 1.0 {
             reached += usize::from(episode_reached);
@@ -117,13 +118,18 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
         text +=
             "note: no transition reaches success, so offline training sees no success to value\n";
     }
-    let (low, high) = data
+    let (low, high) = transitions
         .rewards
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
             (lo.min(r), hi.max(r))
         });
-    let mean = data.rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / data.len().max(1) as f64;
+    let mean = transitions
+        .rewards
+        .iter()
+        .map(|&r| f64::from(r))
+        .sum::<f64>()
+        / data.len().max(1) as f64;
     if !data.is_empty() {
         text += &format!("rewards: mean {mean:.3}, in [{low}, {high}]\n");
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail, ensure};
 use ndarray::{Array1, Array2};
 use ndarray_npy::NpzReader;
+use qamlab_agent::TransitionStore;
 
 use super::{Dataset, DatasetSource};
 
@@ -135,7 +136,7 @@ fn npy_shape(header: &str) -> Option<Vec<u64>> {
 /// and `masks`) as transitions. Errors name the file, the key and the expected dtype and shape.
 pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let path = path.as_ref();
-    let file = path.display();
+    let file = path.display().to_string();
     // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
     let bytes = crate::files::read_regular_file(path, "dataset", None)?;
     ensure!(!bytes.is_empty(), "dataset {file} is empty (0 bytes)");
@@ -148,12 +149,33 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
+    check_layout(&file, &names)?;
+    let arrays = read_arrays(&mut npz, &bytes, &file)?;
+    let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
+        let (o, a) = (arrays.obs_dim(), arrays.action_dim());
+        Some(read_source(&mut npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
+    } else {
+        None
+    };
+    check_values(&file, &arrays)?;
+    let transitions = to_transitions(&arrays);
+    warn_suspicious(&file, &arrays, &transitions);
+    Ok(Dataset {
+        transitions,
+        episodes: arrays.terminals.iter().filter(|&&end| end).count(),
+        crc32: crc32fast::hash(&bytes),
+        source,
+    })
+}
+
+/// Refuses an archive in another layout than OGBench's on-disk one, or without a key the dataset is read from;
+/// warns of keys that are not read.
+fn check_layout(file: &str, names: &[String]) -> anyhow::Result<()> {
+    let key_names = || names.iter().map(|n| n.trim_end_matches(".npy"));
     // OGBench's files store each episode's final state as a row of its own; a file holding `next_observations`
     // is in the transition form its loader returns, where `terminals` means something else.
     ensure!(
-        !names
-            .iter()
-            .any(|n| n.trim_end_matches(".npy") == "next_observations"),
+        !key_names().any(|n| n == "next_observations"),
         "dataset {file}: key `next_observations`: this file holds transitions with their next observations \
          (the form OGBench's loader returns), but datasets are read in OGBench's on-disk layout, where each \
          episode ends with a row of its final state marked in `terminals` (what `qamlab collect` writes)"
@@ -161,16 +183,12 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     // D4RL's layout: `terminals` only where the task ended an episode, `timeouts` where the time limit did.
     // Read as OGBench's, an episode cut by the time limit would run on into the next one.
     ensure!(
-        !names
-            .iter()
-            .any(|n| n.trim_end_matches(".npy") == "timeouts"),
+        !key_names().any(|n| n == "timeouts"),
         "dataset {file}: key `timeouts`: this file is in D4RL's layout, where `timeouts` ends the episodes the \
          time limit cut; datasets are read in OGBench's on-disk layout, where `terminals` marks the last row of \
          every episode (a row of its final state, what `qamlab collect` writes)"
     );
-    let ignored: Vec<&str> = names
-        .iter()
-        .map(|n| n.trim_end_matches(".npy"))
+    let ignored: Vec<&str> = key_names()
         .filter(|n| !LOADED_KEYS.contains(n) && !KNOWN_OTHER_KEYS.contains(n))
         .collect();
     if !ignored.is_empty() {
@@ -198,7 +216,61 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             names.join(", ")
         );
     }
-    let headers = array_headers(&bytes, &file.to_string())?;
+    Ok(())
+}
+
+/// The arrays of [`LOADED_KEYS`] as read: one row a step, episodes concatenated, each ending with a row of its
+/// final state. Their row counts agree and the last row ends an episode.
+struct LoadedArrays {
+    /// `[R, obs_dim]`, in standard (row-major) layout.
+    observations: Array2<f32>,
+    /// `[R, action_dim]`, in standard (row-major) layout.
+    actions: Array2<f32>,
+    /// `[R]`: true on each episode's final row.
+    terminals: Array1<bool>,
+    /// `[R]`.
+    rewards: Array1<f32>,
+    /// `[R]`.
+    masks: Array1<f32>,
+}
+
+impl LoadedArrays {
+    /// Observation width.
+    fn obs_dim(&self) -> usize {
+        self.observations.ncols()
+    }
+
+    /// Action width.
+    fn action_dim(&self) -> usize {
+        self.actions.ncols()
+    }
+
+    /// The observations of `rows`, flat.
+    fn observations(&self, rows: std::ops::Range<usize>) -> &[f32] {
+        let o = self.obs_dim();
+        &self.observations.as_slice().expect("standard layout")[rows.start * o..rows.end * o]
+    }
+
+    /// The action of `row`.
+    fn action(&self, row: usize) -> &[f32] {
+        let a = self.action_dim();
+        &self.actions.as_slice().expect("standard layout")[row * a..(row + 1) * a]
+    }
+
+    /// The rows a transition starts from: all but each episode's final one. Each has a next row, since the last
+    /// row ends an episode.
+    fn transition_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.terminals.len()).filter(|&t| !self.terminals[t])
+    }
+}
+
+/// Reads the arrays of [`LOADED_KEYS`] (their headers checked first) and checks that their rows agree.
+fn read_arrays(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    bytes: &[u8],
+    file: &str,
+) -> anyhow::Result<LoadedArrays> {
+    let headers = array_headers(bytes, file)?;
     // What a key holds, for an error that says what was found beside what was expected.
     let found = |key: &str| {
         headers
@@ -208,22 +280,17 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
                 format!(", found {} of shape {:?}", h.dtype, h.shape)
             })
     };
-    let observations: Array2<f32> = read_floats(
-        &mut npz,
-        "observations",
-        "[N, obs_dim]",
-        &found("observations"),
-    )
-    .with_context(|| format!("dataset {file}"))?;
+    let in_file = || format!("dataset {file}");
+    let observations: Array2<f32> =
+        read_floats(npz, "observations", "[N, obs_dim]", &found("observations"))
+            .with_context(in_file)?;
     let actions: Array2<f32> =
-        read_floats(&mut npz, "actions", "[N, action_dim]", &found("actions"))
-            .with_context(|| format!("dataset {file}"))?;
-    let terminals = read_flags(&mut npz, "terminals", &found("terminals"))
-        .with_context(|| format!("dataset {file}"))?;
-    let rewards: Array1<f32> = read_floats(&mut npz, "rewards", "[N]", &found("rewards"))
-        .with_context(|| format!("dataset {file}"))?;
-    let masks: Array1<f32> = read_floats(&mut npz, "masks", "[N]", &found("masks"))
-        .with_context(|| format!("dataset {file}"))?;
+        read_floats(npz, "actions", "[N, action_dim]", &found("actions")).with_context(in_file)?;
+    let terminals = read_flags(npz, "terminals", &found("terminals")).with_context(in_file)?;
+    let rewards: Array1<f32> =
+        read_floats(npz, "rewards", "[N]", &found("rewards")).with_context(in_file)?;
+    let masks: Array1<f32> =
+        read_floats(npz, "masks", "[N]", &found("masks")).with_context(in_file)?;
     let rows = observations.nrows();
     for (key, n, shape) in [
         ("actions", actions.nrows(), "[N, action_dim]"),
@@ -241,38 +308,35 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             "dataset {file}: key `terminals`: the last row must end an episode (true), got false"
         );
     }
-    let (o, a) = (observations.ncols(), actions.ncols());
-    let obs = observations.as_standard_layout();
-    let act = actions.as_standard_layout();
-    let (obs, act) = (
-        obs.as_slice().expect("standard layout"),
-        act.as_slice().expect("standard layout"),
-    );
-    let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
-        Some(read_source(&mut npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
+    Ok(LoadedArrays {
+        observations: into_standard_layout(observations),
+        actions: into_standard_layout(actions),
+        terminals,
+        rewards,
+        masks,
+    })
+}
+
+/// `array` in standard (row-major) layout, copied only where it is not (a file written in Fortran order).
+fn into_standard_layout(array: Array2<f32>) -> Array2<f32> {
+    if array.is_standard_layout() {
+        array
     } else {
-        None
-    };
-    let mut d = Dataset {
-        obs_dim: o,
-        action_dim: a,
-        crc32: crc32fast::hash(&bytes),
-        source,
-        ..Dataset::default()
-    };
-    let mut outside = 0;
-    for t in 0..rows {
-        if terminals[t] {
-            d.episodes += 1;
-            continue;
-        }
-        // A non-terminal row always has a next row: the last row is terminal (checked above). Its observation
-        // and the next row's are used, the other keys at this row only.
+        array.as_standard_layout().into_owned()
+    }
+}
+
+/// Refuses values that would break training where a transition uses them, the first row first: non-finite
+/// values, values past [`LARGEST_VALUE`], masks other than 0 or 1.
+fn check_values(file: &str, arrays: &LoadedArrays) -> anyhow::Result<()> {
+    let (o, a) = (arrays.obs_dim(), arrays.action_dim());
+    for t in arrays.transition_rows() {
+        // A transition uses its row's observation and the next row's, the other keys at its row only.
         for (key, values, width) in [
-            ("observations", &obs[t * o..(t + 2) * o], o),
-            ("actions", &act[t * a..(t + 1) * a], a),
-            ("rewards", std::slice::from_ref(&rewards[t]), 1),
-            ("masks", std::slice::from_ref(&masks[t]), 1),
+            ("observations", arrays.observations(t..t + 2), o),
+            ("actions", arrays.action(t), a),
+            ("rewards", std::slice::from_ref(&arrays.rewards[t]), 1),
+            ("masks", std::slice::from_ref(&arrays.masks[t]), 1),
         ] {
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 bail!(
@@ -290,34 +354,54 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
                 );
             }
         }
-        outside += act[t * a..(t + 1) * a]
-            .iter()
-            .filter(|u| u.abs() > 1.0)
-            .count();
         // A mask multiplies the bootstrapped value: anything but 0 or 1 would scale the TD target silently.
+        let mask = arrays.masks[t];
         ensure!(
-            masks[t] == 0.0 || masks[t] == 1.0,
-            "dataset {file}: key `masks` holds {} at row {t}: expected 0 (success, no bootstrapping) or 1",
-            masks[t]
+            mask == 0.0 || mask == 1.0,
+            "dataset {file}: key `masks` holds {mask} at row {t}: expected 0 (success, no bootstrapping) or 1"
         );
-        d.observations.extend_from_slice(&obs[t * o..(t + 1) * o]);
+    }
+    Ok(())
+}
+
+/// The rows as transitions, the way OGBench's regular loader makes them: each episode's final row dropped,
+/// `next_observations` taken from the following row, `terminals` 1 on each episode's last transition.
+fn to_transitions(arrays: &LoadedArrays) -> TransitionStore {
+    let mut store = TransitionStore::new(arrays.obs_dim(), arrays.action_dim());
+    // Sized once: the store becomes the replay buffer's, which keeps whatever room it has.
+    store.try_reserve(arrays.transition_rows().count());
+    for t in arrays.transition_rows() {
+        store
+            .observations
+            .extend_from_slice(arrays.observations(t..t + 1));
         // As OGBench's standard loader: actions strictly inside (-1, 1).
-        d.actions.extend(
-            act[t * a..(t + 1) * a]
+        store.actions.extend(
+            arrays
+                .action(t)
                 .iter()
                 .map(|u| u.clamp(-1.0 + 1e-5, 1.0 - 1e-5)),
         );
-        d.next_observations
-            .extend_from_slice(&obs[(t + 1) * o..(t + 2) * o]);
-        d.rewards.push(rewards[t]);
-        d.masks.push(masks[t]);
-        d.terminals.push(if terminals[t + 1] { 1.0 } else { 0.0 });
+        store
+            .next_observations
+            .extend_from_slice(arrays.observations(t + 1..t + 2));
+        store.rewards.push(arrays.rewards[t]);
+        store.masks.push(arrays.masks[t]);
+        store
+            .terminals
+            .push(if arrays.terminals[t + 1] { 1.0 } else { 0.0 });
     }
+    store
+}
+
+/// Warns of data that trains but likely not as meant: masks that disagree with the rewards about success, and
+/// actions outside [-1, 1] (which `transitions` holds clipped).
+fn warn_suspicious(file: &str, arrays: &LoadedArrays, transitions: &TransitionStore) {
     // A task's reward is 0 exactly at success (both of a scene's reward kinds), where the mask stops bootstrapping.
     let disagree = |mask: f32, success: bool| {
-        d.masks
+        transitions
+            .masks
             .iter()
-            .zip(&d.rewards)
+            .zip(&transitions.rewards)
             .filter(|&(&m, &r)| m == mask && (r == 0.0) == success)
             .count()
     };
@@ -330,13 +414,16 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
              a critic on the wrong targets"
         );
     }
+    let outside: usize = arrays
+        .transition_rows()
+        .map(|t| arrays.action(t).iter().filter(|u| u.abs() > 1.0).count())
+        .sum();
     if outside > 0 {
         tracing::warn!(
             "dataset {file}: {outside} action values lie outside [-1, 1]; training clips them (as OGBench's \
              loader does), but data recorded in other units would be silently wrong"
         );
     }
-    Ok(d)
 }
 
 /// Reads the `source` key: JSON text as uint8 bytes, naming as many columns as the arrays hold.
@@ -391,40 +478,58 @@ fn read_floats<D: ndarray::Dimension>(
         }
         return Ok(array.mapv(|v| v as f32));
     }
-    // Whole numbers (numpy's default for them: masks or rewards written as integers), of any width.
-    fn whole<T, D>(
-        npz: &mut NpzReader<Cursor<&Vec<u8>>>,
-        key: &str,
-    ) -> Option<ndarray::Array<f32, D>>
-    where
-        T: ndarray_npy::ReadableElement + Copy + Into<f64>,
-        D: ndarray::Dimension,
-    {
-        let array = npz.by_name::<ndarray::OwnedRepr<T>, D>(key).ok()?;
-        Some(array.mapv(|v| v.into() as f32))
-    }
-    let array = whole::<i32, D>(npz, key)
-        .or_else(|| whole::<i16, D>(npz, key))
-        .or_else(|| whole::<i8, D>(npz, key))
-        .or_else(|| whole::<u32, D>(npz, key))
-        .or_else(|| whole::<u16, D>(npz, key))
-        .or_else(|| whole::<u8, D>(npz, key))
-        .or_else(|| {
-            let array = npz.by_name::<ndarray::OwnedRepr<i64>, D>(key).ok()?;
-            Some(array.mapv(|v| v as f32))
-        })
-        .or_else(|| {
-            let array = npz.by_name::<ndarray::OwnedRepr<u64>, D>(key).ok()?;
-            Some(array.mapv(|v| v as f32))
-        });
-    if let Some(array) = array {
+    // Masks or rewards written as integers.
+    if let Some(array) = read_whole_numbers(npz, key) {
         return Ok(array);
     }
     let expected = format!("key `{key}`: expected float32, float64 or whole numbers {shape}");
+    Err(wrong_dtype(error, expected, found))
+}
+
+/// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1. `found` (`, found
+/// float32 of shape [6, 2]`) goes into the error.
+fn read_flags(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    key: &str,
+    found: &str,
+) -> anyhow::Result<Array1<bool>> {
+    let error = match npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(key) {
+        Ok(array) => return Ok(array),
+        Err(e) => e,
+    };
+    refuse_damage(key, &error)?;
+    // Every float32 and every whole number 0 or 1 is exactly a float64.
+    let numbers = npz
+        .by_name::<ndarray::OwnedRepr<f32>, ndarray::Ix1>(key)
+        .map(|array| array.mapv(f64::from))
+        .or_else(|_| npz.by_name::<ndarray::OwnedRepr<f64>, ndarray::Ix1>(key))
+        .ok()
+        .or_else(|| read_whole_numbers::<f64, ndarray::Ix1>(npz, key));
+    let Some(numbers) = numbers else {
+        let expected = format!("key `{key}`: expected bool [N] (or 0/1 numbers)");
+        return Err(wrong_dtype(error, expected, found));
+    };
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(row, &v)| {
+            ensure!(
+                v == 0.0 || v == 1.0,
+                "key `{key}` holds {v} at row {row}: expected a flag (bool, or 0 and 1)"
+            );
+            Ok(v == 1.0)
+        })
+        .collect::<anyhow::Result<Vec<bool>>>()
+        .map(Array1::from)
+}
+
+/// The error for an array of none of the dtypes its key takes: `expected`, then what the file holds where its
+/// header said (`found`), else the reader's own error.
+fn wrong_dtype(error: ndarray_npy::ReadNpzError, expected: String, found: &str) -> anyhow::Error {
     if found.is_empty() {
-        Err(error).context(expected)
+        anyhow::Error::new(error).context(expected)
     } else {
-        bail!("{expected}{found}")
+        anyhow::anyhow!("{expected}{found}")
     }
 }
 
@@ -445,60 +550,60 @@ fn refuse_damage(key: &str, error: &ndarray_npy::ReadNpzError) -> anyhow::Result
     Ok(())
 }
 
-/// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1. `found` (`, found
-/// float32 of shape [6, 2]`) goes into the error.
-fn read_flags(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
-    key: &str,
-    found: &str,
-) -> anyhow::Result<Array1<bool>> {
-    let error = match npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(key) {
-        Ok(array) => return Ok(array),
-        Err(e) => e,
-    };
-    refuse_damage(key, &error)?;
-    let numbers = as_f64(npz, key, |v: f32| v.into())
-        .or_else(|| as_f64(npz, key, |v: f64| v))
-        .or_else(|| as_f64(npz, key, |v: i64| v as f64))
-        .or_else(|| as_f64(npz, key, |v: i32| v.into()))
-        .or_else(|| as_f64(npz, key, |v: i16| v.into()))
-        .or_else(|| as_f64(npz, key, |v: u8| v.into()))
-        .or_else(|| as_f64(npz, key, |v: i8| v.into()))
-        .or_else(|| as_f64(npz, key, |v: u16| v.into()))
-        .or_else(|| as_f64(npz, key, |v: u32| v.into()))
-        .or_else(|| as_f64(npz, key, |v: u64| v as f64));
-    let Some(numbers) = numbers else {
-        let expected = format!("key `{key}`: expected bool [N] (or 0/1 numbers)");
-        return if found.is_empty() {
-            Err(error).context(expected)
-        } else {
-            bail!("{expected}{found}")
-        };
-    };
-    numbers
-        .iter()
-        .enumerate()
-        .map(|(row, &v)| {
-            ensure!(
-                v == 0.0 || v == 1.0,
-                "key `{key}` holds {v} at row {row}: expected a flag (bool, or 0 and 1)"
-            );
-            Ok(v == 1.0)
-        })
-        .collect::<anyhow::Result<Vec<bool>>>()
-        .map(Array1::from)
+/// A float type whole numbers are read into, each converted as `as` converts it (to the nearest value it holds).
+trait FromWholeNumber: Copy {
+    /// `v` as this type.
+    fn from_i64(v: i64) -> Self;
+    /// `v` as this type.
+    fn from_u64(v: u64) -> Self;
 }
 
-/// Array `key` read as `[N]` values of type `T`, each widened to f64; `None` when it is not of that type.
-fn as_f64<T: ndarray_npy::ReadableElement + Copy>(
+impl FromWholeNumber for f32 {
+    fn from_i64(v: i64) -> Self {
+        v as f32
+    }
+
+    fn from_u64(v: u64) -> Self {
+        v as f32
+    }
+}
+
+impl FromWholeNumber for f64 {
+    fn from_i64(v: i64) -> Self {
+        v as f64
+    }
+
+    fn from_u64(v: u64) -> Self {
+        v as f64
+    }
+}
+
+/// Array `key` read as whole numbers (numpy's default dtype for them) of any width, converted to `T`; `None`
+/// when it holds none. A narrower integer goes through i64 or u64 exactly, so it rounds once, as `as` would round it.
+fn read_whole_numbers<T: FromWholeNumber, D: ndarray::Dimension>(
     npz: &mut NpzReader<Cursor<&Vec<u8>>>,
     key: &str,
-    widen: impl Fn(T) -> f64,
-) -> Option<Vec<f64>> {
-    let array = npz
-        .by_name::<ndarray::OwnedRepr<T>, ndarray::Ix1>(key)
-        .ok()?;
-    Some(array.iter().map(|&v| widen(v)).collect())
+) -> Option<ndarray::Array<T, D>> {
+    fn read<E, T, D>(
+        npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+        key: &str,
+        convert: impl Fn(E) -> T,
+    ) -> Option<ndarray::Array<T, D>>
+    where
+        E: ndarray_npy::ReadableElement + Copy,
+        D: ndarray::Dimension,
+    {
+        let array = npz.by_name::<ndarray::OwnedRepr<E>, D>(key).ok()?;
+        Some(array.mapv(convert))
+    }
+    read(npz, key, |v: i64| T::from_i64(v))
+        .or_else(|| read(npz, key, |v: i32| T::from_i64(v.into())))
+        .or_else(|| read(npz, key, |v: i16| T::from_i64(v.into())))
+        .or_else(|| read(npz, key, |v: i8| T::from_i64(v.into())))
+        .or_else(|| read(npz, key, |v: u64| T::from_u64(v)))
+        .or_else(|| read(npz, key, |v: u32| T::from_u64(v.into())))
+        .or_else(|| read(npz, key, |v: u16| T::from_u64(v.into())))
+        .or_else(|| read(npz, key, |v: u8| T::from_u64(v.into())))
 }
 
 #[cfg(test)]
@@ -567,7 +672,10 @@ mod tests {
         let int_masks = npz_with(&["masks"], |npz| {
             npz.add_array("masks", &Array1::<i64>::ones(6)).unwrap();
         });
-        assert_eq!(load_bytes(&int_masks).unwrap().masks, good.masks);
+        assert_eq!(
+            load_bytes(&int_masks).unwrap().transitions.masks,
+            good.transitions.masks
+        );
         let err = load_bytes(&npz_with(&["observations"], |npz| {
             let mut obs = Array2::<f64>::zeros((6, 3));
             obs[[4, 0]] = 1e300;
@@ -600,7 +708,10 @@ mod tests {
                 npz.add_array("masks", &Array1::<i16>::ones(6)).unwrap();
             }),
         ] {
-            assert_eq!(load_bytes(&bytes).unwrap().masks, good.masks);
+            assert_eq!(
+                load_bytes(&bytes).unwrap().transitions.masks,
+                good.transitions.masks
+            );
         }
         // What is neither is named with what the file holds.
         let err = load_bytes(&npz_with(&["actions"], |npz| {

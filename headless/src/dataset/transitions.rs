@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure};
 
+use qamlab_agent::TransitionStore;
 use qamlab_sim::TaskScene;
 
 use super::source::{absolute_scene, task_argument};
@@ -13,24 +14,10 @@ use super::{DatasetSource, FINGERPRINT_VERSION, scene_fingerprint};
 /// `next_observations` taken from the following row, `terminals` = 1 on each episode's last transition.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Dataset {
-    /// Observation width.
-    pub obs_dim: usize,
-    /// Action width.
-    pub action_dim: usize,
+    /// The transitions, in the replay buffer's own form: training moves them into its buffer, not a copy.
+    pub transitions: TransitionStore,
     /// Number of episodes.
     pub episodes: usize,
-    /// `[N * obs_dim]`.
-    pub observations: Vec<f32>,
-    /// `[N * action_dim]`.
-    pub actions: Vec<f32>,
-    /// `[N * obs_dim]`.
-    pub next_observations: Vec<f32>,
-    /// `[N]`.
-    pub rewards: Vec<f32>,
-    /// `[N]`: 0 where the transition reached success.
-    pub masks: Vec<f32>,
-    /// `[N]`: 1 on each episode's last transition.
-    pub terminals: Vec<f32>,
     /// CRC-32 of the file's bytes: what a resumed run checks to know it trains on the same data.
     pub crc32: u32,
     /// Where it came from, when the file says (`qamlab collect` writes it; OGBench's files do not).
@@ -38,19 +25,29 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Observation width.
+    pub fn obs_dim(&self) -> usize {
+        self.transitions.obs_dim()
+    }
+
+    /// Action width.
+    pub fn action_dim(&self) -> usize {
+        self.transitions.action_dim()
+    }
+
     /// How many transitions reach success (mask 0: bootstrapping stops there).
     pub fn transitions_at_success(&self) -> usize {
-        self.masks.iter().filter(|&&m| m == 0.0).count()
+        self.transitions.masks.iter().filter(|&&m| m == 0.0).count()
     }
 
     /// Number of transitions.
     pub fn len(&self) -> usize {
-        self.rewards.len()
+        self.transitions.len()
     }
 
     /// Whether it holds no transitions.
     pub fn is_empty(&self) -> bool {
-        self.rewards.is_empty()
+        self.transitions.is_empty()
     }
 
     /// Refuses the dataset read from `path` for training with action chunks of `horizon` transitions if it
@@ -83,11 +80,11 @@ impl Dataset {
             task_argument(scene)
         );
         ensure!(
-            (self.obs_dim, self.action_dim) == (spec.obs_dim, spec.action_dim),
+            (self.obs_dim(), self.action_dim()) == (spec.obs_dim, spec.action_dim),
             "dataset {file}: observations are {}-D and actions {}-D, but task {task} has {}-D observations and {}-D \
              actions{}; {remedy}",
-            self.obs_dim,
-            self.action_dim,
+            self.obs_dim(),
+            self.action_dim(),
             spec.obs_dim,
             spec.action_dim,
             self.source

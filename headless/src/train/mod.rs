@@ -156,24 +156,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             .with_context(|| format!("resuming {}", run.root().display()))?
     } else {
         run.check_free_for_new_run()?;
-        let mut cfg = opts.config;
-        // The run copies its scene file and records its path: a pipe (`--task <(...)`) would be read empty the
-        // second time, and its path names nothing later.
-        let scene = std::path::Path::new(&cfg.task);
-        let builtin = qamlab_tasks::builtin_names().contains(&cfg.task.as_str());
-        if !builtin && scene.exists() && !scene.is_file() {
-            anyhow::bail!(
-                "task = {:?} is not a regular file (a pipe?): a run keeps a copy of its task's scene file and \
-                 records its path, so give the file itself",
-                cfg.task
-            );
-        }
-        // The run's config.toml must still find the dataset when resumed from another directory.
-        if let Some(path) = &mut cfg.dataset {
-            *path = std::path::absolute(&*path)
-                .with_context(|| format!("dataset {}", path.display()))?;
-        }
-        cfg
+        new_run_config(opts.config)?
     };
     cfg.validate()?;
     // Loaded before the warnings below: an unknown task or a broken scene is the one thing to say then.
@@ -181,18 +164,71 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
     // Said once, when the run starts; a resumed run was told.
     if !opts.resume {
-        for warning in qamlab_tasks::scene_warnings(&task.scene) {
-            tracing::warn!("{warning}");
+        warn_about_config(&cfg, &task);
+    }
+    let device = configure_device(&cfg, &run, opts.resume)?;
+    if !opts.resume && !task.builtin {
+        // Where the scene came from, for the record: the run loads its own copy.
+        cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
+    }
+
+    let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
+    if opts.resume && trainer.is_complete() {
+        eprintln!(
+            "{} finished already: nothing to resume; its summary:",
+            run.root().display()
+        );
+        if let Some(summary) = finished_run_summary(&run)? {
+            return Ok(summary);
         }
     }
-    if !opts.resume && cfg.agent.tau == 0.0 && cfg.agent.kind.has_critic() {
+    if opts.progress {
+        print_start_line(&cfg, &trainer, device, &run);
+    }
+    trainer.observer = opts.observer;
+    trainer.run()?;
+    let step = trainer.total_step();
+    if let Some(observer) = trainer.observer.as_mut() {
+        observer.on_final_weights(step, &trainer.agent);
+    }
+    trainer.finish()
+}
+
+/// The configuration a new run records, from `cfg` as given: its scene a regular file, its dataset's path
+/// absolute.
+fn new_run_config(mut cfg: TrainConfig) -> anyhow::Result<TrainConfig> {
+    // The run copies its scene file and records its path: a pipe (`--task <(...)`) would be read empty the
+    // second time, and its path names nothing later.
+    let scene = std::path::Path::new(&cfg.task);
+    let builtin = qamlab_tasks::builtin_names().contains(&cfg.task.as_str());
+    if !builtin && scene.exists() && !scene.is_file() {
+        anyhow::bail!(
+            "task = {:?} is not a regular file (a pipe?): a run keeps a copy of its task's scene file and \
+             records its path, so give the file itself",
+            cfg.task
+        );
+    }
+    // The run's config.toml must still find the dataset when resumed from another directory.
+    if let Some(path) = &mut cfg.dataset {
+        *path =
+            std::path::absolute(&*path).with_context(|| format!("dataset {}", path.display()))?;
+    }
+    Ok(cfg)
+}
+
+/// Warns, when a run starts, of its scene's oddities and of settings that train differently than they seem to.
+fn warn_about_config(cfg: &TrainConfig, task: &qamlab_tasks::Task) {
+    for warning in qamlab_tasks::scene_warnings(&task.scene) {
+        tracing::warn!("{warning}");
+    }
+    if cfg.agent.tau == 0.0 && cfg.agent.kind.has_critic() {
         tracing::warn!(
             "tau = 0: the target networks never move from their first weights, so the critic learns against a \
              fixed random target (the reference's tau is {})",
             qamlab_agent::AgentConfig::default().tau
         );
     }
-    if !opts.resume && cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
+    if cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
         tracing::warn!(
             "online_steps = {} is not above start_training = {}: the online phase only collects (updates start at \
              online step start_training), with {} update",
@@ -205,15 +241,14 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             }
         );
     }
-    if !opts.resume && !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0
-    {
+    if !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0 {
         tracing::warn!(
             "agent bc imitates its data, and this run has no dataset: online it imitates its own actions (random \
              ones at first), which teaches it nothing about the task; give a --dataset, or an agent with a critic"
         );
     }
     let episode_length = task.scene.settings.episode_length as usize;
-    if !opts.resume && cfg.agent.horizon_length > episode_length {
+    if cfg.agent.horizon_length > episode_length {
         tracing::warn!(
             "horizon_length = {} is longer than {}'s episodes ({episode_length} control steps): every action chunk \
              runs past its episode's end",
@@ -221,8 +256,13 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             task.name
         );
     }
+}
+
+/// Resolves the run's device and sets libtorch up for it: the CPU's threads, or CUDA's TF32 matmuls. Warns of
+/// settings that do not suit it, whether the run starts or resumes.
+fn configure_device(cfg: &TrainConfig, run: &RunDir, resume: bool) -> anyhow::Result<Device> {
     let device = cfg.device.resolve().with_context(|| {
-        if opts.resume {
+        if resume {
             // --resume takes no flags: the run's own config says where it trains.
             format!(
                 "resuming {}: its config.toml says device = \"cuda\"; to continue it on this machine, set device \
@@ -259,52 +299,39 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         qamlab_agent::precision::set_tf32_matmuls(cfg.tf32)
             .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
-    if !opts.resume && !task.builtin {
-        // Where the scene came from, for the record: the run loads its own copy.
-        cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
-    }
+    Ok(device)
+}
 
-    let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
-    if opts.resume && trainer.is_complete() {
-        eprintln!(
-            "{} finished already: nothing to resume; its summary:",
-            run.root().display()
-        );
-        // Left as it is: resuming a finished run changes nothing.
-        let recorded = std::fs::read_to_string(run.summary())
-            .ok()
-            .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
-        if let Some(mut summary) = recorded {
-            // Where the run is now: a run directory may have been moved or copied since it finished.
-            summary.run_dir = std::path::absolute(run.root())?;
-            summary.learning_curve = std::path::absolute(run.curve())?;
-            return Ok(summary);
-        }
-    }
-    if opts.progress {
-        // The run's first line says what runs where: a log (CI's) otherwise starts with an evaluation.
-        let total = cfg.offline_steps + cfg.online_steps;
-        let (verb, from) = match trainer.total_step() {
-            0 => ("training", String::new()),
-            step => ("resuming", format!(" from step {step} of {total}")),
-        };
-        eprintln!(
-            "{verb} {} on {} ({} offline + {} online steps) on {}{from}, in {}",
-            cfg.agent.kind.as_str(),
-            trainer.task_name(),
-            cfg.offline_steps,
-            cfg.online_steps,
-            crate::config::device_name(device),
-            run.root().display()
-        );
-    }
-    trainer.observer = opts.observer;
-    trainer.run()?;
-    let step = trainer.total_step();
-    if let Some(observer) = trainer.observer.as_mut() {
-        observer.on_final_weights(step, &trainer.agent);
-    }
-    trainer.finish()
+/// The summary a finished run recorded, left as it is (resuming a finished run changes nothing) but for where the
+/// run is now: a run directory may have been moved or copied since it finished. `None` where none is readable.
+fn finished_run_summary(run: &RunDir) -> anyhow::Result<Option<TrainSummary>> {
+    let recorded = std::fs::read_to_string(run.summary())
+        .ok()
+        .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
+    let Some(mut summary) = recorded else {
+        return Ok(None);
+    };
+    summary.run_dir = std::path::absolute(run.root())?;
+    summary.learning_curve = std::path::absolute(run.curve())?;
+    Ok(Some(summary))
+}
+
+/// Prints the run's first line, which says what runs where: a log (CI's) otherwise starts with an evaluation.
+fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &RunDir) {
+    let total = cfg.offline_steps + cfg.online_steps;
+    let (verb, from) = match trainer.total_step() {
+        0 => ("training", String::new()),
+        step => ("resuming", format!(" from step {step} of {total}")),
+    };
+    eprintln!(
+        "{verb} {} on {} ({} offline + {} online steps) on {}{from}, in {}",
+        cfg.agent.kind.as_str(),
+        trainer.task_name(),
+        cfg.offline_steps,
+        cfg.online_steps,
+        crate::config::device_name(device),
+        run.root().display()
+    );
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use qamlab_agent::TransitionStore;
 
-use super::replay::shape_reward;
+use super::replay::{append, shape_reward};
 use super::trainer::{Trainer, crossed};
 use crate::config::TrainConfig;
 
@@ -42,8 +42,9 @@ impl Trainer<'_> {
     }
 }
 
-/// Reads the offline dataset into the replay buffer, checking it is data of the task (a note on a variant's said
-/// when the run starts, not when it resumes) and holds a chunk; returns the CRC-32 of the file.
+/// Reads the offline dataset into the replay buffer, its rewards shaped as configured, checking it is data of the
+/// task (a note on a variant's said when the run starts, not when it resumes) and holds a chunk; returns the CRC-32
+/// of the file.
 pub(super) fn load_offline_data(
     path: &Path,
     replay: &mut TransitionStore,
@@ -68,20 +69,16 @@ pub(super) fn load_offline_data(
             path.display()
         );
     }
-    let rewards: Vec<f32> = data
-        .rewards
-        .iter()
-        .map(|&r| shape_reward(r, cfg.sparse))
-        .collect();
-    replay
-        .extend_from_arrays(
-            &data.observations,
-            &data.actions,
-            &data.next_observations,
-            &rewards,
-            &data.masks,
-            &data.terminals,
-        )
-        .with_context(|| format!("dataset {}", path.display()))?;
+    let mut transitions = data.transitions;
+    for reward in &mut transitions.rewards {
+        *reward = shape_reward(*reward, cfg.sparse);
+    }
+    let widths = |store: &TransitionStore| (store.obs_dim(), store.action_dim());
+    if replay.is_empty() && widths(replay) == widths(&transitions) {
+        // Moved, not copied: a copy would hold the whole dataset twice at once.
+        *replay = transitions;
+    } else {
+        append(replay, &transitions).with_context(|| format!("dataset {}", path.display()))?;
+    }
     Ok(data.crc32)
 }
