@@ -26,11 +26,13 @@ pub struct AgentBenchArgs {
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default.
+    /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default
+    /// (the demo's own networks, 2x128: `--config cpu-small`).
     #[arg(long)]
     pub size: Option<String>,
-    /// A `qamlab train` config file to measure instead of a size: its `[agent]` settings on its
-    /// task's observation and action sizes (its own agent kind unless --agents names others).
+    /// A `qamlab train` config file (or a shipped config's name, e.g. `cpu-small`) to measure
+    /// instead of a size: its `[agent]` settings on its task's observation and action sizes (its
+    /// own agent kind unless --agents names others).
     #[arg(long, conflicts_with = "size")]
     pub config: Option<PathBuf>,
     /// Timed updates per agent (at most 1000000).
