@@ -3,6 +3,7 @@
 // work the current thread enqueues there, replay it later on the current stream. Every function
 // returns NULL or an error message (see shim.h).
 
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -17,27 +18,38 @@
 // libtorch's CUDAGraph, able to clean up after a capture that failed. CUDAGraph undoes what
 // capture_begin set up only in a capture_end that succeeds: after a failed one the default CUDA
 // generator stays in capture mode (every later eager random draw then fails, so an eager fallback
-// could not run) and the caching allocator keeps routing allocations to the capture's pool.
+// could not run), and the device and pinned-host caching allocators keep routing allocations
+// through a filter that points at this graph (slower, and a read of freed memory once it is gone).
 struct RecoverableGraph : at::cuda::CUDAGraph {
-  void recover_from_failed_capture(c10::DeviceIndex device) {
-    // Past its bookkeeping, capture_end leaves the rest to reset() in the destructor.
-    if (capture_ended_) {
+  void recover_from_failed_capture() {
+    // Past its bookkeeping, capture_end leaves the rest to reset() in the destructor; before
+    // capture_begin chose its device, nothing was set up.
+    if (capture_ended_ || capture_dev_ < 0) {
       return;
     }
     if (mempool_id_.first != 0 || mempool_id_.second != 0) {
-      // Either may have happened already, depending on where the capture failed.
+      // Each step may have happened already, depending on where the capture failed (and then
+      // throws, caught here); a pool is released once, as reset() would have.
       try {
-        c10::cuda::CUDACachingAllocator::endAllocateToPool(device, mempool_id_);
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
       } catch (...) {
       }
       try {
-        c10::cuda::CUDACachingAllocator::releasePool(device, mempool_id_);
+        at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_);
+      } catch (...) {
+      }
+      try {
+        c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
+      } catch (...) {
+      }
+      try {
+        at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_);
       } catch (...) {
       }
     }
     // A copy of the generator's state starts outside capture mode, at the same seed and offset.
     try {
-      auto generator = at::cuda::detail::getDefaultCUDAGenerator(device);
+      auto generator = at::cuda::detail::getDefaultCUDAGenerator(capture_dev_);
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.graphsafe_set_state(generator.clone());
     } catch (...) {
@@ -94,7 +106,7 @@ char* qamlab_graph_capture_begin(QamlabGraph* g) {
     try {
       g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     } catch (...) {
-      g->graph.recover_from_failed_capture(g->stream.device_index());
+      g->graph.recover_from_failed_capture();
       throw;
     }
   });
@@ -105,7 +117,7 @@ char* qamlab_graph_capture_end(QamlabGraph* g) {
     try {
       g->graph.capture_end();
     } catch (...) {
-      g->graph.recover_from_failed_capture(g->stream.device_index());
+      g->graph.recover_from_failed_capture();
       throw;
     }
   });

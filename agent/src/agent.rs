@@ -83,7 +83,11 @@ impl Agent {
         let _rng = crate::noise::torch_rng_lock();
         // libtorch's CPU generator (an mt19937) keeps only the low 32 bits of its seed: the high half is folded
         // in, so that seeds differing only there start from other weights (seeds below 2^32 are unchanged).
+        // CUDA's generators (Philox) keep all 64 bits: they get the seed whole.
         tch::manual_seed(((seed ^ (seed >> 32)) & 0xffff_ffff) as i64);
+        if device.is_cuda() {
+            tch::Cuda::manual_seed_all(seed);
+        }
         let d = cfg.policy_dim(action_dim);
         let nets = Nets::new(&cfg, obs_dim, d, device);
         let max_norm = cfg.clip_grad_enabled().then_some(1.0);

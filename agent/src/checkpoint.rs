@@ -166,7 +166,7 @@ pub fn write_tensors(
         .file_name()
         .ok_or_else(|| ckpt_err(path, "not a file path"))?;
     // Unique to this write (two threads of a process may save at once), and named `.tmp-NAME-…` like the
-    // lab's other temporaries, so that a run directory's clean-up finds what a killed save left.
+    // lab's other temporaries (what a killed save leaves says what it was).
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".tmp-{}-{}-{}",

@@ -269,6 +269,9 @@ fn a_failed_capture_leaves_eager_work_possible_on_cuda() {
         let drawn = Tensor::randn([1000], (Kind::Float, device));
         assert_eq!(drawn.size(), [1000]);
     }
+    // Pinned host memory, as every eager update's batch takes (the host allocator's capture routing).
+    let pinned = Tensor::from_slice(&[1.0f32; 64]).internal_pin_memory(device);
+    assert!(pinned.to_device(device).sum(Kind::Float).double_value(&[]) == 64.0);
     let mut agent = Agent::new(small(AgentKind::Qam), O, A, device, 0).unwrap();
     agent.update(&batch(0, 16, 3, device)).unwrap();
     // And a new capture still works after it.

@@ -126,27 +126,34 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out
 }
 
-/// Angles that look written in degrees where a scene takes radians: a revolute joint's limits, or a randomised
-/// start's yaw range, beyond a whole turn either way.
+/// Angles a scene cannot mean: a revolute joint's limits past half a turn (its angle wraps at +-pi, so such a
+/// limit never binds; past a whole turn, degrees were likely written where radians are meant), or a randomised
+/// start's yaw range beyond a whole turn.
 fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
+    const HALF_TURN: f32 = std::f32::consts::PI + 1e-3;
     const TURN: f32 = std::f32::consts::TAU + 1e-3;
-    let beyond = |r: &Range| r.min.abs() > TURN || r.max.abs() > TURN;
+    let beyond = |r: &Range, bound: f32| r.min.abs() > bound || r.max.abs() > bound;
     let mut out = Vec::new();
     for def in &scene.joints {
         let joint = &def.joint;
         if let (JointKind::Revolute { .. }, Some(limits)) = (&joint.kind, &joint.limits)
-            && beyond(limits)
+            && beyond(limits, HALF_TURN)
         {
+            let degrees = if beyond(limits, TURN) {
+                " (angles are in radians: degrees written?)"
+            } else {
+                ""
+            };
             out.push(format!(
-                "joint \"{}\"'s limits [{}, {}] pass a whole turn (6.28): angles are in radians (degrees \
-                 written?)",
+                "joint \"{}\"'s limits [{}, {}] pass half a turn (3.14): a revolute joint's angle wraps at +-pi, so \
+                 such a limit never binds{degrees}",
                 joint.name, limits.min, limits.max
             ));
         }
     }
     for def in &scene.bodies {
         if let Some(yaw) = def.randomize.as_ref().and_then(|r| r.yaw.as_ref())
-            && beyond(yaw)
+            && beyond(yaw, TURN)
         {
             out.push(format!(
                 "\"{}\"'s start yaw is drawn from [{}, {}], past a whole turn (6.28): angles are in radians \
@@ -400,10 +407,25 @@ mod tests {
         assert_eq!(
             limits,
             [
-                "joint \"hinge\"'s limits [-90, 90] pass a whole turn (6.28): angles are in radians (degrees \
-              written?)"
+                "joint \"hinge\"'s limits [-90, 90] pass half a turn (3.14): a revolute joint's angle wraps at +-pi, \
+              so such a limit never binds (angles are in radians: degrees written?)"
             ]
         );
+        // Past half a turn but within a whole one: said, without the guess at degrees.
+        let wide = pendulum_warnings(
+            "anchor: (0.0, 0.0, 1.0)),",
+            "anchor: (0.0, 0.0, 1.0), limits: Some((min: -4.0, max: 4.0))),",
+        );
+        assert!(
+            wide.len() == 1 && wide[0].ends_with("never binds"),
+            "{wide:?}"
+        );
+        // Within half a turn: nothing.
+        let fine = pendulum_warnings(
+            "anchor: (0.0, 0.0, 1.0)),",
+            "anchor: (0.0, 0.0, 1.0), limits: Some((min: -3.0, max: 3.0))),",
+        );
+        assert_eq!(fine, Vec::<String>::new());
     }
 
     #[test]
