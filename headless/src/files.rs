@@ -51,22 +51,48 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Removes the temporaries of the file `name` in `dir` (`.tmp-NAME-…`) that no process is writing: those a write
-/// killed before its end left (`kill -9`, a crash; one each time, and the staged dataset of a pair can be large).
-/// A writer holds its temporary locked for as long as it lives ([`write_staged`]), so one that can be locked is an
-/// orphan; one made in the last seconds is spared, as its writer may not have locked it yet.
+/// The prefix of this machine's temporaries of the file `name`: `.tmp-NAME-HOST-` (the random part follows). The
+/// host is in it because a lock taken on another machine may not show here (NFS with local locks): only this
+/// machine's temporaries are judged by their locks.
+fn temporary_prefix(name: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(64)
+        .collect();
+    let host = if host.is_empty() { "host".into() } else { host };
+    format!(".tmp-{name}-{host}-")
+}
+
+/// Letters of the random part of a temporary's name.
+const TEMPORARY_RANDOM_LEN: usize = 6;
+
+/// Removes this machine's temporaries of the file `name` in `dir` (see [`temporary_prefix`]) that no process is
+/// writing: those a write killed before its end left (`kill -9`, a crash; one each time, and the staged dataset of
+/// a pair can be large). A writer holds its temporary locked for as long as it lives ([`write_staged`]), so one
+/// that can be locked is an orphan; one changed in the last seconds (or dated ahead of this clock) is spared, as
+/// its writer may not have locked it yet.
 fn remove_orphaned_temporaries(dir: &Path, name: &str) {
-    let prefix = format!(".tmp-{name}-");
+    let prefix = temporary_prefix(name);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let ours = entry.file_name().to_string_lossy().starts_with(&prefix);
+        // Exactly the prefix and the random part: not another file's whose name begins with this one's.
+        let file_name = entry.file_name();
+        let ours = file_name.to_str().is_some_and(|n| {
+            n.strip_prefix(&prefix).is_some_and(|random| {
+                random.len() == TEMPORARY_RANDOM_LEN
+                    && random.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        });
         let Ok(meta) = entry.metadata() else { continue };
-        let young = meta
+        let old = meta
             .modified()
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 10));
-        if !ours || !meta.is_file() || young {
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 10));
+        if !ours || !meta.is_file() || !old {
             continue;
         }
         let path = entry.path();
@@ -157,7 +183,8 @@ pub fn write_staged(
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     remove_orphaned_temporaries(dir, name);
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{name}-"))
+        .prefix(&temporary_prefix(name))
+        .rand_bytes(TEMPORARY_RANDOM_LEN)
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     // Held while this process lives: a temporary no one holds is a killed write's (best effort: a file system
@@ -295,9 +322,20 @@ mod tests {
             let file = std::fs::File::create(dir.path().join(name)).unwrap();
             file.set_modified(old).unwrap();
         };
-        aged(".tmp-d.npz-killed");
-        aged(".tmp-other.npz-killed");
-        std::fs::write(dir.path().join(".tmp-d.npz-young"), "").unwrap();
+        let ours = temporary_prefix("d.npz");
+        aged(&format!("{ours}Killed"));
+        // Not for this write to judge: another file's, even one whose name begins with this one's; another
+        // machine's; one just made.
+        let spared = [
+            format!("{}Killed", temporary_prefix("other.npz")),
+            format!("{}Killed", temporary_prefix("d.npz-val.npz")),
+            ".tmp-d.npz-elsewhere-Killed".to_string(),
+            format!("{ours}Young1"),
+        ];
+        for name in &spared[..3] {
+            aged(name);
+        }
+        std::fs::write(dir.path().join(&spared[3]), "").unwrap();
         // One a live write holds (a dataset staged while its validation file is collected).
         let held = write_staged(&path, |f| Ok(f.write_all(b"staged")?)).unwrap();
         std::fs::File::open(held.tmp.path())
@@ -318,11 +356,8 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let mut expected = vec![
-            held_name,
-            ".tmp-d.npz-young".into(),
-            ".tmp-other.npz-killed".into(),
-        ];
+        let mut expected: Vec<String> = spared.to_vec();
+        expected.push(held_name);
         expected.sort();
         assert_eq!(left, expected);
         held.put_in_place().unwrap();

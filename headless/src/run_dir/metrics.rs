@@ -129,12 +129,20 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
                 kept.extend_from_slice(line);
                 kept.push(b'\n');
                 last_kept = s;
+                // Damage before a kept row lost a row of the run; damage past the step goes with the rows the
+                // resumed run logs again.
+                damaged.iter_mut().for_each(|(_, lost)| *lost = true);
             }
             Some(_) => {}
             None if unfinished || line.is_empty() => {}
-            None => damaged.push((i + 1).to_string()),
+            None => damaged.push((i + 1, false)),
         }
     }
+    let damaged: Vec<String> = damaged
+        .into_iter()
+        .filter(|&(_, lost)| lost)
+        .map(|(line, _)| line.to_string())
+        .collect();
     let mut lost = Vec::new();
     if !damaged.is_empty() {
         let one = damaged.len() == 1;
@@ -196,6 +204,13 @@ mod tests {
             lost[1].starts_with("its last row is of step 30, but the run resumes from step 90"),
             "{lost:?}"
         );
+        // Damage past the step goes with the rows logged again: no row of the run is lost.
+        let (kept, lost) = super::trim_metrics(
+            b"{\"step\":10}\n{\"step\":20}\n\0\0\0\n{\"step\":30}\n",
+            20,
+            10,
+        );
+        assert_eq!((kept.len(), lost.len()), (24, 0), "{lost:?}");
         // A whole file, of rows every 10 steps to the step: nothing lost.
         let (kept, lost) = super::trim_metrics(b"{\"step\":10}\n{\"step\":20}\n", 25, 10);
         assert_eq!((kept.len(), lost.len()), (24, 0));

@@ -151,6 +151,7 @@ impl Trainer<'_> {
         state.sampler_word_pos = self.sampler.get_word_pos().to_string();
         state.wall_seconds = self.wall_seconds();
         state.acting_position = Some(self.agent.acting_position());
+        state.log_interval = Some(self.cfg.log_interval);
         state
     }
 
@@ -298,8 +299,10 @@ impl Trainer<'_> {
                 Some(self.read_resumed_envs(&tensors, &state_path, &replay_path)?);
         }
         self.wall_before = self.state.wall_seconds;
+        // The interval the rows so far were logged with, which a resume may have changed since.
+        let logged_every = self.state.log_interval.unwrap_or(self.cfg.log_interval);
         self.run
-            .truncate_metrics_after(self.total_step(), self.cfg.log_interval)?;
+            .truncate_metrics_after(self.total_step(), logged_every)?;
         Ok(())
     }
 

@@ -53,6 +53,10 @@ pub(super) struct RunState {
     /// checkpoint it resumed from would risk it). Absent in older checkpoints.
     #[serde(default)]
     pub(super) acting_position: Option<u64>,
+    /// The log interval the run logged with up to the checkpoint (the intervals may be edited before a resume):
+    /// what says whether metrics rows before it are missing. Absent in older checkpoints.
+    #[serde(default)]
+    pub(super) log_interval: Option<u64>,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     pub(super) update_seconds: f64,
     pub(super) env_seconds: f64,
