@@ -193,25 +193,22 @@ impl TrainConfig {
     /// Reads a TOML file, or where no file has that name and it is a bare name, the shipped config of that name
     /// (see [`SHIPPED_CONFIGS`]); an unknown key is an error naming the key and the file.
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
-        let bare = path.components().count() == 1;
-        if bare
-            && !path.exists()
-            && let Some(text) = path.to_str().and_then(shipped_config_text)
-        {
+        if path.components().count() == 1 && !path.exists() {
+            let Some(text) = path.to_str().and_then(shipped_config_text) else {
+                let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
+                bail!(
+                    "config file {}: no such file, and no shipped config has that name ({})",
+                    path.display(),
+                    names.join(", ")
+                );
+            };
             return Self::from_toml_str(text, &format!("{} (shipped)", path.display()));
         }
         let text = crate::files::read_regular_text(
             path,
             "config file",
             Some(crate::limits::MAX_CONFIG_BYTES),
-        );
-        // A missing bare name may have meant a shipped config.
-        let text = if bare && !path.exists() {
-            let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
-            text.with_context(|| format!("the shipped configs are named {}", names.join(", ")))?
-        } else {
-            text?
-        };
+        )?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
