@@ -811,4 +811,16 @@ fn every_shipped_config_resolves() {
             && stderr.contains("cpu-small, cuda-paper"),
         "{stderr}"
     );
+    // The checkout's path, given away from the checkout: the shipped name is offered.
+    let out = qamlab()
+        .current_dir(elsewhere.path())
+        .args(["train", "--print-config", "--config"])
+        .arg("assets/configs/cpu-small.toml")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("the shipped cpu-small is `--config cpu-small`"),
+        "{stderr}"
+    );
 }

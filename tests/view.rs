@@ -494,5 +494,12 @@ fn a_screenshot_of_a_diverged_agent_fails_with_its_error() {
             && stderr.contains("diverged"),
         "{stderr}"
     );
+    // Said once, and not as a success (mesa's XDG_RUNTIME_DIR lines aside, which also start `error:`).
+    assert!(
+        !stderr.contains("saved")
+            && stderr.matches("error: the envs stopped").count() == 1
+            && !stderr.contains("the window exited"),
+        "{stderr}"
+    );
     assert!(png.is_file(), "{stderr}");
 }

@@ -313,10 +313,14 @@ fn build_oracle(
     // A scene file's own task name may not be its file's: name what --task gave.
     Oracle::new(scene, spec, config, &oracle_seeds).map_err(|e| {
         let way_out = match e {
-            TaskError::NoOracle { .. } => format!(
-                "; a task without one is learned online from nothing, no dataset: `{}`",
-                crate::config::train_from_nothing_command(&opts.task)
-            ),
+            // Only where the agents can act in it (else the reason they cannot).
+            TaskError::NoOracle { .. } => match crate::chunks::check_agent_action_space(spec) {
+                Ok(()) => format!(
+                    "; a task without one is learned online from nothing, no dataset: `{}`",
+                    crate::config::train_from_nothing_command(&opts.task)
+                ),
+                Err(why) => format!("; nor can the agents learn it online: {why}"),
+            },
             _ => String::new(),
         };
         anyhow::anyhow!("collect: --task {}: {e}{way_out}", opts.task)

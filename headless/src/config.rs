@@ -196,8 +196,12 @@ impl TrainConfig {
         if path.components().count() == 1 && !path.exists() {
             let Some(text) = path.to_str().and_then(shipped_config_text) else {
                 let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
+                let meant = path
+                    .to_str()
+                    .and_then(|given| qamlab_sim::scene::closest_name(given, names.iter().copied()))
+                    .map_or_else(String::new, |m| format!(": did you mean `{m}`?"));
                 bail!(
-                    "config file {}: no such file, and no shipped config has that name ({})",
+                    "config file {}: no such file, and no shipped config has that name ({}){meant}",
                     path.display(),
                     names.join(", ")
                 );
@@ -208,7 +212,18 @@ impl TrainConfig {
             path,
             "config file",
             Some(crate::limits::MAX_CONFIG_BYTES),
-        )?;
+        );
+        // `assets/configs/cpu-small.toml` given away from the checkout: the binary has it.
+        let shipped = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .filter(|stem| !path.exists() && shipped_config_text(stem).is_some());
+        let text = match (text, shipped) {
+            (Err(e), Some(name)) => {
+                bail!("{e:#}; the shipped {name} is `--config {name}`, from any directory")
+            }
+            (text, _) => text?,
+        };
         Self::from_toml_str(&text, &path.display().to_string())
     }
 

@@ -124,9 +124,14 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
         let val = val.as_ref().map(collect_staged).transpose()?;
         Ok((main, val))
     });
+    let untouched = if options.out.exists() {
+        format!("{} is as it was", options.out.display())
+    } else {
+        format!("{} was not made", options.out.display())
+    };
     let (main, val) = super::interrupt::cancelled(
         staged,
-        "nothing was written (no temporary file is left), and what --out named is as it was",
+        &format!("nothing was written (no temporary file is left): {untouched}"),
     )?;
     let main = main.put_in_place()?;
     let val = val

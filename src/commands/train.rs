@@ -246,9 +246,9 @@ fn summary_text(s: &TrainSummary) -> String {
         String::new()
     };
     // Both phases' shares, where there were both: online updates start at `start_training`, so the sum is no
-    // plain offline + online steps.
+    // plain offline + online steps (and "0 online" points at a `start_training` past the online steps).
     let online_updates = s.updates.saturating_sub(s.offline_updates);
-    let updates = if s.offline_updates > 0 && online_updates > 0 {
+    let updates = if s.offline_updates > 0 && s.online_steps > 0 {
         format!(
             "{} updates ({} offline + {online_updates} online)",
             s.updates, s.offline_updates

@@ -279,6 +279,9 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     }
     match exit {
         AppExit::Success => Ok(()),
-        AppExit::Error(code) => anyhow::bail!("the window exited with an error (code {code})"),
+        AppExit::Error(code) => match screenshot::failure() {
+            Some(why) => anyhow::bail!("{why}"),
+            None => anyhow::bail!("the window exited with an error (code {code})"),
+        },
     }
 }

@@ -25,6 +25,25 @@ const PATIENCE_FRAMES: u32 = 600;
 /// compiled, show only the clear colour there).
 const BLANK_RETRIES: u32 = 240;
 
+/// Why the screenshot run failed, for the command's one error line (see [`failure`]).
+static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Ends the app with an error, `why` being the command's error line.
+fn fail(exit: &mut MessageWriter<AppExit>, why: String) {
+    *FAILURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+    exit.write(AppExit::error());
+}
+
+/// Why a screenshot run ended with an error, if it did.
+pub fn failure() -> Option<String> {
+    FAILURE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
 /// Saves one screenshot of the primary window, then exits.
 pub struct ScreenshotPlugin {
     /// Where the PNG goes.
@@ -93,8 +112,10 @@ fn take_screenshot(
             .spawn(Screenshot::primary_window())
             .observe(on_captured);
     } else if frame.0 == request.due.saturating_add(PATIENCE_FRAMES) {
-        eprintln!("error: no screenshot arrived {PATIENCE_FRAMES} frames after it was requested");
-        exit.write(AppExit::error());
+        fail(
+            &mut exit,
+            format!("no screenshot arrived {PATIENCE_FRAMES} frames after it was requested"),
+        );
     }
 }
 
@@ -122,26 +143,26 @@ fn on_captured(
     request.due = u32::MAX;
     let path = &request.path;
     match save_png(&captured.image, path) {
-        Ok(()) => {
-            eprintln!("view: screenshot saved to {}", path.display());
-            // A policy that stopped on an error (a diverged agent) is said, and fails the command, as `eval` does:
-            // a script checking a run must not take the picture of its message for success.
-            match policy.as_ref().and_then(|p| p.error.as_ref()) {
-                Some(err) => {
-                    eprintln!("error: the envs stopped before the screenshot: {err}");
-                    exit.write(AppExit::error());
-                }
-                None => {
-                    exit.write(AppExit::Success);
-                }
+        // A policy that stopped on an error (a diverged agent) fails the command, as `eval` does: a script
+        // checking a run must not take the picture of its message for success.
+        Ok(()) => match policy.as_ref().and_then(|p| p.error.as_ref()) {
+            Some(err) => fail(
+                &mut exit,
+                format!(
+                    "the envs stopped before the screenshot ({} shows them stopped): {err}",
+                    path.display()
+                ),
+            ),
+            None => {
+                eprintln!("view: screenshot saved to {}", path.display());
+                exit.write(AppExit::Success);
             }
-        }
+        },
         Err(err) => {
-            eprintln!(
-                "error: saving the screenshot to {}: {err:#}",
-                path.display()
+            fail(
+                &mut exit,
+                format!("saving the screenshot to {}: {err:#}", path.display()),
             );
-            exit.write(AppExit::error());
         }
     }
 }

@@ -145,8 +145,8 @@ fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
                 ""
             };
             out.push(format!(
-                "joint \"{}\"'s limits [{}, {}] pass half a turn (3.14): a revolute joint's angle wraps at +-pi, so \
-                 such a limit never binds{degrees}",
+                "joint \"{}\"'s limits [{}, {}] rad pass half a turn (3.1416 rad): a revolute joint's angle wraps \
+                 there, so such a limit never binds{degrees}",
                 joint.name, limits.min, limits.max
             ));
         }
@@ -156,8 +156,8 @@ fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
             && beyond(yaw, TURN)
         {
             out.push(format!(
-                "\"{}\"'s start yaw is drawn from [{}, {}], past a whole turn (6.28): angles are in radians \
-                 (degrees written?)",
+                "\"{}\"'s start yaw is drawn from [{}, {}] rad, past a whole turn (6.2832 rad): angles are in \
+                 radians (degrees written?)",
                 def.body.name, yaw.min, yaw.max
             ));
         }
@@ -396,8 +396,8 @@ mod tests {
         assert_eq!(
             warnings,
             [
-                "\"cube\"'s start yaw is drawn from [-180, 180], past a whole turn (6.28): angles are in radians \
-              (degrees written?)"
+                "\"cube\"'s start yaw is drawn from [-180, 180] rad, past a whole turn (6.2832 rad): angles are in \
+                 radians (degrees written?)"
             ]
         );
         let limits = pendulum_warnings(
@@ -407,8 +407,8 @@ mod tests {
         assert_eq!(
             limits,
             [
-                "joint \"hinge\"'s limits [-90, 90] pass half a turn (3.14): a revolute joint's angle wraps at +-pi, \
-              so such a limit never binds (angles are in radians: degrees written?)"
+                "joint \"hinge\"'s limits [-90, 90] rad pass half a turn (3.1416 rad): a revolute joint's angle wraps \
+              there, so such a limit never binds (angles are in radians: degrees written?)"
             ]
         );
         // Past half a turn but within a whole one: said, without the guess at degrees.

@@ -26,7 +26,17 @@ impl RunDir {
         let path = self.metrics();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A run checkpointed past its first log had rows: the file went since.
+                if step >= log_interval {
+                    tracing::warn!(
+                        "{} is missing: the rows the run logged before step {step} are lost (the evaluations in \
+                         eval.csv are intact); the resumed run starts it anew",
+                        path.display()
+                    );
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         let (kept, lost) = trim_metrics(&bytes, step, log_interval);
@@ -121,14 +131,14 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
         row.get("step").and_then(serde_json::Value::as_u64)
     };
     let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let (mut kept, mut damaged, mut last_kept) = (Vec::new(), Vec::new(), 0);
+    let (mut kept, mut damaged, mut last_kept) = (Vec::new(), Vec::new(), None);
     for (i, line) in lines.iter().enumerate() {
         let unfinished = i + 1 == lines.len();
         match row_step(line) {
             Some(s) if s <= step && !unfinished => {
                 kept.extend_from_slice(line);
                 kept.push(b'\n');
-                last_kept = s;
+                last_kept = Some(s);
                 // Damage before a kept row lost a row of the run; damage past the step goes with the rows the
                 // resumed run logs again.
                 damaged.iter_mut().for_each(|(_, lost)| *lost = true);
@@ -147,7 +157,7 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
     if !damaged.is_empty() {
         let one = damaged.len() == 1;
         lost.push(format!(
-            "line{} {} {} no metrics row (damaged): dropped as the run resumes, and {} row{} lost",
+            "line{} {} {} damaged (not a metrics row): dropped as the run resumes, and {} row{} lost",
             if one { "" } else { "s" },
             damaged.join(", "),
             if one { "is" } else { "are" },
@@ -155,11 +165,16 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
             if one { " is" } else { "s are" },
         ));
     }
-    if step > last_kept.saturating_add(log_interval) {
-        lost.push(format!(
-            "its last row is of step {last_kept}, but the run resumes from step {step}: the rows logged between \
-             were lost (the file was cut short or replaced; eval.csv keeps the evaluations apart)"
-        ));
+    match last_kept {
+        None if step >= log_interval => lost.push(format!(
+            "it holds no row, but the run resumes from step {step}: the rows logged before were lost (the file \
+             was emptied or replaced; the evaluations in eval.csv are intact)"
+        )),
+        Some(last) if step > last.saturating_add(log_interval) => lost.push(format!(
+            "its last row is of step {last}, but the run resumes from step {step}: the rows logged between were \
+             lost (the file was cut short or replaced; the evaluations in eval.csv are intact)"
+        )),
+        _ => {}
     }
     (kept, lost)
 }
@@ -197,11 +212,19 @@ mod tests {
         // Only the damage is said: a kill's unfinished last line, and rows up to the step, are no news.
         assert_eq!(
             lost,
-            ["line 2 is no metrics row (damaged): dropped as the run resumes, and its row is lost"]
+            [
+                "line 2 is damaged (not a metrics row): dropped as the run resumes, and its row is lost"
+            ]
         );
         let (_, lost) = super::trim_metrics(bytes, 90, 10);
         assert!(
             lost[1].starts_with("its last row is of step 30, but the run resumes from step 90"),
+            "{lost:?}"
+        );
+        // An emptied file: no row at all.
+        let (_, lost) = super::trim_metrics(b"", 90, 10);
+        assert!(
+            lost[0].starts_with("it holds no row, but the run resumes from step 90"),
             "{lost:?}"
         );
         // Damage past the step goes with the rows logged again: no row of the run is lost.

@@ -318,7 +318,9 @@ fn finished_run_summary(run: &RunDir) -> anyhow::Result<Option<TrainSummary>> {
 
 /// Prints the run's first line, which says what runs where: a log (CI's) otherwise starts with an evaluation.
 fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &RunDir) {
-    let total = cfg.offline_steps + cfg.online_steps;
+    // The online phase ends at the first whole step of all its envs past `online_steps`.
+    let envs = cfg.envs.max(1) as u64;
+    let total = cfg.offline_steps + cfg.online_steps.div_ceil(envs) * envs;
     let (verb, from) = match trainer.total_step() {
         0 => ("training", String::new()),
         step => ("resuming", format!(" from step {step} of {total}")),
