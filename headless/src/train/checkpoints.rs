@@ -10,7 +10,7 @@ use qamlab_sim::BatchedEnv;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::online::ResumedEnvs;
+use super::episodes::ResumedEnvs;
 use super::replay::append;
 use super::trainer::{RECENT_EPISODES, RunState, Trainer};
 use crate::chunks::ChunkQueues;
@@ -104,12 +104,10 @@ impl Trainer<'_> {
             .with_context(|| format!("creating the checkpoint directory {}", dir.display()))?;
         self.agent.save(dir.join("agent.safetensors"))?;
         let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
-        let mut lengths = Vec::with_capacity(self.pending.len());
-        let mut all_pending = TransitionStore::new(self.replay.obs_dim(), self.replay.action_dim());
-        for p in &self.pending {
-            lengths.push(p.len() as i64);
-            append(&mut all_pending, p)?;
-        }
+        let (all_pending, lengths) = self
+            .episodes
+            .to_record(self.replay.obs_dim(), self.replay.action_dim())?;
+        let lengths: Vec<i64> = lengths.iter().map(|&l| l as i64).collect();
         tensors.extend(store_tensors("pending", &all_pending, 0)?);
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
         let mut state = self.state_to_record();
@@ -271,20 +269,7 @@ impl Trainer<'_> {
                 self.cfg.envs
             );
         }
-        let (o, a) = (pending.obs_dim(), pending.action_dim());
-        let mut start = 0;
-        for (episode, len) in self.pending.iter_mut().zip(lengths) {
-            let rows = start..start + len;
-            episode.extend_from_arrays(
-                &pending.observations[rows.start * o..rows.end * o],
-                &pending.actions[rows.start * a..rows.end * a],
-                &pending.next_observations[rows.start * o..rows.end * o],
-                &pending.rewards[rows.clone()],
-                &pending.masks[rows.clone()],
-                &pending.terminals[rows],
-            )?;
-            start += len;
-        }
+        self.episodes.restore(&pending, &lengths)?;
         // Resuming from another position would repeat or skip batches: the run would not be the one it continues.
         let pos: u128 = self.state.sampler_word_pos.parse().with_context(|| {
             format!(
@@ -295,8 +280,8 @@ impl Trainer<'_> {
         })?;
         self.sampler.set_word_pos(pos);
         if self.state.online_step > 0 && !self.state.env_episode_word_pos.is_empty() {
-            self.resumed_envs =
-                Some(self.read_resumed_envs(&tensors, &state_path, &replay_path)?);
+            let resumed = self.read_resumed_envs(&tensors, &state_path, &replay_path)?;
+            self.episodes.set_resumed(resumed);
         }
         self.wall_before = self.state.wall_seconds;
         // The interval the rows so far were logged with, which a resume may have changed since.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 mod checkpoints;
+mod episodes;
 mod offline;
 mod online;
 mod q_range;

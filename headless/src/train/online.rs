@@ -4,22 +4,13 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use qamlab_agent::TransitionStore;
 use qamlab_sim::{BatchedEnv, EnvOptions, StepOutput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::replay::{append, shape_reward};
+use super::episodes::ResumedEnvs;
 use super::trainer::{Trainer, crossed, record_recent};
 use crate::chunks::ChunkQueues;
-
-/// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
-/// actions so far are the pending transitions), and the actions each env still had queued from its chunk.
-pub(super) struct ResumedEnvs {
-    pub(super) word_pos: Vec<u128>,
-    pub(super) queued: Vec<f32>,
-    pub(super) queued_counts: Vec<usize>,
-}
 
 impl Trainer<'_> {
     pub(super) fn online_phase(&mut self) -> anyhow::Result<()> {
@@ -101,7 +92,7 @@ impl Trainer<'_> {
     }
 
     /// Stages each env's transition of step `out` (taken from `obs` with `actions`); an env whose episode ended
-    /// has it appended to the replay buffer, counted, and its queued actions dropped.
+    /// has it put into the replay buffer, counted, and its queued actions dropped.
     fn stage_transitions(
         &mut self,
         obs: &[f32],
@@ -109,35 +100,14 @@ impl Trainer<'_> {
         out: &StepOutput,
         queues: &mut ChunkQueues,
     ) -> anyhow::Result<()> {
-        let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
-        for i in 0..self.cfg.envs {
-            let done = out.ended(i);
-            let staging = if self.stages_in_replay() {
-                &mut self.replay
-            } else {
-                &mut self.pending[i]
-            };
-            staging.push(
-                &obs[i * obs_dim..(i + 1) * obs_dim],
-                &actions[i * action_dim..(i + 1) * action_dim],
-                shape_reward(out.reward[i], self.cfg.sparse),
-                if out.terminated[i] { 0.0 } else { 1.0 },
-                if done { 1.0 } else { 0.0 },
-                &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
-            )?;
-            if done {
-                if !self.stages_in_replay() {
-                    let episode = std::mem::replace(
-                        &mut self.pending[i],
-                        TransitionStore::new(obs_dim, action_dim),
-                    );
-                    append(&mut self.replay, &episode)?;
-                }
-                self.state.online_episodes += 1;
-                self.state.online_successes += u64::from(out.success[i]);
-                record_recent(&mut self.state.recent_successes, out.success[i]);
-                queues.clear(i);
-            }
+        let ended =
+            self.episodes
+                .stage_step(&mut self.replay, obs, actions, out, self.cfg.sparse)?;
+        for i in ended {
+            self.state.online_episodes += 1;
+            self.state.online_successes += u64::from(out.success[i]);
+            record_recent(&mut self.state.recent_successes, out.success[i]);
+            queues.clear(i);
         }
         Ok(())
     }
@@ -156,7 +126,7 @@ impl Trainer<'_> {
                 .collect()
         };
         if self.state.online_step > 0 {
-            let why = match self.resumed_envs.take() {
+            let why = match self.episodes.take_resumed() {
                 None => "the checkpoint does not record the envs' episodes in progress (an older qamlab wrote it)"
                     .to_string(),
                 Some(r) => match self.replay_envs(env, &seeds(self.state.generation), &r) {
@@ -170,26 +140,7 @@ impl Trainer<'_> {
             tracing::warn!(
                 "{why}: the episodes in progress end at the checkpoint and the envs start new ones"
             );
-            if self.stages_in_replay() && !self.episode_in_progress(0).0.is_empty() {
-                // A boundary for chunk sampling; the mask still bootstraps.
-                *self
-                    .replay
-                    .terminals
-                    .last_mut()
-                    .expect("an episode is in progress") = 1.0;
-            }
-            let (obs_dim, action_dim) = (self.replay.obs_dim(), self.replay.action_dim());
-            for i in 0..n {
-                let mut episode = std::mem::replace(
-                    &mut self.pending[i],
-                    TransitionStore::new(obs_dim, action_dim),
-                );
-                if let Some(last) = episode.terminals.last_mut() {
-                    // A boundary for chunk sampling; the mask still bootstraps.
-                    *last = 1.0;
-                }
-                append(&mut self.replay, &episode)?;
-            }
+            self.episodes.cut_all(&mut self.replay, self.offline_len)?;
             self.state.generation += 1;
         }
         let obs = env
@@ -231,30 +182,9 @@ impl Trainer<'_> {
         Ok(obs)
     }
 
-    /// Whether online transitions go straight into the replay buffer, as the reference's `add_transition` does.
-    /// With one env its episodes stay contiguous anyway; with several, each env stages its episode until it ends
-    /// (sampled from meanwhile), so that sampled chunks never mix envs.
-    fn stages_in_replay(&self) -> bool {
-        self.cfg.envs == 1
-    }
-
-    /// Env `i`'s episode in progress: its actions so far (`[T * action_dim]`) and the observation it has reached
-    /// (empty before its first step).
+    /// Env `i`'s episode in progress: its actions so far and the observation it has reached.
     fn episode_in_progress(&self, i: usize) -> (&[f32], &[f32]) {
-        let (o, a) = (self.replay.obs_dim(), self.replay.action_dim());
-        let (store, from) = if self.stages_in_replay() {
-            // The rows after the buffer's last episode boundary (the offline data ends with one).
-            let t = &self.replay.terminals;
-            let from = t.iter().rposition(|&x| x > 0.0).map_or(0, |j| j + 1);
-            (&self.replay, from.max(self.offline_len))
-        } else {
-            (&self.pending[i], 0)
-        };
-        let next = &store.next_observations[from * o..];
-        (
-            &store.actions[from * a..],
-            &next[next.len().saturating_sub(o)..],
-        )
+        self.episodes.episode(i, &self.replay, self.offline_len)
     }
 }
 

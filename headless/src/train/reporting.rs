@@ -13,9 +13,30 @@ use super::trainer::{Trainer, recent_rate};
 use crate::evaluate::evaluate_unless_stopped;
 use crate::plot::draw_learning_curves;
 
+/// What a run's reporting keeps between reports: whether it shows progress, and the warnings it said once already.
+pub(super) struct Reporting {
+    /// Whether progress bars show (where they cannot, each evaluation is a line of its own).
+    progress: bool,
+    /// Whether a mean Q outside what the rewards allow was reported already.
+    q_range_reported: bool,
+    /// Whether drawing the learning curve failed already (said once; the run goes on without it).
+    curve_failed: bool,
+}
+
+impl Reporting {
+    /// Reporting with progress bars or without, nothing said yet.
+    pub(super) fn new(progress: bool) -> Self {
+        Self {
+            progress,
+            q_range_reported: false,
+            curve_failed: false,
+        }
+    }
+}
+
 impl Trainer<'_> {
     pub(super) fn bar(&self, len: u64, pos: u64, prefix: &'static str) -> ProgressBar {
-        let bar = if self.progress {
+        let bar = if self.reporting.progress {
             ProgressBar::new(len)
         } else {
             ProgressBar::hidden()
@@ -112,10 +133,10 @@ impl Trainer<'_> {
 
     /// Warns, once, of a mean Q outside what the rewards in the buffer allow.
     fn check_q_range(&mut self, q_mean: f64) {
-        if self.q_range_reported {
+        if self.reporting.q_range_reported {
             return;
         }
-        let pending = self.pending.iter().flat_map(|p| &p.rewards);
+        let pending = self.episodes.staged().iter().flat_map(|p| &p.rewards);
         let Some((lowest, highest)) =
             q_range::reward_range(self.replay.rewards.iter().chain(pending))
         else {
@@ -131,7 +152,7 @@ impl Trainer<'_> {
                  metrics.jsonl); a lower lr or {rho} usually settles it",
                 self.total_step()
             );
-            self.q_range_reported = true;
+            self.reporting.q_range_reported = true;
         }
     }
 
@@ -193,7 +214,7 @@ impl Trainer<'_> {
         };
         let point = result.point(step, phase);
         // Where the bars cannot show (output to a file, a pipe, CI's log), each evaluation is a line of its own.
-        if self.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if self.reporting.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!(
                 "eval at step {step} ({phase}): success {:.0}% over {} episodes, mean return {:.1}, {:.0} s into the run",
                 100.0 * point.success_rate,
@@ -217,9 +238,9 @@ impl Trainer<'_> {
         // The picture is a view of eval.csv, which holds every evaluation: a run goes on without it (`qamlab plot`
         // draws it later), said once.
         if let Err(err) = drawn
-            && !self.curve_failed
+            && !self.reporting.curve_failed
         {
-            self.curve_failed = true;
+            self.reporting.curve_failed = true;
             tracing::warn!(
                 "drawing {} failed ({err:#}); the run goes on, its evaluations are in eval.csv (`qamlab plot {}` \
                  draws them)",

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::checkpoints::RunSettings;
+use super::episodes::EpisodesInProgress;
 use super::offline::load_offline_data;
-use super::online::ResumedEnvs;
 use super::replay::check_run_memory;
+use super::reporting::Reporting;
 use super::{TrainObserver, TrainSummary};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
@@ -75,24 +76,18 @@ pub(super) struct Trainer<'a> {
     pub(super) dataset_crc: Option<u32>,
     pub(super) sampler: ChaCha8Rng,
     pub(super) state: RunState,
-    /// Online transitions of each env's episode in progress: sampled from as they come (a segment of their own,
-    /// see `sampled_segments`) and appended to the replay buffer when the episode ends, so every episode there
-    /// is contiguous (chunks never mix envs).
-    pub(super) pending: Vec<TransitionStore>,
-    pub(super) progress: bool,
+    /// The online envs' episodes in progress (their transitions not yet in the replay buffer, and what a resumed
+    /// run's checkpoint records of them).
+    pub(super) episodes: EpisodesInProgress,
+    /// What reporting keeps between reports.
+    pub(super) reporting: Reporting,
     pub(super) started: Instant,
     pub(super) wall_before: f64,
     pub(super) observer: Option<Box<dyn TrainObserver>>,
-    /// Whether a mean Q outside what the rewards allow was reported already.
-    pub(super) q_range_reported: bool,
-    /// What the checkpoint a resumed run starts from holds of its online envs, for the online phase.
-    pub(super) resumed_envs: Option<ResumedEnvs>,
-    /// Whether drawing the learning curve failed already (said once; the run goes on without it).
-    pub(super) curve_failed: bool,
     /// The step this process started training at (0, or the step of the checkpoint it resumed from).
-    pub(super) started_at: u64,
+    started_at: u64,
     /// This process's claim on the run directory, held until the run ends.
-    pub(super) _lock: Option<RunLock>,
+    _lock: Option<RunLock>,
 }
 
 impl<'a> Trainer<'a> {
@@ -141,14 +136,11 @@ impl<'a> Trainer<'a> {
             dataset_crc,
             sampler: ChaCha8Rng::seed_from_u64(cfg.seed),
             state: RunState::default(),
-            pending: vec![TransitionStore::new(obs_dim, action_dim); cfg.envs],
-            progress,
+            episodes: EpisodesInProgress::new(cfg.envs, obs_dim, action_dim),
+            reporting: Reporting::new(progress),
             started: Instant::now(),
             wall_before: 0.0,
             observer: None,
-            q_range_reported: false,
-            resumed_envs: None,
-            curve_failed: false,
             started_at: 0,
             _lock: None,
         };

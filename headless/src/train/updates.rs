@@ -19,7 +19,12 @@ impl Trainer<'_> {
         let t0 = Instant::now();
         let (h, b) = (a.horizon_length, a.batch_size);
         let balanced = online && self.cfg.balanced_sampling;
-        let segments = sampled_segments(&self.replay, self.offline_len, balanced, &self.pending);
+        let segments = sampled_segments(
+            &self.replay,
+            self.offline_len,
+            balanced,
+            self.episodes.staged(),
+        );
         let starts = if balanced {
             balanced_chunk_starts(&mut self.sampler, b / 2, h, &segments, 1)?
         } else {
@@ -52,7 +57,12 @@ impl Trainer<'_> {
             return Ok(None);
         }
         let balanced = self.cfg.balanced_sampling;
-        let segments = sampled_segments(&self.replay, self.offline_len, balanced, &self.pending);
+        let segments = sampled_segments(
+            &self.replay,
+            self.offline_len,
+            balanced,
+            self.episodes.staged(),
+        );
         // A balanced batch needs a chunk of its online half.
         let online_half = if balanced {
             &segments[1..]

@@ -1,0 +1,183 @@
+//! The online envs' episodes in progress: their transitions, staged per env until the episode ends and then put
+//! into the replay buffer whole (so every episode there is contiguous and sampled chunks never mix envs), and, in a
+//! resumed run, what its checkpoint records to put the envs back into them.
+
+use qamlab_agent::TransitionStore;
+use qamlab_sim::StepOutput;
+
+use super::replay::{append, shape_reward};
+
+/// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
+/// actions so far are the staged transitions), and the actions each env still had queued from its chunk.
+pub(super) struct ResumedEnvs {
+    pub(super) word_pos: Vec<u128>,
+    pub(super) queued: Vec<f32>,
+    pub(super) queued_counts: Vec<usize>,
+}
+
+/// The online envs' episodes in progress. With one env, whose episodes stay contiguous anyway, transitions go
+/// straight into the replay buffer, as the reference's `add_transition` does; with several, each env stages its
+/// episode apart until it ends (sampled from meanwhile, see `sampled_segments`).
+pub(super) struct EpisodesInProgress {
+    /// Each env's episode in progress, when staged apart (always empty with one env).
+    staged: Vec<TransitionStore>,
+    /// What the checkpoint a resumed run starts from records of its envs, until the online phase takes it.
+    resumed: Option<ResumedEnvs>,
+}
+
+impl EpisodesInProgress {
+    /// No episode in progress for each of `envs` envs.
+    pub(super) fn new(envs: usize, obs_dim: usize, action_dim: usize) -> Self {
+        Self {
+            staged: vec![TransitionStore::new(obs_dim, action_dim); envs],
+            resumed: None,
+        }
+    }
+
+    /// Whether online transitions go straight into the replay buffer (one env) rather than staged apart.
+    fn stages_in_replay(&self) -> bool {
+        self.staged.len() == 1
+    }
+
+    /// Each env's transitions staged apart from the replay buffer (empty ones with one env), env by env.
+    pub(super) fn staged(&self) -> &[TransitionStore] {
+        &self.staged
+    }
+
+    /// Stages each env's transition of step `out` (taken from `obs` with `actions`, its reward shaped as `sparse`
+    /// says); an env whose episode ended has it put into `replay`. Returns the envs whose episode ended, in order.
+    pub(super) fn stage_step(
+        &mut self,
+        replay: &mut TransitionStore,
+        obs: &[f32],
+        actions: &[f32],
+        out: &StepOutput,
+        sparse: bool,
+    ) -> anyhow::Result<Vec<usize>> {
+        let (obs_dim, action_dim) = (replay.obs_dim(), replay.action_dim());
+        let in_replay = self.stages_in_replay();
+        let mut ended = Vec::new();
+        for (i, episode) in self.staged.iter_mut().enumerate() {
+            let done = out.ended(i);
+            let staging = if in_replay {
+                &mut *replay
+            } else {
+                &mut *episode
+            };
+            staging.push(
+                &obs[i * obs_dim..(i + 1) * obs_dim],
+                &actions[i * action_dim..(i + 1) * action_dim],
+                shape_reward(out.reward[i], sparse),
+                if out.terminated[i] { 0.0 } else { 1.0 },
+                if done { 1.0 } else { 0.0 },
+                &out.final_obs[i * obs_dim..(i + 1) * obs_dim],
+            )?;
+            if done {
+                if !in_replay {
+                    let episode =
+                        std::mem::replace(episode, TransitionStore::new(obs_dim, action_dim));
+                    append(replay, &episode)?;
+                }
+                ended.push(i);
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Env `i`'s episode in progress: its actions so far (`[T * action_dim]`) and the observation it has reached
+    /// (empty before its first step). `replay` holds `offline_len` offline transitions first.
+    pub(super) fn episode<'s>(
+        &'s self,
+        i: usize,
+        replay: &'s TransitionStore,
+        offline_len: usize,
+    ) -> (&'s [f32], &'s [f32]) {
+        let (o, a) = (replay.obs_dim(), replay.action_dim());
+        let (store, from) = if self.stages_in_replay() {
+            // The rows after the buffer's last episode boundary (the offline data ends with one).
+            let t = &replay.terminals;
+            let from = t.iter().rposition(|&x| x > 0.0).map_or(0, |j| j + 1);
+            (replay, from.max(offline_len))
+        } else {
+            (&self.staged[i], 0)
+        };
+        let next = &store.next_observations[from * o..];
+        (
+            &store.actions[from * a..],
+            &next[next.len().saturating_sub(o)..],
+        )
+    }
+
+    /// Ends every episode in progress where it stands and puts it into `replay`, for envs that cannot go on with
+    /// them: its last transition becomes a boundary for chunk sampling (its mask still bootstraps).
+    pub(super) fn cut_all(
+        &mut self,
+        replay: &mut TransitionStore,
+        offline_len: usize,
+    ) -> anyhow::Result<()> {
+        if self.stages_in_replay() && !self.episode(0, replay, offline_len).0.is_empty() {
+            *replay
+                .terminals
+                .last_mut()
+                .expect("an episode is in progress") = 1.0;
+        }
+        let (obs_dim, action_dim) = (replay.obs_dim(), replay.action_dim());
+        for episode in &mut self.staged {
+            let mut episode = std::mem::replace(episode, TransitionStore::new(obs_dim, action_dim));
+            if let Some(last) = episode.terminals.last_mut() {
+                *last = 1.0;
+            }
+            append(replay, &episode)?;
+        }
+        Ok(())
+    }
+
+    /// The staged transitions as a checkpoint records them: all envs' one after another, and how many are each's.
+    pub(super) fn to_record(
+        &self,
+        obs_dim: usize,
+        action_dim: usize,
+    ) -> anyhow::Result<(TransitionStore, Vec<usize>)> {
+        let mut all = TransitionStore::new(obs_dim, action_dim);
+        let mut lengths = Vec::with_capacity(self.staged.len());
+        for episode in &self.staged {
+            lengths.push(episode.len());
+            append(&mut all, episode)?;
+        }
+        Ok((all, lengths))
+    }
+
+    /// Restores the staged transitions a checkpoint records (see [`Self::to_record`]): `lengths` splits `all`
+    /// among the envs, first to last (a checkpoint that lists none restores none).
+    pub(super) fn restore(
+        &mut self,
+        all: &TransitionStore,
+        lengths: &[usize],
+    ) -> anyhow::Result<()> {
+        let (o, a) = (all.obs_dim(), all.action_dim());
+        let mut start = 0;
+        for (episode, &len) in self.staged.iter_mut().zip(lengths) {
+            let rows = start..start + len;
+            episode.extend_from_arrays(
+                &all.observations[rows.start * o..rows.end * o],
+                &all.actions[rows.start * a..rows.end * a],
+                &all.next_observations[rows.start * o..rows.end * o],
+                &all.rewards[rows.clone()],
+                &all.masks[rows.clone()],
+                &all.terminals[rows],
+            )?;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Keeps what a resumed run's checkpoint records of its envs, for the online phase.
+    pub(super) fn set_resumed(&mut self, resumed: ResumedEnvs) {
+        self.resumed = Some(resumed);
+    }
+
+    /// What a resumed run's checkpoint records of its envs, once: the online phase puts them back from it.
+    pub(super) fn take_resumed(&mut self) -> Option<ResumedEnvs> {
+        self.resumed.take()
+    }
+}
