@@ -96,10 +96,14 @@ impl ChunkQueues {
                     .context("reading sampled actions")?;
             let d = chunk.len() / n;
             if let Some(bad) = chunk.iter().position(|v| !v.is_finite()) {
+                // Where in the chunk: the env, which of its actions, which value of that action.
+                let (env, within) = (bad / d, bad % d);
                 anyhow::bail!(
-                    "the policy produced a non-finite action (env {}, component {}): the agent has diverged",
-                    bad / d,
-                    bad % d
+                    "the policy produced a non-finite action (env {env}, action {} of its chunk of {}, value {} of \
+                     {a}): the agent has diverged",
+                    within / a + 1,
+                    d / a,
+                    within % a + 1
                 );
             }
             for (i, queue) in self.queues.iter_mut().enumerate() {
