@@ -808,7 +808,8 @@ fn every_shipped_config_resolves() {
     assert!(
         !out.status.success()
             && stderr.contains("cpu-smal")
-            && stderr.contains("cpu-small, cuda-paper"),
+            && stderr.contains("cpu-small, cuda-paper")
+            && stderr.contains("did you mean `cpu-small`?"),
         "{stderr}"
     );
     // The checkout's path, given away from the checkout: the shipped name is offered.

@@ -117,6 +117,12 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             )
         })?;
     }
+    // What a Ctrl-C before the files are put in place leaves --out as (it replaces nothing before then).
+    let untouched = if options.out.exists() {
+        format!("{} is as it was", options.out.display())
+    } else {
+        format!("{} was not made", options.out.display())
+    };
     super::interrupt::cancel_on_interrupt();
     // Both written beside their names, then both put in place: a failure or Ctrl-C before leaves the files that
     // were there. Only the second rename failing (rare within one folder) could part the pair: the error says so.
@@ -124,11 +130,6 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
         let val = val.as_ref().map(collect_staged).transpose()?;
         Ok((main, val))
     });
-    let untouched = if options.out.exists() {
-        format!("{} is as it was", options.out.display())
-    } else {
-        format!("{} was not made", options.out.display())
-    };
     let (main, val) = super::interrupt::cancelled(
         staged,
         &format!("nothing was written (no temporary file is left): {untouched}"),

@@ -391,6 +391,14 @@ mod tests {
             "40 updates (10 offline + 30 online) at 72/s of update time, 30 online env steps at 3900/s of \
              simulation time, 5 s in all"
         ));
+        // An online phase without updates (start_training past its steps): the split says so.
+        let mut no_online_updates = summary(&[(20, 0.3)]);
+        no_online_updates.updates = 10;
+        let text = summary_text(&no_online_updates);
+        assert!(
+            text.contains("10 updates (10 offline + 0 online) at"),
+            "{text}"
+        );
         // Without an online phase there is no env step rate to report.
         let mut offline_only = summary(&[]);
         offline_only.online_steps = 0;

@@ -270,16 +270,23 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         });
     }
     let exit = app.run();
+    // Taken now: a training that failed too is reported first, and must not hide it.
+    let screenshot_failure = screenshot::failure();
 
     if let Some(trainer) = trainer {
         if trainer.is_running() {
             eprintln!("view: window closed, stopping training (it checkpoints first)...");
         }
-        trainer.stop_and_join()?;
+        if let Err(e) = trainer.stop_and_join() {
+            return Err(match &screenshot_failure {
+                Some(why) => e.context(format!("{why}; and training failed")),
+                None => e,
+            });
+        }
     }
     match exit {
         AppExit::Success => Ok(()),
-        AppExit::Error(code) => match screenshot::failure() {
+        AppExit::Error(code) => match screenshot_failure {
             Some(why) => anyhow::bail!("{why}"),
             None => anyhow::bail!("the window exited with an error (code {code})"),
         },

@@ -22,16 +22,27 @@ impl RunDir {
 
     /// Drops metrics rows logged after `step` (a resumed run logs them again), and warns of what else went (see
     /// `trim_metrics`).
-    pub fn truncate_metrics_after(&self, step: u64, log_interval: u64) -> anyhow::Result<()> {
+    pub fn truncate_metrics_after(
+        &self,
+        step: u64,
+        log_interval: u64,
+        offline_steps: u64,
+    ) -> anyhow::Result<()> {
+        // The first row is due at the first log interval, or at the offline phase's end if that comes first.
+        let first_row = if offline_steps > 0 {
+            offline_steps.min(log_interval)
+        } else {
+            log_interval
+        };
         let path = self.metrics();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A run checkpointed past its first log had rows: the file went since.
-                if step >= log_interval {
+                if step >= first_row {
                     tracing::warn!(
                         "{} is missing: the rows the run logged before step {step} are lost (the evaluations in \
-                         eval.csv are intact); the resumed run starts it anew",
+                         eval.csv are intact)",
                         path.display()
                     );
                 }
@@ -39,7 +50,7 @@ impl RunDir {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let (kept, lost) = trim_metrics(&bytes, step, log_interval);
+        let (kept, lost) = trim_metrics(&bytes, step, log_interval, first_row);
         for what in lost {
             tracing::warn!("{}: {what}", path.display());
         }
@@ -123,7 +134,12 @@ fn parse_metrics_row(line: &str) -> Option<MetricsRow> {
 /// The rows of `metrics.jsonl` (`bytes`) up to `step`, and what else was lost besides the rows past it: damaged
 /// lines (an unfinished last line, which a kill leaves, is no news), and rows missing before `step` (a file cut
 /// short: its last row more than `log_interval` steps before `step`).
-fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<String>) {
+fn trim_metrics(
+    bytes: &[u8],
+    step: u64,
+    log_interval: u64,
+    first_row: u64,
+) -> (Vec<u8>, Vec<String>) {
     let row_step = |line: &[u8]| {
         // As bytes: a line damaged into something that is not UTF-8 is damage like any other.
         let line = std::str::from_utf8(line).ok()?;
@@ -148,12 +164,38 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
             None => damaged.push((i + 1, false)),
         }
     }
+    // Damage after the last row kept, where that row is not the checkpoint's own: one of those lines may have been
+    // a row up to the step (the checkpoint's, say), which the resumed run does not log again.
+    let at_step = last_kept == Some(step);
+    let (damaged, after): (Vec<_>, Vec<_>) = damaged.into_iter().partition(|&(_, lost)| lost);
+    let after: Vec<String> = (after.into_iter())
+        .filter(|_| !at_step)
+        .map(|(line, _)| line.to_string())
+        .collect();
     let damaged: Vec<String> = damaged
         .into_iter()
-        .filter(|&(_, lost)| lost)
         .map(|(line, _)| line.to_string())
         .collect();
     let mut lost = Vec::new();
+    if !after.is_empty() {
+        let (lines, which) = match after.as_slice() {
+            [one] => (
+                format!("line {one}, after the last row kept, is"),
+                format!(
+                    "if it was the row of a step up to {step} (the checkpoint's), that row is lost"
+                ),
+            ),
+            many => (
+                format!("lines {}, after the last row kept, are", many.join(", ")),
+                format!(
+                    "any of them that was the row of a step up to {step} (the checkpoint's) is lost"
+                ),
+            ),
+        };
+        lost.push(format!(
+            "{lines} damaged (not a metrics row): dropped as the run resumes; {which}"
+        ));
+    }
     if !damaged.is_empty() {
         let one = damaged.len() == 1;
         lost.push(format!(
@@ -166,11 +208,12 @@ fn trim_metrics(bytes: &[u8], step: u64, log_interval: u64) -> (Vec<u8>, Vec<Str
         ));
     }
     match last_kept {
-        None if step >= log_interval => lost.push(format!(
+        None if step >= first_row => lost.push(format!(
             "it holds no row, but the run resumes from step {step}: the rows logged before were lost (the file \
              was emptied or replaced; the evaluations in eval.csv are intact)"
         )),
-        Some(last) if step > last.saturating_add(log_interval) => lost.push(format!(
+        // A row is due at `last + log_interval` at the latest, in either phase: one there is missing.
+        Some(last) if step >= last.saturating_add(log_interval) => lost.push(format!(
             "its last row is of step {last}, but the run resumes from step {step}: the rows logged between were \
              lost (the file was cut short or replaced; the evaluations in eval.csv are intact)"
         )),
@@ -189,25 +232,25 @@ mod tests {
         let mut bytes = b"{\"step\":10}\n{\"step\":20}\n".to_vec();
         bytes.extend_from_slice(b"{\"step\":\xff\xfe}\n{\"step\":30}\n{\"st");
         std::fs::write(run.metrics(), &bytes).unwrap();
-        run.truncate_metrics_after(20, 10).unwrap();
+        run.truncate_metrics_after(20, 10, 0).unwrap();
         assert_eq!(
             std::fs::read_to_string(run.metrics()).unwrap(),
             "{\"step\":10}\n{\"step\":20}\n"
         );
         // Nothing past the step: the file stays as it is; everything past it: none of it.
-        run.truncate_metrics_after(20, 10).unwrap();
+        run.truncate_metrics_after(20, 10, 0).unwrap();
         assert_eq!(
             std::fs::read_to_string(run.metrics()).unwrap(),
             "{\"step\":10}\n{\"step\":20}\n"
         );
-        run.truncate_metrics_after(5, 10).unwrap();
+        run.truncate_metrics_after(5, 10, 0).unwrap();
         assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), "");
     }
 
     #[test]
     fn resuming_says_which_metrics_rows_were_damaged_or_missing() {
         let bytes = b"{\"step\":10}\n{\"step\": x\n{\"step\":30}\n{\"st";
-        let (kept, lost) = super::trim_metrics(bytes, 30, 10);
+        let (kept, lost) = super::trim_metrics(bytes, 30, 10, 10);
         assert_eq!(kept, b"{\"step\":10}\n{\"step\":30}\n");
         // Only the damage is said: a kill's unfinished last line, and rows up to the step, are no news.
         assert_eq!(
@@ -216,13 +259,13 @@ mod tests {
                 "line 2 is damaged (not a metrics row): dropped as the run resumes, and its row is lost"
             ]
         );
-        let (_, lost) = super::trim_metrics(bytes, 90, 10);
+        let (_, lost) = super::trim_metrics(bytes, 90, 10, 10);
         assert!(
             lost[1].starts_with("its last row is of step 30, but the run resumes from step 90"),
             "{lost:?}"
         );
         // An emptied file: no row at all.
-        let (_, lost) = super::trim_metrics(b"", 90, 10);
+        let (_, lost) = super::trim_metrics(b"", 90, 10, 10);
         assert!(
             lost[0].starts_with("it holds no row, but the run resumes from step 90"),
             "{lost:?}"
@@ -232,10 +275,30 @@ mod tests {
             b"{\"step\":10}\n{\"step\":20}\n\0\0\0\n{\"step\":30}\n",
             20,
             10,
+            10,
         );
         assert_eq!((kept.len(), lost.len()), (24, 0), "{lost:?}");
+        // Damage after the last row kept, short of the checkpoint's step: it may have been that step's row.
+        let (_, lost) =
+            super::trim_metrics(b"{\"step\":304}\n\0\0\0\n{\"step\":504}\n", 400, 100, 100);
+        assert_eq!(
+            lost,
+            [
+                "line 2, after the last row kept, is damaged (not a metrics row): dropped as the run resumes; if it \
+                 was the row of a step up to 400 (the checkpoint's), that row is lost"
+            ]
+        );
+        // A row due by the last one's step + log_interval: missing at exactly that step too.
+        let (_, lost) = super::trim_metrics(b"{\"step\":10}\n", 20, 10, 10);
+        assert!(
+            lost[0].starts_with("its last row is of step 10"),
+            "{lost:?}"
+        );
+        // An offline phase shorter than the interval logs at its end: its row is the first due.
+        let (_, lost) = super::trim_metrics(b"", 40, 100, 30);
+        assert!(lost[0].starts_with("it holds no row"), "{lost:?}");
         // A whole file, of rows every 10 steps to the step: nothing lost.
-        let (kept, lost) = super::trim_metrics(b"{\"step\":10}\n{\"step\":20}\n", 25, 10);
+        let (kept, lost) = super::trim_metrics(b"{\"step\":10}\n{\"step\":20}\n", 25, 10, 10);
         assert_eq!((kept.len(), lost.len()), (24, 0));
     }
 

@@ -149,7 +149,12 @@ impl Trainer<'_> {
         state.sampler_word_pos = self.sampler.get_word_pos().to_string();
         state.wall_seconds = self.wall_seconds();
         state.acting_position = Some(self.agent.acting_position());
-        state.log_interval = Some(self.cfg.log_interval);
+        // The interval of the rows so far: this process's once it logged one, else the one it resumed with.
+        state.log_interval = if self.reporting.logged_a_row() {
+            Some(self.cfg.log_interval)
+        } else {
+            self.state.log_interval.or(Some(self.cfg.log_interval))
+        };
         state
     }
 
@@ -287,7 +292,7 @@ impl Trainer<'_> {
         // The interval the rows so far were logged with, which a resume may have changed since.
         let logged_every = self.state.log_interval.unwrap_or(self.cfg.log_interval);
         self.run
-            .truncate_metrics_after(self.total_step(), logged_every)?;
+            .truncate_metrics_after(self.total_step(), logged_every, self.cfg.offline_steps)?;
         Ok(())
     }
 

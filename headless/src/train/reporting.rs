@@ -21,6 +21,9 @@ pub(super) struct Reporting {
     q_range_reported: bool,
     /// Whether drawing the learning curve failed already (said once; the run goes on without it).
     curve_failed: bool,
+    /// Whether this process logged a metrics row: until it has, the rows so far keep the interval the run logged
+    /// them with (a resume may have changed it), which its checkpoints record.
+    logged_a_row: bool,
 }
 
 impl Reporting {
@@ -30,7 +33,13 @@ impl Reporting {
             progress,
             q_range_reported: false,
             curve_failed: false,
+            logged_a_row: false,
         }
+    }
+
+    /// Whether this process logged a metrics row yet.
+    pub(super) fn logged_a_row(&self) -> bool {
+        self.logged_a_row
     }
 }
 
@@ -179,6 +188,7 @@ impl Trainer<'_> {
         }
         let row = serde_json::Value::Object(row);
         self.run.append_metrics(&row)?;
+        self.reporting.logged_a_row = true;
         let step = self.total_step();
         if let Some(observer) = self.observer.as_mut() {
             observer.on_log(step, &row);
