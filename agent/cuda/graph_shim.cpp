@@ -21,6 +21,15 @@
 // could not run), and the device and pinned-host caching allocators keep routing allocations
 // through a filter that points at this graph (slower, and a read of freed memory once it is gone).
 struct RecoverableGraph : at::cuda::CUDAGraph {
+  // Clean-up is best effort: the capture's own error is the one to report.
+  template <typename F>
+  static void ignoring_errors(F&& step) {
+    try {
+      step();
+    } catch (...) {
+    }
+  }
+
   void recover_from_failed_capture() {
     // Past its bookkeeping, capture_end leaves the rest to reset() in the destructor; before
     // capture_begin chose its device, nothing was set up.
@@ -29,31 +38,18 @@ struct RecoverableGraph : at::cuda::CUDAGraph {
     }
     if (mempool_id_.first != 0 || mempool_id_.second != 0) {
       // Each step may have happened already, depending on where the capture failed (and then
-      // throws, caught here); a pool is released once, as reset() would have.
-      try {
-        c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_);
-      } catch (...) {
-      }
-      try {
-        at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_);
-      } catch (...) {
-      }
-      try {
-        c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_);
-      } catch (...) {
-      }
-      try {
-        at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_);
-      } catch (...) {
-      }
+      // throws, ignored); a pool is released once, as reset() would have.
+      ignoring_errors([&] { c10::cuda::CUDACachingAllocator::endAllocateToPool(capture_dev_, mempool_id_); });
+      ignoring_errors([&] { at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(mempool_id_); });
+      ignoring_errors([&] { c10::cuda::CUDACachingAllocator::releasePool(capture_dev_, mempool_id_); });
+      ignoring_errors([&] { at::getHostAllocator(at::kCUDA)->release_pool(mempool_id_); });
     }
     // A copy of the generator's state starts outside capture mode, at the same seed and offset.
-    try {
+    ignoring_errors([&] {
       auto generator = at::cuda::detail::getDefaultCUDAGenerator(capture_dev_);
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.graphsafe_set_state(generator.clone());
-    } catch (...) {
-    }
+    });
   }
 };
 

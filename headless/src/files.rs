@@ -55,14 +55,18 @@ fn sync_dir(dir: &Path) {
 /// host is in it because a lock taken on another machine may not show here (NFS with local locks): only this
 /// machine's temporaries are judged by their locks.
 fn temporary_prefix(name: &str) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(64)
-        .collect();
-    let host = if host.is_empty() { "host".into() } else { host };
+    // Read once a process: every atomic write asks for it twice.
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(64)
+            .collect();
+        if host.is_empty() { "host".into() } else { host }
+    });
     format!(".tmp-{name}-{host}-")
 }
 
