@@ -11,7 +11,7 @@ use crate::config::{AgentConfig, AgentKind};
 use crate::data::Batch;
 use crate::error::{AgentError, Result};
 use crate::metrics::{Trace, UpdateMetrics};
-use crate::networks::NamedTensor;
+use crate::networks::{NamedTensor, slot_len};
 use crate::noise::{Noise, TorchNoise};
 use crate::optim::Adam;
 use crate::qam::QFn;
@@ -354,9 +354,13 @@ impl Agent {
                 p.zeros_like()
             };
             trace.record(format!("grad/{name}"), &g);
+            let n = g.numel() as i64;
             pieces.push(g.reshape([-1]));
+            if slot_len(n) > n {
+                pieces.push(self.nets.slot_padding.narrow(0, 0, slot_len(n) - n));
+            }
         }
-        // one flat gradient, laid out like `flat`
+        // one flat gradient, laid out like `flat` (zero between the slots)
         let grad = Tensor::cat(&pieces, 0);
         tch::no_grad(|| {
             for (prefix, offset, len) in &self.nets.polyak_ranges {

@@ -23,26 +23,52 @@ pub trait Parameters {
     fn parameters_mut(&mut self) -> Vec<&mut Tensor>;
 }
 
-/// Moves every tensor of `params` into one new flat buffer (in order) and replaces each by a
-/// view of it; with `trainable` the views are gradient leaves. Backward still yields one small
-/// gradient per tensor (views of a non-differentiable buffer, so no full-size scatter per view),
-/// while the optimiser and Polyak updates run as a handful of whole-buffer kernels.
+/// Floats from the start of one parameter to the next in a flat buffer are a multiple of this, so
+/// every parameter view starts on a 64-byte boundary (as the buffer does), like a tensor of its
+/// own: packed tight, most views after the critic's `[K, 1]` bias started on 8-byte boundaries,
+/// which rules out cuBLAS(Lt)'s and libtorch's vectorised kernels (16 bytes) and aligned AVX-512
+/// loads (64).
+pub const SLOT_ALIGN: i64 = 16;
+
+/// Where each of tensors with `numels` elements starts in a flat buffer (each start a multiple of
+/// [`SLOT_ALIGN`]), and the buffer's length. The floats between slots stay zero: their gradient is
+/// zero, so Adam and Polyak leave them zero and the global norm does not see them.
+pub fn flat_layout(numels: impl IntoIterator<Item = i64>) -> (Vec<i64>, i64) {
+    let mut end = 0;
+    let starts = numels
+        .into_iter()
+        .map(|n| {
+            let start = end;
+            end += slot_len(n);
+            start
+        })
+        .collect();
+    (starts, end)
+}
+
+/// The floats a tensor of `numel` elements takes in a flat buffer: rounded up to [`SLOT_ALIGN`].
+pub fn slot_len(numel: i64) -> i64 {
+    (numel as u64).next_multiple_of(SLOT_ALIGN as u64) as i64
+}
+
+/// Moves every tensor of `params` into one new flat buffer (in order, laid out by
+/// [`flat_layout`]) and replaces each by a view of it; with `trainable` the views are gradient
+/// leaves. Backward still yields one small gradient per tensor (views of a non-differentiable
+/// buffer, so no full-size scatter per view), while the optimiser and Polyak updates run as a
+/// handful of whole-buffer kernels.
 pub fn flatten_parameters(params: Vec<&mut Tensor>, trainable: bool, device: Device) -> Tensor {
-    let total: i64 = params.iter().map(|p| p.numel() as i64).sum();
+    let (starts, total) = flat_layout(params.iter().map(|p| p.numel() as i64));
     let flat = Tensor::zeros([total], (Kind::Float, device));
-    let mut offset = 0;
-    let mut slots = Vec::with_capacity(params.len());
     tch::no_grad(|| {
-        for p in &params {
-            let n = p.numel() as i64;
-            flat.narrow(0, offset, n).copy_(&p.reshape([-1]));
-            slots.push((offset, n, p.size()));
-            offset += n;
+        for (p, &start) in params.iter().zip(&starts) {
+            flat.narrow(0, start, p.numel() as i64)
+                .copy_(&p.reshape([-1]));
         }
     });
-    for (p, (offset, n, shape)) in params.into_iter().zip(slots) {
+    for (p, start) in params.into_iter().zip(starts) {
+        let (n, shape) = (p.numel() as i64, p.size());
         *p = flat
-            .narrow(0, offset, n)
+            .narrow(0, start, n)
             .view(shape.as_slice())
             .set_requires_grad(trainable);
     }

@@ -4,7 +4,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::networks::NamedTensor;
+use crate::networks::{NamedTensor, flat_layout};
 
 /// Adam hyper-parameters and state. The moments are two flat buffers laid out like the flat
 /// parameter buffer; `moments` holds per-parameter views of them (for checkpoints and tests).
@@ -32,23 +32,26 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Zero moments for the flat parameter buffer `flat`, whose consecutive slices are `params`.
+    /// Zero moments for the flat parameter buffer `flat`, which holds `params` as laid out by
+    /// [`flat_layout`].
     pub fn new(flat: &Tensor, params: &[NamedTensor], lr: f64, max_grad_norm: Option<f64>) -> Self {
         let mu = flat.detach().zeros_like();
         let nu = flat.detach().zeros_like();
-        let mut offset = 0;
-        let mut moments = Vec::with_capacity(params.len());
-        for (name, p) in params {
-            let (n, shape) = (p.numel() as i64, p.size());
-            let view = |t: &Tensor| t.narrow(0, offset, n).view(shape.as_slice());
-            moments.push((name.clone(), view(&mu), view(&nu)));
-            offset += n;
-        }
+        let (starts, total) = flat_layout(params.iter().map(|(_, p)| p.numel() as i64));
         assert_eq!(
-            offset,
+            total,
             flat.numel() as i64,
-            "params must tile the flat buffer"
+            "params must be laid out in the flat buffer by flat_layout"
         );
+        let moments = params
+            .iter()
+            .zip(starts)
+            .map(|((name, p), start)| {
+                let (n, shape) = (p.numel() as i64, p.size());
+                let view = |t: &Tensor| t.narrow(0, start, n).view(shape.as_slice());
+                (name.clone(), view(&mu), view(&nu))
+            })
+            .collect();
         Self {
             lr,
             beta1: 0.9,
@@ -114,11 +117,18 @@ mod tests {
 
     #[test]
     fn first_step_moves_by_lr_sign_and_clip_scales() {
-        let p = Tensor::from_slice(&[1.0f32, -2.0, 3.0]).set_requires_grad(true);
+        // one slot of three floats and its padding: the padding's zero gradient moves nothing
+        let flat = Tensor::zeros([crate::networks::SLOT_ALIGN], (Kind::Float, Device::Cpu));
+        let mut p = flat.narrow(0, 0, 3);
+        p.copy_(&Tensor::from_slice(&[1.0f32, -2.0, 3.0]));
         let params = vec![("w".to_string(), p.shallow_clone())];
-        let g = Tensor::from_slice(&[30.0f32, -40.0, 1e-3]);
-        let mut adam = Adam::new(&p, &params, 0.1, Some(1.0));
-        let norm = adam.step(&p, &g);
+        let g = Tensor::zeros_like(&flat);
+        g.narrow(0, 0, 3)
+            .copy_(&Tensor::from_slice(&[30.0f32, -40.0, 1e-3]));
+        let mut adam = Adam::new(&flat, &params, 0.1, Some(1.0));
+        let norm = adam.step(&flat, &g);
+        let padding: Vec<f32> = Vec::try_from(flat.narrow(0, 3, flat.numel() as i64 - 3)).unwrap();
+        assert!(padding.iter().all(|&x| x == 0.0), "{padding:?}");
         assert!((norm.double_value(&[]) - 50.0).abs() < 1e-3);
         let moved = (&p - Tensor::from_slice(&[1.0f32, -2.0, 3.0])).to_device(Device::Cpu);
         let v: Vec<f32> = Vec::try_from(moved).unwrap();

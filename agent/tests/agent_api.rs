@@ -523,3 +523,53 @@ fn a_checkpoint_path_that_is_not_a_file_is_refused_before_reading() {
         .to_string();
     assert!(err.contains("is a folder"), "{err}");
 }
+
+#[test]
+fn parameters_and_moments_start_on_64_byte_boundaries_and_the_padding_stays_zero() {
+    for kind in [
+        AgentKind::Qam,
+        AgentKind::QamF,
+        AgentKind::QamE,
+        AgentKind::Fql,
+    ] {
+        let mut agent = Agent::new(tiny(kind), O, A, Device::Cpu, 0).unwrap();
+        for i in 0..3 {
+            agent.update(&batch(i)).unwrap();
+        }
+        let (moments, _) = agent.optimizer_state();
+        let views = agent
+            .parameters()
+            .into_iter()
+            .chain(moments.iter().flat_map(|(n, mu, nu)| {
+                [
+                    (format!("mu/{n}"), mu.shallow_clone()),
+                    (format!("nu/{n}"), nu.shallow_clone()),
+                ]
+            }));
+        for (name, t) in views {
+            assert_eq!(
+                t.data_ptr() as usize % 64,
+                0,
+                "{kind:?}: {name} is not 64-byte aligned"
+            );
+        }
+        // everything in the flat buffers beyond the parameters themselves is padding, still zero
+        let nets = agent.nets();
+        let squares = |ts: Vec<Tensor>| {
+            ts.iter()
+                .map(|t| t.square().sum(Kind::Double).double_value(&[]))
+                .sum::<f64>()
+        };
+        let trainable: Vec<Tensor> = nets
+            .trainable()
+            .into_iter()
+            .map(|(_, t)| t.detach())
+            .collect();
+        let in_params = squares(trainable);
+        let in_flat = squares(vec![nets.flat.detach()]);
+        assert!(
+            in_params > 0.0 && (in_flat - in_params).abs() <= 1e-9 * in_params,
+            "{kind:?}: {in_flat} vs {in_params}"
+        );
+    }
+}

@@ -5,8 +5,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::{AgentConfig, AgentKind};
 use crate::networks::{
-    Critic, EditActor, NamedTensor, Parameters, Temperature, VectorField, copy_parameters,
-    flatten_parameters,
+    Critic, EditActor, NamedTensor, Parameters, SLOT_ALIGN, Temperature, VectorField,
+    copy_parameters, flat_layout, flatten_parameters,
 };
 
 /// Calls macro `$m` with the trainable networks of [`Nets`] in optimiser order: the one list that the flat
@@ -56,6 +56,9 @@ pub struct Nets {
     /// Polyak pairs as `(online name prefix, offset, length)`: the same range in `flat` and in
     /// `flat_targets` (the online networks that have targets come first in `flat`).
     pub polyak_ranges: Vec<(String, i64, i64)>,
+    /// [`SLOT_ALIGN`] zeros on the device: the flat gradient's padding between slots is views of
+    /// it (no allocation or fill per update, and a captured graph can read it).
+    pub slot_padding: Tensor,
 }
 
 impl Nets {
@@ -81,6 +84,7 @@ impl Nets {
             flat: Tensor::zeros([0], (Kind::Float, device)),
             flat_targets: Tensor::zeros([0], (Kind::Float, device)),
             polyak_ranges: Vec::new(),
+            slot_padding: Tensor::zeros([SLOT_ALIGN], (Kind::Float, device)),
         };
         // Creation order = reference module order (critic, actor_slow, actor_fast, extras).
         if cfg.kind.has_critic() {
@@ -125,7 +129,7 @@ impl Nets {
             ),
         ] {
             if let (Some((params, prefix)), true) = (online, has_target) {
-                let len: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+                let (_, len) = flat_layout(params.iter().map(|(_, t)| t.numel() as i64));
                 nets.polyak_ranges.push((prefix.to_string(), offset, len));
                 offset += len;
             }
