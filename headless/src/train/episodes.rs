@@ -181,3 +181,52 @@ impl EpisodesInProgress {
         self.resumed.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of two envs (1-D observations and actions) whose episodes end as `ended` says: `Some(true)` by
+    /// success (terminated), `Some(false)` by the time limit (truncated), `None` not at all.
+    fn step(ended: [Option<bool>; 2], reward: [f32; 2], reached: [f32; 2]) -> StepOutput {
+        StepOutput {
+            // After the auto-reset: the next episodes' first observations where an episode ended.
+            obs: vec![100.0, 200.0],
+            final_obs: reached.to_vec(),
+            reward: reward.to_vec(),
+            success: ended.map(|e| e == Some(true)).to_vec(),
+            terminated: ended.map(|e| e == Some(true)).to_vec(),
+            truncated: ended.map(|e| e == Some(false)).to_vec(),
+            qpos: Vec::new(),
+            qvel: Vec::new(),
+            final_qpos: Vec::new(),
+            final_qvel: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_episode_ended_by_success_stops_bootstrapping_and_one_ended_by_the_time_limit_does_not() {
+        // Spec §7.2: terminals = terminated or truncated, masks = 1 - terminated, rewards made sparse where asked,
+        // next_observations the state reached (not the next episode's first); several envs' episodes whole.
+        let mut replay = TransitionStore::new(1, 1);
+        let mut episodes = EpisodesInProgress::new(2, 1, 1);
+        let first = step([None, None], [-2.0, -1.0], [1.0, 2.0]);
+        let ended = episodes
+            .stage_step(&mut replay, &[0.0, 0.5], &[0.1, 0.2], &first, true)
+            .unwrap();
+        assert!(ended.is_empty() && replay.is_empty());
+        let last = step([Some(true), Some(false)], [0.0, -2.0], [3.0, 4.0]);
+        let ended = episodes
+            .stage_step(&mut replay, &[1.0, 2.0], &[0.3, 0.4], &last, true)
+            .unwrap();
+        assert_eq!(ended, [0, 1]);
+        // Env 0's episode (ended by success), then env 1's (cut by the time limit).
+        assert_eq!(replay.observations, [0.0, 1.0, 0.5, 2.0]);
+        assert_eq!(replay.actions, [0.1, 0.3, 0.2, 0.4]);
+        assert_eq!(replay.next_observations, [1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(replay.rewards, [-1.0, 0.0, -1.0, -1.0]);
+        assert_eq!(replay.masks, [1.0, 0.0, 1.0, 1.0]);
+        assert_eq!(replay.terminals, [0.0, 1.0, 0.0, 1.0]);
+        assert!(episodes.staged().iter().all(TransitionStore::is_empty));
+    }
+}
