@@ -23,13 +23,14 @@ impl Plugin for EnvLabelsPlugin {
 }
 
 /// Where a label hangs in its env (scene coordinates): on the top of the far side, as the camera looks, of what
-/// the env stands on (its table, its maze; the working volume where nothing is under the work), so that it reads
-/// above the env, beside what the env moves and clear of what stands in its middle (antmaze's wall).
+/// the env stands on (its table, its maze), so that it reads above the env, beside what the env moves and clear
+/// of what stands in its middle (antmaze's wall); where nothing is under the work, over the middle of the working
+/// volume's top (see [`LabelAnchor::of`]).
 #[derive(Resource, Debug, Default, Clone, Copy, PartialEq)]
 pub struct LabelAnchor {
-    /// The middle of the working volume's top.
+    /// The middle of the top of the stage or working volume.
     pub top: Vec3,
-    /// Half the working volume's extent along x and y.
+    /// Half the stage's extent along x and y (zero over a working volume: the label hangs over its middle).
     pub half: Vec2,
 }
 
@@ -56,19 +57,27 @@ fn place_anchor(task: Res<ViewTask>, mut anchor: ResMut<LabelAnchor>) {
 
 impl LabelAnchor {
     /// The anchor for `scene`: over its stage where what moves stands on it (a table, a maze's floor: the stage
-    /// reaches below every moving body), else over its working volume (a pendulum's pivot is in its swing).
+    /// reaches below every moving body), else over the middle of its working volume's top (a pendulum's pivot is
+    /// in its swing). Nothing rises above that top to be covered, and its far edge, a swing's reach away from
+    /// the goal drawn in the middle, would leave the label in the air beside the env rather than over it.
     pub fn of(scene: &qamlab_sim::TaskScene) -> Self {
         let moving_bottom = (0..scene.bodies.len())
             .filter(|&b| scene.bodies[b].body.kind != qamlab_sim::authoring::BodyKind::Fixed)
             .filter_map(|b| scene.collider_bounds(b))
             .map(|(low, _)| low.z)
             .fold(f32::INFINITY, f32::min);
-        let base = layout::stage(scene)
-            .filter(|stage| stage.min.z < moving_bottom)
-            .unwrap_or_else(|| layout::working_volume(scene));
-        Self {
-            top: base.center().truncate().extend(base.max.z),
-            half: base.size().truncate() / 2.0,
+        match layout::stage(scene).filter(|stage| stage.min.z < moving_bottom) {
+            Some(stage) => Self {
+                top: stage.center().truncate().extend(stage.max.z),
+                half: stage.size().truncate() / 2.0,
+            },
+            None => {
+                let work = layout::working_volume(scene);
+                Self {
+                    top: work.center().truncate().extend(work.max.z),
+                    half: Vec2::ZERO,
+                }
+            }
         }
     }
 }
@@ -191,14 +200,15 @@ mod tests {
         assert!(LabelAnchor::of(&task("cube-single")).top.z.abs() < 1e-4);
         // antmaze-umaze: its walls' top, 0.3 m.
         assert!((LabelAnchor::of(&task("antmaze-umaze")).top.z - 0.3).abs() < 1e-4);
-        // The pendulum: above its goal (1.5 m, give or take 0.1), not at its pivot (1 m).
+        // The pendulum: above its goal (1.5 m, give or take 0.1), not at its pivot (1 m); over the goal from any
+        // side, not a swing's reach (0.52 m) beside it.
         let pendulum = crate::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron");
-        let scene = qamlab_sim::TaskScene::from_file(pendulum).unwrap();
-        assert!(
-            LabelAnchor::of(&scene).top.z >= 1.5,
-            "{:?}",
-            LabelAnchor::of(&scene)
-        );
+        let anchor = LabelAnchor::of(&qamlab_sim::TaskScene::from_file(pendulum).unwrap());
+        assert!(anchor.top.z >= 1.5, "{anchor:?}");
+        for away in [Vec2::X, Vec2::new(-1.0, 1.0), Vec2::NEG_Y] {
+            let spot = anchor.far_side(away);
+            assert!(spot.truncate().length() < 1e-4, "{spot} for {away}");
+        }
     }
 
     #[test]

@@ -72,6 +72,7 @@ impl Plugin for PanelPlugin {
             .insert_resource(SavePath(self.save_to.clone()))
             .add_systems(Startup, spawn_ui_camera)
             .add_systems(Update, keyboard_shortcuts.before(SteppingSet::Rebuild))
+            .add_systems(Update, retitle_window)
             .add_systems(EguiPrimaryContextPass, side_panel)
             // bevy_egui writes new glyphs into its font atlas image in `PostProcessOutput` but leaves that unordered
             // with the sending of asset events, which is what makes the render world re-extract the image. When the
@@ -101,6 +102,24 @@ fn spawn_ui_camera(mut commands: Commands, mut settings: ResMut<EguiGlobalSettin
             ..default()
         },
     ));
+}
+
+/// The window's title: the task's name, as the panel's heading.
+pub fn window_title(task: &str) -> String {
+    format!("qamlab view: {task}")
+}
+
+/// Keeps the window's title on the task's name when a reloaded scene renames it.
+fn retitle_window(task: Res<ViewTask>, mut windows: Query<&mut Window, With<PrimaryWindow>>) {
+    if !task.is_changed() {
+        return;
+    }
+    let title = window_title(&task.name);
+    for mut window in &mut windows {
+        if window.title != title {
+            window.title = title.clone();
+        }
+    }
 }
 
 /// Turns key presses into commands (unless a text field has the keyboard).
@@ -201,15 +220,15 @@ fn side_panel(
 
 /// The panel, top to bottom.
 fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWriter<ViewCommand>) {
-    ui.heading(format!("qamlab view: {}", s.task.name));
-    ui.label(format!(
-        "{} envs, step {} ({:.0} steps/s)",
+    ui.heading(window_title(&s.task.name));
+    ui.label(status_line(
         s.entities.0.len(),
+        s.shown.grid,
         s.clock.steps,
-        s.clock.steps_per_second
+        s.clock.steps_per_second,
     ));
     ui.separator();
-    stepping_section(ui, &s.clock, &s.shown, commands);
+    stepping_section(ui, &s.clock, &s.shown, s.entities.0.len(), commands);
     policy_section(ui, &s.policy, &s.save_path, commands);
     ui.separator();
     episodes_section(ui, &s.stats);
@@ -223,11 +242,23 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
     shortcuts_section(ui);
 }
 
+/// The line under the heading: the envs, which of them the 3D view shows (the counts below are of them all), the
+/// control step and the rate of steps.
+fn status_line(envs: usize, grid: bool, steps: u64, steps_per_second: f32) -> String {
+    let envs = match (envs, grid) {
+        (1, _) => "1 env".to_string(),
+        (n, true) => format!("{n} envs"),
+        (n, false) => format!("{n} envs (env 0 shown)"),
+    };
+    format!("{envs}, step {steps} ({steps_per_second:.0} steps/s)")
+}
+
 /// Pause, step, reset, one env or the grid, and the speed.
 fn stepping_section(
     ui: &mut egui::Ui,
     clock: &SimClock,
     shown: &ShownEnvs,
+    envs: usize,
     commands: &mut MessageWriter<ViewCommand>,
 ) {
     ui.horizontal(|ui| {
@@ -246,7 +277,12 @@ fn stepping_section(
         } else {
             "Show all envs"
         };
-        if ui.button(grid).clicked() {
+        // A grid of one env is that env: the button would only change its own label.
+        if ui
+            .add_enabled(envs > 1 || shown.grid, egui::Button::new(grid))
+            .on_disabled_hover_text("one env: --envs N runs more")
+            .clicked()
+        {
             commands.write(ViewCommand::ToggleGrid);
         }
     });
@@ -435,8 +471,9 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
 fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
     match &reload.path {
         Some(path) => {
+            let plural = if reload.reloads == 1 { "" } else { "s" };
             ui.label(format!(
-                "watching {} ({} reloads)",
+                "watching {} ({} reload{plural})",
                 path.display(),
                 reload.reloads
             ));
@@ -554,7 +591,8 @@ fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: &[(&str, &[PlotPoint]
     });
 }
 
-/// Grid marks at a round step (1, 2 or 5 times a power of ten) that cuts `bounds` into about `intervals` parts.
+/// Grid marks at a round step (1, 2 or 5 times a power of ten) that cuts `bounds` into about `intervals` parts,
+/// and never less than 1: the x axes count episodes and training steps, and a mark at episode 1.5 is none.
 fn even_marks((lo, hi): (f64, f64), intervals: f64) -> Vec<GridMark> {
     let span = hi - lo;
     if !(span > 0.0 && span.is_finite()) {
@@ -562,8 +600,75 @@ fn even_marks((lo, hi): (f64, f64), intervals: f64) -> Vec<GridMark> {
     }
     let ticks = linear_ticks(lo, hi, intervals);
     let step_size = ticks.windows(2).next().map_or(span, |w| w[1] - w[0]);
+    if step_size < 1.0 {
+        return (lo.ceil() as i64..=hi.floor() as i64)
+            .map(|k| GridMark {
+                value: k as f64,
+                step_size: 1.0,
+            })
+            .collect();
+    }
     ticks
         .into_iter()
         .map(|value| GridMark { value, step_size })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_counts_the_envs_and_says_which_show() {
+        assert_eq!(
+            status_line(1, false, 80, 20.0),
+            "1 env, step 80 (20 steps/s)"
+        );
+        // Without the grid, the view shows env 0 alone while the episodes counted are all the envs'.
+        assert_eq!(
+            status_line(4, false, 0, 0.0),
+            "4 envs (env 0 shown), step 0 (0 steps/s)"
+        );
+        assert_eq!(status_line(4, true, 7, 19.6), "4 envs, step 7 (20 steps/s)");
+    }
+
+    #[test]
+    fn a_reloaded_scene_that_renames_its_task_retitles_the_window() {
+        let scene = qamlab_tasks::load_task("cube-single").unwrap().scene;
+        let mut app = App::new();
+        app.insert_resource(ViewTask {
+            name: "cube-single".into(),
+            scene,
+            watch: None,
+        })
+        .add_systems(Update, retitle_window);
+        let window = app
+            .world_mut()
+            .spawn((
+                Window {
+                    title: window_title("cube-single"),
+                    ..default()
+                },
+                PrimaryWindow,
+            ))
+            .id();
+        app.update();
+        app.world_mut().resource_mut::<ViewTask>().name = "my-task".into();
+        app.update();
+        let title = &app.world().get::<Window>(window).unwrap().title;
+        assert_eq!(title, "qamlab view: my-task");
+    }
+
+    #[test]
+    fn the_x_axes_mark_whole_episodes_and_steps() {
+        let values =
+            |bounds| -> Vec<f64> { even_marks(bounds, 4.0).iter().map(|m| m.value).collect() };
+        // Two episodes: 1 and 2, not 1, 1.5 and 2.
+        assert_eq!(values((0.9, 2.1)), [1.0, 2.0]);
+        // One point: its own mark alone.
+        assert_eq!(values((0.5, 1.5)), [1.0]);
+        // Wider spans keep their round steps.
+        assert_eq!(values((0.0, 20.0)), [0.0, 5.0, 10.0, 15.0, 20.0]);
+        assert_eq!(values((400.0, 1600.0)), [500.0, 1000.0, 1500.0]);
+    }
 }

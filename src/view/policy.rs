@@ -93,7 +93,7 @@ impl ActingPolicy {
             if (agent.obs_dim(), agent.action_dim()) != (spec.obs_dim, spec.action_dim) {
                 anyhow::bail!(
                     "--checkpoint {}: its agent's observations are {}-D and its actions {}-D, but task {}'s are {}-D \
-                     and {}-D: it was trained on another task",
+                     and {}-D: it was trained on another task (name that one with --task NAME or FILE.scn.ron)",
                     path.display(),
                     agent.obs_dim(),
                     agent.action_dim(),
@@ -303,8 +303,8 @@ fn load_checkpoint_agent(path: &Path, spec: &EnvSpec) -> anyhow::Result<Agent> {
                 .then_some((checkpoint, run))
         });
     let Some((checkpoint, run)) = run else {
-        return Agent::load(path, tch::Device::Cpu)
-            .with_context(|| format!("loading the checkpoint {}", path.display()));
+        // Its errors name the file already (`checkpoint PATH: ...`).
+        return Ok(Agent::load(path, tch::Device::Cpu)?);
     };
     // Unverified: the run's copy of its scene matters only when the window shows the run's task, and then
     // `ViewArgs::resolve_task` has checked it already.

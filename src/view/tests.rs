@@ -216,9 +216,26 @@ fn a_checkpoint_of_another_task_is_refused_up_front() {
     assert!(
         err.contains(
             "observations are 3-D and its actions 2-D, but task cube-single's are 28-D and 5-D"
-        ),
+        ) && err.contains("--task"),
         "{err}"
     );
+}
+
+#[test]
+fn a_file_that_is_no_checkpoint_is_refused_naming_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "not an agent").unwrap();
+    let args = Cli::parse_from(["view", "--checkpoint", path.to_str().unwrap()]).view;
+    let task = qamlab_tasks::load_task("cube-single").unwrap();
+    let spec = EnvSpec::new(&task.scene, 200);
+    let err = format!(
+        "{:#}",
+        ActingPolicy::from_args(&args, &spec)
+            .err()
+            .expect("a text file is no checkpoint")
+    );
+    assert_eq!(err.matches("notes.txt").count(), 1, "{err}");
 }
 
 #[test]
