@@ -503,3 +503,121 @@ fn a_screenshot_of_a_diverged_agent_fails_with_its_error() {
     );
     assert!(png.is_file(), "{stderr}");
 }
+
+/// Whether process `pid` catches `signal` (its `SigCgt` mask in /proc): the window's handler of it is installed.
+fn catches(pid: u32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// The pid of a child of `parent` whose command is `name` (from /proc: no procps needed).
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(key))
+                    .map(str::trim)
+            };
+            (field("Name:")? == name && field("PPid:")?.parse::<u32>().ok()? == parent)
+                .then_some(pid)
+        })
+}
+
+/// `qamlab view --train` under Xvfb, sent `signal` once training is under way: the window closes as its close
+/// button does, training stops at a checkpoint, and the command says how to go on and exits with `status`, the
+/// shell's for a command the signal ended (never "error: the window exited with an error (code 130)").
+fn a_signal_closes_the_window_and_stops_training_at_a_checkpoint(signal: i32, status: i32) {
+    assert!(on_path("xvfb-run").is_some(), "xvfb-run is not installed");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        "online_steps = 1000000\nstart_training = 100\nenvs = 2\neval_interval = 1000000\n\
+         checkpoint_interval = 1000000\nlog_interval = 100\n[agent]\nbatch_size = 8\n\
+         actor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let _screen = virtual_screen();
+    let mut child = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1280x800x24"])
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .args([
+            "view",
+            "--task",
+            "cube-single",
+            "--train",
+            "--device",
+            "cpu",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .env("WGPU_BACKEND", "vulkan")
+        // mesa's device-select layer says "error: XDG_RUNTIME_DIR ..." without it (harmless, README)
+        .env("NODEVICE_SELECT", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting xvfb-run");
+    // xvfb-run runs qamlab as its child: wait for it to be up, its handler installed, and training under way.
+    let start = Instant::now();
+    let pid = loop {
+        assert!(
+            start.elapsed() < TIMEOUT && child.try_wait().unwrap().is_none(),
+            "the window never came up"
+        );
+        if let Some(pid) = child_named(child.id(), "qamlab").filter(|&pid| catches(pid, signal))
+            && std::fs::metadata(run.join("metrics.jsonl")).is_ok_and(|m| m.len() > 0)
+        {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "qamlab view did not stop on signal {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(exit.code(), Some(status), "{stderr}");
+    assert!(!stderr.contains("error:"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: the run is checkpointed where it stopped")
+            && stderr.contains(&format!("qamlab train --resume {}", run.display())),
+        "{stderr}"
+    );
+    assert!(
+        run.join("checkpoints/latest").exists(),
+        "no checkpoint in {}",
+        run.display()
+    );
+}
+
+#[test]
+fn ctrl_c_closes_the_window_and_stops_training_at_a_checkpoint() {
+    a_signal_closes_the_window_and_stops_training_at_a_checkpoint(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_closes_the_window_and_stops_training_at_a_checkpoint() {
+    a_signal_closes_the_window_and_stops_training_at_a_checkpoint(libc::SIGTERM, 143);
+}

@@ -60,6 +60,21 @@ pub fn cancel_on_interrupt() {
     install(on_interrupt_cancel);
 }
 
+/// From now on SIGTERM alone is taken as a request to stop, for [`requested`] to see (the window's own handler
+/// takes Ctrl-C); a second stop signal kills.
+pub fn record_termination() {
+    let handler: extern "C" fn(libc::c_int) = on_interrupt;
+    // SAFETY: the handler only stores atomics and calls signal(), all async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+}
+
+/// Whether a stop signal this module's handlers take has come.
+pub fn requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// The exit status of work a signal interrupted: 128 + the signal, as shells report a command it ended (130 for
 /// Ctrl-C, 143 for SIGTERM).
 pub fn exit_status() -> u8 {
@@ -108,7 +123,17 @@ pub fn check(summary: &TrainSummary) -> anyhow::Result<()> {
     if !(summary.stopped_early && INTERRUPTED.load(Ordering::SeqCst)) {
         return Ok(());
     }
-    let run = &summary.run_dir;
+    Err(run_stopped(&summary.run_dir))
+}
+
+/// Work a signal stopped, as an [`Interrupted`] error saying `what` became of it.
+pub fn interrupted(what: impl Into<String>) -> anyhow::Error {
+    Interrupted(what.into()).into()
+}
+
+/// The [`Interrupted`] error of a run in `run` that a signal stopped: where it was checkpointed and how to
+/// continue it.
+pub fn run_stopped(run: &std::path::Path) -> anyhow::Error {
     let what = match RunDir::new(run).latest_checkpoint().ok().flatten() {
         Some(at) => format!(
             "interrupted: the run is checkpointed where it stopped ({}); continue it with `qamlab train --resume {}`",
@@ -120,7 +145,7 @@ pub fn check(summary: &TrainSummary) -> anyhow::Result<()> {
             run.display()
         ),
     };
-    Err(Interrupted(what).into())
+    interrupted(what)
 }
 
 struct StopOnInterrupt;

@@ -42,6 +42,8 @@ use bevy::window::WindowResolution;
 use bevy_egui::EguiPlugin;
 use qamlab_sim::SimPlugin;
 
+use crate::commands::interrupt;
+
 pub use camera::CameraPlugin;
 pub use hot_reload::HotReloadPlugin;
 pub use labels::EnvLabelsPlugin;
@@ -226,7 +228,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         DefaultPlugins
             .set(WindowPlugin {
                 primary_window: Some(Window {
-                    title: format!("qamlab view: {}", task.name),
+                    title: panel::window_title(&task.name),
                     resolution: WindowResolution::new(1280, 760),
                     ..default()
                 }),
@@ -269,14 +271,24 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             frames: args.frames,
         });
     }
+    // SIGTERM (`kill`, `timeout`, a scheduler's end of time) closes the window as Ctrl-C does.
+    interrupt::record_termination();
+    app.add_systems(Update, close_on_termination);
     let exit = app.run();
+    drop(app);
     // Taken now: a training that failed too is reported first, and must not hide it.
     let screenshot_failure = screenshot::failure();
+    let interrupted = screenshot_failure.is_none()
+        && [CTRL_C_EXIT, TERMINATION_EXIT]
+            .map(AppExit::from_code)
+            .contains(&exit);
 
+    let mut run_dir = None;
     if let Some(trainer) = trainer {
         if trainer.is_running() {
             eprintln!("view: window closed, stopping training (it checkpoints first)...");
         }
+        run_dir = Some(trainer.out.clone());
         if let Err(e) = trainer.stop_and_join() {
             return Err(match &screenshot_failure {
                 Some(why) => e.context(format!("{why}; and training failed")),
@@ -284,11 +296,33 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             });
         }
     }
+    if interrupted {
+        // A signal closed the window as its close button does: not an error; the line says what became of the
+        // run, and the status is the shell's for an interrupted command, as `qamlab train` gives.
+        return Err(match run_dir {
+            Some(run) => interrupt::run_stopped(&run),
+            None => interrupt::interrupted("interrupted"),
+        });
+    }
     match exit {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => match screenshot_failure {
             Some(why) => anyhow::bail!("{why}"),
             None => anyhow::bail!("the window exited with an error (code {code})"),
         },
+    }
+}
+
+/// The code Bevy's Ctrl-C handler (`TerminalCtrlCHandlerPlugin`, one of its default plugins) closes the app with
+/// on SIGINT: 128 + SIGINT, as shells report a command Ctrl-C ended.
+const CTRL_C_EXIT: u8 = 130;
+
+/// The code the window closes with on SIGTERM: 128 + SIGTERM.
+const TERMINATION_EXIT: u8 = 143;
+
+/// Closes the app once SIGTERM came (Bevy's own handler takes Ctrl-C only).
+fn close_on_termination(mut exit: MessageWriter<AppExit>) {
+    if interrupt::requested() {
+        exit.write(AppExit::from_code(TERMINATION_EXIT));
     }
 }

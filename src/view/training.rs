@@ -151,6 +151,8 @@ impl TrainObserver for ViewObserver {
 pub struct TrainerHandle {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<(), String>>,
+    /// The run directory.
+    pub out: PathBuf,
 }
 
 impl TrainerHandle {
@@ -223,7 +225,11 @@ pub fn start(
         .context("starting the training thread")?;
     eprintln!("{}", training_into(&out));
     Ok((
-        TrainerHandle { stop, thread },
+        TrainerHandle {
+            stop,
+            thread,
+            out: out.clone(),
+        },
         TrainingLink {
             events: Mutex::new(receiver),
             out,
