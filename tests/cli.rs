@@ -933,3 +933,31 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
     );
     assert_eq!(names(std::path::Path::new(&demo_out)), ["qam-cpu"]);
 }
+
+#[test]
+fn a_run_that_cannot_start_says_its_error_alone() {
+    // Warnings of the settings (here: networks too wide for a CPU, TF32 on a CPU, no update online) are for a
+    // run that starts; before a fatal error they would bury it.
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("d.npz");
+    common::write_npz(&dataset, 3, 2, None);
+    let run = dir.path().join("run");
+    let stderr = refused(&[
+        "train",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--tf32",
+        "true",
+        "--online-steps",
+        "10",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("observations are 3-D and actions 2-D, but task cube-single has 28-D"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}

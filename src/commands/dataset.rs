@@ -26,6 +26,9 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(qamlab_tasks::load_task)
         .transpose()?;
+    for warning in &data.warnings {
+        tracing::warn!("{warning}");
+    }
     print!("{}", describe(&args.file, &data, args.columns));
     if let Some(task) = task {
         let spec = qamlab_sim::EnvSpec::of(&task.scene);

@@ -195,7 +195,7 @@ pub fn start(
     RunDir::new(&out).check_free_for_new_run()?;
     if let Some(path) = &config.dataset {
         let data = qamlab_headless::dataset::load_dataset(path)?;
-        // A variant's note is the trainer's to give, when it starts.
+        // A variant's note and the data's warnings are the trainer's to give, when it starts.
         data.check_fits(path, scene, spec)?;
     }
     let (events, receiver) = channel();

@@ -159,12 +159,13 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     };
     check_values(&file, &arrays)?;
     let transitions = to_transitions(&arrays);
-    warn_suspicious(&file, &arrays, &transitions);
+    let warnings = suspicious(&file, &arrays, &transitions);
     Ok(Dataset {
         transitions,
         episodes: arrays.terminals.iter().filter(|&&end| end).count(),
         crc32: crc32fast::hash(&bytes),
         source,
+        warnings,
     })
 }
 
@@ -393,9 +394,10 @@ fn to_transitions(arrays: &LoadedArrays) -> TransitionStore {
     store
 }
 
-/// Warns of data that trains but likely not as meant: masks that disagree with the rewards about success, and
+/// Data that trains but likely not as meant, as warnings: masks that disagree with the rewards about success, and
 /// actions outside [-1, 1] (which `transitions` holds clipped).
-fn warn_suspicious(file: &str, arrays: &LoadedArrays, transitions: &TransitionStore) {
+fn suspicious(file: &str, arrays: &LoadedArrays, transitions: &TransitionStore) -> Vec<String> {
+    let mut warnings = Vec::new();
     // A task's reward is 0 exactly at success (both of a scene's reward kinds), where the mask stops bootstrapping.
     let disagree = |mask: f32, success: bool| {
         transitions
@@ -407,23 +409,24 @@ fn warn_suspicious(file: &str, arrays: &LoadedArrays, transitions: &TransitionSt
     };
     let (stopped, bootstrapped) = (disagree(0.0, false), disagree(1.0, true));
     if stopped + bootstrapped > 0 {
-        tracing::warn!(
+        warnings.push(format!(
             "dataset {file}: {stopped} rows have mask 0 (a success: no bootstrapping) at a reward below 0, and \
              {bootstrapped} mask 1 at reward 0 (a success's reward); in qamlab's tasks they go together (mask = 0 \
              exactly where reward = 0): masks made as 1 - terminals (D4RL's) or rewards of another scale train \
              a critic on the wrong targets"
-        );
+        ));
     }
     let outside: usize = arrays
         .transition_rows()
         .map(|t| arrays.action(t).iter().filter(|u| u.abs() > 1.0).count())
         .sum();
     if outside > 0 {
-        tracing::warn!(
+        warnings.push(format!(
             "dataset {file}: {outside} action values lie outside [-1, 1]; training clips them (as OGBench's \
              loader does), but data recorded in other units would be silently wrong"
-        );
+        ));
     }
+    warnings
 }
 
 /// Reads the `source` key: JSON text as uint8 bytes, naming as many columns as the arrays hold.
@@ -664,6 +667,8 @@ mod tests {
         assert_eq!(
             Dataset {
                 crc32: good.crc32,
+                // they name their files
+                warnings: good.warnings.clone(),
                 ..wide
             },
             good

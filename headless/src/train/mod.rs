@@ -163,17 +163,24 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     // Loaded before the warnings below: an unknown task or a broken scene is the one thing to say then.
     let task =
         qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
-    // Said once, when the run starts; a resumed run was told.
-    if !opts.resume {
-        warn_about_config(&cfg, &task);
-    }
-    let device = configure_device(&cfg, &run, opts.resume)?;
+    // Said once, when the run starts (a resumed run was told), and only once it can start: a fatal error
+    // below is then the one thing said.
+    let mut warnings = if opts.resume {
+        Vec::new()
+    } else {
+        config_warnings(&cfg, &task)
+    };
+    let (device, device_warnings) = configure_device(&cfg, &run, opts.resume)?;
+    warnings.extend(device_warnings);
     if !opts.resume && !task.builtin {
         // Where the scene came from, for the record: the run loads its own copy.
         cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
     }
 
     let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     if opts.resume && trainer.is_complete() {
         eprintln!(
             "{} finished already: nothing to resume; its summary:",
@@ -217,20 +224,18 @@ fn new_run_config(mut cfg: TrainConfig) -> anyhow::Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// Warns, when a run starts, of its scene's oddities and of settings that train differently than they seem to.
-fn warn_about_config(cfg: &TrainConfig, task: &qamlab_tasks::Task) {
-    for warning in qamlab_tasks::scene_warnings(&task.scene) {
-        tracing::warn!("{warning}");
-    }
+/// What to warn of when a run starts: its scene's oddities and settings that train differently than they seem to.
+fn config_warnings(cfg: &TrainConfig, task: &qamlab_tasks::Task) -> Vec<String> {
+    let mut warnings = qamlab_tasks::scene_warnings(&task.scene);
     if cfg.agent.tau == 0.0 && cfg.agent.kind.has_critic() {
-        tracing::warn!(
+        warnings.push(format!(
             "tau = 0: the target networks never move from their first weights, so the critic learns against a \
              fixed random target (the reference's tau is {})",
             qamlab_agent::AgentConfig::default().tau
-        );
+        ));
     }
     if cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
-        tracing::warn!(
+        warnings.push(format!(
             "online_steps = {} is not above start_training = {}: the online phase only collects (updates start at \
              online step start_training), with {} update",
             cfg.online_steps,
@@ -240,28 +245,35 @@ fn warn_about_config(cfg: &TrainConfig, task: &qamlab_tasks::Task) {
             } else {
                 "no"
             }
-        );
+        ));
     }
     if !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0 {
-        tracing::warn!(
+        warnings.push(
             "agent bc imitates its data, and this run has no dataset: online it imitates its own actions (random \
              ones at first), which teaches it nothing about the task; give a --dataset, or an agent with a critic"
+                .to_string(),
         );
     }
     let episode_length = task.scene.settings.episode_length as usize;
     if cfg.agent.horizon_length > episode_length {
-        tracing::warn!(
+        warnings.push(format!(
             "horizon_length = {} is longer than {}'s episodes ({episode_length} control steps): every action chunk \
              runs past its episode's end",
             cfg.agent.horizon_length,
             task.name
-        );
+        ));
     }
+    warnings
 }
 
-/// Resolves the run's device and sets libtorch up for it: the CPU's threads, or CUDA's TF32 matmuls. Warns of
-/// settings that do not suit it, whether the run starts or resumes.
-fn configure_device(cfg: &TrainConfig, run: &RunDir, resume: bool) -> anyhow::Result<Device> {
+/// Resolves the run's device and sets libtorch up for it: the CPU's threads, or CUDA's TF32 matmuls. With it, the
+/// settings that do not suit it, to warn of whether the run starts or resumes.
+fn configure_device(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    resume: bool,
+) -> anyhow::Result<(Device, Vec<String>)> {
+    let mut warnings = Vec::new();
     let device = cfg.device.resolve().with_context(|| {
         if resume {
             // --resume takes no flags: the run's own config says where it trains.
@@ -286,21 +298,23 @@ fn configure_device(cfg: &TrainConfig, run: &RunDir, resume: bool) -> anyhow::Re
             .chain(&cfg.agent.value_hidden_dims)
             .max();
         if widest.is_some_and(|&w| w >= 512) {
-            tracing::warn!(
+            warnings.push(format!(
                 "networks {} wide train slowly on a CPU (the paper's 4x512, K 10: about 1-3 updates/s on two cores); \
                  `--config cpu-small` has the demo's CPU sizes",
                 widest.unwrap_or(&0),
-            );
+            ));
         }
         if cfg.tf32 {
-            tracing::warn!("tf32 = true applies to CUDA matmuls only; this run is on the CPU");
+            warnings.push(
+                "tf32 = true applies to CUDA matmuls only; this run is on the CPU".to_string(),
+            );
         }
     } else {
         // Set either way: the setting is process-wide and an earlier run may have changed it.
         qamlab_agent::precision::set_tf32_matmuls(cfg.tf32)
             .with_context(|| format!("tf32 = {}", cfg.tf32))?;
     }
-    Ok(device)
+    Ok((device, warnings))
 }
 
 /// The summary a finished run recorded, left as it is (resuming a finished run changes nothing) but for where the

@@ -57,6 +57,9 @@ pub(super) fn load_offline_data(
     // Another task's data is said first: no horizon would make it fit.
     let note = data.check_fits(path, scene, spec)?;
     data.check_holds_a_chunk(path, cfg.agent.horizon_length)?;
+    for warning in &data.warnings {
+        tracing::warn!("{warning}");
+    }
     if let Some(note) = note
         && !resume
     {
