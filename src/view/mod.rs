@@ -34,7 +34,6 @@ mod tests;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use bevy::ecs::schedule::ScheduleLabel;
 use bevy::prelude::*;
 use bevy::render::RenderPlugin;
@@ -193,8 +192,8 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         qamlab_headless::files::check_writable(path, "--screenshot")?;
     }
     args.task = Some(args.resolve_task()?);
-    let task = qamlab_tasks::load_task(args.task_name())
-        .with_context(|| format!("loading task `{}`", args.task_name()))?;
+    // Its errors name the task or its file.
+    let task = qamlab_tasks::load_task(args.task_name())?;
     let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
     for warning in qamlab_tasks::scene_warnings(&task.scene) {
         tracing::warn!("{warning}");
@@ -287,8 +286,9 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     if let Some(trainer) = trainer {
         if trainer.is_running() {
             eprintln!("view: window closed, stopping training (it checkpoints first)...");
+            // (a training that had finished is not one to resume)
+            run_dir = Some(trainer.out.clone());
         }
-        run_dir = Some(trainer.out.clone());
         if let Err(e) = trainer.stop_and_join() {
             return Err(match &screenshot_failure {
                 Some(why) => e.context(format!("{why}; and training failed")),

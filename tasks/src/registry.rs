@@ -34,6 +34,14 @@ pub enum TaskError {
         /// What was likely meant (`: did you mean ...?`), or empty.
         hint: String,
     },
+    /// A path (it has a folder or a scene file's extension) to nothing.
+    #[error("task file `{path}` does not exist{hint}")]
+    NoSuchFile {
+        /// The path given.
+        path: String,
+        /// The scene file likely meant (`: did you mean ...?`), or empty.
+        hint: String,
+    },
     /// A path to a directory where a scene file was expected.
     #[error(
         "task `{path}` is a directory; give a scene file (`*.scn.ron`) or a built-in task name"
@@ -106,10 +114,17 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
             scene,
         });
     }
+    // A name that can only be a path (a folder in it, a scene's extension) is a missing file, not a misspelt name.
+    if name_or_path.contains(std::path::MAIN_SEPARATOR) || name_or_path.ends_with(".ron") {
+        return Err(TaskError::NoSuchFile {
+            path: name_or_path.to_string(),
+            hint: hint(scene_file_meant(name_or_path)),
+        });
+    }
     Err(TaskError::Unknown {
         name: name_or_path.to_string(),
         known: builtin_names().join(", "),
-        hint: meant(name_or_path).map_or_else(String::new, |m| format!(": did you mean `{m}`?")),
+        hint: hint(meant(name_or_path)),
     })
 }
 
@@ -121,6 +136,16 @@ fn meant(name: &str) -> Option<String> {
     if let Some(builtin) = qamlab_sim::scene::closest_name(name, builtin_names()) {
         return Some(builtin.to_string());
     }
+    scene_file_meant(name)
+}
+
+/// `: did you mean `m`?` for `Some(m)`, else nothing.
+fn hint(meant: Option<String>) -> String {
+    meant.map_or_else(String::new, |m| format!(": did you mean `{m}`?"))
+}
+
+/// The scene file a name or path without its extension likely meant (see [`meant`]).
+fn scene_file_meant(name: &str) -> Option<String> {
     let file = format!(
         "{}.scn.ron",
         name.trim_end_matches(".scn.ron").trim_end_matches(".ron")

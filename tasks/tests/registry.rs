@@ -462,3 +462,14 @@ fn a_scene_from_a_pipe_loads() {
     assert_eq!(task.name, "cube-single");
     assert!(!task.builtin);
 }
+
+#[test]
+fn a_path_to_nothing_is_a_missing_file_not_an_unknown_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone.scn.ron");
+    let err = load_task(path.to_str().unwrap()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("task file `{}` does not exist", path.display())
+    );
+}
