@@ -39,7 +39,7 @@ pub enum TaskError {
     NoSuchFile {
         /// The path given.
         path: String,
-        /// The scene file likely meant (`: did you mean ...?`), or empty.
+        /// What was likely meant (`: did you mean ...?`): a built-in name a typo away, or a scene file; or empty.
         hint: String,
     },
     /// A path to a directory where a scene file was expected.
@@ -114,11 +114,12 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
             scene,
         });
     }
-    // A name that can only be a path (a folder in it, a scene's extension) is a missing file, not a misspelt name.
+    // A name that can only be a path (a folder in it, a scene's extension) is a missing file, not a misspelt name;
+    // its hint still prefers a built-in name a typo away (`./cube-single`, `cube-single.ron`) to that task's source.
     if name_or_path.contains(std::path::MAIN_SEPARATOR) || name_or_path.ends_with(".ron") {
         return Err(TaskError::NoSuchFile {
             path: name_or_path.to_string(),
-            hint: hint(scene_file_meant(name_or_path)),
+            hint: hint(meant(name_or_path)),
         });
     }
     Err(TaskError::Unknown {

@@ -473,3 +473,15 @@ fn a_path_to_nothing_is_a_missing_file_not_an_unknown_name() {
         format!("task file `{}` does not exist", path.display())
     );
 }
+
+#[test]
+fn a_path_like_name_a_typo_from_a_builtin_suggests_the_builtin() {
+    // Not the built-in's source file in the checkout: loaded by path, it would be a user scene of the same name.
+    for name in ["./cube-single", "cube-single.ron"] {
+        let err = load_task(name).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("task file `{name}` does not exist: did you mean `cube-single`?")
+        );
+    }
+}
