@@ -195,8 +195,11 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     // Its errors name the task or its file.
     let task = qamlab_tasks::load_task(args.task_name())?;
     let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
-    for warning in qamlab_tasks::scene_warnings(&task.scene) {
-        tracing::warn!("{warning}");
+    if !args.train {
+        // (a training says them itself as it starts)
+        for warning in qamlab_tasks::scene_warnings(&task.scene) {
+            tracing::warn!("{warning}");
+        }
     }
     let view_task = ViewTask {
         name: task.name.clone(),

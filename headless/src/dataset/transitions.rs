@@ -22,8 +22,8 @@ pub struct Dataset {
     pub crc32: u32,
     /// Where it came from, when the file says (`qamlab collect` writes it; OGBench's files do not).
     pub source: Option<DatasetSource>,
-    /// What in the data trains but likely not as meant, each a line to warn of: for the caller to say once it
-    /// has checked the data fits its task (an error then comes alone).
+    /// What in the data trains but likely not as meant, each a line to warn of: for the caller to say when it
+    /// sees fit (training: once the run can start, so that an error comes alone).
     pub warnings: Vec<String>,
 }
 

@@ -177,8 +177,9 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
     }
 
-    let mut trainer = Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
-    for warning in warnings {
+    let (mut trainer, data_warnings) =
+        Trainer::start(&cfg, &run, &task, device, opts.resume, opts.progress)?;
+    for warning in warnings.into_iter().chain(data_warnings) {
         tracing::warn!("{warning}");
     }
     if opts.resume && trainer.is_complete() {

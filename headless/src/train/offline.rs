@@ -43,8 +43,8 @@ impl Trainer<'_> {
 }
 
 /// Reads the offline dataset into the replay buffer, its rewards shaped as configured, checking it is data of the
-/// task (a note on a variant's said when the run starts, not when it resumes) and holds a chunk; returns the CRC-32
-/// of the file.
+/// task and holds a chunk; returns the CRC-32 of the file and what to warn of once the run can start (the data's
+/// oddities; a note on a variant's and a dataset without success only when the run starts, not when it resumes).
 pub(super) fn load_offline_data(
     path: &Path,
     replay: &mut TransitionStore,
@@ -52,25 +52,21 @@ pub(super) fn load_offline_data(
     scene: &qamlab_sim::TaskScene,
     spec: &qamlab_sim::EnvSpec,
     resume: bool,
-) -> anyhow::Result<u32> {
+) -> anyhow::Result<(u32, Vec<String>)> {
     let data = crate::dataset::load_dataset(path)?;
     // Another task's data is said first: no horizon would make it fit.
     let note = data.check_fits(path, scene, spec)?;
     data.check_holds_a_chunk(path, cfg.agent.horizon_length)?;
-    for warning in &data.warnings {
-        tracing::warn!("{warning}");
-    }
-    if let Some(note) = note
-        && !resume
-    {
-        tracing::warn!("{note}");
-    }
-    if !resume && data.transitions_at_success() == 0 {
-        tracing::warn!(
-            "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success to \
-             value; online episodes may still find it",
-            path.display()
-        );
+    let mut warnings = data.warnings.clone();
+    if !resume {
+        warnings.extend(note);
+        if data.transitions_at_success() == 0 {
+            warnings.push(format!(
+                "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success \
+                 to value; online episodes may still find it",
+                path.display()
+            ));
+        }
     }
     let mut transitions = data.transitions;
     for reward in &mut transitions.rewards {
@@ -83,5 +79,5 @@ pub(super) fn load_offline_data(
     } else {
         append(replay, &transitions).with_context(|| format!("dataset {}", path.display()))?;
     }
-    Ok(data.crc32)
+    Ok((data.crc32, warnings))
 }

@@ -91,6 +91,8 @@ pub(super) struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
+    /// A new run in `run` (or, with `resume`, the run there at its last checkpoint), ready to train, and the
+    /// dataset's warnings: for the caller to say now that the run can start, so that an error comes alone.
     pub(super) fn start(
         cfg: &'a TrainConfig,
         run: &RunDir,
@@ -98,7 +100,7 @@ impl<'a> Trainer<'a> {
         device: Device,
         resume: bool,
         progress: bool,
-    ) -> anyhow::Result<Self> {
+    ) -> anyhow::Result<(Self, Vec<String>)> {
         let scene = &task.scene;
         let spec = qamlab_sim::EnvSpec::of(scene);
         // Named as the user gave it: a scene file's own task name may be another's (a copied scene).
@@ -109,16 +111,13 @@ impl<'a> Trainer<'a> {
         // At once, before a dataset is read (a run past the machine should not wait for it), then with it.
         check_run_memory(cfg, (obs_dim, action_dim), on_cpu, 0)?;
         let mut replay = TransitionStore::new(obs_dim, action_dim);
-        let dataset_crc = match &cfg.dataset {
-            Some(path) => Some(load_offline_data(
-                path,
-                &mut replay,
-                cfg,
-                scene,
-                &spec,
-                resume,
-            )?),
-            None => None,
+        let (dataset_crc, warnings) = match &cfg.dataset {
+            Some(path) => {
+                let (crc, warnings) =
+                    load_offline_data(path, &mut replay, cfg, scene, &spec, resume)?;
+                (Some(crc), warnings)
+            }
+            None => (None, Vec::new()),
         };
         let offline_len = replay.len();
         if offline_len > 0 {
@@ -164,7 +163,7 @@ impl<'a> Trainer<'a> {
             write_bytes_atomically(&run.config(), cfg.to_toml()?.as_bytes())?;
             let _ = std::fs::remove_file(run.metrics());
         }
-        Ok(trainer)
+        Ok((trainer, warnings))
     }
 
     /// Sets how the agent executes: CUDA graphs when the run asks for them and the agent is on a
