@@ -2,6 +2,7 @@
 //! loss detection, and determinism of the seeded noise.
 
 use qamlab_agent::checkpoint::{read_tensors, write_tensors};
+use qamlab_agent::networks::{Parameters, flat_layout};
 use qamlab_agent::{Agent, AgentConfig, AgentError, AgentKind, Batch, TransitionStore};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -553,23 +554,36 @@ fn parameters_and_moments_start_on_64_byte_boundaries_and_the_padding_stays_zero
                 "{kind:?}: {name} is not 64-byte aligned"
             );
         }
-        // everything in the flat buffers beyond the parameters themselves is padding, still zero
+        // Between the slots of the flat buffers: padding, exactly zero after the updates.
         let nets = agent.nets();
-        let squares = |ts: Vec<Tensor>| {
-            ts.iter()
-                .map(|t| t.square().sum(Kind::Double).double_value(&[]))
-                .sum::<f64>()
-        };
-        let trainable: Vec<Tensor> = nets
-            .trainable()
-            .into_iter()
-            .map(|(_, t)| t.detach())
+        let targets: Vec<(String, Tensor)> = nets
+            .target_critic
+            .iter()
+            .flat_map(|c| c.named_parameters())
+            .chain(
+                nets.target_actor_slow
+                    .iter()
+                    .flat_map(|a| a.named_parameters()),
+            )
             .collect();
-        let in_params = squares(trainable);
-        let in_flat = squares(vec![nets.flat.detach()]);
-        assert!(
-            in_params > 0.0 && (in_flat - in_params).abs() <= 1e-9 * in_params,
-            "{kind:?}: {in_flat} vs {in_params}"
-        );
+        for (buffer, params) in [
+            (&nets.flat, nets.trainable()),
+            (&nets.flat_targets, targets),
+        ] {
+            let (starts, total) = flat_layout(params.iter().map(|(_, t)| t.numel() as i64));
+            assert_eq!(total, buffer.numel() as i64);
+            let ends = params
+                .iter()
+                .zip(&starts)
+                .map(|((_, t), s)| s + t.numel() as i64);
+            let next_starts = starts.iter().skip(1).copied().chain([total]);
+            for (((name, _), end), next) in params.iter().zip(ends).zip(next_starts) {
+                let padding = buffer.narrow(0, end, next - end);
+                assert!(
+                    padding.count_nonzero(None::<i64>).int64_value(&[]) == 0,
+                    "{kind:?}: the padding after {name} is not zero"
+                );
+            }
+        }
     }
 }
