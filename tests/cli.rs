@@ -655,6 +655,51 @@ fn names(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A run with many evaluations: a chart that takes a while to draw.
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let config =
+        common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
+    std::fs::write(run.join("config.toml"), &config.stdout).unwrap();
+    let mut evals = String::from("step,phase,success_rate,mean_return,episodes\n");
+    for i in 1..=20_000 {
+        evals += &format!("{},offline,{},-100,10\n", 10 * i, f64::from(i % 7) / 7.0);
+    }
+    std::fs::write(run.join("eval.csv"), evals).unwrap();
+    let charts = dir.path().join("charts");
+    std::fs::create_dir(&charts).unwrap();
+    let mut child = common::qamlab()
+        .arg("plot")
+        .arg(&run)
+        .arg("--out")
+        .arg(charts.join("c.png"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !names(&charts).iter().any(|n| n.starts_with(".tmp-")) {
+        assert!(std::time::Instant::now() < deadline, "no temporary file");
+        assert!(child.try_wait().unwrap().is_none(), "plot ended early");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    // Ended by the signal, as without a handler, but only once the chart was in place.
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("wrote"),
+        "{out:?}"
+    );
+    assert_eq!(names(&charts), ["c.png"]);
+    assert_eq!(&std::fs::read(charts.join("c.png")).unwrap()[1..4], b"PNG");
+}
+
+#[test]
 fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d.npz");

@@ -207,3 +207,64 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
     assert!(!missing.exists(), "a video was written with no renderer");
     eprintln!("whole test {:.1} s", start.elapsed().as_secs_f32());
 }
+
+/// The files in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_signal_to_eval_while_its_video_is_written_stops_the_renderer_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let videos = dir.path().join("videos");
+    std::fs::create_dir(&videos).unwrap();
+    let mut child = qamlab()
+        .arg("eval")
+        .arg("--run")
+        .arg(&run)
+        .args([
+            "--episodes",
+            "1",
+            "--envs",
+            "1",
+            "--device",
+            "cpu",
+            "--video",
+        ])
+        .arg(videos.join("eval.gif"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The renderer (a child process) is writing the GIF beside its name.
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while !names(&videos)
+        .iter()
+        .any(|n| n.starts_with(".tmp-eval.gif-"))
+    {
+        assert!(Instant::now() < deadline, "no temporary file");
+        assert!(child.try_wait().unwrap().is_none(), "eval ended early");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SIGTERM to eval alone, as `kill PID` or a scheduler sends it: the renderer stops too, and its file goes.
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: no video was written (no temporary file is left)")
+            && !stderr.contains("error:"),
+        "{stderr}"
+    );
+    assert!(names(&videos).is_empty(), "{:?}", names(&videos));
+    // Nor does a renderer left working write it later.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(names(&videos).is_empty(), "{:?}", names(&videos));
+}

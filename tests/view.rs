@@ -533,10 +533,12 @@ fn child_named(parent: u32, name: &str) -> Option<u32> {
         })
 }
 
-/// `qamlab view --train` under Xvfb, sent `signal` once training is under way: the window closes as its close
-/// button does, training stops at a checkpoint, and the command says how to go on and exits with `status`, the
-/// shell's for a command the signal ended (never "error: the window exited with an error (code 130)").
-fn a_signal_closes_the_window_and_stops_training_at_a_checkpoint(signal: i32, status: i32) {
+/// `qamlab view --train` under Xvfb, sent `signal` once training is under way; returns the exit status and the
+/// stderr, with the run directory, once the command ended. With `twice`, the signal comes twice, 20 ms apart.
+fn signalled_training_window(
+    signal: i32,
+    twice: bool,
+) -> (std::process::ExitStatus, String, tempfile::TempDir) {
     assert!(on_path("xvfb-run").is_some(), "xvfb-run is not installed");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tiny.toml");
@@ -586,6 +588,11 @@ fn a_signal_closes_the_window_and_stops_training_at_a_checkpoint(signal: i32, st
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    if twice {
+        std::thread::sleep(Duration::from_millis(20));
+        // (it may have ended already)
+        unsafe { libc::kill(pid as i32, signal) };
+    }
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
@@ -597,7 +604,15 @@ fn a_signal_closes_the_window_and_stops_training_at_a_checkpoint(signal: i32, st
         std::thread::sleep(Duration::from_millis(100));
     };
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (exit, String::from_utf8_lossy(&out.stderr).into_owned(), dir)
+}
+
+/// The window closes on `signal` as its close button does: training stops at a checkpoint, and the command says how
+/// to go on and exits with `status`, the shell's for a command the signal ended (never "error: the window exited
+/// with an error (code 130)").
+fn a_signal_closes_the_window_and_stops_training_at_a_checkpoint(signal: i32, status: i32) {
+    let (exit, stderr, dir) = signalled_training_window(signal, false);
+    let run = dir.path().join("run");
     assert_eq!(exit.code(), Some(status), "{stderr}");
     assert!(!stderr.contains("error:"), "{stderr}");
     assert!(
@@ -620,4 +635,16 @@ fn ctrl_c_closes_the_window_and_stops_training_at_a_checkpoint() {
 #[test]
 fn sigterm_closes_the_window_and_stops_training_at_a_checkpoint() {
     a_signal_closes_the_window_and_stops_training_at_a_checkpoint(libc::SIGTERM, 143);
+}
+
+#[test]
+fn a_second_ctrl_c_ends_the_window_at_once_without_a_trace() {
+    // Bevy's own handler ended the process with `process::exit` under the training thread: a libtorch panic trace
+    // and its "Received more than one ctrl+c" line. Now the second signal's default action ends it.
+    let (exit, stderr, _dir) = signalled_training_window(libc::SIGINT, true);
+    assert!(!exit.success(), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("more than one ctrl+c"),
+        "{stderr}"
+    );
 }

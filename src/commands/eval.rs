@@ -1,5 +1,7 @@
 //! `qamlab eval`: evaluates the latest checkpoint of a run, and with `--video` renders episodes of it.
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -117,7 +119,10 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
         args.video_episodes,
         out.path().display()
     );
-    let child = Command::new(exe)
+    // Ctrl-C and SIGTERM stop the renderer, which this process waits for: the signal is passed to it (see
+    // below), and the command then says no video was written.
+    super::interrupt::cancel_on_interrupt();
+    let mut child = Command::new(exe)
         .arg("eval")
         .arg("--run")
         .arg(&args.run)
@@ -130,12 +135,29 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
-        .output()
+        // In a process group of its own, the terminal's Ctrl-C reaches this process alone, which passes it on
+        // once: a second signal must reach the renderer only as a second one to this process (which ends it).
+        .process_group(0)
+        .spawn()
         .context("starting the video renderer")?;
-    if child.status.success() {
+    let mut pipe = child.stderr.take().expect("the renderer's stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = super::interrupt::wait_passing_signal(&mut child)
+        .context("waiting for the video renderer")?;
+    let stderr = reader.join().unwrap_or_default();
+    if status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&child.stderr);
+    if super::interrupt::requested() {
+        return Err(super::interrupt::interrupted(
+            "interrupted: no video was written (no temporary file is left); the evaluation above stands",
+        ));
+    }
+    let stderr = String::from_utf8_lossy(&stderr);
     // A panic's message (not its backtrace), or else the last lines.
     let lines: Vec<&str> = stderr.lines().collect();
     let tail = match lines.iter().position(|l| l.contains("panicked at")) {
@@ -150,7 +172,7 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "--video: rendering failed ({}); no video was written. The renderer said:\n{}",
-        child.status,
+        status,
         tail.join("\n")
     )
 }
@@ -171,7 +193,13 @@ fn record_video(
         first_seed: qamlab_headless::evaluate::eval_env_seed(args.seed, 0),
     };
     let recorded = video::record(task, agent, &options)?;
-    out.write(&recorded)?;
+    // While rendering, a stop signal ends this process with nothing written; from here it cancels the write, which
+    // then removes its temporary file.
+    super::interrupt::cancel_on_interrupt();
+    super::interrupt::cancelled(
+        out.write(&recorded),
+        "no video was written (no temporary file is left)",
+    )?;
     let successes = recorded.successes.iter().filter(|s| **s).count();
     println!(
         "video: {} ({} frames of {}x{} at {} fps, {:.1} s, {} episode(s), {} successful)",

@@ -15,11 +15,32 @@ static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The signals taken as a request to stop.
 const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
-/// Records `signal` and restores the default action of both, so that a second one ends the process at once, as
-/// without the handler. Async-signal-safe.
+/// The child process the stop signal is to be passed to (see [`wait_passing_signal`]); 0 for none. Taken (swapped
+/// for 0) by whoever passes the signal, so that the child gets it once.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Records `signal`, passes it to the child waited for, and restores the default action of both, so that a second
+/// one ends the process at once, as without the handler. Async-signal-safe.
 fn stop_requested(signal: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
     let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    pass_to_child(signal);
+    restore_default_actions();
+}
+
+/// Sends `signal` to the child waited for, if it was not sent yet. Async-signal-safe.
+fn pass_to_child(signal: libc::c_int) {
+    let child = CHILD.swap(0, Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: kill() is async-signal-safe; the pid is a child not yet waited for, so not reused.
+        unsafe {
+            libc::kill(child, signal);
+        }
+    }
+}
+
+/// The default action back for both stop signals. Async-signal-safe.
+fn restore_default_actions() {
     for s in STOP_SIGNALS {
         // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
         unsafe {
@@ -60,14 +81,47 @@ pub fn cancel_on_interrupt() {
     install(on_interrupt_cancel);
 }
 
-/// From now on SIGTERM alone is taken as a request to stop, for [`requested`] to see (the window's own handler
-/// takes Ctrl-C); a second stop signal kills.
-pub fn record_termination() {
-    let handler: extern "C" fn(libc::c_int) = on_interrupt;
-    // SAFETY: the handler only stores atomics and calls signal(), all async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+/// From now on Ctrl-C and SIGTERM are taken as a request to stop, for [`requested`] to see (the window closes on
+/// it); a second one ends the process.
+pub fn record_stop_signals() {
+    install(on_interrupt);
+}
+
+/// From now on a stop signal is held until [`release`]: the short write in progress (a chart) then ends whole
+/// rather than killed halfway through with its temporary file left behind (a second signal still kills at once).
+pub fn hold() {
+    install(on_interrupt);
+}
+
+/// Ends [`hold`]: the stop signals have their default action again, and where one came meanwhile, it ends the
+/// process now, as it would have ended then (128 + the signal for its status). Otherwise returns.
+pub fn release() {
+    restore_default_actions();
+    let signal = SIGNAL.load(Ordering::SeqCst);
+    if signal > 0 {
+        // SAFETY: the signal's action is the default, so raising it ends the process.
+        unsafe {
+            libc::raise(signal);
+        }
     }
+}
+
+/// Waits for `child`, passing it the stop signal this process takes (the handlers of this module must be
+/// installed) at once, and once: a child in a process group of its own does not get the terminal's Ctrl-C, nor
+/// does any child get the SIGTERM sent to its parent alone, which would otherwise end the parent and leave the
+/// child working on. A second signal, which ends this process, is not passed: the child stops on the first.
+pub fn wait_passing_signal(
+    child: &mut std::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    CHILD.store(child.id() as libc::pid_t, Ordering::SeqCst);
+    // A signal that came before the child was recorded.
+    let signal = SIGNAL.load(Ordering::SeqCst);
+    if signal > 0 {
+        pass_to_child(signal);
+    }
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    status
 }
 
 /// Whether a stop signal this module's handlers take has come.

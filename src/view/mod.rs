@@ -243,7 +243,10 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
                 ..default()
             })
             // `main` already installed the tracing subscriber (RUST_LOG filters Bevy's messages too).
-            .disable::<bevy::log::LogPlugin>(),
+            .disable::<bevy::log::LogPlugin>()
+            // Ctrl-C is taken as SIGTERM is, below: Bevy's handler ends the process on a second one with
+            // `process::exit`, under a training thread still in libtorch (a panic trace, Bevy's own "error:").
+            .disable::<bevy::app::TerminalCtrlCHandlerPlugin>(),
     )
     .add_plugins(EguiPlugin::default())
     .insert_resource(view_task)
@@ -273,17 +276,15 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             frames: args.frames,
         });
     }
-    // SIGTERM (`kill`, `timeout`, a scheduler's end of time) closes the window as Ctrl-C does.
-    interrupt::record_termination();
-    app.add_systems(Update, close_on_termination);
+    // Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler's end of time) close the window as its close button
+    // does; a second one ends the process at once, by the signal's default action.
+    interrupt::record_stop_signals();
+    app.add_systems(Update, close_on_stop_signal);
     let exit = app.run();
     drop(app);
     // Taken now: a training that failed too is reported first, and must not hide it.
     let screenshot_failure = screenshot::failure();
-    let interrupted = screenshot_failure.is_none()
-        && [CTRL_C_EXIT, TERMINATION_EXIT]
-            .map(AppExit::from_code)
-            .contains(&exit);
+    let interrupted = screenshot_failure.is_none() && interrupt::requested();
 
     let mut run_dir = None;
     if let Some(trainer) = trainer {
@@ -316,16 +317,9 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The code Bevy's Ctrl-C handler (`TerminalCtrlCHandlerPlugin`, one of its default plugins) closes the app with
-/// on SIGINT: 128 + SIGINT, as shells report a command Ctrl-C ended.
-const CTRL_C_EXIT: u8 = 130;
-
-/// The code the window closes with on SIGTERM: 128 + SIGTERM.
-const TERMINATION_EXIT: u8 = 143;
-
-/// Closes the app once SIGTERM came (Bevy's own handler takes Ctrl-C only).
-fn close_on_termination(mut exit: MessageWriter<AppExit>) {
+/// Closes the app once a stop signal came, with the status of a command the signal ended.
+fn close_on_stop_signal(mut exit: MessageWriter<AppExit>) {
     if interrupt::requested() {
-        exit.write(AppExit::from_code(TERMINATION_EXIT));
+        exit.write(AppExit::from_code(interrupt::exit_status()));
     }
 }

@@ -72,9 +72,15 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     for warning in &plot.warnings {
         tracing::warn!("{warning}");
     }
-    draw_chart(&args.out, &plot.chart)?;
-    println!("wrote {}", args.out.display());
-    Ok(())
+    // A stop signal while drawing (a fraction of a second) waits for the chart to be written whole: killed then,
+    // the process would leave its temporary file beside --out.
+    super::interrupt::hold();
+    let drawn = draw_chart(&args.out, &plot.chart);
+    if drawn.is_ok() {
+        println!("wrote {}", args.out.display());
+    }
+    super::interrupt::release();
+    drawn
 }
 
 /// A chart ready to draw, and what the reader should know of how it was made.

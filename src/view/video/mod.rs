@@ -148,7 +148,10 @@ fn offscreen_app(task: &qamlab_tasks::Task, agent: Agent, options: &VideoOptions
                 ..default()
             })
             .disable::<bevy::winit::WinitPlugin>()
-            .disable::<bevy::log::LogPlugin>(),
+            .disable::<bevy::log::LogPlugin>()
+            // No app loop reads its flag here: Ctrl-C would be swallowed and the rendering go on to the end.
+            // Without it the signal ends the renderer, and `qamlab eval` says no video was written.
+            .disable::<bevy::app::TerminalCtrlCHandlerPlugin>(),
     )
     .insert_resource(ViewTask {
         name: task.name.clone(),
