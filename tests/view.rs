@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 /// The whole run may take this long on a slow 2-core machine (it takes seconds normally).
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -504,16 +506,6 @@ fn a_screenshot_of_a_diverged_agent_fails_with_its_error() {
     assert!(png.is_file(), "{stderr}");
 }
 
-/// Whether process `pid` catches `signal` (its `SigCgt` mask in /proc): the window's handler of it is installed.
-fn catches(pid: u32, signal: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
-}
-
 /// The pid of a child of `parent` whose command is `name` (from /proc: no procps needed).
 fn child_named(parent: u32, name: &str) -> Option<u32> {
     std::fs::read_dir("/proc")
@@ -580,7 +572,8 @@ fn signalled_training_window(
             start.elapsed() < TIMEOUT && child.try_wait().unwrap().is_none(),
             "the window never came up"
         );
-        if let Some(pid) = child_named(child.id(), "qamlab").filter(|&pid| catches(pid, signal))
+        if let Some(pid) =
+            child_named(child.id(), "qamlab").filter(|&pid| common::catches(pid, signal))
             && std::fs::metadata(run.join("metrics.jsonl")).is_ok_and(|m| m.len() > 0)
         {
             break pid;

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use image::ImageEncoder;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
@@ -108,29 +109,13 @@ pub fn draw_learning_curves(
     draw_chart(path, &chart)
 }
 
-/// Draws `chart` to `path` (PNG), atomically: a reader never finds half a picture.
+/// Draws `chart` to `path` (PNG), atomically: a reader never finds half a picture, and a process killed while
+/// writing leaves a temporary that the next write of `path` removes (see [`crate::files::write_atomically`]).
 pub fn draw_chart(path: &Path, chart: &Chart) -> anyhow::Result<()> {
     let dir = crate::files::parent_dir(path);
     std::fs::create_dir_all(dir).with_context(|| format!("making the folder {}", dir.display()))?;
-    // plotters picks the encoder from the extension, so the temporary keeps `.png`.
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}.png",
-        std::process::id(),
-        path.file_stem().and_then(|s| s.to_str()).unwrap_or("plot")
-    ));
-    let written = draw(&tmp, chart)
-        .with_context(|| format!("drawing the chart {}", path.display()))
-        .and_then(|()| {
-            // On disk before it takes the name, as `files::write_atomically` does.
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("syncing {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let png = render(chart).with_context(|| format!("drawing the chart {}", path.display()))?;
+    crate::files::write_bytes_atomically(path, &png)
 }
 
 /// A run's value at one of its steps, and where it is drawn across.
@@ -250,7 +235,25 @@ fn register_font() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn draw(path: &Path, chart: &Chart) -> anyhow::Result<()> {
+/// The chart's picture, as PNG bytes.
+fn render(chart: &Chart) -> anyhow::Result<Vec<u8>> {
+    let mut rgb = vec![0u8; CHART_SIZE.0 as usize * CHART_SIZE.1 as usize * 3];
+    draw(&mut rgb, chart)?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(
+        &rgb,
+        CHART_SIZE.0,
+        CHART_SIZE.1,
+        image::ColorType::Rgb8,
+    )?;
+    Ok(png)
+}
+
+/// Width and height of a chart, in pixels.
+const CHART_SIZE: (u32, u32) = (900, 540);
+
+/// Draws `chart` into `rgb`, [`CHART_SIZE`] pixels of three bytes.
+fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     register_font()?;
     let scale = chart.y_scale;
     let to_y = move |v: f64| match scale {
@@ -265,7 +268,7 @@ fn draw(path: &Path, chart: &Chart) -> anyhow::Result<()> {
         YScale::Linear => linear_ticks(y_lo, y_hi, 8.0),
         YScale::SymLog => symlog_ticks(y_lo, y_hi),
     };
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let root = BitMapBackend::with_buffer(rgb, CHART_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut cc = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 24))

@@ -118,3 +118,13 @@ pub fn write_episodes_npz(
         .unwrap();
     npz.finish().unwrap();
 }
+
+/// Whether process `pid` catches `signal` (its `SigCgt` mask in /proc): the window's handler of it is installed.
+pub fn catches(pid: u32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
