@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -267,4 +268,99 @@ fn a_signal_to_eval_while_its_video_is_written_stops_the_renderer_and_leaves_not
     // Nor does a renderer left working write it later.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(names(&videos).is_empty(), "{:?}", names(&videos));
+}
+
+/// The child process of `pid` (from /proc: the renderer `qamlab eval --video` starts), if it has one.
+fn child_of(pid: u32) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .find_map(|children| children.split_whitespace().next()?.parse().ok())
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T` for stopped, `Z`), or `None` once it is gone.
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// `qamlab eval --video` into `videos`, once its renderer is started and eval waits for it (SIGTSTP is then
+/// caught): the command and the renderer's pid.
+fn eval_waiting_for_its_renderer(run: &Path, videos: &Path) -> (std::process::Child, u32) {
+    let child = qamlab()
+        .arg("eval")
+        .arg("--run")
+        .arg(run)
+        .args(["--episodes", "1", "--envs", "1", "--device", "cpu"])
+        .arg("--video")
+        .arg(videos.join("eval.gif"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // As a shell runs a job: in a process group of its own, which SIGTSTP stops (the test's own group may be
+        // orphaned, which the kernel does not stop).
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    let mut child = child;
+    loop {
+        assert!(Instant::now() < deadline, "no renderer");
+        assert!(child.try_wait().unwrap().is_none(), "eval ended early");
+        if let Some(renderer) = child_of(child.id())
+            && common::catches(child.id(), libc::SIGTSTP)
+        {
+            return (child, renderer);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn ctrl_z_stops_the_renderer_with_eval_and_fg_continues_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let videos = dir.path().join("videos");
+    let (child, renderer) = eval_waiting_for_its_renderer(&run, &videos);
+    // As the terminal sends Ctrl-Z: to eval's process group, which the renderer is not in.
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTSTP) }, 0);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while state(child.id()) != Some('T') || state(renderer) != Some('T') {
+        assert!(
+            Instant::now() < deadline,
+            "eval {:?}, renderer {:?}",
+            state(child.id()),
+            state(renderer)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // `fg`: the video is rendered and written as if never stopped.
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGCONT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(names(&videos), ["eval.gif"]);
+}
+
+#[test]
+fn killing_eval_ends_its_renderer_with_no_video_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let videos = dir.path().join("videos");
+    let (mut child, renderer) = eval_waiting_for_its_renderer(&run, &videos);
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    // Orphaned, it would go on and write the GIF after eval had ended.
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while state(renderer).is_some_and(|s| s != 'Z') {
+        assert!(Instant::now() < deadline, "the renderer goes on");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        !videos.exists() || names(&videos).is_empty(),
+        "{:?}",
+        names(&videos)
+    );
 }

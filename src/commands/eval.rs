@@ -122,7 +122,8 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
     // Ctrl-C and SIGTERM stop the renderer, which this process waits for: the signal is passed to it (see
     // below), and the command then says no video was written.
     super::interrupt::cancel_on_interrupt();
-    let mut child = Command::new(exe)
+    let mut renderer = Command::new(exe);
+    renderer
         .arg("eval")
         .arg("--run")
         .arg(&args.run)
@@ -137,9 +138,25 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         // In a process group of its own, the terminal's Ctrl-C reaches this process alone, which passes it on
         // once: a second signal must reach the renderer only as a second one to this process (which ends it).
-        .process_group(0)
-        .spawn()
-        .context("starting the video renderer")?;
+        .process_group(0);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl(), getppid() and _exit() are async-signal-safe, as between fork and exec they must be.
+    unsafe {
+        renderer.pre_exec(move || {
+            // Ended by SIGTERM (which removes its temporary file) when this process dies first, however it dies:
+            // SIGKILL, or the SIGHUP of a closed terminal or a kill of the process group, which it is not in; else
+            // it would write the video after `qamlab eval` had ended.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // (this process died before the prctl)
+            if libc::getppid() != parent {
+                libc::_exit(128 + libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    let mut child = renderer.spawn().context("starting the video renderer")?;
     let mut pipe = child.stderr.take().expect("the renderer's stderr is piped");
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();

@@ -32,7 +32,8 @@ fn stop_requested(signal: libc::c_int) {
 fn pass_to_child(signal: libc::c_int) {
     let child = CHILD.swap(0, Ordering::SeqCst);
     if child > 0 {
-        // SAFETY: kill() is async-signal-safe; the pid is a child not yet waited for, so not reused.
+        // SAFETY: kill() is async-signal-safe; the pid is a child not yet reaped, so not reused (see
+        // `wait_passing_signal`).
         unsafe {
             libc::kill(child, signal);
         }
@@ -109,19 +110,95 @@ pub fn release() {
 /// Waits for `child`, passing it the stop signal this process takes (the handlers of this module must be
 /// installed) at once, and once: a child in a process group of its own does not get the terminal's Ctrl-C, nor
 /// does any child get the SIGTERM sent to its parent alone, which would otherwise end the parent and leave the
-/// child working on. A second signal, which ends this process, is not passed: the child stops on the first.
+/// child working on. A second signal, which ends this process, is not passed: the child stops on the first. Ctrl-Z
+/// (SIGTSTP) stops the child with this process, and `fg` or `bg` continues both, as they would a child in this
+/// process's group.
 pub fn wait_passing_signal(
     child: &mut std::process::Child,
 ) -> std::io::Result<std::process::ExitStatus> {
-    CHILD.store(child.id() as libc::pid_t, Ordering::SeqCst);
+    let pid = child.id() as libc::pid_t;
+    CHILD.store(pid, Ordering::SeqCst);
+    SUSPENDED_WITH.store(pid, Ordering::SeqCst);
+    set_suspend_action(suspend_handler());
     // A signal that came before the child was recorded.
     let signal = SIGNAL.load(Ordering::SeqCst);
     if signal > 0 {
         pass_to_child(signal);
     }
-    let status = child.wait();
+    // The child is reaped only once the handlers can no longer signal its pid, which another process may take
+    // from then on.
+    let exited = wait_for_exit(pid);
     CHILD.store(0, Ordering::SeqCst);
-    status
+    SUSPENDED_WITH.store(0, Ordering::SeqCst);
+    set_suspend_action(libc::SIG_DFL);
+    exited?;
+    child.wait()
+}
+
+/// Waits until child `pid` has ended, without reaping it: it stays a zombie, its pid its own.
+fn wait_for_exit(pid: libc::pid_t) -> std::io::Result<()> {
+    loop {
+        // SAFETY: `info` is a siginfo_t for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; WNOWAIT leaves the child to `Child::wait`.
+        let waited = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if waited == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The child that Ctrl-Z stops along with this process (see [`wait_passing_signal`]); 0 for none.
+static SUSPENDED_WITH: AtomicI32 = AtomicI32::new(0);
+
+/// Sets SIGTSTP's action to `action`.
+fn set_suspend_action(action: libc::sighandler_t) {
+    // SAFETY: signal() with SIG_DFL or `on_suspend`, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTSTP, action);
+    }
+}
+
+/// [`on_suspend`], as a signal action.
+fn suspend_handler() -> libc::sighandler_t {
+    let handler: extern "C" fn(libc::c_int) = on_suspend;
+    handler as libc::sighandler_t
+}
+
+/// Ctrl-Z: stops the child waited for, then this process, by the signal's default action, here in the handler;
+/// once continued (`fg`, `bg`: SIGCONT), continues the child. Where the kernel does not stop this process (an
+/// orphaned process group), both go on at once. Async-signal-safe.
+extern "C" fn on_suspend(_: libc::c_int) {
+    let child = SUSPENDED_WITH.load(Ordering::SeqCst);
+    // SAFETY: kill(), signal(), sigemptyset(), sigaddset(), pthread_sigmask() and raise() are async-signal-safe;
+    // `set` is a sigset_t they fill and read.
+    unsafe {
+        if child > 0 {
+            libc::kill(child, libc::SIGTSTP);
+        }
+        libc::signal(libc::SIGTSTP, libc::SIG_DFL);
+        // Blocked while its handler runs: unblocked, the raised signal stops this process before raise() returns.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTSTP);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(libc::SIGTSTP);
+        libc::signal(libc::SIGTSTP, suspend_handler());
+        if child > 0 {
+            libc::kill(child, libc::SIGCONT);
+        }
+    }
 }
 
 /// Whether a stop signal this module's handlers take has come.
