@@ -644,16 +644,6 @@ fn huge_counts_are_refused_naming_the_flag_and_its_range() {
     assert!(!dir.path().join("c").exists());
 }
 
-/// The names in `dir`, sorted.
-fn names(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_file() {
     use std::os::unix::process::ExitStatusExt;
@@ -699,7 +689,7 @@ fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_f
         String::from_utf8_lossy(&out.stdout).contains("wrote"),
         "{out:?}"
     );
-    assert_eq!(names(&charts), ["c.png"]);
+    assert_eq!(common::names(&charts), ["c.png"]);
     assert_eq!(&std::fs::read(charts.join("c.png")).unwrap()[1..4], b"PNG");
 }
 
@@ -725,15 +715,12 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !names(dir.path())
-        .iter()
-        .any(|n| n.starts_with(".tmp-d.npz-"))
-    {
-        assert!(std::time::Instant::now() < deadline, "no temporary file");
-        assert!(child.try_wait().unwrap().is_none(), "collect ended early");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    common::wait_for_file_starting(
+        dir.path(),
+        ".tmp-d.npz-",
+        &mut child,
+        std::time::Duration::from_secs(120),
+    );
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let ended = child.wait_with_output().unwrap();
@@ -747,7 +734,7 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
         !stderr.contains("error:"),
         "a deliberate Ctrl-C is not an error: {stderr}"
     );
-    assert_eq!(names(dir.path()), ["d-val.npz", "d.npz"]);
+    assert_eq!(common::names(dir.path()), ["d-val.npz", "d.npz"]);
     assert!(old == (std::fs::read(&out).unwrap(), std::fs::read(&val).unwrap()));
 
     // A full disk (here a file size limit) is said once, as our error, with nothing printed from a `Drop`, and
@@ -779,7 +766,7 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
             out.display()
         )
     );
-    assert_eq!(names(dir.path()), ["d-val.npz", "d.npz"]);
+    assert_eq!(common::names(dir.path()), ["d-val.npz", "d.npz"]);
     assert!(old.0 == std::fs::read(&out).unwrap());
 }
 
@@ -980,7 +967,7 @@ fn paths_that_cannot_be_what_they_name_are_refused_by_name() {
         )),
         "{stderr}"
     );
-    assert_eq!(names(std::path::Path::new(&demo_out)), ["qam-cpu"]);
+    assert_eq!(common::names(std::path::Path::new(&demo_out)), ["qam-cpu"]);
 }
 
 #[test]

@@ -209,16 +209,6 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
     eprintln!("whole test {:.1} s", start.elapsed().as_secs_f32());
 }
 
-/// The files in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_signal_to_eval_while_its_video_is_written_stops_the_renderer_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -244,15 +234,12 @@ fn a_signal_to_eval_while_its_video_is_written_stops_the_renderer_and_leaves_not
         .spawn()
         .unwrap();
     // The renderer (a child process) is writing the GIF beside its name.
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    while !names(&videos)
-        .iter()
-        .any(|n| n.starts_with(".tmp-eval.gif-"))
-    {
-        assert!(Instant::now() < deadline, "no temporary file");
-        assert!(child.try_wait().unwrap().is_none(), "eval ended early");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    common::wait_for_file_starting(
+        &videos,
+        ".tmp-eval.gif-",
+        &mut child,
+        std::time::Duration::from_secs(300),
+    );
     // SIGTERM to eval alone, as `kill PID` or a scheduler sends it: the renderer stops too, and its file goes.
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -264,10 +251,18 @@ fn a_signal_to_eval_while_its_video_is_written_stops_the_renderer_and_leaves_not
             && !stderr.contains("error:"),
         "{stderr}"
     );
-    assert!(names(&videos).is_empty(), "{:?}", names(&videos));
+    assert!(
+        common::names(&videos).is_empty(),
+        "{:?}",
+        common::names(&videos)
+    );
     // Nor does a renderer left working write it later.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    assert!(names(&videos).is_empty(), "{:?}", names(&videos));
+    assert!(
+        common::names(&videos).is_empty(),
+        "{:?}",
+        common::names(&videos)
+    );
 }
 
 /// The child process of `pid` (from /proc: the renderer `qamlab eval --video` starts), if it has one.
@@ -340,7 +335,7 @@ fn ctrl_z_stops_the_renderer_with_eval_and_fg_continues_both() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGCONT) }, 0);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(names(&videos), ["eval.gif"]);
+    assert_eq!(common::names(&videos), ["eval.gif"]);
 }
 
 #[test]
@@ -359,8 +354,8 @@ fn killing_eval_ends_its_renderer_with_no_video_written() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(
-        !videos.exists() || names(&videos).is_empty(),
+        !videos.exists() || common::names(&videos).is_empty(),
         "{:?}",
-        names(&videos)
+        common::names(&videos)
     );
 }

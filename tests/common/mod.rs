@@ -128,3 +128,36 @@ pub fn catches(pid: u32, signal: i32) -> bool {
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
 }
+
+/// The names in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until a file whose name starts with `prefix` stands in `dir` (a write in progress), while `child`, the
+/// writer, runs: at most `limit`.
+pub fn wait_for_file_starting(
+    dir: &Path,
+    prefix: &str,
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !names(dir).iter().any(|n| n.starts_with(prefix)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file {prefix}* in {}",
+            dir.display()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the writer ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
