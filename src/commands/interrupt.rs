@@ -1,6 +1,8 @@
 //! Ctrl-C during training: the run stops at its next step, checkpoints there, and the command says how to go on.
 //! Ctrl-C during a collection: it stops, and its temporary files are removed rather than left behind.
 //! SIGTERM (`kill`, `timeout`, `docker stop`, a batch scheduler's end of time) is taken as Ctrl-C is.
+//! Also: the window closes on either as its close button does; `eval --video` passes it to its renderer, a child
+//! process (Ctrl-Z too); `plot` finishes the chart it is writing first.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
