@@ -157,7 +157,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         observer: Some(observer),
     })?;
-    super::interrupt::check(&summary)?;
+    if let Err(stopped) = super::interrupt::check(&summary) {
+        // A resumed training ends without the demo's own last word: say how to get it.
+        let checkpointed = RunDir::new(&run_dir)
+            .latest_checkpoint()
+            .ok()
+            .flatten()
+            .is_some();
+        return Err(match checkpointed {
+            true => super::interrupt::interrupted(format!(
+                "{stopped}; then `qamlab eval --run {} --episodes {FINAL_EPISODES} --seed {FINAL_SEED}` gives the \
+                 demo's final evaluation",
+                run_dir.display()
+            )),
+            false => stopped,
+        });
+    }
     super::train::print_summary(&summary);
     let final_evaluation = final_evaluation(&run_dir, device)?;
     // The demo's headline figure, kept with the run's others.

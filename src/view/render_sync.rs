@@ -147,10 +147,15 @@ fn goal_met_material(mut commands: Commands, mut materials: ResMut<Assets<Standa
     commands.insert_resource(GoalMetMaterial(material));
 }
 
-/// Applies the show-one / show-all command.
-fn toggle_grid(mut commands: MessageReader<ViewCommand>, mut shown: ResMut<ShownEnvs>) {
+/// Applies the show-one / show-all command (not to one env: its grid is that env, as the panel's disabled button
+/// says; G is ignored too).
+fn toggle_grid(
+    mut commands: MessageReader<ViewCommand>,
+    mut shown: ResMut<ShownEnvs>,
+    entities: Res<EnvEntities>,
+) {
     for command in commands.read() {
-        if *command == ViewCommand::ToggleGrid {
+        if *command == ViewCommand::ToggleGrid && (shown.grid || entities.0.len() > 1) {
             shown.grid = !shown.grid;
         }
     }
@@ -605,6 +610,24 @@ fn hull_mesh(points: &[Vec3]) -> Mesh {
 mod tests {
     use super::*;
     use bevy::camera::primitives::MeshAabb;
+
+    #[test]
+    fn the_grid_toggles_for_several_envs_but_not_for_one() {
+        for (envs, grid_after_g) in [(1, false), (4, true)] {
+            let mut app = App::new();
+            app.add_message::<ViewCommand>()
+                .insert_resource(ShownEnvs { grid: false })
+                .insert_resource(EnvEntities(vec![Entity::PLACEHOLDER; envs]))
+                .add_systems(Update, toggle_grid);
+            app.world_mut().write_message(ViewCommand::ToggleGrid);
+            app.update();
+            assert_eq!(
+                app.world().resource::<ShownEnvs>().grid,
+                grid_after_g,
+                "{envs} envs"
+            );
+        }
+    }
 
     #[test]
     fn goal_markers_are_drawn_at_the_size_of_their_tolerance_where_the_body_is_much_smaller() {
