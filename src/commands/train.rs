@@ -15,7 +15,7 @@ pub struct TrainArgs {
     /// files in assets/configs/).
     #[arg(long, value_parser = super::path_arg())]
     pub config: Option<PathBuf>,
-    /// Built-in task name or path to a task scene file (default: the config's, else cube-single).
+    /// Built-in task name or path to a task scene file (default cube-single).
     #[arg(long, value_parser = super::task_arg())]
     pub task: Option<String>,
     /// Offline dataset: npz in OGBench's layout plus `rewards` and `masks`, as `qamlab collect` writes it.
