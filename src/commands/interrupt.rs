@@ -93,7 +93,7 @@ pub fn record_stop_signals() {
 /// From now on a stop signal is held until [`release`]: the short write in progress (a chart) then ends whole
 /// rather than killed halfway through with its temporary file left behind (a second signal still kills at once).
 pub fn hold() {
-    install(on_interrupt);
+    record_stop_signals();
 }
 
 /// Ends [`hold`]: the stop signals have their default action again, and where one came meanwhile, it ends the
