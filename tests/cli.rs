@@ -1,5 +1,6 @@
 //! End-to-end checks of the `qamlab` binary as a user runs it.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
@@ -644,12 +645,9 @@ fn huge_counts_are_refused_naming_the_flag_and_its_range() {
     assert!(!dir.path().join("c").exists());
 }
 
-#[test]
-fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_file() {
-    use std::os::unix::process::ExitStatusExt;
-    let dir = tempfile::tempdir().unwrap();
-    // A run with many evaluations: a chart that takes a while to draw.
-    let run = dir.path().join("run");
+/// A run in `dir/run` with many evaluations: a chart that takes a while to draw.
+fn run_with_a_slow_chart(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
     std::fs::create_dir(&run).unwrap();
     let config =
         common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
@@ -659,6 +657,27 @@ fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_f
         evals += &format!("{},offline,{},-100,10\n", 10 * i, f64::from(i % 7) / 7.0);
     }
     std::fs::write(run.join("eval.csv"), evals).unwrap();
+    run
+}
+
+/// Waits until `child` has taken SIGTERM over (as a command does when its work starts), while it runs.
+fn wait_until_it_catches_sigterm(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !common::catches(child.id(), libc::SIGTERM) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never took SIGTERM over"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "ended early");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_a_slow_chart(dir.path());
     let charts = dir.path().join("charts");
     std::fs::create_dir(&charts).unwrap();
     let mut child = common::qamlab()
@@ -671,15 +690,7 @@ fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_f
         .spawn()
         .unwrap();
     // plot takes the signal over as it starts drawing (until then it would die at once, with nothing written).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !common::catches(child.id(), libc::SIGTERM) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "plot never started drawing"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "plot ended early");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_until_it_catches_sigterm(&mut child);
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
@@ -691,6 +702,37 @@ fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_f
     );
     assert_eq!(common::names(&charts), ["c.png"]);
     assert_eq!(&std::fs::read(charts.join("c.png")).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+fn a_signal_the_command_was_started_ignoring_stays_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_a_slow_chart(dir.path());
+    let chart = dir.path().join("c.png");
+    // As a shell script's `plot ... &` starts it: SIGINT ignored.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" INT; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .arg("plot")
+        .arg(&run)
+        .arg("--out")
+        .arg(&chart)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_it_catches_sigterm(&mut child);
+    assert!(
+        !common::catches(child.id(), libc::SIGINT),
+        "plot took over the SIGINT it was started ignoring"
+    );
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
 }
 
 #[test]

@@ -42,22 +42,42 @@ fn pass_to_child(signal: libc::c_int) {
     }
 }
 
-/// The default action back for both stop signals. Async-signal-safe.
+/// Which of [`STOP_SIGNALS`] this module's handler has taken over. Not one the process was started with ignored
+/// (`cmd &` in a script, where the shell ignores SIGINT for it; `nohup`-like wrappers): that one stays ignored, as
+/// whoever started the process asked, and as the default action would have left it.
+static TAKEN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// The default action back for the stop signals the handler had taken. Async-signal-safe.
 fn restore_default_actions() {
-    for s in STOP_SIGNALS {
-        // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
-        unsafe {
-            libc::signal(s, libc::SIG_DFL);
+    for (s, taken) in STOP_SIGNALS.into_iter().zip(&TAKEN) {
+        if taken.swap(false, Ordering::SeqCst) {
+            // SAFETY: signal() is async-signal-safe, and SIG_DFL is a valid disposition.
+            unsafe {
+                libc::signal(s, libc::SIG_DFL);
+            }
         }
     }
 }
 
-/// Installs `handler` for the stop signals.
+/// Whether `signal` is ignored now.
+fn ignored(signal: libc::c_int) -> bool {
+    // SAFETY: `current` is a sigaction for sigaction() to fill; a null new action only reads the current one.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Installs `handler` for the stop signals, except one that is ignored (see [`TAKEN`]).
 fn install(handler: extern "C" fn(libc::c_int)) {
-    for s in STOP_SIGNALS {
-        // SAFETY: the handlers only store atomics and call signal(), all async-signal-safe.
-        unsafe {
-            libc::signal(s, handler as libc::sighandler_t);
+    for (s, taken) in STOP_SIGNALS.into_iter().zip(&TAKEN) {
+        if !ignored(s) {
+            taken.store(true, Ordering::SeqCst);
+            // SAFETY: the handlers only store atomics and call signal(), all async-signal-safe.
+            unsafe {
+                libc::signal(s, handler as libc::sighandler_t);
+            }
         }
     }
 }
