@@ -705,6 +705,39 @@ fn a_signal_while_plot_draws_ends_it_once_the_chart_is_whole_with_no_temporary_f
 }
 
 #[test]
+fn a_chart_write_that_fails_while_a_signal_waits_says_its_error_before_the_signal_ends_plot() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_a_slow_chart(dir.path());
+    let chart = dir.path().join("c.png");
+    // A file size limit smaller than the chart: its write fails.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 1; exec "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .arg("plot")
+        .arg(&run)
+        .arg("--out")
+        .arg(&chart)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_it_catches_sigterm(&mut child);
+    // SAFETY: kill() with a live child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{out:?}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("c.png"),
+        "{stderr}"
+    );
+    assert_eq!(common::names(dir.path()), ["run"]);
+}
+
+#[test]
 fn a_signal_the_command_was_started_ignoring_stays_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_with_a_slow_chart(dir.path());

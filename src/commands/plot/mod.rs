@@ -76,8 +76,14 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     // the process would leave its temporary file beside --out.
     super::interrupt::hold();
     let drawn = draw_chart(&args.out, &plot.chart);
-    if drawn.is_ok() {
-        println!("wrote {}", args.out.display());
+    match &drawn {
+        Ok(()) => println!("wrote {}", args.out.display()),
+        // The signal that came meanwhile ends the process in `release`, before its caller could say why no chart
+        // was written.
+        Err(err) if super::interrupt::requested() => {
+            eprintln!("error: {}", crate::error_line(err));
+        }
+        Err(_) => {}
     }
     super::interrupt::release();
     drawn
