@@ -322,6 +322,54 @@ fn collect_writes_the_dataset_and_its_validation_file() {
 }
 
 #[test]
+fn the_command_a_dataset_records_makes_the_same_file_again_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().canonicalize().unwrap();
+    std::fs::copy(
+        common::checkout_dir().join("assets/tasks/cube-single.scn.ron"),
+        here.join("mine.scn.ron"),
+    )
+    .unwrap();
+    // Collected with the task's file named from its own directory.
+    common::run_ok(
+        common::qamlab()
+            .current_dir(&here)
+            .args([
+                "collect",
+                "--quiet",
+                "--task",
+                "mine.scn.ron",
+                "--episodes",
+                "2",
+            ])
+            .args(["--episode-length", "20", "--out", "d.npz"]),
+    );
+    let shown = succeeded(qamlab(&["dataset", here.join("d.npz").to_str().unwrap()]));
+    let command = shown
+        .lines()
+        .find_map(|line| line.split_once(": qamlab collect ").map(|(_, c)| c))
+        .unwrap_or_else(|| panic!("no command in:\n{shown}"));
+    let task = here.join("mine.scn.ron");
+    assert!(
+        command.starts_with(&format!("--task {} ", task.display()))
+            && command.ends_with(&format!("--out {}", here.join("d.npz").display())),
+        "{command}"
+    );
+    // Run as shown from elsewhere (to another name, as the shown one exists): the same bytes.
+    let again = here.join("again.npz");
+    let mut args: Vec<String> = command.split(' ').map(String::from).collect();
+    *args.last_mut().unwrap() = again.display().to_string();
+    common::run_ok(
+        common::qamlab()
+            .current_dir(std::env::temp_dir())
+            .arg("collect")
+            .arg("--quiet")
+            .args(&args),
+    );
+    assert!(std::fs::read(here.join("d.npz")).unwrap() == std::fs::read(&again).unwrap());
+}
+
+#[test]
 fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.npz");
@@ -347,7 +395,11 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     for line in [
         "d.npz: 2 episodes, 60 transitions, 28-D observations, 5-D actions",
         "source: task cube-single (scene builtin:cube-single), by qamlab ",
-        ": qamlab collect --task cube-single --episodes 2 --envs 2 --seed 0 --noise 0.1 --episode-length 30",
+        &format!(
+            ": qamlab collect --task cube-single --episodes 2 --envs 2 --seed 0 --noise 0.1 --episode-length 30 \
+             --out {}",
+            file.display()
+        ),
         "observations: pinch.position.x, pinch.position.y,",
         "actions: dx, dy, dz, dyaw, gripper",
         "% of episodes reach it",
@@ -889,11 +941,41 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
         stdout.contains(&format!(
             "fits task cube-single, with a warning: dataset {short} does not record the task it was collected on"
         )) && stdout.contains(&format!(
-            "; and dataset {short}: 2 transitions, fewer than one action chunk of horizon_length = 5 (the \
-             default): `qamlab train` refuses it unless [agent] horizon_length is at most 2"
+            "; and dataset {short}: 2 transitions, fewer than one action chunk of horizon_length = 5: `qamlab \
+             train` refuses it unless [agent] horizon_length is at most 2 (5 by default)"
         )),
         "{stdout}"
     );
+    // Transitions enough, but in episodes shorter than a chunk: every sample would run past its episode's end,
+    // weighted 0 in the losses, and train nothing.
+    let chopped = write("chopped.npz", &[false, false, true].repeat(4));
+    let stdout = succeeded(qamlab(&["dataset", &chopped, "--task", "cube-single"]));
+    assert!(
+        stdout.contains(&format!(
+            "; and dataset {chopped}: its longest episode has 2 transitions, fewer than one action chunk of \
+             horizon_length = 5, and a chunk that runs past its episode's end trains nothing (it is weighted 0 in \
+             the losses): `qamlab train` refuses it unless [agent] horizon_length is at most 2 (5 by default)"
+        )),
+        "{stdout}"
+    );
+    let stderr = stderr_of(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        &chopped,
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains(&format!(
+                "dataset {chopped}: its longest episode has 2 transitions, fewer than one action chunk"
+            )),
+        "{stderr}"
+    );
+    assert!(!run.exists());
 }
 
 #[test]

@@ -56,11 +56,12 @@ impl Default for CollectOptions {
 }
 
 impl CollectOptions {
-    /// The `qamlab collect` command that makes these options' rows again (recorded in the dataset's source).
-    fn command_line(&self) -> String {
+    /// The `qamlab collect` command that makes these options' rows again (recorded in the dataset's source), its
+    /// task given as `task` (a built-in's name, or the scene file's absolute path: it runs from any directory).
+    fn command_line(&self, task: &str) -> String {
         let mut line = format!(
-            "qamlab collect --task {} --episodes {} --envs {} --seed {} --noise {}",
-            self.task, self.episodes, self.envs, self.seed, self.noise
+            "qamlab collect --task {task} --episodes {} --envs {} --seed {} --noise {}",
+            self.episodes, self.envs, self.seed, self.noise
         );
         if !self.play {
             line.push_str(" --solve");
@@ -217,7 +218,8 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         ));
     }
     let seconds = start.elapsed().as_secs_f64();
-    let source = DatasetSource::new(&task.scene, &spec, opts.command_line());
+    let mut source = DatasetSource::new(&task.scene, &spec, String::new());
+    source.collected_with = opts.command_line(source.task_argument());
     let file = write_dataset_staged(&opts.out, &all, &source)?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;

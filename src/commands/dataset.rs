@@ -51,19 +51,20 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
 }
 
 /// Checks the dataset as `qamlab train` would, beyond its columns: too short for any action chunk is an error
-/// (what train says); shorter than one of the default horizon_length, a note (a config's may be shorter).
+/// (what train says); shorter than one of the default horizon_length, a note (a config's may be shorter), as is
+/// a dataset of which most chunks run past their episode's end.
 fn check_trains(file: &std::path::Path, data: &Dataset) -> anyhow::Result<Option<String>> {
     let horizon = qamlab_agent::AgentConfig::default().horizon_length;
     let Err(short) = data.check_holds_a_chunk(file, horizon) else {
-        return Ok(None);
+        return Ok(data.few_whole_chunks(file, horizon));
     };
     anyhow::ensure!(
         !data.is_empty(),
         "{short}: `qamlab train` refuses it, whatever its horizon_length"
     );
     Ok(Some(format!(
-        "{short} (the default): `qamlab train` refuses it unless [agent] horizon_length is at most {}",
-        data.len()
+        "{short}: `qamlab train` refuses it unless [agent] horizon_length is at most {} ({horizon} by default)",
+        data.longest_episode()
     )))
 }
 
@@ -84,9 +85,14 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
                 .as_ref()
                 .map(|s| format!(" (scene {s})"))
                 .unwrap_or_default();
+            // The file records the command without `--out` (the rows do not depend on it): this file's name
+            // makes it whole.
             text += &format!(
-                "source: task {}{scene}, by qamlab {}: {}\n",
-                source.task, source.qamlab, source.collected_with
+                "source: task {}{scene}, by qamlab {}: {} --out {}\n",
+                source.task,
+                source.qamlab,
+                source.collected_with,
+                file.display()
             );
             if columns {
                 text += &format!("observations: {}\n", source.observations.join(", "));

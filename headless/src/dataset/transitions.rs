@@ -54,7 +54,9 @@ impl Dataset {
     }
 
     /// Refuses the dataset read from `path` for training with action chunks of `horizon` transitions if it
-    /// holds fewer than one (what `qamlab train` says, and `qamlab dataset` too).
+    /// holds fewer than one, or no episode does (what `qamlab train` says, and `qamlab dataset` too): a chunk that
+    /// runs past its episode's end is weighted 0 in the critic's and the flow's losses (spec §2.2), so such data
+    /// would train nothing, its losses all 0.
     pub fn check_holds_a_chunk(&self, path: &Path, horizon: usize) -> anyhow::Result<()> {
         ensure!(
             self.len() >= horizon,
@@ -62,7 +64,69 @@ impl Dataset {
             path.display(),
             self.len()
         );
+        let longest = self.longest_episode();
+        ensure!(
+            longest >= horizon,
+            "dataset {}: its longest episode has {longest} transitions, fewer than one action chunk of \
+             horizon_length = {horizon}, and a chunk that runs past its episode's end trains nothing (it is weighted \
+             0 in the losses)",
+            path.display()
+        );
         Ok(())
+    }
+
+    /// The transitions of the longest episode (a run of transitions up to a terminal, or to the data's end).
+    pub fn longest_episode(&self) -> usize {
+        let terminals = &self.transitions.terminals;
+        let mut longest = 0;
+        let mut current = 0;
+        for &t in terminals {
+            current += 1;
+            if t != 0.0 {
+                longest = longest.max(current);
+                current = 0;
+            }
+        }
+        longest.max(current)
+    }
+
+    /// The share of the chunk starts [`sample_sequence`](TransitionStore::sample_sequence) draws (every index up to
+    /// `len - horizon`) whose chunk of `horizon` transitions lies inside one episode: only those train the critic
+    /// and the flow. 0 where there is no start.
+    pub fn whole_chunk_share(&self, horizon: usize) -> f64 {
+        let terminals = &self.transitions.terminals;
+        let Some(starts) = (terminals.len() + 1).checked_sub(horizon.max(1)) else {
+            return 0.0;
+        };
+        if starts == 0 {
+            return 0.0;
+        }
+        // A chunk from `s` is whole where none of its first `horizon - 1` transitions ends an episode.
+        let ends: Vec<usize> = std::iter::once(0)
+            .chain(terminals.iter().scan(0, |n, &t| {
+                *n += usize::from(t != 0.0);
+                Some(*n)
+            }))
+            .collect();
+        let inside = horizon.max(1) - 1;
+        let whole = (0..starts).filter(|&s| ends[s + inside] == ends[s]).count();
+        whole as f64 / starts as f64
+    }
+
+    /// A warning where fewer than half of the dataset's chunks of `horizon` lie inside an episode (its episodes
+    /// not much longer than a chunk): most of what the run samples from it is weighted 0.
+    pub fn few_whole_chunks(&self, path: &Path, horizon: usize) -> Option<String> {
+        let share = self.whole_chunk_share(horizon);
+        (share > 0.0 && share < 0.5).then(|| {
+            format!(
+                "dataset {}: only {:.0} % of its action chunks (horizon_length = {horizon}) lie inside an episode \
+                 (its longest has {} transitions); the others are weighted 0 in the losses, so most of each batch \
+                 drawn from it trains nothing",
+                path.display(),
+                100.0 * share,
+                self.longest_episode()
+            )
+        })
     }
 
     /// Checks that the dataset read from `path` is data of `scene`'s task (`spec` its envs): its widths, and,
@@ -159,12 +223,42 @@ mod tests {
 
     #[test]
     fn a_dataset_shorter_than_a_chunk_is_named_with_the_horizon() {
+        // Two episodes of 2 transitions each.
         let data = load_bytes(&npz_bytes([1.0; 6])).unwrap();
-        data.check_holds_a_chunk(Path::new("d.npz"), 4).unwrap();
+        assert_eq!(data.longest_episode(), 2);
+        data.check_holds_a_chunk(Path::new("d.npz"), 2).unwrap();
         let err = data.check_holds_a_chunk(Path::new("d.npz"), 5).unwrap_err();
         assert_eq!(
             err.to_string(),
             "dataset d.npz: 4 transitions, fewer than one action chunk of horizon_length = 5"
+        );
+        // Enough transitions, but no episode holds a chunk: every sample would cross an episode's end.
+        let err = data.check_holds_a_chunk(Path::new("d.npz"), 3).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "dataset d.npz: its longest episode has 2 transitions, fewer than one action chunk of \
+                 horizon_length = 3"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_share_of_whole_chunks_counts_the_starts_whose_chunk_stays_in_its_episode() {
+        let mut data = load_bytes(&npz_bytes([1.0; 6])).unwrap();
+        // Episodes of 2: chunks of 1 are all whole; of 2, the starts 0 and 2 of the 3 (start 1 crosses).
+        assert_eq!(data.whole_chunk_share(1), 1.0);
+        assert_eq!(data.whole_chunk_share(2), 2.0 / 3.0);
+        assert_eq!(data.whole_chunk_share(3), 0.0);
+        assert_eq!(data.whole_chunk_share(5), 0.0);
+        assert!(data.few_whole_chunks(Path::new("d.npz"), 2).is_none());
+        // Episodes of 3, 1, 3, 1 transitions: of the 6 starts of a chunk of 3 (indices 0-5), only 0 and 4 are whole.
+        data.transitions.terminals = vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
+        assert_eq!(data.whole_chunk_share(3), 2.0 / 6.0);
+        let warning = data.few_whole_chunks(Path::new("d.npz"), 3).unwrap();
+        assert!(
+            warning.starts_with("dataset d.npz: only 33 % of its action chunks"),
+            "{warning}"
         );
     }
 }

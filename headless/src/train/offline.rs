@@ -60,6 +60,7 @@ pub(super) fn load_offline_data(
     let mut warnings = data.warnings.clone();
     if !resume {
         warnings.extend(note);
+        warnings.extend(data.few_whole_chunks(path, cfg.agent.horizon_length));
         if data.transitions_at_success() == 0 {
             warnings.push(format!(
                 "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success \
