@@ -6,6 +6,9 @@ use bevy::prelude::*;
 use qamlab_sim::TaskScene;
 use qamlab_sim::authoring::{BodyKind, JointKind, Shape};
 
+use super::camera::OrbitCamera;
+use super::render_sync::Z_UP_TO_Y_UP;
+
 /// An axis-aligned box.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bounds {
@@ -221,13 +224,17 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// The grid of `shown` envs of `scene`: far enough apart that no two tables touch.
+    /// The grid of `shown` envs of `scene`: far enough apart that no two tables touch, and that, as the camera
+    /// frames the grid, no env's working volume covers another's on screen (a tall scene's top would reach over
+    /// the row behind it).
     pub fn new(shown: usize, scene: &TaskScene) -> Self {
         let cols = (shown.max(1) as f32).sqrt().ceil() as usize;
+        let rows = shown.max(1).div_ceil(cols);
+        let apart = 2.0 * scene_extent(scene) + 0.3;
         Self {
             cols,
-            rows: shown.max(1).div_ceil(cols),
-            spacing: 2.0 * scene_extent(scene) + 0.3,
+            rows,
+            spacing: spacing_in_view(cols, rows, working_volume(scene), apart),
         }
     }
 
@@ -244,6 +251,109 @@ impl Grid {
             .reduce(Bounds::union)
             .unwrap_or(work)
     }
+}
+
+/// Room left between neighbouring envs' pictures, as a share of the least spacing that keeps them apart: each
+/// env's label hangs above it.
+const VIEW_MARGIN: f32 = 0.1;
+
+/// The shape (width / height) of the 3D view a grid is spaced for: a window maximised on a 1920 x 1080 screen,
+/// beside the panel at its default width. A wider view frames the grid from nearer, where its far rows are seen
+/// more edge-on and show closer together (up to one whose height the grid fills, beyond which nothing changes);
+/// the window as it opens (1280 x 760) has a narrower one.
+const SPACED_FOR_VIEW: f32 = (1920.0 - 340.0) / 1080.0;
+
+/// `apart`, or where the envs would cover each other on screen at that (tall ones), the least spacing of a `cols` x
+/// `rows` grid of envs whose working volume is `work` at which, as the camera frames the grid, no env's working
+/// volume covers a neighbour's, and [`VIEW_MARGIN`] more. Found in the camera's perspective, not along one
+/// direction: the framing fills the view, so the far rows are seen from well under the camera's pitch, more
+/// edge-on than the near rows.
+fn spacing_in_view(cols: usize, rows: usize, work: Bounds, apart: f32) -> f32 {
+    let clear = |spacing| {
+        shows_apart(
+            &Grid {
+                cols,
+                rows,
+                spacing,
+            },
+            work,
+        )
+    };
+    if clear(apart) {
+        return apart;
+    }
+    // At `apart` they cover each other: double until they show apart, then halve the gap.
+    let (mut low, mut high) = (apart, 2.0 * apart);
+    while !clear(high) {
+        if high > 64.0 * apart {
+            return high;
+        }
+        (low, high) = (high, 2.0 * high);
+    }
+    for _ in 0..16 {
+        let mid = (low + high) / 2.0;
+        if clear(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high * (1.0 + VIEW_MARGIN)
+}
+
+/// Whether, as the camera frames `grid` in a view of [`SPACED_FOR_VIEW`], each env's working volume (`work`, in
+/// the env's frame) shows clear of its neighbours' (those up to two cells away: farther ones show farther apart).
+fn shows_apart(grid: &Grid, work: Bounds) -> bool {
+    let shown = grid.cols * grid.rows;
+    let pictures = pictures(grid, shown, work, SPACED_FOR_VIEW);
+    (0..shown).all(|a| {
+        let (col, row) = ((a % grid.cols) as i64, (a / grid.cols) as i64);
+        (a + 1..shown).all(|b| {
+            let (dx, dy) = ((b % grid.cols) as i64 - col, (b / grid.cols) as i64 - row);
+            dx.abs() > 2 || dy.abs() > 2 || !pictures_overlap(&pictures[a], &pictures[b])
+        })
+    })
+}
+
+/// The pictures of the working volumes (`work`, in each env's frame) of the first `shown` envs of `grid`, as the
+/// camera frames them in a view of width / height `aspect`: each volume's corners on screen.
+fn pictures(grid: &Grid, shown: usize, work: Bounds, aspect: f32) -> Vec<[Vec2; 8]> {
+    let framed = grid.framed(shown, work).rotated(Z_UP_TO_Y_UP);
+    let camera = OrbitCamera::framing(&framed, aspect).transform();
+    let to_camera = camera.rotation.inverse();
+    (0..shown)
+        .map(|env| {
+            work.translated(grid.cell(env).extend(0.0))
+                .corners()
+                .map(|corner| {
+                    let q = to_camera * (Z_UP_TO_Y_UP * corner - camera.translation);
+                    q.truncate() / -q.z
+                })
+        })
+        .collect()
+}
+
+/// Whether the convex hulls of two sets of points overlap: whether no line through two points of either set has
+/// the two hulls on its two sides (the hulls' edges are among those lines).
+fn pictures_overlap(a: &[Vec2], b: &[Vec2]) -> bool {
+    let normals = |p: &[Vec2]| -> Vec<Vec2> {
+        p.iter()
+            .enumerate()
+            .flat_map(|(k, u)| p[k + 1..].iter().map(move |v| (*v - *u).perp()))
+            .filter_map(Vec2::try_normalize)
+            .collect()
+    };
+    let span = |p: &[Vec2], n: Vec2| {
+        p.iter()
+            .map(|q| q.dot(n))
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
+            })
+    };
+    normals(a).into_iter().chain(normals(b)).all(|n| {
+        let ((a_lo, a_hi), (b_lo, b_hi)) = (span(a, n), span(b, n));
+        a_hi > b_lo && b_hi > a_lo
+    })
 }
 
 /// How far under a table its floor lies: a table's legs' worth.
@@ -384,6 +494,61 @@ mod tests {
             five.framed(5, work).size(),
             work.size() + Vec3::new(2.0, 1.0, 0.0) * five.spacing
         ));
+    }
+
+    #[test]
+    fn no_env_of_a_grid_covers_another_on_screen() {
+        // A pendulum's swing stands 1.1 m tall on a 0.6 m footprint: spaced by its footprint alone, each env's
+        // top showed over the row behind it.
+        for (name, scene) in [
+            ("pendulum", pendulum()),
+            ("cube-single", task("cube-single")),
+            ("antmaze-umaze", task("antmaze-umaze")),
+        ] {
+            for (shown, aspect) in [
+                (9, 940.0 / 760.0),
+                (4, SPACED_FOR_VIEW),
+                (16, 0.8),
+                (25, 1.2),
+                (2, 1.0),
+            ] {
+                let grid = Grid::new(shown, &scene);
+                let pictures = pictures(&grid, shown, working_volume(&scene), aspect);
+                for a in 0..shown {
+                    for b in a + 1..shown {
+                        assert!(
+                            !pictures_overlap(&pictures[a], &pictures[b]),
+                            "{name}, {shown} envs: env {a} covers env {b} on screen"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn low_envs_keep_their_spacing_in_the_table_plane() {
+        // Their tables and mazes set them apart, and their working volumes are low enough to show apart then: the
+        // cubes' up to 30 envs (a 6 x 6 grid's far rows are seen edge-on enough for the gantry's reach to cover
+        // the row behind), antmaze's every count.
+        for (name, counts) in [
+            ("cube-single", 1..=30),
+            ("cube-double", 1..=30),
+            ("antmaze-umaze", 1..=64),
+        ] {
+            let scene = task(name);
+            for shown in counts {
+                let grid = Grid::new(shown, &scene);
+                assert_eq!(
+                    grid.spacing,
+                    2.0 * scene_extent(&scene) + 0.3,
+                    "{name}, {shown} envs"
+                );
+            }
+        }
+        // The pendulum's rows stand farther apart than its footprint asks for.
+        let scene = pendulum();
+        assert!(Grid::new(9, &scene).spacing > 2.0 * scene_extent(&scene) + 0.3 + 0.5);
     }
 
     #[test]

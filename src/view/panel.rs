@@ -47,17 +47,20 @@ pub enum ViewCommand {
     FrameCamera,
 }
 
-/// The shortcuts, as listed in the panel.
+/// The shortcuts, as listed in the panel: what each does in a word or two (the buttons above say the rest: the
+/// speeds in their order, the policies in theirs), so that the list takes a few lines.
 const SHORTCUTS: &[(&str, &str)] = &[
     ("Space", "pause / resume"),
-    ("N", "one step (pauses)"),
-    ("1-6", "speed 1x, 2x, 4x, 8x, 16x, max"),
-    ("R", "reset (new episodes)"),
-    ("A / O / X", "agent / oracle / random acts"),
+    ("N", "one step"),
+    ("1-6", "speed 1x to max"),
+    ("R", "reset"),
+    ("A / O / X", "agent / oracle / random"),
     ("G", "one env / grid"),
     ("C", "save checkpoint"),
     ("F", "frame the camera"),
-    ("mouse", "left drag turn, right drag pan, wheel zoom"),
+    ("drag", "turn"),
+    ("right drag", "pan"),
+    ("wheel", "zoom"),
 ];
 
 /// The side panel and the keyboard shortcuts.
@@ -196,9 +199,25 @@ fn side_panel(
         .resizable(true)
         .default_size(340.0)
         .show(&mut root, |ui| {
-            // A solid scroll bar whenever the panel is taller than the window (the shortcuts come last).
+            // The keys stay at the panel's foot, in view whatever the curves above them take.
+            egui::Panel::bottom("shortcuts")
+                .frame(egui::Frame::NONE.inner_margin(egui::Margin {
+                    top: 4,
+                    bottom: 6,
+                    ..default()
+                }))
+                .show(ui, shortcuts_section);
+            // A solid scroll bar where the rest is taller than the window even with the curves at their least.
             ui.style_mut().spacing.scroll = egui::style::ScrollStyle::solid();
-            egui::ScrollArea::vertical().show(ui, |ui| panel_contents(ui, &state, &mut commands));
+            let others_id = egui::Id::new("qamlab-panel-others");
+            let others = ui.ctx().data(|d| d.get_temp::<f32>(others_id));
+            let plots = plot_count(&state.curves);
+            let height = plot_height(ui.available_height(), others, plots);
+            let shown = egui::ScrollArea::vertical()
+                .show(ui, |ui| panel_contents(ui, &state, &mut commands, height));
+            // What the rest took this frame sizes the curves in the next (it changes only as text does).
+            let others = shown.content_size.y - plots as f32 * height;
+            ui.ctx().data_mut(|d| d.insert_temp(others_id, others));
         })
         .response
         .rect
@@ -218,8 +237,33 @@ fn side_panel(
     Ok(())
 }
 
-/// The panel, top to bottom.
-fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWriter<ViewCommand>) {
+/// The tallest a curve is drawn, and the least: in between, the curves share what height the rest of the panel
+/// leaves them, so that a window of the usual heights shows the whole panel without scrolling.
+const PLOT_HEIGHTS: (f32, f32) = (64.0, 110.0);
+
+/// The curves the panel draws: the window's success rate, and the run's evaluations and losses once it has them.
+fn plot_count(curves: &TrainingCurves) -> usize {
+    1 + usize::from(!curves.evals.is_empty()) + usize::from(!curves.losses.is_empty())
+}
+
+/// The height of each of `plots` curves in a panel `available` tall whose other contents took `others` (in the
+/// last frame; before the first, the curves take their tallest).
+fn plot_height(available: f32, others: Option<f32>, plots: usize) -> f32 {
+    // A few pixels spare: what fits to the pixel may still round over it and show a scroll bar.
+    const SPARE: f32 = 4.0;
+    let (least, most) = PLOT_HEIGHTS;
+    others.map_or(most, |others| {
+        ((available - others - SPARE) / plots.max(1) as f32).clamp(least, most)
+    })
+}
+
+/// The panel, top to bottom, its curves `plot_height` tall.
+fn panel_contents(
+    ui: &mut egui::Ui,
+    s: &PanelState,
+    commands: &mut MessageWriter<ViewCommand>,
+    plot_height: f32,
+) {
     ui.heading(window_title(&s.task.name));
     ui.label(status_line(
         s.entities.0.len(),
@@ -231,15 +275,13 @@ fn panel_contents(ui: &mut egui::Ui, s: &PanelState, commands: &mut MessageWrite
     stepping_section(ui, &s.clock, &s.shown, s.entities.0.len(), commands);
     policy_section(ui, &s.policy, &s.save_path, commands);
     ui.separator();
-    episodes_section(ui, &s.stats);
+    episodes_section(ui, &s.stats, plot_height);
     ui.separator();
-    training_section(ui, &s.curves);
+    training_section(ui, &s.curves, plot_height);
     ui.separator();
     if let Some(reload) = &s.reload {
         scene_file_section(ui, reload);
     }
-    ui.separator();
-    shortcuts_section(ui);
 }
 
 /// The line under the heading: the envs, which of them the 3D view shows (the counts below are of them all), the
@@ -357,7 +399,7 @@ fn policy_section(
 }
 
 /// Episode counts, the recent returns and the rolling success curve.
-fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
+fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats, plot_height: f32) {
     let rate = stats
         .rolling_success()
         .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
@@ -386,11 +428,12 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats) {
         &format!("rolling success rate, previous {ROLLING} episodes (x: episode)"),
         &[("window", stats.curve.points())],
         YAxis::Fraction,
+        plot_height,
     );
 }
 
-/// The training run's status, the weights acting, and its evaluation and loss curves.
-fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
+/// The training run's status, and its evaluation and loss curves (the policy section names the weights acting).
+fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves, plot_height: f32) {
     match &curves.status {
         TrainingStatus::Off => {
             ui.label(RichText::new("training curves appear with --train").weak());
@@ -420,9 +463,6 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
             ui.colored_label(Color32::LIGHT_RED, format!("training failed: {err}"));
         }
     }
-    if let Some(step) = curves.weights_step {
-        ui.label(format!("acting with the weights of step {step}"));
-    }
     if !curves.evals.is_empty() {
         let points: Vec<PlotPoint> = curves
             .evals
@@ -435,6 +475,7 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
             "evaluation success (x: training step)",
             &[("eval", &points)],
             YAxis::Fraction,
+            plot_height,
         );
     }
     if !curves.losses.is_empty() {
@@ -463,20 +504,24 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves) {
             "losses (x: training step; y: log scale, 0 at 0)",
             &series,
             YAxis::SymLog,
+            plot_height,
         );
     }
 }
 
-/// The watched scene file, its reload count and the last reload's error.
+/// The watched scene file (its name; its path on hover), its reload count and the last reload's error.
 fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
     match &reload.path {
         Some(path) => {
+            // The file's name, on one line: its whole path (two or three lines of the panel) on hover.
             let plural = if reload.reloads == 1 { "" } else { "s" };
+            let name = path.file_name().map_or(path.as_os_str(), |name| name);
             ui.label(format!(
                 "watching {} ({} reload{plural})",
-                path.display(),
+                name.display(),
                 reload.reloads
-            ));
+            ))
+            .on_hover_text(path.display().to_string());
         }
         None => {
             ui.label(RichText::new("built-in scene: no file to watch").weak());
@@ -490,20 +535,32 @@ fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
     }
 }
 
-/// The keyboard shortcuts, as flowing text (a table of them went below the panel's fold beside the curves).
+/// The keyboard shortcuts, under a header that folds them away, as flowing text in the panel's own size (a table
+/// of them takes twice the height): each key and what it does on one line, the keys in bold.
 fn shortcuts_section(ui: &mut egui::Ui) {
-    ui.horizontal_wrapped(|ui| {
-        ui.spacing_mut().item_spacing.x = 4.0;
-        for (k, (key, what)) in SHORTCUTS.iter().enumerate() {
-            ui.label(RichText::new(*key).monospace().small().strong());
-            let sep = if k + 1 < SHORTCUTS.len() {
-                " \u{b7}"
-            } else {
-                ""
-            };
-            ui.label(RichText::new(format!("{what}{sep}")).small());
-        }
-    });
+    egui::CollapsingHeader::new("Keys")
+        .default_open(true)
+        .show_unindented(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.spacing_mut().item_spacing.x = 12.0;
+                for (key, what) in SHORTCUTS {
+                    let mut job = egui::text::LayoutJob::default();
+                    RichText::new(*key).strong().append_to(
+                        &mut job,
+                        ui.style(),
+                        egui::FontSelection::Default,
+                        egui::Align::Center,
+                    );
+                    RichText::new(format!(" {what}")).append_to(
+                        &mut job,
+                        ui.style(),
+                        egui::FontSelection::Default,
+                        egui::Align::Center,
+                    );
+                    ui.add(egui::Label::new(job).wrap_mode(egui::TextWrapMode::Extend));
+                }
+            });
+        });
 }
 
 /// Colours of a chart's series, in order (egui_plot's own would give a series' line and points two colours).
@@ -524,9 +581,17 @@ enum YAxis {
     SymLog,
 }
 
-/// A small line plot, each point marked (a series of one point shows too), its series named in a row above it
-/// (inside, a legend would cover the curves of so small a plot). The points are borrowed, not copied, each frame.
-fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: &[(&str, &[PlotPoint])], y: YAxis) {
+/// A small line plot `height` tall, each point marked (a series of one point shows too), its series named in a row
+/// above it (inside, a legend would cover the curves of so small a plot). The points are borrowed, not copied, each
+/// frame.
+fn curve(
+    ui: &mut egui::Ui,
+    id: &str,
+    title: &str,
+    series: &[(&str, &[PlotPoint])],
+    y: YAxis,
+    height: f32,
+) {
     ui.label(title);
     if series.len() > 1 {
         ui.horizontal_wrapped(|ui| {
@@ -541,7 +606,7 @@ fn curve(ui: &mut egui::Ui, id: &str, title: &str, series: &[(&str, &[PlotPoint]
         });
     }
     let mut plot = Plot::new(id)
-        .height(110.0)
+        .height(height)
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
@@ -657,6 +722,20 @@ mod tests {
         app.update();
         let title = &app.world().get::<Window>(window).unwrap().title;
         assert_eq!(title, "qamlab view: my-task");
+    }
+
+    #[test]
+    fn the_curves_share_the_height_the_rest_of_the_panel_leaves() {
+        let (least, most) = PLOT_HEIGHTS;
+        // Before the panel has been laid out once, at their tallest.
+        assert_eq!(plot_height(700.0, None, 3), most);
+        // Three curves under 400 pixels of the rest in a 640-pixel panel: 80 each, less the pixels spared.
+        let height = plot_height(640.0, Some(400.0), 3);
+        assert!(height < 80.0 && height > 78.0, "{height}");
+        // No taller than their tallest in a tall window, no shorter than their least in a short one (which
+        // scrolls).
+        assert_eq!(plot_height(1400.0, Some(400.0), 3), most);
+        assert_eq!(plot_height(500.0, Some(400.0), 3), least);
     }
 
     #[test]

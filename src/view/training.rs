@@ -272,8 +272,6 @@ pub struct TrainingCurves {
     pub evals: Vec<EvalPoint>,
     /// Each loss logged, as (step, value) points.
     pub losses: BTreeMap<String, Vec<[f64; 2]>>,
-    /// Step of the weights acting now.
-    pub weights_step: Option<u64>,
 }
 
 /// Receives training's events and refreshes the acting agent.
@@ -301,7 +299,6 @@ impl Plugin for TrainingPlugin {
             step: 0,
             evals: Vec::new(),
             losses: BTreeMap::new(),
-            weights_step: None,
         };
         if let Some(run) = &self.recorded {
             curves.read_run(run);
@@ -399,9 +396,9 @@ fn receive_training(
         .lock()
         .expect("the acting agent's lock is never poisoned")
         .set_weights(step, &weights);
-    match result {
-        Ok(()) => curves.weights_step = Some(step),
-        Err(err) => policy.error = Some(format!("{err:#}")),
+    // The agent's source names the step now, which the panel shows.
+    if let Err(err) = result {
+        policy.error = Some(format!("{err:#}"));
     }
 }
 
