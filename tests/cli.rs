@@ -821,6 +821,65 @@ fn a_signal_the_command_was_started_ignoring_stays_ignored() {
 }
 
 #[test]
+fn collect_keeps_a_file_that_appears_under_its_name_while_it_runs_and_its_own_data_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.npz");
+    let mut child = common::qamlab()
+        .args([
+            "collect",
+            "--quiet",
+            "--episodes",
+            "2",
+            "--val-episodes",
+            "300",
+        ])
+        .args(["--envs", "4", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the main file is written beside its name (while the validation file's 300 episodes are collected),
+    // another process makes a file of that name.
+    common::wait_for_file_starting(
+        dir.path(),
+        ".tmp-d.npz-",
+        &mut child,
+        std::time::Duration::from_secs(120),
+    );
+    std::fs::write(&out, "another process's file").unwrap();
+    let ended = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&ended.stderr);
+    assert_eq!(ended.status.code(), Some(1), "{stderr}");
+    let moved = dir.path().join("d-1.npz");
+    let moved_val = dir.path().join("d-1-val.npz");
+    assert!(
+        stderr.contains(&format!(
+            "error: collect: {} appeared while this collect ran (another process made it; it is left as it is), so \
+             the data went to {} and {} instead",
+            out.display(),
+            moved.display(),
+            moved_val.display()
+        )),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&ended.stdout).contains(&format!("wrote {}", moved.display())));
+    assert_eq!(std::fs::read(&out).unwrap(), b"another process's file");
+    assert_eq!(
+        common::names(dir.path()),
+        ["d-1-val.npz", "d-1.npz", "d.npz"]
+    );
+    let data = qamlab_headless::dataset::load_dataset(&moved).unwrap();
+    assert_eq!(data.episodes, 2);
+    assert_eq!(
+        qamlab_headless::dataset::load_dataset(&moved_val)
+            .unwrap()
+            .episodes,
+        300
+    );
+}
+
+#[test]
 fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("d.npz");

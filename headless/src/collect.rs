@@ -138,10 +138,40 @@ pub struct StagedCollection {
 }
 
 impl StagedCollection {
+    /// The name the dataset takes.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     /// Renames the dataset to its `out`; returns what was collected.
     pub fn put_in_place(self) -> anyhow::Result<CollectSummary> {
         self.file.put_in_place()?;
         Ok(self.summary)
+    }
+
+    /// Renames the dataset to its `out` where nothing has that name (see [`StagedFile::put_in_place_new`]);
+    /// returns what was collected, or where the name was taken (by a file made since the caller looked), the
+    /// collection still staged, to be put elsewhere. Other failures are errors.
+    pub fn put_in_place_new(self) -> anyhow::Result<Result<CollectSummary, Self>> {
+        let summary = self.summary;
+        match self.file.put_in_place_new() {
+            Ok(()) => Ok(Ok(summary)),
+            Err(not) if not.taken => Ok(Err(Self {
+                file: not.staged,
+                summary,
+            })),
+            Err(not) => Err(not.error),
+        }
+    }
+
+    /// The collection, to take the name `name` beside its `out`.
+    pub fn renamed(self, name: &str) -> Self {
+        let file = self.file.renamed(name);
+        let summary = CollectSummary {
+            path: file.path().to_path_buf(),
+            ..self.summary
+        };
+        Self { file, summary }
     }
 }
 

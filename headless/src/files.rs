@@ -40,6 +40,52 @@ impl StagedFile {
         sync_dir(parent_dir(&path));
         Ok(())
     }
+
+    /// Renames the file to its name where nothing has that name, in one step (no other process can slip a file
+    /// in between a check and the rename). Where something has it (a file made since the caller looked), or the
+    /// rename fails otherwise, gives the staged file back with the error, to be put elsewhere.
+    pub fn put_in_place_new(self) -> Result<(), NotPlaced> {
+        let path = self.path;
+        match self.tmp.persist_noclobber(&path) {
+            Ok(_) => {
+                sync_dir(parent_dir(&path));
+                Ok(())
+            }
+            Err(err) => {
+                let taken = err.error.kind() == std::io::ErrorKind::AlreadyExists;
+                let error = anyhow::Error::new(err.error)
+                    .context(format!("renaming the temporary file to {}", path.display()));
+                Err(NotPlaced {
+                    staged: StagedFile {
+                        tmp: err.file,
+                        path,
+                    },
+                    taken,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// The staged file, to take the name `name` beside the one it had (a rename never leaves the directory, so
+    /// never crosses file systems).
+    pub fn renamed(self, name: &str) -> Self {
+        Self {
+            path: parent_dir(&self.path).join(name),
+            tmp: self.tmp,
+        }
+    }
+}
+
+/// A staged file [`StagedFile::put_in_place_new`] could not put in place.
+#[derive(Debug)]
+pub struct NotPlaced {
+    /// The file, still staged.
+    pub staged: StagedFile,
+    /// Whether its name was taken (rather than the rename failing otherwise).
+    pub taken: bool,
+    /// Why.
+    pub error: anyhow::Error,
 }
 
 /// Syncs `dir`'s entries to disk: a rename is durable only once its directory is, and a checkpoint removes the

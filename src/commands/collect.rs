@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use qamlab_headless::collect::{CollectOptions, StagedCollection, check_collect, collect_staged};
+use qamlab_headless::collect::{
+    CollectOptions, CollectSummary, StagedCollection, check_collect, collect_staged,
+};
 use qamlab_headless::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 
 /// Flags of `qamlab collect`.
@@ -134,16 +136,22 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
         staged,
         &format!("nothing was written (no temporary file is left): {untouched}"),
     )?;
-    let main = main.put_in_place()?;
-    let val = val
-        .map(StagedCollection::put_in_place)
-        .transpose()
-        .with_context(|| {
-            format!(
-                "{} is the new dataset, but its validation file could not replace the one there: collect again",
-                main.path.display()
-            )
-        })?;
+    let (main, val) = if args.overwrite {
+        let main = main.put_in_place()?;
+        let val = val
+            .map(StagedCollection::put_in_place)
+            .transpose()
+            .with_context(|| {
+                format!(
+                    "{} is the new dataset, but its validation file could not replace the one there: collect \
+                     again",
+                    main.path.display()
+                )
+            })?;
+        (main, val)
+    } else {
+        put_in_place_new(main, val)?
+    };
     report(&main);
     if let Some(val) = &val {
         report(val);
@@ -162,7 +170,82 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(summary: &qamlab_headless::collect::CollectSummary) {
+/// Puts the dataset and its validation file in place without replacing anything: where another process made a
+/// file of either name while this one collected (it was checked free before), the collection is kept under the
+/// first free name `STEM-N.npz` beside it (hours of collecting are not thrown away), and the command fails
+/// saying so, after reporting what it wrote.
+fn put_in_place_new(
+    main: StagedCollection,
+    val: Option<StagedCollection>,
+) -> anyhow::Result<(CollectSummary, Option<CollectSummary>)> {
+    let wanted = main.path().to_path_buf();
+    let mut moved = Vec::new();
+    let main = match main.put_in_place_new()? {
+        Ok(placed) => placed,
+        Err(staged) => {
+            moved.push(wanted.clone());
+            put_at_a_free_name(staged)?
+        }
+    };
+    let val = match val {
+        None => None,
+        Some(val) => {
+            // Beside the dataset, under the name that goes with the one it took.
+            let val = val.renamed(&file_name(&val_path(&main.path)));
+            let wanted = val.path().to_path_buf();
+            Some(match val.put_in_place_new()? {
+                Ok(placed) => placed,
+                Err(staged) => {
+                    moved.push(wanted);
+                    put_at_a_free_name(staged)?
+                }
+            })
+        }
+    };
+    if moved.is_empty() {
+        return Ok((main, val));
+    }
+    for written in std::iter::once(&main).chain(&val) {
+        report(written);
+    }
+    let taken: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "collect: {} appeared while this collect ran (another process made it; it is left as it is), so the data \
+         went to {} instead (--overwrite replaces a file that is there)",
+        taken.join(" and "),
+        std::iter::once(&main)
+            .chain(&val)
+            .map(|s| s.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )
+}
+
+/// Puts `staged` in place as the first of `STEM-1.npz`, `STEM-2.npz`, ... beside its name that nothing has.
+fn put_at_a_free_name(mut staged: StagedCollection) -> anyhow::Result<CollectSummary> {
+    let stem = staged
+        .path()
+        .file_stem()
+        .map_or("dataset".into(), |s| s.to_string_lossy().into_owned());
+    for n in 1.. {
+        staged = match staged
+            .renamed(&format!("{stem}-{n}.npz"))
+            .put_in_place_new()?
+        {
+            Ok(placed) => return Ok(placed),
+            Err(staged) => staged,
+        };
+    }
+    unreachable!("some name is free")
+}
+
+/// The last component of `path`, as text.
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+fn report(summary: &CollectSummary) {
     println!(
         "wrote {}: {}, {} transitions ({} rows), {:.1}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),
