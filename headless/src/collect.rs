@@ -281,7 +281,7 @@ fn check_options(opts: &CollectOptions) -> anyhow::Result<()> {
     );
     ensure!(
         opts.noise.is_finite() && opts.noise >= 0.0,
-        "collect: --noise must be >= 0, got {}",
+        "collect: --noise must be a finite number >= 0, got {}",
         opts.noise
     );
     ensure!(
@@ -900,6 +900,13 @@ print('ok')\n";
                     ..base.clone()
                 },
                 "collect: --episode-length must be from 1 to 1000000, got 4000000000".into(),
+            ),
+            (
+                CollectOptions {
+                    noise: f32::INFINITY,
+                    ..base.clone()
+                },
+                "collect: --noise must be a finite number >= 0, got inf".into(),
             ),
             // Within the bounds, but past the machine's memory: 10^8 episodes of 41 rows of 506 bytes, ~1.9 TiB.
             (
