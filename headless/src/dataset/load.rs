@@ -442,9 +442,10 @@ fn read_source(
     let bytes = npz
         .by_name::<ndarray::OwnedRepr<u8>, ndarray::Ix1>("source")
         .with_context(|| format!("expected uint8 [bytes] of JSON text {REMEDY}"))?;
-    let source: DatasetSource = serde_json::from_slice(&bytes.to_vec()).with_context(|| {
+    let mut source: DatasetSource = serde_json::from_slice(&bytes.to_vec()).with_context(|| {
         format!("expected JSON text with task, observations, actions, collected_with and qamlab {REMEDY}")
     })?;
+    printable(&mut source);
     ensure!(
         (source.observations.len(), source.actions.len()) == (obs_dim, action_dim),
         "names {} observation and {} action columns, but the arrays hold {obs_dim} and {action_dim} {REMEDY}",
@@ -452,6 +453,37 @@ fn read_source(
         source.actions.len()
     );
     Ok(source)
+}
+
+/// Escapes the control characters in `source`'s text (`\u{1b}` for ESC), which qamlab never writes there: printed
+/// as they are, a file's terminal escapes or line breaks could pass for lines of qamlab's own output.
+fn printable(source: &mut DatasetSource) {
+    let escape = |text: &mut String| {
+        if text.chars().any(char::is_control) {
+            *text = text
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_unicode().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
+    };
+    for text in [
+        &mut source.task,
+        &mut source.collected_with,
+        &mut source.qamlab,
+    ]
+    .into_iter()
+    .chain(source.scene.as_mut())
+    .chain(&mut source.observations)
+    .chain(&mut source.actions)
+    {
+        escape(text);
+    }
 }
 
 /// Reads number array `key` as float32: float32 as stored; float64 (numpy's default) and integers converted.
@@ -613,6 +645,22 @@ fn read_whole_numbers<T: FromWholeNumber, D: ndarray::Dimension>(
 mod tests {
     use super::*;
     use crate::dataset::test_npz::{load_bytes, npz_bytes, npz_with};
+
+    #[test]
+    fn control_characters_in_the_source_record_are_escaped() {
+        let text = r#"{"task":"t\nsource: task cube-single","observations":["a","b","c\u001b[2K"],
+            "actions":["x","y"],"collected_with":"\u001b[31mqamlab collect\r","qamlab":"0.1.0"}"#;
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("source", &ndarray::Array1::from(text.as_bytes().to_vec()))
+                .unwrap();
+        });
+        let source = load_bytes(&bytes).unwrap().source.unwrap();
+        assert_eq!(source.task, "t\\u{a}source: task cube-single");
+        assert_eq!(source.collected_with, "\\u{1b}[31mqamlab collect\\u{d}");
+        assert_eq!(source.observations, ["a", "b", "c\\u{1b}[2K"]);
+        assert_eq!(source.actions, ["x", "y"]);
+        assert_eq!(source.qamlab, "0.1.0");
+    }
 
     #[test]
     fn a_header_claiming_more_than_the_file_holds_is_refused_before_allocating() {
