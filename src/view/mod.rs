@@ -98,7 +98,7 @@ pub struct ViewArgs {
     /// Show every env in a grid from the start (otherwise env 0 alone; `G` toggles).
     #[arg(long)]
     pub grid: bool,
-    /// Policy acting first [default: agent when there is one, else oracle].
+    /// Policy acting first [default: agent when there is one, else the task's oracle, else random].
     #[arg(long, value_enum)]
     pub policy: Option<PolicyKind>,
     /// Simulation speed at start.
@@ -208,7 +208,8 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     };
     let spec = qamlab_sim::EnvSpec::of(&task.scene);
 
-    let policy = policy::ActingPolicy::from_args(&args, &spec)?;
+    let mut policy = policy::ActingPolicy::from_args(&args, &spec)?;
+    policy.check_oracle(args.policy, &task.scene, &spec)?;
     // The run of the checkpoint loaded (not `latest` read again: a run still training may have moved it on).
     let recorded = policy
         .checkpoint

@@ -146,6 +146,28 @@ impl ActingPolicy {
         })
     }
 
+    /// Where the oracle would act first on `scene`'s task and the task has none: refused when `--policy oracle`
+    /// asked for it (as `--policy agent` without an agent is), random actions first where it was the default.
+    pub fn check_oracle(
+        &mut self,
+        asked: Option<PolicyKind>,
+        scene: &TaskScene,
+        spec: &EnvSpec,
+    ) -> anyhow::Result<()> {
+        if self.kind != PolicyKind::Oracle {
+            return Ok(());
+        }
+        let Err(why) = Oracle::new(scene, spec, OracleConfig::default(), &[0]) else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            asked != Some(PolicyKind::Oracle),
+            "--policy oracle: {why}; `--policy random` acts at random"
+        );
+        self.kind = PolicyKind::Random;
+        Ok(())
+    }
+
     /// The given agent acting alone (the video of `qamlab eval`): no fallback to another policy.
     pub fn agent_only(agent: Agent, envs: usize, source: String) -> Self {
         Self {

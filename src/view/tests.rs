@@ -6,7 +6,7 @@ use bevy::prelude::*;
 use bevy::time::TimePlugin;
 use clap::Parser;
 use qamlab_sim::systems::StepOutput;
-use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec};
+use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
 use qamlab_tasks::{CubeOracle, OracleConfig};
 
 use super::policy::{ActingPolicy, EpisodeStats, PolicyKind};
@@ -162,6 +162,27 @@ fn a_policy_that_cannot_act_gives_way_to_random_actions() {
         .expect("no agent to act")
         .to_string();
     assert!(err.contains("--checkpoint"), "{err}");
+    // The oracle of a task without one is refused when asked for, and gives way to random actions where it
+    // would have acted by default.
+    let pendulum =
+        TaskScene::from_file(crate::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron"))
+            .unwrap();
+    let spec = EnvSpec::new(&pendulum, 200);
+    let args = Cli::parse_from(["view", "--policy", "oracle"]).view;
+    let mut oracle = ActingPolicy::from_args(&args, &spec).unwrap();
+    let err = oracle
+        .check_oracle(args.policy, &pendulum, &spec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--policy oracle: task `pendulum` has no scripted oracle")
+            && err.ends_with("`--policy random` acts at random"),
+        "{err}"
+    );
+    let args = Cli::parse_from(["view"]).view;
+    let mut default = ActingPolicy::from_args(&args, &spec).unwrap();
+    default.check_oracle(args.policy, &pendulum, &spec).unwrap();
+    assert_eq!(default.kind, PolicyKind::Random);
 
     // ...and a policy the envs cannot use after they are built falls back to random actions, which step.
     let mut window = app(&["--policy", "random"]);
