@@ -84,8 +84,14 @@ impl ChunkQueues {
     }
 
     /// The next action of every env (`[N·A]`), sampling a new chunk batch from `agent` for the
-    /// observations `obs` (`[N·O]`) if any env has run out.
-    pub fn next_actions(&mut self, agent: &mut Agent, obs: &[f32]) -> anyhow::Result<Vec<f32>> {
+    /// observations `obs` (`[N·O]`) if any env has run out; `action_names` (the env spec's) name a value the
+    /// agent got wrong.
+    pub fn next_actions(
+        &mut self,
+        agent: &mut Agent,
+        obs: &[f32],
+        action_names: &[String],
+    ) -> anyhow::Result<Vec<f32>> {
         let n = self.queues.len();
         let a = self.action_dim;
         if self.queues.iter().any(VecDeque::is_empty) {
@@ -98,12 +104,16 @@ impl ChunkQueues {
             if let Some(bad) = chunk.iter().position(|v| !v.is_finite()) {
                 // Where in the chunk: the env, which of its actions, which value of that action.
                 let (env, within) = (bad / d, bad % d);
+                let value = action_names.get(within % a).map_or_else(
+                    || format!("value {}", within % a + 1),
+                    |name| format!("`{name}`"),
+                );
                 anyhow::bail!(
-                    "the policy produced a non-finite action (env {env}, action {} of its chunk of {}, value {} of \
-                     {a}): the agent has diverged",
+                    "the policy produced a non-finite action (env {env}, action {} of its chunk of {}, {value}: {}): \
+                     the agent has diverged",
                     within / a + 1,
                     d / a,
-                    within % a + 1
+                    chunk[bad]
                 );
             }
             for (i, queue) in self.queues.iter_mut().enumerate() {
@@ -126,5 +136,41 @@ impl ChunkQueues {
             );
         }
         Ok(actions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qamlab_agent::AgentConfig;
+
+    #[test]
+    fn a_non_finite_action_is_named_by_its_env_its_place_in_the_chunk_and_its_actuator() {
+        let cfg = AgentConfig {
+            actor_hidden_dims: vec![8],
+            value_hidden_dims: vec![8],
+            num_qs: 2,
+            ..AgentConfig::default()
+        };
+        let mut agent = Agent::new(cfg, 3, 2, tch::Device::Cpu, 0).unwrap();
+        // A diverged agent: every weight NaN.
+        for (_, mut weights) in agent.parameters() {
+            tch::no_grad(|| {
+                let _ = weights.fill_(f64::NAN);
+            });
+        }
+        let names = ["push".to_string(), "turn".to_string()];
+        let mut queues = ChunkQueues::new(2, 2);
+        let err = queues
+            .next_actions(&mut agent, &[0.0; 6], &names)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "the policy produced a non-finite action (env 0, action 1 of its chunk of 5, `push`: NaN): the agent \
+             has diverged"
+        );
+        // Nothing was queued.
+        assert_eq!(queues.snapshot(), (vec![], vec![0, 0]));
     }
 }

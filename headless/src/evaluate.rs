@@ -105,7 +105,7 @@ pub fn evaluate_unless_stopped(
         if stop() {
             return Ok(None);
         }
-        let actions = queues.next_actions(agent, &obs)?;
+        let actions = queues.next_actions(agent, &obs, &env.spec().action_names)?;
         let out = env.step(&actions).with_context(stepping)?;
         for i in 0..envs {
             if done[i] >= quota[i] {

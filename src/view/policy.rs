@@ -235,7 +235,7 @@ impl ActingPolicy {
                     .lock()
                     .expect("the acting agent's lock is never poisoned");
                 let ActingAgent { agent, queues, .. } = &mut *acting;
-                queues.next_actions(agent, obs)
+                queues.next_actions(agent, obs, &spec.action_names)
             }
             PolicyKind::Oracle => Ok(self.oracle.as_mut().expect("available").act(obs).to_vec()),
             PolicyKind::Random => {

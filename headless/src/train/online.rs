@@ -36,7 +36,7 @@ impl Trainer<'_> {
             if self.cfg.balanced_sampling {
                 self.queue_warmup_actions(&mut queues);
             }
-            let actions = queues.next_actions(&mut self.agent, &obs)?;
+            let actions = queues.next_actions(&mut self.agent, &obs, &env.spec().action_names)?;
             let t0 = Instant::now();
             let out = env
                 .step(&actions)
