@@ -790,6 +790,26 @@ fn a_chart_write_that_fails_while_a_signal_waits_says_its_error_before_the_signa
 }
 
 #[test]
+fn a_resume_whose_settings_fail_names_the_runs_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    // A run's settings without a dataset, offline steps and all: as if its `dataset` line had been removed.
+    let config =
+        common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
+    std::fs::write(run.join("config.toml"), &config.stdout).unwrap();
+    let stderr = refused(&["train", "--resume", run.to_str().unwrap()]);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: resuming {}: {} (edit it there): offline_steps = 20000 needs a dataset",
+            run.display(),
+            run.join("config.toml").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_signal_the_command_was_started_ignoring_stays_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_with_a_slow_chart(dir.path());

@@ -159,7 +159,18 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         run.check_free_for_new_run()?;
         new_run_config(opts.config)?
     };
-    cfg.validate()?;
+    if opts.resume {
+        // Flags named in the error are not --resume's: the file holding the value at fault is.
+        cfg.validate().with_context(|| {
+            format!(
+                "resuming {}: {} (edit it there)",
+                run.root().display(),
+                run.config().display()
+            )
+        })?;
+    } else {
+        cfg.validate()?;
+    }
     // Loaded before the warnings below: an unknown task or a broken scene is the one thing to say then.
     let task =
         qamlab_tasks::load_task(&cfg.task).with_context(|| format!("task = {:?}", cfg.task))?;
