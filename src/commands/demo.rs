@@ -74,6 +74,23 @@ fn claim_previous_run(run_dir: &Path) -> anyhow::Result<Option<RunLock>> {
     Ok(Some(lock))
 }
 
+/// Where `run_dir` holds a run that was stopped before its end (a checkpoint, no summary): that this demo will
+/// replace it, and how to continue it instead, said before the minutes of collecting.
+fn interrupted_run_note(run_dir: &Path) -> Option<String> {
+    let run = RunDir::new(run_dir);
+    if run.summary().exists() {
+        return None;
+    }
+    let checkpoint = run.latest_checkpoint().ok().flatten()?;
+    Some(format!(
+        "note: {} holds an earlier demo run that stopped before its end (at {}); this demo replaces it once its \
+         dataset is collected. To continue that run instead, stop here (Ctrl-C) and run `qamlab train --resume {}`",
+        run_dir.display(),
+        checkpoint.display(),
+        run_dir.display()
+    ))
+}
+
 /// Checks `--out` before any work: the folders for the dataset and the run must be possible there (what a file
 /// in their way would otherwise fail on later, inside them).
 fn check_out(out: &Path, run_dir: &Path) -> anyhow::Result<()> {
@@ -106,6 +123,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Checked before collecting: the demo replaces its previous run, and nothing that is not one, nor a run
     // another process is using (held until the old run is cleared).
     let mut claim = claim_previous_run(&run_dir)?;
+    if let Some(note) = interrupted_run_note(&run_dir) {
+        println!("{note}");
+    }
     let device_name = qamlab_headless::config::device_name(device);
     println!(
         "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
@@ -230,6 +250,28 @@ fn final_evaluation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_demo_says_before_collecting_that_it_replaces_a_run_stopped_before_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("qam-cpu");
+        // No run, or one without a checkpoint: nothing to say.
+        assert_eq!(interrupted_run_note(&run), None);
+        std::fs::create_dir_all(run.join("checkpoints/step-400")).unwrap();
+        std::fs::write(run.join("checkpoints/latest"), "step-400").unwrap();
+        let note = interrupted_run_note(&run).unwrap();
+        assert!(
+            note.starts_with(&format!(
+                "note: {} holds an earlier demo run that stopped before its end (at {})",
+                run.display(),
+                run.join("checkpoints/step-400").display()
+            )) && note.ends_with(&format!("`qamlab train --resume {}`", run.display())),
+            "{note}"
+        );
+        // A run that finished has its summary: replaced without a word.
+        std::fs::write(run.join("summary.json"), "{}").unwrap();
+        assert_eq!(interrupted_run_note(&run), None);
+    }
 
     #[test]
     fn the_shipped_configs_are_the_demo_plans_and_valid() {
