@@ -1055,6 +1055,32 @@ fn a_dataset_with_no_transitions_is_refused_as_train_refuses_it() {
         "{stderr}"
     );
     assert!(!run.exists());
+    // Trains, but a batch larger than the data repeats transitions: said.
+    let small = write(
+        "small.npz",
+        &[[false; 10].as_slice(), &[true]].concat().repeat(3),
+    );
+    let stderr = stderr_of(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        &small,
+        "--offline-steps",
+        "1",
+        "--online-steps",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains(&format!(
+            "warning: [agent] batch_size = 256 is more than dataset {small}'s 30 transitions: each offline batch \
+             repeats some of them"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

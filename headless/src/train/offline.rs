@@ -61,6 +61,16 @@ pub(super) fn load_offline_data(
     if !resume {
         warnings.extend(note);
         warnings.extend(data.few_whole_chunks(path, cfg.agent.horizon_length));
+        let batch = cfg.agent.batch_size;
+        if batch > data.len() {
+            // Sampled with replacement, as the reference does: legal, but each batch repeats transitions.
+            warnings.push(format!(
+                "[agent] batch_size = {batch} is more than dataset {}'s {} transitions: each offline batch repeats \
+                 some of them (sampled with replacement)",
+                path.display(),
+                data.len()
+            ));
+        }
         if data.transitions_at_success() == 0 {
             warnings.push(format!(
                 "dataset {} never reaches success (no transition has mask 0): offline, the critic sees no success \
