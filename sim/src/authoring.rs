@@ -42,7 +42,8 @@ pub struct TaskSettings {
     pub episode_length: u32,
     /// Seconds per control step (one action).
     pub control_dt: f32,
-    /// Physics steps per control step (each `control_dt / substeps` long).
+    /// Physics steps per control step (each `control_dt / substeps` long, at most
+    /// [`MAX_PHYSICS_STEP`](crate::scene::MAX_PHYSICS_STEP)).
     pub substeps: u32,
     /// Rapier solver iterations per physics step (each one a solver substep: its constraints rebuilt, then solved).
     pub solver_iterations: u32,

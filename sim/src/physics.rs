@@ -318,12 +318,23 @@ fn collider_of(c: &authoring::Collider) -> Collider {
         .density(c.density)
         .friction(c.friction)
         .restitution(c.restitution)
-        .collision_groups(InteractionGroups::new(
-            Group::from_bits_retain(c.membership),
-            Group::from_bits_retain(c.filter),
-            InteractionTestMode::And,
-        ))
+        .collision_groups(interaction_groups(c))
         .build()
+}
+
+/// The Rapier collision groups of an authored collider: its `membership` and `filter` bit masks.
+fn interaction_groups(c: &authoring::Collider) -> InteractionGroups {
+    InteractionGroups::new(
+        Group::from_bits_retain(c.membership),
+        Group::from_bits_retain(c.filter),
+        InteractionTestMode::And,
+    )
+}
+
+/// Whether two colliders' collision groups let them touch, as Rapier decides it: each one's `filter` shares a bit
+/// with the other's `membership`.
+pub fn groups_touch(a: &authoring::Collider, b: &authoring::Collider) -> bool {
+    interaction_groups(a).test(interaction_groups(b))
 }
 
 /// Inserts a scene joint between its bodies (`bodies`: their handles, by scene index), with its limits.

@@ -214,6 +214,33 @@ fn solver_settings_reach_rapier() {
 }
 
 #[test]
+fn at_the_longest_physics_step_the_gantry_still_moves() {
+    // Physics steps of MAX_PHYSICS_STEP (0.5 / 5): each action still moves the gantry its 5 cm, within 3 mm. From
+    // 0.5 s Rapier puts the bodies to sleep after a step, and they move no more.
+    let text = common::cube_single_text().replacen("control_dt: 0.05,", "control_dt: 0.5,", 1);
+    let scene = TaskScene::from_ron(&text, "long-steps").unwrap();
+    let step = scene.settings.control_dt / scene.settings.substeps as f32;
+    assert!((step - qamlab_sim::scene::MAX_PHYSICS_STEP).abs() < 1e-6);
+    let spec = EnvSpec::of(&scene);
+    let mut state = qamlab_sim::env::EnvState::new(&scene, &spec, 0);
+    let mut physics = qamlab_sim::env::reset_env(&scene, &mut state);
+    let x = scene
+        .joints
+        .iter()
+        .position(|j| j.joint.name == "x")
+        .unwrap();
+    let start = physics.joint_position(&scene, x);
+    let mut action = vec![0.0; scene.actuators.len()];
+    action[0] = 1.0;
+    for k in 1..=3 {
+        qamlab_sim::env::apply_action(&scene, &mut physics, &action);
+        physics.step(scene.settings.substeps);
+        let moved = physics.joint_position(&scene, x) - start;
+        assert!((moved - 0.05 * k as f32).abs() < 3e-3, "step {k}: {moved}");
+    }
+}
+
+#[test]
 fn bodies_placed_inside_each_other_are_found() {
     let text = common::cube_single_text();
     // As authored, the cube rests on the table (touching, not inside it) and the gripper is clear of both.

@@ -568,6 +568,37 @@ fn settings_out_of_bounds_are_refused() {
 }
 
 #[test]
+fn a_physics_step_past_a_tenth_of_a_second_is_refused() {
+    // 50 where 50 ms was meant: 10 s physics steps, in which every body sleeps after its first step.
+    let err = load_edited("control_dt: 0.05,", "control_dt: 50,").unwrap_err();
+    let (file, _, field, message) = invalid_parts(&err);
+    assert!(
+        file == "bad.scn.ron"
+            && field == "TaskSettings.control_dt"
+            && message.starts_with(
+                "the physics step, control_dt / substeps = 50 / 5 = 10 s, must be at most 0.1 s"
+            )
+            && message.ends_with(
+                "raise substeps to 500 or more, or shorten control_dt (control_dt is in seconds: 50 ms is 0.05)"
+            ),
+        "{err}"
+    );
+    // Past what substeps can make up for: only a shorter control step.
+    let err = edit_error("control_dt: 0.05,", "control_dt: 500,");
+    assert!(
+        err.contains("shorten control_dt (substeps go up to 1000)"),
+        "{err}"
+    );
+    // At the bound, and a long control step split finely enough, load.
+    load_edited("control_dt: 0.05,", "control_dt: 0.5,").unwrap();
+    load_edited(
+        "control_dt: 0.05,\n          substeps: 5,",
+        "control_dt: 50,\n          substeps: 500,",
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_keep_away_rule_resets_cannot_meet_is_refused() {
     // The cube is drawn within 0.15 of the origin in x and y, so no target in the same square is 0.5 away.
     let err = load_edited(

@@ -104,8 +104,8 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
             path: name_or_path.to_string(),
         });
     }
-    // A file, or a pipe (`--task <(...)`); `from_file` refuses a device, and says why a link that is there
-    // cannot be followed (a loop, a file it may not read).
+    // A file, or an unnamed pipe (`--task <(...)`); `from_file` refuses a device, a socket and a named pipe,
+    // and says why a link that is there cannot be followed (a loop, a file it may not read).
     if path.exists() || std::fs::symlink_metadata(path).is_ok() {
         let scene = TaskScene::from_file(path)?;
         return Ok(Task {

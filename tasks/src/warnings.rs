@@ -8,10 +8,10 @@ use qamlab_sim::scene::SensorDef;
 
 /// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that
 /// cannot get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing
-/// up, a free body with nothing under it where it starts, bodies placed
-/// inside each other, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
-/// observed, a sensor listed twice, a body that is the child of two joints, an absolute position target beyond its
-/// joint's limits.
+/// up, a physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch
+/// where it starts, bodies placed inside each other, a joint anchored far from both its bodies, a goal whose
+/// target is drawn at random but never observed, a sensor listed twice, a body that is the child of two joints, an
+/// absolute position target beyond its joint's limits.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     // A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
@@ -54,12 +54,35 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         ));
     }
     out.extend(angles_in_degrees(scene));
-    for (body, at) in unsupported_starts(scene) {
+    let s = &scene.settings;
+    let step = s.control_dt / s.substeps as f32;
+    // Loading refuses steps past `MAX_PHYSICS_STEP`; this warns short of it. A hair of slack: 0.2 / 5 passes.
+    if step > COARSE_PHYSICS_STEP * (1.0 + 1e-5) {
+        let needed = (s.control_dt / COARSE_PHYSICS_STEP * (1.0 - 1e-5)).ceil();
         out.push(format!(
-            "\"{body}\" has nothing under it where it can start, at ({}, {}): it falls for the whole episode; \
-             place it over a fixed collider (a table, a floor) or put one under it",
-            at.x, at.y
+            "the physics step, control_dt / substeps = {} / {} = {step} s, is over {COARSE_PHYSICS_STEP} s: stiff \
+             motors and contacts are integrated coarsely there (cube-single's grasp fails in a fifth to a half of \
+             its episodes at 0.05 to 0.06 s); raise substeps to {needed} or more (the built-ins step 0.01 to \
+             0.025 s)",
+            s.control_dt, s.substeps
         ));
+    }
+    for fall in unsupported_starts(scene) {
+        let (body, at) = (&fall.body, fall.at);
+        out.push(match &fall.apart {
+            None => format!(
+                "\"{body}\" has nothing under it where it can start, at ({}, {}): it falls for the whole \
+                 episode; place it over a fixed collider (a table, a floor) or put one under it",
+                at.x, at.y
+            ),
+            Some(under) => format!(
+                "\"{body}\" has nothing under it that it can touch where it can start, at ({}, {}): \"{under}\" \
+                 is under it, but their collision groups keep them apart, so it falls through for the whole \
+                 episode; give them a `membership` and `filter` that touch (each one's filter sharing a bit with \
+                 the other's membership)",
+                at.x, at.y
+            ),
+        });
     }
     for (joint, distance) in far_joint_anchors(scene) {
         out.push(format!(
@@ -202,11 +225,25 @@ fn joined(scene: &TaskScene, b: usize) -> Vec<usize> {
     group
 }
 
-/// Free bodies, with the limbs joined to them, that have no collider under any of them at some place their reset
-/// can put them (the corners and the middle of its x and y ranges): under downward gravity they fall without end.
-/// Each group once, named by its first free body, with the first such place. (Boxes around colliders, so a wall
-/// beside a body is no support, and a tilted table is one.)
-fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
+/// The longest physics step (s) said nothing of: cube-single's grasp holds in every episode up to it (0.2 / 5) and
+/// fails in some past it. Loading refuses steps past [`qamlab_sim::scene::MAX_PHYSICS_STEP`].
+const COARSE_PHYSICS_STEP: f32 = 0.04;
+
+/// A free body that can start with nothing under it.
+struct Fall {
+    /// The body's name.
+    body: String,
+    /// The first start found unsupported.
+    at: Vec2,
+    /// A body whose collider is under it there but that its collision groups keep it from touching.
+    apart: Option<String>,
+}
+
+/// Free bodies, with the limbs joined to them, that have no collider they can touch under any of them at some
+/// place their reset can put them (the corners and the middle of its x and y ranges): under downward gravity they
+/// fall without end. Each group once, named by its first free body, with the first such place. (Boxes around
+/// colliders, so a wall beside a body is no support, and a tilted table is one.)
+fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
     if scene.settings.gravity.z >= 0.0 {
         return Vec::new();
     }
@@ -233,29 +270,48 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<(String, Vec2)> {
         // contact. The group stands where any of its bodies does (a walker's feet astride a gap).
         let under = |member: usize, shift: Vec2| {
             let Some((low, high)) = scene.collider_bounds(member) else {
-                return false;
+                return Vec::new();
             };
             let at = ((low + high) / 2.0).truncate() + shift;
             // A support within a quarter of the body's width of its middle holds it (tiles with a seam between).
             let reach = (high - low).truncate().max_element() / 4.0;
             (0..scene.bodies.len())
                 .filter(|c| !own.contains(c))
-                .any(|c| {
+                .filter(|&c| {
                     scene.collider_bounds(c).is_some_and(|(lo, hi)| {
                         lo.z <= low.z + 0.01
                             && (lo.x - reach..=hi.x + reach).contains(&at.x)
                             && (lo.y - reach..=hi.y + reach).contains(&at.y)
                     })
                 })
+                .collect::<Vec<usize>>()
+        };
+        // Only a collider the body can touch holds it: one whose collision groups keep them apart lets it through.
+        let touch = |member: usize, c: usize| match (
+            &scene.bodies[member].collider,
+            &scene.bodies[c].collider,
+        ) {
+            (Some(a), Some(b)) => qamlab_sim::physics::groups_touch(a, b),
+            _ => false,
         };
         let places = xs
             .iter()
             .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
-        if let Some(at) = places
-            .into_iter()
-            .find(|&at| !own.iter().any(|&m| under(m, at - home)))
-        {
-            out.push((def.body.name.clone(), at));
+        for at in places {
+            let below: Vec<(usize, usize)> = own
+                .iter()
+                .flat_map(|&m| under(m, at - home).into_iter().map(move |c| (m, c)))
+                .collect();
+            if !below.iter().any(|&(m, c)| touch(m, c)) {
+                out.push(Fall {
+                    body: def.body.name.clone(),
+                    at,
+                    apart: below
+                        .first()
+                        .map(|&(_, c)| scene.bodies[c].body.name.clone()),
+                });
+                break;
+            }
         }
     }
     out
@@ -441,6 +497,56 @@ mod tests {
                 "\"cube\" has nothing under it where it can start, at (-0.15, -0.15): it falls for the whole \
               episode; place it over a fixed collider (a table, a floor) or put one under it"
             ]
+        );
+    }
+
+    #[test]
+    fn a_support_the_body_cannot_touch_is_none() {
+        // The table's filter taking no group: nothing touches it, and the cube falls through it.
+        let warnings = warnings_of_edited(
+            "shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1,",
+            "shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1, filter: 0,",
+        );
+        assert_eq!(
+            warnings,
+            [
+                "\"cube\" has nothing under it that it can touch where it can start, at (-0.15, -0.15): \"table\" \
+                 is under it, but their collision groups keep them apart, so it falls through for the whole \
+                 episode; give them a `membership` and `filter` that touch (each one's filter sharing a bit with \
+                 the other's membership)"
+            ]
+        );
+        // The cube's filter leaving out the table's group while the table's takes the cube: apart all the same.
+        let cube = "shape: Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0, friction: 1.0, membership: 1,";
+        let one_way = warnings_of_edited(cube, &format!("{cube} filter: 2,"));
+        assert!(
+            one_way.len() == 1
+                && one_way[0].contains("\"table\" is under it, but their collision groups"),
+            "{one_way:?}"
+        );
+        // A table that touches only the cube's group still holds it.
+        let only_cubes = warnings_of_edited(
+            "shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1,",
+            "shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1, filter: 1,",
+        );
+        assert_eq!(only_cubes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_coarse_physics_step_is_found() {
+        // One physics step per 50 ms control step; 0.2 / 5 is the longest said nothing of.
+        let warnings = warnings_of_edited("substeps: 5,", "substeps: 1,");
+        assert_eq!(
+            warnings,
+            [
+                "the physics step, control_dt / substeps = 0.05 / 1 = 0.05 s, is over 0.04 s: stiff motors and \
+                 contacts are integrated coarsely there (cube-single's grasp fails in a fifth to a half of its \
+                 episodes at 0.05 to 0.06 s); raise substeps to 2 or more (the built-ins step 0.01 to 0.025 s)"
+            ]
+        );
+        assert_eq!(
+            warnings_of_edited("control_dt: 0.05,", "control_dt: 0.2,"),
+            Vec::<String>::new()
         );
     }
 

@@ -40,12 +40,18 @@ fn single(x: f32, edits: &[(&str, &str)]) -> String {
     edited(&edited(BUILTIN_TASKS[0].1, &table), edits)
 }
 
-/// `text` with its gantry's motors slowed to a crawl (a control step of 10 s, heavily damped): what the robot can
-/// throw or slide shrinks to centimetres, leaving what it can push.
+/// `text` with its gantry's motors slowed to a crawl (a control step of 10 s, in the 0.1 s physics steps loading
+/// allows, heavily damped): what the robot can throw or slide shrinks to centimetres, leaving what it can push.
 fn slow(text: &str) -> String {
-    edited(text, &[("control_dt: 0.05", "control_dt: 10.0")])
-        .replace("damping: 120.0", "damping: 1000000.0")
-        .replace("damping: 100.0", "damping: 1000000.0")
+    edited(
+        text,
+        &[
+            ("control_dt: 0.05", "control_dt: 10.0"),
+            ("substeps: 5,", "substeps: 100,"),
+        ],
+    )
+    .replace("damping: 120.0", "damping: 1000000.0")
+    .replace("damping: 100.0", "damping: 1000000.0")
 }
 
 /// The oracle's refusal of scene `text`, if any.

@@ -443,24 +443,53 @@ fn a_link_in_a_loop_says_so() {
     );
 }
 
-/// `--task <(cat my-task.scn.ron)`: a pipe ends when its writer does, so it is read like a file.
+/// `--task <(cat my-task.scn.ron)`: an unnamed pipe ends when its writer does, so it is read like a file.
 #[test]
 fn a_scene_from_a_pipe_loads() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    // As the shell names the read end of `<(...)`.
+    let path = format!("/dev/fd/{}", reader.as_raw_fd());
+    let writer =
+        std::thread::spawn(move || writer.write_all(BUILTIN_TASKS[0].1.as_bytes()).unwrap());
+    let task = load_task(&path).unwrap();
+    writer.join().unwrap();
+    drop(reader);
+    assert_eq!(task.name, "cube-single");
+    assert!(!task.builtin);
+}
+
+/// A named pipe no one writes to would hang the load at its opening: it is refused before.
+#[test]
+fn a_named_pipe_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("scene");
+    let fifo = dir.path().join("scene.scn.ron");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap();
     assert!(made.success());
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::write(fifo, BUILTIN_TASKS[0].1).unwrap())
-    };
-    let task = load_task(fifo.to_str().unwrap()).unwrap();
-    writer.join().unwrap();
-    assert_eq!(task.name, "cube-single");
-    assert!(!task.builtin);
+    // Were it opened, a writer after 10 s ends the wait, so that a regression fails rather than hangs (without
+    // blocking: with no reader the open fails at once).
+    let unblock = fifo.clone();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(unblock);
+    });
+    let err = load_task(fifo.to_str().unwrap()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}: cannot read task scene: a named pipe (opening one waits for a writer, forever if none comes), not \
+             a regular file: give a scene file (`*.scn.ron`)",
+            fifo.display()
+        )
+    );
 }
 
 #[test]

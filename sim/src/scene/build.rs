@@ -117,6 +117,7 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
         }
     }
     ck.positive(raw, "TaskSettings.control_dt", settings.control_dt)?;
+    check_physics_step(ck, raw, &settings)?;
     // Its own bound, in its own units, below the lengths' one.
     if !settings.gravity.is_finite() || settings.gravity.length() > MAX_GRAVITY {
         return Err(ck.err(
@@ -130,6 +131,42 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
         ));
     }
     Ok(settings)
+}
+
+/// A physics step (`control_dt / substeps`) of at most [`MAX_PHYSICS_STEP`]: a longer one runs without a word,
+/// and wrongly, or not at all (bodies asleep after one step).
+fn check_physics_step(
+    ck: &Check,
+    raw: &RawEntity,
+    settings: &TaskSettings,
+) -> Result<(), SimError> {
+    let (dt, substeps) = (settings.control_dt, settings.substeps);
+    let step = dt / substeps as f32;
+    // A hair of slack, so that 0.5 / 5 passes in float32.
+    if step <= MAX_PHYSICS_STEP * (1.0 + 1e-5) {
+        return Ok(());
+    }
+    let needed = (dt / MAX_PHYSICS_STEP * (1.0 - 1e-5)).ceil();
+    let fix = if needed <= MAX_SUBSTEPS as f32 {
+        format!("raise substeps to {needed} or more, or shorten control_dt")
+    } else {
+        format!("shorten control_dt (substeps go up to {MAX_SUBSTEPS})")
+    };
+    // Whole seconds for a control step most likely mean milliseconds.
+    let units = if dt >= 1.0 {
+        format!(" (control_dt is in seconds: {dt} ms is {})", dt / 1000.0)
+    } else {
+        String::new()
+    };
+    Err(ck.err(
+        raw,
+        "TaskSettings.control_dt",
+        format!(
+            "the physics step, control_dt / substeps = {dt} / {substeps} = {step} s, must be at most \
+             {MAX_PHYSICS_STEP} s: longer steps integrate motors and contacts wrongly, and from 0.5 s every body \
+             sleeps after its first step, so nothing moves; {fix}{units}"
+        ),
+    ))
 }
 
 /// Bodies and sites by name, with their frames: the two share one namespace.

@@ -27,8 +27,8 @@ use crate::authoring::*;
 use crate::error::SimError;
 
 pub use check::{
-    MAX_EPISODE_LENGTH, MAX_GRAVITY, MAX_SOLVER_ITERATIONS, MAX_SOLVER_PASSES, MAX_SUBSTEPS,
-    closest_name,
+    MAX_EPISODE_LENGTH, MAX_GRAVITY, MAX_PHYSICS_STEP, MAX_SOLVER_ITERATIONS, MAX_SOLVER_PASSES,
+    MAX_SUBSTEPS, closest_name,
 };
 
 /// A point fixed to a body: a body's origin or a site.
@@ -167,8 +167,9 @@ impl TaskScene {
         use std::os::unix::fs::FileTypeExt;
         let path = path.as_ref();
         let file = path.display().to_string();
-        // A device may never end (a link to /dev/zero): a scene is a file, or a pipe (`--task <(...)`), which
-        // ends when its writer does.
+        // A device may never end (a link to /dev/zero), and opening a named pipe waits for a writer, forever if
+        // none comes: a scene is a file, or an unnamed pipe (`--task <(...)`), which opens at once and ends when
+        // its writer does.
         let kind = std::fs::metadata(path)
             .map_err(|source| SimError::Io {
                 file: file.clone(),
@@ -181,6 +182,8 @@ impl TaskScene {
             "a device"
         } else if kind.is_socket() {
             "a socket"
+        } else if kind.is_fifo() && !unnamed_pipe(path) {
+            "a named pipe (opening one waits for a writer, forever if none comes)"
         } else {
             ""
         };
@@ -305,6 +308,28 @@ impl TaskScene {
             }
         }
     }
+}
+
+/// Whether `path` leads, through its links, to an unnamed pipe (`/dev/fd/63` from a shell's `<(...)`,
+/// `/dev/stdin` fed by `|`): Linux names one `pipe:[inode]` where a link reaches it. Unlike a named pipe's, its
+/// opening never waits for a writer.
+fn unnamed_pipe(path: &Path) -> bool {
+    let mut at = path.to_path_buf();
+    // Loading has already followed the whole chain (a loop is refused before this); the bound is a backstop.
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&at) else {
+            return false;
+        };
+        if target.to_str().is_some_and(|t| t.starts_with("pipe:[")) {
+            return true;
+        }
+        // A relative link is relative to the folder it is in.
+        at = match at.parent() {
+            Some(folder) => folder.join(&target),
+            None => target,
+        };
+    }
+    false
 }
 
 /// The registry of every authoring type, built once.
