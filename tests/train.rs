@@ -825,3 +825,99 @@ fn every_shipped_config_resolves() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_full_disk_during_a_checkpoint_leaves_the_run_at_the_one_before() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", TINY);
+    let run = dir.path().join("run");
+    let mut cmd = train_cmd(&config, &dataset, &run);
+    // No file of the run may grow past 150 kB, as on a disk that fills: the agent file (about 90 kB) fits, the
+    // online replay buffer (256 bytes a step) outgrows it some 600 steps in, while a checkpoint is written.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Ignored, SIGXFSZ leaves the write failing with EFBIG, as ENOSPC does.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = 150_000;
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let err = run_err(&mut cmd);
+    let kept = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert!(
+        err.contains("writing the checkpoint of step")
+            && err.contains(&format!("(its last checkpoint, {kept}, is kept)"))
+            && err.contains("File too large"),
+        "{err}"
+    );
+    // The checkpoint cut short left nothing, under its name or a temporary one.
+    let mut left: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["latest".to_string(), kept.clone()]);
+    assert!(!run.join("summary.json").exists());
+    // The run goes on from the checkpoint before, as one stopped there.
+    run_ok(qamlab().args(EVAL_ON_CPU).arg(&run));
+    run_ok(&mut resume_cmd(&run));
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/latest")).unwrap(),
+        "step-1260"
+    );
+    assert!(run.join("summary.json").is_file());
+}
+
+#[test]
+fn a_file_that_is_no_checkpoint_is_named_as_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", &offline_only(20));
+    let run = dir.path().join("run");
+    run_ok(&mut train_cmd(&config, &dataset, &run));
+    let dataset_error = "not a safetensors checkpoint: it is a zip archive, as a dataset (.npz) is";
+
+    // A dataset given where a checkpoint file is read.
+    let err = run_err(qamlab().args(["view", "--checkpoint"]).arg(&dataset));
+    assert!(
+        err.contains(&format!("{}: {dataset_error}", dataset.display())),
+        "{err}"
+    );
+    let agent = run.join("checkpoints/step-20/agent.safetensors");
+    std::fs::copy(&dataset, &agent).unwrap();
+    for cmd in [
+        qamlab().args(EVAL_ON_CPU).arg(&run),
+        &mut resume_cmd(&run),
+        qamlab().args(["view", "--checkpoint"]).arg(&agent),
+    ] {
+        let err = run_err(cmd);
+        assert!(
+            err.contains(&format!("{}: {dataset_error}", agent.display())),
+            "{err}"
+        );
+    }
+    // ... and where a run directory is.
+    for cmd in [
+        qamlab().args(EVAL_ON_CPU).arg(&dataset),
+        &mut resume_cmd(&dataset),
+    ] {
+        let err = run_err(cmd);
+        assert!(
+            err.contains("data.npz is a file, not a run directory: it is a zip archive, as a dataset (.npz) is"),
+            "{err}"
+        );
+    }
+}

@@ -189,6 +189,40 @@ pub fn write_tensors(
     Ok(())
 }
 
+/// Why `bytes` cannot be a safetensors file, where its first bytes say so: a file given where a checkpoint is
+/// expected (a dataset, a config) is named as what it is, not as a damaged checkpoint. `None` where it begins as a
+/// safetensors file does (an 8-byte header length, then a JSON object), even if cut short after that.
+fn not_safetensors(bytes: &[u8]) -> Option<String> {
+    const EXPECTED: &str =
+        "a checkpoint is a .safetensors file (agent.safetensors in a run's checkpoints/step-N/)";
+    // Zip archives (an `.npz` dataset is one) begin with a local file header, or, empty, an end record.
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        return Some(format!(
+            "not a safetensors checkpoint: it is a zip archive, as a dataset (.npz) is; {EXPECTED}"
+        ));
+    }
+    if bytes.starts_with(b"\x93NUMPY") {
+        return Some(format!(
+            "not a safetensors checkpoint: it is a NumPy array (.npy); {EXPECTED}"
+        ));
+    }
+    if bytes.len() < 8 {
+        return Some(format!(
+            "{} bytes long, too short for a safetensors header (8 bytes of length, then JSON): the file is \
+             truncated or not a checkpoint",
+            bytes.len()
+        ));
+    }
+    // The header is a JSON object right after its length; a file cut short within it still shows its `{`.
+    match bytes.get(8) {
+        Some(b'{') | None => None,
+        Some(_) => Some(format!(
+            "not a safetensors checkpoint: it does not begin with a safetensors header (an 8-byte length, then \
+             a JSON object); {EXPECTED}"
+        )),
+    }
+}
+
 /// Reads every tensor (f32/f64/i64/i32) and the metadata of a safetensors file; a truncated or
 /// malformed file is an error, never a panic.
 pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
@@ -208,6 +242,9 @@ pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| ckpt_err(path, e.to_string()))?;
+    if let Some(what) = not_safetensors(&bytes) {
+        return Err(ckpt_err(path, what));
+    }
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| ckpt_err(path, format!("unreadable or truncated: {e}")))?;
     let (_, meta) =
@@ -263,6 +300,13 @@ pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
 impl Agent {
     /// Saves networks, optimiser state, config, counters and seed to `path` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_metadata(path, &Metadata::new())
+    }
+
+    /// Saves as [`Agent::save`] does, with `extra` string metadata beside the agent's own (a checkpoint's id, which
+    /// the other files of the checkpoint record too); [`Agent::load_with_metadata`] gives it back. A key of the
+    /// agent's own is refused.
+    pub fn save_with_metadata(&self, path: impl AsRef<Path>, extra: &Metadata) -> Result<()> {
         let path = path.as_ref();
         let mut tensors = self.parameters();
         for (name, mu, nu) in &self.adam.moments {
@@ -283,6 +327,18 @@ impl Agent {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let mut meta = meta;
+        for (key, value) in extra {
+            if meta.contains_key(key) || key == CRC_KEY {
+                return Err(ckpt_err(
+                    path,
+                    format!(
+                        "metadata key {key} is the agent's own: give extra metadata another name"
+                    ),
+                ));
+            }
+            meta.insert(key.clone(), value.clone());
+        }
         write_tensors(path, &tensors, meta)
     }
 
@@ -290,6 +346,12 @@ impl Agent {
     /// truncated file, missing metadata, or a tensor whose name or shape does not match the agent
     /// the stored config describes (naming the tensor and both shapes).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Agent> {
+        Ok(Self::load_with_metadata(path, device)?.0)
+    }
+
+    /// Restores an agent as [`Agent::load`] does, with the file's whole string metadata (the agent's own keys and
+    /// what [`Agent::save_with_metadata`] added).
+    pub fn load_with_metadata(path: impl AsRef<Path>, device: Device) -> Result<(Agent, Metadata)> {
         let path = path.as_ref();
         let (tensors, meta) = read_tensors(path)?;
         let get = |key: &str| {
@@ -388,6 +450,80 @@ impl Agent {
         agent.step = count("step")?;
         agent.adam.count = count("optimizer_count")?;
         agent.act_calls = count("act_calls")?;
-        Ok(agent)
+        Ok((agent, meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentKind;
+
+    fn tiny_agent() -> Agent {
+        let cfg = AgentConfig {
+            kind: AgentKind::Qam,
+            batch_size: 8,
+            actor_hidden_dims: vec![8],
+            value_hidden_dims: vec![8],
+            horizon_length: 2,
+            num_qs: 2,
+            flow_steps: 2,
+            ..AgentConfig::default()
+        };
+        Agent::new(cfg, 3, 2, Device::Cpu, 7).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_its_extra_metadata_and_refuses_to_shadow_the_agents_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.safetensors");
+        let agent = tiny_agent();
+        let extra: Metadata = [("checkpoint_id".to_string(), "00ff".to_string())].into();
+        agent.save_with_metadata(&path, &extra).unwrap();
+        let (loaded, meta) = Agent::load_with_metadata(&path, Device::Cpu).unwrap();
+        assert_eq!(meta.get("checkpoint_id").map(String::as_str), Some("00ff"));
+        assert_eq!(loaded.seed(), 7);
+        let clash: Metadata = [("seed".to_string(), "1".to_string())].into();
+        let err = agent
+            .save_with_metadata(&path, &clash)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("metadata key seed is the agent's own"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_no_safetensors_checkpoint_is_named_as_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            Agent::load(&path, Device::Cpu).err().unwrap().to_string()
+        };
+        // An .npz dataset is a zip archive.
+        let err = load(
+            "data.npz",
+            b"PK\x03\x04\x14\x00\x00\x00\x00\x00 rest of a zip",
+        );
+        assert!(
+            err.starts_with("checkpoint ")
+                && err.contains("data.npz: not a safetensors checkpoint: it is a zip archive, as a dataset (.npz) is"),
+            "{err}"
+        );
+        let err = load("config.toml", b"task = \"cube-single\"\nseed = 0\n");
+        assert!(
+            err.contains("config.toml: not a safetensors checkpoint: it does not begin with a safetensors header"),
+            "{err}"
+        );
+        let err = load("tiny", b"{}");
+        assert!(err.contains("2 bytes long, too short"), "{err}");
+        // A checkpoint cut short within its header is still called that.
+        let path = dir.path().join("agent.safetensors");
+        tiny_agent().save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let err = load("cut.safetensors", &bytes[..40]);
+        assert!(err.contains("unreadable or truncated"), "{err}");
     }
 }

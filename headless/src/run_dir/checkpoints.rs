@@ -1,5 +1,6 @@
-//! The run's checkpoints: finding the latest (by the `latest` pointer, or the newest complete one), publishing a
-//! new one, and loading a checkpoint's agent, checked against the run's config and task.
+//! The run's checkpoints: finding the latest (by the `latest` pointer, or the newest complete one), writing a new
+//! one into a hidden folder and publishing it whole, and loading a checkpoint's agent, checked against the run's
+//! config and task and against the `state.json` beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +11,54 @@ use super::{RunDir, warn_once};
 use crate::TrainConfig;
 use crate::files::write_bytes_atomically;
 
-/// The files of a complete checkpoint directory; `state.json` is written last.
+/// The files of a complete checkpoint directory.
 const CHECKPOINT_FILES: [&str; 3] = ["agent.safetensors", "replay.safetensors", "state.json"];
+
+/// The key under which each file of a checkpoint records the checkpoint's id: the metadata of its safetensors
+/// files, a field of its `state.json`.
+pub(crate) const CHECKPOINT_ID_KEY: &str = "checkpoint_id";
+
+/// The id the files of the checkpoint of `step` record, after `updates` updates, of the run whose settings are
+/// `config` (its `config.toml`'s bytes): two runs' checkpoints of one step differ in it wherever their settings do,
+/// and the same run makes the same id, so that the same seed still gives the same bytes. (Two runs of the very
+/// same settings make the same checkpoints, on the CPU bit for bit: their files may be mixed harmlessly.)
+pub(crate) fn checkpoint_id(config: &[u8], step: u64, updates: u64) -> String {
+    let hash = |initial: u32| {
+        let mut crc = crc32fast::Hasher::new_with_initial(initial);
+        crc.update(config);
+        crc.update(&step.to_le_bytes());
+        crc.update(&updates.to_le_bytes());
+        crc.finalize()
+    };
+    format!("{:08x}{:08x}", hash(0), hash(0x9e37_79b9))
+}
+
+/// A checkpoint directory being written, under a hidden temporary name in `checkpoints/` (`.tmp-step-N-…`):
+/// [`RunDir::publish_staged_checkpoint`] renames it to `step-N` once its files are all written, so that no
+/// checkpoint appears under its name partly written (a full disk, a crash). Dropped unpublished, it is removed.
+#[derive(Debug)]
+pub struct StagedCheckpoint {
+    /// The temporary directory, until it is renamed into place.
+    dir: Option<PathBuf>,
+    /// The name it takes, `step-N`.
+    name: String,
+}
+
+impl StagedCheckpoint {
+    /// The temporary directory the checkpoint's files are written into.
+    pub fn path(&self) -> &Path {
+        self.dir.as_deref().unwrap_or(Path::new(""))
+    }
+}
+
+impl Drop for StagedCheckpoint {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            // Best effort: a leftover is hidden, and removed by the next resume (`remove_leftovers`).
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
 
 impl RunDir {
     /// The directory of the newest complete checkpoint, if any.
@@ -47,9 +94,9 @@ impl RunDir {
     }
 
     /// Where `latest` is missing (removed, or lost before the run's first checkpoint was published): the newest
-    /// `step-N` directory holding all its files, with a warning. Safe: each of a checkpoint's files is written
-    /// whole, `state.json` last, before `latest` names it, so one holding all three is complete (and a resume
-    /// checks that they agree).
+    /// `step-N` directory holding all its files, with a warning. Safe: a checkpoint's directory takes its name
+    /// only once its files are all written (older qamlab versions wrote them in place, `state.json` last), so one
+    /// holding all three is complete (and loading it checks that they belong together).
     fn newest_complete_checkpoint(&self, pointer: &Path) -> Option<PathBuf> {
         let (complete, _) = self.step_checkpoints();
         let (step, dir) = complete.into_iter().max_by_key(|(step, _)| *step)?;
@@ -90,6 +137,76 @@ impl RunDir {
         (complete, incomplete)
     }
 
+    /// A new checkpoint of `step`, to write into (a hidden directory in `checkpoints/`) and then publish with
+    /// [`publish_staged_checkpoint`](Self::publish_staged_checkpoint).
+    pub fn stage_checkpoint(&self, step: u64) -> anyhow::Result<StagedCheckpoint> {
+        // Unique to this write: named `.tmp-…` like the lab's other temporaries, which a resume removes.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!("step-{step}");
+        let dir = self.checkpoints().join(format!(
+            ".tmp-{name}-{}-{}",
+            std::process::id(),
+            WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(self.checkpoints()).with_context(|| {
+            format!(
+                "creating the checkpoints directory {}",
+                self.checkpoints().display()
+            )
+        })?;
+        std::fs::create_dir(&dir).with_context(|| {
+            format!(
+                "creating the temporary checkpoint directory {}",
+                dir.display()
+            )
+        })?;
+        Ok(StagedCheckpoint {
+            dir: Some(dir),
+            name,
+        })
+    }
+
+    /// Renames `staged` (its files all written and synced) to its name, `step-N`, and publishes it as the latest
+    /// ([`publish_checkpoint`](Self::publish_checkpoint)); returns its directory. Where `latest` cannot be
+    /// rewritten (a full disk), the new directory is removed again, and `latest` still names the checkpoint before.
+    pub fn publish_staged_checkpoint(
+        &self,
+        mut staged: StagedCheckpoint,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = self.checkpoints().join(&staged.name);
+        let tmp = staged.path().to_path_buf();
+        // The files' names are durable before the folder takes its name.
+        sync_dir(&tmp);
+        if dir.is_dir() {
+            let latest = self.latest_checkpoint().ok().flatten();
+            ensure!(
+                latest.as_ref() != Some(&dir),
+                "{} is the run's latest checkpoint: a new checkpoint of the same step would replace it",
+                dir.display()
+            );
+            // A checkpoint `latest` never named (its run stopped between the rename and the pointer, or an older
+            // qamlab's cut short): the run went back to an earlier one, and this one is written anew.
+            std::fs::remove_dir_all(&dir).with_context(|| {
+                format!(
+                    "removing {}, a checkpoint the run did not resume from",
+                    dir.display()
+                )
+            })?;
+        }
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+        staged.dir = None;
+        sync_dir(&self.checkpoints());
+        if let Err(e) = self.publish_checkpoint(&dir) {
+            // Not the latest (the pointer is rewritten atomically): taken away, so the run is as it was.
+            if self.latest_checkpoint().ok().flatten().as_ref() != Some(&dir) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(e);
+        }
+        Ok(dir)
+    }
+
     /// Makes `dir` (a fully written checkpoint directory) the latest, then removes older ones.
     /// The pointer is replaced atomically, so a crash at any moment leaves a complete checkpoint.
     pub fn publish_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
@@ -122,7 +239,7 @@ impl RunDir {
     ) -> anyhow::Result<Agent> {
         let cfg = &run.agent;
         let file = checkpoint.join("agent.safetensors");
-        let mut agent = Agent::load(&file, device)?;
+        let (mut agent, meta) = Agent::load_with_metadata(&file, device)?;
         if (agent.obs_dim(), agent.action_dim()) != (obs_dim, action_dim) {
             bail!(
                 "checkpoint {}: its agent takes {}-D observations and gives {}-D actions, but the task has {}-D \
@@ -154,9 +271,28 @@ impl RunDir {
                 run.seed
             );
         }
-        if let Some(position) = recorded_acting_position(checkpoint) {
-            check_acting_position(&checkpoint.join("state.json"), position)?;
-            agent.set_acting_position(position);
+        // Where state.json is missing or unreadable (older runs, a bare agent file's folder), the agent stands
+        // alone; training reads it strictly before it gets here.
+        let state_path = checkpoint.join("state.json");
+        if let Some(state) = recorded_state(&state_path) {
+            check_same_checkpoint(
+                &state_path,
+                state.get(CHECKPOINT_ID_KEY).and_then(|v| v.as_str()),
+                &file,
+                meta.get(CHECKPOINT_ID_KEY).map(String::as_str),
+            )?;
+            // A resumed run that made the final evaluation it owed records where its acting draws stand in
+            // state.json alone (the agent file is the one it resumed from).
+            if let Some(position) = state.get("acting_position").and_then(|v| v.as_u64()) {
+                check_acting_position(
+                    &state_path,
+                    &state,
+                    position,
+                    &file,
+                    agent.acting_position(),
+                )?;
+                agent.set_acting_position(position);
+            }
         }
         Ok(agent)
     }
@@ -213,24 +349,102 @@ fn is_checkpoint_name(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Refuses an `acting_position` that `file` (a checkpoint's `state.json`) records past any run's count: damage,
-/// which would overflow the agent's count as it acts.
-pub(crate) fn check_acting_position(file: &Path, position: u64) -> anyhow::Result<()> {
+/// Refuses two files of one checkpoint that record different checkpoint ids (`state_file`'s, then `other_file`'s),
+/// or where one records an id and the other none: files of different checkpoints, of this run or another, whose
+/// counts may agree all the same. Checkpoints of versions before the id was recorded have none in any file.
+pub(crate) fn check_same_checkpoint(
+    state_file: &Path,
+    state_id: Option<&str>,
+    other_file: &Path,
+    other_id: Option<&str>,
+) -> anyhow::Result<()> {
+    let (state_shown, other_shown) = (state_file.display(), other_file.display());
+    let mixed = "the two files come from different checkpoints (of this run or another)";
+    match (state_id, other_id) {
+        (Some(ours), Some(theirs)) if ours != theirs => bail!(
+            "{state_shown} records {CHECKPOINT_ID_KEY} {ours}, but {other_shown} beside it records \
+             {CHECKPOINT_ID_KEY} {theirs}: {mixed}"
+        ),
+        (Some(ours), None) => bail!(
+            "{state_shown} records {CHECKPOINT_ID_KEY} {ours}, but {other_shown} beside it records none (a file of \
+             an older qamlab's checkpoint): {mixed}"
+        ),
+        (None, Some(theirs)) => bail!(
+            "{other_shown} records {CHECKPOINT_ID_KEY} {theirs}, but {state_shown} beside it records none (a file \
+             of an older qamlab's checkpoint): {mixed}"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the `acting_position` that `state_file` (`state`, a checkpoint's `state.json`) records against the
+/// `act_calls` of the agent file beside it: the same count, or, where a resumed run made the final evaluation it
+/// owed at the checkpoint's step (recorded in `state.json` alone), more by at most what that evaluation's episodes
+/// can have taken (one acting call a control step, at most). Anything else is damage, or files of two checkpoints.
+pub(crate) fn check_acting_position(
+    state_file: &Path,
+    state: &serde_json::Value,
+    position: u64,
+    agent_file: &Path,
+    act_calls: u64,
+) -> anyhow::Result<()> {
+    let (file, agent) = (state_file.display(), agent_file.display());
     ensure!(
         position <= qamlab_agent::Agent::MAX_COUNT,
-        "{}: acting_position {position} is past any run's count (at most 2^53): the file is damaged",
-        file.display()
+        "{file}: acting_position {position} is past any run's count (at most 2^53): the file is damaged"
+    );
+    if position == act_calls {
+        return Ok(());
+    }
+    ensure!(
+        position > act_calls,
+        "{file}: acting_position {position}, but {agent} beside it records act_calls {act_calls}: expected at \
+         least as many (the same count, or more after a final evaluation): the two files come from different \
+         checkpoints, or {file} is damaged"
+    );
+    let count = |key: &str| state.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+    let step = count("offline_step").saturating_add(count("online_step"));
+    let last = state
+        .get("evals")
+        .and_then(|e| e.as_array())
+        .and_then(|e| e.last());
+    let final_episodes = last
+        .filter(|e| e.get("step").and_then(|s| s.as_u64()) == Some(step))
+        .and_then(|e| e.get("episodes")?.as_u64());
+    let Some(episodes) = final_episodes else {
+        bail!(
+            "{file}: acting_position {position}, but {agent} beside it records act_calls {act_calls}: expected the \
+             same count (they differ only after a final evaluation at the checkpoint's step {step}, which {file} \
+             does not record): {file} is damaged, or the two files come from different checkpoints"
+        );
+    };
+    let most = episodes.saturating_mul(u64::from(qamlab_sim::scene::MAX_EPISODE_LENGTH));
+    ensure!(
+        position - act_calls <= most,
+        "{file}: acting_position {position} is {} past the act_calls {act_calls} of {agent} beside it: expected at \
+         most {most} more (its final evaluation at step {step}: {episodes} episodes of at most {} control steps): \
+         the file is damaged",
+        position - act_calls,
+        qamlab_sim::scene::MAX_EPISODE_LENGTH
     );
     Ok(())
 }
 
-/// Where the acting draws stood by the checkpoint's `state.json`, where it says: a resumed run that made the final
-/// evaluation it owed records that there alone (the agent file is the one it resumed from). `None` where the file
-/// or the key is missing (older runs, a bare agent file's folder); training's own reading of it is the strict one.
-fn recorded_acting_position(checkpoint: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(checkpoint.join("state.json")).ok()?;
-    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
-    state.get("acting_position")?.as_u64()
+/// A checkpoint's `state.json` as JSON, where it can be read: `None` where it is missing or damaged (older runs, a
+/// bare agent file's folder); training's own reading of it is the strict one.
+fn recorded_state(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .filter(serde_json::Value::is_object)
+}
+
+/// Syncs `dir`'s entries to disk, so that a rename in it is durable. Best effort: some file systems refuse to sync
+/// a directory.
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +473,64 @@ mod tests {
             err.contains("expected a checkpoint directory of this run, step-N"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_takes_its_name_only_once_whole() {
+        let (_dir, run) = temp_run();
+        let entries = || {
+            let mut names: Vec<String> = std::fs::read_dir(run.checkpoints())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let write = |staged: &StagedCheckpoint, files: &[&str]| {
+            for f in files {
+                std::fs::write(staged.path().join(f), *f).unwrap();
+            }
+        };
+        let staged = run.stage_checkpoint(10).unwrap();
+        write(&staged, &CHECKPOINT_FILES);
+        // Hidden while it is written: neither `latest` nor the newest complete checkpoint.
+        assert_eq!(run.latest_checkpoint().unwrap(), None);
+        let first = run.publish_staged_checkpoint(staged).unwrap();
+        assert_eq!(first, run.checkpoints().join("step-10"));
+        assert_eq!(entries(), ["latest", "step-10"]);
+
+        // A write that fails midway (a full disk) leaves nothing of it: the run is at its checkpoint before.
+        let staged = run.stage_checkpoint(20).unwrap();
+        write(&staged, &CHECKPOINT_FILES[..1]);
+        drop(staged);
+        assert_eq!(entries(), ["latest", "step-10"]);
+        assert_eq!(run.latest_checkpoint().unwrap(), Some(first.clone()));
+
+        // A checkpoint `latest` never named (a crash between the rename and the pointer) is written anew.
+        let stale = run.checkpoints().join("step-20");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("stale"), "").unwrap();
+        let staged = run.stage_checkpoint(20).unwrap();
+        write(&staged, &CHECKPOINT_FILES);
+        assert_eq!(run.publish_staged_checkpoint(staged).unwrap(), stale);
+        assert_eq!(entries(), ["latest", "step-20"]);
+        assert!(!stale.join("stale").exists());
+        // The latest one is never replaced under the reader's feet.
+        let staged = run.stage_checkpoint(20).unwrap();
+        let err = run
+            .publish_staged_checkpoint(staged)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is the run's latest checkpoint"), "{err}");
+        assert_eq!(entries(), ["latest", "step-20"]);
+
+        // What a killed write left is removed by the next holder of the run.
+        let left = run.stage_checkpoint(30).unwrap();
+        write(&left, &CHECKPOINT_FILES[..2]);
+        std::mem::forget(left);
+        assert_eq!(entries().len(), 3);
+        run.remove_leftovers(&run.lock().unwrap());
+        assert_eq!(entries(), ["latest", "step-20"]);
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl RunDir {
     /// checking the run's copy of its task scene: for reporting what the run did (its curves), not for acting
     /// on its task.
     pub fn read_config_unverified(&self) -> anyhow::Result<TrainConfig> {
+        if self.root.is_file() {
+            bail!(
+                "{} is a file, not a run directory{}",
+                self.root.display(),
+                what_file_it_is(&self.root)
+            );
+        }
         let path = self.config();
         let text = read_regular_text(
             &path,
@@ -147,6 +154,24 @@ impl RunDir {
             );
         }
         Ok(cfg)
+    }
+}
+
+/// What a file given where a run directory belongs looks like, by its first bytes, to follow "is a file, not a run
+/// directory": a dataset or a checkpoint given in its place is named as such.
+fn what_file_it_is(path: &Path) -> &'static str {
+    let mut head = [0u8; 9];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..read];
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        ": it is a zip archive, as a dataset (.npz) is; give the directory `qamlab train --out` wrote"
+    } else if head.len() == 9 && head[8] == b'{' {
+        ": it looks like a safetensors file (a checkpoint's); give the run directory, the folder that holds \
+         checkpoints/"
+    } else {
+        ": give the directory `qamlab train --out` wrote"
     }
 }
 
@@ -215,6 +240,26 @@ mod tests {
         std::fs::write(run.config(), builtin.to_toml().unwrap()).unwrap();
         std::fs::remove_file(run.task_scene()).unwrap();
         assert_eq!(run.read_config().unwrap().task, builtin.task);
+    }
+
+    #[test]
+    fn a_file_given_as_a_run_directory_is_named_as_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            format!("{:#}", RunDir::new(&path).read_config().unwrap_err())
+        };
+        let err = read("data.npz", b"PK\x03\x04\x14\x00 a zip");
+        assert!(
+            err.ends_with(
+                "data.npz is a file, not a run directory: it is a zip archive, as a dataset (.npz) is; give the \
+                 directory `qamlab train --out` wrote"
+            ),
+            "{err}"
+        );
+        let err = read("agent.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{}");
+        assert!(err.contains("it looks like a safetensors file"), "{err}");
     }
 
     #[test]

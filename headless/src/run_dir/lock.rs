@@ -19,8 +19,8 @@ pub struct RunLock {
 
 impl RunDir {
     /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder and its
-    /// checkpoints' folder (the `latest` pointer's). Only for
-    /// the holder of the run's [`lock`](Self::lock): no one else writes there then.
+    /// checkpoints' folder (the `latest` pointer's), and there the temporary folders of checkpoints cut short.
+    /// Only for the holder of the run's [`lock`](Self::lock): no one else writes there then.
     pub fn remove_leftovers(&self, _held: &RunLock) {
         for folder in [self.root.clone(), self.checkpoints()] {
             let Ok(entries) = std::fs::read_dir(&folder) else {
@@ -28,9 +28,15 @@ impl RunDir {
             };
             for entry in entries.flatten() {
                 let temporary = entry.file_name().to_string_lossy().starts_with(".tmp-");
-                if temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
-                    // A leftover that will not go is harmless: the next writes use new names.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                // A leftover that will not go is harmless: the next writes use new names.
+                if temporary && kind.is_file() {
                     let _ = std::fs::remove_file(entry.path());
+                } else if temporary && kind.is_dir() && folder == self.checkpoints() {
+                    // A checkpoint cut short while it was written (`stage_checkpoint`).
+                    let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
         }

@@ -9,7 +9,8 @@
 //! RUN/eval.csv               step, phase, success_rate, mean_return, episodes
 //! RUN/learning_curve.png     redrawn at each evaluation
 //! RUN/checkpoints/latest     name of the newest complete checkpoint directory (written after its files)
-//! RUN/checkpoints/step-N/    agent.safetensors, replay.safetensors, state.json
+//! RUN/checkpoints/step-N/    agent.safetensors, replay.safetensors, state.json, each recording the checkpoint's
+//!                            id; written as checkpoints/.tmp-step-N-…/ and renamed once whole
 //! RUN/summary.json           written at the end
 //! ```
 
@@ -23,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub(crate) use checkpoints::check_acting_position;
+pub use checkpoints::StagedCheckpoint;
+pub(crate) use checkpoints::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
 pub use lock::RunLock;
 pub use metrics::MetricsRow;
 

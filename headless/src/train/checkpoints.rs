@@ -16,6 +16,7 @@ use super::trainer::{RECENT_EPISODES, RunState, Trainer};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::files::write_bytes_atomically;
+use crate::run_dir::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
 
 /// The run settings a resume must keep (see [`RunState::settings`](super::trainer::RunState::settings)).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,10 +83,16 @@ impl Trainer<'_> {
 
     /// Writes agent, online replay data (with the episodes in progress), run state and, in the online phase,
     /// where the envs' episodes began and their queued actions into a new checkpoint directory, then publishes it.
+    /// The directory takes its name only once whole: a failed write (a full disk) leaves the run at its checkpoint
+    /// before, as a later `--resume` finds it.
     pub(super) fn checkpoint(
         &mut self,
         envs: Option<(&BatchedEnv, &ChunkQueues)>,
     ) -> anyhow::Result<()> {
+        let step = self.total_step();
+        if self.checkpointed_at == Some(step) {
+            return Ok(());
+        }
         // Never checkpoint a diverged agent: the last checkpoint must be one worth resuming.
         for (name, t) in self.agent.parameters() {
             if t.isfinite().all().int64_value(&[]) == 0 {
@@ -96,13 +103,33 @@ impl Trainer<'_> {
                 );
             }
         }
-        let dir = self
-            .run
-            .checkpoints()
-            .join(format!("step-{}", self.total_step()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating the checkpoint directory {}", dir.display()))?;
-        self.agent.save(dir.join("agent.safetensors"))?;
+        let staged = self.run.stage_checkpoint(step)?;
+        let config = std::fs::read(self.run.config())
+            .with_context(|| format!("reading {}", self.run.config().display()))?;
+        let id = checkpoint_id(&config, step, self.state.updates);
+        self.write_checkpoint(staged.path(), envs, &id)
+            .and_then(|()| self.run.publish_staged_checkpoint(staged))
+            .with_context(|| {
+                format!(
+                    "writing the checkpoint of step {step} ({})",
+                    self.what_is_kept()
+                )
+            })?;
+        self.state.checkpoint_id = Some(id);
+        self.checkpointed_at = Some(step);
+        Ok(())
+    }
+
+    /// Writes the checkpoint's files into `dir`, each recording the checkpoint's `id`.
+    fn write_checkpoint(
+        &self,
+        dir: &Path,
+        envs: Option<(&BatchedEnv, &ChunkQueues)>,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let marked: checkpoint::Metadata = [(CHECKPOINT_ID_KEY.to_string(), id.to_string())].into();
+        self.agent
+            .save_with_metadata(dir.join("agent.safetensors"), &marked)?;
         let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
         let (all_pending, lengths) = self
             .episodes
@@ -111,6 +138,7 @@ impl Trainer<'_> {
         tensors.extend(store_tensors("pending", &all_pending, 0)?);
         tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
         let mut state = self.state_to_record();
+        state.checkpoint_id = Some(id.to_string());
         state.env_episode_word_pos.clear();
         if let Some((env, queues)) = envs {
             state.env_episode_word_pos = env
@@ -127,7 +155,7 @@ impl Trainer<'_> {
             ));
             tensors.push(("queues/lengths".into(), Tensor::from_slice(&counts)));
         }
-        let mut meta = HashMap::new();
+        let mut meta = marked;
         meta.insert("offline_len".into(), self.offline_len.to_string());
         // The run's seed marks its files: a replay buffer copied from another run is refused at a resume.
         meta.insert("seed".into(), self.cfg.seed.to_string());
@@ -138,8 +166,7 @@ impl Trainer<'_> {
         write_bytes_atomically(
             &dir.join("state.json"),
             serde_json::to_string_pretty(&state)?.as_bytes(),
-        )?;
-        self.run.publish_checkpoint(&dir)
+        )
     }
 
     /// The run's state as a checkpoint records it (its envs' episodes aside).
@@ -232,6 +259,12 @@ impl Trainer<'_> {
                 self.cfg.seed
             );
         }
+        check_same_checkpoint(
+            &state_path,
+            self.state.checkpoint_id.as_deref(),
+            &replay_path,
+            meta.get(CHECKPOINT_ID_KEY).map(String::as_str),
+        )?;
         // Runs from before the checksum was recorded have none to compare.
         let recorded = match meta.get("dataset_crc32") {
             Some(v) => Some(v.parse::<u32>().with_context(|| {
@@ -293,6 +326,7 @@ impl Trainer<'_> {
         let logged_every = self.state.log_interval.unwrap_or(self.cfg.log_interval);
         self.run
             .truncate_metrics_after(self.total_step(), logged_every, self.cfg.offline_steps)?;
+        self.checkpointed_at = Some(self.total_step());
         Ok(())
     }
 
@@ -383,9 +417,6 @@ impl Trainer<'_> {
              online_episodes {}",
             s.online_episodes
         );
-        if let Some(position) = s.acting_position {
-            crate::run_dir::check_acting_position(path, position)?;
-        }
         let reached = s.offline_step + s.online_step;
         for point in &s.evals {
             ensure!(
@@ -570,4 +601,142 @@ fn restore_store(
         )
         .with_context(|| format!("{}: {prefix} transitions", path.display()))?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use qamlab_agent::checkpoint::{read_tensors, write_tensors};
+
+    use crate::config::TrainConfig;
+    use crate::run_dir::{CHECKPOINT_ID_KEY, RunDir};
+    use crate::train::{TrainOptions, train};
+
+    /// A tiny online-only run of 40 steps on one env, checkpointed at its end, with `eval_episodes` episodes an
+    /// evaluation (which changes its acting draws, not its seed, step or update count).
+    fn tiny(eval_episodes: usize) -> TrainConfig {
+        let mut config = TrainConfig {
+            offline_steps: 0,
+            online_steps: 40,
+            envs: 1,
+            start_training: 10,
+            eval_interval: 20,
+            eval_episodes,
+            eval_envs: 1,
+            checkpoint_interval: 100,
+            log_interval: 4,
+            device: crate::DeviceChoice::Cpu,
+            ..TrainConfig::default()
+        };
+        config.agent.batch_size = 4;
+        config.agent.actor_hidden_dims = vec![8];
+        config.agent.value_hidden_dims = vec![8];
+        config.agent.num_qs = 2;
+        config
+    }
+
+    fn options(config: &TrainConfig, out: &Path, resume: bool) -> TrainOptions {
+        TrainOptions {
+            config: config.clone(),
+            out: out.to_path_buf(),
+            resume,
+            progress: false,
+            observer: None,
+        }
+    }
+
+    /// Trains `config` into `out`; returns its latest checkpoint.
+    fn trained(config: &TrainConfig, out: &Path) -> PathBuf {
+        train(options(config, out, false)).unwrap();
+        RunDir::new(out).latest_checkpoint().unwrap().unwrap()
+    }
+
+    /// `file` (a safetensors file) without its checkpoint id, as older versions wrote it.
+    fn strip_id(file: &Path) {
+        let (tensors, mut meta) = read_tensors(file).unwrap();
+        meta.remove(CHECKPOINT_ID_KEY);
+        write_tensors(file, &tensors, meta).unwrap();
+    }
+
+    #[test]
+    fn files_of_different_checkpoints_are_refused_even_where_seed_and_counts_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, y) = (dir.path().join("a"), dir.path().join("y"));
+        let config = tiny(1);
+        let ours = trained(&config, &a);
+        // Another run of the same seed, agent and length: its checkpoint's step and update count are ours.
+        let theirs = trained(&tiny(2), &y);
+        assert_eq!(ours.file_name(), theirs.file_name());
+        let resume = || train(options(&config, &a, true)).map(|_| ());
+        let load = || {
+            RunDir::new(&a)
+                .load_latest_agent(&config, (28, 5), tch::Device::Cpu)
+                .map(|_| ())
+        };
+        let error = |result: anyhow::Result<()>| format!("{:#}", result.unwrap_err());
+
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let kept = std::fs::read(ours.join(file)).unwrap();
+            std::fs::copy(theirs.join(file), ours.join(file)).unwrap();
+            let err = error(resume());
+            assert!(
+                err.contains(&format!("{file} beside it records checkpoint_id"))
+                    && err.contains("state.json records checkpoint_id")
+                    && err.contains("come from different checkpoints"),
+                "{err}"
+            );
+            if file == "agent.safetensors" {
+                // eval and view read the agent as a resume does.
+                assert_eq!(error(load()), err);
+            }
+            std::fs::write(ours.join(file), kept).unwrap();
+        }
+        resume().unwrap();
+
+        // Where the acting draws stand: the agent file's count, or more by a final evaluation at most.
+        let state_path = ours.join("state.json");
+        let state = std::fs::read_to_string(&state_path).unwrap();
+        let edited = |position: u64| {
+            let mut value: serde_json::Value = serde_json::from_str(&state).unwrap();
+            value["acting_position"] = position.into();
+            std::fs::write(&state_path, value.to_string()).unwrap();
+        };
+        for (position, why) in [
+            (99_999_999_999, "expected at most 100000 more"),
+            (0, "expected at least as many"),
+        ] {
+            edited(position);
+            for err in [error(resume()), error(load())] {
+                assert!(
+                    err.contains(&format!("state.json: acting_position {position}"))
+                        && err.contains(why),
+                    "{err}"
+                );
+            }
+        }
+        std::fs::write(&state_path, &state).unwrap();
+
+        // A checkpoint of an older qamlab records no id in any of its files, and loads on its counts alone; one
+        // file without it beside two with it is a mix.
+        let mut value: serde_json::Value = serde_json::from_str(&state).unwrap();
+        value.as_object_mut().unwrap().remove(CHECKPOINT_ID_KEY);
+        std::fs::write(&state_path, value.to_string()).unwrap();
+        let err = error(resume());
+        assert!(
+            err.contains("agent.safetensors records checkpoint_id")
+                && err.contains("state.json beside it records none"),
+            "{err}"
+        );
+        strip_id(&ours.join("agent.safetensors"));
+        let err = error(resume());
+        assert!(
+            err.contains("replay.safetensors records checkpoint_id")
+                && err.contains("state.json beside it records none"),
+            "{err}"
+        );
+        strip_id(&ours.join("replay.safetensors"));
+        resume().unwrap();
+        load().unwrap();
+    }
 }

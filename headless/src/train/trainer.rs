@@ -58,6 +58,10 @@ pub(super) struct RunState {
     /// what says whether metrics rows before it are missing. Absent in older checkpoints.
     #[serde(default)]
     pub(super) log_interval: Option<u64>,
+    /// The id the checkpoint's files all record (in the safetensors files' metadata too): files of two checkpoints
+    /// are told apart even where their seeds and counts agree. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) checkpoint_id: Option<String>,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     pub(super) update_seconds: f64,
     pub(super) env_seconds: f64,
@@ -86,6 +90,9 @@ pub(super) struct Trainer<'a> {
     pub(super) observer: Option<Box<dyn TrainObserver>>,
     /// The step this process started training at (0, or the step of the checkpoint it resumed from).
     started_at: u64,
+    /// The step of the run's latest checkpoint, where this process wrote it or resumed from it: a checkpoint of the
+    /// same step again (a stop right after an interval's checkpoint) would hold the same and is not written.
+    pub(super) checkpointed_at: Option<u64>,
     /// This process's claim on the run directory, held until the run ends.
     _lock: Option<RunLock>,
 }
@@ -141,6 +148,7 @@ impl<'a> Trainer<'a> {
             wall_before: 0.0,
             observer: None,
             started_at: 0,
+            checkpointed_at: None,
             _lock: None,
         };
         if resume {
