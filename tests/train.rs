@@ -154,6 +154,9 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
         for ((name, x), (other, y)) in a.iter().zip(&b) {
             assert!(name == other && x.equal(y), "{file}: {name} differs");
         }
+        // The files themselves too, their metadata (the checkpoint id) and all: the same run, the same bytes.
+        let bytes = |run: &Path| std::fs::read(latest_checkpoint(run).join(file)).unwrap();
+        assert!(bytes(&run) == bytes(&straight), "{file}'s bytes differ");
     }
     let without_timings = |run: &Path| -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
