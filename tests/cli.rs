@@ -712,6 +712,24 @@ fn run_with_a_slow_chart(dir: &Path) -> PathBuf {
     run
 }
 
+/// `qamlab plot RUN --out CHART`, started by `sh -c "PRELUDE; exec ..."`: with the signal dispositions and limits
+/// the prelude sets, as a script would start it.
+fn plot_started_by_sh(prelude: &str, run: &Path, chart: &Path) -> std::process::Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(r#"{prelude}; exec "$@""#))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_qamlab"))
+        .arg("plot")
+        .arg(run)
+        .arg("--out")
+        .arg(chart)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits until `child` has taken SIGTERM over (as a command does when its work starts), while it runs.
 fn wait_until_it_catches_sigterm(child: &mut std::process::Child) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -763,19 +781,7 @@ fn a_chart_write_that_fails_while_a_signal_waits_says_its_error_before_the_signa
     let run = run_with_a_slow_chart(dir.path());
     let chart = dir.path().join("c.png");
     // A file size limit smaller than the chart: its write fails.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap "" XFSZ; ulimit -f 1; exec "$@""#)
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_qamlab"))
-        .arg("plot")
-        .arg(&run)
-        .arg("--out")
-        .arg(&chart)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = plot_started_by_sh(r#"trap "" XFSZ; ulimit -f 1"#, &run, &chart);
     wait_until_it_catches_sigterm(&mut child);
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -815,19 +821,7 @@ fn a_signal_the_command_was_started_ignoring_stays_ignored() {
     let run = run_with_a_slow_chart(dir.path());
     let chart = dir.path().join("c.png");
     // As a shell script's `plot ... &` starts it: SIGINT ignored.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap "" INT; exec "$@""#)
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_qamlab"))
-        .arg("plot")
-        .arg(&run)
-        .arg("--out")
-        .arg(&chart)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = plot_started_by_sh(r#"trap "" INT"#, &run, &chart);
     wait_until_it_catches_sigterm(&mut child);
     assert!(
         !common::catches(child.id(), libc::SIGINT),

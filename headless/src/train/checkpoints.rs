@@ -616,24 +616,10 @@ mod tests {
     /// A tiny online-only run of 40 steps on one env, checkpointed at its end, with `eval_episodes` episodes an
     /// evaluation (which changes its acting draws, not its seed, step or update count).
     fn tiny(eval_episodes: usize) -> TrainConfig {
-        let mut config = TrainConfig {
-            offline_steps: 0,
-            online_steps: 40,
-            envs: 1,
-            start_training: 10,
-            eval_interval: 20,
+        TrainConfig {
             eval_episodes,
-            eval_envs: 1,
-            checkpoint_interval: 100,
-            log_interval: 4,
-            device: crate::DeviceChoice::Cpu,
-            ..TrainConfig::default()
-        };
-        config.agent.batch_size = 4;
-        config.agent.actor_hidden_dims = vec![8];
-        config.agent.value_hidden_dims = vec![8];
-        config.agent.num_qs = 2;
-        config
+            ..crate::train::tests::tiny(40, 1)
+        }
     }
 
     fn options(config: &TrainConfig, out: &Path, resume: bool) -> TrainOptions {

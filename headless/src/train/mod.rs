@@ -402,7 +402,7 @@ mod tests {
     }
 
     /// A tiny online-only run of `online_steps` with `envs` envs.
-    fn tiny(online_steps: u64, envs: usize) -> TrainConfig {
+    pub(super) fn tiny(online_steps: u64, envs: usize) -> TrainConfig {
         let mut config = TrainConfig {
             offline_steps: 0,
             online_steps,
