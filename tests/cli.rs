@@ -834,33 +834,34 @@ fn a_signal_the_command_was_started_ignoring_stays_ignored() {
     assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
 }
 
-#[test]
-fn collect_keeps_a_file_that_appears_under_its_name_while_it_runs_and_its_own_data_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("d.npz");
-    let mut child = common::qamlab()
-        .args([
-            "collect",
-            "--quiet",
-            "--episodes",
-            "2",
-            "--val-episodes",
-            "300",
-        ])
+/// `collect` (given as `cmd`, its flags so far) of 2 episodes and 300 validation ones to `out`, started and waited
+/// for until its main file is written beside its name (2 episodes: at once), while the validation file's episodes
+/// are still collected.
+fn collect_staging_its_validation_file(cmd: &mut Command, out: &Path) -> std::process::Child {
+    let mut child = cmd
+        .args(["--quiet", "--episodes", "2", "--val-episodes", "300"])
         .args(["--envs", "4", "--out"])
-        .arg(&out)
+        .arg(out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once the main file is written beside its name (while the validation file's 300 episodes are collected),
-    // another process makes a file of that name.
+    let name = out.file_name().unwrap().to_str().unwrap();
     common::wait_for_file_starting(
-        dir.path(),
-        ".tmp-d.npz-",
+        out.parent().unwrap(),
+        &format!(".tmp-{name}-"),
         &mut child,
         std::time::Duration::from_secs(120),
     );
+    child
+}
+
+#[test]
+fn collect_keeps_a_file_that_appears_under_its_name_while_it_runs_and_its_own_data_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.npz");
+    // Once the main file is written beside its name, another process makes a file of that name.
+    let child = collect_staging_its_validation_file(common::qamlab().arg("collect"), &out);
     std::fs::write(&out, "another process's file").unwrap();
     let ended = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&ended.stderr);
@@ -908,18 +909,10 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     assert!(collect("2", "2").status().unwrap().success());
     let old = (std::fs::read(&out).unwrap(), std::fs::read(&val).unwrap());
 
-    // Ctrl-C once the main file is written beside its name (2 episodes: at once), while the validation file's 300
-    // are collected: the old pair stays, and no temporary file.
-    let mut child = collect("2", "300")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::wait_for_file_starting(
-        dir.path(),
-        ".tmp-d.npz-",
-        &mut child,
-        std::time::Duration::from_secs(120),
+    // Ctrl-C once the main file is written beside its name: the old pair stays, and no temporary file.
+    let child = collect_staging_its_validation_file(
+        common::qamlab().args(["collect", "--overwrite"]),
+        &out,
     );
     // SAFETY: kill() with a live child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
