@@ -145,6 +145,16 @@ impl RunDir {
                 cfg.task,
                 qamlab_tasks::builtin_names().join(", ")
             );
+        } else if !builtin && !self.record().exists() {
+            // No copy and no record of one: the run never held a scene, so its config names a task it did not train.
+            bail!(
+                "{}: task = {:?} names a scene file, but the run holds no copy of one ({} and {} are absent, as for \
+                 a run of a built-in task): if the task key was edited, set it back to the task the run trained on",
+                self.config().display(),
+                cfg.task,
+                scene.display(),
+                self.record().display()
+            );
         } else if !builtin {
             // The original file may have changed since: loading it would quietly evaluate another task.
             bail!(
@@ -224,13 +234,23 @@ mod tests {
             ..TrainConfig::default()
         };
         std::fs::write(run.config(), cfg.to_toml().unwrap()).unwrap();
-        // The original may have been edited since; only the run's copy is the run's task.
+        // No copy and no record of one: a run of a built-in task whose task key was edited to a file.
+        let err = format!("{:#}", run.read_config().unwrap_err());
+        assert!(
+            err.contains("config.toml: task = \"/elsewhere/my-task.scn.ron\" names a scene file, but the run holds no copy")
+                && err.contains("set it back to the task the run trained on"),
+            "{err}"
+        );
+        // A copy that was made and then deleted: the original may have been edited since; only the run's copy is
+        // the run's task.
+        run.write_task_scene(b"(copy)").unwrap();
+        std::fs::remove_file(run.task_scene()).unwrap();
         let err = format!("{:#}", run.read_config().unwrap_err());
         assert!(
             err.contains("task.scn.ron is missing") && err.contains("my-task.scn.ron"),
             "{err}"
         );
-        std::fs::write(run.task_scene(), "(copy)").unwrap();
+        run.write_task_scene(b"(copy)").unwrap();
         assert_eq!(
             run.read_config().unwrap().task,
             run.task_scene().display().to_string()
