@@ -285,7 +285,6 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     drop(app);
     // Taken now: a training that failed too is reported first, and must not hide it.
     let screenshot_failure = screenshot::failure();
-    let interrupted = screenshot_failure.is_none() && interrupt::requested();
 
     let mut run_dir = None;
     if let Some(trainer) = trainer {
@@ -301,9 +300,10 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             });
         }
     }
-    if interrupted {
-        // A signal closed the window as its close button does: not an error; the line says what became of the
-        // run, and the status is the shell's for an interrupted command, as `qamlab train` gives.
+    // Asked only now, after the training stopped, so that a signal sent while it checkpointed (the window already
+    // closed by its button) counts too. A signal is not an error: the line says what became of the run, and the
+    // status is the shell's for an interrupted command, as `qamlab train` gives.
+    if screenshot_failure.is_none() && interrupt::requested() {
         return Err(match run_dir {
             Some(run) => interrupt::run_stopped(&run),
             None => interrupt::interrupted("interrupted"),
