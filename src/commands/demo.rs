@@ -110,6 +110,26 @@ fn check_out(out: &Path, run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--out`, made if need be and locked for this demo's whole length: a second demo there would replace the dataset
+/// this one trains on before finding its run in use (a fresh `--out` holds no run to lock yet). The lock is the
+/// folder's own (`flock` on it), so nothing is left behind, and it ends with the process however that ends.
+fn claim_out(out: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("making --out {}", out.display()))?;
+    let folder =
+        std::fs::File::open(out).with_context(|| format!("opening --out {}", out.display()))?;
+    match folder.try_lock() {
+        Ok(()) => Ok(folder),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "--out {} is in use by another qamlab demo (collecting its dataset or training): let it finish, or \
+             pick another --out",
+            out.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking --out {}", out.display()))
+        }
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
@@ -120,6 +140,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if device.is_cuda() { "cuda" } else { "cpu" }
     ));
     check_out(&args.out, &run_dir)?;
+    let _out_claim = claim_out(&args.out)?;
     // Checked before collecting: the demo replaces its previous run, and nothing that is not one, nor a run
     // another process is using (held until the old run is cleared).
     let mut claim = claim_previous_run(&run_dir)?;
@@ -250,6 +271,25 @@ fn final_evaluation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_demo_at_a_time_uses_an_out_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fresh/demo");
+        let held = claim_out(&out).unwrap();
+        assert!(out.is_dir());
+        let err = format!("{:#}", claim_out(&out).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "--out {} is in use by another qamlab demo (collecting its dataset or training): let it finish, or \
+                 pick another --out",
+                out.display()
+            )
+        );
+        drop(held);
+        claim_out(&out).unwrap();
+    }
 
     #[test]
     fn a_demo_says_before_collecting_that_it_replaces_a_run_stopped_before_its_end() {
