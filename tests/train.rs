@@ -180,6 +180,20 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     let out = run_ok(&mut resume_cmd(&run));
     assert!(String::from_utf8_lossy(&out.stderr).contains("finished already"));
     assert_eq!(read(run.join("summary.json")), summary_before);
+    // A finished run that lost its summary writes it again, and says so rather than promising the summary.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let out = run_ok(&mut resume_cmd(&run));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("its summary.json is missing or unreadable: writing it again")
+            && !stderr.contains("nothing to resume"),
+        "{stderr}"
+    );
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let (before, again) = (json(&summary_before), json(&read(run.join("summary.json"))));
+    for key in ["evals", "updates", "online_steps", "offline_success", "online_success"] {
+        assert_eq!(again[key], before[key], "{key}");
+    }
 
     let chart = dir.path().join("curves.png");
     run_ok(qamlab().arg("plot").arg(&run).arg("--out").arg(&chart));

@@ -194,13 +194,18 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         tracing::warn!("{warning}");
     }
     if opts.resume && trainer.is_complete() {
-        eprintln!(
-            "{} finished already: nothing to resume; its summary:",
-            run.root().display()
-        );
         if let Some(summary) = finished_run_summary(&run)? {
+            eprintln!(
+                "{} finished already: nothing to resume; its summary:",
+                run.root().display()
+            );
             return Ok(summary);
         }
+        // Its summary was lost: finishing again writes it (no step is taken).
+        eprintln!(
+            "{} finished already, but its summary.json is missing or unreadable: writing it again",
+            run.root().display()
+        );
     }
     if opts.progress {
         print_start_line(&cfg, &trainer, device, &run);
