@@ -83,8 +83,9 @@ pub struct ViewArgs {
     #[arg(long, value_parser = crate::commands::task_arg())]
     pub task: Option<String>,
     /// Agent to act with: an agent `.safetensors` file (from training or the panel), a checkpoint directory, or a
-    /// run directory (its latest checkpoint; the panel then shows the run's curves).
-    #[arg(long, conflicts_with = "train")]
+    /// run directory (its latest checkpoint; the panel then shows the run's curves). `--run` names it too, as
+    /// `qamlab eval --run` does.
+    #[arg(long, visible_alias = "run", conflicts_with = "train")]
     pub checkpoint: Option<PathBuf>,
     /// Train while watching: training runs on its own thread and the acting agent takes its newest weights.
     #[arg(long)]

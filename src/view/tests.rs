@@ -396,6 +396,13 @@ fn a_run_directory_brings_its_own_task() {
     assert_eq!(args.resolve_task().unwrap(), "cube-double");
     let args = Cli::parse_from(["view"]).view;
     assert_eq!(args.resolve_task().unwrap(), "cube-single");
+    // `--run`, as `qamlab eval` names a run, is the same flag.
+    let args = Cli::parse_from(["view", "--run", checkpoint]).view;
+    assert_eq!(args.checkpoint.as_deref(), Some(dir.path()));
+    assert_eq!(
+        args.resolve_task().unwrap(),
+        run.task_scene().display().to_string()
+    );
 }
 
 #[test]
