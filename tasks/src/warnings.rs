@@ -1,17 +1,19 @@
 //! [`scene_warnings`]: what a scene may do that loads and runs but is most likely a mistake, said as a warning
 //! rather than refused (a scene may mean it).
 
-use bevy::math::{Vec2, Vec3};
+use bevy::math::Vec3;
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range};
-use qamlab_sim::scene::SensorDef;
+use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range, Shape};
+use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 
 /// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that
 /// cannot get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing
 /// up, a physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch
-/// where it starts, bodies placed inside each other, a joint anchored far from both its bodies, a goal whose
-/// target is drawn at random but never observed, a sensor listed twice, a body that is the child of two joints, an
-/// absolute position target beyond its joint's limits.
+/// where it can start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and
+/// places many orders of magnitude from a robot lab's ([`PLAUSIBLE_SIZE`], [`PLAUSIBLE_MASS`], [`FAR_PLACE`]),
+/// restitution above 1, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
+/// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that
+/// is the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     // A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
@@ -34,6 +36,23 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             100.0 * o.depth
         ));
     }
+    for o in overlaps_at_drawn_starts(scene) {
+        let (body, other, at) = (
+            &scene.bodies[o.body].body.name,
+            &scene.bodies[o.other].body.name,
+            o.at,
+        );
+        out.push(format!(
+            "\"{body}\" can start inside \"{other}\", {:.1} cm deep, at ({}, {}, {}) where its RandomizePose draws \
+             it: the physics pushes them apart at the first step; draw its start clear of \"{other}\" (RandomizePose's \
+             x, y and z are places in the world, not offsets from the authored pose), or give them collision groups \
+             (`membership` / `filter`) that do not touch",
+            100.0 * o.depth,
+            mm(at.x),
+            mm(at.y),
+            mm(at.z)
+        ));
+    }
     let gravity = scene.settings.gravity;
     // Any body gravity pulls: a free one flies off, a jointed one (a pendulum) hangs upwards.
     let pulled = scene
@@ -54,6 +73,20 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         ));
     }
     out.extend(angles_in_degrees(scene));
+    out.extend(implausible_scales(scene));
+    for def in &scene.bodies {
+        if let Some(c) = &def.collider
+            && c.restitution > 1.0
+        {
+            out.push(format!(
+                "\"{}\"'s collider has restitution {}, above 1: where a contact's restitution (the mean of its two \
+                 colliders') is above 1, each bounce gives back more energy than the impact took, so what bounces \
+                 there bounces ever higher; restitution runs from 0 (no bounce) to 1 (a perfectly elastic one)",
+                def.body.name,
+                num(c.restitution)
+            ));
+        }
+    }
     let s = &scene.settings;
     let step = s.control_dt / s.substeps as f32;
     // Loading refuses steps past `MAX_PHYSICS_STEP`; this warns short of it. A hair of slack: 0.2 / 5 passes.
@@ -68,19 +101,29 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         ));
     }
     for fall in unsupported_starts(scene) {
-        let (body, at) = (&fall.body, fall.at);
-        out.push(match &fall.apart {
-            None => format!(
-                "\"{body}\" has nothing under it where it can start, at ({}, {}): it falls for the whole \
-                 episode; place it over a fixed collider (a table, a floor) or put one under it",
-                at.x, at.y
+        let body = &fall.body;
+        // Its height said where it is drawn, and it is what leaves the body without support.
+        let at = match fall.drawn_z {
+            None => format!("({}, {})", fall.at.x, fall.at.y),
+            Some(_) => format!("({}, {}, {})", fall.at.x, fall.at.y, fall.at.z),
+        };
+        out.push(match (&fall.apart, fall.drawn_z) {
+            (None, None) => format!(
+                "\"{body}\" has nothing under it where it can start, at {at}: it falls for the whole episode; \
+                 place it over a fixed collider (a table, a floor) or put one under it"
             ),
-            Some(under) => format!(
-                "\"{body}\" has nothing under it that it can touch where it can start, at ({}, {}): \"{under}\" \
-                 is under it, but their collision groups keep them apart, so it falls through for the whole \
-                 episode; give them a `membership` and `filter` that touch (each one's filter sharing a bit with \
-                 the other's membership)",
-                at.x, at.y
+            (None, Some(z)) => format!(
+                "\"{body}\" has nothing under it where it can start, at {at}: its RandomizePose draws its height \
+                 from [{}, {}] m, below everything that could hold it there, so it falls for the whole episode; z \
+                 is a height in the world, not an offset from the authored pose: draw it where the body rests on a \
+                 fixed collider (a table, a floor), or leave z out to start it at its authored height",
+                z.min, z.max
+            ),
+            (Some(under), _) => format!(
+                "\"{body}\" has nothing under it that it can touch where it can start, at {at}: \"{under}\" is \
+                 under it, but their collision groups keep them apart, so it falls through for the whole episode; \
+                 give them a `membership` and `filter` that touch (each one's filter sharing a bit with the other's \
+                 membership)"
             ),
         });
     }
@@ -96,6 +139,7 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
              observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
         ));
     }
+    out.extend(goals_that_cannot_both_hold(scene));
     for (k, (sensor, _)) in scene.sensors.iter().enumerate() {
         // Said once, at its second listing.
         let earlier = scene.sensors[..k]
@@ -134,8 +178,26 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         };
         for &j in &def.joints {
             let joint = &scene.joints[j].joint;
-            let Some(limits) = joint.limits else { continue };
             let (low, high) = (at_min.min(at_max), at_min.max(at_max));
+            // Said of a revolute joint, limited or not, instead of its limits: the more likely slip is the unit.
+            if matches!(joint.kind, JointKind::Revolute { .. })
+                && (low < -HALF_TURN || high > HALF_TURN)
+            {
+                let degrees = if low < -TURN || high > TURN {
+                    " (angles are in radians: degrees written?)"
+                } else {
+                    ""
+                };
+                out.push(format!(
+                    "actuator \"{}\" sends revolute joint \"{}\" to targets in [{low}, {high}] rad, past half a \
+                     turn (3.1416 rad): the joint's angle wraps at ±π, so it never reads such a target: a little \
+                     past it, the motor holds the joint a whole turn short of the target; far past it, the motor \
+                     turns the joint without end{degrees}; bring at_min and at_max within [-3.1416, 3.1416]",
+                    def.actuator.name, joint.name
+                ));
+                continue;
+            }
+            let Some(limits) = joint.limits else { continue };
             if low < limits.min - 1e-4 || high > limits.max + 1e-4 {
                 out.push(format!(
                     "actuator \"{}\" sends joint \"{}\" to targets in [{low}, {high}], beyond its limits [{}, {}]: \
@@ -153,8 +215,6 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
 /// limit never binds; past a whole turn, degrees were likely written where radians are meant), or a randomised
 /// start's yaw range beyond a whole turn.
 fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
-    const HALF_TURN: f32 = std::f32::consts::PI + 1e-3;
-    const TURN: f32 = std::f32::consts::TAU + 1e-3;
     let beyond = |r: &Range, bound: f32| r.min.abs() > bound || r.max.abs() > bound;
     let mut out = Vec::new();
     for def in &scene.joints {
@@ -187,6 +247,11 @@ fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
     }
     out
 }
+
+/// Half a turn (rad), with a hair of slack for a rounded pi (3.1416): a revolute joint's angle wraps there.
+const HALF_TURN: f32 = std::f32::consts::PI + 1e-3;
+/// A whole turn (rad), with the same slack: an angle past it was most likely written in degrees.
+const TURN: f32 = std::f32::consts::TAU + 1e-3;
 
 /// The bodies gravity moves freely: dynamic, pulled by gravity, and joined (through any chain of joints) to no
 /// fixed or kinematic body (a cube; a walker's torso, whose legs hang from it).
@@ -234,15 +299,19 @@ struct Fall {
     /// The body's name.
     body: String,
     /// The first start found unsupported.
-    at: Vec2,
+    at: Vec3,
     /// A body whose collider is under it there but that its collision groups keep it from touching.
     apart: Option<String>,
+    /// The range its height is drawn from, where that height is what leaves it unsupported (at its authored height
+    /// something holds it).
+    drawn_z: Option<Range>,
 }
 
 /// Free bodies, with the limbs joined to them, that have no collider they can touch under any of them at some
-/// place their reset can put them (the corners and the middle of its x and y ranges): under downward gravity they
-/// fall without end. Each group once, named by its first free body, with the first such place. (Boxes around
-/// colliders, so a wall beside a body is no support, and a tilted table is one.)
+/// place their reset can put them (the corners and the middle of its x and y ranges, at the authored height; then,
+/// where its height is drawn, of its x, y and z ranges): under downward gravity they fall without end. Each group
+/// once, named by its first free body, with the first such place. (Boxes around colliders, so a wall beside a body
+/// is no support, and a tilted table is one.)
 fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
     if scene.settings.gravity.z >= 0.0 {
         return Vec::new();
@@ -257,29 +326,25 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
         }
         said.extend(&own);
         let def = &scene.bodies[b];
-        let home = def.body.translation.truncate();
-        let spans = |authored: f32, range: Option<Range>| {
-            range.map_or(vec![authored], |r| r.ends_and_middle().to_vec())
-        };
-        let (xs, ys) = match &def.randomize {
-            Some(r) => (spans(home.x, r.x), spans(home.y, r.y)),
-            None => (vec![home.x], vec![home.y]),
-        };
+        let home = def.body.translation;
+        let at_home = start_places(def, false);
+        let drawn_z = def.randomize.as_ref().and_then(|r| r.z);
         // Under a body: another's collider (not one of the group's) that spans the body's middle and reaches below
         // its underside there (a sloped table's box reaches higher, too), with a centimetre of slack for resting
         // contact. The group stands where any of its bodies does (a walker's feet astride a gap).
-        let under = |member: usize, shift: Vec2| {
+        let under = |member: usize, shift: Vec3| {
             let Some((low, high)) = scene.collider_bounds(member) else {
                 return Vec::new();
             };
-            let at = ((low + high) / 2.0).truncate() + shift;
+            let at = ((low + high) / 2.0).truncate() + shift.truncate();
+            let underside = low.z + shift.z;
             // A support within a quarter of the body's width of its middle holds it (tiles with a seam between).
             let reach = (high - low).truncate().max_element() / 4.0;
             (0..scene.bodies.len())
                 .filter(|c| !own.contains(c))
                 .filter(|&c| {
                     scene.collider_bounds(c).is_some_and(|(lo, hi)| {
-                        lo.z <= low.z + 0.01
+                        lo.z <= underside + 0.01
                             && (lo.x - reach..=hi.x + reach).contains(&at.x)
                             && (lo.y - reach..=hi.y + reach).contains(&at.y)
                     })
@@ -294,10 +359,16 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
             (Some(a), Some(b)) => qamlab_sim::physics::groups_touch(a, b),
             _ => false,
         };
-        let places = xs
+        // First where it starts at its authored height, then, where its height is drawn, at the heights drawn.
+        let places = at_home
             .iter()
-            .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)));
-        for at in places {
+            .map(|&at| (at, None))
+            .chain(drawn_z.into_iter().flat_map(|z| {
+                start_places(def, true)
+                    .into_iter()
+                    .map(move |at| (at, Some(z)))
+            }));
+        for (at, drawn_z) in places {
             let below: Vec<(usize, usize)> = own
                 .iter()
                 .flat_map(|&m| under(m, at - home).into_iter().map(move |c| (m, c)))
@@ -309,12 +380,334 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
                     apart: below
                         .first()
                         .map(|&(_, c)| scene.bodies[c].body.name.clone()),
+                    drawn_z,
                 });
                 break;
             }
         }
     }
     out
+}
+
+/// The places a body can start: the corners and the middle of its reset's x and y ranges (and, with `drawn_z`, of
+/// its z range), its authored coordinate where a range is absent; its authored place where it is not randomised.
+fn start_places(def: &BodyDef, drawn_z: bool) -> Vec<Vec3> {
+    let home = def.body.translation;
+    let Some(r) = &def.randomize else {
+        return vec![home];
+    };
+    let spans = |authored: f32, range: Option<Range>| {
+        range.map_or(vec![authored], |r| r.ends_and_middle().to_vec())
+    };
+    let (xs, ys) = (spans(home.x, r.x), spans(home.y, r.y));
+    let zs = if drawn_z {
+        spans(home.z, r.z)
+    } else {
+        vec![home.z]
+    };
+    let mut out = Vec::new();
+    for &x in &xs {
+        for &y in &ys {
+            for &z in &zs {
+                out.push(Vec3::new(x, y, z));
+            }
+        }
+    }
+    out
+}
+
+/// A randomised body that can start inside one that is not randomised.
+struct DrawnOverlap {
+    /// The randomised body.
+    body: usize,
+    /// The body it can start inside.
+    other: usize,
+    /// How deep (m), at its deepest.
+    depth: f32,
+    /// Where the randomised body starts then.
+    at: Vec3,
+}
+
+/// Randomised bodies that can start inside a body that is not randomised (a cube drawn into the table), deeper
+/// than resting contact sinks, at some place their reset can put them (the corners and the middle of its x, y and z
+/// ranges, at the authored rotation): the physics pushes them apart at the first step. Each pair once, at its
+/// deepest; pairs that overlap where the scene places them are left to that warning, and two randomised bodies to
+/// their `min_distance_from`.
+fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
+    let authored = qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002);
+    let mut out: Vec<DrawnOverlap> = Vec::new();
+    for (b, def) in scene.bodies.iter().enumerate() {
+        if def.randomize.is_none() || def.collider.is_none() {
+            continue;
+        }
+        let mut moved = scene.clone();
+        for at in start_places(def, true) {
+            moved.bodies[b].body.translation = at;
+            for o in qamlab_sim::physics::overlaps_at_authored_poses(&moved, 0.002) {
+                let other = match o.bodies {
+                    (x, y) if x == b => y,
+                    (x, y) if y == b => x,
+                    _ => continue,
+                };
+                let pair = |p: (usize, usize)| p == (b, other) || p == (other, b);
+                if scene.bodies[other].randomize.is_some()
+                    || authored.iter().any(|a| pair(a.bodies))
+                {
+                    continue;
+                }
+                match out.iter_mut().find(|d| d.body == b && d.other == other) {
+                    // Deeper by more than float noise: else the first place found stands.
+                    Some(d) if o.depth <= d.depth + 1e-4 => {}
+                    Some(d) => {
+                        d.depth = o.depth;
+                        d.at = at;
+                    }
+                    None => out.push(DrawnOverlap {
+                        body: b,
+                        other,
+                        depth: o.depth,
+                        at,
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sizes (m) a collider's shape is written with, said nowhere near a robot lab's outside it: under a tenth of
+/// a millimetre, contacts and masses are lost in float32 rounding; over a kilometre, a lab's scene is not that big.
+/// Loading refuses sizes past 10 km.
+const PLAUSIBLE_SIZE: Range = Range::new(1e-4, 1e3);
+/// The masses (kg) a dynamic body is said nowhere near a robot lab's outside: a tenth of a gram to a hundred
+/// tonnes. Past them the solver's contacts and motors, tuned for lab masses, fail (a motor cannot move it, or
+/// flings it).
+const PLAUSIBLE_MASS: Range = Range::new(1e-4, 1e5);
+/// How far from the origin a body may start before it is warned of (m): a lab's scene is metres across, so a body
+/// past 100 m is most likely a slip of units (millimetres written for metres) or a typo.
+const FAR_PLACE: f32 = 100.0;
+
+/// A shape's sizes (m), each with the field it is written in.
+type Sizes = Vec<(&'static str, f32)>;
+
+/// Sizes, masses and places many orders of magnitude from a robot lab's: a collider's size outside
+/// [`PLAUSIBLE_SIZE`], a dynamic body's mass outside [`PLAUSIBLE_MASS`], a body that can start over [`FAR_PLACE`]
+/// from the origin. Loading refuses only what the physics cannot hold at all; these load, and run, but most likely
+/// not as meant.
+fn implausible_scales(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
+    for def in &scene.bodies {
+        let Some(c) = &def.collider else { continue };
+        // (field, size): those judged too thin, and those judged too long (a capsule's length is its radius and
+        // half_height together, so a short one is a ball, and fine).
+        let (thin, long): (Sizes, Sizes) = match &c.shape {
+            Shape::Cuboid { half_extents: h } => {
+                let all = vec![
+                    ("half_extents.x", h.x),
+                    ("half_extents.y", h.y),
+                    ("half_extents.z", h.z),
+                ];
+                (all.clone(), all)
+            }
+            Shape::Ball { radius } => (vec![("radius", *radius)], vec![("radius", *radius)]),
+            Shape::Capsule {
+                half_height,
+                radius,
+            } => (
+                vec![("radius", *radius)],
+                vec![("radius", *radius), ("half_height", *half_height)],
+            ),
+            Shape::Cylinder {
+                half_height,
+                radius,
+            } => {
+                let all = vec![("radius", *radius), ("half_height", *half_height)];
+                (all.clone(), all)
+            }
+            Shape::ConvexHull { points } => {
+                let low = points.iter().copied().fold(Vec3::INFINITY, Vec3::min);
+                let high = points.iter().copied().fold(Vec3::NEG_INFINITY, Vec3::max);
+                let half = (high - low) / 2.0;
+                let all = vec![
+                    ("points' half-span along x", half.x),
+                    ("points' half-span along y", half.y),
+                    ("points' half-span along z", half.z),
+                ];
+                (all.clone(), all)
+            }
+        };
+        let off: Vec<String> = thin
+            .iter()
+            .filter(|(_, v)| *v < PLAUSIBLE_SIZE.min)
+            .chain(long.iter().filter(|(_, v)| *v > PLAUSIBLE_SIZE.max))
+            .map(|(field, v)| format!("{field} {} m", num(*v)))
+            .collect();
+        if !off.is_empty() {
+            out.push(format!(
+                "\"{}\"'s collider has {}, outside [{}, {}] m (0.1 mm to 1 km): sizes are metres, and one so many \
+                 orders of magnitude from a robot lab's is most likely a slip of units or a typo (the physics' \
+                 contacts and masses fail at such sizes)",
+                def.body.name,
+                off.join(" and "),
+                num(PLAUSIBLE_SIZE.min),
+                num(PLAUSIBLE_SIZE.max)
+            ));
+        }
+    }
+    for (b, mass) in dynamic_masses(scene) {
+        if PLAUSIBLE_MASS.contains(mass) {
+            continue;
+        }
+        let def = &scene.bodies[b];
+        let density = def.collider.as_ref().map_or(0.0, |c| c.density);
+        out.push(format!(
+            "\"{}\" weighs {} kg, outside [{}, {}] kg, many orders of magnitude from any body of a robot lab: its \
+             mass is its collider's density ({} kg/m³; water's is 1000) times its volume, plus its extra_mass ({} \
+             kg); is a density, a size or the extra_mass off?",
+            def.body.name,
+            // Two digits: 6.6e26, not 6.618289e26.
+            if mass == 0.0 { "0".into() } else { format!("{mass:.1e}") },
+            num(PLAUSIBLE_MASS.min),
+            num(PLAUSIBLE_MASS.max),
+            num(density),
+            num(def.body.extra_mass)
+        ));
+    }
+    for def in &scene.bodies {
+        let Some(at) = start_places(def, true)
+            .into_iter()
+            .max_by(|a, b| a.length().total_cmp(&b.length()))
+        else {
+            continue;
+        };
+        if at.length() > FAR_PLACE {
+            let starts = if def.randomize.is_some() {
+                "can start"
+            } else {
+                "starts"
+            };
+            out.push(format!(
+                "\"{}\" {starts} {} m from the origin, at ({}, {}, {}): over {FAR_PLACE} m, far beyond a robot \
+                 lab's scale; lengths are metres (millimetres written?): move it within {FAR_PLACE} m of the origin",
+                def.body.name,
+                mm(at.length()),
+                mm(at.x),
+                mm(at.y),
+                mm(at.z)
+            ));
+        }
+    }
+    out
+}
+
+/// Each dynamic body's mass (kg), as the physics gives it: its collider's density times its volume, plus its
+/// `extra_mass`.
+fn dynamic_masses(scene: &TaskScene) -> Vec<(usize, f32)> {
+    use rand::SeedableRng;
+    // Masses do not depend on where the bodies are: any start will do.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut targets = vec![Vec3::ZERO; scene.goals.len()];
+    let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
+    let mut physics = qamlab_sim::physics::EnvPhysics::build(scene, &poses);
+    let world = &mut physics.world;
+    (0..scene.bodies.len())
+        .filter(|&b| scene.bodies[b].body.kind == BodyKind::Dynamic)
+        .filter_map(|b| {
+            // Rapier sums the colliders' and the extra mass at its next step: sum them now.
+            let body = world.bodies.get_mut(physics.bodies[b])?;
+            body.recompute_mass_properties_from_colliders(&world.colliders);
+            Some((b, body.mass()))
+        })
+        .collect()
+}
+
+/// Pairs of goals on one body (the same frame, or two frames on it) whose targets lie farther apart than their
+/// tolerances together, plus the frames' distance: the frames are never within both at once, so the task never
+/// succeeds. A randomised target is judged by the box of its ranges, so only pairs apart wherever they are drawn.
+fn goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
+    // The box a goal's target is drawn from: a point where it is fixed.
+    let span = |def: &GoalDef| -> [Range; 3] {
+        let t = def.goal.target;
+        let drawn = def
+            .randomize
+            .as_ref()
+            .map(|(r, _)| [r.x, r.y, r.z])
+            .unwrap_or_default();
+        std::array::from_fn(|k| drawn[k].unwrap_or(Range::new(t[k], t[k])))
+    };
+    let drawn = |def: &GoalDef| span(def).iter().any(|r| r.max > r.min);
+    let mut out = Vec::new();
+    for (i, a) in scene.goals.iter().enumerate() {
+        for b in &scene.goals[i + 1..] {
+            if a.frame.body != b.frame.body {
+                continue;
+            }
+            let (sa, sb) = (span(a), span(b));
+            let gap = Vec3::from_array(std::array::from_fn(|k| {
+                (sb[k].min - sa[k].max).max(sa[k].min - sb[k].max).max(0.0)
+            }))
+            .length();
+            let frames = (a.frame.offset - b.frame.offset).length();
+            let (ta, tb) = (a.goal.tolerance, b.goal.tolerance);
+            if gap <= ta + tb + frames + 1e-4 {
+                continue;
+            }
+            let apart = if drawn(a) || drawn(b) {
+                "at least "
+            } else {
+                ""
+            };
+            let (na, nb) = (&a.goal.name, &b.goal.name);
+            let (fa, fb) = (frame_name(scene, a.frame), frame_name(scene, b.frame));
+            out.push(if a.frame == b.frame {
+                format!(
+                    "goals \"{na}\" and \"{nb}\" both need \"{fa}\" at their targets, which lie {apart}{} m apart, \
+                     farther than their tolerances together ({} + {} m): \"{fa}\" is never within both at once, so \
+                     the task never succeeds (success is every goal holding); bring the targets together, or put \
+                     one goal on another frame",
+                    mm(gap),
+                    num(ta),
+                    num(tb)
+                )
+            } else {
+                format!(
+                    "goals \"{na}\" and \"{nb}\" need \"{fa}\" and \"{fb}\", {} m apart on \"{}\", at targets \
+                     that lie {apart}{} m apart, farther than that and their tolerances together ({} + {} m): they \
+                     never both hold, so the task never succeeds (success is every goal holding); bring the targets \
+                     together",
+                    mm(frames),
+                    scene.bodies[a.frame.body].body.name,
+                    mm(gap),
+                    num(ta),
+                    num(tb)
+                )
+            });
+        }
+    }
+    out
+}
+
+/// A frame's name: the site at it, else its body's.
+fn frame_name(scene: &TaskScene, frame: FrameRef) -> String {
+    scene.sites.iter().find(|(_, f)| *f == frame).map_or_else(
+        || scene.bodies[frame.body].body.name.clone(),
+        |(n, _)| n.clone(),
+    )
+}
+
+/// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
+fn mm(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `x` as a scene would write it, with an exponent where it is very large or very small (`1e-20`, not twenty
+/// zeros).
+fn num(x: f32) -> String {
+    if x != 0.0 && !(1e-3..1e6).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
 }
 
 /// Joints whose anchor lies far from both their bodies (over [`FAR_ANCHOR`] outside each one's collider, or from
@@ -530,6 +923,199 @@ mod tests {
             "shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1, filter: 1,",
         );
         assert_eq!(only_cubes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_start_drawn_below_or_inside_the_table_is_found() {
+        // The cube's height drawn half a metre down, under the table's underside: nothing holds it there.
+        let rand = "yaw: Some((min: -3.1416, max: 3.1416)),\n        ),";
+        let at_z =
+            |z: &str| warnings_of_edited(rand, &rand.replace("),\n", &format!("), z: {z},\n")));
+        assert_eq!(
+            at_z("Some((min: -0.5, max: -0.4))"),
+            [
+                "\"cube\" has nothing under it where it can start, at (-0.15, -0.15, -0.5): its RandomizePose draws \
+                 its height from [-0.5, -0.4] m, below everything that could hold it there, so it falls for the \
+                 whole episode; z is a height in the world, not an offset from the authored pose: draw it where the \
+                 body rests on a fixed collider (a table, a floor), or leave z out to start it at its authored height"
+            ]
+        );
+        // Drawn from 6 cm down into the table's top to resting on it: it can start inside the table.
+        let inside = at_z("Some((min: -0.06, max: 0.02))");
+        assert_eq!(
+            inside,
+            [
+                "\"cube\" can start inside \"table\", 6.0 cm deep, at (-0.15, -0.15, -0.06) where its RandomizePose \
+                 draws it: the physics pushes them apart at the first step; draw its start clear of \"table\" \
+                 (RandomizePose's x, y and z are places in the world, not offsets from the authored pose), or give \
+                 them collision groups (`membership` / `filter`) that do not touch"
+            ]
+        );
+        // Drawn from resting on the table to 10 cm above it: it drops onto the table.
+        assert_eq!(at_z("Some((min: 0.02, max: 0.1))"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn position_targets_past_half_a_turn_are_found() {
+        let velocity = "control: Velocity(scale: 6.0), range: (min: -1.0, max: 1.0),\n             stiffness: 0.0,";
+        let absolute = |at: &str, limits: &str| {
+            let control = format!(
+                "control: PositionAbsolute({at}), range: (min: -1.0, max: 1.0),\n             stiffness: 400.0,"
+            );
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/tasks/examples/pendulum.scn.ron"
+            );
+            let text = std::fs::read_to_string(path).unwrap();
+            let edited = text.replacen(velocity, &control, 1).replacen(
+                "anchor: (0.0, 0.0, 1.0)),",
+                &format!("anchor: (0.0, 0.0, 1.0){limits}),"),
+                1,
+            );
+            assert_eq!(edited.matches("PositionAbsolute").count(), 1);
+            scene_warnings(&TaskScene::from_ron(&edited, "edited").unwrap())
+        };
+        // Degrees written for radians, on a hinge without limits.
+        assert_eq!(
+            absolute("at_min: -90.0, at_max: 90.0", ""),
+            [
+                "actuator \"swing\" sends revolute joint \"hinge\" to targets in [-90, 90] rad, past half a turn \
+                 (3.1416 rad): the joint's angle wraps at ±π, so it never reads such a target: a little past it, the \
+                 motor holds the joint a whole turn short of the target; far past it, the motor turns the joint \
+                 without end (angles are in radians: degrees written?); bring at_min and at_max within [-3.1416, \
+                 3.1416]"
+            ]
+        );
+        // With limits, said instead of the targets' being beyond them.
+        let limited = absolute(
+            "at_min: -90.0, at_max: 90.0",
+            ", limits: Some((min: -1.0, max: 1.0))",
+        );
+        assert!(
+            limited.len() == 1 && limited[0].contains("past half a turn"),
+            "{limited:?}"
+        );
+        // Past half a turn, within a whole one: said, without the guess at degrees.
+        let wide = absolute("at_min: -4.0, at_max: 4.0", "");
+        assert!(
+            wide.len() == 1
+                && wide[0]
+                    .ends_with("without end; bring at_min and at_max within [-3.1416, 3.1416]"),
+            "{wide:?}"
+        );
+        assert_eq!(
+            absolute("at_min: -3.1416, at_max: 3.1416", ""),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn restitution_above_one_is_found() {
+        let cube =
+            "shape: Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0, friction: 1.0,";
+        assert_eq!(
+            warnings_of_edited(cube, &format!("{cube} restitution: 5.0,")),
+            [
+                "\"cube\"'s collider has restitution 5, above 1: where a contact's restitution (the mean of its two \
+                 colliders') is above 1, each bounce gives back more energy than the impact took, so what bounces \
+                 there bounces ever higher; restitution runs from 0 (no bounce) to 1 (a perfectly elastic one)"
+            ]
+        );
+        assert_eq!(
+            warnings_of_edited(cube, &format!("{cube} restitution: 1.0,")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn sizes_masses_and_places_far_from_a_labs_are_found() {
+        let pole = "shape: Capsule(half_height: 0.25, radius: 0.02), density: 300.0,";
+        let heavy = pendulum_warnings(pole, &pole.replace("300.0", "1e30"));
+        assert!(
+            heavy.len() == 1
+                && heavy[0].starts_with(
+                    "\"pole\" weighs 6.6e26 kg, outside [1e-4, 100000] kg, many orders of magnitude from any body of \
+                     a robot lab: its mass is its collider's density (1e30 kg/m³; water's is 1000) times its volume, \
+                     plus its extra_mass (0 kg)"
+                ),
+            "{heavy:?}"
+        );
+        let light = pendulum_warnings(pole, &pole.replace("300.0", "1e-30"));
+        assert!(
+            light.len() == 1
+                && light[0].starts_with("\"pole\" weighs 6.6e-34 kg, outside [1e-4, 100000] kg"),
+            "{light:?}"
+        );
+        let tiny = pendulum_warnings(
+            pole,
+            "shape: Capsule(half_height: 1e-20, radius: 1e-20), density: 300.0,",
+        );
+        assert_eq!(
+            tiny[0],
+            "\"pole\"'s collider has radius 1e-20 m, outside [1e-4, 1000] m (0.1 mm to 1 km): sizes are metres, and \
+             one so many orders of magnitude from a robot lab's is most likely a slip of units or a typo (the \
+             physics' contacts and masses fail at such sizes)"
+        );
+        // Its mass, lost to float32 rounding, too.
+        assert!(
+            tiny.len() == 2 && tiny[1].starts_with("\"pole\" weighs 0 kg"),
+            "{tiny:?}"
+        );
+        // Millimetres written for metres: the pole 750 m up (its joint's anchor, on the pivot, is no help).
+        let far = pendulum_warnings(
+            "translation: (0.0, 0.0, 0.75)",
+            "translation: (0.0, 0.0, 750.0)",
+        );
+        assert_eq!(
+            far,
+            [
+                "\"pole\" starts 750 m from the origin, at (0, 0, 750): over 100 m, far beyond a robot lab's scale; \
+                 lengths are metres (millimetres written?): move it within 100 m of the origin"
+            ]
+        );
+        // Within the bounds: a 1 mm, 2 g pole, and a 500 kg one, say nothing.
+        let thin = pendulum_warnings(
+            pole,
+            "shape: Capsule(half_height: 0.25, radius: 0.001), density: 2000.0,",
+        );
+        assert_eq!(thin, Vec::<String>::new());
+        let iron = pendulum_warnings(pole, &pole.replace("300.0", "300000.0"));
+        assert_eq!(iron, Vec::<String>::new());
+    }
+
+    #[test]
+    fn goals_on_one_frame_too_far_apart_are_found() {
+        let site = "\"qamlab_sim::authoring::Site\": (name: \"tip\", body: \"pole\", offset: (0.0, 0.0, -0.25)),";
+        let with = |extra: &str| pendulum_warnings(site, &format!("{site}\n        {extra}"));
+        // A second goal on the tip, at the pole hanging down: a metre from "up", whose x is drawn from [-0.1, 0.1].
+        assert_eq!(
+            with(
+                "\"qamlab_sim::authoring::Goal\": (name: \"down\", frame: \"tip\", target: (0.0, 0.0, 0.5), tolerance: 0.1),"
+            ),
+            [
+                "goals \"down\" and \"up\" both need \"tip\" at their targets, which lie at least 1 m apart, farther \
+                 than their tolerances together (0.1 + 0.1 m): \"tip\" is never within both at once, so the task \
+                 never succeeds (success is every goal holding); bring the targets together, or put one goal on \
+                 another frame"
+            ]
+        );
+        // On the pole's middle, 25 cm from the tip: the frames' distance counts.
+        let pole = with(
+            "\"qamlab_sim::authoring::Goal\": (name: \"down\", frame: \"pole\", target: (0.0, 0.0, 0.5), tolerance: 0.1),",
+        );
+        assert!(
+            pole.len() == 1
+                && pole[0].starts_with(
+                    "goals \"down\" and \"up\" need \"pole\" and \"tip\", 0.25 m apart on \"pole\", at targets that \
+                     lie at least 1 m apart"
+                ),
+            "{pole:?}"
+        );
+        // Within their tolerances of each other: both can hold.
+        let near = with(
+            "\"qamlab_sim::authoring::Goal\": (name: \"near\", frame: \"tip\", target: (0.0, 0.0, 1.4), tolerance: 0.1),",
+        );
+        assert_eq!(near, Vec::<String>::new());
     }
 
     #[test]

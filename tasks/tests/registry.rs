@@ -280,7 +280,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         err,
         "task `cube-single` has no scripted oracle: the oracle needs the script's approach 0.08 m above goal \
          `cube_goal`'s target within the pinch's reach: its z spans [0.3, 0.38] m, the pinch reaches [-0.01, 0.34] m \
-         (it starts at 0.19 and the joint of `dz` has limits [-0.2, 0.15]; narrow the range or widen the limits)"
+         (it starts at 0.19 and the joint of `dz` has limits [-0.2, 0.15]; lower the target or widen the limits)"
     );
     let text = BUILTIN_TASKS[0].1.replacen(
         "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",

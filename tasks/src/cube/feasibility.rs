@@ -87,16 +87,17 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     let beyond = |k: usize, range: Range, below: f32, above: f32| {
         range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
     };
-    // `what` out of reach, in words. `authored`: the scene's numbers set the range, else the script's own heights
-    // do, which the author changes only through the limits.
-    let out_of_reach = |what: &str, k: usize, range: Range, authored: bool| {
-        let fix = if !authored {
-            "widen the limits"
-        } else if range.min == range.max {
-            "move it or widen the limits"
-        } else {
+    // What to change where a place the scene sets is out of reach: a range to narrow where the place is drawn,
+    // else the place itself (the script's own heights, the author changes only through the limits).
+    let place_fix = |drawn: bool| {
+        if drawn {
             "narrow the range or widen the limits"
-        };
+        } else {
+            "move it or widen the limits"
+        }
+    };
+    // `what` out of reach, in words, and `fix`, what to change.
+    let out_of_reach = |what: &str, k: usize, range: Range, fix: &str| {
         format!(
             "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
              and the joint of `{}` has limits [{}, {}]; {fix})",
@@ -142,26 +143,37 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             .and_then(|robot| robot.cube(scene, def, reach[2].max, to[2].min - tolerance))
         {
             check_task_reach(&bound, &to, tolerance, &reach, (&goal, &cube_start)).map_err(
-                |(what, k, range)| ReachFault::Task(out_of_reach(&what, k, range, true)),
+                |(what, k, range)| {
+                    let fix = place_fix(range.max > range.min);
+                    ReachFault::Task(out_of_reach(&what, k, range, fix))
+                },
             )?;
         }
         for k in 0..3 {
             let to = to[k];
             // The script brings the pinch over the cube (its origin) and over the target themselves.
             let from = span(start[k], moved[k]);
+            let drawn = to.max > to.min;
             if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
-                script_fault = Some(out_of_reach(&goal, k, to, true));
+                script_fault = Some(out_of_reach(&goal, k, to, place_fix(drawn)));
             }
             if k < 2 {
                 if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
-                    script_fault = Some(out_of_reach(&cube_start, k, from, true));
+                    let fix = place_fix(from.max > from.min);
+                    script_fault = Some(out_of_reach(&cube_start, k, from, fix));
                 }
             } else {
-                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it.
+                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it. (Its
+                // bottom, the target's, is checked above: only its top can be out of reach here.)
                 let approach = Range::new(to.min, to.max + HOVER);
                 if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
                     let what = format!("the script's approach {HOVER} m above {goal}");
-                    script_fault = Some(out_of_reach(&what, k, approach, true));
+                    let fix = if drawn {
+                        "lower the range's top or widen the limits"
+                    } else {
+                        "lower the target or widen the limits"
+                    };
+                    script_fault = Some(out_of_reach(&what, k, approach, fix));
                 }
                 highest_target = highest_target.max(to.max);
             }
@@ -182,7 +194,12 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
         format!("the script's carrying height (z = {CARRY_Z} m)")
     };
     if beyond(2, carry, 0.0, 0.0) {
-        return Err(ReachFault::Script(out_of_reach(&carrying, 2, carry, false)));
+        return Err(ReachFault::Script(out_of_reach(
+            &carrying,
+            2,
+            carry,
+            "widen the limits",
+        )));
     }
     Ok(reach[2].max)
 }
@@ -352,3 +369,40 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
 /// How much narrower than the open fingers' gap a cube must be (m): the script opens them, comes down over the
 /// cube and closes, and the cube's yaw is matched only to within the noise.
 const GRASP_SLACK: f32 = 0.004;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`check_reach`] says of cube-single with `from` replaced by `to`, where the script cannot run it.
+    fn script_fault(from: &str, to: &str) -> String {
+        let (name, text) = crate::BUILTIN_TASKS[0];
+        assert_eq!(name, "cube-single");
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "`{from}` is in cube-single");
+        match check_reach(&TaskScene::from_ron(&edited, "edited").unwrap()) {
+            Err(ReachFault::Script(fault)) => fault,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_advice_for_a_place_out_of_reach_fits_whether_it_is_drawn() {
+        // A fixed target too high to hover over: its z spans [0.3, 0.38] m with the approach, but no range is drawn.
+        let fixed = script_fault("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.3)");
+        assert!(
+            fixed.starts_with("the script's approach 0.08 m above goal `cube_goal`'s target within the pinch's reach")
+                && fixed.ends_with("has limits [-0.2, 0.15]; lower the target or widen the limits)"),
+            "{fixed}"
+        );
+        // Heights drawn at each reset: a range whose top to lower.
+        let drawn = script_fault(
+            "y: Some((min: -0.15, max: 0.15)), min_distance_from",
+            "y: Some((min: -0.15, max: 0.15)), z: Some((min: 0.2, max: 0.3)), min_distance_from",
+        );
+        assert!(
+            drawn.ends_with("has limits [-0.2, 0.15]; lower the range's top or widen the limits)"),
+            "{drawn}"
+        );
+    }
+}
