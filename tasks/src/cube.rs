@@ -1,7 +1,8 @@
 //! [`CubeOracle`]: a scripted pick-and-place policy for the cube tasks, batched over N envs.
 //!
 //! A closed-loop state machine per env: approach above the cube -> descend -> grasp -> lift -> carry over the
-//! target -> lower -> release -> retreat. Each action is the normalised gap between the phase's target and the
+//! target -> lower -> release -> retreat (at an episode's start, first waiting, the hand out of their way, for cubes
+//! authored in the air to land). Each action is the normalised gap between the phase's target and the
 //! current state (OGBench's "action = (plan - state) / scale"), clipped to [-1, 1]. For data it adds OGBench's
 //! time-smoothed Gaussian noise and, in "play" mode, keeps choosing its own random sub-goals (pick the cube, place
 //! it somewhere random, repeat) instead of the task's goal.
@@ -217,6 +218,9 @@ impl Layout {
 /// Phases of the pick-and-place script.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// At an episode's start, before the first sub-task is chosen: waiting for cubes that start in the air to come
+    /// to rest.
+    Settle,
     Approach,
     Descend,
     Grasp,
@@ -253,6 +257,12 @@ struct Script {
     placements: u32,
     /// Grasps lost while lifting, carrying or lowering since the oracle was built.
     drops: u32,
+    /// The cubes' positions at the previous step of this episode (empty at its first step).
+    last_cubes: Vec<[f32; 3]>,
+    /// Per cube: the consecutive steps up to this one over which it moved less than [`STILL_STEP`].
+    still: Vec<u32>,
+    /// Whether the cubes have come to rest since the episode began (see [`Script::settle`]).
+    settled: bool,
     rng: ChaCha8Rng,
 }
 
@@ -318,6 +328,18 @@ const SET_DOWN_Z: f32 = 0.006;
 /// Release: steps the fingers open, the pinch held still, before retreating: time to let go of the cube, so that
 /// rising does not drag it along.
 const RELEASE_STEPS: u32 = 5;
+/// Settle: a cube whose centre is more than this above its goal's height (where it rests on the table) may be in
+/// the air, still falling; a quarter of the cube's width, so that a cube resting flat or tipped onto an edge is not.
+const ABOVE_REST_Z: f32 = 0.01;
+/// Settle: a cube is still at a step when it moved less than this since the previous one (2 cm/s).
+const STILL_STEP: f32 = 0.001;
+/// Settle: a cube above its rest height has come to rest once it kept still this many steps in a row, more than
+/// the step or two around the top of a bounce.
+const SETTLED_STEPS: u32 = 3;
+/// Settle: the pinch keeps this far, horizontally, from a cube above it that is not yet at rest, so that the cube
+/// falls past the hand rather than onto it: the open fingers reach 6.2 cm from the pinch and a cube's corner 2.8 cm
+/// from its centre.
+const KEEP_CLEAR_XY: f32 = 0.1;
 /// A phase that lasts more than this many steps restarts the pick (the cube slipped or was knocked away): 3 s, far
 /// longer than a phase takes when it goes right (at 5 cm a step, 60 steps cross the 0.6 m table five times).
 const PHASE_TIMEOUT_STEPS: u32 = 60;
@@ -362,6 +384,9 @@ impl CubeOracle {
                 noise: [0.0; ACTION_DIM],
                 placements: 0,
                 drops: 0,
+                last_cubes: Vec::new(),
+                still: Vec::new(),
+                settled: false,
                 rng: ChaCha8Rng::seed_from_u64(seed),
             });
         }
@@ -384,6 +409,7 @@ impl CubeOracle {
     /// Env `i`'s current script phase, for diagnostics (`"approach"`, `"grasp"`, ...).
     pub fn phase(&self, i: usize) -> &'static str {
         match self.scripts[i].phase {
+            Phase::Settle => "settle",
             Phase::Approach => "approach",
             Phase::Descend => "descend",
             Phase::Grasp => "grasp",
@@ -413,6 +439,8 @@ impl CubeOracle {
         s.steps = 0;
         s.noise = [0.0; ACTION_DIM];
         s.cube = None;
+        s.last_cubes.clear();
+        s.settled = false;
     }
 
     /// Restarts the scripts of every env whose episode ended at the step `out` reports.
@@ -439,7 +467,15 @@ impl CubeOracle {
         let layout = &self.layout;
         let cubes = layout.cube_positions(o);
         let s = &mut self.scripts[i];
+        s.watch(&cubes);
         if s.cube.is_none() {
+            // Plan from where the cubes rest, not from where a falling cube is on its way down.
+            if let Some(aim) = s.settle(layout, o, &cubes) {
+                return aim.action(
+                    vec3(o, layout.ee),
+                    o[layout.ee_yaw].atan2(o[layout.ee_yaw + 1]),
+                );
+            }
             s.choose_subtask(layout, &self.config, self.max_carry_z, o, &cubes);
         }
         let k = s.cube.unwrap_or(0);
@@ -453,7 +489,7 @@ impl CubeOracle {
         if s.steps > PHASE_TIMEOUT_STEPS && s.phase != Phase::Done {
             s.enter(Phase::Approach);
         }
-        s.aim(&sight).action(&sight)
+        s.aim(&sight).action(sight.ee, sight.ee_yaw)
     }
 }
 
@@ -462,6 +498,79 @@ impl Script {
     fn enter(&mut self, phase: Phase) {
         self.phase = phase;
         self.steps = 0;
+    }
+
+    /// Notes how far each cube (at `cubes`) moved since the previous step.
+    fn watch(&mut self, cubes: &[[f32; 3]]) {
+        if self.last_cubes.len() == cubes.len() {
+            for (k, (now, before)) in cubes.iter().zip(&self.last_cubes).enumerate() {
+                let moved = (0..3)
+                    .map(|j| (now[j] - before[j]).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
+                self.still[k] = if moved < STILL_STEP {
+                    self.still[k] + 1
+                } else {
+                    0
+                };
+            }
+        } else {
+            // The episode's first step: nothing seen still yet.
+            self.still.clear();
+            self.still.resize(cubes.len(), 0);
+        }
+        self.last_cubes.clear();
+        self.last_cubes.extend_from_slice(cubes);
+    }
+
+    /// At an episode's start, before its first sub-task is chosen: while a cube may still be falling (above its
+    /// goal's height, where it rests, and not yet seen keeping still for [`SETTLED_STEPS`]), the aim that waits for
+    /// it, fingers open, the pinch held still or moved out from under it ([`KEEP_CLEAR_XY`]); for at most
+    /// [`PHASE_TIMEOUT_STEPS`]. `None` once every cube has come to rest, and for the rest of the episode: at once
+    /// where the cubes start resting, as the built-in tasks' do, so their episodes go as they would without it.
+    /// Later in the episode the phases' own checks deal with a cube that moves.
+    fn settle(&mut self, layout: &Layout, o: &[f32], cubes: &[[f32; 3]]) -> Option<Aim> {
+        if self.settled {
+            return None;
+        }
+        let falling: Vec<[f32; 3]> = (0..cubes.len())
+            .filter(|&k| {
+                cubes[k][2] > o[layout.goals[k] + 2] + ABOVE_REST_Z && self.still[k] < SETTLED_STEPS
+            })
+            .map(|k| cubes[k])
+            .collect();
+        if falling.is_empty() || (self.phase == Phase::Settle && self.steps >= PHASE_TIMEOUT_STEPS)
+        {
+            self.settled = true;
+            return None;
+        }
+        if self.phase != Phase::Settle {
+            self.enter(Phase::Settle);
+        }
+        self.steps += 1;
+        let ee = vec3(o, layout.ee);
+        let mut target = ee;
+        let above = falling
+            .iter()
+            .filter(|c| c[2] > ee[2])
+            .map(|&c| (horizontal_distance(ee, c), c))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((d, c)) = above
+            && d < KEEP_CLEAR_XY
+        {
+            // Straight away from the cube (any way, from right under it).
+            let (ux, uy) = if d > 1e-6 {
+                ((ee[0] - c[0]) / d, (ee[1] - c[1]) / d)
+            } else {
+                (1.0, 0.0)
+            };
+            target = [c[0] + ux * KEEP_CLEAR_XY, c[1] + uy * KEEP_CLEAR_XY, ee[2]];
+        }
+        Some(Aim {
+            target,
+            yaw: None,
+            grip: OPEN,
+        })
     }
 
     /// Picks the next sub-task: a random cube to a random free place (play), or the first cube off its goal (solve;
@@ -519,7 +628,7 @@ impl Script {
                     Phase::Lower => self.lower(sight),
                     Phase::Release => self.release(sight),
                     Phase::Retreat => self.retreat(sight),
-                    Phase::Done => Turn::Act(Aim::still(sight, OPEN)),
+                    Phase::Done | Phase::Settle => Turn::Act(Aim::still(sight, OPEN)),
                 }
             };
             match turn {
@@ -708,10 +817,11 @@ impl Aim {
         }
     }
 
-    /// The noise-free action toward this aim from where `sight` shows the pinch: each gap over its action's scale.
-    fn action(&self, sight: &Sight) -> [f32; ACTION_DIM] {
-        let mv = |k: usize| (self.target[k] - sight.ee[k]) / MOVE_SCALE;
-        let dyaw = self.yaw.map_or(0.0, |y| (y - sight.ee_yaw) / YAW_SCALE);
+    /// The noise-free action toward this aim from the pinch at `ee`, turned to `ee_yaw`: each gap over its action's
+    /// scale.
+    fn action(&self, ee: [f32; 3], ee_yaw: f32) -> [f32; ACTION_DIM] {
+        let mv = |k: usize| (self.target[k] - ee[k]) / MOVE_SCALE;
+        let dyaw = self.yaw.map_or(0.0, |y| (y - ee_yaw) / YAW_SCALE);
         [mv(0), mv(1), mv(2), dyaw, self.grip]
     }
 }

@@ -160,14 +160,25 @@ impl Oracle {
         // Name what the script the scene was written for lacks; when that is unclear, what each lacks.
         let gantry = spec.action_names == GANTRY_ACTIONS
             || spec.obs_names.iter().any(|n| n == "pinch.position.x");
-        let legged = spec
+        let absolute = spec
             .action_controls
             .iter()
             .all(|c| matches!(c, Control::PositionAbsolute { .. }));
+        // A legged robot's actions are all `PositionAbsolute`, but so are an arm's: one without a leg is not the
+        // walking script's, and the sensors that script would read of a legged robot would not make it one.
+        let legged = absolute && crate::walker::has_a_leg(scene);
         let missing = match (gantry, legged) {
             (true, false) => format!("{} (to pick and place with the gantry)", need(cube)),
             (false, true) => format!("{} (to walk a legged robot)", need(walker)),
             // Neither robot: the first thing each script lacks would only lead the author down a dead end.
+            (false, false) if absolute => format!(
+                "a robot one of its two scripts drives, and this scene's is neither the built-in gantry (actions {}) \
+                 nor a legged robot: its actions are all `PositionAbsolute`, as a legged robot's are, but none moves a \
+                 leg (a legged robot, built like antmaze-umaze's, has {}); this scene's actions: {}",
+                GANTRY_ACTIONS.join(", "),
+                crate::walker::LEGGED_ROBOT,
+                crate::walker::what_actions_move(scene)
+            ),
             (false, false) => {
                 let actions: Vec<String> = spec
                     .action_names

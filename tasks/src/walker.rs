@@ -46,6 +46,74 @@ const PATIENT_SPEED: f32 = 0.2;
 const PATIENT_STEPS: u32 = 40;
 /// Play: a place this close is reached (m).
 const REACHED: f32 = 0.2;
+/// A hip turns about the vertical: its unit axis's z at least this (within about 8 degrees).
+const HIP_AXIS_Z: f32 = 0.99;
+/// A knee turns about a horizontal axis: its unit axis's z at most this (within about 6 degrees).
+const KNEE_AXIS_Z: f32 = 0.1;
+
+/// What the walking script takes for a legged robot, for messages (`assets/tasks/README.md` says it at length).
+pub(crate) const LEGGED_ROBOT: &str = "an even number of legs, at least 4, every action a `PositionAbsolute` hip \
+    or knee of one: a hip turns a thigh from the body about the vertical (within 8 degrees), a knee turns a shin, the \
+    foot, from that thigh about a horizontal axis";
+
+/// Whether `scene`'s robot has a leg the walking script could move: an action's joint that turns a body about the
+/// vertical (a hip) and another's that turns that body's child about a horizontal axis (a knee). It reads the
+/// joints alone, not the goal or the sensors, so that a robot without legs (an arm, a cart) is told it is not the
+/// walking script's before what that script would read of a legged one.
+pub(crate) fn has_a_leg(scene: &TaskScene) -> bool {
+    let turns_about = |j: usize, vertical: bool| match scene.joints[j].joint.kind {
+        JointKind::Revolute { axis } => {
+            let z = axis.normalize().z.abs();
+            if vertical {
+                z > HIP_AXIS_Z
+            } else {
+                z < KNEE_AXIS_Z
+            }
+        }
+        _ => false,
+    };
+    let driven = || {
+        scene
+            .actuators
+            .iter()
+            .flat_map(|a| a.joints.iter().copied())
+    };
+    driven().any(|hip| {
+        turns_about(hip, true)
+            && driven().any(|knee| {
+                scene.joints[knee].parent == scene.joints[hip].child && turns_about(knee, false)
+            })
+    })
+}
+
+/// What each of `scene`'s actions moves, for messages: "`elbow` turns `lower` about (0, 0, 1) from `upper`", one
+/// per joint it drives, joined by commas.
+pub(crate) fn what_actions_move(scene: &TaskScene) -> String {
+    let mut moves = Vec::new();
+    for act in &scene.actuators {
+        for &j in &act.joints {
+            let joint = &scene.joints[j];
+            let (parent, child) = (
+                &scene.bodies[joint.parent].body.name,
+                &scene.bodies[joint.child].body.name,
+            );
+            let how = match joint.joint.kind {
+                JointKind::Revolute { axis } => {
+                    format!("turns `{child}` about ({}, {}, {})", axis.x, axis.y, axis.z)
+                }
+                JointKind::Prismatic { axis } => {
+                    format!(
+                        "slides `{child}` along ({}, {}, {})",
+                        axis.x, axis.y, axis.z
+                    )
+                }
+                JointKind::Fixed => format!("holds `{child}` fixed"),
+            };
+            moves.push(format!("`{}` {how} from `{parent}`", act.actuator.name));
+        }
+    }
+    moves.join(", ")
+}
 
 /// One leg: its two actuators and how their joints move the foot.
 #[derive(Clone, Debug)]
@@ -99,6 +167,13 @@ impl Layout {
     /// (revolute about the vertical, from the body) and a knee (revolute about a horizontal axis, from the hip's
     /// child) carrying the foot. Returns the layout and the robot's bodies.
     fn find(scene: &TaskScene, spec: &EnvSpec) -> Result<(Self, Vec<usize>), String> {
+        // Not a legged robot at all: said before the sensors the script would read of one.
+        if !has_a_leg(scene) {
+            return Err(format!(
+                "a legged robot ({LEGGED_ROBOT}); no action of this scene's is a hip with a knee below it ({})",
+                what_actions_move(scene)
+            ));
+        }
         let (mut layout, body) = Self::find_goal_body(scene, spec)?;
         let joint_of = actuator_maps(scene, spec)?;
         let mut robot = vec![body];
@@ -247,7 +322,7 @@ fn find_leg(
         _ => None,
     };
     let joint = &scene.joints[hj];
-    let Some(hip_axis) = axis_of(hj).filter(|a| a.z.abs() > 0.99) else {
+    let Some(hip_axis) = axis_of(hj).filter(|a| a.z.abs() > HIP_AXIS_Z) else {
         return Ok(None);
     };
     if joint.parent != body {
@@ -264,7 +339,7 @@ fn find_leg(
             joint.joint.name
         ));
     };
-    let Some(knee_axis) = axis_of(kj).filter(|a| a.z.abs() < 0.1) else {
+    let Some(knee_axis) = axis_of(kj).filter(|a| a.z.abs() < KNEE_AXIS_Z) else {
         return Err(format!(
             "knee `{}` to be revolute about a horizontal axis",
             scene.joints[kj].joint.name

@@ -265,6 +265,115 @@ fn a_scene_with_neither_robot_is_refused_naming_both_robots_and_its_actions() {
     assert!(e.to_string().contains("front_left_hip"), "{e}");
 }
 
+/// A two-link planar arm, both joints turning about z and driven `PositionAbsolute`, whose fingertip reaches for a
+/// drawn target; `sensors` extra observations, its goal on the body `frame`.
+fn reacher(sensors: &str, frame: &str) -> String {
+    r#"(
+  resources: {},
+  entities: {
+    1: (components: {
+      "qamlab_sim::authoring::TaskSettings": (name: "reacher", episode_length: 100, control_dt: 0.05, substeps: 4,
+        solver_iterations: 4, gravity: (0.0, 0.0, -9.81), reward: SuccessMinusOne),
+      "qamlab_sim::authoring::ActionSpace": (actuators: [
+        (name: "shoulder", joints: ["shoulder"], control: PositionAbsolute(at_min: -2.5, at_max: 2.5),
+         range: (min: -1.0, max: 1.0), stiffness: 400.0, damping: 40.0, max_force: 50.0),
+        (name: "elbow", joints: ["elbow"], control: PositionAbsolute(at_min: -2.5, at_max: 2.5),
+         range: (min: -1.0, max: 1.0), stiffness: 400.0, damping: 40.0, max_force: 50.0),
+      ]),
+      "qamlab_sim::authoring::ObservationSpace": (sensors: [
+        JointPosition(joint: "shoulder"), JointPosition(joint: "elbow"), Position(frame: "fingertip"),
+        GoalPosition(goal: "reach"), SENSORS
+      ]),
+    }),
+    2: (components: {
+      "qamlab_sim::authoring::Body": (name: "ground", kind: Fixed, translation: (0.0, 0.0, -0.05), rotation: (0.0, 0.0, 0.0, 1.0)),
+      "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (1.0, 1.0, 0.05)), density: 0.0, friction: 1.0),
+    }),
+    3: (components: {
+      "qamlab_sim::authoring::Body": (name: "upper", kind: Dynamic, translation: (0.15, 0.0, 0.05), rotation: (0.0, 0.0, 0.0, 1.0), gravity_scale: 0.0),
+      "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (0.15, 0.02, 0.02)), density: 500.0, friction: 1.0, membership: 2, filter: 0),
+      "qamlab_sim::authoring::Joint": (name: "shoulder", parent: "ground", child: "upper", kind: Revolute(axis: (0.0, 0.0, 1.0)), anchor: (0.0, 0.0, 0.05), limits: Some((min: -2.6, max: 2.6))),
+    }),
+    4: (components: {
+      "qamlab_sim::authoring::Body": (name: "lower", kind: Dynamic, translation: (0.45, 0.0, 0.05), rotation: (0.0, 0.0, 0.0, 1.0), gravity_scale: 0.0),
+      "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (0.15, 0.02, 0.02)), density: 500.0, friction: 1.0, membership: 2, filter: 0),
+      "qamlab_sim::authoring::Joint": (name: "elbow", parent: "upper", child: "lower", kind: Revolute(axis: (0.0, 0.0, 1.0)), anchor: (0.3, 0.0, 0.05), limits: Some((min: -2.6, max: 2.6))),
+    }),
+    5: (components: {
+      "qamlab_sim::authoring::Site": (name: "fingertip", body: "lower", offset: (0.15, 0.0, 0.0)),
+    }),
+    6: (components: {
+      "qamlab_sim::authoring::Goal": (name: "reach", frame: "FRAME", target: (0.3, 0.3, 0.05), tolerance: 0.05),
+      "qamlab_sim::authoring::RandomizeTarget": (x: Some((min: -0.4, max: 0.4)), y: Some((min: -0.4, max: 0.4))),
+    }),
+  },
+)
+"#
+    .replace("SENSORS", sensors)
+    .replace("FRAME", frame)
+}
+
+#[test]
+fn a_robot_with_only_absolute_actions_but_no_legs_is_told_it_is_not_legged() {
+    // Every action `PositionAbsolute`, as a legged robot's are, but an arm: asking for the sensors the walking
+    // script reads of a legged robot's body, and then for legs, would lead the author nowhere. The refusal says
+    // first that the robot is not a legged one, what one is, and what its actions move.
+    let oracle_refusal = |text: &str| {
+        let scene = TaskScene::from_ron(text, "reacher.scn.ron").unwrap();
+        let spec = EnvSpec::new(&scene, 10);
+        match Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) {
+            Ok(_) => panic!("an oracle for an arm"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let bare = reacher("", "fingertip");
+    // With the goal on the forearm, observed as the walking script reads a torso: still no legs.
+    let observed = reacher(
+        "Position(frame: \"lower\"), Quaternion(body: \"lower\"),",
+        "lower",
+    );
+    for text in [&bare, &observed] {
+        let e = oracle_refusal(text);
+        assert!(
+            e.starts_with("task `reacher` has no scripted oracle: the oracle needs a robot one of its two scripts")
+                && e.contains("neither the built-in gantry (actions dx, dy, dz, dyaw, gripper) nor a legged robot")
+                && e.contains("its actions are all `PositionAbsolute`, as a legged robot's are, but none moves a leg")
+                && e.contains("an even number of legs, at least 4")
+                && e.contains("a hip turns a thigh from the body about the vertical")
+                && e.contains(
+                    "this scene's actions: `shoulder` turns `upper` about (0, 0, 1) from `ground`, `elbow` turns \
+                     `lower` about (0, 0, 1) from `upper`"
+                ),
+            "{e}"
+        );
+        assert!(
+            !e.contains("Quaternion") && !e.contains("every action to move a leg"),
+            "{e}"
+        );
+    }
+    // The walking script itself says so first too.
+    let scene = TaskScene::from_ron(&observed, "reacher.scn.ron").unwrap();
+    let spec = EnvSpec::new(&scene, 10);
+    let Err(e) = WalkerOracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
+        panic!("a walk for an arm");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("the oracle needs a legged robot (an even number of legs")
+            && e.contains(
+                "no action of this scene's is a hip with a knee below it (`shoulder` turns"
+            ),
+        "{e}"
+    );
+    // A legged robot missing the sensors is still asked for them.
+    let e =
+        oracle_refusal(&builtin_text("antmaze-umaze").replace("Quaternion(body: \"torso\"),", ""));
+    assert!(
+        e.contains("the goal's body `torso` observed with `Position` and `Quaternion` (to walk a legged robot)"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
     let scene = antmaze();
