@@ -1,17 +1,19 @@
 //! What a checkpoint of a run holds (the agent, the online replay data with the episodes in progress, the run's
 //! progress and settings) and how a resume restores it, refusing files that would continue some other run.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
-use qamlab_agent::{TransitionStore, checkpoint};
+use qamlab_agent::TransitionStore;
+use qamlab_agent::checkpoint::{self, Dtype, TensorFile};
 use qamlab_sim::BatchedEnv;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
 
 use super::episodes::ResumedEnvs;
-use super::replay::append;
+use super::replay_file::{
+    ReplayRecord, check_values, read_counts, read_pending, read_rows_into, stored_rows, truncate,
+    write_replay,
+};
 use super::trainer::{RECENT_EPISODES, RunState, Trainer};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
@@ -130,30 +132,19 @@ impl Trainer<'_> {
         let marked: checkpoint::Metadata = [(CHECKPOINT_ID_KEY.to_string(), id.to_string())].into();
         self.agent
             .save_with_metadata(dir.join("agent.safetensors"), &marked)?;
-        let mut tensors = store_tensors("online", &self.replay, self.offline_len)?;
-        let (all_pending, lengths) = self
-            .episodes
-            .to_record(self.replay.obs_dim(), self.replay.action_dim())?;
-        let lengths: Vec<i64> = lengths.iter().map(|&l| l as i64).collect();
-        tensors.extend(store_tensors("pending", &all_pending, 0)?);
-        tensors.push(("pending/lengths".into(), Tensor::from_slice(&lengths)));
         let mut state = self.state_to_record();
         state.checkpoint_id = Some(id.to_string());
         state.env_episode_word_pos.clear();
-        if let Some((env, queues)) = envs {
+        let mut queues = None;
+        if let Some((env, chunks)) = envs {
             state.env_episode_word_pos = env
                 .episode_word_positions()
                 .iter()
                 .map(u128::to_string)
                 .collect();
-            let (queued, counts) = queues.snapshot();
+            let (queued, counts) = chunks.snapshot();
             let counts: Vec<i64> = counts.iter().map(|&c| c as i64).collect();
-            let a = self.replay.action_dim() as i64;
-            tensors.push((
-                "queues/actions".into(),
-                Tensor::from_slice(&queued).view([-1, a]),
-            ));
-            tensors.push(("queues/lengths".into(), Tensor::from_slice(&counts)));
+            queues = Some((queued, counts));
         }
         let mut meta = marked;
         meta.insert("offline_len".into(), self.offline_len.to_string());
@@ -162,7 +153,15 @@ impl Trainer<'_> {
         if let Some(crc) = self.dataset_crc {
             meta.insert("dataset_crc32".into(), crc.to_string());
         }
-        checkpoint::write_tensors(&dir.join("replay.safetensors"), &tensors, meta)?;
+        let record = ReplayRecord {
+            replay: &self.replay,
+            offline_len: self.offline_len,
+            staged: self.episodes.staged(),
+            queues: queues
+                .as_ref()
+                .map(|(queued, counts)| (queued.as_slice(), counts.as_slice())),
+        };
+        write_replay(&dir.join("replay.safetensors"), &record, meta)?;
         write_bytes_atomically(
             &dir.join("state.json"),
             serde_json::to_string_pretty(&state)?.as_bytes(),
@@ -236,7 +235,50 @@ impl Trainer<'_> {
         self.configure_execution();
         self.check_state(&state_path)?;
         let replay_path = dir.join("replay.safetensors");
-        let (tensors, meta) = checkpoint::read_tensors(&replay_path)?;
+        let mut file = TensorFile::open(&replay_path)?;
+        let read = self.read_replay(&mut file, &state_path);
+        // After the arrays (read once, straight into where they go): a damaged file is named as such first,
+        // whatever its damage made of what was read.
+        let restored = file.verify().map_err(anyhow::Error::from).and(read);
+        let RestoredReplay { episodes, resumed } = match restored {
+            Ok(restored) => restored,
+            Err(e) => {
+                truncate(&mut self.replay, self.offline_len);
+                return Err(e);
+            }
+        };
+        self.episodes.restore(episodes);
+        // Resuming from another position would repeat or skip batches: the run would not be the one it continues.
+        let pos: u128 = self.state.sampler_word_pos.parse().with_context(|| {
+            format!(
+                "{}: sampler_word_pos {:?} is not a whole number",
+                state_path.display(),
+                self.state.sampler_word_pos
+            )
+        })?;
+        self.sampler.set_word_pos(pos);
+        if let Some(resumed) = resumed {
+            self.episodes.set_resumed(resumed);
+        }
+        self.wall_before = self.state.wall_seconds;
+        // The interval the rows so far were logged with, which a resume may have changed since.
+        let logged_every = self.state.log_interval.unwrap_or(self.cfg.log_interval);
+        self.run
+            .truncate_metrics_after(self.total_step(), logged_every, self.cfg.offline_steps)?;
+        self.checkpointed_at = Some(self.total_step());
+        Ok(())
+    }
+
+    /// Reads the checkpoint's replay file, checked against the run and the `state.json` at `state_path`: its
+    /// online transitions straight into the replay buffer, after the offline ones (into the room `Trainer::start`
+    /// made for every online transition), and the envs' episodes in progress and queued actions, to put back.
+    fn read_replay(
+        &mut self,
+        file: &mut TensorFile,
+        state_path: &Path,
+    ) -> anyhow::Result<RestoredReplay> {
+        let replay_path = file.path().to_path_buf();
+        let meta = file.metadata().clone();
         let offline_len: usize = meta
             .get("offline_len")
             .and_then(|v| v.parse().ok())
@@ -260,7 +302,7 @@ impl Trainer<'_> {
             );
         }
         check_same_checkpoint(
-            &state_path,
+            state_path,
             self.state.checkpoint_id.as_deref(),
             &replay_path,
             meta.get(CHECKPOINT_ID_KEY).map(String::as_str),
@@ -284,20 +326,19 @@ impl Trainer<'_> {
                 path.display()
             );
         }
-        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
-        let online = restore_store(&tensors, "online", &self.replay, &replay_path)?;
-        append(&mut self.replay, &online)?;
-        let pending = restore_store(&tensors, "pending", &self.replay, &replay_path)?;
+        let dims = (self.replay.obs_dim(), self.replay.action_dim());
+        let online = stored_rows(file, "online", dims)?;
+        let pending = stored_rows(file, "pending", dims)?;
         // Every online step stored one transition, in the buffer or in an episode in progress.
         ensure!(
-            (online.len() + pending.len()) as u64 == self.state.online_step,
+            (online + pending) as u64 == self.state.online_step,
             "{} holds {} online transitions, but the state.json beside it records online_step {}: the two files \
              come from different checkpoints",
             replay_path.display(),
-            online.len() + pending.len(),
+            online + pending,
             self.state.online_step
         );
-        let lengths = read_counts(&tensors, "pending/lengths", pending.len(), &replay_path)?;
+        let lengths = read_counts(file, "pending/lengths", pending)?;
         // Offline checkpoints of older versions list no envs; every other lists one episode per env.
         if !lengths.is_empty() && lengths.len() != self.cfg.envs {
             bail!(
@@ -307,27 +348,15 @@ impl Trainer<'_> {
                 self.cfg.envs
             );
         }
-        self.episodes.restore(&pending, &lengths)?;
-        // Resuming from another position would repeat or skip batches: the run would not be the one it continues.
-        let pos: u128 = self.state.sampler_word_pos.parse().with_context(|| {
-            format!(
-                "{}: sampler_word_pos {:?} is not a whole number",
-                state_path.display(),
-                self.state.sampler_word_pos
-            )
-        })?;
-        self.sampler.set_word_pos(pos);
-        if self.state.online_step > 0 && !self.state.env_episode_word_pos.is_empty() {
-            let resumed = self.read_resumed_envs(&tensors, &state_path, &replay_path)?;
-            self.episodes.set_resumed(resumed);
-        }
-        self.wall_before = self.state.wall_seconds;
-        // The interval the rows so far were logged with, which a resume may have changed since.
-        let logged_every = self.state.log_interval.unwrap_or(self.cfg.log_interval);
-        self.run
-            .truncate_metrics_after(self.total_step(), logged_every, self.cfg.offline_steps)?;
-        self.checkpointed_at = Some(self.total_step());
-        Ok(())
+        read_rows_into(file, "online", 0..online, &mut self.replay)?;
+        check_values(&self.replay, self.offline_len, "online", &replay_path)?;
+        let episodes = read_pending(file, &lengths, dims)?;
+        let resumed = if self.state.online_step > 0 && !self.state.env_episode_word_pos.is_empty() {
+            Some(self.read_resumed_envs(file, state_path)?)
+        } else {
+            None
+        };
+        Ok(RestoredReplay { episodes, resumed })
     }
 
     /// Checks the settings `state.json` records against the run's config: a config.toml edited since the run
@@ -434,12 +463,12 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// The checkpoint's record of the online envs (`state.json`'s stream positions, the queued actions).
+    /// The checkpoint's record of the online envs (`state.json`'s stream positions, the replay file's queued
+    /// actions).
     fn read_resumed_envs(
         &self,
-        tensors: &HashMap<String, Tensor>,
+        file: &mut TensorFile,
         state_path: &Path,
-        replay_path: &Path,
     ) -> anyhow::Result<ResumedEnvs> {
         let word_pos = self
             .state
@@ -457,30 +486,25 @@ impl Trainer<'_> {
                     self.cfg.envs
                 )
             })?;
-        let actions = tensors
-            .get("queues/actions")
-            .with_context(|| format!("{}: tensor queues/actions missing", replay_path.display()))?;
-        let a = self.replay.action_dim() as i64;
+        let replay_path = file.path().display().to_string();
+        let (dtype, shape) = file
+            .info("queues/actions")
+            .with_context(|| format!("{replay_path}: tensor queues/actions missing"))?;
+        let a = self.replay.action_dim();
         ensure!(
-            actions.kind() == Kind::Float && actions.dim() == 2 && actions.size()[1] == a,
-            "{}: tensor queues/actions is {:?} {:?}: expected float32 [N, {a}]",
-            replay_path.display(),
-            actions.kind(),
-            actions.size()
+            dtype == Dtype::F32 && shape.len() == 2 && shape[1] == a,
+            "{replay_path}: tensor queues/actions is {dtype:?} {shape:?}: expected float32 [N, {a}]"
         );
-        let queued: Vec<f32> = Vec::try_from(actions.flatten(0, -1))?;
+        let mut queued = Vec::new();
+        file.read_f32_into("queues/actions", &mut queued)?;
         if let Some(v) = queued.iter().find(|v| !(-1.0..=1.0).contains(*v)) {
-            bail!(
-                "{}: tensor queues/actions holds {v}: expected actions in [-1, 1]",
-                replay_path.display()
-            );
+            bail!("{replay_path}: tensor queues/actions holds {v}: expected actions in [-1, 1]");
         }
-        let rows = queued.len() / self.replay.action_dim();
-        let queued_counts = read_counts(tensors, "queues/lengths", rows, replay_path)?;
+        let rows = queued.len() / a;
+        let queued_counts = read_counts(file, "queues/lengths", rows)?;
         if queued_counts.len() != self.cfg.envs {
             bail!(
-                "{}: tensor queues/lengths lists {} envs, but the run has {}",
-                replay_path.display(),
+                "{replay_path}: tensor queues/lengths lists {} envs, but the run has {}",
                 queued_counts.len(),
                 self.cfg.envs
             );
@@ -493,114 +517,11 @@ impl Trainer<'_> {
     }
 }
 
-/// The transitions of `store` from index `from` as named tensors `<prefix>/<field>`.
-fn store_tensors(
-    prefix: &str,
-    store: &TransitionStore,
-    from: usize,
-) -> anyhow::Result<Vec<(String, Tensor)>> {
-    let (o, a) = (store.obs_dim(), store.action_dim());
-    let n = (store.len() - from) as i64;
-    let field = |name: &str, data: &[f32], width: usize| {
-        (
-            format!("{prefix}/{name}"),
-            Tensor::from_slice(&data[from * width..]).view([n, width as i64]),
-        )
-    };
-    Ok(vec![
-        field("observations", &store.observations, o),
-        field("actions", &store.actions, a),
-        field("next_observations", &store.next_observations, o),
-        field("rewards", &store.rewards, 1),
-        field("masks", &store.masks, 1),
-        field("terminals", &store.terminals, 1),
-    ])
-}
-
-/// The `i64` tensor `name`: counts that must add up to `total` rows.
-fn read_counts(
-    tensors: &HashMap<String, Tensor>,
-    name: &str,
-    total: usize,
-    path: &Path,
-) -> anyhow::Result<Vec<usize>> {
-    let values: Vec<i64> = Vec::try_from(
-        tensors
-            .get(name)
-            .with_context(|| format!("{}: tensor {name} missing", path.display()))?,
-    )?;
-    values
-        .iter()
-        .map(|&v| usize::try_from(v))
-        .collect::<Result<Vec<usize>, _>>()
-        .ok()
-        .filter(|counts| counts.iter().sum::<usize>() == total)
-        .with_context(|| {
-            format!(
-                "{}: tensor {name} {values:?} must be counts that add up to the {total} rows stored",
-                path.display()
-            )
-        })
-}
-
-fn restore_store(
-    tensors: &HashMap<String, Tensor>,
-    prefix: &str,
-    like: &TransitionStore,
-    path: &Path,
-) -> anyhow::Result<TransitionStore> {
-    let get = |name: &str, width: usize| -> anyhow::Result<Vec<f32>> {
-        let key = format!("{prefix}/{name}");
-        let t = tensors
-            .get(&key)
-            .with_context(|| format!("{}: tensor {key} missing", path.display()))?;
-        let shape = t.size();
-        ensure!(
-            t.kind() == Kind::Float && shape.len() == 2 && shape[1] == width as i64,
-            "{}: tensor {key} is {:?} {shape:?}: expected float32 [N, {width}]",
-            path.display(),
-            t.kind()
-        );
-        let values = Vec::<f32>::try_from(t.flatten(0, -1))?;
-        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-            bail!(
-                "{}: tensor {key} holds {v}: the checkpoint is damaged",
-                path.display()
-            );
-        }
-        // Actions were clipped to the action space before they were taken.
-        if name == "actions"
-            && let Some(v) = values.iter().find(|v| v.abs() > 1.0)
-        {
-            bail!(
-                "{}: tensor {key} holds {v}: expected actions in [-1, 1]",
-                path.display()
-            );
-        }
-        // Masks scale the bootstrapped value and terminals cut the chunks: anything but 0 or 1 is damage.
-        if (name == "masks" || name == "terminals")
-            && let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0)
-        {
-            bail!(
-                "{}: tensor {key} holds {v}: expected 0 or 1",
-                path.display()
-            );
-        }
-        Ok(values)
-    };
-    let (o, a) = (like.obs_dim(), like.action_dim());
-    let mut store = TransitionStore::new(o, a);
-    store
-        .extend_from_arrays(
-            &get("observations", o)?,
-            &get("actions", a)?,
-            &get("next_observations", o)?,
-            &get("rewards", 1)?,
-            &get("masks", 1)?,
-            &get("terminals", 1)?,
-        )
-        .with_context(|| format!("{}: {prefix} transitions", path.display()))?;
-    Ok(store)
+/// What a checkpoint's replay file gives a resumed run besides its buffer's transitions: each env's episode in
+/// progress, and in the online phase the record of its envs.
+struct RestoredReplay {
+    episodes: Vec<TransitionStore>,
+    resumed: Option<ResumedEnvs>,
 }
 
 #[cfg(test)]
@@ -643,6 +564,54 @@ mod tests {
         let (tensors, mut meta) = read_tensors(file).unwrap();
         meta.remove(CHECKPOINT_ID_KEY);
         write_tensors(file, &tensors, meta).unwrap();
+    }
+
+    #[test]
+    fn a_replay_file_damaged_on_disk_is_refused_as_damaged_before_its_values_are_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let config = tiny(1);
+        let latest = trained(&config, &out);
+        let path = latest.join("replay.safetensors");
+        let kept = std::fs::read(&path).unwrap();
+        let resume = || train(options(&config, &out, true)).map(|_| ());
+        let error = || format!("{:#}", resume().unwrap_err());
+        // An action of 3 over the one the file's checksum was taken with: its arrays are read straight into the
+        // buffer, and checked only after the checksum, so the file is named as damaged.
+        let mut bytes = kept.clone();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let at = 8
+            + n
+            + header["online/actions"]["data_offsets"][0]
+                .as_u64()
+                .unwrap() as usize;
+        bytes[at..at + 4].copy_from_slice(&3.0f32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = error();
+        assert!(
+            err.contains("replay.safetensors: its tensors' checksum is")
+                && err.contains("the file is damaged"),
+            "{err}"
+        );
+        // Written whole (its checksum agreeing), the value is named.
+        std::fs::write(&path, &kept).unwrap();
+        let (mut tensors, meta) = read_tensors(&path).unwrap();
+        let (_, actions) = tensors
+            .iter_mut()
+            .find(|(n, _)| n == "online/actions")
+            .unwrap();
+        let _ = actions.get(0).get(0).fill_(3.0);
+        write_tensors(&path, &tensors, meta).unwrap();
+        let err = error();
+        assert!(
+            err.contains(
+                "replay.safetensors: tensor online/actions holds 3: expected actions in [-1, 1]"
+            ),
+            "{err}"
+        );
+        std::fs::write(&path, &kept).unwrap();
+        resume().unwrap();
     }
 
     #[test]

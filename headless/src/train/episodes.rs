@@ -132,43 +132,12 @@ impl EpisodesInProgress {
         Ok(())
     }
 
-    /// The staged transitions as a checkpoint records them: all envs' one after another, and how many are each's.
-    pub(super) fn to_record(
-        &self,
-        obs_dim: usize,
-        action_dim: usize,
-    ) -> anyhow::Result<(TransitionStore, Vec<usize>)> {
-        let mut all = TransitionStore::new(obs_dim, action_dim);
-        let mut lengths = Vec::with_capacity(self.staged.len());
-        for episode in &self.staged {
-            lengths.push(episode.len());
-            append(&mut all, episode)?;
+    /// Puts back the staged transitions a checkpoint records, one store per env, first to last (a checkpoint
+    /// that lists none restores none); the stores are kept as they are, not copied.
+    pub(super) fn restore(&mut self, episodes: Vec<TransitionStore>) {
+        for (staged, episode) in self.staged.iter_mut().zip(episodes) {
+            *staged = episode;
         }
-        Ok((all, lengths))
-    }
-
-    /// Restores the staged transitions a checkpoint records (see [`Self::to_record`]): `lengths` splits `all`
-    /// among the envs, first to last (a checkpoint that lists none restores none).
-    pub(super) fn restore(
-        &mut self,
-        all: &TransitionStore,
-        lengths: &[usize],
-    ) -> anyhow::Result<()> {
-        let (o, a) = (all.obs_dim(), all.action_dim());
-        let mut start = 0;
-        for (episode, &len) in self.staged.iter_mut().zip(lengths) {
-            let rows = start..start + len;
-            episode.extend_from_arrays(
-                &all.observations[rows.start * o..rows.end * o],
-                &all.actions[rows.start * a..rows.end * a],
-                &all.next_observations[rows.start * o..rows.end * o],
-                &all.rewards[rows.clone()],
-                &all.masks[rows.clone()],
-                &all.terminals[rows],
-            )?;
-            start += len;
-        }
-        Ok(())
     }
 
     /// Keeps what a resumed run's checkpoint records of its envs, for the online phase.

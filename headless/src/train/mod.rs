@@ -14,6 +14,7 @@ mod offline;
 mod online;
 mod q_range;
 mod replay;
+mod replay_file;
 mod reporting;
 mod trainer;
 mod updates;

@@ -5,10 +5,11 @@ use qamlab_agent::TransitionStore;
 use crate::config::TrainConfig;
 
 /// Refuses a run that would not fit in this machine's memory: the replay buffer, which keeps the dataset's
-/// `dataset_transitions` (0 before it is read) and every online transition, and on the CPU the agent (its networks
-/// and one update at the least; libtorch would otherwise fail mid-update). The online transitions and the agent are
-/// checked alone, so that the error names the one past the machine, then all together, since all are held at once.
-/// On a GPU the networks live in its memory, which is not checked here.
+/// `dataset_transitions` (0 before it is read) and every online transition, the buffer its checkpoints stream
+/// through, and on the CPU the agent (its networks and one update at the least; libtorch would otherwise fail
+/// mid-update). The online transitions and the agent are checked alone, so that the error names the one past the
+/// machine, then all together, since all are held at once. On a GPU the networks live in its memory, which is not
+/// checked here.
 pub(super) fn check_run_memory(
     cfg: &TrainConfig,
     (obs_dim, action_dim): (usize, usize),
@@ -65,6 +66,19 @@ fn check_run_memory_within(
         ),
         online,
     ));
+    // The most a run holds besides at a checkpoint, or a resume: the buffer's file is written straight from its
+    // own vectors and read back straight into them (`replay_file`), each env's episode in progress into a store
+    // of its own, so no copy of the transitions is ever made; only the one buffer the file goes through. (Written
+    // through tensors and a serialized file, a checkpoint once took three copies of the buffer, and a resume as
+    // many: a run that fitted was killed for memory at its first checkpoint.)
+    let streaming = qamlab_agent::checkpoint::STREAMING_BYTES;
+    parts.push((
+        format!(
+            "the buffer its checkpoints stream through ({})",
+            format_bytes(streaming)
+        ),
+        streaming,
+    ));
     if on_cpu {
         let a = &cfg.agent;
         let agent = qamlab_agent::footprint::memory_lower_bound(a, obs_dim, action_dim);
@@ -79,9 +93,6 @@ fn check_run_memory_within(
         )?;
         let agent = agent.unwrap_or(u64::MAX);
         parts.push((format!("the agent ({})", format_bytes(agent)), agent));
-    }
-    if parts.len() < 2 {
-        return Ok(());
     }
     let total = parts
         .iter()
@@ -130,6 +141,7 @@ mod tests {
         cfg.agent.batch_size = 64;
         let (obs_dim, action_dim) = (28, 5);
         let replay = 100_000 * (2 * 28 + 5 + 3) * 4;
+        let streaming = qamlab_agent::checkpoint::STREAMING_BYTES;
         let agent =
             qamlab_agent::footprint::memory_lower_bound(&cfg.agent, obs_dim, action_dim).unwrap();
         let memory = Some(replay.max(agent) + replay.min(agent) / 2);
@@ -139,13 +151,16 @@ mod tests {
             check_run_memory_within(&cfg, dims, true, 0, memory).unwrap_err()
         );
         assert!(
-            err.starts_with("the replay buffer (24.4 MiB, online_steps = 100000) and the agent ("),
+            err.starts_with(
+                "the replay buffer (24.4 MiB, online_steps = 100000), the buffer its checkpoints stream through \
+                 (1.1 MiB) and the agent ("
+            ),
             "{err}"
         );
         assert!(err.contains(") together would take "), "{err}");
         // On a GPU the networks are not in this memory, and enough of it holds both.
         check_run_memory_within(&cfg, dims, false, 0, memory).unwrap();
-        check_run_memory_within(&cfg, dims, true, 0, Some(replay + agent)).unwrap();
+        check_run_memory_within(&cfg, dims, true, 0, Some(replay + streaming + agent)).unwrap();
         // The dataset read into the same buffer counts too: on a GPU, its transitions and the online ones.
         let err = format!(
             "{:#}",
@@ -154,10 +169,37 @@ mod tests {
         );
         assert!(
             err.starts_with(
-                "the dataset's 100000 transitions (24.4 MiB) and the replay buffer (24.4 MiB, online_steps = \
-                 100000) together would take 48.8 MiB"
+                "the dataset's 100000 transitions (24.4 MiB), the replay buffer (24.4 MiB, online_steps = 100000) \
+                 and the buffer its checkpoints stream through (1.1 MiB) together would take 50.0 MiB"
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_check_counts_what_a_checkpoint_holds_besides_the_buffer() {
+        // A machine that holds the buffer and no more: a checkpoint, or a resume, needs the buffer the file
+        // streams through too (before checkpoints streamed, three copies of the buffer, then uncounted).
+        let cfg = TrainConfig {
+            online_steps: 100_000,
+            ..TrainConfig::default()
+        };
+        let dims = (28, 5);
+        let replay = 100_000 * (2 * 28 + 5 + 3) * 4;
+        let streaming = qamlab_agent::checkpoint::STREAMING_BYTES;
+        let err = format!(
+            "{:#}",
+            check_run_memory_within(&cfg, dims, false, 0, Some(replay)).unwrap_err()
+        );
+        assert!(
+            err.starts_with(
+                "the replay buffer (24.4 MiB, online_steps = 100000) and the buffer its checkpoints stream \
+                 through (1.1 MiB) together would take 25.5 MiB of memory"
+            ),
+            "{err}"
+        );
+        check_run_memory_within(&cfg, dims, false, 0, Some(replay + streaming)).unwrap();
+        // It is a buffer, not a share of the buffer: small beside a large one.
+        assert!(streaming < 2 << 20);
     }
 }
