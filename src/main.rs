@@ -5,11 +5,14 @@ mod doctor;
 mod log;
 mod view;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// qamlab: sparse-reward robot tasks in Bevy + Rapier, learned by Q-learning with Adjoint Matching.
+// A flag given twice takes its last value (`args_override_self`, which every subcommand inherits), so that a script
+// can override its base flags (`qamlab train $BASE --dataset other.npz`); a flag of several values (`bench agent
+// --agents`) still gathers them all.
 #[derive(Parser)]
-#[command(version, about, propagate_version = true)]
+#[command(version, about, propagate_version = true, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,7 +72,7 @@ fn main() -> std::process::ExitCode {
     for warning in warnings.into_iter().flatten() {
         tracing::warn!("{warning}");
     }
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Collect(args) => commands::collect::run(args),
@@ -94,6 +97,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, as [`command`] parses it; a usage error is printed and exits with status 2.
+fn parse_command_line() -> Cli {
+    let mut matches = command().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command()).exit())
+}
+
+/// The command line's definition: [`Cli`]'s, with every (sub)command letting a value that is a negative number
+/// (`--seed -1`) reach its flag's parser, which says what the flag takes; clap would otherwise take it for a flag
+/// and refuse it as an unexpected argument.
+fn command() -> clap::Command {
+    fn negative_numbers(cmd: clap::Command) -> clap::Command {
+        cmd.allow_negative_numbers(true)
+            .mut_subcommands(negative_numbers)
+    }
+    negative_numbers(Cli::command())
 }
 
 /// Makes a panic that is libtorch failing to allocate (tch's infallible ops unwrap its error: on the CPU past the
@@ -160,7 +180,413 @@ fn error_line(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{error_line, out_of_memory};
+    use super::{Cli, Command, command, error_line, out_of_memory};
+    use clap::FromArgMatches;
+
+    /// `qamlab ARGS` as parsed, or clap's error.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut matches = command()
+            .try_get_matches_from(std::iter::once("qamlab").chain(args.iter().copied()))?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
+
+    /// The error `qamlab ARGS` is refused with, as clap prints it.
+    fn refusal(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => {
+                // A usage error: clap exits with 2.
+                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+                e.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_subcommand_lets_a_negative_number_reach_its_parser() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd
+                .get_arguments()
+                .filter(|a| a.get_num_args().is_some_and(|n| n.takes_values()))
+            {
+                assert!(
+                    arg.is_allow_negative_numbers_set(),
+                    "{path} --{}",
+                    arg.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        check(&cmd, "qamlab");
+        for (args, says) in [
+            (
+                &["train", "--seed", "-1"][..],
+                "for '--seed <SEED>': must be at least 0",
+            ),
+            (
+                &["train", "--offline-steps", "-5"][..],
+                "for '--offline-steps <OFFLINE_STEPS>': must be at least 0",
+            ),
+            (
+                &["train", "--envs", "-3"][..],
+                "for '--envs <ENVS>': must be at least 1",
+            ),
+            (
+                &["train", "--eval-interval", "-1"][..],
+                "for '--eval-interval <EVAL_INTERVAL>': must be at least 1",
+            ),
+            (
+                &["plot", "run", "--smooth", "-1"][..],
+                "for '--smooth <SMOOTH>': must be at least 1",
+            ),
+            (
+                &["collect", "--out", "x.npz", "--episodes", "-2"][..],
+                "for '--episodes <EPISODES>': must be at least 1",
+            ),
+            (
+                &[
+                    "collect",
+                    "--out",
+                    "x.npz",
+                    "--episodes",
+                    "1",
+                    "--val-episodes",
+                    "-1",
+                ][..],
+                "for '--val-episodes <VAL_EPISODES>': must be at least 0",
+            ),
+            (
+                &[
+                    "collect",
+                    "--out",
+                    "x.npz",
+                    "--episodes",
+                    "1",
+                    "--noise",
+                    "-0.5",
+                ][..],
+                "must be a finite number >= 0",
+            ),
+            (
+                &["eval", "--run", "r", "--video", "--video-every", "-1"][..],
+                "'--video-every <VIDEO_EVERY>': must be at least 1",
+            ),
+            (
+                &["task", "cube-single", "--episodes", "-1"][..],
+                "for '--episodes <EPISODES>': must be at least 0",
+            ),
+            (
+                &["view", "--frames", "-1", "--screenshot", "s.png"][..],
+                "for '--frames <FRAMES>': must be at least 0",
+            ),
+            (
+                &["view", "--train", "--online-steps", "-1"][..],
+                "for '--online-steps <ONLINE_STEPS>': must be at least 0",
+            ),
+            (
+                &["bench", "sim", "--envs", "1,-16"][..],
+                "for '--envs <ENVS>': must be at least 1",
+            ),
+            (
+                &["bench", "agent", "--updates", "-1"][..],
+                "for '--updates <UPDATES>': must be at least 1",
+            ),
+        ] {
+            let err = refusal(args);
+            assert!(err.contains(says), "{args:?}: {err}");
+            // Not clap's refusal of an unknown flag, with its tip to write `-- -1` (a positional value).
+            assert!(
+                !err.contains("unexpected argument") && !err.contains("tip:"),
+                "{args:?}: {err}"
+            );
+        }
+        // A value that is one: `-0` is 0.
+        let Ok(Cli {
+            command: Command::Train(train),
+        }) = parse(&["train", "--seed", "-0"])
+        else {
+            panic!()
+        };
+        assert_eq!(train.seed, Some(0));
+    }
+
+    #[test]
+    fn every_seed_is_at_most_the_largest_integer_a_config_toml_records() {
+        let max = "9223372036854775807";
+        let seeds: [&[&str]; 7] = [
+            &["train"],
+            &["collect", "--out", "x.npz", "--episodes", "1"],
+            &["eval", "--run", "r"],
+            &["view"],
+            &["demo"],
+            &["task", "cube-single"],
+            &["view", "--train"],
+        ];
+        for args in seeds {
+            let with = |seed: &'static str| [args, &["--seed", seed]].concat();
+            parse(&with(max)).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            for seed in ["9223372036854775808", "18446744073709551616"] {
+                let err = refusal(&with(seed));
+                assert!(
+                    err.contains(&format!(
+                        "invalid value '{seed}' for '--seed <SEED>': must be at most {max}, the largest integer a \
+                         run's config.toml can record"
+                    )),
+                    "{args:?}: {err}"
+                );
+            }
+            let err = refusal(&with("-1"));
+            assert!(
+                err.contains("for '--seed <SEED>': must be at least 0"),
+                "{args:?}: {err}"
+            );
+        }
+        let Ok(Cli {
+            command: Command::Train(train),
+        }) = parse(&["train", "--seed", max])
+        else {
+            panic!()
+        };
+        assert_eq!(train.seed, Some(qamlab_headless::config::MAX_SEED));
+    }
+
+    #[test]
+    fn a_flag_given_again_takes_its_last_value_in_every_subcommand() {
+        let Ok(Cli {
+            command: Command::Train(train),
+        }) = parse(&[
+            "train",
+            "--dataset",
+            "a.npz",
+            "--seed",
+            "1",
+            "--tf32",
+            "true",
+            "--dataset",
+            "b.npz",
+            "--seed",
+            "2",
+            "--tf32",
+            "off",
+            "--quiet",
+            "--quiet",
+        ])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            train.dataset.as_deref(),
+            Some(std::path::Path::new("b.npz"))
+        );
+        assert_eq!(
+            (train.seed, train.tf32, train.quiet),
+            (Some(2), Some(false), true)
+        );
+        // Every subcommand, a nested one too: each of these is refused without `args_override_self`.
+        for args in [
+            &[
+                "collect",
+                "--out",
+                "a.npz",
+                "--out",
+                "b.npz",
+                "--episodes",
+                "1",
+                "--episodes",
+                "2",
+            ][..],
+            &[
+                "eval", "--run", "a", "--run", "b", "--envs", "2", "--envs", "3",
+            ],
+            &[
+                "plot", "r", "--out", "a.png", "--out", "b.png", "--smooth", "2", "--smooth", "3",
+            ],
+            &["task", "cube-single", "--seed", "1", "--seed", "2"],
+            &["demo", "--out", "a", "--out", "b"],
+            &[
+                "dataset",
+                "d.npz",
+                "--task",
+                "cube-single",
+                "--task",
+                "cube-double",
+            ],
+            &[
+                "view",
+                "--envs",
+                "2",
+                "--envs",
+                "3",
+                "--train",
+                "--online-steps",
+                "1",
+                "--online-steps",
+                "2",
+            ],
+            &[
+                "bench", "agent", "--size", "paper", "--size", "small", "--tf32", "on", "--tf32",
+                "off",
+            ],
+            &[
+                "bench",
+                "sim",
+                "--task",
+                "cube-single",
+                "--task",
+                "cube-double",
+                "--steps",
+                "1",
+                "--steps",
+                "2",
+            ],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let Ok(Cli {
+            command: Command::Eval(eval),
+        }) = parse(&[
+            "eval", "--run", "a", "--run", "b", "--envs", "2", "--envs", "3",
+        ])
+        else {
+            panic!()
+        };
+        assert_eq!((eval.run.to_str(), eval.envs), (Some("b"), 3));
+        // A flag of several values gathers them still.
+        let Ok(Cli {
+            command: Command::Bench(crate::commands::bench::BenchCommand::Agent(bench)),
+        }) = parse(&["bench", "agent", "--agents", "bc", "--agents", "fql,qam"])
+        else {
+            panic!()
+        };
+        use qamlab_agent::AgentKind;
+
+        assert_eq!(
+            bench.agents,
+            [AgentKind::Bc, AgentKind::Fql, AgentKind::Qam]
+        );
+    }
+
+    #[test]
+    fn train_and_bench_agent_take_either_spelling_of_a_switch() {
+        use crate::commands::bench::{BenchCommand, Toggle};
+        for (given, meant) in [
+            ("true", true),
+            ("on", true),
+            ("yes", true),
+            ("false", false),
+            ("off", false),
+            ("no", false),
+        ] {
+            for flag in [
+                "--cuda-graphs",
+                "--tf32",
+                "--split-update",
+                "--sparse",
+                "--balanced-sampling",
+            ] {
+                let Ok(Cli {
+                    command: Command::Train(train),
+                }) = parse(&["train", flag, given])
+                else {
+                    panic!("train {flag} {given}")
+                };
+                let set = [
+                    train.cuda_graphs,
+                    train.tf32,
+                    train.split_update,
+                    train.sparse,
+                    train.balanced_sampling,
+                ];
+                assert_eq!(
+                    set.iter().flatten().collect::<Vec<_>>(),
+                    [&meant],
+                    "train {flag} {given}"
+                );
+            }
+            for flag in ["--cuda-graphs", "--tf32", "--split-update"] {
+                let Ok(Cli {
+                    command: Command::Bench(BenchCommand::Agent(bench)),
+                }) = parse(&["bench", "agent", flag, given])
+                else {
+                    panic!("bench agent {flag} {given}")
+                };
+                let toggle = match flag {
+                    "--cuda-graphs" => bench.cuda_graphs,
+                    "--tf32" => bench.tf32,
+                    _ => bench.split_update,
+                };
+                assert_eq!(
+                    toggle,
+                    if meant { Toggle::On } else { Toggle::Off },
+                    "bench agent {flag} {given}"
+                );
+            }
+        }
+        // Each lists its own spelling in its refusal and its --help.
+        let err = refusal(&["train", "--tf32", "maybe"]);
+        assert!(err.contains("[possible values: true, false]"), "{err}");
+        let err = refusal(&["bench", "agent", "--tf32", "maybe"]);
+        assert!(err.contains("[possible values: both, on, off]"), "{err}");
+    }
+
+    #[test]
+    fn a_value_a_flag_cannot_take_is_a_usage_error() {
+        for (args, says) in [
+            (
+                &[
+                    "collect",
+                    "--out",
+                    "x.npz",
+                    "--episodes",
+                    "1",
+                    "--noise",
+                    "nan",
+                ][..],
+                "invalid value 'nan' for '--noise <NOISE>': must be a finite number >= 0",
+            ),
+            (
+                &[
+                    "collect",
+                    "--out",
+                    "x.npz",
+                    "--episodes",
+                    "1",
+                    "--random-action-prob",
+                    "2",
+                ][..],
+                "invalid value '2' for '--random-action-prob <RANDOM_ACTION_PROB>': must be from 0 to 1",
+            ),
+            (
+                &["bench", "agent", "--agents", "bc, fql"][..],
+                "invalid value ' fql' for '--agents <AGENTS>': unknown agent \" fql\" (expected qam, qam-f, qam-e, fql \
+                 or bc, separated by commas without spaces)",
+            ),
+            (
+                &["bench", "agent", "--agents", ""][..],
+                "invalid value '' for '--agents <AGENTS>': no agent named (expected qam, qam-f, qam-e, fql or bc, \
+                 separated by commas)",
+            ),
+            (
+                &["bench", "agent", "--agents", "bc,dqn"][..],
+                "unknown agent \"dqn\"",
+            ),
+            (
+                &["bench", "agent", "--size", "huge"][..],
+                "[possible values: paper, small]",
+            ),
+            (
+                &["plot", "run", "--out", "chart.jpg"][..],
+                "invalid value 'chart.jpg' for '--out <OUT>': the chart is written as PNG; give a .png file name",
+            ),
+        ] {
+            let err = refusal(args);
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
 
     #[test]
     fn libtorch_allocation_failures_are_told_apart_from_other_panics() {

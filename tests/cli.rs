@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
+#[path = "cli/flags.rs"]
+mod flags;
 #[path = "cli/readme.rs"]
 mod readme;
 
@@ -367,6 +369,144 @@ fn the_command_a_dataset_records_makes_the_same_file_again_from_anywhere() {
             .args(&args),
     );
     assert!(std::fs::read(here.join("d.npz")).unwrap() == std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn a_dataset_s_command_pastes_into_a_shell_whatever_its_paths_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path().canonicalize().unwrap().join("my dir");
+    std::fs::create_dir(&here).unwrap();
+    std::fs::copy(
+        common::checkout_dir().join("assets/tasks/cube-single.scn.ron"),
+        here.join("my task.scn.ron"),
+    )
+    .unwrap();
+    common::run_ok(
+        common::qamlab()
+            .current_dir(&here)
+            .args(["collect", "--quiet", "--task", "my task.scn.ron"])
+            .args([
+                "--episodes",
+                "2",
+                "--episode-length",
+                "20",
+                "--out",
+                "my set.npz",
+            ]),
+    );
+    let file = here.join("my set.npz");
+    let shown = succeeded(qamlab(&["dataset", file.to_str().unwrap()]));
+    let command = shown
+        .lines()
+        .find_map(|line| line.split_once(": qamlab collect ").map(|(_, c)| c))
+        .unwrap_or_else(|| panic!("no command in:\n{shown}"));
+    let quoted = |path: &Path| format!("'{}'", path.display());
+    let suffix = format!(" --out {}", quoted(&file));
+    assert!(
+        command.starts_with(&format!(
+            "--task {} ",
+            quoted(&here.join("my task.scn.ron"))
+        )) && command.ends_with(&suffix),
+        "{command}"
+    );
+    // Pasted into a shell elsewhere (to another name, as the shown one exists): the same bytes.
+    let again = here.join("it's again.npz");
+    let line = format!(
+        "qamlab collect {} --out \"{}\" --quiet",
+        command.strip_suffix(&suffix).unwrap(),
+        again.display()
+    );
+    common::run_ok(&mut common::pasted(&line, &std::env::temp_dir()));
+    assert!(std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap());
+
+    // `--json`: the same figures, for scripts, and nothing else on stdout.
+    let json = succeeded(qamlab(&[
+        "dataset",
+        again.to_str().unwrap(),
+        "--json",
+        "--task",
+        "cube-single",
+    ]));
+    assert_eq!(json.lines().count(), 1, "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(value["file"], again.display().to_string());
+    assert_eq!(value["episodes"], 2);
+    assert_eq!(value["transitions"], 40);
+    assert_eq!(
+        (value["obs_dim"].clone(), value["action_dim"].clone()),
+        (28.into(), 5.into())
+    );
+    assert_eq!(value["source"]["task"], "cube-single");
+    assert_eq!(value["source"]["actions"][4], "gripper");
+    // As the text shows it, this file's name (quoted as a shell needs it: `it's`) making it whole.
+    let text = succeeded(qamlab(&["dataset", again.to_str().unwrap()]));
+    let (_, shown_again) = text.split_once(": qamlab collect ").unwrap();
+    let shown_again = shown_again.lines().next().unwrap();
+    assert!(shown_again.ends_with("s again.npz\""), "{shown_again}");
+    assert_eq!(
+        value["source"]["collected_with"],
+        format!("qamlab collect {shown_again}")
+    );
+    assert_eq!(value["rewards"]["max"], -1.0);
+    assert_eq!(value["fits"]["task"], "cube-single");
+    assert_eq!(value["fits"]["notes"], serde_json::json!([]));
+}
+
+#[test]
+fn an_out_path_of_an_unexpanded_tilde_or_a_dangling_link_and_a_run_of_no_steps_are_refused_up_front()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let refused_in = |args: &[&str]| {
+        let out = common::qamlab()
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        stderr
+    };
+    // `--out=~/...`: the shell leaves the `~` as it is; qamlab says so rather than make a folder named `~`.
+    for args in [
+        &["collect", "--episodes", "1", "--out=~/t.npz"][..],
+        &["plot", "runs/a", "--out=~/x.png"],
+        &["train", "--offline-steps", "0", "--out=~/run"],
+        &["demo", "--device", "cpu", "--out=~/demo"],
+    ] {
+        let stderr = refused_in(args);
+        assert!(
+            stderr.contains("the path begins with a literal `~`, which the shell did not expand"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!dir.path().join("~").exists());
+    // A link to a folder not made yet stands where the run's folder must go.
+    std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
+    for args in [
+        &["train", "--offline-steps", "0", "--out", "dangling"][..],
+        &["demo", "--device", "cpu", "--out", "dangling"],
+    ] {
+        let stderr = refused_in(args);
+        assert!(
+            stderr.contains("--out dangling is a symbolic link to nowhere, which does not exist: make that folder"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A run of no steps would leave nothing to evaluate, plot or resume.
+    let stderr = refused_in(&[
+        "train",
+        "--offline-steps",
+        "0",
+        "--online-steps",
+        "0",
+        "--out",
+        "r",
+    ]);
+    assert!(
+        stderr.contains("offline_steps = 0 and online_steps = 0: the run would train nothing"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("r").exists());
 }
 
 #[test]

@@ -191,7 +191,13 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     );
     let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
     let (before, again) = (json(&summary_before), json(&read(run.join("summary.json"))));
-    for key in ["evals", "updates", "online_steps", "offline_success", "online_success"] {
+    for key in [
+        "evals",
+        "updates",
+        "online_steps",
+        "offline_success",
+        "online_success",
+    ] {
         assert_eq!(again[key], before[key], "{key}");
     }
 
@@ -275,14 +281,22 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
         );
         (run, stderr)
     };
-    // Ctrl-C.
-    let (run, stderr) = interrupt("run", libc::SIGINT, 130);
+    // Ctrl-C, on a run whose name a shell splits: the command it says to run is quoted, and runs pasted as is
+    // into a shell elsewhere.
+    let (run, stderr) = interrupt("my run", libc::SIGINT, 130);
     let stopped_at = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     assert!(stderr.contains(stopped_at.trim()), "{stderr}");
-    let out = run_ok(&mut resume_cmd(&run));
+    let command = format!("qamlab train --resume '{}'", run.display());
+    assert!(stderr.contains(&format!("`{command}`")), "{stderr}");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = run_ok(&mut common::pasted(&command, elsewhere.path()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
-    // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is.
-    interrupt("run-terminated", libc::SIGTERM, 143);
+    // SIGTERM (`timeout`, `docker stop`, a scheduler) is taken as Ctrl-C is; a plain path is shown as it is.
+    let (run, stderr) = interrupt("run-terminated", libc::SIGTERM, 143);
+    assert!(
+        stderr.contains(&format!("`qamlab train --resume {}`", run.display())),
+        "{stderr}"
+    );
 }
 
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
@@ -547,6 +561,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
     )
     .unwrap();
     let run = dir.path().join("run");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
     // Relative paths, from the temporary directory.
     run_ok(
         qamlab()
@@ -557,16 +572,20 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
                 "--config",
                 "tiny.toml",
                 "--task",
-                "my-task.scn.ron",
+                "sub/../my-task.scn.ron",
             ])
             .args(["--dataset", "data.npz", "--out", "run"]),
     );
-    // The run keeps a copy of its scene and the dataset's absolute path: evaluating it from elsewhere, with
-    // the scene file gone, works.
+    // The run keeps a copy of its scene, the scene's real path and the dataset's absolute path: evaluating it
+    // from elsewhere, with the scene file gone, works.
     assert!(run.join("task.scn.ron").is_file());
     let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(
-        recorded.contains(&format!("dataset = {:?}", dataset.display().to_string())),
+        recorded.contains(&format!("dataset = {:?}", dataset.display().to_string()))
+            && recorded.contains(&format!(
+                "task = {:?}",
+                scene.canonicalize().unwrap().display().to_string()
+            )),
         "{recorded}"
     );
     std::fs::remove_file(&scene).unwrap();
@@ -609,12 +628,39 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         );
     }
     std::fs::write(&copy, &text).unwrap();
-    run_ok(
+    // `--json`: the sentence's figures unrounded, with what it leaves out, as one JSON object alone on stdout.
+    let out = run_ok(
         qamlab()
             .current_dir(elsewhere.path())
             .args(EVAL_ON_CPU)
-            .arg(&run),
+            .arg(&run)
+            .args(["--seed", "3", "--json"]),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let expected = serde_json::json!({
+        "run_dir": run.display().to_string(),
+        "checkpoint": run.join("checkpoints/step-20").display().to_string(),
+        "step": 20,
+        "updates": 20,
+        "task": "cube-single",
+        "agent": "qam",
+        "episodes": 2,
+        "seed": 3,
+        "video": null,
+    });
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&report[key], value, "{key} in {stdout}");
+    }
+    let rate = report["success_rate"].as_f64().unwrap();
+    let successes = report["successes"].as_u64().unwrap();
+    let [low, high] = [0, 1].map(|i| report["interval"][i].as_f64().unwrap());
+    assert!(
+        rate == successes as f64 / 2.0 && low <= rate && rate <= high && high <= 1.0,
+        "{stdout}"
+    );
+    assert!(report["mean_return"].as_f64().unwrap() <= 0.0, "{stdout}");
 
     // Resuming on a dataset whose contents changed (same length, other episodes) is refused.
     let extended = std::fs::read_to_string(run.join("config.toml"))

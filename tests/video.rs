@@ -104,18 +104,25 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
             .arg("--video")
             .arg(&gif_path)
             // Every 4th control step: fewer frames to render in software, the same episode.
-            .args(["--video-every", "4"]),
+            .args(["--video-every", "4"])
+            // The evaluation as one JSON object alone on stdout, the video's path in it; the renderer's line
+            // goes to stderr.
+            .arg("--json"),
     );
     eprintln!(
         "eval with a video in {:.1} s",
         rendered.elapsed().as_secs_f32()
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("success"), "no evaluation line:\n{stdout}");
-    let line = stdout
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(report["video"], gif_path.display().to_string(), "{stdout}");
+    assert_eq!(report["episodes"], 1, "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
         .lines()
         .find(|l| l.starts_with("video: "))
-        .unwrap_or_else(|| panic!("eval did not say where the video is:\n{stdout}"));
+        .unwrap_or_else(|| panic!("eval did not say where the video is:\n{stderr}"));
     assert!(
         line.contains(&*gif_path.to_string_lossy()),
         "the video line names another path: {line}"

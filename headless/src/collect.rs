@@ -60,8 +60,12 @@ impl CollectOptions {
     /// task given as `task` (a built-in's name, or the scene file's absolute path: it runs from any directory).
     fn command_line(&self, task: &str) -> String {
         let mut line = format!(
-            "qamlab collect --task {task} --episodes {} --envs {} --seed {} --noise {}",
-            self.episodes, self.envs, self.seed, self.noise
+            "qamlab collect --task {} --episodes {} --envs {} --seed {} --noise {}",
+            crate::shell::quote(task),
+            self.episodes,
+            self.envs,
+            self.seed,
+            self.noise
         );
         if !self.play {
             line.push_str(" --solve");

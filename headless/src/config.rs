@@ -91,7 +91,10 @@ pub fn train_from_nothing_command(task: &str) -> String {
     } else {
         " --config cpu-small"
     };
-    format!("qamlab train --task {task}{config} --offline-steps 0")
+    format!(
+        "qamlab train --task {}{config} --offline-steps 0",
+        crate::shell::quote(task)
+    )
 }
 
 /// Sets libtorch's intra-op threads for CPU work that shares the machine with the envs' physics:
@@ -105,6 +108,44 @@ pub fn set_cpu_threads(threads: Option<usize>) -> usize {
         .clamp(1, crate::limits::MAX_THREADS);
     tch::set_num_threads(n as i32);
     n
+}
+
+/// The largest seed: a run's config.toml records it, and a TOML integer is signed 64-bit, so a larger one would be
+/// written but not read back (by `eval`, `plot` or `--resume`).
+pub const MAX_SEED: u64 = i64::MAX as u64;
+
+/// The `seed` key: a whole number from 0 to [`MAX_SEED`], refused otherwise with the range.
+fn deserialize_seed<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct Seed;
+    impl serde::de::Visitor<'_> for Seed {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a whole number from 0 to {MAX_SEED}")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            self.visit_i128(v.into())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            self.visit_i128(v.into())
+        }
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<u64, E> {
+            u64::try_from(v)
+                .ok()
+                .filter(|&seed| seed <= MAX_SEED)
+                .ok_or_else(|| E::custom(seed_range_error(v)))
+        }
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<u64, E> {
+            self.visit_i128(i128::try_from(v).unwrap_or(i128::MAX))
+        }
+    }
+    deserializer.deserialize_any(Seed)
+}
+
+/// What is wrong with `seed = {seed}`.
+fn seed_range_error(seed: impl std::fmt::Display) -> String {
+    format!(
+        "seed = {seed}: a seed must be from 0 to {MAX_SEED}, the largest integer a run's config.toml can record"
+    )
 }
 
 /// Everything a training run needs. Defaults follow the reference `main.py` where they apply
@@ -145,7 +186,8 @@ pub struct TrainConfig {
     pub checkpoint_interval: u64,
     /// Append a metrics row every this many steps.
     pub log_interval: u64,
-    /// Seed of everything random in the run.
+    /// Seed of everything random in the run (at most [`MAX_SEED`]).
+    #[serde(deserialize_with = "deserialize_seed")]
     pub seed: u64,
     /// Device for the agent.
     pub device: DeviceChoice,
@@ -306,6 +348,13 @@ impl TrainConfig {
 
     /// Checks ranges and the dataset requirement, naming the field at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
+        // Such a run would leave no checkpoint and no metrics: nothing `eval`, `plot` or `--resume` could use.
+        if self.offline_steps == 0 && self.online_steps == 0 {
+            bail!(
+                "offline_steps = 0 and online_steps = 0: the run would train nothing and leave no checkpoint; give \
+                 --online-steps N (or --offline-steps N with a --dataset)"
+            );
+        }
         if self.offline_steps > 0 && self.dataset.is_none() {
             bail!(
                 "offline_steps = {} needs a dataset (--dataset FILE.npz; `qamlab collect` makes one where the task \
@@ -367,6 +416,9 @@ impl TrainConfig {
                 bail!("{field} must be at least 1");
             }
         }
+        if self.seed > MAX_SEED {
+            bail!(seed_range_error(self.seed));
+        }
         if self
             .dataset
             .as_ref()
@@ -397,6 +449,49 @@ mod tests {
         std::fs::write(&path, "[agent]\ninv_tmp = 3.0\n").unwrap();
         let err = format!("{:#}", TrainConfig::from_toml_file(&path).unwrap_err());
         assert!(err.contains("inv_tmp"), "{err}");
+    }
+
+    #[test]
+    fn a_seed_is_read_from_0_to_the_largest_toml_integer() {
+        let read = |seed: &str| TrainConfig::from_toml_str(&format!("seed = {seed}\n"), "s.toml");
+        assert_eq!(read("0").unwrap().seed, 0);
+        assert_eq!(read("9223372036854775807").unwrap().seed, MAX_SEED);
+        for seed in ["-1", "9223372036854775808", "99999999999999999999"] {
+            let err = format!("{:#}", read(seed).unwrap_err());
+            assert!(
+                err.contains(&format!(
+                    "seed = {seed}: a seed must be from 0 to 9223372036854775807, the largest integer a run's \
+                     config.toml can record"
+                )) && err.contains("s.toml"),
+                "{err}"
+            );
+        }
+        let err = format!("{:#}", read("1.5").unwrap_err());
+        assert!(
+            err.contains("expected a whole number from 0 to 9223372036854775807"),
+            "{err}"
+        );
+        // A configuration made otherwise (not read from TOML) is held to the same range.
+        let cfg = TrainConfig {
+            seed: MAX_SEED + 1,
+            ..TrainConfig::default()
+        };
+        let err = format!("{:#}", cfg.validate_counts().unwrap_err());
+        assert!(
+            err.starts_with("seed = 9223372036854775808: a seed must be"),
+            "{err}"
+        );
+        // What a run writes, it reads back.
+        let cfg = TrainConfig {
+            seed: MAX_SEED,
+            ..TrainConfig::default()
+        };
+        let text = cfg.to_toml().unwrap();
+        assert_eq!(
+            TrainConfig::from_toml_str(&text, "run").unwrap().seed,
+            MAX_SEED
+        );
+        text.parse::<toml::Table>().unwrap();
     }
 
     #[test]
@@ -558,6 +653,45 @@ mod tests {
         file.set_len(crate::limits::MAX_CONFIG_BYTES + 1).unwrap();
         let err = format!("{:#}", TrainConfig::from_toml_file(&huge).unwrap_err());
         assert!(err.contains("huge.toml is larger than 4.0 MiB"), "{err}");
+    }
+
+    #[test]
+    fn the_command_that_trains_from_nothing_pastes_into_a_shell() {
+        let plain = train_from_nothing_command("cube-single");
+        assert!(
+            plain.starts_with("qamlab train --task cube-single ")
+                && plain.ends_with(" --offline-steps 0"),
+            "{plain}"
+        );
+        let quoted = train_from_nothing_command("my tasks/it's.scn.ron");
+        let words = shlex::split(&quoted).unwrap();
+        assert_eq!(
+            &words[..4],
+            ["qamlab", "train", "--task", "my tasks/it's.scn.ron"],
+            "{quoted}"
+        );
+    }
+
+    #[test]
+    fn a_run_of_no_steps_is_refused_naming_both_keys() {
+        let mut cfg = TrainConfig {
+            offline_steps: 0,
+            online_steps: 0,
+            dataset: Some("d.npz".into()),
+            ..TrainConfig::default()
+        };
+        let err = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(
+            err.starts_with("offline_steps = 0 and online_steps = 0: the run would train nothing")
+                && err.contains("--online-steps N"),
+            "{err}"
+        );
+        // Either phase alone is a run.
+        cfg.online_steps = 1;
+        cfg.validate().unwrap();
+        cfg.online_steps = 0;
+        cfg.offline_steps = 1;
+        cfg.validate().unwrap();
     }
 
     #[test]

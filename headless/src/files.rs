@@ -323,6 +323,7 @@ pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Checks, before any work, that `path` can be written: no file stands where one of its folders must go, and
 /// the nearest folder that exists takes new files. `what` (a flag, say) starts the error.
 pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
+    check_no_literal_tilde(path, what)?;
     let shown = path.display();
     // Where the write will go: a link's file.
     let target = through_links(path)?;
@@ -351,6 +352,55 @@ pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks an output path as given: refuses one whose first component is a literal `~`, which the shell did not
+/// expand (it does only at the start of a word: `--out=~/d.npz` and `--out "~/d.npz"` reach qamlab as written), and
+/// which would otherwise make a folder named `~` in the working directory. `./~/...` names such a folder. `what` (a
+/// flag, say) starts the error.
+pub fn check_no_literal_tilde(path: &Path, what: &str) -> anyhow::Result<()> {
+    let tilde = path
+        .components()
+        .next()
+        .is_some_and(|first| first.as_os_str() == "~");
+    let flag = what.rsplit(' ').next().unwrap_or(what);
+    ensure!(
+        !tilde,
+        "{what} {}: the path begins with a literal `~`, which the shell did not expand (it does only at the start \
+         of a word: not after `=`, as in `{flag}=~/...`, nor in quotes): write `{flag} ~/...` or `{flag} \
+         \"$HOME/...\"`, or `./~/...` for a folder named `~` here",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Checks a directory to be made for output (a run's `--out`, a video's frames) as given: [`check_no_literal_tilde`],
+/// and that it is not a symbolic link to a path that does not exist (which cannot be made through the link: the
+/// link stands where the folder must go).
+pub fn check_out_dir(path: &Path, what: &str) -> anyhow::Result<()> {
+    check_no_literal_tilde(path, what)?;
+    // Without a trailing `/`, which would make the link's target, not the link, what is looked at.
+    let link: PathBuf = path.components().collect();
+    let dangling = std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink())
+        && !link.exists();
+    if dangling {
+        let target = through_links(&link)?;
+        // A bare name's link leads from `.`: shown as the link names it.
+        let target = match link.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => {
+                target.strip_prefix(".").unwrap_or(&target).to_path_buf()
+            }
+            _ => target,
+        };
+        anyhow::bail!(
+            "{what} {} is a symbolic link to {}, which does not exist: make that folder (`mkdir -p {}`), remove \
+             the link, or give another path",
+            path.display(),
+            target.display(),
+            crate::shell::quote_path(&target)
+        );
+    }
+    Ok(())
+}
+
 /// The directory a file lives in (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -362,6 +412,55 @@ pub fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_out_path_of_an_unexpanded_tilde_or_a_dangling_link_is_refused_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        for what in ["--out", "collect: --out"] {
+            let err = format!(
+                "{:#}",
+                check_writable(Path::new("~/t.npz"), what).unwrap_err()
+            );
+            assert!(
+                err.starts_with(&format!(
+                    "{what} ~/t.npz: the path begins with a literal `~`"
+                )) && err.contains("the shell did not expand")
+                    && err.contains("`--out ~/...`"),
+                "{err}"
+            );
+            let err = format!("{:#}", check_out_dir(Path::new("~"), what).unwrap_err());
+            assert!(err.contains("literal `~`"), "{err}");
+        }
+        // Only a whole first component: a `~` elsewhere, or a name starting with one, is a name like any other.
+        for fine in ["./~/t.npz", "a/~/t.npz", "~backup/t.npz", "t~.npz"] {
+            check_no_literal_tilde(Path::new(fine), "--out").unwrap();
+        }
+        let link = dir.path().join("dangling");
+        std::os::unix::fs::symlink("nowhere", &link).unwrap();
+        let err = format!("{:#}", check_out_dir(&link, "--out").unwrap_err());
+        let target = dir.path().join("nowhere");
+        assert_eq!(
+            err,
+            format!(
+                "--out {} is a symbolic link to {}, which does not exist: make that folder (`mkdir -p {}`), \
+                 remove the link, or give another path",
+                link.display(),
+                target.display(),
+                target.display()
+            )
+        );
+        // Once its folder is there, the link is the way to it.
+        std::fs::create_dir(&target).unwrap();
+        check_out_dir(&link, "--out").unwrap();
+        check_out_dir(&dir.path().join("fresh"), "--out").unwrap();
+        // A trailing `/` (a video's frames folder) names the link all the same.
+        std::fs::remove_dir(&target).unwrap();
+        let err = format!(
+            "{:#}",
+            check_out_dir(Path::new(&format!("{}/", link.display())), "--video").unwrap_err()
+        );
+        assert!(err.contains("is a symbolic link to"), "{err}");
+    }
 
     #[test]
     fn a_write_removes_the_temporaries_killed_writes_of_its_file_left_and_no_other() {

@@ -8,6 +8,7 @@
 //! * [`config`] — the training configuration (TOML + flags).
 //! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes.
 //! * [`limits`] — the upper bounds of counts users give, and the memory check of what they allocate.
+//! * [`shell`] — the commands printed for the user to run, their arguments quoted for a shell.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod files;
 pub mod limits;
 pub mod plot;
 pub mod run_dir;
+pub mod shell;
 pub mod train;
 
 pub use config::{DeviceChoice, TrainConfig};

@@ -28,7 +28,7 @@ pub struct AgentBenchArgs {
     pub device: DeviceChoice,
     /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default
     /// (the demo's own networks, 2x128: `--config cpu-small`).
-    #[arg(long)]
+    #[arg(long, value_parser = ["paper", "small"])]
     pub size: Option<String>,
     /// A `qamlab train` config file (or a shipped config's name, e.g. `cpu-small`) to measure
     /// instead of a size: its `[agent]` settings on its task's observation and action sizes (its
@@ -39,8 +39,8 @@ pub struct AgentBenchArgs {
     #[arg(long, default_value_t = 50, value_parser = super::count_up_to(MAX_TIMED))]
     pub updates: usize,
     /// Agents to measure (default: qam, qam-f, qam-e, fql, bc; with --config, its kind).
-    #[arg(long, value_delimiter = ',')]
-    pub agents: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = parse_agent)]
+    pub agents: Vec<AgentKind>,
     /// On CUDA: measure eager execution, CUDA graphs, or both (one row each, same run).
     #[arg(long, value_enum, default_value_t = Toggle::Both)]
     pub cuda_graphs: Toggle,
@@ -56,15 +56,34 @@ pub struct AgentBenchArgs {
     pub threads: Option<usize>,
 }
 
-/// Which settings of an execution switch `qamlab bench agent` measures.
+/// Which settings of an execution switch `qamlab bench agent` measures (`true` and `false` too, as `qamlab
+/// train` spells a switch; `--help` lists both, on and off).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Toggle {
     /// Off and on, one row each.
     Both,
-    /// On only.
+    /// On only (`true` says the same, as `train` spells it).
+    #[value(aliases = ["true", "yes"])]
     On,
-    /// Off only.
+    /// Off only (`false` says the same).
+    #[value(aliases = ["false", "no"])]
     Off,
+}
+
+/// The parser of one name of `--agents` (the list split at its commas).
+fn parse_agent(name: &str) -> Result<AgentKind, String> {
+    const EXPECTED: &str = "expected qam, qam-f, qam-e, fql or bc, separated by commas";
+    if name.is_empty() {
+        return Err(format!("no agent named ({EXPECTED})"));
+    }
+    name.parse::<AgentKind>().map_err(|_| {
+        let spaced = if name.trim().parse::<AgentKind>().is_ok() {
+            " without spaces"
+        } else {
+            ""
+        };
+        format!("unknown agent {name:?} ({EXPECTED}{spaced})")
+    })
 }
 
 impl Toggle {
@@ -109,7 +128,7 @@ struct Subject {
     obs_dim: usize,
     action_dim: usize,
     /// The agents measured when `--agents` is not given.
-    default_agents: Vec<String>,
+    default_agents: Vec<AgentKind>,
 }
 
 impl Subject {
@@ -125,9 +144,13 @@ impl Subject {
             agent,
             obs_dim: 28,
             action_dim: 5,
-            default_agents: ["qam", "qam-f", "qam-e", "fql", "bc"]
-                .map(String::from)
-                .into(),
+            default_agents: vec![
+                AgentKind::Qam,
+                AgentKind::QamF,
+                AgentKind::QamE,
+                AgentKind::Fql,
+                AgentKind::Bc,
+            ],
         })
     }
 
@@ -145,7 +168,7 @@ impl Subject {
                 spec.obs_dim,
                 spec.action_dim
             ),
-            default_agents: vec![cfg.agent.kind.as_str().into()],
+            default_agents: vec![cfg.agent.kind],
             agent: cfg.agent,
             obs_dim: spec.obs_dim,
             action_dim: spec.action_dim,
@@ -163,22 +186,12 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
             "small"
         }))?,
     };
-    let names = if args.agents.is_empty() {
+    // (the names were checked as the flags were parsed)
+    let kinds = if args.agents.is_empty() {
         subject.default_agents.clone()
     } else {
         args.agents
     };
-    // Every name is checked before the table starts.
-    let kinds = names
-        .iter()
-        .map(|name| {
-            name.parse::<AgentKind>().map_err(|_| {
-                anyhow::anyhow!(
-                    "--agents: unknown agent {name:?} (expected qam, qam-f, qam-e, fql or bc)"
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<AgentKind>>>()?;
     let device_name = qamlab_headless::config::device_name(device);
     if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
         eprintln!(

@@ -27,18 +27,18 @@ pub struct CollectArgs {
     /// Envs stepping together (at most 4096).
     #[arg(long, default_value_t = 16, value_parser = super::count_up_to(MAX_ENVS))]
     pub envs: usize,
-    /// Seed: the same seed and flags give the same bytes.
-    #[arg(long, default_value_t = 0)]
+    /// Seed: the same seed and flags give the same bytes (at most 2^63-1).
+    #[arg(long, default_value_t = 0, value_parser = super::seed_arg)]
     pub seed: u64,
     /// Oracle action noise in normalised units (OGBench uses 0.1; 0 for clean demonstrations).
-    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.1, value_parser = super::number_up_to(f32::INFINITY, "a finite number >= 0"))]
     pub noise: f32,
     /// Solve the task's own goal instead of "play" (random sub-goals: pick-and-place for the cube tasks, places to
     /// walk to for a legged robot).
     #[arg(long)]
     pub solve: bool,
     /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::number_up_to(1.0, "from 0 to 1"))]
     pub random_action_prob: f32,
     /// Episode length in control steps (default: the task's; at most 1000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODE_LENGTH))]

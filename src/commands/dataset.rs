@@ -15,6 +15,10 @@ pub struct DatasetArgs {
     /// Also list its observation and action columns (when the file records them).
     #[arg(long)]
     pub columns: bool,
+    /// Print one JSON object on stdout instead of the text: the counts, success shares and rewards, the source
+    /// (with its columns), and with --task whether it fits (warnings stay on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `qamlab dataset`.
@@ -29,23 +33,33 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     for warning in &data.warnings {
         tracing::warn!("{warning}");
     }
-    print!("{}", describe(&args.file, &data, args.columns));
-    if let Some(task) = task {
-        let spec = qamlab_sim::EnvSpec::of(&task.scene);
-        let fits = data.check_fits(&args.file, &task.scene, &spec)?;
-        let notes: Vec<String> = fits
-            .into_iter()
-            .chain(check_trains(&args.file, &data)?)
-            .collect();
-        if notes.is_empty() {
-            println!("fits task {}", task.name);
-        } else {
-            println!(
-                "fits task {}, with a warning: {}",
-                task.name,
-                notes.join("; and ")
-            );
+    let stats = Stats::of(&data);
+    if !args.json {
+        print!("{}", describe(&args.file, &data, &stats, args.columns));
+    }
+    // The task it is checked against, and what its check notes.
+    let fits = match task {
+        Some(task) => {
+            let spec = qamlab_sim::EnvSpec::of(&task.scene);
+            let fits = data.check_fits(&args.file, &task.scene, &spec)?;
+            let notes: Vec<String> = fits
+                .into_iter()
+                .chain(check_trains(&args.file, &data)?)
+                .collect();
+            Some((task.name, notes))
         }
+        None => None,
+    };
+    if args.json {
+        println!("{}", to_json(&args.file, &data, &stats, fits.as_ref()));
+        return Ok(());
+    }
+    match fits {
+        Some((task, notes)) if notes.is_empty() => println!("fits task {task}"),
+        Some((task, notes)) => {
+            println!("fits task {task}, with a warning: {}", notes.join("; and "))
+        }
+        None => {}
     }
     Ok(())
 }
@@ -68,8 +82,64 @@ fn check_trains(file: &std::path::Path, data: &Dataset) -> anyhow::Result<Option
     )))
 }
 
+/// The figures `qamlab dataset` shows of a dataset, as text or JSON.
+#[derive(Clone, Debug, PartialEq)]
+struct Stats {
+    /// Transitions whose mask is 0: those that reached success.
+    transitions_at_success: usize,
+    /// Episodes of which a transition reached success.
+    episodes_reaching_success: usize,
+    /// The rewards' mean, least and greatest (`None` for an empty dataset).
+    rewards: Option<(f64, f32, f32)>,
+}
+
+impl Stats {
+    fn of(data: &Dataset) -> Self {
+        // Masks are 0 where a transition reached success; terminals end each episode.
+        let transitions = &data.transitions;
+        let (mut reached, mut episode_reached) = (0, false);
+        for (&mask, &terminal) in transitions.masks.iter().zip(&transitions.terminals) {
+            episode_reached |= mask == 0.0;
+            if terminal == 1.0 {
+                reached += usize::from(episode_reached);
+                episode_reached = false;
+            }
+        }
+        let (low, high) = transitions
+            .rewards
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+                (lo.min(r), hi.max(r))
+            });
+        let mean = transitions
+            .rewards
+            .iter()
+            .map(|&r| f64::from(r))
+            .sum::<f64>()
+            / data.len().max(1) as f64;
+        Self {
+            transitions_at_success: data.transitions_at_success(),
+            episodes_reaching_success: reached,
+            rewards: (!data.is_empty()).then_some((mean, low, high)),
+        }
+    }
+}
+
+/// `n` as a fraction of `of` (0 where `of` is 0).
+fn share(n: usize, of: usize) -> f64 {
+    n as f64 / of.max(1) as f64
+}
+
+/// The command a dataset's source records, made whole with the file it was read from (see [`describe`]).
+fn collect_command(collected_with: &str, file: &std::path::Path) -> String {
+    format!(
+        "{collected_with} --out {}",
+        qamlab_headless::shell::quote_path(file)
+    )
+}
+
 /// The summary printed for `data`, read from `file`.
-fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
+fn describe(file: &std::path::Path, data: &Dataset, stats: &Stats, columns: bool) -> String {
     let mut text = format!(
         "{}: {}, {}, {}-D observations, {}-D actions\n",
         file.display(),
@@ -88,11 +158,10 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
             // The file records the command without `--out` (the rows do not depend on it): this file's name
             // makes it whole.
             text += &format!(
-                "source: task {}{scene}, by qamlab {}: {} --out {}\n",
+                "source: task {}{scene}, by qamlab {}: {}\n",
                 source.task,
                 source.qamlab,
-                source.collected_with,
-                file.display()
+                collect_command(&source.collected_with, file)
             );
             if columns {
                 text += &format!("observations: {}\n", source.observations.join(", "));
@@ -106,41 +175,54 @@ fn describe(file: &std::path::Path, data: &Dataset, columns: bool) -> String {
             }
         }
     }
-    // Masks are 0 where a transition reached success; terminals end each episode.
-    let transitions = &data.transitions;
-    let (mut reached, mut episode_reached) = (0, false);
-    for (&mask, &terminal) in transitions.masks.iter().zip(&transitions.terminals) {
-        episode_reached |= mask == 0.0;
-        if terminal == 1.0 {
-            reached += usize::from(episode_reached);
-            episode_reached = false;
-        }
-    }
-    let at_success = data.transitions_at_success();
-    let share = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
     text += &format!(
         "success: {:.1}% of transitions; {:.0}% of episodes reach it\n",
-        share(at_success, data.len()),
-        share(reached, data.episodes)
+        100.0 * share(stats.transitions_at_success, data.len()),
+        100.0 * share(stats.episodes_reaching_success, data.episodes)
     );
-    if at_success == 0 && !data.is_empty() {
+    if stats.transitions_at_success == 0 && !data.is_empty() {
         text +=
             "note: no transition reaches success, so offline training sees no success to value\n";
     }
-    let (low, high) = transitions
-        .rewards
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
-            (lo.min(r), hi.max(r))
-        });
-    let mean = transitions
-        .rewards
-        .iter()
-        .map(|&r| f64::from(r))
-        .sum::<f64>()
-        / data.len().max(1) as f64;
-    if !data.is_empty() {
+    if let Some((mean, low, high)) = stats.rewards {
         text += &format!("rewards: mean {mean:.3}, in [{low}, {high}]\n");
     }
     text
+}
+
+/// What `qamlab dataset --json` prints: the figures [`describe`] words, unrounded, and `fits`, the task checked
+/// with the notes of its check (`null` without `--task`).
+fn to_json(
+    file: &std::path::Path,
+    data: &Dataset,
+    stats: &Stats,
+    fits: Option<&(String, Vec<String>)>,
+) -> serde_json::Value {
+    let source = data.source.as_ref().map(|source| {
+        serde_json::json!({
+            "task": source.task,
+            "scene": source.scene,
+            "qamlab": source.qamlab,
+            "collected_with": collect_command(&source.collected_with, file),
+            "observations": source.observations,
+            "actions": source.actions,
+        })
+    });
+    let rewards = stats
+        .rewards
+        .map(|(mean, low, high)| serde_json::json!({"mean": mean, "min": low, "max": high}));
+    serde_json::json!({
+        "file": super::absolute_text(file),
+        "episodes": data.episodes,
+        "transitions": data.len(),
+        "obs_dim": data.obs_dim(),
+        "action_dim": data.action_dim(),
+        "transitions_at_success": stats.transitions_at_success,
+        "transition_success_rate": share(stats.transitions_at_success, data.len()),
+        "episodes_reaching_success": stats.episodes_reaching_success,
+        "episode_success_rate": share(stats.episodes_reaching_success, data.episodes),
+        "rewards": rewards,
+        "source": source,
+        "fits": fits.map(|(task, notes)| serde_json::json!({"task": task, "notes": notes})),
+    })
 }

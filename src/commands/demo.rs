@@ -19,8 +19,8 @@ pub struct DemoArgs {
     /// Directory for the dataset and the run.
     #[arg(long, default_value = "runs/demo", value_parser = super::path_arg())]
     pub out: PathBuf,
-    /// Seed of the dataset and the run.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the dataset and the run (at most 2^63-1).
+    #[arg(long, default_value_t = 0, value_parser = super::seed_arg)]
     pub seed: u64,
     /// Hide the progress bars (and the start line; where stderr is not a terminal, the line each evaluation prints).
     #[arg(long)]
@@ -87,13 +87,14 @@ fn interrupted_run_note(run_dir: &Path) -> Option<String> {
          dataset is collected. To continue that run instead, stop here (Ctrl-C) and run `qamlab train --resume {}`",
         run_dir.display(),
         checkpoint.display(),
-        run_dir.display()
+        qamlab_headless::shell::quote_path(run_dir)
     ))
 }
 
 /// Checks `--out` before any work: the folders for the dataset and the run must be possible there (what a file
 /// in their way would otherwise fail on later, inside them).
 fn check_out(out: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    qamlab_headless::files::check_out_dir(out, "--out")?;
     let shown = out.display();
     anyhow::ensure!(
         !out.is_file(),
@@ -209,7 +210,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             true => super::interrupt::interrupted(format!(
                 "{stopped}; then `qamlab eval --run {} --episodes {FINAL_EPISODES} --seed {FINAL_SEED}` gives the \
                  demo's final evaluation",
-                run_dir.display()
+                qamlab_headless::shell::quote_path(&run_dir)
             )),
             false => stopped,
         });
@@ -256,7 +257,7 @@ fn final_evaluation(
         result.episodes,
         100.0 * low,
         100.0 * high,
-        run_dir.display(),
+        qamlab_headless::shell::quote_path(run_dir),
         if device.is_cuda() { "cuda" } else { "cpu" }
     );
     Ok(qamlab_headless::train::FinalEvaluation {
@@ -311,6 +312,15 @@ mod tests {
         // A run that finished has its summary: replaced without a word.
         std::fs::write(run.join("summary.json"), "{}").unwrap();
         assert_eq!(interrupted_run_note(&run), None);
+        // A path a shell would split is quoted, to paste.
+        let spaced = dir.path().join("my demo/qam-cpu");
+        std::fs::create_dir_all(spaced.join("checkpoints/step-400")).unwrap();
+        std::fs::write(spaced.join("checkpoints/latest"), "step-400").unwrap();
+        let note = interrupted_run_note(&spaced).unwrap();
+        assert!(
+            note.ends_with(&format!("`qamlab train --resume '{}'`", spaced.display())),
+            "{note}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `qamlab eval`: evaluates the latest checkpoint of a run, and with `--video` renders episodes of it.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -26,8 +27,8 @@ pub struct EvalArgs {
     /// Envs stepping together (at most 4096).
     #[arg(long, default_value_t = 10, value_parser = super::count_up_to(qamlab_headless::limits::MAX_ENVS))]
     pub envs: usize,
-    /// Seed of the evaluation episodes' initial states.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the evaluation episodes' initial states (at most 2^63-1).
+    #[arg(long, default_value_t = 0, value_parser = super::seed_arg)]
     pub seed: u64,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
@@ -39,14 +40,19 @@ pub struct EvalArgs {
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub video: Option<Option<PathBuf>>,
     /// Episodes in the video, from the evaluation's first initial states (with `--envs 1` on the CPU, the video's
-    /// first episode is the evaluation's first, step for step).
+    /// first episode is the evaluation's first, step for step; at most 100).
     #[arg(long, default_value_t = 1, requires = "video",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
+          value_parser = super::count_up_to(100u32))]
     pub video_episodes: u32,
-    /// Keep every k-th control step in the video (it then plays k times faster than real time).
+    /// Keep every k-th control step in the video (it then plays k times faster than real time; at most 100).
     #[arg(long, default_value_t = 1, requires = "video",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
+          value_parser = super::count_up_to(100u32))]
     pub video_every: u32,
+    /// Print one JSON object on stdout instead of the sentence: run_dir, checkpoint, step, updates, task,
+    /// agent, episodes, seed, successes, success_rate (unrounded), interval (its 95% bounds), mean_return, and
+    /// video (its path, or null without --video).
+    #[arg(long)]
+    pub json: bool,
     /// Render the video only, in this process (what `--video` runs in a child process).
     #[arg(long, hide = true, requires = "video")]
     pub video_only: bool,
@@ -89,24 +95,83 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.seed,
     )
     .with_context(|| format!("evaluating task {}", cfg.task))?;
-    let (low, high) = result.interval();
-    println!(
-        "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes (95% interval {:.0}-{:.0}%), mean \
-         return {:.1}",
-        task.name,
-        cfg.agent.kind.as_str(),
-        checkpoint.file_name().unwrap_or_default().display(),
-        agent.step(),
-        100.0 * result.success_rate,
-        result.episodes,
-        100.0 * low,
-        100.0 * high,
-        result.mean_return
-    );
-    if let Some(out) = video_out {
-        render_in_child(&args, &out)?;
+    if !args.json {
+        let (low, high) = result.interval();
+        println!(
+            "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes (95% interval {:.0}-{:.0}%), \
+             mean return {:.1}",
+            task.name,
+            cfg.agent.kind.as_str(),
+            checkpoint.file_name().unwrap_or_default().display(),
+            agent.step(),
+            100.0 * result.success_rate,
+            result.episodes,
+            100.0 * low,
+            100.0 * high,
+            result.mean_return
+        );
     }
-    Ok(())
+    let rendered = match &video_out {
+        Some(out) => render_in_child(&args, out),
+        None => Ok(()),
+    };
+    if args.json {
+        // Printed whatever became of the video (its error follows on stderr): the evaluation stands.
+        let video = video_out.filter(|_| rendered.is_ok());
+        let report = EvalReport {
+            run: &args.run,
+            checkpoint: &checkpoint,
+            updates: agent.step(),
+            task: &task.name,
+            agent: cfg.agent.kind.as_str(),
+            seed: args.seed,
+            result: &result,
+            video: video.as_ref().map(VideoOutput::path),
+        };
+        println!("{}", report.to_json());
+    }
+    rendered
+}
+
+/// What `qamlab eval --json` reports.
+struct EvalReport<'a> {
+    run: &'a std::path::Path,
+    checkpoint: &'a std::path::Path,
+    updates: u64,
+    task: &'a str,
+    agent: &'a str,
+    seed: u64,
+    result: &'a qamlab_headless::evaluate::EvalResult,
+    video: Option<&'a std::path::Path>,
+}
+
+impl EvalReport<'_> {
+    /// The report as one JSON object: the sentence's figures unrounded, and what it leaves out (paths, the
+    /// checkpoint's step, the seed, the count of successes).
+    fn to_json(&self) -> serde_json::Value {
+        let result = self.result;
+        let (low, high) = result.interval();
+        // `step-N`: the run's step (offline and online steps) the checkpoint was taken at.
+        let step = self
+            .checkpoint
+            .file_name()
+            .and_then(|name| name.to_str()?.strip_prefix("step-")?.parse::<u64>().ok());
+        serde_json::json!({
+            "run_dir": super::absolute_text(self.run),
+            "checkpoint": super::absolute_text(self.checkpoint),
+            "step": step,
+            "updates": self.updates,
+            "task": self.task,
+            "agent": self.agent,
+            "episodes": result.episodes,
+            "seed": self.seed,
+            "successes": (result.success_rate * result.episodes as f64).round() as usize,
+            "success_rate": result.success_rate,
+            "interval": [low, high],
+            "mean_return": result.mean_return,
+            "video": self.video.map(super::absolute_text),
+        })
+    }
 }
 
 /// Renders the video in a child process (`qamlab eval ... --video-only`): the renderer's start-up cannot be
@@ -134,7 +199,15 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
         .args(["--video-every", &args.video_every.to_string()])
         .arg("--video-only")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        // With --json, stdout holds the one JSON object: the renderer's line goes to stderr.
+        .stdout(if args.json {
+            std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_or_else(|_| Stdio::null(), Stdio::from)
+        } else {
+            Stdio::inherit()
+        })
         .stderr(Stdio::piped())
         // In a process group of its own, the terminal's Ctrl-C reaches this process alone, which passes it on
         // once: a second signal must reach the renderer only as a second one to this process (which ends it).

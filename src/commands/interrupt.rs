@@ -291,7 +291,7 @@ pub fn run_stopped(run: &std::path::Path) -> anyhow::Error {
         Some(at) => format!(
             "interrupted: the run is checkpointed where it stopped ({}); continue it with `qamlab train --resume {}`",
             at.display(),
-            run.display()
+            qamlab_headless::shell::quote_path(run)
         ),
         None => format!(
             "interrupted before the run's first step: {} holds no checkpoint; remove it and start the run again",

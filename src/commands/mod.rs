@@ -10,17 +10,68 @@ pub mod plot;
 pub mod task;
 pub mod train;
 
+/// Why a flag's text is no value of its type.
+enum Unparsed {
+    /// A whole number below 0.
+    Negative,
+    /// A whole number past the type's largest; the parser's own message.
+    TooLarge(String),
+    /// No whole number at all; the parser's own message.
+    Other(String),
+}
+
+/// `s` as a whole number of type `T`, telling a negative or too large number (which `T` cannot hold) from text
+/// that is no whole number. `-0` is 0.
+fn parse_whole<T>(s: &str) -> Result<T, Unparsed>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let err = match s.parse::<T>() {
+        Ok(n) => return Ok(n),
+        Err(e) => e.to_string(),
+    };
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Unparsed::Other(err));
+    }
+    if digits.chars().all(|c| c == '0') {
+        return "0".parse::<T>().map_err(|e| Unparsed::Other(e.to_string()));
+    }
+    Err(if negative {
+        Unparsed::Negative
+    } else {
+        Unparsed::TooLarge(err)
+    })
+}
+
 /// Parses a count that must be at least 1.
 pub(crate) fn at_least_one<T>(s: &str) -> Result<T, String>
 where
     T: std::str::FromStr + Default + PartialEq,
     T::Err: std::fmt::Display,
 {
-    match s.parse::<T>() {
+    match parse_whole::<T>(s) {
         Ok(n) if n == T::default() => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
+        Err(Unparsed::Negative) => Err("must be at least 1".into()),
+        Err(Unparsed::TooLarge(e) | Unparsed::Other(e)) => Err(e),
     }
+}
+
+/// Parses a whole number of 0 or more.
+pub(crate) fn non_negative<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    parse_whole::<T>(s).map_err(|e| match e {
+        Unparsed::Negative => "must be at least 0".into(),
+        Unparsed::TooLarge(e) | Unparsed::Other(e) => e,
+    })
 }
 
 /// A parser of a count from 1 to `max`: a flag's sane range (see `qamlab_headless::limits`), past which what
@@ -41,11 +92,15 @@ where
     T::Err: std::fmt::Display,
 {
     move |s| {
-        let n = at_least_one::<T>(s)?;
-        if n > max {
-            return Err(format!("must be from 1 to {max}"));
+        let range = || format!("must be from 1 to {max}");
+        match parse_whole::<T>(s) {
+            Ok(n) if n == T::default() => Err("must be at least 1".into()),
+            Ok(n) if n > max => Err(range()),
+            Ok(n) => Ok(n),
+            Err(Unparsed::Negative) => Err("must be at least 1".into()),
+            Err(Unparsed::TooLarge(_)) => Err(range()),
+            Err(Unparsed::Other(e)) => Err(e),
         }
-        Ok(n)
     }
 }
 
@@ -57,12 +112,54 @@ where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
     T::Err: std::fmt::Display,
 {
+    move |s| match parse_whole::<T>(s) {
+        Ok(n) if n > max => Err(format!("must be at most {max}")),
+        Ok(n) => Ok(n),
+        Err(Unparsed::Negative) => Err("must be at least 0".into()),
+        Err(Unparsed::TooLarge(_)) => Err(format!("must be at most {max}")),
+        Err(Unparsed::Other(e)) => Err(e),
+    }
+}
+
+/// The parser of every `--seed`: 0 to [`MAX_SEED`](qamlab_headless::config::MAX_SEED), the largest integer a
+/// run's config.toml can record (a TOML integer is signed 64-bit), so that a run trained with it can be read back.
+pub(crate) fn seed_arg(s: &str) -> Result<u64, String> {
+    use qamlab_headless::config::MAX_SEED;
+    let too_large = || {
+        format!("must be at most {MAX_SEED}, the largest integer a run's config.toml can record")
+    };
+    match parse_whole::<u64>(s) {
+        Ok(n) if n > MAX_SEED => Err(too_large()),
+        Ok(n) => Ok(n),
+        Err(Unparsed::Negative) => Err("must be at least 0".into()),
+        Err(Unparsed::TooLarge(_)) => Err(too_large()),
+        Err(Unparsed::Other(e)) => Err(e),
+    }
+}
+
+/// The parser of a switch of `qamlab train`: `true` or `false`, or as `qamlab bench agent` spells its switches,
+/// `on` or `off` (and `yes` or `no`); `--help` lists true and false.
+pub(crate) fn switch_arg() -> impl clap::builder::TypedValueParser<Value = bool> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("true").aliases(["on", "yes"]),
+        PossibleValue::new("false").aliases(["off", "no"]),
+    ])
+    .map(|s| matches!(s.as_str(), "true" | "on" | "yes"))
+}
+
+/// A parser of a finite number from 0 to `max` that may have a fraction (a noise scale, a probability); `range`
+/// says what it must be, after "must be".
+pub(crate) fn number_up_to(
+    max: f32,
+    range: &'static str,
+) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
     move |s| {
-        let n = s.parse::<T>().map_err(|e| e.to_string())?;
-        if n > max {
-            return Err(format!("must be at most {max}"));
+        let v = s.parse::<f32>().map_err(|e| e.to_string())?;
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            return Err(format!("must be {range}"));
         }
-        Ok(n)
+        Ok(v)
     }
 }
 
@@ -101,7 +198,89 @@ pub(crate) fn task_arg() -> impl clap::builder::TypedValueParser<Value = String>
     })
 }
 
+/// `path` made absolute (not resolving links), as text: how `--json` outputs give paths.
+pub(crate) fn absolute_text(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// `n thing` or `n things`.
 pub(crate) fn count(n: usize, thing: &str) -> String {
     format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_out_of_range_says_its_range_whatever_its_sign_or_size() {
+        let envs = count_up_to(4096usize);
+        assert_eq!(envs("16"), Ok(16));
+        assert_eq!(envs("+16"), Ok(16));
+        for below in [
+            "0",
+            "-0",
+            "-1",
+            "-99999999999999999999999999999999999999999",
+        ] {
+            assert_eq!(envs(below), Err("must be at least 1".into()), "{below}");
+        }
+        for above in [
+            "4097",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999",
+        ] {
+            assert_eq!(envs(above), Err("must be from 1 to 4096".into()), "{above}");
+        }
+        let steps = at_most(1000u64);
+        assert_eq!(steps("-0"), Ok(0));
+        assert_eq!(steps("-5"), Err("must be at least 0".into()));
+        assert_eq!(
+            steps("18446744073709551616"),
+            Err("must be at most 1000".into())
+        );
+        assert_eq!(at_least_one::<u64>("-5"), Err("must be at least 1".into()));
+        assert_eq!(non_negative::<u32>("-5"), Err("must be at least 0".into()));
+        // Text that is no whole number keeps the parser's own message.
+        for text in ["1.5", "ten", "", "-", "1e3"] {
+            assert_eq!(
+                envs(text),
+                Err(text.parse::<usize>().unwrap_err().to_string()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seed_is_one_a_config_toml_can_record() {
+        let max = qamlab_headless::config::MAX_SEED;
+        assert_eq!(max, i64::MAX as u64);
+        assert_eq!(seed_arg("0"), Ok(0));
+        assert_eq!(seed_arg(&max.to_string()), Ok(max));
+        let too_large = "must be at most 9223372036854775807, the largest integer a run's config.toml can record";
+        for seed in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            assert_eq!(seed_arg(seed), Err(too_large.to_string()), "{seed}");
+        }
+        assert_eq!(seed_arg("-1"), Err("must be at least 0".into()));
+    }
+
+    #[test]
+    fn a_number_with_a_fraction_must_be_finite_and_in_range() {
+        let prob = number_up_to(1.0, "from 0 to 1");
+        assert_eq!(prob("0.25"), Ok(0.25));
+        for bad in ["-0.1", "1.5", "NaN", "inf"] {
+            assert_eq!(prob(bad), Err("must be from 0 to 1".into()), "{bad}");
+        }
+        let noise = number_up_to(f32::INFINITY, "a finite number >= 0");
+        assert_eq!(noise("3"), Ok(3.0));
+        assert_eq!(noise("inf"), Err("must be a finite number >= 0".into()));
+        assert!(noise("x").is_err());
+    }
 }

@@ -17,8 +17,8 @@ pub struct TaskArgs {
     /// report their success rates (at most 4096: one env each, stepped together).
     #[arg(long, default_value_t = 0, value_parser = super::at_most(qamlab_headless::limits::MAX_ENVS))]
     pub episodes: usize,
-    /// Seed of the tried episodes.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the tried episodes (at most 2^63-1).
+    #[arg(long, default_value_t = 0, value_parser = super::seed_arg)]
     pub seed: u64,
 }
 
@@ -78,7 +78,8 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
                      on, or above where it rests, holds only while the robot holds it there); success counts the \
                      first moment, so such a task is solved in passing; move the target onto a surface if that is \
                      not what you meant (`qamlab view --task {} --policy oracle` shows it)",
-                    tried.reached, args.task
+                    tried.reached,
+                    qamlab_headless::shell::quote(&args.task)
                 );
             }
             // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
@@ -88,7 +89,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
                      from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
                      over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
                      path taller than its carrying height, a cube too large for its fingers){}",
-                    args.task,
+                    qamlab_headless::shell::quote(&args.task),
                     if warned {
                         "; the warnings above may say why"
                     } else {
@@ -115,7 +116,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
                     format!(
                         "train it from a dataset the oracle collects (`qamlab collect --task {}`), as the oracle \
                          reaches them",
-                        args.task
+                        qamlab_headless::shell::quote(&args.task)
                     )
                 } else {
                     "give it a dataset that reaches them, or check that the robot can reach the goals' targets \

@@ -43,26 +43,26 @@ pub struct TrainArgs {
     /// auto, cpu or cuda (default auto: CUDA where libtorch sees it).
     #[arg(long)]
     pub device: Option<DeviceChoice>,
-    /// Seed of everything random in the run (default 0).
-    #[arg(long)]
+    /// Seed of everything random in the run (default 0; at most 2^63-1).
+    #[arg(long, value_parser = super::seed_arg)]
     pub seed: Option<u64>,
     /// On CUDA, replay updates and acting from CUDA graphs (default true).
-    #[arg(long)]
+    #[arg(long, value_parser = super::switch_arg())]
     pub cuda_graphs: Option<bool>,
     /// On CUDA, let float32 matmuls use TF32 tensor cores, as JAX does by default (default false).
-    #[arg(long)]
+    #[arg(long, value_parser = super::switch_arg())]
     pub tf32: Option<bool>,
     /// On the CPU, compute each update's critic half on a second thread (default true; same
     /// results either way).
-    #[arg(long)]
+    #[arg(long, value_parser = super::switch_arg())]
     pub split_update: Option<bool>,
     /// Rewards that are not 0 become -1, in the dataset and online (the reference's --sparse; default false).
-    #[arg(long)]
+    #[arg(long, value_parser = super::switch_arg())]
     pub sparse: Option<bool>,
     /// Online, half of each batch from the dataset and half from the online transitions, and uniformly random
     /// actions until start_training (the reference's --balanced_sampling, for runs with no offline steps;
     /// default false).
-    #[arg(long)]
+    #[arg(long, value_parser = super::switch_arg())]
     pub balanced_sampling: Option<bool>,
     /// Evaluate every this many steps (default 10000).
     #[arg(long, value_parser = super::at_least_one::<u64>)]

@@ -93,8 +93,8 @@ pub struct ViewArgs {
     /// Training options (with --train).
     #[command(flatten)]
     pub training: training::TrainFlags,
-    /// Envs simulated together (the panel shows one or all of them).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Envs simulated together (the panel shows one or all of them; at most 64).
+    #[arg(long, default_value_t = 4, value_parser = crate::commands::count_up_to(64u16))]
     pub envs: u16,
     /// Show every env in a grid from the start (otherwise env 0 alone; `G` toggles).
     #[arg(long)]
@@ -105,8 +105,8 @@ pub struct ViewArgs {
     /// Simulation speed at start.
     #[arg(long, value_enum, default_value = "1x")]
     pub speed: Speed,
-    /// Seed of the envs (env i starts from seed + i) and of the random policy.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the envs (env i starts from seed + i) and of the random policy (at most 2^63-1).
+    #[arg(long, default_value_t = 0, value_parser = crate::commands::seed_arg)]
     pub seed: u64,
     /// Where the panel's "save checkpoint" writes the acting agent.
     #[arg(long, default_value = "view-checkpoint.safetensors")]
@@ -115,7 +115,8 @@ pub struct ViewArgs {
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
     /// Frames rendered before the screenshot.
-    #[arg(long, default_value_t = 40, requires = "screenshot")]
+    #[arg(long, default_value_t = 40, requires = "screenshot",
+          value_parser = crate::commands::non_negative::<u32>)]
     pub frames: u32,
 }
 

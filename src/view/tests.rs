@@ -205,14 +205,15 @@ fn a_policy_that_cannot_act_gives_way_to_random_actions() {
 
 #[test]
 fn seeds_at_the_top_of_the_range_wrap() {
-    // The envs of each rebuild take the next seeds; past u64::MAX they wrap, as every seed stream of the lab does.
+    // The envs of each rebuild take the next seeds, from the largest `--seed` on (a run's config.toml records no
+    // larger); past u64::MAX they would wrap, as every seed stream of the lab does.
     let mut window = app(&[
         "--envs",
         "3",
         "--policy",
         "oracle",
         "--seed",
-        "18446744073709551615",
+        "9223372036854775807",
     ]);
     run_steps(&mut window, 5);
     window
@@ -430,6 +431,14 @@ fn train_flags_read_a_config_as_qamlab_train_does() {
             cfg.offline_steps
         ),
         (qamlab_agent::AgentKind::QamE, 0.1, 50, 0)
+    );
+    // Without a dataset there is no offline phase: no online steps either is a run of nothing, refused before the
+    // window opens.
+    let args = Cli::parse_from(["view", "--train", "--online-steps", "0"]).view;
+    let err = format!("{:#}", args.training.config(&args).unwrap_err());
+    assert!(
+        err.contains("offline_steps = 0 and online_steps = 0"),
+        "{err}"
     );
 }
 

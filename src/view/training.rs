@@ -33,11 +33,13 @@ pub struct TrainFlags {
     /// Offline dataset (OGBench npz layout): trains offline on it first.
     #[arg(long, requires = "train")]
     pub dataset: Option<PathBuf>,
-    /// Offline gradient steps [default: the config's with a dataset, else 0].
-    #[arg(long, requires = "train")]
+    /// Offline gradient steps [default: the config's with a dataset, else 0; at most 10^12].
+    #[arg(long, requires = "train",
+          value_parser = crate::commands::at_most(qamlab_headless::limits::MAX_STEPS))]
     pub offline_steps: Option<u64>,
-    /// Online environment steps.
-    #[arg(long, requires = "train")]
+    /// Online environment steps (at most 10^12).
+    #[arg(long, requires = "train",
+          value_parser = crate::commands::at_most(qamlab_headless::limits::MAX_STEPS))]
     pub online_steps: Option<u64>,
     /// Envs the trainer steps (its own, apart from the window's).
     #[arg(long, requires = "train", value_parser = crate::commands::at_least_one::<usize>)]
@@ -239,10 +241,11 @@ pub fn start(
 
 /// The line that says where `--train` writes its run, and how to go on with it once the window has closed.
 fn training_into(out: &Path) -> String {
-    let run = out.display();
     format!(
-        "view: training into {run} (closing the window stops it at a checkpoint; `qamlab train --resume {run}` \
-         continues it)"
+        "view: training into {} (closing the window stops it at a checkpoint; `qamlab train --resume {}` \
+         continues it)",
+        out.display(),
+        qamlab_headless::shell::quote_path(out)
     )
 }
 

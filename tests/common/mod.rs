@@ -19,6 +19,19 @@ pub fn qamlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_qamlab"))
 }
 
+/// `sh -c LINE` in `dir`, where LINE is a command qamlab printed for the user to paste (`qamlab train --resume
+/// 'my run'`), run as printed: `qamlab` in it is the binary under test.
+pub fn pasted(line: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "qamlab() {{ \"$QAMLAB_UNDER_TEST\" \"$@\"; }}; {line}"
+        ))
+        .env("QAMLAB_UNDER_TEST", env!("CARGO_BIN_EXE_qamlab"))
+        .current_dir(dir);
+    cmd
+}
+
 /// Runs `cmd`, asserting success; shows both streams otherwise.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("running qamlab");

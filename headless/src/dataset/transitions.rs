@@ -144,7 +144,7 @@ impl Dataset {
         let remedy = format!(
             "collect a dataset of this task with `qamlab collect --task {}` (where the oracle drives it; otherwise \
              train it online, without a dataset)",
-            task_argument(scene)
+            crate::shell::quote(task_argument(scene))
         );
         ensure!(
             (self.obs_dim(), self.action_dim()) == (spec.obs_dim, spec.action_dim),
@@ -159,7 +159,7 @@ impl Dataset {
                 .map(|s| format!(
                     " (the dataset was collected on task {}: `--task {}` trains on that task)",
                     s.task,
-                    s.task_argument()
+                    crate::shell::quote(s.task_argument())
                 ))
                 .unwrap_or_default()
         );
@@ -193,7 +193,7 @@ impl Dataset {
                 "dataset {file} was collected on task {}, not {task}; its observations and actions have the same \
                  names, so it trains as if they mean the same (`--task {}` trains on the dataset's task)",
                 source.task,
-                source.task_argument()
+                crate::shell::quote(source.task_argument())
             )));
         }
         let changed = source.fingerprint_version == FINGERPRINT_VERSION

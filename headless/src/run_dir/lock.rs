@@ -57,6 +57,7 @@ impl RunDir {
     /// Checks that a new run may be written here: nothing there yet, or an empty directory. A run is never
     /// written over someone's files, nor over another run (which `--resume` continues).
     pub fn check_unused(&self) -> anyhow::Result<()> {
+        crate::files::check_out_dir(&self.root, "--out")?;
         let root = self.root.display();
         if self.root.is_file() {
             bail!("--out {root} is a file; a run directory is needed");
@@ -67,8 +68,9 @@ impl RunDir {
         }
         if self.latest_checkpoint()?.is_some() {
             bail!(
-                "{root} already holds a run with checkpoints: continue it with `qamlab train --resume {root}`, or \
-                 choose another --out"
+                "{root} already holds a run with checkpoints: continue it with `qamlab train --resume {}`, or \
+                 choose another --out",
+                crate::shell::quote_path(&self.root)
             );
         }
         if TrainConfig::from_toml_file(&self.config()).is_ok() {

@@ -185,8 +185,12 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let (device, device_warnings) = configure_device(&cfg, &run, opts.resume)?;
     warnings.extend(device_warnings);
     if !opts.resume && !task.builtin {
-        // Where the scene came from, for the record: the run loads its own copy.
-        cfg.task = std::path::absolute(&cfg.task)?.display().to_string();
+        // Where the scene came from, for the record: the run loads its own copy. Its real path (the file was just
+        // read), so that `a/../x.scn.ron` is recorded as `x.scn.ron` is.
+        cfg.task = std::fs::canonicalize(&cfg.task)
+            .or_else(|_| std::path::absolute(&cfg.task))?
+            .display()
+            .to_string();
     }
 
     let (mut trainer, data_warnings) =
@@ -629,22 +633,22 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_no_steps_stopped_during_its_evaluation_says_it_stopped() {
+    fn a_run_of_no_steps_is_refused_before_it_writes_anything() {
         let dir = tempfile::tempdir().unwrap();
-        let stopper = StopLater {
-            logs: 0,
-            checks: 3,
-            asked: 0.into(),
-        };
-        let summary = train(TrainOptions {
+        let out = dir.path().join("run");
+        let err = train(TrainOptions {
             config: tiny(0, 1),
-            out: dir.path().join("run"),
+            out: out.clone(),
             resume: false,
             progress: false,
-            observer: Some(Box::new(stopper)),
+            observer: None,
         })
-        .unwrap();
-        assert!(summary.stopped_early && summary.evals.is_empty());
+        .expect_err("a run of no steps is refused");
+        assert!(
+            format!("{err:#}").contains("offline_steps = 0 and online_steps = 0"),
+            "{err:#}"
+        );
+        assert!(!out.exists());
     }
 
     #[test]

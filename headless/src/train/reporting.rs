@@ -255,7 +255,7 @@ impl Trainer<'_> {
                 "drawing {} failed ({err:#}); the run goes on, its evaluations are in eval.csv (`qamlab plot {}` \
                  draws them)",
                 self.run.curve().display(),
-                self.run.root().display()
+                crate::shell::quote_path(self.run.root())
             );
         }
         Ok(true)

@@ -28,7 +28,7 @@ pub struct PlotArgs {
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Output PNG.
-    #[arg(long, default_value = "learning_curves.png")]
+    #[arg(long, default_value = "learning_curves.png", value_parser = png_arg())]
     pub out: PathBuf,
     /// Chart title (default: the task's name).
     #[arg(long)]
@@ -51,6 +51,21 @@ pub struct PlotArgs {
     /// batch's values each, so losses jump from row to row (default 1: as recorded).
     #[arg(long, default_value_t = 1, value_parser = super::at_least_one::<usize>)]
     pub smooth: usize,
+}
+
+/// The parser of `--out`: a path whose name ends in `.png`, as the chart is written as PNG.
+fn png_arg() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PathBufValueParser::new().try_map(|path: PathBuf| {
+        let is_png = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        if is_png {
+            Ok(path)
+        } else {
+            Err("the chart is written as PNG; give a .png file name".to_string())
+        }
+    })
 }
 
 /// What the chart's x axis counts.
@@ -99,16 +114,8 @@ struct Plot {
     notes: Vec<String>,
 }
 
-/// Checks `--out` before any run is read.
+/// Checks `--out` before any run is read (its name was checked as the flags were parsed).
 fn check_out(out: &Path) -> anyhow::Result<()> {
-    let is_png = out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    anyhow::ensure!(
-        is_png,
-        "--out {}: the chart is written as PNG; give a .png file name",
-        out.display()
-    );
     qamlab_headless::files::check_writable(out, "--out")
 }
 

@@ -457,11 +457,15 @@ pub enum VideoOutput {
 impl VideoOutput {
     /// A path ending in `.gif` is a GIF; an existing directory, or a path ending in `/`, holds PNG frames.
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
+        qamlab_headless::files::check_no_literal_tilde(path, "--video")?;
         let out = Self::from_path_unchecked(path)?;
         // The first file the video writes shows whether it can be written at all.
         let first = match &out {
             Self::Gif(file) => file.clone(),
-            Self::Frames(dir) => dir.join("frame-0000.png"),
+            Self::Frames(dir) => {
+                qamlab_headless::files::check_out_dir(dir, "--video")?;
+                dir.join("frame-0000.png")
+            }
         };
         qamlab_headless::files::check_writable(&first, "--video")?;
         Ok(out)
