@@ -228,10 +228,6 @@ fn summary_text(s: &TrainSummary) -> String {
             pct(s.offline_success),
             pct(s.online_success)
         ),
-        // A run of no steps evaluates the policy as initialised, which is no offline result.
-        (Some(_), None) if s.updates == 0 => {
-            format!("untrained policy {}", pct(s.offline_success))
-        }
         (Some(_), None) => format!("offline {}", pct(s.offline_success)),
         (None, Some(_)) => format!("online {}{best}", pct(s.online_success)),
         (None, None) => "no evaluation".to_string(),
@@ -376,10 +372,6 @@ mod tests {
         assert_eq!(tied.best_online.map(|e| e.step), Some(40));
         let text = summary_text(&summary(&[]));
         assert!(text.contains("success: offline 60%\n"), "{text}");
-        let mut untrained = summary(&[]);
-        untrained.updates = 0;
-        let text = summary_text(&untrained);
-        assert!(text.contains("success: untrained policy 60%\n"), "{text}");
         let mut online_only = summary(&[(20, 0.3), (30, 0.1)]);
         online_only.offline_success = None;
         let text = summary_text(&online_only);

@@ -263,13 +263,8 @@ impl<'a> Trainer<'a> {
         self.checkpoint(envs)
     }
 
-    pub(super) fn finish(mut self) -> anyhow::Result<TrainSummary> {
-        let mut gave_up = false;
-        if self.cfg.offline_steps + self.cfg.online_steps == 0 && self.state.evals.is_empty() {
-            // A run of no steps evaluates the policy as initialised; stopped during it, it has nothing else.
-            gave_up = !self.evaluate("offline")?;
-        }
-        let stopped_early = gave_up || !self.is_complete();
+    pub(super) fn finish(self) -> anyhow::Result<TrainSummary> {
+        let stopped_early = !self.is_complete();
         let due = self.online_updates_due(self.state.online_step);
         // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all. A run
         // stopped early may simply not have got there yet.
