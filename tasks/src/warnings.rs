@@ -6,14 +6,14 @@ use qamlab_sim::TaskScene;
 use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range, Shape};
 use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 
-/// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that
-/// cannot get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing
-/// up, a physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch
-/// where it can start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and
-/// places many orders of magnitude from a robot lab's ([`PLAUSIBLE_SIZE`], [`PLAUSIBLE_MASS`], [`FAR_PLACE`]),
+/// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that cannot
+/// get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing up, a
+/// physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch where it can
+/// start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and places many orders of
+/// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-4-1e5 kg, over 100 m from the origin),
 /// restitution above 1, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
-/// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that
-/// is the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
+/// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that is
+/// the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     // A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
