@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
-mod feasibility;
+pub(crate) mod feasibility;
 mod reach;
 
 pub(crate) use feasibility::{ReachFault, check_reach};
@@ -467,7 +467,6 @@ impl CubeOracle {
         let layout = &self.layout;
         let cubes = layout.cube_positions(o);
         let s = &mut self.scripts[i];
-        s.watch(&cubes);
         if s.cube.is_none() {
             // Plan from where the cubes rest, not from where a falling cube is on its way down.
             if let Some(aim) = s.settle(layout, o, &cubes) {
@@ -533,6 +532,8 @@ impl Script {
         if self.settled {
             return None;
         }
+        // Watched only until settled: nothing else reads it (no sub-task is chosen before then).
+        self.watch(cubes);
         let falling: Vec<[f32; 3]> = (0..cubes.len())
             .filter(|&k| {
                 cubes[k][2] > o[layout.goals[k] + 2] + ABOVE_REST_Z && self.still[k] < SETTLED_STEPS

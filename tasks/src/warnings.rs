@@ -3,6 +3,8 @@
 
 use bevy::math::Vec3;
 use qamlab_sim::TaskScene;
+
+use crate::cube::feasibility::mm;
 use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range, Shape};
 use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 
@@ -10,7 +12,7 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing up, a
 /// physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch where it can
 /// start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and places many orders of
-/// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-4-1e5 kg, over 100 m from the origin),
+/// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-6-1e5 kg, over 100 m from the origin),
 /// restitution above 1, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
 /// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that is
 /// the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
@@ -479,10 +481,10 @@ fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
 /// a millimetre, contacts and masses are lost in float32 rounding; over a kilometre, a lab's scene is not that big.
 /// Loading refuses sizes past 10 km.
 const PLAUSIBLE_SIZE: Range = Range::new(1e-4, 1e3);
-/// The masses (kg) a dynamic body is said nowhere near a robot lab's outside: a tenth of a gram to a hundred
-/// tonnes. Past them the solver's contacts and motors, tuned for lab masses, fail (a motor cannot move it, or
+/// The masses (kg) a dynamic body is said nowhere near a robot lab's outside: a milligram to a hundred tonnes (a
+/// 5 mm bead of water's density weighs 65 mg). Past them the solver's contacts and motors, tuned for lab masses, fail (a motor cannot move it, or
 /// flings it).
-const PLAUSIBLE_MASS: Range = Range::new(1e-4, 1e5);
+const PLAUSIBLE_MASS: Range = Range::new(1e-6, 1e5);
 /// How far from the origin a body may start before it is warned of (m): a lab's scene is metres across, so a body
 /// past 100 m is most likely a slip of units (millimetres written for metres) or a typo.
 const FAR_PLACE: f32 = 100.0;
@@ -693,11 +695,6 @@ fn frame_name(scene: &TaskScene, frame: FrameRef) -> String {
         || scene.bodies[frame.body].body.name.clone(),
         |(n, _)| n.clone(),
     )
-}
-
-/// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
-fn mm(x: f32) -> f32 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// `x` as a scene would write it, with an exponent where it is very large or very small (`1e-20`, not twenty
@@ -1034,7 +1031,7 @@ mod tests {
         assert!(
             heavy.len() == 1
                 && heavy[0].starts_with(
-                    "\"pole\" weighs 6.6e26 kg, outside [1e-4, 100000] kg, many orders of magnitude from any body of \
+                    "\"pole\" weighs 6.6e26 kg, outside [1e-6, 100000] kg, many orders of magnitude from any body of \
                      a robot lab: its mass is its collider's density (1e30 kg/m³; water's is 1000) times its volume, \
                      plus its extra_mass (0 kg)"
                 ),
@@ -1043,7 +1040,7 @@ mod tests {
         let light = pendulum_warnings(pole, &pole.replace("300.0", "1e-30"));
         assert!(
             light.len() == 1
-                && light[0].starts_with("\"pole\" weighs 6.6e-34 kg, outside [1e-4, 100000] kg"),
+                && light[0].starts_with("\"pole\" weighs 6.6e-34 kg, outside [1e-6, 100000] kg"),
             "{light:?}"
         );
         let tiny = pendulum_warnings(

@@ -208,7 +208,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
 const SLACK: f32 = 1e-3;
 
 /// `x` (m) to the millimetre: sums carry float noise (-0.010000005) that would only distract.
-fn mm(x: f32) -> f32 {
+pub(crate) fn mm(x: f32) -> f32 {
     (x * 1000.0).round() / 1000.0
 }
 
