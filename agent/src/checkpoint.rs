@@ -3,9 +3,10 @@
 //! counters, dimensions and seed. Written atomically (temporary file, fsync, rename), with a checksum of the
 //! tensors that reading verifies (a bit flipped on disk or in a copy is an error, not a silently different run).
 //!
-//! Both ways the arrays stream between the file and their own memory: [`write_tensor_data`] writes a replay
-//! buffer's vectors through one small buffer, and [`TensorFile`] reads each array straight into where it goes.
-//! A file of gigabytes never takes a second copy of its arrays in memory (only [`STREAMING_BYTES`] besides them).
+//! A replay buffer's arrays stream between the file and their own memory: [`write_tensor_data`] writes its
+//! vectors through one small buffer, and [`TensorFile::read_f32_into`] reads each array straight into its vector,
+//! so a buffer of gigabytes takes no second copy (only [`STREAMING_BYTES`] besides it). The networks' tensors, a
+//! few megabytes, are copied once on the way ([`write_tensors`], [`TensorFile::read_tensor`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -602,9 +603,16 @@ impl TensorFile {
         values: Range<usize>,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        let (dtype, _, _) = self.tensor_info(name)?;
+        let (dtype, _, (start, end)) = self.tensor_info(name)?;
         if dtype != Dtype::F32 {
             return Err(self.err(format!("tensor {name} is {dtype:?}: expected F32")));
+        }
+        // Bounds first: memory is reserved only for values the tensor holds.
+        if values.start > values.end || values.end > (end - start) / 4 {
+            return Err(self.err(format!(
+                "tensor {name}: values {values:?} are past its {}",
+                (end - start) / 4
+            )));
         }
         if out.try_reserve_exact(values.len()).is_err() {
             return Err(self.err(format!(
@@ -1104,7 +1112,7 @@ mod tests {
             (
                 "b/weights",
                 0..601,
-                "tensor b/weights: bytes 0..2404 are past its 2400",
+                "tensor b/weights: values 0..601 are past its 600",
             ),
             ("a/counts", 0..1, "tensor a/counts is I64: expected F32"),
             ("z", 0..1, "tensor z missing"),

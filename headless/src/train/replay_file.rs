@@ -226,7 +226,10 @@ pub(super) fn read_counts(
         .map(|&v| usize::try_from(v))
         .collect::<Result<Vec<usize>, _>>()
         .ok()
-        .filter(|counts| counts.iter().sum::<usize>() == total)
+        // Summed without overflow: the file's checksum is verified after its values are read.
+        .filter(|counts| {
+            counts.iter().try_fold(0usize, |sum, &c| sum.checked_add(c)) == Some(total)
+        })
         .with_context(|| {
             format!("{path}: tensor {name} {values:?} must be counts that add up to the {total} rows stored")
         })
