@@ -48,30 +48,45 @@ where
     })
 }
 
+/// `s` as a whole number of at least 1 (`at_least_one`) or 0, and at most `max` where there is one, past which
+/// `too_large` says what the flag takes; the one rule behind every whole-number flag's parser.
+fn whole_in<T>(
+    s: &str,
+    at_least_one: bool,
+    max: Option<T>,
+    too_large: impl FnOnce() -> String,
+) -> Result<T, String>
+where
+    T: std::str::FromStr + Default + PartialOrd,
+    T::Err: std::fmt::Display,
+{
+    let too_small = || format!("must be at least {}", u8::from(at_least_one));
+    match parse_whole::<T>(s) {
+        Ok(n) if at_least_one && n == T::default() => Err(too_small()),
+        Ok(n) if max.as_ref().is_some_and(|max| n > *max) => Err(too_large()),
+        Ok(n) => Ok(n),
+        Err(Unparsed::Negative) => Err(too_small()),
+        Err(Unparsed::TooLarge(_)) if max.is_some() => Err(too_large()),
+        Err(Unparsed::TooLarge(e) | Unparsed::Other(e)) => Err(e),
+    }
+}
+
 /// Parses a count that must be at least 1.
 pub(crate) fn at_least_one<T>(s: &str) -> Result<T, String>
 where
-    T: std::str::FromStr + Default + PartialEq,
+    T: std::str::FromStr + Default + PartialOrd,
     T::Err: std::fmt::Display,
 {
-    match parse_whole::<T>(s) {
-        Ok(n) if n == T::default() => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(Unparsed::Negative) => Err("must be at least 1".into()),
-        Err(Unparsed::TooLarge(e) | Unparsed::Other(e)) => Err(e),
-    }
+    whole_in(s, true, None, String::new)
 }
 
 /// Parses a whole number of 0 or more.
 pub(crate) fn non_negative<T>(s: &str) -> Result<T, String>
 where
-    T: std::str::FromStr,
+    T: std::str::FromStr + Default + PartialOrd,
     T::Err: std::fmt::Display,
 {
-    parse_whole::<T>(s).map_err(|e| match e {
-        Unparsed::Negative => "must be at least 0".into(),
-        Unparsed::TooLarge(e) | Unparsed::Other(e) => e,
-    })
+    whole_in(s, false, None, String::new)
 }
 
 /// A parser of a count from 1 to `max`: a flag's sane range (see `qamlab_headless::limits`), past which what
@@ -80,28 +95,10 @@ pub(crate) fn count_up_to<T>(
     max: T,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
 where
-    T: std::str::FromStr
-        + Default
-        + PartialEq
-        + PartialOrd
-        + std::fmt::Display
-        + Copy
-        + Send
-        + Sync
-        + 'static,
+    T: std::str::FromStr + Default + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
     T::Err: std::fmt::Display,
 {
-    move |s| {
-        let range = || format!("must be from 1 to {max}");
-        match parse_whole::<T>(s) {
-            Ok(n) if n == T::default() => Err("must be at least 1".into()),
-            Ok(n) if n > max => Err(range()),
-            Ok(n) => Ok(n),
-            Err(Unparsed::Negative) => Err("must be at least 1".into()),
-            Err(Unparsed::TooLarge(_)) => Err(range()),
-            Err(Unparsed::Other(e)) => Err(e),
-        }
-    }
+    move |s| whole_in(s, true, Some(max), || format!("must be from 1 to {max}"))
 }
 
 /// A parser of a count from 0 to `max` (see [`count_up_to`]).
@@ -109,32 +106,19 @@ pub(crate) fn at_most<T>(
     max: T,
 ) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T: std::str::FromStr + Default + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
     T::Err: std::fmt::Display,
 {
-    move |s| match parse_whole::<T>(s) {
-        Ok(n) if n > max => Err(format!("must be at most {max}")),
-        Ok(n) => Ok(n),
-        Err(Unparsed::Negative) => Err("must be at least 0".into()),
-        Err(Unparsed::TooLarge(_)) => Err(format!("must be at most {max}")),
-        Err(Unparsed::Other(e)) => Err(e),
-    }
+    move |s| whole_in(s, false, Some(max), || format!("must be at most {max}"))
 }
 
 /// The parser of every `--seed`: 0 to [`MAX_SEED`](qamlab_headless::config::MAX_SEED), the largest integer a
 /// run's config.toml can record (a TOML integer is signed 64-bit), so that a run trained with it can be read back.
 pub(crate) fn seed_arg(s: &str) -> Result<u64, String> {
     use qamlab_headless::config::MAX_SEED;
-    let too_large = || {
+    whole_in(s, false, Some(MAX_SEED), || {
         format!("must be at most {MAX_SEED}, the largest integer a run's config.toml can record")
-    };
-    match parse_whole::<u64>(s) {
-        Ok(n) if n > MAX_SEED => Err(too_large()),
-        Ok(n) => Ok(n),
-        Err(Unparsed::Negative) => Err("must be at least 0".into()),
-        Err(Unparsed::TooLarge(_)) => Err(too_large()),
-        Err(Unparsed::Other(e)) => Err(e),
-    }
+    })
 }
 
 /// The parser of a switch of `qamlab train`: `true` or `false`, or as `qamlab bench agent` spells its switches,
