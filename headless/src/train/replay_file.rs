@@ -26,7 +26,8 @@ fn width(field: &str, (o, a): (usize, usize)) -> usize {
     match field {
         "observations" | "next_observations" => o,
         "actions" => a,
-        _ => 1,
+        "rewards" | "masks" | "terminals" => 1,
+        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
     }
 }
 
@@ -38,7 +39,8 @@ fn column<'a>(store: &'a TransitionStore, field: &str) -> &'a [f32] {
         "next_observations" => &store.next_observations,
         "rewards" => &store.rewards,
         "masks" => &store.masks,
-        _ => &store.terminals,
+        "terminals" => &store.terminals,
+        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
     }
 }
 
@@ -50,7 +52,8 @@ fn column_mut<'a>(store: &'a mut TransitionStore, field: &str) -> &'a mut Vec<f3
         "next_observations" => &mut store.next_observations,
         "rewards" => &mut store.rewards,
         "masks" => &mut store.masks,
-        _ => &mut store.terminals,
+        "terminals" => &mut store.terminals,
+        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
     }
 }
 
