@@ -235,7 +235,8 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     );
     assert!(
         stderr.contains("its robot cannot do the task as the scene lays it out")
-            && !stderr.contains("warning:"),
+            && stderr.matches("warning:").count() == 1
+            && stderr.contains("its TaskSettings name \"cube-single\" is a built-in task's"),
         "{stderr}"
     );
 

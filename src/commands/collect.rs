@@ -107,7 +107,7 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     });
     // Both checked before the first episode: the validation file's options must not fail after the main one.
     let task = check_collect(&options)?;
-    for warning in qamlab_tasks::scene_warnings(&task.scene) {
+    for warning in task.warnings() {
         tracing::warn!("{warning}");
     }
     if let Some(val) = &val {

@@ -44,7 +44,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     };
     // The scene's warnings repeat an unsolvable layout, which the `oracle:` line has said already.
     let mut warned = false;
-    for warning in qamlab_tasks::scene_warnings(scene) {
+    for warning in task.warnings() {
         if unsolvable.as_ref() != Some(&warning) {
             tracing::warn!("{warning}");
             warned = true;

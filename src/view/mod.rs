@@ -199,7 +199,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
     if !args.train {
         // (a training says them itself as it starts)
-        for warning in qamlab_tasks::scene_warnings(&task.scene) {
+        for warning in task.warnings() {
             tracing::warn!("{warning}");
         }
     }

@@ -83,6 +83,30 @@ pub struct Task {
     pub scene: TaskScene,
 }
 
+impl Task {
+    /// Its scene's warnings ([`scene_warnings`](crate::scene_warnings)), after one of a scene file that takes a
+    /// built-in task's name: runs, charts and summaries name a task by its settings' name, and would call it the
+    /// built-in one.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        // The built-in's own file, given by its path, is the built-in task.
+        let builtin_text = BUILTIN_TASKS.iter().find(|(n, _)| *n == self.name);
+        let the_builtin_itself = builtin_text.is_some_and(|(_, text)| {
+            std::fs::read_to_string(&self.scene.source).is_ok_and(|file| file == *text)
+        });
+        if !self.builtin && builtin_text.is_some() && !the_builtin_itself {
+            warnings.push(format!(
+                "{}: its TaskSettings name {:?} is a built-in task's, so runs, charts and summaries of it will \
+                 read as the built-in task's (a run keeps a copy of this file all the same): give it a name of its \
+                 own",
+                self.scene.source, self.name
+            ));
+        }
+        warnings.extend(crate::scene_warnings(&self.scene));
+        warnings
+    }
+}
+
 /// Names of the built-in tasks.
 pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN_TASKS.iter().map(|(n, _)| *n).collect()

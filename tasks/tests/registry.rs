@@ -514,3 +514,36 @@ fn a_path_like_name_a_typo_from_a_builtin_suggests_the_builtin() {
         );
     }
 }
+
+#[test]
+fn a_scene_file_that_takes_a_built_in_tasks_name_is_told_to_take_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my-cube.scn.ron");
+    // A copy of cube-single, changed (an exact copy is the built-in task itself).
+    let text = format!("// my cube task\n{}", BUILTIN_TASKS[0].1);
+    std::fs::write(&file, &text).unwrap();
+    let task = load_task(file.to_str().unwrap()).unwrap();
+    let warnings = task.warnings();
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}: its TaskSettings name \"cube-single\" is a built-in task's",
+            file.display()
+        )) && warnings[0].ends_with("give it a name of its own"),
+        "{warnings:?}"
+    );
+    // Named its own, or the built-in itself (by name, or its file by path): nothing to say.
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/tasks/cube-single.scn.ron"
+    );
+    assert_eq!(load_task(shipped).unwrap().warnings(), Vec::<String>::new());
+    std::fs::write(&file, text.replacen("\"cube-single\"", "\"my-cube\"", 1)).unwrap();
+    assert_eq!(
+        load_task(file.to_str().unwrap()).unwrap().warnings(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        load_task("cube-single").unwrap().warnings(),
+        Vec::<String>::new()
+    );
+}

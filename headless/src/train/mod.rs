@@ -248,7 +248,7 @@ fn new_run_config(mut cfg: TrainConfig) -> anyhow::Result<TrainConfig> {
 
 /// What to warn of when a run starts: its scene's oddities and settings that train differently than they seem to.
 fn config_warnings(cfg: &TrainConfig, task: &qamlab_tasks::Task) -> Vec<String> {
-    let mut warnings = qamlab_tasks::scene_warnings(&task.scene);
+    let mut warnings = task.warnings();
     if cfg.agent.tau == 0.0 && cfg.agent.kind.has_critic() {
         warnings.push(format!(
             "tau = 0: the target networks never move from their first weights, so the critic learns against a \
