@@ -93,7 +93,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(commands::interrupt::exit_status())
         }
         Err(err) => {
-            eprintln!("error: {}", error_line(&err));
+            let line = error_line(&err);
+            eprintln!("error: {line}");
+            if let Some(hint) = literal_tilde_hint(&line, std::env::args().skip(1)) {
+                eprintln!("hint: {hint}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -178,9 +182,36 @@ fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// Why a path the error names was not found, when the command line gave it with a literal `~` (`--run=~/r`,
+/// `--dataset "~/d.npz"`): the shell expands `~` only at the start of a word, so qamlab looked for a folder named
+/// `~`. Output paths are refused for this up front; an input path only fails to be found, and its error says no
+/// more than that.
+fn literal_tilde_hint(error: &str, args: impl Iterator<Item = String>) -> Option<String> {
+    args.filter_map(|arg| {
+        let (flag, path) = match arg.split_once('=') {
+            Some((flag, path)) if flag.starts_with("--") => (Some(flag.to_owned()), path.to_owned()),
+            _ => (None, arg),
+        };
+        let rest = path.strip_prefix("~/").or((path == "~").then_some(""))?;
+        let missing = !std::path::Path::new(&path).exists();
+        // The error shows the path as given, or made absolute: `/work/~/d.npz`.
+        (missing && error.contains(&path)).then(|| {
+            let fix = match flag {
+                Some(flag) => format!("`{flag} ~/{rest}` or `{flag} \"$HOME/{rest}\"`"),
+                None => format!("`~/{rest}` unquoted, or `\"$HOME/{rest}\"`"),
+            };
+            format!(
+                "`{path}` begins with a literal `~`, which the shell did not expand (it does only at the start of \
+                 a word: not after `=`, nor in quotes): write {fix}"
+            )
+        })
+    })
+    .next()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Cli, Command, command, error_line, out_of_memory};
+    use super::{Cli, Command, command, error_line, literal_tilde_hint, out_of_memory};
     use clap::FromArgMatches;
 
     /// `qamlab ARGS` as parsed, or clap's error.
@@ -637,5 +668,50 @@ mod tests {
         );
         let plain = anyhow::anyhow!("no such file").context("opening d.npz");
         assert_eq!(error_line(&plain), "opening d.npz: no such file");
+    }
+
+    #[test]
+    fn an_input_path_with_a_literal_tilde_that_is_not_found_gets_a_hint() {
+        let args = |list: &[&str]| {
+            list.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let hint = literal_tilde_hint(
+            "~/qamlab-no-run is not a run directory: reading the config file ~/qamlab-no-run/config.toml",
+            args(&["eval", "--run=~/qamlab-no-run"]),
+        )
+        .unwrap();
+        assert!(
+            hint.starts_with("`~/qamlab-no-run` begins with a literal `~`"),
+            "{hint}"
+        );
+        assert!(
+            hint.ends_with("write `--run ~/qamlab-no-run` or `--run \"$HOME/qamlab-no-run\"`"),
+            "{hint}"
+        );
+        // Made absolute by the command, as train does its dataset's path.
+        let hint = literal_tilde_hint(
+            "reading dataset /work/~/d.npz: No such file or directory (os error 2)",
+            args(&["train", "--dataset", "~/d.npz"]),
+        )
+        .unwrap();
+        assert!(
+            hint.ends_with("write `~/d.npz` unquoted, or `\"$HOME/d.npz\"`"),
+            "{hint}"
+        );
+        // Not the error's path, or a path that was expanded: no hint.
+        assert_eq!(
+            literal_tilde_hint(
+                "reading dataset /root/d.npz: No such file",
+                args(&["--dataset=~/d.npz"])
+            ),
+            None
+        );
+        assert_eq!(
+            literal_tilde_hint("bad /root/d.npz", args(&["/root/d.npz"])),
+            None
+        );
     }
 }

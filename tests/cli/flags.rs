@@ -228,3 +228,21 @@ fn task_exits_0_for_a_task_the_oracle_cannot_drive() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\noracle: none ("), "{stdout}");
 }
+
+#[test]
+fn an_input_path_given_with_a_literal_tilde_is_told_why_it_was_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::qamlab()
+        .current_dir(dir.path())
+        .args(["eval", "--run=~/qamlab-no-such-run"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "hint: `~/qamlab-no-such-run` begins with a literal `~`, which the shell did not expand"
+        ) && stderr.contains("write `--run ~/qamlab-no-such-run`"),
+        "{stderr}"
+    );
+}
