@@ -70,9 +70,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
     let video_out = match &args.video {
-        Some(path) => Some(VideoOutput::from_path(
-            &path.clone().unwrap_or_else(|| args.run.join("eval.gif")),
-        )?),
+        Some(Some(path)) => Some(VideoOutput::from_path(path)?),
+        Some(None) => Some(VideoOutput::in_run(&args.run)?),
         None => None,
     };
     let task = qamlab_tasks::load_task(&cfg.task)?;

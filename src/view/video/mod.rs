@@ -458,6 +458,21 @@ impl VideoOutput {
     /// A path ending in `.gif` is a GIF; an existing directory, or a path ending in `/`, holds PNG frames.
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
         qamlab_headless::files::check_no_literal_tilde(path, "--video")?;
+        Self::writable(path)
+    }
+
+    /// A run's own video, `RUN/eval.gif`: the run was found, so a literal `~` in its path names a real folder.
+    pub fn in_run(run_dir: &Path) -> anyhow::Result<Self> {
+        let gif = run_dir.join("eval.gif");
+        let tilde = gif
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "~");
+        Self::writable(&if tilde { Path::new(".").join(gif) } else { gif })
+    }
+
+    /// [`Self::from_path_unchecked`], checking that the video's first file can be written.
+    fn writable(path: &Path) -> anyhow::Result<Self> {
         let out = Self::from_path_unchecked(path)?;
         // The first file the video writes shows whether it can be written at all.
         let first = match &out {
@@ -563,6 +578,13 @@ mod tests {
             let err = VideoOutput::from_path(&under).unwrap_err().to_string();
             assert!(err.contains("notes.txt is a file"), "{err}");
         }
+        // A `~` the user typed was not expanded; one in a run's path that was found names a folder `~`.
+        let err = VideoOutput::from_path(Path::new("~/r/eval.gif")).unwrap_err();
+        assert!(err.to_string().contains("literal `~`"), "{err}");
+        assert_eq!(
+            VideoOutput::in_run(Path::new("~/r")).unwrap(),
+            VideoOutput::Gif(PathBuf::from("./~/r/eval.gif"))
+        );
     }
 
     /// A picture with a gradient background and a square at `x`.
