@@ -274,6 +274,7 @@ impl TrainConfig {
         let cfg: Self = toml::from_str(text).with_context(|| format!("config file {source}"))?;
         cfg.validate_counts()
             .and_then(|()| cfg.agent.validate_ranges().context("[agent]"))
+            .and_then(|()| check_variant_weight_written(text, &cfg.agent))
             .with_context(|| format!("config file {source}"))?;
         Ok(cfg)
     }
@@ -432,6 +433,30 @@ impl TrainConfig {
     }
 }
 
+/// Refuses a QAM-F or QAM-E config that writes its variant's weight as 0. Left out, the weight takes its working
+/// default (30, 0.1); written as 0 it would be taken for that default too, where the paper's table (its "bold
+/// zeros") means the plain QAM run, which is `kind = "qam"`.
+fn check_variant_weight_written(text: &str, agent: &AgentConfig) -> anyhow::Result<()> {
+    let (key, default) = match agent.kind {
+        AgentKind::QamF => ("fql_alpha", 30.0),
+        AgentKind::QamE => ("edit_scale", 0.1),
+        _ => return Ok(()),
+    };
+    let table: toml::Table = text.parse()?;
+    let written = table
+        .get("agent")
+        .and_then(|agent| agent.get(key))
+        .and_then(|value| value.as_float().or(value.as_integer().map(|i| i as f64)));
+    if let Some(value) = written.filter(|v| *v <= 0.0) {
+        bail!(
+            "[agent] {key} = {value} with kind = \"{kind}\": {kind} with no {key} is plain QAM (the paper's zeros \
+             for it): write kind = \"qam\" for that run, or give {key} above 0 (left out, it is {default})",
+            kind = agent.kind.as_str()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +549,21 @@ mod tests {
         cfg.agent.select_kind(qamlab_agent::AgentKind::QamF);
         assert_eq!(cfg.agent.fql_alpha, 50.0, "a set weight is kept");
         cfg.agent.validate().unwrap();
+        // Written as 0 for its own kind, a variant's weight is refused: the paper's zero is the plain QAM run.
+        for (kind, key) in [("qam-f", "fql_alpha"), ("qam-e", "edit_scale")] {
+            for zero in ["0.0", "0"] {
+                let text = format!("[agent]\nkind = \"{kind}\"\n{key} = {zero}\n");
+                let err = format!(
+                    "{:#}",
+                    TrainConfig::from_toml_str(&text, "z.toml").unwrap_err()
+                );
+                assert!(
+                    err.contains(&format!("z.toml: [agent] {key} = 0 with kind = \"{kind}\""))
+                        && err.contains("write kind = \"qam\""),
+                    "{err}"
+                );
+            }
+        }
         // A kind named alone gets its weight's working default.
         let mut cfg = TrainConfig::from_toml_str("[agent]\nkind = \"qam-e\"\n", "e.toml").unwrap();
         cfg.agent.fill_variant_weight();
