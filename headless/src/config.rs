@@ -59,7 +59,7 @@ impl std::str::FromStr for DeviceChoice {
 
 /// The configs that ship in `assets/configs/`, by name (the file name without `.toml`), built into the binary:
 /// `--config cpu-small` works from any directory, and from a binary far from its checkout.
-pub const SHIPPED_CONFIGS: [(&str, &str); 3] = [
+pub const SHIPPED_CONFIGS: [(&str, &str); 4] = [
     (
         "cpu-small",
         include_str!("../../assets/configs/cpu-small.toml"),
@@ -72,6 +72,7 @@ pub const SHIPPED_CONFIGS: [(&str, &str); 3] = [
         "antmaze-cpu",
         include_str!("../../assets/configs/antmaze-cpu.toml"),
     ),
+    ("paper", include_str!("../../assets/configs/paper.toml")),
 ];
 
 /// The text of the shipped config `name` (`cpu-small` or `cpu-small.toml`), if one is called that.
@@ -569,6 +570,22 @@ mod tests {
         cfg.agent.fill_variant_weight();
         assert_eq!(cfg.agent.edit_scale, 0.1);
         cfg.agent.validate().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_paper_config_holds_the_papers_schedule_and_networks() {
+        let cfg =
+            TrainConfig::from_toml_str(shipped_config_text("paper").unwrap(), "paper").unwrap();
+        // qam-algorithm.md §7.2, §7.3 and §9.1.
+        assert_eq!((cfg.offline_steps, cfg.online_steps), (1_000_000, 500_000));
+        assert_eq!((cfg.envs, cfg.start_training, cfg.utd_ratio), (1, 5_000, 1));
+        assert_eq!((cfg.eval_interval, cfg.eval_episodes), (50_000, 50));
+        // The reference's agent, at the cube domain's temperature (§9.3's cube-double).
+        let agent = AgentConfig {
+            inv_temp: 1.0,
+            ..AgentConfig::default()
+        };
+        assert_eq!(cfg.agent, agent);
     }
 
     #[test]

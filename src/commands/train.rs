@@ -11,8 +11,8 @@ use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainArgs {
     /// TOML config file: run settings, agent hyper-parameters under `[agent]` (`--print-config` lists every
-    /// key), or the name of a shipped one from any directory: `cpu-small`, `cuda-paper`, `antmaze-cpu` (the
-    /// files in assets/configs/).
+    /// key), or the name of a shipped one from any directory: `cpu-small`, `cuda-paper`, `antmaze-cpu`,
+    /// `paper` (the files in assets/configs/).
     #[arg(long, value_parser = super::path_arg())]
     pub config: Option<PathBuf>,
     /// Built-in task name or path to a task scene file (default cube-single).

@@ -26,8 +26,8 @@ use super::stepping::{SimClock, SteppingSet};
 /// Training flags of `qamlab view --train`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainFlags {
-    /// Training configuration (TOML, or a shipped one by name: `cpu-small`, `cuda-paper`, `antmaze-cpu`); the
-    /// flags below override it.
+    /// Training configuration (TOML, or a shipped one by name: `cpu-small`, `cuda-paper`, `antmaze-cpu`,
+    /// `paper`); the flags below override it.
     #[arg(long, requires = "train")]
     pub config: Option<PathBuf>,
     /// Offline dataset (OGBench npz layout): trains offline on it first.
