@@ -25,8 +25,8 @@ pub(crate) fn gelu(pre: &Tensor) -> Tensor {
     if pre.requires_grad() {
         return tangent_gelu(pre);
     }
-    let out = fresh_like(pre);
-    kernels::forward(read(pre), write(&out));
+    let mut out = fresh_like(pre);
+    kernels::forward(read(pre), write(&mut out));
     out
 }
 
@@ -34,8 +34,8 @@ pub(crate) fn gelu(pre: &Tensor) -> Tensor {
 /// line of GELU at `pre`, `b + pre·d` with constants `d = GELU'(pre)` and `b = GELU(pre) − pre·d`.
 /// Its value and its gradient are GELU's, and its backward is one product.
 fn tangent_gelu(pre: &Tensor) -> Tensor {
-    let (slope, offset) = (fresh_like(pre), fresh_like(pre));
-    kernels::tangent(read(&pre.detach()), write(&slope), write(&offset));
+    let (mut slope, mut offset) = (fresh_like(pre), fresh_like(pre));
+    kernels::tangent(read(&pre.detach()), write(&mut slope), write(&mut offset));
     offset.addcmul(pre, &slope)
 }
 
@@ -48,8 +48,8 @@ pub(crate) fn gelu_backward(grad: &Tensor, pre: &Tensor) -> Tensor {
     {
         return pre.gelu_backward(grad, GELU_FORM);
     }
-    let out = fresh_like(pre);
-    kernels::backward(read(grad), read(pre), write(&out));
+    let mut out = fresh_like(pre);
+    kernels::backward(read(grad), read(pre), write(&mut out));
     out
 }
 
@@ -79,9 +79,9 @@ fn read(t: &Tensor) -> &[f32] {
 }
 
 /// The elements of a tensor made by [`fresh_like`], to fill.
-#[allow(clippy::mut_from_ref)]
-fn write(t: &Tensor) -> &mut [f32] {
-    // SAFETY: as in `read`; `t` is fresh, so nothing else reads or writes its storage meanwhile.
+fn write(t: &mut Tensor) -> &mut [f32] {
+    // SAFETY: as in `read`; `t` is fresh (no other tensor shares its storage) and borrowed mutably, so nothing
+    // else reads or writes its storage meanwhile.
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
 }
 
@@ -298,12 +298,14 @@ mod kernels {
     /// Defines `pub(super) fn $name` that runs `$body` compiled for AVX-512 where the CPU has it,
     /// else for AVX2 and FMA, on x86-64 (as is elsewhere), and on x86-64 `$avx2`, the AVX2 build
     /// alone (what CPUs without AVX-512 run; the byte test runs both); to be called only where
-    /// [`available`].
+    /// [`available`] (they assert it).
     macro_rules! wide {
         ($(#[$doc:meta])* $name:ident, $avx2:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
             $(#[$doc])*
             pub(super) fn $name($($arg: $ty),*) {
-                debug_assert!(available());
+                // A check, not a debug one: the safe function's soundness rests on it (the CPU's features are
+                // detected once and cached, so it costs a load).
+                assert!(available(), "GELU kernels called on a CPU without AVX2 and FMA");
                 #[cfg(target_arch = "x86_64")]
                 {
                     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -324,7 +326,7 @@ mod kernels {
             #[cfg(target_arch = "x86_64")]
             $(#[$doc])*
             pub(super) fn $avx2($($arg: $ty),*) {
-                debug_assert!(available());
+                assert!(available(), "GELU kernels called on a CPU without AVX2 and FMA");
                 #[target_feature(enable = "avx2,fma")]
                 fn x86($($arg: $ty),*) {
                     $body($($arg),*)
