@@ -119,11 +119,8 @@ pub fn sample_actions_from(
     if n == 1 {
         return actions.squeeze_dim(-2);
     }
-    // best-of-N: argmax over candidates of the online ensemble mean.
-    let critic = nets
-        .critic
-        .as_ref()
-        .expect("best_of_n > 1 needs a critic (checked by validate)");
+    // best-of-N: argmax over candidates of the online ensemble mean (validate gives it a critic).
+    let critic = nets.critic();
     let q =
         tch::no_grad(|| critic.forward(&obs_rep, &actions, true)).mean_dim(0, false, Kind::Float);
     let best = q

@@ -24,12 +24,12 @@ pub fn fql_actor_loss(
     noise: &mut dyn Noise,
     trace: &mut Trace,
 ) -> Result<(Tensor, Tensor)> {
-    let bc_actor = nets.actor_slow.as_ref().expect("actor_bc_flow");
+    let bc_actor = nets.bc_actor();
     let bc = bc_flow_loss(bc_actor, obs, actions, valid, noise, trace)?;
     let eps = noise.normal("distill_noise", &[obs.size()[0], d], obs.device())?;
     let a_tgt = euler_flow(bc_actor, obs, &eps, cfg.flow_steps);
-    let one_step = nets.one_step_actor.as_ref().expect("actor_onestep_flow");
-    let critic = nets.critic.as_ref().expect("critic");
+    let one_step = nets.one_step_actor();
+    let critic = nets.critic();
     let (distill, q_loss, a_os, qs) = one_step_terms(one_step, critic, obs, &eps, &a_tgt);
     trace.record("distill_target_flow_actions", &a_tgt);
     trace.record("distill_actor_actions", &a_os);

@@ -43,8 +43,8 @@ pub fn critic_loss(
     next: &ActionNoise,
     trace: &mut Trace,
 ) -> (Tensor, Tensor) {
-    let critic = nets.critic.as_ref().expect("critic");
-    let target_critic = nets.target_critic.as_ref().expect("target_critic");
+    let critic = nets.critic();
+    let target_critic = nets.target_critic();
     let next_obs = last(&batch.next_observations);
     let next_actions =
         sample_actions_from(nets, cfg, d, &next_obs, next, "next", trace).clamp(-1.0, 1.0);
@@ -295,20 +295,9 @@ pub fn qam_f_losses(
     trace: &mut Trace,
 ) -> Result<Tensor> {
     let eps = noise.normal("fql_noise", &[obs.size()[0], d], obs.device())?;
-    let a_flow = euler_flow(
-        nets.actor_fast.as_ref().expect("actor_fast"),
-        obs,
-        &eps,
-        cfg.flow_steps,
-    );
-    let one_step = nets.one_step_actor.as_ref().expect("one_step_actor");
-    let (distill, q_loss, a_os, qs) = one_step_terms(
-        one_step,
-        nets.critic.as_ref().expect("critic"),
-        obs,
-        &eps,
-        &a_flow,
-    );
+    let a_flow = euler_flow(nets.actor_fast(), obs, &eps, cfg.flow_steps);
+    let one_step = nets.one_step_actor();
+    let (distill, q_loss, a_os, qs) = one_step_terms(one_step, nets.critic(), obs, &eps, &a_flow);
     trace.record("fql_flow_actions", &a_flow);
     trace.record("fql_os_actions", &a_os);
     trace.record("fql_qs", &qs);

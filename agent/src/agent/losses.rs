@@ -69,7 +69,7 @@ pub(super) fn policy_half(
     let valid = last(&batch.valid);
     match cfg.kind {
         AgentKind::Bc => {
-            let actor = nets.actor_slow.as_ref().expect("actor_bc_flow");
+            let actor = nets.bc_actor();
             let flow = qam::bc_flow_loss(actor, obs, &actions, &valid, noise, trace)?;
             metrics.push("flow_loss", &flow);
             Ok(vec![flow])
@@ -89,20 +89,17 @@ pub(super) fn policy_half(
                 FlowLossAt::Here => Some(qam::BcDraws::draw(noise, &actions)?),
                 FlowLossAt::Helper(_) => None,
             };
-            let target_critic = nets.target_critic.as_ref().expect("target_critic");
+            let target_critic = nets.target_critic();
             let q_target: QFn<'_> = &|o, a| target_critic.forward(o, a, true);
             let q = q.unwrap_or(q_target);
-            let (fast, base) = (
-                nets.actor_fast.as_ref().expect("actor_fast"),
-                nets.target_actor_slow.as_ref().expect("base"),
-            );
+            let (fast, base) = (nets.actor_fast(), nets.target_bc_actor());
             let adj = qam::adjoint_matching_loss(fast, base, q, obs, d, cfg, noise, trace)?;
             let extra = match cfg.kind {
                 AgentKind::QamF => Some(qam::qam_f_losses(nets, cfg, obs, d, noise, trace)?),
                 AgentKind::QamE => {
-                    let edit = nets.edit_actor.as_ref().expect("edit_actor");
-                    let temp = nets.edit_alpha.as_ref().expect("edit_alpha");
-                    let critic = nets.critic.as_ref().expect("critic");
+                    let edit = nets.edit_actor();
+                    let temp = nets.edit_alpha();
+                    let critic = nets.critic();
                     let losses =
                         qam::qam_e_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace);
                     Some(losses?)
@@ -114,7 +111,7 @@ pub(super) fn policy_half(
                     AgentError::Helper("it stopped before sending the BC flow loss".into())
                 })?,
                 FlowLossAt::Here => {
-                    let slow = nets.actor_slow.as_ref().expect("actor_slow");
+                    let slow = nets.bc_actor();
                     let bc = bc.expect("drawn above");
                     qam::bc_flow_loss_from(slow, obs, &actions, &valid, &bc, trace)
                 }

@@ -152,15 +152,68 @@ impl Nets {
         nets
     }
 
+    /// The online critic ensemble: every kind but BC has one, and BC's losses never ask.
+    pub fn critic(&self) -> &Critic {
+        self.critic
+            .as_ref()
+            .expect("the critic: built for every kind but BC")
+    }
+
+    /// The critic's Polyak copy, built with the critic.
+    pub fn target_critic(&self) -> &Critic {
+        self.target_critic
+            .as_ref()
+            .expect("the target critic: built with the critic")
+    }
+
+    /// The behaviour flow actor trained by BC (`actor_slow`; `actor_bc_flow` for FQL and BC): every kind has one.
+    pub fn bc_actor(&self) -> &VectorField {
+        self.actor_slow
+            .as_ref()
+            .expect("the BC flow actor: built for every kind")
+    }
+
+    /// The BC actor's Polyak copy, the base model of adjoint matching (QAM variants).
+    pub fn target_bc_actor(&self) -> &VectorField {
+        self.target_actor_slow
+            .as_ref()
+            .expect("the BC actor's target: built for the QAM variants")
+    }
+
+    /// The flow actor trained by adjoint matching (QAM variants).
+    pub fn actor_fast(&self) -> &VectorField {
+        self.actor_fast
+            .as_ref()
+            .expect("actor_fast: built for the QAM variants")
+    }
+
+    /// The one-step actor (QAM-F's `one_step_actor`, FQL's `actor_onestep_flow`).
+    pub fn one_step_actor(&self) -> &VectorField {
+        self.one_step_actor
+            .as_ref()
+            .expect("the one-step actor: built for QAM-F and FQL")
+    }
+
+    /// QAM-E's edit actor.
+    pub fn edit_actor(&self) -> &EditActor {
+        self.edit_actor
+            .as_ref()
+            .expect("the edit actor: built for QAM-E")
+    }
+
+    /// QAM-E's temperature.
+    pub fn edit_alpha(&self) -> &Temperature {
+        self.edit_alpha
+            .as_ref()
+            .expect("the edit temperature: built for QAM-E")
+    }
+
     /// The flow field used for acting and the TD target (§6.1): `actor_fast` for QAM with
     /// `inv_temp ≠ 0`, otherwise the BC flow actor.
     pub fn acting_field(&self) -> &VectorField {
         match &self.actor_fast {
             Some(fast) if self.act_with_fast => fast,
-            _ => self
-                .actor_slow
-                .as_ref()
-                .expect("every agent has a BC flow actor"),
+            _ => self.bc_actor(),
         }
     }
 

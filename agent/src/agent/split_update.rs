@@ -115,7 +115,7 @@ impl Agent {
                 tch::set_num_threads(threads);
                 let (mut metrics, mut trace) = (UpdateMetrics::default(), helper_trace);
                 let slow_grads = flow_work.map(|(draws, value, inputs)| {
-                    let slow = nets.actor_slow.as_ref().expect("actor_slow");
+                    let slow = nets.bc_actor();
                     let (actions, valid) = (batch_actions(batch, cfg), last(&batch.valid));
                     let obs = &batch.observations;
                     let flow =
