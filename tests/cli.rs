@@ -439,6 +439,7 @@ fn a_dataset_s_command_pastes_into_a_shell_whatever_its_paths_hold() {
     );
     assert_eq!(value["source"]["task"], "cube-single");
     assert_eq!(value["source"]["actions"][4], "gripper");
+    assert_eq!(value["source"]["state_bodies"][6], "cube");
     // As the text shows it, this file's name (quoted as a shell needs it: `it's`) making it whole.
     let text = succeeded(qamlab(&["dataset", again.to_str().unwrap()]));
     let (_, shown_again) = text.split_once(": qamlab collect ").unwrap();
@@ -543,6 +544,8 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
         ),
         "observations: pinch.position.x, pinch.position.y,",
         "actions: dx, dy, dz, dyaw, gripper",
+        "qpos: 7 per body (x, y, z, qx, qy, qz, qw), qvel: 6 (linear, then angular velocity; world frame): \
+         carriage_x, carriage_y, carriage_z, palm, finger_l, finger_r, cube\n",
         "% of episodes reach it",
         "rewards: mean ",
         "fits task cube-single",
@@ -561,7 +564,8 @@ fn dataset_shows_what_a_file_holds_and_whether_it_fits_a_task() {
     let out = show(&bare);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("source: not recorded")
+        !stdout.contains("qpos")
+            && stdout.contains("source: not recorded")
             && stdout.contains("columns: not recorded")
             && stdout.contains("fits task cube-single, with a warning: dataset ")
             && stdout.contains("only its widths are checked against task cube-single")
@@ -1102,6 +1106,58 @@ fn collect_replaces_a_pair_together_and_leaves_no_temporary_file() {
     );
     assert_eq!(common::names(dir.path()), ["d-val.npz", "d.npz"]);
     assert!(old.0 == std::fs::read(&out).unwrap());
+}
+
+#[test]
+fn an_ogbench_file_as_wide_as_the_task_is_refused_by_its_qpos_width() {
+    // OGBench's cube-single with rewards and masks added: 28-D observations and 5-D actions as qamlab's, but its
+    // MuJoCo arm's qpos [N, 21] and qvel [N, 20].
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ogb.npz");
+    let rows = 12;
+    let terminals: Vec<bool> = (0..rows).map(|r| r % 6 == 5).collect();
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+    for (key, width) in [
+        ("observations", 28),
+        ("actions", 5),
+        ("qpos", 21),
+        ("qvel", 20),
+    ] {
+        npz.add_array(key, &ndarray::Array2::<f32>::zeros((rows, width)))
+            .unwrap();
+    }
+    npz.add_array("terminals", &ndarray::Array1::from(terminals))
+        .unwrap();
+    npz.add_array("rewards", &ndarray::Array1::<f32>::zeros(rows))
+        .unwrap();
+    npz.add_array("masks", &ndarray::Array1::<f32>::ones(rows))
+        .unwrap();
+    npz.finish().unwrap();
+    let file = path.to_str().unwrap();
+    let stderr = refused(&["dataset", file, "--task", "cube-single"]);
+    assert!(
+        stderr.contains(&format!(
+            "error: dataset {file}: key `qpos` is 21 values wide, but task cube-single's qpos is 49"
+        )) && stderr.contains("likely recorded in another simulator"),
+        "{stderr}"
+    );
+    let run = dir.path().join("run");
+    let stderr = stderr_of(&[
+        "train",
+        "--quiet",
+        "--task",
+        "cube-single",
+        "--dataset",
+        file,
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("key `qpos` is 21 values wide") && !run.exists(),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -639,6 +639,15 @@ mod tests {
                 Some(crate::dataset::scene_fingerprint(&scene))
             )
         );
+        // And the bodies its `qpos` and `qvel` columns hold, 7 and 6 values each.
+        assert_eq!(source.state_bodies.as_ref(), Some(&spec.state_bodies));
+        assert_eq!(
+            (d.qpos_shape, d.qvel_shape),
+            (
+                Some(vec![205, spec.qpos_dim as u64]),
+                Some(vec![205, spec.qvel_dim as u64])
+            )
+        );
     }
 
     fn cube_single_spec() -> qamlab_sim::EnvSpec {

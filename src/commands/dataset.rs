@@ -12,11 +12,12 @@ pub struct DatasetArgs {
     /// Also check that it fits this task (built-in name or scene file), as `qamlab train` would.
     #[arg(long, value_parser = super::task_arg())]
     pub task: Option<String>,
-    /// Also list its observation and action columns (when the file records them).
+    /// Also list its observation and action columns, and the bodies of its qpos and qvel (when the file records
+    /// them).
     #[arg(long)]
     pub columns: bool,
     /// Print one JSON object on stdout instead of the text: the counts, success shares and rewards, the source
-    /// (with its columns), and with --task whether it fits (warnings stay on stderr).
+    /// (with its columns and qpos/qvel bodies), and with --task whether it fits (warnings stay on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -166,6 +167,14 @@ fn describe(file: &std::path::Path, data: &Dataset, stats: &Stats, columns: bool
             if columns {
                 text += &format!("observations: {}\n", source.observations.join(", "));
                 text += &format!("actions: {}\n", source.actions.join(", "));
+                text += &match &source.state_bodies {
+                    Some(bodies) => format!(
+                        "qpos: 7 per body (x, y, z, qx, qy, qz, qw), qvel: 6 (linear, then angular velocity; \
+                         world frame): {}\n",
+                        bodies.join(", ")
+                    ),
+                    None => "qpos, qvel: bodies not recorded (an older file)\n".to_string(),
+                };
             }
         }
         None => {
@@ -206,6 +215,7 @@ fn to_json(
             "collected_with": collect_command(&source.collected_with, file),
             "observations": source.observations,
             "actions": source.actions,
+            "state_bodies": source.state_bodies,
         })
     });
     let rewards = stats

@@ -42,9 +42,13 @@ struct Header {
     dtype: String,
 }
 
-/// The headers of the loaded arrays, read without reading the arrays. Refuses a header that claims more data than
-/// its archive entry can hold: the reader allocates what the header claims before reading, so a damaged header
-/// would otherwise abort the process.
+/// Keys whose shapes are read though their arrays are not: the physics state, whose widths tell a file of another
+/// simulator from one of the task's.
+const STATE_KEYS: [&str; 2] = ["qpos", "qvel"];
+
+/// The headers of the loaded arrays and of [`STATE_KEYS`], read without reading the arrays. Refuses a header that
+/// claims more data than its archive entry can hold: the reader allocates what the header claims before reading,
+/// so a damaged header would otherwise abort the process.
 fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
     // Deflate expands at most about 1032:1; a stored entry holds what its size says. The sizes an entry declares
     // are capped by the archive's real length, which a forged directory cannot change.
@@ -58,7 +62,7 @@ fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
             .by_index(index)
             .with_context(|| format!("dataset {file}: reading the archive index"))?;
         let key = entry.name().trim_end_matches(".npy").to_string();
-        if !LOADED_KEYS.contains(&key.as_str()) {
+        if !LOADED_KEYS.contains(&key.as_str()) && !STATE_KEYS.contains(&key.as_str()) {
             continue;
         }
         let packed = entry.compressed_size().min(real);
@@ -137,6 +141,13 @@ fn npy_shape(header: &str) -> Option<Vec<u64>> {
 pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     let path = path.as_ref();
     let file = path.display().to_string();
+    // OGBench's largest datasets (100M transitions) are folders of npz shards: say so, beside the reader's words.
+    ensure!(
+        !path.is_dir(),
+        "dataset {file} is a folder, not a regular file: give the path of a file (a dataset sharded into a folder \
+         of npz files, as OGBench's 100M-transition ones are, is not supported: give one shard, or join them into \
+         one file)"
+    );
     // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
     let bytes = crate::files::read_regular_file(path, "dataset", None)?;
     ensure!(!bytes.is_empty(), "dataset {file} is empty (0 bytes)");
@@ -146,11 +157,13 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         LOADED_KEYS.join(", ")
     );
     let mut npz = NpzReader::new(Cursor::new(&bytes)).with_context(|| not_npz(&file, &bytes))?;
+    check_compression(&bytes, &file)?;
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
     check_layout(&file, &names)?;
-    let arrays = read_arrays(&mut npz, &bytes, &file)?;
+    let headers = array_headers(&bytes, &file)?;
+    let arrays = read_arrays(&mut npz, &headers, &file)?;
     let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
         let (o, a) = (arrays.obs_dim(), arrays.action_dim());
         Some(read_source(&mut npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
@@ -160,19 +173,72 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     check_values(&file, &arrays)?;
     let transitions = to_transitions(&arrays);
     let warnings = suspicious(&file, &arrays, &transitions);
+    let shape = |key: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| h.shape.clone())
+    };
     Ok(Dataset {
         transitions,
         episodes: arrays.terminals.iter().filter(|&&end| end).count(),
         crc32: crc32fast::hash(&bytes),
         source,
+        qpos_shape: shape("qpos"),
+        qvel_shape: shape("qvel"),
         warnings,
     })
+}
+
+/// Refuses an archive entry compressed in a way the reader cannot undo (bzip2, LZMA, zstd: Python's `zipfile`
+/// writes them, numpy never does), naming its key; the reader alone would only say that some method is not
+/// supported.
+fn check_compression(archive: &[u8], file: &str) -> anyhow::Result<()> {
+    use zip::CompressionMethod as M;
+    // The reader has opened the archive already; anything else wrong with it is the reader's to report.
+    let Ok(mut zip) = zip::ZipArchive::new(Cursor::new(archive)) else {
+        return Ok(());
+    };
+    for index in 0..zip.len() {
+        let Ok(entry) = zip.by_index_raw(index) else {
+            continue;
+        };
+        let method = entry.compression();
+        if zip::SUPPORTED_COMPRESSION_METHODS.contains(&method) {
+            continue;
+        }
+        let named = [
+            (M::BZIP2, "bzip2"),
+            (M::LZMA, "LZMA"),
+            (M::XZ, "xz"),
+            (M::ZSTD, "zstd"),
+            (M::DEFLATE64, "Deflate64"),
+        ];
+        let how = named
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map_or_else(|| format!("zip method {method}"), |(_, n)| n.to_string());
+        bail!(
+            "dataset {file}: key `{}` is compressed with {how}, which qamlab does not read: save the arrays \
+             with numpy's `np.savez_compressed` (deflate) or `np.savez` (uncompressed)",
+            entry.name().trim_end_matches(".npy")
+        );
+    }
+    Ok(())
 }
 
 /// Refuses an archive in another layout than OGBench's on-disk one, or without a key the dataset is read from;
 /// warns of keys that are not read.
 fn check_layout(file: &str, names: &[String]) -> anyhow::Result<()> {
     let key_names = || names.iter().map(|n| n.trim_end_matches(".npy"));
+    // OGBench's compact layout marks each episode's last two rows in `terminals`, `valids` telling them apart:
+    // read as the regular one, every episode would count twice.
+    ensure!(
+        !key_names().any(|n| n == "valids"),
+        "dataset {file}: key `valids`: this file is in OGBench's compact layout (`valids`, and `terminals` on each \
+         episode's last two rows), but datasets are read in its regular layout, where an episode of T steps has \
+         T+1 rows of observations and `terminals` marks only its last (what `qamlab collect` writes)"
+    );
     // OGBench's files store each episode's final state as a row of its own; a file holding `next_observations`
     // is in the transition form its loader returns, where `terminals` means something else.
     ensure!(
@@ -205,9 +271,12 @@ fn check_layout(file: &str, names: &[String]) -> anyhow::Result<()> {
         );
     }
     for key in LOADED_KEYS {
-        // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks.
+        // OGBench's own files hold no rewards or masks: its loader derives them from its MuJoCo tasks, whose
+        // observations are not qamlab's even where the widths agree, so adding the keys would not make one fit.
         let extra = if matches!(key, "rewards" | "masks") {
-            "; `qamlab collect` writes it beside OGBench's keys"
+            "; `qamlab collect` writes it beside OGBench's keys (OGBench's own files hold another observation \
+             space than qamlab's tasks, recorded in MuJoCo, so adding rewards and masks to one is not enough: \
+             collect a dataset with `qamlab collect`)"
         } else {
             ""
         };
@@ -265,13 +334,12 @@ impl LoadedArrays {
     }
 }
 
-/// Reads the arrays of [`LOADED_KEYS`] (their headers checked first) and checks that their rows agree.
+/// Reads the arrays of [`LOADED_KEYS`] (their `headers` checked already) and checks that their rows agree.
 fn read_arrays(
     npz: &mut NpzReader<Cursor<&Vec<u8>>>,
-    bytes: &[u8],
+    headers: &[Header],
     file: &str,
 ) -> anyhow::Result<LoadedArrays> {
-    let headers = array_headers(bytes, file)?;
     // What a key holds, for an error that says what was found beside what was expected.
     let found = |key: &str| {
         headers
@@ -481,6 +549,7 @@ fn printable(source: &mut DatasetSource) {
     .chain(source.scene.as_mut())
     .chain(&mut source.observations)
     .chain(&mut source.actions)
+    .chain(source.state_bodies.iter_mut().flatten())
     {
         escape(text);
     }
@@ -882,12 +951,113 @@ mod tests {
 
     #[test]
     fn what_is_not_a_regular_file_is_refused_before_reading() {
-        for (path, what) in [("/dev/zero", "a device"), ("/tmp", "a folder")] {
-            let err = format!("{:#}", load_dataset(path).unwrap_err());
-            assert_eq!(
-                err,
-                format!("dataset {path} is {what}, not a regular file: give the path of a file")
-            );
+        let err = format!("{:#}", load_dataset("/dev/zero").unwrap_err());
+        assert_eq!(
+            err,
+            "dataset /dev/zero is a device, not a regular file: give the path of a file"
+        );
+        // A folder may be a sharded dataset, which is named as not supported.
+        let err = format!("{:#}", load_dataset("/tmp").unwrap_err());
+        assert!(
+            err.starts_with(
+                "dataset /tmp is a folder, not a regular file: give the path of a file"
+            ) && err.contains("sharded into a folder of npz files")
+                && err.contains("is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ogbench_s_compact_layout_is_refused_rather_than_doubling_the_episodes() {
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("valids", &Array1::<f32>::ones(6)).unwrap();
+        });
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `valids`: this file is in OGBench's compact layout")
+                && err.contains("T+1 rows of observations and `terminals` marks only its last"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_entry_compressed_as_numpy_never_does_is_named_with_the_way_out() {
+        // An uncompressed archive whose `actions` entry claims bzip2 (12), as Python's zipfile can write it: in its
+        // local header (method at byte 8) and in the central directory (at byte 10).
+        let mut bytes = npz_with(&[], |_| {});
+        for (signature, at, name_at) in [(b"PK\x03\x04", 8, 30), (b"PK\x01\x02", 10, 46)] {
+            let starts: Vec<usize> = (0..bytes.len() - name_at)
+                .filter(|&i| bytes[i..].starts_with(signature))
+                .filter(|&i| bytes[i + name_at..].starts_with(b"actions.npy"))
+                .collect();
+            assert_eq!(starts.len(), 1);
+            bytes[starts[0] + at..starts[0] + at + 2].copy_from_slice(&12u16.to_le_bytes());
         }
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.starts_with("dataset ")
+                && err.ends_with(
+                    "d.npz: key `actions` is compressed with bzip2, which qamlab does not read: save the arrays \
+                     with numpy's `np.savez_compressed` (deflate) or `np.savez` (uncompressed)"
+                ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_rewards_key_says_ogbench_s_own_files_do_not_fit_with_it_added() {
+        let bytes = npz_with(&["masks"], |_| {});
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `masks` is missing")
+                && err.contains(
+                    "OGBench's own files hold another observation space than qamlab's tasks"
+                )
+                && err.contains("adding rewards and masks to one is not enough"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shapes_of_qpos_and_qvel_are_kept_without_reading_them() {
+        assert_eq!(load_bytes(&npz_with(&[], |_| {})).unwrap().qpos_shape, None);
+        let data = load_bytes(&npz_with(&[], |npz| {
+            npz.add_array("qpos", &Array2::<f32>::zeros((6, 21)))
+                .unwrap();
+            npz.add_array("qvel", &Array1::<f64>::zeros(6)).unwrap();
+        }))
+        .unwrap();
+        assert_eq!(
+            (data.qpos_shape, data.qvel_shape),
+            (Some(vec![6, 21]), Some(vec![6]))
+        );
+    }
+
+    #[test]
+    fn a_source_without_its_state_bodies_still_loads() {
+        let text = r#"{"task":"t","observations":["a","b","c"],"actions":["x","y"],"collected_with":"c",
+            "qamlab":"0.1.0"}"#;
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("source", &Array1::from(text.as_bytes().to_vec()))
+                .unwrap();
+        });
+        assert_eq!(
+            load_bytes(&bytes).unwrap().source.unwrap().state_bodies,
+            None
+        );
+        let text = text.replace('}', r#","state_bodies":["hand","cube\u001b"]}"#);
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("source", &Array1::from(text.as_bytes().to_vec()))
+                .unwrap();
+        });
+        assert_eq!(
+            load_bytes(&bytes)
+                .unwrap()
+                .source
+                .unwrap()
+                .state_bodies
+                .unwrap(),
+            ["hand", "cube\\u{1b}"]
+        );
     }
 }

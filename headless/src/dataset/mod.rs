@@ -10,7 +10,7 @@
 //! | `rewards` | float32 | `[R]` | reward of the step from `s_t` (final row: of `s_T` itself) |
 //! | `masks` | float32 | `[R]` | `1 - successes` |
 //! | `successes` | bool | `[R]` | whether the step from `s_t` reached success (final row: whether `s_T` is one) |
-//! | `qpos`, `qvel` | float32 | `[R, nq]`, `[R, nv]` | physics state at `s_t` |
+//! | `qpos`, `qvel` | float32 | `[R, nq]`, `[R, nv]` | state at `s_t` of each moving body (`source`'s `state_bodies`) |
 //! | `source` | uint8 | `[bytes]` | [`DatasetSource`] as JSON text (`json.loads(d["source"].tobytes())`) |
 //!
 //! Files are written with deflate compression (what `np.savez_compressed` writes) through a temporary file renamed

@@ -27,6 +27,10 @@ pub struct DatasetSource {
     /// [`FINGERPRINT_VERSION`] of the fingerprint: one of another version is not compared.
     #[serde(default)]
     pub fingerprint_version: u32,
+    /// The bodies whose state the `qpos` and `qvel` columns hold, in order (`EnvSpec::state_bodies`): 7 values
+    /// each in `qpos`, 6 in `qvel` (absent in earlier files).
+    #[serde(default)]
+    pub state_bodies: Option<Vec<String>>,
 }
 
 impl DatasetSource {
@@ -41,6 +45,7 @@ impl DatasetSource {
             scene: Some(absolute_scene(&scene.source)),
             scene_fingerprint: Some(scene_fingerprint(scene)),
             fingerprint_version: FINGERPRINT_VERSION,
+            state_bodies: Some(spec.state_bodies.clone()),
         }
     }
 

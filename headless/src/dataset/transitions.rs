@@ -22,6 +22,11 @@ pub struct Dataset {
     pub crc32: u32,
     /// Where it came from, when the file says (`qamlab collect` writes it; OGBench's files do not).
     pub source: Option<DatasetSource>,
+    /// The shape of the file's `qpos` (`[R, nq]`), where it holds one: not read as data, but its width tells a
+    /// file of another simulator from one of the task's.
+    pub qpos_shape: Option<Vec<u64>>,
+    /// The shape of the file's `qvel` (`[R, nv]`), where it holds one.
+    pub qvel_shape: Option<Vec<u64>>,
     /// What in the data trains but likely not as meant, each a line to warn of: for the caller to say when it
     /// sees fit (training: once the run can start, so that an error comes alone).
     pub warnings: Vec<String>,
@@ -129,10 +134,47 @@ impl Dataset {
         })
     }
 
+    /// Refuses a dataset whose `qpos` or `qvel` (where the file holds them) is not as wide as the task's: its
+    /// observations, as wide as the task's, would still be another simulator's (OGBench's cube-single has 28-D
+    /// observations too, but an arm's 19 values and a cube's 9 where qamlab's has a hand's 10, a cube's 15 and a
+    /// goal's 3). `file` names the dataset; `remedy` says how to make one.
+    fn check_state_widths(
+        &self,
+        file: &impl std::fmt::Display,
+        spec: &qamlab_sim::EnvSpec,
+        remedy: &str,
+    ) -> anyhow::Result<()> {
+        for (key, shape, ours, per_body) in [
+            ("qpos", &self.qpos_shape, spec.qpos_dim, 7),
+            ("qvel", &self.qvel_shape, spec.qvel_dim, 6),
+        ] {
+            let Some(shape) = shape else { continue };
+            let theirs = match shape[..] {
+                [_, width] => width,
+                _ => {
+                    bail!(
+                        "dataset {file}: key `{key}` has shape {shape:?}, where task {}'s {key} is [N, {ours}]; \
+                         {remedy}",
+                        spec.task
+                    )
+                }
+            };
+            ensure!(
+                theirs == ours as u64,
+                "dataset {file}: key `{key}` is {theirs} values wide, but task {}'s {key} is {ours} ({per_body} per \
+                 moving body: {}): the file was likely recorded in another simulator (OGBench's own files use \
+                 another observation space than qamlab's tasks, even where the widths agree); {remedy}",
+                spec.task,
+                spec.state_bodies.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// Checks that the dataset read from `path` is data of `scene`'s task (`spec` its envs): its widths, and,
-    /// where the file records its source, its observation and action columns. `Ok` with a note, for the caller to
-    /// show, where the columns agree but the data may still be another's (another task's or another version of
-    /// the scene's), or where the file does not say.
+    /// where the file records its source, its observation and action columns, else the widths of its `qpos` and
+    /// `qvel` where it holds them. `Ok` with a note, for the caller to show, where the columns agree but the data
+    /// may still be another's (another task's or another version of the scene's), or where the file does not say.
     pub fn check_fits(
         &self,
         path: &Path,
@@ -164,6 +206,7 @@ impl Dataset {
                 .unwrap_or_default()
         );
         let Some(source) = &self.source else {
+            self.check_state_widths(&file, spec, &remedy)?;
             return Ok(Some(format!(
                 "dataset {file} does not record the task it was collected on (a file of another tool, or of qamlab \
                  before 2026-12-06): only its widths are checked against task {task}"
@@ -220,6 +263,63 @@ impl Dataset {
 mod tests {
     use super::*;
     use crate::dataset::test_npz::{load_bytes, npz_bytes};
+
+    #[test]
+    fn a_file_without_its_source_is_refused_where_its_qpos_or_qvel_is_another_simulator_s() {
+        let scene = qamlab_tasks::load_task("cube-single").unwrap().scene;
+        let spec = qamlab_sim::EnvSpec::of(&scene);
+        let path = Path::new("ogb.npz");
+        // As wide as cube-single's observations and actions, as OGBench's cube-single is.
+        let data = |qpos: Option<Vec<u64>>, qvel: Option<Vec<u64>>| Dataset {
+            transitions: TransitionStore::new(spec.obs_dim, spec.action_dim),
+            qpos_shape: qpos,
+            qvel_shape: qvel,
+            ..Dataset::default()
+        };
+        let (nq, nv) = (spec.qpos_dim as u64, spec.qvel_dim as u64);
+        // OGBench's cube-single: qpos [N, 21], qvel [N, 20].
+        let err = data(Some(vec![10, 21]), Some(vec![10, 20]))
+            .check_fits(path, &scene, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "dataset ogb.npz: key `qpos` is 21 values wide, but task cube-single's qpos is {nq} (7 per moving \
+                 body: {}): the file was likely recorded in another simulator",
+                spec.state_bodies.join(", ")
+            )) && err.contains("OGBench's own files use another observation space")
+                && err.contains("`qamlab collect --task cube-single`"),
+            "{err}"
+        );
+        let err = data(Some(vec![10, nq]), Some(vec![10, 20]))
+            .check_fits(path, &scene, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "dataset ogb.npz: key `qvel` is 20 values wide, but task cube-single's qvel is {nv}"
+            )),
+            "{err}"
+        );
+        let err = data(Some(vec![10]), None)
+            .check_fits(path, &scene, &spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "dataset ogb.npz: key `qpos` has shape [10], where task cube-single's qpos is [N, {nq}]"
+            )),
+            "{err}"
+        );
+        // The task's widths, or none, pass with the note that only widths were checked.
+        for (qpos, qvel) in [(Some(vec![10, nq]), Some(vec![10, nv])), (None, None)] {
+            let note = data(qpos, qvel).check_fits(path, &scene, &spec).unwrap();
+            assert!(
+                note.is_some_and(|n| n.contains("only its widths are checked")),
+                "{spec:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_dataset_shorter_than_a_chunk_is_named_with_the_horizon() {
