@@ -104,6 +104,57 @@ pub struct TransitionStore {
     pub terminals: Vec<f32>,
 }
 
+/// One of a transition's fields: an array of a [`TransitionStore`], a tensor of a replay file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransitionField {
+    /// [`TransitionStore::observations`].
+    Observations,
+    /// [`TransitionStore::actions`].
+    Actions,
+    /// [`TransitionStore::next_observations`].
+    NextObservations,
+    /// [`TransitionStore::rewards`].
+    Rewards,
+    /// [`TransitionStore::masks`].
+    Masks,
+    /// [`TransitionStore::terminals`].
+    Terminals,
+}
+
+impl TransitionField {
+    /// Every field, in the order a replay file holds them.
+    pub const ALL: [TransitionField; 6] = [
+        TransitionField::Observations,
+        TransitionField::Actions,
+        TransitionField::NextObservations,
+        TransitionField::Rewards,
+        TransitionField::Masks,
+        TransitionField::Terminals,
+    ];
+
+    /// Its name in files (`observations`, `next_observations`, …): the store's field of that name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransitionField::Observations => "observations",
+            TransitionField::Actions => "actions",
+            TransitionField::NextObservations => "next_observations",
+            TransitionField::Rewards => "rewards",
+            TransitionField::Masks => "masks",
+            TransitionField::Terminals => "terminals",
+        }
+    }
+
+    /// Values of it a transition holds, for `obs_dim`-dimensional observations and `action_dim`-dimensional
+    /// actions.
+    pub const fn width(self, obs_dim: usize, action_dim: usize) -> usize {
+        match self {
+            TransitionField::Observations | TransitionField::NextObservations => obs_dim,
+            TransitionField::Actions => action_dim,
+            TransitionField::Rewards | TransitionField::Masks | TransitionField::Terminals => 1,
+        }
+    }
+}
+
 fn len_error(name: &str, expected: usize, got: usize, per: &str) -> AgentError {
     AgentError::Shape {
         name: name.to_string(),
@@ -234,6 +285,52 @@ impl TransitionStore {
         self.masks.extend_from_slice(masks);
         self.terminals.extend_from_slice(terminals);
         Ok(())
+    }
+
+    /// Appends every transition of `other`, which must be of the same widths (an error names the array that is
+    /// not).
+    pub fn append(&mut self, other: &TransitionStore) -> Result<()> {
+        self.extend_from_arrays(
+            &other.observations,
+            &other.actions,
+            &other.next_observations,
+            &other.rewards,
+            &other.masks,
+            &other.terminals,
+        )
+    }
+
+    /// Drops the transitions past the first `len` (none where it holds no more).
+    pub fn truncate(&mut self, len: usize) {
+        let (o, a) = (self.obs_dim, self.action_dim);
+        for field in TransitionField::ALL {
+            self.column_mut(field).truncate(len * field.width(o, a));
+        }
+    }
+
+    /// The values of `field`, `field.width(O, A)` a transition.
+    pub fn column(&self, field: TransitionField) -> &[f32] {
+        match field {
+            TransitionField::Observations => &self.observations,
+            TransitionField::Actions => &self.actions,
+            TransitionField::NextObservations => &self.next_observations,
+            TransitionField::Rewards => &self.rewards,
+            TransitionField::Masks => &self.masks,
+            TransitionField::Terminals => &self.terminals,
+        }
+    }
+
+    /// The vector of `field`, to fill in place (a reader streaming a file into it); the caller keeps every field
+    /// at as many transitions.
+    pub fn column_mut(&mut self, field: TransitionField) -> &mut Vec<f32> {
+        match field {
+            TransitionField::Observations => &mut self.observations,
+            TransitionField::Actions => &mut self.actions,
+            TransitionField::NextObservations => &mut self.next_observations,
+            TransitionField::Rewards => &mut self.rewards,
+            TransitionField::Masks => &mut self.masks,
+            TransitionField::Terminals => &mut self.terminals,
+        }
     }
 
     /// `sample_sequence` with uniform start indices `s ~ U{0, …, N − H}` drawn from `rng`.
@@ -566,6 +663,45 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("masks"), "{e}");
+    }
+
+    #[test]
+    fn columns_append_and_truncate_every_field_alike() {
+        let mut s = TransitionStore::new(2, 1);
+        s.push(&[1.0, 2.0], &[0.5], -1.0, 1.0, 0.0, &[3.0, 4.0])
+            .unwrap();
+        let mut both = s.clone();
+        both.append(&s).unwrap();
+        assert_eq!(both.len(), 2);
+        for field in TransitionField::ALL {
+            let (column, w) = (both.column(field), field.width(2, 1));
+            assert_eq!(column.len(), 2 * w, "{}", field.name());
+            assert_eq!(column[..w], column[w..], "{}", field.name());
+        }
+        assert_eq!(
+            both.column(TransitionField::NextObservations),
+            [3.0, 4.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            TransitionField::ALL.map(TransitionField::name),
+            [
+                "observations",
+                "actions",
+                "next_observations",
+                "rewards",
+                "masks",
+                "terminals"
+            ]
+        );
+        both.truncate(1);
+        assert_eq!(both, s);
+        both.truncate(5);
+        assert_eq!(both, s);
+        let mut wide = TransitionStore::new(3, 1);
+        wide.push(&[0.0; 3], &[0.0], 0.0, 1.0, 0.0, &[0.0; 3])
+            .unwrap();
+        let e = both.append(&wide).unwrap_err().to_string();
+        assert!(e.contains("observations"), "{e}");
     }
 
     /// A store of `n` transitions whose observation is `base + row` and whose last row ends an episode.

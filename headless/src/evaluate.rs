@@ -6,7 +6,22 @@ use qamlab_agent::Agent;
 use qamlab_sim::{BatchedEnv, EnvOptions, TaskScene};
 
 use crate::chunks::ChunkQueues;
-use crate::plot::EvalPoint;
+use crate::phase::Phase;
+
+/// One evaluation of the policy during a run: a line of its `eval.csv`, a point of its learning curve.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EvalPoint {
+    /// Total gradient/environment step count at evaluation (offline steps + online steps).
+    pub step: u64,
+    /// The phase the run was in.
+    pub phase: Phase,
+    /// Fraction of evaluation episodes that ended in success.
+    pub success_rate: f64,
+    /// Mean undiscounted return of the evaluation episodes.
+    pub mean_return: f64,
+    /// Number of evaluation episodes.
+    pub episodes: usize,
+}
 
 /// Outcome of an evaluation.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,10 +38,10 @@ pub struct EvalResult {
 
 impl EvalResult {
     /// The point this evaluation adds to the learning curve.
-    pub fn point(&self, step: u64, phase: &str) -> EvalPoint {
+    pub fn point(&self, step: u64, phase: Phase) -> EvalPoint {
         EvalPoint {
             step,
-            phase: phase.into(),
+            phase,
             success_rate: self.success_rate,
             mean_return: self.mean_return,
             episodes: self.episodes,

@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod files;
 pub mod limits;
+pub mod phase;
 pub mod plot;
 pub mod run_dir;
 pub mod shell;

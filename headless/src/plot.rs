@@ -9,20 +9,7 @@ use image::ImageEncoder;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::prelude::*;
 
-/// One evaluation of the policy.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct EvalPoint {
-    /// Total gradient/environment step count at evaluation (offline steps + online steps).
-    pub step: u64,
-    /// `"offline"` or `"online"`.
-    pub phase: String,
-    /// Fraction of evaluation episodes that ended in success.
-    pub success_rate: f64,
-    /// Mean undiscounted return of the evaluation episodes.
-    pub mean_return: f64,
-    /// Number of evaluation episodes.
-    pub episodes: usize,
-}
+use crate::evaluate::EvalPoint;
 
 /// How a chart's y axis reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -626,6 +613,7 @@ fn legend_corner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phase::Phase;
 
     #[test]
     fn draws_a_png_with_the_curve_on_it() {
@@ -634,7 +622,7 @@ mod tests {
         let pts: Vec<EvalPoint> = (0..5)
             .map(|i| EvalPoint {
                 step: i * 100,
-                phase: if i < 3 { "offline" } else { "online" }.into(),
+                phase: if i < 3 { Phase::Offline } else { Phase::Online },
                 success_rate: i as f64 / 4.0,
                 mean_return: 0.0,
                 episodes: 10,
@@ -653,7 +641,7 @@ mod tests {
         let path = dir.path().join("curve.png");
         let point = |step| EvalPoint {
             step,
-            phase: "online".into(),
+            phase: Phase::Online,
             success_rate: 0.5,
             mean_return: 0.0,
             episodes: 10,

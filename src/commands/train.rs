@@ -271,7 +271,7 @@ fn summary_text(s: &TrainSummary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use qamlab_headless::plot::EvalPoint;
+    use qamlab_headless::evaluate::EvalPoint;
 
     use super::*;
 
@@ -321,7 +321,7 @@ mod tests {
     fn summary(online: &[(u64, f64)]) -> TrainSummary {
         let point = |step, phase: &str, success_rate| EvalPoint {
             step,
-            phase: phase.into(),
+            phase: phase.parse().unwrap(),
             success_rate,
             mean_return: 0.0,
             episodes: 30,

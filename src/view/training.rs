@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bevy::prelude::*;
 use qamlab_agent::Agent;
-use qamlab_headless::plot::EvalPoint;
+use qamlab_headless::evaluate::EvalPoint;
 use qamlab_headless::run_dir::RunDir;
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainObserver, TrainOptions, TrainSummary};
 use qamlab_sim::{EnvSpec, TaskScene};

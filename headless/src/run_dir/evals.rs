@@ -5,8 +5,9 @@ use std::io::Write;
 use anyhow::{Context, ensure};
 
 use super::RunDir;
+use crate::evaluate::EvalPoint;
 use crate::files::write_atomically;
-use crate::plot::EvalPoint;
+use crate::phase::Phase;
 
 /// The columns of `eval.csv`.
 const EVALS_HEADER: &str = "step,phase,success_rate,mean_return,episodes";
@@ -37,31 +38,35 @@ impl RunDir {
                 };
                 let f: Vec<&str> = line.split(',').collect();
                 ensure!(f.len() == 5, bad());
-                let point = EvalPoint {
-                    step: f[0].parse().with_context(bad)?,
-                    phase: f[1].to_string(),
-                    success_rate: f[2].parse().with_context(bad)?,
-                    mean_return: f[3].parse().with_context(bad)?,
-                    episodes: f[4].parse().with_context(bad)?,
-                };
+                let step: u64 = f[0].parse().with_context(bad)?;
+                let success_rate: f64 = f[2].parse().with_context(bad)?;
+                let mean_return: f64 = f[3].parse().with_context(bad)?;
+                let episodes: usize = f[4].parse().with_context(bad)?;
                 ensure!(
-                    (0.0..=1.0).contains(&point.success_rate) && point.mean_return.is_finite(),
+                    (0.0..=1.0).contains(&success_rate) && mean_return.is_finite(),
                     "{}: line {}: success rate {} and mean return {}: expected a fraction in [0, 1] and a finite \
                      number",
                     path.display(),
                     i + 1,
-                    point.success_rate,
-                    point.mean_return
+                    success_rate,
+                    mean_return
                 );
+                let phase = f[1].parse::<Phase>();
                 ensure!(
-                    matches!(point.phase.as_str(), "offline" | "online") && point.episodes > 0,
+                    phase.is_ok() && episodes > 0,
                     "{}: line {}: phase {:?} over {} episodes: expected offline or online, over 1 or more",
                     path.display(),
                     i + 1,
-                    point.phase,
-                    point.episodes
+                    f[1],
+                    episodes
                 );
-                Ok(point)
+                Ok(EvalPoint {
+                    step,
+                    phase: phase?,
+                    success_rate,
+                    mean_return,
+                    episodes,
+                })
             })
             .collect::<anyhow::Result<Vec<EvalPoint>>>()
             .and_then(|points| {
@@ -104,7 +109,7 @@ mod tests {
         let (_dir, run) = temp_run();
         let point = EvalPoint {
             step: 20,
-            phase: "offline".into(),
+            phase: Phase::Offline,
             success_rate: 0.5,
             mean_return: -120.0,
             episodes: 2,

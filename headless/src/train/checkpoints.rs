@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::episodes::ResumedEnvs;
 use super::replay_file::{
-    ReplayRecord, check_values, read_counts, read_pending, read_rows_into, stored_rows, truncate,
+    ReplayRecord, check_values, read_counts, read_pending, read_rows_into, stored_rows,
     write_replay,
 };
 use super::trainer::{RECENT_EPISODES, RunState, Trainer};
@@ -243,7 +243,7 @@ impl Trainer<'_> {
         let RestoredReplay { episodes, resumed } = match restored {
             Ok(restored) => restored,
             Err(e) => {
-                truncate(&mut self.replay, self.offline_len);
+                self.replay.truncate(self.offline_len);
                 return Err(e);
             }
         };

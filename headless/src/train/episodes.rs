@@ -5,7 +5,7 @@
 use qamlab_agent::TransitionStore;
 use qamlab_sim::StepOutput;
 
-use super::replay::{append, shape_reward};
+use super::replay::shape_reward;
 
 /// A checkpoint's record of the online envs: where each episode in progress began in its env's stream (its
 /// actions so far are the staged transitions), and the actions each env still had queued from its chunk.
@@ -76,7 +76,7 @@ impl EpisodesInProgress {
                 if !in_replay {
                     let episode =
                         std::mem::replace(episode, TransitionStore::new(obs_dim, action_dim));
-                    append(replay, &episode)?;
+                    replay.append(&episode)?;
                 }
                 ended.push(i);
             }
@@ -127,7 +127,7 @@ impl EpisodesInProgress {
             if let Some(last) = episode.terminals.last_mut() {
                 *last = 1.0;
             }
-            append(replay, &episode)?;
+            replay.append(&episode)?;
         }
         Ok(())
     }

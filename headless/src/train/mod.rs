@@ -22,7 +22,8 @@ mod updates;
 use trainer::Trainer;
 
 use crate::config::TrainConfig;
-use crate::plot::EvalPoint;
+use crate::evaluate::EvalPoint;
+use crate::phase::Phase;
 use crate::run_dir::RunDir;
 
 /// What a finished run reports (also written to `summary.json`).
@@ -106,7 +107,7 @@ pub fn write_summary(summary: &TrainSummary) -> anyhow::Result<()> {
 pub fn best_online(evals: &[EvalPoint]) -> Option<EvalPoint> {
     evals
         .iter()
-        .filter(|e| e.phase == "online")
+        .filter(|e| e.phase == Phase::Online)
         .max_by(|a, b| {
             a.success_rate
                 .total_cmp(&b.success_rate)
@@ -199,6 +200,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         tracing::warn!("{warning}");
     }
     if opts.resume && trainer.is_complete() {
+        // Plain lines, not tracing's: its default filter shows only warnings, each as `warning: …`, and these are
+        // notes heading what the command prints next.
         if let Some(summary) = finished_run_summary(&run)? {
             eprintln!(
                 "{} finished already: nothing to resume; its summary:",

@@ -5,9 +5,10 @@ use std::path::Path;
 use anyhow::Context;
 use qamlab_agent::TransitionStore;
 
-use super::replay::{append, shape_reward};
+use super::replay::shape_reward;
 use super::trainer::{Trainer, crossed};
 use crate::config::TrainConfig;
+use crate::phase::Phase;
 
 impl Trainer<'_> {
     pub(super) fn offline_phase(&mut self) -> anyhow::Result<()> {
@@ -15,7 +16,7 @@ impl Trainer<'_> {
         if self.state.offline_step >= total {
             return Ok(());
         }
-        let bar = self.bar(total, self.state.offline_step, "offline");
+        let bar = self.bar(total, self.state.offline_step, Phase::Offline);
         bar.set_message(self.status());
         while self.state.offline_step < total && !self.stop_requested() {
             let metrics = self.update(false)?;
@@ -23,11 +24,11 @@ impl Trainer<'_> {
             let step = self.state.offline_step;
             let due = |interval: u64| crossed(step - 1, step, total, interval);
             if due(self.cfg.log_interval) {
-                self.log(&metrics, "offline", &[])?;
+                self.log(&metrics, Phase::Offline, &[])?;
                 bar.set_message(self.status());
             }
             if due(self.cfg.eval_interval) {
-                if !self.evaluate("offline")? {
+                if !self.evaluate(Phase::Offline)? {
                     break; // stopped: the run checkpoints this step, and owes its evaluation
                 }
                 bar.set_message(self.status());
@@ -88,7 +89,9 @@ pub(super) fn load_offline_data(
         // Moved, not copied: a copy would hold the whole dataset twice at once.
         *replay = transitions;
     } else {
-        append(replay, &transitions).with_context(|| format!("dataset {}", path.display()))?;
+        replay
+            .append(&transitions)
+            .with_context(|| format!("dataset {}", path.display()))?;
     }
     Ok((data.crc32, warnings))
 }

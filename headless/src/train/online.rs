@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::episodes::ResumedEnvs;
 use super::trainer::{Trainer, crossed, record_recent};
 use crate::chunks::ChunkQueues;
+use crate::phase::Phase;
 
 impl Trainer<'_> {
     pub(super) fn online_phase(&mut self) -> anyhow::Result<()> {
@@ -29,7 +30,7 @@ impl Trainer<'_> {
             },
         )?;
         let (mut obs, mut queues) = self.start_envs(&mut env)?;
-        let bar = self.bar(total, self.state.online_step, "online");
+        let bar = self.bar(total, self.state.online_step, Phase::Online);
         bar.set_message(self.status());
         let mut last_metrics = None;
         while self.state.online_step < total && !self.stop_requested() {
@@ -56,7 +57,7 @@ impl Trainer<'_> {
                 bar.set_message(self.status());
             }
             if due(self.cfg.eval_interval) {
-                if !self.evaluate("online")? {
+                if !self.evaluate(Phase::Online)? {
                     break; // stopped: the run checkpoints this step, and owes its evaluation
                 }
                 bar.set_message(self.status());

@@ -1,6 +1,4 @@
-//! The replay buffer's transitions: whether they fit in memory, rewards as training stores them, and appending.
-
-use qamlab_agent::TransitionStore;
+//! The replay buffer's transitions: whether they fit in memory, and rewards as training stores them.
 
 use crate::config::TrainConfig;
 
@@ -113,19 +111,6 @@ pub(super) fn shape_reward(reward: f32, sparse: bool) -> f32 {
     } else {
         reward
     }
-}
-
-/// Appends every transition of `src` to `dst`.
-pub(super) fn append(dst: &mut TransitionStore, src: &TransitionStore) -> anyhow::Result<()> {
-    dst.extend_from_arrays(
-        &src.observations,
-        &src.actions,
-        &src.next_observations,
-        &src.rewards,
-        &src.masks,
-        &src.terminals,
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

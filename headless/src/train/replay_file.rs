@@ -10,52 +10,7 @@ use std::path::Path;
 use anyhow::{Context, bail, ensure};
 use qamlab_agent::TransitionStore;
 use qamlab_agent::checkpoint::{self, Dtype, Metadata, TensorData, TensorFile};
-
-/// A transition's fields, as the file names them.
-const FIELDS: [&str; 6] = [
-    "observations",
-    "actions",
-    "next_observations",
-    "rewards",
-    "masks",
-    "terminals",
-];
-
-/// Values of `field` a transition holds, with `(obs_dim, action_dim)`.
-fn width(field: &str, (o, a): (usize, usize)) -> usize {
-    match field {
-        "observations" | "next_observations" => o,
-        "actions" => a,
-        "rewards" | "masks" | "terminals" => 1,
-        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
-    }
-}
-
-/// `store`'s values of `field`.
-fn column<'a>(store: &'a TransitionStore, field: &str) -> &'a [f32] {
-    match field {
-        "observations" => &store.observations,
-        "actions" => &store.actions,
-        "next_observations" => &store.next_observations,
-        "rewards" => &store.rewards,
-        "masks" => &store.masks,
-        "terminals" => &store.terminals,
-        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
-    }
-}
-
-/// `store`'s vector of `field`.
-fn column_mut<'a>(store: &'a mut TransitionStore, field: &str) -> &'a mut Vec<f32> {
-    match field {
-        "observations" => &mut store.observations,
-        "actions" => &mut store.actions,
-        "next_observations" => &mut store.next_observations,
-        "rewards" => &mut store.rewards,
-        "masks" => &mut store.masks,
-        "terminals" => &mut store.terminals,
-        other => unreachable!("{other} is no field of a transition (FIELDS lists them)"),
-    }
-}
+use qamlab_agent::data::TransitionField;
 
 /// What a checkpoint's replay file records, borrowed from where the run keeps it.
 pub(super) struct ReplayRecord<'a> {
@@ -76,15 +31,15 @@ fn store_data<'a>(
     dims: (usize, usize),
 ) -> Vec<(String, TensorData<'a>)> {
     let rows: usize = parts.iter().map(|(store, from)| store.len() - from).sum();
-    FIELDS
+    TransitionField::ALL
         .iter()
         .map(|&field| {
-            let w = width(field, dims);
+            let w = field.width(dims.0, dims.1);
             let values = parts
                 .iter()
-                .map(|&(store, from)| &column(store, field)[from * w..]);
+                .map(|&(store, from)| &store.column(field)[from * w..]);
             (
-                format!("{prefix}/{field}"),
+                format!("{prefix}/{}", field.name()),
                 TensorData::f32(&[rows, w], values),
             )
         })
@@ -132,9 +87,9 @@ pub(super) fn stored_rows(
 ) -> anyhow::Result<usize> {
     let path = file.path().display();
     let mut rows: Option<(usize, String)> = None;
-    for field in FIELDS {
-        let key = format!("{prefix}/{field}");
-        let w = width(field, dims);
+    for field in TransitionField::ALL {
+        let key = format!("{prefix}/{}", field.name());
+        let w = field.width(dims.0, dims.1);
         let (dtype, shape) = file
             .info(&key)
             .with_context(|| format!("{path}: tensor {key} missing"))?;
@@ -164,23 +119,15 @@ pub(super) fn read_rows_into(
     store: &mut TransitionStore,
 ) -> anyhow::Result<()> {
     let dims = (store.obs_dim(), store.action_dim());
-    for field in FIELDS {
-        let w = width(field, dims);
+    for field in TransitionField::ALL {
+        let w = field.width(dims.0, dims.1);
         file.read_f32_range_into(
-            &format!("{prefix}/{field}"),
+            &format!("{prefix}/{}", field.name()),
             rows.start * w..rows.end * w,
-            column_mut(store, field),
+            store.column_mut(field),
         )?;
     }
     Ok(())
-}
-
-/// Drops `store`'s transitions past the first `rows`.
-pub(super) fn truncate(store: &mut TransitionStore, rows: usize) {
-    let dims = (store.obs_dim(), store.action_dim());
-    for field in FIELDS {
-        column_mut(store, field).truncate(rows * width(field, dims));
-    }
 }
 
 /// Checks the values of `store`'s transitions from row `from` on, read from `file`'s arrays `<prefix>/<field>`:
@@ -193,20 +140,20 @@ pub(super) fn check_values(
 ) -> anyhow::Result<()> {
     let dims = (store.obs_dim(), store.action_dim());
     let path = file.display();
-    for field in FIELDS {
-        let key = format!("{prefix}/{field}");
-        let values = &column(store, field)[from * width(field, dims)..];
+    for field in TransitionField::ALL {
+        let key = format!("{prefix}/{}", field.name());
+        let values = &store.column(field)[from * field.width(dims.0, dims.1)..];
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {
             bail!("{path}: tensor {key} holds {v}: the checkpoint is damaged");
         }
         // Actions were clipped to the action space before they were taken.
-        if field == "actions"
+        if field == TransitionField::Actions
             && let Some(v) = values.iter().find(|v| v.abs() > 1.0)
         {
             bail!("{path}: tensor {key} holds {v}: expected actions in [-1, 1]");
         }
         // Masks scale the bootstrapped value and terminals cut the chunks: anything but 0 or 1 is damage.
-        if (field == "masks" || field == "terminals")
+        if matches!(field, TransitionField::Masks | TransitionField::Terminals)
             && let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0)
         {
             bail!("{path}: tensor {key} holds {v}: expected 0 or 1");
@@ -357,18 +304,18 @@ mod tests {
         let (o, a) = DIMS;
         let mut pending = TransitionStore::new(o, a);
         for episode in record.staged {
-            super::super::replay::append(&mut pending, episode).unwrap();
+            pending.append(episode).unwrap();
         }
         let mut tensors = Vec::new();
         for (prefix, store, from) in [
             ("online", record.replay, record.offline_len),
             ("pending", &pending, 0),
         ] {
-            for field in FIELDS {
-                let w = width(field, DIMS) as i64;
-                let values = &column(store, field)[from * w as usize..];
+            for field in TransitionField::ALL {
+                let w = field.width(DIMS.0, DIMS.1) as i64;
+                let values = &store.column(field)[from * w as usize..];
                 tensors.push((
-                    format!("{prefix}/{field}"),
+                    format!("{prefix}/{}", field.name()),
                     Tensor::from_slice(values).view([-1, w]),
                 ));
             }
@@ -441,10 +388,11 @@ mod tests {
             held <= besides,
             "reading {online_bytes} bytes of transitions held {held} bytes more"
         );
-        for field in FIELDS {
-            assert!(column(&resumed, field) == column(&replay, field), "{field}");
+        for field in TransitionField::ALL {
+            let name = field.name();
+            assert!(resumed.column(field) == replay.column(field), "{name}");
             for (episode, was) in episodes.iter().zip(&staged) {
-                assert!(column(episode, field) == column(was, field), "{field}");
+                assert!(episode.column(field) == was.column(field), "{name}");
             }
         }
         assert_eq!(episodes.len(), 3);
@@ -493,7 +441,7 @@ mod tests {
         );
         let err = stored_rows(&file, "queues", DIMS).unwrap_err().to_string();
         assert!(err.ends_with("tensor queues/observations missing"), "{err}");
-        truncate(&mut store, 4);
+        store.truncate(4);
         assert_eq!((store.len(), store.observations.len()), (4, 4 * DIMS.0));
     }
 }

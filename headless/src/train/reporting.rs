@@ -11,6 +11,7 @@ use serde_json::json;
 use super::q_range;
 use super::trainer::{Trainer, recent_rate};
 use crate::evaluate::evaluate_unless_stopped;
+use crate::phase::Phase;
 use crate::plot::draw_learning_curves;
 
 /// What a run's reporting keeps between reports: whether it shows progress, and the warnings it said once already.
@@ -44,7 +45,7 @@ impl Reporting {
 }
 
 impl Trainer<'_> {
-    pub(super) fn bar(&self, len: u64, pos: u64, prefix: &'static str) -> ProgressBar {
+    pub(super) fn bar(&self, len: u64, pos: u64, phase: Phase) -> ProgressBar {
         let bar = if self.reporting.progress {
             ProgressBar::new(len)
         } else {
@@ -57,7 +58,7 @@ impl Trainer<'_> {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_prefix(prefix);
+        bar.set_prefix(phase.as_str());
         bar.set_position(pos);
         // A resumed phase starts part way: those steps were not made at this session's rate.
         bar.reset_eta();
@@ -102,15 +103,15 @@ impl Trainer<'_> {
             ),
         ];
         match last_metrics {
-            Some(m) => self.log(m, "online", &extra),
-            None => self.log_row("online", Vec::new(), &extra),
+            Some(m) => self.log(m, Phase::Online, &extra),
+            None => self.log_row(Phase::Online, Vec::new(), &extra),
         }
     }
 
     pub(super) fn log(
         &mut self,
         metrics: &qamlab_agent::UpdateMetrics,
-        phase: &str,
+        phase: Phase,
         extra: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<()> {
         // The only host synchronisation of the loop: once per log interval. On a GPU the updates
@@ -167,7 +168,7 @@ impl Trainer<'_> {
 
     fn log_row(
         &mut self,
-        phase: &str,
+        phase: Phase,
         pairs: Vec<(String, f64)>,
         extra: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<()> {
@@ -204,7 +205,7 @@ impl Trainer<'_> {
     /// Evaluates the policy at this step and records it; `false` where the run was asked to stop first: the
     /// evaluation is given up, the agent's acting draws put back, and the resumed run makes it (see
     /// [`Trainer::evaluation_owed`]).
-    pub(super) fn evaluate(&mut self, phase: &str) -> anyhow::Result<bool> {
+    pub(super) fn evaluate(&mut self, phase: Phase) -> anyhow::Result<bool> {
         let step = self.total_step();
         let position = self.agent.acting_position();
         let observer = &self.observer;

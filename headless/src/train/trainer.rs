@@ -20,8 +20,9 @@ use super::reporting::Reporting;
 use super::{TrainObserver, TrainSummary};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
+use crate::evaluate::EvalPoint;
 use crate::files::write_bytes_atomically;
-use crate::plot::EvalPoint;
+use crate::phase::Phase;
 use crate::run_dir::{RunDir, RunLock};
 
 /// Progress of a run: what a checkpoint must restore besides the agent and the replay buffer.
@@ -224,7 +225,7 @@ impl<'a> Trainer<'a> {
     /// The phase of an evaluation due at this step that the run has not made: a run stopped during an evaluation
     /// checkpoints without it, and makes it on resuming, before its next step (with the same acting draws, so the
     /// resumed run is the run that never stopped).
-    fn evaluation_owed(&self) -> Option<&'static str> {
+    fn evaluation_owed(&self) -> Option<Phase> {
         let step = self.total_step();
         if step == 0 || self.state.evals.last().is_some_and(|e| e.step == step) {
             return None;
@@ -234,7 +235,7 @@ impl<'a> Trainer<'a> {
         let (phase, done, total, before) = if self.state.online_step == 0 {
             let done = self.state.offline_step;
             (
-                "offline",
+                Phase::Offline,
                 done,
                 self.cfg.offline_steps,
                 done.saturating_sub(1),
@@ -242,7 +243,7 @@ impl<'a> Trainer<'a> {
         } else {
             let done = self.state.online_step;
             let before = done.saturating_sub(self.cfg.envs as u64);
-            ("online", done, self.cfg.online_steps, before)
+            (Phase::Online, done, self.cfg.online_steps, before)
         };
         crossed(before, done, total, self.cfg.eval_interval).then_some(phase)
     }
@@ -289,7 +290,7 @@ impl<'a> Trainer<'a> {
                 self.cfg.envs,
             );
         }
-        let last = |phase: &str| {
+        let last = |phase: Phase| {
             self.state
                 .evals
                 .iter()
@@ -303,8 +304,8 @@ impl<'a> Trainer<'a> {
             device: crate::config::device_name(self.agent.device()),
             execution: self.agent.execution(),
             cpu_matmuls: qamlab_agent::mkl_kernels::active().label().into(),
-            offline_success: last("offline"),
-            online_success: last("online"),
+            offline_success: last(Phase::Offline),
+            online_success: last(Phase::Online),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
             env_steps_per_second: self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
             updates: self.state.updates,

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use qamlab_agent::AgentKind;
 use qamlab_headless::TrainConfig;
-use qamlab_headless::plot::{EvalPoint, Series};
+use qamlab_headless::evaluate::EvalPoint;
+use qamlab_headless::phase::Phase;
+use qamlab_headless::plot::Series;
 use qamlab_headless::run_dir::RunDir;
 
 use super::{PlotArgs, XAxis};
@@ -26,7 +28,7 @@ pub(super) fn fake_run(
         .iter()
         .map(|&(step, rate)| EvalPoint {
             step,
-            phase: "offline".into(),
+            phase: Phase::Offline,
             success_rate: rate,
             mean_return: -100.0 * rate,
             episodes: 10,

@@ -18,7 +18,7 @@ pub(super) struct RunData {
     pub(super) offline_steps: u64,
     /// The run's settings but its seed, flattened (`inv_temp` → `3.0`): runs with equal ones are one group.
     pub(super) settings: BTreeMap<String, String>,
-    pub(super) evals: Vec<qamlab_headless::plot::EvalPoint>,
+    pub(super) evals: Vec<qamlab_headless::evaluate::EvalPoint>,
     /// `metrics.jsonl`'s rows, read where the metric or the x axis needs them.
     pub(super) rows: Option<Vec<MetricsRow>>,
 }
