@@ -6,7 +6,8 @@
 //! * [`evaluate`] — success-rate evaluation of a policy on separate envs.
 //! * [`chunks`] — open-loop execution of action chunks for a batch of envs.
 //! * [`config`] — the training configuration (TOML + flags).
-//! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes.
+//! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes, the checks of
+//!   paths given for output, cancellation of writes on a signal.
 //! * [`limits`] — the upper bounds of counts users give, and the memory check of what they allocate.
 //! * [`shell`] — the commands printed for the user to run, their arguments quoted for a shell.
 

@@ -566,7 +566,8 @@ fn policy_commands(
 #[derive(Resource, Debug, Clone)]
 pub struct SavePath(pub std::path::PathBuf);
 
-/// Saves the acting agent (the panel's "save checkpoint").
+/// Saves the acting agent (the panel's "save checkpoint"), atomically: a save killed midway leaves a temporary
+/// file, which the next save to the same path removes (see [`qamlab_agent::checkpoint::StagedFile`]).
 fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
     let result = match &policy.agent {
         None => Err("no agent to save".to_string()),

@@ -9,7 +9,7 @@ use qamlab_agent::{Agent, AgentConfig};
 
 use super::{RunDir, warn_once};
 use crate::TrainConfig;
-use crate::files::write_bytes_atomically;
+use crate::files::{sync_dir, write_bytes_atomically};
 
 /// The files of a complete checkpoint directory.
 const CHECKPOINT_FILES: [&str; 3] = ["agent.safetensors", "replay.safetensors", "state.json"];
@@ -140,7 +140,9 @@ impl RunDir {
     /// A new checkpoint of `step`, to write into (a hidden directory in `checkpoints/`) and then publish with
     /// [`publish_staged_checkpoint`](Self::publish_staged_checkpoint).
     pub fn stage_checkpoint(&self, step: u64) -> anyhow::Result<StagedCheckpoint> {
-        // Unique to this write: named `.tmp-…` like the lab's other temporaries, which a resume removes.
+        // Unique to this write: named `.tmp-…` like the lab's other temporaries. A folder, so not a staged file
+        // (`files::write_staged`), whose orphans the next write of their file judges by their locks: a resume, which
+        // holds the run's lock, removes whatever a killed write left here (`remove_leftovers`).
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let name = format!("step-{step}");
         let dir = self.checkpoints().join(format!(
@@ -437,14 +439,6 @@ fn recorded_state(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .filter(serde_json::Value::is_object)
-}
-
-/// Syncs `dir`'s entries to disk, so that a rename in it is durable. Best effort: some file systems refuse to sync
-/// a directory.
-fn sync_dir(dir: &Path) {
-    if let Ok(handle) = std::fs::File::open(dir) {
-        let _ = handle.sync_all();
-    }
 }
 
 #[cfg(test)]

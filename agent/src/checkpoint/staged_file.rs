@@ -1,0 +1,181 @@
+//! Staging a file and putting it in place: the lab's one way to write a file that no one ever sees half-written.
+//! The file is written in full to a temporary file beside its name (`.tmp-NAME-HOST-XXXXXX`), synced, and renamed
+//! to its name, and the rename made durable by syncing the directory. Checkpoints are written so here, and so is
+//! every file headless and the viewer write (`qamlab_headless::files` builds on this module), so what a killed
+//! write leaves has one form, which the next write of the same file removes.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A file written to a temporary file beside `path`, not yet under its name: [`put_in_place`](Self::put_in_place)
+/// renames it there; dropped, it is removed.
+#[derive(Debug)]
+pub struct StagedFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl StagedFile {
+    /// A new, empty temporary file for `path`, in its directory (which must exist), named after it
+    /// ([`temporary_prefix`]), and held locked while this process lives. First removes the temporaries of `path`
+    /// that killed writes left (those no live process holds locked).
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let dir = parent_dir(path);
+        // Named after the file it becomes: what a killed process leaves behind says what it was.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        remove_orphaned_temporaries(dir, name);
+        let tmp = tempfile::Builder::new()
+            .prefix(&temporary_prefix(name))
+            .rand_bytes(TEMPORARY_RANDOM_LEN)
+            .tempfile_in(dir)?;
+        // Held while this process lives: a temporary no one holds is a killed write's (best effort: a file system
+        // without locks leaves its orphans to the user).
+        let _ = tmp.as_file().try_lock();
+        Ok(Self {
+            tmp,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The temporary file, to write the contents into.
+    pub fn file_mut(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
+    }
+
+    /// The name the file takes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the file is until it is put in place.
+    pub fn temporary_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Makes the file an ordinary, world-readable one: temporary files are created owner-only.
+    pub fn make_readable(&self) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(0o644))
+    }
+
+    /// Flushes and syncs the contents written to disk, before the file takes its name.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.tmp.as_file_mut().flush()?;
+        self.tmp.as_file().sync_all()
+    }
+
+    /// Renames the file to its name, replacing what was there, and syncs the directory.
+    pub fn put_in_place(self) -> io::Result<()> {
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| e.error)?;
+        sync_dir(parent_dir(&path));
+        Ok(())
+    }
+
+    /// Renames the file to its name where nothing has that name, in one step (no other process can slip a file
+    /// in between a check and the rename), and syncs the directory. Where something has it (the error is then
+    /// [`io::ErrorKind::AlreadyExists`]), or the rename fails otherwise, gives the staged file back with the error.
+    pub fn put_in_place_new(self) -> Result<(), (Self, io::Error)> {
+        let path = self.path;
+        match self.tmp.persist_noclobber(&path) {
+            Ok(_) => {
+                sync_dir(parent_dir(&path));
+                Ok(())
+            }
+            Err(err) => Err((
+                Self {
+                    tmp: err.file,
+                    path,
+                },
+                err.error,
+            )),
+        }
+    }
+
+    /// The staged file, to take the name `name` beside the one it had (a rename never leaves the directory, so
+    /// never crosses file systems).
+    pub fn renamed(self, name: &str) -> Self {
+        Self {
+            path: parent_dir(&self.path).join(name),
+            tmp: self.tmp,
+        }
+    }
+}
+
+/// Syncs `dir`'s entries to disk: a rename is durable only once its directory is, and a checkpoint removes the
+/// older ones right after naming the new one. Best effort: some file systems refuse to sync a directory, and the
+/// file itself is already synced.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The prefix of this machine's temporaries of the file `name`: `.tmp-NAME-HOST-` (the random part follows). The
+/// host is in it because a lock taken on another machine may not show here (NFS with local locks): only this
+/// machine's temporaries are judged by their locks.
+pub fn temporary_prefix(name: &str) -> String {
+    // Read once a process: every atomic write asks for it twice.
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(64)
+            .collect();
+        if host.is_empty() { "host".into() } else { host }
+    });
+    format!(".tmp-{name}-{host}-")
+}
+
+/// Letters of the random part of a temporary's name.
+const TEMPORARY_RANDOM_LEN: usize = 6;
+
+/// Removes this machine's temporaries of the file `name` in `dir` (see [`temporary_prefix`]) that no process is
+/// writing: those a write killed before its end left (`kill -9`, a crash; one each time, and the staged dataset of
+/// a pair can be large). A writer holds its temporary locked for as long as it lives ([`StagedFile::create`]), so
+/// one that can be locked is an orphan; one changed in the last seconds (or dated ahead of this clock) is spared, as
+/// its writer may not have locked it yet.
+fn remove_orphaned_temporaries(dir: &Path, name: &str) {
+    let prefix = temporary_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // Exactly the prefix and the random part: not another file's whose name begins with this one's.
+        let file_name = entry.file_name();
+        let ours = file_name.to_str().is_some_and(|n| {
+            n.strip_prefix(&prefix).is_some_and(|random| {
+                random.len() == TEMPORARY_RANDOM_LEN
+                    && random.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        });
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta
+            .modified()
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 10));
+        if !ours || !meta.is_file() || !old {
+            continue;
+        }
+        let path = entry.path();
+        let orphan = File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if orphan && std::fs::remove_file(&path).is_ok() {
+            tracing::warn!(
+                "removed {} ({:.1} MB), left by a write of {name} that was killed before its end",
+                path.display(),
+                meta.len() as f64 / 1e6
+            );
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The files qamlab writes and reads for the user: atomic writes (`atomic`), their cancellation (`cancel`), checks
+//! of the paths given for output (`paths`), and reading files whole (`read`). Each is used from here:
+//! [`write_atomically`], [`check_writable`], and so on.
+
+mod atomic;
+mod cancel;
+mod paths;
+mod read;
+
+pub use atomic::{
+    NotPlaced, StagedFile, parent_dir, sync_dir, write_atomically, write_bytes_atomically,
+    write_staged,
+};
+pub use cancel::{Cancelled, cancel_writes, check_cancelled, writes_cancelled};
+pub use paths::{check_no_literal_tilde, check_out_dir, check_writable, through_links};
+pub use read::{read_regular_file, read_regular_text};
