@@ -179,19 +179,7 @@ fn check_save_to(path: &std::path::Path, agent: bool) -> anyhow::Result<()> {
 pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     // The flags first, then the machine: a mistake in them is reported whatever the display.
     if let Some(path) = &args.screenshot {
-        anyhow::ensure!(
-            !path.is_dir(),
-            "--screenshot {}: that is a directory; give the PNG file to write",
-            path.display()
-        );
-        // The picture is written as PNG whatever the name says, as `plot` refuses other names too.
-        anyhow::ensure!(
-            path.extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("png")),
-            "--screenshot {}: the screenshot is written as PNG; give a .png file name",
-            path.display()
-        );
-        qamlab_headless::files::check_writable(path, "--screenshot")?;
+        check_screenshot_path(path)?;
     }
     args.task = Some(args.resolve_task()?);
     // Its errors name the task or its file.
@@ -203,20 +191,10 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             tracing::warn!("{warning}");
         }
     }
-    let view_task = ViewTask {
-        name: task.name.clone(),
-        scene: task.scene.clone(),
-        watch,
-    };
     let spec = qamlab_sim::EnvSpec::of(&task.scene);
 
     let mut policy = policy::ActingPolicy::from_args(&args, &spec)?;
     policy.check_oracle(args.policy, &task.scene, &spec)?;
-    // The run of the checkpoint loaded (not `latest` read again: a run still training may have moved it on).
-    let recorded = policy
-        .checkpoint
-        .as_deref()
-        .and_then(training::run_of_checkpoint);
     check_save_to(&args.save_to, policy.agent.is_some())?;
     // winit and Bevy's renderer would panic without these, after the trainer had started.
     preflight::check_display()?;
@@ -227,13 +205,57 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
     } else {
         (None, None)
     };
+    let view_task = ViewTask {
+        name: task.name.clone(),
+        scene: task.scene.clone(),
+        watch,
+    };
+    let mut app = window_app(&args, view_task, policy, training_link);
+    // Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler's end of time) close the window as its close button
+    // does; a second one ends the process at once, by the signal's default action.
+    interrupt::record_stop_signals();
+    app.add_systems(Update, close_on_stop_signal);
+    let exit = app.run();
+    drop(app);
+    wind_down(exit, trainer)
+}
 
+/// Checks `--screenshot` before anything opens: a PNG file name that can be written.
+fn check_screenshot_path(path: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !path.is_dir(),
+        "--screenshot {}: that is a directory; give the PNG file to write",
+        path.display()
+    );
+    // The picture is written as PNG whatever the name says, as `plot` refuses other names too.
+    anyhow::ensure!(
+        path.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png")),
+        "--screenshot {}: the screenshot is written as PNG; give a .png file name",
+        path.display()
+    );
+    qamlab_headless::files::check_writable(path, "--screenshot")
+}
+
+/// The window's app: Bevy's default plugins and egui, the envs stepped by `policy`, and the view's own plugins
+/// (rendering, camera, labels, panel, hot reload, the training's link, the screenshot where one is asked for).
+fn window_app(
+    args: &ViewArgs,
+    view_task: ViewTask,
+    policy: policy::ActingPolicy,
+    training_link: Option<training::TrainingLink>,
+) -> App {
+    // The run of the checkpoint loaded (not `latest` read again: a run still training may have moved it on).
+    let recorded = policy
+        .checkpoint
+        .as_deref()
+        .and_then(training::run_of_checkpoint);
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
             .set(WindowPlugin {
                 primary_window: Some(Window {
-                    title: panel::window_title(&task.name),
+                    title: panel::window_title(&view_task.name),
                     resolution: WindowResolution::new(1280, 760),
                     ..default()
                 }),
@@ -279,12 +301,12 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
             frames: args.frames,
         });
     }
-    // Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler's end of time) close the window as its close button
-    // does; a second one ends the process at once, by the signal's default action.
-    interrupt::record_stop_signals();
-    app.add_systems(Update, close_on_stop_signal);
-    let exit = app.run();
-    drop(app);
+    app
+}
+
+/// After the window closed: stops the training (it checkpoints first) and says how the view ended, a failed
+/// training or screenshot before a stop signal, a signal before the window's own status.
+fn wind_down(exit: AppExit, trainer: Option<training::TrainerHandle>) -> anyhow::Result<()> {
     // Taken now: a training that failed too is reported first, and must not hide it.
     let screenshot_failure = screenshot::failure();
 
