@@ -325,7 +325,8 @@ pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: 
 }
 
 /// One control step of one env, the phases in the order the [`SimPlugin`](crate::SimPlugin) systems run them, without
-/// the auto-reset: what a batch step does to this env.
+/// the auto-reset: what a batch step does to this env. A phase's work added to the schedule belongs here too
+/// (`sim/tests/step_env.rs` checks the two step an env alike).
 pub fn step_env(
     scene: &TaskScene,
     physics: &mut EnvPhysics,

@@ -190,10 +190,8 @@ pub(crate) fn absolute_text(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// `n thing` or `n things`.
-pub(crate) fn count(n: usize, thing: &str) -> String {
-    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
-}
+/// `n thing` or `n things`: the tasks crate's, so the CLI and the cube oracle's messages count alike.
+pub(crate) use qamlab_tasks::count;
 
 #[cfg(test)]
 mod tests {

@@ -46,9 +46,11 @@ impl Layout {
             spec.obs_names
                 .iter()
                 .position(|n| n == name)
-                .ok_or_else(|| TaskError::NoOracle {
-                    task: spec.task.clone(),
-                    missing: format!("{} in the `ObservationSpace`", sensor_of(name)),
+                .ok_or_else(|| {
+                    no_oracle(
+                        spec,
+                        format!("{} in the `ObservationSpace`", sensor_of(name)),
+                    )
                 })
         };
         let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
@@ -72,147 +74,194 @@ impl Layout {
                 goal_targets.push((goal, k));
             }
         }
-        let no_oracle = |missing: String| TaskError::NoOracle {
-            task: spec.task.clone(),
-            missing,
-        };
         // Success needs every goal to hold: the script must see each target.
         if let Some((goal, _)) = spec
             .goal_bodies
             .iter()
             .find(|(g, _)| !goal_targets.iter().any(|(t, _)| t == g))
         {
-            return Err(no_oracle(format!(
-                "every goal observed with `GoalPosition` (goal `{goal}` is not)"
-            )));
+            return Err(no_oracle(
+                spec,
+                format!("every goal observed with `GoalPosition` (goal `{goal}` is not)"),
+            ));
         }
-        let body_of = |goal: &str| {
-            spec.goal_bodies
-                .iter()
-                .find(|(g, _)| g == goal)
-                .map(|(_, body)| body.as_str())
-        };
         if cubes.is_empty() || cubes.len() != goal_targets.len() {
-            // Name what makes the counts differ: a goal's body not observed as a cube, a cube without a goal.
-            let observed = |column: String| spec.obs_names.contains(&column);
-            let mut why = Vec::new();
-            for &(goal, _) in &goal_targets {
-                let body = body_of(goal).unwrap_or("?");
-                let lacks: Vec<String> = [".position.x", ".yaw.sin"]
-                    .iter()
-                    .map(|suffix| format!("{body}{suffix}"))
-                    .filter(|column| !observed(column.clone()))
-                    .map(|column| sensor_of(&column))
-                    .collect();
-                if !lacks.is_empty() {
-                    why.push(format!(
-                        "goal `{goal}`'s body `{body}` lacks {}",
-                        lacks.join(" and ")
-                    ));
-                }
-            }
-            for cube in &cube_names {
-                if !goal_targets.iter().any(|&(g, _)| body_of(g) == Some(cube)) {
-                    why.push(format!(
-                        "`{cube}` is observed like a cube (position and yaw) but no observed goal is on it"
-                    ));
-                }
-            }
-            let why = why.iter().map(|w| format!("; {w}")).collect::<String>();
-            return Err(no_oracle(format!(
-                "one cube per goal, each cube observed with `Position(frame: <cube>)` and `YawSinCos(body: <cube>)` \
-                 and each goal with `GoalPosition(goal: <goal>)` (found {}, {}{why})",
-                count(cubes.len(), "cube"),
-                count(goal_targets.len(), "goal")
-            )));
+            let why = explain_count_mismatch(spec, &cube_names, &goal_targets);
+            return Err(no_oracle(
+                spec,
+                format!(
+                    "one cube per goal, each cube observed with `Position(frame: <cube>)` and `YawSinCos(body: <cube>)` \
+                     and each goal with `GoalPosition(goal: <goal>)` (found {}, {}{why})",
+                    count(cubes.len(), "cube"),
+                    count(goal_targets.len(), "goal")
+                ),
+            ));
         }
-        for &(goal, _) in &goal_targets {
-            let body = body_of(goal).unwrap_or("?");
-            if !cube_names.contains(&body) {
-                return Err(no_oracle(format!(
-                    "each observed goal on a cube observed with position and yaw (goal `{goal}` is on `{body}`)"
-                )));
-            }
-        }
-        let mut goals = Vec::with_capacity(cubes.len());
-        for cube in &cube_names {
-            let on: Vec<_> = goal_targets
-                .iter()
-                .filter(|&&(goal, _)| body_of(goal) == Some(cube))
-                .collect();
-            match on[..] {
-                [&(_, target)] => goals.push(target),
-                [] => return Err(no_oracle(format!("a goal on cube `{cube}` (it has none)"))),
-                _ => {
-                    let names: Vec<String> = on.iter().map(|(g, _)| format!("`{g}`")).collect();
-                    return Err(no_oracle(format!(
-                        "one goal per cube (cube `{cube}` has {}: it is placed at one target)",
-                        names.join(", ")
-                    )));
-                }
-            }
-        }
-        let layout = Self {
+        let goals = goal_of_each_cube(spec, &cube_names, &goal_targets)?;
+        check_gantry_actions(spec)?;
+        Ok(Self {
             ee,
             ee_yaw,
             cubes,
             goals,
-        };
-        if spec.action_names != GANTRY_ACTIONS {
-            return Err(TaskError::NoOracle {
-                task: spec.task.clone(),
-                missing: format!("the actions {}, in that order", GANTRY_ACTIONS.join(", ")),
-            });
-        }
-        // The script plans in metres and radians per step for the built-in gantry's controls; other scales or
-        // controls would make it overshoot or push the wrong way, silently.
-        for (k, expected) in [
-            Control::PositionDelta { scale: MOVE_SCALE },
-            Control::PositionDelta { scale: MOVE_SCALE },
-            Control::PositionDelta { scale: MOVE_SCALE },
-            Control::PositionDelta { scale: YAW_SCALE },
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if spec.action_controls[k] != expected {
-                return Err(TaskError::NoOracle {
-                    task: spec.task.clone(),
-                    missing: format!(
-                        "action `{}` to be {expected}, as the built-in gantry's (it is {})",
-                        spec.action_names[k], spec.action_controls[k]
-                    ),
-                });
-            }
-        }
-        if !matches!(spec.action_controls[4], Control::PositionAbsolute { .. }) {
-            return Err(TaskError::NoOracle {
-                task: spec.task.clone(),
-                missing: format!(
-                    "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {})",
-                    spec.action_controls[4]
-                ),
-            });
-        }
-        // The script's actions span [-1, 1], as the built-ins' do; a narrower range would refuse them mid-episode.
-        for (k, name) in spec.action_names.iter().enumerate() {
-            let (low, high) = (spec.action_low[k], spec.action_high[k]);
-            if (low, high) != (-1.0, 1.0) {
-                return Err(TaskError::NoOracle {
-                    task: spec.task.clone(),
-                    missing: format!(
-                        "action `{name}` to range over [-1, 1] (it ranges over [{low}, {high}])"
-                    ),
-                });
-            }
-        }
-        Ok(layout)
+        })
     }
 
     /// Every cube's position in the observation `o`.
     fn cube_positions(&self, o: &[f32]) -> Vec<[f32; 3]> {
         self.cubes.iter().map(|&(p, _)| vec3(o, p)).collect()
     }
+}
+
+/// The error saying the cube script cannot drive `spec`'s task without `missing`.
+fn no_oracle(spec: &EnvSpec, missing: String) -> TaskError {
+    TaskError::NoOracle {
+        task: spec.task.clone(),
+        missing,
+    }
+}
+
+/// The body goal `goal` is on, by the spec's goal list.
+fn goal_body<'a>(spec: &'a EnvSpec, goal: &str) -> Option<&'a str> {
+    spec.goal_bodies
+        .iter()
+        .find(|(g, _)| g == goal)
+        .map(|(_, body)| body.as_str())
+}
+
+/// Per cube (in `cube_names`' order), the observation index of the one observed goal on it; errs where an observed
+/// goal is on no observed cube, or a cube has no goal or several.
+fn goal_of_each_cube(
+    spec: &EnvSpec,
+    cube_names: &[&str],
+    goal_targets: &[(&str, usize)],
+) -> Result<Vec<usize>, TaskError> {
+    let body_of = |goal: &str| goal_body(spec, goal);
+    for &(goal, _) in goal_targets {
+        let body = body_of(goal).unwrap_or("?");
+        if !cube_names.contains(&body) {
+            return Err(no_oracle(
+                spec,
+                format!(
+                    "each observed goal on a cube observed with position and yaw (goal `{goal}` is on `{body}`)"
+                ),
+            ));
+        }
+    }
+    let mut goals = Vec::with_capacity(cube_names.len());
+    for cube in cube_names {
+        let on: Vec<_> = goal_targets
+            .iter()
+            .filter(|&&(goal, _)| body_of(goal) == Some(cube))
+            .collect();
+        match on[..] {
+            [&(_, target)] => goals.push(target),
+            [] => {
+                return Err(no_oracle(
+                    spec,
+                    format!("a goal on cube `{cube}` (it has none)"),
+                ));
+            }
+            _ => {
+                let names: Vec<String> = on.iter().map(|(g, _)| format!("`{g}`")).collect();
+                return Err(no_oracle(
+                    spec,
+                    format!(
+                        "one goal per cube (cube `{cube}` has {}: it is placed at one target)",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(goals)
+}
+
+/// What makes the counts of observed cubes and goals differ, each reason led by "; ": a goal's body not observed as
+/// a cube, a cube without a goal. Empty where nothing in particular does.
+fn explain_count_mismatch(
+    spec: &EnvSpec,
+    cube_names: &[&str],
+    goal_targets: &[(&str, usize)],
+) -> String {
+    let body_of = |goal: &str| goal_body(spec, goal);
+    let observed = |column: String| spec.obs_names.contains(&column);
+    let mut why = Vec::new();
+    for &(goal, _) in goal_targets {
+        let body = body_of(goal).unwrap_or("?");
+        let lacks: Vec<String> = [".position.x", ".yaw.sin"]
+            .iter()
+            .map(|suffix| format!("{body}{suffix}"))
+            .filter(|column| !observed(column.clone()))
+            .map(|column| sensor_of(&column))
+            .collect();
+        if !lacks.is_empty() {
+            why.push(format!(
+                "goal `{goal}`'s body `{body}` lacks {}",
+                lacks.join(" and ")
+            ));
+        }
+    }
+    for cube in cube_names {
+        if !goal_targets.iter().any(|&(g, _)| body_of(g) == Some(cube)) {
+            why.push(format!(
+                "`{cube}` is observed like a cube (position and yaw) but no observed goal is on it"
+            ));
+        }
+    }
+    why.iter().map(|w| format!("; {w}")).collect::<String>()
+}
+
+/// Whether `spec`'s action space is the built-in gantry's, which the script drives: the [`GANTRY_ACTIONS`] in that
+/// order, with the gantry's controls and each ranging over [-1, 1].
+fn check_gantry_actions(spec: &EnvSpec) -> Result<(), TaskError> {
+    if spec.action_names != GANTRY_ACTIONS {
+        return Err(no_oracle(
+            spec,
+            format!("the actions {}, in that order", GANTRY_ACTIONS.join(", ")),
+        ));
+    }
+    // The script plans in metres and radians per step for the built-in gantry's controls; other scales or
+    // controls would make it overshoot or push the wrong way, silently.
+    for (k, expected) in [
+        Control::PositionDelta { scale: MOVE_SCALE },
+        Control::PositionDelta { scale: MOVE_SCALE },
+        Control::PositionDelta { scale: MOVE_SCALE },
+        Control::PositionDelta { scale: YAW_SCALE },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if spec.action_controls[k] != expected {
+            return Err(no_oracle(
+                spec,
+                format!(
+                    "action `{}` to be {expected}, as the built-in gantry's (it is {})",
+                    spec.action_names[k], spec.action_controls[k]
+                ),
+            ));
+        }
+    }
+    if !matches!(spec.action_controls[4], Control::PositionAbsolute { .. }) {
+        return Err(no_oracle(
+            spec,
+            format!(
+                "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {})",
+                spec.action_controls[4]
+            ),
+        ));
+    }
+    // The script's actions span [-1, 1], as the built-ins' do; a narrower range would refuse them mid-episode.
+    for (k, name) in spec.action_names.iter().enumerate() {
+        let (low, high) = (spec.action_low[k], spec.action_high[k]);
+        if (low, high) != (-1.0, 1.0) {
+            return Err(no_oracle(
+                spec,
+                format!("action `{name}` to range over [-1, 1] (it ranges over [{low}, {high}])"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Phases of the pick-and-place script.
@@ -862,8 +911,8 @@ fn sensor_of(column: &str) -> String {
     }
 }
 
-/// `n thing` or `n things`.
-fn count(n: usize, thing: &str) -> String {
+/// `n thing` or `n things` (the CLI's messages count with it too).
+pub fn count(n: usize, thing: &str) -> String {
     format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -887,4 +936,146 @@ fn draw_subgoal(
         }
     }
     goal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qamlab_sim::TaskScene;
+
+    /// What the cube script says it needs to drive built-in `task` with `edits` made (each `from` replaced by `to`,
+    /// once).
+    fn missing(task: &str, edits: &[(&str, &str)]) -> String {
+        let (_, text) = crate::BUILTIN_TASKS
+            .iter()
+            .find(|(n, _)| *n == task)
+            .unwrap();
+        let mut text = text.to_string();
+        for (from, to) in edits {
+            let edited = text.replacen(from, to, 1);
+            assert_ne!(edited, text, "`{from}` is in {task}");
+            text = edited;
+        }
+        let scene = TaskScene::from_ron(&text, "edited").unwrap();
+        match Layout::find(&EnvSpec::of(&scene)) {
+            Err(TaskError::NoOracle { missing, .. }) => missing,
+            other => panic!("{task} edited as {edits:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_layout_names_the_observation_it_lacks() {
+        assert_eq!(
+            missing("cube-single", &[("YawSinCos(body: \"palm\"),", "")]),
+            "a `YawSinCos(body: \"palm\")` sensor in the `ObservationSpace`"
+        );
+        assert_eq!(
+            missing("cube-single", &[("GoalPosition(goal: \"cube_goal\"),", "")]),
+            "every goal observed with `GoalPosition` (goal `cube_goal` is not)"
+        );
+    }
+
+    #[test]
+    fn counts_of_cubes_and_goals_that_differ_are_explained() {
+        let one_per_goal = "one cube per goal, each cube observed with `Position(frame: <cube>)` and \
+                            `YawSinCos(body: <cube>)` and each goal with `GoalPosition(goal: <goal>)`";
+        assert_eq!(
+            missing("cube-single", &[("YawSinCos(body: \"cube\"),", "")]),
+            format!(
+                "{one_per_goal} (found 0 cubes, 1 goal; goal `cube_goal`'s body `cube` lacks a \
+                 `YawSinCos(body: \"cube\")` sensor)"
+            )
+        );
+        // The palm, observed with a position and a yaw, looks like a cube.
+        let palm = (
+            "GoalPosition(goal: \"cube_goal\"),",
+            "GoalPosition(goal: \"cube_goal\"), Position(frame: \"palm\"),",
+        );
+        assert_eq!(
+            missing("cube-single", &[palm]),
+            format!(
+                "{one_per_goal} (found 2 cubes, 1 goal; `palm` is observed like a cube (position and yaw) but no \
+                 observed goal is on it)"
+            )
+        );
+    }
+
+    #[test]
+    fn each_cube_needs_one_goal_on_it() {
+        assert_eq!(
+            missing(
+                "cube-double",
+                &[(
+                    "frame: \"cube_b\", target: (-0.1",
+                    "frame: \"cube_a\", target: (-0.1"
+                )]
+            ),
+            "one goal per cube (cube `cube_a` has `goal_a`, `goal_b`: it is placed at one target)"
+        );
+        assert_eq!(
+            missing(
+                "cube-double",
+                &[(
+                    "frame: \"cube_a\", target: (0.1",
+                    "frame: \"cube_b\", target: (0.1"
+                )]
+            ),
+            "a goal on cube `cube_a` (it has none)"
+        );
+        assert_eq!(
+            missing(
+                "cube-double",
+                &[
+                    ("YawSinCos(body: \"cube_b\"),", ""),
+                    (
+                        "GoalPosition(goal: \"goal_b\"),",
+                        "GoalPosition(goal: \"goal_b\"), Position(frame: \"palm\"),"
+                    ),
+                ]
+            ),
+            "each observed goal on a cube observed with position and yaw (goal `goal_b` is on `cube_b`)"
+        );
+    }
+
+    #[test]
+    fn the_actions_must_be_the_gantrys() {
+        assert_eq!(
+            missing("cube-single", &[("(name: \"dx\",", "(name: \"ex\",")]),
+            "the actions dx, dy, dz, dyaw, gripper, in that order"
+        );
+        assert_eq!(
+            missing(
+                "cube-single",
+                &[("PositionDelta(scale: 0.05)", "PositionDelta(scale: 0.04)")]
+            ),
+            format!(
+                "action `dx` to be {}, as the built-in gantry's (it is {})",
+                Control::PositionDelta { scale: MOVE_SCALE },
+                Control::PositionDelta { scale: 0.04 }
+            )
+        );
+        assert_eq!(
+            missing(
+                "cube-single",
+                &[(
+                    "PositionAbsolute(at_min: 0.0, at_max: 0.044)",
+                    "Velocity(scale: 0.1)"
+                )]
+            ),
+            format!(
+                "action `gripper` to be PositionAbsolute (-1 open, +1 closed), as the built-in gantry's (it is {})",
+                Control::Velocity { scale: 0.1 }
+            )
+        );
+        assert_eq!(
+            missing(
+                "cube-single",
+                &[(
+                    "range: (min: -1.0, max: 1.0)",
+                    "range: (min: -0.5, max: 1.0)"
+                )]
+            ),
+            "action `dx` to range over [-1, 1] (it ranges over [-0.5, 1])"
+        );
+    }
 }

@@ -27,7 +27,7 @@ pub mod prelude {
 }
 
 pub use bench::{SimBenchRow, bench_sim, process_cpu_seconds};
-pub use cube::CubeOracle;
+pub use cube::{CubeOracle, count};
 pub use oracle::{Oracle, OracleConfig, OracleMode};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
 pub use walker::WalkerOracle;

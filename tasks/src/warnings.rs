@@ -18,43 +18,79 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
-    // A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
-    // from the walker): no policy learns it, so training it is most likely a mistake.
+    out.extend(unsolvable_layout(scene));
+    out.extend(authored_overlaps(scene));
+    out.extend(drawn_start_overlaps(scene));
+    out.extend(gravity_not_down(scene));
+    out.extend(angles_in_degrees(scene));
+    out.extend(implausible_scales(scene));
+    out.extend(restitution_above_one(scene));
+    out.extend(coarse_physics_step(scene));
+    out.extend(unsupported_start_warnings(scene));
+    out.extend(far_joint_anchor_warnings(scene));
+    out.extend(unobserved_random_goal_warnings(scene));
+    out.extend(goals_that_cannot_both_hold(scene));
+    out.extend(repeated_sensors(scene));
+    out.extend(bodies_with_two_parent_joints(scene));
+    out.extend(position_targets_out_of_reach(scene));
+    out
+}
+
+/// A layout the scripted oracle's checks find its robot cannot do (a goal beyond the gantry's reach, walled off
+/// from the walker): no policy learns it, so training it is most likely a mistake.
+fn unsolvable_layout(scene: &TaskScene) -> Option<String> {
     let spec = qamlab_sim::EnvSpec::of(scene);
-    if let Err(e @ crate::TaskError::Unsolvable { .. }) =
-        crate::Oracle::new(scene, &spec, crate::OracleConfig::default(), &[0])
-    {
-        out.push(e.to_string());
+    match crate::Oracle::new(scene, &spec, crate::OracleConfig::default(), &[0]) {
+        Err(e @ crate::TaskError::Unsolvable { .. }) => Some(e.to_string()),
+        _ => None,
     }
-    // Resting contact sinks a fraction of a millimetre; deeper means bodies placed inside each other.
-    for o in qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002) {
-        let name = |i: usize| &scene.bodies[i].body.name;
-        out.push(format!(
-            "\"{}\" and \"{}\" overlap by {:.1} cm where the scene places them: the physics pushes them apart at \
-             the first step; move them apart, or give them collision groups (`membership` / `filter`) that do not \
-             touch",
-            name(o.bodies.0),
-            name(o.bodies.1),
-            100.0 * o.depth
-        ));
-    }
-    for o in overlaps_at_drawn_starts(scene) {
-        let (body, other, at) = (
-            &scene.bodies[o.body].body.name,
-            &scene.bodies[o.other].body.name,
-            o.at,
-        );
-        out.push(format!(
-            "\"{body}\" can start inside \"{other}\", {:.1} cm deep, at ({}, {}, {}) where its RandomizePose draws \
-             it: the physics pushes them apart at the first step; draw its start clear of \"{other}\" (RandomizePose's \
-             x, y and z are places in the world, not offsets from the authored pose), or give them collision groups \
-             (`membership` / `filter`) that do not touch",
-            100.0 * o.depth,
-            mm(at.x),
-            mm(at.y),
-            mm(at.z)
-        ));
-    }
+}
+
+/// Bodies placed inside each other where the scene places them. Resting contact sinks a fraction of a millimetre;
+/// deeper means bodies placed inside each other.
+fn authored_overlaps(scene: &TaskScene) -> Vec<String> {
+    let name = |i: usize| &scene.bodies[i].body.name;
+    qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002)
+        .into_iter()
+        .map(|o| {
+            format!(
+                "\"{}\" and \"{}\" overlap by {:.1} cm where the scene places them: the physics pushes them apart at \
+                 the first step; move them apart, or give them collision groups (`membership` / `filter`) that do not \
+                 touch",
+                name(o.bodies.0),
+                name(o.bodies.1),
+                100.0 * o.depth
+            )
+        })
+        .collect()
+}
+
+/// Randomised bodies that can start inside another ([`overlaps_at_drawn_starts`]).
+fn drawn_start_overlaps(scene: &TaskScene) -> Vec<String> {
+    overlaps_at_drawn_starts(scene)
+        .into_iter()
+        .map(|o| {
+            let (body, other, at) = (
+                &scene.bodies[o.body].body.name,
+                &scene.bodies[o.other].body.name,
+                o.at,
+            );
+            format!(
+                "\"{body}\" can start inside \"{other}\", {:.1} cm deep, at ({}, {}, {}) where its RandomizePose draws \
+                 it: the physics pushes them apart at the first step; draw its start clear of \"{other}\" (RandomizePose's \
+                 x, y and z are places in the world, not offsets from the authored pose), or give them collision groups \
+                 (`membership` / `filter`) that do not touch",
+                100.0 * o.depth,
+                mm(at.x),
+                mm(at.y),
+                mm(at.z)
+            )
+        })
+        .collect()
+}
+
+/// Gravity pointing up, or more sideways than down, where it pulls some body.
+fn gravity_not_down(scene: &TaskScene) -> Option<String> {
     let gravity = scene.settings.gravity;
     // Any body gravity pulls: a free one flies off, a jointed one (a pendulum) hangs upwards.
     let pulled = scene
@@ -62,86 +98,121 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
         .iter()
         .any(|b| b.body.kind == BodyKind::Dynamic && b.body.gravity_scale != 0.0);
     if pulled && gravity.z > 0.0 {
-        out.push(format!(
+        Some(format!(
             "gravity is ({}, {}, {}): it points up (z is up in a scene), so what it pulls falls upwards; Earth's \
              is (0.0, 0.0, -9.81)",
             gravity.x, gravity.y, gravity.z
-        ));
+        ))
     } else if pulled && gravity.truncate().length() > gravity.z.abs() {
-        out.push(format!(
+        Some(format!(
             "gravity is ({}, {}, {}): it points more sideways than down (z is up in a scene); Earth's is (0.0, \
              0.0, -9.81)",
             gravity.x, gravity.y, gravity.z
-        ));
+        ))
+    } else {
+        None
     }
-    out.extend(angles_in_degrees(scene));
-    out.extend(implausible_scales(scene));
-    for def in &scene.bodies {
-        if let Some(c) = &def.collider
-            && c.restitution > 1.0
-        {
-            out.push(format!(
+}
+
+/// Colliders with restitution above 1, whose bounces gain energy.
+fn restitution_above_one(scene: &TaskScene) -> Vec<String> {
+    scene
+        .bodies
+        .iter()
+        .filter_map(|def| {
+            let c = def.collider.as_ref().filter(|c| c.restitution > 1.0)?;
+            Some(format!(
                 "\"{}\"'s collider has restitution {}, above 1: where a contact's restitution (the mean of its two \
                  colliders') is above 1, each bounce gives back more energy than the impact took, so what bounces \
                  there bounces ever higher; restitution runs from 0 (no bounce) to 1 (a perfectly elastic one)",
                 def.body.name,
                 num(c.restitution)
-            ));
-        }
-    }
+            ))
+        })
+        .collect()
+}
+
+/// A physics step (control_dt / substeps) over [`COARSE_PHYSICS_STEP`].
+fn coarse_physics_step(scene: &TaskScene) -> Option<String> {
     let s = &scene.settings;
     let step = s.control_dt / s.substeps as f32;
     // Loading refuses steps past `MAX_PHYSICS_STEP`; this warns short of it. A hair of slack: 0.2 / 5 passes.
-    if step > COARSE_PHYSICS_STEP * (1.0 + 1e-5) {
-        let needed = (s.control_dt / COARSE_PHYSICS_STEP * (1.0 - 1e-5)).ceil();
-        out.push(format!(
-            "the physics step, control_dt / substeps = {} / {} = {step} s, is over {COARSE_PHYSICS_STEP} s: stiff \
-             motors and contacts are integrated coarsely there (cube-single's grasp fails in a fifth to a half of \
-             its episodes at 0.05 to 0.06 s); raise substeps to {needed} or more (the built-ins step 0.01 to \
-             0.025 s)",
-            s.control_dt, s.substeps
-        ));
+    if step <= COARSE_PHYSICS_STEP * (1.0 + 1e-5) {
+        return None;
     }
-    for fall in unsupported_starts(scene) {
-        let body = &fall.body;
-        // Its height said where it is drawn, and it is what leaves the body without support.
-        let at = match fall.drawn_z {
-            None => format!("({}, {})", fall.at.x, fall.at.y),
-            Some(_) => format!("({}, {}, {})", fall.at.x, fall.at.y, fall.at.z),
-        };
-        out.push(match (&fall.apart, fall.drawn_z) {
-            (None, None) => format!(
-                "\"{body}\" has nothing under it where it can start, at {at}: it falls for the whole episode; \
-                 place it over a fixed collider (a table, a floor) or put one under it"
-            ),
-            (None, Some(z)) => format!(
-                "\"{body}\" has nothing under it where it can start, at {at}: its RandomizePose draws its height \
-                 from [{}, {}] m, below everything that could hold it there, so it falls for the whole episode; z \
-                 is a height in the world, not an offset from the authored pose: draw it where the body rests on a \
-                 fixed collider (a table, a floor), or leave z out to start it at its authored height",
-                z.min, z.max
-            ),
-            (Some(under), _) => format!(
-                "\"{body}\" has nothing under it that it can touch where it can start, at {at}: \"{under}\" is \
-                 under it, but their collision groups keep them apart, so it falls through for the whole episode; \
-                 give them a `membership` and `filter` that touch (each one's filter sharing a bit with the other's \
-                 membership)"
-            ),
-        });
-    }
-    for (joint, distance) in far_joint_anchors(scene) {
-        out.push(format!(
-            "joint \"{joint}\"'s anchor is {distance:.2} m from the nearer of its bodies, far beyond the gap \
-             between them: the bodies swing about a point far away (is a coordinate off by a factor of ten?)"
-        ));
-    }
-    for goal in unobserved_random_goals(scene) {
-        out.push(format!(
-            "goal \"{goal}\"'s target is drawn anew at each reset, but no `GoalPosition(goal: \"{goal}\")` sensor \
-             observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
-        ));
-    }
-    out.extend(goals_that_cannot_both_hold(scene));
+    let needed = (s.control_dt / COARSE_PHYSICS_STEP * (1.0 - 1e-5)).ceil();
+    Some(format!(
+        "the physics step, control_dt / substeps = {} / {} = {step} s, is over {COARSE_PHYSICS_STEP} s: stiff \
+         motors and contacts are integrated coarsely there (cube-single's grasp fails in a fifth to a half of \
+         its episodes at 0.05 to 0.06 s); raise substeps to {needed} or more (the built-ins step 0.01 to \
+         0.025 s)",
+        s.control_dt, s.substeps
+    ))
+}
+
+/// Free bodies that can start with nothing under them ([`unsupported_starts`]).
+fn unsupported_start_warnings(scene: &TaskScene) -> Vec<String> {
+    unsupported_starts(scene)
+        .into_iter()
+        .map(|fall| {
+            let body = &fall.body;
+            // Its height said where it is drawn, and it is what leaves the body without support.
+            let at = match fall.drawn_z {
+                None => format!("({}, {})", fall.at.x, fall.at.y),
+                Some(_) => format!("({}, {}, {})", fall.at.x, fall.at.y, fall.at.z),
+            };
+            match (&fall.apart, fall.drawn_z) {
+                (None, None) => format!(
+                    "\"{body}\" has nothing under it where it can start, at {at}: it falls for the whole episode; \
+                     place it over a fixed collider (a table, a floor) or put one under it"
+                ),
+                (None, Some(z)) => format!(
+                    "\"{body}\" has nothing under it where it can start, at {at}: its RandomizePose draws its height \
+                     from [{}, {}] m, below everything that could hold it there, so it falls for the whole episode; z \
+                     is a height in the world, not an offset from the authored pose: draw it where the body rests on a \
+                     fixed collider (a table, a floor), or leave z out to start it at its authored height",
+                    z.min, z.max
+                ),
+                (Some(under), _) => format!(
+                    "\"{body}\" has nothing under it that it can touch where it can start, at {at}: \"{under}\" is \
+                     under it, but their collision groups keep them apart, so it falls through for the whole episode; \
+                     give them a `membership` and `filter` that touch (each one's filter sharing a bit with the other's \
+                     membership)"
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Joints anchored far from both their bodies ([`far_joint_anchors`]).
+fn far_joint_anchor_warnings(scene: &TaskScene) -> Vec<String> {
+    far_joint_anchors(scene)
+        .into_iter()
+        .map(|(joint, distance)| {
+            format!(
+                "joint \"{joint}\"'s anchor is {distance:.2} m from the nearer of its bodies, far beyond the gap \
+                 between them: the bodies swing about a point far away (is a coordinate off by a factor of ten?)"
+            )
+        })
+        .collect()
+}
+
+/// Goals drawn at random but never observed ([`unobserved_random_goals`]).
+fn unobserved_random_goal_warnings(scene: &TaskScene) -> Vec<String> {
+    unobserved_random_goals(scene)
+        .into_iter()
+        .map(|goal| {
+            format!(
+                "goal \"{goal}\"'s target is drawn anew at each reset, but no `GoalPosition(goal: \"{goal}\")` sensor \
+                 observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
+            )
+        })
+        .collect()
+}
+
+/// Sensors listed more than once in the observation space, each said once, at its second listing.
+fn repeated_sensors(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
     for (k, (sensor, _)) in scene.sensors.iter().enumerate() {
         // Said once, at its second listing.
         let earlier = scene.sensors[..k]
@@ -157,6 +228,12 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             ));
         }
     }
+    out
+}
+
+/// Bodies that are the child of more than one joint.
+fn bodies_with_two_parent_joints(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
     for (body, def) in scene.bodies.iter().enumerate() {
         let held: Vec<&str> = scene
             .joints
@@ -174,6 +251,12 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
             ));
         }
     }
+    out
+}
+
+/// Absolute position targets a joint cannot reach: past half a turn on a revolute joint, else beyond its limits.
+fn position_targets_out_of_reach(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
     for def in &scene.actuators {
         let Control::PositionAbsolute { at_min, at_max } = def.actuator.control else {
             continue;

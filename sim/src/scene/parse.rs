@@ -6,6 +6,7 @@ use bevy::asset::{AssetPath, LoadFromPath, UntypedHandle};
 use bevy::prelude::*;
 use bevy::reflect::{FromReflect, PartialReflect, ReflectRef, TypeRegistry};
 use bevy::world_serialization::serde::WorldDeserializer;
+use bevy::world_serialization::{DynamicEntity, DynamicWorld};
 use serde::de::DeserializeSeed;
 
 use super::authoring_registry;
@@ -105,6 +106,23 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
                 .into(),
         });
     }
+    let world = deserialize_world(text, source, &outline, registry)?;
+    check_world_level(&world, &outline, source)?;
+    let mut out = Vec::with_capacity(world.entities.len());
+    for (k, entity) in world.entities.iter().enumerate() {
+        out.push(raw_entity(entity, &world.entities[..k], source, registry)?);
+    }
+    Ok(out)
+}
+
+/// The scene text read as a world of reflected entities, its syntax errors located and made plainer (and any text
+/// after the scene refused).
+fn deserialize_world(
+    text: &str,
+    source: &str,
+    outline: &Outline,
+    registry: &TypeRegistry,
+) -> Result<DynamicWorld, SimError> {
     let parse_error = |line: usize, column: usize, message: String| SimError::Parse {
         file: source.to_string(),
         line,
@@ -123,7 +141,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
         let e = de.span_error(e);
         let (line, column) = (e.span.start.line, e.span.start.col);
         let message = explain_parse_error(e.code.to_string(), registry);
-        let message = explain_syntax(message, text, &outline, registry, line, column);
+        let message = explain_syntax(message, text, outline, registry, line, column);
         // A field's name without its `:` is read as a value of the field before it: name the field it is.
         if message.starts_with("Expected colon")
             && let Some((word, place)) = outline.place_of_word_before(line, column)
@@ -149,6 +167,15 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
             format!("{} after the scene's closing `)`", e.code),
         )
     })?;
+    Ok(world)
+}
+
+/// Checks what the scene holds beside its entities: no field written twice, no resources.
+fn check_world_level(
+    world: &DynamicWorld,
+    outline: &Outline,
+    source: &str,
+) -> Result<(), SimError> {
     // The deserializer keeps the last of a field written twice; an author meant one of them.
     if let Some(repeated) = outline.repeated_field() {
         let (l, c) = repeated.first;
@@ -171,88 +198,137 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
             ),
         });
     }
-    let mut out = Vec::with_capacity(world.entities.len());
-    for (k, entity) in world.entities.iter().enumerate() {
-        let label = reflected_label(entity.entity.to_bits(), &entity.components);
-        // Errors name entities by id, so two entities with one id would be ambiguous.
-        if world.entities[..k]
-            .iter()
-            .any(|e| e.entity == entity.entity)
-        {
-            return Err(SimError::Invalid {
-                file: source.to_string(),
-                entity: label,
-                field: "id".into(),
-                message: "the id is used twice; give each entity its own".into(),
-            });
-        }
-        let mut raw = RawEntity {
-            id: entity.entity.to_bits(),
-            ..default()
-        };
-        for component in &entity.components {
-            let info = component.get_represented_type_info();
-            let type_name = info.map_or("unknown", |i| i.type_path_table().short_path());
-            let error = |field: String, message: &str| SimError::Invalid {
-                file: source.to_string(),
-                entity: label.clone(),
-                field,
-                message: message.to_string(),
-            };
-            let invalid = |message: &str| error(type_name.to_string(), message);
-            let type_id = info
-                .map(|info| info.type_id())
-                .ok_or_else(|| invalid("component of unknown type"))?;
-            // Each authoring type is converted from its reflected (dynamic) form, which the deserializer builds
-            // even with fields left out; a failed conversion is explained by the required field it lacks.
-            let unconvertible =
-                |component: &dyn PartialReflect| match missing_field(component, registry) {
-                    Some(path) => error(
-                        format!("{type_name}{path}"),
-                        "is missing (the field has no default)",
-                    ),
-                    None => invalid("a field is missing or malformed"),
-                };
-            fn typed<T: FromReflect>(
-                component: &dyn PartialReflect,
-                slot: &mut Option<T>,
-                unconvertible: &dyn Fn(&dyn PartialReflect) -> SimError,
-                invalid: &dyn Fn(&str) -> SimError,
-            ) -> Result<(), SimError> {
-                let value = T::from_reflect(component).ok_or_else(|| unconvertible(component))?;
-                if slot.replace(value).is_some() {
-                    return Err(invalid("the component appears twice on this entity"));
-                }
-                Ok(())
-            }
-            let c = component.as_ref();
-            if type_id == TypeId::of::<TaskSettings>() {
-                typed(c, &mut raw.settings, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<Body>() {
-                typed(c, &mut raw.body, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<Collider>() {
-                typed(c, &mut raw.collider, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<Joint>() {
-                typed(c, &mut raw.joint, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<Site>() {
-                typed(c, &mut raw.site, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<ActionSpace>() {
-                typed(c, &mut raw.actions, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<ObservationSpace>() {
-                typed(c, &mut raw.observations, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<Goal>() {
-                typed(c, &mut raw.goal, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<RandomizePose>() {
-                typed(c, &mut raw.randomize_pose, &unconvertible, &invalid)?;
-            } else if type_id == TypeId::of::<RandomizeTarget>() {
-                typed(c, &mut raw.randomize_target, &unconvertible, &invalid)?;
-            } else {
-                return Err(invalid("not a task authoring component"));
-            }
-        }
-        out.push(raw);
+    Ok(())
+}
+
+/// One reflected entity with its components typed; `earlier` are the entities before it in the file, whose ids it
+/// must not repeat.
+fn raw_entity(
+    entity: &DynamicEntity,
+    earlier: &[DynamicEntity],
+    source: &str,
+    registry: &TypeRegistry,
+) -> Result<RawEntity, SimError> {
+    let label = reflected_label(entity.entity.to_bits(), &entity.components);
+    // Errors name entities by id, so two entities with one id would be ambiguous.
+    if earlier.iter().any(|e| e.entity == entity.entity) {
+        return Err(SimError::Invalid {
+            file: source.to_string(),
+            entity: label,
+            field: "id".into(),
+            message: "the id is used twice; give each entity its own".into(),
+        });
     }
-    Ok(out)
+    let mut raw = RawEntity {
+        id: entity.entity.to_bits(),
+        ..default()
+    };
+    let slots = component_slots();
+    for component in &entity.components {
+        let info = component.get_represented_type_info();
+        let errors = ComponentErrors {
+            source,
+            entity: &label,
+            type_name: info.map_or("unknown", |i| i.type_path_table().short_path()),
+            registry,
+        };
+        let type_id = info
+            .map(|info| info.type_id())
+            .ok_or_else(|| errors.invalid("component of unknown type"))?;
+        let Some((_, fill)) = slots.iter().find(|(t, _)| *t == type_id) else {
+            return Err(errors.invalid("not a task authoring component"));
+        };
+        fill(component.as_ref(), &mut raw, &errors)?;
+    }
+    Ok(raw)
+}
+
+/// Puts one reflected component of its type into its slot on a [`RawEntity`].
+type FillSlot = fn(&dyn PartialReflect, &mut RawEntity, &ComponentErrors) -> Result<(), SimError>;
+
+/// Each authoring component type, with how it fills its slot on a [`RawEntity`].
+fn component_slots() -> [(TypeId, FillSlot); 10] {
+    [
+        (TypeId::of::<TaskSettings>(), |c, raw, e| {
+            typed(c, &mut raw.settings, e)
+        }),
+        (TypeId::of::<Body>(), |c, raw, e| typed(c, &mut raw.body, e)),
+        (TypeId::of::<Collider>(), |c, raw, e| {
+            typed(c, &mut raw.collider, e)
+        }),
+        (TypeId::of::<Joint>(), |c, raw, e| {
+            typed(c, &mut raw.joint, e)
+        }),
+        (TypeId::of::<Site>(), |c, raw, e| typed(c, &mut raw.site, e)),
+        (TypeId::of::<ActionSpace>(), |c, raw, e| {
+            typed(c, &mut raw.actions, e)
+        }),
+        (TypeId::of::<ObservationSpace>(), |c, raw, e| {
+            typed(c, &mut raw.observations, e)
+        }),
+        (TypeId::of::<Goal>(), |c, raw, e| typed(c, &mut raw.goal, e)),
+        (TypeId::of::<RandomizePose>(), |c, raw, e| {
+            typed(c, &mut raw.randomize_pose, e)
+        }),
+        (TypeId::of::<RandomizeTarget>(), |c, raw, e| {
+            typed(c, &mut raw.randomize_target, e)
+        }),
+    ]
+}
+
+/// How errors in converting one component name it: the file, the entity, the component's type.
+struct ComponentErrors<'a> {
+    /// The scene file.
+    source: &'a str,
+    /// The entity's label ([`reflected_label`]).
+    entity: &'a str,
+    /// The component's short type name, `unknown` where it has none.
+    type_name: &'a str,
+    /// The authoring types, to find a missing field by.
+    registry: &'a TypeRegistry,
+}
+
+impl ComponentErrors<'_> {
+    /// The component's `field` is wrong, as `message` says.
+    fn error(&self, field: String, message: &str) -> SimError {
+        SimError::Invalid {
+            file: self.source.to_string(),
+            entity: self.entity.to_string(),
+            field,
+            message: message.to_string(),
+        }
+    }
+
+    /// The component as a whole is wrong, as `message` says.
+    fn invalid(&self, message: &str) -> SimError {
+        self.error(self.type_name.to_string(), message)
+    }
+
+    /// `component` could not be converted to its type: explained by the required field it lacks.
+    fn unconvertible(&self, component: &dyn PartialReflect) -> SimError {
+        match missing_field(component, self.registry) {
+            Some(path) => self.error(
+                format!("{}{path}", self.type_name),
+                "is missing (the field has no default)",
+            ),
+            None => self.invalid("a field is missing or malformed"),
+        }
+    }
+}
+
+/// Converts `component` to `T` into `slot`, refusing a second one on the entity. Each authoring type is converted
+/// from its reflected (dynamic) form, which the deserializer builds even with fields left out; a failed conversion
+/// is explained by the required field it lacks.
+fn typed<T: FromReflect>(
+    component: &dyn PartialReflect,
+    slot: &mut Option<T>,
+    errors: &ComponentErrors,
+) -> Result<(), SimError> {
+    let value = T::from_reflect(component).ok_or_else(|| errors.unconvertible(component))?;
+    if slot.replace(value).is_some() {
+        return Err(errors.invalid("the component appears twice on this entity"));
+    }
+    Ok(())
 }
 
 /// A deserializer error made plainer: an unknown type gets the authoring components a scene can use (and loses

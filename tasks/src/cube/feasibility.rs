@@ -5,7 +5,7 @@
 use bevy::math::Vec3;
 use qamlab_sim::TaskScene;
 use qamlab_sim::authoring::{Control, JointKind, Range, Shape};
-use qamlab_sim::scene::FrameRef;
+use qamlab_sim::scene::{FrameRef, GoalDef};
 
 use super::reach;
 use super::{CARRY_CLEARANCE, CARRY_Z, HOVER, carry_height};
@@ -37,11 +37,46 @@ pub(crate) enum ReachFault {
 /// which the script's carrying height never exceeds (a cube resting high up would otherwise send it past the
 /// limit, where it would wait for the rest of the episode).
 pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
-    let frame_home = |frame: FrameRef| {
-        let body = &scene.bodies[frame.body].body;
-        body.translation + body.rotation * frame.offset
-    };
-    let pinch = scene
+    let home = frame_home(scene, pinch_frame(scene)?);
+    let pinch = gantry_reach(scene, home)?;
+    // What the robot can surely not do, where the scene lets that be bounded (`None`: nothing is claimed).
+    let robot_reach = reach::RobotReach::of(scene, home);
+    // What the task needs is checked in full before what the script needs: a fault of the task is said even where
+    // the script would have stopped first.
+    let mut script_fault: Option<String> = None;
+    let mut highest_target = f32::NEG_INFINITY;
+    for def in &scene.goals {
+        let tolerance = def.goal.tolerance;
+        let to = target_span(def);
+        let goal = format!("goal `{}`'s target", def.goal.name);
+        let cube_start = format!("cube `{}`'s start", scene.bodies[def.frame.body].body.name);
+        if let Some(bound) = robot_reach
+            .as_ref()
+            .and_then(|robot| robot.cube(scene, def, pinch.reach[2].max, to[2].min - tolerance))
+        {
+            check_task_reach(&bound, &to, tolerance, &pinch.reach, (&goal, &cube_start)).map_err(
+                |(what, k, range)| {
+                    let fix = place_fix(range.max > range.min);
+                    ReachFault::Task(pinch.out_of_reach(scene, &what, k, range, fix))
+                },
+            )?;
+        }
+        if script_fault.is_none() {
+            script_fault = goal_script_fault(scene, &pinch, def, &to, (&goal, &cube_start));
+        }
+        highest_target = highest_target.max(to[2].max);
+    }
+    if let Some(fault) = script_fault {
+        return Err(ReachFault::Script(fault));
+    }
+    check_grasp(scene)?;
+    check_carry_height(scene, &pinch, highest_target)?;
+    Ok(pinch.reach[2].max)
+}
+
+/// The pinch (the point between the fingers): a site named `pinch`, else the origin of a body named so.
+fn pinch_frame(scene: &TaskScene) -> Result<FrameRef, ReachFault> {
+    scene
         .sites
         .iter()
         .find(|(name, _)| name == "pinch")
@@ -57,9 +92,60 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             ReachFault::Script(
                 "a body or site named `pinch` (the point between the fingers)".into(),
             )
-        })?;
-    let home = frame_home(pinch);
-    // Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
+        })
+}
+
+/// Where `frame` is as the scene authors its body.
+fn frame_home(scene: &TaskScene, frame: FrameRef) -> Vec3 {
+    let body = &scene.bodies[frame.body].body;
+    body.translation + body.rotation * frame.offset
+}
+
+/// Where the gantry can put the pinch: per axis, from where it starts (`home`), as far as the limits of the joint
+/// that the axis's action (`dx`, `dy`, `dz`) slides let it.
+struct PinchReach {
+    /// Where the pinch starts.
+    home: Vec3,
+    /// Per axis, the pinch's reach: its start plus the sliding joint's limits (unlimited without them).
+    reach: [Range; 3],
+    /// Per axis, the sliding joint's limits (unlimited without them).
+    limits: [Range; 3],
+}
+
+impl PinchReach {
+    /// Whether `range` along axis `k` leaves the pinch's reach.
+    fn beyond(&self, k: usize, range: Range) -> bool {
+        range.min < self.reach[k].min - SLACK || range.max > self.reach[k].max + SLACK
+    }
+
+    /// `what` out of reach along axis `k`, where it spans `range`, in words, and `fix`, what to change.
+    fn out_of_reach(
+        &self,
+        scene: &TaskScene,
+        what: &str,
+        k: usize,
+        range: Range,
+        fix: &str,
+    ) -> String {
+        format!(
+            "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
+             and the joint of `{}` has limits [{}, {}]; {fix})",
+            ["x", "y", "z"][k],
+            mm(range.min),
+            mm(range.max),
+            mm(self.reach[k].min),
+            mm(self.reach[k].max),
+            mm(self.home[k]),
+            scene.actuators[k].actuator.name,
+            self.limits[k].min,
+            self.limits[k].max,
+        )
+    }
+}
+
+/// The pinch's reach from `home`, as the joints of the first three actions slide it; errs where one of them does
+/// not drive one prismatic joint along its axis, as the built-in gantry's `dx`, `dy` and `dz` do.
+fn gantry_reach(scene: &TaskScene, home: Vec3) -> Result<PinchReach, ReachFault> {
     let mut reach = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
     let mut limits = [Range::new(f32::NEG_INFINITY, f32::INFINITY); 3];
     for (k, axis) in [Vec3::X, Vec3::Y, Vec3::Z].into_iter().enumerate() {
@@ -83,106 +169,94 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
             limits[k] = joint;
         }
     }
-    // Whether `range` along axis `k` leaves the pinch's reach widened by `below` and `above`.
-    let beyond = |k: usize, range: Range, below: f32, above: f32| {
-        range.min < reach[k].min - below - SLACK || range.max > reach[k].max + above + SLACK
-    };
-    // What to change where a place the scene sets is out of reach: a range to narrow where the place is drawn,
-    // else the place itself (the script's own heights, the author changes only through the limits).
-    let place_fix = |drawn: bool| {
-        if drawn {
-            "narrow the range or widen the limits"
+    Ok(PinchReach {
+        home,
+        reach,
+        limits,
+    })
+}
+
+/// What to change where a place the scene sets is out of reach: a range to narrow where the place is drawn,
+/// else the place itself (the script's own heights, the author changes only through the limits).
+fn place_fix(drawn: bool) -> &'static str {
+    if drawn {
+        "narrow the range or widen the limits"
+    } else {
+        "move it or widen the limits"
+    }
+}
+
+/// `drawn` where a reset draws the coordinate, else just `authored`.
+fn span(authored: f32, drawn: Option<Range>) -> Range {
+    drawn.unwrap_or(Range::new(authored, authored))
+}
+
+/// Per axis, where goal `def`'s target can lie.
+fn target_span(def: &GoalDef) -> [Range; 3] {
+    let drawn = def
+        .randomize
+        .as_ref()
+        .map(|(r, _)| [r.x, r.y, r.z])
+        .unwrap_or_default();
+    std::array::from_fn(|k| span(def.goal.target[k], drawn[k]))
+}
+
+/// The first place the script needs for goal `def` (its target spanning `to`) that is out of the pinch's reach, in
+/// words: the pinch over the cube's start (its origin) and over the target, and the hover above the target. `names`:
+/// the goal's target and the cube's start, in words.
+fn goal_script_fault(
+    scene: &TaskScene,
+    pinch: &PinchReach,
+    def: &GoalDef,
+    to: &[Range; 3],
+    names: (&str, &str),
+) -> Option<String> {
+    let (goal, cube_start) = names;
+    let cube = &scene.bodies[def.frame.body];
+    let start = cube.body.translation;
+    let moved = cube
+        .randomize
+        .as_ref()
+        .map(|r| [r.x, r.y, r.z])
+        .unwrap_or_default();
+    for k in 0..3 {
+        let to = to[k];
+        // The script brings the pinch over the cube (its origin) and over the target themselves.
+        let from = span(start[k], moved[k]);
+        let drawn = to.max > to.min;
+        if pinch.beyond(k, to) {
+            return Some(pinch.out_of_reach(scene, goal, k, to, place_fix(drawn)));
+        }
+        if k < 2 {
+            if pinch.beyond(k, from) {
+                let fix = place_fix(from.max > from.min);
+                return Some(pinch.out_of_reach(scene, cube_start, k, from, fix));
+            }
         } else {
-            "move it or widen the limits"
-        }
-    };
-    // `what` out of reach, in words, and `fix`, what to change.
-    let out_of_reach = |what: &str, k: usize, range: Range, fix: &str| {
-        format!(
-            "{what} within the pinch's reach: its {} spans [{}, {}] m, the pinch reaches [{}, {}] m (it starts at {} \
-             and the joint of `{}` has limits [{}, {}]; {fix})",
-            ["x", "y", "z"][k],
-            mm(range.min),
-            mm(range.max),
-            mm(reach[k].min),
-            mm(reach[k].max),
-            mm(home[k]),
-            scene.actuators[k].actuator.name,
-            limits[k].min,
-            limits[k].max,
-        )
-    };
-    let span =
-        |authored: f32, drawn: Option<Range>| drawn.unwrap_or(Range::new(authored, authored));
-    // What the robot can surely not do, where the scene lets that be bounded (`None`: nothing is claimed).
-    let robot_reach = reach::RobotReach::of(scene, home);
-    // What the task needs is checked in full before what the script needs: a fault of the task is said even where
-    // the script would have stopped first.
-    let mut script_fault: Option<String> = None;
-    let mut highest_target = f32::NEG_INFINITY;
-    for def in &scene.goals {
-        let target = def.goal.target;
-        let tolerance = def.goal.tolerance;
-        let drawn = def
-            .randomize
-            .as_ref()
-            .map(|(r, _)| [r.x, r.y, r.z])
-            .unwrap_or_default();
-        let to: [Range; 3] = std::array::from_fn(|k| span(target[k], drawn[k]));
-        let cube = &scene.bodies[def.frame.body];
-        let start = cube.body.translation;
-        let moved = cube
-            .randomize
-            .as_ref()
-            .map(|r| [r.x, r.y, r.z])
-            .unwrap_or_default();
-        let goal = format!("goal `{}`'s target", def.goal.name);
-        let cube_start = format!("cube `{}`'s start", cube.body.name);
-        if let Some(bound) = robot_reach
-            .as_ref()
-            .and_then(|robot| robot.cube(scene, def, reach[2].max, to[2].min - tolerance))
-        {
-            check_task_reach(&bound, &to, tolerance, &reach, (&goal, &cube_start)).map_err(
-                |(what, k, range)| {
-                    let fix = place_fix(range.max > range.min);
-                    ReachFault::Task(out_of_reach(&what, k, range, fix))
-                },
-            )?;
-        }
-        for k in 0..3 {
-            let to = to[k];
-            // The script brings the pinch over the cube (its origin) and over the target themselves.
-            let from = span(start[k], moved[k]);
-            let drawn = to.max > to.min;
-            if script_fault.is_none() && beyond(k, to, 0.0, 0.0) {
-                script_fault = Some(out_of_reach(&goal, k, to, place_fix(drawn)));
-            }
-            if k < 2 {
-                if script_fault.is_none() && beyond(k, from, 0.0, 0.0) {
-                    let fix = place_fix(from.max > from.min);
-                    script_fault = Some(out_of_reach(&cube_start, k, from, fix));
-                }
-            } else {
-                // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it. (Its
-                // bottom, the target's, is checked above: only its top can be out of reach here.)
-                let approach = Range::new(to.min, to.max + HOVER);
-                if script_fault.is_none() && beyond(k, approach, 0.0, 0.0) {
-                    let what = format!("the script's approach {HOVER} m above {goal}");
-                    let fix = if drawn {
-                        "lower the range's top or widen the limits"
-                    } else {
-                        "lower the target or widen the limits"
-                    };
-                    script_fault = Some(out_of_reach(&what, k, approach, fix));
-                }
-                highest_target = highest_target.max(to.max);
+            // Cubes rest at their goals' heights, and the script comes down onto one from HOVER above it. (Its
+            // bottom, the target's, is checked above: only its top can be out of reach here.)
+            let approach = Range::new(to.min, to.max + HOVER);
+            if pinch.beyond(k, approach) {
+                let what = format!("the script's approach {HOVER} m above {goal}");
+                let fix = if drawn {
+                    "lower the range's top or widen the limits"
+                } else {
+                    "lower the target or widen the limits"
+                };
+                return Some(pinch.out_of_reach(scene, &what, k, approach, fix));
             }
         }
     }
-    if let Some(fault) = script_fault {
-        return Err(ReachFault::Script(fault));
-    }
-    check_grasp(scene)?;
+    None
+}
+
+/// Checks that the script's carrying height, from [`CARRY_Z`] up to [`CARRY_CLEARANCE`] above the highest target
+/// (`highest_target`), is within the pinch's reach.
+fn check_carry_height(
+    scene: &TaskScene,
+    pinch: &PinchReach,
+    highest_target: f32,
+) -> Result<(), ReachFault> {
     let carry = Range::new(CARRY_Z, carry_height([highest_target]));
     let carrying = if carry.max > carry.min {
         format!(
@@ -193,15 +267,16 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     } else {
         format!("the script's carrying height (z = {CARRY_Z} m)")
     };
-    if beyond(2, carry, 0.0, 0.0) {
-        return Err(ReachFault::Script(out_of_reach(
+    if pinch.beyond(2, carry) {
+        return Err(ReachFault::Script(pinch.out_of_reach(
+            scene,
             &carrying,
             2,
             carry,
             "widen the limits",
         )));
     }
-    Ok(reach[2].max)
+    Ok(())
 }
 
 /// Rounding in the authored numbers is not a place out of reach (m).
@@ -404,5 +479,29 @@ mod tests {
             drawn.ends_with("has limits [-0.2, 0.15]; lower the range's top or widen the limits)"),
             "{drawn}"
         );
+    }
+
+    #[test]
+    fn a_carrying_height_out_of_reach_is_named() {
+        // The pinch, lowered, reaches no higher than 0.095 m: the target (on the table) and the hover above it are
+        // within reach, the script's carrying height is not.
+        let text = crate::BUILTIN_TASKS[0]
+            .1
+            .replacen(
+                "limits: Some((min: -0.2, max: 0.15))",
+                "limits: Some((min: -0.2, max: 0.045))",
+                1,
+            )
+            .replacen("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.0)", 1)
+            .replacen("offset: (0.0, 0.0, -0.06)", "offset: (0.0, 0.0, -0.2)", 1);
+        match check_reach(&TaskScene::from_ron(&text, "edited").unwrap()) {
+            Err(ReachFault::Script(fault)) => assert_eq!(
+                fault,
+                "the script's carrying height (z = 0.1 m) within the pinch's reach: its z spans [0.1, 0.1] m, the \
+                 pinch reaches [-0.15, 0.095] m (it starts at 0.05 and the joint of `dz` has limits [-0.2, 0.045]; \
+                 widen the limits)"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }
