@@ -58,88 +58,106 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
         );
     }
     if args.episodes > 0 {
-        let episodes = args.episodes;
-        let mut oracle_solves = false;
-        if script.is_ok() {
-            let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
-            oracle_solves = tried.success_rate >= 0.5;
-            println!(
-                "tried: oracle (solve) succeeds in {:.0}% of {}; the goals still hold at the episode's end in {:.0}%",
-                100.0 * tried.success_rate,
-                super::count(episodes, "episode"),
-                100.0 * tried.held_rate
-            );
-            // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
-            let lost = tried.reached - tried.held;
-            if lost > 0 && 2 * lost >= tried.reached && episodes >= 10 {
-                println!(
-                    "note: in {lost} of the {} episodes the oracle solved, the goals no longer held at the end: an \
-                     object met its target in passing and did not stay (a target past the edge of what it rests \
-                     on, or above where it rests, holds only while the robot holds it there); success counts the \
-                     first moment, so such a task is solved in passing; move the target onto a surface if that is \
-                     not what you meant (`qamlab view --task {} --policy oracle` shows it)",
-                    tried.reached,
-                    qamlab_headless::shell::quote(&args.task)
-                );
-            }
-            // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
-            if tried.success_rate < 0.5 && episodes >= 10 {
-                println!(
-                    "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
-                     from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
-                     over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
-                     path taller than its carrying height, a cube too large for its fingers){}",
-                    qamlab_headless::shell::quote(&args.task),
-                    if warned {
-                        "; the warnings above may say why"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
-        println!(
-            "tried: random actions succeed in {:.0}% of {}",
-            100.0 * tried.success_rate,
-            super::count(episodes, "episode")
-        );
-        // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
-        // at all: else the error below says why not).
-        let agents_act = qamlab_headless::chunks::check_agent_action_space(&spec).is_ok();
-        if tried.success_rate == 0.0 && episodes >= 10 && agents_act {
-            println!(
-                "note: random actions never reached the goals in {episodes} episodes: training online from nothing \
-                 (`{}`) has no success to learn from and may stay at 0 %; {}",
-                qamlab_headless::config::train_from_nothing_command(&args.task),
-                if oracle_solves {
-                    format!(
-                        "train it from a dataset the oracle collects (`qamlab collect --task {}`), as the oracle \
-                         reaches them",
-                        qamlab_headless::shell::quote(&args.task)
-                    )
-                } else {
-                    "give it a dataset that reaches them, or check that the robot can reach the goals' targets \
-                     (their ranges, its joints' limits, how far an action moves it: a `PositionDelta` motor moves \
-                     less than its `scale` per step when its stiffness is low)"
-                        .to_string()
-                }
-            );
-        }
-        // One control step cannot carry anything far: success then means the goals held at reset.
-        if tried.at_first_step > 0 {
-            println!(
-                "note: {} of {episodes} random episodes succeeded at their first control step: the goals hold (nearly) \
-                 at reset; check their targets and tolerances against the initial poses",
-                tried.at_first_step
-            );
-        }
+        let oracle_solves = script.is_ok() && report_oracle_trial(&args, scene, warned)?;
+        report_random_trial(&args, scene, &spec, oracle_solves)?;
     }
     // A check that scripts and CI can act on: a scene the agents cannot learn is not a task yet.
     if qamlab_headless::chunks::check_agent_action_space(&spec).is_err() {
         anyhow::bail!(
             "{}: the agents cannot act in this task (the `agents:` line above says why)",
             args.task
+        );
+    }
+    Ok(())
+}
+
+/// Tries the oracle (solving the goal) for `--episodes` episodes and prints how it did, with notes where its
+/// successes do not hold or are few (`warned`: the scene's warnings were printed, which may say why); returns
+/// whether it solves the task in most episodes.
+fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyhow::Result<bool> {
+    let episodes = args.episodes;
+    let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
+    println!(
+        "tried: oracle (solve) succeeds in {:.0}% of {}; the goals still hold at the episode's end in {:.0}%",
+        100.0 * tried.success_rate,
+        super::count(episodes, "episode"),
+        100.0 * tried.held_rate
+    );
+    // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
+    let lost = tried.reached - tried.held;
+    if lost > 0 && 2 * lost >= tried.reached && episodes >= 10 {
+        println!(
+            "note: in {lost} of the {} episodes the oracle solved, the goals no longer held at the end: an \
+             object met its target in passing and did not stay (a target past the edge of what it rests \
+             on, or above where it rests, holds only while the robot holds it there); success counts the \
+             first moment, so such a task is solved in passing; move the target onto a surface if that is \
+             not what you meant (`qamlab view --task {} --policy oracle` shows it)",
+            tried.reached,
+            qamlab_headless::shell::quote(&args.task)
+        );
+    }
+    // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
+    if tried.success_rate < 0.5 && episodes >= 10 {
+        println!(
+            "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
+             from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
+             over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
+             path taller than its carrying height, a cube too large for its fingers){}",
+            qamlab_headless::shell::quote(&args.task),
+            if warned {
+                "; the warnings above may say why"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(tried.success_rate >= 0.5)
+}
+
+/// Tries random actions for `--episodes` episodes and prints how they did, with notes where training from
+/// nothing could not start (no success to learn from) or where the goals hold at reset; `oracle_solves` picks
+/// the advice.
+fn report_random_trial(
+    args: &TaskArgs,
+    scene: &TaskScene,
+    spec: &EnvSpec,
+    oracle_solves: bool,
+) -> anyhow::Result<()> {
+    let episodes = args.episodes;
+    let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
+    println!(
+        "tried: random actions succeed in {:.0}% of {}",
+        100.0 * tried.success_rate,
+        super::count(episodes, "episode")
+    );
+    // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
+    // at all: else the error below says why not).
+    let agents_act = qamlab_headless::chunks::check_agent_action_space(spec).is_ok();
+    if tried.success_rate == 0.0 && episodes >= 10 && agents_act {
+        println!(
+            "note: random actions never reached the goals in {episodes} episodes: training online from nothing \
+             (`{}`) has no success to learn from and may stay at 0 %; {}",
+            qamlab_headless::config::train_from_nothing_command(&args.task),
+            if oracle_solves {
+                format!(
+                    "train it from a dataset the oracle collects (`qamlab collect --task {}`), as the oracle \
+                     reaches them",
+                    qamlab_headless::shell::quote(&args.task)
+                )
+            } else {
+                "give it a dataset that reaches them, or check that the robot can reach the goals' targets \
+                 (their ranges, its joints' limits, how far an action moves it: a `PositionDelta` motor moves \
+                 less than its `scale` per step when its stiffness is low)"
+                    .to_string()
+            }
+        );
+    }
+    // One control step cannot carry anything far: success then means the goals held at reset.
+    if tried.at_first_step > 0 {
+        println!(
+            "note: {} of {episodes} random episodes succeeded at their first control step: the goals hold (nearly) \
+             at reset; check their targets and tolerances against the initial poses",
+            tried.at_first_step
         );
     }
     Ok(())
