@@ -506,14 +506,21 @@ pub fn sample_chunks(
     starts: &[ChunkStart],
     device: Device,
 ) -> Result<Batch> {
-    let h = horizon;
+    let (o, a) = check_chunks(segments, horizon, starts)?;
+    let host = gather_chunks(segments, horizon, discount, starts, (o, a));
+    Ok(host.upload([starts.len(), horizon, o, a].map(|n| n as i64), device))
+}
+
+/// Checks that every chunk of `starts` lies whole in its segment, and the segments share their widths; returns
+/// them, `(O, A)`.
+fn check_chunks(segments: &[Segment], h: usize, starts: &[ChunkStart]) -> Result<(usize, usize)> {
     if h == 0 {
         return Err(AgentError::Data("horizon must be at least 1".into()));
     }
     let Some(first) = segments.first() else {
         return Err(AgentError::Data("no transitions to sample from".into()));
     };
-    let (o, a, b) = (first.store.obs_dim, first.store.action_dim, starts.len());
+    let (o, a) = (first.store.obs_dim, first.store.action_dim);
     if let Some(s) = segments
         .iter()
         .find(|s| (s.store.obs_dim, s.store.action_dim) != (o, a))
@@ -538,6 +545,38 @@ pub fn sample_chunks(
             )));
         }
     }
+    Ok((o, a))
+}
+
+/// A batch of chunks on the host, row-major: what [`gather_chunks`] reads out of the stores.
+struct HostChunks {
+    /// `[B, O]`.
+    obs: Vec<f32>,
+    /// `[B, H, A]`.
+    act: Vec<f32>,
+    /// `[B, H, O]`.
+    next: Vec<f32>,
+    /// `[B, H]`, the discounted reward sums (in f64, as the reference's float64 numpy sums them).
+    rew: Vec<f64>,
+    /// `[B, H]`, the masks.
+    msk: Vec<f64>,
+    /// `[B, H]`, whether each step lies in the chunk's episode.
+    val: Vec<f64>,
+    /// `[B, H]`, the terminals.
+    term: Vec<f64>,
+}
+
+/// The chunks at `starts` (checked by [`check_chunks`]) with §2.2's recurrences over each chunk's steps: a step is
+/// valid until a terminal before it; rewards are summed discounted over the valid steps; the mask is the least and
+/// the terminal the greatest so far; the next observation stays at the last valid step's.
+fn gather_chunks(
+    segments: &[Segment],
+    h: usize,
+    discount: f64,
+    starts: &[ChunkStart],
+    (o, a): (usize, usize),
+) -> HostChunks {
+    let b = starts.len();
     let mut obs = Vec::with_capacity(b * o);
     let mut act = Vec::with_capacity(b * h * a);
     let mut next = Vec::with_capacity(b * h * o);
@@ -579,41 +618,57 @@ pub fn sample_chunks(
             next.extend_from_slice(&store.next_observations[prev_next * o..(prev_next + 1) * o]);
         }
     }
-    let (bi, hi, oi, ai) = (b as i64, h as i64, o as i64, a as i64);
-    // One host buffer for the whole batch, so a GPU gets it in one pinned, asynchronous copy
-    // instead of seven pageable ones (each of which first waits for the queued device work).
-    let mut flat: Vec<f32> = Vec::with_capacity(obs.len() + act.len() + next.len() + 4 * b * h);
-    flat.extend_from_slice(&obs);
-    flat.extend_from_slice(&act);
-    for v in [&rew, &msk, &val, &term] {
-        flat.extend(v.iter().map(|&x| x as f32));
+    HostChunks {
+        obs,
+        act,
+        next,
+        rew,
+        msk,
+        val,
+        term,
     }
-    flat.extend_from_slice(&next);
-    let host = Tensor::from_slice(&flat);
-    let all = if device.is_cuda() {
-        // `_pin_memory` itself: libtorch 2.11 warns at every call of `pin_memory` given a device
-        // (deprecated), two stderr lines an update; the fresh buffer is not pinned yet anyway.
-        host.internal_pin_memory(device)
-            .to_device_(device, Kind::Float, true, false)
-    } else {
-        host
-    };
-    let mut offset = 0;
-    let mut take = |shape: &[i64]| {
-        let n: i64 = shape.iter().product();
-        let t = all.narrow(0, offset, n).view(shape);
-        offset += n;
-        t
-    };
-    Ok(Batch {
-        observations: take(&[bi, oi]),
-        actions: take(&[bi, hi, ai]),
-        rewards: take(&[bi, hi]),
-        masks: take(&[bi, hi]),
-        valid: take(&[bi, hi]),
-        terminals: take(&[bi, hi]),
-        next_observations: take(&[bi, hi, oi]),
-    })
+}
+
+impl HostChunks {
+    /// The batch on `device`, of sizes `[B, H, O, A]`.
+    fn upload(self, [bi, hi, oi, ai]: [i64; 4], device: Device) -> Batch {
+        // One host buffer for the whole batch, so a GPU gets it in one pinned, asynchronous copy
+        // instead of seven pageable ones (each of which first waits for the queued device work).
+        let mut flat: Vec<f32> = Vec::with_capacity(
+            self.obs.len() + self.act.len() + self.next.len() + 4 * self.rew.len(),
+        );
+        flat.extend_from_slice(&self.obs);
+        flat.extend_from_slice(&self.act);
+        for v in [&self.rew, &self.msk, &self.val, &self.term] {
+            flat.extend(v.iter().map(|&x| x as f32));
+        }
+        flat.extend_from_slice(&self.next);
+        let host = Tensor::from_slice(&flat);
+        let all = if device.is_cuda() {
+            // `_pin_memory` itself: libtorch 2.11 warns at every call of `pin_memory` given a device
+            // (deprecated), two stderr lines an update; the fresh buffer is not pinned yet anyway.
+            host.internal_pin_memory(device)
+                .to_device_(device, Kind::Float, true, false)
+        } else {
+            host
+        };
+        let mut offset = 0;
+        let mut take = |shape: &[i64]| {
+            let n: i64 = shape.iter().product();
+            let t = all.narrow(0, offset, n).view(shape);
+            offset += n;
+            t
+        };
+        Batch {
+            observations: take(&[bi, oi]),
+            actions: take(&[bi, hi, ai]),
+            rewards: take(&[bi, hi]),
+            masks: take(&[bi, hi]),
+            valid: take(&[bi, hi]),
+            terminals: take(&[bi, hi]),
+            next_observations: take(&[bi, hi, oi]),
+        }
+    }
 }
 
 #[cfg(test)]
