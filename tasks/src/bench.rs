@@ -31,7 +31,7 @@ pub struct SimBenchRow {
 
 /// CPU time of this process so far (user + system, all threads), from the process CPU-time clock: to the
 /// nanosecond, where `/proc`'s 10 ms ticks left short rows without a figure.
-pub fn process_cpu_seconds() -> Option<f64> {
+fn process_cpu_seconds() -> Option<f64> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

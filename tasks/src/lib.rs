@@ -26,7 +26,7 @@ pub mod prelude {
     pub use crate::walker::WalkerOracle;
 }
 
-pub use bench::{SimBenchRow, bench_sim, process_cpu_seconds};
+pub use bench::{SimBenchRow, bench_sim};
 pub use cube::{CubeOracle, count};
 pub use oracle::{Oracle, OracleConfig, OracleMode};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};

@@ -226,6 +226,7 @@ impl TaskScene {
     /// Moves site `name` to `offset` in its body's frame, everywhere loading resolved it (the sensors and goals
     /// that use it), past the checks loading makes: for tests of what the physics does with values no scene may
     /// hold. Returns whether the site exists.
+    #[doc(hidden)]
     pub fn move_site_unchecked(&mut self, name: &str, offset: Vec3) -> bool {
         let Some(site) = self.sites.iter_mut().find(|(n, _)| n == name) else {
             return false;
