@@ -1443,3 +1443,83 @@ fn a_run_that_cannot_start_says_its_error_alone() {
     );
     assert!(!stderr.contains("warning:"), "{stderr}");
 }
+
+#[test]
+fn eval_of_a_finished_runs_checkpoint_repeats_its_final_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pendulum whose goal is wide enough to be reached at steps the policy's draws decide.
+    let text = std::fs::read_to_string(
+        common::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron"),
+    )
+    .unwrap();
+    let scene = dir.path().join("pendulum.scn.ron");
+    std::fs::write(
+        &scene,
+        text.replacen("tolerance: 0.1)", "tolerance: 0.45)", 1),
+    )
+    .unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        "offline_steps = 0\nonline_steps = 40\nenvs = 2\nstart_training = 10\neval_interval = 20\n\
+         eval_episodes = 6\neval_envs = 3\ndevice = \"cpu\"\nseed = 3\n[agent]\nbatch_size = 4\n\
+         actor_hidden_dims = [8]\nvalue_hidden_dims = [8]\nnum_qs = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (config, scene, run) = (
+        config.to_str().unwrap(),
+        scene.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    succeeded(qamlab(&[
+        "train", "--quiet", "--config", config, "--task", scene, "--out", run,
+    ]));
+    let evals = std::fs::read_to_string(out.join("eval.csv")).unwrap();
+    let last: Vec<&str> = evals.lines().last().unwrap().split(',').collect();
+    // The run's evaluations' seed: its seed XOR 0x5EEDE7A1.
+    let seed = (3u64 ^ 0x5EED_E7A1).to_string();
+    let report = succeeded(qamlab(&[
+        "eval",
+        "--run",
+        run,
+        "--episodes",
+        "6",
+        "--envs",
+        "3",
+        "--seed",
+        &seed,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let figure = |i: usize| last[i].parse::<f64>().unwrap();
+    assert!(figure(3) > -200.0 && figure(3) < -1.0, "{evals}");
+    assert_eq!(
+        (
+            report["success_rate"].as_f64(),
+            report["mean_return"].as_f64(),
+            report["envs"].as_u64()
+        ),
+        (Some(figure(2)), Some(figure(3)), Some(3)),
+        "{evals}"
+    );
+    // Spread over other envs, the episodes are others (the count is reported, as it picks them).
+    let report = succeeded(qamlab(&[
+        "eval",
+        "--run",
+        run,
+        "--episodes",
+        "6",
+        "--envs",
+        "2",
+        "--seed",
+        &seed,
+        "--device",
+        "cpu",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["envs"].as_u64(), Some(2));
+}

@@ -984,3 +984,91 @@ fn a_file_that_is_no_checkpoint_is_named_as_what_it_is() {
         );
     }
 }
+
+/// A tiny online-only CPU run: 40 steps on 2 envs, evaluated and checkpointed at its end.
+const TINY_ONLINE: &str = tiny_config!(
+    r#"
+task = "cube-single"
+offline_steps = 0
+online_steps = 40
+envs = 2
+start_training = 10
+eval_interval = 40
+eval_episodes = 1
+eval_envs = 1
+checkpoint_interval = 20
+log_interval = 20
+device = "cpu"
+"#
+);
+
+/// The stderr of `cmd`, asserting it succeeded.
+fn stderr_ok(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run_ok(cmd).stderr).into_owned()
+}
+
+#[test]
+fn a_cpu_run_records_its_threads_and_a_resume_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "tiny.toml", TINY_ONLINE);
+    let out = dir.path().join("run");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More threads than this machine gives the process: kept, and warned of.
+    let threads = cores + 1;
+    let mut train = qamlab();
+    train
+        .args(["train", "--config"])
+        .arg(&config)
+        .args(["--cpu-threads", &threads.to_string(), "--out"])
+        .arg(&out);
+    let stderr = stderr_ok(&mut train);
+    let plural = if cores == 1 { "core" } else { "cores" };
+    assert!(
+        stderr.contains(&format!(
+            "cpu_threads = {threads} is more than the {cores} {plural} this machine gives the process"
+        )) && stderr.contains(&format!("online steps) on cpu (cpu_threads {threads}), in ")),
+        "{stderr}"
+    );
+    let path = out.join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(&format!("\ncpu_threads = {threads}\n")),
+        "{text}"
+    );
+    let summary = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(summary()["cpu_threads"], threads);
+    // Resumed (given more steps), it keeps them, and says how to change them.
+    let longer = text.replace("online_steps = 40\n", "online_steps = 60\n");
+    std::fs::write(&path, &longer).unwrap();
+    let mut resume = qamlab();
+    resume.args(["train", "--resume"]).arg(&out);
+    let stderr = stderr_ok(&mut resume);
+    assert!(
+        stderr.contains(&format!(
+            "on cpu (cpu_threads {threads}) from step 40 of 60"
+        )) && stderr.contains(&format!(
+            "cpu_threads = {threads}, recorded in {}, is more than the {cores} {plural}",
+            path.display()
+        )) && stderr.contains("edit cpu_threads in that file"),
+        "{stderr}"
+    );
+    assert_eq!(summary()["cpu_threads"], threads);
+    // A run from before the key resumes on half the cores, as it ran.
+    let older: String = longer
+        .replace("online_steps = 60\n", "online_steps = 80\n")
+        .lines()
+        .filter(|l| !l.starts_with("cpu_threads"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, older).unwrap();
+    let stderr = stderr_ok(&mut resume);
+    let half = (cores / 2).max(1);
+    assert!(
+        stderr.contains(&format!("on cpu (cpu_threads {half}) from step 60 of 80"))
+            && !stderr.contains("cpu_threads ="),
+        "{stderr}"
+    );
+    assert_eq!(summary()["cpu_threads"], half);
+}

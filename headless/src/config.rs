@@ -98,14 +98,25 @@ pub fn train_from_nothing_command(task: &str) -> String {
     )
 }
 
+/// The cores this process may use (its CPU affinity and quota), at least 1.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The intra-op threads a CPU run takes when its config sets none: half the cores this process may use (at least
+/// 1), leaving the rest to the envs' physics.
+pub fn default_cpu_threads() -> usize {
+    (available_cores() / 2).max(1)
+}
+
 /// Sets libtorch's intra-op threads for CPU work that shares the machine with the envs' physics:
-/// `threads`, or half the cores when `None` (at most [`MAX_THREADS`](crate::limits::MAX_THREADS)). libtorch's OpenMP threads spin, so more threads than
-/// free cores makes updates many times slower (about 40x measured on the 2-core dev box).
+/// `threads`, or [`default_cpu_threads`] when `None` (at most [`MAX_THREADS`](crate::limits::MAX_THREADS)); returns
+/// the number set. libtorch's OpenMP threads spin, so more threads than free cores makes updates many times slower
+/// (about 40x measured on the 2-core dev box).
 pub fn set_cpu_threads(threads: Option<usize>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // libtorch takes an i32; the flags keep far below.
     let n = threads
-        .unwrap_or(cores / 2)
+        .unwrap_or_else(default_cpu_threads)
         .clamp(1, crate::limits::MAX_THREADS);
     tch::set_num_threads(n as i32);
     n
@@ -201,6 +212,11 @@ pub struct TrainConfig {
     /// On the CPU, compute each update's critic half on a second thread while the policy half
     /// runs on this one: the same bytes, about 1.3-1.5x the updates/s with two free cores.
     pub split_update: bool,
+    /// On the CPU, libtorch's intra-op threads (at most [`MAX_THREADS`](crate::limits::MAX_THREADS)); unset, half
+    /// the cores the process may use. Sums over many values depend on the count, so a new CPU run records the
+    /// number it takes and a resume keeps it. No effect on CUDA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
     /// The agent's hyper-parameters.
     pub agent: AgentConfig,
 }
@@ -227,6 +243,7 @@ impl Default for TrainConfig {
             cuda_graphs: true,
             tf32: false,
             split_update: true,
+            cpu_threads: None,
             agent: AgentConfig::default(),
         }
     }
@@ -289,6 +306,11 @@ impl TrainConfig {
                 self.dataset.is_none(),
                 "task = ",
                 "# dataset: unset (an .npz file; needed when offline_steps > 0 or balanced_sampling)",
+            ),
+            (
+                self.cpu_threads.is_none(),
+                "split_update = ",
+                "# cpu_threads: unset (on the CPU, half the cores the process may use; a CPU run records its count)",
             ),
             (
                 self.agent.edit_target_entropy.is_none(),
@@ -416,6 +438,15 @@ impl TrainConfig {
         ] {
             if value == 0 {
                 bail!("{field} must be at least 1");
+            }
+        }
+        if let Some(threads) = self.cpu_threads {
+            let max = crate::limits::MAX_THREADS;
+            if threads == 0 {
+                bail!("cpu_threads must be at least 1 (leave the key out for half the cores)");
+            }
+            if threads > max {
+                bail!("cpu_threads must be at most {max}, got {threads}");
             }
         }
         if self.seed > MAX_SEED {
@@ -775,5 +806,37 @@ mod tests {
         assert!(err.contains("batch_size = 255"), "{err}");
         cfg.agent.batch_size = 256;
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn cpu_threads_is_optional_written_when_set_and_range_checked() {
+        let unset = TrainConfig::default().to_toml().unwrap();
+        assert!(
+            unset.contains("split_update = true\n# cpu_threads: unset (on the CPU, half the cores"),
+            "{unset}"
+        );
+        assert_eq!(
+            TrainConfig::from_toml_str(&unset, "u").unwrap().cpu_threads,
+            None
+        );
+        let set = TrainConfig {
+            cpu_threads: Some(3),
+            ..TrainConfig::default()
+        };
+        let text = set.to_toml().unwrap();
+        assert!(text.contains("\ncpu_threads = 3\n"), "{text}");
+        assert_eq!(TrainConfig::from_toml_str(&text, "s").unwrap(), set);
+        for (value, expected) in [
+            ("0", "cpu_threads must be at least 1"),
+            ("1025", "cpu_threads must be at most 1024, got 1025"),
+        ] {
+            let err = format!(
+                "{:#}",
+                TrainConfig::from_toml_str(&format!("cpu_threads = {value}\n"), "t.toml")
+                    .unwrap_err()
+            );
+            assert!(err.contains(expected) && err.contains("t.toml"), "{err}");
+        }
+        assert!(default_cpu_threads() >= 1 && default_cpu_threads() <= available_cores());
     }
 }

@@ -32,6 +32,9 @@ pub struct EvalResult {
     pub mean_return: f64,
     /// Episodes run.
     pub episodes: usize,
+    /// Envs the episodes were spread over (the envs asked for, at most one an episode): each starts from initial
+    /// states of its own, so another count gives other episodes.
+    pub envs: usize,
     /// Environment steps taken.
     pub env_steps: u64,
 }
@@ -66,9 +69,17 @@ fn wilson_interval(rate: f64, episodes: usize) -> (f64, f64) {
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
+/// Where an evaluation's acting draws start ([`Agent::acting_position`]): far past any count training's acting
+/// reaches (at most 2^53 calls), so an evaluation draws from a stream of its own. Training's draws are then the same
+/// however often, and over how many episodes, a run evaluates; and an agent evaluated from a checkpoint (`qamlab
+/// eval`) draws as the run's evaluation at that step did.
+pub const EVAL_ACTING_POSITION: u64 = 1 << 63;
+
 /// Runs `episodes` episodes of `task` with `agent`'s policy on `envs` envs stepping together.
 /// Each env runs a fixed share of the episodes, so fast (successful) episodes do not crowd out
 /// slow ones. Episode seeds come from `seed`: the same seed evaluates on the same initial states.
+/// The policy's draws come from the evaluation's own stream ([`EVAL_ACTING_POSITION`]): the agent's acting
+/// position is as it was afterwards.
 pub fn evaluate(
     agent: &mut Agent,
     task: &TaskScene,
@@ -84,6 +95,23 @@ pub fn evaluate(
 /// [`evaluate`], giving up (`None`) as soon as `stop` says so, checked before each step: a run asked to stop
 /// (SIGTERM, with seconds to go before SIGKILL) does not first finish an evaluation of many episodes.
 pub fn evaluate_unless_stopped(
+    agent: &mut Agent,
+    task: &TaskScene,
+    episodes: usize,
+    envs: usize,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<EvalResult>> {
+    let training = agent.acting_position();
+    agent.set_acting_position(EVAL_ACTING_POSITION);
+    let result = run_episodes(agent, task, episodes, envs, seed, stop);
+    // Put back whatever became of the evaluation: finished, given up or failed.
+    agent.set_acting_position(training);
+    result
+}
+
+/// The episodes of [`evaluate_unless_stopped`], drawing from the agent's acting position as it stands.
+fn run_episodes(
     agent: &mut Agent,
     task: &TaskScene,
     episodes: usize,
@@ -142,8 +170,14 @@ pub fn evaluate_unless_stopped(
         success_rate: successes as f64 / episodes as f64,
         mean_return: total_return / episodes as f64,
         episodes,
+        envs,
         env_steps,
     }))
+}
+
+/// Seed of a run's evaluations' initial states, from the run's `seed` (`qamlab eval --seed` this repeats them).
+pub fn run_evaluation_seed(seed: u64) -> u64 {
+    seed ^ 0x5EED_E7A1
 }
 
 /// Seed of evaluation env `i` for an evaluation seeded `seed`: its first episode's initial state (what

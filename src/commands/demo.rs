@@ -265,6 +265,7 @@ fn final_evaluation(
         interval: (low, high),
         mean_return: result.mean_return,
         episodes: result.episodes,
+        envs: Some(result.envs),
         seed: FINAL_SEED,
     })
 }

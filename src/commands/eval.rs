@@ -24,7 +24,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 50,
           value_parser = super::count_up_to(qamlab_headless::limits::MAX_EVAL_EPISODES))]
     pub episodes: usize,
-    /// Envs stepping together (at most 4096).
+    /// Envs stepping together (at most 4096). Each env starts its episodes from initial states of its own, so
+    /// the result depends on the count as on --seed: another gives other episodes.
     #[arg(long, default_value_t = 10, value_parser = super::count_up_to(qamlab_headless::limits::MAX_ENVS))]
     pub envs: usize,
     /// Seed of the evaluation episodes' initial states (at most 2^63-1).
@@ -49,8 +50,8 @@ pub struct EvalArgs {
           value_parser = super::count_up_to(100u32))]
     pub video_every: u32,
     /// Print one JSON object on stdout instead of the sentence: run_dir, checkpoint, step, updates, task,
-    /// agent, episodes, seed, successes, success_rate (unrounded), interval (its 95% bounds), mean_return, and
-    /// video (its path, or null without --video).
+    /// agent, episodes, envs (those the episodes were spread over), seed, successes, success_rate (unrounded),
+    /// interval (its 95% bounds), mean_return, and video (its path, or null without --video).
     #[arg(long)]
     pub json: bool,
     /// Render the video only, in this process (what `--video` runs in a child process).
@@ -85,6 +86,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     let device = args.device.resolve()?;
+    if device == tch::Device::Cpu {
+        // The run's threads: sums over many values depend on their count, so its evaluations are repeated with it.
+        qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
+    }
     let (checkpoint, mut agent) = run.load_latest_agent(&cfg, dims, device)?;
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,
@@ -163,6 +168,7 @@ impl EvalReport<'_> {
             "task": self.task,
             "agent": self.agent,
             "episodes": result.episodes,
+            "envs": result.envs,
             "seed": self.seed,
             "successes": (result.success_rate * result.episodes as f64).round() as usize,
             "success_rate": result.success_rate,

@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// results either way).
     #[arg(long, value_parser = super::switch_arg())]
     pub split_update: Option<bool>,
+    /// On the CPU, libtorch's threads (default half the cores this process may use; at most 1024). Sums over many
+    /// values depend on the count: the run records it in its config.toml, and --resume keeps it.
+    #[arg(long, value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
+    pub cpu_threads: Option<usize>,
     /// Rewards that are not 0 become -1, in the dataset and online (the reference's --sparse; default false).
     #[arg(long, value_parser = super::switch_arg())]
     pub sparse: Option<bool>,
@@ -81,7 +85,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = super::path_arg(), conflicts_with_all = [
         "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "start_training", "utd_ratio",
         "device", "seed",
-        "cuda_graphs", "tf32", "split_update", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
+        "cuda_graphs", "tf32", "split_update", "cpu_threads", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
     ])]
     pub resume: Option<PathBuf>,
     /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
@@ -114,6 +118,9 @@ impl TrainArgs {
         match self.agent {
             Some(kind) => cfg.agent.select_kind(kind),
             None => cfg.agent.fill_variant_weight(),
+        }
+        if let Some(v) = self.cpu_threads {
+            cfg.cpu_threads = Some(v);
         }
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = self.$field { cfg.$field = v; })*};
@@ -252,8 +259,12 @@ fn summary_text(s: &TrainSummary) -> String {
     } else {
         format!("{} updates", s.updates)
     };
+    // On the CPU, the threads the sums ran on (another count takes another path).
+    let threads = s
+        .cpu_threads
+        .map_or_else(String::new, |n| format!("; cpu_threads {n}"));
     format!(
-        "task {} | agent {} | device {} ({})\n\
+        "task {} | agent {} | device {} ({}{threads})\n\
          success: {success}\n\
          {updates} at {:.0}/s of update time{online}, {:.0} s in all\n\
          learning curve: {}\n\
@@ -297,6 +308,11 @@ mod tests {
             ("cuda_graphs", cfg.cuda_graphs.to_string()),
             ("tf32", cfg.tf32.to_string()),
             ("split_update", cfg.split_update.to_string()),
+            // Unset in the config: no number but a share of the machine.
+            (
+                "cpu_threads",
+                "half the cores this process may use".to_string(),
+            ),
             ("sparse", cfg.sparse.to_string()),
             ("balanced_sampling", cfg.balanced_sampling.to_string()),
             ("eval_interval", cfg.eval_interval.to_string()),
@@ -338,6 +354,7 @@ mod tests {
             device: "cpu".into(),
             execution: "eager".into(),
             cpu_matmuls: "oneMKL's Intel kernels".into(),
+            cpu_threads: Some(2),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
             updates_per_second: 72.0,
@@ -358,6 +375,11 @@ mod tests {
     #[test]
     fn the_summary_names_the_best_online_evaluation_when_it_is_not_the_last() {
         let text = summary_text(&summary(&[(20, 0.3), (30, 0.5), (40, 0.5), (50, 0.2)]));
+        // On the CPU, the threads its sums ran on.
+        assert!(
+            text.starts_with("task cube-single | agent qam | device cpu (eager; cpu_threads 2)\n"),
+            "{text}"
+        );
         assert!(
             text.contains("success: offline 60% -> online 20% (best 50% at step 40)\n"),
             "{text}"

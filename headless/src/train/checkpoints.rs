@@ -185,8 +185,8 @@ impl Trainer<'_> {
     }
 
     /// Records, in the `state.json` of the checkpoint this run resumed from, the final evaluation it owed and has
-    /// now made, with the acting draws it took: one file written atomically, where rewriting the checkpoint (the
-    /// run's only one) file by file could leave it a mix of two if killed midway.
+    /// now made: one file written atomically, where rewriting the checkpoint (the run's only one) file by file
+    /// could leave it a mix of two if killed midway.
     pub(super) fn record_final_evaluation(&mut self) -> anyhow::Result<()> {
         let dir = self
             .run
@@ -535,7 +535,7 @@ mod tests {
     use crate::train::{TrainOptions, train};
 
     /// A tiny online-only run of 40 steps on one env, checkpointed at its end, with `eval_episodes` episodes an
-    /// evaluation (which changes its acting draws, not its seed, step or update count).
+    /// evaluation (which changes its config.toml, not its seed, step, update count or tensors).
     fn tiny(eval_episodes: usize) -> TrainConfig {
         TrainConfig {
             eval_episodes,

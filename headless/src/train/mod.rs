@@ -42,6 +42,10 @@ pub struct TrainSummary {
     /// in different orders, so a seed's run takes another path under another choice.
     #[serde(default)]
     pub cpu_matmuls: String,
+    /// libtorch's intra-op threads on the CPU (config `cpu_threads`): sums over many values depend on the count,
+    /// so a seed's run takes another path under another. Absent for a GPU run, and in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
     /// Success rate at the last offline evaluation (None without an offline phase).
     pub offline_success: Option<f64>,
     /// Success rate at the last online evaluation (None without an online phase).
@@ -91,6 +95,10 @@ pub struct FinalEvaluation {
     pub mean_return: f64,
     /// Episodes run.
     pub episodes: usize,
+    /// Envs the episodes were spread over, each starting from states of its own (`qamlab eval --envs`; another
+    /// count gives other episodes). Absent in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envs: Option<usize>,
     /// Seed of their initial states (`qamlab eval --seed`).
     pub seed: u64,
 }
@@ -183,7 +191,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     } else {
         config_warnings(&cfg, &task)
     };
-    let (device, device_warnings) = configure_device(&cfg, &run, opts.resume)?;
+    let (device, device_warnings) = configure_device(&mut cfg, &run, opts.resume)?;
     warnings.extend(device_warnings);
     if !opts.resume && !task.builtin {
         // Where the scene came from, for the record: the run loads its own copy. Its real path (the file was just
@@ -200,6 +208,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         tracing::warn!("{warning}");
     }
     if opts.resume && trainer.is_complete() {
+        // The summary names the learning curve: a run finished with one has it again if it was deleted since.
+        trainer.redraw_missing_curve();
         // Plain lines, not tracing's: its default filter shows only warnings, each as `warning: …`, and these are
         // notes heading what the command prints next.
         if let Some(summary) = finished_run_summary(&run)? {
@@ -291,10 +301,10 @@ fn config_warnings(cfg: &TrainConfig, task: &qamlab_tasks::Task) -> Vec<String> 
     warnings
 }
 
-/// Resolves the run's device and sets libtorch up for it: the CPU's threads, or CUDA's TF32 matmuls. With it, the
-/// settings that do not suit it, to warn of whether the run starts or resumes.
+/// Resolves the run's device and sets libtorch up for it: the CPU's threads (which a new CPU run records in `cfg`),
+/// or CUDA's TF32 matmuls. With it, the settings that do not suit it, to warn of whether the run starts or resumes.
 fn configure_device(
-    cfg: &TrainConfig,
+    cfg: &mut TrainConfig,
     run: &RunDir,
     resume: bool,
 ) -> anyhow::Result<(Device, Vec<String>)> {
@@ -313,9 +323,19 @@ fn configure_device(
         }
     })?;
     if device == Device::Cpu {
-        // Half the cores: libtorch's OpenMP threads spin, and more of them than the cores the envs' physics
-        // leaves free make updates many times slower.
-        crate::config::set_cpu_threads(None);
+        // Unset, half the cores: libtorch's OpenMP threads spin, and more of them than the cores the envs' physics
+        // leaves free make updates many times slower. Sums over many values depend on the count, so a new run
+        // records it and a resumed one keeps it (old runs recorded none: they take half the cores, as then).
+        let threads = crate::config::set_cpu_threads(cfg.cpu_threads);
+        if !resume {
+            cfg.cpu_threads = Some(threads);
+        }
+        warnings.extend(cpu_threads_warning(
+            threads,
+            crate::config::available_cores(),
+            run,
+            resume,
+        ));
         let widest = cfg
             .agent
             .actor_hidden_dims
@@ -342,6 +362,33 @@ fn configure_device(
     Ok((device, warnings))
 }
 
+/// The warning for a CPU run of `threads` libtorch threads on a machine that gives the process fewer `cores`: they
+/// spin, so where they outnumber the free cores updates run many times slower. A resumed run keeps its recorded
+/// count (its sums depend on it), and is told how to change it.
+fn cpu_threads_warning(threads: usize, cores: usize, run: &RunDir, resume: bool) -> Option<String> {
+    if threads <= cores {
+        return None;
+    }
+    let slow = "libtorch's threads spin, so where they outnumber the free cores updates run many times slower \
+                (about 40x measured)";
+    let cores = match cores {
+        1 => "1 core".to_string(),
+        n => format!("{n} cores"),
+    };
+    Some(if resume {
+        format!(
+            "cpu_threads = {threads}, recorded in {}, is more than the {cores} this machine gives the process: the \
+             run keeps {threads} threads so that its sums stay the same, but {slow}; to change it, edit cpu_threads \
+             in that file (the run then continues on another path, its sums rounding otherwise)",
+            run.config().display()
+        )
+    } else {
+        format!(
+            "cpu_threads = {threads} is more than the {cores} this machine gives the process: {slow}"
+        )
+    })
+}
+
 /// The summary a finished run recorded, left as it is (resuming a finished run changes nothing) but for where the
 /// run is now: a run directory may have been moved or copied since it finished. `None` where none is readable.
 fn finished_run_summary(run: &RunDir) -> anyhow::Result<Option<TrainSummary>> {
@@ -365,8 +412,13 @@ fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &
         0 => ("training", String::new()),
         step => ("resuming", format!(" from step {step} of {total}")),
     };
+    // On the CPU, the threads too: sums over many values depend on their count.
+    let threads = match device {
+        Device::Cpu => format!(" (cpu_threads {})", tch::get_num_threads()),
+        _ => String::new(),
+    };
     eprintln!(
-        "{verb} {} on {} ({} offline + {} online steps) on {}{from}, in {}",
+        "{verb} {} on {} ({} offline + {} online steps) on {}{threads}{from}, in {}",
         cfg.agent.kind.as_str(),
         trainer.task_name(),
         cfg.offline_steps,
@@ -514,8 +566,7 @@ mod tests {
         train(options(&stopped, true, None)).unwrap();
         assert_same_runs(&straight, &stopped);
         // The final checkpoint records them all too (resuming once more finds the run finished), and where the
-        // acting draws stand: an evaluation made with other draws than the run that never stopped would show
-        // there, where tiny runs' evaluations may all come out alike.
+        // acting draws stand: acting with other draws than the run that never stopped would show there.
         let recorded = |run: &Path| {
             let latest = RunDir::new(run).latest_checkpoint().unwrap().unwrap();
             let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
@@ -1003,5 +1054,190 @@ mod tests {
         };
         // Logged at every batched step: none at 12 (4 transitions an env), at 15 the 6 due (steps 10..=15).
         assert_eq!((updates_at(12), updates_at(15)), (0, 6));
+    }
+
+    /// Options of a new run of `config` into `out`, unwatched.
+    fn fresh(config: TrainConfig, out: &Path) -> TrainOptions {
+        TrainOptions {
+            config,
+            out: out.to_path_buf(),
+            resume: false,
+            progress: false,
+            observer: None,
+        }
+    }
+
+    #[test]
+    fn the_evaluation_settings_do_not_change_what_a_run_trains() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        train(fresh(tiny(40, 2), &a)).unwrap();
+        let mut other = tiny(40, 2);
+        (other.eval_interval, other.eval_episodes, other.eval_envs) = (8, 3, 2);
+        train(fresh(other, &b)).unwrap();
+        assert_eq!((eval_steps(&a).len(), eval_steps(&b).len()), (2, 5));
+        // The same tensors (the files' checkpoint ids hash their config.toml, which differs), and acting draws.
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let (x, y) = (checkpoint_tensors(&a, file), checkpoint_tensors(&b, file));
+            assert_eq!(x.len(), y.len());
+            for ((name, s), (other, t)) in x.iter().zip(&y) {
+                assert!(name == other && s.equal(t), "{file}: {name} differs");
+            }
+        }
+        let position = |run: &Path| {
+            let latest = RunDir::new(run).latest_checkpoint().unwrap().unwrap();
+            let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&state).unwrap()["acting_position"].clone()
+        };
+        assert_eq!(position(&a), position(&b));
+    }
+
+    #[test]
+    fn an_evaluation_of_the_final_checkpoint_repeats_the_runs_final_evaluation() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pendulum whose goal is wide enough to be reached in some episodes, at steps the policy's draws decide.
+        let scene = dir.path().join("pendulum.scn.ron");
+        let text = std::fs::read_to_string(
+            Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR")
+                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+            )
+            .join("../assets/tasks/examples/pendulum.scn.ron"),
+        )
+        .unwrap();
+        std::fs::write(
+            &scene,
+            text.replacen("tolerance: 0.1)", "tolerance: 0.45)", 1),
+        )
+        .unwrap();
+        let mut config = tiny(40, 2);
+        config.task = scene.display().to_string();
+        (config.eval_episodes, config.eval_envs) = (6, 3);
+        let out = dir.path().join("run");
+        let summary = train(fresh(config, &out)).unwrap();
+        let last = summary.evals.last().unwrap().clone();
+        assert!(
+            last.mean_return > -200.0 && last.mean_return < -1.0,
+            "the evaluation's episodes must end at steps the policy decides: {last:?}"
+        );
+        let run = RunDir::new(&out);
+        let cfg = run.read_config().unwrap();
+        let task = qamlab_tasks::load_task(&cfg.task).unwrap();
+        let spec = qamlab_sim::EnvSpec::of(&task.scene);
+        let dims = (spec.obs_dim, spec.action_dim);
+        let (_, mut agent) = run.load_latest_agent(&cfg, dims, Device::Cpu).unwrap();
+        let position = agent.acting_position();
+        let again = crate::evaluate::evaluate(
+            &mut agent,
+            &task.scene,
+            cfg.eval_episodes,
+            cfg.eval_envs,
+            crate::evaluate::run_evaluation_seed(cfg.seed),
+        )
+        .unwrap();
+        assert_eq!(
+            (again.success_rate, again.mean_return, again.envs),
+            (last.success_rate, last.mean_return, 3)
+        );
+        // Its acting draws stand where they stood.
+        assert_eq!(agent.acting_position(), position);
+    }
+
+    #[test]
+    fn a_run_given_more_offline_steps_continues_as_the_longer_run() {
+        let (_dir, mut config) = balanced(1);
+        (config.offline_steps, config.online_steps) = (30, 20);
+        let dir = tempfile::tempdir().unwrap();
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        train(fresh(config.clone(), &long)).unwrap();
+        // An offline run of 25 steps, evaluated at 20 and at its end (where the longer run makes no evaluation),
+        // given 5 more offline steps and an online phase.
+        let mut offline = config.clone();
+        (offline.offline_steps, offline.online_steps) = (25, 0);
+        train(fresh(offline, &short)).unwrap();
+        assert_eq!(eval_steps(&short), [20, 25]);
+        let path = RunDir::new(&short).config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let longer = text
+            .replace("offline_steps = 25\n", "offline_steps = 30\n")
+            .replace("online_steps = 0\n", "online_steps = 20\n");
+        assert_ne!(longer, text);
+        std::fs::write(&path, longer).unwrap();
+        train(TrainOptions {
+            resume: true,
+            ..fresh(config, &short)
+        })
+        .unwrap();
+        for file in ["agent.safetensors", "replay.safetensors"] {
+            let (x, y) = (
+                checkpoint_tensors(&long, file),
+                checkpoint_tensors(&short, file),
+            );
+            assert_eq!(x.len(), y.len());
+            for ((name, s), (other, t)) in x.iter().zip(&y) {
+                assert!(name == other && s.equal(t), "{file}: {name} differs");
+            }
+        }
+    }
+
+    #[test]
+    fn a_finished_run_resumed_redraws_a_deleted_learning_curve() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let summary = train(fresh(tiny(20, 2), &out)).unwrap();
+        let curve = summary.learning_curve;
+        let drawn = std::fs::read(&curve).unwrap();
+        std::fs::remove_file(&curve).unwrap();
+        let again = train(TrainOptions {
+            resume: true,
+            ..fresh(tiny(20, 2), &out)
+        })
+        .unwrap();
+        assert_eq!(again.learning_curve, curve);
+        assert!(
+            std::fs::read(&curve).unwrap() == drawn,
+            "not redrawn as it was"
+        );
+    }
+
+    #[test]
+    fn a_cpu_run_records_its_threads_and_warns_of_more_than_the_cores() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let summary = train(fresh(tiny(20, 2), &out)).unwrap();
+        let threads = crate::config::default_cpu_threads();
+        let text = std::fs::read_to_string(RunDir::new(&out).config()).unwrap();
+        assert!(
+            text.contains(&format!("\ncpu_threads = {threads}\n")),
+            "{text}"
+        );
+        assert_eq!(summary.cpu_threads, Some(threads));
+        let json = std::fs::read_to_string(RunDir::new(&out).summary()).unwrap();
+        assert!(
+            json.contains(&format!("\"cpu_threads\": {threads},")),
+            "{json}"
+        );
+        // A GPU run records none.
+        let mut gpu = summary.clone();
+        gpu.cpu_threads = None;
+        assert!(!serde_json::to_string(&gpu).unwrap().contains("cpu_threads"));
+
+        let run = RunDir::new(&out);
+        assert_eq!(cpu_threads_warning(2, 2, &run, true), None);
+        let resumed = cpu_threads_warning(4, 1, &run, true).unwrap();
+        assert!(
+            resumed.starts_with(&format!(
+                "cpu_threads = 4, recorded in {}, is more than the 1 core this machine gives the process: the run \
+                 keeps 4 threads so that its sums stay the same, but libtorch's threads spin",
+                run.config().display()
+            )) && resumed.contains("edit cpu_threads in that file (the run then continues on another path"),
+            "{resumed}"
+        );
+        let new = cpu_threads_warning(3, 2, &run, false).unwrap();
+        assert!(
+            new.starts_with("cpu_threads = 3 is more than the 2 cores this machine gives the process: libtorch's")
+                && new.ends_with("(about 40x measured)"),
+            "{new}"
+        );
     }
 }

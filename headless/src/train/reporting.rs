@@ -203,11 +203,11 @@ impl Trainer<'_> {
     }
 
     /// Evaluates the policy at this step and records it; `false` where the run was asked to stop first: the
-    /// evaluation is given up, the agent's acting draws put back, and the resumed run makes it (see
-    /// [`Trainer::evaluation_owed`]).
+    /// evaluation is given up, and the resumed run makes it (see [`Trainer::evaluation_owed`]). An evaluation draws
+    /// from a stream of its own (see [`crate::evaluate::EVAL_ACTING_POSITION`]): training's acting draws are the
+    /// same whatever the evaluation settings.
     pub(super) fn evaluate(&mut self, phase: Phase) -> anyhow::Result<bool> {
         let step = self.total_step();
-        let position = self.agent.acting_position();
         let observer = &self.observer;
         let stop = || observer.as_ref().is_some_and(|o| o.should_stop());
         let result = evaluate_unless_stopped(
@@ -215,12 +215,11 @@ impl Trainer<'_> {
             self.scene,
             self.cfg.eval_episodes,
             self.cfg.eval_envs,
-            self.cfg.seed ^ 0x5EED_E7A1,
+            crate::evaluate::run_evaluation_seed(self.cfg.seed),
             &stop,
         )
         .with_context(|| format!("evaluating task {} at step {step}", self.cfg.task))?;
         let Some(result) = result else {
-            self.agent.set_acting_position(position);
             return Ok(false);
         };
         let point = result.point(step, phase);
@@ -239,6 +238,20 @@ impl Trainer<'_> {
         }
         self.state.evals.push(point);
         self.run.write_evals(&self.state.evals)?;
+        self.draw_curve();
+        Ok(true)
+    }
+
+    /// Draws the learning curve where a finished run's was lost (deleted since): a resume that finds the run
+    /// finished redraws it from the evaluations, as training drew it.
+    pub(super) fn redraw_missing_curve(&mut self) {
+        if !self.run.curve().exists() && !self.state.evals.is_empty() {
+            self.draw_curve();
+        }
+    }
+
+    /// Draws the learning curve of the run's evaluations (as eval.csv holds them) into its PNG.
+    fn draw_curve(&mut self) {
         let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
         let drawn = draw_learning_curves(
             &self.run.curve(),
@@ -259,6 +272,5 @@ impl Trainer<'_> {
                 crate::shell::quote_path(self.run.root())
             );
         }
-        Ok(true)
     }
 }

@@ -50,9 +50,9 @@ pub(super) struct RunState {
     /// checkpointed agent records): a resume refuses a config.toml edited since. Absent in older checkpoints.
     #[serde(default)]
     pub(super) settings: Option<RunSettings>,
-    /// Where the agent's acting draws stand (`Agent::acting_position`). It counts over the agent file's own: a
-    /// resumed run that makes the final evaluation it owed records that in this file alone (rewriting the whole
-    /// checkpoint it resumed from would risk it). Absent in older checkpoints.
+    /// Where the agent's acting draws stand (`Agent::acting_position`): the agent file's own count (evaluations
+    /// draw from a stream of their own; checkpoints of older versions may count a final evaluation over it, made
+    /// on resuming). Absent in older checkpoints.
     #[serde(default)]
     pub(super) acting_position: Option<u64>,
     /// The log interval the run logged with up to the checkpoint (the intervals may be edited before a resume):
@@ -304,6 +304,8 @@ impl<'a> Trainer<'a> {
             device: crate::config::device_name(self.agent.device()),
             execution: self.agent.execution(),
             cpu_matmuls: qamlab_agent::mkl_kernels::active().label().into(),
+            cpu_threads: (self.agent.device() == Device::Cpu)
+                .then(|| usize::try_from(tch::get_num_threads()).unwrap_or(0)),
             offline_success: last(Phase::Offline),
             online_success: last(Phase::Online),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
