@@ -46,7 +46,10 @@ struct Header {
 /// simulator from one of the task's.
 const STATE_KEYS: [&str; 2] = ["qpos", "qvel"];
 
-/// The headers of the loaded arrays and of [`STATE_KEYS`], read without reading the arrays. Refuses a header that
+/// Keys read apart from the arrays, whose headers are checked with theirs: `source`, the JSON record.
+const RECORD_KEYS: [&str; 1] = ["source"];
+
+/// The headers of the loaded arrays, of [`STATE_KEYS`] and of [`RECORD_KEYS`], read without reading the arrays. Refuses a header that
 /// claims more data than its archive entry can hold: the reader allocates what the header claims before reading,
 /// so a damaged header would otherwise abort the process.
 fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
@@ -62,7 +65,10 @@ fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
             .by_index(index)
             .with_context(|| format!("dataset {file}: reading the archive index"))?;
         let key = entry.name().trim_end_matches(".npy").to_string();
-        if !LOADED_KEYS.contains(&key.as_str()) && !STATE_KEYS.contains(&key.as_str()) {
+        if ![&LOADED_KEYS[..], &STATE_KEYS, &RECORD_KEYS]
+            .iter()
+            .any(|keys| keys.contains(&key.as_str()))
+        {
             continue;
         }
         let packed = entry.compressed_size().min(real);
@@ -179,6 +185,13 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
             .find(|h| h.key == key)
             .map(|h| h.shape.clone())
     };
+    if let Some(bodies) = source.as_ref().and_then(|s| s.state_bodies.as_ref()) {
+        check_state_bodies(
+            &file,
+            bodies,
+            [("qpos", shape("qpos"), 7), ("qvel", shape("qvel"), 6)],
+        )?;
+    }
     Ok(Dataset {
         transitions,
         episodes: arrays.terminals.iter().filter(|&&end| end).count(),
@@ -188,6 +201,32 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         qvel_shape: shape("qvel"),
         warnings,
     })
+}
+
+/// Refuses a `source` whose bodies (`state_bodies`) are not as many as the `qpos` and `qvel` columns hold (7 and 6
+/// values a body), as its observation and action columns are checked against their arrays' widths.
+fn check_state_bodies(
+    file: &str,
+    bodies: &[String],
+    keys: [(&str, Option<Vec<u64>>, u64); 2],
+) -> anyhow::Result<()> {
+    for (key, shape, per_body) in keys {
+        let Some(width) = shape.as_deref().and_then(|s| s.get(1)) else {
+            continue;
+        };
+        let named = bodies.len() as u64 * per_body;
+        ensure!(
+            *width == named,
+            "dataset {file}: key `source` names {} for `qpos` and `qvel` ({per_body} values each in `{key}`: \
+             {named}), but `{key}` is {width} values wide (a file changed since `qamlab collect` wrote it? remove \
+             the `source` key to use it without its record)",
+            match bodies.len() {
+                1 => "1 body".to_string(),
+                n => format!("{n} bodies"),
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Refuses an archive entry compressed in a way the reader cannot undo (bzip2, LZMA, zstd: Python's `zipfile`
@@ -750,6 +789,60 @@ mod tests {
         assert!(
             err.contains("key `observations`: its header claims shape [1000000000000, 3]")
                 && err.contains("the file is damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_source_header_claiming_more_than_its_entry_holds_is_refused_before_allocating() {
+        // 10 bytes of record, padded so that a 13-digit length fits the header's room.
+        let bytes = npz_with(&[], |npz| {
+            npz.add_array("source", &ndarray::Array1::from(b"{}        ".to_vec()))
+                .unwrap();
+        });
+        let (from, to) = (b"'shape': (10,)}", b"'shape': (1000000000000,)}");
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        let padding = bytes[at + from.len()..]
+            .iter()
+            .take_while(|&&b| b == b' ')
+            .count();
+        assert!(padding >= to.len() - from.len(), "no room in the header");
+        let mut bad = bytes[..at].to_vec();
+        bad.extend_from_slice(to);
+        bad.extend_from_slice(&bytes[at + to.len()..]);
+        // A stored entry: its bytes are edited in place, the zip's CRC left stale (checked only on reading).
+        let err = format!("{:#}", load_bytes(&bad).unwrap_err());
+        assert!(
+            err.contains("key `source`: its header claims shape [1000000000000]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_source_naming_other_bodies_than_qpos_holds_is_refused() {
+        let source = |bodies: &str| {
+            format!(
+                r#"{{"task":"t","observations":["a","b","c"],"actions":["x","y"],"collected_with":"c",
+                "qamlab":"0.1.0","state_bodies":[{bodies}]}}"#
+            )
+        };
+        let file = |bodies: &str| {
+            npz_with(&[], |npz| {
+                npz.add_array("qpos", &ndarray::Array2::<f32>::zeros((6, 14)))
+                    .unwrap();
+                npz.add_array("qvel", &ndarray::Array2::<f32>::zeros((6, 12)))
+                    .unwrap();
+                npz.add_array(
+                    "source",
+                    &ndarray::Array1::from(source(bodies).into_bytes()),
+                )
+                .unwrap();
+            })
+        };
+        load_bytes(&file(r#""arm","cube""#)).unwrap();
+        let err = format!("{:#}", load_bytes(&file(r#""nope""#)).unwrap_err());
+        assert!(
+            err.contains("key `source` names 1 body for `qpos` and `qvel` (7 values each in `qpos`: 7), but `qpos` is 14 values wide"),
             "{err}"
         );
     }
