@@ -415,6 +415,17 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         err.contains("action `dx` to drive one prismatic joint sliding along +x"),
         "{err}"
     );
+    // A yaw joint that slides, or turns about a tilted axis: the script's dyaw would carry the hand off.
+    for to in [
+        "kind: Prismatic(axis: (0.0, 0.0, 1.0))",
+        "kind: Revolute(axis: (1.0, 0.0, 1.0))",
+    ] {
+        let err = refusal("kind: Revolute(axis: (0.0, 0.0, 1.0))", to);
+        assert!(
+            err.contains("action `dyaw` to drive one revolute joint turning about +z"),
+            "{to}: {err}"
+        );
+    }
 }
 
 #[test]

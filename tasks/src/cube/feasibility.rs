@@ -169,6 +169,22 @@ fn gantry_reach(scene: &TaskScene, home: Vec3) -> Result<PinchReach, ReachFault>
             limits[k] = joint;
         }
     }
+    // The script turns the hand to a cube's yaw with `dyaw`: a joint that slides, or turns about another axis,
+    // would carry the hand off instead (far off: nothing bounds a slide the script means as a turn).
+    let yaw = &scene.actuators[3];
+    let turns = match yaw.joints[..] {
+        [j] => match scene.joints[j].joint.kind {
+            JointKind::Revolute { axis } => (axis.normalize_or_zero() - Vec3::Z).length() < 1e-3,
+            _ => false,
+        },
+        _ => false,
+    };
+    if !turns {
+        return Err(ReachFault::Script(format!(
+            "action `{}` to drive one revolute joint turning about +z, as the built-in gantry's",
+            yaw.actuator.name
+        )));
+    }
     Ok(PinchReach {
         home,
         reach,
