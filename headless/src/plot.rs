@@ -7,20 +7,76 @@ use std::path::Path;
 use anyhow::Context;
 use image::ImageEncoder;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::evaluate::EvalPoint;
 
 /// How a chart's y axis reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum YScale {
     /// A fraction from 0 to 1 (a success rate), the whole range shown.
     Fraction,
     /// Linear over the values' range.
     Linear,
-    /// [`symlog`]: values that span orders of magnitude (losses) each show their course, and 0 and negative
-    /// values keep their place, as on a plain log axis they would not.
-    SymLog,
+    /// log10: values that span orders of magnitude (losses), every one of them positive.
+    Log,
+    /// [`symlog_scaled`]: a log scale that keeps 0 and negative values in their place (as a plain log axis could
+    /// not), linear within `±linear_within` (scaled to the values: their smallest size but 0).
+    SymLog {
+        /// Where the axis turns from linear (about 0) to logarithmic.
+        linear_within: f64,
+    },
+}
+
+impl YScale {
+    /// The log scale for `values` (a metric's every value drawn): a plain log axis where all are positive, else
+    /// a symlog linear within the smallest size among them but 0 (as a power of ten, at least a millionth of the
+    /// largest), so that a value near 0 is still told from 0.
+    pub fn log_for(values: impl IntoIterator<Item = f64>) -> Self {
+        let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+        if values.iter().all(|&v| v > 0.0) {
+            return YScale::Log;
+        }
+        let largest = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let smallest = values
+            .iter()
+            .map(|v| v.abs())
+            .filter(|&a| a > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let linear_within = if smallest.is_finite() {
+            let floor = (largest * 1e-6).max(f64::MIN_POSITIVE);
+            10f64.powf(smallest.max(floor).log10().floor())
+        } else {
+            1.0
+        };
+        YScale::SymLog { linear_within }
+    }
+
+    /// Whether values are drawn on a log axis (plain or symlog).
+    pub fn is_log(self) -> bool {
+        matches!(self, YScale::Log | YScale::SymLog { .. })
+    }
+
+    /// Where `v` is drawn on the axis (a log scale's in log10 units): -∞ for a value a log axis cannot show.
+    pub fn to_axis(self, v: f64) -> f64 {
+        match self {
+            YScale::Fraction | YScale::Linear => v,
+            YScale::Log if v > 0.0 => v.log10(),
+            YScale::Log => f64::NEG_INFINITY,
+            YScale::SymLog { linear_within } => symlog_scaled(v, linear_within),
+        }
+    }
+
+    /// The value drawn at `t` on the axis.
+    pub fn from_axis(self, t: f64) -> f64 {
+        match self {
+            YScale::Fraction | YScale::Linear => t,
+            YScale::Log => 10f64.powf(t),
+            YScale::SymLog { linear_within } => symlog_scaled_inverse(t, linear_within),
+        }
+    }
 }
 
 /// One point of a series: `y` at `x`, and the band about it where the series stands for several runs.
@@ -30,7 +86,8 @@ pub struct SeriesPoint {
     pub x: f64,
     /// The value (several runs' mean).
     pub y: f64,
-    /// The runs' least and greatest value, shaded; `None` for a single run.
+    /// The band shaded about it (the runs' least and greatest value, or the mean ± its standard error); `None`
+    /// for a single run.
     pub band: Option<(f64, f64)>,
 }
 
@@ -41,6 +98,14 @@ pub struct Series {
     pub label: String,
     /// The points in increasing `x`.
     pub points: Vec<SeriesPoint>,
+    /// Its colour, an index into the palette ([`PALETTE_LEN`]; past it, the palette again, dashed): chosen by the
+    /// caller, so that one agent keeps its colour from chart to chart.
+    pub color: usize,
+    /// Which of its colour's lines it is (the seeds of one setting drawn apart share a colour): 0 solid, others
+    /// dashed, each with a marker of its own.
+    pub variant: usize,
+    /// The line of each run it stands for, as x and y, drawn thin under its mean; empty for none.
+    pub runs: Vec<Vec<(f64, f64)>>,
 }
 
 /// What a chart shows.
@@ -56,12 +121,18 @@ pub struct Chart {
     pub y_scale: YScale,
     /// Where online fine-tuning starts, marked with a line; `None` for no mark.
     pub online_from: Option<f64>,
-    /// The lines, each in a colour and marker of its own.
+    /// The lines, each in its colour and marker.
     pub series: Vec<Series>,
 }
 
-/// The x axis' name on a chart against training steps.
+/// The x axis' name on a chart against training steps, offline then online.
 pub const STEPS_DESC: &str = "training step (offline, then online)";
+
+/// The x axis' name on a chart of runs that train online only.
+pub const ONLINE_STEPS_DESC: &str = "training step (online)";
+
+/// The x axis' name on a chart of runs that train offline only.
+pub const OFFLINE_STEPS_DESC: &str = "training step (offline)";
 
 /// Draws the success-rate curve of one or more runs (label, points) to `path` (PNG), atomically.
 /// `offline_steps` marks where online fine-tuning starts.
@@ -73,7 +144,8 @@ pub fn draw_learning_curves(
 ) -> anyhow::Result<()> {
     let series = runs
         .iter()
-        .map(|(label, points)| Series {
+        .enumerate()
+        .map(|(i, (label, points))| Series {
             label: (*label).to_string(),
             points: points
                 .iter()
@@ -83,11 +155,19 @@ pub fn draw_learning_curves(
                     band: None,
                 })
                 .collect(),
+            color: i,
+            variant: 0,
+            runs: Vec::new(),
         })
         .collect();
     let chart = Chart {
         title: title.to_string(),
-        x_desc: STEPS_DESC.into(),
+        x_desc: if offline_steps > 0 {
+            STEPS_DESC
+        } else {
+            ONLINE_STEPS_DESC
+        }
+        .into(),
         y_desc: "success rate".into(),
         y_scale: YScale::Fraction,
         online_from: (offline_steps > 0).then_some(offline_steps as f64),
@@ -116,19 +196,30 @@ pub struct Sample {
     pub y: f64,
 }
 
+/// The band drawn about several runs' mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Band {
+    /// From the runs' least value to their greatest.
+    MinMax,
+    /// The mean ± its standard error (the runs' sample standard deviation over √n).
+    StandardError,
+    /// None: the mean alone.
+    None,
+}
+
 /// Several runs as one series ([`mean_over_runs`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Merged {
-    /// At each step that every run has: x and y averaged over the runs, y's least and greatest as the band.
+    /// At each step that every run has: x and y averaged over the runs, with the band.
     pub points: Vec<SeriesPoint>,
     /// For each run, in order, its steps that some other run lacks: left out of the mean.
     pub left_out: Vec<Vec<u64>>,
 }
 
-/// The mean of several runs' samples (each in increasing step order) at the steps all of them have, with the
-/// runs' min–max as the band. A step only some runs have is left out (and reported), not averaged over fewer
-/// runs: that would make the mean jump where a run stops.
-pub fn mean_over_runs(runs: &[Vec<Sample>]) -> Merged {
+/// The mean of several runs' samples (each in increasing step order) at the steps all of them have, with `band`
+/// about it. A step only some runs have is left out (and reported), not averaged over fewer runs: that would make
+/// the mean jump where a run stops.
+pub fn mean_over_runs(runs: &[Vec<Sample>], band: Band) -> Merged {
     let at = |run: &[Sample], step: u64| {
         run.binary_search_by_key(&step, |s| s.step)
             .ok()
@@ -147,15 +238,24 @@ pub fn mean_over_runs(runs: &[Vec<Sample>]) -> Merged {
             let samples: Vec<Sample> = runs.iter().filter_map(|run| at(run, step)).collect();
             let n = samples.len() as f64;
             let ys = samples.iter().map(|s| s.y);
+            let mean = ys.clone().sum::<f64>() / n;
+            let band = match band {
+                _ if runs.len() < 2 => None,
+                Band::MinMax => Some((
+                    ys.clone().fold(f64::INFINITY, f64::min),
+                    ys.fold(f64::NEG_INFINITY, f64::max),
+                )),
+                Band::StandardError => {
+                    let variance = ys.map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                    let error = (variance / n).sqrt();
+                    Some((mean - error, mean + error))
+                }
+                Band::None => None,
+            };
             SeriesPoint {
                 x: samples.iter().map(|s| s.x).sum::<f64>() / n,
-                y: ys.clone().sum::<f64>() / n,
-                band: (runs.len() > 1).then(|| {
-                    (
-                        ys.clone().fold(f64::INFINITY, f64::min),
-                        ys.fold(f64::NEG_INFINITY, f64::max),
-                    )
-                }),
+                y: mean,
+                band,
             }
         })
         .collect();
@@ -174,24 +274,40 @@ pub fn mean_over_runs(runs: &[Vec<Sample>]) -> Merged {
 /// `log10(1 + |v|)` with `v`'s sign: a log scale that keeps 0 and negative values (the window's loss panel
 /// draws its losses so).
 pub fn symlog(v: f64) -> f64 {
-    v.signum() * v.abs().ln_1p() / std::f64::consts::LN_10
+    symlog_scaled(v, 1.0)
 }
 
 /// The value whose [`symlog`] is `s`.
 pub fn symlog_inverse(s: f64) -> f64 {
-    s.signum() * (10f64.powf(s.abs()) - 1.0)
+    symlog_scaled_inverse(s, 1.0)
 }
 
-/// The runs' colours, in order, each readable on white (Palette99's third is a pale yellow); more runs than these
-/// take Palette99's.
-const SERIES_COLORS: [RGBAColor; 6] = [
+/// `log10(1 + |v| / c)` with `v`'s sign: about linear within `±c`, logarithmic beyond.
+pub fn symlog_scaled(v: f64, c: f64) -> f64 {
+    v.signum() * (v.abs() / c).ln_1p() / std::f64::consts::LN_10
+}
+
+/// The value whose [`symlog_scaled`] (linear within `±c`) is `s`.
+pub fn symlog_scaled_inverse(s: f64, c: f64) -> f64 {
+    s.signum() * c * (10f64.powf(s.abs()) - 1.0)
+}
+
+/// The series' colours, each readable on white (no pale yellow or lime): a series' `color` indexes it.
+const PALETTE: [RGBAColor; 10] = [
     RGBAColor(31, 119, 180, 1.0),
     RGBAColor(230, 110, 20, 1.0),
     RGBAColor(44, 150, 44, 1.0),
     RGBAColor(200, 40, 40, 1.0),
     RGBAColor(120, 80, 170, 1.0),
     RGBAColor(120, 80, 60, 1.0),
+    RGBAColor(200, 60, 150, 1.0),
+    RGBAColor(0, 128, 128, 1.0),
+    RGBAColor(40, 50, 130, 1.0),
+    RGBAColor(90, 90, 90, 1.0),
 ];
+
+/// How many colours [`Series::color`] picks from; a greater index takes the palette again, dashed.
+pub const PALETTE_LEN: usize = PALETTE.len();
 
 /// Series with more points than this are drawn as lines alone: markers would merge into a thick smear.
 const MAX_MARKED_POINTS: usize = 60;
@@ -199,11 +315,38 @@ const MAX_MARKED_POINTS: usize = 60;
 /// How opaque a series' band is.
 const BAND_ALPHA: f64 = 0.18;
 
-fn series_color(i: usize) -> RGBAColor {
-    SERIES_COLORS
-        .get(i)
-        .copied()
-        .unwrap_or_else(|| Palette99::pick(i).to_rgba())
+/// How a series is drawn: its colour, its line's dashes (`None`: solid) and its marker's shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LineStyle {
+    color: RGBAColor,
+    dashes: Option<(i32, i32)>,
+    marker: Marker,
+}
+
+/// A series' marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    Circle,
+    Triangle,
+    Square,
+    Cross,
+}
+
+/// The style of `series`: its colour's, and for its colour's second line on, dashes and another marker.
+fn line_style(series: &Series) -> LineStyle {
+    const MARKERS: [Marker; 4] = [
+        Marker::Circle,
+        Marker::Triangle,
+        Marker::Square,
+        Marker::Cross,
+    ];
+    const DASHES: [(i32, i32); 3] = [(9, 4), (3, 3), (14, 4)];
+    let variant = series.variant + series.color / PALETTE_LEN;
+    LineStyle {
+        color: PALETTE[series.color % PALETTE_LEN],
+        dashes: variant.checked_sub(1).map(|k| DASHES[k % DASHES.len()]),
+        marker: MARKERS[(series.color + variant) % MARKERS.len()],
+    }
 }
 
 /// The plots' one font, registered once as "sans-serif": built into the binary, so drawing needs no font library
@@ -243,17 +386,16 @@ const CHART_SIZE: (u32, u32) = (900, 540);
 fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     register_font()?;
     let scale = chart.y_scale;
-    let to_y = move |v: f64| match scale {
-        YScale::SymLog => symlog(v),
-        YScale::Fraction | YScale::Linear => v,
-    };
     let (x_lo, x_hi) = x_range(chart);
     let (y_lo, y_hi) = y_range(chart);
+    // A value the axis cannot show (a band's foot at or below 0 on a log axis) is drawn at its bottom.
+    let to_y = move |v: f64| scale.to_axis(v).clamp(y_lo, f64::INFINITY);
     let x_ticks = linear_ticks(x_lo, x_hi, 8.0);
     let y_ticks = match scale {
         YScale::Fraction => (0..=10).map(|k| f64::from(k) / 10.0).collect(),
         YScale::Linear => linear_ticks(y_lo, y_hi, 8.0),
-        YScale::SymLog => symlog_ticks(y_lo, y_hi),
+        YScale::Log => log_ticks(y_lo, y_hi),
+        YScale::SymLog { linear_within } => symlog_ticks(y_lo, y_hi, linear_within),
     };
     let root = BitMapBackend::with_buffer(rgb, CHART_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -269,7 +411,7 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     let y_label = move |v: &f64| match scale {
         YScale::Fraction => format!("{v:.1}"),
         YScale::Linear => compact(*v),
-        YScale::SymLog => compact(symlog_inverse(*v)),
+        YScale::Log | YScale::SymLog { .. } => tick_number(scale.from_axis(*v)),
     };
     cc.configure_mesh()
         .x_desc(&chart.x_desc)
@@ -279,29 +421,44 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.05))
         .draw()?;
-    if let Some(online) = chart.online_from
-        && online > 0.0
-        && online < x_hi
-    {
+    let online = online_mark(chart, (x_lo, x_hi));
+    if let Some(mark) = online {
         cc.draw_series(LineSeries::new(
-            [(online, y_lo), (online, y_hi)],
+            [(mark.x, y_lo), (mark.x, y_hi)],
             BLACK.mix(0.35).stroke_width(1),
         ))?;
-        // Just below the top: clear of the frame.
+        // Just below the top, clear of the frame; left of the line where the right would run off the chart.
+        let (text, h_pos) = match mark.side {
+            Side::Right => (" online from here", HPos::Left),
+            Side::Left => ("online from here ", HPos::Right),
+        };
         cc.draw_series(std::iter::once(Text::new(
-            " online from here",
-            (online, y_hi - (y_hi - y_lo) * 0.03),
-            ("sans-serif", 14).into_font().color(&BLACK.mix(0.6)),
+            text,
+            (mark.x, y_hi - (y_hi - y_lo) * 0.03),
+            ("sans-serif", 14)
+                .into_font()
+                .color(&BLACK.mix(0.6))
+                .pos(Pos::new(h_pos, VPos::Top)),
         )))?;
     }
     // Bands first, so that no band covers another series' line.
-    for (i, series) in chart.series.iter().enumerate() {
-        draw_band(&mut cc, series, series_color(i), to_y)?;
+    for series in &chart.series {
+        draw_band(&mut cc, series, line_style(series).color, to_y)?;
     }
-    for (i, series) in chart.series.iter().enumerate() {
-        draw_line(&mut cc, i, series, to_y)?;
+    // Each run's own line, thin and faint, under the means.
+    for series in &chart.series {
+        let color = line_style(series).color;
+        for run in &series.runs {
+            cc.draw_series(LineSeries::new(
+                run.iter().map(|&(x, y)| (x, to_y(y))),
+                color.mix(0.4).stroke_width(1),
+            ))?;
+        }
     }
-    let corner = legend_corner(chart, (x_lo, x_hi), (y_lo, y_hi), to_y);
+    for series in &chart.series {
+        draw_line(&mut cc, series, to_y)?;
+    }
+    let corner = legend_corner(chart, (x_lo, x_hi), (y_lo, y_hi), online, to_y);
     cc.configure_series_labels()
         .position(corner)
         .background_style(WHITE.mix(0.85))
@@ -311,11 +468,42 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The "online from here" line: where it is, and on which side of it its label goes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OnlineMark {
+    x: f64,
+    side: Side,
+}
+
+/// A side of the online line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// The label's width as a fraction of the plot's (about 820 pixels across; 16 characters of 14-pixel text), and
+/// its height as a fraction of the plot's (about 440 pixels down).
+const ONLINE_LABEL_SIZE: (f64, f64) = (110.0 / 820.0, 20.0 / 440.0);
+
+/// The online line, where the chart has one inside its x range: its label right of it, or left where the right
+/// would run past the chart's edge.
+fn online_mark(chart: &Chart, (x_lo, x_hi): (f64, f64)) -> Option<OnlineMark> {
+    let x = chart.online_from.filter(|&x| x > 0.0 && x < x_hi)?;
+    let u = (x - x_lo) / (x_hi - x_lo);
+    let side = if u + ONLINE_LABEL_SIZE.0 > 0.98 {
+        Side::Left
+    } else {
+        Side::Right
+    };
+    Some(OnlineMark { x, side })
+}
+
 /// The plotting area of a chart, in its coordinates (x and y as drawn).
 type Area<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<TickedAxis, TickedAxis>>;
 
 /// A linear axis whose ticks are chosen here (plotters' own cannot be told a symlog axis' powers of ten, and its
-/// key-point combinator loses the label formatting).
+/// key-point combinator loses the label formatting); a log axis is this one over log10 of the values.
 struct TickedAxis {
     lo: f64,
     hi: f64,
@@ -360,7 +548,7 @@ impl Ranged for TickedAxis {
     }
 }
 
-/// The shaded min–max band of a series that stands for several runs (a bar where it has one point).
+/// The shaded band of a series that stands for several runs (a bar where it has one point).
 fn draw_band(
     cc: &mut Area<'_>,
     series: &Series,
@@ -395,39 +583,62 @@ fn draw_band(
     Ok(())
 }
 
-/// A series' line, its markers (a shape of its own per series, so that coinciding lines stay told apart) and its
-/// legend entry.
-fn draw_line(
-    cc: &mut Area<'_>,
-    i: usize,
-    series: &Series,
-    to_y: impl Fn(f64) -> f64,
-) -> anyhow::Result<()> {
-    let color = series_color(i);
+/// A marker of `shape` about `at` (a point of the chart, or of the legend), in `color`: every shape is composed,
+/// the others invisible, so that each marker is of one type, as plotters' series and legends need.
+macro_rules! marker {
+    ($at:expr, $shape:expr, $color:expr) => {{
+        let (shape, color): (Marker, RGBAColor) = ($shape, $color);
+        let only = |which: Marker| if shape == which { color } else { TRANSPARENT };
+        EmptyElement::at($at)
+            + Circle::new((0, 0), 4, only(Marker::Circle).filled())
+            + TriangleMarker::new((0, 0), 5, only(Marker::Triangle).filled())
+            + Rectangle::new([(-3, -3), (3, 3)], only(Marker::Square).filled())
+            + Cross::new((0, 0), 4, only(Marker::Cross).stroke_width(2))
+    }};
+}
+
+/// A series' line, its markers (a shape of its own, so that coinciding lines stay told apart) and its legend
+/// entry, which shows the line as drawn: its dashes, its marker and, for a banded series, the band's shade.
+fn draw_line(cc: &mut Area<'_>, series: &Series, to_y: impl Fn(f64) -> f64) -> anyhow::Result<()> {
+    let style = line_style(series);
+    let color = style.color;
     let banded = series.points.iter().any(|p| p.band.is_some());
+    let marked = series.points.len() <= MAX_MARKED_POINTS;
     let points: Vec<(f64, f64)> = series.points.iter().map(|p| (p.x, to_y(p.y))).collect();
-    cc.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-        .label(series.label.as_str())
-        .legend(move |(x, y)| {
-            // A banded series' entry shows the band's shade behind its line.
-            let shade = if banded {
-                color.mix(BAND_ALPHA)
-            } else {
-                TRANSPARENT
-            };
-            EmptyElement::at((x, y))
-                + Rectangle::new([(0, -5), (18, 5)], shade.filled())
-                + PathElement::new([(0, 0), (18, 0)], color.stroke_width(2))
-        });
-    if points.len() > MAX_MARKED_POINTS {
-        return Ok(());
-    }
-    let points = points.into_iter();
-    match i % 3 {
-        0 => cc.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?,
-        1 => cc.draw_series(points.map(|p| TriangleMarker::new(p, 5, color.filled())))?,
-        _ => cc.draw_series(points.map(|p| Cross::new(p, 4, color.stroke_width(2))))?,
+    let stroke = color.stroke_width(2);
+    let drawn = match style.dashes {
+        None => cc.draw_series(LineSeries::new(points.clone(), stroke))?,
+        Some((dash, gap)) => {
+            cc.draw_series(DashedLineSeries::new(points.clone(), dash, gap, stroke))?
+        }
     };
+    drawn.label(series.label.as_str()).legend(move |(x, y)| {
+        let shade = if banded {
+            color.mix(BAND_ALPHA)
+        } else {
+            TRANSPARENT
+        };
+        // The solid line or the dashed one, the other invisible (one type for both).
+        let (solid, dashed) = match style.dashes {
+            None => (color, TRANSPARENT),
+            Some(_) => (TRANSPARENT, color),
+        };
+        let (dash, gap) = style.dashes.unwrap_or((4, 3));
+        let mark = if marked { color } else { TRANSPARENT };
+        EmptyElement::at((x, y))
+            + Rectangle::new([(0, -5), (26, 5)], shade.filled())
+            + PathElement::new([(0, 0), (26, 0)], solid.stroke_width(2))
+            + DashedPathElement::new(
+                vec![(0, 0), (26, 0)],
+                dash.min(6),
+                gap,
+                dashed.stroke_width(2),
+            )
+            + marker!((13, 0), style.marker, mark)
+    });
+    if marked {
+        cc.draw_series(points.into_iter().map(|p| marker!(p, style.marker, color)))?;
+    }
     Ok(())
 }
 
@@ -445,37 +656,38 @@ fn x_range(chart: &Chart) -> (f64, f64) {
     (lo, hi + (hi - lo) / 40.0)
 }
 
-/// The y axis' range, as drawn (a symlog axis' in symlog values): a fraction's whole range, else the values' and
-/// bands' with a margin.
+/// The y axis' range, as drawn (a log axis' in log10 units): a fraction's whole range, else the values' and
+/// bands' with a margin (a band's foot that a log axis cannot show left out).
 fn y_range(chart: &Chart) -> (f64, f64) {
     if chart.y_scale == YScale::Fraction {
         return (-0.03, 1.03);
     }
-    let to_y = |v: f64| match chart.y_scale {
-        YScale::SymLog => symlog(v),
-        YScale::Fraction | YScale::Linear => v,
-    };
     let ys: Vec<f64> = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter())
-        .flat_map(|p| {
-            let (lo, hi) = p.band.unwrap_or((p.y, p.y));
-            [p.y, lo, hi]
+        .flat_map(|s| {
+            let runs = s.runs.iter().flatten().map(|&(_, y)| y);
+            s.points
+                .iter()
+                .flat_map(|p| {
+                    let (lo, hi) = p.band.unwrap_or((p.y, p.y));
+                    [p.y, lo, hi]
+                })
+                .chain(runs)
         })
+        .map(|y| chart.y_scale.to_axis(y))
         .filter(|y| y.is_finite())
-        .map(to_y)
         .collect();
     let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !(lo.is_finite() && hi.is_finite()) {
         return (0.0, 1.0);
     }
-    // A constant series still gets an axis about its value.
-    let margin = if hi > lo {
-        (hi - lo) / 20.0
-    } else {
-        (lo.abs() / 10.0).max(0.1)
+    // A constant series still gets an axis about its value (on a log axis, a decade).
+    let margin = match chart.y_scale {
+        _ if hi > lo => (hi - lo) / 20.0,
+        YScale::Log => 0.5,
+        _ => (lo.abs() / 10.0).max(0.1),
     };
     (lo - margin, hi + margin)
 }
@@ -498,17 +710,51 @@ pub fn linear_ticks(lo: f64, hi: f64, intervals: f64) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-/// Ticks of a symlog axis over `lo..hi` (symlog values): 0, then powers of ten, then 5 and 2 times them, each
-/// kept where it is not crowded by one kept before; linear ticks where that leaves fewer than three (a range
-/// within one decade).
-fn symlog_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let powers = || (-3..=15).map(|k| 10f64.powi(k));
+/// Ticks of a log axis over `lo..hi` (log10 units): the powers of ten (every other one, or fewer, over many
+/// decades), then 2 and 5 times them where they are not crowded; linear ticks where that leaves fewer than three
+/// (a range within one decade).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = (lo.ceil() as i64)..=(hi.floor() as i64);
+    let every = ((hi - lo) / 8.0).ceil().max(1.0) as i64;
+    let mut ticks: Vec<f64> = decades
+        .clone()
+        .filter(|k| k.rem_euclid(every) == 0)
+        .map(|k| k as f64)
+        .collect();
+    let gap = (hi - lo) / 14.0;
+    if every == 1 {
+        let between = (lo.floor() as i64..=hi.ceil() as i64)
+            .flat_map(|k| [5.0, 2.0].map(|m| (m * 10f64.powi(k as i32)).log10()))
+            .filter(|t| (lo..=hi).contains(t));
+        for t in between {
+            if ticks.iter().all(|s| (s - t).abs() >= gap) {
+                ticks.push(t);
+            }
+        }
+    }
+    if ticks.len() < 3 {
+        ticks = linear_ticks(10f64.powf(lo), 10f64.powf(hi), 5.0)
+            .into_iter()
+            .filter(|&v| v > 0.0)
+            .map(f64::log10)
+            .collect();
+    }
+    ticks.sort_by(f64::total_cmp);
+    ticks
+}
+
+/// Ticks of a symlog axis linear within `±c` over `lo..hi` (symlog values): 0, then powers of ten from `c`'s up,
+/// then 5 and 2 times them, each kept where it is not crowded by one kept before; linear ticks where that leaves
+/// fewer than three (a range within one decade).
+fn symlog_ticks(lo: f64, hi: f64, c: f64) -> Vec<f64> {
+    let first = c.log10().floor() as i32;
+    let powers = || (first..=first + 18).map(|k| 10f64.powi(k));
     let candidates = std::iter::once(0.0)
         .chain(powers())
         .chain(powers().map(|p| 5.0 * p))
         .chain(powers().map(|p| 2.0 * p))
         .flat_map(|v| [v, -v])
-        .map(symlog)
+        .map(|v| symlog_scaled(v, c))
         .filter(|s| (lo..=hi).contains(s));
     let gap = (hi - lo) / 14.0;
     let mut ticks: Vec<f64> = Vec::new();
@@ -518,10 +764,14 @@ fn symlog_ticks(lo: f64, hi: f64) -> Vec<f64> {
         }
     }
     if ticks.len() < 3 {
-        ticks = linear_ticks(symlog_inverse(lo), symlog_inverse(hi), 5.0)
-            .into_iter()
-            .map(symlog)
-            .collect();
+        ticks = linear_ticks(
+            symlog_scaled_inverse(lo, c),
+            symlog_scaled_inverse(hi, c),
+            5.0,
+        )
+        .into_iter()
+        .map(|v| symlog_scaled(v, c))
+        .collect();
     }
     ticks.sort_by(f64::total_cmp);
     ticks
@@ -547,15 +797,30 @@ pub fn compact(v: f64) -> String {
     format!("{text}{unit}")
 }
 
+/// A log axis' tick label, a number as it reads: `1e-4`, `2e-5`, `5e-3`, `0.01`, `5`, `100`, `1.5M`.
+pub fn tick_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 || (a > 0.0 && a < 1e-2) {
+        // Three significant digits at most, trailing zeros dropped: `1e-4`, not `1.0e-4`.
+        let text = format!("{v:.2e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
+    }
+    compact(v)
+}
+
 /// The corner of the plot that the curves cross least, for the legend: losses fall from the upper left where
-/// success rises to the upper right. Ties go to the upper left.
+/// success rises to the upper right. A corner that would cover the online line's label is taken last; ties go to
+/// the upper left.
 fn legend_corner(
     chart: &Chart,
     (x_lo, x_hi): (f64, f64),
     (y_lo, y_hi): (f64, f64),
+    online: Option<OnlineMark>,
     to_y: impl Fn(f64) -> f64,
 ) -> SeriesLabelPosition {
-    // The legend's size as a fraction of the plot (about 820 x 440 pixels): 7 pixels a character and 40 for the
+    // The legend's size as a fraction of the plot (about 820 x 440 pixels): 7 pixels a character and 48 for the
     // sample line across, 20 a row down.
     let chars = chart
         .series
@@ -563,7 +828,7 @@ fn legend_corner(
         .map(|s| s.label.chars().count())
         .max()
         .unwrap_or(0);
-    let width = ((chars as f64 * 7.0 + 40.0) / 820.0).min(1.0);
+    let width = ((chars as f64 * 7.0 + 48.0) / 820.0).min(1.0);
     let height = ((chart.series.len() as f64 * 20.0 + 12.0) / 440.0).min(1.0);
     let mut along = Vec::new();
     for series in &chart.series {
@@ -581,32 +846,53 @@ fn legend_corner(
             }
         }
         along.extend(series.points.iter().map(|p| (p.x, to_y(p.y))));
+        along.extend(series.runs.iter().flatten().map(|&(x, y)| (x, to_y(y))));
     }
     let unit = |(x, y): (f64, f64)| ((x - x_lo) / (x_hi - x_lo), (y - y_lo) / (y_hi - y_lo));
+    // The label's box, in the plot's fractions: from 3% below the top, on its side of the line.
+    let label = online.map(|mark| {
+        let u = (mark.x - x_lo) / (x_hi - x_lo);
+        let (w, h) = ONLINE_LABEL_SIZE;
+        let across = match mark.side {
+            Side::Right => (u, u + w),
+            Side::Left => (u - w, u),
+        };
+        (across, (0.97 - h, 0.97))
+    });
     let corners = [
         (SeriesLabelPosition::UpperLeft, false, true),
         (SeriesLabelPosition::UpperRight, true, true),
         (SeriesLabelPosition::LowerLeft, false, false),
         (SeriesLabelPosition::LowerRight, true, false),
     ];
-    let crossings = |right: bool, upper: bool| {
-        along
-            .iter()
-            .map(|&p| unit(p))
-            .filter(|&(u, v)| {
-                let across = if right { u >= 1.0 - width } else { u <= width };
-                let down = if upper {
-                    v >= 1.0 - height
-                } else {
-                    v <= height
-                };
-                across && down
-            })
-            .count()
+    let area = |right: bool, upper: bool| {
+        let across = if right {
+            (1.0 - width, 1.0)
+        } else {
+            (0.0, width)
+        };
+        let down = if upper {
+            (1.0 - height, 1.0)
+        } else {
+            (0.0, height)
+        };
+        (across, down)
+    };
+    let inside = |((u0, u1), (v0, v1)): ((f64, f64), (f64, f64)), (u, v): (f64, f64)| {
+        (u0..=u1).contains(&u) && (v0..=v1).contains(&v)
+    };
+    let overlap = |a: ((f64, f64), (f64, f64)), b: ((f64, f64), (f64, f64))| {
+        a.0.0 < b.0.1 && b.0.0 < a.0.1 && a.1.0 < b.1.1 && b.1.0 < a.1.1
+    };
+    let cost = |right: bool, upper: bool| {
+        let corner = area(right, upper);
+        let covers_label = label.is_some_and(|l| overlap(corner, l));
+        let crossings = along.iter().filter(|&&p| inside(corner, unit(p))).count();
+        (covers_label, crossings)
     };
     corners
         .into_iter()
-        .min_by_key(|&(_, right, upper)| crossings(right, upper))
+        .min_by_key(|&(_, right, upper)| cost(right, upper))
         .map_or(SeriesLabelPosition::UpperLeft, |(corner, _, _)| corner)
 }
 
@@ -669,7 +955,7 @@ mod tests {
             samples(&[(10, 0.2), (20, 0.3), (30, 0.8), (40, 0.9)]),
             samples(&[(10, 0.1), (15, 0.1), (20, 0.4), (30, 0.6)]),
         ];
-        let merged = mean_over_runs(&runs);
+        let merged = mean_over_runs(&runs, Band::MinMax);
         let got: Vec<(f64, f64, (f64, f64))> = merged
             .points
             .iter()
@@ -690,7 +976,7 @@ mod tests {
         }
         assert_eq!(merged.left_out, [vec![], vec![40], vec![15]]);
         // One run alone is itself, with no band.
-        let alone = mean_over_runs(&runs[..1]);
+        let alone = mean_over_runs(&runs[..1], Band::MinMax);
         assert_eq!(
             alone.points[1],
             SeriesPoint {
@@ -703,6 +989,28 @@ mod tests {
     }
 
     #[test]
+    fn the_band_is_the_min_max_or_the_standard_error_or_none() {
+        let runs = [
+            samples(&[(10, 1.0)]),
+            samples(&[(10, 2.0)]),
+            samples(&[(10, 6.0)]),
+        ];
+        // Mean 3, sample standard deviation √7, standard error √(7/3).
+        let band = |band| mean_over_runs(&runs, band).points[0].band;
+        assert_eq!(band(Band::MinMax), Some((1.0, 6.0)));
+        let (lo, hi) = band(Band::StandardError).unwrap();
+        let error = (7.0f64 / 3.0).sqrt();
+        assert!((lo - (3.0 - error)).abs() < 1e-12 && (hi - (3.0 + error)).abs() < 1e-12);
+        assert_eq!(band(Band::None), None);
+        assert_eq!(mean_over_runs(&runs, Band::None).points[0].y, 3.0);
+        // A single run has no error to show.
+        assert_eq!(
+            mean_over_runs(&runs[..1], Band::StandardError).points[0].band,
+            None
+        );
+    }
+
+    #[test]
     fn time_is_averaged_across_runs_too() {
         let run = |minutes: f64| {
             vec![Sample {
@@ -711,14 +1019,56 @@ mod tests {
                 y: 1.0,
             }]
         };
-        let merged = mean_over_runs(&[run(2.0), run(4.0)]);
+        let merged = mean_over_runs(&[run(2.0), run(4.0)], Band::MinMax);
         assert_eq!(merged.points[0].x, 3.0);
+    }
+
+    #[test]
+    fn positive_values_get_a_true_log_axis_others_a_symlog_scaled_to_them() {
+        // A critic loss falling from 0.14 to 3e-5: each decade as tall as the next, not squeezed onto 0.
+        let scale = YScale::log_for([0.14, 0.02, 3e-5]);
+        assert_eq!(scale, YScale::Log);
+        let step = |a: f64, b: f64| scale.to_axis(a) - scale.to_axis(b);
+        assert!((step(1e-4, 1e-5) - step(0.1, 0.01)).abs() < 1e-12);
+        assert!((scale.from_axis(scale.to_axis(3e-5)) - 3e-5).abs() < 1e-15);
+        let labels: Vec<String> = log_ticks(scale.to_axis(3e-5), scale.to_axis(0.14))
+            .into_iter()
+            .map(|t| tick_number(scale.from_axis(t)))
+            .collect();
+        for want in ["1e-4", "1e-3", "0.01", "0.1"] {
+            assert!(labels.contains(&want.to_string()), "{labels:?}");
+        }
+        // Zero among them: a symlog, linear within the smallest size but 0 (as a power of ten).
+        assert_eq!(
+            YScale::log_for([0.0, 0.14, 3e-5]),
+            YScale::SymLog {
+                linear_within: 1e-5
+            }
+        );
+        assert_eq!(
+            YScale::log_for([-50.0, 0.0, 5.0]),
+            YScale::SymLog { linear_within: 1.0 }
+        );
+        let c = 1e-5;
+        let scale = YScale::SymLog { linear_within: c };
+        assert_eq!(scale.to_axis(0.0), 0.0);
+        assert!((scale.from_axis(scale.to_axis(3e-5)) - 3e-5).abs() < 1e-15);
+        // 1e-4 and 1e-3 a decade apart, well clear of 0 (the old symlog put both within 0.0005 of it).
+        assert!(scale.to_axis(1e-4) > 1.0 && step(1e-3, 1e-4) > 0.9);
+        let labels: Vec<String> = symlog_ticks(0.0, scale.to_axis(0.14), c)
+            .into_iter()
+            .map(|t| tick_number(scale.from_axis(t)))
+            .collect();
+        assert!(
+            labels.contains(&"0".to_string()) && labels.contains(&"1e-3".to_string()),
+            "{labels:?}"
+        );
     }
 
     #[test]
     fn symlog_ticks_are_round_values_and_span_the_range() {
         // A loss from 0.3 to 900: 0.5 (or so), 1, 10, 100, 1000 among the ticks, in order, read back exactly.
-        let values: Vec<f64> = symlog_ticks(symlog(0.3), symlog(900.0))
+        let values: Vec<f64> = symlog_ticks(symlog(0.3), symlog(900.0), 1.0)
             .into_iter()
             .map(|t| (symlog_inverse(t) * 1e6).round() / 1e6)
             .collect();
@@ -727,7 +1077,7 @@ mod tests {
         }
         assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
         // Negative Q values and 0 keep their place.
-        let values: Vec<String> = symlog_ticks(symlog(-50.0), symlog(5.0))
+        let values: Vec<String> = symlog_ticks(symlog(-50.0), symlog(5.0), 1.0)
             .into_iter()
             .map(|t| compact(symlog_inverse(t)))
             .collect();
@@ -736,7 +1086,8 @@ mod tests {
             "{values:?}"
         );
         // Within one decade: linear ticks, still at least three.
-        assert!(symlog_ticks(symlog(0.4), symlog(0.8)).len() >= 3);
+        assert!(symlog_ticks(symlog(0.4), symlog(0.8), 1.0).len() >= 3);
+        assert!(log_ticks(0.4f64.log10(), 0.8f64.log10()).len() >= 3);
     }
 
     #[test]
@@ -746,28 +1097,65 @@ mod tests {
         assert_eq!(compact(0.25), "0.25");
         assert_eq!(compact(-3.0), "-3");
         assert_eq!(compact(-0.0001), "-1.0e-4");
+        assert_eq!(tick_number(1e-4), "1e-4");
+        assert_eq!(tick_number(2.5e-5), "2.5e-5");
+        assert_eq!(tick_number(0.005), "5e-3");
+        assert_eq!(tick_number(0.1), "0.1");
+        assert_eq!(tick_number(100.0), "100");
     }
 
-    #[test]
-    fn the_legend_goes_where_no_curve_is() {
-        let series = |points: &[(f64, f64)]| Series {
+    fn series(points: &[(f64, f64)], color: usize, variant: usize) -> Series {
+        Series {
             label: "qam".into(),
             points: points
                 .iter()
                 .map(|&(x, y)| SeriesPoint { x, y, band: None })
                 .collect(),
-        };
-        let chart = |points: &[(f64, f64)]| Chart {
+            color,
+            variant,
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_series_colour_is_its_own_readable_and_its_seeds_differ_in_dashes_and_marker() {
+        // Each colour dark enough to read on white (the old ninth, a pale lime, was not).
+        for color in 0..3 * PALETTE_LEN {
+            let RGBAColor(r, g, b, _) = line_style(&series(&[], color, 0)).color;
+            let luminance =
+                (0.2126 * f64::from(r) + 0.7152 * f64::from(g) + 0.0722 * f64::from(b)) / 255.0;
+            assert!(luminance < 0.6, "colour {color}: {r}, {g}, {b}");
+        }
+        // A colour is the series' own, whatever its place among the series.
+        let style = |color, variant| line_style(&series(&[], color, variant));
+        assert_eq!(style(3, 0).color, PALETTE[3]);
+        assert_eq!(style(3, 0).dashes, None);
+        // Seeds of one setting drawn apart: one colour, each dashed otherwise and marked otherwise.
+        let (a, b, c) = (style(3, 0), style(3, 1), style(3, 2));
+        assert!(a.color == b.color && b.color == c.color);
+        assert!(b.dashes.is_some() && c.dashes.is_some() && b.dashes != c.dashes);
+        assert!(a.marker != b.marker && b.marker != c.marker && a.marker != c.marker);
+        // Past the palette: its colours again, dashed.
+        assert_eq!(style(PALETTE_LEN + 1, 0).color, PALETTE[1]);
+        assert!(style(PALETTE_LEN + 1, 0).dashes.is_some());
+    }
+
+    fn chart(series: Vec<Series>, online_from: Option<f64>) -> Chart {
+        Chart {
             title: String::new(),
             x_desc: String::new(),
             y_desc: String::new(),
             y_scale: YScale::Linear,
-            online_from: None,
-            series: vec![series(points)],
-        };
-        let corner = |points| {
-            let chart = chart(points);
-            legend_corner(&chart, x_range(&chart), y_range(&chart), |y| y)
+            online_from,
+            series,
+        }
+    }
+
+    #[test]
+    fn the_legend_goes_where_no_curve_is() {
+        let corner = |points: &[(f64, f64)]| {
+            let chart = chart(vec![series(points, 0, 0)], None);
+            legend_corner(&chart, x_range(&chart), y_range(&chart), None, |y| y)
         };
         // Rising: the upper left is free; falling from there: the upper right.
         assert!(matches!(
@@ -778,5 +1166,78 @@ mod tests {
             corner(&[(0.0, 1.0), (10.0, 0.0)]),
             SeriesLabelPosition::UpperRight
         ));
+    }
+
+    #[test]
+    fn the_online_label_stays_on_the_chart_and_clear_of_the_legend() {
+        // At the right edge (an offline run's last step): the label goes left of the line.
+        let flat = [(0.0, 0.0), (100.0, 0.0)];
+        let at_edge = chart(vec![series(&flat, 0, 0)], Some(100.0));
+        let mark = online_mark(&at_edge, x_range(&at_edge)).unwrap();
+        assert_eq!(mark.side, Side::Left);
+        let long = Series {
+            label: "qam lr 0.001 (3 seeds, mean, band min–max)".into(),
+            ..series(&flat, 0, 0)
+        };
+        let early = chart(vec![long], Some(10.0));
+        let mark = online_mark(&early, x_range(&early)).unwrap();
+        assert_eq!(
+            mark,
+            OnlineMark {
+                x: 10.0,
+                side: Side::Right
+            }
+        );
+        // A curve along the bottom leaves both upper corners free: the legend takes the one its label is not in.
+        let corner = legend_corner(&early, x_range(&early), y_range(&early), Some(mark), |y| y);
+        assert!(
+            matches!(corner, SeriesLabelPosition::UpperRight),
+            "{corner:?}"
+        );
+        // Online from step 0 (an online-only run), or past the last point: no line.
+        let online_only = chart(vec![series(&flat, 0, 0)], Some(0.0));
+        assert_eq!(online_mark(&online_only, x_range(&online_only)), None);
+    }
+
+    #[test]
+    fn a_chart_of_every_scale_and_style_draws() {
+        let dir = tempfile::tempdir().unwrap();
+        let banded = |color, variant, lo: f64| Series {
+            label: format!("qam {color}"),
+            points: (1..=5)
+                .map(|k| {
+                    let y = 10f64.powi(-k);
+                    SeriesPoint {
+                        x: f64::from(k) * 100.0,
+                        y,
+                        band: Some((y * lo, y * 2.0)),
+                    }
+                })
+                .collect(),
+            color,
+            variant,
+            runs: vec![vec![(100.0, 1e-3), (300.0, 0.0), (500.0, 2e-5)]],
+        };
+        for (scale, lo) in [
+            (YScale::Log, -1.0),
+            (YScale::Log, 0.5),
+            (
+                YScale::SymLog {
+                    linear_within: 1e-6,
+                },
+                -1.0,
+            ),
+            (YScale::Linear, 0.5),
+        ] {
+            let chart = Chart {
+                y_scale: scale,
+                ..chart(
+                    vec![banded(0, 0, lo), banded(0, 1, lo), banded(12, 0, lo)],
+                    Some(300.0),
+                )
+            };
+            let path = dir.path().join("chart.png");
+            draw_chart(&path, &chart).unwrap();
+        }
     }
 }

@@ -72,6 +72,8 @@ pub(super) fn args(runs: &[&PathBuf]) -> PlotArgs {
         metric: "success".into(),
         x: XAxis::Steps,
         no_group: false,
+        band: super::BandArg::Minmax,
+        seeds: false,
         smooth: 1,
     }
 }
@@ -102,4 +104,17 @@ pub(super) fn points(series: &Series) -> Vec<Point> {
 pub(super) fn row(step: u64, wall_seconds: f64, critic_loss: f64) -> serde_json::Value {
     serde_json::json!({"step": step, "phase": "offline", "wall_seconds": wall_seconds,
                        "critic_loss": critic_loss, "q_mean": -critic_loss})
+}
+
+/// Gives the run at `dir` a checkpoint whose replay file records `crc` as its dataset's CRC-32, as `train` writes
+/// it (the other files are placeholders: only the replay file's header is read).
+pub(super) fn record_dataset_crc(dir: &Path, crc: u32) {
+    let checkpoint = RunDir::new(dir).checkpoints().join("step-100");
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    std::fs::write(checkpoint.join("agent.safetensors"), b"").unwrap();
+    std::fs::write(checkpoint.join("state.json"), b"{}").unwrap();
+    let header = format!(r#"{{"__metadata__":{{"dataset_crc32":"{crc}","seed":"0"}}}}"#);
+    let mut replay = (header.len() as u64).to_le_bytes().to_vec();
+    replay.extend_from_slice(header.as_bytes());
+    std::fs::write(checkpoint.join("replay.safetensors"), replay).unwrap();
 }

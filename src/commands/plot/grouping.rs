@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use qamlab_headless::TrainConfig;
-use qamlab_headless::plot::{Sample, Series, mean_over_runs};
+use qamlab_headless::plot::{Band, Sample, Series, mean_over_runs};
 use qamlab_headless::run_dir::RunDir;
 
 use super::labels::series_labels;
 use super::list_steps;
+use super::read::RunData;
 use super::samples::Drawn;
 
 /// The run's configuration but its seed, flattened to `key → value` (the `[agent]` keys by their own names): what
@@ -37,10 +38,12 @@ pub(super) fn settings(
             }
         }
     }
-    // Runs of one experiment: the seed, where the work ran and how often it was recorded may differ.
+    // Runs of one experiment: the seed, where the work ran (and on how many CPU threads) and how often it was
+    // recorded may differ.
     for bookkeeping in [
         "seed",
         "device",
+        "cpu_threads",
         "cuda_graphs",
         "split_update",
         "log_interval",
@@ -48,8 +51,9 @@ pub(super) fn settings(
     ] {
         flat.remove(bookkeeping);
     }
-    // Each seed's run may collect its own copy of the dataset (the demo does, in its --out): the file's name says
-    // which data it is.
+    // Each seed's run may collect its own copy of the dataset (the demo does, in its --out): not its path but its
+    // contents say which data it is. Its file name stands for them until `identify_datasets` puts in the CRC-32
+    // the run recorded.
     if let Some(dataset) = &cfg.dataset {
         let name = dataset.file_name().unwrap_or(dataset.as_os_str());
         flat.insert("dataset".into(), name.to_string_lossy().into_owned());
@@ -67,6 +71,50 @@ pub(super) fn settings(
     Ok(flat)
 }
 
+/// Each run's dataset compared by its contents: by the CRC-32 its checkpoints record, so that seeds that trained
+/// on copies of one dataset (each demo collects its own) group, and runs of different data under one name do not.
+/// A run that records none (no checkpoint yet, or one from before the CRC was recorded) is compared by the file's
+/// name, as before, unless the runs that record one under that name agree on it: then it is taken as theirs. The
+/// dataset is named by its file, with its CRC-32 where another run's dataset of that name differs from it.
+pub(super) fn identify_datasets(runs: &mut [RunData]) {
+    let names: Vec<Option<String>> = runs.iter().map(|r| r.dataset.clone()).collect();
+    let crc_text = |crc: u32| format!("CRC-32 {crc:08x}");
+    let ids: Vec<Option<String>> = runs
+        .iter()
+        .zip(&names)
+        .map(|(run, name)| {
+            let name = name.as_ref()?;
+            let crc = run.dataset_crc.or_else(|| {
+                // The CRC-32 the runs of this dataset name record, where they all record the same.
+                let mut recorded = runs
+                    .iter()
+                    .zip(&names)
+                    .filter(|(_, n)| n.as_ref() == Some(name))
+                    .filter_map(|(r, _)| r.dataset_crc);
+                let first = recorded.next()?;
+                recorded.all(|c| c == first).then_some(first)
+            });
+            Some(crc.map_or_else(|| name.clone(), crc_text))
+        })
+        .collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let (Some(name), Some(id)) = (&names[i], &ids[i]) else {
+            continue;
+        };
+        let ambiguous = names
+            .iter()
+            .zip(&ids)
+            .any(|(n, other)| n.as_ref() == Some(name) && other.as_ref() != Some(id));
+        let shown = match run.dataset_crc {
+            _ if !ambiguous => name.clone(),
+            Some(crc) => format!("{name} ({})", crc_text(crc)),
+            None => format!("{name} (no CRC-32 recorded)"),
+        };
+        run.settings.insert("dataset".into(), id.clone());
+        run.shown.insert("dataset".into(), shown);
+    }
+}
+
 /// The runs in groups of equal settings (all but the seed), in the order each group's first run was given.
 pub(super) fn group_by_settings(drawn: &[Drawn]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(&BTreeMap<String, String>, Vec<usize>)> = Vec::new();
@@ -80,19 +128,21 @@ pub(super) fn group_by_settings(drawn: &[Drawn]) -> Vec<Vec<usize>> {
     groups.into_iter().map(|(_, members)| members).collect()
 }
 
-/// One series per group: its runs' mean (a run alone as it is), labelled; a group whose runs' steps differ is
-/// drawn at the steps they share, said.
+/// One series per group: its runs' mean with `band` (a run alone as it is), labelled and in its style (colour,
+/// variant), with each run's own line where `seeds`; a group whose runs' steps differ is drawn (its mean) at the
+/// steps they share, said.
 pub(super) fn series(
     drawn: &[Drawn],
     groups: &[Vec<usize>],
-    several_tasks: bool,
+    (several_tasks, band, seeds): (bool, Band, bool),
+    styles: &[(usize, usize)],
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Series>> {
-    let labels = series_labels(drawn, groups, several_tasks);
+    let labels = series_labels(drawn, groups, several_tasks, band);
     let mut series = Vec::new();
-    for (group, label) in groups.iter().zip(labels) {
+    for ((group, label), &(color, variant)) in groups.iter().zip(labels).zip(styles) {
         let samples: Vec<Vec<Sample>> = group.iter().map(|&i| drawn[i].samples.clone()).collect();
-        let merged = mean_over_runs(&samples);
+        let merged = mean_over_runs(&samples, band);
         if let Some(warning) = left_out_warning(&label, group, &merged.left_out, drawn) {
             warnings.push(warning);
         }
@@ -104,6 +154,17 @@ pub(super) fn series(
         series.push(Series {
             label,
             points: merged.points,
+            color,
+            variant,
+            // A run alone is its own line already.
+            runs: if seeds && group.len() > 1 {
+                samples
+                    .iter()
+                    .map(|run| run.iter().map(|s| (s.x, s.y)).collect())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(series)
@@ -156,9 +217,9 @@ pub(super) fn apart_notes(drawn: &[Drawn], groups: &[Vec<usize>]) -> Vec<String>
         else {
             continue;
         };
-        let differ: Vec<String> = differences(&run.settings, &other.settings)
+        let differ: Vec<String> = differences(run, other)
             .into_iter()
-            .map(|(key, ours, theirs)| format!("{key} {ours} vs {theirs}"))
+            .map(|key| format!("{key} {} vs {}", run.shown(key), other.shown(key)))
             .collect();
         notes.push(format!(
             "{} is drawn apart from {}: runs are grouped when only their seed differs, and these differ in {}",
@@ -170,19 +231,18 @@ pub(super) fn apart_notes(drawn: &[Drawn], groups: &[Vec<usize>]) -> Vec<String>
     notes
 }
 
-/// The settings in which two runs differ: key, `a`'s value and `b`'s (`unset` where one lacks the key).
-pub(super) fn differences<'a>(
-    a: &'a BTreeMap<String, String>,
-    b: &'a BTreeMap<String, String>,
-) -> Vec<(&'a String, &'a str, &'a str)> {
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort();
+/// The settings in which two runs differ, in order (a key one lacks included).
+pub(super) fn differences<'a>(a: &'a RunData, b: &'a RunData) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = a
+        .settings
+        .keys()
+        .chain(b.settings.keys())
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
     keys.dedup();
-    let value =
-        |m: &'a BTreeMap<String, String>, k: &String| m.get(k).map_or("unset", String::as_str);
     keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| (k, value(a, k), value(b, k)))
+        .filter(|&k| a.settings.get(k) != b.settings.get(k))
         .collect()
 }
 
@@ -191,8 +251,10 @@ mod tests {
     use qamlab_agent::AgentKind;
     use qamlab_headless::plot::SeriesPoint;
 
-    use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of, points};
-    use crate::commands::plot::{PlotArgs, prepare};
+    use crate::commands::plot::fixtures::{
+        args, config, fake_run, fake_run_of, points, record_dataset_crc,
+    };
+    use crate::commands::plot::{BandArg, PlotArgs, prepare};
 
     #[test]
     fn seeds_of_one_configuration_are_one_series_their_mean_and_band() {
@@ -310,5 +372,157 @@ mod tests {
         };
         let plot = prepare(&args(&[&runs[0], &late])).unwrap();
         assert_eq!(plot.chart.online_from, None);
+    }
+
+    /// The labels of a plot's series.
+    fn labels(plot: &crate::commands::plot::Plot) -> Vec<&str> {
+        plot.chart.series.iter().map(|s| s.label.as_str()).collect()
+    }
+
+    #[test]
+    fn runs_are_grouped_by_their_datasets_contents_not_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, seed, dataset: &str, crc: Option<u32>| {
+            let mut cfg = config(AgentKind::Bc, seed);
+            cfg.dataset = Some(dataset.into());
+            let run = fake_run(dir.path(), name, &cfg, &[(100, 0.5)], &[]);
+            if let Some(crc) = crc {
+                record_dataset_crc(&run, crc);
+            }
+            run
+        };
+        // One name, two datasets: apart, each labelled by its CRC-32, and the note says so.
+        let a0 = run("a0", 0, "/data/cs.npz", Some(0x65a6_f83e));
+        let a1 = run("a1", 1, "/data/copy/cs.npz", Some(0x65a6_f83e));
+        let b0 = run("b0", 0, "/data/other/cs.npz", Some(0xd8f4_0002));
+        let b1 = run("b1", 1, "/data/other2/cs.npz", Some(0xd8f4_0002));
+        let plot = prepare(&args(&[&a0, &b0, &a1, &b1])).unwrap();
+        assert_eq!(
+            labels(&plot),
+            [
+                "bc dataset cs.npz (CRC-32 65a6f83e) (2 seeds, mean, band min–max)",
+                "bc dataset cs.npz (CRC-32 d8f40002) (2 seeds, mean, band min–max)"
+            ]
+        );
+        let plot = prepare(&args(&[&a0, &b1])).unwrap();
+        assert!(
+            plot.notes[0]
+                .contains("differ in dataset cs.npz (CRC-32 65a6f83e) vs cs.npz (CRC-32 d8f40002)"),
+            "{:?}",
+            plot.notes
+        );
+        // A run with no checkpoint yet: taken as the one dataset its name's runs record.
+        let young = run("young", 2, "/data/cs.npz", None);
+        let plot = prepare(&args(&[&a0, &a1, &young])).unwrap();
+        assert_eq!(labels(&plot), ["bc (3 seeds, mean, band min–max)"]);
+        // Where the name's runs record two, it is told apart, by its name.
+        let plot = prepare(&args(&[&a0, &b0, &young])).unwrap();
+        assert_eq!(plot.chart.series.len(), 3);
+        assert!(
+            plot.notes
+                .iter()
+                .any(|n| n
+                    .contains("dataset cs.npz (no CRC-32 recorded) vs cs.npz (CRC-32 65a6f83e)")),
+            "{:?}",
+            plot.notes
+        );
+        // Old runs recording none: compared by name, as before.
+        let old = [
+            run("old0", 0, "/x/cs.npz", None),
+            run("old1", 1, "/y/cs.npz", None),
+        ];
+        let plot = prepare(&args(&[&old[0], &old[1]])).unwrap();
+        assert_eq!(labels(&plot), ["bc (2 seeds, mean, band min–max)"]);
+    }
+
+    #[test]
+    fn the_cpu_threads_a_seed_ran_on_are_bookkeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |seed, threads| {
+            let mut cfg = config(AgentKind::Qam, seed);
+            cfg.cpu_threads = Some(threads);
+            fake_run(dir.path(), &format!("s{seed}"), &cfg, &[(100, 0.5)], &[])
+        };
+        let plot = prepare(&args(&[&run(0, 1), &run(1, 2)])).unwrap();
+        assert_eq!(labels(&plot), ["qam (2 seeds, mean, band min–max)"]);
+        assert!(plot.notes.is_empty(), "{:?}", plot.notes);
+    }
+
+    #[test]
+    fn the_band_is_min_max_or_the_standard_error_or_none_and_the_legend_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs: Vec<_> = [0.0, 0.5, 1.0]
+            .iter()
+            .enumerate()
+            .map(|(seed, &rate)| {
+                let name = format!("s{seed}");
+                fake_run_of(
+                    dir.path(),
+                    &name,
+                    AgentKind::Qam,
+                    seed as u64,
+                    &[(100, rate)],
+                    &[],
+                )
+            })
+            .collect();
+        let with = |band| {
+            prepare(&PlotArgs {
+                band,
+                ..args(&runs.iter().collect::<Vec<_>>())
+            })
+            .unwrap()
+        };
+        let plot = with(BandArg::Sem);
+        assert_eq!(labels(&plot), ["qam (3 seeds, mean ± s.e.)"]);
+        // Standard deviation 0.5 over √3.
+        let (lo, hi) = plot.chart.series[0].points[0].band.unwrap();
+        let error = 0.5 / 3f64.sqrt();
+        assert!((lo - (0.5 - error)).abs() < 1e-12 && (hi - (0.5 + error)).abs() < 1e-12);
+        let plot = with(BandArg::None);
+        assert_eq!(labels(&plot), ["qam (3 seeds, mean)"]);
+        assert_eq!(points(&plot.chart.series[0]), [(100.0, 0.5, None)]);
+        let plot = with(BandArg::Minmax);
+        assert_eq!(
+            points(&plot.chart.series[0]),
+            [(100.0, 0.5, Some((0.0, 1.0)))]
+        );
+        assert!(plot.chart.series[0].runs.is_empty());
+        // --seeds: each seed's own line too.
+        let plot = prepare(&PlotArgs {
+            seeds: true,
+            ..args(&runs.iter().collect::<Vec<_>>())
+        })
+        .unwrap();
+        assert_eq!(
+            plot.chart.series[0].runs,
+            [[(100.0, 0.0)], [(100.0, 0.5)], [(100.0, 1.0)]]
+        );
+    }
+
+    #[test]
+    fn the_online_mark_and_the_x_axis_name_follow_the_phases_the_runs_train_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, offline, online| {
+            let mut cfg = config(AgentKind::Qam, 0);
+            (cfg.offline_steps, cfg.online_steps) = (offline, online);
+            fake_run(dir.path(), name, &cfg, &[(100, 0.5), (200, 0.5)], &[])
+        };
+        let both = prepare(&args(&[&run("both", 200, 300)])).unwrap();
+        assert_eq!(
+            (both.chart.online_from, both.chart.x_desc.as_str()),
+            (Some(200.0), "training step (offline, then online)")
+        );
+        // Offline only: no line at its last step.
+        let offline = prepare(&args(&[&run("offline", 200, 0)])).unwrap();
+        assert_eq!(
+            (offline.chart.online_from, offline.chart.x_desc.as_str()),
+            (None, "training step (offline)")
+        );
+        let online = prepare(&args(&[&run("online", 0, 200)])).unwrap();
+        assert_eq!(
+            (online.chart.online_from, online.chart.x_desc.as_str()),
+            (None, "training step (online)")
+        );
     }
 }

@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
+use qamlab_headless::plot::Band;
+
 use super::grouping::differences;
 use super::samples::Drawn;
 
 /// Each series' legend text: a run alone as before (agent and folder); a group as its agent, how many seeds and
-/// what is drawn (`qam (3 seeds, mean, band min–max)`), with the settings in which it differs from another group
-/// of its agent (`qam inv_temp 1 (...)`).
+/// what is drawn (`qam (3 seeds, mean, band min–max)`, `qam (3 seeds, mean ± s.e.)`), with the settings in which it
+/// differs from another group of its agent (`qam inv_temp 1 (...)`).
 pub(super) fn series_labels(
     drawn: &[Drawn],
     groups: &[Vec<usize>],
     several_tasks: bool,
+    band: Band,
 ) -> Vec<String> {
     let alone: Vec<Curve> = groups
         .iter()
@@ -53,7 +56,12 @@ pub(super) fn series_labels(
             } else {
                 String::new()
             };
-            format!("{name} ({task}{count}, mean, band min–max)")
+            let drawn_as = match band {
+                Band::MinMax => "mean, band min–max",
+                Band::StandardError => "mean ± s.e.",
+                Band::None => "mean",
+            };
+            format!("{name} ({task}{count}, {drawn_as})")
         })
         .collect()
 }
@@ -62,13 +70,13 @@ pub(super) fn series_labels(
 /// at most three; empty where no other group shares its agent and task.
 fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -> String {
     let ours = &drawn[group[0]].run;
-    let mut keys: Vec<&String> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     for other in groups.iter().filter(|g| g[0] != group[0] && g.len() > 1) {
         let theirs = &drawn[other[0]].run;
         if theirs.kind != ours.kind || theirs.task != ours.task {
             continue;
         }
-        for (key, _, _) in differences(&ours.settings, &theirs.settings) {
+        for key in differences(ours, theirs) {
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -77,10 +85,7 @@ fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -
     let mut shown: Vec<String> = keys
         .iter()
         .take(3)
-        .map(|k| {
-            let value = ours.settings.get(*k).map_or("unset", String::as_str);
-            format!("{k} {value}")
-        })
+        .map(|k| format!("{k} {}", ours.shown(k)))
         .collect();
     if keys.len() > 3 {
         shown.push("...".into());

@@ -2,7 +2,7 @@
 //! axis' name and scale, and the error for a name no run records.
 
 use anyhow::bail;
-use qamlab_headless::plot::YScale;
+use qamlab_headless::plot::{YScale, tick_number};
 
 use super::read::RunData;
 
@@ -39,30 +39,37 @@ impl Metric {
         }
     }
 
-    /// The y axis' name.
-    pub(super) fn y_desc(&self) -> String {
-        match self {
-            Metric::Success => "success rate".into(),
-            Metric::Return => "mean return (evaluation)".into(),
-            Metric::Logged(name) if self.y_scale() == YScale::SymLog => {
-                format!("{name} (log scale)")
+    /// The y axis' name, on `scale`: a log axis says so, and a symlog where it is linear.
+    pub(super) fn y_desc(&self, scale: YScale) -> String {
+        match (self, scale) {
+            (Metric::Success, _) => "success rate".into(),
+            (Metric::Return, _) => "mean return (evaluation)".into(),
+            (Metric::Logged(name), YScale::Log) => format!("{name} (log scale)"),
+            (Metric::Logged(name), YScale::SymLog { linear_within }) => {
+                format!(
+                    "{name} (symmetric log scale, linear within ±{})",
+                    tick_number(linear_within)
+                )
             }
-            Metric::Logged(name) => name.clone(),
+            (Metric::Logged(name), _) => name.clone(),
         }
     }
 
-    /// Losses and gradient sizes span orders of magnitude over a run (an adjoint loss from 10 to 900): a log
-    /// scale shows each stretch of their course. Q values, rates and counts read best as they are.
-    pub(super) fn y_scale(&self) -> YScale {
+    /// Losses and gradient sizes span orders of magnitude over a run (an adjoint loss from 10 to 900, a critic
+    /// loss from 0.1 to 1e-5): a log scale shows each stretch of their course. Q values, rates and counts read
+    /// best as they are.
+    fn on_log_scale(&self) -> bool {
+        matches!(self, Metric::Logged(name)
+            if name.ends_with("_loss") || matches!(name.as_str(), "grad_norm" | "adj_abs_max"))
+    }
+
+    /// The y axis' scale for `values`, every value drawn: a metric on a log scale on a plain log axis where all
+    /// are positive, else on a symlog scaled to them (see [`YScale::log_for`]).
+    pub(super) fn y_scale(&self, values: impl IntoIterator<Item = f64>) -> YScale {
         match self {
             Metric::Success => YScale::Fraction,
             Metric::Return => YScale::Linear,
-            Metric::Logged(name)
-                if name.ends_with("_loss")
-                    || matches!(name.as_str(), "grad_norm" | "adj_abs_max") =>
-            {
-                YScale::SymLog
-            }
+            _ if self.on_log_scale() => YScale::log_for(values),
             Metric::Logged(_) => YScale::Linear,
         }
     }
@@ -119,7 +126,7 @@ mod tests {
             &[serde_json::json!({"step": 100, "flow_loss": 0.5, "wall_seconds": 1.0})],
         );
         let plot = prepare(&metric_args("critic_loss", &[&s0, &s1, &bc])).unwrap();
-        assert_eq!(plot.chart.y_scale, YScale::SymLog);
+        assert_eq!(plot.chart.y_scale, YScale::Log);
         assert_eq!(plot.chart.y_desc, "critic_loss (log scale)");
         assert_eq!(
             points(&plot.chart.series[0]),
@@ -187,5 +194,32 @@ mod tests {
             !far.contains("did you mean") && far.contains("critic_loss"),
             "{far}"
         );
+    }
+
+    #[test]
+    fn a_loss_with_zeros_is_on_a_symlog_linear_within_its_smallest_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            row(100, 10.0, 0.14),
+            row(200, 20.0, 3e-5),
+            row(300, 30.0, 0.0),
+        ];
+        let run = fake_run_of(dir.path(), "s0", AgentKind::Qam, 0, &[], &rows);
+        let plot = prepare(&metric_args("critic_loss", &[&run])).unwrap();
+        assert_eq!(
+            plot.chart.y_scale,
+            YScale::SymLog {
+                linear_within: 1e-5
+            }
+        );
+        assert_eq!(
+            plot.chart.y_desc,
+            "critic_loss (symmetric log scale, linear within ±1e-5)"
+        );
+        // Without the zero: a true log axis.
+        let rows = [row(100, 10.0, 0.14), row(200, 20.0, 3e-5)];
+        let run = fake_run_of(dir.path(), "s1", AgentKind::Qam, 1, &[], &rows);
+        let plot = prepare(&metric_args("critic_loss", &[&run])).unwrap();
+        assert_eq!(plot.chart.y_scale, YScale::Log);
     }
 }

@@ -1,12 +1,14 @@
 //! `qamlab plot`: several runs on one chart (e.g. QAM against BC): their evaluations' success rate or return, or
 //! any value their `metrics.jsonl` records, against training steps or wall-clock time. Runs that differ only in
-//! their seed are drawn as one series: their mean, with a band from the least to the greatest.
+//! their seed are drawn as one series: their mean, with a band from the least to the greatest (or the mean ± its
+//! standard error, `--band sem`).
 
 mod grouping;
 mod labels;
 mod metric;
 mod read;
 mod samples;
+mod style;
 mod wall_clock;
 
 #[cfg(test)]
@@ -14,12 +16,15 @@ mod fixtures;
 
 use std::path::{Path, PathBuf};
 
-use qamlab_headless::plot::{Chart, STEPS_DESC, draw_chart};
+use qamlab_headless::plot::{
+    Band, Chart, OFFLINE_STEPS_DESC, ONLINE_STEPS_DESC, STEPS_DESC, draw_chart,
+};
 
-use grouping::{apart_notes, group_by_settings, series};
+use grouping::{apart_notes, group_by_settings, identify_datasets, series};
 use metric::{Metric, check_metric_name};
 use read::{RunData, check_distinct, read_run};
-use samples::drawable;
+use samples::{Drawn, drawable};
+use style::series_styles;
 
 /// Flags of `qamlab plot`.
 #[derive(clap::Args, Clone, Debug)]
@@ -42,11 +47,20 @@ pub struct PlotArgs {
     /// from metrics.jsonl's wall_seconds).
     #[arg(long, value_enum, default_value_t = XAxis::Steps)]
     pub x: XAxis,
-    /// Draw each run alone, instead of runs that differ only in their seed as one mean with a min–max band (runs
-    /// group where their configs are equal but for the seed, the device, CUDA graphs, the split update and the log
-    /// and checkpoint intervals, with the dataset compared by file name: each seed's demo has its own copy).
+    /// Draw each run alone (the seeds of one setting in one colour, told apart by dashes and markers), instead
+    /// of runs that differ only in their seed as one mean with a band (runs group where their configs are equal
+    /// but for the seed, the device, the CPU threads, CUDA graphs, the split update and the log and checkpoint
+    /// intervals, with the dataset compared by its contents, the CRC-32 the runs' checkpoints record, not its
+    /// path: each seed's demo has its own copy; by file name for a run that records none).
     #[arg(long)]
     pub no_group: bool,
+    /// The band about the mean of a group's seeds: `minmax` (from the least to the greatest), `sem` (the mean ±
+    /// its standard error, over the seeds' sample standard deviation) or `none`.
+    #[arg(long, value_enum, default_value_t = BandArg::Minmax)]
+    pub band: BandArg,
+    /// Draw each seed's own line too, thin, under its group's mean.
+    #[arg(long)]
+    pub seeds: bool,
     /// Draw each point as the mean of the last N of its run (itself and the N-1 before it): metrics rows are one
     /// batch's values each, so losses jump from row to row (default 1: as recorded).
     #[arg(long, default_value_t = 1, value_parser = super::at_least_one::<usize>)]
@@ -66,6 +80,28 @@ fn png_arg() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
             Err("the chart is written as PNG; give a .png file name".to_string())
         }
     })
+}
+
+/// The band `--band` draws about a group's mean.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BandArg {
+    /// From the seeds' least value to their greatest.
+    Minmax,
+    /// The mean ± its standard error.
+    Sem,
+    /// The mean alone.
+    None,
+}
+
+impl BandArg {
+    /// The band as the chart draws it.
+    fn band(self) -> Band {
+        match self {
+            BandArg::Minmax => Band::MinMax,
+            BandArg::Sem => Band::StandardError,
+            BandArg::None => Band::None,
+        }
+    }
 }
 
 /// What the chart's x axis counts.
@@ -124,7 +160,7 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
     check_distinct(&args.runs)?;
     let metric = Metric::parse(&args.metric);
     let needs_rows = matches!(metric, Metric::Logged(_)) || args.x == XAxis::Time;
-    let runs = args
+    let mut runs = args
         .runs
         .iter()
         .map(|dir| read_run(dir, &metric, needs_rows))
@@ -132,12 +168,14 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
     if let Metric::Logged(name) = &metric {
         check_metric_name(name, &runs)?;
     }
+    identify_datasets(&mut runs);
     let mut warnings = Vec::new();
     let drawn = drawable(runs, &metric, (args.x, args.smooth), &mut warnings)?;
+    let by_settings = group_by_settings(&drawn);
     let groups = if args.no_group {
         (0..drawn.len()).map(|i| vec![i]).collect()
     } else {
-        group_by_settings(&drawn)
+        by_settings.clone()
     };
     let mut tasks: Vec<String> = Vec::new();
     for d in &drawn {
@@ -145,28 +183,37 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
             tasks.push(d.run.task.clone());
         }
     }
-    let series = series(&drawn, &groups, tasks.len() > 1, &mut warnings)?;
+    let several_tasks = tasks.len() > 1;
+    let styles = series_styles(&drawn, &by_settings, &groups, several_tasks);
+    let band = args.band.band();
+    let series = series(
+        &drawn,
+        &groups,
+        (several_tasks, band, args.seeds),
+        &styles,
+        &mut warnings,
+    )?;
     let notes = if args.no_group {
         Vec::new()
     } else {
         apart_notes(&drawn, &groups)
     };
-    let offline: Vec<u64> = drawn.iter().map(|d| d.run.offline_steps).collect();
+    let y_scale = metric.y_scale(drawn.iter().flat_map(|d| d.samples.iter().map(|s| s.y)));
     let chart = Chart {
         // Runs of several tasks can share a chart; the title then names each task.
         title: args.title.clone().unwrap_or(tasks.join(" / ")),
         x_desc: match args.x {
-            XAxis::Steps => STEPS_DESC.into(),
+            XAxis::Steps => steps_desc(&drawn).into(),
             XAxis::Time => "wall-clock minutes since the run started".into(),
         },
         y_desc: match args.smooth {
-            1 => metric.y_desc(),
-            n => format!("{}, mean of {n} points", metric.y_desc()),
+            1 => metric.y_desc(y_scale),
+            n => format!("{}, mean of {n} points", metric.y_desc(y_scale)),
         },
-        y_scale: metric.y_scale(),
-        // One mark, where every run goes online at the same step: any other would be wrong for some of them.
-        online_from: (args.x == XAxis::Steps && offline.iter().all(|&s| s == offline[0]))
-            .then_some(offline[0] as f64),
+        y_scale,
+        online_from: (args.x == XAxis::Steps)
+            .then(|| online_from(&drawn))
+            .flatten(),
         series,
     };
     Ok(Plot {
@@ -174,6 +221,26 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         warnings,
         notes,
     })
+}
+
+/// The x axis' name against steps: the phases the runs train in.
+fn steps_desc(drawn: &[Drawn]) -> &'static str {
+    if drawn.iter().all(|d| d.run.offline_steps == 0) {
+        ONLINE_STEPS_DESC
+    } else if drawn.iter().all(|d| d.run.online_steps == 0) {
+        OFFLINE_STEPS_DESC
+    } else {
+        STEPS_DESC
+    }
+}
+
+/// Where the runs go online, marked: one mark, where every run goes online at the same step (any other would be
+/// wrong for some of them), and none where no run goes online at all or every run starts there.
+fn online_from(drawn: &[Drawn]) -> Option<f64> {
+    let offline = drawn.first()?.run.offline_steps;
+    let one_step = drawn.iter().all(|d| d.run.offline_steps == offline);
+    let goes_online = drawn.iter().any(|d| d.run.online_steps > 0);
+    (one_step && goes_online && offline > 0).then_some(offline as f64)
 }
 
 /// Steps as a short list: `45000, 50000` or `5000, 10000, 15000 and 7 more`.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use qamlab_agent::checkpoint::TensorFile;
 use qamlab_headless::run_dir::{MetricsRow, RunDir};
 
 use super::grouping::settings;
@@ -16,11 +17,29 @@ pub(super) struct RunData {
     pub(super) task: String,
     pub(super) seed: u64,
     pub(super) offline_steps: u64,
+    pub(super) online_steps: u64,
     /// The run's settings but its seed, flattened (`inv_temp` → `3.0`): runs with equal ones are one group.
     pub(super) settings: BTreeMap<String, String>,
+    /// How a setting reads where it is not as compared (the dataset is compared by its CRC-32, and named).
+    pub(super) shown: BTreeMap<String, String>,
+    /// The file name of the dataset the run trained on, if any.
+    pub(super) dataset: Option<String>,
+    /// The CRC-32 of the dataset the run trained on, as its checkpoints record it (`None`: no checkpoint yet, or
+    /// one from before it was recorded).
+    pub(super) dataset_crc: Option<u32>,
     pub(super) evals: Vec<qamlab_headless::evaluate::EvalPoint>,
     /// `metrics.jsonl`'s rows, read where the metric or the x axis needs them.
     pub(super) rows: Option<Vec<MetricsRow>>,
+}
+
+impl RunData {
+    /// How the run's setting `key` reads: as shown where it is compared otherwise, `unset` where it has none.
+    pub(super) fn shown(&self, key: &str) -> &str {
+        self.shown
+            .get(key)
+            .or_else(|| self.settings.get(key))
+            .map_or("unset", String::as_str)
+    }
 }
 
 /// Refuses a run given twice: it would count as two seeds of itself.
@@ -36,6 +55,18 @@ pub(super) fn check_distinct(dirs: &[PathBuf]) -> anyhow::Result<()> {
         seen.push(canonical);
     }
     Ok(())
+}
+
+/// The CRC-32 of the run's dataset as its newest checkpoint that records one does (in its replay file's
+/// metadata, where a resume checks the dataset against it): every checkpoint of a run records the same, as a
+/// resume refuses a dataset whose contents changed. Only the file's header is read.
+fn recorded_dataset_crc(run: &RunDir) -> Option<u32> {
+    let (mut complete, _) = run.step_checkpoints();
+    complete.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+    complete.into_iter().find_map(|(_, dir)| {
+        let replay = TensorFile::open(dir.join("replay.safetensors")).ok()?;
+        replay.metadata().get("dataset_crc32")?.parse().ok()
+    })
 }
 
 /// Reads a run's config, and its evaluations or metrics as the chart needs them.
@@ -73,6 +104,18 @@ pub(super) fn read_run(dir: &Path, metric: &Metric, needs_rows: bool) -> anyhow:
         task,
         seed: cfg.seed,
         offline_steps: cfg.offline_steps,
+        online_steps: cfg.online_steps,
+        shown: BTreeMap::new(),
+        dataset: cfg.dataset.as_ref().map(|d| {
+            d.file_name()
+                .unwrap_or(d.as_os_str())
+                .to_string_lossy()
+                .into_owned()
+        }),
+        dataset_crc: cfg
+            .dataset
+            .as_ref()
+            .and_then(|_| recorded_dataset_crc(&run)),
         evals,
         rows,
     })

@@ -1,0 +1,179 @@
+//! Each series' colour and variant: a colour per group of runs (an agent, or an agent's setting), the same from
+//! chart to chart; the seeds of one group drawn apart (`--no-group`) share it, told apart by dashes and markers.
+
+use qamlab_headless::plot::PALETTE_LEN;
+
+use super::grouping::differences;
+use super::samples::Drawn;
+
+/// The palette entry an agent takes where its runs are drawn as themselves alone (no other setting of it on the
+/// chart): the same on every chart.
+fn agent_color(kind: &str) -> Option<usize> {
+    ["qam", "bc", "fql", "qam-f", "qam-e"]
+        .iter()
+        .position(|&k| k == kind)
+}
+
+/// FNV-1a: a hash that is the same in every process and version (std's is not promised to be), so that a group's
+/// colour is too.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The colour and variant of each series (`series`: the runs of each, in order), from the groups of runs of
+/// equal settings (`by_settings`: the seeds of one experiment). A group's colour is its agent's where the chart
+/// holds no other setting of that agent (and task), else one picked by a stable hash of what sets it apart
+/// (`qam lr 0.001`); a colour another group took first moves on to the next free one. A series' variant is its
+/// run's place among its group's runs where they are drawn apart, else 0.
+pub(super) fn series_styles(
+    drawn: &[Drawn],
+    by_settings: &[Vec<usize>],
+    series: &[Vec<usize>],
+    several_tasks: bool,
+) -> Vec<(usize, usize)> {
+    let keys: Vec<(String, Option<usize>)> = by_settings
+        .iter()
+        .map(|group| group_key(drawn, by_settings, group, several_tasks))
+        .collect();
+    // Agents as themselves first, so that they keep their own colours whatever comes before them.
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&g| keys[g].1.is_none());
+    let mut colors = vec![0; keys.len()];
+    let mut taken: Vec<usize> = Vec::new();
+    for g in order {
+        let (key, agent) = &keys[g];
+        let wanted = agent.unwrap_or((stable_hash(key) % PALETTE_LEN as u64) as usize);
+        // Past a full palette: its colours again (drawn dashed).
+        let free = (0..PALETTE_LEN)
+            .map(|k| (wanted + k) % PALETTE_LEN)
+            .find(|c| !taken.contains(c))
+            .unwrap_or(PALETTE_LEN + taken.len());
+        taken.push(free);
+        colors[g] = free;
+    }
+    series
+        .iter()
+        .map(|runs| {
+            let run = runs[0];
+            let (g, group) = by_settings
+                .iter()
+                .enumerate()
+                .find(|(_, group)| group.contains(&run))
+                .expect("every run is in a group");
+            let variant = if runs.len() < group.len() {
+                group.iter().position(|&i| i == run).unwrap_or(0)
+            } else {
+                0
+            };
+            (colors[g], variant)
+        })
+        .collect()
+}
+
+/// What sets a group apart on the chart: its agent, its task where the chart holds several, and every setting
+/// in which it differs from another group of its agent and task (`qam lr 0.001`); with the agent's own colour
+/// where it differs from none.
+fn group_key(
+    drawn: &[Drawn],
+    by_settings: &[Vec<usize>],
+    group: &[usize],
+    several_tasks: bool,
+) -> (String, Option<usize>) {
+    let ours = &drawn[group[0]].run;
+    let mut keys: Vec<&str> = Vec::new();
+    for other in by_settings.iter().filter(|g| g[0] != group[0]) {
+        let theirs = &drawn[other[0]].run;
+        if theirs.kind == ours.kind && theirs.task == ours.task {
+            for key in differences(ours, theirs) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys.sort_unstable();
+    let mut text = ours.kind.to_string();
+    if several_tasks {
+        text = format!("{text} {}", ours.task);
+    }
+    for key in &keys {
+        let value = ours.settings.get(*key).map_or("unset", String::as_str);
+        text = format!("{text} {key} {value}");
+    }
+    let agent = keys.is_empty().then(|| agent_color(ours.kind)).flatten();
+    (text, agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use qamlab_agent::AgentKind;
+
+    use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of};
+    use crate::commands::plot::{PlotArgs, prepare};
+
+    #[test]
+    fn an_agent_keeps_its_colour_from_chart_to_chart_and_its_seeds_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run =
+            |name: &str, kind, seed| fake_run_of(dir.path(), name, kind, seed, &[(100, 0.5)], &[]);
+        let qam = [
+            run("qam-s0", AgentKind::Qam, 0),
+            run("qam-s1", AgentKind::Qam, 1),
+        ];
+        let bc = run("bc", AgentKind::Bc, 0);
+        let fql = run("fql", AgentKind::Fql, 0);
+        let colors = |plot: &super::super::Plot| -> Vec<(String, usize, usize)> {
+            plot.chart
+                .series
+                .iter()
+                .map(|s| (s.label.clone(), s.color, s.variant))
+                .collect()
+        };
+        // QAM against BC, then FQL against QAM: QAM's colour is the same, first or not.
+        let one = colors(&prepare(&args(&[&qam[0], &qam[1], &bc])).unwrap());
+        let two = colors(&prepare(&args(&[&fql, &qam[0], &qam[1]])).unwrap());
+        assert_eq!(one[0].1, two[1].1);
+        assert_eq!(one[0].1, agent_color("qam").unwrap());
+        assert_ne!(two[0].1, two[1].1);
+        // --no-group: QAM's seeds in QAM's colour, each its own variant; BC in its own.
+        let apart = colors(
+            &prepare(&PlotArgs {
+                no_group: true,
+                ..args(&[&qam[0], &bc, &qam[1]])
+            })
+            .unwrap(),
+        );
+        assert_eq!(
+            apart
+                .iter()
+                .map(|(_, color, variant)| (*color, *variant))
+                .collect::<Vec<_>>(),
+            [
+                (agent_color("qam").unwrap(), 0),
+                (agent_color("bc").unwrap(), 0),
+                (agent_color("qam").unwrap(), 1)
+            ]
+        );
+        // Settings of one agent: each its colour, by what sets it apart, the same wherever it comes.
+        let with_lr = |lr, seed| {
+            let mut cfg = config(AgentKind::Qam, seed);
+            cfg.agent.lr = lr;
+            fake_run(
+                dir.path(),
+                &format!("lr{lr}-s{seed}"),
+                &cfg,
+                &[(100, 0.5)],
+                &[],
+            )
+        };
+        let (a, b) = (with_lr(0.001, 0), with_lr(0.0003, 0));
+        let ab = colors(&prepare(&args(&[&a, &b])).unwrap());
+        let ba = colors(&prepare(&args(&[&b, &a])).unwrap());
+        assert_ne!(ab[0].1, ab[1].1);
+        assert_eq!((ab[0].1, ab[1].1), (ba[1].1, ba[0].1));
+    }
+}
