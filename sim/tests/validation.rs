@@ -599,6 +599,35 @@ fn a_physics_step_past_a_tenth_of_a_second_is_refused() {
 }
 
 #[test]
+fn a_physics_step_under_ten_microseconds_is_refused() {
+    let err = edit_error("control_dt: 0.05,", "control_dt: 1e-45,");
+    assert!(
+        err.contains("TaskSettings.control_dt")
+            && err.contains(
+                "must be at least 0.00001 s: an episode of such steps is over before anything moves"
+            ),
+        "{err}"
+    );
+    // At the bound, it loads.
+    load_edited("control_dt: 0.05,", "control_dt: 0.00005,").unwrap();
+}
+
+#[test]
+fn a_gravity_scale_past_the_strongest_gravity_is_refused() {
+    let cube = "name: \"cube\", kind: Dynamic,";
+    for scale in ["1e30", "-150.0"] {
+        let err = edit_error(cube, &format!("{cube} gravity_scale: {scale},"));
+        assert!(
+            err.contains("Body.gravity_scale")
+                && err.contains("m/s^2: it must be at most 1000 m/s^2 (about 100 g)"),
+            "{scale}: {err}"
+        );
+    }
+    // 100 g, under the scene's 9.81 m/s^2, is still within the bound.
+    load_edited(cube, &format!("{cube} gravity_scale: 100.0,")).unwrap();
+}
+
+#[test]
 fn a_keep_away_rule_resets_cannot_meet_is_refused() {
     // The cube is drawn within 0.15 of the origin in x and y, so no target in the same square is 0.5 away.
     let err = load_edited(

@@ -4,16 +4,18 @@ use bevy::prelude::*;
 use bevy_rapier3d::rapier::prelude::ColliderBuilder;
 
 use super::build::{Frames, body_index, body_names};
-use super::check::{Check, not_found};
+use super::check::{Check, MAX_GRAVITY, not_found};
 use super::parse::RawEntity;
 use super::{BodyDef, FrameRef};
 use crate::authoring::*;
 use crate::error::SimError;
 
-/// Bodies in file order, and the frames they name.
+/// Bodies in file order, and the frames they name; `gravity` is the scene's, in m/s² (a body's gravity scale
+/// multiplies it).
 pub(super) fn build_bodies(
     ck: &Check,
     entities: &[RawEntity],
+    gravity: f32,
 ) -> Result<(Vec<BodyDef>, Frames), SimError> {
     // Bodies and sites share one namespace: both are frames.
     let mut bodies: Vec<BodyDef> = Vec::new();
@@ -53,6 +55,19 @@ pub(super) fn build_bodies(
                 raw,
                 "Body.gravity_scale",
                 format!("must be finite, got {gravity_scale}"),
+            ));
+        }
+        // The scene's gravity is bounded; a scale must not carry a body's past that bound (1e30 pinned a cube to
+        // the table, 1e19 flung a finger tens of kilometres).
+        let felt = gravity * gravity_scale.abs();
+        if felt > MAX_GRAVITY {
+            return Err(ck.err(
+                raw,
+                "Body.gravity_scale",
+                format!(
+                    "gives the body a gravity of {gravity_scale} x {gravity} = {felt} m/s^2: it must be at most \
+                     {MAX_GRAVITY} m/s^2 (about 100 g), as the scene's own"
+                ),
             ));
         }
         for (field, v) in [

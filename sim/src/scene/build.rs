@@ -24,7 +24,7 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
         "ObservationSpace",
     )?;
     let settings = check_settings(&ck, &entities[settings_at])?;
-    let (bodies, mut frames) = build_bodies(&ck, &entities)?;
+    let (bodies, mut frames) = build_bodies(&ck, &entities, settings.gravity.length())?;
     let sites = build_sites(&ck, &entities, &bodies, &mut frames)?;
     let joints = build_joints(&ck, &entities, &bodies)?;
     let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
@@ -133,8 +133,8 @@ fn check_settings(ck: &Check, raw: &RawEntity) -> Result<TaskSettings, SimError>
     Ok(settings)
 }
 
-/// A physics step (`control_dt / substeps`) of at most [`MAX_PHYSICS_STEP`]: a longer one runs without a word,
-/// and wrongly, or not at all (bodies asleep after one step).
+/// A physics step (`control_dt / substeps`) of at least [`MIN_PHYSICS_STEP`] and at most [`MAX_PHYSICS_STEP`]: a
+/// longer one runs without a word, and wrongly, or not at all (bodies asleep after one step).
 fn check_physics_step(
     ck: &Check,
     raw: &RawEntity,
@@ -142,6 +142,17 @@ fn check_physics_step(
 ) -> Result<(), SimError> {
     let (dt, substeps) = (settings.control_dt, settings.substeps);
     let step = dt / substeps as f32;
+    if step < MIN_PHYSICS_STEP * (1.0 - 1e-5) {
+        return Err(ck.err(
+            raw,
+            "TaskSettings.control_dt",
+            format!(
+                "the physics step, control_dt / substeps = {dt} / {substeps} = {step} s, must be at least \
+                 {MIN_PHYSICS_STEP} s: an episode of such steps is over before anything moves (control_dt is in \
+                 seconds: 0.05 is 50 ms)"
+            ),
+        ));
+    }
     // A hair of slack, so that 0.5 / 5 passes in float32.
     if step <= MAX_PHYSICS_STEP * (1.0 + 1e-5) {
         return Ok(());

@@ -20,6 +20,10 @@ pub const MAX_SOLVER_PASSES: u32 = 1_000;
 /// 0.3 s), and from 0.5 s Rapier's sleeping (a body still for half a second sleeps) stops every body after its
 /// first step, so nothing moves.
 pub const MAX_PHYSICS_STEP: f32 = 0.1;
+/// Shortest physics step (`control_dt / substeps`, s) a scene may ask for: a hundredth of a millisecond, ten times
+/// finer than the finest robot simulations use; below it an episode lasts too little for anything to move (a
+/// `control_dt` of 1e-45 s), most likely a typo.
+pub const MIN_PHYSICS_STEP: f32 = 1e-5;
 /// Strongest gravity a scene may ask for, in m/s² (about 100 g): far past any robot task, so a larger value is
 /// a typo, and one the physics does not show (under 1e37 m/s² a free cube does not move at all).
 pub const MAX_GRAVITY: f32 = 1_000.0;

@@ -28,7 +28,7 @@ use crate::error::SimError;
 
 pub use check::{
     MAX_EPISODE_LENGTH, MAX_GRAVITY, MAX_PHYSICS_STEP, MAX_SOLVER_ITERATIONS, MAX_SOLVER_PASSES,
-    MAX_SUBSTEPS, closest_name,
+    MAX_SUBSTEPS, MIN_PHYSICS_STEP, closest_name,
 };
 
 /// A point fixed to a body: a body's origin or a site.
