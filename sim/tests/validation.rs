@@ -907,6 +907,17 @@ fn a_vector_or_range_written_wrongly_gets_how_it_is_written() {
             ),
         "{msg}"
     );
+    // An optional one written with `Some` twice: once is right.
+    let msg = edit_error(
+        "limits: Some((min: -0.3, max: 0.3))",
+        "limits: Some(Some((min: -0.3, max: 0.3)))",
+    );
+    assert!(
+        msg.contains("`Joint.limits`")
+            && msg.contains("`Some(..)` is written once, around the value: `Some(value)`")
+            && !msg.contains("not optional"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -288,6 +288,22 @@ impl Outline {
         }
     }
 
+    /// Whether `Some(` comes right before `(line, column)`: a `Some` found there is a second one, `Some(Some(..))`.
+    pub fn some_opened_before(&self, line: usize, column: usize) -> bool {
+        let Some(at) = self
+            .tokens
+            .iter()
+            .position(|t| (t.line, t.column) >= (line, column))
+        else {
+            return false;
+        };
+        let kind = |back: usize| at.checked_sub(back).map(|k| &self.tokens[k].kind);
+        matches!(
+            (kind(2), kind(1)),
+            (Some(Kind::Word(word)), Some(Kind::Open('('))) if word == "Some"
+        )
+    }
+
     /// Whether the text holds no tokens at all (empty, or comments and blanks only).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

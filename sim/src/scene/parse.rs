@@ -433,6 +433,11 @@ fn explain_syntax(
         .and_then(|rest| rest.strip_suffix("` but found `Some`"))
     {
         let like = written(ty).map_or(String::new(), |form| format!(" ({form})"));
+        if outline.some_opened_before(line, column) {
+            return format!(
+                "{message}: `Some(..)` is written once, around the value: `Some(value)`{like}"
+            );
+        }
         return format!(
             "{message}: this field is required, not optional: write its value without `Some(..)`{like}"
         );
