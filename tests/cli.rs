@@ -1523,3 +1523,52 @@ fn eval_of_a_finished_runs_checkpoint_repeats_its_final_evaluation() {
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["envs"].as_u64(), Some(2));
 }
+
+/// A finished run in `dir/name` of `seed` on `cpu_threads` threads, with three evaluations.
+fn plotted_run(dir: &Path, name: &str, seed: u64, cpu_threads: usize) -> PathBuf {
+    let run = dir.join(name);
+    std::fs::create_dir(&run).unwrap();
+    let config =
+        common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
+    let config = String::from_utf8(config.stdout).unwrap().replace(
+        "seed = 0\n",
+        &format!("seed = {seed}\ncpu_threads = {cpu_threads}\n"),
+    );
+    std::fs::write(run.join("config.toml"), config).unwrap();
+    let mut evals = String::from("step,phase,success_rate,mean_return,episodes\n");
+    for (step, rate) in [(1000, 0.1), (2000, 0.3), (3000, 0.5 + seed as f64 / 10.0)] {
+        evals += &format!("{step},offline,{rate},-100,10\n");
+    }
+    std::fs::write(run.join("eval.csv"), evals).unwrap();
+    run
+}
+
+#[test]
+fn plot_draws_seeds_on_different_cpu_threads_as_one_series_with_the_band_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let s0 = plotted_run(dir.path(), "qam-s0", 0, 1);
+    let s1 = plotted_run(dir.path(), "qam-s1", 1, 2);
+    let chart = dir.path().join("chart.png");
+    for band in ["minmax", "sem", "none"] {
+        let out = common::qamlab()
+            .arg("plot")
+            .args([&s0, &s1])
+            .arg("--out")
+            .arg(&chart)
+            .args(["--band", band])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{band}: {stderr}");
+        // One series: no note of runs drawn apart (they would differ in cpu_threads only).
+        assert!(!stderr.contains("drawn apart"), "{band}: {stderr}");
+        assert_eq!(&std::fs::read(&chart).unwrap()[1..4], b"PNG");
+    }
+    let out = qamlab(&["plot", "runs/a", "--band", "sd"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[possible values: minmax, sem, none]"),
+        "{stderr}"
+    );
+}

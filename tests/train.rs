@@ -1072,3 +1072,85 @@ fn a_cpu_run_records_its_threads_and_a_resume_keeps_them() {
     );
     assert_eq!(summary()["cpu_threads"], half);
 }
+
+#[test]
+fn online_success_rates_are_null_until_episodes_end_and_the_summary_says_what_was_compared() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    // cube-single's episodes last 200 steps: on 2 envs the first end (at the latest) at online step 400.
+    let config = write_config(
+        dir.path(),
+        "short.toml",
+        tiny_config!(
+            r#"
+task = "cube-single"
+offline_steps = 20
+online_steps = 600
+envs = 2
+start_training = 100
+eval_interval = 300
+eval_episodes = 3
+eval_envs = 2
+checkpoint_interval = 1000
+log_interval = 20
+device = "cpu"
+seed = 5
+"#
+        ),
+    );
+    let run = dir.path().join("run");
+    let out = run_ok(&mut train_cmd(&config, &dataset, &run));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let online: Vec<&serde_json::Value> = rows.iter().filter(|r| r["phase"] == "online").collect();
+    let (before, after): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = online
+        .iter()
+        .partition(|r| r["online_episodes"].as_u64() == Some(0));
+    assert!(!before.is_empty() && !after.is_empty(), "{rows:?}");
+    // No episode ended: no rate, rather than a 0 % that reads as a measured one.
+    for row in &before {
+        assert!(row["online_episode_success"].is_null(), "{row}");
+    }
+    for row in &after {
+        assert!(row["online_episode_success"].is_f64(), "{row}");
+    }
+    // Fewer than the recent window's 100 episodes: no recent rate anywhere.
+    for row in &online {
+        assert!(row["online_recent_success"].is_null(), "{row}");
+    }
+    // The plot draws what was measured, and skips the nulls.
+    let png = dir.path().join("episodes.png");
+    run_ok(
+        qamlab()
+            .args(["plot", "--metric", "online_episode_success", "--out"])
+            .arg(&png)
+            .arg(&run),
+    );
+    assert!(png.is_file());
+
+    // The summary records what a comparison of runs must hold equal.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seed"], 5);
+    assert_eq!(summary["eval_episodes"], 3);
+    assert_eq!(
+        summary["dataset"].as_str().map(PathBuf::from),
+        Some(std::path::absolute(&dataset).unwrap())
+    );
+    // The printed line gives the last evaluation's count and interval, and the best as the best of how many.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("success: offline "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("/3, 95% interval ")
+            && line.contains("at step 20 -> online ")
+            && line.contains("at step 620")
+            && line.contains("of 2 online evaluations"),
+        "{line}"
+    );
+}

@@ -51,14 +51,27 @@ impl EvalResult {
         }
     }
 
-    /// The 95 % (Wilson score) interval of the success rate: where another set of as many episodes could put
-    /// it (30 episodes leave about +-17 points around 50 %, 100 about +-10).
+    /// The 95 % (Wilson score) confidence interval of the policy's success rate, from these episodes (30
+    /// episodes leave about +-17 points around 50 %, 100 about +-10).
     pub fn interval(&self) -> (f64, f64) {
         wilson_interval(self.success_rate, self.episodes)
     }
 }
 
-/// The Wilson score interval (95 %) of a success rate `rate` measured over `episodes` episodes.
+impl EvalPoint {
+    /// The episodes that ended in success.
+    pub fn successes(&self) -> usize {
+        (self.success_rate * self.episodes as f64).round() as usize
+    }
+
+    /// The 95 % (Wilson score) confidence interval of the policy's success rate at this evaluation.
+    pub fn interval(&self) -> (f64, f64) {
+        wilson_interval(self.success_rate, self.episodes)
+    }
+}
+
+/// The Wilson score interval (95 %) of a success rate `rate` measured over `episodes` episodes: a confidence
+/// interval for the policy's true rate (whose real coverage falls below 95 % near 0 or 1 with few episodes).
 fn wilson_interval(rate: f64, episodes: usize) -> (f64, f64) {
     if episodes == 0 {
         return (0.0, 1.0);
@@ -180,15 +193,36 @@ pub fn run_evaluation_seed(seed: u64) -> u64 {
     seed ^ 0x5EED_E7A1
 }
 
-/// Seed of evaluation env `i` for an evaluation seeded `seed`: its first episode's initial state (what
-/// `qamlab eval --video` records to show the evaluation's first episodes).
+/// Salt of the evaluation envs' seeds in [`eval_env_seed`]'s mix (the collection mixes its streams alike, with salts 1
+/// and 2): an evaluation starts from other states than a run's training envs or a dataset of the same seed.
+const EVAL_SEED_SALT: u64 = 3;
+
+/// Seed of evaluation env `i` for an evaluation seeded `seed`: its first episode's initial state. A splitmix64 mix
+/// of the seed and a salt of the evaluation's own, plus `i`: training env `i` of a run seeded 0 is seeded `i`, so a
+/// plain `seed + i` would start `qamlab eval --seed 0` from that run's own training episodes. The envs' seeds
+/// follow one another, as the episodes of `qamlab eval --video` do (episode `i` from `eval_env_seed(seed, 0) + i`):
+/// its episodes are the first of the evaluation's envs, one an env.
 pub fn eval_env_seed(seed: u64, i: u64) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9).wrapping_add(i)
+    let mut z = seed ^ EVAL_SEED_SALT.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).wrapping_add(i)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::wilson_interval;
+    use super::{eval_env_seed, wilson_interval};
+
+    #[test]
+    fn the_video_of_an_evaluation_shows_the_first_episodes_of_its_envs() {
+        // `qamlab eval --video` starts its episode `i` from seed `eval_env_seed(seed, 0) + i`.
+        for seed in [0, 7, 1 << 40, u64::MAX >> 1] {
+            let first = eval_env_seed(seed, 0);
+            for i in 0..100 {
+                assert_eq!(eval_env_seed(seed, i), first.wrapping_add(i));
+            }
+        }
+    }
 
     #[test]
     fn the_interval_narrows_with_more_episodes_and_stays_in_0_1() {

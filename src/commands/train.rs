@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use qamlab_agent::AgentKind;
+use qamlab_headless::evaluate::EvalPoint;
 use qamlab_headless::limits::{MAX_ENVS, MAX_EVAL_EPISODES, MAX_STEPS, MAX_UTD_RATIO};
+use qamlab_headless::phase::Phase;
 use qamlab_headless::{DeviceChoice, TrainConfig, TrainOptions, TrainSummary};
 
 /// Flags of `qamlab train`; each overrides the value of `--config`, whose keys default to the values each flag names.
@@ -213,6 +215,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An evaluation's success rate, its count of successes and the 95 % interval: `87% (26/30, 95% interval 70-95%)`.
+fn evaluation_figure(e: &EvalPoint) -> String {
+    let (low, high) = e.interval();
+    format!(
+        "{:.0}% ({}/{}, 95% interval {:.0}-{:.0}%)",
+        100.0 * e.success_rate,
+        e.successes(),
+        e.episodes,
+        100.0 * low,
+        100.0 * high
+    )
+}
+
 /// Prints the figures a user looks for after a run.
 pub fn print_summary(s: &TrainSummary) {
     print!("{}", summary_text(s));
@@ -220,23 +235,29 @@ pub fn print_summary(s: &TrainSummary) {
 
 /// The lines [`print_summary`] prints.
 fn summary_text(s: &TrainSummary) -> String {
-    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", 100.0 * v));
-    // RL curves are noisy: the best evaluation beside the last one shows what the run reached.
-    let best = s
-        .best_online
-        .as_ref()
-        .filter(|e| Some(e.success_rate) != s.online_success)
-        .map(|e| format!(" (best {} at step {})", pct(Some(e.success_rate)), e.step))
-        .unwrap_or_default();
-    // Only the phases the run had: an online-only run has no offline figure to show.
-    let success = match (s.offline_success, s.online_success) {
-        (Some(_), Some(_)) => format!(
-            "offline {} -> online {}{best}",
-            pct(s.offline_success),
-            pct(s.online_success)
+    let last = |phase: Phase| s.evals.iter().rev().find(|e| e.phase == phase);
+    let online_evals = s.evals.iter().filter(|e| e.phase == Phase::Online).count();
+    // RL curves are noisy: the best evaluation beside the last one shows what the run reached, and how many it was
+    // the best of.
+    let best = match (&s.best_online, last(Phase::Online)) {
+        (Some(best), Some(last)) if best.step != last.step => format!(
+            "; best of {online_evals} online evaluations {} at step {}",
+            evaluation_figure(best),
+            best.step
         ),
-        (Some(_), None) => format!("offline {}", pct(s.offline_success)),
-        (None, Some(_)) => format!("online {}{best}", pct(s.online_success)),
+        (Some(_), Some(_)) if online_evals > 1 => {
+            format!(", the best of {online_evals} online evaluations")
+        }
+        _ => String::new(),
+    };
+    // Only the phases the run had: an online-only run has no offline figure to show.
+    let phase = |phase: Phase| {
+        last(phase).map(|e| format!("{phase} {} at step {}", evaluation_figure(e), e.step))
+    };
+    let success = match (phase(Phase::Offline), phase(Phase::Online)) {
+        (Some(offline), Some(online)) => format!("{offline} -> {online}{best}"),
+        (Some(offline), None) => offline,
+        (None, Some(online)) => format!("{online}{best}"),
         (None, None) => "no evaluation".to_string(),
     };
     // A run without an online phase took no env steps to report a rate of.
@@ -282,8 +303,6 @@ fn summary_text(s: &TrainSummary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use qamlab_headless::evaluate::EvalPoint;
-
     use super::*;
 
     #[test]
@@ -355,6 +374,9 @@ mod tests {
             execution: "eager".into(),
             cpu_matmuls: "oneMKL's Intel kernels".into(),
             cpu_threads: Some(2),
+            seed: Some(0),
+            dataset: Some("/data/cube-single-play.npz".into()),
+            eval_episodes: Some(30),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
             updates_per_second: 72.0,
@@ -380,25 +402,45 @@ mod tests {
             text.starts_with("task cube-single | agent qam | device cpu (eager; cpu_threads 2)\n"),
             "{text}"
         );
+        // The last evaluation of each phase with its count and interval; the best, of how many.
         assert!(
-            text.contains("success: offline 60% -> online 20% (best 50% at step 40)\n"),
+            text.contains(
+                "success: offline 60% (18/30, 95% interval 42-75%) at step 10 -> online 20% (6/30, 95% interval \
+                 10-37%) at step 50; best of 4 online evaluations 50% (15/30, 95% interval 33-67%) at step 40\n"
+            ),
             "{text}"
         );
         let tied = summary(&[(20, 0.3), (30, 0.9), (40, 0.9)]);
         let text = summary_text(&tied);
         assert!(
-            text.contains("success: offline 60% -> online 90%\n"),
+            text.contains(
+                "success: offline 60% (18/30, 95% interval 42-75%) at step 10 -> online 90% (27/30, 95% interval \
+                 74-97%) at step 40, the best of 3 online evaluations\n"
+            ),
             "{text}"
         );
         // The last is as good: it is the best the summary records too.
         assert_eq!(tied.best_online.map(|e| e.step), Some(40));
         let text = summary_text(&summary(&[]));
-        assert!(text.contains("success: offline 60%\n"), "{text}");
+        assert!(
+            text.contains("success: offline 60% (18/30, 95% interval 42-75%) at step 10\n"),
+            "{text}"
+        );
+        // One online evaluation is the best of none other.
+        let text = summary_text(&summary(&[(20, 0.3)]));
+        assert!(
+            text.contains("-> online 30% (9/30, 95% interval 17-48%) at step 20\n"),
+            "{text}"
+        );
         let mut online_only = summary(&[(20, 0.3), (30, 0.1)]);
         online_only.offline_success = None;
+        online_only.evals.remove(0);
         let text = summary_text(&online_only);
         assert!(
-            text.contains("success: online 10% (best 30% at step 20)\n"),
+            text.contains(
+                "success: online 10% (3/30, 95% interval 3-26%) at step 30; best of 2 online evaluations 30% (9/30, \
+                 95% interval 17-48%) at step 20\n"
+            ),
             "{text}"
         );
         assert!(text.contains(

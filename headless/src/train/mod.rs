@@ -46,9 +46,20 @@ pub struct TrainSummary {
     /// so a seed's run takes another path under another. Absent for a GPU run, and in summaries of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_threads: Option<usize>,
-    /// Success rate at the last offline evaluation (None without an offline phase).
+    /// The run's seed (config `seed`). Absent in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The dataset the run trained on, its absolute path as `config.toml` records it (null for a run without
+    /// one). Absent in summaries of older runs.
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
+    /// Episodes of each of the run's evaluations (config `eval_episodes`; each evaluation's own count is in
+    /// `evals`, as a resume may have changed it). Absent in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_episodes: Option<usize>,
+    /// Success rate at the last offline evaluation, the offline-trained agent's (None without an offline phase).
     pub offline_success: Option<f64>,
-    /// Success rate at the last online evaluation (None without an online phase).
+    /// Success rate at the last online evaluation, the finished run's (None without an online phase).
     pub online_success: Option<f64>,
     /// Gradient updates per second (time in updates only).
     pub updates_per_second: f64,
@@ -1238,6 +1249,20 @@ mod tests {
             new.starts_with("cpu_threads = 3 is more than the 2 cores this machine gives the process: libtorch's")
                 && new.ends_with("(about 40x measured)"),
             "{new}"
+        );
+    }
+
+    #[test]
+    fn a_summary_of_an_older_run_reads_without_what_it_did_not_record() {
+        // summary.json as qamlab wrote it before the seed, dataset and evaluation episodes were added.
+        let older = r#"{"task": "cube-single", "agent": "qam", "device": "cpu", "offline_success": 0.0,
+            "online_success": 0.5, "updates_per_second": 1.0, "env_steps_per_second": 2.0, "updates": 10,
+            "online_steps": 10, "wall_seconds": 3.0, "evals": [], "learning_curve": "run/learning_curve.png",
+            "run_dir": "run"}"#;
+        let summary: TrainSummary = serde_json::from_str(older).unwrap();
+        assert_eq!(
+            (summary.seed, summary.dataset, summary.eval_episodes),
+            (None, None, None)
         );
     }
 }

@@ -205,3 +205,30 @@ fn env_seed(seed: u64, generation: u64, i: u64) -> u64 {
         .wrapping_add(generation.wrapping_mul(1_442_695_040_888_963_407))
         .wrapping_add(i)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::env_seed;
+    use crate::evaluate::{eval_env_seed, run_evaluation_seed};
+
+    #[test]
+    fn no_evaluation_starts_from_a_training_envs_states() {
+        // Env seeds of runs seeded 0..32, their first restarts and up to 256 envs.
+        let training: HashSet<u64> = (0..32)
+            .flat_map(|seed| (0..4).flat_map(move |g| (0..256).map(move |i| env_seed(seed, g, i))))
+            .collect();
+        // `qamlab eval --seed S` for small S (0, the default, included), and the runs' own evaluations.
+        let evaluations = (0..32).chain((0..32).map(run_evaluation_seed));
+        for seed in evaluations {
+            for i in 0..256 {
+                let env = eval_env_seed(seed, i);
+                assert!(
+                    !training.contains(&env),
+                    "evaluation seed {seed}'s env {i} starts as a training env (seed {env})"
+                );
+            }
+        }
+    }
+}

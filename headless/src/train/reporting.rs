@@ -90,7 +90,10 @@ impl Trainer<'_> {
         &mut self,
         last_metrics: Option<&qamlab_agent::UpdateMetrics>,
     ) -> anyhow::Result<()> {
-        let rate = self.state.online_successes as f64 / self.state.online_episodes.max(1) as f64;
+        // Null until there are episodes to measure: no episode ended yet, or fewer than the recent window's (a
+        // part-filled window would be the whole phase's rate again, under another name).
+        let rate = (self.state.online_episodes > 0)
+            .then(|| self.state.online_successes as f64 / self.state.online_episodes as f64);
         let recent_rate = recent_rate(&self.state.recent_successes);
         let extra = [
             // A count, written as a whole number.

@@ -306,6 +306,9 @@ impl<'a> Trainer<'a> {
             cpu_matmuls: qamlab_agent::mkl_kernels::active().label().into(),
             cpu_threads: (self.agent.device() == Device::Cpu)
                 .then(|| usize::try_from(tch::get_num_threads()).unwrap_or(0)),
+            seed: Some(self.cfg.seed),
+            dataset: self.cfg.dataset.clone(),
+            eval_episodes: Some(self.cfg.eval_episodes),
             offline_success: last(Phase::Offline),
             online_success: last(Phase::Online),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
@@ -345,9 +348,10 @@ pub(super) fn record_recent(recent: &mut VecDeque<bool>, success: bool) {
     recent.push_back(success);
 }
 
-/// The fraction of `recent` that succeeded (0 for none).
-pub(super) fn recent_rate(recent: &VecDeque<bool>) -> f64 {
-    recent.iter().filter(|&&s| s).count() as f64 / recent.len().max(1) as f64
+/// The fraction of `recent` that succeeded, once it holds the last [`RECENT_EPISODES`] (`None` before).
+pub(super) fn recent_rate(recent: &VecDeque<bool>) -> Option<f64> {
+    (recent.len() == RECENT_EPISODES)
+        .then(|| recent.iter().filter(|&&s| s).count() as f64 / RECENT_EPISODES as f64)
 }
 
 #[cfg(test)]
@@ -357,11 +361,15 @@ mod tests {
     #[test]
     fn the_recent_rate_is_over_the_last_hundred_episodes() {
         let mut recent = VecDeque::new();
-        assert_eq!(recent_rate(&recent), 0.0);
+        assert_eq!(recent_rate(&recent), None);
         for i in 0..150 {
             record_recent(&mut recent, i < 75);
+            // No rate until the window is full: a part-filled one is the whole phase's rate.
+            if i < 99 {
+                assert_eq!(recent_rate(&recent), None, "after {} episodes", i + 1);
+            }
         }
         // Episodes 50..150: 25 successes.
-        assert_eq!((recent.len(), recent_rate(&recent)), (100, 0.25));
+        assert_eq!((recent.len(), recent_rate(&recent)), (100, Some(0.25)));
     }
 }
