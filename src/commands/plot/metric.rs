@@ -87,6 +87,14 @@ pub(super) fn check_metric_name(name: &str, runs: &[RunData]) -> anyhow::Result<
     if logged.contains(&name) {
         return Ok(());
     }
+    // Written as null until they mean something, which a reader of the files takes for absent.
+    const LATE: [(&str, &str); 2] = [
+        ("online_episode_success", "an online episode has ended"),
+        ("online_recent_success", "100 online episodes have ended"),
+    ];
+    if let Some((_, when)) = LATE.iter().find(|(late, _)| *late == name) {
+        bail!("--metric {name}: no run has a value of it yet: it is null until {when}");
+    }
     let known = EVAL_METRICS.iter().copied().chain(logged.iter().copied());
     let guess = qamlab_sim::scene::closest_name(name, known)
         .map(|k| format!(" (did you mean {k}?)"))
@@ -189,6 +197,12 @@ mod tests {
             "{typo}"
         );
         assert!(err("sucess").contains("did you mean success?"));
+        // Null until enough episodes ended: said so, not taken for a typo.
+        assert_eq!(
+            err("online_recent_success"),
+            "--metric online_recent_success: no run has a value of it yet: it is null until 100 online episodes \
+             have ended"
+        );
         let far = err("entropy");
         assert!(
             !far.contains("did you mean") && far.contains("critic_loss"),
