@@ -377,6 +377,7 @@ mod tests {
             seed: Some(0),
             dataset: Some("/data/cube-single-play.npz".into()),
             eval_episodes: Some(30),
+            eval_envs: Some(10),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
             updates_per_second: 72.0,

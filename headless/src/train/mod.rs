@@ -57,6 +57,10 @@ pub struct TrainSummary {
     /// `evals`, as a resume may have changed it). Absent in summaries of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_episodes: Option<usize>,
+    /// Envs the run's evaluations spread their episodes over (config `eval_envs`): with `eval_episodes` and the
+    /// run's evaluation seed, what `qamlab eval` needs to repeat them. Absent in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_envs: Option<usize>,
     /// Success rate at the last offline evaluation, the offline-trained agent's (None without an offline phase).
     pub offline_success: Option<f64>,
     /// Success rate at the last online evaluation, the finished run's (None without an online phase).
@@ -1261,8 +1265,8 @@ mod tests {
             "run_dir": "run"}"#;
         let summary: TrainSummary = serde_json::from_str(older).unwrap();
         assert_eq!(
-            (summary.seed, summary.dataset, summary.eval_episodes),
-            (None, None, None)
+            (summary.seed, summary.dataset, summary.eval_episodes, summary.eval_envs),
+            (None, None, None, None)
         );
     }
 }

@@ -309,6 +309,7 @@ impl<'a> Trainer<'a> {
             seed: Some(self.cfg.seed),
             dataset: self.cfg.dataset.clone(),
             eval_episodes: Some(self.cfg.eval_episodes),
+            eval_envs: Some(self.cfg.eval_envs),
             offline_success: last(Phase::Offline),
             online_success: last(Phase::Online),
             updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
