@@ -366,3 +366,76 @@ fn killing_eval_ends_its_renderer_with_no_video_written() {
         common::names(&videos)
     );
 }
+
+/// The video's first episode is the evaluation's (`--envs 1`, on the CPU): a pendulum whose goal is wide enough to
+/// be met in passing, by an untrained agent at steps its draws decide, succeeds in both or in neither.
+#[test]
+fn the_video_shows_the_episode_the_evaluation_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("pendulum.scn.ron");
+    let text = std::fs::read_to_string(
+        common::checkout_dir().join("assets/tasks/examples/pendulum.scn.ron"),
+    )
+    .unwrap();
+    let wide = text.replacen("tolerance: 0.1)", "tolerance: 0.45)", 1);
+    assert_ne!(wide, text, "the edit took");
+    std::fs::write(&scene, wide).unwrap();
+    let run = dir.path().join("run");
+    // Online only, no update: the agent acts as initialised.
+    run_ok(
+        qamlab()
+            .args([
+                "train",
+                "--quiet",
+                "--config",
+                "cpu-small",
+                "--device",
+                "cpu",
+                "--task",
+            ])
+            .arg(&scene)
+            .args([
+                "--offline-steps",
+                "0",
+                "--online-steps",
+                "20",
+                "--start-training",
+                "1000",
+            ])
+            .args(["--eval-interval", "20", "--eval-episodes", "2", "--out"])
+            .arg(&run),
+    );
+    for seed in ["3", "4"] {
+        let gif = dir.path().join(format!("v{seed}.gif"));
+        let out = run_ok(
+            qamlab()
+                .arg("eval")
+                .arg("--run")
+                .arg(&run)
+                .args([
+                    "--episodes",
+                    "1",
+                    "--envs",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--seed",
+                    seed,
+                    "--json",
+                ])
+                .arg("--video")
+                .arg(&gif)
+                .args(["--video-every", "10"]),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr.lines().find(|l| l.starts_with("video: ")).unwrap();
+        let evaluated = report["successes"] == 1;
+        assert_eq!(
+            line.contains("1 successful"),
+            evaluated,
+            "seed {seed}: the evaluation {} its episode, but {line}",
+            if evaluated { "succeeded in" } else { "failed" }
+        );
+    }
+}

@@ -214,7 +214,7 @@ mod tests {
     use super::{eval_env_seed, wilson_interval};
 
     #[test]
-    fn the_video_of_an_evaluation_shows_the_first_episodes_of_its_envs() {
+    fn the_video_starts_its_episodes_from_the_seeds_of_the_evaluation_envs_first_episodes() {
         // `qamlab eval --video` starts its episode `i` from seed `eval_env_seed(seed, 0) + i`.
         for seed in [0, 7, 1 << 40, u64::MAX >> 1] {
             let first = eval_env_seed(seed, 0);

@@ -80,8 +80,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let dims = (spec.obs_dim, spec.action_dim);
     if args.video_only {
         let out = video_out.expect("--video-only requires --video");
-        // The acting agent runs on the CPU, as in the window: one env needs no GPU.
-        let (_, agent) = run.load_latest_agent(&cfg, dims, tch::Device::Cpu)?;
+        // The acting agent runs on the CPU, as in the window: one env needs no GPU. With the run's threads and
+        // from the evaluation's own stream of draws, as the evaluation acts: its first episode is the video's.
+        qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
+        let (_, mut agent) = run.load_latest_agent(&cfg, dims, tch::Device::Cpu)?;
+        agent.set_acting_position(qamlab_headless::evaluate::EVAL_ACTING_POSITION);
         return record_video(&args, &task, agent, &out);
     }
 
