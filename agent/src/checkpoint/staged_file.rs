@@ -53,10 +53,13 @@ impl StagedFile {
         self.tmp.path()
     }
 
-    /// Makes the file an ordinary, world-readable one: temporary files are created owner-only.
+    /// Gives the file the permissions of a file created by its name: temporary files are created owner-only, and
+    /// a file created otherwise gets 0666 less the process's umask (0644 under the usual 022, owner-only under
+    /// 077).
     pub fn make_readable(&self) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(0o644))
+        let mode = 0o666 & !process_umask();
+        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(mode))
     }
 
     /// Flushes and syncs the contents written to disk, before the file takes its name.
@@ -101,6 +104,18 @@ impl StagedFile {
             tmp: self.tmp,
         }
     }
+}
+
+/// The process's umask, read from `/proc/self/status` (setting it to read it back would change it for a moment
+/// for every thread); 022, the usual one, where that cannot be read.
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Syncs `dir`'s entries to disk: a rename is durable only once its directory is, and a checkpoint removes the
@@ -177,5 +192,27 @@ fn remove_orphaned_temporaries(dir: &Path, name: &str) {
                 meta.len() as f64 / 1e6
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_file_put_in_place_has_the_permissions_of_one_created_by_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        let staged_path = dir.path().join("staged");
+        let mut staged = StagedFile::create(&staged_path).unwrap();
+        staged.file_mut().write_all(b"x").unwrap();
+        staged.make_readable().unwrap();
+        staged.sync().unwrap();
+        staged.put_in_place().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&staged_path), mode(&plain));
     }
 }
