@@ -91,7 +91,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     if device == tch::Device::Cpu {
         // The run's threads: sums over many values depend on their count, so its evaluations are repeated with it.
-        qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
+        let threads = qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
+        let cores = qamlab_headless::config::available_cores();
+        if threads > cores {
+            tracing::warn!(
+                "the run's cpu_threads = {threads} is more than the {cores} cores this machine gives the process: \
+                 libtorch's threads spin, so the evaluation runs many times slower (its sums stay the run's)"
+            );
+        }
     }
     let (checkpoint, mut agent) = run.load_latest_agent(&cfg, dims, device)?;
     let result = qamlab_headless::evaluate::evaluate(
