@@ -283,8 +283,8 @@ impl RunDir {
                 &file,
                 meta.get(CHECKPOINT_ID_KEY).map(String::as_str),
             )?;
-            // A resumed run that made the final evaluation it owed records where its acting draws stand in
-            // state.json alone (the agent file is the one it resumed from).
+            // Where the acting draws stand, in state.json: the agent file's count (in checkpoints of older versions,
+            // where evaluations moved the draws on, more by a final evaluation made on resuming).
             if let Some(position) = state.get("acting_position").and_then(|v| v.as_u64()) {
                 check_acting_position(
                     &state_path,

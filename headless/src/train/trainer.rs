@@ -223,8 +223,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// The phase of an evaluation due at this step that the run has not made: a run stopped during an evaluation
-    /// checkpoints without it, and makes it on resuming, before its next step (with the same acting draws, so the
-    /// resumed run is the run that never stopped).
+    /// checkpoints without it, and makes it on resuming, before its next step (from the evaluation's own stream of
+    /// draws, as the run that never stopped made it).
     fn evaluation_owed(&self) -> Option<Phase> {
         let step = self.total_step();
         if step == 0 || self.state.evals.last().is_some_and(|e| e.step == step) {
