@@ -56,6 +56,11 @@ impl EvalResult {
     pub fn interval(&self) -> (f64, f64) {
         wilson_interval(self.success_rate, self.episodes)
     }
+
+    /// The episodes that ended in success.
+    pub fn successes(&self) -> usize {
+        (self.success_rate * self.episodes as f64).round() as usize
+    }
 }
 
 impl EvalPoint {

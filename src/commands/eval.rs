@@ -180,7 +180,7 @@ impl EvalReport<'_> {
             "episodes": result.episodes,
             "envs": result.envs,
             "seed": self.seed,
-            "successes": (result.success_rate * result.episodes as f64).round() as usize,
+            "successes": result.successes(),
             "success_rate": result.success_rate,
             "interval": [low, high],
             "mean_return": result.mean_return,
