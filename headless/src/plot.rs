@@ -134,14 +134,49 @@ pub const ONLINE_STEPS_DESC: &str = "training step (online)";
 /// The x axis' name on a chart of runs that train offline only.
 pub const OFFLINE_STEPS_DESC: &str = "training step (offline)";
 
-/// Draws the success-rate curve of one or more runs (label, points) to `path` (PNG), atomically.
-/// `offline_steps` marks where online fine-tuning starts.
+/// How many steps a run trains in each phase, as its config says: what a chart against steps names and marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Phases {
+    /// Offline gradient steps, first.
+    pub offline_steps: u64,
+    /// Online env steps, after them.
+    pub online_steps: u64,
+}
+
+/// The x axis' name against steps of runs that train in `phases`: the phases they train in.
+pub fn steps_desc(phases: &[Phases]) -> &'static str {
+    if phases.iter().all(|p| p.offline_steps == 0) {
+        ONLINE_STEPS_DESC
+    } else if phases.iter().all(|p| p.online_steps == 0) {
+        OFFLINE_STEPS_DESC
+    } else {
+        STEPS_DESC
+    }
+}
+
+/// Where runs that train in `phases` go online, marked: one mark, where every run goes online at the same step
+/// (any other would be wrong for some of them), and none where no run goes online at all or every run starts
+/// there.
+pub fn online_from(phases: &[Phases]) -> Option<f64> {
+    let offline = phases.first()?.offline_steps;
+    let one_step = phases.iter().all(|p| p.offline_steps == offline);
+    let goes_online = phases.iter().any(|p| p.online_steps > 0);
+    (one_step && goes_online && offline > 0).then_some(offline as f64)
+}
+
+/// Draws the success-rate curve of one or more runs (label, points), which train in `phases`, to `path` (PNG),
+/// atomically.
 pub fn draw_learning_curves(
     path: &Path,
     title: &str,
     runs: &[(&str, &[EvalPoint])],
-    offline_steps: u64,
+    phases: Phases,
 ) -> anyhow::Result<()> {
+    draw_chart(path, &learning_curves(title, runs, phases))
+}
+
+/// The chart [`draw_learning_curves`] draws: marked where online fine-tuning starts, as `qamlab plot` marks it.
+fn learning_curves(title: &str, runs: &[(&str, &[EvalPoint])], phases: Phases) -> Chart {
     let series = runs
         .iter()
         .enumerate()
@@ -160,20 +195,14 @@ pub fn draw_learning_curves(
             runs: Vec::new(),
         })
         .collect();
-    let chart = Chart {
+    Chart {
         title: title.to_string(),
-        x_desc: if offline_steps > 0 {
-            STEPS_DESC
-        } else {
-            ONLINE_STEPS_DESC
-        }
-        .into(),
+        x_desc: steps_desc(&[phases]).into(),
         y_desc: "success rate".into(),
         y_scale: YScale::Fraction,
-        online_from: (offline_steps > 0).then_some(offline_steps as f64),
+        online_from: online_from(&[phases]),
         series,
-    };
-    draw_chart(path, &chart)
+    }
 }
 
 /// Draws `chart` to `path` (PNG), atomically: a reader never finds half a picture, and a process killed while
@@ -914,7 +943,11 @@ mod tests {
                 episodes: 10,
             })
             .collect();
-        draw_learning_curves(&path, "test", &[("qam", &pts)], 200).unwrap();
+        let phases = Phases {
+            offline_steps: 200,
+            online_steps: 200,
+        };
+        draw_learning_curves(&path, "test", &[("qam", &pts)], phases).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         // Only the final file remains: the temporary was renamed.
@@ -933,8 +966,35 @@ mod tests {
             episodes: 10,
         };
         let pts = [point(0), point(u64::MAX / 2), point(u64::MAX)];
-        draw_learning_curves(&path, "test", &[("qam", &pts)], u64::MAX).unwrap();
+        let phases = Phases {
+            offline_steps: u64::MAX,
+            online_steps: 0,
+        };
+        draw_learning_curves(&path, "test", &[("qam", &pts)], phases).unwrap();
         assert!(path.is_file());
+    }
+
+    #[test]
+    fn a_learning_curve_marks_the_online_phase_only_where_the_run_has_one() {
+        let points = [EvalPoint {
+            step: 100,
+            phase: Phase::Offline,
+            success_rate: 0.5,
+            mean_return: 0.0,
+            episodes: 10,
+        }];
+        let chart = |offline_steps, online_steps| {
+            let phases = Phases {
+                offline_steps,
+                online_steps,
+            };
+            let chart = learning_curves("test", &[("qam", &points[..])], phases);
+            (chart.online_from, chart.x_desc)
+        };
+        assert_eq!(chart(200, 100), (Some(200.0), STEPS_DESC.to_string()));
+        // Offline only: no mark where it never goes online.
+        assert_eq!(chart(200, 0), (None, OFFLINE_STEPS_DESC.to_string()));
+        assert_eq!(chart(0, 100), (None, ONLINE_STEPS_DESC.to_string()));
     }
 
     fn samples(points: &[(u64, f64)]) -> Vec<Sample> {

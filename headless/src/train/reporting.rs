@@ -12,7 +12,7 @@ use super::q_range;
 use super::trainer::{Trainer, recent_rate};
 use crate::evaluate::evaluate_unless_stopped;
 use crate::phase::Phase;
-use crate::plot::draw_learning_curves;
+use crate::plot::{Phases, draw_learning_curves};
 
 /// What a run's reporting keeps between reports: whether it shows progress, and the warnings it said once already.
 pub(super) struct Reporting {
@@ -260,7 +260,10 @@ impl Trainer<'_> {
             &self.run.curve(),
             &format!("{} on {}", self.cfg.agent.kind.as_str(), self.task_name()),
             &[(label.as_str(), self.state.evals.as_slice())],
-            self.cfg.offline_steps,
+            Phases {
+                offline_steps: self.cfg.offline_steps,
+                online_steps: self.cfg.online_steps,
+            },
         );
         // The picture is a view of eval.csv, which holds every evaluation: a run goes on without it (`qamlab plot`
         // draws it later), said once.

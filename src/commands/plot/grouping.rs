@@ -231,6 +231,27 @@ pub(super) fn apart_notes(drawn: &[Drawn], groups: &[Vec<usize>]) -> Vec<String>
     notes
 }
 
+/// What sets `group` apart from the other `groups` of its agent and task: the settings in which it differs from
+/// any of them, in order; none where no other group shares its agent and task. Its colour and its legend both
+/// go by these.
+pub(super) fn set_apart_by<'a>(
+    drawn: &'a [Drawn],
+    groups: &[Vec<usize>],
+    group: &[usize],
+) -> Vec<&'a str> {
+    let ours = &drawn[group[0]].run;
+    let mut keys: Vec<&str> = groups
+        .iter()
+        .filter(|g| g[0] != group[0])
+        .map(|g| &drawn[g[0]].run)
+        .filter(|theirs| theirs.kind == ours.kind && theirs.task == ours.task)
+        .flat_map(|theirs| differences(ours, theirs))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// The settings in which two runs differ, in order (a key one lacks included).
 pub(super) fn differences<'a>(a: &'a RunData, b: &'a RunData) -> Vec<&'a str> {
     let mut keys: Vec<&str> = a

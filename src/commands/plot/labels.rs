@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use qamlab_headless::plot::Band;
 
-use super::grouping::differences;
+use super::grouping::set_apart_by;
 use super::samples::Drawn;
 
 /// Each series' legend text: a run alone as before (agent and folder); a group as its agent, how many seeds and
@@ -70,18 +70,7 @@ pub(super) fn series_labels(
 /// at most three; empty where no other group shares its agent and task.
 fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -> String {
     let ours = &drawn[group[0]].run;
-    let mut keys: Vec<&str> = Vec::new();
-    for other in groups.iter().filter(|g| g[0] != group[0] && g.len() > 1) {
-        let theirs = &drawn[other[0]].run;
-        if theirs.kind != ours.kind || theirs.task != ours.task {
-            continue;
-        }
-        for key in differences(ours, theirs) {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
+    let keys = set_apart_by(drawn, groups, group);
     let mut shown: Vec<String> = keys
         .iter()
         .take(3)
@@ -161,6 +150,33 @@ mod tests {
         assert_eq!(
             labels(&runs, true),
             ["qam (a, cube-single)", "qam (b, cube-double)"]
+        );
+    }
+
+    #[test]
+    fn a_group_beside_a_lone_run_of_its_agent_is_named_by_what_sets_it_apart() {
+        use qamlab_agent::AgentKind;
+
+        use crate::commands::plot::fixtures::{args, config, fake_run};
+        use crate::commands::plot::prepare;
+
+        let dir = tempfile::tempdir().unwrap();
+        let run = |lr, seed| {
+            let mut cfg = config(AgentKind::Qam, seed);
+            cfg.agent.lr = lr;
+            let name = format!("lr{lr}-s{seed}");
+            fake_run(dir.path(), &name, &cfg, &[(100, 0.5)], &[])
+        };
+        let (a0, a1, lone) = (run(0.001, 0), run(0.001, 1), run(0.0003, 0));
+        let plot = prepare(&args(&[&a0, &a1, &lone])).unwrap();
+        let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
+        // Its colour is chosen by its lr (not qam's own): the legend names it.
+        assert_eq!(
+            labels,
+            [
+                "qam lr 0.001 (2 seeds, mean, band min–max)",
+                "qam (lr0.0003-s0)"
+            ]
         );
     }
 }

@@ -75,6 +75,16 @@ impl Metric {
     }
 }
 
+/// Until when `metrics.jsonl` writes the key `name` as null, for the keys written so until they mean something
+/// (which a reader of the files takes for absent): `None` for the others.
+pub(super) fn null_until(name: &str) -> Option<&'static str> {
+    match name {
+        "online_episode_success" => Some("an online episode has ended"),
+        "online_recent_success" => Some("100 online episodes have ended"),
+        _ => None,
+    }
+}
+
 /// An unknown metric is an error naming the ones the runs record, and the one likely meant.
 pub(super) fn check_metric_name(name: &str, runs: &[RunData]) -> anyhow::Result<()> {
     let mut logged: Vec<&str> = runs
@@ -87,12 +97,7 @@ pub(super) fn check_metric_name(name: &str, runs: &[RunData]) -> anyhow::Result<
     if logged.contains(&name) {
         return Ok(());
     }
-    // Written as null until they mean something, which a reader of the files takes for absent.
-    const LATE: [(&str, &str); 2] = [
-        ("online_episode_success", "an online episode has ended"),
-        ("online_recent_success", "100 online episodes have ended"),
-    ];
-    if let Some((_, when)) = LATE.iter().find(|(late, _)| *late == name) {
+    if let Some(when) = null_until(name) {
         bail!("--metric {name}: no run has a value of it yet: it is null until {when}");
     }
     let known = EVAL_METRICS.iter().copied().chain(logged.iter().copied());

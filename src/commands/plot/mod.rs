@@ -16,14 +16,12 @@ mod fixtures;
 
 use std::path::{Path, PathBuf};
 
-use qamlab_headless::plot::{
-    Band, Chart, OFFLINE_STEPS_DESC, ONLINE_STEPS_DESC, STEPS_DESC, draw_chart,
-};
+use qamlab_headless::plot::{Band, Chart, Phases, draw_chart, online_from, steps_desc};
 
 use grouping::{apart_notes, group_by_settings, identify_datasets, series};
 use metric::{Metric, check_metric_name};
 use read::{RunData, check_distinct, read_run};
-use samples::{Drawn, drawable};
+use samples::drawable;
 use style::series_styles;
 
 /// Flags of `qamlab plot`.
@@ -199,11 +197,18 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         apart_notes(&drawn, &groups)
     };
     let y_scale = metric.y_scale(drawn.iter().flat_map(|d| d.samples.iter().map(|s| s.y)));
+    let phases: Vec<Phases> = drawn
+        .iter()
+        .map(|d| Phases {
+            offline_steps: d.run.offline_steps,
+            online_steps: d.run.online_steps,
+        })
+        .collect();
     let chart = Chart {
         // Runs of several tasks can share a chart; the title then names each task.
         title: args.title.clone().unwrap_or(tasks.join(" / ")),
         x_desc: match args.x {
-            XAxis::Steps => steps_desc(&drawn).into(),
+            XAxis::Steps => steps_desc(&phases).into(),
             XAxis::Time => "wall-clock minutes since the run started".into(),
         },
         y_desc: match args.smooth {
@@ -212,7 +217,7 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         },
         y_scale,
         online_from: (args.x == XAxis::Steps)
-            .then(|| online_from(&drawn))
+            .then(|| online_from(&phases))
             .flatten(),
         series,
     };
@@ -221,26 +226,6 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         warnings,
         notes,
     })
-}
-
-/// The x axis' name against steps: the phases the runs train in.
-fn steps_desc(drawn: &[Drawn]) -> &'static str {
-    if drawn.iter().all(|d| d.run.offline_steps == 0) {
-        ONLINE_STEPS_DESC
-    } else if drawn.iter().all(|d| d.run.online_steps == 0) {
-        OFFLINE_STEPS_DESC
-    } else {
-        STEPS_DESC
-    }
-}
-
-/// Where the runs go online, marked: one mark, where every run goes online at the same step (any other would be
-/// wrong for some of them), and none where no run goes online at all or every run starts there.
-fn online_from(drawn: &[Drawn]) -> Option<f64> {
-    let offline = drawn.first()?.run.offline_steps;
-    let one_step = drawn.iter().all(|d| d.run.offline_steps == offline);
-    let goes_online = drawn.iter().any(|d| d.run.online_steps > 0);
-    (one_step && goes_online && offline > 0).then_some(offline as f64)
 }
 
 /// Steps as a short list: `45000, 50000` or `5000, 10000, 15000 and 7 more`.

@@ -4,7 +4,7 @@
 use qamlab_headless::plot::Sample;
 
 use super::XAxis;
-use super::metric::Metric;
+use super::metric::{Metric, null_until};
 use super::read::RunData;
 use super::wall_clock::timed;
 
@@ -30,7 +30,13 @@ pub(super) fn drawable(
         if samples.is_empty() {
             let lacks = match metric {
                 Metric::Success | Metric::Return => "has no evaluation yet".to_string(),
-                Metric::Logged(name) => format!("records no {name}"),
+                // Null until an online episode ends: of a run that goes online, not yet.
+                Metric::Logged(name) => match null_until(name) {
+                    Some(when) if run.online_steps > 0 => {
+                        format!("has no value of {name} yet: it is null until {when}")
+                    }
+                    _ => format!("records no {name}"),
+                },
             };
             warnings.push(format!("{} {lacks}: left out", run.dir.display()));
         } else {
@@ -102,7 +108,7 @@ fn smooth(samples: &mut [Sample], window: usize) {
 mod tests {
     use qamlab_agent::AgentKind;
 
-    use crate::commands::plot::fixtures::{args, fake_run_of};
+    use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of, metric_args, row};
     use crate::commands::plot::prepare;
 
     #[test]
@@ -123,6 +129,43 @@ mod tests {
         assert_eq!(
             err,
             format!("nothing to plot: {} has no evaluation yet", young.display())
+        );
+    }
+
+    #[test]
+    fn a_run_whose_online_success_is_null_yet_is_left_out_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(AgentKind::Qam, 0);
+        cfg.online_steps = 100;
+        let online_row = |step, success: Option<f64>| serde_json::json!({"step": step, "phase": "online", "online_episode_success": success});
+        let young = fake_run(dir.path(), "young", &cfg, &[], &[online_row(210, None)]);
+        let ended = fake_run(
+            dir.path(),
+            "ended",
+            &cfg,
+            &[],
+            &[online_row(210, Some(1.0))],
+        );
+        let plot = prepare(&metric_args("online_episode_success", &[&young, &ended])).unwrap();
+        assert_eq!(
+            plot.warnings,
+            [format!(
+                "{} has no value of online_episode_success yet: it is null until an online episode has ended: \
+                 left out",
+                young.display()
+            )]
+        );
+        // A run that never goes online records none.
+        let rows = [row(100, 1.0, 0.5)];
+        cfg.online_steps = 0;
+        let offline = fake_run(dir.path(), "offline", &cfg, &[], &rows);
+        let plot = prepare(&metric_args("online_episode_success", &[&offline, &ended])).unwrap();
+        assert_eq!(
+            plot.warnings,
+            [format!(
+                "{} records no online_episode_success: left out",
+                offline.display()
+            )]
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use qamlab_headless::plot::PALETTE_LEN;
 
-use super::grouping::differences;
+use super::grouping::set_apart_by;
 use super::samples::Drawn;
 
 /// The palette entry an agent takes where its runs are drawn as themselves alone (no other setting of it on the
@@ -25,8 +25,9 @@ fn stable_hash(text: &str) -> u64 {
 /// The colour and variant of each series (`series`: the runs of each, in order), from the groups of runs of
 /// equal settings (`by_settings`: the seeds of one experiment). A group's colour is its agent's where the chart
 /// holds no other setting of that agent (and task), else one picked by a stable hash of what sets it apart
-/// (`qam lr 0.001`); a colour another group took first moves on to the next free one. A series' variant is its
-/// run's place among its group's runs where they are drawn apart, else 0.
+/// (`qam lr 0.001`); a colour another group took first moves on to the next free one. The agents' own colours are
+/// kept for them: another group of an agent on the chart (its runs on another task) takes one no agent on the
+/// chart has. A series' variant is its run's place among its group's runs where they are drawn apart, else 0.
 pub(super) fn series_styles(
     drawn: &[Drawn],
     by_settings: &[Vec<usize>],
@@ -40,15 +41,23 @@ pub(super) fn series_styles(
     // Agents as themselves first, so that they keep their own colours whatever comes before them.
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|&g| keys[g].1.is_none());
+    let agents: Vec<usize> = keys.iter().filter_map(|(_, agent)| *agent).collect();
     let mut colors = vec![0; keys.len()];
     let mut taken: Vec<usize> = Vec::new();
     for g in order {
         let (key, agent) = &keys[g];
         let wanted = agent.unwrap_or((stable_hash(key) % PALETTE_LEN as u64) as usize);
-        // Past a full palette: its colours again (drawn dashed).
-        let free = (0..PALETTE_LEN)
-            .map(|k| (wanted + k) % PALETTE_LEN)
-            .find(|c| !taken.contains(c))
+        let next = |free: &dyn Fn(usize) -> bool| {
+            (0..PALETTE_LEN)
+                .map(|k| (wanted + k) % PALETTE_LEN)
+                .find(|&c| free(c))
+        };
+        // Its own where it is an agent's, then one no agent on the chart has, then any; past a full palette, its
+        // colours again (drawn dashed).
+        let free = agent
+            .filter(|c| !taken.contains(c))
+            .or_else(|| next(&|c| !taken.contains(&c) && !agents.contains(&c)))
+            .or_else(|| next(&|c| !taken.contains(&c)))
             .unwrap_or(PALETTE_LEN + taken.len());
         taken.push(free);
         colors[g] = free;
@@ -73,8 +82,8 @@ pub(super) fn series_styles(
 }
 
 /// What sets a group apart on the chart: its agent, its task where the chart holds several, and every setting
-/// in which it differs from another group of its agent and task (`qam lr 0.001`); with the agent's own colour
-/// where it differs from none.
+/// in which it differs from another group of its agent and task (`qam lr 0.001`, as its legend names them); with
+/// the agent's own colour where it differs from none.
 fn group_key(
     drawn: &[Drawn],
     by_settings: &[Vec<usize>],
@@ -82,18 +91,7 @@ fn group_key(
     several_tasks: bool,
 ) -> (String, Option<usize>) {
     let ours = &drawn[group[0]].run;
-    let mut keys: Vec<&str> = Vec::new();
-    for other in by_settings.iter().filter(|g| g[0] != group[0]) {
-        let theirs = &drawn[other[0]].run;
-        if theirs.kind == ours.kind && theirs.task == ours.task {
-            for key in differences(ours, theirs) {
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-        }
-    }
-    keys.sort_unstable();
+    let keys = set_apart_by(drawn, by_settings, group);
     let mut text = ours.kind.to_string();
     if several_tasks {
         text = format!("{text} {}", ours.task);
@@ -175,5 +173,20 @@ mod tests {
         let ba = colors(&prepare(&args(&[&b, &a])).unwrap());
         assert_ne!(ab[0].1, ab[1].1);
         assert_eq!((ab[0].1, ab[1].1), (ba[1].1, ba[0].1));
+    }
+
+    #[test]
+    fn an_agent_on_two_tasks_leaves_the_other_agents_their_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = fake_run_of(dir.path(), "single", AgentKind::Qam, 0, &[(100, 0.5)], &[]);
+        let mut cfg = config(AgentKind::Qam, 0);
+        cfg.task = "cube-double".into();
+        let double = fake_run(dir.path(), "double", &cfg, &[(100, 0.5)], &[]);
+        let bc = fake_run_of(dir.path(), "bc", AgentKind::Bc, 0, &[(100, 0.5)], &[]);
+        let plot = prepare(&args(&[&single, &double, &bc])).unwrap();
+        let colors: Vec<usize> = plot.chart.series.iter().map(|s| s.color).collect();
+        let (qam, bc) = (agent_color("qam").unwrap(), agent_color("bc").unwrap());
+        assert_eq!((colors[0], colors[2]), (qam, bc));
+        assert!(![qam, bc].contains(&colors[1]), "{colors:?}");
     }
 }
