@@ -1265,7 +1265,12 @@ mod tests {
             "run_dir": "run"}"#;
         let summary: TrainSummary = serde_json::from_str(older).unwrap();
         assert_eq!(
-            (summary.seed, summary.dataset, summary.eval_episodes, summary.eval_envs),
+            (
+                summary.seed,
+                summary.dataset,
+                summary.eval_episodes,
+                summary.eval_envs
+            ),
             (None, None, None, None)
         );
     }
