@@ -14,9 +14,26 @@ pub fn checkout_dir() -> std::path::PathBuf {
     )
 }
 
-/// The `qamlab` binary under test.
+/// The `qamlab` binary under test, started as a terminal starts it: with SIGINT at its default action, whatever
+/// the tests were started with (a background job of a script, `make test &`, ignores SIGINT, and the binary keeps a
+/// signal it was started ignoring ignored, as the tests of Ctrl-C would then find).
 pub fn qamlab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_qamlab"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qamlab"));
+    default_sigint(&mut cmd);
+    cmd
+}
+
+/// Starts `cmd` with SIGINT at its default action (see [`qamlab`]), for the tests that send it Ctrl-C.
+pub fn default_sigint(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal() is async-signal-safe, as between fork and exec it must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// `sh -c LINE` in `dir`, where LINE is a command qamlab printed for the user to paste (`qamlab train --resume
