@@ -543,7 +543,7 @@ fn signalled_training_window(
     .unwrap();
     let run = dir.path().join("run");
     let _screen = virtual_screen();
-    let mut child = Command::new("xvfb-run")
+    let mut child = common::default_sigint(&mut Command::new("xvfb-run"))
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(env!("CARGO_BIN_EXE_qamlab"))
         .args([
