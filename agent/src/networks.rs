@@ -783,6 +783,8 @@ mod tests {
 
     #[test]
     fn ensemble_matches_member_loop_and_gelu_is_tanh() {
+        // Draws from libtorch's global generator, which another test may have just seeded to check its draws.
+        let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(0);
         let ens = EnsembleMlp::new("c", 3, 4, &[8, 8, 1], true, Device::Cpu);
         let x = Tensor::randn([5, 2, 4], (Kind::Float, Device::Cpu));
@@ -835,6 +837,8 @@ mod tests {
 
     #[test]
     fn frozen_flow_matches_the_concatenated_forward_and_autograd() {
+        // Draws from libtorch's global generator, which another test may have just seeded to check its draws.
+        let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(2);
         let steps = 4;
         for (hidden, ln) in [
@@ -886,6 +890,8 @@ mod tests {
 
     #[test]
     fn xavier_bounds_and_zero_bias() {
+        // Draws from libtorch's global generator, which another test may have just seeded to check its draws.
+        let _rng = crate::noise::torch_rng_lock();
         tch::manual_seed(1);
         let m = Mlp::new("a/mlp", 10, &[16, 6], false, false, Device::Cpu);
         let p = m.named_parameters();
