@@ -39,7 +39,7 @@ pub mod prelude {
 pub use batched::BatchedEnv;
 pub use error::SimError;
 pub use scene::TaskScene;
-pub use spec::EnvSpec;
+pub use spec::{EnvSpec, QPOS_PER_BODY, QVEL_PER_BODY};
 pub use systems::{EnvOptions, StepOutput};
 
 /// The phases of one control step, in order. A step runs only when [`systems::BatchActions`] is pending, so a

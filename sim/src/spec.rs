@@ -3,6 +3,11 @@
 use crate::authoring::Sensor;
 use crate::scene::TaskScene;
 
+/// Values of `qpos` a body holds: its position and quaternion (`x, y, z, qx, qy, qz, qw`).
+pub const QPOS_PER_BODY: usize = 7;
+/// Values of `qvel` a body holds: the linear velocity of its origin, then its angular velocity.
+pub const QVEL_PER_BODY: usize = 6;
+
 /// The plain-data description of a task's env: everything a learner needs, no Bevy or Rapier type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnvSpec {
@@ -123,8 +128,8 @@ impl EnvSpec {
             episode_length,
             control_dt: scene.settings.control_dt,
             substeps: scene.settings.substeps,
-            qpos_dim: 7 * moving,
-            qvel_dim: 6 * moving,
+            qpos_dim: QPOS_PER_BODY * moving,
+            qvel_dim: QVEL_PER_BODY * moving,
             state_bodies,
             goal_bodies: scene
                 .goals

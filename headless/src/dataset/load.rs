@@ -189,7 +189,10 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
         check_state_bodies(
             &file,
             bodies,
-            [("qpos", shape("qpos"), 7), ("qvel", shape("qvel"), 6)],
+            [
+                ("qpos", shape("qpos"), qamlab_sim::QPOS_PER_BODY as u64),
+                ("qvel", shape("qvel"), qamlab_sim::QVEL_PER_BODY as u64),
+            ],
         )?;
     }
     Ok(Dataset {

@@ -145,8 +145,18 @@ impl Dataset {
         remedy: &str,
     ) -> anyhow::Result<()> {
         for (key, shape, ours, per_body) in [
-            ("qpos", &self.qpos_shape, spec.qpos_dim, 7),
-            ("qvel", &self.qvel_shape, spec.qvel_dim, 6),
+            (
+                "qpos",
+                &self.qpos_shape,
+                spec.qpos_dim,
+                qamlab_sim::QPOS_PER_BODY,
+            ),
+            (
+                "qvel",
+                &self.qvel_shape,
+                spec.qvel_dim,
+                qamlab_sim::QVEL_PER_BODY,
+            ),
         ] {
             let Some(shape) = shape else { continue };
             let theirs = match shape[..] {
