@@ -53,6 +53,15 @@ pub(super) fn fake_run_of(
     fake_run(root, name, &config(kind, seed), evals, rows)
 }
 
+/// A QAM run named `lr{lr}-s{seed}` in `root` whose settings differ from the others' by its learning rate, with one
+/// evaluation.
+pub(super) fn run_with_lr(root: &Path, lr: f64, seed: u64) -> PathBuf {
+    let mut cfg = config(AgentKind::Qam, seed);
+    cfg.agent.lr = lr;
+    fake_run(root, &format!("lr{lr}-s{seed}"), &cfg, &[(100, 0.5)], &[])
+}
+
+/// The configuration of a run of `kind` seeded `seed`, with a dataset and 200 offline steps.
 pub(super) fn config(kind: AgentKind, seed: u64) -> TrainConfig {
     let mut cfg = TrainConfig {
         dataset: Some("/data/cube-single-play.npz".into()),

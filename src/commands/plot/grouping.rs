@@ -273,7 +273,7 @@ mod tests {
     use qamlab_headless::plot::SeriesPoint;
 
     use crate::commands::plot::fixtures::{
-        args, config, fake_run, fake_run_of, points, record_dataset_crc,
+        args, config, fake_run, fake_run_of, points, record_dataset_crc, run_with_lr,
     };
     use crate::commands::plot::{BandArg, PlotArgs, prepare};
 
@@ -344,17 +344,7 @@ mod tests {
     #[test]
     fn runs_whose_settings_differ_are_apart_and_told_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let with_lr = |lr, seed| {
-            let mut cfg = config(AgentKind::Qam, seed);
-            cfg.agent.lr = lr;
-            fake_run(
-                dir.path(),
-                &format!("lr{lr}-s{seed}"),
-                &cfg,
-                &[(100, 0.5)],
-                &[],
-            )
-        };
+        let with_lr = |lr, seed| run_with_lr(dir.path(), lr, seed);
         let runs = [
             with_lr(0.001, 0),
             with_lr(0.0003, 0),

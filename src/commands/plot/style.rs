@@ -110,7 +110,7 @@ mod tests {
 
     use qamlab_agent::AgentKind;
 
-    use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of};
+    use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of, run_with_lr};
     use crate::commands::plot::{PlotArgs, prepare};
 
     #[test]
@@ -157,17 +157,7 @@ mod tests {
             ]
         );
         // Settings of one agent: each its colour, by what sets it apart, the same wherever it comes.
-        let with_lr = |lr, seed| {
-            let mut cfg = config(AgentKind::Qam, seed);
-            cfg.agent.lr = lr;
-            fake_run(
-                dir.path(),
-                &format!("lr{lr}-s{seed}"),
-                &cfg,
-                &[(100, 0.5)],
-                &[],
-            )
-        };
+        let with_lr = |lr, seed| run_with_lr(dir.path(), lr, seed);
         let (a, b) = (with_lr(0.001, 0), with_lr(0.0003, 0));
         let ab = colors(&prepare(&args(&[&a, &b])).unwrap());
         let ba = colors(&prepare(&args(&[&b, &a])).unwrap());
