@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{collect_cmd, qamlab, run_err, run_ok, tiny_config, train_cmd, write_npz};
 use qamlab_agent::checkpoint::{read_tensors, write_tensors};
+use qamlab_headless::run_dir::{STATE_CRC_KEY, seal_state};
 
 /// A tiny network and schedule so a whole run takes seconds on a CPU.
 const TINY: &str = tiny_config!(
@@ -212,7 +213,8 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     assert!(!stderr.contains("warning"), "{stderr}");
 }
 
-/// A copy of `run` at `scratch/name` whose latest checkpoint's `state.json` went through `edit`.
+/// A copy of `run` at `scratch/name` whose latest checkpoint's `state.json` went through `edit`, sealed again with
+/// the checksum of its text (as an edit made on purpose is), so that its values are judged.
 fn copy_editing_state(
     run: &Path,
     scratch: &Path,
@@ -225,7 +227,9 @@ fn copy_editing_state(
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut state);
-    std::fs::write(&path, state.to_string()).unwrap();
+    state.as_object_mut().unwrap().remove(STATE_CRC_KEY);
+    let sealed = seal_state(&serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    std::fs::write(&path, sealed).unwrap();
     copy
 }
 
@@ -302,6 +306,24 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming
 /// the file and the value, rather than panicking or quietly resuming another run.
 fn damaged_checkpoints_are_refused_naming_the_file(run: &Path, scratch: &Path) {
+    // A count edited by hand (the sampler's draws would move on silently): the file's checksum no longer agrees.
+    let copy = scratch.join("edited-state");
+    copy_dir(run, &copy);
+    let path = latest_checkpoint(&copy).join("state.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let position = serde_json::from_str::<serde_json::Value>(&text).unwrap()["sampler_word_pos"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let moved = (position.parse::<u128>().unwrap() + 16).to_string();
+    let field = |pos: &str| format!("\"sampler_word_pos\": \"{pos}\"");
+    std::fs::write(&path, text.replace(&field(&position), &field(&moved))).unwrap();
+    let err = run_err(&mut resume_cmd(&copy));
+    assert!(
+        err.contains(&format!("{}: its text's CRC-32 is ", path.display()))
+            && err.contains("the file was edited or damaged since its checkpoint was written"),
+        "{err}"
+    );
     let copy = copy_editing_state(run, scratch, "damaged-state", |state| {
         state["sampler_word_pos"] = "12x".into();
     });
@@ -574,18 +596,20 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
                 "--task",
                 "sub/../my-task.scn.ron",
             ])
-            .args(["--dataset", "data.npz", "--out", "run"]),
+            .args(["--dataset", "sub/../data.npz", "--out", "run"]),
     );
-    // The run keeps a copy of its scene, the scene's real path and the dataset's absolute path: evaluating it
-    // from elsewhere, with the scene file gone, works.
+    // The run keeps a copy of its scene, the scene's real path and the dataset's: evaluating it from elsewhere,
+    // with the scene file gone, works.
     assert!(run.join("task.scn.ron").is_file());
     let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(
-        recorded.contains(&format!("dataset = {:?}", dataset.display().to_string()))
-            && recorded.contains(&format!(
-                "task = {:?}",
-                scene.canonicalize().unwrap().display().to_string()
-            )),
+        recorded.contains(&format!(
+            "dataset = {:?}",
+            dataset.canonicalize().unwrap().display().to_string()
+        )) && recorded.contains(&format!(
+            "task = {:?}",
+            scene.canonicalize().unwrap().display().to_string()
+        )),
         "{recorded}"
     );
     std::fs::remove_file(&scene).unwrap();
@@ -1055,22 +1079,45 @@ fn a_cpu_run_records_its_threads_and_a_resume_keeps_them() {
         "{stderr}"
     );
     assert_eq!(summary()["cpu_threads"], threads);
-    // A run from before the key resumes on half the cores, as it ran.
+    // A run from before the key (its config.toml without the first line that says it is whole) resumes on half
+    // the cores, and records them, saying so.
     let older: String = longer
         .replace("online_steps = 60\n", "online_steps = 80\n")
         .lines()
-        .filter(|l| !l.starts_with("cpu_threads"))
+        .filter(|l| !l.starts_with("cpu_threads") && !l.starts_with("# qamlab run config:"))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&path, older).unwrap();
+    std::fs::write(&path, &older).unwrap();
     let stderr = stderr_ok(&mut resume);
     let half = (cores / 2).max(1);
     assert!(
         stderr.contains(&format!("on cpu (cpu_threads {half}) from step 60 of 80"))
-            && !stderr.contains("cpu_threads ="),
+            && stderr.contains(&format!(
+                "{} set no cpu_threads (the run started on a GPU, or with a qamlab that did not record it): \
+                 recorded cpu_threads = {half}, the count this CPU leg takes, which later resumes keep",
+                path.display()
+            ))
+            && !stderr.contains("is more than the"),
         "{stderr}"
     );
     assert_eq!(summary()["cpu_threads"], half);
+    let recorded = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        recorded.contains(&format!(
+            "\ncpu_threads = {half}  # recorded when the run first trained on the CPU\n"
+        )),
+        "{recorded}"
+    );
+    // Later resumes keep it, saying nothing of it.
+    let more = recorded.replace("online_steps = 80\n", "online_steps = 100\n");
+    std::fs::write(&path, &more).unwrap();
+    let stderr = stderr_ok(&mut resume);
+    assert!(
+        stderr.contains(&format!("on cpu (cpu_threads {half}) from step 80 of 100"))
+            && !stderr.contains("set no cpu_threads"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), more);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 use qamlab_agent::{Agent, AgentConfig};
 
-use super::{RunDir, warn_once};
+use super::{RunDir, check_state_crc, warn_once};
 use crate::TrainConfig;
 use crate::files::{sync_dir, write_bytes_atomically};
 
@@ -274,9 +274,10 @@ impl RunDir {
             );
         }
         // Where state.json is missing or unreadable (older runs, a bare agent file's folder), the agent stands
-        // alone; training reads it strictly before it gets here.
+        // alone; training reads it strictly before it gets here. One whose checksum fails is refused: its acting
+        // position would set the agent's draws.
         let state_path = checkpoint.join("state.json");
-        if let Some(state) = recorded_state(&state_path) {
+        if let Some(state) = recorded_state(&state_path)? {
             check_same_checkpoint(
                 &state_path,
                 state.get(CHECKPOINT_ID_KEY).and_then(|v| v.as_str()),
@@ -432,13 +433,17 @@ pub(crate) fn check_acting_position(
     Ok(())
 }
 
-/// A checkpoint's `state.json` as JSON, where it can be read: `None` where it is missing or damaged (older runs, a
-/// bare agent file's folder); training's own reading of it is the strict one.
-fn recorded_state(path: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str::<serde_json::Value>(&text)
+/// A checkpoint's `state.json` as JSON, where it can be read: `None` where it is missing or not a JSON object (older
+/// runs, a bare agent file's folder; training's own reading of it is the strict one), an error where the checksum it
+/// records fails (see [`check_state_crc`]).
+fn recorded_state(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    check_state_crc(path, &text)?;
+    Ok(serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .filter(serde_json::Value::is_object)
+        .filter(serde_json::Value::is_object))
 }
 
 #[cfg(test)]

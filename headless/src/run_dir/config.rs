@@ -1,5 +1,6 @@
-//! The run's configuration and its copy of the task scene: reading `config.toml` (whole, with the task the run
-//! holds), writing the scene copy with its CRC-32 in `run.json`, and refusing a copy edited since.
+//! The run's configuration and its copy of the task scene: writing `config.toml` and reading it (whole, with the
+//! task the run holds), recording the CPU threads of a run that started without, writing the scene copy with its
+//! CRC-32 in `run.json`, and refusing a copy edited since.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,12 @@ use anyhow::{Context, bail, ensure};
 use super::{RunDir, warn_once};
 use crate::TrainConfig;
 use crate::files::{read_regular_text, write_bytes_atomically};
+
+/// The first line of the `config.toml` a run writes (since 2026-12-07): the file holds every key, an unset optional
+/// one as a `# key: unset` comment, so one missing is damage. A file without it, an older run's, may lack the keys
+/// added since its version (`cuda_graphs`, `tf32`, `split_update`, `cpu_threads`, …), which take their defaults.
+pub(crate) const WHOLE_CONFIG_MARKER: &str =
+    "# qamlab run config: every key written (unset ones as comments)";
 
 /// What a run records of itself when it starts, beside its config (`run.json`).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +28,48 @@ impl RunDir {
     /// What the run recorded of itself when it started (see [`RunRecord`]).
     fn record(&self) -> PathBuf {
         self.root.join("run.json")
+    }
+
+    /// Writes `cfg` as a new run's `config.toml`, atomically, headed by the line that says it holds every key
+    /// (`WHOLE_CONFIG_MARKER`): a key deleted from it is then refused as damage.
+    pub fn write_config(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
+        let text = format!("{WHOLE_CONFIG_MARKER}\n{}", cfg.to_toml()?);
+        write_bytes_atomically(&self.config(), text.as_bytes())
+    }
+
+    /// Records `cpu_threads = threads` in the run's `config.toml`, which sets none (the run started on a GPU, or
+    /// before qamlab recorded the count): the count the run's first CPU leg takes, which later resumes keep, as
+    /// sums over many values depend on it. The key takes the place of the `# cpu_threads: unset` comment, or
+    /// follows the file's last top-level key; the rest of the file stays as it is. Written atomically.
+    pub fn record_cpu_threads(&self, threads: usize) -> anyhow::Result<()> {
+        let path = self.config();
+        let text = read_regular_text(
+            &path,
+            "the config file",
+            Some(crate::limits::MAX_CONFIG_BYTES),
+        )?;
+        let before = TrainConfig::from_toml_str(&text, &path.display().to_string())?;
+        ensure!(
+            before.cpu_threads.is_none(),
+            "{} already records cpu_threads",
+            path.display()
+        );
+        let key =
+            format!("cpu_threads = {threads}  # recorded when the run first trained on the CPU");
+        let recorded = with_top_level_line(&text, "# cpu_threads: unset", &key);
+        // Another key changed, or the line read otherwise than as the key (an odd layout): left to the user.
+        let after = TrainConfig::from_toml_str(&recorded, &path.display().to_string()).ok();
+        let expected = TrainConfig {
+            cpu_threads: Some(threads),
+            ..before
+        };
+        ensure!(
+            after.as_ref() == Some(&expected),
+            "{}: could not add `cpu_threads = {threads}` to it without changing its other keys; add the line among \
+             its top-level keys (before [agent]) by hand, so that the run keeps the count it trains with",
+            path.display()
+        );
+        write_bytes_atomically(&path, recorded.as_bytes())
     }
 
     /// Writes the run's copy of its task's scene file, and its CRC-32 into `run.json`, by which
@@ -185,9 +234,54 @@ fn what_file_it_is(path: &Path) -> &'static str {
     }
 }
 
-/// A run writes every key of its configuration, so one missing is damage (a cut or emptied file), which
-/// reading with defaults would silently turn into another run. Keys added to qamlab since its first runs
-/// may be absent: their defaults are what those runs did.
+/// `text` with `line` in place of its top-level line starting with `replaced`, or where there is none, after its
+/// last top-level key (before its first table), each other line as it was.
+fn with_top_level_line(text: &str, replaced: &str, line: &str) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let top = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(lines.len());
+    let is_key = |l: &&str| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#')
+    };
+    let (at, replace) = match lines[..top]
+        .iter()
+        .position(|l| l.trim_start().starts_with(replaced))
+    {
+        Some(at) => (at, true),
+        None => (
+            lines[..top].iter().rposition(is_key).map_or(0, |i| i + 1),
+            false,
+        ),
+    };
+    let ending = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(text.len() + line.len() + 2);
+    for (i, l) in lines.iter().enumerate() {
+        if i == at {
+            out.push_str(line);
+            out.push_str(ending);
+            if replace {
+                continue;
+            }
+        }
+        out.push_str(l);
+    }
+    if at == lines.len() {
+        // After the file's last line, which may have no ending.
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push_str(ending);
+        }
+        out.push_str(line);
+        out.push_str(ending);
+    }
+    out
+}
+
+/// A run writes every key of its configuration, so one missing is damage (a cut or emptied file, a deleted key),
+/// which reading with defaults would silently turn into another run. A file without [`WHOLE_CONFIG_MARKER`], an
+/// older run's, may lack the keys added to qamlab since its first runs: their defaults are what those runs did.
 fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
     const LATER_KEYS: [&str; 5] = [
         "cuda_graphs",
@@ -199,26 +293,83 @@ fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
     let written: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
-    let complete: toml::Table = TrainConfig::default().to_toml()?.parse()?;
-    let missing = |have: &toml::Table, want: &toml::Table, table: &str| -> Vec<String> {
-        want.keys()
-            .filter(|k| !have.contains_key(*k) && !LATER_KEYS.contains(&k.as_str()))
-            .map(|k| format!("{table}{k}"))
-            .collect()
+    let whole = text.lines().any(|l| l.trim_end() == WHOLE_CONFIG_MARKER);
+    // Every key a run may write: the optional ones are those a default config leaves unset.
+    let every_key: toml::Table = every_key_set().to_toml()?.parse()?;
+    let default: toml::Table = TrainConfig::default().to_toml()?.parse()?;
+    let unset = unset_comments(text);
+    let required = |name: &str, in_default: bool| {
+        if whole {
+            // An unset optional key is written as a comment.
+            in_default || !unset.iter().any(|u| u == name)
+        } else {
+            in_default && !LATER_KEYS.contains(&name)
+        }
     };
-    let mut absent = missing(&written, &complete, "");
-    if let (Some(toml::Value::Table(have)), Some(toml::Value::Table(want))) =
-        (written.get("agent"), complete.get("agent"))
-    {
-        absent.extend(missing(have, want, "agent."));
+    let missing = |have: &toml::Table, want: &toml::Table, default: &toml::Table, table: &str| {
+        want.keys()
+            .filter(|k| !have.contains_key(*k))
+            .map(|k| (format!("{table}{k}"), default.contains_key(k)))
+            .filter(|(name, in_default)| required(name, *in_default))
+            .map(|(name, _)| name)
+            .collect::<Vec<String>>()
+    };
+    let mut absent = missing(&written, &every_key, &default, "");
+    if let (
+        Some(toml::Value::Table(have)),
+        Some(toml::Value::Table(want)),
+        Some(toml::Value::Table(d)),
+    ) = (
+        written.get("agent"),
+        every_key.get("agent"),
+        default.get("agent"),
+    ) {
+        absent.extend(missing(have, want, d, "agent."));
     }
+    let why = if whole {
+        "a run writes every key of its configuration (an unset one as a `# key: unset` comment), as its first line \
+         says, so the file is damaged (cut or emptied) or the keys were deleted: put them back with the values the \
+         run had (a key left out would take its default, and the run would go on as another)"
+    } else {
+        "a run writes every key of its configuration, so the file is damaged (cut or emptied)"
+    };
     anyhow::ensure!(
         absent.is_empty(),
-        "{} lacks {}: a run writes every key of its configuration, so the file is damaged (cut or emptied)",
+        "{} lacks {}: {why}",
         path.display(),
         absent.join(", ")
     );
     Ok(())
+}
+
+/// A configuration with every optional key set: with [`TrainConfig::default`]'s keys, every key a run may write.
+fn every_key_set() -> TrainConfig {
+    let mut cfg = TrainConfig {
+        dataset: Some("data.npz".into()),
+        cpu_threads: Some(1),
+        ..TrainConfig::default()
+    };
+    cfg.agent.edit_target_entropy = Some(0.0);
+    cfg.agent.clip_grad = Some(true);
+    cfg
+}
+
+/// The keys `text` names in `# key: unset` comments (as [`TrainConfig::to_toml`] writes an unset optional key), as
+/// `key` or `table.key` by the table they stand in.
+fn unset_comments(text: &str) -> Vec<String> {
+    let mut table = String::new();
+    let mut names = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[') {
+            table = format!("{}.", header.trim_end_matches(']').trim());
+        } else if let Some((key, _)) = line
+            .strip_prefix("# ")
+            .and_then(|comment| comment.split_once(": unset"))
+        {
+            names.push(format!("{table}{key}"));
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -315,6 +466,85 @@ mod tests {
         assert!(
             err.contains("task = \"cube-zzz\" is not a built-in task (cube-single, cube-double, antmaze-umaze)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_deleted_from_a_config_written_whole_is_refused_but_an_older_run_lacking_it_loads() {
+        let (_dir, run) = temp_run();
+        let without = |text: &str, key: &str| -> String {
+            text.split_inclusive('\n')
+                .filter(|l| !l.starts_with(key))
+                .collect()
+        };
+        // A CPU run's (cpu_threads recorded) and a GPU run's (cpu_threads unset, said in a comment).
+        for cpu_threads in [Some(2), None] {
+            let cfg = TrainConfig {
+                cpu_threads,
+                ..TrainConfig::default()
+            };
+            run.write_config(&cfg).unwrap();
+            let written = std::fs::read_to_string(run.config()).unwrap();
+            assert!(written.starts_with(WHOLE_CONFIG_MARKER), "{written}");
+            assert_eq!(run.read_config().unwrap(), cfg);
+            let deleted = if cpu_threads.is_some() {
+                "cpu_threads = "
+            } else {
+                "# cpu_threads: unset"
+            };
+            for (line, key) in [
+                ("cuda_graphs = ", "cuda_graphs"),
+                ("tf32 = ", "tf32"),
+                ("split_update = ", "split_update"),
+                (deleted, "cpu_threads"),
+            ] {
+                let damaged = without(&written, line);
+                assert_ne!(damaged, written, "{line}");
+                std::fs::write(run.config(), &damaged).unwrap();
+                let err = format!("{:#}", run.read_config().unwrap_err());
+                assert!(
+                    err.starts_with(&format!("{} lacks {key}: ", run.config().display()))
+                        && err.contains("the keys were deleted: put them back"),
+                    "{err}"
+                );
+                // An older run's file (no first line saying it is whole) lacking the key reads with its default.
+                std::fs::write(run.config(), without(&damaged, WHOLE_CONFIG_MARKER)).unwrap();
+                run.read_config().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_threads_are_recorded_in_a_config_that_set_none_keeping_the_rest() {
+        let (_dir, run) = temp_run();
+        let line = "cpu_threads = 3  # recorded when the run first trained on the CPU\n";
+        // A GPU run's: the key takes the place of the comment that says it is unset, and the file stays whole.
+        run.write_config(&TrainConfig::default()).unwrap();
+        let gpu = std::fs::read_to_string(run.config()).unwrap();
+        run.record_cpu_threads(3).unwrap();
+        let recorded = std::fs::read_to_string(run.config()).unwrap();
+        let comment = gpu
+            .lines()
+            .find(|l| l.starts_with("# cpu_threads: unset"))
+            .unwrap();
+        assert_eq!(recorded, gpu.replace(&format!("{comment}\n"), line));
+        assert_eq!(run.read_config().unwrap().cpu_threads, Some(3));
+        let err = format!("{:#}", run.record_cpu_threads(4).unwrap_err());
+        assert!(
+            err.ends_with("config.toml already records cpu_threads"),
+            "{err}"
+        );
+        // An older run's, without the key or the comment, hand-edited: after its last top-level key, its comments
+        // and layout kept.
+        let older = "# my run\ntask = \"cube-single\"\noffline_steps = 0 # none\n\n[agent]\nkind = \"qam\"\n";
+        std::fs::write(run.config(), older).unwrap();
+        let expected = older.replace("# none\n", &format!("# none\n{line}"));
+        run.record_cpu_threads(3).unwrap();
+        assert_eq!(std::fs::read_to_string(run.config()).unwrap(), expected);
+        // One of top-level keys alone, without a last line ending.
+        assert_eq!(
+            with_top_level_line("envs = 2", "# cpu_threads: unset", "cpu_threads = 3"),
+            "envs = 2\ncpu_threads = 3\n"
         );
     }
 

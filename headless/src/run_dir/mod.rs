@@ -1,7 +1,7 @@
 //! The run directory: resolved config, metrics, evaluations, learning curve, checkpoints, summary.
 //!
 //! ```text
-//! RUN/config.toml            the resolved configuration (what `--resume` re-reads; the dataset's absolute path)
+//! RUN/config.toml            the resolved configuration (what `--resume` re-reads; the dataset's real path)
 //! RUN/task.scn.ron           a copy of the task's scene file, when the task is a file (what `--resume` and
 //!                            `eval` load, so the run is independent of later edits to the file)
 //! RUN/run.json               the CRC-32 of that copy as the run started: an edited copy is refused
@@ -10,7 +10,8 @@
 //! RUN/learning_curve.png     redrawn at each evaluation
 //! RUN/checkpoints/latest     name of the newest complete checkpoint directory (written after its files)
 //! RUN/checkpoints/step-N/    agent.safetensors, replay.safetensors, state.json, each recording the checkpoint's
-//!                            id; written as checkpoints/.tmp-step-N-…/ and renamed once whole
+//!                            id (state.json the CRC-32 of its text too); written as checkpoints/.tmp-step-N-…/
+//!                            and renamed once whole
 //! RUN/summary.json           written at the end
 //! ```
 
@@ -19,6 +20,7 @@ mod config;
 mod evals;
 mod lock;
 mod metrics;
+mod sealed_state;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,8 @@ pub use checkpoints::StagedCheckpoint;
 pub(crate) use checkpoints::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
 pub use lock::RunLock;
 pub use metrics::MetricsRow;
+pub(crate) use sealed_state::check_state_crc;
+pub use sealed_state::{STATE_CRC_KEY, seal_state};
 
 use lock::LOCK_FILE;
 

@@ -18,7 +18,9 @@ use super::trainer::{RECENT_EPISODES, RunState, Trainer};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::files::write_bytes_atomically;
-use crate::run_dir::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
+use crate::run_dir::{
+    CHECKPOINT_ID_KEY, check_same_checkpoint, check_state_crc, checkpoint_id, seal_state,
+};
 
 /// The run settings a resume must keep (see [`RunState::settings`](super::trainer::RunState::settings)).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -162,10 +164,7 @@ impl Trainer<'_> {
                 .map(|(queued, counts)| (queued.as_slice(), counts.as_slice())),
         };
         write_replay(&dir.join("replay.safetensors"), &record, meta)?;
-        write_bytes_atomically(
-            &dir.join("state.json"),
-            serde_json::to_string_pretty(&state)?.as_bytes(),
-        )
+        write_state(&dir.join("state.json"), &state)
     }
 
     /// The run's state as a checkpoint records it (its envs' episodes aside).
@@ -193,11 +192,7 @@ impl Trainer<'_> {
             .latest_checkpoint()?
             .context("the checkpoint the run resumed from is gone")?;
         // The envs' episodes stay as that checkpoint records them: none stepped since.
-        let state = self.state_to_record();
-        write_bytes_atomically(
-            &dir.join("state.json"),
-            serde_json::to_string_pretty(&state)?.as_bytes(),
-        )
+        write_state(&dir.join("state.json"), &self.state_to_record())
     }
 
     /// Restores agent, replay buffer, sampler and progress from the latest checkpoint, with the episodes that
@@ -224,6 +219,8 @@ impl Trainer<'_> {
         let state_path = dir.join("state.json");
         let text = std::fs::read_to_string(&state_path)
             .with_context(|| format!("reading {}", state_path.display()))?;
+        // Before its values are judged: an edited or damaged file is named as such first.
+        check_state_crc(&state_path, &text)?;
         self.state = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}", state_path.display()))?;
         // Before the agent's own checks: an edited config.toml is named as such, not as a foreign agent.
@@ -517,6 +514,12 @@ impl Trainer<'_> {
     }
 }
 
+/// Writes `state` to `path` (a checkpoint's `state.json`) atomically, sealed with the CRC-32 of its text.
+fn write_state(path: &Path, state: &RunState) -> anyhow::Result<()> {
+    let text = seal_state(&serde_json::to_string_pretty(state)?)?;
+    write_bytes_atomically(path, text.as_bytes())
+}
+
 /// What a checkpoint's replay file gives a resumed run besides its buffer's transitions: each env's episode in
 /// progress, and in the online phase the record of its envs.
 struct RestoredReplay {
@@ -531,7 +534,8 @@ mod tests {
     use qamlab_agent::checkpoint::{read_tensors, write_tensors};
 
     use crate::config::TrainConfig;
-    use crate::run_dir::{CHECKPOINT_ID_KEY, RunDir};
+    use crate::run_dir::{CHECKPOINT_ID_KEY, RunDir, STATE_CRC_KEY};
+    use crate::train::tests::{pretty, resealed};
     use crate::train::{TrainOptions, train};
 
     /// A tiny online-only run of 40 steps on one env, checkpointed at its end, with `eval_episodes` episodes an
@@ -655,13 +659,30 @@ mod tests {
         let edited = |position: u64| {
             let mut value: serde_json::Value = serde_json::from_str(&state).unwrap();
             value["acting_position"] = position.into();
-            std::fs::write(&state_path, value.to_string()).unwrap();
+            value
         };
         for (position, why) in [
             (99_999_999_999, "expected at most 100000 more"),
             (0, "expected at least as many"),
         ] {
-            edited(position);
+            // Edited by hand, the file's checksum fails first: resume and eval name it as edited.
+            let was = serde_json::from_str::<serde_json::Value>(&state).unwrap()["acting_position"]
+                .clone();
+            let by_hand = state.replace(
+                &format!("\"acting_position\": {was}"),
+                &format!("\"acting_position\": {position}"),
+            );
+            assert_ne!(by_hand, state);
+            std::fs::write(&state_path, by_hand).unwrap();
+            for err in [error(resume()), error(load())] {
+                assert!(
+                    err.starts_with(&format!("{}: its text's CRC-32 is ", state_path.display()))
+                        && err.contains("the file was edited or damaged"),
+                    "{err}"
+                );
+            }
+            // Sealed again, as a deliberate edit would be, the value itself is judged.
+            std::fs::write(&state_path, resealed(&edited(position))).unwrap();
             for err in [error(resume()), error(load())] {
                 assert!(
                     err.contains(&format!("state.json: acting_position {position}"))
@@ -672,11 +693,13 @@ mod tests {
         }
         std::fs::write(&state_path, &state).unwrap();
 
-        // A checkpoint of an older qamlab records no id in any of its files, and loads on its counts alone; one
-        // file without it beside two with it is a mix.
+        // A checkpoint of an older qamlab records no id in any of its files, nor a checksum of its state, and loads
+        // on its counts alone; one file without the id beside two with it is a mix.
         let mut value: serde_json::Value = serde_json::from_str(&state).unwrap();
-        value.as_object_mut().unwrap().remove(CHECKPOINT_ID_KEY);
-        std::fs::write(&state_path, value.to_string()).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove(CHECKPOINT_ID_KEY);
+        object.remove(STATE_CRC_KEY);
+        std::fs::write(&state_path, pretty(&value)).unwrap();
         let err = error(resume());
         assert!(
             err.contains("agent.safetensors records checkpoint_id")

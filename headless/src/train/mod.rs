@@ -49,7 +49,7 @@ pub struct TrainSummary {
     /// The run's seed (config `seed`). Absent in summaries of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// The dataset the run trained on, its absolute path as `config.toml` records it (null for a run without
+    /// The dataset the run trained on, its real path as `config.toml` records it (null for a run without
     /// one). Absent in summaries of older runs.
     #[serde(default)]
     pub dataset: Option<PathBuf>,
@@ -206,6 +206,8 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     } else {
         config_warnings(&cfg, &task)
     };
+    // A run that started on a GPU, or before qamlab recorded the count, has none: its first CPU leg records it.
+    let threads_unrecorded = opts.resume && cfg.cpu_threads.is_none();
     let (device, device_warnings) = configure_device(&mut cfg, &run, opts.resume)?;
     warnings.extend(device_warnings);
     if !opts.resume && !task.builtin {
@@ -240,6 +242,19 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
             run.root().display()
         );
     }
+    if let Some(threads) = cfg
+        .cpu_threads
+        .filter(|_| threads_unrecorded && device == Device::Cpu && !trainer.is_complete())
+    {
+        // With the run's lock held, and before its first step on these threads.
+        run.record_cpu_threads(threads)?;
+        // A plain line, as the notes above: the user's file changed.
+        eprintln!(
+            "{} set no cpu_threads (the run started on a GPU, or with a qamlab that did not record it): recorded \
+             cpu_threads = {threads}, the count this CPU leg takes, which later resumes keep",
+            run.config().display()
+        );
+    }
     if opts.progress {
         print_start_line(&cfg, &trainer, device, &run);
     }
@@ -253,7 +268,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
 }
 
 /// The configuration a new run records, from `cfg` as given: its scene a regular file, its dataset's path
-/// absolute.
+/// absolute and canonical (links resolved).
 fn new_run_config(mut cfg: TrainConfig) -> anyhow::Result<TrainConfig> {
     // The run copies its scene file and records its path: a pipe (`--task <(...)`) would be read empty the
     // second time, and its path names nothing later.
@@ -266,10 +281,15 @@ fn new_run_config(mut cfg: TrainConfig) -> anyhow::Result<TrainConfig> {
             cfg.task
         );
     }
-    // The run's config.toml must still find the dataset when resumed from another directory.
+    // The run's config.toml must still find the dataset when resumed from another directory: its real path, as
+    // the scene's, which names the file whose bytes the run trains on (a resume checks their CRC-32) however the
+    // user reached it. `..` is only removed soundly with the links resolved (`a/link/../d` need not be `a/d`), and
+    // a link re-pointed later (`latest.npz`) would give the resume another file. Not there, it is only made
+    // absolute, and loading it names the path.
     if let Some(path) = &mut cfg.dataset {
-        *path =
-            std::path::absolute(&*path).with_context(|| format!("dataset {}", path.display()))?;
+        *path = std::fs::canonicalize(&*path)
+            .or_else(|_| std::path::absolute(&*path))
+            .with_context(|| format!("dataset {}", path.display()))?;
     }
     Ok(cfg)
 }
@@ -340,11 +360,10 @@ fn configure_device(
     if device == Device::Cpu {
         // Unset, half the cores: libtorch's OpenMP threads spin, and more of them than the cores the envs' physics
         // leaves free make updates many times slower. Sums over many values depend on the count, so a new run
-        // records it and a resumed one keeps it (old runs recorded none: they take half the cores, as then).
+        // records it and a resumed one keeps it (one that recorded none, started on a GPU or before the key
+        // existed, records the count it takes now: see `train`).
         let threads = crate::config::set_cpu_threads(cfg.cpu_threads);
-        if !resume {
-            cfg.cpu_threads = Some(threads);
-        }
+        cfg.cpu_threads = Some(threads);
         warnings.extend(cpu_threads_warning(
             threads,
             crate::config::available_cores(),
@@ -501,6 +520,21 @@ mod tests {
         config.agent.value_hidden_dims = vec![8];
         config.agent.num_qs = 2;
         config
+    }
+
+    /// `state` (a checkpoint's state.json) as JSON text as training writes it, but without its checksum (as
+    /// older versions wrote it).
+    pub(super) fn pretty(state: &serde_json::Value) -> String {
+        let mut state = state.clone();
+        if let Some(object) = state.as_object_mut() {
+            object.remove(crate::run_dir::STATE_CRC_KEY);
+        }
+        serde_json::to_string_pretty(&state).unwrap()
+    }
+
+    /// `state` (edited) sealed again with the checksum of its text, as an edit made on purpose would be.
+    pub(super) fn resealed(state: &serde_json::Value) -> String {
+        crate::run_dir::seal_state(&pretty(state)).unwrap()
     }
 
     /// Runs a tiny online-only run; returns the final weights' step and the run's latest checkpoint.
@@ -833,14 +867,15 @@ mod tests {
 
         let state_path = latest.join("state.json");
         let state = std::fs::read_to_string(&state_path).unwrap();
+        // Counts of another checkpoint in a state.json sealed again (its checksum agreeing with its text).
         let mut other: serde_json::Value = serde_json::from_str(&state).unwrap();
         other["updates"] = json!(other["updates"].as_u64().unwrap() + 1);
-        std::fs::write(&state_path, other.to_string()).unwrap();
+        std::fs::write(&state_path, resealed(&other)).unwrap();
         let err = resume_error();
         assert!(err.contains("different checkpoints"), "{err}");
         let mut other: serde_json::Value = serde_json::from_str(&state).unwrap();
         other["online_step"] = json!(8);
-        std::fs::write(&state_path, other.to_string()).unwrap();
+        std::fs::write(&state_path, resealed(&other)).unwrap();
         let err = resume_error();
         assert!(err.contains("not its folder's"), "{err}");
         std::fs::write(&state_path, &state).unwrap();
@@ -1254,6 +1289,64 @@ mod tests {
                 && new.ends_with("(about 40x measured)"),
             "{new}"
         );
+    }
+
+    #[test]
+    fn a_run_that_recorded_no_cpu_threads_records_them_on_its_first_cpu_leg() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let options = |resume, stop_after_logs| tiny_run(&out, resume, stop_after_logs);
+        train(options(false, Some(3))).unwrap();
+        let path = RunDir::new(&out).config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let threads = crate::config::default_cpu_threads();
+        let key = format!("cpu_threads = {threads}\n");
+        assert!(text.contains(&key), "{text}");
+        // As a run started on a GPU wrote it: whole, the count unset.
+        let unset = "# cpu_threads: unset (on the CPU, half the cores the process may use; a CPU run records its \
+                     count)\n";
+        let gpu = text.replace(&key, unset);
+        std::fs::write(&path, &gpu).unwrap();
+        train(options(true, Some(2))).unwrap();
+        let recorded = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            recorded,
+            gpu.replace(
+                unset,
+                &format!(
+                    "cpu_threads = {threads}  # recorded when the run first trained on the CPU\n"
+                )
+            )
+        );
+        // Later resumes keep it (and a finished run's config is left alone).
+        assert!(!train(options(true, None)).unwrap().stopped_early);
+        train(options(true, None)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), recorded);
+    }
+
+    #[test]
+    fn a_new_runs_dataset_is_recorded_by_its_real_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("sub")).unwrap();
+        std::fs::write(real.join("data.npz"), "").unwrap();
+        std::os::unix::fs::symlink(real.join("data.npz"), real.join("latest.npz")).unwrap();
+        let recorded = |given: PathBuf| {
+            let cfg = TrainConfig {
+                dataset: Some(given),
+                ..TrainConfig::default()
+            };
+            new_run_config(cfg).unwrap().dataset.unwrap()
+        };
+        assert_eq!(
+            recorded(real.join("sub/../data.npz")),
+            real.join("data.npz")
+        );
+        // A link is followed to the file the run trains on: re-pointed later, it would give a resume another.
+        assert_eq!(recorded(real.join("latest.npz")), real.join("data.npz"));
+        // A path that names nothing is made absolute only (loading it names it as given).
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(recorded("gone/../x.npz".into()), cwd.join("gone/../x.npz"));
     }
 
     #[test]

@@ -21,7 +21,6 @@ use super::{TrainObserver, TrainSummary};
 use crate::chunks::ChunkQueues;
 use crate::config::TrainConfig;
 use crate::evaluate::EvalPoint;
-use crate::files::write_bytes_atomically;
 use crate::phase::Phase;
 use crate::run_dir::{RunDir, RunLock};
 
@@ -169,7 +168,7 @@ impl<'a> Trainer<'a> {
                     .with_context(|| format!("copying the task scene {}", cfg.task))?;
                 run.write_task_scene(&text)?;
             }
-            write_bytes_atomically(&run.config(), cfg.to_toml()?.as_bytes())?;
+            run.write_config(cfg)?;
             let _ = std::fs::remove_file(run.metrics());
         }
         Ok((trainer, warnings))
