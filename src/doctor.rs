@@ -140,7 +140,7 @@ pub fn run() -> anyhow::Result<()> {
     });
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for check in &checks {
-        println!("{:width$}  {}", check.name, check.value);
+        qamlab_headless::stdout_line!("{:width$}  {}", check.name, check.value)?;
     }
     Ok(())
 }

@@ -89,14 +89,14 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A deliberate Ctrl-C is not an error: its line says what became of the work, without the prefix.
         Err(err) if err.is::<commands::interrupt::Interrupted>() => {
-            eprintln!("{}", error_line(&err));
+            qamlab_headless::stderr_line!("{}", error_line(&err));
             std::process::ExitCode::from(commands::interrupt::exit_status())
         }
         Err(err) => {
             let line = error_line(&err);
-            eprintln!("error: {line}");
+            qamlab_headless::stderr_line!("error: {line}");
             if let Some(hint) = literal_tilde_hint(&line, std::env::args().skip(1)) {
-                eprintln!("hint: {hint}");
+                qamlab_headless::stderr_line!("hint: {hint}");
             }
             std::process::ExitCode::FAILURE
         }
@@ -135,7 +135,7 @@ fn say_out_of_memory_plainly() {
         let main_thread = std::thread::current().name() == Some("main");
         match payload.and_then(out_of_memory).filter(|_| main_thread) {
             Some(what) => {
-                eprintln!(
+                qamlab_headless::stderr_line!(
                     "error: libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
                      widths, num_qs, --envs) or free the device's memory"
                 );

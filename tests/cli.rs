@@ -600,6 +600,60 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{stderr}");
 }
 
+/// A file every write to fails with "No space left on device", as a full disk does.
+fn full_disk() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+#[test]
+fn a_result_that_cannot_be_written_is_an_error_and_a_log_that_cannot_is_no_reason_to_stop() {
+    // std's println!/eprintln! panic when the write fails: `dataset --json > full-disk/x.json` gave a trace, and a
+    // run whose stderr went to a full disk died mid-way with exit 101 and a trace nobody could read.
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("d.npz");
+    common::run_ok(common::collect_cmd(&dataset, "2", "0").arg("--quiet"));
+    let out = common::qamlab()
+        .arg("dataset")
+        .arg(&dataset)
+        .arg("--json")
+        .stdout(full_disk())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: writing standard output: No space left on device"),
+        "{stderr}"
+    );
+    // Training goes on with its progress lines going nowhere, and says its result.
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        common::tiny_config!(
+            "offline_steps = 40\nonline_steps = 0\neval_interval = 20\neval_episodes = 1\n"
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = common::qamlab()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--dataset")
+        .arg(&dataset)
+        .arg("--out")
+        .arg(&run)
+        .stderr(full_disk())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}\n{stdout}", out.status);
+    assert!(stdout.contains("success: offline "), "{stdout}");
+    assert!(run.join("summary.json").is_file());
+}
+
 #[test]
 fn collect_replaces_an_existing_dataset_only_when_told() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,13 +9,15 @@
 //! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes, the checks of
 //!   paths given for output, cancellation of writes on a signal.
 //! * [`limits`] — the upper bounds of counts users give, and the memory check of what they allocate.
-//! * [`shell`] — the commands printed for the user to run, their arguments quoted for a shell.
+//! * [`shell`] — the commands printed for the user to run, their arguments quoted for a shell; [`console`] — the
+//!   lines printed for the user, without panicking where a stream cannot take them.
 
 #![warn(missing_docs)]
 
 pub mod chunks;
 pub mod collect;
 pub mod config;
+pub mod console;
 pub mod dataset;
 pub mod evaluate;
 pub mod files;

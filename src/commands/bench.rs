@@ -194,12 +194,12 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
     };
     let device_name = qamlab_headless::config::device_name(device);
     if !device.is_cuda() && (args.tf32 != Toggle::Off || args.cuda_graphs == Toggle::On) {
-        eprintln!(
+        qamlab_headless::stderr_line!(
             "note: --tf32 and --cuda-graphs are CUDA switches; on {device_name} every row runs eagerly in IEEE fp32"
         );
     }
     if device.is_cuda() && args.split_update == Toggle::On {
-        eprintln!(
+        qamlab_headless::stderr_line!(
             "note: --split-update is a CPU switch; on {device_name} updates run on one thread"
         );
     }
@@ -220,12 +220,15 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
         cfg.validate()
             .with_context(|| format!("{}, agent {}", subject.label, kind.as_str()))?;
     }
-    println!(
+    qamlab_headless::stdout_line!(
         "device {device_name}{threads}, {}, {} timed updates each",
-        subject.label, args.updates
-    );
-    println!("| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |");
-    println!("|---|---|---|---|---|");
+        subject.label,
+        args.updates
+    )?;
+    qamlab_headless::stdout_line!(
+        "| agent | execution | updates/s | act latency b1 (ms) | act latency b1024 (ms) |"
+    )?;
+    qamlab_headless::stdout_line!("|---|---|---|---|---|")?;
     for kind in kinds {
         let mut cfg = subject.agent.clone();
         cfg.select_kind(kind);
@@ -255,14 +258,14 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
                         execution,
                     )
                     .with_context(|| format!("{}, agent {}", subject.label, kind.as_str()))?;
-                    println!(
+                    qamlab_headless::stdout_line!(
                         "| {} | {} | {:.1} | {:.2} | {:.2} |",
                         r.kind,
                         r.execution,
                         r.updates_per_sec,
                         r.act_latency_b1_ms,
                         r.act_latency_b1024_ms
-                    );
+                    )?;
                 }
             }
         }
@@ -273,7 +276,7 @@ fn agent(args: AgentBenchArgs) -> anyhow::Result<()> {
 fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
     let task = qamlab_tasks::load_task(&args.task)?;
     let s = &task.scene.settings;
-    println!(
+    qamlab_headless::stdout_line!(
         "task {}: control step {} s, {} physics substeps of {:.4} s, {} solver iterations of {} pass{}; {} control \
          steps per row",
         task.name,
@@ -284,27 +287,31 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
         s.solver_passes,
         if s.solver_passes == 1 { "" } else { "es" },
         args.steps
-    );
-    println!("| policy | envs | env steps/s (wall) | env steps per CPU-second |");
-    println!("|---|---|---|---|");
+    )?;
+    qamlab_headless::stdout_line!(
+        "| policy | envs | env steps/s (wall) | env steps per CPU-second |"
+    )?;
+    qamlab_headless::stdout_line!("|---|---|---|---|")?;
     let rows = qamlab_tasks::bench::bench_sim(&task, &args.envs, args.steps)?;
     for row in &rows {
         let per_cpu = row
             .env_steps_per_cpu_sec
             .map_or("-".into(), |v| format!("{v:.0}"));
-        println!(
+        qamlab_headless::stdout_line!(
             "| {} | {} | {:.0} | {per_cpu} |",
-            row.policy, row.envs, row.env_steps_per_sec
-        );
+            row.policy,
+            row.envs,
+            row.env_steps_per_sec
+        )?;
     }
     if rows.iter().any(|r| r.env_steps_per_cpu_sec.is_none()) {
-        println!("(-: this system gave no process CPU time)");
+        qamlab_headless::stdout_line!("(-: this system gave no process CPU time)")?;
     }
     if !rows.iter().any(|r| r.policy == "oracle") {
-        println!(
+        qamlab_headless::stdout_line!(
             "(no oracle rows: the scripted oracle cannot drive task {}; `qamlab task` says why)",
             task.name
-        );
+        )?;
     }
     Ok(())
 }

@@ -152,12 +152,12 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     } else {
         put_in_place_new(main, val)?
     };
-    report(&main);
+    report(&main)?;
     if let Some(val) = &val {
-        report(val);
+        report(val)?;
     }
     if main.transitions > 0 && main.success_fraction == 0.0 {
-        println!(
+        qamlab_headless::stdout_line!(
             "note: no transition reaches success, so offline training sees no success to value{}",
             if options.play {
                 "; play data reaches the goals only by chance (harder, the more goals a task has): `--solve` \
@@ -165,7 +165,7 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             } else {
                 ""
             }
-        );
+        )?;
     }
     Ok(())
 }
@@ -206,7 +206,7 @@ fn put_in_place_new(
         return Ok((main, val));
     }
     for written in std::iter::once(&main).chain(&val) {
-        report(written);
+        report(written)?;
     }
     let taken: Vec<String> = moved.iter().map(|p| p.display().to_string()).collect();
     anyhow::bail!(
@@ -245,8 +245,9 @@ fn file_name(path: &std::path::Path) -> String {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
-fn report(summary: &CollectSummary) {
-    println!(
+/// Prints what was written.
+fn report(summary: &CollectSummary) -> anyhow::Result<()> {
+    qamlab_headless::stdout_line!(
         "wrote {}: {}, {} transitions ({} rows), {:.1}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),
         super::count(summary.episodes, "episode"),
@@ -254,5 +255,5 @@ fn report(summary: &CollectSummary) {
         summary.rows,
         100.0 * summary.success_fraction,
         summary.env_steps_per_sec
-    );
+    )
 }

@@ -36,7 +36,12 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     }
     let stats = Stats::of(&data);
     if !args.json {
-        print!("{}", describe(&args.file, &data, &stats, args.columns));
+        qamlab_headless::console::write_stdout_text(&describe(
+            &args.file,
+            &data,
+            &stats,
+            args.columns,
+        ))?;
     }
     // The task it is checked against, and what its check notes.
     let fits = match task {
@@ -52,14 +57,17 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
         None => None,
     };
     if args.json {
-        println!("{}", to_json(&args.file, &data, &stats, fits.as_ref()));
+        qamlab_headless::stdout_line!("{}", to_json(&args.file, &data, &stats, fits.as_ref()))?;
         return Ok(());
     }
     match fits {
-        Some((task, notes)) if notes.is_empty() => println!("fits task {task}"),
-        Some((task, notes)) => {
-            println!("fits task {task}, with a warning: {}", notes.join("; and "))
+        Some((task, notes)) if notes.is_empty() => {
+            qamlab_headless::stdout_line!("fits task {task}")?
         }
+        Some((task, notes)) => qamlab_headless::stdout_line!(
+            "fits task {task}, with a warning: {}",
+            notes.join("; and ")
+        )?,
         None => {}
     }
     Ok(())

@@ -146,13 +146,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // another process is using (held until the old run is cleared).
     let mut claim = claim_previous_run(&run_dir)?;
     if let Some(note) = interrupted_run_note(&run_dir) {
-        println!("{note}");
+        qamlab_headless::stdout_line!("{note}")?;
     }
     let device_name = qamlab_headless::config::device_name(device);
-    println!(
+    qamlab_headless::stdout_line!(
         "qamlab demo on {device_name}: {} play episodes of cube-single, then QAM {} offline + {} online steps",
-        plan.episodes, plan.config.offline_steps, plan.config.online_steps
-    );
+        plan.episodes,
+        plan.config.offline_steps,
+        plan.config.online_steps
+    )?;
     // Ctrl-C while collecting stops it with no temporary file left (training, next, takes Ctrl-C as a request to
     // checkpoint and stop).
     super::interrupt::cancel_on_interrupt();
@@ -171,11 +173,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "the demo dataset was not written (no temporary file is left)",
     )?
     .put_in_place()?;
-    println!(
+    qamlab_headless::stdout_line!(
         "dataset: {} ({} transitions)",
         dataset.display(),
         collected.transitions
-    );
+    )?;
     // From here Ctrl-C asks training to checkpoint and stop; one that came before, during the collection's last
     // write, stops the demo here, before the previous run is cleared.
     let observer = super::interrupt::stop_on_interrupt();
@@ -187,7 +189,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         claim = claim_previous_run(&run_dir)?;
     }
     if run_dir.exists() {
-        println!("replacing the previous demo run {}", run_dir.display());
+        qamlab_headless::stdout_line!("replacing the previous demo run {}", run_dir.display())?;
         std::fs::remove_dir_all(&run_dir)
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
     }
@@ -215,7 +217,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             false => stopped,
         });
     }
-    super::train::print_summary(&summary);
+    super::train::print_summary(&summary)?;
     let final_evaluation = final_evaluation(&run_dir, device)?;
     // The demo's headline figure, kept with the run's others.
     qamlab_headless::train::write_summary(&qamlab_headless::TrainSummary {
@@ -250,7 +252,7 @@ fn final_evaluation(
     )
     .context("the demo's final evaluation")?;
     let (low, high) = result.interval();
-    println!(
+    qamlab_headless::stdout_line!(
         "final evaluation: success {:.0}% over {} fresh episodes (95% interval {:.0}-{:.0}%); `qamlab eval --run {} \
          --episodes {FINAL_EPISODES} --seed {FINAL_SEED} --device {}` repeats it",
         100.0 * result.success_rate,
@@ -259,7 +261,7 @@ fn final_evaluation(
         100.0 * high,
         qamlab_headless::shell::quote_path(run_dir),
         if device.is_cuda() { "cuda" } else { "cpu" }
-    );
+    )?;
     Ok(qamlab_headless::train::FinalEvaluation {
         success_rate: result.success_rate,
         interval: (low, high),

@@ -64,7 +64,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let run = RunDir::new(&args.run);
     let cfg = run.read_config()?;
     if let Some(original) = run.edited_original_scene().filter(|_| !args.video_only) {
-        eprintln!(
+        qamlab_headless::stderr_line!(
             "note: {} changed since the run started; eval runs the task as the run trained on it, its copy {}",
             original.display(),
             run.task_scene().display()
@@ -111,7 +111,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     .with_context(|| format!("evaluating task {}", cfg.task))?;
     if !args.json {
         let (low, high) = result.interval();
-        println!(
+        qamlab_headless::stdout_line!(
             "{} ({}, checkpoint {}, {} updates): success {:.0}% over {} episodes (95% interval {:.0}-{:.0}%), \
              mean return {:.1}",
             task.name,
@@ -123,7 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             100.0 * low,
             100.0 * high,
             result.mean_return
-        );
+        )?;
     }
     let rendered = match &video_out {
         Some(out) => render_in_child(&args, out),
@@ -142,7 +142,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             result: &result,
             video: video.as_ref().map(VideoOutput::path),
         };
-        println!("{}", report.to_json());
+        qamlab_headless::stdout_line!("{}", report.to_json())?;
     }
     rendered
 }
@@ -194,7 +194,7 @@ impl EvalReport<'_> {
 /// error that says what is missing.
 fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the qamlab binary to render the video")?;
-    eprintln!(
+    qamlab_headless::stderr_line!(
         "eval: rendering {} episode(s) to {} ...",
         args.video_episodes,
         out.path().display()
@@ -306,7 +306,7 @@ fn record_video(
         "no video was written (no temporary file is left)",
     )?;
     let successes = recorded.successes.iter().filter(|s| **s).count();
-    println!(
+    qamlab_headless::stdout_line!(
         "video: {} ({} frames of {}x{} at {} fps, {:.1} s, {} episode(s), {} successful)",
         out.path().display(),
         out.frame_count(&recorded),
@@ -316,6 +316,6 @@ fn record_video(
         recorded.seconds(),
         recorded.successes.len(),
         successes
-    );
+    )?;
     Ok(())
 }

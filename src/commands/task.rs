@@ -34,10 +34,9 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
     } else {
         format!("file {}", args.task)
     };
-    print!(
-        "{}",
-        describe(&task.name, &args.task, &source, scene, &spec, script)
-    );
+    qamlab_headless::console::write_stdout_text(&describe(
+        &task.name, &args.task, &source, scene, &spec, script,
+    ))?;
     let unsolvable = match &oracle {
         Err(e @ qamlab_tasks::TaskError::Unsolvable { .. }) => Some(e.to_string()),
         _ => None,
@@ -77,16 +76,16 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
 fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyhow::Result<bool> {
     let episodes = args.episodes;
     let tried = try_policy(scene, episodes, args.seed, Policy::Oracle)?;
-    println!(
+    qamlab_headless::stdout_line!(
         "tried: oracle (solve) succeeds in {:.0}% of {}; the goals still hold at the episode's end in {:.0}%",
         100.0 * tried.success_rate,
         super::count(episodes, "episode"),
         100.0 * tried.held_rate
-    );
+    )?;
     // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
     let lost = tried.reached - tried.held;
     if lost > 0 && 2 * lost >= tried.reached && episodes >= 10 {
-        println!(
+        qamlab_headless::stdout_line!(
             "note: in {lost} of the {} episodes the oracle solved, the goals no longer held at the end: an \
              object met its target in passing and did not stay (a target past the edge of what it rests \
              on, or above where it rests, holds only while the robot holds it there); success counts the \
@@ -94,11 +93,11 @@ fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyh
              not what you meant (`qamlab view --task {} --policy oracle` shows it)",
             tried.reached,
             qamlab_headless::shell::quote(&args.task)
-        );
+        )?;
     }
     // The scripts check reach and layout, not every obstacle: data from a failing script rarely succeeds.
     if tried.success_rate < 0.5 && episodes >= 10 {
-        println!(
+        qamlab_headless::stdout_line!(
             "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
              from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
              over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
@@ -109,7 +108,7 @@ fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyh
             } else {
                 ""
             }
-        );
+        )?;
     }
     Ok(tried.success_rate >= 0.5)
 }
@@ -125,16 +124,16 @@ fn report_random_trial(
 ) -> anyhow::Result<()> {
     let episodes = args.episodes;
     let tried = try_policy(scene, episodes, args.seed, Policy::Random)?;
-    println!(
+    qamlab_headless::stdout_line!(
         "tried: random actions succeed in {:.0}% of {}",
         100.0 * tried.success_rate,
         super::count(episodes, "episode")
-    );
+    )?;
     // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
     // at all: else the error below says why not).
     let agents_act = qamlab_headless::chunks::check_agent_action_space(spec).is_ok();
     if tried.success_rate == 0.0 && episodes >= 10 && agents_act {
-        println!(
+        qamlab_headless::stdout_line!(
             "note: random actions never reached the goals in {episodes} episodes: training online from nothing \
              (`{}`) has no success to learn from and may stay at 0 %; {}",
             qamlab_headless::config::train_from_nothing_command(&args.task),
@@ -150,15 +149,15 @@ fn report_random_trial(
                  less than its `scale` per step when its stiffness is low)"
                     .to_string()
             }
-        );
+        )?;
     }
     // One control step cannot carry anything far: success then means the goals held at reset.
     if tried.at_first_step > 0 {
-        println!(
+        qamlab_headless::stdout_line!(
             "note: {} of {episodes} random episodes succeeded at their first control step: the goals hold (nearly) \
              at reset; check their targets and tolerances against the initial poses",
             tried.at_first_step
-        );
+        )?;
     }
     Ok(())
 }

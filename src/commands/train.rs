@@ -165,7 +165,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let summary = if let Some(dir) = &args.resume {
         let run = qamlab_headless::run_dir::RunDir::new(dir);
         if let Some(original) = run.edited_original_scene() {
-            eprintln!(
+            qamlab_headless::stderr_line!(
                 "note: {} changed since the run started; the run goes on with the task as it began, its copy {}",
                 original.display(),
                 run.task_scene().display()
@@ -195,7 +195,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             qamlab_tasks::load_task(&cfg.task)
                 .with_context(|| format!("task = {:?}", cfg.task))
                 .with_context(source)?;
-            print!("{}", cfg.to_toml()?);
+            qamlab_headless::console::write_stdout_text(&cfg.to_toml()?)?;
             return Ok(());
         }
         cfg.validate().with_context(source)?;
@@ -211,8 +211,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         super::interrupt::check(&summary)?;
         summary
     };
-    print_summary(&summary);
-    Ok(())
+    print_summary(&summary)
 }
 
 /// An evaluation's success rate, its count of successes and the 95 % interval: `87% (26/30, 95% interval 70-95%)`.
@@ -229,8 +228,8 @@ fn evaluation_figure(e: &EvalPoint) -> String {
 }
 
 /// Prints the figures a user looks for after a run.
-pub fn print_summary(s: &TrainSummary) {
-    print!("{}", summary_text(s));
+pub fn print_summary(s: &TrainSummary) -> anyhow::Result<()> {
+    qamlab_headless::console::write_stdout_text(&summary_text(s))
 }
 
 /// The lines [`print_summary`] prints.

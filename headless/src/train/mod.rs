@@ -230,14 +230,14 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         // Plain lines, not tracing's: its default filter shows only warnings, each as `warning: …`, and these are
         // notes heading what the command prints next.
         if let Some(summary) = finished_run_summary(&run)? {
-            eprintln!(
+            crate::stderr_line!(
                 "{} finished already: nothing to resume; its summary:",
                 run.root().display()
             );
             return Ok(summary);
         }
         // Its summary was lost: finishing again writes it (no step is taken).
-        eprintln!(
+        crate::stderr_line!(
             "{} finished already, but its summary.json is missing or unreadable: writing it again",
             run.root().display()
         );
@@ -249,7 +249,7 @@ pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
         // With the run's lock held, and before its first step on these threads.
         run.record_cpu_threads(threads)?;
         // A plain line, as the notes above: the user's file changed.
-        eprintln!(
+        crate::stderr_line!(
             "{} set no cpu_threads (the run started on a GPU, or with a qamlab that did not record it): recorded \
              cpu_threads = {threads}, the count this CPU leg takes, which later resumes keep",
             run.config().display()
@@ -451,7 +451,7 @@ fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &
         Device::Cpu => format!(" (cpu_threads {})", tch::get_num_threads()),
         _ => String::new(),
     };
-    eprintln!(
+    crate::stderr_line!(
         "{verb} {} on {} ({} offline + {} online steps) on {}{threads}{from}, in {}",
         cfg.agent.kind.as_str(),
         trainer.task_name(),

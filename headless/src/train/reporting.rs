@@ -228,7 +228,7 @@ impl Trainer<'_> {
         let point = result.point(step, phase);
         // Where the bars cannot show (output to a file, a pipe, CI's log), each evaluation is a line of its own.
         if self.reporting.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            eprintln!(
+            crate::stderr_line!(
                 "eval at step {step} ({phase}): success {:.0}% over {} episodes, mean return {:.1}, {:.0} s into the run",
                 100.0 * point.success_rate,
                 point.episodes,

@@ -116,7 +116,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     check_out(&args.out)?;
     let plot = prepare(&args)?;
     for note in &plot.notes {
-        eprintln!("note: {note}");
+        qamlab_headless::stderr_line!("note: {note}");
     }
     for warning in &plot.warnings {
         tracing::warn!("{warning}");
@@ -126,11 +126,11 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
     super::interrupt::hold();
     let drawn = draw_chart(&args.out, &plot.chart);
     match &drawn {
-        Ok(()) => println!("wrote {}", args.out.display()),
+        Ok(()) => qamlab_headless::stdout_line!("wrote {}", args.out.display())?,
         // The signal that came meanwhile ends the process in `release`, before its caller could say why no chart
         // was written.
         Err(err) if super::interrupt::requested() => {
-            eprintln!("error: {}", crate::error_line(err));
+            qamlab_headless::stderr_line!("error: {}", crate::error_line(err));
         }
         Err(_) => {}
     }
