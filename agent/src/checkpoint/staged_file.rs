@@ -158,10 +158,8 @@ pub fn temporary_prefix(name: &str) -> String {
 const TEMPORARY_RANDOM_LEN: usize = 6;
 
 /// Removes this machine's temporaries of the file `name` in `dir` (see [`temporary_prefix`]) that no process is
-/// writing: those a write killed before its end left (`kill -9`, a crash; one each time, and the staged dataset of
-/// a pair can be large). A writer holds its temporary locked for as long as it lives ([`StagedFile::create`]), so
-/// one that can be locked is an orphan; one changed in the last seconds (or dated ahead of this clock) is spared, as
-/// its writer may not have locked it yet.
+/// writing ([`is_orphaned`]): those a write killed before its end left (`kill -9`, a crash; one each time, and the
+/// staged dataset of a pair can be large).
 fn remove_orphaned_temporaries(dir: &Path, name: &str) {
     let prefix = temporary_prefix(name);
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -177,15 +175,11 @@ fn remove_orphaned_temporaries(dir: &Path, name: &str) {
             })
         });
         let Ok(meta) = entry.metadata() else { continue };
-        let old = meta
-            .modified()
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 10));
-        if !ours || !meta.is_file() || !old {
+        if !ours || !meta.is_file() {
             continue;
         }
         let path = entry.path();
-        let orphan = File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
-        if orphan && std::fs::remove_file(&path).is_ok() {
+        if is_orphaned(&path) && std::fs::remove_file(&path).is_ok() {
             tracing::warn!(
                 "removed {} ({:.1} MB), left by a write of {name} that was killed before its end",
                 path.display(),
@@ -193,6 +187,22 @@ fn remove_orphaned_temporaries(dir: &Path, name: &str) {
             );
         }
     }
+}
+
+/// Whether the temporary file at `path` is no longer being written: a writer holds its temporary locked for as
+/// long as it lives ([`StagedFile::create`]), so one that can be locked is an orphan (of `kill -9`, a crash); one
+/// changed in the last seconds (or dated ahead of this clock) is not, as its writer may not have locked it yet.
+fn is_orphaned(path: &Path) -> bool {
+    let old = std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 10));
+    old && !is_being_written(path)
+}
+
+/// Whether a live process holds the temporary file at `path` locked, as a [`StagedFile`] holds its own until it is
+/// put in place or dropped (the lock goes with the process, however it ends).
+pub fn is_being_written(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock().is_err())
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub struct RunLock {
 impl RunDir {
     /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder and its
     /// checkpoints' folder (the `latest` pointer's), and there the temporary folders of checkpoints cut short.
-    /// Only for the holder of the run's [`lock`](Self::lock): no one else writes there then.
+    /// Only for the holder of the run's [`lock`](Self::lock), so no other trainer writes there then; a file another
+    /// process is still writing is spared ([`is_being_written`](qamlab_agent::checkpoint::is_being_written)):
+    /// `eval --video` and `plot --out` may stage their files in the run's folder without the run's lock.
     pub fn remove_leftovers(&self, _held: &RunLock) {
         for folder in [self.root.clone(), self.checkpoints()] {
             let Ok(entries) = std::fs::read_dir(&folder) else {
@@ -33,7 +35,9 @@ impl RunDir {
                 };
                 // A leftover that will not go is harmless: the next writes use new names.
                 if temporary && kind.is_file() {
-                    let _ = std::fs::remove_file(entry.path());
+                    if !qamlab_agent::checkpoint::is_being_written(&entry.path()) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
                 } else if temporary && kind.is_dir() && folder == self.checkpoints() {
                     // A checkpoint cut short while it was written (`stage_checkpoint`).
                     let _ = std::fs::remove_dir_all(entry.path());
@@ -143,7 +147,11 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
         std::fs::create_dir(run.checkpoints()).unwrap();
         std::fs::write(run.checkpoints().join(".tmp-latest-x1"), "").unwrap();
+        // One another process is writing (`eval --video` stages its GIF here without the run's lock) stays.
+        let writing = qamlab_agent::checkpoint::StagedFile::create(&dir.path().join("eval.gif")).unwrap();
         run.remove_leftovers(&held);
+        assert!(writing.temporary_path().is_file(), "a file being written was removed");
+        writing.put_in_place().unwrap();
         assert_eq!(std::fs::read_dir(run.checkpoints()).unwrap().count(), 0);
         std::fs::remove_dir(run.checkpoints()).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
@@ -151,8 +159,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, [".lock", "notes.txt"]);
+        assert_eq!(left, [".lock", "eval.gif", "notes.txt"]);
         std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
+        std::fs::remove_file(dir.path().join("eval.gif")).unwrap();
         drop(held);
         let again = run.lock().unwrap();
         drop(again);
