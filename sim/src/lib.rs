@@ -5,6 +5,7 @@
 //! * [`scene`]: loading and checking a scene into a [`TaskScene`].
 //! * [`physics`]: one env's Rapier world: building, joint readings, motors.
 //! * [`env`](mod@env): one env's state and the work of each control-step phase.
+//! * [`extent`]: [`extent::SceneExtent`], the box around a scene, and the bodies that have left it.
 //! * [`systems`]: those phases as Bevy systems, with the batch buffers as resources.
 //! * [`batched`]: [`BatchedEnv`], the headless driver.
 //! * [`spec`]: [`EnvSpec`], the plain-data description of an env.
@@ -16,6 +17,7 @@ pub mod authoring;
 pub mod batched;
 pub mod env;
 pub mod error;
+pub mod extent;
 mod missing_field;
 pub mod physics;
 pub mod scene;

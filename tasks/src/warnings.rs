@@ -13,9 +13,12 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch where it can
 /// start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and places many orders of
 /// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-6-1e5 kg, over 100 m from the origin),
-/// restitution above 1, a joint anchored far from both its bodies, a goal whose target is drawn at random but never
+/// restitution above 1, physics work per control step thousands of times the built-ins' (`HEAVY_STEP`), a joint
+/// anchored far from both its bodies, a goal whose target is drawn at random but never
 /// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that is
-/// the child of two joints, an absolute position target beyond its joint's limits or past half a turn.
+/// the child of two joints, an absolute position target beyond its joint's limits or past half a turn, a position
+/// motor so stiff for its damping that it snaps its joints onto their targets, or so damped that it barely moves
+/// them in an episode.
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(unsolvable_layout(scene));
@@ -26,6 +29,7 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(implausible_scales(scene));
     out.extend(restitution_above_one(scene));
     out.extend(coarse_physics_step(scene));
+    out.extend(heavy_physics_step(scene));
     out.extend(unsupported_start_warnings(scene));
     out.extend(far_joint_anchor_warnings(scene));
     out.extend(unobserved_random_goal_warnings(scene));
@@ -33,6 +37,7 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(repeated_sensors(scene));
     out.extend(bodies_with_two_parent_joints(scene));
     out.extend(position_targets_out_of_reach(scene));
+    out.extend(motors_out_of_tune(scene));
     out
 }
 
@@ -150,6 +155,32 @@ fn coarse_physics_step(scene: &TaskScene) -> Option<String> {
     ))
 }
 
+/// The most constraint passes (substeps × solver_iterations × solver_passes) a control step may run before it is
+/// warned of: 250 times antmaze-umaze's 40 (cube-single runs 20). Each bound of its own is loose (1000 each), and
+/// their product is not: cube-single at 20000 passes a step runs some 45 control steps a second on one core, and at
+/// 1e9 (every bound at its top) one step takes some 20 minutes (extrapolated: `qamlab task FILE --episodes 1` printed
+/// nothing in a minute).
+const HEAVY_STEP: f32 = 10_000.0;
+
+/// Physics work per control step over [`HEAVY_STEP`] constraint passes.
+fn heavy_physics_step(scene: &TaskScene) -> Option<String> {
+    let s = &scene.settings;
+    let passes = s.substeps as f32 * s.solver_iterations as f32 * s.solver_passes as f32;
+    (passes > HEAVY_STEP).then(|| {
+        format!(
+            "each control step runs substeps × solver_iterations × solver_passes = {} × {} × {} = {} constraint \
+             passes, {} times antmaze-umaze's 40: everything run on it is that much slower (cube-single at 20000 \
+             runs some 45 control steps a second on one core); the built-ins step 2 to 5 substeps of 4 to 5 \
+             iterations of 1 to 4 passes",
+            s.substeps,
+            s.solver_iterations,
+            s.solver_passes,
+            num(passes),
+            num((passes / 40.0).round())
+        )
+    })
+}
+
 /// Free bodies that can start with nothing under them ([`unsupported_starts`]).
 fn unsupported_start_warnings(scene: &TaskScene) -> Vec<String> {
     unsupported_starts(scene)
@@ -248,6 +279,70 @@ fn bodies_with_two_parent_joints(scene: &TaskScene) -> Vec<String> {
                 def.body.name,
                 held.len(),
                 held.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// How stiff a position motor may be for its damping, as `stiffness × physics step / damping`, before it is warned
+/// of. Rapier's motor (acceleration-based, solved implicitly: no gain makes it blow up, measured up to 1e30) takes
+/// out `x / (1 + x)` of its position error in each physics step, where `x` is that number: past a few it snaps its
+/// joints onto their targets within a step, as hard as `max_force` lets it, and jolts whatever they touch.
+/// Measured: the built-ins' motors are at 0.3 to 2.5 (antmaze-umaze's legs); cube-single's gripper at 3
+/// (stiffness 30000) squeezes the cube out of the fingers and off the table in a third of the oracle's episodes,
+/// and at 1e5 (stiffness 1e7) in a tenth; antmaze-umaze's legs at 62 never reach the goal.
+const STIFF_MOTOR: f32 = 5.0;
+
+/// Position motors out of tune with the physics step: so stiff for their damping that they snap their joints onto
+/// their targets ([`STIFF_MOTOR`]), or so damped that they barely move them in an episode (the time a motor takes
+/// to close most of a gap, `damping / stiffness`, longer than the episode). Velocity motors use their damping
+/// alone, and are not judged.
+fn motors_out_of_tune(scene: &TaskScene) -> Vec<String> {
+    let s = &scene.settings;
+    let step = s.control_dt / s.substeps as f32;
+    let episode = s.control_dt * s.episode_length as f32;
+    let mut out = Vec::new();
+    for def in &scene.actuators {
+        let a = &def.actuator;
+        if matches!(a.control, Control::Velocity { .. }) {
+            continue;
+        }
+        let (k, c) = (a.stiffness, a.damping);
+        // Infinite where undamped: the motor then snaps at any stiffness.
+        let snap = k * step / c;
+        if snap > STIFF_MOTOR {
+            let how = if c == 0.0 {
+                "it has no damping".to_string()
+            } else {
+                format!(
+                    "stiffness × physics step / damping = {} × {} / {} = {snap:.1}, over {STIFF_MOTOR}",
+                    num(k),
+                    num(step),
+                    num(c)
+                )
+            };
+            out.push(format!(
+                "actuator \"{}\"'s motor is stiff for its damping: {how}, so each physics step it snaps its joints \
+                 onto their targets, as hard as max_force lets it, and jolts whatever they touch (cube-single's \
+                 gripper at 3, stiffness 30000, squeezes the cube out of the fingers and off the table in a third \
+                 of the oracle's episodes; the built-ins' motors are at 0.3 to 2.5); raise its damping to {} or \
+                 more, or lower its stiffness to {} or less",
+                a.name,
+                num(k * step / STIFF_MOTOR),
+                num(STIFF_MOTOR * c / step)
+            ));
+        } else if c / k > episode {
+            out.push(format!(
+                "actuator \"{}\"'s motor is damped far past its stiffness: it takes about damping / stiffness = {} / \
+                 {} = {} s to close most of a gap to its target, longer than an episode ({} s), so it barely moves \
+                 its joints before the episode ends; lower its damping, or raise its stiffness (the built-ins' \
+                 motors take 0.01 to 0.04 s)",
+                a.name,
+                num(c),
+                num(k),
+                num(c / k),
+                num(episode)
             ));
         }
     }
@@ -1212,6 +1307,69 @@ mod tests {
         );
         assert_eq!(
             warnings_of_edited("control_dt: 0.05,", "control_dt: 0.2,"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn physics_work_thousands_of_times_the_built_ins_is_found() {
+        // Every bound at its top: one control step takes some 20 minutes.
+        let heavy = warnings_of_edited(
+            "substeps: 5,\n          solver_iterations: 4,",
+            "substeps: 1000,\n          solver_iterations: 1000,\n          solver_passes: 1000,",
+        );
+        assert_eq!(
+            heavy,
+            [
+                "each control step runs substeps × solver_iterations × solver_passes = 1000 × 1000 × 1000 = 1e9 \
+             constraint passes, 2.5e7 times antmaze-umaze's 40: everything run on it is that much slower \
+             (cube-single at 20000 runs some 45 control steps a second on one core); the built-ins step 2 to 5 \
+             substeps of 4 to 5 iterations of 1 to 4 passes"
+            ]
+        );
+        // 2500 passes a step: slower, and not warned of.
+        assert_eq!(
+            warnings_of_edited("solver_iterations: 4,", "solver_iterations: 500,"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_motor_too_stiff_or_too_damped_for_the_step_is_found() {
+        // The gripper at stiffness 1e7 (the review's: it flung the cube off the table, and collect wrote it).
+        let stiff = warnings_of_edited("stiffness: 4000.0", "stiffness: 10000000.0");
+        assert_eq!(
+            stiff,
+            [
+                "actuator \"gripper\"'s motor is stiff for its damping: stiffness × physics step / damping = 1e7 \
+                 × 0.01 / 100 = 1000.0, over 5, so each physics step it snaps its joints onto their \
+                 targets, as hard as max_force lets it, and jolts whatever they touch (cube-single's gripper at 3, \
+                 stiffness 30000, squeezes the cube out of the fingers and off the table in a third of the \
+                 oracle's episodes; the built-ins' motors are at 0.3 to 2.5); raise its damping to 20000 or more, \
+                 or lower its stiffness to 50000 or less"
+            ]
+        );
+        // Undamped: it snaps at any stiffness.
+        let undamped = warnings_of_edited("damping: 100.0", "damping: 0.0");
+        assert_eq!(undamped.len(), 1, "{undamped:?}");
+        assert!(
+            undamped[0].contains("stiff for its damping: it has no damping, so each physics step"),
+            "{undamped:?}"
+        );
+        // A motor whose damping holds it still for longer than an episode.
+        let damped = warnings_of_edited("damping: 120.0", "damping: 1e30");
+        assert_eq!(
+            damped,
+            [
+                "actuator \"dx\"'s motor is damped far past its stiffness: it takes about damping / stiffness = \
+                 1e30 / 3600 = 2.7777779e26 s to close most of a gap to its target, longer than an episode (10 s), \
+                 so it barely moves its joints before the episode ends; lower its damping, or raise its stiffness \
+                 (the built-ins' motors take 0.01 to 0.04 s)"
+            ]
+        );
+        // Just under the bound, and the built-ins (checked above), say nothing.
+        assert_eq!(
+            warnings_of_edited("stiffness: 4000.0", "stiffness: 50000.0"),
             Vec::<String>::new()
         );
     }

@@ -354,11 +354,34 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
     );
     assert!(
         err.ends_with(
-            "the oracle needs cube `cube` to fit between the fingers: it is 12.0 cm across its narrower side, and \
-             `finger_r` and `finger_l` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than the gap is held)"
+            "the oracle needs cube `cube` to fit between the fingers: it is 12.0 cm across its wider side (the \
+             script squares the fingers to whichever of its faces is nearest, so either side may come between \
+             them), and `finger_r` and `finger_l` open to a gap of 8.8 cm (a cube at least 0.4 cm narrower than \
+             the gap is held)"
         ),
         "{err}"
     );
+    // A bar 4 cm wide and 510 m long: the script turns the fingers to either side, and across its length no
+    // gripper holds it (measured across its narrower side alone, it passed).
+    for long in [
+        "half_extents: (0.02, 255.0, 0.02)",
+        "half_extents: (255.0, 0.02, 0.02)",
+        "half_extents: (0.02, 0.05, 0.02)",
+    ] {
+        let err = refusal("half_extents: (0.02, 0.02, 0.02)", long);
+        assert!(
+            err.contains("the oracle needs cube `cube` to fit between the fingers: it is ")
+                && err.contains(" cm across its wider side"),
+            "{long}: {err}"
+        );
+    }
+    // A 4 by 8 cm block fits either way round.
+    oracle_of(&BUILTIN_TASKS[0].1.replacen(
+        "half_extents: (0.02, 0.02, 0.02)",
+        "half_extents: (0.02, 0.04, 0.02)",
+        1,
+    ))
+    .unwrap();
     // A fault of the task is named before what the script lacks, even where the script's checks come first: the
     // gantry's dx at another scale, and a target far beyond its reach.
     let err = refusal(targets, far_target);
@@ -392,7 +415,7 @@ fn oracle_needs_cubes_and_goals_within_the_gantrys_reach() {
         ),
         "{err}"
     );
-    // A 7 cm cube turned 45 degrees is still 7 cm across its narrower side: it fits.
+    // A 7 cm cube turned 45 degrees is still 7 cm across either side (the script turns to its yaw): it fits.
     let turned = BUILTIN_TASKS[0]
         .1
         .replacen(

@@ -352,11 +352,14 @@ fn check_task_reach(
 }
 
 /// Checks that the gripper has fingers to hold with and each cube a collider to be held by, and that each cube fits
-/// between the fingers: narrower, across its narrower side (its own shape's, whatever its yaw, where it stands
-/// upright), than the gap between the two fingers' inner faces where the script opens them (at -1, the
+/// between the fingers: narrower, across its wider horizontal side (its own shape's, whatever its yaw, where it
+/// stands upright), than the gap between the two fingers' inner faces where the script opens them (at -1, the
 /// `PositionAbsolute` control's `at_min`, within the joints' limits; a gripper that opens at +1 instead is refused),
-/// less [`GRASP_SLACK`]. A cube as wide as the gap is pushed about, never held. (Fingers whose gap cannot be read,
-/// not two prismatic joints' boxes apart along their axis, are left to the other checks.)
+/// less [`GRASP_SLACK`]. The wider side, not the narrower: the script squares the fingers to whichever of the
+/// cube's faces is nearest their yaw (a cube repeats every quarter turn), so either side may come between them, and
+/// a bar as long as the table fits the fingers only across its width. A cube as wide as the gap is pushed about,
+/// never held. (Fingers whose gap cannot be read, not two prismatic joints' boxes apart along their axis, are left
+/// to the other checks.)
 fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
     let Some(gripper) = scene.actuators.get(4) else {
         return Ok(());
@@ -425,26 +428,31 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
                 scene.bodies[cube].body.name
             )));
         };
-        // An upright body (turned about z alone) by its shape, whatever its yaw, which the script matches; one
-        // tilted, or a hull, by the box around it as authored.
+        // An upright body (turned about z alone) by its shape along its own x and y, whatever its yaw, which the
+        // script matches; one tilted by the box around it as authored.
         let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
         let boxed = || {
             scene
                 .collider_bounds(cube)
-                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).min(hi.y - lo.y))
+                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).max(hi.y - lo.y))
         };
-        let across = match collider.shape {
+        let across = match &collider.shape {
             _ if !upright => boxed(),
-            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.min(half_extents.y),
+            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.max(half_extents.y),
             Shape::Ball { radius }
             | Shape::Capsule { radius, .. }
             | Shape::Cylinder { radius, .. } => 2.0 * radius,
-            Shape::ConvexHull { .. } => boxed(),
+            Shape::ConvexHull { points } => {
+                let low = points.iter().copied().fold(Vec3::INFINITY, Vec3::min);
+                let high = points.iter().copied().fold(Vec3::NEG_INFINITY, Vec3::max);
+                (high.x - low.x).max(high.y - low.y)
+            }
         };
         if across > gap - GRASP_SLACK {
             return Err(ReachFault::Script(format!(
-                "cube `{}` to fit between the fingers: it is {:.1} cm across its narrower side, and `{}` and `{}` \
-                 open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
+                "cube `{}` to fit between the fingers: it is {:.1} cm across its wider side (the script squares \
+                 the fingers to whichever of its faces is nearest, so either side may come between them), and `{}` \
+                 and `{}` open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
                 scene.bodies[cube].body.name,
                 100.0 * across,
                 names(low.0),

@@ -1,0 +1,160 @@
+//! [`SceneExtent`]: where a scene is, and whether a body has left it ([`SceneExtent::escape`]): fallen off the
+//! world or flung away. Nothing brings such a body back, so the rest of its episode is no data of the task: a cube
+//! pushed off cube-double's table (it has no floor) falls 2.5 km in a 25 s episode, and a gripper stiff enough to
+//! squeeze the cube out does so in a tenth of the oracle's episodes. The physics stays finite all the while (the
+//! drivers' finite checks see nothing), so a driver that writes data asks this.
+
+use bevy::math::Vec3;
+
+use crate::scene::TaskScene;
+use crate::spec::{EnvSpec, QPOS_PER_BODY};
+
+/// How far outside the box around a scene a body's origin may go before it has left the scene (m). A robot lab's
+/// scenes are metres across, and what moves in one stays within its reach; 10 m out, a body has fallen off or been
+/// flung out (a free fall takes 1.4 s to get there).
+pub const LEAVE_MARGIN: f32 = 10.0;
+
+/// The box around a scene as authored: every collider at its authored pose, where every body and every goal's
+/// target starts or is drawn. A body whose origin gets over [`LEAVE_MARGIN`] outside it has left the scene.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SceneExtent {
+    /// The box's low corner (m).
+    pub min: Vec3,
+    /// The box's high corner (m).
+    pub max: Vec3,
+}
+
+/// A body that has left the scene: what [`SceneExtent::escape`] finds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Escape {
+    /// The body's name.
+    pub body: String,
+    /// Where its origin is.
+    pub at: Vec3,
+    /// How far outside the scene's box it is (m; infinite where its position is not finite).
+    pub outside: f32,
+    /// The scene's box.
+    pub extent: SceneExtent,
+}
+
+impl std::fmt::Display for Escape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lo, hi) = (self.extent.min, self.extent.max);
+        write!(
+            f,
+            "body \"{}\" left the scene: it is at ({:.1}, {:.1}, {:.1}), {:.1} m outside the box around the \
+             scene's colliders and the places its bodies and targets start ({:.2}, {:.2}, {:.2}) to ({:.2}, {:.2}, \
+             {:.2}), over {LEAVE_MARGIN} m out: it fell off what held it or was flung out, and nothing brings it \
+             back, so the episode is no data of the task (a floor under the scene, or walls, keep bodies in; a \
+             motor that flings what it touches is said by `qamlab task FILE`)",
+            self.body,
+            self.at.x,
+            self.at.y,
+            self.at.z,
+            self.outside,
+            lo.x,
+            lo.y,
+            lo.z,
+            hi.x,
+            hi.y,
+            hi.z
+        )
+    }
+}
+
+impl SceneExtent {
+    /// The box around `scene`: its colliders at their authored poses, every body's authored origin and the
+    /// ranges its start is drawn from, and every goal's target and the ranges it is drawn from.
+    pub fn of(scene: &TaskScene) -> Self {
+        let (mut min, mut max) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
+        let mut add = |lo: Vec3, hi: Vec3| {
+            min = min.min(lo);
+            max = max.max(hi);
+        };
+        for (b, def) in scene.bodies.iter().enumerate() {
+            if let Some((lo, hi)) = scene.collider_bounds(b) {
+                add(lo, hi);
+            }
+            let drawn = def.randomize.as_ref().map(|r| [r.x, r.y, r.z]);
+            let (lo, hi) = drawn_box(def.body.translation, drawn.unwrap_or_default());
+            add(lo, hi);
+        }
+        for def in &scene.goals {
+            let drawn = def.randomize.as_ref().map(|(r, _)| [r.x, r.y, r.z]);
+            let (lo, hi) = drawn_box(def.goal.target, drawn.unwrap_or_default());
+            add(lo, hi);
+        }
+        Self { min, max }
+    }
+
+    /// The first body of one env's `qpos` row (laid out as `spec` says: each of its state bodies' position, then
+    /// quaternion) whose origin is over [`LEAVE_MARGIN`] outside this box, or not finite.
+    pub fn escape(&self, spec: &EnvSpec, qpos: &[f32]) -> Option<Escape> {
+        spec.state_bodies.iter().enumerate().find_map(|(i, body)| {
+            let p = qpos.get(i * QPOS_PER_BODY..i * QPOS_PER_BODY + 3)?;
+            let at = Vec3::new(p[0], p[1], p[2]);
+            let outside = if at.is_finite() {
+                (self.min - at).max(at - self.max).max(Vec3::ZERO).length()
+            } else {
+                f32::INFINITY
+            };
+            (outside > LEAVE_MARGIN).then(|| Escape {
+                body: body.clone(),
+                at,
+                outside,
+                extent: *self,
+            })
+        })
+    }
+}
+
+/// The box of places a point authored at `at` is drawn in, per axis from its range or else at `at`.
+fn drawn_box(at: Vec3, drawn: [Option<crate::authoring::Range>; 3]) -> (Vec3, Vec3) {
+    let lo = |k: usize| drawn[k].map_or(at[k], |r| r.min);
+    let hi = |k: usize| drawn[k].map_or(at[k], |r| r.max);
+    (
+        Vec3::new(lo(0), lo(1), lo(2)),
+        Vec3::new(hi(0), hi(1), hi(2)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CUBE_SINGLE: &str = include_str!("../../assets/tasks/cube-single.scn.ron");
+
+    #[test]
+    fn a_body_ten_metres_out_of_the_scene_has_left_it() {
+        let scene = TaskScene::from_ron(CUBE_SINGLE, "cube-single").unwrap();
+        let extent = SceneExtent::of(&scene);
+        // The table's top and bottom, its sides, and the gantry up to its fixed body at 0.25 m.
+        assert_eq!(extent.min, Vec3::new(-0.5, -0.5, -0.1));
+        assert!((extent.max - Vec3::new(0.5, 0.5, 0.26)).abs().max_element() < 1e-6);
+        let spec = EnvSpec::of(&scene);
+        let cube = spec.state_bodies.iter().position(|b| b == "cube").unwrap();
+        let mut qpos = vec![0.0; spec.qpos_dim];
+        for i in 0..spec.state_bodies.len() {
+            qpos[i * QPOS_PER_BODY + 6] = 1.0;
+        }
+        assert_eq!(extent.escape(&spec, &qpos), None);
+        // Fallen off the table: 9.9 m below it is still in, 10.2 m out.
+        qpos[cube * QPOS_PER_BODY + 2] = -10.0;
+        assert_eq!(extent.escape(&spec, &qpos), None);
+        qpos[cube * QPOS_PER_BODY + 2] = -10.3;
+        let escape = extent.escape(&spec, &qpos).expect("the cube fell out");
+        assert_eq!(escape.body, "cube");
+        assert!((escape.outside - 10.2).abs() < 1e-4, "{escape:?}");
+        assert!(
+            escape.to_string().starts_with(
+                "body \"cube\" left the scene: it is at (0.0, 0.0, -10.3), 10.2 m outside the box around the \
+                 scene's colliders and the places its bodies and targets start (-0.50, -0.50, -0.10) to (0.50, \
+                 0.50, 0.26), over 10 m out"
+            ),
+            "{escape}"
+        );
+        // A position no longer finite has left it too.
+        qpos[cube * QPOS_PER_BODY] = f32::NAN;
+        assert_eq!(extent.escape(&spec, &qpos).unwrap().outside, f32::INFINITY);
+    }
+}
