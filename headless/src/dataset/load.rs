@@ -1,7 +1,8 @@
-//! Reading an npz archive as a [`Dataset`]: its `.npy` headers checked before allocating, its arrays read in
-//! the dtypes numpy writes, its values checked, its rows turned into transitions.
+//! Reading an npz archive as a [`Dataset`]: the archive checked whole (every entry's checksum, beside the
+//! reading), its `.npy` headers checked before allocating, its arrays read in the dtypes numpy writes, its values
+//! checked, its rows turned into transitions.
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -76,27 +77,9 @@ fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
             zip::CompressionMethod::Stored => entry.size().min(packed),
             _ => entry.size().min(packed.saturating_mul(MAX_DEFLATE_RATIO)),
         };
-        let mut head = [0u8; 10];
-        let header = entry
-            .read_exact(&mut head)
-            .ok()
-            .and_then(|()| {
-                // Magic, version, then the header's length: 2 bytes in version 1, 4 in versions 2 and 3.
-                let len = match head[6] {
-                    1 => usize::from(u16::from_le_bytes([head[8], head[9]])),
-                    _ => {
-                        let mut more = [0u8; 2];
-                        entry.read_exact(&mut more).ok()?;
-                        u32::from_le_bytes([head[8], head[9], more[0], more[1]]) as usize
-                    }
-                };
-                let mut header = vec![0u8; len.min(1 << 16)];
-                entry.read_exact(&mut header).ok()?;
-                let header = String::from_utf8_lossy(&header);
-                Some((npy_shape(&header)?, npy_dtype(&header)?))
-            })
+        let (shape, dtype) = super::npy::NpyHeader::read(&mut entry)
+            .and_then(|header| Some((header.shape()?, header.dtype()?)))
             .with_context(|| format!("dataset {file}: key `{key}`: not a readable .npy array"))?;
-        let (shape, dtype) = header;
         let elements = shape
             .iter()
             .try_fold(1u64, |n, &d| n.checked_mul(d))
@@ -110,36 +93,6 @@ fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
         shapes.push(Header { key, shape, dtype });
     }
     Ok(shapes)
-}
-
-/// The dtype of an `.npy` header dictionary (`'descr': '<f4'`) in numpy's words: `float32`, `uint8`, `bool`.
-fn npy_dtype(header: &str) -> Option<String> {
-    let start = header.find("'descr':")? + "'descr':".len();
-    let rest = header[start..].trim_start().strip_prefix('\'')?;
-    let descr = &rest[..rest.find('\'')?];
-    let code = descr.trim_start_matches(['<', '>', '|', '=']);
-    let (kind, bytes) = code.split_at(code.len().min(1));
-    let bits = bytes.parse::<u32>().ok().map(|b| b * 8);
-    Some(match (kind, bits) {
-        ("b", Some(8)) => "bool".into(),
-        ("f", Some(b)) => format!("float{b}"),
-        ("i", Some(b)) => format!("int{b}"),
-        ("u", Some(b)) => format!("uint{b}"),
-        _ => format!("`{descr}`"),
-    })
-}
-
-/// The `shape` tuple of an `.npy` header dictionary, like `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }`.
-fn npy_shape(header: &str) -> Option<Vec<u64>> {
-    let start = header.find("'shape':")? + "'shape':".len();
-    let rest = header[start..].trim_start().strip_prefix('(')?;
-    let inside = &rest[..rest.find(')')?];
-    inside
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse().ok())
-        .collect()
 }
 
 /// Reads a dataset written by [`write_dataset`](super::write_dataset) (or any OGBench-layout npz with `rewards`
@@ -164,30 +117,51 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     );
     let mut npz = NpzReader::new(Cursor::new(&bytes)).with_context(|| not_npz(&file, &bytes))?;
     check_compression(&bytes, &file)?;
+    // Reading a key to its end checks its CRC-32: the arrays loading reads are checked so, and the archive's other
+    // entries (`qpos`, `qvel`, keys read by no one) beside them, on a thread of their own: little time where a
+    // core is free.
+    std::thread::scope(|scope| {
+        let whole = scope.spawn(|| super::archive::check_archive(&bytes, &file, &LOADED_KEYS));
+        let dataset = read_dataset(&mut npz, &bytes, &file);
+        // Damage explains whatever else went wrong: it is said first.
+        whole
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        dataset
+    })
+}
+
+/// Reads the dataset in `bytes`, an npz archive open in `npz` whose compression is checked; `file` names it.
+fn read_dataset(
+    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    bytes: &[u8],
+    file: &str,
+) -> anyhow::Result<Dataset> {
     let names = npz
         .names()
         .with_context(|| format!("dataset {file}: reading the archive index"))?;
-    check_layout(&file, &names)?;
-    let headers = array_headers(&bytes, &file)?;
-    let arrays = read_arrays(&mut npz, &headers, &file)?;
+    check_layout(file, &names)?;
+    let headers = array_headers(bytes, file)?;
+    let arrays = read_arrays(npz, &headers, file)?;
     let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
         let (o, a) = (arrays.obs_dim(), arrays.action_dim());
-        Some(read_source(&mut npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
+        Some(read_source(npz, o, a).with_context(|| format!("dataset {file}: key `source`"))?)
     } else {
         None
     };
-    check_values(&file, &arrays)?;
+    check_values(file, &arrays)?;
     let transitions = to_transitions(&arrays);
-    let warnings = suspicious(&file, &arrays, &transitions);
+    let warnings = suspicious(file, &arrays, &transitions);
     let shape = |key: &str| {
         headers
             .iter()
             .find(|h| h.key == key)
             .map(|h| h.shape.clone())
     };
+    check_state_rows(file, arrays.observations.nrows(), &headers)?;
     if let Some(bodies) = source.as_ref().and_then(|s| s.state_bodies.as_ref()) {
         check_state_bodies(
-            &file,
+            file,
             bodies,
             [
                 ("qpos", shape("qpos"), qamlab_sim::QPOS_PER_BODY as u64),
@@ -198,12 +172,33 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
     Ok(Dataset {
         transitions,
         episodes: arrays.terminals.iter().filter(|&&end| end).count(),
-        crc32: crc32fast::hash(&bytes),
+        crc32: crc32fast::hash(bytes),
         source,
         qpos_shape: shape("qpos"),
         qvel_shape: shape("qvel"),
         warnings,
     })
+}
+
+/// Refuses a `qpos` or `qvel` (as its header says) of other than `rows` rows, the rows of `observations`: a file
+/// whose state columns are not those of its rows, which its width alone may not tell (a header claiming half the
+/// rows, twice as wide, describes the same bytes).
+fn check_state_rows(file: &str, rows: usize, headers: &[Header]) -> anyhow::Result<()> {
+    for header in headers
+        .iter()
+        .filter(|h| STATE_KEYS.contains(&h.key.as_str()))
+    {
+        ensure!(
+            header.shape.first() == Some(&(rows as u64)),
+            "dataset {file}: key `{}`: expected shape [N, {}] with N = {rows} (the rows of `observations`), found \
+             {} of shape {:?}",
+            header.key,
+            if header.key == "qpos" { "nq" } else { "nv" },
+            header.dtype,
+            header.shape
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a `source` whose bodies (`state_bodies`) are not as many as the `qpos` and `qvel` columns hold (7 and 6
@@ -691,7 +686,8 @@ fn refuse_damage(key: &str, error: &ndarray_npy::ReadNpzError) -> anyhow::Result
     );
     ensure!(
         !damaged,
-        "key `{key}`: its archive entry is damaged ({error}): copy the file again, or collect it again"
+        "key `{key}`: its archive entry is damaged ({error}): {}",
+        super::archive::RECOPY
     );
     Ok(())
 }
@@ -798,25 +794,15 @@ mod tests {
 
     #[test]
     fn a_source_header_claiming_more_than_its_entry_holds_is_refused_before_allocating() {
-        // 10 bytes of record, padded so that a 13-digit length fits the header's room.
-        let bytes = npz_with(&[], |npz| {
-            npz.add_array("source", &ndarray::Array1::from(b"{}        ".to_vec()))
-                .unwrap();
-        });
-        let (from, to) = (b"'shape': (10,)}", b"'shape': (1000000000000,)}");
-        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-        let padding = bytes[at + from.len()..]
-            .iter()
-            .take_while(|&&b| b == b' ')
-            .count();
-        assert!(padding >= to.len() - from.len(), "no room in the header");
-        let mut bad = bytes[..at].to_vec();
-        bad.extend_from_slice(to);
-        bad.extend_from_slice(&bytes[at + to.len()..]);
-        // A stored entry: its bytes are edited in place, the zip's CRC left stale (checked only on reading).
+        use crate::dataset::test_npz::{npy, npz_with_entries};
+        // 10 bytes of record under a header of 1e12, the entry's CRC-32 right: only the header is wrong. Reading the
+        // record as the header says would ask for a terabyte.
+        let source = npy("|u1", false, &[1_000_000_000_000], b"{}        ");
+        let bad = npz_with_entries(&[], &[("source.npy", source)], false);
         let err = format!("{:#}", load_bytes(&bad).unwrap_err());
         assert!(
-            err.contains("key `source`: its header claims shape [1000000000000]"),
+            err.contains("key `source`: its header claims shape [1000000000000]")
+                && err.contains("the file is damaged"),
             "{err}"
         );
     }
@@ -1155,5 +1141,56 @@ mod tests {
                 .unwrap(),
             ["hand", "cube\\u{1b}"]
         );
+    }
+
+    #[test]
+    fn a_qpos_of_other_rows_than_the_observations_is_refused() {
+        use crate::dataset::test_npz::{npy, npz_with_entries};
+        // The bytes of [6, 14] under a header of [3, 28]: as long, so only the rows tell.
+        let qpos = npy("<f4", false, &[3, 28], &0f32.to_le_bytes().repeat(6 * 14));
+        let bytes = npz_with_entries(&[], &[("qpos.npy", qpos)], true);
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.ends_with(
+                "d.npz: key `qpos`: expected shape [N, nq] with N = 6 (the rows of `observations`), found float32 of \
+                 shape [3, 28]"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn big_endian_and_fortran_order_arrays_read_as_the_same_values() {
+        use crate::dataset::test_npz::{npy, npz_with_entries};
+        let good = load_bytes(&npz_with(&[], |_| {})).unwrap();
+        // `npz_with`'s observations (row r, column c: (3r + c) / 10) and actions (0.5), as numpy writes them
+        // with `astype('>f4')` and `np.asfortranarray`.
+        let value = |r: usize, c: usize| (r * 3 + c) as f32 / 10.0;
+        let big_endian: Vec<u8> = (0..18)
+            .flat_map(|i| value(i / 3, i % 3).to_be_bytes())
+            .collect();
+        let column_major: Vec<u8> = (0..18)
+            .flat_map(|i| value(i % 6, i / 6).to_le_bytes())
+            .collect();
+        let actions = 0.5f64.to_be_bytes().repeat(12);
+        for (observations, actions) in [
+            (
+                npy(">f4", false, &[6, 3], &big_endian),
+                npy(">f8", false, &[6, 2], &actions),
+            ),
+            (
+                npy("<f4", true, &[6, 3], &column_major),
+                npy(">f8", true, &[6, 2], &actions),
+            ),
+        ] {
+            let entries = [("observations.npy", observations), ("actions.npy", actions)];
+            let read = load_bytes(&npz_with_entries(
+                &["observations", "actions"],
+                &entries,
+                true,
+            ))
+            .unwrap();
+            assert_eq!(read.transitions, good.transitions);
+        }
     }
 }

@@ -22,9 +22,13 @@
 //! * `rows` — the rows a collection appends ([`DatasetRows`], [`Row`]).
 //! * `write` — writing them as an npz archive, atomically.
 //! * `transitions` — a dataset read as transitions ([`Dataset`]) and whether it suits a task.
+//! * `archive` — whether an npz archive is whole: every entry's checksum, each key once, its `.npy` headers.
+//! * `npy` — the `.npy` header of an archive entry, read without its array.
 //! * `load` — reading an npz archive into one, checking its headers, dtypes and values.
 
+mod archive;
 mod load;
+mod npy;
 mod rows;
 mod source;
 #[cfg(test)]
