@@ -132,6 +132,47 @@ fn cube_single_with(from: &str, to: &str) -> String {
 }
 
 #[test]
+fn task_says_when_a_body_leaves_the_scene_and_collect_refuses_a_task_that_loses_most() {
+    // A table 10 cm across: the cube starts over it in few episodes, and falls without end in the rest.
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("small-table.scn.ron");
+    let text = cube_single_with(
+        "half_extents: (0.5, 0.5, 0.05)",
+        "half_extents: (0.05, 0.05, 0.05)",
+    )
+    .replacen("name: \"cube-single\"", "name: \"small-table\"", 1);
+    std::fs::write(&scene, text).unwrap();
+    let scene = scene.to_str().unwrap();
+    let stdout = succeeded(qamlab(&["task", scene, "--episodes", "4"]));
+    assert!(
+        stdout.contains(
+            "note: a body left the scene in 4 of 4 episodes (`collect` leaves such episodes out"
+        ),
+        "{stdout}"
+    );
+    let out = dir.path().join("d.npz");
+    let stderr = refused(&[
+        "collect",
+        "--task",
+        scene,
+        "--episodes",
+        "8",
+        "--envs",
+        "4",
+        "--episode-length",
+        "40",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("a body left the scene in 4 of 4 episodes, too many to leave out"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn task_checks_a_scene_shows_its_layout_and_tries_it() {
     let stdout = succeeded(qamlab(&["task", "cube-single", "--episodes", "4"]));
     for expected in [

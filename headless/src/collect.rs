@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
+use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, TaskError, load_task};
 
@@ -102,6 +103,23 @@ pub struct CollectSummary {
     pub seconds: f64,
     /// Env steps per second, all envs together (including steps of envs beyond the episode quota).
     pub env_steps_per_sec: f64,
+    /// Episodes run but left out of the dataset, as a body left the scene in them (others were run in their place),
+    /// and the first such body.
+    pub left_out: Option<(usize, Escape)>,
+}
+
+impl CollectSummary {
+    /// The warning that episodes were left out as a body left the scene in them, if any were.
+    pub fn left_out_warning(&self) -> Option<String> {
+        self.left_out.as_ref().map(|(count, first)| {
+            format!(
+                "{}: left out {} in which a body left the scene, running as many others in their place; in the \
+                 first, {first}",
+                self.path.display(),
+                if *count == 1 { "1 episode".to_string() } else { format!("{count} episodes") },
+            )
+        })
+    }
 }
 
 /// Seed of stream `i` derived from the collection seed (splitmix-style, so nearby seeds give unrelated streams).
@@ -230,9 +248,13 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         qpos: env.output().qpos.clone(),
         qvel: env.output().qvel.clone(),
         dummy: vec![0.0f32; a],
+        successes: vec![0; n],
+        left: vec![None; n],
+        extent: SceneExtent::of(&task.scene),
     };
     let (mut steps, mut successes) = (0usize, 0usize);
-    let mut recorded = 0;
+    let (mut recorded, mut run) = (0, 0);
+    let mut left_out: Option<(usize, Escape)> = None;
     while recorded < opts.episodes {
         let active = (opts.episodes - recorded).min(n);
         for t in 0..length {
@@ -240,11 +262,26 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
             let actions = oracle.act(&episodes.obs).to_vec();
             let out = env.step(&actions).with_context(stepping)?;
             steps += n;
-            successes += episodes.record_step(active, &actions, out, t + 1 == length);
+            episodes.record_step(active, &actions, out, t + 1 == length, &spec);
             oracle.episodes_ended(out);
         }
-        episodes.move_to(active, &mut all);
-        recorded += active;
+        let kept = episodes.move_to(active, &mut all);
+        run += active;
+        recorded += kept.episodes;
+        successes += kept.successes;
+        if let Some(first) = kept.left_out {
+            let count = left_out.as_ref().map_or(0, |(c, _)| *c) + active - kept.episodes;
+            let first = left_out.map_or(first, |(_, f)| f);
+            // A few in thousands is the play data of the built-ins (a cube pushed off the table); more is the
+            // task's doing, and would never end where every episode loses a body.
+            ensure!(
+                count < 3 || count * 10 <= run,
+                "collecting task {}: a body left the scene in {count} of {run} episodes, too many to leave out: \
+                 {first}",
+                opts.task
+            );
+            left_out = Some((count, first));
+        }
         bar.set_position(recorded as u64);
         bar.set_message(format!(
             "{:.0} env steps/s",
@@ -267,6 +304,7 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         subgoals,
         seconds,
         env_steps_per_sec: steps as f64 / seconds.max(1e-9),
+        left_out,
     };
     Ok(StagedCollection { file, summary })
 }
@@ -387,19 +425,33 @@ struct Episodes {
     qvel: Vec<f32>,
     /// The action of an episode's final row.
     dummy: Vec<f32>,
+    /// Each env's steps at success in its episode so far.
+    successes: Vec<usize>,
+    /// Each env's first body to leave the scene in its episode so far: such an episode is left out.
+    left: Vec<Option<Escape>>,
+    /// The box bodies must stay near ([`SceneExtent::escape`]).
+    extent: SceneExtent,
+}
+
+/// What [`Episodes::move_to`] moved: the episodes kept and their steps at success, and the first body to leave the
+/// scene in those left out.
+struct Kept {
+    episodes: usize,
+    successes: usize,
+    left_out: Option<Escape>,
 }
 
 impl Episodes {
     /// Records step `out`, taken with `actions`, in the first `active` envs' episodes (with their final states if
-    /// the step is the episodes' `last`), and moves on to the state it reached; returns the successes recorded.
+    /// the step is the episodes' `last`), noting a body that left the scene, and moves on to the state it reached.
     fn record_step(
         &mut self,
         active: usize,
         actions: &[f32],
         out: &StepOutput,
         last: bool,
-    ) -> usize {
-        let mut successes = 0;
+        spec: &EnvSpec,
+    ) {
         for (i, rows) in self.rows.iter_mut().enumerate().take(active) {
             let (o, a, p, v) = (rows.obs_dim, rows.action_dim, rows.qpos_dim, rows.qvel_dim);
             rows.push(Row {
@@ -411,7 +463,13 @@ impl Episodes {
                 qpos: &self.qpos[i * p..(i + 1) * p],
                 qvel: &self.qvel[i * v..(i + 1) * v],
             });
-            successes += usize::from(out.success[i]);
+            self.successes[i] += usize::from(out.success[i]);
+            if self.left[i].is_none() {
+                let p = spec.qpos_dim;
+                self.left[i] = self
+                    .extent
+                    .escape(spec, &out.final_qpos[i * p..(i + 1) * p]);
+            }
             if last {
                 // The episode's final state, with a dummy action (OGBench's layout).
                 rows.push(Row {
@@ -428,15 +486,31 @@ impl Episodes {
         self.obs.copy_from_slice(&out.obs);
         self.qpos.copy_from_slice(&out.qpos);
         self.qvel.copy_from_slice(&out.qvel);
-        successes
     }
 
-    /// Moves the first `active` envs' finished episodes to `all`, in env order.
-    fn move_to(&mut self, active: usize, all: &mut DatasetRows) {
-        for rows in self.rows.iter_mut().take(active) {
-            all.append(rows);
-            rows.clear();
+    /// Moves the first `active` envs' finished episodes to `all`, in env order, but those in which a body left the
+    /// scene, which are dropped: a body falling without end is no data of the task.
+    fn move_to(&mut self, active: usize, all: &mut DatasetRows) -> Kept {
+        let mut kept = Kept {
+            episodes: 0,
+            successes: 0,
+            left_out: None,
+        };
+        for i in 0..active {
+            match self.left[i].take() {
+                None => {
+                    all.append(&self.rows[i]);
+                    kept.episodes += 1;
+                    kept.successes += self.successes[i];
+                }
+                Some(escape) => {
+                    kept.left_out.get_or_insert(escape);
+                }
+            }
+            self.rows[i].clear();
+            self.successes[i] = 0;
         }
+        kept
     }
 }
 
@@ -455,6 +529,92 @@ mod tests {
             out,
             ..CollectOptions::default()
         }
+    }
+
+    #[test]
+    fn an_episode_in_which_a_body_left_the_scene_is_left_out() {
+        let scene = TaskScene::from_ron(qamlab_tasks::BUILTIN_TASKS[0].1, "cube-single").unwrap();
+        let spec = BatchedEnv::new(&scene, 1, EnvOptions::default())
+            .unwrap()
+            .spec()
+            .clone();
+        let (o, a, p, v) = (spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
+        let mut episodes = Episodes {
+            rows: (0..3).map(|_| DatasetRows::new(o, a, p, v)).collect(),
+            obs: vec![0.0; 3 * o],
+            qpos: vec![0.0; 3 * p],
+            qvel: vec![0.0; 3 * v],
+            dummy: vec![0.0; a],
+            successes: vec![0; 3],
+            left: vec![None; 3],
+            extent: SceneExtent::of(&scene),
+        };
+        // Env i's observations and states are all i; env 1's cube (the last body) is 20 m below the table.
+        let step = |episodes: &mut Episodes, last: bool| {
+            let fill = |dim: usize| (0..3 * dim).map(|k| (k / dim) as f32).collect::<Vec<f32>>();
+            let mut final_qpos = fill(p);
+            let cube = spec.state_bodies.iter().position(|b| b == "cube").unwrap();
+            final_qpos[p + cube * qamlab_sim::QPOS_PER_BODY + 2] = -20.0;
+            let out = StepOutput {
+                obs: fill(o),
+                final_obs: fill(o),
+                qpos: fill(p),
+                qvel: fill(v),
+                final_qpos,
+                final_qvel: fill(v),
+                reward: vec![1.0; 3],
+                success: vec![true; 3],
+                ..StepOutput::default()
+            };
+            episodes.obs = fill(o);
+            episodes.record_step(3, &vec![0.0; 3 * a], &out, last, &spec);
+        };
+        step(&mut episodes, false);
+        step(&mut episodes, true);
+        let mut all = DatasetRows::new(o, a, p, v);
+        let kept = episodes.move_to(3, &mut all);
+        assert_eq!((kept.episodes, kept.successes), (2, 4));
+        assert!(kept.left_out.is_some_and(|e| {
+            e.to_string()
+                .starts_with("body \"cube\" left the scene: it is at ")
+        }),);
+        // Envs 0 and 2's rows only: two steps and a final state each.
+        assert_eq!(all.len(), 6);
+        let first_obs: Vec<f32> = (0..6).map(|r| all.observations[r * o]).collect();
+        assert_eq!(first_obs, [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]);
+        assert!(episodes.rows.iter().all(|r| r.len() == 0));
+        assert!(episodes.left.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_task_that_loses_a_body_in_most_episodes_is_refused_with_the_first() {
+        // A table 10 cm across: the cube starts over it in few episodes, and falls in the rest.
+        let dir = tempfile::tempdir().unwrap();
+        let scene = dir.path().join("small-table.scn.ron");
+        let text = qamlab_tasks::BUILTIN_TASKS[0]
+            .1
+            .replace(
+                "half_extents: (0.5, 0.5, 0.05)",
+                "half_extents: (0.05, 0.05, 0.05)",
+            )
+            .replace("name: \"cube-single\"", "name: \"small-table\"");
+        std::fs::write(&scene, text).unwrap();
+        let opts = CollectOptions {
+            task: scene.to_string_lossy().into_owned(),
+            episodes: 20,
+            envs: 4,
+            episode_length: Some(40),
+            out: dir.path().join("d.npz"),
+            ..CollectOptions::default()
+        };
+        let err = format!("{:#}", collect_staged(&opts).err().unwrap());
+        assert!(
+            err.contains("a body left the scene in 4 of 4 episodes, too many to leave out: body \"cube\" left the \
+                          scene"),
+            "{err}"
+        );
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 1, "nothing but the scene is left");
     }
 
     #[test]

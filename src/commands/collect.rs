@@ -247,6 +247,9 @@ fn file_name(path: &std::path::Path) -> String {
 
 /// Prints what was written.
 fn report(summary: &CollectSummary) -> anyhow::Result<()> {
+    if let Some(warning) = summary.left_out_warning() {
+        tracing::warn!("{warning}");
+    }
     qamlab_headless::stdout_line!(
         "wrote {}: {}, {} transitions ({} rows), {:.1}% of transitions at success, {:.0} env steps/s",
         summary.path.display(),

@@ -173,6 +173,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "the demo dataset was not written (no temporary file is left)",
     )?
     .put_in_place()?;
+    if let Some(warning) = collected.left_out_warning() {
+        tracing::warn!("{warning}");
+    }
     qamlab_headless::stdout_line!(
         "dataset: {} ({} transitions)",
         dataset.display(),

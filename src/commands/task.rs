@@ -2,6 +2,7 @@
 //! optionally try it: the scripted oracle and random actions for a few episodes each.
 
 use anyhow::Context;
+use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode};
 use rand::SeedableRng;
@@ -82,6 +83,9 @@ fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyh
         super::count(episodes, "episode"),
         100.0 * tried.held_rate
     )?;
+    if let Some(note) = tried.left_note(episodes) {
+        qamlab_headless::stdout_line!("{note}")?;
+    }
     // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
     let lost = tried.reached - tried.held;
     if lost > 0 && 2 * lost >= tried.reached && episodes >= 10 {
@@ -129,6 +133,9 @@ fn report_random_trial(
         100.0 * tried.success_rate,
         super::count(episodes, "episode")
     )?;
+    if let Some(note) = tried.left_note(episodes) {
+        qamlab_headless::stdout_line!("{note}")?;
+    }
     // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
     // at all: else the error below says why not).
     let agents_act = qamlab_headless::chunks::check_agent_action_space(spec).is_ok();
@@ -301,6 +308,8 @@ fn try_policy(
     // Per episode: whether it ended, and whether the goals held at that step (its end, or its success).
     let mut ended: Vec<Option<bool>> = vec![None; episodes];
     let mut reached = vec![false; episodes];
+    let extent = SceneExtent::of(scene);
+    let mut left: Vec<Option<Escape>> = vec![None; episodes];
     let mut actions = vec![0.0; episodes * spec.action_dim];
     let mut at_first_step = 0;
     for step in 0..spec.episode_length {
@@ -317,6 +326,10 @@ fn try_policy(
             }
             at_first_step += usize::from(step == 0 && out.success[i]);
             reached[i] |= out.success[i];
+            if left[i].is_none() {
+                let p = spec.qpos_dim;
+                left[i] = extent.escape(&spec, &out.final_qpos[i * p..(i + 1) * p]);
+            }
             if out.ended(i) {
                 *end = Some(out.success[i]);
             }
@@ -331,12 +344,19 @@ fn try_policy(
     }
     let solved = reached.iter().filter(|&&r| r).count();
     let held = ended.iter().filter(|e| **e == Some(true)).count();
+    let count = left.iter().flatten().count();
+    let left = left
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|first| (count, first));
     Ok(Tried {
         success_rate: solved as f64 / episodes as f64,
         held_rate: held as f64 / episodes as f64,
         reached: solved,
         held,
         at_first_step,
+        left,
     })
 }
 
@@ -380,6 +400,20 @@ struct Tried {
     held: usize,
     /// Episodes that reached success at their first control step.
     at_first_step: usize,
+    /// Episodes in which a body left the scene (before they ended), and the first such body.
+    left: Option<(usize, Escape)>,
+}
+
+impl Tried {
+    /// The note that bodies left the scene in some episodes, if they did.
+    fn left_note(&self, episodes: usize) -> Option<String> {
+        self.left.as_ref().map(|(count, first)| {
+            format!(
+                "note: a body left the scene in {count} of {episodes} episodes (`collect` leaves such episodes \
+                 out, and refuses a task that loses one in over a tenth); in the first, {first}"
+            )
+        })
+    }
 }
 
 #[cfg(test)]
