@@ -75,6 +75,17 @@ fn screenshot_and_stderr(
     frames: u32,
     view_args: &[&str],
 ) -> (PathBuf, String) {
+    screenshot_after(dir, name, frames, view_args, || {})
+}
+
+/// [`screenshot_and_stderr`], with `meanwhile` run once the window's command has started.
+fn screenshot_after(
+    dir: &Path,
+    name: &str,
+    frames: u32,
+    view_args: &[&str],
+    meanwhile: impl FnOnce(),
+) -> (PathBuf, String) {
     assert!(
         on_path("xvfb-run").is_some(),
         "xvfb-run is not installed, so the window cannot be tested: run scripts/setup.sh \
@@ -96,6 +107,7 @@ fn screenshot_and_stderr(
         .spawn()
         .expect("starting xvfb-run");
     let start = Instant::now();
+    meanwhile();
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the window") {
             break status;
@@ -224,6 +236,114 @@ fn a_screenshot_while_training_shows_the_trained_agent_the_same_each_time() {
     assert!(
         first == second,
         "two screenshots of one training command differ"
+    );
+}
+
+/// The pendulum example's scene file, copied to `dir` with `edit` applied to its text.
+fn pendulum_scene(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+    let pendulum =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tasks/examples/pendulum.scn.ron");
+    let path = dir.join("live.scn.ron");
+    std::fs::write(&path, edit(&std::fs::read_to_string(pendulum).unwrap())).unwrap();
+    path
+}
+
+/// Pixels of the panel (the first 340 columns) in the pure yellow of its notes and warnings.
+fn yellow_in_panel(png: &Path) -> usize {
+    let image = image::open(png).expect("reading the screenshot").to_rgb8();
+    image
+        .enumerate_pixels()
+        .filter(|(x, _, p)| {
+            let (hue, saturation, value) = hsv(p.0);
+            *x < 340 && (50.0..=70.0).contains(&hue) && saturation > 0.8 && value > 0.8
+        })
+        .count()
+}
+
+#[test]
+fn the_panel_lists_the_warnings_of_the_scene() {
+    // Gravity pointing up: said in the terminal, and in the panel, in yellow, beside the scene file (the terminal
+    // of a window is easily out of sight). Nothing else in this panel is yellow.
+    let dir = tempfile::tempdir().unwrap();
+    let up = |text: &str| text.replace("gravity: (0.0, 0.0, -9.81)", "gravity: (0.0, 0.0, 9.81)");
+    let scene = pendulum_scene(dir.path(), up);
+    let args = ["--task", scene.to_str().unwrap(), "--envs", "1"];
+    let (png, stderr) = screenshot_and_stderr(dir.path(), "up.png", 2, &args);
+    assert!(
+        stderr.contains("warning: gravity is (0, 0, 9.81): it points up"),
+        "{stderr}"
+    );
+    let yellow = yellow_in_panel(&png);
+    assert!(
+        yellow > 200,
+        "{yellow} yellow pixels in the panel: its warning is not shown"
+    );
+    // The scene as shipped has no warning, and no yellow.
+    let scene = pendulum_scene(dir.path(), str::to_string);
+    let args = ["--task", scene.to_str().unwrap(), "--envs", "1"];
+    let png = screenshot_of(dir.path(), "down.png", 2, &args);
+    assert_eq!(yellow_in_panel(&png), 0);
+}
+
+#[test]
+fn a_scene_saved_while_the_window_trains_is_not_shown_and_the_panel_says_so() {
+    // The run trains the task as it began (its copy in RUN/task.scn.ron): the window shows that one, and says once in
+    // the terminal, and in the panel, that the file changed. It drew the new goal, and counted its successes, while
+    // the run trained the old one.
+    let dir = tempfile::tempdir().unwrap();
+    let tolerance = |value: &'static str| {
+        move |text: &str| text.replace("tolerance: 0.1)", &format!("tolerance: {value})"))
+    };
+    let scene = pendulum_scene(dir.path(), tolerance("0.08"));
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        "online_steps = 1500\nstart_training = 100\nenvs = 2\neval_interval = 1500\neval_episodes = 2\n\
+         eval_envs = 2\ncheckpoint_interval = 1500\nlog_interval = 100\n[agent]\nbatch_size = 8\n\
+         actor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let args = [
+        "--task",
+        scene.to_str().unwrap(),
+        "--train",
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--envs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let save = || {
+        // Once the run has read the file (its first metrics come after), as the author saves it meanwhile.
+        let start = Instant::now();
+        while !std::fs::metadata(run.join("metrics.jsonl")).is_ok_and(|m| m.len() > 0) {
+            assert!(start.elapsed() < TIMEOUT, "training never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pendulum_scene(dir.path(), tolerance("0.3"));
+    };
+    let (png, stderr) = screenshot_after(dir.path(), "train.png", 4, &args, save);
+    let copy = run.join("task.scn.ron");
+    assert!(
+        std::fs::read_to_string(&copy)
+            .unwrap()
+            .contains("tolerance: 0.08)"),
+        "the run trained another version"
+    );
+    let note = format!(
+        "note: {} changed; the run goes on with the task as it began, its copy {}, which the window keeps showing",
+        scene.display(),
+        copy.display()
+    );
+    assert_eq!(stderr.matches(&note).count(), 1, "{stderr}");
+    let yellow = yellow_in_panel(&png);
+    assert!(
+        yellow > 200,
+        "{yellow} yellow pixels in the panel: the change is not said"
     );
 }
 

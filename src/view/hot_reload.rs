@@ -1,15 +1,23 @@
-//! Hot reload of the task's scene file: polled for a new modification time; a version that loads replaces the
-//! envs, one that does not leaves the last good version running and its error in the panel.
+//! Hot reload of the task's scene file: polled for a new modification time. A version that loads and changes the
+//! task replaces the envs and starts the window's episode counts afresh (they are then of the version on screen);
+//! one that does not load leaves the last good version running and its error in the panel. While the window
+//! trains (`--train`), the envs keep the task the run trains (its copy of the file, once the run has written it),
+//! and the panel says that the file changed.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bevy::prelude::*;
+use bevy::time::common_conditions::on_timer;
+use qamlab_headless::run_dir::RunDir;
+use qamlab_headless::shell::quote_path;
 use qamlab_sim::TaskScene;
 use qamlab_tasks::Task;
 
 use super::ViewTask;
+use super::policy::EpisodeStats;
 use super::stepping::{PendingRebuild, SteppingSet};
+use super::training::{TrainingCurves, TrainingStatus};
 
 /// How often the file's modification time is read.
 const POLL_SECONDS: f32 = 0.5;
@@ -32,47 +40,177 @@ pub struct HotReload {
     pub path: Option<PathBuf>,
     /// Its modification time when last read.
     seen: Option<SystemTime>,
-    timer: Timer,
+    /// Whether the task is a built-in one (the file watched is its source in the checkout).
+    builtin: bool,
     /// Why the newest version was refused, if it was.
     pub error: Option<String>,
-    /// Versions loaded since start.
+    /// Versions of the file shown since start (one held back while the window trains is not).
     pub reloads: u32,
+    /// The warnings of the scene the envs run: as first loaded, then as last reloaded.
+    pub warnings: Vec<String>,
+    /// The run the window trains (`--train`), whose task the envs keep whatever the file becomes.
+    trained: Option<PathBuf>,
+    /// Whether the envs run the run's copy of its task (or there is no run, or no copy: a built-in task).
+    synced: bool,
+    /// What the panel says while the file differs from the task the run trains.
+    pub held: Option<String>,
+    /// What the terminal said of it (the panel shows it on hover).
+    pub held_note: Option<String>,
+    /// Whether the terminal was told of a version held back (it is told once).
+    told: bool,
 }
 
-/// Watches the task's scene file and reloads it on change.
-pub struct HotReloadPlugin;
+/// Watches the task's scene file and reloads it on change. Its fields are what the window knew of the scene as
+/// it first loaded it.
+#[derive(Clone)]
+pub struct HotReloadPlugin {
+    /// The warnings of the scene as first loaded (the panel lists them until a reload replaces them).
+    pub warnings: Vec<String>,
+    /// Whether the task is a built-in one.
+    pub builtin: bool,
+    /// The file's modification time before the scene was read (a save while the window opens is a change).
+    pub seen: Option<SystemTime>,
+}
 
 impl Plugin for HotReloadPlugin {
     fn build(&self, app: &mut App) {
-        app.add_systems(Startup, start_watch)
-            .add_systems(Update, poll_scene_file.before(SteppingSet::Rebuild));
+        let first = self.clone();
+        app.add_systems(
+            Startup,
+            move |commands: Commands, task: Res<ViewTask>, curves: Option<Res<TrainingCurves>>| {
+                start_watch(commands, &task, curves.as_deref(), &first);
+            },
+        )
+        .add_systems(
+            Update,
+            reload_changed_scene
+                .run_if(on_timer(Duration::from_secs_f32(POLL_SECONDS)))
+                .before(SteppingSet::Rebuild),
+        );
     }
 }
 
-fn start_watch(mut commands: Commands, task: Res<ViewTask>) {
-    let seen = task.watch.as_deref().and_then(modified);
+/// Starts watching the task's file; a window that trains holds the envs to the task as the run began.
+fn start_watch(
+    mut commands: Commands,
+    task: &ViewTask,
+    curves: Option<&TrainingCurves>,
+    first: &HotReloadPlugin,
+) {
+    let trained = match curves.map(|c| &c.status) {
+        Some(TrainingStatus::Running(run)) => Some(run.clone()),
+        _ => None,
+    };
     commands.insert_resource(HotReload {
         path: task.watch.clone(),
-        seen,
-        timer: Timer::from_seconds(POLL_SECONDS, TimerMode::Repeating),
+        seen: first.seen,
+        builtin: first.builtin,
         error: None,
         reloads: 0,
+        warnings: first.warnings.clone(),
+        // A built-in task is trained from the binary's copy, which the window shows too.
+        synced: trained.is_none() || first.builtin,
+        trained,
+        held: None,
+        held_note: None,
+        told: false,
     });
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
+/// The modification time of `path`, if it can be read.
+pub fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Reloads the scene when its file changed: the envs are rebuilt from a good version; a bad one is reported.
-fn poll_scene_file(
-    time: Res<Time>,
+/// What a version of the scene file that loads does to the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It changes the task: the envs take it, and the episode counts start afresh.
+    Apply,
+    /// The same task as shown (saved unchanged, or only its comments changed): nothing to rebuild.
+    Same,
+    /// It changes the task, but the window trains on the one shown: the envs keep that one.
+    Hold,
+}
+
+/// What `new` does to a window showing `shown`, training on it or not.
+fn verdict(new: &TaskScene, shown: &TaskScene, training: bool) -> Verdict {
+    if same_task(new, shown) {
+        Verdict::Same
+    } else if training {
+        Verdict::Hold
+    } else {
+        Verdict::Apply
+    }
+}
+
+/// Whether two scenes set the same task, wherever they were read from. `TaskScene` has no `PartialEq`; its
+/// `Debug` form holds every field (floats written exactly, no hash maps), so equal forms are equal scenes.
+fn same_task(a: &TaskScene, b: &TaskScene) -> bool {
+    let unsourced = |scene: &TaskScene| {
+        format!(
+            "{:?}",
+            TaskScene {
+                source: String::new(),
+                ..scene.clone()
+            }
+        )
+    };
+    unsourced(a) == unsourced(b)
+}
+
+/// What the panel says of a `file` changed while the window trains into `run`: the envs keep the task the run
+/// trains on.
+fn held_notice(file: &Path, run: &Path, builtin: bool) -> String {
+    let name = file.file_name().map_or(file.as_os_str(), |n| n).display();
+    let trained = if builtin {
+        "the built-in task as the run began it".to_string()
+    } else {
+        format!(
+            "the task as the run began it, its copy {}",
+            RunDir::new(run).task_scene().display()
+        )
+    };
+    format!("{name} changed: not shown, as the window keeps {trained}")
+}
+
+/// What the terminal says, once, of a `file` changed while the window trains into `run`.
+fn held_note(file: &Path, run: &Path, builtin: bool) -> String {
+    let trained = if builtin {
+        "the built-in task as it began".to_string()
+    } else {
+        format!(
+            "the task as it began, its copy {}",
+            RunDir::new(run).task_scene().display()
+        )
+    };
+    format!(
+        "note: {} changed; the run goes on with {trained}, which the window keeps showing; to watch the trained \
+         agent on the new version: qamlab view --checkpoint {} --task {}",
+        file.display(),
+        quote_path(run),
+        quote_path(file)
+    )
+}
+
+/// Reloads the scene when its file changed: a version that changes the task replaces the envs (unless the window
+/// trains on the one shown) and restarts the episode counts; a bad one is reported. A window that trains first
+/// takes the run's copy of the task, should the file have changed between the window's reading and the run's.
+fn reload_changed_scene(
     mut watch: ResMut<HotReload>,
     mut task: ResMut<ViewTask>,
     mut rebuild: ResMut<PendingRebuild>,
+    mut stats: ResMut<EpisodeStats>,
 ) {
-    if !watch.timer.tick(time.delta()).just_finished() {
-        return;
+    if !watch.synced
+        && let Some(run) = watch.trained.clone()
+        && let Ok(copy) = TaskScene::from_file(RunDir::new(&run).task_scene())
+    {
+        // (not there yet, or still being written: the next poll tries again)
+        watch.synced = true;
+        if !same_task(&copy, &task.scene) {
+            show(&mut watch, &mut task, copy, &mut rebuild, &mut stats);
+        }
     }
     let Some(path) = watch.path.clone() else {
         return;
@@ -82,17 +220,250 @@ fn poll_scene_file(
         return;
     }
     watch.seen = now;
-    match TaskScene::from_file(&path) {
-        Ok(scene) => {
-            for warning in qamlab_tasks::scene_warnings(&scene) {
-                tracing::warn!("{warning}");
+    let scene = match TaskScene::from_file(&path) {
+        Ok(scene) => scene,
+        Err(err) => {
+            watch.error = Some(err.to_string());
+            return;
+        }
+    };
+    watch.error = None;
+    match verdict(&scene, &task.scene, watch.trained.is_some()) {
+        Verdict::Hold => {
+            let run = watch.trained.clone().expect("held only while training");
+            let note = held_note(&path, &run, watch.builtin);
+            if !watch.told {
+                eprintln!("{note}");
+                watch.told = true;
             }
-            task.name = scene.settings.name.clone();
-            task.scene = scene;
-            rebuild.0 = true;
-            watch.error = None;
+            watch.held = Some(held_notice(&path, &run, watch.builtin));
+            watch.held_note = Some(note);
+        }
+        Verdict::Same => {
+            watch.held = None;
+            watch.held_note = None;
             watch.reloads += 1;
         }
-        Err(err) => watch.error = Some(err.to_string()),
+        Verdict::Apply => {
+            show(&mut watch, &mut task, scene, &mut rebuild, &mut stats);
+            watch.reloads += 1;
+        }
+    }
+}
+
+/// Puts `scene` in the envs, with its warnings, and starts the episode counts afresh.
+fn show(
+    watch: &mut HotReload,
+    task: &mut ViewTask,
+    scene: TaskScene,
+    rebuild: &mut PendingRebuild,
+    stats: &mut EpisodeStats,
+) {
+    let shown = Task {
+        name: scene.settings.name.clone(),
+        builtin: watch.builtin,
+        scene,
+    };
+    watch.warnings = shown.warnings();
+    for warning in &watch.warnings {
+        tracing::warn!("{warning}");
+    }
+    task.name = shown.name;
+    task.scene = shown.scene;
+    rebuild.0 = true;
+    stats.restart();
+}
+
+#[cfg(test)]
+mod tests {
+    use bevy::ecs::system::RunSystemOnce;
+
+    use super::*;
+
+    const PENDULUM: &str = "assets/tasks/examples/pendulum.scn.ron";
+
+    /// The pendulum's scene file copied into `dir`, with `edit` applied to its text.
+    fn pendulum_file(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
+        let text = std::fs::read_to_string(crate::checkout_dir().join(PENDULUM)).unwrap();
+        let path = dir.join("live.scn.ron");
+        std::fs::write(&path, edit(&text)).unwrap();
+        path
+    }
+
+    /// Writes `text` to `path` with a modification time of its own (a second on), as an editor's save.
+    fn save(path: &Path, text: &str) {
+        let before = modified(path).unwrap();
+        std::fs::write(path, text).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(before + Duration::from_secs(1)).unwrap();
+    }
+
+    /// The window's resources around a watch of `file`, training into `trained` if given, with 7 episodes counted.
+    fn watching(file: &Path, trained: Option<&Path>) -> App {
+        let seen = modified(file);
+        let task = qamlab_tasks::load_task(file.to_str().unwrap()).unwrap();
+        let mut app = App::new();
+        let mut stats = EpisodeStats::default();
+        stats.episodes = 7;
+        stats.successes = 2;
+        stats.recent.extend([(1.0, true), (0.0, false)]);
+        app.insert_resource(ViewTask {
+            name: task.name.clone(),
+            scene: task.scene.clone(),
+            watch: Some(file.to_path_buf()),
+        })
+        .insert_resource(PendingRebuild(false))
+        .insert_resource(stats);
+        let first = HotReloadPlugin {
+            warnings: task.warnings(),
+            builtin: false,
+            seen,
+        };
+        let curves = trained.map(|run| TrainingCurves {
+            status: TrainingStatus::Running(run.to_path_buf()),
+            step: 0,
+            evals: Vec::new(),
+            losses: Default::default(),
+        });
+        app.world_mut()
+            .run_system_once(move |commands: Commands, task: Res<ViewTask>| {
+                start_watch(commands, &task, curves.as_ref(), &first)
+            })
+            .unwrap();
+        app
+    }
+
+    fn poll(app: &mut App) {
+        app.world_mut()
+            .run_system_once(reload_changed_scene)
+            .unwrap();
+    }
+
+    fn tolerance(app: &App) -> f32 {
+        app.world().resource::<ViewTask>().scene.goals[0]
+            .goal
+            .tolerance
+    }
+
+    fn with_tolerance(text: &str, tolerance: &str) -> String {
+        let (before, after) = text.split_once("tolerance: ").unwrap();
+        let end = after.find([',', ')']).unwrap();
+        format!("{before}tolerance: {tolerance}{}", &after[end..])
+    }
+
+    #[test]
+    fn a_reload_while_training_keeps_the_trained_task_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = pendulum_file(dir.path(), |t| with_tolerance(t, "0.08"));
+        let original = std::fs::read_to_string(&file).unwrap();
+        let run = dir.path().join("viewtrain");
+        let mut app = watching(&file, Some(&run));
+        save(&file, &with_tolerance(&original, "0.3"));
+        poll(&mut app);
+        // The envs keep the task trained; nothing rebuilt, nothing counted as a reload, the counts go on.
+        assert_eq!(tolerance(&app), 0.08);
+        assert!(!app.world().resource::<PendingRebuild>().0);
+        assert_eq!(app.world().resource::<EpisodeStats>().episodes, 7);
+        let watch = app.world().resource::<HotReload>();
+        assert_eq!(watch.reloads, 0);
+        let held = watch
+            .held
+            .as_deref()
+            .expect("the panel says the file changed");
+        let copy = run.join("task.scn.ron").display().to_string();
+        assert!(
+            held == format!(
+                "live.scn.ron changed: not shown, as the window keeps the task as the run began it, its copy {copy}"
+            ),
+            "{held}"
+        );
+        assert!(watch.told);
+        // Saved back as the run began: the notice goes, and the task is the one shown.
+        save(&file, &original);
+        poll(&mut app);
+        let watch = app.world().resource::<HotReload>();
+        assert!(watch.held.is_none());
+        assert_eq!(tolerance(&app), 0.08);
+        assert!(!app.world().resource::<PendingRebuild>().0);
+    }
+
+    #[test]
+    fn a_window_that_trains_shows_the_runs_copy_of_its_task() {
+        // The file changed between the window's reading and the run's: the run's copy is what is trained.
+        let dir = tempfile::tempdir().unwrap();
+        let file = pendulum_file(dir.path(), |t| with_tolerance(t, "0.08"));
+        let changed = with_tolerance(&std::fs::read_to_string(&file).unwrap(), "0.3");
+        let run = dir.path().join("viewtrain");
+        let mut app = watching(&file, Some(&run));
+        // No copy yet (the run is starting): the envs keep what the window read.
+        poll(&mut app);
+        assert_eq!(tolerance(&app), 0.08);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("task.scn.ron"), &changed).unwrap();
+        save(&file, &changed);
+        poll(&mut app);
+        assert_eq!(tolerance(&app), 0.3);
+        assert!(app.world().resource::<PendingRebuild>().0);
+        // The file is as the run trains it: nothing held back.
+        assert!(app.world().resource::<HotReload>().held.is_none());
+    }
+
+    #[test]
+    fn a_reload_that_changes_the_task_restarts_the_counts_and_lists_its_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = pendulum_file(dir.path(), |t| t.to_string());
+        let original = std::fs::read_to_string(&file).unwrap();
+        let mut app = watching(&file, None);
+        assert!(app.world().resource::<HotReload>().warnings.is_empty());
+        // Saved unchanged but for a comment: the same task, its envs and counts untouched.
+        save(&file, &format!("// a note\n{original}"));
+        poll(&mut app);
+        assert!(!app.world().resource::<PendingRebuild>().0);
+        assert_eq!(app.world().resource::<EpisodeStats>().episodes, 7);
+        assert_eq!(app.world().resource::<HotReload>().reloads, 1);
+        // Gravity pointing up: the envs take it, its warning shows, and the counts are of it alone.
+        let (before, after) = original.split_once("gravity: (").unwrap();
+        let rest = after.split_once(')').unwrap().1;
+        save(&file, &format!("{before}gravity: (0.0, 0.0, 9.81){rest}"));
+        poll(&mut app);
+        assert!(app.world().resource::<PendingRebuild>().0);
+        let watch = app.world().resource::<HotReload>();
+        assert_eq!(watch.reloads, 2);
+        assert!(
+            watch.warnings.len() == 1 && watch.warnings[0].contains("it points up"),
+            "{:?}",
+            watch.warnings
+        );
+        assert!(watch.held.is_none());
+        let stats = app.world().resource::<EpisodeStats>();
+        assert_eq!((stats.episodes, stats.successes), (0, 0));
+        assert!(stats.recent.is_empty() && stats.curve.points().is_empty());
+        let previous = stats.previous.expect("the old version's counts are kept");
+        assert_eq!((previous.episodes, previous.successes), (7, 2));
+    }
+
+    #[test]
+    fn the_terminal_note_says_how_to_watch_the_new_version() {
+        let note = held_note(
+            Path::new("tasks/live.scn.ron"),
+            Path::new("runs/view train"),
+            false,
+        );
+        assert_eq!(
+            note,
+            "note: tasks/live.scn.ron changed; the run goes on with the task as it began, its copy runs/view \
+             train/task.scn.ron, which the window keeps showing; to watch the trained agent on the new version: \
+             qamlab view --checkpoint 'runs/view train' --task tasks/live.scn.ron"
+        );
+        let builtin = held_notice(
+            Path::new("assets/tasks/cube-single.scn.ron"),
+            Path::new("runs/x"),
+            true,
+        );
+        assert!(
+            builtin.starts_with("cube-single.scn.ron changed: not shown")
+                && builtin.contains("built-in"),
+            "{builtin}"
+        );
     }
 }

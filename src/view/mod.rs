@@ -10,7 +10,8 @@
 //! * [`panel`]: [`PanelPlugin`], the egui panel (curves, counters, controls) and the keyboard shortcuts.
 //! * [`thinned_curve`]: a curve of bounded memory for the whole session (the window's success rate).
 //! * [`training`]: [`TrainingPlugin`], training on its own thread feeding fresh weights and curves.
-//! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes.
+//! * [`hot_reload`]: [`HotReloadPlugin`] reloads the task's scene file when it changes (with `--train`, the envs
+//!   keep the task the run trains).
 //! * [`screenshot`]: [`ScreenshotPlugin`] saves one frame and exits (`--screenshot`).
 //! * [`preflight`]: the display and the render adapter, checked before the window opens.
 //! * [`video`]: [`video::record`] renders episodes offscreen, with no window, to a GIF (`qamlab eval --video`).
@@ -182,12 +183,22 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         check_screenshot_path(path)?;
     }
     args.task = Some(args.resolve_task()?);
+    // Read before the scene: a save while the window opens is then a change to reload.
+    let seen = hot_reload::modified(std::path::Path::new(args.task_name()));
     // Its errors name the task or its file.
     let task = qamlab_tasks::load_task(args.task_name())?;
     let watch = hot_reload::scene_file_to_watch(args.task_name(), &task);
+    // (a built-in task is read from the binary, not from the source watched)
+    let seen = if task.builtin {
+        watch.as_deref().and_then(hot_reload::modified)
+    } else {
+        seen
+    };
+    // The panel lists them too, beside the scene file: a window's terminal is easily out of sight.
+    let warnings = task.warnings();
     if !args.train {
         // (a training says them itself as it starts)
-        for warning in task.warnings() {
+        for warning in &warnings {
             tracing::warn!("{warning}");
         }
     }
@@ -210,7 +221,12 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         scene: task.scene.clone(),
         watch,
     };
-    let mut app = window_app(&args, view_task, policy, training_link);
+    let reload = HotReloadPlugin {
+        warnings,
+        builtin: task.builtin,
+        seen,
+    };
+    let mut app = window_app(&args, view_task, reload, policy, training_link);
     // Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler's end of time) close the window as its close button
     // does; a second one ends the process at once, by the signal's default action.
     interrupt::record_stop_signals();
@@ -242,6 +258,7 @@ fn check_screenshot_path(path: &std::path::Path) -> anyhow::Result<()> {
 fn window_app(
     args: &ViewArgs,
     view_task: ViewTask,
+    reload: HotReloadPlugin,
     policy: policy::ActingPolicy,
     training_link: Option<training::TrainingLink>,
 ) -> App {
@@ -289,7 +306,7 @@ fn window_app(
         PanelPlugin {
             save_to: args.save_to.clone(),
         },
-        HotReloadPlugin,
+        reload,
         TrainingPlugin {
             link: std::sync::Mutex::new(training_link),
             recorded,

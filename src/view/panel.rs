@@ -21,7 +21,7 @@ use qamlab_headless::plot::{compact, linear_ticks, symlog, symlog_inverse};
 use super::ViewTask;
 use super::camera::OrbitCamera;
 use super::hot_reload::HotReload;
-use super::policy::{ActingPolicy, EpisodeStats, PolicyKind, ROLLING, SavePath};
+use super::policy::{ActingPolicy, EpisodeStats, PolicyKind, ROLLING, SavePath, VersionTally};
 use super::render_sync::ShownEnvs;
 use super::stepping::{EnvEntities, SimClock, Speed, SteppingSet};
 use super::training::{TrainingCurves, TrainingStatus};
@@ -422,6 +422,9 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats, plot_height: f32) {
             last.join("  ")
         }
     ));
+    if let Some(line) = stats.previous.as_ref().and_then(previous_version_line) {
+        ui.label(RichText::new(line).weak());
+    }
     curve(
         ui,
         "window-success",
@@ -430,6 +433,20 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats, plot_height: f32) {
         YAxis::Fraction,
         plot_height,
     );
+}
+
+/// The line that recalls the counts of the task's version before the last reload (they start afresh with each
+/// version); none where it had no episode.
+fn previous_version_line(previous: &VersionTally) -> Option<String> {
+    (previous.episodes > 0).then(|| {
+        let rate = previous
+            .rolling
+            .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+        format!(
+            "before the last reload: episodes {}  successes {}  last {ROLLING}: {rate}",
+            previous.episodes, previous.successes
+        )
+    })
 }
 
 /// The training run's status, and its evaluation and loss curves (the policy section names the weights acting).
@@ -509,7 +526,8 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves, plot_height: f32
     }
 }
 
-/// The watched scene file (its name; its path on hover), its reload count and the last reload's error.
+/// The watched scene file (its name; its path on hover), its reload count, a change not shown while the window
+/// trains, the last reload's error, and the warnings of the scene the envs run.
 fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
     match &reload.path {
         Some(path) => {
@@ -527,11 +545,38 @@ fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
             ui.label(RichText::new("built-in scene: no file to watch").weak());
         }
     }
+    if let Some(held) = &reload.held {
+        let response = ui.colored_label(Color32::YELLOW, held.as_str());
+        if let Some(note) = &reload.held_note {
+            response.on_hover_text(note.as_str());
+        }
+    }
     if let Some(err) = &reload.error {
         ui.colored_label(
             Color32::LIGHT_RED,
             format!("scene not reloaded, keeping the last good one:\n{err}"),
         );
+    }
+    if !reload.warnings.is_empty() {
+        // Under a header that folds them away: each may take several lines of so narrow a panel.
+        egui::CollapsingHeader::new(
+            RichText::new(warnings_heading(reload.warnings.len())).color(Color32::YELLOW),
+        )
+        .id_salt("scene-warnings")
+        .default_open(true)
+        .show_unindented(ui, |ui| {
+            for warning in &reload.warnings {
+                ui.label(format!("\u{2022} {warning}"));
+            }
+        });
+    }
+}
+
+/// The header over the scene's warnings.
+fn warnings_heading(count: usize) -> String {
+    match count {
+        1 => "\u{26A0} 1 warning about the scene".into(),
+        n => format!("\u{26A0} {n} warnings about the scene"),
     }
 }
 
@@ -722,6 +767,23 @@ mod tests {
         app.update();
         let title = &app.world().get::<Window>(window).unwrap().title;
         assert_eq!(title, "qamlab view: my-task");
+    }
+
+    #[test]
+    fn the_counts_before_a_reload_are_recalled_in_a_line() {
+        let previous = VersionTally {
+            episodes: 34,
+            successes: 30,
+            rolling: Some(0.85),
+        };
+        assert_eq!(
+            previous_version_line(&previous).unwrap(),
+            format!("before the last reload: episodes 34  successes 30  last {ROLLING}: 85%")
+        );
+        // A version replaced before any episode ended leaves nothing to recall.
+        assert_eq!(previous_version_line(&VersionTally::default()), None);
+        assert_eq!(warnings_heading(1), "\u{26A0} 1 warning about the scene");
+        assert_eq!(warnings_heading(3), "\u{26A0} 3 warnings about the scene");
     }
 
     #[test]

@@ -382,6 +382,19 @@ pub struct EpisodeStats {
     pub curve: ThinnedCurve,
     /// The same counts env by env (env `i`'s at `i`), for the envs' labels.
     pub per_env: Vec<EnvTally>,
+    /// The counts of the task's version before the last reload that changed it, if any.
+    pub previous: Option<VersionTally>,
+}
+
+/// The episodes of a version of the task, as they stood when a reload replaced it.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct VersionTally {
+    /// Episodes finished.
+    pub episodes: u64,
+    /// Of which successful.
+    pub successes: u64,
+    /// Success rate of its last [`ROLLING`] episodes.
+    pub rolling: Option<f64>,
 }
 
 /// One env's finished episodes.
@@ -400,6 +413,20 @@ pub const ROLLING: usize = 20;
 pub const RECENT_EPISODES: usize = 100;
 
 impl EpisodeStats {
+    /// Starts the counts afresh for a new version of the task (a reload that changed it): counts that mixed two
+    /// versions would judge neither. The old version's totals stay, for the panel to compare.
+    pub fn restart(&mut self) {
+        let previous = VersionTally {
+            episodes: self.episodes,
+            successes: self.successes,
+            rolling: self.rolling_success(),
+        };
+        *self = Self {
+            previous: Some(previous),
+            ..Self::default()
+        };
+    }
+
     /// Success rate of the last [`ROLLING`] episodes.
     pub fn rolling_success(&self) -> Option<f64> {
         let n = self.recent.len().min(ROLLING);
