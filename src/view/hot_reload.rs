@@ -233,7 +233,7 @@ fn reload_changed_scene(
             let run = watch.trained.clone().expect("held only while training");
             let note = held_note(&path, &run, watch.builtin);
             if !watch.told {
-                eprintln!("{note}");
+                qamlab_headless::stderr_line!("{note}");
                 watch.told = true;
             }
             watch.held = Some(held_notice(&path, &run, watch.builtin));

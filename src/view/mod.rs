@@ -330,7 +330,9 @@ fn wind_down(exit: AppExit, trainer: Option<training::TrainerHandle>) -> anyhow:
     let mut run_dir = None;
     if let Some(trainer) = trainer {
         if trainer.is_running() {
-            eprintln!("view: window closed, stopping training (it checkpoints first)...");
+            qamlab_headless::stderr_line!(
+                "view: window closed, stopping training (it checkpoints first)..."
+            );
             // (a training that had finished is not one to resume)
             run_dir = Some(trainer.out.clone());
         }

@@ -134,7 +134,7 @@ fn on_captured(
             request.due = frame.0 + 1;
             return;
         }
-        eprintln!(
+        qamlab_headless::stderr_line!(
             "warning: the 3D view was still a single colour {BLANK_RETRIES} frames after the screenshot was due; \
              saving it anyway"
         );
@@ -154,7 +154,7 @@ fn on_captured(
                 ),
             ),
             None => {
-                eprintln!("view: screenshot saved to {}", path.display());
+                qamlab_headless::stderr_line!("view: screenshot saved to {}", path.display());
                 exit.write(AppExit::Success);
             }
         },

@@ -225,7 +225,7 @@ pub fn start(
             ended
         })
         .context("starting the training thread")?;
-    eprintln!("{}", training_into(&out));
+    qamlab_headless::stderr_line!("{}", training_into(&out));
     Ok((
         TrainerHandle {
             stop,
