@@ -148,9 +148,13 @@ mod tests {
         std::fs::create_dir(run.checkpoints()).unwrap();
         std::fs::write(run.checkpoints().join(".tmp-latest-x1"), "").unwrap();
         // One another process is writing (`eval --video` stages its GIF here without the run's lock) stays.
-        let writing = qamlab_agent::checkpoint::StagedFile::create(&dir.path().join("eval.gif")).unwrap();
+        let writing =
+            qamlab_agent::checkpoint::StagedFile::create(&dir.path().join("eval.gif")).unwrap();
         run.remove_leftovers(&held);
-        assert!(writing.temporary_path().is_file(), "a file being written was removed");
+        assert!(
+            writing.temporary_path().is_file(),
+            "a file being written was removed"
+        );
         writing.put_in_place().unwrap();
         assert_eq!(std::fs::read_dir(run.checkpoints()).unwrap().count(), 0);
         std::fs::remove_dir(run.checkpoints()).unwrap();
