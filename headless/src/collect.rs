@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(all.len(), 6);
         let first_obs: Vec<f32> = (0..6).map(|r| all.observations[r * o]).collect();
         assert_eq!(first_obs, [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]);
-        assert!(episodes.rows.iter().all(|r| r.len() == 0));
+        assert!(episodes.rows.iter().all(|r| r.is_empty()));
         assert!(episodes.left.iter().all(Option::is_none));
     }
 
