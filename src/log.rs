@@ -16,9 +16,12 @@ pub fn init() {
         std::env::var_os("NO_COLOR").as_deref(),
         std::env::var_os("TERM").as_deref(),
     );
+    // A warning stderr cannot take is dropped, as the program's other lines on it are (`stderr_line!`): tracing's
+    // report of the failed write is an `eprintln!`, which panics on the same stream.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(filter) => builder.with_env_filter(filter).init(),
         Err(_) => builder

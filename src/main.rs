@@ -105,8 +105,24 @@ fn main() -> std::process::ExitCode {
 
 /// The command line, as [`command`] parses it; a usage error is printed and exits with status 2.
 fn parse_command_line() -> Cli {
-    let mut matches = command().get_matches();
-    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command()).exit())
+    let mut matches = command()
+        .try_get_matches()
+        .unwrap_or_else(|e| exit_with(&e));
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| exit_with(&e.format(&mut command())))
+}
+
+/// Prints clap's message (help, the version, a usage error) and exits with its status; help or the version that
+/// standard output cannot take (`--help > /dev/full`) is an error, as any result is (clap's own exit drops it).
+fn exit_with(e: &clap::Error) -> ! {
+    use std::io::Write;
+    let printed = e.print().and_then(|()| std::io::stdout().flush());
+    if let Err(err) = printed
+        && !e.use_stderr()
+    {
+        qamlab_headless::stderr_line!("error: writing standard output: {err}");
+        std::process::exit(1);
+    }
+    std::process::exit(e.exit_code());
 }
 
 /// The command line's definition: [`Cli`]'s, with every (sub)command letting a value that is a negative number

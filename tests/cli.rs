@@ -651,44 +651,63 @@ fn full_disk() -> std::fs::File {
 
 #[test]
 fn a_result_that_cannot_be_written_is_an_error_and_a_log_that_cannot_is_no_reason_to_stop() {
-    // std's println!/eprintln! panic when the write fails: `dataset --json > full-disk/x.json` gave a trace, and a
-    // run whose stderr went to a full disk died mid-way with exit 101 and a trace nobody could read.
+    // std's println!/eprintln! panic when the write fails (and so does tracing's report of a warning it could not
+    // write): `dataset --json > full-disk/x.json` gave a trace, and a run whose stderr went to a full disk died
+    // mid-way with exit 101 and a trace nobody could read.
     let dir = tempfile::tempdir().unwrap();
     let dataset = dir.path().join("d.npz");
     common::run_ok(common::collect_cmd(&dataset, "2", "0").arg("--quiet"));
-    let out = common::qamlab()
-        .arg("dataset")
-        .arg(&dataset)
-        .arg("--json")
-        .stdout(full_disk())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.starts_with("error: writing standard output: No space left on device"),
-        "{stderr}"
-    );
-    // Training goes on with its progress lines going nowhere, and says its result.
+    for args in [
+        vec![
+            "dataset".to_string(),
+            dataset.to_string_lossy().into_owned(),
+            "--json".into(),
+        ],
+        vec!["--help".into()],
+        vec!["--version".into()],
+    ] {
+        let out = common::qamlab()
+            .args(&args)
+            .stdout(full_disk())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: writing standard output: No space left on device"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Training goes on with its warnings and progress lines going nowhere, and says its result.
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
         common::tiny_config!(
-            "offline_steps = 40\nonline_steps = 0\neval_interval = 20\neval_episodes = 1\n"
+            "offline_steps = 40\nonline_steps = 0\neval_interval = 20\neval_episodes = 1\ntf32 = true\n"
         ),
     )
     .unwrap();
+    let train = |run: &Path, stderr: std::process::Stdio| {
+        common::qamlab()
+            .args(["train", "--device", "cpu", "--config"])
+            .arg(&config)
+            .arg("--dataset")
+            .arg(&dataset)
+            .arg("--out")
+            .arg(run)
+            .stderr(stderr)
+            .output()
+            .unwrap()
+    };
+    let seen = train(&dir.path().join("seen"), std::process::Stdio::piped());
+    let stderr = String::from_utf8_lossy(&seen.stderr);
+    assert!(
+        stderr.contains("warning: tf32 = true applies to CUDA matmuls only"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("eval at step 20 (offline)"), "{stderr}");
     let run = dir.path().join("run");
-    let out = common::qamlab()
-        .args(["train", "--config"])
-        .arg(&config)
-        .arg("--dataset")
-        .arg(&dataset)
-        .arg("--out")
-        .arg(&run)
-        .stderr(full_disk())
-        .output()
-        .unwrap();
+    let out = train(&run, full_disk().into());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{:?}\n{stdout}", out.status);
     assert!(stdout.contains("success: offline "), "{stdout}");
