@@ -10,11 +10,30 @@ use super::{RunDir, warn_once};
 use crate::TrainConfig;
 use crate::files::{read_regular_text, write_bytes_atomically};
 
-/// The first line of the `config.toml` a run writes (since 2026-12-07): the file holds every key, an unset optional
-/// one as a `# key: unset` comment, so one missing is damage. A file without it, an older run's, may lack the keys
-/// added since its version (`cuda_graphs`, `tf32`, `split_update`, `cpu_threads`, …), which take their defaults.
-pub(crate) const WHOLE_CONFIG_MARKER: &str =
-    "# qamlab run config: every key written (unset ones as comments)";
+/// The first line of the `config.toml` a run writes (since 2026-12-07), up to its format number: the file holds every
+/// key of that format, an unset optional one as a `# key: unset` comment, so one missing is damage. A file without
+/// it, an older run's, may lack the keys added since its version (`cuda_graphs`, `tf32`, `split_update`,
+/// `cpu_threads`, …), which take their defaults.
+const WHOLE_CONFIG_MARKER: &str = "# qamlab run config, format ";
+
+/// The format of the `config.toml` a run writes, in its first line.
+const CONFIG_FORMAT: u32 = 1;
+
+/// Keys added to the configuration after format 1, each with the first format that writes it: a run of an earlier
+/// format lacks them, and they take their defaults there. A key added to [`TrainConfig`] goes here with
+/// `CONFIG_FORMAT + 1`, and [`CONFIG_FORMAT`] moves on to that (the test of format 1's keys says so).
+const KEYS_SINCE_FORMAT_1: &[(&str, u32)] = &[];
+
+/// The first line of the `config.toml` a run writes now.
+fn whole_config_line() -> String {
+    format!("{WHOLE_CONFIG_MARKER}{CONFIG_FORMAT}: every key written (unset ones as comments)")
+}
+
+/// The format `text`'s first line names ([`WHOLE_CONFIG_MARKER`]), if it has one.
+fn whole_config_format(text: &str) -> Option<u32> {
+    let line = text.lines().next()?.strip_prefix(WHOLE_CONFIG_MARKER)?;
+    line.split(':').next()?.trim().parse().ok()
+}
 
 /// What a run records of itself when it starts, beside its config (`run.json`).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -31,9 +50,9 @@ impl RunDir {
     }
 
     /// Writes `cfg` as a new run's `config.toml`, atomically, headed by the line that says it holds every key
-    /// (`WHOLE_CONFIG_MARKER`): a key deleted from it is then refused as damage.
+    /// and its format ([`whole_config_line`]): a key deleted from it is then refused as damage.
     pub fn write_config(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
-        let text = format!("{WHOLE_CONFIG_MARKER}\n{}", cfg.to_toml()?);
+        let text = format!("{}\n{}", whole_config_line(), cfg.to_toml()?);
         write_bytes_atomically(&self.config(), text.as_bytes())
     }
 
@@ -293,15 +312,19 @@ fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
     let written: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
-    let whole = text.lines().any(|l| l.trim_end() == WHOLE_CONFIG_MARKER);
+    let format = whole_config_format(text);
+    let whole = format.is_some();
     // Every key a run may write: the optional ones are those a default config leaves unset.
     let every_key: toml::Table = every_key_set().to_toml()?.parse()?;
     let default: toml::Table = TrainConfig::default().to_toml()?.parse()?;
     let unset = unset_comments(text);
     let required = |name: &str, in_default: bool| {
-        if whole {
-            // An unset optional key is written as a comment.
-            in_default || !unset.iter().any(|u| u == name)
+        if let Some(format) = format {
+            // An unset optional key is written as a comment; a key of a later format is not in the file.
+            let in_format = KEYS_SINCE_FORMAT_1
+                .iter()
+                .all(|&(key, since)| key != name || since <= format);
+            in_format && (in_default || !unset.iter().any(|u| u == name))
         } else {
             in_default && !LATER_KEYS.contains(&name)
         }
@@ -485,7 +508,8 @@ mod tests {
             };
             run.write_config(&cfg).unwrap();
             let written = std::fs::read_to_string(run.config()).unwrap();
-            assert!(written.starts_with(WHOLE_CONFIG_MARKER), "{written}");
+            assert!(written.starts_with(&whole_config_line()), "{written}");
+            assert_eq!(whole_config_format(&written), Some(CONFIG_FORMAT));
             assert_eq!(run.read_config().unwrap(), cfg);
             let deleted = if cpu_threads.is_some() {
                 "cpu_threads = "
@@ -509,9 +533,97 @@ mod tests {
                 );
                 // An older run's file (no first line saying it is whole) lacking the key reads with its default.
                 std::fs::write(run.config(), without(&damaged, WHOLE_CONFIG_MARKER)).unwrap();
+                assert_eq!(
+                    whole_config_format(&without(&damaged, WHOLE_CONFIG_MARKER)),
+                    None
+                );
                 run.read_config().unwrap();
             }
         }
+    }
+
+    #[test]
+    fn the_keys_of_format_1_are_those_a_run_writes_or_a_later_format_names() {
+        // A run of format 1 must still read when a key is added: the new key goes into KEYS_SINCE_FORMAT_1 with
+        // the format that first writes it (and CONFIG_FORMAT moves on), or every run written since would be refused
+        // as lacking it.
+        const FORMAT_1: &[&str] = &[
+            "task",
+            "dataset",
+            "offline_steps",
+            "online_steps",
+            "envs",
+            "start_training",
+            "utd_ratio",
+            "sparse",
+            "balanced_sampling",
+            "eval_interval",
+            "eval_episodes",
+            "eval_envs",
+            "checkpoint_interval",
+            "log_interval",
+            "seed",
+            "device",
+            "cuda_graphs",
+            "tf32",
+            "split_update",
+            "cpu_threads",
+            "agent",
+        ];
+        let every: toml::Table = every_key_set().to_toml().unwrap().parse().unwrap();
+        let later: Vec<&str> = every
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !FORMAT_1.contains(k))
+            .filter(|k| !KEYS_SINCE_FORMAT_1.iter().any(|(key, _)| key == k))
+            .collect();
+        assert!(
+            later.is_empty(),
+            "keys neither of format 1 nor in KEYS_SINCE_FORMAT_1: {later:?}: add them there with CONFIG_FORMAT + 1, \
+             and move CONFIG_FORMAT on"
+        );
+        const AGENT_FORMAT_1: &[&str] = &[
+            "edit_target_entropy",
+            "clip_grad",
+            "kind",
+            "lr",
+            "batch_size",
+            "actor_hidden_dims",
+            "actor_layer_norm",
+            "value_hidden_dims",
+            "value_layer_norm",
+            "action_chunking",
+            "horizon_length",
+            "num_qs",
+            "rho",
+            "discount",
+            "tau",
+            "flow_steps",
+            "best_of_n",
+            "inv_temp",
+            "fql_alpha",
+            "edit_scale",
+            "edit_target_entropy_multiplier",
+            "alpha",
+        ];
+        let later: Vec<String> = every["agent"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .filter(|k| !AGENT_FORMAT_1.contains(&k.as_str()))
+            .map(|k| format!("agent.{k}"))
+            .filter(|k| !KEYS_SINCE_FORMAT_1.iter().any(|(key, _)| key == k))
+            .collect();
+        assert!(
+            later.is_empty(),
+            "keys neither of format 1 nor in KEYS_SINCE_FORMAT_1: {later:?}: add them there with CONFIG_FORMAT + 1, \
+             and move CONFIG_FORMAT on"
+        );
+        // The format is read from the first line, whatever its number.
+        assert_eq!(
+            whole_config_format("# qamlab run config, format 7: every key\nseed = 0\n"),
+            Some(7)
+        );
     }
 
     #[test]
