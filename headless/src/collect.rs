@@ -112,11 +112,12 @@ impl CollectSummary {
     /// The warning that episodes were left out as a body left the scene in them, if any were.
     pub fn left_out_warning(&self) -> Option<String> {
         self.left_out.as_ref().map(|(count, first)| {
+            let run = self.episodes + count;
             format!(
-                "{}: left out {} in which a body left the scene, running as many others in their place; in the \
-                 first, {first}",
+                "{}: left out {count} of the {run} episodes run ({:.1}%), in which a body left the scene; others ran \
+                 in their place; in the first, {first}",
                 self.path.display(),
-                if *count == 1 { "1 episode".to_string() } else { format!("{count} episodes") },
+                100.0 * *count as f64 / run as f64,
             )
         })
     }
@@ -273,9 +274,10 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
             let count = left_out.as_ref().map_or(0, |(c, _)| *c) + active - kept.episodes;
             let first = left_out.map_or(first, |(_, f)| f);
             // A few in thousands is the play data of the built-ins (a cube pushed off the table); more is the
-            // task's doing, and would never end where every episode loses a body.
+            // task's doing, said in the warning. Past half, most of the work is thrown away, and where every
+            // episode loses a body the collection would never end.
             ensure!(
-                count < 3 || count * 10 <= run,
+                count < 3 || count * 2 <= run,
                 "collecting task {}: a body left the scene in {count} of {run} episodes, too many to leave out: \
                  {first}",
                 opts.task

@@ -14,14 +14,22 @@ use crate::spec::{EnvSpec, QPOS_PER_BODY};
 /// flung out (a free fall takes 1.4 s to get there).
 pub const LEAVE_MARGIN: f32 = 10.0;
 
+/// How far below the box around a scene a body's origin may go, where gravity pulls down, before it has left the
+/// scene (m): every collider is above it then, so nothing can stop its fall (a free fall takes 0.45 s to get there).
+/// Without it, a cube that fell off a table in the last second of an episode stayed in the data, a metre down.
+pub const FALL_MARGIN: f32 = 1.0;
+
 /// The box around a scene as authored: every collider at its authored pose, where every body and every goal's
-/// target starts or is drawn. A body whose origin gets over [`LEAVE_MARGIN`] outside it has left the scene.
+/// target starts or is drawn. A body whose origin gets over [`LEAVE_MARGIN`] outside it, or over [`FALL_MARGIN`]
+/// below it where gravity pulls down, has left the scene.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SceneExtent {
     /// The box's low corner (m).
     pub min: Vec3,
     /// The box's high corner (m).
     pub max: Vec3,
+    /// Whether the scene's gravity pulls down (its z below 0), so that a body below the box falls without end.
+    pub falls: bool,
 }
 
 /// A body that has left the scene: what [`SceneExtent::escape`] finds.
@@ -40,13 +48,18 @@ pub struct Escape {
 impl std::fmt::Display for Escape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (lo, hi) = (self.extent.min, self.extent.max);
+        let how = if self.outside > LEAVE_MARGIN {
+            format!("over {LEAVE_MARGIN} m out")
+        } else {
+            format!("over {FALL_MARGIN} m below all of it, with nothing under it to land on")
+        };
         write!(
             f,
             "body \"{}\" left the scene: it is at ({:.1}, {:.1}, {:.1}), {:.1} m outside the box around the \
              scene's colliders and the places its bodies and targets start ({:.2}, {:.2}, {:.2}) to ({:.2}, {:.2}, \
-             {:.2}), over {LEAVE_MARGIN} m out: it fell off what held it or was flung out, and nothing brings it \
-             back, so the episode is no data of the task (a floor under the scene, or walls, keep bodies in; a \
-             motor that flings what it touches is said by `qamlab task FILE`)",
+             {:.2}), {how}: it fell off what held it or was flung out, and nothing brings it back, so the episode \
+             is no data of the task (a floor under the scene, or walls, keep bodies in; a motor that flings what it \
+             touches is said by `qamlab task FILE`)",
             self.body,
             self.at.x,
             self.at.y,
@@ -84,11 +97,16 @@ impl SceneExtent {
             let (lo, hi) = drawn_box(def.goal.target, drawn.unwrap_or_default());
             add(lo, hi);
         }
-        Self { min, max }
+        Self {
+            min,
+            max,
+            falls: scene.settings.gravity.z < 0.0,
+        }
     }
 
     /// The first body of one env's `qpos` row (laid out as `spec` says: each of its state bodies' position, then
-    /// quaternion) whose origin is over [`LEAVE_MARGIN`] outside this box, or not finite.
+    /// quaternion) whose origin is over [`LEAVE_MARGIN`] outside this box, over [`FALL_MARGIN`] below it where
+    /// gravity pulls down, or not finite.
     pub fn escape(&self, spec: &EnvSpec, qpos: &[f32]) -> Option<Escape> {
         spec.state_bodies.iter().enumerate().find_map(|(i, body)| {
             let p = qpos.get(i * QPOS_PER_BODY..i * QPOS_PER_BODY + 3)?;
@@ -98,7 +116,8 @@ impl SceneExtent {
             } else {
                 f32::INFINITY
             };
-            (outside > LEAVE_MARGIN).then(|| Escape {
+            let fallen = self.falls && at.z < self.min.z - FALL_MARGIN;
+            (outside > LEAVE_MARGIN || fallen).then(|| Escape {
                 body: body.clone(),
                 at,
                 outside,
@@ -138,21 +157,41 @@ mod tests {
             qpos[i * QPOS_PER_BODY + 6] = 1.0;
         }
         assert_eq!(extent.escape(&spec, &qpos), None);
-        // Fallen off the table: 9.9 m below it is still in, 10.2 m out.
-        qpos[cube * QPOS_PER_BODY + 2] = -10.0;
+        // Flung sideways: 9.9 m beside the table is still in, 10.2 m out.
+        qpos[cube * QPOS_PER_BODY] = 10.4;
         assert_eq!(extent.escape(&spec, &qpos), None);
-        qpos[cube * QPOS_PER_BODY + 2] = -10.3;
-        let escape = extent.escape(&spec, &qpos).expect("the cube fell out");
+        qpos[cube * QPOS_PER_BODY] = 10.7;
+        let escape = extent.escape(&spec, &qpos).expect("the cube was flung out");
         assert_eq!(escape.body, "cube");
         assert!((escape.outside - 10.2).abs() < 1e-4, "{escape:?}");
         assert!(
             escape.to_string().starts_with(
-                "body \"cube\" left the scene: it is at (0.0, 0.0, -10.3), 10.2 m outside the box around the \
+                "body \"cube\" left the scene: it is at (10.7, 0.0, 0.0), 10.2 m outside the box around the \
                  scene's colliders and the places its bodies and targets start (-0.50, -0.50, -0.10) to (0.50, \
                  0.50, 0.26), over 10 m out"
             ),
             "{escape}"
         );
+        // Fallen off the table: 0.9 m below all of it may still land on something, 1.1 m cannot.
+        qpos[cube * QPOS_PER_BODY] = 0.6;
+        qpos[cube * QPOS_PER_BODY + 2] = -1.0;
+        assert_eq!(extent.escape(&spec, &qpos), None);
+        qpos[cube * QPOS_PER_BODY + 2] = -1.2;
+        let escape = extent.escape(&spec, &qpos).expect("the cube fell");
+        assert!(
+            escape.to_string().contains(
+                "1.1 m outside the box around the scene's colliders and the places its bodies and targets start \
+                 (-0.50, -0.50, -0.10) to (0.50, 0.50, 0.26), over 1 m below all of it, with nothing under it to \
+                 land on"
+            ),
+            "{escape}"
+        );
+        // Where gravity does not pull down, only the 10 m bound holds.
+        let up = SceneExtent {
+            falls: false,
+            ..extent
+        };
+        assert_eq!(up.escape(&spec, &qpos), None);
         // A position no longer finite has left it too.
         qpos[cube * QPOS_PER_BODY] = f32::NAN;
         assert_eq!(extent.escape(&spec, &qpos).unwrap().outside, f32::INFINITY);

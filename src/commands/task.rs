@@ -105,7 +105,7 @@ fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyh
             "note: the oracle fails in most episodes, so a dataset it collects has few successes to learn \
              from; watch where it fails (`qamlab view --task {} --policy oracle`): the scripts go around or \
              over what `assets/tasks/README.md` says they do, and nothing else (a wall in the gantry's \
-             path taller than its carrying height, a cube too large for its fingers){}",
+             path taller than its carrying height, a cube too large or heavy for its fingers, a target sunk in the table){}",
             qamlab_headless::shell::quote(&args.task),
             if warned {
                 "; the warnings above may say why"
@@ -410,7 +410,7 @@ impl Tried {
         self.left.as_ref().map(|(count, first)| {
             format!(
                 "note: a body left the scene in {count} of {episodes} episodes (`collect` leaves such episodes \
-                 out, and refuses a task that loses one in over a tenth); in the first, {first}"
+                 out, and refuses a task that loses one in over half of them); in the first, {first}"
             )
         })
     }
