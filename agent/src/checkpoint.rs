@@ -19,7 +19,9 @@ use crate::error::{AgentError, Result};
 mod staged_file;
 mod tensor_file;
 
-pub use staged_file::{StagedFile, is_being_written, parent_dir, sync_dir, temporary_prefix};
+pub use staged_file::{
+    StagedFile, is_being_written, parent_dir, staged_here, sync_dir, temporary_prefix,
+};
 use tensor_file::{CRC_KEY, ckpt_err};
 pub use tensor_file::{
     Dtype, Metadata, STREAMING_BYTES, TensorData, TensorFile, read_tensors, write_tensor_data,

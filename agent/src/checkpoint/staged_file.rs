@@ -139,9 +139,28 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// host is in it because a lock taken on another machine may not show here (NFS with local locks): only this
 /// machine's temporaries are judged by their locks.
 pub fn temporary_prefix(name: &str) -> String {
+    format!(".tmp-{name}-{}-", host())
+}
+
+/// Whether `file_name` is the name of a temporary this machine staged (`.tmp-NAME-HOST-RANDOM`, see
+/// [`temporary_prefix`]), whose lock, if a writer holds it, shows here.
+pub fn staged_here(file_name: &str) -> bool {
+    let Some(rest) = file_name.strip_prefix(".tmp-") else {
+        return false;
+    };
+    let Some((head, random)) = rest.rsplit_once('-') else {
+        return false;
+    };
+    random.len() == TEMPORARY_RANDOM_LEN
+        && random.chars().all(|c| c.is_ascii_alphanumeric())
+        && head.ends_with(&format!("-{}", host()))
+}
+
+/// This machine's name as temporaries carry it: the characters of a file name only, at most 64.
+fn host() -> &'static str {
     // Read once a process: every atomic write asks for it twice.
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let host = HOST.get_or_init(|| {
+    HOST.get_or_init(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host: String = host
             .trim()
@@ -150,8 +169,7 @@ pub fn temporary_prefix(name: &str) -> String {
             .take(64)
             .collect();
         if host.is_empty() { "host".into() } else { host }
-    });
-    format!(".tmp-{name}-{host}-")
+    })
 }
 
 /// Letters of the random part of a temporary's name.

@@ -21,8 +21,9 @@ impl RunDir {
     /// Removes the temporary files (`.tmp-*`) a process killed while writing left in the run's folder and its
     /// checkpoints' folder (the `latest` pointer's), and there the temporary folders of checkpoints cut short.
     /// Only for the holder of the run's [`lock`](Self::lock), so no other trainer writes there then; a file another
-    /// process is still writing is spared ([`is_being_written`](qamlab_agent::checkpoint::is_being_written)):
-    /// `eval --video` and `plot --out` may stage their files in the run's folder without the run's lock.
+    /// process is still writing is spared ([`is_being_written`](qamlab_agent::checkpoint::is_being_written)), and
+    /// one another machine staged ([`staged_here`](qamlab_agent::checkpoint::staged_here)): `eval --video` and
+    /// `plot --out` may stage their files in the run's folder without the run's lock.
     pub fn remove_leftovers(&self, _held: &RunLock) {
         for folder in [self.root.clone(), self.checkpoints()] {
             let Ok(entries) = std::fs::read_dir(&folder) else {
@@ -35,7 +36,12 @@ impl RunDir {
                 };
                 // A leftover that will not go is harmless: the next writes use new names.
                 if temporary && kind.is_file() {
-                    if !qamlab_agent::checkpoint::is_being_written(&entry.path()) {
+                    // Another machine's (a run folder on NFS) may be written there still, its lock unseen here.
+                    let name = entry.file_name();
+                    let ours = name
+                        .to_str()
+                        .is_some_and(qamlab_agent::checkpoint::staged_here);
+                    if ours && !qamlab_agent::checkpoint::is_being_written(&entry.path()) {
                         let _ = std::fs::remove_file(entry.path());
                     }
                 } else if temporary && kind.is_dir() && folder == self.checkpoints() {
@@ -143,10 +149,14 @@ mod tests {
             "{err}"
         );
         // What a killed write left is removed by the holder of the lock; other files stay.
-        std::fs::write(dir.path().join(".tmp-1234-learning_curve.png"), "").unwrap();
+        let prefix = qamlab_agent::checkpoint::temporary_prefix;
+        std::fs::write(dir.path().join(prefix("learning_curve.png") + "Ab12Cd"), "").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "").unwrap();
         std::fs::create_dir(run.checkpoints()).unwrap();
-        std::fs::write(run.checkpoints().join(".tmp-latest-x1"), "").unwrap();
+        std::fs::write(run.checkpoints().join(prefix("latest") + "x1y2z3"), "").unwrap();
+        // Another machine's (the run's folder on NFS): its writer's lock would not show here.
+        let elsewhere = ".tmp-eval.gif-another-machine-Ab12Cd";
+        std::fs::write(dir.path().join(elsewhere), "").unwrap();
         // One another process is writing (`eval --video` stages its GIF here without the run's lock) stays.
         let writing =
             qamlab_agent::checkpoint::StagedFile::create(&dir.path().join("eval.gif")).unwrap();
@@ -163,8 +173,9 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, [".lock", "eval.gif", "notes.txt"]);
+        assert_eq!(left, [".lock", elsewhere, "eval.gif", "notes.txt"]);
         std::fs::remove_file(dir.path().join("notes.txt")).unwrap();
+        std::fs::remove_file(dir.path().join(elsewhere)).unwrap();
         std::fs::remove_file(dir.path().join("eval.gif")).unwrap();
         drop(held);
         let again = run.lock().unwrap();
