@@ -328,6 +328,32 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "{err}"
         );
     }
+    // The last component's `)` left out: a field's name was expected where the components' `}` closes.
+    let err = edit_error(
+        "min_distance_from: [(\"cube\", 0.08)],\n        ),",
+        "min_distance_from: [(\"cube\", 0.08)],\n",
+    );
+    assert!(
+        err.ends_with(
+            "component `RandomizeTarget`: Expected identifier: found `}` where a field's name was expected: a `)` \
+             is probably missing before it, to close the `(` opened at 170:51"
+        ),
+        "{err}"
+    );
+    // A comment written as TOML's and YAML's, at the top and among the fields.
+    for (from, to) in [
+        ("(\n  resources", "# cube-single\n(\n  resources"),
+        (
+            "episode_length: 200,",
+            "# the length\n          episode_length: 200,",
+        ),
+    ] {
+        let err = edit_error(from, to);
+        assert!(
+            err.ends_with("`#` starts no comment in RON: comments are written `// …` or `/* … */`"),
+            "{err}"
+        );
+    }
     let err = TaskScene::from_ron("// nothing but a comment\n", "empty.scn.ron")
         .unwrap_err()
         .to_string();

@@ -304,6 +304,15 @@ impl Outline {
         )
     }
 
+    /// The bracket innermost open just before `(line, column)`: the bracket, and the line and column it was opened
+    /// at.
+    pub fn open_before(&self, line: usize, column: usize) -> Option<(char, usize, usize)> {
+        // Up to the column before: the token at the position itself (a closing bracket) is not read.
+        let frames = self.walk((line, column.saturating_sub(1))).frames;
+        let last = frames.last()?;
+        Some((last.bracket, last.line, last.column))
+    }
+
     /// Whether the text holds no tokens at all (empty, or comments and blanks only).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

@@ -130,8 +130,15 @@ fn deserialize_world(
         entity: outline.place_at(line, column),
         message,
     };
-    let mut de = ron::de::Deserializer::from_str(text)
-        .map_err(|e| parse_error(e.span.start.line, e.span.start.col, e.code.to_string()))?;
+    let mut de = ron::de::Deserializer::from_str(text).map_err(|e| {
+        let (line, column) = (e.span.start.line, e.span.start.col);
+        let message = if hash_comment_at(text, line, column) {
+            format!("{}: {HASH_COMMENT}", e.code)
+        } else {
+            e.code.to_string()
+        };
+        parse_error(line, column, message)
+    })?;
     let world = WorldDeserializer {
         type_registry: registry,
         load_from_path: &mut NoAssets,
@@ -400,6 +407,19 @@ fn explain_syntax(
     let at = |k: usize| chars.get(k).copied();
     let fraction = at(column.wrapping_sub(1)) == Some('.')
         && at(column.wrapping_sub(2)).is_some_and(|c| c.is_ascii_digit());
+    if hash_comment_at(text, line, column) {
+        return format!("{message}: {HASH_COMMENT}");
+    }
+    // A field's name expected where a `}` or `]` closes what holds the struct: the struct's `)` is missing.
+    if message == "Expected identifier"
+        && let Some(close @ ('}' | ']')) = at(column.wrapping_sub(1))
+        && let Some(('(', l, c)) = outline.open_before(line, column)
+    {
+        return format!(
+            "{message}: found `{close}` where a field's name was expected: a `)` is probably missing before it, to \
+             close the `(` opened at {l}:{c}"
+        );
+    }
     if let Some((component, l, c)) = outline.component_left_open_at(line, column) {
         return format!(
             "{message}: the component `{component}` opened at {l}:{c} is not closed; a `)` is missing before \
@@ -482,6 +502,22 @@ fn explain_syntax(
         ));
     }
     message
+}
+
+/// What a syntax error at a `#` says: TOML's and YAML's comment, which RON reads as the start of an attribute
+/// (`#![enable(...)]`).
+const HASH_COMMENT: &str = "`#` starts no comment in RON: comments are written `// …` or `/* … */`";
+
+/// Whether a `#` that starts no attribute (`#!`) is at `(line, column)` or just before it, where RON stops on one.
+fn hash_comment_at(text: &str, line: usize, column: usize) -> bool {
+    let chars: Vec<char> = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .map_or_else(Vec::new, |l| l.chars().collect());
+    [1, 2].iter().any(|&k| {
+        let k = column.wrapping_sub(k);
+        chars.get(k) == Some(&'#') && chars.get(k + 1) != Some(&'!')
+    })
 }
 
 /// How the fields of the enum variant `variant` are written, from the authoring types that have one so named:
