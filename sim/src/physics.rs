@@ -261,6 +261,23 @@ pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Over
     out
 }
 
+/// How deep `point` (in the world) lies inside body `b`'s collider where the scene places the body: its distance to
+/// the collider's surface, negative outside it; `None` where the body has no collider.
+pub fn depth_inside_at_authored_pose(scene: &TaskScene, b: usize, point: Vec3) -> Option<f32> {
+    let def = &scene.bodies[b];
+    let collider = collider_of(def.collider.as_ref()?);
+    let body = Pose::from_parts(def.body.translation, def.body.rotation.normalize());
+    // Without a parent, a collider's position is its offset in its body.
+    let at = body * *collider.position();
+    let projection = collider.shape().project_point(&at, point, false);
+    let distance = projection.point.distance(point);
+    Some(if projection.is_inside {
+        distance
+    } else {
+        -distance
+    })
+}
+
 /// Inserts a scene body, with its collider if it has one, at `pose` and at rest.
 fn insert_body(world: &mut PhysicsWorld, def: &BodyDef, pose: Pose) -> RigidBodyHandle {
     let b = &def.body;

@@ -271,6 +271,29 @@ fn bodies_placed_inside_each_other_are_found() {
 }
 
 #[test]
+fn a_points_depth_inside_a_collider_is_its_distance_to_the_surface() {
+    let scene = TaskScene::from_ron(&common::cube_single_text(), "cube-single").unwrap();
+    let body = |name: &str| {
+        scene
+            .bodies
+            .iter()
+            .position(|b| b.body.name == name)
+            .unwrap()
+    };
+    let depth =
+        |b: &str, at: Vec3| qamlab_sim::physics::depth_inside_at_authored_pose(&scene, body(b), at);
+    // The table's top is at z = 0: 3 cm under it is 3 cm deep, 2 cm over it 2 cm outside.
+    let under = depth("table", Vec3::new(0.1, 0.1, -0.03)).unwrap();
+    assert!((under - 0.03).abs() < 1e-5, "{under}");
+    let over = depth("table", Vec3::new(0.1, 0.1, 0.02)).unwrap();
+    assert!((over + 0.02).abs() < 1e-5, "{over}");
+    // The 4 cm cube's centre is 2 cm from its faces; the gantry has no collider.
+    let centre = depth("cube", Vec3::new(0.0, 0.0, 0.02)).unwrap();
+    assert!((centre - 0.02).abs() < 1e-5, "{centre}");
+    assert_eq!(depth("gantry", Vec3::ZERO), None);
+}
+
+#[test]
 fn overlaps_without_a_dynamic_body_are_no_concern() {
     // A kinematic slab sunk into the fixed table: Rapier makes no contact between them, so nothing is pushed apart.
     let slab = r#"    99: (

@@ -18,6 +18,7 @@ use crate::oracle::{OracleConfig, OracleMode, perturb, wrap};
 use crate::registry::TaskError;
 
 pub(crate) mod feasibility;
+pub(crate) mod grip;
 mod reach;
 
 pub(crate) use feasibility::{ReachFault, check_reach};

@@ -11,7 +11,8 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// The warnings of a loaded scene, each a sentence that names what it is about and what to change: a robot that cannot
 /// get where the task needs it (the oracle's checks of reach and of the way to the goal), gravity pointing up, a
 /// physics step over 0.04 s (`COARSE_PHYSICS_STEP`), a free body with nothing under it that it can touch where it can
-/// start (its drawn height included), bodies placed or drawn inside each other, sizes, masses and places many orders of
+/// start (its drawn height included), bodies placed or drawn inside each other, a goal's target so deep inside a fixed
+/// body that its frame never comes within the tolerance, a cube too heavy for the gantry's fingers to lift, sizes, masses and places many orders of
 /// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-6-1e5 kg, over 100 m from the origin),
 /// restitution above 1, physics work per control step thousands of times the built-ins' (`HEAVY_STEP`), a joint
 /// anchored far from both its bodies, a goal whose target is drawn at random but never
@@ -24,6 +25,8 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(unsolvable_layout(scene));
     out.extend(authored_overlaps(scene));
     out.extend(drawn_start_overlaps(scene));
+    out.extend(buried_target_warnings(scene));
+    out.extend(weak_grip_warnings(scene));
     out.extend(gravity_not_down(scene));
     out.extend(angles_in_degrees(scene));
     out.extend(implausible_scales(scene));
@@ -92,6 +95,213 @@ fn drawn_start_overlaps(scene: &TaskScene) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// How far resting contact lets a body sink into what it rests on (m), given to a frame's way to a buried target.
+const CONTACT_SINK: f32 = 0.002;
+
+/// A goal's target inside a fixed body that the goal's body cannot enter.
+struct BuriedTarget {
+    /// The goal.
+    goal: usize,
+    /// The fixed body the target lies in.
+    fixed: usize,
+    /// Where the target lies then (its deepest place found).
+    at: Vec3,
+    /// How deep the target lies in the fixed body (m).
+    depth: f32,
+    /// How deep the goal's frame lies in its own body's collider (m): how far it stays outside the fixed body.
+    inset: f32,
+    /// Whether every place tried is as buried (the target is not drawn, or drawn only where it is buried).
+    everywhere: bool,
+}
+
+/// Goals whose target (any place its RandomizeTarget draws it: the corners and the middle of its ranges) lies so deep
+/// inside a fixed body's collider that the goal's frame never comes within its tolerance: the frame lies inside its
+/// own body's collider, `inset` deep, so it stays that far outside any collider its body touches (less what resting
+/// contact sinks), and is at least `depth + inset` from the target (the way to a point `depth` deep crosses the
+/// surface). Each pair of goal and fixed body once, at its deepest. A frame outside its body (a site off it) is
+/// bounded by nothing, and bodies a joint joins never collide.
+fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
+    use qamlab_sim::physics::{depth_inside_at_authored_pose, groups_touch};
+    let mut out = Vec::new();
+    for (g, def) in scene.goals.iter().enumerate() {
+        let b = def.frame.body;
+        let body = &scene.bodies[b].body;
+        let Some(collider) = &scene.bodies[b].collider else {
+            continue;
+        };
+        let frame = body.translation + body.rotation * def.frame.offset;
+        let Some(inset) = depth_inside_at_authored_pose(scene, b, frame).filter(|d| *d >= 0.0)
+        else {
+            continue;
+        };
+        for (f, fixed) in scene.bodies.iter().enumerate() {
+            let touches = fixed
+                .collider
+                .as_ref()
+                .is_some_and(|c| groups_touch(collider, c));
+            let jointed = scene
+                .joints
+                .iter()
+                .any(|j| [j.parent, j.child] == [b, f] || [j.parent, j.child] == [f, b]);
+            if f == b || fixed.body.kind != BodyKind::Fixed || !touches || jointed {
+                continue;
+            }
+            let buried = |depth: f32| depth + inset - CONTACT_SINK > def.goal.tolerance;
+            let depths: Vec<(Vec3, f32)> = target_places(def)
+                .into_iter()
+                .filter_map(|at| Some((at, depth_inside_at_authored_pose(scene, f, at)?)))
+                .collect();
+            // Deeper by more than float noise: else the first place found stands.
+            let deepest = depths
+                .iter()
+                .copied()
+                .reduce(|best, x| if x.1 > best.1 + 1e-4 { x } else { best });
+            if let Some((at, depth)) = deepest
+                && buried(depth)
+            {
+                out.push(BuriedTarget {
+                    goal: g,
+                    fixed: f,
+                    at,
+                    depth,
+                    inset,
+                    everywhere: depths.iter().all(|&(_, d)| buried(d)),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The places goal `def`'s target can lie: the corners and the middle of its RandomizeTarget's ranges, its authored
+/// coordinate where a range is absent.
+fn target_places(def: &GoalDef) -> Vec<Vec3> {
+    let t = def.goal.target;
+    let drawn = def
+        .randomize
+        .as_ref()
+        .map(|(r, _)| [r.x, r.y, r.z])
+        .unwrap_or_default();
+    let along = |k: usize| drawn[k].map_or(vec![t[k]], |r| r.ends_and_middle().to_vec());
+    let mut out = Vec::new();
+    for &x in &along(0) {
+        for &y in &along(1) {
+            for &z in &along(2) {
+                out.push(Vec3::new(x, y, z));
+            }
+        }
+    }
+    out
+}
+
+/// Targets buried in a fixed body ([`buried_targets`]).
+fn buried_target_warnings(scene: &TaskScene) -> Vec<String> {
+    buried_targets(scene)
+        .into_iter()
+        .map(|t| {
+            let def = &scene.goals[t.goal];
+            let (goal, fixed) = (&def.goal.name, &scene.bodies[t.fixed].body.name);
+            let body = &scene.bodies[def.frame.body].body.name;
+            // A body's own frame is its origin; a site is named.
+            let (frame, inside) = match frame_name(scene, def.frame) {
+                site if site != *body => (format!("\"{site}\""), format!("\"{body}\"'s collider")),
+                _ => (format!("\"{body}\"'s origin"), "its collider".to_string()),
+            };
+            let never_solved = "the goal never holds, so the task never succeeds (success is every goal holding)";
+            let (lies, never) = match (&def.randomize, t.everywhere) {
+                (None, _) => ("lies".to_string(), never_solved.to_string()),
+                (Some(_), true) => (
+                    "lies".to_string(),
+                    format!("wherever its RandomizeTarget draws it (at its deepest here): {never_solved}"),
+                ),
+                (Some(_), false) => (
+                    "can lie".to_string(),
+                    "where its RandomizeTarget draws it: the goal never holds there, so such episodes never succeed"
+                        .to_string(),
+                ),
+            };
+            format!(
+                "goal \"{goal}\"'s target {lies} {:.1} cm inside \"{fixed}\", at ({}, {}, {}), {never}: \"{body}\" \
+                 cannot enter \"{fixed}\", and {frame} lies {:.1} cm inside {inside}, so it comes no nearer the \
+                 target than about {:.1} cm, farther than the tolerance ({} m); put the target where {frame} is \
+                 when \"{body}\" rests on \"{fixed}\" (targets, like RandomizeTarget's ranges, are places in the \
+                 world)",
+                100.0 * t.depth,
+                mm(t.at.x),
+                mm(t.at.y),
+                mm(t.at.z),
+                100.0 * t.inset,
+                100.0 * (t.depth + t.inset),
+                num(def.goal.tolerance)
+            )
+        })
+        .collect()
+}
+
+/// Cubes too heavy for the gantry's fingers ([`crate::cube::grip::weak_grips`]).
+fn weak_grip_warnings(scene: &TaskScene) -> Vec<String> {
+    let masses = dynamic_masses(scene);
+    let mass = |b: usize| masses.iter().find(|(d, _)| *d == b).map(|&(_, m)| m);
+    crate::cube::grip::weak_grips(scene, mass)
+        .into_iter()
+        .map(|w| {
+            let cube = &scene.bodies[w.cube].body.name;
+            if w.overlap == 0.0 {
+                return format!(
+                    "\"{cube}\" is never squeezed: the gantry's fingers close (at +1, the gripper's at_max) no \
+                     narrower than its {:.1} cm, so nothing holds it when the oracle lifts; close them further \
+                     (at_max, within the finger joints' limits)",
+                    100.0 * width(scene, w.cube)
+                );
+            }
+            let (m1, m2) = w.finger_masses;
+            let a = &scene.actuators[4].actuator;
+            let (capped, fix) = if w.capped {
+                (
+                    format!(", capped by its max_force ({} N)", num(a.max_force)),
+                    "raise the gripper's max_force, or the fingers' friction",
+                )
+            } else {
+                (
+                    String::new(),
+                    "raise the fingers' extra_mass or friction, or the gripper's stiffness (max_force only caps the \
+                     squeeze, and does not bind here)",
+                )
+            };
+            format!(
+                "\"{cube}\" weighs {} kg, too heavy for the gantry's fingers: each squeezes it with about {} N, the \
+                 gripper's stiffness ({}) × how far the closed fingers' targets lie inside it ({:.1} cm together) × \
+                 the fingers' reduced mass ({} kg, of {} and {} kg: the motor is acceleration-based){capped}, and \
+                 friction ({} a side) on that lets the oracle's grasp lift about {} kg (cube-single's gantry lifts \
+                 0.77 kg); {fix}, or lighten the cube",
+                sig(w.mass),
+                sig(w.squeeze),
+                num(a.stiffness),
+                100.0 * w.overlap,
+                sig(m1 * m2 / (m1 + m2)),
+                sig(m1),
+                sig(m2),
+                num(w.friction / 2.0),
+                sig(w.lifts)
+            )
+        })
+        .collect()
+}
+
+/// `x` to two significant digits, as a message's estimate: `0.83`, `8.1`, `20`.
+fn sig(x: f32) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let scale = 10f32.powf(1.0 - x.abs().log10().floor());
+    num((x * scale).round() / scale)
+}
+
+/// How wide body `b` is across its wider horizontal side, where the gantry's fingers close on it.
+fn width(scene: &TaskScene, b: usize) -> f32 {
+    crate::cube::feasibility::width_across(scene, b).unwrap_or(0.0)
 }
 
 /// Gravity pointing up, or more sideways than down, where it pulls some body.
@@ -1128,6 +1338,112 @@ mod tests {
         );
         // Drawn from resting on the table to 10 cm above it: it drops onto the table.
         assert_eq!(at_z("Some((min: 0.02, max: 0.1))"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_target_buried_in_the_table_is_found() {
+        // The review's: a 20 cm table whose top is at z = 0.05, the cube raised onto it, the target left at z = 0.02.
+        let text = builtin_text("cube-single")
+            .replacen(
+                "shape: Cuboid(half_extents: (0.5, 0.5, 0.05))",
+                "shape: Cuboid(half_extents: (0.8, 0.8, 0.1))",
+                1,
+            )
+            .replacen(
+                "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.02)",
+                "name: \"cube\", kind: Dynamic, translation: (0.0, 0.0, 0.07)",
+                1,
+            );
+        let at = |target: &str| {
+            let edited = text.replacen("target: (0.1, 0.1, 0.02)", target, 1);
+            scene_warnings(&TaskScene::from_ron(&edited, "thick").unwrap())
+        };
+        assert_eq!(
+            at("target: (0.1, 0.1, 0.02)"),
+            [
+                "goal \"cube_goal\"'s target lies 3.0 cm inside \"table\", at (-0.15, -0.15, 0.02), wherever its \
+                 RandomizeTarget draws it (at its deepest here): the goal never holds, so the task never succeeds \
+                 (success is every goal holding): \"cube\" cannot enter \"table\", and \"cube\"'s origin lies 2.0 cm \
+                 inside its collider, so it comes no nearer the target than about 5.0 cm, farther than the tolerance \
+                 (0.04 m); put the target where \"cube\"'s origin is when \"cube\" rests on \"table\" (targets, like \
+                 RandomizeTarget's ranges, are places in the world)"
+            ]
+        );
+        // Its height drawn from 5 cm into the table to resting on it: only some episodes' targets are buried.
+        let some = {
+            let edited = text
+                .replacen("target: (0.1, 0.1, 0.02)", "target: (0.1, 0.1, 0.07)", 1)
+                .replacen(
+                    "min_distance_from: [(\"cube\", 0.08)]",
+                    "z: Some((min: 0.0, max: 0.07)), min_distance_from: [(\"cube\", 0.08)]",
+                    1,
+                );
+            scene_warnings(&TaskScene::from_ron(&edited, "thick").unwrap())
+        };
+        assert!(
+            some.len() == 1
+                && some[0].starts_with(
+                    "goal \"cube_goal\"'s target can lie 5.0 cm inside \"table\", at (-0.15, -0.15, 0), where its \
+                     RandomizeTarget draws it: the goal never holds there, so such episodes never succeed:"
+                ),
+            "{some:?}"
+        );
+        // 1 cm into the table: a resting cube's centre is 3 cm from it, within the tolerance.
+        assert_eq!(at("target: (0.1, 0.1, 0.04)"), Vec::<String>::new());
+        // On the table, as cube-single's.
+        assert_eq!(at("target: (0.1, 0.1, 0.07)"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_cube_too_heavy_for_the_fingers_is_found() {
+        // The review's 1.9 kg cube (density 30000): its oracle lifts it in no episode, whatever max_force is.
+        let cube = "shape: Cuboid(half_extents: (0.02, 0.02, 0.02)), density: 1000.0,";
+        let heavy =
+            builtin_text("cube-single").replacen(cube, &cube.replace("1000.0", "30000.0"), 1);
+        let with = |from: &str, to: &str| {
+            assert!(heavy.contains(from), "`{from}` is in cube-single");
+            scene_warnings(&TaskScene::from_ron(&heavy.replace(from, to), "heavy").unwrap())
+        };
+        let said = [
+            "\"cube\" weighs 1.9 kg, too heavy for the gantry's fingers: each squeezes it with about 8 N, the \
+             gripper's stiffness (4000) × how far the closed fingers' targets lie inside it (4.0 cm together) × the \
+             fingers' reduced mass (0.05 kg, of 0.1 and 0.1 kg: the motor is acceleration-based), and friction \
+             (1.25 a side) on that lets the oracle's grasp lift about 0.76 kg (cube-single's gantry lifts 0.77 kg); \
+             raise the fingers' extra_mass or friction, or the gripper's stiffness (max_force only caps the \
+             squeeze, and does not bind here), or lighten the cube",
+        ];
+        assert_eq!(with("max_force: 20.0", "max_force: 20.0"), said);
+        assert_eq!(with("max_force: 20.0", "max_force: 200.0"), said);
+        // What does lift it (measured: in 80 to 100% of episodes).
+        for (from, to) in [
+            (
+                "gravity_scale: 0.0, extra_mass: 0.1,",
+                "gravity_scale: 0.0, extra_mass: 1.0,",
+            ),
+            (
+                "density: 0.0, friction: 1.5,",
+                "density: 0.0, friction: 5.0,",
+            ),
+            (
+                "stiffness: 4000.0, damping: 100.0",
+                "stiffness: 40000.0, damping: 100.0",
+            ),
+        ] {
+            assert_eq!(with(from, to), Vec::<String>::new(), "{to}");
+        }
+        // Capped by max_force: then it is the knob.
+        let capped = with("max_force: 20.0", "max_force: 2.0");
+        assert!(
+            capped.len() == 1
+                && capped[0].contains("acceleration-based), capped by its max_force (2 N), and"),
+            "{capped:?}"
+        );
+        // Fingers that close no narrower than the cube never squeeze it.
+        let short = with("at_min: 0.0, at_max: 0.044", "at_min: 0.0, at_max: 0.01");
+        assert!(
+            short.len() == 1 && short[0].starts_with("\"cube\" is never squeezed"),
+            "{short:?}"
+        );
     }
 
     #[test]

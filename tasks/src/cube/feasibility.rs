@@ -361,60 +361,33 @@ fn check_task_reach(
 /// never held. (Fingers whose gap cannot be read, not two prismatic joints' boxes apart along their axis, are left
 /// to the other checks.)
 fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
-    let Some(gripper) = scene.actuators.get(4) else {
+    let Some(gripper) = Gripper::of(scene) else {
         return Ok(());
     };
-    let Control::PositionAbsolute { at_min, at_max } = gripper.actuator.control else {
-        return Ok(());
-    };
-    // Per finger: its joint, the box around it as authored, its sliding axis.
-    let fingers: Vec<(usize, (Vec3, Vec3), Vec3)> = gripper
-        .joints
-        .iter()
-        .filter_map(|&j| {
-            let JointKind::Prismatic { axis } = scene.joints[j].joint.kind else {
-                return None;
-            };
-            let bounds = scene.collider_bounds(scene.joints[j].child)?;
-            Some((j, bounds, axis.normalize_or_zero()))
-        })
-        .collect();
-    if fingers.is_empty() {
+    if gripper.fingers.is_empty() {
         return Err(ReachFault::Script(
             "action `gripper` to drive prismatic finger joints whose bodies have colliders, as the built-in \
              gantry's (without one, nothing holds the cube)"
                 .into(),
         ));
     }
-    let [a, b] = &fingers[..] else {
+    let Some(pair) = gripper.pair() else {
         return Ok(());
     };
-    // The world axis the fingers slide along (the built-in's: y), and which finger is on its low side.
-    let k = (0..3)
-        .max_by(|&i, &n| a.2[i].abs().total_cmp(&a.2[n].abs()))
-        .expect("three axes");
-    let (low, high) = if a.1.0[k] < b.1.0[k] { (a, b) } else { (b, a) };
-    let gap_at = |q: f32| {
-        let clamp = |j: usize| {
-            scene.joints[j]
-                .joint
-                .limits
-                .map_or(q, |l| q.clamp(l.min, l.max))
-        };
-        (high.1.0[k] + clamp(high.0) * high.2[k]) - (low.1.1[k] + clamp(low.0) * low.2[k])
-    };
+    let (at_min, at_max) = (gripper.at_min, gripper.at_max);
     let names = |j: usize| scene.bodies[scene.joints[j].child].body.name.as_str();
+    let (low, high) = (pair.low.joint, pair.high.joint);
     // The script opens the gripper with -1 (`at_min`) and closes it with +1.
-    let gap = gap_at(at_min);
-    if gap < gap_at(at_max) {
+    let gap = pair.gap_at(scene, at_min);
+    if gap < pair.gap_at(scene, at_max) {
         return Err(ReachFault::Script(format!(
             "action `gripper` to open the fingers at -1 and close them at +1, as the built-in gantry's: `{}` and \
              `{}` are {:.1} cm apart at -1 (at_min {at_min}) and {:.1} cm at +1 (at_max {at_max}); swap at_min and \
              at_max",
-            names(low.0),
-            names(high.0),
+            names(low),
+            names(high),
             100.0 * gap,
-            100.0 * gap_at(at_max)
+            100.0 * pair.gap_at(scene, at_max)
         )));
     }
     if gap <= 0.0 {
@@ -422,31 +395,11 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
     }
     for def in &scene.goals {
         let cube = def.frame.body;
-        let Some(collider) = &scene.bodies[cube].collider else {
+        let Some(across) = width_across(scene, cube) else {
             return Err(ReachFault::Script(format!(
                 "cube `{}` to have a collider (the fingers close on it)",
                 scene.bodies[cube].body.name
             )));
-        };
-        // An upright body (turned about z alone) by its shape along its own x and y, whatever its yaw, which the
-        // script matches; one tilted by the box around it as authored.
-        let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
-        let boxed = || {
-            scene
-                .collider_bounds(cube)
-                .map_or(0.0, |(lo, hi)| (hi.x - lo.x).max(hi.y - lo.y))
-        };
-        let across = match &collider.shape {
-            _ if !upright => boxed(),
-            Shape::Cuboid { half_extents } => 2.0 * half_extents.x.max(half_extents.y),
-            Shape::Ball { radius }
-            | Shape::Capsule { radius, .. }
-            | Shape::Cylinder { radius, .. } => 2.0 * radius,
-            Shape::ConvexHull { points } => {
-                let low = points.iter().copied().fold(Vec3::INFINITY, Vec3::min);
-                let high = points.iter().copied().fold(Vec3::NEG_INFINITY, Vec3::max);
-                (high.x - low.x).max(high.y - low.y)
-            }
         };
         if across > gap - GRASP_SLACK {
             return Err(ReachFault::Script(format!(
@@ -455,14 +408,136 @@ fn check_grasp(scene: &TaskScene) -> Result<(), ReachFault> {
                  and `{}` open to a gap of {:.1} cm (a cube at least {:.1} cm narrower than the gap is held)",
                 scene.bodies[cube].body.name,
                 100.0 * across,
-                names(low.0),
-                names(high.0),
+                names(low),
+                names(high),
                 100.0 * gap,
                 100.0 * GRASP_SLACK
             )));
         }
     }
     Ok(())
+}
+
+/// The gantry's gripper as the script drives it: the fifth action, a `PositionAbsolute` control of prismatic finger
+/// joints.
+pub(super) struct Gripper<'a> {
+    /// The action's motor: its stiffness and max_force squeeze the cube.
+    pub(super) actuator: &'a qamlab_sim::authoring::Actuator,
+    /// The joint position the script opens the fingers to (-1).
+    pub(super) at_min: f32,
+    /// The joint position the script closes the fingers to (+1).
+    pub(super) at_max: f32,
+    /// Its prismatic joints whose bodies have colliders.
+    pub(super) fingers: Vec<Finger>,
+}
+
+/// One finger of the [`Gripper`].
+#[derive(Clone, Copy)]
+pub(super) struct Finger {
+    /// Its joint.
+    pub(super) joint: usize,
+    /// The box around its collider as authored.
+    bounds: (Vec3, Vec3),
+    /// The direction its joint slides it.
+    axis: Vec3,
+}
+
+/// Two fingers facing each other along world axis `k`, `low` on its low side.
+pub(super) struct FingerPair {
+    /// The finger on the low side.
+    pub(super) low: Finger,
+    /// The finger on the high side.
+    pub(super) high: Finger,
+    /// The world axis they slide along (the built-in's: y).
+    k: usize,
+}
+
+impl<'a> Gripper<'a> {
+    /// The fifth action, where it is a `PositionAbsolute` control.
+    pub(super) fn of(scene: &'a TaskScene) -> Option<Self> {
+        let gripper = scene.actuators.get(4)?;
+        let Control::PositionAbsolute { at_min, at_max } = gripper.actuator.control else {
+            return None;
+        };
+        let fingers = gripper
+            .joints
+            .iter()
+            .filter_map(|&joint| {
+                let JointKind::Prismatic { axis } = scene.joints[joint].joint.kind else {
+                    return None;
+                };
+                let bounds = scene.collider_bounds(scene.joints[joint].child)?;
+                Some(Finger {
+                    joint,
+                    bounds,
+                    axis: axis.normalize_or_zero(),
+                })
+            })
+            .collect();
+        Some(Self {
+            actuator: &gripper.actuator,
+            at_min,
+            at_max,
+            fingers,
+        })
+    }
+
+    /// Its fingers, where there are two.
+    pub(super) fn pair(&self) -> Option<FingerPair> {
+        let [a, b] = self.fingers[..] else {
+            return None;
+        };
+        let k = (0..3)
+            .max_by(|&i, &n| a.axis[i].abs().total_cmp(&a.axis[n].abs()))
+            .expect("three axes");
+        let (low, high) = if a.bounds.0[k] < b.bounds.0[k] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        Some(FingerPair { low, high, k })
+    }
+}
+
+impl FingerPair {
+    /// The gap between the fingers' inner faces with their joints at `q` (within their limits).
+    pub(super) fn gap_at(&self, scene: &TaskScene, q: f32) -> f32 {
+        let k = self.k;
+        let clamp = |j: usize| {
+            scene.joints[j]
+                .joint
+                .limits
+                .map_or(q, |l| q.clamp(l.min, l.max))
+        };
+        let (low, high) = (self.low, self.high);
+        (high.bounds.0[k] + clamp(high.joint) * high.axis[k])
+            - (low.bounds.1[k] + clamp(low.joint) * low.axis[k])
+    }
+}
+
+/// How wide body `cube` is across its wider horizontal side, where fingers close on it: an upright body (turned
+/// about z alone) by its shape along its own x and y, whatever its yaw, which the script matches; one tilted by the
+/// box around it as authored. `None` where it has no collider.
+pub(crate) fn width_across(scene: &TaskScene, cube: usize) -> Option<f32> {
+    let collider = scene.bodies[cube].collider.as_ref()?;
+    let upright = (scene.bodies[cube].body.rotation * Vec3::Z).z.abs() > 0.999;
+    let boxed = || {
+        scene
+            .collider_bounds(cube)
+            .map_or(0.0, |(lo, hi)| (hi.x - lo.x).max(hi.y - lo.y))
+    };
+    Some(match &collider.shape {
+        _ if !upright => boxed(),
+        Shape::Cuboid { half_extents } => 2.0 * half_extents.x.max(half_extents.y),
+        Shape::Ball { radius } | Shape::Capsule { radius, .. } | Shape::Cylinder { radius, .. } => {
+            2.0 * radius
+        }
+        Shape::ConvexHull { points } => {
+            let low = points.iter().copied().fold(Vec3::INFINITY, Vec3::min);
+            let high = points.iter().copied().fold(Vec3::NEG_INFINITY, Vec3::max);
+            (high.x - low.x).max(high.y - low.y)
+        }
+    })
 }
 
 /// How much narrower than the open fingers' gap a cube must be (m): the script opens them, comes down over the
