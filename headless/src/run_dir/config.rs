@@ -50,7 +50,7 @@ impl RunDir {
     }
 
     /// Writes `cfg` as a new run's `config.toml`, atomically, headed by the line that says it holds every key
-    /// and its format ([`whole_config_line`]): a key deleted from it is then refused as damage.
+    /// and its format (`whole_config_line`): a key deleted from it is then refused as damage.
     pub fn write_config(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
         let text = format!("{}\n{}", whole_config_line(), cfg.to_toml()?);
         write_bytes_atomically(&self.config(), text.as_bytes())
