@@ -1084,7 +1084,7 @@ fn a_cpu_run_records_its_threads_and_a_resume_keeps_them() {
     let older: String = longer
         .replace("online_steps = 60\n", "online_steps = 80\n")
         .lines()
-        .filter(|l| !l.starts_with("cpu_threads") && !l.starts_with("# qamlab run config:"))
+        .filter(|l| !l.starts_with("cpu_threads") && !l.starts_with("# qamlab run config"))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&path, &older).unwrap();
