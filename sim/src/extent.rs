@@ -93,8 +93,7 @@ impl SceneExtent {
             add(lo, hi);
         }
         for def in &scene.goals {
-            let drawn = def.randomize.as_ref().map(|(r, _)| [r.x, r.y, r.z]);
-            let (lo, hi) = drawn_box(def.goal.target, drawn.unwrap_or_default());
+            let (lo, hi) = drawn_box(def.goal.target, def.drawn_target());
             add(lo, hi);
         }
         Self {

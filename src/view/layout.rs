@@ -87,14 +87,9 @@ pub fn working_volume(scene: &TaskScene) -> Bounds {
         });
     let fixed = stage(scene);
     let goals = scene.goals.iter().map(|goal| {
-        let target = goal.goal.target;
-        let ranges = goal.randomize.as_ref().map(|(r, _)| [r.x, r.y, r.z]);
-        let (mut min, mut max) = (target, target);
-        for (axis, range) in ranges.into_iter().flatten().enumerate() {
-            if let Some(range) = range {
-                (min[axis], max[axis]) = (range.min, range.max);
-            }
-        }
+        let span = goal.target_span();
+        let min = Vec3::from_array(span.map(|r| r.min));
+        let max = Vec3::from_array(span.map(|r| r.max));
         let reach = Vec3::splat(goal.goal.tolerance);
         Bounds::new(min - reach, max + reach)
     });

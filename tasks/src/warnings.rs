@@ -179,11 +179,7 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
 /// coordinate where a range is absent.
 fn target_places(def: &GoalDef) -> Vec<Vec3> {
     let t = def.goal.target;
-    let drawn = def
-        .randomize
-        .as_ref()
-        .map(|(r, _)| [r.x, r.y, r.z])
-        .unwrap_or_default();
+    let drawn = def.drawn_target();
     let along = |k: usize| drawn[k].map_or(vec![t[k]], |r| r.ends_and_middle().to_vec());
     let mut out = Vec::new();
     for &x in &along(0) {
@@ -1016,15 +1012,7 @@ fn dynamic_masses(scene: &TaskScene) -> Vec<(usize, f32)> {
 /// succeeds. A randomised target is judged by the box of its ranges, so only pairs apart wherever they are drawn.
 fn goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     // The box a goal's target is drawn from: a point where it is fixed.
-    let span = |def: &GoalDef| -> [Range; 3] {
-        let t = def.goal.target;
-        let drawn = def
-            .randomize
-            .as_ref()
-            .map(|(r, _)| [r.x, r.y, r.z])
-            .unwrap_or_default();
-        std::array::from_fn(|k| drawn[k].unwrap_or(Range::new(t[k], t[k])))
-    };
+    let span = GoalDef::target_span;
     let drawn = |def: &GoalDef| span(def).iter().any(|r| r.max > r.min);
     let mut out = Vec::new();
     for (i, a) in scene.goals.iter().enumerate() {

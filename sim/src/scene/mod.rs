@@ -140,6 +140,23 @@ pub struct GoalDef {
     pub randomize: Option<(RandomizeTarget, Vec<(KeepAway, f32)>)>,
 }
 
+impl GoalDef {
+    /// Per axis, the range the target is drawn from at each reset, `None` where it stays as authored.
+    pub fn drawn_target(&self) -> [Option<Range>; 3] {
+        self.randomize
+            .as_ref()
+            .map(|(r, _)| [r.x, r.y, r.z])
+            .unwrap_or_default()
+    }
+
+    /// Per axis, where the target can lie: its drawn range, or the authored coordinate where it is not drawn.
+    pub fn target_span(&self) -> [Range; 3] {
+        let t = self.goal.target;
+        let drawn = self.drawn_target();
+        std::array::from_fn(|k| drawn[k].unwrap_or(Range::new(t[k], t[k])))
+    }
+}
+
 /// A loaded, checked task: plain data the batched env builds its physics worlds from.
 #[derive(Clone, Debug)]
 pub struct TaskScene {

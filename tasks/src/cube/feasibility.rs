@@ -47,7 +47,7 @@ pub(crate) fn check_reach(scene: &TaskScene) -> Result<f32, ReachFault> {
     let mut highest_target = f32::NEG_INFINITY;
     for def in &scene.goals {
         let tolerance = def.goal.tolerance;
-        let to = target_span(def);
+        let to = def.target_span();
         let goal = format!("goal `{}`'s target", def.goal.name);
         let cube_start = format!("cube `{}`'s start", scene.bodies[def.frame.body].body.name);
         if let Some(bound) = robot_reach
@@ -205,16 +205,6 @@ fn place_fix(drawn: bool) -> &'static str {
 /// `drawn` where a reset draws the coordinate, else just `authored`.
 fn span(authored: f32, drawn: Option<Range>) -> Range {
     drawn.unwrap_or(Range::new(authored, authored))
-}
-
-/// Per axis, where goal `def`'s target can lie.
-fn target_span(def: &GoalDef) -> [Range; 3] {
-    let drawn = def
-        .randomize
-        .as_ref()
-        .map(|(r, _)| [r.x, r.y, r.z])
-        .unwrap_or_default();
-    std::array::from_fn(|k| span(def.goal.target[k], drawn[k]))
 }
 
 /// The first place the script needs for goal `def` (its target spanning `to`) that is out of the pinch's reach, in
