@@ -14,22 +14,26 @@ use crate::spec::{EnvSpec, QPOS_PER_BODY};
 /// flung out (a free fall takes 1.4 s to get there).
 pub const LEAVE_MARGIN: f32 = 10.0;
 
-/// How far below the box around a scene a body's origin may go, where gravity pulls down, before it has left the
-/// scene (m): every collider is above it then, so nothing can stop its fall (a free fall takes 0.45 s to get there).
-/// Without it, a cube that fell off a table in the last second of an episode stayed in the data, a metre down.
+/// How far below the box around a scene a free body's origin may go, where gravity pulls down, before it has left
+/// the scene (m): every collider is above it then, so nothing can stop its fall (a free fall takes 0.45 s to get
+/// there). Without it, a cube that fell off a table in the last second of an episode stayed in the data, a metre
+/// down. A body a joint holds (a pendulum's pole hanging below all it was authored with) swings back, and is judged
+/// by [`LEAVE_MARGIN`] alone.
 pub const FALL_MARGIN: f32 = 1.0;
 
 /// The box around a scene as authored: every collider at its authored pose, where every body and every goal's
-/// target starts or is drawn. A body whose origin gets over [`LEAVE_MARGIN`] outside it, or over [`FALL_MARGIN`]
-/// below it where gravity pulls down, has left the scene.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// target starts or is drawn. A body whose origin gets over [`LEAVE_MARGIN`] outside it, or a free body over
+/// [`FALL_MARGIN`] below it where gravity pulls down, has left the scene.
+#[derive(Clone, Debug, PartialEq)]
 pub struct SceneExtent {
     /// The box's low corner (m).
     pub min: Vec3,
     /// The box's high corner (m).
     pub max: Vec3,
-    /// Whether the scene's gravity pulls down (its z below 0), so that a body below the box falls without end.
+    /// Whether the scene's gravity pulls down (its z below 0), so that a free body below the box falls without end.
     pub falls: bool,
+    /// The bodies a joint holds (the children of joints), which swing back from below the box.
+    pub held: Vec<String>,
 }
 
 /// A body that has left the scene: what [`SceneExtent::escape`] finds.
@@ -100,12 +104,17 @@ impl SceneExtent {
             min,
             max,
             falls: scene.settings.gravity.z < 0.0,
+            held: scene
+                .joints
+                .iter()
+                .map(|j| scene.bodies[j.child].body.name.clone())
+                .collect(),
         }
     }
 
     /// The first body of one env's `qpos` row (laid out as `spec` says: each of its state bodies' position, then
-    /// quaternion) whose origin is over [`LEAVE_MARGIN`] outside this box, over [`FALL_MARGIN`] below it where
-    /// gravity pulls down, or not finite.
+    /// quaternion) whose origin is over [`LEAVE_MARGIN`] outside this box, a free body's over [`FALL_MARGIN`] below
+    /// it where gravity pulls down, or not finite.
     pub fn escape(&self, spec: &EnvSpec, qpos: &[f32]) -> Option<Escape> {
         spec.state_bodies.iter().enumerate().find_map(|(i, body)| {
             let p = qpos.get(i * QPOS_PER_BODY..i * QPOS_PER_BODY + 3)?;
@@ -115,12 +124,12 @@ impl SceneExtent {
             } else {
                 f32::INFINITY
             };
-            let fallen = self.falls && at.z < self.min.z - FALL_MARGIN;
+            let fallen = self.falls && at.z < self.min.z - FALL_MARGIN && !self.held.contains(body);
             (outside > LEAVE_MARGIN || fallen).then(|| Escape {
                 body: body.clone(),
                 at,
                 outside,
-                extent: *self,
+                extent: self.clone(),
             })
         })
     }
@@ -188,9 +197,16 @@ mod tests {
         // Where gravity does not pull down, only the 10 m bound holds.
         let up = SceneExtent {
             falls: false,
-            ..extent
+            ..extent.clone()
         };
         assert_eq!(up.escape(&spec, &qpos), None);
+        // Nor for a body a joint holds: it swings back from below.
+        assert!(extent.held.contains(&"finger_l".to_string()));
+        let held = SceneExtent {
+            held: vec!["cube".into()],
+            ..extent
+        };
+        assert_eq!(held.escape(&spec, &qpos), None);
         // A position no longer finite has left it too.
         qpos[cube * QPOS_PER_BODY] = f32::NAN;
         assert_eq!(extent.escape(&spec, &qpos).unwrap().outside, f32::INFINITY);
