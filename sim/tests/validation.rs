@@ -347,6 +347,20 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "episode_length: 200,",
             "# the length\n          episode_length: 200,",
         ),
+        // Right after an opening bracket, where RON reports the end of the bracket's line.
+        (
+            "\"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+            "\"qamlab_sim::authoring::Body\": (\n          # the table\n          name: \"table\"",
+        ),
+        (
+            "components: {\n        \"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+            "components: {\n        # the table\n        \"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+        ),
+        (
+            "components: {\n        \"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+            "components: {\n\n        # the table\n        \"qamlab_sim::authoring::Body\": (\n          \
+             name: \"table\"",
+        ),
     ] {
         let err = edit_error(from, to);
         assert!(
@@ -354,6 +368,36 @@ fn syntax_errors_name_the_field_and_say_how_to_write_it() {
             "{err}"
         );
     }
+    // A bracket where a component's name was expected is no name left unquoted.
+    let err = edit_error(
+        "extra_mass: 0.3,\n        ),",
+        "extra_mass: 0.3,\n        ),\n        ),",
+    );
+    assert!(
+        err.ends_with(
+            "Expected string: found `)` where a name in double quotes was expected: is it one too many, or is a \
+             `}` missing before it?"
+        ),
+        "{err}"
+    );
+    let err = edit_error(
+        "components: {\n        \"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+        "components: {\n        (\n        \"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+    );
+    assert!(
+        err.ends_with(
+            "Expected string: found `(` where a name in double quotes was expected: is a name missing before it?"
+        ),
+        "{err}"
+    );
+    let err = edit_error(
+        "\"qamlab_sim::authoring::Body\": (\n          name: \"table\"",
+        "qamlab_sim::authoring::Body: (\n          name: \"table\"",
+    );
+    assert!(
+        err.ends_with("Expected string: a name is written in double quotes, like `name: \"arm\"`"),
+        "{err}"
+    );
     let err = TaskScene::from_ron("// nothing but a comment\n", "empty.scn.ron")
         .unwrap_err()
         .to_string();

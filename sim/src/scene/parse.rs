@@ -462,6 +462,20 @@ fn explain_syntax(
             "{message}: this field is required, not optional: write its value without `Some(..)`{like}"
         );
     }
+    // A bracket where a name was expected is a bracket missing or one too many, not a name left unquoted.
+    if message == "Expected string"
+        && let Some(bracket @ ('(' | ')' | '[' | ']' | '{' | '}')) =
+            next_non_blank(text, line, column).next()
+    {
+        let why = if matches!(bracket, ')' | ']' | '}') {
+            "is it one too many, or is a `}` missing before it?"
+        } else {
+            "is a name missing before it?"
+        };
+        return format!(
+            "{message}: found `{bracket}` where a name in double quotes was expected: {why}"
+        );
+    }
     let hint = match message.as_str() {
         "Expected option" => Some("an optional field is written `Some(value)` or `None`"),
         "Expected identifier" if outline.string_at(line, column) => {
@@ -508,16 +522,33 @@ fn explain_syntax(
 /// (`#![enable(...)]`).
 const HASH_COMMENT: &str = "`#` starts no comment in RON: comments are written `// …` or `/* … */`";
 
-/// Whether a `#` that starts no attribute (`#!`) is at `(line, column)` or just before it, where RON stops on one.
+/// Whether a `#` that starts no attribute (`#!`) is at `(line, column)` or just before it, where RON stops on one,
+/// or is the first thing after it past blanks: after an opening bracket RON reports the end of the bracket's line.
 fn hash_comment_at(text: &str, line: usize, column: usize) -> bool {
     let chars: Vec<char> = text
         .lines()
         .nth(line.saturating_sub(1))
         .map_or_else(Vec::new, |l| l.chars().collect());
-    [1, 2].iter().any(|&k| {
+    let before = [1, 2].iter().any(|&k| {
         let k = column.wrapping_sub(k);
         chars.get(k) == Some(&'#') && chars.get(k + 1) != Some(&'!')
-    })
+    });
+    let mut next = next_non_blank(text, line, column);
+    before || (next.next() == Some('#') && next.next() != Some('!'))
+}
+
+/// The characters from `(line, column)` (1-based, in characters, as RON counts) on, from the first that is not
+/// blank, across lines.
+fn next_non_blank(text: &str, line: usize, column: usize) -> impl Iterator<Item = char> + '_ {
+    let start = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>();
+    let rest = &text[start.min(text.len())..];
+    rest.chars()
+        .skip(column.saturating_sub(1))
+        .skip_while(|c| c.is_whitespace())
 }
 
 /// How the fields of the enum variant `variant` are written, from the authoring types that have one so named:
