@@ -116,7 +116,8 @@ struct BuriedTarget {
     everywhere: bool,
 }
 
-/// Goals whose target (any place its RandomizeTarget draws it: the corners and the middle of its ranges) lies so deep
+/// Goals whose target (any place its RandomizeTarget draws it: the corners and the middle of its ranges, and the place
+/// in them nearest the fixed collider's centre) lies so deep
 /// inside a fixed body's collider that the goal's frame never comes within its tolerance: the frame lies inside its
 /// own body's collider, `inset` deep, so it stays that far outside any collider its body touches (less what resting
 /// contact sinks), and is at least `depth + inset` from the target (the way to a point `depth` deep crosses the
@@ -149,7 +150,10 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
                 continue;
             }
             let buried = |depth: f32| depth + inset - CONTACT_SINK > def.goal.tolerance;
-            let depths: Vec<(Vec3, f32)> = target_places(def)
+            // Its collider's centre, where a convex collider is deepest.
+            let centre = fixed.body.translation
+                + fixed.body.rotation * fixed.collider.as_ref().map_or(Vec3::ZERO, |c| c.offset);
+            let depths: Vec<(Vec3, f32)> = target_places(def, centre)
                 .into_iter()
                 .filter_map(|at| Some((at, depth_inside_at_authored_pose(scene, f, at)?)))
                 .collect();
@@ -176,8 +180,9 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
 }
 
 /// The places goal `def`'s target can lie: the corners and the middle of its RandomizeTarget's ranges, its authored
-/// coordinate where a range is absent.
-fn target_places(def: &GoalDef) -> Vec<Vec3> {
+/// coordinate where a range is absent, and the place within them nearest `centre` (a fixed collider's: where a
+/// target drawn around a block inside the ranges lies deepest in it).
+fn target_places(def: &GoalDef, centre: Vec3) -> Vec<Vec3> {
     let t = def.goal.target;
     let drawn = def.drawn_target();
     let along = |k: usize| drawn[k].map_or(vec![t[k]], |r| r.ends_and_middle().to_vec());
@@ -189,6 +194,10 @@ fn target_places(def: &GoalDef) -> Vec<Vec3> {
             }
         }
     }
+    let span = def.target_span();
+    out.push(Vec3::from_array(std::array::from_fn(|k| {
+        centre[k].clamp(span[k].min, span[k].max)
+    })));
     out
 }
 
@@ -262,21 +271,32 @@ fn weak_grip_warnings(scene: &TaskScene) -> Vec<String> {
             } else {
                 (
                     String::new(),
-                    "raise the fingers' extra_mass or friction, or the gripper's stiffness (max_force only caps the \
-                     squeeze, and does not bind here)",
+                    "raise the fingers' (or the palm's) extra_mass or the fingers' friction, or the gripper's \
+                     stiffness (max_force only caps the squeeze, and does not bind here)",
                 )
             };
+            // What each finger pushes from: the palm both slide on, in the gantry.
+            let parents = match w.parents {
+                (Some((b1, p)), Some((b2, _))) if b1 == b2 => format!(
+                    ", each taken with the {} kg of \"{}\" it pushes from",
+                    sig(p),
+                    scene.bodies[b1].body.name
+                ),
+                (None, None) => String::new(),
+                _ => ", each taken with the body it pushes from".to_string(),
+            };
+            let verdict = if w.sure { "too heavy" } else { "probably too heavy" };
             format!(
-                "\"{cube}\" weighs {} kg, too heavy for the gantry's fingers: each squeezes it with about {} N, the \
+                "\"{cube}\" weighs {} kg, {verdict} for the gantry's fingers: each squeezes it with about {} N, the \
                  gripper's stiffness ({}) × how far the closed fingers' targets lie inside it ({:.1} cm together) × \
-                 the fingers' reduced mass ({} kg, of {} and {} kg: the motor is acceleration-based){capped}, and \
-                 friction ({} a side) on that lets the oracle's grasp lift about {} kg (cube-single's gantry lifts \
-                 0.77 kg); {fix}, or lighten the cube",
+                 the fingers' reduced mass ({} kg, of {} and {} kg{parents}: the motor is acceleration-based)\
+                 {capped}, and friction ({} a side) on that lets the oracle's grasp lift about {} kg (as measured, \
+                 within some 25%); {fix}, or lighten the cube",
                 sig(w.mass),
                 sig(w.squeeze),
                 num(a.stiffness),
                 100.0 * w.overlap,
-                sig(m1 * m2 / (m1 + m2)),
+                sig(w.reduced_mass),
                 sig(m1),
                 sig(m2),
                 num(w.friction / 2.0),
@@ -1357,6 +1377,24 @@ mod tests {
                  RandomizeTarget's ranges, are places in the world)"
             ]
         );
+        // A block inside the target's ranges, away from their corners and middle (the review's block2).
+        let block = builtin_text("cube-single").replacen(
+            "  },\n)",
+            "    20: (\n      components: {\n        \"qamlab_sim::authoring::Body\": (name: \"block\", kind: Fixed, \
+             translation: (0.08, 0.08, 0.0), rotation: (0.0, 0.0, 0.0, 1.0)),\n        \
+             \"qamlab_sim::authoring::Collider\": (shape: Cuboid(half_extents: (0.05, 0.05, 0.05)), density: 0.0, \
+             friction: 1.0, membership: 1),\n      },\n    ),\n  },\n)",
+            1,
+        );
+        assert!(block.contains("\"block\""));
+        let block = scene_warnings(&TaskScene::from_ron(&block, "block").unwrap());
+        assert!(
+            block.iter().any(|w| w.starts_with(
+                "goal \"cube_goal\"'s target can lie 3.0 cm inside \"block\", at (0.08, 0.08, 0.02), where its \
+                 RandomizeTarget draws it"
+            )),
+            "{block:?}"
+        );
         // Its height drawn from 5 cm into the table to resting on it: only some episodes' targets are buried.
         let some = {
             let edited = text
@@ -1393,12 +1431,13 @@ mod tests {
             scene_warnings(&TaskScene::from_ron(&heavy.replace(from, to), "heavy").unwrap())
         };
         let said = [
-            "\"cube\" weighs 1.9 kg, too heavy for the gantry's fingers: each squeezes it with about 8 N, the \
+            "\"cube\" weighs 1.9 kg, too heavy for the gantry's fingers: each squeezes it with about 6 N, the \
              gripper's stiffness (4000) × how far the closed fingers' targets lie inside it (4.0 cm together) × the \
-             fingers' reduced mass (0.05 kg, of 0.1 and 0.1 kg: the motor is acceleration-based), and friction \
-             (1.25 a side) on that lets the oracle's grasp lift about 0.76 kg (cube-single's gantry lifts 0.77 kg); \
-             raise the fingers' extra_mass or friction, or the gripper's stiffness (max_force only caps the \
-             squeeze, and does not bind here), or lighten the cube",
+             fingers' reduced mass (0.038 kg, of 0.1 and 0.1 kg, each taken with the 0.3 kg of \"palm\" it pushes \
+             from: the motor is acceleration-based), and friction (1.25 a side) on that lets the oracle's grasp \
+             lift about 0.76 kg (as measured, within some 25%); raise the fingers' (or the palm's) extra_mass or \
+             the fingers' friction, or the gripper's stiffness (max_force only caps the squeeze, and does not bind \
+             here), or lighten the cube",
         ];
         assert_eq!(with("max_force: 20.0", "max_force: 20.0"), said);
         assert_eq!(with("max_force: 20.0", "max_force: 200.0"), said);
@@ -1425,6 +1464,42 @@ mod tests {
             capped.len() == 1
                 && capped[0].contains("acceleration-based), capped by its max_force (2 N), and"),
             "{capped:?}"
+        );
+        // The palm the fingers push from scales the squeeze too (measured: a light palm's gantry lifts 0.14 kg
+        // with fingers of 0.1 kg, 0.47 kg with a palm of 0.1 kg).
+        let light = |palm: &str, density: &str| {
+            let text = builtin_text("cube-single")
+                .replacen(cube, &cube.replace("1000.0", density), 1)
+                .replacen(
+                    "gravity_scale: 0.0, extra_mass: 0.3,",
+                    &format!("gravity_scale: 0.0, extra_mass: {palm},"),
+                    1,
+                );
+            scene_warnings(&TaskScene::from_ron(&text, "light palm").unwrap())
+        };
+        let palm = light("0.02", "4700.0");
+        assert!(
+            palm.len() == 1
+                && palm[0]
+                    .starts_with("\"cube\" weighs 0.3 kg, too heavy for the gantry's fingers")
+                && palm[0].contains("each taken with the 0.02 kg of \"palm\" it pushes from")
+                && palm[0].contains("lift about 0.17 kg"),
+            "{palm:?}"
+        );
+        let palm = light("0.1", "9375.0");
+        assert!(
+            palm.len() == 1
+                && palm[0].starts_with("\"cube\" weighs 0.6 kg, probably too heavy for"),
+            "{palm:?}"
+        );
+        assert_eq!(light("0.1", "6000.0"), Vec::<String>::new(), "0.38 kg");
+        // The built-in gantry lifts 0.77 kg in 95% of episodes, 0.78 kg in 2%: 0.9 kg is probably too heavy.
+        assert_eq!(light("0.3", "12000.0"), Vec::<String>::new(), "0.77 kg");
+        let heavier = light("0.3", "14000.0");
+        assert!(
+            heavier.len() == 1
+                && heavier[0].starts_with("\"cube\" weighs 0.9 kg, probably too heavy for"),
+            "{heavier:?}"
         );
         // Fingers that close no narrower than the cube never squeeze it.
         let short = with("at_min: 0.0, at_max: 0.044", "at_min: 0.0, at_max: 0.01");
