@@ -194,19 +194,28 @@ fn the_same_command_gives_the_same_picture() {
     assert!(first == second, "two screenshots of one command differ");
 }
 
+/// A config for a window's training run of 1500 online steps with tiny networks, evaluated every `eval_interval`
+/// steps, written into `dir`.
+fn tiny_training_config(dir: &Path, eval_interval: u32) -> PathBuf {
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "online_steps = 1500\nstart_training = 100\nenvs = 2\neval_interval = {eval_interval}\n\
+             eval_episodes = 2\neval_envs = 2\ncheckpoint_interval = 1500\nlog_interval = 100\n[agent]\n\
+             batch_size = 8\nactor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 #[test]
 fn a_screenshot_while_training_shows_the_trained_agent_the_same_each_time() {
     // With --train the frames count from the end of training, so the picture does not depend on when the
     // trainer's weights reached the window: the final weights act, the whole curves show.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tiny.toml");
-    std::fs::write(
-        &config,
-        "online_steps = 1500\nstart_training = 100\nenvs = 2\neval_interval = 500\neval_episodes = 2\n\
-         eval_envs = 2\ncheckpoint_interval = 1500\nlog_interval = 100\n[agent]\nbatch_size = 8\n\
-         actor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n",
-    )
-    .unwrap();
+    let config = tiny_training_config(dir.path(), 500);
     let run = dir.path().join("run");
     let args = [
         "--task",
@@ -295,14 +304,7 @@ fn a_scene_saved_while_the_window_trains_is_not_shown_and_the_panel_says_so() {
         move |text: &str| text.replace("tolerance: 0.1)", &format!("tolerance: {value})"))
     };
     let scene = pendulum_scene(dir.path(), tolerance("0.08"));
-    let config = dir.path().join("tiny.toml");
-    std::fs::write(
-        &config,
-        "online_steps = 1500\nstart_training = 100\nenvs = 2\neval_interval = 1500\neval_episodes = 2\n\
-         eval_envs = 2\ncheckpoint_interval = 1500\nlog_interval = 100\n[agent]\nbatch_size = 8\n\
-         actor_hidden_dims = [16]\nvalue_hidden_dims = [16]\nnum_qs = 2\n",
-    )
-    .unwrap();
+    let config = tiny_training_config(dir.path(), 1500);
     let run = dir.path().join("run");
     let args = [
         "--task",
