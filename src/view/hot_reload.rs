@@ -204,11 +204,11 @@ fn reload_changed_scene(
 ) {
     if !watch.synced
         && let Some(run) = watch.trained.clone()
-        && let Ok(copy) = TaskScene::from_file(RunDir::new(&run).task_scene())
+        && let Ok(copy) = read_scene(&RunDir::new(&run).task_scene())
     {
         // (not there yet, or still being written: the next poll tries again)
         watch.synced = true;
-        if !same_task(&copy, &task.scene) {
+        if !same_task(&copy.0, &task.scene) {
             show(&mut watch, &mut task, copy, &mut rebuild, &mut stats);
         }
     }
@@ -220,8 +220,8 @@ fn reload_changed_scene(
         return;
     }
     watch.seen = now;
-    let scene = match TaskScene::from_file(&path) {
-        Ok(scene) => scene,
+    let (scene, text) = match read_scene(&path) {
+        Ok(read) => read,
         Err(err) => {
             watch.error = Some(err.to_string());
             return;
@@ -245,17 +245,32 @@ fn reload_changed_scene(
             watch.reloads += 1;
         }
         Verdict::Apply => {
-            show(&mut watch, &mut task, scene, &mut rebuild, &mut stats);
+            show(
+                &mut watch,
+                &mut task,
+                (scene, text),
+                &mut rebuild,
+                &mut stats,
+            );
             watch.reloads += 1;
         }
     }
 }
 
-/// Puts `scene` in the envs, with its warnings, and starts the episode counts afresh.
+/// A scene file, checked, with the text it was checked from (by which its warnings tell a built-in task's own file).
+fn read_scene(path: &Path) -> Result<(TaskScene, String), qamlab_sim::SimError> {
+    let text = TaskScene::read_text(path)?;
+    Ok((
+        TaskScene::from_ron(&text, &path.display().to_string())?,
+        text,
+    ))
+}
+
+/// Puts `scene` (with its text) in the envs, with its warnings, and starts the episode counts afresh.
 fn show(
     watch: &mut HotReload,
     task: &mut ViewTask,
-    scene: TaskScene,
+    (scene, text): (TaskScene, String),
     rebuild: &mut PendingRebuild,
     stats: &mut EpisodeStats,
 ) {
@@ -263,6 +278,7 @@ fn show(
         name: scene.settings.name.clone(),
         builtin: watch.builtin,
         scene,
+        text,
     };
     watch.warnings = shown.warnings();
     for warning in &watch.warnings {

@@ -81,6 +81,8 @@ pub struct Task {
     pub builtin: bool,
     /// The checked scene.
     pub scene: TaskScene,
+    /// The scene's text as it was read and checked: what a run keeps as its copy.
+    pub text: String,
 }
 
 impl Task {
@@ -91,9 +93,7 @@ impl Task {
         let mut warnings = Vec::new();
         // The built-in's own file, given by its path, is the built-in task.
         let builtin_text = BUILTIN_TASKS.iter().find(|(n, _)| *n == self.name);
-        let the_builtin_itself = builtin_text.is_some_and(|(_, text)| {
-            std::fs::read_to_string(&self.scene.source).is_ok_and(|file| file == *text)
-        });
+        let the_builtin_itself = builtin_text.is_some_and(|(_, text)| self.text == *text);
         if !self.builtin && builtin_text.is_some() && !the_builtin_itself {
             warnings.push(format!(
                 "{}: its TaskSettings name {:?} is a built-in task's, so runs, charts and summaries of it will \
@@ -120,6 +120,7 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
             name: scene.settings.name.clone(),
             builtin: true,
             scene,
+            text: text.to_string(),
         });
     }
     let path = Path::new(name_or_path);
@@ -131,11 +132,13 @@ pub fn load_task(name_or_path: &str) -> Result<Task, TaskError> {
     // A file, or an unnamed pipe (`--task <(...)`); `from_file` refuses a device, a socket and a named pipe,
     // and says why a link that is there cannot be followed (a loop, a file it may not read).
     if path.exists() || std::fs::symlink_metadata(path).is_ok() {
-        let scene = TaskScene::from_file(path)?;
+        let text = TaskScene::read_text(path)?;
+        let scene = TaskScene::from_ron(&text, name_or_path)?;
         return Ok(Task {
             name: scene.settings.name.clone(),
             builtin: false,
             scene,
+            text,
         });
     }
     // A name that can only be a path (a folder in it, a scene's extension) is a missing file, not a misspelt name;

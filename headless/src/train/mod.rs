@@ -1106,6 +1106,29 @@ mod tests {
         assert_eq!((updates_at(12), updates_at(15)), (0, 6));
     }
 
+    #[test]
+    fn a_run_copies_the_scene_text_it_checked_not_the_file_read_again() {
+        // A save between loading the task and copying it must not give the run a copy other than what it trains.
+        let dir = tempfile::tempdir().unwrap();
+        let scene = dir.path().join("pendulum.scn.ron");
+        let text = std::fs::read_to_string(
+            Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR")
+                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
+            )
+            .join("../assets/tasks/examples/pendulum.scn.ron"),
+        )
+        .unwrap();
+        std::fs::write(&scene, &text).unwrap();
+        let mut config = tiny(20, 1);
+        config.task = scene.display().to_string();
+        let task = qamlab_tasks::load_task(&config.task).unwrap();
+        std::fs::write(&scene, text.replacen("(", "( ", 1)).unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        Trainer::start(&config, &run, &task, Device::Cpu, false, false).unwrap();
+        assert_eq!(std::fs::read_to_string(run.task_scene()).unwrap(), text);
+    }
+
     /// Options of a new run of `config` into `out`, unwatched.
     fn fresh(config: TrainConfig, out: &Path) -> TrainOptions {
         TrainOptions {

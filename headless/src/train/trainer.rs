@@ -164,9 +164,9 @@ impl<'a> Trainer<'a> {
             trainer._lock = Some(run.lock()?);
             run.check_unused()?;
             if !task.builtin {
-                let text = std::fs::read(&cfg.task)
-                    .with_context(|| format!("copying the task scene {}", cfg.task))?;
-                run.write_task_scene(&text)?;
+                // The text the task was checked from, not the file read again: a save in between would give the
+                // run a copy other than what it trains.
+                run.write_task_scene(task.text.as_bytes())?;
             }
             run.write_config(cfg)?;
             let _ = std::fs::remove_file(run.metrics());

@@ -181,6 +181,14 @@ pub struct TaskScene {
 impl TaskScene {
     /// Loads and checks a scene file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
+        let path = path.as_ref();
+        Self::from_ron(&Self::read_text(path)?, &path.display().to_string())
+    }
+
+    /// A scene file's text, read once: what [`from_ron`](Self::from_ron) checks and a run copies are then the
+    /// same bytes, however the file changes meanwhile. Refuses what is not a file (or an unnamed pipe) and text
+    /// that is not UTF-8, naming where.
+    pub fn read_text(path: impl AsRef<Path>) -> Result<String, SimError> {
         use std::os::unix::fs::FileTypeExt;
         let path = path.as_ref();
         let file = path.display().to_string();
@@ -218,7 +226,7 @@ impl TaskScene {
             source,
         })?;
         // Where the text stops being UTF-8, as a line and column (a file saved in another encoding, or damaged).
-        let text = String::from_utf8(bytes).map_err(|e| {
+        String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
             let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -230,8 +238,7 @@ impl TaskScene {
                     "not UTF-8 text here (a scene file is UTF-8; was it saved in another encoding?)",
                 ),
             }
-        })?;
-        Self::from_ron(&text, &file)
+        })
     }
 
     /// Parses and checks scene text; `source` names it in errors.
