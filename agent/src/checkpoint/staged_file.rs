@@ -135,16 +135,22 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// The prefix of this machine's temporaries of the file `name`: `.tmp-NAME-HOST-` (the random part follows). The
+/// The prefix of this machine's temporaries of the file `name`: `.tmp-NAME-@HOST-` (the random part follows). The
 /// host is in it because a lock taken on another machine may not show here (NFS with local locks): only this
-/// machine's temporaries are judged by their locks.
+/// machine's temporaries are judged by their locks. The `@`, which no host name as carried holds, tells where the
+/// host begins: `gpu-node1`'s temporaries are not `node1`'s.
 pub fn temporary_prefix(name: &str) -> String {
-    format!(".tmp-{name}-{}-", host())
+    format!(".tmp-{name}-@{}-", host())
 }
 
-/// Whether `file_name` is the name of a temporary this machine staged (`.tmp-NAME-HOST-RANDOM`, see
+/// Whether `file_name` is the name of a temporary this machine staged (`.tmp-NAME-@HOST-RANDOM`, see
 /// [`temporary_prefix`]), whose lock, if a writer holds it, shows here.
 pub fn staged_here(file_name: &str) -> bool {
+    staged_on(file_name, host())
+}
+
+/// Whether `file_name` is the name of a temporary staged on the machine `host` (as [`host`] gives it).
+fn staged_on(file_name: &str, host: &str) -> bool {
     let Some(rest) = file_name.strip_prefix(".tmp-") else {
         return false;
     };
@@ -153,7 +159,7 @@ pub fn staged_here(file_name: &str) -> bool {
     };
     random.len() == TEMPORARY_RANDOM_LEN
         && random.chars().all(|c| c.is_ascii_alphanumeric())
-        && head.ends_with(&format!("-{}", host()))
+        && head.ends_with(&format!("-@{host}"))
 }
 
 /// This machine's name as temporaries carry it: the characters of a file name only, at most 64.
@@ -228,6 +234,19 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn a_temporary_is_told_from_another_machines_whose_name_ends_as_this_ones() {
+        let name = |host: &str| format!(".tmp-eval.gif-@{host}-Ab12Cd");
+        assert!(staged_on(&name("node1"), "node1"));
+        assert!(!staged_on(&name("gpu-node1"), "node1"));
+        assert!(!staged_on(&name("node1"), "gpu-node1"));
+        // A file name that holds `-@` itself.
+        assert!(!staged_on(".tmp-a-@node1-@gpu-node1-Ab12Cd", "node1"));
+        assert!(staged_on(".tmp-a-@node1-@gpu-node1-Ab12Cd", "gpu-node1"));
+        assert!(staged_on(&(temporary_prefix("x.npz") + "Ab12Cd"), host()));
+        assert!(!host().contains('@'));
+    }
 
     #[test]
     fn a_file_put_in_place_has_the_permissions_of_one_created_by_its_name() {

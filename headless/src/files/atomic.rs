@@ -134,7 +134,7 @@ mod tests {
         let spared = [
             format!("{}Killed", temporary_prefix("other.npz")),
             format!("{}Killed", temporary_prefix("d.npz-val.npz")),
-            ".tmp-d.npz-elsewhere-Killed".to_string(),
+            ".tmp-d.npz-@elsewhere-Killed".to_string(),
             format!("{ours}Young1"),
         ];
         for name in &spared[..3] {

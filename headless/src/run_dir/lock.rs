@@ -155,7 +155,7 @@ mod tests {
         std::fs::create_dir(run.checkpoints()).unwrap();
         std::fs::write(run.checkpoints().join(prefix("latest") + "x1y2z3"), "").unwrap();
         // Another machine's (the run's folder on NFS): its writer's lock would not show here.
-        let elsewhere = ".tmp-eval.gif-another-machine-Ab12Cd";
+        let elsewhere = ".tmp-eval.gif-@another-machine-Ab12Cd";
         std::fs::write(dir.path().join(elsewhere), "").unwrap();
         // One another process is writing (`eval --video` stages its GIF here without the run's lock) stays.
         let writing =
