@@ -62,8 +62,8 @@ impl std::fmt::Display for Escape {
             "body \"{}\" left the scene: it is at ({:.1}, {:.1}, {:.1}), {:.1} m outside the box around the \
              scene's colliders and the places its bodies and targets start ({:.2}, {:.2}, {:.2}) to ({:.2}, {:.2}, \
              {:.2}), {how}: it fell off what held it or was flung out, and nothing brings it back, so the episode \
-             is no data of the task (a floor under the scene, or walls, keep bodies in; a motor that flings what it \
-             touches is said by `qamlab task FILE`)",
+             is no data of the task (a floor under the scene, or walls, keep bodies in; a motor too stiff for its \
+             damping flings what it touches, which the scene's warnings name)",
             self.body,
             self.at.x,
             self.at.y,
