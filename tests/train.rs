@@ -292,6 +292,21 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     assert!(stderr.contains(stopped_at.trim()), "{stderr}");
     let command = format!("qamlab train --resume '{}'", run.display());
     assert!(stderr.contains(&format!("`{command}`")), "{stderr}");
+    // Evaluated before it is resumed, its agent is said to be part-way, in words and in the JSON.
+    let out = run_ok(qamlab().args(EVAL_ON_CPU).arg(&run).arg("--json"));
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains(&format!(
+            "is step {} of the run's 1260: not the finished agent (the run stopped early; `{command}` finishes it)",
+            stopped_at.trim().trim_start_matches("step-")
+        )),
+        "{note}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["finished"], &report["total_steps"]),
+        (&serde_json::json!(false), &serde_json::json!(1260))
+    );
     let elsewhere = tempfile::tempdir().unwrap();
     let out = run_ok(&mut common::pasted(&command, elsewhere.path()));
     assert!(String::from_utf8_lossy(&out.stdout).contains("success"));
@@ -612,6 +627,29 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         )),
         "{recorded}"
     );
+    // Its config.toml given to a new run once the scene file changed: the new run trains the file as it is now,
+    // and says so, naming the copy that trains the task as this run did.
+    let text = std::fs::read_to_string(&scene).unwrap();
+    let edited = text.replacen("tolerance: 0.04)", "tolerance: 0.05)", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&scene, edited).unwrap();
+    let out = run_ok(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(run.join("config.toml"))
+            .arg("--out")
+            .arg(dir.path().join("again")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "but {} changed since that run started: this run trains the file as it is now; to train the task as \
+             that run did, add --task {}",
+            scene.canonicalize().unwrap().display(),
+            run.join("task.scn.ron").display()
+        )),
+        "{stderr}"
+    );
     std::fs::remove_file(&scene).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let out = run_ok(
@@ -667,6 +705,8 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         "run_dir": run.display().to_string(),
         "checkpoint": run.join("checkpoints/step-20").display().to_string(),
         "step": 20,
+        "total_steps": 20,
+        "finished": true,
         "updates": 20,
         "task": "cube-single",
         "agent": "qam",

@@ -101,6 +101,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     }
     let (checkpoint, mut agent) = run.load_latest_agent(&cfg, dims, device)?;
+    let total_steps = qamlab_headless::train::total_steps(&cfg);
+    let step = checkpoint_step(&checkpoint);
+    if let Some(step) = step.filter(|&s| s < total_steps) {
+        // A rate of an agent part-way through its run is no figure of the run: comparisons must not take it for one.
+        let why = if run.in_use() {
+            "the run is training still".to_string()
+        } else {
+            format!(
+                "the run stopped early; `qamlab train --resume {}` finishes it",
+                qamlab_headless::shell::quote_path(&args.run)
+            )
+        };
+        qamlab_headless::stderr_line!(
+            "note: {} is step {step} of the run's {total_steps}: not the finished agent ({why})",
+            checkpoint.display()
+        );
+    }
     let result = qamlab_headless::evaluate::evaluate(
         &mut agent,
         &task.scene,
@@ -135,6 +152,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let report = EvalReport {
             run: &args.run,
             checkpoint: &checkpoint,
+            step,
+            total_steps,
             updates: agent.step(),
             task: &task.name,
             agent: cfg.agent.kind.as_str(),
@@ -147,10 +166,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     rendered
 }
 
+/// The run's step (offline and online steps) a checkpoint `step-N` was taken at.
+fn checkpoint_step(checkpoint: &std::path::Path) -> Option<u64> {
+    checkpoint
+        .file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .parse()
+        .ok()
+}
+
 /// What `qamlab eval --json` reports.
 struct EvalReport<'a> {
     run: &'a std::path::Path,
     checkpoint: &'a std::path::Path,
+    /// The run's step the checkpoint was taken at.
+    step: Option<u64>,
+    /// The step the run ends at.
+    total_steps: u64,
     updates: u64,
     task: &'a str,
     agent: &'a str,
@@ -165,15 +198,12 @@ impl EvalReport<'_> {
     fn to_json(&self) -> serde_json::Value {
         let result = self.result;
         let (low, high) = result.interval();
-        // `step-N`: the run's step (offline and online steps) the checkpoint was taken at.
-        let step = self
-            .checkpoint
-            .file_name()
-            .and_then(|name| name.to_str()?.strip_prefix("step-")?.parse::<u64>().ok());
         serde_json::json!({
             "run_dir": super::absolute_text(self.run),
             "checkpoint": super::absolute_text(self.checkpoint),
-            "step": step,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "finished": self.step.is_some_and(|s| s >= self.total_steps),
             "updates": self.updates,
             "task": self.task,
             "agent": self.agent,

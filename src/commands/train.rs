@@ -160,6 +160,32 @@ impl TrainArgs {
     }
 }
 
+/// Says when `--config` is a run's `config.toml` whose task's scene file changed since that run started: the new
+/// run trains the file as it is now, which a user repeating that run (another seed) may not expect.
+fn note_reused_run_config(config: &std::path::Path, cfg: &TrainConfig) {
+    if config.file_name() != Some("config.toml".as_ref()) {
+        return;
+    }
+    let run = qamlab_headless::run_dir::RunDir::new(qamlab_agent::checkpoint::parent_dir(config));
+    let Some(original) = run.edited_original_scene() else {
+        return;
+    };
+    // Given another --task, the run trains that.
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
+    };
+    if same(std::path::Path::new(&cfg.task), &original) {
+        qamlab_headless::stderr_line!(
+            "note: {} is the run {}'s, but {} changed since that run started: this run trains the file as it is \
+             now; to train the task as that run did, add --task {}",
+            config.display(),
+            run.root().display(),
+            original.display(),
+            qamlab_headless::shell::quote_path(&run.task_scene())
+        );
+    }
+}
+
 /// Runs `qamlab train` and prints the summary.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let summary = if let Some(dir) = &args.resume {
@@ -199,6 +225,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         cfg.validate().with_context(source)?;
+        if let Some(config) = &args.config {
+            note_reused_run_config(config, &cfg);
+        }
         let out = args.out_dir(&cfg);
         let summary = qamlab_headless::train(TrainOptions {
             config: cfg,
@@ -260,14 +289,16 @@ fn summary_text(s: &TrainSummary) -> String {
         (None, None) => "no evaluation".to_string(),
     };
     // A run without an online phase took no env steps to report a rate of.
-    let online = if s.online_steps > 0 {
+    let online = s.env_steps_per_second.map_or_else(String::new, |rate| {
         format!(
-            ", {} online env steps at {:.0}/s of simulation time",
-            s.online_steps, s.env_steps_per_second
+            ", {} online env steps at {rate:.0}/s of simulation time",
+            s.online_steps
         )
-    } else {
-        String::new()
-    };
+    });
+    // Nor one without an update (`start_training` past its online steps).
+    let update_rate = s.updates_per_second.map_or_else(String::new, |rate| {
+        format!(" at {rate:.0}/s of update time")
+    });
     // Both phases' shares, where there were both: online updates start at `start_training`, so the sum is no
     // plain offline + online steps (and "0 online" points at a `start_training` past the online steps).
     let online_updates = s.updates.saturating_sub(s.offline_updates);
@@ -286,14 +317,13 @@ fn summary_text(s: &TrainSummary) -> String {
     format!(
         "task {} | agent {} | device {} ({}{threads})\n\
          success: {success}\n\
-         {updates} at {:.0}/s of update time{online}, {:.0} s in all\n\
+         {updates}{update_rate}{online}, {:.0} s in all\n\
          learning curve: {}\n\
          run directory:  {}\n",
         s.task,
         s.agent,
         s.device,
         s.execution,
-        s.updates_per_second,
         s.wall_seconds,
         s.learning_curve.display(),
         s.run_dir.display()
@@ -379,8 +409,8 @@ mod tests {
             eval_envs: Some(10),
             offline_success: Some(0.6),
             online_success: online.last().map(|p| p.1),
-            updates_per_second: 72.0,
-            env_steps_per_second: 3900.0,
+            updates_per_second: Some(72.0),
+            env_steps_per_second: Some(3900.0),
             updates: 40,
             offline_updates: 10,
             online_steps: 30,
@@ -458,10 +488,22 @@ mod tests {
         // Without an online phase there is no env step rate to report.
         let mut offline_only = summary(&[]);
         offline_only.online_steps = 0;
+        offline_only.env_steps_per_second = None;
         offline_only.offline_updates = 40;
         let text = summary_text(&offline_only);
         assert!(
             text.contains("40 updates at 72/s of update time, 5 s in all\n"),
+            "{text}"
+        );
+        // Nor, without an update, an update rate.
+        let mut no_updates = summary(&[(20, 0.3)]);
+        (no_updates.updates, no_updates.offline_updates) = (0, 0);
+        no_updates.updates_per_second = None;
+        let text = summary_text(&no_updates);
+        assert!(
+            text.contains(
+                "\n0 updates, 30 online env steps at 3900/s of simulation time, 5 s in all\n"
+            ),
             "{text}"
         );
     }

@@ -101,7 +101,7 @@ impl RunDir {
     }
 
     /// Whether another process holds the run's claim ([`lock`](Self::lock)), as a run training does.
-    fn in_use(&self) -> bool {
+    pub fn in_use(&self) -> bool {
         std::fs::File::open(self.root.join(LOCK_FILE))
             .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
     }

@@ -57,18 +57,20 @@ pub struct TrainSummary {
     /// `evals`, as a resume may have changed it). Absent in summaries of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_episodes: Option<usize>,
-    /// Envs the run's evaluations spread their episodes over (config `eval_envs`): with `eval_episodes` and the
-    /// run's evaluation seed, what `qamlab eval` needs to repeat them. Absent in summaries of older runs.
+    /// Envs the run's evaluations spread their episodes over (config `eval_envs`, at most `eval_episodes`): with
+    /// `eval_episodes` and the run's evaluation seed, what `qamlab eval` needs to repeat them. Absent in summaries
+    /// of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_envs: Option<usize>,
     /// Success rate at the last offline evaluation, the offline-trained agent's (None without an offline phase).
     pub offline_success: Option<f64>,
     /// Success rate at the last online evaluation, the finished run's (None without an online phase).
     pub online_success: Option<f64>,
-    /// Gradient updates per second (time in updates only).
-    pub updates_per_second: f64,
-    /// Environment steps per second online (time in env steps only).
-    pub env_steps_per_second: f64,
+    /// Gradient updates per second (time in updates only); null for a run that made none.
+    pub updates_per_second: Option<f64>,
+    /// Environment steps per second online (time in env steps only); null for a run without online steps (a 0
+    /// would be averaged in with other runs' rates).
+    pub env_steps_per_second: Option<f64>,
     /// Total gradient updates.
     pub updates: u64,
     /// The offline phase's share of `updates` (one per offline step; the rest came online, `utd_ratio` a step
@@ -437,11 +439,16 @@ fn finished_run_summary(run: &RunDir) -> anyhow::Result<Option<TrainSummary>> {
     Ok(Some(summary))
 }
 
+/// The step a run of `cfg` ends at (offline and online steps): the online phase ends at the first whole step of
+/// all its envs past `online_steps`.
+pub fn total_steps(cfg: &TrainConfig) -> u64 {
+    let envs = cfg.envs.max(1) as u64;
+    cfg.offline_steps + cfg.online_steps.div_ceil(envs) * envs
+}
+
 /// Prints the run's first line, which says what runs where: a log (CI's) otherwise starts with an evaluation.
 fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &RunDir) {
-    // The online phase ends at the first whole step of all its envs past `online_steps`.
-    let envs = cfg.envs.max(1) as u64;
-    let total = cfg.offline_steps + cfg.online_steps.div_ceil(envs) * envs;
+    let total = total_steps(cfg);
     let (verb, from) = match trainer.total_step() {
         0 => ("training", String::new()),
         step => ("resuming", format!(" from step {step} of {total}")),
@@ -1227,8 +1234,18 @@ mod tests {
         // given 5 more offline steps and an online phase.
         let mut offline = config.clone();
         (offline.offline_steps, offline.online_steps) = (25, 0);
-        train(fresh(offline, &short)).unwrap();
+        // More eval envs than episodes: the summary records the envs used.
+        offline.eval_envs = offline.eval_episodes + 3;
+        let summary = train(fresh(offline.clone(), &short)).unwrap();
         assert_eq!(eval_steps(&short), [20, 25]);
+        // No online step: no env-step rate (null, where a 0 would be averaged with other runs' rates).
+        assert!(summary.updates_per_second.is_some());
+        assert_eq!(summary.env_steps_per_second, None);
+        assert_eq!(summary.eval_envs, Some(offline.eval_episodes));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(RunDir::new(&short).summary()).unwrap())
+                .unwrap();
+        assert!(json["env_steps_per_second"].is_null(), "{json}");
         let path = RunDir::new(&short).config();
         let text = std::fs::read_to_string(&path).unwrap();
         let longer = text

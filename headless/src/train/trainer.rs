@@ -308,11 +308,14 @@ impl<'a> Trainer<'a> {
             seed: Some(self.cfg.seed),
             dataset: self.cfg.dataset.clone(),
             eval_episodes: Some(self.cfg.eval_episodes),
-            eval_envs: Some(self.cfg.eval_envs),
+            // The envs used: an evaluation runs no env without an episode to play.
+            eval_envs: Some(self.cfg.eval_envs.min(self.cfg.eval_episodes)),
             offline_success: last(Phase::Offline),
             online_success: last(Phase::Online),
-            updates_per_second: self.state.updates as f64 / self.state.update_seconds.max(1e-9),
-            env_steps_per_second: self.state.online_step as f64 / self.state.env_seconds.max(1e-9),
+            updates_per_second: (self.state.updates > 0)
+                .then(|| self.state.updates as f64 / self.state.update_seconds.max(1e-9)),
+            env_steps_per_second: (self.state.online_step > 0)
+                .then(|| self.state.online_step as f64 / self.state.env_seconds.max(1e-9)),
             updates: self.state.updates,
             offline_updates: self.state.offline_step,
             online_steps: self.state.online_step,
