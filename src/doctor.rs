@@ -11,13 +11,31 @@ struct Check {
 /// Prints libtorch's version and location, CUDA availability and device names, CPU threads,
 /// display and rendering adapters, and the engine versions this binary was built with.
 pub fn run() -> anyhow::Result<()> {
-    let mut checks = Vec::new();
+    let mut checks = vec![libtorch()];
+    checks.extend(cuda_checks());
+    checks.extend(cpu_checks());
+    checks.extend(graphics_checks());
+    checks.extend(engine_checks());
+    print_checks(&checks)
+}
+
+/// Prints one line a check, the values aligned in a column.
+fn print_checks(checks: &[Check]) -> anyhow::Result<()> {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in checks {
+        qamlab_headless::stdout_line!("{:width$}  {}", check.name, check.value)?;
+    }
+    Ok(())
+}
+
+/// The libtorch this process loaded: its version, the tch it was built against, and where it lives.
+fn libtorch() -> Check {
     let torch_dir = loaded_libtorch_dir();
     let torch_version = torch_dir
         .as_deref()
         .and_then(torch_version_of)
         .unwrap_or_else(|| "unknown".into());
-    checks.push(Check {
+    Check {
         name: "libtorch",
         value: format!(
             "{torch_version} (tch {}) at {}",
@@ -26,123 +44,158 @@ pub fn run() -> anyhow::Result<()> {
                 .as_deref()
                 .map_or("?".into(), |p| p.display().to_string())
         ),
-    });
+    }
+}
+
+/// The CUDA devices and what training can use on them: cuDNN, CUDA graphs, TF32 and the fused Dense + GELU.
+fn cuda_checks() -> [Check; 5] {
     let cuda = tch::Cuda::is_available();
-    let cuda_value = if cuda {
-        let names = nvidia_gpu_names();
-        format!(
-            "available: {} device(s){}{}",
-            tch::Cuda::device_count(),
-            if names.is_empty() { "" } else { ": " },
-            names.join(", ")
-        )
-    } else {
-        "not available (training runs on the CPU)".into()
-    };
-    checks.push(Check {
-        name: "CUDA",
-        value: cuda_value,
-    });
-    checks.push(Check {
-        name: "cuDNN",
-        value: if tch::Cuda::cudnn_is_available() {
-            "available".into()
-        } else {
-            "not available".into()
+    [
+        Check {
+            name: "CUDA",
+            value: cuda_devices(cuda),
         },
-    });
-    checks.push(Check {
-        name: "CUDA graphs",
-        value: match (qamlab_agent::cuda_graph::available(), cuda) {
-            (false, _) => {
-                "not in this build (no CUDA headers when it was built: training runs eagerly)"
-                    .into()
-            }
-            (true, false) => "built in; no CUDA device to use them".into(),
-            (true, true) => match qamlab_agent::cuda_graph::self_test(tch::Device::Cuda(0)) {
-                Ok(()) => "built in; capture and replay work on cuda:0".into(),
-                Err(e) => format!("built in, but failing (training runs eagerly): {e}"),
+        Check {
+            name: "cuDNN",
+            value: if tch::Cuda::cudnn_is_available() {
+                "available".into()
+            } else {
+                "not available".into()
             },
         },
-    });
-    checks.push(Check {
-        name: "TF32 matmuls",
-        value: match (
-            qamlab_agent::precision::available(),
-            qamlab_agent::precision::tf32_matmuls(),
-        ) {
-            (false, _) => "no switch in this build (CUDA matmuls stay IEEE fp32)".into(),
-            (true, Ok(on)) => format!(
-                "switch built in, now {} (`train --tf32 true`, `bench agent --tf32 both`)",
-                if on {
-                    "on"
-                } else {
-                    "off: CUDA matmuls in IEEE fp32"
-                }
-            ),
-            (true, Err(e)) => format!("switch built in, but failing: {e}"),
+        Check {
+            name: "CUDA graphs",
+            value: cuda_graphs(cuda),
         },
-    });
-    checks.push(Check {
-        name: "Dense + GELU",
-        value: if cuda {
-            use qamlab_agent::gelu::{FUSED_GELU_TOLERANCE, check_cuda_dense_gelu};
-            match check_cuda_dense_gelu(tch::Device::Cuda(0)) {
-                Some(Ok(diff)) if diff <= FUSED_GELU_TOLERANCE => format!(
-                    "one fused op on cuda:0 in frozen roll-outs (its GELU is the tanh form: max difference {diff:.1e})"
-                ),
-                Some(Ok(diff)) => format!(
-                    "two kernels on cuda:0: the fused op's GELU is not the tanh form (max difference {diff:.1e})"
-                ),
-                Some(Err(e)) => format!("two kernels on cuda:0: the fused op fails: {e}"),
-                None => "not checked".into(),
-            }
-        } else {
-            "no CUDA device (the CPU runs qamlab's own GELU kernel)".into()
+        Check {
+            name: "TF32 matmuls",
+            value: tf32_matmuls(),
         },
-    });
-    checks.push(Check {
-        name: "CPU threads",
-        value: format!(
-            "{} hardware; libtorch's default {} (training on the CPU takes half the cores for libtorch, and \
-             splits each update over two threads)",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            tch::get_num_threads()
-        ),
-    });
-    checks.push(Check {
-        name: "CPU matmuls",
-        value: qamlab_agent::mkl_kernels::active().describe().into(),
-    });
-    checks.push(Check {
-        name: "CPU memory",
-        value: qamlab_agent::cpu_memory::allocator().describe().into(),
-    });
-    checks.push(Check {
-        name: "display",
-        value: display_description(),
-    });
-    checks.push(Check {
-        name: "render adapters",
-        value: render_adapters(),
-    });
-    checks.push(Check {
-        name: "bevy",
-        value: env!("QAMLAB_BEVY_VERSION").into(),
-    });
-    checks.push(Check {
-        name: "rapier",
-        value: format!(
-            "rapier3d {} (bevy_rapier3d {})",
-            env!("QAMLAB_RAPIER_VERSION"),
-            env!("QAMLAB_BEVY_RAPIER_VERSION")
-        ),
-    });
-    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for check in &checks {
-        qamlab_headless::stdout_line!("{:width$}  {}", check.name, check.value)?;
+        Check {
+            name: "Dense + GELU",
+            value: dense_gelu(cuda),
+        },
+    ]
+}
+
+/// How many CUDA devices there are, and their model names where the driver gives them.
+fn cuda_devices(cuda: bool) -> String {
+    if !cuda {
+        return "not available (training runs on the CPU)".into();
     }
-    Ok(())
+    let names = nvidia_gpu_names();
+    format!(
+        "available: {} device(s){}{}",
+        tch::Cuda::device_count(),
+        if names.is_empty() { "" } else { ": " },
+        names.join(", ")
+    )
+}
+
+/// Whether this build has CUDA graphs and, with a device, whether capture and replay work on it.
+fn cuda_graphs(cuda: bool) -> String {
+    match (qamlab_agent::cuda_graph::available(), cuda) {
+        (false, _) => {
+            "not in this build (no CUDA headers when it was built: training runs eagerly)".into()
+        }
+        (true, false) => "built in; no CUDA device to use them".into(),
+        (true, true) => match qamlab_agent::cuda_graph::self_test(tch::Device::Cuda(0)) {
+            Ok(()) => "built in; capture and replay work on cuda:0".into(),
+            Err(e) => format!("built in, but failing (training runs eagerly): {e}"),
+        },
+    }
+}
+
+/// Whether this build can switch CUDA matmuls to TF32, and which way the switch is now.
+fn tf32_matmuls() -> String {
+    match (
+        qamlab_agent::precision::available(),
+        qamlab_agent::precision::tf32_matmuls(),
+    ) {
+        (false, _) => "no switch in this build (CUDA matmuls stay IEEE fp32)".into(),
+        (true, Ok(on)) => format!(
+            "switch built in, now {} (`train --tf32 true`, `bench agent --tf32 both`)",
+            if on {
+                "on"
+            } else {
+                "off: CUDA matmuls in IEEE fp32"
+            }
+        ),
+        (true, Err(e)) => format!("switch built in, but failing: {e}"),
+    }
+}
+
+/// Whether frozen roll-outs on cuda:0 can use libtorch's fused Dense + GELU (only if its GELU is the tanh form).
+fn dense_gelu(cuda: bool) -> String {
+    use qamlab_agent::gelu::{FUSED_GELU_TOLERANCE, check_cuda_dense_gelu};
+    if !cuda {
+        return "no CUDA device (the CPU runs qamlab's own GELU kernel)".into();
+    }
+    match check_cuda_dense_gelu(tch::Device::Cuda(0)) {
+        Some(Ok(diff)) if diff <= FUSED_GELU_TOLERANCE => format!(
+            "one fused op on cuda:0 in frozen roll-outs (its GELU is the tanh form: max difference {diff:.1e})"
+        ),
+        Some(Ok(diff)) => format!(
+            "two kernels on cuda:0: the fused op's GELU is not the tanh form (max difference {diff:.1e})"
+        ),
+        Some(Err(e)) => format!("two kernels on cuda:0: the fused op fails: {e}"),
+        None => "not checked".into(),
+    }
+}
+
+/// The CPU's threads, and the matmul kernels and memory allocator libtorch uses on it.
+fn cpu_checks() -> [Check; 3] {
+    [
+        Check {
+            name: "CPU threads",
+            value: format!(
+                "{} hardware; libtorch's default {} (training on the CPU takes half the cores for libtorch, and \
+                 splits each update over two threads)",
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                tch::get_num_threads()
+            ),
+        },
+        Check {
+            name: "CPU matmuls",
+            value: qamlab_agent::mkl_kernels::active().describe().into(),
+        },
+        Check {
+            name: "CPU memory",
+            value: qamlab_agent::cpu_memory::allocator().describe().into(),
+        },
+    ]
+}
+
+/// What a viewer window could open on: the display, and the render adapters.
+fn graphics_checks() -> [Check; 2] {
+    [
+        Check {
+            name: "display",
+            value: display_description(),
+        },
+        Check {
+            name: "render adapters",
+            value: render_adapters(),
+        },
+    ]
+}
+
+/// The engine versions this binary was built with.
+fn engine_checks() -> [Check; 2] {
+    [
+        Check {
+            name: "bevy",
+            value: env!("QAMLAB_BEVY_VERSION").into(),
+        },
+        Check {
+            name: "rapier",
+            value: format!(
+                "rapier3d {} (bevy_rapier3d {})",
+                env!("QAMLAB_RAPIER_VERSION"),
+                env!("QAMLAB_BEVY_RAPIER_VERSION")
+            ),
+        },
+    ]
 }
 
 /// The directory of the libtorch this process actually loaded (read from the process's memory
@@ -183,6 +236,7 @@ fn nvidia_gpu_names() -> Vec<String> {
     names
 }
 
+/// The X11 and Wayland displays a window could open on, or how to get one when there is none.
 fn display_description() -> String {
     let x11 = std::env::var("DISPLAY").ok().filter(|v| !v.is_empty());
     let wayland = std::env::var("WAYLAND_DISPLAY")

@@ -22,119 +22,18 @@ pub(super) fn build_bodies(
     let mut frames: Vec<(String, FrameRef)> = Vec::new();
     for raw in entities {
         let Some(body) = &raw.body else {
-            if raw.collider.is_some() {
-                return Err(ck.err(
-                    raw,
-                    "Collider",
-                    "a collider needs a `Body` on the same entity".into(),
-                ));
-            }
-            if raw.randomize_pose.is_some() {
-                return Err(ck.err(
-                    raw,
-                    "RandomizePose",
-                    "pose randomisation needs a `Body` on the same entity".into(),
-                ));
-            }
+            check_needs_no_body(ck, raw)?;
             continue;
         };
         let frame_names = frames.iter().map(|(n, _)| n.as_str());
         ck.unique_name(raw, "Body.name", &body.name, frame_names)?;
-        ck.finite3(raw, "Body.translation", body.translation)?;
-        if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
-            return Err(ck.err(
-                raw,
-                "Body.rotation",
-                format!("must be a unit quaternion, got {}", body.rotation),
-            ));
-        }
-        // A gravity scale may be 0 or negative (no or reversed gravity); damping and mass may not.
-        let gravity_scale = body.gravity_scale;
-        if !gravity_scale.is_finite() {
-            return Err(ck.err(
-                raw,
-                "Body.gravity_scale",
-                format!("must be finite, got {gravity_scale}"),
-            ));
-        }
-        // The scene's gravity is bounded; a scale must not carry a body's past that bound (1e30 pinned a cube to
-        // the table, 1e19 flung a finger tens of kilometres).
-        let felt = gravity * gravity_scale.abs();
-        if felt > MAX_GRAVITY {
-            return Err(ck.err(
-                raw,
-                "Body.gravity_scale",
-                format!(
-                    "gives the body a gravity of {gravity_scale} x {gravity} = {felt} m/s^2: it must be at most \
-                     {MAX_GRAVITY} m/s^2 (about 100 g), as the scene's own"
-                ),
-            ));
-        }
-        for (field, v) in [
-            ("Body.linear_damping", body.linear_damping),
-            ("Body.angular_damping", body.angular_damping),
-            ("Body.extra_mass", body.extra_mass),
-        ] {
-            ck.non_negative(raw, field, v)?;
-        }
-        if let Some(c) = &raw.collider {
-            check_collider(ck, raw, c)?;
-        }
-        let has_mass =
-            body.extra_mass > 0.0 || raw.collider.as_ref().is_some_and(|c| c.density > 0.0);
-        if body.kind == BodyKind::Dynamic && !has_mass {
-            return Err(ck.err(
-                raw,
-                "Body.extra_mass",
-                "a dynamic body needs mass: a collider with density > 0 or extra_mass > 0".into(),
-            ));
-        }
+        check_pose(ck, raw, body)?;
+        check_gravity_scale(ck, raw, body, gravity)?;
+        check_mass_and_damping(ck, raw, body)?;
         if let Some(r) = &raw.randomize_pose {
-            for (field, range) in [
-                ("RandomizePose.x", r.x),
-                ("RandomizePose.y", r.y),
-                ("RandomizePose.z", r.z),
-                ("RandomizePose.yaw", r.yaw),
-            ] {
-                if let Some(range) = range {
-                    ck.range(raw, field, &range)?;
-                }
-            }
+            check_randomize_ranges(ck, raw, r)?;
         }
-        let mut keep_away = Vec::new();
-        for (k, (name, d)) in raw
-            .randomize_pose
-            .iter()
-            .flat_map(|r| &r.min_distance_from)
-            .enumerate()
-        {
-            let field = format!("RandomizePose.min_distance_from[{k}]");
-            ck.non_negative(raw, &field, *d)?;
-            // Earlier bodies only: their poses are drawn first, so the check sees this episode's positions.
-            let other = bodies
-                .iter()
-                .position(|b| b.body.name == *name)
-                .ok_or_else(|| {
-                    if *name == body.name {
-                        return ck.err(raw, &field, "a body cannot keep away from itself".into());
-                    }
-                    let later = entities
-                        .iter()
-                        .filter_map(|e| e.body.as_ref())
-                        .any(|b| b.name == *name);
-                    let message = if later {
-                        format!(
-                            "\"{name}\" comes later in the file: a body keeps its distance from the bodies \
-                             before it, whose poses are drawn first; move \"{name}\" above \"{}\"",
-                            body.name
-                        )
-                    } else {
-                        not_found("earlier body", name, body_names(&bodies))
-                    };
-                    ck.err(raw, &field, message)
-                })?;
-            keep_away.push((other, *d));
-        }
+        let keep_away = resolve_keep_away(ck, raw, body, entities, &bodies)?;
         frames.push((
             body.name.clone(),
             FrameRef {
@@ -153,6 +52,151 @@ pub(super) fn build_bodies(
         return Err(ck.scene_err("Body", "the scene has no bodies".into()));
     }
     Ok((bodies, frames))
+}
+
+/// Refuses the components that only make sense beside a `Body` on an entity without one.
+fn check_needs_no_body(ck: &Check, raw: &RawEntity) -> Result<(), SimError> {
+    if raw.collider.is_some() {
+        return Err(ck.err(
+            raw,
+            "Collider",
+            "a collider needs a `Body` on the same entity".into(),
+        ));
+    }
+    if raw.randomize_pose.is_some() {
+        return Err(ck.err(
+            raw,
+            "RandomizePose",
+            "pose randomisation needs a `Body` on the same entity".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A body's authored pose: a finite translation and a unit rotation.
+fn check_pose(ck: &Check, raw: &RawEntity, body: &Body) -> Result<(), SimError> {
+    ck.finite3(raw, "Body.translation", body.translation)?;
+    if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
+        return Err(ck.err(
+            raw,
+            "Body.rotation",
+            format!("must be a unit quaternion, got {}", body.rotation),
+        ));
+    }
+    Ok(())
+}
+
+/// A body's gravity scale: finite, and not carrying the gravity it feels past the scene's bound.
+fn check_gravity_scale(
+    ck: &Check,
+    raw: &RawEntity,
+    body: &Body,
+    gravity: f32,
+) -> Result<(), SimError> {
+    // A gravity scale may be 0 or negative (no or reversed gravity); damping and mass may not.
+    let gravity_scale = body.gravity_scale;
+    if !gravity_scale.is_finite() {
+        return Err(ck.err(
+            raw,
+            "Body.gravity_scale",
+            format!("must be finite, got {gravity_scale}"),
+        ));
+    }
+    // The scene's gravity is bounded; a scale must not carry a body's past that bound (1e30 pinned a cube to
+    // the table, 1e19 flung a finger tens of kilometres).
+    let felt = gravity * gravity_scale.abs();
+    if felt > MAX_GRAVITY {
+        return Err(ck.err(
+            raw,
+            "Body.gravity_scale",
+            format!(
+                "gives the body a gravity of {gravity_scale} x {gravity} = {felt} m/s^2: it must be at most \
+                 {MAX_GRAVITY} m/s^2 (about 100 g), as the scene's own"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A body's damping, extra mass and collider; a dynamic body must have some mass.
+fn check_mass_and_damping(ck: &Check, raw: &RawEntity, body: &Body) -> Result<(), SimError> {
+    for (field, v) in [
+        ("Body.linear_damping", body.linear_damping),
+        ("Body.angular_damping", body.angular_damping),
+        ("Body.extra_mass", body.extra_mass),
+    ] {
+        ck.non_negative(raw, field, v)?;
+    }
+    if let Some(c) = &raw.collider {
+        check_collider(ck, raw, c)?;
+    }
+    let has_mass = body.extra_mass > 0.0 || raw.collider.as_ref().is_some_and(|c| c.density > 0.0);
+    if body.kind == BodyKind::Dynamic && !has_mass {
+        return Err(ck.err(
+            raw,
+            "Body.extra_mass",
+            "a dynamic body needs mass: a collider with density > 0 or extra_mass > 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The ranges a pose randomisation draws from.
+fn check_randomize_ranges(ck: &Check, raw: &RawEntity, r: &RandomizePose) -> Result<(), SimError> {
+    for (field, range) in [
+        ("RandomizePose.x", r.x),
+        ("RandomizePose.y", r.y),
+        ("RandomizePose.z", r.z),
+        ("RandomizePose.yaw", r.yaw),
+    ] {
+        if let Some(range) = range {
+            ck.range(raw, field, &range)?;
+        }
+    }
+    Ok(())
+}
+
+/// The body's `min_distance_from` rules as `(index of the earlier body, distance)` pairs.
+fn resolve_keep_away(
+    ck: &Check,
+    raw: &RawEntity,
+    body: &Body,
+    entities: &[RawEntity],
+    earlier: &[BodyDef],
+) -> Result<Vec<(usize, f32)>, SimError> {
+    let rules = raw.randomize_pose.iter().flat_map(|r| &r.min_distance_from);
+    let mut keep_away = Vec::new();
+    for (k, (name, d)) in rules.enumerate() {
+        let field = format!("RandomizePose.min_distance_from[{k}]");
+        ck.non_negative(raw, &field, *d)?;
+        // Earlier bodies only: their poses are drawn first, so the check sees this episode's positions.
+        let other = body_index(earlier, name).ok_or_else(|| {
+            let message = keep_away_refusal(name, &body.name, entities, earlier);
+            ck.err(raw, &field, message)
+        })?;
+        keep_away.push((other, *d));
+    }
+    Ok(keep_away)
+}
+
+/// Why body `own` cannot keep away from `name`, which is none of the `earlier` bodies: it is `own` itself,
+/// comes later in the file, or names no body.
+fn keep_away_refusal(name: &str, own: &str, entities: &[RawEntity], earlier: &[BodyDef]) -> String {
+    if name == own {
+        return "a body cannot keep away from itself".into();
+    }
+    let later = entities
+        .iter()
+        .filter_map(|e| e.body.as_ref())
+        .any(|b| b.name == name);
+    if later {
+        format!(
+            "\"{name}\" comes later in the file: a body keeps its distance from the bodies before it, whose \
+             poses are drawn first; move \"{name}\" above \"{own}\""
+        )
+    } else {
+        not_found("earlier body", name, body_names(earlier))
+    }
 }
 
 /// Sites in file order; each joins `frames`.

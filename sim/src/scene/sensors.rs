@@ -23,13 +23,6 @@ pub(super) fn build_sensors(
     raw: &RawEntity,
     named: &Named,
 ) -> Result<Vec<(Sensor, SensorDef)>, SimError> {
-    let Named {
-        bodies,
-        frames,
-        joints,
-        actuators,
-        goals,
-    } = *named;
     let space = raw.observations.as_ref().expect("picked for having it");
     if space.sensors.is_empty() {
         return Err(ck.err(
@@ -40,95 +33,131 @@ pub(super) fn build_sensors(
     }
     let mut sensors = Vec::new();
     for (k, s) in space.sensors.iter().enumerate() {
-        let field = |f: &str| format!("ObservationSpace.sensors[{k}].{f}");
-        let body = |f: &str, name: &str| {
-            body_index(bodies, name).ok_or_else(|| {
-                let what = if frames.iter().any(|(n, _)| n == name) {
-                    format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
-                } else {
-                    not_found("body", name, body_names(bodies))
-                };
-                ck.err(raw, &field(f), what)
-            })
-        };
-        let joint = |name: &str| {
-            joint_index(joints, name).ok_or_else(|| {
-                let known = joints.iter().map(|j| j.joint.name.as_str());
-                ck.err(raw, &field("joint"), not_found("joint", name, known))
-            })
-        };
-        let def = match s {
-            Sensor::Position { frame: f } => {
-                SensorDef::Position(frame(ck, frames, raw, &field("frame"), f)?)
-            }
-            Sensor::Quaternion { body: b } => SensorDef::Quaternion(body("body", b)?),
-            Sensor::YawSinCos { body: b } => SensorDef::YawSinCos(body("body", b)?),
+        let resolver = SensorNames { ck, raw, named, k };
+        sensors.push((s.clone(), resolver.resolve(s)?));
+    }
+    Ok(sensors)
+}
+
+/// Resolves the names the `k`th sensor refers to; each error names the sensor's field.
+struct SensorNames<'a> {
+    ck: &'a Check<'a>,
+    raw: &'a RawEntity,
+    named: &'a Named<'a>,
+    k: usize,
+}
+
+impl SensorNames<'_> {
+    /// The sensor with its names resolved to indices and frames.
+    fn resolve(&self, s: &Sensor) -> Result<SensorDef, SimError> {
+        Ok(match s {
+            Sensor::Position { frame: f } => SensorDef::Position(self.frame("frame", f)?),
+            Sensor::Quaternion { body: b } => SensorDef::Quaternion(self.body("body", b)?),
+            Sensor::YawSinCos { body: b } => SensorDef::YawSinCos(self.body("body", b)?),
             Sensor::LinearVelocity { frame: f } => {
-                SensorDef::LinearVelocity(frame(ck, frames, raw, &field("frame"), f)?)
+                SensorDef::LinearVelocity(self.frame("frame", f)?)
             }
-            Sensor::AngularVelocity { body: b } => SensorDef::AngularVelocity(body("body", b)?),
-            Sensor::JointPosition { joint: j } => SensorDef::JointPosition(joint(j)?),
-            Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(joint(j)?),
-            Sensor::RelativePosition { from, to } => {
-                let (a, b) = (
-                    frame(ck, frames, raw, &field("from"), from)?,
-                    frame(ck, frames, raw, &field("to"), to)?,
-                );
-                // A frame's position relative to itself is always zero: an observation that says nothing.
-                if from == to {
-                    return Err(ck.err(
-                        raw,
-                        &field("to"),
+            Sensor::AngularVelocity { body: b } => {
+                SensorDef::AngularVelocity(self.body("body", b)?)
+            }
+            Sensor::JointPosition { joint: j } => SensorDef::JointPosition(self.joint(j)?),
+            Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(self.joint(j)?),
+            Sensor::RelativePosition { from, to } => self.relative_position(from, to)?,
+            Sensor::GoalPosition { goal } => SensorDef::GoalPosition(self.goal(goal)?),
+            Sensor::JointFraction { actuator } => self.joint_fraction(actuator)?,
+        })
+    }
+
+    /// The position of frame `to` relative to frame `from`, two different frames.
+    fn relative_position(&self, from: &str, to: &str) -> Result<SensorDef, SimError> {
+        let (a, b) = (self.frame("from", from)?, self.frame("to", to)?);
+        // A frame's position relative to itself is always zero: an observation that says nothing.
+        if from == to {
+            return Err(self.err(
+                "to",
+                format!(
+                    "is \"{to}\", as `from` is: the relative position of a frame to itself is always 0"
+                ),
+            ));
+        }
+        Ok(SensorDef::RelativePosition(a, b))
+    }
+
+    /// Where within their limits the joints of `actuator` are; each of them needs limits.
+    fn joint_fraction(&self, actuator: &str) -> Result<SensorDef, SimError> {
+        let Named {
+            joints, actuators, ..
+        } = *self.named;
+        let a = actuators
+            .iter()
+            .position(|a| a.actuator.name == *actuator)
+            .ok_or_else(|| {
+                let known = actuators.iter().map(|a| a.actuator.name.as_str());
+                self.err("actuator", not_found("actuator", actuator, known))
+            })?;
+        for &j in &actuators[a].joints {
+            match joints[j].joint.limits {
+                Some(l) if l.max > l.min => {}
+                _ => {
+                    return Err(self.err(
+                        "actuator",
                         format!(
-                            "is \"{to}\", as `from` is: the relative position of a frame to itself is always 0"
+                            "joint \"{}\" needs limits with max > min",
+                            joints[j].joint.name
                         ),
                     ));
                 }
-                SensorDef::RelativePosition(a, b)
             }
-            Sensor::GoalPosition { goal } => SensorDef::GoalPosition(
-                goals
-                    .iter()
-                    .position(|g| g.goal.name == *goal)
-                    .ok_or_else(|| {
-                        let known = goals.iter().map(|g| g.goal.name.as_str());
-                        ck.err(raw, &field("goal"), not_found("goal", goal, known))
-                    })?,
-            ),
-            Sensor::JointFraction { actuator } => {
-                let a = actuators
-                    .iter()
-                    .position(|a| a.actuator.name == *actuator)
-                    .ok_or_else(|| {
-                        ck.err(
-                            raw,
-                            &field("actuator"),
-                            not_found(
-                                "actuator",
-                                actuator,
-                                actuators.iter().map(|a| a.actuator.name.as_str()),
-                            ),
-                        )
-                    })?;
-                for &j in &actuators[a].joints {
-                    match joints[j].joint.limits {
-                        Some(l) if l.max > l.min => {}
-                        _ => {
-                            return Err(ck.err(
-                                raw,
-                                &field("actuator"),
-                                format!(
-                                    "joint \"{}\" needs limits with max > min",
-                                    joints[j].joint.name
-                                ),
-                            ));
-                        }
-                    }
-                }
-                SensorDef::JointFraction(a)
-            }
-        };
-        sensors.push((s.clone(), def));
+        }
+        Ok(SensorDef::JointFraction(a))
     }
-    Ok(sensors)
+
+    /// The body or site `name`, read from field `f`.
+    fn frame(&self, f: &str, name: &str) -> Result<FrameRef, SimError> {
+        frame(self.ck, self.named.frames, self.raw, &self.field(f), name)
+    }
+
+    /// The index of body `name`, read from field `f`; a site's name is refused as one.
+    fn body(&self, f: &str, name: &str) -> Result<usize, SimError> {
+        let Named { bodies, frames, .. } = *self.named;
+        body_index(bodies, name).ok_or_else(|| {
+            let what = if frames.iter().any(|(n, _)| n == name) {
+                format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
+            } else {
+                not_found("body", name, body_names(bodies))
+            };
+            self.err(f, what)
+        })
+    }
+
+    /// The index of joint `name`.
+    fn joint(&self, name: &str) -> Result<usize, SimError> {
+        let joints = self.named.joints;
+        joint_index(joints, name).ok_or_else(|| {
+            let known = joints.iter().map(|j| j.joint.name.as_str());
+            self.err("joint", not_found("joint", name, known))
+        })
+    }
+
+    /// The index of goal `name`.
+    fn goal(&self, name: &str) -> Result<usize, SimError> {
+        let goals = self.named.goals;
+        goals
+            .iter()
+            .position(|g| g.goal.name == *name)
+            .ok_or_else(|| {
+                let known = goals.iter().map(|g| g.goal.name.as_str());
+                self.err("goal", not_found("goal", name, known))
+            })
+    }
+
+    /// The sensor's field `f`, for messages.
+    fn field(&self, f: &str) -> String {
+        format!("ObservationSpace.sensors[{}].{f}", self.k)
+    }
+
+    /// An error in the sensor's field `f`.
+    fn err(&self, f: &str, message: String) -> SimError {
+        self.ck.err(self.raw, &self.field(f), message)
+    }
 }
