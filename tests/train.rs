@@ -316,6 +316,34 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
         stderr.contains(&format!("`qamlab train --resume {}`", run.display())),
         "{stderr}"
     );
+    // So is SIGHUP, the closed terminal or ssh session's.
+    interrupt("run-hung-up", libc::SIGHUP, 129);
+}
+
+#[test]
+fn a_run_whose_log_reader_went_away_trains_on_to_its_end() {
+    // `qamlab train ... 2>&1 | tee log`, its `tee` ended with the terminal: the next progress line found the pipe
+    // closed, and SIGPIPE ended the run without a checkpoint. Its lines are now dropped, as on a full disk.
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", &offline_only(40));
+    let run = dir.path().join("run");
+    // Not --quiet: its start line and a line an evaluation go to the pipe.
+    let mut child = qamlab()
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--dataset")
+        .arg(&dataset)
+        .arg("--out")
+        .arg(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(run.join("summary.json").is_file());
 }
 
 /// Copies of a killed run, each with one part of its latest checkpoint damaged: `--resume` refuses each, naming

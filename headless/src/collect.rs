@@ -231,6 +231,7 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
     let mut oracle = build_oracle(opts, &task.scene, &spec, n)?;
 
     let bar = progress_bar(opts);
+    let mut log = crate::console::LogProgress::new(opts.progress);
     let (o, a, p, v) = (spec.obs_dim, spec.action_dim, spec.qpos_dim, spec.qvel_dim);
     let mut all = DatasetRows::new(o, a, p, v);
     // The memory was checked against the machine's; the allocator may still refuse it.
@@ -284,11 +285,16 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
             );
             left_out = Some((count, first));
         }
+        let rate = steps as f64 / start.elapsed().as_secs_f64();
         bar.set_position(recorded as u64);
-        bar.set_message(format!(
-            "{:.0} env steps/s",
-            steps as f64 / start.elapsed().as_secs_f64()
-        ));
+        bar.set_message(format!("{rate:.0} env steps/s"));
+        if log.due() && recorded < opts.episodes {
+            crate::stderr_line!(
+                "collect: {recorded} of {} episodes, {rate:.0} env steps/s, {:.0} s in",
+                opts.episodes,
+                start.elapsed().as_secs_f64()
+            );
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     let mut source = DatasetSource::new(&task.scene, &spec, String::new());

@@ -33,6 +33,65 @@ pub fn write_stderr(args: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
 
+/// Progress for a log: where a command's progress bar cannot show (standard error is a file, a pipe, CI's log), a
+/// line now and then, so that a long collection or evaluation does not look hung.
+pub struct LogProgress {
+    /// When the last line was due (or the work started); `None` where the bar shows, or no progress is wanted.
+    last: Option<std::time::Instant>,
+    /// Time between lines.
+    every: std::time::Duration,
+}
+
+impl LogProgress {
+    /// Time between lines.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Lines for work that shows `progress`, where standard error is not a terminal.
+    pub fn new(progress: bool) -> Self {
+        let log = progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Self::every(log, Self::EVERY)
+    }
+
+    /// Lines every `every` if `log`.
+    fn every(log: bool, every: std::time::Duration) -> Self {
+        Self {
+            last: log.then(std::time::Instant::now),
+            every,
+        }
+    }
+
+    /// Whether a line is due now: once [`EVERY`](Self::EVERY) has passed since the start, and since the last.
+    pub fn due(&mut self) -> bool {
+        match &mut self.last {
+            Some(last) if last.elapsed() >= self.every => {
+                *last = std::time::Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LogProgress;
+
+    #[test]
+    fn a_progress_line_is_due_once_an_interval_and_never_where_a_bar_shows() {
+        let mut log = LogProgress::every(true, Duration::from_millis(50));
+        assert!(!log.due(), "due at the start");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(log.due());
+        assert!(!log.due(), "due twice in one interval");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(log.due());
+        let mut bar = LogProgress::every(false, Duration::ZERO);
+        assert!(!bar.due());
+    }
+}
+
 /// `println!` that returns the failure to write standard output as an error (`anyhow::Result<()>`), for `?`.
 #[macro_export]
 macro_rules! stdout_line {

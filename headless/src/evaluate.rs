@@ -105,20 +105,21 @@ pub fn evaluate(
     envs: usize,
     seed: u64,
 ) -> anyhow::Result<EvalResult> {
-    let never = || false;
+    let never = |_: usize| false;
     evaluate_unless_stopped(agent, task, episodes, envs, seed, &never)
         .map(|result| result.expect("an evaluation never asked to stop finishes"))
 }
 
-/// [`evaluate`], giving up (`None`) as soon as `stop` says so, checked before each step: a run asked to stop
-/// (SIGTERM, with seconds to go before SIGKILL) does not first finish an evaluation of many episodes.
+/// [`evaluate`], giving up (`None`) as soon as `stop` says so, asked before each step with the episodes ended so
+/// far (a command reports its progress so): a run asked to stop (SIGTERM, with seconds to go before SIGKILL) does
+/// not first finish an evaluation of many episodes.
 pub fn evaluate_unless_stopped(
     agent: &mut Agent,
     task: &TaskScene,
     episodes: usize,
     envs: usize,
     seed: u64,
-    stop: &dyn Fn() -> bool,
+    stop: &dyn Fn(usize) -> bool,
 ) -> anyhow::Result<Option<EvalResult>> {
     let training = agent.acting_position();
     agent.set_acting_position(EVAL_ACTING_POSITION);
@@ -135,7 +136,7 @@ fn run_episodes(
     episodes: usize,
     envs: usize,
     seed: u64,
-    stop: &dyn Fn() -> bool,
+    stop: &dyn Fn(usize) -> bool,
 ) -> anyhow::Result<Option<EvalResult>> {
     anyhow::ensure!(episodes > 0, "an evaluation needs at least one episode");
     let envs = envs.min(episodes).max(1);
@@ -163,7 +164,7 @@ fn run_episodes(
     let mut returns = vec![0.0f64; envs];
     let (mut successes, mut total_return, mut env_steps) = (0usize, 0.0f64, 0u64);
     while done.iter().zip(&quota).any(|(d, q)| d < q) {
-        if stop() {
+        if stop(done.iter().sum()) {
             return Ok(None);
         }
         let actions = queues.next_actions(agent, &obs, &env.spec().action_names)?;

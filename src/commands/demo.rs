@@ -74,11 +74,16 @@ fn claim_previous_run(run_dir: &Path) -> anyhow::Result<Option<RunLock>> {
     Ok(Some(lock))
 }
 
-/// Where `run_dir` holds a run that was stopped before its end (a checkpoint, no summary): that this demo will
-/// replace it, and how to continue it instead, said before the minutes of collecting.
+/// Where `run_dir` holds a run that was stopped before its end (a checkpoint, and no summary or one saying
+/// `stopped_early`, as Ctrl-C leaves it): that this demo will replace it, and how to continue it instead, said
+/// before the minutes of collecting.
 fn interrupted_run_note(run_dir: &Path) -> Option<String> {
     let run = RunDir::new(run_dir);
-    if run.summary().exists() {
+    let finished = std::fs::read_to_string(run.summary())
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|summary| summary.is_object() && summary["stopped_early"] != true);
+    if finished {
         return None;
     }
     let checkpoint = run.latest_checkpoint().ok().flatten()?;
@@ -315,8 +320,11 @@ mod tests {
             )) && note.ends_with(&format!("`qamlab train --resume {}`", run.display())),
             "{note}"
         );
+        // A run stopped by Ctrl-C or SIGTERM has a summary that says so.
+        std::fs::write(run.join("summary.json"), r#"{"stopped_early": true}"#).unwrap();
+        assert!(interrupted_run_note(&run).is_some());
         // A run that finished has its summary: replaced without a word.
-        std::fs::write(run.join("summary.json"), "{}").unwrap();
+        std::fs::write(run.join("summary.json"), r#"{"stopped_early": false}"#).unwrap();
         assert_eq!(interrupted_run_note(&run), None);
         // A path a shell would split is quoted, to paste.
         let spaced = dir.path().join("my demo/qam-cpu");

@@ -118,14 +118,29 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             checkpoint.display()
         );
     }
-    let result = qamlab_headless::evaluate::evaluate(
+    // Where no bar shows (a log), a line now and then: an evaluation of many episodes takes minutes.
+    let log = std::cell::RefCell::new(qamlab_headless::console::LogProgress::new(true));
+    let started = std::time::Instant::now();
+    let report = |done: usize| {
+        if log.borrow_mut().due() {
+            qamlab_headless::stderr_line!(
+                "eval: {done} of {} episodes, {:.0} s in",
+                args.episodes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        false
+    };
+    let result = qamlab_headless::evaluate::evaluate_unless_stopped(
         &mut agent,
         &task.scene,
         args.episodes,
         args.envs,
         args.seed,
+        &report,
     )
-    .with_context(|| format!("evaluating task {}", cfg.task))?;
+    .with_context(|| format!("evaluating task {}", cfg.task))?
+    .context("the evaluation stopped before its end")?;
     if !args.json {
         let (low, high) = result.interval();
         qamlab_headless::stdout_line!(

@@ -1,6 +1,8 @@
 //! Ctrl-C during training: the run stops at its next step, checkpoints there, and the command says how to go on.
 //! Ctrl-C during a collection: it stops, and its temporary files are removed rather than left behind.
-//! SIGTERM (`kill`, `timeout`, `docker stop`, a batch scheduler's end of time) is taken as Ctrl-C is.
+//! SIGTERM (`kill`, `timeout`, `docker stop`, a batch scheduler's end of time) and SIGHUP (the terminal or ssh
+//! session closed) are taken as Ctrl-C is; a long command's closed output pipe is not fatal (see
+//! [`survive_closed_pipes`]).
 //! Also: the window closes on either as its close button does; `eval --video` passes it to its renderer, a child
 //! process (Ctrl-Z too); `plot` finishes the chart it is writing first.
 
@@ -11,11 +13,11 @@ use qamlab_headless::{TrainObserver, TrainSummary};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// The signal that interrupted the work (SIGINT or SIGTERM), for the exit status; 0 before one.
+/// The signal that interrupted the work (one of [`STOP_SIGNALS`]), for the exit status; 0 before one.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// The signals taken as a request to stop.
-const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// The child process the stop signal is to be passed to (see [`wait_passing_signal`]); 0 for none. Taken (swapped
 /// for 0) by whoever passes the signal, so that the child gets it once.
@@ -45,7 +47,7 @@ fn pass_to_child(signal: libc::c_int) {
 /// Which of [`STOP_SIGNALS`] this module's handler has taken over. Not one the process was started with ignored
 /// (`cmd &` in a script, where the shell ignores SIGINT for it; `nohup`-like wrappers): that one stays ignored, as
 /// whoever started the process asked, and as the default action would have left it.
-static TAKEN: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+static TAKEN: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
 
 /// The default action back for the stop signals the handler had taken. Async-signal-safe.
 fn restore_default_actions() {
@@ -86,10 +88,22 @@ extern "C" fn on_interrupt(signal: libc::c_int) {
     stop_requested(signal);
 }
 
-/// From now on, Ctrl-C or SIGTERM asks the run that gets the returned observer to stop (a second one kills).
+/// From now on, a stop signal (Ctrl-C, SIGTERM, SIGHUP) asks the run that gets the returned observer to stop (a second one kills).
 pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
     install(on_interrupt);
+    survive_closed_pipes();
     Box::new(StopOnInterrupt)
+}
+
+/// From now on a write into a pipe whose reader is gone fails (and progress, notes and warnings are dropped, as
+/// on a full disk) instead of ending the process by SIGPIPE: `qamlab train ... 2>&1 | tee log` whose `tee` the
+/// closed terminal ended would die at its next line, without a checkpoint. Short printing commands keep the
+/// default action `main` gives them (`qamlab task X | head -1` ends quietly).
+fn survive_closed_pipes() {
+    // SAFETY: SIG_IGN is a valid disposition; the process's only other SIGPIPE setting is main's, at its start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 extern "C" fn on_interrupt_cancel(signal: libc::c_int) {
@@ -97,23 +111,25 @@ extern "C" fn on_interrupt_cancel(signal: libc::c_int) {
     stop_requested(signal);
 }
 
-/// From now on, Ctrl-C or SIGTERM stops the collection or the dataset write in progress, which then removes its
+/// From now on, a stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the collection or the dataset write in progress, which then removes its
 /// temporary file (killed by the signal's default action, it would leave `.tmp-NAME-XXXX` behind); a second one
 /// kills.
 pub fn cancel_on_interrupt() {
     install(on_interrupt_cancel);
+    survive_closed_pipes();
 }
 
-/// From now on Ctrl-C and SIGTERM are taken as a request to stop, for [`requested`] to see (the window closes on
+/// From now on the stop signals are taken as a request to stop, for [`requested`] to see (the window closes on
 /// it); a second one ends the process.
 pub fn record_stop_signals() {
     install(on_interrupt);
+    survive_closed_pipes();
 }
 
 /// From now on a stop signal is held until [`release`]: the short write in progress (a chart) then ends whole
 /// rather than killed halfway through with its temporary file left behind (a second signal still kills at once).
 pub fn hold() {
-    record_stop_signals();
+    install(on_interrupt);
 }
 
 /// Ends [`hold`]: the stop signals have their default action again, and where one came meanwhile, it ends the
@@ -257,7 +273,7 @@ pub fn stop_if_cancelled(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Work Ctrl-C or SIGTERM stopped (a run, a collection), and what became of it. The process then exits with
+/// Work a stop signal (Ctrl-C, SIGTERM, SIGHUP) stopped (a run, a collection), and what became of it. The process then exits with
 /// [`exit_status`], as shells and scripts expect of an interrupted command.
 #[derive(Debug)]
 pub struct Interrupted(String);

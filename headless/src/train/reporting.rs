@@ -212,7 +212,7 @@ impl Trainer<'_> {
     pub(super) fn evaluate(&mut self, phase: Phase) -> anyhow::Result<bool> {
         let step = self.total_step();
         let observer = &self.observer;
-        let stop = || observer.as_ref().is_some_and(|o| o.should_stop());
+        let stop = |_: usize| observer.as_ref().is_some_and(|o| o.should_stop());
         let result = evaluate_unless_stopped(
             &mut self.agent,
             self.scene,
