@@ -34,6 +34,7 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(coarse_physics_step(scene));
     out.extend(heavy_physics_step(scene));
     out.extend(unsupported_start_warnings(scene));
+    out.extend(drawn_support_warnings(scene));
     out.extend(far_joint_anchor_warnings(scene));
     out.extend(unobserved_random_goal_warnings(scene));
     out.extend(goals_that_cannot_both_hold(scene));
@@ -439,6 +440,52 @@ fn unsupported_start_warnings(scene: &TaskScene) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Free bodies that start resting on a fixed body whose RandomizePose moves it each episode: their starts are drawn
+/// regardless of where it went, so they can start inside it or above it (and the checks here take it at its
+/// authored pose). A body rests on it where, without its collider, the body would have nothing under it.
+fn drawn_support_warnings(scene: &TaskScene) -> Vec<String> {
+    let falling: Vec<String> = unsupported_starts(scene)
+        .into_iter()
+        .map(|f| f.body)
+        .collect();
+    let mut out = Vec::new();
+    for (f, fixed) in scene.bodies.iter().enumerate() {
+        if fixed.body.kind != BodyKind::Fixed
+            || fixed.randomize.is_none()
+            || fixed.collider.is_none()
+        {
+            continue;
+        }
+        let mut without = scene.clone();
+        without.bodies[f].collider = None;
+        let resting: Vec<String> = unsupported_starts(&without)
+            .into_iter()
+            .map(|fall| fall.body)
+            .filter(|body| !falling.contains(body))
+            .collect();
+        if resting.is_empty() {
+            continue;
+        }
+        let name = &fixed.body.name;
+        let bodies = resting
+            .iter()
+            .map(|b| format!("\"{b}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (starts, drawn, can) = match resting.len() {
+            1 => ("starts", format!("{bodies}'s start is"), bodies.clone()),
+            _ => ("start", "their starts are".to_string(), "they".to_string()),
+        };
+        out.push(format!(
+            "{bodies} {starts} resting on \"{name}\", which is fixed but moved each episode by its RandomizePose, \
+             while {drawn} drawn regardless of where it went: {can} can start inside it or in the air above it (and \
+             the checks of starts and targets take \"{name}\" at its authored pose); leave \"{name}\" where it is \
+             authored and draw the bodies on it instead"
+        ));
+    }
+    out
 }
 
 /// Joints anchored far from both their bodies ([`far_joint_anchors`]).
@@ -1207,6 +1254,26 @@ mod tests {
         let edited = text.replacen(from, to, 1);
         assert_ne!(edited, text, "`{from}` is in the pendulum");
         scene_warnings(&TaskScene::from_ron(&edited, "edited").unwrap())
+    }
+
+    #[test]
+    fn a_fixed_body_moved_each_episode_under_a_body_resting_on_it_is_found() {
+        let warnings = warnings_of_edited(
+            r#"shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1,
+        ),"#,
+            r#"shape: Cuboid(half_extents: (0.5, 0.5, 0.05)), density: 0.0, friction: 1.0, membership: 1,
+        ),
+        "qamlab_sim::authoring::RandomizePose": (z: Some((min: -0.15, max: -0.05))),"#,
+        );
+        assert_eq!(
+            warnings,
+            [
+                "\"cube\" starts resting on \"table\", which is fixed but moved each episode by its RandomizePose, \
+                 while \"cube\"'s start is drawn regardless of where it went: \"cube\" can start inside it or in the \
+                 air above it (and the checks of starts and targets take \"table\" at its authored pose); leave \
+                 \"table\" where it is authored and draw the bodies on it instead"
+            ]
+        );
     }
 
     #[test]
