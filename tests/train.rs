@@ -780,6 +780,25 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         err.contains("data.npz") && err.contains("contents changed"),
         "{err}"
     );
+    // A new run given its config.toml says so too, and trains on the file as it is (the scene file is gone since:
+    // the run's copy).
+    let out = run_ok(
+        qamlab()
+            .args(["train", "--quiet", "--config"])
+            .arg(run.join("config.toml"))
+            .arg("--task")
+            .arg(run.join("task.scn.ron"))
+            .arg("--out")
+            .arg(dir.path().join("again-on-new-data")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "but its dataset {} changed since that run trained on it (CRC-32 ",
+            dataset.canonicalize().unwrap().display()
+        )) && stderr.contains("): this run trains on the file as it is now"),
+        "{stderr}"
+    );
     std::fs::write(&dataset, original).unwrap();
     let err = run_err(
         qamlab()

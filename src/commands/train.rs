@@ -160,21 +160,21 @@ impl TrainArgs {
     }
 }
 
-/// Says when `--config` is a run's `config.toml` whose task's scene file changed since that run started: the new
-/// run trains the file as it is now, which a user repeating that run (another seed) may not expect.
+/// Says when `--config` is a run's `config.toml` whose task's scene file or dataset changed since that run
+/// started: the new run trains the files as they are now, which a user repeating that run (another seed) may not
+/// expect.
 fn note_reused_run_config(config: &std::path::Path, cfg: &TrainConfig) {
     if config.file_name() != Some("config.toml".as_ref()) {
         return;
     }
     let run = qamlab_headless::run_dir::RunDir::new(qamlab_agent::checkpoint::parent_dir(config));
-    let Some(original) = run.edited_original_scene() else {
-        return;
-    };
-    // Given another --task, the run trains that.
+    // Given another --task or --dataset, the run trains that.
     let same = |a: &std::path::Path, b: &std::path::Path| {
         std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
     };
-    if same(std::path::Path::new(&cfg.task), &original) {
+    if let Some(original) = run.edited_original_scene()
+        && same(std::path::Path::new(&cfg.task), &original)
+    {
         qamlab_headless::stderr_line!(
             "note: {} is the run {}'s, but {} changed since that run started: this run trains the file as it is \
              now; to train the task as that run did, add --task {}",
@@ -182,6 +182,25 @@ fn note_reused_run_config(config: &std::path::Path, cfg: &TrainConfig) {
             run.root().display(),
             original.display(),
             qamlab_headless::shell::quote_path(&run.task_scene())
+        );
+    }
+    // A dataset collected again under its name: the run's checkpoints record the CRC-32 of the bytes it trained on.
+    if let Some(dataset) = &cfg.dataset
+        && let Ok(recorded) = TrainConfig::from_toml_file(config)
+        && recorded
+            .dataset
+            .as_deref()
+            .is_some_and(|d| same(d, dataset))
+        && let Some(then) = run.recorded_dataset_crc32()
+        && let Ok(now) = qamlab_headless::dataset::file_crc32(dataset)
+        && now != then
+    {
+        qamlab_headless::stderr_line!(
+            "note: {} is the run {}'s, but its dataset {} changed since that run trained on it (CRC-32 {now:08x}, \
+             the run's checkpoint recorded {then:08x}): this run trains on the file as it is now",
+            config.display(),
+            run.root().display(),
+            dataset.display()
         );
     }
 }

@@ -24,6 +24,23 @@ fn not_npz(file: impl std::fmt::Display, bytes: &[u8]) -> String {
     }
 }
 
+/// The CRC-32 of a dataset file's bytes, as [`Dataset::crc32`] and a run's checkpoints record it, read in pieces
+/// (a dataset can be gigabytes).
+pub fn file_crc32(path: &Path) -> std::io::Result<u32> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(hasher.finalize()),
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The arrays a dataset is read from.
 const LOADED_KEYS: [&str; 5] = ["observations", "actions", "terminals", "rewards", "masks"];
 

@@ -36,7 +36,7 @@ mod test_npz;
 mod transitions;
 mod write;
 
-pub use load::load_dataset;
+pub use load::{file_crc32, load_dataset};
 pub use rows::{DatasetRows, Row};
 pub use source::{DatasetSource, FINGERPRINT_VERSION, scene_fingerprint};
 pub use transitions::Dataset;

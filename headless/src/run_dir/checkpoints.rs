@@ -61,6 +61,16 @@ impl Drop for StagedCheckpoint {
 }
 
 impl RunDir {
+    /// The CRC-32 of the dataset the run trained on, as its newest checkpoint records it (the file's bytes'):
+    /// `None` for a run without a dataset or a checkpoint, or one from before the record.
+    pub fn recorded_dataset_crc32(&self) -> Option<u32> {
+        let checkpoint = self.latest_checkpoint().ok().flatten()?;
+        let replay =
+            qamlab_agent::checkpoint::TensorFile::open(checkpoint.join("replay.safetensors"))
+                .ok()?;
+        replay.metadata().get("dataset_crc32")?.parse().ok()
+    }
+
     /// The directory of the newest complete checkpoint, if any.
     pub fn latest_checkpoint(&self) -> anyhow::Result<Option<PathBuf>> {
         let pointer = self.checkpoints().join("latest");
