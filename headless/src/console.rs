@@ -72,6 +72,22 @@ impl LogProgress {
     }
 }
 
+/// `println!` that returns the failure to write standard output as an error (`anyhow::Result<()>`), for `?`.
+#[macro_export]
+macro_rules! stdout_line {
+    ($($arg:tt)*) => {
+        $crate::console::write_stdout(::std::format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that drops a failure to write standard error instead of panicking.
+#[macro_export]
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {
+        $crate::console::write_stderr(::std::format_args!($($arg)*))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -90,20 +106,4 @@ mod tests {
         let mut bar = LogProgress::every(false, Duration::ZERO);
         assert!(!bar.due());
     }
-}
-
-/// `println!` that returns the failure to write standard output as an error (`anyhow::Result<()>`), for `?`.
-#[macro_export]
-macro_rules! stdout_line {
-    ($($arg:tt)*) => {
-        $crate::console::write_stdout(::std::format_args!($($arg)*))
-    };
-}
-
-/// `eprintln!` that drops a failure to write standard error instead of panicking.
-#[macro_export]
-macro_rules! stderr_line {
-    ($($arg:tt)*) => {
-        $crate::console::write_stderr(::std::format_args!($($arg)*))
-    };
 }
