@@ -1686,3 +1686,34 @@ fn plot_draws_seeds_on_different_cpu_threads_as_one_series_with_the_band_asked_f
         "{stderr}"
     );
 }
+
+#[test]
+fn plot_draws_bc_seeds_as_one_series_whatever_the_qam_weights_their_config_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // BC runs from one QAM config at two inv_temp (a baseline beside each point of a QAM sweep): BC reads none.
+    let bc = |name: &str, seed, inv_temp: &str| {
+        let run = plotted_run(dir.path(), name, seed, 1);
+        let path = run.join("config.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        let edited = config
+            .replacen("kind = \"qam\"\n", "kind = \"bc\"\n", 1)
+            .replacen("inv_temp = 3.0\n", &format!("inv_temp = {inv_temp}\n"), 1);
+        assert!(
+            edited.contains("kind = \"bc\"")
+                && edited.contains(&format!("inv_temp = {inv_temp}\n"))
+        );
+        std::fs::write(&path, edited).unwrap();
+        run
+    };
+    let (s0, s1) = (bc("bc-s0", 0, "3.0"), bc("bc-s1", 1, "1.0"));
+    let out = common::qamlab()
+        .arg("plot")
+        .args([&s0, &s1])
+        .arg("--out")
+        .arg(dir.path().join("chart.png"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("drawn apart"), "{stderr}");
+}

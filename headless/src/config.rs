@@ -297,6 +297,37 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// The `[agent]` keys that agent `kind` does not read (weights of other kinds), each with the kinds that do
+    /// (`("inv_temp", "qam, qam-f and qam-e")`): a run's `config.toml` marks them `# not used by kind ...`, and
+    /// `qamlab plot` leaves them out when it groups seeds (a BC run's `inv_temp` changes nothing it trains).
+    pub fn agent_keys_unused_by(kind: AgentKind) -> Vec<(&'static str, &'static str)> {
+        let critic_kinds = "qam, qam-f, qam-e and fql";
+        let no_critic = !kind.has_critic();
+        [
+            ("inv_temp", !kind.is_qam(), "qam, qam-f and qam-e"),
+            ("alpha", kind != AgentKind::Fql, "fql"),
+            ("fql_alpha", kind != AgentKind::QamF, "qam-f"),
+            ("edit_scale", kind != AgentKind::QamE, "qam-e"),
+            ("edit_target_entropy", kind != AgentKind::QamE, "qam-e"),
+            (
+                "edit_target_entropy_multiplier",
+                kind != AgentKind::QamE,
+                "qam-e",
+            ),
+            ("num_qs", no_critic, critic_kinds),
+            ("rho", no_critic, critic_kinds),
+            ("discount", no_critic, critic_kinds),
+            ("tau", no_critic, critic_kinds),
+            ("value_hidden_dims", no_critic, critic_kinds),
+            ("value_layer_norm", no_critic, critic_kinds),
+            ("best_of_n", no_critic, critic_kinds),
+        ]
+        .into_iter()
+        .filter(|&(_, unused, _)| unused)
+        .map(|(key, _, users)| (key, users))
+        .collect()
+    }
+
     /// The configuration as TOML, every key with its value (what a run's `config.toml` holds).
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let text = toml::to_string(self).context("writing the configuration as TOML")?;
@@ -327,33 +358,12 @@ impl TrainConfig {
         // Weights another kind reads: a config shared by several agents (`--agent bc` on a QAM config) keeps them,
         // and says so.
         let kind = self.agent.kind;
-        let critic_kinds = "qam, qam-f, qam-e and fql";
-        let no_critic = !kind.has_critic();
-        let unused = [
-            ("inv_temp = ", !kind.is_qam(), "qam, qam-f and qam-e"),
-            ("alpha = ", kind != AgentKind::Fql, "fql"),
-            ("fql_alpha = ", kind != AgentKind::QamF, "qam-f"),
-            ("edit_scale = ", kind != AgentKind::QamE, "qam-e"),
-            (
-                "edit_target_entropy_multiplier = ",
-                kind != AgentKind::QamE,
-                "qam-e",
-            ),
-            ("num_qs = ", no_critic, critic_kinds),
-            ("rho = ", no_critic, critic_kinds),
-            ("discount = ", no_critic, critic_kinds),
-            ("tau = ", no_critic, critic_kinds),
-            ("value_hidden_dims = ", no_critic, critic_kinds),
-            ("value_layer_norm = ", no_critic, critic_kinds),
-            ("best_of_n = ", no_critic, critic_kinds),
-        ];
+        let unused = Self::agent_keys_unused_by(kind);
         let mut out = String::with_capacity(text.len() + 256);
         for line in text.lines() {
             out.push_str(line);
-            if let Some((_, _, users)) = unused
-                .iter()
-                .find(|(key, unused, _)| *unused && line.starts_with(key))
-            {
+            let key_of_line = line.split_once(" = ").map(|(key, _)| key);
+            if let Some((_, users)) = unused.iter().find(|(key, _)| key_of_line == Some(*key)) {
                 out.push_str(&format!(
                     "  # not used by kind {} (only by {users})",
                     kind.as_str()

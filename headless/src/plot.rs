@@ -98,8 +98,9 @@ pub struct Series {
     pub label: String,
     /// The points in increasing `x`.
     pub points: Vec<SeriesPoint>,
-    /// Its colour, an index into the palette ([`PALETTE_LEN`]; past it, the palette again, dashed): chosen by the
-    /// caller, so that one agent keeps its colour from chart to chart.
+    /// Its colour, an index into the palette ([`palette_index`]: a shade of a colour family; past
+    /// [`PALETTE_LEN`], the palette again, dashed): chosen by the caller, so that one agent keeps its colour
+    /// family from chart to chart.
     pub color: usize,
     /// Which of its colour's lines it is (the seeds of one setting drawn apart share a colour): 0 solid, others
     /// dashed, each with a marker of its own.
@@ -164,23 +165,59 @@ pub fn online_from(phases: &[Phases]) -> Option<f64> {
     (one_step && goes_online && offline > 0).then_some(offline as f64)
 }
 
-/// Draws the success-rate curve of one or more runs (label, points), which train in `phases`, to `path` (PNG),
-/// atomically.
+/// The title of a run's `learning_curve.png`: its agent, task, seed and folder name (`qam on pendulum, seed 2
+/// (qam-it1-s2)`), so that the pictures of a run's seeds or settings are told apart; a long folder name is cut in
+/// its middle (its ends tell runs apart), to keep the title on the chart.
+pub fn learning_curve_title(kind: &str, task: &str, seed: u64, run: &Path) -> String {
+    // The caption's 24-pixel text fits about 70 characters across the chart.
+    const MAX_CHARS: usize = 70;
+    let title = format!("{kind} on {task}, seed {seed}");
+    let Some(name) = run.file_name().map(|n| n.to_string_lossy()) else {
+        return title;
+    };
+    let room = MAX_CHARS.saturating_sub(title.chars().count() + 3);
+    let chars: Vec<char> = name.chars().collect();
+    let name: String = if chars.len() <= room {
+        chars.into_iter().collect()
+    } else if room >= 9 {
+        let head = (room - 1) / 2;
+        let tail = room - 1 - head;
+        let mut cut: String = chars[..head].iter().collect();
+        cut.push('…');
+        cut.extend(&chars[chars.len() - tail..]);
+        cut
+    } else {
+        return title;
+    };
+    format!("{title} ({name})")
+}
+
+/// The colour family of an agent kind's lines (`qam`, `bc`, ...; see [`palette_index`]): the same on every chart,
+/// and no other agent's (a kind not known here takes the last, grey).
+pub fn agent_family(kind: &str) -> usize {
+    ["qam", "bc", "fql", "qam-f", "qam-e"]
+        .iter()
+        .position(|&k| k == kind)
+        .unwrap_or(FAMILIES - 1)
+}
+
+/// Draws the success-rate curve of one or more runs (label, agent kind, points), which train in `phases`, to
+/// `path` (PNG), atomically: each in its agent's colour, as `qamlab plot` draws it.
 pub fn draw_learning_curves(
     path: &Path,
     title: &str,
-    runs: &[(&str, &[EvalPoint])],
+    runs: &[(&str, &str, &[EvalPoint])],
     phases: Phases,
 ) -> anyhow::Result<()> {
     draw_chart(path, &learning_curves(title, runs, phases))
 }
 
 /// The chart [`draw_learning_curves`] draws: marked where online fine-tuning starts, as `qamlab plot` marks it.
-fn learning_curves(title: &str, runs: &[(&str, &[EvalPoint])], phases: Phases) -> Chart {
+fn learning_curves(title: &str, runs: &[(&str, &str, &[EvalPoint])], phases: Phases) -> Chart {
     let series = runs
         .iter()
         .enumerate()
-        .map(|(i, (label, points))| Series {
+        .map(|(i, (label, agent, points))| Series {
             label: (*label).to_string(),
             points: points
                 .iter()
@@ -190,7 +227,7 @@ fn learning_curves(title: &str, runs: &[(&str, &[EvalPoint])], phases: Phases) -
                     band: None,
                 })
                 .collect(),
-            color: i,
+            color: palette_index(agent_family(agent), i),
             variant: 0,
             runs: Vec::new(),
         })
@@ -321,22 +358,67 @@ pub fn symlog_scaled_inverse(s: f64, c: f64) -> f64 {
     s.signum() * c * (10f64.powf(s.abs()) - 1.0)
 }
 
-/// The series' colours, each readable on white (no pale yellow or lime): a series' `color` indexes it.
-const PALETTE: [RGBAColor; 10] = [
-    RGBAColor(31, 119, 180, 1.0),
-    RGBAColor(230, 110, 20, 1.0),
-    RGBAColor(44, 150, 44, 1.0),
-    RGBAColor(200, 40, 40, 1.0),
-    RGBAColor(120, 80, 170, 1.0),
-    RGBAColor(120, 80, 60, 1.0),
-    RGBAColor(200, 60, 150, 1.0),
-    RGBAColor(0, 128, 128, 1.0),
-    RGBAColor(40, 50, 130, 1.0),
-    RGBAColor(90, 90, 90, 1.0),
+/// The series' colours, each readable on white (no pale yellow or lime), in families of [`SHADES`]: an agent's
+/// lines all take shades of its family (its own colour first, then a darker and a lighter one), so that no line of
+/// one agent ever wears another's colour. A series' `color` indexes it ([`palette_index`]).
+const PALETTE: [[RGBAColor; SHADES]; FAMILIES] = [
+    // Blue.
+    [
+        RGBAColor(31, 119, 180, 1.0),
+        RGBAColor(20, 55, 115, 1.0),
+        RGBAColor(95, 160, 225, 1.0),
+    ],
+    // Orange.
+    [
+        RGBAColor(230, 110, 20, 1.0),
+        RGBAColor(150, 70, 0, 1.0),
+        RGBAColor(200, 140, 0, 1.0),
+    ],
+    // Green.
+    [
+        RGBAColor(44, 150, 44, 1.0),
+        RGBAColor(20, 90, 30, 1.0),
+        RGBAColor(90, 175, 70, 1.0),
+    ],
+    // Red.
+    [
+        RGBAColor(200, 40, 40, 1.0),
+        RGBAColor(120, 15, 25, 1.0),
+        RGBAColor(230, 100, 110, 1.0),
+    ],
+    // Purple.
+    [
+        RGBAColor(120, 80, 170, 1.0),
+        RGBAColor(65, 35, 110, 1.0),
+        RGBAColor(170, 125, 215, 1.0),
+    ],
+    // Grey.
+    [
+        RGBAColor(90, 90, 90, 1.0),
+        RGBAColor(35, 35, 35, 1.0),
+        RGBAColor(140, 140, 140, 1.0),
+    ],
 ];
 
+/// How many colour families the palette holds (one an agent, and grey).
+pub const FAMILIES: usize = 6;
+
+/// How many shades each colour family holds.
+pub const SHADES: usize = 3;
+
 /// How many colours [`Series::color`] picks from; a greater index takes the palette again, dashed.
-pub const PALETTE_LEN: usize = PALETTE.len();
+pub const PALETTE_LEN: usize = FAMILIES * SHADES;
+
+/// The [`Series::color`] of shade `shade` (0: the family's own colour) of colour family `family`.
+pub fn palette_index(family: usize, shade: usize) -> usize {
+    (family % FAMILIES) * SHADES + shade % SHADES
+}
+
+/// The colour a [`Series::color`] stands for (past the palette, the palette again).
+fn palette_color(color: usize) -> RGBAColor {
+    let color = color % PALETTE_LEN;
+    PALETTE[color / SHADES][color % SHADES]
+}
 
 /// Series with more points than this are drawn as lines alone: markers would merge into a thick smear.
 const MAX_MARKED_POINTS: usize = 60;
@@ -372,7 +454,7 @@ fn line_style(series: &Series) -> LineStyle {
     const DASHES: [(i32, i32); 3] = [(9, 4), (3, 3), (14, 4)];
     let variant = series.variant + series.color / PALETTE_LEN;
     LineStyle {
-        color: PALETTE[series.color % PALETTE_LEN],
+        color: palette_color(series.color),
         dashes: variant.checked_sub(1).map(|k| DASHES[k % DASHES.len()]),
         marker: MARKERS[(series.color + variant) % MARKERS.len()],
     }
@@ -450,20 +532,26 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
         .bold_line_style(BLACK.mix(0.15))
         .light_line_style(BLACK.mix(0.05))
         .draw()?;
-    let online = online_mark(chart, (x_lo, x_hi));
+    // The legend and the online line's label placed together, so that neither covers the curves nor each other.
+    let (corner, online) = legend_and_online_label(
+        chart,
+        (x_lo, x_hi),
+        (y_lo, y_hi),
+        online_mark(chart, (x_lo, x_hi)),
+        to_y,
+    );
     if let Some(mark) = online {
         cc.draw_series(LineSeries::new(
             [(mark.x, y_lo), (mark.x, y_hi)],
             BLACK.mix(0.35).stroke_width(1),
         ))?;
-        // Just below the top, clear of the frame; left of the line where the right would run off the chart.
         let (text, h_pos) = match mark.side {
             Side::Right => (" online from here", HPos::Left),
             Side::Left => ("online from here ", HPos::Right),
         };
         cc.draw_series(std::iter::once(Text::new(
             text,
-            (mark.x, y_hi - (y_hi - y_lo) * 0.03),
+            (mark.x, y_lo + (y_hi - y_lo) * mark.top),
             ("sans-serif", 14)
                 .into_font()
                 .color(&BLACK.mix(0.6))
@@ -487,7 +575,6 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     for series in &chart.series {
         draw_line(&mut cc, series, to_y)?;
     }
-    let corner = legend_corner(chart, (x_lo, x_hi), (y_lo, y_hi), online, to_y);
     cc.configure_series_labels()
         .position(corner)
         .background_style(WHITE.mix(0.85))
@@ -497,12 +584,17 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The "online from here" line: where it is, and on which side of it its label goes.
+/// The "online from here" line: where it is, on which side of it its label goes, and how high (the label's top,
+/// as a fraction of the plot's height from its foot).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct OnlineMark {
     x: f64,
     side: Side,
+    top: f64,
 }
+
+/// Where the online label goes unless the legend or the curves are there: just below the top, clear of the frame.
+const ONLINE_LABEL_TOP: f64 = 0.97;
 
 /// A side of the online line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -515,8 +607,8 @@ enum Side {
 /// its height as a fraction of the plot's (about 440 pixels down).
 const ONLINE_LABEL_SIZE: (f64, f64) = (110.0 / 820.0, 20.0 / 440.0);
 
-/// The online line, where the chart has one inside its x range: its label right of it, or left where the right
-/// would run past the chart's edge.
+/// The online line, where the chart has one inside its x range: its label at the top, right of it, or left where
+/// the right would run past the chart's edge ([`legend_and_online_label`] may move it).
 fn online_mark(chart: &Chart, (x_lo, x_hi): (f64, f64)) -> Option<OnlineMark> {
     let x = chart.online_from.filter(|&x| x > 0.0 && x < x_hi)?;
     let u = (x - x_lo) / (x_hi - x_lo);
@@ -525,7 +617,11 @@ fn online_mark(chart: &Chart, (x_lo, x_hi): (f64, f64)) -> Option<OnlineMark> {
     } else {
         Side::Right
     };
-    Some(OnlineMark { x, side })
+    Some(OnlineMark {
+        x,
+        side,
+        top: ONLINE_LABEL_TOP,
+    })
 }
 
 /// The plotting area of a chart, in its coordinates (x and y as drawn).
@@ -839,18 +935,12 @@ pub fn tick_number(v: f64) -> String {
     compact(v)
 }
 
-/// The corner of the plot that the curves cross least, for the legend: losses fall from the upper left where
-/// success rises to the upper right. A corner that would cover the online line's label is taken last; ties go to
-/// the upper left.
-fn legend_corner(
-    chart: &Chart,
-    (x_lo, x_hi): (f64, f64),
-    (y_lo, y_hi): (f64, f64),
-    online: Option<OnlineMark>,
-    to_y: impl Fn(f64) -> f64,
-) -> SeriesLabelPosition {
-    // The legend's size as a fraction of the plot (about 820 x 440 pixels): 7 pixels a character and 48 for the
-    // sample line across, 20 a row down.
+/// A box on the plot, as fractions of its width and height from its lower left: across, then up.
+type UnitBox = ((f64, f64), (f64, f64));
+
+/// The legend's size as a fraction of the plot (about 820 x 440 pixels): 7 pixels a character and 48 for the sample
+/// line across, 20 a row down.
+fn legend_size(chart: &Chart) -> (f64, f64) {
     let chars = chart
         .series
         .iter()
@@ -859,6 +949,53 @@ fn legend_corner(
         .unwrap_or(0);
     let width = ((chars as f64 * 7.0 + 48.0) / 820.0).min(1.0);
     let height = ((chart.series.len() as f64 * 20.0 + 12.0) / 440.0).min(1.0);
+    (width, height)
+}
+
+/// The box of a legend of `size` in a corner (right or left, upper or lower).
+fn legend_box((width, height): (f64, f64), right: bool, upper: bool) -> UnitBox {
+    let across = if right {
+        (1.0 - width, 1.0)
+    } else {
+        (0.0, width)
+    };
+    let down = if upper {
+        (1.0 - height, 1.0)
+    } else {
+        (0.0, height)
+    };
+    (across, down)
+}
+
+/// The box of the online label of `mark`, at `u` across the plot.
+fn online_label_box(mark: OnlineMark, u: f64) -> UnitBox {
+    let (w, h) = ONLINE_LABEL_SIZE;
+    let across = match mark.side {
+        Side::Right => (u, u + w),
+        Side::Left => (u - w, u),
+    };
+    (across, (mark.top - h, mark.top))
+}
+
+/// Whether two boxes overlap.
+fn overlap(a: UnitBox, b: UnitBox) -> bool {
+    a.0.0 < b.0.1 && b.0.0 < a.0.1 && a.1.0 < b.1.1 && b.1.0 < a.1.1
+}
+
+/// The corner of the plot for the legend, and where the online line's label goes (`online`: at the top, on the
+/// side that fits): the legend where the curves cross least (losses fall from the upper left where success rises
+/// to the upper right), then the label where neither the legend nor the curves are: at the top, else just below an
+/// upper legend or above a lower one, else at the foot, on its side of the line or the other. Data comes first: the
+/// label moves out of the legend's way rather than the legend onto the curves. Ties go to the label at the top,
+/// and to the upper left.
+fn legend_and_online_label(
+    chart: &Chart,
+    (x_lo, x_hi): (f64, f64),
+    (y_lo, y_hi): (f64, f64),
+    online: Option<OnlineMark>,
+    to_y: impl Fn(f64) -> f64,
+) -> (SeriesLabelPosition, Option<OnlineMark>) {
+    let size = legend_size(chart);
     let mut along = Vec::new();
     for series in &chart.series {
         for pair in series.points.windows(2) {
@@ -878,51 +1015,75 @@ fn legend_corner(
         along.extend(series.runs.iter().flatten().map(|&(x, y)| (x, to_y(y))));
     }
     let unit = |(x, y): (f64, f64)| ((x - x_lo) / (x_hi - x_lo), (y - y_lo) / (y_hi - y_lo));
-    // The label's box, in the plot's fractions: from 3% below the top, on its side of the line.
-    let label = online.map(|mark| {
-        let u = (mark.x - x_lo) / (x_hi - x_lo);
-        let (w, h) = ONLINE_LABEL_SIZE;
-        let across = match mark.side {
-            Side::Right => (u, u + w),
-            Side::Left => (u - w, u),
-        };
-        (across, (0.97 - h, 0.97))
-    });
+    let inside = |((u0, u1), (v0, v1)): UnitBox, (u, v): (f64, f64)| {
+        (u0..=u1).contains(&u) && (v0..=v1).contains(&v)
+    };
+    let crossings = |area: UnitBox| along.iter().filter(|&&p| inside(area, unit(p))).count();
     let corners = [
         (SeriesLabelPosition::UpperLeft, false, true),
         (SeriesLabelPosition::UpperRight, true, true),
         (SeriesLabelPosition::LowerLeft, false, false),
         (SeriesLabelPosition::LowerRight, true, false),
     ];
-    let area = |right: bool, upper: bool| {
-        let across = if right {
-            (1.0 - width, 1.0)
-        } else {
-            (0.0, width)
+    // The label's places beside a legend in a corner, the preferred first: each on the chart.
+    let places = |upper: bool| -> Vec<OnlineMark> {
+        let Some(mark) = online else {
+            return Vec::new();
         };
-        let down = if upper {
-            (1.0 - height, 1.0)
+        let u = (mark.x - x_lo) / (x_hi - x_lo);
+        let (w, h) = ONLINE_LABEL_SIZE;
+        let gap = 0.02;
+        let beside_legend = if upper {
+            1.0 - size.1 - gap
         } else {
-            (0.0, height)
+            size.1 + gap + h
         };
-        (across, down)
+        let other = match mark.side {
+            Side::Right => Side::Left,
+            Side::Left => Side::Right,
+        };
+        let fits = |side| match side {
+            Side::Right => u + w <= 0.98,
+            Side::Left => u - w >= 0.02,
+        };
+        [ONLINE_LABEL_TOP, beside_legend, 0.03 + h]
+            .into_iter()
+            .filter(|top| (h..=ONLINE_LABEL_TOP).contains(top))
+            .flat_map(|top| {
+                [mark.side, other]
+                    .into_iter()
+                    .filter(|&side| side == mark.side || fits(side))
+                    .map(move |side| OnlineMark { side, top, ..mark })
+            })
+            .collect()
     };
-    let inside = |((u0, u1), (v0, v1)): ((f64, f64), (f64, f64)), (u, v): (f64, f64)| {
-        (u0..=u1).contains(&u) && (v0..=v1).contains(&v)
-    };
-    let overlap = |a: ((f64, f64), (f64, f64)), b: ((f64, f64), (f64, f64))| {
-        a.0.0 < b.0.1 && b.0.0 < a.0.1 && a.1.0 < b.1.1 && b.1.0 < a.1.1
-    };
-    let cost = |right: bool, upper: bool| {
-        let corner = area(right, upper);
-        let covers_label = label.is_some_and(|l| overlap(corner, l));
-        let crossings = along.iter().filter(|&&p| inside(corner, unit(p))).count();
-        (covers_label, crossings)
-    };
-    corners
-        .into_iter()
-        .min_by_key(|&(_, right, upper)| cost(right, upper))
-        .map_or(SeriesLabelPosition::UpperLeft, |(corner, _, _)| corner)
+    // Each corner with each place of the label, ranked: the curves the legend covers, whether it covers the
+    // label, the curves the label covers, the label's place, then the corner's.
+    let mut best = None;
+    for (rank, (corner, right, upper)) in corners.into_iter().enumerate() {
+        let legend = legend_box(size, right, upper);
+        let covered = crossings(legend);
+        let mut options: Vec<(bool, usize, usize, Option<OnlineMark>)> = places(upper)
+            .into_iter()
+            .enumerate()
+            .map(|(k, mark)| {
+                let label = online_label_box(mark, (mark.x - x_lo) / (x_hi - x_lo));
+                (overlap(legend, label), crossings(label), k, Some(mark))
+            })
+            .collect();
+        if online.is_none() {
+            options.push((false, 0, 0, None));
+        }
+        for (covers_label, label_covers, k, mark) in options {
+            let cost = (covered, covers_label, label_covers, k, rank);
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, (corner.clone(), mark)));
+            }
+        }
+    }
+    best.map_or((SeriesLabelPosition::UpperLeft, online), |(_, chosen)| {
+        chosen
+    })
 }
 
 #[cfg(test)]
@@ -947,7 +1108,7 @@ mod tests {
             offline_steps: 200,
             online_steps: 200,
         };
-        draw_learning_curves(&path, "test", &[("qam", &pts)], phases).unwrap();
+        draw_learning_curves(&path, "test", &[("qam", "qam", &pts)], phases).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         // Only the final file remains: the temporary was renamed.
@@ -970,7 +1131,7 @@ mod tests {
             offline_steps: u64::MAX,
             online_steps: 0,
         };
-        draw_learning_curves(&path, "test", &[("qam", &pts)], phases).unwrap();
+        draw_learning_curves(&path, "test", &[("qam", "qam", &pts)], phases).unwrap();
         assert!(path.is_file());
     }
 
@@ -988,13 +1149,22 @@ mod tests {
                 offline_steps,
                 online_steps,
             };
-            let chart = learning_curves("test", &[("qam", &points[..])], phases);
+            let chart = learning_curves("test", &[("qam", "qam", &points[..])], phases);
             (chart.online_from, chart.x_desc)
         };
         assert_eq!(chart(200, 100), (Some(200.0), STEPS_DESC.to_string()));
         // Offline only: no mark where it never goes online.
         assert_eq!(chart(200, 0), (None, OFFLINE_STEPS_DESC.to_string()));
         assert_eq!(chart(0, 100), (None, ONLINE_STEPS_DESC.to_string()));
+        // A run's own curve is in its agent's colour, as `qamlab plot` draws it.
+        let phases = Phases {
+            offline_steps: 200,
+            online_steps: 0,
+        };
+        for (agent, family) in [("qam", 0), ("bc", 1), ("qam-e", 4)] {
+            let chart = learning_curves("test", &[(agent, agent, &points[..])], phases);
+            assert_eq!(chart.series[0].color, palette_index(family, 0), "{agent}");
+        }
     }
 
     fn samples(points: &[(u64, f64)]) -> Vec<Sample> {
@@ -1188,7 +1358,7 @@ mod tests {
         }
         // A colour is the series' own, whatever its place among the series.
         let style = |color, variant| line_style(&series(&[], color, variant));
-        assert_eq!(style(3, 0).color, PALETTE[3]);
+        assert_eq!(style(3, 0).color, PALETTE[1][0]);
         assert_eq!(style(3, 0).dashes, None);
         // Seeds of one setting drawn apart: one colour, each dashed otherwise and marked otherwise.
         let (a, b, c) = (style(3, 0), style(3, 1), style(3, 2));
@@ -1196,7 +1366,7 @@ mod tests {
         assert!(b.dashes.is_some() && c.dashes.is_some() && b.dashes != c.dashes);
         assert!(a.marker != b.marker && b.marker != c.marker && a.marker != c.marker);
         // Past the palette: its colours again, dashed.
-        assert_eq!(style(PALETTE_LEN + 1, 0).color, PALETTE[1]);
+        assert_eq!(style(PALETTE_LEN + 1, 0).color, PALETTE[0][1]);
         assert!(style(PALETTE_LEN + 1, 0).dashes.is_some());
     }
 
@@ -1215,7 +1385,7 @@ mod tests {
     fn the_legend_goes_where_no_curve_is() {
         let corner = |points: &[(f64, f64)]| {
             let chart = chart(vec![series(points, 0, 0)], None);
-            legend_corner(&chart, x_range(&chart), y_range(&chart), None, |y| y)
+            legend_and_online_label(&chart, x_range(&chart), y_range(&chart), None, |y| y).0
         };
         // Rising: the upper left is free; falling from there: the upper right.
         assert!(matches!(
@@ -1245,18 +1415,87 @@ mod tests {
             mark,
             OnlineMark {
                 x: 10.0,
-                side: Side::Right
+                side: Side::Right,
+                top: ONLINE_LABEL_TOP
             }
         );
         // A curve along the bottom leaves both upper corners free: the legend takes the one its label is not in.
-        let corner = legend_corner(&early, x_range(&early), y_range(&early), Some(mark), |y| y);
+        let (corner, label) =
+            legend_and_online_label(&early, x_range(&early), y_range(&early), Some(mark), |y| y);
         assert!(
             matches!(corner, SeriesLabelPosition::UpperRight),
             "{corner:?}"
         );
+        assert_eq!(label, Some(mark));
         // Online from step 0 (an online-only run), or past the last point: no line.
         let online_only = chart(vec![series(&flat, 0, 0)], Some(0.0));
         assert_eq!(online_mark(&online_only, x_range(&online_only)), None);
+    }
+
+    #[test]
+    fn the_online_label_makes_way_for_a_legend_that_would_otherwise_cover_the_curves() {
+        // The reviewer's dgrp.png: success 0 throughout, online from step 300 of 700, a long legend. Both upper
+        // corners hold the label's place at the top, the lower ones the curves: the legend goes up, the label moves
+        // below it, clear of both.
+        let zeros = |from: u64| -> Vec<(f64, f64)> {
+            (from..=7).map(|k| (k as f64 * 100.0, 0.0)).collect()
+        };
+        let label = "qam dataset d.npz (CRC-32 dc018a58) (2 seeds, mean, band min–max)";
+        let chart = Chart {
+            y_scale: YScale::Fraction,
+            ..chart(
+                vec![
+                    Series {
+                        label: label.into(),
+                        ..series(&zeros(2), 0, 0)
+                    },
+                    Series {
+                        label: "qam (qam-s2)".into(),
+                        ..series(&zeros(5), 1, 0)
+                    },
+                ],
+                Some(300.0),
+            )
+        };
+        let (x, y) = (x_range(&chart), y_range(&chart));
+        let mark = online_mark(&chart, x).unwrap();
+        let (corner, moved) = legend_and_online_label(&chart, x, y, Some(mark), |v| v);
+        let right = match corner {
+            SeriesLabelPosition::UpperLeft => false,
+            SeriesLabelPosition::UpperRight => true,
+            other => panic!("the legend covers the curves at {other:?}"),
+        };
+        let moved = moved.unwrap();
+        let u = (moved.x - x.0) / (x.1 - x.0);
+        let legend = legend_box(legend_size(&chart), right, true);
+        assert!(
+            !overlap(legend, online_label_box(moved, u)),
+            "{moved:?} under the legend"
+        );
+        // Still clear of the curves, along the foot.
+        assert!(moved.top - ONLINE_LABEL_SIZE.1 > 0.1, "{moved:?}");
+        // It draws.
+        let dir = tempfile::tempdir().unwrap();
+        draw_chart(&dir.path().join("dgrp.png"), &chart).unwrap();
+    }
+
+    #[test]
+    fn a_runs_curve_is_titled_with_its_seed_and_folder() {
+        let title = |run: &str| learning_curve_title("qam", "pendulum", 2, Path::new(run));
+        assert_eq!(
+            title("runs/qam-it1-s2"),
+            "qam on pendulum, seed 2 (qam-it1-s2)"
+        );
+        // A long name keeps both ends (where runs' names tell them apart), within the chart.
+        let long = format!("runs/qam-{}-it1-s2", "x".repeat(80));
+        let cut = title(&long);
+        assert!(
+            cut.starts_with("qam on pendulum, seed 2 (qam-xx")
+                && cut.ends_with("x-it1-s2)")
+                && cut.contains('…')
+                && cut.chars().count() <= 70,
+            "{cut}"
+        );
     }
 
     #[test]

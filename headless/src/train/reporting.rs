@@ -258,8 +258,17 @@ impl Trainer<'_> {
         let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
         let drawn = draw_learning_curves(
             &self.run.curve(),
-            &format!("{} on {}", self.cfg.agent.kind.as_str(), self.task_name()),
-            &[(label.as_str(), self.state.evals.as_slice())],
+            &crate::plot::learning_curve_title(
+                self.cfg.agent.kind.as_str(),
+                self.task_name(),
+                self.cfg.seed,
+                self.run.root(),
+            ),
+            &[(
+                label.as_str(),
+                self.cfg.agent.kind.as_str(),
+                self.state.evals.as_slice(),
+            )],
             Phases {
                 offline_steps: self.cfg.offline_steps,
                 online_steps: self.cfg.online_steps,

@@ -13,9 +13,10 @@ use super::list_steps;
 use super::read::RunData;
 use super::samples::Drawn;
 
-/// The run's configuration but its seed, flattened to `key → value` (the `[agent]` keys by their own names): what
-/// must be equal for runs to be seeds of one experiment. The task is its name (a scene-file run's path is its own
-/// copy's), with a hash of the copy, so that runs of an edited scene stay apart.
+/// The run's configuration but its seed, flattened to `key → value` (the `[agent]` keys by their own names, but
+/// those its agent's kind does not read): what must be equal for runs to be seeds of one experiment. The task is its
+/// name (a scene-file run's path is its own copy's), with a hash of the copy, so that runs of an edited scene stay
+/// apart.
 pub(super) fn settings(
     cfg: &TrainConfig,
     task: &str,
@@ -24,12 +25,17 @@ pub(super) fn settings(
     let value = serde_json::to_value(cfg).context("reading the run's configuration")?;
     let mut flat = BTreeMap::new();
     let show = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    // Another kind's weights (a BC run's `inv_temp`, kept from a shared config) change nothing the run trains: a BC
+    // baseline run beside each point of a QAM sweep is one experiment.
+    let unused = TrainConfig::agent_keys_unused_by(cfg.agent.kind);
     if let serde_json::Value::Object(fields) = value {
         for (key, v) in &fields {
             match v {
                 serde_json::Value::Object(agent) => {
                     for (k, v) in agent {
-                        flat.insert(k.clone(), show(v));
+                        if !unused.iter().any(|(key, _)| key == k) {
+                            flat.insert(k.clone(), show(v));
+                        }
                     }
                 }
                 _ => {
@@ -444,6 +450,39 @@ mod tests {
         ];
         let plot = prepare(&args(&[&old[0], &old[1]])).unwrap();
         assert_eq!(labels(&plot), ["bc (2 seeds, mean, band min–max)"]);
+    }
+
+    #[test]
+    fn settings_the_runs_kind_does_not_read_do_not_set_its_seeds_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, kind, seed, inv_temp| {
+            let mut cfg = config(kind, seed);
+            cfg.agent.inv_temp = inv_temp;
+            fake_run(dir.path(), name, &cfg, &[(100, 0.5)], &[])
+        };
+        // A BC baseline beside each point of a QAM inv_temp sweep: BC reads no inv_temp, its seeds are one.
+        let bc = [
+            run("bc-s0", AgentKind::Bc, 0, 3.0),
+            run("bc-s1", AgentKind::Bc, 1, 1.0),
+        ];
+        let qam = [
+            run("qam-s0", AgentKind::Qam, 0, 3.0),
+            run("qam-s1", AgentKind::Qam, 1, 1.0),
+        ];
+        let plot = prepare(&args(&[&bc[0], &bc[1], &qam[0], &qam[1]])).unwrap();
+        assert_eq!(
+            labels(&plot),
+            [
+                "bc (2 seeds, mean, band min–max)",
+                "qam inv_temp 3.0 (qam-s0)",
+                "qam inv_temp 1.0 (qam-s1)"
+            ]
+        );
+        assert!(
+            plot.notes.iter().all(|n| !n.contains("bc-s")),
+            "{:?}",
+            plot.notes
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@ use qamlab_headless::plot::Band;
 use super::grouping::set_apart_by;
 use super::samples::Drawn;
 
-/// Each series' legend text: a run alone as before (agent and folder); a group as its agent, how many seeds and
-/// what is drawn (`qam (3 seeds, mean, band min–max)`, `qam (3 seeds, mean ± s.e.)`), with the settings in which it
-/// differs from another group of its agent (`qam inv_temp 1 (...)`).
+/// Each series' legend text: a run alone as its agent and folder (`qam (qam-s2)`); a group as its agent, how many
+/// seeds and what is drawn (`qam (3 seeds, mean, band min–max)`, `qam (3 seeds, mean ± s.e.)`); either with the
+/// settings in which it differs from another run or group of its agent (`qam inv_temp 1 (...)`), so that the chart
+/// alone says what each line is.
 pub(super) fn series_labels(
     drawn: &[Drawn],
     groups: &[Vec<usize>],
@@ -23,6 +24,7 @@ pub(super) fn series_labels(
             let run = &drawn[g[0]].run;
             Curve {
                 kind: run.kind,
+                differs: differing_settings(drawn, groups, g),
                 dir: run.dir.clone(),
                 task: run.task.clone(),
             }
@@ -85,12 +87,14 @@ fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -
 /// One run's curve and what its label is made of.
 struct Curve {
     kind: &'static str,
+    /// The settings in which it differs from the other runs and groups of its agent (`inv_temp 1`), or empty.
+    differs: String,
     dir: PathBuf,
     task: String,
 }
 
-/// Each run's agent and folder name; the path as given where two folders share a name (every demo's run is
-/// `qam-cpu`), and the task where the chart holds several.
+/// Each run's agent, what sets it apart from its agent's other lines, and its folder name; the path as given where
+/// two folders share a name (every demo's run is `qam-cpu`), and the task where the chart holds several.
 fn labels(runs: &[Curve], several_tasks: bool) -> Vec<String> {
     let name = |dir: &PathBuf| {
         dir.file_name()
@@ -110,10 +114,15 @@ fn labels(runs: &[Curve], several_tasks: bool) -> Vec<String> {
             } else {
                 name(&run.dir)
             };
-            if several_tasks {
-                format!("{} ({which}, {})", run.kind, run.task)
+            let name = if run.differs.is_empty() {
+                run.kind.to_string()
             } else {
-                format!("{} ({which})", run.kind)
+                format!("{} {}", run.kind, run.differs)
+            };
+            if several_tasks {
+                format!("{name} ({which}, {})", run.task)
+            } else {
+                format!("{name} ({which})")
             }
         })
         .collect()
@@ -127,6 +136,7 @@ mod tests {
     fn labels_tell_runs_apart() {
         let curve = |kind, dir: &str, task: &str| Curve {
             kind,
+            differs: String::new(),
             dir: dir.into(),
             task: task.into(),
         };
@@ -154,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn a_group_beside_a_lone_run_of_its_agent_is_named_by_what_sets_it_apart() {
+    fn a_group_and_a_lone_run_of_one_agent_are_each_named_by_what_sets_them_apart() {
         use qamlab_agent::AgentKind;
 
         use crate::commands::plot::fixtures::{args, config, fake_run};
@@ -170,13 +180,53 @@ mod tests {
         let (a0, a1, lone) = (run(0.001, 0), run(0.001, 1), run(0.0003, 0));
         let plot = prepare(&args(&[&a0, &a1, &lone])).unwrap();
         let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
-        // Its colour is chosen by its lr (not qam's own): the legend names it.
+        // Each colour is chosen by its lr (not qam's own): the legend names it, the lone run's too.
         assert_eq!(
             labels,
             [
                 "qam lr 0.001 (2 seeds, mean, band min–max)",
-                "qam (lr0.0003-s0)"
+                "qam lr 0.0003 (lr0.0003-s0)"
             ]
         );
+        // A lone run beside one of its own settings apart (the reviewer's grp.png): each says in what; a run of
+        // another agent, alone of its kind, as before.
+        let evals_of = |seed, episodes| {
+            let mut cfg = config(AgentKind::Qam, seed);
+            cfg.agent.lr = 0.001;
+            cfg.eval_episodes = episodes;
+            fake_run(
+                dir.path(),
+                &format!("e{episodes}-s{seed}"),
+                &cfg,
+                &[(100, 0.5)],
+                &[],
+            )
+        };
+        let bc = fake_run(
+            dir.path(),
+            "bc",
+            &config(AgentKind::Bc, 0),
+            &[(100, 0.5)],
+            &[],
+        );
+        let plot = prepare(&args(&[&a0, &a1, &lone, &evals_of(0, 10), &bc])).unwrap();
+        let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "qam eval_episodes 50, lr 0.001 (2 seeds, mean, band min–max)",
+                "qam eval_episodes 50, lr 0.0003 (lr0.0003-s0)",
+                "qam eval_episodes 10, lr 0.001 (e10-s0)",
+                "bc (bc)"
+            ]
+        );
+        // Seeds drawn apart (--no-group) differ in nothing but the seed: each by its folder alone.
+        let plot = prepare(&crate::commands::plot::PlotArgs {
+            no_group: true,
+            ..args(&[&a0, &a1])
+        })
+        .unwrap();
+        let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["qam (lr0.001-s0)", "qam (lr0.001-s1)"]);
     }
 }

@@ -47,9 +47,10 @@ pub struct PlotArgs {
     pub x: XAxis,
     /// Draw each run alone (the seeds of one setting in one colour, told apart by dashes and markers), instead
     /// of runs that differ only in their seed as one mean with a band (runs group where their configs are equal
-    /// but for the seed, the device, the CPU threads, CUDA graphs, the split update and the log and checkpoint
-    /// intervals, with the dataset compared by its contents, the CRC-32 the runs' checkpoints record, not its
-    /// path: each seed's demo has its own copy; by file name for a run that records none).
+    /// but for the seed, the device, the CPU threads, CUDA graphs, the split update, the log and checkpoint
+    /// intervals and the `[agent]` keys their kind does not read (config.toml marks them `# not used by kind`), with
+    /// the dataset compared by its contents, the CRC-32 the runs' checkpoints record, not its path: each seed's
+    /// demo has its own copy; by file name for a run that records none).
     #[arg(long)]
     pub no_group: bool,
     /// The band about the mean of a group's seeds: `minmax` (from the least to the greatest), `sem` (the mean ±

@@ -1,18 +1,11 @@
-//! Each series' colour and variant: a colour per group of runs (an agent, or an agent's setting), the same from
-//! chart to chart; the seeds of one group drawn apart (`--no-group`) share it, told apart by dashes and markers.
+//! Each series' colour and variant: a colour family per agent, the same from chart to chart, and a shade of it per
+//! group of its runs (an agent, or an agent's setting); the seeds of one group drawn apart (`--no-group`) share it,
+//! told apart by dashes and markers.
 
-use qamlab_headless::plot::PALETTE_LEN;
+use qamlab_headless::plot::{PALETTE_LEN, SHADES, agent_family, palette_index};
 
 use super::grouping::set_apart_by;
 use super::samples::Drawn;
-
-/// The palette entry an agent takes where its runs are drawn as themselves alone (no other setting of it on the
-/// chart): the same on every chart.
-fn agent_color(kind: &str) -> Option<usize> {
-    ["qam", "bc", "fql", "qam-f", "qam-e"]
-        .iter()
-        .position(|&k| k == kind)
-}
 
 /// FNV-1a: a hash that is the same in every process and version (std's is not promised to be), so that a group's
 /// colour is too.
@@ -23,44 +16,42 @@ fn stable_hash(text: &str) -> u64 {
 }
 
 /// The colour and variant of each series (`series`: the runs of each, in order), from the groups of runs of
-/// equal settings (`by_settings`: the seeds of one experiment). A group's colour is its agent's where the chart
-/// holds no other setting of that agent (and task), else one picked by a stable hash of what sets it apart
-/// (`qam lr 0.001`); a colour another group took first moves on to the next free one. The agents' own colours are
-/// kept for them: another group of an agent on the chart (its runs on another task) takes one no agent on the
-/// chart has. A series' variant is its run's place among its group's runs where they are drawn apart, else 0.
+/// equal settings (`by_settings`: the seeds of one experiment). Every group takes a shade of its agent's colour
+/// family, never another agent's colour: the agent's own where the chart holds no other setting of that agent (and
+/// task), else one picked by a stable hash of what sets it apart (`qam lr 0.001`); a shade another group took
+/// first moves on to the next free one of the family, and past the family's shades, its shades again (drawn
+/// dashed). Agents as themselves choose first, so that they keep their own colours. A series' variant is its run's
+/// place among its group's runs where they are drawn apart, else 0.
 pub(super) fn series_styles(
     drawn: &[Drawn],
     by_settings: &[Vec<usize>],
     series: &[Vec<usize>],
     several_tasks: bool,
 ) -> Vec<(usize, usize)> {
-    let keys: Vec<(String, Option<usize>)> = by_settings
+    let keys: Vec<(String, bool)> = by_settings
         .iter()
         .map(|group| group_key(drawn, by_settings, group, several_tasks))
         .collect();
-    // Agents as themselves first, so that they keep their own colours whatever comes before them.
     let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by_key(|&g| keys[g].1.is_none());
-    let agents: Vec<usize> = keys.iter().filter_map(|(_, agent)| *agent).collect();
+    order.sort_by_key(|&g| !keys[g].1);
     let mut colors = vec![0; keys.len()];
     let mut taken: Vec<usize> = Vec::new();
     for g in order {
-        let (key, agent) = &keys[g];
-        let wanted = agent.unwrap_or((stable_hash(key) % PALETTE_LEN as u64) as usize);
-        let next = |free: &dyn Fn(usize) -> bool| {
-            (0..PALETTE_LEN)
-                .map(|k| (wanted + k) % PALETTE_LEN)
-                .find(|&c| free(c))
+        let (key, as_itself) = &keys[g];
+        let family = agent_family(drawn[by_settings[g][0]].run.kind);
+        let wanted = if *as_itself {
+            0
+        } else {
+            (stable_hash(key) % SHADES as u64) as usize
         };
-        // Its own where it is an agent's, then one no agent on the chart has, then any; past a full palette, its
-        // colours again (drawn dashed).
-        let free = agent
-            .filter(|c| !taken.contains(c))
-            .or_else(|| next(&|c| !taken.contains(&c) && !agents.contains(&c)))
-            .or_else(|| next(&|c| !taken.contains(&c)))
-            .unwrap_or(PALETTE_LEN + taken.len());
-        taken.push(free);
-        colors[g] = free;
+        let color = (0..)
+            .flat_map(|lap| {
+                (0..SHADES).map(move |k| lap * PALETTE_LEN + palette_index(family, wanted + k))
+            })
+            .find(|c| !taken.contains(c))
+            .expect("the laps never run out");
+        taken.push(color);
+        colors[g] = color;
     }
     series
         .iter()
@@ -82,14 +73,14 @@ pub(super) fn series_styles(
 }
 
 /// What sets a group apart on the chart: its agent, its task where the chart holds several, and every setting
-/// in which it differs from another group of its agent and task (`qam lr 0.001`, as its legend names them); with
-/// the agent's own colour where it differs from none.
+/// in which it differs from another group of its agent and task (`qam lr 0.001`, as its legend names them); and
+/// whether it differs from none (it is its agent as itself, in the agent's own colour).
 fn group_key(
     drawn: &[Drawn],
     by_settings: &[Vec<usize>],
     group: &[usize],
     several_tasks: bool,
-) -> (String, Option<usize>) {
+) -> (String, bool) {
     let ours = &drawn[group[0]].run;
     let keys = set_apart_by(drawn, by_settings, group);
     let mut text = ours.kind.to_string();
@@ -100,8 +91,7 @@ fn group_key(
         let value = ours.settings.get(*key).map_or("unset", String::as_str);
         text = format!("{text} {key} {value}");
     }
-    let agent = keys.is_empty().then(|| agent_color(ours.kind)).flatten();
-    (text, agent)
+    (text, keys.is_empty())
 }
 
 #[cfg(test)]
@@ -112,6 +102,42 @@ mod tests {
 
     use crate::commands::plot::fixtures::{args, config, fake_run, fake_run_of, run_with_lr};
     use crate::commands::plot::{PlotArgs, prepare};
+
+    /// The colour an agent's runs take where they are drawn as themselves alone (no other setting of it on the
+    /// chart): its family's own.
+    fn agent_color(kind: &str) -> usize {
+        palette_index(agent_family(kind), 0)
+    }
+
+    #[test]
+    fn every_line_of_an_agent_is_a_shade_of_its_family_never_another_agents_colour() {
+        let dir = tempfile::tempdir().unwrap();
+        // Settings of QAM side by side (the reviewer's grp.png drew them in red, brown and orange: QAM-F's and
+        // BC's colours elsewhere), beside BC.
+        let qam: Vec<_> = [0.001, 0.0003, 0.0001, 0.003]
+            .iter()
+            .map(|&lr| run_with_lr(dir.path(), lr, 0))
+            .collect();
+        let bc = fake_run_of(dir.path(), "bc", AgentKind::Bc, 0, &[(100, 0.5)], &[]);
+        let family = |color: usize| (color % PALETTE_LEN) / SHADES;
+        for n in 2..=qam.len() {
+            let mut runs: Vec<_> = qam[..n].iter().collect();
+            runs.push(&bc);
+            let plot = prepare(&args(&runs)).unwrap();
+            let colors: Vec<usize> = plot.chart.series.iter().map(|s| s.color).collect();
+            let (ours, bc_color) = colors.split_at(n);
+            assert!(
+                ours.iter().all(|&c| family(c) == agent_family("qam")),
+                "{n} settings: {colors:?}"
+            );
+            assert_eq!(bc_color, [agent_color("bc")]);
+            // Each its own: a shade, or past the family's shades a shade again, dashed.
+            let mut distinct = ours.to_vec();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), n, "{colors:?}");
+        }
+    }
 
     #[test]
     fn an_agent_keeps_its_colour_from_chart_to_chart_and_its_seeds_share_it() {
@@ -135,7 +161,7 @@ mod tests {
         let one = colors(&prepare(&args(&[&qam[0], &qam[1], &bc])).unwrap());
         let two = colors(&prepare(&args(&[&fql, &qam[0], &qam[1]])).unwrap());
         assert_eq!(one[0].1, two[1].1);
-        assert_eq!(one[0].1, agent_color("qam").unwrap());
+        assert_eq!(one[0].1, agent_color("qam"));
         assert_ne!(two[0].1, two[1].1);
         // --no-group: QAM's seeds in QAM's colour, each its own variant; BC in its own.
         let apart = colors(
@@ -151,9 +177,9 @@ mod tests {
                 .map(|(_, color, variant)| (*color, *variant))
                 .collect::<Vec<_>>(),
             [
-                (agent_color("qam").unwrap(), 0),
-                (agent_color("bc").unwrap(), 0),
-                (agent_color("qam").unwrap(), 1)
+                (agent_color("qam"), 0),
+                (agent_color("bc"), 0),
+                (agent_color("qam"), 1)
             ]
         );
         // Settings of one agent: each its colour, by what sets it apart, the same wherever it comes.
@@ -175,7 +201,7 @@ mod tests {
         let bc = fake_run_of(dir.path(), "bc", AgentKind::Bc, 0, &[(100, 0.5)], &[]);
         let plot = prepare(&args(&[&single, &double, &bc])).unwrap();
         let colors: Vec<usize> = plot.chart.series.iter().map(|s| s.color).collect();
-        let (qam, bc) = (agent_color("qam").unwrap(), agent_color("bc").unwrap());
+        let (qam, bc) = (agent_color("qam"), agent_color("bc"));
         assert_eq!((colors[0], colors[2]), (qam, bc));
         assert!(![qam, bc].contains(&colors[1]), "{colors:?}");
     }
