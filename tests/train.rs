@@ -297,7 +297,8 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     let note = String::from_utf8_lossy(&out.stderr);
     assert!(
         note.contains(&format!(
-            "is step {} of the run's 1260: not the finished agent (the run stopped early; `{command}` finishes it)",
+            "is step {} of the run's 1260: not the finished agent (the run stopped early, or trains on another \
+             machine; `{command}` finishes a stopped one)",
             stopped_at.trim().trim_start_matches("step-")
         )),
         "{note}"
@@ -306,6 +307,20 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
     assert_eq!(
         (&report["finished"], &report["total_steps"]),
         (&serde_json::json!(false), &serde_json::json!(1260))
+    );
+    // Its note into a log whose reader is gone is dropped: the evaluation still gives its figure.
+    let mut child = qamlab()
+        .args(EVAL_ON_CPU)
+        .arg(&run)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("success"),
+        "{out:?}"
     );
     let elsewhere = tempfile::tempdir().unwrap();
     let out = run_ok(&mut common::pasted(&command, elsewhere.path()));
@@ -674,7 +689,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
             "but {} changed since that run started: this run trains the file as it is now; to train the task as \
              that run did, add --task {}",
             scene.canonicalize().unwrap().display(),
-            run.join("task.scn.ron").display()
+            run.canonicalize().unwrap().join("task.scn.ron").display()
         )),
         "{stderr}"
     );

@@ -289,8 +289,10 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         bar.set_position(recorded as u64);
         bar.set_message(format!("{rate:.0} env steps/s"));
         if log.due() && recorded < opts.episodes {
+            // Named by its file: a dataset and its validation file are collected one after the other.
             crate::stderr_line!(
-                "collect: {recorded} of {} episodes, {rate:.0} env steps/s, {:.0} s in",
+                "collect {}: {recorded} of {} episodes, {rate:.0} env steps/s, {:.0} s in",
+                opts.out.display(),
                 opts.episodes,
                 start.elapsed().as_secs_f64()
             );

@@ -49,8 +49,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1, requires = "video",
           value_parser = super::count_up_to(100u32))]
     pub video_every: u32,
-    /// Print one JSON object on stdout instead of the sentence: run_dir, checkpoint, step, updates, task,
-    /// agent, episodes, envs (those the episodes were spread over), seed, successes, success_rate (unrounded),
+    /// Print one JSON object on stdout instead of the sentence: run_dir, checkpoint, step, total_steps (the step
+    /// the run ends at), finished (step is total_steps), updates, task, agent, episodes, envs (those the episodes were spread over), seed, successes, success_rate (unrounded),
     /// interval (its 95% bounds), mean_return, and video (its path, or null without --video).
     #[arg(long)]
     pub json: bool,
@@ -61,6 +61,8 @@ pub struct EvalArgs {
 
 /// Runs `qamlab eval`: prints the success rate, then renders the video if asked.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    // Its progress lines into a log whose reader went away must not end an evaluation of minutes.
+    super::interrupt::survive_closed_pipes();
     let run = RunDir::new(&args.run);
     let cfg = run.read_config()?;
     if let Some(original) = run.edited_original_scene().filter(|_| !args.video_only) {
@@ -105,11 +107,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let step = checkpoint_step(&checkpoint);
     if let Some(step) = step.filter(|&s| s < total_steps) {
         // A rate of an agent part-way through its run is no figure of the run: comparisons must not take it for one.
+        // Another machine's lock may not show here (NFS with local locks): a run that looks stopped may train there.
         let why = if run.in_use() {
             "the run is training still".to_string()
         } else {
             format!(
-                "the run stopped early; `qamlab train --resume {}` finishes it",
+                "the run stopped early, or trains on another machine; `qamlab train --resume {}` finishes a stopped \
+                 one",
                 qamlab_headless::shell::quote_path(&args.run)
             )
         };

@@ -99,7 +99,7 @@ pub fn stop_on_interrupt() -> Box<dyn TrainObserver> {
 /// on a full disk) instead of ending the process by SIGPIPE: `qamlab train ... 2>&1 | tee log` whose `tee` the
 /// closed terminal ended would die at its next line, without a checkpoint. Short printing commands keep the
 /// default action `main` gives them (`qamlab task X | head -1` ends quietly).
-fn survive_closed_pipes() {
+pub fn survive_closed_pipes() {
     // SAFETY: SIG_IGN is a valid disposition; the process's only other SIGPIPE setting is main's, at its start.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -112,7 +112,7 @@ extern "C" fn on_interrupt_cancel(signal: libc::c_int) {
 }
 
 /// From now on, a stop signal (Ctrl-C, SIGTERM, SIGHUP) stops the collection or the dataset write in progress, which then removes its
-/// temporary file (killed by the signal's default action, it would leave `.tmp-NAME-XXXX` behind); a second one
+/// temporary file (killed by the signal's default action, it would leave `.tmp-NAME-@HOST-XXXXXX` behind); a second one
 /// kills.
 pub fn cancel_on_interrupt() {
     install(on_interrupt_cancel);

@@ -164,10 +164,14 @@ impl TrainArgs {
 /// started: the new run trains the files as they are now, which a user repeating that run (another seed) may not
 /// expect.
 fn note_reused_run_config(config: &std::path::Path, cfg: &TrainConfig) {
+    // The file itself, through a link (`exp.toml` -> `RUN/config.toml`) and from inside the run's folder.
+    let Ok(config) = std::fs::canonicalize(config) else {
+        return;
+    };
     if config.file_name() != Some("config.toml".as_ref()) {
         return;
     }
-    let run = qamlab_headless::run_dir::RunDir::new(qamlab_agent::checkpoint::parent_dir(config));
+    let run = qamlab_headless::run_dir::RunDir::new(qamlab_agent::checkpoint::parent_dir(&config));
     // Given another --task or --dataset, the run trains that.
     let same = |a: &std::path::Path, b: &std::path::Path| {
         std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
@@ -186,7 +190,7 @@ fn note_reused_run_config(config: &std::path::Path, cfg: &TrainConfig) {
     }
     // A dataset collected again under its name: the run's checkpoints record the CRC-32 of the bytes it trained on.
     if let Some(dataset) = &cfg.dataset
-        && let Ok(recorded) = TrainConfig::from_toml_file(config)
+        && let Ok(recorded) = TrainConfig::from_toml_file(&config)
         && recorded
             .dataset
             .as_deref()
@@ -308,14 +312,17 @@ fn summary_text(s: &TrainSummary) -> String {
         (None, None) => "no evaluation".to_string(),
     };
     // A run without an online phase took no env steps to report a rate of.
-    let online = s.env_steps_per_second.map_or_else(String::new, |rate| {
+    // (Summaries from before the rates could be null hold 0 for them.)
+    let online = s.env_steps_per_second.filter(|_| s.online_steps > 0);
+    let online = online.map_or_else(String::new, |rate| {
         format!(
             ", {} online env steps at {rate:.0}/s of simulation time",
             s.online_steps
         )
     });
     // Nor one without an update (`start_training` past its online steps).
-    let update_rate = s.updates_per_second.map_or_else(String::new, |rate| {
+    let update_rate = s.updates_per_second.filter(|_| s.updates > 0);
+    let update_rate = update_rate.map_or_else(String::new, |rate| {
         format!(" at {rate:.0}/s of update time")
     });
     // Both phases' shares, where there were both: online updates start at `start_training`, so the sum is no
@@ -507,7 +514,8 @@ mod tests {
         // Without an online phase there is no env step rate to report.
         let mut offline_only = summary(&[]);
         offline_only.online_steps = 0;
-        offline_only.env_steps_per_second = None;
+        // As a summary from before the rate could be null has it.
+        offline_only.env_steps_per_second = Some(0.0);
         offline_only.offline_updates = 40;
         let text = summary_text(&offline_only);
         assert!(

@@ -1,5 +1,5 @@
 //! Staging a file and putting it in place: the lab's one way to write a file that no one ever sees half-written.
-//! The file is written in full to a temporary file beside its name (`.tmp-NAME-HOST-XXXXXX`), synced, and renamed
+//! The file is written in full to a temporary file beside its name (`.tmp-NAME-@HOST-XXXXXX`), synced, and renamed
 //! to its name, and the rename made durable by syncing the directory. Checkpoints are written so here, and so is
 //! every file headless and the viewer write (`qamlab_headless::files` builds on this module), so what a killed
 //! write leaves has one form, which the next write of the same file removes.
@@ -185,17 +185,20 @@ const TEMPORARY_RANDOM_LEN: usize = 6;
 /// writing ([`is_orphaned`]): those a write killed before its end left (`kill -9`, a crash; one each time, and the
 /// staged dataset of a pair can be large).
 fn remove_orphaned_temporaries(dir: &Path, name: &str) {
-    let prefix = temporary_prefix(name);
+    // Versions before 2026-12-07 named them `.tmp-NAME-HOST-`: with the name known, as exact a prefix.
+    let prefixes = [temporary_prefix(name), format!(".tmp-{name}-{}-", host())];
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        // Exactly the prefix and the random part: not another file's whose name begins with this one's.
+        // Exactly a prefix and the random part: not another file's whose name begins with this one's.
         let file_name = entry.file_name();
         let ours = file_name.to_str().is_some_and(|n| {
-            n.strip_prefix(&prefix).is_some_and(|random| {
-                random.len() == TEMPORARY_RANDOM_LEN
-                    && random.chars().all(|c| c.is_ascii_alphanumeric())
+            prefixes.iter().any(|prefix| {
+                n.strip_prefix(prefix.as_str()).is_some_and(|random| {
+                    random.len() == TEMPORARY_RANDOM_LEN
+                        && random.chars().all(|c| c.is_ascii_alphanumeric())
+                })
             })
         });
         let Ok(meta) = entry.metadata() else { continue };

@@ -129,6 +129,11 @@ mod tests {
         };
         let ours = temporary_prefix("d.npz");
         aged(&format!("{ours}Killed"));
+        // One named as versions before 2026-12-07 named them (`.tmp-NAME-HOST-`), this machine's.
+        let host = ours
+            .trim_start_matches(".tmp-d.npz-@")
+            .trim_end_matches('-');
+        aged(&format!(".tmp-d.npz-{host}-Older1"));
         // Not for this write to judge: another file's, even one whose name begins with this one's; another
         // machine's; one just made.
         let spared = [

@@ -1111,6 +1111,16 @@ mod tests {
         };
         // Logged at every batched step: none at 12 (4 transitions an env), at 15 the 6 due (steps 10..=15).
         assert_eq!((updates_at(12), updates_at(15)), (0, 6));
+        // No rate before the first update (a 0 would be averaged in with other runs' rates), and one after.
+        let rate_at = |step: u64| {
+            metrics
+                .lines()
+                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                .find(|row| row["step"] == step && row["phase"] == "online")
+                .unwrap()["updates_per_second"]
+                .clone()
+        };
+        assert!(rate_at(12).is_null() && rate_at(15).is_f64());
     }
 
     #[test]

@@ -100,9 +100,13 @@ impl Trainer<'_> {
             ("online_episodes", json!(self.state.online_episodes)),
             ("online_episode_success", json!(rate)),
             ("online_recent_success", json!(recent_rate)),
+            // Null before an env step, as in summary.json: a 0 would be averaged in with other runs' rates.
             (
                 "env_steps_per_second",
-                json!(self.state.online_step as f64 / self.state.env_seconds.max(1e-9)),
+                json!(
+                    (self.state.online_step > 0)
+                        .then(|| self.state.online_step as f64 / self.state.env_seconds.max(1e-9))
+                ),
             ),
         ];
         match last_metrics {
@@ -179,9 +183,13 @@ impl Trainer<'_> {
         row.insert("step".into(), json!(self.total_step()));
         row.insert("phase".into(), json!(phase));
         row.insert("updates".into(), json!(self.state.updates));
+        // Null before the first update (an online run before `start_training`), as in summary.json.
         row.insert(
             "updates_per_second".into(),
-            json!(self.state.updates as f64 / self.state.update_seconds.max(1e-9)),
+            json!(
+                (self.state.updates > 0)
+                    .then(|| self.state.updates as f64 / self.state.update_seconds.max(1e-9))
+            ),
         );
         row.insert("wall_seconds".into(), json!(self.wall_seconds()));
         for (k, v) in pairs {
