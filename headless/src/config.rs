@@ -253,6 +253,12 @@ impl TrainConfig {
     /// Reads a TOML file, or where no file has that name and it is a bare name, the shipped config of that name
     /// (see [`SHIPPED_CONFIGS`]); an unknown key is an error naming the key and the file.
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        Self::from_toml_file_as(path, None)
+    }
+
+    /// [`from_toml_file`](Self::from_toml_file) for a run of agent `agent` where one is given (`--agent`), whatever
+    /// the file's `kind`: the checks that depend on the kind judge the agent that will train.
+    pub fn from_toml_file_as(path: &Path, agent: Option<AgentKind>) -> anyhow::Result<Self> {
         if path.components().count() == 1 && !path.exists() {
             let Some(text) = path.to_str().and_then(shipped_config_text) else {
                 let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
@@ -266,7 +272,7 @@ impl TrainConfig {
                     names.join(", ")
                 );
             };
-            return Self::from_toml_str(text, &format!("{} (shipped)", path.display()));
+            return Self::from_toml_str_as(text, &format!("{} (shipped)", path.display()), agent);
         }
         let text = crate::files::read_regular_text(
             path,
@@ -284,15 +290,24 @@ impl TrainConfig {
             }
             (text, _) => text?,
         };
-        Self::from_toml_str(&text, &path.display().to_string())
+        Self::from_toml_str_as(&text, &path.display().to_string(), agent)
     }
 
     /// Reads TOML text and checks its values' ranges; errors name `source` (the file it came from).
     pub fn from_toml_str(text: &str, source: &str) -> anyhow::Result<Self> {
+        Self::from_toml_str_as(text, source, None)
+    }
+
+    /// [`from_toml_str`](Self::from_toml_str) for a run of agent `agent` where one is given.
+    fn from_toml_str_as(
+        text: &str,
+        source: &str,
+        agent: Option<AgentKind>,
+    ) -> anyhow::Result<Self> {
         let cfg: Self = toml::from_str(text).with_context(|| format!("config file {source}"))?;
         cfg.validate_counts()
             .and_then(|()| cfg.agent.validate_ranges().context("[agent]"))
-            .and_then(|()| check_variant_weight_written(text, &cfg.agent))
+            .and_then(|()| check_variant_weight_written(text, agent.unwrap_or(cfg.agent.kind)))
             .with_context(|| format!("config file {source}"))?;
         Ok(cfg)
     }
@@ -475,11 +490,11 @@ impl TrainConfig {
     }
 }
 
-/// Refuses a QAM-F or QAM-E config that writes its variant's weight as 0. Left out, the weight takes its working
-/// default (30, 0.1); written as 0 it would be taken for that default too, where the paper's table (its "bold
-/// zeros") means the plain QAM run, which is `kind = "qam"`.
-fn check_variant_weight_written(text: &str, agent: &AgentConfig) -> anyhow::Result<()> {
-    let (key, default) = match agent.kind {
+/// Refuses a QAM-F or QAM-E config (of agent `kind`, the file's or `--agent`'s) that writes its variant's weight as
+/// 0. Left out, the weight takes its working default (30, 0.1); written as 0 it would be taken for that default too,
+/// where the paper's table (its "bold zeros") means the plain QAM run, which is `kind = "qam"`.
+fn check_variant_weight_written(text: &str, kind: AgentKind) -> anyhow::Result<()> {
+    let (key, default) = match kind {
         AgentKind::QamF => ("fql_alpha", 30.0),
         AgentKind::QamE => ("edit_scale", 0.1),
         _ => return Ok(()),
@@ -493,7 +508,7 @@ fn check_variant_weight_written(text: &str, agent: &AgentConfig) -> anyhow::Resu
         bail!(
             "[agent] {key} = {value} with kind = \"{kind}\": {kind} with no {key} is plain QAM (the paper's zeros \
              for it): write kind = \"qam\" for that run, or give {key} above 0 (left out, it is {default})",
-            kind = agent.kind.as_str()
+            kind = kind.as_str()
         );
     }
     Ok(())
@@ -604,6 +619,10 @@ mod tests {
                         && err.contains("write kind = \"qam\""),
                     "{err}"
                 );
+                // Read for another agent (`--agent qam`), the weight is that agent's to ignore.
+                let path = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(path.path(), &text).unwrap();
+                TrainConfig::from_toml_file_as(path.path(), Some(AgentKind::Qam)).unwrap();
             }
         }
         // A kind named alone gets its weight's working default.

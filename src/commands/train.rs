@@ -108,7 +108,8 @@ impl TrainArgs {
     /// validated.
     pub fn resolve(&self) -> anyhow::Result<TrainConfig> {
         let mut cfg = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path)?,
+            // Judged as the agent that will train: `--agent qam` on a QAM-E file need not mend its edit_scale.
+            Some(path) => TrainConfig::from_toml_file_as(path, self.agent)?,
             None => TrainConfig::default(),
         };
         if let Some(v) = &self.task {
