@@ -170,6 +170,18 @@ mod tests {
                 (200.0, 101.0, Some((50.5, 151.5)))
             ]
         );
+        // The online phase's mean starts afresh (the runs train offline for 200 steps): its first points are not
+        // the offline agent's.
+        let rows =
+            [(100, 1.0), (200, 100.0), (300, 5.0), (400, 7.0)].map(|(step, v)| row(step, 0.0, v));
+        let both = fake_run_of(dir.path(), "both", AgentKind::Qam, 0, &[], &rows);
+        let plot = prepare(&PlotArgs {
+            smooth: 2,
+            ..metric_args("critic_loss", &[&both])
+        })
+        .unwrap();
+        let ys: Vec<f64> = points(&plot.chart.series[0]).iter().map(|p| p.1).collect();
+        assert_eq!(ys, [1.0, 50.5, 5.0, 6.0]);
         // Q values are drawn as they are.
         let plot = prepare(&metric_args("q_mean", &[&s0])).unwrap();
         assert_eq!(plot.chart.y_scale, YScale::Linear);

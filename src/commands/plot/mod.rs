@@ -60,8 +60,9 @@ pub struct PlotArgs {
     /// Draw each seed's own line too, thin, under its group's mean.
     #[arg(long)]
     pub seeds: bool,
-    /// Draw each point as the mean of the last N of its run (itself and the N-1 before it): metrics rows are one
-    /// batch's values each, so losses jump from row to row (default 1: as recorded).
+    /// Draw each point as the mean of the last N of its run (itself and the N-1 before it, of its phase: the
+    /// online phase's mean starts afresh): metrics rows are one batch's values each, so losses jump from row to
+    /// row (default 1: as recorded).
     #[arg(long, default_value_t = 1, value_parser = super::at_least_one::<usize>)]
     pub smooth: usize,
 }

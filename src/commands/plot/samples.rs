@@ -25,7 +25,11 @@ pub(super) fn drawable(
     let mut drawn = Vec::new();
     for run in runs {
         let (mut samples, mut said) = samples(&run, metric, x)?;
-        smooth(&mut samples, window);
+        // Each phase on its own: the online phase's first points are not its offline agent's.
+        let online_from = samples.partition_point(|s| s.step <= run.offline_steps);
+        let (offline, online) = samples.split_at_mut(online_from);
+        smooth(offline, window);
+        smooth(online, window);
         warnings.append(&mut said);
         if samples.is_empty() {
             let lacks = match metric {
