@@ -95,7 +95,11 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             let line = error_line(&err);
             qamlab_headless::stderr_line!("error: {line}");
-            if let Some(hint) = literal_tilde_hint(&line, std::env::args().skip(1)) {
+            // `args()` panics on an argument that is not UTF-8 (`x\xff.npz`): such a one cannot hold a `~` hint.
+            let args = std::env::args_os()
+                .skip(1)
+                .filter_map(|arg| arg.into_string().ok());
+            if let Some(hint) = literal_tilde_hint(&line, args) {
                 qamlab_headless::stderr_line!("hint: {hint}");
             }
             std::process::ExitCode::FAILURE
@@ -203,6 +207,10 @@ fn error_line(err: &anyhow::Error) -> String {
 /// `~`. Output paths are refused for this up front; an input path only fails to be found, and its error says no
 /// more than that.
 fn literal_tilde_hint(error: &str, args: impl Iterator<Item = String>) -> Option<String> {
+    // An error that explains the `~` itself (an output path's check) needs no hint repeating it.
+    if error.contains("literal `~`") || error.contains("literal ~") {
+        return None;
+    }
     args.filter_map(|arg| {
         let (flag, path) = match arg.split_once('=') {
             Some((flag, path)) if flag.starts_with("--") => (Some(flag.to_owned()), path.to_owned()),
@@ -727,6 +735,14 @@ mod tests {
         );
         assert_eq!(
             literal_tilde_hint("bad /root/d.npz", args(&["/root/d.npz"])),
+            None
+        );
+        // An error that explains the `~` itself is not repeated by a hint.
+        assert_eq!(
+            literal_tilde_hint(
+                "--out ~/c.png: the path begins with a literal `~`, which the shell did not expand",
+                args(&["plot", "r", "--out=~/c.png"])
+            ),
             None
         );
     }

@@ -492,7 +492,27 @@ fn a_dataset_s_command_pastes_into_a_shell_whatever_its_paths_hold() {
     );
     assert_eq!(value["rewards"]["max"], -1.0);
     assert_eq!(value["fits"]["task"], "cube-single");
+    assert_eq!(value["fits"]["ok"], true);
     assert_eq!(value["fits"]["notes"], serde_json::json!([]));
+    // A task it does not fit: the object says why, and the command still fails.
+    let out = qamlab(&[
+        "dataset",
+        again.to_str().unwrap(),
+        "--json",
+        "--task",
+        "cube-double",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (&value["fits"]["task"], &value["fits"]["ok"]),
+        (&"cube-double".into(), &false.into())
+    );
+    let error = value["fits"]["error"].as_str().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(error),
+        "{error}"
+    );
 }
 
 #[test]
@@ -1716,4 +1736,20 @@ fn plot_draws_bc_seeds_as_one_series_whatever_the_qam_weights_their_config_kept(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("drawn apart"), "{stderr}");
+}
+
+#[test]
+fn a_folder_named_like_a_shipped_config_does_not_hide_it() {
+    // A run made with `--out cpu-small` beside the user's later `--config cpu-small`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("cpu-small")).unwrap();
+    let here = common::run_ok(common::qamlab().current_dir(dir.path()).args([
+        "train",
+        "--print-config",
+        "--config",
+        "cpu-small",
+    ]));
+    let shipped =
+        common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
+    assert_eq!(here.stdout, shipped.stdout);
 }

@@ -756,6 +756,7 @@ fn a_run_is_self_contained_and_refuses_what_is_not_its_own() {
         "episodes": 2,
         "seed": 3,
         "video": null,
+        "video_error": null,
     });
     for (key, value) in expected.as_object().unwrap() {
         assert_eq!(&report[key], value, "{key} in {stdout}");

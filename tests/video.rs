@@ -194,6 +194,7 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
         .args(["--episodes", "1", "--envs", "1", "--device", "cpu"])
         .arg("--video")
         .arg(&missing)
+        .arg("--json")
         .env("WGPU_BACKEND", "vulkan")
         .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
         .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
@@ -213,6 +214,15 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
         "a panic shown to the user:\n{stderr}"
     );
     assert!(!missing.exists(), "a video was written with no renderer");
+    // `--json`: the evaluation stands, with why its video was not made.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(report["video"].is_null(), "{report}");
+    assert!(
+        report["video_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no render adapter")),
+        "{report}"
+    );
     eprintln!("whole test {:.1} s", start.elapsed().as_secs_f32());
 }
 

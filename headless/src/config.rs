@@ -259,7 +259,11 @@ impl TrainConfig {
     /// [`from_toml_file`](Self::from_toml_file) for a run of agent `agent` where one is given (`--agent`), whatever
     /// the file's `kind`: the checks that depend on the kind judge the agent that will train.
     pub fn from_toml_file_as(path: &Path, agent: Option<AgentKind>) -> anyhow::Result<Self> {
-        if path.components().count() == 1 && !path.exists() {
+        // A folder of that name (a run made with `--out cpu-small`) is no file: the shipped config is meant.
+        let shipped_name = path.components().count() == 1
+            && path.is_dir()
+            && path.to_str().and_then(shipped_config_text).is_some();
+        if path.components().count() == 1 && (!path.exists() || shipped_name) {
             let Some(text) = path.to_str().and_then(shipped_config_text) else {
                 let names: Vec<&str> = SHIPPED_CONFIGS.iter().map(|(name, _)| *name).collect();
                 let meant = path

@@ -26,8 +26,8 @@ pub struct AgentBenchArgs {
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// `paper` (B 256, 4x512, K 10, T 10, H 5) or `small` (B 64, 2x64, K 2), the CPU default
-    /// (the demo's own networks, 2x128: `--config cpu-small`).
+    /// `paper` (B 256, 4x512, K 10, T 10, H 5; the default on CUDA) or `small` (B 64, 2x64, K 2; the default on
+    /// the CPU) (the demo's own networks, 2x128: `--config cpu-small`).
     #[arg(long, value_parser = ["paper", "small"])]
     pub size: Option<String>,
     /// A `qamlab train` config file (or a shipped config's name, e.g. `cpu-small`) to measure
@@ -51,8 +51,9 @@ pub struct AgentBenchArgs {
     /// training does (on), or both (one row each, same run).
     #[arg(long, value_enum, default_value_t = Toggle::Both)]
     pub split_update: Toggle,
-    /// libtorch threads on the CPU (default: half the cores, as training uses; at most 1024).
-    #[arg(long, value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
+    /// libtorch threads on the CPU (default: half the cores, as training uses; at most 1024; `--cpu-threads` too,
+    /// as `train` names it).
+    #[arg(long, alias = "cpu-threads", value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
     pub threads: Option<usize>,
 }
 

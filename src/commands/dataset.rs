@@ -47,19 +47,27 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
     let fits = match task {
         Some(task) => {
             let spec = qamlab_sim::EnvSpec::of(&task.scene);
-            let fits = data.check_fits(&args.file, &task.scene, &spec)?;
-            let notes: Vec<String> = fits
-                .into_iter()
-                .chain(check_trains(&args.file, &data)?)
-                .collect();
-            Some((task.name, notes))
+            let checked = data
+                .check_fits(&args.file, &task.scene, &spec)
+                .and_then(|fits| Ok(fits.into_iter().chain(check_trains(&args.file, &data)?)));
+            Some((task.name, checked.map(Iterator::collect::<Vec<String>>)))
         }
         None => None,
     };
     if args.json {
-        qamlab_headless::stdout_line!("{}", to_json(&args.file, &data, &stats, fits.as_ref()))?;
-        return Ok(());
+        // A misfit is in the object too (a script reads why), and still the command's failure.
+        let verdict = fits.as_ref().map(|(task, checked)| {
+            (
+                task.as_str(),
+                checked.as_ref().map_err(|e| format!("{e:#}")),
+            )
+        });
+        qamlab_headless::stdout_line!("{}", to_json(&args.file, &data, &stats, verdict))?;
+        return fits.map_or(Ok(()), |(_, checked)| checked.map(|_| ()));
     }
+    let fits = fits
+        .map(|(task, checked)| checked.map(|notes| (task, notes)))
+        .transpose()?;
     match fits {
         Some((task, notes)) if notes.is_empty() => {
             qamlab_headless::stdout_line!("fits task {task}")?
@@ -208,12 +216,12 @@ fn describe(file: &std::path::Path, data: &Dataset, stats: &Stats, columns: bool
 }
 
 /// What `qamlab dataset --json` prints: the figures [`describe`] words, unrounded, and `fits`, the task checked
-/// with the notes of its check (`null` without `--task`).
+/// with whether the dataset fits it, the notes of its check or why not (`null` without `--task`).
 fn to_json(
     file: &std::path::Path,
     data: &Dataset,
     stats: &Stats,
-    fits: Option<&(String, Vec<String>)>,
+    fits: Option<(&str, Result<&Vec<String>, String>)>,
 ) -> serde_json::Value {
     let source = data.source.as_ref().map(|source| {
         serde_json::json!({
@@ -241,6 +249,9 @@ fn to_json(
         "episode_success_rate": share(stats.episodes_reaching_success, data.episodes),
         "rewards": rewards,
         "source": source,
-        "fits": fits.map(|(task, notes)| serde_json::json!({"task": task, "notes": notes})),
+        "fits": fits.map(|(task, checked)| match checked {
+            Ok(notes) => serde_json::json!({"task": task, "ok": true, "notes": notes, "error": null}),
+            Err(error) => serde_json::json!({"task": task, "ok": false, "notes": [], "error": error}),
+        }),
     })
 }

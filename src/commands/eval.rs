@@ -17,8 +17,8 @@ const VIDEO_SIZE: (u32, u32) = (480, 360);
 /// Flags of `qamlab eval`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
-    /// Run directory written by `qamlab train`.
-    #[arg(long)]
+    /// Run directory written by `qamlab train` (`--checkpoint` too, as `view` names it).
+    #[arg(long, alias = "checkpoint", value_parser = super::path_arg())]
     pub run: PathBuf,
     /// Evaluation episodes (at most 1000000).
     #[arg(long, default_value_t = 50,
@@ -38,7 +38,7 @@ pub struct EvalArgs {
     /// [default: RUN/eval.gif], or to numbered PNG frames when PATH is a directory (each episode's last frame
     /// repeated for a second, for assembling at 20 fps). Rendering is offscreen: no display is needed, but a Vulkan
     /// driver is (a GPU's, or mesa's software lavapipe).
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, value_parser = super::path_arg())]
     pub video: Option<Option<PathBuf>>,
     /// Episodes in the video, from the evaluation's first initial states (with `--envs 1` on the CPU, the video's
     /// first episode is the evaluation's first, step for step; at most 100).
@@ -50,8 +50,10 @@ pub struct EvalArgs {
           value_parser = super::count_up_to(100u32))]
     pub video_every: u32,
     /// Print one JSON object on stdout instead of the sentence: run_dir, checkpoint, step, total_steps (the step
-    /// the run ends at), finished (step is total_steps), updates, task, agent, episodes, envs (those the episodes were spread over), seed, successes, success_rate (unrounded),
-    /// interval (its 95% bounds), mean_return, and video (its path, or null without --video).
+    /// the run ends at), finished (step is total_steps), updates, task, agent, episodes, envs (those the episodes
+    /// were spread over), seed, successes, success_rate (unrounded), interval (its 95% bounds), mean_return, video
+    /// (its path, or null without --video) and video_error (why the video asked for was not made, which fails the
+    /// command, or null).
     #[arg(long)]
     pub json: bool,
     /// Render the video only, in this process (what `--video` runs in a child process).
@@ -168,6 +170,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         // Printed whatever became of the video (its error follows on stderr): the evaluation stands.
         let video = video_out.filter(|_| rendered.is_ok());
+        let video_error = rendered.as_ref().err().map(|e| format!("{e:#}"));
         let report = EvalReport {
             run: &args.run,
             checkpoint: &checkpoint,
@@ -179,6 +182,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             seed: args.seed,
             result: &result,
             video: video.as_ref().map(VideoOutput::path),
+            video_error,
         };
         qamlab_headless::stdout_line!("{}", report.to_json())?;
     }
@@ -209,6 +213,8 @@ struct EvalReport<'a> {
     seed: u64,
     result: &'a qamlab_headless::evaluate::EvalResult,
     video: Option<&'a std::path::Path>,
+    /// Why the video asked for was not made (the command fails too).
+    video_error: Option<String>,
 }
 
 impl EvalReport<'_> {
@@ -234,6 +240,7 @@ impl EvalReport<'_> {
             "interval": [low, high],
             "mean_return": result.mean_return,
             "video": self.video.map(super::absolute_text),
+            "video_error": self.video_error,
         })
     }
 }

@@ -36,7 +36,14 @@ where
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(Unparsed::Other(err));
+        // Rust's own words ("invalid digit found in string") name no cause a user would see.
+        return Err(Unparsed::Other(if s.is_empty() {
+            "expected a whole number, got nothing".to_string()
+        } else {
+            format!(
+                "expected a whole number in digits, not `{s}` (no 1e5, 20k, 100_000 or fraction)"
+            )
+        }));
     }
     if digits.chars().all(|c| c == '0') {
         return "0".parse::<T>().map_err(|e| Unparsed::Other(e.to_string()));
@@ -139,7 +146,9 @@ pub(crate) fn number_up_to(
     range: &'static str,
 ) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
     move |s| {
-        let v = s.parse::<f32>().map_err(|e| e.to_string())?;
+        let v = s
+            .parse::<f32>()
+            .map_err(|_| format!("expected a number (0.5, 1e-3), not `{s}`"))?;
         if !(v.is_finite() && (0.0..=max).contains(&v)) {
             return Err(format!("must be {range}"));
         }
@@ -226,14 +235,17 @@ mod tests {
         );
         assert_eq!(at_least_one::<u64>("-5"), Err("must be at least 1".into()));
         assert_eq!(non_negative::<u32>("-5"), Err("must be at least 0".into()));
-        // Text that is no whole number keeps the parser's own message.
-        for text in ["1.5", "ten", "", "-", "1e3"] {
+        // Text that is no whole number is said to be so, in the user's words rather than the parser's.
+        for text in ["1.5", "ten", "-", "1e3", "20k", "100_000"] {
             assert_eq!(
                 envs(text),
-                Err(text.parse::<usize>().unwrap_err().to_string()),
+                Err(format!(
+                    "expected a whole number in digits, not `{text}` (no 1e5, 20k, 100_000 or fraction)"
+                )),
                 "{text}"
             );
         }
+        assert_eq!(envs(""), Err("expected a whole number, got nothing".into()));
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub struct TrainArgs {
     #[arg(long, value_parser = super::switch_arg())]
     pub split_update: Option<bool>,
     /// On the CPU, libtorch's threads (default half the cores this process may use; at most 1024). Sums over many
-    /// values depend on the count: the run records it in its config.toml, and --resume keeps it.
-    #[arg(long, value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
+    /// values depend on the count: the run records it in its config.toml, and --resume keeps it (`--threads`
+    /// too, as `bench agent` names it).
+    #[arg(long, alias = "threads", value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
     pub cpu_threads: Option<usize>,
     /// Rewards that are not 0 become -1, in the dataset and online (the reference's --sparse; default false).
     #[arg(long, value_parser = super::switch_arg())]
@@ -232,23 +233,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         summary
     } else {
         let cfg = args.resolve()?;
-        let source = || match &args.config {
-            Some(path) => format!("the configuration ({} and the flags)", path.display()),
-            None => "the flags".to_string(),
+        // An error of a setting names the config file it may come from; of the flags alone, the setting says it.
+        let source = |err: anyhow::Error| match &args.config {
+            Some(path) => err.context(format!(
+                "the configuration ({} and the flags)",
+                path.display()
+            )),
+            None => err,
         };
         if args.print_config {
             // Printed only if it would train (the dataset aside, which a printed config may leave for later).
-            cfg.agent
-                .validate()
-                .context("[agent]")
-                .with_context(source)?;
+            cfg.agent.validate().context("[agent]").map_err(source)?;
             qamlab_tasks::load_task(&cfg.task)
                 .with_context(|| format!("task = {:?}", cfg.task))
-                .with_context(source)?;
+                .map_err(source)?;
             qamlab_headless::console::write_stdout_text(&cfg.to_toml()?)?;
             return Ok(());
         }
-        cfg.validate().with_context(source)?;
+        cfg.validate().map_err(source)?;
         if let Some(config) = &args.config {
             note_reused_run_config(config, &cfg);
         }
@@ -260,7 +262,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             progress: !args.quiet,
             observer: Some(super::interrupt::stop_on_interrupt()),
         })
-        .with_context(|| format!("training with {}", source()))?;
+        .map_err(|err| match &args.config {
+            Some(path) => err.context(format!(
+                "training with the configuration ({} and the flags)",
+                path.display()
+            )),
+            None => err,
+        })?;
         super::interrupt::check(&summary)?;
         summary
     };

@@ -106,9 +106,10 @@ pub struct ViewArgs {
     /// Simulation speed at start.
     #[arg(long, value_enum, default_value = "1x")]
     pub speed: Speed,
-    /// Seed of the envs (env i starts from seed + i) and of the random policy (at most 2^63-1).
-    #[arg(long, default_value_t = 0, value_parser = crate::commands::seed_arg)]
-    pub seed: u64,
+    /// Seed of the envs (env i starts from seed + i), of the random policy and of the --train run (at most 2^63-1)
+    /// [default: the --train --config file's seed, else 0].
+    #[arg(long, value_parser = crate::commands::seed_arg)]
+    pub seed: Option<u64>,
     /// Where the panel's "save checkpoint" writes the acting agent.
     #[arg(long, default_value = "view-checkpoint.safetensors")]
     pub save_to: PathBuf,
@@ -143,6 +144,24 @@ impl ViewArgs {
             return Ok(qamlab_headless::TrainConfig::from_toml_file(path)?.task);
         }
         Ok("cube-single".into())
+    }
+
+    /// The seed: `--seed`, else that of the `--train --config` file, else 0.
+    pub fn resolve_seed(&self) -> anyhow::Result<u64> {
+        if let Some(seed) = self.seed {
+            return Ok(seed);
+        }
+        if self.train
+            && let Some(path) = &self.training.config
+        {
+            return Ok(qamlab_headless::TrainConfig::from_toml_file(path)?.seed);
+        }
+        Ok(0)
+    }
+
+    /// The seed, once [`resolve_seed`](Self::resolve_seed) has set it.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
     }
 
     /// The task to show, once [`resolve_task`](Self::resolve_task) has set it.
@@ -183,6 +202,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         check_screenshot_path(path)?;
     }
     args.task = Some(args.resolve_task()?);
+    args.seed = Some(args.resolve_seed()?);
     // Read before the scene: a save while the window opens is then a change to reload.
     let seen = hot_reload::modified(std::path::Path::new(args.task_name()));
     // Its errors name the task or its file.
@@ -295,7 +315,7 @@ fn window_app(
     .insert_resource(policy)
     .add_plugins(ActingEnvsPlugins(SteppingPlugin {
         num_envs: usize::from(args.envs),
-        seed: args.seed,
+        seed: args.seed(),
         speed: args.speed,
         end_on_success: true,
     }))

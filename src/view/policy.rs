@@ -114,7 +114,7 @@ impl ActingPolicy {
                 spec.obs_dim,
                 spec.action_dim,
                 tch::Device::Cpu,
-                args.seed,
+                args.seed(),
             )
             .context("building the acting agent")?;
             Some(ActingAgent::new(
@@ -139,7 +139,7 @@ impl ActingPolicy {
             checkpoint,
             agent_unusable: None,
             oracle: Err("no envs yet".into()),
-            random: ChaCha8Rng::seed_from_u64(args.seed ^ 0x7A11_D0E5),
+            random: ChaCha8Rng::seed_from_u64(args.seed() ^ 0x7A11_D0E5),
             error: None,
             saved: None,
             fallback: None,

@@ -28,6 +28,7 @@ fn app(args: &[&str]) -> App {
 fn app_with_scene(args: &[&str], edit: impl FnOnce(&mut qamlab_sim::TaskScene)) -> App {
     let mut args = Cli::parse_from(std::iter::once("view").chain(args.iter().copied())).view;
     args.task = Some(args.resolve_task().unwrap());
+    args.seed = Some(args.resolve_seed().unwrap());
     let mut task = qamlab_tasks::load_task(args.task_name()).unwrap();
     edit(&mut task.scene);
     let spec = EnvSpec::of(&task.scene);
@@ -41,7 +42,7 @@ fn app_with_scene(args: &[&str], edit: impl FnOnce(&mut qamlab_sim::TaskScene)) 
         .insert_resource(ActingPolicy::from_args(&args, &spec).unwrap())
         .add_plugins(ActingEnvsPlugins(SteppingPlugin {
             num_envs: usize::from(args.envs),
-            seed: args.seed,
+            seed: args.seed(),
             speed: Speed::X1,
             end_on_success: true,
         }));
@@ -76,6 +77,27 @@ fn run_steps(app: &mut App, steps: u64) {
         app.world_mut().resource_mut::<SimClock>().single_steps = left as u32;
         app.update();
     }
+}
+
+#[test]
+fn a_training_window_takes_its_config_files_seed_unless_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("my.toml");
+    std::fs::write(&config, "seed = 5\n").unwrap();
+    let config = config.to_str().unwrap();
+    let view = |extra: &[&str]| {
+        let mut args = Cli::parse_from(
+            ["view", "--train", "--config", config]
+                .into_iter()
+                .chain(extra.iter().copied()),
+        )
+        .view;
+        args.seed = Some(args.resolve_seed().unwrap());
+        let seed = args.training.config(&args).unwrap().seed;
+        (args.seed(), seed)
+    };
+    assert_eq!(view(&[]), (5, 5));
+    assert_eq!(view(&["--seed", "3"]), (3, 3));
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub struct TrainFlags {
     #[arg(long, requires = "train")]
     pub config: Option<PathBuf>,
     /// Offline dataset (OGBench npz layout): trains offline on it first.
-    #[arg(long, requires = "train")]
+    #[arg(long, requires = "train", value_parser = crate::commands::path_arg())]
     pub dataset: Option<PathBuf>,
     /// Offline gradient steps [default: the config's with a dataset, else 0; at most 10^12].
     #[arg(long, requires = "train",
@@ -41,14 +41,15 @@ pub struct TrainFlags {
     #[arg(long, requires = "train",
           value_parser = crate::commands::at_most(qamlab_headless::limits::MAX_STEPS))]
     pub online_steps: Option<u64>,
-    /// Envs the trainer steps (its own, apart from the window's).
-    #[arg(long, requires = "train", value_parser = crate::commands::at_least_one::<usize>)]
+    /// Envs the trainer steps (its own, apart from the window's; at most 4096).
+    #[arg(long, requires = "train",
+          value_parser = crate::commands::count_up_to(qamlab_headless::limits::MAX_ENVS))]
     pub train_envs: Option<usize>,
     /// Device of the trainer: auto, cpu or cuda (the window acts on the CPU).
     #[arg(long, requires = "train")]
     pub device: Option<DeviceChoice>,
     /// Run directory [default: runs/view-TASK-UNIX_TIME].
-    #[arg(long, requires = "train")]
+    #[arg(long, requires = "train", value_parser = crate::commands::path_arg())]
     pub out: Option<PathBuf>,
 }
 
@@ -60,7 +61,7 @@ impl TrainFlags {
             None => TrainConfig::default(),
         };
         cfg.task = args.task_name().to_string();
-        cfg.seed = args.seed;
+        cfg.seed = args.seed();
         // As `qamlab train`: `kind = "qam-e"` alone means QAM-E at its working edit scale.
         cfg.agent.fill_variant_weight();
         if let Some(dataset) = &self.dataset {

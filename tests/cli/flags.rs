@@ -246,3 +246,21 @@ fn an_input_path_given_with_a_literal_tilde_is_told_why_it_was_not_found() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_argument_that_is_not_utf8_gets_its_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::qamlab()
+        .current_dir(dir.path())
+        .arg("dataset")
+        .arg(std::ffi::OsStr::from_bytes(b"x\xff.npz"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
