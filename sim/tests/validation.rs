@@ -1026,3 +1026,18 @@ fn text_that_is_not_utf8_is_placed_by_line_and_column() {
         "{err}"
     );
 }
+
+#[test]
+fn a_dataset_given_for_a_scene_is_named_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.npz");
+    std::fs::write(&path, b"PK\x03\x04\x14\x00\x00\x00\xff\xfe").unwrap();
+    let err = TaskScene::from_file(&path).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: cannot read task scene: a zip archive, as a dataset (.npz) is",
+            path.display()
+        )),
+        "{err}"
+    );
+}

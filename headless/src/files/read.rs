@@ -57,6 +57,49 @@ pub fn read_regular_text(
     what: &str,
     max_bytes: Option<u64>,
 ) -> anyhow::Result<String> {
-    String::from_utf8(read_regular_file(path, what, max_bytes)?)
+    let bytes = read_regular_file(path, what, max_bytes)?;
+    // The lab's own binary files, given where text was meant (`--config data.npz`): named for what they are.
+    let kind = if bytes.starts_with(b"PK\x03\x04") {
+        Some("a zip archive, as a dataset (.npz) is")
+    } else if bytes.starts_with(b"\x89PNG") {
+        Some("a PNG image, as a chart is")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        anyhow::bail!("reading {what} {}: it is {kind}, not text", path.display());
+    }
+    String::from_utf8(bytes)
         .with_context(|| format!("reading {what} {}: not UTF-8 text", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_regular_text;
+
+    #[test]
+    fn a_dataset_or_a_chart_given_for_a_text_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes, says) in [
+            (
+                "d.npz",
+                &b"PK\x03\x04rest"[..],
+                "it is a zip archive, as a dataset (.npz) is, not text",
+            ),
+            (
+                "c.png",
+                &b"\x89PNG\r\n"[..],
+                "it is a PNG image, as a chart is, not text",
+            ),
+            ("x.toml", &b"a = \xff"[..], "not UTF-8 text"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let err = format!(
+                "{:#}",
+                read_regular_text(&path, "config file", None).unwrap_err()
+            );
+            assert!(err.contains(says) && err.contains(name), "{err}");
+        }
+    }
 }

@@ -225,6 +225,16 @@ impl TaskScene {
             file: file.clone(),
             source,
         })?;
+        // A dataset given where its task was meant (`qamlab task d.npz`): named for what it is, not its encoding.
+        if bytes.starts_with(b"PK\x03\x04") {
+            return Err(SimError::Io {
+                file,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a zip archive, as a dataset (.npz) is, not a scene file (`*.scn.ron`)",
+                ),
+            });
+        }
         // Where the text stops being UTF-8, as a line and column (a file saved in another encoding, or damaged).
         String::from_utf8(bytes).map_err(|e| {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
