@@ -647,12 +647,17 @@ fn child_named(parent: u32, name: &str) -> Option<u32> {
         })
 }
 
-/// `qamlab view --train` under Xvfb, sent `signal` once training is under way; returns the exit status and the
-/// stderr, with the run directory, once the command ended. With `twice`, the signal comes twice, 20 ms apart.
-fn signalled_training_window(
+/// `qamlab view --train` under Xvfb (`xvfb-run`, the child returned), once training is under way and the window
+/// catches `signal`: with the run's folder (in the returned temporary one), qamlab's pid and when it started.
+fn training_window(
     signal: i32,
-    twice: bool,
-) -> (std::process::ExitStatus, String, tempfile::TempDir) {
+) -> (
+    std::process::Child,
+    PathBuf,
+    tempfile::TempDir,
+    u32,
+    Instant,
+) {
     assert!(on_path("xvfb-run").is_some(), "xvfb-run is not installed");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tiny.toml");
@@ -664,7 +669,6 @@ fn signalled_training_window(
     )
     .unwrap();
     let run = dir.path().join("run");
-    let _screen = virtual_screen();
     let mut child = common::default_sigint(&mut Command::new("xvfb-run"))
         .args(["-a", "-s", "-screen 0 1280x800x24"])
         .arg(env!("CARGO_BIN_EXE_qamlab"))
@@ -702,24 +706,80 @@ fn signalled_training_window(
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
-    if twice {
-        std::thread::sleep(Duration::from_millis(20));
-        // (it may have ended already)
-        unsafe { libc::kill(pid as i32, signal) };
-    }
+    (child, run, dir, pid, start)
+}
+
+/// Waits for the `xvfb-run` of [`training_window`] to end (`what` says what should have ended it); returns its
+/// exit status and stderr.
+fn window_ended(
+    mut child: std::process::Child,
+    start: Instant,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
         assert!(
             start.elapsed() < TIMEOUT,
-            "qamlab view did not stop on signal {signal}"
+            "qamlab view did not stop on {what}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
     let out = child.wait_with_output().unwrap();
-    (exit, String::from_utf8_lossy(&out.stderr).into_owned(), dir)
+    (exit, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `qamlab view --train` under Xvfb, sent `signal` once training is under way; returns the exit status and the
+/// stderr, with the run directory, once the command ended. With `twice`, the signal comes twice, 20 ms apart.
+fn signalled_training_window(
+    signal: i32,
+    twice: bool,
+) -> (std::process::ExitStatus, String, tempfile::TempDir) {
+    let _screen = virtual_screen();
+    let (child, _run, dir, pid, start) = training_window(signal);
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    if twice {
+        std::thread::sleep(Duration::from_millis(20));
+        // (it may have ended already)
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+    let (exit, stderr) = window_ended(child, start, &format!("signal {signal}"));
+    (exit, stderr, dir)
+}
+
+#[test]
+fn a_lost_display_stops_training_at_a_checkpoint() {
+    // The X server ends under the window (an `ssh -X` session dropped): Xlib ends the process from within, which
+    // tore libtorch down under the trainer, losing its steps since the last checkpoint (here: every step).
+    let _screen = virtual_screen();
+    let (mut child, run, _dir, pid, start) = training_window(libc::SIGTERM);
+    // The window's frames under way (an X server killed while the window is still being made leaves it waiting
+    // for ever instead; SIGTERM then stops it, below).
+    std::thread::sleep(Duration::from_secs(8));
+    let server = child_named(child.id(), "Xvfb").expect("xvfb-run's Xvfb");
+    assert_eq!(unsafe { libc::kill(server as i32, libc::SIGKILL) }, 0);
+    let lost = Instant::now();
+    while child.try_wait().unwrap().is_none() && lost.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ended_itself = child.try_wait().unwrap().is_some();
+    if !ended_itself {
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let (_exit, stderr) = window_ended(child, start, "the X server's end");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if ended_itself {
+        assert!(
+            stderr.contains("training stops at a checkpoint first"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        run.join("checkpoints/latest").exists(),
+        "no checkpoint in {}:\n{stderr}",
+        run.display()
+    );
 }
 
 /// The window closes on `signal` as its close button does: training stops at a checkpoint, and the command says how

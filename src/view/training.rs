@@ -123,6 +123,13 @@ impl TrainObserver for ViewObserver {
     }
 
     fn on_weights(&mut self, step: u64, agent: &Agent) {
+        // Once updates run, libtorch's lazily made state exists, and a handler registered now runs before its
+        // teardown at exit (handlers run last registered first).
+        static REGISTER: std::sync::Once = std::sync::Once::new();
+        // SAFETY: `checkpoint_before_exit` is an `extern "C" fn()` that does not unwind.
+        REGISTER.call_once(|| unsafe {
+            libc::atexit(checkpoint_before_exit);
+        });
         if self
             .last_weights
             .is_some_and(|t| t.elapsed() < WEIGHTS_EVERY)
@@ -147,6 +154,44 @@ impl TrainObserver for ViewObserver {
 
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The running trainer's stop flag and whether it has ended (its run checkpointed), for
+/// [`checkpoint_before_exit`].
+static TRAINER_AT_EXIT: std::sync::OnceLock<(Arc<AtomicBool>, Arc<AtomicBool>)> =
+    std::sync::OnceLock::new();
+
+/// How long an exit from within a library waits for the trainer's checkpoint.
+const CHECKPOINT_AT_EXIT: Duration = Duration::from_secs(120);
+
+/// Run at `exit()`, before libtorch is torn down: a library that ends the process from within (Xlib, when the
+/// display is lost: the X server ended, an `ssh -X` session dropped) would otherwise end training under its feet,
+/// losing the steps since its last checkpoint, with a libtorch panic trace. The trainer is asked to stop, and its
+/// checkpoint waited for (a window closed as usual has joined it already).
+extern "C" fn checkpoint_before_exit() {
+    let Some((stop, ended)) = TRAINER_AT_EXIT.get() else {
+        return;
+    };
+    if ended.load(Ordering::SeqCst) {
+        return;
+    }
+    stop.store(true, Ordering::SeqCst);
+    qamlab_headless::stderr_line!(
+        "view: the process is ending from within (the display lost?): training stops at a checkpoint first"
+    );
+    let start = Instant::now();
+    while !ended.load(Ordering::SeqCst) && start.elapsed() < CHECKPOINT_AT_EXIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -215,15 +260,21 @@ pub fn start(
         progress: false,
         observer: Some(Box::new(observer)),
     };
+    let ended = Arc::new(AtomicBool::new(false));
+    // One trainer a process: a second (tests) is not waited for at exit.
+    let _ = TRAINER_AT_EXIT.set((stop.clone(), ended.clone()));
     let thread = std::thread::Builder::new()
         .name("qamlab-train".into())
         .spawn(move || {
+            // Said however training ends, a panic too: an exit must not wait for it then.
+            let ended_guard = SetOnDrop(ended);
             let result = qamlab_headless::train(options)
                 .map(Box::new)
                 .map_err(|e| format!("{e:#}"));
-            let ended = result.as_ref().map(|_| ()).map_err(Clone::clone);
+            drop(ended_guard);
+            let done = result.as_ref().map(|_| ()).map_err(Clone::clone);
             let _ = events.send(TrainEvent::Finished(result));
-            ended
+            done
         })
         .context("starting the training thread")?;
     qamlab_headless::stderr_line!("{}", training_into(&out));
