@@ -194,7 +194,18 @@ impl RunDir {
             "the config file",
             Some(crate::limits::MAX_CONFIG_BYTES),
         )
-        .with_context(|| format!("{} is not a run directory", self.root.display()))?;
+        .with_context(|| {
+            // A folder inside a run (`RUN/checkpoints/step-N`): the run is named.
+            let inside = self
+                .root
+                .ancestors()
+                .skip(1)
+                .find(|dir| dir.join("config.toml").is_file() && dir.join("checkpoints").is_dir())
+                .map_or_else(String::new, |run| {
+                    format!(" (it is inside the run {}: give that)", run.display())
+                });
+            format!("{} is not a run directory{inside}", self.root.display())
+        })?;
         let mut cfg = TrainConfig::from_toml_str(&text, &path.display().to_string())?;
         check_config_is_whole(&text, &path)?;
         let scene = self.task_scene();
@@ -454,6 +465,20 @@ mod tests {
         );
         let err = read("agent.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{}");
         assert!(err.contains("it looks like a safetensors file"), "{err}");
+        // A checkpoint's folder inside a run: the run is named.
+        let run = dir.path().join("run");
+        let step = run.join("checkpoints/step-20");
+        std::fs::create_dir_all(&step).unwrap();
+        std::fs::write(run.join("config.toml"), "").unwrap();
+        let err = format!("{:#}", RunDir::new(&step).read_config().unwrap_err());
+        assert!(
+            err.starts_with(&format!(
+                "{} is not a run directory (it is inside the run {}: give that)",
+                step.display(),
+                run.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]
