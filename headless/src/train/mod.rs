@@ -1072,15 +1072,7 @@ mod tests {
         // per step from start_training on; and it need not wait for the first episodes to end (online step 36).
         let dir = tempfile::tempdir().unwrap();
         let scene = dir.path().join("short.scn.ron");
-        let text = std::fs::read_to_string(
-            // At run time: a test binary from a shared target directory may come from another checkout.
-            Path::new(
-                &std::env::var_os("CARGO_MANIFEST_DIR")
-                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
-            )
-            .join("../assets/tasks/cube-single.scn.ron"),
-        )
-        .unwrap();
+        let text = asset_text("tasks/cube-single.scn.ron");
         std::fs::write(
             &scene,
             text.replacen("episode_length: 200", "episode_length: 12", 1),
@@ -1100,26 +1092,18 @@ mod tests {
         assert_eq!(config.agent.horizon_length, 5);
         assert_eq!(summary.updates, 60 - config.start_training + 1);
         let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
-        let updates_at = |step: u64| {
+        let row_at = |step: u64| {
             metrics
                 .lines()
                 .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
                 .find(|row| row["step"] == step && row["phase"] == "online")
-                .unwrap_or_else(|| panic!("no online row at step {step}:\n{metrics}"))["updates"]
-                .as_u64()
-                .unwrap()
+                .unwrap_or_else(|| panic!("no online row at step {step}:\n{metrics}"))
         };
+        let updates_at = |step: u64| row_at(step)["updates"].as_u64().unwrap();
         // Logged at every batched step: none at 12 (4 transitions an env), at 15 the 6 due (steps 10..=15).
         assert_eq!((updates_at(12), updates_at(15)), (0, 6));
         // No rate before the first update (a 0 would be averaged in with other runs' rates), and one after.
-        let rate_at = |step: u64| {
-            metrics
-                .lines()
-                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-                .find(|row| row["step"] == step && row["phase"] == "online")
-                .unwrap()["updates_per_second"]
-                .clone()
-        };
+        let rate_at = |step: u64| row_at(step)["updates_per_second"].clone();
         assert!(rate_at(12).is_null() && rate_at(15).is_f64());
     }
 
@@ -1128,14 +1112,7 @@ mod tests {
         // A save between loading the task and copying it must not give the run a copy other than what it trains.
         let dir = tempfile::tempdir().unwrap();
         let scene = dir.path().join("pendulum.scn.ron");
-        let text = std::fs::read_to_string(
-            Path::new(
-                &std::env::var_os("CARGO_MANIFEST_DIR")
-                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
-            )
-            .join("../assets/tasks/examples/pendulum.scn.ron"),
-        )
-        .unwrap();
+        let text = asset_text("tasks/examples/pendulum.scn.ron");
         std::fs::write(&scene, &text).unwrap();
         let mut config = tiny(20, 1);
         config.task = scene.display().to_string();
@@ -1144,6 +1121,14 @@ mod tests {
         let run = RunDir::new(dir.path().join("run"));
         Trainer::start(&config, &run, &task, Device::Cpu, false, false).unwrap();
         assert_eq!(std::fs::read_to_string(run.task_scene()).unwrap(), text);
+    }
+
+    /// The text of `assets/PATH`, read at run time: a test binary from a shared target directory may come from
+    /// another checkout.
+    fn asset_text(path: &str) -> String {
+        let root = std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR for tests");
+        std::fs::read_to_string(Path::new(&root).join("../assets").join(path)).unwrap()
     }
 
     /// Options of a new run of `config` into `out`, unwatched.
@@ -1187,14 +1172,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A pendulum whose goal is wide enough to be reached in some episodes, at steps the policy's draws decide.
         let scene = dir.path().join("pendulum.scn.ron");
-        let text = std::fs::read_to_string(
-            Path::new(
-                &std::env::var_os("CARGO_MANIFEST_DIR")
-                    .expect("cargo sets CARGO_MANIFEST_DIR for tests"),
-            )
-            .join("../assets/tasks/examples/pendulum.scn.ron"),
-        )
-        .unwrap();
+        let text = asset_text("tasks/examples/pendulum.scn.ron");
         std::fs::write(
             &scene,
             text.replacen("tolerance: 0.1)", "tolerance: 0.45)", 1),
