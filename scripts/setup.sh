@@ -9,10 +9,10 @@ torch_version="2.11.0"
 qamlab_home="${QAMLAB_HOME:-$HOME/.cache/qamlab}"
 venv="${QAMLAB_VENV:-$qamlab_home/torch-$torch_version-venv}"
 
-# Debian packages the build and the tests need: a C++ compiler for the CUDA graph shim, software Vulkan + Xvfb for
-# the window, and the X11 client libraries winit loads at run time (no -dev packages: it opens them with dlopen).
-# The plots' font is built in: no font packages.
-packages=(g++ xvfb xauth mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0)
+# Debian packages the build and the tests need: Python's venv for the torch wheel, a C++ compiler for the CUDA graph
+# shim, software Vulkan + Xvfb for the window, and the X11 client libraries winit loads at run time (no -dev
+# packages: it opens them with dlopen). The plots' font is built in: no font packages.
+packages=(python3 python3-venv g++ xvfb xauth mesa-vulkan-drivers libvulkan1 libx11-6 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
