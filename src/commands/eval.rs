@@ -108,45 +108,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let total_steps = qamlab_headless::train::total_steps(&cfg);
     let step = checkpoint_step(&checkpoint);
     if let Some(step) = step.filter(|&s| s < total_steps) {
-        // A rate of an agent part-way through its run is no figure of the run: comparisons must not take it for one.
-        // Another machine's lock may not show here (NFS with local locks): a run that looks stopped may train there.
-        let why = if run.in_use() {
-            "the run is training still".to_string()
-        } else {
-            format!(
-                "the run stopped early, or trains on another machine; `qamlab train --resume {}` finishes a stopped \
-                 one",
-                qamlab_headless::shell::quote_path(&args.run)
-            )
-        };
-        qamlab_headless::stderr_line!(
-            "note: {} is step {step} of the run's {total_steps}: not the finished agent ({why})",
-            checkpoint.display()
-        );
+        note_part_way(&run, &args.run, &checkpoint, step, total_steps);
     }
-    // Where no bar shows (a log), a line now and then: an evaluation of many episodes takes minutes.
-    let log = std::cell::RefCell::new(qamlab_headless::console::LogProgress::new(true));
-    let started = std::time::Instant::now();
-    let report = |done: usize| {
-        if log.borrow_mut().due() {
-            qamlab_headless::stderr_line!(
-                "eval: {done} of {} episodes, {:.0} s in",
-                args.episodes,
-                started.elapsed().as_secs_f64()
-            );
-        }
-        false
-    };
-    let result = qamlab_headless::evaluate::evaluate_unless_stopped(
-        &mut agent,
-        &task.scene,
-        args.episodes,
-        args.envs,
-        args.seed,
-        &report,
-    )
-    .with_context(|| format!("evaluating task {}", cfg.task))?
-    .context("the evaluation stopped before its end")?;
+    let result = evaluate_logging_progress(&args, &mut agent, &task.scene)
+        .with_context(|| format!("evaluating task {}", cfg.task))?;
     if !args.json {
         let (low, high) = result.interval();
         qamlab_headless::stdout_line!(
@@ -187,6 +152,60 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         qamlab_headless::stdout_line!("{}", report.to_json())?;
     }
     rendered
+}
+
+/// Says that `checkpoint`, the one evaluated, is `step` of a run of `total_steps`: a rate of an agent part-way
+/// through its run is no figure of the run, which comparisons must not take it for.
+fn note_part_way(
+    run: &RunDir,
+    run_arg: &std::path::Path,
+    checkpoint: &std::path::Path,
+    step: u64,
+    total_steps: u64,
+) {
+    // Another machine's lock may not show here (NFS with local locks): a run that looks stopped may train there.
+    let why = if run.in_use() {
+        "the run is training still".to_string()
+    } else {
+        format!(
+            "the run stopped early, or trains on another machine; `qamlab train --resume {}` finishes a stopped one",
+            qamlab_headless::shell::quote_path(run_arg)
+        )
+    };
+    qamlab_headless::stderr_line!(
+        "note: {} is step {step} of the run's {total_steps}: not the finished agent ({why})",
+        checkpoint.display()
+    );
+}
+
+/// The evaluation `args` ask for, with a line of its progress every so often where no bar shows (a log): one of
+/// many episodes takes minutes.
+fn evaluate_logging_progress(
+    args: &EvalArgs,
+    agent: &mut qamlab_agent::Agent,
+    scene: &qamlab_sim::TaskScene,
+) -> anyhow::Result<qamlab_headless::evaluate::EvalResult> {
+    let log = std::cell::RefCell::new(qamlab_headless::console::LogProgress::new(true));
+    let started = std::time::Instant::now();
+    let report = |done: usize| {
+        if log.borrow_mut().due() {
+            qamlab_headless::stderr_line!(
+                "eval: {done} of {} episodes, {:.0} s in",
+                args.episodes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        false
+    };
+    qamlab_headless::evaluate::evaluate_unless_stopped(
+        agent,
+        scene,
+        args.episodes,
+        args.envs,
+        args.seed,
+        &report,
+    )?
+    .context("the evaluation stopped before its end")
 }
 
 /// The run's step (offline and online steps) a checkpoint `step-N` was taken at.
