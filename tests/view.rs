@@ -259,6 +259,11 @@ fn pendulum_scene(dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
 
 /// Pixels of the panel (the first 340 columns) in the pure yellow of its notes and warnings.
 fn yellow_in_panel(png: &Path) -> usize {
+    yellow_rows_in_panel(png).len()
+}
+
+/// The row of each pixel of the panel in the pure yellow of its notes and warnings.
+fn yellow_rows_in_panel(png: &Path) -> Vec<u32> {
     let image = image::open(png).expect("reading the screenshot").to_rgb8();
     image
         .enumerate_pixels()
@@ -266,7 +271,8 @@ fn yellow_in_panel(png: &Path) -> usize {
             let (hue, saturation, value) = hsv(p.0);
             *x < 340 && (50.0..=70.0).contains(&hue) && saturation > 0.8 && value > 0.8
         })
-        .count()
+        .map(|(_, y, _)| y)
+        .collect()
 }
 
 #[test]
@@ -282,11 +288,16 @@ fn the_panel_lists_the_warnings_of_the_scene() {
         stderr.contains("warning: gravity is (0, 0, 9.81): it points up"),
         "{stderr}"
     );
-    let yellow = yellow_in_panel(&png);
+    let yellow = yellow_rows_in_panel(&png);
     assert!(
-        yellow > 200,
-        "{yellow} yellow pixels in the panel: its warning is not shown"
+        yellow.len() > 200,
+        "{} yellow pixels in the panel: its warning is not shown",
+        yellow.len()
     );
+    // Near the top, by the other notes, above the curves (under them, the keys at the panel's foot could push it
+    // out of sight): the first curve starts some 250 pixels down.
+    let lowest = yellow.iter().max().unwrap();
+    assert!(*lowest < 230, "the warning shows as low as row {lowest}");
     // The scene as shipped has no warning, and no yellow.
     let scene = pendulum_scene(dir.path(), str::to_string);
     let args = ["--task", scene.to_str().unwrap(), "--envs", "1"];

@@ -2,7 +2,8 @@
 //! task replaces the envs and starts the window's episode counts afresh (they are then of the version on screen);
 //! one that does not load leaves the last good version running and its error in the panel. While the window
 //! trains (`--train`), the envs keep the task the run trains (its copy of the file, once the run has written it),
-//! and the panel says that the file changed.
+//! and the panel says that the file changed. A run's own copy of its task (watched with `--checkpoint RUN` alone)
+//! is checked as the run checks it, and the panel says when an edit has broken the run.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -58,6 +59,11 @@ pub struct HotReload {
     pub held_note: Option<String>,
     /// Whether the terminal was told of a version held back (it is told once).
     told: bool,
+    /// The run whose own copy of its task the watched file is (`--checkpoint RUN` alone), if it is one: an edit
+    /// shows in the window, but breaks the run, whose eval and `--resume` refuse an edited copy.
+    pub run_copy: Option<PathBuf>,
+    /// Why the run refuses its copy as the file now stands (edited since the run started), if it does.
+    pub run_copy_edited: Option<String>,
 }
 
 /// Watches the task's scene file and reloads it on change. Its fields are what the window knew of the scene as
@@ -101,7 +107,11 @@ fn start_watch(
         Some(TrainingStatus::Running(run)) => Some(run.clone()),
         _ => None,
     };
+    let run_copy = task.watch.as_deref().and_then(run_of_copy);
+    let run_copy_edited = run_copy.as_deref().and_then(copy_refused);
     commands.insert_resource(HotReload {
+        run_copy,
+        run_copy_edited,
         path: task.watch.clone(),
         seen: first.seen,
         builtin: first.builtin,
@@ -115,6 +125,22 @@ fn start_watch(
         held_note: None,
         told: false,
     });
+}
+
+/// The run directory whose own copy of its task `file` is (`RUN/task.scn.ron`, beside the run's config), if any.
+fn run_of_copy(file: &Path) -> Option<PathBuf> {
+    let dir = file.parent()?;
+    let run = RunDir::new(dir);
+    (run.task_scene().file_name() == file.file_name() && run.config().is_file())
+        .then(|| dir.to_path_buf())
+}
+
+/// Why `run` refuses its copy of its task as it now stands (eval and `--resume` check it so), if it does.
+fn copy_refused(run: &Path) -> Option<String> {
+    RunDir::new(run)
+        .read_config()
+        .err()
+        .map(|e| format!("{e:#}"))
 }
 
 /// The modification time of `path`, if it can be read.
@@ -220,6 +246,10 @@ fn reload_changed_scene(
         return;
     }
     watch.seen = now;
+    // A run's own copy: shown as any file is, and checked as the run checks it.
+    if let Some(run) = watch.run_copy.clone() {
+        watch.run_copy_edited = copy_refused(&run);
+    }
     let (scene, text) = match read_scene(&path) {
         Ok(read) => read,
         Err(err) => {
@@ -456,6 +486,48 @@ mod tests {
         assert!(stats.recent.is_empty() && stats.curve.points().is_empty());
         let previous = stats.previous.expect("the old version's counts are kept");
         assert_eq!((previous.episodes, previous.successes), (7, 2));
+    }
+
+    #[test]
+    fn an_edit_of_a_runs_own_copy_of_its_task_is_shown_and_said_to_break_the_run() {
+        // `--checkpoint RUN` alone watches RUN/task.scn.ron, which the run's eval and --resume check.
+        let dir = tempfile::tempdir().unwrap();
+        let original = pendulum_file(dir.path(), |t| with_tolerance(t, "0.08"));
+        let text = std::fs::read_to_string(&original).unwrap();
+        let run = RunDir::new(dir.path().join("run"));
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        let config = qamlab_headless::TrainConfig {
+            task: original.display().to_string(),
+            ..Default::default()
+        };
+        run.write_config(&config).unwrap();
+        run.write_task_scene(text.as_bytes()).unwrap();
+        let copy = run.task_scene();
+        let mut app = watching(&copy, None);
+        let watch = app.world().resource::<HotReload>();
+        assert_eq!(
+            watch.run_copy.as_deref(),
+            Some(dir.path().join("run").as_path())
+        );
+        assert_eq!(watch.run_copy_edited, None);
+        // Edited: the window shows the edit, and says the run now refuses its copy.
+        save(&copy, &with_tolerance(&text, "0.3"));
+        poll(&mut app);
+        assert_eq!(tolerance(&app), 0.3);
+        let watch = app.world().resource::<HotReload>();
+        let why = watch.run_copy_edited.as_deref().expect("the edit is said");
+        assert!(why.contains("was edited after the run started"), "{why}");
+        // Restored, the run takes it again.
+        save(&copy, &text);
+        poll(&mut app);
+        assert_eq!(app.world().resource::<HotReload>().run_copy_edited, None);
+        // Any other file is no run's copy, nor is a task.scn.ron outside a run.
+        let mut other = watching(&original, None);
+        poll(&mut other);
+        assert_eq!(other.world().resource::<HotReload>().run_copy, None);
+        let loose = dir.path().join("task.scn.ron");
+        std::fs::write(&loose, &text).unwrap();
+        assert_eq!(run_of_copy(&loose), None);
     }
 
     #[test]

@@ -287,6 +287,11 @@ fn window_app(
         .checkpoint
         .as_deref()
         .and_then(training::run_of_checkpoint);
+    // What the run takes, for the panel's training line (the config read as the trainer read it, checked already).
+    let plan = training_link.as_ref().and_then(|link| {
+        let config = args.training.config(args).ok()?;
+        Some(panel::TrainingPlan::new(link.out.clone(), &config))
+    });
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -332,6 +337,9 @@ fn window_app(
             recorded,
         },
     ));
+    if let Some(plan) = plan {
+        app.insert_resource(plan);
+    }
     if let Some(path) = &args.screenshot {
         app.add_plugins(ScreenshotPlugin {
             path: path.clone(),

@@ -1,7 +1,7 @@
 //! The egui side panel (curves, counters, controls) and the keyboard shortcuts. Buttons and keys only send
 //! [`ViewCommand`]s; the plugin that owns the state applies them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bevy::asset::AssetEventSystems;
 use bevy::camera::CameraOutputMode;
@@ -23,7 +23,7 @@ use super::camera::OrbitCamera;
 use super::hot_reload::HotReload;
 use super::policy::{ActingPolicy, EpisodeStats, PolicyKind, ROLLING, SavePath, VersionTally};
 use super::render_sync::ShownEnvs;
-use super::stepping::{EnvEntities, SimClock, Speed, SteppingSet};
+use super::stepping::{EnvEntities, SimClock, Speed, SteppingSet, StepsPerSecond};
 use super::training::{TrainingCurves, TrainingStatus};
 
 /// What the panel and the keys ask for.
@@ -62,6 +62,31 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("right drag", "pan"),
     ("wheel", "zoom"),
 ];
+
+/// What `--train` runs, for the panel's training line: into `out` (as given: the summary's path is made absolute),
+/// `offline` gradient steps, then `online` env steps (the config's, rounded up to whole batches of the trainer's
+/// envs, as the run counts them).
+#[derive(Resource, Debug, Clone, PartialEq, Eq)]
+pub struct TrainingPlan {
+    /// The run directory, as the window named it when training started.
+    pub out: PathBuf,
+    /// Offline gradient steps.
+    pub offline: u64,
+    /// Online env steps.
+    pub online: u64,
+}
+
+impl TrainingPlan {
+    /// The steps a run of `config` into `out` takes.
+    pub fn new(out: PathBuf, config: &qamlab_headless::TrainConfig) -> Self {
+        let total = qamlab_headless::train::total_steps(config);
+        Self {
+            out,
+            offline: config.offline_steps,
+            online: total - config.offline_steps,
+        }
+    }
+}
 
 /// The side panel and the keyboard shortcuts.
 pub struct PanelPlugin {
@@ -177,6 +202,7 @@ struct PanelState<'w> {
     curves: Res<'w, TrainingCurves>,
     reload: Option<Res<'w, HotReload>>,
     save_path: Res<'w, SavePath>,
+    plan: Option<Res<'w, TrainingPlan>>,
 }
 
 /// Draws the panel and fits the 3D camera's viewport to the rest of the window.
@@ -195,9 +221,7 @@ fn side_panel(
             .layer_id(egui::LayerId::background())
             .max_rect(ctx.viewport_rect()),
     );
-    let width = egui::Panel::left("controls")
-        .resizable(true)
-        .default_size(340.0)
+    let width = controls_panel()
         .show(&mut root, |ui| {
             // The keys stay at the panel's foot, in view whatever the curves above them take.
             egui::Panel::bottom("shortcuts")
@@ -237,6 +261,17 @@ fn side_panel(
     Ok(())
 }
 
+/// The panel's width: the 3D view's grid is spaced for a view beside it (see `layout`).
+pub const PANEL_WIDTH: f32 = 340.0;
+
+/// The panel, [`PANEL_WIDTH`] wide whatever the window went through: resizable, it kept the width a small window
+/// had squeezed it to once the window grew again.
+fn controls_panel() -> egui::Panel {
+    egui::Panel::left("controls")
+        .resizable(false)
+        .exact_size(PANEL_WIDTH)
+}
+
 /// The tallest a curve is drawn, and the least: in between, the curves share what height the rest of the panel
 /// leaves them, so that a window of the usual heights shows the whole panel without scrolling.
 const PLOT_HEIGHTS: (f32, f32) = (64.0, 110.0);
@@ -269,30 +304,39 @@ fn panel_contents(
         s.entities.0.len(),
         s.shown.grid,
         s.clock.steps,
-        s.clock.steps_per_second,
+        s.clock.steps_per_second(s.task.scene.settings.control_dt),
     ));
     ui.separator();
     stepping_section(ui, &s.clock, &s.shown, s.entities.0.len(), commands);
     policy_section(ui, &s.policy, &s.save_path, commands);
     ui.separator();
-    episodes_section(ui, &s.stats, plot_height);
-    ui.separator();
-    training_section(ui, &s.curves, plot_height);
-    ui.separator();
+    // The scene file's notes, errors and warnings by the other notes, above the curves: at the foot of the panel
+    // the keys would push them out of sight.
     if let Some(reload) = &s.reload {
         scene_file_section(ui, reload);
+        ui.separator();
     }
+    episodes_section(ui, &s.stats, plot_height);
+    ui.separator();
+    training_section(ui, &s.curves, s.plan.as_deref(), plot_height);
 }
 
 /// The line under the heading: the envs, which of them the 3D view shows (the counts below are of them all), the
-/// control step and the rate of steps.
-fn status_line(envs: usize, grid: bool, steps: u64, steps_per_second: f32) -> String {
+/// control step and the rate of steps (or that the clock is paused).
+fn status_line(envs: usize, grid: bool, steps: u64, rate: StepsPerSecond) -> String {
     let envs = match (envs, grid) {
         (1, _) => "1 env".to_string(),
         (n, true) => format!("{n} envs"),
         (n, false) => format!("{n} envs (env 0 shown)"),
     };
-    format!("{envs}, step {steps} ({steps_per_second:.0} steps/s)")
+    let rate = match rate {
+        StepsPerSecond::Paused => "paused".to_string(),
+        StepsPerSecond::Measuring => "measuring steps/s".to_string(),
+        StepsPerSecond::Nominal(rate) | StepsPerSecond::Measured(rate) => {
+            format!("{rate:.0} steps/s")
+        }
+    };
+    format!("{envs}, step {steps} ({rate})")
 }
 
 /// Pause, step, reset, one env or the grid, and the speed.
@@ -372,7 +416,11 @@ fn policy_section(
             if ui.button("Save checkpoint").clicked() {
                 commands.write(ViewCommand::SaveCheckpoint);
             }
-            ui.label(RichText::new(save_path.0.display().to_string()).weak());
+            // Cut to the panel's width (its whole path on hover): a row wider than the panel would widen the
+            // curves under it past the panel's edge.
+            let path = save_path.0.display().to_string();
+            ui.add(egui::Label::new(RichText::new(&path).weak()).truncate())
+                .on_hover_text(path);
         });
         match &policy.saved {
             Some(Ok(path)) => {
@@ -450,7 +498,12 @@ fn previous_version_line(previous: &VersionTally) -> Option<String> {
 }
 
 /// The training run's status, and its evaluation and loss curves (the policy section names the weights acting).
-fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves, plot_height: f32) {
+fn training_section(
+    ui: &mut egui::Ui,
+    curves: &TrainingCurves,
+    plan: Option<&TrainingPlan>,
+    plot_height: f32,
+) {
     match &curves.status {
         TrainingStatus::Off => {
             ui.label(RichText::new("training curves appear with --train").weak());
@@ -459,21 +512,19 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves, plot_height: f32
             ui.label(format!("curves recorded by {}", run.display()));
         }
         TrainingStatus::Running(out) => {
-            ui.label(format!(
-                "training: step {} -> {}",
-                curves.step,
-                out.display()
-            ));
+            ui.label(training_line(curves.step, plan, out));
         }
         TrainingStatus::Finished(summary) => {
             let rate = summary
                 .online_success
                 .or(summary.offline_success)
                 .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r));
+            // The run named as while it ran (the summary's own path is absolute, two or three lines of the panel).
+            let out = plan.map_or(&summary.run_dir, |plan| &plan.out);
             ui.label(format!(
                 "training finished: {} updates, success {rate} -> {}",
                 summary.updates,
-                summary.run_dir.display()
+                out.display()
             ));
         }
         TrainingStatus::Failed(err) => {
@@ -526,6 +577,34 @@ fn training_section(ui: &mut egui::Ui, curves: &TrainingCurves, plot_height: f32
     }
 }
 
+/// The line of a training at `step` into `out`: its phase, how far it is through it, and what follows (the step
+/// alone where the plan is unknown).
+fn training_line(step: u64, plan: Option<&TrainingPlan>, out: &Path) -> String {
+    let out = out.display();
+    let Some(&TrainingPlan {
+        offline, online, ..
+    }) = plan
+    else {
+        return format!("training: step {step} -> {out}");
+    };
+    if offline > 0 && (step < offline || online == 0) {
+        let then = if online > 0 {
+            format!(", then {online} online")
+        } else {
+            String::new()
+        };
+        format!("training: offline {step}/{offline}{then} -> {out}")
+    } else {
+        let after = if offline > 0 {
+            format!(" (after {offline} offline)")
+        } else {
+            String::new()
+        };
+        let done = step.saturating_sub(offline);
+        format!("training: online {done}/{online}{after} -> {out}")
+    }
+}
+
 /// The watched scene file (its name; its path on hover), its reload count, a change not shown while the window
 /// trains, the last reload's error, and the warnings of the scene the envs run.
 fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
@@ -543,6 +622,17 @@ fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
         }
         None => {
             ui.label(RichText::new("built-in scene: no file to watch").weak());
+        }
+    }
+    if reload.run_copy.is_some() {
+        match &reload.run_copy_edited {
+            None => {
+                ui.label(RichText::new(RUN_COPY_NOTE).weak());
+            }
+            Some(why) => {
+                ui.colored_label(Color32::YELLOW, RUN_COPY_EDITED_NOTE)
+                    .on_hover_text(why.as_str());
+            }
         }
     }
     if let Some(held) = &reload.held {
@@ -571,6 +661,14 @@ fn scene_file_section(ui: &mut egui::Ui, reload: &HotReload) {
         });
     }
 }
+
+/// What the panel says of a watched file that is a run's own copy of its task, as the run started.
+const RUN_COPY_NOTE: &str = "the run's own copy of its task: an edit breaks its eval and --resume \
+     (experiment with --task FILE)";
+
+/// What the panel says, in yellow, once a run's own copy of its task differs from what the run recorded.
+const RUN_COPY_EDITED_NOTE: &str = "\u{26A0} edited since the run started: the run is refused now (eval, \
+     --resume, view; why on hover). Undo the edit to restore it; to experiment, use a copy with --task FILE";
 
 /// The header over the scene's warnings.
 fn warnings_heading(count: usize) -> String {
@@ -671,20 +769,9 @@ fn curve(
             .y_axis_formatter(|mark, _| format!("{:.0}%", 100.0 * mark.value)),
         // Marks where the loss is 0, 1, 10, 100, ..., labelled with those values.
         YAxis::SymLog => plot
+            .grid_spacing(egui::Rangef::new(GRID_SPACING.0, GRID_SPACING.1))
             .y_grid_spacer(|input| {
-                let (lo, hi) = input.bounds;
-                // 0, then 10, 100, ... either way (1 would crowd 0 in so small a plot).
-                std::iter::once(0.0)
-                    .chain((1..=9).flat_map(|k| {
-                        let v = symlog(10f64.powi(k));
-                        [v, -v]
-                    }))
-                    .filter(|v| (lo..=hi).contains(v))
-                    .map(|value| GridMark {
-                        value,
-                        step_size: 1.0,
-                    })
-                    .collect()
+                symlog_marks(input.bounds, GRID_SPACING.0 as f64 / input.base_step_size)
             })
             .y_axis_formatter(|mark, _| compact(symlog_inverse(mark.value).round())),
     };
@@ -699,6 +786,40 @@ fn curve(
             );
         }
     });
+}
+
+/// egui_plot's own grid spacing (in pixels, the least at which its grid lines show, and the most, at which they are
+/// opaque), stated: its grid spacers are told the plot's scale only as the least step of that many pixels.
+const GRID_SPACING: (f32, f32) = (8.0, 300.0);
+
+/// The least distance, in pixels, between two labels of a y axis: a line of text and a little room.
+const Y_LABEL_GAP: f64 = 18.0;
+
+/// Distance, in pixels, at which egui_plot draws a mark's label in full (it hides those of marks whose step is 20
+/// pixels or less, and fades those in between).
+const Y_LABEL_SHOWN: f64 = 30.0;
+
+/// The y marks of a [`symlog`] axis spanning `bounds` at `px_per_unit` pixels a unit: 0, and then 10, 100, ...
+/// either way (1 would crowd 0 in so small a plot), every decade where they stand [`Y_LABEL_GAP`] apart, else
+/// every other decade, or every third, .... Each mark's step is at least [`Y_LABEL_SHOWN`] pixels, so that
+/// egui_plot labels it: with the step of one decade, a chart at its least height had no label at all.
+fn symlog_marks((lo, hi): (f64, f64), px_per_unit: f64) -> Vec<GridMark> {
+    if !(px_per_unit > 0.0 && px_per_unit.is_finite()) {
+        return Vec::new();
+    }
+    // A decade is a unit (give or take 4% at 10, whose symlog is 1.04).
+    let stride = (1..=9)
+        .find(|&k| f64::from(k) * px_per_unit >= Y_LABEL_GAP)
+        .unwrap_or(9);
+    let step_size = f64::from(stride).max(Y_LABEL_SHOWN / px_per_unit);
+    std::iter::once(0.0)
+        .chain((1..=9).filter(|k| k % stride == 0).flat_map(|k| {
+            let v = symlog(10f64.powi(k));
+            [v, -v]
+        }))
+        .filter(|v| (lo..=hi).contains(v))
+        .map(|value| GridMark { value, step_size })
+        .collect()
 }
 
 /// Grid marks at a round step (1, 2 or 5 times a power of ten) that cuts `bounds` into about `intervals` parts,
@@ -731,15 +852,23 @@ mod tests {
     #[test]
     fn the_status_line_counts_the_envs_and_says_which_show() {
         assert_eq!(
-            status_line(1, false, 80, 20.0),
+            status_line(1, false, 80, StepsPerSecond::Nominal(20.0)),
             "1 env, step 80 (20 steps/s)"
         );
         // Without the grid, the view shows env 0 alone while the episodes counted are all the envs'.
         assert_eq!(
-            status_line(4, false, 0, 0.0),
-            "4 envs (env 0 shown), step 0 (0 steps/s)"
+            status_line(4, false, 0, StepsPerSecond::Measuring),
+            "4 envs (env 0 shown), step 0 (measuring steps/s)"
         );
-        assert_eq!(status_line(4, true, 7, 19.6), "4 envs, step 7 (20 steps/s)");
+        assert_eq!(
+            status_line(4, true, 7, StepsPerSecond::Measured(19.6)),
+            "4 envs, step 7 (20 steps/s)"
+        );
+        // Paused, no rate at all (not one falling towards 0).
+        assert_eq!(
+            status_line(4, true, 7, StepsPerSecond::Paused),
+            "4 envs, step 7 (paused)"
+        );
     }
 
     #[test]
@@ -798,6 +927,113 @@ mod tests {
         // scrolls).
         assert_eq!(plot_height(1400.0, Some(400.0), 3), most);
         assert_eq!(plot_height(500.0, Some(400.0), 3), least);
+    }
+
+    #[test]
+    fn the_log_scale_keeps_labels_at_every_height_of_its_chart() {
+        // Losses from 0.01 to 1000 with the plot's margins, at the pixels a unit of a chart at its least height (64
+        // pixels, the axis and margins less: about 12), at its tallest (about 25), and far taller.
+        let bounds = (-0.4, 3.4);
+        for px_per_unit in [9.0, 12.0, 16.0, 25.0, 60.0] {
+            let marks = symlog_marks(bounds, px_per_unit);
+            // 0 and at least one power of ten labelled...
+            assert!(marks.len() >= 2, "{px_per_unit} px a unit: {marks:?}");
+            for mark in &marks {
+                // ...each drawn by egui_plot in full (it hides a label whose step is 20 pixels or less)...
+                assert!(
+                    mark.step_size * px_per_unit >= Y_LABEL_SHOWN,
+                    "{px_per_unit} px a unit: {mark:?}"
+                );
+            }
+            // ...and clear of its neighbours.
+            for pair in marks.windows(2) {
+                let apart = (pair[1].value - pair[0].value).abs() * px_per_unit;
+                assert!(
+                    apart >= Y_LABEL_GAP - 1.0,
+                    "{px_per_unit} px a unit: {marks:?}"
+                );
+            }
+        }
+        let values = |px_per_unit| -> Vec<String> {
+            symlog_marks(bounds, px_per_unit)
+                .iter()
+                .map(|m| compact(symlog_inverse(m.value).round()))
+                .collect()
+        };
+        // Every decade where there is room, every other where there is not.
+        assert_eq!(values(25.0), ["0", "10", "100", "1k"]);
+        assert_eq!(values(12.0), ["0", "100"]);
+        // Negative losses (a temperature's) are marked too.
+        let marks = symlog_marks((-2.5, 1.5), 25.0);
+        assert!(marks.iter().any(|m| m.value < -1.9), "{marks:?}");
+        assert!(symlog_marks(bounds, 0.0).is_empty());
+    }
+
+    #[test]
+    fn the_training_line_says_the_phase_and_how_far_it_is() {
+        let out = Path::new("runs/run6");
+        let plan = |offline, online| TrainingPlan {
+            out: out.to_path_buf(),
+            offline,
+            online,
+        };
+        let both = plan(100_000, 4000);
+        assert_eq!(
+            training_line(6300, Some(&both), out),
+            "training: offline 6300/100000, then 4000 online -> runs/run6"
+        );
+        assert_eq!(
+            training_line(101_000, Some(&both), out),
+            "training: online 1000/4000 (after 100000 offline) -> runs/run6"
+        );
+        assert_eq!(
+            training_line(300, Some(&plan(0, 4000)), out),
+            "training: online 300/4000 -> runs/run6"
+        );
+        assert_eq!(
+            training_line(1500, Some(&plan(1500, 0)), out),
+            "training: offline 1500/1500 -> runs/run6"
+        );
+        assert_eq!(training_line(7, None, out), "training: step 7 -> runs/run6");
+        // The online steps as the run counts them: whole batches of its envs.
+        let config = qamlab_headless::TrainConfig {
+            offline_steps: 10,
+            online_steps: 1001,
+            envs: 4,
+            ..Default::default()
+        };
+        let counted = TrainingPlan::new(out.to_path_buf(), &config);
+        assert_eq!((counted.offline, counted.online), (10, 1004));
+    }
+
+    #[test]
+    fn the_panel_keeps_its_width_after_the_window_shrank_and_grew() {
+        let ctx = egui::Context::default();
+        let width_at = |width: f32, height: f32| {
+            let input = egui::RawInput {
+                screen_rect: Some(egui::Rect::from_min_size(
+                    egui::Pos2::ZERO,
+                    egui::vec2(width, height),
+                )),
+                ..Default::default()
+            };
+            let mut shown = 0.0;
+            let mut output = ctx.run_ui(input, |root| {
+                shown = controls_panel()
+                    .show(root, |ui| {
+                        ui.label("contents");
+                    })
+                    .response
+                    .rect
+                    .width();
+            });
+            // (no renderer to take the font atlas)
+            output.textures_delta.clear();
+            shown
+        };
+        assert_eq!(width_at(1280.0, 760.0), PANEL_WIDTH);
+        assert!(width_at(320.0, 240.0) <= 320.0);
+        assert_eq!(width_at(1280.0, 760.0), PANEL_WIDTH);
     }
 
     #[test]

@@ -566,18 +566,27 @@ fn envs_rebuilt(
     stats.running = vec![0.0; entities.0.len()];
 }
 
-/// Applies the policy commands: choosing who acts (clearing a previous acting error) and saving the agent.
+/// Applies the policy commands: choosing who acts and saving the agent. A policy that cannot act is not chosen
+/// (its key does nothing, as its button is greyed out); choosing one that can clears the acting error, and
+/// resumes the clock that error paused.
 fn policy_commands(
     mut commands: MessageReader<ViewCommand>,
     mut policy: ResMut<ActingPolicy>,
+    mut clock: ResMut<super::stepping::SimClock>,
     save_to: Option<Res<SavePath>>,
 ) {
     for command in commands.read() {
         match *command {
             ViewCommand::SetPolicy(kind) => {
+                if policy.availability(kind).is_err() {
+                    continue;
+                }
                 policy.kind = kind;
-                policy.error = None;
                 policy.fallback = None;
+                // An acting error paused the clock: with another policy acting, the envs go on.
+                if policy.error.take().is_some() {
+                    clock.paused = false;
+                }
             }
             ViewCommand::SaveCheckpoint => {
                 if let Some(path) = &save_to {
@@ -593,8 +602,9 @@ fn policy_commands(
 #[derive(Resource, Debug, Clone)]
 pub struct SavePath(pub std::path::PathBuf);
 
-/// Saves the acting agent (the panel's "save checkpoint"), atomically: a save killed midway leaves a temporary
-/// file, which the next save to the same path removes (see [`qamlab_agent::checkpoint::StagedFile`]).
+/// Saves the acting agent (the panel's "save checkpoint"), atomically, creating the folders it goes in (as
+/// `--screenshot` does): a save killed midway leaves a temporary file, which the next save to the same path removes
+/// (see [`qamlab_agent::checkpoint::StagedFile`]).
 fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
     let result = match &policy.agent {
         None => Err("no agent to save".to_string()),
@@ -602,12 +612,23 @@ fn save_agent(policy: &mut ActingPolicy, path: &std::path::Path) {
             let acting = agent
                 .lock()
                 .expect("the acting agent's lock is never poisoned");
-            acting
-                .agent
-                .save(path)
-                .map(|()| path.to_path_buf())
-                .map_err(|e| e.to_string())
+            create_parent(path).and_then(|()| {
+                acting
+                    .agent
+                    .save(path)
+                    .map(|()| path.to_path_buf())
+                    .map_err(|e| e.to_string())
+            })
         }
     };
     policy.saved = Some(result);
+}
+
+/// Creates the folder `path` goes in, and those above it, if missing.
+fn create_parent(path: &std::path::Path) -> Result<(), String> {
+    match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("creating the folder {}: {e}", dir.display())),
+        None => Ok(()),
+    }
 }

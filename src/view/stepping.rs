@@ -94,8 +94,8 @@ pub struct SimClock {
     owed: f32,
     /// Control steps run since the window opened.
     pub steps: u64,
-    /// Control steps per wall second, smoothed.
-    pub steps_per_second: f32,
+    /// The rate of steps, measured since the clock last paused or changed speed.
+    rate: StepRate,
     /// Whether every frame runs exactly the steps due, however long they take (a screenshot's frames, on a fixed
     /// clock, so that the same command shows the same step); the window otherwise keeps its frame budget.
     pub exact: bool,
@@ -109,8 +109,34 @@ impl SimClock {
             speed,
             owed: 0.0,
             steps: 0,
-            steps_per_second: 0.0,
+            rate: StepRate::default(),
             exact: false,
+        }
+    }
+
+    /// The rate of steps the panel shows for control steps `control_dt` long: none while paused; the speed's own
+    /// rate until a whole [`RATE_WINDOW`] has been measured at it (none yet at `max`, which has no rate of its own),
+    /// then the rate of the last window.
+    pub fn steps_per_second(&self, control_dt: f32) -> StepsPerSecond {
+        if self.paused {
+            return StepsPerSecond::Paused;
+        }
+        match (self.rate.measured, self.speed.factor()) {
+            (Some(rate), _) => StepsPerSecond::Measured(rate),
+            (None, Some(factor)) if control_dt > 0.0 => {
+                StepsPerSecond::Nominal(factor / control_dt)
+            }
+            (None, _) => StepsPerSecond::Measuring,
+        }
+    }
+
+    /// Counts a frame's `ran` steps over its `frame_seconds` into the rate; a paused clock starts it afresh (its
+    /// single steps are no rate).
+    fn measure(&mut self, ran: u32, frame_seconds: f32) {
+        if self.paused {
+            self.rate = StepRate::default();
+        } else {
+            self.rate.record(ran, frame_seconds);
         }
     }
 
@@ -130,6 +156,45 @@ impl SimClock {
         self.owed = self.owed.min(control_dt);
         Some(due as u32)
     }
+}
+
+/// Wall seconds of steps each measured rate averages.
+const RATE_WINDOW: f32 = 1.0;
+
+/// Steps counted over wall time, a [`RATE_WINDOW`] at a time.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct StepRate {
+    /// Steps of the window being measured.
+    steps: u32,
+    /// Its wall seconds so far.
+    seconds: f32,
+    /// The rate of the last whole window, if one has passed.
+    measured: Option<f32>,
+}
+
+impl StepRate {
+    /// Counts a frame's `steps` over its `seconds`.
+    fn record(&mut self, steps: u32, seconds: f32) {
+        self.steps += steps;
+        self.seconds += seconds;
+        if self.seconds >= RATE_WINDOW {
+            self.measured = Some(self.steps as f32 / self.seconds);
+            (self.steps, self.seconds) = (0, 0.0);
+        }
+    }
+}
+
+/// The rate of steps, as the panel says it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepsPerSecond {
+    /// The clock is paused.
+    Paused,
+    /// The speed's own rate, before a whole window has been measured.
+    Nominal(f32),
+    /// At `max`, before a whole window has been measured.
+    Measuring,
+    /// Measured over the last window.
+    Measured(f32),
 }
 
 /// Ids of the env entities, by env index.
@@ -224,7 +289,11 @@ fn clock_commands(mut commands: MessageReader<ViewCommand>, mut clock: ResMut<Si
                 clock.paused = true;
                 clock.single_steps += 1;
             }
-            ViewCommand::SetSpeed(speed) => clock.speed = speed,
+            // A rate measured at the old speed says nothing of the new one.
+            ViewCommand::SetSpeed(speed) if clock.speed != speed => {
+                clock.speed = speed;
+                clock.rate = StepRate::default();
+            }
             _ => {}
         }
     }
@@ -319,10 +388,7 @@ fn run_control_steps(world: &mut World) {
     }
     let mut clock = world.resource_mut::<SimClock>();
     clock.steps += u64::from(ran);
-    if frame_seconds > 0.0 {
-        let rate = ran as f32 / frame_seconds;
-        clock.steps_per_second = 0.9 * clock.steps_per_second + 0.1 * rate;
-    }
+    clock.measure(ran, frame_seconds);
 }
 
 #[cfg(test)]
@@ -351,6 +417,34 @@ mod tests {
             clock.due(0.0, 0.05),
             Some(1),
             "at most one period of backlog is kept"
+        );
+    }
+
+    #[test]
+    fn the_rate_of_steps_is_the_speeds_until_measured_and_none_while_paused() {
+        let mut clock = SimClock::new(Speed::X1);
+        // At first, the speed's own rate (not a warm-up's few steps a second).
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Nominal(20.0));
+        // A slow machine's frames: 5 steps in each half second, 10 a second once a whole second is measured.
+        clock.measure(5, 0.5);
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Nominal(20.0));
+        clock.measure(5, 0.5);
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Measured(10.0));
+        // Paused: said so, however long, and measured afresh once resumed.
+        clock.paused = true;
+        for _ in 0..100 {
+            clock.measure(0, 0.1);
+        }
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Paused);
+        clock.paused = false;
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Nominal(20.0));
+        // At max there is no rate to expect: none until measured.
+        clock.speed = Speed::Max;
+        assert_eq!(clock.steps_per_second(0.05), StepsPerSecond::Measuring);
+        clock.measure(300, 1.0);
+        assert_eq!(
+            clock.steps_per_second(0.05),
+            StepsPerSecond::Measured(300.0)
         );
     }
 

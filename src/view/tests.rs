@@ -359,7 +359,8 @@ fn the_save_command_writes_the_acting_agent() {
     let dir = tempfile::tempdir().unwrap();
     let loaded = tiny_agent_file(dir.path(), 28, 5);
     let mut app = app(&["--checkpoint", loaded.to_str().unwrap()]);
-    let saved = dir.path().join("saved.safetensors");
+    // Into folders that are not there yet: the save makes them.
+    let saved = dir.path().join("not/yet/saved.safetensors");
     app.insert_resource(super::policy::SavePath(saved.clone()));
     app.world_mut()
         .write_message(super::panel::ViewCommand::SaveCheckpoint);
@@ -567,4 +568,28 @@ fn a_run_checkpoint_whose_agent_differs_from_the_run_config_is_refused() {
         given(run.root()).unwrap(),
         Some(newer.join("agent.safetensors"))
     );
+}
+
+#[test]
+fn a_policy_that_cannot_act_is_not_chosen_and_choosing_another_resumes_the_envs() {
+    // No agent: A (as its greyed-out button) leaves the oracle acting, the envs stepping, and nothing to say.
+    let mut app = app(&["--policy", "oracle"]);
+    app.update();
+    app.world_mut()
+        .write_message(super::panel::ViewCommand::SetPolicy(PolicyKind::Agent));
+    app.update();
+    let policy = app.world().resource::<ActingPolicy>();
+    assert_eq!(policy.kind, PolicyKind::Oracle);
+    assert!(policy.error.is_none(), "{:?}", policy.error);
+    assert!(!app.world().resource::<SimClock>().paused);
+    // An acting error paused the window: choosing a policy that can act clears it, and the envs go on.
+    app.world_mut().resource_mut::<ActingPolicy>().error = Some("oracle policy: failed".into());
+    app.world_mut().resource_mut::<SimClock>().paused = true;
+    app.world_mut()
+        .write_message(super::panel::ViewCommand::SetPolicy(PolicyKind::Random));
+    app.update();
+    let policy = app.world().resource::<ActingPolicy>();
+    assert_eq!(policy.kind, PolicyKind::Random);
+    assert!(policy.error.is_none());
+    assert!(!app.world().resource::<SimClock>().paused);
 }
