@@ -137,10 +137,12 @@ fn run_of_copy(file: &Path) -> Option<PathBuf> {
 
 /// Why `run` refuses its copy of its task as it now stands (eval and `--resume` check it so), if it does.
 fn copy_refused(run: &Path) -> Option<String> {
+    // Only the copy's own check: a config unreadable for another reason, or a copy read mid-save, is no edit.
     RunDir::new(run)
         .read_config()
         .err()
         .map(|e| format!("{e:#}"))
+        .filter(|why| why.contains("was edited after the run started"))
 }
 
 /// The modification time of `path`, if it can be read.

@@ -75,6 +75,8 @@ pub struct ActingPolicy {
     random: ChaCha8Rng,
     /// The last acting error (the clock is paused when one happens).
     pub error: Option<String>,
+    /// Whether `error` is the physics leaving f32's range, which only new envs clear (not a change of policy).
+    pub halted: bool,
     /// The last checkpoint the panel saved, or why saving failed.
     pub saved: Option<Result<PathBuf, String>>,
     /// Why another policy acts than the one asked for, if so.
@@ -141,6 +143,7 @@ impl ActingPolicy {
             oracle: Err("no envs yet".into()),
             random: ChaCha8Rng::seed_from_u64(args.seed() ^ 0x7A11_D0E5),
             error: None,
+            halted: false,
             saved: None,
             fallback: None,
         })
@@ -178,6 +181,7 @@ impl ActingPolicy {
             oracle: Err("not used".into()),
             random: ChaCha8Rng::seed_from_u64(0),
             error: None,
+            halted: false,
             saved: None,
             fallback: None,
         }
@@ -505,6 +509,7 @@ fn halt_on_non_finite(
 ) {
     if let Err(err) = out.check_finite(&task.spec) {
         policy.error = Some(format!("{err}"));
+        policy.halted = true;
         clock.paused = true;
     }
 }
@@ -563,6 +568,7 @@ fn envs_rebuilt(
     // New envs are a new attempt: an error of the old ones (say, physics that left f32's range in a scene
     // since reloaded) no longer holds; one that still does comes back at the next step.
     policy.error = None;
+    policy.halted = false;
     stats.running = vec![0.0; entities.0.len()];
 }
 
@@ -583,8 +589,9 @@ fn policy_commands(
                 }
                 policy.kind = kind;
                 policy.fallback = None;
-                // An acting error paused the clock: with another policy acting, the envs go on.
-                if policy.error.take().is_some() {
+                // An acting error paused the clock: with another policy acting, the envs go on. Physics that left
+                // f32's range stays halted whoever acts: only new envs clear it.
+                if !policy.halted && policy.error.take().is_some() {
                     clock.paused = false;
                 }
             }

@@ -592,4 +592,16 @@ fn a_policy_that_cannot_act_is_not_chosen_and_choosing_another_resumes_the_envs(
     assert_eq!(policy.kind, PolicyKind::Random);
     assert!(policy.error.is_none());
     assert!(!app.world().resource::<SimClock>().paused);
+    // Physics that left f32's range is no acting error: another policy leaves it halted, and said.
+    {
+        let mut policy = app.world_mut().resource_mut::<ActingPolicy>();
+        policy.error = Some("observation 3 is not finite".into());
+        policy.halted = true;
+    }
+    app.world_mut().resource_mut::<SimClock>().paused = true;
+    app.world_mut()
+        .write_message(super::panel::ViewCommand::SetPolicy(PolicyKind::Oracle));
+    app.update();
+    assert!(app.world().resource::<ActingPolicy>().error.is_some());
+    assert!(app.world().resource::<SimClock>().paused);
 }

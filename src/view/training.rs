@@ -111,7 +111,26 @@ struct ViewObserver {
     events: Sender<TrainEvent>,
     stop: Arc<AtomicBool>,
     last_weights: Option<Instant>,
+    /// When training started, for [`REGISTER_AT_EXIT_AFTER`].
+    created: Instant,
 }
+
+/// How long into training [`checkpoint_before_exit`] is registered at the latest (else at the first weights sent).
+const REGISTER_AT_EXIT_AFTER: Duration = Duration::from_secs(10);
+
+/// Registers [`checkpoint_before_exit`], once. Late rather than at once: libtorch makes some of its state lazily
+/// (the autograd engine at the first update), and handlers run last registered first, so one registered after that
+/// state runs before its teardown at exit.
+fn register_checkpoint_before_exit() {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: `checkpoint_before_exit` is an `extern "C" fn()` that does not unwind.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(checkpoint_before_exit);
+    });
+}
+
+/// The training thread's id: an exit called on it (libgomp's on a thread it cannot make) must not wait for itself.
+static TRAINER_THREAD: std::sync::OnceLock<std::thread::ThreadId> = std::sync::OnceLock::new();
 
 impl TrainObserver for ViewObserver {
     fn on_log(&mut self, step: u64, row: &serde_json::Value) {
@@ -123,13 +142,7 @@ impl TrainObserver for ViewObserver {
     }
 
     fn on_weights(&mut self, step: u64, agent: &Agent) {
-        // Once updates run, libtorch's lazily made state exists, and a handler registered now runs before its
-        // teardown at exit (handlers run last registered first).
-        static REGISTER: std::sync::Once = std::sync::Once::new();
-        // SAFETY: `checkpoint_before_exit` is an `extern "C" fn()` that does not unwind.
-        REGISTER.call_once(|| unsafe {
-            libc::atexit(checkpoint_before_exit);
-        });
+        register_checkpoint_before_exit();
         if self
             .last_weights
             .is_some_and(|t| t.elapsed() < WEIGHTS_EVERY)
@@ -153,6 +166,10 @@ impl TrainObserver for ViewObserver {
     }
 
     fn should_stop(&self) -> bool {
+        // A run whose first metrics row is minutes away (the paper's networks on a CPU) is covered from here on.
+        if self.created.elapsed() >= REGISTER_AT_EXIT_AFTER {
+            register_checkpoint_before_exit();
+        }
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -173,7 +190,7 @@ extern "C" fn checkpoint_before_exit() {
     let Some((stop, ended)) = TRAINER_AT_EXIT.get() else {
         return;
     };
-    if ended.load(Ordering::SeqCst) {
+    if ended.load(Ordering::SeqCst) || TRAINER_THREAD.get() == Some(&std::thread::current().id()) {
         return;
     }
     stop.store(true, Ordering::SeqCst);
@@ -252,6 +269,7 @@ pub fn start(
         events: events.clone(),
         stop: stop.clone(),
         last_weights: None,
+        created: Instant::now(),
     };
     let options = TrainOptions {
         config,
@@ -266,6 +284,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("qamlab-train".into())
         .spawn(move || {
+            let _ = TRAINER_THREAD.set(std::thread::current().id());
             // Said however training ends, a panic too: an exit must not wait for it then.
             let ended_guard = SetOnDrop(ended);
             let result = qamlab_headless::train(options)

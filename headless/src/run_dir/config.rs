@@ -202,7 +202,10 @@ impl RunDir {
                 .skip(1)
                 .find(|dir| dir.join("config.toml").is_file() && dir.join("checkpoints").is_dir())
                 .map_or_else(String::new, |run| {
-                    format!(" (it is inside the run {}: give that)", run.display())
+                    format!(
+                        " (it is inside the run {}: give that; eval and --resume take its latest checkpoint)",
+                        run.display()
+                    )
                 });
             format!("{} is not a run directory{inside}", self.root.display())
         })?;
@@ -473,7 +476,8 @@ mod tests {
         let err = format!("{:#}", RunDir::new(&step).read_config().unwrap_err());
         assert!(
             err.starts_with(&format!(
-                "{} is not a run directory (it is inside the run {}: give that)",
+                "{} is not a run directory (it is inside the run {}: give that; eval and --resume take its latest \
+                 checkpoint)",
                 step.display(),
                 run.display()
             )),
