@@ -131,11 +131,12 @@ fn exit_with(e: &clap::Error) -> ! {
 
 /// The command line's definition: [`Cli`]'s, with every (sub)command letting a value that is a negative number
 /// (`--seed -1`) reach its flag's parser, which says what the flag takes; clap would otherwise take it for a flag
-/// and refuse it as an unexpected argument.
+/// and refuse it as an unexpected argument. Every subcommand's `--version` names the program, `qamlab 0.1.0`
+/// (clap's own would say `qamlab-train 0.1.0`, a program that does not exist).
 fn command() -> clap::Command {
     fn negative_numbers(cmd: clap::Command) -> clap::Command {
         cmd.allow_negative_numbers(true)
-            .mut_subcommands(negative_numbers)
+            .mut_subcommands(|sub| negative_numbers(sub.display_name("qamlab")))
     }
     negative_numbers(Cli::command())
 }
@@ -703,7 +704,7 @@ mod tests {
                 .into_iter()
         };
         let hint = literal_tilde_hint(
-            "~/qamlab-no-run is not a run directory: reading the config file ~/qamlab-no-run/config.toml",
+            "run directory ~/qamlab-no-run does not exist (a run is the folder `qamlab train --out` made)",
             args(&["eval", "--run=~/qamlab-no-run"]),
         )
         .unwrap();

@@ -129,14 +129,11 @@ pub(crate) fn seed_arg(s: &str) -> Result<u64, String> {
 }
 
 /// The parser of a switch of `qamlab train`: `true` or `false`, or as `qamlab bench agent` spells its switches,
-/// `on` or `off` (and `yes` or `no`); `--help` lists true and false.
+/// `on` or `off` (and `yes` or `no`); `--help` lists all six.
 pub(crate) fn switch_arg() -> impl clap::builder::TypedValueParser<Value = bool> {
-    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-    PossibleValuesParser::new([
-        PossibleValue::new("true").aliases(["on", "yes"]),
-        PossibleValue::new("false").aliases(["off", "no"]),
-    ])
-    .map(|s| matches!(s.as_str(), "true" | "on" | "yes"))
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(["true", "false", "on", "off", "yes", "no"])
+        .map(|s| matches!(s.as_str(), "true" | "on" | "yes"))
 }
 
 /// A parser of a finite number from 0 to `max` that may have a fraction (a noise scale, a probability); `range`

@@ -292,7 +292,7 @@ fn agent_file(given: &Path) -> anyhow::Result<PathBuf> {
     }
     anyhow::ensure!(
         given.is_dir(),
-        "--checkpoint {}: no such file or directory",
+        "--checkpoint {} does not exist",
         given.display()
     );
     let in_dir = given.join("agent.safetensors");

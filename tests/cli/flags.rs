@@ -123,7 +123,7 @@ fn a_value_a_flag_cannot_take_exits_2_naming_the_flag_before_anything_runs() {
         // Each spelling of a switch is taken by both commands; others list the command's own.
         (
             &["train", "--tf32", "maybe"][..],
-            "[possible values: true, false]",
+            "[possible values: true, false, on, off, yes, no]",
         ),
         (
             &["bench", "agent", "--cuda-graphs", "maybe"][..],
@@ -133,6 +133,20 @@ fn a_value_a_flag_cannot_take_exits_2_naming_the_flag_before_anything_runs() {
         usage_error(args, says);
     }
     assert!(!dir.path().join("d.npz").exists());
+}
+
+#[test]
+fn every_command_says_the_program_and_its_version() {
+    // clap names a subcommand's version after a program of its own (`qamlab-train 0.1.0`), which does not exist.
+    let want = format!("qamlab {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [
+        &["-V"][..],
+        &["train", "-V"],
+        &["bench", "agent", "--version"],
+    ] {
+        let out = common::run_ok(common::qamlab().args(args));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{args:?}");
+    }
 }
 
 #[test]

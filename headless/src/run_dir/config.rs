@@ -188,6 +188,12 @@ impl RunDir {
                 what_file_it_is(&self.root)
             );
         }
+        if std::fs::metadata(&self.root).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            bail!(
+                "run directory {} does not exist (a run is the folder `qamlab train --out` made)",
+                self.root.display()
+            );
+        }
         let path = self.config();
         let text = read_regular_text(
             &path,
@@ -482,6 +488,16 @@ mod tests {
                 run.display()
             )),
             "{err}"
+        );
+        // A folder that is not there is said to be missing, not to lack a config file.
+        let missing = dir.path().join("no-such-run");
+        let err = format!("{:#}", RunDir::new(&missing).read_config().unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "run directory {} does not exist (a run is the folder `qamlab train --out` made)",
+                missing.display()
+            )
         );
     }
 
