@@ -5,7 +5,7 @@
 //! * [`train`](mod@train) — offline -> online training with evaluation, metrics, checkpoints and resume.
 //! * [`evaluate`] — success-rate evaluation of a policy on separate envs.
 //! * [`chunks`] — open-loop execution of action chunks for a batch of envs.
-//! * [`config`] — the training configuration (TOML + flags).
+//! * [`config`] — the training configuration (TOML + flags); [`phase`] — a run's two phases, offline and online.
 //! * [`run_dir`] — the files a run leaves; [`plot`] — its learning curve; [`files`] — atomic writes, the checks of
 //!   paths given for output, cancellation of writes on a signal.
 //! * [`limits`] — the upper bounds of counts users give, and the memory check of what they allocate.

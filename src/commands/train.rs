@@ -417,6 +417,38 @@ mod tests {
         assert_eq!(cfg.device, DeviceChoice::Auto);
     }
 
+    #[test]
+    fn every_flag_that_sets_the_run_is_refused_with_resume() {
+        // A resumed run takes its settings from its config.toml: a flag added without joining --resume's conflicts
+        // would be accepted and silently ignored.
+        use clap::Args;
+        let mut command = TrainArgs::augment_args(clap::Command::new("train"));
+        command.build();
+        let resume = command
+            .get_arguments()
+            .find(|a| a.get_id() == "resume")
+            .unwrap();
+        let refused_by_resume: Vec<_> = command
+            .get_arg_conflicts_with(resume)
+            .iter()
+            .map(|a| a.get_id().clone())
+            .collect();
+        for arg in command.get_arguments() {
+            let id = arg.get_id();
+            if ["resume", "quiet", "help", "version"].contains(&id.as_str()) {
+                continue;
+            }
+            let refuses_resume = command
+                .get_arg_conflicts_with(arg)
+                .iter()
+                .any(|c| c.get_id() == "resume");
+            assert!(
+                refused_by_resume.contains(id) || refuses_resume,
+                "--{id} is accepted with --resume"
+            );
+        }
+    }
+
     fn summary(online: &[(u64, f64)]) -> TrainSummary {
         let point = |step, phase: &str, success_rate| EvalPoint {
             step,

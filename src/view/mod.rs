@@ -247,10 +247,7 @@ pub fn run(mut args: ViewArgs) -> anyhow::Result<()> {
         seen,
     };
     let mut app = window_app(&args, view_task, reload, policy, training_link);
-    // Ctrl-C and SIGTERM (`kill`, `timeout`, a scheduler's end of time) close the window as its close button
-    // does; a second one ends the process at once, by the signal's default action.
-    interrupt::record_stop_signals();
-    app.add_systems(Update, close_on_stop_signal);
+    app.add_plugins(StopSignalPlugin);
     let exit = app.run();
     drop(app);
     wind_down(exit, trainer)
@@ -386,6 +383,17 @@ fn wind_down(exit: AppExit, trainer: Option<training::TrainerHandle>) -> anyhow:
             Some(why) => anyhow::bail!("{why}"),
             None => anyhow::bail!("the window exited with an error (code {code})"),
         },
+    }
+}
+
+/// Ctrl-C, SIGTERM (`kill`, `timeout`, a scheduler's end of time) and SIGHUP close the window as its close button
+/// does; a second one ends the process at once, by the signal's default action.
+struct StopSignalPlugin;
+
+impl Plugin for StopSignalPlugin {
+    fn build(&self, app: &mut App) {
+        interrupt::record_stop_signals();
+        app.add_systems(Update, close_on_stop_signal);
     }
 }
 

@@ -581,3 +581,30 @@ fn variant_fields_hint(variant: &str, registry: &TypeRegistry) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use bevy::ecs::reflect::ReflectComponent;
+
+    use super::component_slots;
+
+    #[test]
+    fn every_registered_authoring_component_has_a_slot() {
+        // A component registered for scene files but given no slot would be refused at load as "not a task
+        // authoring component".
+        let mut registry = bevy::reflect::TypeRegistry::default();
+        crate::authoring::register_authoring_types(&mut registry);
+        let slots: HashSet<_> = component_slots().iter().map(|(id, _)| *id).collect();
+        let components: Vec<_> = registry
+            .iter()
+            .filter(|r| r.data::<ReflectComponent>().is_some())
+            .map(|r| (r.type_id(), r.type_info().type_path()))
+            .collect();
+        for (id, path) in &components {
+            assert!(slots.contains(id), "{path} is registered but has no slot");
+        }
+        assert_eq!(components.len(), slots.len(), "{components:?}");
+    }
+}

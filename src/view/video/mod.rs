@@ -159,7 +159,6 @@ fn offscreen_app(task: &qamlab_tasks::Task, agent: Agent, options: &VideoOptions
         watch: None,
     })
     .insert_resource(ActingPolicy::agent_only(agent, 1, "checkpoint".into()))
-    .insert_resource(TargetSize(UVec2::new(options.width, options.height)))
     // Shadow maps to suit the small picture (software renderers pay for every texel).
     .insert_resource(bevy::light::DirectionalLightShadowMap { size: 1024 })
     .add_plugins(ActingEnvsPlugins(SteppingPlugin {
@@ -169,8 +168,10 @@ fn offscreen_app(task: &qamlab_tasks::Task, agent: Agent, options: &VideoOptions
         end_on_success: false,
     }))
     .add_plugins((RenderSyncPlugin { grid: false }, CameraPlugin))
-    .add_systems(Startup, create_target)
-    .add_systems(PostStartup, aim_cameras_at_target);
+    .add_plugins(OffscreenTargetPlugin(UVec2::new(
+        options.width,
+        options.height,
+    )));
     app
 }
 
@@ -402,6 +403,18 @@ fn set_up_frame(app: &mut App, step: bool, render: bool) {
     }
 }
 
+/// Renders the view's cameras into an image of this size instead of a window.
+struct OffscreenTargetPlugin(UVec2);
+
+impl Plugin for OffscreenTargetPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(TargetSize(self.0))
+            .add_systems(Startup, create_target)
+            // After the camera plugin's Startup spawned the cameras.
+            .add_systems(PostStartup, aim_cameras_at_target);
+    }
+}
+
 /// Size of the offscreen picture.
 #[derive(Resource, Debug, Clone, Copy)]
 struct TargetSize(UVec2);
@@ -410,6 +423,7 @@ struct TargetSize(UVec2);
 #[derive(Resource, Debug, Clone)]
 struct VideoTarget(Handle<Image>);
 
+/// Makes the image the cameras render into.
 fn create_target(mut commands: Commands, size: Res<TargetSize>, mut images: ResMut<Assets<Image>>) {
     let image = Image::new_target_texture(size.0.x, size.0.y, TextureFormat::Rgba8UnormSrgb, None);
     commands.insert_resource(VideoTarget(images.add(image)));
