@@ -26,7 +26,17 @@ pub enum AgentKind {
 }
 
 impl AgentKind {
-    /// The name used in TOML and in checkpoints.
+    /// Every kind, in the order the docs list them. A new kind goes here as well as in [`as_str`](Self::as_str)
+    /// (whose match the compiler checks): parsing, `--agents`' default and the kind lists of messages go by this.
+    pub const ALL: [AgentKind; 5] = [
+        AgentKind::Qam,
+        AgentKind::QamF,
+        AgentKind::QamE,
+        AgentKind::Fql,
+        AgentKind::Bc,
+    ];
+
+    /// The name used in TOML, in checkpoints and on the command line (the one table of names: parsing goes by it).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentKind::Qam => "qam",
@@ -34,6 +44,20 @@ impl AgentKind {
             AgentKind::QamE => "qam-e",
             AgentKind::Fql => "fql",
             AgentKind::Bc => "bc",
+        }
+    }
+
+    /// The names of the kinds for which `pred` holds, in [`ALL`](Self::ALL)'s order, as prose: `last` joins the
+    /// final two (`names_where(AgentKind::is_qam, "and")` is `qam, qam-f and qam-e`).
+    pub fn names_where(pred: impl Fn(AgentKind) -> bool, last: &str) -> String {
+        let names: Vec<&str> = Self::ALL
+            .into_iter()
+            .filter(|&kind| pred(kind))
+            .map(AgentKind::as_str)
+            .collect();
+        match names.split_last() {
+            Some((tail, head)) if !head.is_empty() => format!("{} {last} {tail}", head.join(", ")),
+            _ => names.concat(),
         }
     }
 
@@ -46,26 +70,34 @@ impl AgentKind {
     pub fn is_qam(self) -> bool {
         matches!(self, AgentKind::Qam | AgentKind::QamF | AgentKind::QamE)
     }
+
+    /// The weight that switches this kind's variant on, as its `[agent]` key and the working default it takes
+    /// when a config leaves it at zero (the reference sweeps' QAM-F distillation 30, QAM-E edit scale 0.1);
+    /// `None` for a kind with no such weight.
+    pub fn variant_weight(self) -> Option<(&'static str, f64)> {
+        match self {
+            AgentKind::QamF => Some(("fql_alpha", 30.0)),
+            AgentKind::QamE => Some(("edit_scale", 0.1)),
+            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => None,
+        }
+    }
 }
 
 impl std::str::FromStr for AgentKind {
     type Err = AgentError;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "qam" => AgentKind::Qam,
-            "qam-f" => AgentKind::QamF,
-            "qam-e" => AgentKind::QamE,
-            "fql" => AgentKind::Fql,
-            "bc" => AgentKind::Bc,
-            other => {
-                return Err(AgentError::Config {
-                    field: "kind".into(),
-                    reason: format!(
-                        "unknown kind {other:?} (expected qam, qam-f, qam-e, fql or bc)"
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                bad(
+                    "kind",
+                    format!(
+                        "unknown kind {s:?} (expected {})",
+                        Self::names_where(|_| true, "or")
                     ),
-                });
-            }
-        })
+                )
+            })
     }
 }
 
@@ -171,17 +203,14 @@ fn bad(field: &str, reason: impl Into<String>) -> AgentError {
 }
 
 impl AgentConfig {
-    /// Sets the agent kind, giving the variant weights a working default when the config left them at zero
-    /// (QAM-F distillation 30, QAM-E edit scale 0.1, as in the reference sweeps) and clearing them for kinds that
-    /// do not use them.
+    /// Sets the agent kind, giving its variant weight ([`AgentKind::variant_weight`]) its working default when the
+    /// config left it at zero and clearing the weights of other kinds.
     pub fn select_kind(&mut self, kind: AgentKind) {
         self.kind = kind;
-        match kind {
-            AgentKind::QamF => self.edit_scale = 0.0,
-            AgentKind::QamE => self.fql_alpha = 0.0,
-            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => {
-                self.fql_alpha = 0.0;
-                self.edit_scale = 0.0;
+        let own = kind.variant_weight().map(|(key, _)| key);
+        for (key, weight) in self.variant_weights_mut() {
+            if Some(key) != own {
+                *weight = 0.0;
             }
         }
         self.fill_variant_weight();
@@ -190,11 +219,30 @@ impl AgentConfig {
     /// Gives the kind's own variant weight its working default when the config left it at zero (`kind = "qam-e"`
     /// alone means QAM-E at edit scale 0.1); the other weight is left for validation to question.
     pub fn fill_variant_weight(&mut self) {
-        match self.kind {
-            AgentKind::QamF if self.fql_alpha <= 0.0 => self.fql_alpha = 30.0,
-            AgentKind::QamE if self.edit_scale <= 0.0 => self.edit_scale = 0.1,
-            _ => {}
+        let Some((own, default)) = self.kind.variant_weight() else {
+            return;
+        };
+        for (key, weight) in self.variant_weights_mut() {
+            if key == own && *weight <= 0.0 {
+                *weight = default;
+            }
         }
+    }
+
+    /// The variant weights by their `[agent]` key (the keys [`AgentKind::variant_weight`] names).
+    fn variant_weights(&self) -> [(&'static str, f64); 2] {
+        [
+            ("fql_alpha", self.fql_alpha),
+            ("edit_scale", self.edit_scale),
+        ]
+    }
+
+    /// [`variant_weights`](Self::variant_weights), to set.
+    fn variant_weights_mut(&mut self) -> [(&'static str, &mut f64); 2] {
+        [
+            ("fql_alpha", &mut self.fql_alpha),
+            ("edit_scale", &mut self.edit_scale),
+        ]
     }
 
     /// Parses a TOML document (unknown keys are an error naming the key) and validates it.
@@ -203,11 +251,6 @@ impl AgentConfig {
             toml::from_str(text).map_err(|e| AgentError::ConfigParse(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    /// Reads and parses a TOML file.
-    pub fn from_toml_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        Self::from_toml_str(&std::fs::read_to_string(path)?)
     }
 
     /// Policy output dimension `D` for an environment action dimension `A`.
@@ -221,10 +264,7 @@ impl AgentConfig {
 
     /// Whether the global-norm clip at 1.0 is applied (explicit value or the kind's default).
     pub fn clip_grad_enabled(&self) -> bool {
-        self.clip_grad.unwrap_or(matches!(
-            self.kind,
-            AgentKind::Qam | AgentKind::QamF | AgentKind::QamE
-        ))
+        self.clip_grad.unwrap_or(self.kind.is_qam())
     }
 
     /// QAM-E target entropy for policy dimension `d`.
@@ -357,37 +397,32 @@ impl AgentConfig {
                 ),
             ));
         }
-        match self.kind {
-            AgentKind::QamF if self.fql_alpha <= 0.0 => {
-                Err(bad("fql_alpha", "kind qam-f needs fql_alpha > 0"))
-            }
-            AgentKind::QamE if self.edit_scale <= 0.0 => {
-                Err(bad("edit_scale", "kind qam-e needs edit_scale > 0"))
-            }
-            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc | AgentKind::QamE
-                if self.fql_alpha > 0.0 =>
-            {
-                Err(bad(
-                    "fql_alpha",
-                    format!(
-                        "is only used by kind qam-f (kind is {})",
-                        self.kind.as_str()
-                    ),
-                ))
-            }
-            AgentKind::Qam | AgentKind::Fql | AgentKind::Bc | AgentKind::QamF
-                if self.edit_scale > 0.0 =>
-            {
-                Err(bad(
-                    "edit_scale",
-                    format!(
-                        "is only used by kind qam-e (kind is {})",
-                        self.kind.as_str()
-                    ),
-                ))
-            }
-            _ => Ok(()),
+        let own = self.kind.variant_weight().map(|(key, _)| key);
+        let weights = self.variant_weights();
+        if let Some(&(key, weight)) = weights.iter().find(|(key, _)| Some(*key) == own)
+            && weight <= 0.0
+        {
+            return Err(bad(
+                key,
+                format!("kind {} needs {key} > 0", self.kind.as_str()),
+            ));
         }
+        for (key, weight) in weights {
+            if Some(key) != own && weight > 0.0 {
+                let users = AgentKind::names_where(
+                    |kind| kind.variant_weight().is_some_and(|(used, _)| used == key),
+                    "or",
+                );
+                return Err(bad(
+                    key,
+                    format!(
+                        "is only used by kind {users} (kind is {})",
+                        self.kind.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -406,6 +441,89 @@ mod tests {
         assert_eq!(c.policy_dim(5), 25);
         assert_eq!(c.target_entropy(6), -3.0);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_name_the_parser_and_serde() {
+        for kind in AgentKind::ALL {
+            let name = kind.as_str();
+            assert_eq!(name.parse::<AgentKind>().unwrap(), kind, "{name}");
+            let mut cfg = AgentConfig::default();
+            cfg.select_kind(kind);
+            let text = toml::to_string(&cfg).unwrap();
+            assert!(text.contains(&format!("kind = \"{name}\"\n")), "{text}");
+            assert_eq!(AgentConfig::from_toml_str(&text).unwrap(), cfg, "{name}");
+        }
+        // Serde lists every variant it knows in its refusal: a kind left out of ALL (so no `--agent` parses it)
+        // shows up there.
+        let err = AgentConfig::from_toml_str("kind = \"?\"")
+            .unwrap_err()
+            .to_string();
+        let all = AgentKind::ALL.map(|kind| format!("`{}`", kind.as_str()));
+        assert!(
+            err.contains(&format!("expected one of {}\n", all.join(", "))),
+            "{err}"
+        );
+        let err = "qamx".parse::<AgentKind>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid agent config: kind: unknown kind \"qamx\" (expected qam, qam-f, qam-e, fql or bc)"
+        );
+        assert_eq!(
+            AgentKind::names_where(AgentKind::is_qam, "and"),
+            "qam, qam-f and qam-e"
+        );
+        assert_eq!(AgentKind::names_where(|k| k == AgentKind::Fql, "or"), "fql");
+        assert_eq!(AgentKind::names_where(|_| false, "or"), "");
+    }
+
+    #[test]
+    fn a_variant_weight_is_the_kinds_own_key_and_default() {
+        for kind in AgentKind::ALL {
+            let mut cfg = AgentConfig::default();
+            cfg.select_kind(kind);
+            cfg.validate().unwrap();
+            let weights = cfg.variant_weights();
+            match kind.variant_weight() {
+                Some((key, default)) => {
+                    // Selected, the kind's weight takes its default; the other weights stay 0.
+                    for (k, v) in weights {
+                        assert_eq!(v, if k == key { default } else { 0.0 }, "{kind:?} {k}");
+                    }
+                    let text = toml::to_string(&cfg).unwrap();
+                    assert!(text.contains(&format!("\n{key} = {default:?}\n")), "{text}");
+                    // Written as 0, it is refused by name; another kind's weight is named with its kind.
+                    let mut zero = cfg.clone();
+                    zero.variant_weights_mut()
+                        .into_iter()
+                        .for_each(|(_, w)| *w = 0.0);
+                    let err = zero.validate().unwrap_err().to_string();
+                    assert!(
+                        err.ends_with(&format!("{key}: kind {} needs {key} > 0", kind.as_str())),
+                        "{err}"
+                    );
+                    let mut qam = cfg.clone();
+                    qam.kind = AgentKind::Qam;
+                    let err = qam.validate().unwrap_err().to_string();
+                    assert!(
+                        err.ends_with(&format!(
+                            "{key}: is only used by kind {} (kind is qam)",
+                            kind.as_str()
+                        )),
+                        "{err}"
+                    );
+                }
+                None => assert!(weights.iter().all(|&(_, v)| v == 0.0), "{kind:?}"),
+            }
+        }
+        // Filled in only where the config left the weight at zero.
+        let mut set = AgentConfig {
+            kind: AgentKind::QamE,
+            edit_scale: 0.25,
+            ..AgentConfig::default()
+        };
+        set.fill_variant_weight();
+        assert_eq!(set.edit_scale, 0.25);
     }
 
     #[test]

@@ -80,25 +80,17 @@ mod tests {
 
     #[test]
     fn the_bound_counts_the_parameters_an_agent_has() {
-        for kind in [
-            AgentKind::Qam,
-            AgentKind::QamF,
-            AgentKind::QamE,
-            AgentKind::Fql,
-            AgentKind::Bc,
-        ] {
-            let cfg = AgentConfig {
-                kind,
+        for kind in AgentKind::ALL {
+            let mut cfg = AgentConfig {
                 batch_size: 8,
                 actor_hidden_dims: vec![16, 16],
                 value_hidden_dims: vec![16, 16],
                 num_qs: 3,
                 horizon_length: 2,
                 flow_steps: 4,
-                fql_alpha: if kind == AgentKind::QamF { 1.0 } else { 0.0 },
-                edit_scale: if kind == AgentKind::QamE { 0.5 } else { 0.0 },
                 ..AgentConfig::default()
             };
+            cfg.select_kind(kind);
             let agent = Agent::new(cfg.clone(), 5, 2, tch::Device::Cpu, 0).unwrap();
             let bound = memory_lower_bound(&cfg, 5, 2).unwrap();
             // The parameters and targets the agent holds (LayerNorm's too), one float32 copy each: the bound

@@ -12,18 +12,17 @@ const O: usize = 3;
 const A: usize = 2;
 
 fn tiny(kind: AgentKind) -> AgentConfig {
-    AgentConfig {
-        kind,
+    let mut cfg = AgentConfig {
         batch_size: 8,
         actor_hidden_dims: vec![16, 16],
         value_hidden_dims: vec![16, 16],
         horizon_length: 3,
         num_qs: 2,
         flow_steps: 4,
-        fql_alpha: if kind == AgentKind::QamF { 30.0 } else { 0.0 },
-        edit_scale: if kind == AgentKind::QamE { 0.1 } else { 0.0 },
         ..AgentConfig::default()
-    }
+    };
+    cfg.select_kind(kind);
+    cfg
 }
 
 /// A tiny QAM agent, fresh, saved as `a.safetensors` in `dir`.
@@ -43,14 +42,6 @@ fn obs(n: i64) -> Tensor {
         .sin()
         .reshape([n, O as i64])
 }
-
-const KINDS: [AgentKind; 5] = [
-    AgentKind::Qam,
-    AgentKind::QamF,
-    AgentKind::QamE,
-    AgentKind::Fql,
-    AgentKind::Bc,
-];
 
 fn store() -> TransitionStore {
     let mut s = TransitionStore::new(O, A);
@@ -98,7 +89,7 @@ fn assert_same_params(a: &Agent, b: &Agent) {
 #[test]
 fn save_load_then_update_equals_uninterrupted_update_for_every_kind() {
     let dir = tempfile::tempdir().unwrap();
-    for kind in KINDS {
+    for kind in AgentKind::ALL {
         // A rate whose shortest decimal form has 17 digits (what a sweep computing 3e-4 * 0.7 writes) must come
         // back exactly, or the run refuses its own checkpoint as another run's.
         let cfg = AgentConfig {
@@ -177,7 +168,7 @@ fn mismatched_tensor_shape_names_the_tensor_and_both_shapes() {
 
 #[test]
 fn sample_actions_shapes_bounds_and_best_of_n() {
-    for kind in KINDS {
+    for kind in AgentKind::ALL {
         let mut agent = Agent::new(tiny(kind), O, A, Device::Cpu, 1).unwrap();
         let obs = obs(7);
         let a = agent.sample_actions(&obs).unwrap();
@@ -333,7 +324,7 @@ fn split_update_gives_the_bytes_of_the_one_thread_update() {
         best_of_n: 4,
         ..tiny(AgentKind::Qam)
     };
-    let configs = KINDS.map(tiny).into_iter().chain([best_of_4]);
+    let configs = AgentKind::ALL.map(tiny).into_iter().chain([best_of_4]);
     for cfg in configs {
         let label = format!("{:?} best-of-{}", cfg.kind, cfg.best_of_n);
         let mut split = Agent::new(cfg.clone(), O, A, Device::Cpu, 7).unwrap();

@@ -51,8 +51,7 @@ fn static_noise_replays_exactly_the_seeded_torch_draws() {
 }
 
 fn small(kind: AgentKind) -> AgentConfig {
-    AgentConfig {
-        kind,
+    let mut cfg = AgentConfig {
         batch_size: 16,
         actor_hidden_dims: vec![32, 32],
         value_hidden_dims: vec![32, 32],
@@ -60,10 +59,10 @@ fn small(kind: AgentKind) -> AgentConfig {
         num_qs: 2,
         flow_steps: 4,
         best_of_n: if kind == AgentKind::Qam { 4 } else { 1 },
-        fql_alpha: if kind == AgentKind::QamF { 30.0 } else { 0.0 },
-        edit_scale: if kind == AgentKind::QamE { 0.1 } else { 0.0 },
         ..AgentConfig::default()
-    }
+    };
+    cfg.select_kind(kind);
+    cfg
 }
 
 #[test]
@@ -112,13 +111,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// Six updates (one of another batch size, which runs eagerly) and acting at 1 and 5 rows after
 /// each, for every kind: the graphed agent must match the eager one.
 fn graphed_equals_eager(device: Device, graphs_on: fn(&mut Agent)) {
-    for kind in [
-        AgentKind::Qam,
-        AgentKind::QamF,
-        AgentKind::QamE,
-        AgentKind::Fql,
-        AgentKind::Bc,
-    ] {
+    for kind in AgentKind::ALL {
         let cfg = small(kind);
         let (b, h) = (cfg.batch_size as i64, cfg.horizon_length as i64);
         let mut eager = Agent::new(cfg.clone(), O, A, device, 3).unwrap();

@@ -319,31 +319,28 @@ impl TrainConfig {
     /// The `[agent]` keys that agent `kind` does not read (weights of other kinds), each with the kinds that do
     /// (`("inv_temp", "qam, qam-f and qam-e")`): a run's `config.toml` marks them `# not used by kind ...`, and
     /// `qamlab plot` leaves them out when it groups seeds (a BC run's `inv_temp` changes nothing it trains).
-    pub fn agent_keys_unused_by(kind: AgentKind) -> Vec<(&'static str, &'static str)> {
-        let critic_kinds = "qam, qam-f, qam-e and fql";
-        let no_critic = !kind.has_critic();
+    pub fn agent_keys_unused_by(kind: AgentKind) -> Vec<(&'static str, String)> {
+        let qam: fn(AgentKind) -> bool = AgentKind::is_qam;
+        let qam_e: fn(AgentKind) -> bool = |k| k == AgentKind::QamE;
+        let critic: fn(AgentKind) -> bool = AgentKind::has_critic;
         [
-            ("inv_temp", !kind.is_qam(), "qam, qam-f and qam-e"),
-            ("alpha", kind != AgentKind::Fql, "fql"),
-            ("fql_alpha", kind != AgentKind::QamF, "qam-f"),
-            ("edit_scale", kind != AgentKind::QamE, "qam-e"),
-            ("edit_target_entropy", kind != AgentKind::QamE, "qam-e"),
-            (
-                "edit_target_entropy_multiplier",
-                kind != AgentKind::QamE,
-                "qam-e",
-            ),
-            ("num_qs", no_critic, critic_kinds),
-            ("rho", no_critic, critic_kinds),
-            ("discount", no_critic, critic_kinds),
-            ("tau", no_critic, critic_kinds),
-            ("value_hidden_dims", no_critic, critic_kinds),
-            ("value_layer_norm", no_critic, critic_kinds),
-            ("best_of_n", no_critic, critic_kinds),
+            ("inv_temp", qam),
+            ("alpha", |k| k == AgentKind::Fql),
+            ("fql_alpha", |k| k == AgentKind::QamF),
+            ("edit_scale", qam_e),
+            ("edit_target_entropy", qam_e),
+            ("edit_target_entropy_multiplier", qam_e),
+            ("num_qs", critic),
+            ("rho", critic),
+            ("discount", critic),
+            ("tau", critic),
+            ("value_hidden_dims", critic),
+            ("value_layer_norm", critic),
+            ("best_of_n", critic),
         ]
         .into_iter()
-        .filter(|&(_, unused, _)| unused)
-        .map(|(key, _, users)| (key, users))
+        .filter(|&(_, used_by)| !used_by(kind))
+        .map(|(key, used_by)| (key, AgentKind::names_where(used_by, "and")))
         .collect()
     }
 
@@ -495,13 +492,11 @@ impl TrainConfig {
 }
 
 /// Refuses a QAM-F or QAM-E config (of agent `kind`, the file's or `--agent`'s) that writes its variant's weight as
-/// 0. Left out, the weight takes its working default (30, 0.1); written as 0 it would be taken for that default too,
-/// where the paper's table (its "bold zeros") means the plain QAM run, which is `kind = "qam"`.
+/// 0. Left out, the weight takes its working default ([`AgentKind::variant_weight`]); written as 0 it would be taken
+/// for that default too, where the paper's table (its "bold zeros") means the plain QAM run, which is `kind = "qam"`.
 fn check_variant_weight_written(text: &str, kind: AgentKind) -> anyhow::Result<()> {
-    let (key, default) = match kind {
-        AgentKind::QamF => ("fql_alpha", 30.0),
-        AgentKind::QamE => ("edit_scale", 0.1),
-        _ => return Ok(()),
+    let Some((key, default)) = kind.variant_weight() else {
+        return Ok(());
     };
     let table: toml::Table = text.parse()?;
     let written = table
@@ -611,7 +606,10 @@ mod tests {
         assert_eq!(cfg.agent.fql_alpha, 50.0, "a set weight is kept");
         cfg.agent.validate().unwrap();
         // Written as 0 for its own kind, a variant's weight is refused: the paper's zero is the plain QAM run.
-        for (kind, key) in [("qam-f", "fql_alpha"), ("qam-e", "edit_scale")] {
+        let variants = AgentKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind.as_str(), kind.variant_weight()?.0)));
+        for (kind, key) in variants {
             for zero in ["0.0", "0"] {
                 let text = format!("[agent]\nkind = \"{kind}\"\n{key} = {zero}\n");
                 let err = format!(

@@ -10,6 +10,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use qamlab_agent::AgentKind;
 
 use crate::evaluate::EvalPoint;
 
@@ -52,11 +53,6 @@ impl YScale {
             1.0
         };
         YScale::SymLog { linear_within }
-    }
-
-    /// Whether values are drawn on a log axis (plain or symlog).
-    pub fn is_log(self) -> bool {
-        matches!(self, YScale::Log | YScale::SymLog { .. })
     }
 
     /// Where `v` is drawn on the axis (a log scale's in log10 units): -∞ for a value a log axis cannot show.
@@ -193,12 +189,21 @@ pub fn learning_curve_title(kind: &str, task: &str, seed: u64, run: &Path) -> St
 }
 
 /// The colour family of an agent kind's lines (`qam`, `bc`, ...; see [`palette_index`]): the same on every chart,
-/// and no other agent's (a kind not known here takes the last, grey).
+/// and no other agent's (a name that is no kind takes the last, grey).
 pub fn agent_family(kind: &str) -> usize {
-    ["qam", "bc", "fql", "qam-f", "qam-e"]
-        .iter()
-        .position(|&k| k == kind)
-        .unwrap_or(FAMILIES - 1)
+    kind.parse().map_or(FAMILIES - 1, kind_family)
+}
+
+/// Each kind's own colour family. A new kind must pick one here, and the palette grows a family with it
+/// ([`FAMILIES`] counts the kinds).
+fn kind_family(kind: AgentKind) -> usize {
+    match kind {
+        AgentKind::Qam => 0,
+        AgentKind::Bc => 1,
+        AgentKind::Fql => 2,
+        AgentKind::QamF => 3,
+        AgentKind::QamE => 4,
+    }
 }
 
 /// Draws the success-rate curve of one or more runs (label, agent kind, points), which train in `phases`, to
@@ -400,8 +405,8 @@ const PALETTE: [[RGBAColor; SHADES]; FAMILIES] = [
     ],
 ];
 
-/// How many colour families the palette holds (one an agent, and grey).
-pub const FAMILIES: usize = 6;
+/// How many colour families the palette holds: one an agent kind, and grey.
+pub const FAMILIES: usize = AgentKind::ALL.len() + 1;
 
 /// How many shades each colour family holds.
 pub const SHADES: usize = 3;
@@ -1194,10 +1199,16 @@ mod tests {
             offline_steps: 200,
             online_steps: 0,
         };
-        for (agent, family) in [("qam", 0), ("bc", 1), ("qam-e", 4)] {
+        for (agent, family) in [("qam", 0), ("bc", 1), ("qam-e", 4), ("dqn", FAMILIES - 1)] {
             let chart = learning_curves("test", &[(agent, agent, &points[..])], phases);
             assert_eq!(chart.series[0].color, palette_index(family, 0), "{agent}");
         }
+        // Every kind has a family of its own, none the grey of names that are no kind.
+        let families: std::collections::BTreeSet<_> = AgentKind::ALL
+            .map(|kind| agent_family(kind.as_str()))
+            .into();
+        assert_eq!(families.len(), AgentKind::ALL.len());
+        assert!(families.iter().all(|&f| f < FAMILIES - 1), "{families:?}");
     }
 
     fn samples(points: &[(u64, f64)]) -> Vec<Sample> {

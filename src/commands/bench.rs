@@ -71,11 +71,14 @@ pub enum Toggle {
     Off,
 }
 
-/// The parser of one name of `--agents` (the list split at its commas).
+/// The parser of one name of `--agents` (the list split at its commas): the names [`AgentKind`]'s parser takes.
 fn parse_agent(name: &str) -> Result<AgentKind, String> {
-    const EXPECTED: &str = "expected qam, qam-f, qam-e, fql or bc, separated by commas";
+    let expected = format!(
+        "expected {}, separated by commas",
+        AgentKind::names_where(|_| true, "or")
+    );
     if name.is_empty() {
-        return Err(format!("no agent named ({EXPECTED})"));
+        return Err(format!("no agent named ({expected})"));
     }
     name.parse::<AgentKind>().map_err(|_| {
         let spaced = if name.trim().parse::<AgentKind>().is_ok() {
@@ -83,7 +86,7 @@ fn parse_agent(name: &str) -> Result<AgentKind, String> {
         } else {
             ""
         };
-        format!("unknown agent {name:?} ({EXPECTED}{spaced})")
+        format!("unknown agent {name:?} ({expected}{spaced})")
     })
 }
 
@@ -145,13 +148,7 @@ impl Subject {
             agent,
             obs_dim: 28,
             action_dim: 5,
-            default_agents: vec![
-                AgentKind::Qam,
-                AgentKind::QamF,
-                AgentKind::QamE,
-                AgentKind::Fql,
-                AgentKind::Bc,
-            ],
+            default_agents: AgentKind::ALL.to_vec(),
         })
     }
 
@@ -315,4 +312,26 @@ fn sim(args: SimBenchArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_takes_every_kind_and_lists_them_as_the_kind_parser_does() {
+        for kind in AgentKind::ALL {
+            assert_eq!(parse_agent(kind.as_str()), Ok(kind));
+        }
+        // `train --agent qamx` says what AgentKind's parser says; `bench agent --agents qamx` lists the same kinds.
+        let expected = format!("(expected {}", AgentKind::names_where(|_| true, "or"));
+        let train = "qamx".parse::<AgentKind>().unwrap_err().to_string();
+        let bench = parse_agent("qamx").unwrap_err();
+        assert!(train.contains(&expected), "{train}");
+        assert!(bench.contains(&expected), "{bench}");
+        assert_eq!(
+            Subject::size("small").unwrap().default_agents,
+            AgentKind::ALL
+        );
+    }
 }

@@ -104,7 +104,8 @@ pub(super) fn policy_half(
                         qam::qam_e_losses(edit, temp, critic, fast, cfg, obs, d, noise, trace);
                     Some(losses?)
                 }
-                _ => None,
+                // (FQL and BC took the arms above.)
+                AgentKind::Qam | AgentKind::Fql | AgentKind::Bc => None,
             };
             let flow = match flow_at {
                 FlowLossAt::Helper(value) => value.recv().map_err(|_| {

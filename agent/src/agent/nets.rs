@@ -105,7 +105,7 @@ impl Nets {
                 nets.edit_actor = Some(EditActor::new(obs, d, ah, device));
                 nets.edit_alpha = Some(Temperature::new(device));
             }
-            _ => {}
+            AgentKind::Qam | AgentKind::Bc => {}
         }
         if let (Some(t), Some(o)) = (&nets.target_critic, &nets.critic) {
             copy_parameters(t, o);
