@@ -584,7 +584,10 @@ mod tests {
         }
         // Each lists its own spelling in its refusal and its --help.
         let err = refusal(&["train", "--tf32", "maybe"]);
-        assert!(err.contains("[possible values: true, false]"), "{err}");
+        assert!(
+            err.contains("[possible values: true, false, on, off, yes, no]"),
+            "{err}"
+        );
         let err = refusal(&["bench", "agent", "--tf32", "maybe"]);
         assert!(err.contains("[possible values: both, on, off]"), "{err}");
     }

@@ -99,9 +99,14 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// The parser of `--agent`: a kind's name. Its error is the kind parser's reason alone (`unknown kind "qamx"
+/// (expected ...)`), as `bench agent --agents` says it: "invalid agent config: kind:" would name a config file
+/// that is not there.
 fn parse_kind(s: &str) -> Result<AgentKind, String> {
-    s.parse()
-        .map_err(|e: qamlab_agent::AgentError| e.to_string())
+    s.parse().map_err(|e| match e {
+        qamlab_agent::AgentError::Config { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 impl TrainArgs {

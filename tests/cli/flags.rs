@@ -120,6 +120,11 @@ fn a_value_a_flag_cannot_take_exits_2_naming_the_flag_before_anything_runs() {
             &["view", "--seed", "9223372036854775808"][..],
             "must be at most 9223372036854775807",
         ),
+        // An unknown kind is said as bench says it, with no config file's wording.
+        (
+            &["train", "--agent", "qamx"][..],
+            "for '--agent <AGENT>': unknown kind \"qamx\" (expected qam, qam-f, qam-e, fql or bc)\n",
+        ),
         // Each spelling of a switch is taken by both commands; others list the command's own.
         (
             &["train", "--tf32", "maybe"][..],
