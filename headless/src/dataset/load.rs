@@ -19,6 +19,11 @@ fn not_npz(file: impl std::fmt::Display, bytes: &[u8]) -> String {
             "dataset {file}: a zip archive (as an npz is) without its directory at the end: the file is cut short \
              (an interrupted copy or download?) or damaged"
         )
+    } else if let Some(kind) = crate::files::sniff(bytes, bytes.len() as u64) {
+        format!(
+            "dataset {file}: not an npz archive: it is {}",
+            kind.described()
+        )
     } else {
         format!("dataset {file}: not an npz archive (an npz is a zip file, which begins with `PK`)")
     }
@@ -1000,6 +1005,20 @@ mod tests {
         );
         assert!(
             err.contains("not an npz archive (an npz is a zip file"),
+            "{err}"
+        );
+        // A chart or a checkpoint given as the dataset is named as what it is.
+        let err = format!("{:#}", load_bytes(b"\x89PNG\r\n\x1a\n...").unwrap_err());
+        assert!(
+            err.contains("not an npz archive: it is a PNG image, as a chart is"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            load_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}").unwrap_err()
+        );
+        assert!(
+            err.contains("it is a safetensors file, as a checkpoint's agent is"),
             "{err}"
         );
     }

@@ -1,9 +1,11 @@
 //! The files qamlab writes and reads for the user: atomic writes (`atomic`), their cancellation (`cancel`), checks
-//! of the paths given for output (`paths`), and reading files whole (`read`). Each is used from here:
+//! of the paths given for output (`paths`), reading files whole (`read`), and telling the lab's own files by their
+//! first bytes (`kind`). Each is used from here:
 //! [`write_atomically`], [`check_writable`], and so on.
 
 mod atomic;
 mod cancel;
+mod kind;
 mod paths;
 mod read;
 
@@ -12,5 +14,6 @@ pub use atomic::{
     write_staged,
 };
 pub use cancel::{Cancelled, cancel_writes, check_cancelled, writes_cancelled};
+pub use kind::{FileKind, SNIFFED_BYTES, sniff, sniff_file};
 pub use paths::{check_no_literal_tilde, check_out_dir, check_writable, through_links};
 pub use read::{read_regular_file, read_regular_text};

@@ -59,15 +59,12 @@ pub fn read_regular_text(
 ) -> anyhow::Result<String> {
     let bytes = read_regular_file(path, what, max_bytes)?;
     // The lab's own binary files, given where text was meant (`--config data.npz`): named for what they are.
-    let kind = if bytes.starts_with(b"PK\x03\x04") {
-        Some("a zip archive, as a dataset (.npz) is")
-    } else if bytes.starts_with(b"\x89PNG") {
-        Some("a PNG image, as a chart is")
-    } else {
-        None
-    };
-    if let Some(kind) = kind {
-        anyhow::bail!("reading {what} {}: it is {kind}, not text", path.display());
+    if let Some(kind) = super::sniff(&bytes, bytes.len() as u64) {
+        anyhow::bail!(
+            "reading {what} {}: it is {}, not text",
+            path.display(),
+            kind.described()
+        );
     }
     String::from_utf8(bytes)
         .with_context(|| format!("reading {what} {}: not UTF-8 text", path.display()))
@@ -90,6 +87,11 @@ mod tests {
                 "c.png",
                 &b"\x89PNG\r\n"[..],
                 "it is a PNG image, as a chart is, not text",
+            ),
+            (
+                "agent.safetensors",
+                &b"\x02\x00\x00\x00\x00\x00\x00\x00{}"[..],
+                "it is a safetensors file, as a checkpoint's agent is, not text",
             ),
             ("x.toml", &b"a = \xff"[..], "not UTF-8 text"),
         ] {

@@ -257,19 +257,19 @@ impl RunDir {
 
 /// What a file given where a run directory belongs looks like, by its first bytes, to follow "is a file, not a run
 /// directory": a dataset or a checkpoint given in its place is named as such.
-fn what_file_it_is(path: &Path) -> &'static str {
-    let mut head = [0u8; 9];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
-    let head = &head[..read];
-    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        ": it is a zip archive, as a dataset (.npz) is; give the directory `qamlab train --out` wrote"
-    } else if head.len() == 9 && head[8] == b'{' {
-        ": it looks like a safetensors file (a checkpoint's); give the run directory, the folder that holds \
-         checkpoints/"
-    } else {
-        ": give the directory `qamlab train --out` wrote"
+fn what_file_it_is(path: &Path) -> String {
+    use crate::files::FileKind;
+    match crate::files::sniff_file(path) {
+        Some(FileKind::Safetensors) => {
+            ": it looks like a safetensors file (a checkpoint's); give the run directory, \
+                                        the folder that holds checkpoints/"
+                .into()
+        }
+        Some(kind) => format!(
+            ": it is {}; give the directory `qamlab train --out` wrote",
+            kind.described()
+        ),
+        None => ": give the directory `qamlab train --out` wrote".into(),
     }
 }
 
@@ -472,7 +472,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = read("agent.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{}");
+        let err = read("agent.safetensors", b"\x02\x00\x00\x00\x00\x00\x00\x00{}");
         assert!(err.contains("it looks like a safetensors file"), "{err}");
         // A checkpoint's folder inside a run: the run is named.
         let run = dir.path().join("run");
