@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, ensure};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, TaskError, load_task};
@@ -413,18 +413,7 @@ fn build_oracle(
 
 /// The episode counter, hidden unless the options ask for progress.
 fn progress_bar(opts: &CollectOptions) -> ProgressBar {
-    let bar = if opts.progress {
-        ProgressBar::new(opts.episodes as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "collect {wide_bar} {pos}/{len} episodes [{elapsed_precise}<{eta_precise}] {msg}",
-        )
-        .expect("a valid template"),
-    );
-    bar
+    crate::console::progress_bar("collect", opts.episodes as u64, "episodes", opts.progress)
 }
 
 /// Each env's episode so far, and the state (observation, qpos, qvel: `[N * dim]`) its next step starts from.

@@ -33,6 +33,31 @@ pub fn write_stderr(args: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
 
+/// The progress bar of a long command (training's phases, a collection), one look for all: `label` before the
+/// bar, the count in `unit`s after it, the time taken and left, then the bar's message. Hidden unless `shown`.
+pub fn progress_bar(label: &str, len: u64, unit: &str, shown: bool) -> indicatif::ProgressBar {
+    let bar = if shown {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix:>8}} [{{wide_bar:.cyan/blue}}] {{pos}}/{{len}}{unit} {{elapsed_precise}} ETA {{eta_precise}} \
+             {{msg}}"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
 /// Progress for a log: where a command's progress bar cannot show (standard error is a file, a pipe, CI's log), a
 /// line now and then, so that a long collection or evaluation does not look hung.
 pub struct LogProgress {
@@ -105,5 +130,19 @@ mod tests {
         assert!(log.due());
         let mut bar = LogProgress::every(false, Duration::ZERO);
         assert!(!bar.due());
+    }
+
+    #[test]
+    fn a_progress_bar_is_made_with_its_label_for_either_unit() {
+        // The template is parsed when the bar is made: a bad one would panic here, not in a user's run.
+        for unit in ["episodes", ""] {
+            for shown in [true, false] {
+                let bar = super::progress_bar("collect", 10, unit, shown);
+                assert_eq!(bar.prefix(), "collect");
+                assert_eq!(bar.length(), Some(10));
+                // (A shown bar is hidden anyway where stderr is not a terminal, as under `cargo test`.)
+                assert!(shown || bar.is_hidden());
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use qamlab_agent::metrics::must_be_finite;
 use serde_json::json;
 
@@ -46,19 +46,8 @@ impl Reporting {
 
 impl Trainer<'_> {
     pub(super) fn bar(&self, len: u64, pos: u64, phase: Phase) -> ProgressBar {
-        let bar = if self.reporting.progress {
-            ProgressBar::new(len)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{wide_bar:.cyan/blue}] {pos}/{len} {elapsed_precise} ETA {eta_precise} {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(phase.as_str());
+        let bar =
+            crate::console::progress_bar(phase.as_str(), len, "steps", self.reporting.progress);
         bar.set_position(pos);
         // A resumed phase starts part way: those steps were not made at this session's rate.
         bar.reset_eta();
