@@ -4,6 +4,7 @@
 use anyhow::Context;
 use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
+use qamlab_tasks::walker::WalkerBody;
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -83,7 +84,7 @@ fn report_oracle_trial(args: &TaskArgs, scene: &TaskScene, warned: bool) -> anyh
         super::count(episodes, "episode"),
         100.0 * tried.held_rate
     )?;
-    if let Some(note) = tried.left_note(episodes) {
+    for note in tried.notes(episodes) {
         qamlab_headless::stdout_line!("{note}")?;
     }
     // Success counts the first moment every goal holds: a target with nothing to rest on is met in passing.
@@ -133,7 +134,7 @@ fn report_random_trial(
         100.0 * tried.success_rate,
         super::count(episodes, "episode")
     )?;
-    if let Some(note) = tried.left_note(episodes) {
+    for note in tried.notes(episodes) {
         qamlab_headless::stdout_line!("{note}")?;
     }
     // Online learning from nothing starts from the successes exploration stumbles on (where the agents can act
@@ -310,6 +311,8 @@ fn try_policy(
     let mut reached = vec![false; episodes];
     let extent = SceneExtent::of(scene);
     let mut left: Vec<Option<Escape>> = vec![None; episodes];
+    let walker = WalkerBody::find(scene, &spec);
+    let mut upside_down = 0;
     let mut actions = vec![0.0; episodes * spec.action_dim];
     let mut at_first_step = 0;
     for step in 0..spec.episode_length {
@@ -332,6 +335,9 @@ fn try_policy(
             }
             if out.ended(i) {
                 *end = Some(out.success[i]);
+                let p = spec.qpos_dim;
+                let qpos = &out.final_qpos[i * p..(i + 1) * p];
+                upside_down += usize::from(walker.as_ref().is_some_and(|w| w.is_upside_down(qpos)));
             }
         }
         if ended.iter().all(Option::is_some) {
@@ -357,6 +363,7 @@ fn try_policy(
         held,
         at_first_step,
         left,
+        upside_down: walker.map(|w| (upside_down, w.name)),
     })
 }
 
@@ -402,23 +409,65 @@ struct Tried {
     at_first_step: usize,
     /// Episodes in which a body left the scene (before they ended), and the first such body.
     left: Option<(usize, Escape)>,
+    /// For a legged robot the walking script drives: the episodes that ended with its body upside down, and the
+    /// body's name.
+    upside_down: Option<(usize, String)>,
 }
 
 impl Tried {
-    /// The note that bodies left the scene in some episodes, if they did.
-    fn left_note(&self, episodes: usize) -> Option<String> {
-        self.left.as_ref().map(|(count, first)| {
+    /// The notes on how the episodes ended, if any apply: that bodies left the scene in some, that the robot ended
+    /// upside down in some.
+    fn notes(&self, episodes: usize) -> Vec<String> {
+        let left = self.left.as_ref().map(|(count, first)| {
             format!(
                 "note: a body left the scene in {count} of {episodes} episodes (`collect` leaves such episodes \
                  out, and refuses a task that loses one in over half of them); in the first, {first}"
             )
-        })
+        });
+        let flipped = self
+            .upside_down
+            .as_ref()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, body)| {
+                format!(
+                    "note: the robot ended upside down in {count} of {episodes} episodes (its `{body}` turned \
+                     over): a legged robot does not get up from its back, and its episode runs on to its end \
+                     with it lying there (`collect` keeps such episodes)"
+                )
+            });
+        left.into_iter().chain(flipped).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_walker_that_ends_upside_down_is_noted() {
+        // Random actions flip the ant in most episodes, and it never gets up.
+        let scene = qamlab_tasks::load_task("antmaze-umaze").unwrap().scene;
+        let tried = try_policy(&scene, 8, 0, Policy::Random).unwrap();
+        let (flipped, body) = tried.upside_down.clone().expect("the ant is a walker");
+        assert_eq!(body, "torso");
+        assert!((1..=8).contains(&flipped), "{flipped}");
+        let notes = tried.notes(8);
+        assert!(
+            notes.iter().any(|n| n.starts_with(&format!(
+                "note: the robot ended upside down in {flipped} of 8 episodes (its `torso` turned over)"
+            ))),
+            "{notes:?}"
+        );
+        // The oracle keeps it on its feet; and the gantry is no walker.
+        let tried = try_policy(&scene, 4, 0, Policy::Oracle).unwrap();
+        assert_eq!(tried.upside_down, Some((0, "torso".to_string())));
+        assert!(tried.notes(4).is_empty());
+        let cube = qamlab_tasks::load_task("cube-single").unwrap().scene;
+        assert_eq!(
+            try_policy(&cube, 2, 0, Policy::Random).unwrap().upside_down,
+            None
+        );
+    }
 
     #[test]
     fn an_episodes_random_actions_do_not_depend_on_how_many_are_tried() {

@@ -115,7 +115,8 @@ fn the_window_steps_the_same_trajectories_as_the_headless_driver() {
     let mut env = BatchedEnv::new(&task.scene, 3, options).unwrap();
     let seeds = [0, 1, 2];
     let mut obs = env.reset(&seeds).unwrap().to_vec();
-    let mut oracle = CubeOracle::new(env.spec(), OracleConfig::default(), &seeds).unwrap();
+    let mut oracle =
+        CubeOracle::new(&task.scene, env.spec(), OracleConfig::default(), &seeds).unwrap();
     for _ in 0..120 {
         let actions = oracle.act(&obs).to_vec();
         let out = env.step(&actions).unwrap();

@@ -10,7 +10,7 @@
 use std::f32::consts::FRAC_PI_2;
 
 use qamlab_sim::authoring::Control;
-use qamlab_sim::{EnvSpec, StepOutput};
+use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,10 +39,15 @@ struct Layout {
     cubes: Vec<(usize, usize)>,
     /// Per cube: its goal's target index.
     goals: Vec<usize>,
+    /// Per cube: how near its goal's target it counts as placed, so that solving leaves it be (see
+    /// [`solved_within`]).
+    solved_within: Vec<f32>,
 }
 
 impl Layout {
-    fn find(spec: &EnvSpec) -> Result<Self, TaskError> {
+    /// Finds the gantry, the cubes and their goals in `spec`'s observation (and the goals' tolerances in `scene`,
+    /// the task `spec` is of).
+    fn find(scene: &TaskScene, spec: &EnvSpec) -> Result<Self, TaskError> {
         let at = |name: &str| {
             spec.obs_names
                 .iter()
@@ -100,11 +105,33 @@ impl Layout {
         }
         let goals = goal_of_each_cube(spec, &cube_names, &goal_targets)?;
         check_gantry_actions(spec)?;
+        let solved_within = goals
+            .iter()
+            .map(|&target| {
+                let goal = spec.obs_names[target]
+                    .strip_suffix(".target.x")
+                    .expect("a goal's target column");
+                scene
+                    .goals
+                    .iter()
+                    .find(|def| def.goal.name == goal)
+                    .map(|def| solved_within(def.goal.tolerance))
+                    .ok_or_else(|| {
+                        no_oracle(
+                            spec,
+                            format!(
+                                "goal `{goal}` in the scene its spec was made of (the two differ)"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             ee,
             ee_yaw,
             cubes,
             goals,
+            solved_within,
         })
     }
 
@@ -326,7 +353,8 @@ const CARRY_Z: f32 = 0.10; // pinch height while carrying, at the least
 const CARRY_CLEARANCE: f32 = 0.06;
 const GRASP_DZ: f32 = 0.003; // pinch above the cube centre when grasping
 const YAW_LIMIT: f32 = 1.5;
-const SOLVED: f32 = 0.02; // a cube this close to its goal needs no move (the task's tolerance is 0.04)
+/// Solve: a cube within its goal's tolerance less this counts as placed and is left be (see [`solved_within`]).
+const SOLVED_MARGIN: f32 = 0.001;
 const CLEARANCE: f32 = 0.08; // play places a cube at least this far from the others
 
 // When the script moves on from a phase (metres, radians, control steps). Tuned on cube-single: a 4 cm cube,
@@ -411,11 +439,16 @@ pub struct CubeOracle {
 }
 
 impl CubeOracle {
-    /// An oracle for `spec`'s envs (one script per seed: env `i` draws its noise and sub-goals from `seeds[i]`).
-    /// Errors if the task's observation lacks what the script reads.
-    pub fn new(spec: &EnvSpec, config: OracleConfig, seeds: &[u64]) -> Result<Self, TaskError> {
+    /// An oracle for the envs of `spec`, the task `scene` (one script per seed: env `i` draws its noise and
+    /// sub-goals from `seeds[i]`). Errors if the task's observation lacks what the script reads.
+    pub fn new(
+        scene: &TaskScene,
+        spec: &EnvSpec,
+        config: OracleConfig,
+        seeds: &[u64],
+    ) -> Result<Self, TaskError> {
         // The layout also checks that the actions are the gantry's, ACTION_DIM of them.
-        let layout = Layout::find(spec)?;
+        let layout = Layout::find(scene, spec)?;
         let mut oracle = Self {
             config,
             layout,
@@ -533,6 +566,15 @@ impl CubeOracle {
         } else {
             vec3(o, layout.goals[k])
         };
+        // Solve: a cube back within its goal before it is lifted (knocked out, it settled back in) is left be, the
+        // hand raised from it as from one placed; lifting it would lose the success it gives.
+        if self.config.mode == OracleMode::Solve
+            && s.cube.is_some()
+            && matches!(s.phase, Phase::Approach | Phase::Descend | Phase::Grasp)
+            && distance(cubes[k], goal) <= layout.solved_within[k]
+        {
+            s.enter(Phase::Retreat);
+        }
         let sight = Sight::new(layout, o, &cubes, k, goal);
         s.steps += 1;
         if s.steps > PHASE_TIMEOUT_STEPS && s.phase != Phase::Done {
@@ -636,8 +678,6 @@ impl Script {
         cubes: &[[f32; 3]],
     ) {
         let play = config.mode == OracleMode::Play;
-        let dist =
-            |a: [f32; 3], b: [f32; 3]| (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt();
         self.cube = if play {
             let k = self.rng.random_range(0..cubes.len());
             // Set down at the height the task's goal for this cube has: where the cube rests on the table.
@@ -645,7 +685,8 @@ impl Script {
             self.subgoal = draw_subgoal(&mut self.rng, config.play_region, rest, cubes, k);
             Some(k)
         } else {
-            (0..cubes.len()).find(|&k| dist(cubes[k], vec3(o, layout.goals[k])) > SOLVED)
+            (0..cubes.len())
+                .find(|&k| distance(cubes[k], vec3(o, layout.goals[k])) > layout.solved_within[k])
         };
         if let Some(k) = self.cube {
             let to = if play {
@@ -679,7 +720,8 @@ impl Script {
                     Phase::Lower => self.lower(sight),
                     Phase::Release => self.release(sight),
                     Phase::Retreat => self.retreat(sight),
-                    Phase::Done | Phase::Settle => Turn::Act(Aim::still(sight, OPEN)),
+                    Phase::Done => Turn::Act(self.hover(sight)),
+                    Phase::Settle => Turn::Act(Aim::still(sight, OPEN)),
                 }
             };
             match turn {
@@ -786,7 +828,19 @@ impl Script {
         Turn::Act(Aim::still(v, OPEN))
     }
 
-    /// Back up to the carrying height, fingers open; once there, the sub-task is done.
+    /// Done: fingers open, the pinch held at the carrying height, over where it is. Holding only where it is would
+    /// let the action noise walk it about, down among the cubes it placed, to knock them off their targets.
+    fn hover(&self, v: &Sight) -> Aim {
+        Aim {
+            target: [v.ee[0], v.ee[1], self.carry_z],
+            yaw: None,
+            grip: OPEN,
+        }
+    }
+
+    /// Back up to the carrying height, fingers open, centred over the cube just let go; once there, the sub-task is
+    /// done. Rising from wherever the pinch is would let the action noise walk the open fingers into the cube's sides
+    /// and drag it off its target.
     fn retreat(&mut self, v: &Sight) -> Turn {
         if v.ee[2] > self.carry_z - AT_CARRY_Z {
             // The next step chooses the next sub-task.
@@ -794,7 +848,7 @@ impl Script {
             self.enter(Phase::Done);
         }
         Turn::Act(Aim {
-            target: [v.ee[0], v.ee[1], self.carry_z],
+            target: [v.cube[0], v.cube[1], self.carry_z],
             yaw: None,
             grip: OPEN,
         })
@@ -883,6 +937,19 @@ enum Turn {
     Pass(Phase),
 }
 
+/// How near its goal's target (of `tolerance`) a cube counts as placed when solving: within the tolerance less
+/// [`SOLVED_MARGIN`] (for rounding: a cube at rest on the table creeps less than a micrometre in 150 steps), so the
+/// script never picks up a cube that already meets its goal, losing the success it had, as it did with a fixed
+/// 2 cm (half the built-ins' tolerance). At least half the tolerance, should the tolerance be tiny.
+fn solved_within(tolerance: f32) -> f32 {
+    (tolerance - SOLVED_MARGIN).max(tolerance / 2.0)
+}
+
+/// The distance between `a` and `b`.
+fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f32>().sqrt()
+}
+
 /// The distance between `a` and `b` in the horizontal plane.
 fn horizontal_distance(a: [f32; 3], b: [f32; 3]) -> f32 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
@@ -958,7 +1025,7 @@ mod tests {
             text = edited;
         }
         let scene = TaskScene::from_ron(&text, "edited").unwrap();
-        match Layout::find(&EnvSpec::of(&scene)) {
+        match Layout::find(&scene, &EnvSpec::of(&scene)) {
             Err(TaskError::NoOracle { missing, .. }) => missing,
             other => panic!("{task} edited as {edits:?}: {other:?}"),
         }

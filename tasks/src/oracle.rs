@@ -131,7 +131,7 @@ impl Oracle {
                 needs,
             });
         }
-        let cube = match CubeOracle::new(spec, config, seeds) {
+        let cube = match CubeOracle::new(scene, spec, config, seeds) {
             Ok(mut oracle) => {
                 let task = spec.task.clone();
                 // Checked above: the cube script takes the gantry's actions only.

@@ -732,6 +732,42 @@ fn task_fault(
     Some(task_needs(fault, goal, &torso, frame))
 }
 
+/// The body of a robot the walking script drives (the goal's frame, from which the legs hang), to tell whether an
+/// episode left it upside down: a legged robot on its back does not get up, neither by the script's gait nor by
+/// the physics, and its episode runs on to its end with it lying there.
+#[derive(Clone, Debug)]
+pub struct WalkerBody {
+    /// The body's name.
+    pub name: String,
+    /// Where its pose starts in one env's `qpos` (position, then quaternion).
+    qpos_at: usize,
+    /// The world's up in the body's own frame, at its authored pose.
+    up: Vec3,
+}
+
+impl WalkerBody {
+    /// The body of `scene`'s robot, where the walking script would drive it (whether or not it can get to the
+    /// goal); `None` for any other robot. `spec` is the scene's.
+    pub fn find(scene: &TaskScene, spec: &EnvSpec) -> Option<Self> {
+        let (_, robot) = Layout::find(scene, spec).ok()?;
+        let body = &scene.bodies[robot[0]].body;
+        let k = spec.state_bodies.iter().position(|b| *b == body.name)?;
+        Some(Self {
+            name: body.name.clone(),
+            qpos_at: qamlab_sim::QPOS_PER_BODY * k,
+            up: body.rotation.normalize().inverse() * Vec3::Z,
+        })
+    }
+
+    /// Whether the body lies upside down in one env's state `qpos`: the side that was up as authored points below
+    /// the horizontal.
+    pub fn is_upside_down(&self, qpos: &[f32]) -> bool {
+        let q = &qpos[self.qpos_at + 3..self.qpos_at + 7];
+        let rotation = Quat::from_xyzw(q[0], q[1], q[2], q[3]);
+        (rotation * self.up).z < 0.0
+    }
+}
+
 /// The batched walking oracle.
 pub struct WalkerOracle {
     config: OracleConfig,

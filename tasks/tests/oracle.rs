@@ -46,7 +46,7 @@ fn run_held(
     )
     .unwrap();
     let seeds: Vec<u64> = (0..n as u64).map(|i| seed0 + i).collect();
-    let mut oracle = CubeOracle::new(env.spec(), config, &seeds).unwrap();
+    let mut oracle = CubeOracle::new(scene, env.spec(), config, &seeds).unwrap();
     let mut obs = env.reset(&seeds).unwrap().to_vec();
     let mut result = vec![None; n];
     for t in 1..=env.spec().episode_length {
@@ -145,7 +145,7 @@ fn play_oracle_chains_pick_and_place_under_noise() {
         noise: 0.1,
         ..OracleConfig::default()
     };
-    let mut oracle = CubeOracle::new(env.spec(), config, &seeds).unwrap();
+    let mut oracle = CubeOracle::new(&task.scene, env.spec(), config, &seeds).unwrap();
     let mut obs = env.reset(&seeds).unwrap().to_vec();
     let mut max_cube_z = 0.0f32;
     for _ in 0..400 {
@@ -185,7 +185,7 @@ fn oracle_trajectory(seeds: &[u64], env: usize, steps: usize) -> Vec<u32> {
         noise: 0.1,
         ..OracleConfig::default()
     };
-    let mut oracle = CubeOracle::new(batch.spec(), config, seeds).unwrap();
+    let mut oracle = CubeOracle::new(&task.scene, batch.spec(), config, seeds).unwrap();
     let mut obs = batch.reset(seeds).unwrap().to_vec();
     let mut bits = Vec::new();
     for _ in 0..steps {
@@ -235,6 +235,57 @@ fn oracle_solves_cube_double() {
     }
 }
 
+/// Of `n` episodes of `task` (the noisy solving oracle, run to their end): how many reach success, and how many of
+/// those lose it again.
+fn episodes_losing_success(task: &str, n: usize, seed0: u64) -> (usize, usize) {
+    let task = load_task(task).unwrap();
+    let options = EnvOptions {
+        terminate_on_success: false,
+        episode_length: None,
+        ..EnvOptions::default()
+    };
+    let mut env = BatchedEnv::new(&task.scene, n, options).unwrap();
+    let seeds: Vec<u64> = (0..n as u64).map(|i| seed0 + i).collect();
+    let config = OracleConfig {
+        noise: 0.1,
+        ..OracleConfig::default()
+    };
+    let mut oracle = CubeOracle::new(&task.scene, env.spec(), config, &seeds).unwrap();
+    let mut obs = env.reset(&seeds).unwrap().to_vec();
+    let (mut reached, mut lost) = (vec![false; n], vec![false; n]);
+    for _ in 0..env.spec().episode_length {
+        let actions = oracle.act(&obs).to_vec();
+        let out = env.step(&actions).unwrap();
+        for i in 0..n {
+            lost[i] |= reached[i] && !out.success[i];
+            reached[i] |= out.success[i];
+        }
+        obs.copy_from_slice(&out.obs);
+    }
+    let count = |flags: &[bool]| flags.iter().filter(|&&f| f).count();
+    (count(&reached), count(&lost))
+}
+
+#[test]
+fn the_solving_oracle_keeps_the_success_it_reached() {
+    // It used to lose it in about a quarter of the noisy episodes (cube-double: 18 of these 64, cube-single 13): it
+    // picked up a cube resting within the goal's tolerance (4 cm) but not within its own 2 cm, the action noise
+    // walked its idle hand down into the cubes, and its open fingers, rising at random from a cube, dragged the
+    // cube off its target. What is left is physics (a cube slipping from the fingers onto its target and off).
+    for task in ["cube-double", "cube-single"] {
+        let (reached, lost) = episodes_losing_success(task, 64, 0);
+        println!("{task}: {lost} of the {reached} of 64 episodes that reach success lose it");
+        assert!(
+            reached >= 60,
+            "{task}: only {reached} of 64 episodes reach success"
+        );
+        assert!(
+            lost <= 3,
+            "{task}: {lost} of 64 episodes lose the success they reached"
+        );
+    }
+}
+
 #[test]
 fn oracle_solves_cube_double_whatever_the_order_of_its_goal_sensors() {
     let text = BUILTIN_TASKS
@@ -272,7 +323,7 @@ fn play_oracle_moves_both_cubes_of_cube_double() {
         noise: 0.1,
         ..OracleConfig::default()
     };
-    let mut oracle = CubeOracle::new(&spec, config, &seeds).unwrap();
+    let mut oracle = CubeOracle::new(&task.scene, &spec, config, &seeds).unwrap();
     let mut obs = env.reset(&seeds).unwrap().to_vec();
     let start = obs.clone();
     let mut lifted = [false; 2];
@@ -468,7 +519,7 @@ fn play_waits_for_a_cube_authored_in_the_air_too() {
         noise: 0.1,
         ..OracleConfig::default()
     };
-    let mut oracle = CubeOracle::new(env.spec(), config, &seeds).unwrap();
+    let mut oracle = CubeOracle::new(&scene, env.spec(), config, &seeds).unwrap();
     let mut obs = env.reset(&seeds).unwrap().to_vec();
     let mut waited = false;
     for t in 0..400 {

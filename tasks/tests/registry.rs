@@ -83,7 +83,7 @@ fn oracle_refusal(from: &str, to: &str) -> String {
     let text = BUILTIN_TASKS[0].1.replacen(from, to, 1);
     let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
     let spec = qamlab_sim::EnvSpec::new(&scene, 200);
-    CubeOracle::new(&spec, OracleConfig::default(), &[0])
+    CubeOracle::new(&scene, &spec, OracleConfig::default(), &[0])
         .err()
         .expect("the oracle should refuse the edited task")
         .to_string()
@@ -132,7 +132,7 @@ fn oracle_places_each_cube_at_the_one_goal_on_it() {
         let text = BUILTIN_TASKS[1].1.replacen(from, to, 1);
         let scene = qamlab_sim::TaskScene::from_ron(&text, "edited").unwrap();
         let spec = qamlab_sim::EnvSpec::new(&scene, 500);
-        CubeOracle::new(&spec, OracleConfig::default(), &[0])
+        CubeOracle::new(&scene, &spec, OracleConfig::default(), &[0])
             .err()
             .map(|e| e.to_string())
     };

@@ -3,6 +3,7 @@
 use qamlab_sim::prelude::*;
 use qamlab_tasks::maze::Maze;
 use qamlab_tasks::prelude::*;
+use qamlab_tasks::walker::WalkerBody;
 
 fn antmaze() -> TaskScene {
     load_task("antmaze-umaze").unwrap().scene
@@ -415,6 +416,50 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
     assert_eq!(check(env.reset(&[1, 2, 3, 4]).unwrap()), first);
     let other = check(env.reset(&[5, 6, 7, 8]).unwrap());
     assert!(other.iter().zip(&first).all(|(a, b)| a != b));
+}
+
+#[test]
+fn the_walkers_body_tells_when_it_lies_upside_down() {
+    use bevy::math::Quat;
+    let scene = antmaze();
+    let spec = EnvSpec::of(&scene);
+    let body = WalkerBody::find(&scene, &spec).expect("the ant is a walker");
+    assert_eq!(body.name, "torso");
+    let mut env = BatchedEnv::new(&scene, 1, EnvOptions::default()).unwrap();
+    env.reset(&[0]).unwrap();
+    let mut qpos = env.output().qpos.clone();
+    let at = qamlab_sim::QPOS_PER_BODY
+        * spec.state_bodies.iter().position(|b| b == "torso").unwrap()
+        + 3;
+    assert!(!body.is_upside_down(&qpos), "standing at the start");
+    let mut turned = |q: Quat| {
+        qpos[at..at + 4].copy_from_slice(&q.to_array());
+        body.is_upside_down(&qpos)
+    };
+    assert!(
+        !turned(Quat::from_rotation_z(2.5)),
+        "turned about the vertical"
+    );
+    assert!(
+        !turned(Quat::from_rotation_x(1.4)),
+        "on its side, not yet over"
+    );
+    assert!(turned(Quat::from_rotation_x(1.7)), "just past its side");
+    assert!(turned(
+        Quat::from_rotation_y(std::f32::consts::PI) * Quat::from_rotation_z(1.0)
+    ));
+    // Up is the side up as authored: to a torso authored upside down, the standing ant lies on its back.
+    let text = builtin_text("antmaze-umaze").replacen(
+        "name: \"torso\", kind: Dynamic, translation: (-1.0, 1.0, 0.205), rotation: (0.0, 0.0, 0.0, 1.0)",
+        "name: \"torso\", kind: Dynamic, translation: (-1.0, 1.0, 0.205), rotation: (1.0, 0.0, 0.0, 0.0)",
+        1,
+    );
+    let flipped = TaskScene::from_ron(&text, "flipped.scn.ron").unwrap();
+    let body = WalkerBody::find(&flipped, &EnvSpec::of(&flipped)).unwrap();
+    assert!(body.is_upside_down(&env.output().qpos));
+    // The gantry is no walker.
+    let cube = load_task("cube-single").unwrap().scene;
+    assert!(WalkerBody::find(&cube, &EnvSpec::of(&cube)).is_none());
 }
 
 /// Why the walking oracle refuses a scene text (it must refuse it).
