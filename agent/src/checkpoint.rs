@@ -7,7 +7,7 @@
 //! arrays streamed to and from the file ([`write_tensor_data`], [`TensorFile`]), checksummed. `staged_file` is the
 //! lab's one way to write a file atomically ([`StagedFile`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
@@ -22,7 +22,7 @@ mod tensor_file;
 pub use staged_file::{
     StagedFile, is_being_written, parent_dir, staged_here, sync_dir, temporary_prefix,
 };
-use tensor_file::{CRC_KEY, ckpt_err};
+use tensor_file::{CRC_KEY, ckpt_err, read_all};
 pub use tensor_file::{
     Dtype, Metadata, STREAMING_BYTES, TensorData, TensorFile, read_tensors, write_tensor_data,
     write_tensors,
@@ -77,8 +77,10 @@ impl Agent {
     }
 
     /// Restores an agent saved by [`Agent::save`] onto `device`. Errors (never panics) on a
-    /// truncated file, missing metadata, or a tensor whose name or shape does not match the agent
-    /// the stored config describes (naming the tensor and both shapes).
+    /// truncated file, missing metadata, metadata describing networks larger than the file's tensors
+    /// (checked before the agent is built), or a tensor whose name or shape does not match the agent
+    /// the stored config describes (naming the tensor and both shapes; names are checked from the
+    /// file's header, before any tensor is read).
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Agent> {
         Ok(Self::load_with_metadata(path, device)?.0)
     }
@@ -87,7 +89,10 @@ impl Agent {
     /// what [`Agent::save_with_metadata`] added).
     pub fn load_with_metadata(path: impl AsRef<Path>, device: Device) -> Result<(Agent, Metadata)> {
         let path = path.as_ref();
-        let (tensors, meta) = read_tensors(path)?;
+        // The header alone first: what the metadata describes is checked against what the file holds before the
+        // agent is built or any tensor read, so a forged config or header costs neither memory nor time.
+        let file = TensorFile::open(path)?;
+        let meta = file.metadata().clone();
         let get = |key: &str| {
             meta.get(key)
                 .ok_or_else(|| ckpt_err(path, format!("metadata key {key} missing")))
@@ -118,35 +123,39 @@ impl Agent {
         }
         let cfg: AgentConfig = serde_json::from_str(get("config")?)
             .map_err(|e| ckpt_err(path, format!("config: {e}")))?;
-        let mut agent = Agent::new(
-            cfg,
-            num("obs_dim")? as usize,
-            num("action_dim")? as usize,
-            device,
-            num("seed")?,
-        )
-        .map_err(|e| match e {
-            // What the file records cannot make an agent: the file's fault, named.
+        let (obs_dim, action_dim) = (num("obs_dim")? as usize, num("action_dim")? as usize);
+        // What the file records cannot make an agent: the file's fault, named.
+        let recorded = |e: AgentError| match e {
             AgentError::Config { .. } => ckpt_err(path, e.to_string()),
             other => other,
-        })?;
-        let lookup: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        };
+        // A setting out of its range is named as such, before the sizes it makes are weighed.
+        cfg.validate().map_err(recorded)?;
+        check_room(&file, &cfg, obs_dim, action_dim)?;
+        let mut agent =
+            Agent::new(cfg, obs_dim, action_dim, device, num("seed")?).map_err(recorded)?;
         let mut expected: Vec<(String, Tensor)> = agent.parameters();
         for (name, mu, nu) in &agent.adam.moments {
             expected.push((format!("optimizer/mu/{name}"), mu.shallow_clone()));
             expected.push((format!("optimizer/nu/{name}"), nu.shallow_clone()));
         }
-        for (name, _) in &tensors {
-            if !expected.iter().any(|(n, _)| n == name) {
-                return Err(ckpt_err(
-                    path,
-                    format!(
-                        "tensor {name} is not part of a {} agent",
-                        agent.cfg.kind.as_str()
-                    ),
-                ));
-            }
+        // Names from the header, before any tensor is read: a file of a million foreign tensors is refused at once.
+        let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        if let Some(name) = file
+            .names()
+            .into_iter()
+            .find(|n| !known.contains(n.as_str()))
+        {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "tensor {name} is not part of a {} agent",
+                    agent.cfg.kind.as_str()
+                ),
+            ));
         }
+        let (tensors, _) = read_all(file)?;
+        let lookup: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         for (name, mut dst) in expected {
             let src = lookup
                 .get(name.as_str())
@@ -185,6 +194,68 @@ impl Agent {
         agent.adam.count = count("optimizer_count")?;
         agent.act_calls = count("act_calls")?;
         Ok((agent, meta))
+    }
+}
+
+/// Refuses a checkpoint whose metadata describes networks larger than the tensors `file` holds (`cfg` for
+/// `obs_dim`-D observations and `action_dim`-D actions): building the agent allocates what its config says, which a
+/// damaged or forged file could make terabytes. Names the file and both sizes.
+fn check_room(
+    file: &TensorFile,
+    cfg: &AgentConfig,
+    obs_dim: usize,
+    action_dim: usize,
+) -> Result<()> {
+    let held = file.names().iter().try_fold(0u64, |sum, name| {
+        let (dtype, shape) = file.info(name)?;
+        let values = shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+        sum.checked_add(values.checked_mul(dtype.bitsize() as u64)? / 8)
+    });
+    // Without a batch, the footprint is the networks' alone: 4 bytes a value of 5 x the trainable parameters (with
+    // their gradients and Adam's moments) and the targets once; a checkpoint stores 3 x the trainable ones (each
+    // with its two moments) and the targets, so at least 3/5 of it (more: LayerNorms are left out of the bound).
+    let unbatched = AgentConfig {
+        batch_size: 0,
+        ..cfg.clone()
+    };
+    let needed = crate::footprint::memory_lower_bound(&unbatched, obs_dim, action_dim)
+        .and_then(|bound| bound.checked_mul(3))
+        .map(|bound| bound / 5);
+    let fits = matches!((needed, held), (Some(needed), Some(held)) if needed <= held);
+    if !fits {
+        let shown =
+            |bytes: Option<u64>| bytes.map_or_else(|| "more than 16 EiB".to_string(), in_units);
+        return Err(ckpt_err(
+            file.path(),
+            format!(
+                "its metadata describes a {} agent of {} of parameters at least ({obs_dim}-D observations, \
+                 {action_dim}-D actions, actor_hidden_dims {:?}, value_hidden_dims {:?}, num_qs {}), but its \
+                 tensors hold {}: the file is damaged or not what it says",
+                cfg.kind.as_str(),
+                shown(needed),
+                cfg.actor_hidden_dims,
+                cfg.value_hidden_dims,
+                cfg.num_qs,
+                shown(held)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `bytes` in the largest binary unit that keeps a number of at least 1 (`59.6 TiB`), as the lab prints sizes.
+fn in_units(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let (mut value, mut unit) = (bytes as f64, None);
+    while value >= 1024.0 && unit.is_none_or(|u| u + 1 < UNITS.len()) {
+        value /= 1024.0;
+        unit = Some(unit.map_or(0, |u| u + 1));
+    }
+    match unit {
+        None => format!("{bytes} bytes"),
+        Some(u) => format!("{value:.1} {}", UNITS[u]),
     }
 }
 
@@ -258,6 +329,88 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let err = load("cut.safetensors", &bytes[..40]);
         assert!(err.contains("unreadable or truncated"), "{err}");
+    }
+
+    /// Rewrites the checkpoint at `path` with `edit` applied to its tensors and metadata (its checksum recomputed).
+    fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(String, Tensor)>, &mut Metadata)) {
+        let (mut tensors, mut meta) = read_tensors(path).unwrap();
+        meta.remove(CRC_KEY);
+        edit(&mut tensors, &mut meta);
+        write_tensors(path, &tensors, meta).unwrap();
+    }
+
+    #[test]
+    fn every_kind_of_agent_fits_the_tensors_its_checkpoint_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.safetensors");
+        for kind in AgentKind::ALL {
+            for (chunking, layer_norm) in [(true, true), (false, false)] {
+                let mut cfg = AgentConfig {
+                    batch_size: 4096,
+                    actor_hidden_dims: vec![16, 8],
+                    value_hidden_dims: vec![8, 4],
+                    action_chunking: chunking,
+                    actor_layer_norm: layer_norm,
+                    value_layer_norm: layer_norm,
+                    horizon_length: 3,
+                    num_qs: 3,
+                    flow_steps: 2,
+                    ..AgentConfig::default()
+                };
+                cfg.select_kind(kind);
+                Agent::new(cfg, 5, 2, Device::Cpu, 1)
+                    .unwrap()
+                    .save(&path)
+                    .unwrap();
+                Agent::load(&path, Device::Cpu).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_config_larger_than_the_tensors_the_file_holds_is_refused_before_building_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.safetensors");
+        tiny_agent().save(&path).unwrap();
+        // Eight layers 65536 wide: 128 GiB of parameters, which building the agent would allocate at once.
+        rewrite(&path, |_, meta| {
+            let mut cfg: AgentConfig = serde_json::from_str(&meta["config"]).unwrap();
+            cfg.actor_hidden_dims = vec![crate::config::MAX_WIDTH; 8];
+            meta.insert("config".into(), serde_json::to_string(&cfg).unwrap());
+        });
+        let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+        assert!(
+            err.starts_with(&format!("checkpoint {}: its metadata describes a qam agent of ", path.display()))
+                && err.contains("739.2 GiB of parameters at least (3-D observations, 2-D actions, actor_hidden_dims [65536, ")
+                && err.contains("but its tensors hold ")
+                && err.ends_with("KiB: the file is damaged or not what it says"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_foreign_tensor_is_named_from_the_header_before_any_tensor_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.safetensors");
+        tiny_agent().save(&path).unwrap();
+        rewrite(&path, |tensors, _| {
+            tensors.extend((0..3).map(|i| {
+                (
+                    format!("t{i}"),
+                    Tensor::zeros([0], (Kind::Float, Device::Cpu)),
+                )
+            }));
+        });
+        // Its data damaged too: reading the tensors would fail on their checksum, after reading them all.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let err = Agent::load(&path, Device::Cpu).err().unwrap().to_string();
+        assert!(
+            err.contains(": tensor t") && err.ends_with(" is not part of a qam agent"),
+            "{err}"
+        );
     }
 
     #[test]

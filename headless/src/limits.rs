@@ -32,6 +32,16 @@ pub const MAX_THREADS: usize = 1024;
 /// Bytes of a TOML config file: the shipped ones take about 1 KB.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+/// Bytes of a run's copy of its task scene: the shipped scenes take a few KB.
+pub const MAX_SCENE_BYTES: u64 = 64 << 20;
+
+/// Bytes of a checkpoint's `state.json`: about 1 KB, and 130 bytes more an evaluation (two million of them).
+pub const MAX_STATE_BYTES: u64 = 256 << 20;
+
+/// Bytes of a run's `eval.csv` or `metrics.jsonl`, read whole: a run logging each of a million steps writes about
+/// 0.5 GB of metrics.
+pub const MAX_LOG_BYTES: u64 = 4 << 30;
+
 /// The memory this process may use: the machine's (`MemTotal`), or the cgroup v2 limit at
 /// `/sys/fs/cgroup/memory.max` where lower (the process's own in a container; limits set elsewhere are not seen).
 /// `None` where neither can be read.
@@ -81,6 +91,24 @@ pub fn check_memory_against(
     Ok(())
 }
 
+/// Items a message lists at most ([`listed`]): a file's keys, a tensor's values.
+pub const MAX_LISTED: usize = 10;
+
+/// `items` joined with `, `, at most [`MAX_LISTED`] of them, then how many more (`a, b, c and 299997 more`): a
+/// file of a million keys makes a message of a line, not megabytes.
+pub fn listed<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut items = items.into_iter();
+    let shown: Vec<String> = items
+        .by_ref()
+        .take(MAX_LISTED)
+        .map(|i| i.to_string())
+        .collect();
+    match items.count() {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
 /// `bytes` in the largest binary unit that keeps a number of at least 1, like `59.6 TiB`.
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -116,6 +144,11 @@ mod tests {
         );
         let err = check_memory(None, "--episodes 9").unwrap_err().to_string();
         assert_eq!(err, "--episodes 9 would take more than 16 EiB of memory");
+        assert_eq!(listed(["a", "b"]), "a, b");
+        assert_eq!(
+            listed(0..1_000_000),
+            "0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 999990 more"
+        );
         // The bounds multiply without overflow: steps by updates per step, episodes by their rows.
         assert!(MAX_STEPS.checked_mul(MAX_UTD_RATIO as u64).is_some());
         assert!(

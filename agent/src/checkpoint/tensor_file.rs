@@ -42,8 +42,10 @@ const CONVERT_VALUES: usize = 16 << 10;
 /// file goes through, and the chunk of values being turned into bytes.
 pub const STREAMING_BYTES: u64 = (IO_BUFFER_BYTES + CONVERT_VALUES * 8) as u64;
 
-/// The longest header safetensors reads (its own limit).
-const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// The longest header read: qamlab's files hold a few thousand tensors at most (an agent of 64-layer networks about
+/// 6000, some 100 bytes each in the header) and a few metadata strings. Parsing one takes some 20 times its length
+/// of memory: safetensors' own limit, 100 MB, let a forged header of a million empty tensors take 1.6 GB.
+const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// The dtype by a name of our own in the checksum: the crate's Debug text may change between its versions.
 fn dtype_name(dtype: Dtype) -> &'static str {
@@ -667,7 +669,11 @@ impl TensorFile {
 /// Reads every tensor (f32/f64/i64/i32, u32 widened to i64), in the file's order, and the metadata of a
 /// safetensors file; a truncated or malformed file is an error, never a panic.
 pub fn read_tensors(path: &Path) -> Result<(Vec<NamedTensor>, Metadata)> {
-    let mut file = TensorFile::open(path)?;
+    read_all(TensorFile::open(path)?)
+}
+
+/// Reads every tensor and the metadata of `file`, open with its header checked, as [`read_tensors`] does.
+pub(super) fn read_all(mut file: TensorFile) -> Result<(Vec<NamedTensor>, Metadata)> {
     let mut out = Vec::new();
     let mut unsupported = None;
     for name in file.names() {
@@ -869,6 +875,28 @@ mod tests {
             assert_eq!(part, [-1.0, 0.75, 1.0, 1.25]);
             file.verify().unwrap();
         }
+    }
+
+    #[test]
+    fn a_header_longer_than_any_of_qamlabs_files_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.safetensors");
+        // 20 MB of header claimed (a million tensors' worth), the file as long.
+        let n = 20u64 << 20;
+        let mut bytes = n.to_le_bytes().to_vec();
+        bytes.push(b'{');
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .set_len(8 + n)
+            .unwrap();
+        let err = TensorFile::open(&path).err().unwrap().to_string();
+        assert!(
+            err.ends_with("unreadable or truncated: header too large"),
+            "{err}"
+        );
     }
 
     #[test]

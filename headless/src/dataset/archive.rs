@@ -118,12 +118,20 @@ fn check_entry(mut entry: zip::read::ZipFile<'_, Cursor<&[u8]>>) -> anyhow::Resu
         .map_err(damaged)?;
     let mut total = start.len() as u64;
     let mut buffer = vec![0u8; 1 << 16];
+    // No further than a byte past the declared size: the zip reader inflates to the stream's end, however far
+    // that is (a few bytes declared, gigabytes of zeros inflated).
+    let mut rest = (&mut entry).take(declared.saturating_add(1).saturating_sub(total));
     loop {
-        match entry.read(&mut buffer).map_err(damaged)? {
+        match rest.read(&mut buffer).map_err(damaged)? {
             0 => break,
             n => total += n as u64,
         }
     }
+    ensure!(
+        total <= declared,
+        "its archive entry is damaged (it holds more than the {declared} bytes the archive's directory says): \
+         {RECOPY}"
+    );
     ensure!(
         total == declared,
         "its archive entry is damaged (it holds {total} bytes where the archive's directory says {declared}): \
@@ -291,8 +299,9 @@ mod tests {
         assert_eq!(bytes[record + 24..record + 28], held.to_le_bytes());
         patched[record + 24..record + 28].copy_from_slice(&(held - 4).to_le_bytes());
         let err = format!("{:#}", load_bytes(&patched).unwrap_err());
+        // Read no further than a byte past what the directory says (a forged size could hide gigabytes).
         let said = format!(
-            "key `qpos`: its archive entry is damaged (it holds {held} bytes where the archive's directory says {})",
+            "key `qpos`: its archive entry is damaged (it holds more than the {} bytes the archive's directory says)",
             held - 4
         );
         assert!(err.contains(&said), "{err}");

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 use ndarray::{Array1, Array2};
-use ndarray_npy::NpzReader;
 use qamlab_agent::TransitionStore;
 
+use super::bounded::BoundedNpz;
 use super::{Dataset, DatasetSource};
 
 /// Why `bytes` do not open as an npz archive, as far as their start tells.
@@ -63,6 +63,10 @@ struct Header {
     shape: Vec<u64>,
     /// The dtype in numpy's words (`float32`, `uint8`, ...) or as its descriptor where unusual.
     dtype: String,
+    /// The values its shape holds.
+    values: u64,
+    /// The bytes of its data, where its dtype has a fixed size (not for pickled objects).
+    data_bytes: Option<u64>,
 }
 
 /// Keys whose shapes are read though their arrays are not: the physics state, whose widths tell a file of another
@@ -72,9 +76,10 @@ const STATE_KEYS: [&str; 2] = ["qpos", "qvel"];
 /// Keys read apart from the arrays, whose headers are checked with theirs: `source`, the JSON record.
 const RECORD_KEYS: [&str; 1] = ["source"];
 
-/// The headers of the loaded arrays, of [`STATE_KEYS`] and of [`RECORD_KEYS`], read without reading the arrays. Refuses a header that
-/// claims more data than its archive entry can hold: the reader allocates what the header claims before reading,
-/// so a damaged header would otherwise abort the process.
+/// The headers of the loaded arrays, of [`STATE_KEYS`] and of [`RECORD_KEYS`], read without reading the arrays.
+/// Refuses a header that claims more bytes of data (its dtype's size by its values) than its archive entry can
+/// hold: the reader allocates what the header claims before reading, so a damaged header would otherwise abort the
+/// process.
 fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
     // Deflate expands at most about 1032:1; a stored entry holds what its size says. The sizes an entry declares
     // are capped by the archive's real length, which a forged directory cannot change.
@@ -99,20 +104,34 @@ fn array_headers(archive: &[u8], file: &str) -> anyhow::Result<Vec<Header>> {
             zip::CompressionMethod::Stored => entry.size().min(packed),
             _ => entry.size().min(packed.saturating_mul(MAX_DEFLATE_RATIO)),
         };
-        let (shape, dtype) = super::npy::NpyHeader::read(&mut entry)
+        let header = super::npy::NpyHeader::read(&mut entry);
+        let (shape, dtype) = header
+            .as_ref()
             .and_then(|header| Some((header.shape()?, header.dtype()?)))
             .with_context(|| format!("dataset {file}: key `{key}`: not a readable .npy array"))?;
-        let elements = shape
+        let values = shape
             .iter()
             .try_fold(1u64, |n, &d| n.checked_mul(d))
             .unwrap_or(u64::MAX);
-        // The smallest element the loader reads is a 1-byte bool.
+        let data_bytes = header.and_then(|h| h.data_len());
+        // A dtype of no fixed size (pickled objects) takes a byte a value at the least.
+        let claimed = data_bytes.unwrap_or(values);
+        let what = match data_bytes {
+            Some(bytes) => format!("{dtype} ({bytes} bytes)"),
+            None => format!("{dtype} ({values} values)"),
+        };
         ensure!(
-            elements <= room,
-            "dataset {file}: key `{key}`: its header claims shape {shape:?}, more values than the {room} bytes \
+            claimed <= room,
+            "dataset {file}: key `{key}`: its header claims shape {shape:?} of {what}, more than the {room} bytes \
              its archive entry holds: the file is damaged"
         );
-        shapes.push(Header { key, shape, dtype });
+        shapes.push(Header {
+            key,
+            shape,
+            dtype,
+            values,
+            data_bytes,
+        });
     }
     Ok(shapes)
 }
@@ -129,15 +148,18 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
          of npz files, as OGBench's 100M-transition ones are, is not supported: give one shard, or join them into \
          one file)"
     );
-    // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes.
-    let bytes = crate::files::read_regular_file(path, "dataset", None)?;
+    // Read whole once: the archive is parsed from memory and its checksum taken from the same bytes. Its arrays
+    // take at least as much again (deflate shrinks, never grows them), so an archive past half the machine's
+    // memory cannot load: none is read further, from a pipe (`<(...)`) or a file.
+    let memory = crate::limits::available_memory().unwrap_or(u64::MAX);
+    let bytes = crate::files::read_data_file(path, "dataset", memory / 2)?;
     ensure!(!bytes.is_empty(), "dataset {file} is empty (0 bytes)");
     ensure!(
         !bytes.starts_with(b"\x93NUMPY"),
         "dataset {file} is a single .npy array; a dataset is an .npz archive of arrays ({})",
         LOADED_KEYS.join(", ")
     );
-    let mut npz = NpzReader::new(Cursor::new(&bytes)).with_context(|| not_npz(&file, &bytes))?;
+    let mut npz = BoundedNpz::new(&bytes).with_context(|| not_npz(&file, &bytes))?;
     check_compression(&bytes, &file)?;
     // Reading a key to its end checks its CRC-32: the arrays loading reads are checked so, and the archive's other
     // entries (`qpos`, `qvel`, keys read by no one) beside them, on a thread of their own: little time where a
@@ -154,16 +176,11 @@ pub fn load_dataset(path: impl AsRef<Path>) -> anyhow::Result<Dataset> {
 }
 
 /// Reads the dataset in `bytes`, an npz archive open in `npz` whose compression is checked; `file` names it.
-fn read_dataset(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
-    bytes: &[u8],
-    file: &str,
-) -> anyhow::Result<Dataset> {
-    let names = npz
-        .names()
-        .with_context(|| format!("dataset {file}: reading the archive index"))?;
+fn read_dataset(npz: &mut BoundedNpz<'_>, bytes: &[u8], file: &str) -> anyhow::Result<Dataset> {
+    let names = npz.names();
     check_layout(file, &names)?;
     let headers = array_headers(bytes, file)?;
+    check_memory(file, bytes.len() as u64, &headers)?;
     let arrays = read_arrays(npz, &headers, file)?;
     let source = if names.iter().any(|n| n == "source" || n == "source.npy") {
         let (o, a) = (arrays.obs_dim(), arrays.action_dim());
@@ -200,6 +217,79 @@ fn read_dataset(
         qvel_shape: shape("qvel"),
         warnings,
     })
+}
+
+/// The memory reading the arrays whose `headers` are given takes at the most, as the headers claim them, with the
+/// archive of `archive_len` bytes held: each loaded array as the reader allocates it (a value of the widest dtype
+/// tried, 8 bytes, where its dtype has no fixed size), converted where it is not of the dtype it is read as
+/// (float32; bool for `terminals`, through float64), and the transitions made of them (each row's observation
+/// twice, its action, reward, mask and terminal, in float32). `None` past `u64`.
+fn memory_claimed(archive_len: u64, headers: &[Header]) -> Option<u64> {
+    let header = |key: &str| headers.iter().find(|h| h.key == key);
+    let mut total = archive_len;
+    for h in headers
+        .iter()
+        .filter(|h| LOADED_KEYS.contains(&h.key.as_str()))
+    {
+        let read = match h.data_bytes {
+            Some(bytes) => bytes,
+            None => h.values.checked_mul(8)?,
+        };
+        let converted = match (h.key.as_str(), h.dtype.as_str()) {
+            ("terminals", "bool") => 0,
+            ("terminals", _) => h.values.checked_mul(8 + 1)?,
+            (_, "float32") => 0,
+            _ => h.values.checked_mul(4)?,
+        };
+        total = total.checked_add(read)?.checked_add(converted)?;
+    }
+    let width = |key: &str| {
+        header(key)
+            .and_then(|h| h.shape.get(1).copied())
+            .unwrap_or(1)
+    };
+    let rows = header("observations")
+        .and_then(|h| h.shape.first().copied())
+        .unwrap_or(0);
+    let row_values = width("observations")
+        .checked_mul(2)?
+        .checked_add(width("actions"))?
+        .checked_add(3)?;
+    total.checked_add(rows.checked_mul(row_values)?.checked_mul(4)?)
+}
+
+/// Refuses, before any array is read, a dataset whose arrays as their `headers` claim them (with the archive of
+/// `archive_len` bytes) would take more than `memory` ([`memory_claimed`]; `None`: unknown), naming the file, its
+/// arrays and the sizes.
+fn check_memory_within(
+    file: &str,
+    archive_len: u64,
+    headers: &[Header],
+    memory: Option<u64>,
+) -> anyhow::Result<()> {
+    let arrays = headers
+        .iter()
+        .filter(|h| LOADED_KEYS.contains(&h.key.as_str()))
+        .map(|h| format!("`{}` {} {:?}", h.key, h.dtype, h.shape))
+        .collect::<Vec<_>>()
+        .join(", ");
+    crate::limits::check_memory_against(
+        memory_claimed(archive_len, headers),
+        &format!(
+            "dataset {file}: reading its arrays as their headers claim them ({arrays}) and their transitions"
+        ),
+        memory,
+    )
+}
+
+/// [`check_memory_within`] the machine's memory.
+fn check_memory(file: &str, archive_len: u64, headers: &[Header]) -> anyhow::Result<()> {
+    check_memory_within(
+        file,
+        archive_len,
+        headers,
+        crate::limits::available_memory(),
+    )
 }
 
 /// Refuses a `qpos` or `qvel` (as its header says) of other than `rows` rows, the rows of `observations`: a file
@@ -320,11 +410,13 @@ fn check_layout(file: &str, names: &[String]) -> anyhow::Result<()> {
     if !ignored.is_empty() {
         tracing::warn!(
             "dataset {file}: {} not read (a dataset is read from {}; {} are known and left alone)",
-            ignored
-                .iter()
-                .map(|k| format!("key `{k}` is"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            match ignored.as_slice() {
+                [key] => format!("key `{key}` is"),
+                keys => format!(
+                    "keys {} are",
+                    crate::limits::listed(keys.iter().map(|k| format!("`{k}`")))
+                ),
+            },
             LOADED_KEYS.join(", "),
             KNOWN_OTHER_KEYS.join(", ")
         );
@@ -342,7 +434,7 @@ fn check_layout(file: &str, names: &[String]) -> anyhow::Result<()> {
         ensure!(
             names.iter().any(|n| n == key || *n == format!("{key}.npy")),
             "dataset {file}: key `{key}` is missing (found: {}){extra}",
-            names.join(", ")
+            crate::limits::listed(names)
         );
     }
     Ok(())
@@ -395,7 +487,7 @@ impl LoadedArrays {
 
 /// Reads the arrays of [`LOADED_KEYS`] (their `headers` checked already) and checks that their rows agree.
 fn read_arrays(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    npz: &mut BoundedNpz<'_>,
     headers: &[Header],
     file: &str,
 ) -> anyhow::Result<LoadedArrays> {
@@ -558,7 +650,7 @@ fn suspicious(file: &str, arrays: &LoadedArrays, transitions: &TransitionStore) 
 
 /// Reads the `source` key: JSON text as uint8 bytes, naming as many columns as the arrays hold.
 fn read_source(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    npz: &mut BoundedNpz<'_>,
     obs_dim: usize,
     action_dim: usize,
 ) -> anyhow::Result<DatasetSource> {
@@ -617,7 +709,7 @@ fn printable(source: &mut DatasetSource) {
 /// Reads number array `key` as float32: float32 as stored; float64 (numpy's default) and integers converted.
 /// `found` (`, found bool of shape [6]`) goes into the error.
 fn read_floats<D: ndarray::Dimension>(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    npz: &mut BoundedNpz<'_>,
     key: &str,
     shape: &str,
     found: &str,
@@ -651,11 +743,7 @@ fn read_floats<D: ndarray::Dimension>(
 
 /// Reads flag array `key` (`[N]`): bool as OGBench stores it, or numbers that are all 0 or 1. `found` (`, found
 /// float32 of shape [6, 2]`) goes into the error.
-fn read_flags(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
-    key: &str,
-    found: &str,
-) -> anyhow::Result<Array1<bool>> {
+fn read_flags(npz: &mut BoundedNpz<'_>, key: &str, found: &str) -> anyhow::Result<Array1<bool>> {
     let error = match npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::Ix1>(key) {
         Ok(array) => return Ok(array),
         Err(e) => e,
@@ -745,11 +833,11 @@ impl FromWholeNumber for f64 {
 /// Array `key` read as whole numbers (numpy's default dtype for them) of any width, converted to `T`; `None`
 /// when it holds none. A narrower integer goes through i64 or u64 exactly, so it rounds once, as `as` would round it.
 fn read_whole_numbers<T: FromWholeNumber, D: ndarray::Dimension>(
-    npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+    npz: &mut BoundedNpz<'_>,
     key: &str,
 ) -> Option<ndarray::Array<T, D>> {
     fn read<E, T, D>(
-        npz: &mut NpzReader<Cursor<&Vec<u8>>>,
+        npz: &mut BoundedNpz<'_>,
         key: &str,
         convert: impl Fn(E) -> T,
     ) -> Option<ndarray::Array<T, D>>
@@ -810,6 +898,100 @@ mod tests {
         assert!(
             err.contains("key `observations`: its header claims shape [1000000000000, 3]")
                 && err.contains("the file is damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_is_measured_in_the_bytes_of_its_dtype() {
+        use crate::dataset::test_npz::{npy, npz_with_entries};
+        // 300 float64 values (2400 bytes) claimed over 400 bytes of data: fewer values than bytes, as a forged
+        // header of 4e9 values over 4 GB of entry claims 32 GB.
+        let observations = npy("<f8", false, &[100, 3], &[0; 400]);
+        let bad = npz_with_entries(
+            &["observations"],
+            &[("observations.npy", observations)],
+            false,
+        );
+        let err = format!("{:#}", load_bytes(&bad).unwrap_err());
+        assert!(
+            err.contains(
+                "d.npz: key `observations`: its header claims shape [100, 3] of float64 (2400 bytes), more than the "
+            ) && err.ends_with("bytes its archive entry holds: the file is damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn arrays_claiming_more_than_the_machines_memory_are_refused_before_any_is_read() {
+        let header = |key: &str, dtype: &str, shape: &[u64], item: u64| {
+            let values = shape.iter().product::<u64>();
+            Header {
+                key: key.into(),
+                shape: shape.to_vec(),
+                dtype: dtype.into(),
+                values,
+                data_bytes: Some(values * item),
+            }
+        };
+        let rows = 142_000_000;
+        let headers = [
+            header("observations", "float64", &[rows, 28], 8),
+            header("actions", "float32", &[rows, 5], 4),
+            header("terminals", "bool", &[rows], 1),
+            header("rewards", "float32", &[rows], 4),
+            header("masks", "float32", &[rows], 4),
+            header("qpos", "float32", &[rows, 14], 4),
+        ];
+        // float64 read (8 bytes a value), then float32 (4 more); the transitions: 2 x 28 + 5 + 3 float32 a row.
+        let observations = rows * 28 * 12;
+        let others = rows * (5 * 4 + 1 + 4 + 4);
+        let transitions = rows * (2 * 28 + 5 + 3) * 4;
+        assert_eq!(
+            memory_claimed(1000, &headers),
+            Some(1000 + observations + others + transitions)
+        );
+        let err = check_memory_within("d.npz", 1000, &headers, Some(23 << 30))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "dataset d.npz: reading its arrays as their headers claim them (`observations` float64 [142000000, 28], \
+             `actions` float32 [142000000, 5], `terminals` bool [142000000], `rewards` float32 [142000000], `masks` \
+             float32 [142000000]) and their transitions would take 82.1 GiB of memory, more than this machine's \
+             23.0 GiB"
+        );
+        check_memory_within("d.npz", 1000, &headers, Some(100 << 30)).unwrap();
+        // A dataset that loads claims what it takes, and passes.
+        let bytes = npz_bytes([1.0; 6]);
+        load_bytes(&bytes).unwrap();
+    }
+
+    #[test]
+    fn an_array_is_read_no_further_than_its_entrys_declared_size() {
+        use crate::dataset::test_npz::{npy, npz_with_entries};
+        // Observations followed by 100 000 bytes more of data than the entry declares (a forged size: a few bytes
+        // declared, gigabytes inflated). The reader would read whatever follows the array to see that nothing does.
+        let array = npy("<f4", false, &[6, 3], &[0; 72]);
+        let mut inflated = array.clone();
+        inflated.extend(std::iter::repeat_n(0u8, 100_000));
+        let mut bytes =
+            npz_with_entries(&["observations"], &[("observations.npy", inflated)], true);
+        let name = b"observations.npy";
+        for (signature, size_at) in [(&b"PK\x03\x04"[..], 22), (&b"PK\x01\x02"[..], 24)] {
+            let name_at = if signature[2] == 3 { 30 } else { 46 };
+            let record = (0..bytes.len())
+                .find(|&i| {
+                    bytes[i..].starts_with(signature) && bytes[i + name_at..].starts_with(name)
+                })
+                .unwrap();
+            bytes[record + size_at..record + size_at + 4]
+                .copy_from_slice(&(array.len() as u32).to_le_bytes());
+        }
+        let err = format!("{:#}", load_bytes(&bytes).unwrap_err());
+        assert!(
+            err.contains("key `observations`: its archive entry is damaged (")
+                && err.contains("file had 1 extra bytes before EOF"),
             "{err}"
         );
     }

@@ -24,9 +24,11 @@
 //! * `transitions` — a dataset read as transitions ([`Dataset`]) and whether it suits a task.
 //! * `archive` — whether an npz archive is whole: every entry's checksum, each key once, its `.npy` headers.
 //! * `npy` — the `.npy` header of an archive entry, read without its array.
+//! * `bounded` — an npz archive whose arrays are read no further than their entries' declared sizes.
 //! * `load` — reading an npz archive into one, checking its headers, dtypes and values.
 
 mod archive;
+mod bounded;
 mod load;
 mod npy;
 mod rows;

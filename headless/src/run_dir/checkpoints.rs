@@ -9,7 +9,7 @@ use qamlab_agent::{Agent, AgentConfig};
 
 use super::{RunDir, check_state_crc, warn_once};
 use crate::TrainConfig;
-use crate::files::{sync_dir, write_bytes_atomically};
+use crate::files::{is_not_found, read_stored_text, sync_dir, write_bytes_atomically};
 
 /// The files of a complete checkpoint directory.
 const CHECKPOINT_FILES: [&str; 3] = ["agent.safetensors", "replay.safetensors", "state.json"];
@@ -73,8 +73,10 @@ impl RunDir {
 
     /// The directory of the newest complete checkpoint, if any.
     pub fn latest_checkpoint(&self) -> anyhow::Result<Option<PathBuf>> {
+        // A checkpoint's name, `step-N`: a few bytes.
+        const MAX_POINTER_BYTES: u64 = 4 << 10;
         let pointer = self.checkpoints().join("latest");
-        match std::fs::read_to_string(&pointer) {
+        match read_stored_text(&pointer, "the checkpoint pointer", MAX_POINTER_BYTES) {
             Ok(name) => {
                 ensure!(
                     !name.trim().is_empty(),
@@ -96,10 +98,8 @@ impl RunDir {
                 );
                 Ok(Some(dir))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(self.newest_complete_checkpoint(&pointer))
-            }
-            Err(e) => Err(e).with_context(|| format!("reading {}", pointer.display())),
+            Err(e) if is_not_found(&e) => Ok(self.newest_complete_checkpoint(&pointer)),
+            Err(e) => Err(e),
         }
     }
 
@@ -251,6 +251,35 @@ impl RunDir {
     ) -> anyhow::Result<Agent> {
         let cfg = &run.agent;
         let file = checkpoint.join("agent.safetensors");
+        let differs = |recorded: &AgentConfig| {
+            anyhow::anyhow!(
+                "checkpoint {}: its agent differs from the one {} describes ({}): {} was edited since the run \
+                 started, or the checkpoint belongs to another run",
+                file.display(),
+                self.config().display(),
+                config_differences(recorded, cfg),
+                self.config().display()
+            )
+        };
+        // From the file's header, before an agent is built of what it records (a file of another run, or a
+        // damaged or forged one whose networks would take terabytes): the run's own agent is what is built, and it
+        // must fit the machine, as training checks.
+        let recorded = qamlab_agent::checkpoint::TensorFile::open(&file)?
+            .metadata()
+            .get("config")
+            .and_then(|text| serde_json::from_str::<AgentConfig>(text).ok());
+        if let Some(recorded) = recorded
+            && recorded != *cfg
+        {
+            return Err(differs(&recorded));
+        }
+        check_networks_fit(
+            cfg,
+            (obs_dim, action_dim),
+            &file,
+            &self.config(),
+            crate::limits::available_memory(),
+        )?;
         let (mut agent, meta) = Agent::load_with_metadata(&file, device)?;
         if (agent.obs_dim(), agent.action_dim()) != (obs_dim, action_dim) {
             bail!(
@@ -264,14 +293,7 @@ impl RunDir {
             );
         }
         if agent.config() != cfg {
-            bail!(
-                "checkpoint {}: its agent differs from the one {} describes ({}): {} was edited since the run \
-                 started, or the checkpoint belongs to another run",
-                file.display(),
-                self.config().display(),
-                config_differences(agent.config(), cfg),
-                self.config().display()
-            );
+            return Err(differs(agent.config()));
         }
         if agent.seed() != run.seed {
             bail!(
@@ -339,6 +361,31 @@ impl RunDir {
         let agent = self.load_agent(&checkpoint, run, dims, device)?;
         Ok((checkpoint, agent))
     }
+}
+
+/// Refuses to load checkpoint `file` where the networks of the agent `cfg` describes (in `config`, for `dims`,
+/// the observation and action sizes) would take more than `memory` (`None`: unknown): an update's batch aside,
+/// since evaluating takes none and training checks its own.
+fn check_networks_fit(
+    cfg: &AgentConfig,
+    (obs_dim, action_dim): (usize, usize),
+    file: &Path,
+    config: &Path,
+    memory: Option<u64>,
+) -> anyhow::Result<()> {
+    let unbatched = AgentConfig {
+        batch_size: 0,
+        ..cfg.clone()
+    };
+    crate::limits::check_memory_against(
+        qamlab_agent::footprint::memory_lower_bound(&unbatched, obs_dim, action_dim),
+        &format!(
+            "loading checkpoint {}: the networks of the agent {} describes",
+            file.display(),
+            config.display()
+        ),
+        memory,
+    )
 }
 
 /// `key = checkpoint's (config: run's)` for each agent setting in which two configs differ.
@@ -443,12 +490,19 @@ pub(crate) fn check_acting_position(
     Ok(())
 }
 
-/// A checkpoint's `state.json` as JSON, where it can be read: `None` where it is missing or not a JSON object (older
-/// runs, a bare agent file's folder; training's own reading of it is the strict one), an error where the checksum it
-/// records fails (see [`check_state_crc`]).
+/// A checkpoint's `state.json` as JSON: `None` where it is missing or not a JSON object (older runs, a bare agent
+/// file's folder; training's own reading of it is the strict one), an error where it cannot be read (not a regular
+/// file, past its size, not UTF-8: its acting position would be lost unsaid) or the checksum it records fails (see
+/// [`check_state_crc`]).
 fn recorded_state(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(None);
+    let text = match read_stored_text(
+        path,
+        "the checkpoint's state",
+        crate::limits::MAX_STATE_BYTES,
+    ) {
+        Ok(text) => text,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(e),
     };
     check_state_crc(path, &text)?;
     Ok(serde_json::from_str::<serde_json::Value>(&text)
@@ -578,5 +632,156 @@ mod tests {
             run.latest_checkpoint().unwrap(),
             Some(run.checkpoints().join("step-20"))
         );
+    }
+
+    /// The config of a run of a tiny agent (seed 7), and its checkpoint `step-1` (its agent file alone), whose
+    /// recorded config `forge` rewrites.
+    fn run_with_forged_checkpoint(
+        run: &RunDir,
+        forge: impl FnOnce(&mut AgentConfig),
+    ) -> (TrainConfig, PathBuf) {
+        let tiny = AgentConfig {
+            batch_size: 4,
+            actor_hidden_dims: vec![4],
+            value_hidden_dims: vec![4],
+            horizon_length: 2,
+            num_qs: 2,
+            flow_steps: 2,
+            ..AgentConfig::default()
+        };
+        let dir = run.checkpoints().join("step-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.safetensors");
+        Agent::new(tiny.clone(), 3, 2, tch::Device::Cpu, 7)
+            .unwrap()
+            .save(&file)
+            .unwrap();
+        let (tensors, mut meta) = qamlab_agent::checkpoint::read_tensors(&file).unwrap();
+        meta.remove("tensors_crc32");
+        let mut recorded = tiny.clone();
+        forge(&mut recorded);
+        meta.insert("config".into(), serde_json::to_string(&recorded).unwrap());
+        qamlab_agent::checkpoint::write_tensors(&file, &tensors, meta).unwrap();
+        let config = TrainConfig {
+            agent: tiny,
+            seed: 7,
+            ..TrainConfig::default()
+        };
+        (config, dir)
+    }
+
+    #[test]
+    fn a_checkpoint_recording_another_agent_is_refused_from_its_header() {
+        let (_dir, run) = temp_run();
+        let wide = |cfg: &mut AgentConfig| {
+            cfg.actor_hidden_dims = vec![qamlab_agent::config::MAX_WIDTH; 8]
+        };
+        let (mut config, checkpoint) = run_with_forged_checkpoint(&run, wide);
+        config.agent = AgentConfig::default();
+        let err = format!(
+            "{:#}",
+            run.load_agent(&checkpoint, &config, (3, 2), tch::Device::Cpu)
+                .err()
+                .unwrap()
+        );
+        assert!(
+            err.contains("agent.safetensors: its agent differs from the one ")
+                && err.contains("actor_hidden_dims = [65536, 65536, "),
+            "{err}"
+        );
+        // The run's own config as large: its networks are weighed against the machine's memory first.
+        let mut huge = AgentConfig::default();
+        wide(&mut huge);
+        let err = check_networks_fit(
+            &huge,
+            (3, 2),
+            Path::new("agent.safetensors"),
+            Path::new("config.toml"),
+            Some(64 << 30),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "loading checkpoint agent.safetensors: the networks of the agent config.toml describes would take "
+            ) && err.ends_with("of memory, more than this machine's 64.0 GiB"),
+            "{err}"
+        );
+        check_networks_fit(
+            &AgentConfig::default(),
+            (28, 5),
+            Path::new("agent.safetensors"),
+            Path::new("config.toml"),
+            Some(64 << 30),
+        )
+        .unwrap();
+    }
+
+    /// Makes a named pipe at `path`.
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
+    #[test]
+    fn a_runs_files_that_are_no_regular_files_are_refused_unread() {
+        let (_dir, run) = temp_run();
+        let (config, checkpoint) = run_with_forged_checkpoint(&run, |_| {});
+        run.load_agent(&checkpoint, &config, (3, 2), tch::Device::Cpu)
+            .unwrap();
+        // A state.json that cannot be read is an error naming it, not an agent evaluated without its state.
+        let state = checkpoint.join("state.json");
+        std::fs::create_dir(&state).unwrap();
+        let err = format!(
+            "{:#}",
+            run.load_agent(&checkpoint, &config, (3, 2), tch::Device::Cpu)
+                .err()
+                .unwrap()
+        );
+        assert!(
+            err.contains("the checkpoint's state ")
+                && err.contains("state.json is a folder, not the regular file qamlab writes there"),
+            "{err}"
+        );
+        std::fs::remove_dir(&state).unwrap();
+        mkfifo(&state);
+        let err = format!(
+            "{:#}",
+            run.load_agent(&checkpoint, &config, (3, 2), tch::Device::Cpu)
+                .err()
+                .unwrap()
+        );
+        assert!(
+            err.contains("state.json is a pipe, not the regular file"),
+            "{err}"
+        );
+        // Opening a named pipe waits for a writer, forever: each is refused before it is opened.
+        let latest = run.checkpoints().join("latest");
+        std::fs::create_dir(&latest).unwrap();
+        let err = format!("{:#}", run.latest_checkpoint().unwrap_err());
+        assert!(
+            err.contains("the checkpoint pointer ")
+                && err.contains("latest is a folder, not the regular file"),
+            "{err}"
+        );
+        std::fs::remove_dir(&latest).unwrap();
+        for path in [latest, run.evals(), run.metrics()] {
+            mkfifo(&path);
+        }
+        for err in [
+            run.latest_checkpoint().map(|_| ()).unwrap_err(),
+            run.read_evals().map(|_| ()).unwrap_err(),
+            run.read_metrics().map(|_| ()).unwrap_err(),
+            run.truncate_metrics_after(1, 1, 0).unwrap_err(),
+        ] {
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(" is a pipe, not the regular file qamlab writes there"),
+                "{err}"
+            );
+        }
     }
 }

@@ -8,7 +8,9 @@ use anyhow::{Context, bail, ensure};
 
 use super::{RunDir, warn_once};
 use crate::TrainConfig;
-use crate::files::{read_regular_text, write_bytes_atomically};
+use crate::files::{
+    is_not_found, read_regular_text, read_stored_file, read_stored_text, write_bytes_atomically,
+};
 
 /// The first line of the `config.toml` a run writes (since 2026-12-07), up to its format number: the file holds every
 /// key of that format, an unset optional one as a `# key: unset` comment, so one missing is damage. A file without
@@ -114,10 +116,14 @@ impl RunDir {
         }
         // Where the copy itself was edited, that is what differs, and reading the config refuses it.
         self.check_task_scene().ok()?;
-        let copy = std::fs::read(self.task_scene()).ok()?;
-        let text = std::fs::read_to_string(self.config()).ok()?;
+        let scene_bytes = crate::limits::MAX_SCENE_BYTES;
+        let copy =
+            read_stored_file(&self.task_scene(), "the run's task scene", scene_bytes).ok()?;
+        let config_bytes = crate::limits::MAX_CONFIG_BYTES;
+        let text = read_stored_text(&self.config(), "the config file", config_bytes).ok()?;
         let original = PathBuf::from(TrainConfig::from_toml_str(&text, "").ok()?.task);
-        let now = std::fs::read(&original).ok()?;
+        // The user's file, wherever it is: a named pipe or a device there is not read (nor waited for).
+        let now = read_stored_file(&original, "the task's scene", scene_bytes).ok()?;
         (now != copy).then_some(original)
     }
 
@@ -135,14 +141,16 @@ impl RunDir {
     /// before the record was kept have none to compare).
     fn check_task_scene(&self) -> anyhow::Result<()> {
         let record_path = self.record();
-        let recorded = match std::fs::read_to_string(&record_path) {
+        // `{"task_scene_crc32": N}`: a few bytes.
+        const MAX_RECORD_BYTES: u64 = 64 << 10;
+        let recorded = match read_stored_text(&record_path, "the run's record", MAX_RECORD_BYTES) {
             Ok(text) => serde_json::from_str::<RunRecord>(&text).with_context(|| {
                 format!(
                     "{}: expected the run's record, {{\"task_scene_crc32\": N}}",
                     record_path.display()
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if is_not_found(&e) => {
                 // A run from before the record was kept has none; a deleted one leaves the copy unchecked.
                 warn_once(
                     &record_path,
@@ -155,16 +163,16 @@ impl RunDir {
                 );
                 RunRecord::default()
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", record_path.display())),
+            Err(e) => return Err(e),
         };
         let Some(then) = recorded.task_scene_crc32 else {
             return Ok(());
         };
         let scene = self.task_scene();
-        let now = crc32fast::hash(&crate::files::read_regular_file(
+        let now = crc32fast::hash(&read_stored_file(
             &scene,
             "the run's task scene",
-            None,
+            crate::limits::MAX_SCENE_BYTES,
         )?);
         ensure!(
             now == then,

@@ -17,8 +17,11 @@ impl RunDir {
     /// parse is an error naming the file and the line.
     pub fn read_evals(&self) -> anyhow::Result<Vec<EvalPoint>> {
         let path = self.evals();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = crate::files::read_stored_text(
+            &path,
+            "the evaluation log",
+            crate::limits::MAX_LOG_BYTES,
+        )?;
         let mut lines = text.lines().map(str::trim_end).enumerate();
         let header = lines.next().map_or("", |(_, l)| l);
         ensure!(

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, bail, ensure};
 
 use super::RunDir;
-use crate::files::write_bytes_atomically;
+use crate::files::{is_not_found, read_stored_file, read_stored_text, write_bytes_atomically};
 
 impl RunDir {
     /// Appends one metrics row.
@@ -35,9 +35,9 @@ impl RunDir {
             log_interval
         };
         let path = self.metrics();
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_stored_file(&path, "the metrics log", crate::limits::MAX_LOG_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if is_not_found(&e) => {
                 // A run checkpointed past its first log had rows: the file went since.
                 if step >= first_row {
                     tracing::warn!(
@@ -48,7 +48,7 @@ impl RunDir {
                 }
                 return Ok(());
             }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => return Err(e),
         };
         let (kept, lost) = trim_metrics(&bytes, step, log_interval, first_row);
         for what in lost {
@@ -66,8 +66,7 @@ impl RunDir {
     /// left out with a warning.
     pub fn read_metrics(&self) -> anyhow::Result<Vec<MetricsRow>> {
         let path = self.metrics();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = read_stored_text(&path, "the metrics log", crate::limits::MAX_LOG_BYTES)?;
         let mut rows: Vec<MetricsRow> = Vec::new();
         let mut lines = text.split('\n').enumerate().peekable();
         while let Some((i, line)) = lines.next() {

@@ -108,8 +108,11 @@ impl Trainer<'_> {
             }
         }
         let staged = self.run.stage_checkpoint(step)?;
-        let config = std::fs::read(self.run.config())
-            .with_context(|| format!("reading {}", self.run.config().display()))?;
+        let config = crate::files::read_stored_file(
+            &self.run.config(),
+            "the config file",
+            crate::limits::MAX_CONFIG_BYTES,
+        )?;
         let id = checkpoint_id(&config, step, self.state.updates);
         self.write_checkpoint(staged.path(), envs, &id)
             .and_then(|()| self.run.publish_staged_checkpoint(staged))
@@ -217,8 +220,11 @@ impl Trainer<'_> {
             );
         };
         let state_path = dir.join("state.json");
-        let text = std::fs::read_to_string(&state_path)
-            .with_context(|| format!("reading {}", state_path.display()))?;
+        let text = crate::files::read_stored_text(
+            &state_path,
+            "the checkpoint's state",
+            crate::limits::MAX_STATE_BYTES,
+        )?;
         // Before its values are judged: an edited or damaged file is named as such first.
         check_state_crc(&state_path, &text)?;
         self.state = serde_json::from_str(&text)
