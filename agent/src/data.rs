@@ -850,4 +850,24 @@ mod tests {
         sample_chunks(&segments, 3, 0.5, &starts, Device::Cpu).unwrap();
         assert!(balanced_chunk_starts(&mut rng, 1, 3, &segments, 4).is_err());
     }
+
+    #[test]
+    fn a_chunk_past_its_episodes_end_keeps_the_mask_of_its_last_valid_step() {
+        // Episode A ends by the time limit at row 2 (bootstrapping goes on: mask 1); row 3, of the next episode,
+        // succeeds (mask 0). A chunk of rows 1..=3 is valid for two steps; its third step lies past A's end, so
+        // that row's mask is not A's (spec §2.2: the mask is the least over the valid steps).
+        let mut s = TransitionStore::new(1, 1);
+        for (row, mask, terminal) in [(0, 1.0, 0.0), (1, 1.0, 0.0), (2, 1.0, 1.0), (3, 0.0, 0.0)] {
+            let x = row as f32;
+            s.push(&[x], &[x], -1.0, mask, terminal, &[x + 0.5])
+                .unwrap();
+        }
+        let start = ChunkStart { segment: 0, row: 1 };
+        let b = sample_chunks(&[Segment::all(&s)], 3, 0.5, &[start], Device::Cpu).unwrap();
+        let row = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        assert_eq!(row(&b.valid), [1.0, 1.0, 0.0]);
+        assert_eq!(row(&b.masks), [1.0, 1.0, 1.0]);
+        assert_eq!(row(&b.rewards), [-1.0, -1.5, -1.5]);
+        assert_eq!(row(&b.next_observations), [1.5, 2.5, 2.5]);
+    }
 }

@@ -99,12 +99,17 @@ fn save_load_then_update_equals_uninterrupted_update_for_every_kind() {
         let mut a = Agent::new(cfg, O, A, Device::Cpu, 5).unwrap();
         a.update(&batch(0)).unwrap();
         a.update(&batch(1)).unwrap();
+        // Acting moves the draws on: a loaded agent draws on from where the saved one stood.
+        for _ in 0..3 {
+            let _ = a.sample_actions(&obs(2)).unwrap();
+        }
         let path = dir.path().join(format!("{}.safetensors", kind.as_str()));
         a.save(&path).unwrap();
         let mut b = Agent::new(tiny(kind), O, A, Device::Cpu, 99).unwrap();
         assert!(!b.parameters()[0].1.equal(&a.parameters()[0].1));
         b = Agent::load(&path, Device::Cpu).unwrap();
         assert_eq!(b.step(), 2);
+        assert_eq!(b.acting_position(), 3, "{kind:?} acting position");
         assert_eq!(b.config(), a.config());
         assert_same_params(&a, &b);
         a.update(&batch(2)).unwrap();
@@ -207,6 +212,38 @@ fn sample_actions_shapes_bounds_and_best_of_n() {
         q_best > q_one,
         "best-of-16 {q_best} should beat a single draw {q_one}"
     );
+}
+
+#[test]
+fn a_one_step_actors_actions_stay_in_the_action_space_however_far_out_it_points() {
+    for (kind, prefix) in [
+        (AgentKind::QamF, "one_step_actor/"),
+        (AgentKind::Fql, "actor_onestep_flow/"),
+    ] {
+        let mut agent = Agent::new(tiny(kind), O, A, Device::Cpu, 3).unwrap();
+        // The output layer's bias: the last dense layer of the one-step actor.
+        let (name, mut bias) = agent
+            .parameters()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(prefix) && n.contains("/Dense_") && n.ends_with("/bias"))
+            .max_by(|(a, _), (b, _)| a.cmp(b))
+            .unwrap_or_else(|| panic!("{kind:?}: no one-step actor bias"));
+        let d = bias.size()[0];
+        assert_eq!(d, (3 * A) as i64, "{name} is the output layer's");
+        // 50 past either bound, alternately.
+        let far = Tensor::arange(d, (Kind::Float, Device::Cpu)).remainder(2) * -100.0 + 50.0;
+        tch::no_grad(|| bias.copy_(&far));
+        let actions = agent.sample_actions(&obs(5)).unwrap();
+        let values = Vec::<f32>::try_from(actions.flatten(0, -1)).unwrap();
+        assert!(
+            values.iter().all(|v| v.abs() <= 1.0),
+            "{kind:?}: {values:?}"
+        );
+        assert!(
+            values.contains(&1.0) && values.contains(&-1.0),
+            "{kind:?}: the actions stop at both bounds: {values:?}"
+        );
+    }
 }
 
 #[test]

@@ -217,7 +217,81 @@ pub fn eval_env_seed(seed: u64, i: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{eval_env_seed, wilson_interval};
+    use super::{eval_env_seed, evaluate, run_episodes, wilson_interval};
+    use qamlab_agent::{Agent, AgentConfig};
+    use qamlab_sim::TaskScene;
+
+    /// A slider the policy drives along a rail, and a goal it can never reach: every episode runs to the time
+    /// limit of 12 steps, rewarded -1 each.
+    const UNSOLVABLE: &str = r#"(
+  resources: {},
+  entities: {
+    1: (components: {
+      "qamlab_sim::authoring::TaskSettings": (name: "unsolvable", episode_length: 12, control_dt: 0.05, substeps: 2,
+        solver_iterations: 4, gravity: (0.0, 0.0, 0.0), reward: SuccessMinusOne),
+      "qamlab_sim::authoring::ActionSpace": (actuators: [
+        (name: "push", joints: ["rail"], control: Velocity(scale: 1.0), range: (min: -1.0, max: 1.0),
+         stiffness: 0.0, damping: 50.0, max_force: 100.0),
+      ]),
+      "qamlab_sim::authoring::ObservationSpace": (sensors: [Position(frame: "slider")]),
+    }),
+    2: (components: {
+      "qamlab_sim::authoring::Body": (name: "post", kind: Fixed, translation: (0.0, 0.0, 0.0), rotation: (0.0, 0.0, 0.0, 1.0)),
+    }),
+    3: (components: {
+      "qamlab_sim::authoring::Body": (name: "slider", kind: Dynamic, translation: (0.0, 0.0, 0.0), rotation: (0.0, 0.0, 0.0, 1.0),
+        extra_mass: 0.5),
+      "qamlab_sim::authoring::Joint": (name: "rail", parent: "post", child: "slider", kind: Prismatic(axis: (1.0, 0.0, 0.0)),
+        anchor: (0.0, 0.0, 0.0), limits: Some((min: -0.5, max: 0.5))),
+    }),
+    4: (components: {"qamlab_sim::authoring::Goal": (name: "far", frame: "slider", target: (5.0, 5.0, 5.0), tolerance: 0.01)}),
+  },
+)"#;
+
+    /// The unsolvable task and an untrained agent for it (chunks of 5 actions).
+    fn unsolvable() -> (TaskScene, Agent) {
+        let scene = TaskScene::from_ron(UNSOLVABLE, "unsolvable.scn.ron").unwrap();
+        let cfg = AgentConfig {
+            actor_hidden_dims: vec![8],
+            value_hidden_dims: vec![8],
+            num_qs: 2,
+            ..AgentConfig::default()
+        };
+        assert_eq!(cfg.horizon_length, 5);
+        let agent = Agent::new(cfg, 3, 1, tch::Device::Cpu, 0).unwrap();
+        (scene, agent)
+    }
+
+    #[test]
+    fn each_env_runs_its_share_of_the_episodes_and_no_more_is_counted() {
+        let (scene, mut agent) = unsolvable();
+        // 3 episodes on 2 envs: 2 on the first, 1 on the second; 4: 2 each. Every episode lasts 12 steps.
+        for (episodes, shares) in [(3, 2 + 1), (4, 2 + 2), (5, 3 + 2)] {
+            let result = evaluate(&mut agent, &scene, episodes, 2, 7).unwrap();
+            assert_eq!(
+                (result.episodes, result.envs, result.env_steps),
+                (episodes, 2, 12 * shares),
+                "{episodes} episodes"
+            );
+            assert_eq!(result.successes(), 0, "{episodes} episodes");
+            assert_eq!(result.mean_return, -12.0, "{episodes} episodes");
+        }
+    }
+
+    #[test]
+    fn an_episode_starts_with_a_chunk_sampled_on_its_first_observation() {
+        // Episodes of 12 steps in chunks of 5: the policy is asked at steps 0, 5 and 10 of each, the rest of the
+        // chunk it gave at step 10 dropped when the episode ends at step 12. Two episodes: 6 samples. (The
+        // evaluation's own stream starts from position 0 here, as run_episodes leaves it to its caller.)
+        let (scene, mut agent) = unsolvable();
+        agent.set_acting_position(0);
+        let never = |_: usize| false;
+        let result = run_episodes(&mut agent, &scene, 2, 1, 7, &never)
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.env_steps, 24);
+        assert_eq!(agent.acting_position(), 6, "policy samples in 2 episodes");
+    }
 
     #[test]
     fn the_video_starts_its_episodes_from_the_seeds_of_the_evaluation_envs_first_episodes() {

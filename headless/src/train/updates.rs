@@ -110,3 +110,73 @@ fn sampled_segments<'s>(
     segments.extend(pending.iter().map(Segment::all));
     segments
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::tiny;
+    use super::super::{TrainOptions, train};
+    use super::*;
+    use qamlab_agent::data::ChunkStart;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_run_makes_utd_ratio_updates_for_every_online_step_from_start_training_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = tiny(24, 1);
+        config.utd_ratio = 3;
+        let summary = train(TrainOptions {
+            config: config.clone(),
+            out: dir.path().join("run"),
+            resume: false,
+            progress: false,
+            observer: None,
+        })
+        .unwrap();
+        // Steps start_training..=24, 3 updates each.
+        assert_eq!(summary.updates, 3 * (24 - config.start_training + 1));
+    }
+
+    #[test]
+    fn a_balanced_batch_draws_half_its_chunks_from_the_offline_rows_and_half_from_the_online_ones()
+    {
+        // 10 offline rows then 10 online ones, and an env's episode in progress of 6.
+        let store = |rows: usize| {
+            let mut store = TransitionStore::new(1, 1);
+            for r in 0..rows {
+                store
+                    .push(&[r as f32], &[0.0], 0.0, 1.0, 0.0, &[r as f32 + 1.0])
+                    .unwrap();
+            }
+            store
+        };
+        let (replay, pending) = (store(20), [store(6)]);
+        let (offline_len, h, half) = (10, 3, 64);
+        let segments = sampled_segments(&replay, offline_len, true, &pending);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let starts = balanced_chunk_starts(&mut rng, half, h, &segments, 1).unwrap();
+        assert_eq!(starts.len(), 2 * half);
+        let in_replay = |c: &ChunkStart| std::ptr::eq(segments[c.segment].store, &replay);
+        let (offline, online) = starts.split_at(half);
+        for c in offline {
+            assert!(
+                in_replay(c) && c.row + h <= offline_len,
+                "an offline chunk lies in the offline rows: {c:?}"
+            );
+        }
+        for c in online {
+            assert!(
+                !in_replay(c) || c.row >= offline_len,
+                "an online chunk lies in the online rows or an episode in progress: {c:?}"
+            );
+        }
+        // Each half draws over all its chunks: the offline rows' first and last, the online rows and the episode
+        // in progress.
+        let rows = |cs: &[ChunkStart]| {
+            let rows: Vec<usize> = cs.iter().filter(|c| in_replay(c)).map(|c| c.row).collect();
+            (rows.iter().min().copied(), rows.iter().max().copied())
+        };
+        assert_eq!(rows(offline), (Some(0), Some(offline_len - h)));
+        assert_eq!(rows(online), (Some(offline_len), Some(20 - h)));
+        assert!(online.iter().any(|c| !in_replay(c)));
+    }
+}
