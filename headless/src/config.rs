@@ -308,7 +308,9 @@ impl TrainConfig {
         source: &str,
         agent: Option<AgentKind>,
     ) -> anyhow::Result<Self> {
-        let cfg: Self = toml::from_str(text).with_context(|| format!("config file {source}"))?;
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!(long_lines_cut(&e.to_string())))
+            .with_context(|| format!("config file {source}"))?;
         cfg.validate_counts()
             .and_then(|()| cfg.agent.validate_ranges().context("[agent]"))
             .and_then(|()| check_variant_weight_written(text, agent.unwrap_or(cfg.agent.kind)))
@@ -512,6 +514,21 @@ fn check_variant_weight_written(text: &str, kind: AgentKind) -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// A TOML error's text with each line past [`MAX_ERROR_LINE`] characters cut (the parser quotes the line at fault
+/// whole: a config of one 600 KB line filled the terminal).
+fn long_lines_cut(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.char_indices().nth(MAX_ERROR_LINE) {
+            Some((at, _)) => format!("{}...", &line[..at]),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The most characters of a line an error quotes.
+const MAX_ERROR_LINE: usize = 200;
 
 #[cfg(test)]
 mod tests {
@@ -869,5 +886,17 @@ mod tests {
             assert!(err.contains(expected) && err.contains("t.toml"), "{err}");
         }
         assert!(default_cpu_threads() >= 1 && default_cpu_threads() <= available_cores());
+    }
+
+    #[test]
+    fn a_parse_error_in_a_long_line_quotes_it_cut() {
+        let text = format!("seed = [{}\n", "1, ".repeat(100_000));
+        let err = format!(
+            "{:#}",
+            TrainConfig::from_toml_str(&text, "long.toml").unwrap_err()
+        );
+        assert!(err.starts_with("config file long.toml: "), "{err}");
+        assert!(err.len() < 2000, "{} bytes: {}", err.len(), &err[..300]);
+        assert!(err.contains("..."), "{err}");
     }
 }

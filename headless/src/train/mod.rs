@@ -428,7 +428,8 @@ fn cpu_threads_warning(threads: usize, cores: usize, run: &RunDir, resume: bool)
 /// The summary a finished run recorded, left as it is (resuming a finished run changes nothing) but for where the
 /// run is now: a run directory may have been moved or copied since it finished. `None` where none is readable.
 fn finished_run_summary(run: &RunDir) -> anyhow::Result<Option<TrainSummary>> {
-    let recorded = std::fs::read_to_string(run.summary())
+    // A summary is a few KB: a pipe or a device in its place is read no further than a megabyte.
+    let recorded = crate::files::read_stored_text(&run.summary(), "the run's summary", 1 << 20)
         .ok()
         .and_then(|text| serde_json::from_str::<TrainSummary>(&text).ok());
     let Some(mut summary) = recorded else {

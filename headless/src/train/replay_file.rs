@@ -181,7 +181,10 @@ pub(super) fn read_counts(
             counts.iter().try_fold(0usize, |sum, &c| sum.checked_add(c)) == Some(total)
         })
         .with_context(|| {
-            format!("{path}: tensor {name} {values:?} must be counts that add up to the {total} rows stored")
+            format!(
+                "{path}: tensor {name} [{}] must be counts that add up to the {total} rows stored",
+                crate::limits::listed(&values)
+            )
         })
 }
 
