@@ -4,6 +4,8 @@
 //! teleporting bodies, so nothing from a previous episode (contact caches, solver warm starts, islands) leaks into
 //! the next: an episode depends on its seed alone, whatever ran before it or beside it.
 
+use std::collections::{HashMap, HashSet};
+
 use bevy::math::{Quat, Vec3};
 use bevy::prelude::default;
 use bevy_rapier3d::rapier::prelude::*;
@@ -229,9 +231,14 @@ pub struct Overlap {
     pub depth: f32,
 }
 
+/// Most overlapping pairs [`overlaps_at_authored_poses`] finds: past a hundred, a scene repeats one mistake (bodies
+/// placed in a pile), and thousands piled up made millions of pairs, each a warning.
+pub const MAX_OVERLAPS: usize = 100;
+
 /// Pairs of colliders that overlap deeper than `min_depth` at the scene's authored poses and would push each other
 /// apart at the first step: on different bodies, one of them dynamic, not joined by a joint (whose bodies never
-/// collide), and with collision groups that let them touch.
+/// collide), and with collision groups that let them touch. In the order of the colliders, the first
+/// [`MAX_OVERLAPS`] only.
 pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
     let poses: Vec<Pose> = scene
         .bodies
@@ -239,31 +246,35 @@ pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Over
         .map(|d| Pose::from_parts(d.body.translation, d.body.rotation.normalize()))
         .collect();
     let physics = EnvPhysics::build(scene, &poses);
+    // Bodies by handle and jointed pairs in maps, and only colliders whose boxes meet tested: scans of every body
+    // for each collider, and of every pair, took minutes for tens of thousands of bodies.
+    let mut body_of: HashMap<RigidBodyHandle, usize> = HashMap::new();
+    for (i, &h) in physics.bodies.iter().enumerate() {
+        body_of.entry(h).or_insert(i);
+    }
     let colliders: Vec<(usize, &Collider)> = physics
         .world
         .colliders
         .iter()
-        .filter_map(|(_, c)| {
-            let body = physics.bodies.iter().position(|&h| Some(h) == c.parent())?;
-            Some((body, c))
-        })
+        .filter_map(|(_, c)| Some((*body_of.get(&c.parent()?)?, c)))
         .collect();
-    let jointed = |a: usize, b: usize| {
-        scene
-            .joints
-            .iter()
-            .any(|j| [j.parent, j.child] == [a, b] || [j.parent, j.child] == [b, a])
-    };
+    let jointed: HashSet<(usize, usize)> = scene
+        .joints
+        .iter()
+        .map(|j| (j.parent.min(j.child), j.parent.max(j.child)))
+        .collect();
+    // Rapier makes contacts only where a dynamic body takes part.
+    let dynamic: Vec<bool> = colliders
+        .iter()
+        .map(|&(b, _)| scene.bodies[b].body.kind == BodyKind::Dynamic)
+        .collect();
+    let sweep = BoxSweep::new(&colliders);
     let mut out = Vec::new();
     for (k, &(a, ca)) in colliders.iter().enumerate() {
-        for &(b, cb) in &colliders[k + 1..] {
-            // Rapier makes contacts only where a dynamic body takes part.
-            let one_dynamic = [a, b]
-                .iter()
-                .any(|&i| scene.bodies[i].body.kind == BodyKind::Dynamic);
+        for l in sweep.later_meeting(k, |l| dynamic[k] || dynamic[l]) {
+            let (b, cb) = colliders[l];
             if a == b
-                || !one_dynamic
-                || jointed(a, b)
+                || jointed.contains(&(a.min(b), a.max(b)))
                 || !ca.collision_groups().test(cb.collision_groups())
             {
                 continue;
@@ -282,10 +293,83 @@ pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Over
                     bodies: (a, b),
                     depth: -c.dist,
                 });
+                if out.len() == MAX_OVERLAPS {
+                    return out;
+                }
             }
         }
     }
     out
+}
+
+/// Colliders' bounding boxes sorted along the axis they spread most over, to find the boxes one meets without
+/// comparing it with every other: only those that start between where it starts, less the widest box, and where
+/// it ends can.
+struct BoxSweep {
+    /// Each collider's box, `(low, high)`.
+    boxes: Vec<(Vec3, Vec3)>,
+    axis: usize,
+    /// Collider indices by where their boxes start on `axis`, and those starts.
+    order: Vec<usize>,
+    starts: Vec<f32>,
+    /// The widest box's extent along `axis`.
+    widest: f32,
+}
+
+impl BoxSweep {
+    fn new(colliders: &[(usize, &Collider)]) -> Self {
+        // A hair of slack for rounding: touching counts, and a contact's depth is measured in the same floats.
+        const SLACK: f32 = 1e-4;
+        let boxes: Vec<(Vec3, Vec3)> = colliders
+            .iter()
+            .map(|(_, c)| {
+                let b = c.compute_aabb();
+                (b.mins - SLACK, b.maxs + SLACK)
+            })
+            .collect();
+        let spread = |axis: usize| {
+            let starts = boxes.iter().map(|(low, _)| low[axis]);
+            starts.clone().fold(f32::NEG_INFINITY, f32::max) - starts.fold(f32::INFINITY, f32::min)
+        };
+        let axis = (0..3)
+            .max_by(|&i, &j| spread(i).total_cmp(&spread(j)))
+            .unwrap_or(0);
+        let mut order: Vec<usize> = (0..boxes.len()).collect();
+        order.sort_by(|&i, &j| boxes[i].0[axis].total_cmp(&boxes[j].0[axis]));
+        let starts = order.iter().map(|&i| boxes[i].0[axis]).collect();
+        let widest = boxes
+            .iter()
+            .map(|(low, high)| high[axis] - low[axis])
+            .fold(0.0, f32::max);
+        Self {
+            boxes,
+            axis,
+            order,
+            starts,
+            widest,
+        }
+    }
+
+    /// The colliders after `k` whose boxes meet its box and that `wanted` keeps, in order.
+    fn later_meeting(&self, k: usize, wanted: impl Fn(usize) -> bool) -> Vec<usize> {
+        let (low, high) = self.boxes[k];
+        let from = self
+            .starts
+            .partition_point(|&s| s < low[self.axis] - self.widest);
+        let to = self.starts.partition_point(|&s| s <= high[self.axis]);
+        let mut near: Vec<usize> = self.order[from..to]
+            .iter()
+            .copied()
+            .filter(|&l| {
+                let (other_low, other_high) = self.boxes[l];
+                // Kept before the boxes are compared: many fixed bodies in one place make pairs that count for
+                // nothing.
+                l > k && wanted(l) && low.cmple(other_high).all() && other_low.cmple(high).all()
+            })
+            .collect();
+        near.sort_unstable();
+        near
+    }
 }
 
 /// How deep `point` (in the world) lies inside body `b`'s collider where the scene places the body: its distance to

@@ -1,5 +1,7 @@
 //! Bodies (with their colliders and pose randomisation) and sites: the frames a scene names.
 
+use std::collections::{HashMap, HashSet};
+
 use bevy::prelude::*;
 use bevy_rapier3d::rapier::prelude::ColliderBuilder;
 
@@ -20,13 +22,15 @@ pub(super) fn build_bodies(
     // Bodies and sites share one namespace: both are frames.
     let mut bodies: Vec<BodyDef> = Vec::new();
     let mut frames: Vec<(String, FrameRef)> = Vec::new();
+    // The names so far, in a set: a scan of every earlier name for each body took seconds for tens of thousands.
+    let mut names: HashSet<&str> = HashSet::new();
     for raw in entities {
         let Some(body) = &raw.body else {
             check_needs_no_body(ck, raw)?;
             continue;
         };
-        let frame_names = frames.iter().map(|(n, _)| n.as_str());
-        ck.unique_name(raw, "Body.name", &body.name, frame_names)?;
+        ck.unique_name(raw, "Body.name", &body.name, taken(&names, &body.name))?;
+        names.insert(&body.name);
         check_pose(ck, raw, body)?;
         check_gravity_scale(ck, raw, body, gravity)?;
         check_mass_and_damping(ck, raw, body)?;
@@ -207,11 +211,18 @@ pub(super) fn build_sites(
     frames: &mut Frames,
 ) -> Result<Vec<(String, FrameRef)>, SimError> {
     let mut sites = Vec::new();
+    // Names and bodies looked up in maps, not scanned for each site.
+    let mut names: HashSet<String> = frames.iter().map(|(n, _)| n.clone()).collect();
+    let mut body_at: HashMap<&str, usize> = HashMap::new();
+    for (k, b) in bodies.iter().enumerate() {
+        // The first of a name, as `body_index` finds it (names are unique by now).
+        body_at.entry(b.body.name.as_str()).or_insert(k);
+    }
     for raw in entities {
         let Some(site) = &raw.site else { continue };
-        let frame_names = frames.iter().map(|(n, _)| n.as_str());
-        ck.unique_name(raw, "Site.name", &site.name, frame_names)?;
-        let body = body_index(bodies, &site.body).ok_or_else(|| {
+        ck.unique_name(raw, "Site.name", &site.name, taken(&names, &site.name))?;
+        names.insert(site.name.clone());
+        let body = body_at.get(site.body.as_str()).copied().ok_or_else(|| {
             ck.err(
                 raw,
                 "Site.body",
@@ -227,6 +238,14 @@ pub(super) fn build_sites(
         sites.push((site.name.clone(), frame));
     }
     Ok(sites)
+}
+
+/// `name` where `names` holds it, else nothing: the names [`Check::unique_name`] needs to see, found in a set.
+fn taken<'n, S>(names: &HashSet<S>, name: &'n str) -> impl Iterator<Item = &'n str> + use<'n, S>
+where
+    S: std::borrow::Borrow<str> + Eq + std::hash::Hash,
+{
+    names.contains(name).then_some(name).into_iter()
 }
 
 /// A collider's shape, offset and material, checked.

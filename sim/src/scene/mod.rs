@@ -3,7 +3,9 @@
 //!
 //! A load runs `parse` (text to typed entities), then `build`: the task's settings, then one builder per kind
 //! (`bodies` with sites, `joints`, `actuators`, `goals`, `sensors`), all checking fields through `check`, and
-//! last `keep_away`, trial resets that refuse keep-away rules resets would often leave unmet.
+//! last `keep_away`, trial resets that refuse keep-away rules resets would often leave unmet. `limits` bounds the
+//! text's size, the counts of entities and of each kind, and the spaces' widths, before the checks that compare
+//! them pairwise.
 
 mod actuators;
 mod bodies;
@@ -12,6 +14,7 @@ mod check;
 mod goals;
 mod joints;
 mod keep_away;
+mod limits;
 mod outline;
 mod parse;
 mod sensors;
@@ -30,6 +33,7 @@ pub use check::{
     MAX_EPISODE_LENGTH, MAX_GRAVITY, MAX_PHYSICS_STEP, MAX_SOLVER_ITERATIONS, MAX_SOLVER_PASSES,
     MAX_SUBSTEPS, MIN_PHYSICS_STEP, closest_name,
 };
+pub use limits::{MAX_ENTITIES, MAX_OF_EACH_KIND, MAX_SCENE_BYTES, MAX_SPACE_WIDTH};
 
 /// A point fixed to a body: a body's origin or a site.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -186,8 +190,8 @@ impl TaskScene {
     }
 
     /// A scene file's text, read once: what [`from_ron`](Self::from_ron) checks and a run copies are then the
-    /// same bytes, however the file changes meanwhile. Refuses what is not a file (or an unnamed pipe) and text
-    /// that is not UTF-8, naming where.
+    /// same bytes, however the file changes meanwhile. Refuses what is not a file (or an unnamed pipe), more than
+    /// [`MAX_SCENE_BYTES`], and text that is not UTF-8, naming where.
     pub fn read_text(path: impl AsRef<Path>) -> Result<String, SimError> {
         use std::os::unix::fs::FileTypeExt;
         let path = path.as_ref();
@@ -221,10 +225,7 @@ impl TaskScene {
                 ),
             });
         }
-        let bytes = std::fs::read(path).map_err(|source| SimError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes = limits::read_capped(path, &file)?;
         // A dataset given where its task was meant (`qamlab task d.npz`): named for what it is, not its encoding.
         if bytes.starts_with(b"PK\x03\x04") {
             return Err(SimError::Io {
@@ -251,10 +252,17 @@ impl TaskScene {
         })
     }
 
-    /// Parses and checks scene text; `source` names it in errors.
+    /// Parses and checks scene text; `source` names it in errors. Refuses, before any check whose time grows
+    /// faster than the scene, text over [`MAX_SCENE_BYTES`], more than [`MAX_ENTITIES`] entities or
+    /// [`MAX_OF_EACH_KIND`] bodies, joints, sites or goals, and actions or observations wider than
+    /// [`MAX_SPACE_WIDTH`].
     pub fn from_ron(text: &str, source: &str) -> Result<Self, SimError> {
+        limits::check_size(text.len(), source)?;
         let entities = parse::parse(text, source)?;
-        build::build(entities, source)
+        limits::check_counts(&entities, source)?;
+        let scene = build::build(entities, source)?;
+        limits::check_observation_width(&scene)?;
+        Ok(scene)
     }
 
     /// Moves site `name` to `offset` in its body's frame, everywhere loading resolved it (the sensors and goals

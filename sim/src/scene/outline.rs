@@ -105,7 +105,7 @@ pub(super) struct Outline {
 impl Outline {
     /// Reads `text`'s tokens; never fails (text it cannot read is skipped a character at a time).
     pub fn read(text: &str) -> Self {
-        let mut raw = lex(text).into_iter().peekable();
+        let mut raw = lex(text).peekable();
         let mut tokens = Vec::new();
         while let Some((lexeme, line, column)) = raw.next() {
             // A word or string directly followed by a single `:` is a key.
@@ -412,22 +412,29 @@ enum Lexeme {
     Other,
 }
 
-/// A position in RON text, moved a character at a time.
-struct Cursor {
-    chars: Vec<char>,
+/// A position in RON text, moved a character at a time. It walks the text itself, by byte offset: a copy as
+/// characters would take four bytes for each of the text's.
+struct Cursor<'t> {
+    text: &'t str,
+    /// Byte offset of the current character.
     i: usize,
     line: usize,
     column: usize,
 }
 
-impl Cursor {
+impl Cursor<'_> {
+    /// The text from here on.
+    fn rest(&self) -> &str {
+        &self.text[self.i..]
+    }
+
     fn at(&self, k: usize) -> Option<char> {
-        self.chars.get(self.i + k).copied()
+        self.rest().chars().nth(k)
     }
 
     /// How many characters from here on satisfy `f`.
     fn run(&self, f: impl Fn(char) -> bool) -> usize {
-        self.chars[self.i..].iter().take_while(|&&c| f(c)).count()
+        self.rest().chars().take_while(|&c| f(c)).count()
     }
 
     /// Moves past `n` characters, keeping the line and column.
@@ -440,7 +447,7 @@ impl Cursor {
             } else {
                 self.column += 1;
             }
-            self.i += 1;
+            self.i += c.len_utf8();
         }
     }
 
@@ -466,17 +473,17 @@ impl Cursor {
     /// Reads a raw string (`r"…"`, `r#"…"#`) from its `r`, or returns `None` (and moves nowhere) where the `r` is
     /// not one.
     fn raw_string(&mut self) -> Option<String> {
-        let hashes = self.chars[self.i + 1..]
-            .iter()
-            .take_while(|&&c| c == '#')
-            .count();
+        // Past the `r`, one byte.
+        let hashes = self.rest()[1..].chars().take_while(|&c| c == '#').count();
         if self.at(1 + hashes) != Some('"') {
             return None;
         }
         self.advance(2 + hashes);
+        let closing = "#".repeat(hashes);
         let mut value = String::new();
         while let Some(c) = self.at(0) {
-            if c == '"' && (1..=hashes).all(|k| self.at(k) == Some('#')) {
+            // Past the `"`, one byte.
+            if c == '"' && self.rest()[1..].starts_with(&closing) {
                 self.advance(1 + hashes);
                 break;
             }
@@ -514,64 +521,66 @@ impl Cursor {
 }
 
 /// Splits RON text into lexemes with their 1-based line and column (in characters, as RON counts them).
-fn lex(text: &str) -> Vec<(Lexeme, usize, usize)> {
+/// One at a time, so that only the outline's tokens are ever held.
+fn lex(text: &str) -> impl Iterator<Item = (Lexeme, usize, usize)> + '_ {
     let mut cursor = Cursor {
-        chars: text.chars().collect(),
+        text,
         i: 0,
         line: 1,
         column: 1,
     };
     let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | '+' | '-');
-    let mut out = Vec::new();
-    while let Some(c) = cursor.at(0) {
-        let at = (cursor.line, cursor.column);
-        let lexeme = match (c, cursor.at(1)) {
-            _ if c.is_whitespace() => {
-                cursor.advance(1);
-                continue;
-            }
-            ('/', Some('/' | '*')) => {
-                cursor.comment();
-                continue;
-            }
-            ('"', _) => Lexeme::Str(cursor.quoted('"')),
-            ('r', Some('"' | '#')) if let Some(s) = cursor.raw_string() => Lexeme::Str(s),
-            // A character literal ('x', '\n', '\u{7D}'): read like a string, to its closing quote.
-            ('\'', _) => Lexeme::Char(cursor.quoted('\'')),
-            ('(' | '[' | '{', _) => {
-                cursor.advance(1);
-                Lexeme::Open(c)
-            }
-            (')' | ']' | '}', _) => {
-                cursor.advance(1);
-                Lexeme::Close
-            }
-            (',', _) => {
-                cursor.advance(1);
-                Lexeme::Comma
-            }
-            (':', Some(':')) => {
-                cursor.advance(2);
-                Lexeme::Other
-            }
-            (':', _) => {
-                cursor.advance(1);
-                Lexeme::Colon
-            }
-            _ if word(c) => {
-                let n = cursor.run(word);
-                let w = cursor.chars[cursor.i..cursor.i + n].iter().collect();
-                cursor.advance(n);
-                Lexeme::Word(w)
-            }
-            _ => {
-                cursor.advance(1);
-                Lexeme::Other
-            }
-        };
-        out.push((lexeme, at.0, at.1));
-    }
-    out
+    std::iter::from_fn(move || {
+        loop {
+            let c = cursor.at(0)?;
+            let at = (cursor.line, cursor.column);
+            let lexeme = match (c, cursor.at(1)) {
+                _ if c.is_whitespace() => {
+                    cursor.advance(1);
+                    continue;
+                }
+                ('/', Some('/' | '*')) => {
+                    cursor.comment();
+                    continue;
+                }
+                ('"', _) => Lexeme::Str(cursor.quoted('"')),
+                ('r', Some('"' | '#')) if let Some(s) = cursor.raw_string() => Lexeme::Str(s),
+                // A character literal ('x', '\n', '\u{7D}'): read like a string, to its closing quote.
+                ('\'', _) => Lexeme::Char(cursor.quoted('\'')),
+                ('(' | '[' | '{', _) => {
+                    cursor.advance(1);
+                    Lexeme::Open(c)
+                }
+                (')' | ']' | '}', _) => {
+                    cursor.advance(1);
+                    Lexeme::Close
+                }
+                (',', _) => {
+                    cursor.advance(1);
+                    Lexeme::Comma
+                }
+                (':', Some(':')) => {
+                    cursor.advance(2);
+                    Lexeme::Other
+                }
+                (':', _) => {
+                    cursor.advance(1);
+                    Lexeme::Colon
+                }
+                _ if word(c) => {
+                    let n = cursor.run(word);
+                    let w = cursor.rest().chars().take(n).collect();
+                    cursor.advance(n);
+                    Lexeme::Word(w)
+                }
+                _ => {
+                    cursor.advance(1);
+                    Lexeme::Other
+                }
+            };
+            return Some((lexeme, at.0, at.1));
+        }
+    })
 }
 
 #[cfg(test)]

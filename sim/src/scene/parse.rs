@@ -108,6 +108,7 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
     }
     let world = deserialize_world(text, source, &outline, registry)?;
     check_world_level(&world, &outline, source)?;
+    super::limits::check_entity_count(world.entities.len(), source)?;
     let mut out = Vec::with_capacity(world.entities.len());
     for (k, entity) in world.entities.iter().enumerate() {
         out.push(raw_entity(entity, &world.entities[..k], source, registry)?);
