@@ -369,7 +369,11 @@ pub struct Goal {
 /// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
 /// pose with a uniform draw (world frame; yaw about z, applied on top of the authored rotation).
 /// `min_distance_from` keeps the body's origin away from bodies earlier in the scene (redrawn until so, at most 64
-/// times; loading refuses a rule the redraws often miss): two cubes never start inside each other.
+/// times; loading refuses a rule the redraws often miss): two cubes never start inside each other. On the root of
+/// a joint tree (a body that is no joint's child), the draw moves every body joined to it by the same rigid motion
+/// (the root's shift, and its yaw about the root's origin), so each joint starts at its authored angle; loading
+/// refuses one on any other body of a tree, a second in one tree, and one whose tree holds a body that is not
+/// Dynamic.
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizePose {

@@ -118,19 +118,40 @@ fn redraw_until_clear<T>(mut draw: impl FnMut() -> T, is_clear: impl Fn(&T) -> b
 }
 
 /// Draws an episode's start from `rng`: returns the body poses and writes the goal targets; `on_unmet` hears of
-/// every keep-away rule the bounded redraws missed.
+/// every keep-away rule the bounded redraws missed. A randomised root of a joint tree carries the bodies joined to
+/// it: each is moved by the same rigid motion as the root (see [`TaskScene::carried_by`]), so no joint tears.
 pub fn draw_start(
     scene: &TaskScene,
     rng: &mut ChaCha8Rng,
     targets: &mut [Vec3],
     mut on_unmet: impl FnMut(Unmet),
 ) -> Vec<Pose> {
+    let carried_by = scene.carried_by();
+    // Per root, the bodies it carries that come before it in the file, which its draw moves back.
+    let mut carried_before: Vec<Vec<usize>> = vec![Vec::new(); scene.bodies.len()];
+    for (m, root) in carried_by.iter().enumerate() {
+        if let Some(root) = *root
+            && m < root
+        {
+            carried_before[root].push(m);
+        }
+    }
+    let authored = |b: usize| {
+        let body = &scene.bodies[b].body;
+        Pose::from_parts(body.translation, body.rotation.normalize())
+    };
+    // Where body `m` starts when its root `root` starts at `at`: where it is authored relative to the root.
+    let carry = |at: &Pose, root: usize, m: usize| *at * authored(root).inv_mul(&authored(m));
     let mut poses: Vec<Pose> = Vec::with_capacity(scene.bodies.len());
     for (i, def) in scene.bodies.iter().enumerate() {
         let b = &def.body;
         let rotation = b.rotation.normalize();
         let pose = match &def.randomize {
-            None => Pose::from_parts(b.translation, rotation),
+            // A body before its root in the file is moved when the root is drawn (`carried_before`).
+            None => match carried_by[i] {
+                Some(root) if root < i => carry(&poses[root], root, i),
+                _ => authored(i),
+            },
             Some(r) => {
                 // Redraw until clear of the keep-away bodies, all earlier ones, so this episode's poses are known.
                 let (pose, clear) = redraw_until_clear(
@@ -149,6 +170,9 @@ pub fn draw_start(
                 );
                 if !clear {
                     on_unmet(Unmet::Body(i));
+                }
+                for &m in &carried_before[i] {
+                    poses[m] = carry(&pose, i, m);
                 }
                 pose
             }

@@ -81,13 +81,15 @@ impl std::fmt::Display for Escape {
 
 impl SceneExtent {
     /// The box around `scene`: its colliders at their authored poses, every body's authored origin and the
-    /// ranges its start is drawn from, and every goal's target and the ranges it is drawn from.
+    /// ranges its start is drawn from (a body a randomised root carries: wherever the root's draw puts it), and
+    /// every goal's target and the ranges it is drawn from.
     pub fn of(scene: &TaskScene) -> Self {
         let (mut min, mut max) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
         let mut add = |lo: Vec3, hi: Vec3| {
             min = min.min(lo);
             max = max.max(hi);
         };
+        let carried_by = scene.carried_by();
         for (b, def) in scene.bodies.iter().enumerate() {
             if let Some((lo, hi)) = scene.collider_bounds(b) {
                 add(lo, hi);
@@ -95,6 +97,17 @@ impl SceneExtent {
             let drawn = def.randomize.as_ref().map(|r| [r.x, r.y, r.z]);
             let (lo, hi) = drawn_box(def.body.translation, drawn.unwrap_or_default());
             add(lo, hi);
+            if let Some(root) = carried_by[b] {
+                let home = &scene.bodies[root];
+                let r = home
+                    .randomize
+                    .as_ref()
+                    .expect("a carrying root is randomised");
+                let (lo, hi) = drawn_box(home.body.translation, [r.x, r.y, r.z]);
+                let (turned_lo, turned_hi) =
+                    turned_box(def.body.translation - home.body.translation, r.yaw);
+                add(lo + turned_lo, hi + turned_hi);
+            }
         }
         for def in &scene.goals {
             let (lo, hi) = drawn_box(def.goal.target, def.drawn_target());
@@ -145,11 +158,67 @@ fn drawn_box(at: Vec3, drawn: [Option<crate::authoring::Range>; 3]) -> (Vec3, Ve
     )
 }
 
+/// The box of places `offset` is turned to about z by any angle in `yaw` (rad; unturned without one).
+fn turned_box(offset: Vec3, yaw: Option<crate::authoring::Range>) -> (Vec3, Vec3) {
+    let Some(yaw) = yaw else {
+        return (offset, offset);
+    };
+    let (r, phase) = (offset.truncate().length(), offset.y.atan2(offset.x));
+    // Each of x and y is extreme at the range's ends or where the turned offset points along an axis, a
+    // multiple of a quarter turn from its own direction; past a whole turn, all round.
+    let quarter = std::f32::consts::FRAC_PI_2;
+    let mut angles = vec![yaw.min, yaw.max];
+    if yaw.max - yaw.min < std::f32::consts::TAU {
+        let first = ((yaw.min + phase) / quarter).ceil() as i32;
+        let last = ((yaw.max + phase) / quarter).floor() as i32;
+        angles.extend((first..=last).map(|k| k as f32 * quarter - phase));
+    } else {
+        angles.extend((0..4).map(|k| k as f32 * quarter - phase));
+    }
+    let (mut lo, mut hi) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
+    for a in angles {
+        let turned = Vec3::new(r * (a + phase).cos(), r * (a + phase).sin(), offset.z);
+        (lo, hi) = (lo.min(turned), hi.max(turned));
+    }
+    (lo, hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const CUBE_SINGLE: &str = include_str!("../../assets/tasks/cube-single.scn.ron");
+
+    #[test]
+    fn an_offset_turned_through_a_range_spans_the_arc_it_sweeps() {
+        use crate::authoring::Range;
+        let close = |(lo, hi): (Vec3, Vec3), want: (Vec3, Vec3)| {
+            assert!(
+                (lo - want.0).abs().max_element() < 1e-5
+                    && (hi - want.1).abs().max_element() < 1e-5,
+                "{lo} {hi}, not {want:?}"
+            );
+        };
+        let offset = Vec3::new(1.0, 0.0, 0.5);
+        close(turned_box(offset, None), (offset, offset));
+        // A small turn either way: x barely shrinks, y swings both ways.
+        let (c, s) = (0.1f32.cos(), 0.1f32.sin());
+        close(
+            turned_box(offset, Some(Range::new(-0.1, 0.1))),
+            (Vec3::new(c, -s, 0.5), Vec3::new(1.0, s, 0.5)),
+        );
+        // Half a turn from a quarter past it: through -x, never back to +x.
+        let quarter = std::f32::consts::FRAC_PI_2;
+        close(
+            turned_box(offset, Some(Range::new(quarter, 3.0 * quarter))),
+            (Vec3::new(-1.0, -1.0, 0.5), Vec3::new(0.0, 1.0, 0.5)),
+        );
+        // Past a whole turn: all round.
+        close(
+            turned_box(offset, Some(Range::new(0.0, 7.0))),
+            (Vec3::new(-1.0, -1.0, 0.5), Vec3::new(1.0, 1.0, 0.5)),
+        );
+    }
 
     #[test]
     fn a_body_ten_metres_out_of_the_scene_has_left_it() {

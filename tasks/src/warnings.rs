@@ -74,7 +74,8 @@ fn authored_overlaps(scene: &TaskScene) -> Vec<String> {
         .collect()
 }
 
-/// Randomised bodies that can start inside another ([`overlaps_at_drawn_starts`]).
+/// Randomised bodies, and the bodies their draw carries, that can start inside another
+/// ([`overlaps_at_drawn_starts`]).
 fn drawn_start_overlaps(scene: &TaskScene) -> Vec<String> {
     overlaps_at_drawn_starts(scene)
         .into_iter()
@@ -84,15 +85,29 @@ fn drawn_start_overlaps(scene: &TaskScene) -> Vec<String> {
                 &scene.bodies[o.other].body.name,
                 o.at,
             );
-            format!(
-                "\"{body}\" can start inside \"{other}\", {:.1} cm deep, at ({}, {}, {}) where its RandomizePose draws \
-                 it: the physics pushes them apart at the first step; draw its start clear of \"{other}\" (RandomizePose's \
-                 x, y and z are places in the world, not offsets from the authored pose), or give them collision groups \
-                 (`membership` / `filter`) that do not touch",
-                100.0 * o.depth,
+            let place = format!(
+                "at ({}, {}, {}) where its RandomizePose draws it",
                 mm(at.x),
                 mm(at.y),
                 mm(at.z)
+            );
+            // A body joined to the randomised root starts where the root's draw carries it.
+            let (what, place) = match o.member {
+                m if m == o.body => (format!("\"{body}\""), place),
+                m => (
+                    format!(
+                        "\"{}\", joined to \"{body}\" and moved with it,",
+                        scene.bodies[m].body.name
+                    ),
+                    format!("with \"{body}\" {place}"),
+                ),
+            };
+            format!(
+                "{what} can start inside \"{other}\", {:.1} cm deep, {place}: the physics pushes them apart at the \
+                 first step; draw its start clear of \"{other}\" (RandomizePose's x, y and z are places in the world, \
+                 not offsets from the authored pose), or give them collision groups (`membership` / `filter`) that do \
+                 not touch",
+                100.0 * o.depth
             )
         })
         .collect()
@@ -763,9 +778,10 @@ struct Fall {
 
 /// Free bodies, with the limbs joined to them, that have no collider they can touch under any of them at some
 /// place their reset can put them (the corners and the middle of its x and y ranges, at the authored height; then,
-/// where its height is drawn, of its x, y and z ranges): under downward gravity they fall without end. Each group
-/// once, named by its first free body, with the first such place. (Boxes around colliders, so a wall beside a body
-/// is no support, and a tilted table is one.)
+/// where its height is drawn, of its x, y and z ranges; a randomised root's draw moves its limbs with it, taken
+/// unturned): under downward gravity they fall without end. Each group once, named by its randomised root where it
+/// has one, else by its first free body, with the first such place. (Boxes around colliders, so a wall beside a
+/// body is no support, and a tilted table is one.)
 fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
     if scene.settings.gravity.z >= 0.0 {
         return Vec::new();
@@ -779,7 +795,13 @@ fn unsupported_starts(scene: &TaskScene) -> Vec<Fall> {
             continue;
         }
         said.extend(&own);
-        let def = &scene.bodies[b];
+        // Where the group starts is where its randomised body (a root, carrying the rest) is drawn.
+        let lead = own
+            .iter()
+            .copied()
+            .find(|&m| scene.bodies[m].randomize.is_some())
+            .unwrap_or(b);
+        let def = &scene.bodies[lead];
         let home = def.body.translation;
         let at_home = start_places(def, false);
         let drawn_z = def.randomize.as_ref().and_then(|r| r.z);
@@ -870,10 +892,12 @@ fn start_places(def: &BodyDef, drawn_z: bool) -> Vec<Vec3> {
     out
 }
 
-/// A randomised body that can start inside one that is not randomised.
+/// A randomised body, or a body its draw carries, that can start inside one that is not randomised.
 struct DrawnOverlap {
     /// The randomised body.
     body: usize,
+    /// The body that overlaps: the randomised one, or one joined to it that its draw carries.
+    member: usize,
     /// The body it can start inside.
     other: usize,
     /// How deep (m), at its deepest.
@@ -882,34 +906,53 @@ struct DrawnOverlap {
     at: Vec3,
 }
 
-/// Randomised bodies that can start inside a body that is not randomised (a cube drawn into the table), deeper
-/// than resting contact sinks, at some place their reset can put them (the corners and the middle of its x, y and z
-/// ranges, at the authored rotation): the physics pushes them apart at the first step. Each pair once, at its
-/// deepest; pairs that overlap where the scene places them are left to that warning, and two randomised bodies to
-/// their `min_distance_from`.
+/// Randomised bodies, and the bodies a randomised root carries with it, that can start inside a body that is not
+/// randomised (a cube drawn into the table), deeper than resting contact sinks, at some place their reset can put
+/// them (the corners and the middle of its x, y and z ranges, at the authored rotation): the physics pushes them
+/// apart at the first step. Each pair once, at its deepest; pairs that overlap where the scene places them are left
+/// to that warning, and two randomised bodies to their `min_distance_from`.
 fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
     let authored = qamlab_sim::physics::overlaps_at_authored_poses(scene, 0.002);
+    let carried_by = scene.carried_by();
+    // Per randomised body, it and the bodies its draw carries, which move with it.
+    let mut groups: Vec<Vec<usize>> = (0..scene.bodies.len()).map(|b| vec![b]).collect();
+    for (m, root) in carried_by.iter().enumerate() {
+        if let Some(root) = root {
+            groups[*root].push(m);
+        }
+    }
     let mut out: Vec<DrawnOverlap> = Vec::new();
     for (b, def) in scene.bodies.iter().enumerate() {
-        if def.randomize.is_none() || def.collider.is_none() {
+        if def.randomize.is_none() {
+            continue;
+        }
+        let group = &groups[b];
+        if group.iter().all(|&m| scene.bodies[m].collider.is_none()) {
             continue;
         }
         let mut moved = scene.clone();
         for at in start_places(def, true) {
-            moved.bodies[b].body.translation = at;
+            for &m in group {
+                moved.bodies[m].body.translation =
+                    scene.bodies[m].body.translation + at - def.body.translation;
+            }
             for o in qamlab_sim::physics::overlaps_at_authored_poses(&moved, 0.002) {
-                let other = match o.bodies {
-                    (x, y) if x == b => y,
-                    (x, y) if y == b => x,
+                let (member, other) = match o.bodies {
+                    (x, y) if group.contains(&x) => (x, y),
+                    (x, y) if group.contains(&y) => (y, x),
                     _ => continue,
                 };
-                let pair = |p: (usize, usize)| p == (b, other) || p == (other, b);
-                if scene.bodies[other].randomize.is_some()
-                    || authored.iter().any(|a| pair(a.bodies))
+                let pair = |p: (usize, usize)| p == (member, other) || p == (other, member);
+                let drawn =
+                    |c: usize| scene.bodies[c].randomize.is_some() || carried_by[c].is_some();
+                if group.contains(&other) || drawn(other) || authored.iter().any(|a| pair(a.bodies))
                 {
                     continue;
                 }
-                match out.iter_mut().find(|d| d.body == b && d.other == other) {
+                let found = out
+                    .iter_mut()
+                    .find(|d| d.body == b && d.member == member && d.other == other);
+                match found {
                     // Deeper by more than float noise: else the first place found stands.
                     Some(d) if o.depth <= d.depth + 1e-4 => {}
                     Some(d) => {
@@ -918,6 +961,7 @@ fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
                     }
                     None => out.push(DrawnOverlap {
                         body: b,
+                        member,
                         other,
                         depth: o.depth,
                         at,

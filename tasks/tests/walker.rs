@@ -387,10 +387,16 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
         at("front_left_hip.position"),
     );
     let o = spec.obs_dim;
+    // Where the torso starts (drawn within 0.1 m of (-1, 1), at its authored height) and the goal is drawn.
     let check = |obs: &[f32]| {
-        let mut goals = Vec::new();
+        let mut starts = Vec::new();
         for e in obs.chunks(o) {
-            assert_eq!(&e[pos..pos + 3], &[-1.0, 1.0, 0.205]);
+            let (sx, sy) = (e[pos], e[pos + 1]);
+            assert!(
+                (-1.1..=-0.9).contains(&sx) && (0.9..=1.1).contains(&sy) && e[pos + 2] == 0.205,
+                "{:?}",
+                &e[pos..pos + 3]
+            );
             assert!(
                 e[hip..hip + 8].iter().all(|q| q.abs() < 1e-5),
                 "{:?}",
@@ -401,9 +407,9 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
                 (-1.25..=-0.75).contains(&x) && (-1.25..=-0.75).contains(&y),
                 "{x}, {y}"
             );
-            goals.push((x, y));
+            starts.push((sx, sy, x, y));
         }
-        goals
+        starts
     };
     let first = check(env.reset(&[1, 2, 3, 4]).unwrap());
     // Walk about at random, then reset again: the same seeds give the same start, other seeds other goals.
@@ -415,7 +421,73 @@ fn a_reset_stands_the_robot_at_the_start_and_draws_the_goal_in_its_cell() {
     }
     assert_eq!(check(env.reset(&[1, 2, 3, 4]).unwrap()), first);
     let other = check(env.reset(&[5, 6, 7, 8]).unwrap());
-    assert!(other.iter().zip(&first).all(|(a, b)| a != b));
+    assert!(
+        other
+            .iter()
+            .zip(&first)
+            .all(|(a, b)| a.0 != b.0 && a.1 != b.1 && a.2 != b.2 && a.3 != b.3)
+    );
+}
+
+#[test]
+fn a_reset_moves_the_whole_robot_by_its_drawn_start_and_keeps_its_joints() {
+    use bevy::math::{EulerRot, Quat, Vec3};
+    // The torso's RandomizePose draws x and y within 0.1 m of (-1, 1) and a yaw within 0.1 rad; the legs go with
+    // it, each where it is authored relative to the torso: every joint at its authored angle.
+    let scene = antmaze();
+    let n = 64;
+    let mut env = BatchedEnv::new(&scene, n, EnvOptions::default()).unwrap();
+    let spec = env.spec().clone();
+    let seeds: Vec<u64> = (100..100 + n as u64).collect();
+    env.reset(&seeds).unwrap();
+    let qpos = env.output().qpos.clone();
+    let per_env = spec.qpos_dim;
+    let authored = |name: &str| {
+        let def = scene.bodies.iter().find(|b| b.body.name == name).unwrap();
+        (def.body.translation, def.body.rotation.normalize())
+    };
+    let (home, turn) = authored("torso");
+    let pose = |e: usize, b: usize| {
+        let p = &qpos[e * per_env + b * qamlab_sim::QPOS_PER_BODY..][..7];
+        (
+            Vec3::new(p[0], p[1], p[2]),
+            Quat::from_xyzw(p[3], p[4], p[5], p[6]),
+        )
+    };
+    let torso = spec.state_bodies.iter().position(|b| b == "torso").unwrap();
+    let (mut low, mut high) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
+    for e in 0..n {
+        let (at, q) = pose(e, torso);
+        let (yaw, pitch, roll) = q.to_euler(EulerRot::ZYX);
+        assert!(
+            (-1.1..=-0.9).contains(&at.x)
+                && (0.9..=1.1).contains(&at.y)
+                && at.z == home.z
+                && (-0.1..=0.1).contains(&yaw)
+                && pitch.abs() < 1e-6
+                && roll.abs() < 1e-6,
+            "env {e}: the torso starts at {at}, turned {yaw} about z ({pitch}, {roll})"
+        );
+        let drawn = Vec3::new(at.x, at.y, yaw);
+        (low, high) = (low.min(drawn), high.max(drawn));
+        // The same rigid motion for every body of the robot.
+        let motion = q * turn.inverse();
+        for (b, name) in spec.state_bodies.iter().enumerate() {
+            let (own_home, own_turn) = authored(name);
+            let (want_at, want_q) = (at + motion * (own_home - home), motion * own_turn);
+            let (got_at, got_q) = pose(e, b);
+            assert!(
+                got_at.distance(want_at) < 1e-5 && got_q.angle_between(want_q) < 1e-3,
+                "env {e}: {name} starts at {got_at} {got_q}, not {want_at} {want_q}"
+            );
+        }
+    }
+    // The draws cover the ranges.
+    assert!(
+        low.cmplt(Vec3::new(-1.08, 0.92, -0.08)).all()
+            && high.cmpgt(Vec3::new(-0.92, 1.08, 0.08)).all(),
+        "starts drawn within {low} to {high}"
+    );
 }
 
 #[test]
@@ -871,7 +943,16 @@ fn a_robot_moved_by_more_than_its_legs_is_not_judged() {
                 \"qamlab_sim::authoring::Joint\": (\n          name: \"rail\", parent: \"rail\", child: \"torso\", \
                 kind: Prismatic(axis: (1.0, 0.0, 0.0)),\n          anchor: (-1.0, 1.0, 0.205), limits: Some((min: \
                 -0.1, max: 5.0)),\n        ),\n      },\n    ),\n";
-    the_scripts(with_entities(&shut, &[rail.to_string()])).unwrap();
+    // (The torso, a joint's child now, keeps its authored start: only a tree's root may be randomised.)
+    the_scripts(with_entities(&fixed_start(&shut), &[rail.to_string()])).unwrap();
+}
+
+/// A scene text with its torso's RandomizePose taken out: the robot starts where it is authored.
+fn fixed_start(text: &str) -> String {
+    let drawn = "        \"qamlab_sim::authoring::RandomizePose\": (\n          x: Some((min: -1.1, max: -0.9)), \
+                 y: Some((min: 0.9, max: 1.1)), yaw: Some((min: -0.1, max: 0.1)),\n        ),\n";
+    assert!(text.contains(drawn), "the torso's RandomizePose");
+    text.replacen(drawn, "", 1)
 }
 
 #[test]
@@ -937,4 +1018,31 @@ fn a_robot_with_motors_that_may_jump_the_walls_is_not_judged() {
     ] {
         the_scripts(cut_off.replace(motors, heavy)).unwrap();
     }
+}
+
+#[test]
+fn a_start_that_draws_the_legs_into_a_wall_is_warned_of() {
+    // The torso drawn up to the west wall: its back legs, carried with it, start inside the wall.
+    let text = builtin_text("antmaze-umaze");
+    let from = "x: Some((min: -1.1, max: -0.9)), y: Some((min: 0.9, max: 1.1))";
+    assert!(text.contains(from));
+    let near = text.replace(
+        from,
+        "x: Some((min: -1.36, max: -0.9)), y: Some((min: 0.9, max: 1.1))",
+    );
+    let warnings =
+        qamlab_tasks::scene_warnings(&TaskScene::from_ron(&near, "near.scn.ron").unwrap());
+    assert!(
+        warnings.iter().any(|w| w.starts_with(
+            "\"back_left_shin\", joined to \"torso\" and moved with it, can start inside \"wall_west\""
+        ) && w.contains("with \"torso\" at (-1.36, ")),
+        "{warnings:#?}"
+    );
+    // The torso itself stays clear of the wall: only the legs are said.
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.starts_with("\"torso\" can start inside")),
+        "{warnings:#?}"
+    );
 }

@@ -6,7 +6,7 @@ use bevy_rapier3d::rapier::prelude::{GenericJoint, Pose};
 use super::build::{body_index, body_names};
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
-use super::{BodyDef, JointDef};
+use super::{BodyDef, JointDef, TaskScene};
 use crate::authoring::*;
 use crate::error::SimError;
 
@@ -23,7 +23,6 @@ pub(super) fn build_joints(
         ck.unique_name(raw, "Joint.name", &joint.name, joint_names)?;
         let (parent, child) = resolve_ends(ck, raw, joint, bodies)?;
         check_no_twin(ck, raw, joint, (parent, child), &joints)?;
-        check_ends_not_randomised(ck, raw, (parent, child), bodies)?;
         ck.finite3(raw, "Joint.anchor", joint.anchor)?;
         let axis = unit_axis(ck, raw, joint)?;
         if let Some(limits) = &joint.limits {
@@ -38,6 +37,7 @@ pub(super) fn build_joints(
             frame2,
         });
     }
+    check_randomised_trees(ck, entities, bodies, &joints)?;
     Ok(joints)
 }
 
@@ -90,22 +90,173 @@ fn check_no_twin(
     }
 }
 
-/// Neither body of the joint has its pose randomised at reset.
-fn check_ends_not_randomised(
+/// Per body, its joint tree: the same label for every body a chain of joints joins to it (union-find, so a scene
+/// of many bodies and joints is labelled in about linear time).
+fn tree_labels(bodies: usize, joints: &[JointDef]) -> Vec<usize> {
+    let mut up: Vec<usize> = (0..bodies).collect();
+    fn find(up: &mut [usize], mut b: usize) -> usize {
+        while up[b] != b {
+            up[b] = up[up[b]];
+            b = up[b];
+        }
+        b
+    }
+    for j in joints {
+        let (p, c) = (find(&mut up, j.parent), find(&mut up, j.child));
+        up[p.max(c)] = p.min(c);
+    }
+    (0..bodies).map(|b| find(&mut up, b)).collect()
+}
+
+/// Per joint tree label (see [`tree_labels`]), the randomised bodies of that tree, in file order.
+fn randomised_per_tree(bodies: &[BodyDef], labels: &[usize]) -> Vec<Vec<usize>> {
+    let mut drawn = vec![Vec::new(); bodies.len()];
+    for (b, def) in bodies.iter().enumerate() {
+        if def.randomize.is_some() {
+            drawn[labels[b]].push(b);
+        }
+    }
+    drawn
+}
+
+/// Per body, the randomised body of its joint tree that carries it (`None` for that body itself, and where its
+/// tree has none); loading leaves at most one in a tree.
+fn carriers(bodies: &[BodyDef], joints: &[JointDef]) -> Vec<Option<usize>> {
+    let labels = tree_labels(bodies.len(), joints);
+    let drawn = randomised_per_tree(bodies, &labels);
+    (0..bodies.len())
+        .map(|b| drawn[labels[b]].first().copied().filter(|&r| r != b))
+        .collect()
+}
+
+/// The root of body `b`'s joint tree, reached up its parents (`parent_of`: each body's parent through the first
+/// joint it is the child of): a body that is no joint's child (`None` where the parents lead round a loop).
+fn root_of(parent_of: &[Option<usize>], b: usize) -> Option<usize> {
+    let mut at = b;
+    // A chain without a loop visits each body once.
+    for _ in 0..parent_of.len() {
+        match parent_of[at] {
+            Some(p) => at = p,
+            None => return Some(at),
+        }
+    }
+    None
+}
+
+impl TaskScene {
+    /// Per body, the randomised body whose drawn pose moves it at reset: the root of its joint tree where that root
+    /// has a RandomizePose (loading refuses one anywhere else in a tree), `None` for that root itself and for
+    /// every other body. Its pose is the root's drawn pose times its authored pose relative to the root's.
+    pub fn carried_by(&self) -> Vec<Option<usize>> {
+        carriers(&self.bodies, &self.joints)
+    }
+}
+
+/// Only the root of a joint tree (a body that is no joint's child) may have a RandomizePose, one a tree, and only
+/// over dynamic bodies: a reset moves the whole tree rigidly with the root's drawn pose, so no joint tears. A body
+/// keeping away from a body such a root moves must come after the root, whose draw places it.
+fn check_randomised_trees(
     ck: &Check,
-    raw: &RawEntity,
-    (parent, child): (usize, usize),
+    entities: &[RawEntity],
     bodies: &[BodyDef],
+    joints: &[JointDef],
 ) -> Result<(), SimError> {
-    for (field, b) in [("Joint.parent", parent), ("Joint.child", child)] {
-        if bodies[b].randomize.is_some() {
+    let with_joint: Vec<&RawEntity> = entities.iter().filter(|e| e.joint.is_some()).collect();
+    let name = |b: usize| &bodies[b].body.name;
+    // Each body's parent and the first joint (in file order) with it at an end, with that end's field.
+    let mut parent_of: Vec<Option<usize>> = vec![None; bodies.len()];
+    let mut first_joint: Vec<Option<(usize, &str)>> = vec![None; bodies.len()];
+    for (k, j) in joints.iter().enumerate() {
+        parent_of[j.child].get_or_insert(j.parent);
+        first_joint[j.parent].get_or_insert((k, "Joint.parent"));
+        first_joint[j.child].get_or_insert((k, "Joint.child"));
+    }
+    for (raw, def) in with_joint.iter().zip(joints) {
+        if bodies[def.child].randomize.is_none() {
+            continue;
+        }
+        let root = match root_of(&parent_of, def.child) {
+            Some(root) => format!("here \"{}\"", name(root)),
+            None => "this tree has none: its joints' parents lead round a loop".into(),
+        };
+        return Err(ck.err(
+            raw,
+            "Joint.child",
+            format!(
+                "body \"{}\" has a RandomizePose, but it is the child of joint \"{}\", and a pose drawn for it alone \
+                 would tear the joint: only the root of a joint tree (a body that is no joint's child; {root}) may be \
+                 randomised, and its draw moves every body joined to it as one; move the RandomizePose to the root, \
+                 or remove it",
+                name(def.child),
+                def.joint.name
+            ),
+        ));
+    }
+    let labels = tree_labels(bodies.len(), joints);
+    let drawn = randomised_per_tree(bodies, &labels);
+    for m in 0..bodies.len() {
+        let (Some(&root), Some((k, field))) = (drawn[labels[m]].first(), first_joint[m]) else {
+            continue;
+        };
+        if m == root {
+            continue;
+        }
+        if bodies[m].randomize.is_some() {
             return Err(ck.err(
-                raw,
+                with_joint[k],
                 field,
                 format!(
-                    "body \"{}\" has a RandomizePose, but a jointed body cannot be randomised (its reset pose \
-                     would tear the joint): remove the RandomizePose or the joint",
-                    bodies[b].body.name
+                    "body \"{}\" has a RandomizePose, but so does \"{}\", joined to it: a reset moves a joint tree \
+                     as one, by its root's draw, so only one body of a tree may be randomised; remove one",
+                    name(m),
+                    name(root)
+                ),
+            ));
+        }
+        let kind = bodies[m].body.kind;
+        if kind != BodyKind::Dynamic {
+            return Err(ck.err(
+                with_joint[k],
+                field,
+                format!(
+                    "body \"{}\" has a RandomizePose, which moves every body joined to it with it, but \"{}\", joined \
+                     to it, is {kind:?}: only a tree whose other bodies are all Dynamic can be randomised; make \"{}\" \
+                     Dynamic, or remove the RandomizePose",
+                    name(root),
+                    name(m),
+                    name(m)
+                ),
+            ));
+        }
+    }
+    check_keep_away_order(ck, entities, bodies, &carriers(bodies, joints))
+}
+
+/// A body keeping away from one that a randomised root carries (`carried_by`) comes after that root, whose draw
+/// places it.
+fn check_keep_away_order(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    carried_by: &[Option<usize>],
+) -> Result<(), SimError> {
+    let with_body = entities.iter().filter(|e| e.body.is_some());
+    for ((b, def), raw) in bodies.iter().enumerate().zip(with_body) {
+        for (k, &(other, _)) in def.keep_away.iter().enumerate() {
+            let Some(root) = carried_by[other].filter(|&root| root > b) else {
+                continue;
+            };
+            let (own, other, root) = (
+                &def.body.name,
+                &bodies[other].body.name,
+                &bodies[root].body.name,
+            );
+            return Err(ck.err(
+                raw,
+                &format!("RandomizePose.min_distance_from[{k}]"),
+                format!(
+                    "\"{other}\" moves with \"{root}\", joined to it, whose pose is drawn after this body's: a body \
+                     keeps its distance from bodies placed before it; move \"{root}\" above \"{own}\""
                 ),
             ));
         }
