@@ -197,15 +197,17 @@ fn describe(
     }
     out.pop();
     // Where bodies start: what the reach and "nothing under it" messages refer to.
-    let drawn: Vec<&qamlab_sim::scene::BodyDef> = scene
+    let drawn: Vec<(usize, &qamlab_sim::scene::BodyDef)> = scene
         .bodies
         .iter()
-        .filter(|b| b.randomize.is_some())
+        .enumerate()
+        .filter(|(_, b)| b.randomize.is_some())
         .collect();
     if !drawn.is_empty() {
         out += "\nstarts (drawn at each reset):";
     }
-    for def in drawn {
+    let carried_by = scene.carried_by();
+    for (index, def) in drawn {
         let (b, r) = (&def.body, def.randomize.as_ref().expect("filtered"));
         let t = b.translation;
         out += &format!("\n  {}: authored at ({}, {}, {})", b.name, t.x, t.y, t.z);
@@ -216,6 +218,14 @@ fn describe(
         }
         if let Some(yaw) = r.yaw {
             out += &format!(", turned by [{}, {}] rad about z", yaw.min, yaw.max);
+        }
+        // The root of a joint tree moves its whole robot.
+        let carried = carried_by
+            .iter()
+            .filter(|root| **root == Some(index))
+            .count();
+        if carried > 0 {
+            out += &format!(", carrying the {carried} bodies joined to it");
         }
         for &(other, distance) in &def.keep_away {
             out += &format!(
@@ -467,6 +477,38 @@ mod tests {
             try_policy(&cube, 2, 0, Policy::Random).unwrap().upside_down,
             None
         );
+    }
+
+    #[test]
+    fn a_randomised_robot_root_is_said_to_carry_its_bodies() {
+        let scene = qamlab_tasks::load_task("antmaze-umaze").unwrap().scene;
+        let spec = EnvSpec::of(&scene);
+        let text = describe(
+            "antmaze-umaze",
+            "antmaze-umaze",
+            "built-in",
+            &scene,
+            &spec,
+            Ok("walker"),
+        );
+        assert!(
+            text.contains(
+                "turned by [-0.1, 0.1] rad about z, carrying the 8 bodies joined to it\n"
+            ),
+            "{text}"
+        );
+        // A cube carries nothing.
+        let scene = qamlab_tasks::load_task("cube-single").unwrap().scene;
+        let spec = EnvSpec::of(&scene);
+        let text = describe(
+            "cube-single",
+            "cube-single",
+            "built-in",
+            &scene,
+            &spec,
+            Ok("cube"),
+        );
+        assert!(!text.contains("carrying"), "{text}");
     }
 
     #[test]
