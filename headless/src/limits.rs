@@ -32,15 +32,13 @@ pub const MAX_THREADS: usize = 1024;
 /// Bytes of a TOML config file: the shipped ones take about 1 KB.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
-/// Bytes of a run's copy of its task scene: the shipped scenes take a few KB.
-pub const MAX_SCENE_BYTES: u64 = 64 << 20;
-
 /// Bytes of a checkpoint's `state.json`: about 1 KB, and 130 bytes more an evaluation (two million of them).
 pub const MAX_STATE_BYTES: u64 = 256 << 20;
 
-/// Bytes of a run's `eval.csv` or `metrics.jsonl`, read whole: a run logging each of a million steps writes about
-/// 0.5 GB of metrics.
-pub const MAX_LOG_BYTES: u64 = 4 << 30;
+/// Bytes of a run's `eval.csv` or `metrics.jsonl`: no bound, as a run's own logs are as long as it made them (a
+/// run logging each of ten million steps writes about 5 GB of metrics, and must still resume); only a regular file
+/// is read there, so a device or a pipe in their place is refused all the same.
+pub const MAX_LOG_BYTES: u64 = u64::MAX;
 
 /// The memory this process may use: the machine's (`MemTotal`), or the cgroup v2 limit at
 /// `/sys/fs/cgroup/memory.max` where lower (the process's own in a container; limits set elsewhere are not seen).

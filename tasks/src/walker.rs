@@ -636,7 +636,8 @@ const LEAST_GRAVITY: f32 = 9.8;
 /// Whether the robot (its bodies `robot`) moves as the torso-only check assumes: under gravity straight down, at
 /// least [`LEAST_GRAVITY`] on each of its bodies (a sideways pull slides it off edges, a weak one lets it jump
 /// high), nothing bouncy, and held by nothing but the joints the script drives between its own bodies (a rail or a
-/// tether may carry it anywhere). (A jointed body is never drawn at reset: it starts where it is authored.)
+/// tether may carry it anywhere). The judgement is made from where the robot is authored: a RandomizePose on its
+/// torso moves it (and its legs) at reset within the ranges drawn, which the start warnings check against walls.
 fn moves_plainly(scene: &TaskScene, robot: &[usize]) -> bool {
     let g = scene.settings.gravity;
     let down = g.x == 0.0 && g.y == 0.0 && g.z <= -LEAST_GRAVITY;

@@ -14,18 +14,21 @@ use super::{Dataset, DatasetSource};
 
 /// Why `bytes` do not open as an npz archive, as far as their start tells.
 fn not_npz(file: impl std::fmt::Display, bytes: &[u8]) -> String {
-    if bytes.starts_with(b"PK\x03\x04") {
-        format!(
+    use crate::files::FileKind;
+    match crate::files::sniff(bytes, bytes.len() as u64) {
+        Some(FileKind::Zip) => format!(
             "dataset {file}: a zip archive (as an npz is) without its directory at the end: the file is cut short \
              (an interrupted copy or download?) or damaged"
-        )
-    } else if let Some(kind) = crate::files::sniff(bytes, bytes.len() as u64) {
-        format!(
+        ),
+        Some(kind) => format!(
             "dataset {file}: not an npz archive: it is {}",
             kind.described()
-        )
-    } else {
-        format!("dataset {file}: not an npz archive (an npz is a zip file, which begins with `PK`)")
+        ),
+        None => {
+            format!(
+                "dataset {file}: not an npz archive (an npz is a zip file, which begins with `PK`)"
+            )
+        }
     }
 }
 

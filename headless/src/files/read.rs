@@ -88,6 +88,10 @@ fn read_whole(
     // A file qamlab wrote is replaced with something else only by hand.
     let way_out = match takes {
         Takes::FilesOnly => "not the regular file qamlab writes there",
+        // fish's `psub` makes a named pipe unless told otherwise.
+        _ if kind.is_fifo() => {
+            "not a regular file: give the path of a file, or a shell's `<(...)` (fish's `psub -f`)"
+        }
         _ => "not a regular file: give the path of a file",
     };
     ensure!(other.is_empty(), "{what} {shown} is {other}, {way_out}");

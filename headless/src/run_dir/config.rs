@@ -116,7 +116,7 @@ impl RunDir {
         }
         // Where the copy itself was edited, that is what differs, and reading the config refuses it.
         self.check_task_scene().ok()?;
-        let scene_bytes = crate::limits::MAX_SCENE_BYTES;
+        let scene_bytes = qamlab_sim::scene::MAX_SCENE_BYTES;
         let copy =
             read_stored_file(&self.task_scene(), "the run's task scene", scene_bytes).ok()?;
         let config_bytes = crate::limits::MAX_CONFIG_BYTES;
@@ -172,7 +172,7 @@ impl RunDir {
         let now = crc32fast::hash(&read_stored_file(
             &scene,
             "the run's task scene",
-            crate::limits::MAX_SCENE_BYTES,
+            qamlab_sim::scene::MAX_SCENE_BYTES,
         )?);
         ensure!(
             now == then,

@@ -110,8 +110,11 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<RawEntity>, SimError
     check_world_level(&world, &outline, source)?;
     super::limits::check_entity_count(world.entities.len(), source)?;
     let mut out = Vec::with_capacity(world.entities.len());
-    for (k, entity) in world.entities.iter().enumerate() {
-        out.push(raw_entity(entity, &world.entities[..k], source, registry)?);
+    // Ids seen so far in a set: a scan of every earlier entity for each was quadratic in the entities.
+    let mut ids = std::collections::HashSet::with_capacity(world.entities.len());
+    for entity in &world.entities {
+        let id_seen_before = !ids.insert(entity.entity);
+        out.push(raw_entity(entity, id_seen_before, source, registry)?);
     }
     Ok(out)
 }
@@ -209,17 +212,16 @@ fn check_world_level(
     Ok(())
 }
 
-/// One reflected entity with its components typed; `earlier` are the entities before it in the file, whose ids it
-/// must not repeat.
+/// One reflected entity with its components typed; `id_seen_before` where an entity earlier in the file has its id.
 fn raw_entity(
     entity: &DynamicEntity,
-    earlier: &[DynamicEntity],
+    id_seen_before: bool,
     source: &str,
     registry: &TypeRegistry,
 ) -> Result<RawEntity, SimError> {
     let label = reflected_label(entity.entity.to_bits(), &entity.components);
     // Errors name entities by id, so two entities with one id would be ambiguous.
-    if earlier.iter().any(|e| e.entity == entity.entity) {
+    if id_seen_before {
         return Err(SimError::Invalid {
             file: source.to_string(),
             entity: label,
