@@ -609,7 +609,8 @@ fn a_dataset_trains_only_tasks_with_its_columns() {
     assert!(!stderr.contains("another version"), "{stderr}");
     let out = run_ok(&mut train_on("copy.scn.ron", &scene));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("data.npz"), "{stderr}");
+    // (The few episodes collected may never reach success, which the dataset's warning says of it by name.)
+    assert!(!stderr.contains("was collected on"), "{stderr}");
 
     // Two sensors of the same width swapped: the widths agree, the columns do not.
     let swapped = scene
