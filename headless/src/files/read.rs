@@ -80,7 +80,7 @@ fn read_whole(
         "a socket"
     } else if kind.is_fifo() && takes == Takes::FilesOnly {
         "a pipe"
-    } else if kind.is_fifo() && !unnamed_pipe(path) {
+    } else if kind.is_fifo() && !qamlab_sim::scene::unnamed_pipe(path) {
         "a named pipe (opening one waits for a writer, forever if none comes)"
     } else {
         ""
@@ -122,28 +122,6 @@ fn read_whole(
         ensure!(bytes.len() as u64 <= max, "{}", past(max));
     }
     Ok(bytes)
-}
-
-/// Whether `path` leads, through its links, to an unnamed pipe (`/dev/fd/63` from a shell's `<(...)`,
-/// `/dev/stdin` fed by `|`): Linux names one `pipe:[inode]` where a link reaches it. Opening one never waits for a
-/// writer, unlike opening a named pipe.
-fn unnamed_pipe(path: &Path) -> bool {
-    let mut at = path.to_path_buf();
-    // Reading the file's kind followed the whole chain already (a loop fails there); the bound is a backstop.
-    for _ in 0..40 {
-        let Ok(target) = std::fs::read_link(&at) else {
-            return false;
-        };
-        if target.to_str().is_some_and(|t| t.starts_with("pipe:[")) {
-            return true;
-        }
-        // A relative link is relative to the folder it is in.
-        at = match at.parent() {
-            Some(folder) => folder.join(&target),
-            None => target,
-        };
-    }
-    false
 }
 
 /// Reads the text file at `path` whole, as [`read_regular_file`] does; errors name it as `what`.

@@ -355,8 +355,8 @@ impl TaskScene {
 
 /// Whether `path` leads, through its links, to an unnamed pipe (`/dev/fd/63` from a shell's `<(...)`,
 /// `/dev/stdin` fed by `|`): Linux names one `pipe:[inode]` where a link reaches it. Unlike a named pipe's, its
-/// opening never waits for a writer.
-fn unnamed_pipe(path: &Path) -> bool {
+/// opening never waits for a writer. (Headless reads its files by the same rule.)
+pub fn unnamed_pipe(path: &Path) -> bool {
     let mut at = path.to_path_buf();
     // Loading has already followed the whole chain (a loop is refused before this); the bound is a backstop.
     for _ in 0..40 {
