@@ -16,6 +16,8 @@ pub use atomic::{
 pub use cancel::{Cancelled, cancel_writes, check_cancelled, writes_cancelled};
 pub use kind::{FileKind, SNIFFED_BYTES, sniff, sniff_file};
 pub use paths::{check_no_literal_tilde, check_out_dir, check_writable, through_links};
+#[cfg(test)]
+pub(crate) use read::mkfifo;
 pub use read::{
     is_not_found, read_data_file, read_regular_file, read_regular_text, read_stored_file,
     read_stored_text,

@@ -143,6 +143,16 @@ pub fn read_regular_text(
         .with_context(|| format!("reading {what} {}: not UTF-8 text", path.display()))
 }
 
+/// Makes a named pipe at `path` (no writer ever opens it), for the tests of reading one.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,15 +186,6 @@ mod tests {
             );
             assert!(err.contains(says) && err.contains(name), "{err}");
         }
-    }
-
-    /// Makes a named pipe at `path` (no writer ever opens it).
-    fn mkfifo(path: &Path) {
-        let made = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(made.success());
     }
 
     #[test]

@@ -717,15 +717,6 @@ mod tests {
         .unwrap();
     }
 
-    /// Makes a named pipe at `path`.
-    fn mkfifo(path: &Path) {
-        let made = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(made.success());
-    }
-
     #[test]
     fn a_runs_files_that_are_no_regular_files_are_refused_unread() {
         let (_dir, run) = temp_run();
@@ -747,7 +738,7 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir(&state).unwrap();
-        mkfifo(&state);
+        crate::files::mkfifo(&state);
         let err = format!(
             "{:#}",
             run.load_agent(&checkpoint, &config, (3, 2), tch::Device::Cpu)
@@ -769,7 +760,7 @@ mod tests {
         );
         std::fs::remove_dir(&latest).unwrap();
         for path in [latest, run.evals(), run.metrics()] {
-            mkfifo(&path);
+            crate::files::mkfifo(&path);
         }
         for err in [
             run.latest_checkpoint().map(|_| ()).unwrap_err(),
