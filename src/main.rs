@@ -30,7 +30,7 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Draw the learning curves of several runs on one chart.
     Plot(commands::plot::PlotArgs),
-    /// Evaluate the latest checkpoint of a run.
+    /// Evaluate the latest checkpoint of a run, or one of an earlier step it kept.
     Eval(commands::eval::EvalArgs),
     /// Measure throughput (agent updates and latency, simulation steps).
     #[command(subcommand)]

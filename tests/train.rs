@@ -336,6 +336,66 @@ fn an_interrupted_run_checkpoints_where_it_stopped_and_says_how_to_go_on() {
 }
 
 #[test]
+fn a_run_keeps_the_checkpoints_asked_for_and_eval_takes_one_by_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = collect(dir.path());
+    let config = write_config(dir.path(), "tiny.toml", TINY);
+    let run = dir.path().join("run");
+    run_ok(train_cmd(&config, &dataset, &run).args([
+        "--online-steps",
+        "100",
+        "--keep-checkpoints",
+        "3",
+    ]));
+    let kept: Vec<String> = common::names(&run.join("checkpoints"))
+        .into_iter()
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    // Every 20 steps (60 offline, then 2 envs' online steps), the newest three.
+    assert_eq!(kept, ["step-120", "step-140", "step-160"]);
+    let eval_json = |args: &[&str], run: &Path| {
+        let out = run_ok(qamlab().args(EVAL_ON_CPU).arg(run).args(args).arg("--json"));
+        // An earlier step asked for is no news: no note that it is part-way.
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let by_step = eval_json(&["--step", "120"], &run);
+    let by_dir = eval_json(&[], &run.join("checkpoints/step-120"));
+    let latest = eval_json(&[], &run);
+    assert_eq!(by_step["checkpoint"], by_dir["checkpoint"]);
+    assert_eq!(by_step["run_dir"], latest["run_dir"]);
+    assert_eq!(
+        (&by_step["step"], &by_dir["step"], &latest["step"]),
+        (
+            &serde_json::json!(120),
+            &serde_json::json!(120),
+            &serde_json::json!(160)
+        )
+    );
+    assert!(by_step["updates"].as_u64() < latest["updates"].as_u64());
+    // A step the run did not keep, and two steps at once, are refused, saying what there is.
+    let err = run_err(qamlab().args(EVAL_ON_CPU).arg(&run).args(["--step", "100"]));
+    assert!(
+        err.contains("has no checkpoint of step 100: it has step-120, step-140, step-160"),
+        "{err}"
+    );
+    let err = run_err(
+        qamlab()
+            .args(EVAL_ON_CPU)
+            .arg(run.join("checkpoints/step-140"))
+            .args(["--step", "120"]),
+    );
+    assert!(
+        err.contains("a checkpoint of step 140: give one of them"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_run_whose_log_reader_went_away_trains_on_to_its_end() {
     // `qamlab train ... 2>&1 | tee log`, its `tee` ended with the terminal: the next progress line found the pipe
     // closed, and SIGPIPE ended the run without a checkpoint. Its lines are now dropped, as on a full disk.

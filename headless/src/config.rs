@@ -196,6 +196,9 @@ pub struct TrainConfig {
     pub eval_envs: usize,
     /// Write a checkpoint every this many steps.
     pub checkpoint_interval: u64,
+    /// How many of the newest checkpoints the run keeps (at least 1): the latest, which a resume continues from,
+    /// and those before it, each whole, for evaluating an earlier agent (`qamlab eval --step N`).
+    pub keep_checkpoints: u64,
     /// Append a metrics row every this many steps.
     pub log_interval: u64,
     /// Seed of everything random in the run (at most [`MAX_SEED`]).
@@ -237,6 +240,7 @@ impl Default for TrainConfig {
             eval_episodes: 50,
             eval_envs: 10,
             checkpoint_interval: 10_000,
+            keep_checkpoints: 1,
             log_interval: 1_000,
             seed: 0,
             device: DeviceChoice::Auto,
@@ -458,11 +462,13 @@ impl TrainConfig {
                 bail!("{field} must be at most {MAX_STEPS}, got {value}");
             }
         }
-        // Any interval works (a step count is bounded above): only 0 would never come round.
+        // Any interval works (a step count is bounded above): only 0 would never come round. A run keeps its latest
+        // checkpoint at least.
         for (field, value) in [
             ("eval_interval", self.eval_interval),
             ("checkpoint_interval", self.checkpoint_interval),
             ("log_interval", self.log_interval),
+            ("keep_checkpoints", self.keep_checkpoints),
         ] {
             if value == 0 {
                 bail!("{field} must be at least 1");

@@ -1,4 +1,5 @@
-//! `qamlab eval`: evaluates the latest checkpoint of a run, and with `--video` renders episodes of it.
+//! `qamlab eval`: evaluates the latest checkpoint of a run (or one of an earlier step it kept), and with `--video`
+//! renders episodes of it.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -17,9 +18,14 @@ const VIDEO_SIZE: (u32, u32) = (480, 360);
 /// Flags of `qamlab eval`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EvalArgs {
-    /// Run directory written by `qamlab train` (`--checkpoint` too, as `view` names it).
+    /// Run directory written by `qamlab train` (`--checkpoint` too, as `view` names it), or one of its checkpoints,
+    /// `RUN/checkpoints/step-N`.
     #[arg(long, alias = "checkpoint", value_parser = super::path_arg())]
     pub run: PathBuf,
+    /// Evaluate the run's checkpoint of this step instead of its latest: one of those `keep_checkpoints` kept
+    /// (`qamlab train --keep-checkpoints K`; their steps are the folders' names in RUN/checkpoints).
+    #[arg(long, value_parser = super::non_negative::<u64>)]
+    pub step: Option<u64>,
     /// Evaluation episodes (at most 1000000).
     #[arg(long, default_value_t = 50,
           value_parser = super::count_up_to(qamlab_headless::limits::MAX_EVAL_EPISODES))]
@@ -65,7 +71,7 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Its progress lines into a log whose reader went away must not end an evaluation of minutes.
     super::interrupt::survive_closed_pipes();
-    let run = RunDir::new(&args.run);
+    let (run, step) = chosen_checkpoint(&args)?;
     let cfg = run.read_config()?;
     if let Some(original) = run.edited_original_scene().filter(|_| !args.video_only) {
         qamlab_headless::stderr_line!(
@@ -76,18 +82,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let video_out = match &args.video {
         Some(Some(path)) => Some(VideoOutput::from_path(path)?),
-        Some(None) => Some(VideoOutput::in_run(&args.run)?),
+        Some(None) => Some(VideoOutput::in_run(run.root())?),
         None => None,
     };
     let task = qamlab_tasks::load_task(&cfg.task)?;
     let spec = qamlab_sim::EnvSpec::of(&task.scene);
     let dims = (spec.obs_dim, spec.action_dim);
+    // The checkpoint of the step asked for, else the latest (read again where it moved on while it was loaded).
+    let load = |device| match step {
+        Some(step) => {
+            let checkpoint = run.checkpoint_at(step)?;
+            let agent = run.load_agent(&checkpoint, &cfg, dims, device)?;
+            anyhow::Ok((checkpoint, agent))
+        }
+        None => run.load_latest_agent(&cfg, dims, device),
+    };
     if args.video_only {
         let out = video_out.expect("--video-only requires --video");
         // The acting agent runs on the CPU, as in the window: one env needs no GPU. With the run's threads and
         // from the evaluation's own stream of draws, as the evaluation acts: its first episode is the video's.
         qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
-        let (_, mut agent) = run.load_latest_agent(&cfg, dims, tch::Device::Cpu)?;
+        let (_, mut agent) = load(tch::Device::Cpu)?;
         agent.set_acting_position(qamlab_headless::evaluate::EVAL_ACTING_POSITION);
         return record_video(&args, &task, agent, &out);
     }
@@ -104,11 +119,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let (checkpoint, mut agent) = run.load_latest_agent(&cfg, dims, device)?;
+    let (checkpoint, mut agent) = load(device)?;
     let total_steps = qamlab_headless::train::total_steps(&cfg);
+    let chosen = step;
     let step = checkpoint_step(&checkpoint);
-    if let Some(step) = step.filter(|&s| s < total_steps) {
-        note_part_way(&run, &args.run, &checkpoint, step, total_steps);
+    // A step asked for is known to be part-way; the latest may be taken for the run's result.
+    if let Some(step) = step.filter(|&s| s < total_steps && chosen.is_none()) {
+        note_part_way(&run, &checkpoint, step, total_steps);
     }
     let result = evaluate_logging_progress(&args, &mut agent, &task.scene)
         .with_context(|| format!("evaluating task {}", cfg.task))?;
@@ -129,7 +146,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         )?;
     }
     let rendered = match &video_out {
-        Some(out) => render_in_child(&args, out),
+        // The step asked for; else the latest, which a run training still may have moved on since.
+        Some(out) => render_in_child(&args, run.root(), chosen, out),
         None => Ok(()),
     };
     if args.json {
@@ -137,7 +155,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let video = video_out.filter(|_| rendered.is_ok());
         let video_error = rendered.as_ref().err().map(|e| format!("{e:#}"));
         let report = EvalReport {
-            run: &args.run,
+            run: run.root(),
             checkpoint: &checkpoint,
             step,
             total_steps,
@@ -154,22 +172,31 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     rendered
 }
 
+/// The run `--run` names and the step `--step` or a checkpoint's folder (`RUN/checkpoints/step-N`) asks for, if
+/// any (else its latest is evaluated).
+fn chosen_checkpoint(args: &EvalArgs) -> anyhow::Result<(RunDir, Option<u64>)> {
+    let Some((run, step)) = RunDir::of_checkpoint_dir(&args.run) else {
+        return Ok((RunDir::new(&args.run), args.step));
+    };
+    if let Some(asked) = args.step.filter(|&asked| asked != step) {
+        anyhow::bail!(
+            "--step {asked} and --run {}, a checkpoint of step {step}: give one of them",
+            args.run.display()
+        );
+    }
+    Ok((run, Some(step)))
+}
+
 /// Says that `checkpoint`, the one evaluated, is `step` of a run of `total_steps`: a rate of an agent part-way
 /// through its run is no figure of the run, which comparisons must not take it for.
-fn note_part_way(
-    run: &RunDir,
-    run_arg: &std::path::Path,
-    checkpoint: &std::path::Path,
-    step: u64,
-    total_steps: u64,
-) {
+fn note_part_way(run: &RunDir, checkpoint: &std::path::Path, step: u64, total_steps: u64) {
     // Another machine's lock may not show here (NFS with local locks): a run that looks stopped may train there.
     let why = if run.in_use() {
         "the run is training still".to_string()
     } else {
         format!(
             "the run stopped early, or trains on another machine; `qamlab train --resume {}` finishes a stopped one",
-            qamlab_headless::shell::quote_path(run_arg)
+            qamlab_headless::shell::quote_path(run.root())
         )
     };
     qamlab_headless::stderr_line!(
@@ -267,7 +294,12 @@ impl EvalReport<'_> {
 /// Renders the video in a child process (`qamlab eval ... --video-only`): the renderer's start-up cannot be
 /// undone in-process, and a machine with no render adapter makes it abort; the child's failure is turned into an
 /// error that says what is missing.
-fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
+fn render_in_child(
+    args: &EvalArgs,
+    run: &std::path::Path,
+    step: Option<u64>,
+    out: &VideoOutput,
+) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the qamlab binary to render the video")?;
     qamlab_headless::stderr_line!(
         "eval: rendering {} episode(s) to {} ...",
@@ -281,7 +313,8 @@ fn render_in_child(args: &EvalArgs, out: &VideoOutput) -> anyhow::Result<()> {
     renderer
         .arg("eval")
         .arg("--run")
-        .arg(&args.run)
+        .arg(run)
+        .args(step.map(|step| format!("--step={step}")))
         .args(["--seed", &args.seed.to_string()])
         .arg("--video")
         .arg(out.path())

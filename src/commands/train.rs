@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// Checkpoint every this many steps (default 10000).
     #[arg(long, value_parser = super::at_least_one::<u64>)]
     pub checkpoint_interval: Option<u64>,
+    /// Keep this many of the newest checkpoints, each whole, for evaluating an earlier agent with `qamlab eval
+    /// --step N` (default 1: the latest alone).
+    #[arg(long, value_parser = super::at_least_one::<u64>)]
+    pub keep_checkpoints: Option<u64>,
     /// Run directory (default runs/TASK-AGENT-SEED).
     #[arg(long, value_parser = super::path_arg())]
     pub out: Option<PathBuf>,
@@ -88,7 +92,8 @@ pub struct TrainArgs {
     #[arg(long, value_parser = super::path_arg(), conflicts_with_all = [
         "config", "task", "dataset", "agent", "offline_steps", "online_steps", "envs", "start_training", "utd_ratio",
         "device", "seed",
-        "cuda_graphs", "tf32", "split_update", "cpu_threads", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval", "out",
+        "cuda_graphs", "tf32", "split_update", "cpu_threads", "sparse", "balanced_sampling", "eval_interval", "eval_episodes", "checkpoint_interval",
+        "keep_checkpoints", "out",
     ])]
     pub resume: Option<PathBuf>,
     /// Print the resolved configuration (defaults, then --config, then the flags) as TOML and exit.
@@ -149,7 +154,8 @@ impl TrainArgs {
             balanced_sampling,
             eval_interval,
             eval_episodes,
-            checkpoint_interval
+            checkpoint_interval,
+            keep_checkpoints
         );
         Ok(cfg)
     }
@@ -406,6 +412,7 @@ mod tests {
             ("eval_interval", cfg.eval_interval.to_string()),
             ("eval_episodes", cfg.eval_episodes.to_string()),
             ("checkpoint_interval", cfg.checkpoint_interval.to_string()),
+            ("keep_checkpoints", cfg.keep_checkpoints.to_string()),
         ];
         for (id, value) in named {
             let help = help(id);

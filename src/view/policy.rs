@@ -267,7 +267,7 @@ impl ActingPolicy {
 /// Loads the agent `--checkpoint` names (on the CPU), with the agent file it came from: the file itself,
 /// `agent.safetensors` in a checkpoint directory, or that of a run directory's latest checkpoint. A run's latest
 /// checkpoint is read as `qamlab eval` reads it ([`RunDir::load_latest_agent`]): a run still training replaces its
-/// checkpoint meanwhile (it keeps only the newest), and where `latest` moved on while it was read, the new one is.
+/// checkpoint meanwhile (by default it keeps only the newest), and where `latest` moved on while it was read, the new one is.
 pub fn load_checkpoint(given: &Path, spec: &EnvSpec) -> anyhow::Result<(PathBuf, Agent)> {
     let run = RunDir::new(given);
     if given.is_dir() && !given.join("agent.safetensors").is_file() && run.config().is_file() {

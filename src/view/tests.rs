@@ -558,7 +558,7 @@ fn a_run_checkpoint_whose_agent_differs_from_the_run_config_is_refused() {
     for file in ["replay.safetensors", "state.json"] {
         std::fs::write(newer.join(file), "").unwrap();
     }
-    run.publish_checkpoint(&newer).unwrap();
+    run.publish_checkpoint(&newer, 1).unwrap();
     assert!(!step.exists());
     assert_eq!(
         given(run.root()).unwrap(),

@@ -184,6 +184,7 @@ impl RunDir {
     pub fn publish_staged_checkpoint(
         &self,
         mut staged: StagedCheckpoint,
+        keep: u64,
     ) -> anyhow::Result<PathBuf> {
         let dir = self.checkpoints().join(&staged.name);
         let tmp = staged.path().to_path_buf();
@@ -209,7 +210,7 @@ impl RunDir {
             .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
         staged.dir = None;
         sync_dir(&self.checkpoints());
-        if let Err(e) = self.publish_checkpoint(&dir) {
+        if let Err(e) = self.publish_checkpoint(&dir, keep) {
             // Not the latest (the pointer is rewritten atomically): taken away, so the run is as it was.
             if self.latest_checkpoint().ok().flatten().as_ref() != Some(&dir) {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -219,24 +220,98 @@ impl RunDir {
         Ok(dir)
     }
 
-    /// Makes `dir` (a fully written checkpoint directory) the latest, then removes older ones.
-    /// The pointer is replaced atomically, so a crash at any moment leaves a complete checkpoint.
-    pub fn publish_checkpoint(&self, dir: &Path) -> anyhow::Result<()> {
+    /// Makes `dir` (a fully written checkpoint directory) the latest, then removes the older ones past the newest
+    /// `keep` (`dir` among them), and any of a later step (a run cut short after writing it, which went back to an
+    /// earlier checkpoint since). The pointer is replaced atomically, so a crash at any moment leaves a complete
+    /// checkpoint.
+    pub fn publish_checkpoint(&self, dir: &Path, keep: u64) -> anyhow::Result<()> {
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
             .context("checkpoint directory name")?;
+        let published = name
+            .strip_prefix("step-")
+            .and_then(|n| n.parse::<u64>().ok());
         write_bytes_atomically(&self.checkpoints().join("latest"), name.as_bytes())?;
-        // Only older checkpoints go: whatever else someone keeps in the folder stays.
+        // Only checkpoints go: whatever else someone keeps in the folder stays. Those kept are whole, the newest
+        // before `dir`; one cut short (an older qamlab's) never counts.
+        let (complete, _) = self.step_checkpoints();
+        let mut earlier: Vec<u64> = complete
+            .iter()
+            .map(|(step, _)| *step)
+            .filter(|step| published.is_some_and(|p| *step < p))
+            .collect();
+        earlier.sort_unstable_by(|a, b| b.cmp(a));
+        let kept: Vec<u64> = earlier
+            .into_iter()
+            .take(usize::try_from(keep.saturating_sub(1)).unwrap_or(usize::MAX))
+            .collect();
         for entry in std::fs::read_dir(self.checkpoints())?.filter_map(Result::ok) {
             let path = entry.path();
-            let ours = entry.file_name().to_str().is_some_and(is_checkpoint_name);
-            if ours && path.is_dir() && path != dir {
+            let Some(step) = entry
+                .file_name()
+                .to_str()
+                .filter(|n| is_checkpoint_name(n))
+                .and_then(|n| n["step-".len()..].parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if path.is_dir() && path != dir && !kept.contains(&step) {
                 std::fs::remove_dir_all(&path)
                     .with_context(|| format!("removing the old checkpoint {}", path.display()))?;
             }
         }
         Ok(())
+    }
+
+    /// Where `path` is a checkpoint directory of a run, `RUN/checkpoints/step-N` with RUN holding its config: that
+    /// run and the step.
+    pub fn of_checkpoint_dir(path: &Path) -> Option<(RunDir, u64)> {
+        let name = path.file_name()?.to_str()?;
+        let step = name
+            .strip_prefix("step-")
+            .filter(|_| is_checkpoint_name(name))?
+            .parse()
+            .ok()?;
+        let checkpoints = path.parent()?;
+        let root = checkpoints.parent()?;
+        // `checkpoints/step-N` given from inside the run.
+        let run = RunDir::new(if root.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            root
+        });
+        (checkpoints.file_name()? == "checkpoints" && run.config().is_file()).then_some((run, step))
+    }
+
+    /// The run's checkpoint of `step` (`checkpoints/step-N`, holding all its files), or an error that lists the
+    /// checkpoints the run has.
+    pub fn checkpoint_at(&self, step: u64) -> anyhow::Result<PathBuf> {
+        let dir = self.checkpoints().join(format!("step-{step}"));
+        let (mut complete, _) = self.step_checkpoints();
+        if complete.iter().any(|(_, path)| *path == dir) {
+            return Ok(dir);
+        }
+        complete.sort_unstable_by_key(|(step, _)| *step);
+        let have = if complete.is_empty() {
+            "it has none yet".to_string()
+        } else {
+            format!(
+                "it has {} (a run keeps the newest keep_checkpoints of them)",
+                crate::limits::listed(complete.iter().map(|(step, _)| format!("step-{step}")))
+            )
+        };
+        if dir.is_dir() {
+            bail!(
+                "{} is not a whole checkpoint (it lacks some of {}): {have}",
+                dir.display(),
+                CHECKPOINT_FILES.join(", ")
+            );
+        }
+        bail!(
+            "{} has no checkpoint of step {step}: {have}",
+            self.root.display()
+        )
     }
 
     /// Loads the agent of a checkpoint of this run, checking that it is the agent the run's config describes, with
@@ -526,7 +601,7 @@ mod tests {
         for d in [&old, &new, &kept] {
             std::fs::create_dir_all(d).unwrap();
         }
-        run.publish_checkpoint(&new).unwrap();
+        run.publish_checkpoint(&new, 1).unwrap();
         assert!(!old.exists() && new.is_dir() && kept.is_dir());
         assert_eq!(run.latest_checkpoint().unwrap(), Some(new));
         // A pointer out of the run would continue another run's checkpoint.
@@ -535,6 +610,64 @@ mod tests {
         assert!(
             err.contains("expected a checkpoint directory of this run, step-N"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_run_keeps_its_newest_checkpoints_and_finds_one_by_its_step() {
+        let (_dir, run) = temp_run();
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(run.checkpoints())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let publish = |step: u64, keep: u64| {
+            let staged = run.stage_checkpoint(step).unwrap();
+            for f in CHECKPOINT_FILES {
+                std::fs::write(staged.path().join(f), f).unwrap();
+            }
+            run.publish_staged_checkpoint(staged, keep).unwrap()
+        };
+        for step in [10, 20, 30, 40] {
+            publish(step, 3);
+        }
+        assert_eq!(names(), ["latest", "step-20", "step-30", "step-40"]);
+        assert_eq!(
+            run.checkpoint_at(30).unwrap(),
+            run.checkpoints().join("step-30")
+        );
+        let err = format!("{:#}", run.checkpoint_at(10).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "{} has no checkpoint of step 10: it has step-20, step-30, step-40 (a run keeps the newest \
+                 keep_checkpoints of them)",
+                run.root().display()
+            )
+        );
+        // One cut short is neither found nor counted among those kept; one of a later step than the published
+        // (written by a run that went back since) goes, as does anything of a checkpoint's name past the newest.
+        let cut = run.checkpoints().join("step-35");
+        std::fs::create_dir(&cut).unwrap();
+        std::fs::write(cut.join("state.json"), "{}").unwrap();
+        let err = format!("{:#}", run.checkpoint_at(35).unwrap_err());
+        assert!(err.contains("step-35 is not a whole checkpoint"), "{err}");
+        std::fs::create_dir(run.checkpoints().join("step-90")).unwrap();
+        std::fs::create_dir(run.checkpoints().join("notes")).unwrap();
+        publish(50, 3);
+        assert_eq!(
+            names(),
+            ["latest", "notes", "step-30", "step-40", "step-50"]
+        );
+        // Keeping fewer later leaves the latest alone.
+        publish(60, 1);
+        assert_eq!(names(), ["latest", "notes", "step-60"]);
+        assert_eq!(
+            run.latest_checkpoint().unwrap(),
+            Some(run.checkpoints().join("step-60"))
         );
     }
 
@@ -558,7 +691,7 @@ mod tests {
         write(&staged, &CHECKPOINT_FILES);
         // Hidden while it is written: neither `latest` nor the newest complete checkpoint.
         assert_eq!(run.latest_checkpoint().unwrap(), None);
-        let first = run.publish_staged_checkpoint(staged).unwrap();
+        let first = run.publish_staged_checkpoint(staged, 1).unwrap();
         assert_eq!(first, run.checkpoints().join("step-10"));
         assert_eq!(entries(), ["latest", "step-10"]);
 
@@ -575,13 +708,13 @@ mod tests {
         std::fs::write(stale.join("stale"), "").unwrap();
         let staged = run.stage_checkpoint(20).unwrap();
         write(&staged, &CHECKPOINT_FILES);
-        assert_eq!(run.publish_staged_checkpoint(staged).unwrap(), stale);
+        assert_eq!(run.publish_staged_checkpoint(staged, 1).unwrap(), stale);
         assert_eq!(entries(), ["latest", "step-20"]);
         assert!(!stale.join("stale").exists());
         // The latest one is never replaced under the reader's feet.
         let staged = run.stage_checkpoint(20).unwrap();
         let err = run
-            .publish_staged_checkpoint(staged)
+            .publish_staged_checkpoint(staged, 1)
             .unwrap_err()
             .to_string();
         assert!(err.contains("is the run's latest checkpoint"), "{err}");

@@ -19,12 +19,12 @@ use crate::files::{
 const WHOLE_CONFIG_MARKER: &str = "# qamlab run config, format ";
 
 /// The format of the `config.toml` a run writes, in its first line.
-const CONFIG_FORMAT: u32 = 1;
+const CONFIG_FORMAT: u32 = 2;
 
 /// Keys added to the configuration after format 1, each with the first format that writes it: a run of an earlier
 /// format lacks them, and they take their defaults there. A key added to [`TrainConfig`] goes here with
 /// `CONFIG_FORMAT + 1`, and [`CONFIG_FORMAT`] moves on to that (the test of format 1's keys says so).
-const KEYS_SINCE_FORMAT_1: &[(&str, u32)] = &[];
+const KEYS_SINCE_FORMAT_1: &[(&str, u32)] = &[("keep_checkpoints", 2)];
 
 /// The first line of the `config.toml` a run writes now.
 fn whole_config_line() -> String {
@@ -330,12 +330,13 @@ fn with_top_level_line(text: &str, replaced: &str, line: &str) -> String {
 /// which reading with defaults would silently turn into another run. A file without [`WHOLE_CONFIG_MARKER`], an
 /// older run's, may lack the keys added to qamlab since its first runs: their defaults are what those runs did.
 fn check_config_is_whole(text: &str, path: &Path) -> anyhow::Result<()> {
-    const LATER_KEYS: [&str; 5] = [
+    const LATER_KEYS: [&str; 6] = [
         "cuda_graphs",
         "tf32",
         "split_update",
         "sparse",
         "balanced_sampling",
+        "keep_checkpoints",
     ];
     let written: toml::Table = text
         .parse()

@@ -115,7 +115,10 @@ impl Trainer<'_> {
         )?;
         let id = checkpoint_id(&config, step, self.state.updates);
         self.write_checkpoint(staged.path(), envs, &id)
-            .and_then(|()| self.run.publish_staged_checkpoint(staged))
+            .and_then(|()| {
+                self.run
+                    .publish_staged_checkpoint(staged, self.cfg.keep_checkpoints)
+            })
             .with_context(|| {
                 format!(
                     "writing the checkpoint of step {step} ({})",

@@ -54,6 +54,7 @@ pub(super) fn settings(
         "split_update",
         "log_interval",
         "checkpoint_interval",
+        "keep_checkpoints",
     ] {
         flat.remove(bookkeeping);
     }
@@ -297,6 +298,7 @@ mod tests {
             cfg.dataset = Some("/elsewhere/s1/cube-single-play.npz".into());
             cfg.log_interval *= 2;
             cfg.checkpoint_interval += 1;
+            cfg.keep_checkpoints = 3;
             let evals = [(100, 0.25), (200, 0.25), (300, 0.5)];
             fake_run(dir.path(), "qam-s1", &cfg, &evals, &[])
         };
