@@ -9,6 +9,17 @@ torch_version="2.11.0"
 qamlab_home="${QAMLAB_HOME:-$HOME/.cache/qamlab}"
 venv="${QAMLAB_VENV:-$qamlab_home/torch-$torch_version-venv}"
 
+# Rust first: a missing or too old toolchain is said before the downloads below (the torch wheel is 4.6 GB).
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+    echo "setup: cargo not found: install Rust 1.95 or later (https://rustup.rs), then run this again" >&2
+    exit 1
+fi
+rustc_version=$(rustc --version | awk '{print $2}')
+if ! printf '%s\n%s\n' 1.95.0 "${rustc_version%%-*}" | sort -V -C; then
+    echo "setup: rustc $rustc_version is older than the 1.95 the workspace needs: \`rustup update\`, then run this again" >&2
+    exit 1
+fi
+
 # Debian packages the build and the tests need: Python's venv for the torch wheel, a C++ compiler for the CUDA graph
 # shim, software Vulkan + Xvfb for the window, and the X11 client libraries winit loads at run time (no -dev
 # packages: it opens them with dlopen). The plots' font is built in: no font packages.

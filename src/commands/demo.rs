@@ -1,7 +1,7 @@
 //! `qamlab demo`, the main job on an embedded default: collect a cube-single dataset with the
 //! noisy "play" oracle, train QAM offline then online, and report the success rates and the plot.
-//! On a CPU it is sized to take about ten minutes; with `--device cuda` it trains the paper-size
-//! networks for longer.
+//! On a 2-core CPU it takes 2 to 11 minutes, by the machine (docs/benchmarks.md); with `--device cuda` it trains
+//! the paper-size networks for longer.
 
 use std::path::{Path, PathBuf};
 

@@ -343,7 +343,12 @@ fn summary_text(s: &TrainSummary) -> String {
     // Nor one without an update (`start_training` past its online steps).
     let update_rate = s.updates_per_second.filter(|_| s.updates > 0);
     let update_rate = update_rate.map_or_else(String::new, |rate| {
-        format!(" at {rate:.0}/s of update time")
+        // Paper-size networks on a CPU make under one a second: a digit that is not 0.
+        if rate < 1.0 {
+            format!(" at {rate:.2}/s of update time")
+        } else {
+            format!(" at {rate:.0}/s of update time")
+        }
     });
     // Both phases' shares, where there were both: online updates start at `start_training`, so the sum is no
     // plain offline + online steps (and "0 online" points at a `start_training` past the online steps).
@@ -573,6 +578,13 @@ mod tests {
         let text = summary_text(&offline_only);
         assert!(
             text.contains("40 updates at 72/s of update time, 5 s in all\n"),
+            "{text}"
+        );
+        // Under one a second (the paper's networks on a CPU), a rate that is not 0.
+        offline_only.updates_per_second = Some(0.434);
+        let text = summary_text(&offline_only);
+        assert!(
+            text.contains("40 updates at 0.43/s of update time"),
             "{text}"
         );
         // Nor, without an update, an update rate.

@@ -460,14 +460,28 @@ fn print_start_line(cfg: &TrainConfig, trainer: &Trainer, device: Device, run: &
         _ => String::new(),
     };
     crate::stderr_line!(
-        "{verb} {} on {} ({} offline + {} online steps) on {}{threads}{from}, in {}",
+        "{verb} {} on {} ({} offline + {}) on {}{threads}{from}, in {}",
         cfg.agent.kind.as_str(),
         trainer.task_name(),
         cfg.offline_steps,
-        cfg.online_steps,
+        online_steps_text(cfg),
         crate::config::device_name(device),
         run.root().display()
     );
+}
+
+/// The online steps the run takes, as its first line says them: the envs step together, so the count asked for is
+/// rounded up to a multiple of theirs, which is said where it was.
+fn online_steps_text(cfg: &TrainConfig) -> String {
+    let online = total_steps(cfg) - cfg.offline_steps;
+    if online == cfg.online_steps {
+        format!("{online} online steps")
+    } else {
+        format!(
+            "{online} online steps: {} rounded up for {} envs",
+            cfg.online_steps, cfg.envs
+        )
+    }
 }
 
 #[cfg(test)]
@@ -1394,6 +1408,20 @@ mod tests {
                 summary.eval_envs
             ),
             (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn the_first_line_says_the_online_steps_the_run_takes() {
+        let cfg = |online_steps, envs| TrainConfig {
+            online_steps,
+            envs,
+            ..TrainConfig::default()
+        };
+        assert_eq!(online_steps_text(&cfg(40, 2)), "40 online steps");
+        assert_eq!(
+            online_steps_text(&cfg(300, 8)),
+            "304 online steps: 300 rounded up for 8 envs"
         );
     }
 }
