@@ -240,59 +240,14 @@ pub const MAX_OVERLAPS: usize = 100;
 /// collide), and with collision groups that let them touch. In the order of the colliders, the first
 /// [`MAX_OVERLAPS`] only.
 pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
-    let poses: Vec<Pose> = scene
-        .bodies
-        .iter()
-        .map(|d| Pose::from_parts(d.body.translation, d.body.rotation.normalize()))
-        .collect();
-    let physics = EnvPhysics::build(scene, &poses);
-    // Bodies by handle and jointed pairs in maps, and only colliders whose boxes meet tested: scans of every body
-    // for each collider, and of every pair, took minutes for tens of thousands of bodies.
-    let mut body_of: HashMap<RigidBodyHandle, usize> = HashMap::new();
-    for (i, &h) in physics.bodies.iter().enumerate() {
-        body_of.entry(h).or_insert(i);
-    }
-    let colliders: Vec<(usize, &Collider)> = physics
-        .world
-        .colliders
-        .iter()
-        .filter_map(|(_, c)| Some((*body_of.get(&c.parent()?)?, c)))
-        .collect();
-    let jointed: HashSet<(usize, usize)> = scene
-        .joints
-        .iter()
-        .map(|j| (j.parent.min(j.child), j.parent.max(j.child)))
-        .collect();
-    // Rapier makes contacts only where a dynamic body takes part.
-    let dynamic: Vec<bool> = colliders
-        .iter()
-        .map(|&(b, _)| scene.bodies[b].body.kind == BodyKind::Dynamic)
-        .collect();
-    let sweep = BoxSweep::new(&colliders);
+    let all = AuthoredColliders::new(scene);
     let mut out = Vec::new();
-    for (k, &(a, ca)) in colliders.iter().enumerate() {
-        for l in sweep.later_meeting(k, |l| dynamic[k] || dynamic[l]) {
-            let (b, cb) = colliders[l];
-            if a == b
-                || jointed.contains(&(a.min(b), a.max(b)))
-                || !ca.collision_groups().test(cb.collision_groups())
-            {
-                continue;
-            }
-            let contact = bevy_rapier3d::rapier::parry::query::contact(
-                ca.position(),
-                ca.shape(),
-                cb.position(),
-                cb.shape(),
-                0.0,
-            );
-            if let Ok(Some(c)) = contact
-                && -c.dist > min_depth
-            {
-                out.push(Overlap {
-                    bodies: (a, b),
-                    depth: -c.dist,
-                });
+    for k in 0..all.colliders.len() {
+        for l in all.sweep.meeting(all.sweep.boxes[k], |l| {
+            l > k && (all.dynamic[k] || all.dynamic[l])
+        }) {
+            if let Some(overlap) = all.overlap(k, l, Vec3::ZERO, min_depth) {
+                out.push(overlap);
                 if out.len() == MAX_OVERLAPS {
                     return out;
                 }
@@ -300,6 +255,125 @@ pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Over
         }
     }
     out
+}
+
+/// A scene's colliders at their authored poses, built once, to test bodies moved by a translation against the others
+/// (the places a reset may draw them at): building the physics anew for each place took minutes for thousands of
+/// randomised bodies.
+pub struct AuthoredColliders {
+    /// Each collider and the index of its body.
+    colliders: Vec<(usize, Collider)>,
+    /// Their boxes, to find the ones a collider meets.
+    sweep: BoxSweep,
+    /// Whether each collider's body is dynamic: Rapier makes contacts only where a dynamic body takes part.
+    dynamic: Vec<bool>,
+    /// Pairs of bodies joined by a joint, `(low, high)`: they never collide.
+    jointed: HashSet<(usize, usize)>,
+    /// Each body's colliders.
+    of_body: Vec<Vec<usize>>,
+}
+
+impl AuthoredColliders {
+    /// The colliders of `scene`'s bodies where the scene places them.
+    pub fn new(scene: &TaskScene) -> Self {
+        let poses: Vec<Pose> = scene
+            .bodies
+            .iter()
+            .map(|d| Pose::from_parts(d.body.translation, d.body.rotation.normalize()))
+            .collect();
+        let physics = EnvPhysics::build(scene, &poses);
+        // Bodies by handle and jointed pairs in maps, and only colliders whose boxes meet tested: scans of every body
+        // for each collider, and of every pair, took minutes for tens of thousands of bodies.
+        let mut body_of: HashMap<RigidBodyHandle, usize> = HashMap::new();
+        for (i, &h) in physics.bodies.iter().enumerate() {
+            body_of.entry(h).or_insert(i);
+        }
+        let colliders: Vec<(usize, Collider)> = physics
+            .world
+            .colliders
+            .iter()
+            .filter_map(|(_, c)| Some((*body_of.get(&c.parent()?)?, c.clone())))
+            .collect();
+        let jointed = scene
+            .joints
+            .iter()
+            .map(|j| (j.parent.min(j.child), j.parent.max(j.child)))
+            .collect();
+        let dynamic = colliders
+            .iter()
+            .map(|&(b, _)| scene.bodies[b].body.kind == BodyKind::Dynamic)
+            .collect();
+        let mut of_body = vec![Vec::new(); scene.bodies.len()];
+        for (k, &(b, _)) in colliders.iter().enumerate() {
+            of_body[b].push(k);
+        }
+        let sweep = BoxSweep::new(colliders.iter().map(|(_, c)| c));
+        Self {
+            colliders,
+            sweep,
+            dynamic,
+            jointed,
+            of_body,
+        }
+    }
+
+    /// The overlaps deeper than `min_depth` between the colliders of the bodies `moved`, each moved by `shift`, and
+    /// the colliders of the bodies `others` keeps (at their authored poses), by the rules of
+    /// [`overlaps_at_authored_poses`]; each pair `(moved body, other body)`, at most [`MAX_OVERLAPS`].
+    pub fn overlaps_when_moved(
+        &self,
+        moved: &[usize],
+        shift: Vec3,
+        min_depth: f32,
+        others: impl Fn(usize) -> bool,
+    ) -> Vec<Overlap> {
+        let mut out = Vec::new();
+        for &b in moved {
+            for &k in &self.of_body[b] {
+                let (low, high) = self.sweep.boxes[k];
+                let wanted = |l: usize| {
+                    let other = self.colliders[l].0;
+                    !moved.contains(&other) && others(other) && (self.dynamic[k] || self.dynamic[l])
+                };
+                for l in self.sweep.meeting((low + shift, high + shift), wanted) {
+                    if let Some(overlap) = self.overlap(k, l, shift, min_depth) {
+                        out.push(overlap);
+                        if out.len() == MAX_OVERLAPS {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether colliders `k` (moved by `shift`) and `l` overlap deeper than `min_depth`, where the physics would push
+    /// them apart: on different bodies not joined, with collision groups that let them touch.
+    fn overlap(&self, k: usize, l: usize, shift: Vec3, min_depth: f32) -> Option<Overlap> {
+        let (a, ca) = &self.colliders[k];
+        let (b, cb) = &self.colliders[l];
+        if a == b
+            || self.jointed.contains(&(*a.min(b), *a.max(b)))
+            || !ca.collision_groups().test(cb.collision_groups())
+        {
+            return None;
+        }
+        let contact = bevy_rapier3d::rapier::parry::query::contact(
+            &ca.position().append_translation(shift),
+            ca.shape(),
+            cb.position(),
+            cb.shape(),
+            0.0,
+        );
+        match contact {
+            Ok(Some(c)) if -c.dist > min_depth => Some(Overlap {
+                bodies: (*a, *b),
+                depth: -c.dist,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Colliders' bounding boxes sorted along the axis they spread most over, to find the boxes one meets without
@@ -317,12 +391,11 @@ struct BoxSweep {
 }
 
 impl BoxSweep {
-    fn new(colliders: &[(usize, &Collider)]) -> Self {
+    fn new<'a>(colliders: impl Iterator<Item = &'a Collider>) -> Self {
         // A hair of slack for rounding: touching counts, and a contact's depth is measured in the same floats.
         const SLACK: f32 = 1e-4;
         let boxes: Vec<(Vec3, Vec3)> = colliders
-            .iter()
-            .map(|(_, c)| {
+            .map(|c| {
                 let b = c.compute_aabb();
                 (b.mins - SLACK, b.maxs + SLACK)
             })
@@ -350,9 +423,8 @@ impl BoxSweep {
         }
     }
 
-    /// The colliders after `k` whose boxes meet its box and that `wanted` keeps, in order.
-    fn later_meeting(&self, k: usize, wanted: impl Fn(usize) -> bool) -> Vec<usize> {
-        let (low, high) = self.boxes[k];
+    /// The colliders whose boxes meet the box `(low, high)` and that `wanted` keeps, in order.
+    fn meeting(&self, (low, high): (Vec3, Vec3), wanted: impl Fn(usize) -> bool) -> Vec<usize> {
         let from = self
             .starts
             .partition_point(|&s| s < low[self.axis] - self.widest);
@@ -364,7 +436,7 @@ impl BoxSweep {
                 let (other_low, other_high) = self.boxes[l];
                 // Kept before the boxes are compared: many fixed bodies in one place make pairs that count for
                 // nothing.
-                l > k && wanted(l) && low.cmple(other_high).all() && other_low.cmple(high).all()
+                wanted(l) && low.cmple(other_high).all() && other_low.cmple(high).all()
             })
             .collect();
         near.sort_unstable();

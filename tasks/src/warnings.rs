@@ -926,7 +926,12 @@ fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
             groups[*root].push(m);
         }
     }
+    let drawn = |c: usize| scene.bodies[c].randomize.is_some() || carried_by[c].is_some();
+    // Built once: each drawn place moves one group against the rest where the scene places it.
+    let colliders = qamlab_sim::physics::AuthoredColliders::new(scene);
     let mut out: Vec<DrawnOverlap> = Vec::new();
+    // Where each (body, member, other) stands in `out`.
+    let mut index: std::collections::HashMap<(usize, usize, usize), usize> = Default::default();
     for (b, def) in scene.bodies.iter().enumerate() {
         if def.randomize.is_none() {
             continue;
@@ -935,28 +940,15 @@ fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
         if group.iter().all(|&m| scene.bodies[m].collider.is_none()) {
             continue;
         }
-        let mut moved = scene.clone();
         for at in start_places(def, true) {
-            for &m in group {
-                moved.bodies[m].body.translation =
-                    scene.bodies[m].body.translation + at - def.body.translation;
-            }
-            for o in qamlab_sim::physics::overlaps_at_authored_poses(&moved, 0.002) {
-                let (member, other) = match o.bodies {
-                    (x, y) if group.contains(&x) => (x, y),
-                    (x, y) if group.contains(&y) => (y, x),
-                    _ => continue,
-                };
+            let shift = at - def.body.translation;
+            for o in colliders.overlaps_when_moved(group, shift, 0.002, |other| !drawn(other)) {
+                let (member, other) = o.bodies;
                 let pair = |p: (usize, usize)| p == (member, other) || p == (other, member);
-                let drawn =
-                    |c: usize| scene.bodies[c].randomize.is_some() || carried_by[c].is_some();
-                if group.contains(&other) || drawn(other) || authored.iter().any(|a| pair(a.bodies))
-                {
+                if authored.iter().any(|a| pair(a.bodies)) {
                     continue;
                 }
-                let found = out
-                    .iter_mut()
-                    .find(|d| d.body == b && d.member == member && d.other == other);
+                let found = index.get(&(b, member, other)).map(|&i| &mut out[i]);
                 match found {
                     // Deeper by more than float noise: else the first place found stands.
                     Some(d) if o.depth <= d.depth + 1e-4 => {}
@@ -964,13 +956,16 @@ fn overlaps_at_drawn_starts(scene: &TaskScene) -> Vec<DrawnOverlap> {
                         d.depth = o.depth;
                         d.at = at;
                     }
-                    None => out.push(DrawnOverlap {
-                        body: b,
-                        member,
-                        other,
-                        depth: o.depth,
-                        at,
-                    }),
+                    None => {
+                        index.insert((b, member, other), out.len());
+                        out.push(DrawnOverlap {
+                            body: b,
+                            member,
+                            other,
+                            depth: o.depth,
+                            at,
+                        });
+                    }
                 }
             }
         }
