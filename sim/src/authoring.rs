@@ -372,8 +372,8 @@ pub struct Goal {
 /// times; loading refuses a rule the redraws often miss): two cubes never start inside each other. On the root of
 /// a joint tree (a body that is no joint's child), the draw moves every body joined to it by the same rigid motion
 /// (the root's shift, and its yaw about the root's origin), so each joint starts at its authored angle; loading
-/// refuses one on any other body of a tree, a second in one tree, and one whose tree holds a body that is not
-/// Dynamic.
+/// refuses one on any other body of a tree, a second in one tree, and one whose tree holds a body besides its root
+/// that is not Dynamic (a fixed or kinematic root may carry dynamic bodies).
 #[derive(Component, Reflect, Clone, Debug, Default)]
 #[reflect(Component)]
 pub struct RandomizePose {
