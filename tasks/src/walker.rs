@@ -882,7 +882,7 @@ impl WalkerOracle {
 
     /// Restarts the scripts of every env whose episode ended at the step `out` reports.
     pub fn episodes_ended(&mut self, out: &StepOutput) {
-        for i in (0..self.walks.len()).filter(|&i| out.ended(i)) {
+        for i in out.ended_envs() {
             self.episode_started(i);
         }
     }
