@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 use crate::agent::Agent;
 use crate::config::AgentConfig;
 use crate::error::{AgentError, Result};
+use crate::footprint::format_bytes;
 
 mod staged_file;
 mod tensor_file;
@@ -226,7 +227,7 @@ fn check_room(
     let fits = matches!((needed, held), (Some(needed), Some(held)) if needed <= held);
     if !fits {
         let shown =
-            |bytes: Option<u64>| bytes.map_or_else(|| "more than 16 EiB".to_string(), in_units);
+            |bytes: Option<u64>| bytes.map_or_else(|| "more than 16 EiB".to_string(), format_bytes);
         return Err(ckpt_err(
             file.path(),
             format!(
@@ -243,20 +244,6 @@ fn check_room(
         ));
     }
     Ok(())
-}
-
-/// `bytes` in the largest binary unit that keeps a number of at least 1 (`59.6 TiB`), as the lab prints sizes.
-fn in_units(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let (mut value, mut unit) = (bytes as f64, None);
-    while value >= 1024.0 && unit.is_none_or(|u| u + 1 < UNITS.len()) {
-        value /= 1024.0;
-        unit = Some(unit.map_or(0, |u| u + 1));
-    }
-    match unit {
-        None => format!("{bytes} bytes"),
-        Some(u) => format!("{value:.1} {}", UNITS[u]),
-    }
 }
 
 #[cfg(test)]

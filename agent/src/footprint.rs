@@ -1,5 +1,6 @@
 //! [`memory_lower_bound`]: what an agent's networks and one update take at the least, to refuse a configuration
-//! that cannot fit before libtorch fails to allocate in the middle of building or updating it.
+//! that cannot fit before libtorch fails to allocate in the middle of building or updating it; and
+//! [`format_bytes`], how the lab prints such a size (here, so that the crates above share one formatter).
 
 use crate::config::{AgentConfig, AgentKind};
 
@@ -73,10 +74,37 @@ fn mlp_parameters(input: u64, hidden: &[usize], output: u64) -> Option<u64> {
     })
 }
 
+/// `bytes` in the largest binary unit that keeps a number of at least 1, like `59.6 TiB` (`512 bytes` below 1 KiB),
+/// as the lab prints sizes.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::Agent;
+
+    #[test]
+    fn sizes_are_printed_in_the_largest_unit_that_keeps_a_number_of_at_least_one() {
+        assert_eq!(format_bytes(0), "0 bytes");
+        assert_eq!(format_bytes(1023), "1023 bytes");
+        assert_eq!(format_bytes(1024), "1.0 KiB");
+        assert_eq!(format_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(format_bytes(65_536_000_000_000), "59.6 TiB");
+        assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
+    }
 
     #[test]
     fn the_bound_counts_the_parameters_an_agent_has() {

@@ -5,6 +5,7 @@
 //! the machine's memory before it is allocated.
 
 use anyhow::bail;
+use qamlab_agent::footprint::format_bytes;
 
 /// Envs stepped together (training, evaluation, collection, `bench sim`, the episodes `task` tries): 4096 of
 /// cube-single take about 0.75 GB; the demo steps 8 to 16.
@@ -107,31 +108,12 @@ pub fn listed<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> Strin
     }
 }
 
-/// `bytes` in the largest binary unit that keeps a number of at least 1, like `59.6 TiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sizes_past_the_machine_are_refused_with_what_they_would_take() {
-        assert_eq!(format_bytes(512), "512 bytes");
-        assert_eq!(format_bytes(3 << 30), "3.0 GiB");
-        assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
         check_memory(Some(1 << 20), "a small buffer").unwrap();
         let err = check_memory(Some(1 << 62), "--envs 5")
             .unwrap_err()

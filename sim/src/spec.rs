@@ -1,6 +1,7 @@
 //! What an env looks like from outside: names and bounds of its observation and action vectors, time steps.
 
-use crate::authoring::Sensor;
+pub mod columns;
+
 use crate::scene::TaskScene;
 
 /// Values of `qpos` a body holds: its position and quaternion (`x, y, z, qx, qy, qz, qw`).
@@ -70,31 +71,13 @@ impl EnvSpec {
         let mut obs_names = Vec::new();
         let mut obs_blocks = Vec::new();
         for (sensor, def) in &scene.sensors {
-            let (base, parts): (String, &[&str]) = match sensor {
-                Sensor::Position { frame } => (format!("{frame}.position"), &["x", "y", "z"]),
-                Sensor::Quaternion { body } => {
-                    (format!("{body}.quaternion"), &["x", "y", "z", "w"])
-                }
-                Sensor::YawSinCos { body } => (format!("{body}.yaw"), &["sin", "cos"]),
-                Sensor::LinearVelocity { frame } => (format!("{frame}.velocity"), &["x", "y", "z"]),
-                Sensor::AngularVelocity { body } => {
-                    (format!("{body}.angular_velocity"), &["x", "y", "z"])
-                }
-                Sensor::JointPosition { joint } => (format!("{joint}.position"), &[""]),
-                Sensor::JointVelocity { joint } => (format!("{joint}.velocity"), &[""]),
-                Sensor::RelativePosition { from, to } => (format!("{to}-{from}"), &["x", "y", "z"]),
-                Sensor::GoalPosition { goal } => (format!("{goal}.target"), &["x", "y", "z"]),
-                Sensor::JointFraction { actuator } => (format!("{actuator}.fraction"), &[""]),
-            };
+            let (block, parts) = columns::of_sensor(sensor);
             debug_assert_eq!(parts.len(), def.dim());
-            obs_blocks.push((base.clone(), obs_names.len()..obs_names.len() + parts.len()));
-            for p in parts {
-                obs_names.push(if p.is_empty() {
-                    base.clone()
-                } else {
-                    format!("{base}.{p}")
-                });
-            }
+            obs_blocks.push((
+                block.clone(),
+                obs_names.len()..obs_names.len() + parts.len(),
+            ));
+            obs_names.extend(parts.iter().map(|part| columns::in_block(&block, part)));
         }
         let state_bodies: Vec<String> = scene
             .bodies

@@ -72,6 +72,11 @@ impl StepOutput {
         self.terminated[i] || self.truncated[i]
     }
 
+    /// The envs whose episodes ended at this step ([`ended`](Self::ended)), in order: the ones a driver restarts.
+    pub fn ended_envs(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.terminated.len()).filter(|&i| self.ended(i))
+    }
+
     /// Refuses observations (and episodes' final ones) that are not finite, naming the first: a scene whose
     /// physics left f32's range must stop its driver, not fill a dataset or a replay buffer with NaN.
     pub fn check_finite(&self, spec: &EnvSpec) -> Result<(), crate::SimError> {
@@ -191,4 +196,19 @@ pub fn publish(
         out.write(i.0, state);
     }
     actions.pending = false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envs_that_ended_are_those_that_succeeded_or_ran_out_of_time() {
+        let out = StepOutput {
+            terminated: vec![false, true, false, true],
+            truncated: vec![false, false, true, true],
+            ..StepOutput::default()
+        };
+        assert_eq!(out.ended_envs().collect::<Vec<_>>(), [1, 2, 3]);
+    }
 }

@@ -202,13 +202,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("clearing the previous demo run {}", run_dir.display()))?;
     }
     drop(claim);
-    let summary = qamlab_headless::train(TrainOptions {
-        config: plan.config,
-        out: run_dir.clone(),
-        resume: false,
-        progress: !args.quiet,
-        observer: Some(observer),
-    })?;
+    let summary = qamlab_headless::train(
+        TrainOptions::new(plan.config, &run_dir)
+            .with_progress(!args.quiet)
+            .with_observer(observer),
+    )?;
     if let Err(stopped) = super::interrupt::check(&summary) {
         // A resumed training ends without the demo's own last word: say how to get it.
         let checkpointed = RunDir::new(&run_dir)

@@ -233,13 +233,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 run.task_scene().display()
             );
         }
-        let summary = qamlab_headless::train(TrainOptions {
-            config: TrainConfig::default(),
-            out: dir.clone(),
-            resume: true,
-            progress: !args.quiet,
-            observer: Some(super::interrupt::stop_on_interrupt()),
-        })?;
+        let summary = qamlab_headless::train(
+            TrainOptions::new(TrainConfig::default(), dir)
+                .with_resume(true)
+                .with_progress(!args.quiet)
+                .with_observer(super::interrupt::stop_on_interrupt()),
+        )?;
         super::interrupt::check(&summary)?;
         summary
     } else {
@@ -266,13 +265,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             note_reused_run_config(config, &cfg);
         }
         let out = args.out_dir(&cfg);
-        let summary = qamlab_headless::train(TrainOptions {
-            config: cfg,
-            out: out.clone(),
-            resume: false,
-            progress: !args.quiet,
-            observer: Some(super::interrupt::stop_on_interrupt()),
-        })
+        let summary = qamlab_headless::train(
+            TrainOptions::new(cfg, &out)
+                .with_progress(!args.quiet)
+                .with_observer(super::interrupt::stop_on_interrupt()),
+        )
         .map_err(|err| match &args.config {
             Some(path) => err.context(format!(
                 "training with the configuration ({} and the flags)",

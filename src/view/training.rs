@@ -271,13 +271,7 @@ pub fn start(
         last_weights: None,
         created: Instant::now(),
     };
-    let options = TrainOptions {
-        config,
-        out: out.clone(),
-        resume: false,
-        progress: false,
-        observer: Some(Box::new(observer)),
-    };
+    let options = TrainOptions::new(config, &out).with_observer(Box::new(observer));
     let ended = Arc::new(AtomicBool::new(false));
     // One trainer a process: a second (tests) is not waited for at exit.
     let _ = TRAINER_AT_EXIT.set((stop.clone(), ended.clone()));

@@ -10,6 +10,7 @@
 use std::f32::consts::FRAC_PI_2;
 
 use qamlab_sim::authoring::Control;
+use qamlab_sim::spec::columns;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,22 +60,25 @@ impl Layout {
                     )
                 })
         };
-        let (ee, ee_yaw) = (at("pinch.position.x")?, at("palm.yaw.sin")?);
+        let (ee, ee_yaw) = (
+            at(&columns::position_x("pinch"))?,
+            at(&columns::yaw_sin("palm"))?,
+        );
         // Cubes are the bodies observed with both a position and a yaw; goals are the observed targets. Each cube
         // goes to the one goal on it.
         let mut cubes = Vec::new();
         let mut cube_names = Vec::new();
         let mut goal_targets = Vec::new();
         for (k, name) in spec.obs_names.iter().enumerate() {
-            if let Some(body) = name.strip_suffix(".yaw.sin")
+            if let Some(body) = columns::body_of_yaw_sin(name)
                 && !cube_names.contains(&body)
-                && let Ok(p) = at(&format!("{body}.position.x"))
+                && let Ok(p) = at(&columns::position_x(body))
             {
                 cubes.push((p, k));
                 cube_names.push(body);
             }
             // A goal observed twice is still one goal (the scene's warnings name the repeated sensor).
-            if let Some(goal) = name.strip_suffix(".target.x")
+            if let Some(goal) = columns::goal_of_target_x(name)
                 && !goal_targets.iter().any(|&(g, _)| g == goal)
             {
                 goal_targets.push((goal, k));
@@ -108,8 +112,7 @@ impl Layout {
         let solved_within = goals
             .iter()
             .map(|&target| {
-                let goal = spec.obs_names[target]
-                    .strip_suffix(".target.x")
+                let goal = columns::goal_of_target_x(&spec.obs_names[target])
                     .expect("a goal's target column");
                 scene
                     .goals
@@ -213,14 +216,13 @@ fn explain_count_mismatch(
     goal_targets: &[(&str, usize)],
 ) -> String {
     let body_of = |goal: &str| goal_body(spec, goal);
-    let observed = |column: String| spec.obs_names.contains(&column);
+    let observed = |column: &String| spec.obs_names.contains(column);
     let mut why = Vec::new();
     for &(goal, _) in goal_targets {
         let body = body_of(goal).unwrap_or("?");
-        let lacks: Vec<String> = [".position.x", ".yaw.sin"]
-            .iter()
-            .map(|suffix| format!("{body}{suffix}"))
-            .filter(|column| !observed(column.clone()))
+        let lacks: Vec<String> = [columns::position_x(body), columns::yaw_sin(body)]
+            .into_iter()
+            .filter(|column| !observed(column))
             .map(|column| sensor_of(&column))
             .collect();
         if !lacks.is_empty() {
@@ -528,7 +530,7 @@ impl CubeOracle {
 
     /// Restarts the scripts of every env whose episode ended at the step `out` reports.
     pub fn episodes_ended(&mut self, out: &StepOutput) {
-        for i in (0..self.scripts.len()).filter(|&i| out.ended(i)) {
+        for i in out.ended_envs() {
             self.episode_started(i);
         }
     }
@@ -977,9 +979,9 @@ fn carry_height(zs: impl IntoIterator<Item = f32>) -> f32 {
 
 /// The sensor, as a scene file writes it, that gives the observation value `column` (`pinch.position.x`).
 fn sensor_of(column: &str) -> String {
-    if let Some(frame) = column.strip_suffix(".position.x") {
+    if let Some(frame) = columns::frame_of_position_x(column) {
         format!("a `Position(frame: \"{frame}\")` sensor")
-    } else if let Some(body) = column.strip_suffix(".yaw.sin") {
+    } else if let Some(body) = columns::body_of_yaw_sin(column) {
         format!("a `YawSinCos(body: \"{body}\")` sensor")
     } else {
         format!("`{column}`")

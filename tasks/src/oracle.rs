@@ -159,7 +159,9 @@ impl Oracle {
         };
         // Name what the script the scene was written for lacks; when that is unclear, what each lacks.
         let gantry = spec.action_names == GANTRY_ACTIONS
-            || spec.obs_names.iter().any(|n| n == "pinch.position.x");
+            || spec
+                .obs_names
+                .contains(&qamlab_sim::spec::columns::position_x("pinch"));
         let absolute = spec
             .action_controls
             .iter()

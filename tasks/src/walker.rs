@@ -14,6 +14,7 @@ use std::f32::consts::PI;
 use bevy::math::{Quat, Vec2, Vec3};
 use qamlab_sim::authoring::{BodyKind, Control, JointKind};
 use qamlab_sim::scene::{GoalDef, JointDef};
+use qamlab_sim::spec::columns;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -214,7 +215,7 @@ impl Layout {
             .goals
             .iter()
             .enumerate()
-            .filter(|(_, g)| obs_at(&format!("{}.target.x", g.goal.name)).is_some())
+            .filter(|(_, g)| obs_at(&columns::target_x(&g.goal.name)).is_some())
             .map(|(k, _)| k)
             .collect();
         let [goal] = goals[..] else {
@@ -228,14 +229,14 @@ impl Layout {
         let body = goal.frame.body;
         let name = &scene.bodies[body].body.name;
         let (Some(position), Some(quaternion)) = (
-            obs_at(&format!("{name}.position.x")),
-            obs_at(&format!("{name}.quaternion.x")),
+            obs_at(&columns::position_x(name)),
+            obs_at(&columns::quaternion_x(name)),
         ) else {
             return Err(format!(
                 "the goal's body `{name}` observed with `Position` and `Quaternion`"
             ));
         };
-        let target = obs_at(&format!("{}.target.x", goal.goal.name)).expect("found above");
+        let target = obs_at(&columns::target_x(&goal.goal.name)).expect("found above");
         let yaw0 = heading(scene.bodies[body].body.rotation);
         let layout = Self {
             position,
@@ -881,7 +882,7 @@ impl WalkerOracle {
 
     /// Restarts the scripts of every env whose episode ended at the step `out` reports.
     pub fn episodes_ended(&mut self, out: &StepOutput) {
-        for i in (0..self.walks.len()).filter(|&i| out.ended(i)) {
+        for i in out.ended_envs() {
             self.episode_started(i);
         }
     }

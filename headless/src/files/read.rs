@@ -102,7 +102,7 @@ fn read_whole(
         };
         format!(
             "{what} {shown} is larger than {}: {why}",
-            crate::limits::format_bytes(max)
+            qamlab_agent::footprint::format_bytes(max)
         )
     };
     // A regular file's size is known: one past the limit is refused before it is read.

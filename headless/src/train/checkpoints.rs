@@ -557,13 +557,7 @@ mod tests {
     }
 
     fn options(config: &TrainConfig, out: &Path, resume: bool) -> TrainOptions {
-        TrainOptions {
-            config: config.clone(),
-            out: out.to_path_buf(),
-            resume,
-            progress: false,
-            observer: None,
-        }
+        TrainOptions::new(config.clone(), out).with_resume(resume)
     }
 
     /// Trains `config` into `out`; returns its latest checkpoint.

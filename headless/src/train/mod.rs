@@ -176,6 +176,38 @@ pub struct TrainOptions {
     pub observer: Option<Box<dyn TrainObserver>>,
 }
 
+impl TrainOptions {
+    /// A new run of `config` into the run directory `out`: not resumed, without progress bars, unwatched.
+    pub fn new(config: TrainConfig, out: impl Into<PathBuf>) -> Self {
+        Self {
+            config,
+            out: out.into(),
+            resume: false,
+            progress: false,
+            observer: None,
+        }
+    }
+
+    /// Continues the run in `out` from its latest checkpoint where `resume` is set (its own `config.toml` is
+    /// used, not [`TrainOptions::config`]).
+    pub fn with_resume(self, resume: bool) -> Self {
+        Self { resume, ..self }
+    }
+
+    /// Shows progress bars where `progress` is set.
+    pub fn with_progress(self, progress: bool) -> Self {
+        Self { progress, ..self }
+    }
+
+    /// Has `observer` watch the run.
+    pub fn with_observer(self, observer: Box<dyn TrainObserver>) -> Self {
+        Self {
+            observer: Some(observer),
+            ..self
+        }
+    }
+}
+
 /// Trains an agent offline then online as configured, writing everything into the run directory.
 pub fn train(opts: TrainOptions) -> anyhow::Result<TrainSummary> {
     let run = RunDir::new(&opts.out);
@@ -564,17 +596,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let step = Arc::new(Mutex::new(None));
         let out = dir.path().join("run");
-        train(TrainOptions {
-            config: tiny(30, 2),
-            out: out.clone(),
-            resume: false,
-            progress: false,
-            observer: Some(Box::new(FinalWeights {
+        train(
+            TrainOptions::new(tiny(30, 2), &out).with_observer(Box::new(FinalWeights {
                 step: step.clone(),
                 logs: 0,
                 stop_after_logs,
             })),
-        })
+        )
         .unwrap();
         let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
         let step = *step.lock().unwrap();
@@ -624,17 +652,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (straight, stopped) = (dir.path().join("straight"), dir.path().join("stopped"));
         let options =
-            |out: &Path, resume: bool, observer: Option<Box<dyn TrainObserver>>| TrainOptions {
-                config: config.clone(),
-                out: out.to_path_buf(),
-                resume,
-                progress: false,
-                observer,
-            };
-        train(options(&straight, false, None)).unwrap();
-        train(options(&stopped, false, Some(stopper))).unwrap();
+            |out: &Path, resume: bool| TrainOptions::new(config.clone(), out).with_resume(resume);
+        train(options(&straight, false)).unwrap();
+        train(options(&stopped, false).with_observer(stopper)).unwrap();
         at_stop(&stopped);
-        train(options(&stopped, true, None)).unwrap();
+        train(options(&stopped, true)).unwrap();
         assert_same_runs(&straight, &stopped);
         // The final checkpoint records them all too (resuming once more finds the run finished), and where the
         // acting draws stand: acting with other draws than the run that never stopped would show there.
@@ -761,14 +783,8 @@ mod tests {
     fn a_run_of_no_steps_is_refused_before_it_writes_anything() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let err = train(TrainOptions {
-            config: tiny(0, 1),
-            out: out.clone(),
-            resume: false,
-            progress: false,
-            observer: None,
-        })
-        .expect_err("a run of no steps is refused");
+        let err =
+            train(TrainOptions::new(tiny(0, 1), &out)).expect_err("a run of no steps is refused");
         assert!(
             format!("{err:#}").contains("offline_steps = 0 and online_steps = 0"),
             "{err:#}"
@@ -780,12 +796,8 @@ mod tests {
     fn a_finished_run_given_more_online_steps_continues_as_the_longer_run() {
         let dir = tempfile::tempdir().unwrap();
         let (short, long) = (dir.path().join("short"), dir.path().join("long"));
-        let options = |config: TrainConfig, out: &Path, resume: bool| TrainOptions {
-            config,
-            out: out.to_path_buf(),
-            resume,
-            progress: false,
-            observer: None,
+        let options = |config: TrainConfig, out: &Path, resume: bool| {
+            TrainOptions::new(config, out).with_resume(resume)
         };
         train(options(tiny(60, 2), &long, false)).unwrap();
         train(options(tiny(40, 2), &short, false)).unwrap();
@@ -869,13 +881,9 @@ mod tests {
         resume: bool,
         stop_after_logs: Option<usize>,
     ) -> TrainOptions {
-        TrainOptions {
-            config: tiny(40, 1),
-            out: out.to_path_buf(),
-            resume,
-            progress: false,
-            observer: Some(stop_after(stop_after_logs)),
-        }
+        TrainOptions::new(tiny(40, 1), out)
+            .with_resume(resume)
+            .with_observer(stop_after(stop_after_logs))
     }
 
     #[test]
@@ -916,12 +924,8 @@ mod tests {
         let other_out = dir.path().join("other");
         let mut other_config = tiny(40, 1);
         other_config.seed = 1;
-        train(TrainOptions {
-            config: other_config,
-            out: other_out.clone(),
-            ..options(false, Some(3))
-        })
-        .unwrap();
+        train(TrainOptions::new(other_config, &other_out).with_observer(stop_after(Some(3))))
+            .unwrap();
         let other = RunDir::new(&other_out)
             .latest_checkpoint()
             .unwrap()
@@ -1004,17 +1008,7 @@ mod tests {
         let mut config = tiny(crate::limits::MAX_STEPS, 1);
         config.validate().unwrap();
         config.eval_interval = 1000;
-        let err = format!(
-            "{:#}",
-            train(TrainOptions {
-                config,
-                out: out.clone(),
-                resume: false,
-                progress: false,
-                observer: None,
-            })
-            .unwrap_err()
-        );
+        let err = format!("{:#}", train(TrainOptions::new(config, &out)).unwrap_err());
         assert!(
             err.starts_with(
                 "online_steps = 1000000000000: the replay buffer, holding every online transition (256 bytes \
@@ -1029,12 +1023,10 @@ mod tests {
     fn a_resume_stopped_before_its_first_step_leaves_its_checkpoint_alone() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let options = |resume: bool, stop_after_logs: usize| TrainOptions {
-            config: tiny(40, 2),
-            out: out.clone(),
-            resume,
-            progress: false,
-            observer: Some(stop_after(Some(stop_after_logs))),
+        let options = |resume: bool, stop_after_logs: usize| {
+            TrainOptions::new(tiny(40, 2), &out)
+                .with_resume(resume)
+                .with_observer(stop_after(Some(stop_after_logs)))
         };
         // Stopped online (its third log), so the checkpoint records the envs' episodes in progress.
         let summary = train(options(false, 3)).unwrap();
@@ -1060,13 +1052,8 @@ mod tests {
     fn a_finished_run_resumed_from_a_copy_reports_where_it_is_now() {
         let dir = tempfile::tempdir().unwrap();
         let (out, copy) = (dir.path().join("run"), dir.path().join("copy"));
-        let options = |out: &Path, resume: bool| TrainOptions {
-            config: tiny(20, 2),
-            out: out.to_path_buf(),
-            resume,
-            progress: false,
-            observer: None,
-        };
+        let options =
+            |out: &Path, resume: bool| TrainOptions::new(tiny(20, 2), out).with_resume(resume);
         train(options(&out, false)).unwrap();
         let copied = std::process::Command::new("cp")
             .arg("-r")
@@ -1096,14 +1083,7 @@ mod tests {
         let mut config = tiny(60, 3);
         config.task = scene.display().to_string();
         config.log_interval = 3;
-        let summary = train(TrainOptions {
-            config: config.clone(),
-            out: dir.path().join("run"),
-            resume: false,
-            progress: false,
-            observer: None,
-        })
-        .unwrap();
+        let summary = train(TrainOptions::new(config.clone(), dir.path().join("run"))).unwrap();
         assert_eq!(config.agent.horizon_length, 5);
         assert_eq!(summary.updates, 60 - config.start_training + 1);
         let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
@@ -1146,25 +1126,14 @@ mod tests {
         std::fs::read_to_string(Path::new(&root).join("../assets").join(path)).unwrap()
     }
 
-    /// Options of a new run of `config` into `out`, unwatched.
-    fn fresh(config: TrainConfig, out: &Path) -> TrainOptions {
-        TrainOptions {
-            config,
-            out: out.to_path_buf(),
-            resume: false,
-            progress: false,
-            observer: None,
-        }
-    }
-
     #[test]
     fn the_evaluation_settings_do_not_change_what_a_run_trains() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        train(fresh(tiny(40, 2), &a)).unwrap();
+        train(TrainOptions::new(tiny(40, 2), &a)).unwrap();
         let mut other = tiny(40, 2);
         (other.eval_interval, other.eval_episodes, other.eval_envs) = (8, 3, 2);
-        train(fresh(other, &b)).unwrap();
+        train(TrainOptions::new(other, &b)).unwrap();
         assert_eq!((eval_steps(&a).len(), eval_steps(&b).len()), (2, 5));
         // The same tensors (the files' checkpoint ids hash their config.toml, which differs), and acting draws.
         for file in ["agent.safetensors", "replay.safetensors"] {
@@ -1197,7 +1166,7 @@ mod tests {
         config.task = scene.display().to_string();
         (config.eval_episodes, config.eval_envs) = (6, 3);
         let out = dir.path().join("run");
-        let summary = train(fresh(config, &out)).unwrap();
+        let summary = train(TrainOptions::new(config, &out)).unwrap();
         let last = summary.evals.last().unwrap().clone();
         assert!(
             last.mean_return > -200.0 && last.mean_return < -1.0,
@@ -1232,14 +1201,14 @@ mod tests {
         (config.offline_steps, config.online_steps) = (30, 20);
         let dir = tempfile::tempdir().unwrap();
         let (long, short) = (dir.path().join("long"), dir.path().join("short"));
-        train(fresh(config.clone(), &long)).unwrap();
+        train(TrainOptions::new(config.clone(), &long)).unwrap();
         // An offline run of 25 steps, evaluated at 20 and at its end (where the longer run makes no evaluation),
         // given 5 more offline steps and an online phase.
         let mut offline = config.clone();
         (offline.offline_steps, offline.online_steps) = (25, 0);
         // More eval envs than episodes: the summary records the envs used.
         offline.eval_envs = offline.eval_episodes + 3;
-        let summary = train(fresh(offline.clone(), &short)).unwrap();
+        let summary = train(TrainOptions::new(offline.clone(), &short)).unwrap();
         assert_eq!(eval_steps(&short), [20, 25]);
         // No online step: no env-step rate (null, where a 0 would be averaged with other runs' rates).
         assert!(summary.updates_per_second.is_some());
@@ -1256,11 +1225,7 @@ mod tests {
             .replace("online_steps = 0\n", "online_steps = 20\n");
         assert_ne!(longer, text);
         std::fs::write(&path, longer).unwrap();
-        train(TrainOptions {
-            resume: true,
-            ..fresh(config, &short)
-        })
-        .unwrap();
+        train(TrainOptions::new(config, &short).with_resume(true)).unwrap();
         for file in ["agent.safetensors", "replay.safetensors"] {
             let (x, y) = (
                 checkpoint_tensors(&long, file),
@@ -1277,15 +1242,11 @@ mod tests {
     fn a_finished_run_resumed_redraws_a_deleted_learning_curve() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let summary = train(fresh(tiny(20, 2), &out)).unwrap();
+        let summary = train(TrainOptions::new(tiny(20, 2), &out)).unwrap();
         let curve = summary.learning_curve;
         let drawn = std::fs::read(&curve).unwrap();
         std::fs::remove_file(&curve).unwrap();
-        let again = train(TrainOptions {
-            resume: true,
-            ..fresh(tiny(20, 2), &out)
-        })
-        .unwrap();
+        let again = train(TrainOptions::new(tiny(20, 2), &out).with_resume(true)).unwrap();
         assert_eq!(again.learning_curve, curve);
         assert!(
             std::fs::read(&curve).unwrap() == drawn,
@@ -1297,7 +1258,7 @@ mod tests {
     fn a_cpu_run_records_its_threads_and_warns_of_more_than_the_cores() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let summary = train(fresh(tiny(20, 2), &out)).unwrap();
+        let summary = train(TrainOptions::new(tiny(20, 2), &out)).unwrap();
         let threads = crate::config::default_cpu_threads();
         let text = std::fs::read_to_string(RunDir::new(&out).config()).unwrap();
         assert!(

@@ -32,7 +32,8 @@ fn check_run_memory_within(
     dataset_transitions: usize,
     memory: Option<u64>,
 ) -> anyhow::Result<()> {
-    use crate::limits::{check_memory_against, format_bytes};
+    use crate::limits::check_memory_against;
+    use qamlab_agent::footprint::format_bytes;
     let per_transition = (2 * obs_dim + action_dim + 3) as u64 * 4;
     let online = cfg.online_steps.checked_mul(per_transition);
     check_memory_against(

@@ -124,14 +124,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = tiny(24, 1);
         config.utd_ratio = 3;
-        let summary = train(TrainOptions {
-            config: config.clone(),
-            out: dir.path().join("run"),
-            resume: false,
-            progress: false,
-            observer: None,
-        })
-        .unwrap();
+        let summary = train(TrainOptions::new(config.clone(), dir.path().join("run"))).unwrap();
         // Steps start_training..=24, 3 updates each.
         assert_eq!(summary.updates, 3 * (24 - config.start_training + 1));
     }
