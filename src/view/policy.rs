@@ -257,7 +257,7 @@ impl ActingPolicy {
             let mut acting = agent
                 .lock()
                 .expect("the acting agent's lock is never poisoned");
-            for i in (0..out.terminated.len()).filter(|&i| out.ended(i)) {
+            for i in out.ended_envs() {
                 acting.queues.clear(i);
             }
         }
