@@ -19,7 +19,7 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that is
 /// the child of two joints, an absolute position target beyond its joint's limits or past half a turn, a position
 /// motor so stiff for its damping that it snaps its joints onto their targets, or so damped that it barely moves
-/// them in an episode.
+/// them in an episode, a `PositionDelta` joint that gravity loads (it sags without end).
 pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(unsolvable_layout(scene));
@@ -42,6 +42,7 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(bodies_with_two_parent_joints(scene));
     out.extend(position_targets_out_of_reach(scene));
     out.extend(motors_out_of_tune(scene));
+    out.extend(deltas_under_load(scene));
     out
 }
 
@@ -572,6 +573,76 @@ fn bodies_with_two_parent_joints(scene: &TaskScene) -> Vec<String> {
         }
     }
     out
+}
+
+/// `PositionDelta` joints that gravity pulls on: the bodies the joint carries (its child and all joined beyond it)
+/// include a dynamic one that gravity acts on, and the joint's motion has a part along gravity (a slide not level,
+/// a hinge whose axis is not vertical). Such a motor's target restarts from where the joint is at each control step,
+/// so the load's static deflection is never made up: the joint sags a little every step, however stiff the motor
+/// (a 2-link arm at 10x the stiffness only sagged more slowly). `PositionAbsolute` holds a pose under load.
+fn deltas_under_load(scene: &TaskScene) -> Vec<String> {
+    let gravity = scene.settings.gravity;
+    if gravity.length() == 0.0 {
+        return Vec::new();
+    }
+    let down = gravity.normalize();
+    let mut out = Vec::new();
+    for def in &scene.actuators {
+        if !matches!(def.actuator.control, Control::PositionDelta { .. }) {
+            continue;
+        }
+        for &j in &def.joints {
+            let joint = &scene.joints[j];
+            let loaded_motion = match joint.joint.kind {
+                JointKind::Prismatic { axis } => axis.normalize_or_zero().dot(down).abs() > 0.1,
+                JointKind::Revolute { axis } => axis.normalize_or_zero().cross(down).length() > 0.1,
+                JointKind::Fixed => false,
+            };
+            if !loaded_motion {
+                continue;
+            }
+            let pulled = carried_by_joint(scene, j).into_iter().find(|&b| {
+                let body = &scene.bodies[b].body;
+                body.kind == BodyKind::Dynamic && body.gravity_scale != 0.0
+            });
+            if let Some(b) = pulled {
+                out.push(format!(
+                    "actuator \"{}\" drives joint \"{}\" with PositionDelta, whose target restarts from where the \
+                     joint is at each control step, and gravity pulls on what the joint carries (\"{}\", gravity_scale \
+                     {}): the joint sags a little every step without end, however stiff its motor; drive it with \
+                     PositionAbsolute to hold a pose under load, or give the carried bodies gravity_scale: 0.0 (a \
+                     gravity-compensated robot, as the built-in gantry's links are)",
+                    def.actuator.name,
+                    joint.joint.name,
+                    scene.bodies[b].body.name,
+                    num(scene.bodies[b].body.gravity_scale)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The bodies joint `j` carries: its child and every body joined beyond it (away from the joint's parent).
+fn carried_by_joint(scene: &TaskScene, j: usize) -> Vec<usize> {
+    let parent = scene.joints[j].parent;
+    let mut carried = vec![scene.joints[j].child];
+    let mut next = 0;
+    while next < carried.len() {
+        let body = carried[next];
+        next += 1;
+        for other in &scene.joints {
+            let beyond = match (other.parent == body, other.child == body) {
+                (true, _) => other.child,
+                (_, true) => other.parent,
+                _ => continue,
+            };
+            if beyond != parent && !carried.contains(&beyond) {
+                carried.push(beyond);
+            }
+        }
+    }
+    carried
 }
 
 /// How stiff a position motor may be for its damping, as `stiffness × physics step / damping`, before it is warned
@@ -1299,6 +1370,36 @@ mod tests {
         let edited = text.replacen(from, to, 1);
         assert_ne!(edited, text, "`{from}` is in the pendulum");
         scene_warnings(&TaskScene::from_ron(&edited, "edited").unwrap())
+    }
+
+    #[test]
+    fn a_position_delta_joint_that_gravity_loads_is_warned_of() {
+        // The gantry's palm given gravity: the vertical slide `z` carries it, the level slides and the vertical
+        // hinge `yaw` do not lift it.
+        let palm = "gravity_scale: 0.0, extra_mass: 0.3";
+        let warnings = warnings_of_edited(palm, &palm.replace("0.0", "1.0"));
+        let sags: Vec<&String> = warnings.iter().filter(|w| w.contains("sags")).collect();
+        assert_eq!(sags.len(), 1, "{warnings:#?}");
+        assert!(
+            sags[0].starts_with(
+                "actuator \"dz\" drives joint \"z\" with PositionDelta, whose target restarts from where the joint \
+                 is at each control step, and gravity pulls on what the joint carries (\"palm\", gravity_scale 1)"
+            ),
+            "{}",
+            sags[0]
+        );
+        // The pendulum's hinge driven by position deltas holds its pole up no better.
+        let warnings = pendulum_warnings(
+            "control: Velocity(scale: 6.0), range: (min: -1.0, max: 1.0),\n             stiffness: 0.0,",
+            "control: PositionDelta(scale: 0.3), range: (min: -1.0, max: 1.0),\n             stiffness: 200.0,",
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w
+                    .starts_with("actuator \"swing\" drives joint \"hinge\" with PositionDelta")),
+            "{warnings:#?}"
+        );
     }
 
     #[test]
