@@ -393,6 +393,64 @@ fn a_run_keeps_the_checkpoints_asked_for_and_eval_takes_one_by_its_step() {
         err.contains("a checkpoint of step 140: give one of them"),
         "{err}"
     );
+    // In a terminal, a bar counts the episodes (a log gets a line every 30 s instead).
+    let shown = stderr_on_a_terminal(
+        qamlab()
+            .args(EVAL_ON_CPU)
+            .arg(&run)
+            .args(["--episodes", "6"]),
+    );
+    assert!(
+        shown.contains("eval [") && shown.contains("/6 episodes"),
+        "{shown:?}"
+    );
+}
+
+/// What `cmd` writes on its standard error where that is a terminal (a pseudo-terminal of 120 columns), asserting
+/// it succeeded.
+fn stderr_on_a_terminal(cmd: &mut Command) -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes the two descriptors it opens; no name or settings are asked for.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened, and each is owned once.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    // The command keeps its copy of the terminal's end until replaced: the reader sees the end once the child's
+    // copies close.
+    cmd.stderr(Stdio::null());
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A terminal's master reads EIO, not 0, once every slave is closed.
+        let _ = master.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = child.wait().unwrap();
+    let shown = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(status.success(), "{shown}");
+    shown
 }
 
 #[test]

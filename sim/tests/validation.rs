@@ -1041,3 +1041,30 @@ fn a_dataset_given_for_a_scene_is_named_as_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_rotation_off_unit_length_is_refused_with_its_unit_form() {
+    // A quarter turn about y written to two decimals: 1.0041 long.
+    let err = load_edited(
+        "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0)",
+        "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.71, 0.0, 0.71)",
+    )
+    .unwrap_err();
+    let (file, entity, field, message) = invalid_parts(&err);
+    assert_eq!(
+        (file, entity, field),
+        ("bad.scn.ron", "entity 11 (\"cube\")", "Body.rotation")
+    );
+    assert!(
+        message
+            .starts_with("must be a unit quaternion (x, y, z, w) of length 1 within 0.001, got ")
+            && message.ends_with(": write (0.0, 0.70711, 0.0, 0.70711), its unit form"),
+        "{message}"
+    );
+    // A zero rotation has no unit form to offer.
+    let err = edit_error(
+        "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0)",
+        "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 0.0)",
+    );
+    assert!(err.ends_with("of length 0"), "{err}");
+}

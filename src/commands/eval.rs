@@ -205,16 +205,19 @@ fn note_part_way(run: &RunDir, checkpoint: &std::path::Path, step: u64, total_st
     );
 }
 
-/// The evaluation `args` ask for, with a line of its progress every so often where no bar shows (a log): one of
-/// many episodes takes minutes.
+/// The evaluation `args` ask for, with a progress bar in a terminal and a line of its progress every so often where
+/// no bar shows (a log): one of many episodes takes minutes.
 fn evaluate_logging_progress(
     args: &EvalArgs,
     agent: &mut qamlab_agent::Agent,
     scene: &qamlab_sim::TaskScene,
 ) -> anyhow::Result<qamlab_headless::evaluate::EvalResult> {
     let log = std::cell::RefCell::new(qamlab_headless::console::LogProgress::new(true));
+    // Drawn only where standard error is a terminal.
+    let bar = qamlab_headless::console::progress_bar("eval", args.episodes as u64, "episodes", true);
     let started = std::time::Instant::now();
     let report = |done: usize| {
+        bar.set_position(done as u64);
         if log.borrow_mut().due() {
             qamlab_headless::stderr_line!(
                 "eval: {done} of {} episodes, {:.0} s in",
@@ -224,15 +227,16 @@ fn evaluate_logging_progress(
         }
         false
     };
-    qamlab_headless::evaluate::evaluate_unless_stopped(
+    let result = qamlab_headless::evaluate::evaluate_unless_stopped(
         agent,
         scene,
         args.episodes,
         args.envs,
         args.seed,
         &report,
-    )?
-    .context("the evaluation stopped before its end")
+    );
+    bar.finish_and_clear();
+    result?.context("the evaluation stopped before its end")
 }
 
 /// The run's step (offline and online steps) a checkpoint `step-N` was taken at.

@@ -170,6 +170,13 @@ impl Oracle {
         // walking script's, and the sensors that script would read of a legged robot would not make it one.
         let legged = absolute && crate::walker::has_a_leg(scene);
         let missing = match (gantry, legged) {
+            // The gantry's sensors on other actions: the actions are what to mend first, or the sensors asked for
+            // next lead nowhere.
+            (true, false) if spec.action_names != GANTRY_ACTIONS => format!(
+                "the built-in gantry's actions, {} in that order, to pick and place with it; this scene's are {}",
+                GANTRY_ACTIONS.join(", "),
+                spec.action_names.join(", ")
+            ),
             (true, false) => format!("{} (to pick and place with the gantry)", need(cube)),
             (false, true) => format!("{} (to walk a legged robot)", need(walker)),
             // Neither robot: the first thing each script lacks would only lead the author down a dead end.

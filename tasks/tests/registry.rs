@@ -127,6 +127,31 @@ fn oracle_needs_the_controls_it_plans_for() {
 }
 
 #[test]
+fn a_gantry_without_its_actions_is_told_the_actions_first() {
+    // The gantry's sensors, but no yaw action: the sensors the pick-and-place script reads next would lead nowhere.
+    let mut text = BUILTIN_TASKS[0].1.to_string();
+    for name in ["dyaw"] {
+        let start = text.find(&format!("(name: \"{name}\"")).unwrap();
+        let end = start + text[start..].find("max_force").unwrap();
+        let end = end + text[end..].find("),").unwrap() + 2;
+        text.replace_range(start..end, "");
+    }
+    let scene = qamlab_sim::TaskScene::from_ron(&text, "reach.scn.ron").unwrap();
+    let spec = qamlab_sim::EnvSpec::new(&scene, 200);
+    let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])
+        .err()
+        .expect("no script drives a gantry that cannot turn")
+        .to_string();
+    assert!(
+        err.ends_with(
+            "the oracle needs the built-in gantry's actions, dx, dy, dz, dyaw, gripper in that order, to pick and \
+             place with it; this scene's are dx, dy, dz, gripper"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn oracle_places_each_cube_at_the_one_goal_on_it() {
     let refusal = |from: &str, to: &str| {
         let text = BUILTIN_TASKS[1].1.replacen(from, to, 1);

@@ -28,6 +28,8 @@ impl Trainer<'_> {
                 bar.set_message(self.status());
             }
             if due(self.cfg.eval_interval) {
+                // The bar stands still while the episodes run (a minute, on a large task): said so.
+                bar.set_message(self.evaluating());
                 if !self.evaluate(Phase::Offline)? {
                     break; // stopped: the run checkpoints this step, and owes its evaluation
                 }

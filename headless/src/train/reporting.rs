@@ -64,6 +64,11 @@ impl Trainer<'_> {
         }
     }
 
+    /// The bar's message while an evaluation runs.
+    pub(super) fn evaluating(&self) -> String {
+        format!("evaluating: {} episodes...", self.cfg.eval_episodes)
+    }
+
     pub(super) fn status(&self) -> String {
         let success = self
             .state

@@ -77,14 +77,47 @@ fn check_needs_no_body(ck: &Check, raw: &RawEntity) -> Result<(), SimError> {
     Ok(())
 }
 
+/// How far a rotation's length may be from 1.
+const UNIT_TOLERANCE: f32 = 1e-3;
+
+/// `x` to five decimals, without trailing zeros (`0.70711`, `0.0`).
+fn digits(x: f32) -> String {
+    // No "-0.0".
+    let text = format!("{:.5}", x + 0.0);
+    let text = text.trim_end_matches('0');
+    if text.ends_with('.') {
+        format!("{text}0")
+    } else {
+        text.to_string()
+    }
+}
+
 /// A body's authored pose: a finite translation and a unit rotation.
 fn check_pose(ck: &Check, raw: &RawEntity, body: &Body) -> Result<(), SimError> {
     ck.finite3(raw, "Body.translation", body.translation)?;
-    if !(body.rotation.is_finite() && (body.rotation.length() - 1.0).abs() < 1e-3) {
+    let length = body.rotation.length();
+    if !(body.rotation.is_finite() && (length - 1.0).abs() < UNIT_TOLERANCE) {
+        // Its unit form, where it has one: a quaternion written to two decimals is off by more than the tolerance.
+        let unit = if body.rotation.is_finite() && length > 0.0 {
+            let q = body.rotation / length;
+            format!(
+                ": write ({}, {}, {}, {}), its unit form",
+                digits(q.x),
+                digits(q.y),
+                digits(q.z),
+                digits(q.w)
+            )
+        } else {
+            String::new()
+        };
         return Err(ck.err(
             raw,
             "Body.rotation",
-            format!("must be a unit quaternion, got {}", body.rotation),
+            format!(
+                "must be a unit quaternion (x, y, z, w) of length 1 within {UNIT_TOLERANCE}, got {} of length \
+                 {length}{unit}",
+                body.rotation
+            ),
         ));
     }
     Ok(())
