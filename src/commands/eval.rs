@@ -214,7 +214,8 @@ fn evaluate_logging_progress(
 ) -> anyhow::Result<qamlab_headless::evaluate::EvalResult> {
     let log = std::cell::RefCell::new(qamlab_headless::console::LogProgress::new(true));
     // Drawn only where standard error is a terminal.
-    let bar = qamlab_headless::console::progress_bar("eval", args.episodes as u64, "episodes", true);
+    let bar =
+        qamlab_headless::console::progress_bar("eval", args.episodes as u64, "episodes", true);
     let started = std::time::Instant::now();
     let report = |done: usize| {
         bar.set_position(done as u64);
