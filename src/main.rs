@@ -64,7 +64,7 @@ fn main() -> std::process::ExitCode {
     // Before any tensor: freed tensors' memory is reused, not given back.
     qamlab_agent::cpu_memory::keep_freed_memory();
     log::init();
-    say_out_of_memory_plainly();
+    say_known_panics_plainly();
     let warnings = [
         qamlab_agent::cpu_memory::env_warning(),
         qamlab_agent::mkl_kernels::env_warning(),
@@ -142,9 +142,10 @@ fn command() -> clap::Command {
 }
 
 /// Makes a panic that is libtorch failing to allocate (tch's infallible ops unwrap its error: on the CPU past the
-/// machine's memory, on a GPU past its memory) an error line with what to change, without a trace; other panics
-/// keep the default report. The panic still unwinds, so files being written are cleaned up as on any error.
-fn say_out_of_memory_plainly() {
+/// machine's memory, on a GPU past its memory), or the window's event loop failing to start on a display that went
+/// away, an error line with what to change, without a trace; other panics keep the default report. The panic still
+/// unwinds, so files being written are cleaned up as on any error.
+fn say_known_panics_plainly() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let payload = info
@@ -154,12 +155,19 @@ fn say_out_of_memory_plainly() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied());
         // The main thread's only: a helper thread's panic (the window's trainer) is reported where it is caught.
         let main_thread = std::thread::current().name() == Some("main");
-        match payload.and_then(out_of_memory).filter(|_| main_thread) {
-            Some(what) => {
-                qamlab_headless::stderr_line!(
-                    "error: libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
-                     widths, num_qs, --envs) or free the device's memory"
-                );
+        let plain = payload.and_then(|message| {
+            out_of_memory(message)
+                .map(|what| {
+                    format!(
+                        "libtorch ran out of memory ({what}): make the run smaller (batch_size, the networks' \
+                         widths, num_qs, --envs) or free the device's memory"
+                    )
+                })
+                .or_else(|| display_lost(message))
+        });
+        match plain.filter(|_| main_thread) {
+            Some(line) => {
+                qamlab_headless::stderr_line!("error: {line}");
                 // Whoever asked for a backtrace gets the whole report too.
                 if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
                     default(info);
@@ -168,6 +176,19 @@ fn say_out_of_memory_plainly() {
             None => default(info),
         }
     }));
+}
+
+/// What to say of the window's event loop failing to start (bevy_winit panics: the display answered the check
+/// before the window, then went away or refused it); `None` for any other message.
+fn display_lost(message: &str) -> Option<String> {
+    let cause = message.strip_prefix("Failed to build event loop")?;
+    let cause = cause.trim_start_matches([':', ' ']);
+    let display = std::env::var("DISPLAY").unwrap_or_default();
+    Some(format!(
+        "qamlab view could not open its window on the display DISPLAY={display} ({}): the X server went away or \
+         refused the window after the check; start it again, or use --screenshot under xvfb-run",
+        cause.lines().next().unwrap_or(cause).trim()
+    ))
 }
 
 /// The allocation failure a libtorch error message reports (`CUDA out of memory. Tried to allocate 2.00 GiB`),
@@ -236,7 +257,9 @@ fn literal_tilde_hint(error: &str, args: impl Iterator<Item = String>) -> Option
 
 #[cfg(test)]
 mod tests {
-    use super::{Cli, Command, command, error_line, literal_tilde_hint, out_of_memory};
+    use super::{
+        Cli, Command, command, display_lost, error_line, literal_tilde_hint, out_of_memory,
+    };
     use clap::FromArgMatches;
 
     /// `qamlab ARGS` as parsed, or clap's error.
@@ -672,6 +695,21 @@ mod tests {
         );
         // Only libtorch's: a message of our own that mentions memory is another panic.
         assert_eq!(out_of_memory("the replay buffer ran out of memory"), None);
+    }
+
+    #[test]
+    fn a_window_whose_display_went_away_is_said_plainly() {
+        // bevy_winit's `expect` on winit's error, the review's Xvfb gone between the check and the window.
+        let lost = "Failed to build event loop: Os(OsError { line: 81, file: \"winit/src/platform_impl/linux/mod.rs\", \
+                    error: XNotSupported(XOpenDisplayFailed) })";
+        let line = display_lost(lost).unwrap();
+        assert!(
+            line.starts_with("qamlab view could not open its window on the display DISPLAY=")
+                && line.contains("(Os(OsError { line: 81")
+                && line.ends_with("start it again, or use --screenshot under xvfb-run"),
+            "{line}"
+        );
+        assert_eq!(display_lost("index out of bounds: the len is 3"), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use bevy_egui::input::EguiWantsInput;
 use bevy_egui::{
     EguiContexts, EguiGlobalSettings, EguiPostUpdateSet, EguiPrimaryContextPass, PrimaryEguiContext,
 };
-use egui_plot::{GridMark, Line, Plot, PlotPoint, PlotPoints, Points};
+use egui_plot::{GridMark, Line, LineStyle, Plot, PlotPoint, PlotPoints, Points, VLine};
 use qamlab_headless::plot::{compact, linear_ticks, symlog, symlog_inverse};
 
 use super::ViewTask;
@@ -479,6 +479,7 @@ fn episodes_section(ui: &mut egui::Ui, stats: &EpisodeStats, plot_height: f32) {
         &format!("rolling success rate, previous {ROLLING} episodes (x: episode)"),
         &[("window", stats.curve.points())],
         YAxis::Fraction,
+        None,
         plot_height,
     );
 }
@@ -531,6 +532,8 @@ fn training_section(
             ui.colored_label(Color32::LIGHT_RED, format!("training failed: {err}"));
         }
     }
+    // Where the online phase begins, once it has: both charts' x is the training step.
+    let online_from = online_from(&curves.evals);
     if !curves.evals.is_empty() {
         let points: Vec<PlotPoint> = curves
             .evals
@@ -543,6 +546,7 @@ fn training_section(
             "evaluation success (x: training step)",
             &[("eval", &points)],
             YAxis::Fraction,
+            online_from,
             plot_height,
         );
     }
@@ -572,6 +576,7 @@ fn training_section(
             "losses (x: training step; y: log scale, 0 at 0)",
             &series,
             YAxis::SymLog,
+            online_from,
             plot_height,
         );
     }
@@ -724,15 +729,31 @@ enum YAxis {
     SymLog,
 }
 
+/// The step the online phase began at, as the evaluations show it: the last offline one (each phase ends with one),
+/// once an online one followed; `None` before, or for a run of one phase.
+fn online_from(evals: &[qamlab_headless::evaluate::EvalPoint]) -> Option<f64> {
+    use qamlab_headless::phase::Phase;
+    evals
+        .iter()
+        .any(|p| p.phase == Phase::Online)
+        .then_some(())?;
+    evals
+        .iter()
+        .filter(|p| p.phase == Phase::Offline)
+        .map(|p| p.step as f64)
+        .reduce(f64::max)
+}
+
 /// A small line plot `height` tall, each point marked (a series of one point shows too), its series named in a row
-/// above it (inside, a legend would cover the curves of so small a plot). The points are borrowed, not copied, each
-/// frame.
+/// above it (inside, a legend would cover the curves of so small a plot), with a dashed line where the online phase
+/// begins if `online_from` says. The points are borrowed, not copied, each frame.
 fn curve(
     ui: &mut egui::Ui,
     id: &str,
     title: &str,
     series: &[(&str, &[PlotPoint])],
     y: YAxis,
+    online_from: Option<f64>,
     height: f32,
 ) {
     ui.label(title);
@@ -776,9 +797,23 @@ fn curve(
             .y_axis_formatter(|mark, _| compact(symlog_inverse(mark.value).round())),
     };
     plot.show(ui, |plot_ui| {
+        if let Some(x) = online_from {
+            plot_ui.vline(
+                VLine::new("online from here", x)
+                    .color(Color32::GRAY)
+                    .style(LineStyle::dashed_dense()),
+            );
+        }
         for (k, &(name, points)) in series.iter().enumerate() {
             let color = SERIES_COLORS[k % SERIES_COLORS.len()];
-            plot_ui.line(Line::new(name, PlotPoints::Borrowed(points)).color(color));
+            let line = Line::new(name, PlotPoints::Borrowed(points)).color(color);
+            // The total is the sum of the others and runs along the largest: dashed and unmarked, so that one
+            // shows beneath it.
+            if name == "total_loss" {
+                plot_ui.line(line.style(LineStyle::dashed_loose()));
+                continue;
+            }
+            plot_ui.line(line);
             plot_ui.points(
                 Points::new(name, PlotPoints::Borrowed(points))
                     .color(color)
@@ -927,6 +962,29 @@ mod tests {
         // scrolls).
         assert_eq!(plot_height(1400.0, Some(400.0), 3), most);
         assert_eq!(plot_height(500.0, Some(400.0), 3), least);
+    }
+
+    #[test]
+    fn the_online_phase_is_marked_once_it_has_begun() {
+        use qamlab_headless::evaluate::EvalPoint;
+        use qamlab_headless::phase::Phase;
+        let point = |step, phase| EvalPoint {
+            step,
+            phase,
+            success_rate: 0.0,
+            mean_return: 0.0,
+            episodes: 1,
+        };
+        let offline = [point(100, Phase::Offline), point(200, Phase::Offline)];
+        assert_eq!(online_from(&offline), None);
+        let both = [
+            offline[0].clone(),
+            offline[1].clone(),
+            point(300, Phase::Online),
+        ];
+        assert_eq!(online_from(&both), Some(200.0));
+        // Online from nothing: no offline phase to mark the end of.
+        assert_eq!(online_from(&[point(300, Phase::Online)]), None);
     }
 
     #[test]
