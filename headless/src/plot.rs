@@ -103,6 +103,10 @@ pub struct Series {
     pub variant: usize,
     /// The line of each run it stands for, as x and y, drawn thin under its mean; empty for none.
     pub runs: Vec<Vec<(f64, f64)>>,
+    /// Where its runs go online, marked with a short tick in its colour at the plot's foot where the chart has no
+    /// one line for all ([`Chart::online_from`]: the series' runs go online at different steps); `None` for no
+    /// mark.
+    pub online_from: Option<f64>,
 }
 
 /// What a chart shows.
@@ -110,6 +114,8 @@ pub struct Series {
 pub struct Chart {
     /// The caption above it.
     pub title: String,
+    /// A smaller line under the caption (how far unfinished runs got: [`Progress`]); `None` for none.
+    pub subtitle: Option<String>,
     /// The x axis' name.
     pub x_desc: String,
     /// The y axis' name.
@@ -161,6 +167,35 @@ pub fn online_from(phases: &[Phases]) -> Option<f64> {
     (one_step && goes_online && offline > 0).then_some(offline as f64)
 }
 
+/// How far a run got that has not finished: a chart of it says so, or its curve would look like a whole run's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Training (or drawn while training, at an evaluation): at `step` of `total`.
+    InProgress {
+        /// The step it is at.
+        step: u64,
+        /// The step it ends at.
+        total: u64,
+    },
+    /// Stopped (on request, or killed) at `step` of `total`; `--resume` continues it.
+    Stopped {
+        /// The step it stopped at.
+        step: u64,
+        /// The step it would have ended at.
+        total: u64,
+    },
+}
+
+impl Progress {
+    /// How a chart says it: `in progress: step 300 of 600`, `stopped at step 423 of 600`.
+    pub fn describe(self) -> String {
+        match self {
+            Progress::InProgress { step, total } => format!("in progress: step {step} of {total}"),
+            Progress::Stopped { step, total } => format!("stopped at step {step} of {total}"),
+        }
+    }
+}
+
 /// The title of a run's `learning_curve.png`: its agent, task, seed and folder name (`qam on pendulum, seed 2
 /// (qam-it1-s2)`), so that the pictures of a run's seeds or settings are told apart; a long folder name is cut in
 /// its middle (its ends tell runs apart), to keep the title on the chart.
@@ -207,18 +242,49 @@ fn kind_family(kind: AgentKind) -> usize {
 }
 
 /// Draws the success-rate curve of one or more runs (label, agent kind, points), which train in `phases`, to
-/// `path` (PNG), atomically: each in its agent's colour, as `qamlab plot` draws it.
+/// `path` (PNG), atomically: each in its agent's colour, as `qamlab plot` draws it. Drawn at an evaluation while
+/// training, before the run's last step, it says the run is in progress at that step (of `phases`' steps).
 pub fn draw_learning_curves(
     path: &Path,
     title: &str,
     runs: &[(&str, &str, &[EvalPoint])],
     phases: Phases,
 ) -> anyhow::Result<()> {
-    draw_chart(path, &learning_curves(title, runs, phases))
+    draw_chart(path, &learning_curves(title, runs, phases, None))
 }
 
-/// The chart [`draw_learning_curves`] draws: marked where online fine-tuning starts, as `qamlab plot` marks it.
-fn learning_curves(title: &str, runs: &[(&str, &str, &[EvalPoint])], phases: Phases) -> Chart {
+/// [`draw_learning_curves`] of a run that stopped before its last step, at `step`: its chart says so (a redraw
+/// as the run stops; the one at its last evaluation says it was in progress then).
+pub fn draw_stopped_learning_curves(
+    path: &Path,
+    title: &str,
+    runs: &[(&str, &str, &[EvalPoint])],
+    phases: Phases,
+    step: u64,
+) -> anyhow::Result<()> {
+    let total = phases.offline_steps.saturating_add(phases.online_steps);
+    let stopped = Progress::Stopped { step, total };
+    draw_chart(path, &learning_curves(title, runs, phases, Some(stopped)))
+}
+
+/// The chart [`draw_learning_curves`] draws: marked where online fine-tuning starts, as `qamlab plot` marks it,
+/// and subtitled with `progress`, or where that is `None` and the last evaluation is before the run's last step,
+/// as in progress then (training draws it at each evaluation; the last is at the last step).
+fn learning_curves(
+    title: &str,
+    runs: &[(&str, &str, &[EvalPoint])],
+    phases: Phases,
+    progress: Option<Progress>,
+) -> Chart {
+    let total = phases.offline_steps.saturating_add(phases.online_steps);
+    let last = runs
+        .iter()
+        .filter_map(|(_, _, points)| points.last().map(|p| p.step))
+        .max();
+    let progress = progress.or_else(|| {
+        let step = last.filter(|&step| step < total)?;
+        Some(Progress::InProgress { step, total })
+    });
     let series = runs
         .iter()
         .enumerate()
@@ -235,10 +301,12 @@ fn learning_curves(title: &str, runs: &[(&str, &str, &[EvalPoint])], phases: Pha
             color: palette_index(agent_family(agent), i),
             variant: 0,
             runs: Vec::new(),
+            online_from: None,
         })
         .collect();
     Chart {
         title: title.to_string(),
+        subtitle: progress.map(Progress::describe),
         x_desc: steps_desc(&[phases]).into(),
         y_desc: "success rate".into(),
         y_scale: YScale::Fraction,
@@ -515,9 +583,17 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
     };
     let root = BitMapBackend::with_buffer(rgb, CHART_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut cc = ChartBuilder::on(&root)
-        .caption(&chart.title, ("sans-serif", 24))
-        .margin(16)
+    // The caption, and under it the subtitle in smaller, greyer text: the plot below both.
+    let mut area = root
+        .margin(16, 16, 16, 16)
+        .titled(&chart.title, ("sans-serif", 24))?;
+    if let Some(subtitle) = &chart.subtitle {
+        area = area.titled(
+            subtitle,
+            ("sans-serif", 16).into_font().color(&BLACK.mix(0.7)),
+        )?;
+    }
+    let mut cc = ChartBuilder::on(&area)
         .x_label_area_size(40)
         .y_label_area_size(64)
         .build_cartesian_2d(
@@ -563,6 +639,18 @@ fn draw(rgb: &mut [u8], chart: &Chart) -> anyhow::Result<()> {
                 .pos(Pos::new(h_pos, VPos::Top)),
         )))?;
     }
+    // Where the chart has no one online line, each series' own boundary: a short tick at the foot, in its colour.
+    if chart.online_from.is_none() {
+        let foot = (y_lo, y_lo + (y_hi - y_lo) * SERIES_ONLINE_TICK);
+        for series in &chart.series {
+            if let Some(x) = series.online_from.filter(|&x| x > x_lo && x < x_hi) {
+                cc.draw_series(std::iter::once(PathElement::new(
+                    [(x, foot.0), (x, foot.1)],
+                    line_style(series).color.stroke_width(3),
+                )))?;
+            }
+        }
+    }
     // Bands first, so that no band covers another series' line.
     for series in &chart.series {
         draw_band(&mut cc, series, line_style(series).color, to_y)?;
@@ -597,6 +685,9 @@ struct OnlineMark {
     side: Side,
     top: f64,
 }
+
+/// How high a series' own online tick reaches, as a fraction of the plot's height from its foot.
+const SERIES_ONLINE_TICK: f64 = 0.06;
 
 /// Where the online label goes unless the legend or the curves are there: just below the top, clear of the frame.
 const ONLINE_LABEL_TOP: f64 = 0.97;
@@ -869,14 +960,45 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         }
     }
     if ticks.len() < 3 {
-        ticks = linear_ticks(10f64.powf(lo), 10f64.powf(hi), 5.0)
-            .into_iter()
-            .filter(|&v| v > 0.0)
-            .map(f64::log10)
-            .collect();
+        ticks = ticks_within_a_decade(
+            (lo, hi),
+            |v| (v > 0.0).then(|| v.log10()),
+            |t| 10f64.powf(t),
+        );
     }
     ticks.sort_by(f64::total_cmp);
     ticks
+}
+
+/// Round ticks over `lo..hi` of an axis that maps a value `v` to `to_axis(v)` (a log axis within one decade): 1,
+/// 2 or 5 times a power of ten apart, the coarsest step whose lowest tick is in the axis' lower quarter (a
+/// curve falling to 1.2 on an axis from 1.2 to 4.5 gets 1.5, not only 2, 3 and 4), those crowded at the top (where
+/// a log axis squeezes them) left out.
+fn ticks_within_a_decade(
+    (lo, hi): (f64, f64),
+    to_axis: impl Fn(f64) -> Option<f64>,
+    from_axis: impl Fn(f64) -> f64,
+) -> Vec<f64> {
+    let gap = (hi - lo) / 14.0;
+    let lower_quarter = lo + (hi - lo) / 4.0;
+    let mut ticks = Vec::new();
+    for intervals in [5.0, 8.0, 12.0, 20.0, 40.0] {
+        ticks = linear_ticks(from_axis(lo), from_axis(hi), intervals)
+            .into_iter()
+            .filter_map(&to_axis)
+            .filter(|t| (lo..=hi).contains(t))
+            .collect();
+        if ticks.len() >= 3 && ticks.first().is_some_and(|&t| t <= lower_quarter) {
+            break;
+        }
+    }
+    let mut kept: Vec<f64> = Vec::new();
+    for t in ticks {
+        if kept.last().is_none_or(|k| t - k >= gap) {
+            kept.push(t);
+        }
+    }
+    kept
 }
 
 /// Ticks of a symlog axis linear within `±c` over `lo..hi` (symlog values): 0, then powers of ten from `c`'s up,
@@ -900,14 +1022,11 @@ fn symlog_ticks(lo: f64, hi: f64, c: f64) -> Vec<f64> {
         }
     }
     if ticks.len() < 3 {
-        ticks = linear_ticks(
-            symlog_scaled_inverse(lo, c),
-            symlog_scaled_inverse(hi, c),
-            5.0,
-        )
-        .into_iter()
-        .map(|v| symlog_scaled(v, c))
-        .collect();
+        ticks = ticks_within_a_decade(
+            (lo, hi),
+            |v| Some(symlog_scaled(v, c)),
+            |t| symlog_scaled_inverse(t, c),
+        );
     }
     ticks.sort_by(f64::total_cmp);
     ticks
@@ -1162,7 +1281,7 @@ mod tests {
             offline_steps: 100_000,
             online_steps: 0,
         };
-        let chart = learning_curves("t", &[("qam", "qam", &points[..])], phases);
+        let chart = learning_curves("t", &[("qam", "qam", &points[..])], phases, None);
         let mut rgb = vec![0u8; CHART_SIZE.0 as usize * CHART_SIZE.1 as usize * 3];
         draw(&mut rgb, &chart).unwrap();
         let line = palette_color(chart.series[0].color);
@@ -1187,7 +1306,7 @@ mod tests {
                 offline_steps,
                 online_steps,
             };
-            let chart = learning_curves("test", &[("qam", "qam", &points[..])], phases);
+            let chart = learning_curves("test", &[("qam", "qam", &points[..])], phases, None);
             (chart.online_from, chart.x_desc)
         };
         assert_eq!(chart(200, 100), (Some(200.0), STEPS_DESC.to_string()));
@@ -1200,7 +1319,7 @@ mod tests {
             online_steps: 0,
         };
         for (agent, family) in [("qam", 0), ("bc", 1), ("qam-e", 4), ("dqn", FAMILIES - 1)] {
-            let chart = learning_curves("test", &[(agent, agent, &points[..])], phases);
+            let chart = learning_curves("test", &[(agent, agent, &points[..])], phases, None);
             assert_eq!(chart.series[0].color, palette_index(family, 0), "{agent}");
         }
         // Every kind has a family of its own, none the grey of names that are no kind.
@@ -1365,6 +1484,102 @@ mod tests {
     }
 
     #[test]
+    fn a_log_axis_within_one_decade_labels_its_lower_part() {
+        // The reviewer's loss from 4.5 down to 1.2: labelled 2, 3 and 4 only, nothing below 2.
+        let (lo, hi) = (1.2f64.log10(), 4.5f64.log10());
+        let margin = (hi - lo) / 20.0;
+        let (lo, hi) = (lo - margin, hi + margin);
+        let ticks = log_ticks(lo, hi);
+        let labels: Vec<String> = ticks.iter().map(|&t| tick_number(10f64.powf(t))).collect();
+        assert!(ticks.len() >= 3, "{labels:?}");
+        assert!(
+            ticks[0] <= lo + (hi - lo) / 4.0,
+            "nothing labelled in the lower quarter: {labels:?}"
+        );
+        assert!(labels.contains(&"1.5".to_string()), "{labels:?}");
+        // None crowded where the log axis squeezes them.
+        assert!(
+            ticks.windows(2).all(|w| w[1] - w[0] >= (hi - lo) / 14.0),
+            "{labels:?}"
+        );
+        // A symlog within a decade likewise.
+        let c = 1.0;
+        let (lo, hi) = (symlog_scaled(1.2, c), symlog_scaled(4.5, c));
+        let ticks = symlog_ticks(lo, hi, c);
+        assert!(ticks[0] <= lo + (hi - lo) / 4.0, "{ticks:?}");
+    }
+
+    #[test]
+    fn a_learning_curve_of_an_unfinished_run_says_how_far_it_got() {
+        let point = |step| EvalPoint {
+            step,
+            phase: Phase::Offline,
+            success_rate: 0.0,
+            mean_return: 0.0,
+            episodes: 2,
+        };
+        let phases = Phases {
+            offline_steps: 600,
+            online_steps: 0,
+        };
+        let points = [point(300)];
+        // Drawn by training at an evaluation before its last step: in progress then.
+        let chart = learning_curves("fql", &[("fql", "fql", &points[..])], phases, None);
+        assert_eq!(
+            chart.subtitle.as_deref(),
+            Some("in progress: step 300 of 600")
+        );
+        // At its last step, the run is whole: nothing said.
+        let done = [point(300), point(600)];
+        let chart = learning_curves("fql", &[("fql", "fql", &done[..])], phases, None);
+        assert_eq!(chart.subtitle, None);
+        // Stopped at 423 (the reviewer's rF): said so.
+        let stopped = Progress::Stopped {
+            step: 423,
+            total: 600,
+        };
+        let chart = learning_curves("fql", &[("fql", "fql", &points[..])], phases, Some(stopped));
+        assert_eq!(
+            chart.subtitle.as_deref(),
+            Some("stopped at step 423 of 600")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("curve.png");
+        draw_stopped_learning_curves(&path, "fql", &[("fql", "fql", &points[..])], phases, 423)
+            .unwrap();
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn each_series_marks_where_it_goes_online_where_the_chart_has_no_one_line() {
+        // A flat line at mid-height; its runs go online at 50: a tick in its colour at the plot's foot.
+        let flat: Vec<(f64, f64)> = (0..=10).map(|k| (f64::from(k) * 10.0, 10.0)).collect();
+        let pixels_at_foot = |online_from: Option<f64>, chart_line: Option<f64>| {
+            let chart = chart(
+                vec![Series {
+                    online_from,
+                    ..series(&flat, 0, 0)
+                }],
+                chart_line,
+            );
+            let mut rgb = vec![0u8; CHART_SIZE.0 as usize * CHART_SIZE.1 as usize * 3];
+            draw(&mut rgb, &chart).unwrap();
+            let color = palette_color(0);
+            let color = [color.0, color.1, color.2];
+            // The plot's foot: above the x axis' labels (40 pixels) and the margin (16).
+            let foot = CHART_SIZE.1 as usize - 56;
+            rgb[(foot - 20) * CHART_SIZE.0 as usize * 3..foot * CHART_SIZE.0 as usize * 3]
+                .chunks(3)
+                .filter(|px| *px == color)
+                .count()
+        };
+        assert!(pixels_at_foot(Some(50.0), None) > 0);
+        assert_eq!(pixels_at_foot(None, None), 0);
+        // The chart's own line says it for every series: no tick.
+        assert_eq!(pixels_at_foot(Some(50.0), Some(50.0)), 0);
+    }
+
+    #[test]
     fn labels_are_short() {
         assert_eq!(compact(50_000.0), "50k");
         assert_eq!(compact(1_250_000.0), "1.25M");
@@ -1388,6 +1603,7 @@ mod tests {
             color,
             variant,
             runs: Vec::new(),
+            online_from: None,
         }
     }
 
@@ -1417,6 +1633,7 @@ mod tests {
     fn chart(series: Vec<Series>, online_from: Option<f64>) -> Chart {
         Chart {
             title: String::new(),
+            subtitle: None,
             x_desc: String::new(),
             y_desc: String::new(),
             y_scale: YScale::Linear,
@@ -1560,6 +1777,7 @@ mod tests {
             color,
             variant,
             runs: vec![vec![(100.0, 1e-3), (300.0, 0.0), (500.0, 2e-5)]],
+            online_from: Some(200.0),
         };
         for (scale, lo) in [
             (YScale::Log, -1.0),

@@ -257,25 +257,42 @@ impl Trainer<'_> {
 
     /// Draws the learning curve of the run's evaluations (as eval.csv holds them) into its PNG.
     fn draw_curve(&mut self) {
+        self.draw_curve_stopped_at(None);
+    }
+
+    /// Redraws the learning curve of a run that stopped before its last step, saying where (its redraw at its last
+    /// evaluation says it was in progress then).
+    pub(super) fn redraw_curve_stopped(&mut self) {
+        if !self.state.evals.is_empty() {
+            self.draw_curve_stopped_at(Some(self.total_step()));
+        }
+    }
+
+    /// Draws the learning curve, of a run stopped at `stopped` if given.
+    fn draw_curve_stopped_at(&mut self, stopped: Option<u64>) {
         let label = format!("{} ({})", self.cfg.agent.kind.as_str(), self.task_name());
-        let drawn = draw_learning_curves(
-            &self.run.curve(),
-            &crate::plot::learning_curve_title(
-                self.cfg.agent.kind.as_str(),
-                self.task_name(),
-                self.cfg.seed,
-                self.run.root(),
-            ),
-            &[(
-                label.as_str(),
-                self.cfg.agent.kind.as_str(),
-                self.state.evals.as_slice(),
-            )],
-            Phases {
-                offline_steps: self.cfg.offline_steps,
-                online_steps: self.cfg.online_steps,
-            },
+        let title = crate::plot::learning_curve_title(
+            self.cfg.agent.kind.as_str(),
+            self.task_name(),
+            self.cfg.seed,
+            self.run.root(),
         );
+        let runs = [(
+            label.as_str(),
+            self.cfg.agent.kind.as_str(),
+            self.state.evals.as_slice(),
+        )];
+        let phases = Phases {
+            offline_steps: self.cfg.offline_steps,
+            online_steps: self.cfg.online_steps,
+        };
+        let path = self.run.curve();
+        let drawn = match stopped {
+            Some(step) => {
+                crate::plot::draw_stopped_learning_curves(&path, &title, &runs, phases, step)
+            }
+            None => draw_learning_curves(&path, &title, &runs, phases),
+        };
         // The picture is a view of eval.csv, which holds every evaluation: a run goes on without it (`qamlab plot`
         // draws it later), said once.
         if let Err(err) = drawn

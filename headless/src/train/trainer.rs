@@ -263,8 +263,11 @@ impl<'a> Trainer<'a> {
         self.checkpoint(envs)
     }
 
-    pub(super) fn finish(self) -> anyhow::Result<TrainSummary> {
+    pub(super) fn finish(mut self) -> anyhow::Result<TrainSummary> {
         let stopped_early = !self.is_complete();
+        if stopped_early {
+            self.redraw_curve_stopped();
+        }
         let due = self.online_updates_due(self.state.online_step);
         // Updates due wait until a chunk can be sampled, and are then all made: none are made, or all. A run
         // stopped early may simply not have got there yet.

@@ -11,8 +11,8 @@ use qamlab_headless::run_dir::RunDir;
 
 use super::{PlotArgs, XAxis};
 
-/// A run directory as `train` leaves it, with the given evaluations (step, success rate; the return is
-/// -100 times the rate) and metrics rows.
+/// A run directory as `train` leaves it, finished (its summary says it did not stop early), with the given
+/// evaluations (step, success rate; the return is -100 times the rate) and metrics rows.
 pub(super) fn fake_run(
     root: &Path,
     name: &str,
@@ -38,6 +38,7 @@ pub(super) fn fake_run(
     for row in rows {
         run.append_metrics(row).unwrap();
     }
+    std::fs::write(run.summary(), r#"{"stopped_early": false}"#).unwrap();
     dir
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use qamlab_headless::TrainConfig;
-use qamlab_headless::plot::{Band, Sample, Series, mean_over_runs};
+use qamlab_headless::plot::{Band, Phases, Sample, Series, mean_over_runs, online_from};
 use qamlab_headless::run_dir::RunDir;
 
 use super::labels::series_labels;
@@ -136,8 +136,8 @@ pub(super) fn group_by_settings(drawn: &[Drawn]) -> Vec<Vec<usize>> {
 }
 
 /// One series per group: its runs' mean with `band` (a run alone as it is), labelled and in its style (colour,
-/// variant), with each run's own line where `seeds`; a group whose runs' steps differ is drawn (its mean) at the
-/// steps they share, said.
+/// variant), with each run's own line where `seeds`, and the step its runs go online at (equal settings: one
+/// step); a group whose runs' steps differ is drawn (its mean) at the steps they share, said.
 pub(super) fn series(
     drawn: &[Drawn],
     groups: &[Vec<usize>],
@@ -158,7 +158,12 @@ pub(super) fn series(
             "{label}: its runs ({}) share no step to average over; draw them apart with --no-group",
             group_dirs(group, drawn)
         );
+        let first = &drawn[group[0]].run;
         series.push(Series {
+            online_from: online_from(&[Phases {
+                offline_steps: first.offline_steps,
+                online_steps: first.online_steps,
+            }]),
             label,
             points: merged.points,
             color,
@@ -238,40 +243,84 @@ pub(super) fn apart_notes(drawn: &[Drawn], groups: &[Vec<usize>]) -> Vec<String>
     notes
 }
 
+/// The settings that say how a run was evaluated and computed, not what it trained: a legend names them last, and
+/// only where nothing else tells a line apart (the reviewer's legend named `eval_episodes 5, eval_interval 500`, and
+/// left out the `offline_steps` that made the difference).
+const BOOKKEEPING: [&str; 4] = ["eval_episodes", "eval_envs", "eval_interval", "tf32"];
+
+/// Whether the setting `key` is bookkeeping ([`BOOKKEEPING`]).
+pub(super) fn is_bookkeeping(key: &str) -> bool {
+    BOOKKEEPING.contains(&key)
+}
+
+/// Settings in the order a legend names them: what the run trained (the agent's hyper-parameters, its steps, data
+/// and task) first, bookkeeping last, each part by name.
+fn rank(keys: &mut Vec<&str>) {
+    keys.sort_unstable_by_key(|&k| (is_bookkeeping(k), k));
+    keys.dedup();
+}
+
+/// The first runs of the other `groups` of `group`'s agent and task.
+fn rivals<'a>(drawn: &'a [Drawn], groups: &[Vec<usize>], group: &[usize]) -> Vec<&'a RunData> {
+    let ours = &drawn[group[0]].run;
+    groups
+        .iter()
+        .filter(|g| g[0] != group[0])
+        .map(|g| &drawn[g[0]].run)
+        .filter(|theirs| theirs.kind == ours.kind && theirs.task == ours.task)
+        .collect()
+}
+
 /// What sets `group` apart from the other `groups` of its agent and task: the settings in which it differs from
-/// any of them, in order; none where no other group shares its agent and task. Its colour and its legend both
-/// go by these.
+/// any of them, ranked (what it trained first, bookkeeping last); none where no other group shares its agent and
+/// task. Its colour goes by these.
 pub(super) fn set_apart_by<'a>(
     drawn: &'a [Drawn],
     groups: &[Vec<usize>],
     group: &[usize],
 ) -> Vec<&'a str> {
     let ours = &drawn[group[0]].run;
-    let mut keys: Vec<&str> = groups
-        .iter()
-        .filter(|g| g[0] != group[0])
-        .map(|g| &drawn[g[0]].run)
-        .filter(|theirs| theirs.kind == ours.kind && theirs.task == ours.task)
+    let mut keys: Vec<&str> = rivals(drawn, groups, group)
+        .into_iter()
         .flat_map(|theirs| differences(ours, theirs))
         .collect();
-    keys.sort_unstable();
-    keys.dedup();
+    rank(&mut keys);
     keys
 }
 
-/// The settings in which two runs differ, in order (a key one lacks included).
+/// The settings `group`'s legend names ([`set_apart_by`], ranked): bookkeeping only where it alone sets the group
+/// apart from another (two runs that differ in nothing but `eval_episodes`).
+pub(super) fn named_apart_by<'a>(
+    drawn: &'a [Drawn],
+    groups: &[Vec<usize>],
+    group: &[usize],
+) -> Vec<&'a str> {
+    let ours = &drawn[group[0]].run;
+    let mut keys: Vec<&str> = rivals(drawn, groups, group)
+        .into_iter()
+        .flat_map(|theirs| {
+            let differ = differences(ours, theirs);
+            let bookkeeping_only = differ.iter().all(|k| is_bookkeeping(k));
+            differ
+                .into_iter()
+                .filter(move |k| bookkeeping_only || !is_bookkeeping(k))
+        })
+        .collect();
+    rank(&mut keys);
+    keys
+}
+
+/// The settings in which two runs differ, ranked as a legend names them (a key one lacks included).
 pub(super) fn differences<'a>(a: &'a RunData, b: &'a RunData) -> Vec<&'a str> {
     let mut keys: Vec<&str> = a
         .settings
         .keys()
         .chain(b.settings.keys())
         .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_iter()
         .filter(|&k| a.settings.get(k) != b.settings.get(k))
-        .collect()
+        .collect();
+    rank(&mut keys);
+    keys
 }
 
 #[cfg(test)]
@@ -391,6 +440,57 @@ mod tests {
         };
         let plot = prepare(&args(&[&runs[0], &late])).unwrap();
         assert_eq!(plot.chart.online_from, None);
+        // Each series then marks its own, in its colour, and the x axis says what the marks are.
+        let own: Vec<Option<f64>> = plot.chart.series.iter().map(|s| s.online_from).collect();
+        assert_eq!(own, [Some(200.0), Some(300.0)]);
+        assert_eq!(
+            plot.chart.x_desc,
+            "training step (offline, then online from the tick in each line's colour)"
+        );
+        // Where one line is right for all, or across time, none of their own.
+        let plot = prepare(&args(&[&runs[0], &runs[1]])).unwrap();
+        assert!(plot.chart.series.iter().all(|s| s.online_from.is_none()));
+    }
+
+    #[test]
+    fn a_chart_of_an_unfinished_run_says_how_far_it_got() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, summary: Option<&str>| {
+            let mut cfg = config(AgentKind::Fql, 0);
+            (cfg.offline_steps, cfg.online_steps) = (600, 0);
+            let run = fake_run(dir.path(), name, &cfg, &[(300, 0.0)], &[]);
+            let file = qamlab_headless::run_dir::RunDir::new(&run).summary();
+            match summary {
+                Some(text) => std::fs::write(file, text).unwrap(),
+                None => std::fs::remove_file(file).unwrap(),
+            }
+            run
+        };
+        // The reviewer's rF: stopped at step 423 of 600, its last evaluation at 300.
+        let stopped = r#"{"stopped_early": true, "offline_updates": 423, "online_steps": 0}"#;
+        let rf = run("rF", Some(stopped));
+        let plot = prepare(&args(&[&rf])).unwrap();
+        assert_eq!(
+            plot.chart.subtitle.as_deref(),
+            Some("stopped at step 423 of 600")
+        );
+        // A finished run: nothing said.
+        let done = run("done", Some(r#"{"stopped_early": false}"#));
+        assert_eq!(prepare(&args(&[&done])).unwrap().chart.subtitle, None);
+        // Training now (its lock held; a resume of a stopped run keeps the stop's summary until it ends), and one
+        // killed outright (no summary, no lock): by name, beside a finished one.
+        let resumed = run("resumed", Some(stopped));
+        let _training = qamlab_headless::run_dir::RunDir::new(&resumed)
+            .lock()
+            .unwrap();
+        let killed = run("killed", None);
+        let plot = prepare(&args(&[&done, &resumed, &killed])).unwrap();
+        assert_eq!(
+            plot.chart.subtitle.as_deref(),
+            Some(
+                "unfinished: resumed in progress: step 300 of 600; killed stopped at step 300 of 600"
+            )
+        );
     }
 
     /// The labels of a plot's series.

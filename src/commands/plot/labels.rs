@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use qamlab_headless::plot::Band;
 
-use super::grouping::set_apart_by;
+use super::grouping::named_apart_by;
 use super::samples::Drawn;
 
 /// Each series' legend text: a run alone as its agent and folder (`qam (qam-s2)`); a group as its agent, how many
@@ -69,10 +69,11 @@ pub(super) fn series_labels(
 }
 
 /// The settings in which `group` differs from the other groups of its agent and task (`inv_temp 1, lr 0.001`),
-/// at most three; empty where no other group shares its agent and task.
+/// the first three as [`named_apart_by`] ranks them (what the run trained before how it was evaluated, which is
+/// named only where nothing else tells the lines apart); empty where no other group shares its agent and task.
 fn differing_settings(drawn: &[Drawn], groups: &[Vec<usize>], group: &[usize]) -> String {
     let ours = &drawn[group[0]].run;
-    let keys = set_apart_by(drawn, groups, group);
+    let keys = named_apart_by(drawn, groups, group);
     let mut shown: Vec<String> = keys
         .iter()
         .take(3)
@@ -214,9 +215,9 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "qam eval_episodes 50, lr 0.001 (2 seeds, mean, band min–max)",
-                "qam eval_episodes 50, lr 0.0003 (lr0.0003-s0)",
-                "qam eval_episodes 10, lr 0.001 (e10-s0)",
+                "qam lr 0.001, eval_episodes 50 (2 seeds, mean, band min–max)",
+                "qam lr 0.0003 (lr0.0003-s0)",
+                "qam lr 0.001, eval_episodes 10 (e10-s0)",
                 "bc (bc)"
             ]
         );
@@ -228,5 +229,46 @@ mod tests {
         .unwrap();
         let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels, ["qam (lr0.001-s0)", "qam (lr0.001-s1)"]);
+    }
+
+    #[test]
+    fn a_legend_names_what_the_runs_trained_before_how_they_were_evaluated() {
+        use qamlab_agent::AgentKind;
+
+        use crate::commands::plot::fixtures::{args, config, fake_run};
+        use crate::commands::plot::prepare;
+
+        // The reviewer's two settings: 20000 offline steps against 2000, evaluated otherwise too. The legend named
+        // dataset, eval_episodes and eval_interval (alphabetically the first three), and "..." for the steps.
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, seed, offline_steps, dataset: &str, eval: (usize, u64)| {
+            let mut cfg = config(AgentKind::Qam, seed);
+            cfg.offline_steps = offline_steps;
+            cfg.dataset = Some(dataset.into());
+            (cfg.eval_episodes, cfg.eval_interval) = eval;
+            fake_run(dir.path(), name, &cfg, &[(100, 0.5)], &[])
+        };
+        let long = [
+            run("long-s0", 0, 20000, "/data/d.npz", (5, 500)),
+            run("long-s1", 1, 20000, "/data/d.npz", (5, 500)),
+        ];
+        let short = run("short", 0, 2000, "/data/d2.npz", (10, 100));
+        let plot = prepare(&args(&[&long[0], &long[1], &short])).unwrap();
+        let labels: Vec<&str> = plot.chart.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "qam dataset d.npz, offline_steps 20000 (2 seeds, mean, band min–max)",
+                "qam dataset d2.npz, offline_steps 2000 (short)"
+            ]
+        );
+        // The note lists every difference, what was trained first.
+        assert!(
+            plot.notes[0].contains(
+                "differ in dataset d2.npz vs d.npz, offline_steps 2000 vs 20000, eval_episodes"
+            ),
+            "{:?}",
+            plot.notes
+        );
     }
 }

@@ -63,13 +63,29 @@ impl Metric {
             if name.ends_with("_loss") || matches!(name.as_str(), "grad_norm" | "adj_abs_max"))
     }
 
+    /// A success rate of the online episodes (`online_episode_success`, `online_recent_success`): a fraction, read
+    /// on the evaluations' success scale.
+    fn is_rate(&self) -> bool {
+        matches!(self, Metric::Logged(name) if name.ends_with("_success") || name.ends_with("success_rate"))
+    }
+
     /// The y axis' scale for `values`, every value drawn: a metric on a log scale on a plain log axis where all
-    /// are positive, else on a symlog scaled to them (see [`YScale::log_for`]).
+    /// are positive, else on a symlog scaled to them (see [`YScale::log_for`]); a rate on the 0-1 fraction scale
+    /// the success curves use (a rate of 0 throughout is not a value about 0 with negative ticks), unless a value
+    /// lies outside it.
     pub(super) fn y_scale(&self, values: impl IntoIterator<Item = f64>) -> YScale {
         match self {
             Metric::Success => YScale::Fraction,
             Metric::Return => YScale::Linear,
             _ if self.on_log_scale() => YScale::log_for(values),
+            _ if self.is_rate() => {
+                let fractions = values.into_iter().all(|v| (0.0..=1.0).contains(&v));
+                if fractions {
+                    YScale::Fraction
+                } else {
+                    YScale::Linear
+                }
+            }
             Metric::Logged(_) => YScale::Linear,
         }
     }
@@ -225,6 +241,22 @@ mod tests {
             !far.contains("did you mean") && far.contains("critic_loss"),
             "{far}"
         );
+    }
+
+    #[test]
+    fn an_online_success_rate_is_on_the_fraction_scale_even_at_0_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = |step: u64, rate: f64| {
+            serde_json::json!({"step": step, "phase": "online", "wall_seconds": 1.0,
+                               "online_episode_success": rate, "online_recent_success": rate})
+        };
+        let rows = [rate(300, 0.0), rate(400, 0.0)];
+        let run = fake_run_of(dir.path(), "s0", AgentKind::Qam, 0, &[], &rows);
+        for metric in ["online_episode_success", "online_recent_success"] {
+            let plot = prepare(&metric_args(metric, &[&run])).unwrap();
+            assert_eq!(plot.chart.y_scale, YScale::Fraction, "{metric}");
+            assert_eq!(plot.chart.y_desc, metric);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod fixtures;
 
 use std::path::{Path, PathBuf};
 
-use qamlab_headless::plot::{Band, Chart, Phases, draw_chart, online_from, steps_desc};
+use qamlab_headless::plot::{Band, Chart, Phases, Progress, draw_chart, online_from, steps_desc};
 
 use grouping::{apart_notes, group_by_settings, identify_datasets, series};
 use metric::{Metric, check_metric_name};
@@ -186,7 +186,7 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
     let several_tasks = tasks.len() > 1;
     let styles = series_styles(&drawn, &by_settings, &groups, several_tasks);
     let band = args.band.band();
-    let series = series(
+    let mut series = series(
         &drawn,
         &groups,
         (several_tasks, band, args.seeds),
@@ -206,10 +206,24 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
             online_steps: d.run.online_steps,
         })
         .collect();
+    let one_online_line = (args.x == XAxis::Steps)
+        .then(|| online_from(&phases))
+        .flatten();
+    // Each series' own online tick only where no one line is right for all, against steps.
+    if args.x != XAxis::Steps || one_online_line.is_some() {
+        for s in &mut series {
+            s.online_from = None;
+        }
+    }
+    let ticks = series.iter().any(|s| s.online_from.is_some());
     let chart = Chart {
         // Runs of several tasks can share a chart; the title then names each task.
         title: args.title.clone().unwrap_or(tasks.join(" / ")),
+        subtitle: unfinished(&drawn),
         x_desc: match args.x {
+            XAxis::Steps if ticks => {
+                "training step (offline, then online from the tick in each line's colour)".into()
+            }
             XAxis::Steps => steps_desc(&phases).into(),
             XAxis::Time => "wall-clock minutes since the run started".into(),
         },
@@ -218,9 +232,7 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
             n => format!("{}, mean of {n} points", metric.y_desc(y_scale)),
         },
         y_scale,
-        online_from: (args.x == XAxis::Steps)
-            .then(|| online_from(&phases))
-            .flatten(),
+        online_from: one_online_line,
         series,
     };
     Ok(Plot {
@@ -228,6 +240,38 @@ fn prepare(args: &PlotArgs) -> anyhow::Result<Plot> {
         warnings,
         notes,
     })
+}
+
+/// How far the chart's unfinished runs got, so that a stopped run's curve is not taken for a whole run's: one
+/// run's as it is (`stopped at step 423 of 600`; the legend names the run), several by their folders' names
+/// (`unfinished: rF stopped at step 423 of 600; rG in progress: step 100 of 600`), at most three and a count;
+/// `None` where every run finished.
+fn unfinished(drawn: &[samples::Drawn]) -> Option<String> {
+    let unfinished: Vec<(&Path, Progress)> = drawn
+        .iter()
+        .filter_map(|d| Some((d.run.dir.as_path(), d.run.progress?)))
+        .collect();
+    match unfinished.as_slice() {
+        [] => None,
+        [(_, progress)] if drawn.len() == 1 => Some(progress.describe()),
+        several => {
+            let name = |dir: &Path| {
+                dir.file_name().map_or_else(
+                    || dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            };
+            let mut shown: Vec<String> = several
+                .iter()
+                .take(3)
+                .map(|(dir, progress)| format!("{} {}", name(dir), progress.describe()))
+                .collect();
+            if several.len() > 3 {
+                shown.push(format!("and {} more", several.len() - 3));
+            }
+            Some(format!("unfinished: {}", shown.join("; ")))
+        }
+    }
 }
 
 /// Steps as a short list: `45000, 50000` or `5000, 10000, 15000 and 7 more`.

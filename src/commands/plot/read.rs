@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use qamlab_agent::checkpoint::TensorFile;
+use qamlab_headless::plot::Progress;
 use qamlab_headless::run_dir::{MetricsRow, RunDir};
 
 use super::grouping::settings;
@@ -30,6 +31,8 @@ pub(super) struct RunData {
     pub(super) evals: Vec<qamlab_headless::evaluate::EvalPoint>,
     /// `metrics.jsonl`'s rows, read where the metric or the x axis needs them.
     pub(super) rows: Option<Vec<MetricsRow>>,
+    /// How far it got where it has not finished; `None` for a finished run.
+    pub(super) progress: Option<Progress>,
 }
 
 impl RunData {
@@ -69,6 +72,39 @@ fn recorded_dataset_crc(run: &RunDir) -> Option<u32> {
     })
 }
 
+/// How far a run got that has not finished ([`Progress`]): in progress where a process holds its lock (training,
+/// or resumed since it stopped: its summary is then the stop's, not yet rewritten); else as its summary says
+/// (`stopped_early`, at its offline updates and online steps); else, with no summary (a process killed outright),
+/// stopped at the last step it recorded (`recorded`). `None` for a finished run.
+fn progress(run: &RunDir, total: u64, recorded: u64) -> Option<Progress> {
+    if run.in_use() {
+        return Some(Progress::InProgress {
+            step: recorded,
+            total,
+        });
+    }
+    // A summary is a few KB: a pipe or a device in its place is read no further than a megabyte.
+    let summary =
+        qamlab_headless::files::read_stored_text(&run.summary(), "the run's summary", 1 << 20)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    let Some(summary) = summary else {
+        return (recorded < total).then_some(Progress::Stopped {
+            step: recorded,
+            total,
+        });
+    };
+    if summary["stopped_early"] != true {
+        return None;
+    }
+    let steps = |key: &str| summary[key].as_u64();
+    let step = match (steps("offline_updates"), steps("online_steps")) {
+        (Some(offline), Some(online)) => offline.saturating_add(online),
+        _ => recorded,
+    };
+    Some(Progress::Stopped { step, total })
+}
+
 /// Reads a run's config, and its evaluations or metrics as the chart needs them.
 pub(super) fn read_run(dir: &Path, metric: &Metric, needs_rows: bool) -> anyhow::Result<RunData> {
     let run = RunDir::new(dir);
@@ -97,7 +133,15 @@ pub(super) fn read_run(dir: &Path, metric: &Metric, needs_rows: bool) -> anyhow:
     } else {
         None
     };
+    let recorded = evals
+        .iter()
+        .map(|e| e.step)
+        .chain(rows.iter().flatten().map(|r| r.step))
+        .max()
+        .unwrap_or(0);
+    let progress = progress(&run, qamlab_headless::train::total_steps(&cfg), recorded);
     Ok(RunData {
+        progress,
         dir: dir.to_path_buf(),
         kind: cfg.agent.kind.as_str(),
         settings: settings(&cfg, &task, &run)?,

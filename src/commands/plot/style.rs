@@ -2,7 +2,7 @@
 //! group of its runs (an agent, or an agent's setting); the seeds of one group drawn apart (`--no-group`) share it,
 //! told apart by dashes and markers.
 
-use qamlab_headless::plot::{PALETTE_LEN, SHADES, agent_family, palette_index};
+use qamlab_headless::plot::{FAMILIES, PALETTE_LEN, SHADES, agent_family, palette_index};
 
 use super::grouping::set_apart_by;
 use super::samples::Drawn;
@@ -20,8 +20,10 @@ fn stable_hash(text: &str) -> u64 {
 /// family, never another agent's colour: the agent's own where the chart holds no other setting of that agent (and
 /// task), else one picked by a stable hash of what sets it apart (`qam lr 0.001`); a shade another group took
 /// first moves on to the next free one of the family, and past the family's shades, its shades again (drawn
-/// dashed). Agents as themselves choose first, so that they keep their own colours. A series' variant is its run's
-/// place among its group's runs where they are drawn apart, else 0.
+/// dashed). Agents as themselves choose first, so that they keep their own colours. Where every run is of one agent
+/// (a sweep of its settings), no other agent's colour could be mistaken for it: the groups spread over the whole
+/// palette, each family's own colour first ([`spread_over_palette`]), rather than three shades of one. A series'
+/// variant is its run's place among its group's runs where they are drawn apart, else 0.
 pub(super) fn series_styles(
     drawn: &[Drawn],
     by_settings: &[Vec<usize>],
@@ -34,19 +36,38 @@ pub(super) fn series_styles(
         .collect();
     let mut order: Vec<usize> = (0..keys.len()).collect();
     order.sort_by_key(|&g| !keys[g].1);
+    let one_agent = drawn.iter().all(|d| d.run.kind == drawn[0].run.kind);
     let mut colors = vec![0; keys.len()];
     let mut taken: Vec<usize> = Vec::new();
     for g in order {
         let (key, as_itself) = &keys[g];
         let family = agent_family(drawn[by_settings[g][0]].run.kind);
-        let wanted = if *as_itself {
-            0
-        } else {
-            (stable_hash(key) % SHADES as u64) as usize
+        // The colours it may take, from the one it wants: a shade of its family, or with one agent, any (each
+        // family's own colour before any shade).
+        let hash = stable_hash(key);
+        let (choices, wanted): (Vec<usize>, usize) = match (*as_itself, one_agent) {
+            (true, true) => (spread_over_palette(family), 0),
+            (false, true) => {
+                let shift = (hash % (FAMILIES as u64 - 1)) as usize;
+                (spread_over_palette(family + shift), 0)
+            }
+            (as_itself, false) => {
+                let shades = (0..SHADES).map(|k| palette_index(family, k)).collect();
+                (
+                    shades,
+                    if as_itself {
+                        0
+                    } else {
+                        (hash % SHADES as u64) as usize
+                    },
+                )
+            }
         };
         let color = (0..)
             .flat_map(|lap| {
-                (0..SHADES).map(move |k| lap * PALETTE_LEN + palette_index(family, wanted + k))
+                let choices = &choices;
+                (0..choices.len())
+                    .map(move |k| lap * PALETTE_LEN + choices[(wanted + k) % choices.len()])
             })
             .find(|c| !taken.contains(c))
             .expect("the laps never run out");
@@ -69,6 +90,18 @@ pub(super) fn series_styles(
             };
             (colors[g], variant)
         })
+        .collect()
+}
+
+/// Every colour of the palette, for the settings of one agent: each agent family's own colour (`family`'s first,
+/// then the families after it, round), then their darker shades, then their lighter ones, and the grey of names
+/// that are no kind last.
+fn spread_over_palette(family: usize) -> Vec<usize> {
+    let kinds = FAMILIES - 1;
+    let grey = FAMILIES - 1;
+    (0..SHADES)
+        .flat_map(|shade| (0..kinds).map(move |j| palette_index((family + j) % kinds, shade)))
+        .chain((0..SHADES).map(|shade| palette_index(grey, shade)))
         .collect()
 }
 
@@ -189,6 +222,47 @@ mod tests {
         let ba = colors(&prepare(&args(&[&b, &a])).unwrap());
         assert_ne!(ab[0].1, ab[1].1);
         assert_eq!((ab[0].1, ab[1].1), (ba[1].1, ba[0].1));
+    }
+
+    #[test]
+    fn a_sweep_of_one_agent_spreads_over_the_whole_palette() {
+        // Settings of QAM alone (three were navy, mid and light blue, told apart badly): any colour is QAM's here,
+        // each family's own before any shade, whichever the settings.
+        let dir = tempfile::tempdir().unwrap();
+        let lrs = [0.001, 0.0003, 0.0001, 0.003, 0.03, 0.01, 0.0002, 0.0005];
+        let qam: Vec<_> = lrs
+            .iter()
+            .map(|&lr| run_with_lr(dir.path(), lr, 0))
+            .collect();
+        let steps: Vec<_> = [600, 2000, 20000, 300, 1000, 5000, 100, 50000]
+            .iter()
+            .map(|&steps| {
+                let mut cfg = config(AgentKind::Qam, 0);
+                cfg.offline_steps = steps;
+                fake_run(dir.path(), &format!("o{steps}"), &cfg, &[(100, 0.5)], &[])
+            })
+            .collect();
+        for n in 2..=FAMILIES - 1 {
+            for sweep in qam.windows(n).chain(steps.windows(n)) {
+                let plot = prepare(&args(&sweep.iter().collect::<Vec<_>>())).unwrap();
+                let colors: Vec<usize> = plot.chart.series.iter().map(|s| s.color).collect();
+                let mut families: Vec<usize> = colors.iter().map(|c| c / SHADES).collect();
+                families.sort_unstable();
+                families.dedup();
+                assert_eq!(families.len(), n, "{colors:?}");
+                // No shade where a family's own colour is free, and no grey.
+                assert!(
+                    colors
+                        .iter()
+                        .all(|&c| c < PALETTE_LEN && c % SHADES == 0 && c / SHADES < FAMILIES - 1),
+                    "{colors:?}"
+                );
+            }
+        }
+        // Seeds of one QAM setting alone keep QAM's own colour.
+        let seeds = [run_with_lr(dir.path(), 0.001, 1), qam[0].clone()];
+        let plot = prepare(&args(&seeds.iter().collect::<Vec<_>>())).unwrap();
+        assert_eq!(plot.chart.series[0].color, agent_color("qam"));
     }
 
     #[test]
