@@ -1,7 +1,8 @@
 //! `qamlab eval --video`, for real and without a display: a tiny run (a 2-episode dataset, 20 offline updates of
 //! a tiny QAM), then its evaluation with a video rendered offscreen (mesa's lavapipe where there is no GPU). The
-//! GIF must decode into many frames of 480x360 in which the scene moves, the last one framed in the colour of the
-//! episode's outcome; with no Vulkan driver the command must fail saying so, and write nothing.
+//! GIF must decode into many frames of 480x360 in which the scene moves, each with its caption strip at the top, the
+//! last one framed in the colour of the episode's outcome; with no Vulkan driver the command must fail saying so,
+//! and write nothing.
 
 mod common;
 
@@ -172,13 +173,33 @@ fn eval_renders_a_video_offscreen_and_fails_clearly_without_a_renderer() {
         change > 0.5,
         "the last frame looks like the first ({change:.2})"
     );
-    // The last frame is framed in the episode's outcome: green for a success, red for a failure.
+    // The last frame is framed in the episode's outcome, in colours told apart without red and green: blue
+    // [0, 114, 178] for a success, orange [230, 159, 0] for a failure.
     let corner = &last[..3];
-    let (r, g) = (i32::from(corner[0]), i32::from(corner[1]));
+    let [r, g, b] = [0, 1, 2].map(|c| i32::from(corner[c]));
     if succeeded {
-        assert!(g > 150 && r < 120, "a success framed in {corner:?}");
+        assert!(b > 130 && r < 60, "a success framed in {corner:?}");
     } else {
-        assert!(r > 150 && g < 120, "a failure framed in {corner:?}");
+        assert!(
+            r > 180 && g > 110 && b < 60,
+            "a failure framed in {corner:?}"
+        );
+    }
+    // Every frame has its caption: a dark strip along the top (below a held frame's border) with light text in it.
+    for (i, frame) in frames.iter().enumerate() {
+        let strip_row = |y: usize| &frame[(y * w + 40) * 4..(y * w + w - 40) * 4];
+        let dark = (8..28)
+            .flat_map(|y| strip_row(y).chunks_exact(4))
+            .filter(|p| p[..3].iter().all(|&c| c < 60))
+            .count();
+        let light = (8..28)
+            .flat_map(|y| strip_row(y).chunks_exact(4))
+            .filter(|p| p[..3].iter().all(|&c| c > 180))
+            .count();
+        assert!(
+            dark > 20 * 200 && light > 100,
+            "frame {i}: {dark} dark and {light} light pixels in the caption's rows"
+        );
     }
     eprintln!(
         "{} frames, {size} bytes, success: {succeeded}, first -> last difference {change:.1}",

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{BORDER_COLOURS, VideoFrame};
+use super::{EXACT_COLOURS, VideoFrame};
 
 /// Writes an animated GIF: one palette for the whole video (so still parts stay still) and, after the first
 /// frame, only the rectangle that changed (the table and the floor are encoded once).
@@ -99,13 +99,16 @@ fn encode_gif(
 }
 
 /// A 256-colour palette (RGB triples) for the whole video: NeuQuant on pixels sampled from every frame, with the
-/// border colours weighted in so that they come out exact enough.
+/// colours that must be exact (the borders, the caption's) weighted in so that each draws an entry to it, which is
+/// then set to it exactly.
 fn video_palette(frames: &[VideoFrame]) -> Vec<u8> {
     const SAMPLE_PIXELS: usize = 1 << 19;
+    // NeuQuant learns in proportion to its sample: a short video's pixels are repeated up to this many.
+    const MIN_SAMPLE_PIXELS: usize = 1 << 16;
     const ROW: usize = 512;
     let total: usize = frames.iter().map(|f| f.image.as_raw().len() / 3).sum();
     let stride = total.div_ceil(SAMPLE_PIXELS).max(1);
-    let mut sample: Vec<u8> = Vec::with_capacity(3 * (SAMPLE_PIXELS + 2 * ROW * 16));
+    let mut sample: Vec<u8> = Vec::with_capacity(3 * 2 * SAMPLE_PIXELS);
     let mut k = 0usize;
     for frame in frames {
         for p in frame.image.as_raw().chunks_exact(3) {
@@ -115,17 +118,48 @@ fn video_palette(frames: &[VideoFrame]) -> Vec<u8> {
             k += 1;
         }
     }
-    for colour in BORDER_COLOURS {
-        for _ in 0..ROW * 16 {
+    let picture = sample.len();
+    while picture > 0 && sample.len() < 3 * MIN_SAMPLE_PIXELS {
+        sample.extend_from_within(..picture);
+    }
+    // Whole rows, so that the exact colours' rows below are whole too.
+    sample.truncate(sample.len() / (3 * ROW) * 3 * ROW);
+    // A row of each per 32 of the picture's, 8 at most (3% of the sample): enough to draw an entry to each, too
+    // few to take many from the picture.
+    let exact_rows = (sample.len() / (3 * ROW) / 32).clamp(1, 8);
+    for colour in EXACT_COLOURS {
+        for _ in 0..ROW * exact_rows {
             sample.extend_from_slice(&colour);
         }
     }
     let rows = sample.len() / (3 * ROW);
-    sample.truncate(rows * ROW * 3);
     let frame = gif::Frame::from_rgb_speed(ROW as u16, rows as u16, &sample, 10);
     let mut palette = frame.palette.unwrap_or_default();
     palette.resize(256 * 3, 0);
+    set_exact_colours(&mut palette);
     palette
+}
+
+/// Sets the entry nearest each of [`EXACT_COLOURS`] (one not already set) to that colour exactly.
+fn set_exact_colours(palette: &mut [u8]) {
+    let mut taken = [false; 256];
+    for colour in EXACT_COLOURS {
+        let distance = |entry: &[u8]| {
+            (0..3)
+                .map(|c| (i32::from(entry[c]) - i32::from(colour[c])).pow(2))
+                .sum::<i32>()
+        };
+        let nearest = palette
+            .chunks_exact(3)
+            .enumerate()
+            .filter(|(i, _)| !taken[*i])
+            .min_by_key(|(_, entry)| distance(entry))
+            .map(|(i, _)| i);
+        if let Some(i) = nearest {
+            taken[i] = true;
+            palette[3 * i..3 * i + 3].copy_from_slice(&colour);
+        }
+    }
 }
 
 /// Index of a colour in [`nearest_colour_table`]: 5 bits per channel.
@@ -133,13 +167,13 @@ fn colour_key([r, g, b]: [u8; 3]) -> usize {
     (usize::from(r >> 3) << 10) | (usize::from(g >> 3) << 5) | usize::from(b >> 3)
 }
 
-/// The nearest palette entry of every 15-bit colour.
+/// The nearest palette entry of every 15-bit colour; the bins of [`EXACT_COLOURS`] go to their own entries.
 fn nearest_colour_table(palette: &[u8]) -> Vec<u8> {
     let entries: Vec<[i32; 3]> = palette
         .chunks_exact(3)
         .map(|c| [i32::from(c[0]), i32::from(c[1]), i32::from(c[2])])
         .collect();
-    (0..1usize << 15)
+    let mut table: Vec<u8> = (0..1usize << 15)
         .map(|key| {
             let centre = [
                 ((key >> 10) as i32) << 3 | 4,
@@ -157,14 +191,37 @@ fn nearest_colour_table(palette: &[u8]) -> Vec<u8> {
                 .min_by_key(|(_, c)| distance(c))
                 .map_or(0, |(i, _)| i as u8)
         })
-        .collect()
+        .collect();
+    // Measured from its bin's centre another entry may be nearer: the colour itself is what counts.
+    for colour in EXACT_COLOURS {
+        if let Some(i) = palette.chunks_exact(3).position(|entry| entry == colour) {
+            table[colour_key(colour)] = i as u8;
+        }
+    }
+    table
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::caption::{draw_caption, strip_height};
     use super::super::tests::picture;
     use super::super::{HOLD_CENTISECONDS, Video, VideoOutput, draw_border};
     use super::*;
+
+    /// A frame of the round trip: the picture with its square at `x`, captioned, and the last one bordered.
+    fn captioned(x: u32) -> image::RgbImage {
+        let mut image = picture(x);
+        let text = if x == 30 {
+            "success at 3"
+        } else {
+            "step 1/200"
+        };
+        draw_caption(&mut image, text, None).unwrap();
+        if x == 30 {
+            draw_border(&mut image, true);
+        }
+        image
+    }
 
     #[test]
     fn a_gif_round_trips_close_to_its_frames() {
@@ -173,11 +230,10 @@ mod tests {
         let mut frames: Vec<VideoFrame> = [4, 12, 12, 30]
             .into_iter()
             .map(|x| VideoFrame {
-                image: picture(x),
+                image: captioned(x),
                 delay: 5,
             })
             .collect();
-        draw_border(&mut frames[3].image, true);
         frames[3].delay = HOLD_CENTISECONDS;
         VideoOutput::Gif(path.clone())
             .write(&Video {
@@ -209,12 +265,22 @@ mod tests {
         assert_eq!(decoded.len(), 4);
         assert_eq!(decoded[2].2, 1, "an unchanged frame is one pixel");
         assert_eq!(decoded[3].1, HOLD_CENTISECONDS);
+        let mut exact = 0;
         for ((pixels, _, _), x) in decoded.iter().zip([4, 12, 12, 30]) {
-            let mut expected = picture(x);
-            if x == 30 {
-                draw_border(&mut expected, true);
-            }
-            for (got, want) in pixels.chunks_exact(4).zip(expected.pixels()) {
+            let expected = captioned(x);
+            for ((got, want), y) in pixels
+                .chunks_exact(4)
+                .zip(expected.pixels())
+                .zip((0..).map(|i| i / 64))
+            {
+                // The border's and the caption's colours come back exactly, the picture nearly; the text's
+                // anti-aliased edges may come back a little off.
+                if EXACT_COLOURS.contains(&want.0) {
+                    assert_eq!(got[..3], want.0, "frame with the square at {x}");
+                    exact += 1;
+                } else if y < strip_height(48) {
+                    continue;
+                }
                 for c in 0..3 {
                     assert!(
                         got[c].abs_diff(want.0[c]) <= 24,
@@ -223,5 +289,6 @@ mod tests {
                 }
             }
         }
+        assert!(exact > 64 * 10, "only {exact} pixels of the exact colours");
     }
 }

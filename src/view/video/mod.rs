@@ -3,13 +3,16 @@
 //!
 //! The envs run the window's plugins: the same [`SimPlugin`](qamlab_sim::SimPlugin) systems, the same stepping, policy driving, render
 //! sync and camera; only the camera's target differs (an image instead of a window) and the clock is driven one
-//! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green and the
-//! frame gets a green border) or the time limit (red border); the last frame of each episode is held for a second
-//! (a GIF frame shown that long; in a directory, a second's worth of copies, so frames assembled at [`FPS`] hold
-//! it too).
+//! control step per frame. Each episode runs until its goal holds (the frame shows the goal marker green) or the
+//! time limit; the last frame of each episode is held for a second (a GIF frame shown that long; in a directory, a
+//! second's worth of copies, so frames assembled at [`FPS`] hold it too). Every frame carries a caption, a dark
+//! strip at the top: "episode 1/2 · step 37/200" while under way, then "success at step 37" or "time limit (200
+//! steps)" on the held frame, with the task and the agent at the right where they fit. The held frame is also
+//! framed in a colour-blind-safe pair (Okabe-Ito): blue for a success, orange for the time limit.
 //!
 //! * this module: the offscreen recording app, the [`Recorder`] that decides which frames are stepped and kept,
 //!   and [`VideoOutput`], where the video goes.
+//! * [`caption`]: the caption's words and drawing.
 //! * [`gif`]: the GIF's palette quantisation and encoding.
 //! * [`frames`]: numbered PNG frames in a directory, staged and renamed into place.
 
@@ -28,9 +31,11 @@ use bevy::window::ExitCondition;
 use qamlab_agent::Agent;
 use qamlab_sim::StepOutput;
 
+mod caption;
 mod frames;
 mod gif;
 
+use self::caption::{Caption, Moment, draw_caption};
 use self::frames::{clear_staged, frame_index, write_pngs};
 use self::gif::write_gif;
 use super::policy::ActingPolicy;
@@ -49,6 +54,11 @@ const WARM_UP_FRAMES: u32 = 4;
 const PATIENCE_FRAMES: u32 = 600;
 /// Width of the border that says how an episode ended, in pixels.
 const BORDER: u32 = 6;
+/// The border of a success: Okabe-Ito blue, told apart from [`TIME_LIMIT_COLOUR`] by every common form of colour
+/// blindness (green and red are not, under deuteranopia).
+const SUCCESS_COLOUR: [u8; 3] = [0, 114, 178];
+/// The border of an episode that ran out of time: Okabe-Ito orange.
+const TIME_LIMIT_COLOUR: [u8; 3] = [230, 159, 0];
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -102,6 +112,10 @@ struct FrameMeta {
     keep: bool,
     /// The last frame of an episode: whether it succeeded.
     last_of: Option<bool>,
+    /// The episode it shows, from 0.
+    episode: usize,
+    /// Control steps taken in the episode when it was rendered.
+    step: u32,
 }
 
 /// Renders `options.episodes` episodes of `agent` on the task `task` (loaded by [`qamlab_tasks::load_task`]).
@@ -122,13 +136,15 @@ pub fn record(
         spec.action_dim
     );
 
+    // The caption's side field: "cube-single · qam".
+    let label = format!("{} · {}", task.name, agent.config().kind.as_str());
     let mut app = offscreen_app(task, agent, options);
     wait_for_renderer(&mut app)?;
     let mut recorder = Recorder::new(options, spec.episode_length);
     while !recorder.finished()? {
         recorder.frame(&mut app)?;
     }
-    Ok(recorder.assemble_frames())
+    recorder.assemble_frames(&label)
 }
 
 /// The window's envs, policy, render sync and camera, with no window: the camera renders into an image.
@@ -269,7 +285,7 @@ impl Recorder {
         // Frames not kept are not rendered at all.
         set_up_frame(app, step, capture || self.warm_up > 0);
         if capture {
-            self.request_capture(app);
+            self.request_capture(app, t_after);
         }
         app.update();
         self.check_update(app)?;
@@ -294,8 +310,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Asks the renderer for this frame's picture, delivered to `captured` by index.
-    fn request_capture(&mut self, app: &mut App) {
+    /// Asks the renderer for this frame's picture, delivered to `captured` by index; `step`: control steps the
+    /// episode will have taken when it is rendered.
+    fn request_capture(&mut self, app: &mut App, step: u32) {
         let index = self.meta.len();
         let target = app.world().resource::<VideoTarget>().0.clone();
         let (frames, failed) = (self.captured.clone(), self.failed.clone());
@@ -314,6 +331,8 @@ impl Recorder {
         self.meta.push(FrameMeta {
             keep: true,
             last_of: None,
+            episode: self.successes.len(),
+            step,
         });
     }
 
@@ -364,29 +383,62 @@ impl Recorder {
         }
     }
 
-    /// The kept frames in order, each episode's last one bordered and held, and the episodes' outcomes.
-    fn assemble_frames(self) -> Video {
+    /// The kept frames in order, each captioned (`label` at its right: the task and agent), each episode's last
+    /// one bordered and held, and the episodes' outcomes.
+    fn assemble_frames(self, label: &str) -> anyhow::Result<Video> {
         let mut shots = std::mem::take(&mut *self.captured.lock().expect("never poisoned"));
         shots.sort_by_key(|(index, _)| *index);
         let meta = self.meta;
+        // The task and agent on every frame, if they fit beside the widest caption (the last episode's time limit).
+        let widest = Caption {
+            episode: self.episodes - 1,
+            episodes: self.episodes,
+            episode_length: self.episode_length,
+            moment: Moment::TimeLimit,
+        };
+        let side = match shots.first() {
+            Some((_, image)) => {
+                let (w, h) = image.dimensions();
+                caption::side_fits(w, h, &widest.text(), label)?.then_some(label)
+            }
+            None => None,
+        };
         let frames = shots
             .into_iter()
             .filter(|(index, _)| meta[*index].keep)
             .map(|(index, mut image)| {
-                let delay = match meta[index].last_of {
+                let FrameMeta {
+                    last_of,
+                    episode,
+                    step,
+                    ..
+                } = meta[index];
+                let moment = match last_of {
+                    None => Moment::Running(step),
+                    Some(true) => Moment::Success(step),
+                    Some(false) => Moment::TimeLimit,
+                };
+                let caption = Caption {
+                    episode,
+                    episodes: self.episodes,
+                    episode_length: self.episode_length,
+                    moment,
+                };
+                draw_caption(&mut image, &caption.text(), side)?;
+                let delay = match last_of {
                     Some(success) => {
                         draw_border(&mut image, success);
                         HOLD_CENTISECONDS
                     }
                     None => FRAME_CENTISECONDS,
                 };
-                VideoFrame { image, delay }
+                Ok(VideoFrame { image, delay })
             })
-            .collect();
-        Video {
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Video {
             frames,
             successes: self.successes,
-        }
+        })
     }
 }
 
@@ -442,12 +494,12 @@ fn aim_cameras_at_target(
     }
 }
 
-/// A border saying how the episode ended: green for success, red for failure.
+/// A border saying how the episode ended: [`SUCCESS_COLOUR`] (blue) or [`TIME_LIMIT_COLOUR`] (orange).
 fn draw_border(image: &mut image::RgbImage, success: bool) {
     let colour = if success {
-        BORDER_COLOURS[0]
+        SUCCESS_COLOUR
     } else {
-        BORDER_COLOURS[1]
+        TIME_LIMIT_COLOUR
     };
     let (w, h) = image.dimensions();
     for y in 0..h {
@@ -562,8 +614,13 @@ impl VideoOutput {
     }
 }
 
-/// Colours that must be in the GIF's palette exactly: the borders.
-const BORDER_COLOURS: [[u8; 3]; 2] = [[40, 220, 90], [220, 50, 40]];
+/// Colours that must be in the GIF's palette exactly: the borders and the caption's background and text.
+const EXACT_COLOURS: [[u8; 3]; 4] = [
+    SUCCESS_COLOUR,
+    TIME_LIMIT_COLOUR,
+    caption::BACKGROUND,
+    caption::TEXT,
+];
 
 #[cfg(test)]
 mod tests {
@@ -598,6 +655,116 @@ mod tests {
         assert_eq!(
             VideoOutput::in_run(Path::new("~/r")).unwrap(),
             VideoOutput::Gif(PathBuf::from("./~/r/eval.gif"))
+        );
+    }
+
+    /// Recorded frames as the renderer returns them (out of order), the first episode's ending in a success at
+    /// step 37, the second's at the time limit: each captioned, the held ones framed in blue and orange.
+    #[test]
+    fn assembled_frames_are_captioned_and_the_held_ones_framed_in_blue_or_orange() {
+        let options = VideoOptions {
+            episodes: 2,
+            every: 1,
+            width: 480,
+            height: 360,
+            first_seed: 0,
+        };
+        let mut recorder = Recorder::new(&options, 200);
+        let scene = image::RgbImage::from_fn(480, 360, |x, y| {
+            image::Rgb([(x / 2) as u8, (y / 2) as u8, 90])
+        });
+        for (episode, step, last_of) in [
+            (0, 0, None),
+            (0, 37, Some(true)),
+            (1, 0, None),
+            (1, 199, Some(false)),
+        ] {
+            recorder.meta.push(FrameMeta {
+                keep: true,
+                last_of,
+                episode,
+                step,
+            });
+        }
+        for index in [2, 0, 3, 1] {
+            recorder
+                .captured
+                .lock()
+                .unwrap()
+                .push((index, scene.clone()));
+        }
+        recorder.successes = vec![true, false];
+        let video = recorder.assemble_frames("cube-single · qam").unwrap();
+        let delays: Vec<u16> = video.frames.iter().map(|f| f.delay).collect();
+        assert_eq!(
+            delays,
+            [
+                FRAME_CENTISECONDS,
+                HOLD_CENTISECONDS,
+                FRAME_CENTISECONDS,
+                HOLD_CENTISECONDS
+            ]
+        );
+        let corner = |i: usize| video.frames[i].image.get_pixel(0, 0).0;
+        assert_eq!(
+            corner(0),
+            caption::BACKGROUND,
+            "a running frame has no border"
+        );
+        assert_eq!(corner(1), SUCCESS_COLOUR);
+        assert_eq!(corner(3), TIME_LIMIT_COLOUR);
+        // Every frame's top rows are the caption; below it the scene is untouched (inside a held frame's border).
+        let strip = caption::strip_height(360);
+        for frame in &video.frames {
+            assert_eq!(frame.image.get_pixel(240, strip - 1).0, caption::BACKGROUND);
+            assert_eq!(
+                frame.image.get_pixel(240, strip + 40),
+                scene.get_pixel(240, strip + 40)
+            );
+        }
+        // The task and agent at the right of every frame's caption, the held ones' too.
+        for frame in &video.frames {
+            let right = (BORDER..strip)
+                .flat_map(|y| (380..480 - BORDER).map(move |x| (x, y)))
+                .filter(|&(x, y)| frame.image.get_pixel(x, y).0.iter().all(|&c| c > 180))
+                .count();
+            assert!(right > 30, "{right} text pixels at the right");
+        }
+        // The two endings differ in the caption (its words), not in the scene.
+        let differing = |rows: std::ops::Range<u32>| {
+            rows.flat_map(|y| (BORDER..480 - BORDER).map(move |x| (x, y)))
+                .filter(|&(x, y)| {
+                    video.frames[1].image.get_pixel(x, y) != video.frames[3].image.get_pixel(x, y)
+                })
+                .count()
+        };
+        assert!(differing(BORDER..strip) > 50);
+        assert_eq!(differing(strip..360 - BORDER), 0);
+    }
+
+    /// The two outcomes' colours as a deuteranope sees them (Machado et al. 2009, full severity): one stays blue,
+    /// the other turns yellow; green and red became two olives.
+    #[test]
+    fn the_outcome_colours_stay_apart_under_deuteranopia() {
+        let deuteranope = |[r, g, b]: [u8; 3]| {
+            let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+            [
+                0.367_322 * r + 0.860_646 * g - 0.227_968 * b,
+                0.280_085 * r + 0.672_501 * g + 0.047_413 * b,
+                -0.011_820 * r + 0.042_940 * g + 0.968_881 * b,
+            ]
+        };
+        let [r, _, b] = deuteranope(SUCCESS_COLOUR);
+        assert!(
+            b > r + 80.0,
+            "success seen as {:?}",
+            deuteranope(SUCCESS_COLOUR)
+        );
+        let [r, _, b] = deuteranope(TIME_LIMIT_COLOUR);
+        assert!(
+            r > b + 80.0,
+            "time limit seen as {:?}",
+            deuteranope(TIME_LIMIT_COLOUR)
         );
     }
 
