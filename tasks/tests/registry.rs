@@ -130,12 +130,10 @@ fn oracle_needs_the_controls_it_plans_for() {
 fn a_gantry_without_its_actions_is_told_the_actions_first() {
     // The gantry's sensors, but no yaw action: the sensors the pick-and-place script reads next would lead nowhere.
     let mut text = BUILTIN_TASKS[0].1.to_string();
-    for name in ["dyaw"] {
-        let start = text.find(&format!("(name: \"{name}\"")).unwrap();
-        let end = start + text[start..].find("max_force").unwrap();
-        let end = end + text[end..].find("),").unwrap() + 2;
-        text.replace_range(start..end, "");
-    }
+    let start = text.find("(name: \"dyaw\"").unwrap();
+    let end = start + text[start..].find("max_force").unwrap();
+    let end = end + text[end..].find("),").unwrap() + 2;
+    text.replace_range(start..end, "");
     let scene = qamlab_sim::TaskScene::from_ron(&text, "reach.scn.ron").unwrap();
     let spec = qamlab_sim::EnvSpec::new(&scene, 200);
     let err = Oracle::new(&scene, &spec, OracleConfig::default(), &[0])

@@ -613,17 +613,20 @@ mod tests {
         );
     }
 
+    /// The names in `dir`, sorted.
+    fn entry_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_run_keeps_its_newest_checkpoints_and_finds_one_by_its_step() {
         let (_dir, run) = temp_run();
-        let names = || {
-            let mut names: Vec<String> = std::fs::read_dir(run.checkpoints())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        };
+        let names = || entry_names(&run.checkpoints());
         let publish = |step: u64, keep: u64| {
             let staged = run.stage_checkpoint(step).unwrap();
             for f in CHECKPOINT_FILES {
@@ -674,14 +677,7 @@ mod tests {
     #[test]
     fn a_checkpoint_takes_its_name_only_once_whole() {
         let (_dir, run) = temp_run();
-        let entries = || {
-            let mut names: Vec<String> = std::fs::read_dir(run.checkpoints())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        };
+        let entries = || entry_names(&run.checkpoints());
         let write = |staged: &StagedCheckpoint, files: &[&str]| {
             for f in files {
                 std::fs::write(staged.path().join(f), *f).unwrap();
