@@ -183,9 +183,13 @@ fn say_known_panics_plainly() {
 fn display_lost(message: &str) -> Option<String> {
     let cause = message.strip_prefix("Failed to build event loop")?;
     let cause = cause.trim_start_matches([':', ' ']);
-    let display = std::env::var("DISPLAY").unwrap_or_default();
+    // winit prefers Wayland where a compositor is named.
+    let display = match std::env::var("WAYLAND_DISPLAY") {
+        Ok(wayland) if !wayland.is_empty() => format!("WAYLAND_DISPLAY={wayland}"),
+        _ => format!("DISPLAY={}", std::env::var("DISPLAY").unwrap_or_default()),
+    };
     Some(format!(
-        "qamlab view could not open its window on the display DISPLAY={display} ({}): the X server went away or \
+        "qamlab view could not open its window on the display {display} ({}): the display server went away or \
          refused the window after the check; start it again, or use --screenshot under xvfb-run",
         cause.lines().next().unwrap_or(cause).trim()
     ))
@@ -704,7 +708,7 @@ mod tests {
                     error: XNotSupported(XOpenDisplayFailed) })";
         let line = display_lost(lost).unwrap();
         assert!(
-            line.starts_with("qamlab view could not open its window on the display DISPLAY=")
+            line.starts_with("qamlab view could not open its window on the display ")
                 && line.contains("(Os(OsError { line: 81")
                 && line.ends_with("start it again, or use --screenshot under xvfb-run"),
             "{line}"

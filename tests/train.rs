@@ -393,6 +393,15 @@ fn a_run_keeps_the_checkpoints_asked_for_and_eval_takes_one_by_its_step() {
         err.contains("a checkpoint of step 140: give one of them"),
         "{err}"
     );
+    // `step-N` named from inside the run's checkpoints folder.
+    let out = run_ok(
+        qamlab()
+            .current_dir(run.join("checkpoints"))
+            .args(EVAL_ON_CPU)
+            .args(["step-140", "--json"]),
+    );
+    let from_inside: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_inside["step"], serde_json::json!(140));
     // In a terminal, a bar counts the episodes (a log gets a line every 30 s instead).
     let shown = stderr_on_a_terminal(
         qamlab()
@@ -429,6 +438,14 @@ fn stderr_on_a_terminal(cmd: &mut Command) -> String {
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Not inherited by the processes other tests start meanwhile: the reader waits for every copy to close.
+    for fd in [master, slave] {
+        // SAFETY: fcntl on a descriptor just opened.
+        assert_ne!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            -1
+        );
+    }
     // SAFETY: both descriptors were just opened, and each is owned once.
     let (mut master, slave) = unsafe {
         (

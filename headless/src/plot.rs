@@ -191,6 +191,10 @@ impl Progress {
     pub fn describe(self) -> String {
         match self {
             Progress::InProgress { step, total } => format!("in progress: step {step} of {total}"),
+            // Stopped during its final evaluation, which the resume makes.
+            Progress::Stopped { step, total } if step >= total => {
+                format!("stopped at step {step} of {total}, before its final evaluation")
+            }
             Progress::Stopped { step, total } => format!("stopped at step {step} of {total}"),
         }
     }
@@ -1542,6 +1546,15 @@ mod tests {
         assert_eq!(
             chart.subtitle.as_deref(),
             Some("stopped at step 423 of 600")
+        );
+        // Stopped during its final evaluation: at its last step, but not finished.
+        let last = Progress::Stopped {
+            step: 600,
+            total: 600,
+        };
+        assert_eq!(
+            last.describe(),
+            "stopped at step 600 of 600, before its final evaluation"
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curve.png");

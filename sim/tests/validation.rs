@@ -1061,6 +1061,15 @@ fn a_rotation_off_unit_length_is_refused_with_its_unit_form() {
             && message.ends_with(": write (0.0, 0.70711, 0.0, 0.70711), its unit form"),
         "{message}"
     );
+    // A value that rounds to 0 is written 0.0, not -0.0.
+    let err = edit_error(
+        "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0)",
+        "translation: (0.0, 0.0, 0.02), rotation: (-0.000001, 0.71, 0.0, 0.71)",
+    );
+    assert!(
+        err.ends_with(": write (0.0, 0.70711, 0.0, 0.70711), its unit form"),
+        "{err}"
+    );
     // A zero rotation has no unit form to offer.
     let err = edit_error(
         "translation: (0.0, 0.0, 0.02), rotation: (0.0, 0.0, 0.0, 1.0)",

@@ -41,7 +41,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "auto")]
     pub device: qamlab_headless::DeviceChoice,
     /// Also render episodes of the same checkpoint (480x360, 20 frames a second) to an animated GIF
-    /// [default: RUN/eval.gif], or to numbered PNG frames when PATH is a directory (each episode's last frame
+    /// [default: RUN/eval.gif, or RUN/eval-step-N.gif with --step], or to numbered PNG frames when PATH is a directory (each episode's last frame
     /// repeated for a second, for assembling at 20 fps). Rendering is offscreen: no display is needed, but a Vulkan
     /// driver is (a GPU's, or mesa's software lavapipe).
     #[arg(long, value_name = "PATH", num_args = 0..=1, value_parser = super::path_arg())]
@@ -82,7 +82,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let video_out = match &args.video {
         Some(Some(path)) => Some(VideoOutput::from_path(path)?),
-        Some(None) => Some(VideoOutput::in_run(run.root())?),
+        Some(None) => Some(VideoOutput::in_run(run.root(), step)?),
         None => None,
     };
     let task = qamlab_tasks::load_task(&cfg.task)?;
@@ -102,7 +102,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         // The acting agent runs on the CPU, as in the window: one env needs no GPU. With the run's threads and
         // from the evaluation's own stream of draws, as the evaluation acts: its first episode is the video's.
         qamlab_headless::config::set_cpu_threads(cfg.cpu_threads);
-        let (_, mut agent) = load(tch::Device::Cpu)?;
+        // The checkpoint the evaluation took, unless a run training still has removed it since (it keeps the newest
+        // keep_checkpoints): then its latest, said.
+        let (_, mut agent) = load(tch::Device::Cpu).or_else(|gone| match step {
+            Some(step) if run.checkpoint_at(step).is_err() => {
+                let (latest, agent) = run.load_latest_agent(&cfg, dims, tch::Device::Cpu)?;
+                qamlab_headless::stderr_line!(
+                    "note: step-{step} is gone ({gone:#}): the video shows {}, the run's latest",
+                    latest.display()
+                );
+                anyhow::Ok((latest, agent))
+            }
+            _ => Err(gone),
+        })?;
         agent.set_acting_position(qamlab_headless::evaluate::EVAL_ACTING_POSITION);
         return record_video(&args, &task, agent, &out);
     }
@@ -146,8 +158,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         )?;
     }
     let rendered = match &video_out {
-        // The step asked for; else the latest, which a run training still may have moved on since.
-        Some(out) => render_in_child(&args, run.root(), chosen, out),
+        // Of the checkpoint evaluated, by its step.
+        Some(out) => render_in_child(&args, run.root(), step, out),
         None => Ok(()),
     };
     if args.json {

@@ -593,6 +593,11 @@ fn deltas_under_load(scene: &TaskScene) -> Vec<String> {
         }
         for &j in &def.joints {
             let joint = &scene.joints[j];
+            // A joint written the other way round (the moving link its parent) would carry the fixed base and all
+            // joined to it: nothing to judge.
+            if scene.bodies[joint.child].body.kind != BodyKind::Dynamic {
+                continue;
+            }
             let loaded_motion = match joint.joint.kind {
                 JointKind::Prismatic { axis } => axis.normalize_or_zero().dot(down).abs() > 0.1,
                 JointKind::Revolute { axis } => axis.normalize_or_zero().cross(down).length() > 0.1,

@@ -267,6 +267,14 @@ impl RunDir {
     /// Where `path` is a checkpoint directory of a run, `RUN/checkpoints/step-N` with RUN holding its config: that
     /// run and the step.
     pub fn of_checkpoint_dir(path: &Path) -> Option<(RunDir, u64)> {
+        // `step-N` given from inside `checkpoints/`: its folders are found from the working directory.
+        let absolute;
+        let path = if path.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+            absolute = std::path::absolute(path).ok()?;
+            absolute.as_path()
+        } else {
+            path
+        };
         let name = path.file_name()?.to_str()?;
         let step = name
             .strip_prefix("step-")

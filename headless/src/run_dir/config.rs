@@ -728,6 +728,19 @@ mod tests {
         std::fs::remove_file(run.record()).unwrap();
         run.read_config().unwrap();
         assert!(run.foreign_entries().unwrap().is_empty());
+        // The videos `eval` writes are the run's too; a GIF of another name is not.
+        for name in [
+            "eval.gif",
+            "eval-step-120.gif",
+            "eval-step-.gif",
+            "mine.gif",
+        ] {
+            std::fs::write(run.root().join(name), "").unwrap();
+        }
+        assert_eq!(
+            run.foreign_entries().unwrap(),
+            ["eval-step-.gif", "mine.gif"]
+        );
     }
 
     #[test]

@@ -72,10 +72,23 @@ impl RunDir {
         let mut foreign: Vec<String> = entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| !ENTRIES.contains(&name.as_str()) && !name.starts_with(".tmp-"))
+            .filter(|name| {
+                !ENTRIES.contains(&name.as_str())
+                    && !name.starts_with(".tmp-")
+                    && !is_step_video(name)
+            })
             .collect();
         foreign.sort();
         Ok(foreign)
+    }
+
+    /// Where `qamlab eval --video` writes its GIF by default: `eval.gif`, or `eval-step-N.gif` for the checkpoint of
+    /// a step asked for (an earlier agent's video beside the latest's).
+    pub fn video(&self, step: Option<u64>) -> PathBuf {
+        match step {
+            Some(step) => self.root.join(format!("eval-step-{step}.gif")),
+            None => self.root.join("eval.gif"),
+        }
     }
 
     /// The resolved configuration.
@@ -127,6 +140,13 @@ fn warn_once(key: &Path, message: &str) {
 }
 
 /// A run directory in a fresh temporary directory, which the caller keeps alive.
+/// Whether `name` is a video `eval --step N --video` wrote ([`RunDir::video`]).
+fn is_step_video(name: &str) -> bool {
+    name.strip_prefix("eval-step-")
+        .and_then(|rest| rest.strip_suffix(".gif"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 fn temp_run() -> (tempfile::TempDir, RunDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -282,9 +282,10 @@ impl Trainer<'_> {
             self.cfg.agent.kind.as_str(),
             self.state.evals.as_slice(),
         )];
+        // The online steps the run takes (rounded up to a multiple of the envs), as `qamlab plot` counts them.
         let phases = Phases {
             offline_steps: self.cfg.offline_steps,
-            online_steps: self.cfg.online_steps,
+            online_steps: super::total_steps(self.cfg) - self.cfg.offline_steps,
         };
         let path = self.run.curve();
         let drawn = match stopped {

@@ -82,8 +82,12 @@ const UNIT_TOLERANCE: f32 = 1e-3;
 
 /// `x` to five decimals, without trailing zeros (`0.70711`, `0.0`).
 fn digits(x: f32) -> String {
-    // No "-0.0".
-    let text = format!("{:.5}", x + 0.0);
+    let text = format!("{x:.5}");
+    // No "-0.0" for a value that rounds to 0.
+    let text = text
+        .strip_prefix('-')
+        .filter(|t| t.bytes().all(|b| b == b'0' || b == b'.'))
+        .unwrap_or(&text);
     let text = text.trim_end_matches('0');
     if text.ends_with('.') {
         format!("{text}0")

@@ -474,6 +474,14 @@ mod tests {
             plot.chart.subtitle.as_deref(),
             Some("stopped at step 423 of 600")
         );
+        // A stop's summary that a resume went past (its process killed before writing its own): the evaluations
+        // recorded since say more.
+        let stale = r#"{"stopped_early": true, "offline_updates": 100, "online_steps": 0}"#;
+        let stale = run("stale", Some(stale));
+        assert_eq!(
+            prepare(&args(&[&stale])).unwrap().chart.subtitle.as_deref(),
+            Some("stopped at step 300 of 600")
+        );
         // A finished run: nothing said.
         let done = run("done", Some(r#"{"stopped_early": false}"#));
         assert_eq!(prepare(&args(&[&done])).unwrap().chart.subtitle, None);

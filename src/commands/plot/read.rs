@@ -98,8 +98,10 @@ fn progress(run: &RunDir, total: u64, recorded: u64) -> Option<Progress> {
         return None;
     }
     let steps = |key: &str| summary[key].as_u64();
+    // A summary of a stop that a resume went past (the resumed process killed before it wrote its own) says less
+    // than the evaluations recorded since.
     let step = match (steps("offline_updates"), steps("online_steps")) {
-        (Some(offline), Some(online)) => offline.saturating_add(online),
+        (Some(offline), Some(online)) => offline.saturating_add(online).max(recorded),
         _ => recorded,
     };
     Some(Progress::Stopped { step, total })

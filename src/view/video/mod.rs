@@ -527,9 +527,10 @@ impl VideoOutput {
         Self::writable(path)
     }
 
-    /// A run's own video, `RUN/eval.gif`: the run was found, so a literal `~` in its path names a real folder.
-    pub fn in_run(run_dir: &Path) -> anyhow::Result<Self> {
-        let gif = run_dir.join("eval.gif");
+    /// A run's own video, `RUN/eval.gif` (`RUN/eval-step-N.gif` for the checkpoint of a step asked for): the run
+    /// was found, so a literal `~` in its path names a real folder.
+    pub fn in_run(run_dir: &Path, step: Option<u64>) -> anyhow::Result<Self> {
+        let gif = qamlab_headless::run_dir::RunDir::new(run_dir).video(step);
         let tilde = gif
             .components()
             .next()
@@ -653,8 +654,12 @@ mod tests {
         let err = VideoOutput::from_path(Path::new("~/r/eval.gif")).unwrap_err();
         assert!(err.to_string().contains("literal `~`"), "{err}");
         assert_eq!(
-            VideoOutput::in_run(Path::new("~/r")).unwrap(),
+            VideoOutput::in_run(Path::new("~/r"), None).unwrap(),
             VideoOutput::Gif(PathBuf::from("./~/r/eval.gif"))
+        );
+        assert_eq!(
+            VideoOutput::in_run(Path::new("r"), Some(120)).unwrap(),
+            VideoOutput::Gif(PathBuf::from("r/eval-step-120.gif"))
         );
     }
 
