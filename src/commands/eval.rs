@@ -254,12 +254,7 @@ fn evaluate_logging_progress(
 
 /// The run's step (offline and online steps) a checkpoint `step-N` was taken at.
 fn checkpoint_step(checkpoint: &std::path::Path) -> Option<u64> {
-    checkpoint
-        .file_name()?
-        .to_str()?
-        .strip_prefix("step-")?
-        .parse()
-        .ok()
+    qamlab_headless::run_dir::checkpoint_name_step(checkpoint.file_name()?.to_str()?)
 }
 
 /// What `qamlab eval --json` reports.

@@ -130,11 +130,7 @@ impl RunDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
-            let Some(step) = name
-                .strip_prefix("step-")
-                .filter(|_| is_checkpoint_name(&name) && dir.is_dir())
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
+            let Some(step) = checkpoint_name_step(&name).filter(|_| dir.is_dir()) else {
                 continue;
             };
             if CHECKPOINT_FILES.iter().all(|f| dir.join(f).is_file()) {
@@ -229,9 +225,7 @@ impl RunDir {
             .file_name()
             .and_then(|n| n.to_str())
             .context("checkpoint directory name")?;
-        let published = name
-            .strip_prefix("step-")
-            .and_then(|n| n.parse::<u64>().ok());
+        let published = checkpoint_name_step(name);
         write_bytes_atomically(&self.checkpoints().join("latest"), name.as_bytes())?;
         // Only checkpoints go: whatever else someone keeps in the folder stays. Those kept are whole, the newest
         // before `dir`; one cut short (an older qamlab's) never counts.
@@ -248,12 +242,7 @@ impl RunDir {
             .collect();
         for entry in std::fs::read_dir(self.checkpoints())?.filter_map(Result::ok) {
             let path = entry.path();
-            let Some(step) = entry
-                .file_name()
-                .to_str()
-                .filter(|n| is_checkpoint_name(n))
-                .and_then(|n| n["step-".len()..].parse::<u64>().ok())
-            else {
+            let Some(step) = entry.file_name().to_str().and_then(checkpoint_name_step) else {
                 continue;
             };
             if path.is_dir() && path != dir && !kept.contains(&step) {
@@ -276,11 +265,7 @@ impl RunDir {
             path
         };
         let name = path.file_name()?.to_str()?;
-        let step = name
-            .strip_prefix("step-")
-            .filter(|_| is_checkpoint_name(name))?
-            .parse()
-            .ok()?;
+        let step = checkpoint_name_step(name)?;
         let checkpoints = path.parent()?;
         let root = checkpoints.parent()?;
         // `checkpoints/step-N` given from inside the run.
@@ -490,6 +475,14 @@ fn config_differences(checkpoint: &AgentConfig, run: &AgentConfig) -> String {
 fn is_checkpoint_name(name: &str) -> bool {
     name.strip_prefix("step-")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The step a checkpoint directory's name `step-N` says, if it is one.
+pub fn checkpoint_name_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")
+        .filter(|_| is_checkpoint_name(name))?
+        .parse()
+        .ok()
 }
 
 /// Refuses two files of one checkpoint that record different checkpoint ids (`state_file`'s, then `other_file`'s),

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use checkpoints::StagedCheckpoint;
 pub(crate) use checkpoints::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
+pub use checkpoints::{StagedCheckpoint, checkpoint_name_step};
 pub use lock::RunLock;
 pub use metrics::MetricsRow;
 pub(crate) use sealed_state::check_state_crc;
@@ -142,9 +142,10 @@ fn warn_once(key: &Path, message: &str) {
 /// A run directory in a fresh temporary directory, which the caller keeps alive.
 /// Whether `name` is a video `eval --step N --video` wrote ([`RunDir::video`]).
 fn is_step_video(name: &str) -> bool {
-    name.strip_prefix("eval-step-")
+    name.strip_prefix("eval-")
         .and_then(|rest| rest.strip_suffix(".gif"))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(checkpoints::checkpoint_name_step)
+        .is_some()
 }
 
 #[cfg(test)]
