@@ -74,7 +74,9 @@ pub enum BodyKind {
     Dynamic,
     /// Never moves (tables, bases).
     Fixed,
-    /// Moved only by its velocity; unaffected by forces.
+    /// Unaffected by forces, contacts and joints: it stays where it starts, or follows the motion a
+    /// [`KinematicMotion`] on its entity authors (a turntable, a moving platform), pushing and carrying what it
+    /// touches.
     Kinematic,
 }
 
@@ -209,6 +211,26 @@ pub struct Joint {
     /// Limits of the joint coordinate (radians or metres); none for a free joint.
     #[reflect(default)]
     pub limits: Option<Range>,
+    /// A passive spring and damper on the joint coordinate (a drawer pulled shut, a button that pops back up, a
+    /// damped door); none for a joint that moves freely. Only on a revolute or prismatic joint no actuator drives.
+    #[reflect(default)]
+    pub spring: Option<JointSpring>,
+}
+
+/// A joint's passive spring-damper: it pulls the joint coordinate toward `rest` and slows its rate, through the
+/// joint's motor (Rapier's acceleration-based model, the one actuators use), so it moves any mass alike.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq)]
+pub struct JointSpring {
+    /// Acceleration per unit of the coordinate's distance from `rest` (1/s²; per radian or per metre), as an
+    /// actuator's motor stiffness; 0 for a damper alone.
+    pub stiffness: f32,
+    /// Acceleration per unit of the coordinate's rate (1/s), as an actuator's motor damping; 0 for an undamped
+    /// spring, which swings about `rest`, slowed only by the solver's implicit integration.
+    pub damping: f32,
+    /// The joint coordinate the spring pulls toward, in the joint's units (radians or metres, as the
+    /// `JointPosition` sensor reads it): 0, the default, is the authored pose.
+    #[reflect(default)]
+    pub rest: f32,
 }
 
 /// A named point fixed to a body (like a MuJoCo site): the pinch point of a gripper, say.
@@ -336,6 +358,11 @@ pub enum Sensor {
         /// Goal.
         goal: String,
     },
+    /// A joint goal's target coordinate (1).
+    JointGoalTarget {
+        /// Joint goal.
+        goal: String,
+    },
     /// Mean coordinate of an actuator's joints mapped onto 0 (the joints' lower limit) .. 1 (upper limit): a
     /// gripper's closure (1).
     JointFraction {
@@ -364,6 +391,31 @@ pub struct Goal {
     pub target: Vec3,
     /// Largest distance that counts as reached.
     pub tolerance: f32,
+    /// A body or site the target rides on: `target` and the `RandomizeTarget` ranges are then in its frame (from
+    /// its origin, along its axes), and the target moves and turns with it through the episode (a plate a cube
+    /// goes onto, wherever the plate starts or is pushed to). None: a point in the world.
+    #[reflect(default)]
+    pub relative_to: Option<String>,
+}
+
+/// A goal on a joint's coordinate: joint `joint` must come within `tolerance` of `target`, in the joint's units
+/// (radians for a revolute joint, metres for a prismatic one; 0 is the authored pose, as `JointPosition` reads it):
+/// a door opened to 60°, a drawer pulled 10 cm out, a button pressed in. Success is every goal, of either kind,
+/// holding.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct JointGoal {
+    /// Unique name (among all goals) sensors refer to.
+    pub name: String,
+    /// Revolute or prismatic joint whose coordinate must reach the target.
+    pub joint: String,
+    /// Target coordinate, before reset randomisation.
+    pub target: f32,
+    /// Largest difference from the target that counts as reached (joint units).
+    pub tolerance: f32,
+    /// Range the target is drawn from, uniformly, at each reset; none keeps `target`.
+    #[reflect(default)]
+    pub randomize: Option<Range>,
 }
 
 /// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
@@ -415,6 +467,40 @@ pub struct RandomizeTarget {
     pub min_distance_from: Vec<(String, f32)>,
 }
 
+/// Authored motion of the `Kinematic` body on the same entity, from where its episode starts (its authored pose, or
+/// the one its `RandomizePose` drew), where it is at reset: a spin about its origin and a sway of its origin, each
+/// optional, both bounded (the body never runs away), restarting at every reset. Time is the episode's: control
+/// steps × `control_dt`, advanced by each physics step, so an episode's motion is the same whenever it is replayed.
+/// Before each physics step the body is given the pose its motion has at the step's end, and the step moves it
+/// there at the velocity that takes it there, which contacts see: a cube on a swaying platform rides along by
+/// friction.
+#[derive(Component, Reflect, Clone, Debug, Default, PartialEq)]
+#[reflect(Component)]
+pub struct KinematicMotion {
+    /// Constant angular velocity (rad/s, world axes) about the body's origin: a turntable, a rotating obstacle.
+    #[reflect(default)]
+    pub spin: Option<Vec3>,
+    /// Back-and-forth motion of the body's origin: a moving platform, a target that moves.
+    #[reflect(default)]
+    pub sway: Option<Sway>,
+}
+
+/// A sway: the body's origin at time `t` is its start plus `amplitude * (sin(2π t / period + phase) - sin(phase))`,
+/// back and forth along a straight stroke `2 * amplitude` long. The body is at its start at `t = 0`, where every
+/// check of the scene sees it; with phase 0 that is the stroke's middle, with -π/2 one end (where it starts at
+/// rest, toward `+amplitude`), in general `-amplitude * sin(phase)` from the middle.
+#[derive(Reflect, Clone, Copy, Debug, PartialEq)]
+pub struct Sway {
+    /// Half the stroke, world frame (m): the largest offset from the stroke's middle.
+    pub amplitude: Vec3,
+    /// Seconds per back-and-forth.
+    pub period: f32,
+    /// Where in its stroke the episode begins (radians; 0, the default, is the middle, moving toward `+amplitude`;
+    /// -π/2 the `-amplitude` end, at rest).
+    #[reflect(default)]
+    pub phase: f32,
+}
+
 /// Registers every authoring type, so scene files can name them.
 pub fn register_authoring_types(registry: &mut bevy::reflect::TypeRegistry) {
     registry.register::<TaskSettings>();
@@ -425,6 +511,8 @@ pub fn register_authoring_types(registry: &mut bevy::reflect::TypeRegistry) {
     registry.register::<ActionSpace>();
     registry.register::<ObservationSpace>();
     registry.register::<Goal>();
+    registry.register::<JointGoal>();
     registry.register::<RandomizePose>();
     registry.register::<RandomizeTarget>();
+    registry.register::<KinematicMotion>();
 }

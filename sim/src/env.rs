@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::authoring::{BodyKind, Control, Range, RewardKind};
 use crate::physics::{EnvPhysics, yaw_of};
-use crate::scene::{FrameRef, KeepAway, SensorDef, TaskScene};
+use crate::scene::{FrameRef, JointGoalDef, KeepAway, SensorDef, TaskScene};
 use crate::systems::EnvOptions;
 
 /// Which env of the batch an entity is: its row in every batch buffer.
@@ -29,8 +29,14 @@ pub struct EnvState {
     pub episode_word_pos: u128,
     /// Control steps taken in this episode.
     pub t: u32,
-    /// Goal targets of this episode, indexed like the scene's goals.
+    /// Goal targets of this episode, indexed like the scene's goals, in the world: a riding target (see
+    /// [`Goal::relative_to`](crate::authoring::Goal::relative_to)) where its frame has carried it by the latest step.
     pub targets: Vec<Vec3>,
+    /// Per goal, its target in the frame it rides on as drawn at reset (a target that rides on nothing: its world
+    /// target, unused).
+    pub riding_targets: Vec<Vec3>,
+    /// Joint goal targets of this episode, indexed like the scene's joint goals.
+    pub joint_targets: Vec<f32>,
     /// Observation after the latest step (after an auto-reset when one happened).
     pub obs: Vec<f32>,
     /// Observation reached by the latest step, before any auto-reset.
@@ -63,6 +69,8 @@ impl EnvState {
             episode_word_pos: 0,
             t: 0,
             targets: scene.goals.iter().map(|g| g.goal.target).collect(),
+            riding_targets: scene.goals.iter().map(|g| g.goal.target).collect(),
+            joint_targets: scene.joint_goals.iter().map(|g| g.goal.target).collect(),
             obs: vec![0.0; spec.obs_dim],
             final_obs: vec![0.0; spec.obs_dim],
             qpos: vec![0.0; spec.qpos_dim],
@@ -117,9 +125,10 @@ fn redraw_until_clear<T>(mut draw: impl FnMut() -> T, is_clear: impl Fn(&T) -> b
     (drawn, clear)
 }
 
-/// Draws an episode's start from `rng`: returns the body poses and writes the goal targets; `on_unmet` hears of
-/// every keep-away rule the bounded redraws missed. A randomised root of a joint tree carries the bodies joined to
-/// it: each is moved by the same rigid motion as the root (see [`TaskScene::carried_by`]), so no joint tears.
+/// Draws an episode's start from `rng`: returns the body poses and writes the goal targets (in the world: a riding
+/// one where its frame starts); `on_unmet` hears of every keep-away rule the bounded redraws missed. A randomised
+/// root of a joint tree carries the bodies joined to it: each is moved by the same rigid motion as the root (see
+/// [`TaskScene::carried_by`]), so no joint tears.
 pub fn draw_start(
     scene: &TaskScene,
     rng: &mut ChaCha8Rng,
@@ -182,16 +191,22 @@ pub fn draw_start(
     for (k, g) in scene.goals.iter().enumerate() {
         let t = g.goal.target;
         targets[k] = match &g.randomize {
-            None => t,
+            None => match &g.riding {
+                Some(r) => g.world_target(t, &poses[r.frame.body]),
+                None => t,
+            },
             Some((r, away)) => {
                 // Redraw until clear of every keep-away point: this episode's frames and earlier goals' targets.
+                // A riding target is drawn in its frame, placed where the frame starts.
+                let start = g.riding.as_ref().map(|r| poses[r.frame.body]);
                 let (target, clear) = redraw_until_clear(
                     || {
-                        Vec3::new(
+                        let local = Vec3::new(
                             draw(rng, r.x, t.x),
                             draw(rng, r.y, t.y),
                             draw(rng, r.z, t.z),
-                        )
+                        );
+                        start.map_or(local, |pose| g.world_target(local, &pose))
                     },
                     |target| {
                         away.iter().all(|&(what, d)| {
@@ -213,6 +228,14 @@ pub fn draw_start(
     poses
 }
 
+/// Draws the joint goals' targets of an episode from `rng`, after [`draw_start`]'s draws (so a scene without joint
+/// goals draws as it did before they existed).
+pub fn draw_joint_targets(scene: &TaskScene, rng: &mut ChaCha8Rng, joint_targets: &mut [f32]) {
+    for (target, g) in joint_targets.iter_mut().zip(&scene.joint_goals) {
+        *target = draw(rng, g.goal.randomize, g.goal.target);
+    }
+}
+
 /// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
 /// and reads the first observation. The last step's reward, success and end flags stay as they were: after an
 /// auto-reset they report how the episode ended (the next step sets them all).
@@ -221,6 +244,14 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
     // Load-time checks keep unmet keep-away rules rare (see `scene::keep_away::check_keep_away`); the last draw
     // stands.
     let poses = draw_start(scene, &mut state.rng, &mut state.targets, |_| {});
+    for (k, g) in scene.goals.iter().enumerate() {
+        if let Some(r) = &g.riding {
+            let start = &poses[r.frame.body];
+            state.riding_targets[k] =
+                start.inverse_transform_point(state.targets[k]) - r.frame.offset;
+        }
+    }
+    draw_joint_targets(scene, &mut state.rng, &mut state.joint_targets);
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;
     state.succeeded_at = None;
@@ -274,8 +305,14 @@ pub fn apply_action(scene: &TaskScene, physics: &mut EnvPhysics, action: &[f32])
     }
 }
 
-/// Fills the env's observation and physics-state buffers from its world.
+/// Fills the env's observation and physics-state buffers from its world, after moving each riding target to
+/// where its frame is now.
 pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvState) {
+    for (k, g) in scene.goals.iter().enumerate() {
+        if let Some(r) = &g.riding {
+            state.targets[k] = g.world_target(state.riding_targets[k], &physics.pose(r.frame.body));
+        }
+    }
     let mut o = 0;
     let obs = &mut state.obs;
     let mut put = |vals: &[f32]| {
@@ -303,6 +340,7 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
                 put(&(physics.frame_position(to) - physics.frame_position(from)).to_array())
             }
             SensorDef::GoalPosition(g) => put(&state.targets[g].to_array()),
+            SensorDef::JointGoalTarget(g) => put(&[state.joint_targets[g]]),
             SensorDef::JointFraction(a) => {
                 let joints = &scene.actuators[a].joints;
                 let mut sum = 0.0;
@@ -338,14 +376,31 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
     }
 }
 
-/// Number of goals holding in the env's current state.
-pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, targets: &[Vec3]) -> usize {
-    scene
+/// Number of goals, of both kinds, holding in the env's current state.
+pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, state: &EnvState) -> usize {
+    let places = scene
         .goals
         .iter()
-        .zip(targets)
+        .zip(&state.targets)
         .filter(|(g, t)| physics.frame_position(g.frame).distance(**t) <= g.goal.tolerance)
-        .count()
+        .count();
+    let joints = scene
+        .joint_goals
+        .iter()
+        .zip(&state.joint_targets)
+        .filter(|(g, t)| joint_goal_holds(scene, physics, g, **t))
+        .count();
+    places + joints
+}
+
+/// Whether joint goal `g`'s joint is within its tolerance of `target` in `physics`.
+pub fn joint_goal_holds(
+    scene: &TaskScene,
+    physics: &EnvPhysics,
+    g: &JointGoalDef,
+    target: f32,
+) -> bool {
+    g.miss(scene, physics.joint_position(scene, g.joint), target) <= g.goal.tolerance
 }
 
 /// One control step of one env, the phases in the order the [`SimPlugin`](crate::SimPlugin) systems run them, without
@@ -374,8 +429,8 @@ pub fn score_step(
     episode_length: u32,
     options: EnvOptions,
 ) {
-    let satisfied = goals_satisfied(scene, physics, &state.targets);
-    let n = scene.goals.len();
+    let satisfied = goals_satisfied(scene, physics, state);
+    let n = scene.goals.len() + scene.joint_goals.len();
     state.success = satisfied == n;
     state.reward = match scene.settings.reward {
         RewardKind::SuccessMinusOne => f32::from(u8::from(state.success)) - 1.0,

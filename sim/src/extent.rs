@@ -81,8 +81,8 @@ impl std::fmt::Display for Escape {
 
 impl SceneExtent {
     /// The box around `scene`: its colliders at their authored poses, every body's authored origin and the
-    /// ranges its start is drawn from (a body a randomised root carries: wherever the root's draw puts it), and
-    /// every goal's target and the ranges it is drawn from.
+    /// ranges its start is drawn from (a body a randomised root carries: wherever the root's draw puts it), a swaying
+    /// body's stroke about them, and every goal's target and the ranges it is drawn from.
     pub fn of(scene: &TaskScene) -> Self {
         let (mut min, mut max) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
         let mut add = |lo: Vec3, hi: Vec3| {
@@ -97,6 +97,11 @@ impl SceneExtent {
             let drawn = def.randomize.as_ref().map(|r| [r.x, r.y, r.z]);
             let (lo, hi) = drawn_box(def.body.translation, drawn.unwrap_or_default());
             add(lo, hi);
+            // A swaying body's stroke: `amplitude * (sin(..) - sin(phase))` from its start, either way.
+            if let Some(sway) = def.motion.as_ref().and_then(|m| m.sway.as_ref()) {
+                let reach = sway.amplitude.abs() * (1.0 + sway.phase.sin().abs());
+                add(lo - reach, hi + reach);
+            }
             if let Some(root) = carried_by[b] {
                 let home = &scene.bodies[root];
                 let r = home
@@ -110,7 +115,11 @@ impl SceneExtent {
             }
         }
         for def in &scene.goals {
-            let (lo, hi) = drawn_box(def.goal.target, def.drawn_target());
+            let span = def.target_span();
+            let (lo, hi) = (
+                Vec3::from_array(span.map(|r| r.min)),
+                Vec3::from_array(span.map(|r| r.max)),
+            );
             add(lo, hi);
         }
         Self {
@@ -149,7 +158,7 @@ impl SceneExtent {
 }
 
 /// The box of places a point authored at `at` is drawn in, per axis from its range or else at `at`.
-fn drawn_box(at: Vec3, drawn: [Option<crate::authoring::Range>; 3]) -> (Vec3, Vec3) {
+pub(crate) fn drawn_box(at: Vec3, drawn: [Option<crate::authoring::Range>; 3]) -> (Vec3, Vec3) {
     let lo = |k: usize| drawn[k].map_or(at[k], |r| r.min);
     let hi = |k: usize| drawn[k].map_or(at[k], |r| r.max);
     (
@@ -159,7 +168,7 @@ fn drawn_box(at: Vec3, drawn: [Option<crate::authoring::Range>; 3]) -> (Vec3, Ve
 }
 
 /// The box of places `offset` is turned to about z by any angle in `yaw` (rad; unturned without one).
-fn turned_box(offset: Vec3, yaw: Option<crate::authoring::Range>) -> (Vec3, Vec3) {
+pub(crate) fn turned_box(offset: Vec3, yaw: Option<crate::authoring::Range>) -> (Vec3, Vec3) {
     let Some(yaw) = yaw else {
         return (offset, offset);
     };
@@ -217,6 +226,26 @@ mod tests {
         close(
             turned_box(offset, Some(Range::new(0.0, 7.0))),
             (Vec3::new(-1.0, -1.0, 0.5), Vec3::new(1.0, 1.0, 0.5)),
+        );
+    }
+
+    #[test]
+    fn a_swaying_body_s_whole_stroke_is_in_the_scene() {
+        // The table made kinematic and swaying 3 m along x from the middle of its stroke: all of it is in the box.
+        let text = CUBE_SINGLE.replacen(
+            "name: \"table\", kind: Fixed",
+            "name: \"table\", kind: Kinematic",
+            1,
+        );
+        let sway = "\"qamlab_sim::authoring::KinematicMotion\": (sway: Some((amplitude: (3.0, 0.0, 0.0), \
+                    period: 4.0, phase: 0.5))), \"qamlab_sim::authoring::Collider\"";
+        let text = text.replacen("\"qamlab_sim::authoring::Collider\"", sway, 1);
+        let extent = SceneExtent::of(&TaskScene::from_ron(&text, "swaying").unwrap());
+        // From the table's origin at x = 0, 3 m x (1 + sin 0.5) either way.
+        let reach = 3.0 * (1.0 + 0.5f32.sin());
+        assert!(
+            (extent.min.x + reach).abs() < 1e-5 && (extent.max.x - reach).abs() < 1e-5,
+            "{extent:?}"
         );
     }
 

@@ -10,7 +10,7 @@ use bevy::math::{Quat, Vec3};
 use bevy::prelude::default;
 use bevy_rapier3d::rapier::prelude::*;
 
-use crate::authoring::{self, BodyKind, JointKind, Shape};
+use crate::authoring::{self, BodyKind, JointKind, KinematicMotion, Shape};
 use crate::scene::{BodyDef, FrameRef, JointDef, TaskScene};
 
 /// An env's physics: the Rapier world and the handles of the scene's bodies and joints, by scene index.
@@ -21,11 +21,53 @@ pub struct EnvPhysics {
     pub bodies: Vec<RigidBodyHandle>,
     /// Joint handles, indexed like [`TaskScene::joints`].
     pub joints: Vec<ImpulseJointHandle>,
+    /// The bodies that follow an authored [`KinematicMotion`], moved before each physics step.
+    movers: Vec<Mover>,
+    /// Physics steps taken since the build (the episode's start): the episode's clock, with `step_seconds`.
+    steps_taken: u64,
+    /// Seconds per physics step (`control_dt / substeps`), in f64 so that the clock keeps its precision over long
+    /// episodes.
+    step_seconds: f64,
+}
+
+/// A body following an authored motion about where its episode started.
+struct Mover {
+    /// Its handle.
+    handle: RigidBodyHandle,
+    /// Its start pose (authored, or drawn at reset), where the motion has it at time 0.
+    start: Pose,
+    /// The motion.
+    motion: KinematicMotion,
+}
+
+/// Where a body that starts at `start` and follows `motion` is `seconds` into its episode: turned about its origin
+/// by the spin (world axes) and its origin moved by the sway; at 0 seconds, `start` exactly.
+pub fn kinematic_pose(start: Pose, motion: &KinematicMotion, seconds: f64) -> Pose {
+    use std::f64::consts::TAU;
+    let mut pose = start;
+    if let Some(spin) = motion.spin {
+        let rate = spin.length();
+        if rate > 0.0 {
+            // The angle reduced to one turn in f64 first: in f32 an angle hours into an episode keeps few digits.
+            let angle = (f64::from(rate) * seconds).rem_euclid(TAU) as f32;
+            pose.rotation =
+                (Quat::from_axis_angle(spin / rate, angle) * start.rotation).normalize();
+        }
+    }
+    if let Some(sway) = motion.sway {
+        let cycles = (seconds / f64::from(sway.period)).fract();
+        let phase = f64::from(sway.phase);
+        // Less the start's own place in the stroke: at time 0 the body is exactly at its start.
+        let along = ((TAU * cycles + phase).sin() - phase.sin()) as f32;
+        pose.translation = start.translation + sway.amplitude * along;
+    }
+    pose
 }
 
 impl EnvPhysics {
-    /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), all at rest, and every
-    /// motor holding its joint where it is.
+    /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), all at rest, every
+    /// actuator's motor holding its joint where it is, and every joint spring pulling toward its rest. A body with a
+    /// [`KinematicMotion`] starts its motion from its pose there, the episode's clock at 0.
     pub fn build(scene: &TaskScene, poses: &[Pose]) -> Self {
         let s = &scene.settings;
         let mut world = PhysicsWorld {
@@ -45,6 +87,19 @@ impl EnvPhysics {
             .zip(poses)
             .map(|(def, pose)| insert_body(&mut world, def, *pose))
             .collect();
+        let movers = scene
+            .bodies
+            .iter()
+            .zip(poses)
+            .zip(&bodies)
+            .filter_map(|((def, &start), &handle)| {
+                Some(Mover {
+                    handle,
+                    start,
+                    motion: def.motion.clone()?,
+                })
+            })
+            .collect();
         let joints = scene
             .joints
             .iter()
@@ -54,9 +109,33 @@ impl EnvPhysics {
             world,
             bodies,
             joints,
+            movers,
+            steps_taken: 0,
+            step_seconds: f64::from(s.control_dt) / f64::from(s.substeps),
         };
         physics.hold_motors(scene);
+        physics.set_springs(scene);
         physics
+    }
+
+    /// Sets the motor of every joint with a spring (which loading keeps off actuated joints) to pull the joint
+    /// toward the spring's rest, in the coordinate [`joint_position`](Self::joint_position) reads.
+    fn set_springs(&mut self, scene: &TaskScene) {
+        for (def, &handle) in scene.joints.iter().zip(&self.joints) {
+            let (Some(spring), Some(axis)) = (def.joint.spring, joint_axis(def.joint.kind)) else {
+                continue;
+            };
+            if let Some(joint) = self.world.impulse_joints.get_mut(handle, true) {
+                // Acceleration-based, as the actuators' motors: the gains mean the same whatever the mass moved,
+                // and the force is left unbounded (Rapier's default), as a spring's is.
+                joint
+                    .data
+                    .set_motor_model(axis, MotorModel::AccelerationBased);
+                joint
+                    .data
+                    .set_motor_position(axis, spring.rest, spring.stiffness, spring.damping);
+            }
+        }
     }
 
     /// Sets every actuated joint's motor to hold its joint where it is (a velocity motor: at rest).
@@ -87,10 +166,25 @@ impl EnvPhysics {
         }
     }
 
-    /// Advances the world by `substeps` physics steps.
+    /// Advances the world by `substeps` physics steps, each after moving the bodies with a [`KinematicMotion`]
+    /// toward where their motion has them at its end.
     pub fn step(&mut self, substeps: u32) {
         for _ in 0..substeps {
+            self.steps_taken += 1;
+            self.move_kinematic_bodies();
             self.world.step();
+        }
+    }
+
+    /// Sets each moving kinematic body's pose for the end of the next physics step, from the episode's clock: the
+    /// step moves it there and gives it the velocity that takes it there, which contacts see (a position-based
+    /// kinematic body, in Rapier's terms).
+    fn move_kinematic_bodies(&mut self) {
+        let seconds = self.steps_taken as f64 * self.step_seconds;
+        for m in &self.movers {
+            if let Some(body) = self.world.bodies.get_mut(m.handle) {
+                body.set_next_kinematic_position(kinematic_pose(m.start, &m.motion, seconds));
+            }
         }
     }
 
@@ -494,6 +588,8 @@ fn insert_body(world: &mut PhysicsWorld, def: &BodyDef, pose: Pose) -> RigidBody
     let builder = match b.kind {
         BodyKind::Dynamic => RigidBodyBuilder::dynamic(),
         BodyKind::Fixed => RigidBodyBuilder::fixed(),
+        // Moved by poses set before each step (`move_kinematic_bodies`); one without a motion stays put.
+        BodyKind::Kinematic if def.motion.is_some() => RigidBodyBuilder::kinematic_position_based(),
         BodyKind::Kinematic => RigidBodyBuilder::kinematic_velocity_based(),
     };
     let mut builder = builder

@@ -61,10 +61,11 @@ impl DatasetSource {
 /// The version of [`scene_fingerprint`]'s text: bumped when a change to qamlab (a new field, another way of
 /// printing a value) changes the fingerprint of an unchanged scene, so that older datasets are not taken for data
 /// of another scene. A test pins cube-single's fingerprint to catch such a change.
-pub const FINGERPRINT_VERSION: u32 = 1;
+/// Version 2 added joint goals, joint springs and riding targets.
+pub const FINGERPRINT_VERSION: u32 = 2;
 
 /// What a scene's author wrote, as one number: the CRC-32 of the debug text of its authored components (settings,
-/// bodies with colliders and randomisation, joints, sites, actuators, sensors, goals), leaving out the file's path
+/// bodies with colliders, randomisation and motion, joints, sites, actuators, sensors, goals, joint goals), leaving out the file's path
 /// and what loading computes (joint frames, resolved indices). A copy or a re-commented file keeps it; a change to
 /// anything the task is made of changes it.
 pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
@@ -92,8 +93,24 @@ pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
             .iter()
             .map(|g| (&g.goal, g.randomize.as_ref().map(|(r, _)| r)))
             .collect::<Vec<_>>(),
+        scene
+            .joint_goals
+            .iter()
+            .map(|g| &g.goal)
+            .collect::<Vec<_>>(),
     );
-    crc32fast::hash(format!("{authored:?}").as_bytes())
+    let mut text = format!("{authored:?}");
+    // Bodies' motions only where a scene has some: a scene without keeps the fingerprint it had before they existed.
+    let motions: Vec<_> = scene
+        .bodies
+        .iter()
+        .enumerate()
+        .filter_map(|(b, def)| Some((b, def.motion.as_ref()?)))
+        .collect();
+    if !motions.is_empty() {
+        text += &format!("{motions:?}");
+    }
+    crc32fast::hash(text.as_bytes())
 }
 
 /// A scene's origin as a dataset records it: a built-in's `builtin:<name>`, a file's absolute path (the dataset
@@ -119,13 +136,14 @@ pub(super) fn task_argument(scene: &TaskScene) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn a_scene_keeps_its_fingerprint() {
         // Edits of cube-single.scn.ron change this number rightly: update it. A change with the scene as it was
         // means qamlab changed the fingerprint of unchanged scenes: bump FINGERPRINT_VERSION too.
         let scene = qamlab_tasks::load_task("cube-single").unwrap().scene;
-        assert_eq!(format!("{:08x}", scene_fingerprint(&scene)), "c626ff80");
+        assert_eq!(format!("{:08x}", scene_fingerprint(&scene)), "cbebfd5d");
         // What loading computes and the file's path are no part of it; what the author wrote is.
         let mut moved = scene.clone();
         moved.source = "elsewhere/cube.scn.ron".into();
@@ -133,5 +151,38 @@ mod tests {
         assert_eq!(scene_fingerprint(&moved), scene_fingerprint(&scene));
         moved.goals[0].goal.tolerance = 0.05;
         assert_ne!(scene_fingerprint(&moved), scene_fingerprint(&scene));
+        let mut sprung = scene.clone();
+        sprung.joints[0].joint.spring = Some(qamlab_sim::authoring::JointSpring {
+            stiffness: 1.0,
+            damping: 1.0,
+            rest: 0.0,
+        });
+        assert_ne!(scene_fingerprint(&sprung), scene_fingerprint(&scene));
+        // The table turned kinematic, still, then spinning at two speeds: three scenes.
+        let turning = |motion: &str| {
+            let text = qamlab_tasks::BUILTIN_TASKS[0].1.replacen(
+                "name: \"table\", kind: Fixed",
+                "name: \"table\", kind: Kinematic",
+                1,
+            );
+            let text = text.replacen(
+                "\"qamlab_sim::authoring::Collider\"",
+                &format!("{motion}\"qamlab_sim::authoring::Collider\""),
+                1,
+            );
+            scene_fingerprint(&TaskScene::from_ron(&text, "turning").unwrap())
+        };
+        let spin = |speed: &str| {
+            format!(
+                "\"qamlab_sim::authoring::KinematicMotion\": (spin: Some((0.0, 0.0, {speed}))), "
+            )
+        };
+        let (still, slow, fast) = (turning(""), turning(&spin("0.1")), turning(&spin("0.2")));
+        assert!(still != slow && slow != fast && still != fast);
+        let door = "../assets/tasks/examples/door.scn.ron";
+        let door = TaskScene::from_file(Path::new(env!("CARGO_MANIFEST_DIR")).join(door)).unwrap();
+        let mut elsewhere = door.clone();
+        elsewhere.joint_goals[0].goal.target = 0.9;
+        assert_ne!(scene_fingerprint(&elsewhere), scene_fingerprint(&door));
     }
 }

@@ -6,19 +6,20 @@ use bevy::prelude::*;
 use bevy_rapier3d::rapier::prelude::ColliderBuilder;
 
 use super::build::{Frames, body_index, body_names};
-use super::check::{Check, MAX_GRAVITY, not_found};
+use super::check::{Check, LARGEST, MAX_GRAVITY, not_found};
 use super::parse::RawEntity;
 use super::{BodyDef, FrameRef};
 use crate::authoring::*;
 use crate::error::SimError;
 
-/// Bodies in file order, and the frames they name; `gravity` is the scene's, in m/s² (a body's gravity scale
-/// multiplies it).
+/// Bodies in file order, and the frames they name; `settings` are the scene's, checked (a body's gravity scale
+/// multiplies its gravity, and a kinematic motion is bounded by its physics step).
 pub(super) fn build_bodies(
     ck: &Check,
     entities: &[RawEntity],
-    gravity: f32,
+    settings: &TaskSettings,
 ) -> Result<(Vec<BodyDef>, Frames), SimError> {
+    let gravity = settings.gravity.length();
     // Bodies and sites share one namespace: both are frames.
     let mut bodies: Vec<BodyDef> = Vec::new();
     let mut frames: Vec<(String, FrameRef)> = Vec::new();
@@ -37,6 +38,7 @@ pub(super) fn build_bodies(
         if let Some(r) = &raw.randomize_pose {
             check_randomize_ranges(ck, raw, r)?;
         }
+        check_motion(ck, raw, body, settings)?;
         let keep_away = resolve_keep_away(ck, raw, body, entities, &bodies)?;
         frames.push((
             body.name.clone(),
@@ -50,6 +52,7 @@ pub(super) fn build_bodies(
             collider: raw.collider.clone(),
             randomize: raw.randomize_pose.clone(),
             keep_away,
+            motion: raw.kinematic_motion.clone(),
         });
     }
     if bodies.is_empty() {
@@ -72,6 +75,13 @@ fn check_needs_no_body(ck: &Check, raw: &RawEntity) -> Result<(), SimError> {
             raw,
             "RandomizePose",
             "pose randomisation needs a `Body` on the same entity".into(),
+        ));
+    }
+    if raw.kinematic_motion.is_some() {
+        return Err(ck.err(
+            raw,
+            "KinematicMotion",
+            "a motion needs a `Kinematic` `Body` on the same entity".into(),
         ));
     }
     Ok(())
@@ -192,6 +202,113 @@ fn check_randomize_ranges(ck: &Check, raw: &RawEntity, r: &RandomizePose) -> Res
     ] {
         if let Some(range) = range {
             ck.range(raw, field, &range)?;
+        }
+    }
+    Ok(())
+}
+
+/// Most a spin may turn its body in one physics step: a quarter turn. The physics reads a kinematic body's angular
+/// velocity off its turn between two steps, the short way round, so past half a turn a step it reads the spin
+/// backwards (and contacts with it push the wrong way); a quarter turn keeps well clear of that.
+const MAX_TURN_PER_STEP: f32 = std::f32::consts::FRAC_PI_2;
+
+/// Fewest physics steps a sway's period may span: a sine sampled more coarsely is not the motion written (at two
+/// steps a period, a sway with phase 0 stands still; at three it moves in jerks).
+const MIN_STEPS_PER_SWAY: f32 = 8.0;
+
+/// A body's [`KinematicMotion`]: only on a `Kinematic` body, with something in it, its values finite, its spin at
+/// most [`MAX_TURN_PER_STEP`] a physics step, its sway's period at least [`MIN_STEPS_PER_SWAY`] steps and its reach
+/// (the farthest its start can be drawn, plus the farthest the sway takes it from there) within the scene's 10 km.
+fn check_motion(
+    ck: &Check,
+    raw: &RawEntity,
+    body: &Body,
+    settings: &TaskSettings,
+) -> Result<(), SimError> {
+    let Some(motion) = &raw.kinematic_motion else {
+        return Ok(());
+    };
+    if body.kind != BodyKind::Kinematic {
+        return Err(ck.err(
+            raw,
+            "KinematicMotion",
+            format!(
+                "the body \"{}\" is {:?}: only a `Kinematic` body follows an authored motion (a dynamic one is \
+                 moved by forces and contacts, a fixed one never moves); make it `kind: Kinematic`",
+                body.name, body.kind
+            ),
+        ));
+    }
+    if motion.spin.is_none() && motion.sway.is_none() {
+        return Err(ck.err(
+            raw,
+            "KinematicMotion",
+            "gives neither a `spin` nor a `sway`: write one (e.g. `spin: Some((0.0, 0.0, 1.0))`), or remove the \
+             component"
+                .into(),
+        ));
+    }
+    let step = settings.control_dt / settings.substeps as f32;
+    if let Some(spin) = motion.spin {
+        ck.finite3(raw, "KinematicMotion.spin", spin)?;
+        let turn = spin.length() * step;
+        if turn > MAX_TURN_PER_STEP {
+            return Err(ck.err(
+                raw,
+                "KinematicMotion.spin",
+                format!(
+                    "{} rad/s turns the body {turn} rad in a physics step ({step} s): at most a quarter turn \
+                     (pi/2 rad) a step, past which the physics reads the turn backwards; spin at most {} rad/s, or \
+                     take more substeps",
+                    spin.length(),
+                    MAX_TURN_PER_STEP / step
+                ),
+            ));
+        }
+    }
+    if let Some(sway) = motion.sway {
+        ck.finite3(raw, "KinematicMotion.sway.amplitude", sway.amplitude)?;
+        if !sway.phase.is_finite() {
+            return Err(ck.err(
+                raw,
+                "KinematicMotion.sway.phase",
+                format!("must be finite, got {}", sway.phase),
+            ));
+        }
+        ck.within(raw, "KinematicMotion.sway.phase", sway.phase)?;
+        // The farthest the start can be, per axis: where it is authored, or the farthest its draw can put it; the
+        // sway takes the origin up to `amplitude * (1 + |sin(phase)|)` from it.
+        let drawn = raw
+            .randomize_pose
+            .as_ref()
+            .map_or([None; 3], |r| [r.x, r.y, r.z]);
+        let start = Vec3::from_array(std::array::from_fn(|k| {
+            drawn[k].map_or(body.translation[k].abs(), |r| r.min.abs().max(r.max.abs()))
+        }));
+        let reach = start + sway.amplitude.abs() * (1.0 + sway.phase.sin().abs());
+        if reach.max_element() > LARGEST {
+            return Err(ck.err(
+                raw,
+                "KinematicMotion.sway.amplitude",
+                format!(
+                    "sways the body's origin out to {reach} (its farthest start plus the farthest the sway takes it \
+                     from there), past {LARGEST} m: float32 physics loses millimetres out there"
+                ),
+            ));
+        }
+        ck.positive(raw, "KinematicMotion.sway.period", sway.period)?;
+        let steps = sway.period / step;
+        if steps < MIN_STEPS_PER_SWAY {
+            return Err(ck.err(
+                raw,
+                "KinematicMotion.sway.period",
+                format!(
+                    "{} s spans {steps} physics steps of {step} s: a sway needs at least {MIN_STEPS_PER_SWAY}, or \
+                     the steps sample another motion; make it at least {} s, or take more substeps",
+                    sway.period,
+                    MIN_STEPS_PER_SWAY * step
+                ),
+            ));
         }
     }
     Ok(())

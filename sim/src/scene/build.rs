@@ -3,7 +3,7 @@
 use super::actuators::build_actuators;
 use super::bodies::{build_bodies, build_sites};
 use super::check::*;
-use super::goals::build_goals;
+use super::goals::{build_goals, build_joint_goals, check_some_goal, fill_riding_spans};
 use super::joints::build_joints;
 use super::keep_away::check_keep_away;
 use super::parse::RawEntity;
@@ -24,11 +24,13 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
         "ObservationSpace",
     )?;
     let settings = check_settings(&ck, &entities[settings_at])?;
-    let (bodies, mut frames) = build_bodies(&ck, &entities, settings.gravity.length())?;
+    let (bodies, mut frames) = build_bodies(&ck, &entities, &settings)?;
     let sites = build_sites(&ck, &entities, &bodies, &mut frames)?;
     let joints = build_joints(&ck, &entities, &bodies)?;
     let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
     let goals = build_goals(&ck, &entities, &bodies, &frames)?;
+    let joint_goals = build_joint_goals(&ck, &entities, &bodies, &joints, &goals, &frames)?;
+    check_some_goal(&ck, &goals, &joint_goals)?;
     let sensors = build_sensors(
         &ck,
         &entities[observations_at],
@@ -38,10 +40,11 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
             joints: &joints,
             actuators: &actuators,
             goals: &goals,
+            joint_goals: &joint_goals,
         },
     )?;
 
-    let scene = TaskScene {
+    let mut scene = TaskScene {
         source: source.to_string(),
         settings,
         bodies,
@@ -50,7 +53,9 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
         actuators,
         sensors,
         goals,
+        joint_goals,
     };
+    fill_riding_spans(&mut scene);
     check_keep_away(&scene, &entities)?;
     Ok(scene)
 }

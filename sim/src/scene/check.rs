@@ -46,7 +46,7 @@ pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) ->
 /// The largest coordinate, size, range bound or joint target a scene may hold: 10 km, for a length. Scenes are metres
 /// across; out there float32 positions keep only millimetres, the physics' products of them overflow sooner, and
 /// an agent's networks see numbers they cannot learn from (a target drawn from ±1e30 made training NaN).
-const LARGEST: f32 = 1e4;
+pub(super) const LARGEST: f32 = 1e4;
 const LARGEST_TEXT: &str = "10000: a scene's lengths are metres and its angles radians, and float32 physics \
      loses millimetres out past 10 km";
 

@@ -1,13 +1,15 @@
-//! Goals, with their frames and target randomisation resolved.
+//! Goals, with their frames and target randomisation resolved, and joint goals, with their joints.
+
+use bevy::math::Vec3;
 
 use super::build::frame;
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
-use super::{BodyDef, FrameRef, GoalDef, KeepAway};
+use super::{BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene};
 use crate::authoring::*;
 use crate::error::SimError;
 
-/// Goals in file order, each on something the robot can move.
+/// Goals in file order, each on something the robot can move (none is refused later, by [`check_some_goal`]).
 pub(super) fn build_goals(
     ck: &Check,
     entities: &[RawEntity],
@@ -18,11 +20,13 @@ pub(super) fn build_goals(
     for raw in entities {
         let Some(goal) = &raw.goal else {
             if raw.randomize_target.is_some() {
-                return Err(ck.err(
-                    raw,
-                    "RandomizeTarget",
-                    "target randomisation needs a `Goal` on the same entity".into(),
-                ));
+                let why = if raw.joint_goal.is_some() {
+                    "target randomisation needs a `Goal` on the same entity (a `JointGoal` draws its target \
+                     from its own `randomize` range)"
+                } else {
+                    "target randomisation needs a `Goal` on the same entity"
+                };
+                return Err(ck.err(raw, "RandomizeTarget", why.into()));
             }
             continue;
         };
@@ -41,6 +45,10 @@ pub(super) fn build_goals(
         }
         let f = frame(ck, frames, raw, "Goal.frame", &goal.frame)?;
         check_goal_moves(ck, raw, goal, bodies, f)?;
+        let riding = match &goal.relative_to {
+            None => None,
+            Some(name) => Some(riding_frame(ck, raw, goal, bodies, frames, f, name)?),
+        };
         ck.finite3(raw, "Goal.target", goal.target)?;
         ck.positive(raw, "Goal.tolerance", goal.tolerance)?;
         let randomize = match &raw.randomize_target {
@@ -63,17 +71,272 @@ pub(super) fn build_goals(
             goal: goal.clone(),
             frame: f,
             randomize,
+            riding,
         });
     }
+    Ok(goals)
+}
 
-    if goals.is_empty() {
+/// The frame `name` a goal's target rides on (its span is filled in by [`fill_riding_spans`]); refused on the body
+/// of the goal's own frame, with which the target would move, never nearer nor farther.
+fn riding_frame(
+    ck: &Check,
+    raw: &RawEntity,
+    goal: &Goal,
+    bodies: &[BodyDef],
+    frames: &[(String, FrameRef)],
+    f: FrameRef,
+    name: &str,
+) -> Result<Riding, SimError> {
+    let r = frame(ck, frames, raw, "Goal.relative_to", name)?;
+    if r.body == f.body {
+        return Err(ck.err(
+            raw,
+            "Goal.relative_to",
+            format!(
+                "\"{name}\" is on \"{}\", the body of the goal's frame \"{}\": a target riding on it keeps its \
+                 distance from the frame, so the goal would hold from the first step or never; name another body \
+                 or site",
+                bodies[r.body].body.name, goal.frame
+            ),
+        ));
+    }
+    Ok(Riding {
+        frame: r,
+        span: [Range::new(0.0, 0.0); 3],
+    })
+}
+
+/// Fills each riding target's [`Riding::span`]: its frame's body placed at every start it can be drawn at (its own
+/// `RandomizePose`, or the randomised root that carries it), turned by every yaw drawn with it, and the target at
+/// every corner of its ranges in the frame.
+pub(super) fn fill_riding_spans(scene: &mut TaskScene) {
+    use crate::extent::{drawn_box, turned_box};
+    let carried_by = scene.carried_by();
+    for g in 0..scene.goals.len() {
+        let Some(riding) = &scene.goals[g].riding else {
+            continue;
+        };
+        let (b, offset) = (riding.frame.body, riding.frame.offset);
+        let body = &scene.bodies[b];
+        // Where the frame's body can start: a box of origins (of the body, or of the root carrying it), the yaw
+        // drawn about them, and the body's origin from there before the turn.
+        let drawn_at = |def: &BodyDef| {
+            let r = def.randomize.as_ref().expect("a drawn body");
+            (drawn_box(def.body.translation, [r.x, r.y, r.z]), r.yaw)
+        };
+        let (origins, yaw, from_origin) = match (&body.randomize, carried_by[b]) {
+            (Some(_), _) => {
+                let (origins, yaw) = drawn_at(body);
+                (origins, yaw, Vec3::ZERO)
+            }
+            (None, Some(root)) => {
+                let home = &scene.bodies[root];
+                let (origins, yaw) = drawn_at(home);
+                (origins, yaw, body.body.translation - home.body.translation)
+            }
+            (None, None) => (
+                (body.body.translation, body.body.translation),
+                None,
+                Vec3::ZERO,
+            ),
+        };
+        let local = GoalDef::target_span(&GoalDef {
+            riding: None,
+            ..scene.goals[g].clone()
+        });
+        let turn = body.body.rotation.normalize();
+        let (mut lo, mut hi) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
+        for corner in 0..8 {
+            let pick = |k: usize, bit: usize| {
+                if corner & bit == 0 {
+                    local[k].min
+                } else {
+                    local[k].max
+                }
+            };
+            let at = Vec3::new(pick(0, 1), pick(1, 2), pick(2, 4));
+            let (turned_lo, turned_hi) = turned_box(from_origin + turn * (offset + at), yaw);
+            (lo, hi) = (lo.min(turned_lo), hi.max(turned_hi));
+        }
+        let span = std::array::from_fn(|k| Range::new(origins.0[k] + lo[k], origins.1[k] + hi[k]));
+        if let Some(riding) = &mut scene.goals[g].riding {
+            riding.span = span;
+        }
+    }
+}
+
+/// Refuses a scene without a goal of either kind.
+pub(super) fn check_some_goal(
+    ck: &Check,
+    goals: &[GoalDef],
+    joint_goals: &[JointGoalDef],
+) -> Result<(), SimError> {
+    if goals.is_empty() && joint_goals.is_empty() {
         // Success is "every goal holds": with none, every step would end a successful episode.
         return Err(ck.scene_err(
             "Goal",
-            "the scene needs at least one `Goal`: success is when every goal holds".into(),
+            "the scene needs at least one `Goal` or `JointGoal`: success is when every goal holds"
+                .into(),
         ));
     }
-    Ok(goals)
+    Ok(())
+}
+
+/// Joint goals in file order, each on a revolute or prismatic joint that can move, with a target it can reach.
+pub(super) fn build_joint_goals(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    joints: &[JointDef],
+    goals: &[GoalDef],
+    frames: &[(String, FrameRef)],
+) -> Result<Vec<JointGoalDef>, SimError> {
+    let mut joint_goals: Vec<JointGoalDef> = Vec::new();
+    for raw in entities {
+        let Some(goal) = &raw.joint_goal else {
+            continue;
+        };
+        // One namespace for every goal: sensors name either kind.
+        let names = goals
+            .iter()
+            .map(|g| g.goal.name.as_str())
+            .chain(joint_goals.iter().map(|g| g.goal.name.as_str()));
+        ck.unique_name(raw, "JointGoal.name", &goal.name, names)?;
+        if frames.iter().any(|(n, _)| *n == goal.name) {
+            return Err(ck.err(
+                raw,
+                "JointGoal.name",
+                format!(
+                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
+                    goal.name
+                ),
+            ));
+        }
+        let joint = joints
+            .iter()
+            .position(|j| j.joint.name == goal.joint)
+            .ok_or_else(|| {
+                let known = joints.iter().map(|j| j.joint.name.as_str());
+                ck.err(
+                    raw,
+                    "JointGoal.joint",
+                    not_found("joint", &goal.joint, known),
+                )
+            })?;
+        check_joint_moves(ck, raw, &joints[joint], bodies)?;
+        if !goal.target.is_finite() {
+            return Err(ck.err(
+                raw,
+                "JointGoal.target",
+                format!("must be finite, got {}", goal.target),
+            ));
+        }
+        ck.within(raw, "JointGoal.target", goal.target)?;
+        ck.positive(raw, "JointGoal.tolerance", goal.tolerance)?;
+        ck.within(raw, "JointGoal.tolerance", goal.tolerance)?;
+        check_reachable(
+            ck,
+            raw,
+            "JointGoal.target",
+            goal,
+            &joints[joint],
+            goal.target,
+        )?;
+        if let Some(range) = &goal.randomize {
+            ck.range(raw, "JointGoal.randomize", range)?;
+            for end in [range.min, range.max] {
+                check_reachable(ck, raw, "JointGoal.randomize", goal, &joints[joint], end)?;
+            }
+        }
+        joint_goals.push(JointGoalDef {
+            goal: goal.clone(),
+            joint,
+        });
+    }
+    Ok(joint_goals)
+}
+
+/// Refuses a joint goal on a fixed joint, which has no coordinate, or on a joint between two bodies that are not
+/// `Dynamic`, whose coordinate never changes: either goal would hold from the first step or never.
+fn check_joint_moves(
+    ck: &Check,
+    raw: &RawEntity,
+    joint: &JointDef,
+    bodies: &[BodyDef],
+) -> Result<(), SimError> {
+    let name = &joint.joint.name;
+    if joint.joint.kind == JointKind::Fixed {
+        return Err(ck.err(
+            raw,
+            "JointGoal.joint",
+            format!(
+                "\"{name}\" is a fixed joint, which has no coordinate to reach a target; name a revolute or \
+                 prismatic joint"
+            ),
+        ));
+    }
+    let moves = |b: usize| bodies[b].body.kind == BodyKind::Dynamic;
+    if !moves(joint.parent) && !moves(joint.child) {
+        return Err(ck.err(
+            raw,
+            "JointGoal.joint",
+            format!(
+                "\"{name}\" joins \"{}\" and \"{}\", neither of them `Dynamic`, so its coordinate never changes \
+                 and the goal would hold from the first step or never",
+                joint.joint.parent, joint.joint.child
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a target (`field`'s value `at`) no coordinate of the joint comes within the goal's tolerance of: beyond
+/// the joint's limits by more than the tolerance, or, on a revolute joint, beyond ±π (its coordinate wraps there).
+fn check_reachable(
+    ck: &Check,
+    raw: &RawEntity,
+    field: &str,
+    goal: &JointGoal,
+    joint: &JointDef,
+    at: f32,
+) -> Result<(), SimError> {
+    let pi = std::f32::consts::PI;
+    if matches!(joint.joint.kind, JointKind::Revolute { .. }) && at.abs() > pi {
+        return Err(ck.err(
+            raw,
+            field,
+            format!(
+                "{at} rad is beyond ±π: a revolute joint's coordinate is read in (-π, π] (0 at the authored pose), \
+                 so write the same angle within it ({} rad)",
+                wrapped(at)
+            ),
+        ));
+    }
+    if let Some(limits) = joint.joint.limits
+        && (at < limits.min - goal.tolerance || at > limits.max + goal.tolerance)
+    {
+        return Err(ck.err(
+            raw,
+            field,
+            format!(
+                "{at} is beyond joint \"{}\"'s limits [{}, {}] by more than the goal's tolerance {}, so the \
+                 joint never comes within it; give a target within the limits",
+                joint.joint.name, limits.min, limits.max, goal.tolerance
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An angle in radians wrapped to (-π, π], to two decimals.
+fn wrapped(angle: f32) -> String {
+    let tau = std::f32::consts::TAU;
+    let mut a = angle.rem_euclid(tau);
+    if a > std::f32::consts::PI {
+        a -= tau;
+    }
+    format!("{a:.2}")
 }
 
 /// Refuses a goal whose frame `f` is on a body the robot cannot move: such a goal holds from the first step or

@@ -28,6 +28,10 @@ pub(super) fn build_joints(
         if let Some(limits) = &joint.limits {
             check_limits(ck, raw, limits)?;
         }
+        if let Some(spring) = &joint.spring {
+            check_spring(ck, raw, joint, spring, entities)?;
+            check_spring_moves(ck, raw, bodies, (parent, child))?;
+        }
         let (frame1, frame2) = body_frames(joint.anchor, axis, bodies, (parent, child));
         joints.push(JointDef {
             joint: joint.clone(),
@@ -292,6 +296,115 @@ fn check_limits(ck: &Check, raw: &RawEntity, limits: &Range) -> Result<(), SimEr
             format!(
                 "[{}, {}] excludes 0, the joint's coordinate at the bodies' authored poses: the joint would snap into its limits at the first step; place the bodies within the limits or widen them",
                 limits.min, limits.max
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A joint's spring: on a revolute or prismatic joint no actuator drives, with finite gains of 0 or more, not both 0,
+/// and a rest the joint can reach (within its limits, and within half a turn on a revolute joint).
+fn check_spring(
+    ck: &Check,
+    raw: &RawEntity,
+    joint: &Joint,
+    spring: &JointSpring,
+    entities: &[RawEntity],
+) -> Result<(), SimError> {
+    if joint.kind == JointKind::Fixed {
+        return Err(ck.err(
+            raw,
+            "Joint.spring",
+            "a Fixed joint does not move, so a spring on it would do nothing; remove the spring, or make the \
+             joint Revolute or Prismatic"
+                .into(),
+        ));
+    }
+    ck.non_negative(raw, "Joint.spring.stiffness", spring.stiffness)?;
+    ck.non_negative(raw, "Joint.spring.damping", spring.damping)?;
+    if spring.stiffness == 0.0 && spring.damping == 0.0 {
+        return Err(ck.err(
+            raw,
+            "Joint.spring",
+            "stiffness and damping are both 0: the spring would do nothing; give it a stiffness (to pull the \
+             joint toward `rest`), a damping (to slow it), or both, or remove it"
+                .into(),
+        ));
+    }
+    check_rest(ck, raw, joint, spring.rest)?;
+    // The spring is the joint's motor, which an actuator's commands would overwrite at every step.
+    let driver = entities
+        .iter()
+        .filter_map(|e| e.actions.as_ref())
+        .flat_map(|space| &space.actuators)
+        .find(|a| a.joints.contains(&joint.name));
+    if let Some(a) = driver {
+        return Err(ck.err(
+            raw,
+            "Joint.spring",
+            format!(
+                "joint \"{}\" is driven by actuator \"{}\", and a joint's motor is its actuator's: the actuator \
+                 would override the spring; remove the spring, or take the joint out of the actuator",
+                joint.name, a.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A spring's joint joins a Dynamic body, which it can move: between fixed or kinematic bodies it would do nothing.
+fn check_spring_moves(
+    ck: &Check,
+    raw: &RawEntity,
+    bodies: &[BodyDef],
+    (parent, child): (usize, usize),
+) -> Result<(), SimError> {
+    let (parent, child) = (&bodies[parent].body, &bodies[child].body);
+    if parent.kind != BodyKind::Dynamic && child.kind != BodyKind::Dynamic {
+        return Err(ck.err(
+            raw,
+            "Joint.spring",
+            format!(
+                "the joint joins \"{}\" ({:?}) and \"{}\" ({:?}): neither is Dynamic, so its spring could move \
+                 nothing; remove the spring, or make one of them Dynamic",
+                parent.name, parent.kind, child.name, child.kind
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A spring's rest: finite, within the joint's limits where it has them, and within half a turn on a revolute
+/// joint, whose angle wraps at ±π (it never reads a rest past that, so the spring could not settle the joint there).
+fn check_rest(ck: &Check, raw: &RawEntity, joint: &Joint, rest: f32) -> Result<(), SimError> {
+    const FIELD: &str = "Joint.spring.rest";
+    if !rest.is_finite() {
+        return Err(ck.err(raw, FIELD, format!("must be finite, got {rest}")));
+    }
+    ck.within(raw, FIELD, rest)?;
+    // A hair of slack for a rounded pi (3.1416).
+    let half_turn = std::f32::consts::PI + 1e-3;
+    if matches!(joint.kind, JointKind::Revolute { .. }) && rest.abs() > half_turn {
+        return Err(ck.err(
+            raw,
+            FIELD,
+            format!(
+                "{rest} rad is past half a turn (3.1416 rad): a revolute joint's angle wraps at ±π, so it never \
+                 reads such a rest, and the spring could not settle the joint there (angles are in radians: \
+                 degrees written?); bring it within [-3.1416, 3.1416]"
+            ),
+        ));
+    }
+    if let Some(l) = joint.limits
+        && !(l.min..=l.max).contains(&rest)
+    {
+        return Err(ck.err(
+            raw,
+            FIELD,
+            format!(
+                "{rest} is outside the joint's limits [{}, {}]: the spring would press the joint against a limit \
+                 for ever; bring the rest within the limits",
+                l.min, l.max
             ),
         ));
     }

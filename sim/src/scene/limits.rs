@@ -107,6 +107,7 @@ pub(super) fn check_counts(entities: &[RawEntity], source: &str) -> Result<(), S
         ("Joint", count(|e| e.joint.is_some())),
         ("Site", count(|e| e.site.is_some())),
         ("Goal", count(|e| e.goal.is_some())),
+        ("JointGoal", count(|e| e.joint_goal.is_some())),
     ] {
         if n > MAX_OF_EACH_KIND {
             return Err(ck.scene_err(

@@ -55,6 +55,8 @@ pub struct BodyDef {
     pub randomize: Option<RandomizePose>,
     /// Its keep-away list resolved: (earlier body index, distance).
     pub keep_away: Vec<(usize, f32)>,
+    /// Its authored motion (a `Kinematic` body's only), if any: about the start each episode draws.
+    pub motion: Option<KinematicMotion>,
 }
 
 /// A joint with its bodies resolved and its frames (x axis = joint axis) in each body's frame.
@@ -70,6 +72,31 @@ pub struct JointDef {
     pub frame1: Pose,
     /// Joint frame in the child's frame.
     pub frame2: Pose,
+}
+
+impl JointDef {
+    /// Where the child body is when the joint's coordinate is `coordinate` (as [`EnvPhysics::joint_position`]
+    /// reads it) and the parent is at `parent`: the inverse of that reading.
+    ///
+    /// [`EnvPhysics::joint_position`]: crate::physics::EnvPhysics::joint_position
+    pub fn child_pose_at(&self, parent: Pose, coordinate: f32) -> Pose {
+        parent * self.frame1 * self.motion(coordinate) * self.frame2.inverse()
+    }
+
+    /// Where the parent body is when the joint's coordinate is `coordinate` and the child is at `child`.
+    pub fn parent_pose_at(&self, child: Pose, coordinate: f32) -> Pose {
+        child * self.frame2 * self.motion(coordinate).inverse() * self.frame1.inverse()
+    }
+
+    /// The child's joint frame in the parent's at `coordinate`.
+    fn motion(&self, coordinate: f32) -> Pose {
+        // The joint frames' x axis is the joint's axis.
+        match self.joint.kind {
+            JointKind::Prismatic { .. } => Pose::from_translation(Vec3::X * coordinate),
+            JointKind::Revolute { .. } => Pose::from_rotation(Quat::from_rotation_x(coordinate)),
+            JointKind::Fixed => Pose::IDENTITY,
+        }
+    }
 }
 
 /// An action dimension with its joints resolved.
@@ -102,6 +129,8 @@ pub enum SensorDef {
     RelativePosition(FrameRef, FrameRef),
     /// Goal target (3).
     GoalPosition(usize),
+    /// Joint goal target (1).
+    JointGoalTarget(usize),
     /// Actuator joints' normalised coordinate (1).
     JointFraction(usize),
 }
@@ -119,6 +148,7 @@ impl SensorDef {
             SensorDef::YawSinCos(_) => 2,
             SensorDef::JointPosition(_)
             | SensorDef::JointVelocity(_)
+            | SensorDef::JointGoalTarget(_)
             | SensorDef::JointFraction(_) => 1,
         }
     }
@@ -142,10 +172,32 @@ pub struct GoalDef {
     pub frame: FrameRef,
     /// Reset randomisation of the target, with its keep-away list resolved.
     pub randomize: Option<(RandomizeTarget, Vec<(KeepAway, f32)>)>,
+    /// The frame the target rides on (`Goal.relative_to`), if any.
+    pub riding: Option<Riding>,
+}
+
+/// A target riding on a frame: where it is in the frame, and where in the world it can start.
+#[derive(Clone, Debug)]
+pub struct Riding {
+    /// The body or site the target moves with.
+    pub frame: FrameRef,
+    /// Per world axis, the range holding every place the target can start: each start the frame can be drawn at
+    /// (turned by its drawn yaw) with each target its ranges can draw in it.
+    pub span: [Range; 3],
 }
 
 impl GoalDef {
-    /// Per axis, the range the target is drawn from at each reset, `None` where it stays as authored.
+    /// Where a target drawn at `local` in the goal's frame (the world's, or the frame it rides on, at `pose` of
+    /// that frame's body) lies in the world.
+    pub fn world_target(&self, local: Vec3, pose: &Pose) -> Vec3 {
+        match &self.riding {
+            Some(r) => pose.transform_point(r.frame.offset + local),
+            None => local,
+        }
+    }
+
+    /// Per axis, the range the target is drawn from at each reset, `None` where it stays as authored; in the frame
+    /// it rides on, for a riding target.
     pub fn drawn_target(&self) -> [Option<Range>; 3] {
         self.randomize
             .as_ref()
@@ -153,11 +205,42 @@ impl GoalDef {
             .unwrap_or_default()
     }
 
-    /// Per axis, where the target can lie: its drawn range, or the authored coordinate where it is not drawn.
+    /// Per world axis, where the target can lie: its drawn range, or the authored coordinate where it is not drawn;
+    /// for a riding target, where it can start ([`Riding::span`]).
     pub fn target_span(&self) -> [Range; 3] {
+        if let Some(r) = &self.riding {
+            return r.span;
+        }
         let t = self.goal.target;
         let drawn = self.drawn_target();
         std::array::from_fn(|k| drawn[k].unwrap_or(Range::new(t[k], t[k])))
+    }
+}
+
+/// A joint goal with its joint resolved.
+#[derive(Clone, Debug)]
+pub struct JointGoalDef {
+    /// The goal as authored.
+    pub goal: JointGoal,
+    /// Index into [`TaskScene::joints`]: a revolute or prismatic joint.
+    pub joint: usize,
+}
+
+impl JointGoalDef {
+    /// Where the target can lie: its drawn range, or the authored target where it is not drawn.
+    pub fn target_span(&self) -> Range {
+        let t = self.goal.target;
+        self.goal.randomize.unwrap_or(Range::new(t, t))
+    }
+
+    /// How far joint coordinate `position` is from `target`: the plain difference along a prismatic joint, the
+    /// shorter way round for a revolute one (its coordinate wraps at ±π, so 3.1 and -3.1 are 0.08 apart).
+    pub fn miss(&self, scene: &TaskScene, position: f32, target: f32) -> f32 {
+        let d = (position - target).abs();
+        match scene.joints[self.joint].joint.kind {
+            JointKind::Revolute { .. } => d.min(std::f32::consts::TAU - d),
+            _ => d,
+        }
     }
 }
 
@@ -180,6 +263,8 @@ pub struct TaskScene {
     pub sensors: Vec<(Sensor, SensorDef)>,
     /// Goals in file order.
     pub goals: Vec<GoalDef>,
+    /// Joint goals in file order (after the goals in draw order, reward and success).
+    pub joint_goals: Vec<JointGoalDef>,
 }
 
 impl TaskScene {

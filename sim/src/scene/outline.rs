@@ -83,7 +83,7 @@ pub(super) struct Repeated {
 }
 
 /// The components whose `name` names an entity in errors, most telling first (as the loader's labels).
-const NAMING: [&str; 5] = ["TaskSettings", "Body", "Joint", "Site", "Goal"];
+const NAMING: [&str; 6] = ["TaskSettings", "Body", "Joint", "Site", "Goal", "JointGoal"];
 
 /// What a walk over the tokens found up to where it stopped.
 struct Walk {

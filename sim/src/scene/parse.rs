@@ -40,8 +40,10 @@ pub(super) struct RawEntity {
     pub(super) actions: Option<ActionSpace>,
     pub(super) observations: Option<ObservationSpace>,
     pub(super) goal: Option<Goal>,
+    pub(super) joint_goal: Option<JointGoal>,
     pub(super) randomize_pose: Option<RandomizePose>,
     pub(super) randomize_target: Option<RandomizeTarget>,
+    pub(super) kinematic_motion: Option<KinematicMotion>,
 }
 
 impl RawEntity {
@@ -54,6 +56,7 @@ impl RawEntity {
             .or(self.joint.as_ref().map(|j| &j.name))
             .or(self.site.as_ref().map(|s| &s.name))
             .or(self.goal.as_ref().map(|g| &g.name))
+            .or(self.joint_goal.as_ref().map(|g| &g.name))
             .or(self.settings.as_ref().map(|s| &s.name));
         match name {
             Some(name) => format!("entity {} (\"{name}\")", self.id),
@@ -71,6 +74,7 @@ fn reflected_label(id: u64, components: &[Box<dyn PartialReflect>]) -> String {
         TypeId::of::<Joint>(),
         TypeId::of::<Site>(),
         TypeId::of::<Goal>(),
+        TypeId::of::<JointGoal>(),
     ];
     let name_of = |wanted: TypeId| {
         components.iter().find_map(|c| {
@@ -257,7 +261,7 @@ fn raw_entity(
 type FillSlot = fn(&dyn PartialReflect, &mut RawEntity, &ComponentErrors) -> Result<(), SimError>;
 
 /// Each authoring component type, with how it fills its slot on a [`RawEntity`].
-fn component_slots() -> [(TypeId, FillSlot); 10] {
+fn component_slots() -> [(TypeId, FillSlot); 12] {
     [
         (TypeId::of::<TaskSettings>(), |c, raw, e| {
             typed(c, &mut raw.settings, e)
@@ -277,11 +281,17 @@ fn component_slots() -> [(TypeId, FillSlot); 10] {
             typed(c, &mut raw.observations, e)
         }),
         (TypeId::of::<Goal>(), |c, raw, e| typed(c, &mut raw.goal, e)),
+        (TypeId::of::<JointGoal>(), |c, raw, e| {
+            typed(c, &mut raw.joint_goal, e)
+        }),
         (TypeId::of::<RandomizePose>(), |c, raw, e| {
             typed(c, &mut raw.randomize_pose, e)
         }),
         (TypeId::of::<RandomizeTarget>(), |c, raw, e| {
             typed(c, &mut raw.randomize_target, e)
+        }),
+        (TypeId::of::<KinematicMotion>(), |c, raw, e| {
+            typed(c, &mut raw.kinematic_motion, e)
         }),
     ]
 }

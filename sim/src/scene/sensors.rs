@@ -3,7 +3,7 @@
 use super::build::{body_index, body_names, frame, joint_index};
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
-use super::{ActuatorDef, BodyDef, FrameRef, GoalDef, JointDef, SensorDef};
+use super::{ActuatorDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, SensorDef};
 use crate::authoring::*;
 use crate::error::SimError;
 
@@ -15,6 +15,7 @@ pub(super) struct Named<'a> {
     pub(super) joints: &'a [JointDef],
     pub(super) actuators: &'a [ActuatorDef],
     pub(super) goals: &'a [GoalDef],
+    pub(super) joint_goals: &'a [JointGoalDef],
 }
 
 /// The observation space's sensors in order, their names resolved.
@@ -64,6 +65,7 @@ impl SensorNames<'_> {
             Sensor::JointVelocity { joint: j } => SensorDef::JointVelocity(self.joint(j)?),
             Sensor::RelativePosition { from, to } => self.relative_position(from, to)?,
             Sensor::GoalPosition { goal } => SensorDef::GoalPosition(self.goal(goal)?),
+            Sensor::JointGoalTarget { goal } => SensorDef::JointGoalTarget(self.joint_goal(goal)?),
             Sensor::JointFraction { actuator } => self.joint_fraction(actuator)?,
         })
     }
@@ -139,15 +141,45 @@ impl SensorNames<'_> {
         })
     }
 
-    /// The index of goal `name`.
+    /// The index of goal `name`; a joint goal's name is refused as one, with the sensor that reads it.
     fn goal(&self, name: &str) -> Result<usize, SimError> {
         let goals = self.named.goals;
         goals
             .iter()
             .position(|g| g.goal.name == *name)
             .ok_or_else(|| {
+                if self.named.joint_goals.iter().any(|g| g.goal.name == *name) {
+                    return self.err(
+                        "goal",
+                        format!(
+                            "\"{name}\" is a `JointGoal`, whose target is one joint coordinate: read it with \
+                             `JointGoalTarget(goal: \"{name}\")`"
+                        ),
+                    );
+                }
                 let known = goals.iter().map(|g| g.goal.name.as_str());
                 self.err("goal", not_found("goal", name, known))
+            })
+    }
+
+    /// The index of joint goal `name`; a place goal's name is refused as one, with the sensor that reads it.
+    fn joint_goal(&self, name: &str) -> Result<usize, SimError> {
+        let joint_goals = self.named.joint_goals;
+        joint_goals
+            .iter()
+            .position(|g| g.goal.name == *name)
+            .ok_or_else(|| {
+                if self.named.goals.iter().any(|g| g.goal.name == *name) {
+                    return self.err(
+                        "goal",
+                        format!(
+                            "\"{name}\" is a `Goal`, whose target is a point: read it with \
+                             `GoalPosition(goal: \"{name}\")`"
+                        ),
+                    );
+                }
+                let known = joint_goals.iter().map(|g| g.goal.name.as_str());
+                self.err("goal", not_found("joint goal", name, known))
             })
     }
 

@@ -17,6 +17,7 @@ pub fn of_sensor(sensor: &Sensor) -> (String, &'static [&'static str]) {
         Sensor::JointVelocity { joint } => (format!("{joint}.velocity"), &[""]),
         Sensor::RelativePosition { from, to } => (format!("{to}-{from}"), &["x", "y", "z"]),
         Sensor::GoalPosition { goal } => (format!("{goal}.target"), &["x", "y", "z"]),
+        Sensor::JointGoalTarget { goal } => (format!("{goal}.target"), &[""]),
         Sensor::JointFraction { actuator } => (format!("{actuator}.fraction"), &[""]),
     }
 }
