@@ -2,6 +2,7 @@
 //! optionally try it: the scripted oracle and random actions for a few episodes each.
 
 use anyhow::Context;
+use qamlab_sim::authoring::JointKind;
 use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, TaskScene};
 use qamlab_tasks::walker::WalkerBody;
@@ -234,6 +235,28 @@ fn describe(
             );
         }
     }
+    let moving: Vec<_> = scene
+        .bodies
+        .iter()
+        .filter_map(|def| Some((&def.body.name, def.motion.as_ref()?)))
+        .collect();
+    if !moving.is_empty() {
+        out += "\nmoving (kinematic, from where each episode starts):";
+    }
+    for (name, motion) in moving {
+        let mut parts = Vec::new();
+        if let Some(s) = motion.spin {
+            parts.push(format!("spins at ({}, {}, {}) rad/s", s.x, s.y, s.z));
+        }
+        if let Some(s) = &motion.sway {
+            let a = s.amplitude;
+            parts.push(format!(
+                "sways ±({}, {}, {}) m every {} s (phase {})",
+                a.x, a.y, a.z, s.period, s.phase
+            ));
+        }
+        out += &format!("\n  {name}: {}", parts.join(", "));
+    }
     out += "\ngoals (success when every one holds):\n";
     for def in &scene.goals {
         let g = &def.goal;
@@ -241,6 +264,9 @@ fn describe(
             "  {}: {} within {} m of ({}, {}, {})",
             g.name, g.frame, g.tolerance, g.target.x, g.target.y, g.target.z
         );
+        if let Some(on) = &g.relative_to {
+            out += &format!(" in {on}'s frame, moving with it");
+        }
         if let Some((r, _)) = &def.randomize {
             for (axis, range) in [("x", r.x), ("y", r.y), ("z", r.z)] {
                 if let Some(range) = range {
@@ -250,6 +276,21 @@ fn describe(
             for (name, distance) in &r.min_distance_from {
                 out += &format!(", at least {distance} m from {name}");
             }
+        }
+        out += "\n";
+    }
+    for def in &scene.joint_goals {
+        let g = &def.goal;
+        let units = match scene.joints[def.joint].joint.kind {
+            JointKind::Prismatic { .. } => "m",
+            _ => "rad",
+        };
+        out += &format!(
+            "  {}: joint {} within {} {units} of {}",
+            g.name, g.joint, g.tolerance, g.target
+        );
+        if let Some(range) = g.randomize {
+            out += &format!(", drawn from [{}, {}]", range.min, range.max);
         }
         out += "\n";
     }

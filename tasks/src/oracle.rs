@@ -2,7 +2,7 @@
 //! [`Oracle`], which picks the script a task's robot takes: [`CubeOracle`] (the gantry's pick-and-place) or
 //! [`WalkerOracle`] (a legged robot's gait, steered through the scene's maze).
 
-use qamlab_sim::authoring::{Control, Range};
+use qamlab_sim::authoring::Control;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -55,11 +55,7 @@ impl OracleConfig {
     pub fn play_region_of(scene: &TaskScene) -> [f32; 4] {
         let mut region: Option<[f32; 4]> = None;
         for def in &scene.goals {
-            let target = def.goal.target;
-            let randomized = def.randomize.as_ref().map(|(r, _)| (r.x, r.y));
-            let (x, y) = randomized.unwrap_or((None, None));
-            let x = x.unwrap_or(Range::new(target.x, target.x));
-            let y = y.unwrap_or(Range::new(target.y, target.y));
+            let [x, y, _] = def.target_span();
             region = Some(match region {
                 None => [x.min, x.max, y.min, y.max],
                 Some([x0, x1, y0, y1]) => {
@@ -123,6 +119,22 @@ impl Oracle {
         config: OracleConfig,
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
+        // Neither script moves a joint to a target: data it collected would never show a joint goal met.
+        if !scene.joint_goals.is_empty() {
+            let names: Vec<String> = scene
+                .joint_goals
+                .iter()
+                .map(|g| format!("\"{}\"", g.goal.name))
+                .collect();
+            return Err(TaskError::NoOracle {
+                task: spec.task.clone(),
+                missing: format!(
+                    "a scene without `JointGoal`s: its scripts place cubes and walk to places, and drive no joint \
+                     to a target (this scene's joint goals: {})",
+                    names.join(", ")
+                ),
+            });
+        }
         // A layout the gantry cannot do is said before anything the script lacks (its actions' scales, say).
         let reach = (spec.action_names == GANTRY_ACTIONS).then(|| crate::cube::check_reach(scene));
         if let Some(Err(ReachFault::Task(needs))) = reach {

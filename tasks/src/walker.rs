@@ -12,7 +12,7 @@
 use std::f32::consts::PI;
 
 use bevy::math::{Quat, Vec2, Vec3};
-use qamlab_sim::authoring::{BodyKind, Control, JointKind};
+use qamlab_sim::authoring::{BodyKind, Control, JointKind, Range};
 use qamlab_sim::scene::{GoalDef, JointDef};
 use qamlab_sim::spec::columns;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
@@ -496,18 +496,18 @@ enum WayFault {
     TooFar(Vec2, f32),
 }
 
-/// The targets a goal can draw that the way checks try: the corners and the centre of its target's ranges.
+/// The targets a goal can draw that the way checks try: the corners and the centre of where its target can lie
+/// (its ranges; for a riding target, where it can start).
 fn targets(goal: &GoalDef) -> Vec<Vec2> {
-    let t = goal.goal.target;
-    let (mut xs, mut ys) = (vec![t.x], vec![t.y]);
-    if let Some((r, _)) = &goal.randomize {
-        if let Some(x) = r.x {
-            xs = x.ends_and_middle().to_vec();
+    let along = |r: Range| {
+        if r.max > r.min {
+            r.ends_and_middle().to_vec()
+        } else {
+            vec![r.min]
         }
-        if let Some(y) = r.y {
-            ys = y.ends_and_middle().to_vec();
-        }
-    }
+    };
+    let [x, y, _] = goal.target_span();
+    let (xs, ys) = (along(x), along(y));
     xs.iter()
         .flat_map(|&x| ys.iter().map(move |&y| Vec2::new(x, y)))
         .collect()

@@ -146,7 +146,12 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
     for (g, def) in scene.goals.iter().enumerate() {
         let b = def.frame.body;
         let body = &scene.bodies[b].body;
-        let Some(collider) = &scene.bodies[b].collider else {
+        // A riding target moves with its frame, which may carry it clear of (or into) what is fixed.
+        let Some(collider) = scene.bodies[b]
+            .collider
+            .as_ref()
+            .filter(|_| def.riding.is_none())
+        else {
             continue;
         };
         let frame = body.translation + body.rotation * def.frame.offset;
@@ -521,9 +526,9 @@ fn far_joint_anchor_warnings(scene: &TaskScene) -> Vec<String> {
 fn unobserved_random_goal_warnings(scene: &TaskScene) -> Vec<String> {
     unobserved_random_goals(scene)
         .into_iter()
-        .map(|goal| {
+        .map(|(goal, sensor)| {
             format!(
-                "goal \"{goal}\"'s target is drawn anew at each reset, but no `GoalPosition(goal: \"{goal}\")` sensor \
+                "goal \"{goal}\"'s target is drawn anew at each reset, but no `{sensor}(goal: \"{goal}\")` sensor \
                  observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
             )
         })
@@ -1205,7 +1210,8 @@ fn goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     let mut out = Vec::new();
     for (i, a) in scene.goals.iter().enumerate() {
         for b in &scene.goals[i + 1..] {
-            if a.frame.body != b.frame.body {
+            // Riding targets move apart and together with their frames.
+            if a.frame.body != b.frame.body || a.riding.is_some() || b.riding.is_some() {
                 continue;
             }
             let (sa, sb) = (span(a), span(b));
@@ -1299,9 +1305,10 @@ fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
 /// few centimetres of what it joins.
 const FAR_ANCHOR: f32 = 0.25;
 
-/// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes.
-fn unobserved_random_goals(scene: &TaskScene) -> Vec<&str> {
-    scene
+/// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes, and joint
+/// goals likewise unobserved by `JointGoalTarget`: each with the sensor it lacks.
+fn unobserved_random_goals(scene: &TaskScene) -> Vec<(&str, &'static str)> {
+    let places = scene
         .goals
         .iter()
         .enumerate()
@@ -1319,8 +1326,20 @@ fn unobserved_random_goals(scene: &TaskScene) -> Vec<&str> {
                 .iter()
                 .any(|(_, def)| matches!(def, SensorDef::GoalPosition(k) if *k == g))
         })
-        .map(|(_, def)| def.goal.name.as_str())
-        .collect()
+        .map(|(_, def)| (def.goal.name.as_str(), "GoalPosition"));
+    let joints = scene
+        .joint_goals
+        .iter()
+        .enumerate()
+        .filter(|(_, def)| def.goal.randomize.is_some_and(|r| r.max > r.min))
+        .filter(|&(g, _)| {
+            !scene
+                .sensors
+                .iter()
+                .any(|(_, def)| matches!(def, SensorDef::JointGoalTarget(k) if *k == g))
+        })
+        .map(|(_, def)| (def.goal.name.as_str(), "JointGoalTarget"));
+    places.chain(joints).collect()
 }
 
 #[cfg(test)]
@@ -2118,7 +2137,10 @@ mod tests {
         let unobserved = text.replacen("GoalPosition(goal: \"cube_goal\"),", "", 1);
         assert_ne!(unobserved, text);
         let scene = TaskScene::from_ron(&unobserved, "unobserved").unwrap();
-        assert_eq!(unobserved_random_goals(&scene), ["cube_goal"]);
+        assert_eq!(
+            unobserved_random_goals(&scene),
+            [("cube_goal", "GoalPosition")]
+        );
         let warnings = scene_warnings(&scene);
         assert!(
             warnings.len() == 1
