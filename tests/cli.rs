@@ -1753,3 +1753,33 @@ fn a_folder_named_like_a_shipped_config_does_not_hide_it() {
         common::run_ok(common::qamlab().args(["train", "--print-config", "--config", "cpu-small"]));
     assert_eq!(here.stdout, shipped.stdout);
 }
+
+#[test]
+fn task_lists_a_joint_goal_and_collect_refuses_its_scene() {
+    let door = common::checkout_dir().join("assets/tasks/examples/door.scn.ron");
+    let door = door.to_str().unwrap();
+    let stdout = succeeded(qamlab(&["task", door, "--episodes", "0"]));
+    assert!(
+        stdout.contains("open.target [5..6]")
+            && stdout
+                .contains("  open: joint hinge within 0.1 rad of 0.8, drawn from [0.5, 1.2]\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("oracle: none"), "{stdout}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("door.npz");
+    let err = stderr_of(&[
+        "collect",
+        "--task",
+        door,
+        "--episodes",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("a scene without `JointGoal`s") && err.contains("--offline-steps 0"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

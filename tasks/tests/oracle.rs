@@ -536,3 +536,52 @@ fn play_waits_for_a_cube_authored_in_the_air_too() {
     assert!(placements >= 6 * n as u32, "only {placements} placements");
     assert!(waited, "the script should wait while the cube falls");
 }
+
+#[test]
+fn no_oracle_drives_a_scene_with_a_joint_goal() {
+    // cube-single with one more goal: the gantry's x slide at 0.2 m. Its script would place the cube and never
+    // know of the slide's goal, so its data would never show the task solved.
+    let text = cube_single_text().replacen(
+        "  entities: {",
+        r#"  entities: {
+    900: (components: {"qamlab_sim::authoring::JointGoal": (name: "slid", joint: "x", target: 0.2, tolerance: 0.02)}),"#,
+        1,
+    );
+    let scene = TaskScene::from_ron(&text, "cube-and-slide").unwrap();
+    let spec = EnvSpec::new(&scene, 100);
+    let Err(e) = Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
+        panic!("an oracle for a scene with a joint goal");
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains("no scripted oracle")
+            && message.contains("a scene without `JointGoal`s")
+            && message.contains("\"slid\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn oracle_puts_the_cube_on_a_plate_drawn_anywhere() {
+    // cube-on-plate's target rides on a plate drawn at each reset: the script reads it from the observation, so it
+    // places the cube there as on cube-single, with and without noise.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/tasks/examples/cube-on-plate.scn.ron"
+    );
+    let scene = load_task(path).unwrap().scene;
+    assert!(scene.goals[0].riding.is_some());
+    for (noise, floor) in [(0.0, 100), (0.1, 90)] {
+        let config = OracleConfig {
+            noise,
+            ..OracleConfig::default()
+        };
+        let results = run_scene(&scene, 16, config, 40);
+        let solved = results.iter().filter(|r| r.0).count();
+        assert!(
+            solved * 100 >= results.len() * floor,
+            "noise {noise}: solved only {solved} of {}",
+            results.len()
+        );
+    }
+}
