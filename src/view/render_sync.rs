@@ -111,6 +111,20 @@ pub struct GoalVisual {
     pub pending: Handle<StandardMaterial>,
 }
 
+/// A translucent copy of joint goal `goal`'s moving body in env `env`, where the body is when the joint's
+/// coordinate is at this episode's target (the door at its goal angle, the drawer pulled out).
+#[derive(Component, Debug)]
+pub struct JointGoalVisual {
+    /// Env index.
+    pub env: usize,
+    /// Index into the scene's joint goals.
+    pub goal: usize,
+    /// Mesh pose in the body frame, a little enlarged (see [`GOAL_COPY_SCALE`]).
+    pub local: Transform,
+    /// Material while the goal does not hold.
+    pub pending: Handle<StandardMaterial>,
+}
+
 /// The material of a met goal, shared by every marker.
 #[derive(Resource, Debug)]
 struct GoalMetMaterial(Handle<StandardMaterial>);
@@ -135,6 +149,7 @@ impl Plugin for RenderSyncPlugin {
                     sync_bodies,
                     sync_rods,
                     sync_goals,
+                    sync_joint_goals,
                 )
                     .chain()
                     .after(SteppingSet::Step),
@@ -233,6 +248,8 @@ struct BodyLooks {
     goal_materials: Vec<Handle<StandardMaterial>>,
     /// Per goal drawn as a sphere of its tolerance ([`GoalMarker::Sphere`]), that sphere.
     goal_spheres: Vec<Option<Handle<Mesh>>>,
+    /// Per joint goal: the translucent material of its body's copy.
+    joint_goal_materials: Vec<Handle<StandardMaterial>>,
     /// The legs drawn under a table (unit cube mesh, its material, and each leg's place and size).
     legs: (Handle<Mesh>, Handle<StandardMaterial>, Vec<Transform>),
 }
@@ -243,15 +260,13 @@ impl BodyLooks {
         meshes: &mut Assets<Mesh>,
         materials: &mut Assets<StandardMaterial>,
     ) -> Self {
-        let jointed: Vec<bool> = (0..scene.bodies.len())
-            .map(|b| scene.joints.iter().any(|j| j.child == b))
-            .collect();
+        let robot = robot_links(scene);
         let mut objects = 0;
         let mut colors = Vec::with_capacity(scene.bodies.len());
         for (b, def) in scene.bodies.iter().enumerate() {
             let color = if def.body.kind == BodyKind::Fixed {
                 TABLE_COLOR
-            } else if jointed[b] {
+            } else if robot[b] {
                 ROBOT_COLOR
             } else {
                 objects += 1;
@@ -288,6 +303,14 @@ impl BodyLooks {
             .goals
             .iter()
             .map(|g| materials.add(translucent(colors[g.frame.body].with_alpha(0.35))))
+            .collect();
+        let joint_goal_materials = scene
+            .joint_goals
+            .iter()
+            .map(|g| {
+                let moved = joint_goal_body(scene, g.joint);
+                materials.add(translucent(colors[moved].with_alpha(0.35)))
+            })
             .collect();
         let goal_spheres = (0..scene.goals.len())
             .map(|g| match goal_marker(scene, g) {
@@ -331,9 +354,34 @@ impl BodyLooks {
             rod,
             goal_materials,
             goal_spheres,
+            joint_goal_materials,
             legs,
         }
     }
+}
+
+/// Per body, whether it is one of the robot's links: the child of a joint an actuator drives, or of a joint whose
+/// parent is such a link (a hand welded to an arm). A body hinged to the world by a joint nothing drives (a door, a
+/// drawer) is an object the robot works on, coloured as one.
+fn robot_links(scene: &TaskScene) -> Vec<bool> {
+    let mut robot = vec![false; scene.bodies.len()];
+    for a in &scene.actuators {
+        for &j in &a.joints {
+            robot[scene.joints[j].child] = true;
+        }
+    }
+    // Down the joint trees, whatever order the file lists their joints in.
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for j in &scene.joints {
+            if robot[j.parent] && !robot[j.child] {
+                robot[j.child] = true;
+                grew = true;
+            }
+        }
+    }
+    robot
 }
 
 fn translucent(color: Color) -> StandardMaterial {
@@ -421,6 +469,38 @@ fn spawn_env_visuals(
             bevy::light::NotShadowCaster,
             ChildOf(root),
         ));
+    }
+    for (goal, def) in scene.joint_goals.iter().enumerate() {
+        // A body without a collider has nothing to copy; its joint's reading is in the panel's observations.
+        let Some(BodyLook { mesh, local, .. }) = &looks.bodies[joint_goal_body(scene, def.joint)]
+        else {
+            continue;
+        };
+        let local = Transform::from_scale(Vec3::splat(GOAL_COPY_SCALE)) * *local;
+        let pending = looks.joint_goal_materials[goal].clone();
+        commands.spawn((
+            JointGoalVisual {
+                env,
+                goal,
+                local,
+                pending: pending.clone(),
+            },
+            Mesh3d(mesh.clone()),
+            MeshMaterial3d(pending),
+            local,
+            bevy::light::NotShadowCaster,
+            ChildOf(root),
+        ));
+    }
+}
+
+/// The body a joint goal's marker copies: the joint's child, unless only its parent moves.
+fn joint_goal_body(scene: &TaskScene, joint: usize) -> usize {
+    let j = &scene.joints[joint];
+    if scene.bodies[j.child].body.kind == BodyKind::Dynamic {
+        j.child
+    } else {
+        j.parent
     }
 }
 
@@ -553,6 +633,47 @@ fn sync_goals(
     }
 }
 
+/// Moves each joint goal's body copy to where the body is with its joint at this episode's target (about the
+/// other body's pose now) and colours the ones that hold.
+fn sync_joint_goals(
+    entities: Res<EnvEntities>,
+    envs: Query<(&EnvWorld, &EnvState)>,
+    task: Res<ViewTask>,
+    met: Res<GoalMetMaterial>,
+    mut markers: Query<(
+        &JointGoalVisual,
+        &mut Transform,
+        &mut MeshMaterial3d<StandardMaterial>,
+    )>,
+) {
+    let scene = &task.scene;
+    for (marker, mut transform, mut material) in &mut markers {
+        let Some((world, state)) = entities.0.get(marker.env).and_then(|&e| envs.get(e).ok())
+        else {
+            continue;
+        };
+        let (Some(def), Some(&target)) = (
+            scene.joint_goals.get(marker.goal),
+            state.joint_targets.get(marker.goal),
+        ) else {
+            continue;
+        };
+        let joint = &scene.joints[def.joint];
+        let pose = if joint_goal_body(scene, def.joint) == joint.child {
+            joint.child_pose_at(world.0.pose(joint.parent), target)
+        } else {
+            joint.parent_pose_at(world.0.pose(joint.child), target)
+        };
+        *transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation)
+            * marker.local;
+        let holds = qamlab_sim::env::joint_goal_holds(scene, &world.0, def, target);
+        let wanted = if holds { &met.0 } else { &marker.pending };
+        if material.0 != *wanted {
+            material.0 = wanted.clone();
+        }
+    }
+}
+
 /// A mesh for a collider shape, and the turn that aligns it with the shape's axis (Bevy's round shapes run along
 /// y, the scenes' along z).
 pub fn shape_mesh(shape: &Shape) -> (Mesh, Quat) {
@@ -655,6 +776,109 @@ mod tests {
         )
         .unwrap();
         assert_eq!(goal_marker(&pendulum, 0), GoalMarker::Sphere(0.1));
+    }
+
+    fn door() -> TaskScene {
+        TaskScene::from_file(crate::checkout_dir().join("assets/tasks/examples/door.scn.ron"))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_door_is_an_object_and_the_finger_pushing_it_a_robot_link() {
+        // In the built-ins every jointed body is moved by an actuator or hangs from one: the rule colours them as
+        // before.
+        for task in ["cube-single", "cube-double", "antmaze-umaze"] {
+            let scene = qamlab_tasks::load_task(task).unwrap().scene;
+            let jointed: Vec<bool> = (0..scene.bodies.len())
+                .map(|b| scene.joints.iter().any(|j| j.child == b))
+                .collect();
+            assert_eq!(robot_links(&scene), jointed, "{task}");
+        }
+        let scene = door();
+        let robot = robot_links(&scene);
+        let link = |name: &str| {
+            robot[scene
+                .bodies
+                .iter()
+                .position(|b| b.body.name == name)
+                .unwrap()]
+        };
+        assert!(!link("door"), "the door's hinge is driven by nothing");
+        assert!(link("carriage") && link("finger"));
+        assert!(!link("post") && !link("mount"));
+    }
+
+    #[test]
+    fn a_joint_goal_is_drawn_as_its_body_where_the_target_puts_it_and_turns_green_when_met() {
+        let scene = door();
+        let spec = qamlab_sim::EnvSpec::new(&scene, 200);
+        let mut state = EnvState::new(&scene, &spec, 0);
+        let physics = qamlab_sim::env::reset_env(&scene, &mut state);
+        let target = state.joint_targets[0];
+        assert!((0.5..=1.2).contains(&target), "{target}");
+        let hinge = &scene.joints[scene.joint_goals[0].joint];
+        let (door, post) = (hinge.child, hinge.parent);
+        // Where the door is with its hinge at `angle`, the post where the env has it.
+        let post_pose = physics.pose(post);
+        let door_at = |angle: f32| hinge.child_pose_at(post_pose, angle);
+
+        let mut app = App::new();
+        let mut materials = Assets::<StandardMaterial>::default();
+        let met = materials.add(translucent(GOAL_MET_COLOR));
+        let pending = materials.add(translucent(Color::WHITE));
+        let env = app.world_mut().spawn((EnvWorld(physics), state)).id();
+        app.insert_resource(EnvEntities(vec![env]))
+            .insert_resource(GoalMetMaterial(met.clone()))
+            .insert_resource(crate::view::ViewTask {
+                name: "door".into(),
+                scene: scene.clone(),
+                watch: None,
+            })
+            .add_systems(Update, sync_joint_goals);
+        let marker = app
+            .world_mut()
+            .spawn((
+                JointGoalVisual {
+                    env: 0,
+                    goal: 0,
+                    local: Transform::IDENTITY,
+                    pending: pending.clone(),
+                },
+                Transform::IDENTITY,
+                MeshMaterial3d(pending.clone()),
+            ))
+            .id();
+        app.update();
+        let drawn = *app.world().get::<Transform>(marker).unwrap();
+        let expected = door_at(target);
+        assert!(
+            drawn.translation.distance(expected.translation) < 1e-5,
+            "{drawn:?}"
+        );
+        assert!(drawn.rotation.angle_between(expected.rotation) < 1e-3);
+        assert_eq!(
+            app.world()
+                .get::<MeshMaterial3d<StandardMaterial>>(marker)
+                .unwrap()
+                .0,
+            pending
+        );
+
+        // The door put at its target: the goal holds, and its copy turns green.
+        let mut poses: Vec<_> = (0..scene.bodies.len())
+            .map(|b| app.world().get::<EnvWorld>(env).unwrap().0.pose(b))
+            .collect();
+        poses[door] = door_at(target + 0.05);
+        app.world_mut().get_mut::<EnvWorld>(env).unwrap().0 =
+            qamlab_sim::physics::EnvPhysics::build(&scene, &poses);
+        app.update();
+        assert_eq!(
+            app.world()
+                .get::<MeshMaterial3d<StandardMaterial>>(marker)
+                .unwrap()
+                .0,
+            met
+        );
     }
 
     #[test]
