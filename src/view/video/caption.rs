@@ -90,9 +90,36 @@ fn register_font() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `side` fits on the line beside `main` in a picture of `width` x `height` pixels. A video asks once,
-/// for its widest caption, so that the side field is on every frame or none.
-pub(super) fn side_fits(width: u32, height: u32, main: &str, side: &str) -> anyhow::Result<bool> {
+/// The side field, "task · agent", that fits on the line beside `main` in a picture of `width` x `height` pixels:
+/// whole, or with the task's name cut short ("a-long-ta… · qam"), keeping at least its first few characters; none
+/// where even those do not fit. A video asks once, for its widest caption, so that the side field is on every
+/// frame or none.
+pub(super) fn side_that_fits(
+    width: u32,
+    height: u32,
+    main: &str,
+    task: &str,
+    agent: &str,
+) -> anyhow::Result<Option<String>> {
+    /// The fewest characters of the task's name worth showing.
+    const SHORTEST: usize = 4;
+    let whole = format!("{task} · {agent}");
+    if side_fits(width, height, main, &whole)? {
+        return Ok(Some(whole));
+    }
+    let chars: Vec<char> = task.chars().collect();
+    for keep in (SHORTEST..chars.len()).rev() {
+        let cut: String = chars[..keep].iter().collect();
+        let side = format!("{}… · {agent}", cut.trim_end());
+        if side_fits(width, height, main, &side)? {
+            return Ok(Some(side));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `side` fits on the line beside `main` in a picture of `width` x `height` pixels.
+fn side_fits(width: u32, height: u32, main: &str, side: &str) -> anyhow::Result<bool> {
     register_font()?;
     let font = caption_font(height);
     let text_width = |text: &str| -> anyhow::Result<u32> {
@@ -251,6 +278,27 @@ mod tests {
         let long = "a task with a very long name indeed · qam";
         assert!(!side_fits(480, 360, &widest, long).unwrap());
         assert!(!side_fits(480, 360, &widest, "").unwrap());
+        // A long task name is cut short to fit, the agent kept whole; a frame too narrow for even its start has none.
+        let whole = side_that_fits(480, 360, &widest, "cube-single", "qam").unwrap();
+        assert_eq!(whole.as_deref(), Some("cube-single · qam"));
+        let cut = side_that_fits(
+            480,
+            360,
+            &widest,
+            "a task with a very long name indeed",
+            "qam",
+        )
+        .unwrap()
+        .expect("the start of the name fits");
+        assert!(
+            cut.starts_with("a task") && cut.ends_with("… · qam"),
+            "{cut}"
+        );
+        assert!(side_fits(480, 360, &widest, &cut).unwrap());
+        assert_eq!(
+            side_that_fits(200, 150, &widest, "cube-single", "qam").unwrap(),
+            None
+        );
         // A small frame still gets its caption, cut at its edge.
         let mut small = picture(10);
         draw_caption(&mut small, &caption(Moment::Running(3)).text(), None).unwrap();

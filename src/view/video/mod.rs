@@ -137,14 +137,14 @@ pub fn record(
     );
 
     // The caption's side field: "cube-single · qam".
-    let label = format!("{} · {}", task.name, agent.config().kind.as_str());
+    let (name, kind) = (task.name.as_str(), agent.config().kind.as_str());
     let mut app = offscreen_app(task, agent, options);
     wait_for_renderer(&mut app)?;
     let mut recorder = Recorder::new(options, spec.episode_length);
     while !recorder.finished()? {
         recorder.frame(&mut app)?;
     }
-    recorder.assemble_frames(&label)
+    recorder.assemble_frames(name, kind)
 }
 
 /// The window's envs, policy, render sync and camera, with no window: the camera renders into an image.
@@ -383,9 +383,9 @@ impl Recorder {
         }
     }
 
-    /// The kept frames in order, each captioned (`label` at its right: the task and agent), each episode's last
-    /// one bordered and held, and the episodes' outcomes.
-    fn assemble_frames(self, label: &str) -> anyhow::Result<Video> {
+    /// The kept frames in order, each captioned (`task` and `agent` at its right, where they fit), each episode's
+    /// last one bordered and held, and the episodes' outcomes.
+    fn assemble_frames(self, task: &str, agent: &str) -> anyhow::Result<Video> {
         let mut shots = std::mem::take(&mut *self.captured.lock().expect("never poisoned"));
         shots.sort_by_key(|(index, _)| *index);
         let meta = self.meta;
@@ -399,7 +399,7 @@ impl Recorder {
         let side = match shots.first() {
             Some((_, image)) => {
                 let (w, h) = image.dimensions();
-                caption::side_fits(w, h, &widest.text(), label)?.then_some(label)
+                caption::side_that_fits(w, h, &widest.text(), task, agent)?
             }
             None => None,
         };
@@ -424,7 +424,7 @@ impl Recorder {
                     episode_length: self.episode_length,
                     moment,
                 };
-                draw_caption(&mut image, &caption.text(), side)?;
+                draw_caption(&mut image, &caption.text(), side.as_deref())?;
                 let delay = match last_of {
                     Some(success) => {
                         draw_border(&mut image, success);
@@ -699,7 +699,7 @@ mod tests {
                 .push((index, scene.clone()));
         }
         recorder.successes = vec![true, false];
-        let video = recorder.assemble_frames("cube-single · qam").unwrap();
+        let video = recorder.assemble_frames("cube-single", "qam").unwrap();
         let delays: Vec<u16> = video.frames.iter().map(|f| f.delay).collect();
         assert_eq!(
             delays,
