@@ -75,7 +75,7 @@ pub enum BodyKind {
     /// Never moves (tables, bases).
     Fixed,
     /// Unaffected by forces, contacts and joints: it stays where it starts, or follows the motion a
-    /// [`KinematicMotion`] on its entity authors (a turntable, a moving platform), pushing and carrying what it
+    /// [`KinematicMotion`] on its entity authors (a rotating paddle, a moving platform), pushing and carrying what it
     /// touches.
     Kinematic,
 }
@@ -477,7 +477,8 @@ pub struct RandomizeTarget {
 #[derive(Component, Reflect, Clone, Debug, Default, PartialEq)]
 #[reflect(Component)]
 pub struct KinematicMotion {
-    /// Constant angular velocity (rad/s, world axes) about the body's origin: a turntable, a rotating obstacle.
+    /// Constant angular velocity (rad/s, world axes) about the body's origin: a rotating paddle or obstacle (what
+    /// rests on a spinning surface creeps outward).
     #[reflect(default)]
     pub spin: Option<Vec3>,
     /// Back-and-forth motion of the body's origin: a moving platform, a target that moves.

@@ -273,10 +273,36 @@ fn loading_refuses_joint_goals_that_cannot_be_reached_naming_the_field() {
         "JointGoal.target",
     );
     assert!(unwrapped.contains("(-2.28 rad)"), "{unwrapped}");
+    // Degrees for radians: the conversion, not the wrapped angle.
+    let degrees = refusal(
+        &scene_with(
+            r#"JointGoalTarget(goal: "open")"#,
+            "None",
+            &DOOR_GOAL.replace("target: 1.0", "target: 45.0"),
+        ),
+        "JointGoal.target",
+    );
+    assert!(
+        degrees.contains("degrees written? 45° is 0.785 rad"),
+        "{degrees}"
+    );
     refusal(
         &door(&DOOR_GOAL.replace("tolerance: 0.05", "tolerance: 0.0")),
         "JointGoal.tolerance",
     );
+    // Half a turn or more: a revolute goal that always holds (degrees written for radians).
+    let always = refusal(
+        &door(&DOOR_GOAL.replace("tolerance: 0.05", "tolerance: 5.0")),
+        "JointGoal.tolerance",
+    );
+    assert!(always.contains("always hold"), "{always}");
+    // Limits past π: -2.5 rad is read where the hinge stands at 3.78 rad, within [0, 4].
+    load(&scene_with(
+        r#"JointGoalTarget(goal: "open")"#,
+        "Some((min: 0.0, max: 4.0))",
+        &DOOR_GOAL.replace("target: 1.0", "target: -2.5"),
+    ))
+    .unwrap();
     refusal(
         &door(&DOOR_GOAL.replace("target: 1.0", "target: NaN")),
         "JointGoal.target",

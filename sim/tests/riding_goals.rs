@@ -182,6 +182,20 @@ fn a_target_riding_on_the_goals_own_body_is_refused() {
         message.contains("Goal.relative_to") && message.contains("keeps its distance"),
         "{message}"
     );
+    // Nor on a body welded to it: a tab fixed to the slider.
+    let tab = r#"7: (components: {
+      "qamlab_sim::authoring::Body": (name: "tab", kind: Dynamic, translation: (0.0, -0.1, 0.5), rotation: (0.0, 0.0, 0.0, 1.0), extra_mass: 0.1),
+      "qamlab_sim::authoring::Joint": (name: "weld", parent: "slider", child: "tab", kind: Fixed, anchor: (0.0, -0.1, 0.5))}),"#;
+    let welded = format!(
+        "{}\n{tab}",
+        MEET.replace("Some(\"carrier\")", "Some(\"tab\")")
+    );
+    let message = load(&scene("()", &welded)).unwrap_err().to_string();
+    assert!(
+        message.contains("Goal.relative_to")
+            && message.contains("welded by `Fixed` joints to \"slider\""),
+        "{message}"
+    );
     let typo = MEET.replace("Some(\"carrier\")", "Some(\"carier\")");
     let message = load(&scene("()", &typo)).unwrap_err().to_string();
     assert!(

@@ -28,7 +28,7 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
     let sites = build_sites(&ck, &entities, &bodies, &mut frames)?;
     let joints = build_joints(&ck, &entities, &bodies)?;
     let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
-    let goals = build_goals(&ck, &entities, &bodies, &frames)?;
+    let goals = build_goals(&ck, &entities, &bodies, &joints, &frames)?;
     let joint_goals = build_joint_goals(&ck, &entities, &bodies, &joints, &goals, &frames)?;
     check_some_goal(&ck, &goals, &joint_goals)?;
     let sensors = build_sensors(

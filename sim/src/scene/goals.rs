@@ -14,6 +14,7 @@ pub(super) fn build_goals(
     ck: &Check,
     entities: &[RawEntity],
     bodies: &[BodyDef],
+    joints: &[JointDef],
     frames: &[(String, FrameRef)],
 ) -> Result<Vec<GoalDef>, SimError> {
     let mut goals: Vec<GoalDef> = Vec::new();
@@ -47,7 +48,15 @@ pub(super) fn build_goals(
         check_goal_moves(ck, raw, goal, bodies, f)?;
         let riding = match &goal.relative_to {
             None => None,
-            Some(name) => Some(riding_frame(ck, raw, goal, bodies, frames, f, name)?),
+            Some(name) => Some(riding_frame(
+                ck,
+                raw,
+                goal,
+                (bodies, joints),
+                frames,
+                f,
+                name,
+            )?),
         };
         ck.finite3(raw, "Goal.target", goal.target)?;
         ck.positive(raw, "Goal.tolerance", goal.tolerance)?;
@@ -78,26 +87,37 @@ pub(super) fn build_goals(
 }
 
 /// The frame `name` a goal's target rides on (its span is filled in by [`fill_riding_spans`]); refused on the body
-/// of the goal's own frame, with which the target would move, never nearer nor farther.
+/// of the goal's own frame, or one welded to it by `Fixed` joints, with which the target would move, never nearer
+/// nor farther.
 fn riding_frame(
     ck: &Check,
     raw: &RawEntity,
     goal: &Goal,
-    bodies: &[BodyDef],
+    (bodies, joints): (&[BodyDef], &[JointDef]),
     frames: &[(String, FrameRef)],
     f: FrameRef,
     name: &str,
 ) -> Result<Riding, SimError> {
     let r = frame(ck, frames, raw, "Goal.relative_to", name)?;
-    if r.body == f.body {
+    if welded(joints, f.body).contains(&r.body) {
+        let on = &bodies[r.body].body.name;
+        let how = if r.body == f.body {
+            format!(
+                "\"{name}\" is on \"{on}\", the body of the goal's frame \"{}\"",
+                goal.frame
+            )
+        } else {
+            format!(
+                "\"{name}\" is on \"{on}\", welded by `Fixed` joints to \"{}\", the body of the goal's frame \"{}\"",
+                bodies[f.body].body.name, goal.frame
+            )
+        };
         return Err(ck.err(
             raw,
             "Goal.relative_to",
             format!(
-                "\"{name}\" is on \"{}\", the body of the goal's frame \"{}\": a target riding on it keeps its \
-                 distance from the frame, so the goal would hold from the first step or never; name another body \
-                 or site",
-                bodies[r.body].body.name, goal.frame
+                "{how}: a target riding on it keeps its distance from the frame, so the goal would hold from the \
+                 first step or never; name another body or site"
             ),
         ));
     }
@@ -105,6 +125,24 @@ fn riding_frame(
         frame: r,
         span: [Range::new(0.0, 0.0); 3],
     })
+}
+
+/// Body `b` and the bodies `Fixed` joints weld to it, directly or through others.
+fn welded(joints: &[JointDef], b: usize) -> Vec<usize> {
+    let mut group = vec![b];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for j in joints.iter().filter(|j| j.joint.kind == JointKind::Fixed) {
+            for (from, to) in [(j.parent, j.child), (j.child, j.parent)] {
+                if group.contains(&from) && !group.contains(&to) {
+                    group.push(to);
+                    grew = true;
+                }
+            }
+        }
+    }
+    group
 }
 
 /// Fills each riding target's [`Riding::span`]: its frame's body placed at every start it can be drawn at (its own
@@ -235,6 +273,18 @@ pub(super) fn build_joint_goals(
         ck.within(raw, "JointGoal.target", goal.target)?;
         ck.positive(raw, "JointGoal.tolerance", goal.tolerance)?;
         ck.within(raw, "JointGoal.tolerance", goal.tolerance)?;
+        let revolute = matches!(joints[joint].joint.kind, JointKind::Revolute { .. });
+        if revolute && goal.tolerance >= std::f32::consts::PI {
+            return Err(ck.err(
+                raw,
+                "JointGoal.tolerance",
+                format!(
+                    "{} rad is half a turn or more: a revolute joint is never farther than π from its target, so \
+                     the goal would always hold (angles are in radians: degrees written?)",
+                    goal.tolerance
+                ),
+            ));
+        }
         check_reachable(
             ck,
             raw,
@@ -303,18 +353,40 @@ fn check_reachable(
 ) -> Result<(), SimError> {
     let pi = std::f32::consts::PI;
     if matches!(joint.joint.kind, JointKind::Revolute { .. }) && at.abs() > pi {
+        // Past a whole turn, degrees were most likely meant; else the same angle within (-π, π].
+        let fix = if at.abs() > std::f32::consts::TAU {
+            format!(
+                "angles are in radians: degrees written? {at}° is {:.3} rad",
+                at.to_radians()
+            )
+        } else {
+            format!("write the same angle within it ({} rad)", wrapped(at))
+        };
+        let range = if field.ends_with("randomize") {
+            "; a range cannot cross ±π: keep it on one side, or author the body at another angle"
+        } else {
+            ""
+        };
         return Err(ck.err(
             raw,
             field,
             format!(
                 "{at} rad is beyond ±π: a revolute joint's coordinate is read in (-π, π] (0 at the authored pose), \
-                 so write the same angle within it ({} rad)",
-                wrapped(at)
+                 so {fix}{range}"
             ),
         ));
     }
+    let revolute = matches!(joint.joint.kind, JointKind::Revolute { .. });
+    // A revolute joint whose limits reach past ±π stands at an angle read as `at` also at `at` ± 2π.
+    let turns: &[f32] = if revolute {
+        &[0.0, std::f32::consts::TAU, -std::f32::consts::TAU]
+    } else {
+        &[0.0]
+    };
     if let Some(limits) = joint.joint.limits
-        && (at < limits.min - goal.tolerance || at > limits.max + goal.tolerance)
+        && !turns.iter().any(|turn| {
+            (limits.min - goal.tolerance..=limits.max + goal.tolerance).contains(&(at + turn))
+        })
     {
         return Err(ck.err(
             raw,

@@ -303,7 +303,7 @@ fn check_limits(ck: &Check, raw: &RawEntity, limits: &Range) -> Result<(), SimEr
 }
 
 /// A joint's spring: on a revolute or prismatic joint no actuator drives, with finite gains of 0 or more, not both 0,
-/// and a rest the joint can reach (within its limits, and within half a turn on a revolute joint).
+/// and a rest within half a turn on a revolute joint (beyond a limit is a preload).
 fn check_spring(
     ck: &Check,
     raw: &RawEntity,
@@ -374,8 +374,8 @@ fn check_spring_moves(
     Ok(())
 }
 
-/// A spring's rest: finite, within the joint's limits where it has them, and within half a turn on a revolute
-/// joint, whose angle wraps at ±π (it never reads a rest past that, so the spring could not settle the joint there).
+/// A spring's rest: finite, and within half a turn on a revolute joint, whose angle wraps at ±π (it never reads a
+/// rest past that, so the spring could not settle the joint there). It may lie beyond a limit: a preload.
 fn check_rest(ck: &Check, raw: &RawEntity, joint: &Joint, rest: f32) -> Result<(), SimError> {
     const FIELD: &str = "Joint.spring.rest";
     if !rest.is_finite() {
@@ -395,19 +395,7 @@ fn check_rest(ck: &Check, raw: &RawEntity, joint: &Joint, rest: f32) -> Result<(
             ),
         ));
     }
-    if let Some(l) = joint.limits
-        && !(l.min..=l.max).contains(&rest)
-    {
-        return Err(ck.err(
-            raw,
-            FIELD,
-            format!(
-                "{rest} is outside the joint's limits [{}, {}]: the spring would press the joint against a limit \
-                 for ever; bring the rest within the limits",
-                l.min, l.max
-            ),
-        ));
-    }
+    // A rest beyond a limit is a preload (a button's spring pressing it against its stop): allowed.
     Ok(())
 }
 
