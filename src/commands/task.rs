@@ -249,10 +249,18 @@ fn describe(
             parts.push(format!("spins at ({}, {}, {}) rad/s", s.x, s.y, s.z));
         }
         if let Some(s) = &motion.sway {
-            let a = s.amplitude;
+            // `amplitude * (sin(..) - sin(phase))` from the start: a stroke centred on the start only at phase 0.
+            let lift = s.phase.sin();
+            let (from, to) = (s.amplitude * (-1.0 - lift), s.amplitude * (1.0 - lift));
+            // To the tenth of a millimetre: sin(-π/2) in float32 leaves noise (-0.0000001).
+            let tidy = |x: f32| (x * 1e4).round() / 1e4 + 0.0;
+            let point =
+                |v: bevy::math::Vec3| format!("({}, {}, {})", tidy(v.x), tidy(v.y), tidy(v.z));
             parts.push(format!(
-                "sways ±({}, {}, {}) m every {} s (phase {})",
-                a.x, a.y, a.z, s.period, s.phase
+                "sways between {} and {} m from its start every {} s",
+                point(from),
+                point(to),
+                s.period
             ));
         }
         out += &format!("\n  {name}: {}", parts.join(", "));
@@ -285,13 +293,16 @@ fn describe(
             JointKind::Prismatic { .. } => "m",
             _ => "rad",
         };
-        out += &format!(
-            "  {}: joint {} within {} {units} of {}",
-            g.name, g.joint, g.tolerance, g.target
-        );
-        if let Some(range) = g.randomize {
-            out += &format!(", drawn from [{}, {}]", range.min, range.max);
-        }
+        out += &match g.randomize {
+            Some(range) => format!(
+                "  {}: joint {} within {} {units} of a target drawn from [{}, {}]",
+                g.name, g.joint, g.tolerance, range.min, range.max
+            ),
+            None => format!(
+                "  {}: joint {} within {} {units} of {}",
+                g.name, g.joint, g.tolerance, g.target
+            ),
+        };
         out += "\n";
     }
     let agents = qamlab_headless::chunks::check_agent_action_space(spec);

@@ -37,12 +37,15 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(drawn_support_warnings(scene));
     out.extend(far_joint_anchor_warnings(scene));
     out.extend(unobserved_random_goal_warnings(scene));
+    out.extend(unobserved_riding_goal_warnings(scene));
     out.extend(goals_that_cannot_both_hold(scene));
     out.extend(repeated_sensors(scene));
     out.extend(bodies_with_two_parent_joints(scene));
     out.extend(position_targets_out_of_reach(scene));
     out.extend(motors_out_of_tune(scene));
     out.extend(deltas_under_load(scene));
+    out.extend(springs_sagging(scene));
+    out.extend(motions_in_other_units(scene));
     out
 }
 
@@ -522,6 +525,21 @@ fn far_joint_anchor_warnings(scene: &TaskScene) -> Vec<String> {
         .collect()
 }
 
+/// Riding targets whose frame starts somewhere new at each reset, with neither the target nor the frame's body
+/// observed ([`unobserved_riding_goals`]).
+fn unobserved_riding_goal_warnings(scene: &TaskScene) -> Vec<String> {
+    unobserved_riding_goals(scene)
+        .into_iter()
+        .map(|(goal, body, how)| {
+            format!(
+                "goal \"{goal}\"'s target rides on \"{body}\", which {how}, but neither a \
+                 `GoalPosition(goal: \"{goal}\")` sensor nor a position of \"{body}\" is observed: an agent cannot tell \
+                 where to go; add one to the `ObservationSpace`"
+            )
+        })
+        .collect()
+}
+
 /// Goals drawn at random but never observed ([`unobserved_random_goals`]).
 fn unobserved_random_goal_warnings(scene: &TaskScene) -> Vec<String> {
     unobserved_random_goals(scene)
@@ -629,6 +647,107 @@ fn deltas_under_load(scene: &TaskScene) -> Vec<String> {
                 ));
             }
         }
+    }
+    out
+}
+
+/// A sway's amplitude past which millimetres (or centimetres) were more likely meant than metres: a lab scene spans
+/// a few metres.
+const LONGEST_SWAY: f32 = 10.0;
+
+/// `KinematicMotion`s written in units other than the scene's, by the look of them: a sway's phase past a whole turn
+/// (degrees for radians) or its amplitude past [`LONGEST_SWAY`] (millimetres for metres).
+fn motions_in_other_units(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
+    for def in &scene.bodies {
+        let Some(sway) = def.motion.as_ref().and_then(|m| m.sway.as_ref()) else {
+            continue;
+        };
+        let name = &def.body.name;
+        if sway.phase.abs() > std::f32::consts::TAU {
+            out.push(format!(
+                "\"{name}\"'s sway has phase {} rad, past a whole turn: the phase is in radians (degrees written? \
+                 {}° is {:.4} rad)",
+                num(sway.phase),
+                num(sway.phase),
+                sway.phase.to_radians()
+            ));
+        }
+        let reach = sway.amplitude.length();
+        if reach > LONGEST_SWAY {
+            out.push(format!(
+                "\"{name}\"'s sway has an amplitude of {} m, a stroke of {} m: lengths are in metres (millimetres \
+                 written? {} mm is {} m)",
+                num(reach),
+                num(2.0 * reach),
+                num(reach),
+                num(reach / 1000.0)
+            ));
+        }
+    }
+    out
+}
+
+/// How far gravity may hold a sprung slide from where its spring puts it before it is warned of (m).
+const SPRING_SAG: f32 = 1e-3;
+
+/// Prismatic joints on an unmoving parent whose spring gravity holds more than [`SPRING_SAG`] from where the spring
+/// alone puts the joint: the spring's gains are accelerations, so a slide with gravity `a` along its axis settles
+/// `a / stiffness` from its rest (400 holds a vertical button 2.45 cm down), then within its limits. A joint goal on
+/// it that holds there holds with nothing pushing.
+fn springs_sagging(scene: &TaskScene) -> Vec<String> {
+    let mut out = Vec::new();
+    for (j, joint) in scene.joints.iter().enumerate() {
+        let (Some(spring), JointKind::Prismatic { axis }) = (joint.joint.spring, joint.joint.kind)
+        else {
+            continue;
+        };
+        let (parent, child) = (
+            &scene.bodies[joint.parent].body,
+            &scene.bodies[joint.child].body,
+        );
+        if parent.kind == BodyKind::Dynamic
+            || child.kind != BodyKind::Dynamic
+            || spring.stiffness <= 0.0
+        {
+            continue;
+        }
+        let along = child.gravity_scale * scene.settings.gravity.dot(axis.normalize_or_zero());
+        let clamp = |x: f32| joint.joint.limits.map_or(x, |l| x.clamp(l.min, l.max));
+        let (rests, settles) = (
+            clamp(spring.rest),
+            clamp(spring.rest + along / spring.stiffness),
+        );
+        if (settles - rests).abs() <= SPRING_SAG {
+            continue;
+        }
+        let goals: Vec<String> = scene
+            .joint_goals
+            .iter()
+            .filter(|g| g.joint == j && (settles - g.goal.target).abs() <= g.goal.tolerance)
+            .map(|g| format!("\"{}\"", g.goal.name))
+            .collect();
+        let holds = match goals.len() {
+            0 => String::new(),
+            1 => format!(": joint goal {} holds there by itself", goals[0]),
+            _ => format!(
+                ": joint goals {} hold there by themselves",
+                goals.join(", ")
+            ),
+        };
+        out.push(format!(
+            "joint \"{}\"'s spring (stiffness {}) is held by gravity {} m from where it puts the joint: it settles at \
+             {} rather than {} (gravity along the axis / stiffness, then the limits){holds}; stiffen the spring past \
+             {} for under 1 mm, preload it (a rest beyond the limit it should press against), or give \"{}\" \
+             gravity_scale: 0.0",
+            joint.joint.name,
+            num(spring.stiffness),
+            mm(settles - rests).abs(),
+            mm(settles),
+            mm(rests),
+            num((along.abs() / SPRING_SAG).ceil()),
+            child.name
+        ));
     }
     out
 }
@@ -1200,21 +1319,40 @@ fn dynamic_masses(scene: &TaskScene) -> Vec<(usize, f32)> {
         .collect()
 }
 
+/// Where a riding target can lie in its frame's body's frame: its ranges (or its point) in the frame, moved by the
+/// frame's `offset` on that body.
+fn span_in_frame(def: &GoalDef, offset: Vec3) -> [Range; 3] {
+    let local = GoalDef {
+        riding: None,
+        ..def.clone()
+    }
+    .target_span();
+    std::array::from_fn(|k| Range::new(local[k].min + offset[k], local[k].max + offset[k]))
+}
+
 /// Pairs of goals on one body (the same frame, or two frames on it) whose targets lie farther apart than their
 /// tolerances together, plus the frames' distance: the frames are never within both at once, so the task never
 /// succeeds. A randomised target is judged by the box of its ranges, so only pairs apart wherever they are drawn.
 fn goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     // The box a goal's target is drawn from: a point where it is fixed.
     let span = GoalDef::target_span;
-    let drawn = |def: &GoalDef| span(def).iter().any(|r| r.max > r.min);
+    let drawn = |span: &[Range; 3]| span.iter().any(|r| r.max > r.min);
     let mut out = Vec::new();
     for (i, a) in scene.goals.iter().enumerate() {
         for b in &scene.goals[i + 1..] {
-            // Riding targets move apart and together with their frames.
-            if a.frame.body != b.frame.body || a.riding.is_some() || b.riding.is_some() {
+            if a.frame.body != b.frame.body {
                 continue;
             }
-            let (sa, sb) = (span(a), span(b));
+            // Two targets riding on one body keep their gap, judged in its frame; a riding target and another move
+            // apart and together.
+            let (sa, sb) = match (&a.riding, &b.riding) {
+                (None, None) => (span(a), span(b)),
+                (Some(ra), Some(rb)) if ra.frame.body == rb.frame.body => (
+                    span_in_frame(a, ra.frame.offset),
+                    span_in_frame(b, rb.frame.offset),
+                ),
+                _ => continue,
+            };
             let gap = Vec3::from_array(std::array::from_fn(|k| {
                 (sb[k].min - sa[k].max).max(sa[k].min - sb[k].max).max(0.0)
             }))
@@ -1224,7 +1362,7 @@ fn goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
             if gap <= ta + tb + frames + 1e-4 {
                 continue;
             }
-            let apart = if drawn(a) || drawn(b) {
+            let apart = if drawn(&sa) || drawn(&sb) {
                 "at least "
             } else {
                 ""
@@ -1304,6 +1442,49 @@ fn far_joint_anchors(scene: &TaskScene) -> Vec<(String, f32)> {
 /// How far outside both its bodies a joint's anchor may lie before it is warned of (m): a hinge sits on or within a
 /// few centimetres of what it joins.
 const FAR_ANCHOR: f32 = 0.25;
+
+/// Riding targets (not drawn in their frame: [`unobserved_random_goals`] has those) whose frame's body starts
+/// somewhere new at each reset or follows a `KinematicMotion`, observed by no `GoalPosition` and with no `Position`
+/// or `RelativePosition` of a frame on that body: each goal with that body's name and how it moves, in words.
+fn unobserved_riding_goals(scene: &TaskScene) -> Vec<(&str, &str, &'static str)> {
+    let observes_goal = |g: usize| {
+        scene
+            .sensors
+            .iter()
+            .any(|(_, def)| matches!(def, SensorDef::GoalPosition(k) if *k == g))
+    };
+    let observes_body = |b: usize| {
+        scene.sensors.iter().any(|(_, def)| match def {
+            SensorDef::Position(f) => f.body == b,
+            SensorDef::RelativePosition(from, to) => from.body == b || to.body == b,
+            _ => false,
+        })
+    };
+    scene
+        .goals
+        .iter()
+        .enumerate()
+        .filter_map(|(g, def)| {
+            let riding = def.riding.as_ref()?;
+            let body = riding.frame.body;
+            let how = if def.target_span().iter().any(|r| r.max > r.min) {
+                "starts somewhere new at each reset"
+            } else if scene.bodies[body].motion.is_some() {
+                "moves (its `KinematicMotion`)"
+            } else {
+                return None;
+            };
+            let drawn_in_frame = def.drawn_target().iter().flatten().any(|r| r.max > r.min);
+            (!drawn_in_frame && !observes_goal(g) && !observes_body(body)).then(|| {
+                (
+                    def.goal.name.as_str(),
+                    scene.bodies[body].body.name.as_str(),
+                    how,
+                )
+            })
+        })
+        .collect()
+}
 
 /// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes, and joint
 /// goals likewise unobserved by `JointGoalTarget`: each with the sensor it lacks.
@@ -2146,6 +2327,152 @@ mod tests {
             warnings.len() == 1
                 && warnings[0].starts_with("goal \"cube_goal\"'s target is drawn anew"),
             "{warnings:?}"
+        );
+    }
+
+    const CUBE_ON_PLATE: &str = include_str!("../../assets/tasks/examples/cube-on-plate.scn.ron");
+
+    #[test]
+    fn a_riding_target_whose_frame_starts_anywhere_unobserved_is_warned_of() {
+        assert_eq!(
+            scene_warnings(&TaskScene::from_ron(CUBE_ON_PLATE, "plate").unwrap()),
+            Vec::<String>::new()
+        );
+        let unobserved = CUBE_ON_PLATE.replacen("GoalPosition(goal: \"cube_goal\"),", "", 1);
+        let scene = TaskScene::from_ron(&unobserved, "unobserved").unwrap();
+        assert_eq!(
+            unobserved_riding_goals(&scene),
+            [("cube_goal", "plate", "starts somewhere new at each reset")]
+        );
+        let warnings = scene_warnings(&scene);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with("goal \"cube_goal\"'s target rides on \"plate\""),
+            "{warnings:?}"
+        );
+        // The plate observed instead: an agent can tell where its target is.
+        let plate = unobserved.replacen(
+            "Position(frame: \"cube\"),",
+            "Position(frame: \"cube\"), Position(frame: \"plate\"),",
+            1,
+        );
+        let scene = TaskScene::from_ron(&plate, "plate observed").unwrap();
+        assert_eq!(scene_warnings(&scene), Vec::<String>::new());
+    }
+
+    #[test]
+    fn two_targets_riding_on_one_body_too_far_apart_for_one_frame_are_found() {
+        // A second goal on the cube, riding on the plate 30 cm from the first: never both at once.
+        let second = r#"14: (components: {"qamlab_sim::authoring::Goal": (name: "far", frame: "cube", target: (0.3, 0.0, 0.025), tolerance: 0.04, relative_to: Some("plate"))}),
+    13: ("#;
+        let text = CUBE_ON_PLATE.replacen("    13: (", second, 1);
+        let warnings = scene_warnings(&TaskScene::from_ron(&text, "two").unwrap());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("goals \"far\" and \"cube_goal\" both need \"cube\" at their targets, which lie 0.3 m")),
+            "{warnings:?}"
+        );
+        // 6 cm apart: within both tolerances together.
+        let near = text.replacen("target: (0.3, 0.0, 0.025)", "target: (0.06, 0.0, 0.025)", 1);
+        let warnings = scene_warnings(&TaskScene::from_ron(&near, "near").unwrap());
+        assert!(
+            !warnings.iter().any(|w| w.contains("both need")),
+            "{warnings:?}"
+        );
+    }
+
+    /// A button: a cap on a slide pointing down (limits 0 to 2 cm) with spring SPRING, pressed by a finger on a slide
+    /// above it, and a joint goal GOAL on the cap's slide.
+    const BUTTON: &str = r#"(resources: {}, entities: {
+      1: (components: {
+        "qamlab_sim::authoring::TaskSettings": (name: "button", episode_length: 100, control_dt: 0.05, substeps: 5,
+          solver_iterations: 4, gravity: (0.0, 0.0, -9.81), reward: SuccessMinusOne),
+        "qamlab_sim::authoring::ActionSpace": (actuators: [(name: "push", joints: ["finger_z"],
+          control: PositionAbsolute(at_min: 0.0, at_max: 0.08), range: (min: -1.0, max: 1.0), stiffness: 400.0,
+          damping: 40.0, max_force: 50.0)]),
+        "qamlab_sim::authoring::ObservationSpace": (sensors: [JointPosition(joint: "press")]),
+      }),
+      2: (components: {"qamlab_sim::authoring::Body": (name: "base", kind: Fixed, translation: (0.0, 0.0, 0.0),
+        rotation: (0.0, 0.0, 0.0, 1.0))}),
+      3: (components: {
+        "qamlab_sim::authoring::Body": (name: "cap", kind: Dynamic, translation: (0.0, 0.0, 0.05),
+          rotation: (0.0, 0.0, 0.0, 1.0)),
+        "qamlab_sim::authoring::Collider": (shape: Cuboid(half_extents: (0.02, 0.02, 0.01)), density: 500.0,
+          friction: 0.5),
+        "qamlab_sim::authoring::Joint": (name: "press", parent: "base", child: "cap",
+          kind: Prismatic(axis: (0.0, 0.0, -1.0)), anchor: (0.0, 0.0, 0.05), limits: Some((min: 0.0, max: 0.02)),
+          spring: SPRING),
+      }),
+      4: (components: {
+        "qamlab_sim::authoring::Body": (name: "finger", kind: Dynamic, translation: (0.0, 0.0, 0.15),
+          rotation: (0.0, 0.0, 0.0, 1.0), gravity_scale: 0.0),
+        "qamlab_sim::authoring::Collider": (shape: Ball(radius: 0.01), density: 1000.0, friction: 0.5),
+        "qamlab_sim::authoring::Joint": (name: "finger_z", parent: "base", child: "finger",
+          kind: Prismatic(axis: (0.0, 0.0, -1.0)), anchor: (0.0, 0.0, 0.15), limits: Some((min: 0.0, max: 0.08))),
+      }),
+      5: (components: {"qamlab_sim::authoring::JointGoal": (name: "pressed", joint: "press", target: GOAL,
+        tolerance: 0.002)}),
+    })"#;
+
+    fn button_warnings(spring: &str, goal: &str) -> Vec<String> {
+        let text = BUTTON.replace("SPRING", spring).replace("GOAL", goal);
+        springs_sagging(&TaskScene::from_ron(&text, "button").unwrap())
+    }
+
+    #[test]
+    fn a_sprung_slide_gravity_holds_far_from_its_rest_is_warned_of() {
+        // 400: 9.81 / 400 = 2.45 cm, past the 2 cm stroke: the cap sits on its bottom stop, and a goal there holds.
+        let weak = button_warnings("Some((stiffness: 400.0, damping: 40.0))", "0.019");
+        assert_eq!(weak.len(), 1, "{weak:?}");
+        assert!(
+            weak[0].starts_with(
+                "joint \"press\"'s spring (stiffness 400) is held by gravity 0.02 m from where it puts the joint: it \
+                 settles at 0.02 rather than 0"
+            ) && weak[0].contains("joint goal \"pressed\" holds there by itself")
+                && weak[0].contains("past 9810"),
+            "{weak:?}"
+        );
+        // 2000: 4.9 mm, and the goal far from it.
+        let firm = button_warnings("Some((stiffness: 2000.0, damping: 90.0))", "0.019");
+        assert!(
+            firm.len() == 1 && !firm[0].contains("holds there"),
+            "{firm:?}"
+        );
+        // Stiff enough (under 1 mm), or preloaded against the top stop by more than gravity's pull: nothing.
+        assert!(button_warnings("Some((stiffness: 20000.0, damping: 300.0))", "0.019").is_empty());
+        assert!(
+            button_warnings(
+                "Some((stiffness: 2000.0, damping: 90.0, rest: -0.01))",
+                "0.019"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_sway_in_degrees_or_millimetres_is_warned_of() {
+        let sway = |motion: &str| {
+            let text = builtin_text("cube-single")
+                .replacen("name: \"table\", kind: Fixed", "name: \"table\", kind: Kinematic", 1)
+                .replacen(
+                    "\"qamlab_sim::authoring::Collider\"",
+                    &format!("\"qamlab_sim::authoring::KinematicMotion\": (sway: Some({motion})), \"qamlab_sim::authoring::Collider\""),
+                    1,
+                );
+            motions_in_other_units(&TaskScene::from_ron(&text, "swaying").unwrap())
+        };
+        assert!(sway("(amplitude: (0.05, 0.0, 0.0), period: 2.0, phase: -1.5708)").is_empty());
+        let degrees = sway("(amplitude: (0.05, 0.0, 0.0), period: 2.0, phase: -90.0)");
+        assert!(
+            degrees.len() == 1 && degrees[0].contains("degrees written? -90° is -1.5708 rad"),
+            "{degrees:?}"
+        );
+        let millimetres = sway("(amplitude: (50.0, 0.0, 0.0), period: 2.0)");
+        assert!(
+            millimetres.len() == 1
+                && millimetres[0].contains("millimetres written? 50 mm is 0.05 m"),
+            "{millimetres:?}"
         );
     }
 }
