@@ -111,14 +111,16 @@ pub struct GoalVisual {
     pub pending: Handle<StandardMaterial>,
 }
 
-/// A translucent copy of joint goal `goal`'s moving body in env `env`, where the body is when the joint's
-/// coordinate is at this episode's target (the door at its goal angle, the drawer pulled out).
+/// A translucent copy of (a piece of) joint goal `goal`'s moving body in env `env`, where it is when the joint's
+/// coordinate is at this episode's target (the door at its goal angle with its welded handle, the drawer pulled out).
 #[derive(Component, Debug)]
 pub struct JointGoalVisual {
     /// Env index.
     pub env: usize,
     /// Index into the scene's joint goals.
     pub goal: usize,
+    /// The body copied: the one the joint moves, or one welded to it.
+    pub body: usize,
     /// Mesh pose in the body frame, a little enlarged (see [`GOAL_COPY_SCALE`]).
     pub local: Transform,
     /// Material while the goal does not hold.
@@ -260,20 +262,7 @@ impl BodyLooks {
         meshes: &mut Assets<Mesh>,
         materials: &mut Assets<StandardMaterial>,
     ) -> Self {
-        let robot = robot_links(scene);
-        let mut objects = 0;
-        let mut colors = Vec::with_capacity(scene.bodies.len());
-        for (b, def) in scene.bodies.iter().enumerate() {
-            let color = if def.body.kind == BodyKind::Fixed {
-                TABLE_COLOR
-            } else if robot[b] {
-                ROBOT_COLOR
-            } else {
-                objects += 1;
-                OBJECT_COLORS[(objects - 1) % OBJECT_COLORS.len()]
-            };
-            colors.push(color);
-        }
+        let colors = body_colors(scene);
         let bodies = scene
             .bodies
             .iter()
@@ -358,6 +347,33 @@ impl BodyLooks {
             legs,
         }
     }
+}
+
+/// Per body, its colour: wood for fixed bodies, orange for the robot's links ([`robot_links`]), and the object
+/// colours in file order for the rest, a piece welded by `Fixed` joints to an earlier object taking that object's
+/// (a door's handle is the door's colour).
+fn body_colors(scene: &TaskScene) -> Vec<Color> {
+    let robot = robot_links(scene);
+    let mut objects = 0;
+    let mut colors: Vec<Color> = Vec::with_capacity(scene.bodies.len());
+    for (b, def) in scene.bodies.iter().enumerate() {
+        let first_of_piece = qamlab_sim::scene::welded_group(&scene.joints, b)
+            .into_iter()
+            .min()
+            .unwrap_or(b);
+        let color = if def.body.kind == BodyKind::Fixed {
+            TABLE_COLOR
+        } else if robot[b] {
+            ROBOT_COLOR
+        } else if first_of_piece < b && !robot[first_of_piece] {
+            colors[first_of_piece]
+        } else {
+            objects += 1;
+            OBJECT_COLORS[(objects - 1) % OBJECT_COLORS.len()]
+        };
+        colors.push(color);
+    }
+    colors
 }
 
 /// Per body, whether it is one of the robot's links: the child of a joint an actuator drives, or of a joint whose
@@ -471,26 +487,29 @@ fn spawn_env_visuals(
         ));
     }
     for (goal, def) in scene.joint_goals.iter().enumerate() {
-        // A body without a collider has nothing to copy; its joint's reading is in the panel's observations.
-        let Some(BodyLook { mesh, local, .. }) = &looks.bodies[joint_goal_body(scene, def.joint)]
-        else {
-            continue;
-        };
-        let local = Transform::from_scale(Vec3::splat(GOAL_COPY_SCALE)) * *local;
-        let pending = looks.joint_goal_materials[goal].clone();
-        commands.spawn((
-            JointGoalVisual {
-                env,
-                goal,
+        // The moved body and what is welded to it (a door's handle), each with a collider to copy.
+        let moved = joint_goal_body(scene, def.joint);
+        for body in qamlab_sim::scene::welded_group(&scene.joints, moved) {
+            let Some(BodyLook { mesh, local, .. }) = &looks.bodies[body] else {
+                continue;
+            };
+            let local = Transform::from_scale(Vec3::splat(GOAL_COPY_SCALE)) * *local;
+            let pending = looks.joint_goal_materials[goal].clone();
+            commands.spawn((
+                JointGoalVisual {
+                    env,
+                    goal,
+                    body,
+                    local,
+                    pending: pending.clone(),
+                },
+                Mesh3d(mesh.clone()),
+                MeshMaterial3d(pending),
                 local,
-                pending: pending.clone(),
-            },
-            Mesh3d(mesh.clone()),
-            MeshMaterial3d(pending),
-            local,
-            bevy::light::NotShadowCaster,
-            ChildOf(root),
-        ));
+                bevy::light::NotShadowCaster,
+                ChildOf(root),
+            ));
+        }
     }
 }
 
@@ -659,11 +678,14 @@ fn sync_joint_goals(
             continue;
         };
         let joint = &scene.joints[def.joint];
-        let pose = if joint_goal_body(scene, def.joint) == joint.child {
+        let moved = joint_goal_body(scene, def.joint);
+        let at_target = if moved == joint.child {
             joint.child_pose_at(world.0.pose(joint.parent), target)
         } else {
             joint.parent_pose_at(world.0.pose(joint.child), target)
         };
+        // A welded piece keeps its place on the moved body.
+        let pose = at_target * world.0.pose(moved).inv_mul(&world.0.pose(marker.body));
         *transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation)
             * marker.local;
         let holds = qamlab_sim::env::joint_goal_holds(scene, &world.0, def, target);
@@ -806,6 +828,18 @@ mod tests {
         assert!(!link("door"), "the door's hinge is driven by nothing");
         assert!(link("carriage") && link("finger"));
         assert!(!link("post") && !link("mount"));
+        // The handle welded to the door is the door's colour, the first object's.
+        let colors = body_colors(&scene);
+        let color = |name: &str| {
+            colors[scene
+                .bodies
+                .iter()
+                .position(|b| b.body.name == name)
+                .unwrap()]
+        };
+        assert_eq!(color("door"), OBJECT_COLORS[0]);
+        assert_eq!(color("handle"), OBJECT_COLORS[0]);
+        assert_eq!(color("finger"), ROBOT_COLOR);
     }
 
     #[test]
@@ -818,6 +852,15 @@ mod tests {
         assert!((0.5..=1.2).contains(&target), "{target}");
         let hinge = &scene.joints[scene.joint_goals[0].joint];
         let (door, post) = (hinge.child, hinge.parent);
+        let handle = scene
+            .bodies
+            .iter()
+            .position(|b| b.body.name == "handle")
+            .unwrap();
+        assert_eq!(
+            qamlab_sim::scene::welded_group(&scene.joints, door),
+            [door, handle]
+        );
         // Where the door is with its hinge at `angle`, the post where the env has it.
         let post_pose = physics.pose(post);
         let door_at = |angle: f32| hinge.child_pose_at(post_pose, angle);
@@ -835,20 +878,36 @@ mod tests {
                 watch: None,
             })
             .add_systems(Update, sync_joint_goals);
-        let marker = app
-            .world_mut()
-            .spawn((
-                JointGoalVisual {
-                    env: 0,
-                    goal: 0,
-                    local: Transform::IDENTITY,
-                    pending: pending.clone(),
-                },
-                Transform::IDENTITY,
-                MeshMaterial3d(pending.clone()),
-            ))
-            .id();
+        let mut copy_of = |body: usize| {
+            app.world_mut()
+                .spawn((
+                    JointGoalVisual {
+                        env: 0,
+                        goal: 0,
+                        body,
+                        local: Transform::IDENTITY,
+                        pending: pending.clone(),
+                    },
+                    Transform::IDENTITY,
+                    MeshMaterial3d(pending.clone()),
+                ))
+                .id()
+        };
+        let (marker, handle_marker) = (copy_of(door), copy_of(handle));
         app.update();
+        // The welded handle's copy keeps its place on the door's: 14 cm out and 3.5 cm off its face, turned with it.
+        let handle_drawn = app
+            .world()
+            .get::<Transform>(handle_marker)
+            .unwrap()
+            .translation;
+        let door_copy = door_at(target);
+        let expected_handle =
+            door_copy.translation + door_copy.rotation * Vec3::new(0.14, 0.035, 0.0);
+        assert!(
+            handle_drawn.distance(expected_handle) < 1e-4,
+            "{handle_drawn} against {expected_handle}"
+        );
         let drawn = *app.world().get::<Transform>(marker).unwrap();
         let expected = door_at(target);
         assert!(
@@ -868,7 +927,9 @@ mod tests {
         let mut poses: Vec<_> = (0..scene.bodies.len())
             .map(|b| app.world().get::<EnvWorld>(env).unwrap().0.pose(b))
             .collect();
-        poses[door] = door_at(target + 0.05);
+        let turn = door_at(target + 0.05) * poses[door].inverse();
+        poses[door] = turn * poses[door];
+        poses[handle] = turn * poses[handle];
         app.world_mut().get_mut::<EnvWorld>(env).unwrap().0 =
             qamlab_sim::physics::EnvPhysics::build(&scene, &poses);
         app.update();

@@ -5,7 +5,9 @@ use bevy::math::Vec3;
 use super::build::frame;
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
-use super::{BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene};
+use super::{
+    BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene, welded_group,
+};
 use crate::authoring::*;
 use crate::error::SimError;
 
@@ -99,7 +101,7 @@ fn riding_frame(
     name: &str,
 ) -> Result<Riding, SimError> {
     let r = frame(ck, frames, raw, "Goal.relative_to", name)?;
-    if welded(joints, f.body).contains(&r.body) {
+    if welded_group(joints, f.body).contains(&r.body) {
         let on = &bodies[r.body].body.name;
         let how = if r.body == f.body {
             format!(
@@ -125,24 +127,6 @@ fn riding_frame(
         frame: r,
         span: [Range::new(0.0, 0.0); 3],
     })
-}
-
-/// Body `b` and the bodies `Fixed` joints weld to it, directly or through others.
-fn welded(joints: &[JointDef], b: usize) -> Vec<usize> {
-    let mut group = vec![b];
-    let mut grew = true;
-    while grew {
-        grew = false;
-        for j in joints.iter().filter(|j| j.joint.kind == JointKind::Fixed) {
-            for (from, to) in [(j.parent, j.child), (j.child, j.parent)] {
-                if group.contains(&from) && !group.contains(&to) {
-                    group.push(to);
-                    grew = true;
-                }
-            }
-        }
-    }
-    group
 }
 
 /// Fills each riding target's [`Riding::span`]: its frame's body placed at every start it can be drawn at (its own

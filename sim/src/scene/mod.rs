@@ -438,6 +438,24 @@ impl TaskScene {
     }
 }
 
+/// Body `b` and the bodies `Fixed` joints weld to it, directly or through others (`b` first): one rigid piece.
+pub fn welded_group(joints: &[JointDef], b: usize) -> Vec<usize> {
+    let mut group = vec![b];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for j in joints.iter().filter(|j| j.joint.kind == JointKind::Fixed) {
+            for (from, to) in [(j.parent, j.child), (j.child, j.parent)] {
+                if group.contains(&from) && !group.contains(&to) {
+                    group.push(to);
+                    grew = true;
+                }
+            }
+        }
+    }
+    group
+}
+
 /// Whether `path` leads, through its links, to an unnamed pipe (`/dev/fd/63` from a shell's `<(...)`,
 /// `/dev/stdin` fed by `|`): Linux names one `pipe:[inode]` where a link reaches it. Unlike a named pipe's, its
 /// opening never waits for a writer. (Headless reads its files by the same rule.)
