@@ -156,17 +156,6 @@ fn time_limit_truncates_and_auto_resets() {
     }
 }
 
-/// All of a step's outputs, as bits.
-fn output_bits(o: &StepOutput) -> Vec<u32> {
-    let floats = [&o.obs, &o.final_obs, &o.reward, &o.qpos, &o.qvel];
-    let flags = [&o.success, &o.terminated, &o.truncated];
-    floats
-        .iter()
-        .flat_map(|v| v.iter().map(|x| x.to_bits()))
-        .chain(flags.iter().flat_map(|v| v.iter().map(|&b| u32::from(b))))
-        .collect()
-}
-
 #[test]
 fn restore_puts_envs_back_into_their_episodes_exactly() {
     let scene = cube_single();

@@ -225,17 +225,6 @@ fn a_cube_on_a_swaying_platform_is_carried_by_friction() {
     }
 }
 
-/// The bits of every float and flag of a step's output.
-fn output_bits(o: &StepOutput) -> Vec<u32> {
-    let floats = [&o.obs, &o.final_obs, &o.reward, &o.qpos, &o.qvel];
-    let flags = [&o.truncated];
-    floats
-        .iter()
-        .flat_map(|v| v.iter().map(|x| x.to_bits()))
-        .chain(flags.iter().flat_map(|v| v.iter().map(|&b| u32::from(b))))
-        .collect()
-}
-
 #[test]
 fn moving_bodies_are_deterministic_and_restored_exactly() {
     let scene = scene();

@@ -1322,11 +1322,7 @@ fn dynamic_masses(scene: &TaskScene) -> Vec<(usize, f32)> {
 /// Where a riding target can lie in its frame's body's frame: its ranges (or its point) in the frame, moved by the
 /// frame's `offset` on that body.
 fn span_in_frame(def: &GoalDef, offset: Vec3) -> [Range; 3] {
-    let local = GoalDef {
-        riding: None,
-        ..def.clone()
-    }
-    .target_span();
+    let local = def.span_in_own_frame();
     std::array::from_fn(|k| Range::new(local[k].min + offset[k], local[k].max + offset[k]))
 }
 

@@ -163,10 +163,7 @@ pub(super) fn fill_riding_spans(scene: &mut TaskScene) {
                 Vec3::ZERO,
             ),
         };
-        let local = GoalDef::target_span(&GoalDef {
-            riding: None,
-            ..scene.goals[g].clone()
-        });
+        let local = scene.goals[g].span_in_own_frame();
         let turn = body.body.rotation.normalize();
         let (mut lo, mut hi) = (Vec3::INFINITY, Vec3::NEG_INFINITY);
         for corner in 0..8 {

@@ -208,9 +208,15 @@ impl GoalDef {
     /// Per world axis, where the target can lie: its drawn range, or the authored coordinate where it is not drawn;
     /// for a riding target, where it can start ([`Riding::span`]).
     pub fn target_span(&self) -> [Range; 3] {
-        if let Some(r) = &self.riding {
-            return r.span;
+        match &self.riding {
+            Some(r) => r.span,
+            None => self.span_in_own_frame(),
         }
+    }
+
+    /// Per axis of the goal's own frame (the world's, or the frame it rides on), where the target can be drawn: its
+    /// drawn range, or the authored coordinate.
+    pub fn span_in_own_frame(&self) -> [Range; 3] {
         let t = self.goal.target;
         let drawn = self.drawn_target();
         std::array::from_fn(|k| drawn[k].unwrap_or(Range::new(t[k], t[k])))

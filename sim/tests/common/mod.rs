@@ -35,3 +35,14 @@ pub fn random_actions(state: &mut u64, n: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// All of a step's outputs, as bits: a NaN or a -0.0 counts as a difference.
+pub fn output_bits(o: &StepOutput) -> Vec<u32> {
+    let floats = [&o.obs, &o.final_obs, &o.reward, &o.qpos, &o.qvel];
+    let flags = [&o.success, &o.terminated, &o.truncated];
+    floats
+        .iter()
+        .flat_map(|v| v.iter().map(|x| x.to_bits()))
+        .chain(flags.iter().flat_map(|v| v.iter().map(|&b| u32::from(b))))
+        .collect()
+}
