@@ -1536,6 +1536,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_example_tasks_load_without_warnings() {
+        // Every scene shipped under assets/tasks/examples: a new user copies one to start from.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/tasks/examples");
+        let mut examples: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(".scn.ron"))
+            .collect();
+        examples.sort();
+        assert!(examples.len() >= 3, "{examples:?}");
+        for path in examples {
+            let scene = TaskScene::from_file(&path).unwrap();
+            assert_eq!(
+                scene_warnings(&scene),
+                Vec::<String>::new(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+
     /// cube-single with `from` replaced by `to`, and its warnings.
     fn warnings_of_edited(from: &str, to: &str) -> Vec<String> {
         let text = builtin_text("cube-single");
