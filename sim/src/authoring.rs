@@ -363,6 +363,19 @@ pub enum Sensor {
         /// Joint goal.
         goal: String,
     },
+    /// Where an axis of a body points: the unit vector `axis` (in the body's frame, any length but 0) turned into
+    /// the world (3). Smooth where `Quaternion` flips sign, and what an `AxisGoal` on that axis judges.
+    BodyAxis {
+        /// Body.
+        body: String,
+        /// The axis, in the body's frame.
+        axis: Vec3,
+    },
+    /// An axis goal's target direction, a unit vector in the world (3).
+    AxisGoalDirection {
+        /// Axis goal.
+        goal: String,
+    },
     /// Mean coordinate of an actuator's joints mapped onto 0 (the joints' lower limit) .. 1 (upper limit): a
     /// gripper's closure (1).
     JointFraction {
@@ -400,7 +413,7 @@ pub struct Goal {
 
 /// A goal on a joint's coordinate: joint `joint` must come within `tolerance` of `target`, in the joint's units
 /// (radians for a revolute joint, metres for a prismatic one; 0 is the authored pose, as `JointPosition` reads it):
-/// a door opened to 60°, a drawer pulled 10 cm out, a button pressed in. Success is every goal, of either kind,
+/// a door opened to 60°, a drawer pulled 10 cm out, a button pressed in. Success is every goal, of every kind,
 /// holding.
 #[derive(Component, Reflect, Clone, Debug)]
 #[reflect(Component)]
@@ -416,6 +429,28 @@ pub struct JointGoal {
     /// Range the target is drawn from, uniformly, at each reset; none keeps `target`.
     #[reflect(default)]
     pub randomize: Option<Range>,
+}
+
+/// A goal on a body's orientation: the body's `axis` (in its own frame) must point within `tolerance` radians of
+/// `direction` (in the world): a block stood on end, a bottle laid on its side, a lid turned over. Two on one body,
+/// on different axes, pin its whole orientation. Success is every goal, of every kind, holding.
+#[derive(Component, Reflect, Clone, Debug)]
+#[reflect(Component)]
+pub struct AxisGoal {
+    /// Unique name (among all goals) sensors refer to.
+    pub name: String,
+    /// The body (a `Dynamic` one) whose axis must turn.
+    pub body: String,
+    /// The axis, in the body's frame (any length but 0: only its direction counts).
+    pub axis: Vec3,
+    /// Where the axis must point, in the world (any length but 0), before reset randomisation.
+    pub direction: Vec3,
+    /// Largest angle between the axis and the direction that counts as reached (radians, below π).
+    pub tolerance: f32,
+    /// Range of a turn about the world's z axis (radians) drawn uniformly at each reset and applied to `direction`:
+    /// the block must fall toward a heading that changes each episode. None keeps `direction`.
+    #[reflect(default)]
+    pub randomize_yaw: Option<Range>,
 }
 
 /// Reset randomisation of the body on the same entity: each given range replaces that coordinate of the initial
@@ -513,6 +548,7 @@ pub fn register_authoring_types(registry: &mut bevy::reflect::TypeRegistry) {
     registry.register::<ObservationSpace>();
     registry.register::<Goal>();
     registry.register::<JointGoal>();
+    registry.register::<AxisGoal>();
     registry.register::<RandomizePose>();
     registry.register::<RandomizeTarget>();
     registry.register::<KinematicMotion>();

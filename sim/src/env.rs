@@ -37,6 +37,8 @@ pub struct EnvState {
     pub riding_targets: Vec<Vec3>,
     /// Joint goal targets of this episode, indexed like the scene's joint goals.
     pub joint_targets: Vec<f32>,
+    /// Axis goal directions of this episode (unit, in the world), indexed like the scene's axis goals.
+    pub axis_targets: Vec<Vec3>,
     /// Observation after the latest step (after an auto-reset when one happened).
     pub obs: Vec<f32>,
     /// Observation reached by the latest step, before any auto-reset.
@@ -71,6 +73,7 @@ impl EnvState {
             targets: scene.goals.iter().map(|g| g.goal.target).collect(),
             riding_targets: scene.goals.iter().map(|g| g.goal.target).collect(),
             joint_targets: scene.joint_goals.iter().map(|g| g.goal.target).collect(),
+            axis_targets: scene.axis_goals.iter().map(|g| g.direction).collect(),
             obs: vec![0.0; spec.obs_dim],
             final_obs: vec![0.0; spec.obs_dim],
             qpos: vec![0.0; spec.qpos_dim],
@@ -236,6 +239,14 @@ pub fn draw_joint_targets(scene: &TaskScene, rng: &mut ChaCha8Rng, joint_targets
     }
 }
 
+/// Draws the axis goals' directions of an episode from `rng`, after [`draw_joint_targets`]' draws (so a scene
+/// without axis goals draws as it did before they existed).
+pub fn draw_axis_targets(scene: &TaskScene, rng: &mut ChaCha8Rng, axis_targets: &mut [Vec3]) {
+    for (target, g) in axis_targets.iter_mut().zip(&scene.axis_goals) {
+        *target = g.turned(draw(rng, g.goal.randomize_yaw, 0.0));
+    }
+}
+
 /// Starts a new episode: draws the randomised poses and goal targets from the env's stream, rebuilds its world,
 /// and reads the first observation. The last step's reward, success and end flags stay as they were: after an
 /// auto-reset they report how the episode ended (the next step sets them all).
@@ -252,6 +263,7 @@ pub fn reset_env(scene: &TaskScene, state: &mut EnvState) -> EnvPhysics {
         }
     }
     draw_joint_targets(scene, &mut state.rng, &mut state.joint_targets);
+    draw_axis_targets(scene, &mut state.rng, &mut state.axis_targets);
     let physics = EnvPhysics::build(scene, &poses);
     state.t = 0;
     state.succeeded_at = None;
@@ -341,6 +353,8 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
             }
             SensorDef::GoalPosition(g) => put(&state.targets[g].to_array()),
             SensorDef::JointGoalTarget(g) => put(&[state.joint_targets[g]]),
+            SensorDef::BodyAxis(b, axis) => put(&(physics.pose(b).rotation * axis).to_array()),
+            SensorDef::AxisGoalDirection(g) => put(&state.axis_targets[g].to_array()),
             SensorDef::JointFraction(a) => {
                 let joints = &scene.actuators[a].joints;
                 let mut sum = 0.0;
@@ -376,7 +390,7 @@ pub fn read_sensors(scene: &TaskScene, physics: &EnvPhysics, state: &mut EnvStat
     }
 }
 
-/// Number of goals, of both kinds, holding in the env's current state.
+/// Number of goals, of every kind, holding in the env's current state.
 pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, state: &EnvState) -> usize {
     let places = scene
         .goals
@@ -390,7 +404,13 @@ pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, state: &E
         .zip(&state.joint_targets)
         .filter(|(g, t)| joint_goal_holds(scene, physics, g, **t))
         .count();
-    places + joints
+    let axes = scene
+        .axis_goals
+        .iter()
+        .zip(&state.axis_targets)
+        .filter(|(g, t)| g.miss(physics.pose(g.body).rotation, **t) <= g.goal.tolerance)
+        .count();
+    places + joints + axes
 }
 
 /// Whether joint goal `g`'s joint is within its tolerance of `target` in `physics`.
@@ -430,7 +450,7 @@ pub fn score_step(
     options: EnvOptions,
 ) {
     let satisfied = goals_satisfied(scene, physics, state);
-    let n = scene.goals.len() + scene.joint_goals.len();
+    let n = scene.goal_count();
     state.success = satisfied == n;
     state.reward = match scene.settings.reward {
         RewardKind::SuccessMinusOne => f32::from(u8::from(state.success)) - 1.0,

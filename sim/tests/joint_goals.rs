@@ -352,5 +352,5 @@ fn loading_refuses_names_and_sensors_that_mix_the_two_kinds() {
         "{drawn_elsewhere}"
     );
     let none = refusal(&door(""), "Goal");
-    assert!(none.contains("`Goal` or `JointGoal`"), "{none}");
+    assert!(none.contains("`Goal`, `JointGoal` or `AxisGoal`"), "{none}");
 }

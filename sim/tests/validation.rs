@@ -80,7 +80,8 @@ fn unknown_component_type_is_named() {
     );
     // The error lists what a scene can use.
     assert!(
-        msg.contains("authoring::{ActionSpace, Body, Collider,") && !msg.contains("(stack: )"),
+        msg.contains("authoring::{ActionSpace, AxisGoal, Body, Collider,")
+            && !msg.contains("(stack: )"),
         "{msg}"
     );
 }

@@ -3,7 +3,9 @@
 use super::actuators::build_actuators;
 use super::bodies::{build_bodies, build_sites};
 use super::check::*;
-use super::goals::{build_goals, build_joint_goals, check_some_goal, fill_riding_spans};
+use super::goals::{
+    build_axis_goals, build_goals, build_joint_goals, check_some_goal, fill_riding_spans,
+};
 use super::joints::build_joints;
 use super::keep_away::check_keep_away;
 use super::parse::RawEntity;
@@ -30,7 +32,8 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
     let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
     let goals = build_goals(&ck, &entities, &bodies, &joints, &frames)?;
     let joint_goals = build_joint_goals(&ck, &entities, &bodies, &joints, &goals, &frames)?;
-    check_some_goal(&ck, &goals, &joint_goals)?;
+    let axis_goals = build_axis_goals(&ck, &entities, &bodies, (&goals, &joint_goals), &frames)?;
+    check_some_goal(&ck, &goals, &joint_goals, &axis_goals)?;
     let sensors = build_sensors(
         &ck,
         &entities[observations_at],
@@ -41,6 +44,7 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
             actuators: &actuators,
             goals: &goals,
             joint_goals: &joint_goals,
+            axis_goals: &axis_goals,
         },
     )?;
 
@@ -54,6 +58,7 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
         sensors,
         goals,
         joint_goals,
+        axis_goals,
     };
     fill_riding_spans(&mut scene);
     check_keep_away(&scene, &entities)?;

@@ -6,7 +6,8 @@ use super::build::frame;
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
 use super::{
-    BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene, welded_group,
+    AxisGoalDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene,
+    welded_group,
 };
 use crate::authoring::*;
 use crate::error::SimError;
@@ -185,21 +186,150 @@ pub(super) fn fill_riding_spans(scene: &mut TaskScene) {
     }
 }
 
-/// Refuses a scene without a goal of either kind.
+/// Refuses a scene without a goal of any kind.
 pub(super) fn check_some_goal(
     ck: &Check,
     goals: &[GoalDef],
     joint_goals: &[JointGoalDef],
+    axis_goals: &[AxisGoalDef],
 ) -> Result<(), SimError> {
-    if goals.is_empty() && joint_goals.is_empty() {
+    if goals.is_empty() && joint_goals.is_empty() && axis_goals.is_empty() {
         // Success is "every goal holds": with none, every step would end a successful episode.
         return Err(ck.scene_err(
             "Goal",
-            "the scene needs at least one `Goal` or `JointGoal`: success is when every goal holds"
+            "the scene needs at least one `Goal`, `JointGoal` or `AxisGoal`: success is when every goal holds"
                 .into(),
         ));
     }
     Ok(())
+}
+
+/// Axis goals in file order, each on a `Dynamic` body, with a direction the axis can come within its tolerance of
+/// only by turning.
+pub(super) fn build_axis_goals(
+    ck: &Check,
+    entities: &[RawEntity],
+    bodies: &[BodyDef],
+    (goals, joint_goals): (&[GoalDef], &[JointGoalDef]),
+    frames: &[(String, FrameRef)],
+) -> Result<Vec<AxisGoalDef>, SimError> {
+    let mut axis_goals: Vec<AxisGoalDef> = Vec::new();
+    for raw in entities {
+        let Some(goal) = &raw.axis_goal else {
+            continue;
+        };
+        let names = goals
+            .iter()
+            .map(|g| g.goal.name.as_str())
+            .chain(joint_goals.iter().map(|g| g.goal.name.as_str()))
+            .chain(axis_goals.iter().map(|g| g.goal.name.as_str()));
+        ck.unique_name(raw, "AxisGoal.name", &goal.name, names)?;
+        if frames.iter().any(|(n, _)| *n == goal.name) {
+            return Err(ck.err(
+                raw,
+                "AxisGoal.name",
+                format!(
+                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
+                    goal.name
+                ),
+            ));
+        }
+        let body = axis_goal_body(ck, raw, goal, bodies, frames)?;
+        let axis = unit(ck, raw, "AxisGoal.axis", goal.axis)?;
+        let direction = unit(ck, raw, "AxisGoal.direction", goal.direction)?;
+        ck.positive(raw, "AxisGoal.tolerance", goal.tolerance)?;
+        let pi = std::f32::consts::PI;
+        if goal.tolerance >= pi {
+            // π written as 3.1416 is π; more is most likely degrees.
+            let hint = if goal.tolerance > pi + 0.01 {
+                " (angles are in radians: degrees written?)"
+            } else {
+                ""
+            };
+            return Err(ck.err(
+                raw,
+                "AxisGoal.tolerance",
+                format!(
+                    "{} rad is half a turn or more: an axis is never farther than π from a direction, so the goal \
+                     would always hold{hint}; 0.2 rad is about 11°",
+                    goal.tolerance
+                ),
+            ));
+        }
+        if let Some(range) = &goal.randomize_yaw {
+            ck.range(raw, "AxisGoal.randomize_yaw", range)?;
+            // A turn about z leaves a vertical direction where it was: the draw would do nothing.
+            if direction.truncate().length() < 1e-3 {
+                return Err(ck.err(
+                    raw,
+                    "AxisGoal.randomize_yaw",
+                    format!(
+                        "the direction {} is vertical, and a turn about the world's z axis leaves it where it is; \
+                         remove `randomize_yaw`, or tilt the direction",
+                        goal.direction
+                    ),
+                ));
+            }
+        }
+        axis_goals.push(AxisGoalDef {
+            goal: goal.clone(),
+            body,
+            axis,
+            direction,
+        });
+    }
+    Ok(axis_goals)
+}
+
+/// The body an axis goal turns: a `Dynamic` one (a site is a point, with no orientation of its own, and a body
+/// nothing moves would hold the goal from the first step or never).
+fn axis_goal_body(
+    ck: &Check,
+    raw: &RawEntity,
+    goal: &AxisGoal,
+    bodies: &[BodyDef],
+    frames: &[(String, FrameRef)],
+) -> Result<usize, SimError> {
+    let name = &goal.body;
+    let Some(b) = bodies.iter().position(|b| b.body.name == *name) else {
+        let message = match frames.iter().find(|(n, _)| n == name) {
+            Some((_, f)) => format!(
+                "\"{name}\" is a site, a point on \"{}\": an axis goal turns a body; name the body",
+                bodies[f.body].body.name
+            ),
+            None => not_found("body", name, bodies.iter().map(|b| b.body.name.as_str())),
+        };
+        return Err(ck.err(raw, "AxisGoal.body", message));
+    };
+    let kind = bodies[b].body.kind;
+    if kind != BodyKind::Dynamic {
+        let (adjective, why) = match kind {
+            BodyKind::Fixed => ("fixed", "never turns"),
+            _ => ("kinematic", "forces, contacts and joints do not turn"),
+        };
+        return Err(ck.err(
+            raw,
+            "AxisGoal.body",
+            format!(
+                "\"{name}\" is a {adjective} body, which {why}, so the goal would hold from the first step or \
+                 never; name a `Dynamic` body"
+            ),
+        ));
+    }
+    Ok(b)
+}
+
+/// `v` made unit; refused when not finite or too short to have a direction.
+fn unit(ck: &Check, raw: &RawEntity, field: &str, v: Vec3) -> Result<Vec3, SimError> {
+    ck.finite3(raw, field, v)?;
+    if v.length() < 1e-6 {
+        return Err(ck.err(
+            raw,
+            field,
+            format!("{v} has no direction: give a vector of any length but 0, as (0.0, 0.0, 1.0)"),
+        ));
+    }
+    Ok(v.normalize())
 }
 
 /// Joint goals in file order, each on a revolute or prismatic joint that can move, with a target it can reach.

@@ -108,6 +108,7 @@ pub(super) fn check_counts(entities: &[RawEntity], source: &str) -> Result<(), S
         ("Site", count(|e| e.site.is_some())),
         ("Goal", count(|e| e.goal.is_some())),
         ("JointGoal", count(|e| e.joint_goal.is_some())),
+        ("AxisGoal", count(|e| e.axis_goal.is_some())),
     ] {
         if n > MAX_OF_EACH_KIND {
             return Err(ck.scene_err(

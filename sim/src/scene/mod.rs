@@ -131,6 +131,10 @@ pub enum SensorDef {
     GoalPosition(usize),
     /// Joint goal target (1).
     JointGoalTarget(usize),
+    /// A body's axis (unit, in the body's frame) in the world (3).
+    BodyAxis(usize, Vec3),
+    /// Axis goal direction (3).
+    AxisGoalDirection(usize),
     /// Actuator joints' normalised coordinate (1).
     JointFraction(usize),
 }
@@ -143,7 +147,9 @@ impl SensorDef {
             | SensorDef::LinearVelocity(_)
             | SensorDef::AngularVelocity(_)
             | SensorDef::RelativePosition(..)
-            | SensorDef::GoalPosition(_) => 3,
+            | SensorDef::GoalPosition(_)
+            | SensorDef::BodyAxis(..)
+            | SensorDef::AxisGoalDirection(_) => 3,
             SensorDef::Quaternion(_) => 4,
             SensorDef::YawSinCos(_) => 2,
             SensorDef::JointPosition(_)
@@ -250,6 +256,31 @@ impl JointGoalDef {
     }
 }
 
+/// An axis goal with its body resolved and its vectors made unit.
+#[derive(Clone, Debug)]
+pub struct AxisGoalDef {
+    /// The goal as authored.
+    pub goal: AxisGoal,
+    /// Index into [`TaskScene::bodies`]: a `Dynamic` body.
+    pub body: usize,
+    /// The axis, unit, in the body's frame.
+    pub axis: Vec3,
+    /// The target direction, unit, in the world, before the drawn yaw.
+    pub direction: Vec3,
+}
+
+impl AxisGoalDef {
+    /// The angle (radians) between the body's axis, at `rotation`, and `target`, a unit direction.
+    pub fn miss(&self, rotation: Quat, target: Vec3) -> f32 {
+        (rotation * self.axis).dot(target).clamp(-1.0, 1.0).acos()
+    }
+
+    /// The target direction after a drawn turn of `yaw` about the world's z axis.
+    pub fn turned(&self, yaw: f32) -> Vec3 {
+        Quat::from_rotation_z(yaw) * self.direction
+    }
+}
+
 /// A loaded, checked task: plain data the batched env builds its physics worlds from.
 #[derive(Clone, Debug)]
 pub struct TaskScene {
@@ -271,9 +302,16 @@ pub struct TaskScene {
     pub goals: Vec<GoalDef>,
     /// Joint goals in file order (after the goals in draw order, reward and success).
     pub joint_goals: Vec<JointGoalDef>,
+    /// Axis goals in file order (after the joint goals in draw order, reward and success).
+    pub axis_goals: Vec<AxisGoalDef>,
 }
 
 impl TaskScene {
+    /// How many goals the scene has, of every kind: success is all of them holding.
+    pub fn goal_count(&self) -> usize {
+        self.goals.len() + self.joint_goals.len() + self.axis_goals.len()
+    }
+
     /// Loads and checks a scene file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SimError> {
         let path = path.as_ref();

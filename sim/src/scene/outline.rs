@@ -83,7 +83,15 @@ pub(super) struct Repeated {
 }
 
 /// The components whose `name` names an entity in errors, most telling first (as the loader's labels).
-const NAMING: [&str; 6] = ["TaskSettings", "Body", "Joint", "Site", "Goal", "JointGoal"];
+const NAMING: [&str; 7] = [
+    "TaskSettings",
+    "Body",
+    "Joint",
+    "Site",
+    "Goal",
+    "JointGoal",
+    "AxisGoal",
+];
 
 /// What a walk over the tokens found up to where it stopped.
 struct Walk {

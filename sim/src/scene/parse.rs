@@ -41,6 +41,7 @@ pub(super) struct RawEntity {
     pub(super) observations: Option<ObservationSpace>,
     pub(super) goal: Option<Goal>,
     pub(super) joint_goal: Option<JointGoal>,
+    pub(super) axis_goal: Option<AxisGoal>,
     pub(super) randomize_pose: Option<RandomizePose>,
     pub(super) randomize_target: Option<RandomizeTarget>,
     pub(super) kinematic_motion: Option<KinematicMotion>,
@@ -57,6 +58,7 @@ impl RawEntity {
             .or(self.site.as_ref().map(|s| &s.name))
             .or(self.goal.as_ref().map(|g| &g.name))
             .or(self.joint_goal.as_ref().map(|g| &g.name))
+            .or(self.axis_goal.as_ref().map(|g| &g.name))
             .or(self.settings.as_ref().map(|s| &s.name));
         match name {
             Some(name) => format!("entity {} (\"{name}\")", self.id),
@@ -75,6 +77,7 @@ fn reflected_label(id: u64, components: &[Box<dyn PartialReflect>]) -> String {
         TypeId::of::<Site>(),
         TypeId::of::<Goal>(),
         TypeId::of::<JointGoal>(),
+        TypeId::of::<AxisGoal>(),
     ];
     let name_of = |wanted: TypeId| {
         components.iter().find_map(|c| {
@@ -261,7 +264,7 @@ fn raw_entity(
 type FillSlot = fn(&dyn PartialReflect, &mut RawEntity, &ComponentErrors) -> Result<(), SimError>;
 
 /// Each authoring component type, with how it fills its slot on a [`RawEntity`].
-fn component_slots() -> [(TypeId, FillSlot); 12] {
+fn component_slots() -> [(TypeId, FillSlot); 13] {
     [
         (TypeId::of::<TaskSettings>(), |c, raw, e| {
             typed(c, &mut raw.settings, e)
@@ -283,6 +286,9 @@ fn component_slots() -> [(TypeId, FillSlot); 12] {
         (TypeId::of::<Goal>(), |c, raw, e| typed(c, &mut raw.goal, e)),
         (TypeId::of::<JointGoal>(), |c, raw, e| {
             typed(c, &mut raw.joint_goal, e)
+        }),
+        (TypeId::of::<AxisGoal>(), |c, raw, e| {
+            typed(c, &mut raw.axis_goal, e)
         }),
         (TypeId::of::<RandomizePose>(), |c, raw, e| {
             typed(c, &mut raw.randomize_pose, e)

@@ -1,9 +1,13 @@
 //! The observation space: sensors with their names resolved.
 
+use bevy::math::Vec3;
+
 use super::build::{body_index, body_names, frame, joint_index};
 use super::check::{Check, not_found};
 use super::parse::RawEntity;
-use super::{ActuatorDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, SensorDef};
+use super::{
+    ActuatorDef, AxisGoalDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, SensorDef,
+};
 use crate::authoring::*;
 use crate::error::SimError;
 
@@ -16,6 +20,7 @@ pub(super) struct Named<'a> {
     pub(super) actuators: &'a [ActuatorDef],
     pub(super) goals: &'a [GoalDef],
     pub(super) joint_goals: &'a [JointGoalDef],
+    pub(super) axis_goals: &'a [AxisGoalDef],
 }
 
 /// The observation space's sensors in order, their names resolved.
@@ -66,6 +71,10 @@ impl SensorNames<'_> {
             Sensor::RelativePosition { from, to } => self.relative_position(from, to)?,
             Sensor::GoalPosition { goal } => SensorDef::GoalPosition(self.goal(goal)?),
             Sensor::JointGoalTarget { goal } => SensorDef::JointGoalTarget(self.joint_goal(goal)?),
+            Sensor::BodyAxis { body, axis } => self.body_axis(body, *axis)?,
+            Sensor::AxisGoalDirection { goal } => {
+                SensorDef::AxisGoalDirection(self.axis_goal(goal)?)
+            }
             Sensor::JointFraction { actuator } => self.joint_fraction(actuator)?,
         })
     }
@@ -141,46 +150,78 @@ impl SensorNames<'_> {
         })
     }
 
-    /// The index of goal `name`; a joint goal's name is refused as one, with the sensor that reads it.
+    /// The index of goal `name`; another kind of goal's name is refused, with the sensor that reads it.
     fn goal(&self, name: &str) -> Result<usize, SimError> {
         let goals = self.named.goals;
-        goals
-            .iter()
-            .position(|g| g.goal.name == *name)
-            .ok_or_else(|| {
-                if self.named.joint_goals.iter().any(|g| g.goal.name == *name) {
-                    return self.err(
-                        "goal",
-                        format!(
-                            "\"{name}\" is a `JointGoal`, whose target is one joint coordinate: read it with \
-                             `JointGoalTarget(goal: \"{name}\")`"
-                        ),
-                    );
-                }
-                let known = goals.iter().map(|g| g.goal.name.as_str());
-                self.err("goal", not_found("goal", name, known))
-            })
+        let found = goals.iter().position(|g| g.goal.name == *name);
+        let known = goals.iter().map(|g| g.goal.name.as_str());
+        self.goal_of_kind(found, name, "goal", known)
     }
 
-    /// The index of joint goal `name`; a place goal's name is refused as one, with the sensor that reads it.
+    /// The index of joint goal `name`; another kind of goal's name is refused, with the sensor that reads it.
     fn joint_goal(&self, name: &str) -> Result<usize, SimError> {
         let joint_goals = self.named.joint_goals;
-        joint_goals
-            .iter()
-            .position(|g| g.goal.name == *name)
-            .ok_or_else(|| {
-                if self.named.goals.iter().any(|g| g.goal.name == *name) {
-                    return self.err(
-                        "goal",
-                        format!(
-                            "\"{name}\" is a `Goal`, whose target is a point: read it with \
-                             `GoalPosition(goal: \"{name}\")`"
-                        ),
-                    );
-                }
-                let known = joint_goals.iter().map(|g| g.goal.name.as_str());
-                self.err("goal", not_found("joint goal", name, known))
-            })
+        let found = joint_goals.iter().position(|g| g.goal.name == *name);
+        let known = joint_goals.iter().map(|g| g.goal.name.as_str());
+        self.goal_of_kind(found, name, "joint goal", known)
+    }
+
+    /// The index of axis goal `name`; another kind of goal's name is refused, with the sensor that reads it.
+    fn axis_goal(&self, name: &str) -> Result<usize, SimError> {
+        let axis_goals = self.named.axis_goals;
+        let found = axis_goals.iter().position(|g| g.goal.name == *name);
+        let known = axis_goals.iter().map(|g| g.goal.name.as_str());
+        self.goal_of_kind(found, name, "axis goal", known)
+    }
+
+    /// `found`, the index of goal `name` among the goals of kind `kind`; when it is none, an error that names the
+    /// sensor reading `name` if it is a goal of another kind, else the nearest of the `known` names.
+    fn goal_of_kind<'n>(
+        &self,
+        found: Option<usize>,
+        name: &str,
+        kind: &str,
+        known: impl Iterator<Item = &'n str>,
+    ) -> Result<usize, SimError> {
+        let Named {
+            goals,
+            joint_goals,
+            axis_goals,
+            ..
+        } = *self.named;
+        found.ok_or_else(|| {
+            let other = if goals.iter().any(|g| g.goal.name == *name) {
+                Some(("Goal", "a point", "GoalPosition"))
+            } else if joint_goals.iter().any(|g| g.goal.name == *name) {
+                Some(("JointGoal", "one joint coordinate", "JointGoalTarget"))
+            } else if axis_goals.iter().any(|g| g.goal.name == *name) {
+                Some(("AxisGoal", "a direction", "AxisGoalDirection"))
+            } else {
+                None
+            };
+            let message = match other {
+                Some((component, target, sensor)) => format!(
+                    "\"{name}\" is a `{component}`, whose target is {target}: read it with \
+                     `{sensor}(goal: \"{name}\")`"
+                ),
+                None => not_found(kind, name, known),
+            };
+            self.err("goal", message)
+        })
+    }
+
+    /// Where `axis` of body `name` points; the axis needs a direction.
+    fn body_axis(&self, name: &str, axis: Vec3) -> Result<SensorDef, SimError> {
+        let b = self.body("body", name)?;
+        if !axis.is_finite() || axis.length() < 1e-6 {
+            return Err(self.err(
+                "axis",
+                format!(
+                    "{axis} has no direction: give a vector of any length but 0, as (0.0, 0.0, 1.0)"
+                ),
+            ));
+        }
+        Ok(SensorDef::BodyAxis(b, axis.normalize()))
     }
 
     /// The sensor's field `f`, for messages.

@@ -18,6 +18,12 @@ pub fn of_sensor(sensor: &Sensor) -> (String, &'static [&'static str]) {
         Sensor::RelativePosition { from, to } => (format!("{to}-{from}"), &["x", "y", "z"]),
         Sensor::GoalPosition { goal } => (format!("{goal}.target"), &["x", "y", "z"]),
         Sensor::JointGoalTarget { goal } => (format!("{goal}.target"), &[""]),
+        // The axis in the name: two axes of one body are two blocks.
+        Sensor::BodyAxis { body, axis } => (
+            format!("{body}.axis({},{},{})", axis.x, axis.y, axis.z),
+            &["x", "y", "z"],
+        ),
+        Sensor::AxisGoalDirection { goal } => (format!("{goal}.direction"), &["x", "y", "z"]),
         Sensor::JointFraction { actuator } => (format!("{actuator}.fraction"), &[""]),
     }
 }
