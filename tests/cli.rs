@@ -1783,3 +1783,31 @@ fn task_lists_a_joint_goal_and_collect_refuses_its_scene() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn task_lists_an_axis_goal_and_its_sensors() {
+    let topple = common::checkout_dir().join("assets/tasks/examples/topple.scn.ron");
+    let stdout = succeeded(qamlab(&[
+        "task",
+        topple.to_str().unwrap(),
+        "--episodes",
+        "0",
+    ]));
+    assert!(
+        stdout.contains("cylinder.axis(0,0,1) [6..9], fallen.direction [9..12]"),
+        "{stdout}"
+    );
+    let listed = stdout
+        .lines()
+        .find(|l| l.starts_with("  fallen: "))
+        .unwrap_or_else(|| panic!("no axis goal listed: {stdout}"));
+    assert!(
+        listed.starts_with("  fallen: cylinder's axis (0, 0, 1) within ")
+            && listed.contains("of the direction (1, 0, 0), turned about z by a yaw drawn from ["),
+        "{listed}"
+    );
+    assert!(
+        stdout.contains("oracle: none") && stdout.contains("`AxisGoal`s"),
+        "{stdout}"
+    );
+}

@@ -305,6 +305,30 @@ fn describe(
         };
         out += "\n";
     }
+    for def in &scene.axis_goals {
+        let g = &def.goal;
+        let (a, d) = (g.axis, g.direction);
+        out += &format!(
+            "  {}: {}'s axis ({}, {}, {}) within {} rad ({:.0}°) of the direction ({}, {}, {})",
+            g.name,
+            g.body,
+            a.x,
+            a.y,
+            a.z,
+            g.tolerance,
+            g.tolerance.to_degrees(),
+            d.x,
+            d.y,
+            d.z
+        );
+        if let Some(range) = g.randomize_yaw {
+            out += &format!(
+                ", turned about z by a yaw drawn from [{}, {}]",
+                range.min, range.max
+            );
+        }
+        out += "\n";
+    }
     let agents = qamlab_headless::chunks::check_agent_action_space(spec);
     out += &match oracle {
         Ok(script) => {

@@ -119,19 +119,40 @@ impl Oracle {
         config: OracleConfig,
         seeds: &[u64],
     ) -> Result<Self, TaskError> {
-        // Neither script moves a joint to a target: data it collected would never show a joint goal met.
-        if !scene.joint_goals.is_empty() {
-            let names: Vec<String> = scene
-                .joint_goals
-                .iter()
-                .map(|g| format!("\"{}\"", g.goal.name))
-                .collect();
+        // Neither script moves a joint to a target or turns a body to a direction: data it collected would never
+        // show such a goal met.
+        let named = |kind: &str, names: Vec<&str>| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            (!names.is_empty()).then(|| format!("{kind}: {}", quoted.join(", ")))
+        };
+        let unscripted: Vec<String> = [
+            named(
+                "joint goals",
+                scene
+                    .joint_goals
+                    .iter()
+                    .map(|g| g.goal.name.as_str())
+                    .collect(),
+            ),
+            named(
+                "axis goals",
+                scene
+                    .axis_goals
+                    .iter()
+                    .map(|g| g.goal.name.as_str())
+                    .collect(),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !unscripted.is_empty() {
             return Err(TaskError::NoOracle {
                 task: spec.task.clone(),
                 missing: format!(
-                    "a scene without `JointGoal`s: its scripts place cubes and walk to places, and drive no joint \
-                     to a target (this scene's joint goals: {})",
-                    names.join(", ")
+                    "a scene without `JointGoal`s or `AxisGoal`s: its scripts place cubes and walk to places, and \
+                     drive no joint to a target nor turn a body to a direction (this scene's {})",
+                    unscripted.join("; ")
                 ),
             });
         }

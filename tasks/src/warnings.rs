@@ -1483,7 +1483,7 @@ fn unobserved_riding_goals(scene: &TaskScene) -> Vec<(&str, &str, &'static str)>
 }
 
 /// Goals whose target some reset range moves (min below max) and that no `GoalPosition` sensor observes, and joint
-/// goals likewise unobserved by `JointGoalTarget`: each with the sensor it lacks.
+/// and axis goals likewise unobserved by `JointGoalTarget` and `AxisGoalDirection`: each with the sensor it lacks.
 fn unobserved_random_goals(scene: &TaskScene) -> Vec<(&str, &'static str)> {
     let places = scene
         .goals
@@ -1516,7 +1516,19 @@ fn unobserved_random_goals(scene: &TaskScene) -> Vec<(&str, &'static str)> {
                 .any(|(_, def)| matches!(def, SensorDef::JointGoalTarget(k) if *k == g))
         })
         .map(|(_, def)| (def.goal.name.as_str(), "JointGoalTarget"));
-    places.chain(joints).collect()
+    let axes = scene
+        .axis_goals
+        .iter()
+        .enumerate()
+        .filter(|(_, def)| def.goal.randomize_yaw.is_some_and(|r| r.max > r.min))
+        .filter(|&(g, _)| {
+            !scene
+                .sensors
+                .iter()
+                .any(|(_, def)| matches!(def, SensorDef::AxisGoalDirection(k) if *k == g))
+        })
+        .map(|(_, def)| (def.goal.name.as_str(), "AxisGoalDirection"));
+    places.chain(joints).chain(axes).collect()
 }
 
 #[cfg(test)]
@@ -2346,6 +2358,24 @@ mod tests {
                 && warnings[0].starts_with("goal \"cube_goal\"'s target is drawn anew"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn a_drawn_axis_goal_direction_no_sensor_observes_is_found() {
+        let text = include_str!("../../assets/tasks/examples/topple.scn.ron");
+        let unobserved = text.replacen("AxisGoalDirection(goal: \"fallen\"),", "", 1);
+        assert_ne!(unobserved, text);
+        let scene = TaskScene::from_ron(&unobserved, "unobserved").unwrap();
+        assert_eq!(
+            unobserved_random_goals(&scene),
+            [("fallen", "AxisGoalDirection")]
+        );
+        // Not drawn (no yaw range), nothing to observe.
+        let start = unobserved.find(", randomize_yaw: Some((").unwrap();
+        let end = start + unobserved[start..].find("))").unwrap() + 2;
+        let fixed = format!("{}{}", &unobserved[..start], &unobserved[end..]);
+        let scene = TaskScene::from_ron(&fixed, "fixed").unwrap();
+        assert!(unobserved_random_goals(&scene).is_empty());
     }
 
     const CUBE_ON_PLATE: &str = include_str!("../../assets/tasks/examples/cube-on-plate.scn.ron");

@@ -538,27 +538,41 @@ fn play_waits_for_a_cube_authored_in_the_air_too() {
 }
 
 #[test]
-fn no_oracle_drives_a_scene_with_a_joint_goal() {
-    // cube-single with one more goal: the gantry's x slide at 0.2 m. Its script would place the cube and never
-    // know of the slide's goal, so its data would never show the task solved.
-    let text = cube_single_text().replacen(
-        "  entities: {",
-        r#"  entities: {
-    900: (components: {"qamlab_sim::authoring::JointGoal": (name: "slid", joint: "x", target: 0.2, tolerance: 0.02)}),"#,
-        1,
-    );
-    let scene = TaskScene::from_ron(&text, "cube-and-slide").unwrap();
-    let spec = EnvSpec::new(&scene, 100);
-    let Err(e) = Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
-        panic!("an oracle for a scene with a joint goal");
-    };
-    let message = e.to_string();
-    assert!(
-        message.contains("no scripted oracle")
-            && message.contains("a scene without `JointGoal`s")
-            && message.contains("\"slid\""),
-        "{message}"
-    );
+fn no_oracle_drives_a_scene_with_a_joint_goal_or_an_axis_goal() {
+    // cube-single with one more goal: the gantry's x slide at 0.2 m, or the cube upright. Its script would place the
+    // cube and never know of the other goal, so its data would never show the task solved.
+    for (extra, kind, name) in [
+        (
+            r#"JointGoal": (name: "slid", joint: "x", target: 0.2, tolerance: 0.02)"#,
+            "joint goals",
+            "\"slid\"",
+        ),
+        (
+            r#"AxisGoal": (name: "upright", body: "cube", axis: (0.0, 0.0, 1.0), direction: (0.0, 0.0, 1.0), tolerance: 0.2)"#,
+            "axis goals",
+            "\"upright\"",
+        ),
+    ] {
+        let text = cube_single_text().replacen(
+            "  entities: {",
+            &format!(
+                "  entities: {{\n    900: (components: {{\"qamlab_sim::authoring::{extra}}}),"
+            ),
+            1,
+        );
+        let scene = TaskScene::from_ron(&text, "cube-and-more").unwrap();
+        let spec = EnvSpec::new(&scene, 100);
+        let Err(e) = Oracle::new(&scene, &spec, OracleConfig::default(), &[0]) else {
+            panic!("an oracle for a scene with {kind}");
+        };
+        let message = e.to_string();
+        assert!(
+            message.contains("no scripted oracle")
+                && message.contains("a scene without `JointGoal`s or `AxisGoal`s")
+                && message.contains(&format!("{kind}: {name}")),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -110,6 +110,11 @@ pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
     if !motions.is_empty() {
         text += &format!("{motions:?}");
     }
+    // Axis goals likewise, only where a scene has some.
+    if !scene.axis_goals.is_empty() {
+        let axis_goals: Vec<_> = scene.axis_goals.iter().map(|g| &g.goal).collect();
+        text += &format!("{axis_goals:?}");
+    }
     crc32fast::hash(text.as_bytes())
 }
 
@@ -184,5 +189,11 @@ mod tests {
         let mut elsewhere = door.clone();
         elsewhere.joint_goals[0].goal.target = 0.9;
         assert_ne!(scene_fingerprint(&elsewhere), scene_fingerprint(&door));
+        let topple = "../assets/tasks/examples/topple.scn.ron";
+        let topple =
+            TaskScene::from_file(Path::new(env!("CARGO_MANIFEST_DIR")).join(topple)).unwrap();
+        let mut stricter = topple.clone();
+        stricter.axis_goals[0].goal.tolerance = 0.1;
+        assert_ne!(scene_fingerprint(&stricter), scene_fingerprint(&topple));
     }
 }
