@@ -127,6 +127,20 @@ pub struct JointGoalVisual {
     pub pending: Handle<StandardMaterial>,
 }
 
+/// An arrow of axis goal `goal` in env `env`, from its body's centre: the target direction (`current` false), or
+/// where the body's axis points now (`current` true), so the gap between the two reads at a glance.
+#[derive(Component, Debug)]
+pub struct AxisGoalVisual {
+    /// Env index.
+    pub env: usize,
+    /// Index into the scene's axis goals.
+    pub goal: usize,
+    /// Whether this arrow follows the body's axis rather than the target direction.
+    pub current: bool,
+    /// Material while the goal does not hold (the target arrow's; the current one's never changes).
+    pub pending: Handle<StandardMaterial>,
+}
+
 /// The material of a met goal, shared by every marker.
 #[derive(Resource, Debug)]
 struct GoalMetMaterial(Handle<StandardMaterial>);
@@ -152,6 +166,7 @@ impl Plugin for RenderSyncPlugin {
                     sync_rods,
                     sync_goals,
                     sync_joint_goals,
+                    sync_axis_goals,
                 )
                     .chain()
                     .after(SteppingSet::Step),
@@ -252,6 +267,9 @@ struct BodyLooks {
     goal_spheres: Vec<Option<Handle<Mesh>>>,
     /// Per joint goal: the translucent material of its body's copy.
     joint_goal_materials: Vec<Handle<StandardMaterial>>,
+    /// Per axis goal: its two arrows' meshes (target, current) and the target's material; the current arrow is
+    /// drawn in the rods' material.
+    axis_goal_arrows: Vec<(Handle<Mesh>, Handle<Mesh>, Handle<StandardMaterial>)>,
     /// The legs drawn under a table (unit cube mesh, its material, and each leg's place and size).
     legs: (Handle<Mesh>, Handle<StandardMaterial>, Vec<Transform>),
 }
@@ -301,6 +319,22 @@ impl BodyLooks {
                 materials.add(translucent(colors[moved].with_alpha(0.35)))
             })
             .collect();
+        let axis_goal_arrows = scene
+            .axis_goals
+            .iter()
+            .map(|g| {
+                let reach = scene.bodies[g.body]
+                    .collider
+                    .as_ref()
+                    .map_or(0.0, |c| c.offset.length() + bounding_radius(&c.shape));
+                let length = reach + AXIS_ARROW_OVERHANG;
+                (
+                    meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS)),
+                    meshes.add(arrow_mesh(length * 0.8, AXIS_ARROW_RADIUS * 0.6)),
+                    materials.add(translucent(colors[g.body].with_alpha(0.5))),
+                )
+            })
+            .collect();
         let goal_spheres = (0..scene.goals.len())
             .map(|g| match goal_marker(scene, g) {
                 GoalMarker::Sphere(radius) => Some(meshes.add(Sphere::new(radius))),
@@ -344,6 +378,7 @@ impl BodyLooks {
             goal_materials,
             goal_spheres,
             joint_goal_materials,
+            axis_goal_arrows,
             legs,
         }
     }
@@ -511,6 +546,50 @@ fn spawn_env_visuals(
             ));
         }
     }
+    for (goal, (target_arrow, current_arrow, pending)) in looks.axis_goal_arrows.iter().enumerate()
+    {
+        for (current, mesh, material) in [
+            (false, target_arrow, pending),
+            (true, current_arrow, &looks.rod.1),
+        ] {
+            commands.spawn((
+                AxisGoalVisual {
+                    env,
+                    goal,
+                    current,
+                    pending: material.clone(),
+                },
+                Mesh3d(mesh.clone()),
+                MeshMaterial3d(material.clone()),
+                Transform::default(),
+                bevy::light::NotShadowCaster,
+                ChildOf(root),
+            ));
+        }
+    }
+}
+
+/// How far an axis goal's target arrow reaches past its body's bounding sphere (m).
+const AXIS_ARROW_OVERHANG: f32 = 0.08;
+/// The radius of an axis goal's target arrow's shaft (m).
+const AXIS_ARROW_RADIUS: f32 = 0.006;
+
+/// An arrow `length` long from the origin along +y (Bevy's round shapes' axis): a shaft of radius `radius` and a
+/// head a fifth of the length, three times as wide.
+fn arrow_mesh(length: f32, radius: f32) -> Mesh {
+    let head = length * 0.2;
+    let shaft = Mesh::from(Cylinder::new(radius, length - head))
+        .translated_by(Vec3::Y * (length - head) / 2.0);
+    let tip = Mesh::from(Cone {
+        radius: radius * 3.0,
+        height: head,
+    })
+    .translated_by(Vec3::Y * (length - head / 2.0));
+    let mut arrow = shaft;
+    arrow
+        .merge(&tip)
+        .expect("a cylinder's and a cone's meshes have the same attributes");
+    arrow
 }
 
 /// The body a joint goal's marker copies: the joint's child, unless only its parent moves.
@@ -692,6 +771,49 @@ fn sync_joint_goals(
         let wanted = if holds { &met.0 } else { &marker.pending };
         if material.0 != *wanted {
             material.0 = wanted.clone();
+        }
+    }
+}
+
+/// Points each axis goal's arrows from its body's centre along this episode's target direction and along the
+/// body's axis now, and colours the target arrows of the goals that hold.
+fn sync_axis_goals(
+    entities: Res<EnvEntities>,
+    envs: Query<(&EnvWorld, &EnvState)>,
+    task: Res<ViewTask>,
+    met: Res<GoalMetMaterial>,
+    mut arrows: Query<(
+        &AxisGoalVisual,
+        &mut Transform,
+        &mut MeshMaterial3d<StandardMaterial>,
+    )>,
+) {
+    let scene = &task.scene;
+    for (arrow, mut transform, mut material) in &mut arrows {
+        let Some((world, state)) = entities.0.get(arrow.env).and_then(|&e| envs.get(e).ok()) else {
+            continue;
+        };
+        let (Some(def), Some(&target)) = (
+            scene.axis_goals.get(arrow.goal),
+            state.axis_targets.get(arrow.goal),
+        ) else {
+            continue;
+        };
+        let pose = world.0.pose(def.body);
+        let centre = scene.bodies[def.body]
+            .collider
+            .as_ref()
+            .map_or(Vec3::ZERO, |c| c.offset);
+        let axis = pose.rotation * def.axis;
+        let along = if arrow.current { axis } else { target };
+        *transform = Transform::from_translation(pose.transform_point(centre))
+            .with_rotation(Quat::from_rotation_arc(Vec3::Y, along));
+        if !arrow.current {
+            let holds = def.miss(pose.rotation, target) <= def.goal.tolerance;
+            let wanted = if holds { &met.0 } else { &arrow.pending };
+            if material.0 != *wanted {
+                material.0 = wanted.clone();
+            }
         }
     }
 }
@@ -939,6 +1061,98 @@ mod tests {
                 .unwrap()
                 .0,
             met
+        );
+    }
+
+    #[test]
+    fn an_axis_goals_arrows_point_along_the_target_and_the_axis_and_turn_green_when_met() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/tasks/examples/topple.scn.ron"
+        );
+        let scene = TaskScene::from_file(path).unwrap();
+        let spec = qamlab_sim::EnvSpec::new(&scene, 100);
+        let mut state = EnvState::new(&scene, &spec, 3);
+        let physics = qamlab_sim::env::reset_env(&scene, &mut state);
+        let target = state.axis_targets[0];
+        let cylinder = scene.axis_goals[0].body;
+        let standing = physics.pose(cylinder);
+
+        let mut app = App::new();
+        let mut materials = Assets::<StandardMaterial>::default();
+        let met = materials.add(translucent(GOAL_MET_COLOR));
+        let pending = materials.add(translucent(Color::WHITE));
+        let env = app.world_mut().spawn((EnvWorld(physics), state)).id();
+        app.insert_resource(EnvEntities(vec![env]))
+            .insert_resource(GoalMetMaterial(met.clone()))
+            .insert_resource(crate::view::ViewTask {
+                name: "topple".into(),
+                scene: scene.clone(),
+                watch: None,
+            })
+            .add_systems(Update, sync_axis_goals);
+        let mut arrow = |current: bool| {
+            app.world_mut()
+                .spawn((
+                    AxisGoalVisual {
+                        env: 0,
+                        goal: 0,
+                        current,
+                        pending: pending.clone(),
+                    },
+                    Transform::IDENTITY,
+                    MeshMaterial3d(pending.clone()),
+                ))
+                .id()
+        };
+        let (target_arrow, current_arrow) = (arrow(false), arrow(true));
+        app.update();
+        let drawn = |app: &App, e: Entity| *app.world().get::<Transform>(e).unwrap();
+        let material = |app: &App, e: Entity| {
+            app.world()
+                .get::<MeshMaterial3d<StandardMaterial>>(e)
+                .unwrap()
+                .0
+                .clone()
+        };
+        // Both from the cylinder's centre: the target along this episode's direction, the other up its axis.
+        for e in [target_arrow, current_arrow] {
+            assert!(drawn(&app, e).translation.distance(standing.translation) < 1e-6);
+        }
+        assert!((drawn(&app, target_arrow).rotation * Vec3::Y).distance(target) < 1e-5);
+        assert!((drawn(&app, current_arrow).rotation * Vec3::Y).distance(Vec3::Z) < 1e-5);
+        assert_eq!(material(&app, target_arrow), pending);
+
+        // The cylinder laid along the target, 0.2 rad off (within 0.3): the target arrow turns green.
+        let mut poses: Vec<_> = (0..scene.bodies.len())
+            .map(|b| app.world().get::<EnvWorld>(env).unwrap().0.pose(b))
+            .collect();
+        let lying = Quat::from_rotation_z(0.2) * Quat::from_rotation_arc(Vec3::Z, target);
+        poses[cylinder].rotation = lying;
+        app.world_mut().get_mut::<EnvWorld>(env).unwrap().0 =
+            qamlab_sim::physics::EnvPhysics::build(&scene, &poses);
+        app.update();
+        assert_eq!(material(&app, target_arrow), met);
+        assert_eq!(
+            material(&app, current_arrow),
+            pending,
+            "the axis arrow keeps its colour"
+        );
+        let axis_drawn = drawn(&app, current_arrow).rotation * Vec3::Y;
+        assert!(axis_drawn.distance(lying * Vec3::Z) < 1e-5, "{axis_drawn}");
+    }
+
+    #[test]
+    fn an_arrow_mesh_reaches_its_length_along_y() {
+        let aabb = arrow_mesh(0.3, 0.01).compute_aabb().unwrap();
+        let (min, max) = (Vec3::from(aabb.min()), Vec3::from(aabb.max()));
+        assert!(
+            min.y.abs() < 1e-6 && (max.y - 0.3).abs() < 1e-6,
+            "{min} {max}"
+        );
+        assert!(
+            (max.x - 0.03).abs() < 1e-4,
+            "the head three times the shaft: {max}"
         );
     }
 
