@@ -16,7 +16,8 @@ use qamlab_sim::scene::{BodyDef, FrameRef, GoalDef, SensorDef};
 /// magnitude from a robot lab's (sizes outside 0.1 mm-1 km, masses outside 1e-6-1e5 kg, over 100 m from the origin),
 /// restitution above 1, physics work per control step thousands of times the built-ins' (`HEAVY_STEP`), a joint
 /// anchored far from both its bodies, a goal whose target is drawn at random but never
-/// observed, goals on one body whose targets are too far apart to hold at once, a sensor listed twice, a body that is
+/// observed, goals on one body whose targets are too far apart to hold at once, an axis goal that holds at every
+/// start, two axis goals on one body whose directions no turn of it meets at once, a sensor listed twice, a body that is
 /// the child of two joints, an absolute position target beyond its joint's limits or past half a turn, a position
 /// motor so stiff for its damping that it snaps its joints onto their targets, or so damped that it barely moves
 /// them in an episode, a `PositionDelta` joint that gravity loads (it sags without end).
@@ -39,6 +40,8 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(unobserved_random_goal_warnings(scene));
     out.extend(unobserved_riding_goal_warnings(scene));
     out.extend(goals_that_cannot_both_hold(scene));
+    out.extend(axis_goals_met_at_start(scene));
+    out.extend(axis_goals_that_cannot_both_hold(scene));
     out.extend(repeated_sensors(scene));
     out.extend(bodies_with_two_parent_joints(scene));
     out.extend(position_targets_out_of_reach(scene));
@@ -1298,6 +1301,103 @@ fn implausible_scales(scene: &TaskScene) -> Vec<String> {
     out
 }
 
+/// Starts [`axis_goals_met_at_start`] draws.
+const AXIS_GOAL_STARTS: u64 = 32;
+
+/// Axis goals that hold at every one of [`AXIS_GOAL_STARTS`] drawn starts (the body as drawn, the direction turned by
+/// its drawn yaw): episodes that succeed before the robot does anything, most likely an axis or direction written for
+/// another (the body's z up, and the goal asking for z up).
+fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
+    use rand::SeedableRng;
+    if scene.axis_goals.is_empty() {
+        return Vec::new();
+    }
+    let mut always = vec![true; scene.axis_goals.len()];
+    for seed in 0..AXIS_GOAL_STARTS {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut targets = vec![Vec3::ZERO; scene.goals.len()];
+        let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
+        let mut joint_targets = vec![0.0; scene.joint_goals.len()];
+        qamlab_sim::env::draw_joint_targets(scene, &mut rng, &mut joint_targets);
+        let mut directions = vec![Vec3::ZERO; scene.axis_goals.len()];
+        qamlab_sim::env::draw_axis_targets(scene, &mut rng, &mut directions);
+        for ((held, def), direction) in always.iter_mut().zip(&scene.axis_goals).zip(directions) {
+            *held &= def.miss(poses[def.body].rotation, direction) <= def.goal.tolerance;
+        }
+    }
+    scene
+        .axis_goals
+        .iter()
+        .zip(always)
+        .filter(|(_, held)| *held)
+        .map(|(def, _)| {
+            format!(
+                "axis goal \"{}\" holds at every start tried ({AXIS_GOAL_STARTS}): \"{}\"'s axis ({}) already \
+                 points within {} rad of the direction ({}) as drawn, so episodes succeed before the robot does \
+                 anything; check the axis (in the body's own frame) and the direction (in the world)",
+                def.goal.name,
+                def.goal.body,
+                vector(def.goal.axis),
+                def.goal.tolerance,
+                vector(def.goal.direction)
+            )
+        })
+        .collect()
+}
+
+/// Pairs of axis goals on one body, neither direction drawn, that never hold at once: a turn keeps the angle
+/// between the body's two axes, so the directions' angle must be within the two tolerances of it (two axes at 90°
+/// cannot both point up).
+fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
+    let goals = &scene.axis_goals;
+    let fixed = |k: usize| goals[k].goal.randomize_yaw.is_none_or(|r| r.max == r.min);
+    let mut out = Vec::new();
+    for i in 0..goals.len() {
+        for j in i + 1..goals.len() {
+            let (a, b) = (&goals[i], &goals[j]);
+            if a.body != b.body || !fixed(i) || !fixed(j) {
+                continue;
+            }
+            let axes = a.axis.angle_between(b.axis);
+            let directions = a
+                .turned(yaw_of(i, scene))
+                .angle_between(b.turned(yaw_of(j, scene)));
+            let slack = a.goal.tolerance + b.goal.tolerance;
+            if (axes - directions).abs() > slack {
+                out.push(format!(
+                    "axis goals \"{}\" and \"{}\" never hold at once: \"{}\"'s axes ({}) and ({}) are {:.2} rad \
+                     apart and turn together, but their directions ({}) and ({}) are {:.2} rad apart: the \
+                     two angles differ by more than the tolerances together ({} rad)",
+                    a.goal.name,
+                    b.goal.name,
+                    a.goal.body,
+                    vector(a.goal.axis),
+                    vector(b.goal.axis),
+                    axes,
+                    vector(a.goal.direction),
+                    vector(b.goal.direction),
+                    directions,
+                    slack
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The yaw axis goal `k`'s direction is turned by when its range is one value (else 0).
+fn yaw_of(k: usize, scene: &TaskScene) -> f32 {
+    scene.axis_goals[k]
+        .goal
+        .randomize_yaw
+        .map_or(0.0, |r| r.min)
+}
+
+/// `(x, y, z)` as written.
+fn vector(v: Vec3) -> String {
+    format!("{}, {}, {}", v.x, v.y, v.z)
+}
+
 /// Each dynamic body's mass (kg), as the physics gives it: its collider's density times its volume, plus its
 /// `extra_mass`.
 fn dynamic_masses(scene: &TaskScene) -> Vec<(usize, f32)> {
@@ -2376,6 +2476,67 @@ mod tests {
         let fixed = format!("{}{}", &unobserved[..start], &unobserved[end..]);
         let scene = TaskScene::from_ron(&fixed, "fixed").unwrap();
         assert!(unobserved_random_goals(&scene).is_empty());
+    }
+
+    /// topple.scn.ron with its goal's line replaced by `goals`.
+    fn topple_with(goals: &str) -> TaskScene {
+        let text = include_str!("../../assets/tasks/examples/topple.scn.ron");
+        let start = text.find("\"qamlab_sim::authoring::AxisGoal\"").unwrap();
+        let end = start + text[start..].find("),\n      },").unwrap() + 2;
+        let edited = format!("{}{goals}{}", &text[..start], &text[end..]);
+        TaskScene::from_ron(&edited, "topple-edited").unwrap()
+    }
+
+    #[test]
+    fn an_axis_goal_that_holds_at_every_start_is_found() {
+        // The standing cylinder asked to stand: met before anything moves.
+        let standing = topple_with(
+            r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (0.0, 0.0, 1.0), tolerance: 0.3),"#,
+        );
+        let warnings = axis_goals_met_at_start(&standing);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with("axis goal \"fallen\" holds at every start tried (32)"),
+            "{warnings:?}"
+        );
+        // Lying toward a drawn heading: met at none of them.
+        let shipped = topple_with(
+            r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.4, randomize_yaw: Some((min: -0.7, max: 0.7))),"#,
+        );
+        assert!(axis_goals_met_at_start(&shipped).is_empty());
+    }
+
+    #[test]
+    fn two_axis_goals_no_turn_meets_at_once_are_found() {
+        let goals = |second: &str| {
+            topple_with(&format!(
+                r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.2),
+      }}),
+    8: (components: {{
+        "qamlab_sim::authoring::AxisGoal": (name: "second", body: "cylinder", {second}),"#
+            ))
+        };
+        // z along +x and x up: the axes and the directions both 90° apart, one turn meets both.
+        let pinned = goals("axis: (1.0, 0.0, 0.0), direction: (0.0, 0.0, 1.0), tolerance: 0.2");
+        assert!(axis_goals_that_cannot_both_hold(&pinned).is_empty());
+        // z along +x and x along +x too: 90° between the axes, 0 between the directions.
+        let clash = goals("axis: (1.0, 0.0, 0.0), direction: (2.0, 0.0, 0.0), tolerance: 0.2");
+        let warnings = axis_goals_that_cannot_both_hold(&clash);
+        assert!(
+            warnings.len() == 1
+                && warnings[0]
+                    .starts_with("axis goals \"fallen\" and \"second\" never hold at once")
+                && warnings[0]
+                    .contains(
+                        "1.57 rad apart and turn together, but their directions (1, 0, 0) and (2, 0, 0) are 0.00 rad apart:",
+                    ),
+            "{warnings:?}"
+        );
+        // Drawn directions are not judged.
+        let drawn = goals(
+            "axis: (1.0, 0.0, 0.0), direction: (2.0, 0.0, 0.0), tolerance: 0.2, randomize_yaw: Some((min: -1.0, max: 1.0))",
+        );
+        assert!(axis_goals_that_cannot_both_hold(&drawn).is_empty());
     }
 
     const CUBE_ON_PLATE: &str = include_str!("../../assets/tasks/examples/cube-on-plate.scn.ron");
