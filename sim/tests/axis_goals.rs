@@ -316,3 +316,67 @@ fn loading_refuses_names_and_sensors_that_mix_the_kinds() {
     );
     assert!(site_axis.contains("is a site"), "{site_axis}");
 }
+
+#[test]
+fn loading_refuses_an_axis_goal_on_a_body_slides_hold_from_turning() {
+    // topple's finger hangs from its fixed mount by two slides: it moves, but never turns.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../assets/tasks/examples/topple.scn.ron"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let on_finger = text.replacen(
+        "name: \"fallen\", body: \"cylinder\"",
+        "name: \"fallen\", body: \"finger\"",
+        1,
+    );
+    assert_ne!(on_finger, text);
+    let message = TaskScene::from_ron(&on_finger, "finger.scn.ron")
+        .expect_err("a body that cannot turn")
+        .to_string();
+    assert!(
+        message.contains("AxisGoal.body")
+            && message
+                .contains("joined to the fixed body \"mount\" by prismatic and fixed joints only"),
+        "{message}"
+    );
+    // Huge and tiny vectors are directions like any other.
+    let scaled = text
+        .replacen("axis: (0.0, 0.0, 1.0),\n", "axis: (0.0, 0.0, 1e30),\n", 1)
+        .replacen(
+            "direction: (1.0, 0.0, 0.0)",
+            "direction: (1e-30, 0.0, 0.0)",
+            1,
+        )
+        .replacen(
+            "BodyAxis(body: \"cylinder\", axis: (0.0, 0.0, 1.0))",
+            "BodyAxis(body: \"cylinder\", axis: (0.0, 0.0, 1e30))",
+            1,
+        );
+    assert_eq!(
+        scaled.matches("1e30").count() + scaled.matches("1e-30").count(),
+        3,
+        "{scaled}"
+    );
+    let scene = TaskScene::from_ron(&scaled, "scaled.scn.ron").unwrap();
+    assert_eq!(scene.axis_goals[0].axis, Vec3::Z);
+    assert_eq!(scene.axis_goals[0].direction, Vec3::X);
+    let spec = EnvSpec::new(&scene, 40);
+    let mut state = EnvState::new(&scene, &spec, 0);
+    reset_env(&scene, &mut state);
+    assert_eq!(
+        state.obs[6..9],
+        [0.0, 0.0, 1.0],
+        "the axis read as a unit vector"
+    );
+}
+
+#[test]
+fn the_miss_tells_small_angles_apart() {
+    let scene = load(&paddle(FLAT)).unwrap();
+    let goal = &scene.axis_goals[0];
+    // The paddle's z turned 1e-4 rad from -y about x: acos of the dot product reads 0 or 3.5e-4 there.
+    let turn = bevy::math::Quat::from_rotation_x(std::f32::consts::FRAC_PI_2 + 1e-4);
+    let miss = goal.miss(turn, Vec3::NEG_Y);
+    assert!((miss - 1e-4).abs() < 2e-6, "{miss}");
+}

@@ -32,7 +32,14 @@ pub(super) fn build(entities: Vec<RawEntity>, source: &str) -> Result<TaskScene,
     let actuators = build_actuators(&ck, &entities[actions_at], &bodies, &joints)?;
     let goals = build_goals(&ck, &entities, &bodies, &joints, &frames)?;
     let joint_goals = build_joint_goals(&ck, &entities, &bodies, &joints, &goals, &frames)?;
-    let axis_goals = build_axis_goals(&ck, &entities, &bodies, (&goals, &joint_goals), &frames)?;
+    let axis_goals = build_axis_goals(
+        &ck,
+        &entities,
+        &bodies,
+        &joints,
+        (&goals, &joint_goals),
+        &frames,
+    )?;
     check_some_goal(&ck, &goals, &joint_goals, &axis_goals)?;
     let sensors = build_sensors(
         &ck,

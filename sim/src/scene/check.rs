@@ -227,3 +227,21 @@ impl Check<'_> {
         Ok(())
     }
 }
+
+/// The unit vector along `v`, a direction written with any length but 0 (its size does not count, so no bound on
+/// lengths applies); else why not.
+pub(super) fn direction(v: Vec3) -> Result<Vec3, String> {
+    if !v.is_finite() {
+        return Err(format!("must be finite, got {v}"));
+    }
+    // Scaled first, so that neither a huge vector's length overflows nor a tiny one's underflows.
+    let largest = v.abs().max_element();
+    let unit = if largest > 0.0 {
+        (v / largest).try_normalize()
+    } else {
+        None
+    };
+    unit.ok_or_else(|| {
+        format!("{v} has no direction: give a vector of any length but 0, as (0.0, 0.0, 1.0)")
+    })
+}

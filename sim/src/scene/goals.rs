@@ -3,11 +3,11 @@
 use bevy::math::Vec3;
 
 use super::build::frame;
-use super::check::{Check, not_found};
+use super::check::{Check, direction, not_found};
 use super::parse::RawEntity;
 use super::{
     AxisGoalDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene,
-    welded_group,
+    turn_held_by, welded_group,
 };
 use crate::authoring::*;
 use crate::error::SimError;
@@ -27,6 +27,9 @@ pub(super) fn build_goals(
                 let why = if raw.joint_goal.is_some() {
                     "target randomisation needs a `Goal` on the same entity (a `JointGoal` draws its target \
                      from its own `randomize` range)"
+                } else if raw.axis_goal.is_some() {
+                    "target randomisation needs a `Goal` on the same entity (an `AxisGoal` turns its direction \
+                     by its own `randomize_yaw` range)"
                 } else {
                     "target randomisation needs a `Goal` on the same entity"
                 };
@@ -210,6 +213,7 @@ pub(super) fn build_axis_goals(
     ck: &Check,
     entities: &[RawEntity],
     bodies: &[BodyDef],
+    joints: &[JointDef],
     (goals, joint_goals): (&[GoalDef], &[JointGoalDef]),
     frames: &[(String, FrameRef)],
 ) -> Result<Vec<AxisGoalDef>, SimError> {
@@ -234,7 +238,7 @@ pub(super) fn build_axis_goals(
                 ),
             ));
         }
-        let body = axis_goal_body(ck, raw, goal, bodies, frames)?;
+        let body = axis_goal_body(ck, raw, goal, (bodies, joints), frames)?;
         let axis = unit(ck, raw, "AxisGoal.axis", goal.axis)?;
         let direction = unit(ck, raw, "AxisGoal.direction", goal.direction)?;
         ck.positive(raw, "AxisGoal.tolerance", goal.tolerance)?;
@@ -287,7 +291,7 @@ fn axis_goal_body(
     ck: &Check,
     raw: &RawEntity,
     goal: &AxisGoal,
-    bodies: &[BodyDef],
+    (bodies, joints): (&[BodyDef], &[JointDef]),
     frames: &[(String, FrameRef)],
 ) -> Result<usize, SimError> {
     let name = &goal.body;
@@ -316,20 +320,29 @@ fn axis_goal_body(
             ),
         ));
     }
+    if let Some(held) = turn_held_by(joints, bodies, b) {
+        return Err(ck.err(
+            raw,
+            "AxisGoal.body",
+            format!(
+                "\"{name}\" is joined to the {} body \"{}\" by prismatic and fixed joints only, which let it \
+                 slide but never turn, so the goal would hold from the first step or never; name a body that can \
+                 turn (free, or on a revolute joint)",
+                if bodies[held].body.kind == BodyKind::Fixed {
+                    "fixed"
+                } else {
+                    "kinematic"
+                },
+                bodies[held].body.name
+            ),
+        ));
+    }
     Ok(b)
 }
 
-/// `v` made unit; refused when not finite or too short to have a direction.
+/// `v` made unit; refused when not finite or zero.
 fn unit(ck: &Check, raw: &RawEntity, field: &str, v: Vec3) -> Result<Vec3, SimError> {
-    ck.finite3(raw, field, v)?;
-    if v.length() < 1e-6 {
-        return Err(ck.err(
-            raw,
-            field,
-            format!("{v} has no direction: give a vector of any length but 0, as (0.0, 0.0, 1.0)"),
-        ));
-    }
-    Ok(v.normalize())
+    direction(v).map_err(|why| ck.err(raw, field, why))
 }
 
 /// Joint goals in file order, each on a revolute or prismatic joint that can move, with a target it can reach.

@@ -272,7 +272,9 @@ pub struct AxisGoalDef {
 impl AxisGoalDef {
     /// The angle (radians) between the body's axis, at `rotation`, and `target`, a unit direction.
     pub fn miss(&self, rotation: Quat, target: Vec3) -> f32 {
-        (rotation * self.axis).dot(target).clamp(-1.0, 1.0).acos()
+        let axis = rotation * self.axis;
+        // Not acos of the dot product, which cannot tell angles below a few 1e-4 rad apart in f32.
+        axis.cross(target).length().atan2(axis.dot(target))
     }
 
     /// The target direction after a drawn turn of `yaw` about the world's z axis.
@@ -493,6 +495,35 @@ pub fn welded_group(joints: &[JointDef], b: usize) -> Vec<usize> {
                 if group.contains(&from) && !group.contains(&to) {
                     group.push(to);
                     grew = true;
+                }
+            }
+        }
+    }
+    group
+}
+
+/// A body that is not `Dynamic` and that body `b` reaches through prismatic and fixed joints only, if any: one that
+/// holds `b`'s orientation (a slide keeps its two bodies' relative turn, a weld all of their pose).
+pub fn turn_held_by(joints: &[JointDef], bodies: &[BodyDef], b: usize) -> Option<usize> {
+    rigid_turn_group(joints, b)
+        .into_iter()
+        .find(|&at| bodies[at].body.kind != BodyKind::Dynamic)
+}
+
+/// Body `b` and the bodies prismatic and fixed joints join to it, directly or through others (`b` first): the
+/// bodies that always turn as one.
+pub fn rigid_turn_group(joints: &[JointDef], b: usize) -> Vec<usize> {
+    let mut group = vec![b];
+    let mut next = 0;
+    while let Some(&at) = group.get(next) {
+        next += 1;
+        for j in joints {
+            if matches!(j.joint.kind, JointKind::Revolute { .. }) {
+                continue;
+            }
+            for (from, to) in [(j.parent, j.child), (j.child, j.parent)] {
+                if from == at && !group.contains(&to) {
+                    group.push(to);
                 }
             }
         }

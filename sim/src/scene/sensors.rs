@@ -3,7 +3,7 @@
 use bevy::math::Vec3;
 
 use super::build::{body_index, body_names, frame, joint_index};
-use super::check::{Check, not_found};
+use super::check::{Check, direction, not_found};
 use super::parse::RawEntity;
 use super::{
     ActuatorDef, AxisGoalDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, SensorDef,
@@ -132,8 +132,12 @@ impl SensorNames<'_> {
     fn body(&self, f: &str, name: &str) -> Result<usize, SimError> {
         let Named { bodies, frames, .. } = *self.named;
         body_index(bodies, name).ok_or_else(|| {
-            let what = if frames.iter().any(|(n, _)| n == name) {
-                format!("\"{name}\" is a site; this sensor reads a body's orientation or spin")
+            let what = if let Some((_, site)) = frames.iter().find(|(n, _)| n == name) {
+                format!(
+                    "\"{name}\" is a site, a point on \"{}\"; this sensor reads a body's orientation or spin: \
+                     name the body",
+                    bodies[site.body].body.name
+                )
             } else {
                 not_found("body", name, body_names(bodies))
             };
@@ -200,10 +204,13 @@ impl SensorNames<'_> {
                 None
             };
             let message = match other {
-                Some((component, target, sensor)) => format!(
-                    "\"{name}\" is a `{component}`, whose target is {target}: read it with \
-                     `{sensor}(goal: \"{name}\")`"
-                ),
+                Some((component, target, sensor)) => {
+                    let article = if component.starts_with('A') { "an" } else { "a" };
+                    format!(
+                        "\"{name}\" is {article} `{component}`, whose target is {target}: read it with \
+                         `{sensor}(goal: \"{name}\")`"
+                    )
+                }
                 None => not_found(kind, name, known),
             };
             self.err("goal", message)
@@ -213,15 +220,8 @@ impl SensorNames<'_> {
     /// Where `axis` of body `name` points; the axis needs a direction.
     fn body_axis(&self, name: &str, axis: Vec3) -> Result<SensorDef, SimError> {
         let b = self.body("body", name)?;
-        if !axis.is_finite() || axis.length() < 1e-6 {
-            return Err(self.err(
-                "axis",
-                format!(
-                    "{axis} has no direction: give a vector of any length but 0, as (0.0, 0.0, 1.0)"
-                ),
-            ));
-        }
-        Ok(SensorDef::BodyAxis(b, axis.normalize()))
+        let unit = direction(axis).map_err(|why| self.err("axis", why))?;
+        Ok(SensorDef::BodyAxis(b, unit))
     }
 
     /// The sensor's field `f`, for messages.
