@@ -323,8 +323,11 @@ fn describe(
         );
         if let Some(range) = g.randomize_yaw {
             out += &format!(
-                ", turned about z by a yaw drawn from [{}, {}]",
-                range.min, range.max
+                ", turned about z by a yaw drawn from [{}, {}] rad ([{:.0}°, {:.0}°])",
+                range.min,
+                range.max,
+                range.min.to_degrees(),
+                range.max.to_degrees()
             );
         }
         out += "\n";

@@ -42,6 +42,8 @@ pub fn scene_warnings(scene: &TaskScene) -> Vec<String> {
     out.extend(goals_that_cannot_both_hold(scene));
     out.extend(axis_goals_met_at_start(scene));
     out.extend(axis_goals_that_cannot_both_hold(scene));
+    out.extend(axis_goals_a_hinge_cannot_reach(scene));
+    out.extend(yaws_that_barely_turn(scene));
     out.extend(repeated_sensors(scene));
     out.extend(bodies_with_two_parent_joints(scene));
     out.extend(position_targets_out_of_reach(scene));
@@ -548,9 +550,15 @@ fn unobserved_random_goal_warnings(scene: &TaskScene) -> Vec<String> {
     unobserved_random_goals(scene)
         .into_iter()
         .map(|(goal, sensor)| {
+            // An axis goal's target is a direction: which way to turn, not where to go.
+            let (what, cannot) = if sensor == "AxisGoalDirection" {
+                ("direction", "which way to turn the body")
+            } else {
+                ("target", "where to go")
+            };
             format!(
-                "goal \"{goal}\"'s target is drawn anew at each reset, but no `{sensor}(goal: \"{goal}\")` sensor \
-                 observes it: an agent cannot tell where to go; add one to the `ObservationSpace`"
+                "goal \"{goal}\"'s {what} is drawn anew at each reset, but no `{sensor}(goal: \"{goal}\")` sensor \
+                 observes it: an agent cannot tell {cannot}; add one to the `ObservationSpace`"
             )
         })
         .collect()
@@ -903,6 +911,17 @@ fn angles_in_degrees(scene: &TaskScene) -> Vec<String> {
                 "joint \"{}\"'s limits [{}, {}] rad pass half a turn (3.1416 rad): a revolute joint's angle wraps \
                  there, so such a limit never binds{degrees}",
                 joint.name, limits.min, limits.max
+            ));
+        }
+    }
+    for def in &scene.axis_goals {
+        if let Some(yaw) = &def.goal.randomize_yaw
+            && beyond(yaw, TURN)
+        {
+            out.push(format!(
+                "axis goal \"{}\"'s direction is turned by a yaw drawn from [{}, {}] rad, past a whole turn \
+                 (6.2832 rad): angles are in radians (degrees written?)",
+                def.goal.name, yaw.min, yaw.max
             ));
         }
     }
@@ -1331,10 +1350,16 @@ fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
         .zip(always)
         .filter(|(_, held)| *held)
         .map(|(def, _)| {
+            // Beside other goals it still asks something: that the body not turn away while they are met.
+            let so = if scene.goal_count() == 1 {
+                "so episodes succeed before the robot does anything"
+            } else {
+                "so it asks only that the body not turn away from it while the other goals are met"
+            };
             format!(
                 "axis goal \"{}\" holds at every start tried ({AXIS_GOAL_STARTS}): \"{}\"'s axis ({}) already \
-                 points within {} rad of the direction ({}) as drawn, so episodes succeed before the robot does \
-                 anything; check the axis (in the body's own frame) and the direction (in the world)",
+                 points within {} rad of the direction ({}) as drawn, {so}; if it should ask for a turn, check the \
+                 axis (in the body's own frame) and the direction (in the world)",
                 def.goal.name,
                 def.goal.body,
                 vector(def.goal.axis),
@@ -1345,39 +1370,87 @@ fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
         .collect()
 }
 
-/// Pairs of axis goals on one body, neither direction drawn, that never hold at once: a turn keeps the angle
-/// between the body's two axes, so the directions' angle must be within the two tolerances of it (two axes at 90°
-/// cannot both point up).
+/// Yaws tried per axis goal by [`axis_goals_that_cannot_both_hold`] across a drawn range.
+const YAW_SAMPLES: usize = 33;
+
+/// Pairs of axis goals on one body that never hold at once: a turn keeps the angle between the body's two axes, so
+/// the directions' angle must come within the two tolerances of it. Drawn directions are tried at
+/// [`YAW_SAMPLES`] yaws each; the angle between two directions moves no more than either yaw does, so a pair is
+/// reported only when every sample misses by more than half a step of each range (it misses between samples too).
 fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     let goals = &scene.axis_goals;
-    let fixed = |k: usize| goals[k].goal.randomize_yaw.is_none_or(|r| r.max == r.min);
+    // A goal's yaws to try, and half the step between them.
+    let yaws = |k: usize| -> (Vec<f32>, f32) {
+        match goals[k].goal.randomize_yaw {
+            Some(r) if r.max > r.min => {
+                let step = (r.max - r.min) / (YAW_SAMPLES - 1) as f32;
+                let at = (0..YAW_SAMPLES).map(|n| r.min + step * n as f32).collect();
+                (at, step / 2.0)
+            }
+            Some(r) => (vec![r.min], 0.0),
+            None => (vec![0.0], 0.0),
+        }
+    };
     let mut out = Vec::new();
     for i in 0..goals.len() {
         for j in i + 1..goals.len() {
             let (a, b) = (&goals[i], &goals[j]);
-            if a.body != b.body || !fixed(i) || !fixed(j) {
+            if a.body != b.body {
                 continue;
             }
             let axes = a.axis.angle_between(b.axis);
-            let directions = a
-                .turned(yaw_of(i, scene))
-                .angle_between(b.turned(yaw_of(j, scene)));
+            let ((yaws_a, half_a), (yaws_b, half_b)) = (yaws(i), yaws(j));
             let slack = a.goal.tolerance + b.goal.tolerance;
-            if (axes - directions).abs() > slack {
+            // Per pair of sampled yaws: the directions' angle, and whether the pair misses even between samples.
+            let cells: Vec<(f32, bool)> = yaws_a
+                .iter()
+                .flat_map(|&ya| {
+                    yaws_b.iter().map(move |&yb| {
+                        let directions = a.turned(ya).angle_between(b.turned(yb));
+                        (
+                            directions,
+                            (axes - directions).abs() - half_a - half_b > slack,
+                        )
+                    })
+                })
+                .collect();
+            let misses = cells.iter().filter(|(_, miss)| *miss).count();
+            if misses == 0 {
+                continue;
+            }
+            let head = format!(
+                "axis goals \"{}\" and \"{}\" on \"{}\": its axes ({}) and ({}) are {axes:.2} rad apart and turn \
+                 together, so their directions must be within the tolerances together ({slack} rad) of that",
+                a.goal.name,
+                b.goal.name,
+                a.goal.body,
+                vector(a.goal.axis),
+                vector(b.goal.axis),
+            );
+            if misses == cells.len() {
+                let closest = cells
+                    .iter()
+                    .map(|(d, _)| *d)
+                    .min_by(|x, y| (axes - x).abs().total_cmp(&(axes - y).abs()))
+                    .expect("a yaw or more each");
+                let drawn = if half_a + half_b > 0.0 {
+                    " at their closest over the drawn yaws"
+                } else {
+                    ""
+                };
                 out.push(format!(
-                    "axis goals \"{}\" and \"{}\" never hold at once: \"{}\"'s axes ({}) and ({}) are {:.2} rad \
-                     apart and turn together, but their directions ({}) and ({}) are {:.2} rad apart: the \
-                     two angles differ by more than the tolerances together ({} rad)",
-                    a.goal.name,
-                    b.goal.name,
-                    a.goal.body,
-                    vector(a.goal.axis),
-                    vector(b.goal.axis),
-                    axes,
+                    "{head}, but the directions ({}) and ({}) are {closest:.2} rad apart{drawn}: the two never hold \
+                     at once",
                     vector(a.goal.direction),
                     vector(b.goal.direction),
-                    directions,
-                    slack
+                ));
+            } else {
+                // Each goal's yaw is drawn on its own: two drawn ones turn their directions apart.
+                let share = 100.0 * misses as f32 / cells.len() as f32;
+                out.push(format!(
+                    "{head}, and each goal's yaw is drawn on its own, so in at least {share:.0} % of episodes their \
+                     directions are drawn too far apart for both to hold; to face a body toward a drawn heading, draw \
+                     the yaw of one goal on a horizontal direction and pin another axis to a vertical direction"
                 ));
             }
         }
@@ -1385,12 +1458,105 @@ fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     out
 }
 
-/// The yaw axis goal `k`'s direction is turned by when its range is one value (else 0).
-fn yaw_of(k: usize, scene: &TaskScene) -> f32 {
-    scene.axis_goals[k]
-        .goal
-        .randomize_yaw
-        .map_or(0.0, |r| r.min)
+/// Axis goals whose drawn yaw turns their direction less than their tolerance (a direction nearly vertical): the
+/// draw barely changes the task, yet asks for a sensor to observe it.
+fn yaws_that_barely_turn(scene: &TaskScene) -> Vec<String> {
+    scene
+        .axis_goals
+        .iter()
+        .filter_map(|def| {
+            let range = def.goal.randomize_yaw.filter(|r| r.max > r.min)?;
+            // The chord angle between the direction turned by the range's two ends (at most half a turn apart).
+            let across = (range.max - range.min).min(std::f32::consts::PI);
+            let swing = 2.0 * (def.direction.truncate().length() * (across / 2.0).sin()).asin();
+            (swing < def.goal.tolerance).then(|| {
+                format!(
+                    "axis goal \"{}\"'s drawn yaw turns its direction ({}) at most {swing:.3} rad, less than its \
+                     tolerance {} rad, as the direction is nearly vertical: the draw barely changes the task; remove \
+                     `randomize_yaw`, or tilt the direction further from the vertical",
+                    def.goal.name,
+                    vector(def.goal.direction),
+                    def.goal.tolerance
+                )
+            })
+        })
+        .collect()
+}
+
+/// Axis goals on a body one revolute joint turns against a body that holds its own orientation (a door's hinge):
+/// the joint turns the axis on a cone about the hinge, so a direction off that cone by more than the tolerance is
+/// never met, whatever the joint's angle. Judged at [`AXIS_GOAL_STARTS`] drawn starts; each warning says at how many
+/// of them the direction is off the cone.
+fn axis_goals_a_hinge_cannot_reach(scene: &TaskScene) -> Vec<String> {
+    use rand::SeedableRng;
+    let held =
+        |b: usize| qamlab_sim::scene::turn_held_by(&scene.joints, &scene.bodies, b).is_some();
+    // Per axis goal, the hinge that alone turns its body, if one does.
+    let hinges: Vec<Option<usize>> = scene
+        .axis_goals
+        .iter()
+        .map(|def| {
+            let piece = qamlab_sim::scene::rigid_turn_group(&scene.joints, def.body);
+            scene.joints.iter().position(|j| {
+                matches!(j.joint.kind, JointKind::Revolute { .. })
+                    && (piece.contains(&j.parent) != piece.contains(&j.child))
+                    && held(if piece.contains(&j.parent) {
+                        j.child
+                    } else {
+                        j.parent
+                    })
+            })
+        })
+        .collect();
+    if hinges.iter().all(Option::is_none) {
+        return Vec::new();
+    }
+    let mut off = vec![0u64; scene.axis_goals.len()];
+    let mut cone = vec![(0.0f32, 0.0f32); scene.axis_goals.len()];
+    for seed in 0..AXIS_GOAL_STARTS {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut targets = vec![Vec3::ZERO; scene.goals.len()];
+        let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
+        let mut joint_targets = vec![0.0; scene.joint_goals.len()];
+        qamlab_sim::env::draw_joint_targets(scene, &mut rng, &mut joint_targets);
+        let mut directions = vec![Vec3::ZERO; scene.axis_goals.len()];
+        qamlab_sim::env::draw_axis_targets(scene, &mut rng, &mut directions);
+        for (k, def) in scene.axis_goals.iter().enumerate() {
+            let Some(h) = hinges[k] else { continue };
+            let joint = &scene.joints[h];
+            let hinge = poses[joint.parent].rotation * joint.frame1.rotation * Vec3::X;
+            let axis = poses[def.body].rotation * def.axis;
+            let (from_axis, from_direction) = (
+                axis.angle_between(hinge),
+                directions[k].angle_between(hinge),
+            );
+            if (from_axis - from_direction).abs() > def.goal.tolerance {
+                off[k] += 1;
+                cone[k] = (from_axis, from_direction);
+            }
+        }
+    }
+    scene
+        .axis_goals
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| off[k] > 0)
+        .map(|(k, def)| {
+            let joint = &scene.joints[hinges[k].expect("counted for its hinge")].joint.name;
+            let (from_axis, from_direction) = cone[k];
+            format!(
+                "axis goal \"{}\" cannot be met at {} of {AXIS_GOAL_STARTS} starts tried: joint \"{joint}\" alone \
+                 turns \"{}\", sweeping its axis ({}) round a cone {from_axis:.2} rad from the hinge, and the \
+                 direction is {from_direction:.2} rad from the hinge, more than the tolerance {} rad off the cone, \
+                 whatever the joint's angle",
+                def.goal.name,
+                off[k],
+                def.goal.body,
+                vector(def.goal.axis),
+                def.goal.tolerance
+            )
+        })
+        .collect()
 }
 
 /// `(x, y, z)` as written.
@@ -2524,19 +2690,101 @@ mod tests {
         let warnings = axis_goals_that_cannot_both_hold(&clash);
         assert!(
             warnings.len() == 1
-                && warnings[0]
-                    .starts_with("axis goals \"fallen\" and \"second\" never hold at once")
-                && warnings[0]
-                    .contains(
-                        "1.57 rad apart and turn together, but their directions (1, 0, 0) and (2, 0, 0) are 0.00 rad apart:",
-                    ),
+                && warnings[0].starts_with(
+                    "axis goals \"fallen\" and \"second\" on \"cylinder\": its axes (0, 0, 1) and (1, 0, 0) are \
+                     1.57 rad apart"
+                )
+                && warnings[0].ends_with(
+                    "but the directions (1, 0, 0) and (2, 0, 0) are 0.00 rad apart: the two never hold at once"
+                ),
             "{warnings:?}"
         );
-        // Drawn directions are not judged.
-        let drawn = goals(
-            "axis: (1.0, 0.0, 0.0), direction: (2.0, 0.0, 0.0), tolerance: 0.2, randomize_yaw: Some((min: -1.0, max: 1.0))",
+        // A drawn direction: judged over its yaws. The second along (1, 0, 0) turned by up to ±1 rad is never within
+        // 0.4 rad of 90° from the first's (1, 0, 0); turned by up to ±1.4 rad it is, in some episodes only.
+        let drawn = |range: f32| {
+            goals(&format!(
+                "axis: (1.0, 0.0, 0.0), direction: (2.0, 0.0, 0.0), tolerance: 0.2, randomize_yaw: Some((min: -{range}, max: {range}))"
+            ))
+        };
+        let warnings = axis_goals_that_cannot_both_hold(&drawn(1.0));
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("1.00 rad apart at their closest over the drawn yaws"),
+            "{warnings:?}"
         );
-        assert!(axis_goals_that_cannot_both_hold(&drawn).is_empty());
+        let warnings = axis_goals_that_cannot_both_hold(&drawn(1.4));
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("each goal's yaw is drawn on its own, so in at least"),
+            "{warnings:?}"
+        );
+        // Two horizontal axes each toward its own drawn heading: drawn apart, they often cannot both hold.
+        let text = include_str!("../../assets/tasks/examples/topple.scn.ron");
+        let start = text.find("\"qamlab_sim::authoring::AxisGoal\"").unwrap();
+        let end = start + text[start..].find("),\n      },").unwrap() + 2;
+        let yawed = format!(
+            r#"{}"qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (1.0, 0.0, 0.0), direction: (1.0, 0.0, 0.0), tolerance: 0.4, randomize_yaw: Some((min: -1.0, max: 1.0))),
+      }}),
+    8: (components: {{
+        "qamlab_sim::authoring::AxisGoal": (name: "second", body: "cylinder", axis: (0.0, 1.0, 0.0), direction: (0.0, 1.0, 0.0), tolerance: 0.4, randomize_yaw: Some((min: -1.0, max: 1.0))),{}"#,
+            &text[..start],
+            &text[end..]
+        );
+        let warnings =
+            axis_goals_that_cannot_both_hold(&TaskScene::from_ron(&yawed, "yawed").unwrap());
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("so in at least 3"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn an_axis_goal_its_hinge_cannot_turn_to_is_found() {
+        // The door turns about the vertical: its x axis sweeps the horizontal, its z axis stays up.
+        let door = |axis: &str, direction: &str| {
+            let text = include_str!("../../assets/tasks/examples/door.scn.ron").replacen(
+                "  entities: {",
+                &format!(
+                    "  entities: {{\n    90: (components: {{\"qamlab_sim::authoring::AxisGoal\": (name: \"turned\", \
+                     body: \"door\", axis: {axis}, direction: {direction}, tolerance: 0.1)}}),"
+                ),
+                1,
+            );
+            TaskScene::from_ron(&text, "door-turned").unwrap()
+        };
+        assert!(
+            axis_goals_a_hinge_cannot_reach(&door("(1.0, 0.0, 0.0)", "(0.0, 1.0, 0.0)")).is_empty()
+        );
+        let warnings = axis_goals_a_hinge_cannot_reach(&door("(0.0, 0.0, 1.0)", "(0.0, 1.0, 0.0)"));
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with(
+                    "axis goal \"turned\" cannot be met at 32 of 32 starts tried: joint \"hinge\""
+                )
+                && warnings[0].contains(
+                    "a cone 0.00 rad from the hinge, and the direction is 1.57 rad from the hinge"
+                ),
+            "{warnings:?}"
+        );
+        // The handle welded to the door turns with it, by the same hinge.
+        let handle = door("(0.0, 0.0, 1.0)", "(1.0, 0.0, 0.0)");
+        assert_eq!(axis_goals_a_hinge_cannot_reach(&handle).len(), 1);
+    }
+
+    #[test]
+    fn a_drawn_yaw_that_barely_turns_a_nearly_vertical_direction_is_found() {
+        let goal = |direction: &str| {
+            topple_with(&format!(
+                r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (1.0, 0.0, 0.0), direction: {direction}, tolerance: 0.2, randomize_yaw: Some((min: -1.0, max: 1.0))),"#
+            ))
+        };
+        let warnings = yaws_that_barely_turn(&goal("(0.02, 0.0, 1.0)"));
+        assert!(
+            warnings.len() == 1
+                && warnings[0].contains("turns its direction (0.02, 0, 1) at most 0.034 rad"),
+            "{warnings:?}"
+        );
+        assert!(yaws_that_barely_turn(&goal("(1.0, 0.0, 1.0)")).is_empty());
     }
 
     const CUBE_ON_PLATE: &str = include_str!("../../assets/tasks/examples/cube-on-plate.scn.ron");

@@ -65,8 +65,8 @@ impl DatasetSource {
 pub const FINGERPRINT_VERSION: u32 = 2;
 
 /// What a scene's author wrote, as one number: the CRC-32 of the debug text of its authored components (settings,
-/// bodies with colliders, randomisation and motion, joints, sites, actuators, sensors, goals, joint goals), leaving out the file's path
-/// and what loading computes (joint frames, resolved indices). A copy or a re-commented file keeps it; a change to
+/// bodies with colliders, randomisation and motion, joints, sites, actuators, sensors, goals of every kind), leaving
+/// out the file's path and what loading computes (joint frames, resolved indices). A copy or a re-commented file keeps it; a change to
 /// anything the task is made of changes it.
 pub fn scene_fingerprint(scene: &TaskScene) -> u32 {
     let authored = (
