@@ -309,14 +309,18 @@ impl BodyLooks {
         let goal_materials = scene
             .goals
             .iter()
-            .map(|g| materials.add(translucent(colors[g.frame.body].with_alpha(0.35))))
+            .map(|g| {
+                materials.add(translucent(
+                    marker_color(colors[g.frame.body]).with_alpha(0.35),
+                ))
+            })
             .collect();
         let joint_goal_materials = scene
             .joint_goals
             .iter()
             .map(|g| {
                 let moved = joint_goal_body(scene, g.joint);
-                materials.add(translucent(colors[moved].with_alpha(0.35)))
+                materials.add(translucent(marker_color(colors[moved]).with_alpha(0.35)))
             })
             .collect();
         let axis_goal_arrows = scene
@@ -331,7 +335,7 @@ impl BodyLooks {
                 (
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS)),
                     meshes.add(arrow_mesh(length * 0.8, AXIS_ARROW_RADIUS * 0.6)),
-                    materials.add(translucent(colors[g.body].with_alpha(0.5))),
+                    materials.add(translucent(marker_color(colors[g.body]).with_alpha(0.5))),
                 )
             })
             .collect();
@@ -434,6 +438,21 @@ fn robot_links(scene: &TaskScene) -> Vec<bool> {
     }
     robot
 }
+
+/// The colour of a marker of a goal on a body of colour `body` while the goal does not hold: the body's, unless it
+/// is a green near [`GOAL_MET_COLOR`]'s (the third object's), which would look met already; then a pale grey.
+fn marker_color(body: Color) -> Color {
+    let (hue, met_hue) = (Hsla::from(body).hue, Hsla::from(GOAL_MET_COLOR).hue);
+    let apart = (hue - met_hue).abs().min(360.0 - (hue - met_hue).abs());
+    if apart < 45.0 && Hsla::from(body).saturation > 0.3 {
+        MARKER_GREY
+    } else {
+        body
+    }
+}
+
+/// The colour of the markers of goals on green bodies (see [`marker_color`]).
+const MARKER_GREY: Color = Color::srgb(0.86, 0.86, 0.9);
 
 fn translucent(color: Color) -> StandardMaterial {
     StandardMaterial {
@@ -1123,7 +1142,7 @@ mod tests {
         assert!((drawn(&app, current_arrow).rotation * Vec3::Y).distance(Vec3::Z) < 1e-5);
         assert_eq!(material(&app, target_arrow), pending);
 
-        // The cylinder laid along the target, 0.2 rad off (within 0.3): the target arrow turns green.
+        // The cylinder laid along the target, 0.2 rad off (within 0.4): the target arrow turns green.
         let mut poses: Vec<_> = (0..scene.bodies.len())
             .map(|b| app.world().get::<EnvWorld>(env).unwrap().0.pose(b))
             .collect();
@@ -1154,6 +1173,20 @@ mod tests {
             (max.x - 0.03).abs() < 1e-4,
             "the head three times the shaft: {max}"
         );
+    }
+
+    #[test]
+    fn a_goal_on_a_green_body_is_marked_in_grey_until_met() {
+        // The third object is green, as a met goal's marker is: its markers would look met from the start.
+        assert_eq!(marker_color(OBJECT_COLORS[2]), MARKER_GREY);
+        for color in [
+            OBJECT_COLORS[0],
+            OBJECT_COLORS[1],
+            OBJECT_COLORS[3],
+            ROBOT_COLOR,
+        ] {
+            assert_eq!(marker_color(color), color);
+        }
     }
 
     #[test]
