@@ -64,6 +64,16 @@ pub fn kinematic_pose(start: Pose, motion: &KinematicMotion, seconds: f64) -> Po
     pose
 }
 
+/// The velocity (linear, of the origin; angular) of a body following `motion` at the start of its episode: the
+/// spin's, and the sway's along its stroke at its starting phase.
+pub fn kinematic_start_velocity(motion: &KinematicMotion) -> (Vec3, Vec3) {
+    let angular = motion.spin.unwrap_or(Vec3::ZERO);
+    let linear = motion.sway.map_or(Vec3::ZERO, |sway| {
+        sway.amplitude * (std::f32::consts::TAU / sway.period * sway.phase.cos())
+    });
+    (linear, angular)
+}
+
 impl EnvPhysics {
     /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), all at rest, every
     /// actuator's motor holding its joint where it is, and every joint spring pulling toward its rest. A body with a
@@ -115,7 +125,30 @@ impl EnvPhysics {
         };
         physics.hold_motors(scene);
         physics.set_springs(scene);
+        physics.start_movers();
         physics
+    }
+
+    /// Gives each body with a [`KinematicMotion`] its motion's velocity at the episode's start, so a sensor reads it
+    /// from the first observation (the first step then sets it from the pose the motion takes it to, as every step
+    /// does).
+    fn start_movers(&mut self) {
+        let colliders = &self.world.colliders;
+        for m in &self.movers {
+            let Some(body) = self.world.bodies.get_mut(m.handle) else {
+                continue;
+            };
+            let (linear, angular) = kinematic_start_velocity(&m.motion);
+            // Rapier's linear velocity is the centre of mass's, which the spin moves too.
+            body.recompute_mass_properties_from_colliders(colliders);
+            let com = body.center_of_mass();
+            // A position-based kinematic body takes no velocity from a setter (its steps derive it from its poses):
+            // set it as a velocity-based one, whose velocity stands until its first step, still a fresh body's.
+            body.set_body_type(RigidBodyType::KinematicVelocityBased, false);
+            body.set_linvel(linear + angular.cross(com - m.start.translation), false);
+            body.set_angvel(angular, false);
+            body.set_body_type(RigidBodyType::KinematicPositionBased, false);
+        }
     }
 
     /// Sets the motor of every joint with a spring (which loading keeps off actuated joints) to pull the joint

@@ -157,6 +157,9 @@ fn a_platform_sways_along_its_sine_and_starts_again_at_each_reset() {
         v3(&first, PLATFORM).length() < 1e-7,
         "it starts in the middle"
     );
+    // Already moving: at the sine's full speed, 0.1 π m/s, from the first observation.
+    let v0 = v3(&first, PLATFORM_V);
+    assert!((v0 - Vec3::new(0.1 * PI, 0.0, 0.0)).length() < 1e-6, "{v0}");
     // The bob starts 0.5 rad into its stroke, where it is authored: the stroke's middle is 0.2 sin(0.5) below.
     let bob_at = |t: f32| 1.0 + 0.2 * ((TAU * t + 0.5).sin() - 0.5f32.sin());
     assert_eq!(v3(&first, BOB), Vec3::new(0.0, -3.0, 1.0));
@@ -413,4 +416,37 @@ fn a_kinematic_body_without_a_motion_stays_put() {
         env.step(&[0.0]).unwrap();
     }
     assert_eq!(v3(&env.output().obs, PLATFORM), Vec3::ZERO);
+}
+
+#[test]
+fn a_moving_body_starts_each_episode_at_its_motions_velocity() {
+    use qamlab_sim::env::{EnvState, reset_env};
+    use qamlab_sim::scene::FrameRef;
+    let scene = scene();
+    let spec = EnvSpec::new(&scene, 100);
+    let mut state = EnvState::new(&scene, &spec, 5);
+    let physics = reset_env(&scene, &mut state);
+    let body = |name: &str| {
+        scene
+            .bodies
+            .iter()
+            .position(|b| b.body.name == name)
+            .unwrap()
+    };
+    // The turntable spins at 1 rad/s about z from the start; its origin (its axis) stands still.
+    let turntable = body("turntable");
+    let (_, spin) = physics.velocity(turntable);
+    assert!((spin - Vec3::Z).length() < 1e-6, "{spin}");
+    let origin = FrameRef {
+        body: turntable,
+        offset: Vec3::ZERO,
+    };
+    assert!(physics.frame_velocity(origin).length() < 1e-6);
+    // The bob, 0.5 rad into its stroke: 0.2 * 2π * cos(0.5) m/s up.
+    let bob = FrameRef {
+        body: body("bob"),
+        offset: Vec3::ZERO,
+    };
+    let expected = 0.2 * TAU * 0.5f32.cos();
+    assert!((physics.frame_velocity(bob) - Vec3::Z * expected).length() < 1e-5);
 }
