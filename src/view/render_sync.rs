@@ -128,7 +128,8 @@ pub struct JointGoalVisual {
 }
 
 /// An arrow of axis goal `goal` in env `env`, from its body's centre: the target direction (`current` false), or
-/// where the body's axis points now (`current` true), so the gap between the two reads at a glance.
+/// where the body's axis points now (`current` true, thinner), so the gap between the two reads at a glance. The two
+/// are as long as each other, and shorter for each earlier axis goal on the same body, so pairs read by length.
 #[derive(Component, Debug)]
 pub struct AxisGoalVisual {
     /// Env index.
@@ -326,15 +327,16 @@ impl BodyLooks {
         let axis_goal_arrows = scene
             .axis_goals
             .iter()
-            .map(|g| {
+            .enumerate()
+            .map(|(k, g)| {
                 let reach = scene.bodies[g.body]
                     .collider
                     .as_ref()
                     .map_or(0.0, |c| c.offset.length() + bounding_radius(&c.shape));
-                let length = reach + AXIS_ARROW_OVERHANG;
+                let length = (reach + AXIS_ARROW_OVERHANG) * axis_arrow_scale(scene, k);
                 (
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS)),
-                    meshes.add(arrow_mesh(length * 0.8, AXIS_ARROW_RADIUS * 0.6)),
+                    meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS * 0.5)),
                     materials.add(translucent(marker_color(colors[g.body]).with_alpha(0.5))),
                 )
             })
@@ -592,6 +594,17 @@ fn spawn_env_visuals(
 const AXIS_ARROW_OVERHANG: f32 = 0.08;
 /// The radius of an axis goal's target arrow's shaft (m).
 const AXIS_ARROW_RADIUS: f32 = 0.006;
+
+/// How long axis goal `k`'s two arrows are drawn, as a share of the full length: the goals on one body get 1, 0.75,
+/// 0.5, ... in file order, so each goal's target and axis arrows pair up by length.
+fn axis_arrow_scale(scene: &TaskScene, k: usize) -> f32 {
+    let body = scene.axis_goals[k].body;
+    let earlier = scene.axis_goals[..k]
+        .iter()
+        .filter(|g| g.body == body)
+        .count();
+    (1.0 - 0.25 * earlier as f32).max(0.25)
+}
 
 /// An arrow `length` long from the origin along +y (Bevy's round shapes' axis): a shaft of radius `radius` and a
 /// head a fifth of the length, three times as wide.
@@ -1159,6 +1172,20 @@ mod tests {
         );
         let axis_drawn = drawn(&app, current_arrow).rotation * Vec3::Y;
         assert!(axis_drawn.distance(lying * Vec3::Z) < 1e-5, "{axis_drawn}");
+    }
+
+    #[test]
+    fn axis_goals_on_one_body_pair_their_arrows_by_length() {
+        let text = include_str!("../../assets/tasks/examples/topple.scn.ron").replacen(
+            "  entities: {",
+            "  entities: {\n    90: (components: {\"qamlab_sim::authoring::AxisGoal\": (name: \"second\", \
+             body: \"cylinder\", axis: (1.0, 0.0, 0.0), direction: (0.0, 0.0, 1.0), tolerance: 0.3)}),",
+            1,
+        );
+        let scene = TaskScene::from_ron(&text, "two").unwrap();
+        assert_eq!(scene.axis_goals[1].goal.name, "fallen");
+        assert_eq!(axis_arrow_scale(&scene, 0), 1.0);
+        assert_eq!(axis_arrow_scale(&scene, 1), 0.75);
     }
 
     #[test]
