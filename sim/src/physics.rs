@@ -75,9 +75,9 @@ pub fn kinematic_start_velocity(motion: &KinematicMotion) -> (Vec3, Vec3) {
 }
 
 impl EnvPhysics {
-    /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), all at rest, every
-    /// actuator's motor holding its joint where it is, and every joint spring pulling toward its rest. A body with a
-    /// [`KinematicMotion`] starts its motion from its pose there, the episode's clock at 0.
+    /// Builds the world with the bodies at `poses` (indexed like the scene's bodies), at rest but for those with a
+    /// [`KinematicMotion`], every actuator's motor holding its joint where it is, and every joint spring pulling toward
+    /// its rest. A body with a motion starts it from its pose there, the episode's clock at 0, at its velocity then.
     pub fn build(scene: &TaskScene, poses: &[Pose]) -> Self {
         let s = &scene.settings;
         let mut world = PhysicsWorld {

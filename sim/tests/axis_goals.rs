@@ -340,6 +340,23 @@ fn loading_refuses_an_axis_goal_on_a_body_slides_hold_from_turning() {
                 .contains("joined to the fixed body \"mount\" by prismatic and fixed joints only"),
         "{message}"
     );
+    // The mount spinning (a kinematic body with a motion): the finger turns, but only with the clock.
+    let spinning = on_finger.replacen(
+        "(name: \"mount\", kind: Fixed, translation: (-0.09, 0.0, 0.15), rotation: (0.0, 0.0, 0.0, 1.0)),",
+        "(name: \"mount\", kind: Kinematic, translation: (-0.09, 0.0, 0.15), rotation: (0.0, 0.0, 0.0, 1.0)),\n        \
+         \"qamlab_sim::authoring::KinematicMotion\": (spin: Some((0.0, 0.0, 1.0))),",
+        1,
+    );
+    assert_ne!(spinning, on_finger);
+    let message = TaskScene::from_ron(&spinning, "spinning.scn.ron")
+        .expect_err("a body only a motion turns")
+        .to_string();
+    assert!(
+        message.contains("joined to the kinematic body \"mount\"")
+            && message
+                .contains("turns only as its authored spin turns it, whatever the robot does"),
+        "{message}"
+    );
     // Huge and tiny vectors are directions like any other.
     let scaled = text
         .replacen("axis: (0.0, 0.0, 1.0),\n", "axis: (0.0, 0.0, 1e30),\n", 1)

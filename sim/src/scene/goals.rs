@@ -7,7 +7,7 @@ use super::check::{Check, direction, not_found};
 use super::parse::RawEntity;
 use super::{
     AxisGoalDef, BodyDef, FrameRef, GoalDef, JointDef, JointGoalDef, KeepAway, Riding, TaskScene,
-    turn_held_by, welded_group,
+    TurnGroups, welded_group,
 };
 use crate::authoring::*;
 use crate::error::SimError;
@@ -218,6 +218,7 @@ pub(super) fn build_axis_goals(
     frames: &[(String, FrameRef)],
 ) -> Result<Vec<AxisGoalDef>, SimError> {
     let mut axis_goals: Vec<AxisGoalDef> = Vec::new();
+    let turns = TurnGroups::new(joints, bodies);
     for raw in entities {
         let Some(goal) = &raw.axis_goal else {
             continue;
@@ -238,7 +239,7 @@ pub(super) fn build_axis_goals(
                 ),
             ));
         }
-        let body = axis_goal_body(ck, raw, goal, (bodies, joints), frames)?;
+        let body = axis_goal_body(ck, raw, goal, (bodies, &turns), frames)?;
         let axis = unit(ck, raw, "AxisGoal.axis", goal.axis)?;
         let direction = unit(ck, raw, "AxisGoal.direction", goal.direction)?;
         ck.positive(raw, "AxisGoal.tolerance", goal.tolerance)?;
@@ -291,7 +292,7 @@ fn axis_goal_body(
     ck: &Check,
     raw: &RawEntity,
     goal: &AxisGoal,
-    (bodies, joints): (&[BodyDef], &[JointDef]),
+    (bodies, turns): (&[BodyDef], &TurnGroups),
     frames: &[(String, FrameRef)],
 ) -> Result<usize, SimError> {
     let name = &goal.body;
@@ -305,35 +306,50 @@ fn axis_goal_body(
         };
         return Err(ck.err(raw, "AxisGoal.body", message));
     };
+    // What the goal would then depend on: nothing, or the clock of a spinning kinematic body's motion.
+    let outcome = |held: usize| {
+        let spins = bodies[held]
+            .motion
+            .as_ref()
+            .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO));
+        if spins {
+            "turns only as its authored spin turns it, whatever the robot does"
+        } else {
+            "never turns, so the goal would hold from the first step or never"
+        }
+    };
     let kind = bodies[b].body.kind;
     if kind != BodyKind::Dynamic {
-        let (adjective, why) = match kind {
-            BodyKind::Fixed => ("fixed", "never turns"),
-            _ => ("kinematic", "forces, contacts and joints do not turn"),
+        let adjective = if kind == BodyKind::Fixed {
+            "fixed"
+        } else {
+            "kinematic"
         };
         return Err(ck.err(
             raw,
             "AxisGoal.body",
             format!(
-                "\"{name}\" is a {adjective} body, which {why}, so the goal would hold from the first step or \
-                 never; name a `Dynamic` body"
+                "\"{name}\" is a {adjective} body, which forces, contacts and joints do not turn: it {}; name a \
+                 `Dynamic` body",
+                outcome(b)
             ),
         ));
     }
-    if let Some(held) = turn_held_by(joints, bodies, b) {
+    if let Some(held) = turns.held_by(b) {
+        let holder = &bodies[held].body;
+        let adjective = if holder.kind == BodyKind::Fixed {
+            "fixed"
+        } else {
+            "kinematic"
+        };
         return Err(ck.err(
             raw,
             "AxisGoal.body",
             format!(
-                "\"{name}\" is joined to the {} body \"{}\" by prismatic and fixed joints only, which let it \
-                 slide but never turn, so the goal would hold from the first step or never; name a body that can \
-                 turn (free, or on a revolute joint)",
-                if bodies[held].body.kind == BodyKind::Fixed {
-                    "fixed"
-                } else {
-                    "kinematic"
-                },
-                bodies[held].body.name
+                "\"{name}\" is joined to the {adjective} body \"{}\" by prismatic and fixed joints only, which let \
+                 it slide but not turn against it: it {}; name a body that can turn (free, or on a revolute joint)",
+                holder.name,
+                outcome(held)
             ),
         ));
     }

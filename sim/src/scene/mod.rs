@@ -502,33 +502,57 @@ pub fn welded_group(joints: &[JointDef], b: usize) -> Vec<usize> {
     group
 }
 
-/// A body that is not `Dynamic` and that body `b` reaches through prismatic and fixed joints only, if any: one that
-/// holds `b`'s orientation (a slide keeps its two bodies' relative turn, a weld all of their pose).
-pub fn turn_held_by(joints: &[JointDef], bodies: &[BodyDef], b: usize) -> Option<usize> {
-    rigid_turn_group(joints, b)
-        .into_iter()
-        .find(|&at| bodies[at].body.kind != BodyKind::Dynamic)
+/// The scene's bodies in groups that always turn as one: bodies joined by prismatic and fixed joints, directly or
+/// through others (a slide keeps its two bodies' relative turn, a weld all of their pose). Built once, in near-linear
+/// time, for checks asked of many bodies.
+#[derive(Clone, Debug)]
+pub struct TurnGroups {
+    /// Per body, its group's representative (a body index).
+    group: Vec<usize>,
+    /// Per representative, a body of the group that is not `Dynamic`, which holds the group's orientation, if any.
+    holder: Vec<Option<usize>>,
 }
 
-/// Body `b` and the bodies prismatic and fixed joints join to it, directly or through others (`b` first): the
-/// bodies that always turn as one.
-pub fn rigid_turn_group(joints: &[JointDef], b: usize) -> Vec<usize> {
-    let mut group = vec![b];
-    let mut next = 0;
-    while let Some(&at) = group.get(next) {
-        next += 1;
+impl TurnGroups {
+    /// The groups of `bodies` under `joints`.
+    pub fn new(joints: &[JointDef], bodies: &[BodyDef]) -> Self {
+        let mut parent: Vec<usize> = (0..bodies.len()).collect();
+        fn root(parent: &mut [usize], mut b: usize) -> usize {
+            while parent[b] != b {
+                parent[b] = parent[parent[b]];
+                b = parent[b];
+            }
+            b
+        }
         for j in joints {
             if matches!(j.joint.kind, JointKind::Revolute { .. }) {
                 continue;
             }
-            for (from, to) in [(j.parent, j.child), (j.child, j.parent)] {
-                if from == at && !group.contains(&to) {
-                    group.push(to);
-                }
+            let (a, b) = (root(&mut parent, j.parent), root(&mut parent, j.child));
+            if a != b {
+                parent[a.max(b)] = a.min(b);
             }
         }
+        let group: Vec<usize> = (0..bodies.len()).map(|b| root(&mut parent, b)).collect();
+        let mut holder = vec![None; bodies.len()];
+        for (b, def) in bodies.iter().enumerate() {
+            if def.body.kind != BodyKind::Dynamic && holder[group[b]].is_none() {
+                holder[group[b]] = Some(b);
+            }
+        }
+        Self { group, holder }
     }
-    group
+
+    /// Whether bodies `a` and `b` always turn as one.
+    pub fn together(&self, a: usize, b: usize) -> bool {
+        self.group[a] == self.group[b]
+    }
+
+    /// A body that is not `Dynamic` and turns as one with body `b` (`b` itself, if it is not `Dynamic`), if any: it
+    /// holds `b`'s orientation.
+    pub fn held_by(&self, b: usize) -> Option<usize> {
+        self.holder[self.group[b]]
+    }
 }
 
 /// Whether `path` leads, through its links, to an unnamed pipe (`/dev/fd/63` from a shell's `<(...)`,
