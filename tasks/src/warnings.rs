@@ -1320,42 +1320,88 @@ fn implausible_scales(scene: &TaskScene) -> Vec<String> {
     out
 }
 
-/// Starts [`axis_goals_met_at_start`] draws.
+/// Starts the axis-goal checks draw ([`drawn_starts`]).
 const AXIS_GOAL_STARTS: u64 = 32;
 
-/// Axis goals that hold at every one of [`AXIS_GOAL_STARTS`] drawn starts (the body as drawn, the direction turned by
-/// its drawn yaw): episodes that succeed before the robot does anything, most likely an axis or direction written for
-/// another (the body's z up, and the goal asking for z up).
-fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
+/// One start as a reset draws it: the bodies' turns, where the place goals' frames are, and every kind of goal's
+/// target.
+struct DrawnStart {
+    rotations: Vec<bevy::math::Quat>,
+    frames: Vec<Vec3>,
+    targets: Vec<Vec3>,
+    joint_targets: Vec<f32>,
+    directions: Vec<Vec3>,
+}
+
+/// [`AXIS_GOAL_STARTS`] starts, drawn as resets draw them from seeds 0, 1, ...
+fn drawn_starts(scene: &TaskScene) -> Vec<DrawnStart> {
     use rand::SeedableRng;
+    (0..AXIS_GOAL_STARTS)
+        .map(|seed| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut targets = vec![Vec3::ZERO; scene.goals.len()];
+            let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
+            let mut joint_targets = vec![0.0; scene.joint_goals.len()];
+            qamlab_sim::env::draw_joint_targets(scene, &mut rng, &mut joint_targets);
+            let mut directions = vec![Vec3::ZERO; scene.axis_goals.len()];
+            qamlab_sim::env::draw_axis_targets(scene, &mut rng, &mut directions);
+            let frames = scene
+                .goals
+                .iter()
+                .map(|g| poses[g.frame.body].transform_point(g.frame.offset))
+                .collect();
+            DrawnStart {
+                rotations: poses.iter().map(|p| p.rotation).collect(),
+                frames,
+                targets,
+                joint_targets,
+                directions,
+            }
+        })
+        .collect()
+}
+
+/// Axis goals that hold at every one of [`AXIS_GOAL_STARTS`] drawn starts (the body as drawn, the direction turned by
+/// its drawn yaw): most likely an axis or direction written for another (the body's z up, and the goal asking for z
+/// up). Where every goal of every kind holds at every start too, episodes succeed before the robot does anything;
+/// else such a goal asks only that the body not turn away.
+fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
     if scene.axis_goals.is_empty() {
         return Vec::new();
     }
-    let mut always = vec![true; scene.axis_goals.len()];
-    for seed in 0..AXIS_GOAL_STARTS {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut targets = vec![Vec3::ZERO; scene.goals.len()];
-        let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
-        let mut joint_targets = vec![0.0; scene.joint_goals.len()];
-        qamlab_sim::env::draw_joint_targets(scene, &mut rng, &mut joint_targets);
-        let mut directions = vec![Vec3::ZERO; scene.axis_goals.len()];
-        qamlab_sim::env::draw_axis_targets(scene, &mut rng, &mut directions);
-        for ((held, def), direction) in always.iter_mut().zip(&scene.axis_goals).zip(directions) {
-            *held &= def.miss(poses[def.body].rotation, direction) <= def.goal.tolerance;
-        }
+    let starts = drawn_starts(scene);
+    let axis_holds = |s: &DrawnStart, k: usize| {
+        let def = &scene.axis_goals[k];
+        def.miss(s.rotations[def.body], s.directions[k]) <= def.goal.tolerance
+    };
+    let always: Vec<bool> = (0..scene.axis_goals.len())
+        .map(|k| starts.iter().all(|s| axis_holds(s, k)))
+        .collect();
+    if !always.contains(&true) {
+        return Vec::new();
     }
+    // A joint stands at coordinate 0 at every start: the draws move joint trees rigidly.
+    let everything_holds = starts.iter().all(|s| {
+        let places = (scene.goals.iter().zip(&s.frames).zip(&s.targets))
+            .all(|((g, at), t)| at.distance(*t) <= g.goal.tolerance);
+        let joints = scene
+            .joint_goals
+            .iter()
+            .zip(&s.joint_targets)
+            .all(|(g, &t)| g.miss(scene, 0.0, t) <= g.goal.tolerance);
+        places && joints && (0..scene.axis_goals.len()).all(|k| axis_holds(s, k))
+    });
+    let so = if everything_holds {
+        "and so does every other goal: episodes succeed before the robot does anything"
+    } else {
+        "so it asks only that the body not turn away from it while the other goals are met"
+    };
     scene
         .axis_goals
         .iter()
         .zip(always)
         .filter(|(_, held)| *held)
         .map(|(def, _)| {
-            // Beside other goals it still asks something: that the body not turn away while they are met.
-            let so = if scene.goal_count() == 1 {
-                "so episodes succeed before the robot does anything"
-            } else {
-                "so it asks only that the body not turn away from it while the other goals are met"
-            };
             format!(
                 "axis goal \"{}\" holds at every start tried ({AXIS_GOAL_STARTS}): \"{}\"'s axis ({}) already \
                  points within {} rad of the direction ({}) as drawn, {so}; if it should ask for a turn, check the \
@@ -1373,89 +1419,139 @@ fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
 /// Yaws tried per axis goal by [`axis_goals_that_cannot_both_hold`] across a drawn range.
 const YAW_SAMPLES: usize = 33;
 
-/// Pairs of axis goals on one body that never hold at once: a turn keeps the angle between the body's two axes, so
-/// the directions' angle must come within the two tolerances of it. Drawn directions are tried at
-/// [`YAW_SAMPLES`] yaws each; the angle between two directions moves no more than either yaw does, so a pair is
-/// reported only when every sample misses by more than half a step of each range (it misses between samples too).
+/// Distinct axis goals per body [`axis_goals_that_cannot_both_hold`] compares pairwise (goals alike in axis,
+/// direction, tolerance and range count once); past them it says it stopped.
+const PAIRED_GOALS_PER_BODY: usize = 48;
+
+/// Pair warnings [`axis_goals_that_cannot_both_hold`] writes out before it counts the rest.
+const PAIR_WARNINGS: usize = 20;
+
+/// Pairs of axis goals on one body that never (or not always) hold at once: a turn keeps the angle between the body's
+/// two axes, so the directions' angle must come within the two tolerances of it. Drawn directions are tried at
+/// [`YAW_SAMPLES`] yaws each; the angle between two directions moves no more than either yaw does, so a pair of
+/// samples counts as missing only when it misses by more than half a step of each range (it misses between samples
+/// too).
 fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
+    use std::collections::HashMap;
     let goals = &scene.axis_goals;
-    // A goal's yaws to try, and half the step between them.
-    let yaws = |k: usize| -> (Vec<f32>, f32) {
-        match goals[k].goal.randomize_yaw {
+    // Per body, its distinct axis goals in file order.
+    let mut on_body: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, g) in goals.iter().enumerate() {
+        let r = g.goal.randomize_yaw.map(|r| [r.min, r.max]);
+        let key = format!("{:?}{:?}{}{:?}", g.axis, g.direction, g.goal.tolerance, r);
+        if seen.insert((g.body, key)) {
+            on_body.entry(g.body).or_default().push(k);
+        }
+    }
+    // Per goal, its directions at its sampled yaws, and half the step between the yaws.
+    let sampled = |k: usize| -> (Vec<Vec3>, f32) {
+        let g = &goals[k];
+        match g.goal.randomize_yaw {
             Some(r) if r.max > r.min => {
                 let step = (r.max - r.min) / (YAW_SAMPLES - 1) as f32;
-                let at = (0..YAW_SAMPLES).map(|n| r.min + step * n as f32).collect();
+                let at = (0..YAW_SAMPLES)
+                    .map(|n| g.turned(r.min + step * n as f32))
+                    .collect();
                 (at, step / 2.0)
             }
-            Some(r) => (vec![r.min], 0.0),
-            None => (vec![0.0], 0.0),
+            Some(r) => (vec![g.turned(r.min)], 0.0),
+            None => (vec![g.direction], 0.0),
         }
     };
-    let mut out = Vec::new();
-    for i in 0..goals.len() {
-        for j in i + 1..goals.len() {
-            let (a, b) = (&goals[i], &goals[j]);
-            if a.body != b.body {
-                continue;
-            }
-            let axes = a.axis.angle_between(b.axis);
-            let ((yaws_a, half_a), (yaws_b, half_b)) = (yaws(i), yaws(j));
-            let slack = a.goal.tolerance + b.goal.tolerance;
-            // Per pair of sampled yaws: the directions' angle, and whether the pair misses even between samples.
-            let cells: Vec<(f32, bool)> = yaws_a
-                .iter()
-                .flat_map(|&ya| {
-                    yaws_b.iter().map(move |&yb| {
-                        let directions = a.turned(ya).angle_between(b.turned(yb));
-                        (
-                            directions,
-                            (axes - directions).abs() - half_a - half_b > slack,
-                        )
-                    })
-                })
-                .collect();
-            let misses = cells.iter().filter(|(_, miss)| *miss).count();
-            if misses == 0 {
-                continue;
-            }
-            let head = format!(
-                "axis goals \"{}\" and \"{}\" on \"{}\": its axes ({}) and ({}) are {axes:.2} rad apart and turn \
-                 together, so their directions must be within the tolerances together ({slack} rad) of that",
-                a.goal.name,
-                b.goal.name,
-                a.goal.body,
-                vector(a.goal.axis),
-                vector(b.goal.axis),
-            );
-            if misses == cells.len() {
-                let closest = cells
-                    .iter()
-                    .map(|(d, _)| *d)
-                    .min_by(|x, y| (axes - x).abs().total_cmp(&(axes - y).abs()))
-                    .expect("a yaw or more each");
-                let drawn = if half_a + half_b > 0.0 {
-                    " at their closest over the drawn yaws"
-                } else {
-                    ""
+    let mut bodies: Vec<(&usize, &Vec<usize>)> =
+        on_body.iter().filter(|(_, ks)| ks.len() > 1).collect();
+    bodies.sort();
+    let (mut out, mut unsaid) = (Vec::new(), 0usize);
+    for (&body, ks) in bodies {
+        if ks.len() > PAIRED_GOALS_PER_BODY {
+            out.push(format!(
+                "\"{}\" has {} different axis goals; the check of which pairs can hold at once compared the first \
+                 {PAIRED_GOALS_PER_BODY} of them only",
+                scene.bodies[body].body.name,
+                ks.len()
+            ));
+        }
+        let ks = &ks[..ks.len().min(PAIRED_GOALS_PER_BODY)];
+        let samples: Vec<(Vec<Vec3>, f32)> = ks.iter().map(|&k| sampled(k)).collect();
+        for (x, &i) in ks.iter().enumerate() {
+            for (y, &j) in ks.iter().enumerate().skip(x + 1) {
+                let Some(warning) = pair_warning(scene, (i, &samples[x]), (j, &samples[y])) else {
+                    continue;
                 };
-                out.push(format!(
-                    "{head}, but the directions ({}) and ({}) are {closest:.2} rad apart{drawn}: the two never hold \
-                     at once",
-                    vector(a.goal.direction),
-                    vector(b.goal.direction),
-                ));
-            } else {
-                // Each goal's yaw is drawn on its own: two drawn ones turn their directions apart.
-                let share = 100.0 * misses as f32 / cells.len() as f32;
-                out.push(format!(
-                    "{head}, and each goal's yaw is drawn on its own, so in at least {share:.0} % of episodes their \
-                     directions are drawn too far apart for both to hold; to face a body toward a drawn heading, draw \
-                     the yaw of one goal on a horizontal direction and pin another axis to a vertical direction"
-                ));
+                if out.len() < PAIR_WARNINGS {
+                    out.push(warning);
+                } else {
+                    unsaid += 1;
+                }
             }
         }
     }
+    if unsaid > 0 {
+        out.push(format!(
+            "and {unsaid} more pairs of axis goals that cannot always hold at once"
+        ));
+    }
     out
+}
+
+/// The warning for axis goals `a` and `b` on one body, each with its sampled directions and half their yaw step, if
+/// they never or not always hold at once (see [`axis_goals_that_cannot_both_hold`]).
+fn pair_warning(
+    scene: &TaskScene,
+    (i, (dirs_a, half_a)): (usize, &(Vec<Vec3>, f32)),
+    (j, (dirs_b, half_b)): (usize, &(Vec<Vec3>, f32)),
+) -> Option<String> {
+    let (a, b) = (&scene.axis_goals[i], &scene.axis_goals[j]);
+    let axes = a.axis.angle_between(b.axis);
+    let slack = a.goal.tolerance + b.goal.tolerance;
+    let margin = half_a + half_b;
+    // Over every pair of samples: how many miss, and the directions' angle nearest the axes'.
+    let (mut misses, mut closest) = (0usize, f32::NAN);
+    for da in dirs_a {
+        for db in dirs_b {
+            let directions = da.angle_between(*db);
+            if (axes - directions).abs() - margin > slack {
+                misses += 1;
+            }
+            if closest.is_nan() || (axes - directions).abs() < (axes - closest).abs() {
+                closest = directions;
+            }
+        }
+    }
+    if misses == 0 {
+        return None;
+    }
+    let head = format!(
+        "axis goals \"{}\" and \"{}\" on \"{}\": its axes ({}) and ({}) are {axes:.2} rad apart and turn \
+         together, so their directions must be within the tolerances together ({slack} rad) of that",
+        a.goal.name,
+        b.goal.name,
+        a.goal.body,
+        vector(a.goal.axis),
+        vector(b.goal.axis),
+    );
+    let cells = dirs_a.len() * dirs_b.len();
+    Some(if misses == cells {
+        let drawn = if margin > 0.0 {
+            " at their closest over the drawn yaws"
+        } else {
+            ""
+        };
+        format!(
+            "{head}, but the directions ({}) and ({}) are {closest:.2} rad apart{drawn}: the two never hold at once",
+            vector(a.goal.direction),
+            vector(b.goal.direction),
+        )
+    } else {
+        // Each goal's yaw is drawn on its own: two drawn ones turn their directions apart.
+        let share = 100.0 * misses as f32 / cells as f32;
+        format!(
+            "{head}, and each goal's yaw is drawn on its own, so in about {share:.0} % of episodes their directions \
+             are drawn too far apart for both to hold; to face a body toward a drawn heading, draw the yaw of one \
+             goal on a horizontal direction and pin another axis to a vertical direction"
+        )
+    })
 }
 
 /// Axis goals whose drawn yaw turns their direction less than their tolerance (a direction nearly vertical): the
@@ -1470,10 +1566,17 @@ fn yaws_that_barely_turn(scene: &TaskScene) -> Vec<String> {
             let across = (range.max - range.min).min(std::f32::consts::PI);
             let swing = 2.0 * (def.direction.truncate().length() * (across / 2.0).sin()).asin();
             (swing < def.goal.tolerance).then(|| {
+                // Nearly vertical, the yaw hardly moves the direction; else the range is narrow.
+                let why = if def.direction.truncate().length() < 0.5 {
+                    "as the direction is nearly vertical: the draw barely changes the task; remove `randomize_yaw`, \
+                     or tilt the direction further from the vertical"
+                } else {
+                    "as the range is narrow: the draw barely changes the task; widen the range, or remove \
+                     `randomize_yaw`"
+                };
                 format!(
                     "axis goal \"{}\"'s drawn yaw turns its direction ({}) at most {swing:.3} rad, less than its \
-                     tolerance {} rad, as the direction is nearly vertical: the draw barely changes the task; remove \
-                     `randomize_yaw`, or tilt the direction further from the vertical",
+                     tolerance {} rad, {why}",
                     def.goal.name,
                     vector(def.goal.direction),
                     def.goal.tolerance
@@ -1488,47 +1591,50 @@ fn yaws_that_barely_turn(scene: &TaskScene) -> Vec<String> {
 /// never met, whatever the joint's angle. Judged at [`AXIS_GOAL_STARTS`] drawn starts; each warning says at how many
 /// of them the direction is off the cone.
 fn axis_goals_a_hinge_cannot_reach(scene: &TaskScene) -> Vec<String> {
-    use rand::SeedableRng;
-    let held =
-        |b: usize| qamlab_sim::scene::turn_held_by(&scene.joints, &scene.bodies, b).is_some();
-    // Per axis goal, the hinge that alone turns its body, if one does.
+    if scene.axis_goals.is_empty() {
+        return Vec::new();
+    }
+    let turns = qamlab_sim::scene::TurnGroups::new(&scene.joints, &scene.bodies);
+    // A held side that spins carries the hinge round: its cone moves with the clock (not judged).
+    let spins = |b: usize| {
+        scene.bodies[b]
+            .motion
+            .as_ref()
+            .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO))
+    };
+    // Per axis goal, the hinge that alone turns its body against a still holder, if one does.
     let hinges: Vec<Option<usize>> = scene
         .axis_goals
         .iter()
         .map(|def| {
-            let piece = qamlab_sim::scene::rigid_turn_group(&scene.joints, def.body);
             scene.joints.iter().position(|j| {
+                let other = match (
+                    turns.together(j.parent, def.body),
+                    turns.together(j.child, def.body),
+                ) {
+                    (true, false) => j.child,
+                    (false, true) => j.parent,
+                    _ => return false,
+                };
                 matches!(j.joint.kind, JointKind::Revolute { .. })
-                    && (piece.contains(&j.parent) != piece.contains(&j.child))
-                    && held(if piece.contains(&j.parent) {
-                        j.child
-                    } else {
-                        j.parent
-                    })
+                    && turns.held_by(other).is_some_and(|holder| !spins(holder))
             })
         })
         .collect();
     if hinges.iter().all(Option::is_none) {
         return Vec::new();
     }
-    let mut off = vec![0u64; scene.axis_goals.len()];
+    let mut off = vec![0usize; scene.axis_goals.len()];
     let mut cone = vec![(0.0f32, 0.0f32); scene.axis_goals.len()];
-    for seed in 0..AXIS_GOAL_STARTS {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut targets = vec![Vec3::ZERO; scene.goals.len()];
-        let poses = qamlab_sim::env::draw_start(scene, &mut rng, &mut targets, |_| {});
-        let mut joint_targets = vec![0.0; scene.joint_goals.len()];
-        qamlab_sim::env::draw_joint_targets(scene, &mut rng, &mut joint_targets);
-        let mut directions = vec![Vec3::ZERO; scene.axis_goals.len()];
-        qamlab_sim::env::draw_axis_targets(scene, &mut rng, &mut directions);
+    for s in drawn_starts(scene) {
         for (k, def) in scene.axis_goals.iter().enumerate() {
             let Some(h) = hinges[k] else { continue };
             let joint = &scene.joints[h];
-            let hinge = poses[joint.parent].rotation * joint.frame1.rotation * Vec3::X;
-            let axis = poses[def.body].rotation * def.axis;
+            let hinge = s.rotations[joint.parent] * joint.frame1.rotation * Vec3::X;
+            let axis = s.rotations[def.body] * def.axis;
             let (from_axis, from_direction) = (
                 axis.angle_between(hinge),
-                directions[k].angle_between(hinge),
+                s.directions[k].angle_between(hinge),
             );
             if (from_axis - from_direction).abs() > def.goal.tolerance {
                 off[k] += 1;
@@ -2665,6 +2771,33 @@ mod tests {
                 && warnings[0].starts_with("axis goal \"fallen\" holds at every start tried (32)"),
             "{warnings:?}"
         );
+        // Beside another that the start does not meet, it asks only that the cylinder stay up; beside one it meets
+        // too, every episode succeeds at once.
+        let with_second = |second: &str| {
+            topple_with(&format!(
+                r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (0.0, 0.0, 1.0), tolerance: 0.3),
+      }}),
+    8: (components: {{
+        "qamlab_sim::authoring::AxisGoal": (name: "second", body: "cylinder", {second}),"#
+            ))
+        };
+        let unmet = axis_goals_met_at_start(&with_second(
+            "axis: (1.0, 0.0, 0.0), direction: (0.0, 1.0, 0.0), tolerance: 0.3",
+        ));
+        assert!(
+            unmet.len() == 1 && unmet[0].contains("asks only that the body not turn away"),
+            "{unmet:?}"
+        );
+        let met = axis_goals_met_at_start(&with_second(
+            "axis: (1.0, 0.0, 0.0), direction: (1.0, 0.0, 0.0), tolerance: 0.3",
+        ));
+        assert!(
+            met.len() == 2
+                && met
+                    .iter()
+                    .all(|w| w.contains("episodes succeed before the robot does anything")),
+            "{met:?}"
+        );
         // Lying toward a drawn heading: met at none of them.
         let shipped = topple_with(
             r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.4, randomize_yaw: Some((min: -0.7, max: 0.7))),"#,
@@ -2715,7 +2848,7 @@ mod tests {
         let warnings = axis_goals_that_cannot_both_hold(&drawn(1.4));
         assert!(
             warnings.len() == 1
-                && warnings[0].contains("each goal's yaw is drawn on its own, so in at least"),
+                && warnings[0].contains("each goal's yaw is drawn on its own, so in about"),
             "{warnings:?}"
         );
         // Two horizontal axes each toward its own drawn heading: drawn apart, they often cannot both hold.
@@ -2733,7 +2866,7 @@ mod tests {
         let warnings =
             axis_goals_that_cannot_both_hold(&TaskScene::from_ron(&yawed, "yawed").unwrap());
         assert!(
-            warnings.len() == 1 && warnings[0].contains("so in at least 3"),
+            warnings.len() == 1 && warnings[0].contains("so in about 3"),
             "{warnings:?}"
         );
     }
@@ -2769,6 +2902,20 @@ mod tests {
         // The handle welded to the door turns with it, by the same hinge.
         let handle = door("(0.0, 0.0, 1.0)", "(1.0, 0.0, 0.0)");
         assert_eq!(axis_goals_a_hinge_cannot_reach(&handle).len(), 1);
+        // The post spinning about x carries the hinge round: the cone moves with the clock, and is not judged.
+        let spinning = door("(0.0, 0.0, 1.0)", "(0.0, 1.0, 0.0)");
+        let mut spinning = spinning;
+        let post = spinning
+            .bodies
+            .iter()
+            .position(|b| b.body.name == "post")
+            .unwrap();
+        spinning.bodies[post].body.kind = qamlab_sim::authoring::BodyKind::Kinematic;
+        spinning.bodies[post].motion = Some(qamlab_sim::authoring::KinematicMotion {
+            spin: Some(Vec3::X),
+            sway: None,
+        });
+        assert!(axis_goals_a_hinge_cannot_reach(&spinning).is_empty());
     }
 
     #[test]
@@ -2785,6 +2932,15 @@ mod tests {
             "{warnings:?}"
         );
         assert!(yaws_that_barely_turn(&goal("(1.0, 0.0, 1.0)")).is_empty());
+        // Horizontal, but turned by a narrow range.
+        let narrow = topple_with(
+            r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.4, randomize_yaw: Some((min: -0.05, max: 0.05))),"#,
+        );
+        let warnings = yaws_that_barely_turn(&narrow);
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("as the range is narrow"),
+            "{warnings:?}"
+        );
     }
 
     const CUBE_ON_PLATE: &str = include_str!("../../assets/tasks/examples/cube-on-plate.scn.ron");
