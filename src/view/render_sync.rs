@@ -40,6 +40,8 @@ pub const OBJECT_COLORS: [Color; 4] = [
 ];
 /// Colour of a goal marker whose goal holds.
 const GOAL_MET_COLOR: Color = Color::srgba(0.2, 1.0, 0.35, 0.45);
+/// Colour of the arrow along a body's axis now (an axis goal's): dark, unlike any marker or body.
+const AXIS_NOW_COLOR: Color = Color::srgb(0.12, 0.12, 0.14);
 /// Colour of the floor.
 const FLOOR_COLOR: Color = Color::srgb(0.2, 0.21, 0.23);
 /// Colour of the rods drawn along joints (the robot's structure between its bodies).
@@ -128,8 +130,8 @@ pub struct JointGoalVisual {
 }
 
 /// An arrow of axis goal `goal` in env `env`, from its body's centre: the target direction (`current` false), or
-/// where the body's axis points now (`current` true, thinner), so the gap between the two reads at a glance. The two
-/// are as long as each other, and shorter for each earlier axis goal on the same body, so pairs read by length.
+/// where the body's axis points now (`current` true, thinner and dark), so the gap between the two reads at a glance.
+/// The two are as long as each other, and longer for each later axis goal on the same body, so pairs read by length.
 #[derive(Component, Debug)]
 pub struct AxisGoalVisual {
     /// Env index.
@@ -268,9 +270,10 @@ struct BodyLooks {
     goal_spheres: Vec<Option<Handle<Mesh>>>,
     /// Per joint goal: the translucent material of its body's copy.
     joint_goal_materials: Vec<Handle<StandardMaterial>>,
-    /// Per axis goal: its two arrows' meshes (target, current) and the target's material; the current arrow is
-    /// drawn in the rods' material.
+    /// Per axis goal: its two arrows' meshes (target, current) and the target's material.
     axis_goal_arrows: Vec<(Handle<Mesh>, Handle<Mesh>, Handle<StandardMaterial>)>,
+    /// The material of every arrow along a body's axis now: dark, apart from every marker's colour.
+    axis_now: Handle<StandardMaterial>,
     /// The legs drawn under a table (unit cube mesh, its material, and each leg's place and size).
     legs: (Handle<Mesh>, Handle<StandardMaterial>, Vec<Transform>),
 }
@@ -333,7 +336,7 @@ impl BodyLooks {
                     .collider
                     .as_ref()
                     .map_or(0.0, |c| c.offset.length() + bounding_radius(&c.shape));
-                let length = (reach + AXIS_ARROW_OVERHANG) * axis_arrow_scale(scene, k);
+                let length = reach + AXIS_ARROW_OVERHANG * axis_arrow_overhangs(scene, k);
                 (
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS)),
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS * 0.5)),
@@ -385,6 +388,11 @@ impl BodyLooks {
             goal_spheres,
             joint_goal_materials,
             axis_goal_arrows,
+            axis_now: materials.add(StandardMaterial {
+                base_color: AXIS_NOW_COLOR,
+                perceptual_roughness: 0.5,
+                ..default()
+            }),
             legs,
         }
     }
@@ -571,7 +579,7 @@ fn spawn_env_visuals(
     {
         for (current, mesh, material) in [
             (false, target_arrow, pending),
-            (true, current_arrow, &looks.rod.1),
+            (true, current_arrow, &looks.axis_now),
         ] {
             commands.spawn((
                 AxisGoalVisual {
@@ -595,15 +603,15 @@ const AXIS_ARROW_OVERHANG: f32 = 0.08;
 /// The radius of an axis goal's target arrow's shaft (m).
 const AXIS_ARROW_RADIUS: f32 = 0.006;
 
-/// How long axis goal `k`'s two arrows are drawn, as a share of the full length: the goals on one body get 1, 0.75,
-/// 0.5, ... in file order, so each goal's target and axis arrows pair up by length.
-fn axis_arrow_scale(scene: &TaskScene, k: usize) -> f32 {
+/// How many overhangs past its body axis goal `k`'s two arrows reach: the goals on one body get one more for each
+/// later one, so each goal's target and axis arrows pair up by length, and every arrow clears the body.
+fn axis_arrow_overhangs(scene: &TaskScene, k: usize) -> f32 {
     let body = scene.axis_goals[k].body;
-    let earlier = scene.axis_goals[..k]
+    let later = scene.axis_goals[k + 1..]
         .iter()
         .filter(|g| g.body == body)
         .count();
-    (1.0 - 0.25 * earlier as f32).max(0.25)
+    (1 + later) as f32
 }
 
 /// An arrow `length` long from the origin along +y (Bevy's round shapes' axis): a shaft of radius `radius` and a
@@ -1184,8 +1192,8 @@ mod tests {
         );
         let scene = TaskScene::from_ron(&text, "two").unwrap();
         assert_eq!(scene.axis_goals[1].goal.name, "fallen");
-        assert_eq!(axis_arrow_scale(&scene, 0), 1.0);
-        assert_eq!(axis_arrow_scale(&scene, 1), 0.75);
+        assert_eq!(axis_arrow_overhangs(&scene, 0), 2.0);
+        assert_eq!(axis_arrow_overhangs(&scene, 1), 1.0);
     }
 
     #[test]
