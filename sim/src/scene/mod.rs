@@ -534,10 +534,18 @@ impl TurnGroups {
             }
         }
         let group: Vec<usize> = (0..bodies.len()).map(|b| root(&mut parent, b)).collect();
-        let mut holder = vec![None; bodies.len()];
+        // A spinning kinematic member turns the whole group with the clock: it is the holder that counts.
+        let spins = |b: usize| {
+            bodies[b]
+                .motion
+                .as_ref()
+                .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO))
+        };
+        let mut holder: Vec<Option<usize>> = vec![None; bodies.len()];
         for (b, def) in bodies.iter().enumerate() {
-            if def.body.kind != BodyKind::Dynamic && holder[group[b]].is_none() {
-                holder[group[b]] = Some(b);
+            let slot = &mut holder[group[b]];
+            if def.body.kind != BodyKind::Dynamic && slot.is_none_or(|h| spins(b) && !spins(h)) {
+                *slot = Some(b);
             }
         }
         Self { group, holder }
@@ -549,7 +557,7 @@ impl TurnGroups {
     }
 
     /// A body that is not `Dynamic` and turns as one with body `b` (`b` itself, if it is not `Dynamic`), if any: it
-    /// holds `b`'s orientation.
+    /// holds `b`'s orientation. A spinning kinematic one is named before any other.
     pub fn held_by(&self, b: usize) -> Option<usize> {
         self.holder[self.group[b]]
     }
