@@ -121,8 +121,13 @@ impl Oracle {
     ) -> Result<Self, TaskError> {
         // Neither script moves a joint to a target or turns a body to a direction: data it collected would never
         // show such a goal met.
+        // The first few names of each kind, and how many more (a scene may have thousands).
         let named = |kind: &str, names: Vec<&str>| {
-            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            let mut quoted: Vec<String> =
+                names.iter().take(5).map(|n| format!("\"{n}\"")).collect();
+            if names.len() > 5 {
+                quoted.push(format!("and {} more", names.len() - 5));
+            }
             (!names.is_empty()).then(|| format!("{kind}: {}", quoted.join(", ")))
         };
         let unscripted: Vec<String> = [

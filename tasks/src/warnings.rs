@@ -1419,8 +1419,8 @@ fn axis_goals_met_at_start(scene: &TaskScene) -> Vec<String> {
 /// Yaws tried per axis goal by [`axis_goals_that_cannot_both_hold`] across a drawn range.
 const YAW_SAMPLES: usize = 33;
 
-/// Distinct axis goals per body [`axis_goals_that_cannot_both_hold`] compares pairwise (goals alike in axis,
-/// direction, tolerance and range count once); past them it says it stopped.
+/// Distinct axis goals per body [`axis_goals_that_cannot_both_hold`] compares pairwise (undrawn goals alike in axis,
+/// direction and tolerance count once); past them it says it stopped.
 const PAIRED_GOALS_PER_BODY: usize = 48;
 
 /// Pair warnings [`axis_goals_that_cannot_both_hold`] writes out before it counts the rest.
@@ -1438,9 +1438,13 @@ fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     let mut on_body: HashMap<usize, Vec<usize>> = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for (k, g) in goals.iter().enumerate() {
-        let r = g.goal.randomize_yaw.map(|r| [r.min, r.max]);
-        let key = format!("{:?}{:?}{}{:?}", g.axis, g.direction, g.goal.tolerance, r);
-        if seen.insert((g.body, key)) {
+        // Alike goals with a drawn yaw are drawn apart (each its own yaw): only fixed ones are one goal.
+        let drawn = g.goal.randomize_yaw.is_some_and(|r| r.max > r.min);
+        let key = format!(
+            "{:?}{:?}{}{:?}",
+            g.axis, g.direction, g.goal.tolerance, g.goal.randomize_yaw
+        );
+        if drawn || seen.insert((g.body, key)) {
             on_body.entry(g.body).or_default().push(k);
         }
     }
@@ -1466,8 +1470,8 @@ fn axis_goals_that_cannot_both_hold(scene: &TaskScene) -> Vec<String> {
     for (&body, ks) in bodies {
         if ks.len() > PAIRED_GOALS_PER_BODY {
             out.push(format!(
-                "\"{}\" has {} different axis goals; the check of which pairs can hold at once compared the first \
-                 {PAIRED_GOALS_PER_BODY} of them only",
+                "\"{}\" has {} axis goals to compare (undrawn ones alike counted once); the check of which pairs \
+                 can hold at once compared the first {PAIRED_GOALS_PER_BODY} of them only",
                 scene.bodies[body].body.name,
                 ks.len()
             ));
@@ -1506,14 +1510,15 @@ fn pair_warning(
     let axes = a.axis.angle_between(b.axis);
     let slack = a.goal.tolerance + b.goal.tolerance;
     let margin = half_a + half_b;
-    // Over every pair of samples: how many miss, and the directions' angle nearest the axes'.
-    let (mut misses, mut closest) = (0usize, f32::NAN);
+    // Over every pair of samples: how many miss for sure (by more than the margin: between samples too), how many
+    // miss there, and the directions' angle nearest the axes'.
+    let (mut sure, mut misses, mut closest) = (0usize, 0usize, f32::NAN);
     for da in dirs_a {
         for db in dirs_b {
             let directions = da.angle_between(*db);
-            if (axes - directions).abs() - margin > slack {
-                misses += 1;
-            }
+            let off = (axes - directions).abs() - slack;
+            sure += usize::from(off > margin);
+            misses += usize::from(off > 0.0);
             if closest.is_nan() || (axes - directions).abs() < (axes - closest).abs() {
                 closest = directions;
             }
@@ -1532,7 +1537,7 @@ fn pair_warning(
         vector(b.goal.axis),
     );
     let cells = dirs_a.len() * dirs_b.len();
-    Some(if misses == cells {
+    Some(if sure == cells {
         let drawn = if margin > 0.0 {
             " at their closest over the drawn yaws"
         } else {
@@ -1544,7 +1549,8 @@ fn pair_warning(
             vector(b.goal.direction),
         )
     } else {
-        // Each goal's yaw is drawn on its own: two drawn ones turn their directions apart.
+        // Each goal's yaw is drawn on its own: two drawn ones turn their directions apart. The share of the sampled
+        // yaws (evenly spaced, as uniform draws spread) where the pair misses.
         let share = 100.0 * misses as f32 / cells as f32;
         format!(
             "{head}, and each goal's yaw is drawn on its own, so in about {share:.0} % of episodes their directions \
@@ -1554,8 +1560,8 @@ fn pair_warning(
     })
 }
 
-/// Axis goals whose drawn yaw turns their direction less than their tolerance (a direction nearly vertical): the
-/// draw barely changes the task, yet asks for a sensor to observe it.
+/// Axis goals whose drawn yaw turns their direction less than their tolerance (a direction near the vertical, or a
+/// range narrow for the tolerance): the draw barely changes the task, yet asks for a sensor to observe it.
 fn yaws_that_barely_turn(scene: &TaskScene) -> Vec<String> {
     scene
         .axis_goals
@@ -1566,13 +1572,14 @@ fn yaws_that_barely_turn(scene: &TaskScene) -> Vec<String> {
             let across = (range.max - range.min).min(std::f32::consts::PI);
             let swing = 2.0 * (def.direction.truncate().length() * (across / 2.0).sin()).asin();
             (swing < def.goal.tolerance).then(|| {
-                // Nearly vertical, the yaw hardly moves the direction; else the range is narrow.
-                let why = if def.direction.truncate().length() < 0.5 {
-                    "as the direction is nearly vertical: the draw barely changes the task; remove `randomize_yaw`, \
-                     or tilt the direction further from the vertical"
+                // What would clear it: a horizontal direction swings 2 sin(range / 2); if even that is under the
+                // tolerance, the range (or the tolerance) is to change, else the tilt.
+                let why = if 2.0 * (across / 2.0).sin() >= def.goal.tolerance {
+                    "as the direction is too near the vertical for the range: the draw barely changes the task; \
+                     tilt the direction further from the vertical, or remove `randomize_yaw`"
                 } else {
-                    "as the range is narrow: the draw barely changes the task; widen the range, or remove \
-                     `randomize_yaw`"
+                    "as the range is narrow for the tolerance: the draw barely changes the task; widen the range, \
+                     tighten the tolerance, or remove `randomize_yaw`"
                 };
                 format!(
                     "axis goal \"{}\"'s drawn yaw turns its direction ({}) at most {swing:.3} rad, less than its \
@@ -2849,6 +2856,18 @@ mod tests {
         assert!(
             warnings.len() == 1
                 && warnings[0].contains("each goal's yaw is drawn on its own, so in about"),
+            "{warnings:?}"
+        );
+        // Two alike goals with a drawn yaw are drawn apart too: not one goal.
+        let twins = topple_with(
+            r#""qamlab_sim::authoring::AxisGoal": (name: "fallen", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.05, randomize_yaw: Some((min: -3.14, max: 3.14))),
+      }),
+    8: (components: {
+        "qamlab_sim::authoring::AxisGoal": (name: "twin", body: "cylinder", axis: (0.0, 0.0, 1.0), direction: (1.0, 0.0, 0.0), tolerance: 0.05, randomize_yaw: Some((min: -3.14, max: 3.14))),"#,
+        );
+        let warnings = axis_goals_that_cannot_both_hold(&twins);
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("so in about 9"),
             "{warnings:?}"
         );
         // Two horizontal axes each toward its own drawn heading: drawn apart, they often cannot both hold.
