@@ -93,7 +93,19 @@ pub fn working_volume(scene: &TaskScene) -> Bounds {
         let reach = Vec3::splat(goal.goal.tolerance);
         Bounds::new(min - reach, max + reach)
     });
-    let mut parts: Vec<Bounds> = moving.chain(goals).collect();
+    // An axis goal's arrows, from its body's collider's centre wherever the body can start, any way round.
+    let arrows = (0..scene.axis_goals.len()).filter_map(|k| {
+        let b = scene.axis_goals[k].body;
+        let (min, max) = scene.collider_bounds(b)?;
+        let half = (max - min) / 2.0;
+        let starts = randomized(scene, b, Bounds::new(min, max));
+        let length = Vec3::splat(super::render_sync::axis_arrow_length(scene, k));
+        Some(Bounds::new(
+            starts.min + half - length,
+            starts.max - half + length,
+        ))
+    });
+    let mut parts: Vec<Bounds> = moving.chain(goals).chain(arrows).collect();
     if walks(scene, &joint_of) || parts.is_empty() {
         parts.extend(fixed);
     }
@@ -455,6 +467,27 @@ mod tests {
             "{work:?}"
         );
         assert!(work.min.z <= -0.1 + 1e-4 && work.max.z >= 0.3, "{work:?}");
+    }
+
+    #[test]
+    fn an_axis_goals_arrows_are_in_the_working_volume() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/tasks/examples/topple.scn.ron"
+        );
+        let scene = TaskScene::from_file(path).unwrap();
+        let work = working_volume(&scene);
+        // The cylinder's centre 10 cm up; its arrows reach its bounding sphere (10.8 cm) and 8 cm past, any way.
+        let length = super::super::render_sync::axis_arrow_length(&scene, 0);
+        assert!(
+            (length - (0.1f32.hypot(0.04) + 0.08)).abs() < 1e-6,
+            "{length}"
+        );
+        assert!(work.max.z >= 0.1 + length - 1e-6, "{work:?}");
+        assert!(
+            work.min.x <= -length + 1e-6 && work.max.y >= length - 1e-6,
+            "{work:?}"
+        );
     }
 
     #[test]

@@ -40,8 +40,9 @@ pub const OBJECT_COLORS: [Color; 4] = [
 ];
 /// Colour of a goal marker whose goal holds.
 const GOAL_MET_COLOR: Color = Color::srgba(0.2, 1.0, 0.35, 0.45);
-/// Colour of the arrow along a body's axis now (an axis goal's): dark, unlike any marker or body.
-const AXIS_NOW_COLOR: Color = Color::srgb(0.12, 0.12, 0.14);
+/// Colour of the arrow along a body's axis now (an axis goal's): a dark slate, unlike any marker or body, and lighter
+/// than the window's background.
+const AXIS_NOW_COLOR: Color = Color::srgb(0.26, 0.28, 0.4);
 /// Colour of the floor.
 const FLOOR_COLOR: Color = Color::srgb(0.2, 0.21, 0.23);
 /// Colour of the rods drawn along joints (the robot's structure between its bodies).
@@ -332,11 +333,7 @@ impl BodyLooks {
             .iter()
             .enumerate()
             .map(|(k, g)| {
-                let reach = scene.bodies[g.body]
-                    .collider
-                    .as_ref()
-                    .map_or(0.0, |c| c.offset.length() + bounding_radius(&c.shape));
-                let length = reach + AXIS_ARROW_OVERHANG * axis_arrow_overhangs(scene, k);
+                let length = axis_arrow_length(scene, k);
                 (
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS)),
                     meshes.add(arrow_mesh(length, AXIS_ARROW_RADIUS * 0.5)),
@@ -602,6 +599,17 @@ fn spawn_env_visuals(
 const AXIS_ARROW_OVERHANG: f32 = 0.08;
 /// The radius of an axis goal's target arrow's shaft (m).
 const AXIS_ARROW_RADIUS: f32 = 0.006;
+
+/// How long axis goal `k`'s two arrows are, from the centre of its body's collider (where they start): past the
+/// collider's bounding sphere by [`axis_arrow_overhangs`] overhangs.
+pub fn axis_arrow_length(scene: &TaskScene, k: usize) -> f32 {
+    let body = scene.axis_goals[k].body;
+    let reach = scene.bodies[body]
+        .collider
+        .as_ref()
+        .map_or(0.0, |c| bounding_radius(&c.shape));
+    reach + AXIS_ARROW_OVERHANG * axis_arrow_overhangs(scene, k)
+}
 
 /// How many overhangs past its body axis goal `k`'s two arrows reach: the goals on one body get one more for each
 /// later one, so each goal's target and axis arrows pair up by length, and every arrow clears the body.
