@@ -357,6 +357,24 @@ fn loading_refuses_an_axis_goal_on_a_body_slides_hold_from_turning() {
                 .contains("turns only as its authored spin turns it, whatever the robot does"),
         "{message}"
     );
+    // A fixed mount welded to a spinning one: the spin is what holds (and turns) the group.
+    let welded = on_finger.replacen(
+        "  entities: {",
+        "  entities: {\n    80: (components: {\n      \"qamlab_sim::authoring::Body\": (name: \"spinner\", kind: Kinematic, \
+         translation: (-0.09, 0.0, 0.3), rotation: (0.0, 0.0, 0.0, 1.0)),\n      \
+         \"qamlab_sim::authoring::KinematicMotion\": (spin: Some((0.0, 0.0, 1.0))),\n      \
+         \"qamlab_sim::authoring::Joint\": (name: \"weld\", parent: \"mount\", child: \"spinner\", kind: Fixed, \
+         anchor: (-0.09, 0.0, 0.3)),\n    }),",
+        1,
+    );
+    let message = TaskScene::from_ron(&welded, "welded.scn.ron")
+        .expect_err("a body only a motion turns")
+        .to_string();
+    assert!(
+        message.contains("joined to the kinematic body \"spinner\"")
+            && message.contains("authored spin"),
+        "{message}"
+    );
     // Huge and tiny vectors are directions like any other.
     let scaled = text
         .replacen("axis: (0.0, 0.0, 1.0),\n", "axis: (0.0, 0.0, 1e30),\n", 1)
