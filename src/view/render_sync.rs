@@ -1012,6 +1012,35 @@ mod tests {
         assert_eq!(color("finger"), ROBOT_COLOR);
     }
 
+    /// An app with one env (its world and state) of `scene`, the met material and `systems`; returns it, the env's
+    /// entity, the met material and a pending one for markers to start with.
+    fn marker_app(
+        scene: &TaskScene,
+        physics: qamlab_sim::physics::EnvPhysics,
+        state: EnvState,
+        systems: bevy::ecs::schedule::ScheduleConfigs<bevy::ecs::system::ScheduleSystem>,
+    ) -> (
+        App,
+        Entity,
+        Handle<StandardMaterial>,
+        Handle<StandardMaterial>,
+    ) {
+        let mut app = App::new();
+        let mut materials = Assets::<StandardMaterial>::default();
+        let met = materials.add(translucent(GOAL_MET_COLOR));
+        let pending = materials.add(translucent(Color::WHITE));
+        let env = app.world_mut().spawn((EnvWorld(physics), state)).id();
+        app.insert_resource(EnvEntities(vec![env]))
+            .insert_resource(GoalMetMaterial(met.clone()))
+            .insert_resource(crate::view::ViewTask {
+                name: scene.settings.name.clone(),
+                scene: scene.clone(),
+                watch: None,
+            })
+            .add_systems(Update, systems);
+        (app, env, met, pending)
+    }
+
     #[test]
     fn a_joint_goal_is_drawn_as_its_body_where_the_target_puts_it_and_turns_green_when_met() {
         let scene = door();
@@ -1035,19 +1064,8 @@ mod tests {
         let post_pose = physics.pose(post);
         let door_at = |angle: f32| hinge.child_pose_at(post_pose, angle);
 
-        let mut app = App::new();
-        let mut materials = Assets::<StandardMaterial>::default();
-        let met = materials.add(translucent(GOAL_MET_COLOR));
-        let pending = materials.add(translucent(Color::WHITE));
-        let env = app.world_mut().spawn((EnvWorld(physics), state)).id();
-        app.insert_resource(EnvEntities(vec![env]))
-            .insert_resource(GoalMetMaterial(met.clone()))
-            .insert_resource(crate::view::ViewTask {
-                name: "door".into(),
-                scene: scene.clone(),
-                watch: None,
-            })
-            .add_systems(Update, sync_joint_goals);
+        let (mut app, env, met, pending) =
+            marker_app(&scene, physics, state, sync_joint_goals.into_configs());
         let mut copy_of = |body: usize| {
             app.world_mut()
                 .spawn((
@@ -1126,19 +1144,8 @@ mod tests {
         let cylinder = scene.axis_goals[0].body;
         let standing = physics.pose(cylinder);
 
-        let mut app = App::new();
-        let mut materials = Assets::<StandardMaterial>::default();
-        let met = materials.add(translucent(GOAL_MET_COLOR));
-        let pending = materials.add(translucent(Color::WHITE));
-        let env = app.world_mut().spawn((EnvWorld(physics), state)).id();
-        app.insert_resource(EnvEntities(vec![env]))
-            .insert_resource(GoalMetMaterial(met.clone()))
-            .insert_resource(crate::view::ViewTask {
-                name: "topple".into(),
-                scene: scene.clone(),
-                watch: None,
-            })
-            .add_systems(Update, sync_axis_goals);
+        let (mut app, env, met, pending) =
+            marker_app(&scene, physics, state, sync_axis_goals.into_configs());
         let mut arrow = |current: bool| {
             app.world_mut()
                 .spawn((

@@ -38,18 +38,7 @@ pub(super) fn build_goals(
             continue;
         };
         let goal_names = goals.iter().map(|g| g.goal.name.as_str());
-        ck.unique_name(raw, "Goal.name", &goal.name, goal_names)?;
-        // `min_distance_from` names goals and frames alike.
-        if frames.iter().any(|(n, _)| *n == goal.name) {
-            return Err(ck.err(
-                raw,
-                "Goal.name",
-                format!(
-                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
-                    goal.name
-                ),
-            ));
-        }
+        check_goal_name(ck, raw, "Goal.name", &goal.name, goal_names, frames)?;
         let f = frame(ck, frames, raw, "Goal.frame", &goal.frame)?;
         check_goal_moves(ck, raw, goal, bodies, f)?;
         let riding = match &goal.relative_to {
@@ -90,6 +79,29 @@ pub(super) fn build_goals(
         });
     }
     Ok(goals)
+}
+
+/// Refuses a goal's `name` (read from `field`) that is empty, among the goal names `taken`, or a body's or site's:
+/// goals of every kind share one namespace, and `min_distance_from` names goals and frames alike.
+fn check_goal_name<'n>(
+    ck: &Check,
+    raw: &RawEntity,
+    field: &str,
+    name: &str,
+    taken: impl Iterator<Item = &'n str>,
+    frames: &[(String, FrameRef)],
+) -> Result<(), SimError> {
+    ck.unique_name(raw, field, name, taken)?;
+    if frames.iter().any(|(n, _)| n == name) {
+        return Err(ck.err(
+            raw,
+            field,
+            format!(
+                "the name \"{name}\" is a body's or site's too; a goal needs a name of its own"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The frame `name` a goal's target rides on (its span is filled in by [`fill_riding_spans`]); refused on the body
@@ -228,17 +240,7 @@ pub(super) fn build_axis_goals(
             .map(|g| g.goal.name.as_str())
             .chain(joint_goals.iter().map(|g| g.goal.name.as_str()))
             .chain(axis_goals.iter().map(|g| g.goal.name.as_str()));
-        ck.unique_name(raw, "AxisGoal.name", &goal.name, names)?;
-        if frames.iter().any(|(n, _)| *n == goal.name) {
-            return Err(ck.err(
-                raw,
-                "AxisGoal.name",
-                format!(
-                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
-                    goal.name
-                ),
-            ));
-        }
+        check_goal_name(ck, raw, "AxisGoal.name", &goal.name, names, frames)?;
         let body = axis_goal_body(ck, raw, goal, (bodies, &turns), frames)?;
         let axis = unit(ck, raw, "AxisGoal.axis", goal.axis)?;
         let direction = unit(ck, raw, "AxisGoal.direction", goal.direction)?;
@@ -380,17 +382,7 @@ pub(super) fn build_joint_goals(
             .iter()
             .map(|g| g.goal.name.as_str())
             .chain(joint_goals.iter().map(|g| g.goal.name.as_str()));
-        ck.unique_name(raw, "JointGoal.name", &goal.name, names)?;
-        if frames.iter().any(|(n, _)| *n == goal.name) {
-            return Err(ck.err(
-                raw,
-                "JointGoal.name",
-                format!(
-                    "the name \"{}\" is a body's or site's too; a goal needs a name of its own",
-                    goal.name
-                ),
-            ));
-        }
+        check_goal_name(ck, raw, "JointGoal.name", &goal.name, names, frames)?;
         let joint = joints
             .iter()
             .position(|j| j.joint.name == goal.joint)
