@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::authoring::{BodyKind, Control, Range, RewardKind};
 use crate::physics::{EnvPhysics, yaw_of};
-use crate::scene::{FrameRef, JointGoalDef, KeepAway, SensorDef, TaskScene};
+use crate::scene::{AxisGoalDef, FrameRef, JointGoalDef, KeepAway, SensorDef, TaskScene};
 use crate::systems::EnvOptions;
 
 /// Which env of the batch an entity is: its row in every batch buffer.
@@ -408,9 +408,14 @@ pub(crate) fn goals_satisfied(scene: &TaskScene, physics: &EnvPhysics, state: &E
         .axis_goals
         .iter()
         .zip(&state.axis_targets)
-        .filter(|(g, t)| g.miss(physics.pose(g.body).rotation, **t) <= g.goal.tolerance)
+        .filter(|(g, t)| axis_goal_holds(physics, g, **t))
         .count();
     places + joints + axes
+}
+
+/// Whether axis goal `g`'s body's axis is within its tolerance of `target`, a unit direction, in `physics`.
+pub fn axis_goal_holds(physics: &EnvPhysics, g: &AxisGoalDef, target: Vec3) -> bool {
+    g.miss(physics.pose(g.body).rotation, target) <= g.goal.tolerance
 }
 
 /// Whether joint goal `g`'s joint is within its tolerance of `target` in `physics`.

@@ -857,7 +857,7 @@ fn sync_axis_goals(
         *transform = Transform::from_translation(pose.transform_point(centre))
             .with_rotation(Quat::from_rotation_arc(Vec3::Y, along));
         if !arrow.current {
-            let holds = def.miss(pose.rotation, target) <= def.goal.tolerance;
+            let holds = qamlab_sim::env::axis_goal_holds(&world.0, def, target);
             let wanted = if holds { &met.0 } else { &arrow.pending };
             if material.0 != *wanted {
                 material.0 = wanted.clone();
