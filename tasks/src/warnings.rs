@@ -1603,12 +1603,6 @@ fn axis_goals_a_hinge_cannot_reach(scene: &TaskScene) -> Vec<String> {
     }
     let turns = qamlab_sim::scene::TurnGroups::new(&scene.joints, &scene.bodies);
     // A held side that spins carries the hinge round: its cone moves with the clock (not judged).
-    let spins = |b: usize| {
-        scene.bodies[b]
-            .motion
-            .as_ref()
-            .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO))
-    };
     // Per axis goal, the hinge that alone turns its body against a still holder, if one does.
     let hinges: Vec<Option<usize>> = scene
         .axis_goals
@@ -1624,7 +1618,9 @@ fn axis_goals_a_hinge_cannot_reach(scene: &TaskScene) -> Vec<String> {
                     _ => return false,
                 };
                 matches!(j.joint.kind, JointKind::Revolute { .. })
-                    && turns.held_by(other).is_some_and(|holder| !spins(holder))
+                    && turns
+                        .held_by(other)
+                        .is_some_and(|holder| !scene.bodies[holder].spins())
             })
         })
         .collect();

@@ -308,50 +308,42 @@ fn axis_goal_body(
         };
         return Err(ck.err(raw, "AxisGoal.body", message));
     };
-    // What the goal would then depend on: nothing, or the clock of a spinning kinematic body's motion.
-    let outcome = |held: usize| {
-        let spins = bodies[held]
-            .motion
-            .as_ref()
-            .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO));
-        if spins {
-            "turns only as its authored spin turns it, whatever the robot does"
-        } else {
-            "never turns, so the goal would hold from the first step or never"
-        }
-    };
-    let kind = bodies[b].body.kind;
-    if kind != BodyKind::Dynamic {
-        let adjective = if kind == BodyKind::Fixed {
+    // A non-dynamic body that holds the goal's body: what it is, and what the goal would then depend on (nothing,
+    // or the clock of a spinning kinematic body's motion).
+    let held = |h: usize| {
+        let adjective = if bodies[h].body.kind == BodyKind::Fixed {
             "fixed"
         } else {
             "kinematic"
         };
+        let outcome = if bodies[h].spins() {
+            "turns only as its authored spin turns it, whatever the robot does"
+        } else {
+            "never turns, so the goal would hold from the first step or never"
+        };
+        (adjective, outcome)
+    };
+    if bodies[b].body.kind != BodyKind::Dynamic {
+        let (adjective, outcome) = held(b);
         return Err(ck.err(
             raw,
             "AxisGoal.body",
             format!(
-                "\"{name}\" is a {adjective} body, which forces, contacts and joints do not turn: it {}; name a \
-                 `Dynamic` body",
-                outcome(b)
+                "\"{name}\" is a {adjective} body, which forces, contacts and joints do not turn: it {outcome}; name \
+                 a `Dynamic` body"
             ),
         ));
     }
-    if let Some(held) = turns.held_by(b) {
-        let holder = &bodies[held].body;
-        let adjective = if holder.kind == BodyKind::Fixed {
-            "fixed"
-        } else {
-            "kinematic"
-        };
+    if let Some(h) = turns.held_by(b) {
+        let (adjective, outcome) = held(h);
         return Err(ck.err(
             raw,
             "AxisGoal.body",
             format!(
                 "\"{name}\" is joined to the {adjective} body \"{}\" by prismatic and fixed joints only, which let \
-                 it slide but not turn against it: it {}; name a body that can turn (free, or on a revolute joint)",
-                holder.name,
-                outcome(held)
+                 it slide but not turn against it: it {outcome}; name a body that can turn (free, or on a revolute \
+                 joint)",
+                bodies[h].body.name
             ),
         ));
     }

@@ -59,6 +59,15 @@ pub struct BodyDef {
     pub motion: Option<KinematicMotion>,
 }
 
+impl BodyDef {
+    /// Whether its authored motion turns it (a kinematic body with a spin other than 0).
+    pub fn spins(&self) -> bool {
+        self.motion
+            .as_ref()
+            .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO))
+    }
+}
+
 /// A joint with its bodies resolved and its frames (x axis = joint axis) in each body's frame.
 #[derive(Clone, Debug)]
 pub struct JointDef {
@@ -535,12 +544,7 @@ impl TurnGroups {
         }
         let group: Vec<usize> = (0..bodies.len()).map(|b| root(&mut parent, b)).collect();
         // A spinning kinematic member turns the whole group with the clock: it is the holder that counts.
-        let spins = |b: usize| {
-            bodies[b]
-                .motion
-                .as_ref()
-                .is_some_and(|m| m.spin.is_some_and(|s| s != Vec3::ZERO))
-        };
+        let spins = |b: usize| bodies[b].spins();
         let mut holder: Vec<Option<usize>> = vec![None; bodies.len()];
         for (b, def) in bodies.iter().enumerate() {
             let slot = &mut holder[group[b]];
