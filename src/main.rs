@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// The main job: collect a cube-single dataset, train QAM offline then online, report its success rate.
     Demo(commands::demo::DemoArgs),
-    /// Collect a dataset with a task's scripted oracle (OGBench npz layout).
+    /// Collect a dataset with a task's scripted oracle, or with the policy a run learned (OGBench npz layout).
     Collect(commands::collect::CollectArgs),
     /// Show what a dataset holds and where it came from; `--task T` checks that it fits a task.
     Dataset(commands::dataset::DatasetArgs),

@@ -413,8 +413,9 @@ impl TrainConfig {
         }
         if self.offline_steps > 0 && self.dataset.is_none() {
             bail!(
-                "offline_steps = {} needs a dataset (--dataset FILE.npz; `qamlab collect` makes one where the task \
-                 has a scripted oracle), or --offline-steps 0 to learn online from nothing",
+                "offline_steps = {} needs a dataset (--dataset FILE.npz; `qamlab collect` makes one with the task's \
+                 scripted oracle, or `qamlab collect --run RUN` with the policy a run learned), or --offline-steps 0 \
+                 to learn online from nothing",
                 self.offline_steps
             );
         }

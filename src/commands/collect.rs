@@ -1,20 +1,35 @@
-//! `qamlab collect`: a dataset from a task's scripted oracle, in OGBench's npz layout.
+//! `qamlab collect`: a dataset from a task's scripted oracle, or from the policy a run learned, in OGBench's npz
+//! layout.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
 use qamlab_headless::collect::{
-    CollectOptions, CollectSummary, StagedCollection, check_collect, collect_staged,
+    CollectOptions, CollectSummary, PolicySource, StagedCollection, check_collect, collect_staged,
 };
 use qamlab_headless::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 
 /// Flags of `qamlab collect`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CollectArgs {
-    /// Built-in task name or path to a task scene file.
-    #[arg(long, default_value = "cube-single", value_parser = super::task_arg())]
-    pub task: String,
+    /// Built-in task name or path to a task scene file [default: the --run's task, else cube-single].
+    #[arg(long, value_parser = super::task_arg())]
+    pub task: Option<String>,
+    /// Act with the policy a `qamlab train` run learned instead of the task's oracle: its run directory (its
+    /// newest checkpoint) or one of its checkpoints, `RUN/checkpoints/step-N`. Collects a dataset for any task
+    /// the agents learn, those without an oracle too; --noise and --random-action-prob perturb its actions as they
+    /// do the oracle's.
+    #[arg(long, alias = "checkpoint", value_parser = super::path_arg(), conflicts_with = "solve")]
+    pub run: Option<PathBuf>,
+    /// With --run: the step of the checkpoint to act with, one of those the run kept (`qamlab train
+    /// --keep-checkpoints K`).
+    #[arg(long, requires = "run", value_parser = super::non_negative::<u64>)]
+    pub step: Option<u64>,
+    /// With --run: where the policy acts, auto, cpu or cuda (the same flags on the same device give the same
+    /// bytes).
+    #[arg(long, default_value = "auto", requires = "run")]
+    pub device: qamlab_headless::DeviceChoice,
     /// Episodes to record (at most 100000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]
     pub episodes: usize,
@@ -30,14 +45,16 @@ pub struct CollectArgs {
     /// Seed: the same seed and flags give the same bytes (at most 2^63-1).
     #[arg(long, default_value_t = 0, value_parser = super::seed_arg)]
     pub seed: u64,
-    /// Oracle action noise in normalised units (OGBench uses 0.1; 0 for clean demonstrations).
+    /// Action noise in normalised units, on the oracle's or the --run policy's actions (OGBench uses 0.1; 0 for clean
+    /// demonstrations).
     #[arg(long, default_value_t = 0.1, value_parser = super::number_up_to(f32::INFINITY, "a finite number >= 0"))]
     pub noise: f32,
-    /// Solve the task's own goal instead of "play" (random sub-goals: pick-and-place for the cube tasks, places to
-    /// walk to for a legged robot).
+    /// The oracle solves the task's own goal instead of "play" (random sub-goals: pick-and-place for the cube
+    /// tasks, places to walk to for a legged robot).
     #[arg(long)]
     pub solve: bool,
-    /// Probability of a uniformly random action instead of the oracle's (OGBench's "noisy" data uses 0.1).
+    /// Probability of a uniformly random action instead of the oracle's or the --run policy's (OGBench's "noisy" data
+    /// uses 0.1).
     #[arg(long, default_value_t = 0.0, value_parser = super::number_up_to(1.0, "from 0 to 1"))]
     pub random_action_prob: f32,
     /// Episode length in control steps (default: the task's; at most 1000000).
@@ -86,8 +103,18 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    let policy = args
+        .run
+        .as_ref()
+        .map(|run| PolicySource::of(run, args.step, args.device.resolve()?))
+        .transpose()?;
+    let task = match (&args.task, &policy) {
+        (Some(task), _) => task.clone(),
+        (None, Some(policy)) => policy.task()?,
+        (None, None) => "cube-single".into(),
+    };
     let options = CollectOptions {
-        task: args.task,
+        task,
         episodes: args.episodes,
         envs: args.envs,
         seed: args.seed,
@@ -97,6 +124,7 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
         episode_length: args.episode_length,
         out: args.out,
         progress: !args.quiet,
+        policy,
     };
     let val = (args.val_episodes > 0).then(|| CollectOptions {
         episodes: args.val_episodes,
@@ -125,6 +153,14 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     } else {
         format!("{} was not made", options.out.display())
     };
+    if let Some(policy) = &options.policy {
+        qamlab_headless::stdout_line!(
+            "acting with the policy of {}, checkpoint step-{}, on task {}",
+            policy.run.display(),
+            policy.step,
+            task.name
+        )?;
+    }
     super::interrupt::cancel_on_interrupt();
     // Both written beside their names, then both put in place: a failure or Ctrl-C before leaves the files that
     // were there. Only the second rename failing (rare within one folder) could part the pair: the error says so.
@@ -159,11 +195,18 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     if main.transitions > 0 && main.success_fraction == 0.0 {
         qamlab_headless::stdout_line!(
             "note: no transition reaches success, so offline training sees no success to value{}",
-            if options.play {
-                "; play data reaches the goals only by chance (harder, the more goals a task has): `--solve` \
-                 collects episodes that solve the task"
-            } else {
-                ""
+            match &options.policy {
+                Some(policy) => format!(
+                    "; the policy of {} never reached the goal here: `qamlab eval --run {}` says how often it does \
+                     without noise; train it longer, or collect with less --noise",
+                    policy.run.display(),
+                    qamlab_headless::shell::quote(&policy.run.display().to_string())
+                ),
+                None if options.play =>
+                    "; play data reaches the goals only by chance (harder, the more goals a task \
+                                         has): `--solve` collects episodes that solve the task"
+                        .into(),
+                None => String::new(),
             }
         )?;
     }

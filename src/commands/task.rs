@@ -343,8 +343,9 @@ fn describe(
             format!("oracle: none ({e}); `qamlab collect` cannot drive it\n")
         }
         Err(e) => format!(
-            "oracle: none ({e}); `qamlab collect` cannot drive it, and `{}` learns it online from nothing, without \
-             a dataset (where its robot can reach its goals)\n",
+            "oracle: none ({e}); `qamlab collect` cannot drive it, and `{} --out RUN` learns it online from \
+             nothing, without a dataset (where its robot can reach its goals); `qamlab collect --run RUN` then \
+             collects a dataset with the policy it learned\n",
             qamlab_headless::config::train_from_nothing_command(name_as_given)
         ),
     };

@@ -28,7 +28,7 @@ pub mod prelude {
 
 pub use bench::{SimBenchRow, bench_sim};
 pub use cube::{CubeOracle, count};
-pub use oracle::{Oracle, OracleConfig, OracleMode};
+pub use oracle::{Oracle, OracleConfig, OracleMode, perturb};
 pub use registry::{BUILTIN_TASKS, Task, TaskError, builtin_names, load_task};
 pub use walker::WalkerOracle;
 pub use warnings::scene_warnings;

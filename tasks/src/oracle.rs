@@ -70,13 +70,9 @@ impl OracleConfig {
 /// OGBench's exploration on a scripted action, in place: time-smoothed Gaussian noise (`noise` holds each
 /// dimension's smoothed state), then with probability `random_action_prob` a uniformly random action instead;
 /// finally clipped to [-1, 1]. The script has still advanced on this step's observation; only the executed action
-/// is perturbed.
-pub(crate) fn perturb(
-    config: &OracleConfig,
-    noise: &mut [f32],
-    rng: &mut ChaCha8Rng,
-    action: &mut [f32],
-) {
+/// is perturbed. Also how `qamlab collect --run` explores with a trained policy, so both kinds of data are noisy
+/// alike.
+pub fn perturb(config: &OracleConfig, noise: &mut [f32], rng: &mut ChaCha8Rng, action: &mut [f32]) {
     if config.noise > 0.0 {
         let c = config.smoothing;
         let fresh = (1.0 - c * c).sqrt();

@@ -1,5 +1,9 @@
-//! Oracle data collection: N envs driven by a task's scripted oracle, episodes written as an OGBench-layout
-//! dataset (see [`crate::dataset`]).
+//! Data collection: N envs driven by a task's scripted oracle or by a trained agent's policy
+//! ([`PolicySource`]), episodes written as an OGBench-layout dataset (see [`crate::dataset`]).
+
+mod behaviour;
+
+pub use behaviour::PolicySource;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,6 +13,8 @@ use indicatif::ProgressBar;
 use qamlab_sim::extent::{Escape, SceneExtent};
 use qamlab_sim::{BatchedEnv, EnvOptions, EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, OracleMode, Task, TaskError, load_task};
+
+use behaviour::{Behaviour, PolicyActor};
 
 use crate::dataset::{DatasetRows, DatasetSource, Row, write_dataset_staged};
 use crate::files::{StagedFile, check_cancelled};
@@ -37,6 +43,9 @@ pub struct CollectOptions {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// A trained policy acting in place of the task's oracle (`play` then means nothing; `noise` and
+    /// `random_action_prob` perturb its actions as they do the oracle's).
+    pub policy: Option<PolicySource>,
 }
 
 impl Default for CollectOptions {
@@ -52,6 +61,7 @@ impl Default for CollectOptions {
             episode_length: None,
             out: PathBuf::from("dataset.npz"),
             progress: false,
+            policy: None,
         }
     }
 }
@@ -68,7 +78,14 @@ impl CollectOptions {
             self.seed,
             self.noise
         );
-        if !self.play {
+        if let Some(policy) = &self.policy {
+            let run = std::path::absolute(&policy.run).unwrap_or_else(|_| policy.run.clone());
+            line.push_str(&format!(
+                " --run {} --step {}",
+                crate::shell::quote(&run.display().to_string()),
+                policy.step
+            ));
+        } else if !self.play {
             line.push_str(" --solve");
         }
         if self.random_action_prob > 0.0 {
@@ -97,7 +114,7 @@ pub struct CollectSummary {
     pub rows: usize,
     /// Fraction of recorded steps whose state satisfied the task's goal.
     pub success_fraction: f64,
-    /// Sub-tasks the oracle completed over all envs: cubes put down, or places walked to.
+    /// Sub-tasks the oracle completed over all envs: cubes put down, or places walked to (0 for a policy).
     pub subgoals: u64,
     /// Wall time of the collection, seconds.
     pub seconds: f64,
@@ -199,11 +216,15 @@ impl StagedCollection {
 }
 
 /// Checks everything that can be checked before collecting: the options (each within its bound, see
-/// [`crate::limits`]), the task, the output path, and that the rows fit in memory. Returns the task.
+/// [`crate::limits`]), the task, the output path, that the rows fit in memory, and a policy's checkpoint (it loads,
+/// for this task). Returns the task.
 pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<Task> {
     check_options(opts)?;
     let task = load_task(&opts.task)?;
     check_memory(opts, &task)?;
+    if let Some(policy) = &opts.policy {
+        policy.load(&EnvSpec::of(&task.scene))?;
+    }
     Ok(task)
 }
 
@@ -228,7 +249,7 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
     let env_seeds: Vec<u64> = (0..n as u64)
         .map(|i| stream_seed(opts.seed, 1, i))
         .collect();
-    let mut oracle = build_oracle(opts, &task.scene, &spec, n)?;
+    let mut behaviour = build_behaviour(opts, &task.scene, &spec, n)?;
 
     let bar = progress_bar(opts);
     let mut log = crate::console::LogProgress::new(opts.progress);
@@ -261,11 +282,11 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
         let active = (opts.episodes - recorded).min(n);
         for t in 0..length {
             check_cancelled()?;
-            let actions = oracle.act(&episodes.obs).to_vec();
+            let actions = behaviour.act(&episodes.obs)?;
             let out = env.step(&actions).with_context(stepping)?;
             steps += n;
             episodes.record_step(active, &actions, out, t + 1 == length, &spec);
-            oracle.episodes_ended(out);
+            behaviour.episodes_ended(out);
         }
         let kept = episodes.move_to(active, &mut all);
         run += active;
@@ -304,7 +325,7 @@ pub fn collect_staged(opts: &CollectOptions) -> anyhow::Result<StagedCollection>
     let file = write_dataset_staged(&opts.out, &all, &source)?;
     bar.finish_and_clear();
     let transitions = opts.episodes * length;
-    let subgoals = (0..n).map(|i| u64::from(oracle.subgoals_reached(i))).sum();
+    let subgoals = behaviour.subgoals_reached(n);
     let summary = CollectSummary {
         path: opts.out.clone(),
         episodes: opts.episodes,
@@ -373,14 +394,15 @@ fn check_memory(opts: &CollectOptions, task: &Task) -> anyhow::Result<()> {
     )
 }
 
-/// The task's oracle for `n` envs, in the mode and with the noise the options ask for.
-fn build_oracle(
+/// What acts in `n` envs: the options' policy, else the task's oracle in the mode they ask for; either explored
+/// with the noise they ask for.
+fn build_behaviour(
     opts: &CollectOptions,
     scene: &TaskScene,
     spec: &EnvSpec,
     n: usize,
-) -> anyhow::Result<Oracle> {
-    let oracle_seeds: Vec<u64> = (0..n as u64)
+) -> anyhow::Result<Behaviour> {
+    let seeds: Vec<u64> = (0..n as u64)
         .map(|i| stream_seed(opts.seed, 2, i))
         .collect();
     let config = OracleConfig {
@@ -394,13 +416,18 @@ fn build_oracle(
         play_region: OracleConfig::play_region_of(scene),
         ..OracleConfig::default()
     };
+    if let Some(policy) = &opts.policy {
+        let actor = PolicyActor::new(policy, spec, config, &seeds, opts.seed)?;
+        return Ok(Behaviour::Policy(Box::new(actor)));
+    }
     // A scene file's own task name may not be its file's: name what --task gave.
-    Oracle::new(scene, spec, config, &oracle_seeds).map_err(|e| {
+    let oracle = Oracle::new(scene, spec, config, &seeds).map_err(|e| {
         let way_out = match e {
             // Only where the agents can act in it (else the reason they cannot).
             TaskError::NoOracle { .. } => match crate::chunks::check_agent_action_space(spec) {
                 Ok(()) => format!(
-                    "; a task without one is learned online from nothing, no dataset: `{}`",
+                    "; a task without one is learned online from nothing, no dataset: `{} --out RUN`; then `qamlab \
+                     collect --run RUN` collects a dataset with the policy it learned",
                     crate::config::train_from_nothing_command(&opts.task)
                 ),
                 Err(why) => format!("; nor can the agents learn it online: {why}"),
@@ -408,7 +435,8 @@ fn build_oracle(
             _ => String::new(),
         };
         anyhow::anyhow!("collect: --task {}: {e}{way_out}", opts.task)
-    })
+    })?;
+    Ok(Behaviour::Oracle(Box::new(oracle)))
 }
 
 /// The episode counter, hidden unless the options ask for progress.
