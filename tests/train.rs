@@ -1580,6 +1580,36 @@ fn a_learned_policy_collects_a_dataset_for_a_task_without_an_oracle() {
         err.contains("trained on task pendulum") && err.contains("cube-single"),
         "{err}"
     );
+    let text = std::fs::read_to_string(&pendulum).unwrap();
+    let wide = dir.path().join("wide.scn.ron");
+    std::fs::write(
+        &wide,
+        text.replace(
+            "range: (min: -1.0, max: 1.0)",
+            "range: (min: -2.0, max: 2.0)",
+        ),
+    )
+    .unwrap();
+    let err = run_err(
+        collect(&dir.path().join("x.npz"), "3")
+            .arg("--task")
+            .arg(&wide),
+    );
+    assert!(err.contains("the agents act in [-1, 1]"), "{err}");
+    // Another version of the run's scene: collected, with a warning that names both.
+    let easier = dir.path().join("easier.scn.ron");
+    std::fs::write(&easier, text.replace("tolerance: 0.1", "tolerance: 0.3")).unwrap();
+    let out = run_ok(
+        collect(&dir.path().join("easier.npz"), "3")
+            .arg("--task")
+            .arg(&easier),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is another version of task pendulum's scene")
+            && stderr.contains("easier.scn.ron"),
+        "{stderr}"
+    );
     let err = run_err(
         qamlab()
             .args(["collect", "--episodes", "1", "--run"])

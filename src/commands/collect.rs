@@ -106,11 +106,14 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     let policy = args
         .run
         .as_ref()
-        .map(|run| PolicySource::of(run, args.step, args.device.resolve()?))
+        .map(|run| {
+            let device = args.device.resolve().context("--device")?;
+            PolicySource::of(run, args.step, device)
+        })
         .transpose()?;
     let task = match (&args.task, &policy) {
         (Some(task), _) => task.clone(),
-        (None, Some(policy)) => policy.task()?,
+        (None, Some(policy)) => policy.task.clone(),
         (None, None) => "cube-single".into(),
     };
     let options = CollectOptions {
@@ -138,6 +141,12 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     for warning in task.warnings() {
         tracing::warn!("{warning}");
     }
+    if let Some(policy) = &options.policy
+        && let Some(warning) =
+            policy.check_task(&task.scene, &qamlab_sim::EnvSpec::of(&task.scene))?
+    {
+        tracing::warn!("{warning}");
+    }
     if let Some(val) = &val {
         check_collect(val).with_context(|| {
             format!(
@@ -160,6 +169,33 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             policy.step,
             task.name
         )?;
+        if policy.step < policy.total_steps {
+            qamlab_headless::stdout_line!(
+                "note: the run is part-way (step {} of {}): the command recorded in the dataset names this \
+                 checkpoint, which the run removes as it goes on unless it keeps it (`qamlab train --keep-checkpoints \
+                 K`)",
+                policy.step,
+                policy.total_steps
+            )?;
+        }
+        let length = options
+            .episode_length
+            .unwrap_or(task.scene.settings.episode_length) as usize;
+        if length < policy.chunk_length {
+            tracing::warn!(
+                "episodes of {length} steps are shorter than the run's action chunks ({} steps): training with its \
+                 config (horizon_length = {}) refuses such a dataset",
+                policy.chunk_length,
+                policy.chunk_length
+            );
+        }
+    }
+    if options.noise > 1.0 {
+        tracing::warn!(
+            "--noise {} is more than the whole action range's half-width: most actions will sit at -1 or 1 (OGBench's \
+             data uses 0.1)",
+            options.noise
+        );
     }
     super::interrupt::cancel_on_interrupt();
     // Both written beside their names, then both put in place: a failure or Ctrl-C before leaves the files that
@@ -196,11 +232,22 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
         qamlab_headless::stdout_line!(
             "note: no transition reaches success, so offline training sees no success to value{}",
             match &options.policy {
+                Some(_)
+                    if options
+                        .episode_length
+                        .is_some_and(|l| l < task.scene.settings.episode_length) =>
+                    format!(
+                        "; --episode-length {} is shorter than task {}'s episodes ({} steps): the policy may need more",
+                        options.episode_length.unwrap_or_default(),
+                        task.name,
+                        task.scene.settings.episode_length
+                    ),
                 Some(policy) => format!(
-                    "; the policy of {} never reached the goal here: `qamlab eval --run {}` says how often it does \
-                     without noise; train it longer, or collect with less --noise",
+                    "; the policy of {} never reached the goal here: `qamlab eval --run {} --step {}` says how often \
+                     it does without noise; train it longer, or collect with less --noise",
                     policy.run.display(),
-                    qamlab_headless::shell::quote(&policy.run.display().to_string())
+                    qamlab_headless::shell::quote(&policy.run.display().to_string()),
+                    policy.step
                 ),
                 None if options.play =>
                     "; play data reaches the goals only by chance (harder, the more goals a task \

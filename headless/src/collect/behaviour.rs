@@ -2,32 +2,67 @@
 //! of a `qamlab train` run), explored alike (OGBench's smoothed Gaussian noise and random actions).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use qamlab_agent::Agent;
-use qamlab_sim::{EnvSpec, StepOutput};
+use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, perturb};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::chunks::ChunkQueues;
+use crate::dataset::scene_fingerprint;
 use crate::run_dir::{RunDir, checkpoint_name_step};
 
-/// A trained policy to collect with in place of the task's oracle: one checkpoint of a `qamlab train` run.
-#[derive(Clone, Debug, PartialEq)]
+/// A trained policy to collect with in place of the task's oracle: one checkpoint of a `qamlab train` run, loaded
+/// once, so that a dataset and its validation file come from the same agent while the run trains on (and removes the
+/// checkpoint).
+#[derive(Clone)]
 pub struct PolicySource {
     /// The run's directory.
     pub run: PathBuf,
-    /// The step of its checkpoint, `RUN/checkpoints/step-N` (fixed before collecting, so that a dataset and its
-    /// validation file come from one checkpoint while the run trains on).
+    /// The step of its checkpoint, `RUN/checkpoints/step-N`.
     pub step: u64,
     /// Where the policy acts.
     pub device: tch::Device,
+    /// The run's task: a built-in's name, or its own copy of the scene file it trained on.
+    pub task: String,
+    /// The step the run ends at (the checkpoint's is less while it trains, or where it was stopped).
+    pub total_steps: u64,
+    /// The length of the agent's action chunks (`horizon_length`).
+    pub chunk_length: usize,
+    /// The envs the run trained in: their columns, which a task to collect on must share.
+    trained_on: EnvSpec,
+    /// The fingerprint of the run's scene ([`scene_fingerprint`]).
+    fingerprint: u32,
+    /// The checkpoint's agent, shared by the collections of one command (one at a time).
+    agent: Arc<Mutex<Agent>>,
+}
+
+impl std::fmt::Debug for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySource")
+            .field("run", &self.run)
+            .field("step", &self.step)
+            .field("device", &self.device)
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PolicySource {
+    /// The same run's checkpoint, loaded once.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.agent, &other.agent)
+    }
 }
 
 impl PolicySource {
-    /// The policy of `path`, a run directory or one of its checkpoints' (`RUN/checkpoints/step-N`), at `step` where
-    /// given (one of the checkpoints the run kept), else at the run's newest checkpoint.
+    /// Loads the policy of `path`, a run directory or one of its checkpoints' (`RUN/checkpoints/step-N`), at `step`
+    /// where given (one of the checkpoints the run kept), else at the run's newest checkpoint. On the CPU it acts
+    /// with the run's threads (sums over many values depend on their count), or 1 where the run records none (one
+    /// trained on a GPU), so that the bytes do not depend on the machine's cores.
     pub fn of(path: &Path, step: Option<u64>, device: tch::Device) -> anyhow::Result<Self> {
         let (run, step) = match RunDir::of_checkpoint_dir(path) {
             Some((run, named)) => {
@@ -41,58 +76,54 @@ impl PolicySource {
             }
             None => (RunDir::new(path), step),
         };
+        let flag = || format!("collect: --run {}", path.display());
         // A folder that is no run is named as such, before its checkpoints are looked for.
-        run.read_config()
-            .with_context(|| format!("collect: --run {}", path.display()))?;
-        let step = match step {
-            Some(step) => step,
-            None => {
-                let newest = run.latest_checkpoint()?.with_context(|| {
-                    format!(
-                        "collect: --run {}: the run has no checkpoint yet",
-                        path.display()
-                    )
-                })?;
-                newest
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(checkpoint_name_step)
-                    .with_context(|| {
-                        format!(
-                            "collect: --run {}: {} is no step-N folder",
-                            path.display(),
-                            newest.display()
-                        )
-                    })?
+        let cfg = run.read_config().with_context(flag)?;
+        let trained_on = qamlab_tasks::load_task(&cfg.task)
+            .with_context(|| format!("{}: the task it trained on", flag()))?;
+        let spec = EnvSpec::of(&trained_on.scene);
+        if device == tch::Device::Cpu {
+            crate::config::set_cpu_threads(Some(cfg.cpu_threads.unwrap_or(1)));
+        }
+        let dims = (spec.obs_dim, spec.action_dim);
+        let (checkpoint, agent) = match step {
+            Some(step) => {
+                let checkpoint = run
+                    .checkpoint_at(step)
+                    .with_context(|| format!("{} --step {step}", flag()))?;
+                let agent = run.load_agent(&checkpoint, &cfg, dims, device)?;
+                (checkpoint, agent)
             }
+            // The newest, read again where the run moved on while it was loaded.
+            None => run
+                .load_latest_agent(&cfg, dims, device)
+                .with_context(flag)?,
         };
+        let step = checkpoint
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(checkpoint_name_step)
+            .with_context(|| format!("{}: {} is no step-N folder", flag(), checkpoint.display()))?;
         Ok(Self {
             run: run.root().to_path_buf(),
             step,
             device,
+            total_steps: crate::train::total_steps(&cfg),
+            chunk_length: cfg.agent.horizon_length,
+            task: cfg.task,
+            fingerprint: scene_fingerprint(&trained_on.scene),
+            trained_on: spec,
+            agent: Arc::new(Mutex::new(agent)),
         })
     }
 
-    /// The run's task: a built-in's name, or its own copy of the scene file it trained on.
-    pub fn task(&self) -> anyhow::Result<String> {
-        Ok(RunDir::new(&self.run).read_config()?.task)
-    }
-
-    /// Loads the checkpoint's agent for a task of `spec` (whose columns must be those of the task the run trained
-    /// on); on the CPU it acts with the run's threads, as its evaluations did.
-    pub(super) fn load(&self, spec: &EnvSpec) -> anyhow::Result<Agent> {
-        let run = RunDir::new(&self.run);
-        let cfg = run.read_config()?;
-        let trained_on = qamlab_tasks::load_task(&cfg.task).with_context(|| {
-            format!(
-                "collect: --run {}: the task it trained on",
-                self.run.display()
-            )
-        })?;
-        let theirs = EnvSpec::of(&trained_on.scene);
+    /// Refuses a task of `spec` whose columns are not those of the task the run trained on, or whose actions the
+    /// agents cannot take; returns a warning where `scene` is another version of the run's scene.
+    pub fn check_task(&self, scene: &TaskScene, spec: &EnvSpec) -> anyhow::Result<Option<String>> {
+        let trained = &self.trained_on;
         for (what, theirs, ours) in [
-            ("observation", &theirs.obs_names, &spec.obs_names),
-            ("action", &theirs.action_names, &spec.action_names),
+            ("observation", &trained.obs_names, &spec.obs_names),
+            ("action", &trained.action_names, &spec.action_names),
         ] {
             if theirs != ours {
                 let k = (0..theirs.len().max(ours.len()))
@@ -106,25 +137,25 @@ impl PolicySource {
                     "collect: --run {} trained on task {}, whose {what}s are not those of task {}: {what} {k} is {} \
                      there and {} here; leave --task out to collect on the run's own task",
                     self.run.display(),
-                    trained_on.name,
+                    trained.task,
                     spec.task,
                     name(theirs),
                     name(ours)
                 );
             }
         }
-        if self.device == tch::Device::Cpu {
-            crate::config::set_cpu_threads(cfg.cpu_threads);
-        }
-        let checkpoint = run.checkpoint_at(self.step).with_context(|| {
-            format!("collect: --run {} --step {}", self.run.display(), self.step)
-        })?;
-        run.load_agent(
-            &checkpoint,
-            &cfg,
-            (spec.obs_dim, spec.action_dim),
-            self.device,
-        )
+        crate::chunks::check_agent_action_space(spec)
+            .with_context(|| format!("collect: task {} ({})", spec.task, scene.source))?;
+        Ok((scene_fingerprint(scene) != self.fingerprint).then(|| {
+            format!(
+                "{} is another version of task {}'s scene than the one --run {} trained on ({}): its observations \
+                 and actions have the same names, so the policy acts as if the scenes behaved alike",
+                scene.source,
+                spec.task,
+                self.run.display(),
+                self.task
+            )
+        }))
     }
 }
 
@@ -172,7 +203,7 @@ impl Behaviour {
 /// A trained agent acting in N envs as in its evaluations (action chunks executed open-loop), each executed action
 /// perturbed as the oracles perturb theirs.
 pub(super) struct PolicyActor {
-    agent: Agent,
+    agent: Arc<Mutex<Agent>>,
     queues: ChunkQueues,
     explore: OracleConfig,
     /// Each env's smoothed noise state, `[N * action_dim]`.
@@ -191,11 +222,14 @@ impl PolicyActor {
         explore: OracleConfig,
         seeds: &[u64],
         seed: u64,
-    ) -> anyhow::Result<Self> {
-        let mut agent = source.load(spec)?;
-        agent.set_acting_position(acting_position(seed));
-        Ok(Self {
-            agent,
+    ) -> Self {
+        source
+            .agent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_acting_position(acting_position(seed));
+        Self {
+            agent: source.agent.clone(),
             queues: ChunkQueues::new(seeds.len(), spec.action_dim),
             explore,
             noise: vec![0.0; seeds.len() * spec.action_dim],
@@ -204,13 +238,14 @@ impl PolicyActor {
                 .map(|&s| ChaCha8Rng::seed_from_u64(s))
                 .collect(),
             action_names: spec.action_names.clone(),
-        })
+        }
     }
 
     fn act(&mut self, obs: &[f32]) -> anyhow::Result<Vec<f32>> {
+        let mut agent = self.agent.lock().unwrap_or_else(PoisonError::into_inner);
         let mut actions = self
             .queues
-            .next_actions(&mut self.agent, obs, &self.action_names)?;
+            .next_actions(&mut agent, obs, &self.action_names)?;
         let a = self.action_names.len();
         let envs = actions.chunks_mut(a).zip(self.noise.chunks_mut(a));
         for ((action, noise), rng) in envs.zip(&mut self.rngs) {

@@ -79,9 +79,17 @@ impl CollectOptions {
             self.noise
         );
         if let Some(policy) = &self.policy {
-            let run = std::path::absolute(&policy.run).unwrap_or_else(|_| policy.run.clone());
+            // As the scene's path is recorded: real, so that one run gives one command whatever link named it.
+            let run = std::fs::canonicalize(&policy.run)
+                .or_else(|_| std::path::absolute(&policy.run))
+                .unwrap_or_else(|_| policy.run.clone());
+            let device = if policy.device == tch::Device::Cpu {
+                "cpu"
+            } else {
+                "cuda"
+            };
             line.push_str(&format!(
-                " --run {} --step {}",
+                " --run {} --step {} --device {device}",
                 crate::shell::quote(&run.display().to_string()),
                 policy.step
             ));
@@ -156,6 +164,11 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
         !out.is_dir(),
         "collect: --out {shown} is a directory; give the .npz file to write"
     );
+    // `x.npz/` names a folder to be, which no file can take the name of (its extension still reads `npz`).
+    ensure!(
+        !out.as_os_str().as_encoded_bytes().ends_with(b"/"),
+        "collect: --out {shown} ends with `/`, as a directory's name does; give the .npz file to write"
+    );
     ensure!(
         out.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("npz")),
@@ -216,14 +229,14 @@ impl StagedCollection {
 }
 
 /// Checks everything that can be checked before collecting: the options (each within its bound, see
-/// [`crate::limits`]), the task, the output path, that the rows fit in memory, and a policy's checkpoint (it loads,
-/// for this task). Returns the task.
+/// [`crate::limits`]), the task, the output path, that the rows fit in memory, and that a policy's run trained on
+/// this task's columns ([`PolicySource::check_task`]). Returns the task.
 pub fn check_collect(opts: &CollectOptions) -> anyhow::Result<Task> {
     check_options(opts)?;
     let task = load_task(&opts.task)?;
     check_memory(opts, &task)?;
     if let Some(policy) = &opts.policy {
-        policy.load(&EnvSpec::of(&task.scene))?;
+        policy.check_task(&task.scene, &EnvSpec::of(&task.scene))?;
     }
     Ok(task)
 }
@@ -417,7 +430,7 @@ fn build_behaviour(
         ..OracleConfig::default()
     };
     if let Some(policy) = &opts.policy {
-        let actor = PolicyActor::new(policy, spec, config, &seeds, opts.seed)?;
+        let actor = PolicyActor::new(policy, spec, config, &seeds, opts.seed);
         return Ok(Behaviour::Policy(Box::new(actor)));
     }
     // A scene file's own task name may not be its file's: name what --task gave.

@@ -195,7 +195,8 @@ impl Dataset {
         let task = &spec.task;
         let remedy = format!(
             "collect a dataset of this task with `qamlab collect --task {}` (where the oracle drives it; otherwise \
-             train it online, without a dataset)",
+             train it online, without a dataset, and collect one with the policy it learns, `qamlab collect --run \
+             RUN`)",
             crate::shell::quote(task_argument(scene))
         );
         ensure!(

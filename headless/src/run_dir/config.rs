@@ -217,7 +217,8 @@ impl RunDir {
                 .find(|dir| dir.join("config.toml").is_file() && dir.join("checkpoints").is_dir())
                 .map_or_else(String::new, |run| {
                     format!(
-                        " (it is inside the run {}: give that; eval and --resume take its latest checkpoint)",
+                        " (it is inside the run {}: give that; eval, collect --run and --resume take its latest \
+                         checkpoint)",
                         run.display()
                     )
                 });
@@ -277,6 +278,21 @@ fn what_file_it_is(path: &Path) -> String {
             ": it is {}; give the directory `qamlab train --out` wrote",
             kind.described()
         ),
+        // `RUN/checkpoints/latest`, the pointer to the newest checkpoint.
+        None if path.file_name().is_some_and(|n| n == "latest")
+            && path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|n| n == "checkpoints") =>
+        {
+            format!(
+                ": it names a run's newest checkpoint; give the run, {}",
+                path.parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("."))
+                    .display()
+            )
+        }
         None => ": give the directory `qamlab train --out` wrote".into(),
     }
 }
@@ -491,7 +507,7 @@ mod tests {
         let err = format!("{:#}", RunDir::new(&step).read_config().unwrap_err());
         assert!(
             err.starts_with(&format!(
-                "{} is not a run directory (it is inside the run {}: give that; eval and --resume take its latest \
+                "{} is not a run directory (it is inside the run {}: give that; eval, collect --run and --resume take its latest \
                  checkpoint)",
                 step.display(),
                 run.display()
