@@ -169,13 +169,21 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             policy.step,
             task.name
         )?;
-        if policy.step < policy.total_steps {
+        // Where the run itself is part-way (training, or stopped): its newest checkpoint is short of its end.
+        let newest = qamlab_headless::run_dir::RunDir::new(&policy.run)
+            .latest_checkpoint()
+            .ok()
+            .flatten()
+            .and_then(|dir| {
+                qamlab_headless::run_dir::checkpoint_name_step(dir.file_name()?.to_str()?)
+            });
+        if let Some(newest) = newest.filter(|&newest| newest < policy.total_steps) {
             qamlab_headless::stdout_line!(
-                "note: the run is part-way (step {} of {}): the command recorded in the dataset names this \
-                 checkpoint, which the run removes as it goes on unless it keeps it (`qamlab train --keep-checkpoints \
-                 K`)",
-                policy.step,
-                policy.total_steps
+                "note: the run is part-way (its newest checkpoint is step {newest} of {}): a run going on removes \
+                 its older checkpoints but the newest keep_checkpoints (`qamlab train --keep-checkpoints K`), and the \
+                 command recorded in the dataset names step-{}",
+                policy.total_steps,
+                policy.step
             )?;
         }
         let length = options
@@ -192,8 +200,8 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     }
     if options.noise > 1.0 {
         tracing::warn!(
-            "--noise {} is more than the whole action range's half-width: most actions will sit at -1 or 1 (OGBench's \
-             data uses 0.1)",
+            "--noise {} is more than the action range's half-width: about half the actions or more will sit at -1 or 1 \
+             (OGBench's data uses 0.1)",
             options.noise
         );
     }
@@ -228,20 +236,16 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
     if let Some(val) = &val {
         report(val)?;
     }
+    let episode_length = main.transitions / main.episodes.max(1);
     if main.transitions > 0 && main.success_fraction == 0.0 {
         qamlab_headless::stdout_line!(
             "note: no transition reaches success, so offline training sees no success to value{}",
             match &options.policy {
-                Some(_)
-                    if options
-                        .episode_length
-                        .is_some_and(|l| l < task.scene.settings.episode_length) =>
-                    format!(
-                        "; --episode-length {} is shorter than task {}'s episodes ({} steps): the policy may need more",
-                        options.episode_length.unwrap_or_default(),
-                        task.name,
-                        task.scene.settings.episode_length
-                    ),
+                Some(policy) if episode_length < policy.trained_episode_length() => format!(
+                    "; its episodes of {episode_length} steps are shorter than those the run trained in ({} steps): \
+                     the policy may need more (--episode-length)",
+                    policy.trained_episode_length()
+                ),
                 Some(policy) => format!(
                     "; the policy of {} never reached the goal here: `qamlab eval --run {} --step {}` says how often \
                      it does without noise; train it longer, or collect with less --noise",

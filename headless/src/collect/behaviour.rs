@@ -117,6 +117,11 @@ impl PolicySource {
         })
     }
 
+    /// The length of the episodes the run trained in, in control steps.
+    pub fn trained_episode_length(&self) -> usize {
+        self.trained_on.episode_length as usize
+    }
+
     /// Refuses a task of `spec` whose columns are not those of the task the run trained on, or whose actions the
     /// agents cannot take; returns a warning where `scene` is another version of the run's scene.
     pub fn check_task(&self, scene: &TaskScene, spec: &EnvSpec) -> anyhow::Result<Option<String>> {

@@ -164,10 +164,16 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
         !out.is_dir(),
         "collect: --out {shown} is a directory; give the .npz file to write"
     );
-    // `x.npz/` names a folder to be, which no file can take the name of (its extension still reads `npz`).
+    // `x.npz/` and `x.npz/.` name a folder, which no file can take the name of (their extension still reads
+    // `npz`: Rust's paths drop a trailing `/` and `.`).
+    let last = out
+        .as_os_str()
+        .as_encoded_bytes()
+        .rsplit(|&b| b == b'/')
+        .next();
     ensure!(
-        !out.as_os_str().as_encoded_bytes().ends_with(b"/"),
-        "collect: --out {shown} ends with `/`, as a directory's name does; give the .npz file to write"
+        !matches!(last, Some(b"" | b"." | b"..")),
+        "collect: --out {shown} ends as a directory's name does; give the .npz file to write"
     );
     ensure!(
         out.extension()
@@ -738,6 +744,14 @@ mod tests {
             (dir.path().join("data.csv"), "ending in .npz"),
             (taken.join("d.npz"), "taken.npz is a file"),
             (dir.path().to_path_buf(), "is a directory"),
+            (
+                dir.path().join("new.npz/"),
+                "ends as a directory's name does",
+            ),
+            (
+                dir.path().join("new.npz/."),
+                "ends as a directory's name does",
+            ),
         ] {
             let err = collect(&small(out, 0)).unwrap_err();
             assert!(format!("{err:#}").contains(expected), "{err:#}");
