@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::chunks::ChunkQueues;
-use crate::dataset::scene_fingerprint;
+use crate::dataset::{ColumnDifference, first_column_difference, scene_fingerprint};
 use crate::run_dir::{RunDir, checkpoint_name_step};
 
 /// A trained policy to collect with in place of the task's oracle: one checkpoint of a `qamlab train` run, loaded
@@ -126,28 +126,26 @@ impl PolicySource {
     /// agents cannot take; returns a warning where `scene` is another version of the run's scene.
     pub fn check_task(&self, scene: &TaskScene, spec: &EnvSpec) -> anyhow::Result<Option<String>> {
         let trained = &self.trained_on;
-        for (what, theirs, ours) in [
-            ("observation", &trained.obs_names, &spec.obs_names),
-            ("action", &trained.action_names, &spec.action_names),
-        ] {
-            if theirs != ours {
-                let k = (0..theirs.len().max(ours.len()))
-                    .find(|&k| theirs.get(k) != ours.get(k))
-                    .expect("the lists differ somewhere");
-                let name = |list: &Vec<String>| {
-                    list.get(k)
-                        .map_or("missing".to_string(), |n| format!("`{n}`"))
-                };
-                bail!(
-                    "collect: --run {} trained on task {}, whose {what}s are not those of task {}: {what} {k} is {} \
-                     there and {} here; leave --task out to collect on the run's own task",
-                    self.run.display(),
-                    trained.task,
-                    spec.task,
-                    name(theirs),
-                    name(ours)
-                );
-            }
+        if let Some(ColumnDifference {
+            what,
+            index,
+            theirs,
+            ours,
+        }) = first_column_difference(
+            [&trained.obs_names, &trained.action_names],
+            [&spec.obs_names, &spec.action_names],
+        ) {
+            let name =
+                |name: Option<&str>| name.map_or("missing".to_string(), |n| format!("`{n}`"));
+            bail!(
+                "collect: --run {} trained on task {}, whose {what}s are not those of task {}: {what} {index} is {} \
+                 there and {} here; leave --task out to collect on the run's own task",
+                self.run.display(),
+                trained.task,
+                spec.task,
+                name(theirs),
+                name(ours)
+            );
         }
         crate::chunks::check_agent_action_space(spec)
             .with_context(|| format!("collect: task {} ({})", spec.task, scene.source))?;

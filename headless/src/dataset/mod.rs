@@ -40,6 +40,9 @@ mod write;
 
 pub use load::{file_crc32, load_dataset};
 pub use rows::{DatasetRows, Row};
-pub use source::{DatasetSource, FINGERPRINT_VERSION, scene_fingerprint};
+pub use source::{
+    ColumnDifference, DatasetSource, FINGERPRINT_VERSION, first_column_difference,
+    scene_fingerprint,
+};
 pub use transitions::Dataset;
 pub use write::{write_dataset, write_dataset_staged};

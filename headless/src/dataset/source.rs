@@ -130,6 +130,39 @@ pub(super) fn absolute_scene(source: &str) -> String {
         .map_or_else(|_| source.to_string(), |p| p.display().to_string())
 }
 
+/// Where two tasks' columns first differ: which list (`"observation"` or `"action"`), the index, and the name each
+/// list has there (`None` past its end).
+pub struct ColumnDifference<'a> {
+    /// `"observation"` or `"action"`.
+    pub what: &'static str,
+    /// The index in that list.
+    pub index: usize,
+    /// The name in `theirs` there.
+    pub theirs: Option<&'a str>,
+    /// The name in `ours` there.
+    pub ours: Option<&'a str>,
+}
+
+/// The first difference between two tasks' observation and action columns (`[observations, actions]` each, as
+/// [`qamlab_sim::EnvSpec`] and [`DatasetSource`] name them), observations first; `None` where they agree.
+pub fn first_column_difference<'a>(
+    theirs: [&'a [String]; 2],
+    ours: [&'a [String]; 2],
+) -> Option<ColumnDifference<'a>> {
+    let mut lists = ["observation", "action"]
+        .into_iter()
+        .zip(theirs.into_iter().zip(ours));
+    lists.find_map(|(what, (theirs, ours))| {
+        let index = (0..theirs.len().max(ours.len())).find(|&k| theirs.get(k) != ours.get(k))?;
+        Some(ColumnDifference {
+            what,
+            index,
+            theirs: theirs.get(index).map(String::as_str),
+            ours: ours.get(index).map(String::as_str),
+        })
+    })
+}
+
 /// The `--task` argument that loads `scene`: a built-in's name, or the file as given.
 pub(super) fn task_argument(scene: &TaskScene) -> &str {
     scene

@@ -8,7 +8,10 @@ use qamlab_agent::TransitionStore;
 use qamlab_sim::TaskScene;
 
 use super::source::{absolute_scene, task_argument};
-use super::{DatasetSource, FINGERPRINT_VERSION, scene_fingerprint};
+use super::{
+    ColumnDifference, DatasetSource, FINGERPRINT_VERSION, first_column_difference,
+    scene_fingerprint,
+};
 
 /// A dataset as transitions, the way OGBench's regular loader returns them: final-state rows dropped,
 /// `next_observations` taken from the following row, `terminals` = 1 on each episode's last transition.
@@ -227,19 +230,22 @@ impl Dataset {
             Some(from) => format!("task {} (scene {from})", source.task),
             None => format!("task {}", source.task),
         };
-        for (what, theirs, ours) in [
-            ("observation", &source.observations, &spec.obs_names),
-            ("action", &source.actions, &spec.action_names),
-        ] {
-            if let Some(k) = (0..ours.len()).find(|&k| theirs.get(k) != Some(&ours[k])) {
-                bail!(
-                    "dataset {file} was collected on {collected_on}, whose {what}s are not those of task {task} here \
-                     (scene {}): {what} {k} is `{}` there and `{}` here; {remedy}",
-                    scene.source,
-                    theirs.get(k).map_or("missing", String::as_str),
-                    ours[k]
-                );
-            }
+        if let Some(ColumnDifference {
+            what,
+            index,
+            theirs,
+            ours,
+        }) = first_column_difference(
+            [&source.observations, &source.actions],
+            [&spec.obs_names, &spec.action_names],
+        ) {
+            bail!(
+                "dataset {file} was collected on {collected_on}, whose {what}s are not those of task {task} here \
+                 (scene {}): {what} {index} is `{}` there and `{}` here; {remedy}",
+                scene.source,
+                theirs.unwrap_or("missing"),
+                ours.unwrap_or("missing")
+            );
         }
         if source.task != *task {
             // The task may come from a config file's `task` key, unseen on the command line: name the way out.
