@@ -341,22 +341,18 @@ fn task_checks_a_scene_shows_its_layout_and_tries_it() {
 fn collect_writes_the_dataset_and_its_validation_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("play.npz");
-    let status = common::qamlab()
-        .args([
-            "collect",
-            "--quiet",
-            "--episodes",
-            "3",
-            "--val-episodes",
-            "1",
-            "--envs",
-            "3",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // Named as given, from the directory it was given in: both files.
+    let written = common::run_ok(
+        common::qamlab()
+            .current_dir(dir.path())
+            .args(["collect", "--quiet", "--episodes", "3"])
+            .args(["--val-episodes", "1", "--envs", "3", "--out", "play.npz"]),
+    );
+    let stdout = String::from_utf8_lossy(&written.stdout);
+    assert!(
+        stdout.contains("wrote play.npz: ") && stdout.contains("wrote play-val.npz: "),
+        "{stdout}"
+    );
     let train = qamlab_headless::dataset::load_dataset(&out).unwrap();
     let val = qamlab_headless::dataset::load_dataset(dir.path().join("play-val.npz")).unwrap();
     assert_eq!((train.episodes, val.episodes), (3, 1));

@@ -100,7 +100,8 @@ impl StagedFile {
     /// never crosses file systems).
     pub fn renamed(self, name: &str) -> Self {
         Self {
-            path: parent_dir(&self.path).join(name),
+            // Not `parent_dir(..).join`: a bare name stays bare (`x-val.npz`, not `./x-val.npz`) in what is printed.
+            path: self.path.with_file_name(name),
             tmp: self.tmp,
         }
     }
