@@ -47,6 +47,11 @@ fn collect(dir: &Path) -> PathBuf {
     dataset
 }
 
+/// The `summary.json` a finished run wrote.
+fn summary_of(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
 /// `qamlab train --quiet --resume RUN`.
 fn resume_cmd(run: &Path) -> Command {
     let mut cmd = qamlab();
@@ -109,8 +114,7 @@ fn killed_run_resumes_from_its_checkpoint_and_finishes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("success"), "{stdout}");
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary = summary_of(&run);
     assert_eq!(summary["online_steps"], 1200);
     // Offline 60 updates, then one update per env step from step 100 to 1200 (the resumed
     // process redoes nothing that its checkpoint holds).
@@ -1298,9 +1302,7 @@ fn a_cpu_run_records_its_threads_and_a_resume_keeps_them() {
         text.contains(&format!("\ncpu_threads = {threads}\n")),
         "{text}"
     );
-    let summary = || -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
-    };
+    let summary = || summary_of(&out);
     assert_eq!(summary()["cpu_threads"], threads);
     // Resumed (given more steps), it keeps them, and says how to change them.
     let longer = text.replace("online_steps = 40\n", "online_steps = 60\n");
@@ -1418,8 +1420,7 @@ seed = 5
     assert!(png.is_file());
 
     // The summary records what a comparison of runs must hold equal.
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary = summary_of(&run);
     assert_eq!(summary["seed"], 5);
     assert_eq!(summary["eval_episodes"], 3);
     assert_eq!(summary["eval_envs"], 2);
@@ -1470,8 +1471,7 @@ fn the_door_example_is_learned_online_to_its_joint_goal() {
             ])
             .arg(&run),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let summary = summary_of(&run);
     let success = summary["online_success"].as_f64().unwrap();
     assert!(success >= 0.8, "online success {success}: {summary}");
 }
@@ -1552,9 +1552,7 @@ fn a_learned_policy_collects_a_dataset_for_a_task_without_an_oracle() {
             .args(["--device", "cpu", "--seed", "0", "--quiet", "--out"])
             .arg(&offline),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(offline.join("summary.json")).unwrap())
-            .unwrap();
+    let summary = summary_of(&offline);
     let success = summary["offline_success"].as_f64().unwrap();
     assert!(success >= 0.8, "offline success {success}: {summary}");
     // Same seed, same bytes; another seed, other episodes.

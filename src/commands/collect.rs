@@ -174,9 +174,7 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             .latest_checkpoint()
             .ok()
             .flatten()
-            .and_then(|dir| {
-                qamlab_headless::run_dir::checkpoint_name_step(dir.file_name()?.to_str()?)
-            });
+            .and_then(|dir| qamlab_headless::run_dir::checkpoint_dir_step(&dir));
         if let Some(newest) = newest.filter(|&newest| newest < policy.total_steps) {
             qamlab_headless::stdout_line!(
                 "note: the run is part-way (its newest checkpoint is step {newest} of {}): a run going on removes \

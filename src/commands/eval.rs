@@ -134,7 +134,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (checkpoint, mut agent) = load(device)?;
     let total_steps = qamlab_headless::train::total_steps(&cfg);
     let chosen = step;
-    let step = checkpoint_step(&checkpoint);
+    let step = qamlab_headless::run_dir::checkpoint_dir_step(&checkpoint);
     // A step asked for is known to be part-way; the latest may be taken for the run's result.
     if let Some(step) = step.filter(|&s| s < total_steps && chosen.is_none()) {
         note_part_way(&run, &checkpoint, step, total_steps);
@@ -250,11 +250,6 @@ fn evaluate_logging_progress(
     );
     bar.finish_and_clear();
     result?.context("the evaluation stopped before its end")
-}
-
-/// The run's step (offline and online steps) a checkpoint `step-N` was taken at.
-fn checkpoint_step(checkpoint: &std::path::Path) -> Option<u64> {
-    qamlab_headless::run_dir::checkpoint_name_step(checkpoint.file_name()?.to_str()?)
 }
 
 /// What `qamlab eval --json` reports.

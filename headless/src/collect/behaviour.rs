@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::chunks::ChunkQueues;
 use crate::dataset::{ColumnDifference, first_column_difference, scene_fingerprint};
-use crate::run_dir::{RunDir, checkpoint_name_step};
+use crate::run_dir::{RunDir, checkpoint_dir_step};
 
 /// A trained policy to collect with in place of the task's oracle: one checkpoint of a `qamlab train` run, loaded
 /// once, so that a dataset and its validation file come from the same agent while the run trains on (and removes the
@@ -99,10 +99,7 @@ impl PolicySource {
                 .load_latest_agent(&cfg, dims, device)
                 .with_context(flag)?,
         };
-        let step = checkpoint
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(checkpoint_name_step)
+        let step = checkpoint_dir_step(&checkpoint)
             .with_context(|| format!("{}: {} is no step-N folder", flag(), checkpoint.display()))?;
         Ok(Self {
             run: run.root().to_path_buf(),

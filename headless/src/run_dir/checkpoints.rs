@@ -485,6 +485,11 @@ pub fn checkpoint_name_step(name: &str) -> Option<u64> {
         .ok()
 }
 
+/// The step of the checkpoint directory `dir` (`RUN/checkpoints/step-N`), by its name.
+pub fn checkpoint_dir_step(dir: &Path) -> Option<u64> {
+    checkpoint_name_step(dir.file_name()?.to_str()?)
+}
+
 /// Refuses two files of one checkpoint that record different checkpoint ids (`state_file`'s, then `other_file`'s),
 /// or where one records an id and the other none: files of different checkpoints, of this run or another, whose
 /// counts may agree all the same. Checkpoints of versions before the id was recorded have none in any file.

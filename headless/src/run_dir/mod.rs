@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 pub(crate) use checkpoints::{CHECKPOINT_ID_KEY, check_same_checkpoint, checkpoint_id};
-pub use checkpoints::{StagedCheckpoint, checkpoint_name_step};
+pub use checkpoints::{StagedCheckpoint, checkpoint_dir_step, checkpoint_name_step};
 pub use lock::RunLock;
 pub use metrics::MetricsRow;
 pub(crate) use sealed_state::check_state_crc;
