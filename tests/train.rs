@@ -1531,6 +1531,34 @@ fn a_learned_policy_collects_a_dataset_for_a_task_without_an_oracle() {
         made_with.contains(" --run ") && made_with.contains(" --step 2000"),
         "{made_with}"
     );
+    // The recorded command, run again, gives the same bytes; naming another checkpoint's tensors, it is refused.
+    let recorded = |out: &Path, crc: Option<&str>| {
+        let mut words = shlex::split(made_with).unwrap();
+        assert_eq!(words.remove(0), "qamlab", "{made_with}");
+        let at = words.iter().position(|w| w == "--out").unwrap();
+        words[at + 1] = out.display().to_string();
+        let at = words
+            .iter()
+            .position(|w| w == "--checkpoint-crc32")
+            .unwrap();
+        if let Some(crc) = crc {
+            words[at + 1] = crc.into();
+        }
+        let mut cmd = qamlab();
+        cmd.args(words).arg("--quiet");
+        cmd
+    };
+    let rerun = dir.path().join("rerun.npz");
+    run_ok(&mut recorded(&rerun, None));
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        std::fs::read(&rerun).unwrap()
+    );
+    let err = run_err(&mut recorded(&dir.path().join("x.npz"), Some("00000000")));
+    assert!(
+        err.contains("--checkpoint-crc32 00000000") && err.contains("not the policy that acted"),
+        "{err}"
+    );
     // Random actions swing it up in about 1 episode of 32; the learned policy, explored with OGBench's noise,
     // in all 40 (2026-12-07).
     let reaching = described["episodes_reaching_success"].as_u64().unwrap();

@@ -32,6 +32,12 @@ pub use tensor_file::{
 /// Format tag stored in the metadata.
 pub const FORMAT: &str = "qamlab-agent/1";
 
+/// The CRC-32 of a file's tensors as its metadata records it (which reading verifies): an identity of the agent a
+/// checkpoint holds. None for files written before it was recorded.
+pub fn recorded_crc32(metadata: &Metadata) -> Option<u32> {
+    metadata.get(CRC_KEY)?.parse().ok()
+}
+
 impl Agent {
     /// Saves networks, optimiser state, config, counters and seed to `path` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {

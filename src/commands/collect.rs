@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use qamlab_headless::collect::{
-    CollectOptions, CollectSummary, PolicySource, StagedCollection, check_collect, collect_staged,
+    CollectOptions, CollectSummary, PolicyChoice, PolicySource, StagedCollection, check_collect,
+    collect_staged,
 };
 use qamlab_headless::limits::{MAX_ENVS, MAX_EPISODE_LENGTH, MAX_EPISODES};
 
@@ -30,6 +31,14 @@ pub struct CollectArgs {
     /// bytes).
     #[arg(long, default_value = "auto", requires = "run")]
     pub device: qamlab_headless::DeviceChoice,
+    /// With --run and the CPU: libtorch's threads the policy acts with [default: the run's, or 1 where it records
+    /// none] (sums over many values depend on their count: the recorded command gives it; at most 1024).
+    #[arg(long, alias = "threads", requires = "run", value_parser = super::count_up_to(qamlab_headless::limits::MAX_THREADS))]
+    pub cpu_threads: Option<usize>,
+    /// With --run: refuse a checkpoint whose tensors' CRC-32 (8 hex digits) is not this one. A dataset's recorded
+    /// command gives it, so that the command run again acts with the same policy or says it cannot.
+    #[arg(long, requires = "run", value_parser = crc32_arg)]
+    pub checkpoint_crc32: Option<u32>,
     /// Episodes to record (at most 100000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]
     pub episodes: usize,
@@ -70,6 +79,18 @@ pub struct CollectArgs {
     pub quiet: bool,
 }
 
+/// A CRC-32 as 8 hex digits (as datasets and messages show one).
+fn crc32_arg(text: &str) -> Result<u32, String> {
+    let digits = text.trim_start_matches("0x");
+    if digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u32::from_str_radix(digits, 16).map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "expected a CRC-32 as 8 hex digits (as `dc018a58`), got `{text}`"
+        ))
+    }
+}
+
 /// `data/x.npz` -> `data/x-val.npz`.
 fn val_path(out: &std::path::Path) -> PathBuf {
     let stem = out
@@ -103,14 +124,35 @@ pub fn run(mut args: CollectArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
+    // The cheap checks of the files to write before a policy's checkpoint is loaded (seconds, for large networks).
+    qamlab_headless::collect::check_out(&args.out)?;
     let policy = args
         .run
         .as_ref()
         .map(|run| {
             let device = args.device.resolve().context("--device")?;
-            PolicySource::of(run, args.step, device)
+            let choice = PolicyChoice {
+                step: args.step,
+                cpu_threads: args.cpu_threads,
+                checkpoint_crc32: args.checkpoint_crc32,
+            };
+            if device != tch::Device::Cpu && args.cpu_threads.is_some() {
+                tracing::warn!(
+                    "--cpu-threads is for a policy acting on the CPU; this one acts on CUDA"
+                );
+            }
+            PolicySource::of(run, &choice, device)
         })
         .transpose()?;
+    if let Some(threads) = policy.as_ref().and_then(|p| p.cpu_threads) {
+        let cores = qamlab_headless::config::available_cores();
+        if threads > cores {
+            tracing::warn!(
+                "the policy acts with {threads} CPU threads, more than the {cores} cores this machine gives the \
+                 process: libtorch's threads spin, so it acts many times slower (its sums stay the same)"
+            );
+        }
+    }
     let task = match (&args.task, &policy) {
         (Some(task), _) => task.clone(),
         (None, Some(policy)) => policy.task.clone(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use qamlab_agent::Agent;
+use qamlab_agent::checkpoint::TensorFile;
 use qamlab_sim::{EnvSpec, StepOutput, TaskScene};
 use qamlab_tasks::{Oracle, OracleConfig, perturb};
 use rand::SeedableRng;
@@ -32,6 +33,11 @@ pub struct PolicySource {
     pub total_steps: u64,
     /// The length of the agent's action chunks (`horizon_length`).
     pub chunk_length: usize,
+    /// On the CPU, libtorch's threads the policy acts with (sums over many values depend on their count).
+    pub cpu_threads: Option<usize>,
+    /// The CRC-32 of the checkpoint's tensors (none in a checkpoint of before it was recorded): which agent acted,
+    /// whatever becomes of the run's folder.
+    pub checkpoint_crc32: Option<u32>,
     /// The envs the run trained in: their columns, which a task to collect on must share.
     trained_on: EnvSpec,
     /// The fingerprint of the run's scene ([`scene_fingerprint`]).
@@ -58,12 +64,24 @@ impl PartialEq for PolicySource {
     }
 }
 
+/// Which policy of a run to load, and how it acts: `qamlab collect`'s flags beside `--run`.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChoice {
+    /// The step of one of the checkpoints the run kept; the run's newest where none.
+    pub step: Option<u64>,
+    /// On the CPU, libtorch's threads; the run's where none, or 1 where the run records none (one trained on a GPU),
+    /// so that the bytes do not depend on the machine's cores.
+    pub cpu_threads: Option<usize>,
+    /// The CRC-32 the checkpoint's tensors must have: a dataset's recorded command gives it, so that a run replaced or
+    /// trained on since is refused rather than taken for the policy that acted.
+    pub checkpoint_crc32: Option<u32>,
+}
+
 impl PolicySource {
-    /// Loads the policy of `path`, a run directory or one of its checkpoints' (`RUN/checkpoints/step-N`), at `step`
-    /// where given (one of the checkpoints the run kept), else at the run's newest checkpoint. On the CPU it acts
-    /// with the run's threads (sums over many values depend on their count), or 1 where the run records none (one
-    /// trained on a GPU), so that the bytes do not depend on the machine's cores.
-    pub fn of(path: &Path, step: Option<u64>, device: tch::Device) -> anyhow::Result<Self> {
+    /// Loads the policy of `path`, a run directory or one of its checkpoints' (`RUN/checkpoints/step-N`), as
+    /// `choice` asks, to act on `device`.
+    pub fn of(path: &Path, choice: &PolicyChoice, device: tch::Device) -> anyhow::Result<Self> {
+        let step = choice.step;
         let (run, step) = match RunDir::of_checkpoint_dir(path) {
             Some((run, named)) => {
                 if let Some(asked) = step.filter(|&asked| asked != named) {
@@ -82,9 +100,11 @@ impl PolicySource {
         let trained_on = qamlab_tasks::load_task(&cfg.task)
             .with_context(|| format!("{}: the task it trained on", flag()))?;
         let spec = EnvSpec::of(&trained_on.scene);
-        if device == tch::Device::Cpu {
-            crate::config::set_cpu_threads(Some(cfg.cpu_threads.unwrap_or(1)));
-        }
+        let cpu_threads = (device == tch::Device::Cpu).then(|| {
+            crate::config::set_cpu_threads(Some(
+                choice.cpu_threads.or(cfg.cpu_threads).unwrap_or(1),
+            ))
+        });
         let dims = (spec.obs_dim, spec.action_dim);
         let (checkpoint, agent) = match step {
             Some(step) => {
@@ -101,12 +121,31 @@ impl PolicySource {
         };
         let step = checkpoint_dir_step(&checkpoint)
             .with_context(|| format!("{}: {} is no step-N folder", flag(), checkpoint.display()))?;
+        let file = checkpoint.join("agent.safetensors");
+        let checkpoint_crc32 =
+            qamlab_agent::checkpoint::recorded_crc32(TensorFile::open(&file)?.metadata());
+        if let Some(want) = choice.checkpoint_crc32
+            && checkpoint_crc32 != Some(want)
+        {
+            let has = checkpoint_crc32.map_or("records no CRC-32 of its tensors".into(), |crc| {
+                format!("holds tensors of CRC-32 {crc:08x}")
+            });
+            bail!(
+                "{} --checkpoint-crc32 {want:08x}: {} {has}, so it is not the policy that acted when the command \
+                 was recorded (the run was replaced since, or trained on and kept another checkpoint of that step); \
+                 leave --checkpoint-crc32 out to collect with this one",
+                flag(),
+                file.display()
+            );
+        }
         Ok(Self {
             run: run.root().to_path_buf(),
             step,
             device,
             total_steps: crate::train::total_steps(&cfg),
             chunk_length: cfg.agent.horizon_length,
+            cpu_threads,
+            checkpoint_crc32,
             task: cfg.task,
             fingerprint: scene_fingerprint(&trained_on.scene),
             trained_on: spec,

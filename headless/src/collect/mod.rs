@@ -3,7 +3,7 @@
 
 mod behaviour;
 
-pub use behaviour::PolicySource;
+pub use behaviour::{PolicyChoice, PolicySource};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -93,6 +93,12 @@ impl CollectOptions {
                 crate::shell::quote(&run.display().to_string()),
                 policy.step
             ));
+            if let Some(threads) = policy.cpu_threads {
+                line.push_str(&format!(" --cpu-threads {threads}"));
+            }
+            if let Some(crc) = policy.checkpoint_crc32 {
+                line.push_str(&format!(" --checkpoint-crc32 {crc:08x}"));
+            }
         } else if !self.play {
             line.push_str(" --solve");
         }
@@ -157,8 +163,9 @@ fn stream_seed(seed: u64, salt: u64, i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Checks the output path before collecting, so a wrong one does not cost the whole collection.
-fn check_out(out: &Path) -> anyhow::Result<()> {
+/// Checks the output path before collecting (and before a policy is loaded), so a wrong one does not cost the
+/// whole collection.
+pub fn check_out(out: &Path) -> anyhow::Result<()> {
     let shown = out.display();
     ensure!(
         !out.is_dir(),
