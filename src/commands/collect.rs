@@ -37,7 +37,7 @@ pub struct CollectArgs {
     pub cpu_threads: Option<usize>,
     /// With --run: refuse a checkpoint whose tensors' CRC-32 (8 hex digits) is not this one. A dataset's recorded
     /// command gives it, so that the command run again acts with the same policy or says it cannot.
-    #[arg(long, requires = "run", value_parser = crc32_arg)]
+    #[arg(long, requires = "run", value_name = "HEX", value_parser = crc32_arg)]
     pub checkpoint_crc32: Option<u32>,
     /// Episodes to record (at most 100000000).
     #[arg(long, value_parser = super::count_up_to(MAX_EPISODES))]
