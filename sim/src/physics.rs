@@ -28,6 +28,60 @@ pub struct EnvPhysics {
     /// Seconds per physics step (`control_dt / substeps`), in f64 so that the clock keeps its precision over long
     /// episodes.
     step_seconds: f64,
+    /// Keeps the pieces of a welded group from touching one another.
+    welds: WeldedPieces,
+}
+
+/// The pieces of welded groups of three bodies or more (bodies `Fixed` joints join, directly or through others), by
+/// handle, each with its group: a contact filter that keeps the pieces of one group from touching one another.
+/// Rapier leaves out contacts between the two bodies of a joint only, so two pieces welded to a third (the rails
+/// and end stops of a beam) would collide where they meet, and their contacts fight the welds: what rests on the
+/// piece is shaken, or held (a ball on such a beam stopped rolling). One group is one rigid piece, as authored.
+#[derive(Default)]
+struct WeldedPieces {
+    group: HashMap<RigidBodyHandle, usize>,
+}
+
+impl WeldedPieces {
+    /// The welded groups of `scene`'s bodies (`bodies`: their handles) with three pieces or more; each of their
+    /// colliders asks the filter about its contacts.
+    fn new(scene: &TaskScene, world: &mut PhysicsWorld, bodies: &[RigidBodyHandle]) -> Self {
+        let mut welds = Self::default();
+        if !scene
+            .joints
+            .iter()
+            .any(|j| j.joint.kind == JointKind::Fixed)
+        {
+            return welds;
+        }
+        let groups = crate::scene::weld_groups(&scene.joints, bodies.len());
+        let mut size = vec![0usize; bodies.len()];
+        for &g in &groups {
+            size[g] += 1;
+        }
+        for (b, &g) in groups.iter().enumerate().filter(|&(_, &g)| size[g] >= 3) {
+            welds.group.insert(bodies[b], g);
+            let Some(body) = world.bodies.get(bodies[b]) else {
+                continue;
+            };
+            for &c in body.colliders() {
+                if let Some(collider) = world.colliders.get_mut(c) {
+                    collider.set_active_hooks(ActiveHooks::FILTER_CONTACT_PAIRS);
+                }
+            }
+        }
+        welds
+    }
+}
+
+impl PhysicsHooks for WeldedPieces {
+    fn filter_contact_pair(&self, context: &PairFilterContext) -> Option<SolverFlags> {
+        let group = |body: Option<RigidBodyHandle>| body.and_then(|b| self.group.get(&b));
+        match (group(context.rigid_body1), group(context.rigid_body2)) {
+            (Some(a), Some(b)) if a == b => None,
+            _ => Some(SolverFlags::default()),
+        }
+    }
 }
 
 /// A body following an authored motion about where its episode started.
@@ -89,6 +143,11 @@ impl EnvPhysics {
         world.integration_parameters.num_internal_pgs_iterations = s.solver_passes as usize;
         // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.
         world.integration_parameters.warmstart_joints = true;
+        // Rapier reuses a pair's contacts, their normal frozen in world space, until the pair has moved 5 cm or
+        // turned 11 degrees: a ball on a beam tilting under it stayed put a second or more (the normal still that
+        // of the level beam), then rolled all at once. Contacts recomputed at every step cost no measurable time
+        // here (docs/benchmarks.md, "Simulation").
+        world.integration_parameters.contact_recycling = false;
         stiffen_contacts(&mut world.integration_parameters);
 
         let bodies: Vec<RigidBodyHandle> = scene
@@ -115,6 +174,7 @@ impl EnvPhysics {
             .iter()
             .map(|def| insert_joint(&mut world, &bodies, def))
             .collect();
+        let welds = WeldedPieces::new(scene, &mut world, &bodies);
         let mut physics = Self {
             world,
             bodies,
@@ -122,6 +182,7 @@ impl EnvPhysics {
             movers,
             steps_taken: 0,
             step_seconds: f64::from(s.control_dt) / f64::from(s.substeps),
+            welds,
         };
         physics.hold_motors(scene);
         physics.set_springs(scene);
@@ -205,7 +266,7 @@ impl EnvPhysics {
         for _ in 0..substeps {
             self.steps_taken += 1;
             self.move_kinematic_bodies();
-            self.world.step();
+            self.world.step_with_events(&self.welds, &());
         }
     }
 
@@ -364,7 +425,7 @@ pub const MAX_OVERLAPS: usize = 100;
 
 /// Pairs of colliders that overlap deeper than `min_depth` at the scene's authored poses and would push each other
 /// apart at the first step: on different bodies, one of them dynamic, not joined by a joint (whose bodies never
-/// collide), and with collision groups that let them touch. In the order of the colliders, the first
+/// collide) nor welded into one piece, and with collision groups that let them touch. In the order of the colliders, the first
 /// [`MAX_OVERLAPS`] only.
 pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
     let all = AuthoredColliders::new(scene);
@@ -396,6 +457,8 @@ pub struct AuthoredColliders {
     dynamic: Vec<bool>,
     /// Pairs of bodies joined by a joint, `(low, high)`: they never collide.
     jointed: HashSet<(usize, usize)>,
+    /// Each body's welded group ([`crate::scene::weld_groups`]): pieces of one never collide either.
+    welded: Vec<usize>,
     /// Each body's colliders.
     of_body: Vec<Vec<usize>>,
     /// Each body's authored place and rotation, which a moved body's colliders are placed from.
@@ -432,6 +495,7 @@ impl AuthoredColliders {
             .iter()
             .map(|&(b, _)| scene.bodies[b].body.kind == BodyKind::Dynamic)
             .collect();
+        let welded = crate::scene::weld_groups(&scene.joints, scene.bodies.len());
         let mut of_body = vec![Vec::new(); scene.bodies.len()];
         for (k, &(b, _)) in colliders.iter().enumerate() {
             of_body[b].push(k);
@@ -447,6 +511,7 @@ impl AuthoredColliders {
             sweep,
             dynamic,
             jointed,
+            welded,
             of_body,
             places,
         }
@@ -484,12 +549,14 @@ impl AuthoredColliders {
     }
 
     /// Whether colliders `k` (moved by `shift`) and `l` overlap deeper than `min_depth`, where the physics would push
-    /// them apart: on different bodies not joined, with collision groups that let them touch.
+    /// them apart: on different bodies not joined nor welded into one piece, with collision groups that let them
+    /// touch.
     fn overlap(&self, k: usize, l: usize, shift: Vec3, min_depth: f32) -> Option<Overlap> {
         let (a, ca) = &self.colliders[k];
         let (b, cb) = &self.colliders[l];
         if a == b
             || self.jointed.contains(&(*a.min(b), *a.max(b)))
+            || self.welded[*a] == self.welded[*b]
             || !ca.collision_groups().test(cb.collision_groups())
         {
             return None;

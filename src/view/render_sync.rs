@@ -11,7 +11,7 @@ use bevy::mesh::PrimitiveTopology;
 use bevy::prelude::*;
 use bevy_rapier3d::rapier::parry::transformation::convex_hull;
 use qamlab_sim::TaskScene;
-use qamlab_sim::authoring::{BodyKind, Shape};
+use qamlab_sim::authoring::{BodyKind, JointKind, Shape};
 use qamlab_sim::env::{EnvState, EnvWorld};
 
 use super::ViewTask;
@@ -359,12 +359,17 @@ impl BodyLooks {
                 .map(|leg| Transform::from_translation(leg.center()).with_scale(leg.size()))
                 .collect(),
         );
+        // Not along a weld to a piece with a shape of its own: that piece is drawn, in its parent's colour, and a rod
+        // from origin to origin would cross it (a rail welded to a beam) as if it were a part.
         let rods = scene
             .joints
             .iter()
             .filter(|j| {
-                let (a, b) = (&scene.bodies[j.parent].body, &scene.bodies[j.child].body);
-                a.translation.distance(b.translation) > 0.03
+                let (a, b) = (&scene.bodies[j.parent], &scene.bodies[j.child]);
+                let drawn_weld = j.joint.kind == JointKind::Fixed
+                    && a.collider.is_some()
+                    && b.collider.is_some();
+                !drawn_weld && a.body.translation.distance(b.body.translation) > 0.03
             })
             .map(|j| (j.parent, j.child))
             .collect();

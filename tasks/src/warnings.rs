@@ -147,7 +147,7 @@ struct BuriedTarget {
 /// own body's collider, `inset` deep, so it stays that far outside any collider its body touches (less what resting
 /// contact sinks), and is at least `depth + inset` from the target (the way to a point `depth` deep crosses the
 /// surface). Each pair of goal and fixed body once, at its deepest. A frame outside its body (a site off it) is
-/// bounded by nothing, and bodies a joint joins never collide.
+/// bounded by nothing, and bodies a joint joins, or welds into one piece, never collide.
 fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
     use qamlab_sim::physics::{depth_inside_at_authored_pose, groups_touch};
     let mut out = Vec::new();
@@ -167,6 +167,8 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
         else {
             continue;
         };
+        // Pieces welded into one with the goal's body never touch it.
+        let welded = qamlab_sim::scene::welded_group(&scene.joints, b);
         for (f, fixed) in scene.bodies.iter().enumerate() {
             let touches = fixed
                 .collider
@@ -175,7 +177,8 @@ fn buried_targets(scene: &TaskScene) -> Vec<BuriedTarget> {
             let jointed = scene
                 .joints
                 .iter()
-                .any(|j| [j.parent, j.child] == [b, f] || [j.parent, j.child] == [f, b]);
+                .any(|j| [j.parent, j.child] == [b, f] || [j.parent, j.child] == [f, b])
+                || welded.contains(&f);
             if f == b || fixed.body.kind != BodyKind::Fixed || !touches || jointed {
                 continue;
             }

@@ -511,6 +511,26 @@ pub fn welded_group(joints: &[JointDef], b: usize) -> Vec<usize> {
     group
 }
 
+/// Per body (by index, `bodies` of them), the lowest index of its welded group: the bodies `Fixed` joints join,
+/// directly or through others, which the physics keeps from touching one another (one rigid piece). Near-linear in
+/// the joints, for scenes of many bodies.
+pub fn weld_groups(joints: &[JointDef], bodies: usize) -> Vec<usize> {
+    fn root(group: &mut [usize], mut b: usize) -> usize {
+        while group[b] != b {
+            group[b] = group[group[b]];
+            b = group[b];
+        }
+        b
+    }
+    let mut group: Vec<usize> = (0..bodies).collect();
+    for j in joints.iter().filter(|j| j.joint.kind == JointKind::Fixed) {
+        let (a, b) = (root(&mut group, j.parent), root(&mut group, j.child));
+        let (low, high) = (a.min(b), a.max(b));
+        group[high] = low;
+    }
+    (0..bodies).map(|b| root(&mut group, b)).collect()
+}
+
 /// The scene's bodies in groups that always turn as one: bodies joined by prismatic and fixed joints, directly or
 /// through others (a slide keeps its two bodies' relative turn, a weld all of their pose). Built once, in near-linear
 /// time, for checks asked of many bodies.
