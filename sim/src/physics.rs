@@ -143,11 +143,6 @@ impl EnvPhysics {
         world.integration_parameters.num_internal_pgs_iterations = s.solver_passes as usize;
         // Chains of stiff motorised joints (the gantry) converge much better with joint warm starts.
         world.integration_parameters.warmstart_joints = true;
-        // Rapier reuses a pair's contacts, their normal frozen in world space, until the pair has moved 5 cm or
-        // turned 11 degrees: a ball on a beam tilting under it stayed put a second or more (the normal still that
-        // of the level beam), then rolled all at once. Contacts recomputed at every step cost no measurable time
-        // here (docs/benchmarks.md, "Simulation").
-        world.integration_parameters.contact_recycling = false;
         stiffen_contacts(&mut world.integration_parameters);
 
         let bodies: Vec<RigidBodyHandle> = scene

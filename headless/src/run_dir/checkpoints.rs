@@ -42,9 +42,18 @@ pub struct StagedCheckpoint {
     dir: Option<PathBuf>,
     /// The name it takes, `step-N`.
     name: String,
+    /// Whether it may replace the run's latest checkpoint, one of its step (see [`Self::replacing_latest`]).
+    replaces_latest: bool,
 }
 
 impl StagedCheckpoint {
+    /// Lets it replace the run's latest checkpoint where that is one of its step: the checkpoint of a step the run
+    /// stopped amid, which the resumed run has finished. Any other write of the latest's step is refused.
+    pub fn replacing_latest(mut self) -> Self {
+        self.replaces_latest = true;
+        self
+    }
+
     /// The temporary directory the checkpoint's files are written into.
     pub fn path(&self) -> &Path {
         self.dir.as_deref().unwrap_or(Path::new(""))
@@ -171,6 +180,7 @@ impl RunDir {
         Ok(StagedCheckpoint {
             dir: Some(dir),
             name,
+            replaces_latest: false,
         })
     }
 
@@ -189,10 +199,26 @@ impl RunDir {
         if dir.is_dir() {
             let latest = self.latest_checkpoint().ok().flatten();
             ensure!(
-                latest.as_ref() != Some(&dir),
+                latest.as_ref() != Some(&dir) || staged.replaces_latest,
                 "{} is the run's latest checkpoint: a new checkpoint of the same step would replace it",
                 dir.display()
             );
+            if latest.as_ref() == Some(&dir) {
+                // The checkpoint of a step the run stopped amid (`step_unfinished`), now finished: the two folders
+                // swap names in one step, so `latest` names a whole checkpoint at every moment.
+                exchange(&tmp, &dir).with_context(|| {
+                    format!(
+                        "replacing {}, the run's latest checkpoint, by the finished one of its step",
+                        dir.display()
+                    )
+                })?;
+                sync_dir(&self.checkpoints());
+                std::fs::remove_dir_all(&tmp).with_context(|| {
+                    format!("removing {} (the checkpoint it replaced)", tmp.display())
+                })?;
+                staged.dir = None;
+                return Ok(dir);
+            }
             // A checkpoint `latest` never named (its run stopped between the rename and the pointer, or an older
             // qamlab's cut short): the run went back to an earlier one, and this one is written anew.
             std::fs::remove_dir_all(&dir).with_context(|| {
@@ -571,10 +597,35 @@ pub(crate) fn check_acting_position(
     Ok(())
 }
 
-/// A checkpoint's `state.json` as JSON: `None` where it is missing or not a JSON object (older runs, a bare agent
-/// file's folder; training's own reading of it is the strict one), an error where it cannot be read (not a regular
-/// file, past its size, not UTF-8: its acting position would be lost unsaid) or the checksum it records fails (see
-/// [`check_state_crc`]).
+/// Swaps the names of folders `a` and `b` atomically (Linux's `renameat2` with `RENAME_EXCHANGE`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths that outlive the call; AT_FDCWD resolves them as open() would.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A checkpoint's `state.json` as JSON: `None` where it is missing (older runs, a bare agent file's folder;
+/// training's own reading of it is the strict one), an error where it cannot be read (not a regular file, past its
+/// size, not UTF-8: its acting position would be lost unsaid), is no JSON object (cut short, emptied: a cut loses
+/// the checksum, its last member, with the rest), or the checksum it records fails (see [`check_state_crc`]).
 fn recorded_state(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
     let text = match read_stored_text(
         path,
@@ -586,9 +637,18 @@ fn recorded_state(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
         Err(e) => return Err(e),
     };
     check_state_crc(path, &text)?;
-    Ok(serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .filter(serde_json::Value::is_object))
+    let damaged = |why: String| {
+        anyhow::anyhow!(
+            "{}: {why}, where a checkpoint's state is a JSON object: the file was cut short or damaged, so the \
+             agent's acting position (its draws) is not known; use another checkpoint of the run where it kept one (`--step N`)",
+            path.display()
+        )
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(state) if state.is_object() => Ok(Some(state)),
+        Ok(_) => Err(damaged("the text is JSON but no object".into())),
+        Err(e) => Err(damaged(format!("the text is no JSON ({e})"))),
+    }
 }
 
 #[cfg(test)]
@@ -909,5 +969,23 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_damaged_state_is_an_error_and_a_missing_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert!(recorded_state(&path).unwrap().is_none());
+        // Cut short (its checksum, the last member, goes with the cut), emptied, or no object.
+        for text in ["{\"offline_step\": 0, \"onl", "", "[1]"] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", recorded_state(&path).unwrap_err());
+            assert!(
+                err.contains("state.json") && err.contains("cut short or damaged"),
+                "{text:?}: {err}"
+            );
+        }
+        std::fs::write(&path, "{\"offline_step\": 0}").unwrap();
+        assert!(recorded_state(&path).unwrap().is_some());
     }
 }

@@ -107,7 +107,10 @@ impl Trainer<'_> {
                 );
             }
         }
-        let staged = self.run.stage_checkpoint(step)?;
+        let mut staged = self.run.stage_checkpoint(step)?;
+        if self.finishes_checkpoint == Some(step) {
+            staged = staged.replacing_latest();
+        }
         let config = crate::files::read_stored_file(
             &self.run.config(),
             "the config file",
@@ -214,6 +217,20 @@ impl Trainer<'_> {
                      start the run again with another --out, or remove this one first",
                     incomplete.join(", "),
                     if incomplete.len() == 1 { "s" } else { "" }
+                );
+            }
+            // A run that evaluated or finished had checkpoints: someone removed them, and its record stays.
+            let recorded: Vec<String> = [self.run.evals(), self.run.summary()]
+                .iter()
+                .filter(|p| p.is_file())
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            if !recorded.is_empty() {
+                bail!(
+                    "{root} has no checkpoint to resume from, though it recorded {}: its checkpoints were removed \
+                     ({} is missing or empty), so the run cannot go on; start it again with another --out",
+                    recorded.join(" and "),
+                    self.run.checkpoints().display()
                 );
             }
             bail!(

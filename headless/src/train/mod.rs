@@ -338,17 +338,30 @@ fn config_warnings(cfg: &TrainConfig, task: &qamlab_tasks::Task) -> Vec<String> 
             qamlab_agent::AgentConfig::default().tau
         ));
     }
-    if cfg.online_steps > 0 && cfg.online_steps <= cfg.start_training {
+    // The steps the run takes: the envs step together, so the count asked for is rounded up to a multiple of theirs.
+    let online = total_steps(cfg) - cfg.offline_steps;
+    if online > 0 && online <= cfg.start_training {
+        let rounded = if online == cfg.online_steps {
+            String::new()
+        } else {
+            format!(" ({} rounded up for {} envs)", cfg.online_steps, cfg.envs)
+        };
         warnings.push(format!(
-            "online_steps = {} is not above start_training = {}: the online phase only collects (updates start at \
-             online step start_training), with {} update",
-            cfg.online_steps,
+            "online_steps = {online}{rounded} is not above start_training = {}: the online phase only collects \
+             (updates start at online step start_training), with {} update",
             cfg.start_training,
-            if cfg.online_steps == cfg.start_training {
+            if online == cfg.start_training {
                 "one"
             } else {
                 "no"
             }
+        ));
+    }
+    if let Some(dataset) = cfg.dataset.as_ref().filter(|d| d.exists() && !d.is_file()) {
+        warnings.push(format!(
+            "dataset {} is no regular file (a pipe?): the run reads it now, but a resumed run cannot read it again \
+             (then give the file as `dataset` in the run's config.toml)",
+            dataset.display()
         ));
     }
     if !cfg.agent.kind.has_critic() && cfg.dataset.is_none() && cfg.online_steps > 0 {
@@ -777,6 +790,35 @@ mod tests {
             assert!(latest.ends_with("step-20"), "{}", latest.display());
             assert_eq!(eval_steps(stopped), Vec::<u64>::new());
         });
+    }
+
+    #[test]
+    fn a_run_stopped_amid_a_steps_updates_checkpoints_at_once_and_resumes_exactly() {
+        // Two envs and utd_ratio 4: each step owes 8 updates, which a stop does not wait for. After the fourth log
+        // (step 16) and the ninth (step 36), the questions are: the loop's (0), step 18's or 38's updates (1-8), the
+        // loop's (9), then step 20's or 40's (10-17): stopped at the 12th, two updates into the step that evaluates
+        // (20), or into the last one (40).
+        let mut config = tiny(40, 2);
+        config.utd_ratio = 4;
+        for (logs, step, evals) in [(4, "step-20", vec![]), (9, "step-40", vec![20])] {
+            let stopper = StopLater {
+                logs,
+                checks: 12,
+                asked: 0.into(),
+            };
+            check_resume_is_exact_after(&config, Box::new(stopper), |stopped| {
+                let latest = RunDir::new(stopped).latest_checkpoint().unwrap().unwrap();
+                assert!(latest.ends_with(step), "{}", latest.display());
+                let state = std::fs::read_to_string(latest.join("state.json")).unwrap();
+                let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+                assert_eq!(state["step_unfinished"], true, "{state}");
+                // utd_ratio 4 for each env step from start_training (10) on: 36 by step 18, 116 by step 38; then
+                // two of the step's 8.
+                let made = if step == "step-20" { 36 + 2 } else { 116 + 2 };
+                assert_eq!(state["updates"], made, "{state}");
+                assert_eq!(eval_steps(stopped), evals);
+            });
+        }
     }
 
     #[test]

@@ -56,7 +56,19 @@ pub(super) fn load_offline_data(
     spec: &qamlab_sim::EnvSpec,
     resume: bool,
 ) -> anyhow::Result<(u32, Vec<String>)> {
-    let data = crate::dataset::load_dataset(path)?;
+    let data = crate::dataset::load_dataset(path).map_err(|e| {
+        // A run started on a pipe (`--dataset <(...)`) records the pipe's name, which names nothing once it ended.
+        let piped = path.starts_with("/dev/fd") || path.starts_with("/proc");
+        if resume && piped && !path.exists() {
+            e.context(format!(
+                "the run read its dataset from a pipe, {}, which is gone: give the file it read as `dataset` in \
+                 the run's config.toml (the CRC-32 the checkpoint records checks that it is the same data)",
+                path.display()
+            ))
+        } else {
+            e
+        }
+    })?;
     // Another task's data is said first: no horizon would make it fit.
     let note = data.check_fits(path, scene, spec)?;
     data.check_holds_a_chunk(path, cfg.agent.horizon_length)?;

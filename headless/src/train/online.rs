@@ -16,7 +16,7 @@ use crate::phase::Phase;
 impl Trainer<'_> {
     pub(super) fn online_phase(&mut self) -> anyhow::Result<()> {
         let total = self.cfg.online_steps;
-        if self.state.online_step >= total {
+        if self.state.online_step >= total && !self.state.step_unfinished {
             return Ok(());
         }
         let n = self.cfg.envs;
@@ -33,6 +33,20 @@ impl Trainer<'_> {
         let bar = self.bar(total, self.state.online_step, Phase::Online);
         bar.set_message(self.status());
         let mut last_metrics = None;
+        if self.state.step_unfinished {
+            // Stopped amid the updates of its last step: the rest of them, then what the step does after them
+            // (its checkpoint, made before them, is made again where due).
+            self.state.step_unfinished = false;
+            self.checkpointed_at = None;
+            self.finishes_checkpoint = Some(self.total_step());
+            if let Some(metrics) = self.make_due_updates()? {
+                last_metrics = Some(metrics);
+            }
+            if !self.state.step_unfinished {
+                let before = self.state.online_step.saturating_sub(n as u64);
+                self.after_updates(before, &bar, last_metrics.as_ref(), (&env, &queues))?;
+            }
+        }
         while self.state.online_step < total && !self.stop_requested() {
             if self.cfg.balanced_sampling {
                 self.queue_warmup_actions(&mut queues);
@@ -47,38 +61,56 @@ impl Trainer<'_> {
             obs.copy_from_slice(&out.obs);
             let before = self.state.online_step;
             self.state.online_step += n as u64;
-            let step = self.state.online_step;
             if let Some(metrics) = self.make_due_updates()? {
                 last_metrics = Some(metrics);
             }
-            let due = |interval: u64| crossed(before, step, total, interval);
-            if due(self.cfg.log_interval) {
-                self.log_online(last_metrics.as_ref())?;
-                bar.set_message(self.status());
+            if self.state.step_unfinished
+                || !self.after_updates(before, &bar, last_metrics.as_ref(), (&env, &queues))?
+            {
+                break; // stopped: the run checkpoints this step, and owes the rest of it
             }
-            if due(self.cfg.eval_interval) {
-                // The bar stands still while the episodes run (a minute, on a large task): said so.
-                bar.set_message(self.evaluating());
-                if !self.evaluate(Phase::Online)? {
-                    break; // stopped: the run checkpoints this step, and owes its evaluation
-                }
-                bar.set_message(self.status());
-            }
-            if due(self.cfg.checkpoint_interval) {
-                self.checkpoint(Some((&env, &queues)))?;
-            }
-            // The steps before start_training make no updates and run many times faster: an ETA that counted them
-            // would promise the rest of the phase in seconds.
-            if before < self.cfg.start_training && step >= self.cfg.start_training {
-                bar.reset_eta();
-            }
-            bar.set_position(step.min(total));
         }
         self.end_bar(&bar);
         if self.stop_requested() {
             self.checkpoint_stopped(Some((&env, &queues)))?;
         }
         Ok(())
+    }
+
+    /// What an online step does after its updates, the step from `before` to the run's online step now: its log
+    /// row, evaluation and checkpoint where due. False where a stop gave up the evaluation (the run checkpoints the
+    /// step, and owes it).
+    fn after_updates(
+        &mut self,
+        before: u64,
+        bar: &indicatif::ProgressBar,
+        last_metrics: Option<&qamlab_agent::UpdateMetrics>,
+        envs: (&BatchedEnv, &ChunkQueues),
+    ) -> anyhow::Result<bool> {
+        let (step, total) = (self.state.online_step, self.cfg.online_steps);
+        let due = |interval: u64| crossed(before, step, total, interval);
+        if due(self.cfg.log_interval) {
+            self.log_online(last_metrics)?;
+            bar.set_message(self.status());
+        }
+        if due(self.cfg.eval_interval) {
+            // The bar stands still while the episodes run (a minute, on a large task): said so.
+            bar.set_message(self.evaluating());
+            if !self.evaluate(Phase::Online)? {
+                return Ok(false);
+            }
+            bar.set_message(self.status());
+        }
+        if due(self.cfg.checkpoint_interval) {
+            self.checkpoint(Some(envs))?;
+        }
+        // The steps before start_training make no updates and run many times faster: an ETA that counted them
+        // would promise the rest of the phase in seconds.
+        if before < self.cfg.start_training && step >= self.cfg.start_training {
+            bar.reset_eta();
+        }
+        bar.set_position(step.min(total));
+        Ok(true)
     }
 
     /// Queues a uniformly random action for each env with none queued whose step comes before `start_training`.

@@ -62,6 +62,11 @@ pub(super) struct RunState {
     /// are told apart even where their seeds and counts agree. Absent in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) checkpoint_id: Option<String>,
+    /// Whether the run stopped amid the updates an online step owed (a stop does not wait for the thousands that a
+    /// step of many envs or a high utd_ratio owes): the resumed run makes the rest, then what the step does after
+    /// them (its log row, evaluation and checkpoint), before its next step. Absent where false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) step_unfinished: bool,
     /// Seconds spent in updates and in env steps (for throughput), and wall time.
     pub(super) update_seconds: f64,
     pub(super) env_seconds: f64,
@@ -93,6 +98,9 @@ pub(super) struct Trainer<'a> {
     /// The step of the run's latest checkpoint, where this process wrote it or resumed from it: a checkpoint of the
     /// same step again (a stop right after an interval's checkpoint) would hold the same and is not written.
     pub(super) checkpointed_at: Option<u64>,
+    /// The step of the checkpoint this process resumed from where the run had stopped amid that step's updates: its
+    /// checkpoint, once the step is finished, replaces that one.
+    pub(super) finishes_checkpoint: Option<u64>,
     /// This process's claim on the run directory, held until the run ends.
     _lock: Option<RunLock>,
 }
@@ -149,6 +157,7 @@ impl<'a> Trainer<'a> {
             observer: None,
             started_at: 0,
             checkpointed_at: None,
+            finishes_checkpoint: None,
             _lock: None,
         };
         if resume {
@@ -191,6 +200,7 @@ impl<'a> Trainer<'a> {
     pub(super) fn is_complete(&self) -> bool {
         self.state.offline_step >= self.cfg.offline_steps
             && self.state.online_step >= self.cfg.online_steps
+            && !self.state.step_unfinished
             && self.evaluation_owed().is_none()
     }
 
@@ -205,7 +215,9 @@ impl<'a> Trainer<'a> {
 
     pub(super) fn run(&mut self) -> anyhow::Result<()> {
         self.started_at = self.total_step();
-        if let Some(phase) = self.evaluation_owed()
+        // A step stopped amid its updates makes its evaluation after them (in the online phase).
+        if !self.state.step_unfinished
+            && let Some(phase) = self.evaluation_owed()
             && self.evaluate(phase)?
             && self.is_complete()
         {

@@ -43,7 +43,8 @@ impl Trainer<'_> {
         Ok(metrics)
     }
 
-    /// Makes the online updates due by now, if a chunk can be sampled; returns the last one's metrics, if any.
+    /// Makes the online updates due by now, if a chunk can be sampled, unless a stop is requested first (which marks
+    /// the step unfinished); returns the last one's metrics, if any.
     pub(super) fn make_due_updates(
         &mut self,
     ) -> anyhow::Result<Option<qamlab_agent::UpdateMetrics>> {
@@ -74,6 +75,11 @@ impl Trainer<'_> {
         }
         let mut last_metrics = None;
         for _ in made..due {
+            // A stop is taken between updates: the step is checkpointed unfinished (see `step_unfinished`).
+            if self.stop_requested() {
+                self.state.step_unfinished = true;
+                break;
+            }
             last_metrics = Some(self.update(true)?);
         }
         Ok(last_metrics)
