@@ -1078,3 +1078,25 @@ fn a_rotation_off_unit_length_is_refused_with_its_unit_form() {
     );
     assert!(err.ends_with("of length 0"), "{err}");
 }
+
+#[test]
+fn a_name_with_a_control_character_is_refused() {
+    // Names are printed and recorded: a newline or a terminal escape in one would forge lines or colour the terminal.
+    for (from, to, field) in [
+        (
+            "name: \"cube-single\"",
+            "name: \"cube\\nsingle\"",
+            "TaskSettings.name",
+        ),
+        (
+            "name: \"cube-single\"",
+            "name: \"cube\\u{1b}[31m\"",
+            "TaskSettings.name",
+        ),
+    ] {
+        let err = load_edited(from, to).unwrap_err();
+        let (file, _, at, message) = invalid_parts(&err);
+        assert_eq!((file, at), ("bad.scn.ron", field), "{err}");
+        assert!(message.contains("control character (U+00"), "{err}");
+    }
+}

@@ -199,7 +199,8 @@ impl Check<'_> {
         }
     }
 
-    /// A name that is not empty.
+    /// A name that is not empty and holds no control character (names are printed in messages and on screen, and
+    /// recorded in datasets and runs: a newline or a terminal escape would forge or garble them).
     pub(super) fn non_empty(
         &self,
         raw: &RawEntity,
@@ -208,6 +209,17 @@ impl Check<'_> {
     ) -> Result<(), SimError> {
         if name.is_empty() {
             return Err(self.err(raw, field, "must not be empty".into()));
+        }
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            return Err(self.err(
+                raw,
+                field,
+                format!(
+                    "{name:?} holds a control character (U+{:04X}): a name is printed and recorded, so give it \
+                     printable text",
+                    u32::from(c)
+                ),
+            ));
         }
         Ok(())
     }

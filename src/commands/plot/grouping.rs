@@ -61,10 +61,12 @@ pub(super) fn settings(
     // Each seed's run may collect its own copy of the dataset (the demo does, in its --out): not its path but its
     // contents say which data it is. Its file name stands for them until `identify_datasets` puts in the CRC-32
     // the run recorded.
-    if let Some(dataset) = &cfg.dataset {
+    // A run without one says so where that sets it apart (not `dataset null`).
+    let dataset = cfg.dataset.as_ref().map_or("none".into(), |dataset| {
         let name = dataset.file_name().unwrap_or(dataset.as_os_str());
-        flat.insert("dataset".into(), name.to_string_lossy().into_owned());
-    }
+        name.to_string_lossy().into_owned()
+    });
+    flat.insert("dataset".into(), dataset);
     flat.insert("task".into(), task.to_string());
     if let Ok(scene) = std::fs::read(run.task_scene()) {
         // Only equality matters, within this process: std's hasher does.
@@ -537,6 +539,18 @@ mod tests {
                 .contains("differ in dataset cs.npz (CRC-32 65a6f83e) vs cs.npz (CRC-32 d8f40002)"),
             "{:?}",
             plot.notes
+        );
+        // A run trained without a dataset: `dataset none` where that sets it apart.
+        let mut cfg = config(AgentKind::Bc, 0);
+        cfg.dataset = None;
+        let online = fake_run(dir.path(), "online", &cfg, &[(100, 0.5)], &[]);
+        let plot = prepare(&args(&[&a0, &online])).unwrap();
+        assert!(
+            labels(&plot)
+                .iter()
+                .any(|l| l.starts_with("bc dataset none")),
+            "{:?}",
+            labels(&plot)
         );
         // A run with no checkpoint yet: taken as the one dataset its name's runs record.
         let young = run("young", 2, "/data/cs.npz", None);
