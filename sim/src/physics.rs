@@ -420,8 +420,8 @@ pub const MAX_OVERLAPS: usize = 100;
 
 /// Pairs of colliders that overlap deeper than `min_depth` at the scene's authored poses and would push each other
 /// apart at the first step: on different bodies, one of them dynamic, not joined by a joint (whose bodies never
-/// collide) nor welded into one piece, and with collision groups that let them touch. In the order of the colliders, the first
-/// [`MAX_OVERLAPS`] only.
+/// collide) nor welded into one piece, and with collision groups that let them touch. In the order of the colliders,
+/// the first [`MAX_OVERLAPS`] only.
 pub fn overlaps_at_authored_poses(scene: &TaskScene, min_depth: f32) -> Vec<Overlap> {
     let all = AuthoredColliders::new(scene);
     let mut out = Vec::new();

@@ -640,7 +640,8 @@ fn recorded_state(path: &Path) -> anyhow::Result<Option<serde_json::Value>> {
     let damaged = |why: String| {
         anyhow::anyhow!(
             "{}: {why}, where a checkpoint's state is a JSON object: the file was cut short or damaged, so the \
-             agent's acting position (its draws) is not known; use another checkpoint of the run where it kept one (`--step N`)",
+             agent's acting position (its draws) is not known; use another checkpoint of the run where it kept one \
+             (`--step N`)",
             path.display()
         )
     };

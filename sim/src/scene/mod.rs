@@ -512,9 +512,18 @@ pub fn welded_group(joints: &[JointDef], b: usize) -> Vec<usize> {
 }
 
 /// Per body (by index, `bodies` of them), the lowest index of its welded group: the bodies `Fixed` joints join,
-/// directly or through others, which the physics keeps from touching one another (one rigid piece). Near-linear in
-/// the joints, for scenes of many bodies.
+/// directly or through others, which the physics keeps from touching one another (one rigid piece).
 pub fn weld_groups(joints: &[JointDef], bodies: usize) -> Vec<usize> {
+    joined_groups(joints, bodies, |kind| kind == JointKind::Fixed)
+}
+
+/// Per body (by index, `bodies` of them), the lowest index of the bodies joints of the kinds `joins` accepts join to
+/// it, directly or through others. Union-find: near-linear in the joints, for scenes of many bodies.
+fn joined_groups(
+    joints: &[JointDef],
+    bodies: usize,
+    joins: impl Fn(JointKind) -> bool,
+) -> Vec<usize> {
     fn root(group: &mut [usize], mut b: usize) -> usize {
         while group[b] != b {
             group[b] = group[group[b]];
@@ -523,10 +532,9 @@ pub fn weld_groups(joints: &[JointDef], bodies: usize) -> Vec<usize> {
         b
     }
     let mut group: Vec<usize> = (0..bodies).collect();
-    for j in joints.iter().filter(|j| j.joint.kind == JointKind::Fixed) {
+    for j in joints.iter().filter(|j| joins(j.joint.kind)) {
         let (a, b) = (root(&mut group, j.parent), root(&mut group, j.child));
-        let (low, high) = (a.min(b), a.max(b));
-        group[high] = low;
+        group[a.max(b)] = a.min(b);
     }
     (0..bodies).map(|b| root(&mut group, b)).collect()
 }
@@ -545,24 +553,9 @@ pub struct TurnGroups {
 impl TurnGroups {
     /// The groups of `bodies` under `joints`.
     pub fn new(joints: &[JointDef], bodies: &[BodyDef]) -> Self {
-        let mut parent: Vec<usize> = (0..bodies.len()).collect();
-        fn root(parent: &mut [usize], mut b: usize) -> usize {
-            while parent[b] != b {
-                parent[b] = parent[parent[b]];
-                b = parent[b];
-            }
-            b
-        }
-        for j in joints {
-            if matches!(j.joint.kind, JointKind::Revolute { .. }) {
-                continue;
-            }
-            let (a, b) = (root(&mut parent, j.parent), root(&mut parent, j.child));
-            if a != b {
-                parent[a.max(b)] = a.min(b);
-            }
-        }
-        let group: Vec<usize> = (0..bodies.len()).map(|b| root(&mut parent, b)).collect();
+        let group = joined_groups(joints, bodies.len(), |kind| {
+            !matches!(kind, JointKind::Revolute { .. })
+        });
         // A spinning kinematic member turns the whole group with the clock: it is the holder that counts.
         let spins = |b: usize| bodies[b].spins();
         let mut holder: Vec<Option<usize>> = vec![None; bodies.len()];
